@@ -1,0 +1,96 @@
+/*
+ * config: the gateway's YAML configuration, parsed whole into one struct.
+ *
+ * gw_config_load() parses the file, reports every error it finds as "file:line: message"
+ * (never stopping at the first), then checks cross-field rules (a tenant's account exists,
+ * listeners differ, ...). On success *out owns everything; free it with gw_config_free().
+ * Secrets are never in this struct: an account names where its secret lives (file or env),
+ * and auth/secret.c reads it. Reload (SIGHUP) loads a new struct and swaps it in only if valid.
+ */
+#ifndef A3D_GATEWAY_CONFIG_H
+#define A3D_GATEWAY_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define GW_CONFIG_MAX_ERRORS 64
+#define GW_CONFIG_MAX_BYTES (1u << 20)	/* a config file larger than this is refused */
+
+struct gw_errors {
+	size_t n;
+	char *msg[GW_CONFIG_MAX_ERRORS];	/* "file:line: message", malloc'd */
+	size_t dropped;				/* errors past the limit, counted */
+};
+void gw_errors_add(struct gw_errors *e, const char *file, int line, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+void gw_errors_clear(struct gw_errors *e);
+
+struct gw_account_cfg {
+	char *name;
+	char *base_url;			/* e.g. http://127.0.0.1:8090, no trailing slash */
+	char *client_id;
+	char *secret_file;		/* exactly one of secret_file / secret_env is set */
+	char *secret_env;
+	double rate_per_second;		/* upstream requests/s cap for this account (0 = none) */
+	unsigned max_concurrent;	/* in-flight upstream requests cap (0 = none) */
+	int line;
+};
+
+struct gw_key_cfg {
+	uint8_t sha256[32];		/* SHA-256 of the API key; the key itself is never stored */
+	unsigned perms;			/* enum gw_perm bits */
+	int line;
+};
+
+struct gw_tenant_cfg {
+	char *name;
+	char *account;			/* name of an entry in accounts */
+	size_t account_idx;		/* resolved by the cross-field check */
+	struct gw_key_cfg *keys;
+	size_t nkeys;
+	double rate_per_second;		/* token bucket refill; 0 = unlimited */
+	double burst;
+	int see_foreign_jobs;		/* may read jobs created outside the gateway */
+	int line;
+};
+
+struct gw_config {
+	char *path;
+	char *grpc_listen;		/* "127.0.0.1:50051" */
+	char *http_listen;		/* "127.0.0.1:8080"; NULL = no HTTP listener */
+	struct {
+		char *cert_file, *key_file;	/* both or neither */
+		char *client_ca_file;		/* mTLS when set */
+	} tls;
+	struct gw_account_cfg *accounts;
+	size_t naccounts;
+	struct gw_tenant_cfg *tenants;
+	size_t ntenants;
+	struct {
+		char *path;		/* SQLite file; NULL with memory_only */
+		int memory_only;
+	} state;
+	struct {
+		long status_ttl_ms;	/* PROGRESS/RETRY lifetime, default 1000 */
+		size_t max_entries;	/* default 200000 */
+		long batch_window_ms;	/* default 5 */
+		size_t batch_max;	/* rids per GET /status, default 50 */
+	} cache;
+	struct {
+		long connect_timeout_ms;	/* default 2000 */
+		long default_timeout_ms;	/* when the caller sets no deadline, default 30000 */
+		size_t max_response_bytes;	/* default 8 MiB */
+		long session_refresh_s;		/* refresh the cookie this long after login; 0 = 2/3 of its lifetime */
+	} upstream;
+	size_t max_message_bytes;	/* gRPC max receive size, default 4 MiB */
+	size_t upload_chunk_bytes;	/* UploadVideo chunk to storage, default 8 MiB (multiple of 256 KiB) */
+	char *log_level;		/* debug | info | warn | error */
+};
+
+/* Returns 0 and sets *out, or -1 with errs filled. */
+int gw_config_load(const char *path, struct gw_config **out, struct gw_errors *errs);
+void gw_config_free(struct gw_config *cfg);
+/* Index of the tenant/account with that name, or -1. */
+int gw_config_account_index(const struct gw_config *cfg, const char *name);
+
+#endif
