@@ -57,4 +57,18 @@ const struct gw_tr_rpc *gw_tr_rows(size_t *n);
 /* Documented meaning of a job error code (201..1399, 101), or NULL when unknown. */
 const char *gw_tr_job_error_text(int code);
 
+/* Additions (used by handlers outside the row table, e.g. WatchStatus, UploadVideo). */
+
+#define GW_TR_PATH_MAX 8192		/* path + query of one upstream request */
+#define GW_TR_URL_MAX 4096		/* caller-supplied URLs (uploads, webhooks, models) */
+#define GW_TR_RID_MAX 64		/* characters of a rid */
+#define GW_TR_ID_MAX 128		/* characters of a model id or webhook endpoint id */
+
+/* 1 when rid is 1..GW_TR_RID_MAX characters of [A-Za-z0-9_-], else 0. */
+int gw_tr_rid_valid(const char *rid);
+/* Upstream spelling of a JobState ("PROGRESS"...), or NULL for UNSPECIFIED/unknown. */
+const char *gw_tr_job_state_name(int state);
+/* The build/parse rows for GetStatus and GetDownloadUrls also accept a WatchStatusRequest (same
+ * shape: repeated rids), so the watcher can reuse them. */
+
 #endif

@@ -1,0 +1,44 @@
+/*
+ * params: the typed StartJob Params <-> the upstream "params" array of "key=value" strings.
+ *
+ * Pure functions: no I/O, no globals. Validation is done at the gateway so that a caller gets
+ * INVALID_ARGUMENT naming the field instead of a job that fails later with error 503.
+ * Rendering order is fixed (see params.c), so equal requests render to equal arrays: the
+ * idempotency fingerprint depends on it.
+ */
+#ifndef A3D_GATEWAY_PARAMS_H
+#define A3D_GATEWAY_PARAMS_H
+
+#include <stddef.h>
+#include <jansson.h>
+#include "animate3d/v1/jobs.pb-c.h"
+
+#define GW_PARAMS_MAX_FORMATS 7		/* bvh fbx glb mp4 png jpg dmpe, each once */
+#define GW_PARAMS_MAX_ID 128		/* model_id, config, models[].model_id */
+#define GW_PARAMS_MAX_MODELS 16		/* tracked persons in one multi-person job */
+#define GW_PARAMS_MAX_EXTRA 32		/* extra_params entries */
+#define GW_PARAMS_MAX_EXTRA_LEN 256	/* bytes of one "key=value" extra entry */
+#define GW_PARAMS_DEFAULT_CONFIG "configDefault"
+
+/* Validates a StartJob Params (p may be NULL: nothing to check). Returns 0, or -1 with err naming
+ * the field and the rule, e.g.
+ * "params.video_speed_multiplier must be between 1.0 and 8.0 (got 9.5)". NaN/Inf are rejected. */
+int gw_params_validate(const Animate3d__V1__Params *p, char *err, size_t errlen);
+
+/* Validates extra_params: each "key=value" with key [A-Za-z0-9._]+, not a key a typed field renders
+ * (compared case-insensitively, aliases included), keys unique, value printable ASCII, each entry
+ * at most GW_PARAMS_MAX_EXTRA_LEN bytes, at most GW_PARAMS_MAX_EXTRA entries. extra may be NULL
+ * when n == 0. Returns 0, or -1 with err naming "extra_params[i]". */
+int gw_params_validate_extra(char **extra, size_t n, char *err, size_t errlen);
+
+/* Renders the upstream "params" array (a new jansson reference, NULL on allocation failure) from
+ * p (NULL renders just ["config=configDefault"]) plus the extras, in a stable order: typed fields
+ * first (config always first), extras last in the caller's order. Does not validate: call the
+ * validators first. */
+json_t *gw_params_render(const Animate3d__V1__Params *p, char **extra, size_t nextra);
+
+/* SHA-256 of a canonical rendering of r's source + params + extras (not the idempotency key), so
+ * that a reused idempotency key with a different request can be told apart. 0, or -1 on failure. */
+int gw_params_fingerprint(const Animate3d__V1__StartJobRequest *r, unsigned char out[32]);
+
+#endif
