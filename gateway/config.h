@@ -15,15 +15,36 @@
 
 #define GW_CONFIG_MAX_ERRORS 64
 #define GW_CONFIG_MAX_BYTES (1u << 20)	/* a config file larger than this is refused */
+#define GW_CONFIG_MAX_ACCOUNTS 64		/* entries in accounts[] */
+#define GW_CONFIG_MAX_TENANTS 1024		/* entries in tenants[] */
+#define GW_CONFIG_MAX_KEYS 64			/* keys[] per tenant */
+#define GW_CONFIG_MAX_STRING 4096		/* any one string value, in bytes */
+#define GW_CONFIG_MAX_BATCH 500			/* cache.batch_max: rids in one GET /status URL */
+#define GW_CONFIG_CHUNK_UNIT (256u << 10)	/* upload_chunk_bytes must be a multiple of this */
+
+/* Defaults for what the file leaves out. */
+#define GW_CONFIG_DEFAULT_GRPC_LISTEN "127.0.0.1:50051"
+#define GW_CONFIG_DEFAULT_LOG_LEVEL "info"
+#define GW_CONFIG_DEFAULT_STATUS_TTL_MS 1000
+#define GW_CONFIG_DEFAULT_MAX_ENTRIES 200000
+#define GW_CONFIG_DEFAULT_BATCH_WINDOW_MS 5
+#define GW_CONFIG_DEFAULT_BATCH_MAX 50
+#define GW_CONFIG_DEFAULT_CONNECT_TIMEOUT_MS 2000
+#define GW_CONFIG_DEFAULT_TIMEOUT_MS 30000
+#define GW_CONFIG_DEFAULT_MAX_RESPONSE (8u << 20)
+#define GW_CONFIG_DEFAULT_MAX_MESSAGE (4u << 20)
+#define GW_CONFIG_DEFAULT_UPLOAD_CHUNK (8u << 20)
 
 struct gw_errors {
 	size_t n;
 	char *msg[GW_CONFIG_MAX_ERRORS];	/* "file:line: message", malloc'd */
 	size_t dropped;				/* errors past the limit, counted */
 };
+/* Appends "file:line: message" ("file: message" when line <= 0). Past GW_CONFIG_MAX_ERRORS, or
+ * when memory runs out, the error is only counted in dropped. */
 void gw_errors_add(struct gw_errors *e, const char *file, int line, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
-void gw_errors_clear(struct gw_errors *e);
+void gw_errors_clear(struct gw_errors *e);	/* frees every message; e is reusable (zeroed) */
 
 struct gw_account_cfg {
 	char *name;
@@ -46,10 +67,11 @@ struct gw_tenant_cfg {
 	char *name;
 	char *account;			/* name of an entry in accounts */
 	size_t account_idx;		/* resolved by the cross-field check */
-	struct gw_key_cfg *keys;
+	int account_line;		/* line of the account: key, for error messages */
+	struct gw_key_cfg *keys;	/* may be empty: a tenant reached only through mTLS, say */
 	size_t nkeys;
-	double rate_per_second;		/* token bucket refill; 0 = unlimited */
-	double burst;
+	double rate_per_second;		/* token bucket refill; 0 = unlimited (no rate: in the file) */
+	double burst;			/* bucket size; defaults to max(per_second, 1) */
 	int see_foreign_jobs;		/* may read jobs created outside the gateway */
 	int line;
 };
@@ -68,7 +90,7 @@ struct gw_config {
 	size_t ntenants;
 	struct {
 		char *path;		/* SQLite file; NULL with memory_only */
-		int memory_only;
+		int memory_only;	/* 1 with "memory: true" or when state: is absent */
 	} state;
 	struct {
 		long status_ttl_ms;	/* PROGRESS/RETRY lifetime, default 1000 */
@@ -87,10 +109,13 @@ struct gw_config {
 	char *log_level;		/* debug | info | warn | error */
 };
 
-/* Returns 0 and sets *out, or -1 with errs filled. */
+/* Returns 0 and sets *out, or -1 with errs filled (errors are appended; clear errs first to reuse it)
+ * and *out NULL. Never stops at the first error; files over GW_CONFIG_MAX_BYTES are refused unread.
+ * Error messages may quote names and paths from the file, never secret material (the file holds none). */
 int gw_config_load(const char *path, struct gw_config **out, struct gw_errors *errs);
-void gw_config_free(struct gw_config *cfg);
-/* Index of the tenant/account with that name, or -1. */
+void gw_config_free(struct gw_config *cfg);	/* NULL is fine */
+/* Index of the tenant/account with that name, or -1 (also for NULL cfg or name). */
 int gw_config_account_index(const struct gw_config *cfg, const char *name);
+int gw_config_tenant_index(const struct gw_config *cfg, const char *name);
 
 #endif

@@ -1,0 +1,36 @@
+/*
+ * Fuzz target: a gRPC request as it arrives from a caller. The first byte picks the RPC row; the
+ * rest is the message bytes, decoded with the row's descriptor, then validated and rendered into
+ * an upstream request by the row's build function (for StartJob that runs params validation,
+ * extra_params checks, rendering and the idempotency fingerprint).
+ */
+#include <stdint.h>
+#include <string.h>
+#include "gateway/translate.h"
+#include "gateway/params.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	size_t n;
+	const struct gw_tr_rpc *rows = gw_tr_rows(&n);
+	const struct gw_tr_rpc *row;
+	ProtobufCMessage *req;
+	struct gw_tr_request out;
+	char err[GW_TR_ERR_MAX];
+
+	if (size < 1 || n == 0)
+		return 0;
+	row = &rows[data[0] % n];
+	req = protobuf_c_message_unpack(row->req_desc, NULL, size - 1, data + 1);
+	if (!req)
+		return 0;
+	memset(&out, 0, sizeof out);
+	row->build(req, &out, err, sizeof err);
+	gw_tr_request_clear(&out);
+	if (req->descriptor == &animate3d__v1__start_job_request__descriptor) {
+		unsigned char fp[32];
+		gw_params_fingerprint((const Animate3d__V1__StartJobRequest *)req, fp);
+	}
+	protobuf_c_message_free_unpacked(req, NULL);
+	return 0;
+}

@@ -1,0 +1,46 @@
+/*
+ * Fuzz target: an upstream 2xx body. The first byte picks the RPC row; the rest is the body handed
+ * to the row's parse function, exactly as the engine does. The reply, when one is built, is packed
+ * (catches malformed messages) and freed like a decoded one.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include "gateway/translate.h"
+
+#define FUZZ_REQ_BUF 512	/* room for any request message struct of the contract */
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	size_t n;
+	const struct gw_tr_rpc *rows = gw_tr_rows(&n);
+	const struct gw_tr_rpc *row;
+	_Alignas(max_align_t) unsigned char reqbuf[FUZZ_REQ_BUF];
+	ProtobufCMessage *reply = NULL;
+	char err[GW_TR_ERR_MAX];
+	char *body;
+
+	if (size < 1 || n == 0)
+		return 0;
+	row = &rows[data[0] % n];
+	if (row->req_desc->sizeof_message > sizeof reqbuf)
+		abort();
+	protobuf_c_message_init(row->req_desc, reqbuf);
+	/* Bodies are NUL-terminated by the upstream layer; keep that contract here. */
+	body = malloc(size);
+	if (!body)
+		return 0;
+	memcpy(body, data + 1, size - 1);
+	body[size - 1] = '\0';
+	if (row->parse((ProtobufCMessage *)reqbuf, body, size - 1, &reply, err, sizeof err) == GW_TR_OK &&
+	    reply) {
+		size_t len = protobuf_c_message_get_packed_size(reply);
+		uint8_t *buf = malloc(len ? len : 1);
+		if (buf)
+			protobuf_c_message_pack(reply, buf);
+		free(buf);
+		protobuf_c_message_free_unpacked(reply, NULL);
+	}
+	free(body);
+	return 0;
+}

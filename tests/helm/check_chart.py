@@ -1,0 +1,565 @@
+"""Lints and renders helm/animate3d-gateway and asserts on the rendered objects.
+
+Rendering: `helm template` (offline). Parsing: the YAML stream is turned into JSON by
+`kubectl label --local -o json` (offline, no cluster, no python3-yaml needed); the gateway.yaml
+inside the ConfigMap is parsed the same way after wrapping it in a dummy object header.
+Prints one line per check and ends with "N passed, M failed"; exits 1 on any failure.
+"""
+
+import argparse
+import base64
+import json
+import os
+import posixpath
+import re
+import subprocess
+import sys
+
+CMD_TIMEOUT_S = 30  # every helm/kubectl call is bounded
+GRACE_MARGIN_S = 1  # terminationGracePeriodSeconds must exceed preStop + grace by at least this
+
+
+class Checker:
+    def __init__(self):
+        self.passed = 0
+        self.failed = 0
+
+    def check(self, name, ok, detail=""):
+        if ok:
+            self.passed += 1
+            print(f"ok   {name}")
+        else:
+            self.failed += 1
+            print(f"FAIL {name}" + (f": {detail}" if detail else ""))
+        return ok
+
+
+class Chart:
+    def __init__(self, args):
+        self.helm = args.helm
+        self.kubectl = args.kubectl
+        self.chart = args.chart
+        self.prod = args.prod_values
+        self.work = args.work
+        self.nrender = 0
+
+    def run(self, argv, stdin=None):
+        return subprocess.run(argv, input=stdin, capture_output=True, text=True,
+                              timeout=CMD_TIMEOUT_S)
+
+    def lint(self, values=None):
+        argv = [self.helm, "lint", "--strict", self.chart]
+        if values:
+            argv += ["-f", values]
+        return self.run(argv)
+
+    def values_file(self, obj):
+        """Writes a values file (JSON is YAML) and returns its path. Lists must be given whole:
+        `--set list[0].x=...` would replace the list rather than edit one element."""
+        self.nrender += 1
+        path = os.path.join(self.work, f"values-{self.nrender}.json")
+        with open(path, "w") as f:
+            json.dump(obj, f)
+        return path
+
+    def template(self, values=None, sets=()):
+        argv = [self.helm, "template", "t", self.chart, "--namespace", "a3d"]
+        for v in [values] if isinstance(values, str) else (values or []):
+            argv += ["-f", v]
+        for s in sets:
+            argv += ["--set", s]
+        return self.run(argv)
+
+    def to_json(self, yaml_text):
+        """YAML stream -> list of dicts, via kubectl's offline local mode."""
+        self.nrender += 1
+        path = os.path.join(self.work, f"render-{self.nrender}.yaml")
+        with open(path, "w") as f:
+            f.write(yaml_text)
+        p = self.run([self.kubectl, "label", "--local", "-o", "json", "-f", path,
+                      "a3d-test/parsed=1"])
+        if p.returncode != 0:
+            raise RuntimeError(f"kubectl could not parse {path}: {p.stderr.strip()}")
+        dec = json.JSONDecoder()
+        out, text, i = [], p.stdout, 0
+        while True:
+            while i < len(text) and text[i].isspace():
+                i += 1
+            if i >= len(text):
+                break
+            obj, i = dec.raw_decode(text, i)
+            if obj.get("kind") == "List":
+                out.extend(obj.get("items", []))
+            else:
+                out.append(obj)
+        for o in out:
+            o.get("metadata", {}).get("labels", {}).pop("a3d-test/parsed", None)
+        return out
+
+    def render(self, values=None, sets=()):  # values: a path or a list of paths
+        p = self.template(values, sets)
+        if p.returncode != 0:
+            raise RuntimeError(f"helm template failed: {p.stderr.strip()}")
+        return Render(self, p.stdout)
+
+
+class Render:
+    def __init__(self, chart, text):
+        self.text = text
+        self.objs = chart.to_json(text)
+        self.chart = chart
+        self._gw = None
+
+    def kinds(self):
+        return sorted(o["kind"] for o in self.objs)
+
+    def one(self, kind):
+        found = [o for o in self.objs if o["kind"] == kind]
+        if len(found) != 1:
+            raise AssertionError(f"expected one {kind}, found {len(found)}")
+        return found[0]
+
+    def has(self, kind):
+        return any(o["kind"] == kind for o in self.objs)
+
+    @property
+    def pod(self):
+        return self.one("Deployment")["spec"]["template"]
+
+    def container(self, name="gateway"):
+        return next(c for c in self.all_containers() if c["name"] == name)
+
+    def all_containers(self):
+        spec = self.pod["spec"]
+        return spec.get("initContainers", []) + spec["containers"]
+
+    def volume(self, name):
+        return next(v for v in self.pod["spec"]["volumes"] if v["name"] == name)
+
+    def mount(self, volume, container="gateway"):
+        return next(m for m in self.container(container)["volumeMounts"] if m["name"] == volume)
+
+    def config_arg(self):
+        args = self.container()["args"]
+        return args[args.index("-c") + 1]
+
+    def gateway_yaml_text(self):
+        return self.one("ConfigMap")["data"][posixpath.basename(self.config_arg())]
+
+    def gateway_config(self):
+        """The gateway.yaml, parsed: wrapped in an object header kubectl accepts."""
+        if self._gw is None:
+            header = "apiVersion: a3d.test/v1\nkind: GatewayConfig\nmetadata:\n  name: gw\n"
+            obj = self.chart.to_json(header + self.gateway_yaml_text())[0]
+            for k in ("apiVersion", "kind", "metadata"):
+                obj.pop(k)
+            self._gw = obj
+        return self._gw
+
+    def checksum(self, name="checksum/config"):
+        return self.pod["metadata"].get("annotations", {}).get(name)
+
+
+def port_of(container, name):
+    return next(p["containerPort"] for p in container["ports"] if p["name"] == name)
+
+
+def check_security(c, r, label):
+    psc = r.pod["spec"].get("securityContext", {})
+    c.check(f"{label}: pod runAsNonRoot, non-zero runAsUser, seccomp RuntimeDefault",
+            psc.get("runAsNonRoot") is True and psc.get("runAsUser", 0) > 0
+            and psc.get("seccompProfile", {}).get("type") == "RuntimeDefault", psc)
+    for ctr in r.all_containers():
+        sc = ctr.get("securityContext", {})
+        caps = sc.get("capabilities", {})
+        c.check(f"{label}: container {ctr['name']}: readOnlyRootFilesystem, no privilege "
+                "escalation, drop ALL, runAsNonRoot",
+                sc.get("readOnlyRootFilesystem") is True
+                and sc.get("allowPrivilegeEscalation") is False
+                and caps.get("drop") == ["ALL"] and not caps.get("add")
+                and sc.get("privileged", False) is False
+                and sc.get("runAsNonRoot", psc.get("runAsNonRoot")) is True, sc)
+        res = ctr.get("resources", {})
+        c.check(f"{label}: container {ctr['name']}: cpu/memory requests and limits set",
+                all(res.get(k, {}).get(r_) for k in ("requests", "limits")
+                    for r_ in ("cpu", "memory")), res)
+
+
+def check_secret_mount(c, r, label, expect_secret_name, delivery):
+    """The account secrets reach the directory the config names as owner-only (0400) files:
+    delivery "mount" mounts the Secret volume there; "copy" has an init container copy the Secret
+    volume's files there (in-memory emptyDir) with install -m 0400, before check-config runs."""
+    gw = r.gateway_config()
+    vol = r.volume("account-secrets")["secret"]
+    c.check(f"{label}: account secret volume uses Secret {expect_secret_name!r} with mode 0400",
+            vol.get("secretName") == expect_secret_name and vol.get("defaultMode") == 0o400, vol)
+    names = [ctr["name"] for ctr in r.all_containers()]
+    if delivery == "copy":
+        cp = r.container("copy-secrets")
+        src = r.mount("account-secrets", "copy-secrets")
+        dst = r.mount("account-secrets-copy", "copy-secrets")
+        script = " ".join(cp.get("command", []))
+        c.check(f"{label}: copy-secrets copies {src['mountPath']}/* to {dst['mountPath']} with "
+                "install -m 0400, before check-config and the gateway",
+                f"{src['mountPath']}/*" in script
+                and f'install -m 0400 "$f" {dst["mountPath"]}/' in script
+                and src.get("readOnly") is True
+                and names.index("copy-secrets") < names.index("check-config"), (script, names))
+        c.check(f"{label}: the copies live in an in-memory emptyDir",
+                r.volume("account-secrets-copy").get("emptyDir", {}).get("medium") == "Memory")
+        vol_name = "account-secrets-copy"
+    else:
+        c.check(f"{label}: no copy-secrets init container with delivery=mount",
+                "copy-secrets" not in names, names)
+        vol_name = "account-secrets"
+    for ctr in ("gateway", "check-config"):
+        m = r.mount(vol_name, ctr)
+        for acc in gw["accounts"]:
+            f = acc.get("client_secret_file", "")
+            c.check(f"{label}: {ctr}: account {acc['name']} secret file {f} is in the read-only "
+                    f"mount of {vol_name} at {m['mountPath']}, named like the account (Secret key)",
+                    m.get("readOnly") is True
+                    and f == posixpath.join(m["mountPath"], acc["name"]), (f, m))
+
+
+def check_probes(c, r, label, kind):
+    ctr = r.container()
+    for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+        p = ctr.get(probe, {})
+        if kind == "grpc":
+            c.check(f"{label}: {probe} is a native gRPC probe on the gRPC port",
+                    p.get("grpc", {}).get("port") == port_of(ctr, "grpc")
+                    and "httpGet" not in p and "exec" not in p and "tcpSocket" not in p, p)
+        else:
+            want = "/readyz" if probe == "readinessProbe" else "/healthz"
+            c.check(f"{label}: {probe} is httpGet {want} on the HTTP port (gRPC probes cannot "
+                    "speak TLS)",
+                    p.get("httpGet", {}).get("path") == want
+                    and p["httpGet"].get("port") in ("http", port_of(ctr, "http"))
+                    and "grpc" not in p, p)
+
+
+def check_config_wiring(c, r, label, values_accounts, values_tenants):
+    gw = r.gateway_config()
+    ctr = r.container()
+    cfg = r.config_arg()
+    m = r.mount("config")
+    c.check(f"{label}: -c {cfg} is inside the ConfigMap mount",
+            posixpath.dirname(cfg) == m["mountPath"]
+            and r.volume("config")["configMap"]["name"] == r.one("ConfigMap")["metadata"]["name"],
+            (cfg, m))
+    c.check(f"{label}: gateway.yaml listens on the container's grpc and http ports",
+            gw["listen"]["grpc"].endswith(f":{port_of(ctr, 'grpc')}")
+            and gw["listen"]["http"].endswith(f":{port_of(ctr, 'http')}"), gw.get("listen"))
+    c.check(f"{label}: gateway.yaml accounts are {values_accounts}",
+            [a["name"] for a in gw["accounts"]] == values_accounts, gw["accounts"])
+    c.check(f"{label}: gateway.yaml tenants are {[t for t, _ in values_tenants]} with their key "
+            "digests",
+            [(t["name"], [k["sha256"] for k in t["keys"]]) for t in gw["tenants"]]
+            == [(t, keys) for t, keys in values_tenants], gw["tenants"])
+    state = posixpath.dirname(gw["state"]["path"])
+    sm = r.mount("state")
+    c.check(f"{label}: state.path {gw['state']['path']} is on the writable state volume",
+            state == sm["mountPath"] and not sm.get("readOnly"), (state, sm))
+    c.check(f"{label}: /tmp is a writable emptyDir",
+            "emptyDir" in r.volume("tmp") and r.mount("tmp")["mountPath"] == "/tmp")
+
+
+def check_service(c, r, label):
+    svc = r.one("Service")
+    ports = {p["name"]: p for p in svc["spec"]["ports"]}
+    c.check(f"{label}: Service has grpc (appProtocol grpc) and http ports on the named targets",
+            ports.get("grpc", {}).get("appProtocol") == "grpc"
+            and ports["grpc"].get("targetPort") == "grpc"
+            and ports.get("http", {}).get("targetPort") == "http", ports)
+    labels = r.pod["metadata"]["labels"]
+    c.check(f"{label}: Service selector matches the pod labels",
+            all(labels.get(k) == v for k, v in svc["spec"]["selector"].items()),
+            (svc["spec"]["selector"], labels))
+
+
+def check_grace(c, r, label, grace_ms, prestop_s):
+    ctr = r.container()
+    args = ctr["args"]
+    tgps = r.pod["spec"]["terminationGracePeriodSeconds"]
+    c.check(f"{label}: --grace-ms {grace_ms} passed and terminationGracePeriodSeconds {tgps} "
+            f"exceeds preStop {prestop_s}s + grace",
+            "--grace-ms" in args and args[args.index("--grace-ms") + 1] == str(grace_ms)
+            and tgps * 1000 >= (prestop_s + GRACE_MARGIN_S) * 1000 + grace_ms, (args, tgps))
+    lp = ctr["livenessProbe"]
+    window_ms = lp["failureThreshold"] * lp["periodSeconds"] * 1000
+    c.check(f"{label}: liveness failure window {window_ms} ms outlasts the {grace_ms} ms drain",
+            window_ms > grace_ms, lp)
+
+
+def undocumented_values(text):
+    """Key lines of values.yaml with neither a comment line right above nor a trailing comment."""
+    lines = text.split("\n")
+    bad = []
+    for i, line in enumerate(lines):
+        m = re.match(r"^\s*(- )?[A-Za-z_][\w./-]*:", line)
+        if not m or " # " in line:
+            continue
+        prev = lines[i - 1].strip() if i else ""
+        if not (prev.startswith("#") or prev.startswith("- #")):
+            bad.append(f"{i + 1}: {line.strip()}")
+    return bad
+
+
+def values_referenced(chart_dir):
+    """Every .Values.a.b path the templates use."""
+    refs = set()
+    tdir = os.path.join(chart_dir, "templates")
+    for name in sorted(os.listdir(tdir)):
+        with open(os.path.join(tdir, name)) as f:
+            refs.update(re.findall(r"\.Values((?:\.[A-Za-z_]\w*)+)", f.read()))
+    return sorted(r.lstrip(".") for r in refs)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--helm", required=True)
+    ap.add_argument("--kubectl", required=True)
+    ap.add_argument("--chart", required=True)
+    ap.add_argument("--prod-values", required=True)
+    ap.add_argument("--work", required=True)
+    chart = Chart(ap.parse_args())
+    c = Checker()
+
+    def guarded(name, fn):
+        """Runs one group of checks; an exception in it is one failure, not a crash."""
+        try:
+            fn()
+        except Exception as e:  # noqa: BLE001 - reported as a failed check
+            c.check(name, False, f"{type(e).__name__}: {e}")
+
+    key_a = "333023d04b2bb2e3c569c221abd094480a5ea65ebdc52e3b904da1d8eb826c3f"
+
+    def tenants(rate=50, **key):
+        return chart.values_file({"config": {"tenants": [{
+            "name": "team-a", "account": "main", "rate": {"per_second": rate, "burst": 100},
+            "keys": [dict({"sha256": key_a, "permissions": ["read", "write"]}, **key)]}]}})
+
+    def accounts(**extra):
+        return chart.values_file({"config": {"accounts": [dict({
+            "name": "main", "base_url": "https://service.deepmotion.com",
+            "client_id": "replace-me"}, **extra)]}})
+
+    # -- helm lint ----------------------------------------------------------------------------
+    for label, values in (("lint default values", None), ("lint values-prod.yaml", chart.prod)):
+        p = chart.lint(values)
+        c.check(f"{label}: 0 errors (--strict)",
+                p.returncode == 0 and "0 chart(s) failed" in p.stdout
+                and "[ERROR]" not in p.stdout, (p.stdout + p.stderr).strip())
+
+    # -- values.yaml documents every value the templates read --------------------------------
+    def values_doc():
+        with open(os.path.join(chart.chart, "values.yaml")) as f:
+            text = f.read()
+        bad = undocumented_values(text)
+        c.check("values.yaml: every key has a comment", not bad, bad)
+        header = "apiVersion: a3d.test/v1\nkind: Values\nmetadata:\n  name: v\n"
+        values = chart.to_json(header + text)[0]
+        missing = []
+        for ref in values_referenced(chart.chart):
+            node = values
+            for part in ref.split("."):
+                if not isinstance(node, dict) or part not in node:
+                    missing.append(ref)
+                    break
+                node = node[part]
+        c.check("values.yaml: every .Values path the templates read is defined there",
+                not missing, missing)
+
+    guarded("values.yaml", values_doc)
+
+    # -- defaults -----------------------------------------------------------------------------
+    def defaults():
+        r = chart.render()
+        lab = "default"
+        c.check(f"{lab}: renders exactly ConfigMap, Deployment, PDB, Secret, Service, "
+                "ServiceAccount", r.kinds() == sorted(["ConfigMap", "Deployment",
+                                                       "PodDisruptionBudget", "Secret", "Service",
+                                                       "ServiceAccount"]), r.kinds())
+        check_probes(c, r, lab, "grpc")
+        check_security(c, r, lab)
+        check_secret_mount(c, r, lab, r.one("Secret")["metadata"]["name"], "copy")
+        mounted = chart.render(sets=["secrets.delivery=mount"])
+        check_secret_mount(c, mounted, "delivery=mount", r.one("Secret")["metadata"]["name"],
+                           "mount")
+        check_config_wiring(c, r, lab, ["main"], [("team-a", [key_a])])
+        check_service(c, r, lab)
+        check_grace(c, r, lab, 20000, 5)
+        c.check(f"{lab}: replicas set on the Deployment when the HPA is off",
+                r.one("Deployment")["spec"].get("replicas") == 1)
+        c.check(f"{lab}: no TLS volume and no tls section when TLS is off",
+                all(v["name"] != "tls" for v in r.pod["spec"]["volumes"])
+                and "tls" not in r.gateway_config())
+        c.check(f"{lab}: ServiceAccount token not mounted",
+                r.pod["spec"].get("automountServiceAccountToken") is False)
+
+        # The checksum follows the config, and only the config.
+        again = chart.render()
+        c.check("checksum/config: identical for identical values",
+                r.checksum() and again.checksum() == r.checksum(), (r.checksum(), again.checksum()))
+        c.check("checksum/config: unchanged when the tenants are given again as they are",
+                chart.render(values=tenants()).checksum() == r.checksum())
+        for what, values, sets in (("log level", None, ["config.log.level=debug"]),
+                                   ("tenant rate", tenants(rate=7), []),
+                                   ("gRPC port", None, ["ports.grpc=50052"])):
+            other = chart.render(values=values, sets=sets)
+            c.check(f"checksum/config: changes when the {what} changes",
+                    other.checksum() and other.checksum() != r.checksum()
+                    and other.gateway_yaml_text() != r.gateway_yaml_text())
+            if what == "gRPC port":
+                check_probes(c, other, "ports.grpc=50052", "grpc")
+                c.check("ports.grpc=50052: container port follows the value",
+                        port_of(other.container(), "grpc") == 50052)
+        passthrough = chart.render(sets=["config.max_message_bytes=4194304",
+                                         "config.extra.upload_chunk_bytes=8388608"])
+        gw = passthrough.gateway_config()
+        c.check("config: other top-level keys and config.extra reach gateway.yaml as written",
+                gw.get("max_message_bytes") == 4194304
+                and gw.get("upload_chunk_bytes") == 8388608 and "extra" not in gw, gw)
+        same = chart.render(sets=["resources.limits.memory=1Gi"])
+        c.check("checksum/config: unchanged by a value outside the config (resources)",
+                same.checksum() == r.checksum())
+
+    guarded("default render", defaults)
+
+    # -- chart-managed secrets never reach the ConfigMap ----------------------------------------
+    def secrets():
+        canary = "A3D-CANARY-s3cr3t-7f1e"
+        r = chart.render(sets=[f"secrets.accounts.main={canary}"])
+        sec = r.one("Secret")
+        c.check("secrets.accounts.main: Secret key 'main' holds the client secret",
+                base64.b64decode(sec["data"]["main"]).decode() == canary, sec.get("data"))
+        forms = [canary, base64.b64encode(canary.encode()).decode()]
+        non_secret = [o for o in r.objs if o["kind"] != "Secret"]
+        leaked = [o["kind"] for o in non_secret for f in forms if f in json.dumps(o)]
+        c.check("secrets.accounts.main: no object but the Secret carries it (plain or base64)",
+                not leaked, leaked)
+        gw_text = r.gateway_yaml_text()
+        c.check("ConfigMap gateway.yaml names a secret file, never an inline secret",
+                canary not in gw_text and "client_secret:" not in gw_text
+                and "client_secret_file:" in gw_text, gw_text)
+        base = chart.render()
+        c.check("checksum/secret: changes when a chart-managed secret changes",
+                r.checksum("checksum/secret") and
+                r.checksum("checksum/secret") != base.checksum("checksum/secret"))
+        c.check("checksum/secret: is a digest, not the secret",
+                all(f not in json.dumps(r.pod["metadata"]) for f in forms))
+
+    guarded("secrets render", secrets)
+
+    # -- non-default values -------------------------------------------------------------------
+    def prod():
+        r = chart.render(values=chart.prod)
+        lab = "prod"
+        c.check(f"{lab}: existingSecret renders no Secret", not r.has("Secret"), r.kinds())
+        check_secret_mount(c, r, lab, "a3d-upstream-accounts", "copy")
+        check_security(c, r, lab)
+        check_probes(c, r, lab, "http")
+        check_config_wiring(c, r, lab, ["prod-eu", "prod-us"], [
+            ("render-farm", ["5b41362bc82b7f3d56edc5a306db22105707d01ff4819e26faef9724a2d406c9"]),
+            ("dashboard", ["45ae5d0e3ce6e2db5e8e5e5c0f6ec6a6b46cd0cf1a81b6e5a6a35dbd3b7b3f2a"])])
+        check_service(c, r, lab)
+        check_grace(c, r, lab, 45000, 10)
+        ctr = r.container()
+        c.check(f"{lab}: image and resources come from values",
+                ctr["image"] == "registry.example.com/platform/animate3d-gateway:0.1.0"
+                and ctr["resources"] == {"requests": {"cpu": "500m", "memory": "256Mi"},
+                                         "limits": {"cpu": "2", "memory": "1Gi"}},
+                (ctr["image"], ctr["resources"]))
+        gw = r.gateway_config()
+        tm = r.mount("tls")
+        tls = gw.get("tls", {})
+        c.check(f"{lab}: TLS Secret mounted read-only (0400) and gateway.yaml tls files point "
+                "into it (cert, key, client CA)",
+                r.volume("tls")["secret"] == {"secretName": "a3d-gateway-tls",
+                                              "defaultMode": 0o400}
+                and tm.get("readOnly") is True
+                and tls.get("cert_file") == posixpath.join(tm["mountPath"], "tls.crt")
+                and tls.get("key_file") == posixpath.join(tm["mountPath"], "tls.key")
+                and tls.get("client_ca_file") == posixpath.join(tm["mountPath"], "ca.crt"),
+                (tls, tm))
+        dep = r.one("Deployment")
+        hpa = r.one("HorizontalPodAutoscaler")
+        c.check(f"{lab}: HPA autoscaling/v2 targets the Deployment, 3..10 at 60% CPU; the "
+                "Deployment leaves replicas to it",
+                hpa["apiVersion"] == "autoscaling/v2"
+                and hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1",
+                                                      "kind": "Deployment",
+                                                      "name": dep["metadata"]["name"]}
+                and hpa["spec"]["minReplicas"] == 3 and hpa["spec"]["maxReplicas"] == 10
+                and hpa["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"] == 60
+                and "replicas" not in dep["spec"], hpa["spec"])
+        pdb = r.one("PodDisruptionBudget")
+        c.check(f"{lab}: PDB minAvailable 2 selects the pods",
+                pdb["spec"].get("minAvailable") == 2 and "maxUnavailable" not in pdb["spec"]
+                and pdb["spec"]["selector"]["matchLabels"].items()
+                <= r.pod["metadata"]["labels"].items(), pdb["spec"])
+        sm = r.one("ServiceMonitor")
+        ep = sm["spec"]["endpoints"][0]
+        c.check(f"{lab}: ServiceMonitor scrapes /metrics on the Service's http port, with the "
+                "selector label",
+                sm["apiVersion"] == "monitoring.coreos.com/v1" and ep["port"] == "http"
+                and ep["path"] == "/metrics"
+                and sm["metadata"]["labels"].get("release") == "kube-prometheus"
+                and sm["spec"]["selector"]["matchLabels"].items()
+                <= r.one("Service")["metadata"]["labels"].items(), sm["spec"])
+        npol = r.one("NetworkPolicy")
+        ing_ports = {p["port"] for rule in npol["spec"]["ingress"] for p in rule["ports"]}
+        eg_ports = {(p["port"], p["protocol"]) for rule in npol["spec"]["egress"]
+                    for p in rule["ports"]}
+        c.check(f"{lab}: NetworkPolicy admits grpc/http from the listed peers, egress DNS and 443",
+                npol["spec"]["policyTypes"] == ["Ingress", "Egress"]
+                and ing_ports == {"grpc", "http"}
+                and npol["spec"]["ingress"][0]["from"][0]["namespaceSelector"]["matchLabels"]
+                == {"a3d-client": "true"}
+                and {(53, "UDP"), (53, "TCP"), (443, "TCP")} <= eg_ports, npol["spec"])
+
+    guarded("prod render", prod)
+
+    # -- each optional object is present exactly when enabled ----------------------------------
+    def toggles():
+        for kind, key in (("HorizontalPodAutoscaler", "autoscaling.enabled"),
+                          ("PodDisruptionBudget", "podDisruptionBudget.enabled"),
+                          ("ServiceMonitor", "serviceMonitor.enabled"),
+                          ("NetworkPolicy", "networkPolicy.enabled")):
+            on = chart.render(sets=[f"{key}=true"])
+            off = chart.render(sets=[f"{key}=false"])
+            c.check(f"{kind}: rendered with {key}=true, absent with false",
+                    on.has(kind) and not off.has(kind), (on.kinds(), off.kinds()))
+        r = chart.render(sets=["persistence.enabled=true"])
+        pvc = r.one("PersistentVolumeClaim")
+        c.check("persistence.enabled: PVC mounted as the state volume, Recreate strategy",
+                r.volume("state").get("persistentVolumeClaim", {}).get("claimName")
+                == pvc["metadata"]["name"]
+                and r.one("Deployment")["spec"]["strategy"]["type"] == "Recreate")
+
+    guarded("optional objects", toggles)
+
+    # -- values the chart must refuse ---------------------------------------------------------
+    canary = "A3D-CANARY-refused-4c2d"
+    for what, values, sets, needle in (
+            ("a plain API key instead of its sha256", tenants(key=canary), [], "sha256"),
+            ("a malformed sha256", tenants(sha256=canary), [], "sha256"),
+            ("an inline client_secret", accounts(client_secret=canary), [], "inline"),
+            ("tls.enabled without tls.secretName", None, ["tls.enabled=true"], "tls.secretName"),
+            ("an unknown secrets.delivery", None, ["secrets.delivery=symlink"], "delivery"),
+            ("config.listen (the chart owns it)", None, ["config.listen.grpc=0.0.0.0:1"],
+             "config.listen"),
+            ("persistence with several replicas", None,
+             ["persistence.enabled=true", "replicaCount=2"], "replicaCount 1")):
+        p = chart.template(values=values, sets=sets)
+        c.check(f"refused: {what}, without echoing the value",
+                p.returncode != 0 and needle in p.stderr and canary not in p.stderr,
+                (p.returncode, p.stderr.strip()[-300:]))
+
+    print(f"{c.passed} passed, {c.failed} failed")
+    return 1 if c.failed or not c.passed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
