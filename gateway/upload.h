@@ -1,0 +1,65 @@
+/*
+ * upload: Jobs/UploadVideo, a client stream relayed to upstream storage as a resumable upload.
+ *
+ * The first message carries name (1..GW_UPLOAD_NAME_MAX bytes, no '/' or control characters)
+ * and optionally size (0 = not given); every message may carry chunk bytes. The gateway asks
+ * `GET /upload?name=..&resumable=1` for a signed URL (with the account's session), opens a
+ * resumable session (`POST <url>`, `x-goog-resumable: start` -> 201 + Location), then fills a
+ * buffer of upload_chunk_bytes and PUTs each full chunk with `Content-Range: bytes a-b/` + `*`
+ * (total unknown yet; -> 308 + Range), asking gRPC for the next message only after storage took the chunk. The end
+ * of the stream PUTs the rest with `bytes a-b/total` (or `bytes * /total`) -> 200/201.
+ * Memory per upload: one chunk + one gRPC message, whatever the file size.
+ *
+ * Reply {url: the signed URL from /upload, size: total bytes}. Errors: bad name, empty upload,
+ * size mismatch -> INVALID_ARGUMENT; storage failures -> UNAVAILABLE (DEADLINE_EXCEEDED for
+ * timeouts); never a signed URL's query in a message or log. Client cancel aborts the transfer.
+ */
+#ifndef A3D_GATEWAY_UPLOAD_H
+#define A3D_GATEWAY_UPLOAD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define GW_UPLOAD_UNIT (256u << 10)		/* storage wants non-final chunks in multiples of this */
+#define GW_UPLOAD_DEFAULT_CHUNK (8u << 20)
+#define GW_UPLOAD_MAX_CHUNK (256u << 20)	/* a configured chunk above this is clamped */
+#define GW_UPLOAD_NAME_MAX 255
+#define GW_UPLOAD_RANGE_MAX 64			/* "bytes a-b/total" fits */
+#define GW_UPLOAD_MAX_STALLS 3			/* chunks in a row storage accepts without progress */
+
+struct gw_call;
+
+/* The UploadVideo handler (registered by gateway/rpc.c). */
+void gw_upload_handle(struct gw_call *c);
+
+/* ---- pure parts (unit-tested) ---- */
+
+/* 0 when name is acceptable; else -1 with a message naming the problem. */
+int gw_upload_name_check(const char *name, char *err, size_t errlen);
+
+/* The chunk size to use for a configured value: 0 -> default; rounded down to a multiple of
+ * GW_UPLOAD_UNIT (at least one unit); at most GW_UPLOAD_MAX_CHUNK. */
+size_t gw_upload_chunk_size(size_t configured);
+
+/* "bytes first-last/" + "*" (not final: total unknown), "bytes first-last/total" (final), or
+ * "bytes " + "*" + "/total" (final with len 0). Returns 0, or -1 when it does not fit or the arguments
+ * are inconsistent (final with first + len != total; not final with len 0). */
+int gw_upload_content_range(char *out, size_t outlen, uint64_t first, uint64_t len, int final,
+			    uint64_t total);
+
+/* Storage's Range header after a 308: NULL or "" -> 0 bytes persisted; "bytes=0-N" -> N + 1.
+ * Returns 0 with *persisted set, or -1 when malformed (not starting at 0, N not a number). */
+int gw_upload_parse_range(const char *range, uint64_t *persisted);
+
+/* After sending [offset, offset + len), storage reports persisted bytes in total: *consumed =
+ * how many bytes of the buffer to drop. -1 when persisted is outside [offset, offset + len]. */
+int gw_upload_advance(uint64_t offset, uint64_t len, uint64_t persisted, uint64_t *consumed);
+
+/* Percent-encodes s for a query value (RFC 3986 unreserved kept). -1 when it does not fit. */
+int gw_upload_escape(const char *s, char *out, size_t outlen);
+
+/* Resolves a Location against the signed URL it answers: absolute http(s) URLs as they are,
+ * "/path" onto the signed URL's scheme://host[:port]. Returns a malloc'd URL or NULL. */
+char *gw_upload_resolve(const char *signed_url, const char *location);
+
+#endif

@@ -1,0 +1,256 @@
+/* Unit tests for the pure parts of gateway/upload.c: names, chunk sizes, Content-Range, Range. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <criterion/criterion.h>
+
+#include "gateway/upload.h"
+
+#define KiB 1024u
+#define MiB (1024u * 1024u)
+
+Test(upload, name_check)
+{
+	static const struct {
+		const char *name;
+		int ok;
+		const char *err_has;
+	} t[] = {
+		{ "clip.mp4", 1, NULL },
+		{ "a", 1, NULL },
+		{ "My Holiday (2).MOV", 1, NULL },
+		{ "vidéo.mp4", 1, NULL },
+		{ "", 0, "required" },
+		{ NULL, 0, "required" },
+		{ "dir/clip.mp4", 0, "'/'" },
+		{ "/clip.mp4", 0, "'/'" },
+		{ "clip\n.mp4", 0, "control" },
+		{ "clip\x7f.mp4", 0, "control" },
+		{ "tab\there", 0, "control" },
+	};
+	char err[128];
+
+	for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+		err[0] = '\0';
+		int rc = gw_upload_name_check(t[i].name, err, sizeof err);
+
+		cr_expect_eq(rc, t[i].ok ? 0 : -1, "case %zu", i);
+		if (t[i].err_has)
+			cr_expect(strstr(err, t[i].err_has) != NULL, "case %zu: err '%s'", i, err);
+	}
+}
+
+Test(upload, name_length_limit)
+{
+	char name[GW_UPLOAD_NAME_MAX + 2], err[128];
+
+	memset(name, 'x', sizeof name - 1);
+	name[sizeof name - 1] = '\0';			/* 256 bytes */
+	cr_expect_eq(gw_upload_name_check(name, err, sizeof err), -1);
+	cr_expect(strstr(err, "255") != NULL, "err '%s'", err);
+	name[GW_UPLOAD_NAME_MAX] = '\0';		/* 255 bytes */
+	cr_expect_eq(gw_upload_name_check(name, err, sizeof err), 0);
+}
+
+Test(upload, chunk_size)
+{
+	static const struct {
+		size_t in, out;
+	} t[] = {
+		{ 0, 8 * MiB },
+		{ 8 * MiB, 8 * MiB },
+		{ 256 * KiB, 256 * KiB },
+		{ 256 * KiB + 1, 256 * KiB },
+		{ 1 * MiB - 1, 768 * KiB },
+		{ 1, 256 * KiB },
+		{ 100, 256 * KiB },
+		{ 1024u * MiB, 256 * MiB },
+	};
+
+	for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+		size_t got = gw_upload_chunk_size(t[i].in);
+
+		cr_expect_eq(got, t[i].out, "case %zu: %zu -> %zu, want %zu", i, t[i].in, got,
+			     t[i].out);
+		cr_expect_eq(got % GW_UPLOAD_UNIT, 0, "case %zu not a multiple of 256 KiB", i);
+	}
+}
+
+Test(upload, content_range)
+{
+	static const struct {
+		uint64_t first, len;
+		int final;
+		uint64_t total;
+		int rc;
+		const char *want;
+	} t[] = {
+		{ 0, 8388608, 0, 0, 0, "bytes 0-8388607/*" },
+		{ 8388608, 8388608, 0, 0, 0, "bytes 8388608-16777215/*" },
+		{ 16777216, 4194304, 1, 20971520, 0, "bytes 16777216-20971519/20971520" },
+		{ 0, 5, 1, 5, 0, "bytes 0-4/5" },
+		{ 0, 1, 1, 1, 0, "bytes 0-0/1" },
+		{ 8388608, 0, 1, 8388608, 0, "bytes */8388608" },
+		{ 0, 0, 0, 0, -1, NULL },		/* a non-final chunk cannot be empty */
+		{ 0, 5, 1, 6, -1, NULL },		/* final must end at total */
+		{ 10, 5, 1, 10, -1, NULL },
+		{ 0, 0, 1, 0, 0, "bytes */0" },
+		{ 18446744073709551000ull, 100, 0, 0, 0,
+		  "bytes 18446744073709551000-18446744073709551099/*" },
+	};
+	char out[GW_UPLOAD_RANGE_MAX];
+
+	for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+		out[0] = '\0';
+		int rc = gw_upload_content_range(out, sizeof out, t[i].first, t[i].len, t[i].final,
+						 t[i].total);
+
+		cr_expect_eq(rc, t[i].rc, "case %zu rc %d", i, rc);
+		if (t[i].want)
+			cr_expect_str_eq(out, t[i].want, "case %zu", i);
+	}
+}
+
+Test(upload, content_range_too_small_buffer)
+{
+	char out[8];
+
+	cr_expect_eq(gw_upload_content_range(out, sizeof out, 0, 8388608, 0, 0), -1);
+}
+
+Test(upload, parse_range)
+{
+	static const struct {
+		const char *in;
+		int rc;
+		uint64_t want;
+	} t[] = {
+		{ NULL, 0, 0 },
+		{ "", 0, 0 },
+		{ "bytes=0-0", 0, 1 },
+		{ "bytes=0-8388607", 0, 8388608 },
+		{ "bytes=0-16777215 ", 0, 16777216 },
+		{ "bytes=0-", -1, 0 },
+		{ "bytes=1-100", -1, 0 },
+		{ "bytes=0-12x", -1, 0 },
+		{ "0-100", -1, 0 },
+		{ "bytes=0-99999999999999999999999", -1, 0 },
+	};
+
+	for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+		uint64_t got = 12345;
+		int rc = gw_upload_parse_range(t[i].in, &got);
+
+		cr_expect_eq(rc, t[i].rc, "case %zu rc %d", i, rc);
+		if (t[i].rc == 0)
+			cr_expect_eq(got, t[i].want, "case %zu: %llu", i, (unsigned long long)got);
+	}
+}
+
+Test(upload, advance)
+{
+	static const struct {
+		uint64_t offset, len, persisted;
+		int rc;
+		uint64_t consumed;
+	} t[] = {
+		{ 0, 8388608, 8388608, 0, 8388608 },	/* all taken */
+		{ 0, 8388608, 4194304, 0, 4194304 },	/* half taken: resend the rest */
+		{ 0, 8388608, 0, 0, 0 },		/* nothing taken */
+		{ 8388608, 8388608, 16777216, 0, 8388608 },
+		{ 8388608, 8388608, 8388607, -1, 0 },	/* went backwards */
+		{ 8388608, 8388608, 16777217, -1, 0 },	/* more than sent */
+	};
+
+	for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+		uint64_t got = 999;
+		int rc = gw_upload_advance(t[i].offset, t[i].len, t[i].persisted, &got);
+
+		cr_expect_eq(rc, t[i].rc, "case %zu", i);
+		if (rc == 0)
+			cr_expect_eq(got, t[i].consumed, "case %zu", i);
+	}
+}
+
+/* The arithmetic of a whole 20 MiB upload in 8 MiB chunks, as the handler strings it together. */
+Test(upload, whole_upload_sequence)
+{
+	const uint64_t total = 20 * MiB;
+	const size_t chunk = gw_upload_chunk_size(8 * MiB);
+	static const char *const want[] = {
+		"bytes 0-8388607/*", "bytes 8388608-16777215/*", "bytes 16777216-20971519/20971520",
+	};
+	uint64_t offset = 0;
+	size_t n = 0;
+	char cr[GW_UPLOAD_RANGE_MAX], range[64];
+
+	while (offset < total && n < 10) {
+		uint64_t left = total - offset, len = left > chunk ? chunk : left, persisted, consumed;
+		int final = left <= chunk;
+
+		cr_assert_eq(gw_upload_content_range(cr, sizeof cr, offset, len, final, total), 0);
+		cr_assert_lt(n, sizeof want / sizeof want[0]);
+		cr_expect_str_eq(cr, want[n]);
+		snprintf(range, sizeof range, "bytes=0-%llu", (unsigned long long)(offset + len - 1));
+		cr_assert_eq(gw_upload_parse_range(range, &persisted), 0);
+		cr_assert_eq(gw_upload_advance(offset, len, persisted, &consumed), 0);
+		cr_expect_eq(consumed, len);
+		offset = persisted;
+		n++;
+	}
+	cr_expect_eq(n, 3);
+	cr_expect_eq(offset, total);
+}
+
+Test(upload, escape)
+{
+	static const struct {
+		const char *in, *want;
+	} t[] = {
+		{ "clip.mp4", "clip.mp4" },
+		{ "my clip.mp4", "my%20clip.mp4" },
+		{ "a&b=c?d#e", "a%26b%3Dc%3Fd%23e" },
+		{ "vidéo", "vid%C3%A9o" },
+		{ "~_-.", "~_-." },
+		{ "%", "%25" },
+	};
+	char out[64];
+
+	for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+		cr_assert_eq(gw_upload_escape(t[i].in, out, sizeof out), 0, "case %zu", i);
+		cr_expect_str_eq(out, t[i].want, "case %zu", i);
+	}
+	cr_expect_eq(gw_upload_escape("abc", out, 3), -1);
+	cr_expect_eq(gw_upload_escape(" ", out, 3), -1);
+	cr_expect_eq(gw_upload_escape(" ", out, 4), 0);
+}
+
+Test(upload, resolve_location)
+{
+	static const struct {
+		const char *base, *loc, *want;
+	} t[] = {
+		{ "http://127.0.0.1:8090/storage/u1?X-Goog-Signature=ab", "/storage/u1?upload_id=9",
+		  "http://127.0.0.1:8090/storage/u1?upload_id=9" },
+		{ "https://h.example/o?sig", "https://other.example/up?id=1",
+		  "https://other.example/up?id=1" },
+		{ "http://h:1", "/x", "http://h:1/x" },
+		{ "http://h/o", "relative/x", NULL },
+		{ "http://h/o", "//evil/x", NULL },
+		{ "http://h/o", "", NULL },
+		{ "http://h/o", NULL, NULL },
+		{ "http://h/o", "ftp://h/x", NULL },
+	};
+
+	for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+		char *got = gw_upload_resolve(t[i].base, t[i].loc);
+
+		if (t[i].want)
+			cr_expect(got && strcmp(got, t[i].want) == 0, "case %zu: %s", i,
+				  got ? got : "(null)");
+		else
+			cr_expect_null(got, "case %zu: %s", i, got ? got : "(null)");
+		free(got);
+	}
+}
