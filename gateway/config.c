@@ -964,7 +964,23 @@ int gw_config_load(const char *path, struct gw_config **out, struct gw_errors *e
 {
 	int rc = -1;
 	char *text = NULL;
-	size_t len = 0, nerr_before;
+	size_t len = 0;
+
+	if (out)
+		*out = NULL;
+	if (!path || !out || !errs)
+		return -1;
+	if (cfg_read(path, &text, &len, errs) == 0)
+		rc = gw_config_parse(path, text, len, out, errs);
+	free(text);
+	return rc;
+}
+
+int gw_config_parse(const char *path, const char *text, size_t len, struct gw_config **out,
+		    struct gw_errors *errs)
+{
+	int rc = -1;
+	size_t nerr_before;
 	yaml_parser_t yp;
 	yaml_document_t doc, extra;
 	int yp_ok = 0, doc_ok = 0;
@@ -978,8 +994,11 @@ int gw_config_load(const char *path, struct gw_config **out, struct gw_errors *e
 	if (!path || !out || !errs)
 		return -1;
 	nerr_before = errs->n + errs->dropped;
-	if (cfg_read(path, &text, &len, errs) < 0)
+	if (!text || len > GW_CONFIG_MAX_BYTES) {
+		gw_errors_add(errs, path, 0, "configuration is missing or larger than %u bytes",
+			      GW_CONFIG_MAX_BYTES);
 		goto out;
+	}
 	cfg = calloc(1, sizeof(*cfg));
 	if (!cfg || !(cfg->path = strdup(path)) ||
 	    !(cfg->grpc_listen = strdup(GW_CONFIG_DEFAULT_GRPC_LISTEN)) ||
@@ -1037,7 +1056,6 @@ out:
 		yaml_document_delete(&doc);
 	if (yp_ok)
 		yaml_parser_delete(&yp);
-	free(text);
 	gw_config_free(cfg);
 	return rc;
 }

@@ -113,6 +113,9 @@ struct gw_config {
  * and *out NULL. Never stops at the first error; files over GW_CONFIG_MAX_BYTES are refused unread.
  * Error messages may quote names and paths from the file, never secret material (the file holds none). */
 int gw_config_load(const char *path, struct gw_config **out, struct gw_errors *errs);
+/* The same on text already in memory; path only names it in messages (and becomes cfg->path). */
+int gw_config_parse(const char *path, const char *text, size_t len, struct gw_config **out,
+		    struct gw_errors *errs);
 void gw_config_free(struct gw_config *cfg);	/* NULL is fine */
 /* Index of the tenant/account with that name, or -1 (also for NULL cfg or name). */
 int gw_config_account_index(const struct gw_config *cfg, const char *name);
