@@ -1,0 +1,453 @@
+/* sim_jobs: job engine, params checks at /process time, job routes. */
+#include "sim_jobs.h"
+
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "sim_http.h"
+#include "sim_ids.h"
+#include "sim_models.h"
+#include "sim_mp4.h"
+#include "sim_outputs.h"
+#include "sim_storage.h"
+#include "sim_webhooks.h"
+
+static const struct { int code; const char *text; } sim_jobs_errors[] = {
+	{ 101, "Not enough credits" },
+	{ 201, "Error downloading the video or DM asset" },
+	{ 202, "Error converting the video" },
+	{ 503, "Error processing the parameters" },
+	{ 504, "Error loading the character assets" },
+	{ 505, "Physics Filter is incompatible with the custom characters" },
+	{ 506, "Error creating the pose estimation" },
+	{ 507, "Error while processing the body tracking" },
+	{ 508, "Input video or image doesn't meet the requirements to generate animations of good quality" },
+	{ 509, "Error loading the configurations" },
+	{ 510, "Error open internal files" },
+	{ 511, "Processing interrupted" },
+	{ 513, "Failed to detect character in the video" },
+	{ 599, "Body tracking timeout" },
+	{ 701, "Error processing the face tracking" },
+	{ 799, "Face tracking timeout" },
+	{ 901, "Error loading the mesh of the custom character" },
+	{ 902, "Error loading the BVH custom character" },
+	{ 903, "Error copying animations onto the custom character" },
+	{ 904, "Error exporting animations for the custom character" },
+	{ 905, "Custom character doesn't include skinned mesh information" },
+	{ 906, "More than half of the required blendshapes are missing" },
+	{ 907, "Error loading facial definition for the custom character" },
+	{ 908, "Error loading facial tracking data" },
+	{ 909, "Error loading the metadata of the custom character" },
+	{ 999, "Animation baking timeout" },
+	{ 1301, "Error creating the hand estimation" },
+	{ 1302, "Error creating the hand estimation" },
+	{ 1303, "Error creating the hand estimation" },
+	{ 1304, "Error opening the video" },
+	{ 1305, "Error parsing video path" },
+	{ 1306, "Error loading internal files" },
+	{ 1307, "Error processing hand tracking" },
+	{ 1308, "Error processing the video" },
+	{ 1399, "Hand tracking timeout" },
+};
+
+const char *sim_jobs_error_text(int code)
+{
+	for (size_t i = 0; i < sizeof(sim_jobs_errors) / sizeof(sim_jobs_errors[0]); i++)
+		if (sim_jobs_errors[i].code == code)
+			return sim_jobs_errors[i].text;
+	return "Unknown error";
+}
+
+void sim_jobs_view(const struct sim_job *j, double now, struct sim_job_view *v)
+{
+	double e = now - j->t_start, T = j->t_len > 0 ? j->t_len : 0.001;
+	double q = SIM_JOBS_QUEUE_SHARE * T;
+
+	memset(v, 0, sizeof(*v));
+	v->total = SIM_JOBS_TOTAL;
+	if (j->final == SIM_JOB_SUCCEEDED) {
+		v->status = "SUCCESS";
+		return;
+	}
+	if (j->final == SIM_JOB_FAILED) {
+		v->status = "FAILURE";
+		v->code = j->final_code;
+		return;
+	}
+	v->status = "PROGRESS";
+	if (e < q) {
+		int pos = (int)ceil(j->queue_pos * (1.0 - (e < 0 ? 0 : e) / q));
+
+		v->queue_pos = pos < 1 ? 1 : pos;
+		return;
+	}
+	if (j->retry_code != 0 && e >= SIM_JOBS_RETRY_FROM * T && e < SIM_JOBS_RETRY_TO * T) {
+		v->status = "RETRY";
+		v->code = j->retry_code;
+		return;
+	}
+	v->step = e >= T ? SIM_JOBS_TOTAL : (int)floor((e - q) / (T - q) * SIM_JOBS_TOTAL);
+}
+
+/* "<tag>-<digits>" anywhere in name → the number; 0 when absent. */
+static int sim_jobs_hook(const char *name, const char *tag)
+{
+	size_t tl = strlen(tag);
+
+	for (const char *p = strstr(name, tag); p != NULL; p = strstr(p + 1, tag))
+		if (p[tl] >= '0' && p[tl] <= '9') {
+			long v = strtol(p + tl, NULL, 10);
+
+			return v > 0 && v < 100000 ? (int)v : 0;
+		}
+	return 0;
+}
+
+void sim_jobs_hooks(const char *file_name, int *fail_code, int *retry_code, int *persons)
+{
+	*fail_code = sim_jobs_hook(file_name, "fail-");
+	*retry_code = sim_jobs_hook(file_name, "retry-");
+	*persons = sim_jobs_hook(file_name, "persons-");
+	if (*persons > SIM_JOBS_MAX_PERSONS)
+		*persons = SIM_JOBS_MAX_PERSONS;
+}
+
+struct sim_job *sim_jobs_find(struct sim *s, const char *rid, int account)
+{
+	for (int i = 0; i < s->n_jobs; i++)
+		if (strcmp(s->jobs[i]->rid, rid) == 0 && (account < 0 || s->jobs[i]->account == account))
+			return s->jobs[i];
+	return NULL;
+}
+
+static void sim_jobs_finish(struct sim *s, struct sim_job *j)
+{
+	struct sim_account *a = &s->accounts[j->account];
+	double cost = ceil(j->duration);
+
+	j->mtime_ms = (int64_t)(sim_now_wall() * 1000);
+	if (j->fail_code != 0) {
+		j->final = SIM_JOB_FAILED;
+		j->final_code = j->fail_code;
+	} else if (a->credits < cost) {
+		s->rejections[SIM_REJ_CREDITS]++;
+		j->final = SIM_JOB_FAILED;
+		j->final_code = 101;
+	} else {
+		a->credits -= cost;
+		j->cost = cost;
+		j->final = SIM_JOB_SUCCEEDED;
+		j->detected |= j->mp_detection;
+	}
+	sim_webhooks_job_done(s, j);
+}
+
+void sim_jobs_update(struct sim *s, double now)
+{
+	for (int i = 0; i < s->n_jobs; i++) {
+		struct sim_job *j = s->jobs[i];
+
+		if (j->final == SIM_JOB_RUNNING && now >= j->t_start + j->t_len)
+			sim_jobs_finish(s, j);
+	}
+}
+
+void sim_jobs_free(struct sim *s)
+{
+	for (int i = 0; i < s->n_jobs; i++) {
+		free(s->jobs[i]);
+		s->jobs[i] = NULL;
+	}
+	s->n_jobs = 0;
+}
+
+static double sim_jobs_duration(const struct sim_upload *u, const struct sim_params *p)
+{
+	struct sim_mp4_info info;
+	double d = SIM_JOBS_DEFAULT_DURATION;
+	int fd = open(u->path, O_RDONLY | O_CLOEXEC);
+
+	if (fd >= 0) {
+		if (sim_mp4_parse_fd(fd, &info) == 0 && info.duration > 0)
+			d = info.duration;
+		close(fd);
+	}
+	if (p->has_trim) {
+		double to = p->trim_to < d ? p->trim_to : d;
+
+		if (to - p->trim_from > 0)
+			d = to - p->trim_from;
+	}
+	return d;
+}
+
+static void sim_jobs_param_error(struct sim *s, struct sim_resp *rs, const char *which)
+{
+	s->rejections[SIM_REJ_PARAMS]++;
+	sim_resp_error(rs, 400, "503", "Error processing the parameters: %s", which);
+}
+
+static void sim_jobs_start(struct sim *s, struct sim_job *j)
+{
+	j->t_start = sim_now_mono();
+	j->t_len = s->cfg.job_seconds;
+	j->queue_pos = SIM_JOBS_QUEUE_START;
+	j->final = SIM_JOB_RUNNING;
+	j->final_code = 0;
+	j->mtime_ms = (int64_t)(sim_now_wall() * 1000);
+}
+
+void sim_jobs_h_process(struct sim *s, struct sim_req *rq, struct sim_resp *rs)
+{
+	json_t *body = sim_http_json_body(rq, rs);
+	const char *url, *rid, *rid_mp, *proc;
+	struct sim_params p;
+	struct sim_job *j = NULL, *src = NULL;
+	char bad[128];
+	int up = -1;
+
+	if (body == NULL)
+		return;
+	url = json_string_value(json_object_get(body, "url"));
+	rid = json_string_value(json_object_get(body, "rid"));
+	rid_mp = json_string_value(json_object_get(body, "rid_mp_detection"));
+	proc = json_string_value(json_object_get(body, "processor"));
+	if ((url != NULL) + (rid != NULL) + (rid_mp != NULL) != 1) {
+		sim_resp_error(rs, 400, "400", "Exactly one of url, rid or rid_mp_detection is required");
+		goto out;
+	}
+	if (json_object_get(body, "processor") != NULL && (proc == NULL || strcmp(proc, "video2anim") != 0)) {
+		sim_jobs_param_error(s, rs, "processor");
+		goto out;
+	}
+	if (sim_params_parse(json_object_get(body, "params"), &p, bad, sizeof(bad)) != 0) {
+		sim_jobs_param_error(s, rs, bad);
+		goto out;
+	}
+	if (p.model[0] != '\0' && sim_models_find(s, p.model, rq->account) == NULL) {
+		sim_jobs_param_error(s, rs, "model");
+		goto out;
+	}
+	for (int i = 0; i < p.n_models; i++)
+		if (sim_models_find(s, p.models[i].model_id, rq->account) == NULL) {
+			sim_jobs_param_error(s, rs, "models");
+			goto out;
+		}
+	if (rid_mp != NULL) {
+		j = sim_jobs_find(s, rid_mp, rq->account);
+		if (j == NULL) {
+			sim_resp_error(rs, 404, "404", "Unknown rid_mp_detection: %s", rid_mp);
+			goto out;
+		}
+		if (!j->mp_detection || j->final != SIM_JOB_SUCCEEDED || p.mp_detection) {
+			sim_resp_error(rs, 400, "400", "rid_mp_detection must be a finished mp_detection job");
+			goto out;
+		}
+		/* v2.0: the detection job itself runs again with the chosen models */
+		j->mp_detection = 0;
+		j->params = p;
+		if (p.n_models > 0)
+			j->persons = p.n_models;
+		sim_jobs_start(s, j);
+		sim_resp_json(rs, 200, json_pack("{s:s}", "rid", j->rid));
+		goto out;
+	}
+	if (url != NULL) {
+		up = sim_storage_find_url(s, url, rq->account);
+		if (up < 0 || !s->uploads[up]->complete) {
+			sim_resp_error(rs, 404, "404", "Unknown or not uploaded url");
+			goto out;
+		}
+	} else {
+		src = sim_jobs_find(s, rid, rq->account);
+		if (src == NULL) {
+			sim_resp_error(rs, 404, "404", "Unknown rid: %s", rid);
+			goto out;
+		}
+		if (src->final == SIM_JOB_RUNNING) {
+			sim_resp_error(rs, 400, "400", "rid %s has not finished", rid);
+			goto out;
+		}
+		up = src->upload;
+	}
+	if (s->n_jobs == SIM_MAX_JOBS || (j = calloc(1, sizeof(*j))) == NULL) {
+		s->rejections[SIM_REJ_JOBS]++;
+		sim_resp_error(rs, 503, "503", "Job table full");
+		goto out;
+	}
+	sim_ids_new(&s->id_rng, j->rid, SIM_ID_LEN);
+	j->account = rq->account;
+	j->upload = up;
+	j->params = p;
+	j->ctime_ms = (int64_t)(sim_now_wall() * 1000);
+	if (src != NULL) {
+		snprintf(j->file_name, sizeof(j->file_name), "%s", src->file_name);
+		snprintf(j->input_url, sizeof(j->input_url), "%s", src->input_url);
+	} else {
+		snprintf(j->file_name, sizeof(j->file_name), "%s", s->uploads[up]->name);
+		snprintf(j->input_url, sizeof(j->input_url), "%s", url);
+	}
+	j->file_size = up >= 0 ? s->uploads[up]->received : 0;
+	j->duration = up >= 0 ? sim_jobs_duration(s->uploads[up], &p) : SIM_JOBS_DEFAULT_DURATION;
+	sim_jobs_hooks(j->file_name, &j->fail_code, &j->retry_code, &j->persons);
+	j->mp_detection = p.mp_detection;
+	if (j->persons == 0)
+		j->persons = p.mp_detection ? SIM_JOBS_DEFAULT_PERSONS : 1;
+	sim_jobs_start(s, j);
+	s->jobs[s->n_jobs++] = j;
+	s->jobs_created++;
+	sim_resp_json(rs, 200, json_pack("{s:s}", "rid", j->rid));
+out:
+	json_decref(body);
+}
+
+/* Splits the {rids} argument and calls fn for each known job; 404 when none is known. */
+static void sim_jobs_each(struct sim *s, struct sim_req *rq, struct sim_resp *rs, const char *key,
+			  json_t *(*fn)(struct sim *, const struct sim_job *))
+{
+	char buf[sizeof(rq->arg)], *save = NULL, *tok;
+	json_t *arr = json_array();
+	int n = 0;
+
+	sim_jobs_update(s, sim_now_mono());
+	memcpy(buf, rq->arg, sizeof(buf));
+	for (tok = strtok_r(buf, ",", &save); tok != NULL && n < SIM_JOBS_MAX_RIDS;
+	     tok = strtok_r(NULL, ",", &save), n++) {
+		const struct sim_job *j = sim_jobs_find(s, tok, rq->account);
+
+		if (j != NULL)
+			json_array_append_new(arr, fn(s, j));
+	}
+	if (json_array_size(arr) == 0) {
+		json_decref(arr);
+		sim_resp_error(rs, 404, "404", "No job found for the given rid(s)");
+		return;
+	}
+	sim_resp_json(rs, 200, json_pack("{s:I, s:o}", "count", (json_int_t)json_array_size(arr), key, arr));
+}
+
+static json_t *sim_jobs_status_json(struct sim *s, const struct sim_job *j)
+{
+	struct sim_job_view v;
+	json_t *d;
+
+	sim_jobs_view(j, sim_now_mono(), &v);
+	if (strcmp(v.status, "PROGRESS") == 0) {
+		d = json_pack("{s:i, s:i}", "step", v.step, "total", v.total);
+		if (v.queue_pos > 0)
+			json_object_set_new(d, "positionInQueue", json_integer(v.queue_pos));
+	} else if (strcmp(v.status, "SUCCESS") == 0) {
+		char out[SIM_NAME_MAX + 16];
+
+		snprintf(out, sizeof(out), "%s.%s", j->rid, j->mp_detection ? "json" : "bvh");
+		d = json_pack("{s:s, s:s}", "In", j->file_name, "out", out);
+	} else {
+		char msg[256];
+
+		snprintf(msg, sizeof(msg), "Error %d: %s", v.code, sim_jobs_error_text(v.code));
+		d = json_pack("{s:s, s:s}", "exc_message", msg, "exc_type",
+			      v.code == 101 ? "CreditError" : "ProcessingError");
+	}
+	return json_pack("{s:s, s:s, s:o}", "rid", j->rid, "status", v.status, "details", d);
+}
+
+void sim_jobs_h_status(struct sim *s, struct sim_req *rq, struct sim_resp *rs)
+{
+	sim_jobs_each(s, rq, rs, "status", sim_jobs_status_json);
+}
+
+void sim_jobs_h_download(struct sim *s, struct sim_req *rq, struct sim_resp *rs)
+{
+	sim_jobs_each(s, rq, rs, "links", sim_outputs_link);
+}
+
+void sim_jobs_h_list(struct sim *s, struct sim_req *rq, struct sim_resp *rs)
+{
+	static const char *const all[] = { "PROGRESS", "SUCCESS", "RETRY", "FAILURE" };
+	int want[4] = { 1, 1, 1, 1 };
+	double now = sim_now_mono();
+	json_t *list;
+
+	sim_jobs_update(s, now);
+	if (rq->arg[0] != '\0') {
+		char buf[sizeof(rq->arg)], *save = NULL, *tok;
+
+		memset(want, 0, sizeof(want));
+		memcpy(buf, rq->arg, sizeof(buf));
+		for (tok = strtok_r(buf, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
+			int k;
+
+			for (k = 0; k < 4 && strcmp(tok, all[k]) != 0; k++)
+				;
+			if (k == 4) {
+				sim_resp_error(rs, 400, "400", "Unknown status: %s", tok);
+				return;
+			}
+			want[k] = 1;
+		}
+	}
+	list = json_array();
+	for (int i = 0; i < s->n_jobs; i++) {
+		const struct sim_job *j = s->jobs[i];
+		struct sim_job_view v;
+		int k;
+
+		if (j->account != rq->account)
+			continue;
+		sim_jobs_view(j, now, &v);
+		for (k = 0; k < 4 && strcmp(v.status, all[k]) != 0; k++)
+			;
+		if (k < 4 && want[k])
+			json_array_append_new(list, json_pack("{s:s, s:s, s:I, s:f, s:s, s:I, s:I}",
+				"rid", j->rid, "fileName", j->file_name, "fileSize", (json_int_t)j->file_size,
+				"fileDuration", j->duration, "status", v.status, "ctime",
+				(json_int_t)j->ctime_ms, "mtime", (json_int_t)j->mtime_ms));
+	}
+	sim_resp_json(rs, 200, json_pack("{s:I, s:o}", "count", (json_int_t)json_array_size(list),
+					 "list", list));
+}
+
+void sim_jobs_h_credits(struct sim *s, struct sim_req *rq, struct sim_resp *rs)
+{
+	sim_jobs_update(s, sim_now_mono());
+	sim_resp_json(rs, 200, json_pack("{s:f}", "credits", s->accounts[rq->account].credits));
+}
+
+void sim_jobs_h_minutes(struct sim *s, struct sim_req *rq, struct sim_resp *rs)
+{
+	sim_jobs_update(s, sim_now_mono());
+	sim_resp_json(rs, 200, json_pack("{s:f}", "minutes",
+					 floor(s->accounts[rq->account].credits / 60.0 * 100) / 100));
+}
+
+void sim_jobs_h_pesave(struct sim *s, struct sim_req *rq, struct sim_resp *rs)
+{
+	struct sim_job *j;
+	json_t *persons;
+
+	sim_jobs_update(s, sim_now_mono());
+	j = sim_jobs_find(s, rq->arg, rq->account);
+	if (j == NULL) {
+		sim_resp_error(rs, 404, "404", "Unknown rid: %s", rq->arg);
+		return;
+	}
+	if (!j->detected) {
+		sim_resp_error(rs, 400, "400", "rid %s is not a finished mp_detection job", rq->arg);
+		return;
+	}
+	persons = json_array();
+	for (int i = 1; i <= j->persons; i++) {
+		char path[SIM_URL_MAX], url[SIM_URL_MAX];
+
+		snprintf(path, sizeof(path), "/storage/t/%s/thumbnail_character_%03d.png", j->rid, i);
+		if (sim_storage_signed_url(s, path, url, sizeof(url)) == 0)
+			json_array_append_new(persons, json_pack("{s:i, s:s}", "trackingId", i, "thumb", url));
+	}
+	sim_resp_json(rs, 200, json_pack("{s:s, s:o}", "rid", j->rid, "persons", persons));
+}

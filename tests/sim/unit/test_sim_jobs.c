@@ -1,0 +1,107 @@
+/* sim_jobs: state progression over time, failure hooks, error texts. */
+#include <criterion/criterion.h>
+#include <string.h>
+
+#include "sim.h"
+#include "sim_jobs.h"
+
+static struct sim_job job(int retry_code)
+{
+	struct sim_job j;
+
+	memset(&j, 0, sizeof(j));
+	j.t_start = 100.0;
+	j.t_len = 10.0;
+	j.queue_pos = SIM_JOBS_QUEUE_START;
+	j.retry_code = retry_code;
+	return j;
+}
+
+Test(sim_jobs, progression_table)
+{
+	static const struct { double t; int retry; const char *status; int step, queue; } cases[] = {
+		{ 100.0, 0, "PROGRESS", 0, 3 },		/* just created: queued */
+		{ 100.7, 0, "PROGRESS", 0, 2 },
+		{ 101.5, 0, "PROGRESS", 0, 1 },
+		{ 102.0, 0, "PROGRESS", 0, 0 },		/* 20%: running, out of the queue */
+		{ 106.0, 0, "PROGRESS", 50, 0 },
+		{ 109.9, 0, "PROGRESS", 98, 0 },
+		{ 110.5, 0, "PROGRESS", 100, 0 },	/* due; sim_jobs_update() fixes the outcome */
+		{ 105.0, 513, "RETRY", 0, 0 },		/* retry hook: 50%..65% */
+		{ 106.6, 513, "PROGRESS", 57, 0 },
+		{ 104.9, 513, "PROGRESS", 36, 0 },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct sim_job j = job(cases[i].retry);
+		struct sim_job_view v;
+
+		sim_jobs_view(&j, cases[i].t, &v);
+		cr_expect_str_eq(v.status, cases[i].status, "case %zu", i);
+		cr_expect_eq(v.step, cases[i].step, "case %zu: step %d", i, v.step);
+		cr_expect_eq(v.queue_pos, cases[i].queue, "case %zu: queue %d", i, v.queue_pos);
+		cr_expect_eq(v.total, 100);
+		if (strcmp(cases[i].status, "RETRY") == 0)
+			cr_expect_eq(v.code, cases[i].retry);
+	}
+}
+
+Test(sim_jobs, step_updates_at_least_every_100ms)
+{
+	struct sim_job j = job(0);
+	struct sim_job_view a, b;
+
+	j.t_len = 6.0;	/* the default --job-seconds: 4.8 s of steps for 100 steps */
+	for (double t = 101.3; t < 105.9; t += 0.1) {
+		sim_jobs_view(&j, t, &a);
+		sim_jobs_view(&j, t + 0.1, &b);
+		cr_assert(b.step > a.step, "no progress between %.1f and %.1f (%d)", t, t + 0.1, a.step);
+	}
+}
+
+Test(sim_jobs, final_states_are_fixed)
+{
+	struct sim_job j = job(0);
+	struct sim_job_view v;
+
+	j.final = SIM_JOB_SUCCEEDED;
+	sim_jobs_view(&j, 100.0, &v);
+	cr_expect_str_eq(v.status, "SUCCESS");
+	j.final = SIM_JOB_FAILED;
+	j.final_code = 101;
+	sim_jobs_view(&j, 1e9, &v);
+	cr_expect_str_eq(v.status, "FAILURE");
+	cr_expect_eq(v.code, 101);
+}
+
+Test(sim_jobs, hooks_table)
+{
+	static const struct { const char *name; int fail, retry, persons; } cases[] = {
+		{ "clip.mp4", 0, 0, 0 },
+		{ "clip-fail-513.mp4", 513, 0, 0 },
+		{ "fail-1399", 1399, 0, 0 },
+		{ "clip-retry-507.mp4", 0, 507, 0 },
+		{ "two-persons-3.mp4", 0, 0, 3 },
+		{ "persons-99.mp4", 0, 0, SIM_JOBS_MAX_PERSONS },
+		{ "fail-.mp4", 0, 0, 0 },
+		{ "fail-x-fail-202.mp4", 202, 0, 0 },
+		{ "retry-599-fail-513.mp4", 513, 599, 0 },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int f, r, p;
+
+		sim_jobs_hooks(cases[i].name, &f, &r, &p);
+		cr_expect(f == cases[i].fail && r == cases[i].retry && p == cases[i].persons,
+			  "%s → %d %d %d", cases[i].name, f, r, p);
+	}
+}
+
+Test(sim_jobs, error_texts)
+{
+	cr_expect_str_eq(sim_jobs_error_text(513), "Failed to detect character in the video");
+	cr_expect_str_eq(sim_jobs_error_text(101), "Not enough credits");
+	cr_expect_str_eq(sim_jobs_error_text(503), "Error processing the parameters");
+	cr_expect_str_eq(sim_jobs_error_text(1399), "Hand tracking timeout");
+	cr_expect_str_eq(sim_jobs_error_text(42), "Unknown error");
+}
