@@ -1,0 +1,472 @@
+"""Harness for the end-to-end tests: runs the real animate3d-sim and animate3d-gateway binaries.
+
+Everything listens on 127.0.0.1, on ports the kernel picked. Every wait is bounded in time; every
+process started here is stopped here (SIGTERM, then SIGKILL after a bounded wait).
+"""
+import base64
+import hashlib
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BUILD = os.path.abspath(os.environ.get("A3D_BUILD_DIR", os.path.join(REPO, "build")))
+PY_DIR = os.path.join(BUILD, "py")
+GATEWAY_BIN = os.path.join(BUILD, "animate3d-gateway")
+SIM_BIN = os.path.join(BUILD, "animate3d-sim")
+TINY_MP4 = os.path.join(REPO, "tests", "sim", "fixtures", "tiny.mp4")
+
+CLIENT_ID = "demo-client-id"
+CLIENT_SECRET = "demo-client-secret"
+SECRET_ENV = "A3D_IT_CLIENT_SECRET"
+KEYS = {"team-a": "demo-key-a", "team-b": "demo-key-b", "viewer": "demo-key-viewer"}
+
+START_TIMEOUT_S = 10.0      # a binary that is not ready within this is a failure
+STOP_TIMEOUT_S = 10.0       # SIGTERM -> exit, else SIGKILL and fail
+HTTP_TIMEOUT_S = 10.0
+
+# ---- generated stubs (build tree only) ----------------------------------------------------------
+if PY_DIR not in sys.path:
+    sys.path.insert(0, PY_DIR)
+import grpc  # noqa: E402  (Debian's python3-grpcio)
+
+# The health stubs are generated as grpc/health/v1/*.py under <build>/py, but "grpc" is already the
+# grpcio package; let its package path also cover the generated subtree.
+_gen_grpc = os.path.join(PY_DIR, "grpc")
+if _gen_grpc not in list(grpc.__path__):
+    grpc.__path__.append(_gen_grpc)
+
+from animate3d.v1 import account_pb2, account_pb2_grpc  # noqa: E402
+from animate3d.v1 import characters_pb2, characters_pb2_grpc  # noqa: E402
+from animate3d.v1 import jobs_pb2, jobs_pb2_grpc  # noqa: E402
+from animate3d.v1 import webhooks_pb2, webhooks_pb2_grpc  # noqa: E402
+from grpc.health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
+
+
+def sha256_hex(s):
+    return hashlib.sha256(s.encode()).hexdigest()
+
+
+def free_port():
+    """A port nobody listens on right now (bind port 0, read it, release it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http(method, url, body=None, headers=None, timeout=HTTP_TIMEOUT_S):
+    """-> (status, headers, body bytes); HTTP errors are returned, not raised."""
+    data = body
+    hdrs = dict(headers or {})
+    if isinstance(body, (dict, list)):
+        data = json.dumps(body).encode()
+        hdrs.setdefault("Content-Type", "application/json")
+    req = urllib.request.Request(url, data=data, method=method, headers=hdrs)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+
+
+def put_bytes(url, data):
+    """Single PUT of an upload (resumable=0 signed URL) -> HTTP status."""
+    st, _, _ = http("PUT", url, body=data, headers={"Content-Type": "application/octet-stream"})
+    return st
+
+
+def _wait_for_line(path, pattern, proc, timeout):
+    """Poll a log file until a line matches; bounded. -> match or None."""
+    deadline = time.monotonic() + timeout
+    rx = re.compile(pattern)
+    while time.monotonic() < deadline:
+        try:
+            with open(path, "r", errors="replace") as f:
+                m = rx.search(f.read())
+            if m:
+                return m
+        except FileNotFoundError:
+            pass
+        if proc.poll() is not None:
+            return None
+        time.sleep(0.05)
+    return None
+
+
+def _stop(proc, timeout=STOP_TIMEOUT_S):
+    """SIGTERM, bounded wait, SIGKILL. -> (exit code, killed?)"""
+    if proc.poll() is not None:
+        return proc.returncode, False
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout=timeout), False
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait(timeout=5), True
+
+
+def read_text(path):
+    try:
+        with open(path, "r", errors="replace") as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+
+
+class Sim:
+    """A running animate3d-sim and its control API (/_sim/...)."""
+
+    def __init__(self, workdir, name="sim", session_ttl=None, job_seconds=1, accounts=None,
+                 extra_args=()):
+        self.name = name
+        self.log_path = os.path.join(workdir, name + ".log")
+        args = [SIM_BIN, "--listen", "127.0.0.1:0"]
+        if session_ttl is not None:
+            args += ["--session-ttl", str(session_ttl)]
+        if job_seconds is not None:
+            args += ["--job-seconds", str(job_seconds)]
+        for a in accounts or ():
+            args += ["--account", a]
+        args += list(extra_args)
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, cwd=workdir)
+        m = _wait_for_line(self.log_path, r"animate3d-sim listening on (http://127\.0\.0\.1:\d+)",
+                           self.proc, START_TIMEOUT_S)
+        if not m:
+            self.stop()
+            raise RuntimeError("simulator did not become ready in %.0fs; log:\n%s"
+                               % (START_TIMEOUT_S, read_text(self.log_path)[-4000:]))
+        self.url = m.group(1)
+
+    # -- control API
+    def stats(self):
+        st, _, body = http("GET", self.url + "/_sim/stats")
+        assert st == 200, "GET /_sim/stats -> %d %r" % (st, body[:200])
+        return json.loads(body).get("requests", {})
+
+    def count(self, route):
+        return int(self.stats().get(route, 0))
+
+    def clear_stats(self):
+        st, _, _ = http("DELETE", self.url + "/_sim/stats")
+        assert st in (200, 204)
+
+    def faults(self, route, **kw):
+        spec = dict(route=route)
+        spec.update(kw)
+        st, _, body = http("POST", self.url + "/_sim/faults", body=spec)
+        assert st in (200, 201, 204), "POST /_sim/faults -> %d %r" % (st, body[:200])
+
+    def clear_faults(self):
+        st, _, _ = http("DELETE", self.url + "/_sim/faults")
+        assert st in (200, 204)
+
+    def revoke(self):
+        st, _, body = http("POST", self.url + "/_sim/sessions/revoke")
+        assert st in (200, 204), "revoke -> %d %r" % (st, body[:200])
+
+    def jobs(self):
+        st, _, body = http("GET", self.url + "/_sim/jobs")
+        assert st == 200
+        return json.loads(body)
+
+    def login(self, client_id=CLIENT_ID, secret=CLIENT_SECRET):
+        """Our own upstream session, for cross-checks. -> cookie header value."""
+        basic = base64.b64encode(("%s:%s" % (client_id, secret)).encode()).decode()
+        st, hdrs, _ = http("GET", self.url + "/session/auth", headers={"Authorization": "Basic " + basic})
+        assert st == 200, "sim login -> %d" % st
+        cookie = hdrs.get("Set-Cookie", "")
+        return cookie.split(";", 1)[0]
+
+    def get_json(self, path, cookie):
+        st, _, body = http("GET", self.url + path, headers={"Cookie": cookie})
+        assert st == 200, "GET %s -> %d %r" % (path, st, body[:200])
+        return json.loads(body)
+
+    def stop(self):
+        rc, _ = _stop(self.proc)
+        self._log.close()
+        return rc
+
+
+def gateway_config(grpc_port, http_port, sim_url, state_path, secret_env=SECRET_ENV,
+                   secret_file=None, rate=(1000, 2000)):
+    """The YAML text for a test gateway (schema as examples/demo.yaml)."""
+    secret_line = ("client_secret_file: %s" % secret_file) if secret_file else \
+                  ("client_secret_env: %s" % secret_env)
+    return """\
+listen:
+  grpc: 127.0.0.1:{grpc}
+  http: 127.0.0.1:{http}
+log:
+  level: info
+state:
+  path: {state}
+upstream:
+  connect_timeout_ms: 2000
+  default_timeout_ms: 30000
+cache:
+  status_ttl_ms: 1000
+  batch_window_ms: 5
+  batch_max: 50
+accounts:
+  - name: sim
+    base_url: {sim}
+    client_id: {cid}
+    {secret_line}
+tenants:
+  - name: team-a
+    account: sim
+    rate: {{ per_second: {rps}, burst: {burst} }}
+    keys:
+      - sha256: {ka}
+        permissions: [read, write]
+  - name: team-b
+    account: sim
+    rate: {{ per_second: {rps}, burst: {burst} }}
+    keys:
+      - sha256: {kb}
+        permissions: [read, write]
+  - name: viewer
+    account: sim
+    keys:
+      - sha256: {kv}
+        permissions: [read]
+""".format(grpc=grpc_port, http=http_port, state=state_path, sim=sim_url, cid=CLIENT_ID,
+           secret_line=secret_line, rps=rate[0], burst=rate[1], ka=sha256_hex(KEYS["team-a"]),
+           kb=sha256_hex(KEYS["team-b"]), kv=sha256_hex(KEYS["viewer"]))
+
+
+class Gateway:
+    """A running animate3d-gateway with channel and stubs."""
+
+    def __init__(self, workdir, sim_url, name="gateway", secret=CLIENT_SECRET, wait_serving=True,
+                 extra_args=(), config_text=None):
+        self.name = name
+        self.workdir = workdir
+        self.secret = secret
+        self.sim_url = sim_url
+        self.grpc_port = free_port()
+        self.http_port = free_port()
+        self.addr = "127.0.0.1:%d" % self.grpc_port
+        self.http_url = "http://127.0.0.1:%d" % self.http_port
+        self.config_path = os.path.join(workdir, name + ".yaml")
+        self.log_path = os.path.join(workdir, name + ".log")
+        text = config_text or gateway_config(self.grpc_port, self.http_port, sim_url,
+                                             os.path.join(workdir, name + ".db"))
+        with open(self.config_path, "w") as f:
+            f.write(text)
+        env = dict(os.environ)
+        env[SECRET_ENV] = secret
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen([GATEWAY_BIN, "-c", self.config_path] + list(extra_args),
+                                     stdout=self._log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, env=env, cwd=workdir)
+        # Short reconnect backoff: the channel may try before the gateway listens, and gRPC's
+        # default backoff would then hold every call for seconds.
+        self.channel = grpc.insecure_channel(self.addr, options=[
+            ("grpc.max_send_message_length", 64 << 20),
+            ("grpc.max_receive_message_length", 64 << 20),
+            ("grpc.initial_reconnect_backoff_ms", 50),
+            ("grpc.min_reconnect_backoff_ms", 50),
+            ("grpc.max_reconnect_backoff_ms", 250)])
+        self.jobs = jobs_pb2_grpc.JobsStub(self.channel)
+        self.characters = characters_pb2_grpc.CharactersStub(self.channel)
+        self.webhooks = webhooks_pb2_grpc.WebhooksStub(self.channel)
+        self.account = account_pb2_grpc.AccountStub(self.channel)
+        self.health = health_pb2_grpc.HealthStub(self.channel)
+        self.stopped_rc = None
+        try:
+            self._wait_ready(wait_serving)
+        except Exception:
+            self.channel.close()
+            _stop(self.proc)
+            self._log.close()
+            raise
+
+    def _wait_ready(self, wait_serving):
+        deadline = time.monotonic() + START_TIMEOUT_S
+        last = None
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            try:        # the port accepts connections: the gRPC listener is up
+                socket.create_connection(("127.0.0.1", self.grpc_port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.02)
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("gateway exited with %d before it was ready; log:\n%s"
+                                   % (self.proc.returncode, read_text(self.log_path)[-4000:]))
+            try:
+                r = self.health.Check(health_pb2.HealthCheckRequest(), timeout=0.5)
+                last = r.status
+                if not wait_serving or r.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError as e:
+                last = e.code()
+            time.sleep(0.05)
+        raise RuntimeError("gateway not SERVING within %.0fs (last: %s); log:\n%s"
+                           % (START_TIMEOUT_S, last, read_text(self.log_path)[-4000:]))
+
+    @staticmethod
+    def md(tenant="team-a", key=None):
+        """Call metadata for a tenant's demo key (or an explicit key)."""
+        return [("authorization", "Bearer " + (key if key is not None else KEYS[tenant]))]
+
+    def raw_unary(self, path):
+        """A bytes-in/bytes-out unary callable for `path`."""
+        return self.channel.unary_unary(path)
+
+    def log_text(self):
+        return read_text(self.log_path)
+
+    def stop(self):
+        """SIGTERM and wait. -> (exit code, killed?) ; idempotent."""
+        if self.stopped_rc is None:
+            self.channel.close()
+            self.stopped_rc = _stop(self.proc)
+            self._log.close()
+        return self.stopped_rc
+
+    def leaked_secrets(self, extra=()):
+        """Secrets found in the captured output; [] is the only good answer."""
+        text = self.log_text()
+        basic = base64.b64encode(("%s:%s" % (CLIENT_ID, self.secret)).encode()).decode()
+        found = []
+        for needle, what in [(self.secret, "client secret"), (basic, "Basic credentials"),
+                             (CLIENT_SECRET, "demo client secret")] + [(x, "secret") for x in extra]:
+            if needle and needle in text:
+                found.append(what)
+        if re.search(r"dmsess=[^;\s\"',]{4,}", text):
+            found.append("dmsess cookie value")
+        # The simulator's session values are 44 base58 characters (ids are 22): one in the log
+        # is a cookie value logged without its name.
+        if re.search(r"(?<![1-9A-HJ-NP-Za-km-z])[1-9A-HJ-NP-Za-km-z]{44}(?![1-9A-HJ-NP-Za-km-z])", text):
+            found.append("a 44-character base58 token (dmsess value?)")
+        if re.search(r"X-Goog-Signature=[0-9a-fA-F]{8,}", text):
+            found.append("signed URL signature")
+        for k in KEYS.values():
+            if re.search(r"\b%s\b" % re.escape(k), text):
+                found.append("caller API key")
+        return found
+
+
+# ---- job helpers ---------------------------------------------------------------------------------
+TERMINAL = (jobs_pb2.SUCCESS, jobs_pb2.FAILURE)
+
+
+def wait_job(gw, rid, tenant="team-a", timeout=15.0, states=TERMINAL):
+    """Poll GetStatus until the job reaches one of `states`; bounded. -> JobStatus."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        r = gw.jobs.GetStatus(jobs_pb2.GetStatusRequest(rids=[rid]), timeout=5, metadata=gw.md(tenant))
+        assert len(r.statuses) == 1 and r.statuses[0].rid == rid, r
+        last = r.statuses[0]
+        if last.state in states:
+            return last
+        time.sleep(0.2)
+    raise AssertionError("job %s not in %s after %.0fs; last status: %s"
+                         % (rid, [jobs_pb2.JobState.Name(s) for s in states], timeout, last))
+
+
+def upload_stream(gw, name, data, chunk=1 << 20, tenant="team-a", timeout=30, declare_size=True):
+    """UploadVideo: first message name (+ size), then chunks. -> UploadVideoResponse."""
+    def gen():
+        yield jobs_pb2.UploadVideoRequest(name=name, size=len(data) if declare_size else 0)
+        for off in range(0, len(data), chunk):
+            yield jobs_pb2.UploadVideoRequest(chunk=data[off:off + chunk])
+    return gw.jobs.UploadVideo(gen(), timeout=timeout, metadata=gw.md(tenant))
+
+
+def upload_put(gw, name, data, tenant="team-a"):
+    """GetUploadUrl(resumable=False) + one PUT. -> signed URL."""
+    r = gw.jobs.GetUploadUrl(jobs_pb2.GetUploadUrlRequest(name=name, resumable=False),
+                             timeout=5, metadata=gw.md(tenant))
+    assert r.url.startswith("http"), r
+    st = put_bytes(r.url, data)
+    assert st in (200, 201), "PUT upload -> %d" % st
+    return r.url
+
+
+def start_job(gw, tenant="team-a", **kw):
+    return gw.jobs.StartJob(jobs_pb2.StartJobRequest(**kw), timeout=5, metadata=gw.md(tenant)).rid
+
+
+# ---- MP4 facts, read from the file itself (ground truth for GetVideoInfo) -----------------------
+def _boxes(buf, off, end):
+    while off + 8 <= end:
+        size = int.from_bytes(buf[off:off + 4], "big")
+        typ = buf[off + 4:off + 8].decode("latin-1")
+        hdr = 8
+        if size == 1:
+            size = int.from_bytes(buf[off + 8:off + 16], "big")
+            hdr = 16
+        elif size == 0:
+            size = end - off
+        if size < hdr:
+            return
+        yield typ, off + hdr, off + size
+        off += size
+
+
+def mp4_video_facts(path):
+    """{width, height, fps, codec_fourcc} of the first video track of an MP4 file."""
+    buf = open(path, "rb").read()
+    for typ, s, e in _boxes(buf, 0, len(buf)):
+        if typ != "moov":
+            continue
+        for ttyp, ts, te in _boxes(buf, s, e):
+            if ttyp != "trak":
+                continue
+            facts = {}
+            for btyp, bs, be in _boxes(buf, ts, te):
+                if btyp == "tkhd":
+                    # width/height are the last 8 bytes, 16.16 fixed point
+                    facts["width"] = int.from_bytes(buf[be - 8:be - 4], "big") >> 16
+                    facts["height"] = int.from_bytes(buf[be - 4:be], "big") >> 16
+                if btyp == "mdia":
+                    _mdia(buf, bs, be, facts)
+            if facts.get("handler") == "vide":
+                return facts
+    raise ValueError("no video track in %s" % path)
+
+
+def _mdia(buf, s, e, facts):
+    for typ, bs, be in _boxes(buf, s, e):
+        if typ == "mdhd":
+            ver = buf[bs]
+            facts["timescale"] = int.from_bytes(buf[bs + (20 if ver == 1 else 12):][:4], "big")
+        elif typ == "hdlr":
+            facts["handler"] = buf[bs + 8:bs + 12].decode("latin-1")
+        elif typ == "minf":
+            for mtyp, ms, me in _boxes(buf, bs, be):
+                if mtyp == "stbl":
+                    for styp, ss, se in _boxes(buf, ms, me):
+                        if styp == "stsd":
+                            facts["codec_fourcc"] = buf[ss + 12:ss + 16].decode("latin-1")
+                        elif styp == "stts":
+                            n = int.from_bytes(buf[ss + 4:ss + 8], "big")
+                            samples = dur = 0
+                            for i in range(n):
+                                c = int.from_bytes(buf[ss + 8 + 8 * i:ss + 12 + 8 * i], "big")
+                                d = int.from_bytes(buf[ss + 12 + 8 * i:ss + 16 + 8 * i], "big")
+                                samples += c
+                                dur += c * d
+                            facts["samples"], facts["sample_dur"] = samples, dur
+    if facts.get("sample_dur") and facts.get("timescale"):
+        facts["fps"] = facts["samples"] * facts["timescale"] / facts["sample_dur"]
+        facts["duration"] = facts["sample_dur"] / facts["timescale"]
+
+
+CODEC_NAMES = {"avc1": ("h264", "avc1", "avc"), "avc3": ("h264", "avc3", "avc"),
+               "hvc1": ("hevc", "h265", "hvc1"), "hev1": ("hevc", "h265", "hev1"),
+               "mp4v": ("mpeg4", "mp4v"), "av01": ("av1", "av01"), "vp09": ("vp9", "vp09")}
