@@ -1,0 +1,42 @@
+/*
+ * health: grpc.health.v1.Health Check and Watch (no API key needed).
+ *
+ * Services "" (the whole server) and each animate3d.v1 service are SERVING while the server
+ * runs and NOT_SERVING once it drains. Check on an unknown service is NOT_FOUND; Watch on an
+ * unknown service streams SERVICE_UNKNOWN and stays open, as the health protocol says.
+ * Watch streams the current state, then every change; at drain it sends NOT_SERVING and ends
+ * the stream with UNAVAILABLE so the server can finish shutting down.
+ */
+#ifndef A3D_GATEWAY_HEALTH_H
+#define A3D_GATEWAY_HEALTH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define GW_HEALTH_MAX_WATCHERS 256	/* concurrent Watch streams; more get RESOURCE_EXHAUSTED */
+#define GW_HEALTH_MAX_SERVICE 128	/* service name length; longer is INVALID_ARGUMENT */
+
+struct gw_call;
+struct gw_server;
+
+struct gw_health {
+	int serving;				/* 1 SERVING, 0 NOT_SERVING */
+	int ended;				/* watches ended for shutdown */
+	struct gw_call *watchers[GW_HEALTH_MAX_WATCHERS];
+	size_t nwatchers;
+	uint64_t watchers_refused;		/* Watch calls past the limit */
+};
+
+/* Method handlers (registered by gateway/rpc.c). */
+void gw_health_check(struct gw_call *c);
+void gw_health_watch(struct gw_call *c);
+
+/* 1 when the service name is one this server answers for. */
+int gw_health_service_known(const char *service);
+
+/* Changes the serving state and tells every watcher. */
+void gw_health_set(struct gw_server *srv, int serving);
+/* Drain: NOT_SERVING to every watcher, then end their streams. Idempotent. */
+void gw_health_end_watches(struct gw_server *srv);
+
+#endif

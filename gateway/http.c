@@ -1,0 +1,290 @@
+/*
+ * http: /healthz, /readyz, /metrics on libevent's evhttp. See http.h.
+ */
+#include "gateway/http.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+
+#include "auth/session.h"
+#include "gateway/call.h"
+#include "gateway/config.h"
+#include "gateway/log.h"
+#include "gateway/server.h"
+#include "gateway/stats.h"
+
+#define HTTP_MAX_HOST 256	/* host part of http_listen */
+#define HTTP_MAX_LABEL 256	/* an escaped Prometheus label value */
+
+struct gw_http {
+	struct gw_server *srv;
+	struct evhttp *http;
+};
+
+static const char *const http_code_names[GW_STATS_GRPC_CODES] = {
+	"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
+	"ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+	"ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
+	"UNAUTHENTICATED",
+};
+
+const char *gw_http_grpc_code_name(unsigned code)
+{
+	return code < GW_STATS_GRPC_CODES ? http_code_names[code] : "UNKNOWN";
+}
+
+int gw_http_split_hostport(const char *s, char *host, size_t hostlen, unsigned short *port)
+{
+	const char *colon, *h = s;
+	size_t hl;
+	char *end;
+	unsigned long p;
+
+	if (!s || !*s)
+		return -1;
+	colon = strrchr(s, ':');
+	if (!colon || colon[1] == '\0')
+		return -1;
+	hl = (size_t)(colon - s);
+	if (s[0] == '[') {	/* [v6]:port */
+		if (hl < 2 || s[hl - 1] != ']')
+			return -1;
+		h = s + 1;
+		hl -= 2;
+	}
+	if (hl == 0 || hl >= hostlen)
+		return -1;
+	p = strtoul(colon + 1, &end, 10);
+	if (*end != '\0' || p > 65535)
+		return -1;
+	memcpy(host, h, hl);
+	host[hl] = '\0';
+	*port = (unsigned short)p;
+	return 0;
+}
+
+/* Prometheus label values escape backslash, double quote and newline. */
+static void http_label(const char *in, char *out, size_t outlen)
+{
+	size_t o = 0;
+
+	for (; in && *in && o + 3 < outlen; in++) {
+		if (*in == '\\' || *in == '"') {
+			out[o++] = '\\';
+			out[o++] = *in;
+		} else if (*in == '\n') {
+			out[o++] = '\\';
+			out[o++] = 'n';
+		} else {
+			out[o++] = *in;
+		}
+	}
+	out[o] = '\0';
+}
+
+static int http_counter(struct evbuffer *out, const char *name, const char *help,
+			const char *type, unsigned long long v)
+{
+	return evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name,
+				   type, name, v) < 0;
+}
+
+int gw_http_render_metrics(const struct gw_stats *st, const struct gw_method *methods,
+			   size_t nmethods, const char *version, int draining, struct evbuffer *out)
+{
+	static const char *const classes[GW_STATS_HTTP_CLASSES] = { "none", "1xx", "2xx", "3xx",
+								     "4xx", "5xx" };
+	char l1[HTTP_MAX_LABEL], l2[HTTP_MAX_LABEL];
+	int bad = 0;
+
+	if (!out || !st)
+		return -1;
+	http_label(version ? version : "dev", l1, sizeof l1);
+	bad |= evbuffer_add_printf(out,
+				   "# HELP a3dgw_build_info Build information.\n"
+				   "# TYPE a3dgw_build_info gauge\n"
+				   "a3dgw_build_info{version=\"%s\"} 1\n", l1) < 0;
+	bad |= http_counter(out, "a3dgw_draining", "1 while the server drains for shutdown.",
+			    "gauge", draining ? 1 : 0);
+	bad |= evbuffer_add_printf(out, "# HELP a3dgw_rpc_total Finished gRPC calls by method and status.\n"
+					"# TYPE a3dgw_rpc_total counter\n") < 0;
+	for (size_t i = 0; i < nmethods && i < GW_STATS_MAX_METHODS; i++) {
+		http_label(methods[i].path, l1, sizeof l1);
+		for (unsigned k = 0; k < GW_STATS_GRPC_CODES; k++)
+			if (st->rpc[i][k])
+				bad |= evbuffer_add_printf(out,
+							   "a3dgw_rpc_total{method=\"%s\",code=\"%s\"} %llu\n",
+							   l1, http_code_names[k],
+							   (unsigned long long)st->rpc[i][k]) < 0;
+	}
+	bad |= http_counter(out, "a3dgw_rpc_unknown_method_total",
+			    "Calls to methods this server does not serve.", "counter",
+			    st->rpc_unknown_method);
+	bad |= http_counter(out, "a3dgw_calls_in_flight", "Calls accepted and not yet finished.",
+			    "gauge", st->calls_in_flight);
+	bad |= http_counter(out, "a3dgw_calls_total", "Calls accepted.", "counter", st->calls_total);
+	bad |= http_counter(out, "a3dgw_auth_rejected_total", "Calls without a valid API key.",
+			    "counter", st->auth_rejected);
+	bad |= http_counter(out, "a3dgw_permission_denied_total",
+			    "Calls whose key lacks the method's permission.", "counter",
+			    st->perm_denied);
+	bad |= http_counter(out, "a3dgw_malformed_total", "Undecodable request messages.", "counter",
+			    st->malformed);
+	bad |= http_counter(out, "a3dgw_cancelled_total",
+			    "Calls cancelled by the client or their deadline.", "counter", st->cancelled);
+	bad |= http_counter(out, "a3dgw_stream_dropped_total",
+			    "Server-stream messages refused (queue full or call gone).", "counter",
+			    st->stream_dropped);
+	bad |= http_counter(out, "a3dgw_rejected_draining_total",
+			    "Calls refused because the server was shutting down.", "counter",
+			    st->rejected_draining);
+	bad |= evbuffer_add_printf(out, "# HELP a3dgw_reloads_total Configuration reloads (SIGHUP).\n"
+					"# TYPE a3dgw_reloads_total counter\n"
+					"a3dgw_reloads_total{result=\"ok\"} %llu\n"
+					"a3dgw_reloads_total{result=\"failed\"} %llu\n",
+				   (unsigned long long)st->reloads_ok,
+				   (unsigned long long)st->reloads_failed) < 0;
+	bad |= evbuffer_add_printf(out, "# HELP a3dgw_upstream_responses_total Upstream answers by route and HTTP status class.\n"
+					"# TYPE a3dgw_upstream_responses_total counter\n") < 0;
+	for (size_t i = 0; i < GW_STATS_MAX_ROUTES && st->routes[i].route; i++) {
+		http_label(st->routes[i].route, l2, sizeof l2);
+		for (size_t k = 0; k < GW_STATS_HTTP_CLASSES; k++)
+			if (st->routes[i].by_class[k])
+				bad |= evbuffer_add_printf(out,
+							   "a3dgw_upstream_responses_total{route=\"%s\",class=\"%s\"} %llu\n",
+							   l2, classes[k],
+							   (unsigned long long)st->routes[i].by_class[k]) < 0;
+	}
+	bad |= http_counter(out, "a3dgw_upstream_routes_dropped_total",
+			    "Upstream answers for routes past the metrics table.", "counter",
+			    st->upstream_routes_dropped);
+	bad |= http_counter(out, "a3dgw_upstream_in_flight", "Upstream requests in flight.", "gauge",
+			    st->upstream_in_flight);
+	bad |= evbuffer_add_printf(out, "# HELP a3dgw_logins_total Upstream logins by result.\n"
+					"# TYPE a3dgw_logins_total counter\n"
+					"a3dgw_logins_total{result=\"ok\"} %llu\n"
+					"a3dgw_logins_total{result=\"failed\"} %llu\n",
+				   (unsigned long long)st->logins_ok,
+				   (unsigned long long)st->logins_failed) < 0;
+	bad |= http_counter(out, "a3dgw_http_requests_total", "Requests on the operator HTTP listener.",
+			    "counter", st->http_requests);
+	return bad ? -1 : 0;
+}
+
+int gw_http_render_ready(int draining, const struct gw_account_rt *accounts, size_t naccounts,
+			 struct evbuffer *out)
+{
+	char name[HTTP_MAX_LABEL];
+	int ready = !draining;
+
+	for (size_t i = 0; i < naccounts; i++)
+		if (strcmp(gw_session_state(&accounts[i]), "ok") != 0)
+			ready = 0;
+	evbuffer_add_printf(out, "{\"ready\":%s,\"draining\":%s,\"accounts\":[", ready ? "true" : "false",
+			    draining ? "true" : "false");
+	for (size_t i = 0; i < naccounts; i++) {
+		/* Account names come from our own config; escape quotes anyway to stay valid JSON. */
+		http_label(gw_session_name(&accounts[i]), name, sizeof name);
+		evbuffer_add_printf(out, "%s{\"name\":\"%s\",\"state\":\"%s\"}", i ? "," : "", name,
+				    gw_session_state(&accounts[i]));
+	}
+	evbuffer_add_printf(out, "]}\n");
+	return ready;
+}
+
+static void http_reply(struct evhttp_request *req, int code, const char *reason, const char *ctype,
+		       struct evbuffer *body)
+{
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", ctype);
+	evhttp_send_reply(req, code, reason, body);
+}
+
+static void http_on_request(struct evhttp_request *req, void *arg)
+{
+	struct gw_http *h = arg;
+	struct gw_server *srv = h->srv;
+	const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
+	struct evbuffer *body = evbuffer_new();
+	int ready;
+
+	srv->stats.http_requests++;
+	if (!body) {
+		evhttp_send_error(req, 500, "out of memory");
+		return;
+	}
+	if (!path)
+		path = "/";
+	if (evhttp_request_get_command(req) != EVHTTP_REQ_GET &&
+	    evhttp_request_get_command(req) != EVHTTP_REQ_HEAD) {
+		evbuffer_add_printf(body, "method not allowed\n");
+		http_reply(req, 405, "Method Not Allowed", "text/plain", body);
+	} else if (strcmp(path, "/healthz") == 0) {
+		evbuffer_add_printf(body, "ok\n");
+		http_reply(req, 200, "OK", "text/plain", body);
+	} else if (strcmp(path, "/readyz") == 0) {
+		ready = gw_http_render_ready(srv->draining, srv->accounts, srv->naccounts, body);
+		http_reply(req, ready ? 200 : 503, ready ? "OK" : "Service Unavailable",
+			   "application/json", body);
+	} else if (strcmp(path, "/metrics") == 0) {
+		if (gw_http_render_metrics(&srv->stats, srv->methods, srv->nmethods, srv->version,
+					   srv->draining, body) == 0)
+			http_reply(req, 200, "OK", "text/plain; version=0.0.4", body);
+		else
+			evhttp_send_error(req, 500, "metrics rendering failed");
+	} else {
+		srv->stats.http_not_found++;
+		evbuffer_add_printf(body, "not found\n");
+		http_reply(req, 404, "Not Found", "text/plain", body);
+	}
+	evbuffer_free(body);
+}
+
+struct gw_http *gw_http_new(struct gw_server *srv, char *err, size_t errlen)
+{
+	struct gw_http *h = calloc(1, sizeof *h), *ret = NULL;
+	char host[HTTP_MAX_HOST];
+	unsigned short port;
+	const char *addr = srv->cfg->http_listen;
+
+	if (!h) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	h->srv = srv;
+	if (gw_http_split_hostport(addr, host, sizeof host, &port)) {
+		snprintf(err, errlen, "invalid HTTP listen address %s (want host:port)", addr);
+		goto out;
+	}
+	h->http = evhttp_new(srv->base);
+	if (!h->http) {
+		snprintf(err, errlen, "cannot create the HTTP listener");
+		goto out;
+	}
+	evhttp_set_max_headers_size(h->http, GW_HTTP_MAX_HEADERS_SIZE);
+	evhttp_set_max_body_size(h->http, GW_HTTP_MAX_BODY_SIZE);
+	evhttp_set_timeout(h->http, GW_HTTP_TIMEOUT_S);
+	evhttp_set_allowed_methods(h->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST);
+	evhttp_set_gencb(h->http, http_on_request, h);
+	if (!evhttp_bind_socket_with_handle(h->http, host, port)) {
+		snprintf(err, errlen, "cannot listen for HTTP on %s (address in use or invalid)", addr);
+		goto out;
+	}
+	ret = h;
+	h = NULL;
+out:
+	gw_http_free(h);
+	return ret;
+}
+
+void gw_http_free(struct gw_http *h)
+{
+	if (!h)
+		return;
+	if (h->http)
+		evhttp_free(h->http);
+	free(h);
+}

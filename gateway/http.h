@@ -1,0 +1,48 @@
+/*
+ * http: the operator HTTP listener (libevent evhttp on cfg->http_listen), on the loop thread.
+ *
+ *   GET /healthz  200 "ok" while the process runs (liveness)
+ *   GET /readyz   200 when not draining and every upstream account has a session, else 503;
+ *                 JSON {"ready":bool,"draining":bool,"accounts":[{"name":..,"state":..}]}
+ *   GET /metrics  Prometheus text of struct gw_stats (rendered by gw_http_render_metrics)
+ *
+ * Anything else is 404 (counted). Later issues add webhooks and the REST facade here.
+ */
+#ifndef A3D_GATEWAY_HTTP_H
+#define A3D_GATEWAY_HTTP_H
+
+#include <stddef.h>
+
+#define GW_HTTP_MAX_HEADERS_SIZE 8192	/* request line + headers */
+#define GW_HTTP_MAX_BODY_SIZE 4096	/* nothing served here takes a body yet */
+#define GW_HTTP_TIMEOUT_S 10		/* idle connection timeout */
+
+struct gw_server;
+struct gw_http;
+struct gw_stats;
+struct gw_method;
+struct gw_account_rt;
+struct evbuffer;
+
+/* Binds cfg->http_listen ("host:port"). NULL with one clear line in err on failure. */
+struct gw_http *gw_http_new(struct gw_server *srv, char *err, size_t errlen);
+void gw_http_free(struct gw_http *h);	/* NULL is a no-op */
+
+/* ---- pure renderers (unit-tested) ---- */
+
+/* Prometheus text exposition of st; methods[i] names row i of st->rpc. Only non-zero per-label
+ * series are written. Returns 0, or -1 when out is NULL or an append failed. */
+int gw_http_render_metrics(const struct gw_stats *st, const struct gw_method *methods,
+			   size_t nmethods, const char *version, int draining, struct evbuffer *out);
+
+/* The /readyz JSON body; returns 1 when ready (not draining, every account "ok"), else 0. */
+int gw_http_render_ready(int draining, const struct gw_account_rt *accounts, size_t naccounts,
+			 struct evbuffer *out);
+
+/* Splits "host:port" / "[v6]:port" into host (NUL-terminated) and port. 0, or -1 if malformed. */
+int gw_http_split_hostport(const char *s, char *host, size_t hostlen, unsigned short *port);
+
+/* grpc status code name ("OK", "NOT_FOUND"...), "UNKNOWN" when out of range. */
+const char *gw_http_grpc_code_name(unsigned code);
+
+#endif

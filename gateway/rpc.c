@@ -1,0 +1,226 @@
+/*
+ * rpc: the method table and the generic unary handler. See rpc.h.
+ */
+#include "gateway/rpc.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "animate3d/v1/jobs.pb-c.h"
+#include "grpc/health/v1/health.pb-c.h"
+#include "auth/perm.h"
+#include "gateway/errmap.h"
+#include "gateway/health.h"
+#include "gateway/server.h"
+#include "gateway/translate.h"
+#include "gateway/upload.h"
+#include "gateway/upstream.h"
+
+#define RPC_MSG_MAX 512		/* status messages built here */
+
+/* The handler's state while its upstream request is in flight. */
+struct rpc_op {
+	struct gw_call *c;
+	const struct gw_tr_rpc *row;
+	struct gw_up_call *up;
+};
+
+const char *gw_rpc_short_name(const char *path)
+{
+	const char *s = path ? strrchr(path, '/') : NULL;
+
+	return s ? s + 1 : (path ? path : "");
+}
+
+int gw_rpc_admit(struct gw_call *c)
+{
+	(void)c;	/* rate limit + ownership go here (issues on limits and job ownership) */
+	return 0;
+}
+
+static void rpc_op_free(struct rpc_op *op)
+{
+	free(op);
+}
+
+static void rpc_on_cancel(struct gw_call *c, void *data)
+{
+	struct rpc_op *op = data;
+
+	(void)c;
+	if (op->up)
+		gw_up_cancel(op->up);	/* done() will not run */
+	rpc_op_free(op);
+}
+
+static void rpc_done(void *arg, const struct gw_up_response *res)
+{
+	struct rpc_op *op = arg;
+	struct gw_call *c = op->c;
+	const struct gw_tr_rpc *row = op->row;
+	const char *what = gw_rpc_short_name(row->grpc_path);
+	char msg[RPC_MSG_MAX];
+	char err[GW_TR_ERR_MAX];
+	ProtobufCMessage *reply = NULL;
+	grpc_status_code code;
+	int rc;
+
+	op->up = NULL;
+	gw_call_on_cancel(c, NULL);
+	gw_call_set_data(c, NULL);
+	rpc_op_free(op);
+	gw_call_count_upstream(c);
+
+	if (res->no_session) {
+		gw_call_fail(c, GRPC_STATUS_UNAVAILABLE, "%s: %s", what,
+			     res->error ? res->error : "upstream rejected account credentials");
+		return;
+	}
+	if (res->curl_rc != CURLE_OK) {
+		code = gw_errmap_curl((int)res->curl_rc, res->error, what, msg, sizeof msg);
+		gw_call_fail(c, code, "%s", msg);
+		return;
+	}
+	if (res->http_status < 200 || res->http_status > 299) {
+		code = gw_errmap_http(res->http_status, res->body, res->body_len, what, msg, sizeof msg);
+		if (code == GRPC_STATUS_RESOURCE_EXHAUSTED)
+			gw_call_fail_retry(c, code, res->retry_after_ms >= 0 ? res->retry_after_ms : 1000,
+					   msg);
+		else
+			gw_call_fail(c, code, "%s", msg);
+		return;
+	}
+	err[0] = '\0';
+	rc = row->parse(gw_call_request(c), res->body, res->body_len, &reply, err, sizeof err);
+	switch (rc) {
+	case GW_TR_OK:
+		gw_call_reply(c, reply);
+		break;
+	case GW_TR_INVALID:
+		gw_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "%s: %s", what, err);
+		break;
+	case GW_TR_NOT_FOUND:
+		gw_call_fail(c, GRPC_STATUS_NOT_FOUND, "%s: %s", what, err);
+		break;
+	default:
+		gw_call_fail(c, GRPC_STATUS_UNAVAILABLE, "%s: upstream sent an unexpected answer: %s",
+			     what, err);
+		break;
+	}
+	if (reply)
+		protobuf_c_message_free_unpacked(reply, NULL);
+}
+
+void gw_rpc_unary(struct gw_call *c)
+{
+	const struct gw_tr_rpc *row = gw_call_method(c)->row;
+	const char *what = gw_rpc_short_name(row->grpc_path);
+	struct gw_tr_request tr = { 0 };
+	struct gw_up_request rq;
+	struct rpc_op *op = NULL;
+	struct gw_account_rt *acct;
+	char err[GW_TR_ERR_MAX];
+	int64_t left;
+	int rc;
+
+	if (gw_rpc_admit(c) != 0)
+		return;
+	err[0] = '\0';
+	rc = row->build(gw_call_request(c), &tr, err, sizeof err);
+	if (rc == GW_TR_INVALID) {
+		gw_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "%s", err);
+		goto out;
+	}
+	if (rc == GW_TR_NOT_FOUND) {
+		gw_call_fail(c, GRPC_STATUS_NOT_FOUND, "%s", err);
+		goto out;
+	}
+	if (rc != GW_TR_OK) {
+		gw_call_fail(c, GRPC_STATUS_INTERNAL, "%s: request could not be built", what);
+		goto out;
+	}
+	left = gw_call_time_left_ms(c);
+	if (left == 0) {
+		gw_call_fail(c, GRPC_STATUS_DEADLINE_EXCEEDED, "%s: deadline exceeded before the upstream call",
+			     what);
+		goto out;
+	}
+	acct = gw_call_account(c);
+	if (!acct) {
+		gw_call_fail(c, GRPC_STATUS_INTERNAL, "%s: tenant has no upstream account", what);
+		goto out;
+	}
+	op = calloc(1, sizeof *op);
+	if (!op) {
+		gw_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "%s: out of memory", what);
+		goto out;
+	}
+	op->c = c;
+	op->row = row;
+	memset(&rq, 0, sizeof rq);
+	rq.method = tr.method;
+	rq.path = tr.path;
+	rq.body = tr.body;
+	rq.body_len = tr.body ? strlen(tr.body) : 0;
+	rq.timeout_ms = left > 0 ? (long)left : 0;
+	rq.idempotent = row->idempotent;
+	rq.route = row->grpc_path;
+	op->up = gw_up_start(gw_call_server(c)->up, acct, &rq, rpc_done, op);
+	if (!op->up) {
+		gw_call_fail(c, GRPC_STATUS_UNAVAILABLE, "%s: upstream request could not be started",
+			     what);
+		goto out;
+	}
+	gw_call_set_data(c, op);
+	gw_call_on_cancel(c, rpc_on_cancel);
+	op = NULL;	/* owned by the call's cancel hook / rpc_done now */
+out:
+	rpc_op_free(op);
+	gw_tr_request_clear(&tr);
+}
+
+static void rpc_watch_status(struct gw_call *c)
+{
+	gw_call_fail(c, GRPC_STATUS_UNIMPLEMENTED, "WatchStatus is not available yet");
+}
+
+int gw_rpc_methods_new(struct gw_method **out, size_t *n)
+{
+	const struct gw_tr_rpc *rows;
+	struct gw_method *m = NULL;
+	size_t nrows = 0, k = 0;
+	int rc = -1;
+
+	rows = gw_tr_rows(&nrows);
+	if (nrows + 4 > GW_RPC_MAX_METHODS)
+		goto out;
+	m = calloc(nrows + 4, sizeof *m);
+	if (!m)
+		goto out;
+	for (size_t i = 0; i < nrows; i++)
+		m[k++] = (struct gw_method){ rows[i].grpc_path, rows[i].req_desc, GW_UNARY,
+					     rows[i].perm, gw_rpc_unary, &rows[i] };
+	m[k++] = (struct gw_method){ "/animate3d.v1.Jobs/UploadVideo", NULL, GW_CLIENT_STREAM,
+				     GW_PERM_WRITE, gw_upload_handle, NULL };
+	m[k++] = (struct gw_method){ "/animate3d.v1.Jobs/WatchStatus",
+				     &animate3d__v1__watch_status_request__descriptor,
+				     GW_SERVER_STREAM, GW_PERM_READ, rpc_watch_status, NULL };
+	m[k++] = (struct gw_method){ "/grpc.health.v1.Health/Check",
+				     &grpc__health__v1__health_check_request__descriptor, GW_UNARY,
+				     0, gw_health_check, NULL };
+	m[k++] = (struct gw_method){ "/grpc.health.v1.Health/Watch",
+				     &grpc__health__v1__health_check_request__descriptor,
+				     GW_SERVER_STREAM, 0, gw_health_watch, NULL };
+	*out = m;
+	*n = k;
+	m = NULL;
+	rc = 0;
+out:
+	free(m);
+	return rc;
+}
+
+void gw_rpc_methods_free(struct gw_method *m)
+{
+	free(m);
+}

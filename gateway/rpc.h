@@ -1,0 +1,45 @@
+/*
+ * rpc: the method table (every gRPC method the gateway serves) and the generic unary handler
+ * that runs one translate row (gateway/translate.h) against the upstream.
+ *
+ * The generic unary path for a row:
+ *   call authenticated + decoded (gateway/call.c)
+ *   -> gw_rpc_admit()            seam for the tenant rate limit and job ownership (later issues)
+ *   -> row->build()              GW_TR_INVALID -> INVALID_ARGUMENT with the row's message
+ *   -> gw_up_start()             on the tenant's account, the call's time left as timeout;
+ *                                a cancelled call cancels the transfer
+ *   -> done: curl error -> gw_errmap_curl, non-2xx -> gw_errmap_http (429 with a retry delay),
+ *      no session -> UNAVAILABLE, 2xx -> row->parse() -> reply.
+ */
+#ifndef A3D_GATEWAY_RPC_H
+#define A3D_GATEWAY_RPC_H
+
+#include <stddef.h>
+
+#include "gateway/call.h"
+
+#define GW_RPC_MAX_METHODS 64		/* size limit of the method table */
+
+/*
+ * Builds the method table: one GW_UNARY entry per translate row, then UploadVideo,
+ * WatchStatus and grpc.health.v1.Health Check/Watch. Returns 0 and a malloc'd array (free with
+ * gw_rpc_methods_free), or -1.
+ */
+int gw_rpc_methods_new(struct gw_method **out, size_t *n);
+void gw_rpc_methods_free(struct gw_method *m);
+
+/* The generic unary handler; c's method row must be a struct gw_tr_rpc. */
+void gw_rpc_unary(struct gw_call *c);
+
+/*
+ * Admission before any upstream work: returns 0 to proceed, or finishes the call itself
+ * (RESOURCE_EXHAUSTED with a retry delay, NOT_FOUND for a job of another tenant) and returns -1.
+ * Today it admits everything; the rate limiter (per tenant token bucket) and the ownership check
+ * (every rid belongs to the tenant) plug in here.
+ */
+int gw_rpc_admit(struct gw_call *c);
+
+/* The method name after the last '/' ("GetStatus"), for messages. */
+const char *gw_rpc_short_name(const char *path);
+
+#endif

@@ -1,0 +1,599 @@
+/*
+ * server: the gRPC server on gRPC core, the poller thread and the process lifecycle.
+ * See server.h for the threading and the configuration generations.
+ */
+#include "gateway/server.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <event2/event.h>
+#include <grpc/grpc_security.h>
+#include <grpc/support/log.h>
+#include <grpc/support/time.h>
+
+#include "auth/apikey.h"
+#include "auth/session.h"
+#include "gateway/config.h"
+#include "gateway/http.h"
+#include "gateway/log.h"
+#include "gateway/rpc.h"
+#include "gateway/upstream.h"
+
+int64_t gw_server_now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* gRPC core's own log lines join ours as JSON (one format on stderr); its errors are warnings
+ * to us because every one that matters (bind failure, ...) is also reported by our code. */
+static void server_grpc_log(gpr_log_func_args *a)
+{
+	enum gw_log_level lvl = a->severity == GPR_LOG_SEVERITY_ERROR ? GW_LOG_WARN : GW_LOG_DEBUG;
+
+	gw_log(lvl, "grpc_core", GW_LS("file", a->file), GW_LN("line", a->line),
+	       GW_LS("msg", a->message), GW_LEND);
+}
+
+/* ---- configuration generations ---- */
+
+static struct gw_server_conf *server_conf_new(struct gw_config *cfg)
+{
+	struct gw_server_conf *conf = calloc(1, sizeof *conf);
+
+	if (!conf)
+		return NULL;
+	conf->keys = gw_apikey_ring_new(cfg);
+	if (!conf->keys) {
+		free(conf);
+		return NULL;
+	}
+	conf->cfg = cfg;
+	conf->refs = 1;
+	return conf;
+}
+
+struct gw_server_conf *gw_server_conf_get(struct gw_server *srv)
+{
+	srv->conf->refs++;
+	return srv->conf;
+}
+
+void gw_server_conf_put(struct gw_server *srv, struct gw_server_conf *conf)
+{
+	(void)srv;
+	if (!conf || --conf->refs)
+		return;
+	gw_apikey_ring_free(conf->keys);
+	gw_config_free(conf->cfg);
+	free(conf);
+}
+
+/* ---- poller thread -> loop ---- */
+
+static void *server_poller(void *arg)
+{
+	struct gw_server *srv = arg;
+
+	for (;;) {
+		grpc_event ev = grpc_completion_queue_next(srv->cq, gpr_inf_future(GPR_CLOCK_REALTIME),
+							   NULL);
+		struct gw_cq_node *n = calloc(1, sizeof *n);
+		int last = ev.type == GRPC_QUEUE_SHUTDOWN;
+
+		if (!n) {
+			/* Cannot hand it over; a lost tag would hang a call, so fail loudly. */
+			gw_log(GW_LOG_ERROR, "server", GW_LS("msg", "poller out of memory"), GW_LEND);
+			abort();
+		}
+		/* Copy everything first: once published, the loop may free n at any time. */
+		n->tag = ev.tag;
+		n->ok = ev.success;
+		n->queue_shutdown = last;
+		pthread_mutex_lock(&srv->q_mu);
+		if (srv->q_tail)
+			srv->q_tail->next = n;
+		else
+			srv->q_head = n;
+		srv->q_tail = n;
+		pthread_mutex_unlock(&srv->q_mu);
+		event_active(srv->ev_wake, EV_READ, 0);
+		if (last)
+			return NULL;
+	}
+}
+
+static void server_on_shutdown_tag(struct gw_server *srv)
+{
+	gw_log(GW_LOG_INFO, "server", GW_LS("msg", "grpc server shut down"), GW_LEND);
+	if (srv->ev_grace)
+		evtimer_del(srv->ev_grace);
+	grpc_completion_queue_shutdown(srv->cq);
+}
+
+static void server_on_wake(evutil_socket_t fd, short what, void *arg)
+{
+	struct gw_server *srv = arg;
+	struct gw_cq_node *n;
+
+	(void)fd;
+	(void)what;
+	pthread_mutex_lock(&srv->q_mu);
+	n = srv->q_head;	/* take the whole list: activations coalesce */
+	srv->q_head = srv->q_tail = NULL;
+	pthread_mutex_unlock(&srv->q_mu);
+	while (n) {
+		struct gw_cq_node *next = n->next;
+
+		if (n->queue_shutdown) {
+			srv->cq_shut = 1;
+			event_base_loopbreak(srv->base);
+		} else if (n->tag && n->tag->kind == GW_TAG_SHUTDOWN) {
+			server_on_shutdown_tag(srv);
+		} else if (n->tag) {
+			gw_call_event(n->tag, n->ok);
+		}
+		free(n);
+		n = next;
+	}
+}
+
+/* ---- drain and reload ---- */
+
+static void server_on_grace(evutil_socket_t fd, short what, void *arg)
+{
+	struct gw_server *srv = arg;
+
+	(void)fd;
+	(void)what;
+	gw_log(GW_LOG_WARN, "server", GW_LS("msg", "grace period over, cancelling calls"),
+	       GW_LN("in_flight", (long long)srv->stats.calls_in_flight), GW_LEND);
+	grpc_server_cancel_all_calls(srv->grpc);
+}
+
+void gw_server_drain(struct gw_server *srv, const char *why)
+{
+	struct timeval tv;
+
+	if (srv->draining)
+		return;
+	srv->draining = 1;
+	gw_log(GW_LOG_INFO, "server", GW_LS("msg", "draining"), GW_LS("reason", why),
+	       GW_LN("in_flight", (long long)srv->stats.calls_in_flight),
+	       GW_LN("grace_ms", srv->grace_ms), GW_LEND);
+	gw_health_end_watches(srv);
+	srv->shutdown_notified = 1;
+	grpc_server_shutdown_and_notify(srv->grpc, srv->cq, &srv->shutdown_tag);
+	tv.tv_sec = srv->grace_ms / 1000;
+	tv.tv_usec = (srv->grace_ms % 1000) * 1000;
+	evtimer_add(srv->ev_grace, &tv);
+}
+
+static int server_str_eq(const char *a, const char *b)
+{
+	if (!a || !b)
+		return a == b;
+	return strcmp(a, b) == 0;
+}
+
+/* Accounts are built once; a reload may not change them (restart to apply). */
+static int server_accounts_same(const struct gw_config *a, const struct gw_config *b)
+{
+	if (a->naccounts != b->naccounts)
+		return 0;
+	for (size_t i = 0; i < a->naccounts; i++) {
+		const struct gw_account_cfg *x = &a->accounts[i], *y = &b->accounts[i];
+
+		if (!server_str_eq(x->name, y->name) || !server_str_eq(x->base_url, y->base_url) ||
+		    !server_str_eq(x->client_id, y->client_id) ||
+		    !server_str_eq(x->secret_file, y->secret_file) ||
+		    !server_str_eq(x->secret_env, y->secret_env))
+			return 0;
+	}
+	return 1;
+}
+
+static void server_apply_log_level(const struct gw_config *cfg)
+{
+	enum gw_log_level lvl;
+
+	if (cfg->log_level && gw_log_level_parse(cfg->log_level, &lvl) == 0)
+		gw_log_set_level(lvl);
+}
+
+int gw_server_reload(struct gw_server *srv)
+{
+	struct gw_errors errs = { 0 };
+	struct gw_config *cfg = NULL;
+	struct gw_server_conf *conf = NULL, *old;
+	int rc = -1;
+
+	if (gw_config_load(srv->config_path, &cfg, &errs) != 0) {
+		for (size_t i = 0; i < errs.n; i++)
+			gw_log(GW_LOG_ERROR, "reload", GW_LS("error", errs.msg[i]), GW_LEND);
+		gw_log(GW_LOG_ERROR, "reload", GW_LS("msg", "invalid configuration, keeping the old one"),
+		       GW_LN("errors", (long long)(errs.n + errs.dropped)), GW_LEND);
+		cfg = NULL;
+		goto out;
+	}
+	if (!server_accounts_same(srv->boot_conf->cfg, cfg)) {
+		gw_log(GW_LOG_ERROR, "reload",
+		       GW_LS("msg", "accounts changed: restart the gateway to apply; keeping the old configuration"),
+		       GW_LEND);
+		goto out;
+	}
+	if (!server_str_eq(srv->cfg->grpc_listen, cfg->grpc_listen) ||
+	    !server_str_eq(srv->cfg->http_listen, cfg->http_listen) ||
+	    !server_str_eq(srv->cfg->tls.cert_file, cfg->tls.cert_file) ||
+	    !server_str_eq(srv->cfg->tls.key_file, cfg->tls.key_file) ||
+	    !server_str_eq(srv->cfg->tls.client_ca_file, cfg->tls.client_ca_file) ||
+	    srv->cfg->max_message_bytes != cfg->max_message_bytes)
+		gw_log(GW_LOG_WARN, "reload",
+		       GW_LS("msg", "listen, tls and max_message_bytes changes take effect at the next restart"),
+		       GW_LEND);
+	conf = server_conf_new(cfg);
+	if (!conf) {
+		gw_log(GW_LOG_ERROR, "reload", GW_LS("msg", "cannot build the key ring, keeping the old configuration"),
+		       GW_LEND);
+		goto out;
+	}
+	cfg = NULL;	/* owned by conf */
+	old = srv->conf;
+	srv->conf = conf;
+	srv->cfg = conf->cfg;
+	conf = NULL;
+	gw_server_conf_put(srv, old);
+	server_apply_log_level(srv->cfg);
+	gw_log(GW_LOG_INFO, "reload", GW_LS("msg", "configuration reloaded"),
+	       GW_LN("tenants", (long long)srv->cfg->ntenants), GW_LEND);
+	rc = 0;
+out:
+	if (rc)
+		srv->stats.reloads_failed++;
+	else
+		srv->stats.reloads_ok++;
+	gw_config_free(cfg);
+	gw_errors_clear(&errs);
+	return rc;
+}
+
+static void server_on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct gw_server *srv = arg;
+
+	(void)what;
+	if (sig == SIGHUP) {
+		gw_server_reload(srv);
+		return;
+	}
+	gw_server_drain(srv, sig == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+/* ---- construction ---- */
+
+/* Reads a PEM file whole (bounded); NULL with err set. */
+static char *server_read_pem(const char *path, char *err, size_t errlen)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf = NULL, *ret = NULL;
+	size_t n;
+
+	if (!f) {
+		snprintf(err, errlen, "cannot read TLS file %s: %s", path, strerror(errno));
+		goto out;
+	}
+	buf = malloc(GW_SERVER_MAX_PEM_BYTES + 1);
+	if (!buf) {
+		snprintf(err, errlen, "out of memory reading %s", path);
+		goto out;
+	}
+	n = fread(buf, 1, GW_SERVER_MAX_PEM_BYTES + 1, f);
+	if (n == 0 || n > GW_SERVER_MAX_PEM_BYTES) {
+		snprintf(err, errlen, "TLS file %s is empty or larger than %u bytes", path,
+			 GW_SERVER_MAX_PEM_BYTES);
+		goto out;
+	}
+	buf[n] = '\0';
+	ret = buf;
+	buf = NULL;
+out:
+	if (buf) {
+		explicit_bzero(buf, GW_SERVER_MAX_PEM_BYTES + 1);
+		free(buf);
+	}
+	if (f)
+		fclose(f);
+	return ret;
+}
+
+static void server_free_pem(char *p)
+{
+	if (p) {
+		explicit_bzero(p, strlen(p));
+		free(p);
+	}
+}
+
+static grpc_server_credentials *server_creds(const struct gw_config *cfg, char *err, size_t errlen)
+{
+	grpc_ssl_pem_key_cert_pair pair = { NULL, NULL };
+	char *key = NULL, *cert = NULL, *ca = NULL;
+	grpc_server_credentials *creds = NULL;
+
+	if (!cfg->tls.cert_file || !cfg->tls.key_file)
+		return grpc_insecure_server_credentials_create();
+	cert = server_read_pem(cfg->tls.cert_file, err, errlen);
+	if (!cert)
+		goto out;
+	key = server_read_pem(cfg->tls.key_file, err, errlen);
+	if (!key)
+		goto out;
+	if (cfg->tls.client_ca_file) {
+		ca = server_read_pem(cfg->tls.client_ca_file, err, errlen);
+		if (!ca)
+			goto out;
+	}
+	pair.private_key = key;
+	pair.cert_chain = cert;
+	creds = grpc_ssl_server_credentials_create_ex(
+		ca, &pair, 1,
+		ca ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+		   : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE,
+		NULL);
+	if (!creds)
+		snprintf(err, errlen, "invalid TLS certificate or key (%s, %s)", cfg->tls.cert_file,
+			 cfg->tls.key_file);
+out:
+	server_free_pem(key);
+	server_free_pem(cert);
+	server_free_pem(ca);
+	return creds;
+}
+
+static int server_grpc_new(struct gw_server *srv, char *err, size_t errlen)
+{
+	const struct gw_config *cfg = srv->cfg;
+	size_t maxmsg = cfg->max_message_bytes ? cfg->max_message_bytes : (4u << 20);
+	grpc_arg args[2];
+	grpc_channel_args cargs = { 2, args };
+	grpc_server_credentials *creds;
+	int port;
+
+	if (maxmsg > INT32_MAX)
+		maxmsg = INT32_MAX;
+	args[0].type = GRPC_ARG_INTEGER;
+	args[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
+	args[0].value.integer = (int)maxmsg;
+	args[1].type = GRPC_ARG_INTEGER;
+	args[1].key = GRPC_ARG_MAX_CONCURRENT_STREAMS;
+	args[1].value.integer = GW_SERVER_MAX_CONCURRENT_STREAMS;
+
+	srv->cq = grpc_completion_queue_create_for_next(NULL);
+	srv->grpc = grpc_server_create(&cargs, NULL);
+	grpc_server_register_completion_queue(srv->grpc, srv->cq, NULL);
+	for (size_t i = 0; i < srv->nmethods; i++) {
+		const struct gw_method *m = &srv->methods[i];
+
+		srv->method_handles[i] = grpc_server_register_method(
+			srv->grpc, m->path, NULL,
+			m->kind == GW_CLIENT_STREAM ? GRPC_SRM_PAYLOAD_NONE
+						    : GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER,
+			0);
+		if (!srv->method_handles[i]) {
+			snprintf(err, errlen, "cannot register gRPC method %s", m->path);
+			return -1;
+		}
+	}
+	creds = server_creds(cfg, err, errlen);
+	if (!creds)
+		return -1;
+	port = grpc_server_add_http2_port(srv->grpc, cfg->grpc_listen, creds);
+	grpc_server_credentials_release(creds);
+	if (!port) {
+		snprintf(err, errlen, "cannot listen for gRPC on %s (address in use or invalid)",
+			 cfg->grpc_listen);
+		return -1;
+	}
+	srv->grpc_port = port;
+	return 0;
+}
+
+static int server_events_new(struct gw_server *srv, char *err, size_t errlen)
+{
+	srv->ev_wake = event_new(srv->base, -1, 0, server_on_wake, srv);
+	srv->ev_term = evsignal_new(srv->base, SIGTERM, server_on_signal, srv);
+	srv->ev_int = evsignal_new(srv->base, SIGINT, server_on_signal, srv);
+	srv->ev_hup = evsignal_new(srv->base, SIGHUP, server_on_signal, srv);
+	srv->ev_grace = evtimer_new(srv->base, server_on_grace, srv);
+	if (!srv->ev_wake || !srv->ev_term || !srv->ev_int || !srv->ev_hup || !srv->ev_grace ||
+	    event_add(srv->ev_term, NULL) || event_add(srv->ev_int, NULL) ||
+	    event_add(srv->ev_hup, NULL)) {
+		snprintf(err, errlen, "cannot set up the event loop");
+		return -1;
+	}
+	return 0;
+}
+
+struct gw_server *gw_server_new(struct gw_config *cfg, const char *config_path, long grace_ms,
+				char *err, size_t errlen)
+{
+	struct gw_server *srv = calloc(1, sizeof *srv);
+	struct gw_server *ret = NULL;
+
+	snprintf(err, errlen, "out of memory");
+	if (!srv)
+		goto out;
+	pthread_mutex_init(&srv->q_mu, NULL);
+	srv->grace_ms = grace_ms < 0 ? GW_SERVER_DEFAULT_GRACE_MS : grace_ms;
+	srv->shutdown_tag = (struct gw_tag){ GW_TAG_SHUTDOWN, srv };
+	srv->health.serving = 1;
+	srv->config_path = strdup(config_path ? config_path : "");
+	srv->base = event_base_new();
+	if (!srv->config_path || !srv->base)
+		goto out;
+	srv->conf = server_conf_new(cfg);
+	if (!srv->conf) {
+		snprintf(err, errlen, "cannot build the API key ring from %s", config_path);
+		goto out;
+	}
+	cfg = NULL;	/* owned by the generation */
+	srv->cfg = srv->conf->cfg;
+	srv->boot_conf = gw_server_conf_get(srv);
+	server_apply_log_level(srv->cfg);
+
+	if (server_events_new(srv, err, errlen))
+		goto out;
+	srv->up = gw_up_new(srv);
+	if (!srv->up) {
+		snprintf(err, errlen, "cannot start the upstream HTTP client");
+		goto out;
+	}
+	srv->accounts = gw_session_accounts_new(srv, &srv->naccounts, err, errlen);
+	if (!srv->accounts)
+		goto out;
+	if (gw_rpc_methods_new(&srv->methods, &srv->nmethods)) {
+		snprintf(err, errlen, "cannot build the method table");
+		goto out;
+	}
+	srv->method_handles = calloc(srv->nmethods, sizeof *srv->method_handles);
+	if (!srv->method_handles)
+		goto out;
+	gpr_set_log_function(server_grpc_log);
+	grpc_init();
+	srv->grpc_inited = 1;
+	if (server_grpc_new(srv, err, errlen))
+		goto out;
+	if (srv->cfg->http_listen) {
+		srv->http = gw_http_new(srv, err, errlen);
+		if (!srv->http)
+			goto out;
+	}
+	ret = srv;
+	srv = NULL;
+	err[0] = '\0';
+out:
+	gw_config_free(cfg);
+	gw_server_free(srv);
+	return ret;
+}
+
+/* ---- run ---- */
+
+int gw_server_run(struct gw_server *srv)
+{
+	int rc = -1;
+
+	grpc_server_start(srv->grpc);
+	srv->started = 1;
+	for (size_t i = 0; i < srv->nmethods; i++)
+		if (gw_call_arm(srv, i))
+			goto out;
+	/* Without the generic request, calls to unknown methods hang until their deadline. */
+	if (gw_call_arm(srv, GW_CALL_GENERIC))
+		goto out;
+	if (pthread_create(&srv->poller, NULL, server_poller, srv) != 0) {
+		gw_log(GW_LOG_ERROR, "server", GW_LS("msg", "cannot start the poller thread"), GW_LEND);
+		goto out;
+	}
+	srv->poller_running = 1;
+	gw_log(GW_LOG_INFO, "server", GW_LS("msg", "listening"), GW_LS("grpc", srv->cfg->grpc_listen),
+	       GW_LN("grpc_port", srv->grpc_port),
+	       GW_LS("http", srv->cfg->http_listen ? srv->cfg->http_listen : "-"),
+	       GW_LS("tls", srv->cfg->tls.cert_file ? (srv->cfg->tls.client_ca_file ? "mtls" : "tls")
+						    : "off"),
+	       GW_LN("methods", (long long)srv->nmethods), GW_LEND);
+	for (size_t i = 0; i < srv->naccounts; i++)
+		gw_session_start(&srv->accounts[i]);
+	event_base_loop(srv->base, EVLOOP_NO_EXIT_ON_EMPTY);
+	rc = 0;
+out:
+	if (rc && !srv->draining)
+		gw_server_drain(srv, "startup failure");
+	return rc;
+}
+
+/* Shuts the gRPC server and drains the queue on this thread (no poller, or a failed start). */
+static void server_grpc_shutdown_sync(struct gw_server *srv)
+{
+	if (!srv->shutdown_notified) {
+		srv->shutdown_notified = 1;
+		grpc_server_shutdown_and_notify(srv->grpc, srv->cq, &srv->shutdown_tag);
+	}
+	grpc_server_cancel_all_calls(srv->grpc);
+	for (int shut = 0; !srv->cq_shut;) {
+		grpc_event ev = grpc_completion_queue_next(srv->cq, gpr_inf_future(GPR_CLOCK_REALTIME),
+							   NULL);
+
+		if (ev.type == GRPC_QUEUE_SHUTDOWN) {
+			srv->cq_shut = 1;
+		} else if (ev.type == GRPC_OP_COMPLETE) {
+			struct gw_tag *t = ev.tag;
+
+			if (t->kind == GW_TAG_SHUTDOWN && !shut) {
+				shut = 1;
+				grpc_completion_queue_shutdown(srv->cq);
+			} else if (t->kind != GW_TAG_SHUTDOWN) {
+				gw_call_event(t, ev.success);
+			}
+		}
+	}
+}
+
+void gw_server_free(struct gw_server *srv)
+{
+	struct gw_cq_node *n;
+
+	if (!srv)
+		return;
+	if (srv->poller_running && !srv->cq_shut) {
+		/* The loop stopped before the drain finished (startup failure): finish it here. */
+		event_base_loop(srv->base, EVLOOP_NO_EXIT_ON_EMPTY);
+	}
+	if (srv->poller_running) {
+		pthread_join(srv->poller, NULL);
+		srv->poller_running = 0;
+	}
+	/* Leftover hand-offs (only possible after the last one): the queue is shut. */
+	while ((n = srv->q_head)) {
+		srv->q_head = n->next;
+		free(n);
+	}
+	gw_http_free(srv->http);
+	if (srv->grpc && !srv->cq_shut)
+		server_grpc_shutdown_sync(srv);
+	gw_session_accounts_free(srv->accounts, srv->naccounts);
+	gw_up_free(srv->up);
+	if (srv->grpc)
+		grpc_server_destroy(srv->grpc);
+	if (srv->cq)
+		grpc_completion_queue_destroy(srv->cq);
+	if (srv->grpc_inited)
+		grpc_shutdown();
+	free(srv->method_handles);
+	gw_rpc_methods_free(srv->methods);
+	if (srv->boot_conf)
+		gw_server_conf_put(srv, srv->boot_conf);
+	if (srv->conf)
+		gw_server_conf_put(srv, srv->conf);
+	if (srv->ev_wake)
+		event_free(srv->ev_wake);
+	if (srv->ev_term)
+		event_free(srv->ev_term);
+	if (srv->ev_int)
+		event_free(srv->ev_int);
+	if (srv->ev_hup)
+		event_free(srv->ev_hup);
+	if (srv->ev_grace)
+		event_free(srv->ev_grace);
+	if (srv->base)
+		event_base_free(srv->base);
+	pthread_mutex_destroy(&srv->q_mu);
+	free(srv->config_path);
+	free(srv);
+}

@@ -1,0 +1,140 @@
+/*
+ * server: the ONE server struct, the gRPC server on gRPC core, the completion-queue poller and
+ * the process lifecycle (start, SIGHUP reload, SIGTERM drain).
+ *
+ * Threading (see DESIGN.md): one poller thread blocks in grpc_completion_queue_next() and hands
+ * each {tag, ok} to the libevent loop through a mutex-protected list + event_active(). Everything
+ * else, including every field below except the poller queue, is owned by the loop thread.
+ *
+ * Tags on the completion queue are always a struct gw_tag *: the loop dispatches on its kind.
+ *
+ * Configuration generations: srv->conf is the current {config, keyring}. A call takes a
+ * reference when it authenticates (gw_server_conf_get) and drops it when freed
+ * (gw_server_conf_put), so a SIGHUP reload can swap in a new generation while calls still read
+ * the old tenant structs. Upstream accounts are built once from the boot configuration; a reload
+ * that changes accounts is refused (restart to apply), and the boot generation stays alive
+ * until exit because account runtimes may point into it.
+ */
+#ifndef A3D_GATEWAY_SERVER_H
+#define A3D_GATEWAY_SERVER_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <grpc/grpc.h>
+
+#include "gateway/call.h"
+#include "gateway/health.h"
+#include "gateway/stats.h"
+
+#define GW_SERVER_MAX_CONCURRENT_STREAMS 1024	/* per HTTP/2 connection */
+#define GW_SERVER_DEFAULT_GRACE_MS 5000		/* drain period on SIGTERM */
+#define GW_SERVER_MAX_GRACE_MS 600000
+#define GW_SERVER_MAX_PEM_BYTES (256u << 10)	/* TLS files larger than this are refused */
+
+struct event_base;
+struct event;
+struct gw_config;
+struct gw_keyring;
+struct gw_account_rt;
+struct gw_upstream;
+struct gw_http;
+
+/* What a completion-queue tag points at. */
+enum gw_tag_kind {
+	GW_TAG_CALL_NEW = 1,	/* a requested call arrived (or the request was cancelled) */
+	GW_TAG_CALL_CLOSE,	/* RECV_CLOSE_ON_SERVER completed */
+	GW_TAG_CALL_SEND,	/* a send batch completed */
+	GW_TAG_CALL_RECV,	/* a RECV_MESSAGE batch completed (client streaming) */
+	GW_TAG_SHUTDOWN		/* grpc_server_shutdown_and_notify completed */
+};
+struct gw_tag {
+	enum gw_tag_kind kind;
+	void *owner;		/* the struct gw_call, or the server */
+};
+
+/* One configuration generation; refcounted, see above. */
+struct gw_server_conf {
+	struct gw_config *cfg;
+	struct gw_keyring *keys;
+	unsigned refs;
+};
+
+/* The poller's hand-off list (the only state shared between threads). */
+struct gw_cq_node {
+	struct gw_tag *tag;
+	int ok;
+	int queue_shutdown;
+	struct gw_cq_node *next;
+};
+
+struct gw_server {
+	struct event_base *base;
+	grpc_server *grpc;
+	grpc_completion_queue *cq;
+
+	/* Configuration: cfg == conf->cfg, the current generation (read-only). */
+	struct gw_config *cfg;
+	struct gw_server_conf *conf;
+	struct gw_server_conf *boot_conf;	/* accounts were built from this one */
+	char *config_path;
+
+	/* Upstream: one runtime per cfg->accounts entry, index-aligned (auth/session.h). */
+	struct gw_account_rt *accounts;
+	size_t naccounts;
+	struct gw_upstream *up;
+
+	/* Method table (gateway/rpc.h) and the registered-method handles, index-aligned. */
+	struct gw_method *methods;
+	size_t nmethods;
+	void **method_handles;
+
+	struct gw_stats stats;
+	struct gw_health health;
+	struct gw_http *http;
+
+	/* Lifecycle. */
+	int started;
+	int grpc_inited;		/* grpc_init() called: grpc_shutdown() at free */
+	int grpc_port;			/* the bound port (useful with ":0") */
+	const char *version;		/* static build version for /metrics, set by main */
+	int draining;			/* SIGTERM/SIGINT seen: no new calls, health NOT_SERVING */
+	int shutdown_notified;		/* grpc_server_shutdown_and_notify issued */
+	int cq_shut;			/* the completion queue reported GRPC_QUEUE_SHUTDOWN */
+	long grace_ms;
+	struct gw_tag shutdown_tag;
+	struct event *ev_term, *ev_int, *ev_hup, *ev_grace;
+	uint64_t next_call_id;
+
+	/* Poller thread -> loop. */
+	pthread_t poller;
+	int poller_running;
+	pthread_mutex_t q_mu;
+	struct gw_cq_node *q_head, *q_tail;
+	struct event *ev_wake;
+};
+
+/*
+ * Creates the server: event base, config generation (takes ownership of cfg), API key ring,
+ * account runtimes, upstream engine, gRPC server with every method registered, listeners bound.
+ * On failure returns NULL and writes one clear line to err (never a secret); cfg is freed.
+ */
+struct gw_server *gw_server_new(struct gw_config *cfg, const char *config_path, long grace_ms,
+				char *err, size_t errlen);
+/* Runs the loop until a SIGTERM/SIGINT drain completes. Returns 0 on a clean exit. */
+int gw_server_run(struct gw_server *srv);
+/* Frees everything; safe on a server that never ran. NULL is a no-op. */
+void gw_server_free(struct gw_server *srv);
+
+/* Starts the drain (what SIGTERM does); exposed for tests. */
+void gw_server_drain(struct gw_server *srv, const char *why);
+/* Reloads config_path (what SIGHUP does): 0 swapped, -1 kept the old one (errors logged). */
+int gw_server_reload(struct gw_server *srv);
+
+/* Config generations for calls. */
+struct gw_server_conf *gw_server_conf_get(struct gw_server *srv);
+void gw_server_conf_put(struct gw_server *srv, struct gw_server_conf *conf);
+
+/* Monotonic milliseconds, for latencies and timers. */
+int64_t gw_server_now_us(void);
+
+#endif
