@@ -239,7 +239,7 @@ static const char *cfg_quote(const char *s, char out[CFG_QUOTE_MAX])
 {
 	size_t i;
 
-	for (i = 0; s[i] && i < CFG_QUOTE_MAX - 1; i++)
+	for (i = 0; i < CFG_QUOTE_MAX - 1 && s[i]; i++)
 		out[i] = ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) ? '?' : s[i];
 	out[i] = '\0';
 	return out;

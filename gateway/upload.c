@@ -363,7 +363,9 @@ static void upload_pump(struct upload *u)
 {
 	char msg[UPLOAD_MSG_MAX];
 
-	if (u->fill >= u->chunk) {
+	/* Strictly more than a chunk: the bytes after it prove this is not the last one, so the
+	 * final PUT always carries data and the total (never an empty "bytes * /N" finalizer). */
+	if (u->fill > u->chunk) {
 		upload_put(u, u->chunk, 0);
 		return;
 	}

@@ -36,7 +36,7 @@ int sim_auth_parse_basic(const char *hdr, char *id, size_t idlen, char *secret, 
 	if (strspn(b64, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=") < n)
 		return -1;
 	for (size_t i = 0; i < n; i++)	/* '=' only as the last one or two characters */
-		if (b64[i] == '=' && i < n - 2)
+		if (i < n - 2 && b64[i] == '=')
 			return -1;
 	if (b64[n - 1] == '=')
 		pad++;

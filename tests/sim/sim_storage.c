@@ -416,6 +416,10 @@ static void sim_storage_put(struct sim *s, struct sim_req *rq, struct sim_resp *
 	if (rq->sink != SIM_SINK_FILE) {	/* status query */
 		if (u->total < 0 && rq->range_total >= 0)
 			u->total = rq->range_total;
+		/* As on GCS, "bytes * /N" once all N bytes are in finalizes an upload whose size was
+		 * not known when its last chunk went up. */
+		if (u->total >= 0 && u->received >= u->total)
+			u->complete = 1;
 		if (u->complete)
 			sim_storage_object_json(rs, u, 200);
 		else
