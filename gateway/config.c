@@ -593,6 +593,7 @@ static void cfg_account(struct cfg_parse *p, yaml_node_t *n, size_t idx, struct 
 	else if (v[ACC_FILE]) {
 		cfg_pathf(path, sizeof(path), "%s.client_secret_file", base);
 		cfg_string(p, v[ACC_FILE], path, &a->secret_file);
+		a->secret_line = cfg_line(v[ACC_FILE]);
 	} else if (v[ACC_ENV]) {
 		cfg_pathf(path, sizeof(path), "%s.client_secret_env", base);
 		cfg_string(p, v[ACC_ENV], path, &a->secret_env);

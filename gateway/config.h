@@ -52,6 +52,7 @@ struct gw_account_cfg {
 	char *client_id;
 	char *secret_file;		/* exactly one of secret_file / secret_env is set */
 	char *secret_env;
+	int secret_line;		/* line of client_secret_file, for --check-config's messages */
 	double rate_per_second;		/* upstream requests/s cap for this account (0 = none) */
 	unsigned max_concurrent;	/* in-flight upstream requests cap (0 = none) */
 	int line;

@@ -14,6 +14,7 @@
 #include <curl/curl.h>
 #include <event2/thread.h>
 
+#include "auth/secret.h"
 #include "gateway/config.h"
 #include "gateway/log.h"
 #include "gateway/server.h"
@@ -37,6 +38,31 @@ static void main_usage(FILE *f)
 }
 
 /* Loads the configuration or prints every error line; NULL on failure. */
+/* --check-config also reads every secret file, with the same rules as start-up (owner-only
+ * mode, size), so a config it calls OK is one the daemon will run. Environment variables are
+ * not checked: the checking shell rarely has the daemon's environment. */
+static int main_check_secret_files(const struct gw_config *cfg)
+{
+	int rc = 0;
+
+	for (size_t i = 0; i < cfg->naccounts; i++) {
+		const struct gw_account_cfg *a = &cfg->accounts[i];
+		char err[256], *secret = NULL;
+		size_t len = 0;
+
+		if (!a->secret_file)
+			continue;
+		if (gw_secret_load(a, &secret, &len, err, sizeof err) != 0) {
+			fprintf(stderr, "%s:%d: accounts[%zu].client_secret_file: %s\n", cfg->path, a->secret_line,
+				i, err);
+			rc = -1;
+			continue;
+		}
+		gw_secret_free(secret, len);
+	}
+	return rc;
+}
+
 static struct gw_config *main_load(const char *path)
 {
 	struct gw_errors errs = { 0 };
@@ -110,7 +136,10 @@ int main(int argc, char **argv)
 		cfg = main_load(path);
 		if (!cfg)
 			return 1;
+		rc = main_check_secret_files(cfg);
 		gw_config_free(cfg);
+		if (rc != 0)
+			return 1;
 		printf("configuration OK\n");
 		return 0;
 	}

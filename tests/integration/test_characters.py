@@ -6,7 +6,7 @@ import harness
 from harness import characters_pb2
 
 FAKE_FBX = b"Kaydara FBX Binary  \x00\x1a\x00" + bytes(range(256)) * 8
-STOCK = ("deepmotion", "roblox")     # the platforms of stock models; custom ones have none
+STOCK = ("deepmotion", "roblox")     # the platforms of stock models; the simulator says "custom" for custom ones
 FAKE_PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 
 
@@ -40,10 +40,10 @@ def test_store_then_list_custom(gateway, stored_model):
     assert not [x for x in models.values() if x.platform in STOCK], "stock models without include_stock"
 
 
-def test_custom_model_has_no_platform(gateway, stored_model):
-    """characters.proto: Model.platform is deepmotion | roblox for stock models, empty for custom."""
+def test_custom_model_platform_passes_through(gateway, stored_model):
+    """characters.proto: Model.platform is what upstream reports; never a stock platform for a custom model."""
     m = _list(gateway, include_stock=True)[stored_model]
-    assert m.platform == "", m
+    assert m.platform not in STOCK and m.platform == "custom", m
 
 
 def test_list_with_stock(gateway, stored_model):
