@@ -161,10 +161,10 @@ static struct owner_flight **owner_find(const struct gw_owner *o, const char *te
 static struct owner_flight *owner_flight_add(struct gw_owner *o, const char *tenant, const char *key)
 {
 	struct owner_flight **pp = owner_find(o, tenant, key);
-	struct owner_flight *f;
+	struct owner_flight *f = *pp;
 
-	if (*pp)
-		return *pp;
+	if (f)
+		return f;
 	if (o->stats.inflight >= GW_OWNER_MAX_INFLIGHT) {
 		o->stats.busy_inflight++;
 		return NULL;
