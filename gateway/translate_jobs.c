@@ -361,6 +361,9 @@ static int jobs_fill_status(Animate3d__V1__JobStatus *st, json_t *it, const char
 		    (rc = gw_tr_i64(det, "positionInQueue", dctx, 0, &st->position_in_queue, err,
 				    errlen)) ||
 		    (rc = gw_tr_i64(det, "position_in_queue", dctx, 0, &st->position_in_queue, err,
+				    errlen)) ||
+		    /* Where public clients read it: beside "details". */
+		    (rc = gw_tr_i64(it, "positionInQueue", ctx, 0, &st->position_in_queue, err,
 				    errlen)))
 			goto out;
 		break;

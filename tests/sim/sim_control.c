@@ -120,6 +120,12 @@ void sim_control_h_faults_add(struct sim *s, struct sim_req *rq, struct sim_resp
 		sim_resp_error(rs, 400, "400", "mode must be status, reset or garbage");
 		goto out;
 	}
+	/* Spent one-shot faults (count reached 0) give their slot back. */
+	for (int i = 0; i < s->n_faults;)
+		if (s->faults[i].count == 0)
+			s->faults[i] = s->faults[--s->n_faults];
+		else
+			i++;
 	if (s->n_faults == SIM_MAX_FAULTS) {
 		s->rejections[SIM_REJ_FAULTS]++;
 		sim_resp_error(rs, 409, "409", "At most %d faults", SIM_MAX_FAULTS);

@@ -104,16 +104,21 @@ static int sim_jobs_hook(const char *name, const char *tag)
 		if (p[tl] >= '0' && p[tl] <= '9') {
 			long v = strtol(p + tl, NULL, 10);
 
-			return v > 0 && v < 100000 ? (int)v : 0;
+			return v >= 0 && v < 100000 ? (int)v : -1;
 		}
-	return 0;
+	return -1;
 }
 
+/* persons is -1 when the name carries no persons- hook (the caller picks the default). */
 void sim_jobs_hooks(const char *file_name, int *fail_code, int *retry_code, int *persons)
 {
 	*fail_code = sim_jobs_hook(file_name, "fail-");
 	*retry_code = sim_jobs_hook(file_name, "retry-");
 	*persons = sim_jobs_hook(file_name, "persons-");
+	if (*fail_code < 0)
+		*fail_code = 0;
+	if (*retry_code < 0)
+		*retry_code = 0;
 	if (*persons > SIM_JOBS_MAX_PERSONS)
 		*persons = SIM_JOBS_MAX_PERSONS;
 }
@@ -297,8 +302,11 @@ void sim_jobs_h_process(struct sim *s, struct sim_req *rq, struct sim_resp *rs)
 	j->duration = up >= 0 ? sim_jobs_duration(s->uploads[up], &p) : SIM_JOBS_DEFAULT_DURATION;
 	sim_jobs_hooks(j->file_name, &j->fail_code, &j->retry_code, &j->persons);
 	j->mp_detection = p.mp_detection;
-	if (j->persons == 0)
+	if (j->persons < 0)
 		j->persons = p.mp_detection ? SIM_JOBS_DEFAULT_PERSONS : 1;
+	/* Nobody to track: the job fails the way the API reports it. */
+	if (j->persons == 0 && j->fail_code == 0)
+		j->fail_code = 513;
 	sim_jobs_start(s, j);
 	s->jobs[s->n_jobs++] = j;
 	s->jobs_created++;
@@ -335,13 +343,11 @@ static void sim_jobs_each(struct sim *s, struct sim_req *rq, struct sim_resp *rs
 static json_t *sim_jobs_status_json(struct sim *s, const struct sim_job *j)
 {
 	struct sim_job_view v;
-	json_t *d;
+	json_t *d, *el;
 
 	sim_jobs_view(j, sim_now_mono(), &v);
 	if (strcmp(v.status, "PROGRESS") == 0) {
 		d = json_pack("{s:i, s:i}", "step", v.step, "total", v.total);
-		if (v.queue_pos > 0)
-			json_object_set_new(d, "positionInQueue", json_integer(v.queue_pos));
 	} else if (strcmp(v.status, "SUCCESS") == 0) {
 		char out[SIM_NAME_MAX + 16];
 
@@ -354,7 +360,11 @@ static json_t *sim_jobs_status_json(struct sim *s, const struct sim_job *j)
 		d = json_pack("{s:s, s:s}", "exc_message", msg, "exc_type",
 			      v.code == 101 ? "CreditError" : "ProcessingError");
 	}
-	return json_pack("{s:s, s:s, s:o}", "rid", j->rid, "status", v.status, "details", d);
+	el = json_pack("{s:s, s:s, s:o}", "rid", j->rid, "status", v.status, "details", d);
+	/* Public clients (the JS SDK) read the queue position beside "details", not inside it. */
+	if (el && v.queue_pos > 0)
+		json_object_set_new(el, "positionInQueue", json_integer(v.queue_pos));
+	return el;
 }
 
 void sim_jobs_h_status(struct sim *s, struct sim_req *rq, struct sim_resp *rs)

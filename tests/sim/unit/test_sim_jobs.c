@@ -77,15 +77,16 @@ Test(sim_jobs, final_states_are_fixed)
 Test(sim_jobs, hooks_table)
 {
 	static const struct { const char *name; int fail, retry, persons; } cases[] = {
-		{ "clip.mp4", 0, 0, 0 },
-		{ "clip-fail-513.mp4", 513, 0, 0 },
-		{ "fail-1399", 1399, 0, 0 },
-		{ "clip-retry-507.mp4", 0, 507, 0 },
+		{ "clip.mp4", 0, 0, -1 },
+		{ "clip-fail-513.mp4", 513, 0, -1 },
+		{ "fail-1399", 1399, 0, -1 },
+		{ "clip-retry-507.mp4", 0, 507, -1 },
 		{ "two-persons-3.mp4", 0, 0, 3 },
+		{ "persons-0.mp4", 0, 0, 0 },
 		{ "persons-99.mp4", 0, 0, SIM_JOBS_MAX_PERSONS },
-		{ "fail-.mp4", 0, 0, 0 },
-		{ "fail-x-fail-202.mp4", 202, 0, 0 },
-		{ "retry-599-fail-513.mp4", 513, 599, 0 },
+		{ "fail-.mp4", 0, 0, -1 },
+		{ "fail-x-fail-202.mp4", 202, 0, -1 },
+		{ "retry-599-fail-513.mp4", 513, 599, -1 },
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
