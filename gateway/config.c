@@ -458,14 +458,23 @@ static void cfg_log(struct cfg_parse *p, yaml_node_t *n)
 
 static void cfg_state(struct cfg_parse *p, yaml_node_t *n)
 {
-	static const char *const keys[] = { "path", "memory" };
-	yaml_node_t *v[2];
+	static const char *const keys[] = { "path", "memory", "read_only", "idempotency_ttl_s",
+					    "reconcile_settle_ms" };
+	yaml_node_t *v[5];
 	int memory = 0;
+	long long x;
 
-	if (cfg_map(p, n, "state", keys, 2, v, NULL) < 0)
+	if (cfg_map(p, n, "state", keys, 5, v, NULL) < 0)
 		return;
+	if (v[4] && cfg_long(p, v[4], "state.reconcile_settle_ms", 0, 3600000, &x) == 0)
+		p->cfg->state.reconcile_settle_ms = (long)x;
 	if (v[1] && cfg_bool(p, v[1], "state.memory", &memory) < 0)
 		return;
+	if (v[2] && cfg_bool(p, v[2], "state.read_only", &p->cfg->state.read_only) < 0)
+		return;
+	/* Below one minute the owner module raises it anyway (a key must outlive its call). */
+	if (v[3] && cfg_long(p, v[3], "state.idempotency_ttl_s", 60, GW_CONFIG_MAX_IDEM_TTL_S, &x) == 0)
+		p->cfg->state.idempotency_ttl_s = x;
 	if (v[0]) {
 		if (memory) {
 			CFG_ERR(p, v[0], "state.path and state.memory: true are exclusive");
@@ -477,6 +486,11 @@ static void cfg_state(struct cfg_parse *p, yaml_node_t *n)
 	}
 	if (!memory) {
 		CFG_ERR(p, n, "state needs path or memory: true");
+		return;
+	}
+	/* A read-only memory store would be empty forever: certainly a mistake. */
+	if (p->cfg->state.read_only) {
+		CFG_ERR(p, v[2], "state.read_only needs state.path (a memory store starts empty)");
 		return;
 	}
 	p->cfg->state.memory_only = 1;
@@ -1008,6 +1022,7 @@ int gw_config_parse(const char *path, const char *text, size_t len, struct gw_co
 		goto out;
 	}
 	cfg->state.memory_only = 1;
+	cfg->state.reconcile_settle_ms = GW_CONFIG_DEFAULT_SETTLE_MS;
 	cfg->cache.status_ttl_ms = GW_CONFIG_DEFAULT_STATUS_TTL_MS;
 	cfg->cache.max_entries = GW_CONFIG_DEFAULT_MAX_ENTRIES;
 	cfg->cache.batch_window_ms = GW_CONFIG_DEFAULT_BATCH_WINDOW_MS;

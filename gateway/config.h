@@ -21,6 +21,8 @@
 #define GW_CONFIG_MAX_STRING 4096		/* any one string value, in bytes */
 #define GW_CONFIG_MAX_BATCH 500			/* cache.batch_max: rids in one GET /status URL */
 #define GW_CONFIG_CHUNK_UNIT (256u << 10)	/* upload_chunk_bytes must be a multiple of this */
+#define GW_CONFIG_MAX_IDEM_TTL_S (30ll * 86400)	/* state.idempotency_ttl_s upper bound */
+#define GW_CONFIG_DEFAULT_SETTLE_MS 30000	/* state.reconcile_settle_ms */
 
 /* Defaults for what the file leaves out. */
 #define GW_CONFIG_DEFAULT_GRPC_LISTEN "127.0.0.1:50051"
@@ -92,6 +94,9 @@ struct gw_config {
 	struct {
 		char *path;		/* SQLite file; NULL with memory_only */
 		int memory_only;	/* 1 with "memory: true" or when state: is absent */
+		int read_only;		/* state.read_only: reads work, mutations get UNAVAILABLE */
+		long long idempotency_ttl_s;	/* state.idempotency_ttl_s; 0 = 24 h (gateway/owner.h) */
+		long reconcile_settle_ms;	/* state.reconcile_settle_ms, default 30000: see rpc_owner.h */
 	} state;
 	struct {
 		long status_ttl_ms;	/* PROGRESS/RETRY lifetime, default 1000 */

@@ -14,6 +14,7 @@
 #include "gateway/call.h"
 #include "gateway/config.h"
 #include "gateway/log.h"
+#include "gateway/rpc_owner.h"
 #include "gateway/server.h"
 #include "gateway/stats.h"
 
@@ -231,7 +232,8 @@ static void http_on_request(struct evhttp_request *req, void *arg)
 			   "application/json", body);
 	} else if (strcmp(path, "/metrics") == 0) {
 		if (gw_http_render_metrics(&srv->stats, srv->methods, srv->nmethods, srv->version,
-					   srv->draining, body) == 0)
+					   srv->draining, body) == 0 &&
+		    gw_rpc_owner_render_metrics(srv, body) == 0)	/* state store, idempotency */
 			http_reply(req, 200, "OK", "text/plain; version=0.0.4", body);
 		else
 			evhttp_send_error(req, 500, "metrics rendering failed");

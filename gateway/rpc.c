@@ -11,6 +11,7 @@
 #include "auth/perm.h"
 #include "gateway/errmap.h"
 #include "gateway/health.h"
+#include "gateway/rpc_owner.h"
 #include "gateway/server.h"
 #include "gateway/translate.h"
 #include "gateway/upload.h"
@@ -23,6 +24,8 @@ struct rpc_op {
 	struct gw_call *c;
 	const struct gw_tr_rpc *row;
 	struct gw_up_call *up;
+	struct gw_rpc_owner_view view;	/* the request with only the tenant's rids, if rewritten */
+	const ProtobufCMessage *req;	/* what build/parse see: the call's request or view.msg */
 };
 
 const char *gw_rpc_short_name(const char *path)
@@ -40,6 +43,8 @@ int gw_rpc_admit(struct gw_call *c)
 
 static void rpc_op_free(struct rpc_op *op)
 {
+	if (op)
+		gw_rpc_owner_view_clear(&op->view);
 	free(op);
 }
 
@@ -68,39 +73,42 @@ static void rpc_done(void *arg, const struct gw_up_response *res)
 	op->up = NULL;
 	gw_call_on_cancel(c, NULL);
 	gw_call_set_data(c, NULL);
-	rpc_op_free(op);
 	gw_call_count_upstream(c);
 
 	if (res->no_session) {
 		gw_call_fail(c, GRPC_STATUS_UNAVAILABLE, "%s: %s", what,
 			     res->error ? res->error : "upstream rejected account credentials");
-		return;
+		goto out;
 	}
 	if (res->curl_rc != CURLE_OK) {
 		code = gw_errmap_curl((int)res->curl_rc, res->error, what, msg, sizeof msg);
 		gw_call_fail(c, code, "%s", msg);
-		return;
+		goto out;
 	}
 	if (res->http_status < 200 || res->http_status > 299) {
 		code = gw_errmap_http(res->http_status, res->body, res->body_len, what, msg, sizeof msg);
 		if (code == GRPC_STATUS_RESOURCE_EXHAUSTED)
 			gw_call_fail_retry(c, code, res->retry_after_ms >= 0 ? res->retry_after_ms : 1000,
 					   msg);
+		else if (code == GRPC_STATUS_NOT_FOUND)
+			gw_rpc_owner_not_found(c);	/* same shape as another tenant's id */
 		else
 			gw_call_fail(c, code, "%s", msg);
-		return;
+		goto out;
 	}
 	err[0] = '\0';
-	rc = row->parse(gw_call_request(c), res->body, res->body_len, &reply, err, sizeof err);
+	rc = row->parse(op->req, res->body, res->body_len, &reply, err, sizeof err);
 	switch (rc) {
 	case GW_TR_OK:
-		gw_call_reply(c, reply);
+		/* Ownership: record what was created, filter lists; never reply an unrecorded id. */
+		if (gw_rpc_owner_after(c, op->req, reply) == 0)
+			gw_call_reply(c, reply);
 		break;
 	case GW_TR_INVALID:
 		gw_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "%s: %s", what, err);
 		break;
 	case GW_TR_NOT_FOUND:
-		gw_call_fail(c, GRPC_STATUS_NOT_FOUND, "%s: %s", what, err);
+		gw_rpc_owner_not_found(c);
 		break;
 	default:
 		gw_call_fail(c, GRPC_STATUS_UNAVAILABLE, "%s: upstream sent an unexpected answer: %s",
@@ -109,6 +117,8 @@ static void rpc_done(void *arg, const struct gw_up_response *res)
 	}
 	if (reply)
 		protobuf_c_message_free_unpacked(reply, NULL);
+out:
+	rpc_op_free(op);
 }
 
 void gw_rpc_unary(struct gw_call *c)
@@ -116,6 +126,8 @@ void gw_rpc_unary(struct gw_call *c)
 	const struct gw_tr_rpc *row = gw_call_method(c)->row;
 	const char *what = gw_rpc_short_name(row->grpc_path);
 	struct gw_tr_request tr = { 0 };
+	struct gw_rpc_owner_view view = { 0 };
+	const ProtobufCMessage *req;
 	struct gw_up_request rq;
 	struct rpc_op *op = NULL;
 	struct gw_account_rt *acct;
@@ -125,8 +137,15 @@ void gw_rpc_unary(struct gw_call *c)
 
 	if (gw_rpc_admit(c) != 0)
 		return;
+	req = gw_rpc_owner_admit(c, &view);	/* ownership (gateway/rpc_owner.h) */
+	if (!req)
+		return;
+	if (gw_rpc_owner_idempotent(c)) {
+		gw_rpc_owner_start_job(c);
+		goto out;
+	}
 	err[0] = '\0';
-	rc = row->build(gw_call_request(c), &tr, err, sizeof err);
+	rc = row->build(req, &tr, err, sizeof err);
 	if (rc == GW_TR_INVALID) {
 		gw_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "%s", err);
 		goto out;
@@ -157,6 +176,9 @@ void gw_rpc_unary(struct gw_call *c)
 	}
 	op->c = c;
 	op->row = row;
+	op->view = view;
+	op->req = req;
+	view = (struct gw_rpc_owner_view){ 0 };	/* owned by op now */
 	memset(&rq, 0, sizeof rq);
 	rq.method = tr.method;
 	rq.path = tr.path;
@@ -176,11 +198,18 @@ void gw_rpc_unary(struct gw_call *c)
 	op = NULL;	/* owned by the call's cancel hook / rpc_done now */
 out:
 	rpc_op_free(op);
+	gw_rpc_owner_view_clear(&view);
 	gw_tr_request_clear(&tr);
 }
 
 static void rpc_watch_status(struct gw_call *c)
 {
+	struct gw_rpc_owner_view view = { 0 };
+
+	/* Ownership first: the watcher must see only view.msg's rids (the tenant's own). */
+	if (!gw_rpc_owner_admit(c, &view))
+		return;
+	gw_rpc_owner_view_clear(&view);
 	gw_call_fail(c, GRPC_STATUS_UNIMPLEMENTED, "WatchStatus is not available yet");
 }
 

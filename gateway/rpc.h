@@ -4,12 +4,17 @@
  *
  * The generic unary path for a row:
  *   call authenticated + decoded (gateway/call.c)
- *   -> gw_rpc_admit()            seam for the tenant rate limit and job ownership (later issues)
+ *   -> gw_rpc_admit()            seam for the tenant rate limit
+ *   -> gw_rpc_owner_admit()      ownership (gateway/rpc_owner.h): NOT_FOUND for ids of other
+ *                                tenants, rids filtered, mutations refused on a read-only store;
+ *                                StartJob with idempotency_key -> gw_rpc_owner_start_job()
  *   -> row->build()              GW_TR_INVALID -> INVALID_ARGUMENT with the row's message
  *   -> gw_up_start()             on the tenant's account, the call's time left as timeout;
  *                                a cancelled call cancels the transfer
  *   -> done: curl error -> gw_errmap_curl, non-2xx -> gw_errmap_http (429 with a retry delay),
- *      no session -> UNAVAILABLE, 2xx -> row->parse() -> reply.
+ *      no session -> UNAVAILABLE, 2xx -> row->parse() -> gw_rpc_owner_after() (record created
+ *      ids, filter lists) -> reply. Upstream 404s answer "<Method>: not found", the shape used
+ *      for other tenants' ids.
  */
 #ifndef A3D_GATEWAY_RPC_H
 #define A3D_GATEWAY_RPC_H

@@ -20,7 +20,9 @@
 #include "gateway/config.h"
 #include "gateway/http.h"
 #include "gateway/log.h"
+#include "gateway/owner.h"
 #include "gateway/rpc.h"
+#include "gateway/store.h"
 #include "gateway/upstream.h"
 
 int64_t gw_server_now_us(void)
@@ -29,6 +31,14 @@ int64_t gw_server_now_us(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int64_t gw_server_wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* gRPC core's own log lines join ours as JSON (one format on stderr); its errors are warnings
@@ -228,6 +238,16 @@ int gw_server_reload(struct gw_server *srv)
 		       GW_LEND);
 		goto out;
 	}
+	if (!server_str_eq(srv->boot_conf->cfg->state.path, cfg->state.path) ||
+	    srv->boot_conf->cfg->state.memory_only != cfg->state.memory_only ||
+	    srv->boot_conf->cfg->state.read_only != cfg->state.read_only ||
+	    srv->boot_conf->cfg->state.idempotency_ttl_s != cfg->state.idempotency_ttl_s ||
+	    srv->boot_conf->cfg->state.reconcile_settle_ms != cfg->state.reconcile_settle_ms) {
+		gw_log(GW_LOG_ERROR, "reload",
+		       GW_LS("msg", "state settings changed: restart the gateway to apply; keeping the old configuration"),
+		       GW_LEND);
+		goto out;
+	}
 	if (!server_str_eq(srv->cfg->grpc_listen, cfg->grpc_listen) ||
 	    !server_str_eq(srv->cfg->http_listen, cfg->http_listen) ||
 	    !server_str_eq(srv->cfg->tls.cert_file, cfg->tls.cert_file) ||
@@ -404,6 +424,76 @@ static int server_grpc_new(struct gw_server *srv, char *err, size_t errlen)
 	return 0;
 }
 
+/* ---- state store ---- */
+
+static void server_on_housekeeping(evutil_socket_t fd, short what, void *arg)
+{
+	struct gw_server *srv = arg;
+	int n;
+
+	(void)fd;
+	(void)what;
+	if (gw_store_read_only(srv->store))
+		return;
+	n = gw_owner_expire(srv->owner, gw_server_wall_ms());
+	if (n < 0)
+		gw_log(GW_LOG_WARN, "state", GW_LS("msg", "idempotency key expiry failed"),
+		       GW_LS("error", gw_store_errmsg(srv->store)), GW_LEND);
+	else if (n > 0)
+		gw_log(GW_LOG_INFO, "state", GW_LS("msg", "idempotency keys expired"),
+		       GW_LN("keys", n), GW_LEND);
+}
+
+static int server_count_pending(void *arg, const char *tenant, const char *key,
+				const struct gw_idem *e)
+{
+	(void)tenant;
+	(void)key;
+	(void)e;
+	++*(long long *)arg;
+	return 0;
+}
+
+static int server_state_new(struct gw_server *srv, char *err, size_t errlen)
+{
+	const struct gw_config *cfg = srv->cfg;
+	struct timeval tv = { GW_SERVER_HOUSEKEEPING_S, 0 };
+	char serr[GW_STORE_ERR_MAX];
+	long long pending = 0;
+
+	serr[0] = '\0';
+	srv->store = gw_store_open(cfg->state.memory_only ? NULL : cfg->state.path, cfg->state.read_only,
+				   serr, sizeof serr);
+	if (!srv->store) {
+		snprintf(err, errlen, "%s", serr[0] ? serr : "cannot open the state store");
+		return -1;
+	}
+	srv->owner = gw_owner_new(srv->store, cfg->state.idempotency_ttl_s * 1000);
+	if (!srv->owner) {
+		snprintf(err, errlen, "out of memory creating the ownership state");
+		return -1;
+	}
+	/* Keys a previous process left PENDING: reconciled when their clients retry. */
+	if (gw_store_idem_pending(srv->store, server_count_pending, &pending) != 0) {
+		snprintf(err, errlen, "%s", gw_store_errmsg(srv->store));
+		return -1;
+	}
+	gw_log(pending ? GW_LOG_WARN : GW_LOG_INFO, "state",
+	       GW_LS("msg", pending ? "idempotency keys left pending by a previous process; "
+				      "they are reconciled when retried"
+				    : "state store open"),
+	       GW_LS("backend", gw_store_backend(srv->store)),
+	       GW_LS("path", cfg->state.memory_only ? "-" : cfg->state.path),
+	       GW_LN("read_only", gw_store_read_only(srv->store)), GW_LN("pending_keys", pending),
+	       GW_LEND);
+	srv->ev_housekeeping = event_new(srv->base, -1, EV_PERSIST, server_on_housekeeping, srv);
+	if (!srv->ev_housekeeping || event_add(srv->ev_housekeeping, &tv)) {
+		snprintf(err, errlen, "cannot set up the event loop");
+		return -1;
+	}
+	return 0;
+}
+
 static int server_events_new(struct gw_server *srv, char *err, size_t errlen)
 {
 	srv->ev_wake = event_new(srv->base, -1, 0, server_on_wake, srv);
@@ -431,6 +521,7 @@ struct gw_server *gw_server_new(struct gw_config *cfg, const char *config_path, 
 		goto out;
 	pthread_mutex_init(&srv->q_mu, NULL);
 	srv->grace_ms = grace_ms < 0 ? GW_SERVER_DEFAULT_GRACE_MS : grace_ms;
+	srv->started_wall_ms = gw_server_wall_ms();
 	srv->shutdown_tag = (struct gw_tag){ GW_TAG_SHUTDOWN, srv };
 	srv->health.serving = 1;
 	srv->config_path = strdup(config_path ? config_path : "");
@@ -448,6 +539,8 @@ struct gw_server *gw_server_new(struct gw_config *cfg, const char *config_path, 
 	server_apply_log_level(srv->cfg);
 
 	if (server_events_new(srv, err, errlen))
+		goto out;
+	if (server_state_new(srv, err, errlen))
 		goto out;
 	srv->up = gw_up_new(srv);
 	if (!srv->up) {
@@ -569,6 +662,11 @@ void gw_server_free(struct gw_server *srv)
 		server_grpc_shutdown_sync(srv);
 	gw_session_accounts_free(srv->accounts, srv->naccounts);
 	gw_up_free(srv->up);
+	/* After the last call: waiters are gone; keys still PENDING stay for the next process. */
+	gw_owner_free(srv->owner);
+	gw_store_close(srv->store);
+	if (srv->ev_housekeeping)
+		event_free(srv->ev_housekeeping);
 	if (srv->grpc)
 		grpc_server_destroy(srv->grpc);
 	if (srv->cq)

@@ -30,6 +30,8 @@
 #define GW_SERVER_DEFAULT_GRACE_MS 5000		/* drain period on SIGTERM */
 #define GW_SERVER_MAX_GRACE_MS 600000
 #define GW_SERVER_MAX_PEM_BYTES (256u << 10)	/* TLS files larger than this are refused */
+#define GW_SERVER_HOUSEKEEPING_S 60		/* idempotency key expiry runs this often */
+#define GW_SERVER_IDEM_SLOTS 4096		/* buckets of the "last unsettled attempt" table */
 
 struct event_base;
 struct event;
@@ -38,6 +40,8 @@ struct gw_keyring;
 struct gw_account_rt;
 struct gw_upstream;
 struct gw_http;
+struct gw_store;
+struct gw_owner;
 
 /* What a completion-queue tag points at. */
 enum gw_tag_kind {
@@ -92,6 +96,19 @@ struct gw_server {
 	struct gw_health health;
 	struct gw_http *http;
 
+	/* Durable state (gateway/store.h) and the ownership / idempotency policy on it
+	 * (gateway/owner.h). Opened from the boot configuration; a reload may not change state.*. */
+	struct gw_store *store;
+	struct gw_owner *owner;
+	struct event *ev_housekeeping;
+	uint64_t detached_ops;		/* idempotent StartJob transfers outliving their call (gauge) */
+	/* When a /process attempt may last have been on its way upstream: the process start for
+	 * keys left by an earlier process, and per (tenant, key) bucket the last attempt that ended
+	 * with an unknown outcome here (buckets shared by several keys keep the latest: a longer
+	 * wait, never a shorter one). See gateway/rpc_owner.h (reconcile settle). */
+	int64_t started_wall_ms;
+	int64_t idem_unsettled_ms[GW_SERVER_IDEM_SLOTS];
+
 	/* Lifecycle. */
 	int started;
 	int grpc_inited;		/* grpc_init() called: grpc_shutdown() at free */
@@ -115,8 +132,11 @@ struct gw_server {
 
 /*
  * Creates the server: event base, config generation (takes ownership of cfg), API key ring,
- * account runtimes, upstream engine, gRPC server with every method registered, listeners bound.
+ * state store (SQLite at state.path, or memory) and owner policy, account runtimes, upstream
+ * engine, gRPC server with every method registered, listeners bound.
  * On failure returns NULL and writes one clear line to err (never a secret); cfg is freed.
+ * A corrupt, unwritable or locked state file is such a failure (main exits 1): ownership is
+ * never silently dropped. With state.read_only an existing file is opened read-only.
  */
 struct gw_server *gw_server_new(struct gw_config *cfg, const char *config_path, long grace_ms,
 				char *err, size_t errlen);
@@ -136,5 +156,7 @@ void gw_server_conf_put(struct gw_server *srv, struct gw_server_conf *conf);
 
 /* Monotonic milliseconds, for latencies and timers. */
 int64_t gw_server_now_us(void);
+/* Wall-clock milliseconds since the epoch: the state store's timestamps (they outlive restarts). */
+int64_t gw_server_wall_ms(void);
 
 #endif

@@ -13,6 +13,7 @@
 #include "gateway/errmap.h"
 #include "gateway/log.h"
 #include "gateway/server.h"
+#include "gateway/rpc_owner.h"
 #include "gateway/upstream.h"
 
 #define UPLOAD_PATH_MAX (GW_UPLOAD_NAME_MAX * 3 + 64)	/* "/upload?name=<escaped>&resumable=1" */
@@ -304,7 +305,9 @@ static void upload_on_put(void *arg, const struct gw_up_response *res)
 		r.size = u->received;
 		gw_call_on_cancel(c, NULL);
 		gw_call_set_data(c, NULL);
-		gw_call_reply(c, &r.base);	/* packs r before returning */
+		/* The upload is the tenant's from now on (StartJob / GetVideoInfo check it). */
+		if (gw_rpc_owner_record_upload(c, u->signed_url) == 0)
+			gw_call_reply(c, &r.base);	/* packs r before returning */
 		upload_free(u);
 		return;
 	}
@@ -537,6 +540,8 @@ void gw_upload_handle(struct gw_call *c)
 			     UPLOAD_WHAT);
 		return;
 	}
+	if (gw_rpc_owner_writable(c) != 0)	/* read-only state store: nothing to record it in */
+		return;
 	u = calloc(1, sizeof *u);
 	if (!u) {
 		gw_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "%s: out of memory", UPLOAD_WHAT);

@@ -198,8 +198,10 @@ class Sim:
 
 
 def gateway_config(grpc_port, http_port, sim_url, state_path, secret_env=SECRET_ENV,
-                   secret_file=None, rate=(1000, 2000)):
-    """The YAML text for a test gateway (schema as examples/demo.yaml)."""
+                   secret_file=None, rate=(1000, 2000), state_extra=(), extra_tenants=""):
+    """The YAML text for a test gateway (schema as examples/demo.yaml).
+
+    state_extra: more "key: value" lines under state:; extra_tenants: YAML appended to tenants:."""
     secret_line = ("client_secret_file: %s" % secret_file) if secret_file else \
                   ("client_secret_env: %s" % secret_env)
     return """\
@@ -210,7 +212,7 @@ log:
   level: info
 state:
   path: {state}
-upstream:
+{state_extra}upstream:
   connect_timeout_ms: 2000
   default_timeout_ms: 30000
 cache:
@@ -240,7 +242,8 @@ tenants:
     keys:
       - sha256: {kv}
         permissions: [read]
-""".format(grpc=grpc_port, http=http_port, state=state_path, sim=sim_url, cid=CLIENT_ID,
+{extra_tenants}""".format(grpc=grpc_port, state_extra="".join("  %s\n" % x for x in state_extra),
+           extra_tenants=extra_tenants, http=http_port, state=state_path, sim=sim_url, cid=CLIENT_ID,
            secret_line=secret_line, rps=rate[0], burst=rate[1], ka=sha256_hex(KEYS["team-a"]),
            kb=sha256_hex(KEYS["team-b"]), kv=sha256_hex(KEYS["viewer"]))
 
@@ -249,19 +252,22 @@ class Gateway:
     """A running animate3d-gateway with channel and stubs."""
 
     def __init__(self, workdir, sim_url, name="gateway", secret=CLIENT_SECRET, wait_serving=True,
-                 extra_args=(), config_text=None):
+                 extra_args=(), config_text=None, state_path=None, state_extra=(), extra_tenants="",
+                 grpc_port=None, http_port=None):
         self.name = name
         self.workdir = workdir
         self.secret = secret
         self.sim_url = sim_url
-        self.grpc_port = free_port()
-        self.http_port = free_port()
+        self.grpc_port = grpc_port or free_port()
+        self.http_port = http_port or free_port()
         self.addr = "127.0.0.1:%d" % self.grpc_port
         self.http_url = "http://127.0.0.1:%d" % self.http_port
         self.config_path = os.path.join(workdir, name + ".yaml")
         self.log_path = os.path.join(workdir, name + ".log")
+        self.state_path = state_path or os.path.join(workdir, name + ".db")
         text = config_text or gateway_config(self.grpc_port, self.http_port, sim_url,
-                                             os.path.join(workdir, name + ".db"))
+                                             self.state_path, state_extra=state_extra,
+                                             extra_tenants=extra_tenants)
         with open(self.config_path, "w") as f:
             f.write(text)
         env = dict(os.environ)
@@ -327,6 +333,16 @@ class Gateway:
 
     def log_text(self):
         return read_text(self.log_path)
+
+    def kill(self):
+        """SIGKILL now (crash tests); the object is then stopped (stop() returns (-9, True))."""
+        if self.stopped_rc is None:
+            self.proc.kill()
+            self.proc.wait(timeout=STOP_TIMEOUT_S)
+            self.channel.close()
+            self._log.close()
+            self.stopped_rc = (self.proc.returncode, True)
+        return self.stopped_rc
 
     def stop(self):
         """SIGTERM and wait. -> (exit code, killed?) ; idempotent."""

@@ -257,7 +257,6 @@ def test_watch_status_streams_until_terminal(gateway):
     assert seen and seen[-1] == jobs_pb2.SUCCESS, [jobs_pb2.JobState.Name(s) for s in seen]
 
 
-@pytest.mark.xfail(strict=True, reason="idempotency_key not honoured yet (outside issue 3's checks)")
 def test_idempotency_key_starts_one_job(gateway, sim):
     url = harness.upload_put(gateway, "idem.mp4", _fixture_bytes())
     before = sim.count("POST /process")

@@ -29,6 +29,7 @@ struct evbuffer;
 
 #define SIM_HTTP_MAX_HEADER_BYTES 16384	/* request line + headers */
 #define SIM_HTTP_MAX_HEADERS 64
+#define SIM_HTTP_ARG_MAX 4096		/* a route's {param}: up to ~150 comma-separated rids */
 #define SIM_HTTP_API_BODY_MAX (1 << 20)	/* API request bodies */
 #define SIM_HTTP_DISCARD_MAX (16 << 20)	/* body bytes read and dropped before an early answer */
 #define SIM_HTTP_IDLE_SECONDS 60
@@ -55,7 +56,7 @@ struct sim_req {
 	int64_t content_length;	/* -1 when absent */
 	int chunked;
 	int route;		/* index into the route table, -1 for none */
-	char arg[256];		/* the {param} of the route template, percent-decoded */
+	char arg[SIM_HTTP_ARG_MAX];	/* the {param} of the route template, percent-decoded */
 	int account;		/* set by sim_http for SIM_RT_AUTH routes, else -1 */
 	double t_start;		/* monotonic */
 

@@ -1,0 +1,104 @@
+/*
+ * rpc_owner: tenant isolation and idempotent StartJob wired into the unary RPC path
+ * (gateway/rpc.c), on top of gateway/owner.h and gateway/store.h (srv->owner, srv->store).
+ *
+ * The generic unary path calls, in order:
+ *   gw_rpc_owner_admit()    before the upstream call: ownership checks on the ids the request names
+ *                           (NOT_FOUND, the same answer and message as for an id that does not
+ *                           exist), rids filtered to the tenant's own, mutations refused with
+ *                           UNAVAILABLE when the store is read-only;
+ *   gw_rpc_owner_idempotent() / gw_rpc_owner_start_job()  StartJob with an idempotency_key takes
+ *                           its own path (the owner.h state machine, reconciliation);
+ *   gw_rpc_owner_after()    after a 2xx parsed reply, before gw_call_reply(): records what was
+ *                           created (upload, job, model, endpoint), forgets what was deleted, and
+ *                           filters lists. An id that could not be recorded is never replied.
+ *
+ * Rules (tenant = the call's tenant; "foreign" = recorded for nobody, i.e. created upstream
+ * outside the gateway, visible only with the tenant's see_foreign_jobs):
+ *   GetStatus, GetDownloadUrls, WatchStatus  rids filtered; none left -> NOT_FOUND
+ *   GetVideoInfo                             the upload must be the tenant's
+ *   StartJob                                 upload_url / rerun_rid / mp_detection_rid must be the
+ *                                            tenant's; params.model_id, params.models[].model_id
+ *                                            NOT_FOUND only when another tenant owns them (stock
+ *                                            models are unrecorded and shared)
+ *   StoreModel with model_id, DeleteModel    the model must be the tenant's
+ *   ListModels with model_id                 NOT_FOUND when another tenant owns it, and when
+ *                                            nothing is left to show (as for an unknown id)
+ *   Get/Update/DeleteEndpoint                the endpoint must be the tenant's
+ *   ListJobs, ListEndpoints, ListModels      replies keep the tenant's own items (ListModels: stock
+ *                                            models, platform deepmotion/roblox, are kept)
+ * Ids that are empty or malformed are left to the translate row, which rejects them with
+ * INVALID_ARGUMENT: such an id cannot be anyone's, so nothing leaks.
+ */
+#ifndef A3D_GATEWAY_RPC_OWNER_H
+#define A3D_GATEWAY_RPC_OWNER_H
+
+#include <stddef.h>
+#include <protobuf-c/protobuf-c.h>
+
+#include "gateway/call.h"
+
+#define GW_RPC_OWNER_MSG_MAX 512	/* status messages built here */
+#define GW_RPC_OWNER_LIST_MAX 100000	/* items one list reply may carry to be filtered */
+
+struct evbuffer;
+
+/* A request rewritten to hold only the tenant's rids: a shallow copy (strings borrowed from the
+ * call's request, which outlives it). Zero-initialise; clear with gw_rpc_owner_view_clear. */
+struct gw_rpc_owner_view {
+	ProtobufCMessage *msg;	/* malloc'd copy, or NULL when the request is used as it is */
+	char **rids;		/* malloc'd array of borrowed strings */
+};
+void gw_rpc_owner_view_clear(struct gw_rpc_owner_view *v);
+
+/*
+ * Ownership checks before any upstream work. Returns the request to build the upstream call from
+ * (gw_call_request(c), or view->msg with only the tenant's rids; valid until the view is cleared
+ * and the call is alive), or NULL when the call has been finished (NOT_FOUND, UNAVAILABLE for a
+ * store error or a mutation on a read-only store).
+ */
+const ProtobufCMessage *gw_rpc_owner_admit(struct gw_call *c, struct gw_rpc_owner_view *view);
+
+/*
+ * After a 2xx reply parsed into *reply (owned by the caller), before gw_call_reply(): records
+ * created ids for the tenant, removes deleted ones, filters list replies in place (removed items
+ * are freed). Returns 0 to send *reply; -1 when the call was finished with UNAVAILABLE because the
+ * store could not record the result (logged; the id is never replied unrecorded).
+ */
+int gw_rpc_owner_after(struct gw_call *c, const ProtobufCMessage *req, ProtobufCMessage *reply);
+
+/* A 404 / not-found answer for c, in the one shape used for foreign and unknown ids alike:
+ * "<Method>: not found". */
+void gw_rpc_owner_not_found(struct gw_call *c);
+
+/* 1 when c is a StartJob carrying an idempotency_key (then gw_rpc_owner_start_job handles it). */
+int gw_rpc_owner_idempotent(struct gw_call *c);
+
+/*
+ * StartJob with an idempotency_key (after gw_rpc_owner_admit). Validates, fingerprints the request
+ * (packed without the key), then follows gw_owner_idem_start: PROCEED -> POST /process and
+ * idem_done / idem_failed; REPLAY -> the recorded rid; WAIT -> the first call's outcome;
+ * MISMATCH -> INVALID_ARGUMENT; RECONCILE -> GET /list (+ GET /download/<cands>) and adopt,
+ * resubmit, or FAILED_PRECONDITION when ambiguous (reported, never guessed); BUSY/ERROR ->
+ * UNAVAILABLE. A cancelled call does NOT cancel its /process: the transfer is detached, gets at
+ * least upstream.default_timeout_ms, and its outcome is still recorded and given to waiters.
+ * Settle: "no job in /list" is proof only once the previous attempt can no longer be on its way
+ * upstream. A RESUBMIT therefore waits until state.reconcile_settle_ms (default 30 s) have passed
+ * since that attempt ended with an unknown outcome in this process, or since this process started
+ * for keys left by an earlier one; before that the call gets UNAVAILABLE "retry in N ms" and the
+ * key stays PENDING (logged as reconcile outcome "deferred").
+ */
+void gw_rpc_owner_start_job(struct gw_call *c);
+
+/* For handlers outside the row table (UploadVideo): 0 when the store takes writes, else the call
+ * is finished with UNAVAILABLE and -1 is returned. */
+int gw_rpc_owner_writable(struct gw_call *c);
+/* Records the signed upload URL as the tenant's upload. 0, or -1 with the call finished
+ * (UNAVAILABLE). */
+int gw_rpc_owner_record_upload(struct gw_call *c, const char *url);
+
+/* Prometheus text for the store and owner counters (animate3d_gateway_state_*,
+ * animate3d_gateway_idempotency_*). 0, or -1. */
+int gw_rpc_owner_render_metrics(const struct gw_server *srv, struct evbuffer *out);
+
+#endif
