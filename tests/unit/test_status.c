@@ -1,0 +1,632 @@
+/* Unit tests for gateway/status.c: batching, coalescing, splitting, watchers, refresh; with a
+ * fake transport (records each GET /status) and a fake clock. */
+#include <criterion/criterion.h>
+
+#include <stdio.h>
+#include <string.h>
+#include <grpc/status.h>
+
+#include "gateway/cache.h"
+#include "gateway/status.h"
+
+#define P ANIMATE3D__V1__JOB_STATE__PROGRESS
+#define S ANIMATE3D__V1__JOB_STATE__SUCCESS
+#define MAX_FETCHES 64
+
+struct fake_fetch {
+	struct gw_status_fetch *f;
+	size_t acct;
+	char rids[512];		/* "a,b,c" as the URL would carry them */
+	int done, cancelled;
+};
+
+struct fix {
+	int64_t now;
+	struct gw_cache *cache;
+	struct gw_status *s;
+	struct fake_fetch fetch[MAX_FETCHES];
+	size_t nfetch;
+	int refuse;		/* start() fails */
+};
+
+static int64_t fake_now(void *arg)
+{
+	return ((struct fix *)arg)->now;
+}
+
+static void *fake_start(void *arg, size_t acct, const char *const *rids, size_t n,
+			struct gw_status_fetch *f)
+{
+	struct fix *x = arg;
+	struct fake_fetch *ff;
+
+	if (x->refuse || x->nfetch >= MAX_FETCHES)
+		return NULL;
+	ff = &x->fetch[x->nfetch++];
+	memset(ff, 0, sizeof *ff);
+	ff->f = f;
+	ff->acct = acct;
+	for (size_t i = 0; i < n; i++) {
+		if (i)
+			strcat(ff->rids, ",");
+		strcat(ff->rids, rids[i]);
+	}
+	return ff;
+}
+
+static void fake_cancel(void *arg, void *handle)
+{
+	(void)arg;
+	((struct fake_fetch *)handle)->cancelled = 1;
+}
+
+static void fix_init(struct fix *x, size_t batch_max, int64_t window, int64_t ttl)
+{
+	struct gw_status_opts o = { 0 };
+
+	memset(x, 0, sizeof *x);
+	x->now = 1000;
+	x->cache = gw_cache_new(1000, ttl);
+	cr_assert(x->cache);
+	o.naccounts = 2;
+	o.batch_max = batch_max;
+	o.window_ms = window;
+	o.ttl_ms = ttl;
+	o.now_ms = fake_now;
+	o.clock_arg = x;
+	o.start = fake_start;
+	o.cancel = fake_cancel;
+	o.transport_arg = x;
+	x->s = gw_status_new(&o, x->cache);
+	cr_assert(x->s);
+}
+
+static void fix_fini(struct fix *x)
+{
+	gw_status_free(x->s);
+	gw_cache_free(x->cache);
+}
+
+/* Answers fetch i with the given "rid:state:step" items (others left out = unknown upstream). */
+static void answer(struct fix *x, size_t i, const char *const *items, size_t n)
+{
+	Animate3d__V1__GetStatusResponse resp = ANIMATE3D__V1__GET_STATUS_RESPONSE__INIT;
+	Animate3d__V1__JobStatus st[16], *stp[16];
+	char rid[16][32];
+	struct gw_status_result res = { .code = 0, .retry_after_ms = -1, .resp = &resp };
+
+	cr_assert(i < x->nfetch && !x->fetch[i].done);
+	for (size_t k = 0; k < n; k++) {
+		int state = 0;
+		long step = 0;
+
+		animate3d__v1__job_status__init(&st[k]);
+		cr_assert_eq(sscanf(items[k], "%31[^:]:%d:%ld", rid[k], &state, &step), 3);
+		st[k].rid = rid[k];
+		st[k].state = (Animate3d__V1__JobState)state;
+		st[k].step = step;
+		stp[k] = &st[k];
+	}
+	resp.statuses = stp;
+	resp.n_statuses = n;
+	x->fetch[i].done = 1;
+	gw_status_fetch_done(x->fetch[i].f, &res);
+}
+
+static void answer_error(struct fix *x, size_t i, int code)
+{
+	struct gw_status_result res = { .code = code, .msg = "boom", .retry_after_ms = 1500 };
+
+	x->fetch[i].done = 1;
+	gw_status_fetch_done(x->fetch[i].f, &res);
+}
+
+/* A waiter that records what it got. */
+struct got {
+	struct gw_status_waiter w;
+	int calls, code, state;
+	int64_t step;
+	long retry;
+};
+
+static void got_done(struct gw_status_waiter *w, int code, const Animate3d__V1__JobStatus *st,
+		     const char *msg, long retry)
+{
+	struct got *g = (struct got *)w;
+
+	g->calls++;
+	g->code = code;
+	g->retry = retry;
+	cr_assert(code == 0 ? st != NULL : msg != NULL);
+	g->state = st ? (int)st->state : -1;
+	g->step = st ? st->step : -1;
+}
+
+static void want(struct fix *x, const char *rid, struct got *g)
+{
+	memset(g, 0, sizeof *g);
+	g->w.done = got_done;
+	cr_assert_eq(gw_status_want(x->s, 0, rid, &g->w), 0, "want %s", rid);
+}
+
+/* ---- batching ---- */
+
+/* n distinct rids wanted at t=1000, then one tick at 1000 + tick_at: the requests that leave. */
+static const struct {
+	size_t batch_max;
+	int64_t window;
+	int nwant;
+	int64_t tick_at;
+	const char *want[4];	/* rid lists of the fetches, in order; NULL-terminated */
+} batch_cases[] = {
+	{ 3, 5, 2, 4, { NULL } },			/* window not over, not full */
+	{ 3, 5, 2, 5, { "r0,r1", NULL } },		/* window over */
+	{ 3, 5, 3, 0, { "r0,r1,r2", NULL } },		/* full: leaves at once */
+	{ 3, 5, 4, 0, { "r0,r1,r2", "r3", NULL } },	/* full, the rest goes along */
+	{ 3, 5, 7, 0, { "r0,r1,r2", "r3,r4,r5", "r6", NULL } },
+	{ 50, 0, 1, 0, { "r0", NULL } },		/* window 0: next tick */
+	{ 1, 100, 2, 0, { "r0", "r1", NULL } },
+};
+
+Test(status, batch_flush_table)
+{
+	for (size_t i = 0; i < sizeof batch_cases / sizeof batch_cases[0]; i++) {
+		struct fix x;
+		struct got g[8];
+		char rid[16];
+		size_t nwant = 0;
+
+		fix_init(&x, batch_cases[i].batch_max, batch_cases[i].window, 1000);
+		for (int k = 0; k < batch_cases[i].nwant; k++) {
+			snprintf(rid, sizeof rid, "r%d", k);
+			want(&x, rid, &g[k]);
+		}
+		x.now += batch_cases[i].tick_at;
+		gw_status_tick(x.s);
+		while (batch_cases[i].want[nwant])
+			nwant++;
+		cr_expect_eq(x.nfetch, nwant, "case %zu: %zu fetches, want %zu", i, x.nfetch, nwant);
+		for (size_t k = 0; k < nwant && k < x.nfetch; k++)
+			cr_expect_str_eq(x.fetch[k].rids, batch_cases[i].want[k], "case %zu fetch %zu", i, k);
+		cr_expect_eq(gw_status_counters(x.s)->fetches, x.nfetch, "case %zu", i);
+		fix_fini(&x);
+	}
+}
+
+Test(status, split_answers_and_not_found)
+{
+	struct fix x;
+	struct got a, b, c;
+	const char *items[] = { "c:2:9", "a:1:3" };	/* upstream order differs; b unknown */
+
+	fix_init(&x, 50, 5, 1000);
+	want(&x, "a", &a);
+	want(&x, "b", &b);
+	want(&x, "c", &c);
+	x.now += 5;
+	gw_status_tick(x.s);
+	cr_assert_eq(x.nfetch, 1);
+	cr_expect_str_eq(x.fetch[0].rids, "a,b,c");
+	cr_expect_eq(a.calls + b.calls + c.calls, 0, "nothing before the answer");
+	answer(&x, 0, items, 2);
+	cr_expect_eq(a.calls, 1);
+	cr_expect_eq(a.code, 0);
+	cr_expect_eq(a.state, P);
+	cr_expect_eq(a.step, 3);
+	cr_expect_eq(b.calls, 1);
+	cr_expect_eq(b.code, GRPC_STATUS_NOT_FOUND);
+	cr_expect_eq(c.calls, 1);
+	cr_expect_eq(c.state, S);
+	cr_expect_eq(c.step, 9);
+	/* Both answers are cached, with the fetch's start time. */
+	cr_expect_eq(gw_cache_get(x.cache, 0, "a", x.now, NULL), 1);
+	cr_expect_eq(gw_cache_get(x.cache, 0, "b", x.now, NULL), 0);
+	cr_expect_eq(gw_cache_get(x.cache, 0, "c", x.now + 999999, NULL), 1);
+	cr_expect_eq(gw_cache_get(x.cache, 0, "a", x.now + 1000, NULL), 0, "TTL counts from the fetch start");
+	fix_fini(&x);
+}
+
+/* Coalescing: wants while queued or in flight join; counts per table row. */
+static const struct {
+	int queued, flying;	/* extra wants of the same rid before the tick / while in flight */
+	uint64_t coalesced;
+} coalesce_cases[] = {
+	{ 0, 0, 0 }, { 1, 0, 1 }, { 0, 1, 1 }, { 5, 7, 12 }, { 99, 0, 99 },
+};
+
+Test(status, coalescing_table)
+{
+	for (size_t i = 0; i < sizeof coalesce_cases / sizeof coalesce_cases[0]; i++) {
+		struct fix x;
+		static struct got g[128];
+		int n = 0;
+		const char *items[] = { "a:1:4" };
+
+		fix_init(&x, 50, 5, 1000);
+		want(&x, "a", &g[n++]);
+		for (int k = 0; k < coalesce_cases[i].queued; k++)
+			want(&x, "a", &g[n++]);
+		x.now += 5;
+		gw_status_tick(x.s);
+		for (int k = 0; k < coalesce_cases[i].flying; k++)
+			want(&x, "a", &g[n++]);
+		gw_status_tick(x.s);
+		cr_expect_eq(x.nfetch, 1, "case %zu: one request whatever the callers", i);
+		cr_expect_str_eq(x.fetch[0].rids, "a");
+		cr_expect_eq(gw_status_counters(x.s)->coalesced, coalesce_cases[i].coalesced, "case %zu", i);
+		answer(&x, 0, items, 1);
+		for (int k = 0; k < n; k++) {
+			cr_expect_eq(g[k].calls, 1, "case %zu waiter %d", i, k);
+			cr_expect_eq(g[k].step, 4, "case %zu waiter %d", i, k);
+		}
+		fix_fini(&x);
+	}
+}
+
+Test(status, error_reaches_every_waiter_and_is_not_cached)
+{
+	struct fix x;
+	struct got a, b;
+
+	fix_init(&x, 50, 0, 1000);
+	want(&x, "a", &a);
+	want(&x, "b", &b);
+	gw_status_tick(x.s);
+	answer_error(&x, 0, GRPC_STATUS_RESOURCE_EXHAUSTED);
+	cr_expect_eq(a.code, GRPC_STATUS_RESOURCE_EXHAUSTED);
+	cr_expect_eq(a.retry, 1500);
+	cr_expect_eq(b.code, GRPC_STATUS_RESOURCE_EXHAUSTED);
+	cr_expect_eq(gw_cache_get(x.cache, 0, "a", x.now, NULL), 0);
+	cr_expect_eq(gw_status_counters(x.s)->fetch_errors, 1);
+	/* The next want starts a new request. */
+	want(&x, "a", &a);
+	gw_status_tick(x.s);
+	cr_expect_eq(x.nfetch, 2);
+	fix_fini(&x);
+}
+
+Test(status, start_refused_fails_waiters_unavailable)
+{
+	struct fix x;
+	struct got a;
+
+	fix_init(&x, 50, 0, 1000);
+	x.refuse = 1;
+	want(&x, "a", &a);
+	cr_expect_eq(a.calls, 0, "never inside want");
+	gw_status_tick(x.s);
+	cr_expect_eq(a.calls, 1);
+	cr_expect_eq(a.code, GRPC_STATUS_UNAVAILABLE);
+	cr_expect_eq(gw_status_counters(x.s)->start_failed, 1);
+	fix_fini(&x);
+}
+
+Test(status, unwant_means_no_callback)
+{
+	struct fix x;
+	struct got a, b;
+	const char *items[] = { "a:1:1" };
+
+	fix_init(&x, 50, 0, 1000);
+	want(&x, "a", &a);
+	want(&x, "a", &b);
+	gw_status_tick(x.s);
+	gw_status_unwant(&a.w);
+	gw_status_unwant(&a.w);		/* twice is harmless */
+	answer(&x, 0, items, 1);
+	cr_expect_eq(a.calls, 0);
+	cr_expect_eq(b.calls, 1);
+	fix_fini(&x);
+}
+
+Test(status, bad_arguments_and_limit)
+{
+	struct fix x;
+	struct got g;
+	struct gw_status_opts o = { 0 };
+
+	fix_init(&x, 50, 0, 1000);
+	memset(&g, 0, sizeof g);
+	g.w.done = got_done;
+	cr_expect_eq(gw_status_want(x.s, 0, "", &g.w), -1);
+	cr_expect_eq(gw_status_want(x.s, 0, "bad/rid", &g.w), -1);
+	cr_expect_eq(gw_status_want(x.s, 2, "a", &g.w), -1, "account out of range");
+	cr_expect_eq(gw_status_want(NULL, 0, "a", &g.w), -1);
+	fix_fini(&x);
+
+	/* max_rids: the third distinct rid is refused (counted); a known rid is still fine. */
+	memset(&x, 0, sizeof x);
+	x.cache = gw_cache_new(10, 1000);
+	o.naccounts = 1;
+	o.max_rids = 2;
+	o.now_ms = fake_now;
+	o.clock_arg = &x;
+	o.start = fake_start;
+	o.transport_arg = &x;
+	x.s = gw_status_new(&o, x.cache);
+	cr_assert(x.s);
+	{
+		struct got a, b, c, d;
+
+		want(&x, "a", &a);
+		want(&x, "b", &b);
+		memset(&c, 0, sizeof c);
+		c.w.done = got_done;
+		cr_expect_eq(gw_status_want(x.s, 0, "c", &c.w), -1);
+		cr_expect_eq(gw_status_counters(x.s)->rejected_full, 1);
+		want(&x, "a", &d);
+		gw_status_free(x.s);	/* waiters dropped without callbacks */
+		cr_expect_eq(a.calls + b.calls + d.calls, 0);
+	}
+	gw_cache_free(x.cache);
+}
+
+/* Hot rids ride along: pollers of 10 rids cause one request per TTL, not one per rid. */
+Test(status, hot_rids_ride_along)
+{
+	struct fix x;
+	struct got g[10];
+	char rid[16];
+	const char *items[10];
+	char buf[10][32];
+
+	fix_init(&x, 50, 5, 100);
+	for (int k = 0; k < 10; k++) {
+		snprintf(rid, sizeof rid, "r%d", k);
+		want(&x, rid, &g[k]);
+		snprintf(buf[k], sizeof buf[k], "r%d:1:%d", k, k);
+		items[k] = buf[k];
+	}
+	x.now += 5;
+	gw_status_tick(x.s);
+	cr_assert_eq(x.nfetch, 1);
+	answer(&x, 0, items, 10);
+	/* r0 expires first for its poller; the batch carries every other hot rid. */
+	x.now += 100;
+	cr_expect_eq(gw_cache_get(x.cache, 0, "r0", x.now, NULL), 0);
+	want(&x, "r0", &g[0]);
+	x.now += 5;
+	gw_status_tick(x.s);
+	cr_assert_eq(x.nfetch, 2);
+	cr_expect_str_eq(x.fetch[1].rids, "r0,r9,r8,r7,r6,r5,r4,r3,r2,r1");
+	cr_expect_eq(gw_status_counters(x.s)->piggybacked, 9);
+	answer(&x, 1, items, 10);
+	/* Cold rids (no want for 2 TTL) do not ride along. */
+	x.now += 300;
+	want(&x, "r0", &g[0]);
+	x.now += 5;
+	gw_status_tick(x.s);
+	cr_assert_eq(x.nfetch, 3);
+	cr_expect_str_eq(x.fetch[2].rids, "r0");
+	fix_fini(&x);
+}
+
+/* ---- watchers ---- */
+
+#define NWATCH 1000
+
+struct seen {
+	struct gw_status_watch w;
+	int calls, last_code, end_on_final;
+};
+
+static void seen_notify(struct gw_status_watch *w, int code, const Animate3d__V1__JobStatus *st)
+{
+	struct seen *s = (struct seen *)w;
+
+	s->calls++;
+	s->last_code = code;
+	if (s->end_on_final && st && gw_cache_state_final((int)st->state))
+		gw_status_unwatch(w);	/* what WatchStatus does when a rid is final */
+}
+
+Test(status, thousand_watchers_one_poll_per_ttl)
+{
+	static struct seen w[NWATCH];
+	struct fix x;
+	const char *p1[] = { "a:1:1" }, *p2[] = { "a:1:2" }, *done[] = { "a:2:5" };
+	size_t total = 0;
+
+	fix_init(&x, 50, 5, 100);
+	memset(w, 0, sizeof w);
+	for (int k = 0; k < NWATCH; k++) {
+		w[k].w.notify = seen_notify;
+		w[k].end_on_final = 1;
+		cr_assert_eq(gw_status_watch(x.s, 0, "a", &w[k].w), 0);
+	}
+	cr_expect_eq(gw_status_counters(x.s)->watches, NWATCH);
+	x.now += 5;
+	gw_status_tick(x.s);
+	cr_assert_eq(x.nfetch, 1, "1000 watchers, one request");
+	answer(&x, 0, p1, 1);
+	for (int k = 0; k < NWATCH; k++)
+		total += (size_t)w[k].calls;
+	cr_expect_eq(total, NWATCH);
+	/* Before the TTL nothing is fetched; at the TTL one refresh for everyone. */
+	x.now += 50;
+	gw_status_tick(x.s);
+	cr_expect_eq(x.nfetch, 1);
+	x.now += 50;
+	gw_status_tick(x.s);	/* queued */
+	x.now += 5;
+	gw_status_tick(x.s);	/* window over */
+	cr_assert_eq(x.nfetch, 2);
+	answer(&x, 1, p1, 1);	/* unchanged: nobody notified */
+	total = 0;
+	for (int k = 0; k < NWATCH; k++)
+		total += (size_t)w[k].calls;
+	cr_expect_eq(total, NWATCH);
+	x.now += 105;
+	gw_status_tick(x.s);
+	x.now += 5;
+	gw_status_tick(x.s);
+	cr_assert_eq(x.nfetch, 3);
+	answer(&x, 2, p2, 1);
+	x.now += 105;
+	gw_status_tick(x.s);
+	x.now += 5;
+	gw_status_tick(x.s);
+	cr_assert_eq(x.nfetch, 4);
+	answer(&x, 3, done, 1);
+	for (int k = 0; k < NWATCH; k++)
+		cr_expect_eq(w[k].calls, 3, "watcher %d: %d notifications", k, w[k].calls);
+	/* Final: every watcher unwatched itself; nothing is polled any more, the rid is forgotten. */
+	for (int t = 0; t < 10; t++) {
+		x.now += 100;
+		gw_status_tick(x.s);
+	}
+	cr_expect_eq(x.nfetch, 4);
+	cr_expect_eq(gw_status_counters(x.s)->tracked, 0);
+	fix_fini(&x);
+}
+
+Test(status, watcher_not_found_and_unwatch)
+{
+	struct fix x;
+	struct seen a, b;
+
+	fix_init(&x, 50, 0, 100);
+	memset(&a, 0, sizeof a);
+	memset(&b, 0, sizeof b);
+	a.w.notify = b.w.notify = seen_notify;
+	cr_assert_eq(gw_status_watch(x.s, 0, "zz", &a.w), 0);
+	cr_assert_eq(gw_status_watch(x.s, 0, "zz", &b.w), 0);
+	gw_status_tick(x.s);
+	cr_assert_eq(x.nfetch, 1);
+	gw_status_unwatch(&b.w);
+	answer(&x, 0, NULL, 0);
+	cr_expect_eq(a.calls, 1);
+	cr_expect_eq(a.last_code, GRPC_STATUS_NOT_FOUND);
+	cr_expect_eq(b.calls, 0);
+	gw_status_unwatch(&a.w);
+	fix_fini(&x);
+}
+
+/* ---- webhook refresh ---- */
+
+Test(status, refresh_invalidates_and_refetches)
+{
+	struct fix x;
+	struct got a;
+	struct seen w;
+	const char *p[] = { "a:1:1" }, *done[] = { "a:2:7" };
+
+	fix_init(&x, 50, 5, 10000);
+	want(&x, "a", &a);
+	x.now += 5;
+	gw_status_tick(x.s);
+	answer(&x, 0, p, 1);
+	cr_expect_eq(gw_cache_get(x.cache, 0, "a", x.now, NULL), 1);
+	memset(&w, 0, sizeof w);
+	w.w.notify = seen_notify;
+	w.w.last_state = P;
+	w.w.last_step = 1;
+	cr_assert_eq(gw_status_watch(x.s, 0, "a", &w.w), 0);
+	/* The webhook: cache dropped, one fetch within the window, watcher told. */
+	cr_expect_eq(gw_status_refresh(x.s, 0, "a"), 0);
+	cr_expect_eq(gw_cache_get(x.cache, 0, "a", x.now, NULL), 0);
+	x.now += 5;
+	gw_status_tick(x.s);
+	cr_assert_eq(x.nfetch, 2);
+	answer(&x, 1, done, 1);
+	cr_expect_eq(w.calls, 1);
+	cr_expect_eq(gw_status_counters(x.s)->forced, 1);
+	gw_status_unwatch(&w.w);
+	fix_fini(&x);
+}
+
+Test(status, refresh_while_in_flight_fetches_again_after)
+{
+	struct fix x;
+	struct got a;
+	const char *p[] = { "a:1:1" }, *done[] = { "a:2:7" };
+
+	fix_init(&x, 50, 0, 10000);
+	want(&x, "a", &a);
+	gw_status_tick(x.s);
+	cr_assert_eq(x.nfetch, 1);
+	gw_status_refresh(x.s, 0, "a");	/* the answer in flight may predate the completion */
+	gw_status_tick(x.s);
+	cr_expect_eq(x.nfetch, 1, "no second request while one is in flight");
+	answer(&x, 0, p, 1);
+	gw_status_tick(x.s);
+	cr_assert_eq(x.nfetch, 2);
+	answer(&x, 1, done, 1);
+	cr_expect_eq(gw_cache_get(x.cache, 0, "a", x.now, NULL), 1);
+	fix_fini(&x);
+}
+
+Test(status, free_cancels_fetches_in_flight)
+{
+	struct fix x;
+	struct got a;
+
+	fix_init(&x, 50, 0, 1000);
+	want(&x, "a", &a);
+	gw_status_tick(x.s);
+	cr_assert_eq(x.nfetch, 1);
+	gw_status_free(x.s);
+	cr_expect_eq(x.fetch[0].cancelled, 1);
+	cr_expect_eq(a.calls, 0);
+	gw_cache_free(x.cache);
+}
+
+Test(status, forget_after_restart_drops_final_and_in_flight_answer)
+{
+	struct fix x;
+	struct got a, b;
+	const char *done[] = { "a:2:7" }, *again[] = { "a:1:1" };
+
+	fix_init(&x, 50, 0, 10000);
+	want(&x, "a", &a);
+	gw_status_tick(x.s);
+	answer(&x, 0, done, 1);
+	cr_expect_eq(gw_cache_get(x.cache, 0, "a", x.now, NULL), 1, "final cached");
+	/* StartJob(mp_detection_rid=a) restarted it: the final is history. */
+	cr_expect_eq(gw_status_forget(x.s, 0, "a"), 0);
+	cr_expect_eq(gw_cache_get(x.cache, 0, "a", x.now, NULL), 0);
+	/* A fetch in flight across a restart is not believed: its waiter gets the next one. */
+	want(&x, "a", &b);
+	gw_status_tick(x.s);
+	cr_assert_eq(x.nfetch, 2);
+	gw_status_forget(x.s, 0, "a");
+	answer(&x, 1, done, 1);
+	cr_expect_eq(b.calls, 0);
+	cr_expect_eq(gw_cache_get(x.cache, 0, "a", x.now, NULL), 0);
+	gw_status_tick(x.s);
+	cr_assert_eq(x.nfetch, 3);
+	answer(&x, 2, again, 1);
+	cr_expect_eq(b.calls, 1);
+	cr_expect_eq(b.state, P);
+	fix_fini(&x);
+}
+
+/* Rids served from the cache stay hot when touched: they ride along instead of expiring alone. */
+Test(status, touched_rids_stay_hot)
+{
+	struct fix x;
+	struct got g[3];
+	const char *items[] = { "a:1:1", "b:1:1", "c:1:1" };
+
+	fix_init(&x, 50, 5, 100);
+	want(&x, "a", &g[0]);
+	want(&x, "b", &g[1]);
+	want(&x, "c", &g[2]);
+	x.now += 5;
+	gw_status_tick(x.s);
+	answer(&x, 0, items, 3);
+	/* b and c are polled from the cache (touched) for 5 TTLs; a keeps missing and fetching. */
+	for (int cycle = 1; cycle <= 5; cycle++) {
+		x.now += 100;
+		gw_status_touch(x.s, 0, "b");
+		gw_status_touch(x.s, 0, "c");
+		want(&x, "a", &g[0]);
+		x.now += 5;
+		gw_status_tick(x.s);
+		cr_assert_eq(x.nfetch, (size_t)cycle + 1);
+		cr_expect_eq(strlen(x.fetch[cycle].rids), strlen("a,c,b"), "cycle %d: %s", cycle,
+			     x.fetch[cycle].rids);
+		answer(&x, (size_t)cycle, items, 3);
+	}
+	fix_fini(&x);
+}
