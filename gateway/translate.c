@@ -85,6 +85,14 @@ void gw_tr_buf_esc(struct gw_tr_buf *b, const char *s)
 	}
 }
 
+void gw_tr_buf_query(struct gw_tr_buf *b, const char *key, const char *val)
+{
+	gw_tr_buf_add(b, b->p && strchr(b->p, '?') ? "&" : "?");
+	gw_tr_buf_add(b, key);
+	gw_tr_buf_add(b, "=");
+	gw_tr_buf_esc(b, val);
+}
+
 char *gw_tr_buf_take(struct gw_tr_buf *b)
 {
 	char *s = b->bad ? NULL : b->p;
@@ -178,6 +186,45 @@ int gw_tr_url_ok(const char *s)
 	return 1;
 }
 
+int gw_tr_check_name(const char *field, const char *s, char *err, size_t errlen)
+{
+	int rc;
+
+	if (!gw_tr_set(s))
+		return gw_tr_fail(err, errlen, GW_TR_INVALID, "%s is required", field);
+	if ((rc = gw_tr_check_len(field, s, err, errlen)))
+		return rc;
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f || *s == '/')
+			return gw_tr_fail(err, errlen, GW_TR_INVALID,
+					  "%s must not contain control characters or '/'", field);
+	return GW_TR_OK;
+}
+
+int gw_tr_check_len(const char *field, const char *s, char *err, size_t errlen)
+{
+	if (s && strlen(s) > GW_TR_NAME_MAX)
+		return gw_tr_fail(err, errlen, GW_TR_INVALID, "%s is longer than %d bytes", field,
+				  GW_TR_NAME_MAX);
+	return GW_TR_OK;
+}
+
+int gw_tr_check_url(const char *field, const char *s, char *err, size_t errlen)
+{
+	if (!gw_tr_url_ok(s))
+		return gw_tr_fail(err, errlen, GW_TR_INVALID,
+				  "%s must be an http(s) URL of at most %d bytes", field, GW_TR_URL_MAX);
+	return GW_TR_OK;
+}
+
+int gw_tr_check_id(const char *field, const char *s, size_t max, char *err, size_t errlen)
+{
+	if (!gw_tr_id_ok(s, max))
+		return gw_tr_fail(err, errlen, GW_TR_INVALID,
+				  "%s must be 1..%zu characters of A-Z a-z 0-9 _ -", field, max);
+	return GW_TR_OK;
+}
+
 int gw_tr_body(json_t *obj, struct gw_tr_request *out, char *err, size_t errlen)
 {
 	char *s = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
@@ -202,6 +249,44 @@ int gw_tr_path(struct gw_tr_buf *b, const char *method, struct gw_tr_request *ou
 	out->path = p;
 	out->method = method;
 	return GW_TR_OK;
+}
+
+int gw_tr_fixed(const ProtobufCMessage *req, const ProtobufCMessageDescriptor *d, const char *method,
+		const char *path, struct gw_tr_request *out, char *err, size_t errlen)
+{
+	struct gw_tr_buf b = { 0 };
+	int rc = gw_tr_check(req, d, err, errlen);
+
+	if (rc)
+		return rc;
+	gw_tr_buf_add(&b, path);
+	return gw_tr_path(&b, method, out, err, errlen);
+}
+
+int gw_tr_id_path(const char *prefix, const char *field, const char *id, const char *method,
+		  struct gw_tr_request *out, char *err, size_t errlen)
+{
+	struct gw_tr_buf b = { 0 };
+	int rc = gw_tr_check_id(field, id, GW_TR_ID_MAX, err, errlen);
+
+	if (rc)
+		return rc;
+	gw_tr_buf_add(&b, prefix);
+	gw_tr_buf_esc(&b, id);
+	return gw_tr_path(&b, method, out, err, errlen);
+}
+
+int gw_tr_post(const char *path, json_t *body, struct gw_tr_request *out, char *err, size_t errlen)
+{
+	struct gw_tr_buf b = { 0 };
+	int rc;
+
+	gw_tr_buf_add(&b, path);
+	if ((rc = gw_tr_path(&b, "POST", out, err, errlen))) {
+		json_decref(body);
+		return rc;
+	}
+	return gw_tr_body(body, out, err, errlen);
 }
 
 /* ---- upstream JSON readers ---- */
@@ -374,6 +459,70 @@ int gw_tr_obj(json_t *obj, const char *key, const char *ctx, int required, json_
 	return GW_TR_OK;
 }
 
+/* ---- replies ---- */
+
+int gw_tr_reply(const char *body, size_t len, const ProtobufCMessageDescriptor *d,
+		gw_tr_reply_fn fill, const void *arg, ProtobufCMessage **out, char *err,
+		size_t errlen)
+{
+	ProtobufCMessage *m = NULL;
+	json_t *root = NULL;
+	int rc = gw_tr_load(body, len, &root, err, errlen);
+
+	if (rc)
+		goto out;
+	rc = gw_tr_fail(err, errlen, GW_TR_BAD_UPSTREAM, "out of memory");
+	if (!(m = gw_tr_msg_new(d)))
+		goto out;
+	if ((rc = fill(m, root, arg, err, errlen)))
+		goto out;
+	*out = m;
+	m = NULL;
+out:
+	if (m)
+		protobuf_c_message_free_unpacked(m, NULL);
+	json_decref(root);
+	return rc;
+}
+
+int gw_tr_fill_list(ProtobufCMessage *m, const char *field, json_t *arr, const size_t *pick,
+		    size_t npick, gw_tr_fill_fn fill, const char *name, char *err, size_t errlen)
+{
+	const ProtobufCFieldDescriptor *f =
+		protobuf_c_message_descriptor_get_field_by_name(m->descriptor, field);
+	size_t total = pick ? npick : json_array_size(arr);
+	char ctx[GW_TR_CTX_MAX];
+	void **items = NULL;
+	size_t *n;
+
+	/* A programming error (no such list in the reply), caught by every row's table tests. */
+	if (!f || f->label != PROTOBUF_C_LABEL_REPEATED || f->type != PROTOBUF_C_TYPE_MESSAGE)
+		return gw_tr_fail(err, errlen, GW_TR_BAD_UPSTREAM, "%s has no list %s",
+				  m->descriptor->name, field);
+	/* Located the way protobuf-c's own code does it, so one helper serves every reply type. */
+	n = (size_t *)(void *)((char *)m + f->quantifier_offset);
+	if (total && !(items = gw_tr_array(total)))
+		return gw_tr_fail(err, errlen, GW_TR_BAD_UPSTREAM, "out of memory");
+	memcpy((char *)m + f->offset, &items, sizeof(items));
+	for (size_t k = 0; k < total; k++) {
+		size_t i = pick ? pick[k] : k;
+		json_t *it = json_array_get(arr, i);
+		void *item = gw_tr_msg_new(f->descriptor);
+		int rc;
+
+		if (!item)
+			return gw_tr_fail(err, errlen, GW_TR_BAD_UPSTREAM, "out of memory");
+		items[(*n)++] = item;
+		snprintf(ctx, sizeof(ctx), "%s[%zu]", name, i);
+		if (!json_is_object(it))
+			return gw_tr_fail(err, errlen, GW_TR_BAD_UPSTREAM,
+					  "field %s is not an object", ctx);
+		if ((rc = fill(item, it, ctx, err, errlen)))
+			return rc;
+	}
+	return GW_TR_OK;
+}
+
 /* ---- job states and errors ---- */
 
 static const char *const tr_state_names[] = {
@@ -450,50 +599,31 @@ const char *gw_tr_job_error_text(int code)
 
 /* ---- the rows ---- */
 
-#define TR_ROW(svc, method, req, resp, name, p, idem)                                             \
-	{ "/animate3d.v1." svc "/" method, &(req), &(resp), gw_tr_build_##name, gw_tr_parse_##name, \
-	  p, idem }
+/* One row: the request is <name>_request, the reply <name>_response unless named (TR_ROW_R). */
+#define TR_ROW_R(svc, method, name, resp, p, idem)                                               \
+	{ "/animate3d.v1." svc "/" method, &animate3d__v1__##name##_request__descriptor,          \
+	  &animate3d__v1__##resp##__descriptor, gw_tr_build_##name, gw_tr_parse_##name, p, idem }
+#define TR_ROW(svc, method, name, p, idem) TR_ROW_R(svc, method, name, name##_response, p, idem)
 
 static const struct gw_tr_rpc tr_rows[] = {
-	TR_ROW("Jobs", "GetUploadUrl", animate3d__v1__get_upload_url_request__descriptor,
-	       animate3d__v1__get_upload_url_response__descriptor, get_upload_url, GW_PERM_WRITE, 1),
-	TR_ROW("Jobs", "StartJob", animate3d__v1__start_job_request__descriptor,
-	       animate3d__v1__start_job_response__descriptor, start_job, GW_PERM_WRITE, 0),
-	TR_ROW("Jobs", "GetStatus", animate3d__v1__get_status_request__descriptor,
-	       animate3d__v1__get_status_response__descriptor, get_status, GW_PERM_READ, 1),
-	TR_ROW("Jobs", "GetDownloadUrls", animate3d__v1__get_download_urls_request__descriptor,
-	       animate3d__v1__get_download_urls_response__descriptor, get_download_urls,
-	       GW_PERM_READ, 1),
-	TR_ROW("Jobs", "ListJobs", animate3d__v1__list_jobs_request__descriptor,
-	       animate3d__v1__list_jobs_response__descriptor, list_jobs, GW_PERM_READ, 1),
+	TR_ROW("Jobs", "GetUploadUrl", get_upload_url, GW_PERM_WRITE, 1),
+	TR_ROW("Jobs", "StartJob", start_job, GW_PERM_WRITE, 0),
+	TR_ROW("Jobs", "GetStatus", get_status, GW_PERM_READ, 1),
+	TR_ROW("Jobs", "GetDownloadUrls", get_download_urls, GW_PERM_READ, 1),
+	TR_ROW("Jobs", "ListJobs", list_jobs, GW_PERM_READ, 1),
 	/* A POST, but it only reads the uploaded file's metadata: safe to retry. */
-	TR_ROW("Jobs", "GetVideoInfo", animate3d__v1__get_video_info_request__descriptor,
-	       animate3d__v1__video_info__descriptor, get_video_info, GW_PERM_READ, 1),
-	TR_ROW("Characters", "GetModelUploadUrl", animate3d__v1__get_model_upload_url_request__descriptor,
-	       animate3d__v1__get_model_upload_url_response__descriptor, get_model_upload_url,
-	       GW_PERM_WRITE, 1),
-	TR_ROW("Characters", "StoreModel", animate3d__v1__store_model_request__descriptor,
-	       animate3d__v1__store_model_response__descriptor, store_model, GW_PERM_WRITE, 0),
-	TR_ROW("Characters", "ListModels", animate3d__v1__list_models_request__descriptor,
-	       animate3d__v1__list_models_response__descriptor, list_models, GW_PERM_READ, 1),
-	TR_ROW("Characters", "DeleteModel", animate3d__v1__delete_model_request__descriptor,
-	       animate3d__v1__delete_model_response__descriptor, delete_model, GW_PERM_WRITE, 0),
-	TR_ROW("Webhooks", "CreateEndpoint", animate3d__v1__create_endpoint_request__descriptor,
-	       animate3d__v1__endpoint__descriptor, create_endpoint, GW_PERM_WRITE, 0),
-	TR_ROW("Webhooks", "GetEndpoint", animate3d__v1__get_endpoint_request__descriptor,
-	       animate3d__v1__endpoint__descriptor, get_endpoint, GW_PERM_READ, 1),
-	TR_ROW("Webhooks", "ListEndpoints", animate3d__v1__list_endpoints_request__descriptor,
-	       animate3d__v1__list_endpoints_response__descriptor, list_endpoints, GW_PERM_READ, 1),
-	TR_ROW("Webhooks", "UpdateEndpoint", animate3d__v1__update_endpoint_request__descriptor,
-	       animate3d__v1__endpoint__descriptor, update_endpoint, GW_PERM_WRITE, 0),
-	TR_ROW("Webhooks", "DeleteEndpoint", animate3d__v1__delete_endpoint_request__descriptor,
-	       animate3d__v1__delete_endpoint_response__descriptor, delete_endpoint, GW_PERM_WRITE, 0),
-	TR_ROW("Account", "GetCreditBalance", animate3d__v1__get_credit_balance_request__descriptor,
-	       animate3d__v1__get_credit_balance_response__descriptor, get_credit_balance,
-	       GW_PERM_READ, 1),
-	TR_ROW("Account", "GetMinutesBalance", animate3d__v1__get_minutes_balance_request__descriptor,
-	       animate3d__v1__get_minutes_balance_response__descriptor, get_minutes_balance,
-	       GW_PERM_READ, 1),
+	TR_ROW_R("Jobs", "GetVideoInfo", get_video_info, video_info, GW_PERM_READ, 1),
+	TR_ROW("Characters", "GetModelUploadUrl", get_model_upload_url, GW_PERM_WRITE, 1),
+	TR_ROW("Characters", "StoreModel", store_model, GW_PERM_WRITE, 0),
+	TR_ROW("Characters", "ListModels", list_models, GW_PERM_READ, 1),
+	TR_ROW("Characters", "DeleteModel", delete_model, GW_PERM_WRITE, 0),
+	TR_ROW_R("Webhooks", "CreateEndpoint", create_endpoint, endpoint, GW_PERM_WRITE, 0),
+	TR_ROW_R("Webhooks", "GetEndpoint", get_endpoint, endpoint, GW_PERM_READ, 1),
+	TR_ROW("Webhooks", "ListEndpoints", list_endpoints, GW_PERM_READ, 1),
+	TR_ROW_R("Webhooks", "UpdateEndpoint", update_endpoint, endpoint, GW_PERM_WRITE, 0),
+	TR_ROW("Webhooks", "DeleteEndpoint", delete_endpoint, GW_PERM_WRITE, 0),
+	TR_ROW("Account", "GetCreditBalance", get_credit_balance, GW_PERM_READ, 1),
+	TR_ROW("Account", "GetMinutesBalance", get_minutes_balance, GW_PERM_READ, 1),
 };
 
 const struct gw_tr_rpc *gw_tr_lookup(const char *grpc_path)

@@ -57,11 +57,13 @@ static int jobs_build_rids(const ProtobufCMessage *req, const char *prefix,
 	if (n < 1 || n > GW_TR_MAX_RIDS)
 		return gw_tr_fail(err, errlen, GW_TR_INVALID, "rids must hold 1..%d rids (got %zu)",
 				  GW_TR_MAX_RIDS, n);
-	for (size_t i = 0; i < n; i++)
-		if (!gw_tr_rid_valid(rids[i]))
-			return gw_tr_fail(err, errlen, GW_TR_INVALID,
-					  "rids[%zu] must be 1..%d characters of A-Z a-z 0-9 _ -", i,
-					  GW_TR_RID_MAX);
+	for (size_t i = 0; i < n; i++) {
+		char field[GW_TR_CTX_MAX];
+
+		snprintf(field, sizeof(field), "rids[%zu]", i);
+		if ((rc = gw_tr_check_id(field, rids[i], GW_TR_RID_MAX, err, errlen)))
+			return rc;
+	}
 	gw_tr_buf_add(&b, prefix);
 	for (size_t i = 0; i < n; i++) {
 		if (jobs_rid_dup(rids, i))
@@ -77,7 +79,7 @@ static int jobs_build_rids(const ProtobufCMessage *req, const char *prefix,
 /* Checks that every element of arr is an object with a string "rid"; name is the array's. */
 static int jobs_check_rid_items(json_t *arr, const char *name, char *err, size_t errlen)
 {
-	char ctx[64];
+	char ctx[GW_TR_CTX_MAX];
 	char *rid = NULL;
 	size_t i;
 	json_t *it;
@@ -98,20 +100,66 @@ static int jobs_check_rid_items(json_t *arr, const char *name, char *err, size_t
 	return GW_TR_OK;
 }
 
-/* The first element of arr whose "rid" is rid, or NULL. */
-static json_t *jobs_find_rid(json_t *arr, const char *rid, size_t *idx)
+/* The index in arr of the first element whose "rid" is rid, or -1. */
+static long jobs_find_rid(json_t *arr, const char *rid)
 {
 	size_t i;
 	json_t *it;
 
 	json_array_foreach(arr, i, it) {
 		const char *r = json_string_value(json_object_get(it, "rid"));
-		if (r && strcmp(r, rid) == 0) {
-			*idx = i;
-			return it;
-		}
+		if (r && strcmp(r, rid) == 0)
+			return (long)i;
 	}
-	return NULL;
+	return -1;
+}
+
+/* What a rids reply (GetStatus, GetDownloadUrls) needs beyond the body. */
+struct jobs_rids_reply {
+	char **rids;			/* the request's, in its order */
+	size_t n;
+	const char *name;		/* the body's array: "status", "links" */
+	const char *field;		/* the reply's list: "statuses", "links" */
+	gw_tr_fill_fn fill;
+};
+
+/* One item per distinct requested rid that upstream answered, in request order; rids upstream
+ * did not answer are left out. */
+static int jobs_fill_rids(void *msg, json_t *root, const void *arg, char *err, size_t errlen)
+{
+	const struct jobs_rids_reply *a = arg;
+	json_t *arr = NULL;
+	size_t *pick = NULL;
+	size_t npick = 0;
+	int rc;
+
+	if ((rc = gw_tr_arr(root, a->name, NULL, 1, GW_TR_MAX_ITEMS, &arr, err, errlen)) ||
+	    (rc = jobs_check_rid_items(arr, a->name, err, errlen)))
+		goto out;
+	rc = gw_tr_fail(err, errlen, GW_TR_BAD_UPSTREAM, "out of memory");
+	if (a->n && !(pick = calloc(a->n, sizeof(*pick))))
+		goto out;
+	for (size_t i = 0; i < a->n; i++) {
+		long idx = jobs_rid_dup(a->rids, i) ? -1 : jobs_find_rid(arr, a->rids[i]);
+
+		if (idx >= 0)
+			pick[npick++] = (size_t)idx;
+	}
+	/* A NULL pick would mean every element. */
+	rc = npick ? gw_tr_fill_list(msg, a->field, arr, pick, npick, a->fill, a->name, err, errlen)
+		   : GW_TR_OK;
+out:
+	free(pick);
+	return rc;
+}
+
+static int jobs_parse_rids(const ProtobufCMessage *req, const char *body, size_t len,
+			   const ProtobufCMessageDescriptor *d, struct jobs_rids_reply *a,
+			   ProtobufCMessage **out, char *err, size_t errlen)
+{
+	int rc = jobs_rids_of(req, &a->n, &a->rids, err, errlen);
+
+	return rc ? rc : gw_tr_reply(body, len, d, jobs_fill_rids, a, out, err, errlen);
 }
 
 /* ---- GetUploadUrl ---- */
@@ -123,44 +171,27 @@ int gw_tr_build_get_upload_url(const ProtobufCMessage *req, struct gw_tr_request
 	struct gw_tr_buf b = { 0 };
 	int rc = gw_tr_check(req, &animate3d__v1__get_upload_url_request__descriptor, err, errlen);
 
-	if (rc)
+	if (rc || (rc = gw_tr_check_name("name", r->name, err, errlen)))
 		return rc;
-	if (!gw_tr_set(r->name))
-		return gw_tr_fail(err, errlen, GW_TR_INVALID, "name is required");
-	if (strlen(r->name) > GW_TR_NAME_MAX)
-		return gw_tr_fail(err, errlen, GW_TR_INVALID, "name is longer than %d bytes",
-				  GW_TR_NAME_MAX);
-	for (const char *s = r->name; *s; s++)
-		if ((unsigned char)*s < 0x20 || *s == 0x7f || *s == '/')
-			return gw_tr_fail(err, errlen, GW_TR_INVALID,
-					  "name must not contain control characters or '/'");
-	gw_tr_buf_add(&b, "/upload?name=");
-	gw_tr_buf_esc(&b, r->name);
-	gw_tr_buf_add(&b, r->resumable ? "&resumable=1" : "&resumable=0");
+	gw_tr_buf_add(&b, "/upload");
+	gw_tr_buf_query(&b, "name", r->name);
+	gw_tr_buf_query(&b, "resumable", r->resumable ? "1" : "0");
 	return gw_tr_path(&b, "GET", out, err, errlen);
+}
+
+static int jobs_fill_upload_url(void *msg, json_t *root, const void *arg, char *err,
+				size_t errlen)
+{
+	Animate3d__V1__GetUploadUrlResponse *m = msg;
+
+	return gw_tr_str(root, "url", NULL, 1, &m->url, err, errlen);
 }
 
 int gw_tr_parse_get_upload_url(const ProtobufCMessage *req, const char *body, size_t len,
 			       ProtobufCMessage **out, char *err, size_t errlen)
 {
-	Animate3d__V1__GetUploadUrlResponse *m = NULL;
-	json_t *root = NULL;
-	int rc = gw_tr_load(body, len, &root, err, errlen);
-
-	if (rc)
-		goto out;
-	rc = gw_tr_fail(err, errlen, GW_TR_BAD_UPSTREAM, "out of memory");
-	if (!(m = gw_tr_msg_new(&animate3d__v1__get_upload_url_response__descriptor)))
-		goto out;
-	if ((rc = gw_tr_str(root, "url", NULL, 1, &m->url, err, errlen)))
-		goto out;
-	*out = &m->base;
-	m = NULL;
-out:
-	if (m)
-		protobuf_c_message_free_unpacked(&m->base, NULL);
-	json_decref(root);
-	return rc;
+	return gw_tr_reply(body, len, &animate3d__v1__get_upload_url_response__descriptor,
+			   jobs_fill_upload_url, NULL, out, err, errlen);
 }
 
 /* ---- StartJob ---- */
@@ -173,7 +204,6 @@ int gw_tr_build_start_job(const ProtobufCMessage *req, struct gw_tr_request *out
 	const char *src = NULL;
 	json_t *body = NULL;
 	json_t *params = NULL;
-	struct gw_tr_buf b = { 0 };
 	int rc = gw_tr_check(req, &animate3d__v1__start_job_request__descriptor, err, errlen);
 
 	if (rc)
@@ -183,11 +213,8 @@ int gw_tr_build_start_job(const ProtobufCMessage *req, struct gw_tr_request *out
 	case ANIMATE3D__V1__START_JOB_REQUEST__SOURCE_UPLOAD_URL:
 		key = "url";
 		src = r->upload_url;
-		if (!gw_tr_url_ok(src)) {
-			gw_tr_fail(err, errlen, rc, "upload_url must be an http(s) URL of at most %d bytes",
-				   GW_TR_URL_MAX);
+		if (gw_tr_check_url("upload_url", src, err, errlen))
 			goto out;
-		}
 		break;
 	case ANIMATE3D__V1__START_JOB_REQUEST__SOURCE_RERUN_RID:
 	case ANIMATE3D__V1__START_JOB_REQUEST__SOURCE_MP_DETECTION_RID: {
@@ -195,11 +222,9 @@ int gw_tr_build_start_job(const ProtobufCMessage *req, struct gw_tr_request *out
 
 		key = mp ? "rid_mp_detection" : "rid";
 		src = mp ? r->mp_detection_rid : r->rerun_rid;
-		if (!gw_tr_rid_valid(src)) {
-			gw_tr_fail(err, errlen, rc, "%s must be 1..%d characters of A-Z a-z 0-9 _ -",
-				   mp ? "mp_detection_rid" : "rerun_rid", GW_TR_RID_MAX);
+		if (gw_tr_check_id(mp ? "mp_detection_rid" : "rerun_rid", src, GW_TR_RID_MAX, err,
+				   errlen))
 			goto out;
-		}
 		/* The second step of a multi-person job only assigns characters to persons. */
 		if (mp && (!r->params || r->params->n_models == 0)) {
 			gw_tr_fail(err, errlen, rc,
@@ -224,43 +249,29 @@ int gw_tr_build_start_job(const ProtobufCMessage *req, struct gw_tr_request *out
 		gw_tr_fail(err, errlen, rc, "out of memory building the request");
 		goto out;
 	}
-	gw_tr_buf_add(&b, "/process");
-	if ((rc = gw_tr_path(&b, "POST", out, err, errlen)))
-		goto out;
-	rc = gw_tr_body(body, out, err, errlen);
+	rc = gw_tr_post("/process", body, out, err, errlen);
 	body = NULL;
 out:
-	free(gw_tr_buf_take(&b));
 	json_decref(params);
 	json_decref(body);
+	return rc;
+}
+
+static int jobs_fill_started(void *msg, json_t *root, const void *arg, char *err, size_t errlen)
+{
+	Animate3d__V1__StartJobResponse *m = msg;
+	int rc = gw_tr_str(root, "rid", NULL, 1, &m->rid, err, errlen);
+
+	if (rc == GW_TR_OK && !gw_tr_rid_valid(m->rid))
+		rc = gw_tr_fail(err, errlen, GW_TR_BAD_UPSTREAM, "field rid is not a valid rid");
 	return rc;
 }
 
 int gw_tr_parse_start_job(const ProtobufCMessage *req, const char *body, size_t len,
 			  ProtobufCMessage **out, char *err, size_t errlen)
 {
-	Animate3d__V1__StartJobResponse *m = NULL;
-	json_t *root = NULL;
-	int rc = gw_tr_load(body, len, &root, err, errlen);
-
-	if (rc)
-		goto out;
-	rc = gw_tr_fail(err, errlen, GW_TR_BAD_UPSTREAM, "out of memory");
-	if (!(m = gw_tr_msg_new(&animate3d__v1__start_job_response__descriptor)))
-		goto out;
-	if ((rc = gw_tr_str(root, "rid", NULL, 1, &m->rid, err, errlen)))
-		goto out;
-	if (!gw_tr_rid_valid(m->rid)) {
-		rc = gw_tr_fail(err, errlen, GW_TR_BAD_UPSTREAM, "field rid is not a valid rid");
-		goto out;
-	}
-	*out = &m->base;
-	m = NULL;
-out:
-	if (m)
-		protobuf_c_message_free_unpacked(&m->base, NULL);
-	json_decref(root);
-	return rc;
+	return gw_tr_reply(body, len, &animate3d__v1__start_job_response__descriptor,
+			   jobs_fill_started, NULL, out, err, errlen);
 }
 
 /* ---- GetStatus ---- */
@@ -340,9 +351,9 @@ static int jobs_fill_failure(Animate3d__V1__JobStatus *st, json_t *det, const ch
 	return GW_TR_OK;
 }
 
-static int jobs_fill_status(Animate3d__V1__JobStatus *st, json_t *it, const char *ctx, char *err,
-			    size_t errlen)
+static int jobs_fill_status(void *msg, json_t *it, const char *ctx, char *err, size_t errlen)
 {
+	Animate3d__V1__JobStatus *st = msg;
 	char dctx[80];
 	char *state = NULL;
 	json_t *det = NULL;
@@ -391,48 +402,10 @@ out:
 int gw_tr_parse_get_status(const ProtobufCMessage *req, const char *body, size_t len,
 			   ProtobufCMessage **out, char *err, size_t errlen)
 {
-	Animate3d__V1__GetStatusResponse *m = NULL;
-	json_t *root = NULL;
-	json_t *arr = NULL;
-	char **rids = NULL;
-	size_t n = 0;
-	int rc = jobs_rids_of(req, &n, &rids, err, errlen);
+	struct jobs_rids_reply a = { .name = "status", .field = "statuses", .fill = jobs_fill_status };
 
-	if (rc)
-		goto out;
-	if ((rc = gw_tr_load(body, len, &root, err, errlen)) ||
-	    (rc = gw_tr_arr(root, "status", NULL, 1, GW_TR_MAX_ITEMS, &arr, err, errlen)) ||
-	    (rc = jobs_check_rid_items(arr, "status", err, errlen)))
-		goto out;
-	rc = gw_tr_fail(err, errlen, GW_TR_BAD_UPSTREAM, "out of memory");
-	if (!(m = gw_tr_msg_new(&animate3d__v1__get_status_response__descriptor)))
-		goto out;
-	if (n && !(m->statuses = gw_tr_array(n)))
-		goto out;
-	for (size_t i = 0; i < n; i++) {
-		Animate3d__V1__JobStatus *st;
-		char ctx[32];
-		size_t idx = 0;
-		json_t *it;
-
-		if (jobs_rid_dup(rids, i) || !(it = jobs_find_rid(arr, rids[i], &idx)))
-			continue;
-		rc = gw_tr_fail(err, errlen, GW_TR_BAD_UPSTREAM, "out of memory");
-		if (!(st = gw_tr_msg_new(&animate3d__v1__job_status__descriptor)))
-			goto out;
-		m->statuses[m->n_statuses++] = st;
-		snprintf(ctx, sizeof(ctx), "status[%zu]", idx);
-		if ((rc = jobs_fill_status(st, it, ctx, err, errlen)))
-			goto out;
-	}
-	*out = &m->base;
-	m = NULL;
-	rc = GW_TR_OK;
-out:
-	if (m)
-		protobuf_c_message_free_unpacked(&m->base, NULL);
-	json_decref(root);
-	return rc;
+	return jobs_parse_rids(req, body, len, &animate3d__v1__get_status_response__descriptor, &a,
+			       out, err, errlen);
 }
 
 /* ---- GetDownloadUrls ---- */
@@ -443,18 +416,15 @@ int gw_tr_build_get_download_urls(const ProtobufCMessage *req, struct gw_tr_requ
 	return jobs_build_rids(req, "/download/", out, err, errlen);
 }
 
-/* One {"name", "files": [{"<ext>": "<url>"}, ...]} into g. */
-static int jobs_fill_group(Animate3d__V1__DownloadGroup *g, json_t *it, const char *ctx, char *err,
-			   size_t errlen)
+/* One {"name", "files": [{"<ext>": "<url>"}, ...]} into a DownloadGroup. */
+static int jobs_fill_group(void *msg, json_t *it, const char *ctx, char *err, size_t errlen)
 {
+	Animate3d__V1__DownloadGroup *g = msg;
 	json_t *files = NULL;
 	json_t *f;
 	size_t i, nfiles = 0;
 	int rc;
 
-	if (!json_is_object(it))
-		return gw_tr_fail(err, errlen, GW_TR_BAD_UPSTREAM, "field %s is not an object",
-				  ctx);
 	if ((rc = gw_tr_str(it, "name", ctx, 0, &g->name, err, errlen)) ||
 	    (rc = gw_tr_arr(it, "files", ctx, 0, GW_TR_MAX_FILES, &files, err, errlen)))
 		return rc;
@@ -499,13 +469,11 @@ static int jobs_fill_group(Animate3d__V1__DownloadGroup *g, json_t *it, const ch
 	return GW_TR_OK;
 }
 
-static int jobs_fill_link(Animate3d__V1__DownloadLink *l, json_t *it, const char *ctx, char *err,
-			  size_t errlen)
+static int jobs_fill_link(void *msg, json_t *it, const char *ctx, char *err, size_t errlen)
 {
-	char gctx[64];
+	Animate3d__V1__DownloadLink *l = msg;
+	char name[GW_TR_CTX_MAX];
 	json_t *urls = NULL;
-	json_t *g;
-	size_t i;
 	int rc;
 
 	if ((rc = gw_tr_str(it, "rid", ctx, 1, &l->rid, err, errlen)) ||
@@ -515,66 +483,17 @@ static int jobs_fill_link(Animate3d__V1__DownloadLink *l, json_t *it, const char
 	    (rc = gw_tr_str(it, "input", ctx, 0, &l->input, err, errlen)) ||
 	    (rc = gw_tr_arr(it, "urls", ctx, 0, GW_TR_MAX_GROUPS, &urls, err, errlen)))
 		return rc;
-	if (json_array_size(urls) && !(l->groups = gw_tr_array(json_array_size(urls))))
-		return gw_tr_fail(err, errlen, GW_TR_BAD_UPSTREAM, "out of memory");
-	json_array_foreach(urls, i, g) {
-		Animate3d__V1__DownloadGroup *grp;
-
-		if (!(grp = gw_tr_msg_new(&animate3d__v1__download_group__descriptor)))
-			return gw_tr_fail(err, errlen, GW_TR_BAD_UPSTREAM, "out of memory");
-		l->groups[l->n_groups++] = grp;
-		snprintf(gctx, sizeof(gctx), "%s.urls[%zu]", ctx, i);
-		if ((rc = jobs_fill_group(grp, g, gctx, err, errlen)))
-			return rc;
-	}
-	return GW_TR_OK;
+	snprintf(name, sizeof(name), "%s.urls", ctx);
+	return gw_tr_fill_list(msg, "groups", urls, NULL, 0, jobs_fill_group, name, err, errlen);
 }
 
 int gw_tr_parse_get_download_urls(const ProtobufCMessage *req, const char *body, size_t len,
 				  ProtobufCMessage **out, char *err, size_t errlen)
 {
-	Animate3d__V1__GetDownloadUrlsResponse *m = NULL;
-	json_t *root = NULL;
-	json_t *arr = NULL;
-	char **rids = NULL;
-	size_t n = 0;
-	int rc = jobs_rids_of(req, &n, &rids, err, errlen);
+	struct jobs_rids_reply a = { .name = "links", .field = "links", .fill = jobs_fill_link };
 
-	if (rc)
-		goto out;
-	if ((rc = gw_tr_load(body, len, &root, err, errlen)) ||
-	    (rc = gw_tr_arr(root, "links", NULL, 1, GW_TR_MAX_ITEMS, &arr, err, errlen)) ||
-	    (rc = jobs_check_rid_items(arr, "links", err, errlen)))
-		goto out;
-	rc = gw_tr_fail(err, errlen, GW_TR_BAD_UPSTREAM, "out of memory");
-	if (!(m = gw_tr_msg_new(&animate3d__v1__get_download_urls_response__descriptor)))
-		goto out;
-	if (n && !(m->links = gw_tr_array(n)))
-		goto out;
-	for (size_t i = 0; i < n; i++) {
-		Animate3d__V1__DownloadLink *l;
-		char ctx[32];
-		size_t idx = 0;
-		json_t *it;
-
-		if (jobs_rid_dup(rids, i) || !(it = jobs_find_rid(arr, rids[i], &idx)))
-			continue;
-		rc = gw_tr_fail(err, errlen, GW_TR_BAD_UPSTREAM, "out of memory");
-		if (!(l = gw_tr_msg_new(&animate3d__v1__download_link__descriptor)))
-			goto out;
-		m->links[m->n_links++] = l;
-		snprintf(ctx, sizeof(ctx), "links[%zu]", idx);
-		if ((rc = jobs_fill_link(l, it, ctx, err, errlen)))
-			goto out;
-	}
-	*out = &m->base;
-	m = NULL;
-	rc = GW_TR_OK;
-out:
-	if (m)
-		protobuf_c_message_free_unpacked(&m->base, NULL);
-	json_decref(root);
-	return rc;
+	return jobs_parse_rids(req, body, len, &animate3d__v1__get_download_urls_response__descriptor,
+			       &a, out, err, errlen);
 }
 
 /* ---- ListJobs ---- */
@@ -609,15 +528,12 @@ int gw_tr_build_list_jobs(const ProtobufCMessage *req, struct gw_tr_request *out
 	return gw_tr_path(&b, "GET", out, err, errlen);
 }
 
-static int jobs_fill_summary(Animate3d__V1__JobSummary *s, json_t *it, const char *ctx, char *err,
-			     size_t errlen)
+static int jobs_fill_summary(void *msg, json_t *it, const char *ctx, char *err, size_t errlen)
 {
+	Animate3d__V1__JobSummary *s = msg;
 	char *state = NULL;
 	int rc;
 
-	if (!json_is_object(it))
-		return gw_tr_fail(err, errlen, GW_TR_BAD_UPSTREAM, "field %s is not an object",
-				  ctx);
 	if ((rc = gw_tr_str(it, "rid", ctx, 1, &s->rid, err, errlen)) ||
 	    (rc = gw_tr_str(it, "fileName", ctx, 0, &s->file_name, err, errlen)) ||
 	    (rc = gw_tr_i64(it, "fileSize", ctx, 0, &s->file_size, err, errlen)) ||
@@ -632,44 +548,20 @@ out:
 	return rc;
 }
 
+static int jobs_fill_list(void *msg, json_t *root, const void *arg, char *err, size_t errlen)
+{
+	json_t *arr = NULL;
+	int rc = gw_tr_arr(root, "list", NULL, 1, GW_TR_MAX_ITEMS, &arr, err, errlen);
+
+	return rc ? rc : gw_tr_fill_list(msg, "jobs", arr, NULL, 0, jobs_fill_summary, "list", err,
+					 errlen);
+}
+
 int gw_tr_parse_list_jobs(const ProtobufCMessage *req, const char *body, size_t len,
 			  ProtobufCMessage **out, char *err, size_t errlen)
 {
-	Animate3d__V1__ListJobsResponse *m = NULL;
-	json_t *root = NULL;
-	json_t *arr = NULL;
-	json_t *it;
-	size_t i;
-	int rc;
-
-	if ((rc = gw_tr_load(body, len, &root, err, errlen)) ||
-	    (rc = gw_tr_arr(root, "list", NULL, 1, GW_TR_MAX_ITEMS, &arr, err, errlen)))
-		goto out;
-	rc = gw_tr_fail(err, errlen, GW_TR_BAD_UPSTREAM, "out of memory");
-	if (!(m = gw_tr_msg_new(&animate3d__v1__list_jobs_response__descriptor)))
-		goto out;
-	if (json_array_size(arr) && !(m->jobs = gw_tr_array(json_array_size(arr))))
-		goto out;
-	json_array_foreach(arr, i, it) {
-		Animate3d__V1__JobSummary *s;
-		char ctx[32];
-
-		rc = gw_tr_fail(err, errlen, GW_TR_BAD_UPSTREAM, "out of memory");
-		if (!(s = gw_tr_msg_new(&animate3d__v1__job_summary__descriptor)))
-			goto out;
-		m->jobs[m->n_jobs++] = s;
-		snprintf(ctx, sizeof(ctx), "list[%zu]", i);
-		if ((rc = jobs_fill_summary(s, it, ctx, err, errlen)))
-			goto out;
-	}
-	*out = &m->base;
-	m = NULL;
-	rc = GW_TR_OK;
-out:
-	if (m)
-		protobuf_c_message_free_unpacked(&m->base, NULL);
-	json_decref(root);
-	return rc;
+	return gw_tr_reply(body, len, &animate3d__v1__list_jobs_response__descriptor, jobs_fill_list,
+			   NULL, out, err, errlen);
 }
 
 /* ---- GetVideoInfo ---- */
@@ -678,48 +570,32 @@ int gw_tr_build_get_video_info(const ProtobufCMessage *req, struct gw_tr_request
 			       size_t errlen)
 {
 	const Animate3d__V1__GetVideoInfoRequest *r = (const void *)req;
-	struct gw_tr_buf b = { 0 };
-	json_t *body;
 	int rc = gw_tr_check(req, &animate3d__v1__get_video_info_request__descriptor, err, errlen);
 
-	if (rc)
+	if (rc || (rc = gw_tr_check_url("upload_url", r->upload_url, err, errlen)))
 		return rc;
-	if (!gw_tr_url_ok(r->upload_url))
-		return gw_tr_fail(err, errlen, GW_TR_INVALID,
-				  "upload_url must be an http(s) URL of at most %d bytes", GW_TR_URL_MAX);
-	body = json_pack("{s:s}", "url", r->upload_url);
-	gw_tr_buf_add(&b, "/videoInfo");
-	if ((rc = gw_tr_path(&b, "POST", out, err, errlen))) {
-		json_decref(body);
-		return rc;
-	}
-	return gw_tr_body(body, out, err, errlen);
+	return gw_tr_post("/videoInfo", json_pack("{s:s}", "url", r->upload_url), out, err, errlen);
 }
 
-int gw_tr_parse_get_video_info(const ProtobufCMessage *req, const char *body, size_t len,
-			       ProtobufCMessage **out, char *err, size_t errlen)
+static int jobs_fill_video_info(void *msg, json_t *root, const void *arg, char *err,
+				size_t errlen)
 {
-	Animate3d__V1__VideoInfo *m = NULL;
-	json_t *root = NULL;
-	int rc = gw_tr_load(body, len, &root, err, errlen);
+	Animate3d__V1__VideoInfo *m = msg;
+	int rc;
 
-	if (rc)
-		goto out;
-	rc = gw_tr_fail(err, errlen, GW_TR_BAD_UPSTREAM, "out of memory");
-	if (!(m = gw_tr_msg_new(&animate3d__v1__video_info__descriptor)))
-		goto out;
 	if ((rc = gw_tr_i32(root, "width", NULL, 1, &m->width, err, errlen)) ||
 	    (rc = gw_tr_i32(root, "height", NULL, 1, &m->height, err, errlen)) ||
 	    (rc = gw_tr_dbl(root, "fps", NULL, 0, &m->fps, err, errlen)) ||
 	    (rc = gw_tr_dbl(root, "duration", NULL, 1, &m->duration, err, errlen)) ||
 	    (rc = gw_tr_str(root, "codec", NULL, 0, &m->codec, err, errlen)) ||
 	    (rc = gw_tr_i64(root, "size", NULL, 0, &m->size, err, errlen)))
-		goto out;
-	*out = &m->base;
-	m = NULL;
-out:
-	if (m)
-		protobuf_c_message_free_unpacked(&m->base, NULL);
-	json_decref(root);
-	return rc;
+		return rc;
+	return GW_TR_OK;
+}
+
+int gw_tr_parse_get_video_info(const ProtobufCMessage *req, const char *body, size_t len,
+			       ProtobufCMessage **out, char *err, size_t errlen)
+{
+	return gw_tr_reply(body, len, &animate3d__v1__video_info__descriptor, jobs_fill_video_info,
+			   NULL, out, err, errlen);
 }

@@ -2,11 +2,12 @@
  * translate_webhooks: rows of the Webhooks service (docs/upstream-api.md, "Webhooks").
  */
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "animate3d/v1/webhooks.pb-c.h"
 #include "gateway/translate_int.h"
+
+#define HOOKS_PATH "/webhook_endpoints/"	/* + id: one endpoint */
 
 /* Events upstream documents; anything else would be accepted upstream and never fire. */
 static const char *const hooks_known_events[] = { "job.completed" };
@@ -59,32 +60,16 @@ fail:
 	return NULL;
 }
 
-static int hooks_id_path(const char *id, const char *method, struct gw_tr_request *out, char *err,
-			 size_t errlen)
+/* One endpoint object; it is an object (the list or hooks_fill_one checked). */
+static int hooks_fill_endpoint(void *msg, json_t *it, const char *ctx, char *err, size_t errlen)
 {
-	struct gw_tr_buf b = { 0 };
-
-	if (!gw_tr_id_ok(id, GW_TR_ID_MAX))
-		return gw_tr_fail(err, errlen, GW_TR_INVALID,
-				  "id must be 1..%d characters of A-Z a-z 0-9 _ -", GW_TR_ID_MAX);
-	gw_tr_buf_add(&b, "/webhook_endpoints/");
-	gw_tr_buf_esc(&b, id);
-	return gw_tr_path(&b, method, out, err, errlen);
-}
-
-static int hooks_fill_endpoint(Animate3d__V1__Endpoint *e, json_t *it, const char *ctx, char *err,
-			       size_t errlen)
-{
+	Animate3d__V1__Endpoint *e = msg;
 	char ectx[48];
 	json_t *events = NULL;
 	json_t *v;
 	size_t i;
 	int rc;
 
-	if (!json_is_object(it) && !ctx)
-		return gw_tr_fail(err, errlen, GW_TR_BAD_UPSTREAM, "body is not an object");
-	if (!json_is_object(it))
-		return gw_tr_fail(err, errlen, GW_TR_BAD_UPSTREAM, "field %s is not an object", ctx);
 	if ((rc = gw_tr_str(it, "id", ctx, 1, &e->id, err, errlen)) ||
 	    (rc = gw_tr_str(it, "url", ctx, 0, &e->url, err, errlen)) ||
 	    (rc = gw_tr_arr(it, "events", ctx, 0, GW_TR_MAX_EVENTS, &events, err, errlen)))
@@ -106,27 +91,18 @@ static int hooks_fill_endpoint(Animate3d__V1__Endpoint *e, json_t *it, const cha
 }
 
 /* Create, Get and Update all answer one endpoint object. */
+static int hooks_fill_one(void *msg, json_t *root, const void *arg, char *err, size_t errlen)
+{
+	if (!json_is_object(root))
+		return gw_tr_fail(err, errlen, GW_TR_BAD_UPSTREAM, "body is not an object");
+	return hooks_fill_endpoint(msg, root, NULL, err, errlen);
+}
+
 static int hooks_parse_one(const char *body, size_t len, ProtobufCMessage **out, char *err,
 			   size_t errlen)
 {
-	Animate3d__V1__Endpoint *m = NULL;
-	json_t *root = NULL;
-	int rc = gw_tr_load(body, len, &root, err, errlen);
-
-	if (rc)
-		goto out;
-	rc = gw_tr_fail(err, errlen, GW_TR_BAD_UPSTREAM, "out of memory");
-	if (!(m = gw_tr_msg_new(&animate3d__v1__endpoint__descriptor)))
-		goto out;
-	if ((rc = hooks_fill_endpoint(m, root, NULL, err, errlen)))
-		goto out;
-	*out = &m->base;
-	m = NULL;
-out:
-	if (m)
-		protobuf_c_message_free_unpacked(&m->base, NULL);
-	json_decref(root);
-	return rc;
+	return gw_tr_reply(body, len, &animate3d__v1__endpoint__descriptor, hooks_fill_one, NULL,
+			   out, err, errlen);
 }
 
 /* ---- CreateEndpoint ---- */
@@ -135,24 +111,13 @@ int gw_tr_build_create_endpoint(const ProtobufCMessage *req, struct gw_tr_reques
 				size_t errlen)
 {
 	const Animate3d__V1__CreateEndpointRequest *r = (const void *)req;
-	struct gw_tr_buf b = { 0 };
-	json_t *body;
 	int rc = gw_tr_check(req, &animate3d__v1__create_endpoint_request__descriptor, err, errlen);
 
-	if (rc)
+	if (rc || (rc = gw_tr_check_url("url", r->url, err, errlen)) ||
+	    (rc = hooks_check_events(r->events, r->n_events, 1, err, errlen)))
 		return rc;
-	if (!gw_tr_url_ok(r->url))
-		return gw_tr_fail(err, errlen, GW_TR_INVALID,
-				  "url must be an http(s) URL of at most %d bytes", GW_TR_URL_MAX);
-	if ((rc = hooks_check_events(r->events, r->n_events, 1, err, errlen)))
-		return rc;
-	body = hooks_body(r->url, r->events, r->n_events);
-	gw_tr_buf_add(&b, "/webhook_endpoints");
-	if ((rc = gw_tr_path(&b, "POST", out, err, errlen))) {
-		json_decref(body);
-		return rc;
-	}
-	return gw_tr_body(body, out, err, errlen);
+	return gw_tr_post("/webhook_endpoints", hooks_body(r->url, r->events, r->n_events), out,
+			  err, errlen);
 }
 
 int gw_tr_parse_create_endpoint(const ProtobufCMessage *req, const char *body, size_t len,
@@ -169,7 +134,7 @@ int gw_tr_build_get_endpoint(const ProtobufCMessage *req, struct gw_tr_request *
 	const Animate3d__V1__GetEndpointRequest *r = (const void *)req;
 	int rc = gw_tr_check(req, &animate3d__v1__get_endpoint_request__descriptor, err, errlen);
 
-	return rc ? rc : hooks_id_path(r->id, "GET", out, err, errlen);
+	return rc ? rc : gw_tr_id_path(HOOKS_PATH, "id", r->id, "GET", out, err, errlen);
 }
 
 int gw_tr_parse_get_endpoint(const ProtobufCMessage *req, const char *body, size_t len,
@@ -183,53 +148,24 @@ int gw_tr_parse_get_endpoint(const ProtobufCMessage *req, const char *body, size
 int gw_tr_build_list_endpoints(const ProtobufCMessage *req, struct gw_tr_request *out, char *err,
 			       size_t errlen)
 {
-	struct gw_tr_buf b = { 0 };
-	int rc = gw_tr_check(req, &animate3d__v1__list_endpoints_request__descriptor, err, errlen);
+	return gw_tr_fixed(req, &animate3d__v1__list_endpoints_request__descriptor, "GET",
+			   "/webhook_endpoints", out, err, errlen);
+}
 
-	if (rc)
-		return rc;
-	gw_tr_buf_add(&b, "/webhook_endpoints");
-	return gw_tr_path(&b, "GET", out, err, errlen);
+static int hooks_fill_list(void *msg, json_t *root, const void *arg, char *err, size_t errlen)
+{
+	json_t *arr = NULL;
+	int rc = gw_tr_arr(root, "endpoints", NULL, 1, GW_TR_MAX_ITEMS, &arr, err, errlen);
+
+	return rc ? rc : gw_tr_fill_list(msg, "endpoints", arr, NULL, 0, hooks_fill_endpoint,
+					 "endpoints", err, errlen);
 }
 
 int gw_tr_parse_list_endpoints(const ProtobufCMessage *req, const char *body, size_t len,
 			       ProtobufCMessage **out, char *err, size_t errlen)
 {
-	Animate3d__V1__ListEndpointsResponse *m = NULL;
-	json_t *root = NULL;
-	json_t *arr = NULL;
-	json_t *it;
-	size_t i;
-	int rc;
-
-	if ((rc = gw_tr_load(body, len, &root, err, errlen)) ||
-	    (rc = gw_tr_arr(root, "endpoints", NULL, 1, GW_TR_MAX_ITEMS, &arr, err, errlen)))
-		goto out;
-	rc = gw_tr_fail(err, errlen, GW_TR_BAD_UPSTREAM, "out of memory");
-	if (!(m = gw_tr_msg_new(&animate3d__v1__list_endpoints_response__descriptor)))
-		goto out;
-	if (json_array_size(arr) && !(m->endpoints = gw_tr_array(json_array_size(arr))))
-		goto out;
-	json_array_foreach(arr, i, it) {
-		Animate3d__V1__Endpoint *e;
-		char ctx[32];
-
-		rc = gw_tr_fail(err, errlen, GW_TR_BAD_UPSTREAM, "out of memory");
-		if (!(e = gw_tr_msg_new(&animate3d__v1__endpoint__descriptor)))
-			goto out;
-		m->endpoints[m->n_endpoints++] = e;
-		snprintf(ctx, sizeof(ctx), "endpoints[%zu]", i);
-		if ((rc = hooks_fill_endpoint(e, it, ctx, err, errlen)))
-			goto out;
-	}
-	*out = &m->base;
-	m = NULL;
-	rc = GW_TR_OK;
-out:
-	if (m)
-		protobuf_c_message_free_unpacked(&m->base, NULL);
-	json_decref(root);
-	return rc;
+	return gw_tr_reply(body, len, &animate3d__v1__list_endpoints_response__descriptor,
+			   hooks_fill_list, NULL, out, err, errlen);
 }
 
 /* ---- UpdateEndpoint ---- */
@@ -238,21 +174,17 @@ int gw_tr_build_update_endpoint(const ProtobufCMessage *req, struct gw_tr_reques
 				size_t errlen)
 {
 	const Animate3d__V1__UpdateEndpointRequest *r = (const void *)req;
-	json_t *body;
 	int rc = gw_tr_check(req, &animate3d__v1__update_endpoint_request__descriptor, err, errlen);
 
 	if (rc)
 		return rc;
 	if (!gw_tr_set(r->url) && r->n_events == 0)
 		return gw_tr_fail(err, errlen, GW_TR_INVALID, "url or events is required");
-	if (gw_tr_set(r->url) && !gw_tr_url_ok(r->url))
-		return gw_tr_fail(err, errlen, GW_TR_INVALID,
-				  "url must be an http(s) URL of at most %d bytes", GW_TR_URL_MAX);
-	if ((rc = hooks_check_events(r->events, r->n_events, 0, err, errlen)) ||
-	    (rc = hooks_id_path(r->id, "POST", out, err, errlen)))
+	if ((gw_tr_set(r->url) && (rc = gw_tr_check_url("url", r->url, err, errlen))) ||
+	    (rc = hooks_check_events(r->events, r->n_events, 0, err, errlen)) ||
+	    (rc = gw_tr_id_path(HOOKS_PATH, "id", r->id, "POST", out, err, errlen)))
 		return rc;
-	body = hooks_body(r->url, r->events, r->n_events);
-	return gw_tr_body(body, out, err, errlen);
+	return gw_tr_body(hooks_body(r->url, r->events, r->n_events), out, err, errlen);
 }
 
 int gw_tr_parse_update_endpoint(const ProtobufCMessage *req, const char *body, size_t len,
@@ -269,31 +201,25 @@ int gw_tr_build_delete_endpoint(const ProtobufCMessage *req, struct gw_tr_reques
 	const Animate3d__V1__DeleteEndpointRequest *r = (const void *)req;
 	int rc = gw_tr_check(req, &animate3d__v1__delete_endpoint_request__descriptor, err, errlen);
 
-	return rc ? rc : hooks_id_path(r->id, "DELETE", out, err, errlen);
+	return rc ? rc : gw_tr_id_path(HOOKS_PATH, "id", r->id, "DELETE", out, err, errlen);
+}
+
+static int hooks_fill_deleted(void *msg, json_t *root, const void *arg, char *err, size_t errlen)
+{
+	Animate3d__V1__DeleteEndpointResponse *m = msg;
+	int deleted = 0;
+	int rc;
+
+	if ((rc = gw_tr_str(root, "id", NULL, 1, &m->id, err, errlen)) ||
+	    (rc = gw_tr_bool(root, "deleted", NULL, 1, &deleted, err, errlen)))
+		return rc;
+	m->deleted = deleted;
+	return GW_TR_OK;
 }
 
 int gw_tr_parse_delete_endpoint(const ProtobufCMessage *req, const char *body, size_t len,
 				ProtobufCMessage **out, char *err, size_t errlen)
 {
-	Animate3d__V1__DeleteEndpointResponse *m = NULL;
-	json_t *root = NULL;
-	int deleted = 0;
-	int rc = gw_tr_load(body, len, &root, err, errlen);
-
-	if (rc)
-		goto out;
-	rc = gw_tr_fail(err, errlen, GW_TR_BAD_UPSTREAM, "out of memory");
-	if (!(m = gw_tr_msg_new(&animate3d__v1__delete_endpoint_response__descriptor)))
-		goto out;
-	if ((rc = gw_tr_str(root, "id", NULL, 1, &m->id, err, errlen)) ||
-	    (rc = gw_tr_bool(root, "deleted", NULL, 1, &deleted, err, errlen)))
-		goto out;
-	m->deleted = deleted;
-	*out = &m->base;
-	m = NULL;
-out:
-	if (m)
-		protobuf_c_message_free_unpacked(&m->base, NULL);
-	json_decref(root);
-	return rc;
+	return gw_tr_reply(body, len, &animate3d__v1__delete_endpoint_response__descriptor,
+			   hooks_fill_deleted, NULL, out, err, errlen);
 }
