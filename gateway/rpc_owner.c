@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <event2/buffer.h>
+#include <openssl/rand.h>
 
 #include "animate3d/v1/characters.pb-c.h"
 #include "animate3d/v1/jobs.pb-c.h"
@@ -17,6 +18,7 @@
 #include "gateway/errmap.h"
 #include "gateway/log.h"
 #include "gateway/owner.h"
+#include "gateway/params.h"
 #include "gateway/rpc.h"
 #include "gateway/server.h"
 #include "gateway/store.h"
@@ -108,24 +110,119 @@ static int ro_check(struct gw_call *c, enum gw_store_kind k, const char *id)
 	return rc ? -1 : 0;
 }
 
-/* Models: stock models are unrecorded and shared, so only another tenant's model is refused. */
-static int ro_check_not_others(struct gw_call *c, enum gw_store_kind k, const char *id)
+/* 1 when id is a model another tenant owns, 0 when not (stock models are unrecorded and
+ * shared), -1 after failing the call on a store error. */
+static int ro_model_of_others(struct gw_call *c, const char *id)
 {
 	char who[GW_STORE_TENANT_MAX + 1];
 	int rc;
 
 	if (!ro_id_ok(id))
 		return 0;
-	rc = gw_store_owner_get(ro_store(c), k, id, who, sizeof who);
+	rc = gw_store_owner_get(ro_store(c), GW_OBJ_MODEL, id, who, sizeof who);
 	if (rc < 0) {
 		ro_store_failed(c);
 		return -1;
 	}
-	if (rc == 1 && strcmp(who, gw_call_tenant(c)->name) != 0) {
+	return rc == 1 && strcmp(who, gw_call_tenant(c)->name) != 0;
+}
+
+/* Models: only another tenant's model is refused, the same way as an unknown one. */
+static int ro_check_not_others(struct gw_call *c, enum gw_store_kind k, const char *id)
+{
+	int rc = ro_model_of_others(c, id);
+
+	(void)k;
+	if (rc == 1)
 		gw_rpc_owner_not_found(c);
-		return -1;
+	return rc ? -1 : 0;
+}
+
+static void *ro_view_own(struct gw_rpc_owner_view *v, void *p);
+
+/* A fresh 22-character base58 id that names no model: what upstream says of it is exactly what
+ * it says of any model id that does not exist. malloc'd, NULL on failure. */
+static char *ro_mask_id(void)
+{
+	static const char b58[] = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
+	unsigned char rnd[22];
+	char *id = malloc(sizeof rnd + 1);
+
+	if (!id || RAND_bytes(rnd, sizeof rnd) != 1) {
+		free(id);
+		return NULL;
 	}
-	return 0;
+	for (size_t i = 0; i < sizeof rnd; i++)
+		id[i] = b58[rnd[i] % (sizeof b58 - 1)];
+	id[sizeof rnd] = '\0';
+	return id;
+}
+
+/*
+ * StartJob naming another tenant's custom model must not tell that the model exists, and must
+ * not animate with it. NOT_FOUND would tell (an unknown model id is a parameter error upstream),
+ * so such ids are replaced by ids that exist nowhere and upstream answers as for any unknown id.
+ * Returns the request to send (r itself when nothing is masked), or NULL after failing the call.
+ */
+static const ProtobufCMessage *ro_mask_models(struct gw_call *c, const Animate3d__V1__StartJobRequest *r,
+					      struct gw_rpc_owner_view *v)
+{
+	const Animate3d__V1__Params *p = r->params;
+	Animate3d__V1__StartJobRequest *rq = NULL;
+	Animate3d__V1__Params *pc = NULL;
+	int rc, masked = 0;
+
+	if (!p)
+		return &r->base;
+	if ((rc = ro_model_of_others(c, p->model_id)) < 0)
+		return NULL;
+	masked |= rc;
+	for (size_t i = 0; i < p->n_models && i < GW_PARAMS_MAX_MODELS; i++) {
+		if (p->models[i] && (rc = ro_model_of_others(c, p->models[i]->model_id)) < 0)
+			return NULL;
+		masked |= rc;
+	}
+	if (!masked)
+		return &r->base;
+	if (p->n_models > GW_PARAMS_MAX_MODELS)
+		return &r->base;	/* the row rejects the request before anything is sent */
+	rq = malloc(sizeof *rq);
+	pc = ro_view_own(v, malloc(sizeof *pc));
+	if (!rq || !pc)
+		goto oom;
+	*rq = *r;
+	*pc = *p;
+	rq->params = pc;
+	v->msg = &rq->base;
+	rq = NULL;
+	if (ro_model_of_others(c, p->model_id) == 1 && !(pc->model_id = ro_view_own(v, ro_mask_id())))
+		goto oom;
+	if (p->n_models) {
+		Animate3d__V1__TrackedModel **ms = ro_view_own(v, calloc(p->n_models, sizeof *ms));
+
+		if (!ms)
+			goto oom;
+		for (size_t i = 0; i < p->n_models; i++) {
+			Animate3d__V1__TrackedModel *tm;
+
+			ms[i] = p->models[i];
+			if (!p->models[i] || ro_model_of_others(c, p->models[i]->model_id) != 1)
+				continue;
+			if (!(tm = ro_view_own(v, malloc(sizeof *tm))))
+				goto oom;
+			*tm = *p->models[i];
+			if (!(tm->model_id = ro_view_own(v, ro_mask_id())))
+				goto oom;
+			ms[i] = tm;
+		}
+		pc->models = ms;
+	}
+	return v->msg;
+oom:
+	free(rq);
+	gw_rpc_owner_view_clear(v);
+	gw_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "%s: out of memory", ro_what(c));
+	return NULL;
 }
 
 static int ro_check_upload(struct gw_call *c, const char *url)
@@ -141,8 +238,22 @@ void gw_rpc_owner_view_clear(struct gw_rpc_owner_view *v)
 {
 	free(v->msg);
 	free(v->rids);
+	for (size_t i = 0; i < v->nowned; i++)
+		free(v->owned[i]);
 	v->msg = NULL;
 	v->rids = NULL;
+	v->nowned = 0;
+}
+
+/* Keeps p for the view to free; NULL (and p freed) when it is full or p is NULL. */
+static void *ro_view_own(struct gw_rpc_owner_view *v, void *p)
+{
+	if (p && v->nowned < GW_RPC_OWNER_VIEW_MAX_OWNED) {
+		v->owned[v->nowned++] = p;
+		return p;
+	}
+	free(p);
+	return NULL;
 }
 
 /* Requests with "repeated string rids": keep only the tenant's (malformed ones stay for the row
@@ -218,14 +329,6 @@ static int ro_check_start_job(struct gw_call *c, const Animate3d__V1__StartJobRe
 	default:
 		break;
 	}
-	if (!r->params)
-		return 0;
-	if (ro_check_not_others(c, GW_OBJ_MODEL, r->params->model_id))
-		return -1;
-	for (size_t i = 0; i < r->params->n_models; i++)
-		if (r->params->models[i] &&
-		    ro_check_not_others(c, GW_OBJ_MODEL, r->params->models[i]->model_id))
-			return -1;
 	return 0;
 }
 
@@ -246,6 +349,7 @@ const ProtobufCMessage *gw_rpc_owner_admit(struct gw_call *c, struct gw_rpc_owne
 
 	view->msg = NULL;
 	view->rids = NULL;
+	view->nowned = 0;
 	if (!gw_call_tenant(c))
 		return req;
 	if ((gw_call_method(c)->perm & GW_PERM_WRITE) && gw_rpc_owner_writable(c))
@@ -257,8 +361,9 @@ const ProtobufCMessage *gw_rpc_owner_admit(struct gw_call *c, struct gw_rpc_owne
 		rc = ro_check_upload(c, ((const Animate3d__V1__GetVideoInfoRequest *)(const void *)req)->upload_url);
 		break;
 	case RO_START_JOB:
-		rc = ro_check_start_job(c, (const void *)req);
-		break;
+		if (ro_check_start_job(c, (const void *)req))
+			return NULL;
+		return ro_mask_models(c, (const void *)req, view);
 	case RO_STORE_MODEL:
 		rc = ro_check(c, GW_OBJ_MODEL, ((const Animate3d__V1__StoreModelRequest *)(const void *)req)->model_id);
 		break;

@@ -43,11 +43,18 @@
 
 struct evbuffer;
 
-/* A request rewritten to hold only the tenant's rids: a shallow copy (strings borrowed from the
- * call's request, which outlives it). Zero-initialise; clear with gw_rpc_owner_view_clear. */
+/* Allocations a rewritten StartJob holds: its Params copy, the models array, and per masked
+ * model a TrackedModel copy and its id (GW_PARAMS_MAX_MODELS of each, plus model_id's own). */
+#define GW_RPC_OWNER_VIEW_MAX_OWNED (2 + 2 * 16 + 1)
+
+/* A request rewritten for upstream: only the tenant's rids, or StartJob with another tenant's
+ * model ids masked. A shallow copy (other strings borrowed from the call's request, which
+ * outlives it). Zero-initialise; clear with gw_rpc_owner_view_clear. */
 struct gw_rpc_owner_view {
 	ProtobufCMessage *msg;	/* malloc'd copy, or NULL when the request is used as it is */
 	char **rids;		/* malloc'd array of borrowed strings */
+	void *owned[GW_RPC_OWNER_VIEW_MAX_OWNED];	/* what the copy points to and the view frees */
+	size_t nowned;
 };
 void gw_rpc_owner_view_clear(struct gw_rpc_owner_view *v);
 

@@ -155,14 +155,19 @@ def test_team_b_gets_not_found_for_every_team_a_id(gw, sim, team_a, team_b):
     assert sim.count("POST /process") == before
 
 
-def test_start_job_with_team_a_model_is_not_found(gw, sim, team_a, team_b):
-    """A custom model of team-a cannot be used by team-b (params.model_id and models[])."""
-    before = sim.count("POST /process")
-    for params in (jobs_pb2.Params(model_id=team_a["model"]),
-                   jobs_pb2.Params(models=[jobs_pb2.TrackedModel(tracking_id=1, model_id=team_a["model"])])):
-        code, details = _code(gw.jobs.StartJob, jobs_pb2.StartJobRequest(upload_url=team_b["url"], params=params))
-        assert code == grpc.StatusCode.NOT_FOUND, (params, code, details)
-    assert sim.count("POST /process") == before
+def test_start_job_with_team_a_model_looks_unknown(gw, sim, team_a, team_b):
+    """team-b naming team-a's custom model (params.model_id, models[]) gets exactly the answer an
+    unknown model id gets, and no job runs with team-a's model."""
+    jobs_before = len(sim.jobs()["jobs"])
+    for field in ("model_id", "models"):
+        def params(mid):
+            if field == "model_id":
+                return jobs_pb2.Params(model_id=mid)
+            return jobs_pb2.Params(models=[jobs_pb2.TrackedModel(tracking_id=1, model_id=mid)])
+        foreign = _code(gw.jobs.StartJob, jobs_pb2.StartJobRequest(upload_url=team_b["url"], params=params(team_a["model"])))
+        unknown = _code(gw.jobs.StartJob, jobs_pb2.StartJobRequest(upload_url=team_b["url"], params=params(FAKE_ID)))
+        assert foreign[0] != grpc.StatusCode.OK and foreign == unknown, (field, foreign, unknown)
+    assert len(sim.jobs()["jobs"]) == jobs_before
 
 
 def test_watch_status_of_team_a_rid(gw, team_a):
