@@ -379,13 +379,16 @@ const char *gw_session_name(const struct gw_account_rt *a)
 
 /* ---- lifecycle ---- */
 
-static char *session_auth_header(const struct gw_account_cfg *ac, char *err, size_t errlen)
+static char *session_auth_header(const struct gw_account_cfg *ac, char fingerprint[13], char *err,
+				 size_t errlen)
 {
 	char *secret = NULL, *basic = NULL, *hdr = NULL;
 	size_t len = 0, hlen;
 
 	if (gw_secret_load(ac, &secret, &len, err, errlen) != 0)
 		goto out;
+	if (fingerprint)
+		gw_secret_fingerprint(secret, len, fingerprint);
 	basic = gw_secret_basic_header(ac->client_id, secret, len);
 	if (!basic) {
 		snprintf(err, errlen, "account %s: cannot build the login header", ac->name);
@@ -412,6 +415,27 @@ out:
 	if (secret)
 		gw_secret_free(secret, len);
 	return hdr;
+}
+
+int gw_session_reload_secret(struct gw_account_rt *a, const struct gw_account_cfg *ac,
+			     char fingerprint[13], char *err, size_t errlen)
+{
+	char *hdr = session_auth_header(ac, fingerprint, err, errlen);
+	int changed;
+
+	if (!hdr)
+		return -1;
+	changed = strcmp(hdr, a->auth_header) != 0;
+	/* A login in flight keeps the copy it was started with (gw_up_start copies headers). */
+	explicit_bzero(a->auth_header, strlen(a->auth_header));
+	free(a->auth_header);
+	a->auth_header = hdr;
+	if (changed && a->state == GW_SESSION_REJECTED && !a->cookie[0]) {
+		/* The old secret was refused: let the next caller log in now, not after the backoff. */
+		a->retry_at_us = 0;
+		a->fail_streak = 0;
+	}
+	return changed;
 }
 
 struct gw_account_rt *gw_session_accounts_new(struct gw_server *srv, size_t *n, char *err,
@@ -448,7 +472,7 @@ struct gw_account_rt *gw_session_accounts_new(struct gw_server *srv, size_t *n, 
 			snprintf(err, errlen, "out of memory");
 			goto out;
 		}
-		a->auth_header = session_auth_header(ac, err, errlen);
+		a->auth_header = session_auth_header(ac, NULL, err, errlen);
 		if (!a->auth_header)
 			goto out;
 		a->timer = evtimer_new(srv->base, session_on_timer, a);

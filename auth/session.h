@@ -37,6 +37,7 @@
 
 struct gw_server;
 struct gw_up_call;
+struct gw_account_cfg;
 struct event;
 
 enum gw_session_state {
@@ -106,6 +107,17 @@ struct gw_account_rt *gw_session_accounts_new(struct gw_server *srv, size_t *n, 
  * wipes the Basic headers and cookies. Call it BEFORE gw_up_free(). NULL is a no-op.
  */
 void gw_session_accounts_free(struct gw_account_rt *a, size_t n);
+
+/*
+ * Re-reads the account's client secret (SIGHUP) through auth/secret and swaps in the new Basic
+ * header at once; the next login uses it (the current cookie is kept: no outage). A failure
+ * (unreadable, group/world-accessible, empty, too long) keeps the old secret. An account whose
+ * last login was rejected gets to try again at once with a changed secret. fingerprint receives
+ * gw_secret_fingerprint() of the secret read (may be NULL). Returns 1 changed, 0 unchanged, or -1
+ * with a message in err (never the secret).
+ */
+int gw_session_reload_secret(struct gw_account_rt *a, const struct gw_account_cfg *ac,
+			     char fingerprint[13], char *err, size_t errlen);
 
 /* Starts the first login now instead of on the first call (optional). */
 void gw_session_start(struct gw_account_rt *a);

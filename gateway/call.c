@@ -22,6 +22,7 @@
 #include <grpc/support/time.h>
 
 #include "auth/apikey.h"
+#include "auth/clientcert.h"
 #include "auth/session.h"
 #include "gateway/config.h"
 #include "gateway/log.h"
@@ -55,6 +56,7 @@ struct gw_call {
 	struct gw_server_conf *conf;	/* reference taken at authentication */
 	const struct gw_tenant_cfg *tenant;
 	size_t tenant_idx;
+	const char *auth_by;		/* "key", "cert", or NULL: not authenticated */
 	ProtobufCMessage *req;
 	void *data;
 	void (*on_cancel)(struct gw_call *c, void *data);
@@ -458,8 +460,11 @@ static void call_log_access(struct gw_call *c)
 		st->rpc[c->midx][code]++;
 	else
 		st->rpc_other_method++;
+	if (c->m)
+		gw_metrics_rpc(&c->srv->metrics, c->midx, latency);
 	gw_log(c->status == GRPC_STATUS_OK ? GW_LOG_INFO : GW_LOG_WARN, "rpc",
 	       GW_LS("request_id", c->id), GW_LS("tenant", c->tenant ? c->tenant->name : "-"),
+	       GW_LS("auth", c->auth_by ? c->auth_by : "-"),
 	       GW_LS("method", c->method_name), GW_LN("grpc_status", (long long)c->status),
 	       GW_LS("message", c->status == GRPC_STATUS_OK ? "" : c->status_msg),
 	       GW_LN("latency_us", (long long)latency),
@@ -500,6 +505,41 @@ static void call_maybe_free(struct gw_call *c)
 	call_free(c);
 }
 
+/*
+ * Who is calling: the API key's tenant when the call carries an authorization value (a wrong key
+ * is never rescued by a certificate), else the tenant mapped to the verified client certificate's
+ * CN (mTLS). Returns 0 with *tidx and *perms set, or -1.
+ */
+static const grpc_slice *call_authorization(struct gw_call *c);
+static int call_authenticate(struct gw_call *c, size_t *tidx, unsigned *perms)
+{
+	const struct gw_config *cfg = c->conf->cfg;
+	const grpc_slice *auth = call_authorization(c);
+	char cn[GW_CLIENTCERT_MAX_CN + 1];
+	size_t cnlen;
+	int t;
+
+	if (auth) {
+		if (GRPC_SLICE_LENGTH(*auth) > GW_APIKEY_MAX_VALUE ||
+		    gw_apikey_lookup(c->conf->keys, (const char *)GRPC_SLICE_START_PTR(*auth),
+				     GRPC_SLICE_LENGTH(*auth), tidx, perms) != 0 ||
+		    *tidx >= cfg->ntenants)
+			return -1;
+		c->auth_by = "key";
+		return 0;
+	}
+	if (!cfg->tls.client_ca_file)
+		return -1;
+	cnlen = gw_clientcert_peer_cn(c->call, cn, sizeof cn);
+	t = cnlen ? gw_clientcert_tenant(cfg, cn, cnlen) : -1;
+	if (t < 0)
+		return -1;
+	*tidx = (size_t)t;
+	*perms = cfg->tenants[t].client_cert_perms;
+	c->auth_by = "cert";
+	return 0;
+}
+
 /* The raw authorization metadata value (auth/apikey.c parses "Bearer <key>"), or NULL. */
 static const grpc_slice *call_authorization(struct gw_call *c)
 {
@@ -530,7 +570,6 @@ static void call_start(struct gw_call *c)
 {
 	struct gw_server *srv = c->srv;
 	grpc_op op;
-	const grpc_slice *auth;
 	size_t tidx = 0;
 	unsigned perms = 0;
 
@@ -560,12 +599,8 @@ static void call_start(struct gw_call *c)
 		return;
 	}
 	if (c->m->perm) {
-		auth = call_authorization(c);
 		c->conf = gw_server_conf_get(srv);
-		if (!auth || GRPC_SLICE_LENGTH(*auth) > GW_APIKEY_MAX_VALUE ||
-		    gw_apikey_lookup(c->conf->keys, (const char *)GRPC_SLICE_START_PTR(*auth),
-				     GRPC_SLICE_LENGTH(*auth), &tidx, &perms) != 0 ||
-		    tidx >= c->conf->cfg->ntenants) {
+		if (call_authenticate(c, &tidx, &perms) != 0) {
 			srv->stats.auth_rejected++;
 			gw_call_fail(c, GRPC_STATUS_UNAUTHENTICATED, "missing or invalid API key");
 			return;

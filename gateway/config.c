@@ -21,6 +21,7 @@
 #include <yaml.h>
 
 #include "auth/perm.h"
+#include "gateway/admission.h"
 
 #define CFG_BASE_MAX 48		/* "tenants[1023]", "tenants[1023].keys[63]" */
 #define CFG_PATH_MAX 128	/* a base plus ".permissions[9]" and friends */
@@ -551,13 +552,14 @@ static void cfg_limits(struct cfg_parse *p, yaml_node_t *n)
 	}
 }
 
-enum { ACC_NAME, ACC_URL, ACC_ID, ACC_FILE, ACC_ENV, ACC_INLINE, ACC_RATE, ACC_CONC, ACC_NKEYS };
+enum { ACC_NAME, ACC_URL, ACC_ID, ACC_FILE, ACC_ENV, ACC_INLINE, ACC_RATE, ACC_CONC, ACC_QUEUE,
+       ACC_NKEYS };
 
 static void cfg_account(struct cfg_parse *p, yaml_node_t *n, size_t idx, struct gw_account_cfg *a)
 {
 	static const char *const keys[ACC_NKEYS] = { "name", "base_url", "client_id", "client_secret_file",
 						     "client_secret_env", "client_secret", "rate_per_second",
-						     "max_concurrent" };
+						     "max_concurrent", "max_queue" };
 	yaml_node_t *v[ACC_NKEYS], *k[ACC_NKEYS];
 	char base[CFG_BASE_MAX], path[CFG_PATH_MAX];
 	long long x;
@@ -618,6 +620,9 @@ static void cfg_account(struct cfg_parse *p, yaml_node_t *n, size_t idx, struct 
 	cfg_pathf(path, sizeof(path), "%s.max_concurrent", base);
 	if (v[ACC_CONC] && cfg_long(p, v[ACC_CONC], path, 0, 100000, &x) == 0)
 		a->max_concurrent = (unsigned)x;
+	cfg_pathf(path, sizeof(path), "%s.max_queue", base);
+	if (v[ACC_QUEUE] && cfg_long(p, v[ACC_QUEUE], path, 0, GW_ADM_MAX_QUEUE, &x) == 0)
+		a->max_queue = (unsigned)x;
 }
 
 static void cfg_accounts(struct cfg_parse *p, yaml_node_t *n)
@@ -700,17 +705,42 @@ static void cfg_key(struct cfg_parse *p, yaml_node_t *n, const char *base, struc
 		cfg_perms(p, v[1], base, &key->perms);
 }
 
+/* tenants[i].client_cert: {cn: <subject CN>, permissions: [read, write]} (mTLS, see auth/clientcert.h). */
+static void cfg_client_cert(struct cfg_parse *p, yaml_node_t *n, const char *base, struct gw_tenant_cfg *t)
+{
+	static const char *const keys[] = { "cn", "permissions" };
+	yaml_node_t *v[2];
+	char path[CFG_PATH_MAX];
+
+	t->client_cert_line = cfg_line(n);
+	if (cfg_map(p, n, base, keys, 2, v, NULL) < 0)
+		return;
+	cfg_pathf(path, sizeof(path), "%s.cn", base);
+	if (!v[0])
+		CFG_ERR(p, n, "%s is required", path);
+	else if (cfg_string(p, v[0], path, &t->client_cert_cn) == 0) {
+		t->client_cert_line = cfg_line(v[0]);
+		if (!t->client_cert_cn[0] || strlen(t->client_cert_cn) > GW_CONFIG_MAX_CERT_CN)
+			CFG_ERR(p, v[0], "%s must be 1 to %d characters", path, GW_CONFIG_MAX_CERT_CN);
+	}
+	if (!v[1])
+		CFG_ERR(p, n, "%s.permissions is required", base);
+	else
+		cfg_perms(p, v[1], base, &t->client_cert_perms);
+}
+
 static void cfg_tenant(struct cfg_parse *p, yaml_node_t *n, size_t idx, struct gw_tenant_cfg *t)
 {
-	static const char *const keys[] = { "name", "account", "rate", "see_foreign_jobs", "keys" };
+	static const char *const keys[] = { "name", "account", "rate", "see_foreign_jobs", "keys",
+					    "client_cert" };
 	static const char *const rate_keys[] = { "per_second", "burst" };
-	yaml_node_t *v[5], *rv[2];
+	yaml_node_t *v[6], *rv[2];
 	char base[CFG_BASE_MAX], path[CFG_PATH_MAX];
 	size_t count;
 
 	cfg_pathf(base, sizeof(base), "tenants[%zu]", idx);
 	t->line = cfg_line(n);
-	if (cfg_map(p, n, base, keys, 5, v, NULL) < 0)
+	if (cfg_map(p, n, base, keys, 6, v, NULL) < 0)
 		return;
 	cfg_pathf(path, sizeof(path), "%s.name", base);
 	if (!v[0])
@@ -759,6 +789,10 @@ static void cfg_tenant(struct cfg_parse *p, yaml_node_t *n, size_t idx, struct g
 			cfg_pathf(path, sizeof(path), "%s.keys[%zu]", base, i);
 			cfg_key(p, cfg_node(p, v[4]->data.sequence.items.start[i]), path, &t->keys[i]);
 		}
+	}
+	if (v[5] && !cfg_is_null(v[5])) {
+		cfg_pathf(path, sizeof(path), "%s.client_cert", base);
+		cfg_client_cert(p, v[5], path, t);
 	}
 }
 
@@ -906,6 +940,26 @@ static void cfg_check(struct cfg_parse *p, yaml_node_t **top, yaml_node_t **topk
 		CFG_ERR(p, topk[TOP_TLS], "tls.cert_file and tls.key_file must be set together");
 	if (cfg->tls.client_ca_file && !cfg->tls.cert_file)
 		CFG_ERR(p, topk[TOP_TLS], "tls.client_ca_file needs tls.cert_file and tls.key_file");
+	for (size_t i = 0; i < cfg->ntenants; i++) {
+		const struct gw_tenant_cfg *t = &cfg->tenants[i];
+
+		if (!t->client_cert_cn)
+			continue;
+		if (!cfg->tls.client_ca_file)
+			gw_errors_add(p->errs, p->file, t->client_cert_line,
+				      "tenants[%zu].client_cert needs tls.client_ca_file (client certificates "
+				      "are only verified with mTLS)", i);
+		for (size_t j = 0; j < i; j++)
+			if (cfg->tenants[j].client_cert_cn &&
+			    strcmp(cfg->tenants[j].client_cert_cn, t->client_cert_cn) == 0) {
+				gw_errors_add(p->errs, p->file, t->client_cert_line,
+					      "tenants[%zu].client_cert.cn \"%s\" is already tenant \"%s\"'s "
+					      "(line %d)", i, t->client_cert_cn,
+					      cfg->tenants[j].name ? cfg->tenants[j].name : "?",
+					      cfg->tenants[j].client_cert_line);
+				break;
+			}
+	}
 	cfg_check_keys(p);
 }
 
@@ -1094,6 +1148,7 @@ void gw_config_free(struct gw_config *cfg)
 		free(cfg->tenants[i].name);
 		free(cfg->tenants[i].account);
 		free(cfg->tenants[i].keys);
+		free(cfg->tenants[i].client_cert_cn);
 	}
 	free(cfg->tenants);
 	free(cfg->path);

@@ -19,6 +19,7 @@
 #define GW_CONFIG_MAX_TENANTS 1024		/* entries in tenants[] */
 #define GW_CONFIG_MAX_KEYS 64			/* keys[] per tenant */
 #define GW_CONFIG_MAX_STRING 4096		/* any one string value, in bytes */
+#define GW_CONFIG_MAX_CERT_CN 256		/* tenants[].client_cert.cn, in bytes */
 #define GW_CONFIG_MAX_BATCH 500			/* cache.batch_max: rids in one GET /status URL */
 #define GW_CONFIG_CHUNK_UNIT (256u << 10)	/* upload_chunk_bytes must be a multiple of this */
 #define GW_CONFIG_MAX_IDEM_TTL_S (30ll * 86400)	/* state.idempotency_ttl_s upper bound */
@@ -57,6 +58,7 @@ struct gw_account_cfg {
 	int secret_line;		/* line of client_secret_file, for --check-config's messages */
 	double rate_per_second;		/* upstream requests/s cap for this account (0 = none) */
 	unsigned max_concurrent;	/* in-flight upstream requests cap (0 = none) */
+	unsigned max_queue;		/* calls waiting for a slot (0 = the most, GW_ADM_MAX_QUEUE) */
 	int line;
 };
 
@@ -76,6 +78,11 @@ struct gw_tenant_cfg {
 	double rate_per_second;		/* token bucket refill; 0 = unlimited (no rate: in the file) */
 	double burst;			/* bucket size; defaults to max(per_second, 1) */
 	int see_foreign_jobs;		/* may read jobs created outside the gateway */
+	/* mTLS: a call without API key whose verified client certificate has this subject CN acts
+	 * as this tenant with client_cert_perms (client_cert: {cn, permissions}); NULL = none. */
+	char *client_cert_cn;
+	unsigned client_cert_perms;
+	int client_cert_line;
 	int line;
 };
 

@@ -17,6 +17,8 @@
 #include "gateway/rpc_owner.h"
 #include "gateway/server.h"
 #include "gateway/stats.h"
+#include "gateway/status.h"
+#include "gateway/webhook_in.h"
 
 #define HTTP_MAX_HOST 256	/* host part of http_listen */
 #define HTTP_MAX_LABEL 256	/* an escaped Prometheus label value */
@@ -219,6 +221,12 @@ static void http_on_request(struct evhttp_request *req, void *arg)
 	}
 	if (!path)
 		path = "/";
+	if (evhttp_request_get_command(req) == EVHTTP_REQ_POST &&
+	    gw_webhook_in_match(GW_WEBHOOK_IN_PREFIX, path)) {
+		evbuffer_free(body);
+		gw_webhook_in_http(srv, GW_WEBHOOK_IN_PREFIX, req);	/* answers req */
+		return;
+	}
 	if (evhttp_request_get_command(req) != EVHTTP_REQ_GET &&
 	    evhttp_request_get_command(req) != EVHTTP_REQ_HEAD) {
 		evbuffer_add_printf(body, "method not allowed\n");
@@ -231,9 +239,12 @@ static void http_on_request(struct evhttp_request *req, void *arg)
 		http_reply(req, ready ? 200 : 503, ready ? "OK" : "Service Unavailable",
 			   "application/json", body);
 	} else if (strcmp(path, "/metrics") == 0) {
-		if (gw_http_render_metrics(&srv->stats, srv->methods, srv->nmethods, srv->version,
-					   srv->draining, body) == 0 &&
-		    gw_rpc_owner_render_metrics(srv, body) == 0)	/* state store, idempotency */
+		struct gw_metrics_view mv;
+
+		gw_metrics_view_of(srv, &mv);
+		if (gw_metrics_render(&mv, body) == 0 &&
+		    gw_rpc_owner_render_metrics(srv, body) == 0 &&	/* state store, idempotency */
+		    gw_status_render_metrics(gw_status_ctx_of(srv), body) == 0)	/* cache, batcher */
 			http_reply(req, 200, "OK", "text/plain; version=0.0.4", body);
 		else
 			evhttp_send_error(req, 500, "metrics rendering failed");
@@ -267,7 +278,9 @@ struct gw_http *gw_http_new(struct gw_server *srv, char *err, size_t errlen)
 		goto out;
 	}
 	evhttp_set_max_headers_size(h->http, GW_HTTP_MAX_HEADERS_SIZE);
-	evhttp_set_max_body_size(h->http, GW_HTTP_MAX_BODY_SIZE);
+	/* Webhook deliveries take a body: twice their limit here, so most oversized ones reach
+	 * gateway/webhook_in.c and are counted there (evhttp refuses the rest, uncounted). */
+	evhttp_set_max_body_size(h->http, 2 * GW_WEBHOOK_IN_MAX_BODY);
 	evhttp_set_timeout(h->http, GW_HTTP_TIMEOUT_S);
 	evhttp_set_allowed_methods(h->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST);
 	evhttp_set_gencb(h->http, http_on_request, h);

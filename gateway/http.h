@@ -4,7 +4,9 @@
  *   GET /healthz  200 "ok" while the process runs (liveness)
  *   GET /readyz   200 when not draining and every upstream account has a session, else 503;
  *                 JSON {"ready":bool,"draining":bool,"accounts":[{"name":..,"state":..}]}
- *   GET /metrics  Prometheus text of struct gw_stats (rendered by gw_http_render_metrics)
+ *   GET /metrics  Prometheus text: gateway/metrics.c (gw_metrics_render), then the state store's
+ *                 and the status cache's own families (gw_http_render_metrics is the older
+ *                 renderer of struct gw_stats alone, kept for its unit test)
  *
  * Anything else is 404 (counted). Later issues add webhooks and the REST facade here.
  */

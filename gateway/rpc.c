@@ -9,10 +9,14 @@
 #include "animate3d/v1/jobs.pb-c.h"
 #include "grpc/health/v1/health.pb-c.h"
 #include "auth/perm.h"
+#include "auth/session.h"
+#include "gateway/config.h"
 #include "gateway/errmap.h"
 #include "gateway/health.h"
+#include "gateway/ratelimit.h"
 #include "gateway/rpc_owner.h"
 #include "gateway/server.h"
+#include "gateway/status.h"
 #include "gateway/translate.h"
 #include "gateway/upload.h"
 #include "gateway/upstream.h"
@@ -35,10 +39,36 @@ const char *gw_rpc_short_name(const char *path)
 	return s ? s + 1 : (path ? path : "");
 }
 
+/* The tenant's token bucket at the method's cost (issue 5); 0 = go on, -1 = call finished. */
+static int rpc_limit_tenant(struct gw_call *c)
+{
+	const struct gw_tenant_cfg *t = gw_call_tenant(c);
+	const char *path = gw_call_method(c)->path;
+	unsigned cost = gw_ratelimit_cost(path);
+	struct gw_limits *l;
+	int64_t wait = 0;
+	char msg[RPC_MSG_MAX];
+
+	if (!t)
+		return 0;
+	l = gw_up_limits(gw_call_server(c)->up);
+	if (!l || gw_ratelimit_take(l->tenants, gw_call_tenant_index(c), t->name, cost,
+				    gw_server_now_us() / 1000, &wait))
+		return 0;
+	if (wait < 0) {
+		gw_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED,
+			     "rate limit of tenant %s: %s costs %u, more than its burst of %g", t->name,
+			     gw_rpc_short_name(path), cost, t->burst);
+		return -1;
+	}
+	snprintf(msg, sizeof msg, "rate limit of tenant %s: retry in %lld ms", t->name, (long long)wait);
+	gw_call_fail_retry(c, GRPC_STATUS_RESOURCE_EXHAUSTED, (long)wait, msg);
+	return -1;
+}
+
 int gw_rpc_admit(struct gw_call *c)
 {
-	(void)c;	/* rate limit + ownership go here (issues on limits and job ownership) */
-	return 0;
+	return rpc_limit_tenant(c);	/* ownership is gw_rpc_owner_admit(), after this */
 }
 
 static void rpc_op_free(struct rpc_op *op)
@@ -58,6 +88,17 @@ static void rpc_on_cancel(struct gw_call *c, void *data)
 	rpc_op_free(op);
 }
 
+/* StartJob with mp_detection_rid reprocesses the same rid: its cached final status is history. */
+static void rpc_note_restart(struct gw_call *c, const ProtobufCMessage *req)
+{
+	const Animate3d__V1__StartJobRequest *sj = (const Animate3d__V1__StartJobRequest *)req;
+	struct gw_account_rt *acct = gw_call_account(c);
+
+	if (acct && req && req->descriptor == &animate3d__v1__start_job_request__descriptor &&
+	    sj->source_case == ANIMATE3D__V1__START_JOB_REQUEST__SOURCE_MP_DETECTION_RID)
+		gw_status_job_restarted(gw_call_server(c), acct->idx, sj->mp_detection_rid);
+}
+
 static void rpc_done(void *arg, const struct gw_up_response *res)
 {
 	struct rpc_op *op = arg;
@@ -75,6 +116,15 @@ static void rpc_done(void *arg, const struct gw_up_response *res)
 	gw_call_set_data(c, NULL);
 	gw_call_count_upstream(c);
 
+	if (res->limited) {
+		/* Refused by the account's protection before anything was sent (upstream.h). */
+		snprintf(msg, sizeof msg, "%s: %s", what, res->error ? res->error : "upstream limit");
+		if (res->retry_after_ms >= 0)
+			gw_call_fail_retry(c, (grpc_status_code)res->limited, res->retry_after_ms, msg);
+		else
+			gw_call_fail(c, (grpc_status_code)res->limited, "%s", msg);
+		goto out;
+	}
 	if (res->no_session) {
 		gw_call_fail(c, GRPC_STATUS_UNAVAILABLE, "%s: %s", what,
 			     res->error ? res->error : "upstream rejected account credentials");
@@ -90,6 +140,8 @@ static void rpc_done(void *arg, const struct gw_up_response *res)
 		if (code == GRPC_STATUS_RESOURCE_EXHAUSTED)
 			gw_call_fail_retry(c, code, res->retry_after_ms >= 0 ? res->retry_after_ms : 1000,
 					   msg);
+		else if (code == GRPC_STATUS_UNAVAILABLE && res->retry_after_ms >= 0)
+			gw_call_fail_retry(c, code, res->retry_after_ms, msg);	/* 503 + Retry-After */
 		else if (code == GRPC_STATUS_NOT_FOUND)
 			gw_rpc_owner_not_found(c);	/* same shape as another tenant's id */
 		else
@@ -101,6 +153,7 @@ static void rpc_done(void *arg, const struct gw_up_response *res)
 	switch (rc) {
 	case GW_TR_OK:
 		/* Ownership: record what was created, filter lists; never reply an unrecorded id. */
+		rpc_note_restart(c, op->req);
 		if (gw_rpc_owner_after(c, op->req, reply) == 0)
 			gw_call_reply(c, reply);
 		break;
@@ -135,6 +188,9 @@ void gw_rpc_unary(struct gw_call *c)
 	int64_t left;
 	int rc;
 
+	/* GetStatus and GetDownloadUrls go through the status and link caches (gateway/status.h). */
+	if (gw_status_rpc_unary(c) == 0)
+		return;
 	if (gw_rpc_admit(c) != 0)
 		return;
 	req = gw_rpc_owner_admit(c, &view);	/* ownership (gateway/rpc_owner.h) */
@@ -202,15 +258,12 @@ out:
 	gw_tr_request_clear(&tr);
 }
 
-static void rpc_watch_status(struct gw_call *c)
+/* UploadVideo: the tenant's rate limit (at UploadVideo's cost) first, then the streaming handler. */
+static void rpc_upload(struct gw_call *c)
 {
-	struct gw_rpc_owner_view view = { 0 };
-
-	/* Ownership first: the watcher must see only view.msg's rids (the tenant's own). */
-	if (!gw_rpc_owner_admit(c, &view))
+	if (gw_rpc_admit(c) != 0)
 		return;
-	gw_rpc_owner_view_clear(&view);
-	gw_call_fail(c, GRPC_STATUS_UNIMPLEMENTED, "WatchStatus is not available yet");
+	gw_upload_handle(c);
 }
 
 int gw_rpc_methods_new(struct gw_method **out, size_t *n)
@@ -223,17 +276,21 @@ int gw_rpc_methods_new(struct gw_method **out, size_t *n)
 	rows = gw_tr_rows(&nrows);
 	if (nrows + 4 > GW_RPC_MAX_METHODS)
 		goto out;
-	m = calloc(nrows + 4, sizeof *m);
+	m = calloc(nrows + 5, sizeof *m);	/* + a zeroed end row (gw_rpc_methods_free walks to it) */
 	if (!m)
 		goto out;
 	for (size_t i = 0; i < nrows; i++)
 		m[k++] = (struct gw_method){ rows[i].grpc_path, rows[i].req_desc, GW_UNARY,
 					     rows[i].perm, gw_rpc_unary, &rows[i] };
 	m[k++] = (struct gw_method){ "/animate3d.v1.Jobs/UploadVideo", NULL, GW_CLIENT_STREAM,
-				     GW_PERM_WRITE, gw_upload_handle, NULL };
-	m[k++] = (struct gw_method){ "/animate3d.v1.Jobs/WatchStatus",
-				     &animate3d__v1__watch_status_request__descriptor,
-				     GW_SERVER_STREAM, GW_PERM_READ, rpc_watch_status, NULL };
+				     GW_PERM_WRITE, rpc_upload, NULL };
+	/* The WatchStatus row carries the status context (cache, batcher), freed with the table. */
+	m[k] = (struct gw_method){ GW_STATUS_WATCH_METHOD,
+				   &animate3d__v1__watch_status_request__descriptor,
+				   GW_SERVER_STREAM, GW_PERM_READ, gw_status_rpc_watch,
+				   gw_status_ctx_new() };
+	if (!m[k++].row)
+		goto out;
 	m[k++] = (struct gw_method){ "/grpc.health.v1.Health/Check",
 				     &grpc__health__v1__health_check_request__descriptor, GW_UNARY,
 				     0, gw_health_check, NULL };
@@ -251,5 +308,8 @@ out:
 
 void gw_rpc_methods_free(struct gw_method *m)
 {
+	for (size_t i = 0; m && i < GW_RPC_MAX_METHODS && m[i].path; i++)
+		if (m[i].handler == gw_status_rpc_watch)
+			gw_status_ctx_free((struct gw_status_ctx *)m[i].row);
 	free(m);
 }

@@ -4,13 +4,14 @@
  *
  * The generic unary path for a row:
  *   call authenticated + decoded (gateway/call.c)
- *   -> gw_rpc_admit()            seam for the tenant rate limit
+ *   -> gw_rpc_admit()            the tenant's token bucket (RESOURCE_EXHAUSTED + retry delay)
  *   -> gw_rpc_owner_admit()      ownership (gateway/rpc_owner.h): NOT_FOUND for ids of other
  *                                tenants, rids filtered, mutations refused on a read-only store;
  *                                StartJob with idempotency_key -> gw_rpc_owner_start_job()
  *   -> row->build()              GW_TR_INVALID -> INVALID_ARGUMENT with the row's message
  *   -> gw_up_start()             on the tenant's account, the call's time left as timeout;
- *                                a cancelled call cancels the transfer
+ *                                a cancelled call cancels the transfer; the account's breaker
+ *                                and admission (upstream.h) may refuse it: res.limited
  *   -> done: curl error -> gw_errmap_curl, non-2xx -> gw_errmap_http (429 with a retry delay),
  *      no session -> UNAVAILABLE, 2xx -> row->parse() -> gw_rpc_owner_after() (record created
  *      ids, filter lists) -> reply. Upstream 404s answer "<Method>: not found", the shape used
@@ -37,10 +38,10 @@ void gw_rpc_methods_free(struct gw_method *m);
 void gw_rpc_unary(struct gw_call *c);
 
 /*
- * Admission before any upstream work: returns 0 to proceed, or finishes the call itself
- * (RESOURCE_EXHAUSTED with a retry delay, NOT_FOUND for a job of another tenant) and returns -1.
- * Today it admits everything; the rate limiter (per tenant token bucket) and the ownership check
- * (every rid belongs to the tenant) plug in here.
+ * Admission before any upstream work: the tenant's token bucket at the method's cost
+ * (gw_ratelimit_cost; buckets in gw_up_limits()). Returns 0 to proceed, or finishes the call
+ * itself (RESOURCE_EXHAUSTED "rate limit of tenant T: retry in N ms" with grpc-retry-pushback-ms
+ * and RetryInfo) and returns -1. Ownership is gw_rpc_owner_admit(), called after it.
  */
 int gw_rpc_admit(struct gw_call *c);
 

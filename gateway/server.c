@@ -209,12 +209,54 @@ static int server_accounts_same(const struct gw_config *a, const struct gw_confi
 	return 1;
 }
 
+/* Listeners, TLS and the state store are set up once: say so when a reload changes them. */
+static void server_warn_restart_only(const struct gw_config *a, const struct gw_config *b)
+{
+	static const char *const names[] = { "listen.grpc", "listen.http", "tls.cert_file",
+					     "tls.key_file", "tls.client_ca_file", "state.path" };
+	const char *x[] = { a->grpc_listen, a->http_listen, a->tls.cert_file, a->tls.key_file,
+			    a->tls.client_ca_file, a->state.path };
+	const char *y[] = { b->grpc_listen, b->http_listen, b->tls.cert_file, b->tls.key_file,
+			    b->tls.client_ca_file, b->state.path };
+
+	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+		if (!server_str_eq(x[i], y[i]))
+			gw_log(GW_LOG_WARN, "reload", GW_LS("key", names[i]),
+			       GW_LS("msg", "changed: takes effect at the next restart"), GW_LEND);
+}
+
 static void server_apply_log_level(const struct gw_config *cfg)
 {
 	enum gw_log_level lvl;
 
 	if (cfg->log_level && gw_log_level_parse(cfg->log_level, &lvl) == 0)
 		gw_log_set_level(lvl);
+}
+
+/* SIGHUP re-reads every account's secret file, whatever happens to the configuration file:
+ * accounts cannot change without a restart, so the boot generation names the files. */
+static void server_reload_secrets(struct gw_server *srv)
+{
+	const struct gw_config *boot = srv->boot_conf->cfg;
+	char err[256], fp[13];
+
+	for (size_t i = 0; i < srv->naccounts && i < boot->naccounts; i++) {
+		const struct gw_account_cfg *ac = &boot->accounts[i];
+		int r;
+
+		if (!ac->secret_file)
+			continue;	/* an environment variable cannot change under us */
+		fp[0] = '\0';
+		r = gw_session_reload_secret(&srv->accounts[i], ac, fp, err, sizeof err);
+		if (r < 0)
+			gw_log(GW_LOG_ERROR, "secret", GW_LS("account", ac->name),
+			       GW_LS("msg", "cannot reload the secret, keeping the old one"),
+			       GW_LS("error", err), GW_LEND);
+		else
+			gw_log(GW_LOG_INFO, "secret", GW_LS("account", ac->name),
+			       GW_LS("msg", r ? "secret reloaded" : "secret unchanged"),
+			       GW_LS("fingerprint", fp), GW_LEND);
+	}
 }
 
 int gw_server_reload(struct gw_server *srv)
@@ -224,6 +266,7 @@ int gw_server_reload(struct gw_server *srv)
 	struct gw_server_conf *conf = NULL, *old;
 	int rc = -1;
 
+	server_reload_secrets(srv);
 	if (gw_config_load(srv->config_path, &cfg, &errs) != 0) {
 		for (size_t i = 0; i < errs.n; i++)
 			gw_log(GW_LOG_ERROR, "reload", GW_LS("error", errs.msg[i]), GW_LEND);
@@ -264,6 +307,7 @@ int gw_server_reload(struct gw_server *srv)
 		goto out;
 	}
 	cfg = NULL;	/* owned by conf */
+	server_warn_restart_only(srv->boot_conf->cfg, conf->cfg);
 	old = srv->conf;
 	srv->conf = conf;
 	srv->cfg = conf->cfg;
@@ -363,7 +407,9 @@ static grpc_server_credentials *server_creds(const struct gw_config *cfg, char *
 	pair.cert_chain = cert;
 	creds = grpc_ssl_server_credentials_create_ex(
 		ca, &pair, 1,
-		ca ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+		/* Request, verify, but do not require: a client without a certificate may still
+		 * use an API key (auth/clientcert.h); one from another CA fails the handshake. */
+		ca ? GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY
 		   : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE,
 		NULL);
 	if (!creds)

@@ -24,6 +24,7 @@
 
 #include "gateway/call.h"
 #include "gateway/health.h"
+#include "gateway/metrics.h"
 #include "gateway/stats.h"
 
 #define GW_SERVER_MAX_CONCURRENT_STREAMS 1024	/* per HTTP/2 connection */
@@ -93,6 +94,7 @@ struct gw_server {
 	void **method_handles;
 
 	struct gw_stats stats;
+	struct gw_metrics metrics;		/* latency histograms, upstream route/status (metrics.h) */
 	struct gw_health health;
 	struct gw_http *http;
 

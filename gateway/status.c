@@ -22,6 +22,7 @@
 #include "gateway/call.h"
 #include "gateway/config.h"
 #include "gateway/errmap.h"
+#include "gateway/metrics.h"
 #include "gateway/rpc.h"
 #include "gateway/rpc_owner.h"
 #include "gateway/server.h"
@@ -83,6 +84,7 @@ struct gw_status {
 	struct event *ev_batch, *ev_tick;
 	int64_t batch_armed_ms;		/* due time the batch timer is armed for; INT64_MAX none */
 	int in_tick;
+	int64_t last_gc_ms;		/* cold records are swept every TTL/2, not every tick */
 	struct gw_status_counters cnt;
 };
 
@@ -490,9 +492,12 @@ void gw_status_tick(struct gw_status *s)
 			s->cnt.refreshes++;
 		}
 	status_flush_due(s, now);
-	for (r = s->all.next; r != &s->all; r = nx) {
-		nx = r->next;
-		status_rec_maybe_free(s, r, now);
+	if (now - s->last_gc_ms >= ttl / 2) {
+		s->last_gc_ms = now;
+		for (r = s->all.next; r != &s->all; r = nx) {
+			nx = r->next;
+			status_rec_maybe_free(s, r, now);
+		}
 	}
 	s->in_tick = 0;
 	for (size_t i = 0; i < s->o.naccounts; i++)
@@ -741,7 +746,13 @@ static void status_up_done(void *arg, const struct gw_up_response *res)
 	int rc;
 
 	free(u);
-	if (res->no_session) {
+	if (res->limited) {
+		/* The account's protection refused it before sending: its code and delay. */
+		out.code = res->limited;
+		snprintf(msg, sizeof msg, "GetStatus: %s", res->error ? res->error : "upstream limit");
+		out.msg = msg;
+		out.retry_after_ms = res->retry_after_ms;
+	} else if (res->no_session) {
 		out.code = GRPC_STATUS_UNAVAILABLE;
 		out.msg = "GetStatus: upstream rejected account credentials";
 	} else if (res->curl_rc != CURLE_OK) {
@@ -1031,6 +1042,8 @@ static void status_get_finish(struct status_get_op *op)
 	if (op->code == GRPC_STATUS_RESOURCE_EXHAUSTED) {
 		gw_call_fail_retry(c, GRPC_STATUS_RESOURCE_EXHAUSTED,
 				   op->retry_ms >= 0 ? op->retry_ms : 1000, op->msg);
+	} else if (op->code && op->retry_ms >= 0) {
+		gw_call_fail_retry(c, (grpc_status_code)op->code, op->retry_ms, op->msg);	/* 503 + Retry-After */
 	} else if (op->code) {
 		gw_call_fail(c, (grpc_status_code)op->code, "%s", op->msg);
 	} else {
@@ -1202,6 +1215,15 @@ static void status_dl_done(void *arg, const struct gw_up_response *res)
 	gw_call_on_cancel(c, NULL);
 	gw_call_set_data(c, NULL);
 	gw_call_count_upstream(c);
+	if (res->limited) {
+		/* Refused by the account's protection before anything was sent (upstream.h). */
+		snprintf(msg, sizeof msg, "GetDownloadUrls: %s", res->error ? res->error : "upstream limit");
+		if (res->retry_after_ms >= 0)
+			gw_call_fail_retry(c, (grpc_status_code)res->limited, res->retry_after_ms, msg);
+		else
+			gw_call_fail(c, (grpc_status_code)res->limited, "%s", msg);
+		goto out;
+	}
 	if (res->no_session) {
 		gw_call_fail(c, GRPC_STATUS_UNAVAILABLE, "GetDownloadUrls: %s",
 			     res->error ? res->error : "upstream rejected account credentials");
@@ -1535,11 +1557,13 @@ void gw_status_job_restarted(struct gw_server *srv, size_t acct, const char *rid
 
 /* ---- metrics ---- */
 
+/* One family with one sample; name without GW_METRICS_PREFIX. */
 static int status_metric(struct evbuffer *out, const char *name, const char *help, const char *type,
 			 uint64_t v)
 {
-	return evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type,
-				   name, (unsigned long long)v) < 0;
+	return evbuffer_add_printf(out, "# HELP " GW_METRICS_PREFIX "%s %s\n# TYPE " GW_METRICS_PREFIX
+				   "%s %s\n" GW_METRICS_PREFIX "%s %llu\n", name, help, name, type, name,
+				   (unsigned long long)v) < 0;
 }
 
 int gw_status_render_metrics(struct gw_status_ctx *x, struct evbuffer *out)
@@ -1554,46 +1578,46 @@ int gw_status_render_metrics(struct gw_status_ctx *x, struct evbuffer *out)
 	cc = gw_cache_counters(x->cache);
 	sc = gw_status_counters(x->status);
 	w = &x->webhooks;
-	bad |= status_metric(out, "a3dgw_cache_hits_total", "Status cache hits.", "counter", cc->hits);
-	bad |= status_metric(out, "a3dgw_cache_misses_total", "Status cache misses (absent or expired).",
+	bad |= status_metric(out, "cache_hits_total", "Status cache hits.", "counter", cc->hits);
+	bad |= status_metric(out, "cache_misses_total", "Status cache misses (absent or expired).",
 			     "counter", cc->misses);
-	bad |= status_metric(out, "a3dgw_cache_expired_total", "Misses because the entry passed its TTL.",
+	bad |= status_metric(out, "cache_expired_total", "Misses because the entry passed its TTL.",
 			     "counter", cc->expired);
-	bad |= status_metric(out, "a3dgw_cache_evictions_total", "Status entries evicted (LRU).",
+	bad |= status_metric(out, "cache_evictions_total", "Status entries evicted (LRU).",
 			     "counter", cc->evictions);
-	bad |= status_metric(out, "a3dgw_cache_stale_ignored_total",
+	bad |= status_metric(out, "cache_stale_ignored_total",
 			     "Upstream answers older than the cached one, ignored.", "counter",
 			     cc->stale_ignored);
-	bad |= status_metric(out, "a3dgw_cache_entries", "Status entries cached.", "gauge", cc->entries);
-	bad |= status_metric(out, "a3dgw_status_wants_total", "Status misses sent to the batcher.",
+	bad |= status_metric(out, "cache_entries", "Status entries cached.", "gauge", cc->entries);
+	bad |= status_metric(out, "status_wants_total", "Status misses sent to the batcher.",
 			     "counter", sc->wants);
-	bad |= status_metric(out, "a3dgw_status_coalesced_total",
+	bad |= status_metric(out, "status_coalesced_total",
 			     "Misses that joined a queued or in-flight fetch of the same rid.", "counter",
 			     sc->coalesced);
-	bad |= status_metric(out, "a3dgw_status_fetches_total", "GET /status requests sent upstream.",
+	bad |= status_metric(out, "status_fetches_total", "GET /status requests sent upstream.",
 			     "counter", sc->fetches);
-	bad |= status_metric(out, "a3dgw_status_batched_rids_total",
+	bad |= status_metric(out, "status_batched_rids_total",
 			     "Rids carried by those requests.", "counter", sc->batched);
-	bad |= status_metric(out, "a3dgw_status_piggybacked_total",
+	bad |= status_metric(out, "status_piggybacked_total",
 			     "Hot rids refreshed along with a batch.", "counter", sc->piggybacked);
-	bad |= status_metric(out, "a3dgw_status_refreshes_total",
+	bad |= status_metric(out, "status_refreshes_total",
 			     "Watched rids queued by the refresh loop.", "counter", sc->refreshes);
-	bad |= status_metric(out, "a3dgw_status_rejected_total",
+	bad |= status_metric(out, "status_rejected_total",
 			     "Status requests refused: too many rids tracked.", "counter",
 			     sc->rejected_full);
-	bad |= status_metric(out, "a3dgw_watch_streams", "Open WatchStatus streams.", "gauge",
+	bad |= status_metric(out, "watch_streams", "Open WatchStatus streams.", "gauge",
 			     x->nstreams);
-	bad |= status_metric(out, "a3dgw_watch_notifications_total", "WatchStatus changes delivered.",
+	bad |= status_metric(out, "watch_notifications_total", "WatchStatus changes delivered.",
 			     "counter", sc->notifications);
 	bad |= evbuffer_add_printf(out,
-		"# HELP a3dgw_webhooks_in_total Upstream webhook deliveries by outcome.\n"
-		"# TYPE a3dgw_webhooks_in_total counter\n"
-		"a3dgw_webhooks_in_total{result=\"accepted\"} %llu\n"
-		"a3dgw_webhooks_in_total{result=\"ignored\"} %llu\n"
-		"a3dgw_webhooks_in_total{result=\"bad_path\"} %llu\n"
-		"a3dgw_webhooks_in_total{result=\"bad_signature\"} %llu\n"
-		"a3dgw_webhooks_in_total{result=\"too_large\"} %llu\n"
-		"a3dgw_webhooks_in_total{result=\"malformed\"} %llu\n",
+		"# HELP " GW_METRICS_PREFIX "webhooks_in_total Upstream webhook deliveries by outcome.\n"
+		"# TYPE " GW_METRICS_PREFIX "webhooks_in_total counter\n"
+		GW_METRICS_PREFIX "webhooks_in_total{result=\"accepted\"} %llu\n"
+		GW_METRICS_PREFIX "webhooks_in_total{result=\"ignored\"} %llu\n"
+		GW_METRICS_PREFIX "webhooks_in_total{result=\"bad_path\"} %llu\n"
+		GW_METRICS_PREFIX "webhooks_in_total{result=\"bad_signature\"} %llu\n"
+		GW_METRICS_PREFIX "webhooks_in_total{result=\"too_large\"} %llu\n"
+		GW_METRICS_PREFIX "webhooks_in_total{result=\"malformed\"} %llu\n",
 		(unsigned long long)w->accepted, (unsigned long long)w->ignored,
 		(unsigned long long)w->rej_path, (unsigned long long)w->rej_signature,
 		(unsigned long long)w->rej_size, (unsigned long long)w->rej_malformed) < 0;

@@ -18,10 +18,16 @@
 #include <stdint.h>
 #include <curl/curl.h>
 
+#include "gateway/admission.h"
+#include "gateway/breaker.h"
+#include "gateway/ratelimit.h"
+#include "gateway/retry.h"
+
 #define GW_UP_MAX_RESPONSE_DEFAULT (8u << 20)	/* body limit unless the config says otherwise */
 #define GW_UP_MAX_HEADERS 8			/* extra request headers per request */
 
 struct gw_server;
+struct event;
 struct gw_account_rt;	/* auth/session.h */
 struct gw_up_call;
 
@@ -35,7 +41,8 @@ struct gw_up_request {
 	const char *headers[GW_UP_MAX_HEADERS + 1];	/* extra "Name: value", NULL-terminated */
 	long timeout_ms;		/* caller's time left; <= 0 means the configured default */
 	int idempotent;			/* GETs: may be retried on 5xx/connection errors */
-	const char *route;		/* documented route for metrics/logs, e.g. "GET /status/{rids}" */
+	const char *route;		/* storage requests: a static name for metrics/logs; API requests
+					 * are named from method + path (gw_metrics_route) */
 	/* Added: body is NOT copied; the caller keeps it valid and unchanged until done() runs or
 	 * gw_up_cancel() returns (large upload chunks: no second copy of the bytes). */
 	int body_keep;
@@ -53,6 +60,13 @@ struct gw_up_response {
 	int no_session;			/* login failed: credentials rejected or login backing off */
 	/* Added: the first Set-Cookie header naming dmsess (the login), or NULL. */
 	const char *set_cookie;
+	/* Added (issue 5): nonzero when the account's protection refused the request before anything
+	 * was sent; it is the gRPC status to answer: UNAVAILABLE (circuit open, or paused by
+	 * Retry-After past the deadline), RESOURCE_EXHAUSTED (the account's queue is full),
+	 * DEADLINE_EXCEEDED (waited in the queue until the deadline). error says why (account name,
+	 * wait), retry_after_ms when to try again (-1 = none). curl_rc is then CURLE_COULDNT_CONNECT,
+	 * so callers that ignore this field still answer UNAVAILABLE and know nothing was sent. */
+	int limited;
 };
 
 typedef void (*gw_up_done_fn)(void *arg, const struct gw_up_response *res);
@@ -78,16 +92,44 @@ struct gw_up_counters {
 	uint64_t too_large;		/* responses aborted past max_response_bytes */
 	uint64_t no_session;		/* requests failed because no session could be had */
 	uint64_t cancelled;		/* gw_up_cancel() on a live request */
+	uint64_t limited;		/* refused by the account's protection (res.limited) */
 };
 const struct gw_up_counters *gw_up_counters(const struct gw_upstream *up);
 
-/* Added: pure helpers (the retry seam issue 5 will budget). The delay before the one idempotent retry:
- * GW_UP_RETRY_MIN_MS + jitter; returns -1 when time_left_ms leaves no room for it. */
-#define GW_UP_RETRY_MIN_MS 50
-#define GW_UP_RETRY_JITTER_MS 100
-#define GW_UP_RETRY_MIN_LEFT_MS 200	/* never retry with less than this left after the delay */
-long gw_up_retry_delay_ms(long time_left_ms, uint64_t rnd);
-/* 1 when an answer (curl rc, HTTP status) is worth one retry for an idempotent request. */
+/*
+ * Added (issue 5): limits and upstream protection, owned by the engine and created on first use
+ * (gw_up_limits; NULL only when memory runs out, then nothing is limited).
+ *
+ * Every API request of an account (not logins, not signed storage URLs) passes, before its first
+ * attempt: the account's circuit breaker (open: refused at once), then its admission (concurrency
+ * and rate caps, a bounded FIFO that refuses at once a full queue or a deadline it cannot meet,
+ * and the Retry-After pause). Its outcome feeds the breaker (5xx, connection errors and timeouts
+ * are failures; 4xx are not); a 429/503 with Retry-After pauses the account. Idempotent requests
+ * are retried with full-jitter backoff within the time left and the account's retry budget
+ * (retries <= 20% of requests). The tenants' token buckets live here too (gateway/rpc.c takes
+ * them); a reload (stats.reloads_ok moved) rebuilds them keeping levels, and re-applies the
+ * accounts' caps. Breaker transitions and pauses are logged.
+ */
+struct gw_account_limits {
+	struct gw_server *srv;
+	size_t idx;			/* in srv->accounts */
+	struct gw_breaker breaker;
+	struct gw_adm adm;		/* must not move: calloc'd once */
+	struct gw_retry_budget budget;
+	struct event *timer;		/* gw_adm_run() at gw_adm_next_wake() */
+	int64_t timer_at_ms;		/* -1 = not armed */
+	uint64_t paused_429, paused_503;	/* Retry-After pauses by upstream status */
+};
+struct gw_limits {
+	struct gw_ratelimit *tenants;	/* buckets of the current configuration's tenants */
+	uint64_t tenants_gen;		/* srv->stats.reloads_ok when they were built */
+	struct gw_account_limits *acct;	/* index-aligned with srv->accounts */
+	size_t nacct;
+};
+struct gw_limits *gw_up_limits(struct gw_upstream *up);
+
+/* Added: pure helper. 1 when an answer (curl rc, HTTP status) is worth a retry for an idempotent
+ * request; the delay and the budget are gateway/retry.h's (issue 5). */
 int gw_up_retryable(CURLcode rc, long http_status);
 
 #endif

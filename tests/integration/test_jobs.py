@@ -239,7 +239,6 @@ def test_formats_reach_upstream(gateway):
 
 # Not in issue 3's "Done when" (the gateway answers "WatchStatus is not available yet"); strict, so
 # the marker must go when it lands.
-@pytest.mark.xfail(strict=True, reason="WatchStatus not implemented yet (outside issue 3)")
 def test_watch_status_streams_until_terminal(gateway):
     url = harness.upload_put(gateway, "watch.mp4", _fixture_bytes())
     rid = start_job(gateway, upload_url=url, params=_bvh_params())
