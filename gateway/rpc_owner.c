@@ -14,6 +14,7 @@
 #include "animate3d/v1/jobs.pb-c.h"
 #include "animate3d/v1/webhooks.pb-c.h"
 #include "auth/perm.h"
+#include "auth/session.h"
 #include "gateway/config.h"
 #include "gateway/errmap.h"
 #include "gateway/log.h"
@@ -21,6 +22,7 @@
 #include "gateway/params.h"
 #include "gateway/rpc.h"
 #include "gateway/server.h"
+#include "gateway/status.h"
 #include "gateway/store.h"
 #include "gateway/translate.h"
 #include "gateway/upstream.h"
@@ -803,6 +805,9 @@ static void idem_process_done(struct idem_op *op, const struct gw_up_response *r
 		if (op->row->parse(NULL, res->body, res->body_len, &reply, err, sizeof err) == GW_TR_OK) {
 			const char *rid = ((Animate3d__V1__StartJobResponse *)(void *)reply)->rid;
 
+			/* A multi-person run reuses its detection rid: any cached final status is history. */
+			if (op->acct)
+				gw_status_job_restarted(op->srv, op->acct->idx, rid);
 			if (gw_owner_idem_done(o, op->tenant, op->key, rid, gw_server_wall_ms()) == 0)
 				idem_finish(op, rid, GRPC_STATUS_OK, NULL);
 			else

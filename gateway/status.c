@@ -974,11 +974,27 @@ static int status_dup(char **rids, size_t i)
  * the translate row, for the same messages as the uncached path. 0, or the call has been failed. */
 static int status_validate(struct gw_call *c, const ProtobufCMessage *req)
 {
-	const struct gw_tr_rpc *row = gw_tr_lookup("/animate3d.v1.Jobs/GetStatus");
+	const struct gw_tr_rpc *row;
 	struct gw_tr_request tr = { 0 };
 	char err[GW_TR_ERR_MAX];
+	size_t n = 0, i = 0;
+	char **rids = NULL;
 	int rc;
 
+	/* The common case without building a path: a valid request of either shape. Anything else
+	 * goes through the row for its exact message. */
+	if (req && req->descriptor == &animate3d__v1__get_status_request__descriptor) {
+		n = ((const Animate3d__V1__GetStatusRequest *)req)->n_rids;
+		rids = ((const Animate3d__V1__GetStatusRequest *)req)->rids;
+	} else if (req && req->descriptor == &animate3d__v1__watch_status_request__descriptor) {
+		n = ((const Animate3d__V1__WatchStatusRequest *)req)->n_rids;
+		rids = ((const Animate3d__V1__WatchStatusRequest *)req)->rids;
+	}
+	while (i < n && n <= GW_TR_MAX_RIDS && gw_tr_rid_valid(rids[i]))
+		i++;
+	if (n >= 1 && n <= GW_TR_MAX_RIDS && i == n)
+		return 0;
+	row = gw_tr_lookup("/animate3d.v1.Jobs/GetStatus");
 	err[0] = '\0';
 	rc = row ? row->build(req, &tr, err, sizeof err) : GW_TR_BAD_UPSTREAM;
 	gw_tr_request_clear(&tr);
