@@ -58,7 +58,7 @@ static int sim_params_numlist(const char *v, double *out, int n)
 	char *save = NULL, *tok;
 	int i = 0;
 
-	if (strlen(v) >= sizeof(buf) || v[0] == ',' || strstr(v, ",,") != NULL ||
+	if (v[0] == '\0' || strlen(v) >= sizeof(buf) || v[0] == ',' || strstr(v, ",,") != NULL ||
 	    v[strlen(v) - 1] == ',')
 		return -1;
 	memcpy(buf, v, strlen(v) + 1);
