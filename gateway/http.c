@@ -89,103 +89,17 @@ static void http_label(const char *in, char *out, size_t outlen)
 	out[o] = '\0';
 }
 
-static int http_counter(struct evbuffer *out, const char *name, const char *help,
-			const char *type, unsigned long long v)
-{
-	return evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name,
-				   type, name, v) < 0;
-}
-
-int gw_http_render_metrics(const struct gw_stats *st, const struct gw_method *methods,
-			   size_t nmethods, const char *version, int draining, struct evbuffer *out)
-{
-	static const char *const classes[GW_STATS_HTTP_CLASSES] = { "none", "1xx", "2xx", "3xx",
-								     "4xx", "5xx" };
-	char l1[HTTP_MAX_LABEL], l2[HTTP_MAX_LABEL];
-	int bad = 0;
-
-	if (!out || !st)
-		return -1;
-	http_label(version ? version : "dev", l1, sizeof l1);
-	bad |= evbuffer_add_printf(out,
-				   "# HELP a3dgw_build_info Build information.\n"
-				   "# TYPE a3dgw_build_info gauge\n"
-				   "a3dgw_build_info{version=\"%s\"} 1\n", l1) < 0;
-	bad |= http_counter(out, "a3dgw_draining", "1 while the server drains for shutdown.",
-			    "gauge", draining ? 1 : 0);
-	bad |= evbuffer_add_printf(out, "# HELP a3dgw_rpc_total Finished gRPC calls by method and status.\n"
-					"# TYPE a3dgw_rpc_total counter\n") < 0;
-	for (size_t i = 0; i < nmethods && i < GW_STATS_MAX_METHODS; i++) {
-		http_label(methods[i].path, l1, sizeof l1);
-		for (unsigned k = 0; k < GW_STATS_GRPC_CODES; k++)
-			if (st->rpc[i][k])
-				bad |= evbuffer_add_printf(out,
-							   "a3dgw_rpc_total{method=\"%s\",code=\"%s\"} %llu\n",
-							   l1, http_code_names[k],
-							   (unsigned long long)st->rpc[i][k]) < 0;
-	}
-	bad |= http_counter(out, "a3dgw_rpc_unknown_method_total",
-			    "Calls to methods this server does not serve.", "counter",
-			    st->rpc_unknown_method);
-	bad |= http_counter(out, "a3dgw_calls_in_flight", "Calls accepted and not yet finished.",
-			    "gauge", st->calls_in_flight);
-	bad |= http_counter(out, "a3dgw_calls_total", "Calls accepted.", "counter", st->calls_total);
-	bad |= http_counter(out, "a3dgw_auth_rejected_total", "Calls without a valid API key.",
-			    "counter", st->auth_rejected);
-	bad |= http_counter(out, "a3dgw_permission_denied_total",
-			    "Calls whose key lacks the method's permission.", "counter",
-			    st->perm_denied);
-	bad |= http_counter(out, "a3dgw_malformed_total", "Undecodable request messages.", "counter",
-			    st->malformed);
-	bad |= http_counter(out, "a3dgw_cancelled_total",
-			    "Calls cancelled by the client or their deadline.", "counter", st->cancelled);
-	bad |= http_counter(out, "a3dgw_stream_dropped_total",
-			    "Server-stream messages refused (queue full or call gone).", "counter",
-			    st->stream_dropped);
-	bad |= http_counter(out, "a3dgw_rejected_draining_total",
-			    "Calls refused because the server was shutting down.", "counter",
-			    st->rejected_draining);
-	bad |= evbuffer_add_printf(out, "# HELP a3dgw_reloads_total Configuration reloads (SIGHUP).\n"
-					"# TYPE a3dgw_reloads_total counter\n"
-					"a3dgw_reloads_total{result=\"ok\"} %llu\n"
-					"a3dgw_reloads_total{result=\"failed\"} %llu\n",
-				   (unsigned long long)st->reloads_ok,
-				   (unsigned long long)st->reloads_failed) < 0;
-	bad |= evbuffer_add_printf(out, "# HELP a3dgw_upstream_responses_total Upstream answers by route and HTTP status class.\n"
-					"# TYPE a3dgw_upstream_responses_total counter\n") < 0;
-	for (size_t i = 0; i < GW_STATS_MAX_ROUTES && st->routes[i].route; i++) {
-		http_label(st->routes[i].route, l2, sizeof l2);
-		for (size_t k = 0; k < GW_STATS_HTTP_CLASSES; k++)
-			if (st->routes[i].by_class[k])
-				bad |= evbuffer_add_printf(out,
-							   "a3dgw_upstream_responses_total{route=\"%s\",class=\"%s\"} %llu\n",
-							   l2, classes[k],
-							   (unsigned long long)st->routes[i].by_class[k]) < 0;
-	}
-	bad |= http_counter(out, "a3dgw_upstream_routes_dropped_total",
-			    "Upstream answers for routes past the metrics table.", "counter",
-			    st->upstream_routes_dropped);
-	bad |= http_counter(out, "a3dgw_upstream_in_flight", "Upstream requests in flight.", "gauge",
-			    st->upstream_in_flight);
-	bad |= evbuffer_add_printf(out, "# HELP a3dgw_logins_total Upstream logins by result.\n"
-					"# TYPE a3dgw_logins_total counter\n"
-					"a3dgw_logins_total{result=\"ok\"} %llu\n"
-					"a3dgw_logins_total{result=\"failed\"} %llu\n",
-				   (unsigned long long)st->logins_ok,
-				   (unsigned long long)st->logins_failed) < 0;
-	bad |= http_counter(out, "a3dgw_http_requests_total", "Requests on the operator HTTP listener.",
-			    "counter", st->http_requests);
-	return bad ? -1 : 0;
-}
-
 int gw_http_render_ready(int draining, const struct gw_account_rt *accounts, size_t naccounts,
 			 struct evbuffer *out)
 {
 	char name[HTTP_MAX_LABEL];
 	int ready = !draining;
 
+	/* Only "rejected" (this pod's credentials are wrong) makes the pod unready: an unreachable
+	 * upstream ("backoff") affects every replica alike, and dropping them all from the Service would
+	 * turn clean UNAVAILABLE answers into connection errors. */
 	for (size_t i = 0; i < naccounts; i++)
-		if (strcmp(gw_session_state(&accounts[i]), "ok") != 0)
+		if (strcmp(gw_session_state(&accounts[i]), "rejected") == 0)
 			ready = 0;
 	evbuffer_add_printf(out, "{\"ready\":%s,\"draining\":%s,\"accounts\":[", ready ? "true" : "false",
 			    draining ? "true" : "false");
@@ -221,10 +135,11 @@ static void http_on_request(struct evhttp_request *req, void *arg)
 	}
 	if (!path)
 		path = "/";
-	if (evhttp_request_get_command(req) == EVHTTP_REQ_POST &&
-	    gw_webhook_in_match(GW_WEBHOOK_IN_PREFIX, path)) {
+	/* Webhook deliveries are the listener's only POSTs: webhook_in answers (and counts) a POST
+	 * outside the configured prefix with 404. */
+	if (evhttp_request_get_command(req) == EVHTTP_REQ_POST) {
 		evbuffer_free(body);
-		gw_webhook_in_http(srv, GW_WEBHOOK_IN_PREFIX, req);	/* answers req */
+		gw_webhook_in_http(srv, gw_webhook_in_prefix(srv), req);	/* answers req */
 		return;
 	}
 	if (evhttp_request_get_command(req) != EVHTTP_REQ_GET &&

@@ -2,11 +2,10 @@
  * http: the operator HTTP listener (libevent evhttp on cfg->http_listen), on the loop thread.
  *
  *   GET /healthz  200 "ok" while the process runs (liveness)
- *   GET /readyz   200 when not draining and every upstream account has a session, else 503;
+ *   GET /readyz   200 when not draining and no upstream account rejects our credentials, else 503;
  *                 JSON {"ready":bool,"draining":bool,"accounts":[{"name":..,"state":..}]}
  *   GET /metrics  Prometheus text: gateway/metrics.c (gw_metrics_render), then the state store's
- *                 and the status cache's own families (gw_http_render_metrics is the older
- *                 renderer of struct gw_stats alone, kept for its unit test)
+ *                 and the status cache's own families
  *
  * Anything else is 404 (counted). Later issues add webhooks and the REST facade here.
  */
@@ -21,8 +20,6 @@
 
 struct gw_server;
 struct gw_http;
-struct gw_stats;
-struct gw_method;
 struct gw_account_rt;
 struct evbuffer;
 
@@ -32,12 +29,7 @@ void gw_http_free(struct gw_http *h);	/* NULL is a no-op */
 
 /* ---- pure renderers (unit-tested) ---- */
 
-/* Prometheus text exposition of st; methods[i] names row i of st->rpc. Only non-zero per-label
- * series are written. Returns 0, or -1 when out is NULL or an append failed. */
-int gw_http_render_metrics(const struct gw_stats *st, const struct gw_method *methods,
-			   size_t nmethods, const char *version, int draining, struct evbuffer *out);
-
-/* The /readyz JSON body; returns 1 when ready (not draining, every account "ok"), else 0. */
+/* The /readyz JSON body; returns 1 when ready (not draining, no account "rejected"), else 0. */
 int gw_http_render_ready(int draining, const struct gw_account_rt *accounts, size_t naccounts,
 			 struct evbuffer *out);
 

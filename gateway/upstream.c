@@ -702,7 +702,6 @@ static void up_transfer_done(struct gw_up_call *c, CURLcode rc)
 	up_drop_easy(c);
 	c->phase = UP_IDLE;
 	latency_us = gw_server_now_us() - c->started_us;
-	gw_stats_upstream(&up->srv->stats, c->route, rc == CURLE_OK ? status : 0);
 	gw_metrics_upstream(&up->srv->metrics, c->route, rc == CURLE_OK ? status : 0, latency_us);
 	/* One line per attempt. The route is the documented template: never the URL (rids,
 	 * signed queries). Logins carry no account here; their route says what they are. */
