@@ -27,6 +27,7 @@
 #define CFG_PATH_MAX 128	/* a base plus ".permissions[9]" and friends */
 #define CFG_MSG_MAX 512		/* one formatted error message */
 #define CFG_MAP_KEYS_MAX 16	/* known keys in one mapping */
+#define CFG_ANCHORS_MAX 64	/* YAML anchors (&name) in one file: see cfg_anchors_ok() */
 
 struct cfg_parse {
 	const char *file;
@@ -552,6 +553,59 @@ static void cfg_limits(struct cfg_parse *p, yaml_node_t *n)
 	}
 }
 
+/* webhooks.path_prefix: '/' ... '/', only unreserved URL characters and '/', so it needs no
+ * escaping in a URL and cannot carry a query ('?') or an encoded byte ('%'). */
+static int cfg_webhook_prefix_ok(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > GW_CONFIG_MAX_WEBHOOK_PREFIX || s[0] != '/' || s[n - 1] != '/')
+		return 0;
+	for (const char *q = s; *q; q++)
+		if (!((*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') || (*q >= '0' && *q <= '9') ||
+		      *q == '-' || *q == '.' || *q == '_' || *q == '~' || *q == '/'))
+			return 0;
+	return 1;
+}
+
+static void cfg_webhooks(struct cfg_parse *p, yaml_node_t *n)
+{
+	static const char *const keys[] = { "path_prefix", "public_url" };
+	yaml_node_t *v[2];
+	char *s = NULL;
+
+	if (cfg_map(p, n, "webhooks", keys, 2, v, NULL) < 0)
+		return;
+	if (v[0] && cfg_string(p, v[0], "webhooks.path_prefix", &s) == 0) {
+		if (!cfg_webhook_prefix_ok(s)) {
+			CFG_ERR(p, v[0], "webhooks.path_prefix must start and end with '/', use only letters, "
+				"digits, '-', '.', '_', '~' and '/', and be at most %d bytes",
+				GW_CONFIG_MAX_WEBHOOK_PREFIX);
+		} else {
+			free(p->cfg->webhooks.path_prefix);
+			p->cfg->webhooks.path_prefix = s;
+			s = NULL;
+		}
+	}
+	free(s);
+	s = NULL;
+	if (v[1] && cfg_string(p, v[1], "webhooks.public_url", &s) == 0) {
+		size_t len = strlen(s);
+
+		if (len > GW_CONFIG_MAX_PUBLIC_URL || !cfg_base_url_ok(s)) {
+			CFG_ERR(p, v[1], "webhooks.public_url must be an http:// or https:// URL without "
+				"credentials, query or fragment, at most %d bytes", GW_CONFIG_MAX_PUBLIC_URL);
+		} else {
+			while (len > 0 && s[len - 1] == '/')
+				s[--len] = '\0';
+			free(p->cfg->webhooks.public_url);
+			p->cfg->webhooks.public_url = s;
+			s = NULL;
+		}
+	}
+	free(s);
+}
+
 enum { ACC_NAME, ACC_URL, ACC_ID, ACC_FILE, ACC_ENV, ACC_INLINE, ACC_RATE, ACC_CONC, ACC_QUEUE,
        ACC_NKEYS };
 
@@ -729,12 +783,70 @@ static void cfg_client_cert(struct cfg_parse *p, yaml_node_t *n, const char *bas
 		cfg_perms(p, v[1], base, &t->client_cert_perms);
 }
 
+/* rate.costs / tenants[i].rate.costs: { <method short name>: <cost 0..GW_RATELIMIT_MAX_COST> }. */
+static void cfg_costs(struct cfg_parse *p, yaml_node_t *n, const char *base, struct gw_costs_cfg *out)
+{
+	int first_line[GW_CONFIG_MAX_COSTS] = { 0 };
+	char path[CFG_PATH_MAX];
+
+	if (cfg_is_null(n))
+		return;
+	if (!n || n->type != YAML_MAPPING_NODE) {
+		CFG_ERR(p, n, "%s must be a mapping of method names to costs, e.g. { StartJob: 5 }", base);
+		return;
+	}
+	for (yaml_node_pair_t *pr = n->data.mapping.pairs.start; pr < n->data.mapping.pairs.top; pr++) {
+		yaml_node_t *k = cfg_node(p, pr->key);
+		const char *name;
+		long long x;
+		int m;
+
+		if (!k || k->type != YAML_SCALAR_NODE) {
+			CFG_ERR(p, k, "%s: keys must be method names", base);
+			continue;
+		}
+		name = (const char *)k->data.scalar.value;
+		/* Short names only: the gRPC path would be a second spelling of the same key. */
+		m = strchr(name, '/') || strlen(name) != k->data.scalar.length ? -1
+									  : gw_ratelimit_method_index(name);
+		if (m < 0) {
+			char q[CFG_QUOTE_MAX];
+
+			CFG_ERR(p, k, "%s: unknown method \"%s\" (a method of the API, e.g. StartJob, "
+				"UploadVideo, GetStatus)", base, cfg_quote(name, q));
+			continue;
+		}
+		if (first_line[m]) {
+			CFG_ERR(p, k, "duplicate key \"%s\" (first at line %d)", name, first_line[m]);
+			continue;
+		}
+		first_line[m] = cfg_line(k);
+		cfg_pathf(path, sizeof(path), "%s.%s", base, name);
+		if (cfg_long(p, cfg_node(p, pr->value), path, 0, GW_RATELIMIT_MAX_COST, &x) == 0) {
+			out->cost[m] = (unsigned)x;
+			out->set[m] = 1;
+		}
+	}
+}
+
+/* Top-level rate: { costs: {...} }: method costs for every tenant's bucket. */
+static void cfg_rate(struct cfg_parse *p, yaml_node_t *n)
+{
+	static const char *const keys[] = { "costs" };
+	yaml_node_t *v[1];
+
+	if (cfg_map(p, n, "rate", keys, 1, v, NULL) < 0)
+		return;
+	if (v[0])
+		cfg_costs(p, v[0], "rate.costs", &p->cfg->costs);
+}
+
 static void cfg_tenant(struct cfg_parse *p, yaml_node_t *n, size_t idx, struct gw_tenant_cfg *t)
 {
 	static const char *const keys[] = { "name", "account", "rate", "see_foreign_jobs", "keys",
 					    "client_cert" };
-	static const char *const rate_keys[] = { "per_second", "burst" };
-	yaml_node_t *v[6], *rv[2];
+	static const char *const rate_keys[] = { "per_second", "burst", "costs" };
+	yaml_node_t *v[6], *rv[3];
 	char base[CFG_BASE_MAX], path[CFG_PATH_MAX];
 	size_t count;
 
@@ -761,7 +873,7 @@ static void cfg_tenant(struct cfg_parse *p, yaml_node_t *n, size_t idx, struct g
 		t->account_line = cfg_line(v[1]);
 	if (v[2]) {
 		cfg_pathf(path, sizeof(path), "%s.rate", base);
-		if (cfg_map(p, v[2], path, rate_keys, 2, rv, NULL) == 0) {
+		if (cfg_map(p, v[2], path, rate_keys, 3, rv, NULL) == 0) {
 			cfg_pathf(path, sizeof(path), "%s.rate.per_second", base);
 			if (!rv[0])
 				CFG_ERR(p, v[2], "%s is required", path);
@@ -772,6 +884,9 @@ static void cfg_tenant(struct cfg_parse *p, yaml_node_t *n, size_t idx, struct g
 				cfg_double(p, rv[1], path, 1, &t->burst);
 			else
 				t->burst = t->rate_per_second > 1 ? t->rate_per_second : 1;
+			cfg_pathf(path, sizeof(path), "%s.rate.costs", base);
+			if (rv[2])
+				cfg_costs(p, rv[2], path, &t->costs);
 		}
 	}
 	cfg_pathf(path, sizeof(path), "%s.see_foreign_jobs", base);
@@ -813,13 +928,14 @@ static void cfg_tenants(struct cfg_parse *p, yaml_node_t *n)
 }
 
 enum { TOP_LISTEN, TOP_TLS, TOP_LOG, TOP_STATE, TOP_UPSTREAM, TOP_CACHE, TOP_LIMITS, TOP_ACCOUNTS,
-       TOP_TENANTS, TOP_NKEYS };
+       TOP_TENANTS, TOP_WEBHOOKS, TOP_RATE, TOP_NKEYS };
 
 /* top[]/topk[]: each section's value and key node. -1 if the root is not a mapping (nothing to check). */
 static int cfg_root(struct cfg_parse *p, yaml_node_t *root, yaml_node_t **top, yaml_node_t **topk)
 {
 	static const char *const keys[TOP_NKEYS] = { "listen", "tls", "log", "state", "upstream",
-						     "cache", "limits", "accounts", "tenants" };
+						     "cache", "limits", "accounts", "tenants",
+						     "webhooks", "rate" };
 
 	if (!root || root->type != YAML_MAPPING_NODE) {
 		CFG_ERR(p, root, "the configuration must be a mapping (listen:, accounts:, tenants:, ...)");
@@ -844,6 +960,10 @@ static int cfg_root(struct cfg_parse *p, yaml_node_t *root, yaml_node_t **top, y
 		cfg_accounts(p, top[TOP_ACCOUNTS]);
 	if (top[TOP_TENANTS])
 		cfg_tenants(p, top[TOP_TENANTS]);
+	if (top[TOP_WEBHOOKS])
+		cfg_webhooks(p, top[TOP_WEBHOOKS]);
+	if (top[TOP_RATE])
+		cfg_rate(p, top[TOP_RATE]);
 	return 0;
 }
 
@@ -911,6 +1031,15 @@ static int cfg_bad_list(const yaml_node_t *n)
 	return n && n->type != YAML_SEQUENCE_NODE && !cfg_is_null(n);
 }
 
+/* "host:0" (any free port): two listeners may both say it. Checked for length first: a value
+ * shorter than 2 bytes (already reported as not host:port) must not be read before its start. */
+static int cfg_any_port(const char *s)
+{
+	size_t n = strlen(s);
+
+	return n >= 2 && strcmp(s + n - 2, ":0") == 0;
+}
+
 /* Rules that span fields; errors point at the section's key (topk) where there is one. */
 static void cfg_check(struct cfg_parse *p, yaml_node_t **top, yaml_node_t **topk)
 {
@@ -934,12 +1063,15 @@ static void cfg_check(struct cfg_parse *p, yaml_node_t **top, yaml_node_t **topk
 			t->account_idx = (size_t)idx;
 	}
 	if (cfg->grpc_listen && cfg->http_listen && strcmp(cfg->grpc_listen, cfg->http_listen) == 0 &&
-	    strcmp(cfg->grpc_listen + strlen(cfg->grpc_listen) - 2, ":0") != 0)
+	    !cfg_any_port(cfg->grpc_listen))
 		CFG_ERR(p, topk[TOP_LISTEN], "listen.grpc and listen.http must differ");
 	if (!cfg->tls.cert_file != !cfg->tls.key_file)
 		CFG_ERR(p, topk[TOP_TLS], "tls.cert_file and tls.key_file must be set together");
 	if (cfg->tls.client_ca_file && !cfg->tls.cert_file)
 		CFG_ERR(p, topk[TOP_TLS], "tls.client_ca_file needs tls.cert_file and tls.key_file");
+	if (cfg->webhooks.public_url && !cfg->http_listen)
+		CFG_ERR(p, topk[TOP_WEBHOOKS],
+			"webhooks.public_url needs listen.http (deliveries arrive on the HTTP listener)");
 	for (size_t i = 0; i < cfg->ntenants; i++) {
 		const struct gw_tenant_cfg *t = &cfg->tenants[i];
 
@@ -1019,6 +1151,52 @@ out:
 	return rc;
 }
 
+/*
+ * libyaml's document loader keeps anchors in a flat list and scans all of it for every new anchor
+ * and every alias, so its time grows with the square of their number (a 64 KiB file of anchors
+ * took over half a second under ASan; a 1 MiB one would take minutes at start-up or SIGHUP). A real
+ * config needs a handful, so more than CFG_ANCHORS_MAX are refused before the load. The text's '&'
+ * bytes bound the anchors from above: only a file with many of them pays for the counting pass.
+ * A syntax error ends the count early; the load that follows reports it.
+ */
+static int cfg_anchors_ok(const char *file, const char *text, size_t len, struct gw_errors *errs)
+{
+	const char *s = text, *end = text + len;
+	size_t amps = 0, anchors = 0;
+	yaml_parser_t yp;
+	yaml_event_t ev;
+	int rc = 0, done = 0;
+
+	while (amps <= CFG_ANCHORS_MAX && (s = memchr(s, '&', (size_t)(end - s))) != NULL) {
+		amps++;
+		s++;
+	}
+	if (amps <= CFG_ANCHORS_MAX || !yaml_parser_initialize(&yp))
+		return 0;
+	yaml_parser_set_input_string(&yp, (const unsigned char *)text, len);
+	while (!done && yaml_parser_parse(&yp, &ev)) {
+		const yaml_char_t *anchor = NULL;
+
+		if (ev.type == YAML_SCALAR_EVENT)
+			anchor = ev.data.scalar.anchor;
+		else if (ev.type == YAML_SEQUENCE_START_EVENT)
+			anchor = ev.data.sequence_start.anchor;
+		else if (ev.type == YAML_MAPPING_START_EVENT)
+			anchor = ev.data.mapping_start.anchor;
+		else if (ev.type == YAML_STREAM_END_EVENT)
+			done = 1;
+		if (anchor && ++anchors > CFG_ANCHORS_MAX) {
+			gw_errors_add(errs, file, (int)ev.start_mark.line + 1,
+				      "more than %d YAML anchors (&name) in one file", CFG_ANCHORS_MAX);
+			rc = -1;
+			done = 1;
+		}
+		yaml_event_delete(&ev);
+	}
+	yaml_parser_delete(&yp);
+	return rc;
+}
+
 static void cfg_yaml_error(struct gw_errors *errs, const char *file, const yaml_parser_t *yp)
 {
 	int line = (int)yp->problem_mark.line + 1;
@@ -1071,7 +1249,8 @@ int gw_config_parse(const char *path, const char *text, size_t len, struct gw_co
 	cfg = calloc(1, sizeof(*cfg));
 	if (!cfg || !(cfg->path = strdup(path)) ||
 	    !(cfg->grpc_listen = strdup(GW_CONFIG_DEFAULT_GRPC_LISTEN)) ||
-	    !(cfg->log_level = strdup(GW_CONFIG_DEFAULT_LOG_LEVEL))) {
+	    !(cfg->log_level = strdup(GW_CONFIG_DEFAULT_LOG_LEVEL)) ||
+	    !(cfg->webhooks.path_prefix = strdup(GW_CONFIG_DEFAULT_WEBHOOK_PREFIX))) {
 		gw_errors_add(errs, path, 0, "out of memory");
 		goto out;
 	}
@@ -1087,6 +1266,8 @@ int gw_config_parse(const char *path, const char *text, size_t len, struct gw_co
 	cfg->max_message_bytes = GW_CONFIG_DEFAULT_MAX_MESSAGE;
 	cfg->upload_chunk_bytes = GW_CONFIG_DEFAULT_UPLOAD_CHUNK;
 
+	if (cfg_anchors_ok(path, text, len, errs) < 0)
+		goto out;
 	if (!yaml_parser_initialize(&yp)) {
 		gw_errors_add(errs, path, 0, "out of memory");
 		goto out;
@@ -1159,6 +1340,8 @@ void gw_config_free(struct gw_config *cfg)
 	free(cfg->tls.client_ca_file);
 	free(cfg->state.path);
 	free(cfg->log_level);
+	free(cfg->webhooks.path_prefix);
+	free(cfg->webhooks.public_url);
 	free(cfg);
 }
 

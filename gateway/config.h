@@ -21,9 +21,14 @@
 #define GW_CONFIG_MAX_STRING 4096		/* any one string value, in bytes */
 #define GW_CONFIG_MAX_CERT_CN 256		/* tenants[].client_cert.cn, in bytes */
 #define GW_CONFIG_MAX_BATCH 500			/* cache.batch_max: rids in one GET /status URL */
+#define GW_CONFIG_MAX_COSTS 32			/* methods a rate.costs table can name
+						 * (>= GW_RATELIMIT_NMETHODS, checked there) */
 #define GW_CONFIG_CHUNK_UNIT (256u << 10)	/* upload_chunk_bytes must be a multiple of this */
 #define GW_CONFIG_MAX_IDEM_TTL_S (30ll * 86400)	/* state.idempotency_ttl_s upper bound */
 #define GW_CONFIG_DEFAULT_SETTLE_MS 30000	/* state.reconcile_settle_ms */
+#define GW_CONFIG_MAX_WEBHOOK_PREFIX 128	/* webhooks.path_prefix, in bytes */
+#define GW_CONFIG_MAX_PUBLIC_URL 512		/* webhooks.public_url, in bytes */
+#define GW_CONFIG_DEFAULT_WEBHOOK_PREFIX "/webhooks/animate3d/"
 
 /* Defaults for what the file leaves out. */
 #define GW_CONFIG_DEFAULT_GRPC_LISTEN "127.0.0.1:50051"
@@ -48,6 +53,13 @@ struct gw_errors {
 void gw_errors_add(struct gw_errors *e, const char *file, int line, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 void gw_errors_clear(struct gw_errors *e);	/* frees every message; e is reusable (zeroed) */
+
+/* rate.costs / tenants[].rate.costs: { StartJob: 5, GetStatus: 1, ... }, method short names
+ * (gateway/ratelimit.h), each cost 0..GW_RATELIMIT_MAX_COST (0: the method never takes a token). */
+struct gw_costs_cfg {
+	unsigned cost[GW_CONFIG_MAX_COSTS];	/* by gw_ratelimit_method_index() */
+	unsigned char set[GW_CONFIG_MAX_COSTS];	/* 1 where the file gives a cost */
+};
 
 struct gw_account_cfg {
 	char *name;
@@ -77,6 +89,7 @@ struct gw_tenant_cfg {
 	size_t nkeys;
 	double rate_per_second;		/* token bucket refill; 0 = unlimited (no rate: in the file) */
 	double burst;			/* bucket size; defaults to max(per_second, 1) */
+	struct gw_costs_cfg costs;	/* rate.costs: this tenant's method costs over the global ones */
 	int see_foreign_jobs;		/* may read jobs created outside the gateway */
 	/* mTLS: a call without API key whose verified client certificate has this subject CN acts
 	 * as this tenant with client_cert_perms (client_cert: {cn, permissions}); NULL = none. */
@@ -98,6 +111,7 @@ struct gw_config {
 	size_t naccounts;
 	struct gw_tenant_cfg *tenants;
 	size_t ntenants;
+	struct gw_costs_cfg costs;	/* top-level rate.costs: every tenant's, over the built-in ones */
 	struct {
 		char *path;		/* SQLite file; NULL with memory_only */
 		int memory_only;	/* 1 with "memory: true" or when state: is absent */
@@ -120,6 +134,15 @@ struct gw_config {
 	size_t max_message_bytes;	/* gRPC max receive size, default 4 MiB */
 	size_t upload_chunk_bytes;	/* UploadVideo chunk to storage, default 8 MiB (multiple of 256 KiB) */
 	char *log_level;		/* debug | info | warn | error */
+	/* webhooks: {path_prefix, public_url}. Deliveries are POSTed to <path_prefix><account>;
+	 * path_prefix starts and ends with '/' and holds only [A-Za-z0-9-._~/] (never NULL after a
+	 * load: GW_CONFIG_DEFAULT_WEBHOOK_PREFIX). public_url (http(s), no credentials, query or
+	 * fragment, trailing '/' removed; needs listen.http) makes the gateway register
+	 * <public_url><path_prefix><account> upstream at start-up (gateway/webhook_reg.h); NULL = no. */
+	struct {
+		char *path_prefix;
+		char *public_url;
+	} webhooks;
 };
 
 /* Returns 0 and sets *out, or -1 with errs filled (errors are appended; clear errs first to reuse it)

@@ -18,12 +18,14 @@
 #include "auth/apikey.h"
 #include "auth/session.h"
 #include "gateway/config.h"
+#include "gateway/handoff.h"
 #include "gateway/http.h"
 #include "gateway/log.h"
 #include "gateway/owner.h"
 #include "gateway/rpc.h"
 #include "gateway/store.h"
 #include "gateway/upstream.h"
+#include "gateway/webhook_reg.h"
 
 int64_t gw_server_now_us(void)
 {
@@ -94,27 +96,11 @@ static void *server_poller(void *arg)
 	for (;;) {
 		grpc_event ev = grpc_completion_queue_next(srv->cq, gpr_inf_future(GPR_CLOCK_REALTIME),
 							   NULL);
-		struct gw_cq_node *n = calloc(1, sizeof *n);
-		int last = ev.type == GRPC_QUEUE_SHUTDOWN;
+		struct gw_handoff_ev h = { ev.tag, ev.success, ev.type == GRPC_QUEUE_SHUTDOWN };
 
-		if (!n) {
-			/* Cannot hand it over; a lost tag would hang a call, so fail loudly. */
-			gw_log(GW_LOG_ERROR, "server", GW_LS("msg", "poller out of memory"), GW_LEND);
-			abort();
-		}
-		/* Copy everything first: once published, the loop may free n at any time. */
-		n->tag = ev.tag;
-		n->ok = ev.success;
-		n->queue_shutdown = last;
-		pthread_mutex_lock(&srv->q_mu);
-		if (srv->q_tail)
-			srv->q_tail->next = n;
-		else
-			srv->q_head = n;
-		srv->q_tail = n;
-		pthread_mutex_unlock(&srv->q_mu);
-		event_active(srv->ev_wake, EV_READ, 0);
-		if (last)
+		/* Waits while the loop is GW_HANDOFF_MAX events behind: a tag is never dropped. */
+		gw_handoff_push(srv->handoff, &h);
+		if (h.last)
 			return NULL;
 	}
 }
@@ -124,33 +110,24 @@ static void server_on_shutdown_tag(struct gw_server *srv)
 	gw_log(GW_LOG_INFO, "server", GW_LS("msg", "grpc server shut down"), GW_LEND);
 	if (srv->ev_grace)
 		evtimer_del(srv->ev_grace);
+	if (srv->ev_drain_poll)
+		evtimer_del(srv->ev_drain_poll);
 	grpc_completion_queue_shutdown(srv->cq);
 }
 
-static void server_on_wake(evutil_socket_t fd, short what, void *arg)
+/* One completion-queue event, on the loop thread (gateway/handoff.h). */
+static void server_on_handoff(const struct gw_handoff_ev *ev, void *arg)
 {
 	struct gw_server *srv = arg;
-	struct gw_cq_node *n;
+	struct gw_tag *tag = ev->tag;
 
-	(void)fd;
-	(void)what;
-	pthread_mutex_lock(&srv->q_mu);
-	n = srv->q_head;	/* take the whole list: activations coalesce */
-	srv->q_head = srv->q_tail = NULL;
-	pthread_mutex_unlock(&srv->q_mu);
-	while (n) {
-		struct gw_cq_node *next = n->next;
-
-		if (n->queue_shutdown) {
-			srv->cq_shut = 1;
-			event_base_loopbreak(srv->base);
-		} else if (n->tag && n->tag->kind == GW_TAG_SHUTDOWN) {
-			server_on_shutdown_tag(srv);
-		} else if (n->tag) {
-			gw_call_event(n->tag, n->ok);
-		}
-		free(n);
-		n = next;
+	if (ev->last) {
+		srv->cq_shut = 1;
+		event_base_loopbreak(srv->base);
+	} else if (tag && tag->kind == GW_TAG_SHUTDOWN) {
+		server_on_shutdown_tag(srv);
+	} else if (tag) {
+		gw_call_event(tag, ev->ok);
 	}
 }
 
@@ -164,7 +141,35 @@ static void server_on_grace(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	gw_log(GW_LOG_WARN, "server", GW_LS("msg", "grace period over, cancelling calls"),
 	       GW_LN("in_flight", (long long)srv->stats.calls_in_flight), GW_LEND);
+	if (srv->ev_drain_poll)
+		evtimer_del(srv->ev_drain_poll);
 	grpc_server_cancel_all_calls(srv->grpc);
+}
+
+/*
+ * gRPC core's shutdown completes only once every client connection is gone, and a client that
+ * keeps an idle channel open need not hang up soon after GOAWAY (grpcio took ~5 s, others may
+ * never): the drain would sit out the grace period for nothing. So once no call is in flight (and no detached StartJob transfer,
+ * whose outcome must still be recorded), close the connections now. Returns 1 when it did.
+ */
+static int server_drain_check(struct gw_server *srv)
+{
+	if (!srv->draining || srv->drain_cut || srv->stats.calls_in_flight > 0 || srv->detached_ops > 0)
+		return 0;
+	srv->drain_cut = 1;
+	gw_log(GW_LOG_INFO, "server", GW_LS("msg", "nothing in flight, closing client connections"),
+	       GW_LEND);
+	if (srv->ev_drain_poll)
+		evtimer_del(srv->ev_drain_poll);
+	grpc_server_cancel_all_calls(srv->grpc);
+	return 1;
+}
+
+static void server_on_drain_poll(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	server_drain_check(arg);
 }
 
 void gw_server_drain(struct gw_server *srv, const char *why)
@@ -183,6 +188,13 @@ void gw_server_drain(struct gw_server *srv, const char *why)
 	tv.tv_sec = srv->grace_ms / 1000;
 	tv.tv_usec = (srv->grace_ms % 1000) * 1000;
 	evtimer_add(srv->ev_grace, &tv);
+	if (!server_drain_check(srv)) {
+		/* Calls end on CQ events, detached transfers on upstream callbacks: a short poll
+		 * sees both without hooks in either. */
+		tv.tv_sec = 0;
+		tv.tv_usec = GW_SERVER_DRAIN_POLL_MS * 1000;
+		evtimer_add(srv->ev_drain_poll, &tv);
+	}
 }
 
 static int server_str_eq(const char *a, const char *b)
@@ -213,11 +225,14 @@ static int server_accounts_same(const struct gw_config *a, const struct gw_confi
 static void server_warn_restart_only(const struct gw_config *a, const struct gw_config *b)
 {
 	static const char *const names[] = { "listen.grpc", "listen.http", "tls.cert_file",
-					     "tls.key_file", "tls.client_ca_file", "state.path" };
+					     "tls.key_file", "tls.client_ca_file", "state.path",
+					     "webhooks.path_prefix", "webhooks.public_url" };
 	const char *x[] = { a->grpc_listen, a->http_listen, a->tls.cert_file, a->tls.key_file,
-			    a->tls.client_ca_file, a->state.path };
+			    a->tls.client_ca_file, a->state.path, a->webhooks.path_prefix,
+			    a->webhooks.public_url };
 	const char *y[] = { b->grpc_listen, b->http_listen, b->tls.cert_file, b->tls.key_file,
-			    b->tls.client_ca_file, b->state.path };
+			    b->tls.client_ca_file, b->state.path, b->webhooks.path_prefix,
+			    b->webhooks.public_url };
 
 	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
 		if (!server_str_eq(x[i], y[i]))
@@ -542,12 +557,14 @@ static int server_state_new(struct gw_server *srv, char *err, size_t errlen)
 
 static int server_events_new(struct gw_server *srv, char *err, size_t errlen)
 {
-	srv->ev_wake = event_new(srv->base, -1, 0, server_on_wake, srv);
+	srv->handoff = gw_handoff_new(srv->base, GW_HANDOFF_MAX, server_on_handoff, srv);
+	srv->ev_drain_poll = event_new(srv->base, -1, EV_PERSIST, server_on_drain_poll, srv);
 	srv->ev_term = evsignal_new(srv->base, SIGTERM, server_on_signal, srv);
 	srv->ev_int = evsignal_new(srv->base, SIGINT, server_on_signal, srv);
 	srv->ev_hup = evsignal_new(srv->base, SIGHUP, server_on_signal, srv);
 	srv->ev_grace = evtimer_new(srv->base, server_on_grace, srv);
-	if (!srv->ev_wake || !srv->ev_term || !srv->ev_int || !srv->ev_hup || !srv->ev_grace ||
+	if (!srv->handoff || !srv->ev_drain_poll || !srv->ev_term || !srv->ev_int || !srv->ev_hup ||
+	    !srv->ev_grace ||
 	    event_add(srv->ev_term, NULL) || event_add(srv->ev_int, NULL) ||
 	    event_add(srv->ev_hup, NULL)) {
 		snprintf(err, errlen, "cannot set up the event loop");
@@ -565,7 +582,6 @@ struct gw_server *gw_server_new(struct gw_config *cfg, const char *config_path, 
 	snprintf(err, errlen, "out of memory");
 	if (!srv)
 		goto out;
-	pthread_mutex_init(&srv->q_mu, NULL);
 	srv->grace_ms = grace_ms < 0 ? GW_SERVER_DEFAULT_GRACE_MS : grace_ms;
 	srv->started_wall_ms = gw_server_wall_ms();
 	srv->shutdown_tag = (struct gw_tag){ GW_TAG_SHUTDOWN, srv };
@@ -649,6 +665,7 @@ int gw_server_run(struct gw_server *srv)
 	       GW_LN("methods", (long long)srv->nmethods), GW_LEND);
 	for (size_t i = 0; i < srv->naccounts; i++)
 		gw_session_start(&srv->accounts[i]);
+	srv->webhook_reg = gw_webhook_reg_start(srv);	/* NULL unless webhooks.public_url */
 	event_base_loop(srv->base, EVLOOP_NO_EXIT_ON_EMPTY);
 	rc = 0;
 out:
@@ -686,8 +703,6 @@ static void server_grpc_shutdown_sync(struct gw_server *srv)
 
 void gw_server_free(struct gw_server *srv)
 {
-	struct gw_cq_node *n;
-
 	if (!srv)
 		return;
 	if (srv->poller_running && !srv->cq_shut) {
@@ -699,13 +714,12 @@ void gw_server_free(struct gw_server *srv)
 		srv->poller_running = 0;
 	}
 	/* Leftover hand-offs (only possible after the last one): the queue is shut. */
-	while ((n = srv->q_head)) {
-		srv->q_head = n->next;
-		free(n);
-	}
+	gw_handoff_free(srv->handoff, NULL);
+	srv->handoff = NULL;
 	gw_http_free(srv->http);
 	if (srv->grpc && !srv->cq_shut)
 		server_grpc_shutdown_sync(srv);
+	gw_webhook_reg_free(srv->webhook_reg);	/* its requests use the accounts and engine */
 	gw_session_accounts_free(srv->accounts, srv->naccounts);
 	gw_up_free(srv->up);
 	/* After the last call: waiters are gone; keys still PENDING stay for the next process. */
@@ -725,8 +739,8 @@ void gw_server_free(struct gw_server *srv)
 		gw_server_conf_put(srv, srv->boot_conf);
 	if (srv->conf)
 		gw_server_conf_put(srv, srv->conf);
-	if (srv->ev_wake)
-		event_free(srv->ev_wake);
+	if (srv->ev_drain_poll)
+		event_free(srv->ev_drain_poll);
 	if (srv->ev_term)
 		event_free(srv->ev_term);
 	if (srv->ev_int)
@@ -737,7 +751,6 @@ void gw_server_free(struct gw_server *srv)
 		event_free(srv->ev_grace);
 	if (srv->base)
 		event_base_free(srv->base);
-	pthread_mutex_destroy(&srv->q_mu);
 	free(srv->config_path);
 	free(srv);
 }

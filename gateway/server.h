@@ -3,8 +3,8 @@
  * the process lifecycle (start, SIGHUP reload, SIGTERM drain).
  *
  * Threading (see DESIGN.md): one poller thread blocks in grpc_completion_queue_next() and hands
- * each {tag, ok} to the libevent loop through a mutex-protected list + event_active(). Everything
- * else, including every field below except the poller queue, is owned by the loop thread.
+ * each {tag, ok} to the libevent loop through gateway/handoff.h (a bounded ring + event_active()).
+ * Everything else, every field below except inside the hand-off, is owned by the loop thread.
  *
  * Tags on the completion queue are always a struct gw_tag *: the loop dispatches on its kind.
  *
@@ -33,6 +33,7 @@
 #define GW_SERVER_MAX_PEM_BYTES (256u << 10)	/* TLS files larger than this are refused */
 #define GW_SERVER_HOUSEKEEPING_S 60		/* idempotency key expiry runs this often */
 #define GW_SERVER_IDEM_SLOTS 4096		/* buckets of the "last unsettled attempt" table */
+#define GW_SERVER_DRAIN_POLL_MS 20		/* how often a drain looks for "nothing left in flight" */
 
 struct event_base;
 struct event;
@@ -43,6 +44,8 @@ struct gw_upstream;
 struct gw_http;
 struct gw_store;
 struct gw_owner;
+struct gw_webhook_reg;
+struct gw_handoff;
 
 /* What a completion-queue tag points at. */
 enum gw_tag_kind {
@@ -62,14 +65,6 @@ struct gw_server_conf {
 	struct gw_config *cfg;
 	struct gw_keyring *keys;
 	unsigned refs;
-};
-
-/* The poller's hand-off list (the only state shared between threads). */
-struct gw_cq_node {
-	struct gw_tag *tag;
-	int ok;
-	int queue_shutdown;
-	struct gw_cq_node *next;
 };
 
 struct gw_server {
@@ -97,6 +92,7 @@ struct gw_server {
 	struct gw_metrics metrics;		/* latency histograms, upstream route/status (metrics.h) */
 	struct gw_health health;
 	struct gw_http *http;
+	struct gw_webhook_reg *webhook_reg;	/* start-up endpoint registration (webhook_reg.h); NULL = off */
 
 	/* Durable state (gateway/store.h) and the ownership / idempotency policy on it
 	 * (gateway/owner.h). Opened from the boot configuration; a reload may not change state.*. */
@@ -121,15 +117,15 @@ struct gw_server {
 	int cq_shut;			/* the completion queue reported GRPC_QUEUE_SHUTDOWN */
 	long grace_ms;
 	struct gw_tag shutdown_tag;
+	int drain_cut;			/* nothing was left in flight: connections closed early */
 	struct event *ev_term, *ev_int, *ev_hup, *ev_grace;
+	struct event *ev_drain_poll;	/* while draining: ends the drain once nothing is in flight */
 	uint64_t next_call_id;
 
-	/* Poller thread -> loop. */
+	/* Poller thread -> loop (the only state shared between threads lives in the hand-off). */
 	pthread_t poller;
 	int poller_running;
-	pthread_mutex_t q_mu;
-	struct gw_cq_node *q_head, *q_tail;
-	struct event *ev_wake;
+	struct gw_handoff *handoff;
 };
 
 /*
@@ -147,7 +143,9 @@ int gw_server_run(struct gw_server *srv);
 /* Frees everything; safe on a server that never ran. NULL is a no-op. */
 void gw_server_free(struct gw_server *srv);
 
-/* Starts the drain (what SIGTERM does); exposed for tests. */
+/* Starts the drain (what SIGTERM does); exposed for tests. Calls in flight get up to grace_ms to
+ * finish; once none is left (at once when none was), the remaining client connections are closed
+ * instead of waiting for their clients to hang up after GOAWAY, and the process can exit. */
 void gw_server_drain(struct gw_server *srv, const char *why);
 /* Reloads config_path (what SIGHUP does): 0 swapped, -1 kept the old one (errors logged). */
 int gw_server_reload(struct gw_server *srv);

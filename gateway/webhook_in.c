@@ -182,3 +182,10 @@ void gw_webhook_in_http(struct gw_server *srv, const char *prefix, struct evhttp
 	if (out)
 		evbuffer_free(out);
 }
+
+const char *gw_webhook_in_prefix(const struct gw_server *srv)
+{
+	const struct gw_config *cfg = srv && srv->boot_conf ? srv->boot_conf->cfg : NULL;
+
+	return cfg && cfg->webhooks.path_prefix ? cfg->webhooks.path_prefix : GW_WEBHOOK_IN_PREFIX;
+}

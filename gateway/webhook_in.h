@@ -1,6 +1,7 @@
 /*
  * webhook_in: the upstream's job.completed deliveries, POSTed to the gateway's HTTP listener at
- * <prefix><account> (default prefix GW_WEBHOOK_IN_PREFIX: /webhooks/animate3d/{account}).
+ * <prefix><account> (webhooks.path_prefix in the configuration; default GW_WEBHOOK_IN_PREFIX:
+ * /webhooks/animate3d/{account}). A POST outside the prefix is answered 404 and counted (rej_path).
  *
  * A delivery is accepted only when: the path names a configured account; the body is at most
  * GW_WEBHOOK_IN_MAX_BODY bytes; X-DeepMotion-Signature equals that account's client id (compared
@@ -70,3 +71,7 @@ int gw_webhook_in_check(const struct gw_config *cfg, const char *prefix, const c
 struct gw_server;
 struct evhttp_request;
 void gw_webhook_in_http(struct gw_server *srv, const char *prefix, struct evhttp_request *req);
+/* The prefix the listener serves: webhooks.path_prefix of the boot configuration (the one the
+ * endpoints were registered with at start-up, gateway/webhook_reg.h; a reload that changes it
+ * takes effect at the next restart), or GW_WEBHOOK_IN_PREFIX. Never NULL. */
+const char *gw_webhook_in_prefix(const struct gw_server *srv);

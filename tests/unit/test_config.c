@@ -10,6 +10,7 @@
 
 #include "auth/perm.h"
 #include "gateway/config.h"
+#include "gateway/ratelimit.h"
 
 #define HEX_A "f15424e984f66fb993b9d8e6444ade02adcc714a58b3b50106e98750e4244bfe"
 #define HEX_B "d9ac7631ada741dcfc4b59392980617b80ca853433a835ca1baa8a484a35e893"
@@ -34,6 +35,14 @@
 	"    base_url: http://127.0.0.1:8090\n" \
 	"    client_id: cid\n"                \
 	"    client_secret_env: S\n"
+
+#define A64 "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+#define WH_PREFIX_MSG                                                                              \
+	"webhooks.path_prefix must start and end with '/', use only letters, digits, '-', '.', '_', " \
+	"'~' and '/', and be at most 128 bytes"
+#define WH_URL_MSG                                                                                 \
+	"webhooks.public_url must be an http:// or https:// URL without credentials, query or "     \
+	"fragment, at most 512 bytes"
 
 static char tmpdir[] = "/tmp/a3d-test-config-XXXXXX";
 
@@ -103,6 +112,23 @@ static const struct bad_case bad_cases[] = {
 	{ "state:\n  path: /x.db\n  memory: true\n" BASE, 2, "state.path and state.memory: true are exclusive" },
 	{ "state:\n  memory: maybe\n" BASE, 2, "state.memory must be true or false" },
 	{ "state:\n  memory: false\n" BASE, 2, "state needs path or memory: true" },
+	/* webhooks */
+	{ "webhooks:\n  path_prefix: hooks/\n" BASE, 2, WH_PREFIX_MSG },
+	{ "webhooks:\n  path_prefix: /hooks\n" BASE, 2, WH_PREFIX_MSG },
+	{ "webhooks:\n  path_prefix: \"/hooks?x=1/\"\n" BASE, 2, WH_PREFIX_MSG },
+	{ "webhooks:\n  path_prefix: /ho%20oks/\n" BASE, 2, WH_PREFIX_MSG },
+	{ "webhooks:\n  path_prefix: /a b/\n" BASE, 2, WH_PREFIX_MSG },
+	{ "webhooks:\n  path_prefix: /" A64 A64 "/\n" BASE, 2, WH_PREFIX_MSG },	/* 130 bytes */
+	{ "webhooks:\n  path_prefix: ''\n" BASE, 2, "webhooks.path_prefix must not be empty" },
+	{ "webhooks:\n  path: /x/\n" BASE, 2, "unknown key \"path\"" },
+	{ "webhooks: [/x/]\n" BASE, 1, "webhooks must be a mapping" },
+	{ "webhooks:\n  public_url: ftp://gw.example.com\n" BASE, 2, WH_URL_MSG },
+	{ "webhooks:\n  public_url: https://gw.example.com/?a=1\n" BASE, 2, WH_URL_MSG },
+	{ "webhooks:\n  public_url: https://gw.example.com/#x\n" BASE, 2, WH_URL_MSG },
+	{ "webhooks:\n  public_url: https://u:p@gw.example.com\n" BASE, 2, WH_URL_MSG },
+	{ "webhooks:\n  public_url: https://" A64 A64 A64 A64 A64 A64 A64 A64 "\n" BASE, 2, WH_URL_MSG },
+	{ "webhooks:\n  public_url: https://gw.example.com\n" BASE, 1,
+	  "webhooks.public_url needs listen.http (deliveries arrive on the HTTP listener)" },
 	/* accounts */
 	{ "accounts:\n  - name: sim\n    base_url: http://h\n    client_id: c\n    client_secret: hunter2\n"
 	  "tenants: [{name: t, account: sim}]\n",
@@ -155,6 +181,35 @@ static const struct bad_case bad_cases[] = {
 	{ ACCOUNT_SIM "tenants:\n  - name: t\n    account: sim\n    see_foreign_jobs: sometimes\n", 9,
 	  "tenants[0].see_foreign_jobs must be true or false" },
 	{ ACCOUNT_SIM "tenants: {name: t}\n", 6, "tenants must be a list" },
+	/* method costs: rate.costs (every tenant) and tenants[].rate.costs */
+	{ "rate:\n  costs: { StartJb: 5 }\n" BASE, 2,
+	  "rate.costs: unknown method \"StartJb\" (a method of the API, e.g. StartJob, UploadVideo, GetStatus)" },
+	{ "rate:\n  costs: { \"/animate3d.v1.Jobs/StartJob\": 5 }\n" BASE, 2,
+	  "rate.costs: unknown method \"/animate3d.v1.Jobs/StartJob\" (a method of the API, e.g. StartJob, "
+	  "UploadVideo, GetStatus)" },
+	{ "rate:\n  costs:\n    StartJob: 1001\n" BASE, 3, "rate.costs.StartJob must be <= 1000" },
+	{ "rate:\n  costs:\n    GetStatus: -1\n" BASE, 3, "rate.costs.GetStatus must be >= 0" },
+	{ "rate:\n  costs:\n    GetStatus: 1.5\n" BASE, 3, "rate.costs.GetStatus must be an integer" },
+	{ "rate:\n  costs:\n    StartJob: 2\n    StartJob: 3\n" BASE, 4,
+	  "duplicate key \"StartJob\" (first at line 3)" },
+	{ "rate:\n  costs: [StartJob]\n" BASE, 2,
+	  "rate.costs must be a mapping of method names to costs, e.g. { StartJob: 5 }" },
+	{ "rate:\n  cost: { StartJob: 5 }\n" BASE, 2, "unknown key \"cost\"" },
+	{ ACCOUNT_SIM "tenants:\n  - name: t\n    account: sim\n    rate:\n      per_second: 10\n"
+		      "      costs: { UploadVideo: 2, Nope: 1 }\n",
+	  11, "tenants[0].rate.costs: unknown method \"Nope\" (a method of the API, e.g. StartJob, UploadVideo, "
+	  "GetStatus)" },
+	{ ACCOUNT_SIM "tenants:\n  - name: t\n    account: sim\n    rate:\n      per_second: 10\n"
+		      "      costs:\n        StartJob: 5000\n",
+	  12, "tenants[0].rate.costs.StartJob must be <= 1000" },
+	{ "state:\n  memory: true\n  read_only: true\n" BASE, 3,
+	  "state.read_only needs state.path (a memory store starts empty)" },
+	{ "state:\n  path: /tmp/x.db\n  idempotency_ttl_s: 59\n" BASE, 3,
+	  "state.idempotency_ttl_s must be >= 60" },
+	{ "state:\n  path: /tmp/x.db\n  reconcile_settle_ms: 3600001\n" BASE, 3,
+	  "state.reconcile_settle_ms must be <= 3600000" },
+	{ "state:\n  path: /tmp/x.db\n  read_only: maybe\n" BASE, 3,
+	  "state.read_only must be true or false" },
 	/* whole-file problems */
 	{ ACCOUNT_SIM, 0, "at least one tenant is required (tenants:)" },
 	{ "", 0, "the configuration is empty" },
@@ -339,6 +394,7 @@ Test(config, optional_sections_and_defaults)
 		"upstream: {connect_timeout_ms: 10, default_timeout_ms: 20, max_response_bytes: 30, session_refresh_s: 40}\n"
 		"cache: {status_ttl_ms: 0, max_entries: 7, batch_window_ms: 0, batch_max: 500}\n"
 		"limits: {max_message_bytes: 1024, upload_chunk_bytes: 524288}\n"
+		"webhooks: {path_prefix: /gw/hooks/, public_url: \"https://gw.example.com/edge//\"}\n"
 		"accounts:\n"
 		"  - {name: a, base_url: \"HTTPS://up.example/api/\", client_id: c, client_secret_file: /run/s,\n"
 		"     rate_per_second: 2.5, max_concurrent: 8}\n"
@@ -361,6 +417,8 @@ Test(config, optional_sections_and_defaults)
 	cr_expect_eq(cfg->cache.batch_max, 500);
 	cr_expect_eq(cfg->max_message_bytes, 1024);
 	cr_expect_eq(cfg->upload_chunk_bytes, 524288);
+	cr_expect_str_eq(cfg->webhooks.path_prefix, "/gw/hooks/");
+	cr_expect_str_eq(cfg->webhooks.public_url, "https://gw.example.com/edge");	/* '/'s stripped */
 	cr_expect_str_eq(cfg->accounts[0].base_url, "HTTPS://up.example/api");
 	cr_expect_str_eq(cfg->accounts[0].secret_file, "/run/s");
 	cr_expect_float_eq(cfg->accounts[0].rate_per_second, 2.5, 1e-9);
@@ -381,6 +439,8 @@ Test(config, optional_sections_and_defaults)
 	cr_expect_eq(cfg->upstream.connect_timeout_ms, 2000);
 	cr_expect_eq(cfg->upstream.session_refresh_s, 0);
 	cr_expect_str_eq(cfg->accounts[0].base_url, "http://127.0.0.1:8090");
+	cr_expect_str_eq(cfg->webhooks.path_prefix, GW_CONFIG_DEFAULT_WEBHOOK_PREFIX);
+	cr_expect_null(cfg->webhooks.public_url);
 	gw_config_free(cfg);
 }
 
@@ -500,6 +560,100 @@ Test(config, mutated_demo_never_crashes)
 			cr_expect_gt(errs.n + errs.dropped, 0, "round %d", round);
 		}
 		gw_config_free(cfg);
+		gw_errors_clear(&errs);
+	}
+}
+
+/* rate.costs and tenants[].rate.costs land in the tables the limiter resolves (test_ratelimit.c). */
+Test(config, method_costs_are_read)
+{
+	static const char text[] = ACCOUNT_SIM
+		"rate:\n  costs: { StartJob: 8, GetStatus: 0 }\n"
+		"tenants:\n  - name: t\n    account: sim\n"
+		"    rate: { per_second: 10, costs: { StartJob: 3, ListJobs: 2 } }\n"
+		"  - name: u\n    account: sim\n";
+	static const struct {
+		int tenant;		/* -1: the global table */
+		const char *method;
+		int set;
+		unsigned cost;
+	} rows[] = {
+		{ -1, "StartJob", 1, 8 }, { -1, "GetStatus", 1, 0 }, { -1, "ListJobs", 0, 0 },
+		{ 0, "StartJob", 1, 3 }, { 0, "ListJobs", 1, 2 }, { 0, "GetStatus", 0, 0 },
+		{ 1, "StartJob", 0, 0 },
+	};
+	struct gw_errors errs = { 0 };
+	struct gw_config *cfg = NULL;
+	char path[512];
+
+	cr_assert_eq(load_text(text, path, sizeof(path), &cfg, &errs), 0, "%s", errs.n ? errs.msg[0] : "-");
+	for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+		const struct gw_costs_cfg *c = rows[i].tenant < 0 ? &cfg->costs
+								  : &cfg->tenants[rows[i].tenant].costs;
+		int m = gw_ratelimit_method_index(rows[i].method);
+
+		cr_assert_geq(m, 0, "row %zu", i);
+		cr_expect_eq(c->set[m], rows[i].set, "row %zu: set", i);
+		if (rows[i].set)
+			cr_expect_eq(c->cost[m], rows[i].cost, "row %zu: cost %u", i, c->cost[m]);
+	}
+	gw_config_free(cfg);
+	gw_errors_clear(&errs);
+}
+
+/* Found by fuzz_config: two one-byte listen values were compared as "host:0" by reading before
+ * their start. Each is refused as not host:port, and the two being equal is said once more. */
+Test(config, one_byte_listen_values)
+{
+	struct gw_errors errs = { 0 };
+	struct gw_config *cfg = NULL;
+	char path[512], want[2][640];
+	int rc = load_text("listen: {grpc: \"1\", http: \"1\"}\n" BASE, path, sizeof(path), &cfg, &errs);
+
+	snprintf(want[0], sizeof(want[0]), "%s:1: listen.grpc must be host:port, e.g. 127.0.0.1:50051", path);
+	snprintf(want[1], sizeof(want[1]), "%s:1: listen.http must be host:port, e.g. 127.0.0.1:8080", path);
+	cr_expect_eq(rc, -1);
+	cr_expect_null(cfg);
+	cr_assert_eq(errs.n, 3, "%zu errors, first: %s", errs.n, errs.n ? errs.msg[0] : "-");
+	cr_expect_str_eq(errs.msg[0], want[0]);
+	cr_expect_str_eq(errs.msg[1], want[1]);
+	cr_expect(strstr(errs.msg[2], ":1: listen.grpc and listen.http must differ") != NULL, "%s", errs.msg[2]);
+	gw_errors_clear(&errs);
+}
+
+/* libyaml's loader is quadratic in anchors: 64 are read, the 65th is refused at its line. */
+Test(config, anchor_limit)
+{
+	static const struct {
+		int anchors;
+		int rc;
+	} cases[] = { { 64, 0 }, { 65, -1 } };
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char text[8192], path[512], want[640];
+		size_t n = (size_t)snprintf(text, sizeof(text), "%s", BASE "x-anchors:\n");
+		struct gw_errors errs = { 0 };
+		struct gw_config *cfg = NULL;
+		int rc;
+
+		for (int k = 0; k < cases[i].anchors; k++)
+			n += (size_t)snprintf(text + n, sizeof(text) - n, "  - &a%d %d\n", k, k);
+		cr_assert_lt(n, sizeof(text));
+		rc = load_text(text, path, sizeof(path), &cfg, &errs);
+		if (cases[i].rc == 0) {
+			/* under the limit the load goes on: the unknown key is the only complaint */
+			cr_expect_eq(errs.n, 1, "case %zu: %zu errors", i, errs.n);
+			if (errs.n)
+				cr_expect(strstr(errs.msg[0], "unknown key \"x-anchors\"") != NULL, "%s", errs.msg[0]);
+		} else {
+			snprintf(want, sizeof(want), "%s:%d: more than 64 YAML anchors (&name) in one file", path,
+				 11 + 1 + 65);
+			cr_expect_eq(errs.n, 1, "case %zu: %zu errors", i, errs.n);
+			if (errs.n)
+				cr_expect_str_eq(errs.msg[0], want, "case %zu", i);
+		}
+		cr_expect_eq(rc, -1, "case %zu", i);
+		cr_expect_null(cfg, "case %zu", i);
 		gw_errors_clear(&errs);
 	}
 }

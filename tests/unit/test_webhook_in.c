@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "gateway/config.h"
+#include "gateway/server.h"
 #include "gateway/webhook_in.h"
 
 #define OK_BODY "{\"eventType\":\"job.completed\",\"data\":{\"taskId\":\"Ab12Cd34Ef56Gh78Ij90Kl\",\"status\":\"success\"}}"
@@ -130,15 +131,58 @@ Test(webhook_in, body_exactly_at_the_limit_is_parsed)
 	free(body);
 }
 
-Test(webhook_in, custom_prefix)
-{
-	struct gw_webhook_in_counters cnt = { 0 };
-	struct gw_webhook_in_event ev;
+/* webhooks.path_prefix: the configured prefix is served, the default one no longer is. */
+static const struct {
+	const char *prefix;	/* NULL: the default */
+	const char *path;
+	int match;
+	int http;
+	enum which counter;
+} prefix_cases[] = {
+	{ "/hooks/", "/hooks/main", 1, 200, C_OK },
+	{ "/hooks/", "/hooks/other", 1, 401, C_SIG },	/* other's id differs: it is routed there */
+	{ "/hooks/", "/webhooks/animate3d/main", 0, 404, C_PATH },
+	{ "/hooks/", "/hooks", 0, 404, C_PATH },
+	{ "/hooks/", "/hooksmain", 0, 404, C_PATH },
+	{ "/hooks/", "/hooks/nobody", 1, 404, C_PATH },
+	{ "/a/b.c-d_e~f/", "/a/b.c-d_e~f/main", 1, 200, C_OK },
+	{ "/", "/main", 1, 200, C_OK },
+	{ "/", "/x/main", 1, 404, C_PATH },
+	{ NULL, "/webhooks/animate3d/main", 1, 200, C_OK },
+	{ NULL, "/hooks/main", 0, 404, C_PATH },
+	{ NULL, "/metrics", 0, 404, C_PATH },		/* a POST to a GET-only path */
+	{ NULL, NULL, 0, 404, C_PATH },
+};
 
-	cr_expect_eq(gw_webhook_in_match("/hooks/", "/hooks/main"), 1);
-	cr_expect_eq(gw_webhook_in_match("/hooks/", "/webhooks/animate3d/main"), 0);
-	cr_expect_eq(gw_webhook_in_check(&cfg, "/hooks/", "/hooks/main", "demo-client-id", OK_BODY,
-					 strlen(OK_BODY), &ev, &cnt), 200);
+Test(webhook_in, prefix_table)
+{
+	for (size_t i = 0; i < sizeof prefix_cases / sizeof prefix_cases[0]; i++) {
+		struct gw_webhook_in_counters cnt = { 0 };
+		struct gw_webhook_in_event ev;
+		int http = gw_webhook_in_check(&cfg, prefix_cases[i].prefix, prefix_cases[i].path,
+					       "demo-client-id", OK_BODY, strlen(OK_BODY), &ev, &cnt);
+
+		cr_expect_eq(gw_webhook_in_match(prefix_cases[i].prefix, prefix_cases[i].path),
+			     prefix_cases[i].match, "case %zu: match", i);
+		cr_expect_eq(http, prefix_cases[i].http, "case %zu: HTTP %d", i, http);
+		cr_expect_eq(counter(&cnt, prefix_cases[i].counter), 1, "case %zu: its counter", i);
+	}
+}
+
+/* The served prefix comes from the boot configuration, default when there is none. */
+Test(webhook_in, prefix_of_server)
+{
+	static struct gw_server srv;
+	struct gw_config c = { .webhooks = { .path_prefix = (char *)"/hooks/" } };
+	struct gw_server_conf conf = { .cfg = &c };
+
+	cr_expect_str_eq(gw_webhook_in_prefix(NULL), GW_WEBHOOK_IN_PREFIX);
+	cr_expect_str_eq(gw_webhook_in_prefix(&srv), GW_WEBHOOK_IN_PREFIX);
+	srv.boot_conf = &conf;
+	cr_expect_str_eq(gw_webhook_in_prefix(&srv), "/hooks/");
+	c.webhooks.path_prefix = NULL;
+	cr_expect_str_eq(gw_webhook_in_prefix(&srv), GW_WEBHOOK_IN_PREFIX);
+	cr_expect_str_eq(GW_WEBHOOK_IN_PREFIX, GW_CONFIG_DEFAULT_WEBHOOK_PREFIX);
 }
 
 static const struct {
