@@ -136,6 +136,11 @@ static int64_t adm_estimate(struct gw_adm *a, int64_t now_ms)
 	return est;
 }
 
+int64_t gw_adm_estimate(struct gw_adm *a, int64_t now_ms)
+{
+	return adm_estimate(a, now_ms);
+}
+
 enum gw_adm_verdict gw_adm_enter(struct gw_adm *a, struct gw_adm_waiter *w, int64_t now_ms,
 				 int64_t *est_wait_ms)
 {

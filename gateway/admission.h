@@ -103,6 +103,11 @@ void gw_adm_configure(struct gw_adm *a, unsigned max_concurrent, double rate_per
 enum gw_adm_verdict gw_adm_enter(struct gw_adm *a, struct gw_adm_waiter *w, int64_t now_ms,
 				 int64_t *est_wait_ms);
 
+/* What gw_adm_enter() would give as *est_wait_ms for a newcomer now, without entering: a lower
+ * bound of its wait (the pause, and the rate owed by the waiters ahead and by it; the concurrency
+ * cap adds an unknown wait). 0 when it could go at once. Takes no token, counts nothing. */
+int64_t gw_adm_estimate(struct gw_adm *a, int64_t now_ms);
+
 /* The admitted request ended (answer, error or cancel): frees its slot, admits who can go. */
 void gw_adm_leave(struct gw_adm *a, int64_t now_ms);
 

@@ -9,6 +9,11 @@
  * struct gw_ratelimit holds one bucket per tenant of a configuration, index-aligned with
  * cfg->tenants; gw_ratelimit_rebuild() carries each bucket's state over to a new configuration
  * (SIGHUP) for tenants that persist, by name.
+ *
+ * Method costs: every gRPC method of the API has a built-in cost (StartJob and UploadVideo 5,
+ * GetUploadUrl and GetModelUploadUrl 2, the rest 1). The configuration may override them for every
+ * tenant (rate.costs) and per tenant (tenants[].rate.costs); a tenant's cost of a method is its own,
+ * else the global one, else the built-in one, resolved once per (re)build.
  */
 #ifndef A3D_GATEWAY_RATELIMIT_H
 #define A3D_GATEWAY_RATELIMIT_H
@@ -21,6 +26,7 @@
 #define GW_BUCKET_MAX_BURST 1000000.0	/* tokens; larger bursts are clamped to this */
 #define GW_RATELIMIT_MAX_COST 1000u	/* a method cost above this is clamped */
 #define GW_RATELIMIT_MAX_TENANTS 1024	/* = GW_CONFIG_MAX_TENANTS */
+#define GW_RATELIMIT_NMETHODS 19	/* methods with a cost: the rpcs of proto/animate3d/v1 */
 
 struct gw_bucket {
 	int64_t rate;		/* micro-tokens per millisecond; 0 = unlimited */
@@ -56,9 +62,16 @@ int64_t gw_bucket_time_for(struct gw_bucket *b, uint64_t tokens, int64_t now_ms)
 /* Whole tokens available at now_ms (refilling first), for metrics and tests. */
 double gw_bucket_level(struct gw_bucket *b, int64_t now_ms);
 
-/* Cost of one call of a gRPC method path ("/animate3d.v1.Jobs/StartJob" -> 5): StartJob and
- * UploadVideo 5, GetUploadUrl and GetModelUploadUrl 2, anything else (NULL included) 1. */
+/* Built-in cost of one call of a gRPC method path ("/animate3d.v1.Jobs/StartJob" -> 5): StartJob
+ * and UploadVideo 5, GetUploadUrl and GetModelUploadUrl 2, anything else (NULL included) 1. */
 unsigned gw_ratelimit_cost(const char *grpc_path);
+
+/* Index (0..GW_RATELIMIT_NMETHODS-1) of a method named by its short name as the configuration
+ * spells it ("StartJob", case sensitive) or by its gRPC path; -1 for anything else (NULL too). */
+int gw_ratelimit_method_index(const char *name);
+/* Short name ("StartJob") and gRPC path of method i; NULL when i is out of range. */
+const char *gw_ratelimit_method_name(size_t i);
+const char *gw_ratelimit_method_path(size_t i);
 
 struct gw_config;
 
@@ -66,12 +79,14 @@ struct gw_ratelimit_tenant {
 	char *name;		/* copy of the tenant's name */
 	struct gw_bucket b;
 	uint64_t limited;	/* calls answered RESOURCE_EXHAUSTED for this tenant */
+	unsigned cost[GW_RATELIMIT_NMETHODS];	/* resolved: tenant's, else global, else built-in */
 };
 
 struct gw_ratelimit {
 	struct gw_ratelimit_tenant *t;	/* index-aligned with the cfg->tenants it was built from */
 	size_t n;
 	uint64_t unknown_tenant;	/* takes for a tenant not in the table (allowed) */
+	unsigned cost[GW_RATELIMIT_NMETHODS];	/* global: rate.costs, else built-in */
 };
 
 /*
@@ -82,6 +97,15 @@ struct gw_ratelimit {
 struct gw_ratelimit *gw_ratelimit_rebuild(const struct gw_ratelimit *old, const struct gw_config *cfg,
 					  int64_t now_ms);
 void gw_ratelimit_free(struct gw_ratelimit *rl);	/* NULL is fine */
+
+/*
+ * The cost of one call of grpc_path for tenant idx (checked by name like gw_ratelimit_take): the
+ * tenant's configured cost, else the global configured cost, else the built-in one. A tenant not
+ * in the table gets the global cost; a path that is not a known method costs 1; rl NULL gives the
+ * built-in cost. At most GW_RATELIMIT_MAX_COST.
+ */
+unsigned gw_ratelimit_tenant_cost(const struct gw_ratelimit *rl, size_t idx, const char *name,
+				  const char *grpc_path);
 
 /*
  * gw_bucket_take() on the bucket of tenant idx, checked by name (a call may hold a tenant index of

@@ -44,7 +44,7 @@ static int rpc_limit_tenant(struct gw_call *c)
 {
 	const struct gw_tenant_cfg *t = gw_call_tenant(c);
 	const char *path = gw_call_method(c)->path;
-	unsigned cost = gw_ratelimit_cost(path);
+	unsigned cost;
 	struct gw_limits *l;
 	int64_t wait = 0;
 	char msg[RPC_MSG_MAX];
@@ -52,6 +52,8 @@ static int rpc_limit_tenant(struct gw_call *c)
 	if (!t)
 		return 0;
 	l = gw_up_limits(gw_call_server(c)->up);
+	cost = l ? gw_ratelimit_tenant_cost(l->tenants, gw_call_tenant_index(c), t->name, path)
+		 : gw_ratelimit_cost(path);
 	if (!l || gw_ratelimit_take(l->tenants, gw_call_tenant_index(c), t->name, cost,
 				    gw_server_now_us() / 1000, &wait))
 		return 0;

@@ -268,8 +268,8 @@ static const ProtobufCMessage *ro_filter_rids(struct gw_call *c, struct gw_rpc_o
 	const struct gw_tenant_cfg *t = gw_call_tenant(c);
 	size_t n, kept = 0;
 	char **rids;
-	unsigned char *keep = NULL;
-	const char **ask = NULL;
+	unsigned char keep[GW_TR_MAX_RIDS];
+	const char *ask[GW_TR_MAX_RIDS];
 	const ProtobufCMessage *ret = NULL;
 	long k;
 
@@ -279,35 +279,36 @@ static const ProtobufCMessage *ro_filter_rids(struct gw_call *c, struct gw_rpc_o
 	rids = *(char **const *)((const char *)req + f->offset);
 	if (n == 0 || n > GW_TR_MAX_RIDS)
 		return req;
-	keep = calloc(n, 1);
-	ask = calloc(n, sizeof *ask);
-	v->rids = calloc(n, sizeof *v->rids);
-	v->msg = malloc(d->sizeof_message);
-	if (!keep || !ask || !v->rids || !v->msg) {
-		gw_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "%s: out of memory", ro_what(c));
-		goto out;
-	}
 	for (size_t i = 0; i < n; i++)
 		ask[i] = gw_tr_rid_valid(rids[i]) ? rids[i] : NULL;
 	k = gw_owner_filter(ro_store(c), GW_OBJ_JOB, t->name, t->see_foreign_jobs, ask, n, keep);
 	if (k < 0) {
 		ro_store_failed(c);
+		return NULL;
+	}
+	for (size_t i = 0; i < n; i++)
+		kept += keep[i] || !ask[i];
+	if (kept == 0) {
+		gw_rpc_owner_not_found(c);	/* upstream too 404s when it knows none */
+		return NULL;
+	}
+	if (kept == n)
+		return req;	/* nothing to hide: the request as it is, no copy (the polling case) */
+	v->rids = calloc(n, sizeof *v->rids);
+	v->msg = malloc(d->sizeof_message);
+	if (!v->rids || !v->msg) {
+		gw_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "%s: out of memory", ro_what(c));
 		goto out;
 	}
+	kept = 0;
 	for (size_t i = 0; i < n; i++)
 		if (keep[i] || !ask[i])
 			v->rids[kept++] = rids[i];
-	if (kept == 0) {
-		gw_rpc_owner_not_found(c);	/* upstream too 404s when it knows none */
-		goto out;
-	}
 	memcpy(v->msg, req, d->sizeof_message);
 	*(size_t *)((char *)v->msg + f->quantifier_offset) = kept;
 	*(char ***)((char *)v->msg + f->offset) = v->rids;
 	ret = v->msg;
 out:
-	free(keep);
-	free(ask);
 	if (!ret)
 		gw_rpc_owner_view_clear(v);
 	return ret;
@@ -549,7 +550,7 @@ struct idem_op {
 	struct gw_up_call *up;
 	const struct gw_tr_rpc *row;	/* StartJob's translate row (static) */
 	enum idem_phase phase;
-	long retry_ms;			/* RESOURCE_EXHAUSTED: the retry delay to pass on */
+	long retry_ms;			/* RESOURCE_EXHAUSTED, UNAVAILABLE: the retry delay to pass on */
 	char tenant[GW_STORE_TENANT_MAX + 1];
 	char key[GW_STORE_KEY_MAX + 1];
 	struct gw_idem entry;
@@ -558,6 +559,7 @@ struct idem_op {
 	char *list;			/* GET /list body, kept for the second reconcile step */
 	size_t list_len;
 	long timeout_ms;
+	int64_t admit_by_us;		/* the caller's deadline (gw_server_now_us); 0 = none */
 };
 
 /* A duplicate waiting for the first call with its key. */
@@ -601,6 +603,12 @@ static void idem_finish(struct idem_op *op, const char *rid, grpc_status_code co
 
 			snprintf(m, sizeof m, "StartJob: %s", msg);
 			gw_call_fail_retry(c, code, op->retry_ms > 0 ? op->retry_ms : 1000, m);
+		} else if (code == GRPC_STATUS_UNAVAILABLE && op->retry_ms > 0) {
+			char m[GW_RPC_OWNER_MSG_MAX];
+
+			/* Circuit open, paused by Retry-After, 503 + Retry-After: when to come back. */
+			snprintf(m, sizeof m, "StartJob: %s", msg);
+			gw_call_fail_retry(c, code, op->retry_ms, m);
 		} else {
 			gw_call_fail(c, code, "StartJob: %s", msg);
 		}
@@ -678,6 +686,13 @@ static int idem_up_start(struct idem_op *op, const char *method, const char *pat
 	rq.body = body;
 	rq.body_len = body ? strlen(body) : 0;
 	rq.timeout_ms = op->timeout_ms;
+	/* Sent within the caller's deadline or refused at once (nothing sent: the key stays free),
+	 * even though the transfer itself may outlive the call. */
+	if (op->c && op->admit_by_us) {
+		int64_t within = (op->admit_by_us - gw_server_now_us()) / 1000;
+
+		rq.admit_within_ms = within > 0 ? (long)within : 1;
+	}
 	rq.idempotent = idempotent;
 	rq.route = route;
 	op->up = gw_up_start(op->srv->up, op->acct, &rq, idem_up_done, op);
@@ -774,10 +789,12 @@ static void idem_reconcile(struct idem_op *op, const char *dl, size_t dl_len)
 	}
 }
 
-/* 1 when a failed /process certainly did not start a job upstream. */
+/* 1 when a failed /process certainly did not start a job upstream: the account's protection
+ * refused it before sending (res->limited: breaker open, queue full, deadline or pause), no
+ * session, no connection, or a 4xx. */
 static int idem_never_started(const struct gw_up_response *res)
 {
-	if (res->no_session)
+	if (res->limited || res->no_session)
 		return 1;
 	if (res->curl_rc != CURLE_OK)
 		return res->curl_rc == CURLE_COULDNT_CONNECT || res->curl_rc == CURLE_COULDNT_RESOLVE_HOST;
@@ -792,7 +809,12 @@ static void idem_process_done(struct idem_op *op, const struct gw_up_response *r
 	ProtobufCMessage *reply = NULL;
 	grpc_status_code code;
 
-	if (res->no_session) {
+	if (res->limited) {
+		/* Refused by the account's protection before anything was sent (upstream.h): its code,
+		 * its reason and its retry delay, as on the plain path. */
+		code = (grpc_status_code)res->limited;
+		snprintf(msg, sizeof msg, "StartJob: %s", res->error ? res->error : "upstream limit");
+	} else if (res->no_session) {
 		code = GRPC_STATUS_UNAVAILABLE;
 		snprintf(msg, sizeof msg, "%s", res->error ? res->error : "upstream rejected account credentials");
 	} else if (res->curl_rc != CURLE_OK) {
@@ -954,6 +976,7 @@ void gw_rpc_owner_start_job(struct gw_call *c)
 	if (floor_ms <= 0)
 		floor_ms = GW_CONFIG_DEFAULT_TIMEOUT_MS;
 	op->timeout_ms = left > floor_ms ? (long)left : floor_ms;
+	op->admit_by_us = left > 0 ? gw_server_now_us() + left * 1000 : 0;
 	w->srv = srv;
 	w->c = c;
 	switch (gw_owner_idem_start(srv->owner, op->tenant, op->key, fp, source, gw_server_wall_ms(),
@@ -1029,6 +1052,7 @@ int gw_rpc_owner_render_metrics(const struct gw_server *srv, struct evbuffer *ou
 	RO_M("owner_conflicts", s->owner_conflicts);
 	RO_M("idem_conflicts", s->idem_conflicts);
 	RO_M("slow_ops", s->slow_ops);
+	RO_M("owner_cache_hits", s->owner_cache_hits);
 #undef RO_M
 	bad |= evbuffer_add_printf(out, "# HELP " RO_P "state_read_only 1 when the state store refuses writes.\n"
 				   "# TYPE " RO_P "state_read_only gauge\n" RO_P "state_read_only %d\n",

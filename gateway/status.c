@@ -61,13 +61,20 @@ struct status_acct {
 	int64_t due_ms;			/* when the pending batch leaves; INT64_MAX when empty */
 };
 
+/* The in-flight list's links. A separate struct: struct gw_status_fetch ends in a flexible array,
+ * so it cannot itself be the list head inside struct gw_status (clang warns, and rightly). */
+struct status_flink {
+	struct status_flink *prev, *next;
+};
+
 struct gw_status_fetch {
+	struct status_flink link;	/* in flight; first member, see status_fetch_of */
 	struct gw_status *s;
-	struct gw_status_fetch *prev, *next;	/* in flight */
 	void *handle;
 	size_t acct;
 	uint64_t seq;
 	int64_t started_ms;
+	int64_t deadline_ms;		/* the latest deadline of its waiters; 0 = none (default timeout) */
 	size_t n;
 	struct gw_status_rec *recs[];	/* n records, FLYING in this fetch */
 };
@@ -79,7 +86,7 @@ struct gw_status {
 	struct gw_status_rec all;	/* sentinel of all records */
 	size_t nrecs;
 	struct status_acct *accts;
-	struct gw_status_fetch flying;	/* sentinel of fetches in flight */
+	struct status_flink flying;	/* sentinel of fetches in flight */
 	uint64_t seq;
 	struct event *ev_batch, *ev_tick;
 	int64_t batch_armed_ms;		/* due time the batch timer is armed for; INT64_MAX none */
@@ -89,6 +96,11 @@ struct gw_status {
 };
 
 static void status_arm_batch(struct gw_status *s, int64_t due);
+
+static struct gw_status_fetch *status_fetch_of(struct status_flink *l)
+{
+	return (struct gw_status_fetch *)(void *)((char *)l - offsetof(struct gw_status_fetch, link));
+}
 
 /* ---- time ---- */
 
@@ -224,26 +236,51 @@ static void status_enqueue(struct gw_status *s, struct gw_status_rec *r, int64_t
 static void status_deliver_error(struct gw_status *s, struct gw_status_rec *r, int code,
 				 const char *msg, long retry_ms);
 
+/* The latest deadline of the waiters of recs[0..n), or 0 when one of them has none or nobody
+ * waits (watchers, ride-alongs): then the transport's default timeout applies. */
+static int64_t status_batch_deadline(struct gw_status_rec **recs, size_t n)
+{
+	int64_t latest = 0;
+	int any = 0;
+
+	for (size_t i = 0; i < n; i++)
+		for (struct gw_status_waiter *w = recs[i]->waiters.next; w != &recs[i]->waiters;
+		     w = w->next) {
+			if (w->deadline_ms <= 0)
+				return 0;
+			if (w->deadline_ms > latest)
+				latest = w->deadline_ms;
+			any = 1;
+		}
+	return any ? latest : 0;
+}
+
 /* Starts one fetch for recs[0..n) (already unlinked from the pending list). */
 static void status_start(struct gw_status *s, size_t acct, struct gw_status_rec **recs, size_t n,
 			 int64_t now)
 {
 	struct gw_status_fetch *f = calloc(1, sizeof *f + n * sizeof *recs);
 	const char *rids[GW_STATUS_MAX_BATCH];
+	int64_t deadline = status_batch_deadline(recs, n);
+	long timeout = 0;
 
 	for (size_t i = 0; i < n; i++) {
 		rids[i] = recs[i]->rid;
 		recs[i]->phase = ST_FLYING;
 		recs[i]->last_fetch_ms = now;
 	}
+	/* A deadline already past still gets 1 ms: the transport answers DEADLINE_EXCEEDED. */
+	if (deadline > 0)
+		timeout = deadline - now > 0 ? (long)(deadline - now) : 1;
 	if (f) {
 		f->s = s;
 		f->acct = acct;
 		f->seq = ++s->seq;
 		f->started_ms = now;
+		f->deadline_ms = deadline;
 		f->n = n;
 		memcpy(f->recs, recs, n * sizeof *recs);
-		f->handle = s->o.start(s->o.transport_arg, acct, rids, n, f);
+		f->handle = s->o.start(s->o.transport_arg, acct, rids, n, timeout, f);
 	}
 	if (!f || !f->handle) {
 		s->cnt.start_failed++;
@@ -263,10 +300,10 @@ static void status_start(struct gw_status *s, size_t acct, struct gw_status_rec 
 	}
 	s->cnt.fetches++;
 	s->cnt.batched += n;
-	f->prev = &s->flying;
-	f->next = s->flying.next;
-	s->flying.next->prev = f;
-	s->flying.next = f;
+	f->link.prev = &s->flying;
+	f->link.next = s->flying.next;
+	s->flying.next->prev = &f->link;
+	s->flying.next = &f->link;
 }
 
 /* Sends account a's pending rids, plus hot rids that ride along, in batch_max-sized requests. */
@@ -333,6 +370,47 @@ static void status_deliver_error(struct gw_status *s, struct gw_status_rec *r, i
 	(void)s;
 }
 
+/*
+ * A fetch ran out of time (DEADLINE_EXCEEDED): it failed only the waiters whose deadline it
+ * covered. Those with a later deadline, or none while the fetch had one (they joined it in
+ * flight), stay on r and are requeued by the caller. Each round covers a later deadline, and a
+ * fetch without one covers everybody, so this ends. Returns the number of waiters kept.
+ */
+static size_t status_deliver_timeout(struct gw_status *s, struct gw_status_rec *r,
+				     const struct gw_status_fetch *f, const char *msg)
+{
+	struct gw_status_waiter keep, *w;
+	size_t kept = 0;
+
+	keep.prev = keep.next = &keep;
+	while ((w = r->waiters.next) != &r->waiters) {
+		w->prev->next = w->next;
+		w->next->prev = w->prev;
+		if (f->deadline_ms > 0 && (w->deadline_ms <= 0 || w->deadline_ms > f->deadline_ms)) {
+			w->prev = keep.prev;
+			w->next = &keep;
+			keep.prev->next = w;
+			keep.prev = w;
+			kept++;
+			continue;
+		}
+		w->prev = w->next = NULL;
+		w->rec = NULL;
+		w->done(w, GRPC_STATUS_DEADLINE_EXCEEDED, NULL, msg, -1);
+	}
+	/* Back on r, in their order (callbacks above may have added new waiters: they stay first). */
+	while ((w = keep.next) != &keep) {
+		w->prev->next = w->next;
+		w->next->prev = w->prev;
+		w->prev = r->waiters.prev;
+		w->next = &r->waiters;
+		r->waiters.prev->next = w;
+		r->waiters.prev = w;
+	}
+	s->cnt.requeued += kept;
+	return kept;
+}
+
 /* Runs waiters (all) and watchers (those whose last sent state differs) for one answer. */
 static void status_deliver(struct gw_status *s, struct gw_status_rec *r, int code,
 			   const Animate3d__V1__JobStatus *st)
@@ -388,8 +466,8 @@ void gw_status_fetch_done(struct gw_status_fetch *f, const struct gw_status_resu
 	struct gw_status *s = f->s;
 	int64_t now = status_now(s);
 
-	f->prev->next = f->next;
-	f->next->prev = f->prev;
+	f->link.prev->next = f->link.next;
+	f->link.next->prev = f->link.prev;
 	if (res->code != 0)
 		s->cnt.fetch_errors++;
 	for (size_t i = 0; i < f->n; i++) {
@@ -401,6 +479,11 @@ void gw_status_fetch_done(struct gw_status_fetch *f, const struct gw_status_resu
 		const Animate3d__V1__JobStatus *st;
 		Animate3d__V1__JobStatus *cur = NULL;
 
+		if (res->code == GRPC_STATUS_DEADLINE_EXCEEDED) {
+			if (status_deliver_timeout(s, r, f, res->msg ? res->msg : "GetStatus timed out"))
+				r->refetch = 1;		/* requeued below, once the record is idle */
+			continue;
+		}
 		if (res->code != 0) {
 			status_deliver_error(s, r, res->code, res->msg ? res->msg : "GetStatus failed",
 					     res->retry_after_ms);
@@ -559,13 +642,15 @@ fail:
 
 void gw_status_free(struct gw_status *s)
 {
-	struct gw_status_fetch *f, *fn;
+	struct status_flink *l, *ln;
 	struct gw_status_rec *r;
 
 	if (!s)
 		return;
-	for (f = s->flying.next; f && f != &s->flying; f = fn) {
-		fn = f->next;
+	for (l = s->flying.next; l && l != &s->flying; l = ln) {
+		struct gw_status_fetch *f = status_fetch_of(l);
+
+		ln = l->next;
 		if (s->o.cancel)
 			s->o.cancel(s->o.transport_arg, f->handle);
 		free(f);
@@ -639,6 +724,46 @@ int gw_status_touch(struct gw_status *s, size_t acct, const char *rid)
 		return -1;
 	r->last_want_ms = status_now(s);
 	return 0;
+}
+
+int gw_status_check(struct gw_status *s, size_t acct, int64_t deadline_ms, int *code, long *retry_ms,
+		    char *msg, size_t cap)
+{
+	char why[GW_STATUS_MSG_MAX];
+	int64_t now, wait = 0, leaves;
+	int hard;
+
+	*code = 0;
+	*retry_ms = -1;
+	if (cap)
+		msg[0] = '\0';
+	if (!s || acct >= s->o.naccounts || !s->o.hold)
+		return 0;
+	now = status_now(s);
+	why[0] = '\0';
+	hard = s->o.hold(s->o.transport_arg, acct, &wait, why, sizeof why);
+	if (wait < 0)
+		wait = 0;
+	if (hard) {
+		*code = hard;
+		*retry_ms = wait > 0 ? (long)wait : 1;
+		snprintf(msg, cap, "GetStatus: %s", why[0] ? why : "upstream limit");
+		s->cnt.refused++;
+		return 1;
+	}
+	if (deadline_ms <= 0 || wait == 0)
+		return 0;
+	/* The batch leaves when its window ends; the hold runs from now in parallel. */
+	leaves = s->accts[acct].nq ? s->accts[acct].due_ms : now + s->o.window_ms;
+	if (now + wait > leaves)
+		leaves = now + wait;
+	if (leaves <= deadline_ms - GW_STATUS_DEADLINE_MARGIN_MS)
+		return 0;
+	*code = GRPC_STATUS_UNAVAILABLE;
+	*retry_ms = (long)wait;
+	snprintf(msg, cap, "GetStatus: %s, past the request's deadline", why[0] ? why : "upstream busy");
+	s->cnt.refused++;
+	return 1;
 }
 
 void gw_status_unwant(struct gw_status_waiter *w)
@@ -787,7 +912,7 @@ static void status_up_done(void *arg, const struct gw_up_response *res)
 }
 
 void *gw_status_upstream_start(void *arg, size_t acct, const char *const *rids, size_t n,
-			       struct gw_status_fetch *f)
+			       long timeout_ms, struct gw_status_fetch *f)
 {
 	struct gw_server *srv = arg;
 	const struct gw_tr_rpc *row = gw_tr_lookup("/animate3d.v1.Jobs/GetStatus");
@@ -811,7 +936,7 @@ void *gw_status_upstream_start(void *arg, size_t acct, const char *const *rids, 
 	memset(&rq, 0, sizeof rq);
 	rq.method = tr.method;
 	rq.path = tr.path;
-	rq.timeout_ms = 0;		/* the configured default: waiters have their own deadlines */
+	rq.timeout_ms = timeout_ms;	/* the batch's latest deadline, or 0: the configured default */
 	rq.idempotent = 1;
 	rq.route = "GET /status/{rids}";
 	u->call = gw_up_start(srv->up, &srv->accounts[acct], &rq, status_up_done, u);
@@ -823,6 +948,16 @@ out:
 	free(u);
 	gw_tr_request_clear(&tr);
 	return ret;
+}
+
+int gw_status_upstream_hold(void *arg, size_t acct, int64_t *wait_ms, char *msg, size_t cap)
+{
+	struct gw_server *srv = arg;
+
+	*wait_ms = 0;
+	if (!srv || !srv->up || acct >= srv->naccounts)
+		return 0;
+	return gw_up_account_hold(srv->up, acct, wait_ms, msg, cap);
 }
 
 void gw_status_upstream_cancel(void *arg, void *handle)
@@ -865,9 +1000,9 @@ void gw_status_ctx_free(struct gw_status_ctx *x)
 	 * the fetches only need their memory back, never gw_up_cancel on a freed engine. */
 	if (x->status)
 		x->status->o.cancel = NULL;
-	for (struct gw_status_fetch *f = x->status ? x->status->flying.next : NULL;
-	     f && f != &x->status->flying; f = f->next)
-		free(f->handle);
+	for (struct status_flink *l = x->status ? x->status->flying.next : NULL;
+	     l && l != &x->status->flying; l = l->next)
+		free(status_fetch_of(l)->handle);
 	gw_status_free(x->status);
 	gw_cache_free(x->cache);
 	if (x->ev_drain)
@@ -895,6 +1030,7 @@ static int status_ctx_start(struct gw_status_ctx *x, struct gw_server *srv)
 	o.base = srv->base;
 	o.start = gw_status_upstream_start;
 	o.cancel = gw_status_upstream_cancel;
+	o.hold = gw_status_upstream_hold;
 	o.transport_arg = srv;
 	x->status = gw_status_new(&o, x->cache);
 	if (!x->status)
@@ -1016,6 +1152,7 @@ struct status_get_op;
 struct status_get_slot {
 	struct gw_status_waiter w;
 	struct status_get_op *op;
+	const char *rid;		/* a miss: borrowed from the request until wanted */
 	Animate3d__V1__JobStatus *st;	/* owned; NULL = not found (or not yet) */
 	int waiting;
 };
@@ -1100,13 +1237,80 @@ static void status_get_done(struct gw_status_waiter *w, int code, const Animate3
 		status_get_finish(op);
 }
 
+/* A protobuf varint of v at p; returns its length (at most 10 bytes). */
+static size_t status_varint_put(uint8_t *p, size_t v)
+{
+	size_t n = 0;
+
+	while (v >= 0x80) {
+		p[n++] = (uint8_t)(v | 0x80);
+		v >>= 7;
+	}
+	p[n++] = (uint8_t)v;
+	return n;
+}
+
+/*
+ * GetStatus when every distinct rid is cached (the polling case): the reply is built from the
+ * cache's packed statuses, each behind GetStatusResponse.statuses' tag (field 1, 0x0a) and its
+ * length, in request order: the same bytes, counters and touches as the general path, without
+ * decoding and re-encoding each status. Returns 0 when it replied; -1 when a rid is not cached
+ * (or out of memory), having changed nothing: the general path then runs.
+ */
+static int status_get_cached(struct gw_status_ctx *x, struct gw_call *c, size_t acct,
+			     const Animate3d__V1__GetStatusRequest *req)
+{
+	size_t len[GW_TR_MAX_RIDS];	/* 0 for a repeated rid */
+	size_t total = 0, off = 0, n;
+	int64_t now = status_now(x->status);
+	uint8_t vb[10];
+	uint8_t *buf;
+	int state = 0;
+
+	if (req->n_rids == 0 || req->n_rids > GW_TR_MAX_RIDS)
+		return -1;
+	for (size_t i = 0; i < req->n_rids; i++) {
+		len[i] = 0;
+		if (status_dup(req->rids, i))
+			continue;
+		len[i] = gw_cache_packed_size(x->cache, acct, req->rids[i], now);
+		if (!len[i])
+			return -1;
+		total += 1 + status_varint_put(vb, len[i]) + len[i];
+	}
+	buf = malloc(total);
+	if (!buf)
+		return -1;
+	for (size_t i = 0; i < req->n_rids; i++) {
+		if (!len[i])
+			continue;
+		buf[off++] = 0x0a;
+		off += status_varint_put(buf + off, len[i]);
+		/* Nothing changed the cache since the sizes were taken: this is a hit of len[i]. */
+		n = gw_cache_get_packed(x->cache, acct, req->rids[i], now, buf + off, len[i], &state);
+		if (n != len[i]) {
+			free(buf);
+			gw_call_fail(c, GRPC_STATUS_INTERNAL, "GetStatus: status cache changed while replying");
+			return 0;
+		}
+		off += n;
+		if (!gw_cache_state_final(state))
+			gw_status_touch(x->status, acct, req->rids[i]);
+	}
+	gw_call_reply_packed(c, buf, off);
+	free(buf);
+	return 0;
+}
+
 static void status_rpc_get(struct gw_status_ctx *x, struct gw_call *c)
 {
 	const Animate3d__V1__GetStatusRequest *req;
 	struct gw_rpc_owner_view view = { 0 };
 	struct status_get_op *op = NULL;
 	struct gw_account_rt *acct;
-	int64_t now;
+	int64_t now, left, deadline = 0;
+	long retry_ms;
+	int code;
 
 	if (gw_rpc_admit(c) != 0)
 		return;
@@ -1119,6 +1323,8 @@ static void status_rpc_get(struct gw_status_ctx *x, struct gw_call *c)
 		gw_call_fail(c, GRPC_STATUS_INTERNAL, "GetStatus: tenant has no upstream account");
 		goto out;
 	}
+	if (status_get_cached(x, c, acct->idx, req) == 0)
+		goto out;	/* all cached: replied from the cache's bytes */
 	op = calloc(1, sizeof *op + req->n_rids * sizeof op->slot[0]);
 	if (!op) {
 		gw_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "GetStatus: out of memory");
@@ -1127,6 +1333,10 @@ static void status_rpc_get(struct gw_status_ctx *x, struct gw_call *c)
 	op->c = c;
 	op->retry_ms = -1;
 	now = status_now(x->status);
+	left = gw_call_time_left_ms(c);
+	if (left >= 0)
+		deadline = now + left > 0 ? now + left : 1;
+	/* Cache first; sl->rid marks the misses. */
 	for (size_t i = 0; i < req->n_rids; i++) {
 		struct status_get_slot *sl;
 
@@ -1140,15 +1350,31 @@ static void status_rpc_get(struct gw_status_ctx *x, struct gw_call *c)
 			continue;
 		}
 		sl->st = NULL;
+		sl->rid = req->rids[i];
+		op->left++;
+	}
+	/* Misses go upstream: refused at once when the account would hold them back past the
+	 * deadline (Retry-After pause, full queue, open circuit), as the other RPCs are. */
+	if (op->left && gw_status_check(x->status, acct->idx, deadline, &code, &retry_ms, op->msg,
+					sizeof op->msg)) {
+		gw_call_fail_retry(c, (grpc_status_code)code, retry_ms, op->msg);
+		status_get_free(op);
+		goto out;
+	}
+	for (size_t i = 0; i < op->n; i++) {
+		struct status_get_slot *sl = &op->slot[i];
+
+		if (!sl->rid)
+			continue;
 		sl->w.done = status_get_done;
-		if (gw_status_want(x->status, acct->idx, req->rids[i], &sl->w) != 0) {
+		sl->w.deadline_ms = deadline;
+		if (gw_status_want(x->status, acct->idx, sl->rid, &sl->w) != 0) {
 			status_get_free(op);
 			gw_call_fail_retry(c, GRPC_STATUS_RESOURCE_EXHAUSTED, 1000,
 					   "GetStatus: too many job statuses in flight, retry later");
 			goto out;
 		}
 		sl->waiting = 1;
-		op->left++;
 	}
 	if (op->left == 0) {
 		status_get_finish(op);
@@ -1618,6 +1844,13 @@ int gw_status_render_metrics(struct gw_status_ctx *x, struct evbuffer *out)
 			     "Hot rids refreshed along with a batch.", "counter", sc->piggybacked);
 	bad |= status_metric(out, "status_refreshes_total",
 			     "Watched rids queued by the refresh loop.", "counter", sc->refreshes);
+	bad |= status_metric(out, "status_refused_total",
+			     "Status misses refused at once: the account would hold them back past "
+			     "their deadline, or its circuit is open or its queue full.", "counter",
+			     sc->refused);
+	bad |= status_metric(out, "status_requeued_total",
+			     "Status waiters sent out again after a shorter deadline's fetch timed out.",
+			     "counter", sc->requeued);
 	bad |= status_metric(out, "status_rejected_total",
 			     "Status requests refused: too many rids tracked.", "counter",
 			     sc->rejected_full);

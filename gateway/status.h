@@ -15,8 +15,17 @@
  * watcher is notified when (state, step) differs from what it last sent. Watched non-final rids
  * are refetched every TTL through the same batches: 1000 watchers on a rid cost one poll per TTL.
  *
- * Transport: a callback pair (start, cancel). The real one (gw_status_upstream_*) runs
- * gw_up_start() on the account with the GetStatus translate row; tests plug in a fake. start()
+ * Deadlines (issue 5): a waiter may carry a deadline. A batch carries the latest deadline of its
+ * waiting callers to the transport (the upstream request's timeout; the configured default when a
+ * waiter has none, or nobody but watchers waits). A fetch that ends DEADLINE_EXCEEDED fails only the
+ * waiters its deadline covered; those with a later one (or none, joined while it flew) go out again
+ * with the next batch. gw_status_check() asks the transport's hold() how long the account would
+ * hold a request back (Retry-After pause, admission queue, open circuit) so a caller whose deadline
+ * cannot be met is refused at once instead of waiting it out.
+ *
+ * Transport: a callback pair (start, cancel), and optionally hold. The real one
+ * (gw_status_upstream_*) runs gw_up_start() on the account with the GetStatus translate row; tests
+ * plug in a fake. start()
  * must not call gw_status_fetch_done() before it returns; after it has returned a handle, the
  * transport calls gw_status_fetch_done() exactly once unless cancel() was called first.
  *
@@ -39,6 +48,8 @@
 #define GW_STATUS_DEFAULT_MAX_RIDS 100000	/* rids tracked at once (queued, in flight, hot, watched) */
 #define GW_STATUS_TICK_MAX_MS 20	/* the housekeeping timer runs at least this often */
 #define GW_STATUS_MSG_MAX 256		/* error text handed to waiters */
+#define GW_STATUS_DEADLINE_MARGIN_MS 20	/* an answer later than deadline - this is useless
+					 * (= upstream.c's admission margin) */
 
 struct event_base;
 struct gw_cache;
@@ -48,11 +59,18 @@ struct gw_status_rec;		/* one tracked rid (private) */
 
 /* ---- transport ---- */
 
-/* Starts GET /status for rids[0..n) of account acct. Returns a handle (non-NULL), or NULL when it
- * cannot start (its waiters then get UNAVAILABLE). rids stay valid until fetch_done/cancel. */
+/* Starts GET /status for rids[0..n) of account acct, with timeout_ms (>= 1: the batch's latest
+ * deadline; 0: the transport's default). Returns a handle (non-NULL), or NULL when it cannot start
+ * (its waiters then get UNAVAILABLE). rids stay valid until fetch_done/cancel. */
 typedef void *(*gw_status_start_fn)(void *arg, size_t acct, const char *const *rids, size_t n,
-				    struct gw_status_fetch *f);
+				    long timeout_ms, struct gw_status_fetch *f);
 typedef void (*gw_status_cancel_fn)(void *arg, void *handle);
+/* Optional: how long account acct would hold a request started now before sending it (*wait_ms,
+ * 0 = at once). Returns 0 when the request may wait that long, or a gRPC code when it would be
+ * refused whatever its deadline (circuit open, queue full). msg (cap bytes, no secrets) says why
+ * either way ("upstream account x is paused (Retry-After) for 1834 ms more"). Must not change
+ * state or call back. */
+typedef int (*gw_status_hold_fn)(void *arg, size_t acct, int64_t *wait_ms, char *msg, size_t cap);
 
 /* What a fetch brought back. code 0 (GRPC_STATUS_OK): resp holds the statuses upstream knows
  * (rids it left out get NOT_FOUND; resp may be NULL for "none known"). Otherwise a gRPC code and
@@ -79,6 +97,7 @@ struct gw_status_opts {
 	void *clock_arg;
 	gw_status_start_fn start;
 	gw_status_cancel_fn cancel;
+	gw_status_hold_fn hold;		/* NULL: nothing is held back (gw_status_check passes) */
 	void *transport_arg;
 };
 
@@ -95,6 +114,8 @@ struct gw_status_counters {
 	uint64_t rejected_full;		/* wants/watches refused: max_rids tracked */
 	uint64_t notifications;		/* watcher callbacks run */
 	uint64_t watches;		/* watchers registered (total) */
+	uint64_t refused;		/* gw_status_check refusals (deadline, circuit, queue) */
+	uint64_t requeued;		/* waiters sent out again after a fetch's deadline passed */
 	uint64_t tracked;		/* gauge: rids tracked */
 };
 
@@ -120,6 +141,7 @@ typedef void (*gw_status_done_fn)(struct gw_status_waiter *w, int code,
 struct gw_status_waiter {
 	gw_status_done_fn done;		/* set by the caller */
 	void *arg;			/* the caller's */
+	int64_t deadline_ms;		/* set by the caller: on the module's clock; 0 = none */
 	/* private */
 	struct gw_status_waiter *prev, *next;
 	struct gw_status_rec *rec;
@@ -129,6 +151,13 @@ struct gw_status_waiter {
  * w is owned by the caller and must stay valid until done runs or gw_status_unwant. Returns 0, or
  * -1 (bad arguments, max_rids reached: counted) and done is never called. */
 int gw_status_want(struct gw_status *s, size_t acct, const char *rid, struct gw_status_waiter *w);
+/* Before wanting rids of account acct for a caller with deadline_ms (module clock; 0 = none):
+ * 0 when the answer can come in time as far as the account's protection knows (or there is no
+ * hold() callback), 1 when it cannot -- refuse the caller at once with *code (UNAVAILABLE when the
+ * account holds requests back past the deadline, or hold()'s code), *retry_ms (>= 1: when the hold
+ * ends) and msg. The batch window still to run counts. Counted in refused. */
+int gw_status_check(struct gw_status *s, size_t acct, int64_t deadline_ms, int *code, long *retry_ms,
+		    char *msg, size_t cap);
 /* Detaches w (its done will not run). A waiter not attached is fine. */
 void gw_status_unwant(struct gw_status_waiter *w);
 /* A caller was served a non-final rid from the cache: keeps the rid hot (tracked, riding along
@@ -172,8 +201,9 @@ int gw_status_forget(struct gw_status *s, size_t acct, const char *rid);
 
 /* ---- the real transport: gw_up_start() with the GetStatus row (arg = struct gw_server *) ---- */
 void *gw_status_upstream_start(void *arg, size_t acct, const char *const *rids, size_t n,
-			       struct gw_status_fetch *f);
+			       long timeout_ms, struct gw_status_fetch *f);
 void gw_status_upstream_cancel(void *arg, void *handle);
+int gw_status_upstream_hold(void *arg, size_t acct, int64_t *wait_ms, char *msg, size_t cap);
 
 #endif
 

@@ -60,6 +60,7 @@ struct gw_up_call {
 	const char *route;
 	int idempotent;
 	int64_t deadline_us;
+	int64_t admit_by_us;		/* latest time to be sent (admit_within_ms); 0 = deadline_us */
 	gw_up_done_fn done;
 	void *arg;
 
@@ -579,6 +580,8 @@ static int up_guard(struct gw_up_call *c)
 	}
 	up_breaker_log(l, before);
 	c->breaker_counts = 1;
+	if (c->admit_by_us)
+		left = (c->admit_by_us - gw_server_now_us()) / 1000;
 	c->adm.deadline_ms = now + left - UP_ADM_MARGIN_MS;
 	c->adm.fn = up_on_admission;
 	c->adm.arg = c;
@@ -603,6 +606,43 @@ static int up_guard(struct gw_up_call *c)
 			  l->adm.pause_until_ms > now ? ", paused by Retry-After" : "");
 		return -1;
 	}
+}
+
+int gw_up_account_hold(struct gw_upstream *up, size_t acct, int64_t *wait_ms, char *msg, size_t cap)
+{
+	struct gw_limits *lims = gw_up_limits(up);
+	struct gw_account_limits *l;
+	int64_t now = up_now_ms(), until;
+
+	*wait_ms = 0;
+	if (cap)
+		msg[0] = '\0';
+	if (!lims || acct >= lims->nacct)
+		return 0;
+	l = &lims->acct[acct];
+	/* What gw_breaker_allow would say, without moving it to half-open. */
+	until = l->breaker.since_ms + l->breaker.open_ms;
+	if (l->breaker.state != GW_BREAKER_CLOSED && now < until) {
+		*wait_ms = until - now;
+		snprintf(msg, cap, "upstream circuit open for account %s; retry in %lld ms",
+			 up_account_name(l), (long long)*wait_ms);
+		return GRPC_STATUS_UNAVAILABLE;
+	}
+	*wait_ms = gw_adm_estimate(&l->adm, now);
+	if (l->adm.nqueued >= l->adm.max_queue) {
+		snprintf(msg, cap, "upstream queue of account %s is full (%zu waiting)", up_account_name(l),
+			 l->adm.nqueued);
+		if (*wait_ms <= 0)
+			*wait_ms = 100;
+		return GRPC_STATUS_RESOURCE_EXHAUSTED;
+	}
+	if (l->adm.pause_until_ms > now)
+		snprintf(msg, cap, "upstream account %s is paused (Retry-After) for %lld ms more",
+			 up_account_name(l), (long long)(l->adm.pause_until_ms - now));
+	else if (*wait_ms > 0)
+		snprintf(msg, cap, "upstream account %s admits the next request in %lld ms",
+			 up_account_name(l), (long long)*wait_ms);
+	return 0;
 }
 
 /* A queued request was refused: paused past its deadline, or its deadline came. */
@@ -990,6 +1030,8 @@ struct gw_up_call *gw_up_start(struct gw_upstream *up, struct gw_account_rt *acc
 		: cfg && cfg->upstream.default_timeout_ms > 0 ? cfg->upstream.default_timeout_ms
 							      : 30000L;
 	c->deadline_us = gw_server_now_us() + (int64_t)timeout * 1000;
+	if (rq->admit_within_ms > 0 && rq->admit_within_ms < timeout)
+		c->admit_by_us = gw_server_now_us() + (int64_t)rq->admit_within_ms * 1000;
 	c->method = strdup(rq->method);
 	if (!c->method || up_build_url(c, acct, rq) != 0)
 		goto out;

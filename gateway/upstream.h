@@ -46,6 +46,11 @@ struct gw_up_request {
 	/* Added: body is NOT copied; the caller keeps it valid and unchanged until done() runs or
 	 * gw_up_cancel() returns (large upload chunks: no second copy of the bytes). */
 	int body_keep;
+	/* Added (issue 5): > 0 when the request must be sent within this many ms (the caller's
+	 * deadline) although timeout_ms is longer on purpose (a transfer that outlives its call to
+	 * record the outcome: idempotent StartJob). Admission refuses it at once when it cannot be
+	 * sent in time, as it does any request whose timeout_ms it cannot meet. <= 0: timeout_ms. */
+	long admit_within_ms;
 };
 
 struct gw_up_response {
@@ -127,6 +132,18 @@ struct gw_limits {
 	size_t nacct;
 };
 struct gw_limits *gw_up_limits(struct gw_upstream *up);
+
+/*
+ * Added (issue 5): how the protection of account acct (index in srv->accounts) would treat an API
+ * request started now, without starting one or changing any state: *wait_ms = the least time it
+ * would be held back (Retry-After pause, rate owed by the queue; 0 = it goes at once as far as
+ * is known). Returns 0 when it would be let wait (refused only if its deadline comes first), or
+ * the gRPC code it would be refused with whatever its deadline: UNAVAILABLE (circuit open; *wait_ms
+ * = until the probe), RESOURCE_EXHAUSTED (queue full). msg (cap bytes; may be NULL with cap 0) says
+ * why, in the words gw_up_start's refusals use, never with a secret. For callers that hold a
+ * request back before it reaches gw_up_start (gateway/status.c's batches).
+ */
+int gw_up_account_hold(struct gw_upstream *up, size_t acct, int64_t *wait_ms, char *msg, size_t cap);
 
 /* Added: pure helper. 1 when an answer (curl rc, HTTP status) is worth a retry for an idempotent
  * request; the delay and the budget are gateway/retry.h's (issue 5). */

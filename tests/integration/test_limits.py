@@ -4,8 +4,10 @@
   RESOURCE_EXHAUSTED carries grpc-retry-pushback-ms, and honouring it succeeds;
 - Retry-After: 2 from upstream pauses the account: no upstream request for 2 s, then traffic resumes;
   calls whose deadline ends inside the pause are refused at once;
-- 100% 503: the breaker opens, callers fail fast, the upstream sees <= 1.2x the offered load, and it
-  recovers after the faults are cleared;
+- GetStatus misses (the batcher's path) are refused at once during a pause too, and succeed after;
+- 100% 503 for 10 s at 20 calls/s: the breaker opens (seen in /metrics), callers fail fast (p99 <
+  10 ms), the upstream sees <= 1.2x the offered load, and it recovers within one probe interval
+  after the faults are cleared;
 - a full per-account queue is refused at once.
 
 Every loop is bounded in count and time; measured figures are printed (pytest -s shows them, and
@@ -297,28 +299,155 @@ def test_retry_after_pauses_the_account(lgw, faults):
     assert after.get(ROUTE_STATUS, 0) > paused_at.get(ROUTE_STATUS, 0)
 
 
+def test_status_miss_refused_at_once_during_pause(lgw, faults):
+    """GetStatus misses go through the batcher (gateway/status.c), not straight to the upstream
+    engine: during a Retry-After pause one whose deadline ends inside the pause is refused at once
+    (UNAVAILABLE + grpc-retry-pushback-ms), like every other RPC, and succeeds after the pause."""
+    with open(harness.TINY_MP4, "rb") as f:
+        data = f.read()
+    rids = []
+    for name in ("pause-a.mp4", "pause-b.mp4"):
+        url = harness.upload_put(lgw, name, data)
+        rids.append(harness.start_job(lgw, "team-a", upload_url=url,
+                                      params=jobs_pb2.Params(formats=["bvh"])))
+    md = lgw.md("team-a")
+    faults.faults(ROUTE_STATUS, status=429, retry_after=2, count=1)
+    t0 = time.monotonic()
+    with pytest.raises(grpc.RpcError) as ei:
+        lgw.jobs.GetStatus(jobs_pb2.GetStatusRequest(rids=[rids[0]]), timeout=5, metadata=md)
+    assert ei.value.code() in (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE), ei.value
+    paused_at = faults.count(ROUTE_STATUS)
+    # rids[1] was never asked for: not cached, not in flight, so each call is a miss.
+    req = jobs_pb2.GetStatusRequest(rids=[rids[1]])
+    lat, hints = [], []
+    for _ in range(20):
+        s = time.monotonic()
+        with pytest.raises(grpc.RpcError) as e2:
+            lgw.jobs.GetStatus(req, timeout=0.5, metadata=md)
+        lat.append(time.monotonic() - s)
+        assert e2.value.code() == grpc.StatusCode.UNAVAILABLE, e2.value
+        assert "paused" in e2.value.details(), e2.value.details()
+        hints.append(pushback_ms(e2.value))
+    silent = faults.count(ROUTE_STATUS) == paused_at
+    in_pause = time.monotonic() - t0
+    # After the pause the same miss goes upstream and succeeds.
+    ok_at = None
+    while time.monotonic() - t0 < 6.0:
+        try:
+            lgw.jobs.GetStatus(req, timeout=3, metadata=md)
+            ok_at = time.monotonic() - t0
+            break
+        except grpc.RpcError as e:
+            assert e.code() == grpc.StatusCode.UNAVAILABLE, e
+            time.sleep(0.1)
+    print("status pause: 20 GetStatus misses with a 500 ms deadline refused in p50 %.2f ms, p99 %.2f ms, "
+          "max %.2f ms (all within %.2f s of the 429; pushback %s..%s ms); upstream /status silent: %s; "
+          "first success %.2f s after the 429"
+          % (1000 * pct(lat, 50), 1000 * pct(lat, 99), 1000 * max(lat), in_pause, min(hints), max(hints),
+             silent, ok_at if ok_at is not None else -1))
+    assert in_pause < 1.5, in_pause     # all 20 were asked inside the pause
+    assert all(h is not None and 0 < h <= 2000 for h in hints), hints
+    assert silent
+    assert pct(lat, 99) < 0.010, lat
+    assert ok_at is not None and 1.9 <= ok_at < 4.0, ok_at
+
+
+def test_idempotent_start_job_refused_during_pause_then_succeeds(lgw, faults):
+    """An idempotent StartJob the account refuses before sending (here: paused past its deadline)
+    is answered with the refusal's own code and pushback, its key is free to retry at once, and
+    the retry after the pause starts exactly one job."""
+    with open(harness.TINY_MP4, "rb") as f:
+        data = f.read()
+    url_probe = harness.upload_put(lgw, "idem-probe.mp4", data)
+    url = harness.upload_put(lgw, "idem-pause.mp4", data)
+    probe = harness.start_job(lgw, "team-a", upload_url=url_probe, params=jobs_pb2.Params(formats=["bvh"]))
+    md = lgw.md("team-a")
+    faults.faults(ROUTE_STATUS, status=429, retry_after=2, count=1)
+    t0 = time.monotonic()
+    with pytest.raises(grpc.RpcError):
+        lgw.jobs.GetStatus(jobs_pb2.GetStatusRequest(rids=[probe]), timeout=5, metadata=md)
+    processes = faults.count("POST /process")
+    req = jobs_pb2.StartJobRequest(upload_url=url, params=jobs_pb2.Params(formats=["bvh"]),
+                                   idempotency_key="limits-pause-1")
+    s = time.monotonic()
+    with pytest.raises(grpc.RpcError) as ei:
+        lgw.jobs.StartJob(req, timeout=0.5, metadata=md)
+    refused_ms = 1000 * (time.monotonic() - s)
+    assert ei.value.code() == grpc.StatusCode.UNAVAILABLE, ei.value
+    assert "paused" in ei.value.details(), ei.value.details()
+    hint = pushback_ms(ei.value)
+    assert hint is not None and 0 < hint <= 2000, hint
+    time.sleep(max(0.0, 2.1 - (time.monotonic() - t0)))
+    rid = lgw.jobs.StartJob(req, timeout=5, metadata=md).rid
+    again = lgw.jobs.StartJob(req, timeout=5, metadata=md).rid
+    started = faults.count("POST /process") - processes
+    print("idempotent StartJob in a pause: refused in %.2f ms (UNAVAILABLE, pushback %d ms); after the "
+          "pause the same key started %d job(s), replay gave the same rid: %s"
+          % (refused_ms, hint, started, rid == again))
+    assert refused_ms < 50
+    assert rid and rid == again
+    assert started == 1
+
+
+def breaker_gauge(gw, state):
+    return metric(metrics_text(gw), P + 'breaker_state{account="sim",state="%s"}' % state)
+
+
+def rpc_hist(gw, method, le):
+    """(calls that ended within le seconds, all calls) of method, from the gateway's own
+    rpc_duration_seconds histogram: server-side time, free of the Python client's scheduling."""
+    within = total = None
+    for line in metrics_text(gw).splitlines():
+        if not line.startswith(P + "rpc_duration_seconds_") or method not in line:
+            continue
+        if line.startswith(P + "rpc_duration_seconds_bucket") and 'le="%s"' % le in line:
+            within = float(line.rsplit(" ", 1)[1])
+        elif line.startswith(P + "rpc_duration_seconds_count"):
+            total = float(line.rsplit(" ", 1)[1])
+    return within or 0.0, total or 0.0
+
+
 def test_breaker_opens_fails_fast_and_recovers(lgw, faults):
+    """The issue's case: upstream 100% 503 for 10 s under steady load (20 calls/s of an upstream-bound
+    RPC): the upstream sees <= 1.2x the offered requests, the breaker opens, callers fail fast
+    (p99 < 10 ms while open), and it recovers within one probe interval once the faults clear."""
     time.sleep(1.0)
+    probe_s = 5.0                                       # GW_BREAKER_DEFAULT_OPEN_MS
     faults.faults(ROUTE_BALANCE, status=503)            # every answer, until cleared
     before = faults.count(ROUTE_BALANCE)
-    seconds, rate = 3.0, 30
+    seconds, rate = 10.0, 20
+    t_load = time.monotonic()
     load = Load(balance_call(lgw, "team-a"), rate, seconds).start().join()
+    load_s = time.monotonic() - t_load
     upstream = faults.count(ROUTE_BALANCE) - before
     offered = len(load.results)
     codes = load.codes()
     fast = [l for c, l, e in load.results if c == grpc.StatusCode.UNAVAILABLE and "circuit open" in e.details()]
-    print("breaker: offered %d, upstream saw %d (%.2fx), results %s, fail-fast %d calls p99 %.2f ms"
-          % (offered, upstream, upstream / float(offered), {k.name: v for k, v in codes.items()},
-             len(fast), 1000 * pct(fast, 99)))
+    # The breaker as /metrics shows it (a probe may be in flight for a moment: look a few times).
+    open_seen = False
+    for _ in range(20):
+        if breaker_gauge(lgw, "open") == 1:
+            open_seen = True
+            break
+        time.sleep(0.05)
+    print("breaker: %.1f s of 100%% 503 at %d/s: offered %d, upstream saw %d (%.2fx), results %s, "
+          "breaker open in /metrics: %s; %d calls failed fast under load, p50 %.2f ms p99 %.2f ms "
+          "(paced Python client)"
+          % (load_s, rate, offered, upstream, upstream / float(offered),
+             {k.name: v for k, v in codes.items()}, open_seen, len(fast), 1000 * pct(fast, 50),
+             1000 * pct(fast, 99)))
+    assert offered == int(rate * seconds)
     assert codes.get(grpc.StatusCode.OK, 0) == 0
     assert upstream <= 1.2 * offered
     assert len(fast) > offered / 2, codes
+    assert open_seen
     assert '"event":"breaker"' in lgw.log_text() and '"to":"open"' in lgw.log_text()
-    # Fail-fast latency, one call at a time (the paced load above also measures Python's threads),
+    # Fail-fast latency one call at a time (the paced load above also measures Python's threads),
     # within team-a's quota. A call that happens to be the half-open probe goes upstream: not counted.
     seq = []
     req = account_pb2.GetCreditBalanceRequest()
-    for _ in range(60):
+    w0, n0 = rpc_hist(lgw, "GetCreditBalance", "0.01")
+    for _ in range(200):
         s = time.monotonic()
         with pytest.raises(grpc.RpcError) as ei:
             lgw.account.GetCreditBalance(req, timeout=2, metadata=lgw.md("team-a"))
@@ -327,26 +456,36 @@ def test_breaker_opens_fails_fast_and_recovers(lgw, faults):
             assert ei.value.code() == grpc.StatusCode.UNAVAILABLE
             assert pushback_ms(ei.value) is not None
         time.sleep(0.03)
-    print("breaker: while open, %d sequential calls failed fast: p50 %.2f ms, p99 %.2f ms, max %.2f ms"
-          % (len(seq), 1000 * pct(seq, 50), 1000 * pct(seq, 99), 1000 * max(seq)))
-    assert len(seq) >= 50
-    # The goal is p99 < 10 ms; measured from a Python client on a shared 2-core box (the whole
-    # suite running beside it), so the assert holds p95 to it and leaves p99 room for scheduler
-    # noise; the figures are printed above.
-    assert pct(seq, 95) < 0.010 and pct(seq, 99) < 0.050
+    w1, n1 = rpc_hist(lgw, "GetCreditBalance", "0.01")
+    probes = 200 - len(seq)             # half-open probes went upstream: not fail-fast calls
+    slow = (n1 - n0) - (w1 - w0)        # calls the gateway took more than 10 ms over
+    print("breaker: while open, %d sequential calls failed fast (%d probes went upstream): client "
+          "p50 %.2f ms, p95 %.2f ms, p99 %.2f ms, max %.2f ms; gateway-side %d of %d calls took "
+          "over 10 ms (probes included)"
+          % (len(seq), probes, 1000 * pct(seq, 50), 1000 * pct(seq, 95), 1000 * pct(seq, 99),
+             1000 * max(seq), slow, n1 - n0))
+    assert len(seq) >= 190 and n1 - n0 >= 200
+    # p99 < 10 ms as the gateway measures it (its histogram): at most 1% of the fail-fast calls
+    # over 10 ms, besides the probes. The Python client on a shared 2-core box adds scheduler noise
+    # of its own, so its p95 is held to 10 ms and its p99 to 50 ms.
+    assert slow - probes <= 0.01 * len(seq), (slow, probes, len(seq))
+    assert pct(seq, 95) < 0.010 and pct(seq, 99) < 0.050, sorted(seq)[-5:]
     faults.clear_faults()
     t0 = time.monotonic()
     ok_at = None
-    while time.monotonic() - t0 < 8.0:
+    while time.monotonic() - t0 < probe_s + 2.0:
         try:
             lgw.account.GetCreditBalance(req, timeout=2, metadata=lgw.md("team-a"))
             ok_at = time.monotonic() - t0
             break
         except grpc.RpcError as e:
             assert e.code() == grpc.StatusCode.UNAVAILABLE, e
-        time.sleep(0.1)
-    print("breaker: first success %.2f s after the faults were cleared" % (ok_at if ok_at is not None else -1))
-    assert ok_at is not None and ok_at <= 5.5
+        time.sleep(0.05)
+    closed = breaker_gauge(lgw, "closed")
+    print("breaker: first success %.2f s after the faults were cleared (probe interval %.1f s); "
+          "breaker closed in /metrics: %s" % (ok_at if ok_at is not None else -1, probe_s, closed))
+    assert ok_at is not None and ok_at <= probe_s + 0.3
+    assert closed == 1
 
 
 def test_full_queue_and_impossible_deadline_refused_fast(stack, lsim, faults):
@@ -376,6 +515,27 @@ def test_full_queue_and_impossible_deadline_refused_fast(stack, lsim, faults):
           % (done, {k.name: v for k, v in codes.items()}, 1000 * pct(lat, 99), 1000 * max(lat)))
     assert codes == {grpc.StatusCode.RESOURCE_EXHAUSTED: 20}, codes
     assert pct(lat, 99) < 0.010 * 5
+
+
+def test_configured_method_cost_is_charged(stack, lsim):
+    """rate.costs: GetCreditBalance made to cost 50 tokens. team-a (burst 80) can pay once, then
+    waits; team-b (burst 40) can never pay and is told so at once; ListJobs keeps its cost of 1."""
+    gw = start_gateway(stack, lsim, "limits-costs",
+                       account_extra="rate:\n  costs: { GetCreditBalance: 50 }\n")
+    a, b = balance_call(gw, "team-a"), balance_call(gw, "team-b")
+    assert a(5).result().credits > 0
+    with pytest.raises(grpc.RpcError) as second:
+        a(5).result()                       # 30 tokens left of 80: 50 more are 0.5 s away at 40/s
+    assert second.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert 0 < pushback_ms(second.value) <= 1000, second.value.trailing_metadata()
+    with pytest.raises(grpc.RpcError) as never:
+        b(5).result()
+    assert never.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "costs 50, more than its burst of 40" in never.value.details(), never.value.details()
+    for _ in range(30):                     # 30 x 1 token, inside team-b's burst
+        gw.jobs.ListJobs(jobs_pb2.ListJobsRequest(), timeout=5, metadata=gw.md("team-b"))
+    print("costs: GetCreditBalance 50 -> team-a pushback %d ms; team-b refused: %s"
+          % (pushback_ms(second.value), never.value.details()))
 
 
 def test_limits_visible_in_metrics(lgw):

@@ -317,3 +317,41 @@ Test(admission, verdict_names)
 	cr_expect_str_eq(gw_adm_verdict_name(GW_ADM_REFUSE_FULL), "queue_full");
 	cr_expect_str_eq(gw_adm_verdict_name(GW_ADM_REFUSE_DEADLINE), "deadline");
 }
+
+/* gw_adm_estimate: what a newcomer would wait, without entering (no token taken, nothing counted). */
+Test(admission, estimate_table)
+{
+	static const struct {
+		double rate;		/* requests/s (burst = max(rate, 1)) */
+		int64_t pause_until;	/* 0 = none */
+		int takes;		/* requests admitted at t=0 before asking */
+		int64_t now;
+		int64_t est;
+	} rows[] = {
+		{ 0, 0, 5, 0, 0 },		/* unlimited */
+		{ 10, 0, 0, 0, 0 },		/* tokens there */
+		{ 10, 0, 10, 0, 100 },		/* bucket empty: one token in 100 ms */
+		{ 10, 0, 10, 40, 60 },
+		{ 0, 2000, 0, 500, 1500 },	/* paused */
+		{ 10, 2000, 10, 0, 2000 },	/* the pause is longer than the refill */
+		{ 0, 2000, 0, 2000, 0 },	/* pause over */
+	};
+
+	for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+		struct gw_adm a;
+		struct gw_adm_waiter w = { .deadline_ms = -1 };
+		int64_t est;
+
+		gw_adm_init(&a, 0, rows[i].rate, 0, 0);
+		for (int k = 0; k < rows[i].takes; k++)
+			cr_assert_eq(gw_adm_enter(&a, &w, 0, NULL), GW_ADM_ADMIT, "row %zu take %d", i, k);
+		if (rows[i].pause_until)
+			gw_adm_pause(&a, 0, rows[i].pause_until);
+		est = gw_adm_estimate(&a, rows[i].now);
+		cr_expect_eq(est, rows[i].est, "row %zu: estimate %lld", i, (long long)est);
+		/* Asking again changes nothing: same answer, same counters. */
+		cr_expect_eq(gw_adm_estimate(&a, rows[i].now), est, "row %zu", i);
+		cr_expect_eq(a.n.admitted, (uint64_t)rows[i].takes, "row %zu", i);
+		cr_expect_eq(a.n.queued + a.n.refused_deadline + a.n.refused_full, 0, "row %zu", i);
+	}
+}

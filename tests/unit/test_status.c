@@ -17,6 +17,7 @@ struct fake_fetch {
 	struct gw_status_fetch *f;
 	size_t acct;
 	char rids[512];		/* "a,b,c" as the URL would carry them */
+	long timeout_ms;	/* what the batch asked for: 0 = the transport's default */
 	int done, cancelled;
 };
 
@@ -27,6 +28,8 @@ struct fix {
 	struct fake_fetch fetch[MAX_FETCHES];
 	size_t nfetch;
 	int refuse;		/* start() fails */
+	int hold_code;		/* fake_hold: 0 = may wait, else refused whatever the deadline */
+	int64_t hold_wait;	/* fake_hold: how long the account holds requests back */
 };
 
 static int64_t fake_now(void *arg)
@@ -34,7 +37,7 @@ static int64_t fake_now(void *arg)
 	return ((struct fix *)arg)->now;
 }
 
-static void *fake_start(void *arg, size_t acct, const char *const *rids, size_t n,
+static void *fake_start(void *arg, size_t acct, const char *const *rids, size_t n, long timeout_ms,
 			struct gw_status_fetch *f)
 {
 	struct fix *x = arg;
@@ -46,12 +49,23 @@ static void *fake_start(void *arg, size_t acct, const char *const *rids, size_t 
 	memset(ff, 0, sizeof *ff);
 	ff->f = f;
 	ff->acct = acct;
+	ff->timeout_ms = timeout_ms;
 	for (size_t i = 0; i < n; i++) {
 		if (i)
 			strcat(ff->rids, ",");
 		strcat(ff->rids, rids[i]);
 	}
 	return ff;
+}
+
+static int fake_hold(void *arg, size_t acct, int64_t *wait_ms, char *msg, size_t cap)
+{
+	struct fix *x = arg;
+
+	(void)acct;
+	*wait_ms = x->hold_wait;
+	snprintf(msg, cap, "held %lld ms", (long long)x->hold_wait);
+	return x->hold_code;
 }
 
 static void fake_cancel(void *arg, void *handle)
@@ -76,6 +90,7 @@ static void fix_init(struct fix *x, size_t batch_max, int64_t window, int64_t tt
 	o.clock_arg = x;
 	o.start = fake_start;
 	o.cancel = fake_cancel;
+	o.hold = fake_hold;
 	o.transport_arg = x;
 	x->s = gw_status_new(&o, x->cache);
 	cr_assert(x->s);
@@ -628,5 +643,199 @@ Test(status, touched_rids_stay_hot)
 			     x.fetch[cycle].rids);
 		answer(&x, (size_t)cycle, items, 3);
 	}
+	fix_fini(&x);
+}
+
+/* ---- deadlines (issue 5) ---- */
+
+static void want_by(struct fix *x, const char *rid, struct got *g, int64_t deadline)
+{
+	memset(g, 0, sizeof *g);
+	g->w.done = got_done;
+	g->w.deadline_ms = deadline;
+	cr_assert_eq(gw_status_want(x->s, 0, rid, &g->w), 0, "want %s", rid);
+}
+
+/* Waiters' deadlines (relative to now = 1000; 0 = none) -> the timeout the batch asks for. */
+static const struct {
+	int64_t d[3];		/* up to 3 waiters on distinct rids; -1 = no such waiter */
+	long timeout;
+} batch_deadline_cases[] = {
+	{ { 500, -1, -1 }, 500 },
+	{ { 500, 800, 300 }, 800 },	/* the latest one */
+	{ { 500, 0, -1 }, 0 },		/* one without a deadline: the default */
+	{ { 0, -1, -1 }, 0 },
+	{ { -999, -1, -1 }, 1 },	/* already past: 1 ms, the transport says DEADLINE_EXCEEDED */
+};
+
+Test(status, batch_carries_latest_deadline_table)
+{
+	for (size_t i = 0; i < sizeof batch_deadline_cases / sizeof batch_deadline_cases[0]; i++) {
+		struct fix x;
+		struct got g[3];
+		char rid[8];
+
+		fix_init(&x, 50, 0, 1000);
+		for (int k = 0; k < 3; k++) {
+			int64_t d = batch_deadline_cases[i].d[k];
+
+			if (d == -1)
+				continue;
+			snprintf(rid, sizeof rid, "r%d", k);
+			want_by(&x, rid, &g[k], d == 0 ? 0 : x.now + d);
+		}
+		gw_status_tick(x.s);
+		cr_assert_eq(x.nfetch, 1, "case %zu", i);
+		cr_expect_eq(x.fetch[0].timeout_ms, batch_deadline_cases[i].timeout,
+			     "case %zu: timeout %ld, want %ld", i, x.fetch[0].timeout_ms,
+			     batch_deadline_cases[i].timeout);
+		fix_fini(&x);
+	}
+}
+
+/* Nobody waits but a watcher (and a ride-along): no caller deadline, the default timeout. */
+Test(status, watch_refresh_has_no_deadline)
+{
+	struct fix x;
+	struct seen w;
+	struct got a;
+
+	fix_init(&x, 50, 0, 1000);
+	memset(&w, 0, sizeof w);
+	w.w.notify = seen_notify;
+	cr_assert_eq(gw_status_watch(x.s, 0, "a", &w.w), 0);
+	gw_status_tick(x.s);
+	cr_assert_eq(x.nfetch, 1);
+	cr_expect_eq(x.fetch[0].timeout_ms, 0);
+	want_by(&x, "b", &a, 1300);
+	gw_status_tick(x.s);
+	cr_assert_eq(x.nfetch, 2);
+	cr_expect_eq(x.fetch[1].timeout_ms, 300, "the watcher is in flight: b alone sets it");
+	gw_status_unwatch(&w.w);
+	fix_fini(&x);
+}
+
+/* A fetch that times out fails the waiters whose deadline it covered; a later deadline, or none
+ * (joined in flight), goes out again with the next batch and gets the answer. */
+Test(status, timeout_fails_only_covered_waiters)
+{
+	struct fix x;
+	struct got a, b, c, d;
+
+	fix_init(&x, 50, 0, 1000);
+	want_by(&x, "a", &a, 1100);
+	gw_status_tick(x.s);
+	cr_assert_eq(x.nfetch, 1);
+	cr_expect_eq(x.fetch[0].timeout_ms, 100);
+	want_by(&x, "a", &b, 3000);		/* joins in flight, later deadline */
+	want_by(&x, "a", &c, 0);		/* joins in flight, no deadline */
+	want_by(&x, "a", &d, 1050);		/* joins in flight, earlier deadline */
+	x.now = 1100;
+	answer_error(&x, 0, GRPC_STATUS_DEADLINE_EXCEEDED);
+	cr_expect_eq(a.calls, 1);
+	cr_expect_eq(a.code, GRPC_STATUS_DEADLINE_EXCEEDED);
+	cr_expect_eq(d.calls, 1);
+	cr_expect_eq(d.code, GRPC_STATUS_DEADLINE_EXCEEDED);
+	cr_expect_eq(b.calls, 0, "a later deadline waits for the next batch");
+	cr_expect_eq(c.calls, 0, "no deadline waits for the next batch");
+	cr_expect_eq(gw_status_counters(x.s)->requeued, 2);
+	gw_status_tick(x.s);
+	cr_assert_eq(x.nfetch, 2, "requeued: one more fetch");
+	cr_expect_str_eq(x.fetch[1].rids, "a");
+	cr_expect_eq(x.fetch[1].timeout_ms, 0, "c has no deadline: the default");
+	/* Without a deadline the fetch covers everybody: a second timeout ends it. */
+	answer_error(&x, 1, GRPC_STATUS_DEADLINE_EXCEEDED);
+	cr_expect_eq(b.calls, 1);
+	cr_expect_eq(b.code, GRPC_STATUS_DEADLINE_EXCEEDED);
+	cr_expect_eq(c.calls, 1);
+	gw_status_tick(x.s);
+	cr_expect_eq(x.nfetch, 2, "nobody left: no third fetch");
+	fix_fini(&x);
+}
+
+Test(status, requeued_waiter_gets_the_answer)
+{
+	struct fix x;
+	struct got a, b;
+	const char *items[] = { "a:1:4" };
+
+	fix_init(&x, 50, 0, 1000);
+	want_by(&x, "a", &a, 1100);
+	gw_status_tick(x.s);
+	want_by(&x, "a", &b, 3000);
+	x.now = 1100;
+	answer_error(&x, 0, GRPC_STATUS_DEADLINE_EXCEEDED);
+	gw_status_tick(x.s);
+	cr_assert_eq(x.nfetch, 2);
+	cr_expect_eq(x.fetch[1].timeout_ms, 1900, "b's deadline now");
+	answer(&x, 1, items, 1);
+	cr_expect_eq(b.calls, 1);
+	cr_expect_eq(b.code, 0);
+	cr_expect_eq(b.state, P);
+	cr_expect_eq(b.step, 4);
+	fix_fini(&x);
+}
+
+/* gw_status_check: the account's hold (fake) against the caller's deadline, window 5 ms, now 1000. */
+static const struct {
+	int hold_code;
+	int64_t hold_wait;
+	int64_t deadline;	/* relative to now; 0 = none */
+	int refused, code;
+	long retry;
+} check_cases[] = {
+	{ 0, 0, 500, 0, 0, -1 },				/* not held */
+	{ 0, 0, 0, 0, 0, -1 },
+	{ 0, 2000, 500, 1, GRPC_STATUS_UNAVAILABLE, 2000 },	/* paused past the deadline */
+	{ 0, 2000, 0, 0, 0, -1 },				/* no deadline: waits */
+	{ 0, 2000, 3000, 0, 0, -1 },				/* outlasts the pause */
+	{ 0, 2000, 2019, 1, GRPC_STATUS_UNAVAILABLE, 2000 },	/* inside the margin */
+	{ 0, 2000, 2020, 0, 0, -1 },
+	{ 0, 1, 24, 1, GRPC_STATUS_UNAVAILABLE, 1 },		/* the window (5) + margin (20) */
+	{ 0, 1, 25, 0, 0, -1 },
+	{ GRPC_STATUS_UNAVAILABLE, 3000, 0, 1, GRPC_STATUS_UNAVAILABLE, 3000 },	/* circuit open */
+	{ GRPC_STATUS_RESOURCE_EXHAUSTED, 0, 9000, 1, GRPC_STATUS_RESOURCE_EXHAUSTED, 1 },
+};
+
+Test(status, check_table)
+{
+	for (size_t i = 0; i < sizeof check_cases / sizeof check_cases[0]; i++) {
+		struct fix x;
+		char msg[GW_STATUS_MSG_MAX];
+		long retry;
+		int code, r;
+
+		fix_init(&x, 50, 5, 1000);
+		x.hold_code = check_cases[i].hold_code;
+		x.hold_wait = check_cases[i].hold_wait;
+		r = gw_status_check(x.s, 0, check_cases[i].deadline ? x.now + check_cases[i].deadline : 0,
+				    &code, &retry, msg, sizeof msg);
+		cr_expect_eq(r, check_cases[i].refused, "case %zu", i);
+		cr_expect_eq(code, check_cases[i].code, "case %zu: code %d", i, code);
+		cr_expect_eq(retry, check_cases[i].retry, "case %zu: retry %ld", i, retry);
+		if (r) {
+			cr_expect(strncmp(msg, "GetStatus: held ", 16) == 0, "case %zu: %s", i, msg);
+			cr_expect_eq(gw_status_counters(x.s)->refused, 1, "case %zu", i);
+		}
+		cr_expect_eq(x.nfetch, 0, "case %zu: a check sends nothing", i);
+		fix_fini(&x);
+	}
+}
+
+/* A pending batch leaves at its due time, not a new window from now. */
+Test(status, check_counts_the_pending_window)
+{
+	struct fix x;
+	struct got a;
+	char msg[GW_STATUS_MSG_MAX];
+	long retry;
+	int code;
+
+	fix_init(&x, 50, 100, 1000);
+	want_by(&x, "a", &a, 0);	/* batch due at 1100 */
+	x.now = 1090;
+	x.hold_wait = 1;
+	cr_expect_eq(gw_status_check(x.s, 0, 1125, &code, &retry, msg, sizeof msg), 0);
+	cr_expect_eq(gw_status_check(x.s, 0, 1115, &code, &retry, msg, sizeof msg), 1);
 	fix_fini(&x);
 }
