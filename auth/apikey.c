@@ -7,6 +7,7 @@
 #include <strings.h>
 
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <openssl/sha.h>
 
 struct gw_key_entry {
@@ -18,6 +19,10 @@ struct gw_key_entry {
 struct gw_keyring {
 	struct gw_key_entry *keys;
 	size_t n;
+	/* SHA-256 fetched once and a digest context reused by every lookup: the one-shot SHA256()
+	 * fetches the algorithm and allocates a context per call, which cost more than the hash. */
+	EVP_MD *sha256;
+	EVP_MD_CTX *ctx;
 };
 
 struct gw_keyring *gw_apikey_ring_new(const struct gw_config *cfg)
@@ -32,12 +37,13 @@ struct gw_keyring *gw_apikey_ring_new(const struct gw_config *cfg)
 	r = calloc(1, sizeof(*r));
 	if (!r)
 		return NULL;
-	if (n) {
+	r->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+	r->ctx = EVP_MD_CTX_new();
+	if (n)
 		r->keys = calloc(n, sizeof(*r->keys));
-		if (!r->keys) {
-			free(r);
-			return NULL;
-		}
+	if (!r->sha256 || !r->ctx || (n && !r->keys)) {
+		gw_apikey_ring_free(r);
+		return NULL;
 	}
 	for (size_t t = 0; t < cfg->ntenants; t++) {
 		for (size_t j = 0; j < cfg->tenants[t].nkeys; j++, k++) {
@@ -54,6 +60,8 @@ void gw_apikey_ring_free(struct gw_keyring *r)
 {
 	if (!r)
 		return;
+	EVP_MD_CTX_free(r->ctx);
+	EVP_MD_free(r->sha256);
 	free(r->keys);
 	free(r);
 }
@@ -90,7 +98,12 @@ int gw_apikey_lookup(const struct gw_keyring *r, const char *value, size_t len, 
 		end--;
 	if (end == i || end - i > GW_APIKEY_MAX_LEN)
 		return -1;
-	SHA256((const unsigned char *)value + i, end - i, digest);
+	if (EVP_DigestInit_ex2(r->ctx, r->sha256, NULL) != 1 ||
+	    EVP_DigestUpdate(r->ctx, value + i, end - i) != 1 ||
+	    EVP_DigestFinal_ex(r->ctx, digest, NULL) != 1) {
+		OPENSSL_cleanse(digest, sizeof(digest));
+		return -1;
+	}
 	/* Visit every entry and select with masks, so timing says nothing about which one matched. */
 	for (size_t k = 0; k < r->n; k++) {
 		unsigned eq = (unsigned)(CRYPTO_memcmp(digest, r->keys[k].sha256, 32) == 0);

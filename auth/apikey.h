@@ -15,7 +15,9 @@
 /* Every key hash of a config -> (tenant index, perms). Owns a copy: the config may be freed. */
 struct gw_keyring;
 
-/* NULL on ENOMEM or NULL cfg. An empty ring (no keys) is valid: every lookup fails. */
+/* NULL on ENOMEM, NULL cfg or no SHA-256 in libcrypto. An empty ring (no keys) is valid: every
+ * lookup fails. A ring holds a reusable digest context: lookups on one ring must not run
+ * concurrently (the gateway uses it from the loop thread only). */
 struct gw_keyring *gw_apikey_ring_new(const struct gw_config *cfg);
 void gw_apikey_ring_free(struct gw_keyring *r);	/* NULL is fine */
 size_t gw_apikey_ring_size(const struct gw_keyring *r);

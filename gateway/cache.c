@@ -74,7 +74,7 @@ static void cache_tab_clear(struct cache_tab *t)
 	memset(t, 0, sizeof *t);
 }
 
-static struct cache_ent *cache_tab_find(struct cache_tab *t, size_t acct, const char *rid,
+static struct cache_ent *cache_tab_find(const struct cache_tab *t, size_t acct, const char *rid,
 					 size_t klen)
 {
 	uint32_t h = cache_hash(acct, rid, klen);
@@ -286,6 +286,84 @@ int gw_cache_get(struct gw_cache *c, size_t acct, const char *rid, int64_t now_m
 	cache_lru_unlink(&c->st, e);
 	cache_lru_front(&c->st, e);
 	return 1;
+}
+
+/* Bytes of v as a protobuf varint. */
+static size_t cache_varint_size(size_t v)
+{
+	size_t n = 1;
+
+	while (v >= 0x80) {
+		v >>= 7;
+		n++;
+	}
+	return n;
+}
+
+static size_t cache_varint_put(uint8_t *p, size_t v)
+{
+	size_t n = 0;
+
+	while (v >= 0x80) {
+		p[n++] = (uint8_t)(v | 0x80);
+		v >>= 7;
+	}
+	p[n++] = (uint8_t)v;
+	return n;
+}
+
+/* JobStatus.rid is field 1 (length-delimited): tag 0x0a. The stored value has every other field,
+ * so rid first, then the value, is exactly what protobuf_c_message_pack gives for the status. */
+#define CACHE_RID_TAG 0x0a
+
+static size_t cache_packed_len(const struct cache_ent *e)
+{
+	return 1 + cache_varint_size(e->klen) + e->klen + e->vlen;
+}
+
+/* The status entry gw_cache_get would hit, or NULL; no counter, no LRU move. */
+static struct cache_ent *cache_fresh(const struct gw_cache *c, size_t acct, const char *rid,
+				     int64_t now_ms)
+{
+	size_t klen = cache_klen(rid);
+	struct cache_ent *e = klen ? cache_tab_find(&c->st, acct, rid, klen) : NULL;
+
+	if (!e || (!gw_cache_state_final(e->state) && now_ms - e->t >= c->ttl_ms))
+		return NULL;
+	return e;
+}
+
+size_t gw_cache_packed_size(const struct gw_cache *c, size_t acct, const char *rid, int64_t now_ms)
+{
+	const struct cache_ent *e = c ? cache_fresh(c, acct, rid, now_ms) : NULL;
+
+	return e ? cache_packed_len(e) : 0;
+}
+
+size_t gw_cache_get_packed(struct gw_cache *c, size_t acct, const char *rid, int64_t now_ms,
+			   uint8_t *out, size_t cap, int *state)
+{
+	struct cache_ent *e = cache_fresh(c, acct, rid, now_ms);
+	size_t n;
+
+	if (!e || !out || cap < cache_packed_len(e)) {
+		c->cnt.misses++;
+		if (!e && cache_klen(rid) && cache_tab_find(&c->st, acct, rid, cache_klen(rid)))
+			c->cnt.expired++;	/* present but older than the TTL, as gw_cache_get counts */
+		return 0;
+	}
+	out[0] = CACHE_RID_TAG;
+	n = 1 + cache_varint_put(out + 1, e->klen);
+	memcpy(out + n, e->data, e->klen);
+	n += e->klen;
+	memcpy(out + n, cache_ent_value(e), e->vlen);
+	n += e->vlen;
+	if (state)
+		*state = e->state;
+	c->cnt.hits++;
+	cache_lru_unlink(&c->st, e);
+	cache_lru_front(&c->st, e);
+	return n;
 }
 
 int gw_cache_peek(struct gw_cache *c, size_t acct, const char *rid, int64_t now_ms,

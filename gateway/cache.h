@@ -62,6 +62,19 @@ int gw_cache_state_final(int state);
 int gw_cache_get(struct gw_cache *c, size_t acct, const char *rid, int64_t now_ms,
 		 Animate3d__V1__JobStatus **out);
 
+/*
+ * The same lookup for replies built without decoding (the cached GetStatus path):
+ * gw_cache_packed_size() is the length of the hit's JobStatus as protobuf_c_message_pack would
+ * write it (rid included), or 0 when gw_cache_get would miss; it counts nothing and does not
+ * touch the LRU order. gw_cache_get_packed() writes those bytes into out[0..cap) and returns the
+ * length, counting a hit and making the entry most recently used like gw_cache_get; on a miss,
+ * NULL out or cap too small it writes nothing, counts a miss and returns 0. *state (may be NULL)
+ * receives the JobState of a hit.
+ */
+size_t gw_cache_packed_size(const struct gw_cache *c, size_t acct, const char *rid, int64_t now_ms);
+size_t gw_cache_get_packed(struct gw_cache *c, size_t acct, const char *rid, int64_t now_ms,
+			   uint8_t *out, size_t cap, int *state);
+
 /* Like gw_cache_get but ignores the TTL and touches no counter or LRU order; *age_ms (may be
  * NULL) receives now_ms minus the entry's fetch time. For the batcher's bookkeeping. */
 int gw_cache_peek(struct gw_cache *c, size_t acct, const char *rid, int64_t now_ms,

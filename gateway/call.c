@@ -348,6 +348,21 @@ void gw_call_reply(struct gw_call *c, const ProtobufCMessage *msg)
 	call_end(c, GRPC_STATUS_OK, NULL);
 }
 
+void gw_call_reply_packed(struct gw_call *c, const void *bytes, size_t len)
+{
+	grpc_slice s;
+
+	if (c->finished)
+		return;
+	if (!c->hook_ran && !c->close_done && c->qlen < GW_CALL_MAX_STREAM_QUEUE) {
+		s = grpc_slice_from_copied_buffer((const char *)bytes, len);
+		c->queue[(c->qhead + c->qlen) % GW_CALL_MAX_STREAM_QUEUE] = grpc_raw_byte_buffer_create(&s, 1);
+		grpc_slice_unref(s);
+		c->qlen++;
+	}
+	call_end(c, GRPC_STATUS_OK, NULL);
+}
+
 void gw_call_fail(struct gw_call *c, grpc_status_code code, const char *fmt, ...)
 {
 	char msg[GW_CALL_MAX_STATUS_MSG];

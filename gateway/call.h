@@ -59,6 +59,9 @@ int gw_call_cancelled(struct gw_call *c);
 
 /* Finishing (exactly one, exactly once). msg is borrowed; it is packed before return. */
 void gw_call_reply(struct gw_call *c, const ProtobufCMessage *msg);
+/* gw_call_reply with the response already packed: bytes[0..len) (borrowed, copied before return)
+ * must be the protobuf encoding of the method's response message. */
+void gw_call_reply_packed(struct gw_call *c, const void *bytes, size_t len);
 void gw_call_fail(struct gw_call *c, grpc_status_code code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 /* RESOURCE_EXHAUSTED with grpc-retry-pushback-ms and a google.rpc.RetryInfo detail. */

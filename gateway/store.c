@@ -9,13 +9,92 @@
 #include <string.h>
 #include <time.h>
 
+/* One remembered owner answer: kind and id -> tenant, or known absent. */
+struct store_oc_ent {
+	char *id;		/* malloc'd "id\0tenant\0"; NULL = empty slot */
+	const char *tenant;	/* inside id's allocation; NULL = absent */
+	uint32_t hash;
+	int kind;
+};
+
 struct gw_store {
 	const struct gw_store_ops *ops;
 	void *impl;
 	int read_only;
 	struct gw_store_stats stats;
 	char err[GW_STORE_ERR_MAX];
+	struct store_oc_ent *oc;	/* GW_STORE_OWNER_CACHE slots, or NULL: no owner cache */
 };
+
+/* ---- owner cache (see store.h) ---- */
+
+static uint32_t store_oc_hash(int kind, const char *id)
+{
+	uint32_t h = 2166136261u ^ (uint32_t)kind;
+
+	for (; *id; id++) {
+		h ^= (unsigned char)*id;
+		h *= 16777619u;
+	}
+	return h ^ (h >> 15);
+}
+
+static struct store_oc_ent *store_oc_slot(struct gw_store *s, int kind, const char *id, uint32_t *hash)
+{
+	*hash = store_oc_hash(kind, id);
+	return &s->oc[*hash & (GW_STORE_OWNER_CACHE - 1)];
+}
+
+static void store_oc_clear(struct store_oc_ent *e)
+{
+	free(e->id);
+	memset(e, 0, sizeof *e);
+}
+
+/* The slot remembering (kind, id), or NULL. */
+static struct store_oc_ent *store_oc_find(struct gw_store *s, int kind, const char *id)
+{
+	uint32_t h;
+	struct store_oc_ent *e;
+
+	if (!s->oc)
+		return NULL;
+	e = store_oc_slot(s, kind, id, &h);
+	return e->id && e->hash == h && e->kind == kind && strcmp(e->id, id) == 0 ? e : NULL;
+}
+
+/* Remembers (kind, id) -> tenant (NULL: absent), replacing the slot's previous pair. */
+static void store_oc_set(struct gw_store *s, int kind, const char *id, const char *tenant)
+{
+	size_t il, tl;
+	uint32_t h;
+	struct store_oc_ent *e;
+
+	if (!s->oc)
+		return;
+	e = store_oc_slot(s, kind, id, &h);
+	store_oc_clear(e);
+	il = strlen(id);
+	tl = tenant ? strlen(tenant) : 0;
+	e->id = malloc(il + 1 + tl + 1);
+	if (!e->id)
+		return;		/* not remembered: the next get asks the backend */
+	memcpy(e->id, id, il + 1);
+	if (tenant) {
+		memcpy(e->id + il + 1, tenant, tl + 1);
+		e->tenant = e->id + il + 1;
+	}
+	e->hash = h;
+	e->kind = kind;
+}
+
+static void store_oc_forget(struct gw_store *s, int kind, const char *id)
+{
+	struct store_oc_ent *e = store_oc_find(s, kind, id);
+
+	if (e)
+		store_oc_clear(e);
+}
 
 /* One timed backend call: started by store_op_begin, closed by store_op_end. */
 static int64_t store_mono_us(void)
@@ -87,10 +166,19 @@ static int store_writable(struct gw_store *s)
 	return 0;
 }
 
-static struct gw_store *store_wrap(void *impl, const struct gw_store_ops *ops, int read_only)
+/* owner_cache: put the owner cache in front (only where the process is the only writer). */
+static struct gw_store *store_wrap(void *impl, const struct gw_store_ops *ops, int read_only,
+				   int owner_cache)
 {
 	struct gw_store *s = calloc(1, sizeof *s);
 
+	if (s && owner_cache && !read_only) {
+		s->oc = calloc(GW_STORE_OWNER_CACHE, sizeof *s->oc);
+		if (!s->oc) {
+			free(s);
+			s = NULL;
+		}
+	}
 	if (!s) {
 		ops->close(impl);
 		return NULL;
@@ -117,7 +205,7 @@ struct gw_store *gw_store_open(const char *path, int read_only, char *err, size_
 	impl = gw_store_sqlite_open(path, read_only, &ops, buf, sizeof buf);
 	if (!impl)
 		goto out;
-	s = store_wrap(impl, ops, read_only);
+	s = store_wrap(impl, ops, read_only, 1);
 	if (!s)
 		snprintf(buf, sizeof buf, "state store: out of memory");
 out:
@@ -131,7 +219,7 @@ struct gw_store *gw_store_open_mem(size_t max_entries, int read_only)
 	const struct gw_store_ops *ops = NULL;
 	void *impl = gw_store_mem_open(max_entries ? max_entries : GW_STORE_MEM_MAX_ENTRIES, &ops);
 
-	return impl ? store_wrap(impl, ops, read_only) : NULL;
+	return impl ? store_wrap(impl, ops, read_only, 0) : NULL;
 }
 
 void gw_store_close(struct gw_store *s)
@@ -139,6 +227,9 @@ void gw_store_close(struct gw_store *s)
 	if (!s)
 		return;
 	s->ops->close(s->impl);
+	for (size_t i = 0; s->oc && i < GW_STORE_OWNER_CACHE; i++)
+		store_oc_clear(&s->oc[i]);
+	free(s->oc);
 	free(s);
 }
 
@@ -177,6 +268,10 @@ int gw_store_owner_put(struct gw_store *s, enum gw_store_kind k, const char *id,
 	t0 = store_mono_us();
 	brc = s->ops->owner_put(s->impl, (int)k, id, tenant, now_ms);
 	store_op_end(s, t0, brc);
+	if (brc == GW_STORE_B_OK)
+		store_oc_set(s, (int)k, id, tenant);
+	else
+		store_oc_forget(s, (int)k, id);
 	if (brc == GW_STORE_B_CONFLICT) {
 		s->stats.owner_conflicts++;
 		store_fail(s, "state store: id already owned by another tenant");
@@ -187,6 +282,7 @@ int gw_store_owner_put(struct gw_store *s, enum gw_store_kind k, const char *id,
 int gw_store_owner_get(struct gw_store *s, enum gw_store_kind k, const char *id, char *tenant,
 		       size_t tenantlen)
 {
+	const struct store_oc_ent *e;
 	int64_t t0;
 	int brc;
 
@@ -194,9 +290,19 @@ int gw_store_owner_get(struct gw_store *s, enum gw_store_kind k, const char *id,
 		return store_reject(s, "id");
 	if (!tenant || !tenantlen)
 		return store_reject(s, "tenant buffer");
+	e = store_oc_find(s, (int)k, id);
+	if (e && (!e->tenant || strlen(e->tenant) < tenantlen)) {
+		s->stats.owner_cache_hits++;
+		if (!e->tenant)
+			return 0;
+		memcpy(tenant, e->tenant, strlen(e->tenant) + 1);
+		return 1;
+	}
 	t0 = store_mono_us();
 	brc = s->ops->owner_get(s->impl, (int)k, id, tenant, tenantlen);
 	store_op_end(s, t0, brc);
+	if (brc == GW_STORE_B_OK || brc == GW_STORE_B_ABSENT)
+		store_oc_set(s, (int)k, id, brc == GW_STORE_B_OK ? tenant : NULL);
 	if (brc == GW_STORE_B_OK)
 		return 1;
 	return brc == GW_STORE_B_ABSENT ? 0 : -1;
@@ -214,6 +320,7 @@ int gw_store_owner_del(struct gw_store *s, enum gw_store_kind k, const char *id)
 	t0 = store_mono_us();
 	brc = s->ops->owner_del(s->impl, (int)k, id);
 	store_op_end(s, t0, brc);
+	store_oc_forget(s, (int)k, id);
 	return brc == GW_STORE_B_ERR ? -1 : 0;
 }
 

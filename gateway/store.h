@@ -49,6 +49,7 @@
 #define GW_STORE_MEM_MAX_ENTRIES (1u << 20)	/* memory backend: owner + idem rows, in total */
 #define GW_STORE_SCHEMA_VERSION 1	/* SQLite schema this build writes; newer files are refused */
 #define GW_STORE_BUSY_TIMEOUT_MS 200	/* SQLite lock wait before a call fails */
+#define GW_STORE_OWNER_CACHE 4096	/* SQLite: owner answers remembered (power of two) */
 
 enum gw_store_kind { GW_OBJ_JOB = 1, GW_OBJ_MODEL = 2, GW_OBJ_ENDPOINT = 3, GW_OBJ_UPLOAD = 4 };
 
@@ -63,6 +64,7 @@ struct gw_store_stats {
 	uint64_t owner_conflicts;	/* owner_put for an id another tenant owns (never overwritten) */
 	uint64_t idem_conflicts;	/* idem_finish with another rid than the recorded one, or no key */
 	uint64_t slow_ops;		/* calls over GW_STORE_SLOW_US */
+	uint64_t owner_cache_hits;	/* owner_get answered from the owner cache (not in ops) */
 	uint64_t max_op_us;		/* slowest call seen */
 };
 
@@ -87,6 +89,13 @@ int gw_store_read_only(const struct gw_store *s);
 const char *gw_store_backend(const struct gw_store *s);	/* "sqlite" | "memory" */
 
 /*
+ * Owner cache (SQLite, writable stores only): every ownership check of a GetStatus is an
+ * owner_get, so the answers (found or absent) of the last GW_STORE_OWNER_CACHE (kind, id) pairs
+ * are kept in a direct-mapped table in front of the backend. It stays exact because every owner
+ * row is written through this store and the file is held exclusively (no other writer): put and
+ * del forget the pair, a successful put remembers its tenant. Reads only; writes always reach
+ * the backend. Bounded: one small allocation per slot.
+ *
  * Ownership: (kind, id) -> tenant.
  * put: 0 recorded (or already recorded for the same tenant: idempotent); -1 when another tenant
  *      owns id (ownership is never overwritten; stats.owner_conflicts) or on error.

@@ -30,9 +30,10 @@ import grpc  # noqa: E402
 from harness import jobs_pb2, jobs_pb2_grpc, webhooks_pb2, health_pb2  # noqa: E402
 
 TTL_MS = 1000
-# The simulator takes at most 255 bytes of rids in one /status path (sim_http.h: arg[256]), about
-# 10 rids of 22 characters: a bigger batch is one 404 there. With a real upstream use 50.
-BATCH_MAX = int(os.environ.get("BENCH_BATCH_MAX", "10"))
+# Rids per upstream GET /status (cache.batch_max of the gateways of steps 2 and 3). The simulator
+# takes up to 100 rids in one /status path (sim_jobs.h: SIM_JOBS_MAX_RIDS, sim_http.h:
+# SIM_HTTP_ARG_MAX), so steps 2 and 3 run at the batch size meant for the real upstream.
+BATCH_MAX = int(os.environ.get("BENCH_BATCH_MAX", "50"))
 WINDOW_MS = 5
 POLL_S = float(os.environ.get("BENCH_POLL_S", "28"))
 H2LOAD_S = int(os.environ.get("BENCH_H2LOAD_S", "2"))
@@ -256,7 +257,8 @@ def step1(work):
         row(1, "Health/Check without auth header", "%.0f req/s, p50 %.2f ms, p99 %.2f ms"
             % (hc0[0], hc0[2], hc0[3]), "info", None)
         # h2load counts HTTP 200; grpc-status comes in trailers: check the gateway's own count.
-        row(1, "GetStatus answered grpc OK", "%d of %d HTTP 200s (upstream GETs: %d)"
+        # The gateway's count also holds h2load's warm-up requests, which h2load does not report.
+        row(1, "GetStatus answered grpc OK", "%d, for %d HTTP 200s counted by h2load (upstream GETs: %d)"
             % (ok_after - ok_before, sent, fake.status_requests), "all", ok_after - ok_before >= sent)
     finally:
         gw.stop()
@@ -294,10 +296,22 @@ def step2(work):
         setup_s = time.monotonic() - t0
         before = sim.count("GET /status/{rids}")
         m0 = metrics(gw)
+        # A mark one TTL into the polling: by then every rid has been fetched once (the 500
+        # callers start within a few hundred ms), so what follows is the polling itself. The
+        # whole run, cold start included, is reported beside it.
+        mark = []
+        timer = threading.Timer(TTL_MS / 1000.0, lambda: mark.append(
+            (time.monotonic(), sim.count("GET /status/{rids}"))))
         t0 = time.monotonic()
-        calls, errors = asyncio.run(poll_load(gw.addr, rids, 500, POLL_S))
-        elapsed = time.monotonic() - t0
-        upstream = sim.count("GET /status/{rids}") - before
+        timer.start()
+        try:
+            calls, errors = asyncio.run(poll_load(gw.addr, rids, 500, POLL_S))
+        finally:
+            timer.cancel()
+        t1 = time.monotonic()
+        elapsed = t1 - t0
+        after = sim.count("GET /status/{rids}")
+        upstream = after - before
         m1 = metrics(gw)
         windows = elapsed * 1000.0 / TTL_MS
         per_window = upstream / windows
@@ -309,10 +323,20 @@ def step2(work):
             "-", None)
         row(2, "client GetStatus calls", "%d in %.1f s by 500 callers (%d errors)"
             % (calls, elapsed, errors), "-", errors == 0)
-        row(2, "upstream GET /status per TTL window", "%.2f (%d requests, %.0f rids each on average)"
+        if mark and t1 > mark[0][0]:
+            steady_n, steady_s = after - mark[0][1], t1 - mark[0][0]
+            steady = steady_n / (steady_s * 1000.0 / TTL_MS)
+            row(2, "upstream GET /status per TTL window, after the first TTL",
+                "%.2f (%d requests in %.1f s)" % (steady, steady_n, steady_s),
+                "<= %d" % bound, steady <= bound)
+        else:
+            row(2, "upstream GET /status per TTL window, after the first TTL", "no mark taken",
+                "<= %d" % bound, False)
+        row(2, "upstream GET /status per TTL window, whole run",
+            "%.2f (%d requests, %.0f rids each on average; cold start included)"
             % (per_window, upstream, (m1.get("animate3d_gateway_status_batched_rids_total", 0)
                                       - m0.get("animate3d_gateway_status_batched_rids_total", 0)) / max(upstream, 1)),
-            "<= %d" % bound, per_window <= bound)
+            "info", None)
         row(2, "client calls / upstream calls", "%.0f" % (calls / max(upstream, 1)), "-", None)
     finally:
         gw.stop()

@@ -156,3 +156,36 @@ Test(apikey, fingerprint_is_a_short_hash_prefix)
 			cr_expect_null(strstr(got, keys[i]));
 	}
 }
+
+/* The ring's digest context is reused by every lookup: answers must not depend on what the
+ * previous lookup was (a hit, an unknown key, a key refused before hashing). */
+Test(apikey, lookups_on_one_ring_are_independent)
+{
+	static const struct lookup_case seq[] = {
+		{ "Bearer key-a", 0, 0, RW },
+		{ "Bearer key-c", -1, 0, 0 },
+		{ "Bearer key-ro", 0, 1, GW_PERM_READ },
+		{ "Bearer ", -1, 0, 0 },
+		{ "Bearer key-b", 0, 1, RW },
+		{ "Bearer key-", -1, 0, 0 },
+	};
+	struct gw_keyring *r = gw_apikey_ring_new(&cfg);
+
+	cr_assert_not_null(r);
+	for (size_t round = 0; round < 50; round++) {
+		for (size_t j = 0; j < sizeof(seq) / sizeof(seq[0]); j++) {
+			/* Odd rounds walk the sequence backwards: every case follows every other. */
+			size_t i = round % 2 ? sizeof(seq) / sizeof(seq[0]) - 1 - j : j;
+			size_t t = 99;
+			unsigned p = 99;
+			int rc = gw_apikey_lookup(r, seq[i].value, strlen(seq[i].value), &t, &p);
+
+			cr_expect_eq(rc, seq[i].rc, "round %zu case %zu: rc %d", round, i, rc);
+			if (seq[i].rc == 0) {
+				cr_expect_eq(t, seq[i].tenant, "round %zu case %zu", round, i);
+				cr_expect_eq(p, seq[i].perms, "round %zu case %zu", round, i);
+			}
+		}
+	}
+	gw_apikey_ring_free(r);
+}

@@ -227,6 +227,93 @@ Test(cache, peek_ignores_ttl_and_counters)
 	gw_cache_free(c);
 }
 
+/* ---- packed statuses (the cached GetStatus reply) ---- */
+
+/* What gw_cache_get's decoded status packs to: the bytes gw_cache_get_packed must write. */
+static size_t packed_via_get(struct gw_cache *c, const char *rid, int64_t now, uint8_t *out)
+{
+	Animate3d__V1__JobStatus *st = NULL;
+	size_t n;
+
+	if (gw_cache_get(c, 0, rid, now, &st) != 1)
+		return 0;
+	n = protobuf_c_message_pack(&st->base, out);
+	protobuf_c_message_free_unpacked(&st->base, NULL);
+	return n;
+}
+
+/* Entry (state, step) stored at t=1000 with TTL 100, asked for at now with a buffer of cap bytes
+ * (0 = exactly the size gw_cache_packed_size gave): hit or miss, and the miss counters. */
+static const struct {
+	const char *rid;	/* "r1" is stored; anything else is absent */
+	int state;
+	int64_t step;
+	int64_t now;
+	size_t cap;
+	int sized;		/* gw_cache_packed_size() != 0 */
+	int hit;
+	uint64_t expired;	/* expired misses counted by the packed lookup */
+} packed_cases[] = {
+	{ "r1", S, 7, 5000, 0, 1, 1, 0 },		/* final: served whatever its age */
+	{ "r1", F, 0, 1100, 0, 1, 1, 0 },
+	{ "r1", P, 3, 1099, 0, 1, 1, 0 },		/* non-final, inside the TTL */
+	{ "r1", R, 300, 1050, 0, 1, 1, 0 },		/* a step with a two-byte varint */
+	{ "r1", P, 3, 1100, 0, 0, 0, 1 },		/* non-final, TTL over */
+	{ "zz", S, 7, 1000, 0, 0, 0, 0 },		/* absent */
+	{ "r1", S, 7, 1000, 5, 1, 0, 0 },		/* buffer too small: nothing written */
+	{ "r1", S, 7, 1000, 4096, 1, 1, 0 },		/* bigger buffer: same bytes */
+};
+
+Test(cache, packed_matches_decoded_status_table)
+{
+	for (size_t i = 0; i < sizeof packed_cases / sizeof packed_cases[0]; i++) {
+		struct gw_cache *c = gw_cache_new(10, 100);
+		uint8_t got[4096], want[4096];
+		size_t size, cap, n, wn;
+		int state = -1;
+
+		cr_assert(c);
+		cr_assert_eq(put(c, "r1", packed_cases[i].state, packed_cases[i].step, 1, 1000), 1);
+		size = gw_cache_packed_size(c, 0, packed_cases[i].rid, packed_cases[i].now);
+		cr_expect_eq(size != 0, packed_cases[i].sized, "case %zu", i);
+		cr_expect_eq(gw_cache_counters(c)->hits + gw_cache_counters(c)->misses, 0,
+			     "case %zu: the size query counts nothing", i);
+		cap = packed_cases[i].cap ? packed_cases[i].cap : size;
+		memset(got, 0xee, sizeof got);
+		n = gw_cache_get_packed(c, 0, packed_cases[i].rid, packed_cases[i].now, got, cap, &state);
+		cr_expect_eq(gw_cache_counters(c)->hits, (uint64_t)packed_cases[i].hit, "case %zu", i);
+		cr_expect_eq(gw_cache_counters(c)->misses, (uint64_t)!packed_cases[i].hit, "case %zu", i);
+		cr_expect_eq(gw_cache_counters(c)->expired, packed_cases[i].expired, "case %zu", i);
+		if (!packed_cases[i].hit) {
+			cr_expect_eq(n, 0, "case %zu", i);
+			cr_expect_eq(got[0], 0xee, "case %zu: nothing written", i);
+			gw_cache_free(c);
+			continue;
+		}
+		cr_expect_eq(n, size, "case %zu", i);
+		cr_expect_eq(state, packed_cases[i].state, "case %zu", i);
+		wn = packed_via_get(c, packed_cases[i].rid, packed_cases[i].now, want);
+		cr_expect_eq(n, wn, "case %zu: %zu bytes, protobuf-c packs %zu", i, n, wn);
+		cr_expect(memcmp(got, want, wn) == 0, "case %zu: bytes differ from protobuf-c's", i);
+		gw_cache_free(c);
+	}
+}
+
+Test(cache, packed_hit_refreshes_lru)
+{
+	struct gw_cache *c = gw_cache_new(2, 1000);
+	uint8_t buf[256];
+
+	put(c, "a", S, 1, 1, 0);
+	put(c, "b", S, 2, 2, 0);
+	cr_assert_gt(gw_cache_get_packed(c, 0, "a", 0, buf, sizeof buf, NULL), 0);	/* a is newest */
+	put(c, "c", S, 3, 3, 0);		/* evicts b, the least recently used */
+	cr_expect_gt(gw_cache_packed_size(c, 0, "a", 0), 0);
+	cr_expect_eq(gw_cache_packed_size(c, 0, "b", 0), 0);
+	cr_expect_gt(gw_cache_packed_size(c, 0, "c", 0), 0);
+	gw_cache_free(c);
+}
+
 /* ---- download links ---- */
 
 #define URL_AT(date, exp) "http://127.0.0.1:8090/storage/o/a.bvh?X-Goog-Algorithm=GOOG4-RSA-SHA256" \

@@ -616,6 +616,103 @@ Test(store, sqlite_read_only_rejects_writes)
 	tmp_clean(&t);
 }
 
+/* ---- the owner cache in front of SQLite ---- */
+
+/* Each step on one SQLite store: rc, the tenant a get finds, and whether the get was answered
+ * by the owner cache (1) or reached the backend (0). */
+static const struct {
+	enum oop op;
+	enum gw_store_kind kind;
+	const char *tenant;	/* PUT */
+	int rc;
+	const char *want;	/* GET found */
+	int cached;		/* GET only */
+} oc_cases[] = {
+	{ O_GET, GW_OBJ_JOB, NULL, 0, NULL, 0 },
+	{ O_GET, GW_OBJ_JOB, NULL, 0, NULL, 1 },		/* "absent" is remembered */
+	{ O_PUT, GW_OBJ_JOB, "team-a", 0, NULL, 0 },
+	{ O_GET, GW_OBJ_JOB, NULL, 1, "team-a", 1 },		/* the put is remembered */
+	{ O_PUT, GW_OBJ_JOB, "team-b", -1, NULL, 0 },		/* conflict: forgotten */
+	{ O_GET, GW_OBJ_JOB, NULL, 1, "team-a", 0 },
+	{ O_GET, GW_OBJ_JOB, NULL, 1, "team-a", 1 },
+	{ O_GET, GW_OBJ_MODEL, NULL, 0, NULL, 0 },		/* kinds are separate keys */
+	{ O_DEL, GW_OBJ_JOB, NULL, 0, NULL, 0 },
+	{ O_GET, GW_OBJ_JOB, NULL, 0, NULL, 0 },		/* del forgets */
+	{ O_GET, GW_OBJ_JOB, NULL, 0, NULL, 1 },
+	{ O_PUT, GW_OBJ_JOB, "team-b", 0, NULL, 0 },		/* over a remembered "absent" */
+	{ O_GET, GW_OBJ_JOB, NULL, 1, "team-b", 1 },
+};
+
+Test(store, sqlite_owner_cache_table)
+{
+	char who[GW_STORE_TENANT_MAX + 1];
+	struct tmpdir t;
+	struct gw_store *s;
+
+	tmp_make(&t);
+	s = open_backend(BK_SQLITE, &t);
+	for (size_t i = 0; i < sizeof oc_cases / sizeof oc_cases[0]; i++) {
+		uint64_t ops = gw_store_stats(s)->ops, hits = gw_store_stats(s)->owner_cache_hits;
+		int rc = 0;
+
+		who[0] = '\0';
+		if (oc_cases[i].op == O_PUT)
+			rc = gw_store_owner_put(s, oc_cases[i].kind, "r1", oc_cases[i].tenant, 1);
+		else if (oc_cases[i].op == O_DEL)
+			rc = gw_store_owner_del(s, oc_cases[i].kind, "r1");
+		else
+			rc = gw_store_owner_get(s, oc_cases[i].kind, "r1", who, sizeof who);
+		cr_expect_eq(rc, oc_cases[i].rc, "case %zu: rc %d", i, rc);
+		if (oc_cases[i].want)
+			cr_expect_str_eq(who, oc_cases[i].want, "case %zu", i);
+		if (oc_cases[i].op == O_GET) {
+			cr_expect_eq(gw_store_stats(s)->owner_cache_hits - hits, (uint64_t)oc_cases[i].cached,
+				     "case %zu", i);
+			cr_expect_eq(gw_store_stats(s)->ops - ops, (uint64_t)!oc_cases[i].cached,
+				     "case %zu", i);
+		}
+	}
+	/* A remembered tenant that does not fit the buffer is the backend's error, as without cache. */
+	cr_expect_eq(gw_store_owner_get(s, GW_OBJ_JOB, "r1", who, 3), -1);
+	gw_store_close(s);
+	tmp_clean(&t);
+}
+
+/* More ids than slots: answers stay exact when slots are reused; memory stores have no cache. */
+Test(store, owner_cache_bounded_and_exact)
+{
+	char who[GW_STORE_TENANT_MAX + 1], id[32];
+	struct tmpdir t;
+	struct gw_store *s, *m;
+	static const char *const tenants[] = { "team-a", "team-b", "team-c" };
+
+	tmp_make(&t);
+	s = open_backend(BK_SQLITE, &t);
+	for (size_t i = 0; i < 3; i++) {
+		snprintf(id, sizeof id, "own%zu", i);
+		cr_assert_eq(gw_store_owner_put(s, GW_OBJ_JOB, id, tenants[i], 1), 0);
+	}
+	for (size_t i = 0; i < GW_STORE_OWNER_CACHE + 100; i++) {
+		snprintf(id, sizeof id, "absent%zu", i);
+		cr_assert_eq(gw_store_owner_get(s, GW_OBJ_JOB, id, who, sizeof who), 0);
+	}
+	for (size_t i = 0; i < 3; i++) {
+		snprintf(id, sizeof id, "own%zu", i);
+		cr_expect_eq(gw_store_owner_get(s, GW_OBJ_JOB, id, who, sizeof who), 1);
+		cr_expect_str_eq(who, tenants[i]);
+	}
+	gw_store_close(s);
+	tmp_clean(&t);
+
+	m = gw_store_open_mem(0, 0);
+	cr_assert_not_null(m);
+	cr_assert_eq(gw_store_owner_put(m, GW_OBJ_JOB, "r1", "team-a", 1), 0);
+	cr_expect_eq(gw_store_owner_get(m, GW_OBJ_JOB, "r1", who, sizeof who), 1);
+	cr_expect_eq(gw_store_owner_get(m, GW_OBJ_JOB, "r1", who, sizeof who), 1);
+	cr_expect_eq(gw_store_stats(m)->owner_cache_hits, 0);
+	gw_store_close(m);
+}
+
 /* One gateway per state file: a second opener is refused while the first holds it. */
 Test(store, sqlite_second_process_refused)
 {

@@ -1,0 +1,154 @@
+"""Per-call instruction counts of Health/Check vs cached GetStatus, under callgrind (issue 4, step 1).
+
+Wall-clock throughput on a shared 2-core machine is noisy; instructions executed are not. This runs
+the gateway of ${A3D_BUILD_DIR:-build} under `valgrind --tool=callgrind` (collection of every thread
+summed), behind the same fake upstream as bench.py step 1, and sends the same h2load load to both
+methods: same connections, streams, headers (the API key on both) and request count. Each phase is
+zeroed and dumped with callgrind_control, so a phase's total is what the whole process (gRPC core
+threads and our loop) executed while serving it. An idle phase of comparable length shows what
+timers cost in the background. Run:  /usr/bin/python3 tests/bench/callgrind.py [calls]
+Prints instructions per call for each phase and the ratio; CALLGRIND_KEEP=1 keeps the work dir
+(with the dumps, for callgrind_annotate); CALLGRIND_STATE=sqlite keeps ownership in a SQLite file
+(the embedded default) instead of bench.py's in-memory store.
+"""
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import bench  # noqa: E402  (fake upstream, gateway config, gRPC frames)
+import harness  # noqa: E402
+from harness import jobs_pb2, health_pb2  # noqa: E402
+
+CALLS = 3000            # per phase; about 10 s under callgrind
+WAIT_S = 120            # bound on each h2load run and each dump
+
+
+def dump(pid, work, name):
+    """callgrind_control --dump; -> (instructions of every thread, of the loop thread).
+
+    Threads are dumped separately (--separate-threads): the main thread is the libevent loop that
+    runs all of our logic; the others are gRPC core's (pollers, executor), whose totals include
+    lock spinning that depends on how valgrind serialises threads, so the loop thread is the
+    noise-free figure and the total is shown beside it."""
+    before = set(os.listdir(work))
+    subprocess.run(["callgrind_control", "--dump=" + name, str(pid)], capture_output=True,
+                   timeout=WAIT_S, check=True)
+    deadline = time.monotonic() + WAIT_S
+    new = []
+    while time.monotonic() < deadline and not new:
+        time.sleep(0.5)             # let valgrind finish writing every thread's file
+        new = sorted(f for f in set(os.listdir(work)) - before if f.startswith("callgrind.out"))
+    if not new:
+        raise RuntimeError("no callgrind dump for " + name)
+    time.sleep(0.5)
+    new = sorted(f for f in set(os.listdir(work)) - before if f.startswith("callgrind.out"))
+    total = loop = 0
+    for fname in new:
+        with open(os.path.join(work, fname)) as f:
+            for line in f:
+                m = re.match(r"(?:summary|totals): (\d+)", line)
+                if m:
+                    total += int(m.group(1))
+                    if fname.endswith("-01"):
+                        loop += int(m.group(1))
+                    break
+    return total, loop
+
+
+def zero(pid):
+    subprocess.run(["callgrind_control", "--zero", str(pid)], capture_output=True,
+                   timeout=WAIT_S, check=True)
+
+
+def h2load_n(url, body, n):
+    cmd = ["h2load", "-n", str(n), "-c", "4", "-m", "16", "-t", "1", "-d", body,
+           "-H", "content-type: application/grpc", "-H", "te: trailers",
+           "-H", "authorization: Bearer " + bench.KEY, url]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=WAIT_S).stdout
+    s = re.search(r"requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded", out)
+    return int(s.group(1)) if s else 0
+
+
+def main(argv):
+    n = int(argv[0]) if argv else CALLS
+    work = tempfile.mkdtemp(prefix="a3d-callgrind-")
+    os.environ[harness.SECRET_ENV] = harness.CLIENT_SECRET
+    wrapper = os.path.join(work, "gw-under-callgrind")
+    with open(wrapper, "w") as f:
+        f.write("#!/bin/sh\nexec valgrind --tool=callgrind --callgrind-out-file=%s/callgrind.out.%%p "
+                "--dump-instr=no --collect-atstart=yes --separate-threads=yes \"%s\" \"$@\"\n" % (work, harness.GATEWAY_BIN))
+    os.chmod(wrapper, 0o755)
+    harness.GATEWAY_BIN = wrapper
+    if os.environ.get("CALLGRIND_STATE") == "sqlite":
+        def sqlite_config(grpc_port, http_port, sim_url, state_path, **kw):
+            return bench.bench_config(grpc_port, http_port, sim_url, state_path, **kw).replace(
+                "  memory: true\n", "  path: %s\n" % state_path)
+        harness.gateway_config = sqlite_config
+    harness.START_TIMEOUT_S = 120.0
+    fake = bench.FakeUpstream()
+    gw = None
+    try:
+        gw = harness.Gateway(work, fake.url, name="gw-callgrind")
+        rid = bench.rid_of(1)
+        r = gw.jobs.GetStatus(jobs_pb2.GetStatusRequest(rids=[rid]), timeout=60, metadata=gw.md())
+        assert r.statuses[0].state == jobs_pb2.SUCCESS, r
+        bodies = {}
+        for k, msg in (("hc", health_pb2.HealthCheckRequest()),
+                       ("gs", jobs_pb2.GetStatusRequest(rids=[rid]))):
+            bodies[k] = os.path.join(work, k + ".bin")
+            with open(bodies[k], "wb") as f:
+                f.write(bench.grpc_frame(msg))
+        base = "http://" + gw.addr
+        urls = {"hc": base + "/grpc.health.v1.Health/Check",
+                "gs": base + "/animate3d.v1.Jobs/GetStatus"}
+        pid = gw.proc.pid
+        # Warm both paths (connection setup, first allocations), then measure each phase twice,
+        # interleaved.
+        for k in ("hc", "gs"):
+            h2load_n(urls[k], bodies[k], 200)
+        res = {"hc": [], "gs": []}
+        secs = []
+        for k in ("hc", "gs", "gs", "hc"):
+            zero(pid)
+            t0 = time.monotonic()
+            ok = h2load_n(urls[k], bodies[k], n)
+            secs.append(time.monotonic() - t0)
+            total, loop = dump(pid, work, k)
+            res[k].append((total, loop, ok))
+        zero(pid)
+        time.sleep(max(secs) if secs else 5)
+        idle, idle_loop = dump(pid, work, "idle")
+        print("callgrind: %d calls per phase, h2load -c 4 -m 16 -t 1 with the API key on both;"
+              " idle %.1f s: %d instructions (%d on the loop thread)"
+              % (n, max(secs), idle, idle_loop))
+        per = {}
+        for k in ("hc", "gs"):
+            tot = [t / max(ok, 1) for t, _, ok in res[k]]
+            lp = [lo / max(ok, 1) for _, lo, ok in res[k]]
+            per[k] = (min(tot), min(lp))
+            print("  %-9s all threads %s, loop thread %s instructions/call (HTTP 200: %s)"
+                  % ("Health" if k == "hc" else "GetStatus", " ".join("%.0f" % v for v in tot),
+                     " ".join("%.0f" % v for v in lp), " ".join(str(ok) for _, _, ok in res[k])))
+        print("  GetStatus - Health: loop thread %.0f, all threads %.0f instructions/call;"
+              " Health/GetStatus all threads %.3f"
+              % (per["gs"][1] - per["hc"][1], per["gs"][0] - per["hc"][0],
+                 per["hc"][0] / per["gs"][0]))
+    finally:
+        if gw:
+            gw.stop()
+        fake.stop()
+        if os.environ.get("CALLGRIND_KEEP") != "1":
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            print("work dir kept: " + work)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
