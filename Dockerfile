@@ -5,6 +5,11 @@
 #   docker run --rm -v "$PWD/gateway.yaml:/etc/animate3d-gateway/gateway.yaml:ro" \
 #       -p 50051:50051 -p 8080:8080 animate3d-gateway:0.1.0
 #
+# With -p, the mounted gateway.yaml must listen on 0.0.0.0 (examples/demo.yaml listens on 127.0.0.1,
+# which only host networking reaches), and its client secrets come from a mounted 0400 file owned
+# by 10001 or an -e variable. Without a Docker engine, scripts/image-check builds this file with
+# buildah and runs the image against the simulator (also on a read-only root filesystem).
+#
 # Stage 1 builds on Debian 12 with the same dependency step the README's scripts use
 # (scripts/install-deps: the one list of packages). Stage 2 carries only the runtime libraries and
 # the binary and runs as the numeric non-root user 10001:10001 (the Helm chart's runAsUser).
