@@ -15,6 +15,8 @@
 
 #define GW_CONFIG_MAX_ERRORS 64
 #define GW_CONFIG_MAX_BYTES (1u << 20)	/* a config file larger than this is refused */
+#define GW_CONFIG_MAX_ANCHORS 64		/* YAML anchors (&name) in one file; more are refused
+					 * before libyaml loads it (its anchor lookup is quadratic) */
 #define GW_CONFIG_MAX_ACCOUNTS 64		/* entries in accounts[] */
 #define GW_CONFIG_MAX_TENANTS 1024		/* entries in tenants[] */
 #define GW_CONFIG_MAX_KEYS 64			/* keys[] per tenant */
@@ -117,7 +119,7 @@ struct gw_config {
 		int memory_only;	/* 1 with "memory: true" or when state: is absent */
 		int read_only;		/* state.read_only: reads work, mutations get UNAVAILABLE */
 		long long idempotency_ttl_s;	/* state.idempotency_ttl_s; 0 = 24 h (gateway/owner.h) */
-		long reconcile_settle_ms;	/* state.reconcile_settle_ms, default 30000: see rpc_owner.h */
+		long reconcile_settle_ms;	/* state.reconcile_settle_ms, default 30000: see rpc_idem.h */
 	} state;
 	struct {
 		long status_ttl_ms;	/* PROGRESS/RETRY lifetime, default 1000 */
@@ -146,7 +148,8 @@ struct gw_config {
 };
 
 /* Returns 0 and sets *out, or -1 with errs filled (errors are appended; clear errs first to reuse it)
- * and *out NULL. Never stops at the first error; files over GW_CONFIG_MAX_BYTES are refused unread.
+ * and *out NULL. Never stops at the first error; files over GW_CONFIG_MAX_BYTES are refused unread,
+ * files with more than GW_CONFIG_MAX_ANCHORS anchors before they are loaded.
  * Error messages may quote names and paths from the file, never secret material (the file holds none). */
 int gw_config_load(const char *path, struct gw_config **out, struct gw_errors *errs);
 /* The same on text already in memory; path only names it in messages (and becomes cfg->path). */

@@ -450,6 +450,17 @@ int gw_metrics_render(const struct gw_metrics_view *v, struct evbuffer *out)
 		    v->health_watchers);
 	metrics_one(&o, "health_watchers_refused_total", "counter",
 		    "Health Watch streams refused past the limit.", v->health_watchers_refused);
+	if (v->has_handoff) {
+		metrics_one(&o, "handoff_events_total", "counter",
+			    "Completion-queue events handed from the poller thread to the loop.",
+			    v->handoff.delivered);
+		metrics_one(&o, "handoff_full_waits_total", "counter",
+			    "Times the poller waited for room in the full hand-off queue.",
+			    v->handoff.full_waits);
+		metrics_one(&o, "handoff_high_water", "gauge",
+			    "Most events ever waiting in the hand-off queue at once.",
+			    v->handoff.high_water);
+	}
 	return o.bad ? -1 : 0;
 }
 
@@ -475,4 +486,8 @@ void gw_metrics_view_of(struct gw_server *srv, struct gw_metrics_view *v)
 	}
 	v->health_watchers = srv->health.nwatchers;
 	v->health_watchers_refused = srv->health.watchers_refused;
+	if (srv->handoff) {
+		gw_handoff_stats(srv->handoff, &v->handoff);
+		v->has_handoff = 1;
+	}
 }

@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "gateway/config.h"
+#include "gateway/handoff.h"
 #include "gateway/stats.h"
 
 #define GW_METRICS_PREFIX "animate3d_gateway_"
@@ -91,6 +92,8 @@ struct gw_metrics_view {
 	const struct gw_breaker *breaker[GW_CONFIG_MAX_ACCOUNTS];	/* per account, may be NULL */
 	size_t health_watchers;
 	uint64_t health_watchers_refused;
+	int has_handoff;			/* handoff below is filled */
+	struct gw_handoff_stats handoff;	/* poller -> loop queue (gateway/handoff.h) */
 };
 
 /* Fills v from a running server (what /metrics shows). */

@@ -14,6 +14,7 @@
 #include "gateway/errmap.h"
 #include "gateway/health.h"
 #include "gateway/ratelimit.h"
+#include "gateway/rpc_idem.h"
 #include "gateway/rpc_owner.h"
 #include "gateway/server.h"
 #include "gateway/status.h"
@@ -198,8 +199,8 @@ void gw_rpc_unary(struct gw_call *c)
 	req = gw_rpc_owner_admit(c, &view);	/* ownership (gateway/rpc_owner.h) */
 	if (!req)
 		return;
-	if (gw_rpc_owner_idempotent(c)) {
-		gw_rpc_owner_start_job(c);
+	if (gw_rpc_idem_applies(c)) {
+		gw_rpc_idem_start_job(c);
 		goto out;
 	}
 	err[0] = '\0';

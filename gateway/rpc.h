@@ -7,7 +7,7 @@
  *   -> gw_rpc_admit()            the tenant's token bucket (RESOURCE_EXHAUSTED + retry delay)
  *   -> gw_rpc_owner_admit()      ownership (gateway/rpc_owner.h): NOT_FOUND for ids of other
  *                                tenants, rids filtered, mutations refused on a read-only store;
- *                                StartJob with idempotency_key -> gw_rpc_owner_start_job()
+ *                                StartJob with idempotency_key -> gw_rpc_idem_start_job() (rpc_idem.h)
  *   -> row->build()              GW_TR_INVALID -> INVALID_ARGUMENT with the row's message
  *   -> gw_up_start()             on the tenant's account, the call's time left as timeout;
  *                                a cancelled call cancels the transfer; the account's breaker

@@ -7,8 +7,9 @@
  *                           (NOT_FOUND, the same answer and message as for an id that does not
  *                           exist), rids filtered to the tenant's own, mutations refused with
  *                           UNAVAILABLE when the store is read-only;
- *   gw_rpc_owner_idempotent() / gw_rpc_owner_start_job()  StartJob with an idempotency_key takes
- *                           its own path (the owner.h state machine, reconciliation);
+ *   gw_rpc_idem_applies() / gw_rpc_idem_start_job()  StartJob with an idempotency_key takes
+ *                           its own path (gateway/rpc_idem.h: the owner.h state machine,
+ *                           reconciliation);
  *   gw_rpc_owner_after()    after a 2xx parsed reply, before gw_call_reply(): records what was
  *                           created (upload, job, model, endpoint), forgets what was deleted, and
  *                           filters lists. An id that could not be recorded is never replied.
@@ -77,25 +78,6 @@ int gw_rpc_owner_after(struct gw_call *c, const ProtobufCMessage *req, ProtobufC
 /* A 404 / not-found answer for c, in the one shape used for foreign and unknown ids alike:
  * "<Method>: not found". */
 void gw_rpc_owner_not_found(struct gw_call *c);
-
-/* 1 when c is a StartJob carrying an idempotency_key (then gw_rpc_owner_start_job handles it). */
-int gw_rpc_owner_idempotent(struct gw_call *c);
-
-/*
- * StartJob with an idempotency_key (after gw_rpc_owner_admit). Validates, fingerprints the request
- * (packed without the key), then follows gw_owner_idem_start: PROCEED -> POST /process and
- * idem_done / idem_failed; REPLAY -> the recorded rid; WAIT -> the first call's outcome;
- * MISMATCH -> INVALID_ARGUMENT; RECONCILE -> GET /list (+ GET /download/<cands>) and adopt,
- * resubmit, or FAILED_PRECONDITION when ambiguous (reported, never guessed); BUSY/ERROR ->
- * UNAVAILABLE. A cancelled call does NOT cancel its /process: the transfer is detached, gets at
- * least upstream.default_timeout_ms, and its outcome is still recorded and given to waiters.
- * Settle: "no job in /list" is proof only once the previous attempt can no longer be on its way
- * upstream. A RESUBMIT therefore waits until state.reconcile_settle_ms (default 30 s) have passed
- * since that attempt ended with an unknown outcome in this process, or since this process started
- * for keys left by an earlier one; before that the call gets UNAVAILABLE "retry in N ms" and the
- * key stays PENDING (logged as reconcile outcome "deferred").
- */
-void gw_rpc_owner_start_job(struct gw_call *c);
 
 /* For handlers outside the row table (UploadVideo): 0 when the store takes writes, else the call
  * is finished with UNAVAILABLE and -1 is returned. */

@@ -103,7 +103,7 @@ struct gw_server {
 	/* When a /process attempt may last have been on its way upstream: the process start for
 	 * keys left by an earlier process, and per (tenant, key) bucket the last attempt that ended
 	 * with an unknown outcome here (buckets shared by several keys keep the latest: a longer
-	 * wait, never a shorter one). See gateway/rpc_owner.h (reconcile settle). */
+	 * wait, never a shorter one). See gateway/rpc_idem.h (reconcile settle). */
 	int64_t started_wall_ms;
 	int64_t idem_unsettled_ms[GW_SERVER_IDEM_SLOTS];
 

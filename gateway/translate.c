@@ -165,6 +165,25 @@ int gw_tr_rid_valid(const char *rid)
 	return gw_tr_id_ok(rid, GW_TR_RID_MAX);
 }
 
+int gw_tr_rids_of(const ProtobufCMessage *req, size_t *n, char ***rids)
+{
+	const ProtobufCMessageDescriptor *d = req ? req->descriptor : NULL;
+
+	if (d == &animate3d__v1__get_status_request__descriptor) {
+		*n = ((const Animate3d__V1__GetStatusRequest *)req)->n_rids;
+		*rids = ((const Animate3d__V1__GetStatusRequest *)req)->rids;
+	} else if (d == &animate3d__v1__watch_status_request__descriptor) {
+		*n = ((const Animate3d__V1__WatchStatusRequest *)req)->n_rids;
+		*rids = ((const Animate3d__V1__WatchStatusRequest *)req)->rids;
+	} else if (d == &animate3d__v1__get_download_urls_request__descriptor) {
+		*n = ((const Animate3d__V1__GetDownloadUrlsRequest *)req)->n_rids;
+		*rids = ((const Animate3d__V1__GetDownloadUrlsRequest *)req)->rids;
+	} else {
+		return -1;
+	}
+	return 0;
+}
+
 int gw_tr_url_ok(const char *s)
 {
 	size_t n, skip;

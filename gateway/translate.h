@@ -66,6 +66,9 @@ const char *gw_tr_job_error_text(int code);
 
 /* 1 when rid is 1..GW_TR_RID_MAX characters of [A-Za-z0-9_-], else 0. */
 int gw_tr_rid_valid(const char *rid);
+/* The rids a GetStatus, WatchStatus or GetDownloadUrls request carries (same shape): 0 with *n and
+ * *rids (borrowed from req, not checked), or -1 for any other message or NULL (*n, *rids untouched). */
+int gw_tr_rids_of(const ProtobufCMessage *req, size_t *n, char ***rids);
 /* Upstream spelling of a JobState ("PROGRESS"...), or NULL for UNSPECIFIED/unknown. */
 const char *gw_tr_job_state_name(int state);
 /* The build/parse rows for GetStatus and GetDownloadUrls also accept a WatchStatusRequest (same

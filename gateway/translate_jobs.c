@@ -17,20 +17,8 @@
 static int jobs_rids_of(const ProtobufCMessage *req, size_t *n, char ***rids, char *err,
 			size_t errlen)
 {
-	const ProtobufCMessageDescriptor *d = req ? req->descriptor : NULL;
-
-	if (d == &animate3d__v1__get_status_request__descriptor) {
-		*n = ((const Animate3d__V1__GetStatusRequest *)req)->n_rids;
-		*rids = ((const Animate3d__V1__GetStatusRequest *)req)->rids;
-	} else if (d == &animate3d__v1__watch_status_request__descriptor) {
-		*n = ((const Animate3d__V1__WatchStatusRequest *)req)->n_rids;
-		*rids = ((const Animate3d__V1__WatchStatusRequest *)req)->rids;
-	} else if (d == &animate3d__v1__get_download_urls_request__descriptor) {
-		*n = ((const Animate3d__V1__GetDownloadUrlsRequest *)req)->n_rids;
-		*rids = ((const Animate3d__V1__GetDownloadUrlsRequest *)req)->rids;
-	} else {
+	if (gw_tr_rids_of(req, n, rids) != 0)
 		return gw_tr_fail(err, errlen, GW_TR_INVALID, "request does not carry rids");
-	}
 	return GW_TR_OK;
 }
 

@@ -113,7 +113,8 @@ const struct gw_up_counters *gw_up_counters(const struct gw_upstream *up);
  * are retried with full-jitter backoff within the time left and the account's retry budget
  * (retries <= 20% of requests). The tenants' token buckets live here too (gateway/rpc.c takes
  * them); a reload (stats.reloads_ok moved) rebuilds them keeping levels, and re-applies the
- * accounts' caps. Breaker transitions and pauses are logged.
+ * accounts' caps. Breaker transitions and pauses are logged. (Implemented in upstream_guard.c;
+ * the transport in upstream.c.)
  */
 struct gw_account_limits {
 	struct gw_server *srv;

@@ -235,6 +235,10 @@ Test(metrics, render_lines)
 		{ P "breaker_rejected_total{account=\"sim\"} 6", 1 },
 		{ P "breaker_state{account=\"other\",state=\"open\"} 0", 0 },	/* no breaker there */
 		{ P "reloads_total{result=\"failed\"} 1", 1 },
+		{ P "handoff_events_total 120", 1 },
+		{ P "handoff_full_waits_total 3", 1 },
+		{ P "handoff_high_water 17", 1 },
+		{ "# TYPE " P "handoff_high_water gauge", 1 },
 	};
 	char *out;
 
@@ -272,6 +276,10 @@ Test(metrics, render_lines)
 	v.up = &up;
 	v.rl = &rl;
 	v.breaker[0] = &br;
+	v.has_handoff = 1;
+	v.handoff.delivered = 120;
+	v.handoff.full_waits = 3;
+	v.handoff.high_water = 17;
 	out = render(&v);
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
 		cr_expect_eq(has_line(out, cases[i].line), cases[i].present, "%s: %s\n--- output:\n%s",
