@@ -300,7 +300,7 @@ static size_t cache_varint_size(size_t v)
 	return n;
 }
 
-static size_t cache_varint_put(uint8_t *p, size_t v)
+size_t gw_cache_varint_put(uint8_t *p, size_t v)
 {
 	size_t n = 0;
 
@@ -353,7 +353,7 @@ size_t gw_cache_get_packed(struct gw_cache *c, size_t acct, const char *rid, int
 		return 0;
 	}
 	out[0] = CACHE_RID_TAG;
-	n = 1 + cache_varint_put(out + 1, e->klen);
+	n = 1 + gw_cache_varint_put(out + 1, e->klen);
 	memcpy(out + n, e->data, e->klen);
 	n += e->klen;
 	memcpy(out + n, cache_ent_value(e), e->vlen);

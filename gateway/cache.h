@@ -71,6 +71,9 @@ int gw_cache_get(struct gw_cache *c, size_t acct, const char *rid, int64_t now_m
  * NULL out or cap too small it writes nothing, counts a miss and returns 0. *state (may be NULL)
  * receives the JobState of a hit.
  */
+/* Writes v as a protobuf varint at p (room for 10 bytes); returns its length. For callers that
+ * frame the packed bytes above inside a reply of their own. */
+size_t gw_cache_varint_put(uint8_t *p, size_t v);
 size_t gw_cache_packed_size(const struct gw_cache *c, size_t acct, const char *rid, int64_t now_ms);
 size_t gw_cache_get_packed(struct gw_cache *c, size_t acct, const char *rid, int64_t now_ms,
 			   uint8_t *out, size_t cap, int *state);

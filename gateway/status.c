@@ -287,19 +287,6 @@ static void status_get_done(struct gw_status_waiter *w, int code, const Animate3
 		status_get_finish(op);
 }
 
-/* A protobuf varint of v at p; returns its length (at most 10 bytes). */
-static size_t status_varint_put(uint8_t *p, size_t v)
-{
-	size_t n = 0;
-
-	while (v >= 0x80) {
-		p[n++] = (uint8_t)(v | 0x80);
-		v >>= 7;
-	}
-	p[n++] = (uint8_t)v;
-	return n;
-}
-
 /*
  * GetStatus when every distinct rid is cached (the polling case): the reply is built from the
  * cache's packed statuses, each behind GetStatusResponse.statuses' tag (field 1, 0x0a) and its
@@ -326,7 +313,7 @@ static int status_get_cached(struct gw_status_ctx *x, struct gw_call *c, size_t 
 		len[i] = gw_cache_packed_size(x->cache, acct, req->rids[i], now);
 		if (!len[i])
 			return -1;
-		total += 1 + status_varint_put(vb, len[i]) + len[i];
+		total += 1 + gw_cache_varint_put(vb, len[i]) + len[i];
 	}
 	buf = malloc(total);
 	if (!buf)
@@ -335,7 +322,7 @@ static int status_get_cached(struct gw_status_ctx *x, struct gw_call *c, size_t 
 		if (!len[i])
 			continue;
 		buf[off++] = 0x0a;
-		off += status_varint_put(buf + off, len[i]);
+		off += gw_cache_varint_put(buf + off, len[i]);
 		/* Nothing changed the cache since the sizes were taken: this is a hit of len[i]. */
 		n = gw_cache_get_packed(x->cache, acct, req->rids[i], now, buf + off, len[i], &state);
 		if (n != len[i]) {
