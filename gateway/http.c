@@ -14,6 +14,7 @@
 #include "gateway/call.h"
 #include "gateway/config.h"
 #include "gateway/log.h"
+#include "gateway/metrics.h"
 #include "gateway/rpc_owner.h"
 #include "gateway/server.h"
 #include "gateway/stats.h"
@@ -22,7 +23,6 @@
 #include "gateway/webhook_reg.h"
 
 #define HTTP_MAX_HOST 256	/* host part of http_listen */
-#define HTTP_MAX_LABEL 256	/* an escaped Prometheus label value */
 
 struct gw_http {
 	struct gw_server *srv;
@@ -71,29 +71,10 @@ int gw_http_split_hostport(const char *s, char *host, size_t hostlen, unsigned s
 	return 0;
 }
 
-/* Prometheus label values escape backslash, double quote and newline. */
-static void http_label(const char *in, char *out, size_t outlen)
-{
-	size_t o = 0;
-
-	for (; in && *in && o + 3 < outlen; in++) {
-		if (*in == '\\' || *in == '"') {
-			out[o++] = '\\';
-			out[o++] = *in;
-		} else if (*in == '\n') {
-			out[o++] = '\\';
-			out[o++] = 'n';
-		} else {
-			out[o++] = *in;
-		}
-	}
-	out[o] = '\0';
-}
-
 int gw_http_render_ready(int draining, const struct gw_account_rt *accounts, size_t naccounts,
 			 struct evbuffer *out)
 {
-	char name[HTTP_MAX_LABEL];
+	char name[GW_METRICS_MAX_LABEL];
 	int ready = !draining;
 
 	/* Only "rejected" (this pod's credentials are wrong) makes the pod unready: an unreachable
@@ -106,7 +87,7 @@ int gw_http_render_ready(int draining, const struct gw_account_rt *accounts, siz
 			    draining ? "true" : "false");
 	for (size_t i = 0; i < naccounts; i++) {
 		/* Account names come from our own config; escape quotes anyway to stay valid JSON. */
-		http_label(gw_session_name(&accounts[i]), name, sizeof name);
+		gw_metrics_label(gw_session_name(&accounts[i]), name, sizeof name);
 		evbuffer_add_printf(out, "%s{\"name\":\"%s\",\"state\":\"%s\"}", i ? "," : "", name,
 				    gw_session_state(&accounts[i]));
 	}

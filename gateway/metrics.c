@@ -178,8 +178,7 @@ static void metrics_printf(struct metrics_out *o, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* Prometheus label values escape backslash, double quote and newline; cut to fit. */
-static void metrics_label(const char *in, char *out, size_t outlen)
+void gw_metrics_label(const char *in, char *out, size_t outlen)
 {
 	size_t o = 0;
 
@@ -235,7 +234,7 @@ static void metrics_rpc(struct metrics_out *o, const struct gw_metrics_view *v)
 
 	metrics_family(o, "rpc_total", "counter", "Finished gRPC calls by method and status code.");
 	for (size_t i = 0; st && i < n; i++) {
-		metrics_label(v->methods[i].path, l, sizeof l);
+		gw_metrics_label(v->methods[i].path, l, sizeof l);
 		for (unsigned k = 0; k < GW_STATS_GRPC_CODES; k++)
 			if (st->rpc[i][k])
 				metrics_printf(o, P "rpc_total{method=\"%s\",code=\"%s\"} %llu\n", l,
@@ -247,7 +246,7 @@ static void metrics_rpc(struct metrics_out *o, const struct gw_metrics_view *v)
 	for (size_t i = 0; v->m && i < n; i++) {
 		if (!v->m->rpc_latency[i].count)
 			continue;
-		metrics_label(v->methods[i].path, l, sizeof l);
+		gw_metrics_label(v->methods[i].path, l, sizeof l);
 		snprintf(labels, sizeof labels, "method=\"%s\"", l);
 		metrics_hist(o, "rpc_duration_seconds", labels, &v->m->rpc_latency[i]);
 	}
@@ -284,7 +283,7 @@ static void metrics_upstream(struct metrics_out *o, const struct gw_metrics_view
 	for (size_t i = 0; v->m && i < GW_METRICS_MAX_ROUTES && v->m->routes[i].route; i++) {
 		const struct gw_metrics_route *r = &v->m->routes[i];
 
-		metrics_label(r->route, l, sizeof l);
+		gw_metrics_label(r->route, l, sizeof l);
 		for (size_t k = 0; k < GW_METRICS_ROUTE_CODES && r->n[k]; k++) {
 			if (r->code[k])
 				snprintf(code, sizeof code, "%u", (unsigned)r->code[k]);
@@ -300,7 +299,7 @@ static void metrics_upstream(struct metrics_out *o, const struct gw_metrics_view
 	metrics_family(o, "upstream_duration_seconds", "histogram",
 		       "Upstream HTTP attempt latency by route template.");
 	for (size_t i = 0; v->m && i < GW_METRICS_MAX_ROUTES && v->m->routes[i].route; i++) {
-		metrics_label(v->m->routes[i].route, l, sizeof l);
+		gw_metrics_label(v->m->routes[i].route, l, sizeof l);
 		snprintf(labels, sizeof labels, "route=\"%s\"", l);
 		metrics_hist(o, "upstream_duration_seconds", labels, &v->m->routes[i].latency);
 	}
@@ -356,7 +355,7 @@ static void metrics_sessions(struct metrics_out *o, const struct gw_metrics_view
 			uint64_t n;
 
 			memcpy(&n, (const char *)&a->n + ctr[c].off, sizeof n);
-			metrics_label(gw_session_name(a), l, sizeof l);
+			gw_metrics_label(gw_session_name(a), l, sizeof l);
 			metrics_printf(o, P "%s{account=\"%s\"} %llu\n", ctr[c].name, l,
 				       (unsigned long long)n);
 		}
@@ -366,7 +365,7 @@ static void metrics_sessions(struct metrics_out *o, const struct gw_metrics_view
 	for (size_t i = 0; i < v->naccounts; i++) {
 		const struct gw_account_rt *a = &v->accounts[i];
 
-		metrics_label(gw_session_name(a), l, sizeof l);
+		gw_metrics_label(gw_session_name(a), l, sizeof l);
 		for (size_t s = 0; s < sizeof metrics_session_states / sizeof metrics_session_states[0];
 		     s++)
 			metrics_printf(o, P "session_state{account=\"%s\",state=\"%s\"} %d\n", l,
@@ -384,7 +383,7 @@ static void metrics_limits(struct metrics_out *o, const struct gw_metrics_view *
 		metrics_family(o, "ratelimited_total", "counter",
 			       "Calls answered RESOURCE_EXHAUSTED by the tenant's rate limit.");
 		for (size_t i = 0; i < v->rl->n; i++) {
-			metrics_label(v->rl->t[i].name, l, sizeof l);
+			gw_metrics_label(v->rl->t[i].name, l, sizeof l);
 			metrics_printf(o, P "ratelimited_total{tenant=\"%s\"} %llu\n", l,
 				       (unsigned long long)v->rl->t[i].limited);
 		}
@@ -401,7 +400,7 @@ static void metrics_limits(struct metrics_out *o, const struct gw_metrics_view *
 
 		if (!v->breaker[i])
 			continue;
-		metrics_label(gw_session_name(&v->accounts[i]), l, sizeof l);
+		gw_metrics_label(gw_session_name(&v->accounts[i]), l, sizeof l);
 		for (size_t s = 0; s < 3; s++)
 			metrics_printf(o, P "breaker_state{account=\"%s\",state=\"%s\"} %d\n", l,
 				       gw_breaker_state_name(states[s]),
@@ -412,7 +411,7 @@ static void metrics_limits(struct metrics_out *o, const struct gw_metrics_view *
 	for (size_t i = 0; i < v->naccounts && i < GW_CONFIG_MAX_ACCOUNTS; i++) {
 		if (!v->breaker[i])
 			continue;
-		metrics_label(gw_session_name(&v->accounts[i]), l, sizeof l);
+		gw_metrics_label(gw_session_name(&v->accounts[i]), l, sizeof l);
 		metrics_printf(o, P "breaker_rejected_total{account=\"%s\"} %llu\n", l,
 			       (unsigned long long)v->breaker[i]->rejected);
 	}
@@ -425,7 +424,7 @@ int gw_metrics_render(const struct gw_metrics_view *v, struct evbuffer *out)
 
 	if (!v || !out)
 		return -1;
-	metrics_label(v->version ? v->version : "dev", l, sizeof l);
+	gw_metrics_label(v->version ? v->version : "dev", l, sizeof l);
 	metrics_family(&o, "build_info", "gauge", "Build information; the value is always 1.");
 	metrics_printf(&o, P "build_info{version=\"%s\"} 1\n", l);
 	metrics_one(&o, "draining", "gauge", "1 while the server drains for shutdown.",

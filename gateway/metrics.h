@@ -96,6 +96,10 @@ struct gw_metrics_view {
 	struct gw_handoff_stats handoff;	/* poller -> loop queue (gateway/handoff.h) */
 };
 
+/* Copies in to out (outlen bytes) as a Prometheus label value: backslash, double quote and
+ * newline escaped (the same escapes keep a JSON string valid), cut to fit. NULL in gives "". */
+void gw_metrics_label(const char *in, char *out, size_t outlen);
+
 /* Fills v from a running server (what /metrics shows). */
 void gw_metrics_view_of(struct gw_server *srv, struct gw_metrics_view *v);
 

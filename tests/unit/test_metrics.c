@@ -321,3 +321,28 @@ Test(metrics, render_null_arguments)
 	cr_expect_eq(gw_metrics_render(&v, NULL), -1);
 	evbuffer_free(b);
 }
+
+/* Label values (and the account names /readyz prints as JSON strings) escape \, " and newline. */
+Test(metrics, label_escaping_table)
+{
+	static const struct {
+		const char *in;
+		size_t outlen;
+		const char *want;
+	} cases[] = {
+		{ "plain", 64, "plain" },
+		{ "a\"b", 64, "a\\\"b" },
+		{ "back\\slash", 64, "back\\\\slash" },
+		{ "two\nlines", 64, "two\\nlines" },
+		{ NULL, 64, "" },
+		{ "abcdef", 4, "a" },		/* cut: room is kept for one escaped pair and the NUL */
+		{ "\"\"\"", 6, "\\\"\\\"" },	/* two whole pairs fit in 6, never half of the third */
+	};
+
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		char out[64];
+
+		gw_metrics_label(cases[i].in, out, cases[i].outlen);
+		cr_expect_str_eq(out, cases[i].want, "case %zu", i);
+	}
+}
