@@ -13,6 +13,7 @@
 #include "auth/secret.h"
 #include "gateway/config.h"
 #include "gateway/log.h"
+#include "gateway/retry.h"
 #include "gateway/server.h"
 #include "gateway/upstream.h"
 
@@ -78,17 +79,6 @@ int gw_session_401_is_current(uint64_t current, uint64_t seen)
 }
 
 /* ---- helpers ---- */
-
-static uint64_t session_rand(struct gw_account_rt *a)
-{
-	uint64_t x = a->rng;
-
-	x ^= x << 13;
-	x ^= x >> 7;
-	x ^= x << 17;
-	a->rng = x;
-	return x;
-}
 
 static int64_t session_now_us(void)
 {
@@ -194,7 +184,7 @@ static void session_login_failed(struct gw_account_rt *a, int rejected)
 	a->n.failures++;
 	a->srv->stats.logins_failed++;
 	a->fail_streak++;
-	delay = gw_session_backoff_ms(a->fail_streak, session_rand(a));
+	delay = gw_session_backoff_ms(a->fail_streak, gw_retry_rand(&a->rng));
 	a->retry_at_us = session_now_us() + delay * 1000;
 	a->state = rejected ? GW_SESSION_REJECTED : GW_SESSION_BACKOFF;
 	gw_log(rejected ? GW_LOG_ERROR : GW_LOG_WARN, "upstream_login_failed",
@@ -263,7 +253,7 @@ static void session_login_done(void *arg, const struct gw_up_response *res)
 	a->srv->stats.logins_ok++;
 	session_arm_timer(a, gw_session_refresh_delay_ms(lifetime_ms,
 				a->srv->cfg ? a->srv->cfg->upstream.session_refresh_s : 0,
-				session_rand(a)));
+				gw_retry_rand(&a->rng)));
 	gw_log(GW_LOG_INFO, "upstream_login", GW_LS("account", a->name),
 	       GW_LN("generation", (long long)a->generation),
 	       GW_LN("lifetime_s", lifetime_ms / 1000), GW_LEND);

@@ -279,16 +279,26 @@ static void status_flush_due(struct gw_status *s, int64_t now)
 
 /* ---- delivery ---- */
 
+/* Unlinks and returns r's first waiter (NULL when none): its done() may free it. */
+static struct gw_status_waiter *status_pop_waiter(struct gw_status_rec *r)
+{
+	struct gw_status_waiter *w = r->waiters.next;
+
+	if (w == &r->waiters)
+		return NULL;
+	w->prev->next = w->next;
+	w->next->prev = w->prev;
+	w->prev = w->next = NULL;
+	w->rec = NULL;
+	return w;
+}
+
 static void status_deliver_error(struct gw_status *s, struct gw_status_rec *r, int code,
 				 const char *msg, long retry_ms)
 {
 	struct gw_status_waiter *w;
 
-	while ((w = r->waiters.next) != &r->waiters) {
-		w->prev->next = w->next;
-		w->next->prev = w->prev;
-		w->prev = w->next = NULL;
-		w->rec = NULL;
+	while ((w = status_pop_waiter(r)) != NULL) {
 		w->done(w, code, NULL, msg, retry_ms);
 	}
 	(void)s;
@@ -341,11 +351,7 @@ static void status_deliver(struct gw_status *s, struct gw_status_rec *r, int cod
 {
 	struct gw_status_waiter *w;
 
-	while ((w = r->waiters.next) != &r->waiters) {
-		w->prev->next = w->next;
-		w->next->prev = w->prev;
-		w->prev = w->next = NULL;
-		w->rec = NULL;
+	while ((w = status_pop_waiter(r)) != NULL) {
 		w->done(w, code, st, code ? "GetStatus: rid not found upstream" : NULL, -1);
 	}
 	gw_status_watchers_notify(s, r, code, st);

@@ -16,6 +16,7 @@
 #include "gateway/config.h"
 #include "gateway/log.h"
 #include "gateway/metrics.h"
+#include "gateway/retry.h"
 #include "gateway/server.h"
 #include "gateway/upstream.h"
 
@@ -195,20 +196,9 @@ struct gw_webhook_reg {
 	struct gw_server *srv;
 	struct webhook_reg_acct *acct;
 	size_t n;
-	uint64_t rng;				/* jitter; xorshift64 */
+	uint64_t rng;				/* jitter: gw_retry_rand() state */
 	struct gw_webhook_reg_counters cnt;
 };
-
-static uint64_t webhook_reg_rand(struct gw_webhook_reg *wr)
-{
-	uint64_t x = wr->rng;
-
-	x ^= x << 13;
-	x ^= x >> 7;
-	x ^= x << 17;
-	wr->rng = x;
-	return x;
-}
 
 static const char *webhook_reg_name(const struct webhook_reg_acct *a)
 {
@@ -237,7 +227,7 @@ static void webhook_reg_fail(struct webhook_reg_acct *a, const char *why, long h
 
 	wr->cnt.failed++;
 	a->attempt++;
-	ms = gw_webhook_reg_backoff_ms(a->attempt, webhook_reg_rand(wr));
+	ms = gw_webhook_reg_backoff_ms(a->attempt, gw_retry_rand(&wr->rng));
 	a->step = WR_LIST;
 	tv.tv_sec = (time_t)(ms / 1000);
 	tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;

@@ -61,6 +61,18 @@ def free_port():
         return s.getsockname()[1]
 
 
+def metrics(gw):
+    """gw's /metrics as {"name{labels}": value}."""
+    st, _, body = http("GET", gw.http_url + "/metrics")
+    assert st == 200
+    out = {}
+    for line in body.decode().splitlines():
+        if line and not line.startswith("#"):
+            k, v = line.rsplit(" ", 1)
+            out[k] = float(v)
+    return out
+
+
 def http(method, url, body=None, headers=None, timeout=HTTP_TIMEOUT_S):
     """-> (status, headers, body bytes); HTTP errors are returned, not raised."""
     data = body

@@ -57,17 +57,6 @@ def _start(gw, n):
     return rids
 
 
-def _metrics(gw):
-    st, _, body = harness.http("GET", gw.http_url + "/metrics")
-    assert st == 200
-    out = {}
-    for line in body.decode().splitlines():
-        if line and not line.startswith("#"):
-            k, v = line.rsplit(" ", 1)
-            out[k] = float(v)
-    return out
-
-
 def _mtime_ms(sim, rid):
     """The simulator's completion time of rid (wall-clock ms)."""
     lst = sim.get_json("/list", sim.login())["list"]
@@ -125,7 +114,7 @@ def test_concurrent_getstatus_share_upstream_requests(gw, slow_sim):
     windows = elapsed * 1000.0 / TTL_MS
     assert 1 <= upstream <= windows + 3, (upstream, elapsed)
     assert upstream * 20 <= calls[0], (upstream, calls[0])
-    m = _metrics(gw)
+    m = harness.metrics(gw)
     assert m["animate3d_gateway_cache_hits_total"] > 0 and m["animate3d_gateway_status_fetches_total"] >= upstream, m
 
 
@@ -181,7 +170,7 @@ def test_webhook_delivers_final_within_100ms(gw, slow_sim):
     ep = gw.webhooks.CreateEndpoint(webhooks_pb2.CreateEndpointRequest(url=hook, events=["job.completed"]),
                                     timeout=5, metadata=gw.md())
     try:
-        before = _metrics(gw).get('animate3d_gateway_webhooks_in_total{result="accepted"}', 0)
+        before = harness.metrics(gw).get('animate3d_gateway_webhooks_in_total{result="accepted"}', 0)
         rids = _start(gw, 3)
         results = {}
 
@@ -198,7 +187,7 @@ def test_webhook_delivers_final_within_100ms(gw, slow_sim):
             assert code == grpc.StatusCode.OK and got[-1][1].state == jobs_pb2.SUCCESS, got
             lag_ms = got[-1][0] * 1000 - _mtime_ms(slow_sim, r)
             assert lag_ms <= 100, (r, lag_ms)
-        after = _metrics(gw).get('animate3d_gateway_webhooks_in_total{result="accepted"}', 0)
+        after = harness.metrics(gw).get('animate3d_gateway_webhooks_in_total{result="accepted"}', 0)
         assert after - before >= 3
     finally:
         gw.webhooks.DeleteEndpoint(webhooks_pb2.DeleteEndpointRequest(id=ep.id), timeout=5,
@@ -220,13 +209,13 @@ BODY = json.dumps({"eventType": "job.completed",
 ])
 def test_webhook_rejections_counted(gw, path, sig, body, code, result):
     key = 'animate3d_gateway_webhooks_in_total{result="%s"}' % result
-    before = _metrics(gw).get(key, 0)
+    before = harness.metrics(gw).get(key, 0)
     headers = {"Content-Type": "application/json"}
     if sig is not None:
         headers["X-DeepMotion-Signature"] = sig
     st, _, _ = harness.http("POST", gw.http_url + path, body=body, headers=headers)
     assert st == code
-    assert _metrics(gw).get(key, 0) == before + 1
+    assert harness.metrics(gw).get(key, 0) == before + 1
     # Nothing else disturbed: the gateway still answers.
     assert gw.health.Check(harness.health_pb2.HealthCheckRequest(), timeout=5).status == \
         harness.health_pb2.HealthCheckResponse.SERVING
@@ -238,13 +227,13 @@ def test_cancelled_watchers_are_freed(gw):
                                    metadata=gw.md()) for _ in range(20)]
     for s in streams:
         next(s)         # the stream is open and registered
-    assert _metrics(gw)["animate3d_gateway_watch_streams"] >= 20
+    assert harness.metrics(gw)["animate3d_gateway_watch_streams"] >= 20
     for s in streams:
         s.cancel()
     deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and _metrics(gw)["animate3d_gateway_watch_streams"] != 0:
+    while time.monotonic() < deadline and harness.metrics(gw)["animate3d_gateway_watch_streams"] != 0:
         time.sleep(0.05)
-    assert _metrics(gw)["animate3d_gateway_watch_streams"] == 0
+    assert harness.metrics(gw)["animate3d_gateway_watch_streams"] == 0
 
 
 def test_download_links_cached_until_expiry(gw, slow_sim):
@@ -278,7 +267,7 @@ def test_tiny_cache_evicts_least_recently_used(stack, sim):
         assert harness.wait_job(tiny, r).state in harness.TERMINAL
     for r in rids:      # each final now cached once, in this order: rids[0] was evicted
         tiny.jobs.GetStatus(jobs_pb2.GetStatusRequest(rids=[r]), timeout=5, metadata=tiny.md())
-    m = _metrics(tiny)
+    m = harness.metrics(tiny)
     assert m["animate3d_gateway_cache_entries"] == 2 and m["animate3d_gateway_cache_evictions_total"] >= 1, m
     before = sim.count(STATUS_ROUTE)
     tiny.jobs.GetStatus(jobs_pb2.GetStatusRequest(rids=[rids[2]]), timeout=5, metadata=tiny.md())

@@ -61,17 +61,6 @@ def _wait_log(gw, text, count=1, timeout=REG_TIMEOUT_S):
                          % (text, count, timeout, gw.log_text()[-3000:]))
 
 
-def _metrics(gw):
-    st, _, body = harness.http("GET", gw.http_url + "/metrics")
-    assert st == 200
-    out = {}
-    for line in body.decode().splitlines():
-        if line and not line.startswith("#"):
-            k, v = line.rsplit(" ", 1)
-            out[k] = float(v)
-    return out
-
-
 def _video():
     with open(harness.TINY_MP4, "rb") as f:
         return f.read()
@@ -103,7 +92,7 @@ def _mtime_ms(sim, rid):
 
 def _delivered_to_watcher(gw, sim, name):
     """One job: its final state reaches a watcher through the webhook. -> lag in ms."""
-    before = _metrics(gw).get(ACCEPTED, 0)
+    before = harness.metrics(gw).get(ACCEPTED, 0)
     rid = _start_job(gw, name)
     res = []
     t = threading.Thread(target=lambda: res.append(_watch(gw, rid)))
@@ -115,9 +104,9 @@ def _delivered_to_watcher(gw, sim, name):
     assert got[-1][1].state == jobs_pb2.SUCCESS, [s.state for _, s in got]
     lag_ms = got[-1][0] * 1000 - _mtime_ms(sim, rid)
     deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and _metrics(gw).get(ACCEPTED, 0) < before + 1:
+    while time.monotonic() < deadline and harness.metrics(gw).get(ACCEPTED, 0) < before + 1:
         time.sleep(0.05)
-    assert _metrics(gw).get(ACCEPTED, 0) >= before + 1
+    assert harness.metrics(gw).get(ACCEPTED, 0) >= before + 1
     return lag_ms
 
 
@@ -157,14 +146,14 @@ def test_custom_prefix_is_registered_and_served(stack):
     body = json.dumps({"eventType": "job.completed",
                        "data": {"taskId": "2" * 22, "status": "success"}}).encode()
     hdrs = {"Content-Type": "application/json", "X-DeepMotion-Signature": harness.CLIENT_ID}
-    m0 = _metrics(gw)
+    m0 = harness.metrics(gw)
     st, _, _ = harness.http("POST", base + "/webhooks/animate3d/sim", body=body, headers=hdrs)
     assert st == 404        # the default path is no longer served
-    m1 = _metrics(gw)
+    m1 = harness.metrics(gw)
     assert m1.get(BAD_PATH, 0) == m0.get(BAD_PATH, 0) + 1
     st, _, _ = harness.http("POST", base + "/hooks/a3d/sim", body=body, headers=hdrs)
     assert st == 200
-    assert _metrics(gw).get(ACCEPTED, 0) == m1.get(ACCEPTED, 0) + 1
+    assert harness.metrics(gw).get(ACCEPTED, 0) == m1.get(ACCEPTED, 0) + 1
     st, _, _ = harness.http("POST", base + "/hooks/a3d/sim", body=body,
                             headers={"Content-Type": "application/json",
                                      "X-DeepMotion-Signature": "forged"})
