@@ -10,17 +10,17 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
-#include "auth/session.h"
-#include "gateway/call.h"
-#include "gateway/config.h"
-#include "gateway/log.h"
-#include "gateway/metrics.h"
-#include "gateway/rpc_owner.h"
+#include "auth/upstream/session.h"
+#include "gateway/call/call.h"
+#include "gateway/config/config.h"
+#include "gateway/base/log.h"
+#include "gateway/base/metrics.h"
+#include "gateway/svc/rpc_owner.h"
 #include "gateway/server.h"
-#include "gateway/stats.h"
-#include "gateway/status.h"
-#include "gateway/webhook_in.h"
-#include "gateway/webhook_reg.h"
+#include "gateway/base/stats.h"
+#include "gateway/svc/status.h"
+#include "gateway/svc/webhook_in.h"
+#include "gateway/svc/webhook_reg.h"
 
 #define HTTP_MAX_HOST 256	/* host part of http_listen */
 
@@ -177,7 +177,7 @@ struct gw_http *gw_http_new(struct gw_server *srv, char *err, size_t errlen)
 	}
 	evhttp_set_max_headers_size(h->http, GW_HTTP_MAX_HEADERS_SIZE);
 	/* Webhook deliveries take a body: twice their limit here, so most oversized ones reach
-	 * gateway/webhook_in.c and are counted there (evhttp refuses the rest, uncounted). */
+	 * gateway/svc/webhook_in.c and are counted there (evhttp refuses the rest, uncounted). */
 	evhttp_set_max_body_size(h->http, 2 * GW_WEBHOOK_IN_MAX_BODY);
 	evhttp_set_timeout(h->http, GW_HTTP_TIMEOUT_S);
 	evhttp_set_allowed_methods(h->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST);

@@ -4,7 +4,7 @@
  *   GET /healthz  200 "ok" while the process runs (liveness)
  *   GET /readyz   200 when not draining and no upstream account rejects our credentials, else 503;
  *                 JSON {"ready":bool,"draining":bool,"accounts":[{"name":..,"state":..}]}
- *   GET /metrics  Prometheus text: gateway/metrics.c (gw_metrics_render), then the state store's
+ *   GET /metrics  Prometheus text: gateway/base/metrics.c (gw_metrics_render), then the state store's
  *                 and the status cache's own families
  *
  * Anything else is 404 (counted). Later issues add webhooks and the REST facade here.

@@ -14,9 +14,9 @@
 #include <curl/curl.h>
 #include <event2/thread.h>
 
-#include "auth/secret.h"
-#include "gateway/config.h"
-#include "gateway/log.h"
+#include "auth/upstream/secret.h"
+#include "gateway/config/config.h"
+#include "gateway/base/log.h"
 #include "gateway/server.h"
 
 #ifndef A3D_VERSION

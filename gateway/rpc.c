@@ -8,19 +8,19 @@
 
 #include "animate3d/v1/jobs.pb-c.h"
 #include "grpc/health/v1/health.pb-c.h"
-#include "auth/perm.h"
-#include "auth/session.h"
-#include "gateway/config.h"
-#include "gateway/errmap.h"
-#include "gateway/health.h"
-#include "gateway/ratelimit.h"
-#include "gateway/rpc_idem.h"
-#include "gateway/rpc_owner.h"
+#include "auth/caller/perm.h"
+#include "auth/upstream/session.h"
+#include "gateway/config/config.h"
+#include "gateway/base/errmap.h"
+#include "gateway/svc/health.h"
+#include "gateway/base/ratelimit.h"
+#include "gateway/svc/rpc_idem.h"
+#include "gateway/svc/rpc_owner.h"
 #include "gateway/server.h"
-#include "gateway/status.h"
-#include "gateway/translate.h"
-#include "gateway/upload.h"
-#include "gateway/upstream.h"
+#include "gateway/svc/status.h"
+#include "gateway/api/translate.h"
+#include "gateway/svc/upload.h"
+#include "gateway/upstream/upstream.h"
 
 #define RPC_MSG_MAX 512		/* status messages built here */
 
@@ -191,12 +191,12 @@ void gw_rpc_unary(struct gw_call *c)
 	int64_t left;
 	int rc;
 
-	/* GetStatus and GetDownloadUrls go through the status and link caches (gateway/status.h). */
+	/* GetStatus and GetDownloadUrls go through the status and link caches (gateway/svc/status.h). */
 	if (gw_status_rpc_unary(c) == 0)
 		return;
 	if (gw_rpc_admit(c) != 0)
 		return;
-	req = gw_rpc_owner_admit(c, &view);	/* ownership (gateway/rpc_owner.h) */
+	req = gw_rpc_owner_admit(c, &view);	/* ownership (gateway/svc/rpc_owner.h) */
 	if (!req)
 		return;
 	if (gw_rpc_idem_applies(c)) {

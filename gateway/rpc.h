@@ -1,11 +1,11 @@
 /*
  * rpc: the method table (every gRPC method the gateway serves) and the generic unary handler
- * that runs one translate row (gateway/translate.h) against the upstream.
+ * that runs one translate row (gateway/api/translate.h) against the upstream.
  *
  * The generic unary path for a row:
- *   call authenticated + decoded (gateway/call.c)
+ *   call authenticated + decoded (gateway/call/call.c)
  *   -> gw_rpc_admit()            the tenant's token bucket (RESOURCE_EXHAUSTED + retry delay)
- *   -> gw_rpc_owner_admit()      ownership (gateway/rpc_owner.h): NOT_FOUND for ids of other
+ *   -> gw_rpc_owner_admit()      ownership (gateway/svc/rpc_owner.h): NOT_FOUND for ids of other
  *                                tenants, rids filtered, mutations refused on a read-only store;
  *                                StartJob with idempotency_key -> gw_rpc_idem_start_job() (rpc_idem.h)
  *   -> row->build()              GW_TR_INVALID -> INVALID_ARGUMENT with the row's message
@@ -22,7 +22,7 @@
 
 #include <stddef.h>
 
-#include "gateway/call.h"
+#include "gateway/call/call.h"
 
 #define GW_RPC_MAX_METHODS 64		/* size limit of the method table */
 

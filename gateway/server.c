@@ -15,17 +15,17 @@
 #include <grpc/support/log.h>
 #include <grpc/support/time.h>
 
-#include "auth/apikey.h"
-#include "auth/session.h"
-#include "gateway/config.h"
-#include "gateway/handoff.h"
+#include "auth/caller/apikey.h"
+#include "auth/upstream/session.h"
+#include "gateway/config/config.h"
+#include "gateway/base/handoff.h"
 #include "gateway/http.h"
-#include "gateway/log.h"
-#include "gateway/owner.h"
+#include "gateway/base/log.h"
+#include "gateway/state/owner.h"
 #include "gateway/rpc.h"
-#include "gateway/store.h"
-#include "gateway/upstream.h"
-#include "gateway/webhook_reg.h"
+#include "gateway/state/store.h"
+#include "gateway/upstream/upstream.h"
+#include "gateway/svc/webhook_reg.h"
 
 int64_t gw_server_now_us(void)
 {
@@ -115,7 +115,7 @@ static void server_on_shutdown_tag(struct gw_server *srv)
 	grpc_completion_queue_shutdown(srv->cq);
 }
 
-/* One completion-queue event, on the loop thread (gateway/handoff.h). */
+/* One completion-queue event, on the loop thread (gateway/base/handoff.h). */
 static void server_on_handoff(const struct gw_handoff_ev *ev, void *arg)
 {
 	struct gw_server *srv = arg;
@@ -423,7 +423,7 @@ static grpc_server_credentials *server_creds(const struct gw_config *cfg, char *
 	creds = grpc_ssl_server_credentials_create_ex(
 		ca, &pair, 1,
 		/* Request, verify, but do not require: a client without a certificate may still
-		 * use an API key (auth/clientcert.h); one from another CA fails the handshake. */
+		 * use an API key (auth/caller/clientcert.h); one from another CA fails the handshake. */
 		ca ? GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY
 		   : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE,
 		NULL);

@@ -3,7 +3,7 @@
  * the process lifecycle (start, SIGHUP reload, SIGTERM drain).
  *
  * Threading (see DESIGN.md): one poller thread blocks in grpc_completion_queue_next() and hands
- * each {tag, ok} to the libevent loop through gateway/handoff.h (a bounded ring + event_active()).
+ * each {tag, ok} to the libevent loop through gateway/base/handoff.h (a bounded ring + event_active()).
  * Everything else, every field below except inside the hand-off, is owned by the loop thread.
  *
  * Tags on the completion queue are always a struct gw_tag *: the loop dispatches on its kind.
@@ -22,10 +22,10 @@
 #include <stddef.h>
 #include <grpc/grpc.h>
 
-#include "gateway/call.h"
-#include "gateway/health.h"
-#include "gateway/metrics.h"
-#include "gateway/stats.h"
+#include "gateway/call/call.h"
+#include "gateway/svc/health.h"
+#include "gateway/base/metrics.h"
+#include "gateway/base/stats.h"
 
 #define GW_SERVER_MAX_CONCURRENT_STREAMS 1024	/* per HTTP/2 connection */
 #define GW_SERVER_DEFAULT_GRACE_MS 5000		/* drain period on SIGTERM */
@@ -78,7 +78,7 @@ struct gw_server {
 	struct gw_server_conf *boot_conf;	/* accounts were built from this one */
 	char *config_path;
 
-	/* Upstream: one runtime per cfg->accounts entry, index-aligned (auth/session.h). */
+	/* Upstream: one runtime per cfg->accounts entry, index-aligned (auth/upstream/session.h). */
 	struct gw_account_rt *accounts;
 	size_t naccounts;
 	struct gw_upstream *up;
@@ -94,8 +94,8 @@ struct gw_server {
 	struct gw_http *http;
 	struct gw_webhook_reg *webhook_reg;	/* start-up endpoint registration (webhook_reg.h); NULL = off */
 
-	/* Durable state (gateway/store.h) and the ownership / idempotency policy on it
-	 * (gateway/owner.h). Opened from the boot configuration; a reload may not change state.*. */
+	/* Durable state (gateway/state/store.h) and the ownership / idempotency policy on it
+	 * (gateway/state/owner.h). Opened from the boot configuration; a reload may not change state.*. */
 	struct gw_store *store;
 	struct gw_owner *owner;
 	struct event *ev_housekeeping;
@@ -103,7 +103,7 @@ struct gw_server {
 	/* When a /process attempt may last have been on its way upstream: the process start for
 	 * keys left by an earlier process, and per (tenant, key) bucket the last attempt that ended
 	 * with an unknown outcome here (buckets shared by several keys keep the latest: a longer
-	 * wait, never a shorter one). See gateway/rpc_idem.h (reconcile settle). */
+	 * wait, never a shorter one). See gateway/svc/rpc_idem.h (reconcile settle). */
 	int64_t started_wall_ms;
 	int64_t idem_unsettled_ms[GW_SERVER_IDEM_SLOTS];
 

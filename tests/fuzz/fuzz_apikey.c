@@ -5,8 +5,8 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include "gateway/config.h"
-#include "auth/apikey.h"
+#include "gateway/config/config.h"
+#include "auth/caller/apikey.h"
 
 #ifndef A3D_SOURCE_DIR
 #define A3D_SOURCE_DIR "."

@@ -3,8 +3,8 @@
  * into a keyring, the next thing start-up does with it.
  */
 #include <stdint.h>
-#include "gateway/config.h"
-#include "auth/apikey.h"
+#include "gateway/config/config.h"
+#include "auth/caller/apikey.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

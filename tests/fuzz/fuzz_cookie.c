@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include "auth/cookie.h"
+#include "auth/upstream/cookie.h"
 
 #define FUZZ_COOKIE_OUT 256	/* the session layer's cookie buffer is of this order */
 

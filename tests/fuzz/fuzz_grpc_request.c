@@ -6,8 +6,8 @@
  */
 #include <stdint.h>
 #include <string.h>
-#include "gateway/translate.h"
-#include "gateway/params.h"
+#include "gateway/api/translate.h"
+#include "gateway/api/params.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

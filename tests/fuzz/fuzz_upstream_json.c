@@ -6,7 +6,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include "gateway/translate.h"
+#include "gateway/api/translate.h"
 
 #define FUZZ_REQ_BUF 512	/* room for any request message struct of the contract */
 

@@ -1,6 +1,6 @@
 /*
  * Fuzz target: an upstream webhook delivery as the gateway's HTTP side receives it
- * (gateway/webhook_in.h). The input is "path NUL signature NUL body": a missing first NUL makes it
+ * (gateway/svc/webhook_in.h). The input is "path NUL signature NUL body": a missing first NUL makes it
  * all path (no signature, empty body), a missing second NUL all signature. Each piece goes through
  * its own check (match, verify, parse) and then all of them through gw_webhook_in_check against a
  * two-account config, with the contract's invariants asserted: the fuzzer reports a broken one as
@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gateway/config.h"
-#include "gateway/webhook_in.h"
+#include "gateway/config/config.h"
+#include "gateway/svc/webhook_in.h"
 
 #define FUZZ_WEBHOOK_CLIENT_ID "demo-client-id"
 

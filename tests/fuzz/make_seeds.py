@@ -4,7 +4,7 @@
 usage: /usr/bin/python3 tests/fuzz/make_seeds.py <dir with generated *_pb2.py (build/py)> [target...]
 With targets named (e.g. sim_request webhook_in), only their corpora are written; those two need
 no generated stubs ("-" for the dir).
-Each seed of grpc_request / upstream_json starts with the row index byte of gateway/translate.c;
+Each seed of grpc_request / upstream_json starts with the row index byte of gateway/api/translate.c;
 each seed of sim_request starts with the parser selector byte of fuzz_sim_request.c.
 """
 import os, sys

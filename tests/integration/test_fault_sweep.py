@@ -1,6 +1,6 @@
 """Upstream fault sweep: every upstream-backed RPC x every fault the simulator can inject on its route.
 
-For each row of the contract (the 17 RPCs of gateway/translate.c) and each fault of FAULTS, the
+For each row of the contract (the 17 RPCs of gateway/api/translate.c) and each fault of FAULTS, the
 simulator is told to inject that fault on the row's route (POST /_sim/faults), the RPC is made
 once with a bounded deadline, and it must end with the expected gRPC status (table EXPECTED) and
 a non-empty message, having reached the upstream (the fault's hit counter moved: a case answered
@@ -33,7 +33,7 @@ HOOK = "http://127.0.0.1:9/hooks/sweep"     # never delivered to (discard port)
 
 C = grpc.StatusCode
 # fault name -> (fault spec for POST /_sim/faults, without route; expected gRPC code).
-# The mapping is DESIGN.md's "Error mapping" as gateway/errmap.h spells it out per status.
+# The mapping is DESIGN.md's "Error mapping" as gateway/base/errmap.h spells it out per status.
 FAULTS = {
     "400": (dict(status=400), C.INVALID_ARGUMENT),
     "401": (dict(status=401), C.UNAVAILABLE),       # after one re-login: account credentials rejected
@@ -108,7 +108,7 @@ def sweep(stack):
 
 
 def _rows(s):
-    """(RPC name, sim route, stub method, request): every row of gateway/translate.c."""
+    """(RPC name, sim route, stub method, request): every row of gateway/api/translate.c."""
     gw = s["gw"]
     j, ch, wh, acc = gw.jobs, gw.characters, gw.webhooks, gw.account
     return [

@@ -26,7 +26,7 @@ from harness import account_pb2, account_pb2_grpc, health_pb2_grpc, jobs_pb2, jo
 BALANCE = "/animate3d.v1.Account/GetCreditBalance"
 ROUTE_BALANCE = "GET /account/creditBalance"
 ROUTE_STATUS = "GET /status/{rids}"
-P = "animate3d_gateway_"          # metric name prefix (gateway/metrics.h)
+P = "animate3d_gateway_"          # metric name prefix (gateway/base/metrics.h)
 
 
 def limits_config(gw_port, http_port, sim_url, state, account_extra=""):
@@ -300,7 +300,7 @@ def test_retry_after_pauses_the_account(lgw, faults):
 
 
 def test_status_miss_refused_at_once_during_pause(lgw, faults):
-    """GetStatus misses go through the batcher (gateway/status.c), not straight to the upstream
+    """GetStatus misses go through the batcher (gateway/svc/status.c), not straight to the upstream
     engine: during a Retry-After pause one whose deadline ends inside the pause is refused at once
     (UNAVAILABLE + grpc-retry-pushback-ms), like every other RPC, and succeeds after the pause."""
     with open(harness.TINY_MP4, "rb") as f:

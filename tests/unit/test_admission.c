@@ -1,4 +1,4 @@
-/* Unit tests for gateway/admission.c: per-account concurrency + rate caps, the deadline-aware
+/* Unit tests for gateway/base/admission.c: per-account concurrency + rate caps, the deadline-aware
  * FIFO and the Retry-After pause, as scripts of (time, operation) -> verdict, callbacks, next
  * wake-up, in-flight and queued counts. */
 #include <criterion/criterion.h>
@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "gateway/admission.h"
+#include "gateway/base/admission.h"
 
 #define NW 16		/* waiters a script may use */
 #define LOG_MAX 256	/* callback log text */

@@ -1,4 +1,4 @@
-/* Unit tests for auth/apikey.c: "authorization" values in, (tenant, perms) or refusal out. */
+/* Unit tests for auth/caller/apikey.c: "authorization" values in, (tenant, perms) or refusal out. */
 #include <criterion/criterion.h>
 
 #include <stdio.h>
@@ -6,8 +6,8 @@
 
 #include <openssl/sha.h>
 
-#include "auth/apikey.h"
-#include "auth/perm.h"
+#include "auth/caller/apikey.h"
+#include "auth/caller/perm.h"
 
 #define RW (GW_PERM_READ | GW_PERM_WRITE)
 

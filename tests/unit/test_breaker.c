@@ -1,9 +1,9 @@
-/* Unit tests for gateway/breaker.c: the state machine as tables of (time, event) -> answer/state. */
+/* Unit tests for gateway/base/breaker.c: the state machine as tables of (time, event) -> answer/state. */
 #include <criterion/criterion.h>
 
 #include <string.h>
 
-#include "gateway/breaker.h"
+#include "gateway/base/breaker.h"
 
 enum { ALLOW, OK, FAIL };
 

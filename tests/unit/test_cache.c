@@ -1,10 +1,10 @@
-/* Unit tests for gateway/cache.c: TTL, finals, out-of-order answers, LRU eviction, links. */
+/* Unit tests for gateway/api/cache.c: TTL, finals, out-of-order answers, LRU eviction, links. */
 #include <criterion/criterion.h>
 
 #include <stdio.h>
 #include <string.h>
 
-#include "gateway/cache.h"
+#include "gateway/api/cache.h"
 
 #define P ANIMATE3D__V1__JOB_STATE__PROGRESS
 #define S ANIMATE3D__V1__JOB_STATE__SUCCESS

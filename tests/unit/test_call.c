@@ -1,5 +1,5 @@
 /*
- * gateway/call.c pure parts: the grpc-status-details-bin encoding (google.rpc.Status carrying a
+ * gateway/call/call.c pure parts: the grpc-status-details-bin encoding (google.rpc.Status carrying a
  * google.rpc.RetryInfo). Expected bytes were produced by Python's protobuf 4.21 runtime from
  * google/rpc/status.proto + error_details.proto (Status{code,message,details:[Any.Pack(
  * RetryInfo{retry_delay})]}), i.e. an independent encoder.
@@ -7,7 +7,7 @@
 #include <criterion/criterion.h>
 #include <string.h>
 
-#include "gateway/call.h"
+#include "gateway/call/call.h"
 
 struct retry_case {
 	int code;

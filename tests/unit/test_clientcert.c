@@ -1,8 +1,8 @@
-/* Unit tests for auth/clientcert.c: certificate CN in, tenant index (or none) out. */
+/* Unit tests for auth/caller/clientcert.c: certificate CN in, tenant index (or none) out. */
 #include <criterion/criterion.h>
 #include <string.h>
 
-#include "auth/clientcert.h"
+#include "auth/caller/clientcert.h"
 
 static struct gw_tenant_cfg tenants[3];
 static struct gw_config cfg;

@@ -1,4 +1,4 @@
-/* Unit tests for gateway/config.c: YAML in, struct gw_config or "file:line: message" errors out. */
+/* Unit tests for gateway/config/config.c: YAML in, struct gw_config or "file:line: message" errors out. */
 #include <criterion/criterion.h>
 
 #include <stdio.h>
@@ -8,9 +8,9 @@
 
 #include <openssl/sha.h>
 
-#include "auth/perm.h"
-#include "gateway/config.h"
-#include "gateway/ratelimit.h"
+#include "auth/caller/perm.h"
+#include "gateway/config/config.h"
+#include "gateway/base/ratelimit.h"
 
 #define HEX_A "f15424e984f66fb993b9d8e6444ade02adcc714a58b3b50106e98750e4244bfe"
 #define HEX_B "d9ac7631ada741dcfc4b59392980617b80ca853433a835ca1baa8a484a35e893"

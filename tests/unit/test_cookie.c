@@ -1,9 +1,9 @@
-/* Unit tests for auth/cookie.c: Set-Cookie values and HTTP dates in, values and times out. */
+/* Unit tests for auth/upstream/cookie.c: Set-Cookie values and HTTP dates in, values and times out. */
 #include <criterion/criterion.h>
 
 #include <string.h>
 
-#include "auth/cookie.h"
+#include "auth/upstream/cookie.h"
 
 #define RFC_DATE 784111777	/* Sun, 06 Nov 1994 08:49:37 GMT (date -u -d ... +%s) */
 #define NOW 1000000000

@@ -1,11 +1,11 @@
-/* Unit tests for gateway/errmap.c: upstream HTTP status / curl failure / Retry-After -> gRPC terms. */
+/* Unit tests for gateway/base/errmap.c: upstream HTTP status / curl failure / Retry-After -> gRPC terms. */
 #include <criterion/criterion.h>
 
 #include <string.h>
 #include <time.h>
 #include <curl/curl.h>
 
-#include "gateway/errmap.h"
+#include "gateway/base/errmap.h"
 
 static const struct {
 	long http;

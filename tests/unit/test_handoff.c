@@ -1,4 +1,4 @@
-/* Unit tests for gateway/handoff.c: push/drain sequences as tables of step -> expected result and
+/* Unit tests for gateway/base/handoff.c: push/drain sequences as tables of step -> expected result and
  * counters, then N producer threads x M events through a small ring, delivered by a libevent loop.
  *
  * Criterion cannot run under TSan (its BoxFort arena cannot be mapped there: Snaipe/Criterion#274),
@@ -18,7 +18,7 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 
-#include "gateway/handoff.h"
+#include "gateway/base/handoff.h"
 
 /* ---- threads ---- */
 

@@ -1,9 +1,9 @@
 /*
- * gateway/health.c pure parts: which service names the health service answers for.
+ * gateway/svc/health.c pure parts: which service names the health service answers for.
  */
 #include <criterion/criterion.h>
 
-#include "gateway/health.h"
+#include "gateway/svc/health.h"
 
 struct svc_case {
 	const char *name;

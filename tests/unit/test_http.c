@@ -7,10 +7,10 @@
 #include <string.h>
 #include <event2/buffer.h>
 
-#include "auth/session.h"
-#include "gateway/call.h"
+#include "auth/upstream/session.h"
+#include "gateway/call/call.h"
 #include "gateway/http.h"
-#include "gateway/stats.h"
+#include "gateway/base/stats.h"
 
 /* The buffer's contents as a malloc'd C string. */
 static char *drain(struct evbuffer *b)

@@ -1,4 +1,4 @@
-/* Unit tests for gateway/log.c: fields in, one valid JSON line out (checked by parsing it back). */
+/* Unit tests for gateway/base/log.c: fields in, one valid JSON line out (checked by parsing it back). */
 #include <criterion/criterion.h>
 
 #include <fcntl.h>
@@ -9,7 +9,7 @@
 
 #include <jansson.h>
 
-#include "gateway/log.h"
+#include "gateway/base/log.h"
 
 static size_t fmt(char *buf, size_t buflen, enum gw_log_level lvl, const char *event, ...)
 {

@@ -1,5 +1,5 @@
 /*
- * gateway/metrics.c: histogram buckets, the upstream route/status table, and the /metrics text.
+ * gateway/base/metrics.c: histogram buckets, the upstream route/status table, and the /metrics text.
  */
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -7,12 +7,12 @@
 #include <string.h>
 #include <event2/buffer.h>
 
-#include "auth/session.h"
-#include "gateway/breaker.h"
-#include "gateway/call.h"
-#include "gateway/metrics.h"
-#include "gateway/ratelimit.h"
-#include "gateway/upstream.h"
+#include "auth/upstream/session.h"
+#include "gateway/base/breaker.h"
+#include "gateway/call/call.h"
+#include "gateway/base/metrics.h"
+#include "gateway/base/ratelimit.h"
+#include "gateway/upstream/upstream.h"
 
 #define P GW_METRICS_PREFIX
 

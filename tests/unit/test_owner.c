@@ -1,4 +1,4 @@
-/* Unit tests for gateway/owner.c: the isolation matrix, list filtering, request identity, the
+/* Unit tests for gateway/state/owner.c: the isolation matrix, list filtering, request identity, the
  * idempotent StartJob state machine and reconciliation against upstream /list and /download. */
 #include <criterion/criterion.h>
 
@@ -6,7 +6,7 @@
 #include <string.h>
 #include <grpc/status.h>
 
-#include "gateway/owner.h"
+#include "gateway/state/owner.h"
 
 static struct gw_store *mem_store(void)
 {

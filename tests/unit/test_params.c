@@ -1,11 +1,11 @@
-/* Unit tests for gateway/params.c: typed Params in -> upstream "params" array or a field-naming error. */
+/* Unit tests for gateway/api/params.c: typed Params in -> upstream "params" array or a field-naming error. */
 #include <criterion/criterion.h>
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "gateway/params.h"
+#include "gateway/api/params.h"
 
 /* Storage for one Params and its sub-messages; a case's setup wires what it needs. */
 struct pfix {

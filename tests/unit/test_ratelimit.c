@@ -1,11 +1,11 @@
-/* Unit tests for gateway/ratelimit.c: token-bucket arithmetic as tables of time -> verdict/wait,
+/* Unit tests for gateway/base/ratelimit.c: token-bucket arithmetic as tables of time -> verdict/wait,
  * method costs, and the per-tenant table across a reload. */
 #include <criterion/criterion.h>
 
 #include <string.h>
 
-#include "gateway/config.h"
-#include "gateway/ratelimit.h"
+#include "gateway/config/config.h"
+#include "gateway/base/ratelimit.h"
 
 struct take_step {
 	int64_t now;

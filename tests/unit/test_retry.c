@@ -1,10 +1,10 @@
-/* Unit tests for gateway/retry.c: full-jitter backoff bounds, the retry delay within a deadline,
+/* Unit tests for gateway/base/retry.c: full-jitter backoff bounds, the retry delay within a deadline,
  * and the retry budget (retries <= 20% of requests). */
 #include <criterion/criterion.h>
 
 #include <limits.h>
 
-#include "gateway/retry.h"
+#include "gateway/base/retry.h"
 
 #define DRAWS 20000
 

@@ -4,9 +4,9 @@
 #include <criterion/criterion.h>
 #include <string.h>
 
-#include "auth/perm.h"
+#include "auth/caller/perm.h"
 #include "gateway/rpc.h"
-#include "gateway/translate.h"
+#include "gateway/api/translate.h"
 
 struct name_case {
 	const char *path;

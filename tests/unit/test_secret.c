@@ -1,4 +1,4 @@
-/* Unit tests for auth/secret.c: secret files and variables in, secret or a clear refusal out. */
+/* Unit tests for auth/upstream/secret.c: secret files and variables in, secret or a clear refusal out. */
 #include <criterion/criterion.h>
 
 #include <stdio.h>
@@ -9,7 +9,7 @@
 
 #include <openssl/sha.h>
 
-#include "auth/secret.h"
+#include "auth/upstream/secret.h"
 
 #define CANARY "s3cret-canary-7f1d"
 

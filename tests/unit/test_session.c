@@ -1,5 +1,5 @@
 /*
- * Unit tests for auth/session.c: the pure parts (backoff bounds, refresh scheduling, the caller
+ * Unit tests for auth/upstream/session.c: the pure parts (backoff bounds, refresh scheduling, the caller
  * decision, generations) as tables, then the single-flight login on a real loop against a tiny
  * login server on 127.0.0.1 (a free port) that counts GET /session/auth.
  */
@@ -15,10 +15,10 @@
 #include <criterion/criterion.h>
 #include <event2/event.h>
 
-#include "auth/session.h"
-#include "gateway/config.h"
+#include "auth/upstream/session.h"
+#include "gateway/config/config.h"
 #include "gateway/server.h"
-#include "gateway/upstream.h"
+#include "gateway/upstream/upstream.h"
 
 #define T_SECRET "unit-test-secret-do-not-print"
 #define T_ENV "A3D_TEST_SESSION_SECRET"

@@ -1,4 +1,4 @@
-/* Unit tests for gateway/status.c: batching, coalescing, splitting, watchers, refresh; with a
+/* Unit tests for gateway/svc/status.c: batching, coalescing, splitting, watchers, refresh; with a
  * fake transport (records each GET /status) and a fake clock. */
 #include <criterion/criterion.h>
 
@@ -6,8 +6,8 @@
 #include <string.h>
 #include <grpc/status.h>
 
-#include "gateway/cache.h"
-#include "gateway/status.h"
+#include "gateway/api/cache.h"
+#include "gateway/svc/status.h"
 
 #define P ANIMATE3D__V1__JOB_STATE__PROGRESS
 #define S ANIMATE3D__V1__JOB_STATE__SUCCESS

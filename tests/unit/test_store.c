@@ -1,4 +1,4 @@
-/* Unit tests for gateway/store.c, store_sqlite.c and store_mem.c: both backends through the
+/* Unit tests for gateway/state/store.c, store_sqlite.c and store_mem.c: both backends through the
  * same tables, then what only the SQLite file does (reopen, crash, corrupt, unwritable, read-only). */
 #include <criterion/criterion.h>
 
@@ -11,7 +11,7 @@
 #include <unistd.h>
 #include <sqlite3.h>
 
-#include "gateway/store.h"
+#include "gateway/state/store.h"
 
 /* ---- helpers ---- */
 

@@ -10,8 +10,8 @@
 #include "animate3d/v1/characters.pb-c.h"
 #include "animate3d/v1/jobs.pb-c.h"
 #include "animate3d/v1/webhooks.pb-c.h"
-#include "auth/perm.h"
-#include "gateway/translate.h"
+#include "auth/caller/perm.h"
+#include "gateway/api/translate.h"
 
 #define DUMP_MAX 4096
 

@@ -1,11 +1,11 @@
-/* Unit tests for the pure parts of gateway/upload.c: names, chunk sizes, Content-Range, Range. */
+/* Unit tests for the pure parts of gateway/svc/upload.c: names, chunk sizes, Content-Range, Range. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <criterion/criterion.h>
 
-#include "gateway/upload.h"
+#include "gateway/svc/upload.h"
 
 #define KiB 1024u
 #define MiB (1024u * 1024u)

@@ -1,12 +1,12 @@
-/* Unit tests for gateway/webhook_in.c: path, size, signature, body -> HTTP status + counters. */
+/* Unit tests for gateway/svc/webhook_in.c: path, size, signature, body -> HTTP status + counters. */
 #include <criterion/criterion.h>
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "gateway/config.h"
+#include "gateway/config/config.h"
 #include "gateway/server.h"
-#include "gateway/webhook_in.h"
+#include "gateway/svc/webhook_in.h"
 
 #define OK_BODY "{\"eventType\":\"job.completed\",\"data\":{\"taskId\":\"Ab12Cd34Ef56Gh78Ij90Kl\",\"status\":\"success\"}}"
 

@@ -1,4 +1,4 @@
-/* Unit tests for gateway/webhook_reg.c: URL building, the present/create decision from a list
+/* Unit tests for gateway/svc/webhook_reg.c: URL building, the present/create decision from a list
  * answer, the retry backoff and the metrics text. */
 #include <criterion/criterion.h>
 
@@ -7,7 +7,7 @@
 #include <string.h>
 #include <event2/buffer.h>
 
-#include "gateway/webhook_reg.h"
+#include "gateway/svc/webhook_reg.h"
 
 #define URL "https://gw.example.com/webhooks/animate3d/main"
 #define EP(id, url, ev) "{\"id\":\"" id "\",\"object\":\"webhook_endpoint\",\"url\":\"" url "\",\"events\":" ev "}"

@@ -1,0 +1,10 @@
+/* Permissions an API key grants. A method requires one of these; see gateway/api/translate.h. */
+#ifndef A3D_AUTH_PERM_H
+#define A3D_AUTH_PERM_H
+
+enum gw_perm {
+	GW_PERM_READ = 1u << 0,	/* status, lists, downloads, balances */
+	GW_PERM_WRITE = 1u << 1	/* uploads, jobs, models, webhooks */
+};
+
+#endif

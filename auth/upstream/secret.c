@@ -1,0 +1,203 @@
+/* secret: load, wipe and encode the upstream client secret. */
+#include "auth/upstream/secret.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+#include <openssl/sha.h>
+
+static void secret_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void secret_err(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!err || errlen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+/* Reads at most GW_SECRET_MAX_LEN + 2 bytes ("\r\n" may follow a secret of the maximum length), and
+ * one more to notice that the file is too long. */
+#define SECRET_READ_MAX (GW_SECRET_MAX_LEN + 3)
+
+static int secret_from_file(const char *path, char *buf, size_t *len, char *err, size_t errlen)
+{
+	int rc = -1, fd;
+	struct stat st;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0) {
+		secret_err(err, errlen, "cannot open secret file %s: %s", path, strerror(errno));
+		return -1;
+	}
+	/* fstat the opened fd, not the path: what is checked is what is read. */
+	if (fstat(fd, &st) < 0) {
+		secret_err(err, errlen, "cannot stat secret file %s: %s", path, strerror(errno));
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		secret_err(err, errlen, "secret file %s is not a regular file", path);
+		goto out;
+	}
+	if (st.st_mode & 077) {
+		secret_err(err, errlen, "secret file %s is group/world-accessible (mode %04o); chmod 600 it",
+			   path, (unsigned)(st.st_mode & 07777));
+		goto out;
+	}
+	*len = 0;
+	for (;;) {
+		ssize_t r = read(fd, buf + *len, SECRET_READ_MAX - *len);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			secret_err(err, errlen, "cannot read secret file %s: %s", path, strerror(errno));
+			goto out;
+		}
+		if (r == 0)
+			break;
+		*len += (size_t)r;
+		if (*len == SECRET_READ_MAX)
+			break;
+	}
+	rc = 0;
+out:
+	close(fd);
+	return rc;
+}
+
+int gw_secret_load(const struct gw_account_cfg *a, char **out, size_t *len, char *err, size_t errlen)
+{
+	int rc = -1;
+	char *buf = NULL;
+	size_t n = 0;
+	const char *name;
+
+	if (err && errlen)
+		err[0] = '\0';
+	if (out)
+		*out = NULL;
+	if (len)
+		*len = 0;
+	if (!a || !out || !len) {
+		secret_err(err, errlen, "no account");
+		return -1;
+	}
+	name = a->name ? a->name : "?";
+	buf = malloc(SECRET_READ_MAX + 1);
+	if (!buf) {
+		secret_err(err, errlen, "account %s: out of memory", name);
+		return -1;
+	}
+	if (a->secret_file && !a->secret_env) {
+		if (secret_from_file(a->secret_file, buf, &n, err, errlen) < 0)
+			goto out;
+	} else if (a->secret_env && !a->secret_file) {
+		const char *v = getenv(a->secret_env);
+
+		if (!v) {
+			secret_err(err, errlen, "account %s: environment variable %s is not set", name,
+				   a->secret_env);
+			goto out;
+		}
+		n = strnlen(v, SECRET_READ_MAX);
+		memcpy(buf, v, n);
+	} else {
+		secret_err(err, errlen, "account %s: set exactly one of client_secret_file or client_secret_env",
+			   name);
+		goto out;
+	}
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+		n--;
+	if (n == 0) {
+		secret_err(err, errlen, "account %s: the client secret is empty", name);
+		goto out;
+	}
+	if (n > GW_SECRET_MAX_LEN) {
+		secret_err(err, errlen, "account %s: the client secret is longer than %d bytes", name,
+			   GW_SECRET_MAX_LEN);
+		goto out;
+	}
+	if (memchr(buf, '\0', n)) {
+		secret_err(err, errlen, "account %s: the client secret contains a NUL byte", name);
+		goto out;
+	}
+	buf[n] = '\0';
+	*out = buf;
+	*len = n;
+	buf = NULL;
+	rc = 0;
+out:
+	if (buf) {
+		explicit_bzero(buf, SECRET_READ_MAX + 1);
+		free(buf);
+	}
+	return rc;
+}
+
+void gw_secret_free(char *s, size_t len)
+{
+	if (!s)
+		return;
+	explicit_bzero(s, len);
+	free(s);
+}
+
+void gw_secret_fingerprint(const char *s, size_t len, char out[13])
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char digest[SHA256_DIGEST_LENGTH];
+
+	SHA256((const unsigned char *)(s ? s : ""), s ? len : 0, digest);
+	out[0] = 's';
+	out[1] = ':';
+	for (int i = 0; i < 5; i++) {
+		out[2 + 2 * i] = hex[digest[i] >> 4];
+		out[3 + 2 * i] = hex[digest[i] & 15];
+	}
+	out[12] = '\0';
+	explicit_bzero(digest, sizeof(digest));
+}
+
+char *gw_secret_basic_header(const char *client_id, const char *secret, size_t secret_len)
+{
+	static const char prefix[] = "Basic ";
+	char *plain = NULL, *hdr = NULL;
+	size_t idlen, plen, b64len;
+
+	if (!client_id || !secret || secret_len > GW_SECRET_MAX_LEN)
+		return NULL;
+	idlen = strlen(client_id);
+	if (idlen > GW_SECRET_CLIENT_ID_MAX || strchr(client_id, ':'))
+		return NULL;
+	plen = idlen + 1 + secret_len;
+	plain = malloc(plen);
+	if (!plain)
+		goto out;
+	memcpy(plain, client_id, idlen);
+	plain[idlen] = ':';
+	memcpy(plain + idlen + 1, secret, secret_len);
+	b64len = 4 * ((plen + 2) / 3);
+	hdr = malloc(sizeof(prefix) - 1 + b64len + 1);
+	if (!hdr)
+		goto out;
+	memcpy(hdr, prefix, sizeof(prefix) - 1);
+	/* EVP_EncodeBlock writes no newlines and NUL-terminates. */
+	EVP_EncodeBlock((unsigned char *)hdr + sizeof(prefix) - 1, (const unsigned char *)plain, (int)plen);
+out:
+	if (plain) {
+		explicit_bzero(plain, plen);
+		free(plain);
+	}
+	return hdr;
+}

@@ -1,0 +1,41 @@
+/*
+ * secret: the upstream client secret of an account, read from a file or an environment variable
+ * (never from the config itself), and the Basic Authorization header built from it.
+ *
+ * Every buffer holding secret material is wiped (explicit_bzero) before it is freed. No message this
+ * module produces contains the secret: name it by gw_secret_fingerprint() if you must.
+ */
+#ifndef A3D_AUTH_SECRET_H
+#define A3D_AUTH_SECRET_H
+
+#include <stddef.h>
+
+#include "gateway/config/config.h"
+
+#define GW_SECRET_MAX_LEN 1024		/* longest secret accepted, after stripping trailing \r\n */
+#define GW_SECRET_CLIENT_ID_MAX 1024	/* longest client id gw_secret_basic_header accepts */
+
+/*
+ * Reads the account's client secret from its file or environment variable into *out (malloc'd,
+ * NUL-terminated, *len bytes; release with gw_secret_free). A file must be a regular file (symlinks
+ * are followed, as Kubernetes secret volumes use them) not readable/writable by group or others
+ * (mode & 077 == 0), else it is refused ("secret file /x is group/world-accessible (mode 0644);
+ * chmod 600 it"). Trailing \r and \n are stripped; an empty result or one over GW_SECRET_MAX_LEN is
+ * refused. Returns 0, or -1 with a message in err (errlen bytes, may be 0) and *out NULL.
+ * err never contains the secret.
+ */
+int gw_secret_load(const struct gw_account_cfg *a, char **out, size_t *len, char *err, size_t errlen);
+
+void gw_secret_free(char *s, size_t len);	/* explicit_bzero(s, len) then free; NULL is fine */
+
+/* "s:" + the first 10 hex digits of SHA-256(secret), NUL-terminated: tells secrets apart in logs. */
+void gw_secret_fingerprint(const char *s, size_t len, char out[13]);
+
+/*
+ * "Basic base64(client_id:secret)" for the Authorization header, malloc'd and NUL-terminated; wipe it
+ * with gw_secret_free(h, strlen(h)). NULL on ENOMEM, NULL arguments, or a client id containing ':'
+ * (Basic cannot carry it) or longer than GW_SECRET_CLIENT_ID_MAX.
+ */
+char *gw_secret_basic_header(const char *client_id, const char *secret, size_t secret_len);
+
+#endif

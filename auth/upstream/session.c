@@ -1,0 +1,508 @@
+/* session: upstream logins, the dmsess cookie per account, refresh and backoff (see session.h). */
+#include "auth/upstream/session.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <event2/event.h>
+
+#include "auth/upstream/cookie.h"
+#include "auth/upstream/secret.h"
+#include "gateway/config/config.h"
+#include "gateway/base/log.h"
+#include "gateway/base/retry.h"
+#include "gateway/server.h"
+#include "gateway/upstream/upstream.h"
+
+#define SESSION_AUTH_PATH "/session/auth"
+#define SESSION_URL_MAX 2048			/* base_url + path */
+#define SESSION_LOGIN_TIMEOUT_MS 10000		/* one login attempt, connect included */
+
+static const char *const session_rejected_msg = "upstream rejected account credentials";
+
+static void session_login_done(void *arg, const struct gw_up_response *res);
+
+/* ---- pure parts ---- */
+
+int64_t gw_session_backoff_ms(unsigned attempt, uint64_t rnd)
+{
+	int64_t cap = GW_SESSION_BACKOFF_MIN_MS;
+
+	for (unsigned i = 1; i < attempt && cap < GW_SESSION_BACKOFF_MAX_MS; i++)
+		cap *= 2;
+	if (cap > GW_SESSION_BACKOFF_MAX_MS)
+		cap = GW_SESSION_BACKOFF_MAX_MS;
+	/* Full jitter over [MIN, cap]: spreads many gateways' retries; MIN keeps a wrong secret
+	 * from turning every incoming call into a login attempt. */
+	return GW_SESSION_BACKOFF_MIN_MS +
+	       (int64_t)(rnd % (uint64_t)(cap - GW_SESSION_BACKOFF_MIN_MS + 1));
+}
+
+int64_t gw_session_refresh_delay_ms(int64_t lifetime_ms, long refresh_s, uint64_t rnd)
+{
+	int64_t d;
+
+	if (lifetime_ms <= 0)
+		return GW_SESSION_REFRESH_MIN_MS;
+	if (refresh_s > 0) {
+		d = (int64_t)refresh_s * 1000;
+	} else {
+		int64_t lo = lifetime_ms * 6 / 10, span = lifetime_ms / 10;
+
+		d = lo + (int64_t)(rnd % (uint64_t)(span + 1));
+	}
+	if (d >= lifetime_ms)
+		d = lifetime_ms / 2;
+	if (d < GW_SESSION_REFRESH_MIN_MS)
+		d = lifetime_ms > 2 * GW_SESSION_REFRESH_MIN_MS ? GW_SESSION_REFRESH_MIN_MS
+								 : lifetime_ms / 2;
+	return d;
+}
+
+enum gw_session_decision gw_session_decide(const struct gw_session_facts *f)
+{
+	if (f->has_cookie && f->now_us + (int64_t)GW_SESSION_EXPIRY_MARGIN_MS * 1000 < f->expires_us)
+		return GW_SD_USE_COOKIE;
+	if (f->login_in_flight)
+		return GW_SD_WAIT;
+	if (f->retry_at_us > 0 && f->now_us < f->retry_at_us)
+		return GW_SD_FAIL;
+	return GW_SD_START_LOGIN;
+}
+
+int gw_session_401_is_current(uint64_t current, uint64_t seen)
+{
+	return current == seen;
+}
+
+/* ---- helpers ---- */
+
+static int64_t session_now_us(void)
+{
+	return gw_server_now_us();
+}
+
+static void session_set_error(struct gw_account_rt *a, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void session_set_error(struct gw_account_rt *a, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(a->last_error, sizeof a->last_error, fmt, ap);
+	va_end(ap);
+}
+
+static void session_waiter_unlink(struct gw_session_waiter *w)
+{
+	w->prev->next = w->next;
+	w->next->prev = w->prev;
+	w->prev = w->next = NULL;
+	w->acct->nwaiters--;
+	w->acct = NULL;
+}
+
+/* Releases every queued waiter once. State is final before this runs, so a waiter's callback
+ * that asks again gets an immediate answer and never re-queues on this same list. */
+static void session_release(struct gw_account_rt *a, const char *cookie, const char *err)
+{
+	while (a->waiters.next != &a->waiters) {
+		struct gw_session_waiter *w = a->waiters.next;
+
+		session_waiter_unlink(w);
+		w->fn(w, cookie, a->generation, err);
+	}
+}
+
+static int session_enqueue(struct gw_account_rt *a, struct gw_session_waiter *w)
+{
+	if (a->nwaiters >= GW_SESSION_MAX_WAITERS) {
+		a->n.waiters_rejected++;
+		return -1;
+	}
+	w->acct = a;
+	w->next = &a->waiters;
+	w->prev = a->waiters.prev;
+	a->waiters.prev->next = w;
+	a->waiters.prev = w;
+	a->nwaiters++;
+	return 0;
+}
+
+static void session_arm_timer(struct gw_account_rt *a, int64_t delay_ms)
+{
+	struct timeval tv;
+
+	if (delay_ms < 0)
+		delay_ms = 0;
+	tv.tv_sec = (time_t)(delay_ms / 1000);
+	tv.tv_usec = (suseconds_t)((delay_ms % 1000) * 1000);
+	evtimer_add(a->timer, &tv);
+}
+
+/* Starts the one login for a; returns 0, or -1 with a->last_error set. */
+static int session_login(struct gw_account_rt *a, int refresh)
+{
+	struct gw_up_request rq;
+	char url[SESSION_URL_MAX];
+	int rc = -1;
+
+	if (a->login)
+		return 0;
+	if (snprintf(url, sizeof url, "%s%s", a->base_url, SESSION_AUTH_PATH) >= (int)sizeof url) {
+		session_set_error(a, "account %s: base_url too long", a->name);
+		goto out;
+	}
+	memset(&rq, 0, sizeof rq);
+	rq.method = "GET";
+	rq.url = url;
+	rq.headers[0] = a->auth_header;
+	rq.timeout_ms = SESSION_LOGIN_TIMEOUT_MS;
+	rq.route = "GET /session/auth";
+	a->login = gw_up_start(a->srv->up, NULL, &rq, session_login_done, a);
+	if (!a->login) {
+		session_set_error(a, "cannot start the upstream login");
+		goto out;
+	}
+	a->n.logins++;
+	if (refresh)
+		a->n.refreshes++;
+	if (!a->cookie[0])
+		a->state = GW_SESSION_LOGGING_IN;
+	rc = 0;
+out:
+	return rc;
+}
+
+static void session_login_failed(struct gw_account_rt *a, int rejected)
+{
+	int64_t delay;
+
+	a->n.failures++;
+	a->srv->stats.logins_failed++;
+	a->fail_streak++;
+	delay = gw_session_backoff_ms(a->fail_streak, gw_retry_rand(&a->rng));
+	a->retry_at_us = session_now_us() + delay * 1000;
+	a->state = rejected ? GW_SESSION_REJECTED : GW_SESSION_BACKOFF;
+	gw_log(rejected ? GW_LOG_ERROR : GW_LOG_WARN, "upstream_login_failed",
+	       GW_LS("account", a->name), GW_LS("reason", a->last_error),
+	       GW_LN("retry_in_ms", delay), GW_LEND);
+	/* Retry in the background: a refresh failure heals before the old cookie runs out, and a
+	 * recovered upstream shows as "ok" (health, metrics) before the next caller arrives. Callers
+	 * that come while backing off without a cookie fail at once instead of waiting. */
+	session_arm_timer(a, delay);
+	session_release(a, NULL, rejected ? session_rejected_msg : a->last_error);
+}
+
+static void session_login_done(void *arg, const struct gw_up_response *res)
+{
+	struct gw_account_rt *a = arg;
+	char value[GW_SESSION_COOKIE_MAX];
+	time_t now = time(NULL), expires = 0;
+	int64_t lifetime_ms, now_us;
+
+	a->login = NULL;
+	if (res->curl_rc != CURLE_OK || res->http_status == 0) {
+		session_set_error(a, "upstream login failed: %s",
+				  res->error ? res->error : "connection error");
+		session_login_failed(a, 0);
+		return;
+	}
+	if (res->http_status == 401 || res->http_status == 403) {
+		session_set_error(a, "upstream rejected account credentials (HTTP %ld)",
+				  res->http_status);
+		session_login_failed(a, 1);
+		return;
+	}
+	if (res->http_status < 200 || res->http_status >= 300) {
+		session_set_error(a, "upstream login answered HTTP %ld", res->http_status);
+		session_login_failed(a, 0);
+		return;
+	}
+	if (!res->set_cookie ||
+	    gw_cookie_parse(res->set_cookie, "dmsess", value, sizeof value, now, &expires) != 1 ||
+	    !value[0]) {
+		session_set_error(a, "upstream login answered HTTP %ld without a dmsess cookie",
+				  res->http_status);
+		explicit_bzero(value, sizeof value);
+		session_login_failed(a, 0);
+		return;
+	}
+	if (expires != 0 && expires <= now) {
+		session_set_error(a, "upstream login answered with an already expired cookie");
+		explicit_bzero(value, sizeof value);
+		session_login_failed(a, 0);
+		return;
+	}
+	/* No Expires/Max-Age: a session cookie; assume the usual lifetime and let a 401 tell. */
+	lifetime_ms = expires ? (int64_t)(expires - now) * 1000
+			      : (int64_t)GW_SESSION_DEFAULT_TTL_S * 1000;
+	now_us = session_now_us();
+	explicit_bzero(a->cookie, sizeof a->cookie);
+	memcpy(a->cookie, value, strlen(value) + 1);
+	explicit_bzero(value, sizeof value);
+	a->generation++;
+	a->expires_us = now_us + lifetime_ms * 1000;
+	a->state = GW_SESSION_OK;
+	a->fail_streak = 0;
+	a->retry_at_us = 0;
+	a->last_error[0] = '\0';
+	a->srv->stats.logins_ok++;
+	session_arm_timer(a, gw_session_refresh_delay_ms(lifetime_ms,
+				a->srv->cfg ? a->srv->cfg->upstream.session_refresh_s : 0,
+				gw_retry_rand(&a->rng)));
+	gw_log(GW_LOG_INFO, "upstream_login", GW_LS("account", a->name),
+	       GW_LN("generation", (long long)a->generation),
+	       GW_LN("lifetime_s", lifetime_ms / 1000), GW_LEND);
+	session_release(a, a->cookie, NULL);
+}
+
+/* Refresh ahead of expiry (the old cookie keeps serving traffic), or retry after a failure. */
+static void session_on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct gw_account_rt *a = arg;
+
+	(void)fd;
+	(void)what;
+	if (a->login)
+		return;
+	if (session_login(a, a->cookie[0] != '\0') != 0)
+		session_login_failed(a, 0);
+}
+
+static void session_fill_facts(const struct gw_account_rt *a, struct gw_session_facts *f)
+{
+	f->has_cookie = a->cookie[0] != '\0';
+	f->expires_us = a->expires_us;
+	f->login_in_flight = a->login != NULL;
+	f->retry_at_us = a->retry_at_us;
+	f->now_us = session_now_us();
+}
+
+int gw_session_acquire(struct gw_account_rt *a, struct gw_session_waiter *w, const char **cookie,
+		       uint64_t *generation, const char **err)
+{
+	struct gw_session_facts f;
+
+	session_fill_facts(a, &f);
+	switch (gw_session_decide(&f)) {
+	case GW_SD_USE_COOKIE:
+		*cookie = a->cookie;
+		*generation = a->generation;
+		return GW_SESSION_READY;
+	case GW_SD_FAIL:
+		*err = a->state == GW_SESSION_REJECTED ? session_rejected_msg
+			: a->last_error[0] ? a->last_error : "upstream login is backing off";
+		return GW_SESSION_FAIL;
+	case GW_SD_START_LOGIN:
+		/* An expired cookie is useless; forget it so the state reads right. */
+		if (a->cookie[0]) {
+			explicit_bzero(a->cookie, sizeof a->cookie);
+			a->state = GW_SESSION_LOGGING_IN;
+		}
+		if (session_login(a, 0) != 0) {
+			*err = a->last_error;
+			return GW_SESSION_FAIL;
+		}
+		break;
+	case GW_SD_WAIT:
+		break;
+	}
+	if (session_enqueue(a, w) != 0) {
+		*err = "too many calls waiting for the upstream login";
+		return GW_SESSION_FAIL;
+	}
+	return GW_SESSION_WAIT;
+}
+
+int gw_session_unauthorized(struct gw_account_rt *a, uint64_t generation,
+			    struct gw_session_waiter *w, const char **cookie,
+			    uint64_t *generation_out, const char **err)
+{
+	if (gw_session_401_is_current(a->generation, generation) && a->cookie[0]) {
+		/* The session died upstream (revoked, expired early): drop it; the next acquire
+		 * starts the one re-login or joins a refresh already in flight. */
+		a->n.reauths++;
+		explicit_bzero(a->cookie, sizeof a->cookie);
+		a->expires_us = 0;
+		a->state = GW_SESSION_LOGGING_IN;
+		a->retry_at_us = 0;
+		if (a->timer)
+			evtimer_del(a->timer);
+		gw_log(GW_LOG_WARN, "upstream_session_rejected", GW_LS("account", a->name),
+		       GW_LN("generation", (long long)generation), GW_LEND);
+	}
+	return gw_session_acquire(a, w, cookie, generation_out, err);
+}
+
+void gw_session_cancel_wait(struct gw_session_waiter *w)
+{
+	if (w && w->acct)
+		session_waiter_unlink(w);
+}
+
+void gw_session_start(struct gw_account_rt *a)
+{
+	if (a && a->state == GW_SESSION_NEVER && !a->login && session_login(a, 0) != 0)
+		session_login_failed(a, 0);
+}
+
+const char *gw_session_state(const struct gw_account_rt *a)
+{
+	switch (a->state) {
+	case GW_SESSION_NEVER: return "never";
+	case GW_SESSION_LOGGING_IN: return "logging_in";
+	case GW_SESSION_OK: return "ok";
+	case GW_SESSION_BACKOFF: return "backoff";
+	case GW_SESSION_REJECTED: return "rejected";
+	}
+	return "never";
+}
+
+const char *gw_session_name(const struct gw_account_rt *a)
+{
+	return a->name;
+}
+
+/* ---- lifecycle ---- */
+
+static char *session_auth_header(const struct gw_account_cfg *ac, char fingerprint[13], char *err,
+				 size_t errlen)
+{
+	char *secret = NULL, *basic = NULL, *hdr = NULL;
+	size_t len = 0, hlen;
+
+	if (gw_secret_load(ac, &secret, &len, err, errlen) != 0)
+		goto out;
+	if (fingerprint)
+		gw_secret_fingerprint(secret, len, fingerprint);
+	basic = gw_secret_basic_header(ac->client_id, secret, len);
+	if (!basic) {
+		snprintf(err, errlen, "account %s: cannot build the login header", ac->name);
+		goto out;
+	}
+	/* Accept both "Basic x" and a full "Authorization: Basic x" from auth/secret. */
+	if (strncasecmp(basic, "Authorization:", 14) == 0) {
+		hdr = basic;
+		basic = NULL;
+		goto out;
+	}
+	hlen = strlen(basic) + sizeof "Authorization: ";
+	hdr = malloc(hlen);
+	if (!hdr) {
+		snprintf(err, errlen, "account %s: out of memory", ac->name);
+		goto out;
+	}
+	snprintf(hdr, hlen, "Authorization: %s", basic);
+out:
+	if (basic) {
+		explicit_bzero(basic, strlen(basic));
+		free(basic);
+	}
+	if (secret)
+		gw_secret_free(secret, len);
+	return hdr;
+}
+
+int gw_session_reload_secret(struct gw_account_rt *a, const struct gw_account_cfg *ac,
+			     char fingerprint[13], char *err, size_t errlen)
+{
+	char *hdr = session_auth_header(ac, fingerprint, err, errlen);
+	int changed;
+
+	if (!hdr)
+		return -1;
+	changed = strcmp(hdr, a->auth_header) != 0;
+	/* A login in flight keeps the copy it was started with (gw_up_start copies headers). */
+	explicit_bzero(a->auth_header, strlen(a->auth_header));
+	free(a->auth_header);
+	a->auth_header = hdr;
+	if (changed && a->state == GW_SESSION_REJECTED && !a->cookie[0]) {
+		/* The old secret was refused: let the next caller log in now, not after the backoff. */
+		a->retry_at_us = 0;
+		a->fail_streak = 0;
+	}
+	return changed;
+}
+
+struct gw_account_rt *gw_session_accounts_new(struct gw_server *srv, size_t *n, char *err,
+					      size_t errlen)
+{
+	const struct gw_config *cfg = srv->cfg;
+	struct gw_account_rt *v = NULL, *ret = NULL;
+	size_t i;
+
+	*n = 0;
+	if (!cfg || cfg->naccounts == 0) {
+		snprintf(err, errlen, "no upstream accounts configured");
+		goto out;
+	}
+	v = calloc(cfg->naccounts, sizeof *v);
+	if (!v) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	for (i = 0; i < cfg->naccounts; i++) {
+		const struct gw_account_cfg *ac = &cfg->accounts[i];
+		struct gw_account_rt *a = &v[i];
+
+		a->srv = srv;
+		a->idx = i;
+		a->waiters.next = a->waiters.prev = &a->waiters;
+		a->rng = (uint64_t)session_now_us() ^ ((uint64_t)getpid() << 32) ^
+			 ((uint64_t)(uintptr_t)a) ^ 0x9e3779b97f4a7c15ull;
+		if (!a->rng)
+			a->rng = 1;
+		a->name = strdup(ac->name ? ac->name : "");
+		a->base_url = strdup(ac->base_url ? ac->base_url : "");
+		if (!a->name || !a->base_url) {
+			snprintf(err, errlen, "out of memory");
+			goto out;
+		}
+		a->auth_header = session_auth_header(ac, NULL, err, errlen);
+		if (!a->auth_header)
+			goto out;
+		a->timer = evtimer_new(srv->base, session_on_timer, a);
+		if (!a->timer) {
+			snprintf(err, errlen, "account %s: cannot create its timer", ac->name);
+			goto out;
+		}
+	}
+	*n = cfg->naccounts;
+	ret = v;
+	v = NULL;
+out:
+	if (v)
+		gw_session_accounts_free(v, cfg->naccounts);
+	return ret;
+}
+
+void gw_session_accounts_free(struct gw_account_rt *v, size_t n)
+{
+	if (!v)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		struct gw_account_rt *a = &v[i];
+
+		if (a->login)
+			gw_up_cancel(a->login);
+		a->login = NULL;
+		if (a->waiters.next) {
+			while (a->waiters.next != &a->waiters)
+				session_waiter_unlink(a->waiters.next);
+		}
+		if (a->timer)
+			event_free(a->timer);
+		if (a->auth_header) {
+			explicit_bzero(a->auth_header, strlen(a->auth_header));
+			free(a->auth_header);
+		}
+		explicit_bzero(a->cookie, sizeof a->cookie);
+		free(a->name);
+		free(a->base_url);
+	}
+	free(v);
+}

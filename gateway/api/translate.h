@@ -1,0 +1,77 @@
+/*
+ * translate: one row per upstream-backed RPC, turning a decoded gRPC request into an upstream
+ * REST request and a 2xx upstream JSON body into the gRPC reply.
+ *
+ * Pure functions: no I/O, no loop, no globals; the engine (gateway/call/call.c, gateway/upstream/upstream.c)
+ * does the transport and the handlers only glue a row to it. Everything here is unit-tested from
+ * tables in tests/unit/test_translate.c.
+ *
+ * Replies are built with malloc for every string, array and sub-message, so that
+ * protobuf_c_message_free_unpacked(msg, NULL) frees them like decoded messages.
+ */
+#ifndef A3D_GATEWAY_TRANSLATE_H
+#define A3D_GATEWAY_TRANSLATE_H
+
+#include <stddef.h>
+#include <protobuf-c/protobuf-c.h>
+
+#define GW_TR_ERR_MAX 256		/* err buffers are at least this long */
+#define GW_TR_MAX_RIDS 100		/* rids in one GetStatus/GetDownloadUrls/WatchStatus */
+
+struct gw_tr_request {
+	const char *method;		/* "GET", "POST", "DELETE": static string */
+	char *path;			/* malloc'd path + query, escaped, e.g. "/status/a,b" */
+	char *body;			/* malloc'd JSON body, or NULL */
+};
+void gw_tr_request_clear(struct gw_tr_request *r);
+
+enum gw_tr_rc {
+	GW_TR_OK = 0,
+	GW_TR_INVALID = -1,		/* caller's fault: INVALID_ARGUMENT with err */
+	GW_TR_NOT_FOUND = -2,		/* NOT_FOUND with err */
+	GW_TR_BAD_UPSTREAM = -3		/* upstream sent something unparseable: UNAVAILABLE with err */
+};
+
+/* Validates req and fills out. On error returns GW_TR_INVALID with a message naming the field. */
+typedef int (*gw_tr_build_fn)(const ProtobufCMessage *req, struct gw_tr_request *out,
+			      char *err, size_t errlen);
+/* Parses a 2xx body into a new reply message (*out). req is the original request (filters). */
+typedef int (*gw_tr_parse_fn)(const ProtobufCMessage *req, const char *body, size_t len,
+			      ProtobufCMessage **out, char *err, size_t errlen);
+
+struct gw_tr_rpc {
+	const char *grpc_path;			/* "/animate3d.v1.Jobs/GetStatus" */
+	const ProtobufCMessageDescriptor *req_desc;
+	const ProtobufCMessageDescriptor *resp_desc;
+	gw_tr_build_fn build;
+	gw_tr_parse_fn parse;
+	unsigned perm;				/* enum gw_perm the caller's key needs */
+	int idempotent;				/* safe to retry upstream (GETs) */
+};
+
+/* The row for a gRPC method path, or NULL (UploadVideo, WatchStatus, Health are not rows). */
+const struct gw_tr_rpc *gw_tr_lookup(const char *grpc_path);
+/* All rows, for registering methods; *n receives the count. */
+const struct gw_tr_rpc *gw_tr_rows(size_t *n);
+
+/* Documented meaning of a job error code (201..1399, 101), or NULL when unknown. */
+const char *gw_tr_job_error_text(int code);
+
+/* Additions (used by handlers outside the row table, e.g. WatchStatus, UploadVideo). */
+
+#define GW_TR_PATH_MAX 8192		/* path + query of one upstream request */
+#define GW_TR_URL_MAX 4096		/* caller-supplied URLs (uploads, webhooks, models) */
+#define GW_TR_RID_MAX 64		/* characters of a rid */
+#define GW_TR_ID_MAX 128		/* characters of a model id or webhook endpoint id */
+
+/* 1 when rid is 1..GW_TR_RID_MAX characters of [A-Za-z0-9_-], else 0. */
+int gw_tr_rid_valid(const char *rid);
+/* The rids a GetStatus, WatchStatus or GetDownloadUrls request carries (same shape): 0 with *n and
+ * *rids (borrowed from req, not checked), or -1 for any other message or NULL (*n, *rids untouched). */
+int gw_tr_rids_of(const ProtobufCMessage *req, size_t *n, char ***rids);
+/* Upstream spelling of a JobState ("PROGRESS"...), or NULL for UNSPECIFIED/unknown. */
+const char *gw_tr_job_state_name(int state);
+/* The build/parse rows for GetStatus and GetDownloadUrls also accept a WatchStatusRequest (same
+ * shape: repeated rids), so the watcher can reuse them. */
+
+#endif

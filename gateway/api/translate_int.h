@@ -1,0 +1,142 @@
+/*
+ * translate_int: helpers shared by translate.c and its per-service files (translate_jobs.c,
+ * translate_characters.c, translate_webhooks.c, translate_account.c). Not for other modules:
+ * they use gateway/api/translate.h.
+ */
+#ifndef A3D_GATEWAY_TRANSLATE_INT_H
+#define A3D_GATEWAY_TRANSLATE_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <jansson.h>
+#include "gateway/api/translate.h"
+
+#define GW_TR_MAX_ITEMS 10000		/* entries of one upstream list (jobs, models, endpoints) */
+#define GW_TR_MAX_GROUPS 256		/* download groups in one link */
+#define GW_TR_MAX_FILES 64		/* files in one download group */
+#define GW_TR_MAX_EVENTS 8		/* webhook events in one endpoint */
+#define GW_TR_NAME_MAX 255		/* upload file names */
+#define GW_TR_CTX_MAX 64		/* name of one list item in messages: "links[12].urls[3]" */
+
+/* Bounded string builder for paths (GW_TR_PATH_MAX); bad is set on overflow or malloc failure. */
+struct gw_tr_buf {
+	char *p;
+	size_t len;
+	size_t cap;
+	int bad;
+};
+void gw_tr_buf_add(struct gw_tr_buf *b, const char *s);
+void gw_tr_buf_esc(struct gw_tr_buf *b, const char *s);	/* percent-escapes all but [A-Za-z0-9-._~] */
+/* Appends "?key=val" to the first query parameter, "&key=val" after it; val is escaped. */
+void gw_tr_buf_query(struct gw_tr_buf *b, const char *key, const char *val);
+char *gw_tr_buf_take(struct gw_tr_buf *b);		/* the string (caller frees), or NULL if bad */
+
+/* Writes err and returns rc. */
+int gw_tr_fail(char *err, size_t errlen, int rc, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+/* GW_TR_OK when req is a d message, else GW_TR_INVALID. */
+int gw_tr_check(const ProtobufCMessage *req, const ProtobufCMessageDescriptor *d, char *err,
+		size_t errlen);
+/* A malloc'd, initialised message of type d (free with protobuf_c_message_free_unpacked), or NULL. */
+void *gw_tr_msg_new(const ProtobufCMessageDescriptor *d);
+/* A malloc'd array of n pointers (NULL-filled), or NULL; n == 0 gives NULL too. */
+void *gw_tr_array(size_t n);
+int gw_tr_set(const char *s);				/* s is non-NULL and non-empty */
+int gw_tr_id_ok(const char *s, size_t max);		/* 1..max chars of [A-Za-z0-9_-] */
+int gw_tr_url_ok(const char *s);			/* http(s)://host..., printable, <= GW_TR_URL_MAX */
+
+/* Checks of caller-supplied fields: GW_TR_OK, or GW_TR_INVALID with a message that starts with
+ * field and a space. s may be NULL. */
+int gw_tr_check_name(const char *field, const char *s, char *err, size_t errlen);
+							/* set, <= GW_TR_NAME_MAX, no control or '/' */
+int gw_tr_check_len(const char *field, const char *s, char *err, size_t errlen);
+							/* NULL or <= GW_TR_NAME_MAX bytes */
+int gw_tr_check_url(const char *field, const char *s, char *err, size_t errlen);	/* gw_tr_url_ok */
+int gw_tr_check_id(const char *field, const char *s, size_t max, char *err, size_t errlen);
+							/* gw_tr_id_ok(s, max) */
+
+/* Fills out->body with the compact JSON of obj (steals the reference). GW_TR_OK or GW_TR_INVALID
+ * (out of memory). */
+int gw_tr_body(json_t *obj, struct gw_tr_request *out, char *err, size_t errlen);
+/* Path from b into out->path; GW_TR_OK, or GW_TR_INVALID naming "request path" when too long. */
+int gw_tr_path(struct gw_tr_buf *b, const char *method, struct gw_tr_request *out, char *err,
+	       size_t errlen);
+/* A body-less request to a constant path, once req is checked to be a d message. */
+int gw_tr_fixed(const ProtobufCMessage *req, const ProtobufCMessageDescriptor *d, const char *method,
+		const char *path, struct gw_tr_request *out, char *err, size_t errlen);
+/* prefix + escaped id, once gw_tr_check_id(field, id, GW_TR_ID_MAX) passes. */
+int gw_tr_id_path(const char *prefix, const char *field, const char *id, const char *method,
+		  struct gw_tr_request *out, char *err, size_t errlen);
+/* POST to a constant path with the JSON of body, which it steals; a NULL body (it could not be
+ * built) gives GW_TR_INVALID "out of memory building the request". */
+int gw_tr_post(const char *path, json_t *body, struct gw_tr_request *out, char *err, size_t errlen);
+
+/* Parses a 2xx body; GW_TR_BAD_UPSTREAM "body is not valid JSON (at byte N)" (never quoting it). */
+int gw_tr_load(const char *body, size_t len, json_t **root, char *err, size_t errlen);
+
+/* Field readers for upstream JSON. obj may be NULL (everything missing). ctx prefixes the field
+ * name in messages ("status[1].details"), may be NULL. A missing or null field is an error only
+ * when required (GW_TR_BAD_UPSTREAM); a field of the wrong type always is. *out is set only on
+ * success with a present field; strings are malloc'd copies. */
+int gw_tr_str(json_t *obj, const char *key, const char *ctx, int required, char **out, char *err,
+	      size_t errlen);
+int gw_tr_i64(json_t *obj, const char *key, const char *ctx, int required, int64_t *out, char *err,
+	      size_t errlen);
+int gw_tr_i32(json_t *obj, const char *key, const char *ctx, int required, int32_t *out, char *err,
+	      size_t errlen);
+int gw_tr_dbl(json_t *obj, const char *key, const char *ctx, int required, double *out, char *err,
+	      size_t errlen);
+int gw_tr_bool(json_t *obj, const char *key, const char *ctx, int required, int *out, char *err,
+	       size_t errlen);
+/* The array/object under key (borrowed), or NULL when missing/null and not required. */
+int gw_tr_arr(json_t *obj, const char *key, const char *ctx, int required, size_t max,
+	      json_t **out, char *err, size_t errlen);
+int gw_tr_obj(json_t *obj, const char *key, const char *ctx, int required, json_t **out, char *err,
+	      size_t errlen);
+
+/* Fills msg, a new reply message, from the parsed body root; arg is the caller's (gw_tr_reply). */
+typedef int (*gw_tr_reply_fn)(void *msg, json_t *root, const void *arg, char *err, size_t errlen);
+/* Parses a 2xx body (gw_tr_load) into a new d message filled by fill; *out is set only on
+ * GW_TR_OK, and a partly filled message is freed on error. */
+int gw_tr_reply(const char *body, size_t len, const ProtobufCMessageDescriptor *d,
+		gw_tr_reply_fn fill, const void *arg, ProtobufCMessage **out, char *err,
+		size_t errlen);
+
+/* Fills msg, a new list item, from it (always an object); ctx names it ("list[3]"). */
+typedef int (*gw_tr_fill_fn)(void *msg, json_t *it, const char *ctx, char *err, size_t errlen);
+/* Fills the repeated message field named field of m (still empty) with one item per element of
+ * arr, each named name[i] in messages, or when pick is non-NULL with the npick elements whose
+ * indexes pick lists, in that order. An element that is not an object is GW_TR_BAD_UPSTREAM.
+ * Items already added stay in m on error (freed with it). */
+int gw_tr_fill_list(ProtobufCMessage *m, const char *field, json_t *arr, const size_t *pick,
+		    size_t npick, gw_tr_fill_fn fill, const char *name, char *err, size_t errlen);
+
+/* JobState from the upstream spelling (unknown -> UNSPECIFIED). */
+int gw_tr_job_state(const char *s);
+
+/* Rows, defined in the per-service files. */
+#define GW_TR_ROW_FNS(name)                                                                       \
+	int gw_tr_build_##name(const ProtobufCMessage *req, struct gw_tr_request *out, char *err,  \
+			       size_t errlen);                                                     \
+	int gw_tr_parse_##name(const ProtobufCMessage *req, const char *body, size_t len,          \
+			       ProtobufCMessage **out, char *err, size_t errlen)
+GW_TR_ROW_FNS(get_upload_url);
+GW_TR_ROW_FNS(start_job);
+GW_TR_ROW_FNS(get_status);
+GW_TR_ROW_FNS(get_download_urls);
+GW_TR_ROW_FNS(list_jobs);
+GW_TR_ROW_FNS(get_video_info);
+GW_TR_ROW_FNS(get_model_upload_url);
+GW_TR_ROW_FNS(store_model);
+GW_TR_ROW_FNS(list_models);
+GW_TR_ROW_FNS(delete_model);
+GW_TR_ROW_FNS(create_endpoint);
+GW_TR_ROW_FNS(get_endpoint);
+GW_TR_ROW_FNS(list_endpoints);
+GW_TR_ROW_FNS(update_endpoint);
+GW_TR_ROW_FNS(delete_endpoint);
+GW_TR_ROW_FNS(get_credit_balance);
+GW_TR_ROW_FNS(get_minutes_balance);
+
+#endif

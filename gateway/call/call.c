@@ -1,0 +1,766 @@
+/*
+ * call: one gRPC call from arrival to its single close path. See call.h for the contract.
+ *
+ * Every send goes through one pump: queued messages leave one SEND_MESSAGE at a time, initial
+ * metadata rides with the first batch and the status with the last message (or alone). A unary
+ * reply is "queue one message + end OK", so unary, server streaming and client streaming share
+ * the path.
+ *
+ * A call is freed when RECV_CLOSE has completed, no batch is pending, nothing on our stack is
+ * using it (busy), and either the handler finished it or its cancel hook ran. A cancelled call
+ * without a hook is kept until the handler finishes it: the handler still holds it, and a
+ * finishing function on a cancelled call sends nothing.
+ */
+#include "gateway/call/call.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/support/alloc.h>
+#include <grpc/support/time.h>
+
+#include "auth/caller/apikey.h"
+#include "auth/caller/clientcert.h"
+#include "auth/upstream/session.h"
+#include "gateway/config/config.h"
+#include "gateway/base/log.h"
+#include "gateway/server.h"
+
+#define CALL_MAX_METHOD_NAME 128	/* unknown method names are clipped to this in messages */
+
+struct gw_call {
+	struct gw_server *srv;
+	size_t midx;			/* index into srv->methods, or GW_CALL_GENERIC */
+	const struct gw_method *m;	/* NULL for generic calls */
+	grpc_call *call;
+	gpr_timespec deadline;
+	grpc_call_details details;	/* generic calls only */
+	grpc_metadata_array md;
+	grpc_byte_buffer *payload;
+	struct gw_tag t_new, t_close, t_send, t_recv;
+	char id[20];
+	char method_name[CALL_MAX_METHOD_NAME];
+
+	int arrived;			/* the request completed with a call */
+	int pending;			/* batches started and not completed */
+	int busy;			/* handler/callback frames on the stack */
+	int close_done;
+	int close_cancelled;		/* written by core through RECV_CLOSE */
+	int finished;			/* the handler called a finishing function */
+	int hook_ran;
+	int dead;			/* a send failed or the call was cancelled: send nothing */
+	int64_t start_us;
+
+	struct gw_server_conf *conf;	/* reference taken at authentication */
+	const struct gw_tenant_cfg *tenant;
+	size_t tenant_idx;
+	const char *auth_by;		/* "key", "cert", or NULL: not authenticated */
+	ProtobufCMessage *req;
+	void *data;
+	void (*on_cancel)(struct gw_call *c, void *data);
+	unsigned upstream_calls;
+
+	/* Send pump. */
+	int initial_md_sent;
+	int send_in_flight;
+	grpc_byte_buffer *sending;	/* the message of the batch in flight */
+	grpc_byte_buffer *queue[GW_CALL_MAX_STREAM_QUEUE];
+	size_t qhead, qlen;
+	int end_pending;		/* status waiting behind the queue */
+	int end_sent;
+	grpc_status_code status;	/* final status, for the access log */
+	char status_msg[GW_CALL_MAX_STATUS_MSG];
+	long pushback_ms;		/* -1: no retry trailers */
+
+	/* Client streaming receive. */
+	grpc_byte_buffer *in;
+	const ProtobufCMessageDescriptor *recv_desc;
+	gw_recv_fn recv_cb;
+	int recv_in_flight;
+};
+
+static void call_maybe_free(struct gw_call *c);
+static void call_pump(struct gw_call *c);
+
+/* ---- accessors ---- */
+
+struct gw_server *gw_call_server(struct gw_call *c) { return c->srv; }
+const struct gw_method *gw_call_method(struct gw_call *c) { return c->m; }
+const ProtobufCMessage *gw_call_request(struct gw_call *c) { return c->req; }
+const struct gw_tenant_cfg *gw_call_tenant(struct gw_call *c) { return c->tenant; }
+size_t gw_call_tenant_index(struct gw_call *c) { return c->tenant_idx; }
+const char *gw_call_id(struct gw_call *c) { return c->id; }
+void gw_call_count_upstream(struct gw_call *c) { c->upstream_calls++; }
+void gw_call_set_data(struct gw_call *c, void *data) { c->data = data; }
+void *gw_call_data(struct gw_call *c) { return c->data; }
+int gw_call_cancelled(struct gw_call *c) { return c->hook_ran || (c->close_done && !c->finished); }
+
+void gw_call_on_cancel(struct gw_call *c, void (*fn)(struct gw_call *c, void *data))
+{
+	c->on_cancel = fn;
+}
+
+struct gw_account_rt *gw_call_account(struct gw_call *c)
+{
+	if (!c->tenant || c->tenant->account_idx >= c->srv->naccounts)
+		return NULL;
+	return &c->srv->accounts[c->tenant->account_idx];
+}
+
+int64_t gw_call_time_left_ms(struct gw_call *c)
+{
+	gpr_timespec d, left;
+
+	if (gpr_time_cmp(c->deadline, gpr_inf_future(c->deadline.clock_type)) == 0)
+		return -1;
+	d = gpr_convert_clock_type(c->deadline, GPR_CLOCK_MONOTONIC);
+	left = gpr_time_sub(d, gpr_now(GPR_CLOCK_MONOTONIC));
+	if (gpr_time_cmp(left, gpr_time_0(GPR_TIMESPAN)) < 0)
+		return 0;
+	return gpr_time_to_millis(left);
+}
+
+/* ---- byte buffers <-> protobuf-c ---- */
+
+static ProtobufCMessage *call_unpack(const ProtobufCMessageDescriptor *desc, grpc_byte_buffer *bb)
+{
+	grpc_byte_buffer_reader r;
+	grpc_slice s;
+	ProtobufCMessage *msg;
+
+	if (!bb || !grpc_byte_buffer_reader_init(&r, bb))
+		return NULL;
+	s = grpc_byte_buffer_reader_readall(&r);
+	msg = protobuf_c_message_unpack(desc, NULL, GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
+	grpc_slice_unref(s);
+	grpc_byte_buffer_reader_destroy(&r);
+	return msg;	/* NULL when malformed */
+}
+
+static grpc_byte_buffer *call_pack(const ProtobufCMessage *msg)
+{
+	size_t len = protobuf_c_message_get_packed_size(msg);
+	grpc_slice s = grpc_slice_malloc(len);
+	grpc_byte_buffer *bb;
+
+	protobuf_c_message_pack(msg, GRPC_SLICE_START_PTR(s));
+	bb = grpc_raw_byte_buffer_create(&s, 1);
+	grpc_slice_unref(s);
+	return bb;
+}
+
+/* ---- google.rpc.Status with RetryInfo, hand-encoded (a few fixed fields) ---- */
+
+struct pb_w {
+	uint8_t *p;
+	size_t len, cap;
+	int overflow;
+};
+
+static void pb_byte(struct pb_w *w, uint8_t b)
+{
+	if (w->len >= w->cap) {
+		w->overflow = 1;
+		return;
+	}
+	w->p[w->len++] = b;
+}
+
+static void pb_varint(struct pb_w *w, uint64_t v)
+{
+	while (v >= 0x80) {
+		pb_byte(w, (uint8_t)(v | 0x80));
+		v >>= 7;
+	}
+	pb_byte(w, (uint8_t)v);
+}
+
+static void pb_bytes(struct pb_w *w, unsigned field, const void *data, size_t n)
+{
+	pb_varint(w, (uint64_t)field << 3 | 2);
+	pb_varint(w, n);
+	for (size_t i = 0; i < n; i++)
+		pb_byte(w, ((const uint8_t *)data)[i]);
+}
+
+size_t gw_call_encode_retry_status(int code, const char *msg, long retry_ms, uint8_t *buf,
+				   size_t cap)
+{
+	static const char type_url[] = "type.googleapis.com/google.rpc.RetryInfo";
+	uint8_t dur[24], info[32], any[96];
+	struct pb_w wd = { dur, 0, sizeof dur, 0 };
+	struct pb_w wi = { info, 0, sizeof info, 0 };
+	struct pb_w wa = { any, 0, sizeof any, 0 };
+	struct pb_w ws = { buf, 0, cap, 0 };
+	size_t mlen = msg ? strlen(msg) : 0;
+
+	if (retry_ms < 0)
+		retry_ms = 0;
+	/* google.protobuf.Duration {int64 seconds = 1; int32 nanos = 2;}, zero fields omitted. */
+	if (retry_ms / 1000) {
+		pb_varint(&wd, 1 << 3 | 0);
+		pb_varint(&wd, (uint64_t)(retry_ms / 1000));
+	}
+	if (retry_ms % 1000) {
+		pb_varint(&wd, 2 << 3 | 0);
+		pb_varint(&wd, (uint64_t)(retry_ms % 1000) * 1000000u);
+	}
+	pb_bytes(&wi, 1, dur, wd.len);			/* RetryInfo.retry_delay */
+	pb_bytes(&wa, 1, type_url, sizeof type_url - 1);	/* Any.type_url */
+	pb_bytes(&wa, 2, info, wi.len);			/* Any.value */
+	/* The message is what may not fit: clip it, keeping room for code and detail. */
+	if (mlen > GW_CALL_MAX_STATUS_MSG)
+		mlen = GW_CALL_MAX_STATUS_MSG;
+	if (code) {
+		pb_varint(&ws, 1 << 3 | 0);		/* Status.code */
+		pb_varint(&ws, (uint64_t)code);
+	}
+	if (mlen)
+		pb_bytes(&ws, 2, msg, mlen);		/* Status.message */
+	pb_bytes(&ws, 3, any, wa.len);			/* Status.details[0] */
+	if (ws.overflow || wd.overflow || wi.overflow || wa.overflow)
+		return 0;
+	return ws.len;
+}
+
+/* ---- the send pump ---- */
+
+static void call_start_batch(struct gw_call *c, grpc_op *ops, size_t n, struct gw_tag *tag)
+{
+	grpc_call_error e = grpc_call_start_batch(c->call, ops, n, tag, NULL);
+
+	if (e != GRPC_CALL_OK) {
+		/* A programming error (two sends in flight, ...): never hang the call. */
+		gw_log(GW_LOG_ERROR, "call", GW_LS("request_id", c->id), GW_LS("method", c->method_name),
+		       GW_LN("start_batch_error", (long long)e), GW_LEND);
+		c->dead = 1;
+		grpc_call_cancel(c->call, NULL);
+		return;
+	}
+	c->pending++;
+}
+
+static void call_drop_queue(struct gw_call *c)
+{
+	while (c->qlen) {
+		grpc_byte_buffer_destroy(c->queue[c->qhead]);
+		c->qhead = (c->qhead + 1) % GW_CALL_MAX_STREAM_QUEUE;
+		c->qlen--;
+	}
+}
+
+static void call_pump(struct gw_call *c)
+{
+	grpc_op ops[3];
+	size_t n = 0;
+	grpc_metadata trailers[2];
+	size_t ntrailers = 0;
+	char pushback[24];
+	uint8_t details[GW_CALL_MAX_DETAILS_BIN];
+	grpc_slice det;
+	int with_status;
+
+	if (c->send_in_flight || c->end_sent)
+		return;
+	if (c->dead || c->close_done) {
+		call_drop_queue(c);
+		return;
+	}
+	if (!c->qlen && !c->end_pending)
+		return;
+	memset(ops, 0, sizeof ops);
+	memset(trailers, 0, sizeof trailers);
+	if (!c->initial_md_sent) {
+		ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+		c->initial_md_sent = 1;
+	}
+	if (c->qlen) {
+		c->sending = c->queue[c->qhead];
+		c->qhead = (c->qhead + 1) % GW_CALL_MAX_STREAM_QUEUE;
+		c->qlen--;
+		ops[n].op = GRPC_OP_SEND_MESSAGE;
+		ops[n++].data.send_message.send_message = c->sending;
+	}
+	with_status = c->end_pending && c->qlen == 0;
+	det = grpc_slice_from_copied_string(c->status_msg);
+	if (with_status) {
+		if (c->pushback_ms >= 0) {
+			size_t dlen = gw_call_encode_retry_status((int)c->status, c->status_msg,
+								  c->pushback_ms, details, sizeof details);
+
+			snprintf(pushback, sizeof pushback, "%ld", c->pushback_ms);
+			trailers[ntrailers].key = grpc_slice_from_static_string("grpc-retry-pushback-ms");
+			/* Copied slices: core may keep a static slice's pointer past start_batch. */
+			trailers[ntrailers++].value = grpc_slice_from_copied_string(pushback);
+			if (dlen) {
+				trailers[ntrailers].key =
+					grpc_slice_from_static_string("grpc-status-details-bin");
+				trailers[ntrailers++].value =
+					grpc_slice_from_copied_buffer((const char *)details, dlen);
+			}
+		}
+		ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+		ops[n].data.send_status_from_server.status = c->status;
+		ops[n].data.send_status_from_server.status_details = &det;
+		ops[n].data.send_status_from_server.trailing_metadata_count = ntrailers;
+		ops[n++].data.send_status_from_server.trailing_metadata = trailers;
+		c->end_pending = 0;
+		c->end_sent = 1;
+	}
+	c->send_in_flight = 1;
+	call_start_batch(c, ops, n, &c->t_send);
+	if (c->dead)
+		c->send_in_flight = 0;
+	/* Core took its own references before start_batch returned. */
+	grpc_slice_unref(det);
+	for (size_t i = 0; i < ntrailers; i++)
+		grpc_slice_unref(trailers[i].value);
+}
+
+static void call_end(struct gw_call *c, grpc_status_code code, const char *msg)
+{
+	if (c->finished)
+		return;		/* a second finish is a handler bug; the first one wins */
+	c->finished = 1;
+	c->status = code;
+	snprintf(c->status_msg, sizeof c->status_msg, "%s", msg ? msg : "");
+	if (c->hook_ran || c->close_done) {
+		call_maybe_free(c);	/* the client is gone: nothing to send */
+		return;
+	}
+	c->end_pending = 1;
+	call_pump(c);
+	call_maybe_free(c);
+}
+
+/* ---- finishing functions ---- */
+
+void gw_call_reply(struct gw_call *c, const ProtobufCMessage *msg)
+{
+	if (c->finished)
+		return;
+	if (msg && !c->hook_ran && !c->close_done && c->qlen < GW_CALL_MAX_STREAM_QUEUE) {
+		c->queue[(c->qhead + c->qlen) % GW_CALL_MAX_STREAM_QUEUE] = call_pack(msg);
+		c->qlen++;
+	}
+	call_end(c, GRPC_STATUS_OK, NULL);
+}
+
+void gw_call_reply_packed(struct gw_call *c, const void *bytes, size_t len)
+{
+	grpc_slice s;
+
+	if (c->finished)
+		return;
+	if (!c->hook_ran && !c->close_done && c->qlen < GW_CALL_MAX_STREAM_QUEUE) {
+		s = grpc_slice_from_copied_buffer((const char *)bytes, len);
+		c->queue[(c->qhead + c->qlen) % GW_CALL_MAX_STREAM_QUEUE] = grpc_raw_byte_buffer_create(&s, 1);
+		grpc_slice_unref(s);
+		c->qlen++;
+	}
+	call_end(c, GRPC_STATUS_OK, NULL);
+}
+
+void gw_call_fail(struct gw_call *c, grpc_status_code code, const char *fmt, ...)
+{
+	char msg[GW_CALL_MAX_STATUS_MSG];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	call_end(c, code, msg);
+}
+
+void gw_call_fail_retry(struct gw_call *c, grpc_status_code code, long retry_ms, const char *msg)
+{
+	if (c->finished)
+		return;
+	c->pushback_ms = retry_ms < 0 ? 0 : retry_ms;
+	call_end(c, code, msg);
+}
+
+int gw_call_stream_send(struct gw_call *c, const ProtobufCMessage *msg)
+{
+	if (c->finished || c->dead || c->hook_ran || c->close_done ||
+	    c->qlen >= GW_CALL_MAX_STREAM_QUEUE) {
+		c->srv->stats.stream_dropped++;
+		return -1;
+	}
+	c->queue[(c->qhead + c->qlen) % GW_CALL_MAX_STREAM_QUEUE] = call_pack(msg);
+	c->qlen++;
+	call_pump(c);
+	return 0;
+}
+
+void gw_call_stream_end(struct gw_call *c, grpc_status_code code, const char *msg)
+{
+	call_end(c, code, msg);
+}
+
+void gw_call_recv(struct gw_call *c, const ProtobufCMessageDescriptor *desc, gw_recv_fn cb)
+{
+	grpc_op op;
+
+	if (c->recv_in_flight || c->finished || c->hook_ran || c->close_done || c->dead)
+		return;	/* a cancelled call gets no more messages: its hook handles it */
+	c->recv_desc = desc;
+	c->recv_cb = cb;
+	memset(&op, 0, sizeof op);
+	op.op = GRPC_OP_RECV_MESSAGE;
+	op.data.recv_message.recv_message = &c->in;
+	c->recv_in_flight = 1;
+	call_start_batch(c, &op, 1, &c->t_recv);
+	if (c->dead)
+		c->recv_in_flight = 0;
+}
+
+/* ---- lifecycle ---- */
+
+int gw_call_arm(struct gw_server *srv, size_t midx)
+{
+	struct gw_call *c = calloc(1, sizeof *c);
+	grpc_call_error e;
+	int rc = -1;
+
+	if (!c)
+		goto out;
+	c->srv = srv;
+	c->midx = midx;
+	c->m = midx == GW_CALL_GENERIC ? NULL : &srv->methods[midx];
+	c->pushback_ms = -1;
+	c->t_new = (struct gw_tag){ GW_TAG_CALL_NEW, c };
+	c->t_close = (struct gw_tag){ GW_TAG_CALL_CLOSE, c };
+	c->t_send = (struct gw_tag){ GW_TAG_CALL_SEND, c };
+	c->t_recv = (struct gw_tag){ GW_TAG_CALL_RECV, c };
+	grpc_metadata_array_init(&c->md);
+	if (!c->m) {
+		grpc_call_details_init(&c->details);
+		e = grpc_server_request_call(srv->grpc, &c->call, &c->details, &c->md, srv->cq,
+					     srv->cq, &c->t_new);
+	} else {
+		e = grpc_server_request_registered_call(srv->grpc, srv->method_handles[midx],
+							&c->call, &c->deadline, &c->md,
+							c->m->kind == GW_CLIENT_STREAM ? NULL : &c->payload,
+							srv->cq, srv->cq, &c->t_new);
+	}
+	if (e != GRPC_CALL_OK) {
+		gw_log(GW_LOG_ERROR, "server", GW_LS("msg", "request_call failed"),
+		       GW_LN("error", (long long)e), GW_LEND);
+		goto out;
+	}
+	c = NULL;	/* the completion queue owns it now */
+	rc = 0;
+out:
+	if (c) {
+		grpc_metadata_array_destroy(&c->md);
+		if (midx == GW_CALL_GENERIC)
+			grpc_call_details_destroy(&c->details);
+		free(c);
+	}
+	return rc;
+}
+
+static void call_log_access(struct gw_call *c)
+{
+	int64_t latency = gw_server_now_us() - c->start_us;
+	struct gw_stats *st = &c->srv->stats;
+	unsigned code = (unsigned)c->status < GW_STATS_GRPC_CODES ? (unsigned)c->status : 2;
+
+	if (!c->m)
+		st->rpc_unknown_method++;
+	else if (c->midx < GW_STATS_MAX_METHODS)
+		st->rpc[c->midx][code]++;
+	else
+		st->rpc_other_method++;
+	if (c->m)
+		gw_metrics_rpc(&c->srv->metrics, c->midx, latency);
+	gw_log(c->status == GRPC_STATUS_OK ? GW_LOG_INFO : GW_LOG_WARN, "rpc",
+	       GW_LS("request_id", c->id), GW_LS("tenant", c->tenant ? c->tenant->name : "-"),
+	       GW_LS("auth", c->auth_by ? c->auth_by : "-"),
+	       GW_LS("method", c->method_name), GW_LN("grpc_status", (long long)c->status),
+	       GW_LS("message", c->status == GRPC_STATUS_OK ? "" : c->status_msg),
+	       GW_LN("latency_us", (long long)latency),
+	       GW_LN("upstream_calls", (long long)c->upstream_calls), GW_LEND);
+}
+
+static void call_free(struct gw_call *c)
+{
+	if (c->arrived) {
+		call_log_access(c);
+		c->srv->stats.calls_in_flight--;
+	}
+	call_drop_queue(c);
+	if (c->sending)
+		grpc_byte_buffer_destroy(c->sending);
+	if (c->in)
+		grpc_byte_buffer_destroy(c->in);
+	if (c->payload)
+		grpc_byte_buffer_destroy(c->payload);
+	if (c->req)
+		protobuf_c_message_free_unpacked(c->req, NULL);
+	if (c->conf)
+		gw_server_conf_put(c->srv, c->conf);
+	if (c->call)
+		grpc_call_unref(c->call);
+	if (!c->m)
+		grpc_call_details_destroy(&c->details);
+	grpc_metadata_array_destroy(&c->md);
+	free(c);
+}
+
+static void call_maybe_free(struct gw_call *c)
+{
+	if (c->busy || c->pending || !c->close_done)
+		return;
+	if (!c->finished && !c->hook_ran)
+		return;	/* a cancelled call without a hook: its handler still holds it */
+	call_free(c);
+}
+
+/*
+ * Who is calling: the API key's tenant when the call carries an authorization value (a wrong key
+ * is never rescued by a certificate), else the tenant mapped to the verified client certificate's
+ * CN (mTLS). Returns 0 with *tidx and *perms set, or -1.
+ */
+static const grpc_slice *call_authorization(struct gw_call *c);
+static int call_authenticate(struct gw_call *c, size_t *tidx, unsigned *perms)
+{
+	const struct gw_config *cfg = c->conf->cfg;
+	const grpc_slice *auth = call_authorization(c);
+	char cn[GW_CLIENTCERT_MAX_CN + 1];
+	size_t cnlen;
+	int t;
+
+	if (auth) {
+		if (GRPC_SLICE_LENGTH(*auth) > GW_APIKEY_MAX_VALUE ||
+		    gw_apikey_lookup(c->conf->keys, (const char *)GRPC_SLICE_START_PTR(*auth),
+				     GRPC_SLICE_LENGTH(*auth), tidx, perms) != 0 ||
+		    *tidx >= cfg->ntenants)
+			return -1;
+		c->auth_by = "key";
+		return 0;
+	}
+	if (!cfg->tls.client_ca_file)
+		return -1;
+	cnlen = gw_clientcert_peer_cn(c->call, cn, sizeof cn);
+	t = cnlen ? gw_clientcert_tenant(cfg, cn, cnlen) : -1;
+	if (t < 0)
+		return -1;
+	*tidx = (size_t)t;
+	*perms = cfg->tenants[t].client_cert_perms;
+	c->auth_by = "cert";
+	return 0;
+}
+
+/* The raw authorization metadata value (auth/caller/apikey.c parses "Bearer <key>"), or NULL. */
+static const grpc_slice *call_authorization(struct gw_call *c)
+{
+	for (size_t i = 0; i < c->md.count; i++)
+		if (grpc_slice_str_cmp(c->md.metadata[i].key, "authorization") == 0)
+			return &c->md.metadata[i].value;
+	return NULL;
+}
+
+static void call_set_name(struct gw_call *c)
+{
+	const char *src;
+	size_t n, i;
+
+	if (c->m) {
+		snprintf(c->method_name, sizeof c->method_name, "%s", c->m->path);
+		return;
+	}
+	/* A client-chosen name: keep it printable and short before it reaches a log or message. */
+	src = (const char *)GRPC_SLICE_START_PTR(c->details.method);
+	n = GRPC_SLICE_LENGTH(c->details.method);
+	for (i = 0; i < n && i + 1 < sizeof c->method_name; i++)
+		c->method_name[i] = (src[i] > 32 && src[i] < 127 && src[i] != '"') ? src[i] : '?';
+	c->method_name[i] = '\0';
+}
+
+static void call_start(struct gw_call *c)
+{
+	struct gw_server *srv = c->srv;
+	grpc_op op;
+	size_t tidx = 0;
+	unsigned perms = 0;
+
+	c->arrived = 1;
+	c->start_us = gw_server_now_us();
+	snprintf(c->id, sizeof c->id, "%016llx", (unsigned long long)++srv->next_call_id);
+	srv->stats.calls_in_flight++;
+	srv->stats.calls_total++;
+	if (!c->m)
+		c->deadline = c->details.deadline;
+	call_set_name(c);
+
+	/* RECV_CLOSE first: its completion is how cancel and deadline reach us. */
+	memset(&op, 0, sizeof op);
+	op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+	op.data.recv_close_on_server.cancelled = &c->close_cancelled;
+	call_start_batch(c, &op, 1, &c->t_close);
+	if (c->dead) {
+		c->close_done = 1;	/* no close will come: free on finish */
+		c->finished = 1;
+		c->status = GRPC_STATUS_INTERNAL;
+		return;
+	}
+
+	if (!c->m) {
+		gw_call_fail(c, GRPC_STATUS_UNIMPLEMENTED, "unknown method %s", c->method_name);
+		return;
+	}
+	if (c->m->perm) {
+		c->conf = gw_server_conf_get(srv);
+		if (call_authenticate(c, &tidx, &perms) != 0) {
+			srv->stats.auth_rejected++;
+			gw_call_fail(c, GRPC_STATUS_UNAUTHENTICATED, "missing or invalid API key");
+			return;
+		}
+		c->tenant_idx = tidx;
+		c->tenant = &c->conf->cfg->tenants[tidx];
+		if (!(perms & c->m->perm)) {
+			srv->stats.perm_denied++;
+			gw_call_fail(c, GRPC_STATUS_PERMISSION_DENIED, "key of tenant %s may not call %s",
+				     c->tenant->name, c->m->path);
+			return;
+		}
+	}
+	if (c->m->kind != GW_CLIENT_STREAM && c->m->req_desc) {
+		c->req = call_unpack(c->m->req_desc, c->payload);
+		if (!c->req) {
+			srv->stats.malformed++;
+			gw_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "malformed request message");
+			return;
+		}
+	}
+	if (c->payload) {
+		grpc_byte_buffer_destroy(c->payload);
+		c->payload = NULL;
+	}
+	c->m->handler(c);
+}
+
+static void call_on_new(struct gw_call *c, int ok)
+{
+	struct gw_server *srv = c->srv;
+
+	if (!ok) {
+		/* The server is shutting down: this request will never carry a call. */
+		call_free(c);
+		return;
+	}
+	if (!srv->draining)
+		gw_call_arm(srv, c->midx);	/* keep one armed per method */
+	if (srv->draining) {
+		srv->stats.rejected_draining++;
+		grpc_call_cancel_with_status(c->call, GRPC_STATUS_UNAVAILABLE,
+					     "server is shutting down", NULL);
+		call_free(c);
+		return;
+	}
+	c->busy++;
+	call_start(c);
+	c->busy--;
+	call_maybe_free(c);
+}
+
+static void call_on_close(struct gw_call *c)
+{
+	c->close_done = 1;
+	if (c->finished && c->end_sent && !c->close_cancelled)
+		return;
+	/* Cancelled by the client, the deadline or the server's drain. */
+	c->dead = 1;
+	call_drop_queue(c);
+	if (c->finished)
+		return;	/* the status was queued or sent when the client left */
+	c->srv->stats.cancelled++;
+	if (gw_call_time_left_ms(c) == 0) {
+		c->status = GRPC_STATUS_DEADLINE_EXCEEDED;
+		snprintf(c->status_msg, sizeof c->status_msg, "deadline exceeded");
+	} else if (c->srv->draining) {
+		c->status = GRPC_STATUS_UNAVAILABLE;	/* what grpc_server_cancel_all_calls sends */
+		snprintf(c->status_msg, sizeof c->status_msg, "cancelled: server shutting down");
+	} else {
+		c->status = GRPC_STATUS_CANCELLED;
+		snprintf(c->status_msg, sizeof c->status_msg, "cancelled by the client");
+	}
+	if (c->on_cancel && !c->hook_ran) {
+		c->hook_ran = 1;
+		c->on_cancel(c, c->data);
+	}
+}
+
+static void call_on_send(struct gw_call *c, int ok)
+{
+	c->send_in_flight = 0;
+	if (c->sending) {
+		grpc_byte_buffer_destroy(c->sending);
+		c->sending = NULL;
+	}
+	if (!ok) {
+		c->dead = 1;
+		call_drop_queue(c);
+		return;
+	}
+	call_pump(c);
+}
+
+static void call_on_recv(struct gw_call *c, int ok)
+{
+	grpc_byte_buffer *bb = c->in;
+	ProtobufCMessage *msg = NULL;
+	gw_recv_fn cb = c->recv_cb;
+
+	c->in = NULL;
+	c->recv_in_flight = 0;
+	if (c->hook_ran || c->finished || !cb) {
+		if (bb)
+			grpc_byte_buffer_destroy(bb);
+		return;
+	}
+	if (!ok) {
+		cb(c, NULL, 1);
+	} else if (!bb) {
+		cb(c, NULL, 0);		/* the client half-closed: end of stream */
+	} else {
+		msg = call_unpack(c->recv_desc, bb);
+		grpc_byte_buffer_destroy(bb);
+		if (!msg)
+			c->srv->stats.malformed++;
+		cb(c, msg, msg == NULL);
+		if (msg)
+			protobuf_c_message_free_unpacked(msg, NULL);
+	}
+}
+
+void gw_call_event(struct gw_tag *tag, int ok)
+{
+	struct gw_call *c = tag->owner;
+
+	if (tag->kind == GW_TAG_CALL_NEW) {
+		call_on_new(c, ok);	/* may free c */
+		return;
+	}
+	c->pending--;
+	c->busy++;
+	switch (tag->kind) {
+	case GW_TAG_CALL_CLOSE:
+		call_on_close(c);
+		break;
+	case GW_TAG_CALL_SEND:
+		call_on_send(c, ok);
+		break;
+	case GW_TAG_CALL_RECV:
+		call_on_recv(c, ok);
+		break;
+	default:
+		break;
+	}
+	c->busy--;
+	call_maybe_free(c);
+}

@@ -1,0 +1,113 @@
+/*
+ * call: one gRPC call from arrival to its single close path, on the loop thread.
+ *
+ * The server (gateway/server.c) hands every completion-queue event here. A call is decoded,
+ * authenticated (authorization: Bearer <key> -> tenant), checked against the method's permission,
+ * then given to the method's handler with the decoded request. A handler finishes the call exactly
+ * once with gw_call_reply() (unary), gw_call_fail(), or gw_call_stream_end() (server streaming).
+ *
+ * Lifetime: a call is freed only when its RECV_CLOSE batch has completed, no batch is pending and
+ * the handler has finished it; handlers that start async work register an on_cancel hook that the
+ * call runs when the client cancels or the deadline passes (abort the upstream transfer there; do
+ * not finish the call from it). After gw_call_* finishing functions, the handler must not touch c.
+ */
+#ifndef A3D_GATEWAY_CALL_H
+#define A3D_GATEWAY_CALL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <grpc/grpc.h>
+#include <grpc/status.h>
+#include <protobuf-c/protobuf-c.h>
+
+#define GW_CALL_MAX_STREAM_QUEUE 64	/* server-streaming messages queued behind one SEND */
+
+struct gw_server;
+struct gw_call;
+struct gw_tenant_cfg;
+struct gw_account_rt;
+
+enum gw_method_kind { GW_UNARY, GW_CLIENT_STREAM, GW_SERVER_STREAM };
+
+typedef void (*gw_handler_fn)(struct gw_call *c);
+
+struct gw_method {
+	const char *path;				/* "/animate3d.v1.Jobs/GetStatus" */
+	const ProtobufCMessageDescriptor *req_desc;	/* NULL for client streaming */
+	enum gw_method_kind kind;
+	unsigned perm;					/* enum gw_perm; 0 = no key needed (health) */
+	gw_handler_fn handler;
+	const void *row;				/* handler-specific data (a gw_tr_rpc row) */
+};
+
+/* Accessors, valid while the call is alive. */
+struct gw_server *gw_call_server(struct gw_call *c);
+const struct gw_method *gw_call_method(struct gw_call *c);
+const ProtobufCMessage *gw_call_request(struct gw_call *c);	/* decoded request, owned by call */
+const struct gw_tenant_cfg *gw_call_tenant(struct gw_call *c);	/* NULL for unauthenticated methods */
+size_t gw_call_tenant_index(struct gw_call *c);
+struct gw_account_rt *gw_call_account(struct gw_call *c);	/* the tenant's upstream account */
+int64_t gw_call_time_left_ms(struct gw_call *c);		/* -1 = no deadline */
+const char *gw_call_id(struct gw_call *c);			/* request id for logs */
+void gw_call_count_upstream(struct gw_call *c);			/* +1 upstream request, for the access log */
+
+/* Handler-owned state and the cancel hook (runs on the loop, at most once). */
+void gw_call_set_data(struct gw_call *c, void *data);
+void *gw_call_data(struct gw_call *c);
+void gw_call_on_cancel(struct gw_call *c, void (*fn)(struct gw_call *c, void *data));
+int gw_call_cancelled(struct gw_call *c);
+
+/* Finishing (exactly one, exactly once). msg is borrowed; it is packed before return. */
+void gw_call_reply(struct gw_call *c, const ProtobufCMessage *msg);
+/* gw_call_reply with the response already packed: bytes[0..len) (borrowed, copied before return)
+ * must be the protobuf encoding of the method's response message. */
+void gw_call_reply_packed(struct gw_call *c, const void *bytes, size_t len);
+void gw_call_fail(struct gw_call *c, grpc_status_code code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* RESOURCE_EXHAUSTED with grpc-retry-pushback-ms and a google.rpc.RetryInfo detail. */
+void gw_call_fail_retry(struct gw_call *c, grpc_status_code code, long retry_ms, const char *msg);
+
+/* Server streaming: messages go out one SEND at a time, up to GW_CALL_MAX_STREAM_QUEUE queued.
+ * Returns 0, or -1 when the queue is full or the call is gone (the message is dropped, counted). */
+int gw_call_stream_send(struct gw_call *c, const ProtobufCMessage *msg);
+void gw_call_stream_end(struct gw_call *c, grpc_status_code code, const char *msg);
+
+/* Client streaming: ask for the next message; cb gets it (decoded with desc) or NULL at the end
+ * of the stream (or on error: then *bad is set and the call should fail INVALID_ARGUMENT). One
+ * receive outstanding at a time; the caller drives flow control by when it asks. The message
+ * passed to cb is freed by the call after cb returns. */
+typedef void (*gw_recv_fn)(struct gw_call *c, const ProtobufCMessage *msg, int bad);
+void gw_call_recv(struct gw_call *c, const ProtobufCMessageDescriptor *desc, gw_recv_fn cb);
+
+/*
+ * Notes on the engine's side of the contract (gateway/call/call.c):
+ * - A finishing function on a call the client already left sends nothing and is fine to call.
+ * - A cancelled call WITHOUT a cancel hook stays alive until its handler finishes it (the handler
+ *   may still hold it); a call WITH a hook is freed once the hook has run, so the hook must make
+ *   sure nothing touches the call afterwards. gw_call_on_cancel(c, NULL) removes the hook (do it
+ *   when the async work completes normally, before finishing).
+ * - Every finished call writes one access-log line ("rpc": request_id, tenant, method,
+ *   grpc_status, message, latency_us, upstream_calls) and bumps stats.rpc[method][code].
+ */
+
+/* ---- Engine side: used by gateway/server.c, not by handlers. ---- */
+
+#define GW_CALL_MAX_STATUS_MSG 512	/* status details text; longer is truncated */
+#define GW_CALL_MAX_DETAILS_BIN 1024	/* encoded google.rpc.Status with RetryInfo */
+#define GW_CALL_GENERIC ((size_t)-1)	/* method index of the generic (unknown method) request */
+
+struct gw_tag;
+
+/* Arms one request for method index midx of srv->methods (or GW_CALL_GENERIC) on the server's
+ * completion queue. Returns 0, or -1 (nothing armed). */
+int gw_call_arm(struct gw_server *srv, size_t midx);
+/* Handles one completion-queue event whose tag belongs to a call. */
+void gw_call_event(struct gw_tag *tag, int ok);
+
+/* Encodes a google.rpc.Status {code, message, details: [Any(google.rpc.RetryInfo{retry_ms})]}
+ * into buf (the grpc-status-details-bin trailer). Returns the length, or 0 when cap is too
+ * small. msg may be NULL; it is truncated so the whole fits GW_CALL_MAX_DETAILS_BIN. */
+size_t gw_call_encode_retry_status(int code, const char *msg, long retry_ms, uint8_t *buf,
+				   size_t cap);
+
+#endif

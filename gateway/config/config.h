@@ -1,0 +1,163 @@
+/*
+ * config: the gateway's YAML configuration, parsed whole into one struct.
+ *
+ * gw_config_load() parses the file, reports every error it finds as "file:line: message"
+ * (never stopping at the first), then checks cross-field rules (a tenant's account exists,
+ * listeners differ, ...). On success *out owns everything; free it with gw_config_free().
+ * Secrets are never in this struct: an account names where its secret lives (file or env),
+ * and auth/upstream/secret.c reads it. Reload (SIGHUP) loads a new struct and swaps it in only if valid.
+ */
+#ifndef A3D_GATEWAY_CONFIG_H
+#define A3D_GATEWAY_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define GW_CONFIG_MAX_ERRORS 64
+#define GW_CONFIG_MAX_BYTES (1u << 20)	/* a config file larger than this is refused */
+#define GW_CONFIG_MAX_ANCHORS 64		/* YAML anchors (&name) in one file; more are refused
+					 * before libyaml loads it (its anchor lookup is quadratic) */
+#define GW_CONFIG_MAX_ACCOUNTS 64		/* entries in accounts[] */
+#define GW_CONFIG_MAX_TENANTS 1024		/* entries in tenants[] */
+#define GW_CONFIG_MAX_KEYS 64			/* keys[] per tenant */
+#define GW_CONFIG_MAX_STRING 4096		/* any one string value, in bytes */
+#define GW_CONFIG_MAX_CERT_CN 256		/* tenants[].client_cert.cn, in bytes */
+#define GW_CONFIG_MAX_BATCH 500			/* cache.batch_max: rids in one GET /status URL */
+#define GW_CONFIG_MAX_COSTS 32			/* methods a rate.costs table can name
+						 * (>= GW_RATELIMIT_NMETHODS, checked there) */
+#define GW_CONFIG_CHUNK_UNIT (256u << 10)	/* upload_chunk_bytes must be a multiple of this */
+#define GW_CONFIG_MAX_IDEM_TTL_S (30ll * 86400)	/* state.idempotency_ttl_s upper bound */
+#define GW_CONFIG_DEFAULT_SETTLE_MS 30000	/* state.reconcile_settle_ms */
+#define GW_CONFIG_MAX_WEBHOOK_PREFIX 128	/* webhooks.path_prefix, in bytes */
+#define GW_CONFIG_MAX_PUBLIC_URL 512		/* webhooks.public_url, in bytes */
+#define GW_CONFIG_DEFAULT_WEBHOOK_PREFIX "/webhooks/animate3d/"
+
+/* Defaults for what the file leaves out. */
+#define GW_CONFIG_DEFAULT_GRPC_LISTEN "127.0.0.1:50051"
+#define GW_CONFIG_DEFAULT_LOG_LEVEL "info"
+#define GW_CONFIG_DEFAULT_STATUS_TTL_MS 1000
+#define GW_CONFIG_DEFAULT_MAX_ENTRIES 200000
+#define GW_CONFIG_DEFAULT_BATCH_WINDOW_MS 5
+#define GW_CONFIG_DEFAULT_BATCH_MAX 50
+#define GW_CONFIG_DEFAULT_CONNECT_TIMEOUT_MS 2000
+#define GW_CONFIG_DEFAULT_TIMEOUT_MS 30000
+#define GW_CONFIG_DEFAULT_MAX_RESPONSE (8u << 20)
+#define GW_CONFIG_DEFAULT_MAX_MESSAGE (4u << 20)
+#define GW_CONFIG_DEFAULT_UPLOAD_CHUNK (8u << 20)
+
+struct gw_errors {
+	size_t n;
+	char *msg[GW_CONFIG_MAX_ERRORS];	/* "file:line: message", malloc'd */
+	size_t dropped;				/* errors past the limit, counted */
+};
+/* Appends "file:line: message" ("file: message" when line <= 0). Past GW_CONFIG_MAX_ERRORS, or
+ * when memory runs out, the error is only counted in dropped. */
+void gw_errors_add(struct gw_errors *e, const char *file, int line, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+void gw_errors_clear(struct gw_errors *e);	/* frees every message; e is reusable (zeroed) */
+
+/* rate.costs / tenants[].rate.costs: { StartJob: 5, GetStatus: 1, ... }, method short names
+ * (gateway/base/ratelimit.h), each cost 0..GW_RATELIMIT_MAX_COST (0: the method never takes a token). */
+struct gw_costs_cfg {
+	unsigned cost[GW_CONFIG_MAX_COSTS];	/* by gw_ratelimit_method_index() */
+	unsigned char set[GW_CONFIG_MAX_COSTS];	/* 1 where the file gives a cost */
+};
+
+struct gw_account_cfg {
+	char *name;
+	char *base_url;			/* e.g. http://127.0.0.1:8090, no trailing slash */
+	char *client_id;
+	char *secret_file;		/* exactly one of secret_file / secret_env is set */
+	char *secret_env;
+	int secret_line;		/* line of client_secret_file, for --check-config's messages */
+	double rate_per_second;		/* upstream requests/s cap for this account (0 = none) */
+	unsigned max_concurrent;	/* in-flight upstream requests cap (0 = none) */
+	unsigned max_queue;		/* calls waiting for a slot (0 = the most, GW_ADM_MAX_QUEUE) */
+	int line;
+};
+
+struct gw_key_cfg {
+	uint8_t sha256[32];		/* SHA-256 of the API key; the key itself is never stored */
+	unsigned perms;			/* enum gw_perm bits */
+	int line;
+};
+
+struct gw_tenant_cfg {
+	char *name;
+	char *account;			/* name of an entry in accounts */
+	size_t account_idx;		/* resolved by the cross-field check */
+	int account_line;		/* line of the account: key, for error messages */
+	struct gw_key_cfg *keys;	/* may be empty: a tenant reached only through mTLS, say */
+	size_t nkeys;
+	double rate_per_second;		/* token bucket refill; 0 = unlimited (no rate: in the file) */
+	double burst;			/* bucket size; defaults to max(per_second, 1) */
+	struct gw_costs_cfg costs;	/* rate.costs: this tenant's method costs over the global ones */
+	int see_foreign_jobs;		/* may read jobs created outside the gateway */
+	/* mTLS: a call without API key whose verified client certificate has this subject CN acts
+	 * as this tenant with client_cert_perms (client_cert: {cn, permissions}); NULL = none. */
+	char *client_cert_cn;
+	unsigned client_cert_perms;
+	int client_cert_line;
+	int line;
+};
+
+struct gw_config {
+	char *path;
+	char *grpc_listen;		/* "127.0.0.1:50051" */
+	char *http_listen;		/* "127.0.0.1:8080"; NULL = no HTTP listener */
+	struct {
+		char *cert_file, *key_file;	/* both or neither */
+		char *client_ca_file;		/* mTLS when set */
+	} tls;
+	struct gw_account_cfg *accounts;
+	size_t naccounts;
+	struct gw_tenant_cfg *tenants;
+	size_t ntenants;
+	struct gw_costs_cfg costs;	/* top-level rate.costs: every tenant's, over the built-in ones */
+	struct {
+		char *path;		/* SQLite file; NULL with memory_only */
+		int memory_only;	/* 1 with "memory: true" or when state: is absent */
+		int read_only;		/* state.read_only: reads work, mutations get UNAVAILABLE */
+		long long idempotency_ttl_s;	/* state.idempotency_ttl_s; 0 = 24 h (gateway/state/owner.h) */
+		long reconcile_settle_ms;	/* state.reconcile_settle_ms, default 30000: see rpc_idem.h */
+	} state;
+	struct {
+		long status_ttl_ms;	/* PROGRESS/RETRY lifetime, default 1000 */
+		size_t max_entries;	/* default 200000 */
+		long batch_window_ms;	/* default 5 */
+		size_t batch_max;	/* rids per GET /status, default 50 */
+	} cache;
+	struct {
+		long connect_timeout_ms;	/* default 2000 */
+		long default_timeout_ms;	/* when the caller sets no deadline, default 30000 */
+		size_t max_response_bytes;	/* default 8 MiB */
+		long session_refresh_s;		/* refresh the cookie this long after login; 0 = 2/3 of its lifetime */
+	} upstream;
+	size_t max_message_bytes;	/* gRPC max receive size, default 4 MiB */
+	size_t upload_chunk_bytes;	/* UploadVideo chunk to storage, default 8 MiB (multiple of 256 KiB) */
+	char *log_level;		/* debug | info | warn | error */
+	/* webhooks: {path_prefix, public_url}. Deliveries are POSTed to <path_prefix><account>;
+	 * path_prefix starts and ends with '/' and holds only [A-Za-z0-9-._~/] (never NULL after a
+	 * load: GW_CONFIG_DEFAULT_WEBHOOK_PREFIX). public_url (http(s), no credentials, query or
+	 * fragment, trailing '/' removed; needs listen.http) makes the gateway register
+	 * <public_url><path_prefix><account> upstream at start-up (gateway/svc/webhook_reg.h); NULL = no. */
+	struct {
+		char *path_prefix;
+		char *public_url;
+	} webhooks;
+};
+
+/* Returns 0 and sets *out, or -1 with errs filled (errors are appended; clear errs first to reuse it)
+ * and *out NULL. Never stops at the first error; files over GW_CONFIG_MAX_BYTES are refused unread,
+ * files with more than GW_CONFIG_MAX_ANCHORS anchors before they are loaded.
+ * Error messages may quote names and paths from the file, never secret material (the file holds none). */
+int gw_config_load(const char *path, struct gw_config **out, struct gw_errors *errs);
+/* The same on text already in memory; path only names it in messages (and becomes cfg->path). */
+int gw_config_parse(const char *path, const char *text, size_t len, struct gw_config **out,
+		    struct gw_errors *errs);
+void gw_config_free(struct gw_config *cfg);	/* NULL is fine */
+/* Index of the tenant/account with that name, or -1 (also for NULL cfg or name). */
+int gw_config_account_index(const struct gw_config *cfg, const char *name);
+int gw_config_tenant_index(const struct gw_config *cfg, const char *name);
+
+#endif

@@ -1,0 +1,223 @@
+/*
+ * owner: tenant isolation and idempotent StartJob, as policy on top of gateway/state/store.h.
+ * No I/O besides the store, no clock (callers pass now_ms, wall-clock ms), loop thread only.
+ *
+ * Isolation: every id created through the gateway is recorded with its tenant before the reply
+ * is sent. gw_owner_check() answers "may this tenant see this id": its own, yes; another
+ * tenant's, never (NOT_FOUND, the same answer as for what does not exist); an id recorded for
+ * nobody (created upstream outside the gateway) only with the tenant's see_foreign_jobs.
+ *
+ * Idempotent StartJob, driven by the handler (one struct gw_owner per server):
+ *
+ *   gw_owner_idem_start(tenant, key, fp, source)
+ *     PROCEED    key recorded PENDING (durably) and marked in flight here: call upstream /process,
+ *                then gw_owner_idem_done(rid) or gw_owner_idem_failed(...). Exactly one of them.
+ *     REPLAY     same key, same request, DONE: answer out->rid, no upstream call.
+ *     WAIT       same key, same request, in flight in THIS process: the caller's wake callback
+ *                runs once when the first finishes (with its rid or its error); a cancelled
+ *                caller removes itself with gw_owner_idem_unwait().
+ *     MISMATCH   same key, different request: INVALID_ARGUMENT
+ *                "idempotency_key reused with a different request".
+ *     RECONCILE  PENDING, same request, but nobody in this process is working on it: a previous
+ *                process (or a cancelled call) died with the upstream outcome unknown. The key is
+ *                now marked in flight here (duplicates WAIT); the handler fetches GET /list, runs
+ *                gw_owner_reconcile(), and ends with idem_adopt(rid), or a normal upstream
+ *                /process then idem_done/idem_failed (nothing matched), or idem_failed(forget=0)
+ *                when it is ambiguous (reported, never guessed).
+ *     BUSY       the waiter or in-flight bounds are reached (counted): UNAVAILABLE, retry later.
+ *     ERROR      store failure: UNAVAILABLE with gw_store_errmsg().
+ *
+ * Order of writes in gw_owner_idem_done: key DONE first, then ownership. A crash between the two
+ * leaves a DONE key whose rid has no owner row; the next REPLAY re-records the owner (repair), so
+ * a replayed rid is always visible to its tenant. It also means a PENDING key's job is never in
+ * the owner table, which reconciliation relies on.
+ */
+#ifndef A3D_GATEWAY_OWNER_H
+#define A3D_GATEWAY_OWNER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gateway/state/store.h"
+
+#define GW_OWNER_DEFAULT_TTL_MS (24LL * 3600 * 1000)	/* idempotency keys live this long */
+#define GW_OWNER_MIN_TTL_MS (60LL * 1000)	/* shorter TTLs are raised: a key must outlive its call */
+#define GW_OWNER_MAX_INFLIGHT 4096		/* (tenant, key) pairs in flight at once */
+#define GW_OWNER_MAX_WAITERS_PER_KEY 256	/* duplicates queued behind one key */
+#define GW_OWNER_MAX_WAITERS 8192		/* duplicates queued in total */
+#define GW_OWNER_MSG_MAX 256			/* wake messages, reconcile reasons */
+#define GW_OWNER_RECON_MAX 16			/* candidates examined; more is reported as ambiguous */
+#define GW_OWNER_RECON_SKEW_MS (5LL * 60 * 1000)	/* upstream ctime may precede our PENDING by this */
+#define GW_OWNER_LIST_MAX 100000		/* ids one gw_owner_filter call accepts */
+
+/* ---- isolation ---- */
+
+/*
+ * 0 allowed; -1 NOT_FOUND (owned by another tenant, or recorded for nobody and !see_foreign);
+ * -2 store error (UNAVAILABLE with gw_store_errmsg). An invalid id or tenant (empty, too long)
+ * is -1: it cannot be anyone's.
+ */
+int gw_owner_check(struct gw_store *s, enum gw_store_kind k, const char *id, const char *tenant,
+		   int see_foreign);
+
+/*
+ * Lists (ListJobs, ListModels' custom models, ListEndpoints): keep[i] = 1 for the ids tenant may
+ * see (same rule as gw_owner_check), 0 otherwise. NULL ids[i] are not kept. Returns how many are
+ * kept, or -1 on a store error or n > GW_OWNER_LIST_MAX (keep is then all 0: show nothing rather
+ * than too much).
+ */
+long gw_owner_filter(struct gw_store *s, enum gw_store_kind k, const char *tenant, int see_foreign,
+		     const char *const *ids, size_t n, unsigned char *keep);
+
+/* ---- idempotent StartJob ---- */
+
+/*
+ * The request's identity for idempotency. fp = SHA-256 of the request bytes the caller gives
+ * (the packed StartJobRequest with idempotency_key cleared: same request, same bytes).
+ * source = what the job is started from, stored with the key and used by reconciliation:
+ * kind "url" -> the URL without query or fragment (signed URL signatures never reach the store),
+ * kind "rerun" / "mp" -> "rerun:<rid>" / "mp:<rid>". Returns 0, or -1 when value is empty or the
+ * source would not fit GW_STORE_SOURCE_MAX.
+ */
+void gw_owner_fingerprint(const void *bytes, size_t len, uint8_t fp[32]);
+int gw_owner_source(const char *kind, const char *value, char *source, size_t cap);
+
+/*
+ * The store id of an upload (GW_OBJ_UPLOAD): hex SHA-256 of the upload URL without its query or
+ * fragment, so that every signed URL of one object maps to one id and ids stay within
+ * GW_STORE_ID_MAX. cap must be at least GW_OWNER_UPLOAD_ID_LEN + 1. Returns 0, or -1 for an
+ * empty URL or a short buffer.
+ */
+#define GW_OWNER_UPLOAD_ID_LEN 64
+int gw_owner_upload_id(const char *url, char *id, size_t cap);
+
+enum gw_idem_verdict {
+	GW_IDEM_PROCEED = 0,
+	GW_IDEM_REPLAY,
+	GW_IDEM_WAIT,
+	GW_IDEM_MISMATCH,
+	GW_IDEM_RECONCILE,
+	GW_IDEM_BUSY,
+	GW_IDEM_ERROR
+};
+
+/*
+ * Wake callback of a waiter: rid non-NULL = the job the first call created (reply with it);
+ * rid NULL = the first call failed: code is a grpc_status_code and msg says why (reply with them).
+ * Runs exactly once per waiter, from gw_owner_idem_done/failed or gw_owner_free, unless the
+ * waiter was removed with gw_owner_idem_unwait first. It may call gw_owner_* again.
+ */
+typedef void (*gw_owner_wake_fn)(void *arg, const char *rid, int code, const char *msg);
+
+struct gw_owner;
+struct gw_owner_waiter;
+
+struct gw_owner_stats {
+	uint64_t proceeds, replays, waits, mismatches, reconciles;
+	uint64_t busy_inflight;		/* GW_OWNER_MAX_INFLIGHT reached */
+	uint64_t busy_waiters;		/* a waiter bound reached */
+	uint64_t ownership_repaired;	/* REPLAY found the rid without its owner row */
+	uint64_t recon_adopted, recon_resubmit;
+	uint64_t adopt_raced;		/* gw_owner_idem_adopt found the job recorded meanwhile */
+	uint64_t recon_ambiguous;	/* AMBIGUOUS or UNSUPPORTED: reported to caller and log */
+	uint64_t expired;		/* keys removed by gw_owner_expire */
+	uint64_t inflight;		/* gauge */
+	uint64_t waiting;		/* gauge */
+};
+
+struct gw_owner_start {
+	char rid[GW_STORE_RID_MAX + 1];		/* REPLAY */
+	struct gw_idem entry;			/* REPLAY, WAIT, MISMATCH, RECONCILE: the stored entry */
+	struct gw_owner_waiter *waiter;		/* WAIT: handle for gw_owner_idem_unwait */
+};
+
+/* s is borrowed and must outlive o. ttl_ms <= 0 -> GW_OWNER_DEFAULT_TTL_MS; below the minimum
+ * it is raised to GW_OWNER_MIN_TTL_MS. Returns NULL when out of memory. */
+struct gw_owner *gw_owner_new(struct gw_store *s, int64_t ttl_ms);
+/* Wakes every waiter with UNAVAILABLE "gateway is shutting down" (those wakes must not call
+ * gw_owner_* again), then frees. Call it after the last call using o has finished: a PROCEED or
+ * RECONCILE left open is simply forgotten (its key stays PENDING in the store, reconciled by the
+ * next process). NULL is a no-op. */
+void gw_owner_free(struct gw_owner *o);
+const struct gw_owner_stats *gw_owner_stats(const struct gw_owner *o);
+struct gw_store *gw_owner_store(const struct gw_owner *o);
+
+/*
+ * See the table at the top. tenant, key: 1..GW_STORE_TENANT_MAX / GW_STORE_KEY_MAX bytes (else
+ * ERROR). wake/arg are used only for WAIT (wake must be non-NULL then; with NULL a would-be WAIT
+ * is BUSY). out is always filled as far as the verdict says.
+ */
+enum gw_idem_verdict gw_owner_idem_start(struct gw_owner *o, const char *tenant, const char *key,
+					 const uint8_t fp[32], const char *source, int64_t now_ms,
+					 gw_owner_wake_fn wake, void *arg, struct gw_owner_start *out);
+/*
+ * The upstream accepted the job (or reconciliation adopted rid): the key becomes DONE with rid,
+ * rid is recorded as tenant's job, waiters are woken with rid. Returns 0; -1 when the store
+ * failed (waiters are then woken with UNAVAILABLE and the store's reason; the key stays PENDING
+ * and will be reconciled on retry). Call only after PROCEED / RECONCILE for this (tenant, key).
+ */
+int gw_owner_idem_done(struct gw_owner *o, const char *tenant, const char *key, const char *rid,
+		       int64_t now_ms);
+/*
+ * Reconciliation chose rid (GW_RECON_ADOPT): like gw_owner_idem_done, but only if rid is still
+ * unrecorded. Two keys reconciled at once may both pick the same unrecorded job; the second to
+ * adopt finds it recorded, gets -1, and its waiters hear ABORTED; its key stays PENDING and the
+ * next retry reconciles again without that job (the handler answers ABORTED, retryable).
+ */
+int gw_owner_idem_adopt(struct gw_owner *o, const char *tenant, const char *key, const char *rid,
+			int64_t now_ms);
+/*
+ * The attempt ended without a rid. forget=1 when upstream definitely did not start a job (an HTTP
+ * 4xx answer, a request never sent): the key is removed and a retry proceeds afresh. forget=0
+ * when the outcome is unknown (timeout, connection lost, 5xx, ambiguous reconciliation): the key
+ * stays PENDING, a retry reconciles. Waiters are woken with code/msg. Returns 0, -1 on a store
+ * error (the waiters are woken anyway).
+ */
+int gw_owner_idem_failed(struct gw_owner *o, const char *tenant, const char *key, int forget,
+			 int code, const char *msg);
+/* Removes a waiter before it was woken (its call was cancelled); its wake never runs. */
+void gw_owner_idem_unwait(struct gw_owner *o, struct gw_owner_waiter *w);
+/* 1 when (tenant, key) is in flight in this process. */
+int gw_owner_idem_inflight(const struct gw_owner *o, const char *tenant, const char *key);
+/* Housekeeping timer: removes keys (PENDING or DONE) created more than the TTL before now_ms.
+ * Keys in flight are minutes old at most (calls have deadlines; the TTL is at least
+ * GW_OWNER_MIN_TTL_MS), so they are not touched in practice. Returns the count, or -1. */
+int gw_owner_expire(struct gw_owner *o, int64_t now_ms);
+
+/* ---- reconciliation (pure matching; the handler does the HTTP) ---- */
+
+enum gw_recon_verdict {
+	GW_RECON_ADOPT = 0,	/* out->rid is the job: gw_owner_idem_done(rid) */
+	GW_RECON_RESUBMIT,	/* no upstream job matches: safe to call /process again */
+	GW_RECON_LOOKUP,	/* fetch GET /download/<out->cand joined by ','> and call again */
+	GW_RECON_AMBIGUOUS,	/* several may match (out->cand): report, never guess */
+	GW_RECON_UNSUPPORTED,	/* the source cannot be matched (rerun / mp): report */
+	GW_RECON_ERROR		/* unparseable upstream JSON or store error: out->why */
+};
+
+struct gw_owner_recon {
+	enum gw_recon_verdict verdict;
+	char rid[GW_STORE_RID_MAX + 1];			/* ADOPT */
+	size_t ncand;
+	char cand[GW_OWNER_RECON_MAX][GW_STORE_RID_MAX + 1];	/* LOOKUP / AMBIGUOUS */
+	char why[GW_OWNER_MSG_MAX];			/* one line for logs and the caller */
+};
+
+/*
+ * Decides what became of a PENDING entry e (source = an upload URL without query).
+ * Step 1 (dl_json NULL): candidates are the /list rows ({"list":[{"rid","fileName","ctime"}]})
+ *   whose fileName is the source URL's last path segment (raw or percent-decoded), whose ctime
+ *   is not older than e->created_ms - GW_OWNER_RECON_SKEW_MS, and whose rid the store does not
+ *   own for anyone (a recorded job belongs to another request). None -> RESUBMIT; more than
+ *   GW_OWNER_RECON_MAX -> AMBIGUOUS; else LOOKUP with out->cand.
+ * Step 2 (dl_json = the GET /download/<cands> body; "" when that lookup failed): a candidate whose
+ *   link has an "input" URL matches when it equals the source (query ignored) and is dropped
+ *   otherwise; a link without input (job not finished) matches by name only. Exactly one match
+ *   -> ADOPT; none -> RESUBMIT; several -> AMBIGUOUS.
+ * why never contains a URL query. Returns out->verdict.
+ */
+enum gw_recon_verdict gw_owner_reconcile(struct gw_owner *o, const struct gw_idem *e,
+					 const char *list_json, size_t list_len,
+					 const char *dl_json, size_t dl_len, struct gw_owner_recon *out);
+
+#endif

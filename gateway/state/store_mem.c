@@ -1,0 +1,330 @@
+/*
+ * store_mem: the in-memory store backend. Two chained hash tables with a fixed bucket count:
+ * owners keyed by (kind, id), idempotency keys by (tenant, key). At most max_entries rows in
+ * total; an insert past it fails with GW_STORE_B_FULL (counted by store.c). Nothing survives
+ * the process.
+ */
+#include "gateway/state/store.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MEM_BUCKETS 65536u	/* per table; chains stay short up to ~1M rows */
+
+struct mem_owner {
+	struct mem_owner *next;
+	int kind;
+	char id[GW_STORE_ID_MAX + 1];
+	char tenant[GW_STORE_TENANT_MAX + 1];
+	int64_t created_ms;
+};
+
+struct mem_idem {
+	struct mem_idem *next;
+	char tenant[GW_STORE_TENANT_MAX + 1];
+	char key[GW_STORE_KEY_MAX + 1];
+	struct gw_idem e;
+};
+
+struct mem_store {
+	struct mem_owner **owners;
+	struct mem_idem **idems;
+	size_t nrows, max_rows;
+	char err[GW_STORE_ERR_MAX];
+};
+
+/* FNV-1a over a kind/tenant prefix and a string. */
+static uint32_t mem_hash(uint32_t h, const char *str)
+{
+	for (const unsigned char *p = (const unsigned char *)str; *p; p++)
+		h = (h ^ *p) * 16777619u;
+	return h;
+}
+
+static uint32_t mem_owner_slot(int kind, const char *id)
+{
+	return mem_hash(2166136261u ^ (uint32_t)kind, id) % MEM_BUCKETS;
+}
+
+static uint32_t mem_idem_slot(const char *tenant, const char *key)
+{
+	/* the 0xff separator keeps ("ab","c") and ("a","bc") apart */
+	return mem_hash(mem_hash(2166136261u, tenant) * 16777619u ^ 0xffu, key) % MEM_BUCKETS;
+}
+
+static struct mem_owner **mem_owner_find(struct mem_store *m, int kind, const char *id)
+{
+	struct mem_owner **pp = &m->owners[mem_owner_slot(kind, id)];
+
+	while (*pp && ((*pp)->kind != kind || strcmp((*pp)->id, id) != 0))
+		pp = &(*pp)->next;
+	return pp;
+}
+
+static struct mem_idem **mem_idem_find(struct mem_store *m, const char *tenant, const char *key)
+{
+	struct mem_idem **pp = &m->idems[mem_idem_slot(tenant, key)];
+
+	while (*pp && (strcmp((*pp)->tenant, tenant) != 0 || strcmp((*pp)->key, key) != 0))
+		pp = &(*pp)->next;
+	return pp;
+}
+
+static const char *mem_errmsg(void *impl)
+{
+	struct mem_store *m = impl;
+
+	return m->err;
+}
+
+static void mem_close(void *impl)
+{
+	struct mem_store *m = impl;
+
+	if (!m)
+		return;
+	for (size_t i = 0; m->owners && i < MEM_BUCKETS; i++) {
+		for (struct mem_owner *o = m->owners[i], *n; o; o = n) {
+			n = o->next;
+			free(o);
+		}
+	}
+	for (size_t i = 0; m->idems && i < MEM_BUCKETS; i++) {
+		for (struct mem_idem *d = m->idems[i], *n; d; d = n) {
+			n = d->next;
+			free(d);
+		}
+	}
+	free(m->owners);
+	free(m->idems);
+	free(m);
+}
+
+static int mem_owner_put(void *impl, int k, const char *id, const char *tenant, int64_t now_ms)
+{
+	struct mem_store *m = impl;
+	struct mem_owner **pp = mem_owner_find(m, k, id);
+	struct mem_owner *o;
+
+	if (*pp)
+		return strcmp((*pp)->tenant, tenant) == 0 ? GW_STORE_B_OK : GW_STORE_B_CONFLICT;
+	if (m->nrows >= m->max_rows)
+		return GW_STORE_B_FULL;
+	o = calloc(1, sizeof *o);
+	if (!o) {
+		snprintf(m->err, sizeof m->err, "out of memory");
+		return GW_STORE_B_ERR;
+	}
+	o->kind = k;
+	memcpy(o->id, id, strlen(id) + 1);	/* lengths checked by store.c */
+	memcpy(o->tenant, tenant, strlen(tenant) + 1);
+	o->created_ms = now_ms;
+	*pp = o;
+	m->nrows++;
+	return GW_STORE_B_OK;
+}
+
+static int mem_owner_get(void *impl, int k, const char *id, char *tenant, size_t tenantlen)
+{
+	struct mem_store *m = impl;
+	struct mem_owner *o = *mem_owner_find(m, k, id);
+	size_t n;
+
+	if (!o)
+		return GW_STORE_B_ABSENT;
+	n = strlen(o->tenant);
+	if (n >= tenantlen) {
+		snprintf(m->err, sizeof m->err, "tenant buffer too small");
+		return GW_STORE_B_ERR;
+	}
+	memcpy(tenant, o->tenant, n + 1);
+	return GW_STORE_B_OK;
+}
+
+static int mem_owner_del(void *impl, int k, const char *id)
+{
+	struct mem_store *m = impl;
+	struct mem_owner **pp = mem_owner_find(m, k, id);
+	struct mem_owner *o = *pp;
+
+	if (!o)
+		return GW_STORE_B_ABSENT;
+	*pp = o->next;
+	free(o);
+	m->nrows--;
+	return GW_STORE_B_OK;
+}
+
+static int mem_owner_each(void *impl, int k, const char *tenant, int (*cb)(void *arg, const char *id),
+			  void *arg)
+{
+	struct mem_store *m = impl;
+
+	for (size_t i = 0; i < MEM_BUCKETS; i++)
+		for (struct mem_owner *o = m->owners[i]; o; o = o->next)
+			if (o->kind == k && strcmp(o->tenant, tenant) == 0 && cb(arg, o->id) != 0)
+				return GW_STORE_B_OK;
+	return GW_STORE_B_OK;
+}
+
+static int mem_idem_begin(void *impl, const char *tenant, const char *key, const uint8_t fp[32],
+			  const char *source, int64_t now_ms, struct gw_idem *existing)
+{
+	struct mem_store *m = impl;
+	struct mem_idem **pp = mem_idem_find(m, tenant, key);
+	struct mem_idem *d;
+
+	if (*pp) {
+		*existing = (*pp)->e;
+		return GW_STORE_B_EXISTS;
+	}
+	if (m->nrows >= m->max_rows)
+		return GW_STORE_B_FULL;
+	d = calloc(1, sizeof *d);
+	if (!d) {
+		snprintf(m->err, sizeof m->err, "out of memory");
+		return GW_STORE_B_ERR;
+	}
+	memcpy(d->tenant, tenant, strlen(tenant) + 1);
+	memcpy(d->key, key, strlen(key) + 1);
+	memcpy(d->e.fp, fp, sizeof d->e.fp);
+	memcpy(d->e.source, source, strlen(source) + 1);
+	d->e.created_ms = now_ms;
+	*pp = d;
+	m->nrows++;
+	return GW_STORE_B_OK;
+}
+
+static int mem_idem_finish(void *impl, const char *tenant, const char *key, const char *rid)
+{
+	struct mem_store *m = impl;
+	struct mem_idem *d = *mem_idem_find(m, tenant, key);
+
+	if (!d)
+		return GW_STORE_B_ABSENT;
+	if (d->e.done)
+		return strcmp(d->e.rid, rid) == 0 ? GW_STORE_B_OK : GW_STORE_B_CONFLICT;
+	d->e.done = 1;
+	memcpy(d->e.rid, rid, strlen(rid) + 1);
+	return GW_STORE_B_OK;
+}
+
+static int mem_idem_abort(void *impl, const char *tenant, const char *key)
+{
+	struct mem_store *m = impl;
+	struct mem_idem **pp = mem_idem_find(m, tenant, key);
+	struct mem_idem *d = *pp;
+
+	if (!d)
+		return GW_STORE_B_ABSENT;
+	if (d->e.done)
+		return GW_STORE_B_OK;
+	*pp = d->next;
+	free(d);
+	m->nrows--;
+	return GW_STORE_B_OK;
+}
+
+static int mem_idem_pending(void *impl,
+			    int (*cb)(void *arg, const char *tenant, const char *key,
+				      const struct gw_idem *e),
+			    void *arg)
+{
+	struct mem_store *m = impl;
+	const struct mem_idem **list = NULL;
+	size_t n = 0, cap = 0;
+	int rc = GW_STORE_B_ERR;
+
+	/* Oldest first, like the SQLite backend: collect, then sort by created_ms. */
+	for (size_t i = 0; i < MEM_BUCKETS; i++) {
+		for (const struct mem_idem *d = m->idems[i]; d; d = d->next) {
+			if (d->e.done)
+				continue;
+			if (n == cap) {
+				size_t ncap = cap ? cap * 2 : 64;
+				const struct mem_idem **nl = realloc(list, ncap * sizeof *nl);
+
+				if (!nl) {
+					snprintf(m->err, sizeof m->err, "out of memory");
+					goto out;
+				}
+				list = nl;
+				cap = ncap;
+			}
+			list[n++] = d;
+		}
+	}
+	/* insertion sort: pending keys are few (what was in flight at a crash) */
+	for (size_t i = 1; i < n; i++) {
+		const struct mem_idem *d = list[i];
+		size_t j = i;
+
+		for (; j > 0 && list[j - 1]->e.created_ms > d->e.created_ms; j--)
+			list[j] = list[j - 1];
+		list[j] = d;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (cb(arg, list[i]->tenant, list[i]->key, &list[i]->e) != 0)
+			break;
+	rc = GW_STORE_B_OK;
+out:
+	free(list);
+	return rc;
+}
+
+static long mem_idem_expire(void *impl, int64_t older_than_ms)
+{
+	struct mem_store *m = impl;
+	long n = 0;
+
+	for (size_t i = 0; i < MEM_BUCKETS; i++) {
+		struct mem_idem **pp = &m->idems[i];
+
+		while (*pp) {
+			struct mem_idem *d = *pp;
+
+			if (d->e.created_ms < older_than_ms) {
+				*pp = d->next;
+				free(d);
+				m->nrows--;
+				n++;
+			} else {
+				pp = &d->next;
+			}
+		}
+	}
+	return n;
+}
+
+static const struct gw_store_ops mem_ops = {
+	.name = "memory",
+	.close = mem_close,
+	.errmsg = mem_errmsg,
+	.owner_put = mem_owner_put,
+	.owner_get = mem_owner_get,
+	.owner_del = mem_owner_del,
+	.owner_each = mem_owner_each,
+	.idem_begin = mem_idem_begin,
+	.idem_finish = mem_idem_finish,
+	.idem_abort = mem_idem_abort,
+	.idem_pending = mem_idem_pending,
+	.idem_expire = mem_idem_expire,
+};
+
+void *gw_store_mem_open(size_t max_entries, const struct gw_store_ops **ops)
+{
+	struct mem_store *m = calloc(1, sizeof *m);
+
+	if (!m)
+		return NULL;
+	m->owners = calloc(MEM_BUCKETS, sizeof *m->owners);
+	m->idems = calloc(MEM_BUCKETS, sizeof *m->idems);
+	if (!m->owners || !m->idems) {
+		mem_close(m);
+		return NULL;
+	}
+	m->max_rows = max_entries;
+	*ops = &mem_ops;
+	return m;
+}

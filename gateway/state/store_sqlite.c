@@ -1,0 +1,572 @@
+/*
+ * store_sqlite: the SQLite (WAL) store backend, one local file. See store.h for the durability
+ * and latency contract.
+ *
+ * Schema (version GW_STORE_SCHEMA_VERSION):
+ *   schema_version(version, opened_ms)       one row; opened_ms is rewritten at every open,
+ *                                            which proves the file and its directory are writable
+ *   owner(kind, id, tenant, created_ms)      PRIMARY KEY (kind, id); index (kind, tenant, id)
+ *   idem(tenant, key, fp, done, rid, source, created_ms)
+ *                                            PRIMARY KEY (tenant, key); index (done, created_ms)
+ * Statements are prepared once per store (SQLITE_PREPARE_PERSISTENT) and reset after each use.
+ */
+#include "gateway/state/store.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <sqlite3.h>
+
+enum sql_stmt {
+	SQL_OWNER_INSERT,
+	SQL_OWNER_GET,
+	SQL_OWNER_DEL,
+	SQL_OWNER_EACH,
+	SQL_IDEM_INSERT,
+	SQL_IDEM_GET,
+	SQL_IDEM_FINISH,
+	SQL_IDEM_ABORT,
+	SQL_IDEM_PENDING,
+	SQL_IDEM_EXPIRE,
+	SQL_NSTMT
+};
+
+static const char *const sql_text[SQL_NSTMT] = {
+	[SQL_OWNER_INSERT] = "INSERT OR IGNORE INTO owner(kind, id, tenant, created_ms) VALUES (?1, ?2, ?3, ?4)",
+	[SQL_OWNER_GET] = "SELECT tenant FROM owner WHERE kind = ?1 AND id = ?2",
+	[SQL_OWNER_DEL] = "DELETE FROM owner WHERE kind = ?1 AND id = ?2",
+	[SQL_OWNER_EACH] = "SELECT id FROM owner WHERE kind = ?1 AND tenant = ?2 ORDER BY id",
+	[SQL_IDEM_INSERT] = "INSERT OR IGNORE INTO idem(tenant, key, fp, done, rid, source, created_ms) "
+			    "VALUES (?1, ?2, ?3, 0, '', ?4, ?5)",
+	[SQL_IDEM_GET] = "SELECT fp, done, rid, source, created_ms FROM idem WHERE tenant = ?1 AND key = ?2",
+	[SQL_IDEM_FINISH] = "UPDATE idem SET done = 1, rid = ?3 WHERE tenant = ?1 AND key = ?2 AND done = 0",
+	[SQL_IDEM_ABORT] = "DELETE FROM idem WHERE tenant = ?1 AND key = ?2 AND done = 0",
+	[SQL_IDEM_PENDING] = "SELECT tenant, key, fp, done, rid, source, created_ms FROM idem "
+			     "WHERE done = 0 ORDER BY created_ms, tenant, key",
+	[SQL_IDEM_EXPIRE] = "DELETE FROM idem WHERE created_ms < ?1",
+};
+
+static const char sql_schema[] =
+	"CREATE TABLE schema_version (version INTEGER NOT NULL, opened_ms INTEGER NOT NULL);"
+	"CREATE TABLE owner (kind INTEGER NOT NULL, id TEXT NOT NULL, tenant TEXT NOT NULL,"
+	"  created_ms INTEGER NOT NULL, PRIMARY KEY (kind, id)) WITHOUT ROWID;"
+	"CREATE INDEX owner_by_tenant ON owner (kind, tenant, id);"
+	"CREATE TABLE idem (tenant TEXT NOT NULL, key TEXT NOT NULL, fp BLOB NOT NULL,"
+	"  done INTEGER NOT NULL, rid TEXT NOT NULL, source TEXT NOT NULL,"
+	"  created_ms INTEGER NOT NULL, PRIMARY KEY (tenant, key)) WITHOUT ROWID;"
+	"CREATE INDEX idem_by_age ON idem (done, created_ms);";
+
+struct sql_store {
+	sqlite3 *db;
+	sqlite3_stmt *stmt[SQL_NSTMT];
+	char err[GW_STORE_ERR_MAX];
+};
+
+static const char *sql_errmsg(void *impl)
+{
+	struct sql_store *q = impl;
+
+	return q->err;
+}
+
+/* Records the connection's current error as the backend's reason; returns GW_STORE_B_ERR. */
+static int sql_fail(struct sql_store *q)
+{
+	snprintf(q->err, sizeof q->err, "%s", sqlite3_errmsg(q->db));
+	return GW_STORE_B_ERR;
+}
+
+/* The cached statement, reset and unbound, or NULL (reason in q->err). */
+static sqlite3_stmt *sql_stmt(struct sql_store *q, enum sql_stmt which)
+{
+	sqlite3_stmt *st = q->stmt[which];
+
+	if (st)
+		return st;
+	if (sqlite3_prepare_v3(q->db, sql_text[which], -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) !=
+	    SQLITE_OK) {
+		sql_fail(q);
+		sqlite3_finalize(st);
+		return NULL;
+	}
+	q->stmt[which] = st;
+	return st;
+}
+
+static void sql_done(sqlite3_stmt *st)
+{
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+}
+
+/* Runs a write statement to completion: GW_STORE_B_OK or GW_STORE_B_ERR. */
+static int sql_exec(struct sql_store *q, sqlite3_stmt *st)
+{
+	int rc = sqlite3_step(st) == SQLITE_DONE ? GW_STORE_B_OK : sql_fail(q);
+
+	sql_done(st);
+	return rc;
+}
+
+static void sql_copy(char *dst, size_t cap, const unsigned char *src)
+{
+	snprintf(dst, cap, "%s", src ? (const char *)src : "");
+}
+
+/* Fills e from the current row, whose columns start at col: fp, done, rid, source, created_ms. */
+static void sql_row_idem(sqlite3_stmt *st, int col, struct gw_idem *e)
+{
+	const void *fp = sqlite3_column_blob(st, col);
+	int fplen = sqlite3_column_bytes(st, col);
+
+	memset(e, 0, sizeof *e);
+	if (fp && fplen == (int)sizeof e->fp)
+		memcpy(e->fp, fp, sizeof e->fp);
+	e->done = sqlite3_column_int(st, col + 1) != 0;
+	sql_copy(e->rid, sizeof e->rid, sqlite3_column_text(st, col + 2));
+	sql_copy(e->source, sizeof e->source, sqlite3_column_text(st, col + 3));
+	e->created_ms = sqlite3_column_int64(st, col + 4);
+}
+
+static int sql_owner_put(void *impl, int k, const char *id, const char *tenant, int64_t now_ms)
+{
+	struct sql_store *q = impl;
+	sqlite3_stmt *st = sql_stmt(q, SQL_OWNER_INSERT);
+	char cur[GW_STORE_TENANT_MAX + 1];
+	int rc;
+
+	if (!st)
+		return GW_STORE_B_ERR;
+	sqlite3_bind_int(st, 1, k);
+	sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, tenant, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 4, now_ms);
+	rc = sql_exec(q, st);
+	if (rc != GW_STORE_B_OK || sqlite3_changes(q->db) == 1)
+		return rc;
+	/* Already there: same tenant is fine, another is a conflict (never overwritten). */
+	st = sql_stmt(q, SQL_OWNER_GET);
+	if (!st)
+		return GW_STORE_B_ERR;
+	sqlite3_bind_int(st, 1, k);
+	sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		sql_copy(cur, sizeof cur, sqlite3_column_text(st, 0));
+		rc = strcmp(cur, tenant) == 0 ? GW_STORE_B_OK : GW_STORE_B_CONFLICT;
+	} else {
+		rc = sql_fail(q);	/* ignored yet absent: cannot happen without an error */
+	}
+	sql_done(st);
+	return rc;
+}
+
+static int sql_owner_get(void *impl, int k, const char *id, char *tenant, size_t tenantlen)
+{
+	struct sql_store *q = impl;
+	sqlite3_stmt *st = sql_stmt(q, SQL_OWNER_GET);
+	const unsigned char *t;
+	int rc;
+
+	if (!st)
+		return GW_STORE_B_ERR;
+	sqlite3_bind_int(st, 1, k);
+	sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE) {
+		rc = GW_STORE_B_ABSENT;
+	} else if (rc == SQLITE_ROW) {
+		t = sqlite3_column_text(st, 0);
+		if (!t || (size_t)sqlite3_column_bytes(st, 0) >= tenantlen) {
+			snprintf(q->err, sizeof q->err, "tenant buffer too small");
+			rc = GW_STORE_B_ERR;
+		} else {
+			memcpy(tenant, t, (size_t)sqlite3_column_bytes(st, 0) + 1);
+			rc = GW_STORE_B_OK;
+		}
+	} else {
+		rc = sql_fail(q);
+	}
+	sql_done(st);
+	return rc;
+}
+
+static int sql_owner_del(void *impl, int k, const char *id)
+{
+	struct sql_store *q = impl;
+	sqlite3_stmt *st = sql_stmt(q, SQL_OWNER_DEL);
+
+	if (!st)
+		return GW_STORE_B_ERR;
+	sqlite3_bind_int(st, 1, k);
+	sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
+	return sql_exec(q, st);
+}
+
+static int sql_owner_each(void *impl, int k, const char *tenant, int (*cb)(void *arg, const char *id),
+			  void *arg)
+{
+	struct sql_store *q = impl;
+	sqlite3_stmt *st = sql_stmt(q, SQL_OWNER_EACH);
+	int rc;
+
+	if (!st)
+		return GW_STORE_B_ERR;
+	sqlite3_bind_int(st, 1, k);
+	sqlite3_bind_text(st, 2, tenant, -1, SQLITE_STATIC);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const unsigned char *id = sqlite3_column_text(st, 0);
+
+		if (id && cb(arg, (const char *)id) != 0) {
+			rc = SQLITE_DONE;
+			break;
+		}
+	}
+	rc = rc == SQLITE_DONE ? GW_STORE_B_OK : sql_fail(q);
+	sql_done(st);
+	return rc;
+}
+
+static int sql_idem_get(struct sql_store *q, const char *tenant, const char *key, struct gw_idem *e)
+{
+	sqlite3_stmt *st = sql_stmt(q, SQL_IDEM_GET);
+	int rc;
+
+	if (!st)
+		return GW_STORE_B_ERR;
+	sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		sql_row_idem(st, 0, e);
+		rc = GW_STORE_B_OK;
+	} else if (rc == SQLITE_DONE) {
+		rc = GW_STORE_B_ABSENT;
+	} else {
+		rc = sql_fail(q);
+	}
+	sql_done(st);
+	return rc;
+}
+
+static int sql_idem_begin(void *impl, const char *tenant, const char *key, const uint8_t fp[32],
+			  const char *source, int64_t now_ms, struct gw_idem *existing)
+{
+	struct sql_store *q = impl;
+	sqlite3_stmt *st = sql_stmt(q, SQL_IDEM_INSERT);
+	int rc;
+
+	if (!st)
+		return GW_STORE_B_ERR;
+	sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 3, fp, 32, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, source, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 5, now_ms);
+	rc = sql_exec(q, st);
+	if (rc != GW_STORE_B_OK)
+		return rc;
+	if (sqlite3_changes(q->db) == 1)
+		return GW_STORE_B_OK;
+	/* One connection, one thread: the row that blocked the insert is still there. */
+	rc = sql_idem_get(q, tenant, key, existing);
+	if (rc == GW_STORE_B_ABSENT) {
+		snprintf(q->err, sizeof q->err, "idempotency key vanished during insert");
+		return GW_STORE_B_ERR;
+	}
+	return rc == GW_STORE_B_OK ? GW_STORE_B_EXISTS : rc;
+}
+
+static int sql_idem_finish(void *impl, const char *tenant, const char *key, const char *rid)
+{
+	struct sql_store *q = impl;
+	sqlite3_stmt *st = sql_stmt(q, SQL_IDEM_FINISH);
+	struct gw_idem e;
+	int rc;
+
+	if (!st)
+		return GW_STORE_B_ERR;
+	sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, rid, -1, SQLITE_STATIC);
+	rc = sql_exec(q, st);
+	if (rc != GW_STORE_B_OK || sqlite3_changes(q->db) == 1)
+		return rc;
+	/* Not PENDING: absent, or DONE already (fine only with the same rid). */
+	rc = sql_idem_get(q, tenant, key, &e);
+	if (rc == GW_STORE_B_OK)
+		rc = strcmp(e.rid, rid) == 0 ? GW_STORE_B_OK : GW_STORE_B_CONFLICT;
+	return rc;
+}
+
+static int sql_idem_abort(void *impl, const char *tenant, const char *key)
+{
+	struct sql_store *q = impl;
+	sqlite3_stmt *st = sql_stmt(q, SQL_IDEM_ABORT);
+
+	if (!st)
+		return GW_STORE_B_ERR;
+	sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
+	return sql_exec(q, st);
+}
+
+static int sql_idem_pending(void *impl,
+			    int (*cb)(void *arg, const char *tenant, const char *key,
+				      const struct gw_idem *e),
+			    void *arg)
+{
+	struct sql_store *q = impl;
+	sqlite3_stmt *st = sql_stmt(q, SQL_IDEM_PENDING);
+	char tenant[GW_STORE_TENANT_MAX + 1], key[GW_STORE_KEY_MAX + 1];
+	struct gw_idem e;
+	int rc;
+
+	if (!st)
+		return GW_STORE_B_ERR;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		sql_copy(tenant, sizeof tenant, sqlite3_column_text(st, 0));
+		sql_copy(key, sizeof key, sqlite3_column_text(st, 1));
+		sql_row_idem(st, 2, &e);
+		if (cb(arg, tenant, key, &e) != 0) {
+			rc = SQLITE_DONE;
+			break;
+		}
+	}
+	rc = rc == SQLITE_DONE ? GW_STORE_B_OK : sql_fail(q);
+	sql_done(st);
+	return rc;
+}
+
+static long sql_idem_expire(void *impl, int64_t older_than_ms)
+{
+	struct sql_store *q = impl;
+	sqlite3_stmt *st = sql_stmt(q, SQL_IDEM_EXPIRE);
+
+	if (!st)
+		return GW_STORE_B_ERR;
+	sqlite3_bind_int64(st, 1, older_than_ms);
+	if (sql_exec(q, st) != GW_STORE_B_OK)
+		return GW_STORE_B_ERR;
+	return (long)sqlite3_changes(q->db);
+}
+
+static void sql_close(void *impl)
+{
+	struct sql_store *q = impl;
+
+	if (!q)
+		return;
+	for (size_t i = 0; i < SQL_NSTMT; i++)
+		sqlite3_finalize(q->stmt[i]);
+	sqlite3_close(q->db);
+	free(q);
+}
+
+static const struct gw_store_ops sql_ops = {
+	.name = "sqlite",
+	.close = sql_close,
+	.errmsg = sql_errmsg,
+	.owner_put = sql_owner_put,
+	.owner_get = sql_owner_get,
+	.owner_del = sql_owner_del,
+	.owner_each = sql_owner_each,
+	.idem_begin = sql_idem_begin,
+	.idem_finish = sql_idem_finish,
+	.idem_abort = sql_idem_abort,
+	.idem_pending = sql_idem_pending,
+	.idem_expire = sql_idem_expire,
+};
+
+/* ---- opening ---- */
+
+/*
+ * One open-time failure as the single line the operator sees. Corruption is named as such:
+ * the gateway must refuse to start rather than run with ownership it cannot read.
+ */
+static void sql_open_err(sqlite3 *db, int rc, const char *path, const char *what, char *err,
+			 size_t errlen)
+{
+	int prim = rc & 0xff;
+	const char *msg = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+
+	if (prim == SQLITE_CORRUPT || prim == SQLITE_NOTADB)
+		snprintf(err, errlen, "state file %s is corrupt: %s; refusing to start", path, msg);
+	else if (prim == SQLITE_BUSY || prim == SQLITE_LOCKED)
+		snprintf(err, errlen, "state file %s is in use by another process (%s); refusing to start",
+			 path, msg);
+	else
+		snprintf(err, errlen, "state file %s %s: %s; refusing to start", path, what, msg);
+}
+
+/* Runs a PRAGMA or statement that may return one text row; copies it into out when given. */
+static int sql_one(sqlite3 *db, const char *sql, char *out, size_t outlen)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+
+	if (rc != SQLITE_OK)
+		goto out;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		if (out)
+			sql_copy(out, outlen, sqlite3_column_text(st, 0));
+		rc = SQLITE_OK;
+	} else if (rc == SQLITE_DONE) {
+		if (out && outlen)
+			out[0] = '\0';
+		rc = SQLITE_OK;
+	}
+out:
+	sqlite3_finalize(st);
+	return rc;
+}
+
+static int64_t sql_wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Creates or checks the schema. Returns 0, or -1 with err filled. */
+static int sql_schema_check(sqlite3 *db, const char *path, int read_only, char *err, size_t errlen)
+{
+	char buf[64], sql[128];
+	long version;
+	int rc;
+
+	rc = sql_one(db, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'",
+		     buf, sizeof buf);
+	if (rc != SQLITE_OK) {
+		sql_open_err(db, rc, path, "cannot be read", err, errlen);
+		return -1;
+	}
+	if (strcmp(buf, "0") == 0) {
+		rc = sql_one(db, "SELECT count(*) FROM sqlite_master", buf, sizeof buf);
+		if (rc != SQLITE_OK) {
+			sql_open_err(db, rc, path, "cannot be read", err, errlen);
+			return -1;
+		}
+		if (strcmp(buf, "0") != 0) {
+			/* Tables but no version: not ours; never write into someone else's file. */
+			snprintf(err, errlen,
+				 "state file %s is not a gateway state file (no schema_version table); refusing to start",
+				 path);
+			return -1;
+		}
+		if (read_only) {
+			snprintf(err, errlen, "state file %s has no schema yet and is opened read-only; "
+					      "refusing to start", path);
+			return -1;
+		}
+		rc = sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
+		if (rc == SQLITE_OK)
+			rc = sqlite3_exec(db, sql_schema, NULL, NULL, NULL);
+		if (rc == SQLITE_OK) {
+			snprintf(sql, sizeof sql, "INSERT INTO schema_version VALUES (%d, 0)",
+				 GW_STORE_SCHEMA_VERSION);
+			rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+		}
+		if (rc == SQLITE_OK)
+			rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+		if (rc != SQLITE_OK) {
+			sql_open_err(db, rc, path, "cannot be initialised", err, errlen);
+			sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+			return -1;
+		}
+	}
+	rc = sql_one(db, "SELECT version FROM schema_version", buf, sizeof buf);
+	if (rc != SQLITE_OK) {
+		sql_open_err(db, rc, path, "cannot be read", err, errlen);
+		return -1;
+	}
+	version = strtol(buf, NULL, 10);
+	if (version > GW_STORE_SCHEMA_VERSION) {
+		snprintf(err, errlen, "state file %s has schema version %ld, newer than this gateway's %d; "
+				      "refusing to start", path, version, GW_STORE_SCHEMA_VERSION);
+		return -1;
+	}
+	if (version < 1) {
+		snprintf(err, errlen, "state file %s has an invalid schema version '%s'; refusing to start",
+			 path, buf);
+		return -1;
+	}
+	/* Version 1 is the only one so far: migrations from older versions go here. */
+	return 0;
+}
+
+void *gw_store_sqlite_open(const char *path, int read_only, const struct gw_store_ops **ops,
+			   char *err, size_t errlen)
+{
+	struct sql_store *q = NULL;
+	char buf[64], sql[128];
+	int flags, rc;
+	void *ret = NULL;
+
+	q = calloc(1, sizeof *q);
+	if (!q) {
+		snprintf(err, errlen, "state store: out of memory");
+		goto out;
+	}
+	/* One thread uses the connection: no SQLite mutexes. No URI parsing of the path. */
+	flags = (read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) |
+		SQLITE_OPEN_NOMUTEX;
+	rc = sqlite3_open_v2(path, &q->db, flags, NULL);
+	if (rc != SQLITE_OK) {
+		sql_open_err(q->db, rc, path, "cannot be opened", err, errlen);
+		goto out;
+	}
+	sqlite3_extended_result_codes(q->db, 1);
+	sqlite3_busy_timeout(q->db, GW_STORE_BUSY_TIMEOUT_MS);
+	if (!read_only) {
+		/* Exclusive before WAL: no shared-memory index, and one process per file. */
+		rc = sql_one(q->db, "PRAGMA locking_mode = EXCLUSIVE", NULL, 0);
+		if (rc == SQLITE_OK)
+			rc = sql_one(q->db, "PRAGMA journal_mode = WAL", buf, sizeof buf);
+		if (rc != SQLITE_OK) {
+			sql_open_err(q->db, rc, path, "cannot be used", err, errlen);
+			goto out;
+		}
+		if (strcmp(buf, "wal") != 0) {
+			snprintf(err, errlen, "state file %s cannot use WAL (journal mode '%s'); refusing to start",
+				 path, buf);
+			goto out;
+		}
+		rc = sql_one(q->db, "PRAGMA synchronous = FULL", NULL, 0);
+		if (rc != SQLITE_OK) {
+			sql_open_err(q->db, rc, path, "cannot be used", err, errlen);
+			goto out;
+		}
+	}
+	rc = sql_one(q->db, "PRAGMA quick_check", buf, sizeof buf);
+	if (rc != SQLITE_OK) {
+		sql_open_err(q->db, rc, path, "cannot be checked", err, errlen);
+		goto out;
+	}
+	if (strcmp(buf, "ok") != 0) {
+		snprintf(err, errlen, "state file %s is corrupt: %s; refusing to start", path, buf);
+		goto out;
+	}
+	if (sql_schema_check(q->db, path, read_only, err, errlen) != 0)
+		goto out;
+	if (!read_only) {
+		/* A real write now, so an unwritable file or directory fails here, not at the first job. */
+		snprintf(sql, sizeof sql, "UPDATE schema_version SET opened_ms = %lld",
+			 (long long)sql_wall_ms());
+		rc = sqlite3_exec(q->db, sql, NULL, NULL, NULL);
+		if (rc != SQLITE_OK) {
+			sql_open_err(q->db, rc, path, "is not writable", err, errlen);
+			goto out;
+		}
+	}
+	*ops = &sql_ops;
+	ret = q;
+	q = NULL;
+out:
+	sql_close(q);
+	return ret;
+}

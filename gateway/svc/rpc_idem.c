@@ -1,0 +1,515 @@
+/*
+ * rpc_idem: StartJob with an idempotency_key on the unary path: keys, fingerprints, PENDING
+ * records, reconciliation against /list, the settle delay, replay to duplicates. Separate from
+ * rpc_owner.c because it is a state machine over upstream transfers that may outlive the call,
+ * not a check on one call. See rpc_idem.h and gateway/state/owner.h for the state machine.
+ */
+#include "gateway/svc/rpc_idem.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "animate3d/v1/jobs.pb-c.h"
+#include "auth/upstream/session.h"
+#include "gateway/config/config.h"
+#include "gateway/base/errmap.h"
+#include "gateway/base/log.h"
+#include "gateway/state/owner.h"
+#include "gateway/svc/rpc_owner.h"
+#include "gateway/svc/rpc_owner_int.h"
+#include "gateway/server.h"
+#include "gateway/svc/status.h"
+#include "gateway/state/store.h"
+#include "gateway/api/translate.h"
+#include "gateway/upstream/upstream.h"
+
+#define RPC_IDEM_PATH_MAX (10 + GW_OWNER_RECON_MAX * (GW_STORE_RID_MAX + 1))	/* /download/a,b */
+
+enum idem_phase { IDEM_PROCESS, IDEM_LIST, IDEM_LOOKUP };
+
+/* One idempotent attempt; outlives its call when the client leaves (detached, c == NULL). */
+struct idem_op {
+	struct gw_server *srv;
+	struct gw_call *c;
+	struct gw_account_rt *acct;
+	struct gw_up_call *up;
+	const struct gw_tr_rpc *row;	/* StartJob's translate row (static) */
+	enum idem_phase phase;
+	long retry_ms;			/* RESOURCE_EXHAUSTED, UNAVAILABLE: the retry delay to pass on */
+	char tenant[GW_STORE_TENANT_MAX + 1];
+	char key[GW_STORE_KEY_MAX + 1];
+	struct gw_idem entry;
+	struct gw_tr_request process;	/* POST /process, kept for a RESUBMIT */
+	struct gw_owner_recon recon;
+	char *list;			/* GET /list body, kept for the second reconcile step */
+	size_t list_len;
+	long timeout_ms;
+	int64_t admit_by_us;		/* the caller's deadline (gw_server_now_us); 0 = none */
+};
+
+/* A duplicate waiting for the first call with its key. */
+struct idem_wait {
+	struct gw_server *srv;
+	struct gw_call *c;
+	struct gw_owner_waiter *w;
+};
+
+static void idem_op_free(struct idem_op *op)
+{
+	if (!op)
+		return;
+	if (!op->c && op->srv->detached_ops)
+		op->srv->detached_ops--;
+	gw_tr_request_clear(&op->process);
+	free(op->list);
+	free(op);
+}
+
+static void idem_reply_rid(struct gw_call *c, const char *rid)
+{
+	Animate3d__V1__StartJobResponse r = ANIMATE3D__V1__START_JOB_RESPONSE__INIT;
+
+	r.rid = (char *)rid;
+	gw_call_reply(c, &r.base);
+}
+
+/* Ends the op: replies (if the call is still here) with rid or code/msg, frees op. */
+static void idem_finish(struct idem_op *op, const char *rid, grpc_status_code code, const char *msg)
+{
+	struct gw_call *c = op->c;
+
+	if (c) {
+		gw_call_on_cancel(c, NULL);
+		gw_call_set_data(c, NULL);
+		if (rid) {
+			idem_reply_rid(c, rid);
+		} else if (code == GRPC_STATUS_RESOURCE_EXHAUSTED) {
+			char m[GW_RPC_OWNER_MSG_MAX];
+
+			snprintf(m, sizeof m, "StartJob: %s", msg);
+			gw_call_fail_retry(c, code, op->retry_ms > 0 ? op->retry_ms : 1000, m);
+		} else if (code == GRPC_STATUS_UNAVAILABLE && op->retry_ms > 0) {
+			char m[GW_RPC_OWNER_MSG_MAX];
+
+			/* Circuit open, paused by Retry-After, 503 + Retry-After: when to come back. */
+			snprintf(m, sizeof m, "StartJob: %s", msg);
+			gw_call_fail_retry(c, code, op->retry_ms, m);
+		} else {
+			gw_call_fail(c, code, "StartJob: %s", msg);
+		}
+	}
+	idem_op_free(op);
+}
+
+static void idem_on_cancel(struct gw_call *c, void *data)
+{
+	struct idem_op *op = data;
+
+	(void)c;
+	/* Keep the transfer: its outcome must still be recorded (and given to waiters). */
+	op->c = NULL;
+	op->srv->detached_ops++;
+}
+
+static void idem_wake(void *arg, const char *rid, int code, const char *msg)
+{
+	struct idem_wait *w = arg;
+
+	gw_call_on_cancel(w->c, NULL);
+	gw_call_set_data(w->c, NULL);
+	if (rid)
+		idem_reply_rid(w->c, rid);
+	else
+		gw_call_fail(w->c, (grpc_status_code)code, "StartJob: %s", msg && msg[0] ? msg : "failed");
+	free(w);
+}
+
+static void idem_wait_cancel(struct gw_call *c, void *data)
+{
+	struct idem_wait *w = data;
+
+	(void)c;
+	gw_owner_idem_unwait(w->srv->owner, w->w);
+	free(w);
+}
+
+static void idem_up_done(void *arg, const struct gw_up_response *res);
+
+/* The "last unsettled attempt" bucket of (tenant, key): FNV-1a over both. */
+static int64_t *idem_unsettled(struct gw_server *srv, const char *tenant, const char *key)
+{
+	uint32_t h = 2166136261u;
+
+	for (const char *p = tenant; *p; p++)
+		h = (h ^ (unsigned char)*p) * 16777619u;
+	h = (h ^ 0xffu) * 16777619u;	/* separator: ("ab","c") != ("a","bc") */
+	for (const char *p = key; *p; p++)
+		h = (h ^ (unsigned char)*p) * 16777619u;
+	return &srv->idem_unsettled_ms[h % GW_SERVER_IDEM_SLOTS];
+}
+
+/* ms until a RESUBMIT of (tenant, key) is safe, 0 when it is: a /process of the previous attempt
+ * may still be on its way upstream (sent, not yet processed) and would start a second job after
+ * a /list that did not show it yet. */
+static int64_t idem_settle_left(struct gw_server *srv, const char *tenant, const char *key)
+{
+	int64_t last = *idem_unsettled(srv, tenant, key);
+	int64_t since = last > srv->started_wall_ms ? last : srv->started_wall_ms;
+	int64_t left = since + srv->cfg->state.reconcile_settle_ms - gw_server_wall_ms();
+
+	return left > 0 ? left : 0;
+}
+
+static int idem_up_start(struct idem_op *op, const char *method, const char *path, const char *body,
+			 int idempotent, const char *route)
+{
+	struct gw_up_request rq;
+
+	memset(&rq, 0, sizeof rq);
+	rq.method = method;
+	rq.path = path;
+	rq.body = body;
+	rq.body_len = body ? strlen(body) : 0;
+	rq.timeout_ms = op->timeout_ms;
+	/* Sent within the caller's deadline or refused at once (nothing sent: the key stays free),
+	 * even though the transfer itself may outlive the call. */
+	if (op->c && op->admit_by_us) {
+		int64_t within = (op->admit_by_us - gw_server_now_us()) / 1000;
+
+		rq.admit_within_ms = within > 0 ? (long)within : 1;
+	}
+	rq.idempotent = idempotent;
+	rq.route = route;
+	op->up = gw_up_start(op->srv->up, op->acct, &rq, idem_up_done, op);
+	if (op->c && op->up)
+		gw_call_count_upstream(op->c);
+	return op->up ? 0 : -1;
+}
+
+static void idem_process(struct idem_op *op)
+{
+	op->phase = IDEM_PROCESS;
+	if (idem_up_start(op, op->process.method, op->process.path, op->process.body, 0,
+			  "POST /process") == 0)
+		return;
+	/* Never sent: upstream certainly started nothing. */
+	gw_owner_idem_failed(op->srv->owner, op->tenant, op->key, 1, GRPC_STATUS_UNAVAILABLE,
+			     "upstream request could not be started");
+	idem_finish(op, NULL, GRPC_STATUS_UNAVAILABLE, "upstream request could not be started");
+}
+
+static void idem_log_recon(const struct idem_op *op, const char *outcome)
+{
+	char cands[GW_OWNER_RECON_MAX * (GW_STORE_RID_MAX + 1) + 1];
+	size_t off = 0;
+
+	cands[0] = '\0';
+	for (size_t i = 0; i < op->recon.ncand && off + GW_STORE_RID_MAX + 2 < sizeof cands; i++)
+		off += (size_t)snprintf(cands + off, sizeof cands - off, "%s%s", i ? "," : "",
+					op->recon.cand[i]);
+	gw_log(strcmp(outcome, "ambiguous") == 0 || strcmp(outcome, "error") == 0 ? GW_LOG_WARN
+										   : GW_LOG_INFO,
+	       "reconcile", GW_LS("msg", "pending idempotency key reconciled"), GW_LS("outcome", outcome),
+	       GW_LS("tenant", op->tenant), GW_LS("key", op->key),
+	       GW_LS("rid", op->recon.verdict == GW_RECON_ADOPT ? op->recon.rid : "-"),
+	       GW_LS("candidates", cands), GW_LS("why", op->recon.why), GW_LEND);
+}
+
+/* Runs one reconciliation step: op->list, and dl (the /download body) for the second step. */
+static void idem_reconcile(struct idem_op *op, const char *dl, size_t dl_len)
+{
+	struct gw_owner *o = op->srv->owner;
+	char path[RPC_IDEM_PATH_MAX];
+	size_t off;
+
+	switch (gw_owner_reconcile(o, &op->entry, op->list, op->list_len, dl, dl_len, &op->recon)) {
+	case GW_RECON_ADOPT:
+		idem_log_recon(op, "adopt");
+		if (gw_owner_idem_adopt(o, op->tenant, op->key, op->recon.rid, gw_server_wall_ms()) == 0) {
+			idem_finish(op, op->recon.rid, GRPC_STATUS_OK, NULL);
+			return;
+		}
+		idem_finish(op, NULL, GRPC_STATUS_ABORTED,
+			    "the upstream job could not be adopted (claimed meanwhile or state store failure); retry");
+		return;
+	case GW_RECON_RESUBMIT: {
+		int64_t wait = idem_settle_left(op->srv, op->tenant, op->key);
+		char msg[GW_RPC_OWNER_MSG_MAX];
+
+		if (wait > 0) {
+			idem_log_recon(op, "deferred");
+			snprintf(msg, sizeof msg,
+				 "the previous attempt with this idempotency_key may still reach upstream; retry in %lld ms",
+				 (long long)wait);
+			gw_owner_idem_failed(o, op->tenant, op->key, 0, GRPC_STATUS_UNAVAILABLE, msg);
+			idem_finish(op, NULL, GRPC_STATUS_UNAVAILABLE, msg);
+			return;
+		}
+		idem_log_recon(op, "resubmit");
+		idem_process(op);
+		return;
+	}
+	case GW_RECON_LOOKUP:
+		off = (size_t)snprintf(path, sizeof path, "/download/");
+		for (size_t i = 0; i < op->recon.ncand && off < sizeof path; i++)
+			off += (size_t)snprintf(path + off, sizeof path - off, "%s%s", i ? "," : "",
+						op->recon.cand[i]);
+		op->phase = IDEM_LOOKUP;
+		if (off < sizeof path &&
+		    idem_up_start(op, "GET", path, NULL, 1, "GET /download/{rids}") == 0)
+			return;
+		idem_reconcile(op, "", 0);	/* lookup impossible: decide by name */
+		return;
+	case GW_RECON_AMBIGUOUS:
+	case GW_RECON_UNSUPPORTED:
+		idem_log_recon(op, "ambiguous");
+		gw_owner_idem_failed(o, op->tenant, op->key, 0, GRPC_STATUS_FAILED_PRECONDITION, op->recon.why);
+		idem_finish(op, NULL, GRPC_STATUS_FAILED_PRECONDITION, op->recon.why);
+		return;
+	default:
+		idem_log_recon(op, "error");
+		gw_owner_idem_failed(o, op->tenant, op->key, 0, GRPC_STATUS_UNAVAILABLE, op->recon.why);
+		idem_finish(op, NULL, GRPC_STATUS_UNAVAILABLE, op->recon.why);
+		return;
+	}
+}
+
+/* 1 when a failed /process certainly did not start a job upstream: the account's protection
+ * refused it before sending (res->limited: breaker open, queue full, deadline or pause), no
+ * session, no connection, or a 4xx. */
+static int idem_never_started(const struct gw_up_response *res)
+{
+	if (res->limited || res->no_session)
+		return 1;
+	if (res->curl_rc != CURLE_OK)
+		return res->curl_rc == CURLE_COULDNT_CONNECT || res->curl_rc == CURLE_COULDNT_RESOLVE_HOST;
+	return res->http_status >= 400 && res->http_status <= 499;
+}
+
+static void idem_process_done(struct idem_op *op, const struct gw_up_response *res)
+{
+	struct gw_owner *o = op->srv->owner;
+	char msg[GW_RPC_OWNER_MSG_MAX];
+	char err[GW_TR_ERR_MAX];
+	ProtobufCMessage *reply = NULL;
+	grpc_status_code code;
+
+	if (res->limited) {
+		/* Refused by the account's protection before anything was sent (upstream.h): its code,
+		 * its reason and its retry delay, as on the plain path. */
+		code = (grpc_status_code)res->limited;
+		snprintf(msg, sizeof msg, "StartJob: %s", res->error ? res->error : "upstream limit");
+	} else if (res->no_session) {
+		code = GRPC_STATUS_UNAVAILABLE;
+		snprintf(msg, sizeof msg, "%s", res->error ? res->error : "upstream rejected account credentials");
+	} else if (res->curl_rc != CURLE_OK) {
+		code = gw_errmap_curl((int)res->curl_rc, res->error, "StartJob", msg, sizeof msg);
+	} else if (res->http_status < 200 || res->http_status > 299) {
+		code = gw_errmap_http(res->http_status, res->body, res->body_len, "StartJob", msg, sizeof msg);
+	} else {
+		err[0] = '\0';
+		/* StartJob's parse does not read the request (the call may be gone). */
+		if (op->row->parse(NULL, res->body, res->body_len, &reply, err, sizeof err) == GW_TR_OK) {
+			const char *rid = ((Animate3d__V1__StartJobResponse *)(void *)reply)->rid;
+
+			/* A multi-person run reuses its detection rid: any cached final status is history. */
+			if (op->acct)
+				gw_status_job_restarted(op->srv, op->acct->idx, rid);
+			if (gw_owner_idem_done(o, op->tenant, op->key, rid, gw_server_wall_ms()) == 0)
+				idem_finish(op, rid, GRPC_STATUS_OK, NULL);
+			else
+				idem_finish(op, NULL, GRPC_STATUS_UNAVAILABLE, gw_store_errmsg(op->srv->store));
+			protobuf_c_message_free_unpacked(reply, NULL);
+			return;
+		}
+		code = GRPC_STATUS_UNAVAILABLE;
+		snprintf(msg, sizeof msg, "StartJob: upstream sent an unexpected answer: %s", err);
+	}
+	/* msg already starts with "StartJob: "; the finish prefix would repeat it. */
+	if (!idem_never_started(res)) {
+		int64_t *last = idem_unsettled(op->srv, op->tenant, op->key);
+		int64_t now = gw_server_wall_ms();
+
+		*last = now > *last ? now : *last;
+	}
+	gw_owner_idem_failed(o, op->tenant, op->key, idem_never_started(res), code,
+			     strncmp(msg, "StartJob: ", 10) == 0 ? msg + 10 : msg);
+	op->retry_ms = res->retry_after_ms;
+	idem_finish(op, NULL, code, strncmp(msg, "StartJob: ", 10) == 0 ? msg + 10 : msg);
+}
+
+static void idem_up_done(void *arg, const struct gw_up_response *res)
+{
+	struct idem_op *op = arg;
+	int ok = !res->no_session && res->curl_rc == CURLE_OK && res->http_status >= 200 &&
+		 res->http_status <= 299;
+	char msg[GW_RPC_OWNER_MSG_MAX];
+
+	op->up = NULL;
+	switch (op->phase) {
+	case IDEM_PROCESS:
+		idem_process_done(op, res);
+		return;
+	case IDEM_LIST:
+		if (ok && (op->list = malloc(res->body_len + 1))) {
+			memcpy(op->list, res->body, res->body_len);
+			op->list[res->body_len] = '\0';
+			op->list_len = res->body_len;
+			idem_reconcile(op, NULL, 0);
+			return;
+		}
+		snprintf(msg, sizeof msg, "cannot reconcile a pending idempotency key: upstream /list failed; retry");
+		gw_owner_idem_failed(op->srv->owner, op->tenant, op->key, 0, GRPC_STATUS_UNAVAILABLE, msg);
+		idem_finish(op, NULL, GRPC_STATUS_UNAVAILABLE, msg);
+		return;
+	case IDEM_LOOKUP:
+		/* "" = the lookup failed: reconciliation then decides by name only. */
+		idem_reconcile(op, ok ? res->body : "", ok ? res->body_len : 0);
+		return;
+	}
+}
+
+
+int gw_rpc_idem_applies(struct gw_call *c)
+{
+	const Animate3d__V1__StartJobRequest *r = (const void *)gw_call_request(c);
+
+	return gw_call_tenant(c) && gw_ro_kind_of(c) == RO_START_JOB && r->idempotency_key &&
+	       r->idempotency_key[0];
+}
+
+/* fp over the packed request without its key; source for reconciliation. 0, or -1. */
+static int idem_identity(const Animate3d__V1__StartJobRequest *r, uint8_t fp[32], char *source,
+			 size_t cap)
+{
+	Animate3d__V1__StartJobRequest copy = *r;
+	uint8_t *buf;
+	size_t len;
+	int rc = -1;
+
+	copy.idempotency_key = (char *)"";
+	len = protobuf_c_message_get_packed_size(&copy.base);
+	buf = malloc(len ? len : 1);
+	if (!buf)
+		return -1;
+	protobuf_c_message_pack(&copy.base, buf);
+	gw_owner_fingerprint(buf, len, fp);
+	free(buf);
+	switch (r->source_case) {
+	case ANIMATE3D__V1__START_JOB_REQUEST__SOURCE_UPLOAD_URL:
+		rc = gw_owner_source("url", r->upload_url, source, cap);
+		break;
+	case ANIMATE3D__V1__START_JOB_REQUEST__SOURCE_RERUN_RID:
+		rc = gw_owner_source("rerun", r->rerun_rid, source, cap);
+		break;
+	case ANIMATE3D__V1__START_JOB_REQUEST__SOURCE_MP_DETECTION_RID:
+		rc = gw_owner_source("mp", r->mp_detection_rid, source, cap);
+		break;
+	default:
+		break;
+	}
+	return rc;
+}
+
+void gw_rpc_idem_start_job(struct gw_call *c)
+{
+	const Animate3d__V1__StartJobRequest *r = (const void *)gw_call_request(c);
+	const struct gw_tr_rpc *row = gw_call_method(c)->row;
+	struct gw_server *srv = gw_call_server(c);
+	struct gw_owner_start st;
+	struct idem_op *op = NULL;
+	struct idem_wait *w = NULL;
+	char source[GW_STORE_SOURCE_MAX + 1];
+	char err[GW_TR_ERR_MAX];
+	uint8_t fp[32];
+	int64_t left = gw_call_time_left_ms(c);
+	long floor_ms = srv->cfg->upstream.default_timeout_ms;
+	int rc;
+
+	op = calloc(1, sizeof *op);
+	w = calloc(1, sizeof *w);
+	if (!op || !w) {
+		gw_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "StartJob: out of memory");
+		goto out;
+	}
+	op->srv = srv;
+	op->c = c;
+	op->row = row;
+	err[0] = '\0';
+	rc = row->build(&r->base, &op->process, err, sizeof err);
+	if (rc != GW_TR_OK) {
+		gw_call_fail(c, rc == GW_TR_INVALID ? GRPC_STATUS_INVALID_ARGUMENT : GRPC_STATUS_INTERNAL,
+			     "%s", err[0] ? err : "StartJob: request could not be built");
+		goto out;
+	}
+	if (strnlen(r->idempotency_key, GW_STORE_KEY_MAX + 1) > GW_STORE_KEY_MAX) {
+		gw_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "idempotency_key must be at most %d bytes",
+			     GW_STORE_KEY_MAX);
+		goto out;
+	}
+	if (idem_identity(r, fp, source, sizeof source) != 0) {
+		gw_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "StartJob: source is too long for an idempotent request");
+		goto out;
+	}
+	op->acct = gw_call_account(c);
+	if (!op->acct) {
+		gw_call_fail(c, GRPC_STATUS_INTERNAL, "StartJob: tenant has no upstream account");
+		goto out;
+	}
+	snprintf(op->tenant, sizeof op->tenant, "%s", gw_call_tenant(c)->name);
+	snprintf(op->key, sizeof op->key, "%s", r->idempotency_key);
+	/* The transfer may outlive the call: never less than the configured default. */
+	if (floor_ms <= 0)
+		floor_ms = GW_CONFIG_DEFAULT_TIMEOUT_MS;
+	op->timeout_ms = left > floor_ms ? (long)left : floor_ms;
+	op->admit_by_us = left > 0 ? gw_server_now_us() + left * 1000 : 0;
+	w->srv = srv;
+	w->c = c;
+	switch (gw_owner_idem_start(srv->owner, op->tenant, op->key, fp, source, gw_server_wall_ms(),
+				    idem_wake, w, &st)) {
+	case GW_IDEM_PROCEED:
+		op->entry = st.entry;
+		gw_call_set_data(c, op);
+		gw_call_on_cancel(c, idem_on_cancel);
+		idem_process(op);
+		op = NULL;
+		break;
+	case GW_IDEM_RECONCILE:
+		op->entry = st.entry;
+		op->phase = IDEM_LIST;
+		gw_call_set_data(c, op);
+		gw_call_on_cancel(c, idem_on_cancel);
+		if (idem_up_start(op, "GET", "/list", NULL, 1, "GET /list") != 0) {
+			gw_owner_idem_failed(srv->owner, op->tenant, op->key, 0, GRPC_STATUS_UNAVAILABLE,
+					     "upstream request could not be started");
+			idem_finish(op, NULL, GRPC_STATUS_UNAVAILABLE, "upstream request could not be started");
+		}
+		op = NULL;
+		break;
+	case GW_IDEM_REPLAY:
+		idem_reply_rid(c, st.rid);
+		break;
+	case GW_IDEM_WAIT:
+		w->w = st.waiter;
+		gw_call_set_data(c, w);
+		gw_call_on_cancel(c, idem_wait_cancel);
+		w = NULL;
+		break;
+	case GW_IDEM_MISMATCH:
+		gw_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT,
+			     "idempotency_key reused with a different request");
+		break;
+	case GW_IDEM_BUSY:
+		gw_call_fail(c, GRPC_STATUS_UNAVAILABLE,
+			     "StartJob: too many requests in flight for idempotency keys; retry later");
+		break;
+	default:
+		gw_ro_store_failed(c);
+		break;
+	}
+out:
+	if (op)
+		idem_op_free(op);
+	free(w);
+}

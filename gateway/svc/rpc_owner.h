@@ -1,0 +1,93 @@
+/*
+ * rpc_owner: tenant isolation and idempotent StartJob wired into the unary RPC path
+ * (gateway/rpc.c), on top of gateway/state/owner.h and gateway/state/store.h (srv->owner, srv->store).
+ *
+ * The generic unary path calls, in order:
+ *   gw_rpc_owner_admit()    before the upstream call: ownership checks on the ids the request names
+ *                           (NOT_FOUND, the same answer and message as for an id that does not
+ *                           exist), rids filtered to the tenant's own, mutations refused with
+ *                           UNAVAILABLE when the store is read-only;
+ *   gw_rpc_idem_applies() / gw_rpc_idem_start_job()  StartJob with an idempotency_key takes
+ *                           its own path (gateway/svc/rpc_idem.h: the owner.h state machine,
+ *                           reconciliation);
+ *   gw_rpc_owner_after()    after a 2xx parsed reply, before gw_call_reply(): records what was
+ *                           created (upload, job, model, endpoint), forgets what was deleted, and
+ *                           filters lists. An id that could not be recorded is never replied.
+ *
+ * Rules (tenant = the call's tenant; "foreign" = recorded for nobody, i.e. created upstream
+ * outside the gateway, visible only with the tenant's see_foreign_jobs):
+ *   GetStatus, GetDownloadUrls, WatchStatus  rids filtered; none left -> NOT_FOUND
+ *   GetVideoInfo                             the upload must be the tenant's
+ *   StartJob                                 upload_url / rerun_rid / mp_detection_rid must be the
+ *                                            tenant's; params.model_id, params.models[].model_id
+ *                                            NOT_FOUND only when another tenant owns them (stock
+ *                                            models are unrecorded and shared)
+ *   StoreModel with model_id, DeleteModel    the model must be the tenant's
+ *   ListModels with model_id                 NOT_FOUND when another tenant owns it, and when
+ *                                            nothing is left to show (as for an unknown id)
+ *   Get/Update/DeleteEndpoint                the endpoint must be the tenant's
+ *   ListJobs, ListEndpoints, ListModels      replies keep the tenant's own items (ListModels: stock
+ *                                            models, platform deepmotion/roblox, are kept)
+ * Ids that are empty or malformed are left to the translate row, which rejects them with
+ * INVALID_ARGUMENT: such an id cannot be anyone's, so nothing leaks.
+ */
+#ifndef A3D_GATEWAY_RPC_OWNER_H
+#define A3D_GATEWAY_RPC_OWNER_H
+
+#include <stddef.h>
+#include <protobuf-c/protobuf-c.h>
+
+#include "gateway/call/call.h"
+
+#define GW_RPC_OWNER_MSG_MAX 512	/* status messages built here */
+#define GW_RPC_OWNER_LIST_MAX 100000	/* items one list reply may carry to be filtered */
+
+struct evbuffer;
+
+/* Allocations a rewritten StartJob holds: its Params copy, the models array, and per masked
+ * model a TrackedModel copy and its id (GW_PARAMS_MAX_MODELS of each, plus model_id's own). */
+#define GW_RPC_OWNER_VIEW_MAX_OWNED (2 + 2 * 16 + 1)
+
+/* A request rewritten for upstream: only the tenant's rids, or StartJob with another tenant's
+ * model ids masked. A shallow copy (other strings borrowed from the call's request, which
+ * outlives it). Zero-initialise; clear with gw_rpc_owner_view_clear. */
+struct gw_rpc_owner_view {
+	ProtobufCMessage *msg;	/* malloc'd copy, or NULL when the request is used as it is */
+	char **rids;		/* malloc'd array of borrowed strings */
+	void *owned[GW_RPC_OWNER_VIEW_MAX_OWNED];	/* what the copy points to and the view frees */
+	size_t nowned;
+};
+void gw_rpc_owner_view_clear(struct gw_rpc_owner_view *v);
+
+/*
+ * Ownership checks before any upstream work. Returns the request to build the upstream call from
+ * (gw_call_request(c), or view->msg with only the tenant's rids; valid until the view is cleared
+ * and the call is alive), or NULL when the call has been finished (NOT_FOUND, UNAVAILABLE for a
+ * store error or a mutation on a read-only store).
+ */
+const ProtobufCMessage *gw_rpc_owner_admit(struct gw_call *c, struct gw_rpc_owner_view *view);
+
+/*
+ * After a 2xx reply parsed into *reply (owned by the caller), before gw_call_reply(): records
+ * created ids for the tenant, removes deleted ones, filters list replies in place (removed items
+ * are freed). Returns 0 to send *reply; -1 when the call was finished with UNAVAILABLE because the
+ * store could not record the result (logged; the id is never replied unrecorded).
+ */
+int gw_rpc_owner_after(struct gw_call *c, const ProtobufCMessage *req, ProtobufCMessage *reply);
+
+/* A 404 / not-found answer for c, in the one shape used for foreign and unknown ids alike:
+ * "<Method>: not found". */
+void gw_rpc_owner_not_found(struct gw_call *c);
+
+/* For handlers outside the row table (UploadVideo): 0 when the store takes writes, else the call
+ * is finished with UNAVAILABLE and -1 is returned. */
+int gw_rpc_owner_writable(struct gw_call *c);
+/* Records the signed upload URL as the tenant's upload. 0, or -1 with the call finished
+ * (UNAVAILABLE). */
+int gw_rpc_owner_record_upload(struct gw_call *c, const char *url);
+
+/* Prometheus text for the store and owner counters (animate3d_gateway_state_*,
+ * animate3d_gateway_idempotency_*). 0, or -1. */
+int gw_rpc_owner_render_metrics(const struct gw_server *srv, struct evbuffer *out);
+
+#endif

@@ -1,0 +1,911 @@
+/*
+ * status: the gateway side of the status module (see status.h): the server's context (cache,
+ * batcher, webhook counters) and its lifecycle, the GetStatus / GetDownloadUrls / WatchStatus
+ * handlers with the cached fast path, and the metrics. The batcher is in status_batch.c, the
+ * watchers in status_watch.c; their shared internals in status_int.h.
+ */
+#include "gateway/svc/status_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <grpc/status.h>
+
+#include "auth/upstream/session.h"
+#include "gateway/api/cache.h"
+#include "gateway/call/call.h"
+#include "gateway/config/config.h"
+#include "gateway/base/errmap.h"
+#include "gateway/base/metrics.h"
+#include "gateway/rpc.h"
+#include "gateway/svc/rpc_owner.h"
+#include "gateway/server.h"
+#include "gateway/api/translate.h"
+#include "gateway/upstream/upstream.h"
+#include "gateway/svc/webhook_in.h"
+
+/* ---- the gateway side ---- */
+
+struct status_watch_op;
+
+struct gw_status_ctx {
+	struct gw_server *srv;
+	struct gw_cache *cache;
+	struct gw_status *status;
+	struct gw_webhook_in_counters webhooks;
+	int start_failed;		/* tried once and failed: stay on the uncached path */
+	struct status_watch_op *streams;	/* open WatchStatus calls (for the drain) */
+	size_t nstreams;
+	struct event *ev_drain;		/* polls srv->draining to end the streams */
+	uint64_t streams_refused;
+};
+
+struct gw_status_ctx *gw_status_ctx_new(void)
+{
+	return calloc(1, sizeof(struct gw_status_ctx));
+}
+
+void gw_status_ctx_free(struct gw_status_ctx *x)
+{
+	if (!x)
+		return;
+	/* The loop has stopped and the upstream engine dropped its requests without callbacks:
+	 * the fetches only need their memory back, never gw_up_cancel on a freed engine. */
+	if (x->status)
+		x->status->o.cancel = NULL;
+	for (struct status_flink *l = x->status ? x->status->flying.next : NULL;
+	     l && l != &x->status->flying; l = l->next)
+		free(gw_status_fetch_of(l)->handle);
+	gw_status_free(x->status);
+	gw_cache_free(x->cache);
+	if (x->ev_drain)
+		event_free(x->ev_drain);
+	free(x);
+}
+
+static void status_ctx_on_drain_check(evutil_socket_t fd, short what, void *arg);
+
+static int status_ctx_start(struct gw_status_ctx *x, struct gw_server *srv)
+{
+	const struct gw_config *cfg = srv->cfg;
+	struct gw_status_opts o = { 0 };
+	struct timeval tv = { 0, GW_STATUS_TICK_MAX_MS * 1000 };
+
+	x->srv = srv;
+	x->cache = gw_cache_new(cfg->cache.max_entries, cfg->cache.status_ttl_ms);
+	if (!x->cache)
+		goto fail;
+	o.naccounts = srv->naccounts;
+	o.batch_max = cfg->cache.batch_max > GW_STATUS_MAX_BATCH ? GW_STATUS_MAX_BATCH
+								 : cfg->cache.batch_max;
+	o.window_ms = cfg->cache.batch_window_ms > 0 ? cfg->cache.batch_window_ms : 0;
+	o.ttl_ms = cfg->cache.status_ttl_ms;
+	o.base = srv->base;
+	o.start = gw_status_upstream_start;
+	o.cancel = gw_status_upstream_cancel;
+	o.hold = gw_status_upstream_hold;
+	o.transport_arg = srv;
+	x->status = gw_status_new(&o, x->cache);
+	if (!x->status)
+		goto fail;
+	x->ev_drain = event_new(srv->base, -1, EV_PERSIST, status_ctx_on_drain_check, x);
+	if (!x->ev_drain || event_add(x->ev_drain, &tv) != 0)
+		goto fail;
+	return 0;
+fail:
+	gw_status_free(x->status);
+	x->status = NULL;
+	gw_cache_free(x->cache);
+	x->cache = NULL;
+	if (x->ev_drain)
+		event_free(x->ev_drain);
+	x->ev_drain = NULL;
+	x->start_failed = 1;
+	return -1;
+}
+
+struct gw_status_ctx *gw_status_ctx_of(struct gw_server *srv)
+{
+	struct gw_status_ctx *x = NULL;
+
+	for (size_t i = 0; srv && i < srv->nmethods; i++)
+		if (srv->methods[i].handler == gw_status_rpc_watch) {
+			x = (struct gw_status_ctx *)srv->methods[i].row;
+			break;
+		}
+	if (!x || x->start_failed)
+		return NULL;
+	if (!x->status && status_ctx_start(x, srv) != 0)
+		return NULL;
+	return x;
+}
+
+struct gw_cache *gw_status_ctx_cache(struct gw_status_ctx *x)
+{
+	return x ? x->cache : NULL;
+}
+
+struct gw_status *gw_status_ctx_status(struct gw_status_ctx *x)
+{
+	return x ? x->status : NULL;
+}
+
+struct gw_webhook_in_counters *gw_status_ctx_webhooks(struct gw_status_ctx *x)
+{
+	return x ? &x->webhooks : NULL;
+}
+
+/* A deep copy of a borrowed message (pack + unpack), or NULL. */
+static Animate3d__V1__JobStatus *status_copy(const Animate3d__V1__JobStatus *st)
+{
+	size_t n = protobuf_c_message_get_packed_size(&st->base);
+	uint8_t *buf = malloc(n ? n : 1);
+	Animate3d__V1__JobStatus *m = NULL;
+
+	if (!buf)
+		return NULL;
+	protobuf_c_message_pack(&st->base, buf);
+	m = animate3d__v1__job_status__unpack(NULL, n, buf);
+	free(buf);
+	return m;
+}
+
+/* 1 when rids[i] appeared before i. */
+static int status_dup(char **rids, size_t i)
+{
+	for (size_t j = 0; j < i; j++)
+		if (strcmp(rids[j], rids[i]) == 0)
+			return 1;
+	return 0;
+}
+
+/* Validates a GetStatus/WatchStatus request (req: the call's, or the ownership view of it) with
+ * the translate row, for the same messages as the uncached path. 0, or the call has been failed. */
+static int status_validate(struct gw_call *c, const ProtobufCMessage *req)
+{
+	const struct gw_tr_rpc *row;
+	struct gw_tr_request tr = { 0 };
+	char err[GW_TR_ERR_MAX];
+	size_t n = 0, i = 0;
+	char **rids = NULL;
+	int rc;
+
+	/* The common case without building a path: a valid request carrying rids (translate knows
+	 * which messages do). Anything else goes through the row for its exact message. */
+	(void)gw_tr_rids_of(req, &n, &rids);	/* another message leaves n at 0 */
+	while (i < n && n <= GW_TR_MAX_RIDS && gw_tr_rid_valid(rids[i]))
+		i++;
+	if (n >= 1 && n <= GW_TR_MAX_RIDS && i == n)
+		return 0;
+	row = gw_tr_lookup("/animate3d.v1.Jobs/GetStatus");
+	err[0] = '\0';
+	rc = row ? row->build(req, &tr, err, sizeof err) : GW_TR_BAD_UPSTREAM;
+	gw_tr_request_clear(&tr);
+	if (rc == GW_TR_OK)
+		return 0;
+	if (rc == GW_TR_INVALID)
+		gw_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "%s", err);
+	else if (rc == GW_TR_NOT_FOUND)
+		gw_call_fail(c, GRPC_STATUS_NOT_FOUND, "%s", err);
+	else
+		gw_call_fail(c, GRPC_STATUS_INTERNAL, "request could not be checked");
+	return -1;
+}
+
+/* ---- GetStatus ---- */
+
+struct status_get_op;
+
+struct status_get_slot {
+	struct gw_status_waiter w;
+	struct status_get_op *op;
+	const char *rid;		/* a miss: borrowed from the request until wanted */
+	Animate3d__V1__JobStatus *st;	/* owned; NULL = not found (or not yet) */
+	int waiting;
+};
+
+struct status_get_op {
+	struct gw_call *c;
+	size_t n, left;
+	int code;			/* first error other than NOT_FOUND */
+	long retry_ms;
+	char msg[GW_STATUS_MSG_MAX];
+	struct status_get_slot slot[];
+};
+
+static void status_get_free(struct status_get_op *op)
+{
+	for (size_t i = 0; i < op->n; i++) {
+		if (op->slot[i].waiting)
+			gw_status_unwant(&op->slot[i].w);
+		if (op->slot[i].st)
+			protobuf_c_message_free_unpacked(&op->slot[i].st->base, NULL);
+	}
+	free(op);
+}
+
+static void status_get_cancel(struct gw_call *c, void *data)
+{
+	(void)c;
+	status_get_free(data);
+}
+
+/* Every slot answered, or an error: reply or fail, then free op. */
+static void status_get_finish(struct status_get_op *op)
+{
+	Animate3d__V1__GetStatusResponse resp = ANIMATE3D__V1__GET_STATUS_RESPONSE__INIT;
+	Animate3d__V1__JobStatus *sts[GW_TR_MAX_RIDS];
+	struct gw_call *c = op->c;
+
+	gw_call_on_cancel(c, NULL);
+	gw_call_set_data(c, NULL);
+	if (op->code == GRPC_STATUS_RESOURCE_EXHAUSTED) {
+		gw_call_fail_retry(c, GRPC_STATUS_RESOURCE_EXHAUSTED,
+				   op->retry_ms >= 0 ? op->retry_ms : 1000, op->msg);
+	} else if (op->code && op->retry_ms >= 0) {
+		gw_call_fail_retry(c, (grpc_status_code)op->code, op->retry_ms, op->msg);	/* 503 + Retry-After */
+	} else if (op->code) {
+		gw_call_fail(c, (grpc_status_code)op->code, "%s", op->msg);
+	} else {
+		for (size_t i = 0; i < op->n && resp.n_statuses < GW_TR_MAX_RIDS; i++)
+			if (op->slot[i].st)
+				sts[resp.n_statuses++] = op->slot[i].st;
+		resp.statuses = sts;
+		if (resp.n_statuses)
+			gw_call_reply(c, &resp.base);
+		else
+			gw_rpc_owner_not_found(c);	/* the shape used for foreign ids too */
+	}
+	status_get_free(op);
+}
+
+static void status_get_done(struct gw_status_waiter *w, int code, const Animate3d__V1__JobStatus *st,
+			    const char *msg, long retry_ms)
+{
+	struct status_get_slot *sl = (struct status_get_slot *)w;
+	struct status_get_op *op = sl->op;
+
+	sl->waiting = 0;
+	op->left--;
+	if (code == 0 && st) {
+		sl->st = status_copy(st);
+		if (!sl->st && !op->code) {
+			op->code = GRPC_STATUS_RESOURCE_EXHAUSTED;
+			op->retry_ms = 1000;
+			snprintf(op->msg, sizeof op->msg, "GetStatus: out of memory");
+		}
+	} else if (code != GRPC_STATUS_NOT_FOUND && !op->code) {
+		op->code = code ? code : GRPC_STATUS_INTERNAL;
+		op->retry_ms = retry_ms;
+		snprintf(op->msg, sizeof op->msg, "%s", msg ? msg : "GetStatus failed");
+	}
+	/* An error decides the reply: no need to wait for the other rids. */
+	if (op->left == 0 || op->code)
+		status_get_finish(op);
+}
+
+/*
+ * GetStatus when every distinct rid is cached (the polling case): the reply is built from the
+ * cache's packed statuses, each behind GetStatusResponse.statuses' tag (field 1, 0x0a) and its
+ * length, in request order: the same bytes, counters and touches as the general path, without
+ * decoding and re-encoding each status. Returns 0 when it replied; -1 when a rid is not cached
+ * (or out of memory), having changed nothing: the general path then runs.
+ */
+static int status_get_cached(struct gw_status_ctx *x, struct gw_call *c, size_t acct,
+			     const Animate3d__V1__GetStatusRequest *req)
+{
+	size_t len[GW_TR_MAX_RIDS];	/* 0 for a repeated rid */
+	size_t total = 0, off = 0, n;
+	int64_t now = gw_status_now(x->status);
+	uint8_t vb[10];
+	uint8_t *buf;
+	int state = 0;
+
+	if (req->n_rids == 0 || req->n_rids > GW_TR_MAX_RIDS)
+		return -1;
+	for (size_t i = 0; i < req->n_rids; i++) {
+		len[i] = 0;
+		if (status_dup(req->rids, i))
+			continue;
+		len[i] = gw_cache_packed_size(x->cache, acct, req->rids[i], now);
+		if (!len[i])
+			return -1;
+		total += 1 + gw_cache_varint_put(vb, len[i]) + len[i];
+	}
+	buf = malloc(total);
+	if (!buf)
+		return -1;
+	for (size_t i = 0; i < req->n_rids; i++) {
+		if (!len[i])
+			continue;
+		buf[off++] = 0x0a;
+		off += gw_cache_varint_put(buf + off, len[i]);
+		/* Nothing changed the cache since the sizes were taken: this is a hit of len[i]. */
+		n = gw_cache_get_packed(x->cache, acct, req->rids[i], now, buf + off, len[i], &state);
+		if (n != len[i]) {
+			free(buf);
+			gw_call_fail(c, GRPC_STATUS_INTERNAL, "GetStatus: status cache changed while replying");
+			return 0;
+		}
+		off += n;
+		if (!gw_cache_state_final(state))
+			gw_status_touch(x->status, acct, req->rids[i]);
+	}
+	gw_call_reply_packed(c, buf, off);
+	free(buf);
+	return 0;
+}
+
+static void status_rpc_get(struct gw_status_ctx *x, struct gw_call *c)
+{
+	const Animate3d__V1__GetStatusRequest *req;
+	struct gw_rpc_owner_view view = { 0 };
+	struct status_get_op *op = NULL;
+	struct gw_account_rt *acct;
+	int64_t now, left, deadline = 0;
+	long retry_ms;
+	int code;
+
+	if (gw_rpc_admit(c) != 0)
+		return;
+	/* Ownership: only the tenant's rids (none left: the call is finished NOT_FOUND). */
+	req = (const Animate3d__V1__GetStatusRequest *)gw_rpc_owner_admit(c, &view);
+	if (!req || status_validate(c, &req->base) != 0)
+		goto out;
+	acct = gw_call_account(c);
+	if (!acct) {
+		gw_call_fail(c, GRPC_STATUS_INTERNAL, "GetStatus: tenant has no upstream account");
+		goto out;
+	}
+	if (status_get_cached(x, c, acct->idx, req) == 0)
+		goto out;	/* all cached: replied from the cache's bytes */
+	op = calloc(1, sizeof *op + req->n_rids * sizeof op->slot[0]);
+	if (!op) {
+		gw_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "GetStatus: out of memory");
+		goto out;
+	}
+	op->c = c;
+	op->retry_ms = -1;
+	now = gw_status_now(x->status);
+	left = gw_call_time_left_ms(c);
+	if (left >= 0)
+		deadline = now + left > 0 ? now + left : 1;
+	/* Cache first; sl->rid marks the misses. */
+	for (size_t i = 0; i < req->n_rids; i++) {
+		struct status_get_slot *sl;
+
+		if (status_dup(req->rids, i))
+			continue;
+		sl = &op->slot[op->n++];
+		sl->op = op;
+		if (gw_cache_get(x->cache, acct->idx, req->rids[i], now, &sl->st) == 1) {
+			if (!gw_cache_state_final((int)sl->st->state))
+				gw_status_touch(x->status, acct->idx, req->rids[i]);
+			continue;
+		}
+		sl->st = NULL;
+		sl->rid = req->rids[i];
+		op->left++;
+	}
+	/* Misses go upstream: refused at once when the account would hold them back past the
+	 * deadline (Retry-After pause, full queue, open circuit), as the other RPCs are. */
+	if (op->left && gw_status_check(x->status, acct->idx, deadline, &code, &retry_ms, op->msg,
+					sizeof op->msg)) {
+		gw_call_fail_retry(c, (grpc_status_code)code, retry_ms, op->msg);
+		status_get_free(op);
+		goto out;
+	}
+	for (size_t i = 0; i < op->n; i++) {
+		struct status_get_slot *sl = &op->slot[i];
+
+		if (!sl->rid)
+			continue;
+		sl->w.done = status_get_done;
+		sl->w.deadline_ms = deadline;
+		if (gw_status_want(x->status, acct->idx, sl->rid, &sl->w) != 0) {
+			status_get_free(op);
+			gw_call_fail_retry(c, GRPC_STATUS_RESOURCE_EXHAUSTED, 1000,
+					   "GetStatus: too many job statuses in flight, retry later");
+			goto out;
+		}
+		sl->waiting = 1;
+	}
+	if (op->left == 0) {
+		status_get_finish(op);
+		goto out;
+	}
+	gw_call_set_data(c, op);
+	gw_call_on_cancel(c, status_get_cancel);
+out:
+	gw_rpc_owner_view_clear(&view);	/* the rids were copied where they are still needed */
+}
+
+/* ---- GetDownloadUrls ---- */
+
+struct status_dl_op {
+	struct gw_call *c;
+	struct gw_status_ctx *x;
+	size_t acct;
+	struct gw_up_call *up;
+	size_t n;				/* distinct rids */
+	char **rids;				/* borrowed from the call's request */
+	Animate3d__V1__DownloadLink **links;	/* n, owned: cache hits; NULL = ask upstream */
+};
+
+static void status_dl_free(struct status_dl_op *op)
+{
+	for (size_t i = 0; i < op->n; i++)
+		if (op->links[i])
+			protobuf_c_message_free_unpacked(&op->links[i]->base, NULL);
+	free(op->links);
+	free(op->rids);
+	free(op);
+}
+
+static void status_dl_cancel(struct gw_call *c, void *data)
+{
+	struct status_dl_op *op = data;
+
+	(void)c;
+	if (op->up)
+		gw_up_cancel(op->up);
+	status_dl_free(op);
+}
+
+/* Replies with the cached links and those of resp (may be NULL), in request order. */
+static void status_dl_reply(struct status_dl_op *op, const Animate3d__V1__GetDownloadUrlsResponse *resp)
+{
+	Animate3d__V1__GetDownloadUrlsResponse out = ANIMATE3D__V1__GET_DOWNLOAD_URLS_RESPONSE__INIT;
+	Animate3d__V1__DownloadLink *links[GW_TR_MAX_RIDS];
+
+	for (size_t i = 0; i < op->n && out.n_links < GW_TR_MAX_RIDS; i++) {
+		Animate3d__V1__DownloadLink *l = op->links[i];
+
+		for (size_t j = 0; !l && resp && j < resp->n_links; j++)
+			if (resp->links[j]->rid && strcmp(resp->links[j]->rid, op->rids[i]) == 0)
+				l = resp->links[j];
+		if (l)
+			links[out.n_links++] = l;
+	}
+	out.links = links;
+	if (out.n_links)
+		gw_call_reply(op->c, &out.base);
+	else
+		gw_rpc_owner_not_found(op->c);	/* the shape used for foreign ids too */
+}
+
+static void status_dl_done(void *arg, const struct gw_up_response *res)
+{
+	struct status_dl_op *op = arg;
+	struct gw_call *c = op->c;
+	const struct gw_tr_rpc *row = gw_call_method(c)->row;
+	Animate3d__V1__GetDownloadUrlsRequest req = ANIMATE3D__V1__GET_DOWNLOAD_URLS_REQUEST__INIT;
+	Animate3d__V1__GetDownloadUrlsResponse *resp = NULL;
+	ProtobufCMessage *reply = NULL;
+	char *missing[GW_TR_MAX_RIDS];
+	char msg[GW_STATUS_MSG_MAX], err[GW_TR_ERR_MAX];
+	grpc_status_code code;
+	int64_t now_s = (int64_t)time(NULL);
+
+	op->up = NULL;
+	gw_call_on_cancel(c, NULL);
+	gw_call_set_data(c, NULL);
+	gw_call_count_upstream(c);
+	if (res->limited) {
+		/* Refused by the account's protection before anything was sent (upstream.h). */
+		snprintf(msg, sizeof msg, "GetDownloadUrls: %s", res->error ? res->error : "upstream limit");
+		if (res->retry_after_ms >= 0)
+			gw_call_fail_retry(c, (grpc_status_code)res->limited, res->retry_after_ms, msg);
+		else
+			gw_call_fail(c, (grpc_status_code)res->limited, "%s", msg);
+		goto out;
+	}
+	if (res->no_session) {
+		gw_call_fail(c, GRPC_STATUS_UNAVAILABLE, "GetDownloadUrls: %s",
+			     res->error ? res->error : "upstream rejected account credentials");
+		goto out;
+	}
+	if (res->curl_rc != CURLE_OK) {
+		code = gw_errmap_curl((int)res->curl_rc, res->error, "GetDownloadUrls", msg, sizeof msg);
+		gw_call_fail(c, code, "%s", msg);
+		goto out;
+	}
+	if (res->http_status == 404) {
+		status_dl_reply(op, NULL);	/* none of the missing rids known: the hits, if any */
+		goto out;
+	}
+	if (res->http_status < 200 || res->http_status > 299) {
+		code = gw_errmap_http(res->http_status, res->body, res->body_len, "GetDownloadUrls", msg,
+				      sizeof msg);
+		if (code == GRPC_STATUS_RESOURCE_EXHAUSTED)
+			gw_call_fail_retry(c, code, res->retry_after_ms >= 0 ? res->retry_after_ms : 1000,
+					   msg);
+		else
+			gw_call_fail(c, code, "%s", msg);
+		goto out;
+	}
+	for (size_t i = 0; i < op->n; i++)
+		if (!op->links[i])
+			missing[req.n_rids++] = op->rids[i];
+	req.rids = missing;
+	err[0] = '\0';
+	if (row->parse(&req.base, res->body, res->body_len, &reply, err, sizeof err) != GW_TR_OK) {
+		gw_call_fail(c, GRPC_STATUS_UNAVAILABLE,
+			     "GetDownloadUrls: upstream sent an unexpected answer: %s", err);
+		goto out;
+	}
+	resp = (Animate3d__V1__GetDownloadUrlsResponse *)reply;
+	for (size_t j = 0; j < resp->n_links; j++)
+		gw_cache_link_put(op->x->cache, op->acct, resp->links[j], now_s);
+	status_dl_reply(op, resp);
+out:
+	if (reply)
+		protobuf_c_message_free_unpacked(reply, NULL);
+	status_dl_free(op);
+}
+
+static void status_rpc_download(struct gw_status_ctx *x, struct gw_call *c)
+{
+	const struct gw_tr_rpc *row = gw_call_method(c)->row;
+	const Animate3d__V1__GetDownloadUrlsRequest *req;
+	Animate3d__V1__GetDownloadUrlsRequest up_req = ANIMATE3D__V1__GET_DOWNLOAD_URLS_REQUEST__INIT;
+	struct gw_rpc_owner_view view = { 0 };
+	char *missing[GW_TR_MAX_RIDS];
+	struct gw_tr_request tr = { 0 };
+	struct status_dl_op *op = NULL;
+	struct gw_account_rt *acct;
+	struct gw_up_request rq;
+	char err[GW_TR_ERR_MAX];
+	int64_t now_s = (int64_t)time(NULL), left;
+	int rc;
+
+	if (gw_rpc_admit(c) != 0)
+		return;
+	/* Ownership: only the tenant's rids (none left: the call is finished NOT_FOUND). */
+	req = (const Animate3d__V1__GetDownloadUrlsRequest *)gw_rpc_owner_admit(c, &view);
+	if (!req)
+		return;
+	err[0] = '\0';
+	rc = row->build(&req->base, &tr, err, sizeof err);
+	gw_tr_request_clear(&tr);
+	if (rc != GW_TR_OK) {
+		gw_call_fail(c, rc == GW_TR_INVALID ? GRPC_STATUS_INVALID_ARGUMENT
+			     : rc == GW_TR_NOT_FOUND ? GRPC_STATUS_NOT_FOUND : GRPC_STATUS_INTERNAL,
+			     "%s", err[0] ? err : "GetDownloadUrls: request could not be built");
+		goto out;
+	}
+	acct = gw_call_account(c);
+	if (!acct) {
+		gw_call_fail(c, GRPC_STATUS_INTERNAL, "GetDownloadUrls: tenant has no upstream account");
+		goto out;
+	}
+	op = calloc(1, sizeof *op);
+	if (!op || !(op->links = calloc(req->n_rids, sizeof *op->links)) ||
+	    !(op->rids = calloc(req->n_rids, sizeof *op->rids)))
+		goto oom;
+	op->c = c;
+	op->x = x;
+	op->acct = acct->idx;
+	for (size_t i = 0; i < req->n_rids; i++) {
+		if (status_dup(req->rids, i))
+			continue;
+		op->rids[op->n] = req->rids[i];
+		if (gw_cache_link_get(x->cache, acct->idx, req->rids[i], now_s, &op->links[op->n]) != 1)
+			missing[up_req.n_rids++] = req->rids[i];
+		op->n++;
+	}
+	if (up_req.n_rids == 0) {
+		status_dl_reply(op, NULL);
+		goto out;
+	}
+	up_req.rids = missing;
+	if (row->build(&up_req.base, &tr, err, sizeof err) != GW_TR_OK) {
+		gw_call_fail(c, GRPC_STATUS_INTERNAL, "GetDownloadUrls: request could not be built");
+		goto out;
+	}
+	left = gw_call_time_left_ms(c);
+	if (left == 0) {
+		gw_call_fail(c, GRPC_STATUS_DEADLINE_EXCEEDED,
+			     "GetDownloadUrls: deadline exceeded before the upstream call");
+		goto out;
+	}
+	memset(&rq, 0, sizeof rq);
+	rq.method = tr.method;
+	rq.path = tr.path;
+	rq.timeout_ms = left > 0 ? (long)left : 0;
+	rq.idempotent = row->idempotent;
+	rq.route = "GET /download/{rids}";	/* the documented route, for metrics */
+	op->up = gw_up_start(gw_call_server(c)->up, acct, &rq, status_dl_done, op);
+	if (!op->up) {
+		gw_call_fail(c, GRPC_STATUS_UNAVAILABLE,
+			     "GetDownloadUrls: upstream request could not be started");
+		goto out;
+	}
+	gw_call_set_data(c, op);
+	gw_call_on_cancel(c, status_dl_cancel);
+	op = NULL;
+	goto out;
+oom:
+	gw_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "GetDownloadUrls: out of memory");
+out:
+	gw_tr_request_clear(&tr);
+	if (op)
+		status_dl_free(op);
+	gw_rpc_owner_view_clear(&view);
+}
+
+int gw_status_rpc_unary(struct gw_call *c)
+{
+	const struct gw_tr_rpc *row = gw_call_method(c)->row;
+	struct gw_status_ctx *x;
+	int get;
+
+	if (!row || !row->grpc_path)
+		return -1;
+	get = strcmp(row->grpc_path, "/animate3d.v1.Jobs/GetStatus") == 0;
+	if (!get && strcmp(row->grpc_path, "/animate3d.v1.Jobs/GetDownloadUrls") != 0)
+		return -1;
+	x = gw_status_ctx_of(gw_call_server(c));
+	if (!x)
+		return -1;	/* the caches could not start: the plain path still works */
+	if (get)
+		status_rpc_get(x, c);
+	else
+		status_rpc_download(x, c);
+	return 0;
+}
+
+/* ---- WatchStatus ---- */
+
+struct status_watch_rid {
+	struct gw_status_watch w;
+	struct status_watch_op *op;
+	int open;			/* registered, not final yet */
+};
+
+struct status_watch_op {
+	struct gw_call *c;
+	struct gw_status_ctx *x;
+	struct status_watch_op *prev, *next;	/* x->streams */
+	size_t n, open;
+	struct status_watch_rid r[];
+};
+
+static void status_watch_free(struct status_watch_op *op)
+{
+	struct gw_status_ctx *x = op->x;
+
+	for (size_t i = 0; i < op->n; i++)
+		if (op->r[i].open)
+			gw_status_unwatch(&op->r[i].w);
+	if (op->prev)
+		op->prev->next = op->next;
+	else if (x->streams == op)
+		x->streams = op->next;
+	if (op->next)
+		op->next->prev = op->prev;
+	x->nstreams--;
+	free(op);
+}
+
+static void status_watch_cancel(struct gw_call *c, void *data)
+{
+	(void)c;
+	status_watch_free(data);
+}
+
+static void status_watch_end(struct status_watch_op *op, grpc_status_code code, const char *msg)
+{
+	struct gw_call *c = op->c;
+
+	gw_call_on_cancel(c, NULL);
+	gw_call_set_data(c, NULL);
+	status_watch_free(op);
+	gw_call_stream_end(c, code, msg);
+}
+
+static void status_watch_notify(struct gw_status_watch *w, int code, const Animate3d__V1__JobStatus *st)
+{
+	struct status_watch_rid *r = (struct status_watch_rid *)w;
+	struct status_watch_op *op = r->op;
+
+	if (code != 0 || !st) {
+		status_watch_end(op, GRPC_STATUS_NOT_FOUND, "WatchStatus: not found");
+		return;
+	}
+	if (gw_call_stream_send(op->c, &st->base) != 0 && gw_cache_state_final((int)st->state)) {
+		/* The final state could not be queued (client not reading): say so, not OK. */
+		status_watch_end(op, GRPC_STATUS_RESOURCE_EXHAUSTED,
+				 "WatchStatus: client too slow, final state dropped");
+		return;
+	}
+	if (!gw_cache_state_final((int)st->state))
+		return;
+	gw_status_unwatch(w);
+	r->open = 0;
+	if (--op->open == 0)
+		status_watch_end(op, GRPC_STATUS_OK, NULL);
+}
+
+void gw_status_rpc_watch(struct gw_call *c)
+{
+	struct gw_status_ctx *x = gw_status_ctx_of(gw_call_server(c));
+	const Animate3d__V1__WatchStatusRequest *req;
+	struct gw_rpc_owner_view view = { 0 };
+	struct status_watch_op *op = NULL;
+	struct gw_account_rt *acct;
+	int64_t now;
+
+	if (!x) {
+		gw_call_fail(c, GRPC_STATUS_UNAVAILABLE, "WatchStatus: status cache unavailable");
+		return;
+	}
+	if (gw_rpc_admit(c) != 0)
+		return;
+	/* Ownership: only the tenant's rids (none left: the call is finished NOT_FOUND). */
+	req = (const Animate3d__V1__WatchStatusRequest *)gw_rpc_owner_admit(c, &view);
+	if (!req || status_validate(c, &req->base) != 0)
+		goto out;
+	acct = gw_call_account(c);
+	if (!acct) {
+		gw_call_fail(c, GRPC_STATUS_INTERNAL, "WatchStatus: tenant has no upstream account");
+		goto out;
+	}
+	if (x->nstreams >= GW_STATUS_MAX_WATCH_STREAMS || x->srv->draining) {
+		x->streams_refused++;
+		gw_call_fail(c, x->srv->draining ? GRPC_STATUS_UNAVAILABLE : GRPC_STATUS_RESOURCE_EXHAUSTED,
+			     "WatchStatus: %s", x->srv->draining ? "server is shutting down"
+								  : "too many open streams");
+		goto out;
+	}
+	op = calloc(1, sizeof *op + req->n_rids * sizeof op->r[0]);
+	if (!op) {
+		gw_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "WatchStatus: out of memory");
+		goto out;
+	}
+	op->c = c;
+	op->x = x;
+	op->next = x->streams;
+	if (x->streams)
+		x->streams->prev = op;
+	x->streams = op;
+	x->nstreams++;
+	now = gw_status_now(x->status);
+	for (size_t i = 0; i < req->n_rids; i++) {
+		struct status_watch_rid *r;
+		Animate3d__V1__JobStatus *st = NULL;
+		int final = 0;
+
+		if (status_dup(req->rids, i))
+			continue;
+		r = &op->r[op->n++];
+		r->op = op;
+		r->w.notify = status_watch_notify;
+		/* The current status at once when the cache has a fresh one. */
+		if (gw_cache_get(x->cache, acct->idx, req->rids[i], now, &st) == 1) {
+			gw_call_stream_send(c, &st->base);
+			r->w.last_state = (int)st->state;
+			r->w.last_step = st->step;
+			final = gw_cache_state_final((int)st->state);
+			protobuf_c_message_free_unpacked(&st->base, NULL);
+		}
+		if (final)
+			continue;
+		if (gw_status_watch(x->status, acct->idx, req->rids[i], &r->w) != 0) {
+			status_watch_end(op, GRPC_STATUS_RESOURCE_EXHAUSTED,
+					 "WatchStatus: too many job statuses tracked, retry later");
+			goto out;
+		}
+		r->open = 1;
+		op->open++;
+	}
+	if (op->open == 0) {
+		status_watch_end(op, GRPC_STATUS_OK, NULL);
+		goto out;
+	}
+	gw_call_set_data(c, op);
+	gw_call_on_cancel(c, status_watch_cancel);
+out:
+	gw_rpc_owner_view_clear(&view);	/* the rids live on in the status records */
+}
+
+/* Streams end when the server drains, like health watches, so the drain does not wait for them. */
+static void status_ctx_on_drain_check(evutil_socket_t fd, short what, void *arg)
+{
+	struct gw_status_ctx *x = arg;
+
+	(void)fd;
+	(void)what;
+	if (!x->srv->draining)
+		return;
+	while (x->streams)
+		status_watch_end(x->streams, GRPC_STATUS_UNAVAILABLE, "server is shutting down");
+	event_del(x->ev_drain);
+}
+
+void gw_status_job_restarted(struct gw_server *srv, size_t acct, const char *rid)
+{
+	struct gw_status_ctx *x = gw_status_ctx_of(srv);
+
+	if (x)
+		gw_status_forget(x->status, acct, rid);
+}
+
+/* ---- metrics ---- */
+
+/* One family with one sample; name without GW_METRICS_PREFIX. */
+static int status_metric(struct evbuffer *out, const char *name, const char *help, const char *type,
+			 uint64_t v)
+{
+	return evbuffer_add_printf(out, "# HELP " GW_METRICS_PREFIX "%s %s\n# TYPE " GW_METRICS_PREFIX
+				   "%s %s\n" GW_METRICS_PREFIX "%s %llu\n", name, help, name, type, name,
+				   (unsigned long long)v) < 0;
+}
+
+int gw_status_render_metrics(struct gw_status_ctx *x, struct evbuffer *out)
+{
+	const struct gw_cache_counters *cc;
+	const struct gw_status_counters *sc;
+	const struct gw_webhook_in_counters *w;
+	int bad = 0;
+
+	if (!x || !x->cache || !x->status)
+		return 0;	/* not started: nothing counted yet */
+	cc = gw_cache_counters(x->cache);
+	sc = gw_status_counters(x->status);
+	w = &x->webhooks;
+	bad |= status_metric(out, "cache_hits_total", "Status cache hits.", "counter", cc->hits);
+	bad |= status_metric(out, "cache_misses_total", "Status cache misses (absent or expired).",
+			     "counter", cc->misses);
+	bad |= status_metric(out, "cache_expired_total", "Misses because the entry passed its TTL.",
+			     "counter", cc->expired);
+	bad |= status_metric(out, "cache_evictions_total", "Status entries evicted (LRU).",
+			     "counter", cc->evictions);
+	bad |= status_metric(out, "cache_stale_ignored_total",
+			     "Upstream answers older than the cached one, ignored.", "counter",
+			     cc->stale_ignored);
+	bad |= status_metric(out, "cache_entries", "Status entries cached.", "gauge", cc->entries);
+	bad |= status_metric(out, "status_wants_total", "Status misses sent to the batcher.",
+			     "counter", sc->wants);
+	bad |= status_metric(out, "status_coalesced_total",
+			     "Misses that joined a queued or in-flight fetch of the same rid.", "counter",
+			     sc->coalesced);
+	bad |= status_metric(out, "status_fetches_total", "GET /status requests sent upstream.",
+			     "counter", sc->fetches);
+	bad |= status_metric(out, "status_batched_rids_total",
+			     "Rids carried by those requests.", "counter", sc->batched);
+	bad |= status_metric(out, "status_piggybacked_total",
+			     "Hot rids refreshed along with a batch.", "counter", sc->piggybacked);
+	bad |= status_metric(out, "status_refreshes_total",
+			     "Watched rids queued by the refresh loop.", "counter", sc->refreshes);
+	bad |= status_metric(out, "status_refused_total",
+			     "Status misses refused at once: the account would hold them back past "
+			     "their deadline, or its circuit is open or its queue full.", "counter",
+			     sc->refused);
+	bad |= status_metric(out, "status_requeued_total",
+			     "Status waiters sent out again after a shorter deadline's fetch timed out.",
+			     "counter", sc->requeued);
+	bad |= status_metric(out, "status_rejected_total",
+			     "Status requests refused: too many rids tracked.", "counter",
+			     sc->rejected_full);
+	bad |= status_metric(out, "watch_streams", "Open WatchStatus streams.", "gauge",
+			     x->nstreams);
+	bad |= status_metric(out, "watch_notifications_total", "WatchStatus changes delivered.",
+			     "counter", sc->notifications);
+	bad |= evbuffer_add_printf(out,
+		"# HELP " GW_METRICS_PREFIX "webhooks_in_total Upstream webhook deliveries by outcome.\n"
+		"# TYPE " GW_METRICS_PREFIX "webhooks_in_total counter\n"
+		GW_METRICS_PREFIX "webhooks_in_total{result=\"accepted\"} %llu\n"
+		GW_METRICS_PREFIX "webhooks_in_total{result=\"ignored\"} %llu\n"
+		GW_METRICS_PREFIX "webhooks_in_total{result=\"bad_path\"} %llu\n"
+		GW_METRICS_PREFIX "webhooks_in_total{result=\"bad_signature\"} %llu\n"
+		GW_METRICS_PREFIX "webhooks_in_total{result=\"too_large\"} %llu\n"
+		GW_METRICS_PREFIX "webhooks_in_total{result=\"malformed\"} %llu\n",
+		(unsigned long long)w->accepted, (unsigned long long)w->ignored,
+		(unsigned long long)w->rej_path, (unsigned long long)w->rej_signature,
+		(unsigned long long)w->rej_size, (unsigned long long)w->rej_malformed) < 0;
+	return bad ? -1 : 0;
+}

@@ -1,0 +1,556 @@
+/* upload: Jobs/UploadVideo relayed as a resumable storage upload, one chunk at a time (upload.h). */
+#include "gateway/svc/upload.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <jansson.h>
+
+#include "animate3d/v1/jobs.pb-c.h"
+#include "gateway/call/call.h"
+#include "gateway/config/config.h"
+#include "gateway/base/errmap.h"
+#include "gateway/base/log.h"
+#include "gateway/server.h"
+#include "gateway/svc/rpc_owner.h"
+#include "gateway/upstream/upstream.h"
+
+#define UPLOAD_PATH_MAX (GW_UPLOAD_NAME_MAX * 3 + 64)	/* "/upload?name=<escaped>&resumable=1" */
+#define UPLOAD_MSG_MAX 256
+#define UPLOAD_URL_MAX 8192				/* signed URL from /upload */
+#define UPLOAD_WHAT "UploadVideo"
+
+enum upload_phase {
+	UPLOAD_FIRST,		/* waiting for the first message */
+	UPLOAD_GET_URL,		/* GET /upload */
+	UPLOAD_START,		/* POST x-goog-resumable: start */
+	UPLOAD_RECV,		/* waiting for a gRPC message */
+	UPLOAD_PUT,		/* a chunk is on its way to storage */
+	UPLOAD_FINAL		/* the last PUT */
+};
+
+struct upload {
+	struct gw_call *c;
+	struct gw_account_rt *acct;
+	struct gw_up_call *up;
+	enum upload_phase phase;
+	char name[GW_UPLOAD_NAME_MAX + 1];
+	uint64_t declared;		/* 0 = size not given */
+	char *signed_url;		/* from /upload: the reply's url */
+	char *session_url;		/* Location of the resumable session */
+	unsigned char *buf;		/* bytes from offset on, not yet persisted by storage */
+	size_t cap, fill, chunk;
+	uint64_t offset;		/* absolute offset of buf[0] == bytes storage persisted */
+	uint64_t received;		/* bytes received from the client */
+	uint64_t put_len;		/* bytes in the PUT in flight */
+	int eof;
+	unsigned stalls;
+	char range[GW_UPLOAD_RANGE_MAX];
+};
+
+static void upload_pump(struct upload *u);
+static void upload_on_data(struct gw_call *c, const ProtobufCMessage *msg, int bad);
+
+/* ---- pure parts ---- */
+
+int gw_upload_name_check(const char *name, char *err, size_t errlen)
+{
+	size_t len = name ? strlen(name) : 0;
+
+	if (len == 0) {
+		snprintf(err, errlen, "name is required in the first message");
+		return -1;
+	}
+	if (len > GW_UPLOAD_NAME_MAX) {
+		snprintf(err, errlen, "name is %zu bytes long; the limit is %u", len,
+			 GW_UPLOAD_NAME_MAX);
+		return -1;
+	}
+	for (size_t i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)name[i];
+
+		if (ch == '/') {
+			snprintf(err, errlen, "name must be a file name, without '/'");
+			return -1;
+		}
+		if (ch < 0x20 || ch == 0x7f) {
+			snprintf(err, errlen, "name contains a control character at byte %zu", i);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+size_t gw_upload_chunk_size(size_t configured)
+{
+	size_t n = configured ? configured : GW_UPLOAD_DEFAULT_CHUNK;
+
+	if (n > GW_UPLOAD_MAX_CHUNK)
+		n = GW_UPLOAD_MAX_CHUNK;
+	n -= n % GW_UPLOAD_UNIT;
+	return n ? n : GW_UPLOAD_UNIT;
+}
+
+int gw_upload_content_range(char *out, size_t outlen, uint64_t first, uint64_t len, int final,
+			    uint64_t total)
+{
+	int n;
+
+	if (final && first + len != total)
+		return -1;
+	if (!final && len == 0)
+		return -1;
+	if (len == 0)
+		n = snprintf(out, outlen, "bytes */%" PRIu64, total);
+	else if (final)
+		n = snprintf(out, outlen, "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64, first,
+			     first + len - 1, total);
+	else
+		n = snprintf(out, outlen, "bytes %" PRIu64 "-%" PRIu64 "/*", first, first + len - 1);
+	return n < 0 || (size_t)n >= outlen ? -1 : 0;
+}
+
+int gw_upload_parse_range(const char *range, uint64_t *persisted)
+{
+	const char *p;
+	uint64_t last = 0;
+	int digits = 0;
+
+	if (!range || !*range) {
+		*persisted = 0;
+		return 0;
+	}
+	if (strncmp(range, "bytes=0-", 8) != 0)
+		return -1;
+	for (p = range + 8; *p >= '0' && *p <= '9'; p++, digits++) {
+		if (last > (UINT64_MAX - 9) / 10)
+			return -1;
+		last = last * 10 + (uint64_t)(*p - '0');
+	}
+	while (*p == ' ' || *p == '\t')
+		p++;
+	if (!digits || *p)
+		return -1;
+	*persisted = last + 1;
+	return 0;
+}
+
+int gw_upload_advance(uint64_t offset, uint64_t len, uint64_t persisted, uint64_t *consumed)
+{
+	if (persisted < offset || persisted - offset > len)
+		return -1;
+	*consumed = persisted - offset;
+	return 0;
+}
+
+int gw_upload_escape(const char *s, char *out, size_t outlen)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t o = 0;
+
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+		int keep = (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+			   (ch >= '0' && ch <= '9') || ch == '-' || ch == '.' || ch == '_' || ch == '~';
+
+		if (o + (keep ? 1 : 3) >= outlen)
+			return -1;
+		if (keep) {
+			out[o++] = (char)ch;
+		} else {
+			out[o++] = '%';
+			out[o++] = hex[ch >> 4];
+			out[o++] = hex[ch & 15];
+		}
+	}
+	if (o >= outlen)
+		return -1;
+	out[o] = '\0';
+	return 0;
+}
+
+char *gw_upload_resolve(const char *signed_url, const char *location)
+{
+	const char *hs, *he;
+
+	if (!location || !*location)
+		return NULL;
+	if (strncmp(location, "http://", 7) == 0 || strncmp(location, "https://", 8) == 0)
+		return strdup(location);
+	if (location[0] != '/' || location[1] == '/' || !signed_url)
+		return NULL;
+	hs = strstr(signed_url, "://");
+	if (!hs)
+		return NULL;
+	he = strpbrk(hs + 3, "/?#");
+	if (!he)
+		he = hs + strlen(hs);
+	{
+		size_t blen = (size_t)(he - signed_url), llen = strlen(location);
+		char *r = malloc(blen + llen + 1);
+
+		if (!r)
+			return NULL;
+		memcpy(r, signed_url, blen);
+		memcpy(r + blen, location, llen + 1);
+		return r;
+	}
+}
+
+/* ---- the handler ---- */
+
+static void upload_free(struct upload *u)
+{
+	if (!u)
+		return;
+	if (u->up)
+		gw_up_cancel(u->up);
+	if (u->signed_url) {
+		explicit_bzero(u->signed_url, strlen(u->signed_url));
+		free(u->signed_url);
+	}
+	if (u->session_url) {
+		explicit_bzero(u->session_url, strlen(u->session_url));
+		free(u->session_url);
+	}
+	free(u->buf);
+	free(u);
+}
+
+static void upload_on_cancel(struct gw_call *c, void *data)
+{
+	(void)c;
+	upload_free(data);	/* aborts the storage transfer; the call ends by itself */
+}
+
+/* Detaches u from the call and frees it; the caller then finishes the call. */
+static void upload_release(struct upload *u)
+{
+	gw_call_on_cancel(u->c, NULL);
+	gw_call_set_data(u->c, NULL);
+	upload_free(u);
+}
+
+static void upload_fail(struct upload *u, grpc_status_code code, const char *msg)
+{
+	struct gw_call *c = u->c;
+	char copy[UPLOAD_MSG_MAX];
+
+	snprintf(copy, sizeof copy, "%s", msg);
+	upload_release(u);
+	gw_call_fail(c, code, "%s: %s", UPLOAD_WHAT, copy);
+}
+
+/* Maps a failed upstream/storage answer; what names the step for the message. */
+static void upload_fail_upstream(struct upload *u, const struct gw_up_response *res,
+				 const char *what)
+{
+	char msg[UPLOAD_MSG_MAX];
+	grpc_status_code code;
+
+	if (res->no_session) {
+		upload_fail(u, GRPC_STATUS_UNAVAILABLE,
+			    res->error ? res->error : "upstream rejected account credentials");
+		return;
+	}
+	if (res->curl_rc != CURLE_OK) {
+		code = gw_errmap_curl((int)res->curl_rc, res->error, what, msg, sizeof msg);
+		upload_fail(u, code, msg);
+		return;
+	}
+	if (u->phase == UPLOAD_GET_URL) {
+		code = gw_errmap_http(res->http_status, res->body, res->body_len, what, msg,
+				      sizeof msg);
+		upload_fail(u, code, msg);
+		return;
+	}
+	/* Storage: its body may echo the signed URL; say only what failed and where. */
+	snprintf(msg, sizeof msg, "storage answered HTTP %ld to %s", res->http_status, what);
+	upload_fail(u, GRPC_STATUS_UNAVAILABLE, msg);
+}
+
+static long upload_timeout(struct upload *u)
+{
+	int64_t left = gw_call_time_left_ms(u->c);
+
+	return left > 0 ? (long)left : 0;
+}
+
+static int upload_start(struct upload *u, struct gw_up_request *rq, gw_up_done_fn done)
+{
+	rq->timeout_ms = upload_timeout(u);
+	gw_call_count_upstream(u->c);
+	u->up = gw_up_start(gw_call_server(u->c)->up, u->acct, rq, done, u);
+	if (!u->up) {
+		upload_fail(u, GRPC_STATUS_UNAVAILABLE, "upstream request could not be started");
+		return -1;
+	}
+	return 0;
+}
+
+static void upload_on_put(void *arg, const struct gw_up_response *res)
+{
+	struct upload *u = arg;
+	uint64_t persisted = 0, consumed = 0;
+	char what[96];
+
+	u->up = NULL;
+	if (res->curl_rc == CURLE_OK && (res->http_status == 200 || res->http_status == 201) &&
+	    u->phase == UPLOAD_FINAL) {
+		Animate3d__V1__UploadVideoResponse r = ANIMATE3D__V1__UPLOAD_VIDEO_RESPONSE__INIT;
+		struct gw_call *c = u->c;
+
+		r.url = u->signed_url;
+		r.size = u->received;
+		gw_call_on_cancel(c, NULL);
+		gw_call_set_data(c, NULL);
+		/* The upload is the tenant's from now on (StartJob / GetVideoInfo check it). */
+		if (gw_rpc_owner_record_upload(c, u->signed_url) == 0)
+			gw_call_reply(c, &r.base);	/* packs r before returning */
+		upload_free(u);
+		return;
+	}
+	snprintf(what, sizeof what, "the chunk at offset %" PRIu64, u->offset);
+	if (res->curl_rc != CURLE_OK || res->http_status != 308) {
+		upload_fail_upstream(u, res, what);
+		return;
+	}
+	if (gw_upload_parse_range(res->range, &persisted) != 0 ||
+	    gw_upload_advance(u->offset, u->put_len, persisted, &consumed) != 0) {
+		upload_fail(u, GRPC_STATUS_UNAVAILABLE, "storage reported an inconsistent Range");
+		return;
+	}
+	/* Storage may persist less than it was sent: keep the rest and send it again. */
+	if (consumed == 0 && ++u->stalls >= GW_UPLOAD_MAX_STALLS) {
+		upload_fail(u, GRPC_STATUS_UNAVAILABLE, "storage stopped accepting bytes");
+		return;
+	}
+	if (consumed)
+		u->stalls = 0;
+	memmove(u->buf, u->buf + consumed, u->fill - (size_t)consumed);
+	u->fill -= (size_t)consumed;
+	u->offset = persisted;
+	u->phase = UPLOAD_RECV;
+	upload_pump(u);
+}
+
+static void upload_put(struct upload *u, size_t len, int final)
+{
+	struct gw_up_request rq;
+	char cr[GW_UPLOAD_RANGE_MAX + 16];
+
+	if (gw_upload_content_range(u->range, sizeof u->range, u->offset, len, final,
+				    u->received) != 0) {
+		upload_fail(u, GRPC_STATUS_INTERNAL, "cannot express the Content-Range");
+		return;
+	}
+	snprintf(cr, sizeof cr, "Content-Range: %s", u->range);
+	memset(&rq, 0, sizeof rq);
+	rq.method = "PUT";
+	rq.url = u->session_url;
+	rq.body = (const char *)u->buf;
+	rq.body_len = len;
+	rq.body_keep = 1;	/* u->buf stays untouched until upload_on_put or cancel */
+	rq.content_type = "application/octet-stream";
+	rq.headers[0] = cr;
+	rq.route = final ? "PUT storage (final chunk)" : "PUT storage (chunk)";
+	u->put_len = len;
+	u->phase = final ? UPLOAD_FINAL : UPLOAD_PUT;
+	upload_start(u, &rq, upload_on_put);
+}
+
+/* Decides the next step: a full chunk goes out, the end of the stream finalizes, otherwise
+ * one more message is asked for (flow control: never before storage took the last chunk). */
+static void upload_pump(struct upload *u)
+{
+	char msg[UPLOAD_MSG_MAX];
+
+	/* Strictly more than a chunk: the bytes after it prove this is not the last one, so the
+	 * final PUT always carries data and the total (never an empty "bytes * /N" finalizer). */
+	if (u->fill > u->chunk) {
+		upload_put(u, u->chunk, 0);
+		return;
+	}
+	if (!u->eof) {
+		u->phase = UPLOAD_RECV;
+		gw_call_recv(u->c, &animate3d__v1__upload_video_request__descriptor, upload_on_data);
+		return;
+	}
+	if (u->received == 0) {
+		upload_fail(u, GRPC_STATUS_INVALID_ARGUMENT, "the upload is empty");
+		return;
+	}
+	if (u->declared && u->declared != u->received) {
+		snprintf(msg, sizeof msg, "size says %" PRIu64 " bytes but %" PRIu64 " arrived",
+			 u->declared, u->received);
+		upload_fail(u, GRPC_STATUS_INVALID_ARGUMENT, msg);
+		return;
+	}
+	upload_put(u, u->fill, 1);
+}
+
+/* Appends a message's bytes; 0, or -1 after failing the call. */
+static int upload_take(struct upload *u, const Animate3d__V1__UploadVideoRequest *m)
+{
+	char msg[UPLOAD_MSG_MAX];
+
+	if (m->chunk.len == 0)
+		return 0;
+	if (m->chunk.len > u->cap - u->fill) {
+		snprintf(msg, sizeof msg, "a message carried %zu bytes; at most %zu fit", m->chunk.len,
+			 u->cap - u->fill);
+		upload_fail(u, GRPC_STATUS_INVALID_ARGUMENT, msg);
+		return -1;
+	}
+	memcpy(u->buf + u->fill, m->chunk.data, m->chunk.len);
+	u->fill += m->chunk.len;
+	u->received += m->chunk.len;
+	if (u->declared && u->received > u->declared) {
+		snprintf(msg, sizeof msg, "size says %" PRIu64 " bytes but more arrived", u->declared);
+		upload_fail(u, GRPC_STATUS_INVALID_ARGUMENT, msg);
+		return -1;
+	}
+	return 0;
+}
+
+static void upload_on_data(struct gw_call *c, const ProtobufCMessage *msg, int bad)
+{
+	struct upload *u = gw_call_data(c);
+
+	if (bad) {
+		upload_fail(u, GRPC_STATUS_INVALID_ARGUMENT, "malformed message in the stream");
+		return;
+	}
+	if (!msg)
+		u->eof = 1;
+	else if (upload_take(u, (const Animate3d__V1__UploadVideoRequest *)msg) != 0)
+		return;
+	upload_pump(u);
+}
+
+static void upload_on_started(void *arg, const struct gw_up_response *res)
+{
+	struct upload *u = arg;
+
+	u->up = NULL;
+	if (res->curl_rc != CURLE_OK || (res->http_status != 201 && res->http_status != 200)) {
+		upload_fail_upstream(u, res, "opening the resumable upload");
+		return;
+	}
+	u->session_url = gw_upload_resolve(u->signed_url, res->location);
+	if (!u->session_url) {
+		upload_fail(u, GRPC_STATUS_UNAVAILABLE,
+			    "storage opened the resumable upload without a usable Location");
+		return;
+	}
+	upload_pump(u);
+}
+
+static void upload_on_url(void *arg, const struct gw_up_response *res)
+{
+	struct upload *u = arg;
+	struct gw_up_request rq;
+	json_t *root = NULL;
+	const char *url;
+
+	u->up = NULL;
+	if (res->no_session || res->curl_rc != CURLE_OK || res->http_status < 200 ||
+	    res->http_status > 299) {
+		upload_fail_upstream(u, res, UPLOAD_WHAT);
+		return;
+	}
+	root = json_loadb(res->body, res->body_len, 0, NULL);
+	url = json_string_value(json_object_get(root, "url"));
+	if (!url || strlen(url) > UPLOAD_URL_MAX ||
+	    (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0)) {
+		json_decref(root);
+		upload_fail(u, GRPC_STATUS_UNAVAILABLE, "upstream /upload answer has no usable url");
+		return;
+	}
+	u->signed_url = strdup(url);
+	json_decref(root);
+	if (!u->signed_url) {
+		upload_fail(u, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+		return;
+	}
+	memset(&rq, 0, sizeof rq);
+	rq.method = "POST";
+	rq.url = u->signed_url;
+	rq.body = "";
+	rq.body_len = 0;
+	rq.content_type = "application/octet-stream";
+	rq.headers[0] = "x-goog-resumable: start";
+	rq.route = "POST storage (resumable start)";
+	u->phase = UPLOAD_START;
+	upload_start(u, &rq, upload_on_started);
+}
+
+static void upload_on_first(struct gw_call *c, const ProtobufCMessage *msg, int bad)
+{
+	struct upload *u = gw_call_data(c);
+	const Animate3d__V1__UploadVideoRequest *m = (const void *)msg;
+	const struct gw_config *cfg = gw_call_server(c)->cfg;
+	char err[UPLOAD_MSG_MAX], esc[GW_UPLOAD_NAME_MAX * 3 + 1], path[UPLOAD_PATH_MAX];
+	struct gw_up_request rq;
+	size_t maxmsg;
+
+	if (bad || !m) {
+		upload_fail(u, GRPC_STATUS_INVALID_ARGUMENT,
+			    bad ? "malformed first message"
+				: "the stream ended before the first message (name)");
+		return;
+	}
+	if (gw_upload_name_check(m->name, err, sizeof err) != 0) {
+		upload_fail(u, GRPC_STATUS_INVALID_ARGUMENT, err);
+		return;
+	}
+	snprintf(u->name, sizeof u->name, "%s", m->name);
+	u->declared = m->size;
+	u->chunk = gw_upload_chunk_size(cfg ? cfg->upload_chunk_bytes : 0);
+	maxmsg = cfg && cfg->max_message_bytes ? cfg->max_message_bytes : (4u << 20);
+	u->cap = u->chunk + maxmsg;
+	u->buf = malloc(u->cap);
+	if (!u->buf) {
+		upload_fail(u, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory for the upload buffer");
+		return;
+	}
+	if (upload_take(u, m) != 0)
+		return;
+	if (gw_upload_escape(u->name, esc, sizeof esc) != 0 ||
+	    snprintf(path, sizeof path, "/upload?name=%s&resumable=1", esc) >= (int)sizeof path) {
+		upload_fail(u, GRPC_STATUS_INVALID_ARGUMENT, "name too long once escaped");
+		return;
+	}
+	memset(&rq, 0, sizeof rq);
+	rq.method = "GET";
+	rq.path = path;
+	rq.idempotent = 1;
+	rq.route = "GET /upload";
+	u->phase = UPLOAD_GET_URL;
+	upload_start(u, &rq, upload_on_url);
+}
+
+void gw_upload_handle(struct gw_call *c)
+{
+	struct upload *u;
+
+	if (!gw_call_account(c)) {
+		gw_call_fail(c, GRPC_STATUS_INTERNAL, "%s: tenant has no upstream account",
+			     UPLOAD_WHAT);
+		return;
+	}
+	if (gw_rpc_owner_writable(c) != 0)	/* read-only state store: nothing to record it in */
+		return;
+	u = calloc(1, sizeof *u);
+	if (!u) {
+		gw_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "%s: out of memory", UPLOAD_WHAT);
+		return;
+	}
+	u->c = c;
+	u->acct = gw_call_account(c);
+	u->phase = UPLOAD_FIRST;
+	gw_call_set_data(c, u);
+	gw_call_on_cancel(c, upload_on_cancel);
+	gw_call_recv(c, &animate3d__v1__upload_video_request__descriptor, upload_on_first);
+}

@@ -1,0 +1,475 @@
+/*
+ * webhook_reg: one upstream webhook endpoint per account, found or created at start-up.
+ * See webhook_reg.h.
+ */
+#include "gateway/svc/webhook_reg.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <jansson.h>
+
+#include "auth/upstream/session.h"
+#include "gateway/config/config.h"
+#include "gateway/base/log.h"
+#include "gateway/base/metrics.h"
+#include "gateway/base/retry.h"
+#include "gateway/server.h"
+#include "gateway/upstream/upstream.h"
+
+#define WEBHOOK_REG_PATH "/webhook_endpoints"
+#define WEBHOOK_REG_MAX_PATH (sizeof WEBHOOK_REG_PATH + GW_WEBHOOK_REG_MAX_ID + 1)
+#define WEBHOOK_REG_MAX_BODY (GW_WEBHOOK_REG_MAX_URL + 64)	/* {"url":...,"events":[...]} */
+#define WEBHOOK_REG_MAX_SHIFT 20	/* backoff doubling stops here (the cap is reached far earlier) */
+
+/* ---- pure parts ---- */
+
+static int webhook_reg_name_ok(const char *s)
+{
+	if (!*s)
+		return 0;
+	for (; *s; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+		      *s == '-' || *s == '.' || *s == '_' || *s == '~'))
+			return 0;
+	return 1;
+}
+
+int gw_webhook_reg_url(char *out, size_t outlen, const char *public_url, const char *prefix,
+		       const char *account)
+{
+	int n;
+
+	if (!out || outlen == 0)
+		return -1;
+	out[0] = '\0';
+	if (!public_url || !prefix || !account || !webhook_reg_name_ok(account))
+		return -1;
+	n = snprintf(out, outlen, "%s%s%s", public_url, prefix, account);
+	if (n < 0 || (size_t)n >= outlen) {
+		out[0] = '\0';
+		return -1;
+	}
+	return 0;
+}
+
+static int webhook_reg_has_event(json_t *events)
+{
+	size_t i;
+	json_t *v;
+
+	json_array_foreach(events, i, v)
+		if (json_is_string(v) && strcmp(json_string_value(v), GW_WEBHOOK_REG_EVENT) == 0)
+			return 1;
+	return 0;
+}
+
+/* The endpoint's id when it is usable (string, fits), else NULL. */
+static const char *webhook_reg_id(json_t *e)
+{
+	json_t *v = json_object_get(e, "id");
+	size_t n;
+
+	if (!json_is_string(v))
+		return NULL;
+	n = json_string_length(v);
+	/* It may go into a request path (update): only characters that need no escaping. */
+	if (n == 0 || n >= GW_WEBHOOK_REG_MAX_ID || strlen(json_string_value(v)) != n ||
+	    !webhook_reg_name_ok(json_string_value(v)))
+		return NULL;
+	return json_string_value(v);
+}
+
+enum gw_webhook_reg_decision gw_webhook_reg_decide(const char *body, size_t len, const char *url,
+						   struct gw_webhook_reg_found *f)
+{
+	enum gw_webhook_reg_decision d = GW_WEBHOOK_REG_BAD;
+	json_t *root = NULL, *list, *e, *kept = NULL;
+	int kept_has_event = 0;
+	size_t i;
+
+	memset(f, 0, sizeof *f);
+	if (!body || !url)
+		goto out;
+	root = json_loadb(body, len, 0, NULL);
+	list = json_is_array(root) ? root : json_object_get(root, "endpoints");
+	if (!json_is_array(list))
+		goto out;
+	f->total = json_array_size(list);
+	/* First pass: the one to keep (the first with job.completed, else the first match). */
+	json_array_foreach(list, i, e) {
+		json_t *u = json_object_get(e, "url");
+		int has;
+
+		if (!json_is_object(e) || !json_is_string(u) || strcmp(json_string_value(u), url) != 0)
+			continue;
+		if (!webhook_reg_id(e))
+			goto out;	/* ours, but we could not name it: neither keep nor fix it */
+		f->matches++;
+		has = webhook_reg_has_event(json_object_get(e, "events"));
+		if (!kept || (has && !kept_has_event)) {
+			kept = e;
+			kept_has_event = has;
+		}
+	}
+	if (!kept) {
+		d = GW_WEBHOOK_REG_CREATE;
+		goto out;
+	}
+	snprintf(f->id, sizeof f->id, "%s", webhook_reg_id(kept));
+	/* Second pass: the others with our url, for the log (left in place). */
+	json_array_foreach(list, i, e) {
+		json_t *u = json_object_get(e, "url");
+
+		if (e == kept || !json_is_object(e) || !json_is_string(u) ||
+		    strcmp(json_string_value(u), url) != 0)
+			continue;
+		if (f->ndups < GW_WEBHOOK_REG_MAX_LOGGED_DUPS)
+			snprintf(f->dups[f->ndups++], sizeof f->dups[0], "%s", webhook_reg_id(e));
+	}
+	d = kept_has_event ? GW_WEBHOOK_REG_PRESENT : GW_WEBHOOK_REG_UPDATE;
+out:
+	json_decref(root);
+	if (d == GW_WEBHOOK_REG_BAD) {
+		memset(f, 0, sizeof *f);
+	}
+	return d;
+}
+
+int64_t gw_webhook_reg_backoff_ms(unsigned attempt, uint64_t rnd)
+{
+	int64_t d = GW_WEBHOOK_REG_BACKOFF_MIN_MS;
+	unsigned shift = attempt ? attempt - 1 : 0;
+
+	if (shift > WEBHOOK_REG_MAX_SHIFT)
+		shift = WEBHOOK_REG_MAX_SHIFT;
+	d <<= shift;
+	if (d > GW_WEBHOOK_REG_BACKOFF_MAX_MS)
+		d = GW_WEBHOOK_REG_BACKOFF_MAX_MS;
+	/* Half fixed, half jitter: replicas restarted together do not retry in step, and a retry
+	 * never comes sooner than half the nominal delay. */
+	return d - d / 2 + (int64_t)(rnd % (uint64_t)(d / 2 + 1));
+}
+
+int gw_webhook_reg_render(const struct gw_webhook_reg_counters *c, size_t done, struct evbuffer *out)
+{
+	if (!c || !out)
+		return -1;
+	return evbuffer_add_printf(out,
+		"# HELP " GW_METRICS_PREFIX "webhook_registrations_total Start-up webhook endpoint "
+		"registration outcomes (webhooks.public_url).\n"
+		"# TYPE " GW_METRICS_PREFIX "webhook_registrations_total counter\n"
+		GW_METRICS_PREFIX "webhook_registrations_total{result=\"present\"} %llu\n"
+		GW_METRICS_PREFIX "webhook_registrations_total{result=\"created\"} %llu\n"
+		GW_METRICS_PREFIX "webhook_registrations_total{result=\"updated\"} %llu\n"
+		GW_METRICS_PREFIX "webhook_registrations_total{result=\"duplicate\"} %llu\n"
+		GW_METRICS_PREFIX "webhook_registrations_total{result=\"failed\"} %llu\n"
+		GW_METRICS_PREFIX "webhook_registrations_total{result=\"skipped\"} %llu\n"
+		"# HELP " GW_METRICS_PREFIX "webhook_endpoints_registered Accounts whose upstream "
+		"webhook endpoint is in place.\n"
+		"# TYPE " GW_METRICS_PREFIX "webhook_endpoints_registered gauge\n"
+		GW_METRICS_PREFIX "webhook_endpoints_registered %zu\n",
+		(unsigned long long)c->present, (unsigned long long)c->created,
+		(unsigned long long)c->updated, (unsigned long long)c->duplicates,
+		(unsigned long long)c->failed, (unsigned long long)c->skipped, done) < 0 ? -1 : 0;
+}
+
+/* ---- the runtime ---- */
+
+enum webhook_reg_step { WR_IDLE, WR_LIST, WR_CREATE, WR_UPDATE, WR_DONE, WR_SKIPPED };
+
+struct webhook_reg_acct {
+	struct gw_webhook_reg *wr;
+	size_t idx;				/* in srv->accounts */
+	enum webhook_reg_step step;
+	char url[GW_WEBHOOK_REG_MAX_URL];
+	char id[GW_WEBHOOK_REG_MAX_ID];		/* the endpoint to update */
+	struct gw_up_call *call;		/* in flight, or NULL */
+	struct event *timer;			/* retry */
+	unsigned attempt;			/* failures in a row */
+};
+
+struct gw_webhook_reg {
+	struct gw_server *srv;
+	struct webhook_reg_acct *acct;
+	size_t n;
+	uint64_t rng;				/* jitter: gw_retry_rand() state */
+	struct gw_webhook_reg_counters cnt;
+};
+
+static const char *webhook_reg_name(const struct webhook_reg_acct *a)
+{
+	return gw_session_name(&a->wr->srv->accounts[a->idx]);
+}
+
+static void webhook_reg_send(struct webhook_reg_acct *a);
+
+static void webhook_reg_on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct webhook_reg_acct *a = arg;
+
+	(void)fd;
+	(void)what;
+	if (a->wr->srv->draining)
+		return;		/* shutting down: the next start registers */
+	webhook_reg_send(a);
+}
+
+/* A failed attempt: count it, log why, and start over from the GET after the backoff. */
+static void webhook_reg_fail(struct webhook_reg_acct *a, const char *why, long http)
+{
+	struct gw_webhook_reg *wr = a->wr;
+	int64_t ms;
+	struct timeval tv;
+
+	wr->cnt.failed++;
+	a->attempt++;
+	ms = gw_webhook_reg_backoff_ms(a->attempt, gw_retry_rand(&wr->rng));
+	a->step = WR_LIST;
+	tv.tv_sec = (time_t)(ms / 1000);
+	tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
+	gw_log(GW_LOG_WARN, "webhook_reg", GW_LS("account", webhook_reg_name(a)),
+	       GW_LS("msg", "webhook endpoint registration failed, will retry"), GW_LS("error", why),
+	       GW_LN("http", http), GW_LN("attempt", a->attempt), GW_LN("retry_ms", ms), GW_LEND);
+	if (!a->timer || evtimer_add(a->timer, &tv) != 0)
+		gw_log(GW_LOG_ERROR, "webhook_reg", GW_LS("account", webhook_reg_name(a)),
+		       GW_LS("msg", "cannot arm the retry timer; registration stopped"), GW_LEND);
+}
+
+static void webhook_reg_done_ok(struct webhook_reg_acct *a, const char *msg, const char *id)
+{
+	a->step = WR_DONE;
+	a->attempt = 0;
+	gw_log(GW_LOG_INFO, "webhook_reg", GW_LS("account", webhook_reg_name(a)), GW_LS("msg", msg),
+	       GW_LS("id", id), GW_LS("url", a->url), GW_LEND);
+}
+
+static void webhook_reg_on_list(struct webhook_reg_acct *a, const struct gw_up_response *res)
+{
+	struct gw_webhook_reg *wr = a->wr;
+	struct gw_webhook_reg_found *f = malloc(sizeof *f);
+	enum gw_webhook_reg_decision d;
+
+	if (!f) {
+		webhook_reg_fail(a, "out of memory", 0);
+		return;
+	}
+	d = gw_webhook_reg_decide(res->body, res->body_len, a->url, f);
+	if (d == GW_WEBHOOK_REG_BAD) {
+		webhook_reg_fail(a, "unreadable GET /webhook_endpoints answer", res->http_status);
+		goto out;
+	}
+	if (f->matches > 1) {
+		wr->cnt.duplicates += f->matches - 1;
+		gw_log(GW_LOG_WARN, "webhook_reg", GW_LS("account", webhook_reg_name(a)),
+		       GW_LS("msg", "several webhook endpoints with our url; keeping one, leaving the others"),
+		       GW_LS("kept", f->id), GW_LN("others", (long long)(f->matches - 1)),
+		       GW_LS("url", a->url), GW_LEND);
+		for (size_t i = 0; i < f->ndups; i++)
+			gw_log(GW_LOG_WARN, "webhook_reg", GW_LS("account", webhook_reg_name(a)),
+			       GW_LS("msg", "duplicate webhook endpoint left in place"),
+			       GW_LS("id", f->dups[i]), GW_LEND);
+	}
+	switch (d) {
+	case GW_WEBHOOK_REG_PRESENT:
+		wr->cnt.present++;
+		webhook_reg_done_ok(a, "webhook endpoint present", f->id);
+		break;
+	case GW_WEBHOOK_REG_UPDATE:
+		snprintf(a->id, sizeof a->id, "%s", f->id);
+		a->step = WR_UPDATE;
+		webhook_reg_send(a);
+		break;
+	default:
+		a->step = WR_CREATE;
+		webhook_reg_send(a);
+		break;
+	}
+out:
+	free(f);
+}
+
+/* The id in a create/update answer, when it is usable; "" otherwise (still a success: the
+ * next start finds the endpoint by its url). */
+static void webhook_reg_answer_id(const struct gw_up_response *res, char *id, size_t idlen)
+{
+	json_t *root = json_loadb(res->body ? res->body : "", res->body_len, 0, NULL);
+	const char *v = json_is_object(root) ? webhook_reg_id(root) : NULL;
+
+	snprintf(id, idlen, "%s", v ? v : "");
+	json_decref(root);
+}
+
+static void webhook_reg_on_done(void *arg, const struct gw_up_response *res)
+{
+	struct webhook_reg_acct *a = arg;
+	char id[GW_WEBHOOK_REG_MAX_ID];
+
+	a->call = NULL;
+	if (res->curl_rc != CURLE_OK || res->no_session || res->limited) {
+		webhook_reg_fail(a, res->error ? res->error : "upstream request failed",
+				 res->http_status);
+		return;
+	}
+	if (res->http_status < 200 || res->http_status > 299) {
+		webhook_reg_fail(a, a->step == WR_LIST     ? "GET /webhook_endpoints refused"
+				    : a->step == WR_CREATE ? "POST /webhook_endpoints refused"
+							   : "POST /webhook_endpoints/{id} refused",
+				 res->http_status);
+		return;
+	}
+	switch (a->step) {
+	case WR_LIST:
+		webhook_reg_on_list(a, res);
+		break;
+	case WR_CREATE:
+		a->wr->cnt.created++;
+		webhook_reg_answer_id(res, id, sizeof id);
+		webhook_reg_done_ok(a, "webhook endpoint registered", id);
+		break;
+	case WR_UPDATE:
+		a->wr->cnt.updated++;
+		webhook_reg_done_ok(a, "webhook endpoint given job.completed", a->id);
+		break;
+	default:
+		break;
+	}
+}
+
+/* Issues the request of a->step. Bodies are built with jansson: the url is escaped properly. */
+static void webhook_reg_send(struct webhook_reg_acct *a)
+{
+	struct gw_server *srv = a->wr->srv;
+	struct gw_up_request rq = { 0 };
+	char path[WEBHOOK_REG_MAX_PATH];
+	json_t *o = NULL;
+	char *body = NULL;
+
+	rq.timeout_ms = GW_WEBHOOK_REG_TIMEOUT_MS;
+	switch (a->step) {
+	case WR_LIST:
+		rq.method = "GET";
+		rq.path = WEBHOOK_REG_PATH;
+		rq.idempotent = 1;
+		break;
+	case WR_CREATE:
+		o = json_pack("{s:s, s:[s]}", "url", a->url, "events", GW_WEBHOOK_REG_EVENT);
+		break;
+	case WR_UPDATE:
+		o = json_pack("{s:[s]}", "events", GW_WEBHOOK_REG_EVENT);
+		snprintf(path, sizeof path, WEBHOOK_REG_PATH "/%s", a->id);
+		break;
+	default:
+		return;
+	}
+	if (a->step != WR_LIST) {
+		body = o ? json_dumps(o, JSON_COMPACT) : NULL;
+		json_decref(o);
+		if (!body || strlen(body) > WEBHOOK_REG_MAX_BODY) {
+			free(body);
+			webhook_reg_fail(a, "cannot build the request body", 0);
+			return;
+		}
+		rq.method = "POST";
+		rq.path = a->step == WR_CREATE ? WEBHOOK_REG_PATH : path;
+		rq.body = body;
+		rq.body_len = strlen(body);
+	}
+	a->call = gw_up_start(srv->up, &srv->accounts[a->idx], &rq, webhook_reg_on_done, a);
+	free(body);	/* gw_up_start copied it (body_keep is 0) */
+	if (!a->call)
+		webhook_reg_fail(a, "cannot start the upstream request", 0);
+}
+
+struct gw_webhook_reg *gw_webhook_reg_start(struct gw_server *srv)
+{
+	const struct gw_config *cfg = srv && srv->boot_conf ? srv->boot_conf->cfg : NULL;
+	struct gw_webhook_reg *wr = NULL;
+	const char *prefix;
+
+	if (!cfg || !cfg->webhooks.public_url || !srv->up || srv->naccounts == 0)
+		return NULL;
+	prefix = cfg->webhooks.path_prefix ? cfg->webhooks.path_prefix : GW_CONFIG_DEFAULT_WEBHOOK_PREFIX;
+	wr = calloc(1, sizeof *wr);
+	if (!wr || !(wr->acct = calloc(srv->naccounts, sizeof *wr->acct))) {
+		free(wr);
+		gw_log(GW_LOG_ERROR, "webhook_reg", GW_LS("msg", "out of memory; no webhook registration"),
+		       GW_LEND);
+		return NULL;
+	}
+	wr->srv = srv;
+	wr->n = srv->naccounts;
+	wr->rng = (uint64_t)gw_server_now_us() ^ ((uint64_t)getpid() << 32) ^ (uintptr_t)wr;
+	if (!wr->rng)
+		wr->rng = 1;
+	for (size_t i = 0; i < wr->n; i++) {
+		struct webhook_reg_acct *a = &wr->acct[i];
+
+		a->wr = wr;
+		a->idx = i;
+		if (gw_webhook_reg_url(a->url, sizeof a->url, cfg->webhooks.public_url, prefix,
+				       gw_session_name(&srv->accounts[i])) != 0) {
+			a->step = WR_SKIPPED;
+			wr->cnt.skipped++;
+			gw_log(GW_LOG_ERROR, "webhook_reg", GW_LS("account", gw_session_name(&srv->accounts[i])),
+			       GW_LS("msg", "account name not usable in a webhook URL (letters, digits, "
+					    "'-', '.', '_', '~') or URL too long; not registered"), GW_LEND);
+			continue;
+		}
+		a->timer = evtimer_new(srv->base, webhook_reg_on_timer, a);
+		a->step = WR_LIST;
+		if (!a->timer) {
+			webhook_reg_fail(a, "out of memory", 0);	/* logs that it stops */
+			continue;
+		}
+		webhook_reg_send(a);
+	}
+	return wr;
+}
+
+void gw_webhook_reg_free(struct gw_webhook_reg *wr)
+{
+	if (!wr)
+		return;
+	for (size_t i = 0; i < wr->n; i++) {
+		struct webhook_reg_acct *a = &wr->acct[i];
+
+		if (a->call)
+			gw_up_cancel(a->call);
+		if (a->timer)
+			event_free(a->timer);
+	}
+	free(wr->acct);
+	free(wr);
+}
+
+const struct gw_webhook_reg_counters *gw_webhook_reg_counters(const struct gw_webhook_reg *wr)
+{
+	return wr ? &wr->cnt : NULL;
+}
+
+size_t gw_webhook_reg_done(const struct gw_webhook_reg *wr)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; wr && i < wr->n; i++)
+		n += wr->acct[i].step == WR_DONE;
+	return n;
+}
+
+size_t gw_webhook_reg_accounts(const struct gw_webhook_reg *wr)
+{
+	return wr ? wr->n : 0;
+}
+
+int gw_webhook_reg_render_metrics(const struct gw_webhook_reg *wr, struct evbuffer *out)
+{
+	if (!out)
+		return -1;
+	if (!wr)
+		return 0;
+	return gw_webhook_reg_render(&wr->cnt, gw_webhook_reg_done(wr), out);
+}

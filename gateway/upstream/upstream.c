@@ -1,0 +1,681 @@
+/*
+ * upstream: libcurl multi-socket on the libevent loop (hiperfifo), sessions attached (upstream.h):
+ * easy handles, socket/timer glue, request building, response collection, a log line per attempt.
+ * The account protection each API request passes (breaker, admission, retry budget and backoff)
+ * is in upstream_guard.c; the two share gateway/upstream/upstream_int.h.
+ */
+#include "gateway/upstream/upstream.h"
+#include "gateway/upstream/upstream_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+#include <event2/event.h>
+
+#include "auth/upstream/session.h"
+#include "gateway/config/config.h"
+#include "gateway/base/errmap.h"
+#include "gateway/base/log.h"
+#include "gateway/server.h"
+
+#define UP_URL_MAX 8192			/* base_url + path, or a signed URL */
+#define UP_HEADER_MAX 8192		/* one captured response header value */
+#define UP_COOKIE_HDR_MAX (GW_SESSION_COOKIE_MAX + 16)
+#define UP_ERR_MAX 256
+#define UP_BODY_INITIAL 4096
+#define UP_MAX_HOST_CONNECTIONS 64	/* per upstream host; keep-alive reuse within it */
+
+static void up_attempt(struct gw_up_call *c, const char *cookie, uint64_t generation);
+
+/* ---- small helpers ---- */
+
+static void up_unlink(struct gw_up_call *c)
+{
+	if (!c->linked)
+		return;
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		c->up->calls = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	c->prev = c->next = NULL;
+	c->linked = 0;
+}
+
+static void up_reset_response(struct gw_up_call *c)
+{
+	free(c->rbody);
+	free(c->location);
+	free(c->range);
+	free(c->retry_after);
+	if (c->set_cookie) {
+		explicit_bzero(c->set_cookie, strlen(c->set_cookie));
+		free(c->set_cookie);
+	}
+	c->rbody = c->location = c->range = c->retry_after = c->set_cookie = NULL;
+	c->rlen = c->rcap = 0;
+	c->too_large = 0;
+	c->errbuf[0] = '\0';
+}
+
+static void up_drop_easy(struct gw_up_call *c)
+{
+	if (c->easy) {
+		curl_multi_remove_handle(c->up->multi, c->easy);
+		curl_easy_cleanup(c->easy);
+		c->easy = NULL;
+		if (c->up->srv->stats.upstream_in_flight > 0)
+			c->up->srv->stats.upstream_in_flight--;
+	}
+	if (c->hdrs) {
+		/* The list holds the cookie header: wipe before freeing. */
+		for (struct curl_slist *h = c->hdrs; h; h = h->next)
+			if (strncasecmp(h->data, "Cookie:", 7) == 0)
+				explicit_bzero(h->data, strlen(h->data));
+		curl_slist_free_all(c->hdrs);
+		c->hdrs = NULL;
+	}
+}
+
+static void up_call_free(struct gw_up_call *c)
+{
+	gw_up_guard_release(c);
+	up_drop_easy(c);
+	gw_session_cancel_wait(&c->waiter);
+	if (c->retry_ev)
+		event_free(c->retry_ev);
+	up_unlink(c);
+	up_reset_response(c);
+	curl_slist_free_all(c->fixed_hdrs);
+	free(c->method);
+	if (c->url) {
+		/* Signed URLs carry their signature in the query. */
+		explicit_bzero(c->url, strlen(c->url));
+		free(c->url);
+	}
+	free(c->body);
+	free(c);
+}
+
+int64_t gw_up_time_left_ms(const struct gw_up_call *c)
+{
+	return (c->deadline_us - gw_server_now_us()) / 1000;
+}
+
+static char *up_dup_trim(const char *v, size_t len)
+{
+	while (len && (v[0] == ' ' || v[0] == '\t')) {
+		v++;
+		len--;
+	}
+	while (len && (v[len - 1] == '\r' || v[len - 1] == '\n' || v[len - 1] == ' ' ||
+		       v[len - 1] == '\t'))
+		len--;
+	return strndup(v, len);
+}
+
+/* Captures the headers the callers need; resets them at each new status line (100-continue). */
+static size_t up_header_cb(char *p, size_t size, size_t nmemb, void *ud)
+{
+	struct gw_up_call *c = ud;
+	size_t len = size * nmemb;
+	char **slot = NULL;
+	size_t nlen;
+	const char *colon;
+
+	if (len >= 5 && strncmp(p, "HTTP/", 5) == 0) {
+		free(c->location);
+		free(c->range);
+		free(c->retry_after);
+		c->location = c->range = c->retry_after = NULL;
+		return len;
+	}
+	if (len > UP_HEADER_MAX)
+		return len;		/* oversized header: not one we can use */
+	colon = memchr(p, ':', len);
+	if (!colon)
+		return len;
+	nlen = (size_t)(colon - p);
+	if (nlen == 8 && strncasecmp(p, "Location", 8) == 0)
+		slot = &c->location;
+	else if (nlen == 5 && strncasecmp(p, "Range", 5) == 0)
+		slot = &c->range;
+	else if (nlen == 11 && strncasecmp(p, "Retry-After", 11) == 0)
+		slot = &c->retry_after;
+	else if (nlen == 10 && strncasecmp(p, "Set-Cookie", 10) == 0 && !c->set_cookie) {
+		/* The first dmsess cookie wins; other cookies are not ours. */
+		const char *v = colon + 1, *end = p + len;
+
+		while (v < end && (*v == ' ' || *v == '\t'))
+			v++;
+		if ((size_t)(end - v) > 7 && strncmp(v, "dmsess=", 7) == 0)
+			slot = &c->set_cookie;
+	}
+	if (slot && !*slot)
+		*slot = up_dup_trim(colon + 1, len - nlen - 1);
+	return len;
+}
+
+static size_t up_write_cb(char *p, size_t size, size_t nmemb, void *ud)
+{
+	struct gw_up_call *c = ud;
+	size_t len = size * nmemb;
+
+	if (len > c->rmax - c->rlen) {
+		c->too_large = 1;
+		return 0;	/* aborts the transfer with CURLE_WRITE_ERROR */
+	}
+	if (c->rlen + len + 1 > c->rcap) {
+		size_t cap = c->rcap ? c->rcap : UP_BODY_INITIAL;
+		char *nb;
+
+		while (cap < c->rlen + len + 1)
+			cap *= 2;
+		if (cap > c->rmax + 1)
+			cap = c->rmax + 1;
+		nb = realloc(c->rbody, cap);
+		if (!nb)
+			return 0;
+		c->rbody = nb;
+		c->rcap = cap;
+	}
+	memcpy(c->rbody + c->rlen, p, len);
+	c->rlen += len;
+	c->rbody[c->rlen] = '\0';
+	return len;
+}
+
+/* ---- the hiperfifo glue ---- */
+
+static void up_check_done(struct gw_upstream *up);
+
+static void up_on_socket(evutil_socket_t fd, short what, void *arg)
+{
+	struct gw_upstream *up = arg;
+	int act = ((what & EV_READ) ? CURL_CSELECT_IN : 0) | ((what & EV_WRITE) ? CURL_CSELECT_OUT : 0);
+
+	curl_multi_socket_action(up->multi, fd, act, &up->running);
+	up_check_done(up);
+}
+
+static void up_on_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct gw_upstream *up = arg;
+
+	(void)fd;
+	(void)what;
+	curl_multi_socket_action(up->multi, CURL_SOCKET_TIMEOUT, 0, &up->running);
+	up_check_done(up);
+}
+
+static int up_socket_cb(CURL *e, curl_socket_t s, int what, void *userp, void *sockp)
+{
+	struct gw_upstream *up = userp;
+	struct event *ev = sockp;
+	short kind;
+
+	(void)e;
+	if (what == CURL_POLL_REMOVE) {
+		if (ev)
+			event_free(ev);
+		curl_multi_assign(up->multi, s, NULL);
+		return 0;
+	}
+	kind = EV_PERSIST | ((what & CURL_POLL_IN) ? EV_READ : 0) |
+	       ((what & CURL_POLL_OUT) ? EV_WRITE : 0);
+	if (ev) {
+		event_del(ev);
+		event_assign(ev, up->srv->base, s, kind, up_on_socket, up);
+	} else {
+		ev = event_new(up->srv->base, s, kind, up_on_socket, up);
+		if (!ev)
+			return -1;
+		curl_multi_assign(up->multi, s, ev);
+	}
+	event_add(ev, NULL);
+	return 0;
+}
+
+static int up_timer_cb(CURLM *m, long ms, void *userp)
+{
+	struct gw_upstream *up = userp;
+	struct timeval tv;
+
+	(void)m;
+	if (ms < 0) {
+		evtimer_del(up->timer);
+		return 0;
+	}
+	/* ms == 0: fire from the loop soon; never socket_action from inside this callback. */
+	tv.tv_sec = ms / 1000;
+	tv.tv_usec = (ms % 1000) * 1000;
+	evtimer_add(up->timer, &tv);
+	return 0;
+}
+
+
+/* ---- completion, retry, session ---- */
+
+static void up_session_ready(struct gw_session_waiter *w, const char *cookie, uint64_t generation,
+			     const char *err)
+{
+	struct gw_up_call *c = (struct gw_up_call *)((char *)w - offsetof(struct gw_up_call, waiter));
+
+	if (!cookie) {
+		c->up->n.no_session++;
+		gw_up_finish(c, CURLE_OK, c->reauthed ? 401 : 0, err, 1);
+		return;
+	}
+	up_attempt(c, cookie, generation);
+}
+
+static void up_on_retry(evutil_socket_t fd, short what, void *arg)
+{
+	struct gw_up_call *c = arg;
+	const char *cookie = NULL, *err = NULL;
+	uint64_t gen = 0;
+
+	(void)fd;
+	(void)what;
+	c->phase = UP_IDLE;
+	if (c->guard == UP_GUARD_NONE && gw_up_guard_enter(c) != 0)
+		return;		/* queued, or refused (c is gone) */
+	if (c->guard == UP_GUARD_REFUSED) {
+		gw_up_guard_refused_late(c);
+		return;
+	}
+	if (!c->api) {
+		up_attempt(c, NULL, 0);
+		return;
+	}
+	switch (gw_session_acquire(c->acct, &c->waiter, &cookie, &gen, &err)) {
+	case GW_SESSION_READY:
+		up_attempt(c, cookie, gen);
+		break;
+	case GW_SESSION_WAIT:
+		c->phase = UP_WAIT_SESSION;
+		break;
+	default:
+		c->up->n.no_session++;
+		gw_up_finish(c, CURLE_OK, c->reauthed ? 401 : 0, err, 1);
+		break;
+	}
+}
+
+static void up_transfer_done(struct gw_up_call *c, CURLcode rc)
+{
+	struct gw_upstream *up = c->up;
+	long status = 0, delay;
+	const char *cookie = NULL, *err = NULL;
+	uint64_t gen = 0;
+	int64_t latency_us;
+
+	curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &status);
+	up_drop_easy(c);
+	c->phase = UP_IDLE;
+	latency_us = gw_server_now_us() - c->started_us;
+	gw_metrics_upstream(&up->srv->metrics, c->route, rc == CURLE_OK ? status : 0, latency_us);
+	/* One line per attempt. The route is the documented template: never the URL (rids,
+	 * signed queries). Logins carry no account here; their route says what they are. */
+	gw_log(rc == CURLE_OK && status < 500 ? GW_LOG_INFO : GW_LOG_WARN, "upstream",
+	       GW_LS("route", c->route ? c->route : "other"),
+	       GW_LS("account", c->acct ? gw_session_name(c->acct) : "-"),
+	       GW_LN("status", rc == CURLE_OK ? status : 0), GW_LN("curl", (long)rc),
+	       GW_LN("latency_ms", latency_us / 1000), GW_LEND);
+
+	if (c->too_large) {
+		up->n.too_large++;
+		gw_up_finish(c, CURLE_WRITE_ERROR, 0, "upstream response too large", 0);
+		return;
+	}
+	if (rc == CURLE_OK && status == 401 && c->api && !c->reauthed) {
+		c->reauthed = 1;
+		up->n.reauth_retries++;
+		switch (gw_session_unauthorized(c->acct, c->generation, &c->waiter, &cookie, &gen,
+						&err)) {
+		case GW_SESSION_READY:
+			up_attempt(c, cookie, gen);
+			return;
+		case GW_SESSION_WAIT:
+			c->phase = UP_WAIT_SESSION;
+			return;
+		default:
+			up->n.no_session++;
+			gw_up_finish(c, CURLE_OK, 401, err, 1);
+			return;
+		}
+	}
+	delay = gw_up_guard_retry_delay(c, rc, status);
+	if (delay >= 0) {
+		struct timeval tv = { delay / 1000, (delay % 1000) * 1000 };
+
+		c->retried++;
+		up->n.retries++;
+		if (evtimer_add(c->retry_ev, &tv) == 0) {
+			c->phase = UP_WAIT_RETRY;
+			up_reset_response(c);
+			return;
+		}
+	}
+	if (rc == CURLE_OK && status == 401 && c->api) {
+		up->n.no_session++;
+		gw_up_finish(c, rc, status, "upstream rejected the session even after a fresh login", 1);
+		return;
+	}
+	gw_up_finish(c, rc, status, NULL, 0);
+}
+
+static void up_check_done(struct gw_upstream *up)
+{
+	CURLMsg *m;
+	int left;
+
+	while ((m = curl_multi_info_read(up->multi, &left))) {
+		struct gw_up_call *c = NULL;
+
+		if (m->msg != CURLMSG_DONE)
+			continue;
+		curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&c);
+		if (c)
+			up_transfer_done(c, m->data.result);
+	}
+}
+
+/* Calls done() once and frees c. */
+void gw_up_finish(struct gw_up_call *c, CURLcode rc, long status, const char *err,
+		  int no_session)
+{
+	struct gw_up_response res;
+	char ebuf[UP_ERR_MAX];
+
+	memset(&res, 0, sizeof res);
+	res.curl_rc = rc;
+	res.http_status = status;
+	res.body = c->rbody ? c->rbody : "";
+	res.body_len = c->rlen;
+	res.location = c->location;
+	res.range = c->range;
+	res.set_cookie = c->set_cookie;
+	res.retry_after_ms = c->retry_after ? gw_errmap_retry_after_ms(c->retry_after, time(NULL))
+					    : -1;
+	res.no_session = no_session;
+	res.limited = c->limited;
+	if (c->limited)
+		res.retry_after_ms = c->limited_retry_ms;
+	gw_up_guard_outcome(c, rc, status, no_session);
+	if (err) {
+		res.error = err;
+	} else if (rc != CURLE_OK) {
+		/* curl's text can name the URL; drop any query (signatures) on the way out. */
+		const char *src = c->errbuf[0] ? c->errbuf : curl_easy_strerror(rc);
+
+		gw_errmap_sanitize(src, strlen(src), ebuf, sizeof ebuf);
+		res.error = ebuf;
+	}
+	up_unlink(c);
+	c->done(c->arg, &res);
+	up_call_free(c);
+}
+
+/* One HTTP transfer for c with cookie (API requests) attached. */
+static void up_attempt(struct gw_up_call *c, const char *cookie, uint64_t generation)
+{
+	struct gw_upstream *up = c->up;
+	const struct gw_config *cfg = up->srv->cfg;
+	int64_t left = gw_up_time_left_ms(c);
+	CURL *e = NULL;
+	char cookie_hdr[UP_COOKIE_HDR_MAX];
+
+	up_reset_response(c);
+	if (left <= 0) {
+		gw_up_finish(c, CURLE_OPERATION_TIMEDOUT, 0, "deadline passed before the upstream request",
+			  0);
+		return;
+	}
+	for (struct curl_slist *h = c->fixed_hdrs; h; h = h->next) {
+		struct curl_slist *n = curl_slist_append(c->hdrs, h->data);
+
+		if (!n)
+			goto fail;
+		c->hdrs = n;
+	}
+	if (c->api) {
+		struct curl_slist *n;
+
+		if (snprintf(cookie_hdr, sizeof cookie_hdr, "Cookie: dmsess=%s", cookie) >=
+		    (int)sizeof cookie_hdr)
+			goto fail;
+		n = curl_slist_append(c->hdrs, cookie_hdr);
+		explicit_bzero(cookie_hdr, sizeof cookie_hdr);
+		if (!n)
+			goto fail;
+		c->hdrs = n;
+		c->generation = generation;
+	}
+	e = curl_easy_init();
+	if (!e)
+		goto fail;
+	curl_easy_setopt(e, CURLOPT_URL, c->url);
+	curl_easy_setopt(e, CURLOPT_PRIVATE, c);
+	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, c->errbuf);
+	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
+			 cfg && cfg->upstream.connect_timeout_ms > 0 ? cfg->upstream.connect_timeout_ms
+								     : 2000L);
+	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)left);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, up_write_cb);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, c);
+	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, up_header_cb);
+	curl_easy_setopt(e, CURLOPT_HEADERDATA, c);
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, c->hdrs);
+	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+	if (strcmp(c->method, "GET") == 0 && !c->has_body) {
+		curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+	} else {
+		if (strcmp(c->method, "POST") != 0)
+			curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, c->method);
+		if (c->has_body || strcmp(c->method, "POST") == 0 || strcmp(c->method, "PUT") == 0) {
+			curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)c->body_len);
+			curl_easy_setopt(e, CURLOPT_POSTFIELDS, c->body_ptr ? c->body_ptr : "");
+		}
+	}
+	if (curl_multi_add_handle(up->multi, e) != CURLM_OK)
+		goto fail;
+	c->easy = e;
+	c->phase = UP_TRANSFER;
+	c->started_us = gw_server_now_us();
+	c->attempts++;
+	up->n.attempts++;
+	up->srv->stats.upstream_in_flight++;
+	return;
+fail:
+	if (e)
+		curl_easy_cleanup(e);
+	if (c->hdrs) {
+		curl_slist_free_all(c->hdrs);
+		c->hdrs = NULL;
+	}
+	gw_up_finish(c, CURLE_OUT_OF_MEMORY, 0, "cannot start the upstream request", 0);
+}
+
+/* ---- public API ---- */
+
+const struct gw_up_counters *gw_up_counters(const struct gw_upstream *up)
+{
+	return &up->n;
+}
+
+struct gw_upstream *gw_up_new(struct gw_server *srv)
+{
+	struct gw_upstream *up = calloc(1, sizeof *up), *ret = NULL;
+
+	if (!up)
+		goto out;
+	/* Before the poller thread exists (gw_server_new runs single-threaded); refcounted. */
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		free(up);
+		up = NULL;
+		goto out;
+	}
+	up->global_init = 1;
+	up->srv = srv;
+	up->rng = (uint64_t)gw_server_now_us() ^ ((uint64_t)getpid() << 29) ^ 0x2545f4914f6cdd1dull;
+	if (!up->rng)
+		up->rng = 1;
+	up->multi = curl_multi_init();
+	up->timer = evtimer_new(srv->base, up_on_timeout, up);
+	if (!up->multi || !up->timer)
+		goto out;
+	curl_multi_setopt(up->multi, CURLMOPT_SOCKETFUNCTION, up_socket_cb);
+	curl_multi_setopt(up->multi, CURLMOPT_SOCKETDATA, up);
+	curl_multi_setopt(up->multi, CURLMOPT_TIMERFUNCTION, up_timer_cb);
+	curl_multi_setopt(up->multi, CURLMOPT_TIMERDATA, up);
+	curl_multi_setopt(up->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)UP_MAX_HOST_CONNECTIONS);
+	ret = up;
+	up = NULL;
+out:
+	if (up)
+		gw_up_free(up);
+	return ret;
+}
+
+void gw_up_free(struct gw_upstream *up)
+{
+	if (!up)
+		return;
+	while (up->calls)
+		up_call_free(up->calls);
+	gw_up_guard_free(up->limits);	/* after the calls: they give their slots back */
+	if (up->multi)
+		curl_multi_cleanup(up->multi);
+	if (up->timer)
+		event_free(up->timer);
+	if (up->global_init)
+		curl_global_cleanup();
+	free(up);
+}
+
+static int up_build_url(struct gw_up_call *c, struct gw_account_rt *acct,
+			const struct gw_up_request *rq)
+{
+	size_t n;
+
+	if (rq->url) {
+		c->url = strdup(rq->url);
+		return c->url ? 0 : -1;
+	}
+	if (!acct || !rq->path || rq->path[0] != '/')
+		return -1;
+	n = strlen(acct->base_url) + strlen(rq->path) + 1;
+	if (n > UP_URL_MAX)
+		return -1;
+	c->url = malloc(n);
+	if (!c->url)
+		return -1;
+	snprintf(c->url, n, "%s%s", acct->base_url, rq->path);
+	c->api = 1;
+	return 0;
+}
+
+struct gw_up_call *gw_up_start(struct gw_upstream *up, struct gw_account_rt *acct,
+			       const struct gw_up_request *rq, gw_up_done_fn done, void *arg)
+{
+	const struct gw_config *cfg = up->srv->cfg;
+	struct gw_up_call *c = calloc(1, sizeof *c), *ret = NULL;
+	long timeout;
+
+	if (!c || !rq->method || (!rq->url == !rq->path) || strlen(rq->url ? rq->url : "") > UP_URL_MAX)
+		goto out;
+	c->up = up;
+	c->acct = acct;
+	c->done = done;
+	c->arg = arg;
+	/* API requests are named by their documented template, whatever the caller passed: metric
+	 * labels and log fields then never carry an id or a query (gateway/base/metrics.h). */
+	c->route = rq->path ? gw_metrics_route(rq->method, rq->path) : rq->route;
+	c->idempotent = rq->idempotent;
+	c->waiter.fn = up_session_ready;
+	c->rmax = cfg && cfg->upstream.max_response_bytes ? cfg->upstream.max_response_bytes
+							  : GW_UP_MAX_RESPONSE_DEFAULT;
+	timeout = rq->timeout_ms > 0 ? rq->timeout_ms
+		: cfg && cfg->upstream.default_timeout_ms > 0 ? cfg->upstream.default_timeout_ms
+							      : 30000L;
+	c->deadline_us = gw_server_now_us() + (int64_t)timeout * 1000;
+	if (rq->admit_within_ms > 0 && rq->admit_within_ms < timeout)
+		c->admit_by_us = gw_server_now_us() + (int64_t)rq->admit_within_ms * 1000;
+	c->method = strdup(rq->method);
+	if (!c->method || up_build_url(c, acct, rq) != 0)
+		goto out;
+	if (rq->body) {
+		c->has_body = 1;
+		c->body_len = rq->body_len;
+		if (rq->body_keep) {
+			c->body_ptr = rq->body;
+		} else {
+			c->body = malloc(rq->body_len + 1);
+			if (!c->body)
+				goto out;
+			memcpy(c->body, rq->body, rq->body_len);
+			c->body[rq->body_len] = '\0';
+			c->body_ptr = c->body;
+		}
+	}
+	if (rq->body || rq->content_type) {
+		char ct[256];
+		struct curl_slist *n;
+
+		snprintf(ct, sizeof ct, "Content-Type: %s",
+			 rq->content_type ? rq->content_type : "application/json");
+		n = curl_slist_append(c->fixed_hdrs, ct);
+		if (!n)
+			goto out;
+		c->fixed_hdrs = n;
+	}
+	/* No "Expect: 100-continue" round trip on large bodies. */
+	{
+		struct curl_slist *n = curl_slist_append(c->fixed_hdrs, "Expect:");
+
+		if (!n)
+			goto out;
+		c->fixed_hdrs = n;
+	}
+	for (size_t i = 0; i < GW_UP_MAX_HEADERS && rq->headers[i]; i++) {
+		struct curl_slist *n = curl_slist_append(c->fixed_hdrs, rq->headers[i]);
+
+		if (!n)
+			goto out;
+		c->fixed_hdrs = n;
+	}
+	/* The first step runs from the loop, never inside gw_up_start(): done() must not run
+	 * before the caller has stored the handle. */
+	c->retry_ev = evtimer_new(up->srv->base, up_on_retry, c);
+	if (!c->retry_ev)
+		goto out;
+	c->next = up->calls;
+	if (up->calls)
+		up->calls->prev = c;
+	up->calls = c;
+	c->linked = 1;
+	up->n.started++;
+	c->phase = UP_WAIT_RETRY;
+	event_active(c->retry_ev, EV_TIMEOUT, 0);
+	ret = c;
+	c = NULL;
+out:
+	if (c)
+		up_call_free(c);
+	return ret;
+}
+
+void gw_up_cancel(struct gw_up_call *c)
+{
+	if (!c)
+		return;
+	c->up->n.cancelled++;
+	up_call_free(c);
+}

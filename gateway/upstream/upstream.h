@@ -1,0 +1,153 @@
+/*
+ * upstream: HTTP requests to the upstream REST API and its storage, on the loop (libcurl
+ * multi-socket driven by libevent, the hiperfifo shape), with the account's session attached.
+ *
+ * An API request (rq->path set) is sent to the account's base_url with its dmsess cookie. If the
+ * account has no valid session, the request waits for the one login in flight (auth/upstream/session.c);
+ * a 401 on the current session generation triggers one re-login and one retry. A storage request
+ * (rq->url set: a signed URL) goes as-is, without cookie.
+ *
+ * Ownership: everything in *rq is borrowed until gw_up_start() returns (it copies what it needs).
+ * done() runs exactly once, on the loop, unless gw_up_cancel() was called first; if gw_up_start()
+ * returns NULL, done() is never called. The response and its body are valid only during done().
+ */
+#ifndef A3D_GATEWAY_UPSTREAM_H
+#define A3D_GATEWAY_UPSTREAM_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <curl/curl.h>
+
+#include "gateway/base/admission.h"
+#include "gateway/base/breaker.h"
+#include "gateway/base/ratelimit.h"
+#include "gateway/base/retry.h"
+
+#define GW_UP_MAX_RESPONSE_DEFAULT (8u << 20)	/* body limit unless the config says otherwise */
+#define GW_UP_MAX_HEADERS 8			/* extra request headers per request */
+
+struct gw_server;
+struct event;
+struct gw_account_rt;	/* auth/upstream/session.h */
+struct gw_up_call;
+
+struct gw_up_request {
+	const char *method;		/* "GET" "POST" "PUT" "DELETE" */
+	const char *path;		/* API path + query, e.g. "/status/a,b"; or NULL when url is set */
+	const char *url;		/* absolute signed storage URL; no cookie is sent */
+	const char *body;		/* may be NULL */
+	size_t body_len;
+	const char *content_type;	/* default "application/json" when body != NULL */
+	const char *headers[GW_UP_MAX_HEADERS + 1];	/* extra "Name: value", NULL-terminated */
+	long timeout_ms;		/* caller's time left; <= 0 means the configured default */
+	int idempotent;			/* GETs: may be retried on 5xx/connection errors */
+	const char *route;		/* storage requests: a static name for metrics/logs; API requests
+					 * are named from method + path (gw_metrics_route) */
+	/* Added: body is NOT copied; the caller keeps it valid and unchanged until done() runs or
+	 * gw_up_cancel() returns (large upload chunks: no second copy of the bytes). */
+	int body_keep;
+	/* Added (issue 5): > 0 when the request must be sent within this many ms (the caller's
+	 * deadline) although timeout_ms is longer on purpose (a transfer that outlives its call to
+	 * record the outcome: idempotent StartJob). Admission refuses it at once when it cannot be
+	 * sent in time, as it does any request whose timeout_ms it cannot meet. <= 0: timeout_ms. */
+	long admit_within_ms;
+};
+
+struct gw_up_response {
+	CURLcode curl_rc;		/* CURLE_OK when an HTTP answer arrived */
+	long http_status;		/* 0 when none */
+	const char *body;		/* NUL-terminated, body_len bytes */
+	size_t body_len;
+	const char *location;		/* Location header, or NULL */
+	const char *range;		/* Range header (resumable uploads), or NULL */
+	long retry_after_ms;		/* from Retry-After, or -1 */
+	const char *error;		/* human text when curl_rc != CURLE_OK or no session, else NULL */
+	int no_session;			/* login failed: credentials rejected or login backing off */
+	/* Added: the first Set-Cookie header naming dmsess (the login), or NULL. */
+	const char *set_cookie;
+	/* Added (issue 5): nonzero when the account's protection refused the request before anything
+	 * was sent; it is the gRPC status to answer: UNAVAILABLE (circuit open, or paused by
+	 * Retry-After past the deadline), RESOURCE_EXHAUSTED (the account's queue is full),
+	 * DEADLINE_EXCEEDED (waited in the queue until the deadline). error says why (account name,
+	 * wait), retry_after_ms when to try again (-1 = none). curl_rc is then CURLE_COULDNT_CONNECT,
+	 * so callers that ignore this field still answer UNAVAILABLE and know nothing was sent. */
+	int limited;
+};
+
+typedef void (*gw_up_done_fn)(void *arg, const struct gw_up_response *res);
+
+/* The upstream engine owned by the server; one per process. */
+struct gw_upstream;
+struct gw_upstream *gw_up_new(struct gw_server *srv);
+void gw_up_free(struct gw_upstream *up);	/* cancels what is in flight, callbacks not called */
+
+struct gw_up_call *gw_up_start(struct gw_upstream *up, struct gw_account_rt *acct,
+			       const struct gw_up_request *rq, gw_up_done_fn done, void *arg);
+void gw_up_cancel(struct gw_up_call *c);	/* done() will not be called */
+
+/* Added: done() never runs inside gw_up_start(): even an immediate failure (no session, deadline
+ * already passed) is reported from the loop, after the caller has stored the handle. */
+
+/* Added: the engine's own counters (per-route answers go to srv->stats). */
+struct gw_up_counters {
+	uint64_t started;		/* gw_up_start() calls accepted */
+	uint64_t attempts;		/* HTTP transfers actually sent (retries included) */
+	uint64_t retries;		/* idempotent retries after 5xx/connection errors */
+	uint64_t reauth_retries;	/* retries after a 401 with a new cookie */
+	uint64_t too_large;		/* responses aborted past max_response_bytes */
+	uint64_t no_session;		/* requests failed because no session could be had */
+	uint64_t cancelled;		/* gw_up_cancel() on a live request */
+	uint64_t limited;		/* refused by the account's protection (res.limited) */
+};
+const struct gw_up_counters *gw_up_counters(const struct gw_upstream *up);
+
+/*
+ * Added (issue 5): limits and upstream protection, owned by the engine and created on first use
+ * (gw_up_limits; NULL only when memory runs out, then nothing is limited).
+ *
+ * Every API request of an account (not logins, not signed storage URLs) passes, before its first
+ * attempt: the account's circuit breaker (open: refused at once), then its admission (concurrency
+ * and rate caps, a bounded FIFO that refuses at once a full queue or a deadline it cannot meet,
+ * and the Retry-After pause). Its outcome feeds the breaker (5xx, connection errors and timeouts
+ * are failures; 4xx are not); a 429/503 with Retry-After pauses the account. Idempotent requests
+ * are retried with full-jitter backoff within the time left and the account's retry budget
+ * (retries <= 20% of requests). The tenants' token buckets live here too (gateway/rpc.c takes
+ * them); a reload (stats.reloads_ok moved) rebuilds them keeping levels, and re-applies the
+ * accounts' caps. Breaker transitions and pauses are logged. (Implemented in upstream_guard.c;
+ * the transport in upstream.c.)
+ */
+struct gw_account_limits {
+	struct gw_server *srv;
+	size_t idx;			/* in srv->accounts */
+	struct gw_breaker breaker;
+	struct gw_adm adm;		/* must not move: calloc'd once */
+	struct gw_retry_budget budget;
+	struct event *timer;		/* gw_adm_run() at gw_adm_next_wake() */
+	int64_t timer_at_ms;		/* -1 = not armed */
+	uint64_t paused_429, paused_503;	/* Retry-After pauses by upstream status */
+};
+struct gw_limits {
+	struct gw_ratelimit *tenants;	/* buckets of the current configuration's tenants */
+	uint64_t tenants_gen;		/* srv->stats.reloads_ok when they were built */
+	struct gw_account_limits *acct;	/* index-aligned with srv->accounts */
+	size_t nacct;
+};
+struct gw_limits *gw_up_limits(struct gw_upstream *up);
+
+/*
+ * Added (issue 5): how the protection of account acct (index in srv->accounts) would treat an API
+ * request started now, without starting one or changing any state: *wait_ms = the least time it
+ * would be held back (Retry-After pause, rate owed by the queue; 0 = it goes at once as far as
+ * is known). Returns 0 when it would be let wait (refused only if its deadline comes first), or
+ * the gRPC code it would be refused with whatever its deadline: UNAVAILABLE (circuit open; *wait_ms
+ * = until the probe), RESOURCE_EXHAUSTED (queue full). msg (cap bytes; may be NULL with cap 0) says
+ * why, in the words gw_up_start's refusals use, never with a secret. For callers that hold a
+ * request back before it reaches gw_up_start (gateway/svc/status.c's batches).
+ */
+int gw_up_account_hold(struct gw_upstream *up, size_t acct, int64_t *wait_ms, char *msg, size_t cap);
+
+/* Added: pure helper. 1 when an answer (curl rc, HTTP status) is worth a retry for an idempotent
+ * request; the delay and the budget are gateway/base/retry.h's (issue 5). */
+int gw_up_retryable(CURLcode rc, long http_status);
+
+#endif

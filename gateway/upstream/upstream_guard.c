@@ -1,0 +1,380 @@
+/*
+ * upstream_guard: the account protection wired around each upstream request (issue 5): breaker,
+ * admission queue and Retry-After pause decide whether and when a request may go; its outcome
+ * feeds them back; the retry budget and backoff decide whether it goes again. Separate from
+ * upstream.c, which only moves bytes (libcurl multi on the loop). See upstream.h.
+ */
+#include "gateway/upstream/upstream.h"
+#include "gateway/upstream/upstream_int.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <event2/event.h>
+#include <grpc/status.h>
+
+#include "auth/upstream/session.h"
+#include "gateway/config/config.h"
+#include "gateway/base/errmap.h"
+#include "gateway/base/log.h"
+#include "gateway/server.h"
+
+#define UP_ADM_MARGIN_MS 20		/* admitted later than deadline - this, a request is useless */
+
+/* ---- pure helpers ---- */
+
+int gw_up_retryable(CURLcode rc, long http_status)
+{
+	switch (rc) {
+	case CURLE_OK:
+		return http_status >= 500 && http_status <= 599 && http_status != 501;
+	case CURLE_COULDNT_CONNECT:
+	case CURLE_COULDNT_RESOLVE_HOST:
+	case CURLE_SEND_ERROR:
+	case CURLE_RECV_ERROR:
+	case CURLE_GOT_NOTHING:
+	case CURLE_PARTIAL_FILE:
+		return 1;
+	default:
+		return 0;	/* timeouts (no time left), too large, TLS errors: no */
+	}
+}
+
+/* ---- limits and upstream protection (issue 5) ---- */
+
+static int64_t up_now_ms(void)
+{
+	return gw_server_now_us() / 1000;
+}
+
+static const char *up_account_name(const struct gw_account_limits *l)
+{
+	const struct gw_config *cfg = l->srv->cfg;
+
+	return cfg && l->idx < cfg->naccounts ? cfg->accounts[l->idx].name : "?";
+}
+
+static void up_limits_arm(struct gw_account_limits *l, int64_t now)
+{
+	int64_t at = gw_adm_next_wake(&l->adm, now);
+	struct timeval tv;
+
+	if (at == l->timer_at_ms || !l->timer)
+		return;
+	l->timer_at_ms = at;
+	if (at < 0) {
+		evtimer_del(l->timer);
+		return;
+	}
+	at = at > now ? at - now : 0;
+	tv.tv_sec = (time_t)(at / 1000);
+	tv.tv_usec = (suseconds_t)((at % 1000) * 1000);
+	if (evtimer_add(l->timer, &tv) != 0)
+		l->timer_at_ms = -1;
+}
+
+static void up_limits_on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct gw_account_limits *l = arg;
+	int64_t now = up_now_ms();
+
+	(void)fd;
+	(void)what;
+	l->timer_at_ms = -1;
+	gw_adm_run(&l->adm, now);
+	up_limits_arm(l, now);
+}
+
+void gw_up_guard_free(struct gw_limits *l)
+{
+	if (!l)
+		return;
+	for (size_t i = 0; i < l->nacct; i++) {
+		gw_adm_detach_all(&l->acct[i].adm);
+		if (l->acct[i].timer)
+			event_free(l->acct[i].timer);
+	}
+	free(l->acct);
+	gw_ratelimit_free(l->tenants);
+	free(l);
+}
+
+struct gw_limits *gw_up_limits(struct gw_upstream *up)
+{
+	struct gw_server *srv = up->srv;
+	struct gw_limits *l = up->limits;
+	int64_t now = up_now_ms();
+
+	if (!srv->cfg)
+		return NULL;
+	if (!l) {
+		l = calloc(1, sizeof *l);
+		if (!l)
+			return NULL;
+		l->nacct = srv->naccounts < srv->cfg->naccounts ? srv->naccounts : srv->cfg->naccounts;
+		l->acct = l->nacct ? calloc(l->nacct, sizeof *l->acct) : NULL;
+		l->tenants = gw_ratelimit_rebuild(NULL, srv->cfg, now);
+		l->tenants_gen = srv->stats.reloads_ok;
+		if ((l->nacct && !l->acct) || !l->tenants) {
+			l->nacct = 0;
+			gw_up_guard_free(l);
+			return NULL;
+		}
+		for (size_t i = 0; i < l->nacct; i++) {
+			struct gw_account_limits *a = &l->acct[i];
+			const struct gw_account_cfg *ac = &srv->cfg->accounts[i];
+
+			a->srv = srv;
+			a->idx = i;
+			gw_breaker_init(&a->breaker, 0, 0);
+			gw_adm_init(&a->adm, ac->max_concurrent, ac->rate_per_second, ac->max_queue, now);
+			gw_retry_budget_init(&a->budget, GW_RETRY_BUDGET_DEFAULT_PERCENT,
+					     GW_RETRY_BUDGET_DEFAULT_MAX);
+			a->timer = evtimer_new(srv->base, up_limits_on_timer, a);
+			a->timer_at_ms = -1;
+		}
+		up->limits = l;
+	} else if (l->tenants_gen != srv->stats.reloads_ok) {
+		/* A reload swapped the configuration: tenants that persist keep their levels. */
+		struct gw_ratelimit *t = gw_ratelimit_rebuild(l->tenants, srv->cfg, now);
+
+		if (t) {
+			gw_ratelimit_free(l->tenants);
+			l->tenants = t;
+			l->tenants_gen = srv->stats.reloads_ok;
+		}
+		for (size_t i = 0; i < l->nacct && i < srv->cfg->naccounts; i++) {
+			const struct gw_account_cfg *ac = &srv->cfg->accounts[i];
+
+			gw_adm_configure(&l->acct[i].adm, ac->max_concurrent, ac->rate_per_second,
+					 ac->max_queue, now);
+			up_limits_arm(&l->acct[i], now);
+		}
+	}
+	return l;
+}
+
+static void up_breaker_log(struct gw_account_limits *l, enum gw_breaker_state before)
+{
+	if (l->breaker.state == before)
+		return;
+	gw_log(l->breaker.state == GW_BREAKER_CLOSED ? GW_LOG_INFO : GW_LOG_WARN, "breaker",
+	       GW_LS("account", up_account_name(l)), GW_LS("from", gw_breaker_state_name(before)),
+	       GW_LS("to", gw_breaker_state_name(l->breaker.state)),
+	       GW_LN("open_ms", (long long)l->breaker.open_ms), GW_LEND);
+}
+
+/* Gives back what the request holds (queue place, slot); lets the next waiter go. */
+void gw_up_guard_release(struct gw_up_call *c)
+{
+	struct gw_account_limits *l = c->lim;
+
+	if (!l)
+		return;
+	if (c->guard == UP_GUARD_QUEUED)
+		gw_adm_cancel(&l->adm, &c->adm);
+	c->guard = UP_GUARD_PASSED;
+	if (c->admitted) {
+		c->admitted = 0;
+		gw_adm_leave(&l->adm, up_now_ms());
+	}
+	up_limits_arm(l, up_now_ms());
+	c->lim = NULL;
+}
+
+/* The answer of a request that passed the breaker: failure or success, and Retry-After. */
+void gw_up_guard_outcome(struct gw_up_call *c, CURLcode rc, long status, int no_session)
+{
+	struct gw_account_limits *l = c->lim;
+	enum gw_breaker_state before;
+	int64_t now = up_now_ms();
+	long ra;
+
+	if (!l || !c->breaker_counts || no_session || c->attempts == 0)
+		return;		/* nothing was sent, or the login path failed: no news of the upstream */
+	before = l->breaker.state;
+	if (rc != CURLE_OK)
+		gw_breaker_result(&l->breaker, rc == CURLE_WRITE_ERROR, now);	/* too large: alive */
+	else
+		gw_breaker_result(&l->breaker, status < 500, now);
+	c->breaker_counts = 0;
+	up_breaker_log(l, before);
+	if (rc != CURLE_OK || (status != 429 && status != 503) || !c->retry_after)
+		return;
+	ra = gw_errmap_retry_after_ms(c->retry_after, time(NULL));
+	if (ra < 0)
+		return;
+	status == 429 ? l->paused_429++ : l->paused_503++;
+	gw_adm_pause(&l->adm, now, now + ra);
+	up_limits_arm(l, now);
+	gw_log(GW_LOG_WARN, "upstream_pause", GW_LS("account", up_account_name(l)),
+	       GW_LN("status", status), GW_LN("ms", ra), GW_LEND);
+}
+
+/* Finishes c refused by its account's protection (nothing was sent). */
+static void up_refuse(struct gw_up_call *c, int code, long retry_ms, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static void up_refuse(struct gw_up_call *c, int code, long retry_ms, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(c->errbuf, sizeof c->errbuf, fmt, ap);
+	va_end(ap);
+	c->limited = code;
+	c->limited_retry_ms = retry_ms;
+	c->breaker_counts = 0;
+	c->up->n.limited++;
+	/* COULDNT_CONNECT: callers that ignore res.limited still know nothing was sent. */
+	gw_up_finish(c, CURLE_COULDNT_CONNECT, 0, c->errbuf, 0);
+}
+
+/* Admission's verdict for a queued request: continue from the loop, never inside the
+ * gw_adm_* call that decided it (that may be another request's completion). */
+static void up_on_admission(struct gw_adm_waiter *w, enum gw_adm_verdict v, void *arg)
+{
+	struct gw_up_call *c = arg;
+
+	(void)w;
+	if (v == GW_ADM_ADMIT) {
+		c->admitted = 1;
+		c->guard = UP_GUARD_PASSED;
+	} else {
+		c->guard = UP_GUARD_REFUSED;
+	}
+	c->phase = UP_WAIT_RETRY;
+	event_active(c->retry_ev, EV_TIMEOUT, 0);
+}
+
+/*
+ * Before the first attempt of an API request: the breaker, then admission. Returns 0 to go on
+ * now, or -1 when c is queued (it continues from up_on_admission) or was finished (refused).
+ */
+int gw_up_guard_enter(struct gw_up_call *c)
+{
+	struct gw_limits *lims;
+	struct gw_account_limits *l;
+	enum gw_breaker_state before;
+	int64_t now = up_now_ms(), left = gw_up_time_left_ms(c), wait = 0;
+
+	c->guard = UP_GUARD_PASSED;
+	if (!c->api || !c->acct)
+		return 0;
+	lims = gw_up_limits(c->up);
+	if (!lims || c->acct->idx >= lims->nacct)
+		return 0;	/* no limits state (out of memory): unprotected, not refused */
+	l = &lims->acct[c->acct->idx];
+	c->lim = l;
+	if (c->idempotent)
+		gw_retry_budget_request(&l->budget);	/* pays for a fifth of a retry */
+	before = l->breaker.state;
+	if (!gw_breaker_allow(&l->breaker, now, &wait)) {
+		up_refuse(c, GRPC_STATUS_UNAVAILABLE, (long)wait,
+			  "upstream circuit open for account %s; retry in %lld ms", up_account_name(l),
+			  (long long)wait);
+		return -1;
+	}
+	up_breaker_log(l, before);
+	c->breaker_counts = 1;
+	if (c->admit_by_us)
+		left = (c->admit_by_us - gw_server_now_us()) / 1000;
+	c->adm.deadline_ms = now + left - UP_ADM_MARGIN_MS;
+	c->adm.fn = up_on_admission;
+	c->adm.arg = c;
+	switch (gw_adm_enter(&l->adm, &c->adm, now, &wait)) {
+	case GW_ADM_ADMIT:
+		c->admitted = 1;
+		return 0;
+	case GW_ADM_QUEUED:
+		c->guard = UP_GUARD_QUEUED;
+		c->phase = UP_WAIT_ADMISSION;
+		up_limits_arm(l, now);
+		return -1;
+	case GW_ADM_REFUSE_FULL:
+		up_refuse(c, GRPC_STATUS_RESOURCE_EXHAUSTED, wait > 0 ? (long)wait : 100,
+			  "upstream queue of account %s is full (%zu waiting)", up_account_name(l),
+			  l->adm.nqueued);
+		return -1;
+	default:
+		up_refuse(c, GRPC_STATUS_UNAVAILABLE, (long)wait,
+			  "upstream account %s cannot take the request before its deadline "
+			  "(earliest in %lld ms%s)", up_account_name(l), (long long)wait,
+			  l->adm.pause_until_ms > now ? ", paused by Retry-After" : "");
+		return -1;
+	}
+}
+
+int gw_up_account_hold(struct gw_upstream *up, size_t acct, int64_t *wait_ms, char *msg, size_t cap)
+{
+	struct gw_limits *lims = gw_up_limits(up);
+	struct gw_account_limits *l;
+	int64_t now = up_now_ms(), until;
+
+	*wait_ms = 0;
+	if (cap)
+		msg[0] = '\0';
+	if (!lims || acct >= lims->nacct)
+		return 0;
+	l = &lims->acct[acct];
+	/* What gw_breaker_allow would say, without moving it to half-open. */
+	until = l->breaker.since_ms + l->breaker.open_ms;
+	if (l->breaker.state != GW_BREAKER_CLOSED && now < until) {
+		*wait_ms = until - now;
+		snprintf(msg, cap, "upstream circuit open for account %s; retry in %lld ms",
+			 up_account_name(l), (long long)*wait_ms);
+		return GRPC_STATUS_UNAVAILABLE;
+	}
+	*wait_ms = gw_adm_estimate(&l->adm, now);
+	if (l->adm.nqueued >= l->adm.max_queue) {
+		snprintf(msg, cap, "upstream queue of account %s is full (%zu waiting)", up_account_name(l),
+			 l->adm.nqueued);
+		if (*wait_ms <= 0)
+			*wait_ms = 100;
+		return GRPC_STATUS_RESOURCE_EXHAUSTED;
+	}
+	if (l->adm.pause_until_ms > now)
+		snprintf(msg, cap, "upstream account %s is paused (Retry-After) for %lld ms more",
+			 up_account_name(l), (long long)(l->adm.pause_until_ms - now));
+	else if (*wait_ms > 0)
+		snprintf(msg, cap, "upstream account %s admits the next request in %lld ms",
+			 up_account_name(l), (long long)*wait_ms);
+	return 0;
+}
+
+/* A queued request was refused: paused past its deadline, or its deadline came. */
+void gw_up_guard_refused_late(struct gw_up_call *c)
+{
+	struct gw_account_limits *l = c->lim;
+	int64_t now = up_now_ms();
+	const char *name = l ? up_account_name(l) : "?";
+
+	if (l && l->adm.pause_until_ms > now)
+		up_refuse(c, GRPC_STATUS_UNAVAILABLE, (long)(l->adm.pause_until_ms - now),
+			  "upstream account %s is paused (Retry-After) for %lld ms more, past the "
+			  "request's deadline", name, (long long)(l->adm.pause_until_ms - now));
+	else
+		up_refuse(c, GRPC_STATUS_DEADLINE_EXCEEDED, -1,
+			  "deadline reached while waiting for upstream account %s", name);
+}
+
+/*
+ * Whether this answer gets a retry (issue 5): idempotent requests only, never after a Retry-After
+ * (the account pauses instead), with full-jitter exponential backoff that fits in the time left,
+ * and for API requests only while the account's retry budget allows it (retries <= 20% of
+ * requests), so a dead upstream sees at most 1.2x the offered load.
+ */
+long gw_up_guard_retry_delay(struct gw_up_call *c, CURLcode rc, long status)
+{
+	static const struct gw_retry_policy policy = GW_RETRY_POLICY_DEFAULT;
+	long d;
+
+	if (!c->idempotent || c->retry_after || !gw_up_retryable(rc, status))
+		return -1;
+	d = gw_retry_delay_ms(&policy, c->retried + 1, (long)gw_up_time_left_ms(c), &c->up->rng);
+	if (d < 0)
+		return -1;
+	if (c->lim && !gw_retry_budget_withdraw(&c->lim->budget))
+		return -1;
+	return d;
+}
