@@ -10,6 +10,7 @@
 #include "grpc/health/v1/health.pb-c.h"
 #include "auth/caller/perm.h"
 #include "auth/upstream/session.h"
+#include "gateway/base/clock.h"
 #include "gateway/config/config.h"
 #include "gateway/base/errmap.h"
 #include "gateway/svc/health.h"
@@ -56,7 +57,7 @@ static int rpc_limit_tenant(struct gw_call *c)
 	cost = l ? gw_ratelimit_tenant_cost(l->tenants, gw_call_tenant_index(c), t->name, path)
 		 : gw_ratelimit_cost(path);
 	if (!l || gw_ratelimit_take(l->tenants, gw_call_tenant_index(c), t->name, cost,
-				    gw_server_now_us() / 1000, &wait))
+				    gw_clock_now_us() / 1000, &wait))
 		return 0;
 	if (wait < 0) {
 		gw_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED,

@@ -18,6 +18,7 @@
 #include "auth/caller/apikey.h"
 #include "auth/upstream/session.h"
 #include "gateway/config/config.h"
+#include "gateway/base/clock.h"
 #include "gateway/base/handoff.h"
 #include "gateway/http.h"
 #include "gateway/base/log.h"
@@ -26,22 +27,6 @@
 #include "gateway/state/store.h"
 #include "gateway/upstream/upstream.h"
 #include "gateway/svc/webhook_reg.h"
-
-int64_t gw_server_now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-int64_t gw_server_wall_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* gRPC core's own log lines join ours as JSON (one format on stderr); its errors are warnings
  * to us because every one that matters (bind failure, ...) is also reported by our code. */
@@ -496,7 +481,7 @@ static void server_on_housekeeping(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	if (gw_store_read_only(srv->store))
 		return;
-	n = gw_owner_expire(srv->owner, gw_server_wall_ms());
+	n = gw_owner_expire(srv->owner, gw_clock_wall_ms());
 	if (n < 0)
 		gw_log(GW_LOG_WARN, "state", GW_LS("msg", "idempotency key expiry failed"),
 		       GW_LS("error", gw_store_errmsg(srv->store)), GW_LEND);
@@ -583,7 +568,7 @@ struct gw_server *gw_server_new(struct gw_config *cfg, const char *config_path, 
 	if (!srv)
 		goto out;
 	srv->grace_ms = grace_ms < 0 ? GW_SERVER_DEFAULT_GRACE_MS : grace_ms;
-	srv->started_wall_ms = gw_server_wall_ms();
+	srv->started_wall_ms = gw_clock_wall_ms();
 	srv->shutdown_tag = (struct gw_tag){ GW_TAG_SHUTDOWN, srv };
 	srv->health.serving = 1;
 	srv->config_path = strdup(config_path ? config_path : "");

@@ -154,9 +154,4 @@ int gw_server_reload(struct gw_server *srv);
 struct gw_server_conf *gw_server_conf_get(struct gw_server *srv);
 void gw_server_conf_put(struct gw_server *srv, struct gw_server_conf *conf);
 
-/* Monotonic milliseconds, for latencies and timers. */
-int64_t gw_server_now_us(void);
-/* Wall-clock milliseconds since the epoch: the state store's timestamps (they outlive restarts). */
-int64_t gw_server_wall_ms(void);
-
 #endif

@@ -11,6 +11,7 @@
 
 #include "auth/upstream/cookie.h"
 #include "auth/upstream/secret.h"
+#include "gateway/base/clock.h"
 #include "gateway/config/config.h"
 #include "gateway/base/log.h"
 #include "gateway/base/retry.h"
@@ -82,7 +83,7 @@ int gw_session_401_is_current(uint64_t current, uint64_t seen)
 
 static int64_t session_now_us(void)
 {
-	return gw_server_now_us();
+	return gw_clock_now_us();
 }
 
 static void session_set_error(struct gw_account_rt *a, const char *fmt, ...)

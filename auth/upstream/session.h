@@ -81,7 +81,7 @@ struct gw_account_rt {
 	enum gw_session_state state;
 	char cookie[GW_SESSION_COOKIE_MAX];	/* "" when none */
 	uint64_t generation;		/* bumped by every successful login */
-	int64_t expires_us;		/* monotonic (gw_server_now_us) */
+	int64_t expires_us;		/* monotonic (gw_clock_now_us) */
 	struct gw_up_call *login;	/* the login in flight, or NULL */
 	struct event *timer;		/* refresh or retry */
 

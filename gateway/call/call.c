@@ -24,6 +24,7 @@
 #include "auth/caller/apikey.h"
 #include "auth/caller/clientcert.h"
 #include "auth/upstream/session.h"
+#include "gateway/base/clock.h"
 #include "gateway/config/config.h"
 #include "gateway/base/log.h"
 #include "gateway/server.h"
@@ -465,7 +466,7 @@ out:
 
 static void call_log_access(struct gw_call *c)
 {
-	int64_t latency = gw_server_now_us() - c->start_us;
+	int64_t latency = gw_clock_now_us() - c->start_us;
 	struct gw_stats *st = &c->srv->stats;
 	unsigned code = (unsigned)c->status < GW_STATS_GRPC_CODES ? (unsigned)c->status : 2;
 
@@ -589,7 +590,7 @@ static void call_start(struct gw_call *c)
 	unsigned perms = 0;
 
 	c->arrived = 1;
-	c->start_us = gw_server_now_us();
+	c->start_us = gw_clock_now_us();
 	snprintf(c->id, sizeof c->id, "%016llx", (unsigned long long)++srv->next_call_id);
 	srv->stats.calls_in_flight++;
 	srv->stats.calls_total++;

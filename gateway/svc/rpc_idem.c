@@ -12,6 +12,7 @@
 
 #include "animate3d/v1/jobs.pb-c.h"
 #include "auth/upstream/session.h"
+#include "gateway/base/clock.h"
 #include "gateway/config/config.h"
 #include "gateway/base/errmap.h"
 #include "gateway/base/log.h"
@@ -45,7 +46,7 @@ struct idem_op {
 	char *list;			/* GET /list body, kept for the second reconcile step */
 	size_t list_len;
 	long timeout_ms;
-	int64_t admit_by_us;		/* the caller's deadline (gw_server_now_us); 0 = none */
+	int64_t admit_by_us;		/* the caller's deadline (gw_clock_now_us); 0 = none */
 };
 
 /* A duplicate waiting for the first call with its key. */
@@ -156,7 +157,7 @@ static int64_t idem_settle_left(struct gw_server *srv, const char *tenant, const
 {
 	int64_t last = *idem_unsettled(srv, tenant, key);
 	int64_t since = last > srv->started_wall_ms ? last : srv->started_wall_ms;
-	int64_t left = since + srv->cfg->state.reconcile_settle_ms - gw_server_wall_ms();
+	int64_t left = since + srv->cfg->state.reconcile_settle_ms - gw_clock_wall_ms();
 
 	return left > 0 ? left : 0;
 }
@@ -175,7 +176,7 @@ static int idem_up_start(struct idem_op *op, const char *method, const char *pat
 	/* Sent within the caller's deadline or refused at once (nothing sent: the key stays free),
 	 * even though the transfer itself may outlive the call. */
 	if (op->c && op->admit_by_us) {
-		int64_t within = (op->admit_by_us - gw_server_now_us()) / 1000;
+		int64_t within = (op->admit_by_us - gw_clock_now_us()) / 1000;
 
 		rq.admit_within_ms = within > 0 ? (long)within : 1;
 	}
@@ -226,7 +227,7 @@ static void idem_reconcile(struct idem_op *op, const char *dl, size_t dl_len)
 	switch (gw_owner_reconcile(o, &op->entry, op->list, op->list_len, dl, dl_len, &op->recon)) {
 	case GW_RECON_ADOPT:
 		idem_log_recon(op, "adopt");
-		if (gw_owner_idem_adopt(o, op->tenant, op->key, op->recon.rid, gw_server_wall_ms()) == 0) {
+		if (gw_owner_idem_adopt(o, op->tenant, op->key, op->recon.rid, gw_clock_wall_ms()) == 0) {
 			idem_finish(op, op->recon.rid, GRPC_STATUS_OK, NULL);
 			return;
 		}
@@ -316,7 +317,7 @@ static void idem_process_done(struct idem_op *op, const struct gw_up_response *r
 			/* A multi-person run reuses its detection rid: any cached final status is history. */
 			if (op->acct)
 				gw_status_job_restarted(op->srv, op->acct->idx, rid);
-			if (gw_owner_idem_done(o, op->tenant, op->key, rid, gw_server_wall_ms()) == 0)
+			if (gw_owner_idem_done(o, op->tenant, op->key, rid, gw_clock_wall_ms()) == 0)
 				idem_finish(op, rid, GRPC_STATUS_OK, NULL);
 			else
 				idem_finish(op, NULL, GRPC_STATUS_UNAVAILABLE, gw_store_errmsg(op->srv->store));
@@ -329,7 +330,7 @@ static void idem_process_done(struct idem_op *op, const struct gw_up_response *r
 	/* msg already starts with "StartJob: "; the finish prefix would repeat it. */
 	if (!idem_never_started(res)) {
 		int64_t *last = idem_unsettled(op->srv, op->tenant, op->key);
-		int64_t now = gw_server_wall_ms();
+		int64_t now = gw_clock_wall_ms();
 
 		*last = now > *last ? now : *last;
 	}
@@ -463,10 +464,10 @@ void gw_rpc_idem_start_job(struct gw_call *c)
 	if (floor_ms <= 0)
 		floor_ms = GW_CONFIG_DEFAULT_TIMEOUT_MS;
 	op->timeout_ms = left > floor_ms ? (long)left : floor_ms;
-	op->admit_by_us = left > 0 ? gw_server_now_us() + left * 1000 : 0;
+	op->admit_by_us = left > 0 ? gw_clock_now_us() + left * 1000 : 0;
 	w->srv = srv;
 	w->c = c;
-	switch (gw_owner_idem_start(srv->owner, op->tenant, op->key, fp, source, gw_server_wall_ms(),
+	switch (gw_owner_idem_start(srv->owner, op->tenant, op->key, fp, source, gw_clock_wall_ms(),
 				    idem_wake, w, &st)) {
 	case GW_IDEM_PROCEED:
 		op->entry = st.entry;

@@ -4,6 +4,7 @@
  * reconciliation) is in rpc_idem.c: it is a transfer state machine, not a per-call check.
  */
 #include "gateway/svc/rpc_owner.h"
+#include "gateway/base/clock.h"
 #include "gateway/svc/rpc_owner_int.h"
 
 #include <stdlib.h>
@@ -373,7 +374,7 @@ static int ro_put(struct gw_call *c, enum gw_store_kind k, const char *id)
 {
 	if (!id || !id[0])
 		return 0;
-	if (gw_store_owner_put(ro_store(c), k, id, gw_call_tenant(c)->name, gw_server_wall_ms()) == 0)
+	if (gw_store_owner_put(ro_store(c), k, id, gw_call_tenant(c)->name, gw_clock_wall_ms()) == 0)
 		return 0;
 	/* Loud: upstream created something the gateway cannot attribute; it is not replied. */
 	gw_log(GW_LOG_ERROR, "state", GW_LS("msg", "created object could not be recorded; answering UNAVAILABLE"),

@@ -13,6 +13,7 @@
 #include <jansson.h>
 
 #include "auth/upstream/session.h"
+#include "gateway/base/clock.h"
 #include "gateway/config/config.h"
 #include "gateway/base/log.h"
 #include "gateway/base/metrics.h"
@@ -402,7 +403,7 @@ struct gw_webhook_reg *gw_webhook_reg_start(struct gw_server *srv)
 	}
 	wr->srv = srv;
 	wr->n = srv->naccounts;
-	wr->rng = (uint64_t)gw_server_now_us() ^ ((uint64_t)getpid() << 32) ^ (uintptr_t)wr;
+	wr->rng = (uint64_t)gw_clock_now_us() ^ ((uint64_t)getpid() << 32) ^ (uintptr_t)wr;
 	if (!wr->rng)
 		wr->rng = 1;
 	for (size_t i = 0; i < wr->n; i++) {

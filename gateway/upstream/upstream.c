@@ -5,6 +5,7 @@
  * is in upstream_guard.c; the two share gateway/upstream/upstream_int.h.
  */
 #include "gateway/upstream/upstream.h"
+#include "gateway/base/clock.h"
 #include "gateway/upstream/upstream_int.h"
 
 #include <stdio.h>
@@ -103,7 +104,7 @@ static void up_call_free(struct gw_up_call *c)
 
 int64_t gw_up_time_left_ms(const struct gw_up_call *c)
 {
-	return (c->deadline_us - gw_server_now_us()) / 1000;
+	return (c->deadline_us - gw_clock_now_us()) / 1000;
 }
 
 static char *up_dup_trim(const char *v, size_t len)
@@ -317,7 +318,7 @@ static void up_transfer_done(struct gw_up_call *c, CURLcode rc)
 	curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &status);
 	up_drop_easy(c);
 	c->phase = UP_IDLE;
-	latency_us = gw_server_now_us() - c->started_us;
+	latency_us = gw_clock_now_us() - c->started_us;
 	gw_metrics_upstream(&up->srv->metrics, c->route, rc == CURLE_OK ? status : 0, latency_us);
 	/* One line per attempt. The route is the documented template: never the URL (rids,
 	 * signed queries). Logins carry no account here; their route says what they are. */
@@ -488,7 +489,7 @@ static void up_attempt(struct gw_up_call *c, const char *cookie, uint64_t genera
 		goto fail;
 	c->easy = e;
 	c->phase = UP_TRANSFER;
-	c->started_us = gw_server_now_us();
+	c->started_us = gw_clock_now_us();
 	c->attempts++;
 	up->n.attempts++;
 	up->srv->stats.upstream_in_flight++;
@@ -524,7 +525,7 @@ struct gw_upstream *gw_up_new(struct gw_server *srv)
 	}
 	up->global_init = 1;
 	up->srv = srv;
-	up->rng = (uint64_t)gw_server_now_us() ^ ((uint64_t)getpid() << 29) ^ 0x2545f4914f6cdd1dull;
+	up->rng = (uint64_t)gw_clock_now_us() ^ ((uint64_t)getpid() << 29) ^ 0x2545f4914f6cdd1dull;
 	if (!up->rng)
 		up->rng = 1;
 	up->multi = curl_multi_init();
@@ -605,9 +606,9 @@ struct gw_up_call *gw_up_start(struct gw_upstream *up, struct gw_account_rt *acc
 	timeout = rq->timeout_ms > 0 ? rq->timeout_ms
 		: cfg && cfg->upstream.default_timeout_ms > 0 ? cfg->upstream.default_timeout_ms
 							      : 30000L;
-	c->deadline_us = gw_server_now_us() + (int64_t)timeout * 1000;
+	c->deadline_us = gw_clock_now_us() + (int64_t)timeout * 1000;
 	if (rq->admit_within_ms > 0 && rq->admit_within_ms < timeout)
-		c->admit_by_us = gw_server_now_us() + (int64_t)rq->admit_within_ms * 1000;
+		c->admit_by_us = gw_clock_now_us() + (int64_t)rq->admit_within_ms * 1000;
 	c->method = strdup(rq->method);
 	if (!c->method || up_build_url(c, acct, rq) != 0)
 		goto out;

@@ -5,6 +5,7 @@
  * upstream.c, which only moves bytes (libcurl multi on the loop). See upstream.h.
  */
 #include "gateway/upstream/upstream.h"
+#include "gateway/base/clock.h"
 #include "gateway/upstream/upstream_int.h"
 
 #include <stdarg.h>
@@ -45,7 +46,7 @@ int gw_up_retryable(CURLcode rc, long http_status)
 
 static int64_t up_now_ms(void)
 {
-	return gw_server_now_us() / 1000;
+	return gw_clock_now_us() / 1000;
 }
 
 static const char *up_account_name(const struct gw_account_limits *l)
@@ -278,7 +279,7 @@ int gw_up_guard_enter(struct gw_up_call *c)
 	up_breaker_log(l, before);
 	c->breaker_counts = 1;
 	if (c->admit_by_us)
-		left = (c->admit_by_us - gw_server_now_us()) / 1000;
+		left = (c->admit_by_us - gw_clock_now_us()) / 1000;
 	c->adm.deadline_ms = now + left - UP_ADM_MARGIN_MS;
 	c->adm.fn = up_on_admission;
 	c->adm.arg = c;

@@ -16,6 +16,7 @@
 #include <event2/event.h>
 
 #include "auth/upstream/session.h"
+#include "gateway/base/clock.h"
 #include "gateway/config/config.h"
 #include "gateway/server.h"
 #include "gateway/upstream/upstream.h"
@@ -302,9 +303,9 @@ static void on_ready(struct gw_session_waiter *w, const char *cookie, uint64_t g
 /* Runs the loop until `want` waiters were released, bounded by T_MAX_LOOP_MS. */
 static void run_until(struct fixture *fx, int want)
 {
-	int64_t end = gw_server_now_us() + (int64_t)T_MAX_LOOP_MS * 1000;
+	int64_t end = gw_clock_now_us() + (int64_t)T_MAX_LOOP_MS * 1000;
 
-	while (g_released < want && gw_server_now_us() < end) {
+	while (g_released < want && gw_clock_now_us() < end) {
 		event_base_loop(fx->srv.base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
 		usleep(1000);
 	}
@@ -394,10 +395,10 @@ Test(session, rejected_credentials_fail_fast)
 		ws[i].w.fn = on_ready;
 		cr_expect_eq(gw_session_acquire(fx.acct, &ws[i].w, &cookie, &gen, &err), GW_SESSION_WAIT);
 	}
-	t0 = gw_server_now_us();
+	t0 = gw_clock_now_us();
 	run_until(&fx, 50);
 	cr_expect_eq(g_released, 50);
-	cr_expect_lt(gw_server_now_us() - t0, 2000000, "released promptly");
+	cr_expect_lt(gw_clock_now_us() - t0, 2000000, "released promptly");
 	for (int i = 0; i < 50; i++) {
 		cr_expect_str_eq(ws[i].err, "upstream rejected account credentials", "waiter %d", i);
 		cr_expect_str_eq(ws[i].cookie, "");
@@ -413,15 +414,15 @@ Test(session, rejected_credentials_fail_fast)
 	cr_expect_eq(fx.acct->n.logins, 1);
 
 	/* The timer retries by itself after the first backoff (exactly 1 s for attempt 1). */
-	int64_t end = gw_server_now_us() + (int64_t)T_MAX_LOOP_MS * 1000;
+	int64_t end = gw_clock_now_us() + (int64_t)T_MAX_LOOP_MS * 1000;
 
-	while (fx.acct->n.failures < 2 && gw_server_now_us() < end) {
+	while (fx.acct->n.failures < 2 && gw_clock_now_us() < end) {
 		event_base_loop(fx.srv.base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
 		usleep(1000);
 	}
 	cr_expect_eq(fx.acct->n.failures, 2);
 	cr_expect_eq(__atomic_load_n(&s.logins, __ATOMIC_ACQUIRE), 2);
-	cr_expect_geq(gw_server_now_us() - t0, 900000, "not before the backoff");
+	cr_expect_geq(gw_clock_now_us() - t0, 900000, "not before the backoff");
 	cr_expect_str_eq(gw_session_state(fx.acct), "rejected");
 	fx_fini(&fx);
 	tsrv_stop(&s);
@@ -448,7 +449,7 @@ Test(session, connection_refused_backoff)
 	cr_expect(strstr(ws[0].err, "upstream login failed") != NULL, "err '%s'", ws[0].err);
 	struct waiter x = { .w.fn = on_ready };
 	cr_expect_eq(gw_session_acquire(fx.acct, &x.w, &cookie, &gen, &err), GW_SESSION_FAIL);
-	cr_expect(fx.acct->retry_at_us > gw_server_now_us(), "a retry time is set");
+	cr_expect(fx.acct->retry_at_us > gw_clock_now_us(), "a retry time is set");
 	cr_expect_eq(fx.acct->n.logins, 1);
 	fx_fini(&fx);
 	close(keep);

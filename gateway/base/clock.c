@@ -1,0 +1,22 @@
+/*
+ * clock: monotonic and wall clocks. See clock.h.
+ */
+#include "gateway/base/clock.h"
+
+#include <time.h>
+
+int64_t gw_clock_now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int64_t gw_clock_wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
