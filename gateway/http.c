@@ -11,35 +11,19 @@
 #include <event2/keyvalq_struct.h>
 
 #include "auth/upstream/session.h"
-#include "gateway/call/call.h"
-#include "gateway/config/config.h"
 #include "gateway/base/log.h"
 #include "gateway/base/metrics.h"
-#include "gateway/svc/rpc_owner.h"
-#include "gateway/server.h"
-#include "gateway/base/stats.h"
-#include "gateway/svc/status.h"
+#include "gateway/call/env.h"
+#include "gateway/call/svc.h"
+#include "gateway/config/config.h"
 #include "gateway/svc/webhook_in.h"
-#include "gateway/svc/webhook_reg.h"
 
 #define HTTP_MAX_HOST 256	/* host part of http_listen */
 
 struct gw_http {
-	struct gw_server *srv;
+	struct gw_env *env;
 	struct evhttp *http;
 };
-
-static const char *const http_code_names[GW_STATS_GRPC_CODES] = {
-	"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
-	"ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
-	"ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
-	"UNAUTHENTICATED",
-};
-
-const char *gw_http_grpc_code_name(unsigned code)
-{
-	return code < GW_STATS_GRPC_CODES ? http_code_names[code] : "UNKNOWN";
-}
 
 int gw_http_split_hostport(const char *s, char *host, size_t hostlen, unsigned short *port)
 {
@@ -102,75 +86,93 @@ static void http_reply(struct evhttp_request *req, int code, const char *reason,
 	evhttp_send_reply(req, code, reason, body);
 }
 
+/* The service route that takes req (method and path), with its state; NULL when none does. */
+static const struct gw_http_route *http_route(const struct gw_env *env, int cmd, const char *path,
+					      void **state)
+{
+	for (size_t i = 0; i < env->nsvcs; i++) {
+		const struct gw_svc *d = env->svcs[i].desc;
+
+		for (size_t k = 0; k < d->nroutes; k++) {
+			const struct gw_http_route *r = &d->routes[k];
+			size_t n = strlen(r->prefix);
+
+			if (!(r->methods & cmd) || strncmp(path, r->prefix, n) != 0 ||
+			    (r->exact && path[n] != '\0'))
+				continue;
+			*state = env->svcs[i].state;
+			return r;
+		}
+	}
+	return NULL;
+}
+
 static void http_on_request(struct evhttp_request *req, void *arg)
 {
 	struct gw_http *h = arg;
-	struct gw_server *srv = h->srv;
+	struct gw_env *env = h->env;
 	const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
-	struct evbuffer *body = evbuffer_new();
+	int cmd = (int)evhttp_request_get_command(req);
+	const struct gw_http_route *route;
+	struct evbuffer *body;
+	void *state = NULL;
 	int ready;
 
-	srv->stats.http_requests++;
+	env->stats.http_requests++;
+	if (!path)
+		path = "/";
+	/* The services' routes first (upstream webhook deliveries are the status service's). */
+	route = http_route(env, cmd, path, &state);
+	if (route) {
+		route->handle(state, req);	/* answers req */
+		return;
+	}
+	body = evbuffer_new();
 	if (!body) {
 		evhttp_send_error(req, 500, "out of memory");
 		return;
 	}
-	if (!path)
-		path = "/";
-	/* Webhook deliveries are the listener's only POSTs: webhook_in answers (and counts) a POST
-	 * outside the configured prefix with 404. */
-	if (evhttp_request_get_command(req) == EVHTTP_REQ_POST) {
-		evbuffer_free(body);
-		gw_webhook_in_http(srv, gw_webhook_in_prefix(srv), req);	/* answers req */
-		return;
-	}
-	if (evhttp_request_get_command(req) != EVHTTP_REQ_GET &&
-	    evhttp_request_get_command(req) != EVHTTP_REQ_HEAD) {
+	if (cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_HEAD) {
 		evbuffer_add_printf(body, "method not allowed\n");
 		http_reply(req, 405, "Method Not Allowed", "text/plain", body);
 	} else if (strcmp(path, "/healthz") == 0) {
 		evbuffer_add_printf(body, "ok\n");
 		http_reply(req, 200, "OK", "text/plain", body);
 	} else if (strcmp(path, "/readyz") == 0) {
-		ready = gw_http_render_ready(srv->draining, srv->accounts, srv->naccounts, body);
+		ready = gw_http_render_ready(env->draining, env->accounts, env->naccounts, body);
 		http_reply(req, ready ? 200 : 503, ready ? "OK" : "Service Unavailable",
 			   "application/json", body);
 	} else if (strcmp(path, "/metrics") == 0) {
-		struct gw_metrics_view mv;
-
-		gw_metrics_view_of(srv, &mv);
-		if (gw_metrics_render(&mv, body) == 0 &&
-		    gw_rpc_owner_render_metrics(srv, body) == 0 &&	/* state store, idempotency */
-		    gw_status_render_metrics(gw_status_ctx_of(srv), body) == 0 &&	/* cache, batcher */
-		    gw_webhook_reg_render_metrics(srv->webhook_reg, body) == 0)
+		/* Every module registered its families (gateway/base/metrics.h). */
+		if (gw_metrics_render_all(&env->metrics_reg, body) == 0)
 			http_reply(req, 200, "OK", "text/plain; version=0.0.4", body);
 		else
 			evhttp_send_error(req, 500, "metrics rendering failed");
 	} else {
-		srv->stats.http_not_found++;
+		env->stats.http_not_found++;
 		evbuffer_add_printf(body, "not found\n");
 		http_reply(req, 404, "Not Found", "text/plain", body);
 	}
 	evbuffer_free(body);
 }
 
-struct gw_http *gw_http_new(struct gw_server *srv, char *err, size_t errlen)
+struct gw_http *gw_http_new(struct gw_env *env, char *err, size_t errlen)
 {
 	struct gw_http *h = calloc(1, sizeof *h), *ret = NULL;
 	char host[HTTP_MAX_HOST];
 	unsigned short port;
-	const char *addr = srv->cfg->http_listen;
+	const char *addr = env->cfg->http_listen;
 
 	if (!h) {
 		snprintf(err, errlen, "out of memory");
 		goto out;
 	}
-	h->srv = srv;
+	h->env = env;
 	if (gw_http_split_hostport(addr, host, sizeof host, &port)) {
 		snprintf(err, errlen, "invalid HTTP listen address %s (want host:port)", addr);
 		goto out;
 	}
-	h->http = evhttp_new(srv->base);
+	h->http = evhttp_new(env->base);
 	if (!h->http) {
 		snprintf(err, errlen, "cannot create the HTTP listener");
 		goto out;

@@ -4,10 +4,10 @@
  *   GET /healthz  200 "ok" while the process runs (liveness)
  *   GET /readyz   200 when not draining and no upstream account rejects our credentials, else 503;
  *                 JSON {"ready":bool,"draining":bool,"accounts":[{"name":..,"state":..}]}
- *   GET /metrics  Prometheus text: gateway/base/metrics.c (gw_metrics_render), then the state store's
- *                 and the status cache's own families
+ *   GET /metrics  Prometheus text: every family a module registered (gateway/base/metrics.h)
+ *   the services' routes (gateway/call/svc.h): POST upstream webhook deliveries (status service)
  *
- * Anything else is 404 (counted). Later issues add webhooks and the REST facade here.
+ * Anything else is 404 (counted).
  */
 #ifndef A3D_GATEWAY_HTTP_H
 #define A3D_GATEWAY_HTTP_H
@@ -18,13 +18,13 @@
 #define GW_HTTP_MAX_BODY_SIZE 4096	/* nothing served here takes a body yet */
 #define GW_HTTP_TIMEOUT_S 10		/* idle connection timeout */
 
-struct gw_server;
+struct gw_env;
 struct gw_http;
 struct gw_account_rt;
 struct evbuffer;
 
-/* Binds cfg->http_listen ("host:port"). NULL with one clear line in err on failure. */
-struct gw_http *gw_http_new(struct gw_server *srv, char *err, size_t errlen);
+/* Binds env->cfg->http_listen ("host:port"). NULL with one clear line in err on failure. */
+struct gw_http *gw_http_new(struct gw_env *env, char *err, size_t errlen);
 void gw_http_free(struct gw_http *h);	/* NULL is a no-op */
 
 /* ---- pure renderers (unit-tested) ---- */
@@ -35,8 +35,5 @@ int gw_http_render_ready(int draining, const struct gw_account_rt *accounts, siz
 
 /* Splits "host:port" / "[v6]:port" into host (NUL-terminated) and port. 0, or -1 if malformed. */
 int gw_http_split_hostport(const char *s, char *host, size_t hostlen, unsigned short *port);
-
-/* grpc status code name ("OK", "NOT_FOUND"...), "UNKNOWN" when out of range. */
-const char *gw_http_grpc_code_name(unsigned code);
 
 #endif

@@ -15,18 +15,19 @@
 #include <grpc/support/log.h>
 #include <grpc/support/time.h>
 
-#include "auth/caller/apikey.h"
 #include "auth/upstream/session.h"
-#include "gateway/config/config.h"
 #include "gateway/base/clock.h"
 #include "gateway/base/handoff.h"
-#include "gateway/http.h"
 #include "gateway/base/log.h"
+#include "gateway/base/metrics.h"
+#include "gateway/call/admit.h"
+#include "gateway/call/svc.h"
+#include "gateway/config/config.h"
+#include "gateway/http.h"
+#include "gateway/methods.h"
 #include "gateway/state/owner.h"
-#include "gateway/rpc.h"
 #include "gateway/state/store.h"
 #include "gateway/upstream/upstream.h"
-#include "gateway/svc/webhook_reg.h"
 
 /* gRPC core's own log lines join ours as JSON (one format on stderr); its errors are warnings
  * to us because every one that matters (bind failure, ...) is also reported by our code. */
@@ -38,40 +39,6 @@ static void server_grpc_log(gpr_log_func_args *a)
 	       GW_LS("msg", a->message), GW_LEND);
 }
 
-/* ---- configuration generations ---- */
-
-static struct gw_server_conf *server_conf_new(struct gw_config *cfg)
-{
-	struct gw_server_conf *conf = calloc(1, sizeof *conf);
-
-	if (!conf)
-		return NULL;
-	conf->keys = gw_apikey_ring_new(cfg);
-	if (!conf->keys) {
-		free(conf);
-		return NULL;
-	}
-	conf->cfg = cfg;
-	conf->refs = 1;
-	return conf;
-}
-
-struct gw_server_conf *gw_server_conf_get(struct gw_server *srv)
-{
-	srv->conf->refs++;
-	return srv->conf;
-}
-
-void gw_server_conf_put(struct gw_server *srv, struct gw_server_conf *conf)
-{
-	(void)srv;
-	if (!conf || --conf->refs)
-		return;
-	gw_apikey_ring_free(conf->keys);
-	gw_config_free(conf->cfg);
-	free(conf);
-}
-
 /* ---- poller thread -> loop ---- */
 
 static void *server_poller(void *arg)
@@ -79,8 +46,8 @@ static void *server_poller(void *arg)
 	struct gw_server *srv = arg;
 
 	for (;;) {
-		grpc_event ev = grpc_completion_queue_next(srv->cq, gpr_inf_future(GPR_CLOCK_REALTIME),
-							   NULL);
+		grpc_event ev = grpc_completion_queue_next(srv->env.cq,
+							   gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
 		struct gw_handoff_ev h = { ev.tag, ev.success, ev.type == GRPC_QUEUE_SHUTDOWN };
 
 		/* Waits while the loop is GW_HANDOFF_MAX events behind: a tag is never dropped. */
@@ -97,7 +64,7 @@ static void server_on_shutdown_tag(struct gw_server *srv)
 		evtimer_del(srv->ev_grace);
 	if (srv->ev_drain_poll)
 		evtimer_del(srv->ev_drain_poll);
-	grpc_completion_queue_shutdown(srv->cq);
+	grpc_completion_queue_shutdown(srv->env.cq);
 }
 
 /* One completion-queue event, on the loop thread (gateway/base/handoff.h). */
@@ -108,7 +75,7 @@ static void server_on_handoff(const struct gw_handoff_ev *ev, void *arg)
 
 	if (ev->last) {
 		srv->cq_shut = 1;
-		event_base_loopbreak(srv->base);
+		event_base_loopbreak(srv->env.base);
 	} else if (tag && tag->kind == GW_TAG_SHUTDOWN) {
 		server_on_shutdown_tag(srv);
 	} else if (tag) {
@@ -125,10 +92,10 @@ static void server_on_grace(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	gw_log(GW_LOG_WARN, "server", GW_LS("msg", "grace period over, cancelling calls"),
-	       GW_LN("in_flight", (long long)srv->stats.calls_in_flight), GW_LEND);
+	       GW_LN("in_flight", (long long)srv->env.stats.calls_in_flight), GW_LEND);
 	if (srv->ev_drain_poll)
 		evtimer_del(srv->ev_drain_poll);
-	grpc_server_cancel_all_calls(srv->grpc);
+	grpc_server_cancel_all_calls(srv->env.grpc);
 }
 
 /*
@@ -139,14 +106,19 @@ static void server_on_grace(evutil_socket_t fd, short what, void *arg)
  */
 static int server_drain_check(struct gw_server *srv)
 {
-	if (!srv->draining || srv->drain_cut || srv->stats.calls_in_flight > 0 || srv->detached_ops > 0)
+	struct gw_env *env = &srv->env;
+
+	if (!env->draining || srv->drain_cut || env->stats.calls_in_flight > 0)
 		return 0;
+	for (size_t i = 0; i < env->nsvcs; i++)
+		if (env->svcs[i].desc->idle && !env->svcs[i].desc->idle(env->svcs[i].state))
+			return 0;
 	srv->drain_cut = 1;
 	gw_log(GW_LOG_INFO, "server", GW_LS("msg", "nothing in flight, closing client connections"),
 	       GW_LEND);
 	if (srv->ev_drain_poll)
 		evtimer_del(srv->ev_drain_poll);
-	grpc_server_cancel_all_calls(srv->grpc);
+	grpc_server_cancel_all_calls(env->grpc);
 	return 1;
 }
 
@@ -161,15 +133,21 @@ void gw_server_drain(struct gw_server *srv, const char *why)
 {
 	struct timeval tv;
 
-	if (srv->draining)
+	struct gw_env *env = &srv->env;
+
+	if (env->draining)
 		return;
-	srv->draining = 1;
+	env->draining = 1;
 	gw_log(GW_LOG_INFO, "server", GW_LS("msg", "draining"), GW_LS("reason", why),
-	       GW_LN("in_flight", (long long)srv->stats.calls_in_flight),
+	       GW_LN("in_flight", (long long)env->stats.calls_in_flight),
 	       GW_LN("grace_ms", srv->grace_ms), GW_LEND);
-	gw_health_end_watches(srv);
+	/* Long-lived streams end now (health watches say NOT_SERVING first), so the drain does
+	 * not wait for them. */
+	for (size_t i = 0; i < env->nsvcs; i++)
+		if (env->svcs[i].desc->drain)
+			env->svcs[i].desc->drain(env->svcs[i].state);
 	srv->shutdown_notified = 1;
-	grpc_server_shutdown_and_notify(srv->grpc, srv->cq, &srv->shutdown_tag);
+	grpc_server_shutdown_and_notify(env->grpc, env->cq, &srv->shutdown_tag);
 	tv.tv_sec = srv->grace_ms / 1000;
 	tv.tv_usec = (srv->grace_ms % 1000) * 1000;
 	evtimer_add(srv->ev_grace, &tv);
@@ -237,17 +215,17 @@ static void server_apply_log_level(const struct gw_config *cfg)
  * accounts cannot change without a restart, so the boot generation names the files. */
 static void server_reload_secrets(struct gw_server *srv)
 {
-	const struct gw_config *boot = srv->boot_conf->cfg;
+	const struct gw_config *boot = srv->env.boot_cfg;
 	char err[256], fp[13];
 
-	for (size_t i = 0; i < srv->naccounts && i < boot->naccounts; i++) {
+	for (size_t i = 0; i < srv->env.naccounts && i < boot->naccounts; i++) {
 		const struct gw_account_cfg *ac = &boot->accounts[i];
 		int r;
 
 		if (!ac->secret_file)
 			continue;	/* an environment variable cannot change under us */
 		fp[0] = '\0';
-		r = gw_session_reload_secret(&srv->accounts[i], ac, fp, err, sizeof err);
+		r = gw_session_reload_secret(&srv->env.accounts[i], ac, fp, err, sizeof err);
 		if (r < 0)
 			gw_log(GW_LOG_ERROR, "secret", GW_LS("account", ac->name),
 			       GW_LS("msg", "cannot reload the secret, keeping the old one"),
@@ -261,9 +239,11 @@ static void server_reload_secrets(struct gw_server *srv)
 
 int gw_server_reload(struct gw_server *srv)
 {
+	struct gw_env *env = &srv->env;
+	const struct gw_config *boot = env->boot_cfg;
 	struct gw_errors errs = { 0 };
 	struct gw_config *cfg = NULL;
-	struct gw_server_conf *conf = NULL, *old;
+	struct gw_gen *gen = NULL, *old;
 	int rc = -1;
 
 	server_reload_secrets(srv);
@@ -275,53 +255,55 @@ int gw_server_reload(struct gw_server *srv)
 		cfg = NULL;
 		goto out;
 	}
-	if (!server_accounts_same(srv->boot_conf->cfg, cfg)) {
+	if (!server_accounts_same(boot, cfg)) {
 		gw_log(GW_LOG_ERROR, "reload",
 		       GW_LS("msg", "accounts changed: restart the gateway to apply; keeping the old configuration"),
 		       GW_LEND);
 		goto out;
 	}
-	if (!server_str_eq(srv->boot_conf->cfg->state.path, cfg->state.path) ||
-	    srv->boot_conf->cfg->state.memory_only != cfg->state.memory_only ||
-	    srv->boot_conf->cfg->state.read_only != cfg->state.read_only ||
-	    srv->boot_conf->cfg->state.idempotency_ttl_s != cfg->state.idempotency_ttl_s ||
-	    srv->boot_conf->cfg->state.reconcile_settle_ms != cfg->state.reconcile_settle_ms) {
+	if (!server_str_eq(boot->state.path, cfg->state.path) ||
+	    boot->state.memory_only != cfg->state.memory_only ||
+	    boot->state.read_only != cfg->state.read_only ||
+	    boot->state.idempotency_ttl_s != cfg->state.idempotency_ttl_s ||
+	    boot->state.reconcile_settle_ms != cfg->state.reconcile_settle_ms) {
 		gw_log(GW_LOG_ERROR, "reload",
 		       GW_LS("msg", "state settings changed: restart the gateway to apply; keeping the old configuration"),
 		       GW_LEND);
 		goto out;
 	}
-	if (!server_str_eq(srv->cfg->grpc_listen, cfg->grpc_listen) ||
-	    !server_str_eq(srv->cfg->http_listen, cfg->http_listen) ||
-	    !server_str_eq(srv->cfg->tls.cert_file, cfg->tls.cert_file) ||
-	    !server_str_eq(srv->cfg->tls.key_file, cfg->tls.key_file) ||
-	    !server_str_eq(srv->cfg->tls.client_ca_file, cfg->tls.client_ca_file) ||
-	    srv->cfg->max_message_bytes != cfg->max_message_bytes)
+	if (!server_str_eq(env->cfg->grpc_listen, cfg->grpc_listen) ||
+	    !server_str_eq(env->cfg->http_listen, cfg->http_listen) ||
+	    !server_str_eq(env->cfg->tls.cert_file, cfg->tls.cert_file) ||
+	    !server_str_eq(env->cfg->tls.key_file, cfg->tls.key_file) ||
+	    !server_str_eq(env->cfg->tls.client_ca_file, cfg->tls.client_ca_file) ||
+	    env->cfg->max_message_bytes != cfg->max_message_bytes)
 		gw_log(GW_LOG_WARN, "reload",
 		       GW_LS("msg", "listen, tls and max_message_bytes changes take effect at the next restart"),
 		       GW_LEND);
-	conf = server_conf_new(cfg);
-	if (!conf) {
+	gen = gw_gen_new(cfg);
+	if (!gen) {
 		gw_log(GW_LOG_ERROR, "reload", GW_LS("msg", "cannot build the key ring, keeping the old configuration"),
 		       GW_LEND);
 		goto out;
 	}
-	cfg = NULL;	/* owned by conf */
-	server_warn_restart_only(srv->boot_conf->cfg, conf->cfg);
-	old = srv->conf;
-	srv->conf = conf;
-	srv->cfg = conf->cfg;
-	conf = NULL;
-	gw_server_conf_put(srv, old);
-	server_apply_log_level(srv->cfg);
+	cfg = NULL;	/* owned by gen */
+	server_warn_restart_only(boot, gen->cfg);
+	old = env->gen;
+	env->gen = gen;
+	env->cfg = gen->cfg;
+	gen = NULL;
+	gw_gen_put(old);
+	server_apply_log_level(env->cfg);
+	/* Modules with per-configuration state (tenant buckets, account caps) follow. */
+	gw_notify_emit(&env->reload, env->cfg);
 	gw_log(GW_LOG_INFO, "reload", GW_LS("msg", "configuration reloaded"),
-	       GW_LN("tenants", (long long)srv->cfg->ntenants), GW_LEND);
+	       GW_LN("tenants", (long long)env->cfg->ntenants), GW_LEND);
 	rc = 0;
 out:
 	if (rc)
-		srv->stats.reloads_failed++;
+		env->stats.reloads_failed++;
 	else
-		srv->stats.reloads_ok++;
+		env->stats.reloads_ok++;
 	gw_config_free(cfg);
 	gw_errors_clear(&errs);
 	return rc;
@@ -424,7 +406,8 @@ out:
 
 static int server_grpc_new(struct gw_server *srv, char *err, size_t errlen)
 {
-	const struct gw_config *cfg = srv->cfg;
+	struct gw_env *env = &srv->env;
+	const struct gw_config *cfg = env->cfg;
 	size_t maxmsg = cfg->max_message_bytes ? cfg->max_message_bytes : (4u << 20);
 	grpc_arg args[2];
 	grpc_channel_args cargs = { 2, args };
@@ -440,18 +423,18 @@ static int server_grpc_new(struct gw_server *srv, char *err, size_t errlen)
 	args[1].key = GRPC_ARG_MAX_CONCURRENT_STREAMS;
 	args[1].value.integer = GW_SERVER_MAX_CONCURRENT_STREAMS;
 
-	srv->cq = grpc_completion_queue_create_for_next(NULL);
-	srv->grpc = grpc_server_create(&cargs, NULL);
-	grpc_server_register_completion_queue(srv->grpc, srv->cq, NULL);
-	for (size_t i = 0; i < srv->nmethods; i++) {
-		const struct gw_method *m = &srv->methods[i];
+	env->cq = grpc_completion_queue_create_for_next(NULL);
+	env->grpc = grpc_server_create(&cargs, NULL);
+	grpc_server_register_completion_queue(env->grpc, env->cq, NULL);
+	for (size_t i = 0; i < env->nmethods; i++) {
+		const struct gw_method *m = &env->methods[i];
 
-		srv->method_handles[i] = grpc_server_register_method(
-			srv->grpc, m->path, NULL,
+		env->method_handles[i] = grpc_server_register_method(
+			env->grpc, m->path, NULL,
 			m->kind == GW_CLIENT_STREAM ? GRPC_SRM_PAYLOAD_NONE
 						    : GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER,
 			0);
-		if (!srv->method_handles[i]) {
+		if (!env->method_handles[i]) {
 			snprintf(err, errlen, "cannot register gRPC method %s", m->path);
 			return -1;
 		}
@@ -459,7 +442,7 @@ static int server_grpc_new(struct gw_server *srv, char *err, size_t errlen)
 	creds = server_creds(cfg, err, errlen);
 	if (!creds)
 		return -1;
-	port = grpc_server_add_http2_port(srv->grpc, cfg->grpc_listen, creds);
+	port = grpc_server_add_http2_port(env->grpc, cfg->grpc_listen, creds);
 	grpc_server_credentials_release(creds);
 	if (!port) {
 		snprintf(err, errlen, "cannot listen for gRPC on %s (address in use or invalid)",
@@ -479,12 +462,12 @@ static void server_on_housekeeping(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (gw_store_read_only(srv->store))
+	if (gw_store_read_only(srv->env.store))
 		return;
-	n = gw_owner_expire(srv->owner, gw_clock_wall_ms());
+	n = gw_owner_expire(srv->env.owner, gw_clock_wall_ms());
 	if (n < 0)
 		gw_log(GW_LOG_WARN, "state", GW_LS("msg", "idempotency key expiry failed"),
-		       GW_LS("error", gw_store_errmsg(srv->store)), GW_LEND);
+		       GW_LS("error", gw_store_errmsg(srv->env.store)), GW_LEND);
 	else if (n > 0)
 		gw_log(GW_LOG_INFO, "state", GW_LS("msg", "idempotency keys expired"),
 		       GW_LN("keys", n), GW_LEND);
@@ -502,37 +485,37 @@ static int server_count_pending(void *arg, const char *tenant, const char *key,
 
 static int server_state_new(struct gw_server *srv, char *err, size_t errlen)
 {
-	const struct gw_config *cfg = srv->cfg;
+	const struct gw_config *cfg = srv->env.cfg;
 	struct timeval tv = { GW_SERVER_HOUSEKEEPING_S, 0 };
 	char serr[GW_STORE_ERR_MAX];
 	long long pending = 0;
 
 	serr[0] = '\0';
-	srv->store = gw_store_open(cfg->state.memory_only ? NULL : cfg->state.path, cfg->state.read_only,
+	srv->env.store = gw_store_open(cfg->state.memory_only ? NULL : cfg->state.path, cfg->state.read_only,
 				   serr, sizeof serr);
-	if (!srv->store) {
+	if (!srv->env.store) {
 		snprintf(err, errlen, "%s", serr[0] ? serr : "cannot open the state store");
 		return -1;
 	}
-	srv->owner = gw_owner_new(srv->store, cfg->state.idempotency_ttl_s * 1000);
-	if (!srv->owner) {
+	srv->env.owner = gw_owner_new(srv->env.store, cfg->state.idempotency_ttl_s * 1000);
+	if (!srv->env.owner) {
 		snprintf(err, errlen, "out of memory creating the ownership state");
 		return -1;
 	}
 	/* Keys a previous process left PENDING: reconciled when their clients retry. */
-	if (gw_store_idem_pending(srv->store, server_count_pending, &pending) != 0) {
-		snprintf(err, errlen, "%s", gw_store_errmsg(srv->store));
+	if (gw_store_idem_pending(srv->env.store, server_count_pending, &pending) != 0) {
+		snprintf(err, errlen, "%s", gw_store_errmsg(srv->env.store));
 		return -1;
 	}
 	gw_log(pending ? GW_LOG_WARN : GW_LOG_INFO, "state",
 	       GW_LS("msg", pending ? "idempotency keys left pending by a previous process; "
 				      "they are reconciled when retried"
 				    : "state store open"),
-	       GW_LS("backend", gw_store_backend(srv->store)),
+	       GW_LS("backend", gw_store_backend(srv->env.store)),
 	       GW_LS("path", cfg->state.memory_only ? "-" : cfg->state.path),
-	       GW_LN("read_only", gw_store_read_only(srv->store)), GW_LN("pending_keys", pending),
+	       GW_LN("read_only", gw_store_read_only(srv->env.store)), GW_LN("pending_keys", pending),
 	       GW_LEND);
-	srv->ev_housekeeping = event_new(srv->base, -1, EV_PERSIST, server_on_housekeeping, srv);
+	srv->ev_housekeeping = event_new(srv->env.base, -1, EV_PERSIST, server_on_housekeeping, srv);
 	if (!srv->ev_housekeeping || event_add(srv->ev_housekeeping, &tv)) {
 		snprintf(err, errlen, "cannot set up the event loop");
 		return -1;
@@ -542,12 +525,14 @@ static int server_state_new(struct gw_server *srv, char *err, size_t errlen)
 
 static int server_events_new(struct gw_server *srv, char *err, size_t errlen)
 {
-	srv->handoff = gw_handoff_new(srv->base, GW_HANDOFF_MAX, server_on_handoff, srv);
-	srv->ev_drain_poll = event_new(srv->base, -1, EV_PERSIST, server_on_drain_poll, srv);
-	srv->ev_term = evsignal_new(srv->base, SIGTERM, server_on_signal, srv);
-	srv->ev_int = evsignal_new(srv->base, SIGINT, server_on_signal, srv);
-	srv->ev_hup = evsignal_new(srv->base, SIGHUP, server_on_signal, srv);
-	srv->ev_grace = evtimer_new(srv->base, server_on_grace, srv);
+	struct event_base *base = srv->env.base;
+
+	srv->handoff = gw_handoff_new(base, GW_HANDOFF_MAX, server_on_handoff, srv);
+	srv->ev_drain_poll = event_new(base, -1, EV_PERSIST, server_on_drain_poll, srv);
+	srv->ev_term = evsignal_new(base, SIGTERM, server_on_signal, srv);
+	srv->ev_int = evsignal_new(base, SIGINT, server_on_signal, srv);
+	srv->ev_hup = evsignal_new(base, SIGHUP, server_on_signal, srv);
+	srv->ev_grace = evtimer_new(base, server_on_grace, srv);
 	if (!srv->handoff || !srv->ev_drain_poll || !srv->ev_term || !srv->ev_int || !srv->ev_hup ||
 	    !srv->ev_grace ||
 	    event_add(srv->ev_term, NULL) || event_add(srv->ev_int, NULL) ||
@@ -558,59 +543,172 @@ static int server_events_new(struct gw_server *srv, char *err, size_t errlen)
 	return 0;
 }
 
+/* ---- the top's own metrics ---- */
+
+static void server_render_metrics(void *arg, struct gw_metrics_out *o)
+{
+	const struct gw_server *srv = arg;
+	const struct gw_env *env = &srv->env;
+	struct gw_handoff_stats hs;
+	char l[GW_METRICS_MAX_LABEL], labels[GW_METRICS_MAX_LABEL + 16];
+
+	gw_metrics_label(srv->version ? srv->version : "dev", l, sizeof l);
+	snprintf(labels, sizeof labels, "version=\"%s\"", l);
+	gw_metrics_family(o, "build_info", "gauge", "Build information; the value is always 1.");
+	gw_metrics_value(o, "build_info", labels, 1);
+	gw_metrics_one(o, "draining", "gauge", "1 while the server drains for shutdown.",
+		       env->draining ? 1 : 0);
+	gw_metrics_family(o, "reloads_total", "counter", "Configuration reloads (SIGHUP) by result.");
+	gw_metrics_value(o, "reloads_total", "result=\"ok\"", env->stats.reloads_ok);
+	gw_metrics_value(o, "reloads_total", "result=\"failed\"", env->stats.reloads_failed);
+	gw_metrics_one(o, "http_requests_total", "counter", "Requests on the operator HTTP listener.",
+		       env->stats.http_requests);
+	gw_metrics_one(o, "http_not_found_total", "counter",
+		       "Requests on the operator HTTP listener for unknown paths.",
+		       env->stats.http_not_found);
+	if (srv->handoff) {
+		gw_handoff_stats(srv->handoff, &hs);
+		gw_metrics_one(o, "handoff_events_total", "counter",
+			       "Completion-queue events handed from the poller thread to the loop.",
+			       hs.delivered);
+		gw_metrics_one(o, "handoff_full_waits_total", "counter",
+			       "Times the poller waited for room in the full hand-off queue.",
+			       hs.full_waits);
+		gw_metrics_one(o, "handoff_high_water", "gauge",
+			       "Most events ever waiting in the hand-off queue at once.", hs.high_water);
+	}
+}
+
+/* ---- services ---- */
+
+/* Builds every service of gateway/methods.h and gives each method row its service's state. */
+static int server_services_new(struct gw_server *srv, char *err, size_t errlen)
+{
+	struct gw_env *env = &srv->env;
+	const struct gw_svc *const *svcs;
+	size_t n;
+
+	svcs = gw_methods_services(&n);
+	env->svcs = calloc(n, sizeof *env->svcs);
+	if (!env->svcs) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct gw_svc_rt *rt = &env->svcs[i];
+		char serr[256];
+
+		rt->desc = svcs[i];
+		serr[0] = '\0';
+		if (rt->desc->init && rt->desc->init(env, &rt->state, serr, sizeof serr) != 0) {
+			snprintf(err, errlen, "service %s: %s", rt->desc->name,
+				 serr[0] ? serr : "cannot start");
+			return -1;
+		}
+		env->nsvcs = i + 1;
+		if (rt->desc->metrics &&
+		    gw_metrics_register(&env->metrics_reg, rt->desc->metrics, rt->state) != 0) {
+			snprintf(err, errlen, "too many metrics renderers");
+			return -1;
+		}
+	}
+	for (size_t i = 0; i < env->nmethods; i++)
+		env->method_state[i] = gw_env_svc(env, env->methods[i].svc);
+	return 0;
+}
+
+/* In reverse order of their start; before the accounts and the upstream engine (services cancel
+ * their upstream requests). */
+static void server_services_free(struct gw_server *srv)
+{
+	struct gw_env *env = &srv->env;
+
+	for (size_t i = env->nsvcs; i-- > 0;) {
+		struct gw_svc_rt *rt = &env->svcs[i];
+
+		if (rt->desc->metrics)
+			gw_metrics_unregister(&env->metrics_reg, rt->desc->metrics, rt->state);
+		if (rt->desc->free)
+			rt->desc->free(rt->state);
+	}
+	free(env->svcs);
+	env->svcs = NULL;
+	env->nsvcs = 0;
+}
+
 struct gw_server *gw_server_new(struct gw_config *cfg, const char *config_path, long grace_ms,
 				char *err, size_t errlen)
 {
 	struct gw_server *srv = calloc(1, sizeof *srv);
 	struct gw_server *ret = NULL;
+	struct gw_env *env;
 
 	snprintf(err, errlen, "out of memory");
 	if (!srv)
 		goto out;
+	env = &srv->env;
 	srv->grace_ms = grace_ms < 0 ? GW_SERVER_DEFAULT_GRACE_MS : grace_ms;
-	srv->started_wall_ms = gw_clock_wall_ms();
+	env->started_wall_ms = gw_clock_wall_ms();
 	srv->shutdown_tag = (struct gw_tag){ GW_TAG_SHUTDOWN, srv };
-	srv->health.serving = 1;
 	srv->config_path = strdup(config_path ? config_path : "");
-	srv->base = event_base_new();
-	if (!srv->config_path || !srv->base)
+	env->base = event_base_new();
+	if (!srv->config_path || !env->base)
 		goto out;
-	srv->conf = server_conf_new(cfg);
-	if (!srv->conf) {
+	env->gen = gw_gen_new(cfg);
+	if (!env->gen) {
 		snprintf(err, errlen, "cannot build the API key ring from %s", config_path);
 		goto out;
 	}
 	cfg = NULL;	/* owned by the generation */
-	srv->cfg = srv->conf->cfg;
-	srv->boot_conf = gw_server_conf_get(srv);
-	server_apply_log_level(srv->cfg);
+	env->cfg = env->gen->cfg;
+	srv->boot_gen = gw_gen_get(env->gen);
+	env->boot_cfg = srv->boot_gen->cfg;
+	server_apply_log_level(env->cfg);
+	if (gw_metrics_register(&env->metrics_reg, server_render_metrics, srv) != 0 ||
+	    gw_metrics_register(&env->metrics_reg, gw_call_render_metrics, env) != 0)
+		goto out;
 
 	if (server_events_new(srv, err, errlen))
 		goto out;
 	if (server_state_new(srv, err, errlen))
 		goto out;
-	srv->up = gw_up_new(srv);
-	if (!srv->up) {
+	env->up = gw_up_new(&(struct gw_up_env){ env->base, &env->cfg, &env->metrics,
+						  &env->metrics_reg, &env->reload });
+	if (!env->up) {
 		snprintf(err, errlen, "cannot start the upstream HTTP client");
 		goto out;
 	}
-	srv->accounts = gw_session_accounts_new(srv, &srv->naccounts, err, errlen);
-	if (!srv->accounts)
+	env->accounts = gw_session_accounts_new(
+		&(struct gw_session_env){ env->base, env->up, &env->cfg, &env->metrics_reg },
+		env->boot_cfg, &env->naccounts, err, errlen);
+	if (!env->accounts)
 		goto out;
-	if (gw_rpc_methods_new(&srv->methods, &srv->nmethods)) {
-		snprintf(err, errlen, "cannot build the method table");
+	env->methods = gw_methods(&env->nmethods);
+	env->method_handles = calloc(env->nmethods, sizeof *env->method_handles);
+	env->method_state = calloc(env->nmethods, sizeof *env->method_state);
+	srv->method_names = calloc(env->nmethods, sizeof *srv->method_names);
+	srv->method_costs = calloc(env->nmethods, sizeof *srv->method_costs);
+	if (!env->method_handles || !env->method_state || !srv->method_names || !srv->method_costs)
+		goto out;
+	for (size_t i = 0; i < env->nmethods; i++) {
+		srv->method_names[i] = env->methods[i].name;
+		srv->method_costs[i] = env->methods[i].cost;
+	}
+	env->admit = gw_admit_new(srv->method_names, srv->method_costs, env->nmethods, env->cfg,
+				  &env->reload, &env->metrics_reg);
+	if (!env->admit) {
+		snprintf(err, errlen, "cannot build the tenants' rate limits");
 		goto out;
 	}
-	srv->method_handles = calloc(srv->nmethods, sizeof *srv->method_handles);
-	if (!srv->method_handles)
+	if (server_services_new(srv, err, errlen))
 		goto out;
 	gpr_set_log_function(server_grpc_log);
 	grpc_init();
 	srv->grpc_inited = 1;
 	if (server_grpc_new(srv, err, errlen))
 		goto out;
-	if (srv->cfg->http_listen) {
-		srv->http = gw_http_new(srv, err, errlen);
+	if (env->cfg->http_listen) {
+		srv->http = gw_http_new(env, err, errlen);
 		if (!srv->http)
 			goto out;
 	}
@@ -627,34 +725,37 @@ out:
 
 int gw_server_run(struct gw_server *srv)
 {
+	struct gw_env *env = &srv->env;
 	int rc = -1;
 
-	grpc_server_start(srv->grpc);
+	grpc_server_start(env->grpc);
 	srv->started = 1;
-	for (size_t i = 0; i < srv->nmethods; i++)
-		if (gw_call_arm(srv, i))
+	for (size_t i = 0; i < env->nmethods; i++)
+		if (gw_call_arm(env, i))
 			goto out;
 	/* Without the generic request, calls to unknown methods hang until their deadline. */
-	if (gw_call_arm(srv, GW_CALL_GENERIC))
+	if (gw_call_arm(env, GW_CALL_GENERIC))
 		goto out;
 	if (pthread_create(&srv->poller, NULL, server_poller, srv) != 0) {
 		gw_log(GW_LOG_ERROR, "server", GW_LS("msg", "cannot start the poller thread"), GW_LEND);
 		goto out;
 	}
 	srv->poller_running = 1;
-	gw_log(GW_LOG_INFO, "server", GW_LS("msg", "listening"), GW_LS("grpc", srv->cfg->grpc_listen),
+	gw_log(GW_LOG_INFO, "server", GW_LS("msg", "listening"), GW_LS("grpc", env->cfg->grpc_listen),
 	       GW_LN("grpc_port", srv->grpc_port),
-	       GW_LS("http", srv->cfg->http_listen ? srv->cfg->http_listen : "-"),
-	       GW_LS("tls", srv->cfg->tls.cert_file ? (srv->cfg->tls.client_ca_file ? "mtls" : "tls")
+	       GW_LS("http", env->cfg->http_listen ? env->cfg->http_listen : "-"),
+	       GW_LS("tls", env->cfg->tls.cert_file ? (env->cfg->tls.client_ca_file ? "mtls" : "tls")
 						    : "off"),
-	       GW_LN("methods", (long long)srv->nmethods), GW_LEND);
-	for (size_t i = 0; i < srv->naccounts; i++)
-		gw_session_start(&srv->accounts[i]);
-	srv->webhook_reg = gw_webhook_reg_start(srv);	/* NULL unless webhooks.public_url */
-	event_base_loop(srv->base, EVLOOP_NO_EXIT_ON_EMPTY);
+	       GW_LN("methods", (long long)env->nmethods), GW_LEND);
+	for (size_t i = 0; i < env->naccounts; i++)
+		gw_session_start(&env->accounts[i]);
+	for (size_t i = 0; i < env->nsvcs; i++)
+		if (env->svcs[i].desc->start)
+			env->svcs[i].desc->start(env->svcs[i].state);
+	event_base_loop(env->base, EVLOOP_NO_EXIT_ON_EMPTY);
 	rc = 0;
 out:
-	if (rc && !srv->draining)
+	if (rc && !env->draining)
 		gw_server_drain(srv, "startup failure");
 	return rc;
 }
@@ -662,13 +763,15 @@ out:
 /* Shuts the gRPC server and drains the queue on this thread (no poller, or a failed start). */
 static void server_grpc_shutdown_sync(struct gw_server *srv)
 {
+	struct gw_env *env = &srv->env;
+
 	if (!srv->shutdown_notified) {
 		srv->shutdown_notified = 1;
-		grpc_server_shutdown_and_notify(srv->grpc, srv->cq, &srv->shutdown_tag);
+		grpc_server_shutdown_and_notify(env->grpc, env->cq, &srv->shutdown_tag);
 	}
-	grpc_server_cancel_all_calls(srv->grpc);
+	grpc_server_cancel_all_calls(env->grpc);
 	for (int shut = 0; !srv->cq_shut;) {
-		grpc_event ev = grpc_completion_queue_next(srv->cq, gpr_inf_future(GPR_CLOCK_REALTIME),
+		grpc_event ev = grpc_completion_queue_next(env->cq, gpr_inf_future(GPR_CLOCK_REALTIME),
 							   NULL);
 
 		if (ev.type == GRPC_QUEUE_SHUTDOWN) {
@@ -678,7 +781,7 @@ static void server_grpc_shutdown_sync(struct gw_server *srv)
 
 			if (t->kind == GW_TAG_SHUTDOWN && !shut) {
 				shut = 1;
-				grpc_completion_queue_shutdown(srv->cq);
+				grpc_completion_queue_shutdown(env->cq);
 			} else if (t->kind != GW_TAG_SHUTDOWN) {
 				gw_call_event(t, ev.success);
 			}
@@ -688,11 +791,14 @@ static void server_grpc_shutdown_sync(struct gw_server *srv)
 
 void gw_server_free(struct gw_server *srv)
 {
+	struct gw_env *env;
+
 	if (!srv)
 		return;
+	env = &srv->env;
 	if (srv->poller_running && !srv->cq_shut) {
 		/* The loop stopped before the drain finished (startup failure): finish it here. */
-		event_base_loop(srv->base, EVLOOP_NO_EXIT_ON_EMPTY);
+		event_base_loop(env->base, EVLOOP_NO_EXIT_ON_EMPTY);
 	}
 	if (srv->poller_running) {
 		pthread_join(srv->poller, NULL);
@@ -702,28 +808,29 @@ void gw_server_free(struct gw_server *srv)
 	gw_handoff_free(srv->handoff, NULL);
 	srv->handoff = NULL;
 	gw_http_free(srv->http);
-	if (srv->grpc && !srv->cq_shut)
+	if (env->grpc && !srv->cq_shut)
 		server_grpc_shutdown_sync(srv);
-	gw_webhook_reg_free(srv->webhook_reg);	/* its requests use the accounts and engine */
-	gw_session_accounts_free(srv->accounts, srv->naccounts);
-	gw_up_free(srv->up);
+	server_services_free(srv);	/* their requests use the accounts and the engine */
+	gw_admit_free(env->admit);
+	gw_session_accounts_free(env->accounts, env->naccounts);
+	gw_up_free(env->up);
 	/* After the last call: waiters are gone; keys still PENDING stay for the next process. */
-	gw_owner_free(srv->owner);
-	gw_store_close(srv->store);
+	gw_owner_free(env->owner);
+	gw_store_close(env->store);
 	if (srv->ev_housekeeping)
 		event_free(srv->ev_housekeeping);
-	if (srv->grpc)
-		grpc_server_destroy(srv->grpc);
-	if (srv->cq)
-		grpc_completion_queue_destroy(srv->cq);
+	if (env->grpc)
+		grpc_server_destroy(env->grpc);
+	if (env->cq)
+		grpc_completion_queue_destroy(env->cq);
 	if (srv->grpc_inited)
 		grpc_shutdown();
-	free(srv->method_handles);
-	gw_rpc_methods_free(srv->methods);
-	if (srv->boot_conf)
-		gw_server_conf_put(srv, srv->boot_conf);
-	if (srv->conf)
-		gw_server_conf_put(srv, srv->conf);
+	free(env->method_handles);
+	free(env->method_state);
+	free(srv->method_names);
+	free(srv->method_costs);
+	gw_gen_put(srv->boot_gen);
+	gw_gen_put(env->gen);
 	if (srv->ev_drain_poll)
 		event_free(srv->ev_drain_poll);
 	if (srv->ev_term)
@@ -734,8 +841,8 @@ void gw_server_free(struct gw_server *srv)
 		event_free(srv->ev_hup);
 	if (srv->ev_grace)
 		event_free(srv->ev_grace);
-	if (srv->base)
-		event_base_free(srv->base);
+	if (env->base)
+		event_base_free(env->base);
 	free(srv->config_path);
 	free(srv);
 }

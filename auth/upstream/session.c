@@ -15,7 +15,7 @@
 #include "gateway/config/config.h"
 #include "gateway/base/log.h"
 #include "gateway/base/retry.h"
-#include "gateway/server.h"
+#include "gateway/base/metrics.h"
 #include "gateway/upstream/upstream.h"
 
 #define SESSION_AUTH_PATH "/session/auth"
@@ -23,6 +23,14 @@
 #define SESSION_LOGIN_TIMEOUT_MS 10000		/* one login attempt, connect included */
 
 static const char *const session_rejected_msg = "upstream rejected account credentials";
+
+/* The accounts of one configuration and what they share. */
+struct gw_sessions {
+	struct gw_session_env env;
+	size_t n;
+	int registered;			/* the renderer is in env.metrics_reg */
+	struct gw_account_rt a[];
+};
 
 static void session_login_done(void *arg, const struct gw_up_response *res);
 
@@ -97,12 +105,18 @@ static void session_set_error(struct gw_account_rt *a, const char *fmt, ...)
 	va_end(ap);
 }
 
-static void session_waiter_unlink(struct gw_session_waiter *w)
+/* The account behind the transport's view of it (the view is its first member). */
+static struct gw_account_rt *session_rt(struct gw_up_account *up)
+{
+	return (struct gw_account_rt *)(void *)up;
+}
+
+static void session_waiter_unlink(struct gw_up_waiter *w)
 {
 	w->prev->next = w->next;
 	w->next->prev = w->prev;
 	w->prev = w->next = NULL;
-	w->acct->nwaiters--;
+	session_rt(w->acct)->nwaiters--;
 	w->acct = NULL;
 }
 
@@ -111,20 +125,20 @@ static void session_waiter_unlink(struct gw_session_waiter *w)
 static void session_release(struct gw_account_rt *a, const char *cookie, const char *err)
 {
 	while (a->waiters.next != &a->waiters) {
-		struct gw_session_waiter *w = a->waiters.next;
+		struct gw_up_waiter *w = a->waiters.next;
 
 		session_waiter_unlink(w);
 		w->fn(w, cookie, a->generation, err);
 	}
 }
 
-static int session_enqueue(struct gw_account_rt *a, struct gw_session_waiter *w)
+static int session_enqueue(struct gw_account_rt *a, struct gw_up_waiter *w)
 {
 	if (a->nwaiters >= GW_SESSION_MAX_WAITERS) {
 		a->n.waiters_rejected++;
 		return -1;
 	}
-	w->acct = a;
+	w->acct = &a->up;
 	w->next = &a->waiters;
 	w->prev = a->waiters.prev;
 	a->waiters.prev->next = w;
@@ -163,7 +177,7 @@ static int session_login(struct gw_account_rt *a, int refresh)
 	rq.headers[0] = a->auth_header;
 	rq.timeout_ms = SESSION_LOGIN_TIMEOUT_MS;
 	rq.route = "GET /session/auth";
-	a->login = gw_up_start(a->srv->up, NULL, &rq, session_login_done, a);
+	a->login = gw_up_start(a->all->env.up, NULL, &rq, session_login_done, a);
 	if (!a->login) {
 		session_set_error(a, "cannot start the upstream login");
 		goto out;
@@ -183,7 +197,6 @@ static void session_login_failed(struct gw_account_rt *a, int rejected)
 	int64_t delay;
 
 	a->n.failures++;
-	a->srv->stats.logins_failed++;
 	a->fail_streak++;
 	delay = gw_session_backoff_ms(a->fail_streak, gw_retry_rand(&a->rng));
 	a->retry_at_us = session_now_us() + delay * 1000;
@@ -251,9 +264,8 @@ static void session_login_done(void *arg, const struct gw_up_response *res)
 	a->fail_streak = 0;
 	a->retry_at_us = 0;
 	a->last_error[0] = '\0';
-	a->srv->stats.logins_ok++;
 	session_arm_timer(a, gw_session_refresh_delay_ms(lifetime_ms,
-				a->srv->cfg ? a->srv->cfg->upstream.session_refresh_s : 0,
+				*a->all->env.cfg ? (*a->all->env.cfg)->upstream.session_refresh_s : 0,
 				gw_retry_rand(&a->rng)));
 	gw_log(GW_LOG_INFO, "upstream_login", GW_LS("account", a->name),
 	       GW_LN("generation", (long long)a->generation),
@@ -283,7 +295,7 @@ static void session_fill_facts(const struct gw_account_rt *a, struct gw_session_
 	f->now_us = session_now_us();
 }
 
-int gw_session_acquire(struct gw_account_rt *a, struct gw_session_waiter *w, const char **cookie,
+int gw_session_acquire(struct gw_account_rt *a, struct gw_up_waiter *w, const char **cookie,
 		       uint64_t *generation, const char **err)
 {
 	struct gw_session_facts f;
@@ -320,7 +332,7 @@ int gw_session_acquire(struct gw_account_rt *a, struct gw_session_waiter *w, con
 }
 
 int gw_session_unauthorized(struct gw_account_rt *a, uint64_t generation,
-			    struct gw_session_waiter *w, const char **cookie,
+			    struct gw_up_waiter *w, const char **cookie,
 			    uint64_t *generation_out, const char **err)
 {
 	if (gw_session_401_is_current(a->generation, generation) && a->cookie[0]) {
@@ -339,7 +351,7 @@ int gw_session_unauthorized(struct gw_account_rt *a, uint64_t generation,
 	return gw_session_acquire(a, w, cookie, generation_out, err);
 }
 
-void gw_session_cancel_wait(struct gw_session_waiter *w)
+void gw_session_cancel_wait(struct gw_up_waiter *w)
 {
 	if (w && w->acct)
 		session_waiter_unlink(w);
@@ -351,9 +363,9 @@ void gw_session_start(struct gw_account_rt *a)
 		session_login_failed(a, 0);
 }
 
-const char *gw_session_state(const struct gw_account_rt *a)
+static const char *session_state_name(enum gw_session_state st)
 {
-	switch (a->state) {
+	switch (st) {
 	case GW_SESSION_NEVER: return "never";
 	case GW_SESSION_LOGGING_IN: return "logging_in";
 	case GW_SESSION_OK: return "ok";
@@ -361,6 +373,11 @@ const char *gw_session_state(const struct gw_account_rt *a)
 	case GW_SESSION_REJECTED: return "rejected";
 	}
 	return "never";
+}
+
+const char *gw_session_state(const struct gw_account_rt *a)
+{
+	return session_state_name(a->state);
 }
 
 const char *gw_session_name(const struct gw_account_rt *a)
@@ -429,11 +446,14 @@ int gw_session_reload_secret(struct gw_account_rt *a, const struct gw_account_cf
 	return changed;
 }
 
-struct gw_account_rt *gw_session_accounts_new(struct gw_server *srv, size_t *n, char *err,
+static void session_render_metrics(void *arg, struct gw_metrics_out *o);
+
+struct gw_account_rt *gw_session_accounts_new(const struct gw_session_env *env,
+					      const struct gw_config *cfg, size_t *n, char *err,
 					      size_t errlen)
 {
-	const struct gw_config *cfg = srv->cfg;
-	struct gw_account_rt *v = NULL, *ret = NULL;
+	struct gw_sessions *all = NULL;
+	struct gw_account_rt *ret = NULL;
 	size_t i;
 
 	*n = 0;
@@ -441,17 +461,18 @@ struct gw_account_rt *gw_session_accounts_new(struct gw_server *srv, size_t *n, 
 		snprintf(err, errlen, "no upstream accounts configured");
 		goto out;
 	}
-	v = calloc(cfg->naccounts, sizeof *v);
-	if (!v) {
+	all = calloc(1, sizeof *all + cfg->naccounts * sizeof all->a[0]);
+	if (!all) {
 		snprintf(err, errlen, "out of memory");
 		goto out;
 	}
+	all->env = *env;
+	all->n = cfg->naccounts;
 	for (i = 0; i < cfg->naccounts; i++) {
 		const struct gw_account_cfg *ac = &cfg->accounts[i];
-		struct gw_account_rt *a = &v[i];
+		struct gw_account_rt *a = &all->a[i];
 
-		a->srv = srv;
-		a->idx = i;
+		a->all = all;
 		a->waiters.next = a->waiters.prev = &a->waiters;
 		a->rng = (uint64_t)session_now_us() ^ ((uint64_t)getpid() << 32) ^
 			 ((uint64_t)(uintptr_t)a) ^ 0x9e3779b97f4a7c15ull;
@@ -463,29 +484,45 @@ struct gw_account_rt *gw_session_accounts_new(struct gw_server *srv, size_t *n, 
 			snprintf(err, errlen, "out of memory");
 			goto out;
 		}
+		a->up.idx = i;
+		a->up.name = a->name;
+		a->up.base_url = a->base_url;
+		a->up.auth = &gw_session_auth_ops;
 		a->auth_header = session_auth_header(ac, NULL, err, errlen);
 		if (!a->auth_header)
 			goto out;
-		a->timer = evtimer_new(srv->base, session_on_timer, a);
+		a->timer = evtimer_new(env->base, session_on_timer, a);
 		if (!a->timer) {
 			snprintf(err, errlen, "account %s: cannot create its timer", ac->name);
 			goto out;
 		}
 	}
+	if (env->metrics_reg) {
+		if (gw_metrics_register(env->metrics_reg, session_render_metrics, all) != 0) {
+			snprintf(err, errlen, "too many metrics renderers");
+			goto out;
+		}
+		all->registered = 1;
+	}
 	*n = cfg->naccounts;
-	ret = v;
-	v = NULL;
+	ret = all->a;
+	all = NULL;
 out:
-	if (v)
-		gw_session_accounts_free(v, cfg->naccounts);
+	if (all)
+		gw_session_accounts_free(all->a, all->n);
 	return ret;
 }
 
 void gw_session_accounts_free(struct gw_account_rt *v, size_t n)
 {
+	struct gw_sessions *all;
+
 	if (!v)
 		return;
-	for (size_t i = 0; i < n; i++) {
+	all = v->all;
+	if (all->registered)
+		gw_metrics_unregister(all->env.metrics_reg, session_render_metrics, all);
+	for (size_t i = 0; i < n && i < all->n; i++) {
 		struct gw_account_rt *a = &v[i];
 
 		if (a->login)
@@ -505,5 +542,70 @@ void gw_session_accounts_free(struct gw_account_rt *v, size_t n)
 		free(a->name);
 		free(a->base_url);
 	}
-	free(v);
+	free(all);
+}
+
+/* ---- the auth provider and metrics ---- */
+
+static int session_op_acquire(struct gw_up_account *up, struct gw_up_waiter *w, const char **cookie,
+			      uint64_t *gen, const char **err)
+{
+	return gw_session_acquire(session_rt(up), w, cookie, gen, err);
+}
+
+static int session_op_unauthorized(struct gw_up_account *up, uint64_t gen, struct gw_up_waiter *w,
+				   const char **cookie, uint64_t *gen_out, const char **err)
+{
+	return gw_session_unauthorized(session_rt(up), gen, w, cookie, gen_out, err);
+}
+
+const struct gw_up_auth_ops gw_session_auth_ops = {
+	session_op_acquire, session_op_unauthorized, gw_session_cancel_wait,
+};
+
+static void session_render_metrics(void *arg, struct gw_metrics_out *o)
+{
+	static const struct {
+		const char *name, *help;
+		size_t off;
+	} ctr[] = {
+		{ "session_logins_total", "Upstream logins started (first, re-login, refresh, retry).",
+		  offsetof(struct gw_session_counters, logins) },
+		{ "session_refreshes_total", "Of those, refreshes ahead of cookie expiry.",
+		  offsetof(struct gw_session_counters, refreshes) },
+		{ "session_failures_total", "Upstream logins that yielded no cookie.",
+		  offsetof(struct gw_session_counters, failures) },
+		{ "session_reauths_total", "401s on the current session that forced a re-login.",
+		  offsetof(struct gw_session_counters, reauths) },
+		{ "session_waiters_rejected_total", "Calls refused because the login wait list was full.",
+		  offsetof(struct gw_session_counters, waiters_rejected) },
+	};
+	static const enum gw_session_state states[] = {
+		GW_SESSION_NEVER, GW_SESSION_LOGGING_IN, GW_SESSION_OK, GW_SESSION_BACKOFF,
+		GW_SESSION_REJECTED,
+	};
+	const struct gw_sessions *all = arg;
+	char l[GW_METRICS_MAX_LABEL], labels[GW_METRICS_MAX_LABEL + 40];
+
+	for (size_t c = 0; c < sizeof ctr / sizeof ctr[0]; c++) {
+		gw_metrics_family(o, ctr[c].name, "counter", ctr[c].help);
+		for (size_t i = 0; i < all->n; i++) {
+			uint64_t n;
+
+			memcpy(&n, (const char *)&all->a[i].n + ctr[c].off, sizeof n);
+			gw_metrics_label(all->a[i].name, l, sizeof l);
+			snprintf(labels, sizeof labels, "account=\"%s\"", l);
+			gw_metrics_value(o, ctr[c].name, labels, n);
+		}
+	}
+	gw_metrics_family(o, "session_state", "gauge",
+			  "1 for the current upstream session state of each account.");
+	for (size_t i = 0; i < all->n; i++) {
+		gw_metrics_label(all->a[i].name, l, sizeof l);
+		for (size_t k = 0; k < sizeof states / sizeof states[0]; k++) {
+			snprintf(labels, sizeof labels, "account=\"%s\",state=\"%s\"", l,
+				 session_state_name(states[k]));
+			gw_metrics_value(o, "session_state", labels, all->a[i].state == states[k]);
+		}
+	}
 }

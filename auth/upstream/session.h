@@ -26,8 +26,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "gateway/upstream/upstream.h"
+
 #define GW_SESSION_MAX_WAITERS 4096		/* callers queued behind one login, per account */
-#define GW_SESSION_COOKIE_MAX 512		/* dmsess value bytes incl. NUL; longer is a failed login */
+#define GW_SESSION_COOKIE_MAX GW_UP_COOKIE_MAX	/* dmsess value bytes incl. NUL; longer is a failed login */
 #define GW_SESSION_ERR_MAX 160			/* last login error text */
 #define GW_SESSION_DEFAULT_TTL_S 3600		/* cookie without Expires/Max-Age */
 #define GW_SESSION_BACKOFF_MIN_MS 1000
@@ -35,10 +37,13 @@
 #define GW_SESSION_REFRESH_MIN_MS 1000		/* never refresh more often than this */
 #define GW_SESSION_EXPIRY_MARGIN_MS 500		/* a cookie this close to expiry counts as expired */
 
-struct gw_server;
 struct gw_up_call;
 struct gw_account_cfg;
+struct gw_config;
+struct gw_metrics_reg;
+struct gw_sessions;
 struct event;
+struct event_base;
 
 enum gw_session_state {
 	GW_SESSION_NEVER = 0,		/* no login tried yet */
@@ -49,18 +54,19 @@ enum gw_session_state {
 };
 
 /*
- * A caller waiting for a session. Embedded in the caller's own struct (no allocation); it is
- * queued by gw_session_acquire()/gw_session_unauthorized() returning GW_SESSION_WAIT and then
- * released exactly once through fn (cookie set and err NULL, or cookie NULL and err set), unless
- * gw_session_cancel_wait() is called first. cookie/err are valid only during fn.
+ * A caller waiting for a session is a struct gw_up_waiter (gateway/upstream/upstream.h), embedded
+ * in the caller's own struct (no allocation); it is queued by gw_session_acquire() /
+ * gw_session_unauthorized() returning GW_SESSION_WAIT and then released exactly once through fn
+ * (cookie set and err NULL, or cookie NULL and err set), unless gw_session_cancel_wait() is
+ * called first. cookie/err are valid only during fn.
  */
-struct gw_session_waiter;
-typedef void (*gw_session_ready_fn)(struct gw_session_waiter *w, const char *cookie,
-				    uint64_t generation, const char *err);
-struct gw_session_waiter {
-	struct gw_session_waiter *prev, *next;
-	struct gw_account_rt *acct;	/* non-NULL while queued */
-	gw_session_ready_fn fn;
+
+/* What the sessions need from their surroundings (copied; the pointees outlive the accounts). */
+struct gw_session_env {
+	struct event_base *base;
+	struct gw_upstream *up;			/* logins go through the engine */
+	const struct gw_config *const *cfg;	/* the current configuration (refresh interval) */
+	struct gw_metrics_reg *metrics_reg;	/* the session families register here (may be NULL) */
 };
 
 struct gw_session_counters {
@@ -72,8 +78,9 @@ struct gw_session_counters {
 };
 
 struct gw_account_rt {
-	struct gw_server *srv;
-	size_t idx;			/* index in cfg->accounts */
+	struct gw_up_account up;	/* what the transport sees (idx, name, base_url, auth ops);
+					 * first, so the provider's callbacks can convert back */
+	struct gw_sessions *all;	/* the set this account belongs to */
 	char *name;
 	char *base_url;
 	char *auth_header;		/* "Authorization: Basic ..."; wiped on free */
@@ -85,7 +92,7 @@ struct gw_account_rt {
 	struct gw_up_call *login;	/* the login in flight, or NULL */
 	struct event *timer;		/* refresh or retry */
 
-	struct gw_session_waiter waiters;	/* list head (sentinel) */
+	struct gw_up_waiter waiters;	/* list head (sentinel) */
 	size_t nwaiters;
 
 	unsigned fail_streak;		/* consecutive failed logins, drives the backoff */
@@ -96,11 +103,13 @@ struct gw_account_rt {
 };
 
 /*
- * Builds one runtime per srv->cfg->accounts entry, index-aligned, reading each secret through
- * auth/secret. On failure returns NULL with a clear message in err naming the account (never the
- * secret). No login is started here (see gw_session_start).
+ * Builds one runtime per boot->accounts entry, index-aligned, reading each secret through
+ * auth/upstream/secret, and registers the session families of /metrics. On failure returns NULL
+ * with a clear message in err naming the account (never the secret). No login is started here
+ * (see gw_session_start).
  */
-struct gw_account_rt *gw_session_accounts_new(struct gw_server *srv, size_t *n, char *err,
+struct gw_account_rt *gw_session_accounts_new(const struct gw_session_env *env,
+					      const struct gw_config *boot, size_t *n, char *err,
 					      size_t errlen);
 /*
  * Cancels logins in flight, detaches queued waiters (their fn is NOT called), stops timers,
@@ -127,13 +136,17 @@ const char *gw_session_state(const struct gw_account_rt *a);
 const char *gw_session_name(const struct gw_account_rt *a);
 
 enum gw_session_rc {
-	GW_SESSION_READY = 0,		/* *cookie and *generation set; valid until control returns to the loop */
-	GW_SESSION_WAIT = 1,		/* w queued; w->fn will run later */
-	GW_SESSION_FAIL = -1		/* *err set (static or account-owned text), w not queued */
+	GW_SESSION_READY = GW_UP_AUTH_READY,	/* *cookie and *generation set; valid until control
+						 * returns to the loop */
+	GW_SESSION_WAIT = GW_UP_AUTH_WAIT,	/* w queued; w->fn will run later */
+	GW_SESSION_FAIL = GW_UP_AUTH_FAIL	/* *err set (static or account-owned text), w not queued */
 };
 
+/* The auth provider the accounts' struct gw_up_account carries (the three functions below). */
+extern const struct gw_up_auth_ops gw_session_auth_ops;
+
 /* A cookie for a request, now or later. w->fn must be set. */
-int gw_session_acquire(struct gw_account_rt *a, struct gw_session_waiter *w, const char **cookie,
+int gw_session_acquire(struct gw_account_rt *a, struct gw_up_waiter *w, const char **cookie,
 		       uint64_t *generation, const char **err);
 /*
  * The request sent with generation got 401. If that is still the current generation the cookie
@@ -141,10 +154,10 @@ int gw_session_acquire(struct gw_account_rt *a, struct gw_session_waiter *w, con
  * Same results as gw_session_acquire.
  */
 int gw_session_unauthorized(struct gw_account_rt *a, uint64_t generation,
-			    struct gw_session_waiter *w, const char **cookie,
+			    struct gw_up_waiter *w, const char **cookie,
 			    uint64_t *generation_out, const char **err);
 /* Removes a queued waiter; no-op when not queued. */
-void gw_session_cancel_wait(struct gw_session_waiter *w);
+void gw_session_cancel_wait(struct gw_up_waiter *w);
 
 /* ---- pure parts (unit-tested) ---- */
 

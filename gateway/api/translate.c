@@ -14,7 +14,6 @@
 #include "animate3d/v1/characters.pb-c.h"
 #include "animate3d/v1/jobs.pb-c.h"
 #include "animate3d/v1/webhooks.pb-c.h"
-#include "auth/caller/perm.h"
 #include "gateway/api/translate_int.h"
 
 #define TR_FIELD_MAX 96		/* "status[12].details.positionInQueue" */
@@ -616,46 +615,3 @@ const char *gw_tr_job_error_text(int code)
 	return NULL;
 }
 
-/* ---- the rows ---- */
-
-/* One row: the request is <name>_request, the reply <name>_response unless named (TR_ROW_R). */
-#define TR_ROW_R(svc, method, name, resp, p, idem)                                               \
-	{ "/animate3d.v1." svc "/" method, &animate3d__v1__##name##_request__descriptor,          \
-	  &animate3d__v1__##resp##__descriptor, gw_tr_build_##name, gw_tr_parse_##name, p, idem }
-#define TR_ROW(svc, method, name, p, idem) TR_ROW_R(svc, method, name, name##_response, p, idem)
-
-static const struct gw_tr_rpc tr_rows[] = {
-	TR_ROW("Jobs", "GetUploadUrl", get_upload_url, GW_PERM_WRITE, 1),
-	TR_ROW("Jobs", "StartJob", start_job, GW_PERM_WRITE, 0),
-	TR_ROW("Jobs", "GetStatus", get_status, GW_PERM_READ, 1),
-	TR_ROW("Jobs", "GetDownloadUrls", get_download_urls, GW_PERM_READ, 1),
-	TR_ROW("Jobs", "ListJobs", list_jobs, GW_PERM_READ, 1),
-	/* A POST, but it only reads the uploaded file's metadata: safe to retry. */
-	TR_ROW_R("Jobs", "GetVideoInfo", get_video_info, video_info, GW_PERM_READ, 1),
-	TR_ROW("Characters", "GetModelUploadUrl", get_model_upload_url, GW_PERM_WRITE, 1),
-	TR_ROW("Characters", "StoreModel", store_model, GW_PERM_WRITE, 0),
-	TR_ROW("Characters", "ListModels", list_models, GW_PERM_READ, 1),
-	TR_ROW("Characters", "DeleteModel", delete_model, GW_PERM_WRITE, 0),
-	TR_ROW_R("Webhooks", "CreateEndpoint", create_endpoint, endpoint, GW_PERM_WRITE, 0),
-	TR_ROW_R("Webhooks", "GetEndpoint", get_endpoint, endpoint, GW_PERM_READ, 1),
-	TR_ROW("Webhooks", "ListEndpoints", list_endpoints, GW_PERM_READ, 1),
-	TR_ROW_R("Webhooks", "UpdateEndpoint", update_endpoint, endpoint, GW_PERM_WRITE, 0),
-	TR_ROW("Webhooks", "DeleteEndpoint", delete_endpoint, GW_PERM_WRITE, 0),
-	TR_ROW("Account", "GetCreditBalance", get_credit_balance, GW_PERM_READ, 1),
-	TR_ROW("Account", "GetMinutesBalance", get_minutes_balance, GW_PERM_READ, 1),
-};
-
-const struct gw_tr_rpc *gw_tr_lookup(const char *grpc_path)
-{
-	for (size_t i = 0; grpc_path && i < sizeof(tr_rows) / sizeof(tr_rows[0]); i++)
-		if (strcmp(tr_rows[i].grpc_path, grpc_path) == 0)
-			return &tr_rows[i];
-	return NULL;
-}
-
-const struct gw_tr_rpc *gw_tr_rows(size_t *n)
-{
-	if (n)
-		*n = sizeof(tr_rows) / sizeof(tr_rows[0]);
-	return tr_rows;
-}

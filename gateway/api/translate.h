@@ -1,6 +1,7 @@
 /*
- * translate: one row per upstream-backed RPC, turning a decoded gRPC request into an upstream
- * REST request and a 2xx upstream JSON body into the gRPC reply.
+ * translate: per upstream-backed RPC, a build function turning a decoded gRPC request into an
+ * upstream REST request and a parse function turning a 2xx upstream JSON body into the gRPC
+ * reply. The method table (gateway/methods.c) puts them in each method's row.
  *
  * Pure functions: no I/O, no loop, no globals; the engine (gateway/call/call.c, gateway/upstream/upstream.c)
  * does the transport and the handlers only glue a row to it. Everything here is unit-tested from
@@ -39,20 +40,37 @@ typedef int (*gw_tr_build_fn)(const ProtobufCMessage *req, struct gw_tr_request 
 typedef int (*gw_tr_parse_fn)(const ProtobufCMessage *req, const char *body, size_t len,
 			      ProtobufCMessage **out, char *err, size_t errlen);
 
+/* The upstream half of a method row: how to build its request and read the answer. */
 struct gw_tr_rpc {
-	const char *grpc_path;			/* "/animate3d.v1.Jobs/GetStatus" */
-	const ProtobufCMessageDescriptor *req_desc;
-	const ProtobufCMessageDescriptor *resp_desc;
 	gw_tr_build_fn build;
 	gw_tr_parse_fn parse;
-	unsigned perm;				/* enum gw_perm the caller's key needs */
-	int idempotent;				/* safe to retry upstream (GETs) */
+	const ProtobufCMessageDescriptor *resp_desc;
+	int idempotent;				/* safe to retry upstream (GETs, read-only POSTs) */
 };
 
-/* The row for a gRPC method path, or NULL (UploadVideo, WatchStatus, Health are not rows). */
-const struct gw_tr_rpc *gw_tr_lookup(const char *grpc_path);
-/* All rows, for registering methods; *n receives the count. */
-const struct gw_tr_rpc *gw_tr_rows(size_t *n);
+/* The functions, gw_tr_build_<method> and gw_tr_parse_<method> (translate_<service>.c). */
+#define GW_TR_FNS(name)                                                                           \
+	int gw_tr_build_##name(const ProtobufCMessage *req, struct gw_tr_request *out, char *err,  \
+			       size_t errlen);                                                     \
+	int gw_tr_parse_##name(const ProtobufCMessage *req, const char *body, size_t len,          \
+			       ProtobufCMessage **out, char *err, size_t errlen)
+GW_TR_FNS(get_upload_url);
+GW_TR_FNS(start_job);
+GW_TR_FNS(get_status);
+GW_TR_FNS(get_download_urls);
+GW_TR_FNS(list_jobs);
+GW_TR_FNS(get_video_info);
+GW_TR_FNS(get_model_upload_url);
+GW_TR_FNS(store_model);
+GW_TR_FNS(list_models);
+GW_TR_FNS(delete_model);
+GW_TR_FNS(create_endpoint);
+GW_TR_FNS(get_endpoint);
+GW_TR_FNS(list_endpoints);
+GW_TR_FNS(update_endpoint);
+GW_TR_FNS(delete_endpoint);
+GW_TR_FNS(get_credit_balance);
+GW_TR_FNS(get_minutes_balance);
 
 /* Documented meaning of a job error code (201..1399, 101), or NULL when unknown. */
 const char *gw_tr_job_error_text(int code);

@@ -115,28 +115,4 @@ int gw_tr_fill_list(ProtobufCMessage *m, const char *field, json_t *arr, const s
 /* JobState from the upstream spelling (unknown -> UNSPECIFIED). */
 int gw_tr_job_state(const char *s);
 
-/* Rows, defined in the per-service files. */
-#define GW_TR_ROW_FNS(name)                                                                       \
-	int gw_tr_build_##name(const ProtobufCMessage *req, struct gw_tr_request *out, char *err,  \
-			       size_t errlen);                                                     \
-	int gw_tr_parse_##name(const ProtobufCMessage *req, const char *body, size_t len,          \
-			       ProtobufCMessage **out, char *err, size_t errlen)
-GW_TR_ROW_FNS(get_upload_url);
-GW_TR_ROW_FNS(start_job);
-GW_TR_ROW_FNS(get_status);
-GW_TR_ROW_FNS(get_download_urls);
-GW_TR_ROW_FNS(list_jobs);
-GW_TR_ROW_FNS(get_video_info);
-GW_TR_ROW_FNS(get_model_upload_url);
-GW_TR_ROW_FNS(store_model);
-GW_TR_ROW_FNS(list_models);
-GW_TR_ROW_FNS(delete_model);
-GW_TR_ROW_FNS(create_endpoint);
-GW_TR_ROW_FNS(get_endpoint);
-GW_TR_ROW_FNS(list_endpoints);
-GW_TR_ROW_FNS(update_endpoint);
-GW_TR_ROW_FNS(delete_endpoint);
-GW_TR_ROW_FNS(get_credit_balance);
-GW_TR_ROW_FNS(get_minutes_balance);
-
 #endif

@@ -208,3 +208,16 @@ long gw_errmap_retry_after_ms(const char *value, time_t now)
 	}
 	return -1;
 }
+
+static const char *const errmap_code_names[] = {
+	"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
+	"ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+	"ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
+	"UNAUTHENTICATED",
+};
+
+const char *gw_errmap_code_name(unsigned code)
+{
+	return code < sizeof errmap_code_names / sizeof errmap_code_names[0] ? errmap_code_names[code]
+									     : "UNKNOWN";
+}

@@ -31,6 +31,9 @@ grpc_status_code gw_errmap_http(long http_status, const char *body, size_t len, 
 grpc_status_code gw_errmap_curl(int curl_rc, const char *curl_error, const char *what, char *msg,
 				size_t msglen);
 
+/* The name of a gRPC status code ("OK", "NOT_FOUND", ...), "UNKNOWN" past UNAUTHENTICATED. */
+const char *gw_errmap_code_name(unsigned code);
+
 /* Retry-After (delta seconds or an HTTP-date, relative to now) -> milliseconds, clamped to
  * [0, GW_ERRMAP_RETRY_AFTER_MAX_MS]; -1 when value is NULL, empty or garbage (negative included). */
 long gw_errmap_retry_after_ms(const char *value, time_t now);

@@ -9,13 +9,6 @@
 #include <string.h>
 #include <event2/buffer.h>
 
-#include "auth/upstream/session.h"
-#include "gateway/base/breaker.h"
-#include "gateway/call/call.h"
-#include "gateway/http.h"
-#include "gateway/base/ratelimit.h"
-#include "gateway/server.h"
-#include "gateway/upstream/upstream.h"
 
 #define P GW_METRICS_PREFIX
 
@@ -26,14 +19,6 @@ static const int64_t metrics_bound_us[GW_METRICS_NBUCKETS] = {
 };
 static const char *const metrics_bound_le[GW_METRICS_NBUCKETS] = {
 	"0.001", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "30",
-};
-
-static const enum gw_session_state metrics_session_states[] = {
-	GW_SESSION_NEVER, GW_SESSION_LOGGING_IN, GW_SESSION_OK, GW_SESSION_BACKOFF,
-	GW_SESSION_REJECTED,
-};
-static const char *const metrics_session_state_names[] = {
-	"never", "logging_in", "ok", "backoff", "rejected",
 };
 
 /* Upstream routes (docs/upstream-api.md). prefix + rest: rest "" = the path is exactly the
@@ -159,16 +144,11 @@ void gw_metrics_upstream(struct gw_metrics *m, const char *route, long http_stat
 	r->other++;
 }
 
-/* ---- rendering ---- */
+/* ---- printers ---- */
 
-struct metrics_out {
-	struct evbuffer *b;
-	int bad;
-};
-
-static void metrics_printf(struct metrics_out *o, const char *fmt, ...)
+static void metrics_printf(struct gw_metrics_out *o, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
-static void metrics_printf(struct metrics_out *o, const char *fmt, ...)
+static void metrics_printf(struct gw_metrics_out *o, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -196,23 +176,37 @@ void gw_metrics_label(const char *in, char *out, size_t outlen)
 	out[o] = '\0';
 }
 
-static void metrics_family(struct metrics_out *o, const char *name, const char *type,
-			   const char *help)
+void gw_metrics_family(struct gw_metrics_out *o, const char *name, const char *type,
+		       const char *help)
 {
 	metrics_printf(o, "# HELP " P "%s %s\n# TYPE " P "%s %s\n", name, help, name, type);
 }
 
-/* A family with one unlabelled sample. */
-static void metrics_one(struct metrics_out *o, const char *name, const char *type,
-			const char *help, uint64_t v)
+void gw_metrics_value(struct gw_metrics_out *o, const char *name, const char *labels, uint64_t v)
 {
-	metrics_family(o, name, type, help);
-	metrics_printf(o, P "%s %llu\n", name, (unsigned long long)v);
+	if (labels)
+		metrics_printf(o, P "%s{%s} %llu\n", name, labels, (unsigned long long)v);
+	else
+		metrics_printf(o, P "%s %llu\n", name, (unsigned long long)v);
 }
 
-/* The series of one histogram; labels is "k=\"v\"" (already escaped), never empty here. */
-static void metrics_hist(struct metrics_out *o, const char *name, const char *labels,
-			 const struct gw_metrics_hist *h)
+void gw_metrics_gauge_f(struct gw_metrics_out *o, const char *name, const char *labels, double v)
+{
+	if (labels)
+		metrics_printf(o, P "%s{%s} %.6g\n", name, labels, v);
+	else
+		metrics_printf(o, P "%s %.6g\n", name, v);
+}
+
+void gw_metrics_one(struct gw_metrics_out *o, const char *name, const char *type, const char *help,
+		    uint64_t v)
+{
+	gw_metrics_family(o, name, type, help);
+	gw_metrics_value(o, name, NULL, v);
+}
+
+void gw_metrics_hist(struct gw_metrics_out *o, const char *name, const char *labels,
+		     const struct gw_metrics_hist *h)
 {
 	uint64_t cum = 0;
 
@@ -226,267 +220,38 @@ static void metrics_hist(struct metrics_out *o, const char *name, const char *la
 	metrics_printf(o, P "%s_count{%s} %llu\n", name, labels, (unsigned long long)h->count);
 }
 
-static void metrics_rpc(struct metrics_out *o, const struct gw_metrics_view *v)
+/* ---- the registry ---- */
+
+int gw_metrics_register(struct gw_metrics_reg *reg, gw_metrics_render_fn fn, void *arg)
 {
-	const struct gw_stats *st = v->stats;
-	char l[GW_METRICS_MAX_LABEL], labels[GW_METRICS_MAX_LABEL + 16];
-	size_t n = v->nmethods < GW_STATS_MAX_METHODS ? v->nmethods : GW_STATS_MAX_METHODS;
-
-	metrics_family(o, "rpc_total", "counter", "Finished gRPC calls by method and status code.");
-	for (size_t i = 0; st && i < n; i++) {
-		gw_metrics_label(v->methods[i].path, l, sizeof l);
-		for (unsigned k = 0; k < GW_STATS_GRPC_CODES; k++)
-			if (st->rpc[i][k])
-				metrics_printf(o, P "rpc_total{method=\"%s\",code=\"%s\"} %llu\n", l,
-					       gw_http_grpc_code_name(k),
-					       (unsigned long long)st->rpc[i][k]);
-	}
-	metrics_family(o, "rpc_duration_seconds", "histogram",
-		       "Time from a call's arrival to its end, by method.");
-	for (size_t i = 0; v->m && i < n; i++) {
-		if (!v->m->rpc_latency[i].count)
-			continue;
-		gw_metrics_label(v->methods[i].path, l, sizeof l);
-		snprintf(labels, sizeof labels, "method=\"%s\"", l);
-		metrics_hist(o, "rpc_duration_seconds", labels, &v->m->rpc_latency[i]);
-	}
-	if (!st)
-		return;
-	metrics_one(o, "rpc_in_flight", "gauge", "Calls accepted and not finished yet.",
-		    st->calls_in_flight);
-	metrics_one(o, "rpc_accepted_total", "counter", "Calls accepted (every method).",
-		    st->calls_total);
-	metrics_one(o, "rpc_unknown_method_total", "counter",
-		    "Calls to methods this server does not serve (UNIMPLEMENTED).",
-		    st->rpc_unknown_method);
-	metrics_one(o, "rpc_unauthenticated_total", "counter",
-		    "Calls refused for a missing or unknown API key or client certificate.",
-		    st->auth_rejected);
-	metrics_one(o, "rpc_permission_denied_total", "counter",
-		    "Calls whose key lacks the method's permission.", st->perm_denied);
-	metrics_one(o, "rpc_malformed_total", "counter", "Undecodable request messages.",
-		    st->malformed);
-	metrics_one(o, "rpc_cancelled_total", "counter",
-		    "Calls cancelled by the client, their deadline or the drain.", st->cancelled);
-	metrics_one(o, "rpc_stream_dropped_total", "counter",
-		    "Server-stream messages refused (queue full or call gone).", st->stream_dropped);
-	metrics_one(o, "rpc_rejected_draining_total", "counter",
-		    "Calls refused because the server was shutting down.", st->rejected_draining);
-}
-
-static void metrics_upstream(struct metrics_out *o, const struct gw_metrics_view *v)
-{
-	char l[GW_METRICS_MAX_LABEL], labels[GW_METRICS_MAX_LABEL + 16], code[8];
-
-	metrics_family(o, "upstream_requests_total", "counter",
-		       "Upstream HTTP attempts by route template and HTTP status (none: no answer).");
-	for (size_t i = 0; v->m && i < GW_METRICS_MAX_ROUTES && v->m->routes[i].route; i++) {
-		const struct gw_metrics_route *r = &v->m->routes[i];
-
-		gw_metrics_label(r->route, l, sizeof l);
-		for (size_t k = 0; k < GW_METRICS_ROUTE_CODES && r->n[k]; k++) {
-			if (r->code[k])
-				snprintf(code, sizeof code, "%u", (unsigned)r->code[k]);
-			else
-				snprintf(code, sizeof code, "none");
-			metrics_printf(o, P "upstream_requests_total{route=\"%s\",status=\"%s\"} %llu\n",
-				       l, code, (unsigned long long)r->n[k]);
-		}
-		if (r->other)
-			metrics_printf(o, P "upstream_requests_total{route=\"%s\",status=\"other\"} %llu\n",
-				       l, (unsigned long long)r->other);
-	}
-	metrics_family(o, "upstream_duration_seconds", "histogram",
-		       "Upstream HTTP attempt latency by route template.");
-	for (size_t i = 0; v->m && i < GW_METRICS_MAX_ROUTES && v->m->routes[i].route; i++) {
-		gw_metrics_label(v->m->routes[i].route, l, sizeof l);
-		snprintf(labels, sizeof labels, "route=\"%s\"", l);
-		metrics_hist(o, "upstream_duration_seconds", labels, &v->m->routes[i].latency);
-	}
-	if (v->m)
-		metrics_one(o, "upstream_routes_dropped_total", "counter",
-			    "Upstream answers for routes past the metrics table.", v->m->routes_dropped);
-	if (v->stats)
-		metrics_one(o, "upstream_in_flight", "gauge", "Upstream HTTP transfers in flight.",
-			    v->stats->upstream_in_flight);
-	if (v->up) {
-		metrics_one(o, "upstream_started_total", "counter",
-			    "Upstream requests started (retries not included).", v->up->started);
-		metrics_one(o, "upstream_retries_total", "counter",
-			    "Idempotent retries after a 5xx or a connection error.", v->up->retries);
-		metrics_one(o, "upstream_reauth_retries_total", "counter",
-			    "Retries after a 401 with a fresh session cookie.", v->up->reauth_retries);
-		metrics_one(o, "upstream_too_large_total", "counter",
-			    "Responses aborted past upstream.max_response_bytes.", v->up->too_large);
-		metrics_one(o, "upstream_no_session_total", "counter",
-			    "Requests failed because no upstream session could be had.",
-			    v->up->no_session);
-		metrics_one(o, "upstream_cancelled_total", "counter",
-			    "Upstream requests abandoned because their call went away.",
-			    v->up->cancelled);
-	}
-}
-
-static void metrics_sessions(struct metrics_out *o, const struct gw_metrics_view *v)
-{
-	static const struct {
-		const char *name, *help;
-		size_t off;
-	} ctr[] = {
-		{ "session_logins_total", "Upstream logins started (first, re-login, refresh, retry).",
-		  offsetof(struct gw_session_counters, logins) },
-		{ "session_refreshes_total", "Of those, refreshes ahead of cookie expiry.",
-		  offsetof(struct gw_session_counters, refreshes) },
-		{ "session_failures_total", "Upstream logins that yielded no cookie.",
-		  offsetof(struct gw_session_counters, failures) },
-		{ "session_reauths_total", "401s on the current session that forced a re-login.",
-		  offsetof(struct gw_session_counters, reauths) },
-		{ "session_waiters_rejected_total", "Calls refused because the login wait list was full.",
-		  offsetof(struct gw_session_counters, waiters_rejected) },
-	};
-	char l[GW_METRICS_MAX_LABEL];
-
-	if (!v->accounts)
-		return;
-	for (size_t c = 0; c < sizeof ctr / sizeof ctr[0]; c++) {
-		metrics_family(o, ctr[c].name, "counter", ctr[c].help);
-		for (size_t i = 0; i < v->naccounts; i++) {
-			const struct gw_account_rt *a = &v->accounts[i];
-			uint64_t n;
-
-			memcpy(&n, (const char *)&a->n + ctr[c].off, sizeof n);
-			gw_metrics_label(gw_session_name(a), l, sizeof l);
-			metrics_printf(o, P "%s{account=\"%s\"} %llu\n", ctr[c].name, l,
-				       (unsigned long long)n);
-		}
-	}
-	metrics_family(o, "session_state", "gauge",
-		       "1 for the current upstream session state of each account.");
-	for (size_t i = 0; i < v->naccounts; i++) {
-		const struct gw_account_rt *a = &v->accounts[i];
-
-		gw_metrics_label(gw_session_name(a), l, sizeof l);
-		for (size_t s = 0; s < sizeof metrics_session_states / sizeof metrics_session_states[0];
-		     s++)
-			metrics_printf(o, P "session_state{account=\"%s\",state=\"%s\"} %d\n", l,
-				       metrics_session_state_names[s],
-				       a->state == metrics_session_states[s] ? 1 : 0);
-	}
-}
-
-static void metrics_limits(struct metrics_out *o, const struct gw_metrics_view *v)
-{
-	char l[GW_METRICS_MAX_LABEL];
-	int any = 0;
-
-	if (v->rl) {
-		metrics_family(o, "ratelimited_total", "counter",
-			       "Calls answered RESOURCE_EXHAUSTED by the tenant's rate limit.");
-		for (size_t i = 0; i < v->rl->n; i++) {
-			gw_metrics_label(v->rl->t[i].name, l, sizeof l);
-			metrics_printf(o, P "ratelimited_total{tenant=\"%s\"} %llu\n", l,
-				       (unsigned long long)v->rl->t[i].limited);
-		}
-	}
-	for (size_t i = 0; i < v->naccounts && i < GW_CONFIG_MAX_ACCOUNTS; i++)
-		any |= v->breaker[i] != NULL;
-	if (!any || !v->accounts)
-		return;
-	metrics_family(o, "breaker_state", "gauge",
-		       "1 for the current circuit breaker state of each upstream account.");
-	for (size_t i = 0; i < v->naccounts && i < GW_CONFIG_MAX_ACCOUNTS; i++) {
-		static const enum gw_breaker_state states[] = { GW_BREAKER_CLOSED, GW_BREAKER_OPEN,
-								GW_BREAKER_HALF_OPEN };
-
-		if (!v->breaker[i])
-			continue;
-		gw_metrics_label(gw_session_name(&v->accounts[i]), l, sizeof l);
-		for (size_t s = 0; s < 3; s++)
-			metrics_printf(o, P "breaker_state{account=\"%s\",state=\"%s\"} %d\n", l,
-				       gw_breaker_state_name(states[s]),
-				       v->breaker[i]->state == states[s] ? 1 : 0);
-	}
-	metrics_family(o, "breaker_rejected_total", "counter",
-		       "Upstream requests failed fast by an open circuit breaker.");
-	for (size_t i = 0; i < v->naccounts && i < GW_CONFIG_MAX_ACCOUNTS; i++) {
-		if (!v->breaker[i])
-			continue;
-		gw_metrics_label(gw_session_name(&v->accounts[i]), l, sizeof l);
-		metrics_printf(o, P "breaker_rejected_total{account=\"%s\"} %llu\n", l,
-			       (unsigned long long)v->breaker[i]->rejected);
-	}
-}
-
-int gw_metrics_render(const struct gw_metrics_view *v, struct evbuffer *out)
-{
-	struct metrics_out o = { out, 0 };
-	char l[GW_METRICS_MAX_LABEL];
-
-	if (!v || !out)
+	if (!fn || reg->n >= GW_METRICS_MAX_RENDERERS) {
+		reg->refused++;
 		return -1;
-	gw_metrics_label(v->version ? v->version : "dev", l, sizeof l);
-	metrics_family(&o, "build_info", "gauge", "Build information; the value is always 1.");
-	metrics_printf(&o, P "build_info{version=\"%s\"} 1\n", l);
-	metrics_one(&o, "draining", "gauge", "1 while the server drains for shutdown.",
-		    v->draining ? 1 : 0);
-	metrics_rpc(&o, v);
-	metrics_upstream(&o, v);
-	metrics_sessions(&o, v);
-	metrics_limits(&o, v);
-	if (v->stats) {
-		metrics_family(&o, "reloads_total", "counter", "Configuration reloads (SIGHUP) by result.");
-		metrics_printf(&o, P "reloads_total{result=\"ok\"} %llu\n"
-				   P "reloads_total{result=\"failed\"} %llu\n",
-			       (unsigned long long)v->stats->reloads_ok,
-			       (unsigned long long)v->stats->reloads_failed);
-		metrics_one(&o, "http_requests_total", "counter",
-			    "Requests on the operator HTTP listener.", v->stats->http_requests);
-		metrics_one(&o, "http_not_found_total", "counter",
-			    "Requests on the operator HTTP listener for unknown paths.",
-			    v->stats->http_not_found);
 	}
-	metrics_one(&o, "health_watchers", "gauge", "Open grpc.health.v1 Watch streams.",
-		    v->health_watchers);
-	metrics_one(&o, "health_watchers_refused_total", "counter",
-		    "Health Watch streams refused past the limit.", v->health_watchers_refused);
-	if (v->has_handoff) {
-		metrics_one(&o, "handoff_events_total", "counter",
-			    "Completion-queue events handed from the poller thread to the loop.",
-			    v->handoff.delivered);
-		metrics_one(&o, "handoff_full_waits_total", "counter",
-			    "Times the poller waited for room in the full hand-off queue.",
-			    v->handoff.full_waits);
-		metrics_one(&o, "handoff_high_water", "gauge",
-			    "Most events ever waiting in the hand-off queue at once.",
-			    v->handoff.high_water);
-	}
-	return o.bad ? -1 : 0;
+	reg->r[reg->n].fn = fn;
+	reg->r[reg->n].arg = arg;
+	reg->n++;
+	return 0;
 }
 
-void gw_metrics_view_of(struct gw_server *srv, struct gw_metrics_view *v)
+void gw_metrics_unregister(struct gw_metrics_reg *reg, gw_metrics_render_fn fn, void *arg)
 {
-	struct gw_limits *lim;
+	for (size_t i = 0; i < reg->n; i++) {
+		if (reg->r[i].fn != fn || reg->r[i].arg != arg)
+			continue;
+		memmove(&reg->r[i], &reg->r[i + 1], (reg->n - i - 1) * sizeof reg->r[0]);
+		reg->n--;
+		return;
+	}
+}
 
-	memset(v, 0, sizeof *v);
-	v->version = srv->version;
-	v->draining = srv->draining;
-	v->stats = &srv->stats;
-	v->m = &srv->metrics;
-	v->methods = srv->methods;
-	v->nmethods = srv->nmethods;
-	v->accounts = srv->accounts;
-	v->naccounts = srv->naccounts;
-	v->up = srv->up ? gw_up_counters(srv->up) : NULL;
-	lim = srv->up ? gw_up_limits(srv->up) : NULL;	/* tenant buckets and account breakers */
-	if (lim) {
-		v->rl = lim->tenants;
-		for (size_t i = 0; i < lim->nacct && i < GW_CONFIG_MAX_ACCOUNTS; i++)
-			v->breaker[i] = &lim->acct[i].breaker;
-	}
-	v->health_watchers = srv->health.nwatchers;
-	v->health_watchers_refused = srv->health.watchers_refused;
-	if (srv->handoff) {
-		gw_handoff_stats(srv->handoff, &v->handoff);
-		v->has_handoff = 1;
-	}
+int gw_metrics_render_all(const struct gw_metrics_reg *reg, struct evbuffer *out)
+{
+	struct gw_metrics_out o = { out, 0 };
+
+	if (!reg || !out)
+		return -1;
+	for (size_t i = 0; i < reg->n; i++)
+		reg->r[i].fn(reg->r[i].arg, &o);
+	return o.bad ? -1 : 0;
 }

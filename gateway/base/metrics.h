@@ -1,6 +1,6 @@
 /*
- * metrics: latency histograms, upstream answers by route and HTTP status, and the /metrics
- * renderer (Prometheus text exposition format 0.0.4) over every counter the server keeps.
+ * metrics: latency histograms, upstream answers by route and HTTP status, the printers of the
+ * Prometheus text exposition format 0.0.4, and the registry of renderers /metrics walks.
  *
  * Every metric name starts with GW_METRICS_PREFIX. Label values are bounded by construction:
  * gRPC method paths of our own method table, documented upstream route templates (never a rid
@@ -9,9 +9,9 @@
  * label or value ever carries a secret, a cookie, an API key or a signed URL.
  *
  * Writers (the loop thread only, like struct gw_stats): gw_metrics_rpc() when a call is freed,
- * gw_metrics_upstream() when an upstream transfer ends. The renderer reads a view
- * (struct gw_metrics_view) so it can be tested without a server. Modules with their own
- * counters (status cache and batcher, state store) append their own families after these.
+ * gw_metrics_upstream() when an upstream transfer ends. Counters live in the module that owns
+ * them; each module registers a renderer (struct gw_metrics_reg) that prints its families with
+ * the printers below, and /metrics walks the registrations.
  */
 #ifndef A3D_GATEWAY_METRICS_H
 #define A3D_GATEWAY_METRICS_H
@@ -19,8 +19,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "gateway/config/config.h"
-#include "gateway/base/handoff.h"
 #include "gateway/base/stats.h"
 
 #define GW_METRICS_PREFIX "animate3d_gateway_"
@@ -28,14 +26,6 @@
 #define GW_METRICS_MAX_ROUTES 48	/* distinct upstream routes; more: routes_dropped */
 #define GW_METRICS_ROUTE_CODES 8	/* distinct HTTP statuses per route; more: status="other" */
 #define GW_METRICS_MAX_LABEL 256	/* an escaped label value; longer values are cut */
-
-struct evbuffer;
-struct gw_method;
-struct gw_account_rt;
-struct gw_up_counters;
-struct gw_ratelimit;
-struct gw_breaker;
-struct gw_server;
 
 /* A latency histogram: bucket[i] counts observations in (bound[i-1], bound[i]] (not cumulative;
  * the renderer accumulates), bucket[GW_METRICS_NBUCKETS] those above the last bound. */
@@ -77,33 +67,50 @@ const char *gw_metrics_route(const char *method, const char *path);
 /* The finite bound of bucket i in seconds as text ("0.005"), or "+Inf" for i >= NBUCKETS. */
 const char *gw_metrics_bucket_le(size_t i);
 
-/* What the renderer reads. Pointers may be NULL (their series are left out). */
-struct gw_metrics_view {
-	const char *version;
-	int draining;
-	const struct gw_stats *stats;
-	const struct gw_metrics *m;
-	const struct gw_method *methods;	/* names rows of stats->rpc and m->rpc_latency */
-	size_t nmethods;
-	const struct gw_account_rt *accounts;	/* session counters and state per account */
-	size_t naccounts;
-	const struct gw_up_counters *up;
-	const struct gw_ratelimit *rl;		/* rate-limited calls per tenant */
-	const struct gw_breaker *breaker[GW_CONFIG_MAX_ACCOUNTS];	/* per account, may be NULL */
-	size_t health_watchers;
-	uint64_t health_watchers_refused;
-	int has_handoff;			/* handoff below is filled */
-	struct gw_handoff_stats handoff;	/* poller -> loop queue (gateway/base/handoff.h) */
-};
-
 /* Copies in to out (outlen bytes) as a Prometheus label value: backslash, double quote and
  * newline escaped (the same escapes keep a JSON string valid), cut to fit. NULL in gives "". */
 void gw_metrics_label(const char *in, char *out, size_t outlen);
 
-/* Fills v from a running server (what /metrics shows). */
-void gw_metrics_view_of(struct gw_server *srv, struct gw_metrics_view *v);
+/*
+ * Printers: every family on /metrics is written through these, names given without
+ * GW_METRICS_PREFIX. labels is the inside of the braces, already escaped ("tenant=\"a\""), or
+ * NULL for none. A failed append marks the output bad (gw_metrics_render_all returns -1).
+ */
+struct evbuffer;
+struct gw_metrics_out {
+	struct evbuffer *b;
+	int bad;
+};
+void gw_metrics_family(struct gw_metrics_out *o, const char *name, const char *type,
+		       const char *help);
+void gw_metrics_value(struct gw_metrics_out *o, const char *name, const char *labels, uint64_t v);
+void gw_metrics_gauge_f(struct gw_metrics_out *o, const char *name, const char *labels, double v);
+/* A family with one unlabelled sample. */
+void gw_metrics_one(struct gw_metrics_out *o, const char *name, const char *type, const char *help,
+		    uint64_t v);
+/* The series of one histogram (labels not NULL). */
+void gw_metrics_hist(struct gw_metrics_out *o, const char *name, const char *labels,
+		     const struct gw_metrics_hist *h);
 
-/* Appends the exposition to out. Returns 0, or -1 when v/out is NULL or an append failed. */
-int gw_metrics_render(const struct gw_metrics_view *v, struct evbuffer *out);
+/*
+ * The registry /metrics walks: each module registers its renderer once (when it is created) and
+ * unregisters it before it is freed, the way Redis modules add INFO sections. Renderers run in
+ * registration order.
+ */
+#define GW_METRICS_MAX_RENDERERS 32
+typedef void (*gw_metrics_render_fn)(void *arg, struct gw_metrics_out *o);
+struct gw_metrics_reg {
+	struct {
+		gw_metrics_render_fn fn;
+		void *arg;
+	} r[GW_METRICS_MAX_RENDERERS];
+	size_t n;
+	uint64_t refused;		/* registrations past the table */
+};
+/* 0, or -1 when the table is full (counted). */
+int gw_metrics_register(struct gw_metrics_reg *reg, gw_metrics_render_fn fn, void *arg);
+void gw_metrics_unregister(struct gw_metrics_reg *reg, gw_metrics_render_fn fn, void *arg);
+/* Runs every renderer into out. 0, or -1 when an append failed. */
+int gw_metrics_render_all(const struct gw_metrics_reg *reg, struct evbuffer *out);
 
 #endif

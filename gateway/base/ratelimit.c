@@ -7,8 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gateway/config/config.h"
-
 /* tokens/s -> micro-tokens per ms; a positive rate never rounds down to "unlimited". */
 static int64_t bucket_rate(double rate_per_s)
 {
@@ -131,78 +129,6 @@ double gw_bucket_level(struct gw_bucket *b, int64_t now_ms)
 	return (double)b->tokens / (double)GW_BUCKET_SCALE;
 }
 
-/* Every rpc of proto/animate3d/v1 with its built-in cost: the calls that cost the upstream most
- * (a job, a video's bytes, a signed URL) weigh more. */
-static const struct {
-	const char *name;	/* as the configuration spells it */
-	const char *path;
-	unsigned cost;
-} ratelimit_methods[GW_RATELIMIT_NMETHODS] = {
-	{ "GetUploadUrl", "/animate3d.v1.Jobs/GetUploadUrl", 2 },
-	{ "UploadVideo", "/animate3d.v1.Jobs/UploadVideo", 5 },
-	{ "StartJob", "/animate3d.v1.Jobs/StartJob", 5 },
-	{ "GetStatus", "/animate3d.v1.Jobs/GetStatus", 1 },
-	{ "WatchStatus", "/animate3d.v1.Jobs/WatchStatus", 1 },
-	{ "GetDownloadUrls", "/animate3d.v1.Jobs/GetDownloadUrls", 1 },
-	{ "ListJobs", "/animate3d.v1.Jobs/ListJobs", 1 },
-	{ "GetVideoInfo", "/animate3d.v1.Jobs/GetVideoInfo", 1 },
-	{ "GetModelUploadUrl", "/animate3d.v1.Characters/GetModelUploadUrl", 2 },
-	{ "StoreModel", "/animate3d.v1.Characters/StoreModel", 1 },
-	{ "ListModels", "/animate3d.v1.Characters/ListModels", 1 },
-	{ "DeleteModel", "/animate3d.v1.Characters/DeleteModel", 1 },
-	{ "CreateEndpoint", "/animate3d.v1.Webhooks/CreateEndpoint", 1 },
-	{ "GetEndpoint", "/animate3d.v1.Webhooks/GetEndpoint", 1 },
-	{ "ListEndpoints", "/animate3d.v1.Webhooks/ListEndpoints", 1 },
-	{ "UpdateEndpoint", "/animate3d.v1.Webhooks/UpdateEndpoint", 1 },
-	{ "DeleteEndpoint", "/animate3d.v1.Webhooks/DeleteEndpoint", 1 },
-	{ "GetCreditBalance", "/animate3d.v1.Account/GetCreditBalance", 1 },
-	{ "GetMinutesBalance", "/animate3d.v1.Account/GetMinutesBalance", 1 },
-};
-
-/* config.h sizes its cost tables without including this header. */
-_Static_assert(GW_RATELIMIT_NMETHODS <= GW_CONFIG_MAX_COSTS, "GW_CONFIG_MAX_COSTS is too small");
-
-int gw_ratelimit_method_index(const char *name)
-{
-	if (!name)
-		return -1;
-	for (size_t i = 0; i < GW_RATELIMIT_NMETHODS; i++)
-		if (strcmp(name, ratelimit_methods[i].name) == 0 ||
-		    strcmp(name, ratelimit_methods[i].path) == 0)
-			return (int)i;
-	return -1;
-}
-
-const char *gw_ratelimit_method_name(size_t i)
-{
-	return i < GW_RATELIMIT_NMETHODS ? ratelimit_methods[i].name : NULL;
-}
-
-const char *gw_ratelimit_method_path(size_t i)
-{
-	return i < GW_RATELIMIT_NMETHODS ? ratelimit_methods[i].path : NULL;
-}
-
-unsigned gw_ratelimit_cost(const char *grpc_path)
-{
-	int i = grpc_path && grpc_path[0] == '/' ? gw_ratelimit_method_index(grpc_path) : -1;
-
-	return i < 0 ? 1 : ratelimit_methods[i].cost;
-}
-
-/* Fills cost[] from the configured table over base[] (the built-in costs or the global ones). */
-static void ratelimit_costs_resolve(unsigned cost[GW_RATELIMIT_NMETHODS], const unsigned *base,
-				    const struct gw_costs_cfg *cfg)
-{
-	for (size_t i = 0; i < GW_RATELIMIT_NMETHODS; i++) {
-		cost[i] = base ? base[i] : ratelimit_methods[i].cost;
-		if (cfg && cfg->set[i])
-			cost[i] = cfg->cost[i];
-		if (cost[i] > GW_RATELIMIT_MAX_COST)
-			cost[i] = GW_RATELIMIT_MAX_COST;
-	}
-}
-
 /* Index of the tenant called name, or rl->n (also when rl or name is NULL). */
 static size_t ratelimit_index(const struct gw_ratelimit *rl, const char *name)
 {
@@ -214,40 +140,38 @@ static size_t ratelimit_index(const struct gw_ratelimit *rl, const char *name)
 	return rl->n;
 }
 
-struct gw_ratelimit *gw_ratelimit_rebuild(const struct gw_ratelimit *old, const struct gw_config *cfg,
-					  int64_t now_ms)
+struct gw_ratelimit *gw_ratelimit_rebuild(const struct gw_ratelimit *old,
+					  const struct gw_ratelimit_spec *spec, size_t n, int64_t now_ms)
 {
 	struct gw_ratelimit *rl = NULL, *ret = NULL;
 
-	if (!cfg || cfg->ntenants > GW_RATELIMIT_MAX_TENANTS)
+	if (n > GW_RATELIMIT_MAX_TENANTS || (n && !spec))
 		goto out;
 	rl = calloc(1, sizeof *rl);
 	if (!rl)
 		goto out;
-	ratelimit_costs_resolve(rl->cost, NULL, &cfg->costs);
-	if (cfg->ntenants) {
-		rl->t = calloc(cfg->ntenants, sizeof *rl->t);
+	if (n) {
+		rl->t = calloc(n, sizeof *rl->t);
 		if (!rl->t)
 			goto out;
 	}
-	for (size_t i = 0; i < cfg->ntenants; i++) {
-		const struct gw_tenant_cfg *tc = &cfg->tenants[i];
-		size_t k = ratelimit_index(old, tc->name);
+	for (size_t i = 0; i < n; i++) {
+		const struct gw_ratelimit_spec *ts = &spec[i];
+		size_t k = ratelimit_index(old, ts->name);
 		const struct gw_ratelimit_tenant *prev = old && k < old->n ? &old->t[k] : NULL;
 		struct gw_ratelimit_tenant *t = &rl->t[i];
 
-		t->name = strdup(tc->name ? tc->name : "");
+		t->name = strdup(ts->name ? ts->name : "");
 		if (!t->name)
 			goto out;
 		rl->n = i + 1;
-		ratelimit_costs_resolve(t->cost, rl->cost, &tc->costs);
 		if (prev) {
 			/* Same tenant: its level (and a debt of refusals) survives the reload. */
 			t->b = prev->b;
 			t->limited = prev->limited;
-			gw_bucket_set(&t->b, tc->rate_per_second, tc->burst, now_ms);
+			gw_bucket_set(&t->b, ts->rate_per_second, ts->burst, now_ms);
 		} else {
-			gw_bucket_init(&t->b, tc->rate_per_second, tc->burst, now_ms);
+			gw_bucket_init(&t->b, ts->rate_per_second, ts->burst, now_ms);
 		}
 	}
 	if (old)
@@ -267,20 +191,6 @@ void gw_ratelimit_free(struct gw_ratelimit *rl)
 		free(rl->t[i].name);
 	free(rl->t);
 	free(rl);
-}
-
-unsigned gw_ratelimit_tenant_cost(const struct gw_ratelimit *rl, size_t idx, const char *name,
-				  const char *grpc_path)
-{
-	int m = grpc_path && grpc_path[0] == '/' ? gw_ratelimit_method_index(grpc_path) : -1;
-
-	if (!rl)
-		return gw_ratelimit_cost(grpc_path);
-	if (m < 0)
-		return 1;
-	if (idx >= rl->n || !name || strcmp(rl->t[idx].name, name) != 0)
-		idx = ratelimit_index(rl, name);
-	return idx < rl->n ? rl->t[idx].cost[m] : rl->cost[m];
 }
 
 int gw_ratelimit_take(struct gw_ratelimit *rl, size_t idx, const char *name, unsigned cost,

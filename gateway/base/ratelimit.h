@@ -1,19 +1,15 @@
 /*
- * ratelimit: per-tenant token buckets with a per-method cost.
+ * ratelimit: token buckets, and one per tenant.
  *
  * Pure: time is a parameter (now_ms, any monotonic millisecond clock), no globals, no I/O.
  * Tokens are kept in fixed point (GW_BUCKET_SCALE micro-tokens per token) and refilled from the
  * elapsed milliseconds in integer arithmetic, so many small refills add up exactly to one big one
  * (no drift). A rate is rounded once, at init, to a multiple of 0.001 token/s.
  *
- * struct gw_ratelimit holds one bucket per tenant of a configuration, index-aligned with
- * cfg->tenants; gw_ratelimit_rebuild() carries each bucket's state over to a new configuration
- * (SIGHUP) for tenants that persist, by name.
- *
- * Method costs: every gRPC method of the API has a built-in cost (StartJob and UploadVideo 5,
- * GetUploadUrl and GetModelUploadUrl 2, the rest 1). The configuration may override them for every
- * tenant (rate.costs) and per tenant (tenants[].rate.costs); a tenant's cost of a method is its own,
- * else the global one, else the built-in one, resolved once per (re)build.
+ * struct gw_ratelimit holds one bucket per tenant, index-aligned with the specs it was built
+ * from; gw_ratelimit_rebuild() carries each bucket's state over to a new set (a configuration
+ * reload) for tenants that persist, by name. What a call costs is the caller's business
+ * (gateway/call/admit.h: the method row's cost, overridden by the configuration).
  */
 #ifndef A3D_GATEWAY_RATELIMIT_H
 #define A3D_GATEWAY_RATELIMIT_H
@@ -26,7 +22,6 @@
 #define GW_BUCKET_MAX_BURST 1000000.0	/* tokens; larger bursts are clamped to this */
 #define GW_RATELIMIT_MAX_COST 1000u	/* a method cost above this is clamped */
 #define GW_RATELIMIT_MAX_TENANTS 1024	/* = GW_CONFIG_MAX_TENANTS */
-#define GW_RATELIMIT_NMETHODS 19	/* methods with a cost: the rpcs of proto/animate3d/v1 */
 
 struct gw_bucket {
 	int64_t rate;		/* micro-tokens per millisecond; 0 = unlimited */
@@ -62,50 +57,33 @@ int64_t gw_bucket_time_for(struct gw_bucket *b, uint64_t tokens, int64_t now_ms)
 /* Whole tokens available at now_ms (refilling first), for metrics and tests. */
 double gw_bucket_level(struct gw_bucket *b, int64_t now_ms);
 
-/* Built-in cost of one call of a gRPC method path ("/animate3d.v1.Jobs/StartJob" -> 5): StartJob
- * and UploadVideo 5, GetUploadUrl and GetModelUploadUrl 2, anything else (NULL included) 1. */
-unsigned gw_ratelimit_cost(const char *grpc_path);
-
-/* Index (0..GW_RATELIMIT_NMETHODS-1) of a method named by its short name as the configuration
- * spells it ("StartJob", case sensitive) or by its gRPC path; -1 for anything else (NULL too). */
-int gw_ratelimit_method_index(const char *name);
-/* Short name ("StartJob") and gRPC path of method i; NULL when i is out of range. */
-const char *gw_ratelimit_method_name(size_t i);
-const char *gw_ratelimit_method_path(size_t i);
-
-struct gw_config;
+/* One tenant's limit, as the caller read it from its configuration. */
+struct gw_ratelimit_spec {
+	const char *name;
+	double rate_per_second;		/* <= 0: unlimited */
+	double burst;
+};
 
 struct gw_ratelimit_tenant {
 	char *name;		/* copy of the tenant's name */
 	struct gw_bucket b;
 	uint64_t limited;	/* calls answered RESOURCE_EXHAUSTED for this tenant */
-	unsigned cost[GW_RATELIMIT_NMETHODS];	/* resolved: tenant's, else global, else built-in */
 };
 
 struct gw_ratelimit {
 	struct gw_ratelimit_tenant *t;	/* index-aligned with the cfg->tenants it was built from */
 	size_t n;
 	uint64_t unknown_tenant;	/* takes for a tenant not in the table (allowed) */
-	unsigned cost[GW_RATELIMIT_NMETHODS];	/* global: rate.costs, else built-in */
 };
 
 /*
- * Builds the buckets for cfg's tenants (full), carrying over level and counters from old (may be
- * NULL) for tenants of the same name. old is left untouched (free it after). Returns NULL when
- * memory runs out or cfg has more than GW_RATELIMIT_MAX_TENANTS tenants.
+ * Builds the buckets for n tenants (full, index-aligned with spec), carrying over level and
+ * counters from old (may be NULL) for tenants of the same name. old is left untouched (free it
+ * after). Returns NULL when memory runs out or n > GW_RATELIMIT_MAX_TENANTS.
  */
-struct gw_ratelimit *gw_ratelimit_rebuild(const struct gw_ratelimit *old, const struct gw_config *cfg,
-					  int64_t now_ms);
+struct gw_ratelimit *gw_ratelimit_rebuild(const struct gw_ratelimit *old,
+					  const struct gw_ratelimit_spec *spec, size_t n, int64_t now_ms);
 void gw_ratelimit_free(struct gw_ratelimit *rl);	/* NULL is fine */
-
-/*
- * The cost of one call of grpc_path for tenant idx (checked by name like gw_ratelimit_take): the
- * tenant's configured cost, else the global configured cost, else the built-in one. A tenant not
- * in the table gets the global cost; a path that is not a known method costs 1; rl NULL gives the
- * built-in cost. At most GW_RATELIMIT_MAX_COST.
- */
-unsigned gw_ratelimit_tenant_cost(const struct gw_ratelimit *rl, size_t idx, const char *name,
-				  const char *grpc_path);
 
 /*
  * gw_bucket_take() on the bucket of tenant idx, checked by name (a call may hold a tenant index of

@@ -31,9 +31,6 @@ struct gw_stats {
 	uint64_t stream_dropped;		/* server-stream messages refused (queue full / gone) */
 	uint64_t rejected_draining;		/* calls that arrived while shutting down */
 	uint64_t reloads_ok, reloads_failed;	/* SIGHUP */
-	/* upstream side (written by gateway/upstream/upstream.c and auth/upstream/session.c) */
-	uint64_t upstream_in_flight;		/* gauge */
-	uint64_t logins_ok, logins_failed;
 	/* HTTP side */
 	uint64_t http_requests;
 	uint64_t http_not_found;

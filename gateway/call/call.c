@@ -25,15 +25,18 @@
 #include "auth/caller/clientcert.h"
 #include "auth/upstream/session.h"
 #include "gateway/base/clock.h"
-#include "gateway/config/config.h"
+#include "gateway/base/errmap.h"
 #include "gateway/base/log.h"
-#include "gateway/server.h"
+#include "gateway/call/admit.h"
+#include "gateway/call/env.h"
+#include "gateway/config/config.h"
+#include "gateway/upstream/upstream.h"
 
 #define CALL_MAX_METHOD_NAME 128	/* unknown method names are clipped to this in messages */
 
 struct gw_call {
-	struct gw_server *srv;
-	size_t midx;			/* index into srv->methods, or GW_CALL_GENERIC */
+	struct gw_env *env;
+	size_t midx;			/* index into env->methods, or GW_CALL_GENERIC */
 	const struct gw_method *m;	/* NULL for generic calls */
 	grpc_call *call;
 	gpr_timespec deadline;
@@ -54,7 +57,7 @@ struct gw_call {
 	int dead;			/* a send failed or the call was cancelled: send nothing */
 	int64_t start_us;
 
-	struct gw_server_conf *conf;	/* reference taken at authentication */
+	struct gw_gen *conf;		/* reference taken at authentication */
 	const struct gw_tenant_cfg *tenant;
 	size_t tenant_idx;
 	const char *auth_by;		/* "key", "cert", or NULL: not authenticated */
@@ -87,7 +90,13 @@ static void call_pump(struct gw_call *c);
 
 /* ---- accessors ---- */
 
-struct gw_server *gw_call_server(struct gw_call *c) { return c->srv; }
+struct gw_env *gw_call_env(struct gw_call *c) { return c->env; }
+size_t gw_call_method_index(struct gw_call *c) { return c->midx; }
+
+void *gw_call_svc(struct gw_call *c)
+{
+	return c->m && c->env->method_state ? c->env->method_state[c->midx] : NULL;
+}
 const struct gw_method *gw_call_method(struct gw_call *c) { return c->m; }
 const ProtobufCMessage *gw_call_request(struct gw_call *c) { return c->req; }
 const struct gw_tenant_cfg *gw_call_tenant(struct gw_call *c) { return c->tenant; }
@@ -103,11 +112,11 @@ void gw_call_on_cancel(struct gw_call *c, void (*fn)(struct gw_call *c, void *da
 	c->on_cancel = fn;
 }
 
-struct gw_account_rt *gw_call_account(struct gw_call *c)
+struct gw_up_account *gw_call_account(struct gw_call *c)
 {
-	if (!c->tenant || c->tenant->account_idx >= c->srv->naccounts)
+	if (!c->tenant || c->tenant->account_idx >= c->env->naccounts)
 		return NULL;
-	return &c->srv->accounts[c->tenant->account_idx];
+	return &c->env->accounts[c->tenant->account_idx].up;
 }
 
 int64_t gw_call_time_left_ms(struct gw_call *c)
@@ -383,11 +392,19 @@ void gw_call_fail_retry(struct gw_call *c, grpc_status_code code, long retry_ms,
 	call_end(c, code, msg);
 }
 
+void gw_call_fail_up(struct gw_call *c, const struct gw_up_failure *f)
+{
+	if (f->retry_ms >= 0)
+		gw_call_fail_retry(c, f->code, f->retry_ms, f->msg);
+	else
+		gw_call_fail(c, f->code, "%s", f->msg);
+}
+
 int gw_call_stream_send(struct gw_call *c, const ProtobufCMessage *msg)
 {
 	if (c->finished || c->dead || c->hook_ran || c->close_done ||
 	    c->qlen >= GW_CALL_MAX_STREAM_QUEUE) {
-		c->srv->stats.stream_dropped++;
+		c->env->stats.stream_dropped++;
 		return -1;
 	}
 	c->queue[(c->qhead + c->qlen) % GW_CALL_MAX_STREAM_QUEUE] = call_pack(msg);
@@ -420,7 +437,7 @@ void gw_call_recv(struct gw_call *c, const ProtobufCMessageDescriptor *desc, gw_
 
 /* ---- lifecycle ---- */
 
-int gw_call_arm(struct gw_server *srv, size_t midx)
+int gw_call_arm(struct gw_env *env, size_t midx)
 {
 	struct gw_call *c = calloc(1, sizeof *c);
 	grpc_call_error e;
@@ -428,9 +445,9 @@ int gw_call_arm(struct gw_server *srv, size_t midx)
 
 	if (!c)
 		goto out;
-	c->srv = srv;
+	c->env = env;
 	c->midx = midx;
-	c->m = midx == GW_CALL_GENERIC ? NULL : &srv->methods[midx];
+	c->m = midx == GW_CALL_GENERIC ? NULL : &env->methods[midx];
 	c->pushback_ms = -1;
 	c->t_new = (struct gw_tag){ GW_TAG_CALL_NEW, c };
 	c->t_close = (struct gw_tag){ GW_TAG_CALL_CLOSE, c };
@@ -439,13 +456,13 @@ int gw_call_arm(struct gw_server *srv, size_t midx)
 	grpc_metadata_array_init(&c->md);
 	if (!c->m) {
 		grpc_call_details_init(&c->details);
-		e = grpc_server_request_call(srv->grpc, &c->call, &c->details, &c->md, srv->cq,
-					     srv->cq, &c->t_new);
+		e = grpc_server_request_call(env->grpc, &c->call, &c->details, &c->md, env->cq,
+					     env->cq, &c->t_new);
 	} else {
-		e = grpc_server_request_registered_call(srv->grpc, srv->method_handles[midx],
+		e = grpc_server_request_registered_call(env->grpc, env->method_handles[midx],
 							&c->call, &c->deadline, &c->md,
 							c->m->kind == GW_CLIENT_STREAM ? NULL : &c->payload,
-							srv->cq, srv->cq, &c->t_new);
+							env->cq, env->cq, &c->t_new);
 	}
 	if (e != GRPC_CALL_OK) {
 		gw_log(GW_LOG_ERROR, "server", GW_LS("msg", "request_call failed"),
@@ -467,7 +484,7 @@ out:
 static void call_log_access(struct gw_call *c)
 {
 	int64_t latency = gw_clock_now_us() - c->start_us;
-	struct gw_stats *st = &c->srv->stats;
+	struct gw_stats *st = &c->env->stats;
 	unsigned code = (unsigned)c->status < GW_STATS_GRPC_CODES ? (unsigned)c->status : 2;
 
 	if (!c->m)
@@ -477,7 +494,7 @@ static void call_log_access(struct gw_call *c)
 	else
 		st->rpc_other_method++;
 	if (c->m)
-		gw_metrics_rpc(&c->srv->metrics, c->midx, latency);
+		gw_metrics_rpc(&c->env->metrics, c->midx, latency);
 	gw_log(c->status == GRPC_STATUS_OK ? GW_LOG_INFO : GW_LOG_WARN, "rpc",
 	       GW_LS("request_id", c->id), GW_LS("tenant", c->tenant ? c->tenant->name : "-"),
 	       GW_LS("auth", c->auth_by ? c->auth_by : "-"),
@@ -491,7 +508,7 @@ static void call_free(struct gw_call *c)
 {
 	if (c->arrived) {
 		call_log_access(c);
-		c->srv->stats.calls_in_flight--;
+		c->env->stats.calls_in_flight--;
 	}
 	call_drop_queue(c);
 	if (c->sending)
@@ -503,7 +520,7 @@ static void call_free(struct gw_call *c)
 	if (c->req)
 		protobuf_c_message_free_unpacked(c->req, NULL);
 	if (c->conf)
-		gw_server_conf_put(c->srv, c->conf);
+		gw_gen_put(c->conf);
 	if (c->call)
 		grpc_call_unref(c->call);
 	if (!c->m)
@@ -582,18 +599,40 @@ static void call_set_name(struct gw_call *c)
 	c->method_name[i] = '\0';
 }
 
+/* The tenant's rate limit before any work (gateway/call/admit.h). 0, or the call is finished
+ * RESOURCE_EXHAUSTED (with a retry delay unless the cost is above the tenant's burst). */
+static int call_admit(struct gw_call *c)
+{
+	int64_t wait = 0;
+	unsigned cost = 0;
+	char msg[GW_CALL_MAX_STATUS_MSG];
+
+	if (gw_admit_take(c->env->admit, c->tenant->name, c->tenant_idx, c->midx, &wait, &cost))
+		return 0;
+	if (wait < 0) {
+		gw_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED,
+			     "rate limit of tenant %s: %s costs %u, more than its burst of %g",
+			     c->tenant->name, c->m->name, cost, c->tenant->burst);
+		return -1;
+	}
+	snprintf(msg, sizeof msg, "rate limit of tenant %s: retry in %lld ms", c->tenant->name,
+		 (long long)wait);
+	gw_call_fail_retry(c, GRPC_STATUS_RESOURCE_EXHAUSTED, (long)wait, msg);
+	return -1;
+}
+
 static void call_start(struct gw_call *c)
 {
-	struct gw_server *srv = c->srv;
+	struct gw_env *env = c->env;
 	grpc_op op;
 	size_t tidx = 0;
 	unsigned perms = 0;
 
 	c->arrived = 1;
 	c->start_us = gw_clock_now_us();
-	snprintf(c->id, sizeof c->id, "%016llx", (unsigned long long)++srv->next_call_id);
-	srv->stats.calls_in_flight++;
-	srv->stats.calls_total++;
+	snprintf(c->id, sizeof c->id, "%016llx", (unsigned long long)++env->next_call_id);
+	env->stats.calls_in_flight++;
+	env->stats.calls_total++;
 	if (!c->m)
 		c->deadline = c->details.deadline;
 	call_set_name(c);
@@ -615,16 +654,16 @@ static void call_start(struct gw_call *c)
 		return;
 	}
 	if (c->m->perm) {
-		c->conf = gw_server_conf_get(srv);
+		c->conf = gw_gen_get(env->gen);
 		if (call_authenticate(c, &tidx, &perms) != 0) {
-			srv->stats.auth_rejected++;
+			env->stats.auth_rejected++;
 			gw_call_fail(c, GRPC_STATUS_UNAUTHENTICATED, "missing or invalid API key");
 			return;
 		}
 		c->tenant_idx = tidx;
 		c->tenant = &c->conf->cfg->tenants[tidx];
 		if (!(perms & c->m->perm)) {
-			srv->stats.perm_denied++;
+			env->stats.perm_denied++;
 			gw_call_fail(c, GRPC_STATUS_PERMISSION_DENIED, "key of tenant %s may not call %s",
 				     c->tenant->name, c->m->path);
 			return;
@@ -633,7 +672,7 @@ static void call_start(struct gw_call *c)
 	if (c->m->kind != GW_CLIENT_STREAM && c->m->req_desc) {
 		c->req = call_unpack(c->m->req_desc, c->payload);
 		if (!c->req) {
-			srv->stats.malformed++;
+			env->stats.malformed++;
 			gw_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "malformed request message");
 			return;
 		}
@@ -642,22 +681,24 @@ static void call_start(struct gw_call *c)
 		grpc_byte_buffer_destroy(c->payload);
 		c->payload = NULL;
 	}
+	if (c->tenant && call_admit(c) != 0)
+		return;
 	c->m->handler(c);
 }
 
 static void call_on_new(struct gw_call *c, int ok)
 {
-	struct gw_server *srv = c->srv;
+	struct gw_env *env = c->env;
 
 	if (!ok) {
 		/* The server is shutting down: this request will never carry a call. */
 		call_free(c);
 		return;
 	}
-	if (!srv->draining)
-		gw_call_arm(srv, c->midx);	/* keep one armed per method */
-	if (srv->draining) {
-		srv->stats.rejected_draining++;
+	if (!env->draining)
+		gw_call_arm(env, c->midx);	/* keep one armed per method */
+	if (env->draining) {
+		env->stats.rejected_draining++;
 		grpc_call_cancel_with_status(c->call, GRPC_STATUS_UNAVAILABLE,
 					     "server is shutting down", NULL);
 		call_free(c);
@@ -679,11 +720,11 @@ static void call_on_close(struct gw_call *c)
 	call_drop_queue(c);
 	if (c->finished)
 		return;	/* the status was queued or sent when the client left */
-	c->srv->stats.cancelled++;
+	c->env->stats.cancelled++;
 	if (gw_call_time_left_ms(c) == 0) {
 		c->status = GRPC_STATUS_DEADLINE_EXCEEDED;
 		snprintf(c->status_msg, sizeof c->status_msg, "deadline exceeded");
-	} else if (c->srv->draining) {
+	} else if (c->env->draining) {
 		c->status = GRPC_STATUS_UNAVAILABLE;	/* what grpc_server_cancel_all_calls sends */
 		snprintf(c->status_msg, sizeof c->status_msg, "cancelled: server shutting down");
 	} else {
@@ -732,7 +773,7 @@ static void call_on_recv(struct gw_call *c, int ok)
 		msg = call_unpack(c->recv_desc, bb);
 		grpc_byte_buffer_destroy(bb);
 		if (!msg)
-			c->srv->stats.malformed++;
+			c->env->stats.malformed++;
 		cb(c, msg, msg == NULL);
 		if (msg)
 			protobuf_c_message_free_unpacked(msg, NULL);
@@ -764,4 +805,55 @@ void gw_call_event(struct gw_tag *tag, int ok)
 	}
 	c->busy--;
 	call_maybe_free(c);
+}
+
+/* ---- metrics ---- */
+
+void gw_call_render_metrics(void *arg, struct gw_metrics_out *o)
+{
+	const struct gw_env *env = arg;
+	const struct gw_stats *st = &env->stats;
+	char l[GW_METRICS_MAX_LABEL], labels[GW_METRICS_MAX_LABEL + 48];
+	size_t n = env->nmethods < GW_STATS_MAX_METHODS ? env->nmethods : GW_STATS_MAX_METHODS;
+
+	gw_metrics_family(o, "rpc_total", "counter", "Finished gRPC calls by method and status code.");
+	for (size_t i = 0; i < n; i++) {
+		gw_metrics_label(env->methods[i].path, l, sizeof l);
+		for (unsigned k = 0; k < GW_STATS_GRPC_CODES; k++) {
+			if (!st->rpc[i][k])
+				continue;
+			snprintf(labels, sizeof labels, "method=\"%s\",code=\"%s\"", l,
+				 gw_errmap_code_name(k));
+			gw_metrics_value(o, "rpc_total", labels, st->rpc[i][k]);
+		}
+	}
+	gw_metrics_family(o, "rpc_duration_seconds", "histogram",
+			  "Time from a call's arrival to its end, by method.");
+	for (size_t i = 0; i < n; i++) {
+		if (!env->metrics.rpc_latency[i].count)
+			continue;
+		gw_metrics_label(env->methods[i].path, l, sizeof l);
+		snprintf(labels, sizeof labels, "method=\"%s\"", l);
+		gw_metrics_hist(o, "rpc_duration_seconds", labels, &env->metrics.rpc_latency[i]);
+	}
+	gw_metrics_one(o, "rpc_in_flight", "gauge", "Calls accepted and not finished yet.",
+		       st->calls_in_flight);
+	gw_metrics_one(o, "rpc_accepted_total", "counter", "Calls accepted (every method).",
+		       st->calls_total);
+	gw_metrics_one(o, "rpc_unknown_method_total", "counter",
+		       "Calls to methods this server does not serve (UNIMPLEMENTED).",
+		       st->rpc_unknown_method);
+	gw_metrics_one(o, "rpc_unauthenticated_total", "counter",
+		       "Calls refused for a missing or unknown API key or client certificate.",
+		       st->auth_rejected);
+	gw_metrics_one(o, "rpc_permission_denied_total", "counter",
+		       "Calls whose key lacks the method's permission.", st->perm_denied);
+	gw_metrics_one(o, "rpc_malformed_total", "counter", "Undecodable request messages.",
+		       st->malformed);
+	gw_metrics_one(o, "rpc_cancelled_total", "counter",
+		       "Calls cancelled by the client, their deadline or the drain.", st->cancelled);
+	gw_metrics_one(o, "rpc_stream_dropped_total", "counter",
+		       "Server-stream messages refused (queue full or call gone).", st->stream_dropped);
+	gw_metrics_one(o, "rpc_rejected_draining_total", "counter",
+		       "Calls refused because the server was shutting down.", st->rejected_draining);
 }

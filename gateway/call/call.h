@@ -1,9 +1,10 @@
 /*
  * call: one gRPC call from arrival to its single close path, on the loop thread.
  *
- * The server (gateway/server.c) hands every completion-queue event here. A call is decoded,
+ * The top (gateway/server.c) hands every completion-queue event here. A call is decoded,
  * authenticated (authorization: Bearer <key> -> tenant), checked against the method's permission,
- * then given to the method's handler with the decoded request. A handler finishes the call exactly
+ * then given to the method's handler with the decoded request. What a call reaches beyond itself
+ * is the environment (gateway/call/env.h) and its service's state (gw_call_svc). A handler finishes the call exactly
  * once with gw_call_reply() (unary), gw_call_fail(), or gw_call_stream_end() (server streaming).
  *
  * Lifetime: a call is freed only when its RECV_CLOSE batch has completed, no batch is pending and
@@ -20,33 +21,52 @@
 #include <grpc/status.h>
 #include <protobuf-c/protobuf-c.h>
 
+#include "gateway/api/translate.h"
+
 #define GW_CALL_MAX_STREAM_QUEUE 64	/* server-streaming messages queued behind one SEND */
 
-struct gw_server;
 struct gw_call;
+struct gw_env;
+struct gw_svc;
 struct gw_tenant_cfg;
-struct gw_account_rt;
+struct gw_up_account;
 
 enum gw_method_kind { GW_UNARY, GW_CLIENT_STREAM, GW_SERVER_STREAM };
 
 typedef void (*gw_handler_fn)(struct gw_call *c);
 
+/*
+ * One method row carries every fact about a method (the table is gateway/methods.c; Redis's
+ * command table is the model): adding a method is one row plus its translate functions.
+ */
 struct gw_method {
 	const char *path;				/* "/animate3d.v1.Jobs/GetStatus" */
+	const char *name;				/* "GetStatus": messages, rate.costs keys */
 	const ProtobufCMessageDescriptor *req_desc;	/* NULL for client streaming */
 	enum gw_method_kind kind;
 	unsigned perm;					/* enum gw_perm; 0 = no key needed (health) */
+	unsigned cost;					/* tokens a call takes from its tenant's
+							 * bucket (rate.costs may override) */
+	unsigned own;					/* ownership rule: enum gw_ro_kind
+							 * (gateway/svc/rpc_owner.h); 0 = none */
+	unsigned flags;					/* GW_METHOD_* */
+	struct gw_tr_rpc tr;				/* the upstream request and its answer
+							 * (gateway/api/translate.h); zero when the
+							 * handler does not use them */
 	gw_handler_fn handler;
-	const void *row;				/* handler-specific data (a gw_tr_rpc row) */
+	const struct gw_svc *svc;			/* whose state gw_call_svc() gives */
 };
+#define GW_METHOD_IDEMPOTENCY_KEY 1u	/* honours an idempotency_key field (StartJob) */
 
 /* Accessors, valid while the call is alive. */
-struct gw_server *gw_call_server(struct gw_call *c);
+struct gw_env *gw_call_env(struct gw_call *c);
+void *gw_call_svc(struct gw_call *c);				/* the state of the method's service */
 const struct gw_method *gw_call_method(struct gw_call *c);
+size_t gw_call_method_index(struct gw_call *c);			/* row in env->methods */
 const ProtobufCMessage *gw_call_request(struct gw_call *c);	/* decoded request, owned by call */
 const struct gw_tenant_cfg *gw_call_tenant(struct gw_call *c);	/* NULL for unauthenticated methods */
 size_t gw_call_tenant_index(struct gw_call *c);
-struct gw_account_rt *gw_call_account(struct gw_call *c);	/* the tenant's upstream account */
+struct gw_up_account *gw_call_account(struct gw_call *c);	/* the tenant's upstream account */
 int64_t gw_call_time_left_ms(struct gw_call *c);		/* -1 = no deadline */
 const char *gw_call_id(struct gw_call *c);			/* request id for logs */
 void gw_call_count_upstream(struct gw_call *c);			/* +1 upstream request, for the access log */
@@ -66,6 +86,10 @@ void gw_call_fail(struct gw_call *c, grpc_status_code code, const char *fmt, ...
 	__attribute__((format(printf, 3, 4)));
 /* RESOURCE_EXHAUSTED with grpc-retry-pushback-ms and a google.rpc.RetryInfo detail. */
 void gw_call_fail_retry(struct gw_call *c, grpc_status_code code, long retry_ms, const char *msg);
+/* Answers an upstream failure as gw_up_failure_of() mapped it (gateway/upstream/upstream.h): with
+ * grpc-retry-pushback-ms and RetryInfo when it carries a delay. */
+struct gw_up_failure;
+void gw_call_fail_up(struct gw_call *c, const struct gw_up_failure *f);
 
 /* Server streaming: messages go out one SEND at a time, up to GW_CALL_MAX_STREAM_QUEUE queued.
  * Returns 0, or -1 when the queue is full or the call is gone (the message is dropped, counted). */
@@ -96,13 +120,29 @@ void gw_call_recv(struct gw_call *c, const ProtobufCMessageDescriptor *desc, gw_
 #define GW_CALL_MAX_DETAILS_BIN 1024	/* encoded google.rpc.Status with RetryInfo */
 #define GW_CALL_GENERIC ((size_t)-1)	/* method index of the generic (unknown method) request */
 
-struct gw_tag;
+/* What a completion-queue tag points at: the loop dispatches on its kind. */
+enum gw_tag_kind {
+	GW_TAG_CALL_NEW = 1,	/* a requested call arrived (or the request was cancelled) */
+	GW_TAG_CALL_CLOSE,	/* RECV_CLOSE_ON_SERVER completed */
+	GW_TAG_CALL_SEND,	/* a send batch completed */
+	GW_TAG_CALL_RECV,	/* a RECV_MESSAGE batch completed (client streaming) */
+	GW_TAG_SHUTDOWN		/* grpc_server_shutdown_and_notify completed (the top's) */
+};
+struct gw_tag {
+	enum gw_tag_kind kind;
+	void *owner;		/* the struct gw_call, or the top's server */
+};
 
-/* Arms one request for method index midx of srv->methods (or GW_CALL_GENERIC) on the server's
+/* Arms one request for method index midx of env->methods (or GW_CALL_GENERIC) on the server's
  * completion queue. Returns 0, or -1 (nothing armed). */
-int gw_call_arm(struct gw_server *srv, size_t midx);
+int gw_call_arm(struct gw_env *env, size_t midx);
 /* Handles one completion-queue event whose tag belongs to a call. */
 void gw_call_event(struct gw_tag *tag, int ok);
+
+/* The rpc_* families of /metrics (calls by method and code, latency, refusals), from the counters
+ * in env (arg is the struct gw_env; the top registers it). */
+struct gw_metrics_out;
+void gw_call_render_metrics(void *env, struct gw_metrics_out *o);
 
 /* Encodes a google.rpc.Status {code, message, details: [Any(google.rpc.RetryInfo{retry_ms})]}
  * into buf (the grpc-status-details-bin trailer). Returns the length, or 0 when cap is too

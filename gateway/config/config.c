@@ -21,6 +21,11 @@
 
 #include "gateway/config/config_int.h"
 
+#include "animate3d/v1/account.pb-c.h"
+#include "animate3d/v1/characters.pb-c.h"
+#include "animate3d/v1/jobs.pb-c.h"
+#include "animate3d/v1/webhooks.pb-c.h"
+
 /* ---- cross-field checks ---- */
 
 struct cfg_keyref {
@@ -418,4 +423,26 @@ int gw_config_tenant_index(const struct gw_config *cfg, const char *name)
 		if (cfg->tenants[i].name && strcmp(cfg->tenants[i].name, name) == 0)
 			return (int)i;
 	return -1;
+}
+
+long gw_config_cost(const struct gw_costs_cfg *c, const char *method)
+{
+	for (size_t i = 0; c && method && i < c->n; i++)
+		if (strcmp(c->e[i].method, method) == 0)
+			return (long)c->e[i].cost;
+	return -1;
+}
+
+int gw_config_method_known(const char *name)
+{
+	static const ProtobufCServiceDescriptor *const services[] = {
+		&animate3d__v1__jobs__descriptor, &animate3d__v1__characters__descriptor,
+		&animate3d__v1__webhooks__descriptor, &animate3d__v1__account__descriptor,
+	};
+
+	for (size_t s = 0; name && s < sizeof services / sizeof services[0]; s++)
+		for (unsigned m = 0; m < services[s]->n_methods; m++)
+			if (strcmp(services[s]->methods[m].name, name) == 0)
+				return 1;
+	return 0;
 }

@@ -23,8 +23,8 @@
 #define GW_CONFIG_MAX_STRING 4096		/* any one string value, in bytes */
 #define GW_CONFIG_MAX_CERT_CN 256		/* tenants[].client_cert.cn, in bytes */
 #define GW_CONFIG_MAX_BATCH 500			/* cache.batch_max: rids in one GET /status URL */
-#define GW_CONFIG_MAX_COSTS 32			/* methods a rate.costs table can name
-						 * (>= GW_RATELIMIT_NMETHODS, checked there) */
+#define GW_CONFIG_MAX_COSTS 64			/* entries of one rate.costs table */
+#define GW_CONFIG_METHOD_NAME_MAX 64		/* a method's short name, NUL included */
 #define GW_CONFIG_CHUNK_UNIT (256u << 10)	/* upload_chunk_bytes must be a multiple of this */
 #define GW_CONFIG_MAX_IDEM_TTL_S (30ll * 86400)	/* state.idempotency_ttl_s upper bound */
 #define GW_CONFIG_DEFAULT_SETTLE_MS 30000	/* state.reconcile_settle_ms */
@@ -56,12 +56,21 @@ void gw_errors_add(struct gw_errors *e, const char *file, int line, const char *
 	__attribute__((format(printf, 4, 5)));
 void gw_errors_clear(struct gw_errors *e);	/* frees every message; e is reusable (zeroed) */
 
-/* rate.costs / tenants[].rate.costs: { StartJob: 5, GetStatus: 1, ... }, method short names
- * (gateway/base/ratelimit.h), each cost 0..GW_RATELIMIT_MAX_COST (0: the method never takes a token). */
+/* rate.costs / tenants[].rate.costs: { StartJob: 5, GetStatus: 1, ... }, the short names of
+ * methods of the API (gw_config_method_known), each cost 0..GW_RATELIMIT_MAX_COST (0: the method
+ * never takes a token), each method at most once. */
 struct gw_costs_cfg {
-	unsigned cost[GW_CONFIG_MAX_COSTS];	/* by gw_ratelimit_method_index() */
-	unsigned char set[GW_CONFIG_MAX_COSTS];	/* 1 where the file gives a cost */
+	struct {
+		char method[GW_CONFIG_METHOD_NAME_MAX];
+		unsigned cost;
+	} e[GW_CONFIG_MAX_COSTS];
+	size_t n;
 };
+/* The cost c gives method (a short name, "StartJob"), or -1 when c does not name it. */
+long gw_config_cost(const struct gw_costs_cfg *c, const char *method);
+/* 1 when name is the short name of a method of the API's services (proto/animate3d/v1), read
+ * from the compiled service descriptors, so a new method is known without a table here. */
+int gw_config_method_known(const char *name);
 
 struct gw_account_cfg {
 	char *name;

@@ -263,7 +263,7 @@ void gw_cfg_costs(struct gw_cfg_parse *p, yaml_node_t *n, const char *base, stru
 		yaml_node_t *k = gw_cfg_node(p, pr->key);
 		const char *name;
 		long long x;
-		int m;
+		size_t m;
 
 		if (!k || k->type != YAML_SCALAR_NODE) {
 			GW_CFG_ERR(p, k, "%s: keys must be method names", base);
@@ -271,24 +271,30 @@ void gw_cfg_costs(struct gw_cfg_parse *p, yaml_node_t *n, const char *base, stru
 		}
 		name = (const char *)k->data.scalar.value;
 		/* Short names only: the gRPC path would be a second spelling of the same key. */
-		m = strchr(name, '/') || strlen(name) != k->data.scalar.length ? -1
-									  : gw_ratelimit_method_index(name);
-		if (m < 0) {
+		if (strchr(name, '/') || strlen(name) != k->data.scalar.length ||
+		    strlen(name) >= GW_CONFIG_METHOD_NAME_MAX || !gw_config_method_known(name)) {
 			char q[GW_CFG_QUOTE_MAX];
 
 			GW_CFG_ERR(p, k, "%s: unknown method \"%s\" (a method of the API, e.g. StartJob, "
 				"UploadVideo, GetStatus)", base, gw_cfg_quote(name, q));
 			continue;
 		}
-		if (first_line[m]) {
+		for (m = 0; m < out->n && strcmp(out->e[m].method, name) != 0; m++)
+			;
+		if (m < out->n) {
 			GW_CFG_ERR(p, k, "duplicate key \"%s\" (first at line %d)", name, first_line[m]);
 			continue;
 		}
-		first_line[m] = gw_cfg_line(k);
+		if (out->n >= GW_CONFIG_MAX_COSTS) {
+			GW_CFG_ERR(p, k, "%s: more than %d methods", base, GW_CONFIG_MAX_COSTS);
+			continue;
+		}
 		gw_cfg_pathf(path, sizeof(path), "%s.%s", base, name);
 		if (gw_cfg_long(p, gw_cfg_node(p, pr->value), path, 0, GW_RATELIMIT_MAX_COST, &x) == 0) {
-			out->cost[m] = (unsigned)x;
-			out->set[m] = 1;
+			first_line[out->n] = gw_cfg_line(k);
+			snprintf(out->e[out->n].method, sizeof out->e[out->n].method, "%s", name);
+			out->e[out->n].cost = (unsigned)x;
+			out->n++;
 		}
 	}
 }

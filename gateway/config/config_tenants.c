@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "auth/caller/perm.h"
+#include "auth/caller/perm.h" /* layers: allow - the header-only enum of permission bits that keys[].permissions parses into */
 #include "gateway/base/admission.h"
 
 #define CFG_BASE_MAX 48		/* "tenants[1023]", "tenants[1023].keys[63]" */

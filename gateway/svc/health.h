@@ -17,7 +17,7 @@
 #define GW_HEALTH_MAX_SERVICE 128	/* service name length; longer is INVALID_ARGUMENT */
 
 struct gw_call;
-struct gw_server;
+struct gw_svc;
 
 struct gw_health {
 	int serving;				/* 1 SERVING, 0 NOT_SERVING */
@@ -27,7 +27,11 @@ struct gw_health {
 	uint64_t watchers_refused;		/* Watch calls past the limit */
 };
 
-/* Method handlers (registered by gateway/rpc.c). */
+/* The service (gateway/call/svc.h): its state is a struct gw_health; drain sends NOT_SERVING to
+ * every watcher and ends their streams. */
+extern const struct gw_svc gw_svc_health;
+
+/* Method handlers (rows in gateway/methods.c). */
 void gw_health_check(struct gw_call *c);
 void gw_health_watch(struct gw_call *c);
 
@@ -35,8 +39,8 @@ void gw_health_watch(struct gw_call *c);
 int gw_health_service_known(const char *service);
 
 /* Changes the serving state and tells every watcher. */
-void gw_health_set(struct gw_server *srv, int serving);
+void gw_health_set(struct gw_health *h, int serving);
 /* Drain: NOT_SERVING to every watcher, then end their streams. Idempotent. */
-void gw_health_end_watches(struct gw_server *srv);
+void gw_health_end_watches(struct gw_health *h);
 
 #endif

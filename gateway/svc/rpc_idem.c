@@ -19,7 +19,7 @@
 #include "gateway/state/owner.h"
 #include "gateway/svc/rpc_owner.h"
 #include "gateway/svc/rpc_owner_int.h"
-#include "gateway/server.h"
+#include "gateway/call/env.h"
 #include "gateway/svc/status.h"
 #include "gateway/state/store.h"
 #include "gateway/api/translate.h"
@@ -31,11 +31,11 @@ enum idem_phase { IDEM_PROCESS, IDEM_LIST, IDEM_LOOKUP };
 
 /* One idempotent attempt; outlives its call when the client leaves (detached, c == NULL). */
 struct idem_op {
-	struct gw_server *srv;
+	struct gw_rpc_idem *st;
+	struct gw_env *env;
 	struct gw_call *c;
-	struct gw_account_rt *acct;
+	struct gw_up_account *acct;
 	struct gw_up_call *up;
-	const struct gw_tr_rpc *row;	/* StartJob's translate row (static) */
 	enum idem_phase phase;
 	long retry_ms;			/* RESOURCE_EXHAUSTED, UNAVAILABLE: the retry delay to pass on */
 	char tenant[GW_STORE_TENANT_MAX + 1];
@@ -51,7 +51,7 @@ struct idem_op {
 
 /* A duplicate waiting for the first call with its key. */
 struct idem_wait {
-	struct gw_server *srv;
+	struct gw_env *env;
 	struct gw_call *c;
 	struct gw_owner_waiter *w;
 };
@@ -60,8 +60,8 @@ static void idem_op_free(struct idem_op *op)
 {
 	if (!op)
 		return;
-	if (!op->c && op->srv->detached_ops)
-		op->srv->detached_ops--;
+	if (!op->c && op->st->detached_ops)
+		op->st->detached_ops--;
 	gw_tr_request_clear(&op->process);
 	free(op->list);
 	free(op);
@@ -110,7 +110,7 @@ static void idem_on_cancel(struct gw_call *c, void *data)
 	(void)c;
 	/* Keep the transfer: its outcome must still be recorded (and given to waiters). */
 	op->c = NULL;
-	op->srv->detached_ops++;
+	op->st->detached_ops++;
 }
 
 static void idem_wake(void *arg, const char *rid, int code, const char *msg)
@@ -131,14 +131,14 @@ static void idem_wait_cancel(struct gw_call *c, void *data)
 	struct idem_wait *w = data;
 
 	(void)c;
-	gw_owner_idem_unwait(w->srv->owner, w->w);
+	gw_owner_idem_unwait(w->env->owner, w->w);
 	free(w);
 }
 
 static void idem_up_done(void *arg, const struct gw_up_response *res);
 
 /* The "last unsettled attempt" bucket of (tenant, key): FNV-1a over both. */
-static int64_t *idem_unsettled(struct gw_server *srv, const char *tenant, const char *key)
+static int64_t *idem_unsettled(struct gw_rpc_idem *st, const char *tenant, const char *key)
 {
 	uint32_t h = 2166136261u;
 
@@ -147,17 +147,17 @@ static int64_t *idem_unsettled(struct gw_server *srv, const char *tenant, const 
 	h = (h ^ 0xffu) * 16777619u;	/* separator: ("ab","c") != ("a","bc") */
 	for (const char *p = key; *p; p++)
 		h = (h ^ (unsigned char)*p) * 16777619u;
-	return &srv->idem_unsettled_ms[h % GW_SERVER_IDEM_SLOTS];
+	return &st->unsettled_ms[h % GW_RPC_IDEM_SLOTS];
 }
 
 /* ms until a RESUBMIT of (tenant, key) is safe, 0 when it is: a /process of the previous attempt
  * may still be on its way upstream (sent, not yet processed) and would start a second job after
  * a /list that did not show it yet. */
-static int64_t idem_settle_left(struct gw_server *srv, const char *tenant, const char *key)
+static int64_t idem_settle_left(struct gw_rpc_idem *st, const char *tenant, const char *key)
 {
-	int64_t last = *idem_unsettled(srv, tenant, key);
-	int64_t since = last > srv->started_wall_ms ? last : srv->started_wall_ms;
-	int64_t left = since + srv->cfg->state.reconcile_settle_ms - gw_clock_wall_ms();
+	int64_t last = *idem_unsettled(st, tenant, key);
+	int64_t since = last > st->env->started_wall_ms ? last : st->env->started_wall_ms;
+	int64_t left = since + st->env->cfg->state.reconcile_settle_ms - gw_clock_wall_ms();
 
 	return left > 0 ? left : 0;
 }
@@ -182,7 +182,7 @@ static int idem_up_start(struct idem_op *op, const char *method, const char *pat
 	}
 	rq.idempotent = idempotent;
 	rq.route = route;
-	op->up = gw_up_start(op->srv->up, op->acct, &rq, idem_up_done, op);
+	op->up = gw_up_start(op->env->up, op->acct, &rq, idem_up_done, op);
 	if (op->c && op->up)
 		gw_call_count_upstream(op->c);
 	return op->up ? 0 : -1;
@@ -195,7 +195,7 @@ static void idem_process(struct idem_op *op)
 			  "POST /process") == 0)
 		return;
 	/* Never sent: upstream certainly started nothing. */
-	gw_owner_idem_failed(op->srv->owner, op->tenant, op->key, 1, GRPC_STATUS_UNAVAILABLE,
+	gw_owner_idem_failed(op->env->owner, op->tenant, op->key, 1, GRPC_STATUS_UNAVAILABLE,
 			     "upstream request could not be started");
 	idem_finish(op, NULL, GRPC_STATUS_UNAVAILABLE, "upstream request could not be started");
 }
@@ -220,7 +220,7 @@ static void idem_log_recon(const struct idem_op *op, const char *outcome)
 /* Runs one reconciliation step: op->list, and dl (the /download body) for the second step. */
 static void idem_reconcile(struct idem_op *op, const char *dl, size_t dl_len)
 {
-	struct gw_owner *o = op->srv->owner;
+	struct gw_owner *o = op->env->owner;
 	char path[RPC_IDEM_PATH_MAX];
 	size_t off;
 
@@ -235,7 +235,7 @@ static void idem_reconcile(struct idem_op *op, const char *dl, size_t dl_len)
 			    "the upstream job could not be adopted (claimed meanwhile or state store failure); retry");
 		return;
 	case GW_RECON_RESUBMIT: {
-		int64_t wait = idem_settle_left(op->srv, op->tenant, op->key);
+		int64_t wait = idem_settle_left(op->st, op->tenant, op->key);
 		char msg[GW_RPC_OWNER_MSG_MAX];
 
 		if (wait > 0) {
@@ -290,37 +290,30 @@ static int idem_never_started(const struct gw_up_response *res)
 
 static void idem_process_done(struct idem_op *op, const struct gw_up_response *res)
 {
-	struct gw_owner *o = op->srv->owner;
+	struct gw_owner *o = op->env->owner;
 	char msg[GW_RPC_OWNER_MSG_MAX];
 	char err[GW_TR_ERR_MAX];
 	ProtobufCMessage *reply = NULL;
+	struct gw_up_failure fail;
 	grpc_status_code code;
 
-	if (res->limited) {
-		/* Refused by the account's protection before anything was sent (upstream.h): its code,
-		 * its reason and its retry delay, as on the plain path. */
-		code = (grpc_status_code)res->limited;
-		snprintf(msg, sizeof msg, "StartJob: %s", res->error ? res->error : "upstream limit");
-	} else if (res->no_session) {
-		code = GRPC_STATUS_UNAVAILABLE;
-		snprintf(msg, sizeof msg, "%s", res->error ? res->error : "upstream rejected account credentials");
-	} else if (res->curl_rc != CURLE_OK) {
-		code = gw_errmap_curl((int)res->curl_rc, res->error, "StartJob", msg, sizeof msg);
-	} else if (res->http_status < 200 || res->http_status > 299) {
-		code = gw_errmap_http(res->http_status, res->body, res->body_len, "StartJob", msg, sizeof msg);
+	if (gw_up_failure_of(res, "StartJob", &fail) != GRPC_STATUS_OK) {
+		code = fail.code;
+		snprintf(msg, sizeof msg, "%s", fail.msg);
 	} else {
 		err[0] = '\0';
 		/* StartJob's parse does not read the request (the call may be gone). */
-		if (op->row->parse(NULL, res->body, res->body_len, &reply, err, sizeof err) == GW_TR_OK) {
+		if (gw_tr_parse_start_job(NULL, res->body, res->body_len, &reply, err, sizeof err) ==
+		    GW_TR_OK) {
 			const char *rid = ((Animate3d__V1__StartJobResponse *)(void *)reply)->rid;
 
 			/* A multi-person run reuses its detection rid: any cached final status is history. */
 			if (op->acct)
-				gw_status_job_restarted(op->srv, op->acct->idx, rid);
+				gw_status_job_restarted(gw_status_ctx_of(op->env), op->acct->idx, rid);
 			if (gw_owner_idem_done(o, op->tenant, op->key, rid, gw_clock_wall_ms()) == 0)
 				idem_finish(op, rid, GRPC_STATUS_OK, NULL);
 			else
-				idem_finish(op, NULL, GRPC_STATUS_UNAVAILABLE, gw_store_errmsg(op->srv->store));
+				idem_finish(op, NULL, GRPC_STATUS_UNAVAILABLE, gw_store_errmsg(op->env->store));
 			protobuf_c_message_free_unpacked(reply, NULL);
 			return;
 		}
@@ -329,14 +322,14 @@ static void idem_process_done(struct idem_op *op, const struct gw_up_response *r
 	}
 	/* msg already starts with "StartJob: "; the finish prefix would repeat it. */
 	if (!idem_never_started(res)) {
-		int64_t *last = idem_unsettled(op->srv, op->tenant, op->key);
+		int64_t *last = idem_unsettled(op->st, op->tenant, op->key);
 		int64_t now = gw_clock_wall_ms();
 
 		*last = now > *last ? now : *last;
 	}
 	gw_owner_idem_failed(o, op->tenant, op->key, idem_never_started(res), code,
 			     strncmp(msg, "StartJob: ", 10) == 0 ? msg + 10 : msg);
-	op->retry_ms = res->retry_after_ms;
+	op->retry_ms = fail.retry_ms;
 	idem_finish(op, NULL, code, strncmp(msg, "StartJob: ", 10) == 0 ? msg + 10 : msg);
 }
 
@@ -361,7 +354,7 @@ static void idem_up_done(void *arg, const struct gw_up_response *res)
 			return;
 		}
 		snprintf(msg, sizeof msg, "cannot reconcile a pending idempotency key: upstream /list failed; retry");
-		gw_owner_idem_failed(op->srv->owner, op->tenant, op->key, 0, GRPC_STATUS_UNAVAILABLE, msg);
+		gw_owner_idem_failed(op->env->owner, op->tenant, op->key, 0, GRPC_STATUS_UNAVAILABLE, msg);
 		idem_finish(op, NULL, GRPC_STATUS_UNAVAILABLE, msg);
 		return;
 	case IDEM_LOOKUP:
@@ -413,11 +406,10 @@ static int idem_identity(const Animate3d__V1__StartJobRequest *r, uint8_t fp[32]
 	return rc;
 }
 
-void gw_rpc_idem_start_job(struct gw_call *c)
+void gw_rpc_idem_start_job(struct gw_rpc_idem *idem, struct gw_call *c)
 {
 	const Animate3d__V1__StartJobRequest *r = (const void *)gw_call_request(c);
-	const struct gw_tr_rpc *row = gw_call_method(c)->row;
-	struct gw_server *srv = gw_call_server(c);
+	struct gw_env *env = idem->env;
 	struct gw_owner_start st;
 	struct idem_op *op = NULL;
 	struct idem_wait *w = NULL;
@@ -425,7 +417,7 @@ void gw_rpc_idem_start_job(struct gw_call *c)
 	char err[GW_TR_ERR_MAX];
 	uint8_t fp[32];
 	int64_t left = gw_call_time_left_ms(c);
-	long floor_ms = srv->cfg->upstream.default_timeout_ms;
+	long floor_ms = env->cfg->upstream.default_timeout_ms;
 	int rc;
 
 	op = calloc(1, sizeof *op);
@@ -434,11 +426,11 @@ void gw_rpc_idem_start_job(struct gw_call *c)
 		gw_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "StartJob: out of memory");
 		goto out;
 	}
-	op->srv = srv;
+	op->st = idem;
+	op->env = env;
 	op->c = c;
-	op->row = row;
 	err[0] = '\0';
-	rc = row->build(&r->base, &op->process, err, sizeof err);
+	rc = gw_tr_build_start_job(&r->base, &op->process, err, sizeof err);
 	if (rc != GW_TR_OK) {
 		gw_call_fail(c, rc == GW_TR_INVALID ? GRPC_STATUS_INVALID_ARGUMENT : GRPC_STATUS_INTERNAL,
 			     "%s", err[0] ? err : "StartJob: request could not be built");
@@ -465,9 +457,9 @@ void gw_rpc_idem_start_job(struct gw_call *c)
 		floor_ms = GW_CONFIG_DEFAULT_TIMEOUT_MS;
 	op->timeout_ms = left > floor_ms ? (long)left : floor_ms;
 	op->admit_by_us = left > 0 ? gw_clock_now_us() + left * 1000 : 0;
-	w->srv = srv;
+	w->env = env;
 	w->c = c;
-	switch (gw_owner_idem_start(srv->owner, op->tenant, op->key, fp, source, gw_clock_wall_ms(),
+	switch (gw_owner_idem_start(env->owner, op->tenant, op->key, fp, source, gw_clock_wall_ms(),
 				    idem_wake, w, &st)) {
 	case GW_IDEM_PROCEED:
 		op->entry = st.entry;
@@ -482,7 +474,7 @@ void gw_rpc_idem_start_job(struct gw_call *c)
 		gw_call_set_data(c, op);
 		gw_call_on_cancel(c, idem_on_cancel);
 		if (idem_up_start(op, "GET", "/list", NULL, 1, "GET /list") != 0) {
-			gw_owner_idem_failed(srv->owner, op->tenant, op->key, 0, GRPC_STATUS_UNAVAILABLE,
+			gw_owner_idem_failed(env->owner, op->tenant, op->key, 0, GRPC_STATUS_UNAVAILABLE,
 					     "upstream request could not be started");
 			idem_finish(op, NULL, GRPC_STATUS_UNAVAILABLE, "upstream request could not be started");
 		}

@@ -7,9 +7,10 @@
 #include "gateway/base/clock.h"
 #include "gateway/svc/rpc_owner_int.h"
 
+#include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <event2/buffer.h>
 #include <openssl/rand.h>
 
 #include "animate3d/v1/characters.pb-c.h"
@@ -20,44 +21,24 @@
 #include "gateway/base/log.h"
 #include "gateway/state/owner.h"
 #include "gateway/api/params.h"
-#include "gateway/rpc.h"
-#include "gateway/server.h"
+#include "gateway/base/metrics.h"
+#include "gateway/call/env.h"
 #include "gateway/state/store.h"
 #include "gateway/api/translate.h"
 
-/* What ownership means for each method (by its short name; enum ro_kind in rpc_owner_int.h). */
-static const struct {
-	const char *name;
-	enum ro_kind kind;
-} ro_table[] = {
-	{ "GetStatus", RO_RIDS },		{ "GetDownloadUrls", RO_RIDS },
-	{ "WatchStatus", RO_RIDS },		{ "GetVideoInfo", RO_VIDEO_INFO },
-	{ "GetUploadUrl", RO_UPLOAD_URL },	{ "StartJob", RO_START_JOB },
-	{ "StoreModel", RO_STORE_MODEL },	{ "ListModels", RO_LIST_MODELS },
-	{ "DeleteModel", RO_DELETE_MODEL },	{ "CreateEndpoint", RO_CREATE_ENDPOINT },
-	{ "GetEndpoint", RO_ENDPOINT },		{ "UpdateEndpoint", RO_ENDPOINT },
-	{ "DeleteEndpoint", RO_ENDPOINT },	{ "ListJobs", RO_LIST_JOBS },
-	{ "ListEndpoints", RO_LIST_ENDPOINTS },
-};
-
 enum ro_kind gw_ro_kind_of(struct gw_call *c)
 {
-	const char *name = gw_rpc_short_name(gw_call_method(c)->path);
-
-	for (size_t i = 0; i < sizeof ro_table / sizeof ro_table[0]; i++)
-		if (strcmp(ro_table[i].name, name) == 0)
-			return ro_table[i].kind;
-	return RO_NONE;
+	return (enum ro_kind)gw_call_method(c)->own;
 }
 
 static const char *ro_what(struct gw_call *c)
 {
-	return gw_rpc_short_name(gw_call_method(c)->path);
+	return gw_call_method(c)->name;
 }
 
 static struct gw_store *ro_store(struct gw_call *c)
 {
-	return gw_call_server(c)->store;
+	return gw_call_env(c)->store;
 }
 
 void gw_rpc_owner_not_found(struct gw_call *c)
@@ -521,60 +502,63 @@ int gw_rpc_owner_after(struct gw_call *c, const ProtobufCMessage *req, ProtobufC
 
 /* ---- metrics ---- */
 
-int gw_rpc_owner_render_metrics(const struct gw_server *srv, struct evbuffer *out)
+void gw_rpc_owner_render_metrics(const struct gw_env *env, uint64_t detached,
+				 struct gw_metrics_out *o)
 {
+	static const struct {
+		const char *what;
+		size_t off;
+	} store_rows[] = {
+		{ "ops", offsetof(struct gw_store_stats, ops) },
+		{ "errors", offsetof(struct gw_store_stats, errors) },
+		{ "rejected_args", offsetof(struct gw_store_stats, rejected_args) },
+		{ "rejected_read_only", offsetof(struct gw_store_stats, rejected_read_only) },
+		{ "rejected_full", offsetof(struct gw_store_stats, rejected_full) },
+		{ "owner_conflicts", offsetof(struct gw_store_stats, owner_conflicts) },
+		{ "idem_conflicts", offsetof(struct gw_store_stats, idem_conflicts) },
+		{ "slow_ops", offsetof(struct gw_store_stats, slow_ops) },
+		{ "owner_cache_hits", offsetof(struct gw_store_stats, owner_cache_hits) },
+	}, idem_rows[] = {
+		{ "proceed", offsetof(struct gw_owner_stats, proceeds) },
+		{ "replay", offsetof(struct gw_owner_stats, replays) },
+		{ "wait", offsetof(struct gw_owner_stats, waits) },
+		{ "mismatch", offsetof(struct gw_owner_stats, mismatches) },
+		{ "reconcile", offsetof(struct gw_owner_stats, reconciles) },
+		{ "busy_inflight", offsetof(struct gw_owner_stats, busy_inflight) },
+		{ "busy_waiters", offsetof(struct gw_owner_stats, busy_waiters) },
+		{ "ownership_repaired", offsetof(struct gw_owner_stats, ownership_repaired) },
+		{ "recon_adopted", offsetof(struct gw_owner_stats, recon_adopted) },
+		{ "recon_resubmit", offsetof(struct gw_owner_stats, recon_resubmit) },
+		{ "adopt_raced", offsetof(struct gw_owner_stats, adopt_raced) },
+		{ "recon_ambiguous", offsetof(struct gw_owner_stats, recon_ambiguous) },
+		{ "expired", offsetof(struct gw_owner_stats, expired) },
+	};
 	const struct gw_store_stats *s;
-	const struct gw_owner_stats *o;
-	int bad = 0;
+	const struct gw_owner_stats *ow;
+	char labels[64];
+	uint64_t v;
 
-	if (!srv->store || !srv->owner)
-		return 0;
-	s = gw_store_stats(srv->store);
-	o = gw_owner_stats(srv->owner);
-#define RO_P "animate3d_gateway_"	/* the metrics prefix of gateway/http.c */
-	bad |= evbuffer_add_printf(out, "# HELP " RO_P "state_store_total State store operations and rejections.\n"
-				   "# TYPE " RO_P "state_store_total counter\n") < 0;
-#define RO_M(name, v) bad |= evbuffer_add_printf(out, RO_P "state_store_total{what=\"%s\"} %llu\n", name, \
-						  (unsigned long long)(v)) < 0
-	RO_M("ops", s->ops);
-	RO_M("errors", s->errors);
-	RO_M("rejected_args", s->rejected_args);
-	RO_M("rejected_read_only", s->rejected_read_only);
-	RO_M("rejected_full", s->rejected_full);
-	RO_M("owner_conflicts", s->owner_conflicts);
-	RO_M("idem_conflicts", s->idem_conflicts);
-	RO_M("slow_ops", s->slow_ops);
-	RO_M("owner_cache_hits", s->owner_cache_hits);
-#undef RO_M
-	bad |= evbuffer_add_printf(out, "# HELP " RO_P "state_read_only 1 when the state store refuses writes.\n"
-				   "# TYPE " RO_P "state_read_only gauge\n" RO_P "state_read_only %d\n",
-				   gw_store_read_only(srv->store)) < 0;
-	bad |= evbuffer_add_printf(out, "# HELP " RO_P "idempotency_total Idempotent StartJob outcomes.\n"
-				   "# TYPE " RO_P "idempotency_total counter\n") < 0;
-#define RO_M(name, v) bad |= evbuffer_add_printf(out, RO_P "idempotency_total{outcome=\"%s\"} %llu\n", \
-						  name, (unsigned long long)(v)) < 0
-	RO_M("proceed", o->proceeds);
-	RO_M("replay", o->replays);
-	RO_M("wait", o->waits);
-	RO_M("mismatch", o->mismatches);
-	RO_M("reconcile", o->reconciles);
-	RO_M("busy_inflight", o->busy_inflight);
-	RO_M("busy_waiters", o->busy_waiters);
-	RO_M("ownership_repaired", o->ownership_repaired);
-	RO_M("recon_adopted", o->recon_adopted);
-	RO_M("recon_resubmit", o->recon_resubmit);
-	RO_M("adopt_raced", o->adopt_raced);
-	RO_M("recon_ambiguous", o->recon_ambiguous);
-	RO_M("expired", o->expired);
-#undef RO_M
-	bad |= evbuffer_add_printf(out, "# HELP " RO_P "idempotency_inflight "
-				   "Keys in flight, waiters, detached transfers.\n"
-				   "# TYPE " RO_P "idempotency_inflight gauge\n"
-				   RO_P "idempotency_inflight{what=\"keys\"} %llu\n"
-				   RO_P "idempotency_inflight{what=\"waiters\"} %llu\n"
-				   RO_P "idempotency_inflight{what=\"detached\"} %llu\n",
-				   (unsigned long long)o->inflight, (unsigned long long)o->waiting,
-				   (unsigned long long)srv->detached_ops) < 0;
-#undef RO_P
-	return bad ? -1 : 0;
+	if (!env->store || !env->owner)
+		return;
+	s = gw_store_stats(env->store);
+	ow = gw_owner_stats(env->owner);
+	gw_metrics_family(o, "state_store_total", "counter", "State store operations and rejections.");
+	for (size_t i = 0; i < sizeof store_rows / sizeof store_rows[0]; i++) {
+		memcpy(&v, (const char *)s + store_rows[i].off, sizeof v);
+		snprintf(labels, sizeof labels, "what=\"%s\"", store_rows[i].what);
+		gw_metrics_value(o, "state_store_total", labels, v);
+	}
+	gw_metrics_one(o, "state_read_only", "gauge", "1 when the state store refuses writes.",
+		       (uint64_t)gw_store_read_only(env->store));
+	gw_metrics_family(o, "idempotency_total", "counter", "Idempotent StartJob outcomes.");
+	for (size_t i = 0; i < sizeof idem_rows / sizeof idem_rows[0]; i++) {
+		memcpy(&v, (const char *)ow + idem_rows[i].off, sizeof v);
+		snprintf(labels, sizeof labels, "outcome=\"%s\"", idem_rows[i].what);
+		gw_metrics_value(o, "idempotency_total", labels, v);
+	}
+	gw_metrics_family(o, "idempotency_inflight", "gauge",
+			  "Keys in flight, waiters, detached transfers.");
+	gw_metrics_value(o, "idempotency_inflight", "what=\"keys\"", ow->inflight);
+	gw_metrics_value(o, "idempotency_inflight", "what=\"waiters\"", ow->waiting);
+	gw_metrics_value(o, "idempotency_inflight", "what=\"detached\"", detached);
 }

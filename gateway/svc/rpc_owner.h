@@ -1,6 +1,7 @@
 /*
  * rpc_owner: tenant isolation and idempotent StartJob wired into the unary RPC path
- * (gateway/rpc.c), on top of gateway/state/owner.h and gateway/state/store.h (srv->owner, srv->store).
+ * (gateway/svc/unary.c) and the status handlers, on top of gateway/state/owner.h and
+ * gateway/state/store.h (env->owner, env->store).
  *
  * The generic unary path calls, in order:
  *   gw_rpc_owner_admit()    before the upstream call: ownership checks on the ids the request names
@@ -35,6 +36,7 @@
 #define A3D_GATEWAY_RPC_OWNER_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <protobuf-c/protobuf-c.h>
 
 #include "gateway/call/call.h"
@@ -42,7 +44,22 @@
 #define GW_RPC_OWNER_MSG_MAX 512	/* status messages built here */
 #define GW_RPC_OWNER_LIST_MAX 100000	/* items one list reply may carry to be filtered */
 
-struct evbuffer;
+/* What ownership means for a method: the own field of its row (gateway/methods.c). */
+enum ro_kind {
+	RO_NONE = 0,
+	RO_RIDS,		/* GetStatus, GetDownloadUrls, WatchStatus: filter the rids */
+	RO_VIDEO_INFO,
+	RO_UPLOAD_URL,
+	RO_START_JOB,
+	RO_STORE_MODEL,
+	RO_LIST_MODELS,
+	RO_DELETE_MODEL,
+	RO_CREATE_ENDPOINT,
+	RO_ENDPOINT,		/* Get/Update/DeleteEndpoint */
+	RO_LIST_JOBS,
+	RO_LIST_ENDPOINTS
+};
+
 
 /* Allocations a rewritten StartJob holds: its Params copy, the models array, and per masked
  * model a TrackedModel copy and its id (GW_PARAMS_MAX_MODELS of each, plus model_id's own). */
@@ -86,8 +103,11 @@ int gw_rpc_owner_writable(struct gw_call *c);
  * (UNAVAILABLE). */
 int gw_rpc_owner_record_upload(struct gw_call *c, const char *url);
 
-/* Prometheus text for the store and owner counters (animate3d_gateway_state_*,
- * animate3d_gateway_idempotency_*). 0, or -1. */
-int gw_rpc_owner_render_metrics(const struct gw_server *srv, struct evbuffer *out);
+/* The store and owner families of /metrics (state_store_total, state_read_only,
+ * idempotency_total, idempotency_inflight); detached: idempotent transfers outliving their call. */
+struct gw_env;
+struct gw_metrics_out;
+void gw_rpc_owner_render_metrics(const struct gw_env *env, uint64_t detached,
+				 struct gw_metrics_out *o);
 
 #endif

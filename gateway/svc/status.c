@@ -6,93 +6,76 @@
  */
 #include "gateway/svc/status_int.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
 #include <grpc/status.h>
 
-#include "auth/upstream/session.h"
 #include "gateway/api/cache.h"
-#include "gateway/call/call.h"
-#include "gateway/config/config.h"
-#include "gateway/base/errmap.h"
-#include "gateway/base/metrics.h"
-#include "gateway/rpc.h"
-#include "gateway/svc/rpc_owner.h"
-#include "gateway/server.h"
 #include "gateway/api/translate.h"
-#include "gateway/upstream/upstream.h"
+#include "gateway/base/errmap.h"
+#include "gateway/base/log.h"
+#include "gateway/base/metrics.h"
+#include "gateway/call/call.h"
+#include "gateway/call/env.h"
+#include "gateway/call/svc.h"
+#include "gateway/config/config.h"
+#include "gateway/svc/rpc_owner.h"
 #include "gateway/svc/webhook_in.h"
+#include "gateway/upstream/upstream.h"
 
 /* ---- the gateway side ---- */
 
 struct status_watch_op;
 
 struct gw_status_ctx {
-	struct gw_server *srv;
+	struct gw_env *env;
 	struct gw_cache *cache;
 	struct gw_status *status;
 	struct gw_webhook_in_counters webhooks;
-	int start_failed;		/* tried once and failed: stay on the uncached path */
 	struct status_watch_op *streams;	/* open WatchStatus calls (for the drain) */
 	size_t nstreams;
-	struct event *ev_drain;		/* polls srv->draining to end the streams */
 	uint64_t streams_refused;
 };
 
-struct gw_status_ctx *gw_status_ctx_new(void)
-{
-	return calloc(1, sizeof(struct gw_status_ctx));
-}
-
-void gw_status_ctx_free(struct gw_status_ctx *x)
+static void status_ctx_free(struct gw_status_ctx *x)
 {
 	if (!x)
 		return;
-	/* The loop has stopped and the upstream engine dropped its requests without callbacks:
-	 * the fetches only need their memory back, never gw_up_cancel on a freed engine. */
-	if (x->status)
-		x->status->o.cancel = NULL;
-	for (struct status_flink *l = x->status ? x->status->flying.next : NULL;
-	     l && l != &x->status->flying; l = l->next)
-		free(gw_status_fetch_of(l)->handle);
+	/* The top frees services before the upstream engine: fetches in flight are cancelled
+	 * through the transport (gw_status_upstream_cancel), their callbacks never run. */
 	gw_status_free(x->status);
 	gw_cache_free(x->cache);
-	if (x->ev_drain)
-		event_free(x->ev_drain);
 	free(x);
 }
 
-static void status_ctx_on_drain_check(evutil_socket_t fd, short what, void *arg);
-
-static int status_ctx_start(struct gw_status_ctx *x, struct gw_server *srv)
+static int status_ctx_start(struct gw_status_ctx *x, struct gw_env *env)
 {
-	const struct gw_config *cfg = srv->cfg;
+	const struct gw_config *cfg = env->cfg;
 	struct gw_status_opts o = { 0 };
-	struct timeval tv = { 0, GW_STATUS_TICK_MAX_MS * 1000 };
 
-	x->srv = srv;
+	x->env = env;
 	x->cache = gw_cache_new(cfg->cache.max_entries, cfg->cache.status_ttl_ms);
 	if (!x->cache)
 		goto fail;
-	o.naccounts = srv->naccounts;
+	o.naccounts = env->naccounts;
 	o.batch_max = cfg->cache.batch_max > GW_STATUS_MAX_BATCH ? GW_STATUS_MAX_BATCH
 								 : cfg->cache.batch_max;
 	o.window_ms = cfg->cache.batch_window_ms > 0 ? cfg->cache.batch_window_ms : 0;
 	o.ttl_ms = cfg->cache.status_ttl_ms;
-	o.base = srv->base;
+	o.base = env->base;
 	o.start = gw_status_upstream_start;
 	o.cancel = gw_status_upstream_cancel;
 	o.hold = gw_status_upstream_hold;
-	o.transport_arg = srv;
+	o.transport_arg = env;
 	x->status = gw_status_new(&o, x->cache);
 	if (!x->status)
-		goto fail;
-	x->ev_drain = event_new(srv->base, -1, EV_PERSIST, status_ctx_on_drain_check, x);
-	if (!x->ev_drain || event_add(x->ev_drain, &tv) != 0)
 		goto fail;
 	return 0;
 fail:
@@ -100,27 +83,12 @@ fail:
 	x->status = NULL;
 	gw_cache_free(x->cache);
 	x->cache = NULL;
-	if (x->ev_drain)
-		event_free(x->ev_drain);
-	x->ev_drain = NULL;
-	x->start_failed = 1;
 	return -1;
 }
 
-struct gw_status_ctx *gw_status_ctx_of(struct gw_server *srv)
+struct gw_status_ctx *gw_status_ctx_of(const struct gw_env *env)
 {
-	struct gw_status_ctx *x = NULL;
-
-	for (size_t i = 0; srv && i < srv->nmethods; i++)
-		if (srv->methods[i].handler == gw_status_rpc_watch) {
-			x = (struct gw_status_ctx *)srv->methods[i].row;
-			break;
-		}
-	if (!x || x->start_failed)
-		return NULL;
-	if (!x->status && status_ctx_start(x, srv) != 0)
-		return NULL;
-	return x;
+	return gw_env_svc(env, &gw_svc_status);
 }
 
 struct gw_cache *gw_status_ctx_cache(struct gw_status_ctx *x)
@@ -166,7 +134,6 @@ static int status_dup(char **rids, size_t i)
  * the translate row, for the same messages as the uncached path. 0, or the call has been failed. */
 static int status_validate(struct gw_call *c, const ProtobufCMessage *req)
 {
-	const struct gw_tr_rpc *row;
 	struct gw_tr_request tr = { 0 };
 	char err[GW_TR_ERR_MAX];
 	size_t n = 0, i = 0;
@@ -180,9 +147,8 @@ static int status_validate(struct gw_call *c, const ProtobufCMessage *req)
 		i++;
 	if (n >= 1 && n <= GW_TR_MAX_RIDS && i == n)
 		return 0;
-	row = gw_tr_lookup("/animate3d.v1.Jobs/GetStatus");
 	err[0] = '\0';
-	rc = row ? row->build(req, &tr, err, sizeof err) : GW_TR_BAD_UPSTREAM;
+	rc = gw_tr_build_get_status(req, &tr, err, sizeof err);
 	gw_tr_request_clear(&tr);
 	if (rc == GW_TR_OK)
 		return 0;
@@ -339,18 +305,17 @@ static int status_get_cached(struct gw_status_ctx *x, struct gw_call *c, size_t 
 	return 0;
 }
 
-static void status_rpc_get(struct gw_status_ctx *x, struct gw_call *c)
+void gw_status_rpc_get(struct gw_call *c)
 {
+	struct gw_status_ctx *x = gw_call_svc(c);
 	const Animate3d__V1__GetStatusRequest *req;
 	struct gw_rpc_owner_view view = { 0 };
 	struct status_get_op *op = NULL;
-	struct gw_account_rt *acct;
+	struct gw_up_account *acct;
 	int64_t now, left, deadline = 0;
 	long retry_ms;
 	int code;
 
-	if (gw_rpc_admit(c) != 0)
-		return;
 	/* Ownership: only the tenant's rids (none left: the call is finished NOT_FOUND). */
 	req = (const Animate3d__V1__GetStatusRequest *)gw_rpc_owner_admit(c, &view);
 	if (!req || status_validate(c, &req->base) != 0)
@@ -481,50 +446,23 @@ static void status_dl_done(void *arg, const struct gw_up_response *res)
 {
 	struct status_dl_op *op = arg;
 	struct gw_call *c = op->c;
-	const struct gw_tr_rpc *row = gw_call_method(c)->row;
 	Animate3d__V1__GetDownloadUrlsRequest req = ANIMATE3D__V1__GET_DOWNLOAD_URLS_REQUEST__INIT;
 	Animate3d__V1__GetDownloadUrlsResponse *resp = NULL;
 	ProtobufCMessage *reply = NULL;
 	char *missing[GW_TR_MAX_RIDS];
-	char msg[GW_STATUS_MSG_MAX], err[GW_TR_ERR_MAX];
-	grpc_status_code code;
+	char err[GW_TR_ERR_MAX];
+	struct gw_up_failure fail;
 	int64_t now_s = (int64_t)time(NULL);
 
 	op->up = NULL;
 	gw_call_on_cancel(c, NULL);
 	gw_call_set_data(c, NULL);
 	gw_call_count_upstream(c);
-	if (res->limited) {
-		/* Refused by the account's protection before anything was sent (upstream.h). */
-		snprintf(msg, sizeof msg, "GetDownloadUrls: %s", res->error ? res->error : "upstream limit");
-		if (res->retry_after_ms >= 0)
-			gw_call_fail_retry(c, (grpc_status_code)res->limited, res->retry_after_ms, msg);
+	if (gw_up_failure_of(res, "GetDownloadUrls", &fail) != GRPC_STATUS_OK) {
+		if (fail.code == GRPC_STATUS_NOT_FOUND)
+			status_dl_reply(op, NULL);	/* none of the missing rids known: the hits, if any */
 		else
-			gw_call_fail(c, (grpc_status_code)res->limited, "%s", msg);
-		goto out;
-	}
-	if (res->no_session) {
-		gw_call_fail(c, GRPC_STATUS_UNAVAILABLE, "GetDownloadUrls: %s",
-			     res->error ? res->error : "upstream rejected account credentials");
-		goto out;
-	}
-	if (res->curl_rc != CURLE_OK) {
-		code = gw_errmap_curl((int)res->curl_rc, res->error, "GetDownloadUrls", msg, sizeof msg);
-		gw_call_fail(c, code, "%s", msg);
-		goto out;
-	}
-	if (res->http_status == 404) {
-		status_dl_reply(op, NULL);	/* none of the missing rids known: the hits, if any */
-		goto out;
-	}
-	if (res->http_status < 200 || res->http_status > 299) {
-		code = gw_errmap_http(res->http_status, res->body, res->body_len, "GetDownloadUrls", msg,
-				      sizeof msg);
-		if (code == GRPC_STATUS_RESOURCE_EXHAUSTED)
-			gw_call_fail_retry(c, code, res->retry_after_ms >= 0 ? res->retry_after_ms : 1000,
-					   msg);
-		else
-			gw_call_fail(c, code, "%s", msg);
+			gw_call_fail_up(c, &fail);
 		goto out;
 	}
 	for (size_t i = 0; i < op->n; i++)
@@ -532,7 +470,8 @@ static void status_dl_done(void *arg, const struct gw_up_response *res)
 			missing[req.n_rids++] = op->rids[i];
 	req.rids = missing;
 	err[0] = '\0';
-	if (row->parse(&req.base, res->body, res->body_len, &reply, err, sizeof err) != GW_TR_OK) {
+	if (gw_tr_parse_get_download_urls(&req.base, res->body, res->body_len, &reply, err,
+					  sizeof err) != GW_TR_OK) {
 		gw_call_fail(c, GRPC_STATUS_UNAVAILABLE,
 			     "GetDownloadUrls: upstream sent an unexpected answer: %s", err);
 		goto out;
@@ -547,23 +486,22 @@ out:
 	status_dl_free(op);
 }
 
-static void status_rpc_download(struct gw_status_ctx *x, struct gw_call *c)
+void gw_status_rpc_download(struct gw_call *c)
 {
-	const struct gw_tr_rpc *row = gw_call_method(c)->row;
+	struct gw_status_ctx *x = gw_call_svc(c);
+	const struct gw_tr_rpc *row = &gw_call_method(c)->tr;
 	const Animate3d__V1__GetDownloadUrlsRequest *req;
 	Animate3d__V1__GetDownloadUrlsRequest up_req = ANIMATE3D__V1__GET_DOWNLOAD_URLS_REQUEST__INIT;
 	struct gw_rpc_owner_view view = { 0 };
 	char *missing[GW_TR_MAX_RIDS];
 	struct gw_tr_request tr = { 0 };
 	struct status_dl_op *op = NULL;
-	struct gw_account_rt *acct;
+	struct gw_up_account *acct;
 	struct gw_up_request rq;
 	char err[GW_TR_ERR_MAX];
 	int64_t now_s = (int64_t)time(NULL), left;
 	int rc;
 
-	if (gw_rpc_admit(c) != 0)
-		return;
 	/* Ownership: only the tenant's rids (none left: the call is finished NOT_FOUND). */
 	req = (const Animate3d__V1__GetDownloadUrlsRequest *)gw_rpc_owner_admit(c, &view);
 	if (!req)
@@ -618,7 +556,7 @@ static void status_rpc_download(struct gw_status_ctx *x, struct gw_call *c)
 	rq.timeout_ms = left > 0 ? (long)left : 0;
 	rq.idempotent = row->idempotent;
 	rq.route = "GET /download/{rids}";	/* the documented route, for metrics */
-	op->up = gw_up_start(gw_call_server(c)->up, acct, &rq, status_dl_done, op);
+	op->up = gw_up_start(x->env->up, acct, &rq, status_dl_done, op);
 	if (!op->up) {
 		gw_call_fail(c, GRPC_STATUS_UNAVAILABLE,
 			     "GetDownloadUrls: upstream request could not be started");
@@ -635,27 +573,6 @@ out:
 	if (op)
 		status_dl_free(op);
 	gw_rpc_owner_view_clear(&view);
-}
-
-int gw_status_rpc_unary(struct gw_call *c)
-{
-	const struct gw_tr_rpc *row = gw_call_method(c)->row;
-	struct gw_status_ctx *x;
-	int get;
-
-	if (!row || !row->grpc_path)
-		return -1;
-	get = strcmp(row->grpc_path, "/animate3d.v1.Jobs/GetStatus") == 0;
-	if (!get && strcmp(row->grpc_path, "/animate3d.v1.Jobs/GetDownloadUrls") != 0)
-		return -1;
-	x = gw_status_ctx_of(gw_call_server(c));
-	if (!x)
-		return -1;	/* the caches could not start: the plain path still works */
-	if (get)
-		status_rpc_get(x, c);
-	else
-		status_rpc_download(x, c);
-	return 0;
 }
 
 /* ---- WatchStatus ---- */
@@ -732,19 +649,13 @@ static void status_watch_notify(struct gw_status_watch *w, int code, const Anima
 
 void gw_status_rpc_watch(struct gw_call *c)
 {
-	struct gw_status_ctx *x = gw_status_ctx_of(gw_call_server(c));
+	struct gw_status_ctx *x = gw_call_svc(c);
 	const Animate3d__V1__WatchStatusRequest *req;
 	struct gw_rpc_owner_view view = { 0 };
 	struct status_watch_op *op = NULL;
-	struct gw_account_rt *acct;
+	struct gw_up_account *acct;
 	int64_t now;
 
-	if (!x) {
-		gw_call_fail(c, GRPC_STATUS_UNAVAILABLE, "WatchStatus: status cache unavailable");
-		return;
-	}
-	if (gw_rpc_admit(c) != 0)
-		return;
 	/* Ownership: only the tenant's rids (none left: the call is finished NOT_FOUND). */
 	req = (const Animate3d__V1__WatchStatusRequest *)gw_rpc_owner_admit(c, &view);
 	if (!req || status_validate(c, &req->base) != 0)
@@ -754,10 +665,10 @@ void gw_status_rpc_watch(struct gw_call *c)
 		gw_call_fail(c, GRPC_STATUS_INTERNAL, "WatchStatus: tenant has no upstream account");
 		goto out;
 	}
-	if (x->nstreams >= GW_STATUS_MAX_WATCH_STREAMS || x->srv->draining) {
+	if (x->nstreams >= GW_STATUS_MAX_WATCH_STREAMS || x->env->draining) {
 		x->streams_refused++;
-		gw_call_fail(c, x->srv->draining ? GRPC_STATUS_UNAVAILABLE : GRPC_STATUS_RESOURCE_EXHAUSTED,
-			     "WatchStatus: %s", x->srv->draining ? "server is shutting down"
+		gw_call_fail(c, x->env->draining ? GRPC_STATUS_UNAVAILABLE : GRPC_STATUS_RESOURCE_EXHAUSTED,
+			     "WatchStatus: %s", x->env->draining ? "server is shutting down"
 								  : "too many open streams");
 		goto out;
 	}
@@ -812,100 +723,187 @@ out:
 	gw_rpc_owner_view_clear(&view);	/* the rids live on in the status records */
 }
 
-/* Streams end when the server drains, like health watches, so the drain does not wait for them. */
-static void status_ctx_on_drain_check(evutil_socket_t fd, short what, void *arg)
+void gw_status_job_restarted(struct gw_status_ctx *x, size_t acct, const char *rid)
 {
-	struct gw_status_ctx *x = arg;
-
-	(void)fd;
-	(void)what;
-	if (!x->srv->draining)
-		return;
-	while (x->streams)
-		status_watch_end(x->streams, GRPC_STATUS_UNAVAILABLE, "server is shutting down");
-	event_del(x->ev_drain);
-}
-
-void gw_status_job_restarted(struct gw_server *srv, size_t acct, const char *rid)
-{
-	struct gw_status_ctx *x = gw_status_ctx_of(srv);
-
 	if (x)
 		gw_status_forget(x->status, acct, rid);
 }
 
 /* ---- metrics ---- */
 
-/* One family with one sample; name without GW_METRICS_PREFIX. */
-static int status_metric(struct evbuffer *out, const char *name, const char *help, const char *type,
-			 uint64_t v)
+static void status_metrics(void *state, struct gw_metrics_out *o)
 {
-	return evbuffer_add_printf(out, "# HELP " GW_METRICS_PREFIX "%s %s\n# TYPE " GW_METRICS_PREFIX
-				   "%s %s\n" GW_METRICS_PREFIX "%s %llu\n", name, help, name, type, name,
-				   (unsigned long long)v) < 0;
+	static const struct {
+		const char *name, *help, *type;
+		size_t off;
+		int cache;		/* 1: gw_cache_counters, 0: gw_status_counters */
+	} rows[] = {
+		{ "cache_hits_total", "Status cache hits.", "counter",
+		  offsetof(struct gw_cache_counters, hits), 1 },
+		{ "cache_misses_total", "Status cache misses (absent or expired).", "counter",
+		  offsetof(struct gw_cache_counters, misses), 1 },
+		{ "cache_expired_total", "Misses because the entry passed its TTL.", "counter",
+		  offsetof(struct gw_cache_counters, expired), 1 },
+		{ "cache_evictions_total", "Status entries evicted (LRU).", "counter",
+		  offsetof(struct gw_cache_counters, evictions), 1 },
+		{ "cache_stale_ignored_total", "Upstream answers older than the cached one, ignored.",
+		  "counter", offsetof(struct gw_cache_counters, stale_ignored), 1 },
+		{ "cache_entries", "Status entries cached.", "gauge",
+		  offsetof(struct gw_cache_counters, entries), 1 },
+		{ "status_wants_total", "Status misses sent to the batcher.", "counter",
+		  offsetof(struct gw_status_counters, wants), 0 },
+		{ "status_coalesced_total",
+		  "Misses that joined a queued or in-flight fetch of the same rid.", "counter",
+		  offsetof(struct gw_status_counters, coalesced), 0 },
+		{ "status_fetches_total", "GET /status requests sent upstream.", "counter",
+		  offsetof(struct gw_status_counters, fetches), 0 },
+		{ "status_batched_rids_total", "Rids carried by those requests.", "counter",
+		  offsetof(struct gw_status_counters, batched), 0 },
+		{ "status_piggybacked_total", "Hot rids refreshed along with a batch.", "counter",
+		  offsetof(struct gw_status_counters, piggybacked), 0 },
+		{ "status_refreshes_total", "Watched rids queued by the refresh loop.", "counter",
+		  offsetof(struct gw_status_counters, refreshes), 0 },
+		{ "status_refused_total",
+		  "Status misses refused at once: the account would hold them back past their "
+		  "deadline, or its circuit is open or its queue full.", "counter",
+		  offsetof(struct gw_status_counters, refused), 0 },
+		{ "status_requeued_total",
+		  "Status waiters sent out again after a shorter deadline's fetch timed out.",
+		  "counter", offsetof(struct gw_status_counters, requeued), 0 },
+		{ "status_rejected_total", "Status requests refused: too many rids tracked.", "counter",
+		  offsetof(struct gw_status_counters, rejected_full), 0 },
+		{ "watch_notifications_total", "WatchStatus changes delivered.", "counter",
+		  offsetof(struct gw_status_counters, notifications), 0 },
+	};
+	static const struct {
+		const char *result;
+		size_t off;
+	} hooks[] = {
+		{ "accepted", offsetof(struct gw_webhook_in_counters, accepted) },
+		{ "ignored", offsetof(struct gw_webhook_in_counters, ignored) },
+		{ "bad_path", offsetof(struct gw_webhook_in_counters, rej_path) },
+		{ "bad_signature", offsetof(struct gw_webhook_in_counters, rej_signature) },
+		{ "too_large", offsetof(struct gw_webhook_in_counters, rej_size) },
+		{ "malformed", offsetof(struct gw_webhook_in_counters, rej_malformed) },
+	};
+	const struct gw_status_ctx *x = state;
+	const void *cc = gw_cache_counters(x->cache), *sc = gw_status_counters(x->status);
+	char labels[64];
+
+	for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+		uint64_t v;
+
+		memcpy(&v, (const char *)(rows[i].cache ? cc : sc) + rows[i].off, sizeof v);
+		gw_metrics_one(o, rows[i].name, rows[i].type, rows[i].help, v);
+	}
+	gw_metrics_one(o, "watch_streams", "gauge", "Open WatchStatus streams.", x->nstreams);
+	gw_metrics_family(o, "webhooks_in_total", "counter",
+			  "Upstream webhook deliveries by outcome.");
+	for (size_t i = 0; i < sizeof hooks / sizeof hooks[0]; i++) {
+		uint64_t v;
+
+		memcpy(&v, (const char *)&x->webhooks + hooks[i].off, sizeof v);
+		snprintf(labels, sizeof labels, "result=\"%s\"", hooks[i].result);
+		gw_metrics_value(o, "webhooks_in_total", labels, v);
+	}
 }
 
-int gw_status_render_metrics(struct gw_status_ctx *x, struct evbuffer *out)
-{
-	const struct gw_cache_counters *cc;
-	const struct gw_status_counters *sc;
-	const struct gw_webhook_in_counters *w;
-	int bad = 0;
+/* ---- the service ---- */
 
-	if (!x || !x->cache || !x->status)
-		return 0;	/* not started: nothing counted yet */
-	cc = gw_cache_counters(x->cache);
-	sc = gw_status_counters(x->status);
-	w = &x->webhooks;
-	bad |= status_metric(out, "cache_hits_total", "Status cache hits.", "counter", cc->hits);
-	bad |= status_metric(out, "cache_misses_total", "Status cache misses (absent or expired).",
-			     "counter", cc->misses);
-	bad |= status_metric(out, "cache_expired_total", "Misses because the entry passed its TTL.",
-			     "counter", cc->expired);
-	bad |= status_metric(out, "cache_evictions_total", "Status entries evicted (LRU).",
-			     "counter", cc->evictions);
-	bad |= status_metric(out, "cache_stale_ignored_total",
-			     "Upstream answers older than the cached one, ignored.", "counter",
-			     cc->stale_ignored);
-	bad |= status_metric(out, "cache_entries", "Status entries cached.", "gauge", cc->entries);
-	bad |= status_metric(out, "status_wants_total", "Status misses sent to the batcher.",
-			     "counter", sc->wants);
-	bad |= status_metric(out, "status_coalesced_total",
-			     "Misses that joined a queued or in-flight fetch of the same rid.", "counter",
-			     sc->coalesced);
-	bad |= status_metric(out, "status_fetches_total", "GET /status requests sent upstream.",
-			     "counter", sc->fetches);
-	bad |= status_metric(out, "status_batched_rids_total",
-			     "Rids carried by those requests.", "counter", sc->batched);
-	bad |= status_metric(out, "status_piggybacked_total",
-			     "Hot rids refreshed along with a batch.", "counter", sc->piggybacked);
-	bad |= status_metric(out, "status_refreshes_total",
-			     "Watched rids queued by the refresh loop.", "counter", sc->refreshes);
-	bad |= status_metric(out, "status_refused_total",
-			     "Status misses refused at once: the account would hold them back past "
-			     "their deadline, or its circuit is open or its queue full.", "counter",
-			     sc->refused);
-	bad |= status_metric(out, "status_requeued_total",
-			     "Status waiters sent out again after a shorter deadline's fetch timed out.",
-			     "counter", sc->requeued);
-	bad |= status_metric(out, "status_rejected_total",
-			     "Status requests refused: too many rids tracked.", "counter",
-			     sc->rejected_full);
-	bad |= status_metric(out, "watch_streams", "Open WatchStatus streams.", "gauge",
-			     x->nstreams);
-	bad |= status_metric(out, "watch_notifications_total", "WatchStatus changes delivered.",
-			     "counter", sc->notifications);
-	bad |= evbuffer_add_printf(out,
-		"# HELP " GW_METRICS_PREFIX "webhooks_in_total Upstream webhook deliveries by outcome.\n"
-		"# TYPE " GW_METRICS_PREFIX "webhooks_in_total counter\n"
-		GW_METRICS_PREFIX "webhooks_in_total{result=\"accepted\"} %llu\n"
-		GW_METRICS_PREFIX "webhooks_in_total{result=\"ignored\"} %llu\n"
-		GW_METRICS_PREFIX "webhooks_in_total{result=\"bad_path\"} %llu\n"
-		GW_METRICS_PREFIX "webhooks_in_total{result=\"bad_signature\"} %llu\n"
-		GW_METRICS_PREFIX "webhooks_in_total{result=\"too_large\"} %llu\n"
-		GW_METRICS_PREFIX "webhooks_in_total{result=\"malformed\"} %llu\n",
-		(unsigned long long)w->accepted, (unsigned long long)w->ignored,
-		(unsigned long long)w->rej_path, (unsigned long long)w->rej_signature,
-		(unsigned long long)w->rej_size, (unsigned long long)w->rej_malformed) < 0;
-	return bad ? -1 : 0;
+static int status_init(struct gw_env *env, void **state, char *err, size_t errlen)
+{
+	struct gw_status_ctx *x = calloc(1, sizeof *x);
+
+	if (!x || status_ctx_start(x, env) != 0) {
+		free(x);
+		snprintf(err, errlen, "cannot start the status cache (out of memory)");
+		return -1;
+	}
+	*state = x;
+	return 0;
 }
+
+/* Streams end when the server drains, like health watches, so the drain does not wait for them. */
+static void status_drain(void *state)
+{
+	struct gw_status_ctx *x = state;
+
+	while (x->streams)
+		status_watch_end(x->streams, GRPC_STATUS_UNAVAILABLE, "server is shutting down");
+}
+
+static void status_free(void *state)
+{
+	if (state)
+		status_ctx_free(state);
+}
+
+/* A webhook delivery (the status service's route): answers req (status + a short text body),
+ * counts in the webhook counters, and on an accepted job.completed refreshes the rid so watchers
+ * learn at once. Rejections are logged with their reason only (never the signature, path or
+ * body). */
+static void status_webhook_in(struct gw_status_ctx *x, const struct gw_config *cfg,
+			      const char *prefix, struct evhttp_request *req)
+{
+	struct gw_webhook_in_counters *cnt = &x->webhooks;
+	const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
+	const char *sig = evhttp_find_header(evhttp_request_get_input_headers(req),
+					     GW_WEBHOOK_IN_HEADER);
+	struct evbuffer *in = evhttp_request_get_input_buffer(req);
+	struct evbuffer *out = evbuffer_new();
+	size_t len = in ? evbuffer_get_length(in) : 0;
+	const char *body = NULL;
+	struct gw_webhook_in_event ev;
+	const char *reason;
+	int http;
+
+	/* Only a body within the limit is made contiguous; a larger one is judged by its length. */
+	if (len && len <= GW_WEBHOOK_IN_MAX_BODY)
+		body = (const char *)evbuffer_pullup(in, (ev_ssize_t)len);
+	http = gw_webhook_in_check(cfg, prefix, path, sig, body ? body : "", len, &ev, cnt);
+	if (http == 200 && ev.completed && gw_status_refresh(x->status, ev.account,
+								 ev.rid) != 0)
+		http = 503;	/* nothing refreshed: let upstream deliver again */
+	switch (http) {
+	case 200: reason = "OK"; break;
+	case 400: reason = "Bad Request"; break;
+	case 401: reason = "Unauthorized"; break;
+	case 404: reason = "Not Found"; break;
+	case 413: reason = "Payload Too Large"; break;
+	default: reason = "Service Unavailable"; break;
+	}
+	if (http != 200)
+		gw_log(http == 401 ? GW_LOG_WARN : GW_LOG_INFO, "webhook_in",
+		       GW_LS("msg", "webhook delivery rejected"), GW_LN("http", http),
+		       GW_LS("reason", reason), GW_LEND);
+	if (out) {
+		evbuffer_add_printf(out, "%s\n", reason);
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "text/plain");
+	}
+	evhttp_send_reply(req, http, reason, out);
+	if (out)
+		evbuffer_free(out);
+}
+
+/* Every POST is a webhook delivery: webhook_in answers (and counts) one outside the configured
+ * prefix with 404, so probing for the path shows in its counters. */
+static void status_webhook_http(void *state, struct evhttp_request *req)
+{
+	struct gw_status_ctx *x = state;
+
+	status_webhook_in(x, x->env->cfg, gw_webhook_in_prefix(x->env->boot_cfg), req);
+}
+
+static const struct gw_http_route status_routes[] = {
+	{ EVHTTP_REQ_POST, "/", 0, status_webhook_http },
+};
+
+const struct gw_svc gw_svc_status = {
+	.name = "status",
+	.init = status_init,
+	.drain = status_drain,
+	.free = status_free,
+	.metrics = status_metrics,
+	.routes = status_routes,
+	.nroutes = sizeof status_routes / sizeof status_routes[0],
+};

@@ -199,58 +199,50 @@ int gw_status_refresh(struct gw_status *s, size_t acct, const char *rid);
  * predate the restart); watchers get the new states. Returns 0, or -1 (bad rid). */
 int gw_status_forget(struct gw_status *s, size_t acct, const char *rid);
 
-/* ---- the real transport: gw_up_start() with the GetStatus row (arg = struct gw_server *) ---- */
+/* ---- the real transport: gw_up_start() with GetStatus's translate functions (arg = struct gw_env *) ---- */
 void *gw_status_upstream_start(void *arg, size_t acct, const char *const *rids, size_t n,
 			       long timeout_ms, struct gw_status_fetch *f);
 void gw_status_upstream_cancel(void *arg, void *handle);
 int gw_status_upstream_hold(void *arg, size_t acct, int64_t *wait_ms, char *msg, size_t cap);
 
-#endif
-
-/* ---- the gateway side: shared state, GetStatus / WatchStatus handlers, metrics ----
+/* ---- the gateway side: the service, GetStatus / WatchStatus handlers ----
  *
- * struct gw_status_ctx holds the server's cache, batcher and webhook counters. It is allocated
- * empty with the method table (gw_rpc_methods_new puts it in the WatchStatus row) and filled on
- * first use from the server's config (cache.* settings), so nothing else in the server needs to
- * know about it; gw_status_ctx_free runs from gw_rpc_methods_free, after the loop has stopped.
+ * The status service (gateway/call/svc.h) owns the cache, the batcher and the webhook counters
+ * (struct gw_status_ctx, built by its init from the configuration's cache.* settings); its HTTP
+ * route takes upstream webhook deliveries; its drain ends the WatchStatus streams.
  */
-struct gw_server;
 struct gw_call;
-struct evbuffer;
+struct gw_env;
+struct gw_svc;
 struct gw_status_ctx;
 
-#define GW_STATUS_WATCH_METHOD "/animate3d.v1.Jobs/WatchStatus"
 #define GW_STATUS_MAX_WATCH_STREAMS 20000	/* open WatchStatus calls; more get RESOURCE_EXHAUSTED */
 
-struct gw_status_ctx *gw_status_ctx_new(void);
-void gw_status_ctx_free(struct gw_status_ctx *x);	/* NULL is fine */
-/* The server's context (found through its method table), started on first use; NULL when there is
- * none or it cannot start (out of memory): callers then fall back to the uncached path. */
-struct gw_status_ctx *gw_status_ctx_of(struct gw_server *srv);
+extern const struct gw_svc gw_svc_status;
+
+/* The running service's state, for other services (NULL when it is not registered). */
+struct gw_status_ctx *gw_status_ctx_of(const struct gw_env *env);
 struct gw_cache *gw_status_ctx_cache(struct gw_status_ctx *x);
 struct gw_status *gw_status_ctx_status(struct gw_status_ctx *x);
 struct gw_webhook_in_counters *gw_status_ctx_webhooks(struct gw_status_ctx *x);
 
-/* The handlers below admit like the generic path (gw_rpc_admit, then gw_rpc_owner_admit: only the
- * tenant's own rids are looked at; none left -> NOT_FOUND) and validate with the translate rows.
- *
- * For gw_rpc_unary (the generic handler stays registered for every translate row): returns 0
- * when it took c -- Jobs/GetStatus through the cache and the batcher, Jobs/GetDownloadUrls
- * through the link cache -- and -1 when c is another method or the caches are not running (the
- * caller then goes on with the plain translate path; nothing was done to c).
- * GetStatus replies in request order, duplicates once; rids upstream does not know are left out,
- * and when none is known the call fails NOT_FOUND (what the uncached path does). GetDownloadUrls:
- * links of finished jobs are served until GW_CACHE_LINK_MARGIN_S before their URLs expire; the
- * rest go upstream in one request; same order, duplicate and NOT_FOUND rules. */
-int gw_status_rpc_unary(struct gw_call *c);
-/* Jobs/WatchStatus (server streaming, method row: the context). Sends each rid's current status,
- * then one message per (state, step) change; ends OK when every rid is final, NOT_FOUND when
- * upstream does not know a rid, UNAVAILABLE when the server drains. Cancel frees everything. */
+/* The handlers admit like the generic path (the tenant's bucket in the call layer, then
+ * gw_rpc_owner_admit: only the tenant's own rids are looked at; none left -> NOT_FOUND) and
+ * validate with the translate functions.
+ * GetStatus (through the cache and the batcher) replies in request order, duplicates once; rids
+ * upstream does not know are left out, and when none is known the call fails NOT_FOUND.
+ * GetDownloadUrls (through the link cache): links of finished jobs are served until
+ * GW_CACHE_LINK_MARGIN_S before their URLs expire; the rest go upstream in one request; same
+ * order, duplicate and NOT_FOUND rules. */
+void gw_status_rpc_get(struct gw_call *c);
+void gw_status_rpc_download(struct gw_call *c);
+/* Jobs/WatchStatus (server streaming). Sends each rid's current status, then one message per
+ * (state, step) change; ends OK when every rid is final, NOT_FOUND when upstream does not know a
+ * rid, UNAVAILABLE when the server drains. Cancel frees everything. */
 void gw_status_rpc_watch(struct gw_call *c);
 
 /* For StartJob handlers: call after upstream accepted a job that reuses rid (mp_detection_rid),
- * before replying (gw_status_forget on the server's context). */
-void gw_status_job_restarted(struct gw_server *srv, size_t acct, const char *rid);
+ * before replying (gw_status_forget on the service's state). x NULL is a no-op. */
+void gw_status_job_restarted(struct gw_status_ctx *x, size_t acct, const char *rid);
 
-/* Appends the cache / batcher / webhook counters (Prometheus text) for /metrics. */
-int gw_status_render_metrics(struct gw_status_ctx *x, struct evbuffer *out);
+#endif

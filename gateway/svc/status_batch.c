@@ -16,7 +16,7 @@
 #include "auth/upstream/session.h"
 #include "gateway/api/cache.h"
 #include "gateway/base/errmap.h"
-#include "gateway/server.h"
+#include "gateway/call/env.h"
 #include "gateway/upstream/upstream.h"
 
 static void status_arm_batch(struct gw_status *s, int64_t due);
@@ -675,7 +675,7 @@ void gw_status_unwant(struct gw_status_waiter *w)
 /* ---- the real transport ---- */
 
 struct status_up {
-	struct gw_server *srv;
+	struct gw_env *env;
 	struct gw_status_fetch *f;
 	struct gw_up_call *call;
 };
@@ -684,42 +684,29 @@ static void status_up_done(void *arg, const struct gw_up_response *res)
 {
 	struct status_up *u = arg;
 	struct gw_status_fetch *f = u->f;
-	const struct gw_tr_rpc *row = gw_tr_lookup("/animate3d.v1.Jobs/GetStatus");
 	struct gw_status_result out = { .code = GRPC_STATUS_OK, .retry_after_ms = -1 };
 	Animate3d__V1__GetStatusRequest req = ANIMATE3D__V1__GET_STATUS_REQUEST__INIT;
 	ProtobufCMessage *reply = NULL;
 	char *rids[GW_STATUS_MAX_BATCH];
 	char msg[GW_STATUS_MSG_MAX], err[GW_TR_ERR_MAX];
+	struct gw_up_failure fail;
 	int rc;
 
 	free(u);
-	if (res->limited) {
-		/* The account's protection refused it before sending: its code and delay. */
-		out.code = res->limited;
-		snprintf(msg, sizeof msg, "GetStatus: %s", res->error ? res->error : "upstream limit");
-		out.msg = msg;
-		out.retry_after_ms = res->retry_after_ms;
-	} else if (res->no_session) {
-		out.code = GRPC_STATUS_UNAVAILABLE;
-		out.msg = "GetStatus: upstream rejected account credentials";
-	} else if (res->curl_rc != CURLE_OK) {
-		out.code = gw_errmap_curl((int)res->curl_rc, res->error, "GetStatus", msg, sizeof msg);
-		out.msg = msg;
-	} else if (res->http_status == 404) {
+	if (gw_up_failure_of(res, "GetStatus", &fail) == GRPC_STATUS_NOT_FOUND) {
 		out.resp = NULL;	/* none of the rids is known: each gets NOT_FOUND */
-	} else if (res->http_status < 200 || res->http_status > 299) {
-		out.code = gw_errmap_http(res->http_status, res->body, res->body_len, "GetStatus", msg,
-					  sizeof msg);
-		out.msg = msg;
-		out.retry_after_ms = res->retry_after_ms;
+	} else if (fail.code != GRPC_STATUS_OK) {
+		out.code = fail.code;
+		out.msg = fail.msg;
+		out.retry_after_ms = fail.retry_ms;
 	} else {
 		for (size_t i = 0; i < f->n; i++)
 			rids[i] = f->recs[i]->rid;
 		req.rids = rids;
 		req.n_rids = f->n;
 		err[0] = '\0';
-		rc = row ? row->parse(&req.base, res->body, res->body_len, &reply, err, sizeof err)
-			 : GW_TR_BAD_UPSTREAM;
+		rc = gw_tr_parse_get_status(&req.base, res->body, res->body_len, &reply, err,
+					    sizeof err);
 		if (rc == GW_TR_OK) {
 			out.resp = (const Animate3d__V1__GetStatusResponse *)reply;
 		} else {
@@ -736,24 +723,23 @@ static void status_up_done(void *arg, const struct gw_up_response *res)
 void *gw_status_upstream_start(void *arg, size_t acct, const char *const *rids, size_t n,
 			       long timeout_ms, struct gw_status_fetch *f)
 {
-	struct gw_server *srv = arg;
-	const struct gw_tr_rpc *row = gw_tr_lookup("/animate3d.v1.Jobs/GetStatus");
+	struct gw_env *env = arg;
 	Animate3d__V1__GetStatusRequest req = ANIMATE3D__V1__GET_STATUS_REQUEST__INIT;
 	struct gw_tr_request tr = { 0 };
 	struct gw_up_request rq;
 	struct status_up *u = NULL, *ret = NULL;
 	char err[GW_TR_ERR_MAX];
 
-	if (!srv || !row || acct >= srv->naccounts || n > GW_STATUS_MAX_BATCH)
+	if (!env || acct >= env->naccounts || n > GW_STATUS_MAX_BATCH)
 		goto out;
 	req.rids = (char **)rids;
 	req.n_rids = n;
-	if (row->build(&req.base, &tr, err, sizeof err) != GW_TR_OK)
+	if (gw_tr_build_get_status(&req.base, &tr, err, sizeof err) != GW_TR_OK)
 		goto out;
 	u = calloc(1, sizeof *u);
 	if (!u)
 		goto out;
-	u->srv = srv;
+	u->env = env;
 	u->f = f;
 	memset(&rq, 0, sizeof rq);
 	rq.method = tr.method;
@@ -761,7 +747,7 @@ void *gw_status_upstream_start(void *arg, size_t acct, const char *const *rids, 
 	rq.timeout_ms = timeout_ms;	/* the batch's latest deadline, or 0: the configured default */
 	rq.idempotent = 1;
 	rq.route = "GET /status/{rids}";
-	u->call = gw_up_start(srv->up, &srv->accounts[acct], &rq, status_up_done, u);
+	u->call = gw_up_start(env->up, &env->accounts[acct].up, &rq, status_up_done, u);
 	if (!u->call)
 		goto out;
 	ret = u;
@@ -774,12 +760,12 @@ out:
 
 int gw_status_upstream_hold(void *arg, size_t acct, int64_t *wait_ms, char *msg, size_t cap)
 {
-	struct gw_server *srv = arg;
+	struct gw_env *env = arg;
 
 	*wait_ms = 0;
-	if (!srv || !srv->up || acct >= srv->naccounts)
+	if (!env || !env->up || acct >= env->naccounts)
 		return 0;
-	return gw_up_account_hold(srv->up, acct, wait_ms, msg, cap);
+	return gw_up_account_hold(env->up, acct, wait_ms, msg, cap);
 }
 
 void gw_status_upstream_cancel(void *arg, void *handle)

@@ -12,7 +12,8 @@
 #include "gateway/config/config.h"
 #include "gateway/base/errmap.h"
 #include "gateway/base/log.h"
-#include "gateway/server.h"
+#include "gateway/call/env.h"
+#include "gateway/call/svc.h"
 #include "gateway/svc/rpc_owner.h"
 #include "gateway/upstream/upstream.h"
 
@@ -32,7 +33,7 @@ enum upload_phase {
 
 struct upload {
 	struct gw_call *c;
-	struct gw_account_rt *acct;
+	struct gw_up_account *acct;
 	struct gw_up_call *up;
 	enum upload_phase phase;
 	char name[GW_UPLOAD_NAME_MAX + 1];
@@ -232,14 +233,28 @@ static void upload_release(struct upload *u)
 	upload_free(u);
 }
 
-static void upload_fail(struct upload *u, grpc_status_code code, const char *msg)
+/* Ends the call with "UploadVideo: msg", and a retry delay when retry_ms >= 0. */
+static void upload_fail_retry(struct upload *u, grpc_status_code code, long retry_ms,
+			      const char *msg)
 {
 	struct gw_call *c = u->c;
 	char copy[UPLOAD_MSG_MAX];
 
-	snprintf(copy, sizeof copy, "%s", msg);
+	/* Messages mapped for the whole call (what == UPLOAD_WHAT) already carry the prefix. */
+	if (strncmp(msg, UPLOAD_WHAT ": ", sizeof UPLOAD_WHAT + 1) == 0)
+		snprintf(copy, sizeof copy, "%s", msg);
+	else
+		snprintf(copy, sizeof copy, "%s: %s", UPLOAD_WHAT, msg);
 	upload_release(u);
-	gw_call_fail(c, code, "%s: %s", UPLOAD_WHAT, copy);
+	if (retry_ms >= 0)
+		gw_call_fail_retry(c, code, retry_ms, copy);
+	else
+		gw_call_fail(c, code, "%s", copy);
+}
+
+static void upload_fail(struct upload *u, grpc_status_code code, const char *msg)
+{
+	upload_fail_retry(u, code, -1, msg);
 }
 
 /* Maps a failed upstream/storage answer; what names the step for the message. */
@@ -247,27 +262,17 @@ static void upload_fail_upstream(struct upload *u, const struct gw_up_response *
 				 const char *what)
 {
 	char msg[UPLOAD_MSG_MAX];
-	grpc_status_code code;
+	struct gw_up_failure fail;
 
-	if (res->no_session) {
-		upload_fail(u, GRPC_STATUS_UNAVAILABLE,
-			    res->error ? res->error : "upstream rejected account credentials");
+	gw_up_failure_of(res, what, &fail);
+	if (u->phase != UPLOAD_GET_URL && !res->limited && !res->no_session &&
+	    res->curl_rc == CURLE_OK) {
+		/* Storage answered: its body may echo the signed URL; say only what failed and where. */
+		snprintf(msg, sizeof msg, "storage answered HTTP %ld to %s", res->http_status, what);
+		upload_fail(u, GRPC_STATUS_UNAVAILABLE, msg);
 		return;
 	}
-	if (res->curl_rc != CURLE_OK) {
-		code = gw_errmap_curl((int)res->curl_rc, res->error, what, msg, sizeof msg);
-		upload_fail(u, code, msg);
-		return;
-	}
-	if (u->phase == UPLOAD_GET_URL) {
-		code = gw_errmap_http(res->http_status, res->body, res->body_len, what, msg,
-				      sizeof msg);
-		upload_fail(u, code, msg);
-		return;
-	}
-	/* Storage: its body may echo the signed URL; say only what failed and where. */
-	snprintf(msg, sizeof msg, "storage answered HTTP %ld to %s", res->http_status, what);
-	upload_fail(u, GRPC_STATUS_UNAVAILABLE, msg);
+	upload_fail_retry(u, fail.code, fail.retry_ms, fail.msg);
 }
 
 static long upload_timeout(struct upload *u)
@@ -281,7 +286,7 @@ static int upload_start(struct upload *u, struct gw_up_request *rq, gw_up_done_f
 {
 	rq->timeout_ms = upload_timeout(u);
 	gw_call_count_upstream(u->c);
-	u->up = gw_up_start(gw_call_server(u->c)->up, u->acct, rq, done, u);
+	u->up = gw_up_start(gw_call_env(u->c)->up, u->acct, rq, done, u);
 	if (!u->up) {
 		upload_fail(u, GRPC_STATUS_UNAVAILABLE, "upstream request could not be started");
 		return -1;
@@ -490,7 +495,7 @@ static void upload_on_first(struct gw_call *c, const ProtobufCMessage *msg, int 
 {
 	struct upload *u = gw_call_data(c);
 	const Animate3d__V1__UploadVideoRequest *m = (const void *)msg;
-	const struct gw_config *cfg = gw_call_server(c)->cfg;
+	const struct gw_config *cfg = gw_call_env(c)->cfg;
 	char err[UPLOAD_MSG_MAX], esc[GW_UPLOAD_NAME_MAX * 3 + 1], path[UPLOAD_PATH_MAX];
 	struct gw_up_request rq;
 	size_t maxmsg;
@@ -554,3 +559,8 @@ void gw_upload_handle(struct gw_call *c)
 	gw_call_on_cancel(c, upload_on_cancel);
 	gw_call_recv(c, &animate3d__v1__upload_video_request__descriptor, upload_on_first);
 }
+
+/* The service (no state: what an upload needs lives in the call and its environment). */
+const struct gw_svc gw_svc_upload = {
+	.name = "upload",
+};

@@ -28,6 +28,10 @@
 #define GW_UPLOAD_MAX_STALLS 3			/* chunks in a row storage accepts without progress */
 
 struct gw_call;
+struct gw_svc;
+
+/* The service (gateway/call/svc.h); its one method row: UploadVideo -> gw_upload_handle. */
+extern const struct gw_svc gw_svc_upload;
 
 /* The UploadVideo handler (registered by gateway/rpc.c). */
 void gw_upload_handle(struct gw_call *c);

@@ -4,16 +4,10 @@
 #include "gateway/svc/webhook_in.h"
 
 #include <string.h>
-#include <event2/buffer.h>
-#include <event2/http.h>
-#include <event2/keyvalq_struct.h>
 #include <jansson.h>
 #include <openssl/crypto.h>
 
 #include "gateway/config/config.h"
-#include "gateway/base/log.h"
-#include "gateway/server.h"
-#include "gateway/svc/status.h"
 
 #define WEBHOOK_IN_MAX_DEPTH 8		/* JSON nesting accepted in a delivery */
 
@@ -138,54 +132,7 @@ int gw_webhook_in_check(const struct gw_config *cfg, const char *prefix, const c
 	return 200;
 }
 
-/* ---- the HTTP route ---- */
-
-void gw_webhook_in_http(struct gw_server *srv, const char *prefix, struct evhttp_request *req)
+const char *gw_webhook_in_prefix(const struct gw_config *cfg)
 {
-	struct gw_status_ctx *x = gw_status_ctx_of(srv);
-	struct gw_webhook_in_counters spare = { 0 }, *cnt = x ? gw_status_ctx_webhooks(x) : &spare;
-	const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
-	const char *sig = evhttp_find_header(evhttp_request_get_input_headers(req),
-					     GW_WEBHOOK_IN_HEADER);
-	struct evbuffer *in = evhttp_request_get_input_buffer(req);
-	struct evbuffer *out = evbuffer_new();
-	size_t len = in ? evbuffer_get_length(in) : 0;
-	const char *body = NULL;
-	struct gw_webhook_in_event ev;
-	const char *reason;
-	int http;
-
-	/* Only a body within the limit is made contiguous; a larger one is judged by its length. */
-	if (len && len <= GW_WEBHOOK_IN_MAX_BODY)
-		body = (const char *)evbuffer_pullup(in, (ev_ssize_t)len);
-	http = gw_webhook_in_check(srv->cfg, prefix, path, sig, body ? body : "", len, &ev, cnt);
-	if (http == 200 && ev.completed && x && gw_status_refresh(gw_status_ctx_status(x), ev.account,
-								 ev.rid) != 0)
-		http = 503;	/* nothing refreshed: let upstream deliver again */
-	switch (http) {
-	case 200: reason = "OK"; break;
-	case 400: reason = "Bad Request"; break;
-	case 401: reason = "Unauthorized"; break;
-	case 404: reason = "Not Found"; break;
-	case 413: reason = "Payload Too Large"; break;
-	default: reason = "Service Unavailable"; break;
-	}
-	if (http != 200)
-		gw_log(http == 401 ? GW_LOG_WARN : GW_LOG_INFO, "webhook_in",
-		       GW_LS("msg", "webhook delivery rejected"), GW_LN("http", http),
-		       GW_LS("reason", reason), GW_LEND);
-	if (out) {
-		evbuffer_add_printf(out, "%s\n", reason);
-		evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "text/plain");
-	}
-	evhttp_send_reply(req, http, reason, out);
-	if (out)
-		evbuffer_free(out);
-}
-
-const char *gw_webhook_in_prefix(const struct gw_server *srv)
-{
-	const struct gw_config *cfg = srv && srv->boot_conf ? srv->boot_conf->cfg : NULL;
-
 	return cfg && cfg->webhooks.path_prefix ? cfg->webhooks.path_prefix : GW_WEBHOOK_IN_PREFIX;
 }

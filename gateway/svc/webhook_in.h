@@ -64,14 +64,7 @@ int gw_webhook_in_check(const struct gw_config *cfg, const char *prefix, const c
 
 #endif
 
-/* ---- the HTTP route (gateway/http.c calls it for POSTs under the prefix) ----
- * Not pure: answers req (status + a short text body), counts in the status context's webhook
- * counters, and on an accepted job.completed calls gw_status_refresh() so watchers learn at once.
- * Rejections are logged with their reason only (never the signature, path or body). */
-struct gw_server;
-struct evhttp_request;
-void gw_webhook_in_http(struct gw_server *srv, const char *prefix, struct evhttp_request *req);
-/* The prefix the listener serves: webhooks.path_prefix of the boot configuration (the one the
- * endpoints were registered with at start-up, gateway/svc/webhook_reg.h; a reload that changes it
- * takes effect at the next restart), or GW_WEBHOOK_IN_PREFIX. Never NULL. */
-const char *gw_webhook_in_prefix(const struct gw_server *srv);
+/* The prefix the listener serves: webhooks.path_prefix of the boot configuration cfg (the one
+ * the endpoints were registered with at start-up, gateway/svc/webhook_reg.h; a reload that
+ * changes it takes effect at the next restart), or GW_WEBHOOK_IN_PREFIX. Never NULL. */
+const char *gw_webhook_in_prefix(const struct gw_config *cfg);

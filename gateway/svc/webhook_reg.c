@@ -4,6 +4,7 @@
  */
 #include "gateway/svc/webhook_reg.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,7 +19,8 @@
 #include "gateway/base/log.h"
 #include "gateway/base/metrics.h"
 #include "gateway/base/retry.h"
-#include "gateway/server.h"
+#include "gateway/call/env.h"
+#include "gateway/call/svc.h"
 #include "gateway/upstream/upstream.h"
 
 #define WEBHOOK_REG_PATH "/webhook_endpoints"
@@ -155,27 +157,33 @@ int64_t gw_webhook_reg_backoff_ms(unsigned attempt, uint64_t rnd)
 	return d - d / 2 + (int64_t)(rnd % (uint64_t)(d / 2 + 1));
 }
 
-int gw_webhook_reg_render(const struct gw_webhook_reg_counters *c, size_t done, struct evbuffer *out)
+void gw_webhook_reg_render(const struct gw_webhook_reg_counters *c, size_t done,
+			   struct gw_metrics_out *o)
 {
-	if (!c || !out)
-		return -1;
-	return evbuffer_add_printf(out,
-		"# HELP " GW_METRICS_PREFIX "webhook_registrations_total Start-up webhook endpoint "
-		"registration outcomes (webhooks.public_url).\n"
-		"# TYPE " GW_METRICS_PREFIX "webhook_registrations_total counter\n"
-		GW_METRICS_PREFIX "webhook_registrations_total{result=\"present\"} %llu\n"
-		GW_METRICS_PREFIX "webhook_registrations_total{result=\"created\"} %llu\n"
-		GW_METRICS_PREFIX "webhook_registrations_total{result=\"updated\"} %llu\n"
-		GW_METRICS_PREFIX "webhook_registrations_total{result=\"duplicate\"} %llu\n"
-		GW_METRICS_PREFIX "webhook_registrations_total{result=\"failed\"} %llu\n"
-		GW_METRICS_PREFIX "webhook_registrations_total{result=\"skipped\"} %llu\n"
-		"# HELP " GW_METRICS_PREFIX "webhook_endpoints_registered Accounts whose upstream "
-		"webhook endpoint is in place.\n"
-		"# TYPE " GW_METRICS_PREFIX "webhook_endpoints_registered gauge\n"
-		GW_METRICS_PREFIX "webhook_endpoints_registered %zu\n",
-		(unsigned long long)c->present, (unsigned long long)c->created,
-		(unsigned long long)c->updated, (unsigned long long)c->duplicates,
-		(unsigned long long)c->failed, (unsigned long long)c->skipped, done) < 0 ? -1 : 0;
+	static const struct {
+		const char *result;
+		size_t off;
+	} rows[] = {
+		{ "present", offsetof(struct gw_webhook_reg_counters, present) },
+		{ "created", offsetof(struct gw_webhook_reg_counters, created) },
+		{ "updated", offsetof(struct gw_webhook_reg_counters, updated) },
+		{ "duplicate", offsetof(struct gw_webhook_reg_counters, duplicates) },
+		{ "failed", offsetof(struct gw_webhook_reg_counters, failed) },
+		{ "skipped", offsetof(struct gw_webhook_reg_counters, skipped) },
+	};
+	char labels[48];
+
+	gw_metrics_family(o, "webhook_registrations_total", "counter",
+			  "Start-up webhook endpoint registration outcomes (webhooks.public_url).");
+	for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+		uint64_t v;
+
+		memcpy(&v, (const char *)c + rows[i].off, sizeof v);
+		snprintf(labels, sizeof labels, "result=\"%s\"", rows[i].result);
+		gw_metrics_value(o, "webhook_registrations_total", labels, v);
+	}
+	gw_metrics_one(o, "webhook_endpoints_registered", "gauge",
+		       "Accounts whose upstream webhook endpoint is in place.", done);
 }
 
 /* ---- the runtime ---- */
@@ -184,7 +192,7 @@ enum webhook_reg_step { WR_IDLE, WR_LIST, WR_CREATE, WR_UPDATE, WR_DONE, WR_SKIP
 
 struct webhook_reg_acct {
 	struct gw_webhook_reg *wr;
-	size_t idx;				/* in srv->accounts */
+	size_t idx;				/* in env->accounts */
 	enum webhook_reg_step step;
 	char url[GW_WEBHOOK_REG_MAX_URL];
 	char id[GW_WEBHOOK_REG_MAX_ID];		/* the endpoint to update */
@@ -194,7 +202,7 @@ struct webhook_reg_acct {
 };
 
 struct gw_webhook_reg {
-	struct gw_server *srv;
+	struct gw_env *env;
 	struct webhook_reg_acct *acct;
 	size_t n;
 	uint64_t rng;				/* jitter: gw_retry_rand() state */
@@ -203,7 +211,7 @@ struct gw_webhook_reg {
 
 static const char *webhook_reg_name(const struct webhook_reg_acct *a)
 {
-	return gw_session_name(&a->wr->srv->accounts[a->idx]);
+	return gw_session_name(&a->wr->env->accounts[a->idx]);
 }
 
 static void webhook_reg_send(struct webhook_reg_acct *a);
@@ -214,7 +222,7 @@ static void webhook_reg_on_timer(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (a->wr->srv->draining)
+	if (a->wr->env->draining)
 		return;		/* shutting down: the next start registers */
 	webhook_reg_send(a);
 }
@@ -343,7 +351,7 @@ static void webhook_reg_on_done(void *arg, const struct gw_up_response *res)
 /* Issues the request of a->step. Bodies are built with jansson: the url is escaped properly. */
 static void webhook_reg_send(struct webhook_reg_acct *a)
 {
-	struct gw_server *srv = a->wr->srv;
+	struct gw_env *env = a->wr->env;
 	struct gw_up_request rq = { 0 };
 	char path[WEBHOOK_REG_MAX_PATH];
 	json_t *o = NULL;
@@ -379,48 +387,36 @@ static void webhook_reg_send(struct webhook_reg_acct *a)
 		rq.body = body;
 		rq.body_len = strlen(body);
 	}
-	a->call = gw_up_start(srv->up, &srv->accounts[a->idx], &rq, webhook_reg_on_done, a);
+	a->call = gw_up_start(env->up, &env->accounts[a->idx].up, &rq, webhook_reg_on_done, a);
 	free(body);	/* gw_up_start copied it (body_keep is 0) */
 	if (!a->call)
 		webhook_reg_fail(a, "cannot start the upstream request", 0);
 }
 
-struct gw_webhook_reg *gw_webhook_reg_start(struct gw_server *srv)
+/* Starts the registration of every account (the service's start hook). */
+static void webhook_reg_start(void *state)
 {
-	const struct gw_config *cfg = srv && srv->boot_conf ? srv->boot_conf->cfg : NULL;
-	struct gw_webhook_reg *wr = NULL;
+	struct gw_webhook_reg *wr = state;
+	struct gw_env *env = wr->env;
+	const struct gw_config *cfg = env->boot_cfg;
 	const char *prefix;
 
-	if (!cfg || !cfg->webhooks.public_url || !srv->up || srv->naccounts == 0)
-		return NULL;
 	prefix = cfg->webhooks.path_prefix ? cfg->webhooks.path_prefix : GW_CONFIG_DEFAULT_WEBHOOK_PREFIX;
-	wr = calloc(1, sizeof *wr);
-	if (!wr || !(wr->acct = calloc(srv->naccounts, sizeof *wr->acct))) {
-		free(wr);
-		gw_log(GW_LOG_ERROR, "webhook_reg", GW_LS("msg", "out of memory; no webhook registration"),
-		       GW_LEND);
-		return NULL;
-	}
-	wr->srv = srv;
-	wr->n = srv->naccounts;
-	wr->rng = (uint64_t)gw_clock_now_us() ^ ((uint64_t)getpid() << 32) ^ (uintptr_t)wr;
-	if (!wr->rng)
-		wr->rng = 1;
 	for (size_t i = 0; i < wr->n; i++) {
 		struct webhook_reg_acct *a = &wr->acct[i];
 
 		a->wr = wr;
 		a->idx = i;
 		if (gw_webhook_reg_url(a->url, sizeof a->url, cfg->webhooks.public_url, prefix,
-				       gw_session_name(&srv->accounts[i])) != 0) {
+				       gw_session_name(&env->accounts[i])) != 0) {
 			a->step = WR_SKIPPED;
 			wr->cnt.skipped++;
-			gw_log(GW_LOG_ERROR, "webhook_reg", GW_LS("account", gw_session_name(&srv->accounts[i])),
+			gw_log(GW_LOG_ERROR, "webhook_reg", GW_LS("account", gw_session_name(&env->accounts[i])),
 			       GW_LS("msg", "account name not usable in a webhook URL (letters, digits, "
 					    "'-', '.', '_', '~') or URL too long; not registered"), GW_LEND);
 			continue;
 		}
-		a->timer = evtimer_new(srv->base, webhook_reg_on_timer, a);
+		a->timer = evtimer_new(env->base, webhook_reg_on_timer, a);
 		a->step = WR_LIST;
 		if (!a->timer) {
 			webhook_reg_fail(a, "out of memory", 0);	/* logs that it stops */
@@ -428,7 +424,29 @@ struct gw_webhook_reg *gw_webhook_reg_start(struct gw_server *srv)
 		}
 		webhook_reg_send(a);
 	}
-	return wr;
+}
+
+/* Nothing to do without webhooks.public_url: no state, and the other hooks see NULL. */
+static int webhook_reg_init(struct gw_env *env, void **state, char *err, size_t errlen)
+{
+	const struct gw_config *cfg = env->boot_cfg;
+	struct gw_webhook_reg *wr;
+
+	if (!cfg || !cfg->webhooks.public_url || !env->up || env->naccounts == 0)
+		return 0;
+	wr = calloc(1, sizeof *wr);
+	if (!wr || !(wr->acct = calloc(env->naccounts, sizeof *wr->acct))) {
+		free(wr);
+		snprintf(err, errlen, "out of memory for the webhook registration");
+		return -1;
+	}
+	wr->env = env;
+	wr->n = env->naccounts;
+	wr->rng = (uint64_t)gw_clock_now_us() ^ ((uint64_t)getpid() << 32) ^ (uintptr_t)wr;
+	if (!wr->rng)
+		wr->rng = 1;
+	*state = wr;
+	return 0;
 }
 
 void gw_webhook_reg_free(struct gw_webhook_reg *wr)
@@ -466,11 +484,29 @@ size_t gw_webhook_reg_accounts(const struct gw_webhook_reg *wr)
 	return wr ? wr->n : 0;
 }
 
-int gw_webhook_reg_render_metrics(const struct gw_webhook_reg *wr, struct evbuffer *out)
+static void webhook_reg_metrics(void *state, struct gw_metrics_out *o)
 {
-	if (!out)
-		return -1;
-	if (!wr)
-		return 0;
-	return gw_webhook_reg_render(&wr->cnt, gw_webhook_reg_done(wr), out);
+	const struct gw_webhook_reg *wr = state;
+
+	if (wr)
+		gw_webhook_reg_render(&wr->cnt, gw_webhook_reg_done(wr), o);
 }
+
+static void webhook_reg_free(void *state)
+{
+	gw_webhook_reg_free(state);
+}
+
+static void webhook_reg_start_hook(void *state)
+{
+	if (state)
+		webhook_reg_start(state);
+}
+
+const struct gw_svc gw_svc_webhook_reg = {
+	.name = "webhook_reg",
+	.init = webhook_reg_init,
+	.start = webhook_reg_start_hook,
+	.free = webhook_reg_free,
+	.metrics = webhook_reg_metrics,
+};

@@ -34,7 +34,6 @@
 #define GW_WEBHOOK_REG_EVENT "job.completed"
 
 struct gw_server;
-struct evbuffer;
 
 /* ---- pure parts (unit-tested) ---- */
 
@@ -91,14 +90,14 @@ struct gw_webhook_reg_counters {
 struct gw_webhook_reg;
 
 /*
- * Starts the registration for every account of srv->boot_conf when its webhooks.public_url is
- * set; returns NULL when it is not (nothing to do) or when memory runs out (logged). Call it
- * once the loop exists and the account runtimes and upstream engine are built (gw_server_run,
- * after gw_session_start). The requests wait for the account's login.
+ * The service (gateway/call/svc.h): with webhooks.public_url set in the boot configuration, its
+ * start hook registers every account's endpoint once the loop runs (the requests wait for the
+ * account's login); without it there is no state and nothing happens. Its free cancels requests
+ * in flight and timers (the top frees services before the accounts and the upstream engine).
  */
-struct gw_webhook_reg *gw_webhook_reg_start(struct gw_server *srv);
-/* Cancels requests in flight and timers; call before the account runtimes and the upstream
- * engine are freed. NULL is a no-op. */
+struct gw_svc;
+extern const struct gw_svc gw_svc_webhook_reg;
+/* Cancels requests in flight and timers. NULL is a no-op. */
 void gw_webhook_reg_free(struct gw_webhook_reg *wr);
 
 /* The counters (NULL for a NULL wr). */
@@ -107,14 +106,11 @@ const struct gw_webhook_reg_counters *gw_webhook_reg_counters(const struct gw_we
 size_t gw_webhook_reg_done(const struct gw_webhook_reg *wr);
 size_t gw_webhook_reg_accounts(const struct gw_webhook_reg *wr);
 
-/*
- * Appends the Prometheus families to out (GW_METRICS_PREFIX "webhook_registrations_total"
+/* The Prometheus families (GW_METRICS_PREFIX "webhook_registrations_total"
  * {result=present|created|updated|duplicate|failed|skipped} and "webhook_endpoints_registered"
- * gauge, accounts in place). A NULL wr renders nothing (registration off) and succeeds.
- * Returns 0, or -1 when an append failed or out is NULL.
- */
-int gw_webhook_reg_render_metrics(const struct gw_webhook_reg *wr, struct evbuffer *out);
-/* The same from bare figures (what the above calls; unit-tested). */
-int gw_webhook_reg_render(const struct gw_webhook_reg_counters *c, size_t done, struct evbuffer *out);
+ * gauge, accounts in place), from bare figures (the service's renderer; unit-tested). */
+struct gw_metrics_out;
+void gw_webhook_reg_render(const struct gw_webhook_reg_counters *c, size_t done,
+			   struct gw_metrics_out *o);
 
 #endif

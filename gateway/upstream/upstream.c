@@ -16,15 +16,15 @@
 #include <unistd.h>
 #include <event2/event.h>
 
-#include "auth/upstream/session.h"
 #include "gateway/config/config.h"
 #include "gateway/base/errmap.h"
 #include "gateway/base/log.h"
-#include "gateway/server.h"
+#include "gateway/base/metrics.h"
+#include "gateway/base/notify.h"
 
 #define UP_URL_MAX 8192			/* base_url + path, or a signed URL */
 #define UP_HEADER_MAX 8192		/* one captured response header value */
-#define UP_COOKIE_HDR_MAX (GW_SESSION_COOKIE_MAX + 16)
+#define UP_COOKIE_HDR_MAX (GW_UP_COOKIE_MAX + 16)
 #define UP_ERR_MAX 256
 #define UP_BODY_INITIAL 4096
 #define UP_MAX_HOST_CONNECTIONS 64	/* per upstream host; keep-alive reuse within it */
@@ -69,8 +69,8 @@ static void up_drop_easy(struct gw_up_call *c)
 		curl_multi_remove_handle(c->up->multi, c->easy);
 		curl_easy_cleanup(c->easy);
 		c->easy = NULL;
-		if (c->up->srv->stats.upstream_in_flight > 0)
-			c->up->srv->stats.upstream_in_flight--;
+		if (c->up->n.in_flight > 0)
+			c->up->n.in_flight--;
 	}
 	if (c->hdrs) {
 		/* The list holds the cookie header: wipe before freeing. */
@@ -86,7 +86,8 @@ static void up_call_free(struct gw_up_call *c)
 {
 	gw_up_guard_release(c);
 	up_drop_easy(c);
-	gw_session_cancel_wait(&c->waiter);
+	if (c->acct && c->waiter.acct)
+		c->acct->auth->cancel(&c->waiter);
 	if (c->retry_ev)
 		event_free(c->retry_ev);
 	up_unlink(c);
@@ -230,9 +231,9 @@ static int up_socket_cb(CURL *e, curl_socket_t s, int what, void *userp, void *s
 	       ((what & CURL_POLL_OUT) ? EV_WRITE : 0);
 	if (ev) {
 		event_del(ev);
-		event_assign(ev, up->srv->base, s, kind, up_on_socket, up);
+		event_assign(ev, up->env.base, s, kind, up_on_socket, up);
 	} else {
-		ev = event_new(up->srv->base, s, kind, up_on_socket, up);
+		ev = event_new(up->env.base, s, kind, up_on_socket, up);
 		if (!ev)
 			return -1;
 		curl_multi_assign(up->multi, s, ev);
@@ -261,7 +262,7 @@ static int up_timer_cb(CURLM *m, long ms, void *userp)
 
 /* ---- completion, retry, session ---- */
 
-static void up_session_ready(struct gw_session_waiter *w, const char *cookie, uint64_t generation,
+static void up_session_ready(struct gw_up_waiter *w, const char *cookie, uint64_t generation,
 			     const char *err)
 {
 	struct gw_up_call *c = (struct gw_up_call *)((char *)w - offsetof(struct gw_up_call, waiter));
@@ -293,11 +294,11 @@ static void up_on_retry(evutil_socket_t fd, short what, void *arg)
 		up_attempt(c, NULL, 0);
 		return;
 	}
-	switch (gw_session_acquire(c->acct, &c->waiter, &cookie, &gen, &err)) {
-	case GW_SESSION_READY:
+	switch (c->acct->auth->acquire(c->acct, &c->waiter, &cookie, &gen, &err)) {
+	case GW_UP_AUTH_READY:
 		up_attempt(c, cookie, gen);
 		break;
-	case GW_SESSION_WAIT:
+	case GW_UP_AUTH_WAIT:
 		c->phase = UP_WAIT_SESSION;
 		break;
 	default:
@@ -319,12 +320,14 @@ static void up_transfer_done(struct gw_up_call *c, CURLcode rc)
 	up_drop_easy(c);
 	c->phase = UP_IDLE;
 	latency_us = gw_clock_now_us() - c->started_us;
-	gw_metrics_upstream(&up->srv->metrics, c->route, rc == CURLE_OK ? status : 0, latency_us);
+	if (up->env.metrics)
+		gw_metrics_upstream(up->env.metrics, c->route, rc == CURLE_OK ? status : 0,
+				    latency_us);
 	/* One line per attempt. The route is the documented template: never the URL (rids,
 	 * signed queries). Logins carry no account here; their route says what they are. */
 	gw_log(rc == CURLE_OK && status < 500 ? GW_LOG_INFO : GW_LOG_WARN, "upstream",
 	       GW_LS("route", c->route ? c->route : "other"),
-	       GW_LS("account", c->acct ? gw_session_name(c->acct) : "-"),
+	       GW_LS("account", c->acct ? c->acct->name : "-"),
 	       GW_LN("status", rc == CURLE_OK ? status : 0), GW_LN("curl", (long)rc),
 	       GW_LN("latency_ms", latency_us / 1000), GW_LEND);
 
@@ -336,12 +339,12 @@ static void up_transfer_done(struct gw_up_call *c, CURLcode rc)
 	if (rc == CURLE_OK && status == 401 && c->api && !c->reauthed) {
 		c->reauthed = 1;
 		up->n.reauth_retries++;
-		switch (gw_session_unauthorized(c->acct, c->generation, &c->waiter, &cookie, &gen,
-						&err)) {
-		case GW_SESSION_READY:
+		switch (c->acct->auth->unauthorized(c->acct, c->generation, &c->waiter, &cookie,
+						    &gen, &err)) {
+		case GW_UP_AUTH_READY:
 			up_attempt(c, cookie, gen);
 			return;
-		case GW_SESSION_WAIT:
+		case GW_UP_AUTH_WAIT:
 			c->phase = UP_WAIT_SESSION;
 			return;
 		default:
@@ -426,7 +429,7 @@ void gw_up_finish(struct gw_up_call *c, CURLcode rc, long status, const char *er
 static void up_attempt(struct gw_up_call *c, const char *cookie, uint64_t generation)
 {
 	struct gw_upstream *up = c->up;
-	const struct gw_config *cfg = up->srv->cfg;
+	const struct gw_config *cfg = *up->env.cfg;
 	int64_t left = gw_up_time_left_ms(c);
 	CURL *e = NULL;
 	char cookie_hdr[UP_COOKIE_HDR_MAX];
@@ -492,7 +495,7 @@ static void up_attempt(struct gw_up_call *c, const char *cookie, uint64_t genera
 	c->started_us = gw_clock_now_us();
 	c->attempts++;
 	up->n.attempts++;
-	up->srv->stats.upstream_in_flight++;
+	up->n.in_flight++;
 	return;
 fail:
 	if (e)
@@ -504,6 +507,60 @@ fail:
 	gw_up_finish(c, CURLE_OUT_OF_MEMORY, 0, "cannot start the upstream request", 0);
 }
 
+/* ---- metrics ---- */
+
+static void up_render_metrics(void *arg, struct gw_metrics_out *o)
+{
+	const struct gw_upstream *up = arg;
+	const struct gw_metrics *m = up->env.metrics;
+	char l[GW_METRICS_MAX_LABEL], labels[GW_METRICS_MAX_LABEL + 32];
+
+	gw_metrics_family(o, "upstream_requests_total", "counter",
+			  "Upstream HTTP attempts by route template and HTTP status (none: no answer).");
+	for (size_t i = 0; m && i < GW_METRICS_MAX_ROUTES && m->routes[i].route; i++) {
+		const struct gw_metrics_route *r = &m->routes[i];
+
+		gw_metrics_label(r->route, l, sizeof l);
+		for (size_t k = 0; k < GW_METRICS_ROUTE_CODES && r->n[k]; k++) {
+			if (r->code[k])
+				snprintf(labels, sizeof labels, "route=\"%s\",status=\"%u\"", l,
+					 (unsigned)r->code[k]);
+			else
+				snprintf(labels, sizeof labels, "route=\"%s\",status=\"none\"", l);
+			gw_metrics_value(o, "upstream_requests_total", labels, r->n[k]);
+		}
+		if (r->other) {
+			snprintf(labels, sizeof labels, "route=\"%s\",status=\"other\"", l);
+			gw_metrics_value(o, "upstream_requests_total", labels, r->other);
+		}
+	}
+	gw_metrics_family(o, "upstream_duration_seconds", "histogram",
+			  "Upstream HTTP attempt latency by route template.");
+	for (size_t i = 0; m && i < GW_METRICS_MAX_ROUTES && m->routes[i].route; i++) {
+		gw_metrics_label(m->routes[i].route, l, sizeof l);
+		snprintf(labels, sizeof labels, "route=\"%s\"", l);
+		gw_metrics_hist(o, "upstream_duration_seconds", labels, &m->routes[i].latency);
+	}
+	if (m)
+		gw_metrics_one(o, "upstream_routes_dropped_total", "counter",
+			       "Upstream answers for routes past the metrics table.", m->routes_dropped);
+	gw_metrics_one(o, "upstream_in_flight", "gauge", "Upstream HTTP transfers in flight.",
+		       up->n.in_flight);
+	gw_metrics_one(o, "upstream_started_total", "counter",
+		       "Upstream requests started (retries not included).", up->n.started);
+	gw_metrics_one(o, "upstream_retries_total", "counter",
+		       "Idempotent retries after a 5xx or a connection error.", up->n.retries);
+	gw_metrics_one(o, "upstream_reauth_retries_total", "counter",
+		       "Retries after a 401 with a fresh session cookie.", up->n.reauth_retries);
+	gw_metrics_one(o, "upstream_too_large_total", "counter",
+		       "Responses aborted past upstream.max_response_bytes.", up->n.too_large);
+	gw_metrics_one(o, "upstream_no_session_total", "counter",
+		       "Requests failed because no upstream session could be had.", up->n.no_session);
+	gw_metrics_one(o, "upstream_cancelled_total", "counter",
+		       "Upstream requests abandoned because their call went away.", up->n.cancelled);
+	gw_up_guard_render_metrics(up, o);
+}
+
 /* ---- public API ---- */
 
 const struct gw_up_counters *gw_up_counters(const struct gw_upstream *up)
@@ -511,12 +568,13 @@ const struct gw_up_counters *gw_up_counters(const struct gw_upstream *up)
 	return &up->n;
 }
 
-struct gw_upstream *gw_up_new(struct gw_server *srv)
+struct gw_upstream *gw_up_new(const struct gw_up_env *env)
 {
 	struct gw_upstream *up = calloc(1, sizeof *up), *ret = NULL;
 
 	if (!up)
 		goto out;
+	up->env = *env;
 	/* Before the poller thread exists (gw_server_new runs single-threaded); refcounted. */
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
 		free(up);
@@ -524,12 +582,11 @@ struct gw_upstream *gw_up_new(struct gw_server *srv)
 		goto out;
 	}
 	up->global_init = 1;
-	up->srv = srv;
 	up->rng = (uint64_t)gw_clock_now_us() ^ ((uint64_t)getpid() << 29) ^ 0x2545f4914f6cdd1dull;
 	if (!up->rng)
 		up->rng = 1;
 	up->multi = curl_multi_init();
-	up->timer = evtimer_new(srv->base, up_on_timeout, up);
+	up->timer = evtimer_new(env->base, up_on_timeout, up);
 	if (!up->multi || !up->timer)
 		goto out;
 	curl_multi_setopt(up->multi, CURLMOPT_SOCKETFUNCTION, up_socket_cb);
@@ -537,6 +594,11 @@ struct gw_upstream *gw_up_new(struct gw_server *srv)
 	curl_multi_setopt(up->multi, CURLMOPT_TIMERFUNCTION, up_timer_cb);
 	curl_multi_setopt(up->multi, CURLMOPT_TIMERDATA, up);
 	curl_multi_setopt(up->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)UP_MAX_HOST_CONNECTIONS);
+	if (gw_up_guard_init(up) != 0)
+		goto out;
+	if (env->metrics_reg && gw_metrics_register(env->metrics_reg, up_render_metrics, up) != 0)
+		goto out;
+	up->registered = env->metrics_reg != NULL;
 	ret = up;
 	up = NULL;
 out:
@@ -549,9 +611,11 @@ void gw_up_free(struct gw_upstream *up)
 {
 	if (!up)
 		return;
+	if (up->registered)
+		gw_metrics_unregister(up->env.metrics_reg, up_render_metrics, up);
 	while (up->calls)
 		up_call_free(up->calls);
-	gw_up_guard_free(up->limits);	/* after the calls: they give their slots back */
+	gw_up_guard_fini(up);	/* after the calls: they give their slots back */
 	if (up->multi)
 		curl_multi_cleanup(up->multi);
 	if (up->timer)
@@ -561,7 +625,7 @@ void gw_up_free(struct gw_upstream *up)
 	free(up);
 }
 
-static int up_build_url(struct gw_up_call *c, struct gw_account_rt *acct,
+static int up_build_url(struct gw_up_call *c, struct gw_up_account *acct,
 			const struct gw_up_request *rq)
 {
 	size_t n;
@@ -583,10 +647,10 @@ static int up_build_url(struct gw_up_call *c, struct gw_account_rt *acct,
 	return 0;
 }
 
-struct gw_up_call *gw_up_start(struct gw_upstream *up, struct gw_account_rt *acct,
+struct gw_up_call *gw_up_start(struct gw_upstream *up, struct gw_up_account *acct,
 			       const struct gw_up_request *rq, gw_up_done_fn done, void *arg)
 {
-	const struct gw_config *cfg = up->srv->cfg;
+	const struct gw_config *cfg = *up->env.cfg;
 	struct gw_up_call *c = calloc(1, sizeof *c), *ret = NULL;
 	long timeout;
 
@@ -654,7 +718,7 @@ struct gw_up_call *gw_up_start(struct gw_upstream *up, struct gw_account_rt *acc
 	}
 	/* The first step runs from the loop, never inside gw_up_start(): done() must not run
 	 * before the caller has stored the handle. */
-	c->retry_ev = evtimer_new(up->srv->base, up_on_retry, c);
+	c->retry_ev = evtimer_new(up->env.base, up_on_retry, c);
 	if (!c->retry_ev)
 		goto out;
 	c->next = up->calls;
@@ -679,4 +743,35 @@ void gw_up_cancel(struct gw_up_call *c)
 		return;
 	c->up->n.cancelled++;
 	up_call_free(c);
+}
+
+grpc_status_code gw_up_failure_of(const struct gw_up_response *res, const char *what,
+				  struct gw_up_failure *out)
+{
+	const char *w = what ? what : "upstream";
+
+	out->code = GRPC_STATUS_OK;
+	out->retry_ms = -1;
+	out->msg[0] = '\0';
+	if (res->limited) {
+		/* Refused by the account's protection before anything was sent. */
+		out->code = (grpc_status_code)res->limited;
+		out->retry_ms = res->retry_after_ms >= 0 ? res->retry_after_ms : -1;
+		snprintf(out->msg, sizeof out->msg, "%s: %s", w, res->error ? res->error : "upstream limit");
+	} else if (res->no_session) {
+		out->code = GRPC_STATUS_UNAVAILABLE;
+		snprintf(out->msg, sizeof out->msg, "%s: %s", w,
+			 res->error ? res->error : "upstream rejected account credentials");
+	} else if (res->curl_rc != CURLE_OK) {
+		out->code = gw_errmap_curl((int)res->curl_rc, res->error, w, out->msg, sizeof out->msg);
+	} else if (res->http_status < 200 || res->http_status > 299) {
+		out->code = gw_errmap_http(res->http_status, res->body, res->body_len, w, out->msg,
+					   sizeof out->msg);
+		if (out->code == GRPC_STATUS_RESOURCE_EXHAUSTED)
+			out->retry_ms = res->retry_after_ms >= 0 ? res->retry_after_ms
+								 : GW_UP_DEFAULT_PUSHBACK_MS;
+		else if (out->code == GRPC_STATUS_UNAVAILABLE && res->retry_after_ms >= 0)
+			out->retry_ms = res->retry_after_ms;	/* 503 + Retry-After */
+	}
+	return out->code;
 }

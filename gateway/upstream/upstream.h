@@ -2,10 +2,11 @@
  * upstream: HTTP requests to the upstream REST API and its storage, on the loop (libcurl
  * multi-socket driven by libevent, the hiperfifo shape), with the account's session attached.
  *
- * An API request (rq->path set) is sent to the account's base_url with its dmsess cookie. If the
- * account has no valid session, the request waits for the one login in flight (auth/upstream/session.c);
- * a 401 on the current session generation triggers one re-login and one retry. A storage request
- * (rq->url set: a signed URL) goes as-is, without cookie.
+ * An API request (rq->path set) is sent to the account's base_url with its session cookie, which
+ * the account's auth provider hands out (struct gw_up_auth_ops below; auth/upstream/session.c
+ * implements it). If the account has no valid session, the request waits for it; a 401 on the
+ * current session generation triggers one re-login and one retry. A storage request (rq->url
+ * set: a signed URL) goes as-is, without cookie.
  *
  * Ownership: everything in *rq is borrowed until gw_up_start() returns (it copies what it needs).
  * done() runs exactly once, on the loop, unless gw_up_cancel() was called first; if gw_up_start()
@@ -17,19 +18,65 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <curl/curl.h>
+#include <grpc/status.h>
 
 #include "gateway/base/admission.h"
 #include "gateway/base/breaker.h"
-#include "gateway/base/ratelimit.h"
 #include "gateway/base/retry.h"
 
 #define GW_UP_MAX_RESPONSE_DEFAULT (8u << 20)	/* body limit unless the config says otherwise */
 #define GW_UP_MAX_HEADERS 8			/* extra request headers per request */
+#define GW_UP_COOKIE_MAX 512			/* a session cookie value, NUL included */
 
-struct gw_server;
 struct event;
-struct gw_account_rt;	/* auth/upstream/session.h */
+struct event_base;
+struct gw_config;
+struct gw_metrics;
+struct gw_metrics_reg;
+struct gw_notify;
 struct gw_up_call;
+
+/*
+ * The auth provider: how the transport gets a session cookie for an account without knowing how
+ * logins work. An account as the transport sees it is a struct gw_up_account, embedded in the
+ * provider's own account struct. acquire() hands out the current cookie (GW_UP_AUTH_READY), or
+ * queues the waiter and calls w->fn later exactly once (GW_UP_AUTH_WAIT), or fails at once with
+ * *err (GW_UP_AUTH_FAIL). unauthorized() reports a 401 on generation gen (a re-login on the
+ * current one) and answers like acquire(). cancel() removes a queued waiter (fn never runs).
+ * cookie/err are valid until control returns to the loop.
+ */
+struct gw_up_account;
+struct gw_up_waiter;
+typedef void (*gw_up_auth_ready_fn)(struct gw_up_waiter *w, const char *cookie, uint64_t gen,
+				    const char *err);
+struct gw_up_waiter {
+	struct gw_up_waiter *prev, *next;
+	struct gw_up_account *acct;	/* non-NULL while queued */
+	gw_up_auth_ready_fn fn;
+};
+enum { GW_UP_AUTH_READY = 0, GW_UP_AUTH_WAIT = 1, GW_UP_AUTH_FAIL = -1 };
+struct gw_up_auth_ops {
+	int (*acquire)(struct gw_up_account *a, struct gw_up_waiter *w, const char **cookie,
+		       uint64_t *gen, const char **err);
+	int (*unauthorized)(struct gw_up_account *a, uint64_t gen, struct gw_up_waiter *w,
+			    const char **cookie, uint64_t *gen_out, const char **err);
+	void (*cancel)(struct gw_up_waiter *w);
+};
+struct gw_up_account {
+	size_t idx;			/* in the configuration's accounts[] */
+	const char *name;
+	const char *base_url;
+	const struct gw_up_auth_ops *auth;
+};
+
+/* What the engine needs from its surroundings (copied by gw_up_new; pointees outlive it). */
+struct gw_up_env {
+	struct event_base *base;
+	const struct gw_config *const *cfg;	/* the current configuration (a reload swaps it) */
+	struct gw_metrics *metrics;		/* answers by route (gateway/base/metrics.h) */
+	struct gw_metrics_reg *metrics_reg;	/* the engine registers its renderer here */
+	struct gw_notify *reload;		/* account caps are re-applied on it */
+};
 
 struct gw_up_request {
 	const char *method;		/* "GET" "POST" "PUT" "DELETE" */
@@ -76,20 +123,22 @@ struct gw_up_response {
 
 typedef void (*gw_up_done_fn)(void *arg, const struct gw_up_response *res);
 
-/* The upstream engine owned by the server; one per process. */
+/* The upstream engine; one per process. NULL when memory or libcurl fails. */
 struct gw_upstream;
-struct gw_upstream *gw_up_new(struct gw_server *srv);
+struct gw_upstream *gw_up_new(const struct gw_up_env *env);
 void gw_up_free(struct gw_upstream *up);	/* cancels what is in flight, callbacks not called */
 
-struct gw_up_call *gw_up_start(struct gw_upstream *up, struct gw_account_rt *acct,
+/* acct NULL: no cookie (rq->url, or the login itself with an absolute url). */
+struct gw_up_call *gw_up_start(struct gw_upstream *up, struct gw_up_account *acct,
 			       const struct gw_up_request *rq, gw_up_done_fn done, void *arg);
 void gw_up_cancel(struct gw_up_call *c);	/* done() will not be called */
 
 /* Added: done() never runs inside gw_up_start(): even an immediate failure (no session, deadline
  * already passed) is reported from the loop, after the caller has stored the handle. */
 
-/* Added: the engine's own counters (per-route answers go to srv->stats). */
+/* The engine's own counters (per-route answers go to env->metrics). */
 struct gw_up_counters {
+	uint64_t in_flight;		/* gauge: HTTP transfers running */
 	uint64_t started;		/* gw_up_start() calls accepted */
 	uint64_t attempts;		/* HTTP transfers actually sent (retries included) */
 	uint64_t retries;		/* idempotent retries after 5xx/connection errors */
@@ -111,14 +160,13 @@ const struct gw_up_counters *gw_up_counters(const struct gw_upstream *up);
  * and the Retry-After pause). Its outcome feeds the breaker (5xx, connection errors and timeouts
  * are failures; 4xx are not); a 429/503 with Retry-After pauses the account. Idempotent requests
  * are retried with full-jitter backoff within the time left and the account's retry budget
- * (retries <= 20% of requests). The tenants' token buckets live here too (gateway/rpc.c takes
- * them); a reload (stats.reloads_ok moved) rebuilds them keeping levels, and re-applies the
- * accounts' caps. Breaker transitions and pauses are logged. (Implemented in upstream_guard.c;
- * the transport in upstream.c.)
+ * (retries <= 20% of requests). A reload (env->reload) re-applies the accounts' caps. Breaker
+ * transitions and pauses are logged. (Implemented in upstream_guard.c; the transport in
+ * upstream.c.)
  */
 struct gw_account_limits {
-	struct gw_server *srv;
-	size_t idx;			/* in srv->accounts */
+	struct gw_upstream *up;
+	size_t idx;			/* in the configuration's accounts[] */
 	struct gw_breaker breaker;
 	struct gw_adm adm;		/* must not move: calloc'd once */
 	struct gw_retry_budget budget;
@@ -127,15 +175,13 @@ struct gw_account_limits {
 	uint64_t paused_429, paused_503;	/* Retry-After pauses by upstream status */
 };
 struct gw_limits {
-	struct gw_ratelimit *tenants;	/* buckets of the current configuration's tenants */
-	uint64_t tenants_gen;		/* srv->stats.reloads_ok when they were built */
-	struct gw_account_limits *acct;	/* index-aligned with srv->accounts */
+	struct gw_account_limits *acct;	/* index-aligned with the configuration's accounts */
 	size_t nacct;
 };
 struct gw_limits *gw_up_limits(struct gw_upstream *up);
 
 /*
- * Added (issue 5): how the protection of account acct (index in srv->accounts) would treat an API
+ * Added (issue 5): how the protection of account acct (index in the accounts) would treat an API
  * request started now, without starting one or changing any state: *wait_ms = the least time it
  * would be held back (Retry-After pause, rate owed by the queue; 0 = it goes at once as far as
  * is known). Returns 0 when it would be let wait (refused only if its deadline comes first), or
@@ -145,6 +191,28 @@ struct gw_limits *gw_up_limits(struct gw_upstream *up);
  * request back before it reaches gw_up_start (gateway/svc/status.c's batches).
  */
 int gw_up_account_hold(struct gw_upstream *up, size_t acct, int64_t *wait_ms, char *msg, size_t cap);
+
+/*
+ * The one mapping from an upstream outcome to what the caller is answered (DESIGN.md, "Error
+ * mapping"), used by every service so they cannot drift. Pure.
+ *   limited     -> its code (UNAVAILABLE / RESOURCE_EXHAUSTED / DEADLINE_EXCEEDED), "<what>: <why>",
+ *                  retry_ms = the protection's delay when it gave one
+ *   no_session  -> UNAVAILABLE "<what>: <why>" (default: upstream rejected account credentials)
+ *   curl error  -> gw_errmap_curl (DEADLINE_EXCEEDED for timeouts, else UNAVAILABLE)
+ *   non-2xx     -> gw_errmap_http; RESOURCE_EXHAUSTED always carries a delay (Retry-After, else
+ *                  GW_UP_DEFAULT_PUSHBACK_MS), UNAVAILABLE carries Retry-After when upstream sent one
+ *   2xx         -> GRPC_STATUS_OK (nothing to report; msg "")
+ * what names the operation ("GetStatus") and may be NULL. Returns out->code.
+ */
+#define GW_UP_FAILURE_MSG_MAX 512
+#define GW_UP_DEFAULT_PUSHBACK_MS 1000		/* a 429 without Retry-After */
+struct gw_up_failure {
+	grpc_status_code code;
+	long retry_ms;				/* grpc-retry-pushback-ms + RetryInfo; -1 = none */
+	char msg[GW_UP_FAILURE_MSG_MAX];
+};
+grpc_status_code gw_up_failure_of(const struct gw_up_response *res, const char *what,
+				  struct gw_up_failure *out);
 
 /* Added: pure helper. 1 when an answer (curl rc, HTTP status) is worth a retry for an idempotent
  * request; the delay and the budget are gateway/base/retry.h's (issue 5). */

@@ -15,11 +15,11 @@
 #include <event2/event.h>
 #include <grpc/status.h>
 
-#include "auth/upstream/session.h"
 #include "gateway/config/config.h"
 #include "gateway/base/errmap.h"
 #include "gateway/base/log.h"
-#include "gateway/server.h"
+#include "gateway/base/metrics.h"
+#include "gateway/base/notify.h"
 
 #define UP_ADM_MARGIN_MS 20		/* admitted later than deadline - this, a request is useless */
 
@@ -51,7 +51,7 @@ static int64_t up_now_ms(void)
 
 static const char *up_account_name(const struct gw_account_limits *l)
 {
-	const struct gw_config *cfg = l->srv->cfg;
+	const struct gw_config *cfg = *l->up->env.cfg;
 
 	return cfg && l->idx < cfg->naccounts ? cfg->accounts[l->idx].name : "?";
 }
@@ -97,63 +97,108 @@ void gw_up_guard_free(struct gw_limits *l)
 			event_free(l->acct[i].timer);
 	}
 	free(l->acct);
-	gw_ratelimit_free(l->tenants);
 	free(l);
+}
+
+/* A reload swapped the configuration (data): re-apply the accounts' caps. */
+static void up_limits_on_reload(void *arg, const void *data)
+{
+	struct gw_upstream *up = arg;
+	const struct gw_config *cfg = data;
+	struct gw_limits *l = up->limits;
+	int64_t now = up_now_ms();
+
+	for (size_t i = 0; l && cfg && i < l->nacct && i < cfg->naccounts; i++) {
+		const struct gw_account_cfg *ac = &cfg->accounts[i];
+
+		gw_adm_configure(&l->acct[i].adm, ac->max_concurrent, ac->rate_per_second,
+				 ac->max_queue, now);
+		up_limits_arm(&l->acct[i], now);
+	}
+}
+
+int gw_up_guard_init(struct gw_upstream *up)
+{
+	const struct gw_config *cfg = up->env.cfg ? *up->env.cfg : NULL;
+	struct gw_limits *l;
+	int64_t now = up_now_ms();
+
+	if (!cfg)
+		return 0;	/* no configuration (tests): nothing is limited */
+	l = calloc(1, sizeof *l);
+	if (!l)
+		return -1;
+	l->nacct = cfg->naccounts;
+	l->acct = l->nacct ? calloc(l->nacct, sizeof *l->acct) : NULL;
+	if (l->nacct && !l->acct) {
+		free(l);
+		return -1;
+	}
+	for (size_t i = 0; i < l->nacct; i++) {
+		struct gw_account_limits *a = &l->acct[i];
+		const struct gw_account_cfg *ac = &cfg->accounts[i];
+
+		a->up = up;
+		a->idx = i;
+		gw_breaker_init(&a->breaker, 0, 0);
+		gw_adm_init(&a->adm, ac->max_concurrent, ac->rate_per_second, ac->max_queue, now);
+		gw_retry_budget_init(&a->budget, GW_RETRY_BUDGET_DEFAULT_PERCENT,
+				     GW_RETRY_BUDGET_DEFAULT_MAX);
+		a->timer = evtimer_new(up->env.base, up_limits_on_timer, a);
+		a->timer_at_ms = -1;
+		if (!a->timer) {
+			gw_up_guard_free(l);
+			return -1;
+		}
+	}
+	if (up->env.reload && gw_notify_sub(up->env.reload, up_limits_on_reload, up) != 0) {
+		gw_up_guard_free(l);
+		return -1;
+	}
+	up->limits = l;
+	return 0;
+}
+
+void gw_up_guard_fini(struct gw_upstream *up)
+{
+	if (up->env.reload)
+		gw_notify_unsub(up->env.reload, up_limits_on_reload, up);
+	gw_up_guard_free(up->limits);
+	up->limits = NULL;
 }
 
 struct gw_limits *gw_up_limits(struct gw_upstream *up)
 {
-	struct gw_server *srv = up->srv;
-	struct gw_limits *l = up->limits;
-	int64_t now = up_now_ms();
+	return up->limits;
+}
 
-	if (!srv->cfg)
-		return NULL;
-	if (!l) {
-		l = calloc(1, sizeof *l);
-		if (!l)
-			return NULL;
-		l->nacct = srv->naccounts < srv->cfg->naccounts ? srv->naccounts : srv->cfg->naccounts;
-		l->acct = l->nacct ? calloc(l->nacct, sizeof *l->acct) : NULL;
-		l->tenants = gw_ratelimit_rebuild(NULL, srv->cfg, now);
-		l->tenants_gen = srv->stats.reloads_ok;
-		if ((l->nacct && !l->acct) || !l->tenants) {
-			l->nacct = 0;
-			gw_up_guard_free(l);
-			return NULL;
-		}
-		for (size_t i = 0; i < l->nacct; i++) {
-			struct gw_account_limits *a = &l->acct[i];
-			const struct gw_account_cfg *ac = &srv->cfg->accounts[i];
+void gw_up_guard_render_metrics(const struct gw_upstream *up, struct gw_metrics_out *o)
+{
+	static const enum gw_breaker_state states[] = { GW_BREAKER_CLOSED, GW_BREAKER_OPEN,
+							GW_BREAKER_HALF_OPEN };
+	const struct gw_limits *l = up->limits;
+	char name[GW_METRICS_MAX_LABEL], labels[GW_METRICS_MAX_LABEL + 32];
 
-			a->srv = srv;
-			a->idx = i;
-			gw_breaker_init(&a->breaker, 0, 0);
-			gw_adm_init(&a->adm, ac->max_concurrent, ac->rate_per_second, ac->max_queue, now);
-			gw_retry_budget_init(&a->budget, GW_RETRY_BUDGET_DEFAULT_PERCENT,
-					     GW_RETRY_BUDGET_DEFAULT_MAX);
-			a->timer = evtimer_new(srv->base, up_limits_on_timer, a);
-			a->timer_at_ms = -1;
-		}
-		up->limits = l;
-	} else if (l->tenants_gen != srv->stats.reloads_ok) {
-		/* A reload swapped the configuration: tenants that persist keep their levels. */
-		struct gw_ratelimit *t = gw_ratelimit_rebuild(l->tenants, srv->cfg, now);
-
-		if (t) {
-			gw_ratelimit_free(l->tenants);
-			l->tenants = t;
-			l->tenants_gen = srv->stats.reloads_ok;
-		}
-		for (size_t i = 0; i < l->nacct && i < srv->cfg->naccounts; i++) {
-			const struct gw_account_cfg *ac = &srv->cfg->accounts[i];
-
-			gw_adm_configure(&l->acct[i].adm, ac->max_concurrent, ac->rate_per_second,
-					 ac->max_queue, now);
-			up_limits_arm(&l->acct[i], now);
+	if (!l || !l->nacct)
+		return;
+	gw_metrics_family(o, "breaker_state", "gauge",
+			  "1 for the current circuit breaker state of each upstream account.");
+	for (size_t i = 0; i < l->nacct; i++) {
+		gw_metrics_label(up_account_name(&l->acct[i]), name, sizeof name);
+		for (size_t s = 0; s < sizeof states / sizeof states[0]; s++) {
+			snprintf(labels, sizeof labels, "account=\"%s\",state=\"%s\"", name,
+				 gw_breaker_state_name(states[s]));
+			gw_metrics_value(o, "breaker_state", labels,
+					 l->acct[i].breaker.state == states[s] ? 1 : 0);
 		}
 	}
-	return l;
+	gw_metrics_family(o, "breaker_rejected_total", "counter",
+			  "Upstream requests failed fast by an open circuit breaker.");
+	for (size_t i = 0; i < l->nacct; i++) {
+		gw_metrics_label(up_account_name(&l->acct[i]), name, sizeof name);
+		snprintf(labels, sizeof labels, "account=\"%s\"", name);
+		gw_metrics_value(o, "breaker_rejected_total", labels, l->acct[i].breaker.rejected);
+	}
 }
 
 static void up_breaker_log(struct gw_account_limits *l, enum gw_breaker_state before)

@@ -10,11 +10,10 @@
 #include <stdint.h>
 #include <curl/curl.h>
 
-#include "auth/upstream/session.h"
 #include "gateway/upstream/upstream.h"
 
 struct gw_upstream {
-	struct gw_server *srv;
+	struct gw_up_env env;
 	CURLM *multi;
 	struct event *timer;
 	int running;
@@ -22,7 +21,8 @@ struct gw_upstream {
 	struct gw_up_call *calls;	/* in-flight list head (gw_up_free cancels them) */
 	uint64_t rng;
 	struct gw_up_counters n;
-	struct gw_limits *limits;	/* issue 5, see upstream.h; created on first use */
+	struct gw_limits *limits;	/* issue 5, see upstream.h */
+	int registered;			/* its renderer is in env.metrics_reg */
 };
 
 enum up_phase { UP_IDLE, UP_WAIT_SESSION, UP_TRANSFER, UP_WAIT_RETRY, UP_WAIT_ADMISSION };
@@ -34,7 +34,7 @@ struct gw_up_call {
 	struct gw_up_call *prev, *next;
 	int linked;
 	struct gw_upstream *up;
-	struct gw_account_rt *acct;
+	struct gw_up_account *acct;
 
 	/* The request, copied. */
 	char *method;
@@ -56,7 +56,7 @@ struct gw_up_call {
 	enum up_phase phase;
 	CURL *easy;
 	struct curl_slist *hdrs;	/* fixed + cookie, for the current attempt */
-	struct gw_session_waiter waiter;
+	struct gw_up_waiter waiter;
 	struct event *retry_ev;
 	uint64_t generation;		/* of the cookie sent */
 	int reauthed;			/* already retried once after a 401 */
@@ -103,7 +103,14 @@ void gw_up_guard_outcome(struct gw_up_call *c, CURLcode rc, long status, int no_
 void gw_up_guard_refused_late(struct gw_up_call *c);
 /* The delay before a retry of this answer in ms, or -1 for no retry (budget, backoff, deadline). */
 long gw_up_guard_retry_delay(struct gw_up_call *c, CURLcode rc, long status);
-/* Frees the limits state (gw_up_free, after every call gave its slot back). NULL is fine. */
+/* Creates the accounts' limits and subscribes to the reload (gw_up_new). 0, or -1. */
+int gw_up_guard_init(struct gw_upstream *up);
+/* Frees the limits state (after every call gave its slot back). NULL is fine. */
 void gw_up_guard_free(struct gw_limits *l);
+/* Unsubscribes from the reload and frees up->limits (gw_up_free). */
+void gw_up_guard_fini(struct gw_upstream *up);
+/* The breaker families of /metrics (from the engine's renderer). */
+struct gw_metrics_out;
+void gw_up_guard_render_metrics(const struct gw_upstream *up, struct gw_metrics_out *o);
 
 #endif

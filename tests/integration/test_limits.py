@@ -517,6 +517,28 @@ def test_full_queue_and_impossible_deadline_refused_fast(stack, lsim, faults):
     assert pct(lat, 99) < 0.010 * 5
 
 
+def test_upload_keeps_upstream_delays(stack, lsim, faults):
+    """UploadVideo answers upstream failures through the same mapping as every other method: a 429
+    with Retry-After reaches the caller as RESOURCE_EXHAUSTED with that delay, and a call the
+    gateway itself refuses during the pause (deadline inside it) is UNAVAILABLE with the pause's
+    delay, not "cannot reach upstream" without one."""
+    gw = start_gateway(stack, lsim, "limits-upload")
+    data = b"\x00" * 1024
+    faults.faults("GET /upload", status=429, retry_after=3, count=1)
+    with pytest.raises(grpc.RpcError) as first:
+        harness.upload_stream(gw, "clip.mp4", data, timeout=10)
+    assert first.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, first.value.details()
+    assert 2000 <= (pushback_ms(first.value) or 0) <= 3000, first.value.trailing_metadata()
+    with pytest.raises(grpc.RpcError) as paused:
+        harness.upload_stream(gw, "clip.mp4", data, timeout=1)
+    assert paused.value.code() == grpc.StatusCode.UNAVAILABLE, paused.value.details()
+    assert "cannot reach" not in paused.value.details(), paused.value.details()
+    assert 0 < (pushback_ms(paused.value) or 0) <= 3000, paused.value.trailing_metadata()
+    print("upload: 429 -> %s pushback %s ms; in the pause -> %s pushback %s ms (%s)"
+          % (first.value.code().name, pushback_ms(first.value), paused.value.code().name,
+             pushback_ms(paused.value), paused.value.details()))
+
+
 def test_configured_method_cost_is_charged(stack, lsim):
     """rate.costs: GetCreditBalance made to cost 50 tokens. team-a (burst 80) can pay once, then
     waits; team-b (burst 40) can never pay and is told so at once; ListJobs keeps its cost of 1."""

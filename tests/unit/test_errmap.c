@@ -178,3 +178,12 @@ Test(errmap, sanitize_table)
 		cr_expect_str_eq(small, "abc");
 	}
 }
+
+Test(errmap, grpc_code_names)
+{
+	cr_expect_str_eq(gw_errmap_code_name(0), "OK");
+	cr_expect_str_eq(gw_errmap_code_name(5), "NOT_FOUND");
+	cr_expect_str_eq(gw_errmap_code_name(8), "RESOURCE_EXHAUSTED");
+	cr_expect_str_eq(gw_errmap_code_name(16), "UNAUTHENTICATED");
+	cr_expect_str_eq(gw_errmap_code_name(17), "UNKNOWN");
+}

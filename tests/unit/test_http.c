@@ -109,12 +109,3 @@ Test(http, split_hostport_table)
 		}
 	}
 }
-
-Test(http, grpc_code_names)
-{
-	cr_expect_str_eq(gw_http_grpc_code_name(0), "OK");
-	cr_expect_str_eq(gw_http_grpc_code_name(5), "NOT_FOUND");
-	cr_expect_str_eq(gw_http_grpc_code_name(8), "RESOURCE_EXHAUSTED");
-	cr_expect_str_eq(gw_http_grpc_code_name(16), "UNAUTHENTICATED");
-	cr_expect_str_eq(gw_http_grpc_code_name(17), "UNKNOWN");
-}

@@ -1,5 +1,6 @@
 /*
- * gateway/base/metrics.c: histogram buckets, the upstream route/status table, and the /metrics text.
+ * gateway/base/metrics.c: histogram buckets, the upstream route/status table, the printers and the
+ * registry of renderers /metrics walks.
  */
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -7,23 +8,19 @@
 #include <string.h>
 #include <event2/buffer.h>
 
-#include "auth/upstream/session.h"
-#include "gateway/base/breaker.h"
-#include "gateway/call/call.h"
 #include "gateway/base/metrics.h"
-#include "gateway/base/ratelimit.h"
-#include "gateway/upstream/upstream.h"
 
 #define P GW_METRICS_PREFIX
 
-static char *render(const struct gw_metrics_view *v)
+/* Runs every renderer of reg into a string (freed by the caller). */
+static char *render(const struct gw_metrics_reg *reg)
 {
 	struct evbuffer *b = evbuffer_new();
 	size_t n;
 	char *s;
 
 	cr_assert_not_null(b);
-	cr_assert_eq(gw_metrics_render(v, b), 0);
+	cr_assert_eq(gw_metrics_render_all(reg, b), 0);
 	n = evbuffer_get_length(b);
 	s = malloc(n + 1);
 	cr_assert_not_null(s);
@@ -172,136 +169,57 @@ Test(metrics, rpc_rows_past_the_table_are_not_timed)
 	cr_expect_eq(m.rpc_latency[3].bucket[1], 1);
 }
 
-static const struct gw_method methods[] = {
-	{ "/animate3d.v1.Jobs/GetStatus", NULL, GW_UNARY, 1, NULL, NULL },
-	{ "/animate3d.v1.Account/GetCreditBalance", NULL, GW_UNARY, 1, NULL, NULL },
-	{ "/x.Quote\"d/M", NULL, GW_UNARY, 1, NULL, NULL },
-};
-
 struct line_case {
 	const char *line;	/* a whole line of the output */
 	int present;
 };
 
-Test(metrics, render_lines)
+/* A renderer that prints with every printer. */
+static void print_all(void *arg, struct gw_metrics_out *o)
 {
-	static struct gw_stats st;
-	static struct gw_metrics m;
-	static struct gw_account_rt acct[2];
-	struct gw_up_counters up = { .started = 9, .retries = 2, .reauth_retries = 1 };
-	struct gw_ratelimit_tenant rlt[2] = { { .name = "team-a", .limited = 4 },
-					      { .name = "team-b", .limited = 0 } };
-	struct gw_ratelimit rl = { .t = rlt, .n = 2 };
-	struct gw_breaker br = { .state = GW_BREAKER_OPEN, .rejected = 6 };
-	struct gw_metrics_view v = { 0 };
+	const struct gw_metrics_hist *h = arg;
+
+	gw_metrics_family(o, "things_total", "counter", "Things seen.");
+	gw_metrics_value(o, "things_total", "kind=\"a\"", 3);
+	gw_metrics_value(o, "things_total", NULL, 18446744073709551615ull);
+	gw_metrics_one(o, "open", "gauge", "Open things.", 0);
+	gw_metrics_family(o, "ratio", "gauge", "A ratio.");
+	gw_metrics_gauge_f(o, "ratio", NULL, 0.25);
+	gw_metrics_gauge_f(o, "ratio", "x=\"y\"", 1500000.0);
+	gw_metrics_family(o, "lat_seconds", "histogram", "Latency.");
+	gw_metrics_hist(o, "lat_seconds", "m=\"k\"", h);
+}
+
+Test(metrics, printers_table)
+{
 	static const struct line_case cases[] = {
-		{ P "build_info{version=\"1.2.3\"} 1", 1 },
-		{ "# TYPE " P "build_info gauge", 1 },
-		{ P "draining 0", 1 },
-		{ P "rpc_total{method=\"/animate3d.v1.Jobs/GetStatus\",code=\"OK\"} 7", 1 },
-		{ P "rpc_total{method=\"/animate3d.v1.Jobs/GetStatus\",code=\"NOT_FOUND\"} 2", 1 },
-		{ P "rpc_total{method=\"/animate3d.v1.Account/GetCreditBalance\",code=\"OK\"} 0", 0 },
-		{ P "rpc_total{method=\"/x.Quote\\\"d/M\",code=\"UNAUTHENTICATED\"} 1", 1 },
-		{ "# TYPE " P "rpc_total counter", 1 },
-		{ "# TYPE " P "rpc_duration_seconds histogram", 1 },
-		{ P "rpc_duration_seconds_bucket{method=\"/animate3d.v1.Jobs/GetStatus\",le=\"0.001\"} 1", 1 },
-		{ P "rpc_duration_seconds_bucket{method=\"/animate3d.v1.Jobs/GetStatus\",le=\"0.005\"} 1", 1 },
-		{ P "rpc_duration_seconds_bucket{method=\"/animate3d.v1.Jobs/GetStatus\",le=\"0.25\"} 2", 1 },
-		{ P "rpc_duration_seconds_bucket{method=\"/animate3d.v1.Jobs/GetStatus\",le=\"+Inf\"} 3", 1 },
-		{ P "rpc_duration_seconds_sum{method=\"/animate3d.v1.Jobs/GetStatus\"} 40.200500", 1 },
-		{ P "rpc_duration_seconds_count{method=\"/animate3d.v1.Jobs/GetStatus\"} 3", 1 },
-		/* no latency series for a method never called */
-		{ P "rpc_duration_seconds_count{method=\"/animate3d.v1.Account/GetCreditBalance\"} 0", 0 },
-		{ P "rpc_in_flight 4", 1 },
-		{ "# TYPE " P "rpc_in_flight gauge", 1 },
-		{ P "rpc_unauthenticated_total 1", 1 },
-		{ P "upstream_requests_total{route=\"GET /status/{rids}\",status=\"200\"} 2", 1 },
-		{ P "upstream_requests_total{route=\"GET /status/{rids}\",status=\"none\"} 1", 1 },
-		{ P "upstream_requests_total{route=\"GET /session/auth\",status=\"401\"} 1", 1 },
-		{ P "upstream_duration_seconds_count{route=\"GET /status/{rids}\"} 3", 1 },
-		{ P "upstream_duration_seconds_bucket{route=\"GET /status/{rids}\",le=\"0.05\"} 2", 1 },
-		{ P "upstream_retries_total 2", 1 },
-		{ P "upstream_reauth_retries_total 1", 1 },
-		{ P "session_logins_total{account=\"sim\"} 3", 1 },
-		{ P "session_refreshes_total{account=\"sim\"} 1", 1 },
-		{ P "session_failures_total{account=\"other\"} 2", 1 },
-		{ P "session_state{account=\"sim\",state=\"ok\"} 1", 1 },
-		{ P "session_state{account=\"sim\",state=\"rejected\"} 0", 1 },
-		{ P "session_state{account=\"other\",state=\"rejected\"} 1", 1 },
-		{ P "ratelimited_total{tenant=\"team-a\"} 4", 1 },
-		{ P "ratelimited_total{tenant=\"team-b\"} 0", 1 },
-		{ P "breaker_state{account=\"sim\",state=\"open\"} 1", 1 },
-		{ P "breaker_state{account=\"sim\",state=\"closed\"} 0", 1 },
-		{ P "breaker_rejected_total{account=\"sim\"} 6", 1 },
-		{ P "breaker_state{account=\"other\",state=\"open\"} 0", 0 },	/* no breaker there */
-		{ P "reloads_total{result=\"failed\"} 1", 1 },
-		{ P "handoff_events_total 120", 1 },
-		{ P "handoff_full_waits_total 3", 1 },
-		{ P "handoff_high_water 17", 1 },
-		{ "# TYPE " P "handoff_high_water gauge", 1 },
+		{ "# HELP " P "things_total Things seen.", 1 },
+		{ "# TYPE " P "things_total counter", 1 },
+		{ P "things_total{kind=\"a\"} 3", 1 },
+		{ P "things_total 18446744073709551615", 1 },
+		{ "# TYPE " P "open gauge", 1 },
+		{ P "open 0", 1 },
+		{ P "ratio 0.25", 1 },
+		{ P "ratio{x=\"y\"} 1.5e+06", 1 },
+		{ "# TYPE " P "lat_seconds histogram", 1 },
+		{ P "lat_seconds_bucket{m=\"k\",le=\"0.001\"} 1", 1 },
+		{ P "lat_seconds_bucket{m=\"k\",le=\"0.25\"} 2", 1 },
+		{ P "lat_seconds_bucket{m=\"k\",le=\"+Inf\"} 3", 1 },
+		{ P "lat_seconds_sum{m=\"k\"} 40.200500", 1 },
+		{ P "lat_seconds_count{m=\"k\"} 3", 1 },
 	};
-	char *out;
+	struct gw_metrics_hist h = { 0 };
+	struct gw_metrics_reg reg = { 0 };
+	char *out, *save = NULL;
 
-	memset(&st, 0, sizeof st);
-	memset(&m, 0, sizeof m);
-	memset(acct, 0, sizeof acct);
-	st.rpc[0][0] = 7;
-	st.rpc[0][5] = 2;
-	st.rpc[2][16] = 1;
-	st.calls_in_flight = 4;
-	st.auth_rejected = 1;
-	st.reloads_failed = 1;
-	gw_metrics_rpc(&m, 0, 500);
-	gw_metrics_rpc(&m, 0, 200000);
-	gw_metrics_rpc(&m, 0, 40000000);
-	gw_metrics_upstream(&m, "GET /status/{rids}", 200, 20000);
-	gw_metrics_upstream(&m, "GET /status/{rids}", 200, 30000);
-	gw_metrics_upstream(&m, "GET /status/{rids}", 0, 2000000);
-	gw_metrics_upstream(&m, "GET /session/auth", 401, 1000);
-	acct[0].name = "sim";
-	acct[0].state = GW_SESSION_OK;
-	acct[0].n.logins = 3;
-	acct[0].n.refreshes = 1;
-	acct[1].name = "other";
-	acct[1].state = GW_SESSION_REJECTED;
-	acct[1].n.failures = 2;
-
-	v.version = "1.2.3";
-	v.stats = &st;
-	v.m = &m;
-	v.methods = methods;
-	v.nmethods = 3;
-	v.accounts = acct;
-	v.naccounts = 2;
-	v.up = &up;
-	v.rl = &rl;
-	v.breaker[0] = &br;
-	v.has_handoff = 1;
-	v.handoff.delivered = 120;
-	v.handoff.full_waits = 3;
-	v.handoff.high_water = 17;
-	out = render(&v);
+	gw_metrics_observe(&h, 500);
+	gw_metrics_observe(&h, 200000);
+	gw_metrics_observe(&h, 40000000);
+	cr_assert_eq(gw_metrics_register(&reg, print_all, &h), 0);
+	out = render(&reg);
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
 		cr_expect_eq(has_line(out, cases[i].line), cases[i].present, "%s: %s\n--- output:\n%s",
 			     cases[i].present ? "missing" : "unexpected", cases[i].line, out);
-	free(out);
-}
-
-Test(metrics, render_every_line_is_prefixed_and_typed)
-{
-	static struct gw_stats st;
-	struct gw_metrics_view v = { 0 };
-	char *out, *save = NULL;
-
-	memset(&st, 0, sizeof st);
-	v.stats = &st;
-	v.draining = 1;
-	out = render(&v);
-	cr_expect(has_line(out, P "draining 1"));
-	cr_expect(has_line(out, P "build_info{version=\"dev\"} 1"));
-	/* Optional parts are left out, not rendered as zeros. */
-	cr_expect_null(strstr(out, "ratelimited_total"));
-	cr_expect_null(strstr(out, "session_state"));
 	for (char *l = strtok_r(out, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
 		if (l[0] == '#')
 			cr_expect(strncmp(l, "# HELP " P, strlen("# HELP " P)) == 0 ||
@@ -312,13 +230,71 @@ Test(metrics, render_every_line_is_prefixed_and_typed)
 	free(out);
 }
 
-Test(metrics, render_null_arguments)
+static void print_tag(void *arg, struct gw_metrics_out *o)
 {
-	struct evbuffer *b = evbuffer_new();
-	struct gw_metrics_view v = { 0 };
+	gw_metrics_one(o, (const char *)arg, "gauge", "A tag.", 1);
+}
 
-	cr_expect_eq(gw_metrics_render(NULL, b), -1);
-	cr_expect_eq(gw_metrics_render(&v, NULL), -1);
+static void print_other(void *arg, struct gw_metrics_out *o)
+{
+	gw_metrics_one(o, (const char *)arg, "counter", "Another.", 2);
+}
+
+/* Renderers run in registration order; unregistering removes exactly (fn, arg). */
+Test(metrics, registry_order_and_unregister)
+{
+	static const struct {
+		const char *ops;	/* +a register print_tag("a"), -a unregister it, *a print_other */
+		const char *want;	/* the sample names in output order */
+	} rows[] = {
+		{ "", "" },
+		{ "+a", "a" },
+		{ "+a+b+c", "abc" },
+		{ "+a+b+c-b", "ac" },
+		{ "+a*a-a", "a" },		/* the other function with the same arg stays */
+		{ "+a-z", "a" },		/* unknown: no-op */
+		{ "+a-a-a+b", "b" },
+	};
+	static const char *const names[] = { "a", "b", "c", "z" };
+
+	for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++) {
+		struct gw_metrics_reg reg = { 0 };
+		char got[16] = "", *out, *save = NULL;
+
+		for (const char *p = rows[r].ops; *p; p += 2) {
+			const char *arg = NULL;
+
+			for (size_t k = 0; k < sizeof names / sizeof names[0]; k++)
+				if (names[k][0] == p[1])
+					arg = names[k];
+			if (p[0] == '+')
+				gw_metrics_register(&reg, print_tag, (void *)arg);
+			else if (p[0] == '*')
+				gw_metrics_register(&reg, print_other, (void *)arg);
+			else
+				gw_metrics_unregister(&reg, print_tag, (void *)arg);
+		}
+		out = render(&reg);
+		for (char *l = strtok_r(out, "\n", &save); l; l = strtok_r(NULL, "\n", &save))
+			if (l[0] != '#' && strlen(got) + 1 < sizeof got)
+				strncat(got, l + strlen(P), 1);
+		cr_expect_str_eq(got, rows[r].want, "row %zu (%s)", r, rows[r].ops);
+		free(out);
+	}
+}
+
+Test(metrics, registry_bounds)
+{
+	struct gw_metrics_reg reg = { 0 };
+	struct evbuffer *b = evbuffer_new();
+
+	for (size_t i = 0; i < GW_METRICS_MAX_RENDERERS; i++)
+		cr_assert_eq(gw_metrics_register(&reg, print_tag, (void *)"a"), 0);
+	cr_expect_eq(gw_metrics_register(&reg, print_tag, (void *)"a"), -1);
+	cr_expect_eq(gw_metrics_register(&reg, NULL, NULL), -1);
+	cr_expect_eq(reg.refused, 2);
+	cr_expect_eq(gw_metrics_render_all(NULL, b), -1);
+	cr_expect_eq(gw_metrics_render_all(&reg, NULL), -1);
 	evbuffer_free(b);
 }
 

@@ -1,10 +1,9 @@
 /* Unit tests for gateway/base/ratelimit.c: token-bucket arithmetic as tables of time -> verdict/wait,
- * method costs, and the per-tenant table across a reload. */
+ * and the per-tenant table across a reload (method costs: test_admit.c). */
 #include <criterion/criterion.h>
 
 #include <string.h>
 
-#include "gateway/config/config.h"
 #include "gateway/base/ratelimit.h"
 
 struct take_step {
@@ -210,64 +209,21 @@ Test(ratelimit, counters)
 	cr_expect_eq(b.refused_never, 1);
 }
 
-Test(ratelimit, method_costs)
-{
-	static const struct {
-		const char *path;
-		unsigned cost;
-	} cases[] = {
-		{ "/animate3d.v1.Jobs/StartJob", 5 },
-		{ "/animate3d.v1.Jobs/UploadVideo", 5 },
-		{ "/animate3d.v1.Jobs/GetUploadUrl", 2 },
-		{ "/animate3d.v1.Characters/GetModelUploadUrl", 2 },
-		{ "/animate3d.v1.Jobs/GetStatus", 1 },
-		{ "/animate3d.v1.Jobs/ListJobs", 1 },
-		{ "/animate3d.v1.Account/GetCreditBalance", 1 },
-		{ "/other.Jobs/StartJob", 1 },
-		{ "StartJob", 1 },
-		{ "", 1 },
-		{ NULL, 1 },
-	};
-
-	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-		cr_expect_eq(gw_ratelimit_cost(cases[i].path), cases[i].cost, "case %zu: %s", i,
-			     cases[i].path ? cases[i].path : "(null)");
-}
-
-/* A configuration with just the fields the limiter reads. */
-static void fill_cfg(struct gw_config *cfg, struct gw_tenant_cfg *t, size_t n, char **names,
-		     const double *rate, const double *burst)
-{
-	memset(cfg, 0, sizeof *cfg);
-	memset(t, 0, n * sizeof *t);
-	for (size_t i = 0; i < n; i++) {
-		t[i].name = names[i];
-		t[i].rate_per_second = rate[i];
-		t[i].burst = burst[i];
-	}
-	cfg->tenants = t;
-	cfg->ntenants = n;
-}
-
 Test(ratelimit, tenants_survive_reload)
 {
-	struct gw_config c1, c2;
-	struct gw_tenant_cfg t1[2], t2[2];
-	char *n1[] = { "team-a", "team-b" }, *n2[] = { "team-b", "team-c" };
-	const double r1[] = { 100, 1 }, b1[] = { 100, 2 }, r2[] = { 1, 5 }, b2[] = { 2, 5 };
+	static const struct gw_ratelimit_spec s1[] = { { "team-a", 100, 100 }, { "team-b", 1, 2 } },
+					      s2[] = { { "team-b", 1, 2 }, { "team-c", 5, 5 } };
 	struct gw_ratelimit *rl, *rl2;
 	int64_t wait;
 
-	fill_cfg(&c1, t1, 2, n1, r1, b1);
-	fill_cfg(&c2, t2, 2, n2, r2, b2);
-	rl = gw_ratelimit_rebuild(NULL, &c1, 0);
+	rl = gw_ratelimit_rebuild(NULL, s1, 2, 0);
 	cr_assert_not_null(rl);
 	cr_expect(gw_ratelimit_take(rl, 1, "team-b", 2, 0, &wait));
 	cr_expect_not(gw_ratelimit_take(rl, 1, "team-b", 1, 0, &wait));
 	cr_expect_eq(wait, 1000);
 	cr_expect_eq(rl->t[1].limited, 1);
 
-	rl2 = gw_ratelimit_rebuild(rl, &c2, 10);
+	rl2 = gw_ratelimit_rebuild(rl, s2, 2, 10);
 	cr_assert_not_null(rl2);
 	gw_ratelimit_free(rl);
 	/* team-b moved to index 0 and is still empty (10 ms earned 0.01 token). */
@@ -290,99 +246,15 @@ Test(ratelimit, tenants_survive_reload)
 	cr_expect(gw_ratelimit_take(NULL, 0, "x", 1, 0, &wait));
 }
 
-Test(ratelimit, method_index_table)
+Test(ratelimit, rebuild_bounds)
 {
-	static const struct {
-		const char *name;
-		int found;
-		const char *path;	/* of the method found */
-	} cases[] = {
-		{ "StartJob", 1, "/animate3d.v1.Jobs/StartJob" },
-		{ "/animate3d.v1.Jobs/StartJob", 1, "/animate3d.v1.Jobs/StartJob" },
-		{ "GetMinutesBalance", 1, "/animate3d.v1.Account/GetMinutesBalance" },
-		{ "DeleteEndpoint", 1, "/animate3d.v1.Webhooks/DeleteEndpoint" },
-		{ "WatchStatus", 1, "/animate3d.v1.Jobs/WatchStatus" },
-		{ "startjob", 0, NULL },		/* case sensitive */
-		{ "Jobs/StartJob", 0, NULL },
-		{ "Check", 0, NULL },			/* health is not rate limited */
-		{ "", 0, NULL },
-		{ NULL, 0, NULL },
-	};
-
-	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-		int m = gw_ratelimit_method_index(cases[i].name);
-
-		cr_expect_eq(m >= 0, cases[i].found, "case %zu: index %d", i, m);
-		if (m >= 0 && cases[i].path)
-			cr_expect_str_eq(gw_ratelimit_method_path((size_t)m), cases[i].path, "case %zu", i);
-	}
-	/* Every method's name and path find it again; past the end: NULL. */
-	for (size_t i = 0; i < GW_RATELIMIT_NMETHODS; i++) {
-		cr_expect_eq(gw_ratelimit_method_index(gw_ratelimit_method_name(i)), (int)i, "method %zu", i);
-		cr_expect_eq(gw_ratelimit_method_index(gw_ratelimit_method_path(i)), (int)i, "method %zu", i);
-	}
-	cr_expect_null(gw_ratelimit_method_name(GW_RATELIMIT_NMETHODS));
-	cr_expect_null(gw_ratelimit_method_path(GW_RATELIMIT_NMETHODS));
-}
-
-static void set_cost(struct gw_costs_cfg *c, const char *method, unsigned cost)
-{
-	int m = gw_ratelimit_method_index(method);
-
-	cr_assert_geq(m, 0, "%s", method);
-	c->cost[m] = cost;
-	c->set[m] = 1;
-}
-
-/* tenant's own cost > global rate.costs > built-in; unknown tenants get the global table. */
-Test(ratelimit, configured_costs_table)
-{
-	struct gw_config cfg;
-	struct gw_tenant_cfg t[2];
-	char *names[] = { "team-a", "team-b" };
-	const double rate[] = { 10, 10 }, burst[] = { 20, 20 };
-	static const struct {
-		size_t idx;
-		const char *tenant;
-		const char *path;
-		unsigned cost;
-	} rows[] = {
-		{ 0, "team-a", "/animate3d.v1.Jobs/StartJob", 3 },		/* team-a's own */
-		{ 0, "team-a", "/animate3d.v1.Jobs/GetStatus", 0 },		/* global */
-		{ 0, "team-a", "/animate3d.v1.Jobs/UploadVideo", 5 },		/* built-in */
-		{ 0, "team-a", "/animate3d.v1.Jobs/ListJobs", 1000 },		/* the most a cost may be */
-		{ 1, "team-b", "/animate3d.v1.Jobs/StartJob", 8 },		/* global */
-		{ 1, "team-b", "/animate3d.v1.Jobs/GetUploadUrl", 2 },		/* built-in */
-		{ 0, "team-b", "/animate3d.v1.Jobs/StartJob", 8 },		/* stale index: by name */
-		{ 9, "gone", "/animate3d.v1.Jobs/StartJob", 8 },		/* unknown tenant: global */
-		{ 9, "gone", "/animate3d.v1.Jobs/GetUploadUrl", 2 },
-		{ 0, "team-a", "/other.Svc/Method", 1 },			/* not a method */
-		{ 0, "team-a", NULL, 1 },
-	};
-	struct gw_ratelimit *rl;
-
-	fill_cfg(&cfg, t, 2, names, rate, burst);
-	set_cost(&cfg.costs, "StartJob", 8);
-	set_cost(&cfg.costs, "GetStatus", 0);
-	set_cost(&t[0].costs, "StartJob", 3);
-	set_cost(&t[0].costs, "ListJobs", 1000);
-	rl = gw_ratelimit_rebuild(NULL, &cfg, 0);
-	cr_assert_not_null(rl);
-	for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
-		cr_expect_eq(gw_ratelimit_tenant_cost(rl, rows[i].idx, rows[i].tenant, rows[i].path),
-			     rows[i].cost, "row %zu: %u", i,
-			     gw_ratelimit_tenant_cost(rl, rows[i].idx, rows[i].tenant, rows[i].path));
-	/* Without a table: the built-in costs. */
-	cr_expect_eq(gw_ratelimit_tenant_cost(NULL, 0, "team-a", "/animate3d.v1.Jobs/StartJob"), 5);
-	/* A reload takes the new costs (levels carry over, costs do not). */
-	memset(&cfg.costs, 0, sizeof cfg.costs);
+	cr_expect_null(gw_ratelimit_rebuild(NULL, NULL, 1, 0));
+	cr_expect_null(gw_ratelimit_rebuild(NULL, NULL, GW_RATELIMIT_MAX_TENANTS + 1, 0));
 	{
-		struct gw_ratelimit *rl2 = gw_ratelimit_rebuild(rl, &cfg, 10);
+		struct gw_ratelimit *rl = gw_ratelimit_rebuild(NULL, NULL, 0, 0);
 
-		cr_assert_not_null(rl2);
-		cr_expect_eq(gw_ratelimit_tenant_cost(rl2, 1, "team-b", "/animate3d.v1.Jobs/StartJob"), 5);
-		cr_expect_eq(gw_ratelimit_tenant_cost(rl2, 0, "team-a", "/animate3d.v1.Jobs/StartJob"), 3);
-		gw_ratelimit_free(rl2);
+		cr_assert_not_null(rl);
+		cr_expect_eq(rl->n, 0);
+		gw_ratelimit_free(rl);
 	}
-	gw_ratelimit_free(rl);
 }

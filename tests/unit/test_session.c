@@ -18,7 +18,6 @@
 #include "auth/upstream/session.h"
 #include "gateway/base/clock.h"
 #include "gateway/config/config.h"
-#include "gateway/server.h"
 #include "gateway/upstream/upstream.h"
 
 #define T_SECRET "unit-test-secret-do-not-print"
@@ -236,10 +235,12 @@ static int refused_port(int *keep_fd)
 	return ntohs(a.sin_port);
 }
 
-/* ---- a minimal server struct and account ---- */
+/* ---- a minimal environment and account ---- */
 
 struct fixture {
-	struct gw_server srv;
+	struct event_base *base;
+	struct gw_upstream *up;
+	const struct gw_config *cfgp;	/* what the engine and the sessions read as "current" */
 	struct gw_config cfg;
 	struct gw_account_cfg acfg;
 	char base_url[64];
@@ -261,13 +262,14 @@ static void fx_init(struct fixture *fx, int port)
 	fx->cfg.naccounts = 1;
 	fx->cfg.upstream.connect_timeout_ms = 1000;
 	fx->cfg.upstream.default_timeout_ms = 3000;
-	fx->srv.cfg = &fx->cfg;
+	fx->cfgp = &fx->cfg;
 	setenv(T_ENV, T_SECRET, 1);
-	fx->srv.base = event_base_new();
-	cr_assert_not_null(fx->srv.base);
-	fx->srv.up = gw_up_new(&fx->srv);
-	cr_assert_not_null(fx->srv.up);
-	fx->acct = gw_session_accounts_new(&fx->srv, &fx->n, err, sizeof err);
+	fx->base = event_base_new();
+	cr_assert_not_null(fx->base);
+	fx->up = gw_up_new(&(struct gw_up_env){ .base = fx->base, .cfg = &fx->cfgp });
+	cr_assert_not_null(fx->up);
+	fx->acct = gw_session_accounts_new(&(struct gw_session_env){ fx->base, fx->up, &fx->cfgp, NULL },
+					   &fx->cfg, &fx->n, err, sizeof err);
 	cr_assert_not_null(fx->acct, "%s", err);
 	cr_assert_eq(fx->n, 1);
 }
@@ -275,12 +277,12 @@ static void fx_init(struct fixture *fx, int port)
 static void fx_fini(struct fixture *fx)
 {
 	gw_session_accounts_free(fx->acct, fx->n);	/* before gw_up_free, as documented */
-	gw_up_free(fx->srv.up);
-	event_base_free(fx->srv.base);
+	gw_up_free(fx->up);
+	event_base_free(fx->base);
 }
 
 struct waiter {
-	struct gw_session_waiter w;
+	struct gw_up_waiter w;
 	int released;
 	char cookie[64];
 	char err[GW_SESSION_ERR_MAX];
@@ -289,7 +291,7 @@ struct waiter {
 
 static int g_released;	/* test-local tally, reset per test */
 
-static void on_ready(struct gw_session_waiter *w, const char *cookie, uint64_t gen, const char *err)
+static void on_ready(struct gw_up_waiter *w, const char *cookie, uint64_t gen, const char *err)
 {
 	struct waiter *x = (struct waiter *)w;
 
@@ -306,7 +308,7 @@ static void run_until(struct fixture *fx, int want)
 	int64_t end = gw_clock_now_us() + (int64_t)T_MAX_LOOP_MS * 1000;
 
 	while (g_released < want && gw_clock_now_us() < end) {
-		event_base_loop(fx->srv.base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+		event_base_loop(fx->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
 		usleep(1000);
 	}
 }
@@ -417,7 +419,7 @@ Test(session, rejected_credentials_fail_fast)
 	int64_t end = gw_clock_now_us() + (int64_t)T_MAX_LOOP_MS * 1000;
 
 	while (fx.acct->n.failures < 2 && gw_clock_now_us() < end) {
-		event_base_loop(fx.srv.base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+		event_base_loop(fx.base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
 		usleep(1000);
 	}
 	cr_expect_eq(fx.acct->n.failures, 2);
@@ -489,22 +491,22 @@ Test(session, wait_list_is_bounded_and_free_detaches)
 
 Test(session, missing_secret_is_a_clear_error)
 {
-	struct gw_server srv;
 	struct gw_config cfg;
 	struct gw_account_cfg acfg = { .name = "acct-x", .base_url = "http://127.0.0.1:1",
 				       .client_id = "id", .secret_env = "A3D_TEST_SESSION_UNSET" };
+	const struct gw_config *cfgp = &cfg;
+	struct gw_session_env env = { 0 };
 	char err[256] = "";
 	size_t n = 99;
 
-	memset(&srv, 0, sizeof srv);
 	memset(&cfg, 0, sizeof cfg);
 	unsetenv("A3D_TEST_SESSION_UNSET");
 	cfg.accounts = &acfg;
 	cfg.naccounts = 1;
-	srv.cfg = &cfg;
-	srv.base = event_base_new();
-	cr_expect_null(gw_session_accounts_new(&srv, &n, err, sizeof err));
+	env.cfg = &cfgp;
+	env.base = event_base_new();
+	cr_expect_null(gw_session_accounts_new(&env, &cfg, &n, err, sizeof err));
 	cr_expect_eq(n, 0);
 	cr_expect_neq(err[0], '\0', "an error message is given");
-	event_base_free(srv.base);
+	event_base_free(env.base);
 }

@@ -5,7 +5,6 @@
 #include <string.h>
 
 #include "gateway/config/config.h"
-#include "gateway/server.h"
 #include "gateway/svc/webhook_in.h"
 
 #define OK_BODY "{\"eventType\":\"job.completed\",\"data\":{\"taskId\":\"Ab12Cd34Ef56Gh78Ij90Kl\",\"status\":\"success\"}}"
@@ -170,18 +169,14 @@ Test(webhook_in, prefix_table)
 }
 
 /* The served prefix comes from the boot configuration, default when there is none. */
-Test(webhook_in, prefix_of_server)
+Test(webhook_in, prefix_of_config)
 {
-	static struct gw_server srv;
 	struct gw_config c = { .webhooks = { .path_prefix = (char *)"/hooks/" } };
-	struct gw_server_conf conf = { .cfg = &c };
 
 	cr_expect_str_eq(gw_webhook_in_prefix(NULL), GW_WEBHOOK_IN_PREFIX);
-	cr_expect_str_eq(gw_webhook_in_prefix(&srv), GW_WEBHOOK_IN_PREFIX);
-	srv.boot_conf = &conf;
-	cr_expect_str_eq(gw_webhook_in_prefix(&srv), "/hooks/");
+	cr_expect_str_eq(gw_webhook_in_prefix(&c), "/hooks/");
 	c.webhooks.path_prefix = NULL;
-	cr_expect_str_eq(gw_webhook_in_prefix(&srv), GW_WEBHOOK_IN_PREFIX);
+	cr_expect_str_eq(gw_webhook_in_prefix(&c), GW_WEBHOOK_IN_PREFIX);
 	cr_expect_str_eq(GW_WEBHOOK_IN_PREFIX, GW_CONFIG_DEFAULT_WEBHOOK_PREFIX);
 }
 

@@ -1,0 +1,170 @@
+/*
+ * admit: tenants' token buckets and method costs. See admit.h.
+ */
+#include "gateway/call/admit.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gateway/base/clock.h"
+#include "gateway/base/metrics.h"
+#include "gateway/base/notify.h"
+#include "gateway/base/ratelimit.h"
+#include "gateway/config/config.h"
+
+struct gw_admit {
+	const char *const *names;	/* per method: its short name */
+	const unsigned *row_cost;	/* per method: its row's cost */
+	size_t nmethods;
+	struct gw_ratelimit *rl;	/* index-aligned with the current configuration's tenants */
+	unsigned *cost;			/* [(ntenants + 1) * nmethods]: row t = tenant t, the last
+					 * row the global costs (tenants not in the table) */
+	size_t ntenants;
+	struct gw_notify *reload;
+	struct gw_metrics_reg *reg;
+};
+
+static unsigned admit_clamp(long c)
+{
+	return c > (long)GW_RATELIMIT_MAX_COST ? GW_RATELIMIT_MAX_COST : (unsigned)c;
+}
+
+/* New buckets and costs for cfg; the old ones are kept when memory runs out. */
+static int admit_build(struct gw_admit *a, const struct gw_config *cfg)
+{
+	struct gw_ratelimit_spec *spec = NULL;
+	struct gw_ratelimit *rl = NULL;
+	unsigned *cost = NULL;
+	size_t nt = cfg ? cfg->ntenants : 0;
+	int rc = -1;
+
+	spec = calloc(nt ? nt : 1, sizeof *spec);
+	cost = calloc((nt + 1) * (a->nmethods ? a->nmethods : 1), sizeof *cost);
+	if (!spec || !cost)
+		goto out;
+	for (size_t t = 0; t < nt; t++) {
+		spec[t].name = cfg->tenants[t].name;
+		spec[t].rate_per_second = cfg->tenants[t].rate_per_second;
+		spec[t].burst = cfg->tenants[t].burst;
+	}
+	rl = gw_ratelimit_rebuild(a->rl, spec, nt, gw_clock_now_us() / 1000);
+	if (!rl)
+		goto out;
+	for (size_t m = 0; m < a->nmethods; m++) {
+		const char *name = a->names[m];
+		long g = cfg ? gw_config_cost(&cfg->costs, name) : -1;
+		unsigned global = admit_clamp(g >= 0 ? g : (long)a->row_cost[m]);
+
+		cost[nt * a->nmethods + m] = global;
+		for (size_t t = 0; t < nt; t++) {
+			long own = gw_config_cost(&cfg->tenants[t].costs, name);
+
+			cost[t * a->nmethods + m] = own >= 0 ? admit_clamp(own) : global;
+		}
+	}
+	gw_ratelimit_free(a->rl);
+	free(a->cost);
+	a->rl = rl;
+	a->cost = cost;
+	a->ntenants = nt;
+	rl = NULL;
+	cost = NULL;
+	rc = 0;
+out:
+	gw_ratelimit_free(rl);
+	free(cost);
+	free(spec);
+	return rc;
+}
+
+static void admit_on_reload(void *arg, const void *data)
+{
+	/* Out of memory keeps the previous buckets: limits never vanish on a reload. */
+	admit_build(arg, data);
+}
+
+static void admit_render(void *arg, struct gw_metrics_out *o)
+{
+	const struct gw_admit *a = arg;
+	char l[GW_METRICS_MAX_LABEL], labels[GW_METRICS_MAX_LABEL + 16];
+
+	gw_metrics_family(o, "ratelimited_total", "counter",
+			  "Calls answered RESOURCE_EXHAUSTED by the tenant's rate limit.");
+	for (size_t i = 0; a->rl && i < a->rl->n; i++) {
+		gw_metrics_label(a->rl->t[i].name, l, sizeof l);
+		snprintf(labels, sizeof labels, "tenant=\"%s\"", l);
+		gw_metrics_value(o, "ratelimited_total", labels, a->rl->t[i].limited);
+	}
+}
+
+struct gw_admit *gw_admit_new(const char *const *names, const unsigned *costs, size_t n,
+			      const struct gw_config *cfg, struct gw_notify *reload,
+			      struct gw_metrics_reg *reg)
+{
+	struct gw_admit *a = calloc(1, sizeof *a), *ret = NULL;
+
+	if (!a)
+		goto out;
+	a->names = names;
+	a->row_cost = costs;
+	a->nmethods = n;
+	if (admit_build(a, cfg) != 0)
+		goto out;
+	if (reload && gw_notify_sub(reload, admit_on_reload, a) != 0)
+		goto out;
+	a->reload = reload;
+	if (reg && gw_metrics_register(reg, admit_render, a) != 0)
+		goto out;
+	a->reg = reg;
+	ret = a;
+	a = NULL;
+out:
+	gw_admit_free(a);
+	return ret;
+}
+
+void gw_admit_free(struct gw_admit *a)
+{
+	if (!a)
+		return;
+	if (a->reload)
+		gw_notify_unsub(a->reload, admit_on_reload, a);
+	if (a->reg)
+		gw_metrics_unregister(a->reg, admit_render, a);
+	gw_ratelimit_free(a->rl);
+	free(a->cost);
+	free(a);
+}
+
+unsigned gw_admit_cost(const struct gw_admit *a, size_t tidx, size_t midx)
+{
+	if (!a || midx >= a->nmethods)
+		return 1;
+	if (tidx > a->ntenants)
+		tidx = a->ntenants;
+	return a->cost[tidx * a->nmethods + midx];
+}
+
+const struct gw_ratelimit *gw_admit_buckets(const struct gw_admit *a)
+{
+	return a ? a->rl : NULL;
+}
+
+int gw_admit_take(struct gw_admit *a, const char *name, size_t tidx, size_t midx, int64_t *wait_ms,
+		  unsigned *cost)
+{
+	*wait_ms = 0;
+	*cost = 0;
+	if (!a || !name)
+		return 1;
+	/* A call of an older configuration generation: its index may name another tenant now. */
+	if (tidx >= a->ntenants || !a->rl || strcmp(a->rl->t[tidx].name, name) != 0) {
+		tidx = a->ntenants;
+		for (size_t i = 0; a->rl && i < a->rl->n; i++)
+			if (strcmp(a->rl->t[i].name, name) == 0)
+				tidx = i;
+	}
+	*cost = gw_admit_cost(a, tidx, midx);
+	return gw_ratelimit_take(a->rl, tidx, name, *cost, gw_clock_now_us() / 1000, wait_ms);
+}

@@ -1,0 +1,51 @@
+/*
+ * admit: the tenant's rate limit on a call, before any work: one token bucket per tenant
+ * (gateway/base/ratelimit.h), a call taking its method's cost.
+ *
+ * A method's cost is its row's (gateway/methods.c), overridden by rate.costs for every tenant and
+ * by tenants[].rate.costs for one, resolved into a table per configuration: on the reload event
+ * (env->reload) the buckets are rebuilt (tenants that persist keep their levels) and the table
+ * resolved again. A call that holds an older generation's tenant is looked up by name. The call
+ * (gateway/call/call.c) asks before its handler runs and answers a refusal itself.
+ */
+#ifndef A3D_GATEWAY_ADMIT_H
+#define A3D_GATEWAY_ADMIT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct gw_config;
+struct gw_notify;
+struct gw_metrics_reg;
+struct gw_ratelimit;
+
+struct gw_admit;
+
+/*
+ * Buckets for cfg's tenants and costs for n methods (names[i]: the method's short name as
+ * rate.costs spells it, costs[i]: its row's cost; both arrays copied by reference and must
+ * outlive the admission), re-resolved on every reload event (reload may be NULL); its renderer
+ * (ratelimited_total) goes to reg (may be NULL). NULL when memory runs out.
+ */
+struct gw_admit *gw_admit_new(const char *const *names, const unsigned *costs, size_t n,
+			      const struct gw_config *cfg, struct gw_notify *reload,
+			      struct gw_metrics_reg *reg);
+void gw_admit_free(struct gw_admit *a);	/* NULL is a no-op */
+
+/* The cost of method row midx for tenant tidx of the current configuration (a tenant index out of
+ * range: the global cost). For tests and messages. */
+unsigned gw_admit_cost(const struct gw_admit *a, size_t tidx, size_t midx);
+
+/*
+ * Takes the cost of method midx from the bucket of tenant (name; tidx its index in the call's
+ * configuration generation, checked by name). Returns 1 to proceed (also for a NULL a or name),
+ * or 0 refused: *wait_ms = milliseconds until it would pass, or -1 when the cost is larger than
+ * the tenant's burst (never); *cost = what it was asked to pay.
+ */
+int gw_admit_take(struct gw_admit *a, const char *name, size_t tidx, size_t midx, int64_t *wait_ms,
+		  unsigned *cost);
+
+/* The buckets, for tests. */
+const struct gw_ratelimit *gw_admit_buckets(const struct gw_admit *a);
+
+#endif

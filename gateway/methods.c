@@ -1,0 +1,107 @@
+/*
+ * methods: the method table and the services. See methods.h.
+ *
+ * A row: path, name, request type, kind, permission, rate cost, ownership rule, flags, the
+ * upstream half (translate functions, reply type, whether a retry upstream is safe), handler and
+ * service. Costs: what a call costs the upstream weighs more (a job, a video's bytes, a signed
+ * URL); rate.costs in the configuration overrides them by name.
+ */
+#include "gateway/methods.h"
+
+#include <string.h>
+
+#include "animate3d/v1/account.pb-c.h"
+#include "animate3d/v1/characters.pb-c.h"
+#include "animate3d/v1/jobs.pb-c.h"
+#include "animate3d/v1/webhooks.pb-c.h"
+#include "grpc/health/v1/health.pb-c.h"
+#include "auth/caller/perm.h"
+#include "gateway/api/translate.h"
+#include "gateway/call/call.h"
+#include "gateway/call/svc.h"
+#include "gateway/svc/health.h"
+#include "gateway/svc/rpc_owner.h"
+#include "gateway/svc/status.h"
+#include "gateway/svc/unary.h"
+#include "gateway/svc/upload.h"
+#include "gateway/svc/webhook_reg.h"
+
+#define R GW_PERM_READ
+#define W GW_PERM_WRITE
+#define IDEM GW_METHOD_IDEMPOTENCY_KEY
+
+/* A unary row of service svc ("Jobs"), method m ("GetStatus"), translate functions fn
+ * (get_status), reply type resp; retry: a retry upstream is safe. */
+#define ROW(svcname, m, fn, resp, perm, cost, own, flags, retry, handler, svc)                     \
+	{ "/animate3d.v1." svcname "/" m, m, &animate3d__v1__##fn##_request__descriptor, GW_UNARY,  \
+	  perm, cost, own, flags,                                                                   \
+	  { gw_tr_build_##fn, gw_tr_parse_##fn, &animate3d__v1__##resp##__descriptor, retry },      \
+	  handler, &svc }
+#define UNARY(svcname, m, fn, perm, cost, own, flags, retry)                                      \
+	ROW(svcname, m, fn, fn##_response, perm, cost, own, flags, retry, gw_unary_handle,         \
+	    gw_svc_unary)
+
+static const struct gw_method methods_table[] = {
+	UNARY("Jobs", "GetUploadUrl", get_upload_url, W, 2, RO_UPLOAD_URL, 0, 1),
+	UNARY("Jobs", "StartJob", start_job, W, 5, RO_START_JOB, IDEM, 0),
+	ROW("Jobs", "GetStatus", get_status, get_status_response, R, 1, RO_RIDS, 0, 1,
+	    gw_status_rpc_get, gw_svc_status),
+	ROW("Jobs", "GetDownloadUrls", get_download_urls, get_download_urls_response, R, 1, RO_RIDS,
+	    0, 1, gw_status_rpc_download, gw_svc_status),
+	UNARY("Jobs", "ListJobs", list_jobs, R, 1, RO_LIST_JOBS, 0, 1),
+	/* A POST, but it only reads the uploaded file's metadata: safe to retry. */
+	ROW("Jobs", "GetVideoInfo", get_video_info, video_info, R, 1, RO_VIDEO_INFO, 0, 1,
+	    gw_unary_handle, gw_svc_unary),
+	{ "/animate3d.v1.Jobs/UploadVideo", "UploadVideo", NULL, GW_CLIENT_STREAM, W, 5, 0, 0,
+	  { 0 }, gw_upload_handle, &gw_svc_upload },
+	{ "/animate3d.v1.Jobs/WatchStatus", "WatchStatus",
+	  &animate3d__v1__watch_status_request__descriptor, GW_SERVER_STREAM, R, 1, RO_RIDS, 0,
+	  { 0 }, gw_status_rpc_watch, &gw_svc_status },
+	UNARY("Characters", "GetModelUploadUrl", get_model_upload_url, W, 2, 0, 0, 1),
+	UNARY("Characters", "StoreModel", store_model, W, 1, RO_STORE_MODEL, 0, 0),
+	UNARY("Characters", "ListModels", list_models, R, 1, RO_LIST_MODELS, 0, 1),
+	UNARY("Characters", "DeleteModel", delete_model, W, 1, RO_DELETE_MODEL, 0, 0),
+	ROW("Webhooks", "CreateEndpoint", create_endpoint, endpoint, W, 1, RO_CREATE_ENDPOINT, 0, 0,
+	    gw_unary_handle, gw_svc_unary),
+	ROW("Webhooks", "GetEndpoint", get_endpoint, endpoint, R, 1, RO_ENDPOINT, 0, 1,
+	    gw_unary_handle, gw_svc_unary),
+	UNARY("Webhooks", "ListEndpoints", list_endpoints, R, 1, RO_LIST_ENDPOINTS, 0, 1),
+	ROW("Webhooks", "UpdateEndpoint", update_endpoint, endpoint, W, 1, RO_ENDPOINT, 0, 0,
+	    gw_unary_handle, gw_svc_unary),
+	UNARY("Webhooks", "DeleteEndpoint", delete_endpoint, W, 1, RO_ENDPOINT, 0, 0),
+	UNARY("Account", "GetCreditBalance", get_credit_balance, R, 1, 0, 0, 1),
+	UNARY("Account", "GetMinutesBalance", get_minutes_balance, R, 1, 0, 0, 1),
+	{ "/grpc.health.v1.Health/Check", "Check", &grpc__health__v1__health_check_request__descriptor,
+	  GW_UNARY, 0, 0, 0, 0, { 0 }, gw_health_check, &gw_svc_health },
+	{ "/grpc.health.v1.Health/Watch", "Watch", &grpc__health__v1__health_check_request__descriptor,
+	  GW_SERVER_STREAM, 0, 0, 0, 0, { 0 }, gw_health_watch, &gw_svc_health },
+};
+
+_Static_assert(sizeof methods_table / sizeof methods_table[0] <= GW_METHODS_MAX,
+	       "GW_METHODS_MAX is too small");
+
+/* Started in this order (status before webhook_reg: registration brings deliveries), drained
+ * in this order, freed in reverse. */
+static const struct gw_svc *const methods_services[] = {
+	&gw_svc_health, &gw_svc_status, &gw_svc_unary, &gw_svc_upload, &gw_svc_webhook_reg,
+};
+
+const struct gw_method *gw_methods(size_t *n)
+{
+	*n = sizeof methods_table / sizeof methods_table[0];
+	return methods_table;
+}
+
+const struct gw_method *gw_methods_find(const char *path)
+{
+	for (size_t i = 0; path && i < sizeof methods_table / sizeof methods_table[0]; i++)
+		if (strcmp(methods_table[i].path, path) == 0)
+			return &methods_table[i];
+	return NULL;
+}
+
+const struct gw_svc *const *gw_methods_services(size_t *n)
+{
+	*n = sizeof methods_services / sizeof methods_services[0];
+	return methods_services;
+}
