@@ -90,7 +90,9 @@ struct sim_job {
 	char file_name[SIM_NAME_MAX];
 	char input_url[SIM_URL_MAX];	/* the url /process was given */
 	int64_t file_size;
-	double duration;		/* seconds of video */
+	double duration;		/* seconds of input video (fileDuration, link duration) */
+	double processed;		/* seconds processed: the trim=from,to part of the video;
+					 * what a job costs and how long its BVH runs */
 	double t_start;			/* monotonic seconds */
 	double t_len;			/* run time, seconds */
 	int64_t ctime_ms, mtime_ms;	/* wall clock */

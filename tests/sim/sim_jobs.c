@@ -134,7 +134,7 @@ struct sim_job *sim_jobs_find(struct sim *s, const char *rid, int account)
 static void sim_jobs_finish(struct sim *s, struct sim_job *j)
 {
 	struct sim_account *a = &s->accounts[j->account];
-	double cost = ceil(j->duration);
+	double cost = ceil(j->processed);
 
 	j->mtime_ms = (int64_t)(sim_now_wall() * 1000);
 	if (j->fail_code != 0) {
@@ -172,24 +172,26 @@ void sim_jobs_free(struct sim *s)
 	s->n_jobs = 0;
 }
 
-static double sim_jobs_duration(const struct sim_upload *u, const struct sim_params *p)
+/* The input video's length (what /list and /download report) and the part a trim=from,to keeps
+ * (what the job processes and charges for). */
+static void sim_jobs_measure(struct sim_job *j, const struct sim_upload *u, const struct sim_params *p)
 {
 	struct sim_mp4_info info;
-	double d = SIM_JOBS_DEFAULT_DURATION;
-	int fd = open(u->path, O_RDONLY | O_CLOEXEC);
+	int fd = u != NULL ? open(u->path, O_RDONLY | O_CLOEXEC) : -1;
 
+	j->duration = SIM_JOBS_DEFAULT_DURATION;
 	if (fd >= 0) {
 		if (sim_mp4_parse_fd(fd, &info) == 0 && info.duration > 0)
-			d = info.duration;
+			j->duration = info.duration;
 		close(fd);
 	}
+	j->processed = j->duration;
 	if (p->has_trim) {
-		double to = p->trim_to < d ? p->trim_to : d;
+		double to = p->trim_to < j->duration ? p->trim_to : j->duration;
 
 		if (to - p->trim_from > 0)
-			d = to - p->trim_from;
+			j->processed = to - p->trim_from;
 	}
-	return d;
 }
 
 static void sim_jobs_param_error(struct sim *s, struct sim_resp *rs, const char *which)
@@ -299,7 +301,7 @@ void sim_jobs_h_process(struct sim *s, struct sim_req *rq, struct sim_resp *rs)
 		snprintf(j->input_url, sizeof(j->input_url), "%s", url);
 	}
 	j->file_size = up >= 0 ? s->uploads[up]->received : 0;
-	j->duration = up >= 0 ? sim_jobs_duration(s->uploads[up], &p) : SIM_JOBS_DEFAULT_DURATION;
+	sim_jobs_measure(j, up >= 0 ? s->uploads[up] : NULL, &p);
 	sim_jobs_hooks(j->file_name, &j->fail_code, &j->retry_code, &j->persons);
 	j->mp_detection = p.mp_detection;
 	if (j->persons < 0)
@@ -352,7 +354,8 @@ static json_t *sim_jobs_status_json(struct sim *s, const struct sim_job *j)
 		char out[SIM_NAME_MAX + 16];
 
 		snprintf(out, sizeof(out), "%s.%s", j->rid, j->mp_detection ? "json" : "bvh");
-		d = json_pack("{s:s, s:s}", "In", j->file_name, "out", out);
+		/* Lower-case "in": the v1.5.8 document's spelling and what the SDKs read. */
+		d = json_pack("{s:s, s:s}", "in", j->file_name, "out", out);
 	} else {
 		char msg[256];
 
@@ -377,10 +380,21 @@ void sim_jobs_h_download(struct sim *s, struct sim_req *rq, struct sim_resp *rs)
 	sim_jobs_each(s, rq, rs, "links", sim_outputs_link);
 }
 
+/* The statuses /list knows (v1.5.8 API 6). STARTING is a queued job: /status shows it as
+ * PROGRESS with positionInQueue, /list as STARTING. */
+static const char *const sim_jobs_list_statuses[] = {
+	"STARTING", "PROGRESS", "SUCCESS", "RETRY", "FAILURE",
+};
+#define SIM_JOBS_N_LIST_STATUSES 5
+
+const char *sim_jobs_list_status(const struct sim_job_view *v)
+{
+	return strcmp(v->status, "PROGRESS") == 0 && v->queue_pos > 0 ? "STARTING" : v->status;
+}
+
 void sim_jobs_h_list(struct sim *s, struct sim_req *rq, struct sim_resp *rs)
 {
-	static const char *const all[] = { "PROGRESS", "SUCCESS", "RETRY", "FAILURE" };
-	int want[4] = { 1, 1, 1, 1 };
+	int want[SIM_JOBS_N_LIST_STATUSES] = { 1, 1, 1, 1, 1 };
 	double now = sim_now_mono();
 	json_t *list;
 
@@ -393,9 +407,9 @@ void sim_jobs_h_list(struct sim *s, struct sim_req *rq, struct sim_resp *rs)
 		for (tok = strtok_r(buf, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
 			int k;
 
-			for (k = 0; k < 4 && strcmp(tok, all[k]) != 0; k++)
+			for (k = 0; k < SIM_JOBS_N_LIST_STATUSES && strcmp(tok, sim_jobs_list_statuses[k]) != 0; k++)
 				;
-			if (k == 4) {
+			if (k == SIM_JOBS_N_LIST_STATUSES) {
 				sim_resp_error(rs, 400, "400", "Unknown status: %s", tok);
 				return;
 			}
@@ -406,17 +420,19 @@ void sim_jobs_h_list(struct sim *s, struct sim_req *rq, struct sim_resp *rs)
 	for (int i = 0; i < s->n_jobs; i++) {
 		const struct sim_job *j = s->jobs[i];
 		struct sim_job_view v;
+		const char *st;
 		int k;
 
 		if (j->account != rq->account)
 			continue;
 		sim_jobs_view(j, now, &v);
-		for (k = 0; k < 4 && strcmp(v.status, all[k]) != 0; k++)
+		st = sim_jobs_list_status(&v);
+		for (k = 0; k < SIM_JOBS_N_LIST_STATUSES && strcmp(st, sim_jobs_list_statuses[k]) != 0; k++)
 			;
-		if (k < 4 && want[k])
+		if (k < SIM_JOBS_N_LIST_STATUSES && want[k])
 			json_array_append_new(list, json_pack("{s:s, s:s, s:I, s:f, s:s, s:I, s:I}",
 				"rid", j->rid, "fileName", j->file_name, "fileSize", (json_int_t)j->file_size,
-				"fileDuration", j->duration, "status", v.status, "ctime",
+				"fileDuration", j->duration, "status", st, "ctime",
 				(json_int_t)j->ctime_ms, "mtime", (json_int_t)j->mtime_ms));
 	}
 	sim_resp_json(rs, 200, json_pack("{s:I, s:o}", "count", (json_int_t)json_array_size(list),
@@ -429,11 +445,21 @@ void sim_jobs_h_credits(struct sim *s, struct sim_req *rq, struct sim_resp *rs)
 	sim_resp_json(rs, 200, json_pack("{s:f}", "credits", s->accounts[rq->account].credits));
 }
 
+long long sim_jobs_minutes_cents(double credits)
+{
+	/* The epsilon keeps exact products (credits 0.6 -> 1 cent) from flooring one cent low. */
+	double c = floor(credits * 100.0 / 60.0 + 1e-9);
+
+	return c > 0 ? (long long)c : 0;
+}
+
 void sim_jobs_h_minutes(struct sim *s, struct sim_req *rq, struct sim_resp *rs)
 {
+	long long c;
+
 	sim_jobs_update(s, sim_now_mono());
-	sim_resp_json(rs, 200, json_pack("{s:f}", "minutes",
-					 floor(s->accounts[rq->account].credits / 60.0 * 100) / 100));
+	c = sim_jobs_minutes_cents(s->accounts[rq->account].credits);
+	sim_resp_json_text(rs, 200, "{\"minutes\":%lld.%02lld}", c / 100, c % 100);
 }
 
 void sim_jobs_h_pesave(struct sim *s, struct sim_req *rq, struct sim_resp *rs)

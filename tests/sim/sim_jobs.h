@@ -38,6 +38,12 @@ void sim_jobs_view(const struct sim_job *j, double now, struct sim_job_view *v);
 /* File name hooks: fail-<code>, retry-<code>, persons-<n>; fields stay 0 when absent. */
 void sim_jobs_hooks(const char *file_name, int *fail_code, int *retry_code, int *persons);
 
+/* What /list calls a job in view v: "STARTING" while queued, else v->status. */
+const char *sim_jobs_list_status(const struct sim_job_view *v);
+
+/* Minutes balance of credits in hundredths, floored (credits / 60 to two decimals). */
+long long sim_jobs_minutes_cents(double credits);
+
 /* Documented text of a job error code ("Failed to detect character in the video"). */
 const char *sim_jobs_error_text(int code);
 

@@ -108,7 +108,7 @@ int sim_outputs_render(struct sim *s, char kind, const char *id, const char *fil
 	if (kind != 'o' || (j = sim_jobs_find(s, id, -1)) == NULL || j->final != SIM_JOB_SUCCEEDED)
 		return -1;
 	if (strcmp(dot + 1, "bvh") == 0)
-		sim_outputs_bvh(out, j->duration);
+		sim_outputs_bvh(out, j->processed);
 	else
 		sim_outputs_placeholder(out, dot + 1, file);
 	return 0;

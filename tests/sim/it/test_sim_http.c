@@ -633,7 +633,7 @@ Test(status, progress_then_success_shapes)
 	cr_assert_str_eq(json_string_value(it_field(e, "status", JSON_STRING, "entry")), "SUCCESS");
 	cr_expect_str_eq(json_string_value(it_field(e, "rid", JSON_STRING, "entry")), rid);
 	json_t *d = it_field(e, "details", JSON_OBJECT, "SUCCESS entry");
-	it_field(d, "In", JSON_STRING, "SUCCESS details");
+	it_field(d, "in", JSON_STRING, "SUCCESS details");
 	it_field(d, "out", JSON_STRING, "SUCCESS details");
 	json_decref(e);
 	it_seen_free(&sn);

@@ -106,3 +106,41 @@ Test(sim_jobs, error_texts)
 	cr_expect_str_eq(sim_jobs_error_text(1399), "Hand tracking timeout");
 	cr_expect_str_eq(sim_jobs_error_text(42), "Unknown error");
 }
+
+Test(sim_jobs, list_status_table)
+{
+	/* view → what /list calls it: a queued job is STARTING (v1.5.8 API 6), /status keeps PROGRESS */
+	static const struct { const char *status; int queue; const char *listed; } cases[] = {
+		{ "PROGRESS", 3, "STARTING" },
+		{ "PROGRESS", 1, "STARTING" },
+		{ "PROGRESS", 0, "PROGRESS" },
+		{ "RETRY", 0, "RETRY" },
+		{ "SUCCESS", 0, "SUCCESS" },
+		{ "FAILURE", 0, "FAILURE" },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct sim_job_view v = { .status = cases[i].status, .queue_pos = cases[i].queue };
+
+		cr_expect_str_eq(sim_jobs_list_status(&v), cases[i].listed, "case %zu", i);
+	}
+}
+
+Test(sim_jobs, minutes_cents_table)
+{
+	/* credits → hundredths of a minute, floored: printed as "%lld.%02lld" */
+	static const struct { double credits; long long cents; } cases[] = {
+		{ 0, 0 },
+		{ 948, 1580 },		/* 15.80, not 15.800000000000001 */
+		{ 1000, 1666 },		/* 16.666… floored */
+		{ 998, 1663 },
+		{ 60, 100 },
+		{ 0.6, 1 },		/* exactly one cent */
+		{ 0.5, 0 },
+		{ -5, 0 },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		cr_expect_eq(sim_jobs_minutes_cents(cases[i].credits), cases[i].cents, "%g credits → %lld",
+			     cases[i].credits, sim_jobs_minutes_cents(cases[i].credits));
+}
