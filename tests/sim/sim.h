@@ -50,6 +50,8 @@ struct sim_config {
 	int64_t max_upload_bytes;
 	double credits;			/* starting credits per account */
 	uint64_t seed;
+	int lenient_auth;		/* --lenient-auth: Basic accepted on every API route, not only
+					 * on /session/auth (for debugging clients) */
 };
 
 struct sim_account {

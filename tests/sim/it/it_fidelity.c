@@ -181,3 +181,88 @@ Test(fidelity, minutes_balance_prints_two_decimals, .timeout = 60)
 		it_sim_stop(&sp);
 	}
 }
+
+/* ================================================================== auth strictness */
+
+/* Every API route but /session/auth, as one request each (bodies where the route wants one). */
+static const struct { const char *method, *path, *body; } api_routes[] = {
+	{ "GET", "/upload?name=a.mp4&resumable=0", NULL },
+	{ "POST", "/process", "{\"url\":\"http://127.0.0.1:1/x.mp4\",\"processor\":\"video2anim\"}" },
+	{ "GET", "/status/5Hn9mDRFqHUxd2KqG6QJsa", NULL },
+	{ "GET", "/download/5Hn9mDRFqHUxd2KqG6QJsa", NULL },
+	{ "GET", "/list", NULL },
+	{ "GET", "/list/SUCCESS", NULL },
+	{ "GET", "/account/creditBalance", NULL },
+	{ "GET", "/account/minutesBalance", NULL },
+	{ "POST", "/videoInfo", "{\"url\":\"http://127.0.0.1:1/x.mp4\"}" },
+	{ "GET", "/character/getModelUploadUrl?name=m&modelExt=fbx", NULL },
+	{ "POST", "/character/storeModel", "{\"modelId\":\"5Hn9mDRFqHUxd2KqG6QJsa\"}" },
+	{ "GET", "/character/listModels", NULL },
+	{ "DELETE", "/character/deleteModel/5Hn9mDRFqHUxd2KqG6QJsa", NULL },
+	{ "POST", "/webhook_endpoints", "{\"url\":\"http://127.0.0.1:9/h\",\"events\":[\"job.completed\"]}" },
+	{ "GET", "/webhook_endpoints", NULL },
+	{ "GET", "/webhook_endpoints/5Hn9mDRFqHUxd2KqG6QJsa", NULL },
+	{ "POST", "/webhook_endpoints/5Hn9mDRFqHUxd2KqG6QJsa", "{\"url\":\"http://127.0.0.1:9/h\"}" },
+	{ "DELETE", "/webhook_endpoints/5Hn9mDRFqHUxd2KqG6QJsa", NULL },
+	{ "GET", "/pesave/getUrls/5Hn9mDRFqHUxd2KqG6QJsa", NULL },
+};
+
+static struct it_resp *call_with(const char *base, size_t i, const char *h1, const char *h2)
+{
+	char url[URL_MAX];
+	snprintf(url, sizeof(url), "%s%s", base, api_routes[i].path);
+	const char *h[] = { "Content-Type: application/json", h1, h2, NULL };
+	if (h1 == NULL)
+		h[1] = h2, h[2] = NULL;
+	return it_http(api_routes[i].method, url, h, api_routes[i].body,
+		       api_routes[i].body ? strlen(api_routes[i].body) : 0);
+}
+
+Test(fidelity, basic_only_at_session_auth_unless_lenient, .timeout = 60)
+{
+	/* API 1: Basic gets the session cookie at /session/auth; "This cookie needs to be sent in
+	 * all subsequent REST API calls". Basic alone elsewhere is 401, unless --lenient-auth. */
+	char basic[512], ck[COOKIE_MAX], hc[COOKIE_MAX + 16];
+	it_basic_header("demo-client-id:demo-client-secret", basic, sizeof(basic));
+	struct it_sim lenient;
+	const char *args[] = { "--lenient-auth", NULL };
+	it_sim_spawn(&lenient, args);
+	/* sim -> headers sent -> 401 expected */
+	for (size_t i = 0; i < sizeof(api_routes) / sizeof(api_routes[0]); i++) {
+		struct it_resp *r = call_with(it_base(), i, basic, NULL);
+		char what[256];
+		snprintf(what, sizeof(what), "Basic only: %s %s", api_routes[i].method, api_routes[i].path);
+		it_expect_error(r, 401, what);
+		const char *m = json_string_value(json_object_get(r->json, "message"));
+		cr_expect(m && strcasestr(m, "session"), "%s: message does not mention the session: %s", what,
+			  m ?: "(none)");
+		it_resp_free(r);
+		r = call_with(lenient.base, i, basic, NULL);
+		cr_expect(r->cc == CURLE_OK && r->status != 401, "--lenient-auth, Basic only: %s %s: HTTP %ld",
+			  api_routes[i].method, api_routes[i].path, r->status);
+		it_resp_free(r);
+	}
+	/* the cookie works, with or without Basic beside it (the official demo sends both) */
+	it_login(ck, sizeof(ck));
+	snprintf(hc, sizeof(hc), "Cookie: dmsess=%s", ck);
+	for (size_t i = 0; i < sizeof(api_routes) / sizeof(api_routes[0]); i++) {
+		for (int with_basic = 0; with_basic < 2; with_basic++) {
+			struct it_resp *r = call_with(it_base(), i, hc, with_basic ? basic : NULL);
+			cr_expect(r->cc == CURLE_OK && r->status != 401, "cookie%s: %s %s: HTTP %ld",
+				  with_basic ? " + Basic" : "", api_routes[i].method, api_routes[i].path, r->status);
+			it_resp_free(r);
+		}
+	}
+	/* outside the API nothing changed: /_sim/ needs nothing, /session/auth takes Basic */
+	char url[URL_MAX];
+	snprintf(url, sizeof(url), "%s/_sim/stats", it_base());
+	struct it_resp *r = it_http("GET", url, NULL, NULL, 0);
+	cr_expect_eq(r->status, 200, "/_sim/stats without auth: HTTP %ld", r->status);
+	it_resp_free(r);
+	snprintf(url, sizeof(url), "%s/session/auth", it_base());
+	const char *h[] = { basic, NULL };
+	r = it_http("GET", url, h, NULL, 0);
+	cr_expect_eq(r->status, 200, "/session/auth with Basic: HTTP %ld", r->status);
+	it_resp_free(r);
+	it_sim_stop(&lenient);
+}
