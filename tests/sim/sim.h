@@ -144,6 +144,7 @@ struct sim_fault {
 
 struct sim_delivery;
 struct sim_conn;
+struct sim_reqlog;
 struct event_base;
 struct event;
 struct evconnlistener;
@@ -175,6 +176,7 @@ struct sim {
 	struct sim_fault faults[SIM_MAX_FAULTS];
 	int n_faults;
 	struct sim_conn *conns[SIM_MAX_CONNS];
+	struct sim_reqlog *reqlog;	/* the last requests, for GET /_sim/requests */
 
 	uint64_t requests[SIM_MAX_ROUTES];
 	uint64_t rejections[SIM_REJ_COUNT];

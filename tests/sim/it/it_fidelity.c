@@ -266,3 +266,86 @@ Test(fidelity, basic_only_at_session_auth_unless_lenient, .timeout = 60)
 	it_resp_free(r);
 	it_sim_stop(&lenient);
 }
+
+/* ================================================================== /_sim/requests */
+
+static json_t *header_named(json_t *arr, const char *name)
+{
+	size_t i;
+	json_t *h;
+	json_array_foreach(arr, i, h) {
+		if (strcasecmp(json_string_value(json_object_get(h, "name")) ?: "", name) == 0)
+			return h;
+	}
+	return NULL;
+}
+
+Test(simctl, requests_log_last_n_redacted, .timeout = 60)
+{
+	struct it_sim sp;
+	it_sim_spawn(&sp, NULL);
+	char ck[COOKIE_MAX], url[URL_MAX], hc[COOKIE_MAX + 16];
+	it_login_at(sp.base, "demo-client-id", "demo-client-secret", ck, sizeof(ck));
+	snprintf(hc, sizeof(hc), "Cookie: dmsess=%s", ck);
+	snprintf(url, sizeof(url), "%s/account/creditBalance", sp.base);
+	const char *h[] = { hc, "X-Probe: 42", NULL };
+	it_resp_free(it_http("GET", url, h, NULL, 0));
+	snprintf(url, sizeof(url), "%s/no/such/route?q=1", sp.base);
+	it_resp_free(it_http("GET", url, NULL, NULL, 0));
+	snprintf(url, sizeof(url), "%s/_sim/stats", sp.base);	/* a control: not logged */
+	it_resp_free(it_http("GET", url, NULL, NULL, 0));
+
+	snprintf(url, sizeof(url), "%s/_sim/requests?limit=3", sp.base);
+	struct it_resp *r = it_http("GET", url, NULL, NULL, 0);
+	json_t *o = it_ok_json(r, "/_sim/requests");
+	cr_expect(r->body && strstr(r->body, ck) == NULL, "the log shows the session cookie: %s", r->body);
+	cr_expect(r->body && strstr(r->body, "ZGVtby1jbGllbnQtaWQ6") == NULL, "the log shows Basic credentials");
+	json_t *reqs = it_field(o, "requests", JSON_ARRAY, "/_sim/requests");
+	cr_assert_eq(json_array_size(reqs), 3, "%s", r->body);
+	/* index -> method, path, status (oldest first) */
+	struct { const char *method, *path; long status; } want[] = {
+		{ "GET", "/session/auth", 200 }, { "GET", "/account/creditBalance", 200 },
+		{ "GET", "/no/such/route", 404 },
+	};
+	for (size_t i = 0; i < 3; i++) {
+		json_t *e = json_array_get(reqs, i);
+		cr_expect_str_eq(json_string_value(json_object_get(e, "method")) ?: "", want[i].method, "entry %zu", i);
+		cr_expect_str_eq(json_string_value(json_object_get(e, "path")) ?: "", want[i].path, "entry %zu", i);
+		cr_expect_eq(json_integer_value(json_object_get(e, "status")), want[i].status, "entry %zu", i);
+		it_field(e, "headers", JSON_ARRAY, "entry");
+		it_field(e, "response_headers", JSON_ARRAY, "entry");
+	}
+	json_t *auth = header_named(json_object_get(json_array_get(reqs, 0), "headers"), "Authorization");
+	cr_expect(auth && !strcmp(json_string_value(json_object_get(auth, "value")) ?: "", "[redacted]"),
+		  "Authorization not redacted: %s", r->body);
+	json_t *sc = header_named(json_object_get(json_array_get(reqs, 0), "response_headers"), "Set-Cookie");
+	cr_expect(sc && !strcmp(json_string_value(json_object_get(sc, "value")) ?: "", "[redacted]"),
+		  "Set-Cookie not redacted: %s", r->body);
+	json_t *cookie = header_named(json_object_get(json_array_get(reqs, 1), "headers"), "Cookie");
+	cr_expect(cookie && !strcmp(json_string_value(json_object_get(cookie, "value")) ?: "", "[redacted]"),
+		  "Cookie not redacted: %s", r->body);
+	json_t *probe = header_named(json_object_get(json_array_get(reqs, 1), "headers"), "X-Probe");
+	cr_expect(probe && !strcmp(json_string_value(json_object_get(probe, "value")) ?: "", "42"),
+		  "other headers are kept as sent: %s", r->body);
+	it_resp_free(r);
+
+	/* limit -> status */
+	struct { const char *q; long status; } lim[] = {
+		{ "", 200 }, { "?limit=1", 200 }, { "?limit=256", 200 }, { "?limit=0", 400 },
+		{ "?limit=257", 400 }, { "?limit=abc", 400 }, { "?limit=", 400 },
+	};
+	for (size_t i = 0; i < sizeof(lim) / sizeof(lim[0]); i++) {
+		snprintf(url, sizeof(url), "%s/_sim/requests%s", sp.base, lim[i].q);
+		r = it_http("GET", url, NULL, NULL, 0);
+		cr_expect_eq(r->status, lim[i].status, "/_sim/requests%s: HTTP %ld", lim[i].q, r->status);
+		it_resp_free(r);
+	}
+	snprintf(url, sizeof(url), "%s/_sim/requests", sp.base);
+	r = it_http("DELETE", url, NULL, NULL, 0);
+	cr_expect_eq(r->status, 200);
+	it_resp_free(r);
+	r = it_http("GET", url, NULL, NULL, 0);
+	cr_expect_eq(json_array_size(json_object_get(r->json, "requests")), 0, "DELETE did not clear: %s", r->body);
+	it_resp_free(r);
+	it_sim_stop(&sp);
+}
