@@ -7,6 +7,7 @@
 #include "it_support.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -348,4 +349,559 @@ Test(simctl, requests_log_last_n_redacted, .timeout = 60)
 	cr_expect_eq(json_array_size(json_object_get(r->json, "requests")), 0, "DELETE did not clear: %s", r->body);
 	it_resp_free(r);
 	it_sim_stop(&sp);
+}
+
+/* ================================================================== helpers: files */
+
+#define ZIP_MEMBERS_MAX 32
+
+struct zmember {
+	char name[128];
+	const unsigned char *data;
+	size_t size;
+};
+
+static uint32_t le16(const unsigned char *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8; }
+static uint32_t le32(const unsigned char *p) { return le16(p) | le16(p + 2) << 16; }
+static uint32_t be32(const unsigned char *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* CRC-32 bit by bit: the test's own, independent of the simulator's table. */
+static uint32_t bit_crc32(uint32_t c, const unsigned char *p, size_t n)
+{
+	c = ~c;
+	while (n-- > 0) {
+		c ^= *p++;
+		for (int k = 0; k < 8; k++)
+			c = (c >> 1) ^ (0xEDB88320u & (0u - (c & 1)));
+	}
+	return ~c;
+}
+
+/* Reads a zip through its central directory (stored members only), checking every CRC.
+ * The number of members, or -1 (with why) when b is not such an archive. */
+static int zip_read(const unsigned char *b, size_t len, struct zmember *m, int max, char *why, size_t wsz)
+{
+	if (len < 22 || le32(b + len - 22) != 0x06054b50u) {
+		snprintf(why, wsz, "no end of central directory (%zu bytes, starts %02x %02x)", len,
+			 len ? b[0] : 0, len > 1 ? b[1] : 0);
+		return -1;
+	}
+	int n = (int)le16(b + len - 22 + 10);
+	size_t cd = le32(b + len - 22 + 16);
+	if (n > max) {
+		snprintf(why, wsz, "%d members", n);
+		return -1;
+	}
+	for (int i = 0; i < n; i++) {
+		if (cd + 46 > len || le32(b + cd) != 0x02014b50u) {
+			snprintf(why, wsz, "central entry %d", i);
+			return -1;
+		}
+		size_t nl = le16(b + cd + 28), off = le32(b + cd + 42), size = le32(b + cd + 24);
+		uint32_t crc = le32(b + cd + 16);
+		if (le16(b + cd + 10) != 0 || off + 30 > len || le32(b + off) != 0x04034b50u ||
+		    off + 30 + le16(b + off + 26) + le16(b + off + 28) + size > len || nl >= sizeof(m[i].name)) {
+			snprintf(why, wsz, "member %d", i);
+			return -1;
+		}
+		memcpy(m[i].name, b + cd + 46, nl);
+		m[i].name[nl] = '\0';
+		m[i].data = b + off + 30 + le16(b + off + 26) + le16(b + off + 28);
+		m[i].size = size;
+		if (bit_crc32(0, m[i].data, size) != crc) {
+			snprintf(why, wsz, "member %s: bad CRC", m[i].name);
+			return -1;
+		}
+		cd += 46 + nl + le16(b + cd + 30) + le16(b + cd + 32);
+	}
+	return n;
+}
+
+/* A PNG with correct chunk CRCs, IHDR first, IEND last: true and its size. */
+static bool png_ok(const unsigned char *b, size_t len, int *w, int *h)
+{
+	static const unsigned char sig[8] = { 0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n' };
+	size_t off = 8;
+	bool end = false;
+	if (len < 8 || memcmp(b, sig, 8) != 0)
+		return false;
+	for (int i = 0; off + 12 <= len && !end; i++) {
+		uint32_t n = be32(b + off);
+		if (off + 12 + n > len || be32(b + off + 8 + n) != bit_crc32(0, b + off + 4, 4 + n))
+			return false;
+		if (i == 0) {
+			if (memcmp(b + off + 4, "IHDR", 4) != 0)
+				return false;
+			*w = (int)be32(b + off + 8);
+			*h = (int)be32(b + off + 12);
+		}
+		end = memcmp(b + off + 4, "IEND", 4) == 0;
+		off += 12 + n;
+	}
+	return end && off == len;
+}
+
+static json_t *link_of(const char *base, const char *ck, const char *rid)
+{
+	char path[256];
+	snprintf(path, sizeof(path), "/download/%s", rid);
+	struct it_resp *r = it_api_at(base, "GET", path, ck, NULL);
+	json_t *o = it_ok_json(r, "download");
+	json_t *l = json_incref(json_array_get(json_object_get(o, "links"), 0));
+	it_resp_free(r);
+	cr_assert(l != NULL, "no link for %s", rid);
+	return l;
+}
+
+/* URL of ext in the group called item, or NULL. */
+static const char *file_url(json_t *link, const char *item, const char *ext)
+{
+	json_t *g = it_find_group(json_object_get(link, "urls"), item), *f;
+	size_t i;
+	json_array_foreach(json_object_get(g, "files"), i, f) {
+		if (json_is_string(json_object_get(f, ext)))
+			return json_string_value(json_object_get(f, ext));
+	}
+	return NULL;
+}
+
+static void wait_status(const char *base, const char *ck, const char *rid, const char *want)
+{
+	json_t *e = it_wait_done_at(base, ck, rid, NULL);
+	cr_assert_str_eq(json_string_value(json_object_get(e, "status")) ?: "", want, "job %s: %s", rid,
+			 json_dumps(e, JSON_COMPACT));
+	json_decref(e);
+}
+
+static void stock_model(const char *ck, int nth, char *id, size_t sz)
+{
+	struct it_resp *r = it_api("GET", "/character/listModels?stockModel=all", ck, NULL);
+	json_t *list = json_object_get(it_ok_json(r, "listModels"), "list");
+	json_t *m = json_array_get(list, (size_t)nth);
+	cr_assert(m != NULL, "no stock model %d", nth);
+	snprintf(id, sz, "%s", json_string_value(json_object_get(m, "id")) ?:
+		 json_string_value(json_object_get(m, "Id")) ?: "");
+	it_resp_free(r);
+}
+
+/* ================================================================== multi-person: phase 1 */
+
+Test(fidelity, detection_lists_cdsave_and_thumbnails_table, .timeout = 90)
+{
+	/* v2.0 Phase 1: /download of an mp_detection rid offers characters_detection_result.cdsave
+	 * and thumbnail_character_XXX.png per detected person. The official demo reads the cdsave's
+	 * detectionResults (frames of persons with an "id") to learn the tracking ids. */
+	int ns[] = { 1, 3, 16, 99 };	/* persons-<n>; at most 16 per job */
+	enum { N = sizeof(ns) / sizeof(ns[0]) };
+	char ck[COOKIE_MAX], rids[N][RID_MAX], zero[RID_MAX];
+	it_login(ck, sizeof(ck));
+	for (size_t i = 0; i < N; i++) {
+		char name[64];
+		snprintf(name, sizeof(name), "detect-persons-%d.mp4", ns[i]);
+		it_new_job(ck, name, "[\"pipeline=mp_detection\"]", rids[i], sizeof(rids[i]));
+	}
+	it_new_job(ck, "nobody-persons-0.mp4", "[\"pipeline=mp_detection\"]", zero, sizeof(zero));
+	for (size_t i = 0; i < N; i++) {
+		int want = ns[i] > 16 ? 16 : ns[i];
+		wait_status(it_base(), ck, rids[i], "SUCCESS");
+		json_t *l = link_of(it_base(), ck, rids[i]);
+		json_t *urls = json_object_get(l, "urls");
+		cr_expect_eq(json_array_size(urls), (size_t)want + 1, "persons-%d: %zu groups, want cdsave + %d thumbnails",
+			     ns[i], json_array_size(urls), want);
+		cr_expect_eq(json_integer_value(json_object_get(l, "mode")), 1, "persons-%d: mode", ns[i]);
+		cr_expect(json_is_array(json_object_get(l, "models")) && json_array_size(json_object_get(l, "models")) == 0,
+			  "persons-%d: a detection tracks nobody yet: %s", ns[i], json_dumps(json_object_get(l, "models"), 0));
+		/* the cdsave: per-frame detectionResults naming exactly the detected persons */
+		const char *cu = file_url(l, "characters_detection_result", "cdsave");
+		cr_assert(cu != NULL, "persons-%d: no characters_detection_result cdsave", ns[i]);
+		struct it_resp *c = it_http("GET", cu, NULL, NULL, 0);
+		cr_assert_eq(c->status, 200);
+		json_t *frames = json_object_get(c->json, "detectionResults");
+		cr_assert(json_is_array(frames) && json_array_size(frames) > 0, "cdsave: %.200s", c->body ?: "");
+		cr_expect_eq(json_array_size(frames), (size_t)(FIXTURE_DURATION * FIXTURE_FPS),
+			     "one detection per video frame");
+		bool seen[17] = { false };
+		size_t f, k;
+		json_t *fr, *p;
+		json_array_foreach(frames, f, fr) {
+			json_array_foreach(fr, k, p) {
+				json_int_t id = json_integer_value(json_object_get(p, "id"));
+				cr_assert(json_is_integer(json_object_get(p, "id")) && id >= 1 && id <= want,
+					  "frame %zu: person id %lld outside 1..%d", f, (long long)id, want);
+				seen[id] = true;
+			}
+		}
+		for (int k2 = 1; k2 <= want; k2++)
+			cr_expect(seen[k2], "persons-%d: id %d never detected", ns[i], k2);
+		it_resp_free(c);
+		/* a real, deterministic PNG thumbnail per person */
+		for (int k2 = 1; k2 <= want; k2++) {
+			char item[64];
+			snprintf(item, sizeof(item), "thumbnail_character_%03d", k2);
+			const char *tu = file_url(l, item, "png");
+			cr_assert(tu != NULL, "persons-%d: no %s.png", ns[i], item);
+			struct it_resp *a = it_http("GET", tu, NULL, NULL, 0), *b = it_http("GET", tu, NULL, NULL, 0);
+			int w = 0, h = 0;
+			cr_expect(a->status == 200 && png_ok((unsigned char *)a->body, a->len, &w, &h) && w > 0 && h > 0,
+				  "%s is not a valid PNG (HTTP %ld, %zu bytes)", item, a->status, a->len);
+			cr_expect(a->len == b->len && memcmp(a->body, b->body, a->len) == 0, "%s not deterministic", item);
+			it_resp_free(a);
+			it_resp_free(b);
+		}
+		char item[64];
+		snprintf(item, sizeof(item), "thumbnail_character_%03d", want + 1);
+		cr_expect(it_find_group(urls, item) == NULL, "persons-%d: a thumbnail too many", ns[i]);
+		json_decref(l);
+	}
+	json_t *e = it_wait_done(ck, zero, NULL);
+	cr_expect_str_eq(json_string_value(json_object_get(e, "status")) ?: "", "FAILURE", "nobody detected");
+	cr_expect(strstr(json_string_value(json_object_get(json_object_get(e, "details"), "exc_message")) ?: "", "513"),
+		  "nobody detected is error 513");
+	json_decref(e);
+}
+
+/* ================================================================== multi-person: phase 2 */
+
+/* tmpl with its "%s" marks replaced by a, b, a, b, ... (model ids). */
+static void fill_models(char *out, size_t sz, const char *tmpl, const char *a, const char *b)
+{
+	size_t o = 0;
+	int nth = 0;
+	for (const char *p = tmpl; *p && o + 1 < sz; p++) {
+		if (p[0] == '%' && p[1] == 's') {
+			o += (size_t)snprintf(out + o, sz - o, "%s", nth++ % 2 ? b : a);
+			p++;
+			if (o >= sz)
+				o = sz - 1;
+		} else {
+			out[o++] = *p;
+		}
+	}
+	out[o] = '\0';
+}
+
+Test(fidelity, rid_mp_detection_models_forms_table, .timeout = 120)
+{
+	/* v2.0 Phase 2: models is "a json string" of detected person ids; the document shows them
+	 * zero-padded and writes the value as a JS literal [{trackingId:'001', modelId:'...'}]. */
+	char ck[COOKIE_MAX], rid[RID_MAX], m[RID_MAX], m2[RID_MAX];
+	it_login(ck, sizeof(ck));
+	stock_model(ck, 0, m, sizeof(m));
+	stock_model(ck, 1, m2, sizeof(m2));
+	it_new_job(ck, "forms-persons-3.mp4", "[\"pipeline=mp_detection\"]", rid, sizeof(rid));
+	wait_status(it_base(), ck, rid, "SUCCESS");
+	/* models value -> HTTP status; on success the tracked ids (as "NNN") */
+	struct { const char *models; long status; const char *ids[3]; } cases[] = {
+		{ "[{\"trackingId\":\"001\",\"modelId\":\"%s\"},{\"trackingId\":\"003\",\"modelId\":\"%s\"}]", 200,
+		  { "001", "003" } },
+		{ "[{\"trackingId\":2,\"modelId\":\"%s\"},{\"trackingId\":1,\"modelId\":\"%s\"}]", 200, { "002", "001" } },
+		{ "[{trackingId:'001', modelId:'%s'}, {trackingId:'002', modelId:'%s'}, {trackingId:'003', modelId:'%s'}]",
+		  200, { "001", "002", "003" } },
+		{ "[{\"trackingId\":\"004\",\"modelId\":\"%s\"}]", 400, { NULL } },	/* not detected */
+		{ "[{\"trackingId\":\"001\",\"modelId\":\"%s\"},{\"trackingId\":1,\"modelId\":\"%s\"}]", 400, { NULL } },
+		{ "[{\"trackingId\":\"001\",\"modelId\":\"5Hn9mDRFqHUxd2KqG6QJsa\"}]", 400, { NULL } },
+		{ NULL, 400, { NULL } },						/* no models at all */
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char models[1024], param[1100];
+		json_t *b = json_pack("{s:s, s:s, s:[s]}", "rid_mp_detection", rid, "processor", "video2anim",
+				      "params", "formats=bvh,fbx,mp4");
+		if (cases[i].models != NULL) {
+			fill_models(models, sizeof(models), cases[i].models, m, m2);
+			snprintf(param, sizeof(param), "models=%s", models);
+			json_array_append_new(json_object_get(b, "params"), json_string(param));
+		}
+		char *t = json_dumps(b, JSON_COMPACT);
+		struct it_resp *r = it_api("POST", "/process", ck, t);
+		free(t);
+		json_decref(b);
+		if (cases[i].status != 200) {
+			char what[64];
+			snprintf(what, sizeof(what), "models case %zu", i);
+			it_expect_error(r, cases[i].status, what);
+			cr_expect_str_eq(json_string_value(json_object_get(r->json, "error")) ?: "", "503",
+					 "case %zu: not a parameter error: %s", i, r->body ?: "");
+			it_resp_free(r);
+			continue;
+		}
+		cr_assert_eq(r->status, 200, "case %zu: HTTP %ld %s", i, r->status, r->body ?: "");
+		cr_expect_str_eq(json_string_value(json_object_get(r->json, "rid")) ?: "", rid,
+				 "case %zu: \"the returned rid [...] will be the same\"", i);
+		it_resp_free(r);
+		/* a second phase-2 request while this one runs is refused */
+		b = json_pack("{s:s, s:[s]}", "rid_mp_detection", rid, "params", param);
+		t = json_dumps(b, JSON_COMPACT);
+		r = it_api("POST", "/process", ck, t);
+		cr_expect_eq(r->status, 400, "case %zu: phase 2 on a running job: HTTP %ld", i, r->status);
+		it_resp_free(r);
+		free(t);
+		json_decref(b);
+		wait_status(it_base(), ck, rid, "SUCCESS");
+		json_t *l = link_of(it_base(), ck, rid);
+		cr_expect_eq(json_integer_value(json_object_get(l, "mode")), 1, "case %zu: mode", i);
+		json_t *ml = json_object_get(l, "models");
+		size_t n = 0;
+		while (n < 3 && cases[i].ids[n])
+			n++;
+		cr_assert_eq(json_array_size(ml), n, "case %zu: models %s", i, json_dumps(ml, 0));
+		for (size_t k = 0; k < n; k++) {
+			json_t *e = json_array_get(ml, k);
+			cr_expect(json_is_string(json_object_get(e, "trackingId")), "case %zu: trackingId not a string", i);
+			cr_expect_str_eq(json_string_value(json_object_get(e, "trackingId")) ?: "", cases[i].ids[k],
+					 "case %zu entry %zu", i, k);
+			cr_expect(json_is_string(json_object_get(e, "modelId")), "case %zu: modelId", i);
+			cr_expect(json_is_integer(json_object_get(e, "faceDataType")) &&
+				  json_is_integer(json_object_get(e, "handDataType")), "case %zu: data types", i);
+			/* one _NNN item per tracked person */
+			bool found = false;
+			size_t g;
+			json_t *grp;
+			char suffix[8];
+			snprintf(suffix, sizeof(suffix), "_%s", cases[i].ids[k]);
+			json_array_foreach(json_object_get(l, "urls"), g, grp) {
+				const char *nm = json_string_value(json_object_get(grp, "name")) ?: "";
+				if (strlen(nm) > 4 && !strcmp(nm + strlen(nm) - 4, suffix) && strncmp(nm, "thumbnail_", 10))
+					found = true;
+			}
+			cr_expect(found, "case %zu: no item suffixed %s", i, suffix);
+		}
+		/* all_characters: one real zip per format, a member per tracked person */
+		const char *exts[] = { "bvh", "fbx" };
+		for (size_t x = 0; x < 2; x++) {
+			const char *u = file_url(l, "all_characters", exts[x]);
+			cr_assert(u != NULL, "case %zu: no all_characters %s", i, exts[x]);
+			struct it_resp *z = it_http("GET", u, NULL, NULL, 0);
+			struct zmember mem[ZIP_MEMBERS_MAX];
+			char why[128] = "";
+			int got = zip_read((unsigned char *)z->body, z->len, mem, ZIP_MEMBERS_MAX, why, sizeof(why));
+			cr_expect_eq(got, (int)n, "case %zu: all_characters.%s: %d members (%s)", i, exts[x], got, why);
+			for (int k = 0; k < got; k++) {
+				char suffix[16];
+				snprintf(suffix, sizeof(suffix), "_%s.%s", cases[i].ids[k], exts[x]);
+				size_t nl = strlen(mem[k].name);
+				cr_expect(nl > strlen(suffix) && !strcmp(mem[k].name + nl - strlen(suffix), suffix),
+					  "case %zu: member %s, want *%s", i, mem[k].name, suffix);
+				if (!strcmp(exts[x], "bvh"))
+					cr_expect(mem[k].size > 9 && !memcmp(mem[k].data, "HIERARCHY", 9), "member %s is no BVH",
+						  mem[k].name);
+			}
+			it_resp_free(z);
+		}
+		cr_expect(file_url(l, "characters_detection_result", "cdsave") != NULL,
+			  "case %zu: the detection's cdsave left the rid", i);
+		json_decref(l);
+	}
+	/* the list shows the same mode and models */
+	struct it_resp *r = it_api("GET", "/list/SUCCESS", ck, NULL);
+	size_t k;
+	json_t *e;
+	bool seen = false;
+	json_array_foreach(json_object_get(it_ok_json(r, "list"), "list"), k, e) {
+		if (strcmp(json_string_value(json_object_get(e, "rid")) ?: "", rid) != 0)
+			continue;
+		seen = true;
+		cr_expect_eq(json_integer_value(json_object_get(e, "mode")), 1, "list mode");
+		cr_expect_eq(json_array_size(json_object_get(e, "models")), 3, "list models: %s",
+			     json_dumps(json_object_get(e, "models"), 0));
+	}
+	cr_expect(seen, "the multi-person job is not listed as SUCCESS");
+	it_resp_free(r);
+
+	/* "Rerun will be the same as before": a rerun of the multi-person job tracks the same persons */
+	char body[256], rid2[RID_MAX];
+	snprintf(body, sizeof(body), "{\"rid\":\"%s\",\"processor\":\"video2anim\",\"params\":[\"formats=bvh\"]}", rid);
+	it_process_at(it_base(), ck, body, rid2, sizeof(rid2));
+	cr_expect_str_neq(rid2, rid);
+	wait_status(it_base(), ck, rid2, "SUCCESS");
+	json_t *l = link_of(it_base(), ck, rid2);
+	cr_expect_eq(json_integer_value(json_object_get(l, "mode")), 1, "rerun mode");
+	cr_expect_eq(json_array_size(json_object_get(l, "models")), 3, "rerun models");
+	json_decref(l);
+	/* models on a plain video: nothing was detected, so no person can be named */
+	char url[URL_MAX];
+	it_upload_fixture_at(it_base(), ck, "plain.mp4", url, sizeof(url));
+	json_t *b = json_pack("{s:s, s:[s]}", "url", url, "params", "models=[{trackingId:'001', modelId:'x'}]");
+	char *t = json_dumps(b, JSON_COMPACT);
+	r = it_api("POST", "/process", ck, t);
+	it_expect_error(r, 400, "models without a detection");
+	it_resp_free(r);
+	free(t);
+	json_decref(b);
+}
+
+/* ================================================================== single person: v2.0 fields, zips */
+
+Test(fidelity, single_person_mode_models_and_fbx_zip_table, .timeout = 90)
+{
+	/* v2.0: a successful job's download link and list entry carry "mode" and "models"; a
+	 * single-person job is mode 0 with one person "001". FBX downloads are zip archives (the
+	 * official demo and the JS SDK save them as .fbx.zip). */
+	char ck[COOKIE_MAX], m[RID_MAX];
+	it_login(ck, sizeof(ck));
+	stock_model(ck, 1, m, sizeof(m));
+	char with_model[256];
+	snprintf(with_model, sizeof(with_model), "[\"formats=bvh,fbx\",\"model=%s\",\"trackFace=1\",\"trackHand=1\"]", m);
+	/* params -> modelId (NULL: JSON null), faceDataType, handDataType */
+	struct { const char *params; const char *model; int face, hand; } cases[] = {
+		{ "[\"formats=bvh,fbx\"]", NULL, 0, 0 },
+		{ with_model, m, 1, 1 },
+	};
+	enum { N = sizeof(cases) / sizeof(cases[0]) };
+	char rids[N][RID_MAX], running[RID_MAX];
+	for (size_t i = 0; i < N; i++)
+		it_new_job(ck, "single.mp4", cases[i].params, rids[i], sizeof(rids[i]));
+	for (size_t i = 0; i < N; i++) {
+		wait_status(it_base(), ck, rids[i], "SUCCESS");
+		json_t *l = link_of(it_base(), ck, rids[i]);
+		cr_expect(json_is_integer(json_object_get(l, "mode")) && json_integer_value(json_object_get(l, "mode")) == 0,
+			  "case %zu: mode %s", i, json_dumps(json_object_get(l, "mode"), JSON_ENCODE_ANY));
+		json_t *ml = json_object_get(l, "models");
+		cr_assert_eq(json_array_size(ml), 1, "case %zu: models %s", i, json_dumps(ml, 0));
+		json_t *e = json_array_get(ml, 0);
+		cr_expect_str_eq(json_string_value(json_object_get(e, "trackingId")) ?: "", "001", "case %zu", i);
+		if (cases[i].model)
+			cr_expect_str_eq(json_string_value(json_object_get(e, "modelId")) ?: "", cases[i].model);
+		else
+			cr_expect(json_is_null(json_object_get(e, "modelId")), "case %zu: no model named: null", i);
+		cr_expect_eq(json_integer_value(json_object_get(e, "faceDataType")), cases[i].face, "case %zu", i);
+		cr_expect_eq(json_integer_value(json_object_get(e, "handDataType")), cases[i].hand, "case %zu", i);
+		/* one item, the character's: no all_characters, no per-person items */
+		cr_expect_eq(json_array_size(json_object_get(l, "urls")), 1, "case %zu: groups %s", i,
+			     json_dumps(json_object_get(l, "urls"), 0));
+		/* the FBX is a zip holding <item>.fbx, the same bytes every time */
+		json_t *g0 = json_array_get(json_object_get(l, "urls"), 0);
+		const char *item = json_string_value(json_object_get(g0, "name"));
+		const char *fu = file_url(l, item, "fbx");
+		cr_assert(fu != NULL, "case %zu: no fbx", i);
+		struct it_resp *z = it_http("GET", fu, NULL, NULL, 0), *z2 = it_http("GET", fu, NULL, NULL, 0);
+		char ct[128] = "", why[128] = "", want[256];
+		it_hdr(z, "Content-Type", 0, ct, sizeof(ct));
+		cr_expect_str_eq(ct, "application/zip", "case %zu: fbx Content-Type", i);
+		struct zmember mem[ZIP_MEMBERS_MAX];
+		int got = zip_read((unsigned char *)z->body, z->len, mem, ZIP_MEMBERS_MAX, why, sizeof(why));
+		snprintf(want, sizeof(want), "%s.fbx", item);
+		cr_expect(got == 1 && !strcmp(mem[0].name, want), "case %zu: fbx zip: %d members (%s)", i, got, why);
+		if (got == 1)
+			cr_expect(mem[0].size > 20 && !memcmp(mem[0].data, "Kaydara FBX Binary", 18),
+				  "case %zu: the member is no FBX", i);
+		cr_expect(z->len == z2->len && !memcmp(z->body, z2->body, z->len), "case %zu: fbx zip not deterministic", i);
+		it_resp_free(z);
+		it_resp_free(z2);
+		json_decref(l);
+	}
+	/* list: SUCCESS entries carry mode and models, others do not */
+	it_new_job(ck, "single-fail-513.mp4", NULL, running, sizeof(running));
+	struct it_resp *r = it_api("GET", "/list", ck, NULL);
+	size_t k;
+	json_t *e;
+	json_array_foreach(json_object_get(it_ok_json(r, "list"), "list"), k, e) {
+		const char *st = json_string_value(json_object_get(e, "status")) ?: "";
+		bool ok = !strcmp(st, "SUCCESS");
+		cr_expect_eq(json_object_get(e, "mode") != NULL, ok, "%s entry mode: %s", st, json_dumps(e, 0));
+		cr_expect_eq(json_object_get(e, "models") != NULL, ok, "%s entry models", st);
+	}
+	it_resp_free(r);
+	json_decref(it_wait_done(ck, running, NULL));
+}
+
+/* ================================================================== pesave */
+
+static json_t *pesave(const char *ck, const char *rid, long *status)
+{
+	char path[256];
+	snprintf(path, sizeof(path), "/pesave/getUrls/%s", rid);
+	struct it_resp *r = it_api("GET", path, ck, NULL);
+	*status = r->status;
+	json_t *o = r->status == 200 ? json_incref(r->json) : NULL;
+	if (r->status == 200)
+		cr_expect(json_is_array(o), "getUrls is not the documented bare array: %s", r->body ?: "");
+	it_resp_free(r);
+	return o;
+}
+
+Test(fidelity, pesave_get_urls_table, .timeout = 120)
+{
+	/* v2.0 PeSave API 1: [{"trackingId":"001","modifiedVersionReadUrl":null,
+	 * "modifiedVersionWriteUrl":"<URL>"}, ...] "for single person or multi person jobs" */
+	char ck[COOKIE_MAX], single[RID_MAX], mp[RID_MAX], det[RID_MAX], failed[RID_MAX], m[RID_MAX];
+	it_login(ck, sizeof(ck));
+	stock_model(ck, 0, m, sizeof(m));
+	it_new_job(ck, "pe.mp4", "[\"formats=bvh\"]", single, sizeof(single));
+	it_new_job(ck, "pe-persons-2.mp4", "[\"pipeline=mp_detection\"]", mp, sizeof(mp));
+	it_new_job(ck, "pe-persons-4.mp4", "[\"pipeline=mp_detection\"]", det, sizeof(det));
+	it_new_job(ck, "pe-fail-513.mp4", NULL, failed, sizeof(failed));
+	long st;
+	json_t *o = pesave(ck, single, &st);
+	cr_expect_eq(st, 400, "getUrls of a running job: HTTP %ld", st);
+	json_decref(o);
+	wait_status(it_base(), ck, mp, "SUCCESS");
+	char body[512], rid2[RID_MAX];
+	snprintf(body, sizeof(body), "{\"rid_mp_detection\":\"%s\",\"params\":[\"formats=bvh\","
+		 "\"models=[{trackingId:'001', modelId:'%s'},{trackingId:'002', modelId:'%s'}]\"]}", mp, m, m);
+	it_process_at(it_base(), ck, body, rid2, sizeof(rid2));
+	wait_status(it_base(), ck, single, "SUCCESS");
+	wait_status(it_base(), ck, mp, "SUCCESS");
+	wait_status(it_base(), ck, det, "SUCCESS");
+	wait_status(it_base(), ck, failed, "FAILURE");
+	/* rid -> HTTP status, tracking ids */
+	struct { const char *rid; long status; const char *ids[3]; } cases[] = {
+		{ single, 200, { "001" } },
+		{ mp, 200, { "001", "002" } },
+		{ det, 400, { NULL } },		/* a detection alone estimated no pose yet */
+		{ failed, 400, { NULL } },
+		{ "5Hn9mDRFqHUxd2KqG6QJsa", 404, { NULL } },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		o = pesave(ck, cases[i].rid, &st);
+		cr_expect_eq(st, cases[i].status, "case %zu: HTTP %ld", i, st);
+		if (st != 200) {
+			json_decref(o);
+			continue;
+		}
+		size_t n = 0;
+		while (n < 3 && cases[i].ids[n])
+			n++;
+		cr_assert_eq(json_array_size(o), n, "case %zu: %s", i, json_dumps(o, 0));
+		for (size_t k = 0; k < n; k++) {
+			json_t *e = json_array_get(o, k);
+			cr_expect_eq(json_object_size(e), 3, "case %zu: fields %s", i, json_dumps(e, 0));
+			cr_expect_str_eq(json_string_value(json_object_get(e, "trackingId")) ?: "", cases[i].ids[k]);
+			cr_expect(json_is_null(json_object_get(e, "modifiedVersionReadUrl")),
+				  "case %zu: nothing written yet, read URL must be null", i);
+			const char *w = json_string_value(json_object_get(e, "modifiedVersionWriteUrl"));
+			cr_assert(w != NULL, "case %zu: no write URL", i);
+			it_check_signed_url(w, "modifiedVersionWriteUrl");
+		}
+		json_decref(o);
+	}
+	/* write the second person's pesave: its read URL appears, the first stays null */
+	o = pesave(ck, mp, &st);
+	char w[URL_MAX];
+	snprintf(w, sizeof(w), "%s", json_string_value(json_object_get(json_array_get(o, 1), "modifiedVersionWriteUrl")));
+	json_decref(o);
+	const char *h[] = { "Content-Type: application/octet-stream", NULL };
+	struct it_resp *r = it_http("PUT", w, h, "modified-pose-002", 17);
+	cr_expect_eq(r->status, 200, "PUT to the write URL: HTTP %ld", r->status);
+	it_resp_free(r);
+	o = pesave(ck, mp, &st);
+	cr_expect(json_is_null(json_object_get(json_array_get(o, 0), "modifiedVersionReadUrl")), "001 stays null");
+	const char *ru = json_string_value(json_object_get(json_array_get(o, 1), "modifiedVersionReadUrl"));
+	cr_assert(ru != NULL, "002's read URL is still null after a PUT: %s", json_dumps(o, 0));
+	it_check_signed_url(ru, "modifiedVersionReadUrl");
+	r = it_http("GET", ru, NULL, NULL, 0);
+	cr_expect(r->status == 200 && r->len == 17 && !memcmp(r->body, "modified-pose-002", 17),
+		  "GET read URL: HTTP %ld, %zu bytes", r->status, r->len);
+	it_resp_free(r);
+	/* a tampered write URL is refused like any signed URL */
+	char bad[URL_MAX];
+	snprintf(bad, sizeof(bad), "%s", json_string_value(json_object_get(json_array_get(o, 0), "modifiedVersionWriteUrl")));
+	char *sg = strstr(bad, "X-Goog-Signature=") + strlen("X-Goog-Signature=");
+	*sg = *sg == '0' ? '1' : '0';
+	r = it_http("PUT", bad, h, "x", 1);
+	cr_expect_eq(r->status, 403, "tampered write URL: HTTP %ld", r->status);
+	it_resp_free(r);
+	json_decref(o);
 }
