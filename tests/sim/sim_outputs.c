@@ -19,6 +19,7 @@
 #define SIM_OUTPUTS_RENDER (SIM_FMT_MP4 | SIM_FMT_PNG | SIM_FMT_JPG)	/* of the whole scene */
 
 static const struct { const char *ext, *ctype; } sim_outputs_types[] = {
+	/* an fbx URL serves a zip holding the FBX (sim_outputs_render); the type is its member's */
 	{ "bvh", "text/plain" }, { "fbx", "application/octet-stream" },
 	{ "glb", "model/gltf-binary" }, { "mp4", "video/mp4" }, { "png", "image/png" },
 	{ "jpg", "image/jpeg" }, { "dmpe", "application/octet-stream" },
@@ -77,7 +78,6 @@ static uint64_t sim_outputs_hash(const char *a, const char *b)
 /* Deterministic bytes: the format's magic, then a PRNG stream seeded by the object name. */
 static void sim_outputs_placeholder(struct evbuffer *out, const char *ext, const char *name)
 {
-	static const unsigned char png[] = { 0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n' };
 	static const unsigned char jpg[] = { 0xff, 0xd8, 0xff, 0xe0, 0, 16, 'J', 'F', 'I', 'F', 0 };
 	static const unsigned char fbx[] = "Kaydara FBX Binary  \0\x1a\0";
 	static const unsigned char glb[] = { 'g', 'l', 'T', 'F', 2, 0, 0, 0, 0x00, 0x10, 0, 0 };
@@ -88,9 +88,7 @@ static void sim_outputs_placeholder(struct evbuffer *out, const char *ext, const
 
 	for (const char *p = name; *p; p++)
 		st = (st ^ (unsigned char)*p) * 1099511628211ull;
-	if (strcmp(ext, "png") == 0)
-		evbuffer_add(out, png, n = sizeof(png));
-	else if (strcmp(ext, "jpg") == 0)
+	if (strcmp(ext, "jpg") == 0)
 		evbuffer_add(out, jpg, n = sizeof(jpg));
 	else if (strcmp(ext, "fbx") == 0)
 		evbuffer_add(out, fbx, n = sizeof(fbx) - 1);
@@ -226,7 +224,7 @@ static int sim_outputs_thumb_person(const char *item, int detected)
 	if (strncmp(item, prefix, sizeof(prefix) - 1) != 0 || strlen(d) != 3 ||
 	    strspn(d, "0123456789") != 3)
 		return -1;
-	k = atoi(d);
+	k = (int)strtol(d, NULL, 10);	/* three digits, checked above */
 	return k >= 1 && k <= detected ? k : -1;
 }
 

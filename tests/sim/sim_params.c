@@ -197,7 +197,7 @@ static int sim_params_tracking_id(const json_t *v)
 
 		if (n == 0 || n > 3 || strspn(s, "0123456789") != n)
 			return -1;
-		id = atoi(s);
+		id = (int)strtol(s, NULL, 10);	/* one to three digits, checked above */
 		return id >= 1 ? id : -1;
 	}
 	return -1;
