@@ -2,12 +2,20 @@
 // The real Animate 3D JavaScript SDK (npm dm-animate3d-api 1.0.0) against animate3d-sim.
 // Only the SDK's public API is used; only the base URL and the credentials differ from a
 // production setup. One line per check, then "N passed, M failed"; exit 1 on any failure.
+// Where the SDK reads a field (details.in, positionInQueue, link.mode/models, all_characters
+// saved as .zip), a check fails when the simulator's shape does not give the SDK the value;
+// where the SDK and the document disagree (Job.fromDict reads created_at, the document says
+// ctime), the document wins and an INFO line says what the SDK saw.
+// Flows: account, model upload (used in jobs), a job with callbacks, download, rerun, every
+// ProcessParams option, an unfinished job, a failing job, multi-person (detection, cdsave,
+// thumbnails, models with the documented string ids, all_characters zips), listing, errors.
 //   A3D_SIM_URL   simulator base URL (tests/lib/with-sim exports it)
 //   A3D_FIXTURE   the tiny MP4 fixture (tests/sim/fixtures/tiny.mp4)
 
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
+const zlib = require('zlib');
 const sdk = require('dm-animate3d-api');
 const { Animate3DClient, ProcessParams, APIError } = sdk;
 
@@ -51,6 +59,70 @@ async function step(name, fn) {
 	}
 }
 
+// CRC-32 bit by bit (the zip and PNG checksum), independent of the simulator's code.
+function crc32(buf) {
+	let c = 0xffffffff;
+	for (const b of buf) {
+		c ^= b;
+		for (let k = 0; k < 8; k++)
+			c = (c >>> 1) ^ (0xedb88320 & -(c & 1));
+	}
+	return (c ^ 0xffffffff) >>> 0;
+}
+
+// The members of a zip archive read through its central directory, CRCs checked; throws when
+// buf is not one. Only stored members (the simulator's) are read.
+function zipMembers(buf) {
+	const end = buf.length - 22;
+	if (end < 0 || buf.readUInt32LE(end) !== 0x06054b50)
+		throw new Error(`not a zip (${buf.length} bytes, starts ${buf.subarray(0, 4).toString('hex')})`);
+	const n = buf.readUInt16LE(end + 10);
+	let cd = buf.readUInt32LE(end + 16);
+	const out = [];
+	for (let i = 0; i < n; i++) {
+		if (buf.readUInt32LE(cd) !== 0x02014b50)
+			throw new Error(`central directory entry ${i}`);
+		const nl = buf.readUInt16LE(cd + 28), size = buf.readUInt32LE(cd + 24), off = buf.readUInt32LE(cd + 42);
+		const name = buf.toString('latin1', cd + 46, cd + 46 + nl);
+		if (buf.readUInt16LE(cd + 10) !== 0 || buf.readUInt32LE(off) !== 0x04034b50)
+			throw new Error(`member ${name}`);
+		const start = off + 30 + buf.readUInt16LE(off + 26) + buf.readUInt16LE(off + 28);
+		const data = buf.subarray(start, start + size);
+		if (crc32(data) !== buf.readUInt32LE(cd + 16))
+			throw new Error(`member ${name}: bad CRC`);
+		out.push({ name, data });
+		cd += 46 + nl + buf.readUInt16LE(cd + 30) + buf.readUInt16LE(cd + 32);
+	}
+	return out;
+}
+
+// {w, h} of a PNG whose chunks carry right CRCs and whose image data inflates to the size
+// IHDR promises (8-bit RGB: h rows of 1 + 3w bytes); throws otherwise.
+function pngInfo(buf) {
+	if (!buf.subarray(0, 8).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a])))
+		throw new Error('no PNG signature');
+	let off = 8, w = 0, h = 0;
+	const idat = [];
+	while (off + 12 <= buf.length) {
+		const n = buf.readUInt32BE(off), type = buf.toString('latin1', off + 4, off + 8);
+		if (crc32(buf.subarray(off + 4, off + 8 + n)) !== buf.readUInt32BE(off + 8 + n))
+			throw new Error(`chunk ${type}: bad CRC`);
+		if (type === 'IHDR') {
+			w = buf.readUInt32BE(off + 8);
+			h = buf.readUInt32BE(off + 12);
+		} else if (type === 'IDAT') {
+			idat.push(buf.subarray(off + 8, off + 8 + n));
+		}
+		off += 12 + n;
+		if (type === 'IEND')
+			break;
+	}
+	const raw = zlib.inflateSync(Buffer.concat(idat));
+	if (!w || !h || raw.length !== h * (1 + 3 * w))
+		throw new Error(`image data ${raw.length} bytes for ${w}x${h}`);
+	return { w, h };
+}
+
 // Collects what the SDK hands to the callbacks of one job.
 function callbacks() {
 	const c = { progress: [], results: [] };
@@ -77,6 +149,25 @@ async function main() {
 	}
 }
 
+async function waitDone(client, rid) {
+	const t0 = Date.now();
+	for (;;) {
+		const st = await client.get_job_status(rid);
+		if (st.status === 'SUCCESS' || st.status === 'FAILURE' || Date.now() - t0 > JOB_TIMEOUT_S * 1000)
+			return st;
+		await new Promise((r) => setTimeout(r, POLL_S * 1000));
+	}
+}
+
+// The files download_job saved for rid under dir: name -> Buffer.
+function saved(dir, rid) {
+	const d = path.join(dir, rid);
+	const out = {};
+	for (const f of fs.existsSync(d) ? fs.readdirSync(d) : [])
+		out[f] = fs.readFileSync(path.join(d, f));
+	return out;
+}
+
 async function flow(client, tmp) {
 	// --- account
 	const credits0 = await step('get_credit_balance', async () => {
@@ -97,9 +188,11 @@ async function flow(client, tmp) {
 		check('stock models carry platform deepmotion and roblox',
 			platforms.has('deepmotion') && platforms.has('roblox'), [...platforms].join(','));
 		return all;
-	});
+	}) || [];
+	const stockIds = stock.filter((m) => m.platform === 'deepmotion').map((m) => m.id);
 
-	await step('upload_character_model', async () => {
+	// --- model upload (resumable: POST x-goog-resumable: start, then PUT); kept for the jobs
+	const hero = await step('upload_character_model', async () => {
 		const fbx = path.join(tmp, 'sdk_hero.fbx');
 		fs.writeFileSync(fbx, Buffer.concat([Buffer.from('Kaydara FBX Binary  \0'), Buffer.alloc(256, 7)]));
 		const id = await client.upload_character_model(fbx, 'sdk_hero', true);
@@ -109,6 +202,8 @@ async function flow(client, tmp) {
 		check('list_character_models(only_custom) shows the uploaded model', !!mine,
 			JSON.stringify(custom));
 		check('uploaded model keeps its name', mine && mine.name === 'sdk_hero', mine && mine.name);
+		check('uploaded model has a thumbnail (createThumb)', mine && typeof mine.thumb === 'string' &&
+			mine.thumb.startsWith('http'), mine && mine.thumb);
 		check('only_custom lists no stock model',
 			custom.every((m) => m.platform === undefined || m.platform === 'custom' || m.id === id),
 			JSON.stringify(custom));
@@ -118,10 +213,7 @@ async function flow(client, tmp) {
 		const byId = await client.list_character_models(id);
 		check('list_character_models(model_id) finds it', byId.some((m) => m.id === id),
 			JSON.stringify(byId));
-		const n = await client.delete_character_model(id);
-		check('delete_character_model returns 1', n === 1, n);
-		const after = await client.list_character_models(undefined, undefined, true);
-		check('deleted model is gone', !after.some((m) => m.id === id), JSON.stringify(after));
+		return id;
 	});
 
 	// --- a job: upload (resumable=0 + PUT), process, poll with callbacks
@@ -140,10 +232,10 @@ async function flow(client, tmp) {
 		check('result callback reports success', !!res.result && !res.error, JSON.stringify(res));
 		check('result output is set (details.out)', !!(res.result && res.result.output),
 			JSON.stringify(res));
-		// Not checks: where the SDK and docs/upstream-api.md disagree on field names, say what
-		// the SDK saw, so a change on either side shows up in the log.
-		console.log(`INFO result.input as the SDK reads it (details.in; the doc says "In"): ` +
-			JSON.stringify(res.result && res.result.input));
+		// The SDK reads details.in (v1.5.8's "in"); a capital "In" would leave this empty.
+		check('result input is the uploaded file (details.in)',
+			!!res.result && Array.isArray(res.result.input) && res.result.input.length === 1 &&
+			res.result.input[0] === 'sdk_walk.mp4', JSON.stringify(res.result && res.result.input));
 		console.log(`INFO progress callbacks with a queue position (the SDK reads positionInQueue ` +
 			`beside details): ${cb.progress.filter((p) => p.position_in_queue).length}` +
 			` of ${cb.progress.length}`);
@@ -154,25 +246,42 @@ async function flow(client, tmp) {
 		await step('get_job_status', async () => {
 			const st = await client.get_job_status(rid);
 			check('get_job_status is SUCCESS', st.status === 'SUCCESS', JSON.stringify(st));
+			check('get_job_status details.input_file is the input (details.in)',
+				st.details && st.details.input_file === 'sdk_walk.mp4', JSON.stringify(st.details));
 		});
 		await step('download_job', async () => {
 			const link = await client.download_job(rid, tmp);
 			check('download_job returns the rid', link.rid === rid, link.rid);
 			check('download_job has url groups', Array.isArray(link.urls) && link.urls.length > 0,
 				JSON.stringify(link));
-			const dir = path.join(tmp, rid);
-			const files = fs.existsSync(dir) ? fs.readdirSync(dir) : [];
-			const exts = new Set(files.map((f) => f.split('.').slice(1).join('.')));
+			check('download_job mode is 0 (single person)', link.mode === 0, JSON.stringify(link.mode));
+			check('download_job models is one person "001" without a model',
+				Array.isArray(link.models) && link.models.length === 1 && link.models[0].trackingId === '001' &&
+				link.models[0].modelId === null, JSON.stringify(link.models));
+			const files = saved(tmp, rid);
+			const names = Object.keys(files);
+			const exts = new Set(names.map((f) => f.split('.').slice(1).join('.')));
 			for (const ext of ['bvh', 'fbx', 'mp4'])
 				check(`downloaded a .${ext} file`, [...exts].some((e) => e === ext || e.startsWith(ext + '.')),
-					files.join(','));
-			const bvh = files.find((f) => f.endsWith('.bvh'));
-			const text = bvh ? fs.readFileSync(path.join(dir, bvh), 'latin1') : '';
+					names.join(','));
+			const bvh = names.find((f) => f.endsWith('.bvh'));
+			const text = bvh ? files[bvh].toString('latin1') : '';
 			check('the .bvh starts with HIERARCHY', text.startsWith('HIERARCHY'), text.slice(0, 40));
 			check('the .bvh has a MOTION section', text.includes('MOTION'), bvh);
-			check('no downloaded file is empty',
-				files.length > 0 && files.every((f) => fs.statSync(path.join(dir, f)).size > 0),
-				files.join(','));
+			check('no downloaded file is empty', names.length > 0 && names.every((f) => files[f].length > 0),
+				names.join(','));
+			// the official demo saves FBX downloads as .fbx.zip: they are archives
+			const fbx = names.find((f) => f.endsWith('.fbx'));
+			let members = [];
+			try {
+				members = zipMembers(files[fbx]);
+			} catch (e) {
+				check('the .fbx download is a zip archive', false, e.message);
+			}
+			if (members.length)
+				check('the .fbx zip holds <item>.fbx, an FBX', members.length === 1 &&
+					members[0].name === fbx && members[0].data.subarray(0, 18).toString() === 'Kaydara FBX Binary',
+					members.map((m) => m.name).join(','));
 		});
 		await step('rerun_job', async () => {
 			const c2 = callbacks();
@@ -184,11 +293,26 @@ async function flow(client, tmp) {
 		});
 	}
 
+	// --- the uploaded model animates a job
+	if (hero) {
+		await step('start_new_job with the uploaded model', async () => {
+			const c = callbacks();
+			const r = await client.start_new_job(FIXTURE, new ProcessParams({ formats: ['bvh'], model_id: hero }),
+				'sdk_custom.mp4', c.on_result, c.on_progress, POLL_S, true, JOB_TIMEOUT_S);
+			check('a job with the uploaded model succeeds', c.results.length === 1 && !!c.results[0].result,
+				JSON.stringify(c.results));
+			const link = await client.download_job(r);
+			check('its download item is named after the model', link.urls.some((g) => g.name === 'sdk_hero'),
+				JSON.stringify(link.urls.map((g) => g.name)));
+			check('its models name the uploaded model', Array.isArray(link.models) &&
+				link.models.length === 1 && link.models[0].modelId === hero, JSON.stringify(link.models));
+		});
+	}
+
 	// --- every ProcessParams option the SDK can send is accepted by /process
 	await step('start_new_job with every ProcessParams option', async () => {
-		const model = stock && stock.find((m) => m.platform === 'deepmotion');
 		const full = new ProcessParams({
-			formats: ['bvh', 'fbx', 'mp4', 'glb'], model_id: model ? model.id : undefined,
+			formats: ['bvh', 'fbx', 'mp4', 'glb'], model_id: stockIds[0],
 			track_face: 1, track_hand: 1, sim: 1, foot_locking_mode: 'auto',
 			video_speed_multiplier: 2.0, pose_filtering_strength: 0.5, upper_body_only: false,
 			root_at_origin: false, trim: [0.5, 1.5], crop: [0.1, 0.1, 0.9, 0.9], render_sbs: 0,
@@ -198,6 +322,28 @@ async function flow(client, tmp) {
 		const r = await client.start_new_job(FIXTURE, full, 'sdk_full.mp4', undefined, undefined,
 			POLL_S, false);
 		check('every ProcessParams option accepted', BASE58.test(r || ''), r);
+	});
+
+	// --- an unfinished job: PROGRESS, and no download yet
+	await step('unfinished job', async () => {
+		const r = await client.start_new_job(FIXTURE, new ProcessParams({ formats: ['bvh'] }),
+			'sdk_unfinished.mp4', undefined, undefined, POLL_S, false);
+		const st = await client.get_job_status(r);
+		check('an unfinished job is PROGRESS', st.status === 'PROGRESS', JSON.stringify(st));
+		check('an unfinished job has numeric step/total or a queue position',
+			(st.details && Number.isFinite(st.details.step) && Number.isFinite(st.details.total)) ||
+			Number.isInteger(st.position_in_queue), JSON.stringify(st));
+		let err;
+		try {
+			await client.download_job(r);
+		} catch (e) {
+			err = e;
+		}
+		// The document's link for an unfinished job is just {rid}; the SDK cannot read it.
+		check('download_job of an unfinished job fails', !!err, 'no error');
+		console.log(`INFO download_job(unfinished) raised ${err && err.name}: ${err && err.message}`);
+		const done = await waitDone(client, r);
+		check('the unfinished job then succeeds', done.status === 'SUCCESS', JSON.stringify(done));
 	});
 
 	// --- a failing job: the hook in the file name
@@ -211,23 +357,64 @@ async function flow(client, tmp) {
 		const e = res.error || {};
 		check('failing job: error carries code 513',
 			String(e.code).includes('513') || String(e.message).includes('513'), JSON.stringify(e));
+		check('failing job: exc_type is the error code field', e.code === 'ProcessingError', JSON.stringify(e));
+		const st = await client.get_job_status(r);
+		check('failing job: get_job_status is FAILURE with exc_message',
+			st.status === 'FAILURE' && st.details && /513/.test(st.details.exc_message || ''), JSON.stringify(st));
+		let err;
+		try {
+			await client.download_job(r);
+		} catch (x) {
+			err = x;
+		}
+		check('download_job of a failed job fails (its link is just {rid})', !!err, 'no error');
 		return r;
 	});
 
-	// --- multi-person
+	// --- multi-person: detection, then models with the document's string ids
+	const mpDir = path.join(tmp, 'mp');
 	const mpRid = await step('prepare_multi_person_job', async () => {
 		const c4 = callbacks();
-		const r = await client.prepare_multi_person_job(FIXTURE, 'sdk-persons-2.mp4', c4.on_result,
+		const r = await client.prepare_multi_person_job(FIXTURE, 'sdk-persons-3.mp4', c4.on_result,
 			c4.on_progress, POLL_S, true, JOB_TIMEOUT_S);
 		check('prepare_multi_person_job returns a rid', BASE58.test(r || ''), r);
 		check('prepare_multi_person_job succeeds', c4.results.length === 1 && !!c4.results[0].result,
 			JSON.stringify(c4.results));
 		return r;
 	});
+	let ids = [];
 	if (mpRid) {
+		await step('download the detection', async () => {
+			const link = await client.download_job(mpRid, mpDir);
+			check('a detection is mode 1 with no models yet', link.mode === 1 && Array.isArray(link.models) &&
+				link.models.length === 0, JSON.stringify([link.mode, link.models]));
+			const files = saved(mpDir, mpRid);
+			const cd = files['characters_detection_result.cdsave'];
+			check('the detection saved characters_detection_result.cdsave', !!cd, Object.keys(files).join(','));
+			const json = cd ? JSON.parse(cd.toString()) : {};
+			// as the official demo reads it: frames of persons with an id
+			const found = new Set();
+			for (const frame of json.detectionResults || [])
+				for (const person of frame)
+					found.add(person.id);
+			ids = [...found].sort((x, y) => x - y);
+			check('the cdsave names the 3 detected persons', ids.join(',') === '1,2,3', ids.join(','));
+			for (const id of ids) {
+				const name = `thumbnail_character_${String(id).padStart(3, '0')}.png`;
+				let info;
+				try {
+					info = files[name] ? pngInfo(files[name]) : undefined;
+				} catch (e) {
+					info = undefined;
+					console.log(`INFO ${name}: ${e.message}`);
+				}
+				check(`${name} is a real PNG`, !!info, info ? `${info.w}x${info.h}` : 'missing or broken');
+			}
+		});
 		await step('start_multi_person_job', async () => {
-			const ids = (stock || []).filter((m) => m.platform === 'deepmotion').map((m) => m.id);
-			const models = [{ trackingId: 1, modelId: ids[0] }, { trackingId: 2, modelId: ids[1] || ids[0] }];
+			// v2.0: models=[{trackingId:'001', modelId:'...'}]: zero-padded string ids
+			const models = [{ trackingId: '001', modelId: stockIds[0] },
+				{ trackingId: '003', modelId: hero || stockIds[1] || stockIds[0] }];
 			const c5 = callbacks();
 			const r = await client.start_multi_person_job(mpRid, models,
 				new ProcessParams({ formats: ['bvh', 'fbx'] }), c5.on_result, c5.on_progress, POLL_S,
@@ -235,6 +422,30 @@ async function flow(client, tmp) {
 			check('start_multi_person_job returns the same rid', r === mpRid, `${r} vs ${mpRid}`);
 			check('start_multi_person_job succeeds', c5.results.length === 1 && !!c5.results[0].result,
 				JSON.stringify(c5.results));
+			const link = await client.download_job(mpRid, path.join(mpDir, 'anim'));
+			check('the multi-person download is mode 1', link.mode === 1, JSON.stringify(link.mode));
+			check('its models are the persons asked for, ids as strings',
+				Array.isArray(link.models) && link.models.map((m) => m.trackingId).join(',') === '001,003' &&
+				link.models[0].modelId === models[0].modelId && link.models[1].modelId === models[1].modelId,
+				JSON.stringify(link.models));
+			const files = saved(path.join(mpDir, 'anim'), mpRid);
+			const names = Object.keys(files);
+			for (const ext of ['bvh', 'fbx']) {
+				const zipName = `all_characters.${ext}.zip`;
+				let members = [];
+				try {
+					members = files[zipName] ? zipMembers(files[zipName]) : [];
+				} catch (e) {
+					console.log(`INFO ${zipName}: ${e.message}`);
+				}
+				check(`${zipName} is a zip with a member per tracked person`,
+					members.length === 2 && members[0].name.endsWith(`_001.${ext}`) &&
+					members[1].name.endsWith(`_003.${ext}`), members.map((m) => m.name).join(',') ||
+					names.join(','));
+			}
+			check('one .bvh per tracked person (suffixed _NNN)',
+				names.some((f) => f.endsWith('_001.bvh')) && names.some((f) => f.endsWith('_003.bvh')),
+				names.join(','));
 		});
 	}
 
@@ -255,6 +466,11 @@ async function flow(client, tmp) {
 			!!rid && !!failRid && both.some((j) => j.rid === rid) && both.some((j) => j.rid === failRid) &&
 			both.every((j) => j.status === 'SUCCESS' || j.status === 'FAILURE'),
 			JSON.stringify(both.map((j) => [j.rid, j.status])));
+		const starting = await client.list_jobs(['STARTING']);
+		check('list_jobs([STARTING]) is accepted', Array.isArray(starting), JSON.stringify(starting));
+		// The SDK's Job reads created_at/updated_at/name; the document's list has ctime/mtime/fileName.
+		const j = all.find((x) => x.rid === rid) || {};
+		console.log(`INFO list_jobs entry as the SDK reads it: ${JSON.stringify(j)}`);
 	});
 
 	// --- errors map to the SDK's exceptions
@@ -284,6 +500,15 @@ async function flow(client, tmp) {
 		const c = await client.get_credit_balance();
 		check('credits went down after the jobs', credits0 !== undefined && c < credits0, `${credits0} -> ${c}`);
 	});
+
+	if (hero) {
+		await step('delete_character_model', async () => {
+			const n = await client.delete_character_model(hero);
+			check('delete_character_model returns 1', n === 1, n);
+			const after = await client.list_character_models(undefined, undefined, true);
+			check('deleted model is gone', !after.some((m) => m.id === hero), JSON.stringify(after));
+		});
+	}
 }
 
 const guard = setTimeout(() => {

@@ -16,7 +16,7 @@ static void sim_main_usage(FILE *f)
 {
 	fprintf(f, "usage: animate3d-sim [--listen HOST:PORT] [--session-ttl SECONDS] [--job-seconds SECONDS]\n"
 		   "       [--account ID:SECRET]... [--storage-dir DIR] [--max-upload-bytes N]\n"
-		   "       [--url-ttl SECONDS] [--credits N] [--seed N]\n");
+		   "       [--url-ttl SECONDS] [--credits N] [--seed N] [--lenient-auth]\n");
 }
 
 static int sim_main_double(const char *flag, const char *v, double min, double *out)
@@ -63,6 +63,7 @@ int main(int argc, char **argv)
 		{ "url-ttl", required_argument, NULL, 'u' },
 		{ "credits", required_argument, NULL, 'c' },
 		{ "seed", required_argument, NULL, 's' },
+		{ "lenient-auth", no_argument, NULL, 'L' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -126,6 +127,9 @@ int main(int argc, char **argv)
 			if (sim_main_double("--seed", optarg, 0, &d) != 0)
 				goto out;
 			s->cfg.seed = (uint64_t)d;
+			break;
+		case 'L':
+			s->cfg.lenient_auth = 1;
 			break;
 		case 'h':
 			sim_main_usage(stdout);

@@ -14,6 +14,7 @@
 #include "sim_http.h"
 #include "sim_jobs.h"
 #include "sim_models.h"
+#include "sim_reqlog.h"
 #include "sim_storage.h"
 #include "sim_webhooks.h"
 
@@ -68,7 +69,7 @@ int sim_init(struct sim *s)
 	if (RAND_bytes(s->url_key, sizeof(s->url_key)) != 1 ||
 	    RAND_bytes((unsigned char *)&s->id_rng, sizeof(s->id_rng)) != 1)
 		return -1;
-	if ((s->base = event_base_new()) == NULL)
+	if ((s->base = event_base_new()) == NULL || (s->reqlog = sim_reqlog_new()) == NULL)
 		return -1;
 	if (sim_storage_init(s) != 0 || sim_models_init(s) != 0 || sim_http_start(s) != 0)
 		return -1;
@@ -99,6 +100,8 @@ void sim_free(struct sim *s)
 		event_free(s->sig_int);
 	if (s->base != NULL)
 		event_base_free(s->base);
+	sim_reqlog_free(s->reqlog);
+	s->reqlog = NULL;
 	OPENSSL_cleanse(s->url_key, sizeof(s->url_key));
 	s->base = NULL;
 	s->cron = s->sig_term = s->sig_int = NULL;

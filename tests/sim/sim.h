@@ -50,6 +50,8 @@ struct sim_config {
 	int64_t max_upload_bytes;
 	double credits;			/* starting credits per account */
 	uint64_t seed;
+	int lenient_auth;		/* --lenient-auth: Basic accepted on every API route, not only
+					 * on /session/auth (for debugging clients) */
 };
 
 struct sim_account {
@@ -65,7 +67,8 @@ struct sim_session {
 	double expires;				/* wall clock, seconds */
 };
 
-enum sim_upload_kind { SIM_UP_VIDEO, SIM_UP_MODEL, SIM_UP_THUMB };
+/* PESAVE: a write URL handed out by /pesave/getUrls (one per job and tracked person). */
+enum sim_upload_kind { SIM_UP_VIDEO, SIM_UP_MODEL, SIM_UP_THUMB, SIM_UP_PESAVE };
 
 struct sim_upload {
 	char id[SIM_ID_LEN + 1];
@@ -90,13 +93,21 @@ struct sim_job {
 	char file_name[SIM_NAME_MAX];
 	char input_url[SIM_URL_MAX];	/* the url /process was given */
 	int64_t file_size;
-	double duration;		/* seconds of video */
+	double duration;		/* seconds of input video (fileDuration, link duration) */
+	double processed;		/* seconds processed: the trim=from,to part of the video;
+					 * what a job costs and how long its BVH runs */
+	double fps;			/* of the input video (30 when it is not a readable MP4) */
 	double t_start;			/* monotonic seconds */
 	double t_len;			/* run time, seconds */
 	int64_t ctime_ms, mtime_ms;	/* wall clock */
-	int mp_detection;		/* pipeline=mp_detection (cleared when rerun with models) */
-	int detected;			/* a detection run succeeded: /pesave/getUrls has results */
-	int persons;			/* detected (mp_detection) or tracked persons */
+	int mode;			/* v2.0 "mode": 0 single person, 1 multi person (a detection
+					 * run, or persons animated with models=[...]) */
+	int mp_detection;		/* this run is pipeline=mp_detection (cleared when the rid comes
+					 * back as rid_mp_detection) */
+	int find_persons;		/* persons a detection run of this video finds (persons-<n>) */
+	int detected;			/* persons a finished detection found: 0 before; the rid then
+					 * serves the cdsave and thumbnail_character_NNN.png */
+	int pesave[SIM_PARAMS_MAX_MODELS];	/* upload of each tracked person's pesave, -1 none */
 	int fail_code;			/* hook: ends FAILURE with it, 0 none */
 	int retry_code;			/* hook: RETRY midway, 0 none */
 	int queue_pos;			/* positionInQueue at start */
@@ -140,6 +151,7 @@ struct sim_fault {
 
 struct sim_delivery;
 struct sim_conn;
+struct sim_reqlog;
 struct event_base;
 struct event;
 struct evconnlistener;
@@ -171,6 +183,7 @@ struct sim {
 	struct sim_fault faults[SIM_MAX_FAULTS];
 	int n_faults;
 	struct sim_conn *conns[SIM_MAX_CONNS];
+	struct sim_reqlog *reqlog;	/* the last requests, for GET /_sim/requests */
 
 	uint64_t requests[SIM_MAX_ROUTES];
 	uint64_t rejections[SIM_REJ_COUNT];

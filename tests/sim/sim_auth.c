@@ -188,7 +188,7 @@ int sim_auth_request(struct sim *s, const char *cookie_hdr, const char *authz_hd
 				return ss->account;
 		}
 	}
-	if (authz_hdr != NULL)
+	if (authz_hdr != NULL && s->cfg.lenient_auth)
 		return sim_auth_check_basic(s, authz_hdr);
 	return -1;
 }

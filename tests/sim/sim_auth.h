@@ -34,7 +34,9 @@ int sim_auth_check_basic(struct sim *s, const char *authz_hdr);
 /* Creates a session for account; writes the whole Set-Cookie value into out. 0 or -1. */
 int sim_auth_login(struct sim *s, int account, double now, char *out, size_t outlen);
 
-/* Account of a request: a valid, unexpired dmsess cookie, else valid Basic; -1 when neither. */
+/* Account of an API request: a valid, unexpired dmsess cookie; -1 otherwise. The document
+ * (API 1) takes Basic only at GET /session/auth and the cookie on every other call, so Basic is
+ * ignored here unless s->cfg.lenient_auth (--lenient-auth) asks for the old leniency. */
 int sim_auth_request(struct sim *s, const char *cookie_hdr, const char *authz_hdr, double now);
 
 void sim_auth_revoke_all(struct sim *s);

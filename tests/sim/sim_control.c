@@ -2,6 +2,7 @@
 #include "sim_control.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
@@ -10,6 +11,7 @@
 #include "sim_http.h"
 #include "sim_ids.h"
 #include "sim_jobs.h"
+#include "sim_reqlog.h"
 
 static const char *const sim_control_modes[] = { "status", "reset", "garbage" };
 
@@ -201,4 +203,25 @@ void sim_control_h_jobs(struct sim *s, struct sim_req *rq, struct sim_resp *rs)
 			(json_int_t)j->ctime_ms));
 	}
 	sim_resp_json(rs, 200, json_pack("{s:o}", "jobs", arr));
+}
+
+void sim_control_h_requests(struct sim *s, struct sim_req *rq, struct sim_resp *rs)
+{
+	char v[16], *end;
+	long limit = SIM_REQLOG_MAX;
+
+	if (sim_http_query(rq, "limit", v, sizeof(v)) == 0) {
+		limit = strtol(v, &end, 10);
+		if (v[0] == '\0' || *end != '\0' || limit < 1 || limit > SIM_REQLOG_MAX) {
+			sim_resp_error(rs, 400, "400", "limit must be an integer in 1..%d", SIM_REQLOG_MAX);
+			return;
+		}
+	}
+	sim_resp_json(rs, 200, sim_reqlog_json(s->reqlog, (int)limit));
+}
+
+void sim_control_h_requests_clear(struct sim *s, struct sim_req *rq, struct sim_resp *rs)
+{
+	sim_reqlog_clear(s->reqlog);
+	sim_resp_json(rs, 200, json_pack("{s:b}", "cleared", 1));
 }

@@ -1,6 +1,7 @@
 /*
  * sim_control: the test controls under /_sim/ (not part of the real API, no auth): request
- * stats, injected faults, session revocation and a job listing across accounts.
+ * stats, injected faults, session revocation, a job listing across accounts and the log of
+ * the last requests (sim_reqlog).
  *
  * Faults: at most SIM_MAX_FAULTS; each matches one route name ("GET /status/{rids}") or "*"
  * (every API route, not storage), hits with probability rate (PRNG seeded by --seed) until its
@@ -25,5 +26,8 @@ void sim_control_h_faults_add(struct sim *s, struct sim_req *rq, struct sim_resp
 void sim_control_h_faults_clear(struct sim *s, struct sim_req *rq, struct sim_resp *rs);
 void sim_control_h_revoke(struct sim *s, struct sim_req *rq, struct sim_resp *rs);
 void sim_control_h_jobs(struct sim *s, struct sim_req *rq, struct sim_resp *rs);
+/* GET /_sim/requests?limit=N (1..SIM_REQLOG_MAX, default all kept); DELETE clears. */
+void sim_control_h_requests(struct sim *s, struct sim_req *rq, struct sim_resp *rs);
+void sim_control_h_requests_clear(struct sim *s, struct sim_req *rq, struct sim_resp *rs);
 
 #endif

@@ -23,6 +23,7 @@
 #include "sim_jobs.h"
 #include "sim_resp.h"
 #include "sim_models.h"
+#include "sim_reqlog.h"
 #include "sim_storage.h"
 #include "sim_webhooks.h"
 
@@ -70,6 +71,9 @@ static const struct sim_route sim_http_routes[] = {
 	{ "POST", "/_sim/sessions/revoke", "POST /_sim/sessions/revoke", SIM_RT_CONTROL,
 	  sim_control_h_revoke },
 	{ "GET", "/_sim/jobs", "GET /_sim/jobs", SIM_RT_CONTROL, sim_control_h_jobs },
+	{ "GET", "/_sim/requests", "GET /_sim/requests", SIM_RT_CONTROL, sim_control_h_requests },
+	{ "DELETE", "/_sim/requests", "DELETE /_sim/requests", SIM_RT_CONTROL,
+	  sim_control_h_requests_clear },
 };
 #define SIM_HTTP_N_ROUTES ((int)(sizeof(sim_http_routes) / sizeof(sim_http_routes[0])))
 _Static_assert(SIM_HTTP_N_ROUTES <= SIM_MAX_ROUTES, "raise SIM_MAX_ROUTES");
@@ -275,6 +279,26 @@ static void sim_http_send(struct sim_conn *c, struct sim_resp *rs)
 	bufferevent_disable(c->bev, EV_READ);
 }
 
+/* Keeps the request and its answer (status 0: none) in the request log. The /_sim/ controls
+ * are left out, so reading the log does not change it. */
+static void sim_http_log(struct sim_conn *c, const struct sim_resp *rs)
+{
+	const struct sim_req *rq = &c->rq;
+	struct sim_reqlog_rec rec = {
+		.method = rq->method, .path = rq->path,
+		.hname = (const char *const *)rq->hname, .hval = (const char *const *)rq->hval,
+		.n_headers = rq->n_headers,
+		.resp_hdr = rs != NULL ? (const char *const *)rs->hdr : NULL,
+		.n_resp_hdr = rs != NULL ? rs->n_hdr : 0,
+		.status = rs != NULL ? rs->status : 0,
+		.t_ms = (int64_t)(sim_now_wall() * 1000),
+	};
+
+	if (rq->route >= 0 && (sim_http_routes[rq->route].flags & SIM_RT_CONTROL))
+		return;
+	sim_reqlog_add(c->s->reqlog, &rec);
+}
+
 /* Runs the handler (or the early answer / fault) once the whole request is in.
  * Returns 1 when the connection was closed (c is gone), else 0. */
 static int sim_http_dispatch(struct sim_conn *c)
@@ -287,6 +311,7 @@ static int sim_http_dispatch(struct sim_conn *c)
 	memset(&rs, 0, sizeof(rs));
 	c->state = SIM_CONN_WAIT;
 	if (c->faulted && c->fault.mode == SIM_FAULT_RESET) {
+		sim_http_log(c, NULL);
 		sim_http_conn_close(c, 1);
 		return 1;
 	}
@@ -318,6 +343,7 @@ static int sim_http_dispatch(struct sim_conn *c)
 	}
 	if (rs.status == 0)
 		sim_resp_error(&rs, 500, "500", "Internal error: no answer");
+	sim_http_log(c, &rs);
 	sim_http_send(c, &rs);
 	sim_resp_reset(&rs);
 	return 0;

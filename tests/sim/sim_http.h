@@ -37,7 +37,7 @@ struct evbuffer;
 #define SIM_HTTP_READ_HIGHWATER (256 * 1024)
 
 enum sim_route_flags {
-	SIM_RT_AUTH = 1,	/* needs a session cookie or Basic */
+	SIM_RT_AUTH = 1,	/* needs a session cookie (Basic too with --lenient-auth) */
 	SIM_RT_STORAGE = 2,	/* signed-URL storage: body may stream to a file */
 	SIM_RT_CONTROL = 4,	/* /_sim/ test controls: no auth, no faults, not counted */
 	SIM_RT_PREFIX = 8,	/* template is a path prefix */

@@ -134,7 +134,7 @@ struct sim_job *sim_jobs_find(struct sim *s, const char *rid, int account)
 static void sim_jobs_finish(struct sim *s, struct sim_job *j)
 {
 	struct sim_account *a = &s->accounts[j->account];
-	double cost = ceil(j->duration);
+	double cost = ceil(j->processed);
 
 	j->mtime_ms = (int64_t)(sim_now_wall() * 1000);
 	if (j->fail_code != 0) {
@@ -148,7 +148,8 @@ static void sim_jobs_finish(struct sim *s, struct sim_job *j)
 		a->credits -= cost;
 		j->cost = cost;
 		j->final = SIM_JOB_SUCCEEDED;
-		j->detected |= j->mp_detection;
+		if (j->mp_detection)
+			j->detected = j->find_persons;
 	}
 	sim_webhooks_job_done(s, j);
 }
@@ -172,24 +173,30 @@ void sim_jobs_free(struct sim *s)
 	s->n_jobs = 0;
 }
 
-static double sim_jobs_duration(const struct sim_upload *u, const struct sim_params *p)
+/* The input video's length (what /list and /download report) and the part a trim=from,to keeps
+ * (what the job processes and charges for). */
+static void sim_jobs_measure(struct sim_job *j, const struct sim_upload *u, const struct sim_params *p)
 {
 	struct sim_mp4_info info;
-	double d = SIM_JOBS_DEFAULT_DURATION;
-	int fd = open(u->path, O_RDONLY | O_CLOEXEC);
+	int fd = u != NULL ? open(u->path, O_RDONLY | O_CLOEXEC) : -1;
 
+	j->duration = SIM_JOBS_DEFAULT_DURATION;
+	j->fps = SIM_JOBS_DEFAULT_FPS;
 	if (fd >= 0) {
-		if (sim_mp4_parse_fd(fd, &info) == 0 && info.duration > 0)
-			d = info.duration;
+		if (sim_mp4_parse_fd(fd, &info) == 0 && info.duration > 0) {
+			j->duration = info.duration;
+			if (info.fps > 0)
+				j->fps = info.fps;
+		}
 		close(fd);
 	}
+	j->processed = j->duration;
 	if (p->has_trim) {
-		double to = p->trim_to < d ? p->trim_to : d;
+		double to = p->trim_to < j->duration ? p->trim_to : j->duration;
 
 		if (to - p->trim_from > 0)
-			d = to - p->trim_from;
+			j->processed = to - p->trim_from;
 	}
-	return d;
 }
 
 static void sim_jobs_param_error(struct sim *s, struct sim_resp *rs, const char *which)
@@ -200,12 +207,93 @@ static void sim_jobs_param_error(struct sim *s, struct sim_resp *rs, const char 
 
 static void sim_jobs_start(struct sim *s, struct sim_job *j)
 {
+	/* a run makes new pose estimations: the pesave URLs of an earlier run are gone */
+	for (int i = 0; i < SIM_JOBS_MAX_PERSONS; i++)
+		j->pesave[i] = -1;
 	j->t_start = sim_now_mono();
 	j->t_len = s->cfg.job_seconds;
 	j->queue_pos = SIM_JOBS_QUEUE_START;
 	j->final = SIM_JOB_RUNNING;
 	j->final_code = 0;
 	j->mtime_ms = (int64_t)(sim_now_wall() * 1000);
+}
+
+int sim_jobs_n_tracked(const struct sim_job *j)
+{
+	if (j->mp_detection)
+		return 0;
+	return j->mode == 1 ? j->params.n_models : 1;
+}
+
+void sim_jobs_tracked(const struct sim_job *j, int i, int *tracking_id, const char **model_id)
+{
+	const char *m = NULL;
+
+	*tracking_id = 1;
+	if (j->mode == 1 && i >= 0 && i < j->params.n_models) {
+		*tracking_id = j->params.models[i].tracking_id;
+		m = j->params.models[i].model_id;
+	} else if (j->params.model[0] != '\0') {
+		m = j->params.model;
+	}
+	if (model_id != NULL)
+		*model_id = m;
+}
+
+void sim_jobs_add_mode(const struct sim_job *j, json_t *o)
+{
+	json_t *models = json_array();
+
+	for (int i = 0; i < sim_jobs_n_tracked(j); i++) {
+		const char *mid;
+		char tid[16];
+		int t;
+
+		sim_jobs_tracked(j, i, &t, &mid);
+		snprintf(tid, sizeof(tid), "%03d", t);
+		json_array_append_new(models, json_pack("{s:s, s:o, s:i, s:i}", "trackingId", tid,
+			"modelId", mid != NULL ? json_string(mid) : json_null(),
+			"faceDataType", j->params.track_face, "handDataType", j->params.track_hand));
+	}
+	json_object_set_new(o, "mode", json_integer(j->mode));
+	json_object_set_new(o, "models", models);
+}
+
+/* Every models[] entry names a person the detection found (1..detected). */
+static int sim_jobs_models_detected(const struct sim_params *p, int detected)
+{
+	for (int i = 0; i < p->n_models; i++)
+		if (p->models[i].tracking_id > detected)
+			return 0;
+	return 1;
+}
+
+/* v2.0 Phase 2: /process with rid_mp_detection runs the detection's own job again, in mode 1,
+ * for the persons models[] names; "the returned rid [...] will be the same". */
+static void sim_jobs_process_detected(struct sim *s, struct sim_req *rq, struct sim_resp *rs,
+				      const char *rid_mp, const struct sim_params *p)
+{
+	struct sim_job *j = sim_jobs_find(s, rid_mp, rq->account);
+
+	if (j == NULL) {
+		sim_resp_error(rs, 404, "404", "Unknown rid_mp_detection: %s", rid_mp);
+		return;
+	}
+	if (j->detected == 0 || j->final == SIM_JOB_RUNNING || p->mp_detection) {
+		sim_resp_error(rs, 400, "400", "rid_mp_detection must be a finished mp_detection job");
+		return;
+	}
+	if (p->n_models == 0 || !sim_jobs_models_detected(p, j->detected)) {
+		/* models is what phase 2 is for, and only detected persons can be tracked */
+		sim_jobs_param_error(s, rs, "models");
+		return;
+	}
+	j->mode = 1;
+	j->mp_detection = 0;
+	j->params = *p;
+	sim_jobs_measure(j, j->upload >= 0 ? s->uploads[j->upload] : NULL, p);
+	sim_jobs_start(s, j);
+	sim_resp_json(rs, 200, json_pack("{s:s}", "rid", j->rid));
 }
 
 void sim_jobs_h_process(struct sim *s, struct sim_req *rq, struct sim_resp *rs)
@@ -245,27 +333,12 @@ void sim_jobs_h_process(struct sim *s, struct sim_req *rq, struct sim_resp *rs)
 			goto out;
 		}
 	if (rid_mp != NULL) {
-		j = sim_jobs_find(s, rid_mp, rq->account);
-		if (j == NULL) {
-			sim_resp_error(rs, 404, "404", "Unknown rid_mp_detection: %s", rid_mp);
-			goto out;
-		}
-		if (!j->mp_detection || j->final != SIM_JOB_SUCCEEDED || p.mp_detection) {
-			sim_resp_error(rs, 400, "400", "rid_mp_detection must be a finished mp_detection job");
-			goto out;
-		}
-		/* v2.0: the detection job itself runs again with the chosen models */
-		j->mp_detection = 0;
-		j->params = p;
-		if (p.n_models > 0)
-			j->persons = p.n_models;
-		sim_jobs_start(s, j);
-		sim_resp_json(rs, 200, json_pack("{s:s}", "rid", j->rid));
+		sim_jobs_process_detected(s, rq, rs, rid_mp, &p);
 		goto out;
 	}
 	if (url != NULL) {
 		up = sim_storage_find_url(s, url, rq->account);
-		if (up < 0 || !s->uploads[up]->complete) {
+		if (up < 0 || !s->uploads[up]->complete || s->uploads[up]->kind != SIM_UP_VIDEO) {
 			sim_resp_error(rs, 404, "404", "Unknown or not uploaded url");
 			goto out;
 		}
@@ -280,6 +353,12 @@ void sim_jobs_h_process(struct sim *s, struct sim_req *rq, struct sim_resp *rs)
 			goto out;
 		}
 		up = src->upload;
+	}
+	/* models name detected persons: only a rerun of a job whose detection finished has any */
+	if (p.n_models > 0 && (src == NULL || p.mp_detection || !sim_jobs_models_detected(&p, src->detected) ||
+			       src->detected == 0)) {
+		sim_jobs_param_error(s, rs, "models");
+		goto out;
 	}
 	if (s->n_jobs == SIM_MAX_JOBS || (j = calloc(1, sizeof(*j))) == NULL) {
 		s->rejections[SIM_REJ_JOBS]++;
@@ -299,13 +378,25 @@ void sim_jobs_h_process(struct sim *s, struct sim_req *rq, struct sim_resp *rs)
 		snprintf(j->input_url, sizeof(j->input_url), "%s", url);
 	}
 	j->file_size = up >= 0 ? s->uploads[up]->received : 0;
-	j->duration = up >= 0 ? sim_jobs_duration(s->uploads[up], &p) : SIM_JOBS_DEFAULT_DURATION;
-	sim_jobs_hooks(j->file_name, &j->fail_code, &j->retry_code, &j->persons);
+	sim_jobs_measure(j, up >= 0 ? s->uploads[up] : NULL, &p);
+	sim_jobs_hooks(j->file_name, &j->fail_code, &j->retry_code, &j->find_persons);
+	if (j->find_persons < 0)
+		j->find_persons = SIM_JOBS_DEFAULT_PERSONS;
 	j->mp_detection = p.mp_detection;
-	if (j->persons < 0)
-		j->persons = p.mp_detection ? SIM_JOBS_DEFAULT_PERSONS : 1;
+	if (p.mp_detection) {
+		j->mode = 1;
+	} else if (src != NULL && src->detected > 0 && (p.n_models > 0 || (src->mode == 1 && !src->mp_detection))) {
+		/* "Rerun will be the same as before": a rerun of a multi-person job stays one, with
+		 * the same persons unless new models are given */
+		j->mode = 1;
+		j->detected = src->detected;
+		if (p.n_models == 0) {
+			memcpy(j->params.models, src->params.models, sizeof(j->params.models));
+			j->params.n_models = src->params.n_models;
+		}
+	}
 	/* Nobody to track: the job fails the way the API reports it. */
-	if (j->persons == 0 && j->fail_code == 0)
+	if (j->find_persons == 0 && j->fail_code == 0)
 		j->fail_code = 513;
 	sim_jobs_start(s, j);
 	s->jobs[s->n_jobs++] = j;
@@ -351,8 +442,12 @@ static json_t *sim_jobs_status_json(struct sim *s, const struct sim_job *j)
 	} else if (strcmp(v.status, "SUCCESS") == 0) {
 		char out[SIM_NAME_MAX + 16];
 
-		snprintf(out, sizeof(out), "%s.%s", j->rid, j->mp_detection ? "json" : "bvh");
-		d = json_pack("{s:s, s:s}", "In", j->file_name, "out", out);
+		if (j->mp_detection)
+			snprintf(out, sizeof(out), "characters_detection_result.cdsave");
+		else
+			snprintf(out, sizeof(out), "%s.bvh", j->rid);
+		/* Lower-case "in": the v1.5.8 document's spelling and what the SDKs read. */
+		d = json_pack("{s:s, s:s}", "in", j->file_name, "out", out);
 	} else {
 		char msg[256];
 
@@ -377,10 +472,21 @@ void sim_jobs_h_download(struct sim *s, struct sim_req *rq, struct sim_resp *rs)
 	sim_jobs_each(s, rq, rs, "links", sim_outputs_link);
 }
 
+/* The statuses /list knows (v1.5.8 API 6). STARTING is a queued job: /status shows it as
+ * PROGRESS with positionInQueue, /list as STARTING. */
+static const char *const sim_jobs_list_statuses[] = {
+	"STARTING", "PROGRESS", "SUCCESS", "RETRY", "FAILURE",
+};
+#define SIM_JOBS_N_LIST_STATUSES 5
+
+const char *sim_jobs_list_status(const struct sim_job_view *v)
+{
+	return strcmp(v->status, "PROGRESS") == 0 && v->queue_pos > 0 ? "STARTING" : v->status;
+}
+
 void sim_jobs_h_list(struct sim *s, struct sim_req *rq, struct sim_resp *rs)
 {
-	static const char *const all[] = { "PROGRESS", "SUCCESS", "RETRY", "FAILURE" };
-	int want[4] = { 1, 1, 1, 1 };
+	int want[SIM_JOBS_N_LIST_STATUSES] = { 1, 1, 1, 1, 1 };
 	double now = sim_now_mono();
 	json_t *list;
 
@@ -393,9 +499,9 @@ void sim_jobs_h_list(struct sim *s, struct sim_req *rq, struct sim_resp *rs)
 		for (tok = strtok_r(buf, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
 			int k;
 
-			for (k = 0; k < 4 && strcmp(tok, all[k]) != 0; k++)
+			for (k = 0; k < SIM_JOBS_N_LIST_STATUSES && strcmp(tok, sim_jobs_list_statuses[k]) != 0; k++)
 				;
-			if (k == 4) {
+			if (k == SIM_JOBS_N_LIST_STATUSES) {
 				sim_resp_error(rs, 400, "400", "Unknown status: %s", tok);
 				return;
 			}
@@ -406,18 +512,27 @@ void sim_jobs_h_list(struct sim *s, struct sim_req *rq, struct sim_resp *rs)
 	for (int i = 0; i < s->n_jobs; i++) {
 		const struct sim_job *j = s->jobs[i];
 		struct sim_job_view v;
+		const char *st;
+		json_t *e;
 		int k;
 
 		if (j->account != rq->account)
 			continue;
 		sim_jobs_view(j, now, &v);
-		for (k = 0; k < 4 && strcmp(v.status, all[k]) != 0; k++)
+		st = sim_jobs_list_status(&v);
+		for (k = 0; k < SIM_JOBS_N_LIST_STATUSES && strcmp(st, sim_jobs_list_statuses[k]) != 0; k++)
 			;
-		if (k < 4 && want[k])
-			json_array_append_new(list, json_pack("{s:s, s:s, s:I, s:f, s:s, s:I, s:I}",
-				"rid", j->rid, "fileName", j->file_name, "fileSize", (json_int_t)j->file_size,
-				"fileDuration", j->duration, "status", v.status, "ctime",
-				(json_int_t)j->ctime_ms, "mtime", (json_int_t)j->mtime_ms));
+		if (k == SIM_JOBS_N_LIST_STATUSES || !want[k])
+			continue;
+		e = json_pack("{s:s, s:s, s:I, s:f, s:s, s:I, s:I}", "rid", j->rid, "fileName",
+			      j->file_name, "fileSize", (json_int_t)j->file_size, "fileDuration",
+			      j->duration, "status", st, "ctime", (json_int_t)j->ctime_ms, "mtime",
+			      (json_int_t)j->mtime_ms);
+		/* v2.0: "For a successful job, [...] download and list api response will contain two
+		 * additional fields" */
+		if (e != NULL && j->final == SIM_JOB_SUCCEEDED)
+			sim_jobs_add_mode(j, e);
+		json_array_append_new(list, e);
 	}
 	sim_resp_json(rs, 200, json_pack("{s:I, s:o}", "count", (json_int_t)json_array_size(list),
 					 "list", list));
@@ -429,17 +544,30 @@ void sim_jobs_h_credits(struct sim *s, struct sim_req *rq, struct sim_resp *rs)
 	sim_resp_json(rs, 200, json_pack("{s:f}", "credits", s->accounts[rq->account].credits));
 }
 
-void sim_jobs_h_minutes(struct sim *s, struct sim_req *rq, struct sim_resp *rs)
+long long sim_jobs_minutes_cents(double credits)
 {
-	sim_jobs_update(s, sim_now_mono());
-	sim_resp_json(rs, 200, json_pack("{s:f}", "minutes",
-					 floor(s->accounts[rq->account].credits / 60.0 * 100) / 100));
+	/* The epsilon keeps exact products (credits 0.6 -> 1 cent) from flooring one cent low. */
+	double c = floor(credits * 100.0 / 60.0 + 1e-9);
+
+	return c > 0 ? (long long)c : 0;
 }
 
+void sim_jobs_h_minutes(struct sim *s, struct sim_req *rq, struct sim_resp *rs)
+{
+	long long c;
+
+	sim_jobs_update(s, sim_now_mono());
+	c = sim_jobs_minutes_cents(s->accounts[rq->account].credits);
+	sim_resp_json_text(rs, 200, "{\"minutes\":%lld.%02lld}", c / 100, c % 100);
+}
+
+/* v2.0 PeSave API 1: one entry per tracked person, "001" for a single-person job. The write URL
+ * is a signed storage URL taking one PUT (the modified pose estimation); once something was put
+ * there, the read URL is a signed GET of it, null before. */
 void sim_jobs_h_pesave(struct sim *s, struct sim_req *rq, struct sim_resp *rs)
 {
 	struct sim_job *j;
-	json_t *persons;
+	json_t *arr;
 
 	sim_jobs_update(s, sim_now_mono());
 	j = sim_jobs_find(s, rq->arg, rq->account);
@@ -447,17 +575,33 @@ void sim_jobs_h_pesave(struct sim *s, struct sim_req *rq, struct sim_resp *rs)
 		sim_resp_error(rs, 404, "404", "Unknown rid: %s", rq->arg);
 		return;
 	}
-	if (!j->detected) {
-		sim_resp_error(rs, 400, "400", "rid %s is not a finished mp_detection job", rq->arg);
+	if (j->final != SIM_JOB_SUCCEEDED || j->mp_detection) {
+		sim_resp_error(rs, 400, "400", "rid %s has no pose estimation: not a finished animation job",
+			       rq->arg);
 		return;
 	}
-	persons = json_array();
-	for (int i = 1; i <= j->persons; i++) {
-		char path[SIM_URL_MAX], url[SIM_URL_MAX];
+	arr = json_array();
+	for (int i = 0; i < sim_jobs_n_tracked(j); i++) {
+		char name[SIM_NAME_MAX], tid[16], url[SIM_URL_MAX];
+		const struct sim_upload *u;
+		int t;
 
-		snprintf(path, sizeof(path), "/storage/t/%s/thumbnail_character_%03d.png", j->rid, i);
-		if (sim_storage_signed_url(s, path, url, sizeof(url)) == 0)
-			json_array_append_new(persons, json_pack("{s:i, s:s}", "trackingId", i, "thumb", url));
+		sim_jobs_tracked(j, i, &t, NULL);
+		snprintf(tid, sizeof(tid), "%03d", t);
+		if (j->pesave[i] < 0) {
+			snprintf(name, sizeof(name), "%s_%s.pesave", j->rid, tid);
+			j->pesave[i] = sim_storage_new_upload(s, j->account, SIM_UP_PESAVE, name, 0, url,
+							      sizeof(url));
+		}
+		if (j->pesave[i] < 0 || sim_storage_upload_url(s, j->pesave[i], url, sizeof(url)) != 0) {
+			json_decref(arr);
+			sim_resp_error(rs, 503, "503", "Upload table full");
+			return;
+		}
+		u = s->uploads[j->pesave[i]];
+		json_array_append_new(arr, json_pack("{s:s, s:o, s:s}", "trackingId", tid,
+			"modifiedVersionReadUrl", u->complete ? json_string(url) : json_null(),
+			"modifiedVersionWriteUrl", url));
 	}
-	sim_resp_json(rs, 200, json_pack("{s:s, s:o}", "rid", j->rid, "persons", persons));
+	sim_resp_json(rs, 200, arr);
 }

@@ -104,25 +104,129 @@ static int sim_params_id(const char *v)
 	return strspn(v, "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_-") == n ? 0 : -1;
 }
 
+static int sim_params_put(char *out, size_t outlen, size_t *o, char c)
+{
+	if (*o + 1 >= outlen)
+		return -1;
+	out[(*o)++] = c;
+	return 0;
+}
+
+static int sim_params_ident_start(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c == '$';
+}
+
+static int sim_params_ident_char(char c)
+{
+	return sim_params_ident_start(c) || (c >= '0' && c <= '9');
+}
+
+int sim_params_relaxed_json(const char *in, char *out, size_t outlen)
+{
+	const char *p = in;
+	size_t o = 0;
+
+	while (*p != '\0') {
+		if (*p == '"' || *p == '\'') {
+			char q = *p++;
+
+			if (sim_params_put(out, outlen, &o, '"') != 0)
+				return -1;
+			while (*p != '\0' && *p != q) {
+				if (*p == '\\' && p[1] == '\0')
+					return -1;
+				if (*p == '\\' && q == '\'' && p[1] == '\'') {
+					/* \' means ' in JavaScript; JSON has no such escape */
+					if (sim_params_put(out, outlen, &o, '\'') != 0)
+						return -1;
+					p += 2;
+				} else if (*p == '\\') {
+					if (sim_params_put(out, outlen, &o, *p++) != 0 ||
+					    sim_params_put(out, outlen, &o, *p++) != 0)
+						return -1;
+				} else if (*p == '"') {
+					/* only inside '...': a bare " must be escaped in JSON */
+					if (sim_params_put(out, outlen, &o, '\\') != 0 ||
+					    sim_params_put(out, outlen, &o, *p++) != 0)
+						return -1;
+				} else if (sim_params_put(out, outlen, &o, *p++) != 0) {
+					return -1;
+				}
+			}
+			if (*p != q || sim_params_put(out, outlen, &o, '"') != 0)
+				return -1;
+			p++;
+		} else if (sim_params_ident_start(*p)) {
+			const char *s = p, *t;
+			int key;
+
+			while (sim_params_ident_char(*p))
+				p++;
+			for (t = p; *t == ' ' || *t == '\t' || *t == '\n' || *t == '\r'; t++)
+				;
+			key = *t == ':';	/* true, false and null are values, never keys */
+			if (key && sim_params_put(out, outlen, &o, '"') != 0)
+				return -1;
+			while (s < p)
+				if (sim_params_put(out, outlen, &o, *s++) != 0)
+					return -1;
+			if (key && sim_params_put(out, outlen, &o, '"') != 0)
+				return -1;
+		} else if (sim_params_put(out, outlen, &o, *p++) != 0) {
+			return -1;
+		}
+	}
+	if (outlen == 0)
+		return -1;
+	out[o] = '\0';
+	return 0;
+}
+
+/* A tracking id: an integer, or a string of one to three digits ("001", the document's form);
+ * 1..SIM_PARAMS_TRACKING_ID_MAX. -1 for anything else. */
+static int sim_params_tracking_id(const json_t *v)
+{
+	if (json_is_integer(v))
+		return json_integer_value(v) >= 1 && json_integer_value(v) <= SIM_PARAMS_TRACKING_ID_MAX
+		       ? (int)json_integer_value(v) : -1;
+	if (json_is_string(v)) {
+		const char *s = json_string_value(v);
+		size_t n = strlen(s);
+		int id;
+
+		if (n == 0 || n > 3 || strspn(s, "0123456789") != n)
+			return -1;
+		id = (int)strtol(s, NULL, 10);	/* one to three digits, checked above */
+		return id >= 1 ? id : -1;
+	}
+	return -1;
+}
+
 static int sim_params_models(const char *v, struct sim_params *out)
 {
+	char relaxed[SIM_PARAMS_ITEM_MAX * 2];	/* escaping can double a quote-heavy item */
 	json_error_t err;
 	json_t *arr = json_loads(v, 0, &err);
 	size_t i;
 	json_t *it;
 	int rc = -1;
 
+	if (arr == NULL && sim_params_relaxed_json(v, relaxed, sizeof(relaxed)) == 0)
+		arr = json_loads(relaxed, 0, &err);
 	if (!json_is_array(arr) || json_array_size(arr) == 0 ||
 	    json_array_size(arr) > SIM_PARAMS_MAX_MODELS)
 		goto out;
 	json_array_foreach(arr, i, it) {
-		json_t *tid = json_object_get(it, "trackingId");
+		int tid = sim_params_tracking_id(json_object_get(it, "trackingId"));
 		json_t *mid = json_object_get(it, "modelId");
 
-		if (!json_is_integer(tid) || json_integer_value(tid) < 1 || !json_is_string(mid) ||
-		    sim_params_id(json_string_value(mid)) != 0)
+		if (tid < 0 || !json_is_string(mid) || sim_params_id(json_string_value(mid)) != 0)
 			goto out;
-		out->models[i].tracking_id = (int)json_integer_value(tid);
+		for (size_t k = 0; k < i; k++)
+			if (out->models[k].tracking_id == tid)
+				goto out;	/* one model per person */
+		out->models[i].tracking_id = tid;
 		snprintf(out->models[i].model_id, sizeof(out->models[i].model_id), "%s",
 			 json_string_value(mid));
 	}

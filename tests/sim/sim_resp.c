@@ -1,6 +1,7 @@
 /* sim_resp: building the answer a handler gives (status, headers, JSON or file body). */
 #include "sim_resp.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,21 @@ void sim_resp_json(struct sim_resp *rs, int status, json_t *body)
 	if (txt != NULL && rs->body != NULL)
 		evbuffer_add(rs->body, txt, strlen(txt));
 	free(txt);
+	sim_resp_header(rs, "Content-Type: application/json");
+}
+
+void sim_resp_json_text(struct sim_resp *rs, int status, const char *fmt, ...)
+{
+	va_list ap;
+
+	sim_resp_reset(rs);
+	rs->status = status;
+	rs->body = evbuffer_new();
+	if (rs->body != NULL) {
+		va_start(ap, fmt);
+		evbuffer_add_vprintf(rs->body, fmt, ap);
+		va_end(ap);
+	}
 	sim_resp_header(rs, "Content-Type: application/json");
 }
 

@@ -29,6 +29,10 @@ struct sim_resp {
  * sim_resp_error answers {"message": formatted, "error": error}. */
 void sim_resp_header(struct sim_resp *rs, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void sim_resp_json(struct sim_resp *rs, int status, json_t *body);
+/* Answers JSON text the caller formatted itself, for numbers jansson cannot print as the
+ * document shows them (jansson writes reals with 17 significant digits). */
+void sim_resp_json_text(struct sim_resp *rs, int status, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 void sim_resp_error(struct sim_resp *rs, int status, const char *error, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 /* Frees headers, body and file; leaves *rs zeroed (not answered). */

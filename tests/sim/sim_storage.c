@@ -170,11 +170,21 @@ static int sim_storage_encode(const char *src, char *out, size_t outlen)
 	return 0;
 }
 
+int sim_storage_upload_url(struct sim *s, int i, char *url, size_t urllen)
+{
+	char enc[SIM_NAME_MAX * 3], path[SIM_URL_MAX];
+
+	if (i < 0 || i >= s->n_uploads || sim_storage_encode(s->uploads[i]->name, enc, sizeof(enc)) != 0 ||
+	    snprintf(path, sizeof(path), "/storage/u/%s/%s", s->uploads[i]->id, enc) >= (int)sizeof(path))
+		return -1;
+	return sim_storage_signed_url(s, path, url, urllen);
+}
+
 int sim_storage_new_upload(struct sim *s, int account, enum sim_upload_kind kind, const char *name,
 			   int resumable, char *url, size_t urllen)
 {
 	struct sim_upload *u;
-	char enc[SIM_NAME_MAX * 3], path[SIM_URL_MAX];
+	char enc[SIM_NAME_MAX * 3];
 	int slot = s->n_uploads;
 
 	if (slot == SIM_MAX_UPLOADS) {
@@ -189,14 +199,17 @@ int sim_storage_new_upload(struct sim *s, int account, enum sim_upload_kind kind
 	u->kind = kind;
 	u->resumable = resumable;
 	u->total = -1;
-	if (snprintf(u->path, sizeof(u->path), "%s/%s", s->cfg.storage_dir, u->id) >= (int)sizeof(u->path) ||
-	    snprintf(path, sizeof(path), "/storage/u/%s/%s", u->id, enc) >= (int)sizeof(path) ||
-	    sim_storage_signed_url(s, path, url, urllen) != 0) {
+	if (snprintf(u->path, sizeof(u->path), "%s/%s", s->cfg.storage_dir, u->id) >= (int)sizeof(u->path)) {
 		free(u);
 		return -1;
 	}
 	s->uploads[slot] = u;
 	s->n_uploads++;
+	if (sim_storage_upload_url(s, slot, url, urllen) != 0) {
+		s->uploads[--s->n_uploads] = NULL;
+		free(u);
+		return -1;
+	}
 	return slot;
 }
 

@@ -49,6 +49,8 @@ int sim_storage_parse_content_range(const char *v, int64_t *first, int64_t *last
 /* Issues an upload URL for account; index into s->uploads or -1 (table full). */
 int sim_storage_new_upload(struct sim *s, int account, enum sim_upload_kind kind, const char *name,
 			   int resumable, char *url, size_t urllen);
+/* A freshly signed URL of upload i (the same object, a new X-Goog-Date). 0 or -1. */
+int sim_storage_upload_url(struct sim *s, int i, char *url, size_t urllen);
 /* Upload an URL names (/storage/u/<id>/...), if it belongs to account; -1 otherwise. */
 int sim_storage_find_url(struct sim *s, const char *url, int account);
 

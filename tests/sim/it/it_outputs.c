@@ -93,7 +93,7 @@ Test(download, groups_files_and_a_real_bvh)
 	struct { const char *ext, *ct1, *ct2; } types[] = {
 		{ "mp4", "video/mp4", NULL },
 		{ "glb", "model/gltf-binary", "application/octet-stream" },
-		{ "fbx", "application/octet-stream", NULL },
+		{ "fbx", "application/zip", NULL },	/* an archive: clients save .fbx.zip */
 		{ "bvh", "text/", "application/octet-stream" },
 		{ "png", "image/png", NULL },
 		{ "jpg", "image/jpeg", NULL },

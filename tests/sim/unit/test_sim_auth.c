@@ -107,12 +107,48 @@ Test(sim_auth, accounts_sessions_and_expiry)
 	snprintf(hdr, sizeof(hdr), "dmsess=%s; Path", v);
 	cr_expect_eq(sim_auth_request(s, hdr, NULL, 1005.0), 1, "valid cookie");
 	cr_expect_eq(sim_auth_request(s, hdr, NULL, 1010.0), -1, "expired at login + ttl");
-	cr_expect_eq(sim_auth_request(s, hdr, "Basic dGVhbTpzM2NyZXQ=", 1010.0), 1, "Basic still works");
+	cr_expect_eq(sim_auth_request(s, hdr, "Basic dGVhbTpzM2NyZXQ=", 1010.0), -1,
+		     "Basic alone is not a session");
 	cr_expect_eq(sim_auth_request(s, "dmsess=unknown", NULL, 1005.0), -1);
 	cr_expect_eq(sim_auth_request(s, NULL, NULL, 1005.0), -1);
 
 	sim_auth_revoke_all(s);
 	cr_expect_eq(sim_auth_request(s, hdr, NULL, 1001.0), -1, "revoked");
+	sim_auth_free(s);
+	free(s);
+}
+
+Test(sim_auth, basic_only_with_lenient_auth_table)
+{
+	/* cookie (valid, unknown, none) x Basic (right, wrong, none) x --lenient-auth → account */
+	struct sim *s = calloc(1, sizeof(*s));
+	char cookie[256], good[128];
+	static const char *const basic_ok = "Basic dGVhbTpzM2NyZXQ=";	/* team:s3cret */
+	static const char *const basic_bad = "Basic dGVhbTpzM2NyZXU=";	/* team:s3creu */
+	struct { int cookie; const char *basic; int lenient, want; } cases[] = {
+		{ 1, NULL, 0, 1 },
+		{ 1, basic_ok, 0, 1 },		/* the official demo sends Basic beside the cookie */
+		{ 1, basic_bad, 0, 1 },		/* a cookie wins over any Basic */
+		{ 0, basic_ok, 0, -1 },		/* Basic only at GET /session/auth */
+		{ 0, basic_ok, 1, 1 },		/* unless --lenient-auth */
+		{ 0, basic_bad, 1, -1 },
+		{ 2, basic_ok, 0, -1 },		/* an unknown cookie does not fall back to Basic */
+		{ 2, basic_ok, 1, 1 },
+		{ 0, NULL, 1, -1 },
+		{ 0, NULL, 0, -1 },
+	};
+
+	s->cfg.session_ttl = 10;
+	cr_assert_eq(sim_auth_account_add(s, "demo-client-id:demo-client-secret"), 0);
+	cr_assert_eq(sim_auth_account_add(s, "team:s3cret"), 0);
+	cr_assert_eq(sim_auth_login(s, 1, 1000.0, cookie, sizeof(cookie)), 0);
+	snprintf(good, sizeof(good), "%.*s", (int)strcspn(cookie, ";"), cookie);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const char *hdr = cases[i].cookie == 1 ? good : cases[i].cookie == 2 ? "dmsess=unknown" : NULL;
+
+		s->cfg.lenient_auth = cases[i].lenient;
+		cr_expect_eq(sim_auth_request(s, hdr, cases[i].basic, 1001.0), cases[i].want, "case %zu", i);
+	}
 	sim_auth_free(s);
 	free(s);
 }

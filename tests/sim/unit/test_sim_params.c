@@ -55,6 +55,21 @@ static const struct params_case cases[] = {
 	{ "[\"pipeline=fast\"]", "pipeline" },
 	{ "[\"models=[{\\\"trackingId\\\":1,\\\"modelId\\\":\\\"abc\\\"}]\"]", NULL },
 	{ "[\"models=[{\\\"trackingId\\\":0,\\\"modelId\\\":\\\"abc\\\"}]\"]", "models" },
+	/* v2.0 Phase 2: the documented zero-padded string ids, integers, and the JS-like literal */
+	{ "[\"models=[{\\\"trackingId\\\":\\\"001\\\",\\\"modelId\\\":\\\"abc\\\"}]\"]", NULL },
+	{ "[\"models=[{\\\"trackingId\\\":\\\"1\\\",\\\"modelId\\\":\\\"abc\\\"}]\"]", NULL },
+	{ "[\"models=[{trackingId:'001', modelId:'model_id'}, {trackingId:'002', modelId:'x'}]\"]", NULL },
+	{ "[\"models=[{ trackingId : 3 , modelId : 'x' }]\"]", NULL },
+	{ "[\"models=[{\\\"trackingId\\\":\\\"000\\\",\\\"modelId\\\":\\\"abc\\\"}]\"]", "models" },
+	{ "[\"models=[{\\\"trackingId\\\":\\\"0001\\\",\\\"modelId\\\":\\\"abc\\\"}]\"]", "models" },
+	{ "[\"models=[{\\\"trackingId\\\":\\\"a01\\\",\\\"modelId\\\":\\\"abc\\\"}]\"]", "models" },
+	{ "[\"models=[{\\\"trackingId\\\":1000,\\\"modelId\\\":\\\"abc\\\"}]\"]", "models" },
+	{ "[\"models=[{\\\"trackingId\\\":1.5,\\\"modelId\\\":\\\"abc\\\"}]\"]", "models" },
+	{ "[\"models=[{trackingId:'001', modelId:'a'}, {trackingId:1, modelId:'b'}]\"]", "models" },	/* same person twice */
+	{ "[\"models=[{trackingId:'001', modelId:'a b'}]\"]", "models" },
+	{ "[\"models=[{trackingId:'001, modelId:'a'}]\"]", "models" },	/* unclosed quote */
+	{ "[\"models=[{trackingId:'001'}]\"]", "models" },
+	{ "[\"models=[]\"]", "models" },
 	{ "[\"models=notjson\"]", "models" },
 	{ "[\"pipeline=mp_detection\", \"models=[{\\\"trackingId\\\":1,\\\"modelId\\\":\\\"a\\\"}]\"]", "models" },
 	{ "[\"model=Ab3\"]", NULL },
@@ -86,6 +101,62 @@ Test(sim_params, table)
 	}
 }
 
+Test(sim_params, sixteen_models_at_most)
+{
+	/* n models with distinct ids -> accepted */
+	static const struct { int n, ok; } rows[] = { { 1, 1 }, { 8, 1 }, { 9, 1 }, { 16, 1 }, { 17, 0 } };
+
+	for (size_t c = 0; c < sizeof(rows) / sizeof(rows[0]); c++) {
+		char item[SIM_PARAMS_ITEM_MAX], bad[64] = "";
+		size_t o = (size_t)snprintf(item, sizeof(item), "models=[");
+		struct sim_params p;
+
+		for (int i = 1; i <= rows[c].n; i++)
+			o += (size_t)snprintf(item + o, sizeof(item) - o, "%s{trackingId:'%03d',modelId:'m%d'}",
+					      i > 1 ? "," : "", i, i);
+		snprintf(item + o, sizeof(item) - o, "]");
+		json_t *list = json_pack("[s]", item);
+		int rc = sim_params_parse(list, &p, bad, sizeof(bad));
+
+		cr_expect_eq(rc == 0, rows[c].ok, "%d models: rc %d bad '%s'", rows[c].n, rc, bad);
+		if (rc == 0) {
+			cr_expect_eq(p.n_models, rows[c].n);
+			cr_expect_eq(p.models[rows[c].n - 1].tracking_id, rows[c].n);
+		}
+		json_decref(list);
+	}
+}
+
+Test(sim_params, relaxed_json_table)
+{
+	static const struct { const char *in, *out; } rows[] = {
+		{ "[{trackingId:'001', modelId:'m'}]", "[{\"trackingId\":\"001\", \"modelId\":\"m\"}]" },
+		{ "[{\"trackingId\":\"001\"}]", "[{\"trackingId\":\"001\"}]" },	/* JSON unchanged */
+		{ "{a :1}", "{\"a\" :1}" },
+		{ "{a:true, b:null}", "{\"a\":true, \"b\":null}" },
+		{ "{a:'it\\'s'}", "{\"a\":\"it's\"}" },
+		{ "{a:'say \"hi\"'}", "{\"a\":\"say \\\"hi\\\"\"}" },
+		{ "{a:'x\\ny'}", "{\"a\":\"x\\ny\"}" },
+		{ "{$k_1:2}", "{\"$k_1\":2}" },
+		{ "{a:'open}", NULL },
+		{ "{a:'x\\", NULL },
+	};
+
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		char out[256] = "";
+		int rc = sim_params_relaxed_json(rows[i].in, out, sizeof(out));
+
+		if (rows[i].out == NULL) {
+			cr_expect_eq(rc, -1, "case %zu: %s -> %s", i, rows[i].in, out);
+		} else {
+			cr_expect_eq(rc, 0, "case %zu", i);
+			cr_expect_str_eq(out, rows[i].out, "case %zu", i);
+		}
+	}
+	char small[8];
+	cr_expect_eq(sim_params_relaxed_json("{abcdefgh:1}", small, sizeof(small)), -1, "output bound");
+}
+
 Test(sim_params, values_are_kept)
 {
 	json_t *list = json_loads("[\"formats=glb,dmpe\", \"trim=1,3\", \"pipeline=mp_detection\", \"model=Xy\"]", 0, NULL);
@@ -97,6 +168,14 @@ Test(sim_params, values_are_kept)
 	cr_expect(p.has_trim && p.trim_from == 1.0 && p.trim_to == 3.0);
 	cr_expect_eq(p.mp_detection, 1);
 	cr_expect_str_eq(p.model, "Xy");
+	json_decref(list);
+
+	list = json_loads("[\"models=[{trackingId:'007', modelId:'A'}, {\\\"trackingId\\\":12, \\\"modelId\\\":\\\"B\\\"}]\"]", 0, NULL);
+	cr_assert_not_null(list);
+	cr_assert_eq(sim_params_parse(list, &p, bad, sizeof(bad)), 0, "%s", bad);
+	cr_expect(p.n_models == 2 && p.models[0].tracking_id == 7 && p.models[1].tracking_id == 12);
+	cr_expect_str_eq(p.models[0].model_id, "A");
+	cr_expect_str_eq(p.models[1].model_id, "B");
 	json_decref(list);
 
 	cr_assert_eq(sim_params_parse(NULL, &p, bad, sizeof(bad)), 0);
