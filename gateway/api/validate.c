@@ -313,13 +313,37 @@ static int vd_needs_row(const ProtobufCFieldDescriptor *f)
 	return f->type == PROTOBUF_C_TYPE_STRING || f->label == PROTOBUF_C_LABEL_REPEATED;
 }
 
-/* path + "." + name, or path + "." + name + "[i]" when i >= 0, into out (clipped). */
-static void vd_path(char *out, size_t n, const char *path, const char *name, long i)
+/* Where a value sits: a chain on the passes' stacks from the value up to the request (NULL),
+ * rendered only for a message ("params.models[2].model_id"), so an accepted request costs no
+ * formatting. */
+struct vd_at {
+	const struct vd_at *up;
+	const char *name;
+	long idx;		/* >= 0: that entry of a repeated field */
+};
+
+static size_t vd_at_put(const struct vd_at *at, char *out, size_t n)
 {
-	if (i >= 0)
-		snprintf(out, n, "%s%s%s[%ld]", path, path[0] ? "." : "", name, i);
-	else
-		snprintf(out, n, "%s%s%s", path, path[0] ? "." : "", name);
+	size_t o = at->up ? vd_at_put(at->up, out, n) : 0;
+	int w;
+
+	if (o + 1 >= n)
+		return o;
+	w = at->idx >= 0 ? snprintf(out + o, n - o, "%s%s[%ld]", o ? "." : "", at->name, at->idx)
+			 : snprintf(out + o, n - o, "%s%s", o ? "." : "", at->name);
+	if (w < 0)
+		return o;
+	return (size_t)w < n - o ? o + (size_t)w : n - 1;	/* clipped */
+}
+
+/* at rendered into buf; "request" for the request itself. */
+static const char *vd_at_str(const struct vd_at *at, char *buf, size_t n)
+{
+	if (!at)
+		return "request";
+	buf[0] = '\0';
+	vd_at_put(at, buf, n);
+	return buf;
 }
 
 /* ---- the wire pass ---- */
@@ -378,17 +402,17 @@ static size_t vd_packed_count(const ProtobufCFieldDescriptor *f, const uint8_t *
  * a flood carries: a 4 MiB ListJobs of 1M states is refused after 17 of them.
  */
 static int vd_scan_msg(struct vd_scan *s, const ProtobufCMessageDescriptor *d, const uint8_t *p,
-		       const uint8_t *end, unsigned depth, const char *path)
+		       const uint8_t *end, unsigned depth, const struct vd_at *at)
 {
 	size_t counts[GW_VALIDATE_MAX_FIELDS] = { 0 };	/* entries (repeated) or occurrences */
 	size_t limits[GW_VALIDATE_MAX_FIELDS];
 	size_t unknown = 0;
-	char sub[GW_VALIDATE_PATH_MAX];
+	char path[GW_VALIDATE_PATH_MAX];
 
 	if (depth > GW_VALIDATE_MAX_DEPTH || d->n_fields > GW_VALIDATE_MAX_FIELDS)
 		return vd_fail(s->err, s->errlen, GW_VALIDATE_INVALID,
 			       "%s nests deeper or carries more fields than the gateway checks",
-			       path[0] ? path : "request");
+			       vd_at_str(at, path, sizeof path));
 	for (unsigned i = 0; i < d->n_fields; i++) {
 		size_t r = d->fields[i].label == PROTOBUF_C_LABEL_REPEATED
 				   ? vd_row(d, d->fields[i].name) : VD_NO_ROW;
@@ -404,6 +428,7 @@ static int vd_scan_msg(struct vd_scan *s, const ProtobufCMessageDescriptor *d, c
 		uint64_t tag, len = 0, v;
 		size_t idx = 0, added = 1;
 		const uint8_t *val = NULL;
+		struct vd_at here;
 		int rc;
 
 		if (vd_varint(&p, end, &tag) || (tag >> 3) == 0 || (tag >> 3) > 0x1fffffff)
@@ -439,7 +464,7 @@ static int vd_scan_msg(struct vd_scan *s, const ProtobufCMessageDescriptor *d, c
 			if (++unknown > GW_VALIDATE_MAX_UNKNOWN)
 				return vd_fail(s->err, s->errlen, GW_VALIDATE_INVALID,
 					       "%s carries more than %u unknown fields",
-					       path[0] ? path : "request", GW_VALIDATE_MAX_UNKNOWN);
+					       vd_at_str(at, path, sizeof path), GW_VALIDATE_MAX_UNKNOWN);
 			continue;
 		}
 		idx = (size_t)(f - d->fields);
@@ -447,29 +472,31 @@ static int vd_scan_msg(struct vd_scan *s, const ProtobufCMessageDescriptor *d, c
 		    f->type != PROTOBUF_C_TYPE_MESSAGE && f->type != PROTOBUF_C_TYPE_BYTES)
 			added = vd_packed_count(f, val, (size_t)len, limits[idx] - counts[idx], &s->ops);
 		counts[idx] += added;
+		here = (struct vd_at){ at, f->name, -1 };
 		if (counts[idx] > limits[idx]) {
-			vd_path(sub, sizeof sub, path, f->name, -1);
 			if (f->label == PROTOBUF_C_LABEL_REPEATED)
 				return vd_fail(s->err, s->errlen, GW_VALIDATE_INVALID,
-					       "%s has more than %zu entries", sub, limits[idx]);
+					       "%s has more than %zu entries",
+					       vd_at_str(&here, path, sizeof path), limits[idx]);
 			return vd_fail(s->err, s->errlen, GW_VALIDATE_INVALID,
-				       "%s appears more than %zu times", sub, limits[idx]);
+				       "%s appears more than %zu times",
+				       vd_at_str(&here, path, sizeof path), limits[idx]);
 		}
 		if (!val)
 			continue;
-		/* The path names the entry: counts[idx] - 1 is its index when repeated. */
-		vd_path(sub, sizeof sub, path, f->name,
-			f->label == PROTOBUF_C_LABEL_REPEATED ? (long)counts[idx] - 1 : -1);
+		/* The entry this record is: counts[idx] - 1 when repeated. */
+		if (f->label == PROTOBUF_C_LABEL_REPEATED)
+			here.idx = (long)counts[idx] - 1;
 		if (f->type == PROTOBUF_C_TYPE_STRING) {
 			const uint8_t *nul = memchr(val, 0, (size_t)len);
 
 			s->ops += (size_t)len;
 			if (nul)
 				return vd_fail(s->err, s->errlen, GW_VALIDATE_INVALID,
-					       "%s must not contain a NUL byte (at byte %zu)", sub,
-					       (size_t)(nul - val));
+					       "%s must not contain a NUL byte (at byte %zu)",
+					       vd_at_str(&here, path, sizeof path), (size_t)(nul - val));
 		} else if (f->type == PROTOBUF_C_TYPE_MESSAGE &&
-			   (rc = vd_scan_msg(s, f->descriptor, val, val + len, depth + 1, sub))) {
+			   (rc = vd_scan_msg(s, f->descriptor, val, val + len, depth + 1, &here))) {
 			return rc;
 		}
 	}
@@ -486,7 +513,7 @@ int gw_validate_scan(const ProtobufCMessageDescriptor *d, const uint8_t *data, s
 
 	if (!d || (!data && len))
 		return vd_fail(err, errlen, GW_VALIDATE_MALFORMED, VD_MALFORMED_MSG);
-	rc = vd_scan_msg(&s, d, data, data + len, 0, "");
+	rc = vd_scan_msg(&s, d, data, data + len, 0, NULL);
 	if (ops)
 		*ops = s.ops;
 	return rc;
@@ -494,54 +521,49 @@ int gw_validate_scan(const ProtobufCMessageDescriptor *d, const uint8_t *data, s
 
 /* ---- the decoded pass ---- */
 
-static int vd_check_msg(const ProtobufCMessage *m, unsigned depth, const char *path, char *err,
-			size_t errlen);
+static int vd_check_msg(const ProtobufCMessage *m, unsigned depth, const struct vd_at *at,
+			char *err, size_t errlen);
 
-/* One string value (an element when i >= 0). */
-static int vd_check_str(enum gw_validate_kind k, const char *path, const char *name, long i,
-			const char *s, char *err, size_t errlen)
+/* One string value at `at`. */
+static int vd_check_str(enum gw_validate_kind k, const struct vd_at *at, const char *s, char *err,
+			size_t errlen)
 {
-	char sub[GW_VALIDATE_PATH_MAX];
+	char path[GW_VALIDATE_PATH_MAX];
 
 	if (gw_validate_ok(k, s))
 		return GW_VALIDATE_OK;
-	vd_path(sub, sizeof sub, path, name, i);
-	return gw_validate_str(k, sub, s, err, errlen);
+	return gw_validate_str(k, vd_at_str(at, path, sizeof path), s, err, errlen);
 }
 
 static int vd_check_field(const ProtobufCMessage *m, const ProtobufCFieldDescriptor *f,
-			  unsigned depth, const char *path, char *err, size_t errlen)
+			  unsigned depth, const struct vd_at *at, char *err, size_t errlen)
 {
 	const char *base = (const char *)m;
 	size_t r = vd_row(m->descriptor, f->name);
-	char sub[GW_VALIDATE_PATH_MAX];
+	struct vd_at here = { at, f->name, -1 };
+	char path[GW_VALIDATE_PATH_MAX];
 	int rc;
 
-	if (r == VD_NO_ROW && vd_needs_row(f)) {
-		vd_path(sub, sizeof sub, path, f->name, -1);
+	if (r == VD_NO_ROW && vd_needs_row(f))
 		return vd_fail(err, errlen, GW_VALIDATE_INVALID, "%s has no limit in the gateway's table",
-			       sub);
-	}
+			       vd_at_str(&here, path, sizeof path));
 	if (f->label == PROTOBUF_C_LABEL_REPEATED) {
 		size_t n = *(const size_t *)(const void *)(base + f->quantifier_offset);
 		const void *arr = *(void *const *)(const void *)(base + f->offset);
 
-		if (n > vd_fields[r].max_items) {
-			vd_path(sub, sizeof sub, path, f->name, -1);
+		if (n > vd_fields[r].max_items)
 			return vd_fail(err, errlen, GW_VALIDATE_INVALID, "%s has more than %u entries",
-				       sub, vd_fields[r].max_items);
-		}
+				       vd_at_str(&here, path, sizeof path), vd_fields[r].max_items);
 		for (size_t i = 0; i < n; i++) {
-			if (f->type == PROTOBUF_C_TYPE_STRING) {
-				rc = vd_check_str(vd_fields[r].kind, path, f->name, (long)i,
-						  ((char *const *)arr)[i], err, errlen);
-			} else if (f->type == PROTOBUF_C_TYPE_MESSAGE) {
-				vd_path(sub, sizeof sub, path, f->name, (long)i);
-				rc = vd_check_msg(((ProtobufCMessage *const *)arr)[i], depth + 1, sub,
+			here.idx = (long)i;
+			if (f->type == PROTOBUF_C_TYPE_STRING)
+				rc = vd_check_str(vd_fields[r].kind, &here, ((char *const *)arr)[i], err,
+						  errlen);
+			else if (f->type == PROTOBUF_C_TYPE_MESSAGE)
+				rc = vd_check_msg(((ProtobufCMessage *const *)arr)[i], depth + 1, &here,
 						  err, errlen);
-			} else {
+			else
 				break;	/* scalars: the cap is all */
-			}
 			if (rc)
 				return rc;
 		}
@@ -557,30 +579,28 @@ static int vd_check_field(const ProtobufCMessage *m, const ProtobufCFieldDescrip
 		 * oneof member is checked even when empty. */
 		if (!(f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) && (!s || !s[0]))
 			return GW_VALIDATE_OK;
-		return vd_check_str(vd_fields[r].kind, path, f->name, -1, s ? s : "", err, errlen);
+		return vd_check_str(vd_fields[r].kind, &here, s ? s : "", err, errlen);
 	}
 	if (f->type == PROTOBUF_C_TYPE_MESSAGE) {
 		const ProtobufCMessage *sm = *(ProtobufCMessage *const *)(const void *)(base + f->offset);
 
-		if (!sm)
-			return GW_VALIDATE_OK;
-		vd_path(sub, sizeof sub, path, f->name, -1);
-		return vd_check_msg(sm, depth + 1, sub, err, errlen);
+		return sm ? vd_check_msg(sm, depth + 1, &here, err, errlen) : GW_VALIDATE_OK;
 	}
 	return GW_VALIDATE_OK;
 }
 
-static int vd_check_msg(const ProtobufCMessage *m, unsigned depth, const char *path, char *err,
-			size_t errlen)
+static int vd_check_msg(const ProtobufCMessage *m, unsigned depth, const struct vd_at *at,
+			char *err, size_t errlen)
 {
 	const ProtobufCMessageDescriptor *d = m->descriptor;
+	char path[GW_VALIDATE_PATH_MAX];
 	int rc;
 
 	if (depth > GW_VALIDATE_MAX_DEPTH)
 		return vd_fail(err, errlen, GW_VALIDATE_INVALID, "%s nests deeper than the gateway checks",
-			       path);
+			       vd_at_str(at, path, sizeof path));
 	for (unsigned i = 0; i < d->n_fields; i++)
-		if ((rc = vd_check_field(m, &d->fields[i], depth, path, err, errlen)))
+		if ((rc = vd_check_field(m, &d->fields[i], depth, at, err, errlen)))
 			return rc;
 	return GW_VALIDATE_OK;
 }
@@ -589,7 +609,7 @@ int gw_validate_message(const ProtobufCMessage *m, char *err, size_t errlen)
 {
 	if (!m || !m->descriptor)
 		return vd_fail(err, errlen, GW_VALIDATE_INVALID, "request is missing");
-	return vd_check_msg(m, 0, "", err, errlen);
+	return vd_check_msg(m, 0, NULL, err, errlen);
 }
 
 /* ---- both ---- */
