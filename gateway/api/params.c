@@ -51,22 +51,11 @@ static int params_is_set(const char *s)
 	return s && s[0];
 }
 
-/* 1..GW_PARAMS_MAX_ID chars of [A-Za-z0-9_-]: ids and config names, safe in a path and in JSON. */
+/* 1..GW_PARAMS_MAX_ID chars of [A-Za-z0-9_-]: ids and config names, safe in a path and in JSON
+ * (the model id kind of gateway/api/validate.h; config names follow the same rule). */
 static int params_id_ok(const char *s)
 {
-	size_t n = 0;
-
-	if (!s)
-		return 0;
-	for (; s[n]; n++) {
-		char ch = s[n];
-		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-		      ch == '_' || ch == '-'))
-			return 0;
-		if (n >= GW_PARAMS_MAX_ID)
-			return 0;
-	}
-	return n > 0;
+	return gw_validate_ok(GW_VK_MODEL_ID, s);
 }
 
 /* Shortest plain decimal that reads back as the same double: "2", "1.5", "0.25", "10" (never

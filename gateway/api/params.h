@@ -12,12 +12,14 @@
 #include <stddef.h>
 #include <jansson.h>
 #include "animate3d/v1/jobs.pb-c.h"
+#include "gateway/api/validate.h"
 
-#define GW_PARAMS_MAX_FORMATS 7		/* bvh fbx glb mp4 png jpg dmpe, each once */
-#define GW_PARAMS_MAX_ID 128		/* model_id, config, models[].model_id */
-#define GW_PARAMS_MAX_MODELS 16		/* tracked persons in one multi-person job */
-#define GW_PARAMS_MAX_EXTRA 32		/* extra_params entries */
-#define GW_PARAMS_MAX_EXTRA_LEN 256	/* bytes of one "key=value" extra entry */
+/* The caps and lengths are the field table's (gateway/api/validate.h). */
+#define GW_PARAMS_MAX_FORMATS GW_VALIDATE_MAX_FORMATS	/* bvh fbx glb mp4 png jpg dmpe, each once */
+#define GW_PARAMS_MAX_ID GW_VALIDATE_ID_MAX		/* model_id, config, models[].model_id */
+#define GW_PARAMS_MAX_MODELS GW_VALIDATE_MAX_MODELS	/* tracked persons in one multi-person job */
+#define GW_PARAMS_MAX_EXTRA GW_VALIDATE_MAX_EXTRA	/* extra_params entries */
+#define GW_PARAMS_MAX_EXTRA_LEN GW_VALIDATE_EXTRA_MAX	/* bytes of one "key=value" extra entry */
 #define GW_PARAMS_DEFAULT_CONFIG "configDefault"
 
 /* Validates a StartJob Params (p may be NULL: nothing to check). Returns 0, or -1 with err naming

@@ -16,8 +16,10 @@
 #include <stddef.h>
 #include <protobuf-c/protobuf-c.h>
 
+#include "gateway/api/validate.h"
+
 #define GW_TR_ERR_MAX 256		/* err buffers are at least this long */
-#define GW_TR_MAX_RIDS 100		/* rids in one GetStatus/GetDownloadUrls/WatchStatus */
+#define GW_TR_MAX_RIDS GW_VALIDATE_MAX_RIDS	/* rids in one GetStatus/GetDownloadUrls/WatchStatus */
 
 struct gw_tr_request {
 	const char *method;		/* "GET", "POST", "DELETE": static string */
@@ -33,7 +35,8 @@ enum gw_tr_rc {
 	GW_TR_BAD_UPSTREAM = -3		/* upstream sent something unparseable: UNAVAILABLE with err */
 };
 
-/* Validates req and fills out. On error returns GW_TR_INVALID with a message naming the field. */
+/* Validates req (the field table of gateway/api/validate.h, then the row's own rules) and fills
+ * out. On error returns GW_TR_INVALID with a message naming the field. */
 typedef int (*gw_tr_build_fn)(const ProtobufCMessage *req, struct gw_tr_request *out,
 			      char *err, size_t errlen);
 /* Parses a 2xx body into a new reply message (*out). req is the original request (filters). */
@@ -78,11 +81,12 @@ const char *gw_tr_job_error_text(int code);
 /* Additions (used by handlers outside the row table, e.g. WatchStatus, UploadVideo). */
 
 #define GW_TR_PATH_MAX 8192		/* path + query of one upstream request */
-#define GW_TR_URL_MAX 4096		/* caller-supplied URLs (uploads, webhooks, models) */
-#define GW_TR_RID_MAX 64		/* characters of a rid */
-#define GW_TR_ID_MAX 128		/* characters of a model id or webhook endpoint id */
+#define GW_TR_URL_MAX GW_VALIDATE_URL_MAX	/* caller-supplied URLs (uploads, webhooks, models) */
+#define GW_TR_RID_MAX GW_VALIDATE_RID_MAX	/* characters of a rid */
+#define GW_TR_ID_MAX GW_VALIDATE_ID_MAX		/* characters of a model id or webhook endpoint id */
 
-/* 1 when rid is 1..GW_TR_RID_MAX characters of [A-Za-z0-9_-], else 0. */
+/* 1 when rid is a valid rid (gateway/api/validate.h, GW_VK_RID: 1..GW_TR_RID_MAX characters of
+ * [A-Za-z0-9_-]), else 0. */
 int gw_tr_rid_valid(const char *rid);
 /* The rids a GetStatus, WatchStatus or GetDownloadUrls request carries (same shape): 0 with *n and
  * *rids (borrowed from req, not checked), or -1 for any other message or NULL (*n, *rids untouched). */

@@ -77,11 +77,13 @@ int gw_tr_build_store_model(const ProtobufCMessage *req, struct gw_tr_request *o
 		gw_tr_fail(err, errlen, rc, "model_url is required (or model_id to update a model)");
 		goto out;
 	}
-	if ((gw_tr_set(r->model_url) && gw_tr_check_url("model_url", r->model_url, err, errlen)) ||
-	    (gw_tr_set(r->thumb_url) && gw_tr_check_url("thumb_url", r->thumb_url, err, errlen)) ||
+	if ((gw_tr_set(r->model_url) &&
+	     gw_validate_str(GW_VK_URL, "model_url", r->model_url, err, errlen)) ||
+	    (gw_tr_set(r->thumb_url) &&
+	     gw_validate_str(GW_VK_URL, "thumb_url", r->thumb_url, err, errlen)) ||
 	    (gw_tr_set(r->model_id) &&
-	     gw_tr_check_id("model_id", r->model_id, GW_TR_ID_MAX, err, errlen)) ||
-	    gw_tr_check_len("model_name", r->model_name, err, errlen))
+	     gw_validate_str(GW_VK_MODEL_ID, "model_id", r->model_id, err, errlen)) ||
+	    gw_validate_str(GW_VK_TEXT, "model_name", r->model_name, err, errlen))
 		goto out;
 	if (!(body = json_object()))
 		goto oom;
@@ -136,8 +138,8 @@ int gw_tr_build_list_models(const ProtobufCMessage *req, struct gw_tr_request *o
 
 	if (rc ||
 	    (gw_tr_set(r->model_id) &&
-	     (rc = gw_tr_check_id("model_id", r->model_id, GW_TR_ID_MAX, err, errlen))) ||
-	    (rc = gw_tr_check_len("search_token", r->search_token, err, errlen)))
+	     (rc = gw_validate_str(GW_VK_MODEL_ID, "model_id", r->model_id, err, errlen))) ||
+	    (rc = gw_validate_str(GW_VK_TEXT, "search_token", r->search_token, err, errlen)))
 		return rc;
 	gw_tr_buf_add(&b, "/character/listModels");
 	if (gw_tr_set(r->model_id))
@@ -198,8 +200,8 @@ int gw_tr_build_delete_model(const ProtobufCMessage *req, struct gw_tr_request *
 	const Animate3d__V1__DeleteModelRequest *r = (const void *)req;
 	int rc = gw_tr_check(req, &animate3d__v1__delete_model_request__descriptor, err, errlen);
 
-	return rc ? rc : gw_tr_id_path("/character/deleteModel/", "model_id", r->model_id, "DELETE",
-				       out, err, errlen);
+	return rc ? rc : gw_tr_id_path("/character/deleteModel/", GW_VK_MODEL_ID, "model_id",
+				       r->model_id, "DELETE", out, err, errlen);
 }
 
 static int chars_fill_deleted(void *msg, json_t *root, const void *arg, char *err, size_t errlen)

@@ -14,8 +14,7 @@
 #define GW_TR_MAX_ITEMS 10000		/* entries of one upstream list (jobs, models, endpoints) */
 #define GW_TR_MAX_GROUPS 256		/* download groups in one link */
 #define GW_TR_MAX_FILES 64		/* files in one download group */
-#define GW_TR_MAX_EVENTS 8		/* webhook events in one endpoint */
-#define GW_TR_NAME_MAX 255		/* upload file names */
+#define GW_TR_MAX_EVENTS GW_VALIDATE_MAX_EVENTS	/* webhook events in one endpoint */
 #define GW_TR_CTX_MAX 64		/* name of one list item in messages: "links[12].urls[3]" */
 
 /* Bounded string builder for paths (GW_TR_PATH_MAX); bad is set on overflow or malloc failure. */
@@ -35,7 +34,8 @@ char *gw_tr_buf_take(struct gw_tr_buf *b);		/* the string (caller frees), or NUL
 int gw_tr_fail(char *err, size_t errlen, int rc, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
-/* GW_TR_OK when req is a d message, else GW_TR_INVALID. */
+/* GW_TR_OK when req is a d message within the field table's limits (gw_validate_message), else
+ * GW_TR_INVALID naming the field. */
 int gw_tr_check(const ProtobufCMessage *req, const ProtobufCMessageDescriptor *d, char *err,
 		size_t errlen);
 /* A malloc'd, initialised message of type d (free with protobuf_c_message_free_unpacked), or NULL. */
@@ -43,18 +43,11 @@ void *gw_tr_msg_new(const ProtobufCMessageDescriptor *d);
 /* A malloc'd array of n pointers (NULL-filled), or NULL; n == 0 gives NULL too. */
 void *gw_tr_array(size_t n);
 int gw_tr_set(const char *s);				/* s is non-NULL and non-empty */
-int gw_tr_id_ok(const char *s, size_t max);		/* 1..max chars of [A-Za-z0-9_-] */
-int gw_tr_url_ok(const char *s);			/* http(s)://host..., printable, <= GW_TR_URL_MAX */
 
-/* Checks of caller-supplied fields: GW_TR_OK, or GW_TR_INVALID with a message that starts with
- * field and a space. s may be NULL. */
+/* Caller-supplied fields are checked with gw_validate_str(kind, field, s, ...) (validate.h):
+ * GW_VALIDATE_INVALID is GW_TR_INVALID, with a message that starts with field and a space. */
+/* A required file name: "<field> is required" when not set, else GW_VK_FILE_NAME. */
 int gw_tr_check_name(const char *field, const char *s, char *err, size_t errlen);
-							/* set, <= GW_TR_NAME_MAX, no control or '/' */
-int gw_tr_check_len(const char *field, const char *s, char *err, size_t errlen);
-							/* NULL or <= GW_TR_NAME_MAX bytes */
-int gw_tr_check_url(const char *field, const char *s, char *err, size_t errlen);	/* gw_tr_url_ok */
-int gw_tr_check_id(const char *field, const char *s, size_t max, char *err, size_t errlen);
-							/* gw_tr_id_ok(s, max) */
 
 /* Fills out->body with the compact JSON of obj (steals the reference). GW_TR_OK or GW_TR_INVALID
  * (out of memory). */
@@ -65,9 +58,9 @@ int gw_tr_path(struct gw_tr_buf *b, const char *method, struct gw_tr_request *ou
 /* A body-less request to a constant path, once req is checked to be a d message. */
 int gw_tr_fixed(const ProtobufCMessage *req, const ProtobufCMessageDescriptor *d, const char *method,
 		const char *path, struct gw_tr_request *out, char *err, size_t errlen);
-/* prefix + escaped id, once gw_tr_check_id(field, id, GW_TR_ID_MAX) passes. */
-int gw_tr_id_path(const char *prefix, const char *field, const char *id, const char *method,
-		  struct gw_tr_request *out, char *err, size_t errlen);
+/* prefix + escaped id, once gw_validate_str(kind, field, id) passes. */
+int gw_tr_id_path(const char *prefix, enum gw_validate_kind kind, const char *field, const char *id,
+		  const char *method, struct gw_tr_request *out, char *err, size_t errlen);
 /* POST to a constant path with the JSON of body, which it steals; a NULL body (it could not be
  * built) gives GW_TR_INVALID "out of memory building the request". */
 int gw_tr_post(const char *path, json_t *body, struct gw_tr_request *out, char *err, size_t errlen);

@@ -40,7 +40,8 @@ static int jobs_build_rids(const ProtobufCMessage *req, const char *prefix,
 	int first = 1;
 	int rc = jobs_rids_of(req, &n, &rids, err, errlen);
 
-	if (rc)
+	/* The field table caps rids at GW_TR_MAX_RIDS, so the duplicate check below is bounded. */
+	if (rc || (rc = gw_validate_message(req, err, errlen)))
 		return rc;
 	if (n < 1 || n > GW_TR_MAX_RIDS)
 		return gw_tr_fail(err, errlen, GW_TR_INVALID, "rids must hold 1..%d rids (got %zu)",
@@ -49,7 +50,7 @@ static int jobs_build_rids(const ProtobufCMessage *req, const char *prefix,
 		char field[GW_TR_CTX_MAX];
 
 		snprintf(field, sizeof(field), "rids[%zu]", i);
-		if ((rc = gw_tr_check_id(field, rids[i], GW_TR_RID_MAX, err, errlen)))
+		if ((rc = gw_validate_str(GW_VK_RID, field, rids[i], err, errlen)))
 			return rc;
 	}
 	gw_tr_buf_add(&b, prefix);
@@ -201,7 +202,7 @@ int gw_tr_build_start_job(const ProtobufCMessage *req, struct gw_tr_request *out
 	case ANIMATE3D__V1__START_JOB_REQUEST__SOURCE_UPLOAD_URL:
 		key = "url";
 		src = r->upload_url;
-		if (gw_tr_check_url("upload_url", src, err, errlen))
+		if (gw_validate_str(GW_VK_URL, "upload_url", src, err, errlen))
 			goto out;
 		break;
 	case ANIMATE3D__V1__START_JOB_REQUEST__SOURCE_RERUN_RID:
@@ -210,8 +211,8 @@ int gw_tr_build_start_job(const ProtobufCMessage *req, struct gw_tr_request *out
 
 		key = mp ? "rid_mp_detection" : "rid";
 		src = mp ? r->mp_detection_rid : r->rerun_rid;
-		if (gw_tr_check_id(mp ? "mp_detection_rid" : "rerun_rid", src, GW_TR_RID_MAX, err,
-				   errlen))
+		if (gw_validate_str(GW_VK_RID, mp ? "mp_detection_rid" : "rerun_rid", src, err,
+				    errlen))
 			goto out;
 		/* The second step of a multi-person job only assigns characters to persons. */
 		if (mp && (!r->params || r->params->n_models == 0)) {
@@ -492,6 +493,7 @@ int gw_tr_build_list_jobs(const ProtobufCMessage *req, struct gw_tr_request *out
 	const Animate3d__V1__ListJobsRequest *r = (const void *)req;
 	struct gw_tr_buf b = { 0 };
 	int rc = gw_tr_check(req, &animate3d__v1__list_jobs_request__descriptor, err, errlen);
+	unsigned seen = 0;	/* one bit per JobState asked for: repeats go upstream once */
 	int first = 1;
 
 	if (rc)
@@ -503,12 +505,11 @@ int gw_tr_build_list_jobs(const ProtobufCMessage *req, struct gw_tr_request *out
 					  (int)r->states[i]);
 	gw_tr_buf_add(&b, "/list");
 	for (size_t i = 0; i < r->n_states; i++) {
-		int dup = 0;
+		unsigned bit = 1u << (unsigned)r->states[i];	/* 1..5: gw_tr_job_state_name said so */
 
-		for (size_t j = 0; j < i; j++)
-			dup |= r->states[j] == r->states[i];
-		if (dup)
+		if (seen & bit)
 			continue;
+		seen |= bit;
 		gw_tr_buf_add(&b, first ? "/" : ",");
 		gw_tr_buf_add(&b, gw_tr_job_state_name((int)r->states[i]));
 		first = 0;
@@ -560,7 +561,7 @@ int gw_tr_build_get_video_info(const ProtobufCMessage *req, struct gw_tr_request
 	const Animate3d__V1__GetVideoInfoRequest *r = (const void *)req;
 	int rc = gw_tr_check(req, &animate3d__v1__get_video_info_request__descriptor, err, errlen);
 
-	if (rc || (rc = gw_tr_check_url("upload_url", r->upload_url, err, errlen)))
+	if (rc || (rc = gw_validate_str(GW_VK_URL, "upload_url", r->upload_url, err, errlen)))
 		return rc;
 	return gw_tr_post("/videoInfo", json_pack("{s:s}", "url", r->upload_url), out, err, errlen);
 }

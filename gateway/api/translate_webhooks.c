@@ -113,7 +113,7 @@ int gw_tr_build_create_endpoint(const ProtobufCMessage *req, struct gw_tr_reques
 	const Animate3d__V1__CreateEndpointRequest *r = (const void *)req;
 	int rc = gw_tr_check(req, &animate3d__v1__create_endpoint_request__descriptor, err, errlen);
 
-	if (rc || (rc = gw_tr_check_url("url", r->url, err, errlen)) ||
+	if (rc || (rc = gw_validate_str(GW_VK_URL, "url", r->url, err, errlen)) ||
 	    (rc = hooks_check_events(r->events, r->n_events, 1, err, errlen)))
 		return rc;
 	return gw_tr_post("/webhook_endpoints", hooks_body(r->url, r->events, r->n_events), out,
@@ -134,7 +134,8 @@ int gw_tr_build_get_endpoint(const ProtobufCMessage *req, struct gw_tr_request *
 	const Animate3d__V1__GetEndpointRequest *r = (const void *)req;
 	int rc = gw_tr_check(req, &animate3d__v1__get_endpoint_request__descriptor, err, errlen);
 
-	return rc ? rc : gw_tr_id_path(HOOKS_PATH, "id", r->id, "GET", out, err, errlen);
+	return rc ? rc : gw_tr_id_path(HOOKS_PATH, GW_VK_ENDPOINT_ID, "id", r->id, "GET", out, err,
+				       errlen);
 }
 
 int gw_tr_parse_get_endpoint(const ProtobufCMessage *req, const char *body, size_t len,
@@ -180,9 +181,10 @@ int gw_tr_build_update_endpoint(const ProtobufCMessage *req, struct gw_tr_reques
 		return rc;
 	if (!gw_tr_set(r->url) && r->n_events == 0)
 		return gw_tr_fail(err, errlen, GW_TR_INVALID, "url or events is required");
-	if ((gw_tr_set(r->url) && (rc = gw_tr_check_url("url", r->url, err, errlen))) ||
+	if ((gw_tr_set(r->url) && (rc = gw_validate_str(GW_VK_URL, "url", r->url, err, errlen))) ||
 	    (rc = hooks_check_events(r->events, r->n_events, 0, err, errlen)) ||
-	    (rc = gw_tr_id_path(HOOKS_PATH, "id", r->id, "POST", out, err, errlen)))
+	    (rc = gw_tr_id_path(HOOKS_PATH, GW_VK_ENDPOINT_ID, "id", r->id, "POST", out, err,
+				errlen)))
 		return rc;
 	return gw_tr_body(hooks_body(r->url, r->events, r->n_events), out, err, errlen);
 }
@@ -201,7 +203,8 @@ int gw_tr_build_delete_endpoint(const ProtobufCMessage *req, struct gw_tr_reques
 	const Animate3d__V1__DeleteEndpointRequest *r = (const void *)req;
 	int rc = gw_tr_check(req, &animate3d__v1__delete_endpoint_request__descriptor, err, errlen);
 
-	return rc ? rc : gw_tr_id_path(HOOKS_PATH, "id", r->id, "DELETE", out, err, errlen);
+	return rc ? rc : gw_tr_id_path(HOOKS_PATH, GW_VK_ENDPOINT_ID, "id", r->id, "DELETE", out, err,
+				       errlen);
 }
 
 static int hooks_fill_deleted(void *msg, json_t *root, const void *arg, char *err, size_t errlen)

@@ -27,6 +27,7 @@
 #include "gateway/base/clock.h"
 #include "gateway/base/errmap.h"
 #include "gateway/base/log.h"
+#include "gateway/api/validate.h"
 #include "gateway/call/admit.h"
 #include "gateway/call/env.h"
 #include "gateway/config/config.h"
@@ -83,6 +84,7 @@ struct gw_call {
 	const ProtobufCMessageDescriptor *recv_desc;
 	gw_recv_fn recv_cb;
 	int recv_in_flight;
+	char recv_err[GW_VALIDATE_ERR_MAX];	/* why the last received message was refused */
 };
 
 static void call_maybe_free(struct gw_call *c);
@@ -106,6 +108,7 @@ void gw_call_count_upstream(struct gw_call *c) { c->upstream_calls++; }
 void gw_call_set_data(struct gw_call *c, void *data) { c->data = data; }
 void *gw_call_data(struct gw_call *c) { return c->data; }
 int gw_call_cancelled(struct gw_call *c) { return c->hook_ran || (c->close_done && !c->finished); }
+const char *gw_call_recv_error(struct gw_call *c) { return c->recv_err; }
 
 void gw_call_on_cancel(struct gw_call *c, void (*fn)(struct gw_call *c, void *data))
 {
@@ -134,19 +137,25 @@ int64_t gw_call_time_left_ms(struct gw_call *c)
 
 /* ---- byte buffers <-> protobuf-c ---- */
 
-static ProtobufCMessage *call_unpack(const ProtobufCMessageDescriptor *desc, grpc_byte_buffer *bb)
+/* Decodes and checks a request message against the contract's field limits (validate.h). NULL
+ * when refused: err says why, *malformed says whether the bytes were not the message at all. */
+static ProtobufCMessage *call_unpack(const ProtobufCMessageDescriptor *desc, grpc_byte_buffer *bb,
+				     char *err, size_t errlen, int *malformed)
 {
 	grpc_byte_buffer_reader r;
 	grpc_slice s;
 	ProtobufCMessage *msg;
 
+	*malformed = 1;
+	snprintf(err, errlen, "malformed request message");
 	if (!bb || !grpc_byte_buffer_reader_init(&r, bb))
 		return NULL;
 	s = grpc_byte_buffer_reader_readall(&r);
-	msg = protobuf_c_message_unpack(desc, NULL, GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
+	msg = gw_validate_unpack(desc, GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s), err, errlen,
+				 malformed);
 	grpc_slice_unref(s);
 	grpc_byte_buffer_reader_destroy(&r);
-	return msg;	/* NULL when malformed */
+	return msg;
 }
 
 static grpc_byte_buffer *call_pack(const ProtobufCMessage *msg)
@@ -670,10 +679,26 @@ static void call_start(struct gw_call *c)
 		}
 	}
 	if (c->m->kind != GW_CLIENT_STREAM && c->m->req_desc) {
-		c->req = call_unpack(c->m->req_desc, c->payload);
+		char err[GW_VALIDATE_ERR_MAX];
+		int malformed;
+
+		/* No message because the stream broke first (the client reset it, its deadline
+		 * passed): a cancellation, with nobody left to answer. */
+		if (!c->payload && grpc_call_failed_before_recv_message(c->call)) {
+			int expired = gw_call_time_left_ms(c) == 0;
+
+			env->stats.cancelled++;
+			c->dead = 1;
+			gw_call_fail(c, expired ? GRPC_STATUS_DEADLINE_EXCEEDED : GRPC_STATUS_CANCELLED,
+				     "%s before the request message arrived",
+				     expired ? "deadline exceeded" : "cancelled by the client");
+			return;
+		}
+		c->req = call_unpack(c->m->req_desc, c->payload, err, sizeof err, &malformed);
 		if (!c->req) {
-			env->stats.malformed++;
-			gw_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "malformed request message");
+			if (malformed)
+				env->stats.malformed++;
+			gw_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "%s", err);
 			return;
 		}
 	}
@@ -766,13 +791,19 @@ static void call_on_recv(struct gw_call *c, int ok)
 		return;
 	}
 	if (!ok) {
+		snprintf(c->recv_err, sizeof c->recv_err, "malformed message in the stream");
 		cb(c, NULL, 1);
+	} else if (!bb && grpc_call_failed_before_recv_message(c->call) && c->on_cancel) {
+		/* Not the end of the stream: it broke (client reset, deadline). RECV_CLOSE reports
+		 * that as a cancellation and runs the handler's hook. */
 	} else if (!bb) {
 		cb(c, NULL, 0);		/* the client half-closed: end of stream */
 	} else {
-		msg = call_unpack(c->recv_desc, bb);
+		int malformed = 0;
+
+		msg = call_unpack(c->recv_desc, bb, c->recv_err, sizeof c->recv_err, &malformed);
 		grpc_byte_buffer_destroy(bb);
-		if (!msg)
+		if (!msg && malformed)
 			c->env->stats.malformed++;
 		cb(c, msg, msg == NULL);
 		if (msg)

@@ -96,12 +96,18 @@ void gw_call_fail_up(struct gw_call *c, const struct gw_up_failure *f);
 int gw_call_stream_send(struct gw_call *c, const ProtobufCMessage *msg);
 void gw_call_stream_end(struct gw_call *c, grpc_status_code code, const char *msg);
 
-/* Client streaming: ask for the next message; cb gets it (decoded with desc) or NULL at the end
- * of the stream (or on error: then *bad is set and the call should fail INVALID_ARGUMENT). One
- * receive outstanding at a time; the caller drives flow control by when it asks. The message
- * passed to cb is freed by the call after cb returns. */
+/* Client streaming: ask for the next message; cb gets it (decoded with desc and checked against
+ * the field limits of gateway/api/validate.h) or NULL at the end of the stream (or on error: then
+ * bad is set, gw_call_recv_error() says why, naming the field when a limit was broken, and the
+ * call should fail INVALID_ARGUMENT). A stream that breaks (client reset, deadline) is not an end:
+ * with a cancel hook set, cb is not called and the hook runs. One receive outstanding at a time;
+ * the caller drives flow control by when it asks. The message passed to cb is freed by the call
+ * after cb returns. */
 typedef void (*gw_recv_fn)(struct gw_call *c, const ProtobufCMessage *msg, int bad);
 void gw_call_recv(struct gw_call *c, const ProtobufCMessageDescriptor *desc, gw_recv_fn cb);
+/* Why the last receive was bad: "malformed message in the stream", "malformed request message"
+ * or the broken limit ("name must be a file name: ..."). Valid while the call is alive. */
+const char *gw_call_recv_error(struct gw_call *c);
 
 /*
  * Notes on the engine's side of the contract (gateway/call/call.c):

@@ -21,6 +21,7 @@
 #include "gateway/base/log.h"
 #include "gateway/state/owner.h"
 #include "gateway/api/params.h"
+#include "gateway/api/validate.h"
 #include "gateway/base/metrics.h"
 #include "gateway/call/env.h"
 #include "gateway/state/store.h"
@@ -52,10 +53,12 @@ void gw_ro_store_failed(struct gw_call *c)
 		     gw_store_errmsg(ro_store(c))[0] ? gw_store_errmsg(ro_store(c)) : "state store failed");
 }
 
-/* An id worth asking the store about; others are left to the translate row to reject. */
+/* An id worth asking the store about: well formed (every store id -- rid, model and endpoint
+ * id, hex upload id -- is 1..128 of A-Z a-z 0-9 _ -). A malformed one is INVALID_ARGUMENT (the
+ * call's decoder and the translate row say so), never a store lookup that would say NOT_FOUND. */
 static int ro_id_ok(const char *id)
 {
-	return id && id[0] && strnlen(id, GW_STORE_ID_MAX + 1) <= GW_STORE_ID_MAX;
+	return gw_validate_ok(GW_VK_MODEL_ID, id);
 }
 
 /* gw_owner_check for one id: 0 allowed (or left to the row), else the call is finished. */
@@ -193,8 +196,8 @@ static int ro_check_upload(struct gw_call *c, const char *url)
 {
 	char id[GW_OWNER_UPLOAD_ID_LEN + 1];
 
-	if (!url || !url[0] || gw_owner_upload_id(url, id, sizeof id) != 0)
-		return 0;	/* empty: the row says what is missing */
+	if (!gw_validate_ok(GW_VK_URL, url) || gw_owner_upload_id(url, id, sizeof id) != 0)
+		return 0;	/* empty or malformed: the row says what is wrong */
 	return ro_check(c, GW_OBJ_UPLOAD, id);
 }
 

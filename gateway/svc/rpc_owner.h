@@ -29,8 +29,9 @@
  *   Get/Update/DeleteEndpoint                the endpoint must be the tenant's
  *   ListJobs, ListEndpoints, ListModels      replies keep the tenant's own items (ListModels: stock
  *                                            models, platform deepmotion/roblox, are kept)
- * Ids that are empty or malformed are left to the translate row, which rejects them with
- * INVALID_ARGUMENT: such an id cannot be anyone's, so nothing leaks.
+ * Ids and URLs that are empty or malformed never reach the store: the call's decoder
+ * (gateway/api/validate.h) and the translate row reject them with INVALID_ARGUMENT naming the
+ * field, so NOT_FOUND always means a well-formed id this tenant does not own.
  */
 #ifndef A3D_GATEWAY_RPC_OWNER_H
 #define A3D_GATEWAY_RPC_OWNER_H

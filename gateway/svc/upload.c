@@ -8,6 +8,7 @@
 #include <jansson.h>
 
 #include "animate3d/v1/jobs.pb-c.h"
+#include "gateway/api/validate.h"
 #include "gateway/call/call.h"
 #include "gateway/config/config.h"
 #include "gateway/base/errmap.h"
@@ -63,24 +64,9 @@ int gw_upload_name_check(const char *name, char *err, size_t errlen)
 		snprintf(err, errlen, "name is required in the first message");
 		return -1;
 	}
-	if (len > GW_UPLOAD_NAME_MAX) {
-		snprintf(err, errlen, "name is %zu bytes long; the limit is %u", len,
-			 GW_UPLOAD_NAME_MAX);
-		return -1;
-	}
-	for (size_t i = 0; i < len; i++) {
-		unsigned char ch = (unsigned char)name[i];
-
-		if (ch == '/') {
-			snprintf(err, errlen, "name must be a file name, without '/'");
-			return -1;
-		}
-		if (ch < 0x20 || ch == 0x7f) {
-			snprintf(err, errlen, "name contains a control character at byte %zu", i);
-			return -1;
-		}
-	}
-	return 0;
+	/* The file name kind of every RPC (validate.h): no '/', no control characters, not "."
+	 * or "..", at most GW_UPLOAD_NAME_MAX bytes of UTF-8. */
+	return gw_validate_str(GW_VK_FILE_NAME, "name", name, err, errlen) ? -1 : 0;
 }
 
 size_t gw_upload_chunk_size(size_t configured)
@@ -424,7 +410,7 @@ static void upload_on_data(struct gw_call *c, const ProtobufCMessage *msg, int b
 	struct upload *u = gw_call_data(c);
 
 	if (bad) {
-		upload_fail(u, GRPC_STATUS_INVALID_ARGUMENT, "malformed message in the stream");
+		upload_fail(u, GRPC_STATUS_INVALID_ARGUMENT, gw_call_recv_error(c));
 		return;
 	}
 	if (!msg)
@@ -502,7 +488,7 @@ static void upload_on_first(struct gw_call *c, const ProtobufCMessage *msg, int 
 
 	if (bad || !m) {
 		upload_fail(u, GRPC_STATUS_INVALID_ARGUMENT,
-			    bad ? "malformed first message"
+			    bad ? gw_call_recv_error(c)
 				: "the stream ended before the first message (name)");
 		return;
 	}

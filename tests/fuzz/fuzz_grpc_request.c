@@ -1,8 +1,10 @@
 /*
  * Fuzz target: a gRPC request as it arrives from a caller. The first byte picks the RPC row; the
- * rest is the message bytes, decoded with the row's descriptor, then validated and rendered into
- * an upstream request by the row's build function (for StartJob that runs params validation,
- * extra_params checks, rendering and the idempotency fingerprint).
+ * rest is the message bytes, decoded as the gateway decodes them (gw_validate_unpack: the wire
+ * scan for NULs and floods, protobuf-c, the field table), then validated and rendered into an
+ * upstream request by the row's build function (for StartJob that runs params validation,
+ * extra_params checks, rendering and the idempotency fingerprint). Bytes the table refuses are
+ * also unpacked by protobuf-c alone and given to the row, which must refuse them itself.
  */
 #include <stdint.h>
 #include <string.h>
@@ -10,6 +12,7 @@
 #include "gateway/call/call.h"
 #include "gateway/methods.h"
 #include "gateway/api/params.h"
+#include "gateway/api/validate.h"
 
 
 /* The rows with an upstream half, in table order: the first input byte picks one (the seed
@@ -33,14 +36,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	ProtobufCMessage *req;
 	struct gw_tr_request out;
 	char err[GW_TR_ERR_MAX];
+	int malformed = 0, over_table;
 
 	if (size < 1 || !(row = fuzz_row(data[0])))
 		return 0;
-	req = protobuf_c_message_unpack(row->req_desc, NULL, size - 1, data + 1);
+	req = gw_validate_unpack(row->req_desc, data + 1, size - 1, err, sizeof err, &malformed);
+	if (!req)
+		req = protobuf_c_message_unpack(row->req_desc, NULL, size - 1, data + 1);
 	if (!req)
 		return 0;
 	memset(&out, 0, sizeof out);
-	row->tr.build(req, &out, err, sizeof err);
+	/* A decoded message beyond the field table (caps, kinds) must be refused by the row too:
+	 * the rows check the same table, whoever decoded the request. */
+	over_table = gw_validate_message(req, err, sizeof err) != GW_VALIDATE_OK;
+	if (row->tr.build(req, &out, err, sizeof err) == GW_TR_OK && over_table)
+		__builtin_trap();
 	gw_tr_request_clear(&out);
 	if (req->descriptor == &animate3d__v1__start_job_request__descriptor) {
 		unsigned char fp[32];

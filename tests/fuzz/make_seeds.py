@@ -64,6 +64,32 @@ def proto_seeds():
         for j, m in enumerate(reqs[name]):
             put("grpc_request", "%02d-%s-%d" % (i, name, j), bytes([i]) + m.SerializeToString())
 
+    # Issue 13: requests at and beyond the field table's limits (gateway/api/validate.c), NULs,
+    # repeated singular fields and unknown-field floods, for the scan in front of the rows.
+    limits = {
+        "ListJobs": [("states-cap", J.ListJobsRequest(states=[J.SUCCESS, J.PROGRESS] * 8).SerializeToString()),
+                     ("states-flood", b"\x0a\xe8\x07" + b"\x02" * 1000),
+                     ("states-unpacked", b"\x08\x01" * 17)],
+        "GetStatus": [("rids-over", J.GetStatusRequest(rids=["r%d" % k for k in range(101)]).SerializeToString()),
+                      ("rid-nul", J.GetStatusRequest(rids=[rid, "a\x00b"]).SerializeToString()),
+                      ("unknown-flood", b"\x98\x06\x00" * 65 + b"\x0a\x02r1")],
+        "GetUploadUrl": [("name-dotdot", J.GetUploadUrlRequest(name="..").SerializeToString()),
+                         ("name-repeated", b"\x0a\x01a" * 5)],
+        "StartJob": [("models-over", J.StartJobRequest(mp_detection_rid=rid, params=J.Params(models=[
+                          J.TrackedModel(tracking_id=k, model_id="m") for k in range(17)])).SerializeToString()),
+                     ("extra-over", J.StartJobRequest(rerun_rid=rid, extra_params=["k%d=1" % k for k in range(33)]).SerializeToString()),
+                     ("model-nul", J.StartJobRequest(upload_url=url, params=J.Params(models=[
+                          J.TrackedModel(tracking_id=1, model_id="m\x00")])).SerializeToString()),
+                     ("params-twice", J.StartJobRequest(rerun_rid=rid, params=J.Params(formats=["bvh"])).SerializeToString()
+                      + J.StartJobRequest(params=J.Params(formats=["fbx"])).SerializeToString())],
+        "DeleteModel": [("id-dotdot", C.DeleteModelRequest(model_id="../x").SerializeToString())],
+        "CreateEndpoint": [("events-over", W.CreateEndpointRequest(url="https://example.test/h",
+                                                                   events=["job.completed"] * 9).SerializeToString())],
+    }
+    for i, name in enumerate(ROWS):
+        for label, data in limits.get(name, []):
+            put("grpc_request", "%02d-%s-%s" % (i, name, label), bytes([i]) + data)
+
     bodies = {
         "GetUploadUrl": ['{"url":"%s"}' % url],
         "StartJob": ['{"rid":"%s"}' % rid],

@@ -190,7 +190,7 @@ struct rfix {
 	Animate3d__V1__TrackedModel *models[1];
 	char *strs[GW_TR_MAX_RIDS + 2];
 	char rid_text[GW_TR_MAX_RIDS + 2][8];
-	Animate3d__V1__JobState states[4];
+	Animate3d__V1__JobState states[GW_VALIDATE_MAX_STATES + 1];
 };
 
 #define STRS(fx, ...)                                                   \
@@ -555,6 +555,73 @@ static void r_minutes(struct rfix *x)
 	x->u.minutes = r;
 }
 
+/* Issue 13: the states cap (repeats within it are asked for once) and the ids, names and URLs
+ * that used to reach the store or upstream. */
+static void r_list_cap(struct rfix *x)
+{
+	r_list(x);
+	for (size_t i = 0; i < GW_VALIDATE_MAX_STATES; i++)
+		x->states[i] = i % 2 ? ANIMATE3D__V1__JOB_STATE__PROGRESS : ANIMATE3D__V1__JOB_STATE__SUCCESS;
+	x->u.list.states = x->states;
+	x->u.list.n_states = GW_VALIDATE_MAX_STATES;
+}
+static void r_list_over(struct rfix *x)
+{
+	r_list_cap(x);
+	x->states[GW_VALIDATE_MAX_STATES] = ANIMATE3D__V1__JOB_STATE__RETRY;
+	x->u.list.n_states = GW_VALIDATE_MAX_STATES + 1;
+}
+static void r_dmodel_comma(struct rfix *x)
+{
+	r_dmodel(x);
+	x->u.dmodel.model_id = "a,b";
+}
+static void r_dmodel_eacute(struct rfix *x)
+{
+	r_dmodel(x);
+	x->u.dmodel.model_id = "\xc3\xa9";
+}
+static void r_upload_dotdot(struct rfix *x)
+{
+	r_upload(x);
+	x->u.upload.name = "..";
+}
+static void r_upload_dot(struct rfix *x)
+{
+	r_upload(x);
+	x->u.upload.name = ".";
+}
+static char url5000[5001];
+static void r_start_longurl(struct rfix *x)
+{
+	r_start_url(x);
+	memcpy(url5000, "http://h/", 9);
+	memset(url5000 + 9, 'a', sizeof url5000 - 10);
+	x->u.start.upload_url = url5000;
+}
+static void r_start_dotdot(struct rfix *x)
+{
+	r_start_url(x);
+	x->u.start.upload_url = "../x";
+}
+static void r_start_extra_over(struct rfix *x)
+{
+	static char kv[GW_VALIDATE_MAX_EXTRA + 1][8];
+
+	r_start_url(x);
+	for (size_t i = 0; i <= GW_VALIDATE_MAX_EXTRA; i++) {
+		snprintf(kv[i], sizeof kv[i], "k%zu=1", i);
+		x->strs[i] = kv[i];
+	}
+	x->u.start.extra_params = x->strs;
+	x->u.start.n_extra_params = GW_VALIDATE_MAX_EXTRA + 1;
+}
+static void r_start_idem_ctl(struct rfix *x)
+{
+	r_start_url(x);
+	x->u.start.idempotency_key = "k\n1";
+}
+
 #define J "/animate3d.v1.Jobs/"
 #define C "/animate3d.v1.Characters/"
 #define W "/animate3d.v1.Webhooks/"
@@ -600,6 +667,16 @@ static const struct {
 	{ J "ListJobs", r_list, GW_TR_OK, "GET", "/list", NULL, NULL },
 	{ J "ListJobs", r_list_states, GW_TR_OK, "GET", "/list/SUCCESS,PROGRESS", NULL, NULL },
 	{ J "ListJobs", r_list_bad, GW_TR_INVALID, NULL, NULL, NULL, "states[1]" },
+	{ J "ListJobs", r_list_cap, GW_TR_OK, "GET", "/list/SUCCESS,PROGRESS", NULL, NULL },
+	{ J "ListJobs", r_list_over, GW_TR_INVALID, NULL, NULL, NULL, "states" },
+	{ J "GetUploadUrl", r_upload_dotdot, GW_TR_INVALID, NULL, NULL, NULL, "name" },
+	{ J "GetUploadUrl", r_upload_dot, GW_TR_INVALID, NULL, NULL, NULL, "name" },
+	{ J "StartJob", r_start_longurl, GW_TR_INVALID, NULL, NULL, NULL, "upload_url" },
+	{ J "StartJob", r_start_dotdot, GW_TR_INVALID, NULL, NULL, NULL, "upload_url" },
+	{ J "StartJob", r_start_extra_over, GW_TR_INVALID, NULL, NULL, NULL, "extra_params" },
+	{ J "StartJob", r_start_idem_ctl, GW_TR_INVALID, NULL, NULL, NULL, "idempotency_key" },
+	{ C "DeleteModel", r_dmodel_comma, GW_TR_INVALID, NULL, NULL, NULL, "model_id" },
+	{ C "DeleteModel", r_dmodel_eacute, GW_TR_INVALID, NULL, NULL, NULL, "model_id" },
 	{ J "GetVideoInfo", r_vinfo, GW_TR_OK, "POST", "/videoInfo",
 	  "{\"url\":\"https://st/v.mp4?X-Goog-Signature=s\"}", NULL },
 	{ J "GetVideoInfo", r_vinfo_empty, GW_TR_INVALID, NULL, NULL, NULL, "upload_url" },
