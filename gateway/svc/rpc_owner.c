@@ -32,6 +32,7 @@ static const struct {
 	{ "GetStatus", RO_RIDS },		{ "GetDownloadUrls", RO_RIDS },
 	{ "WatchStatus", RO_RIDS },		{ "GetVideoInfo", RO_VIDEO_INFO },
 	{ "GetUploadUrl", RO_UPLOAD_URL },	{ "StartJob", RO_START_JOB },
+	{ "GetModelUploadUrl", RO_MODEL_UPLOAD_URL },
 	{ "StoreModel", RO_STORE_MODEL },	{ "ListModels", RO_LIST_MODELS },
 	{ "DeleteModel", RO_DELETE_MODEL },	{ "CreateEndpoint", RO_CREATE_ENDPOINT },
 	{ "GetEndpoint", RO_ENDPOINT },		{ "UpdateEndpoint", RO_ENDPOINT },
@@ -347,9 +348,14 @@ const ProtobufCMessage *gw_rpc_owner_admit(struct gw_call *c, struct gw_rpc_owne
 		if (ro_check_start_job(c, (const void *)req))
 			return NULL;
 		return ro_mask_models(c, (const void *)req, view);
-	case RO_STORE_MODEL:
-		rc = ro_check(c, GW_OBJ_MODEL, ((const Animate3d__V1__StoreModelRequest *)(const void *)req)->model_id);
+	case RO_STORE_MODEL: {
+		const Animate3d__V1__StoreModelRequest *r = (const void *)req;
+
+		/* The model to update, and the uploaded files it is made from: all the tenant's. */
+		rc = ro_check(c, GW_OBJ_MODEL, r->model_id) || ro_check_upload(c, r->model_url) ||
+		     ro_check_upload(c, r->thumb_url);
 		break;
+	}
 	case RO_LIST_MODELS:
 		rc = ro_check_not_others(c, GW_OBJ_MODEL,
 					 ((const Animate3d__V1__ListModelsRequest *)(const void *)req)->model_id);
@@ -472,6 +478,15 @@ int gw_rpc_owner_after(struct gw_call *c, const ProtobufCMessage *req, ProtobufC
 	switch (gw_ro_kind_of(c)) {
 	case RO_UPLOAD_URL:
 		return gw_rpc_owner_record_upload(c, ((Animate3d__V1__GetUploadUrlResponse *)(void *)reply)->url);
+	case RO_MODEL_UPLOAD_URL: {
+		const Animate3d__V1__GetModelUploadUrlResponse *r = (const void *)reply;
+
+		/* Both files become the tenant's (StoreModel checks them); the thumbnail URL is
+		 * optional in the answer. */
+		if (gw_rpc_owner_record_upload(c, r->model_url))
+			return -1;
+		return r->thumb_url && r->thumb_url[0] ? gw_rpc_owner_record_upload(c, r->thumb_url) : 0;
+	}
 	case RO_START_JOB:
 		return ro_put(c, GW_OBJ_JOB, ((Animate3d__V1__StartJobResponse *)(void *)reply)->rid);
 	case RO_STORE_MODEL:

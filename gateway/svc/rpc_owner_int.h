@@ -14,6 +14,7 @@ enum ro_kind {
 	RO_RIDS,		/* GetStatus, GetDownloadUrls, WatchStatus: filter the rids */
 	RO_VIDEO_INFO,
 	RO_UPLOAD_URL,
+	RO_MODEL_UPLOAD_URL,	/* GetModelUploadUrl: record model_url and thumb_url */
 	RO_START_JOB,
 	RO_STORE_MODEL,
 	RO_LIST_MODELS,
