@@ -735,6 +735,7 @@ void gw_server_free(struct gw_server *srv)
 		grpc_shutdown();
 	free(srv->method_handles);
 	gw_rpc_methods_free(srv->methods);
+	gw_health_free(&srv->health);
 	if (srv->boot_conf)
 		gw_server_conf_put(srv, srv->boot_conf);
 	if (srv->conf)

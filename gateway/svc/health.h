@@ -13,18 +13,28 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define GW_HEALTH_MAX_WATCHERS 256	/* concurrent Watch streams; more get RESOURCE_EXHAUSTED */
+#define GW_HEALTH_MAX_WATCHERS 4096	/* Watch streams the table holds; watch.health_max_streams
+					 * (default 256, at most this) is the cap in force */
 #define GW_HEALTH_MAX_SERVICE 128	/* service name length; longer is INVALID_ARGUMENT */
+#define GW_HEALTH_MAX_PEERS 4096	/* distinct client addresses holding Watch streams */
+
+#include "gateway/base/lograte.h"
+#include "gateway/base/slots.h"
 
 struct gw_call;
 struct gw_server;
+struct evbuffer;
 
+/* Watch needs no API key, so its fair share is per client address (the peer's host, without
+ * the port): watch.health_max_streams_per_peer each, watch.health_max_streams in all. */
 struct gw_health {
 	int serving;				/* 1 SERVING, 0 NOT_SERVING */
 	int ended;				/* watches ended for shutdown */
 	struct gw_call *watchers[GW_HEALTH_MAX_WATCHERS];
 	size_t nwatchers;
-	uint64_t watchers_refused;		/* Watch calls past the limit */
+	uint64_t watchers_refused;		/* Watch calls past a cap */
+	struct gw_slots peers;			/* streams per peer host; set up on first Watch */
+	struct gw_lograte refusals_log;
 };
 
 /* Method handlers (registered by gateway/rpc.c). */
@@ -38,5 +48,9 @@ int gw_health_service_known(const char *service);
 void gw_health_set(struct gw_server *srv, int serving);
 /* Drain: NOT_SERVING to every watcher, then end their streams. Idempotent. */
 void gw_health_end_watches(struct gw_server *srv);
+/* Frees what the watches allocated (after the loop stopped and every call is gone). */
+void gw_health_free(struct gw_health *h);
+/* Appends the per-peer families (health_watch_peer_held, health_watch_peer_refused_total). */
+int gw_health_render_metrics(const struct gw_health *h, struct evbuffer *out);
 
 #endif

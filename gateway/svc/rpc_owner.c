@@ -580,6 +580,8 @@ int gw_rpc_owner_render_metrics(const struct gw_server *srv, struct evbuffer *ou
 	RO_M("adopt_raced", o->adopt_raced);
 	RO_M("recon_ambiguous", o->recon_ambiguous);
 	RO_M("expired", o->expired);
+	RO_M("limited_inflight", o->limited_inflight);
+	RO_M("limited_waiters", o->limited_waiters);
 #undef RO_M
 	bad |= evbuffer_add_printf(out, "# HELP " RO_P "idempotency_inflight "
 				   "Keys in flight, waiters, detached transfers.\n"
@@ -590,5 +592,11 @@ int gw_rpc_owner_render_metrics(const struct gw_server *srv, struct evbuffer *ou
 				   (unsigned long long)o->inflight, (unsigned long long)o->waiting,
 				   (unsigned long long)srv->detached_ops) < 0;
 #undef RO_P
+	/* Per tenant: keys in flight (detached transfers included) and waiting duplicates. */
+	bad |= gw_slots_render(gw_owner_tenant_slots(srv->owner, 0), "idempotency_keys_tenant",
+			       "Idempotent StartJob keys in flight by tenant.", "tenant", "tenant", 1, out) != 0;
+	bad |= gw_slots_render(gw_owner_tenant_slots(srv->owner, 1), "idempotency_waiters_tenant",
+			       "Duplicate keyed StartJob calls waiting, by tenant.", "tenant", "tenant", 1,
+			       out) != 0;
 	return bad ? -1 : 0;
 }

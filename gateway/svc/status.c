@@ -26,6 +26,7 @@
 #include "gateway/api/translate.h"
 #include "gateway/upstream/upstream.h"
 #include "gateway/svc/webhook_in.h"
+#include "gateway/svc/caps.h"
 
 /* ---- the gateway side ---- */
 
@@ -41,6 +42,16 @@ struct gw_status_ctx {
 	size_t nstreams;
 	struct event *ev_drain;		/* polls srv->draining to end the streams */
 	uint64_t streams_refused;
+	/* Open streams per tenant, with the per-tenant and global caps (watch.*, issue 13): one
+	 * tenant cannot take every slot. Keeps refusal counts per tenant for /metrics. */
+	struct gw_slots slots;
+	struct gw_lograte refusals_log;
+};
+
+/* What a WatchStatus refusal names (gateway/svc/caps.h). */
+static const struct gw_caps_what status_watch_caps = {
+	"WatchStatus", "watch_streams", "streams", "tenant",
+	"tenants[].limits.watch_streams or watch.max_streams_per_tenant", "watch.max_streams"
 };
 
 struct gw_status_ctx *gw_status_ctx_new(void)
@@ -63,6 +74,7 @@ void gw_status_ctx_free(struct gw_status_ctx *x)
 	gw_cache_free(x->cache);
 	if (x->ev_drain)
 		event_free(x->ev_drain);
+	gw_slots_free(&x->slots);
 	free(x);
 }
 
@@ -93,6 +105,10 @@ static int status_ctx_start(struct gw_status_ctx *x, struct gw_server *srv)
 		goto fail;
 	x->ev_drain = event_new(srv->base, -1, EV_PERSIST, status_ctx_on_drain_check, x);
 	if (!x->ev_drain || event_add(x->ev_drain, &tv) != 0)
+		goto fail;
+	/* Tenants persist across reloads by name; twice the configurable maximum leaves room for
+	 * renamed ones still holding streams. */
+	if (gw_slots_init(&x->slots, 2 * GW_CONFIG_MAX_TENANTS, 1) != 0)
 		goto fail;
 	return 0;
 fail:
@@ -671,12 +687,15 @@ struct status_watch_op {
 	struct gw_status_ctx *x;
 	struct status_watch_op *prev, *next;	/* x->streams */
 	size_t n, open;
+	char tenant[GW_SLOTS_NAME_MAX + 1];	/* holds one of x->slots */
 	struct status_watch_rid r[];
 };
 
 static void status_watch_free(struct status_watch_op *op)
 {
 	struct gw_status_ctx *x = op->x;
+
+	gw_slots_give(&x->slots, op->tenant);
 
 	for (size_t i = 0; i < op->n; i++)
 		if (op->r[i].open)
@@ -730,6 +749,27 @@ static void status_watch_notify(struct gw_status_watch *w, int code, const Anima
 		status_watch_end(op, GRPC_STATUS_OK, NULL);
 }
 
+/* Takes one of the tenant's stream slots: the tenant's own cap (tenants[].limits.watch_streams,
+ * else watch.max_streams_per_tenant, else a fair share of watch.max_streams) and the global
+ * one, from the current configuration. 0, or -1 with c finished RESOURCE_EXHAUSTED. */
+static int status_watch_admit(struct gw_status_ctx *x, struct gw_call *c)
+{
+	const struct gw_config *cfg = x->srv->cfg;
+	const struct gw_tenant_cfg *t = gw_call_tenant(c);
+	unsigned global = cfg->watch.max_streams ? cfg->watch.max_streams : GW_STATUS_MAX_WATCH_STREAMS;
+	unsigned cap = gw_config_tenant_cap(cfg, t->limits.watch_streams, cfg->watch.max_streams_per_tenant,
+					    global);
+	enum gw_slots_verdict v = gw_slots_take(&x->slots, t->name, cap, global);
+
+	if (v == GW_SLOTS_OK)
+		return 0;
+	x->streams_refused++;
+	gw_caps_refuse(c, &x->refusals_log, gw_status_now(x->status), &status_watch_caps, t->name, v,
+		       v == GW_SLOTS_NAME_FULL ? gw_slots_held(&x->slots, t->name) : x->slots.used,
+		       v == GW_SLOTS_NAME_FULL ? cap : global);
+	return -1;
+}
+
 void gw_status_rpc_watch(struct gw_call *c)
 {
 	struct gw_status_ctx *x = gw_status_ctx_of(gw_call_server(c));
@@ -754,18 +794,20 @@ void gw_status_rpc_watch(struct gw_call *c)
 		gw_call_fail(c, GRPC_STATUS_INTERNAL, "WatchStatus: tenant has no upstream account");
 		goto out;
 	}
-	if (x->nstreams >= GW_STATUS_MAX_WATCH_STREAMS || x->srv->draining) {
+	if (x->srv->draining) {
 		x->streams_refused++;
-		gw_call_fail(c, x->srv->draining ? GRPC_STATUS_UNAVAILABLE : GRPC_STATUS_RESOURCE_EXHAUSTED,
-			     "WatchStatus: %s", x->srv->draining ? "server is shutting down"
-								  : "too many open streams");
+		gw_call_fail(c, GRPC_STATUS_UNAVAILABLE, "WatchStatus: server is shutting down");
 		goto out;
 	}
+	if (status_watch_admit(x, c) != 0)
+		goto out;
 	op = calloc(1, sizeof *op + req->n_rids * sizeof op->r[0]);
 	if (!op) {
+		gw_slots_give(&x->slots, gw_call_tenant(c)->name);
 		gw_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "WatchStatus: out of memory");
 		goto out;
 	}
+	snprintf(op->tenant, sizeof op->tenant, "%s", gw_call_tenant(c)->name);
 	op->c = c;
 	op->x = x;
 	op->next = x->streams;
@@ -895,6 +937,11 @@ int gw_status_render_metrics(struct gw_status_ctx *x, struct evbuffer *out)
 			     x->nstreams);
 	bad |= status_metric(out, "watch_notifications_total", "WatchStatus changes delivered.",
 			     "counter", sc->notifications);
+	bad |= status_metric(out, "watch_streams_refused_total",
+			     "WatchStatus calls refused: a cap, or the server draining.", "counter",
+			     x->streams_refused);
+	bad |= gw_slots_render(&x->slots, "watch_streams_tenant", "Open WatchStatus streams by tenant.",
+			       "tenant", "tenant", 1, out) != 0;
 	bad |= evbuffer_add_printf(out,
 		"# HELP " GW_METRICS_PREFIX "webhooks_in_total Upstream webhook deliveries by outcome.\n"
 		"# TYPE " GW_METRICS_PREFIX "webhooks_in_total counter\n"

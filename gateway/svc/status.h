@@ -220,7 +220,8 @@ struct evbuffer;
 struct gw_status_ctx;
 
 #define GW_STATUS_WATCH_METHOD "/animate3d.v1.Jobs/WatchStatus"
-#define GW_STATUS_MAX_WATCH_STREAMS 20000	/* open WatchStatus calls; more get RESOURCE_EXHAUSTED */
+#define GW_STATUS_MAX_WATCH_STREAMS 20000	/* open WatchStatus calls when watch.max_streams is 0;
+						 * the configured caps (watch.*) decide */
 
 struct gw_status_ctx *gw_status_ctx_new(void);
 void gw_status_ctx_free(struct gw_status_ctx *x);	/* NULL is fine */
@@ -245,7 +246,11 @@ struct gw_webhook_in_counters *gw_status_ctx_webhooks(struct gw_status_ctx *x);
 int gw_status_rpc_unary(struct gw_call *c);
 /* Jobs/WatchStatus (server streaming, method row: the context). Sends each rid's current status,
  * then one message per (state, step) change; ends OK when every rid is final, NOT_FOUND when
- * upstream does not know a rid, UNAVAILABLE when the server drains. Cancel frees everything. */
+ * upstream does not know a rid, UNAVAILABLE when the server drains. Cancel frees everything.
+ * Open streams are capped per tenant (tenants[].limits.watch_streams, else
+ * watch.max_streams_per_tenant, else a fair share of watch.max_streams) and in all
+ * (watch.max_streams): past either, RESOURCE_EXHAUSTED naming the tenant and the cap, counted per
+ * tenant (watch_streams_tenant_refused_total) and logged within a budget. */
 void gw_status_rpc_watch(struct gw_call *c);
 
 /* For StartJob handlers: call after upstream accepted a job that reuses rid (mp_detection_rid),

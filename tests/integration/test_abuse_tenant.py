@@ -107,3 +107,139 @@ def test_store_model_with_another_tenants_urls_is_not_found(gw_models, sim):
     assert mid
     assert gw.characters.StoreModel(C(model_url=b.model_url, model_name="mine-b"), timeout=5,
                                     metadata=gw.md("team-b")).model_id
+
+
+# ---- item 5: one tenant cannot take every long-lived slot ----------------------------------------
+WATCH_HEAD = """\
+watch:
+  max_streams: 6
+  max_streams_per_tenant: 4
+  health_max_streams: 5
+  health_max_streams_per_peer: 3
+"""
+
+
+@pytest.fixture(scope="module")
+def slow_sim(stack):
+    """Jobs that stay in progress for the whole module: watch streams stay open."""
+    return stack.sim(name="sim-slow", job_seconds=120)
+
+
+@pytest.fixture(scope="module")
+def gw_watch(stack, slow_sim):
+    return _gateway(stack, slow_sim, "gw-watch", head=WATCH_HEAD)
+
+
+def _job(gw, tenant, name):
+    url = harness.upload_put(gw, name, b"\x00" * 64, tenant=tenant)
+    return harness.start_job(gw, tenant, upload_url=url)
+
+
+def _open_watch(gw, tenant, rid):
+    """A WatchStatus stream that is open (its first status arrived). -> (call, None) or
+    (None, (code, details)) when it was refused."""
+    call = gw.jobs.WatchStatus(jobs_pb2.WatchStatusRequest(rids=[rid]), timeout=30,
+                               metadata=gw.md(tenant))
+    try:
+        next(call)
+        return call, None
+    except grpc.RpcError as e:
+        return None, (e.code(), e.details())
+
+
+def test_one_tenant_filling_its_watch_share_leaves_room_for_others(gw_watch):
+    """team-a holds its 4 WatchStatus streams (watch.max_streams_per_tenant) and its 5th is
+    refused naming team-a and the cap; team-b still opens streams until the global cap (6),
+    where the refusal names the gateway's cap; both are counted per tenant; a stream that ends
+    gives its slot back."""
+    gw = gw_watch
+    rid_a, rid_b = _job(gw, "team-a", "watch-a.mp4"), _job(gw, "team-b", "watch-b.mp4")
+    held = []
+    try:
+        for _ in range(4):
+            call, err = _open_watch(gw, "team-a", rid_a)
+            assert err is None, err
+            held.append(call)
+        _, err = _open_watch(gw, "team-a", rid_a)
+        assert err and err[0] == grpc.StatusCode.RESOURCE_EXHAUSTED, err
+        assert "tenant team-a holds 4 streams; its cap is 4" in err[1], err
+        for _ in range(2):
+            call, err = _open_watch(gw, "team-b", rid_b)
+            assert err is None, "team-b must not be starved by team-a: %s" % (err,)
+            held.append(call)
+        _, err = _open_watch(gw, "team-b", rid_b)
+        assert err and err[0] == grpc.StatusCode.RESOURCE_EXHAUSTED, err
+        assert "the gateway holds 6 streams; its cap is 6 (watch.max_streams)" in err[1], err
+        m = harness.metrics(gw)
+        assert m.get('animate3d_gateway_watch_streams_tenant_refused_total{tenant="team-a",cap="tenant"}') == 1, m
+        assert m.get('animate3d_gateway_watch_streams_tenant_refused_total{tenant="team-b",cap="global"}') == 1, m
+        assert m.get('animate3d_gateway_watch_streams_tenant_held{tenant="team-a"}') == 4
+        assert m.get("animate3d_gateway_watch_streams") == 6
+    finally:
+        for call in held:
+            call.cancel()
+    assert _until(lambda: _metric(gw, "animate3d_gateway_watch_streams") == 0), "slots given back"
+    call, err = _open_watch(gw, "team-b", rid_b)
+    assert err is None, err
+    call.cancel()
+    assert '"resource":"watch_streams"' in gw.log_text(), "refusals are logged"
+
+
+def test_health_watch_is_capped_per_peer(gw_watch):
+    """grpc.health.v1 Watch needs no key: its fair share is per client address. The 4th stream
+    from 127.0.0.1 is refused naming the peer and watch.health_max_streams_per_peer."""
+    gw = gw_watch
+    held = []
+    try:
+        for _ in range(3):
+            call = gw.health.Watch(health_pb2.HealthCheckRequest(), timeout=30)
+            assert next(call).status == health_pb2.HealthCheckResponse.SERVING
+            held.append(call)
+        call = gw.health.Watch(health_pb2.HealthCheckRequest(), timeout=30)
+        with pytest.raises(grpc.RpcError) as ei:
+            next(call)
+        assert ei.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "peer 127.0.0.1 holds 3 streams; its cap is 3 (watch.health_max_streams_per_peer)" \
+            in ei.value.details(), ei.value.details()
+        assert _metric(gw, 'animate3d_gateway_health_watch_peer_refused_total{cap="peer"}') == 1
+    finally:
+        for c in held:
+            c.cancel()
+    assert _until(lambda: _metric(gw, "animate3d_gateway_health_watch_peer_held") == 0)
+
+
+def test_keyed_start_jobs_in_flight_are_capped_per_tenant(stack):
+    """team-a (tenants[].limits.start_jobs_in_flight: 2) leaves two keyed StartJobs hanging
+    upstream and cancels them: the transfers outlive the calls and still count, so its third key
+    is refused RESOURCE_EXHAUSTED naming team-a and the cap, while team-b starts its jobs."""
+    sim = stack.sim(name="sim-idem", job_seconds=1)
+    limits = "    limits: { start_jobs_in_flight: 2 }\n"
+    gw = None
+    grpc_port, http_port = harness.free_port(), harness.free_port()
+    text = harness.gateway_config(grpc_port, http_port, sim.url, os.path.join(stack.workdir, "gw-idem.db"))
+    # team-a's limits go right after its account line (the first tenant of the harness config).
+    text = text.replace("  - name: team-a\n    account: sim\n", "  - name: team-a\n    account: sim\n" + limits, 1)
+    gw = stack.gateway(sim, name="gw-idem", config_text=text, grpc_port=grpc_port, http_port=http_port)
+    url_a = harness.upload_put(gw, "idem-a.mp4", b"\x00" * 64, tenant="team-a")
+    url_b = harness.upload_put(gw, "idem-b.mp4", b"\x00" * 64, tenant="team-b")
+    sim.faults("POST /process", status=0, rate=1.0, latency_ms=3000, count=-1)
+    try:
+        calls = []
+        for k in ("k1", "k2"):
+            f = gw.jobs.StartJob.future(jobs_pb2.StartJobRequest(upload_url=url_a, idempotency_key=k),
+                                        timeout=30, metadata=gw.md("team-a"))
+            calls.append(f)
+        assert _until(lambda: _metric(gw, 'animate3d_gateway_idempotency_inflight{what="keys"}') == 2)
+        for f in calls:
+            f.cancel()
+        assert _until(lambda: _metric(gw, 'animate3d_gateway_idempotency_inflight{what="detached"}') == 2)
+        code, details = _code(gw.jobs.StartJob, jobs_pb2.StartJobRequest(upload_url=url_a, idempotency_key="k3"),
+                              tenant="team-a")
+        assert code == grpc.StatusCode.RESOURCE_EXHAUSTED, (code, details)
+        assert "tenant team-a holds 2 idempotent StartJob keys in flight; its cap is 2" in details, details
+        fb = gw.jobs.StartJob.future(jobs_pb2.StartJobRequest(upload_url=url_b, idempotency_key="k3"),
+                                     timeout=30, metadata=gw.md("team-b"))
+        assert fb.result(timeout=20).rid, "team-b is not held up by team-a's keys"
+        assert _metric(gw, 'animate3d_gateway_idempotency_keys_tenant_refused_total{tenant="team-a",cap="tenant"}') == 1
+    finally:
+        sim.clear_faults()
