@@ -19,6 +19,7 @@
 #include "gateway/server.h"
 #include "gateway/base/stats.h"
 #include "gateway/svc/status.h"
+#include "gateway/svc/upload.h"
 #include "gateway/svc/webhook_in.h"
 #include "gateway/svc/webhook_reg.h"
 
@@ -143,7 +144,8 @@ static void http_on_request(struct evhttp_request *req, void *arg)
 		    gw_rpc_owner_render_metrics(srv, body) == 0 &&	/* state store, idempotency */
 		    gw_status_render_metrics(gw_status_ctx_of(srv), body) == 0 &&	/* cache, batcher */
 		    gw_webhook_reg_render_metrics(srv->webhook_reg, body) == 0 &&
-		    gw_health_render_metrics(&srv->health, body) == 0)
+		    gw_health_render_metrics(&srv->health, body) == 0 &&
+		    gw_upload_render_metrics(srv, body) == 0)
 			http_reply(req, 200, "OK", "text/plain; version=0.0.4", body);
 		else
 			evhttp_send_error(req, 500, "metrics rendering failed");

@@ -285,8 +285,11 @@ int gw_rpc_methods_new(struct gw_method **out, size_t *n)
 	for (size_t i = 0; i < nrows; i++)
 		m[k++] = (struct gw_method){ rows[i].grpc_path, rows[i].req_desc, GW_UNARY,
 					     rows[i].perm, gw_rpc_unary, &rows[i] };
-	m[k++] = (struct gw_method){ "/animate3d.v1.Jobs/UploadVideo", NULL, GW_CLIENT_STREAM,
-				     GW_PERM_WRITE, rpc_upload, NULL };
+	/* The UploadVideo row carries the uploads' context (slots, gauges), freed with the table. */
+	m[k] = (struct gw_method){ "/animate3d.v1.Jobs/UploadVideo", NULL, GW_CLIENT_STREAM,
+				   GW_PERM_WRITE, rpc_upload, gw_upload_ctx_new() };
+	if (!m[k++].row)
+		goto out;
 	/* The WatchStatus row carries the status context (cache, batcher), freed with the table. */
 	m[k] = (struct gw_method){ GW_STATUS_WATCH_METHOD,
 				   &animate3d__v1__watch_status_request__descriptor,
@@ -314,5 +317,7 @@ void gw_rpc_methods_free(struct gw_method *m)
 	for (size_t i = 0; m && i < GW_RPC_MAX_METHODS && m[i].path; i++)
 		if (m[i].handler == gw_status_rpc_watch)
 			gw_status_ctx_free((struct gw_status_ctx *)m[i].row);
+		else if (m[i].handler == rpc_upload)
+			gw_upload_ctx_free((struct gw_upload_ctx *)m[i].row);
 	free(m);
 }

@@ -8,7 +8,19 @@
  * buffer of upload_chunk_bytes and PUTs each full chunk with `Content-Range: bytes a-b/` + `*`
  * (total unknown yet; -> 308 + Range), asking gRPC for the next message only after storage took the chunk. The end
  * of the stream PUTs the rest with `bytes a-b/total` (or `bytes * /total`) -> 200/201.
- * Memory per upload: one chunk + one gRPC message, whatever the file size.
+ * Memory per upload: one chunk + one gRPC message, whatever the file size: the buffer is
+ * gw_upload_buffer_cap(upload_chunk_bytes, uploads.max_message_bytes, max_message_bytes) bytes,
+ * and a message larger than uploads.max_message_bytes is INVALID_ARGUMENT. gRPC core holds at most
+ * one more message per stream (we ask for the next one only when the buffer has room; HTTP/2 flow
+ * control bounds what the client may send before that, the resource quota bounds the total).
+ *
+ * Long-lived (issue 13): a client that stops sending holds its slot and buffer, so
+ *   - no message for uploads.idle_timeout_ms while the gateway waits for one -> DEADLINE_EXCEEDED
+ *     "no message from the client for N ms (uploads.idle_timeout_ms)"; the storage transfer is
+ *     aborted and everything freed (the resumable session is abandoned: storage expires it);
+ *   - open uploads are capped per tenant (tenants[].limits.uploads, else uploads.max_per_tenant,
+ *     else a fair share of uploads.max_concurrent) and in all (uploads.max_concurrent):
+ *     RESOURCE_EXHAUSTED naming the tenant and the cap, counted per tenant, logged in a budget.
  *
  * Reply {url: the signed URL from /upload, size: total bytes}. Errors: bad name, empty upload,
  * size mismatch -> INVALID_ARGUMENT; storage failures -> UNAVAILABLE (DEADLINE_EXCEEDED for
@@ -28,9 +40,21 @@
 #define GW_UPLOAD_MAX_STALLS 3			/* chunks in a row storage accepts without progress */
 
 struct gw_call;
+struct gw_server;
+struct evbuffer;
+struct gw_upload_ctx;
 
-/* The UploadVideo handler (registered by gateway/rpc.c). */
+/* The uploads' shared state (slots per tenant, gauges, counters): allocated with the method table
+ * as the UploadVideo row (gateway/rpc.c), freed with it. NULL when out of memory. */
+struct gw_upload_ctx *gw_upload_ctx_new(void);
+void gw_upload_ctx_free(struct gw_upload_ctx *x);	/* NULL is fine */
+
+/* The UploadVideo handler (registered by gateway/rpc.c); its method row is the context. */
 void gw_upload_handle(struct gw_call *c);
+
+/* Appends the upload families for /metrics (uploads_tenant_held/_refused_total by tenant,
+ * uploads_idle_timeouts_total, uploads_buffered_bytes, uploads_buffer_reserved_bytes). 0, or -1. */
+int gw_upload_render_metrics(struct gw_server *srv, struct evbuffer *out);
 
 /* ---- pure parts (unit-tested) ---- */
 
@@ -54,6 +78,12 @@ int gw_upload_parse_range(const char *range, uint64_t *persisted);
 /* After sending [offset, offset + len), storage reports persisted bytes in total: *consumed =
  * how many bytes of the buffer to drop. -1 when persisted is outside [offset, offset + len]. */
 int gw_upload_advance(uint64_t offset, uint64_t len, uint64_t persisted, uint64_t *consumed);
+
+/* Bytes of one upload's buffer: chunk + the largest message accepted, that is upload_msg (0 =
+ * not set) capped by grpc_msg (gRPC's receive limit; 0 = 4 MiB). */
+size_t gw_upload_buffer_cap(size_t chunk, size_t upload_msg, size_t grpc_msg);
+/* The largest chunk one message may carry (the second term above). */
+size_t gw_upload_message_max(size_t upload_msg, size_t grpc_msg);
 
 /* Percent-encodes s for a query value (RFC 3986 unreserved kept). -1 when it does not fit. */
 int gw_upload_escape(const char *s, char *out, size_t outlen);

@@ -243,3 +243,109 @@ def test_keyed_start_jobs_in_flight_are_capped_per_tenant(stack):
         assert _metric(gw, 'animate3d_gateway_idempotency_keys_tenant_refused_total{tenant="team-a",cap="tenant"}') == 1
     finally:
         sim.clear_faults()
+
+
+# ---- item 4: stalled uploads ----------------------------------------------------------------------
+CHUNK = 256 << 10       # limits.upload_chunk_bytes in these gateways: the smallest storage unit
+
+
+def _stalled_upload(gw, tenant, name, before_stall=b"", first=True):
+    """An UploadVideo call whose client sends the first message (name + before_stall bytes, when
+    first) and then stops sending until release() (bounded by WAIT_S). -> (future, release)."""
+    go = threading.Event()
+
+    def gen():
+        if first:
+            yield jobs_pb2.UploadVideoRequest(name=name, chunk=before_stall)
+        go.wait(WAIT_S)
+    fut = gw.jobs.UploadVideo.future(gen(), timeout=30, metadata=gw.md(tenant))
+    return fut, go.set
+
+
+def _rpc_error(fut, timeout=WAIT_S + 5):
+    """-> (code, details) once the call ended with an error; (OK, None) when it succeeded."""
+    exc = fut.exception(timeout=timeout)
+    return (exc.code(), exc.details()) if exc else (grpc.StatusCode.OK, None)
+
+
+@pytest.fixture(scope="module")
+def gw_idle(stack, sim):
+    head = ("limits:\n  upload_chunk_bytes: %d\n"
+            "uploads:\n  idle_timeout_ms: 600\n  max_message_bytes: 131072\n" % CHUNK)
+    return _gateway(stack, sim, "gw-idle", head=head)
+
+
+def test_stalled_uploads_hit_the_idle_timeout_and_are_freed(gw_idle):
+    """A client that sends 100 KiB and then nothing (and one that never sends its first message)
+    is failed with DEADLINE_EXCEEDED naming uploads.idle_timeout_ms, well before its own deadline;
+    its buffer and slot are freed (gauges back to 0) and the timeout is counted."""
+    gw = gw_idle
+    before = _metric(gw, "animate3d_gateway_uploads_idle_timeouts_total")
+    stalls = [_stalled_upload(gw, "team-a", "stall-1.mp4", b"\x01" * (100 << 10)),
+              _stalled_upload(gw, "team-a", "stall-2.mp4", first=False)]
+    try:
+        assert _until(lambda: _metric(gw, "animate3d_gateway_uploads_buffered_bytes") == 100 << 10), \
+            "the first upload's bytes are held while it is open"
+        for fut, _ in stalls:
+            code, details = _rpc_error(fut)
+            assert code == grpc.StatusCode.DEADLINE_EXCEEDED, (code, details)
+            assert "no message from the client for 600 ms (uploads.idle_timeout_ms)" in details, details
+    finally:
+        for _, release in stalls:
+            release()
+    m = harness.metrics(gw)
+    assert m["animate3d_gateway_uploads_idle_timeouts_total"] - before == 2, m
+    assert m["animate3d_gateway_uploads_buffered_bytes"] == 0
+    assert m["animate3d_gateway_uploads_buffer_reserved_bytes"] == 0
+    assert m.get('animate3d_gateway_uploads_tenant_held{tenant="team-a"}', 0) == 0
+    # An honest upload still works afterwards, and one message over the per-message cap is refused.
+    data = open(harness.TINY_MP4, "rb").read()
+    assert harness.upload_stream(gw, "honest.mp4", data, chunk=64 << 10).size == len(data)
+    with pytest.raises(grpc.RpcError) as ei:
+        harness.upload_stream(gw, "big.mp4", b"\x00" * (200 << 10), chunk=200 << 10)
+    assert ei.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "the limit is 131072 (uploads.max_message_bytes)" in ei.value.details()
+
+
+@pytest.fixture(scope="module")
+def gw_uploads(stack, sim):
+    head = ("limits:\n  upload_chunk_bytes: %d\n"
+            "uploads:\n  max_concurrent: 3\n  max_per_tenant: 2\n  idle_timeout_ms: 20000\n" % CHUNK)
+    return _gateway(stack, sim, "gw-uploads", head=head)
+
+
+def test_concurrent_uploads_are_capped_per_tenant_and_in_all(gw_uploads):
+    """team-a holds 2 open uploads (uploads.max_per_tenant): its 3rd is refused naming team-a and
+    the cap; team-b still gets the last global slot, then is refused naming uploads.max_concurrent;
+    refusals are counted per tenant; once the uploads end, the slots are free again."""
+    gw = gw_uploads
+    held = []
+    try:
+        for i in range(2):
+            held.append(_stalled_upload(gw, "team-a", "cap-a%d.mp4" % i, b"\x01" * 1024))
+        assert _until(lambda: _metric(gw, 'animate3d_gateway_uploads_tenant_held{tenant="team-a"}') == 2)
+        fut, release = _stalled_upload(gw, "team-a", "cap-a2.mp4", b"\x01")
+        code, details = _rpc_error(fut)
+        release()
+        assert code == grpc.StatusCode.RESOURCE_EXHAUSTED, (code, details)
+        assert "tenant team-a holds 2 uploads open; its cap is 2 (tenants[].limits.uploads or " \
+               "uploads.max_per_tenant)" in details, details
+        held.append(_stalled_upload(gw, "team-b", "cap-b0.mp4", b"\x01" * 1024))
+        assert _until(lambda: _metric(gw, 'animate3d_gateway_uploads_tenant_held{tenant="team-b"}') == 1)
+        fut, release = _stalled_upload(gw, "team-b", "cap-b1.mp4", b"\x01")
+        code, details = _rpc_error(fut)
+        release()
+        assert code == grpc.StatusCode.RESOURCE_EXHAUSTED, (code, details)
+        assert "the gateway holds 3 uploads open; its cap is 3 (uploads.max_concurrent)" in details, details
+        m = harness.metrics(gw)
+        assert m.get('animate3d_gateway_uploads_tenant_refused_total{tenant="team-a",cap="tenant"}') == 1, m
+        assert m.get('animate3d_gateway_uploads_tenant_refused_total{tenant="team-b",cap="global"}') == 1, m
+    finally:
+        for fut, release in held:
+            fut.cancel()
+            release()
+    assert _until(lambda: _metric(gw, 'animate3d_gateway_uploads_tenant_held{tenant="team-a"}') == 0 and
+                  _metric(gw, 'animate3d_gateway_uploads_tenant_held{tenant="team-b"}') == 0)
+    assert _metric(gw, "animate3d_gateway_uploads_buffer_reserved_bytes") == 0
+    data = open(harness.TINY_MP4, "rb").read()
+    assert harness.upload_stream(gw, "after.mp4", data, tenant="team-b").size == len(data)
