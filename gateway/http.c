@@ -145,7 +145,8 @@ static void http_on_request(struct evhttp_request *req, void *arg)
 		    gw_status_render_metrics(gw_status_ctx_of(srv), body) == 0 &&	/* cache, batcher */
 		    gw_webhook_reg_render_metrics(srv->webhook_reg, body) == 0 &&
 		    gw_health_render_metrics(&srv->health, body) == 0 &&
-		    gw_upload_render_metrics(srv, body) == 0)
+		    gw_upload_render_metrics(srv, body) == 0 &&
+		    gw_webhook_in_render_metrics(srv->webhook_in, body) == 0)
 			http_reply(req, 200, "OK", "text/plain; version=0.0.4", body);
 		else
 			evhttp_send_error(req, 500, "metrics rendering failed");

@@ -25,6 +25,7 @@
 #include "gateway/rpc.h"
 #include "gateway/state/store.h"
 #include "gateway/upstream/upstream.h"
+#include "gateway/svc/webhook_in.h"
 #include "gateway/svc/webhook_reg.h"
 
 int64_t gw_server_now_us(void)
@@ -329,6 +330,9 @@ int gw_server_reload(struct gw_server *srv)
 	conf = NULL;
 	gw_server_conf_put(srv, old);
 	server_apply_log_level(srv->cfg);
+	/* A new webhook path token moves the upstream endpoint to the new URL. */
+	if (gw_webhook_in_reload(srv->webhook_in, srv->cfg, gw_server_now_us() / 1000))
+		gw_webhook_reg_retarget(srv->webhook_reg);
 	gw_log(GW_LOG_INFO, "reload", GW_LS("msg", "configuration reloaded"),
 	       GW_LN("tenants", (long long)srv->cfg->ntenants), GW_LEND);
 	rc = 0;
@@ -612,6 +616,10 @@ struct gw_server *gw_server_new(struct gw_config *cfg, const char *config_path, 
 	srv->accounts = gw_session_accounts_new(srv, &srv->naccounts, err, errlen);
 	if (!srv->accounts)
 		goto out;
+	/* The webhook path token (a Secret): an unusable file stops the start, like client secrets. */
+	srv->webhook_in = gw_webhook_in_new(srv->cfg, srv->naccounts, gw_server_now_us() / 1000, err, errlen);
+	if (!srv->webhook_in)
+		goto out;
 	if (gw_rpc_methods_new(&srv->methods, &srv->nmethods)) {
 		snprintf(err, errlen, "cannot build the method table");
 		goto out;
@@ -720,6 +728,7 @@ void gw_server_free(struct gw_server *srv)
 	if (srv->grpc && !srv->cq_shut)
 		server_grpc_shutdown_sync(srv);
 	gw_webhook_reg_free(srv->webhook_reg);	/* its requests use the accounts and engine */
+	gw_webhook_in_free(srv->webhook_in);
 	gw_session_accounts_free(srv->accounts, srv->naccounts);
 	gw_up_free(srv->up);
 	/* After the last call: waiters are gone; keys still PENDING stay for the next process. */

@@ -45,6 +45,7 @@ struct gw_http;
 struct gw_store;
 struct gw_owner;
 struct gw_webhook_reg;
+struct gw_webhook_in;
 struct gw_handoff;
 
 /* What a completion-queue tag points at. */
@@ -93,6 +94,7 @@ struct gw_server {
 	struct gw_health health;
 	struct gw_http *http;
 	struct gw_webhook_reg *webhook_reg;	/* start-up endpoint registration (webhook_reg.h); NULL = off */
+	struct gw_webhook_in *webhook_in;	/* deliveries: path token, refresh budgets (webhook_in.h) */
 
 	/* Durable state (gateway/state/store.h) and the ownership / idempotency policy on it
 	 * (gateway/state/owner.h). Opened from the boot configuration; a reload may not change state.*. */

@@ -1,6 +1,6 @@
 /*
  * status: the gateway side of the status module (see status.h): the server's context (cache,
- * batcher, webhook counters) and its lifecycle, the GetStatus / GetDownloadUrls / WatchStatus
+ * batcher, WatchStatus streams) and its lifecycle, the GetStatus / GetDownloadUrls / WatchStatus
  * handlers with the cached fast path, and the metrics. The batcher is in status_batch.c, the
  * watchers in status_watch.c; their shared internals in status_int.h.
  */
@@ -25,7 +25,6 @@
 #include "gateway/server.h"
 #include "gateway/api/translate.h"
 #include "gateway/upstream/upstream.h"
-#include "gateway/svc/webhook_in.h"
 #include "gateway/svc/caps.h"
 
 /* ---- the gateway side ---- */
@@ -36,7 +35,6 @@ struct gw_status_ctx {
 	struct gw_server *srv;
 	struct gw_cache *cache;
 	struct gw_status *status;
-	struct gw_webhook_in_counters webhooks;
 	int start_failed;		/* tried once and failed: stay on the uncached path */
 	struct status_watch_op *streams;	/* open WatchStatus calls (for the drain) */
 	size_t nstreams;
@@ -147,11 +145,6 @@ struct gw_cache *gw_status_ctx_cache(struct gw_status_ctx *x)
 struct gw_status *gw_status_ctx_status(struct gw_status_ctx *x)
 {
 	return x ? x->status : NULL;
-}
-
-struct gw_webhook_in_counters *gw_status_ctx_webhooks(struct gw_status_ctx *x)
-{
-	return x ? &x->webhooks : NULL;
 }
 
 /* A deep copy of a borrowed message (pack + unpack), or NULL. */
@@ -891,14 +884,12 @@ int gw_status_render_metrics(struct gw_status_ctx *x, struct evbuffer *out)
 {
 	const struct gw_cache_counters *cc;
 	const struct gw_status_counters *sc;
-	const struct gw_webhook_in_counters *w;
 	int bad = 0;
 
 	if (!x || !x->cache || !x->status)
 		return 0;	/* not started: nothing counted yet */
 	cc = gw_cache_counters(x->cache);
 	sc = gw_status_counters(x->status);
-	w = &x->webhooks;
 	bad |= status_metric(out, "cache_hits_total", "Status cache hits.", "counter", cc->hits);
 	bad |= status_metric(out, "cache_misses_total", "Status cache misses (absent or expired).",
 			     "counter", cc->misses);
@@ -942,17 +933,5 @@ int gw_status_render_metrics(struct gw_status_ctx *x, struct evbuffer *out)
 			     x->streams_refused);
 	bad |= gw_slots_render(&x->slots, "watch_streams_tenant", "Open WatchStatus streams by tenant.",
 			       "tenant", "tenant", 1, out) != 0;
-	bad |= evbuffer_add_printf(out,
-		"# HELP " GW_METRICS_PREFIX "webhooks_in_total Upstream webhook deliveries by outcome.\n"
-		"# TYPE " GW_METRICS_PREFIX "webhooks_in_total counter\n"
-		GW_METRICS_PREFIX "webhooks_in_total{result=\"accepted\"} %llu\n"
-		GW_METRICS_PREFIX "webhooks_in_total{result=\"ignored\"} %llu\n"
-		GW_METRICS_PREFIX "webhooks_in_total{result=\"bad_path\"} %llu\n"
-		GW_METRICS_PREFIX "webhooks_in_total{result=\"bad_signature\"} %llu\n"
-		GW_METRICS_PREFIX "webhooks_in_total{result=\"too_large\"} %llu\n"
-		GW_METRICS_PREFIX "webhooks_in_total{result=\"malformed\"} %llu\n",
-		(unsigned long long)w->accepted, (unsigned long long)w->ignored,
-		(unsigned long long)w->rej_path, (unsigned long long)w->rej_signature,
-		(unsigned long long)w->rej_size, (unsigned long long)w->rej_malformed) < 0;
 	return bad ? -1 : 0;
 }

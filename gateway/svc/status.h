@@ -190,6 +190,10 @@ void gw_status_unwatch(struct gw_status_watch *w);	/* not attached is fine */
 
 /* ---- webhooks ---- */
 
+/* 1 when the module tracks rid on account acct (a caller wanted or watches it lately), else 0:
+ * webhook deliveries for rids nobody asked about and nobody owns are not worth a refresh. */
+int gw_status_tracked(struct gw_status *s, size_t acct, const char *rid);
+
 /* The rid changed upstream (job.completed): drop its non-final cache entry and fetch it through
  * the next batch (after the one in flight, if any). Returns 0, or -1 (bad rid, max_rids). */
 int gw_status_refresh(struct gw_status *s, size_t acct, const char *rid);
@@ -209,7 +213,7 @@ int gw_status_upstream_hold(void *arg, size_t acct, int64_t *wait_ms, char *msg,
 
 /* ---- the gateway side: shared state, GetStatus / WatchStatus handlers, metrics ----
  *
- * struct gw_status_ctx holds the server's cache, batcher and webhook counters. It is allocated
+ * struct gw_status_ctx holds the server's cache, batcher and WatchStatus streams. It is allocated
  * empty with the method table (gw_rpc_methods_new puts it in the WatchStatus row) and filled on
  * first use from the server's config (cache.* settings), so nothing else in the server needs to
  * know about it; gw_status_ctx_free runs from gw_rpc_methods_free, after the loop has stopped.
@@ -230,7 +234,6 @@ void gw_status_ctx_free(struct gw_status_ctx *x);	/* NULL is fine */
 struct gw_status_ctx *gw_status_ctx_of(struct gw_server *srv);
 struct gw_cache *gw_status_ctx_cache(struct gw_status_ctx *x);
 struct gw_status *gw_status_ctx_status(struct gw_status_ctx *x);
-struct gw_webhook_in_counters *gw_status_ctx_webhooks(struct gw_status_ctx *x);
 
 /* The handlers below admit like the generic path (gw_rpc_admit, then gw_rpc_owner_admit: only the
  * tenant's own rids are looked at; none left -> NOT_FOUND) and validate with the translate rows.
@@ -257,5 +260,5 @@ void gw_status_rpc_watch(struct gw_call *c);
  * before replying (gw_status_forget on the server's context). */
 void gw_status_job_restarted(struct gw_server *srv, size_t acct, const char *rid);
 
-/* Appends the cache / batcher / webhook counters (Prometheus text) for /metrics. */
+/* Appends the cache / batcher / WatchStatus counters (Prometheus text) for /metrics. */
 int gw_status_render_metrics(struct gw_status_ctx *x, struct evbuffer *out);

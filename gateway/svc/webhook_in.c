@@ -3,6 +3,8 @@
  */
 #include "gateway/svc/webhook_in.h"
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <event2/buffer.h>
 #include <event2/http.h>
@@ -12,7 +14,9 @@
 
 #include "gateway/config/config.h"
 #include "gateway/base/log.h"
+#include "gateway/base/metrics.h"
 #include "gateway/server.h"
+#include "gateway/state/store.h"
 #include "gateway/svc/status.h"
 
 #define WEBHOOK_IN_MAX_DEPTH 8		/* JSON nesting accepted in a delivery */
@@ -98,12 +102,13 @@ out:
 	return rc;
 }
 
-int gw_webhook_in_check(const struct gw_config *cfg, const char *prefix, const char *path,
-			const char *sig, const char *body, size_t len, struct gw_webhook_in_event *ev,
-			struct gw_webhook_in_counters *cnt)
+int gw_webhook_in_check_at(const struct gw_config *cfg, const char *prefix,
+			   const struct gw_webhook_token *tok, int64_t now_ms, const char *path,
+			   const char *sig, const char *body, size_t len, struct gw_webhook_in_event *ev,
+			   struct gw_webhook_in_counters *cnt)
 {
-	const char *name;
-	int acct;
+	const char *name, *slash;
+	int acct, which = 0;
 
 	if (!prefix)
 		prefix = GW_WEBHOOK_IN_PREFIX;
@@ -113,6 +118,23 @@ int gw_webhook_in_check(const struct gw_config *cfg, const char *prefix, const c
 		return 404;
 	}
 	name = path + strlen(prefix);
+	/* <token>/<account>: the token first, so that nothing about accounts can be probed without
+	 * it. A previous token in its grace is accepted even when tokens were turned off since. */
+	slash = strchr(name, '/');
+	if (slash) {
+		which = gw_webhook_token_match(tok, name, (size_t)(slash - name), now_ms);
+		if (!which) {
+			if (tok && tok->set)
+				cnt->rej_token++;
+			else
+				cnt->rej_path++;
+			return 404;
+		}
+		name = slash + 1;
+	} else if (tok && tok->set) {
+		cnt->rej_token++;
+		return 404;
+	}
 	acct = strchr(name, '/') ? -1 : gw_config_account_index(cfg, name);
 	if (acct < 0) {
 		cnt->rej_path++;
@@ -131,6 +153,8 @@ int gw_webhook_in_check(const struct gw_config *cfg, const char *prefix, const c
 		return 400;
 	}
 	ev->account = (size_t)acct;
+	ev->old_token = which == 2;
+	cnt->old_token += which == 2;
 	if (ev->completed)
 		cnt->accepted++;
 	else
@@ -138,12 +162,177 @@ int gw_webhook_in_check(const struct gw_config *cfg, const char *prefix, const c
 	return 200;
 }
 
+int gw_webhook_in_check(const struct gw_config *cfg, const char *prefix, const char *path,
+			const char *sig, const char *body, size_t len, struct gw_webhook_in_event *ev,
+			struct gw_webhook_in_counters *cnt)
+{
+	return gw_webhook_in_check_at(cfg, prefix, NULL, 0, path, sig, body, len, ev, cnt);
+}
+
+/* ---- the runtime ---- */
+
+struct gw_webhook_in *gw_webhook_in_new(const struct gw_config *cfg, size_t naccounts, int64_t now_ms,
+					char *err, size_t errlen)
+{
+	struct gw_webhook_in *w = calloc(1, sizeof *w);
+	char why[256];
+
+	if (!w || !(w->refresh = calloc(naccounts ? naccounts : 1, sizeof *w->refresh))) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	w->naccounts = naccounts;
+	for (size_t i = 0; i < naccounts; i++)
+		gw_bucket_init(&w->refresh[i], cfg->webhooks.refresh_per_second, cfg->webhooks.refresh_burst,
+			       now_ms);
+	if (gw_webhook_token_init(&w->token, cfg->webhooks.path_token_file, why, sizeof why) != 0) {
+		snprintf(err, errlen, "%s:%d: webhooks.path_token_file: %s", cfg->path ? cfg->path : "?",
+			 cfg->webhooks.path_token_line, why);
+		goto fail;
+	}
+	if (w->token.set)
+		gw_log(GW_LOG_INFO, "webhook_in", GW_LS("msg", "webhook path token loaded"),
+		       GW_LS("fingerprint", w->token.cur_fp), GW_LEND);
+	else if (cfg->webhooks.public_url)
+		gw_log(GW_LOG_WARN, "webhook_in",
+		       GW_LS("msg", "webhooks.public_url is set without webhooks.path_token_file: anyone who "
+				    "can reach the HTTP listener can post deliveries (their signature is the "
+				    "client id, not a secret); set a path token"), GW_LEND);
+	return w;
+fail:
+	gw_webhook_in_free(w);
+	return NULL;
+}
+
+void gw_webhook_in_free(struct gw_webhook_in *w)
+{
+	if (!w)
+		return;
+	gw_webhook_token_clear(&w->token);
+	free(w->refresh);
+	free(w);
+}
+
+int gw_webhook_in_reload(struct gw_webhook_in *w, const struct gw_config *cfg, int64_t now_ms)
+{
+	char why[256], prev_fp[GW_WEBHOOK_TOKEN_FP];
+	int r;
+
+	if (!w || !cfg)
+		return 0;
+	for (size_t i = 0; i < w->naccounts; i++)
+		gw_bucket_set(&w->refresh[i], cfg->webhooks.refresh_per_second, cfg->webhooks.refresh_burst,
+			      now_ms);
+	snprintf(prev_fp, sizeof prev_fp, "%s", w->token.set ? w->token.cur_fp : "-");
+	r = gw_webhook_token_reload(&w->token, cfg->webhooks.path_token_file,
+				    (int64_t)cfg->webhooks.path_token_grace_s * 1000, now_ms, why, sizeof why);
+	if (r < 0)
+		gw_log(GW_LOG_ERROR, "webhook_in",
+		       GW_LS("msg", "cannot reload the webhook path token, keeping the one in force"),
+		       GW_LS("error", why), GW_LEND);
+	else if (r == 1)
+		gw_log(GW_LOG_INFO, "webhook_in", GW_LS("msg", "webhook path token rotated"),
+		       GW_LS("fingerprint", w->token.set ? w->token.cur_fp : "-"),
+		       GW_LS("previous", prev_fp), GW_LN("grace_s", cfg->webhooks.path_token_grace_s),
+		       GW_LEND);
+	return r == 1;
+}
+
+const char *gw_webhook_in_token(const struct gw_webhook_in *w)
+{
+	return w ? gw_webhook_token_current(&w->token) : NULL;
+}
+
+int gw_webhook_in_render_metrics(const struct gw_webhook_in *w, struct evbuffer *out)
+{
+	const struct gw_webhook_in_counters *c;
+
+	if (!w)
+		return 0;
+	c = &w->cnt;
+	return evbuffer_add_printf(out,
+		"# HELP " GW_METRICS_PREFIX "webhooks_in_total Upstream webhook deliveries by outcome.\n"
+		"# TYPE " GW_METRICS_PREFIX "webhooks_in_total counter\n"
+		GW_METRICS_PREFIX "webhooks_in_total{result=\"accepted\"} %llu\n"
+		GW_METRICS_PREFIX "webhooks_in_total{result=\"ignored\"} %llu\n"
+		GW_METRICS_PREFIX "webhooks_in_total{result=\"bad_path\"} %llu\n"
+		GW_METRICS_PREFIX "webhooks_in_total{result=\"bad_token\"} %llu\n"
+		GW_METRICS_PREFIX "webhooks_in_total{result=\"bad_signature\"} %llu\n"
+		GW_METRICS_PREFIX "webhooks_in_total{result=\"too_large\"} %llu\n"
+		GW_METRICS_PREFIX "webhooks_in_total{result=\"malformed\"} %llu\n"
+		"# HELP " GW_METRICS_PREFIX "webhooks_in_old_token_total Authentic deliveries with the "
+		"previous path token, within its grace.\n"
+		"# TYPE " GW_METRICS_PREFIX "webhooks_in_old_token_total counter\n"
+		GW_METRICS_PREFIX "webhooks_in_old_token_total %llu\n"
+		"# HELP " GW_METRICS_PREFIX "webhook_refreshes_total What accepted deliveries did: "
+		"refreshed the rid, or were dropped (a rid that is nobody's here, the account's refresh "
+		"budget spent), or failed.\n"
+		"# TYPE " GW_METRICS_PREFIX "webhook_refreshes_total counter\n"
+		GW_METRICS_PREFIX "webhook_refreshes_total{result=\"refreshed\"} %llu\n"
+		GW_METRICS_PREFIX "webhook_refreshes_total{result=\"unknown_rid\"} %llu\n"
+		GW_METRICS_PREFIX "webhook_refreshes_total{result=\"rate_limited\"} %llu\n"
+		GW_METRICS_PREFIX "webhook_refreshes_total{result=\"failed\"} %llu\n"
+		"# HELP " GW_METRICS_PREFIX "webhook_path_token 1 when deliveries need the path token.\n"
+		"# TYPE " GW_METRICS_PREFIX "webhook_path_token gauge\n"
+		GW_METRICS_PREFIX "webhook_path_token %d\n",
+		(unsigned long long)c->accepted, (unsigned long long)c->ignored,
+		(unsigned long long)c->rej_path, (unsigned long long)c->rej_token,
+		(unsigned long long)c->rej_signature, (unsigned long long)c->rej_size,
+		(unsigned long long)c->rej_malformed, (unsigned long long)c->old_token,
+		(unsigned long long)c->refreshed, (unsigned long long)c->unknown_rid,
+		(unsigned long long)c->rate_limited, (unsigned long long)c->refresh_failed,
+		w->token.set) < 0 ? -1 : 0;
+}
+
 /* ---- the HTTP route ---- */
+
+/*
+ * An accepted job.completed: refresh the rid if it is the gateway's and the account's budget
+ * allows. Returns the HTTP status (200, or 503 when the upstream should deliver again) and sets
+ * *why for the log ("" when refreshed).
+ */
+static int webhook_in_refresh(struct gw_server *srv, struct gw_webhook_in_counters *cnt,
+			      struct gw_bucket *budget, const struct gw_webhook_in_event *ev,
+			      int64_t now_ms, const char **why)
+{
+	struct gw_status *st = gw_status_ctx_status(gw_status_ctx_of(srv));
+	char who[GW_STORE_TENANT_MAX + 1];
+	int rc, t;
+
+	*why = "";
+	/* Ours: tracked by the batcher (wanted or watched lately: see_foreign_jobs callers' rids
+	 * too), else recorded for a tenant of this very account. */
+	if (!gw_status_tracked(st, ev->account, ev->rid)) {
+		rc = srv->store ? gw_store_owner_get(srv->store, GW_OBJ_JOB, ev->rid, who, sizeof who) : 0;
+		if (rc < 0) {
+			cnt->refresh_failed++;
+			*why = "state store error";
+			return 503;
+		}
+		t = rc == 1 ? gw_config_tenant_index(srv->cfg, who) : -1;
+		if (t < 0 || srv->cfg->tenants[t].account_idx != ev->account) {
+			cnt->unknown_rid++;
+			*why = "unknown rid: dropped";
+			return 200;
+		}
+	}
+	if (budget && !gw_bucket_take(budget, 1, now_ms, NULL)) {
+		cnt->rate_limited++;
+		*why = "refresh budget of the account spent: dropped";
+		return 200;
+	}
+	if (!st || gw_status_refresh(st, ev->account, ev->rid) != 0) {
+		cnt->refresh_failed++;
+		*why = "nothing refreshed";
+		return st ? 503 : 200;	/* 503: let upstream deliver again */
+	}
+	cnt->refreshed++;
+	return 200;
+}
 
 void gw_webhook_in_http(struct gw_server *srv, const char *prefix, struct evhttp_request *req)
 {
-	struct gw_status_ctx *x = gw_status_ctx_of(srv);
-	struct gw_webhook_in_counters spare = { 0 }, *cnt = x ? gw_status_ctx_webhooks(x) : &spare;
+	struct gw_webhook_in spare = { 0 }, *w = srv->webhook_in ? srv->webhook_in : &spare;
 	const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
 	const char *sig = evhttp_find_header(evhttp_request_get_input_headers(req),
 					     GW_WEBHOOK_IN_HEADER);
@@ -152,16 +341,20 @@ void gw_webhook_in_http(struct gw_server *srv, const char *prefix, struct evhttp
 	size_t len = in ? evbuffer_get_length(in) : 0;
 	const char *body = NULL;
 	struct gw_webhook_in_event ev;
-	const char *reason;
+	int64_t now_ms = gw_server_now_us() / 1000;
+	const char *reason, *why = "";
+	uint64_t suppressed = 0;
 	int http;
 
 	/* Only a body within the limit is made contiguous; a larger one is judged by its length. */
 	if (len && len <= GW_WEBHOOK_IN_MAX_BODY)
 		body = (const char *)evbuffer_pullup(in, (ev_ssize_t)len);
-	http = gw_webhook_in_check(srv->cfg, prefix, path, sig, body ? body : "", len, &ev, cnt);
-	if (http == 200 && ev.completed && x && gw_status_refresh(gw_status_ctx_status(x), ev.account,
-								 ev.rid) != 0)
-		http = 503;	/* nothing refreshed: let upstream deliver again */
+	http = gw_webhook_in_check_at(srv->cfg, prefix, &w->token, now_ms, path, sig, body ? body : "",
+				      len, &ev, &w->cnt);
+	if (http == 200 && ev.completed)
+		http = webhook_in_refresh(srv, &w->cnt, ev.account < w->naccounts ? &w->refresh[ev.account]
+										   : NULL,
+					  &ev, now_ms, &why);
 	switch (http) {
 	case 200: reason = "OK"; break;
 	case 400: reason = "Bad Request"; break;
@@ -170,10 +363,12 @@ void gw_webhook_in_http(struct gw_server *srv, const char *prefix, struct evhttp
 	case 413: reason = "Payload Too Large"; break;
 	default: reason = "Service Unavailable"; break;
 	}
-	if (http != 200)
+	/* Whoever can reach the listener sets the rate of these lines: a budget per second. */
+	if ((http != 200 || why[0]) && gw_lograte_allow(&w->log, now_ms, 0, &suppressed))
 		gw_log(http == 401 ? GW_LOG_WARN : GW_LOG_INFO, "webhook_in",
-		       GW_LS("msg", "webhook delivery rejected"), GW_LN("http", http),
-		       GW_LS("reason", reason), GW_LEND);
+		       GW_LS("msg", http == 200 ? "webhook delivery dropped" : "webhook delivery rejected"),
+		       GW_LN("http", http), GW_LS("reason", why[0] ? why : reason),
+		       GW_LN("suppressed", suppressed), GW_LEND);
 	if (out) {
 		evbuffer_add_printf(out, "%s\n", reason);
 		evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "text/plain");

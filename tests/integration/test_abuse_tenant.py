@@ -349,3 +349,124 @@ def test_concurrent_uploads_are_capped_per_tenant_and_in_all(gw_uploads):
     assert _metric(gw, "animate3d_gateway_uploads_buffer_reserved_bytes") == 0
     data = open(harness.TINY_MP4, "rb").read()
     assert harness.upload_stream(gw, "after.mp4", data, tenant="team-b").size == len(data)
+
+
+# ---- item 7: forged webhooks ----------------------------------------------------------------------
+STATUS_ROUTE = "GET /status/{rids}"
+
+
+def _deliver(gw, path, rid, sig=harness.CLIENT_ID):
+    body = json.dumps({"eventType": "job.completed", "data": {"taskId": rid, "status": "success"}}).encode()
+    st, _, _ = harness.http("POST", gw.http_url + path, body=body,
+                            headers={"Content-Type": "application/json", "X-DeepMotion-Signature": sig})
+    return st
+
+
+@pytest.fixture(scope="module")
+def hook_sim(stack):
+    return stack.sim(name="sim-hooks", job_seconds=1)
+
+
+def test_forged_webhooks_with_random_rids_cause_no_upstream_traffic(stack, hook_sim):
+    """200 deliveries with the (public) client id as signature and random rids: every one is
+    answered 200 (upstream must not retry), counted as unknown_rid, and not one GET /status goes
+    upstream; a delivery for a job the gateway owns still refreshes it."""
+    gw = _gateway(stack, hook_sim, "gw-forged")
+    rid = _job(gw, "team-a", "hook-own.mp4")
+    harness.wait_job(gw, rid)
+    time.sleep(0.3)     # let the last poll settle before counting
+    before = hook_sim.count(STATUS_ROUTE)
+    codes = [_deliver(gw, "/webhooks/animate3d/sim", _rid()) for _ in range(200)]
+    assert set(codes) == {200}, codes
+    assert hook_sim.count(STATUS_ROUTE) == before, "forged rids reached upstream"
+    m = harness.metrics(gw)
+    assert m['animate3d_gateway_webhook_refreshes_total{result="unknown_rid"}'] == 200, m
+    assert m['animate3d_gateway_webhooks_in_total{result="accepted"}'] == 200
+    # The gateway's own job: refreshed.
+    assert _deliver(gw, "/webhooks/animate3d/sim", rid) == 200
+    assert _metric(gw, 'animate3d_gateway_webhook_refreshes_total{result="refreshed"}') == 1
+    assert _until(lambda: hook_sim.count(STATUS_ROUTE) == before + 1), "one refresh upstream"
+
+
+def test_webhook_refreshes_are_capped_per_account(stack, hook_sim):
+    """With webhooks.refresh_per_second 1 and refresh_burst 3, 20 deliveries for a job the
+    gateway owns refresh it a few times at most; the rest are counted as rate_limited and
+    answered 200."""
+    gw = _gateway(stack, hook_sim, "gw-hookrate",
+                  head="webhooks:\n  refresh_per_second: 1\n  refresh_burst: 3\n")
+    rid = _job(gw, "team-a", "hook-rate.mp4")
+    harness.wait_job(gw, rid)
+    t0 = time.monotonic()
+    codes = [_deliver(gw, "/webhooks/animate3d/sim", rid) for _ in range(20)]
+    elapsed = time.monotonic() - t0
+    assert set(codes) == {200}, codes
+    m = harness.metrics(gw)
+    refreshed = m['animate3d_gateway_webhook_refreshes_total{result="refreshed"}']
+    limited = m['animate3d_gateway_webhook_refreshes_total{result="rate_limited"}']
+    assert refreshed + limited == 20, m
+    assert refreshed <= 3 + int(elapsed) + 1, (refreshed, elapsed)
+    assert limited >= 20 - (3 + int(elapsed) + 1), (limited, elapsed)
+
+
+TOKEN_A = "a1" * 20     # 40 characters
+TOKEN_B = "b2" * 24
+
+
+def _write_token(path, token):
+    tmp = path + ".tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    os.replace(tmp, path)
+
+
+def _endpoint_urls(sim):
+    cookie = sim.login()
+    body = sim.get_json("/webhook_endpoints", cookie)
+    eps = body.get("endpoints", body) if isinstance(body, dict) else body
+    return [e["url"] for e in eps]
+
+
+def test_webhook_path_token_and_its_rotation(stack):
+    """With webhooks.path_token_file the gateway registers <public_url><prefix><token>/<account>
+    upstream; a delivery without the token is 404 (bad_token), with it accepted (the simulator's
+    own delivery of a finished job included). After the token file changes and SIGHUP, the
+    upstream endpoint is moved to the new URL (not doubled), the old token works during
+    webhooks.path_token_grace_s and then 404s; no token reaches the log."""
+    sim = stack.sim(name="sim-token", job_seconds=1)
+    token_path = os.path.join(stack.workdir, "webhook-token")
+    _write_token(token_path, TOKEN_A)
+    grpc_port, http_port = harness.free_port(), harness.free_port()
+    public = "http://127.0.0.1:%d" % http_port
+    head = ("webhooks:\n  public_url: %s\n  path_token_file: %s\n  path_token_grace_s: 3\n"
+            % (public, token_path))
+    text = _config(grpc_port, http_port, sim.url, os.path.join(stack.workdir, "gw-token.db"), head)
+    gw = stack.gateway(sim, name="gw-token", config_text=text, grpc_port=grpc_port, http_port=http_port)
+    base = public + "/webhooks/animate3d/"
+    assert _until(lambda: _endpoint_urls(sim) == [base + TOKEN_A + "/sim"]), _endpoint_urls(sim)
+
+    before = _metric(gw, 'animate3d_gateway_webhooks_in_total{result="bad_token"}')
+    assert _deliver(gw, "/webhooks/animate3d/sim", _rid()) == 404
+    assert _deliver(gw, "/webhooks/animate3d/" + "x" * 40 + "/sim", _rid()) == 404
+    assert _metric(gw, 'animate3d_gateway_webhooks_in_total{result="bad_token"}') == before + 2
+    assert _deliver(gw, "/webhooks/animate3d/%s/sim" % TOKEN_A, _rid()) == 200
+    # The simulator delivers to the URL it was given: the finished job's delivery is accepted.
+    rid = _job(gw, "team-a", "token.mp4")
+    harness.wait_job(gw, rid)
+    assert _until(lambda: _metric(gw, 'animate3d_gateway_webhook_refreshes_total{result="refreshed"}') >= 1)
+
+    _write_token(token_path, TOKEN_B)
+    gw.proc.send_signal(signal.SIGHUP)
+    assert _until(lambda: _endpoint_urls(sim) == [base + TOKEN_B + "/sim"]), _endpoint_urls(sim)
+    assert _metric(gw, 'animate3d_gateway_webhook_registrations_total{result="retargeted"}') == 1
+    assert _deliver(gw, "/webhooks/animate3d/%s/sim" % TOKEN_B, _rid()) == 200
+    # The old token during its grace (unless the machine was slow enough to outlast it), then 404.
+    first = _deliver(gw, "/webhooks/animate3d/%s/sim" % TOKEN_A, _rid())
+    assert first in (200, 404)
+    if first == 200:
+        assert _metric(gw, "animate3d_gateway_webhooks_in_old_token_total") == 1
+    assert _until(lambda: _deliver(gw, "/webhooks/animate3d/%s/sim" % TOKEN_A, _rid()) == 404, step=0.2)
+    assert _deliver(gw, "/webhooks/animate3d/%s/sim" % TOKEN_B, _rid()) == 200
+    log = gw.log_text()
+    assert TOKEN_A not in log and TOKEN_B not in log, "a path token reached the log"
+    assert "webhook path token rotated" in log
