@@ -382,11 +382,6 @@ static void webhook_reg_on_done(void *arg, const struct gw_up_response *res)
 				 res->http_status);
 		return;
 	}
-	if (a->step == WR_RETARGET) {
-		a->wr->cnt.retargeted++;
-		webhook_reg_done_ok(a, "webhook endpoint moved to the current url", a->id);
-		return;
-	}
 	switch (a->step) {
 	case WR_LIST:
 		webhook_reg_on_list(a, res);
@@ -399,6 +394,10 @@ static void webhook_reg_on_done(void *arg, const struct gw_up_response *res)
 	case WR_UPDATE:
 		a->wr->cnt.updated++;
 		webhook_reg_done_ok(a, "webhook endpoint given job.completed", a->id);
+		break;
+	case WR_RETARGET:
+		a->wr->cnt.retargeted++;
+		webhook_reg_done_ok(a, "webhook endpoint moved to the current url", a->id);
 		break;
 	default:
 		break;

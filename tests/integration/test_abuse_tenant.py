@@ -293,6 +293,8 @@ def test_stalled_uploads_hit_the_idle_timeout_and_are_freed(gw_idle):
     finally:
         for _, release in stalls:
             release()
+    # The calls are over on the gateway's side too (gRPC's buffers for them released).
+    assert _until(lambda: _metric(gw, "animate3d_gateway_rpc_in_flight") == 0)
     m = harness.metrics(gw)
     assert m["animate3d_gateway_uploads_idle_timeouts_total"] - before == 2, m
     assert m["animate3d_gateway_uploads_buffered_bytes"] == 0
