@@ -629,12 +629,12 @@ static void upload_on_first(struct gw_call *c, const ProtobufCMessage *msg, int 
 	/* The bound on this upload's memory: one chunk waiting for storage plus one message. */
 	u->max_msg = gw_upload_message_max(cfg ? cfg->uploads.max_message_bytes : 0,
 					   cfg ? cfg->max_message_bytes : 0);
-	u->buf = malloc(u->chunk + u->max_msg);
+	u->buf = malloc(gw_upload_buffer_cap(u->chunk, u->max_msg, u->max_msg));
 	if (!u->buf) {
 		upload_fail(u, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory for the upload buffer");
 		return;
 	}
-	u->cap = u->chunk + u->max_msg;
+	u->cap = gw_upload_buffer_cap(u->chunk, u->max_msg, u->max_msg);
 	u->x->reserved += u->cap;
 	if (upload_take(u, m) != 0)
 		return;

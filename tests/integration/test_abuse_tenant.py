@@ -9,6 +9,7 @@ import json
 import os
 import random
 import signal
+import subprocess
 import threading
 import time
 
@@ -472,3 +473,30 @@ def test_webhook_path_token_and_its_rotation(stack):
     log = gw.log_text()
     assert TOKEN_A not in log and TOKEN_B not in log, "a path token reached the log"
     assert "webhook path token rotated" in log
+
+
+@pytest.mark.parametrize("text,mode,want", [
+    (TOKEN_A + "\n", 0o644, "is group/world-accessible (mode 0644); chmod 600 it"),
+    ("short\n", 0o600, "must hold 32 to 256 characters"),
+])
+def test_unusable_path_token_file_is_refused(stack, sim, text, mode, want):
+    """A path token file that others may read, or that is not a usable token, is refused by
+    --check-config and at start (exit 1), as file:line: webhooks.path_token_file: ...; the token
+    is never printed."""
+    token_path = os.path.join(stack.workdir, "bad-token-%o" % mode)
+    with open(token_path, "w") as f:
+        f.write(text)
+    os.chmod(token_path, mode)
+    cfg_path = os.path.join(stack.workdir, "bad-token-%o.yaml" % mode)
+    with open(cfg_path, "w") as f:
+        f.write(_config(harness.free_port(), harness.free_port(), sim.url,
+                        os.path.join(stack.workdir, "bad-token.db"),
+                        "webhooks:\n  path_token_file: %s\n" % token_path))
+    env = dict(os.environ, **{harness.SECRET_ENV: harness.CLIENT_SECRET})
+    for args in (["--check-config"], []):
+        p = subprocess.run([harness.GATEWAY_BIN, "-c", cfg_path] + args, env=env, stdin=subprocess.DEVNULL,
+                           capture_output=True, timeout=10)
+        out = (p.stdout + p.stderr).decode(errors="replace")
+        assert p.returncode == 1, (args, out)
+        assert "%s:2: webhooks.path_token_file: " % cfg_path in out and want in out, out
+        assert TOKEN_A not in out
