@@ -12,6 +12,9 @@
 #include "gateway/server.h"
 #include "gateway/svc/caps.h"
 
+_Static_assert(GW_CONFIG_MAX_HEALTH_WATCH <= GW_HEALTH_MAX_WATCHERS,
+	       "watch.health_max_streams must fit the watchers table");
+
 static const struct gw_caps_what health_watch_caps = {
 	"Health/Watch", "health_watch_streams", "streams", "peer",
 	"watch.health_max_streams_per_peer", "watch.health_max_streams"
