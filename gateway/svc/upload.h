@@ -10,9 +10,9 @@
  * of the stream PUTs the rest with `bytes a-b/total` (or `bytes * /total`) -> 200/201.
  * Memory per upload: one chunk + one gRPC message, whatever the file size: the buffer is
  * gw_upload_buffer_cap(upload_chunk_bytes, uploads.max_message_bytes, max_message_bytes) bytes,
- * and a message larger than uploads.max_message_bytes is INVALID_ARGUMENT. gRPC core holds at most
- * one more message per stream (we ask for the next one only when the buffer has room; HTTP/2 flow
- * control bounds what the client may send before that, the resource quota bounds the total).
+ * and a message larger than uploads.max_message_bytes is INVALID_ARGUMENT. The next message is
+ * asked for only when the buffer has room; what the client sends before that waits in gRPC core,
+ * bounded per stream by the HTTP/2 flow-control window and in total by the resource quota.
  *
  * Long-lived (issue 13): a client that stops sending holds its slot and buffer, so
  *   - no message for uploads.idle_timeout_ms while the gateway waits for one -> DEADLINE_EXCEEDED
