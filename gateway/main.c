@@ -18,6 +18,7 @@
 #include "gateway/config/config.h"
 #include "gateway/base/log.h"
 #include "gateway/server.h"
+#include "gateway/svc/webhook_token.h"
 
 #ifndef A3D_VERSION
 #define A3D_VERSION "dev"
@@ -38,9 +39,9 @@ static void main_usage(FILE *f)
 }
 
 /* Loads the configuration or prints every error line; NULL on failure. */
-/* --check-config also reads every secret file, with the same rules as start-up (owner-only
- * mode, size), so a config it calls OK is one the daemon will run. Environment variables are
- * not checked: the checking shell rarely has the daemon's environment. */
+/* --check-config also reads every secret file and the webhook path token's, with the same rules
+ * as start-up (owner-only mode, size), so a config it calls OK is one the daemon will run.
+ * Environment variables are not checked: the checking shell rarely has the daemon's environment. */
 static int main_check_secret_files(const struct gw_config *cfg)
 {
 	int rc = 0;
@@ -59,6 +60,17 @@ static int main_check_secret_files(const struct gw_config *cfg)
 			continue;
 		}
 		gw_secret_free(secret, len);
+	}
+	if (cfg->webhooks.path_token_file) {
+		char token[GW_WEBHOOK_TOKEN_MAX + 1], err[256];
+		size_t len = 0;
+
+		if (gw_webhook_token_read(cfg->webhooks.path_token_file, token, &len, err, sizeof err) != 0) {
+			fprintf(stderr, "%s:%d: webhooks.path_token_file: %s\n", cfg->path,
+				cfg->webhooks.path_token_line, err);
+			rc = -1;
+		}
+		explicit_bzero(token, sizeof token);
 	}
 	return rc;
 }

@@ -24,6 +24,7 @@
 #include "gateway/svc/status.h"
 #include "gateway/svc/unary.h"
 #include "gateway/svc/upload.h"
+#include "gateway/svc/webhook_in.h"
 #include "gateway/svc/webhook_reg.h"
 
 #define R GW_PERM_READ
@@ -57,7 +58,7 @@ static const struct gw_method methods_table[] = {
 	{ "/animate3d.v1.Jobs/WatchStatus", "WatchStatus",
 	  &animate3d__v1__watch_status_request__descriptor, GW_SERVER_STREAM, R, 1, RO_RIDS, 0,
 	  { 0 }, gw_status_rpc_watch, &gw_svc_status },
-	UNARY("Characters", "GetModelUploadUrl", get_model_upload_url, W, 2, 0, 0, 1),
+	UNARY("Characters", "GetModelUploadUrl", get_model_upload_url, W, 2, RO_MODEL_UPLOAD_URL, 0, 1),
 	UNARY("Characters", "StoreModel", store_model, W, 1, RO_STORE_MODEL, 0, 0),
 	UNARY("Characters", "ListModels", list_models, R, 1, RO_LIST_MODELS, 0, 1),
 	UNARY("Characters", "DeleteModel", delete_model, W, 1, RO_DELETE_MODEL, 0, 0),
@@ -80,10 +81,12 @@ static const struct gw_method methods_table[] = {
 _Static_assert(sizeof methods_table / sizeof methods_table[0] <= GW_METHODS_MAX,
 	       "GW_METHODS_MAX is too small");
 
-/* Started in this order (status before webhook_reg: registration brings deliveries), drained
- * in this order, freed in reverse. */
+/* Started in this order (status and webhook_in before webhook_reg: registration brings
+ * deliveries, and webhook_in has the path token first on a reload), drained in this order, freed
+ * in reverse. */
 static const struct gw_svc *const methods_services[] = {
-	&gw_svc_health, &gw_svc_status, &gw_svc_unary, &gw_svc_upload, &gw_svc_webhook_reg,
+	&gw_svc_health, &gw_svc_status, &gw_svc_webhook_in, &gw_svc_unary, &gw_svc_upload,
+	&gw_svc_webhook_reg,
 };
 
 const struct gw_method *gw_methods(size_t *n)

@@ -32,6 +32,11 @@ static void secret_err(char *err, size_t errlen, const char *fmt, ...)
 
 static int secret_from_file(const char *path, char *buf, size_t *len, char *err, size_t errlen)
 {
+	return gw_secret_read_file(path, buf, SECRET_READ_MAX, len, err, errlen);
+}
+
+int gw_secret_read_file(const char *path, char *buf, size_t cap, size_t *len, char *err, size_t errlen)
+{
 	int rc = -1, fd;
 	struct stat st;
 
@@ -56,7 +61,7 @@ static int secret_from_file(const char *path, char *buf, size_t *len, char *err,
 	}
 	*len = 0;
 	for (;;) {
-		ssize_t r = read(fd, buf + *len, SECRET_READ_MAX - *len);
+		ssize_t r = read(fd, buf + *len, cap - *len);
 
 		if (r < 0 && errno == EINTR)
 			continue;
@@ -67,7 +72,7 @@ static int secret_from_file(const char *path, char *buf, size_t *len, char *err,
 		if (r == 0)
 			break;
 		*len += (size_t)r;
-		if (*len == SECRET_READ_MAX)
+		if (*len == cap)
 			break;
 	}
 	rc = 0;

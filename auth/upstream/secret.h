@@ -26,6 +26,14 @@
  */
 int gw_secret_load(const struct gw_account_cfg *a, char **out, size_t *len, char *err, size_t errlen);
 
+/*
+ * The file part of gw_secret_load, for other secrets kept in files (the webhook path token):
+ * reads at most cap bytes of path into buf (*len bytes, not NUL-terminated, nothing stripped)
+ * with the same rules (regular file, mode & 077 == 0). A file longer than cap gives *len == cap:
+ * the caller refuses it. Returns 0, or -1 with err set (never quoting the contents).
+ */
+int gw_secret_read_file(const char *path, char *buf, size_t cap, size_t *len, char *err, size_t errlen);
+
 void gw_secret_free(char *s, size_t len);	/* explicit_bzero(s, len) then free; NULL is fine */
 
 /* "s:" + the first 10 hex digits of SHA-256(secret), NUL-terminated: tells secrets apart in logs. */

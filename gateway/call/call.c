@@ -104,6 +104,15 @@ const ProtobufCMessage *gw_call_request(struct gw_call *c) { return c->req; }
 const struct gw_tenant_cfg *gw_call_tenant(struct gw_call *c) { return c->tenant; }
 size_t gw_call_tenant_index(struct gw_call *c) { return c->tenant_idx; }
 const char *gw_call_id(struct gw_call *c) { return c->id; }
+
+void gw_call_peer(struct gw_call *c, char *buf, size_t len)
+{
+	char *p = c->call ? grpc_call_get_peer(c->call) : NULL;
+
+	if (len)
+		snprintf(buf, len, "%s", p ? p : "");
+	gpr_free(p);
+}
 void gw_call_count_upstream(struct gw_call *c) { c->upstream_calls++; }
 void gw_call_set_data(struct gw_call *c, void *data) { c->data = data; }
 void *gw_call_data(struct gw_call *c) { return c->data; }

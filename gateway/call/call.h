@@ -70,6 +70,8 @@ struct gw_up_account *gw_call_account(struct gw_call *c);	/* the tenant's upstre
 int64_t gw_call_time_left_ms(struct gw_call *c);		/* -1 = no deadline */
 const char *gw_call_id(struct gw_call *c);			/* request id for logs */
 void gw_call_count_upstream(struct gw_call *c);			/* +1 upstream request, for the access log */
+/* The client's address as gRPC core names it ("ipv4:10.0.0.1:5555"), cut to fit buf; "" if unknown. */
+void gw_call_peer(struct gw_call *c, char *buf, size_t len);
 
 /* Handler-owned state and the cancel hook (runs on the loop, at most once). */
 void gw_call_set_data(struct gw_call *c, void *data);

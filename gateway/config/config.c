@@ -325,6 +325,14 @@ int gw_config_parse(const char *path, const char *text, size_t len, struct gw_co
 	cfg->upstream.max_response_bytes = GW_CONFIG_DEFAULT_MAX_RESPONSE;
 	cfg->max_message_bytes = GW_CONFIG_DEFAULT_MAX_MESSAGE;
 	cfg->upload_chunk_bytes = GW_CONFIG_DEFAULT_UPLOAD_CHUNK;
+	cfg->uploads.max_concurrent = GW_CONFIG_DEFAULT_UPLOADS_MAX;
+	cfg->uploads.idle_timeout_ms = GW_CONFIG_DEFAULT_UPLOAD_IDLE_MS;
+	cfg->watch.max_streams = GW_CONFIG_DEFAULT_WATCH_MAX;
+	cfg->watch.health_max_streams = GW_CONFIG_DEFAULT_HEALTH_WATCH_MAX;
+	cfg->watch.health_max_streams_per_peer = GW_CONFIG_DEFAULT_HEALTH_WATCH_PEER;
+	cfg->webhooks.path_token_grace_s = GW_CONFIG_DEFAULT_TOKEN_GRACE_S;
+	cfg->webhooks.refresh_per_second = GW_CONFIG_DEFAULT_WEBHOOK_REFRESH_RATE;
+	cfg->webhooks.refresh_burst = GW_CONFIG_DEFAULT_WEBHOOK_REFRESH_BURST;
 
 	if (cfg_anchors_ok(path, text, len, errs) < 0)
 		goto out;
@@ -402,6 +410,7 @@ void gw_config_free(struct gw_config *cfg)
 	free(cfg->log_level);
 	free(cfg->webhooks.path_prefix);
 	free(cfg->webhooks.public_url);
+	free(cfg->webhooks.path_token_file);
 	free(cfg);
 }
 
@@ -413,6 +422,21 @@ int gw_config_account_index(const struct gw_config *cfg, const char *name)
 		if (cfg->accounts[i].name && strcmp(cfg->accounts[i].name, name) == 0)
 			return (int)i;
 	return -1;
+}
+
+unsigned gw_config_tenant_cap(const struct gw_config *cfg, unsigned own, unsigned per_tenant,
+			      unsigned global)
+{
+	size_t n = cfg && cfg->ntenants ? cfg->ntenants : 1;
+
+	if (own)
+		return own;
+	if (per_tenant)
+		return per_tenant;
+	if (global == 0)
+		return 0;
+	/* Rounded up: the shares add up to at least the global cap, which still binds. */
+	return (unsigned)(global / n + (global % n != 0));
 }
 
 int gw_config_tenant_index(const struct gw_config *cfg, const char *name)

@@ -31,6 +31,8 @@
 #define GW_CONFIG_MAX_WEBHOOK_PREFIX 128	/* webhooks.path_prefix, in bytes */
 #define GW_CONFIG_MAX_PUBLIC_URL 512		/* webhooks.public_url, in bytes */
 #define GW_CONFIG_DEFAULT_WEBHOOK_PREFIX "/webhooks/animate3d/"
+#define GW_CONFIG_MAX_SLOTS 1000000		/* any count cap (uploads, streams, keys in flight) */
+#define GW_CONFIG_MAX_HEALTH_WATCH 4096		/* watch.health_max_streams (= GW_HEALTH_MAX_WATCHERS) */
 
 /* Defaults for what the file leaves out. */
 #define GW_CONFIG_DEFAULT_GRPC_LISTEN "127.0.0.1:50051"
@@ -44,6 +46,16 @@
 #define GW_CONFIG_DEFAULT_MAX_RESPONSE (8u << 20)
 #define GW_CONFIG_DEFAULT_MAX_MESSAGE (4u << 20)
 #define GW_CONFIG_DEFAULT_UPLOAD_CHUNK (8u << 20)
+/* Long-lived resources (issue 13): defaults of the uploads, watch and webhooks sections. */
+#define GW_CONFIG_DEFAULT_UPLOADS_MAX 32	/* x (chunk + message) = 384 MiB of buffers at most */
+#define GW_CONFIG_DEFAULT_UPLOAD_IDLE_MS 30000
+#define GW_CONFIG_DEFAULT_WATCH_MAX 20000
+#define GW_CONFIG_DEFAULT_HEALTH_WATCH_MAX 256
+#define GW_CONFIG_DEFAULT_HEALTH_WATCH_PEER 32
+#define GW_CONFIG_DEFAULT_WEBHOOK_REFRESH_RATE 50.0	/* webhook-triggered refreshes/s per account */
+#define GW_CONFIG_DEFAULT_WEBHOOK_REFRESH_BURST 200.0
+#define GW_CONFIG_DEFAULT_TOKEN_GRACE_S 600	/* the previous path token works this long */
+#define GW_CONFIG_MAX_TOKEN_GRACE_S 86400
 
 struct gw_errors {
 	size_t n;
@@ -102,6 +114,15 @@ struct gw_tenant_cfg {
 	double burst;			/* bucket size; defaults to max(per_second, 1) */
 	struct gw_costs_cfg costs;	/* rate.costs: this tenant's method costs over the global ones */
 	int see_foreign_jobs;		/* may read jobs created outside the gateway */
+	/* tenants[].limits: this tenant's share of the long-lived resources, over the defaults (0 =
+	 * not set: the section's *_per_tenant value, else a fair share of the global cap, see
+	 * gw_config_tenant_cap). */
+	struct {
+		unsigned uploads;		/* UploadVideo streams open at once */
+		unsigned watch_streams;		/* WatchStatus streams open at once */
+		unsigned start_jobs_in_flight;	/* idempotent StartJob keys in flight (detached too) */
+		unsigned start_job_waiters;	/* duplicate keyed StartJobs waiting for the first */
+	} limits;
 	/* mTLS: a call without API key whose verified client certificate has this subject CN acts
 	 * as this tenant with client_cert_perms (client_cert: {cn, permissions}); NULL = none. */
 	char *client_cert_cn;
@@ -144,6 +165,21 @@ struct gw_config {
 	} upstream;
 	size_t max_message_bytes;	/* gRPC max receive size, default 4 MiB */
 	size_t upload_chunk_bytes;	/* UploadVideo chunk to storage, default 8 MiB (multiple of 256 KiB) */
+	/* uploads: UploadVideo streams. Memory per upload is at most upload_chunk_bytes + the
+	 * largest message (max_message_bytes here, else limits.max_message_bytes). */
+	struct {
+		unsigned max_concurrent;	/* open at once, all tenants; default 32 */
+		unsigned max_per_tenant;	/* 0 = fair share of max_concurrent */
+		long idle_timeout_ms;		/* no message from the client this long: fail; default 30000 */
+		size_t max_message_bytes;	/* chunk bytes in one message; 0 = limits.max_message_bytes */
+	} uploads;
+	/* watch: server-streaming calls that stay open. */
+	struct {
+		unsigned max_streams;		/* WatchStatus open at once, all tenants; default 20000 */
+		unsigned max_streams_per_tenant;	/* 0 = fair share of max_streams */
+		unsigned health_max_streams;	/* grpc.health.v1.Health/Watch, default 256 */
+		unsigned health_max_streams_per_peer;	/* per client address, default 32 */
+	} watch;
 	char *log_level;		/* debug | info | warn | error */
 	/* webhooks: {path_prefix, public_url}. Deliveries are POSTed to <path_prefix><account>;
 	 * path_prefix starts and ends with '/' and holds only [A-Za-z0-9-._~/] (never NULL after a
@@ -153,6 +189,15 @@ struct gw_config {
 	struct {
 		char *path_prefix;
 		char *public_url;
+		/* path_token_file: a file (owner-only mode) holding the token that becomes a path
+		 * segment, <path_prefix><token>/<account>, so only upstream knows the URL; NULL = no
+		 * token (the path is <path_prefix><account>). Read by gateway/svc/webhook_token.h. */
+		char *path_token_file;
+		int path_token_line;
+		long path_token_grace_s;	/* the previous token still works this long after a
+						 * reload rotated it; default 600 */
+		double refresh_per_second;	/* webhook-triggered refreshes per account; default 50 */
+		double refresh_burst;		/* default 200 */
 	} webhooks;
 };
 
@@ -167,6 +212,11 @@ int gw_config_parse(const char *path, const char *text, size_t len, struct gw_co
 void gw_config_free(struct gw_config *cfg);	/* NULL is fine */
 /* Index of the tenant/account with that name, or -1 (also for NULL cfg or name). */
 int gw_config_account_index(const struct gw_config *cfg, const char *name);
+/* A tenant's cap on a long-lived resource: its own limit (tenants[].limits.*) when set, else the
+ * section's per-tenant value when set, else a fair share of the global cap, ceil(global /
+ * tenants), at least 1. 0 (no per-tenant cap) only when global is 0 and nothing is set. */
+unsigned gw_config_tenant_cap(const struct gw_config *cfg, unsigned own, unsigned per_tenant,
+			      unsigned global);
 int gw_config_tenant_index(const struct gw_config *cfg, const char *name);
 
 #endif

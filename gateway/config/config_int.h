@@ -29,7 +29,8 @@ struct gw_cfg_parse {
 /* The top-level sections, in gw_cfg_root's key table order. */
 enum { GW_CFG_TOP_LISTEN, GW_CFG_TOP_TLS, GW_CFG_TOP_LOG, GW_CFG_TOP_STATE, GW_CFG_TOP_UPSTREAM,
        GW_CFG_TOP_CACHE, GW_CFG_TOP_LIMITS, GW_CFG_TOP_ACCOUNTS, GW_CFG_TOP_TENANTS,
-       GW_CFG_TOP_WEBHOOKS, GW_CFG_TOP_RATE, GW_CFG_TOP_NKEYS };
+       GW_CFG_TOP_WEBHOOKS, GW_CFG_TOP_RATE, GW_CFG_TOP_UPLOADS, GW_CFG_TOP_WATCH,
+       GW_CFG_TOP_NKEYS };
 
 /* ---- config_node.c: node readers. path names the field in messages ("tenants[1].name"). A reader
  * that fails has added an error and returns -1 (NULL); it returns 0 and sets *out otherwise. ---- */

@@ -1,6 +1,6 @@
 /*
  * config_sections: the top-level sections (listen, tls, log, state, upstream, cache, limits,
- * webhooks, rate) and the root mapping that dispatches to them. Accounts and tenants, the lists
+ * webhooks, rate, uploads, watch) and the root mapping that dispatches to them. Accounts and tenants, the lists
  * with per-entry rules, are in config_tenants.c.
  */
 #include "gateway/config/config_int.h"
@@ -211,12 +211,30 @@ static int cfg_webhook_prefix_ok(const char *s)
 
 static void cfg_webhooks(struct gw_cfg_parse *p, yaml_node_t *n)
 {
-	static const char *const keys[] = { "path_prefix", "public_url" };
-	yaml_node_t *v[2];
+	static const char *const keys[] = { "path_prefix", "public_url", "path_token_file",
+					    "path_token_grace_s", "refresh_per_second", "refresh_burst" };
+	yaml_node_t *v[6];
 	char *s = NULL;
+	long long x;
+	double d;
 
-	if (gw_cfg_map(p, n, "webhooks", keys, 2, v, NULL) < 0)
+	if (gw_cfg_map(p, n, "webhooks", keys, 6, v, NULL) < 0)
 		return;
+	/* The token itself is read (and its file's mode checked) by gateway/svc/webhook_token.c at
+	 * start and on SIGHUP: the file is a Secret, never part of the configuration. */
+	if (v[2] && gw_cfg_string(p, v[2], "webhooks.path_token_file", &p->cfg->webhooks.path_token_file) == 0)
+		p->cfg->webhooks.path_token_line = gw_cfg_line(v[2]);
+	if (v[3] && gw_cfg_long(p, v[3], "webhooks.path_token_grace_s", 0, GW_CONFIG_MAX_TOKEN_GRACE_S,
+				&x) == 0)
+		p->cfg->webhooks.path_token_grace_s = (long)x;
+	if (v[4])
+		gw_cfg_double(p, v[4], "webhooks.refresh_per_second", 1, &p->cfg->webhooks.refresh_per_second);
+	if (v[5] && gw_cfg_double(p, v[5], "webhooks.refresh_burst", 1, &d) == 0) {
+		if (d < 1)	/* a bucket smaller than one token would refuse every refresh */
+			GW_CFG_ERR(p, v[5], "webhooks.refresh_burst must be >= 1");
+		else
+			p->cfg->webhooks.refresh_burst = d;
+	}
 	if (v[0] && gw_cfg_string(p, v[0], "webhooks.path_prefix", &s) == 0) {
 		if (!cfg_webhook_prefix_ok(s)) {
 			GW_CFG_ERR(p, v[0], "webhooks.path_prefix must start and end with '/', use only letters, "
@@ -245,6 +263,47 @@ static void cfg_webhooks(struct gw_cfg_parse *p, yaml_node_t *n)
 		}
 	}
 	free(s);
+}
+
+/* uploads: { max_concurrent, max_per_tenant, idle_timeout_ms, max_message_bytes }. */
+static void cfg_uploads(struct gw_cfg_parse *p, yaml_node_t *n)
+{
+	static const char *const keys[] = { "max_concurrent", "max_per_tenant", "idle_timeout_ms",
+					    "max_message_bytes" };
+	yaml_node_t *v[4];
+	long long x;
+
+	if (gw_cfg_map(p, n, "uploads", keys, 4, v, NULL) < 0)
+		return;
+	if (v[0] && gw_cfg_long(p, v[0], "uploads.max_concurrent", 1, GW_CONFIG_MAX_SLOTS, &x) == 0)
+		p->cfg->uploads.max_concurrent = (unsigned)x;
+	if (v[1] && gw_cfg_long(p, v[1], "uploads.max_per_tenant", 1, GW_CONFIG_MAX_SLOTS, &x) == 0)
+		p->cfg->uploads.max_per_tenant = (unsigned)x;
+	if (v[2] && gw_cfg_long(p, v[2], "uploads.idle_timeout_ms", 1, 3600000, &x) == 0)
+		p->cfg->uploads.idle_timeout_ms = (long)x;
+	if (v[3] && gw_cfg_long(p, v[3], "uploads.max_message_bytes", 1, 1ll << 30, &x) == 0)
+		p->cfg->uploads.max_message_bytes = (size_t)x;
+}
+
+/* watch: { max_streams, max_streams_per_tenant, health_max_streams, health_max_streams_per_peer }. */
+static void cfg_watch(struct gw_cfg_parse *p, yaml_node_t *n)
+{
+	static const char *const keys[] = { "max_streams", "max_streams_per_tenant", "health_max_streams",
+					    "health_max_streams_per_peer" };
+	yaml_node_t *v[4];
+	long long x;
+
+	if (gw_cfg_map(p, n, "watch", keys, 4, v, NULL) < 0)
+		return;
+	if (v[0] && gw_cfg_long(p, v[0], "watch.max_streams", 1, GW_CONFIG_MAX_SLOTS, &x) == 0)
+		p->cfg->watch.max_streams = (unsigned)x;
+	if (v[1] && gw_cfg_long(p, v[1], "watch.max_streams_per_tenant", 1, GW_CONFIG_MAX_SLOTS, &x) == 0)
+		p->cfg->watch.max_streams_per_tenant = (unsigned)x;
+	if (v[2] && gw_cfg_long(p, v[2], "watch.health_max_streams", 1, GW_CONFIG_MAX_HEALTH_WATCH, &x) == 0)
+		p->cfg->watch.health_max_streams = (unsigned)x;
+	if (v[3] && gw_cfg_long(p, v[3], "watch.health_max_streams_per_peer", 1, GW_CONFIG_MAX_HEALTH_WATCH,
+				&x) == 0)
+		p->cfg->watch.health_max_streams_per_peer = (unsigned)x;
 }
 
 /* rate.costs / tenants[i].rate.costs: { <method short name>: <cost 0..GW_RATELIMIT_MAX_COST> }. */
@@ -316,7 +375,7 @@ int gw_cfg_root(struct gw_cfg_parse *p, yaml_node_t *root, yaml_node_t **top, ya
 {
 	static const char *const keys[GW_CFG_TOP_NKEYS] = { "listen", "tls", "log", "state", "upstream",
 						     "cache", "limits", "accounts", "tenants",
-						     "webhooks", "rate" };
+						     "webhooks", "rate", "uploads", "watch" };
 
 	if (!root || root->type != YAML_MAPPING_NODE) {
 		GW_CFG_ERR(p, root, "the configuration must be a mapping (listen:, accounts:, tenants:, ...)");
@@ -345,5 +404,9 @@ int gw_cfg_root(struct gw_cfg_parse *p, yaml_node_t *root, yaml_node_t **top, ya
 		cfg_webhooks(p, top[GW_CFG_TOP_WEBHOOKS]);
 	if (top[GW_CFG_TOP_RATE])
 		cfg_rate(p, top[GW_CFG_TOP_RATE]);
+	if (top[GW_CFG_TOP_UPLOADS])
+		cfg_uploads(p, top[GW_CFG_TOP_UPLOADS]);
+	if (top[GW_CFG_TOP_WATCH])
+		cfg_watch(p, top[GW_CFG_TOP_WATCH]);
 	return 0;
 }

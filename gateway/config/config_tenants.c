@@ -202,18 +202,40 @@ static void cfg_client_cert(struct gw_cfg_parse *p, yaml_node_t *n, const char *
 		cfg_perms(p, v[1], base, &t->client_cert_perms);
 }
 
+/* tenants[i].limits: {uploads, watch_streams, start_jobs_in_flight, start_job_waiters}, each
+ * 1..GW_CONFIG_MAX_SLOTS: this tenant's share of a long-lived resource (gw_config_tenant_cap). */
+static void cfg_tenant_limits(struct gw_cfg_parse *p, yaml_node_t *n, const char *base,
+			      struct gw_tenant_cfg *t)
+{
+	static const char *const keys[] = { "uploads", "watch_streams", "start_jobs_in_flight",
+					    "start_job_waiters" };
+	unsigned *dst[] = { &t->limits.uploads, &t->limits.watch_streams, &t->limits.start_jobs_in_flight,
+			    &t->limits.start_job_waiters };
+	yaml_node_t *v[4];
+	char path[GW_CFG_PATH_MAX];
+	long long x;
+
+	if (gw_cfg_map(p, n, base, keys, 4, v, NULL) < 0)
+		return;
+	for (size_t i = 0; i < 4; i++) {
+		gw_cfg_pathf(path, sizeof(path), "%s.%s", base, keys[i]);
+		if (v[i] && gw_cfg_long(p, v[i], path, 1, GW_CONFIG_MAX_SLOTS, &x) == 0)
+			*dst[i] = (unsigned)x;
+	}
+}
+
 static void cfg_tenant(struct gw_cfg_parse *p, yaml_node_t *n, size_t idx, struct gw_tenant_cfg *t)
 {
 	static const char *const keys[] = { "name", "account", "rate", "see_foreign_jobs", "keys",
-					    "client_cert" };
+					    "client_cert", "limits" };
 	static const char *const rate_keys[] = { "per_second", "burst", "costs" };
-	yaml_node_t *v[6], *rv[3];
+	yaml_node_t *v[7], *rv[3];
 	char base[CFG_BASE_MAX], path[GW_CFG_PATH_MAX];
 	size_t count;
 
 	gw_cfg_pathf(base, sizeof(base), "tenants[%zu]", idx);
 	t->line = gw_cfg_line(n);
-	if (gw_cfg_map(p, n, base, keys, 6, v, NULL) < 0)
+	if (gw_cfg_map(p, n, base, keys, 7, v, NULL) < 0)
 		return;
 	gw_cfg_pathf(path, sizeof(path), "%s.name", base);
 	if (!v[0])
@@ -269,6 +291,10 @@ static void cfg_tenant(struct gw_cfg_parse *p, yaml_node_t *n, size_t idx, struc
 	if (v[5] && !gw_cfg_is_null(v[5])) {
 		gw_cfg_pathf(path, sizeof(path), "%s.client_cert", base);
 		cfg_client_cert(p, v[5], path, t);
+	}
+	if (v[6]) {
+		gw_cfg_pathf(path, sizeof(path), "%s.limits", base);
+		cfg_tenant_limits(p, v[6], path, t);
 	}
 }
 

@@ -33,6 +33,10 @@ struct gw_owner {
 	int64_t ttl_ms;
 	struct owner_flight *table[OWNER_BUCKETS];
 	struct gw_owner_stats stats;
+	gw_owner_caps_fn caps;			/* per-tenant caps (NULL: none) */
+	void *caps_arg;
+	struct gw_slots t_inflight, t_waiters;	/* held per tenant */
+	struct gw_lograte limit_log;
 };
 
 /* ---- isolation ---- */
@@ -172,11 +176,41 @@ static struct owner_flight *owner_flight_add(struct gw_owner *o, const char *ten
 	f = calloc(1, sizeof *f);
 	if (!f)
 		return NULL;
+	/* The tenant's cap was checked by the caller (owner_tenant_full); only counted here. */
+	if (gw_slots_take(&o->t_inflight, tenant, 0, 0) != GW_SLOTS_OK) {
+		free(f);
+		return NULL;
+	}
 	memcpy(f->tenant, tenant, strlen(tenant) + 1);	/* lengths checked by the caller */
 	memcpy(f->key, key, strlen(key) + 1);
 	*pp = f;
 	o->stats.inflight++;
 	return f;
+}
+
+/* 1 when tenant holds its cap of keys in flight (waiters 0) or of waiters (1): the refusal is
+ * counted (stats and per tenant) and out->limit filled. 0 when it may take one more. */
+static int owner_tenant_full(struct gw_owner *o, const char *tenant, int waiters,
+			     struct gw_owner_start *out)
+{
+	uint64_t cinf = 0, cwait = 0, cap;
+	struct gw_slots *sl = waiters ? &o->t_waiters : &o->t_inflight;
+
+	if (!o->caps)
+		return 0;
+	o->caps(o->caps_arg, tenant, &cinf, &cwait);
+	cap = waiters ? cwait : cinf;
+	if (!cap || gw_slots_held(sl, tenant) < cap)
+		return 0;
+	gw_slots_take(sl, tenant, cap, 0);	/* refused: counts it against the tenant */
+	if (waiters)
+		o->stats.limited_waiters++;
+	else
+		o->stats.limited_inflight++;
+	out->limit.waiters = waiters;
+	out->limit.held = gw_slots_held(sl, tenant);
+	out->limit.cap = cap;
+	return 1;
 }
 
 /* Unlinks the flight and wakes each of its waiters once, in arrival order, then frees it. The
@@ -192,12 +226,14 @@ static void owner_flight_end(struct gw_owner *o, const char *tenant, const char 
 		return;
 	*pp = f->next;
 	o->stats.inflight--;
+	gw_slots_give(&o->t_inflight, f->tenant);
 	while ((w = f->head) != NULL) {
 		f->head = w->next;
 		if (f->head)
 			f->head->prev = NULL;
 		f->nwaiters--;
 		o->stats.waiting--;
+		gw_slots_give(&o->t_waiters, f->tenant);
 		w->wake(w->arg, rid, code, msg);
 		free(w);
 	}
@@ -217,6 +253,10 @@ static struct gw_owner_waiter *owner_wait(struct gw_owner *o, struct owner_fligh
 	w = calloc(1, sizeof *w);
 	if (!w)
 		return NULL;
+	if (gw_slots_take(&o->t_waiters, f->tenant, 0, 0) != GW_SLOTS_OK) {
+		free(w);
+		return NULL;
+	}
 	w->f = f;
 	w->wake = wake;
 	w->arg = arg;
@@ -248,6 +288,7 @@ void gw_owner_idem_unwait(struct gw_owner *o, struct gw_owner_waiter *w)
 		f->tail = w->prev;
 	f->nwaiters--;
 	o->stats.waiting--;
+	gw_slots_give(&o->t_waiters, f->tenant);
 	free(w);
 }
 
@@ -273,6 +314,12 @@ struct gw_owner *gw_owner_new(struct gw_store *s, int64_t ttl_ms)
 	if (ttl_ms <= 0)
 		ttl_ms = GW_OWNER_DEFAULT_TTL_MS;
 	o->ttl_ms = ttl_ms < GW_OWNER_MIN_TTL_MS ? GW_OWNER_MIN_TTL_MS : ttl_ms;
+	if (gw_slots_init(&o->t_inflight, GW_OWNER_MAX_TENANTS, 1) != 0 ||
+	    gw_slots_init(&o->t_waiters, GW_OWNER_MAX_TENANTS, 1) != 0) {
+		gw_slots_free(&o->t_inflight);
+		free(o);
+		return NULL;
+	}
 	return o;
 }
 
@@ -284,7 +331,30 @@ void gw_owner_free(struct gw_owner *o)
 		while (o->table[i])
 			owner_flight_end(o, o->table[i]->tenant, o->table[i]->key, NULL,
 					 GRPC_STATUS_UNAVAILABLE, "gateway is shutting down");
+	gw_slots_free(&o->t_inflight);
+	gw_slots_free(&o->t_waiters);
 	free(o);
+}
+
+void gw_owner_set_caps(struct gw_owner *o, gw_owner_caps_fn fn, void *arg)
+{
+	o->caps = fn;
+	o->caps_arg = arg;
+}
+
+int gw_owner_has_caps(const struct gw_owner *o)
+{
+	return o && o->caps != NULL;
+}
+
+const struct gw_slots *gw_owner_tenant_slots(const struct gw_owner *o, int waiters)
+{
+	return waiters ? &o->t_waiters : &o->t_inflight;
+}
+
+struct gw_lograte *gw_owner_limit_log(struct gw_owner *o)
+{
+	return &o->limit_log;
 }
 
 const struct gw_owner_stats *gw_owner_stats(const struct gw_owner *o)
@@ -318,6 +388,9 @@ enum gw_idem_verdict gw_owner_idem_start(struct gw_owner *o, const char *tenant,
 		o->stats.busy_inflight++;
 		return GW_IDEM_BUSY;
 	}
+	/* The tenant's own share, before the store is touched (a refusal costs no write). */
+	if (!f && owner_tenant_full(o, tenant, 0, out))
+		return GW_IDEM_LIMITED;
 	rc = gw_store_idem_begin(o->s, tenant, key, fp, source, now_ms, e);
 	if (rc < 0)
 		return GW_IDEM_ERROR;
@@ -355,6 +428,8 @@ enum gw_idem_verdict gw_owner_idem_start(struct gw_owner *o, const char *tenant,
 		return GW_IDEM_REPLAY;
 	}
 	if (f) {
+		if (wake && owner_tenant_full(o, tenant, 1, out))
+			return GW_IDEM_LIMITED;
 		out->waiter = owner_wait(o, f, wake, arg);
 		if (!out->waiter)
 			return GW_IDEM_BUSY;

@@ -38,6 +38,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "gateway/base/lograte.h"
+#include "gateway/base/slots.h"
 #include "gateway/state/store.h"
 
 #define GW_OWNER_DEFAULT_TTL_MS (24LL * 3600 * 1000)	/* idempotency keys live this long */
@@ -49,6 +51,8 @@
 #define GW_OWNER_RECON_MAX 16			/* candidates examined; more is reported as ambiguous */
 #define GW_OWNER_RECON_SKEW_MS (5LL * 60 * 1000)	/* upstream ctime may precede our PENDING by this */
 #define GW_OWNER_LIST_MAX 100000		/* ids one gw_owner_filter call accepts */
+#define GW_OWNER_MAX_TENANTS 2048		/* tenants counted per cap (2 x GW_CONFIG_MAX_TENANTS:
+						 * renamed ones may still hold keys after a reload) */
 
 /* ---- isolation ---- */
 
@@ -98,7 +102,8 @@ enum gw_idem_verdict {
 	GW_IDEM_MISMATCH,
 	GW_IDEM_RECONCILE,
 	GW_IDEM_BUSY,
-	GW_IDEM_ERROR
+	GW_IDEM_ERROR,
+	GW_IDEM_LIMITED		/* the tenant's own cap (keys in flight, or waiters): out->limit */
 };
 
 /*
@@ -121,6 +126,8 @@ struct gw_owner_stats {
 	uint64_t adopt_raced;		/* gw_owner_idem_adopt found the job recorded meanwhile */
 	uint64_t recon_ambiguous;	/* AMBIGUOUS or UNSUPPORTED: reported to caller and log */
 	uint64_t expired;		/* keys removed by gw_owner_expire */
+	uint64_t limited_inflight;	/* a tenant at its cap of keys in flight (LIMITED) */
+	uint64_t limited_waiters;	/* a tenant at its cap of waiters (LIMITED) */
 	uint64_t inflight;		/* gauge */
 	uint64_t waiting;		/* gauge */
 };
@@ -129,7 +136,29 @@ struct gw_owner_start {
 	char rid[GW_STORE_RID_MAX + 1];		/* REPLAY */
 	struct gw_idem entry;			/* REPLAY, WAIT, MISMATCH, RECONCILE: the stored entry */
 	struct gw_owner_waiter *waiter;		/* WAIT: handle for gw_owner_idem_unwait */
+	struct {				/* LIMITED: which cap, what the tenant holds */
+		int waiters;			/* 0: keys in flight, 1: waiters */
+		uint64_t held, cap;
+	} limit;
 };
+
+/*
+ * Per-tenant caps (issue 13): what one tenant may hold in this process, so that it cannot take
+ * every in-flight or waiter slot of the global bounds. Keys in flight are PROCEED and RECONCILE
+ * keys until done/failed, which includes transfers that outlive a cancelled call (rpc_idem.h);
+ * waiters are duplicates queued behind them. fn fills the caps of tenant (0 = none) and is asked
+ * at every gw_owner_idem_start that would take a slot; NULL fn = the global bounds only.
+ * A tenant at its in-flight cap gets LIMITED for a new key (before the store is touched, so a
+ * DONE key is not replayed to it either until one of its keys lands); at its waiter cap, LIMITED
+ * instead of WAIT. Each is counted (stats, and per tenant in gw_owner_tenant_slots).
+ */
+typedef void (*gw_owner_caps_fn)(void *arg, const char *tenant, uint64_t *inflight, uint64_t *waiters);
+void gw_owner_set_caps(struct gw_owner *o, gw_owner_caps_fn fn, void *arg);
+int gw_owner_has_caps(const struct gw_owner *o);
+/* The per-tenant counts: keys in flight (waiters 0) or waiters (1), for /metrics. */
+const struct gw_slots *gw_owner_tenant_slots(const struct gw_owner *o, int waiters);
+/* The log budget of the caller's LIMITED refusal lines (one owner per server: one budget). */
+struct gw_lograte *gw_owner_limit_log(struct gw_owner *o);
 
 /* s is borrowed and must outlive o. ttl_ms <= 0 -> GW_OWNER_DEFAULT_TTL_MS; below the minimum
  * it is raised to GW_OWNER_MIN_TTL_MS. Returns NULL when out of memory. */

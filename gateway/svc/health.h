@@ -13,18 +13,27 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define GW_HEALTH_MAX_WATCHERS 256	/* concurrent Watch streams; more get RESOURCE_EXHAUSTED */
+#define GW_HEALTH_MAX_WATCHERS 4096	/* Watch streams the table holds; watch.health_max_streams
+					 * (default 256, at most this) is the cap in force */
 #define GW_HEALTH_MAX_SERVICE 128	/* service name length; longer is INVALID_ARGUMENT */
+#define GW_HEALTH_MAX_PEERS 4096	/* distinct client addresses holding Watch streams */
+
+#include "gateway/base/lograte.h"
+#include "gateway/base/slots.h"
 
 struct gw_call;
 struct gw_svc;
 
+/* Watch needs no API key, so its fair share is per client address (the peer's host, without
+ * the port): watch.health_max_streams_per_peer each, watch.health_max_streams in all. */
 struct gw_health {
 	int serving;				/* 1 SERVING, 0 NOT_SERVING */
 	int ended;				/* watches ended for shutdown */
 	struct gw_call *watchers[GW_HEALTH_MAX_WATCHERS];
 	size_t nwatchers;
-	uint64_t watchers_refused;		/* Watch calls past the limit */
+	uint64_t watchers_refused;		/* Watch calls past a cap */
+	struct gw_slots peers;			/* streams per peer host; set up on first Watch */
+	struct gw_lograte refusals_log;
 };
 
 /* The service (gateway/call/svc.h): its state is a struct gw_health; drain sends NOT_SERVING to

@@ -20,6 +20,7 @@
 #include "gateway/svc/rpc_owner.h"
 #include "gateway/svc/rpc_owner_int.h"
 #include "gateway/call/env.h"
+#include "gateway/svc/caps.h"
 #include "gateway/svc/status.h"
 #include "gateway/state/store.h"
 #include "gateway/api/translate.h"
@@ -406,6 +407,37 @@ static int idem_identity(const Animate3d__V1__StartJobRequest *r, uint8_t fp[32]
 	return rc;
 }
 
+/* A tenant's share of the owner's global bounds: tenants[].limits.start_jobs_in_flight /
+ * start_job_waiters, else a fair share of GW_OWNER_MAX_INFLIGHT / GW_OWNER_MAX_WAITERS, from the
+ * current configuration (a tenant a reload removed still has keys in flight: a fair share). */
+static void idem_caps(void *arg, const char *tenant, uint64_t *inflight, uint64_t *waiters)
+{
+	const struct gw_config *cfg = ((struct gw_env *)arg)->cfg;
+	int t = gw_config_tenant_index(cfg, tenant);
+	const struct gw_tenant_cfg *tc = t >= 0 ? &cfg->tenants[t] : NULL;
+
+	*inflight = gw_config_tenant_cap(cfg, tc ? tc->limits.start_jobs_in_flight : 0, 0,
+					 GW_OWNER_MAX_INFLIGHT);
+	*waiters = gw_config_tenant_cap(cfg, tc ? tc->limits.start_job_waiters : 0, 0, GW_OWNER_MAX_WAITERS);
+}
+
+static void idem_limited(struct gw_call *c, const char *tenant, const struct gw_owner_start *st)
+{
+	static const struct gw_caps_what keys = {
+		"StartJob", "start_jobs_in_flight", "idempotent StartJob keys in flight", "tenant",
+		"tenants[].limits.start_jobs_in_flight, default a fair share of 4096", "-"
+	};
+	static const struct gw_caps_what waiters = {
+		"StartJob", "start_job_waiters", "duplicate StartJob calls waiting", "tenant",
+		"tenants[].limits.start_job_waiters, default a fair share of 8192", "-"
+	};
+	struct gw_owner *o = gw_call_env(c)->owner;
+
+	gw_caps_refuse(c, gw_owner_limit_log(o), gw_clock_now_us() / 1000,
+		       st->limit.waiters ? &waiters : &keys, tenant, GW_SLOTS_NAME_FULL, st->limit.held,
+		       st->limit.cap);
+}
+
 void gw_rpc_idem_start_job(struct gw_rpc_idem *idem, struct gw_call *c)
 {
 	const Animate3d__V1__StartJobRequest *r = (const void *)gw_call_request(c);
@@ -459,6 +491,8 @@ void gw_rpc_idem_start_job(struct gw_rpc_idem *idem, struct gw_call *c)
 	op->admit_by_us = left > 0 ? gw_clock_now_us() + left * 1000 : 0;
 	w->env = env;
 	w->c = c;
+	if (!gw_owner_has_caps(env->owner))
+		gw_owner_set_caps(env->owner, idem_caps, env);
 	switch (gw_owner_idem_start(env->owner, op->tenant, op->key, fp, source, gw_clock_wall_ms(),
 				    idem_wake, w, &st)) {
 	case GW_IDEM_PROCEED:
@@ -496,6 +530,9 @@ void gw_rpc_idem_start_job(struct gw_rpc_idem *idem, struct gw_call *c)
 	case GW_IDEM_BUSY:
 		gw_call_fail(c, GRPC_STATUS_UNAVAILABLE,
 			     "StartJob: too many requests in flight for idempotency keys; retry later");
+		break;
+	case GW_IDEM_LIMITED:
+		idem_limited(c, op->tenant, &st);
 		break;
 	default:
 		gw_ro_store_failed(c);

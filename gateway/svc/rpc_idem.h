@@ -44,6 +44,10 @@ int gw_rpc_idem_applies(struct gw_call *c);
  * since that attempt ended with an unknown outcome in this process, or since this process started
  * for keys left by an earlier one; before that the call gets UNAVAILABLE "retry in N ms" and the
  * key stays PENDING (logged as reconcile outcome "deferred").
+ * Per tenant (issue 13): keys in flight, detached transfers included, are capped at
+ * tenants[].limits.start_jobs_in_flight (default a fair share of GW_OWNER_MAX_INFLIGHT) and
+ * waiting duplicates at start_job_waiters (a fair share of GW_OWNER_MAX_WAITERS): past its cap a
+ * tenant gets RESOURCE_EXHAUSTED naming it and the cap, so one tenant cannot take every slot.
  */
 void gw_rpc_idem_start_job(struct gw_rpc_idem *st, struct gw_call *c);
 

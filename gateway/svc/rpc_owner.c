@@ -332,9 +332,14 @@ const ProtobufCMessage *gw_rpc_owner_admit(struct gw_call *c, struct gw_rpc_owne
 		if (ro_check_start_job(c, (const void *)req))
 			return NULL;
 		return ro_mask_models(c, (const void *)req, view);
-	case RO_STORE_MODEL:
-		rc = ro_check(c, GW_OBJ_MODEL, ((const Animate3d__V1__StoreModelRequest *)(const void *)req)->model_id);
+	case RO_STORE_MODEL: {
+		const Animate3d__V1__StoreModelRequest *r = (const void *)req;
+
+		/* The model to update, and the uploaded files it is made from: all the tenant's. */
+		rc = ro_check(c, GW_OBJ_MODEL, r->model_id) || ro_check_upload(c, r->model_url) ||
+		     ro_check_upload(c, r->thumb_url);
 		break;
+	}
 	case RO_LIST_MODELS:
 		rc = ro_check_not_others(c, GW_OBJ_MODEL,
 					 ((const Animate3d__V1__ListModelsRequest *)(const void *)req)->model_id);
@@ -457,6 +462,15 @@ int gw_rpc_owner_after(struct gw_call *c, const ProtobufCMessage *req, ProtobufC
 	switch (gw_ro_kind_of(c)) {
 	case RO_UPLOAD_URL:
 		return gw_rpc_owner_record_upload(c, ((Animate3d__V1__GetUploadUrlResponse *)(void *)reply)->url);
+	case RO_MODEL_UPLOAD_URL: {
+		const Animate3d__V1__GetModelUploadUrlResponse *r = (const void *)reply;
+
+		/* Both files become the tenant's (StoreModel checks them); the thumbnail URL is
+		 * optional in the answer. */
+		if (gw_rpc_owner_record_upload(c, r->model_url))
+			return -1;
+		return r->thumb_url && r->thumb_url[0] ? gw_rpc_owner_record_upload(c, r->thumb_url) : 0;
+	}
 	case RO_START_JOB:
 		return ro_put(c, GW_OBJ_JOB, ((Animate3d__V1__StartJobResponse *)(void *)reply)->rid);
 	case RO_STORE_MODEL:
@@ -535,6 +549,8 @@ void gw_rpc_owner_render_metrics(const struct gw_env *env, uint64_t detached,
 		{ "adopt_raced", offsetof(struct gw_owner_stats, adopt_raced) },
 		{ "recon_ambiguous", offsetof(struct gw_owner_stats, recon_ambiguous) },
 		{ "expired", offsetof(struct gw_owner_stats, expired) },
+		{ "limited_inflight", offsetof(struct gw_owner_stats, limited_inflight) },
+		{ "limited_waiters", offsetof(struct gw_owner_stats, limited_waiters) },
 	};
 	const struct gw_store_stats *s;
 	const struct gw_owner_stats *ow;
@@ -564,4 +580,9 @@ void gw_rpc_owner_render_metrics(const struct gw_env *env, uint64_t detached,
 	gw_metrics_value(o, "idempotency_inflight", "what=\"keys\"", ow->inflight);
 	gw_metrics_value(o, "idempotency_inflight", "what=\"waiters\"", ow->waiting);
 	gw_metrics_value(o, "idempotency_inflight", "what=\"detached\"", detached);
+	/* Per tenant: keys in flight (detached transfers included) and waiting duplicates. */
+	gw_slots_render(gw_owner_tenant_slots(env->owner, 0), "idempotency_keys_tenant",
+			"Idempotent StartJob keys in flight by tenant.", "tenant", "tenant", 1, o);
+	gw_slots_render(gw_owner_tenant_slots(env->owner, 1), "idempotency_waiters_tenant",
+			"Duplicate keyed StartJob calls waiting, by tenant.", "tenant", "tenant", 1, o);
 }

@@ -12,7 +12,8 @@
  *                           its own path (gateway/svc/rpc_idem.h: the owner.h state machine,
  *                           reconciliation);
  *   gw_rpc_owner_after()    after a 2xx parsed reply, before gw_call_reply(): records what was
- *                           created (upload, job, model, endpoint), forgets what was deleted, and
+ *                           created (upload URLs of videos, models and thumbnails, job, model,
+ *                           endpoint), forgets what was deleted, and
  *                           filters lists. An id that could not be recorded is never replied.
  *
  * Rules (tenant = the call's tenant; "foreign" = recorded for nobody, i.e. created upstream
@@ -24,6 +25,10 @@
  *                                            NOT_FOUND only when another tenant owns them (stock
  *                                            models are unrecorded and shared)
  *   StoreModel with model_id, DeleteModel    the model must be the tenant's
+ *   StoreModel model_url, thumb_url          the uploaded files must be the tenant's: recorded
+ *                                            when GetModelUploadUrl answered them (as uploads,
+ *                                            GW_OBJ_UPLOAD, like video upload URLs: the same
+ *                                            question, "did this tenant get this URL from us")
  *   ListModels with model_id                 NOT_FOUND when another tenant owns it, and when
  *                                            nothing is left to show (as for an unknown id)
  *   Get/Update/DeleteEndpoint                the endpoint must be the tenant's
@@ -51,6 +56,7 @@ enum ro_kind {
 	RO_RIDS,		/* GetStatus, GetDownloadUrls, WatchStatus: filter the rids */
 	RO_VIDEO_INFO,
 	RO_UPLOAD_URL,
+	RO_MODEL_UPLOAD_URL,	/* GetModelUploadUrl: record model_url and thumb_url */
 	RO_START_JOB,
 	RO_STORE_MODEL,
 	RO_LIST_MODELS,

@@ -1,6 +1,6 @@
 /*
  * status: the gateway side of the status module (see status.h): the server's context (cache,
- * batcher, webhook counters) and its lifecycle, the GetStatus / GetDownloadUrls / WatchStatus
+ * batcher, WatchStatus streams) and its lifecycle, the GetStatus / GetDownloadUrls / WatchStatus
  * handlers with the cached fast path, and the metrics. The batcher is in status_batch.c, the
  * watchers in status_watch.c; their shared internals in status_int.h.
  */
@@ -26,8 +26,8 @@
 #include "gateway/call/env.h"
 #include "gateway/call/svc.h"
 #include "gateway/config/config.h"
+#include "gateway/svc/caps.h"
 #include "gateway/svc/rpc_owner.h"
-#include "gateway/svc/webhook_in.h"
 #include "gateway/upstream/upstream.h"
 
 /* ---- the gateway side ---- */
@@ -38,10 +38,19 @@ struct gw_status_ctx {
 	struct gw_env *env;
 	struct gw_cache *cache;
 	struct gw_status *status;
-	struct gw_webhook_in_counters webhooks;
 	struct status_watch_op *streams;	/* open WatchStatus calls (for the drain) */
 	size_t nstreams;
 	uint64_t streams_refused;
+	/* Open streams per tenant, with the per-tenant and global caps (watch.*, issue 13): one
+	 * tenant cannot take every slot. Keeps refusal counts per tenant for /metrics. */
+	struct gw_slots slots;
+	struct gw_lograte refusals_log;
+};
+
+/* What a WatchStatus refusal names (gateway/svc/caps.h). */
+static const struct gw_caps_what status_watch_caps = {
+	"WatchStatus", "watch_streams", "streams", "tenant",
+	"tenants[].limits.watch_streams or watch.max_streams_per_tenant", "watch.max_streams"
 };
 
 static void status_ctx_free(struct gw_status_ctx *x)
@@ -52,6 +61,7 @@ static void status_ctx_free(struct gw_status_ctx *x)
 	 * through the transport (gw_status_upstream_cancel), their callbacks never run. */
 	gw_status_free(x->status);
 	gw_cache_free(x->cache);
+	gw_slots_free(&x->slots);
 	free(x);
 }
 
@@ -77,6 +87,10 @@ static int status_ctx_start(struct gw_status_ctx *x, struct gw_env *env)
 	x->status = gw_status_new(&o, x->cache);
 	if (!x->status)
 		goto fail;
+	/* Tenants persist across reloads by name; twice the configurable maximum leaves room for
+	 * renamed ones still holding streams. */
+	if (gw_slots_init(&x->slots, 2 * GW_CONFIG_MAX_TENANTS, 1) != 0)
+		goto fail;
 	return 0;
 fail:
 	gw_status_free(x->status);
@@ -99,11 +113,6 @@ struct gw_cache *gw_status_ctx_cache(struct gw_status_ctx *x)
 struct gw_status *gw_status_ctx_status(struct gw_status_ctx *x)
 {
 	return x ? x->status : NULL;
-}
-
-struct gw_webhook_in_counters *gw_status_ctx_webhooks(struct gw_status_ctx *x)
-{
-	return x ? &x->webhooks : NULL;
 }
 
 /* A deep copy of a borrowed message (pack + unpack), or NULL. */
@@ -588,12 +597,15 @@ struct status_watch_op {
 	struct gw_status_ctx *x;
 	struct status_watch_op *prev, *next;	/* x->streams */
 	size_t n, open;
+	char tenant[GW_SLOTS_NAME_MAX + 1];	/* holds one of x->slots */
 	struct status_watch_rid r[];
 };
 
 static void status_watch_free(struct status_watch_op *op)
 {
 	struct gw_status_ctx *x = op->x;
+
+	gw_slots_give(&x->slots, op->tenant);
 
 	for (size_t i = 0; i < op->n; i++)
 		if (op->r[i].open)
@@ -647,6 +659,27 @@ static void status_watch_notify(struct gw_status_watch *w, int code, const Anima
 		status_watch_end(op, GRPC_STATUS_OK, NULL);
 }
 
+/* Takes one of the tenant's stream slots: the tenant's own cap (tenants[].limits.watch_streams,
+ * else watch.max_streams_per_tenant, else a fair share of watch.max_streams) and the global
+ * one, from the current configuration. 0, or -1 with c finished RESOURCE_EXHAUSTED. */
+static int status_watch_admit(struct gw_status_ctx *x, struct gw_call *c)
+{
+	const struct gw_config *cfg = x->env->cfg;
+	const struct gw_tenant_cfg *t = gw_call_tenant(c);
+	unsigned global = cfg->watch.max_streams ? cfg->watch.max_streams : GW_STATUS_MAX_WATCH_STREAMS;
+	unsigned cap = gw_config_tenant_cap(cfg, t->limits.watch_streams, cfg->watch.max_streams_per_tenant,
+					    global);
+	enum gw_slots_verdict v = gw_slots_take(&x->slots, t->name, cap, global);
+
+	if (v == GW_SLOTS_OK)
+		return 0;
+	x->streams_refused++;
+	gw_caps_refuse(c, &x->refusals_log, gw_status_now(x->status), &status_watch_caps, t->name, v,
+		       v == GW_SLOTS_NAME_FULL ? gw_slots_held(&x->slots, t->name) : x->slots.used,
+		       v == GW_SLOTS_NAME_FULL ? cap : global);
+	return -1;
+}
+
 void gw_status_rpc_watch(struct gw_call *c)
 {
 	struct gw_status_ctx *x = gw_call_svc(c);
@@ -665,18 +698,20 @@ void gw_status_rpc_watch(struct gw_call *c)
 		gw_call_fail(c, GRPC_STATUS_INTERNAL, "WatchStatus: tenant has no upstream account");
 		goto out;
 	}
-	if (x->nstreams >= GW_STATUS_MAX_WATCH_STREAMS || x->env->draining) {
+	if (x->env->draining) {
 		x->streams_refused++;
-		gw_call_fail(c, x->env->draining ? GRPC_STATUS_UNAVAILABLE : GRPC_STATUS_RESOURCE_EXHAUSTED,
-			     "WatchStatus: %s", x->env->draining ? "server is shutting down"
-								  : "too many open streams");
+		gw_call_fail(c, GRPC_STATUS_UNAVAILABLE, "WatchStatus: server is shutting down");
 		goto out;
 	}
+	if (status_watch_admit(x, c) != 0)
+		goto out;
 	op = calloc(1, sizeof *op + req->n_rids * sizeof op->r[0]);
 	if (!op) {
+		gw_slots_give(&x->slots, gw_call_tenant(c)->name);
 		gw_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "WatchStatus: out of memory");
 		goto out;
 	}
+	snprintf(op->tenant, sizeof op->tenant, "%s", gw_call_tenant(c)->name);
 	op->c = c;
 	op->x = x;
 	op->next = x->streams;
@@ -775,20 +810,8 @@ static void status_metrics(void *state, struct gw_metrics_out *o)
 		{ "watch_notifications_total", "WatchStatus changes delivered.", "counter",
 		  offsetof(struct gw_status_counters, notifications), 0 },
 	};
-	static const struct {
-		const char *result;
-		size_t off;
-	} hooks[] = {
-		{ "accepted", offsetof(struct gw_webhook_in_counters, accepted) },
-		{ "ignored", offsetof(struct gw_webhook_in_counters, ignored) },
-		{ "bad_path", offsetof(struct gw_webhook_in_counters, rej_path) },
-		{ "bad_signature", offsetof(struct gw_webhook_in_counters, rej_signature) },
-		{ "too_large", offsetof(struct gw_webhook_in_counters, rej_size) },
-		{ "malformed", offsetof(struct gw_webhook_in_counters, rej_malformed) },
-	};
 	const struct gw_status_ctx *x = state;
 	const void *cc = gw_cache_counters(x->cache), *sc = gw_status_counters(x->status);
-	char labels[64];
 
 	for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
 		uint64_t v;
@@ -797,15 +820,10 @@ static void status_metrics(void *state, struct gw_metrics_out *o)
 		gw_metrics_one(o, rows[i].name, rows[i].type, rows[i].help, v);
 	}
 	gw_metrics_one(o, "watch_streams", "gauge", "Open WatchStatus streams.", x->nstreams);
-	gw_metrics_family(o, "webhooks_in_total", "counter",
-			  "Upstream webhook deliveries by outcome.");
-	for (size_t i = 0; i < sizeof hooks / sizeof hooks[0]; i++) {
-		uint64_t v;
-
-		memcpy(&v, (const char *)&x->webhooks + hooks[i].off, sizeof v);
-		snprintf(labels, sizeof labels, "result=\"%s\"", hooks[i].result);
-		gw_metrics_value(o, "webhooks_in_total", labels, v);
-	}
+	gw_metrics_one(o, "watch_streams_refused_total", "counter",
+		       "WatchStatus calls refused: a cap, or the server draining.", x->streams_refused);
+	gw_slots_render(&x->slots, "watch_streams_tenant", "Open WatchStatus streams by tenant.",
+			"tenant", "tenant", 1, o);
 }
 
 /* ---- the service ---- */
@@ -838,72 +856,10 @@ static void status_free(void *state)
 		status_ctx_free(state);
 }
 
-/* A webhook delivery (the status service's route): answers req (status + a short text body),
- * counts in the webhook counters, and on an accepted job.completed refreshes the rid so watchers
- * learn at once. Rejections are logged with their reason only (never the signature, path or
- * body). */
-static void status_webhook_in(struct gw_status_ctx *x, const struct gw_config *cfg,
-			      const char *prefix, struct evhttp_request *req)
-{
-	struct gw_webhook_in_counters *cnt = &x->webhooks;
-	const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
-	const char *sig = evhttp_find_header(evhttp_request_get_input_headers(req),
-					     GW_WEBHOOK_IN_HEADER);
-	struct evbuffer *in = evhttp_request_get_input_buffer(req);
-	struct evbuffer *out = evbuffer_new();
-	size_t len = in ? evbuffer_get_length(in) : 0;
-	const char *body = NULL;
-	struct gw_webhook_in_event ev;
-	const char *reason;
-	int http;
-
-	/* Only a body within the limit is made contiguous; a larger one is judged by its length. */
-	if (len && len <= GW_WEBHOOK_IN_MAX_BODY)
-		body = (const char *)evbuffer_pullup(in, (ev_ssize_t)len);
-	http = gw_webhook_in_check(cfg, prefix, path, sig, body ? body : "", len, &ev, cnt);
-	if (http == 200 && ev.completed && gw_status_refresh(x->status, ev.account,
-								 ev.rid) != 0)
-		http = 503;	/* nothing refreshed: let upstream deliver again */
-	switch (http) {
-	case 200: reason = "OK"; break;
-	case 400: reason = "Bad Request"; break;
-	case 401: reason = "Unauthorized"; break;
-	case 404: reason = "Not Found"; break;
-	case 413: reason = "Payload Too Large"; break;
-	default: reason = "Service Unavailable"; break;
-	}
-	if (http != 200)
-		gw_log(http == 401 ? GW_LOG_WARN : GW_LOG_INFO, "webhook_in",
-		       GW_LS("msg", "webhook delivery rejected"), GW_LN("http", http),
-		       GW_LS("reason", reason), GW_LEND);
-	if (out) {
-		evbuffer_add_printf(out, "%s\n", reason);
-		evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "text/plain");
-	}
-	evhttp_send_reply(req, http, reason, out);
-	if (out)
-		evbuffer_free(out);
-}
-
-/* Every POST is a webhook delivery: webhook_in answers (and counts) one outside the configured
- * prefix with 404, so probing for the path shows in its counters. */
-static void status_webhook_http(void *state, struct evhttp_request *req)
-{
-	struct gw_status_ctx *x = state;
-
-	status_webhook_in(x, x->env->cfg, gw_webhook_in_prefix(x->env->boot_cfg), req);
-}
-
-static const struct gw_http_route status_routes[] = {
-	{ EVHTTP_REQ_POST, "/", 0, status_webhook_http },
-};
-
 const struct gw_svc gw_svc_status = {
 	.name = "status",
 	.init = status_init,
 	.drain = status_drain,
 	.free = status_free,
 	.metrics = status_metrics,
-	.routes = status_routes,
-	.nroutes = sizeof status_routes / sizeof status_routes[0],
 };

@@ -190,6 +190,10 @@ void gw_status_unwatch(struct gw_status_watch *w);	/* not attached is fine */
 
 /* ---- webhooks ---- */
 
+/* 1 when the module tracks rid on account acct (a caller wanted or watches it lately), else 0:
+ * webhook deliveries for rids nobody asked about and nobody owns are not worth a refresh. */
+int gw_status_tracked(struct gw_status *s, size_t acct, const char *rid);
+
 /* The rid changed upstream (job.completed): drop its non-final cache entry and fetch it through
  * the next batch (after the one in flight, if any). Returns 0, or -1 (bad rid, max_rids). */
 int gw_status_refresh(struct gw_status *s, size_t acct, const char *rid);
@@ -207,16 +211,17 @@ int gw_status_upstream_hold(void *arg, size_t acct, int64_t *wait_ms, char *msg,
 
 /* ---- the gateway side: the service, GetStatus / WatchStatus handlers ----
  *
- * The status service (gateway/call/svc.h) owns the cache, the batcher and the webhook counters
- * (struct gw_status_ctx, built by its init from the configuration's cache.* settings); its HTTP
- * route takes upstream webhook deliveries; its drain ends the WatchStatus streams.
+ * The status service (gateway/call/svc.h) owns the cache, the batcher and the WatchStatus streams
+ * (struct gw_status_ctx, built by its init from the configuration's cache.* settings); its drain
+ * ends the streams. Upstream webhook deliveries reach it through gateway/svc/webhook_in.h.
  */
 struct gw_call;
 struct gw_env;
 struct gw_svc;
 struct gw_status_ctx;
 
-#define GW_STATUS_MAX_WATCH_STREAMS 20000	/* open WatchStatus calls; more get RESOURCE_EXHAUSTED */
+#define GW_STATUS_MAX_WATCH_STREAMS 20000	/* open WatchStatus calls when watch.max_streams is 0;
+						 * the configured caps (watch.*) decide */
 
 extern const struct gw_svc gw_svc_status;
 
@@ -224,7 +229,6 @@ extern const struct gw_svc gw_svc_status;
 struct gw_status_ctx *gw_status_ctx_of(const struct gw_env *env);
 struct gw_cache *gw_status_ctx_cache(struct gw_status_ctx *x);
 struct gw_status *gw_status_ctx_status(struct gw_status_ctx *x);
-struct gw_webhook_in_counters *gw_status_ctx_webhooks(struct gw_status_ctx *x);
 
 /* The handlers admit like the generic path (the tenant's bucket in the call layer, then
  * gw_rpc_owner_admit: only the tenant's own rids are looked at; none left -> NOT_FOUND) and
@@ -238,7 +242,11 @@ void gw_status_rpc_get(struct gw_call *c);
 void gw_status_rpc_download(struct gw_call *c);
 /* Jobs/WatchStatus (server streaming). Sends each rid's current status, then one message per
  * (state, step) change; ends OK when every rid is final, NOT_FOUND when upstream does not know a
- * rid, UNAVAILABLE when the server drains. Cancel frees everything. */
+ * rid, UNAVAILABLE when the server drains. Cancel frees everything.
+ * Open streams are capped per tenant (tenants[].limits.watch_streams, else
+ * watch.max_streams_per_tenant, else a fair share of watch.max_streams) and in all
+ * (watch.max_streams): past either, RESOURCE_EXHAUSTED naming the tenant and the cap, counted per
+ * tenant (watch_streams_tenant_refused_total) and logged within a budget. */
 void gw_status_rpc_watch(struct gw_call *c);
 
 /* For StartJob handlers: call after upstream accepted a job that reuses rid (mp_detection_rid),

@@ -119,6 +119,13 @@ int gw_status_refresh(struct gw_status *s, size_t acct, const char *rid)
 	return 0;
 }
 
+int gw_status_tracked(struct gw_status *s, size_t acct, const char *rid)
+{
+	if (!s || acct >= s->o.naccounts || !gw_status_rid_ok(rid))
+		return 0;
+	return gw_status_rec_find(s, acct, rid) != NULL;
+}
+
 int gw_status_forget(struct gw_status *s, size_t acct, const char *rid)
 {
 	struct gw_status_rec *r;

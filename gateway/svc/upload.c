@@ -7,14 +7,22 @@
 #include <string.h>
 #include <jansson.h>
 
+#include <event2/buffer.h>
+#include <event2/event.h>
+
 #include "animate3d/v1/jobs.pb-c.h"
 #include "gateway/api/validate.h"
 #include "gateway/call/call.h"
 #include "gateway/config/config.h"
 #include "gateway/base/errmap.h"
 #include "gateway/base/log.h"
+#include "gateway/base/clock.h"
+#include "gateway/base/lograte.h"
+#include "gateway/base/metrics.h"
+#include "gateway/base/slots.h"
 #include "gateway/call/env.h"
 #include "gateway/call/svc.h"
+#include "gateway/svc/caps.h"
 #include "gateway/svc/rpc_owner.h"
 #include "gateway/upstream/upstream.h"
 
@@ -22,6 +30,23 @@
 #define UPLOAD_MSG_MAX 256
 #define UPLOAD_URL_MAX 8192				/* signed URL from /upload */
 #define UPLOAD_WHAT "UploadVideo"
+#define UPLOAD_PATH "/animate3d.v1.Jobs/UploadVideo"
+#define UPLOAD_DEFAULT_GRPC_MSG (4u << 20)	/* gRPC's receive limit when none is configured */
+
+/* The uploads of one server (the UploadVideo method row). */
+struct gw_upload_ctx {
+	struct gw_slots slots;		/* open uploads per tenant */
+	struct gw_lograte log;		/* refusals and idle timeouts: the client sets their rate */
+	uint64_t idle_timeouts;
+	uint64_t too_large;		/* messages over uploads.max_message_bytes */
+	uint64_t buffered;		/* gauge: bytes held in buffers */
+	uint64_t reserved;		/* gauge: bytes of buffers allocated */
+};
+
+static const struct gw_caps_what upload_caps = {
+	UPLOAD_WHAT, "uploads", "uploads open", "tenant",
+	"tenants[].limits.uploads or uploads.max_per_tenant", "uploads.max_concurrent"
+};
 
 enum upload_phase {
 	UPLOAD_FIRST,		/* waiting for the first message */
@@ -34,6 +59,11 @@ enum upload_phase {
 
 struct upload {
 	struct gw_call *c;
+	struct gw_upload_ctx *x;
+	char tenant[GW_SLOTS_NAME_MAX + 1];	/* holds one of x->slots */
+	struct event *idle;		/* armed while waiting for the client's next message */
+	long idle_ms;
+	size_t max_msg;			/* chunk bytes one message may carry */
 	struct gw_up_account *acct;
 	struct gw_up_call *up;
 	enum upload_phase phase;
@@ -67,6 +97,18 @@ int gw_upload_name_check(const char *name, char *err, size_t errlen)
 	/* The file name kind of every RPC (validate.h): no '/', no control characters, not "."
 	 * or "..", at most GW_UPLOAD_NAME_MAX bytes of UTF-8. */
 	return gw_validate_str(GW_VK_FILE_NAME, "name", name, err, errlen) ? -1 : 0;
+}
+
+size_t gw_upload_message_max(size_t upload_msg, size_t grpc_msg)
+{
+	if (grpc_msg == 0)
+		grpc_msg = UPLOAD_DEFAULT_GRPC_MSG;
+	return upload_msg && upload_msg < grpc_msg ? upload_msg : grpc_msg;
+}
+
+size_t gw_upload_buffer_cap(size_t chunk, size_t upload_msg, size_t grpc_msg)
+{
+	return chunk + gw_upload_message_max(upload_msg, grpc_msg);
 }
 
 size_t gw_upload_chunk_size(size_t configured)
@@ -187,10 +229,37 @@ char *gw_upload_resolve(const char *signed_url, const char *location)
 
 /* ---- the handler ---- */
 
+static struct gw_upload_ctx *upload_ctx_new(void)
+{
+	struct gw_upload_ctx *x = calloc(1, sizeof *x);
+
+	/* Tenants persist across reloads by name: room for renamed ones still uploading. */
+	if (x && gw_slots_init(&x->slots, 2 * GW_CONFIG_MAX_TENANTS, 1) != 0) {
+		free(x);
+		x = NULL;
+	}
+	return x;
+}
+
+static void upload_ctx_free(struct gw_upload_ctx *x)
+{
+	if (!x)
+		return;
+	gw_slots_free(&x->slots);
+	free(x);
+}
+
 static void upload_free(struct upload *u)
 {
 	if (!u)
 		return;
+	if (u->x) {
+		gw_slots_give(&u->x->slots, u->tenant);
+		u->x->buffered -= u->fill;
+		u->x->reserved -= u->cap;
+	}
+	if (u->idle)
+		event_free(u->idle);
 	if (u->up)
 		gw_up_cancel(u->up);
 	if (u->signed_url) {
@@ -321,6 +390,7 @@ static void upload_on_put(void *arg, const struct gw_up_response *res)
 		u->stalls = 0;
 	memmove(u->buf, u->buf + consumed, u->fill - (size_t)consumed);
 	u->fill -= (size_t)consumed;
+	u->x->buffered -= consumed;
 	u->offset = persisted;
 	u->phase = UPLOAD_RECV;
 	upload_pump(u);
@@ -351,6 +421,46 @@ static void upload_put(struct upload *u, size_t len, int final)
 	upload_start(u, &rq, upload_on_put);
 }
 
+/* The client sent nothing for idle_ms while we waited: it holds a slot and a buffer for
+ * nothing. Fails the call (the transfer is aborted and everything freed by upload_fail). */
+static void upload_on_idle(evutil_socket_t fd, short what, void *arg)
+{
+	struct upload *u = arg;
+	char msg[UPLOAD_MSG_MAX];
+	uint64_t suppressed = 0;
+
+	(void)fd;
+	(void)what;
+	u->x->idle_timeouts++;
+	if (gw_lograte_allow(&u->x->log, gw_clock_now_us() / 1000, 0, &suppressed))
+		gw_log(GW_LOG_WARN, "limit", GW_LS("request_id", gw_call_id(u->c)),
+		       GW_LS("method", UPLOAD_WHAT), GW_LS("resource", "uploads"),
+		       GW_LS("tenant", u->tenant), GW_LS("cap", "idle_timeout"),
+		       GW_LN("idle_ms", u->idle_ms), GW_LN("received", (long long)u->received),
+		       GW_LN("suppressed", suppressed), GW_LEND);
+	snprintf(msg, sizeof msg,
+		 "no message from the client for %ld ms (uploads.idle_timeout_ms); upload aborted",
+		 u->idle_ms);
+	upload_fail(u, GRPC_STATUS_DEADLINE_EXCEEDED, msg);
+}
+
+/* Asks for the client's next message, with the idle timer running until it comes. */
+static void upload_recv(struct upload *u, gw_recv_fn cb)
+{
+	struct timeval tv = { u->idle_ms / 1000, (suseconds_t)(u->idle_ms % 1000) * 1000 };
+
+	if (u->idle && u->idle_ms > 0)
+		evtimer_add(u->idle, &tv);
+	gw_call_recv(u->c, &animate3d__v1__upload_video_request__descriptor, cb);
+}
+
+/* A message (or the end, or an error) came: the client is not idle. */
+static void upload_got_message(struct upload *u)
+{
+	if (u->idle)
+		evtimer_del(u->idle);
+}
+
 /* Decides the next step: a full chunk goes out, the end of the stream finalizes, otherwise
  * one more message is asked for (flow control: never before storage took the last chunk). */
 static void upload_pump(struct upload *u)
@@ -365,7 +475,7 @@ static void upload_pump(struct upload *u)
 	}
 	if (!u->eof) {
 		u->phase = UPLOAD_RECV;
-		gw_call_recv(u->c, &animate3d__v1__upload_video_request__descriptor, upload_on_data);
+		upload_recv(u, upload_on_data);
 		return;
 	}
 	if (u->received == 0) {
@@ -388,6 +498,13 @@ static int upload_take(struct upload *u, const Animate3d__V1__UploadVideoRequest
 
 	if (m->chunk.len == 0)
 		return 0;
+	if (m->chunk.len > u->max_msg) {
+		u->x->too_large++;
+		snprintf(msg, sizeof msg, "a message carried %zu bytes; the limit is %zu "
+			 "(uploads.max_message_bytes)", m->chunk.len, u->max_msg);
+		upload_fail(u, GRPC_STATUS_INVALID_ARGUMENT, msg);
+		return -1;
+	}
 	if (m->chunk.len > u->cap - u->fill) {
 		snprintf(msg, sizeof msg, "a message carried %zu bytes; at most %zu fit", m->chunk.len,
 			 u->cap - u->fill);
@@ -396,6 +513,7 @@ static int upload_take(struct upload *u, const Animate3d__V1__UploadVideoRequest
 	}
 	memcpy(u->buf + u->fill, m->chunk.data, m->chunk.len);
 	u->fill += m->chunk.len;
+	u->x->buffered += m->chunk.len;
 	u->received += m->chunk.len;
 	if (u->declared && u->received > u->declared) {
 		snprintf(msg, sizeof msg, "size says %" PRIu64 " bytes but more arrived", u->declared);
@@ -409,6 +527,7 @@ static void upload_on_data(struct gw_call *c, const ProtobufCMessage *msg, int b
 {
 	struct upload *u = gw_call_data(c);
 
+	upload_got_message(u);
 	if (bad) {
 		upload_fail(u, GRPC_STATUS_INVALID_ARGUMENT, gw_call_recv_error(c));
 		return;
@@ -484,8 +603,8 @@ static void upload_on_first(struct gw_call *c, const ProtobufCMessage *msg, int 
 	const struct gw_config *cfg = gw_call_env(c)->cfg;
 	char err[UPLOAD_MSG_MAX], esc[GW_UPLOAD_NAME_MAX * 3 + 1], path[UPLOAD_PATH_MAX];
 	struct gw_up_request rq;
-	size_t maxmsg;
 
+	upload_got_message(u);
 	if (bad || !m) {
 		upload_fail(u, GRPC_STATUS_INVALID_ARGUMENT,
 			    bad ? gw_call_recv_error(c)
@@ -499,13 +618,16 @@ static void upload_on_first(struct gw_call *c, const ProtobufCMessage *msg, int 
 	snprintf(u->name, sizeof u->name, "%s", m->name);
 	u->declared = m->size;
 	u->chunk = gw_upload_chunk_size(cfg ? cfg->upload_chunk_bytes : 0);
-	maxmsg = cfg && cfg->max_message_bytes ? cfg->max_message_bytes : (4u << 20);
-	u->cap = u->chunk + maxmsg;
-	u->buf = malloc(u->cap);
+	/* The bound on this upload's memory: one chunk waiting for storage plus one message. */
+	u->max_msg = gw_upload_message_max(cfg ? cfg->uploads.max_message_bytes : 0,
+					   cfg ? cfg->max_message_bytes : 0);
+	u->buf = malloc(gw_upload_buffer_cap(u->chunk, u->max_msg, u->max_msg));
 	if (!u->buf) {
 		upload_fail(u, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory for the upload buffer");
 		return;
 	}
+	u->cap = gw_upload_buffer_cap(u->chunk, u->max_msg, u->max_msg);
+	u->x->reserved += u->cap;
 	if (upload_take(u, m) != 0)
 		return;
 	if (gw_upload_escape(u->name, esc, sizeof esc) != 0 ||
@@ -522,31 +644,98 @@ static void upload_on_first(struct gw_call *c, const ProtobufCMessage *msg, int 
 	upload_start(u, &rq, upload_on_url);
 }
 
+/* Takes one of the tenant's upload slots (current configuration): 0, or -1 with c finished. */
+static int upload_admit(struct gw_upload_ctx *x, struct gw_call *c)
+{
+	const struct gw_config *cfg = gw_call_env(c)->cfg;
+	const struct gw_tenant_cfg *t = gw_call_tenant(c);
+	unsigned global = cfg->uploads.max_concurrent ? cfg->uploads.max_concurrent
+						      : GW_CONFIG_DEFAULT_UPLOADS_MAX;
+	unsigned cap = gw_config_tenant_cap(cfg, t->limits.uploads, cfg->uploads.max_per_tenant, global);
+	enum gw_slots_verdict v = gw_slots_take(&x->slots, t->name, cap, global);
+
+	if (v == GW_SLOTS_OK)
+		return 0;
+	gw_caps_refuse(c, &x->log, gw_clock_now_us() / 1000, &upload_caps, t->name, v,
+		       v == GW_SLOTS_NAME_FULL ? gw_slots_held(&x->slots, t->name) : x->slots.used,
+		       v == GW_SLOTS_NAME_FULL ? cap : global);
+	return -1;
+}
+
 void gw_upload_handle(struct gw_call *c)
 {
+	struct gw_upload_ctx *x = gw_call_svc(c);
+	const struct gw_config *cfg = gw_call_env(c)->cfg;
 	struct upload *u;
 
-	if (!gw_call_account(c)) {
+	if (!gw_call_account(c) || !x || !gw_call_tenant(c)) {
 		gw_call_fail(c, GRPC_STATUS_INTERNAL, "%s: tenant has no upstream account",
 			     UPLOAD_WHAT);
 		return;
 	}
 	if (gw_rpc_owner_writable(c) != 0)	/* read-only state store: nothing to record it in */
 		return;
+	if (upload_admit(x, c) != 0)
+		return;
 	u = calloc(1, sizeof *u);
-	if (!u) {
+	if (u)
+		u->idle = evtimer_new(gw_call_env(c)->base, upload_on_idle, u);
+	if (!u || !u->idle) {
+		free(u);
+		gw_slots_give(&x->slots, gw_call_tenant(c)->name);
 		gw_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "%s: out of memory", UPLOAD_WHAT);
 		return;
 	}
 	u->c = c;
+	u->x = x;
+	snprintf(u->tenant, sizeof u->tenant, "%s", gw_call_tenant(c)->name);
+	u->idle_ms = cfg->uploads.idle_timeout_ms > 0 ? cfg->uploads.idle_timeout_ms
+						      : GW_CONFIG_DEFAULT_UPLOAD_IDLE_MS;
 	u->acct = gw_call_account(c);
 	u->phase = UPLOAD_FIRST;
 	gw_call_set_data(c, u);
 	gw_call_on_cancel(c, upload_on_cancel);
-	gw_call_recv(c, &animate3d__v1__upload_video_request__descriptor, upload_on_first);
+	upload_recv(u, upload_on_first);
 }
 
-/* The service (no state: what an upload needs lives in the call and its environment). */
+/* ---- the service ---- */
+
+static int upload_init(struct gw_env *env, void **state, char *err, size_t errlen)
+{
+	(void)env;
+	*state = upload_ctx_new();
+	if (!*state) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+static void upload_svc_free(void *state)
+{
+	upload_ctx_free(state);
+}
+
+static void upload_metrics(void *state, struct gw_metrics_out *o)
+{
+	const struct gw_upload_ctx *x = state;
+
+	gw_slots_render(&x->slots, "uploads_tenant", "Open UploadVideo streams by tenant.", "tenant",
+			"tenant", 1, o);
+	gw_metrics_one(o, "uploads_idle_timeouts_total", "counter",
+		       "Uploads failed: no message from the client for uploads.idle_timeout_ms.",
+		       x->idle_timeouts);
+	gw_metrics_one(o, "uploads_too_large_total", "counter",
+		       "Upload messages over uploads.max_message_bytes.", x->too_large);
+	gw_metrics_one(o, "uploads_buffered_bytes", "gauge", "Bytes of uploads held in buffers.",
+		       x->buffered);
+	gw_metrics_one(o, "uploads_buffer_reserved_bytes", "gauge",
+		       "Bytes of upload buffers allocated (chunk + one message each).", x->reserved);
+}
+
 const struct gw_svc gw_svc_upload = {
 	.name = "upload",
+	.init = upload_init,
+	.free = upload_svc_free,
+	.metrics = upload_metrics,
 };

@@ -8,7 +8,19 @@
  * buffer of upload_chunk_bytes and PUTs each full chunk with `Content-Range: bytes a-b/` + `*`
  * (total unknown yet; -> 308 + Range), asking gRPC for the next message only after storage took the chunk. The end
  * of the stream PUTs the rest with `bytes a-b/total` (or `bytes * /total`) -> 200/201.
- * Memory per upload: one chunk + one gRPC message, whatever the file size.
+ * Memory per upload: one chunk + one gRPC message, whatever the file size: the buffer is
+ * gw_upload_buffer_cap(upload_chunk_bytes, uploads.max_message_bytes, max_message_bytes) bytes,
+ * and a message larger than uploads.max_message_bytes is INVALID_ARGUMENT. The next message is
+ * asked for only when the buffer has room; what the client sends before that waits in gRPC core,
+ * bounded per stream by the HTTP/2 flow-control window and in total by the resource quota.
+ *
+ * Long-lived (issue 13): a client that stops sending holds its slot and buffer, so
+ *   - no message for uploads.idle_timeout_ms while the gateway waits for one -> DEADLINE_EXCEEDED
+ *     "no message from the client for N ms (uploads.idle_timeout_ms)"; the storage transfer is
+ *     aborted and everything freed (the resumable session is abandoned: storage expires it);
+ *   - open uploads are capped per tenant (tenants[].limits.uploads, else uploads.max_per_tenant,
+ *     else a fair share of uploads.max_concurrent) and in all (uploads.max_concurrent):
+ *     RESOURCE_EXHAUSTED naming the tenant and the cap, counted per tenant, logged in a budget.
  *
  * Reply {url: the signed URL from /upload, size: total bytes}. Errors: bad name, empty upload,
  * size mismatch -> INVALID_ARGUMENT; storage failures -> UNAVAILABLE (DEADLINE_EXCEEDED for
@@ -29,11 +41,13 @@
 
 struct gw_call;
 struct gw_svc;
+struct gw_upload_ctx;
 
-/* The service (gateway/call/svc.h); its one method row: UploadVideo -> gw_upload_handle. */
+/* The service (gateway/call/svc.h): its state is the uploads' shared state (slots per tenant,
+ * gauges, counters); its one method row is UploadVideo -> gw_upload_handle. */
 extern const struct gw_svc gw_svc_upload;
 
-/* The UploadVideo handler (registered by gateway/rpc.c). */
+/* The UploadVideo handler (its method row in gateway/methods.c). */
 void gw_upload_handle(struct gw_call *c);
 
 /* ---- pure parts (unit-tested) ---- */
@@ -58,6 +72,12 @@ int gw_upload_parse_range(const char *range, uint64_t *persisted);
 /* After sending [offset, offset + len), storage reports persisted bytes in total: *consumed =
  * how many bytes of the buffer to drop. -1 when persisted is outside [offset, offset + len]. */
 int gw_upload_advance(uint64_t offset, uint64_t len, uint64_t persisted, uint64_t *consumed);
+
+/* Bytes of one upload's buffer: chunk + the largest message accepted, that is upload_msg (0 =
+ * not set) capped by grpc_msg (gRPC's receive limit; 0 = 4 MiB). */
+size_t gw_upload_buffer_cap(size_t chunk, size_t upload_msg, size_t grpc_msg);
+/* The largest chunk one message may carry (the second term above). */
+size_t gw_upload_message_max(size_t upload_msg, size_t grpc_msg);
 
 /* Percent-encodes s for a query value (RFC 3986 unreserved kept). -1 when it does not fit. */
 int gw_upload_escape(const char *s, char *out, size_t outlen);

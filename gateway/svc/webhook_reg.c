@@ -14,13 +14,16 @@
 #include <jansson.h>
 
 #include "auth/upstream/session.h"
-#include "gateway/base/clock.h"
 #include "gateway/config/config.h"
+#include "gateway/base/clock.h"
 #include "gateway/base/log.h"
 #include "gateway/base/metrics.h"
 #include "gateway/base/retry.h"
+#include "gateway/base/notify.h"
 #include "gateway/call/env.h"
 #include "gateway/call/svc.h"
+#include "gateway/svc/webhook_in.h"
+#include "gateway/svc/webhook_token.h"
 #include "gateway/upstream/upstream.h"
 
 #define WEBHOOK_REG_PATH "/webhook_endpoints"
@@ -30,33 +33,65 @@
 
 /* ---- pure parts ---- */
 
+/* RFC 3986 unreserved: what a path segment carries without escaping. */
+static int webhook_reg_char_ok(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+	       c == '.' || c == '_' || c == '~';
+}
+
 static int webhook_reg_name_ok(const char *s)
 {
 	if (!*s)
 		return 0;
 	for (; *s; s++)
-		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
-		      *s == '-' || *s == '.' || *s == '_' || *s == '~'))
+		if (!webhook_reg_char_ok(*s))
 			return 0;
 	return 1;
 }
 
-int gw_webhook_reg_url(char *out, size_t outlen, const char *public_url, const char *prefix,
-		       const char *account)
+int gw_webhook_reg_url_token(char *out, size_t outlen, const char *public_url, const char *prefix,
+			     const char *token, const char *account)
 {
 	int n;
 
 	if (!out || outlen == 0)
 		return -1;
 	out[0] = '\0';
-	if (!public_url || !prefix || !account || !webhook_reg_name_ok(account))
+	if (!public_url || !prefix || !account || !webhook_reg_name_ok(account) ||
+	    (token && !gw_webhook_token_ok(token, strlen(token))))
 		return -1;
-	n = snprintf(out, outlen, "%s%s%s", public_url, prefix, account);
+	n = snprintf(out, outlen, "%s%s%s%s%s", public_url, prefix, token ? token : "", token ? "/" : "",
+		     account);
 	if (n < 0 || (size_t)n >= outlen) {
-		out[0] = '\0';
+		explicit_bzero(out, outlen);	/* may hold part of the token */
 		return -1;
 	}
 	return 0;
+}
+
+int gw_webhook_reg_url(char *out, size_t outlen, const char *public_url, const char *prefix,
+		       const char *account)
+{
+	return gw_webhook_reg_url_token(out, outlen, public_url, prefix, NULL, account);
+}
+
+/* 1 when u is <base><account> or <base><segment>/<account>: an url of ours with any token. */
+static int webhook_reg_ours(const char *u, const char *base, const char *account)
+{
+	size_t bl = strlen(base), al = strlen(account), ul = strlen(u), seg;
+
+	if (ul < bl + al || strncmp(u, base, bl) != 0 || strcmp(u + ul - al, account) != 0)
+		return 0;
+	if (ul == bl + al)
+		return 1;
+	if (ul < bl + al + 2 || u[ul - al - 1] != '/')
+		return 0;
+	seg = ul - al - 1 - bl;
+	for (size_t i = 0; i < seg; i++)
+		if (!webhook_reg_char_ok(u[bl + i]))
+			return 0;
+	return 1;
 }
 
 static int webhook_reg_has_event(json_t *events)
@@ -89,6 +124,13 @@ static const char *webhook_reg_id(json_t *e)
 enum gw_webhook_reg_decision gw_webhook_reg_decide(const char *body, size_t len, const char *url,
 						   struct gw_webhook_reg_found *f)
 {
+	return gw_webhook_reg_decide_ours(body, len, url, NULL, NULL, f);
+}
+
+enum gw_webhook_reg_decision gw_webhook_reg_decide_ours(const char *body, size_t len, const char *url,
+							const char *base, const char *account,
+							struct gw_webhook_reg_found *f)
+{
 	enum gw_webhook_reg_decision d = GW_WEBHOOK_REG_BAD;
 	json_t *root = NULL, *list, *e, *kept = NULL;
 	int kept_has_event = 0;
@@ -119,6 +161,17 @@ enum gw_webhook_reg_decision gw_webhook_reg_decide(const char *body, size_t len,
 		}
 	}
 	if (!kept) {
+		/* Not ours exactly: one of ours with another token (or none) is moved, not doubled. */
+		json_array_foreach(list, i, e) {
+			json_t *u = json_object_get(e, "url");
+
+			if (!base || !account || !json_is_object(e) || !json_is_string(u) ||
+			    !webhook_reg_ours(json_string_value(u), base, account) || !webhook_reg_id(e))
+				continue;
+			snprintf(f->id, sizeof f->id, "%s", webhook_reg_id(e));
+			d = GW_WEBHOOK_REG_RETARGET;
+			goto out;
+		}
 		d = GW_WEBHOOK_REG_CREATE;
 		goto out;
 	}
@@ -167,6 +220,7 @@ void gw_webhook_reg_render(const struct gw_webhook_reg_counters *c, size_t done,
 		{ "present", offsetof(struct gw_webhook_reg_counters, present) },
 		{ "created", offsetof(struct gw_webhook_reg_counters, created) },
 		{ "updated", offsetof(struct gw_webhook_reg_counters, updated) },
+		{ "retargeted", offsetof(struct gw_webhook_reg_counters, retargeted) },
 		{ "duplicate", offsetof(struct gw_webhook_reg_counters, duplicates) },
 		{ "failed", offsetof(struct gw_webhook_reg_counters, failed) },
 		{ "skipped", offsetof(struct gw_webhook_reg_counters, skipped) },
@@ -188,13 +242,15 @@ void gw_webhook_reg_render(const struct gw_webhook_reg_counters *c, size_t done,
 
 /* ---- the runtime ---- */
 
-enum webhook_reg_step { WR_IDLE, WR_LIST, WR_CREATE, WR_UPDATE, WR_DONE, WR_SKIPPED };
+enum webhook_reg_step { WR_IDLE, WR_LIST, WR_CREATE, WR_UPDATE, WR_DONE, WR_SKIPPED, WR_RETARGET };
 
 struct webhook_reg_acct {
 	struct gw_webhook_reg *wr;
 	size_t idx;				/* in env->accounts */
 	enum webhook_reg_step step;
-	char url[GW_WEBHOOK_REG_MAX_URL];
+	char url[GW_WEBHOOK_REG_MAX_URL];	/* may hold the path token: never logged */
+	char log_url[GW_WEBHOOK_REG_MAX_URL];	/* url with "{token}" in the token's place */
+	char base[GW_WEBHOOK_REG_MAX_URL];	/* <public_url><prefix>: urls of ours start so */
 	char id[GW_WEBHOOK_REG_MAX_ID];		/* the endpoint to update */
 	struct gw_up_call *call;		/* in flight, or NULL */
 	struct event *timer;			/* retry */
@@ -203,6 +259,7 @@ struct webhook_reg_acct {
 
 struct gw_webhook_reg {
 	struct gw_env *env;
+	uint64_t token_gen;		/* of the path token the urls carry */
 	struct webhook_reg_acct *acct;
 	size_t n;
 	uint64_t rng;				/* jitter: gw_retry_rand() state */
@@ -253,7 +310,7 @@ static void webhook_reg_done_ok(struct webhook_reg_acct *a, const char *msg, con
 	a->step = WR_DONE;
 	a->attempt = 0;
 	gw_log(GW_LOG_INFO, "webhook_reg", GW_LS("account", webhook_reg_name(a)), GW_LS("msg", msg),
-	       GW_LS("id", id), GW_LS("url", a->url), GW_LEND);
+	       GW_LS("id", id), GW_LS("url", a->log_url), GW_LEND);
 }
 
 static void webhook_reg_on_list(struct webhook_reg_acct *a, const struct gw_up_response *res)
@@ -266,7 +323,7 @@ static void webhook_reg_on_list(struct webhook_reg_acct *a, const struct gw_up_r
 		webhook_reg_fail(a, "out of memory", 0);
 		return;
 	}
-	d = gw_webhook_reg_decide(res->body, res->body_len, a->url, f);
+	d = gw_webhook_reg_decide_ours(res->body, res->body_len, a->url, a->base, webhook_reg_name(a), f);
 	if (d == GW_WEBHOOK_REG_BAD) {
 		webhook_reg_fail(a, "unreadable GET /webhook_endpoints answer", res->http_status);
 		goto out;
@@ -276,7 +333,7 @@ static void webhook_reg_on_list(struct webhook_reg_acct *a, const struct gw_up_r
 		gw_log(GW_LOG_WARN, "webhook_reg", GW_LS("account", webhook_reg_name(a)),
 		       GW_LS("msg", "several webhook endpoints with our url; keeping one, leaving the others"),
 		       GW_LS("kept", f->id), GW_LN("others", (long long)(f->matches - 1)),
-		       GW_LS("url", a->url), GW_LEND);
+		       GW_LS("url", a->log_url), GW_LEND);
 		for (size_t i = 0; i < f->ndups; i++)
 			gw_log(GW_LOG_WARN, "webhook_reg", GW_LS("account", webhook_reg_name(a)),
 			       GW_LS("msg", "duplicate webhook endpoint left in place"),
@@ -290,6 +347,11 @@ static void webhook_reg_on_list(struct webhook_reg_acct *a, const struct gw_up_r
 	case GW_WEBHOOK_REG_UPDATE:
 		snprintf(a->id, sizeof a->id, "%s", f->id);
 		a->step = WR_UPDATE;
+		webhook_reg_send(a);
+		break;
+	case GW_WEBHOOK_REG_RETARGET:
+		snprintf(a->id, sizeof a->id, "%s", f->id);
+		a->step = WR_RETARGET;
 		webhook_reg_send(a);
 		break;
 	default:
@@ -343,6 +405,10 @@ static void webhook_reg_on_done(void *arg, const struct gw_up_response *res)
 		a->wr->cnt.updated++;
 		webhook_reg_done_ok(a, "webhook endpoint given job.completed", a->id);
 		break;
+	case WR_RETARGET:
+		a->wr->cnt.retargeted++;
+		webhook_reg_done_ok(a, "webhook endpoint moved to the current url", a->id);
+		break;
 	default:
 		break;
 	}
@@ -371,6 +437,10 @@ static void webhook_reg_send(struct webhook_reg_acct *a)
 		o = json_pack("{s:[s]}", "events", GW_WEBHOOK_REG_EVENT);
 		snprintf(path, sizeof path, WEBHOOK_REG_PATH "/%s", a->id);
 		break;
+	case WR_RETARGET:
+		o = json_pack("{s:s, s:[s]}", "url", a->url, "events", GW_WEBHOOK_REG_EVENT);
+		snprintf(path, sizeof path, WEBHOOK_REG_PATH "/%s", a->id);
+		break;
 	default:
 		return;
 	}
@@ -388,27 +458,44 @@ static void webhook_reg_send(struct webhook_reg_acct *a)
 		rq.body_len = strlen(body);
 	}
 	a->call = gw_up_start(env->up, &env->accounts[a->idx].up, &rq, webhook_reg_on_done, a);
-	free(body);	/* gw_up_start copied it (body_keep is 0) */
+	if (body)	/* gw_up_start copied it (body_keep is 0); it may hold the path token */
+		explicit_bzero(body, strlen(body));
+	free(body);
 	if (!a->call)
 		webhook_reg_fail(a, "cannot start the upstream request", 0);
 }
 
-/* Starts the registration of every account (the service's start hook). */
-static void webhook_reg_start(void *state)
+/* Builds a's url (with the current path token), its log form and the base of ours. 0, or -1
+ * when the account name cannot be used in a path or the url does not fit. */
+static int webhook_reg_urls(struct webhook_reg_acct *a, const struct gw_config *cfg, const char *token)
 {
-	struct gw_webhook_reg *wr = state;
+	const char *prefix = cfg->webhooks.path_prefix ? cfg->webhooks.path_prefix
+						       : GW_CONFIG_DEFAULT_WEBHOOK_PREFIX;
+	const char *name = webhook_reg_name(a);
+	int n;
+
+	n = snprintf(a->base, sizeof a->base, "%s%s", cfg->webhooks.public_url, prefix);
+	if (n < 0 || (size_t)n >= sizeof a->base)
+		return -1;
+	n = snprintf(a->log_url, sizeof a->log_url, "%s%s%s", a->base, token ? "{token}/" : "", name);
+	if (n < 0 || (size_t)n >= sizeof a->log_url)
+		return -1;
+	return gw_webhook_reg_url_token(a->url, sizeof a->url, cfg->webhooks.public_url, prefix, token,
+					name);
+}
+
+/* Starts the registration of every account (the service's start hook, loop running). */
+static void webhook_reg_start(struct gw_webhook_reg *wr)
+{
 	struct gw_env *env = wr->env;
 	const struct gw_config *cfg = env->boot_cfg;
-	const char *prefix;
 
-	prefix = cfg->webhooks.path_prefix ? cfg->webhooks.path_prefix : GW_CONFIG_DEFAULT_WEBHOOK_PREFIX;
 	for (size_t i = 0; i < wr->n; i++) {
 		struct webhook_reg_acct *a = &wr->acct[i];
 
 		a->wr = wr;
 		a->idx = i;
-		if (gw_webhook_reg_url(a->url, sizeof a->url, cfg->webhooks.public_url, prefix,
-				       gw_session_name(&env->accounts[i])) != 0) {
+		if (webhook_reg_urls(a, cfg, gw_webhook_in_service_token(env, &wr->token_gen)) != 0) {
 			a->step = WR_SKIPPED;
 			wr->cnt.skipped++;
 			gw_log(GW_LOG_ERROR, "webhook_reg", GW_LS("account", gw_session_name(&env->accounts[i])),
@@ -426,29 +513,6 @@ static void webhook_reg_start(void *state)
 	}
 }
 
-/* Nothing to do without webhooks.public_url: no state, and the other hooks see NULL. */
-static int webhook_reg_init(struct gw_env *env, void **state, char *err, size_t errlen)
-{
-	const struct gw_config *cfg = env->boot_cfg;
-	struct gw_webhook_reg *wr;
-
-	if (!cfg || !cfg->webhooks.public_url || !env->up || env->naccounts == 0)
-		return 0;
-	wr = calloc(1, sizeof *wr);
-	if (!wr || !(wr->acct = calloc(env->naccounts, sizeof *wr->acct))) {
-		free(wr);
-		snprintf(err, errlen, "out of memory for the webhook registration");
-		return -1;
-	}
-	wr->env = env;
-	wr->n = env->naccounts;
-	wr->rng = (uint64_t)gw_clock_now_us() ^ ((uint64_t)getpid() << 32) ^ (uintptr_t)wr;
-	if (!wr->rng)
-		wr->rng = 1;
-	*state = wr;
-	return 0;
-}
-
 void gw_webhook_reg_free(struct gw_webhook_reg *wr)
 {
 	if (!wr)
@@ -461,8 +525,42 @@ void gw_webhook_reg_free(struct gw_webhook_reg *wr)
 		if (a->timer)
 			event_free(a->timer);
 	}
+	explicit_bzero(wr->acct, wr->n * sizeof *wr->acct);	/* urls hold the path token */
 	free(wr->acct);
 	free(wr);
+}
+
+void gw_webhook_reg_retarget(struct gw_webhook_reg *wr)
+{
+	const struct gw_config *cfg;
+
+	if (!wr)
+		return;
+	/* The public url and prefix are the boot configuration's (they change at a restart). */
+	cfg = wr->env->boot_cfg;
+	for (size_t i = 0; i < wr->n; i++) {
+		struct webhook_reg_acct *a = &wr->acct[i];
+
+		if (a->step == WR_SKIPPED || !a->timer)
+			continue;
+		if (a->call)
+			gw_up_cancel(a->call);
+		a->call = NULL;
+		evtimer_del(a->timer);
+		if (webhook_reg_urls(a, cfg, gw_webhook_in_service_token(wr->env, &wr->token_gen)) != 0) {
+			a->step = WR_SKIPPED;
+			wr->cnt.skipped++;
+			gw_log(GW_LOG_ERROR, "webhook_reg", GW_LS("account", webhook_reg_name(a)),
+			       GW_LS("msg", "webhook URL too long with the new token; not registered"), GW_LEND);
+			continue;
+		}
+		a->step = WR_LIST;
+		a->attempt = 0;
+		gw_log(GW_LOG_INFO, "webhook_reg", GW_LS("account", webhook_reg_name(a)),
+		       GW_LS("msg", "path token changed: moving the webhook endpoint"),
+		       GW_LS("url", a->log_url), GW_LEND);
+		webhook_reg_send(a);
+	}
 }
 
 const struct gw_webhook_reg_counters *gw_webhook_reg_counters(const struct gw_webhook_reg *wr)
@@ -484,17 +582,47 @@ size_t gw_webhook_reg_accounts(const struct gw_webhook_reg *wr)
 	return wr ? wr->n : 0;
 }
 
-static void webhook_reg_metrics(void *state, struct gw_metrics_out *o)
-{
-	const struct gw_webhook_reg *wr = state;
+/* ---- the service ---- */
 
-	if (wr)
-		gw_webhook_reg_render(&wr->cnt, gw_webhook_reg_done(wr), o);
+/* After a reload the webhook_in service (earlier in the list, so earlier on the event) holds the
+ * new path token; a token of another generation moves the endpoints. */
+static void webhook_reg_on_reload(void *arg, const void *data)
+{
+	struct gw_webhook_reg *wr = arg;
+	uint64_t gen = 0;
+
+	(void)data;
+	gw_webhook_in_service_token(wr->env, &gen);
+	if (gen != wr->token_gen)
+		gw_webhook_reg_retarget(wr);
 }
 
-static void webhook_reg_free(void *state)
+/* Nothing to do without webhooks.public_url: no state, and the other hooks see NULL. */
+static int webhook_reg_init(struct gw_env *env, void **state, char *err, size_t errlen)
 {
-	gw_webhook_reg_free(state);
+	const struct gw_config *cfg = env->boot_cfg;
+	struct gw_webhook_reg *wr;
+
+	if (!cfg || !cfg->webhooks.public_url || !env->up || env->naccounts == 0)
+		return 0;
+	wr = calloc(1, sizeof *wr);
+	if (!wr || !(wr->acct = calloc(env->naccounts, sizeof *wr->acct))) {
+		free(wr);
+		snprintf(err, errlen, "out of memory for the webhook registration");
+		return -1;
+	}
+	wr->env = env;
+	wr->n = env->naccounts;
+	wr->rng = (uint64_t)gw_clock_now_us() ^ ((uint64_t)getpid() << 32) ^ (uintptr_t)wr;
+	if (!wr->rng)
+		wr->rng = 1;
+	if (gw_notify_sub(&env->reload, webhook_reg_on_reload, wr) != 0) {
+		gw_webhook_reg_free(wr);
+		snprintf(err, errlen, "too many reload subscribers");
+		return -1;
+	}
+	*state = wr;
+	return 0;
 }
 
 static void webhook_reg_start_hook(void *state)
@@ -503,10 +631,27 @@ static void webhook_reg_start_hook(void *state)
 		webhook_reg_start(state);
 }
 
+static void webhook_reg_svc_free(void *state)
+{
+	struct gw_webhook_reg *wr = state;
+
+	if (wr)
+		gw_notify_unsub(&wr->env->reload, webhook_reg_on_reload, wr);
+	gw_webhook_reg_free(wr);
+}
+
+static void webhook_reg_metrics(void *state, struct gw_metrics_out *o)
+{
+	const struct gw_webhook_reg *wr = state;
+
+	if (wr)
+		gw_webhook_reg_render(&wr->cnt, gw_webhook_reg_done(wr), o);
+}
+
 const struct gw_svc gw_svc_webhook_reg = {
 	.name = "webhook_reg",
 	.init = webhook_reg_init,
 	.start = webhook_reg_start_hook,
-	.free = webhook_reg_free,
+	.free = webhook_reg_svc_free,
 	.metrics = webhook_reg_metrics,
 };

@@ -2,11 +2,19 @@
  * webhook_reg: at start-up, make sure each account has exactly one upstream webhook endpoint
  * that delivers job.completed to this gateway (webhooks.public_url in the configuration).
  *
- * For every account, on the loop (gw_up_start: the request waits for the account's login):
- *   GET /webhook_endpoints -> an endpoint whose url is exactly
- *   <public_url><path_prefix><account name> exists: keep it ("webhook endpoint present"); if
- *   it lacks job.completed, POST /webhook_endpoints/<id> {"events":["job.completed"]};
- *   none: POST /webhook_endpoints {"url", "events":["job.completed"]}.
+ * Our url is <public_url><path_prefix><account name>, or <public_url><path_prefix><token>/<account
+ * name> with a webhook path token (gateway/svc/webhook_token.h). For every account, on the loop
+ * (gw_up_start: the request waits for the account's login):
+ *   GET /webhook_endpoints -> an endpoint whose url is exactly ours exists: keep it ("webhook
+ *   endpoint present"); if it lacks job.completed, POST /webhook_endpoints/<id>
+ *   {"events":["job.completed"]};
+ *   none, but one of ours with another token (or none: <public_url><path_prefix><account>):
+ *   move it, POST /webhook_endpoints/<id> {"url", "events":["job.completed"]} ("retargeted":
+ *   a token rotated while the gateway was down, or a token added);
+ *   none at all: POST /webhook_endpoints {"url", "events":["job.completed"]}.
+ * A reload that rotates the token (gw_webhook_reg_retarget) runs the same steps again: the
+ * endpoint found with the old token is moved to the new url.
+ * The token is never logged: log lines show the url with "{token}" in its place.
  * A restart finds the endpoint it created and creates nothing. Several endpoints with our url
  * (made by hand, or by an older version) are logged and left alone: one is kept, none is ever
  * deleted, and endpoints with other urls are never touched. A failure (no session, connection,
@@ -33,7 +41,6 @@
 #define GW_WEBHOOK_REG_TIMEOUT_MS 10000		/* per upstream request */
 #define GW_WEBHOOK_REG_EVENT "job.completed"
 
-struct gw_server;
 
 /* ---- pure parts (unit-tested) ---- */
 
@@ -46,12 +53,17 @@ struct gw_server;
  */
 int gw_webhook_reg_url(char *out, size_t outlen, const char *public_url, const char *prefix,
 		       const char *account);
+/* The same with a path token: <public_url><prefix><token>/<account> (token NULL: as above). The
+ * token must pass gw_webhook_token_ok. */
+int gw_webhook_reg_url_token(char *out, size_t outlen, const char *public_url, const char *prefix,
+			     const char *token, const char *account);
 
 enum gw_webhook_reg_decision {
 	GW_WEBHOOK_REG_PRESENT = 0,	/* keep id: url matches and it has job.completed */
 	GW_WEBHOOK_REG_UPDATE,		/* url matches, job.completed missing: add it to id */
 	GW_WEBHOOK_REG_CREATE,		/* no endpoint has our url */
-	GW_WEBHOOK_REG_BAD		/* the list answer is not {"endpoints":[...]} */
+	GW_WEBHOOK_REG_BAD,		/* the list answer is not {"endpoints":[...]} */
+	GW_WEBHOOK_REG_RETARGET		/* none has our url, id is ours with another token: move it */
 };
 struct gw_webhook_reg_found {
 	char id[GW_WEBHOOK_REG_MAX_ID];		/* the endpoint kept (PRESENT, UPDATE), else "" */
@@ -71,6 +83,14 @@ struct gw_webhook_reg_found {
  */
 enum gw_webhook_reg_decision gw_webhook_reg_decide(const char *body, size_t len, const char *url,
 						   struct gw_webhook_reg_found *f);
+/*
+ * The same, and when no endpoint has url exactly: the first whose url is <base><account> or
+ * <base><segment>/<account> (base = <public_url><prefix>, segment one or more token characters)
+ * is RETARGET (f->id; the others like it are not touched). base or account NULL: as above.
+ */
+enum gw_webhook_reg_decision gw_webhook_reg_decide_ours(const char *body, size_t len, const char *url,
+							const char *base, const char *account,
+							struct gw_webhook_reg_found *f);
 
 /* Delay before retry number attempt (1 = after the first failure): a point in [d/2, d] chosen
  * by rnd, d = min(GW_WEBHOOK_REG_BACKOFF_MAX_MS, GW_WEBHOOK_REG_BACKOFF_MIN_MS << (attempt-1)). */
@@ -82,6 +102,7 @@ struct gw_webhook_reg_counters {
 	uint64_t present;		/* accounts whose endpoint was already there */
 	uint64_t created;		/* endpoints POSTed */
 	uint64_t updated;		/* endpoints given job.completed */
+	uint64_t retargeted;		/* endpoints moved to our url (new path token) */
 	uint64_t duplicates;		/* other endpoints with our url seen (left in place) */
 	uint64_t failed;		/* attempts that failed (each is retried) */
 	uint64_t skipped;		/* accounts whose url could not be built */
@@ -99,6 +120,10 @@ struct gw_svc;
 extern const struct gw_svc gw_svc_webhook_reg;
 /* Cancels requests in flight and timers. NULL is a no-op. */
 void gw_webhook_reg_free(struct gw_webhook_reg *wr);
+/* The path token changed (a reload): every account's url is rebuilt with the current token and
+ * its registration starts over from the GET, which finds the endpoint with the old token and
+ * moves it (RETARGET). Requests in flight are cancelled. NULL is a no-op. */
+void gw_webhook_reg_retarget(struct gw_webhook_reg *wr);
 
 /* The counters (NULL for a NULL wr). */
 const struct gw_webhook_reg_counters *gw_webhook_reg_counters(const struct gw_webhook_reg *wr);
@@ -107,7 +132,8 @@ size_t gw_webhook_reg_done(const struct gw_webhook_reg *wr);
 size_t gw_webhook_reg_accounts(const struct gw_webhook_reg *wr);
 
 /* The Prometheus families (GW_METRICS_PREFIX "webhook_registrations_total"
- * {result=present|created|updated|duplicate|failed|skipped} and "webhook_endpoints_registered"
+ * {result=present|created|updated|retargeted|duplicate|failed|skipped} and
+ * "webhook_endpoints_registered"
  * gauge, accounts in place), from bare figures (the service's renderer; unit-tested). */
 struct gw_metrics_out;
 void gw_webhook_reg_render(const struct gw_webhook_reg_counters *c, size_t done,

@@ -129,6 +129,32 @@ static const struct bad_case bad_cases[] = {
 	{ "webhooks:\n  public_url: https://" A64 A64 A64 A64 A64 A64 A64 A64 "\n" BASE, 2, WH_URL_MSG },
 	{ "webhooks:\n  public_url: https://gw.example.com\n" BASE, 1,
 	  "webhooks.public_url needs listen.http (deliveries arrive on the HTTP listener)" },
+	{ "webhooks:\n  path_token_grace_s: 86401\n" BASE, 2, "webhooks.path_token_grace_s must be <= 86400" },
+	{ "webhooks:\n  path_token_grace_s: -1\n" BASE, 2, "webhooks.path_token_grace_s must be >= 0" },
+	{ "webhooks:\n  path_token_file: ''\n" BASE, 2, "webhooks.path_token_file must not be empty" },
+	{ "webhooks:\n  refresh_per_second: 0\n" BASE, 2, "webhooks.refresh_per_second must be > 0" },
+	{ "webhooks:\n  refresh_burst: 0.5\n" BASE, 2, "webhooks.refresh_burst must be >= 1" },
+	/* uploads, watch (issue 13: long-lived resources) */
+	{ "uploads:\n  max_concurrent: 0\n" BASE, 2, "uploads.max_concurrent must be > 0" },
+	{ "uploads:\n  max_per_tenant: 1000001\n" BASE, 2, "uploads.max_per_tenant must be <= 1000000" },
+	{ "uploads:\n  idle_timeout_ms: 0\n" BASE, 2, "uploads.idle_timeout_ms must be > 0" },
+	{ "uploads:\n  idle_timeout_ms: 3600001\n" BASE, 2, "uploads.idle_timeout_ms must be <= 3600000" },
+	{ "uploads:\n  max_message_bytes: 0\n" BASE, 2, "uploads.max_message_bytes must be > 0" },
+	{ "uploads:\n  idle: 5\n" BASE, 2, "unknown key \"idle\"" },
+	{ "watch:\n  max_streams: 0\n" BASE, 2, "watch.max_streams must be > 0" },
+	{ "watch:\n  max_streams_per_tenant: many\n" BASE, 2, "watch.max_streams_per_tenant must be an integer" },
+	{ "watch:\n  health_max_streams: 4097\n" BASE, 2, "watch.health_max_streams must be <= 4096" },
+	{ "watch:\n  health_max_streams_per_peer: 0\n" BASE, 2,
+	  "watch.health_max_streams_per_peer must be > 0" },
+	{ "watch: [1]\n" BASE, 1, "watch must be a mapping" },
+	{ ACCOUNT_SIM "tenants:\n  - name: t\n    account: sim\n    limits:\n      uploads: 0\n", 10,
+	  "tenants[0].limits.uploads must be > 0" },
+	{ ACCOUNT_SIM "tenants:\n  - name: t\n    account: sim\n    limits:\n      watch_streams: x\n", 10,
+	  "tenants[0].limits.watch_streams must be an integer" },
+	{ ACCOUNT_SIM "tenants:\n  - name: t\n    account: sim\n    limits:\n      start_jobs_in_flight: 1000001\n",
+	  10, "tenants[0].limits.start_jobs_in_flight must be <= 1000000" },
+	{ ACCOUNT_SIM "tenants:\n  - name: t\n    account: sim\n    limits:\n      streams: 3\n", 10,
+	  "unknown key \"streams\"" },
 	/* accounts */
 	{ "accounts:\n  - name: sim\n    base_url: http://h\n    client_id: c\n    client_secret: hunter2\n"
 	  "tenants: [{name: t, account: sim}]\n",
@@ -441,6 +467,79 @@ Test(config, optional_sections_and_defaults)
 	cr_expect_str_eq(cfg->accounts[0].base_url, "http://127.0.0.1:8090");
 	cr_expect_str_eq(cfg->webhooks.path_prefix, GW_CONFIG_DEFAULT_WEBHOOK_PREFIX);
 	cr_expect_null(cfg->webhooks.public_url);
+	cr_expect_null(cfg->webhooks.path_token_file);
+	cr_expect_eq(cfg->webhooks.path_token_grace_s, GW_CONFIG_DEFAULT_TOKEN_GRACE_S);
+	cr_expect_float_eq(cfg->webhooks.refresh_per_second, GW_CONFIG_DEFAULT_WEBHOOK_REFRESH_RATE, 1e-9);
+	cr_expect_float_eq(cfg->webhooks.refresh_burst, GW_CONFIG_DEFAULT_WEBHOOK_REFRESH_BURST, 1e-9);
+	cr_expect_eq(cfg->uploads.max_concurrent, GW_CONFIG_DEFAULT_UPLOADS_MAX);
+	cr_expect_eq(cfg->uploads.max_per_tenant, 0);
+	cr_expect_eq(cfg->uploads.idle_timeout_ms, GW_CONFIG_DEFAULT_UPLOAD_IDLE_MS);
+	cr_expect_eq(cfg->uploads.max_message_bytes, 0);
+	cr_expect_eq(cfg->watch.max_streams, GW_CONFIG_DEFAULT_WATCH_MAX);
+	cr_expect_eq(cfg->watch.max_streams_per_tenant, 0);
+	cr_expect_eq(cfg->watch.health_max_streams, GW_CONFIG_DEFAULT_HEALTH_WATCH_MAX);
+	cr_expect_eq(cfg->watch.health_max_streams_per_peer, GW_CONFIG_DEFAULT_HEALTH_WATCH_PEER);
+	cr_expect_eq(cfg->tenants[0].limits.uploads, 0);
+	gw_config_free(cfg);
+}
+
+/* The long-lived resources' caps (issue 13): the keys are read, and a tenant's cap is its own
+ * limit, else the section's per-tenant value, else a fair share of the global cap. */
+Test(config, long_lived_caps_are_read)
+{
+	static const char text[] =
+		"uploads: {max_concurrent: 10, idle_timeout_ms: 500, max_message_bytes: 65536}\n"
+		"watch: {max_streams: 9, health_max_streams: 7, health_max_streams_per_peer: 2}\n"
+		"webhooks: {path_token_file: /run/token, path_token_grace_s: 0, refresh_per_second: 2,\n"
+		"           refresh_burst: 3}\n"
+		ACCOUNT_SIM
+		"tenants:\n"
+		"  - {name: a, account: sim, limits: {uploads: 6, watch_streams: 1, start_jobs_in_flight: 2,\n"
+		"     start_job_waiters: 3}}\n"
+		"  - {name: b, account: sim}\n"
+		"  - {name: c, account: sim}\n"
+		"  - {name: d, account: sim}\n";
+	struct gw_errors errs = { 0 };
+	struct gw_config *cfg = NULL;
+	char path[512];
+	static const struct {
+		size_t tenant;
+		int which;		/* 0 uploads, 1 watch streams */
+		unsigned per_tenant;	/* the section's per-tenant value, 0 = unset */
+		unsigned want;
+	} caps[] = {
+		{ 0, 0, 0, 6 },		/* its own limit */
+		{ 0, 0, 4, 6 },		/* its own limit wins over the section's */
+		{ 1, 0, 0, 3 },		/* ceil(10 / 4) */
+		{ 1, 0, 4, 4 },		/* the section's per-tenant value */
+		{ 0, 1, 0, 1 },
+		{ 1, 1, 0, 3 },		/* ceil(9 / 4) */
+	};
+
+	cr_assert_eq(load_text(text, path, sizeof(path), &cfg, &errs), 0, "%s", errs.n ? errs.msg[0] : "-");
+	cr_expect_eq(cfg->uploads.max_concurrent, 10);
+	cr_expect_eq(cfg->uploads.idle_timeout_ms, 500);
+	cr_expect_eq(cfg->uploads.max_message_bytes, 65536);
+	cr_expect_eq(cfg->watch.max_streams, 9);
+	cr_expect_eq(cfg->watch.health_max_streams, 7);
+	cr_expect_eq(cfg->watch.health_max_streams_per_peer, 2);
+	cr_expect_str_eq(cfg->webhooks.path_token_file, "/run/token");
+	cr_expect_eq(cfg->webhooks.path_token_line, 3);
+	cr_expect_eq(cfg->webhooks.path_token_grace_s, 0);
+	cr_expect_float_eq(cfg->webhooks.refresh_per_second, 2.0, 1e-9);
+	cr_expect_float_eq(cfg->webhooks.refresh_burst, 3.0, 1e-9);
+	cr_expect_eq(cfg->tenants[0].limits.start_jobs_in_flight, 2);
+	cr_expect_eq(cfg->tenants[0].limits.start_job_waiters, 3);
+	for (size_t i = 0; i < sizeof caps / sizeof caps[0]; i++) {
+		const struct gw_tenant_cfg *t = &cfg->tenants[caps[i].tenant];
+		unsigned got = caps[i].which == 0
+			? gw_config_tenant_cap(cfg, t->limits.uploads, caps[i].per_tenant, cfg->uploads.max_concurrent)
+			: gw_config_tenant_cap(cfg, t->limits.watch_streams, caps[i].per_tenant, cfg->watch.max_streams);
+
+		cr_expect_eq(got, caps[i].want, "case %zu: %u", i, got);
+	}
+	cr_expect_eq(gw_config_tenant_cap(cfg, 0, 0, 0), 0, "no global cap, nothing set: none");
+	cr_expect_eq(gw_config_tenant_cap(NULL, 0, 0, 5), 5, "no config: one tenant");
 	gw_config_free(cfg);
 }
 

@@ -469,6 +469,91 @@ Test(owner, waiters_bounded_and_all_woken)
 	gw_store_close(s);
 }
 
+/* Per-tenant caps (issue 13): tenant "a" may hold 2 keys in flight and 1 waiter; "b" has no cap
+ * of its own. A tenant at its cap is LIMITED, counted per tenant, and the others are not held up. */
+static void any_wake(void *arg, const char *rid, int code, const char *msg)
+{
+	(void)rid;
+	(void)code;
+	(void)msg;
+	(*(size_t *)arg)++;
+}
+
+static void caps_a2_w1(void *arg, const char *tenant, uint64_t *inflight, uint64_t *waiters)
+{
+	(void)arg;
+	*inflight = strcmp(tenant, "a") == 0 ? 2 : 0;
+	*waiters = strcmp(tenant, "a") == 0 ? 1 : 0;
+}
+
+Test(owner, tenant_caps_table)
+{
+	static const struct {
+		enum step_op op;	/* S_START, S_DONE, S_FAILED */
+		const char *tenant, *key;
+		int want;		/* START: verdict */
+		int limit_waiters;	/* LIMITED: which cap */
+		uint64_t held, cap;	/* LIMITED: what out->limit says */
+	} cases[] = {
+		{ S_START, "a", "k1", GW_IDEM_PROCEED, 0, 0, 0 },
+		{ S_START, "a", "k2", GW_IDEM_PROCEED, 0, 0, 0 },
+		{ S_START, "a", "k3", GW_IDEM_LIMITED, 0, 2, 2 },	/* its 2 keys are in flight */
+		{ S_START, "b", "k3", GW_IDEM_PROCEED, 0, 0, 0 },	/* another tenant is not held up */
+		{ S_START, "b", "k4", GW_IDEM_PROCEED, 0, 0, 0 },
+		{ S_START, "b", "k5", GW_IDEM_PROCEED, 0, 0, 0 },
+		{ S_START, "a", "k1", GW_IDEM_WAIT, 0, 0, 0 },	/* a duplicate: a waiter, no key */
+		{ S_START, "a", "k2", GW_IDEM_LIMITED, 1, 1, 1 },	/* its one waiter is taken */
+		{ S_START, "b", "k3", GW_IDEM_WAIT, 0, 0, 0 },
+		{ S_START, "b", "k3", GW_IDEM_WAIT, 0, 0, 0 },
+		{ S_DONE, "a", "k1", 0, 0, 0, 0 },			/* a key lands, its waiter wakes */
+		{ S_START, "a", "k3", GW_IDEM_PROCEED, 0, 0, 0 },
+		{ S_START, "a", "k2", GW_IDEM_WAIT, 0, 0, 0 },
+		{ S_FAILED, "a", "k2", 0, 0, 0, 0 },			/* forgotten: slot and waiter back */
+		{ S_START, "a", "k6", GW_IDEM_PROCEED, 0, 0, 0 },
+		{ S_START, "a", "k7", GW_IDEM_LIMITED, 0, 2, 2 },
+	};
+	struct gw_store *s = mem_store();
+	struct gw_owner *o = gw_owner_new(s, 0);
+	struct gw_owner_start st;
+	size_t woken = 0;
+	uint8_t fp[32];
+
+	cr_assert_not_null(o);
+	memset(fp, 7, sizeof fp);
+	gw_owner_set_caps(o, caps_a2_w1, NULL);
+	cr_expect(gw_owner_has_caps(o));
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		if (cases[i].op == S_DONE) {
+			cr_assert_eq(gw_owner_idem_done(o, cases[i].tenant, cases[i].key, "RIDX", 2), 0);
+			continue;
+		}
+		if (cases[i].op == S_FAILED) {
+			cr_assert_eq(gw_owner_idem_failed(o, cases[i].tenant, cases[i].key, 1,
+							  GRPC_STATUS_INVALID_ARGUMENT, "no"), 0);
+			continue;
+		}
+		int v = gw_owner_idem_start(o, cases[i].tenant, cases[i].key, fp, "http://s/u/1/v.mp4", 1,
+					    any_wake, &woken, &st);
+
+		cr_assert_eq(v, cases[i].want, "case %zu: verdict %d", i, v);
+		if (v == GW_IDEM_LIMITED) {
+			cr_expect_eq(st.limit.waiters, cases[i].limit_waiters, "case %zu", i);
+			cr_expect_eq(st.limit.held, cases[i].held, "case %zu", i);
+			cr_expect_eq(st.limit.cap, cases[i].cap, "case %zu", i);
+		}
+	}
+	cr_expect_eq(woken, 2, "the waiters of k1 and k2");
+	cr_expect_eq(gw_owner_stats(o)->limited_inflight, 2);
+	cr_expect_eq(gw_owner_stats(o)->limited_waiters, 1);
+	cr_expect_eq(gw_slots_refused(gw_owner_tenant_slots(o, 0), "a"), 2);
+	cr_expect_eq(gw_slots_refused(gw_owner_tenant_slots(o, 1), "a"), 1);
+	cr_expect_eq(gw_slots_held(gw_owner_tenant_slots(o, 0), "a"), 2);
+	cr_expect_eq(gw_slots_held(gw_owner_tenant_slots(o, 0), "b"), 3);
+	cr_expect_eq(gw_slots_held(gw_owner_tenant_slots(o, 1), "b"), 2);
+	gw_owner_free(o);	/* wakes b's waiters */
+	gw_store_close(s);
+}
+
 /* The store failing is an ERROR verdict, never a PROCEED (no unrecorded upstream job). */
 Test(owner, read_only_store_is_error)
 {

@@ -254,3 +254,25 @@ Test(upload, resolve_location)
 		free(got);
 	}
 }
+
+/* The explicit bound on one upload's memory (issue 13): one chunk + the largest message taken. */
+Test(upload, buffer_bound_table)
+{
+	static const struct {
+		size_t chunk, upload_msg, grpc_msg;
+		size_t want_msg, want_cap;
+	} cases[] = {
+		{ 8u << 20, 0, 4u << 20, 4u << 20, 12u << 20 },		/* defaults: 12 MiB */
+		{ 8u << 20, 0, 0, 4u << 20, 12u << 20 },			/* gRPC limit unset: 4 MiB */
+		{ 256u << 10, 64u << 10, 4u << 20, 64u << 10, 320u << 10 },	/* uploads.max_message_bytes */
+		{ 256u << 10, 8u << 20, 4u << 20, 4u << 20, (256u << 10) + (4u << 20) },	/* capped by gRPC */
+		{ 256u << 10, 1, 1, 1, (256u << 10) + 1 },
+	};
+
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		cr_expect_eq(gw_upload_message_max(cases[i].upload_msg, cases[i].grpc_msg), cases[i].want_msg,
+			     "case %zu", i);
+		cr_expect_eq(gw_upload_buffer_cap(cases[i].chunk, cases[i].upload_msg, cases[i].grpc_msg),
+			     cases[i].want_cap, "case %zu", i);
+	}
+}

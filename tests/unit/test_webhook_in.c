@@ -1,8 +1,10 @@
 /* Unit tests for gateway/svc/webhook_in.c: path, size, signature, body -> HTTP status + counters. */
 #include <criterion/criterion.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "gateway/config/config.h"
 #include "gateway/svc/webhook_in.h"
@@ -193,4 +195,145 @@ Test(webhook_in, verify_table)
 	for (size_t i = 0; i < sizeof verify_cases / sizeof verify_cases[0]; i++)
 		cr_expect_eq(gw_webhook_in_verify(verify_cases[i].sig, verify_cases[i].id),
 			     verify_cases[i].ok, "case %zu", i);
+}
+
+/* ---- the path token (issue 13) ---- */
+
+#define TOK_A "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"	/* 32 characters */
+#define TOK_B "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+
+static char tokdir[] = "/tmp/a3d-test-webhook-token-XXXXXX";
+
+/* Writes text into <tokdir>/<name> with mode; returns the path (static buffer). */
+static const char *token_file(const char *name, const char *text, mode_t mode)
+{
+	static char path[256];
+	FILE *f;
+
+	if (strchr(tokdir, 'X'))	/* first use: the template is still there */
+		cr_assert_not_null(mkdtemp(tokdir));
+	snprintf(path, sizeof path, "%s/%s", tokdir, name);
+	f = fopen(path, "wb");
+	cr_assert_not_null(f);
+	cr_assert_eq(fwrite(text, 1, strlen(text), f), strlen(text));
+	fclose(f);
+	cr_assert_eq(chmod(path, mode), 0);
+	return path;
+}
+
+static void token_dir_rm(void)
+{
+	char cmd[300];
+
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", tokdir);
+	cr_expect_eq(system(cmd), 0);
+}
+
+Test(webhook_in, token_file_table)
+{
+	static const struct {
+		const char *text;
+		mode_t mode;
+		int rc;
+		const char *want;	/* the token, or a piece of the error */
+	} file_cases[] = {
+		{ TOK_A "\n", 0600, 0, TOK_A },
+		{ TOK_A "\r\n", 0400, 0, TOK_A },
+		{ TOK_B, 0600, 0, TOK_B },
+		{ TOK_A, 0640, -1, "group/world-accessible (mode 0640); chmod 600 it" },
+		{ TOK_A, 0604, -1, "group/world-accessible" },
+		{ "short\n", 0600, -1, "must hold 32 to 256 characters" },
+		{ "", 0600, -1, "must hold 32 to 256 characters" },
+		{ TOK_A "/x", 0600, -1, "must hold 32 to 256 characters" },
+		{ TOK_A " ", 0600, -1, "must hold 32 to 256 characters" },
+		{ TOK_B TOK_B TOK_B TOK_B "b", 0600, -1, "must hold 32 to 256 characters" },	/* 257 */
+	};
+	char out[GW_WEBHOOK_TOKEN_MAX + 1], err[256];
+
+	for (size_t i = 0; i < sizeof file_cases / sizeof file_cases[0]; i++) {
+		size_t len = 99;
+		int rc = gw_webhook_token_read(token_file("t", file_cases[i].text, file_cases[i].mode), out, &len, err,
+					       sizeof err);
+
+		cr_expect_eq(rc, file_cases[i].rc, "case %zu: rc %d (%s)", i, rc, err);
+		if (rc == 0) {
+			cr_expect_str_eq(out, file_cases[i].want, "case %zu", i);
+			cr_expect_eq(len, strlen(file_cases[i].want), "case %zu", i);
+		} else {
+			cr_expect(strstr(err, file_cases[i].want), "case %zu: %s", i, err);
+			cr_expect(!strstr(err, "aaaaaaaa") && !strstr(err, "bbbbbbbb"), "case %zu: leaks", i);
+		}
+	}
+	cr_expect_eq(gw_webhook_token_read("/nonexistent/token", out, &(size_t){ 0 }, err, sizeof err), -1);
+	cr_expect(strstr(err, "cannot open"), "%s", err);
+	token_dir_rm();
+}
+
+/* Start with A, rotate to B with a grace of 1000 ms: A works until then, B from then on; a path
+ * without the token, or with a wrong one, is 404 counted as bad_token. */
+Test(webhook_in, token_path_and_rotation_table)
+{
+	static const struct {
+		int rotate;		/* before this case: reload with TOK_B (1), or tokens off (2) */
+		int64_t now_ms;
+		const char *path;
+		int http;
+		int old_token;
+	} path_cases[] = {
+		{ 0, 1000, "/webhooks/animate3d/" TOK_A "/main", 200, 0 },
+		{ 0, 1000, "/webhooks/animate3d/main", 404, 0 },			/* no token */
+		{ 0, 1000, "/webhooks/animate3d/" TOK_B "/main", 404, 0 },		/* not (yet) ours */
+		{ 0, 1000, "/webhooks/animate3d/" TOK_A "x/main", 404, 0 },
+		{ 0, 1000, "/webhooks/animate3d/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa/main", 404, 0 },	/* prefix */
+		{ 0, 1000, "/webhooks/animate3d/" TOK_A "/nobody", 404, 0 },	/* token fine, no account */
+		{ 0, 1000, "/webhooks/animate3d/" TOK_A "/main/x", 404, 0 },
+		{ 1, 2000, "/webhooks/animate3d/" TOK_B "/main", 200, 0 },
+		{ 0, 2999, "/webhooks/animate3d/" TOK_A "/main", 200, 1 },		/* within the grace */
+		{ 0, 3000, "/webhooks/animate3d/" TOK_A "/main", 404, 0 },		/* grace over */
+		{ 0, 3000, "/webhooks/animate3d/" TOK_B "/main", 200, 0 },
+		{ 2, 4000, "/webhooks/animate3d/main", 200, 0 },			/* tokens off */
+		{ 0, 4500, "/webhooks/animate3d/" TOK_B "/main", 200, 1 },		/* B in its grace */
+		{ 0, 5000, "/webhooks/animate3d/" TOK_B "/main", 404, 0 },
+	};
+	struct gw_webhook_token t;
+	const char *pa;
+	char err[256], pb_path[256];
+
+	pa = token_file("a", TOK_A "\n", 0600);
+	cr_assert_eq(gw_webhook_token_init(&t, pa, err, sizeof err), 0, "%s", err);
+	snprintf(pb_path, sizeof pb_path, "%s", token_file("b", TOK_B "\n", 0600));
+	for (size_t i = 0; i < sizeof path_cases / sizeof path_cases[0]; i++) {
+		struct gw_webhook_in_counters cnt = { 0 };
+		struct gw_webhook_in_event ev;
+		int http;
+
+		if (path_cases[i].rotate)
+			cr_assert_eq(gw_webhook_token_reload(&t, path_cases[i].rotate == 1 ? pb_path : NULL, 1000,
+							     path_cases[i].now_ms, err, sizeof err), 1, "case %zu", i);
+		http = gw_webhook_in_check_at(&cfg, NULL, &t, path_cases[i].now_ms, path_cases[i].path, "demo-client-id",
+					      OK_BODY, strlen(OK_BODY), &ev, &cnt);
+		cr_expect_eq(http, path_cases[i].http, "case %zu: HTTP %d", i, http);
+		if (http == 200) {
+			cr_expect_eq(ev.old_token, path_cases[i].old_token, "case %zu", i);
+			cr_expect_eq(cnt.old_token, (uint64_t)path_cases[i].old_token, "case %zu", i);
+		} else {
+			cr_expect_eq(cnt.rej_token + cnt.rej_path, 1, "case %zu", i);
+		}
+		/* Without an account in the path the token decides (404 bad_token), never the name. */
+		if (i == 1 || i == 2 || i == 3)
+			cr_expect_eq(cnt.rej_token, 1, "case %zu: counted as bad_token", i);
+	}
+	/* The same token again is no rotation; an unusable file keeps the tokens in force. */
+	cr_expect_eq(gw_webhook_token_reload(&t, NULL, 1000, 6000, err, sizeof err), 0);
+	cr_expect_eq(gw_webhook_token_reload(&t, pb_path, 1000, 6000, err, sizeof err), 1);
+	cr_expect_eq(gw_webhook_token_reload(&t, pb_path, 1000, 6000, err, sizeof err), 0);
+	cr_expect_eq(gw_webhook_token_reload(&t, token_file("c", "bad", 0600), 1000, 6000, err, sizeof err), -1);
+	cr_expect_str_eq(gw_webhook_token_current(&t), TOK_B);
+	cr_expect_eq(gw_webhook_token_match(&t, TOK_B, strlen(TOK_B), 6000), 1);
+	gw_webhook_token_clear(&t);
+	cr_expect_null(gw_webhook_token_current(&t));
+	cr_expect_eq(gw_webhook_token_init(&t, NULL, err, sizeof err), 0);
+	cr_expect_eq(t.set, 0);
+	cr_expect_eq(gw_webhook_token_init(&t, token_file("d", TOK_A, 0644), err, sizeof err), -1);
+	token_dir_rm();
 }

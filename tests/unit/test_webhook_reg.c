@@ -185,7 +185,7 @@ Test(webhook_reg, backoff_table)
 Test(webhook_reg, metrics_text)
 {
 	struct gw_webhook_reg_counters c = { .present = 1, .created = 2, .updated = 3, .duplicates = 4,
-					     .failed = 5, .skipped = 6 };
+					     .failed = 5, .skipped = 6, .retargeted = 8 };
 	struct evbuffer *out = evbuffer_new();
 	char *text;
 	size_t len;
@@ -204,10 +204,86 @@ Test(webhook_reg, metrics_text)
 	cr_expect(strstr(text, "animate3d_gateway_webhook_registrations_total{result=\"present\"} 1\n"));
 	cr_expect(strstr(text, "animate3d_gateway_webhook_registrations_total{result=\"created\"} 2\n"));
 	cr_expect(strstr(text, "animate3d_gateway_webhook_registrations_total{result=\"updated\"} 3\n"));
+	cr_expect(strstr(text, "animate3d_gateway_webhook_registrations_total{result=\"retargeted\"} 8\n"));
 	cr_expect(strstr(text, "animate3d_gateway_webhook_registrations_total{result=\"duplicate\"} 4\n"));
 	cr_expect(strstr(text, "animate3d_gateway_webhook_registrations_total{result=\"failed\"} 5\n"));
 	cr_expect(strstr(text, "animate3d_gateway_webhook_registrations_total{result=\"skipped\"} 6\n"));
 	cr_expect(strstr(text, "animate3d_gateway_webhook_endpoints_registered 7\n"));
 	free(text);
 	evbuffer_free(out);
+}
+
+/* ---- the path token (issue 13) ---- */
+
+#define TOK "0123456789abcdef0123456789abcdef"	/* 32 characters: the shortest token */
+#define TOK2 "fedcba9876543210fedcba9876543210"
+#define BASE "https://gw.example.com/webhooks/animate3d/"
+
+Test(webhook_reg, url_token_table)
+{
+	static const struct {
+		const char *token, *account;
+		size_t outlen;
+		int rc;
+		const char *want;
+	} cases[] = {
+		{ TOK, "main", 1024, 0, BASE TOK "/main" },
+		{ NULL, "main", 1024, 0, BASE "main" },
+		{ "short", "main", 1024, -1, "" },			/* not a usable token */
+		{ TOK "/x", "main", 1024, -1, "" },
+		{ TOK, "a/b", 1024, -1, "" },
+		{ TOK, "main", sizeof(BASE TOK "/main"), 0, BASE TOK "/main" },	/* exactly fits */
+		{ TOK, "main", sizeof(BASE TOK "/main") - 1, -1, "" },
+	};
+
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		char out[1024];
+		int rc;
+
+		memset(out, 'X', sizeof out);
+		rc = gw_webhook_reg_url_token(out, cases[i].outlen, "https://gw.example.com",
+					      "/webhooks/animate3d/", cases[i].token, cases[i].account);
+		cr_expect_eq(rc, cases[i].rc, "case %zu: rc %d", i, rc);
+		cr_expect_str_eq(out, cases[i].want, "case %zu", i);
+	}
+}
+
+Test(webhook_reg, decide_ours_table)
+{
+	static const struct {
+		const char *body;
+		enum gw_webhook_reg_decision d;
+		const char *id;
+	} cases[] = {
+		/* ours exactly: kept, whatever else is there */
+		{ "{\"endpoints\":[" EP("OLD", BASE TOK2 "/main", JC) "," EP("NEW", BASE TOK "/main", JC) "]}",
+		  GW_WEBHOOK_REG_PRESENT, "NEW" },
+		/* the token rotated while we were down: the old one is moved */
+		{ "{\"endpoints\":[" EP("OLD", BASE TOK2 "/main", JC) "]}", GW_WEBHOOK_REG_RETARGET, "OLD" },
+		/* a token added: the endpoint without one is moved */
+		{ "{\"endpoints\":[" EP("PLAIN", BASE "main", JC) "]}", GW_WEBHOOK_REG_RETARGET, "PLAIN" },
+		/* not ours: another account, another prefix, another host, a longer path */
+		{ "{\"endpoints\":[" EP("B", BASE TOK2 "/other", JC) "]}", GW_WEBHOOK_REG_CREATE, "" },
+		{ "{\"endpoints\":[" EP("P", "https://gw.example.com/hooks/" TOK2 "/main", JC) "]}",
+		  GW_WEBHOOK_REG_CREATE, "" },
+		{ "{\"endpoints\":[" EP("H", "https://evil.example.com/webhooks/animate3d/main", JC) "]}",
+		  GW_WEBHOOK_REG_CREATE, "" },
+		{ "{\"endpoints\":[" EP("L", BASE "a/" TOK2 "/main", JC) "]}", GW_WEBHOOK_REG_CREATE, "" },
+		{ "{\"endpoints\":[" EP("E", BASE "/main", JC) "]}", GW_WEBHOOK_REG_CREATE, "" },
+		{ "{\"endpoints\":[" EP("S", BASE "x%2Fy/main", JC) "]}", GW_WEBHOOK_REG_CREATE, "" },
+		{ "{\"endpoints\":[" EP("M", BASE "xmain", JC) "]}", GW_WEBHOOK_REG_CREATE, "" },
+		{ "{\"endpoints\":[]}", GW_WEBHOOK_REG_CREATE, "" },
+	};
+	struct gw_webhook_reg_found f;
+
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		enum gw_webhook_reg_decision d = gw_webhook_reg_decide_ours(
+			cases[i].body, strlen(cases[i].body), BASE TOK "/main", BASE, "main", &f);
+
+		cr_expect_eq(d, cases[i].d, "case %zu: %d", i, d);
+		cr_expect_str_eq(f.id, cases[i].id, "case %zu", i);
+	}
+	/* Without base and account, as gw_webhook_reg_decide: no RETARGET. */
+	cr_expect_eq(gw_webhook_reg_decide(cases[1].body, strlen(cases[1].body), BASE TOK "/main", &f),
+		     GW_WEBHOOK_REG_CREATE);
 }
