@@ -5,8 +5,7 @@
  * The call-facing functions only act on these answers.
  *
  * Requests and replies are built from the real method table (gateway/methods.c: each method's
- * ownership kind and message types) and "field=value" lines, "a.b=v" for a field of a
- * sub-message; a repeated sub-message gets one new element per line.
+ * ownership kind and message types) and "field=value" lines (pb_lines.h).
  */
 #include <criterion/criterion.h>
 
@@ -20,8 +19,8 @@
 #include "gateway/state/owner.h"
 #include "gateway/state/store.h"
 #include "gateway/svc/rpc_owner.h"
+#include "pb_lines.h"
 
-#define T_SETS_MAX 6		/* field=value lines per message in a table row */
 #define T_WANT_MAX 6		/* refs or masked ids a row expects */
 #define T_STR_MAX 192
 
@@ -37,74 +36,6 @@ static const struct gw_method *t_method(const char *name)
 			return &m[i];
 	cr_assert_fail("no method %s", name);
 	return NULL;
-}
-
-static ProtobufCMessage *t_new(const ProtobufCMessageDescriptor *d)
-{
-	ProtobufCMessage *m = malloc(d->sizeof_message);
-
-	cr_assert_not_null(m);
-	protobuf_c_message_init(d, m);
-	return m;
-}
-
-/* Appends one element of size sz to the repeated field f of m; returns where it goes. */
-static void *t_append(ProtobufCMessage *m, const ProtobufCFieldDescriptor *f, size_t sz)
-{
-	size_t *n = (size_t *)((char *)m + f->quantifier_offset);
-	void **arr = (void **)((char *)m + f->offset);
-
-	*arr = realloc(*arr, (*n + 1) * sz);
-	cr_assert_not_null(*arr);
-	return (char *)*arr + (*n)++ * sz;
-}
-
-/* path "a.b.c" = value on m (strings only; sub-messages are created on the way). */
-static void t_set(ProtobufCMessage *m, const char *path, const char *value)
-{
-	const char *dot = strchr(path, '.');
-	char name[64];
-	const ProtobufCFieldDescriptor *f;
-	void *slot = NULL;
-
-	snprintf(name, sizeof name, "%.*s", (int)(dot ? (size_t)(dot - path) : strlen(path)), path);
-	f = protobuf_c_message_descriptor_get_field_by_name(m->descriptor, name);
-	cr_assert_not_null(f, "%s has no field %s", m->descriptor->name, name);
-	if (f->label == PROTOBUF_C_LABEL_REPEATED) {
-		slot = t_append(m, f, sizeof(void *));	/* messages and strings: pointers */
-		*(void **)slot = NULL;
-	} else {
-		slot = (char *)m + f->offset;
-	}
-	if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF)
-		*(uint32_t *)((char *)m + f->quantifier_offset) = f->id;
-	if (f->type == PROTOBUF_C_TYPE_MESSAGE) {
-		ProtobufCMessage **sub = slot;
-
-		cr_assert_not_null(dot, "%s is a message", name);
-		if (!*sub)
-			*sub = t_new(f->descriptor);
-		t_set(*sub, dot + 1, value);
-		return;
-	}
-	cr_assert_eq(f->type, PROTOBUF_C_TYPE_STRING, "%s is not a string", name);
-	cr_assert_null(dot);
-	*(char **)slot = strdup(value);
-}
-
-static ProtobufCMessage *t_msg(const ProtobufCMessageDescriptor *d, const char *const *sets)
-{
-	ProtobufCMessage *m = t_new(d);
-
-	for (size_t i = 0; i < T_SETS_MAX && sets[i]; i++) {
-		const char *eq = strchr(sets[i], '=');
-		char path[64];
-
-		cr_assert_not_null(eq, "%s", sets[i]);
-		snprintf(path, sizeof path, "%.*s", (int)(eq - sets[i]), sets[i]);
-		t_set(m, path, eq + 1);
-	}
-	return m;
 }
 
 /* ---- refs as text: "<rule> <kind> <id>", " [i]" for params.models[i]; "upload:<url>" in an
@@ -147,7 +78,7 @@ static void t_want_str(const char *want, char *out, size_t cap)
 
 static const struct {
 	const char *method;
-	const char *sets[T_SETS_MAX];
+	const char *sets[PB_LINES_MAX];
 	const char *want[T_WANT_MAX];	/* in order */
 } refs_cases[] = {
 	{ "GetVideoInfo", { "upload_url=https://s.example/v/a.mp4?sig=1" },
@@ -187,7 +118,7 @@ Test(rpc_owner, refs_table)
 {
 	for (size_t i = 0; i < sizeof refs_cases / sizeof refs_cases[0]; i++) {
 		const struct gw_method *m = t_method(refs_cases[i].method);
-		ProtobufCMessage *req = t_msg(m->req_desc, refs_cases[i].sets);
+		ProtobufCMessage *req = pb_lines_msg(m->req_desc, refs_cases[i].sets);
 		struct gw_ro_refs refs;
 		size_t want_n = 0;
 
@@ -210,11 +141,11 @@ Test(rpc_owner, refs_table)
 Test(rpc_owner, refs_models_bounded)
 {
 	const struct gw_method *m = t_method("StartJob");
-	ProtobufCMessage *req = t_msg(m->req_desc, (const char *const[]){ "rerun_rid=RA", NULL });
+	ProtobufCMessage *req = pb_lines_msg(m->req_desc, (const char *const[]){ "rerun_rid=RA", NULL });
 	struct gw_ro_refs refs;
 
 	for (int i = 0; i < GW_PARAMS_MAX_MODELS + 3; i++)
-		t_set(req, "params.models.model_id", "MB");
+		pb_lines_set(req, "params.models.model_id", "MB");
 	gw_rpc_owner_refs(RO_START_JOB, req, &refs);
 	cr_expect_eq(refs.n, 1 + GW_PARAMS_MAX_MODELS);
 	cr_expect_eq(refs.r[refs.n - 1].model, GW_PARAMS_MAX_MODELS - 1);
@@ -257,7 +188,7 @@ static const struct {
 	const char *tenant;
 	int see_foreign;
 	const char *method;
-	const char *sets[T_SETS_MAX];
+	const char *sets[PB_LINES_MAX];
 	enum gw_ro_verdict want;
 	const char *masked[T_WANT_MAX];	/* the refs masked, as refs_cases writes them */
 } decide_cases[] = {
@@ -308,7 +239,7 @@ Test(rpc_owner, decide_table)
 
 	for (size_t i = 0; i < sizeof decide_cases / sizeof decide_cases[0]; i++) {
 		const struct gw_method *m = t_method(decide_cases[i].method);
-		ProtobufCMessage *req = t_msg(m->req_desc, decide_cases[i].sets);
+		ProtobufCMessage *req = pb_lines_msg(m->req_desc, decide_cases[i].sets);
 		unsigned char mask[GW_RO_REFS_MAX];
 		struct gw_ro_refs refs;
 		enum gw_ro_verdict v;
@@ -363,8 +294,8 @@ Test(rpc_owner, decide_store_error)
 
 static const struct {
 	const char *method;
-	const char *req[T_SETS_MAX];
-	const char *reply[T_SETS_MAX];
+	const char *req[PB_LINES_MAX];
+	const char *reply[PB_LINES_MAX];
 	enum gw_ro_op op;
 	const char *what;	/* RECORD/FORGET: "<kind> <id>"; FILTER: "<kind> <field>.<idname>" */
 	int keep_stock, not_found_if_empty;
@@ -398,8 +329,8 @@ Test(rpc_owner, effect_table)
 {
 	for (size_t i = 0; i < sizeof effect_cases / sizeof effect_cases[0]; i++) {
 		const struct gw_method *m = t_method(effect_cases[i].method);
-		ProtobufCMessage *req = t_msg(m->req_desc, effect_cases[i].req);
-		ProtobufCMessage *reply = t_msg(m->tr.resp_desc, effect_cases[i].reply);
+		ProtobufCMessage *req = pb_lines_msg(m->req_desc, effect_cases[i].req);
+		ProtobufCMessage *reply = pb_lines_msg(m->tr.resp_desc, effect_cases[i].reply);
 		struct gw_ro_effect e;
 		char got[T_STR_MAX], want[T_STR_MAX];
 		enum gw_ro_op op;
