@@ -138,8 +138,7 @@ static void idem_wait_cancel(struct gw_call *c, void *data)
 
 static void idem_up_done(void *arg, const struct gw_up_response *res);
 
-/* The "last unsettled attempt" bucket of (tenant, key): FNV-1a over both. */
-static int64_t *idem_unsettled(struct gw_rpc_idem *st, const char *tenant, const char *key)
+size_t gw_rpc_idem_bucket(const char *tenant, const char *key)
 {
 	uint32_t h = 2166136261u;
 
@@ -148,17 +147,25 @@ static int64_t *idem_unsettled(struct gw_rpc_idem *st, const char *tenant, const
 	h = (h ^ 0xffu) * 16777619u;	/* separator: ("ab","c") != ("a","bc") */
 	for (const char *p = key; *p; p++)
 		h = (h ^ (unsigned char)*p) * 16777619u;
-	return &st->unsettled_ms[h % GW_RPC_IDEM_SLOTS];
+	return h % GW_RPC_IDEM_SLOTS;
 }
 
-/* ms until a RESUBMIT of (tenant, key) is safe, 0 when it is: a /process of the previous attempt
- * may still be on its way upstream (sent, not yet processed) and would start a second job after
- * a /list that did not show it yet. */
-static int64_t idem_settle_left(struct gw_rpc_idem *st, const char *tenant, const char *key)
+void gw_rpc_idem_unsettled(struct gw_rpc_idem *st, const char *tenant, const char *key,
+			   int64_t now_ms)
 {
-	int64_t last = *idem_unsettled(st, tenant, key);
+	int64_t *last = &st->unsettled_ms[gw_rpc_idem_bucket(tenant, key)];
+
+	*last = now_ms > *last ? now_ms : *last;
+}
+
+/* A /process of the previous attempt may still be on its way upstream (sent, not yet processed)
+ * and would start a second job after a /list that did not show it yet. */
+int64_t gw_rpc_idem_settle_left(const struct gw_rpc_idem *st, const char *tenant, const char *key,
+				int64_t now_ms)
+{
+	int64_t last = st->unsettled_ms[gw_rpc_idem_bucket(tenant, key)];
 	int64_t since = last > st->env->started_wall_ms ? last : st->env->started_wall_ms;
-	int64_t left = since + st->env->cfg->state.reconcile_settle_ms - gw_clock_wall_ms();
+	int64_t left = since + st->env->cfg->state.reconcile_settle_ms - now_ms;
 
 	return left > 0 ? left : 0;
 }
@@ -236,7 +243,7 @@ static void idem_reconcile(struct idem_op *op, const char *dl, size_t dl_len)
 			    "the upstream job could not be adopted (claimed meanwhile or state store failure); retry");
 		return;
 	case GW_RECON_RESUBMIT: {
-		int64_t wait = idem_settle_left(op->st, op->tenant, op->key);
+		int64_t wait = gw_rpc_idem_settle_left(op->st, op->tenant, op->key, gw_clock_wall_ms());
 		char msg[GW_RPC_OWNER_MSG_MAX];
 
 		if (wait > 0) {
@@ -277,10 +284,9 @@ static void idem_reconcile(struct idem_op *op, const char *dl, size_t dl_len)
 	}
 }
 
-/* 1 when a failed /process certainly did not start a job upstream: the account's protection
- * refused it before sending (res->limited: breaker open, queue full, deadline or pause), no
- * session, no connection, or a 4xx. */
-static int idem_never_started(const struct gw_up_response *res)
+/* The account's protection refused it before sending (res->limited: breaker open, queue full,
+ * deadline or pause), no session, no connection, or a 4xx. */
+int gw_rpc_idem_never_started(const struct gw_up_response *res)
 {
 	if (res->limited || res->no_session)
 		return 1;
@@ -322,13 +328,9 @@ static void idem_process_done(struct idem_op *op, const struct gw_up_response *r
 		snprintf(msg, sizeof msg, "StartJob: upstream sent an unexpected answer: %s", err);
 	}
 	/* msg already starts with "StartJob: "; the finish prefix would repeat it. */
-	if (!idem_never_started(res)) {
-		int64_t *last = idem_unsettled(op->st, op->tenant, op->key);
-		int64_t now = gw_clock_wall_ms();
-
-		*last = now > *last ? now : *last;
-	}
-	gw_owner_idem_failed(o, op->tenant, op->key, idem_never_started(res), code,
+	if (!gw_rpc_idem_never_started(res))
+		gw_rpc_idem_unsettled(op->st, op->tenant, op->key, gw_clock_wall_ms());
+	gw_owner_idem_failed(o, op->tenant, op->key, gw_rpc_idem_never_started(res), code,
 			     strncmp(msg, "StartJob: ", 10) == 0 ? msg + 10 : msg);
 	op->retry_ms = fail.retry_ms;
 	idem_finish(op, NULL, code, strncmp(msg, "StartJob: ", 10) == 0 ? msg + 10 : msg);
@@ -374,8 +376,7 @@ int gw_rpc_idem_applies(struct gw_call *c)
 	       r->idempotency_key[0];
 }
 
-/* fp over the packed request without its key; source for reconciliation. 0, or -1. */
-static int idem_identity(const Animate3d__V1__StartJobRequest *r, uint8_t fp[32], char *source,
+int gw_rpc_idem_identity(const Animate3d__V1__StartJobRequest *r, uint8_t fp[32], char *source,
 			 size_t cap)
 {
 	Animate3d__V1__StartJobRequest copy = *r;
@@ -473,7 +474,7 @@ void gw_rpc_idem_start_job(struct gw_rpc_idem *idem, struct gw_call *c)
 			     GW_STORE_KEY_MAX);
 		goto out;
 	}
-	if (idem_identity(r, fp, source, sizeof source) != 0) {
+	if (gw_rpc_idem_identity(r, fp, source, sizeof source) != 0) {
 		gw_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "StartJob: source is too long for an idempotent request");
 		goto out;
 	}

@@ -7,6 +7,7 @@
 #ifndef A3D_GATEWAY_RPC_IDEM_H
 #define A3D_GATEWAY_RPC_IDEM_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "gateway/call/call.h"
@@ -14,6 +15,8 @@
 #define GW_RPC_IDEM_SLOTS 4096		/* buckets of the "last unsettled attempt" table */
 
 struct gw_env;
+struct gw_up_response;
+struct Animate3d__V1__StartJobRequest;
 
 /*
  * What the idempotent StartJob keeps between calls (the unary service's state): transfers that
@@ -50,5 +53,33 @@ int gw_rpc_idem_applies(struct gw_call *c);
  * tenant gets RESOURCE_EXHAUSTED naming it and the cap, so one tenant cannot take every slot.
  */
 void gw_rpc_idem_start_job(struct gw_rpc_idem *st, struct gw_call *c);
+
+/* ---- pure parts (unit-tested) ---- */
+
+/*
+ * The request's identity: fp = SHA-256 of the packed request with idempotency_key cleared (the
+ * same request under another key has the same fp; any other field changes it), source = what
+ * the job starts from for reconciliation (gw_owner_source: "url" without query, "rerun:<rid>",
+ * "mp:<rid>"). 0, or -1 when there is no source, it does not fit cap, or memory runs out.
+ */
+int gw_rpc_idem_identity(const struct Animate3d__V1__StartJobRequest *r, uint8_t fp[32],
+			 char *source, size_t cap);
+
+/* 1 when a failed /process certainly did not start a job upstream (the key may be forgotten),
+ * 0 when its outcome is unknown (the key stays PENDING and the attempt counts as unsettled). */
+int gw_rpc_idem_never_started(const struct gw_up_response *res);
+
+/* The unsettled_ms bucket of (tenant, key): FNV-1a 32 over tenant, a 0xff byte, key; modulo
+ * GW_RPC_IDEM_SLOTS. */
+size_t gw_rpc_idem_bucket(const char *tenant, const char *key);
+/* An attempt of (tenant, key) ended at now_ms (wall) with an unknown outcome: its bucket keeps
+ * the latest such time. */
+void gw_rpc_idem_unsettled(struct gw_rpc_idem *st, const char *tenant, const char *key,
+			   int64_t now_ms);
+/* ms until a RESUBMIT of (tenant, key) is safe at now_ms (wall), 0 when it is: settle =
+ * st->env->cfg->state.reconcile_settle_ms after the later of the bucket's last unsettled attempt
+ * and this process's start (st->env->started_wall_ms). */
+int64_t gw_rpc_idem_settle_left(const struct gw_rpc_idem *st, const char *tenant, const char *key,
+				int64_t now_ms);
 
 #endif

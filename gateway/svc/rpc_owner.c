@@ -61,48 +61,209 @@ static int ro_id_ok(const char *id)
 	return gw_validate_ok(GW_VK_MODEL_ID, id);
 }
 
-/* gw_owner_check for one id: 0 allowed (or left to the row), else the call is finished. */
-static int ro_check(struct gw_call *c, enum gw_store_kind k, const char *id)
-{
-	const struct gw_tenant_cfg *t = gw_call_tenant(c);
-	int rc;
+/* ---- pure parts: what a request names, what a reply changes ---- */
 
-	if (!ro_id_ok(id))
-		return 0;
-	rc = gw_owner_check(ro_store(c), k, id, t->name, t->see_foreign_jobs);
-	if (rc == -1)
-		gw_rpc_owner_not_found(c);
-	else if (rc < 0)
-		gw_ro_store_failed(c);
-	return rc ? -1 : 0;
+static void ro_ref(struct gw_ro_refs *out, enum gw_store_kind k, enum gw_ro_rule rule,
+		   const char *id, int model)
+{
+	if (!ro_id_ok(id) || out->n >= GW_RO_REFS_MAX)
+		return;		/* left to the translate row, which rejects it */
+	out->r[out->n++] = (struct gw_ro_ref){ k, rule, id, model };
 }
 
-/* 1 when id is a model another tenant owns, 0 when not (stock models are unrecorded and
- * shared), -1 after failing the call on a store error. */
-static int ro_model_of_others(struct gw_call *c, const char *id)
+/* An upload URL names the upload its id (without query) is; empty or malformed: the row says
+ * what is wrong. */
+static void ro_ref_upload(struct gw_ro_refs *out, const char *url)
+{
+	char *id;
+
+	if (out->nuploads >= GW_RO_UPLOADS_MAX || !gw_validate_ok(GW_VK_URL, url))
+		return;
+	id = out->upload_id[out->nuploads];
+	if (gw_owner_upload_id(url, id, sizeof out->upload_id[0]) != 0)
+		return;
+	out->nuploads++;
+	ro_ref(out, GW_OBJ_UPLOAD, GW_RO_OWN, id, -1);
+}
+
+static void ro_refs_start_job(const Animate3d__V1__StartJobRequest *r, struct gw_ro_refs *out)
+{
+	const Animate3d__V1__Params *p = r->params;
+
+	switch (r->source_case) {
+	case ANIMATE3D__V1__START_JOB_REQUEST__SOURCE_UPLOAD_URL:
+		ro_ref_upload(out, r->upload_url);
+		break;
+	case ANIMATE3D__V1__START_JOB_REQUEST__SOURCE_RERUN_RID:
+		if (gw_tr_rid_valid(r->rerun_rid))
+			ro_ref(out, GW_OBJ_JOB, GW_RO_OWN, r->rerun_rid, -1);
+		break;
+	case ANIMATE3D__V1__START_JOB_REQUEST__SOURCE_MP_DETECTION_RID:
+		if (gw_tr_rid_valid(r->mp_detection_rid))
+			ro_ref(out, GW_OBJ_JOB, GW_RO_OWN, r->mp_detection_rid, -1);
+		break;
+	default:
+		break;
+	}
+	if (!p)
+		return;
+	ro_ref(out, GW_OBJ_MODEL, GW_RO_MASK, p->model_id, -1);
+	for (size_t i = 0; i < p->n_models && i < GW_PARAMS_MAX_MODELS; i++)
+		if (p->models[i])
+			ro_ref(out, GW_OBJ_MODEL, GW_RO_MASK, p->models[i]->model_id, (int)i);
+}
+
+void gw_rpc_owner_refs(enum ro_kind kind, const ProtobufCMessage *req, struct gw_ro_refs *out)
+{
+	out->n = 0;
+	out->nuploads = 0;
+	switch (kind) {
+	case RO_VIDEO_INFO:
+		ro_ref_upload(out, ((const Animate3d__V1__GetVideoInfoRequest *)(const void *)req)->upload_url);
+		break;
+	case RO_START_JOB:
+		ro_refs_start_job((const void *)req, out);
+		break;
+	case RO_STORE_MODEL: {
+		const Animate3d__V1__StoreModelRequest *r = (const void *)req;
+
+		/* The model to update, and the uploaded files it is made from: all the tenant's. */
+		ro_ref(out, GW_OBJ_MODEL, GW_RO_OWN, r->model_id, -1);
+		ro_ref_upload(out, r->model_url);
+		ro_ref_upload(out, r->thumb_url);
+		break;
+	}
+	case RO_LIST_MODELS:
+		ro_ref(out, GW_OBJ_MODEL, GW_RO_NOT_OTHERS,
+		       ((const Animate3d__V1__ListModelsRequest *)(const void *)req)->model_id, -1);
+		break;
+	case RO_DELETE_MODEL:
+		ro_ref(out, GW_OBJ_MODEL, GW_RO_OWN,
+		       ((const Animate3d__V1__DeleteModelRequest *)(const void *)req)->model_id, -1);
+		break;
+	case RO_ENDPOINT:
+		/* Get/Update/Delete requests all start with "string id = 1". */
+		ro_ref(out, GW_OBJ_ENDPOINT, GW_RO_OWN,
+		       ((const Animate3d__V1__GetEndpointRequest *)(const void *)req)->id, -1);
+		break;
+	default:
+		break;
+	}
+}
+
+enum gw_ro_verdict gw_rpc_owner_decide(struct gw_store *s, const char *tenant, int see_foreign,
+				       const struct gw_ro_refs *refs, unsigned char *mask)
 {
 	char who[GW_STORE_TENANT_MAX + 1];
-	int rc;
 
-	if (!ro_id_ok(id))
-		return 0;
-	rc = gw_store_owner_get(ro_store(c), GW_OBJ_MODEL, id, who, sizeof who);
-	if (rc < 0) {
-		gw_ro_store_failed(c);
-		return -1;
+	for (size_t i = 0; i < refs->n; i++) {
+		const struct gw_ro_ref *r = &refs->r[i];
+		int rc, others;
+
+		mask[i] = 0;
+		if (r->rule == GW_RO_OWN) {
+			rc = gw_owner_check(s, r->kind, r->id, tenant, see_foreign);
+			if (rc == -1)
+				return GW_RO_DENY;
+			if (rc < 0)
+				return GW_RO_ERROR;
+			continue;
+		}
+		/* Models: stock models are unrecorded and shared; only another tenant's is hidden. */
+		rc = gw_store_owner_get(s, r->kind, r->id, who, sizeof who);
+		if (rc < 0)
+			return GW_RO_ERROR;
+		others = rc == 1 && strcmp(who, tenant) != 0;
+		if (others && r->rule == GW_RO_NOT_OTHERS)
+			return GW_RO_DENY;
+		mask[i] = (unsigned char)others;
 	}
-	return rc == 1 && strcmp(who, gw_call_tenant(c)->name) != 0;
+	return GW_RO_ALLOW;
 }
 
-/* Models: only another tenant's model is refused, the same way as an unknown one. */
-static int ro_check_not_others(struct gw_call *c, enum gw_store_kind k, const char *id)
+enum gw_ro_op gw_rpc_owner_effect(enum ro_kind kind, const char *method,
+				  const ProtobufCMessage *req, const ProtobufCMessage *reply,
+				  struct gw_ro_effect *out)
 {
-	int rc = ro_model_of_others(c, id);
+	const char *id = NULL;
 
-	(void)k;
-	if (rc == 1)
-		gw_rpc_owner_not_found(c);
-	return rc ? -1 : 0;
+	memset(out, 0, sizeof *out);
+	switch (kind) {
+	case RO_UPLOAD_URL:
+		/* Every signed URL of one object is one upload; a URL without one is never replied. */
+		out->kind = GW_OBJ_UPLOAD;
+		id = ((const Animate3d__V1__GetUploadUrlResponse *)(const void *)reply)->url;
+		if (!id || gw_owner_upload_id(id, out->upload_id, sizeof out->upload_id) != 0)
+			return out->op = GW_RO_BAD_UPLOAD;
+		out->id = out->upload_id;
+		return out->op = GW_RO_RECORD;
+	case RO_MODEL_UPLOAD_URL: {
+		const Animate3d__V1__GetModelUploadUrlResponse *r = (const void *)reply;
+
+		/* Both files become the tenant's (StoreModel checks them); the thumbnail URL is
+		 * optional in the answer. */
+		out->kind = GW_OBJ_UPLOAD;
+		if (!r->model_url ||
+		    gw_owner_upload_id(r->model_url, out->upload_id, sizeof out->upload_id) != 0)
+			return out->op = GW_RO_BAD_UPLOAD;
+		out->id = out->upload_id;
+		if (r->thumb_url && r->thumb_url[0]) {
+			if (gw_owner_upload_id(r->thumb_url, out->upload_id2, sizeof out->upload_id2) != 0)
+				return out->op = GW_RO_BAD_UPLOAD;
+			out->id2 = out->upload_id2;
+		}
+		return out->op = GW_RO_RECORD;
+	}
+	case RO_START_JOB:
+		out->kind = GW_OBJ_JOB;
+		id = ((const Animate3d__V1__StartJobResponse *)(const void *)reply)->rid;
+		break;
+	case RO_STORE_MODEL:
+		out->kind = GW_OBJ_MODEL;
+		id = ((const Animate3d__V1__StoreModelResponse *)(const void *)reply)->model_id;
+		break;
+	case RO_CREATE_ENDPOINT:
+		out->kind = GW_OBJ_ENDPOINT;
+		id = ((const Animate3d__V1__Endpoint *)(const void *)reply)->id;
+		break;
+	case RO_DELETE_MODEL:
+		id = ((const Animate3d__V1__DeleteModelRequest *)(const void *)req)->model_id;
+		if (!ro_id_ok(id))
+			return out->op = GW_RO_NOTHING;
+		out->kind = GW_OBJ_MODEL;
+		out->id = id;
+		return out->op = GW_RO_FORGET;
+	case RO_ENDPOINT:
+		id = ((const Animate3d__V1__DeleteEndpointRequest *)(const void *)req)->id;
+		if (!method || strcmp(method, "DeleteEndpoint") != 0 || !ro_id_ok(id))
+			return out->op = GW_RO_NOTHING;
+		out->kind = GW_OBJ_ENDPOINT;
+		out->id = id;
+		return out->op = GW_RO_FORGET;
+	case RO_LIST_JOBS:
+		*out = (struct gw_ro_effect){ .op = GW_RO_FILTER, .kind = GW_OBJ_JOB, .field = "jobs",
+					      .idname = "rid" };
+		return out->op;
+	case RO_LIST_ENDPOINTS:
+		*out = (struct gw_ro_effect){ .op = GW_RO_FILTER, .kind = GW_OBJ_ENDPOINT,
+					      .field = "endpoints", .idname = "id" };
+		return out->op;
+	case RO_LIST_MODELS:
+		id = ((const Animate3d__V1__ListModelsRequest *)(const void *)req)->model_id;
+		/* Asked by id and nothing (left) to show: the one not-found answer, whether the id
+		 * does not exist or is another tenant's. */
+		*out = (struct gw_ro_effect){ .op = GW_RO_FILTER, .kind = GW_OBJ_MODEL, .field = "models",
+					      .idname = "id", .keep_stock = 1,
+					      .not_found_if_empty = id && id[0] };
+		return out->op;
+	default:
+		return out->op = GW_RO_NOTHING;
+	}
+	/* Created: recorded for the tenant before the reply is sent; nothing to record when empty. */
+	if (!id || !id[0])
+		return out->op = GW_RO_NOTHING;
+	out->id = id;
+	return out->op = GW_RO_RECORD;
 }
 
 static void *ro_view_own(struct gw_rpc_owner_view *v, void *p);
@@ -129,27 +290,29 @@ static char *ro_mask_id(void)
  * StartJob naming another tenant's custom model must not tell that the model exists, and must
  * not animate with it. NOT_FOUND would tell (an unknown model id is a parameter error upstream),
  * so such ids are replaced by ids that exist nowhere and upstream answers as for any unknown id.
- * Returns the request to send (r itself when nothing is masked), or NULL after failing the call.
+ * Which ids: the GW_RO_MASK refs gw_rpc_owner_decide marked. Returns the request to send (r
+ * itself when nothing is masked), or NULL after failing the call.
  */
 static const ProtobufCMessage *ro_mask_models(struct gw_call *c, const Animate3d__V1__StartJobRequest *r,
-					      struct gw_rpc_owner_view *v)
+					      struct gw_rpc_owner_view *v, const struct gw_ro_refs *refs,
+					      const unsigned char *mask)
 {
 	const Animate3d__V1__Params *p = r->params;
 	Animate3d__V1__StartJobRequest *rq = NULL;
 	Animate3d__V1__Params *pc = NULL;
-	int rc, masked = 0;
+	unsigned char mask_id = 0, mask_models[GW_PARAMS_MAX_MODELS] = { 0 };
+	int masked = 0;
 
-	if (!p)
-		return &r->base;
-	if ((rc = ro_model_of_others(c, p->model_id)) < 0)
-		return NULL;
-	masked |= rc;
-	for (size_t i = 0; i < p->n_models && i < GW_PARAMS_MAX_MODELS; i++) {
-		if (p->models[i] && (rc = ro_model_of_others(c, p->models[i]->model_id)) < 0)
-			return NULL;
-		masked |= rc;
+	for (size_t i = 0; i < refs->n; i++) {
+		if (refs->r[i].rule != GW_RO_MASK || !mask[i])
+			continue;
+		masked = 1;
+		if (refs->r[i].model < 0)
+			mask_id = 1;
+		else
+			mask_models[refs->r[i].model] = 1;
 	}
-	if (!masked)
+	if (!p || !masked)
 		return &r->base;
 	if (p->n_models > GW_PARAMS_MAX_MODELS)
 		return &r->base;	/* the row rejects the request before anything is sent */
@@ -162,7 +325,7 @@ static const ProtobufCMessage *ro_mask_models(struct gw_call *c, const Animate3d
 	rq->params = pc;
 	v->msg = &rq->base;
 	rq = NULL;
-	if (ro_model_of_others(c, p->model_id) == 1 && !(pc->model_id = ro_view_own(v, ro_mask_id())))
+	if (mask_id && !(pc->model_id = ro_view_own(v, ro_mask_id())))
 		goto oom;
 	if (p->n_models) {
 		Animate3d__V1__TrackedModel **ms = ro_view_own(v, calloc(p->n_models, sizeof *ms));
@@ -173,7 +336,7 @@ static const ProtobufCMessage *ro_mask_models(struct gw_call *c, const Animate3d
 			Animate3d__V1__TrackedModel *tm;
 
 			ms[i] = p->models[i];
-			if (!p->models[i] || ro_model_of_others(c, p->models[i]->model_id) != 1)
+			if (!p->models[i] || !mask_models[i])
 				continue;
 			if (!(tm = ro_view_own(v, malloc(sizeof *tm))))
 				goto oom;
@@ -190,15 +353,6 @@ oom:
 	gw_rpc_owner_view_clear(v);
 	gw_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "%s: out of memory", ro_what(c));
 	return NULL;
-}
-
-static int ro_check_upload(struct gw_call *c, const char *url)
-{
-	char id[GW_OWNER_UPLOAD_ID_LEN + 1];
-
-	if (!gw_validate_ok(GW_VK_URL, url) || gw_owner_upload_id(url, id, sizeof id) != 0)
-		return 0;	/* empty or malformed: the row says what is wrong */
-	return ro_check(c, GW_OBJ_UPLOAD, id);
 }
 
 void gw_rpc_owner_view_clear(struct gw_rpc_owner_view *v)
@@ -279,27 +433,6 @@ out:
 	return ret;
 }
 
-static int ro_check_start_job(struct gw_call *c, const Animate3d__V1__StartJobRequest *r)
-{
-	switch (r->source_case) {
-	case ANIMATE3D__V1__START_JOB_REQUEST__SOURCE_UPLOAD_URL:
-		if (ro_check_upload(c, r->upload_url))
-			return -1;
-		break;
-	case ANIMATE3D__V1__START_JOB_REQUEST__SOURCE_RERUN_RID:
-		if (gw_tr_rid_valid(r->rerun_rid) && ro_check(c, GW_OBJ_JOB, r->rerun_rid))
-			return -1;
-		break;
-	case ANIMATE3D__V1__START_JOB_REQUEST__SOURCE_MP_DETECTION_RID:
-		if (gw_tr_rid_valid(r->mp_detection_rid) && ro_check(c, GW_OBJ_JOB, r->mp_detection_rid))
-			return -1;
-		break;
-	default:
-		break;
-	}
-	return 0;
-}
-
 int gw_rpc_owner_writable(struct gw_call *c)
 {
 	if (!gw_store_read_only(ro_store(c)))
@@ -313,48 +446,33 @@ int gw_rpc_owner_writable(struct gw_call *c)
 const ProtobufCMessage *gw_rpc_owner_admit(struct gw_call *c, struct gw_rpc_owner_view *view)
 {
 	const ProtobufCMessage *req = gw_call_request(c);
-	int rc = 0;
+	const struct gw_tenant_cfg *t = gw_call_tenant(c);
+	struct gw_ro_refs refs;
+	unsigned char mask[GW_RO_REFS_MAX];
 
 	view->msg = NULL;
 	view->rids = NULL;
 	view->nowned = 0;
-	if (!gw_call_tenant(c))
+	if (!t)
 		return req;
 	if ((gw_call_method(c)->perm & GW_PERM_WRITE) && gw_rpc_owner_writable(c))
 		return NULL;
-	switch (gw_ro_kind_of(c)) {
-	case RO_RIDS:
+	if (gw_ro_kind_of(c) == RO_RIDS)
 		return ro_filter_rids(c, view);
-	case RO_VIDEO_INFO:
-		rc = ro_check_upload(c, ((const Animate3d__V1__GetVideoInfoRequest *)(const void *)req)->upload_url);
+	gw_rpc_owner_refs(gw_ro_kind_of(c), req, &refs);
+	switch (gw_rpc_owner_decide(ro_store(c), t->name, t->see_foreign_jobs, &refs, mask)) {
+	case GW_RO_ALLOW:
 		break;
-	case RO_START_JOB:
-		if (ro_check_start_job(c, (const void *)req))
-			return NULL;
-		return ro_mask_models(c, (const void *)req, view);
-	case RO_STORE_MODEL: {
-		const Animate3d__V1__StoreModelRequest *r = (const void *)req;
-
-		/* The model to update, and the uploaded files it is made from: all the tenant's. */
-		rc = ro_check(c, GW_OBJ_MODEL, r->model_id) || ro_check_upload(c, r->model_url) ||
-		     ro_check_upload(c, r->thumb_url);
-		break;
-	}
-	case RO_LIST_MODELS:
-		rc = ro_check_not_others(c, GW_OBJ_MODEL,
-					 ((const Animate3d__V1__ListModelsRequest *)(const void *)req)->model_id);
-		break;
-	case RO_DELETE_MODEL:
-		rc = ro_check(c, GW_OBJ_MODEL, ((const Animate3d__V1__DeleteModelRequest *)(const void *)req)->model_id);
-		break;
-	case RO_ENDPOINT:
-		/* Get/Update/Delete requests all start with "string id = 1". */
-		rc = ro_check(c, GW_OBJ_ENDPOINT, ((const Animate3d__V1__GetEndpointRequest *)(const void *)req)->id);
-		break;
+	case GW_RO_DENY:
+		gw_rpc_owner_not_found(c);
+		return NULL;
 	default:
-		break;
+		gw_ro_store_failed(c);
+		return NULL;
 	}
-	return rc ? NULL : req;
+	if (gw_ro_kind_of(c) == RO_START_JOB)
+		return ro_mask_models(c, (const void *)req, view, &refs, mask);
+	return req;
 }
 
 /* ---- after a 2xx reply ---- */
@@ -374,15 +492,19 @@ static int ro_put(struct gw_call *c, enum gw_store_kind k, const char *id)
 	return -1;
 }
 
+/* Upstream answered an upload URL the gateway cannot attribute: never replied. Returns -1. */
+static int ro_bad_upload(struct gw_call *c)
+{
+	gw_call_fail(c, GRPC_STATUS_UNAVAILABLE, "%s: upstream sent an unusable upload url", ro_what(c));
+	return -1;
+}
+
 int gw_rpc_owner_record_upload(struct gw_call *c, const char *url)
 {
 	char id[GW_OWNER_UPLOAD_ID_LEN + 1];
 
-	if (!url || gw_owner_upload_id(url, id, sizeof id) != 0) {
-		gw_call_fail(c, GRPC_STATUS_UNAVAILABLE, "%s: upstream sent an unusable upload url",
-			     ro_what(c));
-		return -1;
-	}
+	if (!url || gw_owner_upload_id(url, id, sizeof id) != 0)
+		return ro_bad_upload(c);
 	return ro_put(c, GW_OBJ_UPLOAD, id);
 }
 
@@ -394,6 +516,7 @@ static int ro_model_stock(const char *platform)
 /*
  * Filters a repeated sub-message field of reply in place: keeps items whose id (field idname) the
  * tenant may see; removed items are freed. keep_stock: ListModels keeps stock models unrecorded.
+ * Returns how many items are left, or -1 when the call was finished (UNAVAILABLE).
  */
 static int ro_filter_reply(struct gw_call *c, ProtobufCMessage *reply, const char *field,
 			   const char *idname, enum gw_store_kind k, int keep_stock)
@@ -445,7 +568,7 @@ static int ro_filter_reply(struct gw_call *c, ProtobufCMessage *reply, const cha
 			protobuf_c_message_free_unpacked(items[i], NULL);
 	}
 	*(size_t *)((char *)reply + f->quantifier_offset) = kept;
-	rc = 0;
+	rc = (int)kept;		/* <= GW_RPC_OWNER_LIST_MAX */
 	goto out;
 fail:
 	gw_ro_store_failed(c);
@@ -457,61 +580,35 @@ out:
 
 int gw_rpc_owner_after(struct gw_call *c, const ProtobufCMessage *req, ProtobufCMessage *reply)
 {
+	struct gw_ro_effect e;
+	int kept;
+
 	if (!gw_call_tenant(c) || !reply)
 		return 0;
-	switch (gw_ro_kind_of(c)) {
-	case RO_UPLOAD_URL:
-		return gw_rpc_owner_record_upload(c, ((Animate3d__V1__GetUploadUrlResponse *)(void *)reply)->url);
-	case RO_MODEL_UPLOAD_URL: {
-		const Animate3d__V1__GetModelUploadUrlResponse *r = (const void *)reply;
-
-		/* Both files become the tenant's (StoreModel checks them); the thumbnail URL is
-		 * optional in the answer. */
-		if (gw_rpc_owner_record_upload(c, r->model_url))
+	switch (gw_rpc_owner_effect(gw_ro_kind_of(c), ro_what(c), req, reply, &e)) {
+	case GW_RO_RECORD:
+		if (ro_put(c, e.kind, e.id) != 0)
 			return -1;
-		return r->thumb_url && r->thumb_url[0] ? gw_rpc_owner_record_upload(c, r->thumb_url) : 0;
-	}
-	case RO_START_JOB:
-		return ro_put(c, GW_OBJ_JOB, ((Animate3d__V1__StartJobResponse *)(void *)reply)->rid);
-	case RO_STORE_MODEL:
-		return ro_put(c, GW_OBJ_MODEL, ((Animate3d__V1__StoreModelResponse *)(void *)reply)->model_id);
-	case RO_CREATE_ENDPOINT:
-		return ro_put(c, GW_OBJ_ENDPOINT, ((Animate3d__V1__Endpoint *)(void *)reply)->id);
-	case RO_DELETE_MODEL: {
-		const char *id = ((const Animate3d__V1__DeleteModelRequest *)(const void *)req)->model_id;
-
-		if (ro_id_ok(id) && gw_store_owner_del(ro_store(c), GW_OBJ_MODEL, id) != 0)
-			gw_log(GW_LOG_WARN, "state", GW_LS("msg", "deleted model's owner row not removed"),
+		return e.id2 ? ro_put(c, e.kind, e.id2) : 0;
+	case GW_RO_BAD_UPLOAD:
+		return ro_bad_upload(c);
+	case GW_RO_FORGET:
+		/* Upstream deleted it already: a row left behind hides nothing, so only a warning. */
+		if (gw_store_owner_del(ro_store(c), e.kind, e.id) != 0)
+			gw_log(GW_LOG_WARN, "state",
+			       GW_LS("msg", e.kind == GW_OBJ_MODEL ? "deleted model's owner row not removed"
+								   : "deleted endpoint's owner row not removed"),
 			       GW_LS("error", gw_store_errmsg(ro_store(c))), GW_LEND);
 		return 0;
-	}
-	case RO_ENDPOINT:
-		if (strcmp(ro_what(c), "DeleteEndpoint") == 0) {
-			const char *id = ((const Animate3d__V1__DeleteEndpointRequest *)(const void *)req)->id;
-
-			if (ro_id_ok(id) && gw_store_owner_del(ro_store(c), GW_OBJ_ENDPOINT, id) != 0)
-				gw_log(GW_LOG_WARN, "state", GW_LS("msg", "deleted endpoint's owner row not removed"),
-				       GW_LS("error", gw_store_errmsg(ro_store(c))), GW_LEND);
-		}
-		return 0;
-	case RO_LIST_JOBS:
-		return ro_filter_reply(c, reply, "jobs", "rid", GW_OBJ_JOB, 0);
-	case RO_LIST_ENDPOINTS:
-		return ro_filter_reply(c, reply, "endpoints", "id", GW_OBJ_ENDPOINT, 0);
-	case RO_LIST_MODELS: {
-		const Animate3d__V1__ListModelsRequest *r = (const void *)req;
-
-		if (ro_filter_reply(c, reply, "models", "id", GW_OBJ_MODEL, 1))
+	case GW_RO_FILTER:
+		kept = ro_filter_reply(c, reply, e.field, e.idname, e.kind, e.keep_stock);
+		if (kept < 0)
 			return -1;
-		/* Asked by id and nothing (left) to show: the one not-found answer, whether the id
-		 * does not exist or is another tenant's. */
-		if (r->model_id && r->model_id[0] &&
-		    ((Animate3d__V1__ListModelsResponse *)(void *)reply)->n_models == 0) {
+		if (e.not_found_if_empty && kept == 0) {
 			gw_rpc_owner_not_found(c);
 			return -1;
 		}
 		return 0;
-	}
 	default:
 		return 0;
 	}

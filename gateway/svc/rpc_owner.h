@@ -45,7 +45,10 @@
 #include <stdint.h>
 #include <protobuf-c/protobuf-c.h>
 
+#include "gateway/api/params.h"
 #include "gateway/call/call.h"
+#include "gateway/state/owner.h"
+#include "gateway/state/store.h"
 
 #define GW_RPC_OWNER_MSG_MAX 512	/* status messages built here */
 #define GW_RPC_OWNER_LIST_MAX 100000	/* items one list reply may carry to be filtered */
@@ -109,6 +112,80 @@ int gw_rpc_owner_writable(struct gw_call *c);
 /* Records the signed upload URL as the tenant's upload. 0, or -1 with the call finished
  * (UNAVAILABLE). */
 int gw_rpc_owner_record_upload(struct gw_call *c, const char *url);
+
+/* ---- pure parts (unit-tested) ---- */
+
+/*
+ * The ids a request names that the store is asked about before anything goes upstream, in the
+ * order they are checked, each with its rule. gw_rpc_owner_refs() lists them for a method of
+ * ownership kind `kind` (the rules at the top of this file); RO_RIDS requests list none, their
+ * rids are filtered instead (gw_rpc_owner_admit). Ids that are empty, longer than
+ * GW_STORE_ID_MAX or malformed (rerun/mp rids, upload URLs without an upload id) are not listed:
+ * they are left to the translate row, which rejects them. StartJob lists its source, then
+ * params.model_id, then params.models[].model_id (the first GW_PARAMS_MAX_MODELS).
+ */
+enum gw_ro_rule {
+	GW_RO_OWN,		/* must be the tenant's (gw_owner_check), else NOT_FOUND */
+	GW_RO_NOT_OTHERS,	/* NOT_FOUND only when another tenant owns it (stock models are unrecorded) */
+	GW_RO_MASK		/* StartJob's model ids: another tenant's is masked, never refused (that would
+				 * tell that it exists) */
+};
+#define GW_RO_REFS_MAX (3 + GW_PARAMS_MAX_MODELS)	/* StartJob: source, model_id, models[];
+							 * StoreModel: model_id, model_url, thumb_url */
+#define GW_RO_UPLOADS_MAX 2				/* uploads one request may name */
+struct gw_ro_ref {
+	enum gw_store_kind kind;
+	enum gw_ro_rule rule;
+	const char *id;		/* borrowed from the request, or the refs' upload_id */
+	int model;		/* GW_RO_MASK: -1 for params.model_id, else the index in params.models */
+};
+struct gw_ro_refs {
+	size_t n;
+	struct gw_ro_ref r[GW_RO_REFS_MAX];
+	char upload_id[GW_RO_UPLOADS_MAX][GW_OWNER_UPLOAD_ID_LEN + 1];	/* the uploads it names */
+	size_t nuploads;
+};
+void gw_rpc_owner_refs(enum ro_kind kind, const ProtobufCMessage *req, struct gw_ro_refs *out);
+
+/*
+ * What the store says of refs for tenant (see_foreign: the tenant's see_foreign_jobs), asked in
+ * order until the first refusal: GW_RO_ALLOW, with mask[i] = 1 for each GW_RO_MASK ref another
+ * tenant owns (mask holds GW_RO_REFS_MAX entries); GW_RO_DENY (NOT_FOUND); GW_RO_ERROR (the
+ * store failed: UNAVAILABLE with gw_store_errmsg).
+ */
+enum gw_ro_verdict { GW_RO_ALLOW = 0, GW_RO_DENY, GW_RO_ERROR };
+enum gw_ro_verdict gw_rpc_owner_decide(struct gw_store *s, const char *tenant, int see_foreign,
+				       const struct gw_ro_refs *refs, unsigned char *mask);
+
+/*
+ * What a 2xx reply of a method of kind `kind` (method: its short name) changes in the store
+ * before it is sent (gw_rpc_owner_after):
+ *   GW_RO_RECORD      id of kind is recorded as the tenant's: GetUploadUrl's upload (the id of
+ *                     its URL), GetModelUploadUrl's model upload and, in id2, its thumbnail's
+ *                     (when the answer has one), StartJob's rid, StoreModel's model_id,
+ *                     CreateEndpoint's id
+ *   GW_RO_BAD_UPLOAD  an upload URL of the answer has no upload id: UNAVAILABLE, never replied
+ *   GW_RO_FORGET      id of kind is removed: DeleteModel's model_id, DeleteEndpoint's id
+ *   GW_RO_FILTER      the list keeps only what the tenant may see: repeated field `field`, item
+ *                     ids in `idname`; keep_stock: stock models stay; not_found_if_empty: nothing
+ *                     left is NOT_FOUND (ListModels asked for one model_id)
+ *   GW_RO_NOTHING     otherwise, and for an empty id to record or a malformed one to forget
+ * Returns out->op.
+ */
+enum gw_ro_op { GW_RO_NOTHING = 0, GW_RO_RECORD, GW_RO_BAD_UPLOAD, GW_RO_FORGET, GW_RO_FILTER };
+struct gw_ro_effect {
+	enum gw_ro_op op;
+	enum gw_store_kind kind;
+	const char *id;			/* RECORD, FORGET: borrowed from req or reply, or upload_id */
+	const char *id2;		/* RECORD: a second id of the same kind, or NULL */
+	const char *field, *idname;	/* FILTER */
+	int keep_stock, not_found_if_empty;	/* FILTER */
+	char upload_id[GW_OWNER_UPLOAD_ID_LEN + 1];
+	char upload_id2[GW_OWNER_UPLOAD_ID_LEN + 1];
+};
+enum gw_ro_op gw_rpc_owner_effect(enum ro_kind kind, const char *method,
+				  const ProtobufCMessage *req, const ProtobufCMessage *reply,
+				  struct gw_ro_effect *out);
 
 /* The store and owner families of /metrics (state_store_total, state_read_only,
  * idempotency_total, idempotency_inflight); detached: idempotent transfers outliving their call. */
