@@ -18,6 +18,7 @@
 #include "auth/caller/apikey.h"
 #include "auth/upstream/session.h"
 #include "gateway/config/config.h"
+#include "gateway/config/config_async.h"
 #include "gateway/base/handoff.h"
 #include "gateway/http.h"
 #include "gateway/base/log.h"
@@ -274,20 +275,19 @@ static void server_reload_secrets(struct gw_server *srv)
 	}
 }
 
-int gw_server_reload(struct gw_server *srv)
+/* Swaps in cfg, loaded from config_path (NULL: the load failed and errs says why), unless it
+ * changes what only a restart can; takes cfg. 0 swapped, -1 kept the old configuration. */
+static int server_reload_apply(struct gw_server *srv, struct gw_config *cfg,
+			       const struct gw_errors *errs)
 {
-	struct gw_errors errs = { 0 };
-	struct gw_config *cfg = NULL;
 	struct gw_server_conf *conf = NULL, *old;
 	int rc = -1;
 
-	server_reload_secrets(srv);
-	if (gw_config_load(srv->config_path, &cfg, &errs) != 0) {
-		for (size_t i = 0; i < errs.n; i++)
-			gw_log(GW_LOG_ERROR, "reload", GW_LS("error", errs.msg[i]), GW_LEND);
+	if (!cfg) {
+		for (size_t i = 0; i < errs->n; i++)
+			gw_log(GW_LOG_ERROR, "reload", GW_LS("error", errs->msg[i]), GW_LEND);
 		gw_log(GW_LOG_ERROR, "reload", GW_LS("msg", "invalid configuration, keeping the old one"),
-		       GW_LN("errors", (long long)(errs.n + errs.dropped)), GW_LEND);
-		cfg = NULL;
+		       GW_LN("errors", (long long)(errs->n + errs->dropped)), GW_LEND);
 		goto out;
 	}
 	if (!server_accounts_same(srv->boot_conf->cfg, cfg)) {
@@ -315,6 +315,10 @@ int gw_server_reload(struct gw_server *srv)
 		gw_log(GW_LOG_WARN, "reload",
 		       GW_LS("msg", "listen, tls and max_message_bytes changes take effect at the next restart"),
 		       GW_LEND);
+	if (!gw_config_net_same(srv->boot_conf->cfg, cfg))
+		gw_log(GW_LOG_WARN, "reload",
+		       GW_LS("msg", "process, http and grpc changes take effect at the next restart"),
+		       GW_LEND);
 	conf = server_conf_new(cfg);
 	if (!conf) {
 		gw_log(GW_LOG_ERROR, "reload", GW_LS("msg", "cannot build the key ring, keeping the old configuration"),
@@ -338,17 +342,50 @@ out:
 	else
 		srv->stats.reloads_ok++;
 	gw_config_free(cfg);
+	return rc;
+}
+
+int gw_server_reload(struct gw_server *srv)
+{
+	struct gw_errors errs = { 0 };
+	struct gw_config *cfg = NULL;
+	int rc;
+
+	server_reload_secrets(srv);
+	if (gw_config_load(srv->config_path, &cfg, &errs) != 0)
+		cfg = NULL;
+	rc = server_reload_apply(srv, cfg, &errs);
 	gw_errors_clear(&errs);
 	return rc;
+}
+
+/* A SIGHUP's load is over (gateway/config/config_async.h): the same steps as gw_server_reload. */
+static void server_on_reload_loaded(struct gw_config *cfg, const struct gw_errors *errs, void *arg)
+{
+	struct gw_server *srv = arg;
+
+	server_reload_secrets(srv);
+	server_reload_apply(srv, cfg, errs);
 }
 
 static void server_on_signal(evutil_socket_t sig, short what, void *arg)
 {
 	struct gw_server *srv = arg;
+	int r;
 
 	(void)what;
 	if (sig == SIGHUP) {
-		gw_server_reload(srv);
+		/* Parsed on a worker thread: calls keep being served while it reads the file. */
+		r = gw_config_async_start(srv->reload);
+		if (r < 0) {
+			srv->stats.reloads_failed++;
+			gw_log(GW_LOG_ERROR, "reload", GW_LS("msg", "cannot start the configuration loader"),
+			       GW_LEND);
+		} else if (r > 0) {
+			gw_log(GW_LOG_INFO, "reload",
+			       GW_LS("msg", "a reload is running; the file is read once more after it"),
+			       GW_LEND);
+		}
 		return;
 	}
 	gw_server_drain(srv, sig == SIGTERM ? "SIGTERM" : "SIGINT");
@@ -563,8 +600,9 @@ static int server_events_new(struct gw_server *srv, char *err, size_t errlen)
 	srv->ev_int = evsignal_new(srv->base, SIGINT, server_on_signal, srv);
 	srv->ev_hup = evsignal_new(srv->base, SIGHUP, server_on_signal, srv);
 	srv->ev_grace = evtimer_new(srv->base, server_on_grace, srv);
+	srv->reload = gw_config_async_new(srv->base, srv->config_path, server_on_reload_loaded, srv);
 	if (!srv->handoff || !srv->ev_drain_poll || !srv->ev_term || !srv->ev_int || !srv->ev_hup ||
-	    !srv->ev_grace ||
+	    !srv->ev_grace || !srv->reload ||
 	    event_add(srv->ev_term, NULL) || event_add(srv->ev_int, NULL) ||
 	    event_add(srv->ev_hup, NULL)) {
 		snprintf(err, errlen, "cannot set up the event loop");
@@ -749,6 +787,7 @@ void gw_server_free(struct gw_server *srv)
 		event_free(srv->ev_hup);
 	if (srv->ev_grace)
 		event_free(srv->ev_grace);
+	gw_config_async_free(srv->reload);
 	if (srv->base)
 		event_base_free(srv->base);
 	free(srv->config_path);

@@ -46,6 +46,7 @@ struct gw_store;
 struct gw_owner;
 struct gw_webhook_reg;
 struct gw_handoff;
+struct gw_config_async;
 
 /* What a completion-queue tag points at. */
 enum gw_tag_kind {
@@ -119,6 +120,7 @@ struct gw_server {
 	struct gw_tag shutdown_tag;
 	int drain_cut;			/* nothing was left in flight: connections closed early */
 	struct event *ev_term, *ev_int, *ev_hup, *ev_grace;
+	struct gw_config_async *reload;	/* SIGHUP's loader thread (gateway/config/config_async.h) */
 	struct event *ev_drain_poll;	/* while draining: ends the drain once nothing is in flight */
 	uint64_t next_call_id;
 
@@ -147,7 +149,8 @@ void gw_server_free(struct gw_server *srv);
  * finish; once none is left (at once when none was), the remaining client connections are closed
  * instead of waiting for their clients to hang up after GOAWAY, and the process can exit. */
 void gw_server_drain(struct gw_server *srv, const char *why);
-/* Reloads config_path (what SIGHUP does): 0 swapped, -1 kept the old one (errors logged). */
+/* Reloads config_path now, on the calling thread: 0 swapped, -1 kept the old one (errors logged).
+ * SIGHUP does the same, but reads and parses the file on a worker thread first. */
 int gw_server_reload(struct gw_server *srv);
 
 /* Config generations for calls. */
