@@ -13,6 +13,9 @@
 #include "auth/upstream/session.h"
 #include "gateway/call/call.h"
 #include "gateway/config/config.h"
+#include "gateway/base/conncap.h"
+#include "gateway/base/fdlimit.h"
+#include "gateway/base/liblog.h"
 #include "gateway/base/log.h"
 #include "gateway/base/metrics.h"
 #include "gateway/svc/rpc_owner.h"
@@ -27,6 +30,7 @@
 struct gw_http {
 	struct gw_server *srv;
 	struct evhttp *http;
+	struct gw_conncap *cap;		/* connection cap, request deadline, accept backoff */
 };
 
 static const char *const http_code_names[GW_STATS_GRPC_CODES] = {
@@ -111,6 +115,7 @@ static void http_on_request(struct evhttp_request *req, void *arg)
 	int ready;
 
 	srv->stats.http_requests++;
+	gw_conncap_request(h->cap, req);
 	if (!body) {
 		evhttp_send_error(req, 500, "out of memory");
 		return;
@@ -142,7 +147,9 @@ static void http_on_request(struct evhttp_request *req, void *arg)
 		if (gw_metrics_render(&mv, body) == 0 &&
 		    gw_rpc_owner_render_metrics(srv, body) == 0 &&	/* state store, idempotency */
 		    gw_status_render_metrics(gw_status_ctx_of(srv), body) == 0 &&	/* cache, batcher */
-		    gw_webhook_reg_render_metrics(srv->webhook_reg, body) == 0)
+		    gw_webhook_reg_render_metrics(srv->webhook_reg, body) == 0 &&
+		    gw_conncap_render_metrics(h->cap, body) == 0 &&	/* HTTP listener */
+		    gw_fdlimit_render_metrics(body) == 0 && gw_liblog_render_metrics(body) == 0)
 			http_reply(req, 200, "OK", "text/plain; version=0.0.4", body);
 		else
 			evhttp_send_error(req, 500, "metrics rendering failed");
@@ -160,6 +167,8 @@ struct gw_http *gw_http_new(struct gw_server *srv, char *err, size_t errlen)
 	char host[HTTP_MAX_HOST];
 	unsigned short port;
 	const char *addr = srv->cfg->http_listen;
+	struct evhttp_bound_socket *bound;
+	size_t max_conns;
 
 	if (!h) {
 		snprintf(err, errlen, "out of memory");
@@ -182,10 +191,24 @@ struct gw_http *gw_http_new(struct gw_server *srv, char *err, size_t errlen)
 	evhttp_set_timeout(h->http, GW_HTTP_TIMEOUT_S);
 	evhttp_set_allowed_methods(h->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST);
 	evhttp_set_gencb(h->http, http_on_request, h);
-	if (!evhttp_bind_socket_with_handle(h->http, host, port)) {
+	/* The cap comes from the open-file limit (raised to the hard one by main): an uncapped
+	 * listener ran the process out of descriptors, which kills gRPC core's listener for good. */
+	max_conns = gw_fdlimit_http_cap(gw_fdlimit_current(), srv->cfg->process.open_files_reserve,
+					srv->cfg->http.max_connections, err, errlen);
+	if (!max_conns)
+		goto out;
+	bound = evhttp_bind_socket_with_handle(h->http, host, port);
+	if (!bound) {
 		snprintf(err, errlen, "cannot listen for HTTP on %s (address in use or invalid)", addr);
 		goto out;
 	}
+	h->cap = gw_conncap_new(srv->base, h->http, evhttp_bound_socket_get_listener(bound), max_conns,
+				GW_HTTP_TIMEOUT_S, err, errlen);
+	if (!h->cap)
+		goto out;
+	gw_log(GW_LOG_INFO, "http", GW_LS("msg", "HTTP connection cap"), GW_LN("max_connections", max_conns),
+	       GW_LN("open_files", (long long)gw_fdlimit_current()),
+	       GW_LN("reserve", srv->cfg->process.open_files_reserve), GW_LEND);
 	ret = h;
 	h = NULL;
 out:
@@ -197,7 +220,9 @@ void gw_http_free(struct gw_http *h)
 {
 	if (!h)
 		return;
+	gw_conncap_detach(h->cap);
 	if (h->http)
 		evhttp_free(h->http);
+	gw_conncap_free(h->cap);
 	free(h);
 }

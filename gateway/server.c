@@ -12,7 +12,6 @@
 #include <time.h>
 #include <event2/event.h>
 #include <grpc/grpc_security.h>
-#include <grpc/support/log.h>
 #include <grpc/support/time.h>
 
 #include "auth/caller/apikey.h"
@@ -20,6 +19,7 @@
 #include "gateway/config/config.h"
 #include "gateway/config/config_async.h"
 #include "gateway/base/handoff.h"
+#include "gateway/base/liblog.h"
 #include "gateway/http.h"
 #include "gateway/base/log.h"
 #include "gateway/state/owner.h"
@@ -42,16 +42,6 @@ int64_t gw_server_wall_ms(void)
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* gRPC core's own log lines join ours as JSON (one format on stderr); its errors are warnings
- * to us because every one that matters (bind failure, ...) is also reported by our code. */
-static void server_grpc_log(gpr_log_func_args *a)
-{
-	enum gw_log_level lvl = a->severity == GPR_LOG_SEVERITY_ERROR ? GW_LOG_WARN : GW_LOG_DEBUG;
-
-	gw_log(lvl, "grpc_core", GW_LS("file", a->file), GW_LN("line", a->line),
-	       GW_LS("msg", a->message), GW_LEND);
 }
 
 /* ---- configuration generations ---- */
@@ -620,6 +610,8 @@ struct gw_server *gw_server_new(struct gw_config *cfg, const char *config_path, 
 	snprintf(err, errlen, "out of memory");
 	if (!srv)
 		goto out;
+	/* libevent's and gRPC core's own lines join ours as JSON, rate-limited (base/liblog.h). */
+	gw_liblog_install();
 	srv->grace_ms = grace_ms < 0 ? GW_SERVER_DEFAULT_GRACE_MS : grace_ms;
 	srv->started_wall_ms = gw_server_wall_ms();
 	srv->shutdown_tag = (struct gw_tag){ GW_TAG_SHUTDOWN, srv };
@@ -657,7 +649,6 @@ struct gw_server *gw_server_new(struct gw_config *cfg, const char *config_path, 
 	srv->method_handles = calloc(srv->nmethods, sizeof *srv->method_handles);
 	if (!srv->method_handles)
 		goto out;
-	gpr_set_log_function(server_grpc_log);
 	grpc_init();
 	srv->grpc_inited = 1;
 	if (server_grpc_new(srv, err, errlen))
