@@ -16,7 +16,9 @@
 #include "gateway/base/conncap.h"
 #include "gateway/base/fdlimit.h"
 #include "gateway/base/liblog.h"
+#include "gateway/base/listenprobe.h"
 #include "gateway/base/log.h"
+#include "gateway/base/memguard.h"
 #include "gateway/base/metrics.h"
 #include "gateway/svc/rpc_owner.h"
 #include "gateway/server.h"
@@ -31,7 +33,38 @@ struct gw_http {
 	struct gw_server *srv;
 	struct evhttp *http;
 	struct gw_conncap *cap;		/* connection cap, request deadline, accept backoff */
+	struct gw_listenprobe *probe;	/* self-probe of the gRPC listener; NULL = off */
 };
+
+/* No probe before the gRPC server starts, nor while it drains (its listener is closed then). */
+static int http_probe_skip(void *arg)
+{
+	const struct gw_server *srv = arg;
+
+	return !srv->started || srv->draining;
+}
+
+static int http_probe_new(struct gw_http *h, char *err, size_t errlen)
+{
+	const struct gw_config *cfg = h->srv->cfg;
+	struct sockaddr_storage ss;
+	socklen_t len;
+
+	if (cfg->grpc.probe_interval_ms <= 0)
+		return 0;
+	if (gw_listenprobe_addr(cfg->grpc_listen, h->srv->grpc_port, &ss, &len) != 0) {
+		snprintf(err, errlen, "cannot derive a probe address from listen.grpc %s", cfg->grpc_listen);
+		return -1;
+	}
+	h->probe = gw_listenprobe_new(h->srv->base, "grpc", (const struct sockaddr *)&ss, len,
+				      cfg->grpc.probe_interval_ms, cfg->grpc.probe_timeout_ms,
+				      cfg->grpc.probe_failures, http_probe_skip, h->srv);
+	if (!h->probe) {
+		snprintf(err, errlen, "cannot set up the gRPC listener probe");
+		return -1;
+	}
+	return 0;
+}
 
 static const char *const http_code_names[GW_STATS_GRPC_CODES] = {
 	"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
@@ -75,11 +108,11 @@ int gw_http_split_hostport(const char *s, char *host, size_t hostlen, unsigned s
 	return 0;
 }
 
-int gw_http_render_ready(int draining, const struct gw_account_rt *accounts, size_t naccounts,
-			 struct evbuffer *out)
+int gw_http_render_ready(int draining, int grpc_alive, const struct gw_account_rt *accounts,
+			 size_t naccounts, struct evbuffer *out)
 {
 	char name[GW_METRICS_MAX_LABEL];
-	int ready = !draining;
+	int ready = !draining && grpc_alive;
 
 	/* Only "rejected" (this pod's credentials are wrong) makes the pod unready: an unreachable
 	 * upstream ("backoff") affects every replica alike, and dropping them all from the Service would
@@ -87,8 +120,9 @@ int gw_http_render_ready(int draining, const struct gw_account_rt *accounts, siz
 	for (size_t i = 0; i < naccounts; i++)
 		if (strcmp(gw_session_state(&accounts[i]), "rejected") == 0)
 			ready = 0;
-	evbuffer_add_printf(out, "{\"ready\":%s,\"draining\":%s,\"accounts\":[", ready ? "true" : "false",
-			    draining ? "true" : "false");
+	evbuffer_add_printf(out, "{\"ready\":%s,\"draining\":%s,\"grpc_listener\":\"%s\",\"accounts\":[",
+			    ready ? "true" : "false", draining ? "true" : "false",
+			    grpc_alive ? "accepting" : "dead");
 	for (size_t i = 0; i < naccounts; i++) {
 		/* Account names come from our own config; escape quotes anyway to stay valid JSON. */
 		gw_metrics_label(gw_session_name(&accounts[i]), name, sizeof name);
@@ -134,10 +168,18 @@ static void http_on_request(struct evhttp_request *req, void *arg)
 		evbuffer_add_printf(body, "method not allowed\n");
 		http_reply(req, 405, "Method Not Allowed", "text/plain", body);
 	} else if (strcmp(path, "/healthz") == 0) {
-		evbuffer_add_printf(body, "ok\n");
-		http_reply(req, 200, "OK", "text/plain", body);
+		/* A gRPC listener that stopped accepting never comes back (gRPC core 1.51): only a
+		 * restart helps, so liveness fails. Not while draining: the listener is closed then. */
+		if (srv->draining || gw_listenprobe_alive(h->probe)) {
+			evbuffer_add_printf(body, "ok\n");
+			http_reply(req, 200, "OK", "text/plain", body);
+		} else {
+			evbuffer_add_printf(body, "gRPC listener not accepting connections\n");
+			http_reply(req, 503, "Service Unavailable", "text/plain", body);
+		}
 	} else if (strcmp(path, "/readyz") == 0) {
-		ready = gw_http_render_ready(srv->draining, srv->accounts, srv->naccounts, body);
+		ready = gw_http_render_ready(srv->draining, gw_listenprobe_alive(h->probe), srv->accounts,
+					     srv->naccounts, body);
 		http_reply(req, ready ? 200 : 503, ready ? "OK" : "Service Unavailable",
 			   "application/json", body);
 	} else if (strcmp(path, "/metrics") == 0) {
@@ -149,6 +191,8 @@ static void http_on_request(struct evhttp_request *req, void *arg)
 		    gw_status_render_metrics(gw_status_ctx_of(srv), body) == 0 &&	/* cache, batcher */
 		    gw_webhook_reg_render_metrics(srv->webhook_reg, body) == 0 &&
 		    gw_conncap_render_metrics(h->cap, body) == 0 &&	/* HTTP listener */
+		    gw_listenprobe_render_metrics(h->probe, body) == 0 &&	/* gRPC listener */
+		    gw_memguard_render_metrics(srv->memguard, body) == 0 &&
 		    gw_fdlimit_render_metrics(body) == 0 && gw_liblog_render_metrics(body) == 0)
 			http_reply(req, 200, "OK", "text/plain; version=0.0.4", body);
 		else
@@ -204,7 +248,7 @@ struct gw_http *gw_http_new(struct gw_server *srv, char *err, size_t errlen)
 	}
 	h->cap = gw_conncap_new(srv->base, h->http, evhttp_bound_socket_get_listener(bound), max_conns,
 				GW_HTTP_TIMEOUT_S, err, errlen);
-	if (!h->cap)
+	if (!h->cap || http_probe_new(h, err, errlen) != 0)
 		goto out;
 	gw_log(GW_LOG_INFO, "http", GW_LS("msg", "HTTP connection cap"), GW_LN("max_connections", max_conns),
 	       GW_LN("open_files", (long long)gw_fdlimit_current()),
@@ -220,6 +264,7 @@ void gw_http_free(struct gw_http *h)
 {
 	if (!h)
 		return;
+	gw_listenprobe_free(h->probe);
 	gw_conncap_detach(h->cap);
 	if (h->http)
 		evhttp_free(h->http);

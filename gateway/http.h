@@ -1,9 +1,12 @@
 /*
  * http: the operator HTTP listener (libevent evhttp on cfg->http_listen), on the loop thread.
  *
- *   GET /healthz  200 "ok" while the process runs (liveness)
- *   GET /readyz   200 when not draining and no upstream account rejects our credentials, else 503;
- *                 JSON {"ready":bool,"draining":bool,"accounts":[{"name":..,"state":..}]}
+ *   GET /healthz  200 "ok" while the process runs and its gRPC listener accepts (liveness): 503
+ *                 once the self-probe (gateway/base/listenprobe.h, grpc.probe_*) found the
+ *                 listener dead, which gRPC core 1.51 never recovers from; 200 while draining
+ *   GET /readyz   200 when not draining, the gRPC listener accepts and no upstream account rejects
+ *                 our credentials, else 503; JSON {"ready":bool,"draining":bool,
+ *                 "grpc_listener":"accepting"|"dead","accounts":[{"name":..,"state":..}]}
  *   GET /metrics  Prometheus text: gateway/base/metrics.c (gw_metrics_render), then the state store's
  *                 and the status cache's own families
  *
@@ -29,9 +32,10 @@ void gw_http_free(struct gw_http *h);	/* NULL is a no-op */
 
 /* ---- pure renderers (unit-tested) ---- */
 
-/* The /readyz JSON body; returns 1 when ready (not draining, no account "rejected"), else 0. */
-int gw_http_render_ready(int draining, const struct gw_account_rt *accounts, size_t naccounts,
-			 struct evbuffer *out);
+/* The /readyz JSON body; returns 1 when ready (not draining, gRPC listener accepting, no account
+ * "rejected"), else 0. */
+int gw_http_render_ready(int draining, int grpc_alive, const struct gw_account_rt *accounts,
+			 size_t naccounts, struct evbuffer *out);
 
 /* Splits "host:port" / "[v6]:port" into host (NUL-terminated) and port. 0, or -1 if malformed. */
 int gw_http_split_hostport(const char *s, char *host, size_t hostlen, unsigned short *port);

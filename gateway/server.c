@@ -20,6 +20,8 @@
 #include "gateway/config/config_async.h"
 #include "gateway/base/handoff.h"
 #include "gateway/base/liblog.h"
+#include "gateway/base/memguard.h"
+#include "gateway/grpcargs.h"
 #include "gateway/http.h"
 #include "gateway/base/log.h"
 #include "gateway/state/owner.h"
@@ -467,23 +469,26 @@ out:
 static int server_grpc_new(struct gw_server *srv, char *err, size_t errlen)
 {
 	const struct gw_config *cfg = srv->cfg;
-	size_t maxmsg = cfg->max_message_bytes ? cfg->max_message_bytes : (4u << 20);
-	grpc_arg args[2];
-	grpc_channel_args cargs = { 2, args };
+	struct gw_grpcargs ga;
 	grpc_server_credentials *creds;
 	int port;
 
-	if (maxmsg > INT32_MAX)
-		maxmsg = INT32_MAX;
-	args[0].type = GRPC_ARG_INTEGER;
-	args[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
-	args[0].value.integer = (int)maxmsg;
-	args[1].type = GRPC_ARG_INTEGER;
-	args[1].key = GRPC_ARG_MAX_CONCURRENT_STREAMS;
-	args[1].value.integer = GW_SERVER_MAX_CONCURRENT_STREAMS;
-
+	/* Stream, message, metadata, keepalive and connection-age limits and the resource quota
+	 * (gateway/grpcargs.h). */
+	if (gw_grpcargs_build(&ga, cfg) != 0) {
+		snprintf(err, errlen, "cannot create the gRPC resource quota");
+		return -1;
+	}
+	gw_log(GW_LOG_INFO, "server", GW_LS("msg", "gRPC transport limits"),
+	       GW_LN("max_concurrent_streams", cfg->grpc.max_concurrent_streams),
+	       GW_LN("memory_quota_bytes", (long long)ga.quota_bytes),
+	       GW_LN("max_connection_idle_ms", cfg->grpc.max_connection_idle_ms),
+	       GW_LN("max_connection_age_ms", cfg->grpc.max_connection_age_ms),
+	       GW_LN("keepalive_time_ms", cfg->grpc.keepalive_time_ms),
+	       GW_LN("handshake_timeout_ms", cfg->grpc.handshake_timeout_ms), GW_LEND);
 	srv->cq = grpc_completion_queue_create_for_next(NULL);
-	srv->grpc = grpc_server_create(&cargs, NULL);
+	srv->grpc = grpc_server_create(&ga.cargs, NULL);
+	gw_grpcargs_release(&ga);	/* the server holds its own reference to the quota */
 	grpc_server_register_completion_queue(srv->grpc, srv->cq, NULL);
 	for (size_t i = 0; i < srv->nmethods; i++) {
 		const struct gw_method *m = &srv->methods[i];
@@ -601,6 +606,18 @@ static int server_events_new(struct gw_server *srv, char *err, size_t errlen)
 	return 0;
 }
 
+/* The memory guard's last resort (gateway/base/memguard.h): every gRPC connection is closed,
+ * which stops what they feed gRPC core and lets the calls queued behind them drain. gRPC's header
+ * says "only usable after shutdown"; in 1.51 it only broadcasts a disconnect to every transport
+ * (Server::CancelAllCalls), listeners untouched, which is what is wanted here. */
+static void server_memory_shed(void *arg)
+{
+	struct gw_server *srv = arg;
+
+	if (srv->started && !srv->draining)
+		grpc_server_cancel_all_calls(srv->grpc);
+}
+
 struct gw_server *gw_server_new(struct gw_config *cfg, const char *config_path, long grace_ms,
 				char *err, size_t errlen)
 {
@@ -616,6 +633,7 @@ struct gw_server *gw_server_new(struct gw_config *cfg, const char *config_path, 
 	srv->started_wall_ms = gw_server_wall_ms();
 	srv->shutdown_tag = (struct gw_tag){ GW_TAG_SHUTDOWN, srv };
 	srv->health.serving = 1;
+	gw_lograte_init(&srv->anon_rpc_log, GW_SERVER_ANON_LOG_PER_S);
 	srv->config_path = strdup(config_path ? config_path : "");
 	srv->base = event_base_new();
 	if (!srv->config_path || !srv->base)
@@ -653,6 +671,11 @@ struct gw_server *gw_server_new(struct gw_config *cfg, const char *config_path, 
 	srv->grpc_inited = 1;
 	if (server_grpc_new(srv, err, errlen))
 		goto out;
+	srv->memguard = gw_memguard_new(srv->base, (uint64_t)srv->cfg->process.memory_mib << 20,
+					(uint64_t)gw_config_grpc_quota_mib(srv->cfg) << 20,
+					server_memory_shed, srv);
+	if (srv->cfg->process.memory_mib && !srv->memguard)
+		goto out;
 	if (srv->cfg->http_listen) {
 		srv->http = gw_http_new(srv, err, errlen);
 		if (!srv->http)
@@ -675,9 +698,13 @@ int gw_server_run(struct gw_server *srv)
 
 	grpc_server_start(srv->grpc);
 	srv->started = 1;
-	for (size_t i = 0; i < srv->nmethods; i++)
-		if (gw_call_arm(srv, i))
-			goto out;
+	/* Several requests armed per method: one call's hand-off round trip (completion queue,
+	 * poller, loop, re-arm) no longer paces how fast calls leave gRPC core's queue, where a flood
+	 * of new streams otherwise piles up. */
+	for (int k = 0; k < GW_SERVER_ARMED_PER_METHOD; k++)
+		for (size_t i = 0; i < srv->nmethods; i++)
+			if (gw_call_arm(srv, i))
+				goto out;
 	/* Without the generic request, calls to unknown methods hang until their deadline. */
 	if (gw_call_arm(srv, GW_CALL_GENERIC))
 		goto out;
@@ -748,6 +775,7 @@ void gw_server_free(struct gw_server *srv)
 	gw_http_free(srv->http);
 	if (srv->grpc && !srv->cq_shut)
 		server_grpc_shutdown_sync(srv);
+	gw_memguard_free(srv->memguard);
 	gw_webhook_reg_free(srv->webhook_reg);	/* its requests use the accounts and engine */
 	gw_session_accounts_free(srv->accounts, srv->naccounts);
 	gw_up_free(srv->up);

@@ -24,10 +24,12 @@
 
 #include "gateway/call/call.h"
 #include "gateway/svc/health.h"
+#include "gateway/base/lograte.h"
 #include "gateway/base/metrics.h"
 #include "gateway/base/stats.h"
 
-#define GW_SERVER_MAX_CONCURRENT_STREAMS 1024	/* per HTTP/2 connection */
+#define GW_SERVER_ARMED_PER_METHOD 8	/* requests kept armed per method (gw_call_arm) */
+#define GW_SERVER_ANON_LOG_PER_S 20	/* access lines per second of calls without a tenant */
 #define GW_SERVER_DEFAULT_GRACE_MS 5000		/* drain period on SIGTERM */
 #define GW_SERVER_MAX_GRACE_MS 600000
 #define GW_SERVER_MAX_PEM_BYTES (256u << 10)	/* TLS files larger than this are refused */
@@ -47,6 +49,7 @@ struct gw_owner;
 struct gw_webhook_reg;
 struct gw_handoff;
 struct gw_config_async;
+struct gw_memguard;
 
 /* What a completion-queue tag points at. */
 enum gw_tag_kind {
@@ -121,6 +124,8 @@ struct gw_server {
 	int drain_cut;			/* nothing was left in flight: connections closed early */
 	struct event *ev_term, *ev_int, *ev_hup, *ev_grace;
 	struct gw_config_async *reload;	/* SIGHUP's loader thread (gateway/config/config_async.h) */
+	struct gw_memguard *memguard;	/* RSS ceiling (gateway/base/memguard.h); NULL = none */
+	struct gw_lograte anon_rpc_log;	/* access lines of calls without a tenant, rate-limited */
 	struct event *ev_drain_poll;	/* while draining: ends the drain once nothing is in flight */
 	uint64_t next_call_id;
 

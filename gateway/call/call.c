@@ -26,6 +26,7 @@
 #include "auth/upstream/session.h"
 #include "gateway/config/config.h"
 #include "gateway/base/log.h"
+#include "gateway/base/lograte.h"
 #include "gateway/server.h"
 
 #define CALL_MAX_METHOD_NAME 128	/* unknown method names are clipped to this in messages */
@@ -468,6 +469,7 @@ static void call_log_access(struct gw_call *c)
 	int64_t latency = gw_server_now_us() - c->start_us;
 	struct gw_stats *st = &c->srv->stats;
 	unsigned code = (unsigned)c->status < GW_STATS_GRPC_CODES ? (unsigned)c->status : 2;
+	uint64_t held = 0;
 
 	if (!c->m)
 		st->rpc_unknown_method++;
@@ -477,13 +479,20 @@ static void call_log_access(struct gw_call *c)
 		st->rpc_other_method++;
 	if (c->m)
 		gw_metrics_rpc(&c->srv->metrics, c->midx, latency);
+	/* Calls without a tenant (no or a wrong key, unknown method) come at whatever rate anyone
+	 * sends them: a rapid-reset flood made one line each, and writing them kept the loop from
+	 * draining the flood. Counted above all the same; the next line written says how many
+	 * were held back. */
+	if (!c->tenant && !gw_lograte_allow(&c->srv->anon_rpc_log, gw_server_now_us() / 1000, &held))
+		return;
 	gw_log(c->status == GRPC_STATUS_OK ? GW_LOG_INFO : GW_LOG_WARN, "rpc",
 	       GW_LS("request_id", c->id), GW_LS("tenant", c->tenant ? c->tenant->name : "-"),
 	       GW_LS("auth", c->auth_by ? c->auth_by : "-"),
 	       GW_LS("method", c->method_name), GW_LN("grpc_status", (long long)c->status),
 	       GW_LS("message", c->status == GRPC_STATUS_OK ? "" : c->status_msg),
 	       GW_LN("latency_us", (long long)latency),
-	       GW_LN("upstream_calls", (long long)c->upstream_calls), GW_LEND);
+	       GW_LN("upstream_calls", (long long)c->upstream_calls),
+	       GW_LN("suppressed", (long long)held), GW_LEND);
 }
 
 static void call_free(struct gw_call *c)
@@ -654,7 +663,7 @@ static void call_on_new(struct gw_call *c, int ok)
 		return;
 	}
 	if (!srv->draining)
-		gw_call_arm(srv, c->midx);	/* keep one armed per method */
+		gw_call_arm(srv, c->midx);	/* one taken, one armed: as many stay armed */
 	if (srv->draining) {
 		srv->stats.rejected_draining++;
 		grpc_call_cancel_with_status(c->call, GRPC_STATUS_UNAVAILABLE,

@@ -157,3 +157,99 @@ def healthz(gw):
         return harness.http("GET", gw.http_url + "/healthz", timeout=2)[0]
     except OSError:
         return None
+
+
+PROBE_CONFIG = """\
+process:
+  open_files_reserve: 64
+grpc:
+  probe_interval_ms: 300
+  probe_timeout_ms: 200
+  probe_failures: 2
+"""
+
+
+def test_dead_grpc_listener_fails_liveness(stack, sim):
+    """gRPC connections have no cap in gRPC core 1.51: enough of them exhaust the descriptors and
+    its listener never accepts again (grpc/grpc#20418). The self-probe sees it, /healthz and
+    /readyz turn 503 so the kubelet restarts the pod, and the metric says why."""
+    gw = stack.gateway(sim, name="gw-fd-grpc", rlimit_nofile=256, extra_top=PROBE_CONFIG)
+    assert healthz(gw) == 200
+    assert harness.metrics(gw)["animate3d_gateway_grpc_listener_alive"] == 1
+    socks = open_idle(gw.grpc_port, 400)
+    try:
+        time.sleep(1.5)     # several probes fail while the descriptors are gone
+    finally:
+        for s in socks:
+            s.close()
+    # The descriptors are back, the listener is not: liveness and readiness fail from now on.
+    wait_until(lambda: healthz(gw) == 503, "/healthz 503 once the gRPC listener is dead")
+    st, _, body = harness.http("GET", gw.http_url + "/readyz")
+    assert st == 503 and b'"grpc_listener":"dead"' in body, (st, body)
+    m = harness.metrics(gw)
+    assert m["animate3d_gateway_grpc_listener_alive"] == 0
+    failed = sum(v for k, v in m.items()
+                 if k.startswith("animate3d_gateway_grpc_listener_probes_total") and 'result="ok"' not in k)
+    assert failed >= 2, m
+    assert log_lines_matching(gw, r'"event":"listener_probe".*stopped accepting')
+    assert not grpc_accepts(gw, timeout=1.0), "gRPC core accepts again: the premise changed"
+
+
+# ---- item 3: HTTP/2 memory -------------------------------------------------------------------------
+FLOOD_CONFIG = """\
+process:
+  memory_mib: 224
+"""
+
+
+def vm_kib(pid, field):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def test_streams_flood_stays_under_the_memory_ceiling(stack, sim):
+    """15 unauthenticated connections that never acknowledge SETTINGS (so gRPC core 1.51 does
+    not hold them to MAX_CONCURRENT_STREAMS), 1000 streams each holding 60 KB of an announced
+    1 MiB message: about 900 MB if nothing bounds it (376 MiB peak measured before
+    the fix). With a 224 MiB ceiling the resource quota and the memory guard keep the peak under
+    it, and an honest call still succeeds during and after."""
+    import h2raw
+    gw = stack.gateway(sim, name="gw-flood", extra_top=FLOOD_CONFIG)
+    pid = gw.proc.pid
+    balance(gw)
+    chunk = b"\0" * (60 << 10)
+    conns, opened = [], 0
+    deadline = time.monotonic() + 20
+    try:
+        for _ in range(15):
+            conns.append(h2raw.Conn("127.0.0.1", gw.grpc_port, timeout=2, ack_settings=False))
+        for c in conns:
+            for _ in range(1000):
+                if time.monotonic() > deadline:
+                    break
+                sid = c.new_stream()
+                body = h2raw.grpc_message_prefix(1 << 20) + chunk
+                try:
+                    c.send(h2raw.frame(h2raw.HEADERS, h2raw.END_HEADERS, sid,
+                                       h2raw.grpc_headers("/animate3d.v1.Jobs/UploadVideo")) +
+                           b"".join(h2raw.frame(h2raw.DATA, 0, sid, body[i:i + 16384])
+                                    for i in range(0, len(body), 16384)))
+                    opened += 1
+                except OSError:
+                    break       # closed by the gateway, or its windows are full
+            balance(gw, timeout=5)      # honest callers keep working during the flood
+        time.sleep(0.5)
+        peak = vm_kib(pid, "VmHWM")
+        m = harness.metrics(gw)
+    finally:
+        for c in conns:
+            c.close()
+    print("flood: %d streams sent, peak %d KiB, sheds %s" % (opened, peak, m.get("animate3d_gateway_memory_sheds_total")))
+    assert opened >= 1000, opened
+    assert peak < 224 * 1024, "RSS peak %d KiB over the 224 MiB ceiling" % peak
+    assert m["animate3d_gateway_memory_ceiling_bytes"] == 224 << 20
+    assert m["animate3d_gateway_grpc_memory_quota_bytes"] == 112 << 20
+    balance(gw, timeout=5)

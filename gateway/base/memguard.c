@@ -1,0 +1,168 @@
+/*
+ * memguard: RSS sampled on the loop; shed or trim. See memguard.h.
+ */
+#include "gateway/base/memguard.h"
+
+#include <malloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
+
+#include "gateway/base/log.h"
+#include "gateway/base/metrics.h"
+
+struct gw_memguard {
+	struct event *ev_tick;
+	uint64_t ceiling, quota;
+	uint64_t last_rss;
+	void (*shed)(void *);
+	void *arg;
+	struct gw_memguard_state st;
+};
+
+enum gw_memguard_action gw_memguard_decide(struct gw_memguard_state *s, uint64_t rss, uint64_t ceiling,
+					   int64_t now_ms)
+{
+	/* A quarter of headroom: RSS still grows for a few hundred ms after a shed (what gRPC core
+	 * had read already becomes calls) at up to ~200 MB/s under rapid reset on 2 cores. */
+	uint64_t mark = ceiling - ceiling / 4;
+
+	if (!ceiling)
+		return GW_MEMGUARD_NONE;
+	if (rss < mark)
+		s->calm = 1;
+	if (rss >= mark && now_ms >= s->next_shed_ms) {
+		/* Shedding helped last time (RSS got back under the mark since): the short wait again.
+		 * Otherwise it is not connections that hold the memory, or a flood gRPC core cannot
+		 * drain fast enough (rapid reset): shedding more often would only hurt callers. */
+		if (s->calm || !s->shed_wait_ms)
+			s->shed_wait_ms = GW_MEMGUARD_SHED_MIN_MS;
+		else if ((s->shed_wait_ms *= 2) > GW_MEMGUARD_SHED_MAX_MS)
+			s->shed_wait_ms = GW_MEMGUARD_SHED_MAX_MS;
+		s->next_shed_ms = now_ms + s->shed_wait_ms;
+		s->calm = 0;
+		s->sheds++;
+		return GW_MEMGUARD_SHED;
+	}
+	if (rss >= ceiling / 2 && (!s->trimmed || now_ms - s->last_trim_ms >= GW_MEMGUARD_TRIM_MS)) {
+		s->trimmed = 1;
+		s->last_trim_ms = now_ms;
+		s->trims++;
+		return GW_MEMGUARD_TRIM;
+	}
+	return GW_MEMGUARD_NONE;
+}
+
+uint64_t gw_memguard_rss(void)
+{
+	FILE *f = fopen("/proc/self/statm", "r");
+	unsigned long long size = 0, resident = 0;
+	long page = sysconf(_SC_PAGESIZE);
+
+	if (!f)
+		return 0;
+	if (fscanf(f, "%llu %llu", &size, &resident) != 2)
+		resident = 0;
+	fclose(f);
+	return (uint64_t)resident * (uint64_t)(page > 0 ? page : 4096);
+}
+
+static int64_t memguard_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void memguard_on_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct gw_memguard *g = arg;
+	uint64_t rss = gw_memguard_rss();
+
+	(void)fd;
+	(void)what;
+	g->last_rss = rss;
+	switch (gw_memguard_decide(&g->st, rss, g->ceiling, memguard_now_ms())) {
+	case GW_MEMGUARD_SHED:
+		gw_log(GW_LOG_ERROR, "memory",
+		       GW_LS("msg", "resident memory near the ceiling: closing every gRPC connection"),
+		       GW_LN("rss_bytes", (long long)rss), GW_LN("ceiling_bytes", (long long)g->ceiling),
+		       GW_LN("sheds", (long long)g->st.sheds),
+		       GW_LN("next_in_ms", (long long)g->st.shed_wait_ms), GW_LEND);
+		g->shed(g->arg);
+		break;
+	case GW_MEMGUARD_TRIM:
+		malloc_trim(0);
+		break;
+	case GW_MEMGUARD_NONE:
+		break;
+	}
+}
+
+struct gw_memguard *gw_memguard_new(struct event_base *base, uint64_t ceiling_bytes,
+				    uint64_t quota_bytes, void (*shed)(void *arg), void *arg)
+{
+	struct gw_memguard *g;
+	struct timeval tv = { 0, GW_MEMGUARD_TICK_MS * 1000 };
+
+	if (!ceiling_bytes || !shed)
+		return NULL;
+	g = calloc(1, sizeof *g);
+	if (!g)
+		return NULL;
+	g->ceiling = ceiling_bytes;
+	g->quota = quota_bytes;
+	g->shed = shed;
+	g->arg = arg;
+	g->ev_tick = event_new(base, -1, EV_PERSIST, memguard_on_tick, g);
+	if (!g->ev_tick || event_add(g->ev_tick, &tv) != 0) {
+		gw_memguard_free(g);
+		return NULL;
+	}
+	return g;
+}
+
+int gw_memguard_render_metrics(const struct gw_memguard *g, struct evbuffer *out)
+{
+	if (!out)
+		return -1;
+	if (evbuffer_add_printf(out,
+		"# HELP " GW_METRICS_PREFIX "memory_rss_bytes Resident memory of the process.\n"
+		"# TYPE " GW_METRICS_PREFIX "memory_rss_bytes gauge\n"
+		GW_METRICS_PREFIX "memory_rss_bytes %llu\n", (unsigned long long)gw_memguard_rss()) < 0)
+		return -1;
+	if (!g)
+		return 0;
+	return evbuffer_add_printf(out,
+		"# HELP " GW_METRICS_PREFIX "memory_ceiling_bytes The RSS ceiling (process.memory_mib); "
+		"gRPC connections are shed at 3/4 of it.\n"
+		"# TYPE " GW_METRICS_PREFIX "memory_ceiling_bytes gauge\n"
+		GW_METRICS_PREFIX "memory_ceiling_bytes %llu\n"
+		"# HELP " GW_METRICS_PREFIX "grpc_memory_quota_bytes gRPC core's resource quota "
+		"(grpc.memory_quota_mib).\n"
+		"# TYPE " GW_METRICS_PREFIX "grpc_memory_quota_bytes gauge\n"
+		GW_METRICS_PREFIX "grpc_memory_quota_bytes %llu\n"
+		"# HELP " GW_METRICS_PREFIX "memory_sheds_total Times every gRPC connection was closed "
+		"because RSS neared the ceiling.\n"
+		"# TYPE " GW_METRICS_PREFIX "memory_sheds_total counter\n"
+		GW_METRICS_PREFIX "memory_sheds_total %llu\n"
+		"# HELP " GW_METRICS_PREFIX "memory_trims_total Times freed memory was returned to the "
+		"system (malloc_trim) above half the ceiling.\n"
+		"# TYPE " GW_METRICS_PREFIX "memory_trims_total counter\n"
+		GW_METRICS_PREFIX "memory_trims_total %llu\n",
+		(unsigned long long)g->ceiling, (unsigned long long)g->quota,
+		(unsigned long long)g->st.sheds, (unsigned long long)g->st.trims) < 0 ? -1 : 0;
+}
+
+void gw_memguard_free(struct gw_memguard *g)
+{
+	if (!g)
+		return;
+	if (g->ev_tick)
+		event_free(g->ev_tick);
+	free(g);
+}
