@@ -49,6 +49,8 @@ static int http_probe_new(struct gw_http *h, char *err, size_t errlen)
 	const struct gw_config *cfg = h->srv->cfg;
 	struct sockaddr_storage ss;
 	socklen_t len;
+	unsigned char hello[GW_LISTENPROBE_MAX_HELLO];
+	size_t hello_len = 0;
 
 	if (cfg->grpc.probe_interval_ms <= 0)
 		return 0;
@@ -56,7 +58,14 @@ static int http_probe_new(struct gw_http *h, char *err, size_t errlen)
 		snprintf(err, errlen, "cannot derive a probe address from listen.grpc %s", cfg->grpc_listen);
 		return -1;
 	}
+	/* A TLS listener is greeted with a ClientHello: a plaintext preface would make gRPC log a
+	 * failed handshake at every probe. */
+	if (cfg->tls.cert_file && gw_listenprobe_tls_hello(hello, sizeof hello, &hello_len) != 0) {
+		snprintf(err, errlen, "cannot build the TLS greeting of the gRPC listener probe");
+		return -1;
+	}
 	h->probe = gw_listenprobe_new(h->srv->base, "grpc", (const struct sockaddr *)&ss, len,
+				      hello_len ? hello : NULL, hello_len,
 				      cfg->grpc.probe_interval_ms, cfg->grpc.probe_timeout_ms,
 				      cfg->grpc.probe_failures, http_probe_skip, h->srv);
 	if (!h->probe) {

@@ -12,8 +12,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <limits.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
+#include <openssl/bio.h>
+#include <openssl/ssl.h>
 
 #include "gateway/base/log.h"
 #include "gateway/base/metrics.h"
@@ -41,6 +44,8 @@ struct gw_listenprobe {
 	struct event *ev_tick;		/* every interval_ms */
 	struct event *ev_io;		/* the probe in flight: connect, then the answer */
 	int fd;				/* -1 when no probe is in flight */
+	unsigned char hello[GW_LISTENPROBE_MAX_HELLO];	/* what each probe sends */
+	size_t hello_len;
 	int sent;			/* the preface is written: waiting for the answer */
 	struct gw_listenprobe_stats st;
 };
@@ -104,8 +109,8 @@ static void probe_on_io(evutil_socket_t fd, short what, void *arg)
 			probe_done(p, err == ECONNREFUSED ? GW_PROBE_REFUSED : GW_PROBE_CONNECT, err);
 			return;
 		}
-		/* 33 bytes into an empty socket buffer: never short. */
-		if (send(fd, probe_hello, PROBE_HELLO_LEN, MSG_NOSIGNAL) != (ssize_t)PROBE_HELLO_LEN) {
+		/* At most 2 KiB into an empty socket buffer: never short. */
+		if (send(fd, p->hello, p->hello_len, MSG_NOSIGNAL) != (ssize_t)p->hello_len) {
 			err = errno;
 			probe_done(p, err == ECONNRESET ? GW_PROBE_RESET : GW_PROBE_CONNECT, err);
 			return;
@@ -167,14 +172,20 @@ static void probe_on_tick(evutil_socket_t fd, short what, void *arg)
 
 struct gw_listenprobe *gw_listenprobe_new(struct event_base *base, const char *name,
 					  const struct sockaddr *addr, socklen_t addrlen,
+					  const void *hello, size_t hello_len,
 					  long interval_ms, long timeout_ms, unsigned failures,
 					  int (*skip)(void *arg), void *skip_arg)
 {
 	struct gw_listenprobe *p;
 	struct timeval tv;
 
+	if (!hello) {
+		hello = probe_hello;
+		hello_len = PROBE_HELLO_LEN;
+	}
 	if (!base || !name || !addr || addrlen > sizeof(struct sockaddr_storage) || interval_ms <= 0 ||
-	    timeout_ms <= 0 || timeout_ms >= interval_ms || failures == 0)
+	    timeout_ms <= 0 || timeout_ms >= interval_ms || failures == 0 || hello_len == 0 ||
+	    hello_len > GW_LISTENPROBE_MAX_HELLO)
 		return NULL;
 	p = calloc(1, sizeof *p);
 	if (!p)
@@ -189,6 +200,8 @@ struct gw_listenprobe *gw_listenprobe_new(struct event_base *base, const char *n
 	p->skip = skip;
 	p->skip_arg = skip_arg;
 	p->fd = -1;
+	memcpy(p->hello, hello, hello_len);
+	p->hello_len = hello_len;
 	p->st.alive = 1;
 	p->ev_tick = event_new(base, -1, EV_PERSIST, probe_on_tick, p);
 	tv.tv_sec = interval_ms / 1000;
@@ -283,4 +296,32 @@ int gw_listenprobe_addr(const char *listen, int port, struct sockaddr_storage *o
 		v4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);	/* wildcard, or a name: loopback */
 	*len = sizeof *v4;
 	return 0;
+}
+
+int gw_listenprobe_tls_hello(unsigned char *out, size_t cap, size_t *len)
+{
+	static const unsigned char alpn[] = { 2, 'h', '2' };
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+	SSL *ssl = ctx ? SSL_new(ctx) : NULL;
+	BIO *rb = BIO_new(BIO_s_mem()), *wb = BIO_new(BIO_s_mem());
+	int n, rc = -1;
+
+	if (!ssl || !rb || !wb || SSL_set_alpn_protos(ssl, alpn, sizeof alpn) != 0) {
+		BIO_free(rb);
+		BIO_free(wb);
+		goto out;
+	}
+	SSL_set_bio(ssl, rb, wb);	/* ssl owns both now */
+	SSL_set_connect_state(ssl);
+	if (SSL_do_handshake(ssl) == 1)
+		goto out;		/* cannot happen without a server: nothing to send */
+	n = BIO_read(wb, out, (int)(cap > INT_MAX ? INT_MAX : cap));
+	if (n > 0 && BIO_pending(wb) == 0) {
+		*len = (size_t)n;
+		rc = 0;
+	}
+out:
+	SSL_free(ssl);
+	SSL_CTX_free(ctx);
+	return rc;
 }

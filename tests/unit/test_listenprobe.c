@@ -160,8 +160,8 @@ Test(listenprobe, verdict_against_real_listeners)
 		server_up(base, &s);
 		sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 		sin.sin_port = htons(s.port);
-		p = gw_listenprobe_new(base, "test", (struct sockaddr *)&sin, sizeof sin, INTERVAL_MS,
-				       TIMEOUT_MS, 2, NULL, NULL);
+		p = gw_listenprobe_new(base, "test", (struct sockaddr *)&sin, sizeof sin, NULL, 0,
+				       INTERVAL_MS, TIMEOUT_MS, 2, NULL, NULL);
 		cr_assert_not_null(p);
 		cr_expect_eq(gw_listenprobe_alive(p), 1, "case %zu: alive before any probe", i);
 		run_ms(base, 6 * INTERVAL_MS + TIMEOUT_MS);
@@ -190,10 +190,12 @@ Test(listenprobe, skipped_while_asked_and_bad_arguments)
 	int asked = 0;
 
 	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	cr_expect_null(gw_listenprobe_new(base, "t", (struct sockaddr *)&sin, sizeof sin, 100, 100, 1, NULL, NULL));
-	cr_expect_null(gw_listenprobe_new(base, "t", (struct sockaddr *)&sin, sizeof sin, 100, 50, 0, NULL, NULL));
-	p = gw_listenprobe_new(base, "t", (struct sockaddr *)&sin, sizeof sin, INTERVAL_MS, TIMEOUT_MS, 1,
-			       skip_always, &asked);
+	cr_expect_null(gw_listenprobe_new(base, "t", (struct sockaddr *)&sin, sizeof sin, NULL, 0, 100, 100,
+					  1, NULL, NULL));
+	cr_expect_null(gw_listenprobe_new(base, "t", (struct sockaddr *)&sin, sizeof sin, NULL, 0, 100, 50,
+					  0, NULL, NULL));
+	p = gw_listenprobe_new(base, "t", (struct sockaddr *)&sin, sizeof sin, NULL, 0, INTERVAL_MS,
+			       TIMEOUT_MS, 1, skip_always, &asked);
 	cr_assert_not_null(p);
 	run_ms(base, 3 * INTERVAL_MS + TIMEOUT_MS);
 	gw_listenprobe_stats(p, &st);
@@ -204,4 +206,19 @@ Test(listenprobe, skipped_while_asked_and_bad_arguments)
 	cr_expect_eq(gw_listenprobe_alive(NULL), 1);
 	gw_listenprobe_free(p);
 	event_base_free(base);
+}
+
+/* The TLS greeting is one TLS handshake record (0x16, version 3.x) holding a ClientHello (type 1). */
+Test(listenprobe, tls_hello_is_a_client_hello_record)
+{
+	unsigned char b[GW_LISTENPROBE_MAX_HELLO];
+	size_t n = 0;
+
+	cr_assert_eq(gw_listenprobe_tls_hello(b, sizeof b, &n), 0);
+	cr_assert_gt(n, 5 + 4);
+	cr_expect_eq(b[0], 0x16);
+	cr_expect_eq(b[1], 3);
+	cr_expect_eq((size_t)((b[3] << 8) | b[4]) + 5, n, "the record is the whole greeting");
+	cr_expect_eq(b[5], 1);
+	cr_expect_eq(gw_listenprobe_tls_hello(b, 8, &n), -1, "too small a buffer is refused");
 }
