@@ -18,6 +18,7 @@
  *    (malloc_trim), so RSS tells what is in use rather than what glibc kept.
  *
  * The decision is pure (gw_memguard_decide: RSS, ceiling, time -> action), the rest is the timer.
+ * In an ASan or TSan build the guard never acts (their shadow memory and quarantine inflate RSS).
  * Every shed is counted and logged (an error line: at most one per GW_MEMGUARD_SHED_MIN_MS).
  * Loop thread only.
  */
