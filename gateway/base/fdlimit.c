@@ -6,6 +6,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <sys/resource.h>
 #include <event2/buffer.h>
 
@@ -14,11 +15,17 @@
 static uint64_t fdlimit_nr_open(void)
 {
 	FILE *f = fopen("/proc/sys/fs/nr_open", "r");
+	char line[32];
+	char *end;
 	unsigned long long v = 0;
 
 	if (f) {
-		if (fscanf(f, "%llu", &v) != 1)
-			v = 0;
+		if (fgets(line, sizeof line, f)) {
+			errno = 0;
+			v = strtoull(line, &end, 10);
+			if (errno || end == line)
+				v = 0;
+		}
 		fclose(f);
 	}
 	return v ? (uint64_t)v : GW_FDLIMIT_NR_OPEN_FALLBACK;

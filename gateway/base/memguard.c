@@ -3,6 +3,7 @@
  */
 #include "gateway/base/memguard.h"
 
+#include <errno.h>
 #include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,13 +68,20 @@ enum gw_memguard_action gw_memguard_decide(struct gw_memguard_state *s, uint64_t
 uint64_t gw_memguard_rss(void)
 {
 	FILE *f = fopen("/proc/self/statm", "r");
-	unsigned long long size = 0, resident = 0;
+	char line[128], *p, *end;
+	unsigned long long resident = 0;
 	long page = sysconf(_SC_PAGESIZE);
 
 	if (!f)
 		return 0;
-	if (fscanf(f, "%llu %llu", &size, &resident) != 2)
-		resident = 0;
+	/* "size resident shared text lib data dt", in pages */
+	if (fgets(line, sizeof line, f)) {
+		errno = 0;
+		(void)strtoull(line, &p, 10);
+		resident = strtoull(p, &end, 10);
+		if (errno || end == p)
+			resident = 0;
+	}
 	fclose(f);
 	return (uint64_t)resident * (uint64_t)(page > 0 ? page : 4096);
 }
