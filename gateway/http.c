@@ -11,7 +11,11 @@
 #include <event2/keyvalq_struct.h>
 
 #include "auth/upstream/session.h"
+#include "gateway/base/conncap.h"
+#include "gateway/base/fdlimit.h"
+#include "gateway/base/listenprobe.h"
 #include "gateway/base/log.h"
+#include "gateway/base/memguard.h"
 #include "gateway/base/metrics.h"
 #include "gateway/call/env.h"
 #include "gateway/call/svc.h"
@@ -23,7 +27,49 @@
 struct gw_http {
 	struct gw_env *env;
 	struct evhttp *http;
+	struct gw_conncap *cap;		/* connection cap, request deadline, accept backoff */
+	struct gw_listenprobe *probe;	/* self-probe of the gRPC listener; NULL = off */
 };
+
+/* No probe before the gRPC server starts, nor while it drains (its listener is closed then). */
+static int http_probe_skip(void *arg)
+{
+	const struct gw_env *env = arg;
+
+	return !env->started || env->draining;
+}
+
+static int http_probe_new(struct gw_http *h, int grpc_port, char *err, size_t errlen)
+{
+	const struct gw_config *cfg = h->env->cfg;
+	struct sockaddr_storage ss;
+	socklen_t len;
+	unsigned char hello[GW_LISTENPROBE_MAX_HELLO];
+	size_t hello_len = 0;
+
+	if (cfg->grpc.probe_interval_ms <= 0)
+		return 0;
+	if (gw_listenprobe_addr(cfg->grpc_listen, grpc_port, &ss, &len) != 0) {
+		snprintf(err, errlen, "cannot derive a probe address from listen.grpc %s", cfg->grpc_listen);
+		return -1;
+	}
+	/* A TLS listener is greeted with a ClientHello: a plaintext preface would make gRPC log a
+	 * failed handshake at every probe. */
+	if (cfg->tls.cert_file && gw_listenprobe_tls_hello(hello, sizeof hello, &hello_len) != 0) {
+		snprintf(err, errlen, "cannot build the TLS greeting of the gRPC listener probe");
+		return -1;
+	}
+	h->probe = gw_listenprobe_new(h->env->base, "grpc", (const struct sockaddr *)&ss, len,
+				      hello_len ? hello : NULL, hello_len,
+				      cfg->grpc.probe_interval_ms, cfg->grpc.probe_timeout_ms,
+				      cfg->grpc.probe_failures, http_probe_skip, h->env);
+	if (!h->probe || gw_metrics_register(&h->env->metrics_reg, gw_listenprobe_render_metrics,
+					     h->probe) != 0) {
+		snprintf(err, errlen, "cannot set up the gRPC listener probe");
+		return -1;
+	}
+	return 0;
+}
 
 int gw_http_split_hostport(const char *s, char *host, size_t hostlen, unsigned short *port)
 {
@@ -55,11 +101,11 @@ int gw_http_split_hostport(const char *s, char *host, size_t hostlen, unsigned s
 	return 0;
 }
 
-int gw_http_render_ready(int draining, const struct gw_account_rt *accounts, size_t naccounts,
-			 struct evbuffer *out)
+int gw_http_render_ready(int draining, int grpc_alive, const struct gw_account_rt *accounts,
+			 size_t naccounts, struct evbuffer *out)
 {
 	char name[GW_METRICS_MAX_LABEL];
-	int ready = !draining;
+	int ready = !draining && grpc_alive;
 
 	/* Only "rejected" (this pod's credentials are wrong) makes the pod unready: an unreachable
 	 * upstream ("backoff") affects every replica alike, and dropping them all from the Service would
@@ -67,8 +113,9 @@ int gw_http_render_ready(int draining, const struct gw_account_rt *accounts, siz
 	for (size_t i = 0; i < naccounts; i++)
 		if (strcmp(gw_session_state(&accounts[i]), "rejected") == 0)
 			ready = 0;
-	evbuffer_add_printf(out, "{\"ready\":%s,\"draining\":%s,\"accounts\":[", ready ? "true" : "false",
-			    draining ? "true" : "false");
+	evbuffer_add_printf(out, "{\"ready\":%s,\"draining\":%s,\"grpc_listener\":\"%s\",\"accounts\":[",
+			    ready ? "true" : "false", draining ? "true" : "false",
+			    grpc_alive ? "accepting" : "dead");
 	for (size_t i = 0; i < naccounts; i++) {
 		/* Account names come from our own config; escape quotes anyway to stay valid JSON. */
 		gw_metrics_label(gw_session_name(&accounts[i]), name, sizeof name);
@@ -119,9 +166,10 @@ static void http_on_request(struct evhttp_request *req, void *arg)
 	int ready;
 
 	env->stats.http_requests++;
+	gw_conncap_request(h->cap, req);
 	if (!path)
 		path = "/";
-	/* The services' routes first (upstream webhook deliveries are the status service's). */
+	/* The services' routes first (upstream webhook deliveries are webhook_in's). */
 	route = http_route(env, cmd, path, &state);
 	if (route) {
 		route->handle(state, req);	/* answers req */
@@ -136,10 +184,18 @@ static void http_on_request(struct evhttp_request *req, void *arg)
 		evbuffer_add_printf(body, "method not allowed\n");
 		http_reply(req, 405, "Method Not Allowed", "text/plain", body);
 	} else if (strcmp(path, "/healthz") == 0) {
-		evbuffer_add_printf(body, "ok\n");
-		http_reply(req, 200, "OK", "text/plain", body);
+		/* A gRPC listener that stopped accepting never comes back (gRPC core 1.51): only a
+		 * restart helps, so liveness fails. Not while draining: the listener is closed then. */
+		if (env->draining || gw_listenprobe_alive(h->probe)) {
+			evbuffer_add_printf(body, "ok\n");
+			http_reply(req, 200, "OK", "text/plain", body);
+		} else {
+			evbuffer_add_printf(body, "gRPC listener not accepting connections\n");
+			http_reply(req, 503, "Service Unavailable", "text/plain", body);
+		}
 	} else if (strcmp(path, "/readyz") == 0) {
-		ready = gw_http_render_ready(env->draining, env->accounts, env->naccounts, body);
+		ready = gw_http_render_ready(env->draining, gw_listenprobe_alive(h->probe), env->accounts,
+					     env->naccounts, body);
 		http_reply(req, ready ? 200 : 503, ready ? "OK" : "Service Unavailable",
 			   "application/json", body);
 	} else if (strcmp(path, "/metrics") == 0) {
@@ -156,12 +212,14 @@ static void http_on_request(struct evhttp_request *req, void *arg)
 	evbuffer_free(body);
 }
 
-struct gw_http *gw_http_new(struct gw_env *env, char *err, size_t errlen)
+struct gw_http *gw_http_new(struct gw_env *env, int grpc_port, char *err, size_t errlen)
 {
 	struct gw_http *h = calloc(1, sizeof *h), *ret = NULL;
 	char host[HTTP_MAX_HOST];
 	unsigned short port;
 	const char *addr = env->cfg->http_listen;
+	struct evhttp_bound_socket *bound;
+	size_t max_conns;
 
 	if (!h) {
 		snprintf(err, errlen, "out of memory");
@@ -184,10 +242,30 @@ struct gw_http *gw_http_new(struct gw_env *env, char *err, size_t errlen)
 	evhttp_set_timeout(h->http, GW_HTTP_TIMEOUT_S);
 	evhttp_set_allowed_methods(h->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST);
 	evhttp_set_gencb(h->http, http_on_request, h);
-	if (!evhttp_bind_socket_with_handle(h->http, host, port)) {
+	/* The cap comes from the open-file limit (raised to the hard one by main): an uncapped
+	 * listener ran the process out of descriptors, which kills gRPC core's listener for good. */
+	max_conns = gw_fdlimit_http_cap(gw_fdlimit_current(), env->cfg->process.open_files_reserve,
+					env->cfg->http.max_connections, err, errlen);
+	if (!max_conns)
+		goto out;
+	bound = evhttp_bind_socket_with_handle(h->http, host, port);
+	if (!bound) {
 		snprintf(err, errlen, "cannot listen for HTTP on %s (address in use or invalid)", addr);
 		goto out;
 	}
+	h->cap = gw_conncap_new(env->base, h->http, evhttp_bound_socket_get_listener(bound), max_conns,
+				GW_HTTP_TIMEOUT_S, err, errlen);
+	if (!h->cap)
+		goto out;
+	if (gw_metrics_register(&env->metrics_reg, gw_conncap_render_metrics, h->cap) != 0) {
+		snprintf(err, errlen, "too many metrics renderers");
+		goto out;
+	}
+	if (http_probe_new(h, grpc_port, err, errlen) != 0)
+		goto out;
+	gw_log(GW_LOG_INFO, "http", GW_LS("msg", "HTTP connection cap"), GW_LN("max_connections", max_conns),
+	       GW_LN("open_files", (long long)gw_fdlimit_current()),
+	       GW_LN("reserve", env->cfg->process.open_files_reserve), GW_LEND);
 	ret = h;
 	h = NULL;
 out:
@@ -199,7 +277,13 @@ void gw_http_free(struct gw_http *h)
 {
 	if (!h)
 		return;
+	/* Unregistering what was never registered is a no-op. */
+	gw_metrics_unregister(&h->env->metrics_reg, gw_listenprobe_render_metrics, h->probe);
+	gw_metrics_unregister(&h->env->metrics_reg, gw_conncap_render_metrics, h->cap);
+	gw_listenprobe_free(h->probe);
+	gw_conncap_detach(h->cap);
 	if (h->http)
 		evhttp_free(h->http);
+	gw_conncap_free(h->cap);
 	free(h);
 }

@@ -1,11 +1,14 @@
 /*
  * http: the operator HTTP listener (libevent evhttp on cfg->http_listen), on the loop thread.
  *
- *   GET /healthz  200 "ok" while the process runs (liveness)
- *   GET /readyz   200 when not draining and no upstream account rejects our credentials, else 503;
- *                 JSON {"ready":bool,"draining":bool,"accounts":[{"name":..,"state":..}]}
+ *   GET /healthz  200 "ok" while the process runs and its gRPC listener accepts (liveness): 503
+ *                 once the self-probe (gateway/base/listenprobe.h, grpc.probe_*) found the
+ *                 listener dead, which gRPC core 1.51 never recovers from; 200 while draining
+ *   GET /readyz   200 when not draining, the gRPC listener accepts and no upstream account rejects
+ *                 our credentials, else 503; JSON {"ready":bool,"draining":bool,
+ *                 "grpc_listener":"accepting"|"dead","accounts":[{"name":..,"state":..}]}
  *   GET /metrics  Prometheus text: every family a module registered (gateway/base/metrics.h)
- *   the services' routes (gateway/call/svc.h): POST upstream webhook deliveries (status service)
+ *   the services' routes (gateway/call/svc.h): POST upstream webhook deliveries (webhook_in)
  *
  * Anything else is 404 (counted).
  */
@@ -23,15 +26,17 @@ struct gw_http;
 struct gw_account_rt;
 struct evbuffer;
 
-/* Binds env->cfg->http_listen ("host:port"). NULL with one clear line in err on failure. */
-struct gw_http *gw_http_new(struct gw_env *env, char *err, size_t errlen);
+/* Binds env->cfg->http_listen ("host:port") with its connection cap, and probes the gRPC
+ * listener on grpc_port (its bound port). NULL with one clear line in err on failure. */
+struct gw_http *gw_http_new(struct gw_env *env, int grpc_port, char *err, size_t errlen);
 void gw_http_free(struct gw_http *h);	/* NULL is a no-op */
 
 /* ---- pure renderers (unit-tested) ---- */
 
-/* The /readyz JSON body; returns 1 when ready (not draining, no account "rejected"), else 0. */
-int gw_http_render_ready(int draining, const struct gw_account_rt *accounts, size_t naccounts,
-			 struct evbuffer *out);
+/* The /readyz JSON body; returns 1 when ready (not draining, gRPC listener accepting, no account
+ * "rejected"), else 0. */
+int gw_http_render_ready(int draining, int grpc_alive, const struct gw_account_rt *accounts,
+			 size_t naccounts, struct evbuffer *out);
 
 /* Splits "host:port" / "[v6]:port" into host (NUL-terminated) and port. 0, or -1 if malformed. */
 int gw_http_split_hostport(const char *s, char *host, size_t hostlen, unsigned short *port);

@@ -16,6 +16,7 @@
 
 #include "auth/upstream/secret.h"
 #include "gateway/config/config.h"
+#include "gateway/base/fdlimit.h"
 #include "gateway/base/log.h"
 #include "gateway/server.h"
 #include "gateway/svc/webhook_token.h"
@@ -73,6 +74,19 @@ static int main_check_secret_files(const struct gw_config *cfg)
 		explicit_bzero(token, sizeof token);
 	}
 	return rc;
+}
+
+/* Every descriptor the hard limit allows: running out kills gRPC core's listener for good
+ * (gateway/base/fdlimit.h). The listeners' caps are derived from what this leaves. */
+static void main_raise_fd_limit(void)
+{
+	struct gw_fdlimit fl;
+	int rc = gw_fdlimit_raise(&fl);
+
+	gw_log(rc ? GW_LOG_WARN : GW_LOG_INFO, "fd_limit",
+	       GW_LS("msg", rc ? "cannot raise the open-file limit" : "open-file limit"),
+	       GW_LN("soft_before", (long long)fl.soft_before), GW_LN("soft", (long long)fl.soft),
+	       GW_LN("hard", (long long)fl.hard), GW_LEND);
 }
 
 static struct gw_config *main_load(const char *path)
@@ -158,6 +172,7 @@ int main(int argc, char **argv)
 
 	/* Process setup that must precede every thread (gRPC's and ours). */
 	signal(SIGPIPE, SIG_IGN);
+	main_raise_fd_limit();
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
 		fprintf(stderr, "animate3d-gateway: cannot initialise libcurl\n");
 		return 1;

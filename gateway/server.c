@@ -12,32 +12,27 @@
 #include <time.h>
 #include <event2/event.h>
 #include <grpc/grpc_security.h>
-#include <grpc/support/log.h>
 #include <grpc/support/time.h>
 
 #include "auth/upstream/session.h"
 #include "gateway/base/clock.h"
+#include "gateway/base/fdlimit.h"
 #include "gateway/base/handoff.h"
+#include "gateway/base/liblog.h"
 #include "gateway/base/log.h"
+#include "gateway/base/memguard.h"
 #include "gateway/base/metrics.h"
 #include "gateway/call/admit.h"
 #include "gateway/call/svc.h"
 #include "gateway/config/config.h"
+#include "gateway/config/config_async.h"
+#include "gateway/grpcargs.h"
 #include "gateway/http.h"
 #include "gateway/methods.h"
 #include "gateway/state/owner.h"
 #include "gateway/state/store.h"
 #include "gateway/upstream/upstream.h"
 
-/* gRPC core's own log lines join ours as JSON (one format on stderr); its errors are warnings
- * to us because every one that matters (bind failure, ...) is also reported by our code. */
-static void server_grpc_log(gpr_log_func_args *a)
-{
-	enum gw_log_level lvl = a->severity == GPR_LOG_SEVERITY_ERROR ? GW_LOG_WARN : GW_LOG_DEBUG;
-
-	gw_log(lvl, "grpc_core", GW_LS("file", a->file), GW_LN("line", a->line),
-	       GW_LS("msg", a->message), GW_LEND);
-}
 
 /* ---- poller thread -> loop ---- */
 
@@ -237,22 +232,21 @@ static void server_reload_secrets(struct gw_server *srv)
 	}
 }
 
-int gw_server_reload(struct gw_server *srv)
+/* Swaps in cfg, loaded from config_path (NULL: the load failed and errs says why), unless it
+ * changes what only a restart can; takes cfg. 0 swapped, -1 kept the old configuration. */
+static int server_reload_apply(struct gw_server *srv, struct gw_config *cfg,
+			       const struct gw_errors *errs)
 {
 	struct gw_env *env = &srv->env;
 	const struct gw_config *boot = env->boot_cfg;
-	struct gw_errors errs = { 0 };
-	struct gw_config *cfg = NULL;
 	struct gw_gen *gen = NULL, *old;
 	int rc = -1;
 
-	server_reload_secrets(srv);
-	if (gw_config_load(srv->config_path, &cfg, &errs) != 0) {
-		for (size_t i = 0; i < errs.n; i++)
-			gw_log(GW_LOG_ERROR, "reload", GW_LS("error", errs.msg[i]), GW_LEND);
+	if (!cfg) {
+		for (size_t i = 0; i < errs->n; i++)
+			gw_log(GW_LOG_ERROR, "reload", GW_LS("error", errs->msg[i]), GW_LEND);
 		gw_log(GW_LOG_ERROR, "reload", GW_LS("msg", "invalid configuration, keeping the old one"),
-		       GW_LN("errors", (long long)(errs.n + errs.dropped)), GW_LEND);
-		cfg = NULL;
+		       GW_LN("errors", (long long)(errs->n + errs->dropped)), GW_LEND);
 		goto out;
 	}
 	if (!server_accounts_same(boot, cfg)) {
@@ -280,6 +274,10 @@ int gw_server_reload(struct gw_server *srv)
 		gw_log(GW_LOG_WARN, "reload",
 		       GW_LS("msg", "listen, tls and max_message_bytes changes take effect at the next restart"),
 		       GW_LEND);
+	if (!gw_config_net_same(boot, cfg))
+		gw_log(GW_LOG_WARN, "reload",
+		       GW_LS("msg", "process, http and grpc changes take effect at the next restart"),
+		       GW_LEND);
 	gen = gw_gen_new(cfg);
 	if (!gen) {
 		gw_log(GW_LOG_ERROR, "reload", GW_LS("msg", "cannot build the key ring, keeping the old configuration"),
@@ -305,17 +303,50 @@ out:
 	else
 		env->stats.reloads_ok++;
 	gw_config_free(cfg);
+	return rc;
+}
+
+int gw_server_reload(struct gw_server *srv)
+{
+	struct gw_errors errs = { 0 };
+	struct gw_config *cfg = NULL;
+	int rc;
+
+	server_reload_secrets(srv);
+	if (gw_config_load(srv->config_path, &cfg, &errs) != 0)
+		cfg = NULL;
+	rc = server_reload_apply(srv, cfg, &errs);
 	gw_errors_clear(&errs);
 	return rc;
+}
+
+/* A SIGHUP's load is over (gateway/config/config_async.h): the same steps as gw_server_reload. */
+static void server_on_reload_loaded(struct gw_config *cfg, const struct gw_errors *errs, void *arg)
+{
+	struct gw_server *srv = arg;
+
+	server_reload_secrets(srv);
+	server_reload_apply(srv, cfg, errs);
 }
 
 static void server_on_signal(evutil_socket_t sig, short what, void *arg)
 {
 	struct gw_server *srv = arg;
+	int r;
 
 	(void)what;
 	if (sig == SIGHUP) {
-		gw_server_reload(srv);
+		/* Parsed on a worker thread: calls keep being served while it reads the file. */
+		r = gw_config_async_start(srv->reload);
+		if (r < 0) {
+			srv->env.stats.reloads_failed++;
+			gw_log(GW_LOG_ERROR, "reload", GW_LS("msg", "cannot start the configuration loader"),
+			       GW_LEND);
+		} else if (r > 0) {
+			gw_log(GW_LOG_INFO, "reload",
+			       GW_LS("msg", "a reload is running; the file is read once more after it"),
+			       GW_LEND);
+		}
 		return;
 	}
 	gw_server_drain(srv, sig == SIGTERM ? "SIGTERM" : "SIGINT");
@@ -408,23 +439,26 @@ static int server_grpc_new(struct gw_server *srv, char *err, size_t errlen)
 {
 	struct gw_env *env = &srv->env;
 	const struct gw_config *cfg = env->cfg;
-	size_t maxmsg = cfg->max_message_bytes ? cfg->max_message_bytes : (4u << 20);
-	grpc_arg args[2];
-	grpc_channel_args cargs = { 2, args };
+	struct gw_grpcargs ga;
 	grpc_server_credentials *creds;
 	int port;
 
-	if (maxmsg > INT32_MAX)
-		maxmsg = INT32_MAX;
-	args[0].type = GRPC_ARG_INTEGER;
-	args[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
-	args[0].value.integer = (int)maxmsg;
-	args[1].type = GRPC_ARG_INTEGER;
-	args[1].key = GRPC_ARG_MAX_CONCURRENT_STREAMS;
-	args[1].value.integer = GW_SERVER_MAX_CONCURRENT_STREAMS;
-
+	/* Stream, message, metadata, keepalive and connection-age limits and the resource quota
+	 * (gateway/grpcargs.h). */
+	if (gw_grpcargs_build(&ga, cfg) != 0) {
+		snprintf(err, errlen, "cannot create the gRPC resource quota");
+		return -1;
+	}
+	gw_log(GW_LOG_INFO, "server", GW_LS("msg", "gRPC transport limits"),
+	       GW_LN("max_concurrent_streams", cfg->grpc.max_concurrent_streams),
+	       GW_LN("memory_quota_bytes", (long long)ga.quota_bytes),
+	       GW_LN("max_connection_idle_ms", cfg->grpc.max_connection_idle_ms),
+	       GW_LN("max_connection_age_ms", cfg->grpc.max_connection_age_ms),
+	       GW_LN("keepalive_time_ms", cfg->grpc.keepalive_time_ms),
+	       GW_LN("handshake_timeout_ms", cfg->grpc.handshake_timeout_ms), GW_LEND);
 	env->cq = grpc_completion_queue_create_for_next(NULL);
-	env->grpc = grpc_server_create(&cargs, NULL);
+	env->grpc = grpc_server_create(&ga.cargs, NULL);
+	gw_grpcargs_release(&ga);	/* the server holds its own reference to the quota */
 	grpc_server_register_completion_queue(env->grpc, env->cq, NULL);
 	for (size_t i = 0; i < env->nmethods; i++) {
 		const struct gw_method *m = &env->methods[i];
@@ -533,14 +567,27 @@ static int server_events_new(struct gw_server *srv, char *err, size_t errlen)
 	srv->ev_int = evsignal_new(base, SIGINT, server_on_signal, srv);
 	srv->ev_hup = evsignal_new(base, SIGHUP, server_on_signal, srv);
 	srv->ev_grace = evtimer_new(base, server_on_grace, srv);
+	srv->reload = gw_config_async_new(base, srv->config_path, server_on_reload_loaded, srv);
 	if (!srv->handoff || !srv->ev_drain_poll || !srv->ev_term || !srv->ev_int || !srv->ev_hup ||
-	    !srv->ev_grace ||
+	    !srv->ev_grace || !srv->reload ||
 	    event_add(srv->ev_term, NULL) || event_add(srv->ev_int, NULL) ||
 	    event_add(srv->ev_hup, NULL)) {
 		snprintf(err, errlen, "cannot set up the event loop");
 		return -1;
 	}
 	return 0;
+}
+
+/* The memory guard's last resort (gateway/base/memguard.h): every gRPC connection is closed,
+ * which stops what they feed gRPC core and lets the calls queued behind them drain. gRPC's header
+ * says "only usable after shutdown"; in 1.51 it only broadcasts a disconnect to every transport
+ * (Server::CancelAllCalls), listeners untouched, which is what is wanted here. */
+static void server_memory_shed(void *arg)
+{
+	struct gw_server *srv = arg;
+
+	if (srv->started && !srv->env.draining)
+		grpc_server_cancel_all_calls(srv->env.grpc);
 }
 
 /* ---- the top's own metrics ---- */
@@ -647,6 +694,8 @@ struct gw_server *gw_server_new(struct gw_config *cfg, const char *config_path, 
 	if (!srv)
 		goto out;
 	env = &srv->env;
+	/* libevent's and gRPC core's own lines join ours as JSON, rate-limited (base/liblog.h). */
+	gw_liblog_install();
 	srv->grace_ms = grace_ms < 0 ? GW_SERVER_DEFAULT_GRACE_MS : grace_ms;
 	env->started_wall_ms = gw_clock_wall_ms();
 	srv->shutdown_tag = (struct gw_tag){ GW_TAG_SHUTDOWN, srv };
@@ -665,7 +714,9 @@ struct gw_server *gw_server_new(struct gw_config *cfg, const char *config_path, 
 	env->boot_cfg = srv->boot_gen->cfg;
 	server_apply_log_level(env->cfg);
 	if (gw_metrics_register(&env->metrics_reg, server_render_metrics, srv) != 0 ||
-	    gw_metrics_register(&env->metrics_reg, gw_call_render_metrics, env) != 0)
+	    gw_metrics_register(&env->metrics_reg, gw_call_render_metrics, env) != 0 ||
+	    gw_metrics_register(&env->metrics_reg, gw_fdlimit_render_metrics, NULL) != 0 ||
+	    gw_metrics_register(&env->metrics_reg, gw_liblog_render_metrics, NULL) != 0)
 		goto out;
 
 	if (server_events_new(srv, err, errlen))
@@ -702,13 +753,19 @@ struct gw_server *gw_server_new(struct gw_config *cfg, const char *config_path, 
 	}
 	if (server_services_new(srv, err, errlen))
 		goto out;
-	gpr_set_log_function(server_grpc_log);
 	grpc_init();
 	srv->grpc_inited = 1;
 	if (server_grpc_new(srv, err, errlen))
 		goto out;
+	srv->memguard = gw_memguard_new(env->base, (uint64_t)env->cfg->process.memory_mib << 20,
+					(uint64_t)gw_config_grpc_quota_mib(env->cfg) << 20,
+					server_memory_shed, srv);
+	if (env->cfg->process.memory_mib && !srv->memguard)
+		goto out;
+	if (gw_metrics_register(&env->metrics_reg, gw_memguard_render_metrics, srv->memguard) != 0)
+		goto out;
 	if (env->cfg->http_listen) {
-		srv->http = gw_http_new(env, err, errlen);
+		srv->http = gw_http_new(env, srv->grpc_port, err, errlen);
 		if (!srv->http)
 			goto out;
 	}
@@ -730,9 +787,14 @@ int gw_server_run(struct gw_server *srv)
 
 	grpc_server_start(env->grpc);
 	srv->started = 1;
-	for (size_t i = 0; i < env->nmethods; i++)
-		if (gw_call_arm(env, i))
-			goto out;
+	env->started = 1;
+	/* Several requests armed per method: one call's hand-off round trip (completion queue,
+	 * poller, loop, re-arm) no longer paces how fast calls leave gRPC core's queue, where a flood
+	 * of new streams otherwise piles up. */
+	for (int k = 0; k < GW_SERVER_ARMED_PER_METHOD; k++)
+		for (size_t i = 0; i < env->nmethods; i++)
+			if (gw_call_arm(env, i))
+				goto out;
 	/* Without the generic request, calls to unknown methods hang until their deadline. */
 	if (gw_call_arm(env, GW_CALL_GENERIC))
 		goto out;
@@ -810,6 +872,8 @@ void gw_server_free(struct gw_server *srv)
 	gw_http_free(srv->http);
 	if (env->grpc && !srv->cq_shut)
 		server_grpc_shutdown_sync(srv);
+	gw_metrics_unregister(&env->metrics_reg, gw_memguard_render_metrics, srv->memguard);
+	gw_memguard_free(srv->memguard);
 	server_services_free(srv);	/* their requests use the accounts and the engine */
 	gw_admit_free(env->admit);
 	gw_session_accounts_free(env->accounts, env->naccounts);
@@ -841,6 +905,7 @@ void gw_server_free(struct gw_server *srv)
 		event_free(srv->ev_hup);
 	if (srv->ev_grace)
 		event_free(srv->ev_grace);
+	gw_config_async_free(srv->reload);
 	if (env->base)
 		event_base_free(env->base);
 	free(srv->config_path);

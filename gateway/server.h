@@ -24,7 +24,7 @@
 #include "gateway/call/call.h"
 #include "gateway/call/env.h"
 
-#define GW_SERVER_MAX_CONCURRENT_STREAMS 1024	/* per HTTP/2 connection */
+#define GW_SERVER_ARMED_PER_METHOD 8	/* requests kept armed per method (gw_call_arm) */
 #define GW_SERVER_DEFAULT_GRACE_MS 5000		/* drain period on SIGTERM */
 #define GW_SERVER_MAX_GRACE_MS 600000
 #define GW_SERVER_MAX_PEM_BYTES (256u << 10)	/* TLS files larger than this are refused */
@@ -35,6 +35,8 @@ struct event;
 struct gw_config;
 struct gw_http;
 struct gw_handoff;
+struct gw_config_async;
+struct gw_memguard;
 
 struct gw_server {
 	struct gw_env env;		/* what calls and services reach (gateway/call/env.h) */
@@ -56,6 +58,8 @@ struct gw_server {
 	struct gw_tag shutdown_tag;
 	int drain_cut;			/* nothing was left in flight: connections closed early */
 	struct event *ev_term, *ev_int, *ev_hup, *ev_grace;
+	struct gw_config_async *reload;	/* SIGHUP's loader thread (gateway/config/config_async.h) */
+	struct gw_memguard *memguard;	/* RSS ceiling (gateway/base/memguard.h); NULL = none */
 	struct event *ev_drain_poll;	/* while draining: ends the drain once nothing is in flight */
 
 	/* Poller thread -> loop (the only state shared between threads lives in the hand-off). */
@@ -83,7 +87,8 @@ void gw_server_free(struct gw_server *srv);
  * finish; once none is left (at once when none was), the remaining client connections are closed
  * instead of waiting for their clients to hang up after GOAWAY, and the process can exit. */
 void gw_server_drain(struct gw_server *srv, const char *why);
-/* Reloads config_path (what SIGHUP does): 0 swapped, -1 kept the old one (errors logged). */
+/* Reloads config_path now, on the calling thread: 0 swapped, -1 kept the old one (errors logged).
+ * SIGHUP does the same, but reads and parses the file on a worker thread first. */
 int gw_server_reload(struct gw_server *srv);
 
 #endif

@@ -28,6 +28,7 @@
 #include "gateway/base/errmap.h"
 #include "gateway/base/log.h"
 #include "gateway/api/validate.h"
+#include "gateway/base/lograte.h"
 #include "gateway/call/admit.h"
 #include "gateway/call/env.h"
 #include "gateway/config/config.h"
@@ -504,6 +505,7 @@ static void call_log_access(struct gw_call *c)
 	int64_t latency = gw_clock_now_us() - c->start_us;
 	struct gw_stats *st = &c->env->stats;
 	unsigned code = (unsigned)c->status < GW_STATS_GRPC_CODES ? (unsigned)c->status : 2;
+	uint64_t held = 0;
 
 	if (!c->m)
 		st->rpc_unknown_method++;
@@ -513,13 +515,21 @@ static void call_log_access(struct gw_call *c)
 		st->rpc_other_method++;
 	if (c->m)
 		gw_metrics_rpc(&c->env->metrics, c->midx, latency);
+	/* Calls without a tenant (no or a wrong key, unknown method) come at whatever rate anyone
+	 * sends them: a rapid-reset flood made one line each, and writing them kept the loop from
+	 * draining the flood. Counted above all the same; the next line written says how many
+	 * were held back. */
+	if (!c->tenant && !gw_lograte_allow(&c->env->anon_rpc_log, gw_clock_now_us() / 1000,
+					    GW_CALL_ANON_LOG_PER_S, &held))
+		return;
 	gw_log(c->status == GRPC_STATUS_OK ? GW_LOG_INFO : GW_LOG_WARN, "rpc",
 	       GW_LS("request_id", c->id), GW_LS("tenant", c->tenant ? c->tenant->name : "-"),
 	       GW_LS("auth", c->auth_by ? c->auth_by : "-"),
 	       GW_LS("method", c->method_name), GW_LN("grpc_status", (long long)c->status),
 	       GW_LS("message", c->status == GRPC_STATUS_OK ? "" : c->status_msg),
 	       GW_LN("latency_us", (long long)latency),
-	       GW_LN("upstream_calls", (long long)c->upstream_calls), GW_LEND);
+	       GW_LN("upstream_calls", (long long)c->upstream_calls),
+	       GW_LN("suppressed", (long long)held), GW_LEND);
 }
 
 static void call_free(struct gw_call *c)
@@ -730,7 +740,7 @@ static void call_on_new(struct gw_call *c, int ok)
 		return;
 	}
 	if (!env->draining)
-		gw_call_arm(env, c->midx);	/* keep one armed per method */
+		gw_call_arm(env, c->midx);	/* one taken, one armed: as many stay armed */
 	if (env->draining) {
 		env->stats.rejected_draining++;
 		grpc_call_cancel_with_status(c->call, GRPC_STATUS_UNAVAILABLE,

@@ -24,6 +24,7 @@
 #include "gateway/api/translate.h"
 
 #define GW_CALL_MAX_STREAM_QUEUE 64	/* server-streaming messages queued behind one SEND */
+#define GW_CALL_ANON_LOG_PER_S 20	/* access lines per second of calls without a tenant */
 
 struct gw_call;
 struct gw_env;

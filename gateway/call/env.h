@@ -21,6 +21,7 @@
 #include <stdint.h>
 #include <grpc/grpc.h>
 
+#include "gateway/base/lograte.h"
 #include "gateway/base/metrics.h"
 #include "gateway/base/notify.h"
 #include "gateway/base/stats.h"
@@ -82,6 +83,8 @@ struct gw_env {
 	struct gw_metrics metrics;
 	struct gw_metrics_reg metrics_reg;	/* renderers /metrics walks */
 
+	struct gw_lograte anon_rpc_log;		/* access lines of calls without a tenant */
+	int started;				/* the gRPC server runs (calls may arrive) */
 	int draining;				/* SIGTERM seen: no new calls */
 	uint64_t next_call_id;
 	int64_t started_wall_ms;		/* process start, for the state store's clocks */

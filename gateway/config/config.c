@@ -1,6 +1,7 @@
 /*
  * config: YAML -> struct gw_config: the entry points (load, parse, free, lookups), the file read
- * and anchor limit before libyaml runs, and the cross-field checks once every section is read.
+ * and the anchor and nesting limits before libyaml loads the document, and the cross-field checks
+ * once every section is read.
  *
  * libyaml's document loader builds a node tree with a start mark per node, so every error can
  * name its line. The walk is driven by the schema (fixed depth, fixed key tables), never by the
@@ -151,6 +152,7 @@ static void cfg_check(struct gw_cfg_parse *p, yaml_node_t **top, yaml_node_t **t
 				break;
 			}
 	}
+	gw_cfg_net_check(p, topk[GW_CFG_TOP_PROCESS], topk[GW_CFG_TOP_GRPC]);
 	cfg_check_keys(p);
 }
 
@@ -211,41 +213,60 @@ out:
 }
 
 /*
- * libyaml's document loader keeps anchors in a flat list and scans all of it for every new anchor
- * and every alias, so its time grows with the square of their number (a 64 KiB file of anchors
- * took over half a second under ASan; a 1 MiB one would take minutes at start-up or SIGHUP). A real
- * config needs a handful, so more than GW_CONFIG_MAX_ANCHORS are refused before the load. The
- * text's '&' bytes bound the anchors from above: only a file with many of them pays for the
- * counting pass.
- * A syntax error ends the count early; the load that follows reports it.
+ * One pass over libyaml's events before its document loader runs, for two shapes that make the
+ * loader (or its scanner) take time quadratic in the file:
+ *  - anchors: the loader keeps them in a flat list and scans all of it for every new anchor and
+ *    every alias (a 64 KiB file of anchors took over half a second under ASan; a 1 MiB one would
+ *    take minutes at start-up or SIGHUP). A real config needs a handful, so more than
+ *    GW_CONFIG_MAX_ANCHORS are refused.
+ *  - nesting: the scanner walks its stack of possible simple keys, one per open flow collection,
+ *    for every token, so 100 000 nested '[' (a 100 KB file) took 24 to 54 s. A real config nests
+ *    six deep, so more than GW_CONFIG_MAX_DEPTH open mappings/lists are refused at the line of the
+ *    first one too many. Stopping there keeps this pass itself short: the scanner never gets deep.
+ * A syntax error ends the pass early; the load that follows reports it.
  */
-static int cfg_anchors_ok(const char *file, const char *text, size_t len, struct gw_errors *errs)
+static int cfg_prescan(const char *file, const char *text, size_t len, struct gw_errors *errs)
 {
-	const char *s = text, *end = text + len;
-	size_t amps = 0, anchors = 0;
+	size_t anchors = 0;
+	unsigned depth = 0;
 	yaml_parser_t yp;
 	yaml_event_t ev;
 	int rc = 0, done = 0;
 
-	while (amps <= GW_CONFIG_MAX_ANCHORS && (s = memchr(s, '&', (size_t)(end - s))) != NULL) {
-		amps++;
-		s++;
-	}
-	if (amps <= GW_CONFIG_MAX_ANCHORS || !yaml_parser_initialize(&yp))
-		return 0;
+	if (!yaml_parser_initialize(&yp))
+		return 0;	/* out of memory: the load reports it */
 	yaml_parser_set_input_string(&yp, (const unsigned char *)text, len);
 	while (!done && yaml_parser_parse(&yp, &ev)) {
 		const yaml_char_t *anchor = NULL;
 
-		if (ev.type == YAML_SCALAR_EVENT)
+		switch (ev.type) {
+		case YAML_SCALAR_EVENT:
 			anchor = ev.data.scalar.anchor;
-		else if (ev.type == YAML_SEQUENCE_START_EVENT)
+			break;
+		case YAML_SEQUENCE_START_EVENT:
 			anchor = ev.data.sequence_start.anchor;
-		else if (ev.type == YAML_MAPPING_START_EVENT)
+			depth++;
+			break;
+		case YAML_MAPPING_START_EVENT:
 			anchor = ev.data.mapping_start.anchor;
-		else if (ev.type == YAML_STREAM_END_EVENT)
+			depth++;
+			break;
+		case YAML_SEQUENCE_END_EVENT:
+		case YAML_MAPPING_END_EVENT:
+			depth--;
+			break;
+		case YAML_STREAM_END_EVENT:
 			done = 1;
-		if (anchor && ++anchors > GW_CONFIG_MAX_ANCHORS) {
+			break;
+		default:
+			break;
+		}
+		if (depth > GW_CONFIG_MAX_DEPTH) {
+			gw_errors_add(errs, file, (int)ev.start_mark.line + 1,
+				      "nested deeper than %d mappings/lists; refused", GW_CONFIG_MAX_DEPTH);
+			rc = -1;
+			done = 1;
+		} else if (anchor && ++anchors > GW_CONFIG_MAX_ANCHORS) {
 			gw_errors_add(errs, file, (int)ev.start_mark.line + 1,
 				      "more than %d YAML anchors (&name) in one file", GW_CONFIG_MAX_ANCHORS);
 			rc = -1;
@@ -333,8 +354,9 @@ int gw_config_parse(const char *path, const char *text, size_t len, struct gw_co
 	cfg->webhooks.path_token_grace_s = GW_CONFIG_DEFAULT_TOKEN_GRACE_S;
 	cfg->webhooks.refresh_per_second = GW_CONFIG_DEFAULT_WEBHOOK_REFRESH_RATE;
 	cfg->webhooks.refresh_burst = GW_CONFIG_DEFAULT_WEBHOOK_REFRESH_BURST;
+	gw_cfg_net_defaults(cfg);
 
-	if (cfg_anchors_ok(path, text, len, errs) < 0)
+	if (cfg_prescan(path, text, len, errs) < 0)
 		goto out;
 	if (!yaml_parser_initialize(&yp)) {
 		gw_errors_add(errs, path, 0, "out of memory");

@@ -33,6 +33,9 @@
 #define GW_CONFIG_DEFAULT_WEBHOOK_PREFIX "/webhooks/animate3d/"
 #define GW_CONFIG_MAX_SLOTS 1000000		/* any count cap (uploads, streams, keys in flight) */
 #define GW_CONFIG_MAX_HEALTH_WATCH 4096		/* watch.health_max_streams (= GW_HEALTH_MAX_WATCHERS) */
+#define GW_CONFIG_MAX_DEPTH 32			/* nested mappings/lists; deeper files are refused
+						 * before libyaml loads them (its scanner is
+						 * quadratic in flow nesting) */
 
 /* Defaults for what the file leaves out. */
 #define GW_CONFIG_DEFAULT_GRPC_LISTEN "127.0.0.1:50051"
@@ -56,6 +59,22 @@
 #define GW_CONFIG_DEFAULT_WEBHOOK_REFRESH_BURST 200.0
 #define GW_CONFIG_DEFAULT_TOKEN_GRACE_S 600	/* the previous path token works this long */
 #define GW_CONFIG_MAX_TOKEN_GRACE_S 86400
+/* process:, http:, grpc: (config_net.c) */
+#define GW_CONFIG_DEFAULT_FD_RESERVE 256
+#define GW_CONFIG_DEFAULT_MEMORY_MIB 512
+#define GW_CONFIG_DEFAULT_GRPC_STREAMS 256
+#define GW_CONFIG_DEFAULT_GRPC_IDLE_MS 300000
+#define GW_CONFIG_DEFAULT_GRPC_AGE_MS 3600000
+#define GW_CONFIG_DEFAULT_GRPC_AGE_GRACE_MS 300000
+#define GW_CONFIG_DEFAULT_KEEPALIVE_MS 60000
+#define GW_CONFIG_DEFAULT_KEEPALIVE_TIMEOUT_MS 20000
+#define GW_CONFIG_DEFAULT_MIN_PING_MS 300000
+#define GW_CONFIG_DEFAULT_PING_STRIKES 2
+#define GW_CONFIG_DEFAULT_METADATA_BYTES 8192
+#define GW_CONFIG_DEFAULT_HANDSHAKE_MS 10000
+#define GW_CONFIG_DEFAULT_PROBE_INTERVAL_MS 5000
+#define GW_CONFIG_DEFAULT_PROBE_TIMEOUT_MS 2000
+#define GW_CONFIG_DEFAULT_PROBE_FAILURES 3
 
 struct gw_errors {
 	size_t n;
@@ -131,6 +150,37 @@ struct gw_tenant_cfg {
 	int line;
 };
 
+/*
+ * process:, http:, grpc: — how much of the machine one gateway may take, and how the gRPC transport
+ * treats connections (config_net.c; docs/operations.md, "Abuse limits"). Read at start-up only: a
+ * reload that changes them warns and keeps the running values. 0 in a *_ms duration means "no
+ * limit" (the gRPC default) unless said otherwise.
+ */
+struct gw_process_cfg {
+	unsigned open_files_reserve;	/* fds no listener's connections may take: upstream, state,
+					 * logs, the probe (checked against RLIMIT_NOFILE at start) */
+	unsigned memory_mib;		/* RSS ceiling the memory guard holds; 0 = no guard */
+};
+struct gw_http_cfg {
+	unsigned max_connections;	/* open HTTP connections; 0 = min(1024, (fds - reserve) / 2) */
+};
+struct gw_grpc_cfg {
+	unsigned max_concurrent_streams;	/* per HTTP/2 connection (SETTINGS) */
+	unsigned memory_quota_mib;	/* gRPC resource quota; 0 = process.memory_mib / 2 */
+	long max_connection_idle_ms;	/* GOAWAY a connection without calls for this long */
+	long max_connection_age_ms;	/* GOAWAY a connection this old (gRPC adds +-10% jitter) */
+	long max_connection_age_grace_ms;	/* then close it this long after, calls or not */
+	long keepalive_time_ms;		/* ping an idle connection this often */
+	long keepalive_timeout_ms;	/* close it when the ping is not answered within this */
+	long min_recv_ping_interval_ms;	/* client pings closer than this are strikes... */
+	unsigned max_ping_strikes;	/* ...and this many strikes close the connection (0 = never) */
+	unsigned max_metadata_bytes;	/* request headers, in bytes (HPACK-decoded) */
+	long handshake_timeout_ms;	/* TLS handshake + the client's HTTP/2 SETTINGS, from accept */
+	long probe_interval_ms;		/* self-probe of the gRPC listener; 0 = off */
+	long probe_timeout_ms;		/* one probe's answer time, < probe_interval_ms */
+	unsigned probe_failures;	/* failed probes in a row that make the listener dead */
+};
+
 struct gw_config {
 	char *path;
 	char *grpc_listen;		/* "127.0.0.1:50051" */
@@ -199,11 +249,15 @@ struct gw_config {
 		double refresh_per_second;	/* webhook-triggered refreshes per account; default 50 */
 		double refresh_burst;		/* default 200 */
 	} webhooks;
+	struct gw_process_cfg process;
+	struct gw_http_cfg http;
+	struct gw_grpc_cfg grpc;
 };
 
 /* Returns 0 and sets *out, or -1 with errs filled (errors are appended; clear errs first to reuse it)
  * and *out NULL. Never stops at the first error; files over GW_CONFIG_MAX_BYTES are refused unread,
- * files with more than GW_CONFIG_MAX_ANCHORS anchors before they are loaded.
+ * files with more than GW_CONFIG_MAX_ANCHORS anchors or nested deeper than GW_CONFIG_MAX_DEPTH
+ * before they are loaded. Thread-safe (no shared state): a reload runs it on a worker thread.
  * Error messages may quote names and paths from the file, never secret material (the file holds none). */
 int gw_config_load(const char *path, struct gw_config **out, struct gw_errors *errs);
 /* The same on text already in memory; path only names it in messages (and becomes cfg->path). */
@@ -218,5 +272,9 @@ int gw_config_account_index(const struct gw_config *cfg, const char *name);
 unsigned gw_config_tenant_cap(const struct gw_config *cfg, unsigned own, unsigned per_tenant,
 			      unsigned global);
 int gw_config_tenant_index(const struct gw_config *cfg, const char *name);
+/* 1 when a and b have the same process:, http: and grpc: sections (what a reload cannot change). */
+int gw_config_net_same(const struct gw_config *a, const struct gw_config *b);
+/* The gRPC resource quota in MiB: grpc.memory_quota_mib, else half of process.memory_mib; 0 = none. */
+unsigned gw_config_grpc_quota_mib(const struct gw_config *cfg);
 
 #endif

@@ -30,6 +30,7 @@ struct gw_cfg_parse {
 enum { GW_CFG_TOP_LISTEN, GW_CFG_TOP_TLS, GW_CFG_TOP_LOG, GW_CFG_TOP_STATE, GW_CFG_TOP_UPSTREAM,
        GW_CFG_TOP_CACHE, GW_CFG_TOP_LIMITS, GW_CFG_TOP_ACCOUNTS, GW_CFG_TOP_TENANTS,
        GW_CFG_TOP_WEBHOOKS, GW_CFG_TOP_RATE, GW_CFG_TOP_UPLOADS, GW_CFG_TOP_WATCH,
+       GW_CFG_TOP_PROCESS, GW_CFG_TOP_HTTP, GW_CFG_TOP_GRPC,
        GW_CFG_TOP_NKEYS };
 
 /* ---- config_node.c: node readers. path names the field in messages ("tenants[1].name"). A reader
@@ -70,6 +71,15 @@ int gw_cfg_base_url_ok(const char *s);
 int gw_cfg_root(struct gw_cfg_parse *p, yaml_node_t *root, yaml_node_t **top, yaml_node_t **topk);
 /* A costs table { StartJob: 5, ... } at n into out; base names it ("rate.costs"). */
 void gw_cfg_costs(struct gw_cfg_parse *p, yaml_node_t *n, const char *base, struct gw_costs_cfg *out);
+
+/* ---- config_net.c: process:, http:, grpc: ---- */
+
+void gw_cfg_net_defaults(struct gw_config *cfg);	/* what the file leaves out */
+void gw_cfg_process(struct gw_cfg_parse *p, yaml_node_t *n);
+void gw_cfg_http(struct gw_cfg_parse *p, yaml_node_t *n);
+void gw_cfg_grpc(struct gw_cfg_parse *p, yaml_node_t *n);
+/* Rules between their keys; key nodes (may be NULL) name the lines. */
+void gw_cfg_net_check(struct gw_cfg_parse *p, yaml_node_t *process_key, yaml_node_t *grpc_key);
 
 /* ---- config_tenants.c: the lists, allocated into p->cfg (freed by gw_config_free) ---- */
 

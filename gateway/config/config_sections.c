@@ -1,7 +1,8 @@
 /*
  * config_sections: the top-level sections (listen, tls, log, state, upstream, cache, limits,
- * webhooks, rate, uploads, watch) and the root mapping that dispatches to them. Accounts and tenants, the lists
- * with per-entry rules, are in config_tenants.c.
+ * webhooks, rate, uploads, watch) and the root mapping that dispatches to them. Accounts and
+ * tenants, the lists with per-entry rules, are in config_tenants.c; process, http and grpc in
+ * config_net.c.
  */
 #include "gateway/config/config_int.h"
 
@@ -375,7 +376,8 @@ int gw_cfg_root(struct gw_cfg_parse *p, yaml_node_t *root, yaml_node_t **top, ya
 {
 	static const char *const keys[GW_CFG_TOP_NKEYS] = { "listen", "tls", "log", "state", "upstream",
 						     "cache", "limits", "accounts", "tenants",
-						     "webhooks", "rate", "uploads", "watch" };
+						     "webhooks", "rate", "uploads", "watch", "process",
+						     "http", "grpc" };
 
 	if (!root || root->type != YAML_MAPPING_NODE) {
 		GW_CFG_ERR(p, root, "the configuration must be a mapping (listen:, accounts:, tenants:, ...)");
@@ -408,5 +410,11 @@ int gw_cfg_root(struct gw_cfg_parse *p, yaml_node_t *root, yaml_node_t **top, ya
 		cfg_uploads(p, top[GW_CFG_TOP_UPLOADS]);
 	if (top[GW_CFG_TOP_WATCH])
 		cfg_watch(p, top[GW_CFG_TOP_WATCH]);
+	if (top[GW_CFG_TOP_PROCESS])
+		gw_cfg_process(p, top[GW_CFG_TOP_PROCESS]);
+	if (top[GW_CFG_TOP_HTTP])
+		gw_cfg_http(p, top[GW_CFG_TOP_HTTP]);
+	if (top[GW_CFG_TOP_GRPC])
+		gw_cfg_grpc(p, top[GW_CFG_TOP_GRPC]);
 	return 0;
 }

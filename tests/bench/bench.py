@@ -64,6 +64,9 @@ cache:
   batch_window_ms: {win}
   batch_max: {bmax}
   max_entries: 200000
+grpc:
+  # Step 3 opens 1000 WatchStatus streams on one channel: above the default of 256 per connection.
+  max_concurrent_streams: 1024
 accounts:
   - name: sim
     base_url: {sim}

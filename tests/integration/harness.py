@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import re
+import resource
 import signal
 import socket
 import subprocess
@@ -19,7 +20,9 @@ import urllib.request
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.path.abspath(os.environ.get("A3D_BUILD_DIR", os.path.join(REPO, "build")))
 PY_DIR = os.path.join(BUILD, "py")
-GATEWAY_BIN = os.path.join(BUILD, "animate3d-gateway")
+# A3D_GATEWAY_BIN runs another gateway binary against the same tests (e.g. an older build, to
+# see a regression test fail before its fix).
+GATEWAY_BIN = os.environ.get("A3D_GATEWAY_BIN") or os.path.join(BUILD, "animate3d-gateway")
 SIM_BIN = os.path.join(BUILD, "animate3d-sim")
 TINY_MP4 = os.path.join(REPO, "tests", "sim", "fixtures", "tiny.mp4")
 
@@ -210,10 +213,11 @@ class Sim:
 
 
 def gateway_config(grpc_port, http_port, sim_url, state_path, secret_env=SECRET_ENV,
-                   secret_file=None, rate=(1000, 2000), state_extra=(), extra_tenants=""):
+                   secret_file=None, rate=(1000, 2000), state_extra=(), extra_tenants="", extra_top=""):
     """The YAML text for a test gateway (schema as examples/demo.yaml).
 
-    state_extra: more "key: value" lines under state:; extra_tenants: YAML appended to tenants:."""
+    state_extra: more "key: value" lines under state:; extra_tenants: YAML appended to tenants:;
+    extra_top: more top-level sections (YAML at column 0), appended last."""
     secret_line = ("client_secret_file: %s" % secret_file) if secret_file else \
                   ("client_secret_env: %s" % secret_env)
     return """\
@@ -254,8 +258,8 @@ tenants:
     keys:
       - sha256: {kv}
         permissions: [read]
-{extra_tenants}""".format(grpc=grpc_port, state_extra="".join("  %s\n" % x for x in state_extra),
-           extra_tenants=extra_tenants, http=http_port, state=state_path, sim=sim_url, cid=CLIENT_ID,
+{extra_tenants}{extra_top}""".format(grpc=grpc_port, state_extra="".join("  %s\n" % x for x in state_extra),
+           extra_tenants=extra_tenants, extra_top=extra_top, http=http_port, state=state_path, sim=sim_url, cid=CLIENT_ID,
            secret_line=secret_line, rps=rate[0], burst=rate[1], ka=sha256_hex(KEYS["team-a"]),
            kb=sha256_hex(KEYS["team-b"]), kv=sha256_hex(KEYS["viewer"]))
 
@@ -265,7 +269,9 @@ class Gateway:
 
     def __init__(self, workdir, sim_url, name="gateway", secret=CLIENT_SECRET, wait_serving=True,
                  extra_args=(), config_text=None, state_path=None, state_extra=(), extra_tenants="",
-                 grpc_port=None, http_port=None):
+                 grpc_port=None, http_port=None, rlimit_nofile=None, extra_top=""):
+        """rlimit_nofile: RLIMIT_NOFILE (soft = hard) for the gateway process, as a container's
+        limit would be; None inherits this process's."""
         self.name = name
         self.workdir = workdir
         self.secret = secret
@@ -279,15 +285,20 @@ class Gateway:
         self.state_path = state_path or os.path.join(workdir, name + ".db")
         text = config_text or gateway_config(self.grpc_port, self.http_port, sim_url,
                                              self.state_path, state_extra=state_extra,
-                                             extra_tenants=extra_tenants)
+                                             extra_tenants=extra_tenants, extra_top=extra_top)
         with open(self.config_path, "w") as f:
             f.write(text)
         env = dict(os.environ)
         env[SECRET_ENV] = secret
         self._log = open(self.log_path, "wb")
+
+        def limit_fds():
+            resource.setrlimit(resource.RLIMIT_NOFILE, (rlimit_nofile, rlimit_nofile))
+
         self.proc = subprocess.Popen([GATEWAY_BIN, "-c", self.config_path] + list(extra_args),
                                      stdout=self._log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, env=env, cwd=workdir)
+                                     stdin=subprocess.DEVNULL, env=env, cwd=workdir,
+                                     preexec_fn=limit_fds if rlimit_nofile else None)
         # Short reconnect backoff: the channel may try before the gateway listens, and gRPC's
         # default backoff would then hold every call for seconds.
         self.channel = grpc.insecure_channel(self.addr, options=[

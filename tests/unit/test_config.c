@@ -236,6 +236,24 @@ static const struct bad_case bad_cases[] = {
 	  "state.reconcile_settle_ms must be <= 3600000" },
 	{ "state:\n  path: /tmp/x.db\n  read_only: maybe\n" BASE, 3,
 	  "state.read_only must be true or false" },
+	/* process:, http:, grpc: (config_net.c) */
+	{ "process:\n  open_files_reserve: 8\n" BASE, 2, "process.open_files_reserve must be >= 16" },
+	{ "process:\n  memory_mib: 10\n" BASE, 1, "process.memory_mib must be 0 (no ceiling) or >= 64" },
+	{ "process:\n  memory: 10\n" BASE, 2, "unknown key \"memory\"" },
+	{ "http:\n  max_connections: -1\n" BASE, 2, "http.max_connections must be >= 0" },
+	{ "http: [1]\n" BASE, 1, "http must be a mapping" },
+	{ "grpc:\n  max_concurrent_streams: 0\n" BASE, 2, "grpc.max_concurrent_streams must be > 0" },
+	{ "grpc:\n  max_metadata_bytes: 100\n" BASE, 2, "grpc.max_metadata_bytes must be >= 1024" },
+	{ "grpc:\n  keepalive_time_ms: soon\n" BASE, 2, "grpc.keepalive_time_ms must be an integer" },
+	{ "grpc:\n  probe_interval_ms: 1000\n  probe_timeout_ms: 1000\n" BASE, 1,
+	  "grpc.probe_timeout_ms must be shorter than grpc.probe_interval_ms" },
+	{ "grpc:\n  memory_quota_mib: 600\n" BASE, 1,
+	  "grpc.memory_quota_mib (600) must not exceed process.memory_mib (512)" },
+	/* nesting: the root mapping, listen's and 31 lists make 33 */
+	{ "listen: {grpc: [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}\n" BASE, 1,
+	  "nested deeper than 32 mappings/lists; refused" },
+	{ "tenants:\n- a:\n   - b:\n      - c: [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\n" BASE, 4,
+	  "nested deeper than 32 mappings/lists; refused" },
 	/* whole-file problems */
 	{ ACCOUNT_SIM, 0, "at least one tenant is required (tenants:)" },
 	{ "", 0, "the configuration is empty" },
@@ -725,6 +743,91 @@ Test(config, one_byte_listen_values)
 	cr_expect_str_eq(errs.msg[1], want[1]);
 	cr_expect(strstr(errs.msg[2], ":1: listen.grpc and listen.http must differ") != NULL, "%s", errs.msg[2]);
 	gw_errors_clear(&errs);
+}
+
+/* libyaml's scanner is quadratic in flow nesting: 100 000 '[' (the file of issue 13, item 9) are
+ * refused at the first one too many, after a pass that never goes deeper than the cap. */
+Test(config, deep_nesting_is_refused_at_its_line)
+{
+	size_t n = 100000;
+	char *text = malloc(n + 64), path[512], want[640];
+	struct gw_errors errs = { 0 };
+	struct gw_config *cfg = NULL;
+	size_t len = (size_t)snprintf(text, 64, "listen:\n  grpc: ");
+
+	cr_assert_not_null(text);
+	memset(text + len, '[', n);
+	text[len + n] = '\n';
+	write_file("deep.yaml", text, len + n + 1, path, sizeof(path));
+	free(text);
+	cr_expect_eq(gw_config_load(path, &cfg, &errs), -1);
+	cr_expect_null(cfg);
+	snprintf(want, sizeof(want), "%s:2: nested deeper than %d mappings/lists; refused", path,
+		 GW_CONFIG_MAX_DEPTH);
+	cr_assert_eq(errs.n, 1, "%zu errors, first: %s", errs.n, errs.n ? errs.msg[0] : "-");
+	cr_expect_str_eq(errs.msg[0], want);
+	gw_errors_clear(&errs);
+}
+
+/* process:, http:, grpc:: defaults and every key read into its field. */
+Test(config, net_sections)
+{
+	static const char text[] =
+		"process: {open_files_reserve: 100, memory_mib: 0}\n"
+		"http: {max_connections: 50}\n"
+		"grpc:\n"
+		"  max_concurrent_streams: 10\n"
+		"  memory_quota_mib: 64\n"
+		"  max_connection_idle_ms: 1\n"
+		"  max_connection_age_ms: 2\n"
+		"  max_connection_age_grace_ms: 3\n"
+		"  keepalive_time_ms: 4\n"
+		"  keepalive_timeout_ms: 5\n"
+		"  min_recv_ping_interval_ms: 6\n"
+		"  max_ping_strikes: 7\n"
+		"  max_metadata_bytes: 2048\n"
+		"  handshake_timeout_ms: 900\n"
+		"  probe_interval_ms: 0\n"
+		"  probe_timeout_ms: 20\n"
+		"  probe_failures: 9\n" BASE;
+	struct gw_errors errs = { 0 };
+	struct gw_config *cfg = NULL, *dflt = NULL;
+	const struct gw_grpc_cfg *g;
+	char path[512];
+
+	cr_assert_eq(load_text(BASE, path, sizeof(path), &dflt, &errs), 0, "%s", errs.n ? errs.msg[0] : "-");
+	cr_expect_eq(dflt->process.open_files_reserve, GW_CONFIG_DEFAULT_FD_RESERVE);
+	cr_expect_eq(dflt->process.memory_mib, GW_CONFIG_DEFAULT_MEMORY_MIB);
+	cr_expect_eq(dflt->http.max_connections, 0);
+	cr_expect_eq(dflt->grpc.max_concurrent_streams, GW_CONFIG_DEFAULT_GRPC_STREAMS);
+	cr_expect_eq(dflt->grpc.probe_interval_ms, GW_CONFIG_DEFAULT_PROBE_INTERVAL_MS);
+	cr_expect_eq(dflt->grpc.handshake_timeout_ms, GW_CONFIG_DEFAULT_HANDSHAKE_MS);
+	cr_expect_eq(gw_config_grpc_quota_mib(dflt), GW_CONFIG_DEFAULT_MEMORY_MIB / 2);
+
+	cr_assert_eq(load_text(text, path, sizeof(path), &cfg, &errs), 0, "%s", errs.n ? errs.msg[0] : "-");
+	g = &cfg->grpc;
+	cr_expect_eq(cfg->process.open_files_reserve, 100);
+	cr_expect_eq(cfg->process.memory_mib, 0);
+	cr_expect_eq(cfg->http.max_connections, 50);
+	cr_expect_eq(g->max_concurrent_streams, 10);
+	cr_expect_eq(g->memory_quota_mib, 64);
+	cr_expect_eq(gw_config_grpc_quota_mib(cfg), 64);
+	cr_expect_eq(g->max_connection_idle_ms, 1);
+	cr_expect_eq(g->max_connection_age_ms, 2);
+	cr_expect_eq(g->max_connection_age_grace_ms, 3);
+	cr_expect_eq(g->keepalive_time_ms, 4);
+	cr_expect_eq(g->keepalive_timeout_ms, 5);
+	cr_expect_eq(g->min_recv_ping_interval_ms, 6);
+	cr_expect_eq(g->max_ping_strikes, 7);
+	cr_expect_eq(g->max_metadata_bytes, 2048);
+	cr_expect_eq(g->handshake_timeout_ms, 900);
+	cr_expect_eq(g->probe_interval_ms, 0);
+	cr_expect_eq(g->probe_timeout_ms, 20);
+	cr_expect_eq(g->probe_failures, 9);
+	cr_expect_eq(gw_config_net_same(cfg, dflt), 0);
+	cr_expect_eq(gw_config_net_same(dflt, dflt), 1);
+	gw_config_free(cfg);
+	gw_config_free(dflt);
 }
 
 /* libyaml's loader is quadratic in anchors: 64 are read, the 65th is refused at its line. */

@@ -30,27 +30,32 @@ struct ready_case {
 	size_t n;
 	int ready;
 	const char *body;
+	int grpc_dead;		/* the self-probe found the gRPC listener not accepting */
 };
 
 Test(http, readyz_table)
 {
 	static const struct ready_case cases[] = {
 		{ 0, { GW_SESSION_OK, GW_SESSION_OK }, 2, 1,
-		  "{\"ready\":true,\"draining\":false,\"accounts\":[{\"name\":\"a0\",\"state\":\"ok\"},"
-		  "{\"name\":\"a1\",\"state\":\"ok\"}]}\n" },
+		  "{\"ready\":true,\"draining\":false,\"grpc_listener\":\"accepting\",\"accounts\":[{\"name\":\"a0\",\"state\":\"ok\"},"
+		  "{\"name\":\"a1\",\"state\":\"ok\"}]}\n", 0 },
 		{ 0, { GW_SESSION_OK, GW_SESSION_REJECTED }, 2, 0,
-		  "{\"ready\":false,\"draining\":false,\"accounts\":[{\"name\":\"a0\",\"state\":\"ok\"},"
-		  "{\"name\":\"a1\",\"state\":\"rejected\"}]}\n" },
+		  "{\"ready\":false,\"draining\":false,\"grpc_listener\":\"accepting\",\"accounts\":[{\"name\":\"a0\",\"state\":\"ok\"},"
+		  "{\"name\":\"a1\",\"state\":\"rejected\"}]}\n", 0 },
 		{ 1, { GW_SESSION_OK, GW_SESSION_OK }, 1, 0,
-		  "{\"ready\":false,\"draining\":true,\"accounts\":[{\"name\":\"a0\",\"state\":\"ok\"}]}\n" },
+		  "{\"ready\":false,\"draining\":true,\"grpc_listener\":\"accepting\",\"accounts\":[{\"name\":\"a0\",\"state\":\"ok\"}]}\n", 0 },
 		/* not logged in yet, or upstream unreachable: every replica alike, stay in the Service */
 		{ 0, { GW_SESSION_LOGGING_IN, GW_SESSION_OK }, 1, 1,
-		  "{\"ready\":true,\"draining\":false,\"accounts\":[{\"name\":\"a0\",\"state\":\"logging_in\"}]}\n" },
+		  "{\"ready\":true,\"draining\":false,\"grpc_listener\":\"accepting\",\"accounts\":[{\"name\":\"a0\",\"state\":\"logging_in\"}]}\n", 0 },
 		{ 0, { GW_SESSION_OK, GW_SESSION_BACKOFF }, 2, 1,
-		  "{\"ready\":true,\"draining\":false,\"accounts\":[{\"name\":\"a0\",\"state\":\"ok\"},"
-		  "{\"name\":\"a1\",\"state\":\"backoff\"}]}\n" },
+		  "{\"ready\":true,\"draining\":false,\"grpc_listener\":\"accepting\",\"accounts\":[{\"name\":\"a0\",\"state\":\"ok\"},"
+		  "{\"name\":\"a1\",\"state\":\"backoff\"}]}\n", 0 },
 		{ 0, { GW_SESSION_OK, GW_SESSION_OK }, 0, 1,
-		  "{\"ready\":true,\"draining\":false,\"accounts\":[]}\n" },
+		  "{\"ready\":true,\"draining\":false,\"grpc_listener\":\"accepting\",\"accounts\":[]}\n", 0 },
+		/* gRPC core 1.51 never accepts again after EMFILE: not ready (and /healthz fails) */
+		{ 0, { GW_SESSION_OK, GW_SESSION_OK }, 1, 0,
+		  "{\"ready\":false,\"draining\":false,\"grpc_listener\":\"dead\",\"accounts\":[{\"name\":\"a0\",\"state\":\"ok\"}]}\n",
+		  1 },
 	};
 
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -64,7 +69,7 @@ Test(http, readyz_table)
 		acct[1].name = "a1";
 		acct[0].state = cases[i].states[0];
 		acct[1].state = cases[i].states[1];
-		ready = gw_http_render_ready(cases[i].draining, acct, cases[i].n, b);
+		ready = gw_http_render_ready(cases[i].draining, !cases[i].grpc_dead, acct, cases[i].n, b);
 		out = drain(b);
 		cr_expect_eq(ready, cases[i].ready, "case %zu", i);
 		cr_expect_str_eq(out, cases[i].body, "case %zu", i);
