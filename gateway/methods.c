@@ -37,7 +37,7 @@
 	{ "/animate3d.v1." svcname "/" m, m, &animate3d__v1__##fn##_request__descriptor, GW_UNARY,  \
 	  perm, cost, own, flags,                                                                   \
 	  { gw_tr_build_##fn, gw_tr_parse_##fn, &animate3d__v1__##resp##__descriptor, retry },      \
-	  handler, &svc }
+	  handler, &(svc) }
 #define UNARY(svcname, m, fn, perm, cost, own, flags, retry)                                      \
 	ROW(svcname, m, fn, fn##_response, perm, cost, own, flags, retry, gw_unary_handle,         \
 	    gw_svc_unary)
