@@ -603,6 +603,10 @@ def main():
                 one.strategy().get("type") == "RollingUpdate"
                 and not one.has("PersistentVolumeClaim")
                 and one.gateway_config()["cluster"]["expected_replicas"] == 1)
+        stopped = chart.render(sets=pg_sets + ["postgres.password=x", "replicaCount=0"])
+        c.check("postgres, replicaCount 0 (stopped for a restore): renders, expected_replicas 1",
+                stopped.one("Deployment")["spec"]["replicas"] == 0
+                and stopped.gateway_config()["cluster"]["expected_replicas"] == 1)
         hpa = chart.render(sets=pg_sets + ["postgres.password=x", "autoscaling.enabled=true",
                                            "autoscaling.minReplicas=2",
                                            "autoscaling.maxReplicas=7"])
@@ -817,6 +821,9 @@ def main():
              [f"config.state.postgres.dsn=host=x password={canary}"], "config.state.postgres"),
             ("config.state.path with postgres", None,
              pg_sets + ["postgres.password=x", "config.state.path=/x.db"], "config.state.path"),
+            ("cluster.expectedReplicas 0", None,
+             pg_sets + ["postgres.password=x", "cluster.expectedReplicas=0"],
+             "cluster.expectedReplicas must be at least 1"),
             ("config.cluster.expected_replicas (the chart owns it)", None,
              pg_sets + ["postgres.password=x", "config.cluster.expected_replicas=2"],
              "config.cluster.expected_replicas")):

@@ -244,10 +244,11 @@ store lets several pods answer for the same jobs: the SQLite file and the memory
 {{- else if .Values.autoscaling.enabled -}}
 {{- $n = int .Values.autoscaling.maxReplicas -}}
 {{- else -}}
-{{- $n = int .Values.replicaCount -}}
+{{- /* replicaCount 0 (stopped for a restore) still renders a valid config. */ -}}
+{{- $n = max 1 (int .Values.replicaCount) -}}
 {{- end -}}
 {{- if lt $n 1 -}}
-{{- fail "cluster.expectedReplicas (or the replica count it defaults to) must be at least 1" -}}
+{{- fail "cluster.expectedReplicas must be at least 1" -}}
 {{- end -}}
 {{- $n -}}
 {{- end -}}
