@@ -12,6 +12,7 @@ import json
 import os
 import posixpath
 import re
+import shutil
 import subprocess
 import sys
 
@@ -69,6 +70,33 @@ class Chart:
         for s in sets:
             argv += ["--set", s]
         return self.run(argv)
+
+    def notes(self, values=None, sets=()):
+        """NOTES.txt as `helm install` would print it. `helm template` skips NOTES.txt and
+        `helm install --dry-run` wants a cluster, so a copy of the chart carries the same text as
+        a named template that a ConfigMap includes."""
+        self.nrender += 1
+        copy = os.path.join(self.work, f"notes-chart-{self.nrender}")
+        shutil.copytree(self.chart, copy)
+        tdir = os.path.join(copy, "templates")
+        with open(os.path.join(tdir, "NOTES.txt")) as f:
+            text = f.read()
+        os.remove(os.path.join(tdir, "NOTES.txt"))
+        with open(os.path.join(tdir, "_a3d_test_notes.tpl"), "w") as f:
+            f.write('{{- define "a3d-test.notes" -}}' + text + "{{- end -}}")
+        with open(os.path.join(tdir, "a3d-test-notes.yaml"), "w") as f:
+            f.write("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a3d-test-notes}\n"
+                    'data:\n  notes: {{ include "a3d-test.notes" . | toJson }}\n')
+        saved, self.chart = self.chart, copy
+        try:
+            p = self.template(values, sets)
+        finally:
+            self.chart = saved
+            shutil.rmtree(copy, ignore_errors=True)
+        if p.returncode != 0:
+            raise RuntimeError(f"helm template (NOTES) failed: {p.stderr.strip()}")
+        objs = self.to_json(p.stdout)
+        return next(o for o in objs if o["metadata"]["name"] == "a3d-test-notes")["data"]["notes"]
 
     def to_json(self, yaml_text):
         """YAML stream -> list of dicts, via kubectl's offline local mode."""
@@ -158,6 +186,12 @@ class Render:
 
     def checksum(self, name="checksum/config"):
         return self.pod["metadata"].get("annotations", {}).get(name)
+
+    def volumes(self):
+        return {v["name"]: v for v in self.pod["spec"]["volumes"]}
+
+    def strategy(self):
+        return self.one("Deployment")["spec"]["strategy"]
 
 
 def port_of(container, name):
@@ -257,10 +291,15 @@ def check_config_wiring(c, r, label, values_accounts, values_tenants):
             "digests",
             [(t["name"], [k["sha256"] for k in t["keys"]]) for t in gw["tenants"]]
             == [(t, keys) for t, keys in values_tenants], gw["tenants"])
-    state = posixpath.dirname(gw["state"]["path"])
-    sm = r.mount("state")
-    c.check(f"{label}: state.path {gw['state']['path']} is on the writable state volume",
-            state == sm["mountPath"] and not sm.get("readOnly"), (state, sm))
+    if "postgres" in gw["state"]:
+        c.check(f"{label}: state in PostgreSQL: no state.path and no state volume",
+                "path" not in gw["state"] and "memory" not in gw["state"]
+                and "state" not in r.volumes(), (gw["state"], list(r.volumes())))
+    else:
+        state = posixpath.dirname(gw["state"]["path"])
+        sm = r.mount("state")
+        c.check(f"{label}: state.path {gw['state']['path']} is on the writable state volume",
+                state == sm["mountPath"] and not sm.get("readOnly"), (state, sm))
     c.check(f"{label}: /tmp is a writable emptyDir",
             "emptyDir" in r.volume("tmp") and r.mount("tmp")["mountPath"] == "/tmp")
 
@@ -290,6 +329,57 @@ def check_grace(c, r, label, grace_ms, prestop_s):
     window_ms = lp["failureThreshold"] * lp["periodSeconds"] * 1000
     c.check(f"{label}: liveness failure window {window_ms} ms outlasts the {grace_ms} ms drain",
             window_ms > grace_ms, lp)
+
+
+def dsn_pairs(dsn):
+    """libpq conninfo keyword=value pairs (the chart never quotes: its values have no spaces)."""
+    return dict(kv.split("=", 1) for kv in dsn.split())
+
+
+def check_postgres(c, r, label, want, secret_name, secret_key, delivery, replicas):
+    """The state.postgres block, the password file behind it, the rollout and the replica count.
+    want: the conninfo keywords the DSN must hold exactly."""
+    gw = r.gateway_config()
+    pg = gw.get("state", {}).get("postgres", {})
+    pairs = dsn_pairs(pg.get("dsn", ""))
+    c.check(f"{label}: state.postgres.dsn is {want}, with no password keyword",
+            pairs == want and not {"password", "passfile"} & set(pairs), pg.get("dsn"))
+    c.check(f"{label}: cluster.expected_replicas is {replicas}",
+            gw.get("cluster", {}).get("expected_replicas") == replicas, gw.get("cluster"))
+    pw = pg.get("password_file", "")
+    vol = r.volume("postgres-secret")["projected"]
+    srcs = [s_["secret"] for s_ in vol["sources"]]
+    c.check(f"{label}: the password comes from Secret {secret_name!r} key {secret_key!r} as file "
+            "'password', mode 0400",
+            srcs[0] == {"name": secret_name, "items": [{"key": secret_key, "path": "password"}]}
+            and vol.get("defaultMode") == 0o400, vol)
+    names = [ctr["name"] for ctr in r.all_containers()]
+    vol_name = "postgres-secret-copy" if delivery == "copy" else "postgres-secret"
+    if delivery == "copy":
+        script = " ".join(r.container("copy-secrets").get("command", []))
+        src = r.mount("postgres-secret", "copy-secrets")["mountPath"]
+        dst = r.mount("postgres-secret-copy", "copy-secrets")["mountPath"]
+        c.check(f"{label}: copy-secrets installs the password 0400 into the in-memory emptyDir "
+                "before check-config",
+                f"install -m 0400 {src}/password {dst}/password" in script
+                and r.volume("postgres-secret-copy").get("emptyDir", {}).get("medium") == "Memory"
+                and names.index("copy-secrets") < names.index("check-config"), script)
+    for ctr in ("gateway", "check-config"):
+        m = r.mount(vol_name, ctr)
+        c.check(f"{label}: {ctr}: state.postgres.password_file {pw} is the file 'password' of "
+                f"the read-only mount of {vol_name}",
+                m.get("readOnly") is True and pw == posixpath.join(m["mountPath"], "password"),
+                (pw, m))
+    c.check(f"{label}: state.postgres.pool is a positive integer",
+            isinstance(pg.get("pool"), int) and pg["pool"] >= 1, pg.get("pool"))
+    st = r.strategy()
+    c.check(f"{label}: RollingUpdate with maxUnavailable 0 (a new pod must be ready first)",
+            st.get("type") == "RollingUpdate"
+            and st.get("rollingUpdate", {}).get("maxUnavailable") == 0, st)
+    c.check(f"{label}: no PersistentVolumeClaim, no state volume",
+            not r.has("PersistentVolumeClaim") and "state" not in r.volumes(), r.kinds())
+    c.check(f"{label}: the gateway's root filesystem stays read-only",
+            r.container()["securityContext"].get("readOnlyRootFilesystem") is True)
 
 
 def undocumented_values(text):
@@ -377,10 +467,23 @@ def main():
     def defaults():
         r = chart.render()
         lab = "default"
-        c.check(f"{lab}: renders exactly ConfigMap, Deployment, PDB, Secret, Service, "
+        c.check(f"{lab}: renders exactly ConfigMap, Deployment, PDB, PVC, Secret, Service, "
                 "ServiceAccount", r.kinds() == sorted(["ConfigMap", "Deployment",
+                                                       "PersistentVolumeClaim",
                                                        "PodDisruptionBudget", "Secret", "Service",
                                                        "ServiceAccount"]), r.kinds())
+        pvc = r.one("PersistentVolumeClaim")
+        state = r.volume("state")
+        c.check(f"{lab}: the SQLite state is on the chart's PVC (kept on uninstall), no emptyDir",
+                state.get("persistentVolumeClaim", {}).get("claimName")
+                == pvc["metadata"]["name"] and "emptyDir" not in state
+                and pvc["metadata"].get("annotations", {}).get("helm.sh/resource-policy")
+                == "keep", (state, pvc["metadata"]))
+        c.check(f"{lab}: Recreate rollout (one SQLite file on a ReadWriteOnce volume)",
+                r.strategy() == {"type": "Recreate"}, r.strategy())
+        gw = r.gateway_config()
+        c.check(f"{lab}: no state.postgres and no cluster section without PostgreSQL",
+                "postgres" not in gw["state"] and "cluster" not in gw, gw.get("state"))
         check_probes(c, r, lab, "grpc")
         check_security(c, r, lab)
         check_secret_mount(c, r, lab, r.one("Secret")["metadata"]["name"], "copy")
@@ -452,11 +555,138 @@ def main():
 
     guarded("secrets render", secrets)
 
+    # -- PostgreSQL: several replicas ----------------------------------------------------------
+    pg_sets = ["postgres.enabled=true", "postgres.hostaddr=10.0.0.5"]
+
+    def postgres():
+        canary = "A3D-CANARY-pgpw-91ab"
+        for delivery in ("copy", "mount"):
+            lab = f"postgres, replicaCount 3, delivery={delivery}"
+            r = chart.render(sets=pg_sets + [f"postgres.password={canary}", "replicaCount=3",
+                                             f"secrets.delivery={delivery}"])
+            secret = next(o for o in r.objs if o["kind"] == "Secret"
+                          and o["metadata"]["name"].endswith("-postgres"))
+            check_postgres(c, r, lab, {"hostaddr": "10.0.0.5", "port": "5432", "dbname": "a3d",
+                                       "user": "a3d", "sslmode": "require"},
+                           secret["metadata"]["name"], "password", delivery, 3)
+            check_config_wiring(c, r, lab, ["main"], [("team-a", [key_a])])
+            check_security(c, r, lab)
+            c.check(f"{lab}: Deployment replicas 3",
+                    r.one("Deployment")["spec"].get("replicas") == 3)
+        c.check("postgres.password: the chart's Secret holds it under 'password'",
+                base64.b64decode(secret["data"]["password"]).decode() == canary, secret["data"])
+        forms = [canary, base64.b64encode(canary.encode()).decode()]
+        leaked = [o["kind"] for o in r.objs if o["kind"] != "Secret"
+                  for f in forms if f in json.dumps(o)]
+        c.check("postgres.password: no object but its Secret carries it (plain or base64)",
+                not leaked, leaked)
+        other = chart.render(sets=pg_sets + ["postgres.password=another", "replicaCount=3"])
+        c.check("checksum/postgres-secret: a digest that changes with the password",
+                r.checksum("checksum/postgres-secret")
+                and r.checksum("checksum/postgres-secret")
+                != other.checksum("checksum/postgres-secret")
+                and all(f not in json.dumps(r.pod["metadata"]) for f in forms))
+        ext = chart.render(sets=pg_sets + ["postgres.existingSecret=pg", "replicaCount=2",
+                                           "cluster.expectedReplicas=4", "postgres.host=db.x",
+                                           "postgres.params.application_name=a3d"])
+        check_postgres(c, ext, "postgres.existingSecret, expectedReplicas 4",
+                       {"host": "db.x", "hostaddr": "10.0.0.5", "port": "5432", "dbname": "a3d",
+                        "user": "a3d", "sslmode": "require", "application_name": "a3d"},
+                       "pg", "password", "copy", 4)
+        c.check("postgres.existingSecret: the chart renders no PostgreSQL Secret and no "
+                "checksum/postgres-secret",
+                not any(o["kind"] == "Secret" and o["metadata"]["name"].endswith("-postgres")
+                        for o in ext.objs)
+                and ext.checksum("checksum/postgres-secret") is None)
+        one = chart.render(sets=pg_sets + ["postgres.password=x"])
+        c.check("postgres with one replica: still RollingUpdate and no PVC, expected_replicas 1",
+                one.strategy().get("type") == "RollingUpdate"
+                and not one.has("PersistentVolumeClaim")
+                and one.gateway_config()["cluster"]["expected_replicas"] == 1)
+        stopped = chart.render(sets=pg_sets + ["postgres.password=x", "replicaCount=0"])
+        c.check("postgres, replicaCount 0 (stopped for a restore): renders, expected_replicas 1",
+                stopped.one("Deployment")["spec"]["replicas"] == 0
+                and stopped.gateway_config()["cluster"]["expected_replicas"] == 1)
+        hpa = chart.render(sets=pg_sets + ["postgres.password=x", "autoscaling.enabled=true",
+                                           "autoscaling.minReplicas=2",
+                                           "autoscaling.maxReplicas=7"])
+        c.check("postgres with the HPA: rendered, expected_replicas = maxReplicas (7)",
+                hpa.has("HorizontalPodAutoscaler")
+                and hpa.gateway_config()["cluster"]["expected_replicas"] == 7)
+        v6 = chart.render(sets=["postgres.enabled=true", "postgres.hostaddr=fd00::5",
+                                "postgres.password=x", "networkPolicy.enabled=true"])
+        eg = v6.one("NetworkPolicy")["spec"]["egress"]
+        c.check("postgres on IPv6: hostaddr in the DSN, NetworkPolicy egress to its /128 on 5432",
+                dsn_pairs(v6.gateway_config()["state"]["postgres"]["dsn"])["hostaddr"] == "fd00::5"
+                and any(rule.get("to") == [{"ipBlock": {"cidr": "fd00::5/128"}}]
+                        and rule["ports"] == [{"port": 5432, "protocol": "TCP"}] for rule in eg),
+                eg)
+
+    guarded("postgres render", postgres)
+
+    # -- helm upgrade with persistence: the SQLite file survives the rollout -------------------
+    def upgrade():
+        before = chart.render()
+        after = chart.render(values=tenants(rate=9), sets=["config.log.level=debug"])
+        lab = "helm upgrade (changed config, persistence)"
+        pb, pa = before.one("PersistentVolumeClaim"), after.one("PersistentVolumeClaim")
+        claim = [x.volume("state")["persistentVolumeClaim"]["claimName"] for x in (before, after)]
+        c.check(f"{lab}: checksum/config changes, so the pod rolls",
+                before.checksum() and before.checksum() != after.checksum())
+        c.check(f"{lab}: the PVC and the pod's claim keep their name ({claim[0]})",
+                pb["metadata"]["name"] == pa["metadata"]["name"] == claim[0] == claim[1]
+                and pb["spec"] == pa["spec"], (claim, pb["metadata"]["name"],
+                                                pa["metadata"]["name"]))
+        c.check(f"{lab}: state.path and its mount are unchanged",
+                before.gateway_config()["state"] == after.gateway_config()["state"]
+                and before.mount("state") == after.mount("state"))
+        c.check(f"{lab}: both renders roll out with Recreate (the old pod releases the file first)",
+                before.strategy() == after.strategy() == {"type": "Recreate"})
+        kept = chart.render(sets=["persistence.existingClaim=a3d-state", "config.log.level=warn"])
+        c.check("persistence.existingClaim: mounted, no PVC rendered",
+                kept.volume("state")["persistentVolumeClaim"]["claimName"] == "a3d-state"
+                and not kept.has("PersistentVolumeClaim"))
+
+    guarded("upgrade render", upgrade)
+
+    # -- NOTES.txt says where the state is and what several replicas mean ----------------------
+    def notes():
+        cases = (("default", [], ["PersistentVolumeClaim", "Recreate"], ["WARNING: SQLite"]),
+                 ("persistence.enabled=false", ["persistence.enabled=false"],
+                  ["WARNING: SQLite in an emptyDir"], []),
+                 ("postgres, 3 replicas", pg_sets + ["postgres.password=x", "replicaCount=3"],
+                  ["PostgreSQL at 10.0.0.5:5432", "cluster.expected_replicas is 3",
+                   "1/3 of every tenant's rate limit"],
+                  ["WARNING: SQLite", "PersistentVolumeClaim"]),
+                 ("postgres, 1 replica", pg_sets + ["postgres.password=x"],
+                  ["PostgreSQL at 10.0.0.5:5432"], ["expected_replicas"]))
+        for lab, sets, want, unwanted in cases:
+            text = chart.notes(sets=sets)
+            c.check(f"NOTES ({lab}): says {want}, not {unwanted}, never state.redis",
+                    all(w in text for w in want) and not any(u in text for u in unwanted)
+                    and "state.redis" not in text, text)
+        text = chart.notes(values=chart.prod)
+        c.check("NOTES (prod, HPA 3..10): expected_replicas is the HPA's maxReplicas (10)",
+                "cluster.expected_replicas is 10" in text and "maxReplicas" in text, text)
+
+    guarded("NOTES", notes)
+
     # -- non-default values -------------------------------------------------------------------
     def prod():
         r = chart.render(values=chart.prod)
         lab = "prod"
         c.check(f"{lab}: existingSecret renders no Secret", not r.has("Secret"), r.kinds())
+        check_postgres(c, r, lab, {
+            "host": "pg-a3d.prod.example.internal", "hostaddr": "10.20.0.15", "port": "5432",
+            "dbname": "animate3d_gateway", "user": "animate3d_gateway", "sslmode": "verify-full",
+            "sslrootcert": "/var/run/secrets/animate3d-gateway/postgres/ca.crt",
+            "application_name": "animate3d-gateway"}, "a3d-postgres", "gateway-password", "copy",
+            10)
+        pv = r.volume("postgres-secret")["projected"]["sources"]
+        c.check(f"{lab}: the CA certificate (sslrootcert) comes from a3d-postgres-ca as ca.crt "
+                "next to the password",
+                pv[1]["secret"] == {"name": "a3d-postgres-ca",
+                                    "items": [{"key": "ca.crt", "path": "ca.crt"}]}, pv)
         check_secret_mount(c, r, lab, "a3d-upstream-accounts", "copy")
         check_security(c, r, lab)
         check_probes(c, r, lab, "http")
@@ -518,25 +748,34 @@ def main():
                 and npol["spec"]["ingress"][0]["from"][0]["namespaceSelector"]["matchLabels"]
                 == {"a3d-client": "true"}
                 and {(53, "UDP"), (53, "TCP"), (443, "TCP")} <= eg_ports, npol["spec"])
+        c.check(f"{lab}: NetworkPolicy admits egress to PostgreSQL 10.20.0.15/32 on 5432",
+                any(rule.get("to") == [{"ipBlock": {"cidr": "10.20.0.15/32"}}]
+                    and rule["ports"] == [{"port": 5432, "protocol": "TCP"}]
+                    for rule in npol["spec"]["egress"]), npol["spec"]["egress"])
 
     guarded("prod render", prod)
 
     # -- each optional object is present exactly when enabled ----------------------------------
     def toggles():
-        for kind, key in (("HorizontalPodAutoscaler", "autoscaling.enabled"),
-                          ("PodDisruptionBudget", "podDisruptionBudget.enabled"),
-                          ("ServiceMonitor", "serviceMonitor.enabled"),
-                          ("NetworkPolicy", "networkPolicy.enabled")):
-            on = chart.render(sets=[f"{key}=true"])
-            off = chart.render(sets=[f"{key}=false"])
+        for kind, key, base in (("HorizontalPodAutoscaler", "autoscaling.enabled",
+                                 pg_sets + ["postgres.password=x"]),
+                                ("PodDisruptionBudget", "podDisruptionBudget.enabled", []),
+                                ("ServiceMonitor", "serviceMonitor.enabled", []),
+                                ("NetworkPolicy", "networkPolicy.enabled", [])):
+            on = chart.render(sets=base + [f"{key}=true"])
+            off = chart.render(sets=base + [f"{key}=false"])
             c.check(f"{kind}: rendered with {key}=true, absent with false",
                     on.has(kind) and not off.has(kind), (on.kinds(), off.kinds()))
-        r = chart.render(sets=["persistence.enabled=true"])
-        pvc = r.one("PersistentVolumeClaim")
-        c.check("persistence.enabled: PVC mounted as the state volume, Recreate strategy",
-                r.volume("state").get("persistentVolumeClaim", {}).get("claimName")
-                == pvc["metadata"]["name"]
-                and r.one("Deployment")["spec"]["strategy"]["type"] == "Recreate")
+        r = chart.render(sets=["persistence.enabled=false"])
+        c.check("persistence.enabled=false: no PVC, the SQLite file in an emptyDir, RollingUpdate",
+                not r.has("PersistentVolumeClaim") and "emptyDir" in r.volume("state")
+                and r.strategy().get("type") == "RollingUpdate", (r.kinds(), r.strategy()))
+        r = chart.render(sets=["config.state.memory=true"])
+        c.check("config.state.memory: no PVC, no state volume",
+                not r.has("PersistentVolumeClaim") and "state" not in r.volumes())
+        r = chart.render(sets=["strategy.type=Recreate"])
+        c.check("strategy: an explicit Recreate is accepted with the SQLite claim",
+                r.strategy() == {"type": "Recreate"})
 
     guarded("optional objects", toggles)
 
@@ -550,8 +789,44 @@ def main():
             ("an unknown secrets.delivery", None, ["secrets.delivery=symlink"], "delivery"),
             ("config.listen (the chart owns it)", None, ["config.listen.grpc=0.0.0.0:1"],
              "config.listen"),
-            ("persistence with several replicas", None,
-             ["persistence.enabled=true", "replicaCount=2"], "replicaCount 1")):
+            ("replicaCount 3 without PostgreSQL", None, ["replicaCount=3"],
+             "replicaCount 3 needs postgres.enabled: without PostgreSQL each pod keeps job"),
+            ("replicaCount 2 with persistence off and no PostgreSQL", None,
+             ["replicaCount=2", "persistence.enabled=false"], "own SQLite file"),
+            ("the HPA without PostgreSQL", None, ["autoscaling.enabled=true"],
+             "autoscaling.enabled needs postgres.enabled"),
+            ("several replicas on the memory store", None,
+             ["replicaCount=2", "config.state.memory=true"], "its own memory"),
+            ("RollingUpdate with the SQLite claim", None, ["strategy.type=RollingUpdate"],
+             "only Recreate"),
+            ("postgres without hostaddr", None, ["postgres.enabled=true", "postgres.password=x"],
+             "postgres.hostaddr"),
+            ("postgres.hostaddr a DNS name", None,
+             ["postgres.enabled=true", "postgres.password=x", "postgres.hostaddr=db.example.com"],
+             "must be an IPv4 or IPv6 address"),
+            ("postgres without a password", None, pg_sets, "postgres.existingSecret"),
+            ("a password in postgres.params", None,
+             pg_sets + ["postgres.existingSecret=pg", f"postgres.params.password={canary}"],
+             "never from the connection string"),
+            ("a second keyword smuggled into a DSN value", None,
+             pg_sets + ["postgres.password=x", f"postgres.database=a3d password={canary}"],
+             "postgres.database"),
+            ("sslmode verify-full without a CA", None,
+             pg_sets + ["postgres.password=x", "postgres.sslmode=verify-full"],
+             "postgres.caSecret"),
+            ("sslmode verify-full without postgres.host", None,
+             pg_sets + ["postgres.password=x", "postgres.sslmode=verify-full",
+                        "postgres.caSecret=ca"], "postgres.host"),
+            ("config.state.postgres (the chart owns it)", None,
+             [f"config.state.postgres.dsn=host=x password={canary}"], "config.state.postgres"),
+            ("config.state.path with postgres", None,
+             pg_sets + ["postgres.password=x", "config.state.path=/x.db"], "config.state.path"),
+            ("cluster.expectedReplicas 0", None,
+             pg_sets + ["postgres.password=x", "cluster.expectedReplicas=0"],
+             "cluster.expectedReplicas must be at least 1"),
+            ("config.cluster.expected_replicas (the chart owns it)", None,
+             pg_sets + ["postgres.password=x", "config.cluster.expected_replicas=2"],
+             "config.cluster.expected_replicas")):
         p = chart.template(values=values, sets=sets)
         c.check(f"refused: {what}, without echoing the value",
                 p.returncode != 0 and needle in p.stderr and canary not in p.stderr,

@@ -86,7 +86,8 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
 
 {{/*
-The gateway's configuration file. Keys the chart owns (listen, state.path, tls, client_secret_file)
+The gateway's configuration file. Keys the chart owns (listen, state.path, state.postgres,
+cluster.expected_replicas, tls, client_secret_file)
 are set here so that they always match the pod's ports and mounts; the rest of `config` is copied.
 Inline secrets and plain API keys are refused: the ConfigMap must never carry a secret.
 */}}
@@ -102,10 +103,29 @@ Inline secrets and plain API keys are refused: the ConfigMap must never carry a 
 {{- $cfg := omit (deepCopy $c) "extra" "accounts" "tenants" "state" -}}
 {{- $_ := set $cfg "listen" (dict "grpc" (printf "%s:%d" $v.listenAddress (int $v.ports.grpc)) "http" (printf "%s:%d" $v.listenAddress (int $v.ports.http))) -}}
 {{- $state := deepCopy (default dict $c.state) -}}
-{{- if not (or (get $state "memory") (hasKey $state "path")) -}}
+{{- if hasKey $state "postgres" -}}
+{{- fail "config.state.postgres is set by the chart from the postgres values (postgres.enabled, postgres.hostaddr, ...), which also mount the password file and allow several replicas; remove it from config" -}}
+{{- end -}}
+{{- if $v.postgres.enabled -}}
+{{- range $k := list "path" "memory" -}}
+{{- if hasKey $state $k -}}
+{{- fail (printf "config.state.%s is not used with postgres.enabled (the state lives in PostgreSQL); remove it from config" $k) -}}
+{{- end -}}
+{{- end -}}
+{{- $pg := dict "dsn" (include "animate3d-gateway.postgresDsn" .) "password_file" (include "animate3d-gateway.postgresPasswordFile" .) "pool" (int $v.postgres.pool) -}}
+{{- $_ := set $state "postgres" $pg -}}
+{{- else if not (or (get $state "memory") (hasKey $state "path")) -}}
 {{- $_ := set $state "path" (printf "%s/gateway.db" $v.persistence.mountPath) -}}
 {{- end -}}
 {{- $_ := set $cfg "state" $state -}}
+{{- if hasKey (default dict $c.cluster) "expected_replicas" -}}
+{{- fail "config.cluster.expected_replicas is set by the chart (from replicaCount, autoscaling.maxReplicas or cluster.expectedReplicas); remove it from config" -}}
+{{- end -}}
+{{- if $v.postgres.enabled -}}
+{{- $cluster := deepCopy (default dict $c.cluster) -}}
+{{- $_ := set $cluster "expected_replicas" (int (include "animate3d-gateway.expectedReplicas" .)) -}}
+{{- $_ := set $cfg "cluster" $cluster -}}
+{{- end -}}
 {{- if not $c.accounts -}}
 {{- fail "config.accounts: at least one upstream account is needed" -}}
 {{- end -}}
@@ -165,6 +185,11 @@ Inline secrets and plain API keys are refused: the ConfigMap must never carry a 
   mountPath: {{ .Values.tls.mountPath }}
   readOnly: true
 {{- end }}
+{{- if .Values.postgres.enabled }}
+- name: {{ ternary "postgres-secret-copy" "postgres-secret" (eq (include "animate3d-gateway.secretDelivery" .) "copy") }}
+  mountPath: {{ .Values.postgres.mountPath }}
+  readOnly: true
+{{- end }}
 {{- end -}}
 
 {{/* copy or mount: how the account secret files reach secrets.mountPath (see values.yaml). */}}
@@ -178,3 +203,157 @@ Inline secrets and plain API keys are refused: the ConfigMap must never carry a 
 
 {{/* Where the copy-secrets init container sees the Secret volume itself. */}}
 {{- define "animate3d-gateway.secretSourceDir" -}}/var/run/secrets/animate3d-source{{- end -}}
+
+{{/*
+Where the state lives: postgres (shared by all replicas), sqlite-pvc (one file on a
+PersistentVolumeClaim), sqlite-emptydir (one file, lost with the pod) or memory (config.state.memory).
+*/}}
+{{- define "animate3d-gateway.stateBackend" -}}
+{{- if .Values.postgres.enabled -}}postgres
+{{- else if get (default dict .Values.config.state) "memory" -}}memory
+{{- else if .Values.persistence.enabled -}}sqlite-pvc
+{{- else -}}sqlite-emptydir
+{{- end -}}
+{{- end -}}
+
+{{/*
+The chart's refusals about replicas and state, checked once (from deployment.yaml). Only a shared
+store lets several pods answer for the same jobs: the SQLite file and the memory store are per pod.
+*/}}
+{{- define "animate3d-gateway.validateState" -}}
+{{- $backend := include "animate3d-gateway.stateBackend" . -}}
+{{- if ne $backend "postgres" -}}
+{{- $why := printf "without PostgreSQL each pod keeps job, model and webhook ownership and idempotency keys in its own %s, so a job started through one pod is NOT_FOUND through the others; set postgres.enabled and postgres.hostaddr (see docs/operations.md, \"Several replicas\")" (ternary "memory" "SQLite file" (eq $backend "memory")) -}}
+{{- if .Values.autoscaling.enabled -}}
+{{- fail (printf "autoscaling.enabled needs postgres.enabled: the HPA runs several pods, and %s" $why) -}}
+{{- end -}}
+{{- if gt (int .Values.replicaCount) 1 -}}
+{{- fail (printf "replicaCount %d needs postgres.enabled: %s" (int .Values.replicaCount) $why) -}}
+{{- end -}}
+{{- end -}}
+{{- if and (eq $backend "sqlite-pvc") .Values.strategy (ne (toString (get .Values.strategy "type")) "Recreate") -}}
+{{- fail "strategy: only Recreate works with the SQLite state on a PersistentVolumeClaim: during a RollingUpdate the new pod cannot open the file the old pod still holds (one process per file) or cannot attach the ReadWriteOnce volume on another node, so the rollout never completes; remove strategy, or use postgres.enabled" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* cluster.expected_replicas: what each replica divides the tenants' rate limits by. */}}
+{{- define "animate3d-gateway.expectedReplicas" -}}
+{{- $n := 0 -}}
+{{- if not (kindIs "invalid" .Values.cluster.expectedReplicas) -}}
+{{- $n = int .Values.cluster.expectedReplicas -}}
+{{- else if .Values.autoscaling.enabled -}}
+{{- $n = int .Values.autoscaling.maxReplicas -}}
+{{- else -}}
+{{- /* replicaCount 0 (stopped for a restore) still renders a valid config. */ -}}
+{{- $n = max 1 (int .Values.replicaCount) -}}
+{{- end -}}
+{{- if lt $n 1 -}}
+{{- fail "cluster.expectedReplicas must be at least 1" -}}
+{{- end -}}
+{{- $n -}}
+{{- end -}}
+
+{{/* The Secret holding the PostgreSQL password: existingSecret or the chart's own. */}}
+{{- define "animate3d-gateway.postgresSecretName" -}}
+{{- if .Values.postgres.existingSecret -}}
+{{- .Values.postgres.existingSecret -}}
+{{- else -}}
+{{- printf "%s-postgres" (include "animate3d-gateway.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The password file the gateway reads (state.postgres.password_file). */}}
+{{- define "animate3d-gateway.postgresPasswordFile" -}}
+{{- printf "%s/password" .Values.postgres.mountPath -}}
+{{- end -}}
+
+{{/* Where the copy-secrets init container sees the PostgreSQL Secret volume itself. */}}
+{{- define "animate3d-gateway.postgresSourceDir" -}}/var/run/secrets/animate3d-postgres-source{{- end -}}
+
+{{/*
+state.postgres.dsn in libpq conninfo form, never with a password (the gateway refuses one inline).
+The gateway connects without resolving names (libpq resolves host= synchronously, which would
+block its event loop), so the address is hostaddr, an IP literal; host is only the name the
+server certificate is checked against (sslmode verify-full). Values are checked against plain
+character sets instead of being quoted, so nothing can smuggle a second keyword into the string.
+*/}}
+{{- define "animate3d-gateway.postgresDsn" -}}
+{{- $p := .Values.postgres -}}
+{{- $addr := toString $p.hostaddr -}}
+{{- if not $addr -}}
+{{- fail "postgres.enabled needs postgres.hostaddr, the server's IP address: the gateway never resolves names (a lookup would block its event loop); a DNS name goes in postgres.host, for the certificate check" -}}
+{{- end -}}
+{{- if not (or (regexMatch `^[0-9]{1,3}(\.[0-9]{1,3}){3}$` $addr) (regexMatch "^[0-9A-Fa-f.]*:[0-9A-Fa-f:.]*$" $addr)) -}}
+{{- fail (printf "postgres.hostaddr %q must be an IPv4 or IPv6 address, not a name: the gateway never resolves names; a DNS name goes in postgres.host" $addr) -}}
+{{- end -}}
+{{- $host := toString (default "" $p.host) -}}
+{{- if and $host (not (regexMatch "^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$" $host)) -}}
+{{- fail (printf "postgres.host %q must be a DNS name (letters, digits, '.', '-')" $host) -}}
+{{- end -}}
+{{- $port := int $p.port -}}
+{{- if or (lt $port 1) (gt $port 65535) -}}
+{{- fail "postgres.port must be 1..65535" -}}
+{{- end -}}
+{{- range $k := list "database" "user" -}}
+{{- if not (regexMatch "^[A-Za-z_][A-Za-z0-9_.-]{0,62}$" (toString (get $p $k))) -}}
+{{- fail (printf "postgres.%s must be 1..63 of A-Z a-z 0-9 _ . - (starting with a letter or _)" $k) -}}
+{{- end -}}
+{{- end -}}
+{{- $modes := list "disable" "allow" "prefer" "require" "verify-ca" "verify-full" -}}
+{{- if not (has (toString $p.sslmode) $modes) -}}
+{{- fail (printf "postgres.sslmode must be one of %s" (join ", " $modes)) -}}
+{{- end -}}
+{{- if and (hasPrefix "verify-" (toString $p.sslmode)) (not $p.caSecret) -}}
+{{- fail (printf "postgres.sslmode %s needs postgres.caSecret: the CA certificate that signed the server's certificate (the image has no ~/.postgresql/root.crt)" $p.sslmode) -}}
+{{- end -}}
+{{- if and (eq (toString $p.sslmode) "verify-full") (not $host) -}}
+{{- fail "postgres.sslmode verify-full checks the server certificate against postgres.host: set it to the name in the certificate (postgres.hostaddr stays the address connected to)" -}}
+{{- end -}}
+{{- if lt (int $p.pool) 1 -}}
+{{- fail "postgres.pool must be at least 1" -}}
+{{- end -}}
+{{- if not (or $p.existingSecret $p.password) -}}
+{{- fail "postgres.enabled needs the password: postgres.existingSecret (key postgres.existingSecretKey), or postgres.password (rendered into a Secret the chart owns)" -}}
+{{- end -}}
+{{- $kv := list -}}
+{{- if $host -}}
+{{- $kv = append $kv (printf "host=%s" $host) -}}
+{{- end -}}
+{{- $kv = append $kv (printf "hostaddr=%s" $addr) -}}
+{{- $kv = append $kv (printf "port=%d" $port) -}}
+{{- $kv = append $kv (printf "dbname=%s" $p.database) -}}
+{{- $kv = append $kv (printf "user=%s" $p.user) -}}
+{{- $kv = append $kv (printf "sslmode=%s" $p.sslmode) -}}
+{{- if $p.caSecret -}}
+{{- $kv = append $kv (printf "sslrootcert=%s/ca.crt" $p.mountPath) -}}
+{{- end -}}
+{{- $owned := list "host" "hostaddr" "port" "dbname" "user" "sslmode" "sslrootcert" -}}
+{{- range $k, $val := (default dict $p.params) -}}
+{{- if has $k (list "password" "passfile") -}}
+{{- fail (printf "postgres.params.%s: the password comes from postgres.existingSecret or postgres.password, never from the connection string" $k) -}}
+{{- end -}}
+{{- if has $k $owned -}}
+{{- fail (printf "postgres.params.%s is set by the chart from the other postgres values; remove it" $k) -}}
+{{- end -}}
+{{- if not (regexMatch "^[a-z_]{1,64}$" $k) -}}
+{{- fail (printf "postgres.params: %q is not a libpq keyword (a-z and _)" $k) -}}
+{{- end -}}
+{{- if not (regexMatch "^[A-Za-z0-9._:/@%+=,-]{1,256}$" (toString $val)) -}}
+{{- fail (printf "postgres.params.%s: the value must be 1..256 of A-Z a-z 0-9 . _ : / @ %% + = , - (no spaces or quotes)" $k) -}}
+{{- end -}}
+{{- $kv = append $kv (printf "%s=%s" $k (toString $val)) -}}
+{{- end -}}
+{{- join " " $kv -}}
+{{- end -}}
+
+{{/*
+The SQLite state's claim: existingClaim, or the chart's own. The name depends on the release only,
+never on values that change between upgrades, so every rollout mounts the same file.
+*/}}
+{{- define "animate3d-gateway.stateClaimName" -}}
+{{- if .Values.persistence.existingClaim -}}
+{{- .Values.persistence.existingClaim -}}
+{{- else -}}
+{{- printf "%s-state" (include "animate3d-gateway.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
