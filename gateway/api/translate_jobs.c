@@ -574,12 +574,10 @@ static int jobs_classify_group(Animate3d__V1__DownloadGroup *g, const Animate3d_
 		g->kind = ANIMATE3D__V1__DOWNLOAD_GROUP_KIND__DOWNLOAD_GROUP_DETECTION_RESULT;
 	else if (strcmp(name, "all_characters") == 0)
 		g->kind = ANIMATE3D__V1__DOWNLOAD_GROUP_KIND__DOWNLOAD_GROUP_ALL_CHARACTERS;
-	else if (strcmp(name, "landmarks") == 0)
+	else if (strcmp(name, "landmarks") == 0 || (nnn = jobs_person_suffix(name, "landmarks")))
 		g->kind = ANIMATE3D__V1__DOWNLOAD_GROUP_KIND__DOWNLOAD_GROUP_LANDMARKS;
 	else if ((nnn = jobs_person_suffix(name, "thumbnail_character")))
 		g->kind = ANIMATE3D__V1__DOWNLOAD_GROUP_KIND__DOWNLOAD_GROUP_PERSON_THUMBNAIL;
-	else if ((nnn = jobs_person_suffix(name, "landmarks")))
-		g->kind = ANIMATE3D__V1__DOWNLOAD_GROUP_KIND__DOWNLOAD_GROUP_LANDMARKS;
 	else if (!(nnn = jobs_person_suffix(name, NULL)) || !jobs_link_tracks(l, nnn))
 		nnn = NULL;	/* a character's files: per person only in a multi-person link */
 	if (nnn && !(g->tracking_id = strndup(nnn, JOBS_PERSON_DIGITS)))
