@@ -668,8 +668,8 @@ Test(params, fingerprint)
 	cr_expect_eq(gw_params_fingerprint(NULL, ha), -1);
 }
 
-/* Issue 19: the deprecated int id and the documented string name one person, so a key reused
- * with either spelling is the same request (they render the same upstream). */
+/* Issue 19: the deprecated int id and the documented string name one person: the rendering's
+ * fingerprint is the same for every spelling (they render the same upstream request). */
 Test(params, fingerprint_tracking_forms)
 {
 	static const int one[] = { 1 };
