@@ -53,6 +53,8 @@ static const struct gw_method methods_table[] = {
 	/* A POST, but it only reads the uploaded file's metadata: safe to retry. */
 	ROW("Jobs", "GetVideoInfo", get_video_info, video_info, R, 1, RO_VIDEO_INFO, 0, 1,
 	    gw_unary_handle, gw_svc_unary),
+	/* Write: it hands out the job's pose-edit write URLs (signed URLs weigh like uploads). */
+	UNARY("Jobs", "GetPersonUrls", get_person_urls, W, 2, RO_JOB, 0, 1),
 	{ "/animate3d.v1.Jobs/UploadVideo", "UploadVideo", NULL, GW_CLIENT_STREAM, W, 5, 0, 0,
 	  { 0 }, gw_upload_handle, &gw_svc_upload },
 	{ "/animate3d.v1.Jobs/WatchStatus", "WatchStatus",

@@ -29,6 +29,17 @@ static const char *const params_typed_keys[] = {
 
 static const char *const params_foot_locking[] = { NULL, "auto", "always", "never", "grounding" };
 
+/* The deprecated Params.camera (the earlier public guide's render.camera) and the documented
+ * render.CamMode it is sent as (v1.5.8 API 3: 0 cinematic "the character is kept in the center
+ * of the frame", 1 fixed "camera will stay fixed relative to the background"). */
+static const struct {
+	const char *camera;
+	int cam_mode;
+} params_cameras[] = {
+	{ "closeup", ANIMATE3D__V1__CAM_MODE__CAM_MODE_CINEMATIC },
+	{ "fixed", ANIMATE3D__V1__CAM_MODE__CAM_MODE_FIXED },
+};
+
 #define PARAMS_N(a) (sizeof(a) / sizeof((a)[0]))
 
 static int params_fail(char *err, size_t errlen, const char *fmt, ...)
@@ -50,6 +61,21 @@ static int params_is_set(const char *s)
 {
 	return s && s[0];
 }
+
+/* Fields the contract deprecates (TrackedModel.tracking_id, Params.camera): protoc-c marks them
+ * deprecated, and reading them here is how older callers are still served. The only reads. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+static int32_t params_legacy_tracking_id(const Animate3d__V1__TrackedModel *m)
+{
+	return m->tracking_id;
+}
+
+static const char *params_legacy_camera(const Animate3d__V1__Params *p)
+{
+	return p->camera;
+}
+#pragma GCC diagnostic pop
 
 /* 1..GW_PARAMS_MAX_ID chars of [A-Za-z0-9_-]: ids and config names, safe in a path and in JSON
  * (the model id kind of gateway/api/validate.h; config names follow the same rule). */
@@ -128,28 +154,97 @@ static int params_validate_render(const Animate3d__V1__Render *r, char *err, siz
 	return 0;
 }
 
+int gw_params_tracking_ref(const Animate3d__V1__TrackedModel *m, size_t i,
+			   char out[GW_PARAMS_TRACKING_REF_LEN + 1], char *err, size_t errlen)
+{
+	int32_t legacy = params_legacy_tracking_id(m);
+	long id;
+
+	if (params_is_set(m->tracking_ref)) {
+		if (!gw_validate_ok(GW_VK_TRACKING_REF, m->tracking_ref))
+			return params_fail(err, errlen, "params.models[%zu].tracking_ref must be %s", i,
+					   gw_validate_kind_rule(GW_VK_TRACKING_REF));
+		id = strtol(m->tracking_ref, NULL, 10);
+		/* Detection numbers persons from 1 (the cdsave's ids, thumbnail_character_001). */
+		if (id == 0)
+			return params_fail(err, errlen,
+					   "params.models[%zu].tracking_ref must name a detected person: tracking ids start at \"001\" (got \"%s\")",
+					   i, m->tracking_ref);
+		if (legacy != 0 && legacy != id)
+			return params_fail(err, errlen,
+					   "params.models[%zu].tracking_ref \"%s\" and the deprecated tracking_id %d name different persons",
+					   i, m->tracking_ref, (int)legacy);
+	} else if (legacy == 0) {
+		return params_fail(err, errlen,
+				   "params.models[%zu].tracking_ref is required: the person's tracking id, e.g. \"001\"",
+				   i);
+	} else if (legacy < 1 || legacy > GW_PARAMS_TRACKING_MAX) {
+		return params_fail(err, errlen,
+				   "params.models[%zu].tracking_id must be between 1 and %d (got %d); tracking_ref \"001\" is the documented form",
+				   i, GW_PARAMS_TRACKING_MAX, (int)legacy);
+	} else {
+		id = legacy;
+	}
+	snprintf(out, GW_PARAMS_TRACKING_REF_LEN + 1, "%03ld", id);
+	return 0;
+}
+
 static int params_validate_models(const Animate3d__V1__Params *p, char *err, size_t errlen)
 {
+	char refs[GW_PARAMS_MAX_MODELS][GW_PARAMS_TRACKING_REF_LEN + 1];
+
 	if (p->n_models > GW_PARAMS_MAX_MODELS)
 		return params_fail(err, errlen, "params.models has %zu entries (at most %d)",
 				   p->n_models, GW_PARAMS_MAX_MODELS);
 	for (size_t i = 0; i < p->n_models; i++) {
 		const Animate3d__V1__TrackedModel *m = p->models[i];
 
-		if (m->tracking_id < 0)
-			return params_fail(err, errlen,
-					   "params.models[%zu].tracking_id must be >= 0 (got %d)", i,
-					   (int)m->tracking_id);
+		if (gw_params_tracking_ref(m, i, refs[i], err, errlen) < 0)
+			return -1;
 		if (!params_id_ok(m->model_id))
 			return params_fail(err, errlen,
 					   "params.models[%zu].model_id must be 1..%d characters of A-Z a-z 0-9 _ -",
 					   i, GW_PARAMS_MAX_ID);
+		/* "1", "01" and "001" are one person: compared in the form sent upstream. */
 		for (size_t j = 0; j < i; j++)
-			if (p->models[j]->tracking_id == m->tracking_id)
-				return params_fail(err, errlen,
-						   "params.models[%zu].tracking_id repeats %d", i,
-						   (int)m->tracking_id);
+			if (strcmp(refs[j], refs[i]) == 0)
+				return params_fail(err, errlen, "params.models[%zu].%s repeats person \"%s\"",
+						   i, params_is_set(m->tracking_ref) ? "tracking_ref" : "tracking_id",
+						   refs[i]);
 	}
+	return 0;
+}
+
+/* The render.CamMode to send: render.cam_mode, else the deprecated camera mapped, else -1. */
+static int params_cam_mode(const Animate3d__V1__Params *p)
+{
+	const char *camera = params_legacy_camera(p);
+
+	if (p->render && p->render->cam_mode_opt_case == ANIMATE3D__V1__RENDER__CAM_MODE_OPT_CAM_MODE)
+		return (int)p->render->cam_mode;
+	for (size_t i = 0; params_is_set(camera) && i < PARAMS_N(params_cameras); i++)
+		if (strcmp(camera, params_cameras[i].camera) == 0)
+			return params_cameras[i].cam_mode;
+	return -1;
+}
+
+static int params_validate_camera(const Animate3d__V1__Params *p, char *err, size_t errlen)
+{
+	const char *camera = params_legacy_camera(p);
+	int mapped = -1;
+
+	if (!params_is_set(camera))
+		return 0;
+	for (size_t i = 0; i < PARAMS_N(params_cameras); i++)
+		if (strcmp(camera, params_cameras[i].camera) == 0)
+			mapped = params_cameras[i].cam_mode;
+	if (mapped < 0)
+		return params_fail(err, errlen,
+				   "params.camera must be \"closeup\", \"fixed\" or empty (deprecated: use params.render.cam_mode)");
+	if (params_cam_mode(p) != mapped)
+		return params_fail(err, errlen,
+				   "params.camera \"%s\" (render.CamMode %d) disagrees with params.render.cam_mode %d",
+				   camera, mapped, params_cam_mode(p));
 	return 0;
 }
 
@@ -165,9 +260,6 @@ int gw_params_validate(const Animate3d__V1__Params *p, char *err, size_t errlen)
 	if (params_is_set(p->config) && !params_id_ok(p->config))
 		return params_fail(err, errlen, "params.config must be 1..%d characters of A-Z a-z 0-9 _ -",
 				   GW_PARAMS_MAX_ID);
-	if (params_is_set(p->camera) && strcmp(p->camera, "closeup") != 0 &&
-	    strcmp(p->camera, "fixed") != 0)
-		return params_fail(err, errlen, "params.camera must be \"closeup\", \"fixed\" or empty");
 	if ((int)p->foot_locking_mode < 0 || (int)p->foot_locking_mode >= (int)PARAMS_N(params_foot_locking))
 		return params_fail(err, errlen, "params.foot_locking_mode is not a known mode (got %d)",
 				   (int)p->foot_locking_mode);
@@ -209,6 +301,8 @@ int gw_params_validate(const Animate3d__V1__Params *p, char *err, size_t errlen)
 					   c->top, c->bottom);
 	}
 	if (p->render && params_validate_render(p->render, err, errlen) < 0)
+		return -1;
+	if (params_validate_camera(p, err, errlen) < 0)
 		return -1;
 	if (params_is_set(p->pipeline) && strcmp(p->pipeline, "mp_detection") != 0)
 		return params_fail(err, errlen, "params.pipeline must be \"mp_detection\" or empty");
@@ -295,8 +389,13 @@ static int params_render_models(json_t *arr, const Animate3d__V1__Params *p)
 	off = (size_t)snprintf(buf, sizeof(buf), "models=[");
 	for (size_t i = 0; i < p->n_models; i++) {
 		/* model ids are validated to [A-Za-z0-9_-], so no JSON escaping is needed. */
-		n = snprintf(buf + off, sizeof(buf) - off, "%s{\"trackingId\":%d,\"modelId\":\"%s\"}",
-			     i ? "," : "", (int)p->models[i]->tracking_id, p->models[i]->model_id);
+		char ref[GW_PARAMS_TRACKING_REF_LEN + 1];
+
+		/* The document's string form ("001"); validated, so this cannot fail here. */
+		if (gw_params_tracking_ref(p->models[i], i, ref, NULL, 0) < 0)
+			return -1;
+		n = snprintf(buf + off, sizeof(buf) - off, "%s{\"trackingId\":\"%s\",\"modelId\":\"%s\"}",
+			     i ? "," : "", ref, p->models[i]->model_id);
 		if (n < 0 || (size_t)n >= sizeof(buf) - off)
 			return -1;
 		off += (size_t)n;
@@ -324,8 +423,6 @@ static int params_render_render(json_t *arr, const Animate3d__V1__Render *r)
 		rc |= params_add(arr, "render.shadow=%d", r->shadow ? 1 : 0);
 	if (r->include_audio_opt_case == ANIMATE3D__V1__RENDER__INCLUDE_AUDIO_OPT_INCLUDE_AUDIO)
 		rc |= params_add(arr, "render.includeAudio=%d", r->include_audio ? 1 : 0);
-	if (r->cam_mode_opt_case == ANIMATE3D__V1__RENDER__CAM_MODE_OPT_CAM_MODE)
-		rc |= params_add(arr, "render.CamMode=%d", (int)r->cam_mode);
 	return rc ? -1 : 0;
 }
 
@@ -349,8 +446,6 @@ static int params_render_typed(json_t *arr, const Animate3d__V1__Params *p)
 		rc |= params_render_models(arr, p);
 	if (p->sim_opt_case == ANIMATE3D__V1__PARAMS__SIM_OPT_SIM)
 		rc |= params_add(arr, "sim=%d", p->sim ? 1 : 0);
-	if (params_is_set(p->camera))
-		rc |= params_add(arr, "render.camera=%s", p->camera);
 	if (p->track_face_opt_case == ANIMATE3D__V1__PARAMS__TRACK_FACE_OPT_TRACK_FACE)
 		rc |= params_add(arr, "trackFace=%d", p->track_face ? 1 : 0);
 	if (p->track_hand_opt_case == ANIMATE3D__V1__PARAMS__TRACK_HAND_OPT_TRACK_HAND)
@@ -384,6 +479,9 @@ static int params_render_typed(json_t *arr, const Animate3d__V1__Params *p)
 	}
 	if (p->render)
 		rc |= params_render_render(arr, p->render);
+	/* render.cam_mode or the deprecated camera, once, where render.CamMode always was. */
+	if (params_cam_mode(p) >= 0)
+		rc |= params_add(arr, "render.CamMode=%d", params_cam_mode(p));
 	if (params_is_set(p->pipeline))
 		rc |= params_add(arr, "pipeline=%s", p->pipeline);
 	return rc ? -1 : 0;

@@ -21,11 +21,21 @@
 #define GW_PARAMS_MAX_EXTRA GW_VALIDATE_MAX_EXTRA	/* extra_params entries */
 #define GW_PARAMS_MAX_EXTRA_LEN GW_VALIDATE_EXTRA_MAX	/* bytes of one "key=value" extra entry */
 #define GW_PARAMS_DEFAULT_CONFIG "configDefault"
+#define GW_PARAMS_TRACKING_REF_LEN GW_VALIDATE_TRACKING_REF_MAX	/* "001": upstream's zero-padded form */
+#define GW_PARAMS_TRACKING_MAX 999	/* the largest tracking id three digits hold */
 
 /* Validates a StartJob Params (p may be NULL: nothing to check). Returns 0, or -1 with err naming
  * the field and the rule, e.g.
  * "params.video_speed_multiplier must be between 1.0 and 8.0 (got 9.5)". NaN/Inf are rejected. */
 int gw_params_validate(const Animate3d__V1__Params *p, char *err, size_t errlen);
+
+/* The documented form of the person params.models[i] (m) names, zero-padded to three digits
+ * ("001", what upstream's models= takes): tracking_ref ("1", "01" and "001" are one person),
+ * else the deprecated int tracking_id. Returns 0 with out filled, or -1 with err naming
+ * "params.models[i].tracking_ref" (or ".tracking_id" when only that is set) when neither names
+ * a person 1..999, tracking_ref is not 1..3 digits, or the two are set and disagree. */
+int gw_params_tracking_ref(const Animate3d__V1__TrackedModel *m, size_t i,
+			   char out[GW_PARAMS_TRACKING_REF_LEN + 1], char *err, size_t errlen);
 
 /* Validates extra_params: each "key=value" with key [A-Za-z0-9._]+, not a key a typed field renders
  * (compared case-insensitively, aliases included), keys unique, value printable ASCII, each entry

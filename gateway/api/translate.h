@@ -63,6 +63,7 @@ GW_TR_FNS(get_status);
 GW_TR_FNS(get_download_urls);
 GW_TR_FNS(list_jobs);
 GW_TR_FNS(get_video_info);
+GW_TR_FNS(get_person_urls);
 GW_TR_FNS(get_model_upload_url);
 GW_TR_FNS(store_model);
 GW_TR_FNS(list_models);

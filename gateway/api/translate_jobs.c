@@ -11,6 +11,11 @@
 #include "gateway/api/translate_int.h"
 
 #define JOBS_EXC_MAX 512		/* bytes of an exc_message quoted when its code is unknown */
+#define JOBS_MAX_PERSONS 64		/* models[] of a link or list entry, entries of a /pesave answer
+					 * (v2.0 tracks up to 16 persons per job) */
+#define JOBS_TRACKING_MAX 999999	/* an integer tracking id from upstream ("%03d" then) */
+#define JOBS_TID_BUF 16			/* a zero-padded integer tracking id */
+#define JOBS_PERSON_DIGITS 3		/* the _NNN of v2.0's per-person names */
 
 /* ---- rids (GetStatus, WatchStatus, GetDownloadUrls share the shape) ---- */
 
@@ -355,6 +360,7 @@ static int jobs_fill_status(void *msg, json_t *it, const char *ctx, char *err, s
 		goto out;
 	st->state = (Animate3d__V1__JobState)gw_tr_job_state(state);
 	switch (st->state) {
+	case ANIMATE3D__V1__JOB_STATE__STARTING:	/* a list status (v1.5.8 API 6): still queued */
 	case ANIMATE3D__V1__JOB_STATE__PROGRESS:
 		if ((rc = gw_tr_i64(det, "step", dctx, 0, &st->step, err, errlen)) ||
 		    (rc = gw_tr_i64(det, "total", dctx, 0, &st->total, err, errlen)) ||
@@ -368,8 +374,9 @@ static int jobs_fill_status(void *msg, json_t *it, const char *ctx, char *err, s
 			goto out;
 		break;
 	case ANIMATE3D__V1__JOB_STATE__SUCCESS:
-		/* The document writes "In"; some answers use "in". */
-		rc = gw_tr_str(det, json_object_get(det, "In") ? "In" : "in", dctx, 0, &st->input_file,
+		/* v1.5.8 API 4 writes "in" (what the SDKs read); the v2.0 transcription's "In" is read
+		 * too. */
+		rc = gw_tr_str(det, json_object_get(det, "in") ? "in" : "In", dctx, 0, &st->input_file,
 			       err, errlen);
 		if (rc || (rc = gw_tr_str(det, "out", dctx, 0, &st->output_file, err, errlen)))
 			goto out;
@@ -458,11 +465,132 @@ static int jobs_fill_group(void *msg, json_t *it, const char *ctx, char *err, si
 	return GW_TR_OK;
 }
 
+/* ---- v2.0 persons: tracking ids, models, per-person names ---- */
+
+/* A person's tracking id under key: upstream's string ("001") as it is, an integer (as older
+ * answers wrote it) zero-padded to three digits, the form PeSave and models= use. */
+static int jobs_tracking_id(json_t *obj, const char *key, const char *ctx, int required,
+			    char **out, char *err, size_t errlen)
+{
+	json_t *v = json_object_get(obj, key);
+	char buf[JOBS_TID_BUF];
+
+	if (!json_is_integer(v))
+		return gw_tr_str(obj, key, ctx, required, out, err, errlen);
+	if (json_integer_value(v) < 0 || json_integer_value(v) > JOBS_TRACKING_MAX)
+		return gw_tr_fail(err, errlen, GW_TR_BAD_UPSTREAM, "field %s.%s is not a tracking id",
+				  ctx, key);
+	snprintf(buf, sizeof buf, "%03lld", (long long)json_integer_value(v));
+	if (!(*out = strdup(buf)))
+		return gw_tr_fail(err, errlen, GW_TR_BAD_UPSTREAM, "out of memory");
+	return GW_TR_OK;
+}
+
+/* faceDataType / handDataType: v2.0 names them, not their type; numbers and booleans are read. */
+static int jobs_data_type(json_t *obj, const char *key, const char *ctx, int32_t *out, char *err,
+			  size_t errlen)
+{
+	json_t *v = json_object_get(obj, key);
+
+	if (json_is_boolean(v)) {
+		*out = json_is_true(v) ? 1 : 0;
+		return GW_TR_OK;
+	}
+	return gw_tr_i32(obj, key, ctx, 0, out, err, errlen);
+}
+
+/* One of v2.0's "models":[{trackingId, modelId, faceDataType, handDataType}]. */
+static int jobs_fill_model(void *msg, json_t *it, const char *ctx, char *err, size_t errlen)
+{
+	Animate3d__V1__JobModel *m = msg;
+	int rc;
+
+	if ((rc = jobs_tracking_id(it, "trackingId", ctx, 1, &m->tracking_id, err, errlen)) ||
+	    (rc = gw_tr_str(it, "modelId", ctx, 0, &m->model_id, err, errlen)) ||
+	    (rc = jobs_data_type(it, "faceDataType", ctx, &m->face_data_type, err, errlen)) ||
+	    (rc = jobs_data_type(it, "handDataType", ctx, &m->hand_data_type, err, errlen)))
+		return rc;
+	return GW_TR_OK;
+}
+
+/* v2.0's "mode" (*has set when upstream sent one) and "models" of a download link or list
+ * entry: msg is the DownloadLink or JobSummary, whose list is named "models". */
+static int jobs_fill_mode(ProtobufCMessage *msg, json_t *it, const char *ctx, int *has,
+			  int32_t *mode, char *err, size_t errlen)
+{
+	char name[GW_TR_CTX_MAX];
+	json_t *models = NULL;
+	json_t *v = json_object_get(it, "mode");
+	int rc;
+
+	*has = v && !json_is_null(v);
+	if ((*has && (rc = gw_tr_i32(it, "mode", ctx, 1, mode, err, errlen))) ||
+	    (rc = gw_tr_arr(it, "models", ctx, 0, JOBS_MAX_PERSONS, &models, err, errlen)))
+		return rc;
+	if (!models)
+		return GW_TR_OK;
+	snprintf(name, sizeof(name), "%s.models", ctx);
+	return gw_tr_fill_list(msg, "models", models, NULL, 0, jobs_fill_model, name, err, errlen);
+}
+
+/* The NNN of name when it is "<prefix>_NNN" (prefix NULL: any prefix), else NULL. */
+static const char *jobs_person_suffix(const char *name, const char *prefix)
+{
+	size_t n = strlen(name);
+	const char *d = name + n - JOBS_PERSON_DIGITS;
+
+	if (n < JOBS_PERSON_DIGITS + 2 || d[-1] != '_')
+		return NULL;
+	for (int k = 0; k < JOBS_PERSON_DIGITS; k++)
+		if (d[k] < '0' || d[k] > '9')
+			return NULL;
+	if (prefix && (strlen(prefix) != n - JOBS_PERSON_DIGITS - 1 ||
+		       strncmp(name, prefix, n - JOBS_PERSON_DIGITS - 1) != 0))
+		return NULL;
+	return d;
+}
+
+/* 1 when a multi-person link l tracked the person nnn. */
+static int jobs_link_tracks(const Animate3d__V1__DownloadLink *l, const char *nnn)
+{
+	if (l->mode_opt_case != ANIMATE3D__V1__DOWNLOAD_LINK__MODE_OPT_MODE || l->mode != 1)
+		return 0;
+	for (size_t k = 0; k < l->n_models; k++)
+		if (l->models[k]->tracking_id && strcmp(l->models[k]->tracking_id, nnn) == 0)
+			return 1;
+	return 0;
+}
+
+/* What group g of link l holds, from the documented names: v1.5.8 API 5 (landmarks), v2.0
+ * Phase 1 (characters_detection_result, thumbnail_character_XXX) and Download (_XXX appended
+ * per person, all_characters). */
+static int jobs_classify_group(Animate3d__V1__DownloadGroup *g, const Animate3d__V1__DownloadLink *l,
+			       char *err, size_t errlen)
+{
+	const char *name = g->name ? g->name : "";
+	const char *nnn = NULL;
+
+	if (strcmp(name, "characters_detection_result") == 0)
+		g->kind = ANIMATE3D__V1__DOWNLOAD_GROUP_KIND__DOWNLOAD_GROUP_DETECTION_RESULT;
+	else if (strcmp(name, "all_characters") == 0)
+		g->kind = ANIMATE3D__V1__DOWNLOAD_GROUP_KIND__DOWNLOAD_GROUP_ALL_CHARACTERS;
+	else if (strcmp(name, "landmarks") == 0 || (nnn = jobs_person_suffix(name, "landmarks")))
+		g->kind = ANIMATE3D__V1__DOWNLOAD_GROUP_KIND__DOWNLOAD_GROUP_LANDMARKS;
+	else if ((nnn = jobs_person_suffix(name, "thumbnail_character")))
+		g->kind = ANIMATE3D__V1__DOWNLOAD_GROUP_KIND__DOWNLOAD_GROUP_PERSON_THUMBNAIL;
+	else if (!(nnn = jobs_person_suffix(name, NULL)) || !jobs_link_tracks(l, nnn))
+		nnn = NULL;	/* a character's files: per person only in a multi-person link */
+	if (nnn && !(g->tracking_id = strndup(nnn, JOBS_PERSON_DIGITS)))
+		return gw_tr_fail(err, errlen, GW_TR_BAD_UPSTREAM, "out of memory");
+	return GW_TR_OK;
+}
+
 static int jobs_fill_link(void *msg, json_t *it, const char *ctx, char *err, size_t errlen)
 {
 	Animate3d__V1__DownloadLink *l = msg;
 	char name[GW_TR_CTX_MAX];
 	json_t *urls = NULL;
+	int has_mode = 0;
 	int rc;
 
 	if ((rc = gw_tr_str(it, "rid", ctx, 1, &l->rid, err, errlen)) ||
@@ -470,10 +598,19 @@ static int jobs_fill_link(void *msg, json_t *it, const char *ctx, char *err, siz
 	    (rc = gw_tr_i64(it, "size", ctx, 0, &l->size, err, errlen)) ||
 	    (rc = gw_tr_dbl(it, "duration", ctx, 0, &l->duration, err, errlen)) ||
 	    (rc = gw_tr_str(it, "input", ctx, 0, &l->input, err, errlen)) ||
+	    (rc = jobs_fill_mode(msg, it, ctx, &has_mode, &l->mode, err, errlen)) ||
 	    (rc = gw_tr_arr(it, "urls", ctx, 0, GW_TR_MAX_GROUPS, &urls, err, errlen)))
 		return rc;
+	if (has_mode)
+		l->mode_opt_case = ANIMATE3D__V1__DOWNLOAD_LINK__MODE_OPT_MODE;
 	snprintf(name, sizeof(name), "%s.urls", ctx);
-	return gw_tr_fill_list(msg, "groups", urls, NULL, 0, jobs_fill_group, name, err, errlen);
+	if ((rc = gw_tr_fill_list(msg, "groups", urls, NULL, 0, jobs_fill_group, name, err, errlen)))
+		return rc;
+	/* After models: a group's person is one the link tracked. */
+	for (size_t k = 0; k < l->n_groups; k++)
+		if ((rc = jobs_classify_group(l->groups[k], l, err, errlen)))
+			return rc;
+	return GW_TR_OK;
 }
 
 int gw_tr_parse_get_download_urls(const ProtobufCMessage *req, const char *body, size_t len,
@@ -521,6 +658,7 @@ static int jobs_fill_summary(void *msg, json_t *it, const char *ctx, char *err, 
 {
 	Animate3d__V1__JobSummary *s = msg;
 	char *state = NULL;
+	int has_mode = 0;
 	int rc;
 
 	if ((rc = gw_tr_str(it, "rid", ctx, 1, &s->rid, err, errlen)) ||
@@ -529,8 +667,12 @@ static int jobs_fill_summary(void *msg, json_t *it, const char *ctx, char *err, 
 	    (rc = gw_tr_dbl(it, "fileDuration", ctx, 0, &s->file_duration, err, errlen)) ||
 	    (rc = gw_tr_str(it, "status", ctx, 0, &state, err, errlen)) ||
 	    (rc = gw_tr_i64(it, "ctime", ctx, 0, &s->ctime_ms, err, errlen)) ||
-	    (rc = gw_tr_i64(it, "mtime", ctx, 0, &s->mtime_ms, err, errlen)))
+	    (rc = gw_tr_i64(it, "mtime", ctx, 0, &s->mtime_ms, err, errlen)) ||
+	    (rc = jobs_fill_mode(msg, it, ctx, &has_mode, &s->mode, err, errlen)))
 		goto out;
+	if (has_mode)
+		s->mode_opt_case = ANIMATE3D__V1__JOB_SUMMARY__MODE_OPT_MODE;
+	/* STARTING (queued) is a state of its own here, not a finished one. */
 	s->state = (Animate3d__V1__JobState)gw_tr_job_state(state);
 out:
 	free(state);
@@ -587,4 +729,50 @@ int gw_tr_parse_get_video_info(const ProtobufCMessage *req, const char *body, si
 {
 	return gw_tr_reply(body, len, &animate3d__v1__video_info__descriptor, jobs_fill_video_info,
 			   NULL, out, err, errlen);
+}
+
+/* ---- GetPersonUrls (v2.0 PeSave API 1) ---- */
+
+int gw_tr_build_get_person_urls(const ProtobufCMessage *req, struct gw_tr_request *out, char *err,
+				size_t errlen)
+{
+	const Animate3d__V1__GetPersonUrlsRequest *r = (const void *)req;
+	int rc = gw_tr_check(req, &animate3d__v1__get_person_urls_request__descriptor, err, errlen);
+
+	return rc ? rc : gw_tr_id_path("/pesave/getUrls/", GW_VK_RID, "rid", r->rid, "GET", out, err,
+				       errlen);
+}
+
+/* One {"trackingId", "modifiedVersionReadUrl": null | url, "modifiedVersionWriteUrl"}. */
+static int jobs_fill_person_urls(void *msg, json_t *it, const char *ctx, char *err, size_t errlen)
+{
+	Animate3d__V1__PersonUrls *p = msg;
+	int rc;
+
+	if ((rc = jobs_tracking_id(it, "trackingId", ctx, 1, &p->tracking_id, err, errlen)) ||
+	    (rc = gw_tr_str(it, "modifiedVersionReadUrl", ctx, 0, &p->modified_version_read_url, err,
+			    errlen)) ||
+	    (rc = gw_tr_str(it, "modifiedVersionWriteUrl", ctx, 1, &p->modified_version_write_url,
+			    err, errlen)))
+		return rc;
+	return GW_TR_OK;
+}
+
+/* The document's answer is a bare array, one entry per tracked person. */
+static int jobs_fill_persons(void *msg, json_t *root, const void *arg, char *err, size_t errlen)
+{
+	if (!json_is_array(root))
+		return gw_tr_fail(err, errlen, GW_TR_BAD_UPSTREAM, "body is not an array");
+	if (json_array_size(root) > JOBS_MAX_PERSONS)
+		return gw_tr_fail(err, errlen, GW_TR_BAD_UPSTREAM, "body has more than %d entries",
+				  JOBS_MAX_PERSONS);
+	return gw_tr_fill_list(msg, "persons", root, NULL, 0, jobs_fill_person_urls, "body", err,
+			       errlen);
+}
+
+int gw_tr_parse_get_person_urls(const ProtobufCMessage *req, const char *body, size_t len,
+				ProtobufCMessage **out, char *err, size_t errlen)
+{
+	return gw_tr_reply(body, len, &animate3d__v1__get_person_urls_response__descriptor,
+			   jobs_fill_persons, NULL, out, err, errlen);
 }

@@ -22,7 +22,8 @@ enum vd_charset {
 	VD_CS_WORD,	/* A-Z a-z 0-9 . _ - */
 	VD_CS_PRINT,	/* printable ASCII, space included */
 	VD_CS_URL,	/* printable ASCII without space, and an http(s)://host prefix */
-	VD_CS_UTF8	/* UTF-8 without control characters (C0, DEL) */
+	VD_CS_UTF8,	/* UTF-8 without control characters (C0, DEL) */
+	VD_CS_DIGIT	/* 0-9 */
 };
 
 #define VD_NO_SLASH_DOTS 1u	/* file names: no '/', not "." or ".." */
@@ -56,6 +57,8 @@ static const struct {
 			 "at most 255 bytes of UTF-8 without control characters" },
 	[GW_VK_SERVICE] = { "service name", 0, GW_VALIDATE_TEXT_MAX, VD_CS_PRINT, 0,
 			    "at most 255 bytes of printable ASCII" },
+	[GW_VK_TRACKING_REF] = { "tracking id", 1, GW_VALIDATE_TRACKING_REF_MAX, VD_CS_DIGIT, 0,
+				 "1..3 digits, e.g. \"001\"" },
 };
 
 static int vd_kind_known(enum gw_validate_kind k)
@@ -136,6 +139,10 @@ static int vd_charset_ok(enum vd_charset cs, const unsigned char *s, size_t n)
 			break;
 		case VD_CS_URL:
 			if (ch <= 0x20 || ch > 0x7e)
+				return 0;
+			break;
+		case VD_CS_DIGIT:
+			if (ch < '0' || ch > '9')
 				return 0;
 			break;
 		case VD_CS_UTF8: {
@@ -239,11 +246,13 @@ static const struct {
 	{ VD_D(params), "models", GW_VK_NONE, GW_VALIDATE_MAX_MODELS },
 	{ VD_D(render), "backdrop", GW_VK_WORD, 0 },
 	{ VD_D(tracked_model), "model_id", GW_VK_MODEL_ID, 0 },
+	{ VD_D(tracked_model), "tracking_ref", GW_VK_TRACKING_REF, 0 },
 	{ VD_D(get_status_request), "rids", GW_VK_RID, GW_VALIDATE_MAX_RIDS },
 	{ VD_D(watch_status_request), "rids", GW_VK_RID, GW_VALIDATE_MAX_RIDS },
 	{ VD_D(get_download_urls_request), "rids", GW_VK_RID, GW_VALIDATE_MAX_RIDS },
 	{ VD_D(list_jobs_request), "states", GW_VK_NONE, GW_VALIDATE_MAX_STATES },
 	{ VD_D(get_video_info_request), "upload_url", GW_VK_URL, 0 },
+	{ VD_D(get_person_urls_request), "rid", GW_VK_RID, 0 },
 	/* characters.proto */
 	{ VD_D(get_model_upload_url_request), "name", GW_VK_FILE_NAME, 0 },
 	{ VD_D(get_model_upload_url_request), "model_ext", GW_VK_WORD, 0 },

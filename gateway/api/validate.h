@@ -62,6 +62,7 @@
 #define GW_VALIDATE_EXTRA_MAX 256	/* one "key=value" */
 #define GW_VALIDATE_KEY_MAX 128		/* idempotency keys */
 #define GW_VALIDATE_TEXT_MAX 255	/* model names, search tokens, health service names */
+#define GW_VALIDATE_TRACKING_REF_MAX 3	/* a person's tracking id: "001" (v2.0 writes three digits) */
 
 enum gw_validate_kind {
 	GW_VK_NONE = -1,	/* a repeated field that is not a string: only its cap applies */
@@ -76,6 +77,7 @@ enum gw_validate_kind {
 	GW_VK_IDEM_KEY,		/* idempotency key: 1..128 bytes of printable ASCII */
 	GW_VK_TEXT,		/* free text (model_name, search_token): at most 255 bytes of UTF-8, no control */
 	GW_VK_SERVICE,		/* grpc.health.v1 service name: at most 255 bytes of printable ASCII */
+	GW_VK_TRACKING_REF,	/* a tracked person's id: 1..3 digits ("001"; params.c refuses 0) */
 	GW_VK_COUNT
 };
 

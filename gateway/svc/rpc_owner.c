@@ -146,6 +146,13 @@ void gw_rpc_owner_refs(enum ro_kind kind, const ProtobufCMessage *req, struct gw
 		ro_ref(out, GW_OBJ_ENDPOINT, GW_RO_OWN,
 		       ((const Animate3d__V1__GetEndpointRequest *)(const void *)req)->id, -1);
 		break;
+	case RO_JOB: {
+		const char *rid = ((const Animate3d__V1__GetPersonUrlsRequest *)(const void *)req)->rid;
+
+		if (gw_tr_rid_valid(rid))
+			ro_ref(out, GW_OBJ_JOB, GW_RO_OWN, rid, -1);
+		break;
+	}
 	default:
 		break;
 	}

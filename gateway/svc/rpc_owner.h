@@ -20,6 +20,7 @@
  * outside the gateway, visible only with the tenant's see_foreign_jobs):
  *   GetStatus, GetDownloadUrls, WatchStatus  rids filtered; none left -> NOT_FOUND
  *   GetVideoInfo                             the upload must be the tenant's
+ *   GetPersonUrls                            the rid must be the tenant's job
  *   StartJob                                 upload_url / rerun_rid / mp_detection_rid must be the
  *                                            tenant's; params.model_id, params.models[].model_id
  *                                            NOT_FOUND only when another tenant owns them (stock
@@ -67,7 +68,8 @@ enum ro_kind {
 	RO_CREATE_ENDPOINT,
 	RO_ENDPOINT,		/* Get/Update/DeleteEndpoint */
 	RO_LIST_JOBS,
-	RO_LIST_ENDPOINTS
+	RO_LIST_ENDPOINTS,
+	RO_JOB			/* GetPersonUrls: the one rid it names must be the tenant's */
 };
 
 

@@ -4,7 +4,8 @@
 usage: /usr/bin/python3 tests/fuzz/make_seeds.py <dir with generated *_pb2.py (build/py)> [target...]
 With targets named (e.g. sim_request webhook_in), only their corpora are written; those two need
 no generated stubs ("-" for the dir).
-Each seed of grpc_request / upstream_json starts with the row index byte of gateway/api/translate.c;
+Each seed of grpc_request / upstream_json starts with the index of its row among the rows with an
+upstream half, in gateway/methods.c order (ROWS below; tests/unit/test_translate.c checks the order);
 each seed of sim_request starts with the parser selector byte of fuzz_sim_request.c.
 """
 import os, sys
@@ -16,7 +17,7 @@ if wanted("grpc_request") or wanted("upstream_json"):
     from animate3d.v1 import jobs_pb2 as J, characters_pb2 as C, webhooks_pb2 as W, account_pb2 as A
 
 ROWS = ["GetUploadUrl", "StartJob", "GetStatus", "GetDownloadUrls", "ListJobs", "GetVideoInfo",
-        "GetModelUploadUrl", "StoreModel", "ListModels", "DeleteModel", "CreateEndpoint",
+        "GetPersonUrls", "GetModelUploadUrl", "StoreModel", "ListModels", "DeleteModel", "CreateEndpoint",
         "GetEndpoint", "ListEndpoints", "UpdateEndpoint", "DeleteEndpoint", "GetCreditBalance",
         "GetMinutesBalance"]
 here = os.path.dirname(os.path.abspath(__file__))
@@ -42,11 +43,18 @@ def proto_seeds():
                                        idempotency_key="k1"),
                      J.StartJobRequest(rerun_rid=rid),
                      J.StartJobRequest(mp_detection_rid=rid, params=J.Params(models=[
-                         J.TrackedModel(tracking_id=1, model_id="m1")]))],
+                         J.TrackedModel(tracking_id=1, model_id="m1")])),
+                     # issue 19: the documented string ids (and a deprecated int beside one),
+                     # the deprecated camera beside render.cam_mode
+                     J.StartJobRequest(mp_detection_rid=rid, params=J.Params(camera="fixed",
+                         render=J.Render(cam_mode=J.CAM_MODE_FIXED), models=[
+                         J.TrackedModel(tracking_ref="001", model_id="m1"),
+                         J.TrackedModel(tracking_ref="02", tracking_id=2, model_id="m2")]))],
         "GetStatus": [J.GetStatusRequest(rids=[rid, "x" * 22])],
         "GetDownloadUrls": [J.GetDownloadUrlsRequest(rids=[rid])],
         "ListJobs": [J.ListJobsRequest(states=[J.PROGRESS, J.SUCCESS])],
         "GetVideoInfo": [J.GetVideoInfoRequest(upload_url=url)],
+        "GetPersonUrls": [J.GetPersonUrlsRequest(rid=rid)],
         "GetModelUploadUrl": [C.GetModelUploadUrlRequest(name="hero", model_ext="fbx", thumb_ext="png")],
         "StoreModel": [C.StoreModelRequest(model_url=url, model_name="hero", create_thumb=True)],
         "ListModels": [C.ListModelsRequest(search_token="he", include_stock=True)],
@@ -80,9 +88,13 @@ def proto_seeds():
                      ("extra-over", J.StartJobRequest(rerun_rid=rid, extra_params=["k%d=1" % k for k in range(33)]).SerializeToString()),
                      ("model-nul", J.StartJobRequest(upload_url=url, params=J.Params(models=[
                           J.TrackedModel(tracking_id=1, model_id="m\x00")])).SerializeToString()),
+                     ("tracking-ref-bad", J.StartJobRequest(mp_detection_rid=rid, params=J.Params(models=[
+                          J.TrackedModel(tracking_ref="1a", model_id="m"),
+                          J.TrackedModel(tracking_ref="000", model_id="m")])).SerializeToString()),
                      ("params-twice", J.StartJobRequest(rerun_rid=rid, params=J.Params(formats=["bvh"])).SerializeToString()
                       + J.StartJobRequest(params=J.Params(formats=["fbx"])).SerializeToString())],
         "DeleteModel": [("id-dotdot", C.DeleteModelRequest(model_id="../x").SerializeToString())],
+        "GetPersonUrls": [("rid-dotdot", J.GetPersonUrlsRequest(rid="../x").SerializeToString())],
         "CreateEndpoint": [("events-over", W.CreateEndpointRequest(url="https://example.test/h",
                                                                    events=["job.completed"] * 9).SerializeToString())],
     }
@@ -96,9 +108,22 @@ def proto_seeds():
         "GetStatus": ['{"count":2,"status":[{"rid":"%s","status":"PROGRESS","details":{"step":3,"total":100,"positionInQueue":0}},'
                       '{"rid":"x","status":"FAILURE","details":{"exc_message":"Error 513: Failed","exc_type":"E"}}]}' % rid],
         "GetDownloadUrls": ['{"count":1,"links":[{"rid":"%s","name":"clip","size":10,"duration":2.0,"input":"%s",'
-                            '"urls":[{"name":"dm_character_001","files":[{"bvh":"%s"},{"fbx":"%s"}]}]}]}' % (rid, url, url, url)],
-        "ListJobs": ['{"count":1,"list":[{"rid":"%s","fileName":"a.mp4","fileSize":5,"fileDuration":2,"status":"SUCCESS","ctime":1,"mtime":2}]}' % rid],
+                            '"urls":[{"name":"dm_character_001","files":[{"bvh":"%s"},{"fbx":"%s"}]}]}]}' % (rid, url, url, url),
+                            # issue 19: a detection run, then the multi-person outputs of the same rid
+                            '{"count":1,"links":[{"rid":"%s","mode":1,"models":[],"urls":[{"name":"characters_detection_result",'
+                            '"files":[{"cdsave":"%s"}]},{"name":"thumbnail_character_001","files":[{"png":"%s"}]}]}]}' % (rid, url, url),
+                            '{"count":1,"links":[{"rid":"%s","mode":1,"models":[{"trackingId":"001","modelId":"m1","faceDataType":1,'
+                            '"handDataType":false},{"trackingId":2,"modelId":null}],"urls":[{"name":"Hero_001","files":[{"bvh":"%s"}]},'
+                            '{"name":"landmarks_002","files":[{"dmpe":"%s"}]},{"name":"all_characters","files":[{"bvh":"%s"}]}]}]}'
+                            % (rid, url, url, url)],
+        "ListJobs": ['{"count":1,"list":[{"rid":"%s","fileName":"a.mp4","fileSize":5,"fileDuration":2,"status":"SUCCESS","ctime":1,"mtime":2}]}' % rid,
+                     '{"count":2,"list":[{"rid":"%s","status":"SUCCESS","mode":1,"models":[{"trackingId":"001","modelId":"m1",'
+                     '"faceDataType":0,"handDataType":1}]},{"rid":"b","status":"STARTING"}]}' % rid],
         "GetVideoInfo": ['{"width":64,"height":48,"fps":10,"duration":2,"codec":"h264","size":3000}'],
+        # v2.0 PeSave API 1's example, and a saved version with an integer id
+        "GetPersonUrls": ['[{"trackingId": "001", "modifiedVersionReadUrl": null, "modifiedVersionWriteUrl": "<URL>"},'
+                          ' {"trackingId": "002", "modifiedVersionReadUrl": null, "modifiedVersionWriteUrl": "<URL>"}]',
+                          '[{"trackingId":1,"modifiedVersionReadUrl":"%s","modifiedVersionWriteUrl":"%s"}]' % (url, url)],
         "GetModelUploadUrl": ['{"modelUrl":"%s","thumbUrl":"%s"}' % (url, url)],
         "StoreModel": ['{"modelId":"m1"}'],
         "ListModels": ['{"list":[{"id":"m1","name":"hero","thumb":"","rigId":"r","ctime":1,"mtime":2,"platform":"deepmotion"}]}',

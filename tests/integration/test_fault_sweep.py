@@ -1,6 +1,6 @@
 """Upstream fault sweep: every upstream-backed RPC x every fault the simulator can inject on its route.
 
-For each row of the contract (the 17 RPCs of gateway/api/translate.c) and each fault of FAULTS, the
+For each row of the contract (the 18 upstream-backed RPCs of gateway/methods.c) and each fault of FAULTS, the
 simulator is told to inject that fault on the row's route (POST /_sim/faults), the RPC is made
 once with a bounded deadline, and it must end with the expected gRPC status (table EXPECTED) and
 a non-empty message, having reached the upstream (the fault's hit counter moved: a case answered
@@ -108,7 +108,8 @@ def sweep(stack):
 
 
 def _rows(s):
-    """(RPC name, sim route, stub method, request): every row of gateway/api/translate.c."""
+    """(RPC name, sim route, stub method, request): every row of gateway/methods.c with an
+    upstream half."""
     gw = s["gw"]
     j, ch, wh, acc = gw.jobs, gw.characters, gw.webhooks, gw.account
     return [
@@ -121,6 +122,8 @@ def _rows(s):
         ("ListJobs", "GET /list", j.ListJobs, jobs_pb2.ListJobsRequest()),
         ("GetVideoInfo", "POST /videoInfo", j.GetVideoInfo,
          jobs_pb2.GetVideoInfoRequest(upload_url=s["upload_url"])),
+        ("GetPersonUrls", "GET /pesave/getUrls/{rid}", j.GetPersonUrls,
+         jobs_pb2.GetPersonUrlsRequest(rid=s["rid"])),
         ("GetModelUploadUrl", "GET /character/getModelUploadUrl", ch.GetModelUploadUrl,
          characters_pb2.GetModelUploadUrlRequest(name="m", model_ext="fbx", thumb_ext="png")),
         ("StoreModel", "POST /character/storeModel", ch.StoreModel,
@@ -169,9 +172,9 @@ def _run_case(s, route, fault, call):
 
 
 def test_fault_table_covers_every_row(sweep):
-    """The sweep's row list is the contract: 17 upstream-backed RPCs, each with a known route."""
+    """The sweep's row list is the contract: 18 upstream-backed RPCs, each with a known route."""
     rows = _rows(sweep)
-    assert len(rows) == 17 and len({r[0] for r in rows}) == 17
+    assert len(rows) == 18 and len({r[0] for r in rows}) == 18
     routes = sweep["sim"].stats()
     for name, route, _, _ in rows:
         assert route in routes, "%s: the simulator has no route %r" % (name, route)
@@ -198,7 +201,7 @@ def test_upstream_fault_sweep(sweep):
             hcode, hdetails = _healthy(sweep)
             if hcode != C.OK:
                 wrong.append("%s: the healthy call after it failed: %s %r" % (label, hcode, hdetails))
-    assert cases == 17 * len(FAULTS)
+    assert cases == 18 * len(FAULTS)
     assert not wrong and not unreached, "\n".join(wrong + unreached)
 
 

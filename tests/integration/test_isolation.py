@@ -114,6 +114,8 @@ def _probes(gw, a, b, sim_url):
          jobs_pb2.GetDownloadUrlsRequest(rids=[FAKE_RID])),
         ("GetVideoInfo", J.GetVideoInfo, jobs_pb2.GetVideoInfoRequest(upload_url=a["url"]),
          jobs_pb2.GetVideoInfoRequest(upload_url=fake_url)),
+        ("GetPersonUrls", J.GetPersonUrls, jobs_pb2.GetPersonUrlsRequest(rid=a["rid"]),
+         jobs_pb2.GetPersonUrlsRequest(rid=FAKE_RID)),
         ("GetVideoInfo stream upload", J.GetVideoInfo, jobs_pb2.GetVideoInfoRequest(upload_url=a["url_stream"]),
          jobs_pb2.GetVideoInfoRequest(upload_url=fake_url)),
         ("StartJob upload_url", J.StartJob, jobs_pb2.StartJobRequest(upload_url=a["url"]),

@@ -92,6 +92,8 @@ Test(methods, fixed_rows_table)
 		{ "/animate3d.v1.Jobs/GetDownloadUrls", GW_UNARY, GW_PERM_READ, 1, &gw_svc_status, 1 },
 		{ "/animate3d.v1.Jobs/StartJob", GW_UNARY, GW_PERM_WRITE, 5, &gw_svc_unary, 1 },
 		{ "/animate3d.v1.Jobs/GetUploadUrl", GW_UNARY, GW_PERM_WRITE, 2, &gw_svc_unary, 1 },
+		/* Issue 19: hands out write URLs, so write permission, and a signed URL's cost. */
+		{ "/animate3d.v1.Jobs/GetPersonUrls", GW_UNARY, GW_PERM_WRITE, 2, &gw_svc_unary, 1 },
 		{ "/animate3d.v1.Account/GetCreditBalance", GW_UNARY, GW_PERM_READ, 1, &gw_svc_unary, 1 },
 		{ "/grpc.health.v1.Health/Check", GW_UNARY, 0, 0, &gw_svc_health, 0 },
 		{ "/grpc.health.v1.Health/Watch", GW_SERVER_STREAM, 0, 0, &gw_svc_health, 0 },

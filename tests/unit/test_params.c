@@ -48,14 +48,39 @@ static void set_formats(struct pfix *f, size_t n, const char *const *v)
 	f->p.n_formats = n;
 }
 
-static void set_models(struct pfix *f, size_t n, const int *tid, const char *const *mid)
+/* The fields the contract deprecates (TrackedModel.tracking_id, Params.camera) are still served:
+ * the tests set them here, out of the compiler's deprecation warning. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+static void set_legacy_tid(Animate3d__V1__TrackedModel *m, int v)
+{
+	m->tracking_id = v;
+}
+
+static void set_camera(struct pfix *f, const char *camera)
+{
+	f->p.camera = (char *)camera;
+}
+#pragma GCC diagnostic pop
+
+/* Models with the deprecated int ids (tid) and/or the documented string ones (ref, may be
+ * NULL, or hold NULL for "not set"). */
+static void set_models_refs(struct pfix *f, size_t n, const int *tid, const char *const *ref,
+			    const char *const *mid)
 {
 	for (size_t i = 0; i < n; i++) {
-		f->m[i].tracking_id = tid[i];
+		set_legacy_tid(&f->m[i], tid ? tid[i] : 0);
+		if (ref && ref[i])
+			f->m[i].tracking_ref = (char *)ref[i];
 		f->m[i].model_id = (char *)mid[i];
 	}
 	f->p.models = f->mp;
 	f->p.n_models = n;
+}
+
+static void set_models(struct pfix *f, size_t n, const int *tid, const char *const *mid)
+{
+	set_models_refs(f, n, tid, NULL, mid);
 }
 
 static void set_vsm(struct pfix *f, double v)
@@ -105,7 +130,7 @@ static void v_flags(struct pfix *f)
 {
 	f->p.sim_opt_case = ANIMATE3D__V1__PARAMS__SIM_OPT_SIM;
 	f->p.sim = 1;
-	f->p.camera = "closeup";
+	set_camera(f, "closeup");
 	f->p.track_face_opt_case = ANIMATE3D__V1__PARAMS__TRACK_FACE_OPT_TRACK_FACE;
 	f->p.track_face = 0;
 	f->p.track_hand_opt_case = ANIMATE3D__V1__PARAMS__TRACK_HAND_OPT_TRACK_HAND;
@@ -156,12 +181,51 @@ static void v_render_unset(struct pfix *f)
 	f->p.render = &f->render;	/* present but empty: renders nothing */
 }
 
+/* Issue 19: the documented string form; the deprecated ints are zero-padded to it. */
 static void v_models(struct pfix *f)
 {
-	static const int tid[] = { 1, 0 };
-	static const char *const mid[] = { "abcDEF123", "x_y-z" };
+	static const int tid[] = { 0, 0, 3, 12 };
+	static const char *const ref[] = { "001", "2", NULL, "012" };
+	static const char *const mid[] = { "abcDEF123", "x_y-z", "m3", "m4" };
 
-	set_models(f, 2, tid, mid);
+	set_models_refs(f, 4, tid, ref, mid);
+}
+
+/* v2.0 Phase 2, verbatim: "params": ["models=[{trackingId:'001', modelId:'model_id'}, ...]"
+ * (a JavaScript literal in the document; sent as the JSON it means). */
+static void v_models_doc(struct pfix *f)
+{
+	static const char *const ref[] = { "001" };
+	static const char *const mid[] = { "model_id" };
+
+	set_models_refs(f, 1, NULL, ref, mid);
+}
+
+/* Both ids set and naming the same person: one entry, the string form. */
+static void v_models_both(struct pfix *f)
+{
+	static const int tid[] = { 7 };
+	static const char *const ref[] = { "07" };
+	static const char *const mid[] = { "m" };
+
+	set_models_refs(f, 1, tid, ref, mid);
+}
+
+/* The deprecated camera goes out as the documented render.CamMode (fixed -> 1). */
+static void v_camera_fixed(struct pfix *f)
+{
+	set_camera(f, "fixed");
+}
+
+/* camera beside render.cam_mode, agreeing (closeup is cinematic): CamMode once. */
+static void v_camera_both(struct pfix *f)
+{
+	set_camera(f, "closeup");
+	f->render.cam_mode_opt_case = ANIMATE3D__V1__RENDER__CAM_MODE_OPT_CAM_MODE;
+	f->render.cam_mode = ANIMATE3D__V1__CAM_MODE__CAM_MODE_CINEMATIC;
+	f->render.shadow_opt_case = ANIMATE3D__V1__RENDER__SHADOW_OPT_SHADOW;
+	f->render.shadow = 1;
+	f->p.render = &f->render;
 }
 
 static void v_pipeline(struct pfix *f)
@@ -179,8 +243,8 @@ static const struct {
 	{ "basic", v_basic,
 	  "[\"config=configCustom\",\"formats=bvh,fbx,mp4\",\"model=dm_character_001\"]" },
 	{ "flags", v_flags,
-	  "[\"config=configDefault\",\"sim=1\",\"render.camera=closeup\",\"trackFace=0\",\"trackHand=1\","
-	  "\"footLockingMode=grounding\",\"rootAtOrigin=1\",\"upperBodyOnly=false\"]" },
+	  "[\"config=configDefault\",\"sim=1\",\"trackFace=0\",\"trackHand=1\","
+	  "\"footLockingMode=grounding\",\"rootAtOrigin=1\",\"upperBodyOnly=false\",\"render.CamMode=0\"]" },
 	{ "numbers", v_numbers,
 	  "[\"config=configDefault\",\"videoSpeedMultiplier=2\",\"poseFilteringStrength=0.25\","
 	  "\"trim=1.5,10\",\"crop=0,0.1,1,0.9\"]" },
@@ -192,8 +256,17 @@ static const struct {
 	  "\"render.backdrop=studio\",\"render.shadow=0\",\"render.includeAudio=1\",\"render.CamMode=2\"]" },
 	{ "render_unset", v_render_unset, "[\"config=configDefault\"]" },
 	{ "models", v_models,
-	  "[\"config=configDefault\",\"models=[{\\\"trackingId\\\":1,\\\"modelId\\\":\\\"abcDEF123\\\"},"
-	  "{\\\"trackingId\\\":0,\\\"modelId\\\":\\\"x_y-z\\\"}]\"]" },
+	  "[\"config=configDefault\",\"models=[{\\\"trackingId\\\":\\\"001\\\",\\\"modelId\\\":\\\"abcDEF123\\\"},"
+	  "{\\\"trackingId\\\":\\\"002\\\",\\\"modelId\\\":\\\"x_y-z\\\"},"
+	  "{\\\"trackingId\\\":\\\"003\\\",\\\"modelId\\\":\\\"m3\\\"},"
+	  "{\\\"trackingId\\\":\\\"012\\\",\\\"modelId\\\":\\\"m4\\\"}]\"]" },
+	{ "models_doc", v_models_doc,
+	  "[\"config=configDefault\",\"models=[{\\\"trackingId\\\":\\\"001\\\",\\\"modelId\\\":\\\"model_id\\\"}]\"]" },
+	{ "models_both", v_models_both,
+	  "[\"config=configDefault\",\"models=[{\\\"trackingId\\\":\\\"007\\\",\\\"modelId\\\":\\\"m\\\"}]\"]" },
+	{ "camera_fixed", v_camera_fixed, "[\"config=configDefault\",\"render.CamMode=1\"]" },
+	{ "camera_both", v_camera_both,
+	  "[\"config=configDefault\",\"render.shadow=1\",\"render.CamMode=0\"]" },
 	{ "pipeline", v_pipeline,
 	  "[\"config=configDefault\",\"footLockingMode=auto\",\"pipeline=mp_detection\"]" },
 };
@@ -276,7 +349,15 @@ static void i_model_id_long(struct pfix *f)
 	f->p.model_id = id;
 }
 static void i_config(struct pfix *f) { f->p.config = "../etc"; }
-static void i_camera(struct pfix *f) { f->p.camera = "wide"; }
+static void i_camera(struct pfix *f) { set_camera(f, "wide"); }
+/* camera fixed (CamMode 1) beside render.cam_mode face (2): which one? Refused. */
+static void i_camera_conflict(struct pfix *f)
+{
+	set_camera(f, "fixed");
+	f->render.cam_mode_opt_case = ANIMATE3D__V1__RENDER__CAM_MODE_OPT_CAM_MODE;
+	f->render.cam_mode = ANIMATE3D__V1__CAM_MODE__CAM_MODE_FACE;
+	f->p.render = &f->render;
+}
 static void i_foot(struct pfix *f) { f->p.foot_locking_mode = (Animate3d__V1__FootLockingMode)9; }
 static void i_vsm_hi(struct pfix *f) { set_vsm(f, 9.5); }
 static void i_vsm_lo(struct pfix *f) { set_vsm(f, 0.5); }
@@ -321,6 +402,52 @@ static void i_model_dup(struct pfix *f)
 	static const char *const mid[] = { "a", "b", "c" };
 	set_models(f, 3, tid, mid);
 }
+/* Issue 19: tracking_ref is 1..3 digits naming a person from 001 up. */
+static void models_ref(struct pfix *f, const char *ref)
+{
+	static const char *const mid[] = { "m" };
+	const char *refs[] = { ref };
+
+	set_models_refs(f, 1, NULL, refs, mid);
+}
+static void i_ref_alpha(struct pfix *f) { models_ref(f, "1a"); }
+static void i_ref_zero(struct pfix *f) { models_ref(f, "0"); }
+static void i_ref_000(struct pfix *f) { models_ref(f, "000"); }
+static void i_ref_long(struct pfix *f) { models_ref(f, "0001"); }
+static void i_ref_sign(struct pfix *f) { models_ref(f, "+1"); }
+static void i_ref_space(struct pfix *f) { models_ref(f, " 1"); }
+static void i_ref_none(struct pfix *f)
+{
+	static const char *const mid[] = { "m" };
+	set_models_refs(f, 1, NULL, NULL, mid);
+}
+static void i_tid_big(struct pfix *f)
+{
+	static const int tid[] = { 1000 };
+	static const char *const mid[] = { "m" };
+	set_models(f, 1, tid, mid);
+}
+static void i_ref_disagree(struct pfix *f)
+{
+	static const int tid[] = { 2 };
+	static const char *const ref[] = { "001" };
+	static const char *const mid[] = { "m" };
+	set_models_refs(f, 1, tid, ref, mid);
+}
+/* "1" and "001" are one person (and so are 2 and "002"). */
+static void i_ref_dup(struct pfix *f)
+{
+	static const char *const ref[] = { "1", "001" };
+	static const char *const mid[] = { "a", "b" };
+	set_models_refs(f, 2, NULL, ref, mid);
+}
+static void i_ref_dup_legacy(struct pfix *f)
+{
+	static const int tid[] = { 0, 2 };
+	static const char *const ref[] = { "002", NULL };
+	static const char *const mid[] = { "a", "b" };
+	set_models_refs(f, 2, tid, ref, mid);
+}
 static void i_model_mid(struct pfix *f)
 {
 	static const int tid[] = { 1, 2 };
@@ -359,6 +486,7 @@ static const struct {
 	{ "model_id_long", i_model_id_long, "params.model_id" },
 	{ "config", i_config, "params.config" },
 	{ "camera", i_camera, "params.camera" },
+	{ "camera_conflict", i_camera_conflict, "params.camera" },
 	{ "foot", i_foot, "params.foot_locking_mode" },
 	{ "vsm_hi", i_vsm_hi, "params.video_speed_multiplier" },
 	{ "vsm_lo", i_vsm_lo, "params.video_speed_multiplier" },
@@ -379,6 +507,17 @@ static const struct {
 	{ "pipeline", i_pipeline, "params.pipeline" },
 	{ "model_tid", i_model_tid, "params.models[0].tracking_id" },
 	{ "model_dup", i_model_dup, "params.models[2].tracking_id" },
+	{ "ref_alpha", i_ref_alpha, "params.models[0].tracking_ref" },
+	{ "ref_zero", i_ref_zero, "params.models[0].tracking_ref" },
+	{ "ref_000", i_ref_000, "params.models[0].tracking_ref" },
+	{ "ref_long", i_ref_long, "params.models[0].tracking_ref" },
+	{ "ref_sign", i_ref_sign, "params.models[0].tracking_ref" },
+	{ "ref_space", i_ref_space, "params.models[0].tracking_ref" },
+	{ "ref_none", i_ref_none, "params.models[0].tracking_ref" },
+	{ "tid_big", i_tid_big, "params.models[0].tracking_id" },
+	{ "ref_disagree", i_ref_disagree, "params.models[0].tracking_ref" },
+	{ "ref_dup", i_ref_dup, "params.models[1].tracking_ref" },
+	{ "ref_dup_legacy", i_ref_dup_legacy, "params.models[1].tracking_id" },
 	{ "model_mid", i_model_mid, "params.models[1].model_id" },
 	{ "model_many", i_model_many, "params.models" },
 	{ "mp_models", i_mp_models, "params.models" },
@@ -527,4 +666,47 @@ Test(params, fingerprint)
 	fp(&a, hb);
 	cr_expect_eq(memcmp(ha, hb, 32), 0);
 	cr_expect_eq(gw_params_fingerprint(NULL, ha), -1);
+}
+
+/* Issue 19: the deprecated int id and the documented string name one person: the rendering's
+ * fingerprint is the same for every spelling (they render the same upstream request). */
+Test(params, fingerprint_tracking_forms)
+{
+	static const int one[] = { 1 };
+	static const char *const refs[][1] = { { "001" }, { "1" }, { "01" } };
+	static const char *const mid[] = { "m1" };
+	Animate3d__V1__StartJobRequest r = ANIMATE3D__V1__START_JOB_REQUEST__INIT;
+	struct pfix f;
+	unsigned char h_legacy[32], h[32];
+
+	r.source_case = ANIMATE3D__V1__START_JOB_REQUEST__SOURCE_MP_DETECTION_RID;
+	r.mp_detection_rid = "Mp1";
+	pfix_init(&f);
+	set_models(&f, 1, one, mid);
+	r.params = &f.p;
+	fp(&r, h_legacy);
+	for (size_t i = 0; i < sizeof refs / sizeof refs[0]; i++) {
+		pfix_init(&f);
+		set_models_refs(&f, 1, NULL, refs[i], mid);
+		r.params = &f.p;
+		fp(&r, h);
+		cr_expect_eq(memcmp(h, h_legacy, 32), 0, "\"%s\"", refs[i][0]);
+	}
+}
+
+/* The error for tracking_ref "000" says what a tracking id is. */
+Test(params, tracking_ref_message)
+{
+	struct pfix f;
+	char err[256] = "";
+
+	pfix_init(&f);
+	models_ref(&f, "000");
+	cr_assert_eq(gw_params_validate(&f.p, err, sizeof(err)), -1);
+	cr_expect_str_eq(err, "params.models[0].tracking_ref must name a detected person: tracking ids "
+			      "start at \"001\" (got \"000\")");
+	pfix_init(&f);
+	models_ref(&f, "1a");
+	cr_assert_eq(gw_params_validate(&f.p, err, sizeof(err)), -1);
+	cr_expect_str_eq(err, "params.models[0].tracking_ref must be 1..3 digits, e.g. \"001\"");
 }

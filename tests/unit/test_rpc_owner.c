@@ -96,6 +96,10 @@ static const struct {
 	  { "own upload upload:https://s.example/v/a.mp4", "mask model MB", "mask model MA [0]",
 	    "mask model MC [2]" } },
 	{ "StartJob", { "params.model_id=MB" }, { "mask model MB" } },	/* no source: the row says so */
+	/* GetPersonUrls (issue 19): its one rid must be the tenant's job. */
+	{ "GetPersonUrls", { "rid=RA" }, { "own job RA" } },
+	{ "GetPersonUrls", { "rid=" }, { NULL } },		/* the row says it is missing */
+	{ "GetPersonUrls", { "rid=a/b" }, { NULL } },		/* malformed: the row rejects it */
 	/* The model, and the uploaded files it is made from (another team's upload: NOT_FOUND). */
 	{ "StoreModel", { "model_id=MA", "model_url=https://s.example/m.fbx" },
 	  { "own model MA", "own upload upload:https://s.example/m.fbx" } },
@@ -222,6 +226,12 @@ static const struct {
 	  GW_RO_ALLOW, { "mask model MB [1]", "mask model MB [3]" } },
 	{ "team-a", 0, "StartJob", { "upload_url=" T_URL_B, "params.model_id=MB" }, GW_RO_DENY,
 	  { NULL } },	/* the source decides first */
+	/* GetPersonUrls: another team's job and an unrecorded one look alike (NOT_FOUND) */
+	{ "team-a", 0, "GetPersonUrls", { "rid=RA" }, GW_RO_ALLOW, { NULL } },
+	{ "team-b", 0, "GetPersonUrls", { "rid=RA" }, GW_RO_DENY, { NULL } },
+	{ "team-b", 1, "GetPersonUrls", { "rid=RA" }, GW_RO_DENY, { NULL } },
+	{ "team-a", 0, "GetPersonUrls", { "rid=RX" }, GW_RO_DENY, { NULL } },
+	{ "team-a", 1, "GetPersonUrls", { "rid=RX" }, GW_RO_ALLOW, { NULL } },
 	/* models */
 	{ "team-a", 0, "StoreModel", { "model_id=MA" }, GW_RO_ALLOW, { NULL } },
 	{ "team-a", 0, "StoreModel", { "model_id=MB" }, GW_RO_DENY, { NULL } },
@@ -328,6 +338,7 @@ static const struct {
 	{ "ListModels", { NULL }, { "models.id=MA" }, GW_RO_FILTER, "model models.id", 1, 0 },
 	{ "ListModels", { "model_id=MA" }, { "models.id=MA" }, GW_RO_FILTER, "model models.id", 1, 1 },
 	{ "GetVideoInfo", { "upload_url=" T_URL_A }, { NULL }, GW_RO_NOTHING, NULL, 0, 0 },
+	{ "GetPersonUrls", { "rid=RA" }, { "persons.tracking_id=001" }, GW_RO_NOTHING, NULL, 0, 0 },
 	{ "GetStatus", { "rids=RA" }, { "statuses.rid=RA" }, GW_RO_NOTHING, NULL, 0, 0 },
 	{ "GetCreditBalance", { NULL }, { NULL }, GW_RO_NOTHING, NULL, 0, 0 },
 };

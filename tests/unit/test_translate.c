@@ -129,7 +129,11 @@ static void dump_msg(struct dump *d, const ProtobufCMessage *m)
 			for (size_t k = 0; k < n; k++)
 				dump_value(d, f, arr + k * dump_size(f), 1);
 		} else {
-			dump_value(d, f, base + f->offset, 0);
+			/* A set oneof member is shown even at its default (presence: mode 0). */
+			int set = (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
+				  *(const uint32_t *)(const void *)(base + f->quantifier_offset) == f->id;
+
+			dump_value(d, f, base + f->offset, set);
 		}
 	}
 }
@@ -169,6 +173,7 @@ union anyreq {
 	Animate3d__V1__GetDownloadUrlsRequest download;
 	Animate3d__V1__ListJobsRequest list;
 	Animate3d__V1__GetVideoInfoRequest vinfo;
+	Animate3d__V1__GetPersonUrlsRequest persons;
 	Animate3d__V1__GetModelUploadUrlRequest mupload;
 	Animate3d__V1__StoreModelRequest store;
 	Animate3d__V1__ListModelsRequest lmodels;
@@ -253,12 +258,32 @@ static void r_start_mp(struct rfix *x)
 	x->u.start.mp_detection_rid = "Mp1";
 	x->params = p;
 	x->model = m;
-	x->model.tracking_id = 1;
+	x->model.tracking_ref = "001";
 	x->model.model_id = "m1";
 	x->models[0] = &x->model;
 	x->params.models = x->models;
 	x->params.n_models = 1;
 	x->u.start.params = &x->params;
+}
+/* The deprecated int id is still served, and goes upstream in the documented string form. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+static void r_start_mp_legacy(struct rfix *x)
+{
+	r_start_mp(x);
+	x->model.tracking_ref = "";
+	x->model.tracking_id = 2;
+}
+#pragma GCC diagnostic pop
+static void r_start_mp_badref(struct rfix *x)
+{
+	r_start_mp(x);
+	x->model.tracking_ref = "1a";
+}
+static void r_start_mp_zero(struct rfix *x)
+{
+	r_start_mp(x);
+	x->model.tracking_ref = "0";
 }
 static void r_start_mp_nomodels(struct rfix *x)
 {
@@ -381,6 +406,29 @@ static void r_vinfo_empty(struct rfix *x)
 {
 	r_vinfo(x);
 	x->u.vinfo.upload_url = "";
+}
+static void r_persons(struct rfix *x)
+{
+	Animate3d__V1__GetPersonUrlsRequest r = ANIMATE3D__V1__GET_PERSON_URLS_REQUEST__INIT;
+	r.rid = "4Zx9bQ2mKpTr7VwYcHnE3a";
+	x->u.persons = r;
+}
+static void r_persons_empty(struct rfix *x)
+{
+	r_persons(x);
+	x->u.persons.rid = "";
+}
+static void r_persons_bad(struct rfix *x)
+{
+	r_persons(x);
+	x->u.persons.rid = "../x";
+}
+static void r_list_starting(struct rfix *x)
+{
+	r_list(x);
+	x->states[0] = ANIMATE3D__V1__JOB_STATE__STARTING;
+	x->u.list.states = x->states;
+	x->u.list.n_states = 1;
 }
 static void r_mupload(struct rfix *x)
 {
@@ -646,7 +694,12 @@ static const struct {
 	  "{\"rid\":\"Abc123\",\"processor\":\"video2anim\",\"params\":[\"config=configDefault\",\"formats=bvh,fbx\"]}", NULL },
 	{ J "StartJob", r_start_mp, GW_TR_OK, "POST", "/process",
 	  "{\"rid_mp_detection\":\"Mp1\",\"processor\":\"video2anim\",\"params\":[\"config=configDefault\","
-	  "\"models=[{\\\"trackingId\\\":1,\\\"modelId\\\":\\\"m1\\\"}]\"]}", NULL },
+	  "\"models=[{\\\"trackingId\\\":\\\"001\\\",\\\"modelId\\\":\\\"m1\\\"}]\"]}", NULL },
+	{ J "StartJob", r_start_mp_legacy, GW_TR_OK, "POST", "/process",
+	  "{\"rid_mp_detection\":\"Mp1\",\"processor\":\"video2anim\",\"params\":[\"config=configDefault\","
+	  "\"models=[{\\\"trackingId\\\":\\\"002\\\",\\\"modelId\\\":\\\"m1\\\"}]\"]}", NULL },
+	{ J "StartJob", r_start_mp_badref, GW_TR_INVALID, NULL, NULL, NULL, "params.models[0].tracking_ref" },
+	{ J "StartJob", r_start_mp_zero, GW_TR_INVALID, NULL, NULL, NULL, "params.models[0].tracking_ref" },
 	{ J "StartJob", r_start_extra, GW_TR_OK, "POST", "/process",
 	  "{\"url\":\"http://127.0.0.1:8090/storage/v.mp4\",\"processor\":\"video2anim\",\"params\":[\"config=configDefault\",\"newOpt=1\"]}", NULL },
 	{ J "StartJob", r_start_mp_nomodels, GW_TR_INVALID, NULL, NULL, NULL, "params.models" },
@@ -680,6 +733,11 @@ static const struct {
 	{ J "GetVideoInfo", r_vinfo, GW_TR_OK, "POST", "/videoInfo",
 	  "{\"url\":\"https://st/v.mp4?X-Goog-Signature=s\"}", NULL },
 	{ J "GetVideoInfo", r_vinfo_empty, GW_TR_INVALID, NULL, NULL, NULL, "upload_url" },
+	{ J "GetPersonUrls", r_persons, GW_TR_OK, "GET", "/pesave/getUrls/4Zx9bQ2mKpTr7VwYcHnE3a", NULL, NULL },
+	{ J "GetPersonUrls", r_persons_empty, GW_TR_INVALID, NULL, NULL, NULL, "rid" },
+	{ J "GetPersonUrls", r_persons_bad, GW_TR_INVALID, NULL, NULL, NULL, "rid" },
+	{ J "GetPersonUrls", r_vinfo, GW_TR_INVALID, NULL, NULL, NULL, "request" },
+	{ J "ListJobs", r_list_starting, GW_TR_OK, "GET", "/list/STARTING", NULL, NULL },
 	{ C "GetModelUploadUrl", r_mupload, GW_TR_OK, "GET",
 	  "/character/getModelUploadUrl?name=hero%20one&modelExt=fbx&thumbExt=png&resumable=1", NULL, NULL },
 	{ C "GetModelUploadUrl", r_mupload_nothumb, GW_TR_OK, "GET",
@@ -765,6 +823,7 @@ Test(translate, rows_table)
 		{ J "GetUploadUrl", 1 },	{ J "StartJob", 0 },
 		{ J "GetStatus", 1 },		{ J "GetDownloadUrls", 1 },
 		{ J "ListJobs", 1 },		{ J "GetVideoInfo", 1 },
+		{ J "GetPersonUrls", 1 },
 		{ C "GetModelUploadUrl", 1 },	{ C "StoreModel", 0 },
 		{ C "ListModels", 1 },		{ C "DeleteModel", 0 },
 		{ W "CreateEndpoint", 0 },	{ W "GetEndpoint", 1 },
@@ -775,8 +834,12 @@ Test(translate, rows_table)
 	size_t n = 0, nrows = 0;
 	const struct gw_method *m = gw_methods(&n);
 
+	/* In table order: the fuzz seeds' first byte picks a row by it (tests/fuzz/make_seeds.py). */
 	for (size_t i = 0; i < n; i++)
-		nrows += m[i].tr.build != NULL;
+		if (m[i].tr.build && nrows < sizeof(cases) / sizeof(cases[0]))
+			cr_expect_str_eq(m[i].path, cases[nrows++].rpc, "translating row %zu", nrows);
+		else if (m[i].tr.build)
+			nrows++;
 	cr_assert_eq(nrows, sizeof(cases) / sizeof(cases[0]));
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		const struct gw_tr_rpc *r = tr_row(cases[i].rpc);
@@ -824,6 +887,14 @@ static const struct {
 	  GW_TR_OK,
 	  "statuses{rid=\"r1\" state=1 step=1 total=5 position_in_queue=7} statuses{rid=\"r2\" state=2 input_file=\"a\"}" },
 	{ J "GetStatus", r_status, "{\"count\":0,\"status\":[]}", GW_TR_OK, "" },
+	/* Issue 19: "in" (v1.5.8, what the SDKs read) wins over the v2.0 transcription's "In";
+	 * STARTING (a list status) is read like PROGRESS, not as finished. */
+	{ J "GetStatus", r_status,
+	  "{\"status\":[{\"rid\":\"r1\",\"status\":\"SUCCESS\",\"details\":{\"In\":\"x\",\"in\":\"clip.mp4\",\"out\":\"r1.bvh\"}},"
+	  "{\"rid\":\"r2\",\"status\":\"STARTING\",\"positionInQueue\":3}]}",
+	  GW_TR_OK,
+	  "statuses{rid=\"r1\" state=2 input_file=\"clip.mp4\" output_file=\"r1.bvh\"} "
+	  "statuses{rid=\"r2\" state=5 position_in_queue=3}" },
 	{ J "GetStatus", r_status, "{\"status\":[{\"rid\":\"r1\",\"status\":\"WEIRD\"}]}", GW_TR_OK,
 	  "statuses{rid=\"r1\"}" },
 	{ J "GetStatus", r_watch, "{\"status\":[{\"rid\":\"w1\",\"status\":\"RETRY\",\"details\":{}}]}", GW_TR_OK,
@@ -853,7 +924,7 @@ static const struct {
 	  "links{rid=\"r1\" name=\"v.mp4\" size=1234 duration=3.5 input=\"in\" "
 	  "groups{name=\"dm_character_001\" files{format=\"bvh\" url=\"https://s/a.bvh?sig=1\"} "
 	  "files{format=\"fbx\" url=\"https://s/a.fbx\"} files{format=\"glb\" url=\"https://s/a.glb\"}} "
-	  "groups{name=\"landmarks\" files{format=\"dmpe\" url=\"https://s/l.dmpe\"}}} links{rid=\"r2\"}" },
+	  "groups{name=\"landmarks\" files{format=\"dmpe\" url=\"https://s/l.dmpe\"} kind=3}} links{rid=\"r2\"}" },
 	{ J "GetDownloadUrls", r_download, "{\"links\":[{\"rid\":\"r1\",\"urls\":[{\"name\":\"x\",\"files\":[{\"bvh\":1}]}]}]}",
 	  GW_TR_BAD_UPSTREAM, "links[0].urls[0].files[0].bvh is not a string" },
 	{ J "GetDownloadUrls", r_download, "{\"links\":[{\"rid\":\"r1\",\"urls\":[{\"name\":\"x\",\"files\":{}}]}]}",
@@ -864,6 +935,65 @@ static const struct {
 	  GW_TR_BAD_UPSTREAM, "links[0].size is not a number" },
 	{ J "GetDownloadUrls", r_download, "{\"count\":0}", GW_TR_BAD_UPSTREAM, "links is missing" },
 
+	/* Issue 19, v2.0 multi-person. A detection run (Phase 1: "characters_detection_result.cdsave
+	 * and person thumbnails (thumbnail_character_XXX.png)"): first-class kinds, the person of
+	 * each thumbnail; mode 1 with no models. */
+	{ J "GetDownloadUrls", r_download,
+	  "{\"count\":1,\"links\":[{\"rid\":\"r1\",\"name\":\"v.mp4\",\"mode\":1,\"models\":[],\"urls\":["
+	  "{\"name\":\"characters_detection_result\",\"files\":[{\"cdsave\":\"https://s/c.cdsave\"}]},"
+	  "{\"name\":\"thumbnail_character_001\",\"files\":[{\"png\":\"https://s/t1.png\"}]},"
+	  "{\"name\":\"thumbnail_character_002\",\"files\":[{\"png\":\"https://s/t2.png\"}]}]}]}",
+	  GW_TR_OK,
+	  "links{rid=\"r1\" name=\"v.mp4\" "
+	  "groups{name=\"characters_detection_result\" files{format=\"cdsave\" url=\"https://s/c.cdsave\"} kind=1} "
+	  "groups{name=\"thumbnail_character_001\" files{format=\"png\" url=\"https://s/t1.png\"} kind=2 tracking_id=\"001\"} "
+	  "groups{name=\"thumbnail_character_002\" files{format=\"png\" url=\"https://s/t2.png\"} kind=2 tracking_id=\"002\"} "
+	  "mode=1}" },
+	/* Phase 2 (Download: "_XXX will be appended for every relevant file name", all_characters):
+	 * per-person groups carry their person; the unsuffixed scene and names of untracked persons
+	 * do not; models with string ids, null modelId, integer and boolean data types. */
+	{ J "GetDownloadUrls", r_download,
+	  "{\"links\":[{\"rid\":\"r1\",\"mode\":1,\"models\":["
+	  "{\"trackingId\":\"001\",\"modelId\":\"m1\",\"faceDataType\":1,\"handDataType\":0},"
+	  "{\"trackingId\":2,\"modelId\":null,\"faceDataType\":false,\"handDataType\":true}],\"urls\":["
+	  "{\"name\":\"Hero_001\",\"files\":[{\"bvh\":\"https://s/1.bvh\"}]},"
+	  "{\"name\":\"Hero_002\",\"files\":[{\"bvh\":\"https://s/2.bvh\"}]},"
+	  "{\"name\":\"Hero_003\",\"files\":[]},"
+	  "{\"name\":\"landmarks_002\",\"files\":[{\"dmpe\":\"https://s/l2.dmpe\"}]},"
+	  "{\"name\":\"all_characters\",\"files\":[{\"bvh\":\"https://s/all.zip\"}]},"
+	  "{\"name\":\"Hero\",\"files\":[{\"mp4\":\"https://s/scene.mp4\"}]}]}]}",
+	  GW_TR_OK,
+	  "links{rid=\"r1\" "
+	  "groups{name=\"Hero_001\" files{format=\"bvh\" url=\"https://s/1.bvh\"} tracking_id=\"001\"} "
+	  "groups{name=\"Hero_002\" files{format=\"bvh\" url=\"https://s/2.bvh\"} tracking_id=\"002\"} "
+	  "groups{name=\"Hero_003\"} "
+	  "groups{name=\"landmarks_002\" files{format=\"dmpe\" url=\"https://s/l2.dmpe\"} kind=3 tracking_id=\"002\"} "
+	  "groups{name=\"all_characters\" files{format=\"bvh\" url=\"https://s/all.zip\"} kind=4} "
+	  "groups{name=\"Hero\" files{format=\"mp4\" url=\"https://s/scene.mp4\"}} "
+	  "mode=1 models{tracking_id=\"001\" model_id=\"m1\" face_data_type=1} "
+	  "models{tracking_id=\"002\" hand_data_type=1}}" },
+	/* A single-person job (mode 0): dm_character_001 is the character's name, not person 001. */
+	{ J "GetDownloadUrls", r_download,
+	  "{\"links\":[{\"rid\":\"r1\",\"mode\":0,\"models\":[{\"trackingId\":\"001\",\"modelId\":null,"
+	  "\"faceDataType\":0,\"handDataType\":0}],\"urls\":["
+	  "{\"name\":\"dm_character_001\",\"files\":[{\"bvh\":\"https://s/a.bvh\"}]},"
+	  "{\"name\":\"landmarks\",\"files\":[{\"dmpe\":\"https://s/l.dmpe\"}]}]}]}",
+	  GW_TR_OK,
+	  "links{rid=\"r1\" groups{name=\"dm_character_001\" files{format=\"bvh\" url=\"https://s/a.bvh\"}} "
+	  "groups{name=\"landmarks\" files{format=\"dmpe\" url=\"https://s/l.dmpe\"} kind=3} mode=0 "
+	  "models{tracking_id=\"001\"}}" },
+	{ J "GetDownloadUrls", r_download, "{\"links\":[{\"rid\":\"r1\",\"models\":{}}]}",
+	  GW_TR_BAD_UPSTREAM, "links[0].models is not an array" },
+	{ J "GetDownloadUrls", r_download, "{\"links\":[{\"rid\":\"r1\",\"models\":[{\"modelId\":\"m\"}]}]}",
+	  GW_TR_BAD_UPSTREAM, "links[0].models[0].trackingId is missing" },
+	{ J "GetDownloadUrls", r_download, "{\"links\":[{\"rid\":\"r1\",\"models\":[{\"trackingId\":-1}]}]}",
+	  GW_TR_BAD_UPSTREAM, "links[0].models[0].trackingId is not a tracking id" },
+	{ J "GetDownloadUrls", r_download, "{\"links\":[{\"rid\":\"r1\",\"mode\":\"1\"}]}",
+	  GW_TR_BAD_UPSTREAM, "links[0].mode is not a number" },
+	{ J "GetDownloadUrls", r_download,
+	  "{\"links\":[{\"rid\":\"r1\",\"models\":[{\"trackingId\":\"001\",\"faceDataType\":\"x\"}]}]}",
+	  GW_TR_BAD_UPSTREAM, "links[0].models[0].faceDataType is not a number" },
+
 	{ J "ListJobs", r_list,
 	  "{\"count\":2,\"list\":[{\"rid\":\"a\",\"fileName\":\"v.mp4\",\"fileSize\":100,\"fileDuration\":2.5,\"status\":\"SUCCESS\","
 	  "\"ctime\":1700000000000,\"mtime\":1.7000000005e12},{\"rid\":\"b\",\"status\":\"STARTING\"}]}",
@@ -871,6 +1001,16 @@ static const struct {
 	  "jobs{rid=\"a\" file_name=\"v.mp4\" file_size=100 file_duration=2.5 state=2 ctime_ms=1700000000000 mtime_ms=1700000000500} "
 	  "jobs{rid=\"b\" state=5}" },
 	{ J "ListJobs", r_list, "{\"list\":[]}", GW_TR_OK, "" },
+	/* Issue 19: v2.0's mode and models on SUCCESS entries; STARTING (queued) has neither. */
+	{ J "ListJobs", r_list_starting,
+	  "{\"count\":2,\"list\":[{\"rid\":\"a\",\"status\":\"SUCCESS\",\"mode\":1,\"models\":["
+	  "{\"trackingId\":\"001\",\"modelId\":\"m1\",\"faceDataType\":0,\"handDataType\":1}]},"
+	  "{\"rid\":\"b\",\"status\":\"STARTING\",\"fileDuration\":2}]}",
+	  GW_TR_OK,
+	  "jobs{rid=\"a\" state=2 mode=1 models{tracking_id=\"001\" model_id=\"m1\" hand_data_type=1}} "
+	  "jobs{rid=\"b\" file_duration=2 state=5}" },
+	{ J "ListJobs", r_list, "{\"list\":[{\"rid\":\"a\",\"models\":[{\"trackingId\":[]}]}]}", GW_TR_BAD_UPSTREAM,
+	  "list[0].models[0].trackingId is not a string" },
 	{ J "ListJobs", r_list, "{\"list\":[{\"rid\":1}]}", GW_TR_BAD_UPSTREAM, "list[0].rid is not a string" },
 	{ J "ListJobs", r_list, "{\"list\":[{\"rid\":\"a\",\"ctime\":\"yesterday\"}]}", GW_TR_BAD_UPSTREAM,
 	  "list[0].ctime is not a number" },
@@ -884,6 +1024,33 @@ static const struct {
 	{ J "GetVideoInfo", r_vinfo, "{\"width\":1920,\"duration\":1}", GW_TR_BAD_UPSTREAM, "height is missing" },
 	{ J "GetVideoInfo", r_vinfo, "{\"width\":1e10,\"height\":1,\"duration\":1}", GW_TR_BAD_UPSTREAM,
 	  "width is not a number in range" },
+
+	/* GetPersonUrls: v2.0 PeSave API 1's example, verbatim (a bare array), then a saved
+	 * version (read URL set), the integer ids older answers used, and what is refused. */
+	{ J "GetPersonUrls", r_persons,
+	  "[\n    {\n        \"trackingId\": \"001\",\n        \"modifiedVersionReadUrl\": null,\n"
+	  "        \"modifiedVersionWriteUrl\": \"<URL>\"\n    },\n    {\n        \"trackingId\": \"002\",\n"
+	  "        \"modifiedVersionReadUrl\": null,\n        \"modifiedVersionWriteUrl\": \"<URL>\"\n    }\n]",
+	  GW_TR_OK,
+	  "persons{tracking_id=\"001\" modified_version_write_url=\"<URL>\"} "
+	  "persons{tracking_id=\"002\" modified_version_write_url=\"<URL>\"}" },
+	{ J "GetPersonUrls", r_persons,
+	  "[{\"trackingId\":\"001\",\"modifiedVersionReadUrl\":\"https://s/p?sig=1\",\"modifiedVersionWriteUrl\":\"https://s/p?sig=1\"}]",
+	  GW_TR_OK,
+	  "persons{tracking_id=\"001\" modified_version_read_url=\"https://s/p?sig=1\" modified_version_write_url=\"https://s/p?sig=1\"}" },
+	{ J "GetPersonUrls", r_persons, "[{\"trackingId\":3,\"modifiedVersionWriteUrl\":\"https://s/w\"}]", GW_TR_OK,
+	  "persons{tracking_id=\"003\" modified_version_write_url=\"https://s/w\"}" },
+	{ J "GetPersonUrls", r_persons, "[]", GW_TR_OK, "" },
+	{ J "GetPersonUrls", r_persons, "{\"rid\":\"r1\",\"persons\":[{\"trackingId\":1}]}", GW_TR_BAD_UPSTREAM,
+	  "body is not an array" },
+	{ J "GetPersonUrls", r_persons, "[{\"trackingId\":\"001\",\"modifiedVersionReadUrl\":null}]", GW_TR_BAD_UPSTREAM,
+	  "body[0].modifiedVersionWriteUrl is missing" },
+	{ J "GetPersonUrls", r_persons, "[{\"modifiedVersionWriteUrl\":\"https://s/w\"}]", GW_TR_BAD_UPSTREAM,
+	  "body[0].trackingId is missing" },
+	{ J "GetPersonUrls", r_persons, "[{\"trackingId\":\"001\",\"modifiedVersionReadUrl\":false,"
+	  "\"modifiedVersionWriteUrl\":\"https://s/w\"}]", GW_TR_BAD_UPSTREAM,
+	  "body[0].modifiedVersionReadUrl is not a string" },
+	{ J "GetPersonUrls", r_persons, "[\"001\"]", GW_TR_BAD_UPSTREAM, "body[0] is not an object" },
 
 	{ C "GetModelUploadUrl", r_mupload, "{\"modelUrl\":\"https://st/m\",\"thumbUrl\":\"https://st/t\"}", GW_TR_OK,
 	  "model_url=\"https://st/m\" thumb_url=\"https://st/t\"" },

@@ -102,6 +102,16 @@ Test(validate, kinds)
 		{ GW_VK_SERVICE, "", 1 },
 		{ GW_VK_SERVICE, "animate3d.v1.Jobs", 1 },
 		{ GW_VK_SERVICE, "\xc3\xa9", 0 },
+		{ GW_VK_TRACKING_REF, "001", 1 },
+		{ GW_VK_TRACKING_REF, "1", 1 },
+		{ GW_VK_TRACKING_REF, "016", 1 },
+		{ GW_VK_TRACKING_REF, "000", 1 },	/* a digit string; params.c refuses person 0 */
+		{ GW_VK_TRACKING_REF, "", 0 },
+		{ GW_VK_TRACKING_REF, "1a", 0 },
+		{ GW_VK_TRACKING_REF, "0001", 0 },
+		{ GW_VK_TRACKING_REF, "-1", 0 },
+		{ GW_VK_TRACKING_REF, " 1", 0 },
+		{ GW_VK_TRACKING_REF, "\xd9\xa1", 0 },	/* ARABIC-INDIC DIGIT ONE */
 		{ GW_VK_NONE, "x", 0 },
 		{ GW_VK_COUNT, "x", 0 },
 	};
@@ -133,6 +143,9 @@ Test(validate, message_names_field_and_rule)
 		     GW_VALIDATE_INVALID);
 	cr_expect(strncmp(err, "upload_url must be an http(s) URL of at most 4096 bytes", 55) == 0,
 		  "%s", err);
+	cr_assert_eq(gw_validate_str(GW_VK_TRACKING_REF, "params.models[0].tracking_ref", "1a", err,
+				     sizeof err), GW_VALIDATE_INVALID);
+	cr_expect_str_eq(err, "params.models[0].tracking_ref must be 1..3 digits, e.g. \"001\"");
 	err[0] = '\0';
 	cr_expect_eq(gw_validate_str(GW_VK_RID, "rid", "ok", err, sizeof err), GW_VALIDATE_OK);
 	cr_expect_str_eq(err, "");
@@ -588,7 +601,7 @@ Test(validate, merged_occurrences_are_checked_after_decoding)
 		Animate3d__V1__TrackedModel one = ANIMATE3D__V1__TRACKED_MODEL__INIT;
 
 		tm[i] = one;
-		tm[i].tracking_id = i;
+		tm[i].tracking_ref = "1";
 		tm[i].model_id = "m1";
 		ms[i] = &tm[i];
 	}
