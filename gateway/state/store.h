@@ -6,7 +6,8 @@
  * Backends (chosen by gw_store_open):
  *   - SQLite, WAL journal (gateway/state/store_sqlite.c): the embedded default, one local file.
  *   - memory (gateway/state/store_mem.c): hash tables, lost at exit; for "state: memory: true" and tests.
- *   - Redis, for several replicas, plugs in later as one more struct gw_store_ops.
+ *   - PostgreSQL (gateway/state/store_pg.c, on gateway/state/pg.h): shared by several replicas;
+ *     asynchronous, on the loop; its schema is versioned migrations (see store_pg.c).
  *
  * Durability (SQLite): journal_mode=WAL with synchronous=FULL. Every write is its own
  * transaction and the WAL is fsync'ed at each commit, so once a gw_store_* write has returned 0/1:
@@ -18,20 +19,24 @@
  * at open, because "PENDING and not in flight in this process" must mean "left by a previous
  * process" (see gateway/state/owner.h).
  *
- * Threading and latency: every call is synchronous and runs on the loop thread. The SQLite file
- * must be on a local disk: a write costs one fsync (typically 0.1-2 ms on SSD, up to ~10 ms on
- * spinning disks), a read is a cached B-tree lookup (microseconds). There is no network
- * round trip here; a network backend (Redis) must be asynchronous and gets its own interface.
- * Calls slower than GW_STORE_SLOW_US are counted in stats.slow_ops.
+ * PostgreSQL: a write is durable when the server has committed it (synchronous_commit as the
+ * server is configured); done() reports success only after the commit.
+ *
+ * Threading and latency: every call runs on the loop thread and completes through a callback
+ * (below). The SQLite file must be on a local disk: a write costs one fsync (typically 0.1-2 ms
+ * on SSD, up to ~10 ms on spinning disks), a read is a cached B-tree lookup (microseconds); both
+ * complete inline. PostgreSQL costs one network round trip per call, never on the loop's time.
+ * Calls slower than GW_STORE_SLOW_US (issue to done) are counted in stats.slow_ops.
  *
  * Strings: every id, tenant, key and source is 1..its limit bytes, with no NUL inside; longer,
  * empty or NULL arguments are rejected (-1, counted in stats.rejected_args) and never truncated.
  * Timestamps (now_ms, created_ms) are wall-clock milliseconds since the epoch: they must mean
  * the same after a restart.
  *
- * Errors: -1 from any call; gw_store_errmsg() then says why in one line suitable for an
- * UNAVAILABLE status ("state store is read-only", "state store: disk I/O error"). Messages name
- * no tenant, key or id, and the store never sees a secret (sources are stored without their query).
+ * Errors: rc GW_STORE_ERROR in done(), with res->err saying why in one line suitable for an
+ * UNAVAILABLE status ("state store is read-only", "state store: disk I/O error"); the last one
+ * is also kept for gw_store_errmsg(). Messages name no tenant, key or id, and the store never
+ * sees a secret (sources are stored without their query).
  */
 #ifndef A3D_GATEWAY_STORE_H
 #define A3D_GATEWAY_STORE_H
@@ -79,6 +84,16 @@ struct gw_store_stats {
  * err may be NULL; errlen should be at least GW_STORE_ERR_MAX.
  */
 struct gw_store *gw_store_open(const char *path, int read_only, char *err, size_t errlen);
+/*
+ * Opens the PostgreSQL backend on base: connects once at start-up (blocking, before the loop
+ * serves), applies the migrations under an advisory lock (N replicas starting together migrate
+ * once), refuses a schema marked incompatible with this build, then runs a pool of `pool`
+ * connections on the loop. NULL with one line in err naming host:port/db, never the password.
+ */
+struct event_base;
+struct gw_pg_opts;
+struct gw_store *gw_store_open_pg(struct event_base *base, const struct gw_pg_opts *o, char *err,
+				  size_t errlen);
 /* Memory backend with an explicit row limit (0 = GW_STORE_MEM_MAX_ENTRIES); for tests. */
 struct gw_store *gw_store_open_mem(size_t max_entries, int read_only);
 void gw_store_close(struct gw_store *s);	/* NULL is a no-op */
@@ -86,97 +101,142 @@ void gw_store_close(struct gw_store *s);	/* NULL is a no-op */
 const struct gw_store_stats *gw_store_stats(const struct gw_store *s);
 const char *gw_store_errmsg(const struct gw_store *s);	/* last failure; "" when none */
 int gw_store_read_only(const struct gw_store *s);
-const char *gw_store_backend(const struct gw_store *s);	/* "sqlite" | "memory" */
+const char *gw_store_backend(const struct gw_store *s);	/* "sqlite" | "memory" | "postgres" */
+/* NULL when the store takes calls; else why not, in one line (PostgreSQL: no connection). */
+const char *gw_store_unready(const struct gw_store *s);
+/* The connection pool's counters (PostgreSQL), or NULL. */
+const struct gw_pg_stats *gw_store_pg_stats(const struct gw_store *s);
 
 /*
- * Owner cache (SQLite, writable stores only): every ownership check of a GetStatus is an
- * owner_get, so the answers (found or absent) of the last GW_STORE_OWNER_CACHE (kind, id) pairs
- * are kept in a direct-mapped table in front of the backend. It stays exact because every owner
- * row is written through this store and the file is held exclusively (no other writer): put and
- * del forget the pair, a successful put remembers its tenant. Reads only; writes always reach
- * the backend. Bounded: one small allocation per slot.
+ * Owner cache: every ownership check of a GetStatus is an owner lookup, so the answers of the
+ * last GW_STORE_OWNER_CACHE (kind, id) pairs are kept in a direct-mapped table in front of the
+ * backend; a cache hit completes inline. SQLite (one writer, this process): found and absent
+ * answers are kept, exact because every owner row is written through this store. PostgreSQL
+ * (shared with other replicas): found answers only, since ownership is never overwritten while
+ * another replica may just have recorded an id this one saw absent. put and del forget the pair,
+ * a successful put remembers its tenant. Writes always reach the backend.
+ */
+/* ---- the caller side: every operation is asynchronous ---- */
+
+/*
+ * Every operation ends by calling done(arg, res) exactly once. The in-process backends (SQLite,
+ * memory) and the front's own refusals (bad arguments, read-only, cache hits) call it before the
+ * operation returns; PostgreSQL calls it later, from the loop. A caller must therefore treat
+ * "done already ran" and "done runs later" alike: never touch arg after the call when done may
+ * have freed it. res and everything it points to is valid during done only.
  *
- * Ownership: (kind, id) -> tenant.
- * put: 0 recorded (or already recorded for the same tenant: idempotent); -1 when another tenant
- *      owns id (ownership is never overwritten; stats.owner_conflicts) or on error.
- * get: 1 found (tenant copied, NUL-terminated; -1 if tenantlen is too small), 0 absent, -1 error.
- * del: 0 (removed or absent), -1 error.
- * each: calls cb(arg, id) for every id of kind owned by tenant, in id order (SQLite) or no
- *      particular order (memory); cb returns non-zero to stop. Returns 0, or -1 on error (cb may
- *      have run for some ids). cb must not call the store. The id is valid during cb only.
+ * rc per operation (GW_STORE_ERROR = -1 for every failure, with res->err saying why in one
+ * line suitable for an UNAVAILABLE status, e.g. "state store is read-only", "state store:
+ * PostgreSQL at 10.0.0.5:5432/a3d is unreachable"; res->retry_ms > 0 when retrying later may
+ * help):
+ *   owner_put     0 recorded (or already the same tenant's); GW_STORE_CONFLICT another tenant
+ *                 owns id (never overwritten; stats.owner_conflicts).
+ *   owner_lookup  0; res->tenants[i] is the owner of ids[i], or NULL when unrecorded.
+ *                 n is 1..GW_STORE_LOOKUP_MAX.
+ *   owner_del     0 (removed or absent).
+ *   idem_begin    GW_STORE_INSERTED: {fp, PENDING, source, now_ms} inserted with the lease
+ *                 (lease, lease_until_ms); 0: the key exists, res->idem is its entry.
+ *   idem_take     0: a PENDING entry whose lease was exactly (old_lease, old_until_ms) now holds
+ *                 (lease, lease_until_ms); GW_STORE_CONFLICT: it changed meanwhile (another
+ *                 replica took it, or it ended): read it again with idem_begin.
+ *   idem_renew    0: every PENDING key leased by `lease` now lasts until lease_until_ms;
+ *                 res->count = how many.
+ *   idem_finish   0: PENDING -> DONE with rid (or already DONE with the same rid); CONFLICT:
+ *                 absent, or DONE with another rid (stats.idem_conflicts).
+ *   idem_release  0: a PENDING key stays PENDING with no lease (anyone may reconcile it now);
+ *                 DONE or absent: 0, nothing changes.
+ *   idem_abort    0: a PENDING key is removed (upstream refused the job); DONE is kept.
+ *   idem_count    0: res->count = PENDING keys (start-up log).
+ *   idem_expire   0: keys created before older_than_ms removed; res->count = how many.
  */
-int gw_store_owner_put(struct gw_store *s, enum gw_store_kind k, const char *id, const char *tenant,
-		       int64_t now_ms);
-int gw_store_owner_get(struct gw_store *s, enum gw_store_kind k, const char *id, char *tenant,
-		       size_t tenantlen);
-int gw_store_owner_del(struct gw_store *s, enum gw_store_kind k, const char *id);
-int gw_store_owner_each(struct gw_store *s, enum gw_store_kind k, const char *tenant,
-			int (*cb)(void *arg, const char *id), void *arg);
+#define GW_STORE_ERROR (-1)
+#define GW_STORE_INSERTED 1
+#define GW_STORE_CONFLICT 3
+#define GW_STORE_LOOKUP_MAX 1024	/* ids of one owner_lookup (lists are asked in slices) */
+#define GW_STORE_LEASE_MAX 96		/* bytes of a lease holder: the instance id */
 
-/*
- * Idempotency keys: (tenant, key) -> entry. source is what the job was started from (an upload
- * URL without its query, "rerun:<rid>", "mp:<rid>"; see gateway/state/owner.h), 1..GW_STORE_SOURCE_MAX.
- * begin:   inserts {fp, PENDING, source, now_ms} if absent: 1 inserted, 0 existed (*existing
- *          filled when existing is not NULL), -1 error.
- * finish:  PENDING -> DONE with rid: 0; already DONE with the same rid: 0; absent or DONE with
- *          another rid: -1 (stats.idem_conflicts).
- * abort:   removes the key if it is PENDING (upstream refused the job): 0, also when absent;
- *          a DONE key is kept (0). -1 on error.
- * pending: cb for every PENDING entry, oldest first (restart reconciliation); cb returns non-zero
- *          to stop and must not call the store. 0, or -1 on error.
- * expire:  removes every key (PENDING or DONE) created before older_than_ms; returns how many, or -1.
- */
 struct gw_idem {
 	uint8_t fp[32];			/* request fingerprint (SHA-256) */
 	int done;			/* 0 PENDING, 1 DONE */
 	char rid[GW_STORE_RID_MAX + 1];	/* DONE: the job; "" while PENDING */
 	char source[GW_STORE_SOURCE_MAX + 1];
 	int64_t created_ms;
+	char lease[GW_STORE_LEASE_MAX + 1];	/* PENDING: the instance working on it; "" = nobody */
+	int64_t lease_until_ms;		/* wall clock; the lease is void after it */
 };
-int gw_store_idem_begin(struct gw_store *s, const char *tenant, const char *key, const uint8_t fp[32],
-			const char *source, int64_t now_ms, struct gw_idem *existing);
-int gw_store_idem_finish(struct gw_store *s, const char *tenant, const char *key, const char *rid);
-int gw_store_idem_abort(struct gw_store *s, const char *tenant, const char *key);
-int gw_store_idem_pending(struct gw_store *s,
-			  int (*cb)(void *arg, const char *tenant, const char *key,
-				    const struct gw_idem *e),
-			  void *arg);
-int gw_store_idem_expire(struct gw_store *s, int64_t older_than_ms);
 
-/* ---- Backend side: used by store.c, store_sqlite.c and store_mem.c only. ---- */
+struct gw_store_res {
+	int rc;
+	const char *err;		/* rc == GW_STORE_ERROR: why (never NULL then) */
+	long retry_ms;			/* rc == GW_STORE_ERROR: > 0 when a retry after it may work */
+	const char *const *tenants;	/* owner_lookup */
+	const struct gw_idem *idem;	/* idem_begin, rc 0 */
+	long count;			/* idem_renew, idem_count, idem_expire */
+};
+typedef void (*gw_store_done_fn)(void *arg, const struct gw_store_res *res);
+
+void gw_store_owner_put(struct gw_store *s, enum gw_store_kind k, const char *id, const char *tenant,
+			int64_t now_ms, gw_store_done_fn done, void *arg);
+void gw_store_owner_lookup(struct gw_store *s, enum gw_store_kind k, const char *const *ids, size_t n,
+			   gw_store_done_fn done, void *arg);
+void gw_store_owner_del(struct gw_store *s, enum gw_store_kind k, const char *id,
+			gw_store_done_fn done, void *arg);
+void gw_store_idem_begin(struct gw_store *s, const char *tenant, const char *key, const uint8_t fp[32],
+			 const char *source, int64_t now_ms, const char *lease, int64_t lease_until_ms,
+			 gw_store_done_fn done, void *arg);
+void gw_store_idem_take(struct gw_store *s, const char *tenant, const char *key, const char *old_lease,
+			int64_t old_until_ms, const char *lease, int64_t lease_until_ms,
+			gw_store_done_fn done, void *arg);
+void gw_store_idem_renew(struct gw_store *s, const char *lease, int64_t lease_until_ms,
+			 gw_store_done_fn done, void *arg);
+void gw_store_idem_finish(struct gw_store *s, const char *tenant, const char *key, const char *rid,
+			  gw_store_done_fn done, void *arg);
+void gw_store_idem_release(struct gw_store *s, const char *tenant, const char *key,
+			   gw_store_done_fn done, void *arg);
+void gw_store_idem_abort(struct gw_store *s, const char *tenant, const char *key,
+			 gw_store_done_fn done, void *arg);
+void gw_store_idem_count(struct gw_store *s, gw_store_done_fn done, void *arg);
+void gw_store_idem_expire(struct gw_store *s, int64_t older_than_ms, gw_store_done_fn done, void *arg);
+
+/* ---- Backend side: used by store.c and the store_*.c backends only. ---- */
 
 /*
- * Arguments reach a backend already validated (lengths, kind, read-only). Return codes:
- * GW_STORE_B_OK / GW_STORE_B_ABSENT / GW_STORE_B_EXISTS as documented per op, GW_STORE_B_CONFLICT
- * (owner of another tenant, idem finish mismatch), GW_STORE_B_FULL (memory limit), GW_STORE_B_ERR
- * (with the reason in errmsg(impl)). expire returns the count (>= 0) or GW_STORE_B_ERR.
+ * Arguments reach a backend already validated (lengths, kind, read-only), and each op ends with
+ * done(arg, res) exactly once, inline or later from the loop, with the rc values above; besides,
+ * GW_STORE_FULL for a memory backend at its limit. res->err is the backend's own reason (the
+ * front prefixes "state store: "). Backends may complete inline only if they never block for
+ * long (SQLite on a local disk: one fsync).
  */
-enum {
-	GW_STORE_B_OK = 0,
-	GW_STORE_B_EXISTS = 1,
-	GW_STORE_B_ABSENT = 2,
-	GW_STORE_B_CONFLICT = 3,
-	GW_STORE_B_FULL = 4,
-	GW_STORE_B_ERR = -1
-};
+#define GW_STORE_FULL 4
+struct gw_pg_stats;
 struct gw_store_ops {
 	const char *name;
+	int shared;		/* other processes write too: only positive owner answers are cached */
 	void (*close)(void *impl);
-	const char *(*errmsg)(void *impl);
-	int (*owner_put)(void *impl, int k, const char *id, const char *tenant, int64_t now_ms);
-	int (*owner_get)(void *impl, int k, const char *id, char *tenant, size_t tenantlen);
-	int (*owner_del)(void *impl, int k, const char *id);
-	int (*owner_each)(void *impl, int k, const char *tenant,
-			  int (*cb)(void *arg, const char *id), void *arg);
-	int (*idem_begin)(void *impl, const char *tenant, const char *key, const uint8_t fp[32],
-			  const char *source, int64_t now_ms, struct gw_idem *existing);
-	int (*idem_finish)(void *impl, const char *tenant, const char *key, const char *rid);
-	int (*idem_abort)(void *impl, const char *tenant, const char *key);
-	int (*idem_pending)(void *impl,
-			    int (*cb)(void *arg, const char *tenant, const char *key,
-				      const struct gw_idem *e),
-			    void *arg);
-	long (*idem_expire)(void *impl, int64_t older_than_ms);
+	/* NULL when the backend can take calls; else why not, in one line (for /readyz) */
+	const char *(*unready)(void *impl);
+	const struct gw_pg_stats *(*pg_stats)(void *impl);	/* NULL for in-process backends */
+	void (*owner_put)(void *impl, int k, const char *id, const char *tenant, int64_t now_ms,
+			  gw_store_done_fn done, void *arg);
+	void (*owner_lookup)(void *impl, int k, const char *const *ids, size_t n,
+			     gw_store_done_fn done, void *arg);
+	void (*owner_del)(void *impl, int k, const char *id, gw_store_done_fn done, void *arg);
+	void (*idem_begin)(void *impl, const char *tenant, const char *key, const uint8_t fp[32],
+			   const char *source, int64_t now_ms, const char *lease, int64_t lease_until_ms,
+			   gw_store_done_fn done, void *arg);
+	void (*idem_take)(void *impl, const char *tenant, const char *key, const char *old_lease,
+			  int64_t old_until_ms, const char *lease, int64_t lease_until_ms,
+			  gw_store_done_fn done, void *arg);
+	void (*idem_renew)(void *impl, const char *lease, int64_t lease_until_ms, gw_store_done_fn done,
+			   void *arg);
+	void (*idem_finish)(void *impl, const char *tenant, const char *key, const char *rid,
+			    gw_store_done_fn done, void *arg);
+	void (*idem_release)(void *impl, const char *tenant, const char *key, gw_store_done_fn done,
+			     void *arg);
+	void (*idem_abort)(void *impl, const char *tenant, const char *key, gw_store_done_fn done,
+			   void *arg);
+	void (*idem_count)(void *impl, gw_store_done_fn done, void *arg);
+	void (*idem_expire)(void *impl, int64_t older_than_ms, gw_store_done_fn done, void *arg);
 };
 
 /* Backend constructors: return the impl pointer and set *ops, or NULL with err filled. */
