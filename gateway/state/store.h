@@ -243,5 +243,13 @@ struct gw_store_ops {
 void *gw_store_sqlite_open(const char *path, int read_only, const struct gw_store_ops **ops,
 			   char *err, size_t errlen);
 void *gw_store_mem_open(size_t max_entries, const struct gw_store_ops **ops);
+/*
+ * PostgreSQL (gateway/state/store_pg.c): connects (blocking), migrates under an advisory lock,
+ * then runs a pool on base; NULL with one line in err naming host:port/db, never the password.
+ * Its close frees the pool and drops unanswered operations without done(): close only once the
+ * loop has stopped.
+ */
+void *gw_store_pg_backend_open(struct event_base *base, const struct gw_pg_opts *o,
+			       const struct gw_store_ops **ops, char *err, size_t errlen);
 
 #endif

@@ -1,0 +1,807 @@
+/*
+ * store_pg: the state store's PostgreSQL backend (see store.h), on the connection pool of pg.h.
+ *
+ * Start-up (gw_store_pg_backend_open, blocking, before the loop serves): one blocking connection
+ * takes a session advisory lock (PGS_MIGRATE_LOCK), applies the migrations this build knows and
+ * the database lacks, unlocks and closes; then the pool starts on the loop. Replicas starting
+ * together queue on the lock, so exactly one applies each migration and the others find it done.
+ *
+ * Schema versions are expand/contract: every migration is one transaction that also records
+ * (version, applied_ms, min_compatible) in a3d_schema. min_compatible is the oldest gateway
+ * schema version that still runs correctly on the schema once this migration is in. An older
+ * build (a helm rollback) therefore starts on a newer schema unless the newest migration says it
+ * cannot; expand steps keep min_compatible, only a contract step raises it.
+ *
+ * Every query is a prepared statement of pgs_stmts, parameters bound as text; the byte strings
+ * (fingerprints) travel as hex. Each operation holds one small context (struct pgs_op) from the
+ * call until its answer; the pool's queue bound (GW_PG_MAX_QUEUE) bounds how many exist.
+ */
+#include "gateway/state/store.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <event2/event.h>
+
+#include "gateway/base/clock.h"
+#include "gateway/base/log.h"
+#include "gateway/state/pg.h"
+
+/* The advisory lock key of the migrations ("a3dschm1"): any fixed value, the same in every build. */
+#define PGS_MIGRATE_LOCK INT64_C(0x6133647363686d31)
+/* How long a replica waits for another replica's migration (or a table lock) before giving up. */
+#define PGS_MIGRATE_LOCK_TIMEOUT_MS 60000
+/* owner_put / idem_begin run again when their row was committed by another replica after this
+ * statement's snapshot (see pgs_answer_owner_put); more than this means the row keeps changing. */
+#define PGS_MAX_TRIES 3
+/* retry_ms of a failure: the pool's reconnect backoff bounds when a retry can succeed. */
+#define PGS_RETRY_MS 1000
+#define PGS_RETRY_DOWN_MS GW_PG_BACKOFF_MAX_MS
+#define PGS_WHERE_MAX 160
+
+/*
+ * The migrations, in order. Never edit a released entry: add one. An expand step (new table,
+ * column with a default, index) keeps min_compatible; a contract step (drop, rename, new
+ * constraint old builds would break) raises it to the first version that no longer needs
+ * what it removes.
+ */
+static const struct pgs_migration {
+	int version;
+	int min_compatible;
+	const char *sql;	/* one or more statements, run in the migration's transaction */
+} pgs_migrations[] = {
+	{ 1, 1,
+	  "CREATE TABLE a3d_owner ("
+	  " kind smallint NOT NULL, id text NOT NULL, tenant text NOT NULL,"
+	  " created_ms bigint NOT NULL, PRIMARY KEY (kind, id));"
+	  "CREATE INDEX a3d_owner_tenant ON a3d_owner (kind, tenant, id);"
+	  "CREATE TABLE a3d_idem ("
+	  " tenant text NOT NULL, key text NOT NULL, fp bytea NOT NULL, done boolean NOT NULL,"
+	  " rid text NOT NULL, source text NOT NULL, created_ms bigint NOT NULL,"
+	  " lease text NOT NULL DEFAULT '', lease_until_ms bigint NOT NULL DEFAULT 0,"
+	  " PRIMARY KEY (tenant, key));"
+	  "CREATE INDEX a3d_idem_created ON a3d_idem (done, created_ms);"
+	  "CREATE INDEX a3d_idem_lease ON a3d_idem (lease) WHERE NOT done AND lease <> '';" },
+};
+#define PGS_NMIGRATIONS (sizeof pgs_migrations / sizeof pgs_migrations[0])
+
+/* The schema version this build knows up to: its newest migration. */
+static int pgs_known_version(void)
+{
+	return pgs_migrations[PGS_NMIGRATIONS - 1].version;
+}
+
+enum pgs_stmt {
+	PGS_OWNER_PUT,
+	PGS_OWNER_LOOKUP,
+	PGS_OWNER_DEL,
+	PGS_IDEM_BEGIN,
+	PGS_IDEM_TAKE,
+	PGS_IDEM_RENEW,
+	PGS_IDEM_FINISH,
+	PGS_IDEM_RELEASE,
+	PGS_IDEM_ABORT,
+	PGS_IDEM_COUNT,
+	PGS_IDEM_EXPIRE,
+	PGS_NSTMTS
+};
+
+static const struct gw_pg_stmt pgs_stmts[PGS_NSTMTS] = {
+	/* The inserted row comes from ins; an existing one from the table (the statement's snapshot
+	 * does not see its own insert, so exactly one branch has a row, but see the answer). */
+	[PGS_OWNER_PUT] = { "a3d_owner_put",
+			    "WITH ins AS (INSERT INTO a3d_owner (kind, id, tenant, created_ms)"
+			    " VALUES ($1::smallint, $2, $3, $4::bigint) ON CONFLICT DO NOTHING RETURNING tenant)"
+			    " SELECT tenant FROM ins UNION ALL"
+			    " SELECT tenant FROM a3d_owner WHERE kind = $1::smallint AND id = $2 LIMIT 1", 4 },
+	/* $2 is an array literal; ordinality gives each answer the index of the id it belongs to. */
+	[PGS_OWNER_LOOKUP] = { "a3d_owner_lookup",
+			       "SELECT u.i, o.tenant FROM unnest($2::text[]) WITH ORDINALITY AS u (id, i)"
+			       " JOIN a3d_owner o ON o.kind = $1::smallint AND o.id = u.id", 2 },
+	[PGS_OWNER_DEL] = { "a3d_owner_del",
+			    "DELETE FROM a3d_owner WHERE kind = $1::smallint AND id = $2", 2 },
+	/* Column 0: true when this call inserted; else the existing entry follows. */
+	[PGS_IDEM_BEGIN] = { "a3d_idem_begin",
+			     "WITH ins AS (INSERT INTO a3d_idem (tenant, key, fp, done, rid, source, created_ms,"
+			     " lease, lease_until_ms) VALUES ($1, $2, decode($3, 'hex'), false, '', $4,"
+			     " $5::bigint, $6, $7::bigint) ON CONFLICT DO NOTHING RETURNING 1)"
+			     " SELECT true, NULL::text, NULL::boolean, NULL::text, NULL::text, NULL::bigint,"
+			     " NULL::text, NULL::bigint FROM ins UNION ALL"
+			     " SELECT false, encode(fp, 'hex'), done, rid, source, created_ms, lease,"
+			     " lease_until_ms FROM a3d_idem WHERE tenant = $1 AND key = $2 LIMIT 1", 7 },
+	[PGS_IDEM_TAKE] = { "a3d_idem_take",
+			    "UPDATE a3d_idem SET lease = $5, lease_until_ms = $6::bigint"
+			    " WHERE tenant = $1 AND key = $2 AND NOT done AND lease = $3"
+			    " AND lease_until_ms = $4::bigint", 6 },
+	/* lease <> '' also matches the partial index. */
+	[PGS_IDEM_RENEW] = { "a3d_idem_renew",
+			     "UPDATE a3d_idem SET lease_until_ms = $2::bigint"
+			     " WHERE lease = $1 AND NOT done AND lease <> ''", 2 },
+	/* One UPDATE covers "already DONE with this rid" too: a finish racing another finish waits
+	 * for its row lock and re-checks the committed row, which a separate read could not. */
+	[PGS_IDEM_FINISH] = { "a3d_idem_finish",
+			      "UPDATE a3d_idem SET done = true, rid = $3, lease = '', lease_until_ms = 0"
+			      " WHERE tenant = $1 AND key = $2 AND (NOT done OR rid = $3)", 3 },
+	[PGS_IDEM_RELEASE] = { "a3d_idem_release",
+			       "UPDATE a3d_idem SET lease = '', lease_until_ms = 0"
+			       " WHERE tenant = $1 AND key = $2 AND NOT done", 2 },
+	[PGS_IDEM_ABORT] = { "a3d_idem_abort",
+			     "DELETE FROM a3d_idem WHERE tenant = $1 AND key = $2 AND NOT done", 2 },
+	[PGS_IDEM_COUNT] = { "a3d_idem_count", "SELECT count(*) FROM a3d_idem WHERE NOT done", 0 },
+	/* done = ANY(both) lets the (done, created_ms) index serve a range on created_ms alone. */
+	[PGS_IDEM_EXPIRE] = { "a3d_idem_expire",
+			      "DELETE FROM a3d_idem WHERE done = ANY (ARRAY[false, true])"
+			      " AND created_ms < $1::bigint", 1 },
+};
+
+struct pgs_store {
+	struct gw_pg *pool;
+	char where[PGS_WHERE_MAX];	/* host:port/db */
+	char unready[GW_STORE_ERR_MAX];
+	struct pgs_op *ops;		/* every op waiting for the pool: freed at close */
+};
+
+struct pgs_op;
+/* Reads the answer of op's statement and ends op (pgs_end), or sends it again (pgs_resend). */
+typedef void (*pgs_answer_fn)(struct pgs_op *op, const PGresult *res);
+
+struct pgs_op {
+	struct pgs_store *s;
+	struct pgs_op *prev, *next;
+	gw_store_done_fn done;
+	void *arg;
+	pgs_answer_fn answer;
+	size_t stmt;
+	int tries;
+	size_t nids;			/* owner_lookup: ids asked */
+	int np;				/* > 0: params kept (in buf) for a resend */
+	const char *params[GW_PG_MAX_PARAMS];
+	char buf[];
+};
+
+/* ---- ending an operation ---- */
+
+static void pgs_unlink(struct pgs_op *op)
+{
+	if (op->prev)
+		op->prev->next = op->next;
+	else
+		op->s->ops = op->next;
+	if (op->next)
+		op->next->prev = op->prev;
+	op->prev = op->next = NULL;
+}
+
+/* Calls done(arg, res) and frees op: every operation ends here exactly once. */
+static void pgs_end(struct pgs_op *op, const struct gw_store_res *res)
+{
+	pgs_unlink(op);
+	op->done(op->arg, res);
+	free(op);
+}
+
+static void pgs_end_rc(struct pgs_op *op, int rc)
+{
+	struct gw_store_res r = { .rc = rc };
+
+	pgs_end(op, &r);
+}
+
+static long pgs_retry_ms(const struct pgs_store *s)
+{
+	return gw_pg_stats(s->pool)->connected ? PGS_RETRY_MS : PGS_RETRY_DOWN_MS;
+}
+
+/*
+ * Ends op with GW_STORE_ERROR. why is the pool's message ("PostgreSQL at W: reason" or
+ * "PostgreSQL at W unreachable (...)") or our own reason; the answer names the server once and
+ * says "is unreachable" when no connection is up, so an UNAVAILABLE status reads the same
+ * whichever path noticed the outage.
+ */
+static void pgs_end_error(struct pgs_op *op, const char *why)
+{
+	struct pgs_store *s = op->s;
+	struct gw_store_res r = { .rc = GW_STORE_ERROR };
+	char msg[GW_STORE_ERR_MAX];
+	size_t wl = strlen(s->where);
+	const char *reason = why;
+
+	if (strncmp(why, "PostgreSQL at ", 14) == 0 && strncmp(why + 14, s->where, wl) == 0) {
+		reason = why + 14 + wl;
+		reason += strspn(reason, ": ");
+	}
+	if (!gw_pg_stats(s->pool)->connected && !strstr(reason, "unreachable"))
+		snprintf(msg, sizeof msg, "PostgreSQL at %s is unreachable: %s", s->where, reason);
+	else
+		snprintf(msg, sizeof msg, "PostgreSQL at %s: %s", s->where, reason);
+	r.err = msg;
+	r.retry_ms = pgs_retry_ms(s);
+	pgs_end(op, &r);
+}
+
+/* ---- sending ---- */
+
+static void pgs_on_answer(void *arg, const PGresult *res, const char *err)
+{
+	struct pgs_op *op = arg;
+
+	if (err) {
+		pgs_end_error(op, err);
+		return;
+	}
+	op->answer(op, res);
+}
+
+/* Hands op to the pool; when the pool refuses it at once, op ends here with an error. */
+static void pgs_submit(struct pgs_op *op, const char *const *params)
+{
+	struct pgs_store *s = op->s;
+	const struct gw_pg_stats *st = gw_pg_stats(s->pool);
+
+	op->tries++;
+	if (gw_pg_query(s->pool, op->stmt, params, pgs_stmts[op->stmt].nparams, pgs_on_answer, op))
+		return;
+	pgs_end_error(op, st->queued >= GW_PG_MAX_QUEUE ? "PostgreSQL queue full"
+							  : "cannot queue a query (out of memory)");
+}
+
+/*
+ * Starts one operation of statement stmt. keep: the parameters are copied into the context, for
+ * an answer that needs the statement sent again. done runs exactly once, from the loop, or
+ * inline when the operation cannot even be queued.
+ */
+static void pgs_start(struct pgs_store *s, enum pgs_stmt stmt, const char *const *params, int keep,
+		      size_t nids, pgs_answer_fn answer, gw_store_done_fn done, void *arg)
+{
+	int np = pgs_stmts[stmt].nparams;
+	size_t extra = 0, o = 0;
+	struct pgs_op *op;
+	struct gw_store_res r = { .rc = GW_STORE_ERROR };
+
+	for (int i = 0; keep && i < np; i++)
+		extra += strlen(params[i]) + 1;
+	op = calloc(1, sizeof *op + extra);
+	if (!op) {
+		r.err = "out of memory";
+		r.retry_ms = PGS_RETRY_MS;
+		done(arg, &r);
+		return;
+	}
+	op->s = s;
+	op->done = done;
+	op->arg = arg;
+	op->answer = answer;
+	op->stmt = stmt;
+	op->nids = nids;
+	for (int i = 0; keep && i < np; i++) {
+		size_t l = strlen(params[i]) + 1;
+
+		memcpy(op->buf + o, params[i], l);
+		op->params[i] = op->buf + o;
+		o += l;
+		op->np = np;
+	}
+	op->next = s->ops;
+	if (s->ops)
+		s->ops->prev = op;
+	s->ops = op;
+	pgs_submit(op, params);
+}
+
+/* Sends op's statement again with its kept parameters (called from its answer). */
+static void pgs_resend(struct pgs_op *op, const char *why)
+{
+	if (op->tries >= PGS_MAX_TRIES || op->np == 0) {
+		pgs_end_error(op, why);
+		return;
+	}
+	pgs_submit(op, op->params);
+}
+
+/* ---- answers ---- */
+
+static int pgs_shape(const PGresult *res, int fields)
+{
+	return PQresultStatus(res) == PGRES_TUPLES_OK && PQnfields(res) == fields;
+}
+
+static long pgs_affected(const PGresult *res)
+{
+	return strtol(PQcmdTuples((PGresult *)res), NULL, 10);
+}
+
+static void pgs_answer_command(struct pgs_op *op, const PGresult *res)
+{
+	pgs_end_rc(op, 0);
+}
+
+static void pgs_answer_owner_put(struct pgs_op *op, const PGresult *res)
+{
+	if (!pgs_shape(res, 1)) {
+		pgs_end_error(op, "unexpected answer to owner_put");
+		return;
+	}
+	/*
+	 * No row: another replica inserted the id after this statement's snapshot was taken (ON
+	 * CONFLICT waited for its commit, the read could not see it). A new statement sees it.
+	 */
+	if (PQntuples(res) == 0) {
+		pgs_resend(op, "the owner row kept changing");
+		return;
+	}
+	pgs_end_rc(op, strcmp(PQgetvalue(res, 0, 0), op->params[2]) == 0 ? 0 : GW_STORE_CONFLICT);
+}
+
+static void pgs_answer_owner_lookup(struct pgs_op *op, const PGresult *res)
+{
+	size_t n = op->nids;
+	const char *tenants[GW_STORE_LOOKUP_MAX];
+	struct gw_store_res r = { .rc = 0, .tenants = tenants };
+
+	if (!pgs_shape(res, 2)) {
+		pgs_end_error(op, "unexpected answer to owner_lookup");
+		return;
+	}
+	for (size_t i = 0; i < n; i++)
+		tenants[i] = NULL;
+	for (int row = 0; row < PQntuples(res); row++) {
+		long i = strtol(PQgetvalue(res, row, 0), NULL, 10);
+
+		if (i >= 1 && (size_t)i <= n)
+			tenants[i - 1] = PQgetvalue(res, row, 1);
+	}
+	pgs_end(op, &r);
+}
+
+static int pgs_unhex(uint8_t *dst, size_t n, const char *hex)
+{
+	if (strlen(hex) != 2 * n)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		unsigned v;
+
+		if (sscanf(hex + 2 * i, "%2x", &v) != 1)
+			return -1;
+		dst[i] = (uint8_t)v;
+	}
+	return 0;
+}
+
+static void pgs_answer_idem_begin(struct pgs_op *op, const PGresult *res)
+{
+	struct gw_idem e;
+	struct gw_store_res r = { .rc = 0, .idem = &e };
+
+	if (!pgs_shape(res, 8)) {
+		pgs_end_error(op, "unexpected answer to idem_begin");
+		return;
+	}
+	if (PQntuples(res) == 0) {	/* as in owner_put: a concurrent insert, read it afresh */
+		pgs_resend(op, "the idempotency row kept changing");
+		return;
+	}
+	if (strcmp(PQgetvalue(res, 0, 0), "t") == 0) {
+		pgs_end_rc(op, GW_STORE_INSERTED);
+		return;
+	}
+	memset(&e, 0, sizeof e);
+	if (pgs_unhex(e.fp, sizeof e.fp, PQgetvalue(res, 0, 1)) != 0) {
+		pgs_end_error(op, "unexpected fingerprint in a3d_idem");
+		return;
+	}
+	e.done = strcmp(PQgetvalue(res, 0, 2), "t") == 0;
+	snprintf(e.rid, sizeof e.rid, "%s", PQgetvalue(res, 0, 3));
+	snprintf(e.source, sizeof e.source, "%s", PQgetvalue(res, 0, 4));
+	e.created_ms = strtoll(PQgetvalue(res, 0, 5), NULL, 10);
+	snprintf(e.lease, sizeof e.lease, "%s", PQgetvalue(res, 0, 6));
+	e.lease_until_ms = strtoll(PQgetvalue(res, 0, 7), NULL, 10);
+	pgs_end(op, &r);
+}
+
+/* One row changed: 0; none: the entry is not in the state the caller expected. */
+static void pgs_answer_one_row(struct pgs_op *op, const PGresult *res)
+{
+	pgs_end_rc(op, pgs_affected(res) == 1 ? 0 : GW_STORE_CONFLICT);
+}
+
+static void pgs_answer_rows(struct pgs_op *op, const PGresult *res)
+{
+	struct gw_store_res r = { .rc = 0, .count = pgs_affected(res) };
+
+	pgs_end(op, &r);
+}
+
+static void pgs_answer_count(struct pgs_op *op, const PGresult *res)
+{
+	struct gw_store_res r = { .rc = 0 };
+
+	if (!pgs_shape(res, 1) || PQntuples(res) != 1) {
+		pgs_end_error(op, "unexpected answer to idem_count");
+		return;
+	}
+	r.count = strtol(PQgetvalue(res, 0, 0), NULL, 10);
+	pgs_end(op, &r);
+}
+
+/* ---- the operations ---- */
+
+static void pgs_owner_put(void *impl, int k, const char *id, const char *tenant, int64_t now_ms,
+			  gw_store_done_fn done, void *arg)
+{
+	char kind[16], now[24];
+	const char *p[4] = { kind, id, tenant, now };
+
+	snprintf(kind, sizeof kind, "%d", k);
+	snprintf(now, sizeof now, "%" PRId64, now_ms);
+	pgs_start(impl, PGS_OWNER_PUT, p, 1, 0, pgs_answer_owner_put, done, arg);
+}
+
+/*
+ * The ids as one PostgreSQL array literal: each element double-quoted with '"' and '\' escaped,
+ * so no id can end an element or the array early. NULL when out of memory.
+ */
+static char *pgs_array_literal(const char *const *ids, size_t n)
+{
+	size_t cap = 3, o = 0;
+	char *lit;
+
+	for (size_t i = 0; i < n; i++)
+		cap += 2 * strlen(ids[i]) + 3;
+	lit = malloc(cap);
+	if (!lit)
+		return NULL;
+	lit[o++] = '{';
+	for (size_t i = 0; i < n; i++) {
+		if (i)
+			lit[o++] = ',';
+		lit[o++] = '"';
+		for (const char *c = ids[i]; *c; c++) {
+			if (*c == '"' || *c == '\\')
+				lit[o++] = '\\';
+			lit[o++] = *c;
+		}
+		lit[o++] = '"';
+	}
+	lit[o++] = '}';
+	lit[o] = '\0';
+	return lit;
+}
+
+/* The lookup's context keeps no ids: the answer maps rows by ordinality (see the statement). */
+static void pgs_owner_lookup(void *impl, int k, const char *const *ids, size_t n,
+			     gw_store_done_fn done, void *arg)
+{
+	struct gw_store_res r = { .rc = GW_STORE_ERROR, .err = "out of memory", .retry_ms = PGS_RETRY_MS };
+	char kind[16];
+	const char *p[2] = { kind, NULL };
+	char *lit;
+
+	if (n == 0 || n > GW_STORE_LOOKUP_MAX) {
+		r.err = "owner_lookup: bad id count";
+		r.retry_ms = 0;
+		done(arg, &r);
+		return;
+	}
+	lit = pgs_array_literal(ids, n);
+	if (!lit) {
+		done(arg, &r);
+		return;
+	}
+	snprintf(kind, sizeof kind, "%d", k);
+	p[1] = lit;
+	pgs_start(impl, PGS_OWNER_LOOKUP, p, 0, n, pgs_answer_owner_lookup, done, arg);
+	free(lit);	/* the pool copied it */
+}
+
+static void pgs_owner_del(void *impl, int k, const char *id, gw_store_done_fn done, void *arg)
+{
+	char kind[16];
+	const char *p[2] = { kind, id };
+
+	snprintf(kind, sizeof kind, "%d", k);
+	pgs_start(impl, PGS_OWNER_DEL, p, 0, 0, pgs_answer_command, done, arg);
+}
+
+static void pgs_idem_begin(void *impl, const char *tenant, const char *key, const uint8_t fp[32],
+			   const char *source, int64_t now_ms, const char *lease, int64_t lease_until_ms,
+			   gw_store_done_fn done, void *arg)
+{
+	static const char hexd[] = "0123456789abcdef";
+	char hex[65], now[24], until[24];
+	const char *p[7] = { tenant, key, hex, source, now, lease, until };
+
+	for (int i = 0; i < 32; i++) {
+		hex[2 * i] = hexd[fp[i] >> 4];
+		hex[2 * i + 1] = hexd[fp[i] & 15];
+	}
+	hex[64] = '\0';
+	snprintf(now, sizeof now, "%" PRId64, now_ms);
+	snprintf(until, sizeof until, "%" PRId64, lease_until_ms);
+	pgs_start(impl, PGS_IDEM_BEGIN, p, 1, 0, pgs_answer_idem_begin, done, arg);
+}
+
+static void pgs_idem_take(void *impl, const char *tenant, const char *key, const char *old_lease,
+			  int64_t old_until_ms, const char *lease, int64_t lease_until_ms,
+			  gw_store_done_fn done, void *arg)
+{
+	char old_until[24], until[24];
+	const char *p[6] = { tenant, key, old_lease, old_until, lease, until };
+
+	snprintf(old_until, sizeof old_until, "%" PRId64, old_until_ms);
+	snprintf(until, sizeof until, "%" PRId64, lease_until_ms);
+	pgs_start(impl, PGS_IDEM_TAKE, p, 0, 0, pgs_answer_one_row, done, arg);
+}
+
+static void pgs_idem_renew(void *impl, const char *lease, int64_t lease_until_ms,
+			   gw_store_done_fn done, void *arg)
+{
+	char until[24];
+	const char *p[2] = { lease, until };
+
+	snprintf(until, sizeof until, "%" PRId64, lease_until_ms);
+	pgs_start(impl, PGS_IDEM_RENEW, p, 0, 0, pgs_answer_rows, done, arg);
+}
+
+static void pgs_idem_finish(void *impl, const char *tenant, const char *key, const char *rid,
+			    gw_store_done_fn done, void *arg)
+{
+	const char *p[3] = { tenant, key, rid };
+
+	pgs_start(impl, PGS_IDEM_FINISH, p, 0, 0, pgs_answer_one_row, done, arg);
+}
+
+static void pgs_idem_release(void *impl, const char *tenant, const char *key, gw_store_done_fn done,
+			     void *arg)
+{
+	const char *p[2] = { tenant, key };
+
+	pgs_start(impl, PGS_IDEM_RELEASE, p, 0, 0, pgs_answer_command, done, arg);
+}
+
+static void pgs_idem_abort(void *impl, const char *tenant, const char *key, gw_store_done_fn done,
+			   void *arg)
+{
+	const char *p[2] = { tenant, key };
+
+	pgs_start(impl, PGS_IDEM_ABORT, p, 0, 0, pgs_answer_command, done, arg);
+}
+
+static void pgs_idem_count(void *impl, gw_store_done_fn done, void *arg)
+{
+	pgs_start(impl, PGS_IDEM_COUNT, NULL, 0, 0, pgs_answer_count, done, arg);
+}
+
+static void pgs_idem_expire(void *impl, int64_t older_than_ms, gw_store_done_fn done, void *arg)
+{
+	char older[24];
+	const char *p[1] = { older };
+
+	snprintf(older, sizeof older, "%" PRId64, older_than_ms);
+	pgs_start(impl, PGS_IDEM_EXPIRE, p, 0, 0, pgs_answer_rows, done, arg);
+}
+
+/* ---- the store ---- */
+
+/*
+ * Frees the pool, and with it every query still queued or in flight, WITHOUT their done():
+ * the front must close only once the loop has stopped and nothing waits for an answer.
+ */
+static void pgs_close(void *impl)
+{
+	struct pgs_store *s = impl;
+
+	if (!s)
+		return;
+	gw_pg_free(s->pool);
+	while (s->ops) {
+		struct pgs_op *op = s->ops;
+
+		pgs_unlink(op);
+		free(op);
+	}
+	free(s);
+}
+
+static const char *pgs_unready(void *impl)
+{
+	struct pgs_store *s = impl;
+	const char *last = gw_pg_last_error(s->pool);
+
+	if (gw_pg_stats(s->pool)->connected)
+		return NULL;
+	if (last[0])
+		snprintf(s->unready, sizeof s->unready, "PostgreSQL at %s is unreachable: %s", s->where,
+			 last);
+	else
+		snprintf(s->unready, sizeof s->unready, "PostgreSQL at %s: not connected yet", s->where);
+	return s->unready;
+}
+
+static const struct gw_pg_stats *pgs_pg_stats(void *impl)
+{
+	struct pgs_store *s = impl;
+
+	return gw_pg_stats(s->pool);
+}
+
+static const struct gw_store_ops pgs_ops = {
+	.name = "postgres",
+	.shared = 1,
+	.close = pgs_close,
+	.unready = pgs_unready,
+	.pg_stats = pgs_pg_stats,
+	.owner_put = pgs_owner_put,
+	.owner_lookup = pgs_owner_lookup,
+	.owner_del = pgs_owner_del,
+	.idem_begin = pgs_idem_begin,
+	.idem_take = pgs_idem_take,
+	.idem_renew = pgs_idem_renew,
+	.idem_finish = pgs_idem_finish,
+	.idem_release = pgs_idem_release,
+	.idem_abort = pgs_idem_abort,
+	.idem_count = pgs_idem_count,
+	.idem_expire = pgs_idem_expire,
+};
+
+/* ---- start-up: the migrations (blocking, one connection) ---- */
+
+/* Runs sql (no parameters, or the n given); 0, or -1 with why (libpq's reason, one line). */
+static int pgs_exec(PGconn *c, const char *sql, int n, const char *const *params, PGresult **out,
+		    char *why, size_t cap)
+{
+	PGresult *res = n ? PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0) : PQexec(c, sql);
+	ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+	const char *m = res ? PQresultErrorMessage(res) : PQerrorMessage(c);
+	size_t o = 0;
+
+	if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
+		if (out)
+			*out = res;
+		else
+			PQclear(res);
+		return 0;
+	}
+	for (; *m && o + 1 < cap; m++)
+		why[o++] = (*m == '\n' || *m == '\r' || *m == '\t') ? ' ' : *m;
+	while (o > 0 && why[o - 1] == ' ')
+		o--;
+	why[o] = '\0';
+	PQclear(res);
+	return -1;
+}
+
+/* Applies one migration with its a3d_schema row, in one transaction. */
+static int pgs_apply(PGconn *c, const struct pgs_migration *m, char *why, size_t cap)
+{
+	char v[16], mc[16], now[24];
+	const char *p[3] = { v, now, mc };
+
+	snprintf(v, sizeof v, "%d", m->version);
+	snprintf(mc, sizeof mc, "%d", m->min_compatible);
+	snprintf(now, sizeof now, "%" PRId64, gw_clock_wall_ms());
+	if (pgs_exec(c, "BEGIN", 0, NULL, NULL, why, cap) != 0)
+		return -1;
+	if (pgs_exec(c, m->sql, 0, NULL, NULL, why, cap) != 0 ||
+	    pgs_exec(c, "INSERT INTO a3d_schema (version, applied_ms, min_compatible)"
+			" VALUES ($1::int, $2::bigint, $3::int)", 3, p, NULL, why, cap) != 0 ||
+	    pgs_exec(c, "COMMIT", 0, NULL, NULL, why, cap) != 0) {
+		PQclear(PQexec(c, "ROLLBACK"));
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Under the advisory lock: creates a3d_schema if needed, refuses an incompatible newer schema,
+ * applies what this build has and the database lacks. 0, or -1 with err (the full line).
+ */
+static int pgs_migrate_locked(PGconn *c, const char *where, char *err, size_t errlen)
+{
+	char why[GW_PG_ERR_MAX];
+	PGresult *res = NULL;
+	int have = 0, have_min = 0, known = pgs_known_version(), rc = -1;
+
+	if (pgs_exec(c, "CREATE TABLE IF NOT EXISTS a3d_schema (version int PRIMARY KEY,"
+			" applied_ms bigint NOT NULL, min_compatible int NOT NULL)",
+		     0, NULL, NULL, why, sizeof why) != 0 ||
+	    pgs_exec(c, "SELECT version, min_compatible FROM a3d_schema ORDER BY version DESC LIMIT 1",
+		     0, NULL, &res, why, sizeof why) != 0) {
+		snprintf(err, errlen, "PostgreSQL at %s: cannot read the schema version: %s", where, why);
+		goto out;
+	}
+	if (PQntuples(res) == 1) {
+		have = atoi(PQgetvalue(res, 0, 0));
+		have_min = atoi(PQgetvalue(res, 0, 1));
+	}
+	if (have > known && have_min > known) {
+		snprintf(err, errlen,
+			 "PostgreSQL at %s has schema version %d, incompatible with this gateway (knows up"
+			 " to %d); refusing to start", where, have, known);
+		goto out;
+	}
+	for (size_t i = 0; i < PGS_NMIGRATIONS; i++) {
+		const struct pgs_migration *m = &pgs_migrations[i];
+
+		if (m->version <= have)
+			continue;
+		if (pgs_apply(c, m, why, sizeof why) != 0) {
+			snprintf(err, errlen, "PostgreSQL at %s: schema migration %d failed: %s", where,
+				 m->version, why);
+			goto out;
+		}
+		gw_log(GW_LOG_INFO, "store_pg_migrated", GW_LS("server", where),
+		       GW_LN("version", m->version), GW_LEND);
+	}
+	if (have > known)
+		gw_log(GW_LOG_INFO, "store_pg_newer_schema", GW_LS("server", where),
+		       GW_LN("version", have), GW_LN("known", known), GW_LN("min_compatible", have_min),
+		       GW_LEND);
+	rc = 0;
+out:
+	PQclear(res);
+	return rc;
+}
+
+static int pgs_migrate(const struct gw_pg_opts *o, const char *where, char *err, size_t errlen)
+{
+	char why[GW_PG_ERR_MAX], key[24], lock_timeout[64];
+	const char *p[1] = { key };
+	PGconn *c;
+	int rc = -1;
+
+	c = gw_pg_connect_blocking(o, err, errlen);
+	if (!c)
+		return -1;
+	snprintf(key, sizeof key, "%" PRId64, PGS_MIGRATE_LOCK);
+	snprintf(lock_timeout, sizeof lock_timeout, "SET lock_timeout = %d", PGS_MIGRATE_LOCK_TIMEOUT_MS);
+	if (pgs_exec(c, lock_timeout, 0, NULL, NULL, why, sizeof why) != 0 ||
+	    pgs_exec(c, "SELECT pg_advisory_lock($1::bigint)", 1, p, NULL, why, sizeof why) != 0) {
+		snprintf(err, errlen, "PostgreSQL at %s: cannot take the migration lock: %s", where, why);
+		goto out;
+	}
+	rc = pgs_migrate_locked(c, where, err, errlen);
+	/* PQfinish would release the lock too; unlocking says so to the next replica at once. */
+	if (pgs_exec(c, "SELECT pg_advisory_unlock($1::bigint)", 1, p, NULL, why, sizeof why) != 0 &&
+	    rc == 0) {
+		snprintf(err, errlen, "PostgreSQL at %s: cannot release the migration lock: %s", where,
+			 why);
+		rc = -1;
+	}
+out:
+	PQfinish(c);
+	return rc;
+}
+
+void *gw_store_pg_backend_open(struct event_base *base, const struct gw_pg_opts *o,
+			       const struct gw_store_ops **ops, char *err, size_t errlen)
+{
+	struct pgs_store *s = NULL, *ret = NULL;
+	char why[GW_PG_ERR_MAX];
+
+	s = calloc(1, sizeof *s);
+	if (!s) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	snprintf(s->where, sizeof s->where, "%s:%u/%s", o->hostaddr ? o->hostaddr : "?", o->port,
+		 o->dbname ? o->dbname : "?");
+	if (!o->hostaddr || !o->dbname || !o->user) {
+		snprintf(err, errlen, "PostgreSQL at %s: host address, database and user are required",
+			 s->where);
+		goto out;
+	}
+	if (pgs_migrate(o, s->where, err, errlen) != 0)
+		goto out;
+	s->pool = gw_pg_new(base, o, pgs_stmts, PGS_NSTMTS, why, sizeof why);
+	if (!s->pool) {
+		snprintf(err, errlen, "PostgreSQL at %s: %s", s->where, why);
+		goto out;
+	}
+	*ops = &pgs_ops;
+	ret = s;
+	s = NULL;
+out:
+	pgs_close(s);
+	return ret;
+}
