@@ -206,13 +206,19 @@ static void pgs_end_error(struct pgs_op *op, const char *why)
 	char msg[GW_STORE_ERR_MAX];
 	size_t wl = strlen(s->where);
 	const char *reason = why;
+	int down = !gw_pg_stats(s->pool)->connected;
 
 	if (strncmp(why, "PostgreSQL at ", 14) == 0 && strncmp(why + 14, s->where, wl) == 0) {
 		reason = why + 14 + wl;
 		reason += strspn(reason, ": ");
 	}
-	if (!gw_pg_stats(s->pool)->connected && !strstr(reason, "unreachable"))
-		snprintf(msg, sizeof msg, "PostgreSQL at %s is unreachable: %s", s->where, reason);
+	if (strncmp(reason, "unreachable ", 12) == 0) {	/* the pool's "unreachable (no connection..." */
+		reason += 12;
+		down = 1;
+	}
+	if (down)
+		snprintf(msg, sizeof msg, "PostgreSQL at %s is unreachable%s%s", s->where,
+			 reason[0] == '(' ? " " : ": ", reason);
 	else
 		snprintf(msg, sizeof msg, "PostgreSQL at %s: %s", s->where, reason);
 	r.err = msg;
@@ -755,7 +761,9 @@ static int pgs_migrate(const struct gw_pg_opts *o, const char *where, char *err,
 		return -1;
 	snprintf(key, sizeof key, "%" PRId64, PGS_MIGRATE_LOCK);
 	snprintf(lock_timeout, sizeof lock_timeout, "SET lock_timeout = %d", PGS_MIGRATE_LOCK_TIMEOUT_MS);
-	if (pgs_exec(c, lock_timeout, 0, NULL, NULL, why, sizeof why) != 0 ||
+	/* Quiet: libpq would print "already exists, skipping" notices on stderr at every start. */
+	if (pgs_exec(c, "SET client_min_messages = warning", 0, NULL, NULL, why, sizeof why) != 0 ||
+	    pgs_exec(c, lock_timeout, 0, NULL, NULL, why, sizeof why) != 0 ||
 	    pgs_exec(c, "SELECT pg_advisory_lock($1::bigint)", 1, p, NULL, why, sizeof why) != 0) {
 		snprintf(err, errlen, "PostgreSQL at %s: cannot take the migration lock: %s", where, why);
 		goto out;

@@ -1,0 +1,761 @@
+/*
+ * Unit tests for gateway/state/store_pg.c against a real PostgreSQL (tests/lib/with-postgres),
+ * through the backend's ops table (no front): owner and idempotency operations as tables of
+ * steps -> expected answers, the migrations (repeat, race, newer schemas), an outage and the
+ * recovery after it, the queue bound and start-up errors. The tests share one database: run
+ * them one at a time (--jobs 1, as tests/CMakeLists.txt does).
+ */
+#include <criterion/criterion.h>
+
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <event2/event.h>
+
+#include "gateway/base/clock.h"
+#include "gateway/state/pg.h"
+#include "gateway/state/store.h"
+
+#define T_LOOP_MS 15000		/* bound on any wait in these tests */
+#define T_MAX_IDS GW_STORE_LOOKUP_MAX
+
+struct got {
+	int n;				/* times done() ran */
+	int rc;
+	char err[GW_STORE_ERR_MAX + 64];
+	long retry_ms;
+	long count;
+	size_t nids;			/* owner_lookup: ids asked (set before the call) */
+	char (*tenants)[GW_STORE_TENANT_MAX + 1];	/* owner_lookup: "" = NULL */
+	int has_idem;
+	struct gw_idem idem;
+};
+
+static void on_done(void *arg, const struct gw_store_res *r)
+{
+	struct got *g = arg;
+
+	g->n++;
+	g->rc = r->rc;
+	snprintf(g->err, sizeof g->err, "%s", r->err ? r->err : "");
+	g->retry_ms = r->retry_ms;
+	g->count = r->count;
+	if (r->rc == 0 && g->tenants && r->tenants) {
+		for (size_t i = 0; i < g->nids; i++)
+			snprintf(g->tenants[i], sizeof g->tenants[i], "%s",
+				 r->tenants[i] ? r->tenants[i] : "");
+	}
+	g->has_idem = r->idem != NULL;
+	if (r->idem)
+		g->idem = *r->idem;
+}
+
+struct fx {
+	struct event_base *base;
+	void *impl;
+	const struct gw_store_ops *ops;
+};
+
+static char g_password[128];
+
+static void opts_of_env(struct gw_pg_opts *o, unsigned pool, long timeout_ms)
+{
+	const char *pwf = getenv("A3D_PG_PASSWORD_FILE");
+	FILE *f;
+
+	cr_assert_not_null(getenv("A3D_PG_PORT"), "run under tests/lib/with-postgres");
+	f = fopen(pwf, "r");
+	cr_assert_not_null(f, "%s", pwf);
+	cr_assert_not_null(fgets(g_password, sizeof g_password, f));
+	fclose(f);
+	g_password[strcspn(g_password, "\r\n")] = '\0';
+	memset(o, 0, sizeof *o);
+	o->hostaddr = getenv("A3D_PG_HOST");
+	o->port = (unsigned)atoi(getenv("A3D_PG_PORT"));
+	o->dbname = getenv("A3D_PG_DB");
+	o->user = getenv("A3D_PG_USER");
+	o->password = g_password;
+	o->sslmode = "disable";
+	o->pool = pool;
+	o->timeout_ms = timeout_ms;
+}
+
+static void fx_open(struct fx *f, unsigned pool, long timeout_ms)
+{
+	struct gw_pg_opts o;
+	char err[GW_STORE_ERR_MAX];
+
+	opts_of_env(&o, pool, timeout_ms);
+	f->base = event_base_new();
+	cr_assert_not_null(f->base);
+	f->impl = gw_store_pg_backend_open(f->base, &o, &f->ops, err, sizeof err);
+	cr_assert_not_null(f->impl, "%s", err);
+	cr_assert_str_eq(f->ops->name, "postgres");
+	cr_assert_eq(f->ops->shared, 1);
+}
+
+static void fx_close(struct fx *f)
+{
+	f->ops->close(f->impl);
+	event_base_free(f->base);
+}
+
+/* Runs the loop until g has its answer (bounded); done() must run exactly once. */
+static void fx_wait(struct fx *f, struct got *g)
+{
+	int64_t end = gw_clock_now_us() + (int64_t)T_LOOP_MS * 1000;
+
+	while (g->n < 1 && gw_clock_now_us() < end)
+		event_base_loop(f->base, EVLOOP_ONCE);
+	cr_assert_eq(g->n, 1, "done() ran %d times", g->n);
+}
+
+static void run_for(struct event_base *base, long ms)
+{
+	int64_t end = gw_clock_now_us() + (int64_t)ms * 1000;
+	struct timeval tv = { 0, 20000 };
+
+	while (gw_clock_now_us() < end)
+		event_base_loopexit(base, &tv), event_base_dispatch(base);
+}
+
+/* A blocking side connection for set-up and checks. */
+static PGconn *side_conn(void)
+{
+	struct gw_pg_opts o;
+	char err[GW_STORE_ERR_MAX];
+	PGconn *c;
+
+	opts_of_env(&o, 1, 5000);
+	c = gw_pg_connect_blocking(&o, err, sizeof err);
+	cr_assert_not_null(c, "%s", err);
+	return c;
+}
+
+static void side_exec(const char *sql)
+{
+	PGconn *c = side_conn();
+	PGresult *r = PQexec(c, sql);
+
+	cr_assert(PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK,
+		  "%s: %s", sql, PQresultErrorMessage(r));
+	PQclear(r);
+	PQfinish(c);
+}
+
+/* The first column of the first row of sql, as text ("" for none). */
+static void side_value(const char *sql, char *out, size_t cap)
+{
+	PGconn *c = side_conn();
+	PGresult *r = PQexec(c, sql);
+
+	cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s: %s", sql, PQresultErrorMessage(r));
+	snprintf(out, cap, "%s", PQntuples(r) ? PQgetvalue(r, 0, 0) : "");
+	PQclear(r);
+	PQfinish(c);
+}
+
+/* ---- owner ---- */
+
+enum { PUT, LOOK, DEL };
+
+Test(pg_store, owner_put_lookup_del_table)
+{
+	static const struct {
+		int op, kind;
+		const char *id, *tenant;
+		int rc;
+		const char *owner;	/* LOOK: expected tenant, "" = unrecorded */
+	} rows[] = {
+		{ PUT, GW_OBJ_JOB, "j1", "tA", 0, NULL },
+		{ PUT, GW_OBJ_JOB, "j1", "tA", 0, NULL },			/* idempotent re-put */
+		{ PUT, GW_OBJ_JOB, "j1", "tB", GW_STORE_CONFLICT, NULL },	/* never overwritten */
+		{ LOOK, GW_OBJ_JOB, "j1", NULL, 0, "tA" },
+		{ LOOK, GW_OBJ_MODEL, "j1", NULL, 0, "" },			/* kinds are apart */
+		{ PUT, GW_OBJ_MODEL, "j1", "tB", 0, NULL },
+		{ LOOK, GW_OBJ_MODEL, "j1", NULL, 0, "tB" },
+		{ LOOK, GW_OBJ_JOB, "j1", NULL, 0, "tA" },
+		{ DEL, GW_OBJ_JOB, "j1", NULL, 0, NULL },
+		{ LOOK, GW_OBJ_JOB, "j1", NULL, 0, "" },
+		{ DEL, GW_OBJ_JOB, "j1", NULL, 0, NULL },			/* absent: still 0 */
+		{ PUT, GW_OBJ_JOB, "j1", "tB", 0, NULL },			/* free again */
+		{ LOOK, GW_OBJ_JOB, "j1", NULL, 0, "tB" },
+		{ PUT, GW_OBJ_ENDPOINT, "x'); DROP TABLE a3d_owner; --", "t'A", 0, NULL },
+		{ LOOK, GW_OBJ_ENDPOINT, "x'); DROP TABLE a3d_owner; --", NULL, 0, "t'A" },
+		{ PUT, GW_OBJ_UPLOAD, "u\"1\\", "t\\\"", 0, NULL },
+		{ PUT, GW_OBJ_UPLOAD, "u\"1\\", "t\\\"", 0, NULL },
+		{ LOOK, GW_OBJ_UPLOAD, "u\"1\\", NULL, 0, "t\\\"" },
+		{ LOOK, GW_OBJ_JOB, "j1", NULL, 0, "tB" },			/* the table survived */
+	};
+	struct fx f;
+
+	fx_open(&f, 2, 5000);
+	side_exec("TRUNCATE a3d_owner");
+	for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+		char tenants[1][GW_STORE_TENANT_MAX + 1];
+		struct got g = { .nids = 1, .tenants = tenants };
+		const char *ids[1] = { rows[i].id };
+
+		if (rows[i].op == PUT)
+			f.ops->owner_put(f.impl, rows[i].kind, rows[i].id, rows[i].tenant, 1000 + (int64_t)i,
+					 on_done, &g);
+		else if (rows[i].op == LOOK)
+			f.ops->owner_lookup(f.impl, rows[i].kind, ids, 1, on_done, &g);
+		else
+			f.ops->owner_del(f.impl, rows[i].kind, rows[i].id, on_done, &g);
+		cr_expect_eq(g.n, 0, "row %zu: done() never runs inside the call", i);
+		fx_wait(&f, &g);
+		cr_expect_eq(g.rc, rows[i].rc, "row %zu: rc %d (%s)", i, g.rc, g.err);
+		if (rows[i].owner)
+			cr_expect_str_eq(tenants[0], rows[i].owner, "row %zu", i);
+	}
+	fx_close(&f);
+}
+
+/* One lookup of GW_STORE_LOOKUP_MAX ids, with the characters an array literal must escape. */
+Test(pg_store, owner_lookup_many_with_quotes)
+{
+	static const char *odd[] = {
+		"a\"b", "a\\b", "\\", "\"", "\\\"", "a,b", "{x}", "NULL", "null", " spaced ", "",
+		"\xc3\xa9t\xc3\xa9", "x'y", "a\"},{\"b",
+	};
+	enum { NODD = sizeof odd / sizeof odd[0] };
+	static char idbuf[T_MAX_IDS][GW_STORE_ID_MAX + 1];
+	static char want[T_MAX_IDS][GW_STORE_TENANT_MAX + 1];
+	static char tenants[T_MAX_IDS][GW_STORE_TENANT_MAX + 1];
+	const char *ids[T_MAX_IDS];
+	struct fx f;
+	struct got g = { .nids = T_MAX_IDS, .tenants = tenants };
+	int puts = 0;
+
+	fx_open(&f, 4, 5000);
+	side_exec("TRUNCATE a3d_owner");
+	for (int i = 0; i < T_MAX_IDS; i++) {
+		if (i < NODD && odd[i][0])
+			snprintf(idbuf[i], sizeof idbuf[i], "%s", odd[i]);
+		else if (i == NODD)
+			snprintf(idbuf[i], sizeof idbuf[i], "%s", odd[0]);	/* asked twice */
+		else
+			snprintf(idbuf[i], sizeof idbuf[i], "id-%d-\"\\", i);
+		ids[i] = idbuf[i];
+		/* the odd ones and every third other id are recorded */
+		if ((i < NODD && odd[i][0]) || i % 3 == 0) {
+			struct got p = { 0 };
+
+			snprintf(want[i], sizeof want[i], "t%d", i % 5);
+			f.ops->owner_put(f.impl, GW_OBJ_MODEL, ids[i], want[i], 1, on_done, &p);
+			fx_wait(&f, &p);
+			cr_assert_eq(p.rc, 0, "put %d: %s", i, p.err);
+			puts++;
+		} else if (i == NODD) {
+			snprintf(want[i], sizeof want[i], "%s", want[0]);
+		} else {
+			want[i][0] = '\0';
+		}
+	}
+	f.ops->owner_lookup(f.impl, GW_OBJ_MODEL, ids, T_MAX_IDS, on_done, &g);
+	cr_expect_eq(g.n, 0);
+	fx_wait(&f, &g);
+	cr_assert_eq(g.rc, 0, "%s", g.err);
+	for (int i = 0; i < T_MAX_IDS; i++)
+		cr_expect_str_eq(tenants[i], want[i], "id %d \"%s\"", i, ids[i]);
+	cr_expect_gt(puts, T_MAX_IDS / 3);
+	fx_close(&f);
+}
+
+/* ---- idempotency ---- */
+
+enum { BEGIN, TAKE, RENEW, FINISH, RELEASE, ABORT, COUNT, EXPIRE };
+
+/* The entry idem_begin answers (rc 0), field by field; NULL fields are not checked. */
+struct want_idem {
+	int fp;				/* the fingerprint's fill byte */
+	int done;
+	const char *rid, *source;
+	int64_t created_ms;
+	const char *lease;
+	int64_t lease_until_ms;
+};
+
+Test(pg_store, idem_table)
+{
+	static const char long_source[] = "https://example.test/a?b=c&d=%22e%22\\f'g\"h";
+	/* automatic: the expected entries are compound literals */
+	const struct {
+		int op;
+		const char *tenant, *key;
+		int fp;				/* BEGIN: fill byte of the fingerprint */
+		const char *source;
+		int64_t now;			/* BEGIN: now_ms; EXPIRE: older_than_ms */
+		const char *old_lease;
+		int64_t old_until;
+		const char *lease;		/* BEGIN, TAKE, RENEW */
+		int64_t until;
+		const char *rid;
+		int rc;
+		long count;			/* RENEW, COUNT, EXPIRE */
+		const struct want_idem *want;	/* BEGIN rc 0 */
+	} rows[] = {
+		/* k1: inserted with its lease; again (another fingerprint): the stored entry */
+		{ BEGIN, "tA", "k1", 0xa5, long_source, 1000, NULL, 0, "i1", 5000, NULL, GW_STORE_INSERTED, 0, NULL },
+		{ BEGIN, "tA", "k1", 0x11, "other", 2000, NULL, 0, "i9", 9000, NULL, 0, 0,
+		  &(struct want_idem){ 0xa5, 0, "", long_source, 1000, "i1", 5000 } },
+		{ BEGIN, "tB", "k1", 0x00, "s", 1100, NULL, 0, "i2", 5100, NULL, GW_STORE_INSERTED, 0, NULL },
+		{ BEGIN, "tB", "k1", 0x22, "s2", 2100, NULL, 0, "i3", 9100, NULL, 0, 0,
+		  &(struct want_idem){ 0x00, 0, "", "s", 1100, "i2", 5100 } },
+		/* take: once with the lease read, then the stale lease conflicts */
+		{ TAKE, "tA", "k1", 0, NULL, 0, "i1", 5000, "i2", 7000, NULL, 0, 0, NULL },
+		{ TAKE, "tA", "k1", 0, NULL, 0, "i1", 5000, "i3", 7000, NULL, GW_STORE_CONFLICT, 0, NULL },
+		{ TAKE, "tA", "k1", 0, NULL, 0, "i2", 6999, "i3", 7000, NULL, GW_STORE_CONFLICT, 0, NULL },
+		{ TAKE, "tA", "nope", 0, NULL, 0, "i1", 5000, "i3", 7000, NULL, GW_STORE_CONFLICT, 0, NULL },
+		{ BEGIN, "tA", "k1", 0x33, "x", 3000, NULL, 0, "i5", 1, NULL, 0, 0,
+		  &(struct want_idem){ 0xa5, 0, "", long_source, 1000, "i2", 7000 } },
+		/* renew: every PENDING key of the lease holder */
+		{ BEGIN, "tA", "k2", 0x02, "s", 1200, NULL, 0, "i2", 5200, NULL, GW_STORE_INSERTED, 0, NULL },
+		{ RENEW, NULL, NULL, 0, NULL, 0, NULL, 0, "i2", 8000, NULL, 0, 3, NULL },
+		{ BEGIN, "tA", "k2", 0x02, "s", 1, NULL, 0, "i9", 1, NULL, 0, 0,
+		  &(struct want_idem){ 0x02, 0, "", "s", 1200, "i2", 8000 } },
+		{ RENEW, NULL, NULL, 0, NULL, 0, NULL, 0, "nobody", 8000, NULL, 0, 0, NULL },
+		/* finish: PENDING -> DONE; the same rid again is fine, another rid or no key is not */
+		{ FINISH, "tA", "k1", 0, NULL, 0, NULL, 0, NULL, 0, "rid-1", 0, 0, NULL },
+		{ FINISH, "tA", "k1", 0, NULL, 0, NULL, 0, NULL, 0, "rid-1", 0, 0, NULL },
+		{ FINISH, "tA", "k1", 0, NULL, 0, NULL, 0, NULL, 0, "rid-2", GW_STORE_CONFLICT, 0, NULL },
+		{ FINISH, "tA", "nope", 0, NULL, 0, NULL, 0, NULL, 0, "rid-1", GW_STORE_CONFLICT, 0, NULL },
+		{ BEGIN, "tA", "k1", 0x44, "y", 4000, NULL, 0, "i7", 1, NULL, 0, 0,
+		  &(struct want_idem){ 0xa5, 1, "rid-1", long_source, 1000, NULL, 0 } },
+		{ TAKE, "tA", "k1", 0, NULL, 0, "", 0, "i3", 7000, NULL, GW_STORE_CONFLICT, 0, NULL },
+		{ RENEW, NULL, NULL, 0, NULL, 0, NULL, 0, "i2", 9000, NULL, 0, 2, NULL },	/* not k1 */
+		/* release: PENDING keeps PENDING with no lease; DONE and absent: nothing changes */
+		{ RELEASE, "tA", "k2", 0, NULL, 0, NULL, 0, NULL, 0, NULL, 0, 0, NULL },
+		{ BEGIN, "tA", "k2", 0x09, "z", 1, NULL, 0, "i9", 1, NULL, 0, 0,
+		  &(struct want_idem){ 0x02, 0, "", "s", 1200, "", 0 } },
+		{ TAKE, "tA", "k2", 0, NULL, 0, "", 0, "i4", 9500, NULL, 0, 0, NULL },	/* anyone now */
+		{ RELEASE, "tA", "k1", 0, NULL, 0, NULL, 0, NULL, 0, NULL, 0, 0, NULL },
+		{ RELEASE, "tA", "nope", 0, NULL, 0, NULL, 0, NULL, 0, NULL, 0, 0, NULL },
+		{ BEGIN, "tA", "k1", 0x44, "y", 4000, NULL, 0, "i7", 1, NULL, 0, 0,
+		  &(struct want_idem){ 0xa5, 1, "rid-1", long_source, 1000, NULL, 0 } },
+		/* count: PENDING keys (tA/k2, tB/k1) */
+		{ COUNT, NULL, NULL, 0, NULL, 0, NULL, 0, NULL, 0, NULL, 0, 2, NULL },
+		/* abort: PENDING removed, DONE kept */
+		{ ABORT, "tB", "k1", 0, NULL, 0, NULL, 0, NULL, 0, NULL, 0, 0, NULL },
+		{ ABORT, "tA", "k1", 0, NULL, 0, NULL, 0, NULL, 0, NULL, 0, 0, NULL },
+		{ ABORT, "tA", "nope", 0, NULL, 0, NULL, 0, NULL, 0, NULL, 0, 0, NULL },
+		{ COUNT, NULL, NULL, 0, NULL, 0, NULL, 0, NULL, 0, NULL, 0, 1, NULL },
+		{ BEGIN, "tA", "k1", 0x44, "y", 4000, NULL, 0, "i7", 1, NULL, 0, 0,
+		  &(struct want_idem){ 0xa5, 1, "rid-1", long_source, 1000, NULL, 0 } },
+		{ BEGIN, "tB", "k1", 0x55, "new", 1150, NULL, 0, "i8", 1, NULL, GW_STORE_INSERTED, 0, NULL },
+		/* expire: created before the bound, DONE or not (k1: 1000, tB/k1: 1150, k2: 1200) */
+		{ EXPIRE, NULL, NULL, 0, NULL, 1000, NULL, 0, NULL, 0, NULL, 0, 0, NULL },
+		{ EXPIRE, NULL, NULL, 0, NULL, 1151, NULL, 0, NULL, 0, NULL, 0, 2, NULL },
+		{ COUNT, NULL, NULL, 0, NULL, 0, NULL, 0, NULL, 0, NULL, 0, 1, NULL },
+		{ EXPIRE, NULL, NULL, 0, NULL, INT64_MAX, NULL, 0, NULL, 0, NULL, 0, 1, NULL },
+		{ COUNT, NULL, NULL, 0, NULL, 0, NULL, 0, NULL, 0, NULL, 0, 0, NULL },
+	};
+	struct fx f;
+
+	fx_open(&f, 2, 5000);
+	side_exec("TRUNCATE a3d_idem");
+	for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+		struct got g = { 0 };
+		uint8_t fp[32];
+
+		memset(fp, rows[i].fp, sizeof fp);
+		switch (rows[i].op) {
+		case BEGIN:
+			f.ops->idem_begin(f.impl, rows[i].tenant, rows[i].key, fp, rows[i].source,
+					  rows[i].now, rows[i].lease, rows[i].until, on_done, &g);
+			break;
+		case TAKE:
+			f.ops->idem_take(f.impl, rows[i].tenant, rows[i].key, rows[i].old_lease,
+					 rows[i].old_until, rows[i].lease, rows[i].until, on_done, &g);
+			break;
+		case RENEW:
+			f.ops->idem_renew(f.impl, rows[i].lease, rows[i].until, on_done, &g);
+			break;
+		case FINISH:
+			f.ops->idem_finish(f.impl, rows[i].tenant, rows[i].key, rows[i].rid, on_done, &g);
+			break;
+		case RELEASE:
+			f.ops->idem_release(f.impl, rows[i].tenant, rows[i].key, on_done, &g);
+			break;
+		case ABORT:
+			f.ops->idem_abort(f.impl, rows[i].tenant, rows[i].key, on_done, &g);
+			break;
+		case COUNT:
+			f.ops->idem_count(f.impl, on_done, &g);
+			break;
+		case EXPIRE:
+			f.ops->idem_expire(f.impl, rows[i].now, on_done, &g);
+			break;
+		}
+		cr_expect_eq(g.n, 0, "row %zu: done() never runs inside the call", i);
+		fx_wait(&f, &g);
+		cr_expect_eq(g.rc, rows[i].rc, "row %zu: rc %d (%s)", i, g.rc, g.err);
+		if (rows[i].op == RENEW || rows[i].op == COUNT || rows[i].op == EXPIRE)
+			cr_expect_eq(g.count, rows[i].count, "row %zu: count %ld", i, g.count);
+		if (rows[i].op == BEGIN)
+			cr_expect_eq(g.has_idem, g.rc == 0, "row %zu: an entry exactly with rc 0", i);
+		if (rows[i].want && g.has_idem) {
+			const struct want_idem *w = rows[i].want;
+			uint8_t wfp[32];
+
+			memset(wfp, w->fp, sizeof wfp);
+			cr_expect_eq(memcmp(g.idem.fp, wfp, sizeof wfp), 0, "row %zu: fp", i);
+			cr_expect_eq(g.idem.done, w->done, "row %zu: done", i);
+			cr_expect_str_eq(g.idem.rid, w->rid, "row %zu: rid", i);
+			cr_expect_str_eq(g.idem.source, w->source, "row %zu: source", i);
+			cr_expect_eq(g.idem.created_ms, w->created_ms, "row %zu: created_ms", i);
+			if (w->lease) {
+				cr_expect_str_eq(g.idem.lease, w->lease, "row %zu: lease", i);
+				cr_expect_eq(g.idem.lease_until_ms, w->lease_until_ms,
+					     "row %zu: lease_until_ms %" PRId64, i, g.idem.lease_until_ms);
+			}
+		}
+	}
+	fx_close(&f);
+}
+
+/* Every byte value of a fingerprint, a source of the longest length, the widest timestamps. */
+Test(pg_store, idem_round_trip_limits)
+{
+	static char source[GW_STORE_SOURCE_MAX + 1], lease[GW_STORE_LEASE_MAX + 1];
+	struct fx f;
+	struct got g = { 0 }, e = { 0 };
+	uint8_t fp[32];
+
+	for (int i = 0; i < 32; i++)
+		fp[i] = (uint8_t)(i * 8 + (i & 7));	/* 0x00 .. 0xff, both nibbles vary */
+	fp[31] = 0xff;
+	memset(source, 's', GW_STORE_SOURCE_MAX);
+	source[0] = '\\';
+	memset(lease, 'l', GW_STORE_LEASE_MAX);
+	fx_open(&f, 1, 5000);
+	f.ops->idem_begin(f.impl, "tL", "kL", fp, source, INT64_MAX, lease, INT64_MIN, on_done, &g);
+	fx_wait(&f, &g);
+	cr_assert_eq(g.rc, GW_STORE_INSERTED, "%s", g.err);
+	f.ops->idem_begin(f.impl, "tL", "kL", fp, "x", 0, "y", 0, on_done, &e);
+	fx_wait(&f, &e);
+	cr_assert_eq(e.rc, 0, "%s", e.err);
+	cr_expect_eq(memcmp(e.idem.fp, fp, 32), 0);
+	cr_expect_str_eq(e.idem.source, source);
+	cr_expect_str_eq(e.idem.lease, lease);
+	cr_expect_eq(e.idem.created_ms, INT64_MAX);
+	cr_expect_eq(e.idem.lease_until_ms, INT64_MIN);
+	side_exec("DELETE FROM a3d_idem WHERE tenant = 'tL'");
+	fx_close(&f);
+}
+
+/* ---- migrations ---- */
+
+static void open_expect(const char *want_err_fragment)
+{
+	struct gw_pg_opts o;
+	struct event_base *base = event_base_new();
+	const struct gw_store_ops *ops = NULL;
+	char err[GW_STORE_ERR_MAX] = "";
+	void *impl;
+
+	opts_of_env(&o, 1, 5000);
+	impl = gw_store_pg_backend_open(base, &o, &ops, err, sizeof err);
+	if (want_err_fragment) {
+		cr_expect_null(impl);
+		cr_expect(strstr(err, want_err_fragment), "err \"%s\", wanted \"%s\"", err,
+			  want_err_fragment);
+		cr_expect_null(strstr(err, g_password), "never the password: %s", err);
+		cr_expect_null(strchr(err, '\n'), "one line: %s", err);
+	} else {
+		cr_expect_not_null(impl, "%s", err);
+	}
+	if (impl)
+		ops->close(impl);
+	event_base_free(base);
+}
+
+Test(pg_store, migrations_apply_once)
+{
+	char first[64], again[64], rows[16];
+
+	open_expect(NULL);
+	side_value("SELECT applied_ms FROM a3d_schema WHERE version = 1", first, sizeof first);
+	cr_assert_neq(first[0], '\0');
+	open_expect(NULL);
+	side_value("SELECT applied_ms FROM a3d_schema WHERE version = 1", again, sizeof again);
+	side_value("SELECT count(*) FROM a3d_schema", rows, sizeof rows);
+	cr_expect_str_eq(again, first, "the second open applied nothing");
+	cr_expect_str_eq(rows, "1");
+}
+
+/* Replicas starting together on an empty database: one migrates, every one starts. */
+Test(pg_store, migrations_race)
+{
+	enum { N = 6 };
+	pid_t kids[N];
+	int go[2];
+	char rows[16], tables[16];
+
+	side_exec("DROP TABLE IF EXISTS a3d_owner, a3d_idem, a3d_schema");
+	cr_assert_eq(pipe(go), 0);
+	for (int i = 0; i < N; i++) {
+		kids[i] = fork();
+		cr_assert_geq(kids[i], 0);
+		if (kids[i] == 0) {
+			struct gw_pg_opts o;
+			struct event_base *base;
+			const struct gw_store_ops *ops;
+			char err[GW_STORE_ERR_MAX], c;
+			void *impl;
+
+			close(go[1]);
+			(void)!read(go[0], &c, 1);	/* all start when the parent closes the pipe */
+			opts_of_env(&o, 1, 5000);
+			base = event_base_new();
+			impl = gw_store_pg_backend_open(base, &o, &ops, err, sizeof err);
+			if (!impl)
+				fprintf(stderr, "child %d: %s\n", i, err);
+			else
+				ops->close(impl);
+			event_base_free(base);
+			_exit(impl ? 0 : 1);
+		}
+	}
+	close(go[0]);
+	usleep(50000);
+	close(go[1]);
+	for (int i = 0; i < N; i++) {
+		int st = 0;
+
+		cr_assert_eq(waitpid(kids[i], &st, 0), kids[i]);
+		cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "replica %d failed to start", i);
+	}
+	side_value("SELECT count(*) FROM a3d_schema", rows, sizeof rows);
+	cr_expect_str_eq(rows, "1", "migrated once");
+	side_value("SELECT count(*) FROM pg_tables WHERE tablename IN ('a3d_owner', 'a3d_idem')",
+		   tables, sizeof tables);
+	cr_expect_str_eq(tables, "2");
+}
+
+Test(pg_store, migrations_newer_schema)
+{
+	char want[GW_STORE_ERR_MAX];
+
+	open_expect(NULL);
+	side_exec("INSERT INTO a3d_schema VALUES (999, 1, 999)");
+	snprintf(want, sizeof want,
+		 "PostgreSQL at %s:%s/%s has schema version 999, incompatible with this gateway (knows"
+		 " up to 1); refusing to start", getenv("A3D_PG_HOST"), getenv("A3D_PG_PORT"),
+		 getenv("A3D_PG_DB"));
+	open_expect(want);
+	/* A newer schema that says this build still runs on it (helm rollback): starts. */
+	side_exec("UPDATE a3d_schema SET min_compatible = 1 WHERE version = 999");
+	open_expect(NULL);
+	side_exec("UPDATE a3d_schema SET min_compatible = 2 WHERE version = 999");
+	open_expect("incompatible");
+	side_exec("DELETE FROM a3d_schema WHERE version = 999");
+	open_expect(NULL);
+}
+
+Test(pg_store, open_errors)
+{
+	struct gw_pg_opts o;
+	struct event_base *base = event_base_new();
+	const struct gw_store_ops *ops;
+	char err[GW_STORE_ERR_MAX], where[96];
+	void *impl;
+
+	opts_of_env(&o, 1, 3000);
+	snprintf(where, sizeof where, "%s:%u/%s", o.hostaddr, o.port, o.dbname);
+	o.password = "wrong-password-xyz";
+	impl = gw_store_pg_backend_open(base, &o, &ops, err, sizeof err);
+	cr_expect_null(impl);
+	cr_expect(strstr(err, where), "names host:port/db: %s", err);
+	cr_expect_null(strstr(err, "wrong-password-xyz"), "never the password: %s", err);
+	o.password = g_password;
+	o.port = 1;
+	impl = gw_store_pg_backend_open(base, &o, &ops, err, sizeof err);
+	cr_expect_null(impl);
+	cr_expect(strstr(err, "127.0.0.1:1/"), "%s", err);
+	o.port = (unsigned)atoi(getenv("A3D_PG_PORT"));
+	o.pool = 0;
+	impl = gw_store_pg_backend_open(base, &o, &ops, err, sizeof err);
+	cr_expect_null(impl, "the pool's options are checked too");
+	cr_expect(strstr(err, where), "%s", err);
+	event_base_free(base);
+}
+
+/* ---- failures ---- */
+
+Test(pg_store, outage_and_recovery)
+{
+	const char *ctl = getenv("A3D_PG_CTL");
+	char cmd[512];
+	const char *why;
+	struct fx f;
+	struct got g = { 0 };
+	int64_t end;
+
+	cr_assert_not_null(ctl);
+	fx_open(&f, 2, 1000);
+	cr_expect_not_null(f.ops->unready(f.impl), "no connection before the loop ran");
+	f.ops->owner_put(f.impl, GW_OBJ_JOB, "o1", "tA", 1, on_done, &g);
+	fx_wait(&f, &g);
+	cr_assert_eq(g.rc, 0, "%s", g.err);
+	cr_expect_null(f.ops->unready(f.impl));
+	cr_expect_gt(f.ops->pg_stats(f.impl)->queries, 0);
+
+	snprintf(cmd, sizeof cmd, "%s stop", ctl);
+	cr_assert_eq(system(cmd), 0);
+	memset(&g, 0, sizeof g);
+	f.ops->idem_count(f.impl, on_done, &g);
+	fx_wait(&f, &g);
+	cr_expect_eq(g.rc, GW_STORE_ERROR);
+	cr_expect(strstr(g.err, "PostgreSQL at 127.0.0.1:"), "names the server: %s", g.err);
+	cr_expect_null(strchr(g.err, '\n'));
+	cr_expect_gt(g.retry_ms, 0);
+	/* Every connection notices (bounded): then the store says why it is not ready. */
+	end = gw_clock_now_us() + (int64_t)T_LOOP_MS * 1000;
+	while (!f.ops->unready(f.impl) && gw_clock_now_us() < end)
+		run_for(f.base, 50);
+	why = f.ops->unready(f.impl);
+	cr_expect_not_null(why);
+	if (why)
+		cr_expect(strstr(why, "unreachable"), "%s", why);
+	memset(&g, 0, sizeof g);
+	f.ops->owner_put(f.impl, GW_OBJ_JOB, "o2", "tA", 1, on_done, &g);
+	fx_wait(&f, &g);
+	cr_expect_eq(g.rc, GW_STORE_ERROR);
+	cr_expect(strstr(g.err, "is unreachable"), "%s", g.err);
+	cr_expect_geq(g.retry_ms, 1000);
+
+	snprintf(cmd, sizeof cmd, "%s start", ctl);
+	cr_assert_eq(system(cmd), 0);
+	/* The same store recovers by itself: retried until the pool has reconnected (bounded). */
+	end = gw_clock_now_us() + (int64_t)T_LOOP_MS * 1000;
+	do {
+		memset(&g, 0, sizeof g);
+		f.ops->owner_put(f.impl, GW_OBJ_JOB, "o2", "tA", 1, on_done, &g);
+		fx_wait(&f, &g);
+		if (g.rc != 0)
+			run_for(f.base, 200);
+	} while (g.rc != 0 && gw_clock_now_us() < end);
+	cr_expect_eq(g.rc, 0, "recovered: %s", g.err);
+	cr_expect_null(f.ops->unready(f.impl));
+	fx_close(&f);
+}
+
+/* More operations than the pool's queue takes: the refused ones answer inline, once, with why;
+ * then every accepted one answers. Closing with operations in flight frees them (ASan). */
+Test(pg_store, queue_full_and_close_in_flight)
+{
+	enum { N = GW_PG_MAX_QUEUE + 64 };
+	static struct got g[N];
+	struct fx f;
+	int inline_errors = 0, answered = 0;
+	int64_t end;
+
+	fx_open(&f, 1, 10000);
+	memset(g, 0, sizeof g);
+	for (int i = 0; i < N; i++) {
+		f.ops->idem_count(f.impl, on_done, &g[i]);
+		if (g[i].n) {
+			inline_errors++;
+			cr_expect_eq(g[i].rc, GW_STORE_ERROR);
+			cr_expect(strstr(g[i].err, "queue full"), "%s", g[i].err);
+			cr_expect_gt(g[i].retry_ms, 0);
+		}
+	}
+	cr_expect_eq(inline_errors, N - GW_PG_MAX_QUEUE, "the bound, exactly");
+	end = gw_clock_now_us() + (int64_t)T_LOOP_MS * 1000;
+	do {
+		event_base_loop(f.base, EVLOOP_ONCE);
+		answered = 0;
+		for (int i = 0; i < N; i++)
+			answered += g[i].n;
+	} while (answered < N && gw_clock_now_us() < end);
+	for (int i = 0; i < N; i++)
+		cr_assert_eq(g[i].n, 1, "op %d answered %d times", i, g[i].n);
+	for (int i = 0; i < 10; i++)
+		f.ops->idem_count(f.impl, on_done, &g[i]);
+	fx_close(&f);	/* dropped without done(), contexts freed */
+	for (int i = 0; i < 10; i++)
+		cr_expect_eq(g[i].n, 1);
+}
+
+/*
+ * Many writers on the same rows at once (two stores standing for two replicas, several
+ * connections each): per id exactly one tenant wins and every other put answers CONFLICT; per
+ * key exactly one begin inserts and every other one reads the entry. No answer is an error,
+ * including a put whose read ran on a snapshot older than the winner's commit.
+ */
+Test(pg_store, concurrent_writers)
+{
+	enum { IDS = 40, PER = 12, OPS = IDS * PER };
+	static struct got put[OPS], beg[OPS];
+	static char tenant_of[OPS][8];
+	struct fx a, b;
+	int64_t end;
+	int answered;
+
+	fx_open(&a, 8, 10000);
+	fx_open(&b, 8, 10000);
+	side_exec("TRUNCATE a3d_owner, a3d_idem");
+	memset(put, 0, sizeof put);
+	memset(beg, 0, sizeof beg);
+	for (int i = 0; i < OPS; i++) {
+		struct fx *f = (i & 1) ? &a : &b;
+		char id[32];
+		uint8_t fp[32];
+
+		snprintf(id, sizeof id, "c%d", i / PER);
+		snprintf(tenant_of[i], sizeof tenant_of[i], "t%d", i % 3);
+		memset(fp, i % PER, sizeof fp);
+		f->ops->owner_put(f->impl, GW_OBJ_JOB, id, tenant_of[i], 1, on_done, &put[i]);
+		f->ops->idem_begin(f->impl, "tC", id, fp, tenant_of[i], 1, "i", 2, on_done, &beg[i]);
+	}
+	end = gw_clock_now_us() + (int64_t)T_LOOP_MS * 1000;
+	do {
+		event_base_loop(a.base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+		event_base_loop(b.base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+		answered = 0;
+		for (int i = 0; i < OPS; i++)
+			answered += put[i].n + beg[i].n;
+	} while (answered < 2 * OPS && gw_clock_now_us() < end);
+	for (int id = 0; id < IDS; id++) {
+		const char *winner = NULL;
+		int inserted = 0;
+		uint8_t first_fp = 0;
+
+		for (int j = 0; j < PER; j++) {
+			int i = id * PER + j;
+
+			cr_assert_eq(put[i].n, 1);
+			cr_assert_eq(beg[i].n, 1);
+			cr_expect(put[i].rc == 0 || put[i].rc == GW_STORE_CONFLICT, "put %d: %d %s", i,
+				  put[i].rc, put[i].err);
+			if (put[i].rc == 0) {
+				if (!winner)
+					winner = tenant_of[i];
+				cr_expect_str_eq(tenant_of[i], winner, "id %d: two tenants own it", id);
+			}
+			cr_expect(beg[i].rc == GW_STORE_INSERTED || beg[i].rc == 0, "begin %d: %d %s", i,
+				  beg[i].rc, beg[i].err);
+			if (beg[i].rc == GW_STORE_INSERTED) {
+				inserted++;
+				first_fp = (uint8_t)(i % PER);
+			}
+		}
+		cr_expect_not_null(winner, "id %d: nobody won", id);
+		cr_expect_eq(inserted, 1, "id %d: %d inserts", id, inserted);
+		for (int j = 0; j < PER; j++) {
+			int i = id * PER + j;
+
+			if (beg[i].rc == 0)
+				cr_expect_eq(beg[i].idem.fp[0], first_fp, "begin %d read another entry", i);
+		}
+	}
+	fx_close(&a);
+	fx_close(&b);
+}
