@@ -360,16 +360,25 @@ static void pgs_answer_owner_lookup(struct pgs_op *op, const PGresult *res)
 	pgs_end(op, &r);
 }
 
+static int pgs_nibble(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;	/* encode(..., 'hex') writes lower case only */
+}
+
 static int pgs_unhex(uint8_t *dst, size_t n, const char *hex)
 {
 	if (strlen(hex) != 2 * n)
 		return -1;
 	for (size_t i = 0; i < n; i++) {
-		unsigned v;
+		int hi = pgs_nibble(hex[2 * i]), lo = pgs_nibble(hex[2 * i + 1]);
 
-		if (sscanf(hex + 2 * i, "%2x", &v) != 1)
+		if (hi < 0 || lo < 0)
 			return -1;
-		dst[i] = (uint8_t)v;
+		dst[i] = (uint8_t)(hi << 4 | lo);
 	}
 	return 0;
 }
@@ -717,8 +726,8 @@ static int pgs_migrate_locked(PGconn *c, const char *where, char *err, size_t er
 		goto out;
 	}
 	if (PQntuples(res) == 1) {
-		have = atoi(PQgetvalue(res, 0, 0));
-		have_min = atoi(PQgetvalue(res, 0, 1));
+		have = (int)strtol(PQgetvalue(res, 0, 0), NULL, 10);
+		have_min = (int)strtol(PQgetvalue(res, 0, 1), NULL, 10);
 	}
 	if (have > known && have_min > known) {
 		snprintf(err, errlen,
