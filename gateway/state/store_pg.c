@@ -248,7 +248,7 @@ static void pgs_submit(struct pgs_op *op, const char *const *params)
 	op->tries++;
 	if (gw_pg_query(s->pool, op->stmt, params, pgs_stmts[op->stmt].nparams, pgs_on_answer, op))
 		return;
-	pgs_end_error(op, st->queued >= GW_PG_MAX_QUEUE ? "PostgreSQL queue full"
+	pgs_end_error(op, st->queued >= GW_PG_MAX_QUEUE ? "query queue full"
 							  : "cannot queue a query (out of memory)");
 }
 
