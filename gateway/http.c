@@ -2,6 +2,7 @@
  * http: /healthz, /readyz, /metrics on libevent's evhttp. See http.h.
  */
 #include "gateway/http.h"
+#include "gateway/state/store.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -101,9 +102,24 @@ int gw_http_split_hostport(const char *s, char *host, size_t hostlen, unsigned s
 	return 0;
 }
 
-int gw_http_render_ready(int draining, int grpc_alive, const struct gw_account_rt *accounts,
-			 size_t naccounts, struct evbuffer *out)
+/* why as a JSON string body: quotes, backslashes and control bytes become spaces. */
+static void http_json_text(const char *why, char *buf, size_t cap)
 {
+	size_t j = 0;
+
+	for (size_t i = 0; why[i] && j + 1 < cap; i++) {
+		unsigned char ch = (unsigned char)why[i];
+
+		buf[j++] = ch < 0x20 || ch == '"' || ch == '\\' ? ' ' : (char)ch;
+	}
+	buf[j] = '\0';
+}
+
+int gw_http_render_ready(int draining, int grpc_alive, const struct gw_account_rt *accounts,
+			 size_t naccounts, const char *state_backend, const char *state_why,
+			 struct evbuffer *out)
+{
+	char why[256];
 	char name[GW_METRICS_MAX_LABEL];
 	int ready = !draining && grpc_alive;
 
@@ -122,7 +138,10 @@ int gw_http_render_ready(int draining, int grpc_alive, const struct gw_account_r
 		evbuffer_add_printf(out, "%s{\"name\":\"%s\",\"state\":\"%s\"}", i ? "," : "", name,
 				    gw_session_state(&accounts[i]));
 	}
-	evbuffer_add_printf(out, "]}\n");
+	http_json_text(state_why ? state_why : "", why, sizeof why);
+	evbuffer_add_printf(out, "],\"state\":{\"backend\":\"%s\",\"reachable\":%s%s%s%s}}\n",
+			    state_backend ? state_backend : "none", state_why ? "false" : "true",
+			    state_why ? ",\"why\":\"" : "", state_why ? why : "", state_why ? "\"" : "");
 	return ready;
 }
 
@@ -195,7 +214,8 @@ static void http_on_request(struct evhttp_request *req, void *arg)
 		}
 	} else if (strcmp(path, "/readyz") == 0) {
 		ready = gw_http_render_ready(env->draining, gw_listenprobe_alive(h->probe), env->accounts,
-					     env->naccounts, body);
+					     env->naccounts, env->store ? gw_store_backend(env->store) : NULL,
+					     env->store ? gw_store_unready(env->store) : NULL, body);
 		http_reply(req, ready ? 200 : 503, ready ? "OK" : "Service Unavailable",
 			   "application/json", body);
 	} else if (strcmp(path, "/metrics") == 0) {

@@ -10,9 +10,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include <event2/event.h>
 #include <grpc/grpc_security.h>
 #include <grpc/support/time.h>
+#include <openssl/rand.h>
 
 #include "auth/upstream/session.h"
 #include "gateway/base/clock.h"
@@ -489,66 +491,98 @@ static int server_grpc_new(struct gw_server *srv, char *err, size_t errlen)
 
 /* ---- state store ---- */
 
+/* The state store the configuration names: PostgreSQL (shared), a SQLite file, or memory. */
+static struct gw_store *server_store_open(struct gw_server *srv, char *err, size_t errlen)
+{
+	const struct gw_config *cfg = srv->env.cfg;
+
+	return gw_store_open(cfg->state.memory_only ? NULL : cfg->state.path, cfg->state.read_only, err,
+			     errlen);
+}
+
+static void server_expired(void *arg, long n, const char *err)
+{
+	(void)arg;
+	if (n < 0)
+		gw_log(GW_LOG_WARN, "state", GW_LS("msg", "idempotency key expiry failed"),
+		       GW_LS("error", err ? err : "-"), GW_LEND);
+	else if (n > 0)
+		gw_log(GW_LOG_INFO, "state", GW_LS("msg", "idempotency keys expired"), GW_LN("keys", n),
+		       GW_LEND);
+}
+
+/* Every GW_OWNER_RENEW_MS: the leases of keys in flight here; every
+ * GW_SERVER_HOUSEKEEPING_S: expired idempotency keys. */
 static void server_on_housekeeping(evutil_socket_t fd, short what, void *arg)
 {
 	struct gw_server *srv = arg;
-	int n;
+	int64_t now = gw_clock_wall_ms();
 
 	(void)fd;
 	(void)what;
 	if (gw_store_read_only(srv->env.store))
 		return;
-	n = gw_owner_expire(srv->env.owner, gw_clock_wall_ms());
-	if (n < 0)
-		gw_log(GW_LOG_WARN, "state", GW_LS("msg", "idempotency key expiry failed"),
-		       GW_LS("error", gw_store_errmsg(srv->env.store)), GW_LEND);
-	else if (n > 0)
-		gw_log(GW_LOG_INFO, "state", GW_LS("msg", "idempotency keys expired"),
-		       GW_LN("keys", n), GW_LEND);
+	gw_owner_renew(srv->env.owner, now);
+	if (now - srv->last_expiry_ms < GW_SERVER_HOUSEKEEPING_S * 1000LL)
+		return;
+	srv->last_expiry_ms = now;
+	gw_owner_expire(srv->env.owner, now, server_expired, NULL);
 }
 
-static int server_count_pending(void *arg, const char *tenant, const char *key,
-				const struct gw_idem *e)
+/* Keys left PENDING (by a previous process, or a replica that is gone or busy): reconciled when
+ * their clients retry. Logged once the store has counted them. */
+static void server_pending_counted(void *arg, const struct gw_store_res *res)
 {
-	(void)tenant;
-	(void)key;
-	(void)e;
-	++*(long long *)arg;
-	return 0;
+	struct gw_server *srv = arg;
+	long pending = res->rc == 0 ? res->count : -1;
+
+	gw_log(pending ? GW_LOG_WARN : GW_LOG_INFO, "state",
+	       GW_LS("msg", pending > 0 ? "idempotency keys left pending; they are reconciled when retried"
+			    : pending < 0 ? "state store open; pending idempotency keys not counted"
+					  : "state store open"),
+	       GW_LS("backend", gw_store_backend(srv->env.store)), GW_LS("instance", srv->env.instance),
+	       GW_LN("read_only", gw_store_read_only(srv->env.store)), GW_LN("pending_keys", pending),
+	       GW_LS("error", pending < 0 && res->err ? res->err : "-"), GW_LEND);
+}
+
+/* host name + '-' + 8 random hex digits: unique per boot (a restarted container keeps its host
+ * name and often its pid). */
+static void server_instance_id(char *out, size_t cap)
+{
+	char host[64] = "gateway";
+	unsigned char nonce[4] = { 0 };
+
+	if (gethostname(host, sizeof host) != 0 || !host[0])
+		snprintf(host, sizeof host, "gateway");
+	host[sizeof host - 1] = '\0';
+	if (RAND_bytes(nonce, sizeof nonce) != 1) {
+		uint64_t t = (uint64_t)gw_clock_now_us() ^ (uint64_t)getpid();
+
+		memcpy(nonce, &t, sizeof nonce);
+	}
+	snprintf(out, cap, "%s-%02x%02x%02x%02x", host, nonce[0], nonce[1], nonce[2], nonce[3]);
 }
 
 static int server_state_new(struct gw_server *srv, char *err, size_t errlen)
 {
 	const struct gw_config *cfg = srv->env.cfg;
-	struct timeval tv = { GW_SERVER_HOUSEKEEPING_S, 0 };
+	struct timeval tv = { GW_OWNER_RENEW_MS / 1000, 0 };
 	char serr[GW_STORE_ERR_MAX];
-	long long pending = 0;
 
 	serr[0] = '\0';
-	srv->env.store = gw_store_open(cfg->state.memory_only ? NULL : cfg->state.path, cfg->state.read_only,
-				   serr, sizeof serr);
+	server_instance_id(srv->env.instance, sizeof srv->env.instance);
+	srv->env.store = server_store_open(srv, serr, sizeof serr);
 	if (!srv->env.store) {
 		snprintf(err, errlen, "%s", serr[0] ? serr : "cannot open the state store");
 		return -1;
 	}
-	srv->env.owner = gw_owner_new(srv->env.store, cfg->state.idempotency_ttl_s * 1000);
+	srv->env.owner = gw_owner_new(srv->env.store, cfg->state.idempotency_ttl_s * 1000, srv->env.instance);
 	if (!srv->env.owner) {
 		snprintf(err, errlen, "out of memory creating the ownership state");
 		return -1;
 	}
-	/* Keys a previous process left PENDING: reconciled when their clients retry. */
-	if (gw_store_idem_pending(srv->env.store, server_count_pending, &pending) != 0) {
-		snprintf(err, errlen, "%s", gw_store_errmsg(srv->env.store));
-		return -1;
-	}
-	gw_log(pending ? GW_LOG_WARN : GW_LOG_INFO, "state",
-	       GW_LS("msg", pending ? "idempotency keys left pending by a previous process; "
-				      "they are reconciled when retried"
-				    : "state store open"),
-	       GW_LS("backend", gw_store_backend(srv->env.store)),
-	       GW_LS("path", cfg->state.memory_only ? "-" : cfg->state.path),
-	       GW_LN("read_only", gw_store_read_only(srv->env.store)), GW_LN("pending_keys", pending),
-	       GW_LEND);
+	srv->last_expiry_ms = gw_clock_wall_ms();
+	gw_store_idem_count(srv->env.store, server_pending_counted, srv);
 	srv->ev_housekeeping = event_new(srv->env.base, -1, EV_PERSIST, server_on_housekeeping, srv);
 	if (!srv->ev_housekeeping || event_add(srv->ev_housekeeping, &tv)) {
 		snprintf(err, errlen, "cannot set up the event loop");

@@ -44,6 +44,7 @@ struct gw_server {
 	char *config_path;
 	struct gw_http *http;
 	struct event *ev_housekeeping;
+	int64_t last_expiry_ms;		/* wall clock of the last idempotency key expiry */
 	const char **method_names;	/* per method row: name and cost, for the admission */
 	unsigned *method_costs;
 

@@ -50,6 +50,8 @@ struct gw_svc_rt {
 	void *state;
 };
 
+#define GW_ENV_INSTANCE_MAX 96		/* = GW_STORE_LEASE_MAX: the instance holds leases */
+
 struct gw_env {
 	struct event_base *base;
 
@@ -88,6 +90,8 @@ struct gw_env {
 	int draining;				/* SIGTERM seen: no new calls */
 	uint64_t next_call_id;
 	int64_t started_wall_ms;		/* process start, for the state store's clocks */
+	char instance[GW_ENV_INSTANCE_MAX + 1];	/* this process: host name + random per-boot
+						 * nonce (leases, logs, metrics) */
 };
 
 /* A new generation owning cfg (and a key ring built from it), one reference. NULL when memory

@@ -19,18 +19,22 @@ struct gw_owner_waiter {
 	void *arg;
 };
 
-/* One (tenant, key) being worked on by this process, and the duplicates queued behind it. */
+/* One (tenant, key) being worked on by this process, and the duplicates queued behind it. While
+ * starting, its key's store entry is being read or written (fp is the request's that started it). */
 struct owner_flight {
 	struct owner_flight *next;
 	char tenant[GW_STORE_TENANT_MAX + 1];
 	char key[GW_STORE_KEY_MAX + 1];
 	struct gw_owner_waiter *head, *tail;
 	size_t nwaiters;
+	int starting;
+	uint8_t fp[32];
 };
 
 struct gw_owner {
 	struct gw_store *s;
 	int64_t ttl_ms;
+	char instance[GW_STORE_LEASE_MAX + 1];
 	struct owner_flight *table[OWNER_BUCKETS];
 	struct gw_owner_stats stats;
 	gw_owner_caps_fn caps;			/* per-tenant caps (NULL: none) */
@@ -41,44 +45,13 @@ struct gw_owner {
 
 /* ---- isolation ---- */
 
-int gw_owner_check(struct gw_store *s, enum gw_store_kind k, const char *id, const char *tenant,
-		   int see_foreign)
+int gw_owner_may_see(const char *who, const char *tenant, int see_foreign)
 {
-	char who[GW_STORE_TENANT_MAX + 1];
-	int rc;
-
-	if (!id || !id[0] || strnlen(id, GW_STORE_ID_MAX + 1) > GW_STORE_ID_MAX || !tenant ||
-	    !tenant[0])
-		return -1;
-	rc = gw_store_owner_get(s, k, id, who, sizeof who);
-	if (rc < 0)
-		return -2;
-	if (rc == 0)
-		return see_foreign ? 0 : -1;
-	return strcmp(who, tenant) == 0 ? 0 : -1;
-}
-
-long gw_owner_filter(struct gw_store *s, enum gw_store_kind k, const char *tenant, int see_foreign,
-		     const char *const *ids, size_t n, unsigned char *keep)
-{
-	long kept = 0;
-
-	if (n == 0)
+	if (!tenant || !tenant[0])
 		return 0;
-	memset(keep, 0, n);
-	if (n > GW_OWNER_LIST_MAX)
-		return -1;
-	for (size_t i = 0; i < n; i++) {
-		int rc = ids[i] ? gw_owner_check(s, k, ids[i], tenant, see_foreign) : -1;
-
-		if (rc == -2) {
-			memset(keep, 0, n);
-			return -1;
-		}
-		keep[i] = rc == 0;
-		kept += rc == 0;
-	}
-	return kept;
+	if (!who)
+		return see_foreign != 0;
+	return strcmp(who, tenant) == 0;
 }
 
 /* ---- request identity ---- */
@@ -162,7 +135,8 @@ static struct owner_flight **owner_find(const struct gw_owner *o, const char *te
 	return (struct owner_flight **)pp;
 }
 
-static struct owner_flight *owner_flight_add(struct gw_owner *o, const char *tenant, const char *key)
+static struct owner_flight *owner_flight_add(struct gw_owner *o, const char *tenant, const char *key,
+					     const uint8_t fp[32])
 {
 	struct owner_flight **pp = owner_find(o, tenant, key);
 	struct owner_flight *f = *pp;
@@ -183,6 +157,7 @@ static struct owner_flight *owner_flight_add(struct gw_owner *o, const char *ten
 	}
 	memcpy(f->tenant, tenant, strlen(tenant) + 1);	/* lengths checked by the caller */
 	memcpy(f->key, key, strlen(key) + 1);
+	memcpy(f->fp, fp, sizeof f->fp);
 	*pp = f;
 	o->stats.inflight++;
 	return f;
@@ -301,16 +276,17 @@ int gw_owner_idem_inflight(const struct gw_owner *o, const char *tenant, const c
 
 /* ---- lifecycle ---- */
 
-struct gw_owner *gw_owner_new(struct gw_store *s, int64_t ttl_ms)
+struct gw_owner *gw_owner_new(struct gw_store *s, int64_t ttl_ms, const char *instance)
 {
 	struct gw_owner *o;
 
-	if (!s)
+	if (!s || !instance || !instance[0] || strlen(instance) > GW_STORE_LEASE_MAX)
 		return NULL;
 	o = calloc(1, sizeof *o);
 	if (!o)
 		return NULL;
 	o->s = s;
+	memcpy(o->instance, instance, strlen(instance) + 1);
 	if (ttl_ms <= 0)
 		ttl_ms = GW_OWNER_DEFAULT_TTL_MS;
 	o->ttl_ms = ttl_ms < GW_OWNER_MIN_TTL_MS ? GW_OWNER_MIN_TTL_MS : ttl_ms;
@@ -367,134 +343,405 @@ struct gw_store *gw_owner_store(const struct gw_owner *o)
 	return o->s;
 }
 
+const char *gw_owner_instance(const struct gw_owner *o)
+{
+	return o->instance;
+}
+
 /* ---- the StartJob state machine ---- */
 
-enum gw_idem_verdict gw_owner_idem_start(struct gw_owner *o, const char *tenant, const char *key,
-					 const uint8_t fp[32], const char *source, int64_t now_ms,
-					 gw_owner_wake_fn wake, void *arg, struct gw_owner_start *out)
-{
-	struct gw_idem *e = &out->entry;
-	struct owner_flight *f;
-	char who[GW_STORE_TENANT_MAX + 1];
-	int rc;
+/* One step of the machine waiting for the store: a start, or the end of an attempt. */
+struct owner_op {
+	struct gw_owner *o;
+	char tenant[GW_STORE_TENANT_MAX + 1];
+	char key[GW_STORE_KEY_MAX + 1];
+	char rid[GW_STORE_RID_MAX + 1];
+	int64_t now_ms;
+	gw_owner_start_fn start_done;	/* a start */
+	gw_owner_wake_fn end_done;	/* an end: done / adopt / failed */
+	void *darg;
+	int code;			/* failed: what everyone hears */
+	char msg[GW_OWNER_MSG_MAX];
+	struct gw_owner_start out;
+};
 
-	memset(out, 0, sizeof *out);
-	if (!tenant || strnlen(tenant, GW_STORE_TENANT_MAX + 1) > GW_STORE_TENANT_MAX || !key ||
-	    strnlen(key, GW_STORE_KEY_MAX + 1) > GW_STORE_KEY_MAX)
-		return GW_IDEM_ERROR;
-	/* Reserve the in-flight slot first, so a PROCEED never lacks one. */
-	f = *owner_find(o, tenant, key);
-	if (!f && o->stats.inflight >= GW_OWNER_MAX_INFLIGHT) {
-		o->stats.busy_inflight++;
-		return GW_IDEM_BUSY;
+static struct owner_op *owner_op_new(struct gw_owner *o, const char *tenant, const char *key,
+				     int64_t now_ms)
+{
+	struct owner_op *op = calloc(1, sizeof *op);
+
+	if (!op)
+		return NULL;
+	op->o = o;
+	snprintf(op->tenant, sizeof op->tenant, "%s", tenant);
+	snprintf(op->key, sizeof op->key, "%s", key);
+	op->now_ms = now_ms;
+	return op;
+}
+
+/* Ends a start: the flight, if this start made it and the verdict does not carry on with it,
+ * ends with what its waiters should hear; then the caller's callback. */
+static void owner_start_end(struct owner_op *op, enum gw_idem_verdict v, int code, const char *msg)
+{
+	struct gw_owner *o = op->o;
+	struct owner_flight *f = *owner_find(o, op->tenant, op->key);
+
+	if (f && v != GW_IDEM_PROCEED && v != GW_IDEM_RECONCILE)
+		owner_flight_end(o, op->tenant, op->key, v == GW_IDEM_REPLAY ? op->out.rid : NULL, code, msg);
+	else if (f)
+		f->starting = 0;
+	op->start_done(op->darg, v, &op->out);
+	free(op);
+}
+
+static void owner_start_error(struct owner_op *op, const struct gw_store_res *res)
+{
+	op->out.err = res->err;
+	op->out.retry_ms = res->retry_ms;
+	owner_start_end(op, GW_IDEM_ERROR, GRPC_STATUS_UNAVAILABLE, res->err);
+}
+
+static void owner_replay_put_done(void *arg, const struct gw_store_res *res)
+{
+	struct owner_op *op = arg;
+
+	if (res->rc != 0) {
+		owner_start_error(op, res);
+		return;
 	}
-	/* The tenant's own share, before the store is touched (a refusal costs no write). */
-	if (!f && owner_tenant_full(o, tenant, 0, out))
-		return GW_IDEM_LIMITED;
-	rc = gw_store_idem_begin(o->s, tenant, key, fp, source, now_ms, e);
-	if (rc < 0)
-		return GW_IDEM_ERROR;
-	if (rc == 1) {
-		if (!owner_flight_add(o, tenant, key)) {
-			/* cannot track it: undo, so the key is not left PENDING for nobody */
-			gw_store_idem_abort(o->s, tenant, key);
-			return GW_IDEM_BUSY;
-		}
-		e->done = 0;
-		memcpy(e->fp, fp, sizeof e->fp);
-		snprintf(e->source, sizeof e->source, "%s", source);
-		e->created_ms = now_ms;
+	op->o->stats.ownership_repaired++;
+	op->o->stats.replays++;
+	owner_start_end(op, GW_IDEM_REPLAY, GRPC_STATUS_OK, NULL);
+}
+
+/* Repair: a crash between "key DONE" and "owner recorded" leaves no owner row. */
+static void owner_replay_lookup_done(void *arg, const struct gw_store_res *res)
+{
+	struct owner_op *op = arg;
+	const char *who;
+
+	if (res->rc != 0) {
+		owner_start_error(op, res);
+		return;
+	}
+	who = res->tenants[0];
+	if (!who) {
+		gw_store_owner_put(op->o->s, GW_OBJ_JOB, op->out.rid, op->tenant, op->now_ms,
+				   owner_replay_put_done, op);
+		return;
+	}
+	if (strcmp(who, op->tenant) != 0) {	/* cannot happen: a rid has one creator */
+		struct gw_store_res bad = { .rc = GW_STORE_ERROR,
+					    .err = "state store: a replayed job is recorded for another tenant" };
+
+		owner_start_error(op, &bad);
+		return;
+	}
+	op->o->stats.replays++;
+	owner_start_end(op, GW_IDEM_REPLAY, GRPC_STATUS_OK, NULL);
+}
+
+static void owner_take_done(void *arg, const struct gw_store_res *res)
+{
+	struct owner_op *op = arg;
+	struct gw_owner *o = op->o;
+
+	if (res->rc == GW_STORE_ERROR) {
+		owner_start_error(op, res);
+		return;
+	}
+	if (res->rc == GW_STORE_CONFLICT) {
+		o->stats.take_lost++;
+		op->out.retry_ms = 1000;
+		owner_start_end(op, GW_IDEM_ELSEWHERE, GRPC_STATUS_UNAVAILABLE,
+				"another gateway replica took over this idempotency_key meanwhile; retry");
+		return;
+	}
+	if (op->out.entry.lease[0] && strcmp(op->out.entry.lease, o->instance) != 0)
+		o->stats.takeovers++;
+	snprintf(op->out.entry.lease, sizeof op->out.entry.lease, "%s", o->instance);
+	op->out.entry.lease_until_ms = op->now_ms + GW_OWNER_LEASE_MS;
+	o->stats.reconciles++;
+	owner_start_end(op, GW_IDEM_RECONCILE, GRPC_STATUS_OK, NULL);
+}
+
+static void owner_begin_done(void *arg, const struct gw_store_res *res)
+{
+	struct owner_op *op = arg;
+	struct gw_owner *o = op->o;
+	struct gw_idem *e = &op->out.entry;
+	struct owner_flight *f = *owner_find(o, op->tenant, op->key);
+
+	if (res->rc == GW_STORE_ERROR) {
+		owner_start_error(op, res);
+		return;
+	}
+	if (res->rc == GW_STORE_INSERTED) {
 		o->stats.proceeds++;
-		return GW_IDEM_PROCEED;
+		owner_start_end(op, GW_IDEM_PROCEED, GRPC_STATUS_OK, NULL);
+		return;
 	}
-	if (memcmp(e->fp, fp, sizeof e->fp) != 0) {
+	*e = *res->idem;
+	if (!f || memcmp(e->fp, f->fp, sizeof e->fp) != 0) {
 		o->stats.mismatches++;
-		return GW_IDEM_MISMATCH;
+		owner_start_end(op, GW_IDEM_MISMATCH, GRPC_STATUS_INVALID_ARGUMENT,
+				"idempotency_key reused with a different request");
+		return;
 	}
 	if (e->done) {
-		/* Repair: a crash between "key DONE" and "owner recorded" leaves no owner row. */
-		rc = gw_store_owner_get(o->s, GW_OBJ_JOB, e->rid, who, sizeof who);
-		if (rc < 0)
-			return GW_IDEM_ERROR;
-		if (rc == 0) {
-			if (gw_store_owner_put(o->s, GW_OBJ_JOB, e->rid, tenant, now_ms) != 0)
-				return GW_IDEM_ERROR;
-			o->stats.ownership_repaired++;
-		} else if (strcmp(who, tenant) != 0) {
-			return GW_IDEM_ERROR;	/* cannot happen: a rid has one creator */
-		}
-		snprintf(out->rid, sizeof out->rid, "%s", e->rid);
-		o->stats.replays++;
-		return GW_IDEM_REPLAY;
+		snprintf(op->out.rid, sizeof op->out.rid, "%s", e->rid);
+		gw_store_owner_lookup(o->s, GW_OBJ_JOB, (const char *const[]){ op->out.rid }, 1,
+				      owner_replay_lookup_done, op);
+		return;
 	}
+	/* PENDING and nobody here works on it (this start made the flight). A live lease of
+	 * another instance: that replica is on it. Else take it over, compare-and-set. */
+	if (e->lease[0] && strcmp(e->lease, o->instance) != 0 && e->lease_until_ms > op->now_ms) {
+		int64_t left = e->lease_until_ms - op->now_ms;
+
+		o->stats.elsewhere++;
+		op->out.retry_ms = left > GW_OWNER_ELSEWHERE_RETRY_MAX_MS ? GW_OWNER_ELSEWHERE_RETRY_MAX_MS
+									 : (long)left;
+		owner_start_end(op, GW_IDEM_ELSEWHERE, GRPC_STATUS_UNAVAILABLE,
+				"another gateway replica is starting the job of this idempotency_key; retry");
+		return;
+	}
+	gw_store_idem_take(o->s, op->tenant, op->key, e->lease, e->lease_until_ms, o->instance,
+			   op->now_ms + GW_OWNER_LEASE_MS, owner_take_done, op);
+}
+
+void gw_owner_idem_start(struct gw_owner *o, const char *tenant, const char *key, const uint8_t fp[32],
+			 const char *source, int64_t now_ms, gw_owner_wake_fn wake, void *arg,
+			 gw_owner_start_fn done, void *darg)
+{
+	struct gw_owner_start out;
+	struct owner_flight *f;
+	struct owner_op *op;
+	enum gw_idem_verdict v = GW_IDEM_ERROR;
+
+	memset(&out, 0, sizeof out);
+	if (!tenant || !tenant[0] || strnlen(tenant, GW_STORE_TENANT_MAX + 1) > GW_STORE_TENANT_MAX ||
+	    !key || !key[0] || strnlen(key, GW_STORE_KEY_MAX + 1) > GW_STORE_KEY_MAX) {
+		out.err = "state store: tenant or idempotency key missing or too long";
+		goto answer;
+	}
+	f = *owner_find(o, tenant, key);
 	if (f) {
-		if (wake && owner_tenant_full(o, tenant, 1, out))
-			return GW_IDEM_LIMITED;
-		out->waiter = owner_wait(o, f, wake, arg);
-		if (!out->waiter)
-			return GW_IDEM_BUSY;
+		/* Worked on here: the same request waits for its outcome. */
+		if (memcmp(f->fp, fp, sizeof f->fp) != 0) {
+			if (f->starting) {
+				v = GW_IDEM_BUSY;	/* the stored request is not known yet */
+				o->stats.busy_inflight++;
+			} else {
+				v = GW_IDEM_MISMATCH;
+				o->stats.mismatches++;
+			}
+			goto answer;
+		}
+		if (wake && owner_tenant_full(o, tenant, 1, &out)) {
+			v = GW_IDEM_LIMITED;
+			goto answer;
+		}
+		out.waiter = owner_wait(o, f, wake, arg);
+		if (!out.waiter) {
+			v = GW_IDEM_BUSY;
+			goto answer;
+		}
 		o->stats.waits++;
-		return GW_IDEM_WAIT;
+		v = GW_IDEM_WAIT;
+		goto answer;
 	}
-	if (!owner_flight_add(o, tenant, key))
-		return GW_IDEM_BUSY;
-	o->stats.reconciles++;
-	return GW_IDEM_RECONCILE;
-}
-
-int gw_owner_idem_done(struct gw_owner *o, const char *tenant, const char *key, const char *rid,
-		       int64_t now_ms)
-{
-	char msg[GW_OWNER_MSG_MAX];
-
-	/* Key first, owner second: see the ordering note in owner.h. If the key cannot be marked,
-	 * the rid is left unowned so that reconciliation can still adopt it on retry. */
-	if (gw_store_idem_finish(o->s, tenant, key, rid) != 0 ||
-	    gw_store_owner_put(o->s, GW_OBJ_JOB, rid, tenant, now_ms) != 0) {
-		snprintf(msg, sizeof msg, "%s", gw_store_errmsg(o->s));
-		owner_flight_end(o, tenant, key, NULL, GRPC_STATUS_UNAVAILABLE, msg);
-		return -1;
+	if (o->stats.inflight >= GW_OWNER_MAX_INFLIGHT) {
+		o->stats.busy_inflight++;
+		v = GW_IDEM_BUSY;
+		goto answer;
 	}
-	owner_flight_end(o, tenant, key, rid, GRPC_STATUS_OK, NULL);
-	return 0;
-}
-
-int gw_owner_idem_adopt(struct gw_owner *o, const char *tenant, const char *key, const char *rid,
-			int64_t now_ms)
-{
-	char who[GW_STORE_TENANT_MAX + 1];
-	int rc = gw_store_owner_get(o->s, GW_OBJ_JOB, rid, who, sizeof who);
-
-	if (rc != 0) {
-		if (rc == 1)
-			o->stats.adopt_raced++;
-		owner_flight_end(o, tenant, key, NULL,
-				 rc == 1 ? GRPC_STATUS_ABORTED : GRPC_STATUS_UNAVAILABLE,
-				 rc == 1 ? "the upstream job was claimed by another request meanwhile; retry"
-					 : gw_store_errmsg(o->s));
-		return -1;
+	/* The tenant's own share, before the store is touched (a refusal costs no write). */
+	if (owner_tenant_full(o, tenant, 0, &out)) {
+		v = GW_IDEM_LIMITED;
+		goto answer;
 	}
-	return gw_owner_idem_done(o, tenant, key, rid, now_ms);
+	op = owner_op_new(o, tenant, key, now_ms);
+	f = op ? owner_flight_add(o, tenant, key, fp) : NULL;
+	if (!f) {
+		free(op);
+		v = GW_IDEM_BUSY;
+		goto answer;
+	}
+	f->starting = 1;
+	op->start_done = done;
+	op->darg = darg;
+	/* What PROCEED reports; begin overwrites it with the stored entry when the key exists. */
+	memcpy(op->out.entry.fp, fp, sizeof op->out.entry.fp);
+	snprintf(op->out.entry.source, sizeof op->out.entry.source, "%s", source ? source : "");
+	op->out.entry.created_ms = now_ms;
+	snprintf(op->out.entry.lease, sizeof op->out.entry.lease, "%s", o->instance);
+	op->out.entry.lease_until_ms = now_ms + GW_OWNER_LEASE_MS;
+	gw_store_idem_begin(o->s, tenant, key, fp, source, now_ms, o->instance, now_ms + GW_OWNER_LEASE_MS,
+			    owner_begin_done, op);
+	return;
+answer:
+	done(darg, v, &out);
 }
 
-int gw_owner_idem_failed(struct gw_owner *o, const char *tenant, const char *key, int forget,
-			 int code, const char *msg)
+/* The end of an attempt: everyone hears (rid | code, msg), the attempt's owner first. */
+static void owner_end(struct owner_op *op, const char *rid, int code, const char *msg)
 {
-	int rc = 0;
+	char m[GW_OWNER_MSG_MAX];
 
-	if (forget && gw_store_idem_abort(o->s, tenant, key) != 0)
-		rc = -1;
-	owner_flight_end(o, tenant, key, NULL, code, msg ? msg : "");
-	return rc;
+	snprintf(m, sizeof m, "%s", msg ? msg : "");	/* msg may live in the store's answer */
+	if (op->end_done)
+		op->end_done(op->darg, rid, code, m);
+	owner_flight_end(op->o, op->tenant, op->key, rid, code, m);
+	free(op);
 }
 
-int gw_owner_expire(struct gw_owner *o, int64_t now_ms)
+static void owner_done_put_done(void *arg, const struct gw_store_res *res)
 {
-	int n = gw_store_idem_expire(o->s, now_ms - o->ttl_ms);
+	struct owner_op *op = arg;
 
-	if (n > 0)
-		o->stats.expired += (uint64_t)n;
-	return n;
+	if (res->rc != 0)
+		owner_end(op, NULL, GRPC_STATUS_UNAVAILABLE, res->err);
+	else
+		owner_end(op, op->rid, GRPC_STATUS_OK, NULL);
+}
+
+/* Key first, owner second: see the ordering note in owner.h. If the key cannot be marked, the
+ * rid is left unowned so that reconciliation can still adopt it on retry. */
+static void owner_done_finish_done(void *arg, const struct gw_store_res *res)
+{
+	struct owner_op *op = arg;
+
+	if (res->rc != 0) {
+		owner_end(op, NULL, GRPC_STATUS_UNAVAILABLE, res->err);
+		return;
+	}
+	gw_store_owner_put(op->o->s, GW_OBJ_JOB, op->rid, op->tenant, op->now_ms, owner_done_put_done, op);
+}
+
+static struct owner_op *owner_end_op(struct gw_owner *o, const char *tenant, const char *key,
+				     const char *rid, int64_t now_ms, gw_owner_wake_fn done, void *darg)
+{
+	struct owner_op *op = owner_op_new(o, tenant, key, now_ms);
+
+	if (!op) {
+		if (done)
+			done(darg, NULL, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+		owner_flight_end(o, tenant, key, NULL, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+		return NULL;
+	}
+	snprintf(op->rid, sizeof op->rid, "%s", rid ? rid : "");
+	op->end_done = done;
+	op->darg = darg;
+	return op;
+}
+
+void gw_owner_idem_done(struct gw_owner *o, const char *tenant, const char *key, const char *rid,
+			int64_t now_ms, gw_owner_wake_fn done, void *darg)
+{
+	struct owner_op *op = owner_end_op(o, tenant, key, rid, now_ms, done, darg);
+
+	if (op)
+		gw_store_idem_finish(o->s, tenant, key, rid, owner_done_finish_done, op);
+}
+
+static void owner_adopt_lookup_done(void *arg, const struct gw_store_res *res)
+{
+	struct owner_op *op = arg;
+
+	if (res->rc != 0) {
+		owner_end(op, NULL, GRPC_STATUS_UNAVAILABLE, res->err);
+		return;
+	}
+	if (res->tenants[0]) {
+		op->o->stats.adopt_raced++;
+		owner_end(op, NULL, GRPC_STATUS_ABORTED,
+			  "the upstream job was claimed by another request meanwhile; retry");
+		return;
+	}
+	gw_store_idem_finish(op->o->s, op->tenant, op->key, op->rid, owner_done_finish_done, op);
+}
+
+void gw_owner_idem_adopt(struct gw_owner *o, const char *tenant, const char *key, const char *rid,
+			 int64_t now_ms, gw_owner_wake_fn done, void *darg)
+{
+	struct owner_op *op = owner_end_op(o, tenant, key, rid, now_ms, done, darg);
+
+	if (op)
+		gw_store_owner_lookup(o->s, GW_OBJ_JOB, (const char *const[]){ op->rid }, 1,
+				      owner_adopt_lookup_done, op);
+}
+
+/* Whatever the store said, everyone hears the attempt's own outcome. */
+static void owner_failed_done(void *arg, const struct gw_store_res *res)
+{
+	struct owner_op *op = arg;
+
+	(void)res;
+	owner_end(op, NULL, op->code, op->msg);
+}
+
+void gw_owner_idem_failed(struct gw_owner *o, const char *tenant, const char *key, int forget,
+			  int code, const char *msg, gw_owner_wake_fn done, void *darg)
+{
+	struct owner_op *op = owner_end_op(o, tenant, key, NULL, 0, done, darg);
+
+	if (!op)
+		return;
+	op->code = code;
+	snprintf(op->msg, sizeof op->msg, "%s", msg ? msg : "");
+	if (forget)
+		gw_store_idem_abort(o->s, tenant, key, owner_failed_done, op);
+	else
+		gw_store_idem_release(o->s, tenant, key, owner_failed_done, op);
+}
+
+struct owner_expire {
+	struct gw_owner *o;
+	void (*done)(void *arg, long n, const char *err);
+	void *arg;
+};
+
+static void owner_expire_done(void *arg, const struct gw_store_res *res)
+{
+	struct owner_expire *x = arg;
+
+	if (res->rc == 0 && res->count > 0)
+		x->o->stats.expired += (uint64_t)res->count;
+	if (x->done)
+		x->done(x->arg, res->rc == 0 ? res->count : -1, res->rc == 0 ? NULL : res->err);
+	free(x);
+}
+
+void gw_owner_expire(struct gw_owner *o, int64_t now_ms, void (*done)(void *arg, long n, const char *err),
+		     void *arg)
+{
+	struct owner_expire *x = calloc(1, sizeof *x);
+
+	if (!x) {
+		if (done)
+			done(arg, -1, "out of memory");
+		return;
+	}
+	x->o = o;
+	x->done = done;
+	x->arg = arg;
+	gw_store_idem_expire(o->s, now_ms - o->ttl_ms, owner_expire_done, x);
+}
+
+static void owner_renew_done(void *arg, const struct gw_store_res *res)
+{
+	struct gw_owner *o = arg;
+
+	if (res->rc != 0)
+		o->stats.renew_failures++;
+}
+
+void gw_owner_renew(struct gw_owner *o, int64_t now_ms)
+{
+	/* The owner outlives every store call: the server frees it after the loop has stopped. */
+	if (o->stats.inflight > 0)
+		gw_store_idem_renew(o->s, o->instance, now_ms + GW_OWNER_LEASE_MS, owner_renew_done, o);
 }
 
 /* ---- reconciliation ---- */
@@ -563,59 +810,151 @@ static const char *owner_dl_input(json_t *links, const char *rid, char *buf, siz
 	return NULL;
 }
 
-static enum gw_recon_verdict owner_reconcile(struct gw_store *s, const struct gw_idem *e,
-					     const char *list_json, size_t list_len,
-					     const char *dl_json, size_t dl_len, struct gw_owner_recon *out)
+/* The last path segment of an upload source, percent-decoded into base; NULL when e is not an
+ * upload URL source. */
+static const char *owner_recon_file(const struct gw_idem *e, char *base, size_t cap)
 {
-	char base[GW_STORE_SOURCE_MAX + 1], who[GW_STORE_TENANT_MAX + 1];
+	const char *slash;
+
+	if (!strstr(e->source, "://") || e->done)
+		return NULL;
+	slash = strrchr(e->source, '/');
+	if (!slash[1] || owner_unescape(slash + 1, strlen(slash + 1), base, cap) != 0)
+		return NULL;
+	return slash + 1;
+}
+
+/* Calls row(arg, rid) for each /list row of the entry's file since its key; -1 when the body is
+ * not a list. row returns non-zero to stop. */
+static int owner_recon_rows(const struct gw_idem *e, const char *base, const char *raw, json_t *list,
+			    int (*row)(void *arg, const char *rid), void *arg)
+{
+	size_t i;
+	json_t *r;
+
+	if (!json_is_array(list))
+		return -1;
+	json_array_foreach(list, i, r) {
+		json_t *ct = json_object_get(r, "ctime");
+		const char *rid = json_string_value(json_object_get(r, "rid"));
+		const char *name = json_string_value(json_object_get(r, "fileName"));
+
+		if (!rid || !rid[0] || strlen(rid) > GW_STORE_RID_MAX || !name)
+			continue;
+		if (strcmp(name, base) != 0 && strcmp(name, raw) != 0)
+			continue;
+		if (json_is_number(ct) && (int64_t)json_number_value(ct) < e->created_ms - GW_OWNER_RECON_SKEW_MS)
+			continue;
+		if (row(arg, rid) != 0)
+			break;
+	}
+	return 0;
+}
+
+struct owner_names {
+	const char **rids;
+	size_t n, max;
+	char *blob, *at;
+};
+
+static int owner_names_row(void *arg, const char *rid)
+{
+	struct owner_names *x = arg;
+
+	if (x->n < x->max) {
+		size_t len = strlen(rid) + 1;
+
+		memcpy(x->at, rid, len);
+		x->rids[x->n] = x->at;
+		x->at += len;
+	}
+	x->n++;
+	return x->n > x->max;
+}
+
+long gw_owner_recon_names(const struct gw_idem *e, const char *list_json, size_t list_len,
+			  const char **rids, size_t max, char **blob)
+{
+	char base[GW_STORE_SOURCE_MAX + 1];
+	const char *raw = owner_recon_file(e, base, sizeof base);
+	struct owner_names x = { rids, 0, max, NULL, NULL };
+	json_t *root = NULL;
+	long n = -1;
+
+	*blob = NULL;
+	if (!raw || !list_json)
+		return -1;
+	root = json_loadb(list_json, list_len, 0, NULL);
+	x.blob = malloc(max * (GW_STORE_RID_MAX + 1) + 1);
+	if (!x.blob)
+		goto out;
+	x.at = x.blob;
+	if (owner_recon_rows(e, base, raw, json_object_get(root, "list"), owner_names_row, &x) != 0)
+		goto out;
+	n = x.n > max ? (long)max + 1 : (long)x.n;
+	*blob = x.blob;
+	x.blob = NULL;
+out:
+	free(x.blob);
+	json_decref(root);
+	return n;
+}
+
+struct owner_cands {
+	struct gw_owner_recon *out;
+	const char *const *recorded;
+	size_t nrecorded;
+	int overflow;
+};
+
+static int owner_cands_row(void *arg, const char *rid)
+{
+	struct owner_cands *x = arg;
+
+	for (size_t i = 0; i < x->nrecorded; i++)
+		if (strcmp(x->recorded[i], rid) == 0)
+			return 0;	/* recorded: it belongs to another request */
+	if (x->out->ncand == GW_OWNER_RECON_MAX) {
+		x->overflow = 1;
+		return 1;
+	}
+	snprintf(x->out->cand[x->out->ncand++], sizeof x->out->cand[0], "%s", rid);
+	return 0;
+}
+
+static enum gw_recon_verdict owner_reconcile(const struct gw_idem *e, const char *list_json,
+					     size_t list_len, const char *const *recorded,
+					     size_t nrecorded, const char *dl_json, size_t dl_len,
+					     struct gw_owner_recon *out)
+{
+	char base[GW_STORE_SOURCE_MAX + 1];
 	char input[GW_STORE_SOURCE_MAX + 1];
-	const char *src = e->source, *slash, *rid, *name;
+	const char *src = e->source, *raw;
 	char matched[GW_OWNER_RECON_MAX][GW_STORE_RID_MAX + 1];
 	size_t nmatch = 0, nname = 0, i;
-	json_t *root = NULL, *list, *row, *dl = NULL, *links;
+	json_t *root = NULL, *dl = NULL, *links;
+	struct owner_cands x = { out, recorded, nrecorded, 0 };
 	enum gw_recon_verdict v;
 
 	memset(out, 0, sizeof *out);
 	if (!strstr(src, "://") || e->done)
 		return owner_recon_set(out, GW_RECON_UNSUPPORTED,
 				       "the job's source cannot be matched against the upstream job list");
-	slash = strrchr(src, '/');
-	if (!slash[1] || owner_unescape(slash + 1, strlen(slash + 1), base, sizeof base) != 0)
+	raw = owner_recon_file(e, base, sizeof base);
+	if (!raw)
 		return owner_recon_set(out, GW_RECON_UNSUPPORTED, "the upload URL names no file");
 	root = list_json ? json_loadb(list_json, list_len, 0, NULL) : NULL;
-	list = json_object_get(root, "list");
-	if (!json_is_array(list)) {
+	if (owner_recon_rows(e, base, raw, json_object_get(root, "list"), owner_cands_row, &x) != 0) {
 		v = owner_recon_set(out, GW_RECON_ERROR, "upstream job list is not {\"list\": [...]}");
 		goto out;
 	}
-	json_array_foreach(list, i, row) {
-		json_t *ct = json_object_get(row, "ctime");
-		int rc;
-
-		rid = json_string_value(json_object_get(row, "rid"));
-		name = json_string_value(json_object_get(row, "fileName"));
-		if (!rid || !rid[0] || strlen(rid) > GW_STORE_RID_MAX || !name)
-			continue;
-		if (strcmp(name, base) != 0 && strcmp(name, slash + 1) != 0)
-			continue;
-		if (json_is_number(ct) && (int64_t)json_number_value(ct) < e->created_ms - GW_OWNER_RECON_SKEW_MS)
-			continue;
-		rc = gw_store_owner_get(s, GW_OBJ_JOB, rid, who, sizeof who);
-		if (rc < 0) {
-			v = owner_recon_set(out, GW_RECON_ERROR, gw_store_errmsg(s));
-			goto out;
-		}
-		if (rc == 1)
-			continue;	/* recorded: it belongs to another request */
-		if (out->ncand == GW_OWNER_RECON_MAX) {
-			snprintf(out->why, sizeof out->why,
-				 "more than %d upstream jobs of file %.64s may be this request's; not guessing",
-				 GW_OWNER_RECON_MAX, base);
-			out->verdict = GW_RECON_AMBIGUOUS;
-			v = out->verdict;
-			goto out;
-		}
-		snprintf(out->cand[out->ncand++], sizeof out->cand[0], "%s", rid);
+	if (x.overflow) {
+		snprintf(out->why, sizeof out->why,
+			 "more than %d upstream jobs of file %.64s may be this request's; not guessing",
+			 GW_OWNER_RECON_MAX, base);
+		out->verdict = GW_RECON_AMBIGUOUS;
+		v = out->verdict;
+		goto out;
 	}
 	if (out->ncand == 0) {
 		v = owner_recon_set(out, GW_RECON_RESUBMIT, "no upstream job matches: safe to resubmit");
@@ -663,9 +1002,11 @@ out:
 
 enum gw_recon_verdict gw_owner_reconcile(struct gw_owner *o, const struct gw_idem *e,
 					 const char *list_json, size_t list_len,
+					 const char *const *recorded, size_t nrecorded,
 					 const char *dl_json, size_t dl_len, struct gw_owner_recon *out)
 {
-	enum gw_recon_verdict v = owner_reconcile(o->s, e, list_json, list_len, dl_json, dl_len, out);
+	enum gw_recon_verdict v = owner_reconcile(e, list_json, list_len, recorded, nrecorded, dl_json,
+						  dl_len, out);
 
 	if (v == GW_RECON_ADOPT)
 		o->stats.recon_adopted++;

@@ -1,26 +1,34 @@
 /*
  * owner: tenant isolation and idempotent StartJob, as policy on top of gateway/state/store.h.
  * No I/O besides the store, no clock (callers pass now_ms, wall-clock ms), loop thread only.
+ * The store answers through callbacks (gateway/state/store.h), so every step that touches it
+ * completes through a callback too, inline for the in-process backends, later for PostgreSQL.
  *
  * Isolation: every id created through the gateway is recorded with its tenant before the reply
- * is sent. gw_owner_check() answers "may this tenant see this id": its own, yes; another
+ * is sent. gw_owner_may_see() answers "may this tenant see this id": its own, yes; another
  * tenant's, never (NOT_FOUND, the same answer as for what does not exist); an id recorded for
  * nobody (created upstream outside the gateway) only with the tenant's see_foreign_jobs.
  *
  * Idempotent StartJob, driven by the handler (one struct gw_owner per server):
  *
- *   gw_owner_idem_start(tenant, key, fp, source)
- *     PROCEED    key recorded PENDING (durably) and marked in flight here: call upstream /process,
- *                then gw_owner_idem_done(rid) or gw_owner_idem_failed(...). Exactly one of them.
+ *   gw_owner_idem_start(tenant, key, fp, source) -> done(verdict, out)
+ *     PROCEED    key recorded PENDING (durably), leased to this instance and marked in flight
+ *                here: call upstream /process, then gw_owner_idem_done(rid) or
+ *                gw_owner_idem_failed(...). Exactly one of them.
  *     REPLAY     same key, same request, DONE: answer out->rid, no upstream call.
  *     WAIT       same key, same request, in flight in THIS process: the caller's wake callback
  *                runs once when the first finishes (with its rid or its error); a cancelled
  *                caller removes itself with gw_owner_idem_unwait().
  *     MISMATCH   same key, different request: INVALID_ARGUMENT
  *                "idempotency_key reused with a different request".
- *     RECONCILE  PENDING, same request, but nobody in this process is working on it: a previous
- *                process (or a cancelled call) died with the upstream outcome unknown. The key is
- *                now marked in flight here (duplicates WAIT); the handler fetches GET /list, runs
+ *     ELSEWHERE  PENDING, same request, leased by another live instance (a replica sharing the
+ *                store) whose lease has not run out: UNAVAILABLE, retry after out->retry_ms.
+ *     RECONCILE  PENDING, same request, but nobody is working on it: no lease, an expired one, or
+ *                this instance's own that nothing here carries on (a previous process, a replica
+ *                that died, or an attempt that ended with the upstream outcome unknown). The
+ *                lease is taken over (compare-and-set: of two replicas, one wins; the other gets
+ *                ELSEWHERE) and the key marked in flight here (duplicates WAIT); the handler
+ *                fetches GET /list, runs
  *                gw_owner_reconcile(), and ends with idem_adopt(rid), or a normal upstream
  *                /process then idem_done/idem_failed (nothing matched), or idem_failed(forget=0)
  *                when it is ambiguous (reported, never guessed).
@@ -50,28 +58,21 @@
 #define GW_OWNER_MSG_MAX 256			/* wake messages, reconcile reasons */
 #define GW_OWNER_RECON_MAX 16			/* candidates examined; more is reported as ambiguous */
 #define GW_OWNER_RECON_SKEW_MS (5LL * 60 * 1000)	/* upstream ctime may precede our PENDING by this */
-#define GW_OWNER_LIST_MAX 100000		/* ids one gw_owner_filter call accepts */
+#define GW_OWNER_LEASE_MS (30LL * 1000)	/* a PENDING key's lease; renewed while in flight */
+#define GW_OWNER_RENEW_MS (10LL * 1000)	/* renewal period (gw_owner_renew) */
+#define GW_OWNER_ELSEWHERE_RETRY_MAX_MS 5000	/* ELSEWHERE: longest retry delay suggested */
+#define GW_OWNER_RECON_NAMES_MAX 1024	/* /list rows of one file name looked up in the store */
 #define GW_OWNER_MAX_TENANTS 2048		/* tenants counted per cap (2 x GW_CONFIG_MAX_TENANTS:
 						 * renamed ones may still hold keys after a reload) */
 
 /* ---- isolation ---- */
 
 /*
- * 0 allowed; -1 NOT_FOUND (owned by another tenant, or recorded for nobody and !see_foreign);
- * -2 store error (UNAVAILABLE with gw_store_errmsg). An invalid id or tenant (empty, too long)
- * is -1: it cannot be anyone's.
+ * May tenant see an id whose recorded owner is who (the store's answer; NULL = recorded for
+ * nobody)? Its own, yes; another tenant's, never (NOT_FOUND); nobody's only with see_foreign.
+ * 1 yes, 0 no. An empty tenant sees nothing.
  */
-int gw_owner_check(struct gw_store *s, enum gw_store_kind k, const char *id, const char *tenant,
-		   int see_foreign);
-
-/*
- * Lists (ListJobs, ListModels' custom models, ListEndpoints): keep[i] = 1 for the ids tenant may
- * see (same rule as gw_owner_check), 0 otherwise. NULL ids[i] are not kept. Returns how many are
- * kept, or -1 on a store error or n > GW_OWNER_LIST_MAX (keep is then all 0: show nothing rather
- * than too much).
- */
-long gw_owner_filter(struct gw_store *s, enum gw_store_kind k, const char *tenant, int see_foreign,
-		     const char *const *ids, size_t n, unsigned char *keep);
+int gw_owner_may_see(const char *who, const char *tenant, int see_foreign);
 
 /* ---- idempotent StartJob ---- */
 
@@ -103,7 +104,8 @@ enum gw_idem_verdict {
 	GW_IDEM_RECONCILE,
 	GW_IDEM_BUSY,
 	GW_IDEM_ERROR,
-	GW_IDEM_LIMITED		/* the tenant's own cap (keys in flight, or waiters): out->limit */
+	GW_IDEM_LIMITED,	/* the tenant's own cap (keys in flight, or waiters): out->limit */
+	GW_IDEM_ELSEWHERE	/* another instance holds the key's lease: out->retry_ms */
 };
 
 /*
@@ -128,6 +130,10 @@ struct gw_owner_stats {
 	uint64_t expired;		/* keys removed by gw_owner_expire */
 	uint64_t limited_inflight;	/* a tenant at its cap of keys in flight (LIMITED) */
 	uint64_t limited_waiters;	/* a tenant at its cap of waiters (LIMITED) */
+	uint64_t elsewhere;		/* leased by another live instance (ELSEWHERE) */
+	uint64_t takeovers;		/* RECONCILE of a key another instance had leased */
+	uint64_t take_lost;		/* a takeover lost to another instance (ELSEWHERE) */
+	uint64_t renew_failures;	/* lease renewals the store refused */
 	uint64_t inflight;		/* gauge */
 	uint64_t waiting;		/* gauge */
 };
@@ -140,7 +146,11 @@ struct gw_owner_start {
 		int waiters;			/* 0: keys in flight, 1: waiters */
 		uint64_t held, cap;
 	} limit;
+	long retry_ms;				/* ELSEWHERE, ERROR: when a retry may work (0: none said) */
+	const char *err;			/* ERROR: why (valid during the callback) */
 };
+/* The answer of gw_owner_idem_start; out is valid during the callback only. */
+typedef void (*gw_owner_start_fn)(void *arg, enum gw_idem_verdict v, const struct gw_owner_start *out);
 
 /*
  * Per-tenant caps (issue 13): what one tenant may hold in this process, so that it cannot take
@@ -161,8 +171,11 @@ const struct gw_slots *gw_owner_tenant_slots(const struct gw_owner *o, int waite
 struct gw_lograte *gw_owner_limit_log(struct gw_owner *o);
 
 /* s is borrowed and must outlive o. ttl_ms <= 0 -> GW_OWNER_DEFAULT_TTL_MS; below the minimum
- * it is raised to GW_OWNER_MIN_TTL_MS. Returns NULL when out of memory. */
-struct gw_owner *gw_owner_new(struct gw_store *s, int64_t ttl_ms);
+ * it is raised to GW_OWNER_MIN_TTL_MS. instance: this process's lease holder name, 1..
+ * GW_STORE_LEASE_MAX bytes, unique per boot (host name + random nonce). NULL when out of memory
+ * or instance is unusable. */
+struct gw_owner *gw_owner_new(struct gw_store *s, int64_t ttl_ms, const char *instance);
+const char *gw_owner_instance(const struct gw_owner *o);
 /* Wakes every waiter with UNAVAILABLE "gateway is shutting down" (those wakes must not call
  * gw_owner_* again), then frees. Call it after the last call using o has finished: a PROCEED or
  * RECONCILE left open is simply forgotten (its key stays PENDING in the store, reconciled by the
@@ -174,44 +187,55 @@ struct gw_store *gw_owner_store(const struct gw_owner *o);
 /*
  * See the table at the top. tenant, key: 1..GW_STORE_TENANT_MAX / GW_STORE_KEY_MAX bytes (else
  * ERROR). wake/arg are used only for WAIT (wake must be non-NULL then; with NULL a would-be WAIT
- * is BUSY). out is always filled as far as the verdict says.
+ * is BUSY). done(darg, verdict, out) runs exactly once, perhaps before this returns; out is
+ * filled as far as the verdict says. From the moment this is called until done, a duplicate
+ * with the same request WAITs behind this one; with another request it is MISMATCH when the
+ * stored request is known, else BUSY.
  */
-enum gw_idem_verdict gw_owner_idem_start(struct gw_owner *o, const char *tenant, const char *key,
-					 const uint8_t fp[32], const char *source, int64_t now_ms,
-					 gw_owner_wake_fn wake, void *arg, struct gw_owner_start *out);
+void gw_owner_idem_start(struct gw_owner *o, const char *tenant, const char *key, const uint8_t fp[32],
+			 const char *source, int64_t now_ms, gw_owner_wake_fn wake, void *arg,
+			 gw_owner_start_fn done, void *darg);
 /*
- * The upstream accepted the job (or reconciliation adopted rid): the key becomes DONE with rid,
- * rid is recorded as tenant's job, waiters are woken with rid. Returns 0; -1 when the store
- * failed (waiters are then woken with UNAVAILABLE and the store's reason; the key stays PENDING
- * and will be reconciled on retry). Call only after PROCEED / RECONCILE for this (tenant, key).
+ * The end of an attempt is also written before anyone hears of it: done(darg, rid, code, msg)
+ * runs once the store has answered (perhaps before the call returns), with the outcome the
+ * waiters get too, just before they get it. done may be NULL.
+ *
+ * idem_done: the upstream accepted the job (or reconciliation adopted rid): the key becomes DONE
+ * with rid, rid is recorded as tenant's job, waiters are woken with rid. When the store fails,
+ * everyone hears UNAVAILABLE and the store's reason; the key stays PENDING and will be
+ * reconciled on retry. Call only after PROCEED / RECONCILE for this (tenant, key).
  */
-int gw_owner_idem_done(struct gw_owner *o, const char *tenant, const char *key, const char *rid,
-		       int64_t now_ms);
+void gw_owner_idem_done(struct gw_owner *o, const char *tenant, const char *key, const char *rid,
+			int64_t now_ms, gw_owner_wake_fn done, void *darg);
 /*
  * Reconciliation chose rid (GW_RECON_ADOPT): like gw_owner_idem_done, but only if rid is still
  * unrecorded. Two keys reconciled at once may both pick the same unrecorded job; the second to
  * adopt finds it recorded, gets -1, and its waiters hear ABORTED; its key stays PENDING and the
  * next retry reconciles again without that job (the handler answers ABORTED, retryable).
  */
-int gw_owner_idem_adopt(struct gw_owner *o, const char *tenant, const char *key, const char *rid,
-			int64_t now_ms);
+void gw_owner_idem_adopt(struct gw_owner *o, const char *tenant, const char *key, const char *rid,
+			 int64_t now_ms, gw_owner_wake_fn done, void *darg);
 /*
  * The attempt ended without a rid. forget=1 when upstream definitely did not start a job (an HTTP
  * 4xx answer, a request never sent): the key is removed and a retry proceeds afresh. forget=0
  * when the outcome is unknown (timeout, connection lost, 5xx, ambiguous reconciliation): the key
- * stays PENDING, a retry reconciles. Waiters are woken with code/msg. Returns 0, -1 on a store
- * error (the waiters are woken anyway).
+ * stays PENDING with its lease released, so a retry on any instance reconciles. Everyone hears
+ * code/msg (also when the store write failed: the key then waits for its lease to run out).
  */
-int gw_owner_idem_failed(struct gw_owner *o, const char *tenant, const char *key, int forget,
-			 int code, const char *msg);
+void gw_owner_idem_failed(struct gw_owner *o, const char *tenant, const char *key, int forget,
+			  int code, const char *msg, gw_owner_wake_fn done, void *darg);
 /* Removes a waiter before it was woken (its call was cancelled); its wake never runs. */
 void gw_owner_idem_unwait(struct gw_owner *o, struct gw_owner_waiter *w);
 /* 1 when (tenant, key) is in flight in this process. */
 int gw_owner_idem_inflight(const struct gw_owner *o, const char *tenant, const char *key);
 /* Housekeeping timer: removes keys (PENDING or DONE) created more than the TTL before now_ms.
  * Keys in flight are minutes old at most (calls have deadlines; the TTL is at least
- * GW_OWNER_MIN_TTL_MS), so they are not touched in practice. Returns the count, or -1. */
-int gw_owner_expire(struct gw_owner *o, int64_t now_ms);
+ * GW_OWNER_MIN_TTL_MS), so they are not touched in practice. done(arg, count or -1, err). */
+void gw_owner_expire(struct gw_owner *o, int64_t now_ms, void (*done)(void *arg, long n, const char *err),
+		     void *arg);
+/* Every GW_OWNER_RENEW_MS: extends the lease of every key this instance holds to
+ * now_ms + GW_OWNER_LEASE_MS (nothing to do when nothing is in flight). Failures are counted. */
+void gw_owner_renew(struct gw_owner *o, int64_t now_ms);
 
 /* ---- reconciliation (pure matching; the handler does the HTTP) ---- */
 
@@ -233,11 +257,22 @@ struct gw_owner_recon {
 };
 
 /*
+ * Step 0: the rids of the /list rows ({"list":[{"rid","fileName","ctime"}]}) whose fileName is
+ * the source URL's last path segment (raw or percent-decoded) and whose ctime is not older than
+ * e->created_ms - GW_OWNER_RECON_SKEW_MS, at most max of them into rids (pointers into a copy the
+ * caller frees with free(*blob)). Returns how many (more than max -> max + 1, nothing filled:
+ * AMBIGUOUS), or -1 when the body is not a list or the source is not an upload URL (call
+ * gw_owner_reconcile anyway: it says why). The handler asks the store which of them are
+ * recorded (gw_store_owner_lookup) and passes the recorded ones to gw_owner_reconcile.
+ */
+long gw_owner_recon_names(const struct gw_idem *e, const char *list_json, size_t list_len,
+			  const char **rids, size_t max, char **blob);
+
+/*
  * Decides what became of a PENDING entry e (source = an upload URL without query).
- * Step 1 (dl_json NULL): candidates are the /list rows ({"list":[{"rid","fileName","ctime"}]})
- *   whose fileName is the source URL's last path segment (raw or percent-decoded), whose ctime
- *   is not older than e->created_ms - GW_OWNER_RECON_SKEW_MS, and whose rid the store does not
- *   own for anyone (a recorded job belongs to another request). None -> RESUBMIT; more than
+ * recorded[0..nrecorded): the rids of step 0 the store owns for someone.
+ * Step 1 (dl_json NULL): candidates are the step-0 rows whose rid is not recorded (a recorded
+ *   job belongs to another request). None -> RESUBMIT; more than
  *   GW_OWNER_RECON_MAX -> AMBIGUOUS; else LOOKUP with out->cand.
  * Step 2 (dl_json = the GET /download/<cands> body; "" when that lookup failed): a candidate whose
  *   link has an "input" URL matches when it equals the source (query ignored) and is dropped
@@ -247,6 +282,7 @@ struct gw_owner_recon {
  */
 enum gw_recon_verdict gw_owner_reconcile(struct gw_owner *o, const struct gw_idem *e,
 					 const char *list_json, size_t list_len,
+					 const char *const *recorded, size_t nrecorded,
 					 const char *dl_json, size_t dl_len, struct gw_owner_recon *out);
 
 #endif

@@ -26,6 +26,27 @@ struct gw_store {
 	struct store_oc_ent *oc;	/* GW_STORE_OWNER_CACHE slots, or NULL: no owner cache */
 };
 
+/* One operation on its way through a backend. ids/tenants (owner_lookup) and the strings the
+ * completion needs are copied into buf: the caller's may be gone when a backend answers later. */
+enum store_op { OP_PUT, OP_LOOKUP, OP_DEL, OP_BEGIN, OP_TAKE, OP_RENEW, OP_FINISH, OP_RELEASE,
+		OP_ABORT, OP_COUNT, OP_EXPIRE };
+struct store_call {
+	struct gw_store *s;
+	gw_store_done_fn done;
+	void *arg;
+	enum store_op op;
+	int64_t t0;
+	int kind;
+	const char *id, *tenant;	/* OP_PUT, OP_DEL: in buf */
+	/* OP_LOOKUP: n ids; ask[j] = index of the j-th id sent to the backend; known[i] = a cache
+	 * answer (tenant, or "" for a remembered absence), NULL when asked */
+	size_t n, nask;
+	const char **ids;
+	size_t *ask;
+	const char **known;
+	char buf[];
+};
+
 /* ---- owner cache (see store.h) ---- */
 
 static uint32_t store_oc_hash(int kind, const char *id)
@@ -96,7 +117,8 @@ static void store_oc_forget(struct gw_store *s, int kind, const char *id)
 		store_oc_clear(e);
 }
 
-/* One timed backend call: started by store_op_begin, closed by store_op_end. */
+/* ---- one operation: refuse, or issue and complete ---- */
+
 static int64_t store_mono_us(void)
 {
 	struct timespec ts;
@@ -115,27 +137,12 @@ static void store_fail(struct gw_store *s, const char *fmt, ...)
 	va_end(ap);
 }
 
-static void store_op_end(struct gw_store *s, int64_t t0, int brc)
+/* Completes an operation refused before any backend work; s->err says why. */
+static void store_refuse(struct gw_store *s, gw_store_done_fn done, void *arg)
 {
-	uint64_t us = (uint64_t)(store_mono_us() - t0);
+	struct gw_store_res res = { .rc = GW_STORE_ERROR, .err = s->err };
 
-	s->stats.ops++;
-	if (us > s->stats.max_op_us)
-		s->stats.max_op_us = us;
-	if (us > GW_STORE_SLOW_US)
-		s->stats.slow_ops++;
-	switch (brc) {
-	case GW_STORE_B_ERR:
-		s->stats.errors++;
-		store_fail(s, "state store: %s", s->ops->errmsg(s->impl));
-		break;
-	case GW_STORE_B_FULL:
-		s->stats.rejected_full++;
-		store_fail(s, "state store is full");
-		break;
-	default:
-		break;
-	}
+	done(arg, &res);
 }
 
 /* 1 when str is 1..max bytes. */
@@ -149,8 +156,11 @@ static int store_kind_ok(enum gw_store_kind k)
 	return k >= GW_OBJ_JOB && k <= GW_OBJ_UPLOAD;
 }
 
-static int store_reject(struct gw_store *s, const char *what)
+/* 0 when every string is acceptable, else -1 with the refusal counted and s->err set. */
+static int store_args(struct gw_store *s, const char *what, const char *str, size_t max)
 {
+	if (store_str_ok(str, max))
+		return 0;
 	s->stats.rejected_args++;
 	store_fail(s, "state store: %s missing or too long", what);
 	return -1;
@@ -166,13 +176,369 @@ static int store_writable(struct gw_store *s)
 	return 0;
 }
 
-/* owner_cache: put the owner cache in front (only where the process is the only writer). */
-static struct gw_store *store_wrap(void *impl, const struct gw_store_ops *ops, int read_only,
-				   int owner_cache)
+/* A call context with room for extra bytes of copies; NULL (refused, counted) when out of memory. */
+static struct store_call *store_call_new(struct gw_store *s, enum store_op op, size_t extra,
+					 gw_store_done_fn done, void *arg)
+{
+	struct store_call *c = calloc(1, sizeof *c + extra);
+
+	if (!c) {
+		s->stats.errors++;
+		store_fail(s, "state store: out of memory");
+		store_refuse(s, done, arg);
+		return NULL;
+	}
+	c->s = s;
+	c->done = done;
+	c->arg = arg;
+	c->op = op;
+	c->t0 = store_mono_us();
+	return c;
+}
+
+/* The backend's answer to c: counters, the owner cache, the error line; then the caller's done. */
+static void store_complete(void *arg, const struct gw_store_res *bres)
+{
+	struct store_call *c = arg;
+	struct gw_store *s = c->s;
+	struct gw_store_res res = *bres;
+	const char **tenants = NULL;
+	uint64_t us = (uint64_t)(store_mono_us() - c->t0);
+
+	s->stats.ops++;
+	if (us > s->stats.max_op_us)
+		s->stats.max_op_us = us;
+	if (us > GW_STORE_SLOW_US)
+		s->stats.slow_ops++;
+	switch (res.rc) {
+	case GW_STORE_ERROR:
+		s->stats.errors++;
+		store_fail(s, "state store: %s", bres->err ? bres->err : "failed");
+		res.err = s->err;
+		break;
+	case GW_STORE_FULL:
+		s->stats.rejected_full++;
+		store_fail(s, "state store is full");
+		res.rc = GW_STORE_ERROR;
+		res.err = s->err;
+		break;
+	case GW_STORE_CONFLICT:
+		if (c->op == OP_PUT) {
+			s->stats.owner_conflicts++;
+			store_fail(s, "state store: id already owned by another tenant");
+		} else if (c->op == OP_FINISH) {
+			s->stats.idem_conflicts++;
+			store_fail(s, "state store: idempotency key is not pending or has another job");
+		}
+		res.err = s->err;
+		break;
+	default:
+		break;
+	}
+	if (c->op == OP_PUT || c->op == OP_DEL) {
+		if (c->op == OP_PUT && res.rc == 0)
+			store_oc_set(s, c->kind, c->id, c->tenant);
+		else
+			store_oc_forget(s, c->kind, c->id);
+	}
+	if (c->op == OP_LOOKUP && res.rc == 0) {
+		/* merge the cache's answers with the backend's, remembering the new ones */
+		tenants = calloc(c->n ? c->n : 1, sizeof *tenants);
+		if (!tenants) {
+			s->stats.errors++;
+			store_fail(s, "state store: out of memory");
+			res.rc = GW_STORE_ERROR;
+			res.err = s->err;
+		} else {
+			for (size_t i = 0; i < c->n; i++)
+				tenants[i] = c->known[i] && c->known[i][0] ? c->known[i] : NULL;
+			for (size_t j = 0; j < c->nask; j++) {
+				const char *t = bres->tenants ? bres->tenants[j] : NULL;
+
+				tenants[c->ask[j]] = t;
+				if (t || !s->ops->shared)
+					store_oc_set(s, c->kind, c->ids[c->ask[j]], t);
+			}
+			res.tenants = tenants;
+		}
+	}
+	if (res.rc != GW_STORE_ERROR)
+		res.retry_ms = 0;
+	c->done(c->arg, &res);
+	free(tenants);
+	free(c);
+}
+
+/* Copies str into c->buf at *off; returns the copy. */
+static const char *store_copy(struct store_call *c, size_t *off, const char *str)
+{
+	size_t n = strlen(str) + 1;
+	char *dst = c->buf + *off;
+
+	memcpy(dst, str, n);
+	*off += n;
+	return dst;
+}
+
+void gw_store_owner_put(struct gw_store *s, enum gw_store_kind k, const char *id, const char *tenant,
+			int64_t now_ms, gw_store_done_fn done, void *arg)
+{
+	struct store_call *c;
+	size_t off = 0;
+
+	if (!store_kind_ok(k) || store_args(s, "id", id, GW_STORE_ID_MAX) != 0 ||
+	    store_args(s, "tenant", tenant, GW_STORE_TENANT_MAX) != 0) {
+		if (!store_kind_ok(k))
+			s->stats.rejected_args++, store_fail(s, "state store: unknown kind");
+		store_refuse(s, done, arg);
+		return;
+	}
+	if (!store_writable(s)) {
+		store_refuse(s, done, arg);
+		return;
+	}
+	c = store_call_new(s, OP_PUT, strlen(id) + strlen(tenant) + 2, done, arg);
+	if (!c)
+		return;
+	c->kind = (int)k;
+	c->id = store_copy(c, &off, id);
+	c->tenant = store_copy(c, &off, tenant);
+	s->ops->owner_put(s->impl, (int)k, id, tenant, now_ms, store_complete, c);
+}
+
+void gw_store_owner_lookup(struct gw_store *s, enum gw_store_kind k, const char *const *ids, size_t n,
+			   gw_store_done_fn done, void *arg)
+{
+	struct store_call *c;
+	size_t extra, off;
+	const char **asked = NULL;
+
+	if (!store_kind_ok(k) || !ids || n == 0 || n > GW_STORE_LOOKUP_MAX) {
+		s->stats.rejected_args++;
+		store_fail(s, "state store: lookup of 1..%d ids of a known kind", GW_STORE_LOOKUP_MAX);
+		store_refuse(s, done, arg);
+		return;
+	}
+	extra = n * (sizeof(char *) * 2 + sizeof(size_t));
+	for (size_t i = 0; i < n; i++) {
+		if (store_args(s, "id", ids[i], GW_STORE_ID_MAX) != 0) {
+			store_refuse(s, done, arg);
+			return;
+		}
+		extra += 2 * (GW_STORE_ID_MAX + 1);	/* the id, and a cached tenant */
+	}
+	c = store_call_new(s, OP_LOOKUP, extra, done, arg);
+	if (!c)
+		return;
+	c->kind = (int)k;
+	c->n = n;
+	c->ids = (const char **)(void *)c->buf;
+	c->known = c->ids + n;
+	c->ask = (size_t *)(void *)(c->known + n);
+	off = n * (sizeof(char *) * 2 + sizeof(size_t));
+	for (size_t i = 0; i < n; i++) {
+		const struct store_oc_ent *e = store_oc_find(s, (int)k, ids[i]);
+
+		c->ids[i] = store_copy(c, &off, ids[i]);
+		if (e && (e->tenant || !s->ops->shared)) {
+			s->stats.owner_cache_hits++;
+			c->known[i] = store_copy(c, &off, e->tenant ? e->tenant : "");
+		} else {
+			c->ask[c->nask++] = i;
+		}
+	}
+	if (c->nask == 0) {	/* all from the cache: complete here, not counted as an op */
+		struct gw_store_res res = { 0 };
+		const char **tenants = calloc(n, sizeof *tenants);
+
+		if (!tenants) {
+			free(c);
+			s->stats.errors++;
+			store_fail(s, "state store: out of memory");
+			store_refuse(s, done, arg);
+			return;
+		}
+		for (size_t i = 0; i < n; i++)
+			tenants[i] = c->known[i][0] ? c->known[i] : NULL;
+		res.tenants = tenants;
+		done(arg, &res);
+		free(tenants);
+		free(c);
+		return;
+	}
+	asked = malloc(c->nask * sizeof *asked);
+	if (!asked) {
+		free(c);
+		s->stats.errors++;
+		store_fail(s, "state store: out of memory");
+		store_refuse(s, done, arg);
+		return;
+	}
+	for (size_t j = 0; j < c->nask; j++)
+		asked[j] = c->ids[c->ask[j]];
+	/* backends copy what they keep: asked may go once the call returns */
+	s->ops->owner_lookup(s->impl, (int)k, asked, c->nask, store_complete, c);
+	free(asked);
+}
+
+void gw_store_owner_del(struct gw_store *s, enum gw_store_kind k, const char *id,
+			gw_store_done_fn done, void *arg)
+{
+	struct store_call *c;
+	size_t off = 0;
+
+	if (!store_kind_ok(k) || store_args(s, "id", id, GW_STORE_ID_MAX) != 0) {
+		if (!store_kind_ok(k))
+			s->stats.rejected_args++, store_fail(s, "state store: unknown kind");
+		store_refuse(s, done, arg);
+		return;
+	}
+	if (!store_writable(s)) {
+		store_refuse(s, done, arg);
+		return;
+	}
+	c = store_call_new(s, OP_DEL, strlen(id) + 1, done, arg);
+	if (!c)
+		return;
+	c->kind = (int)k;
+	c->id = store_copy(c, &off, id);
+	s->ops->owner_del(s->impl, (int)k, id, store_complete, c);
+}
+
+/* tenant and key of every idem op */
+static int store_idem_args(struct gw_store *s, const char *tenant, const char *key)
+{
+	return store_args(s, "tenant", tenant, GW_STORE_TENANT_MAX) != 0 ||
+		       store_args(s, "idempotency key", key, GW_STORE_KEY_MAX) != 0
+		       ? -1
+		       : 0;
+}
+
+void gw_store_idem_begin(struct gw_store *s, const char *tenant, const char *key, const uint8_t fp[32],
+			 const char *source, int64_t now_ms, const char *lease, int64_t lease_until_ms,
+			 gw_store_done_fn done, void *arg)
+{
+	struct store_call *c;
+
+	if (store_idem_args(s, tenant, key) != 0 ||
+	    store_args(s, "source", fp ? source : NULL, GW_STORE_SOURCE_MAX) != 0 ||
+	    (lease && strlen(lease) > GW_STORE_LEASE_MAX) || !store_writable(s)) {
+		if (lease && strlen(lease) > GW_STORE_LEASE_MAX)
+			s->stats.rejected_args++, store_fail(s, "state store: lease too long");
+		store_refuse(s, done, arg);
+		return;
+	}
+	c = store_call_new(s, OP_BEGIN, 0, done, arg);
+	if (c)
+		s->ops->idem_begin(s->impl, tenant, key, fp, source, now_ms, lease ? lease : "",
+				   lease_until_ms, store_complete, c);
+}
+
+void gw_store_idem_take(struct gw_store *s, const char *tenant, const char *key, const char *old_lease,
+			int64_t old_until_ms, const char *lease, int64_t lease_until_ms,
+			gw_store_done_fn done, void *arg)
+{
+	struct store_call *c;
+
+	if (store_idem_args(s, tenant, key) != 0 || !old_lease || strlen(old_lease) > GW_STORE_LEASE_MAX ||
+	    store_args(s, "lease", lease, GW_STORE_LEASE_MAX) != 0 || !store_writable(s)) {
+		if (!old_lease || strlen(old_lease) > GW_STORE_LEASE_MAX)
+			s->stats.rejected_args++, store_fail(s, "state store: old lease missing or too long");
+		store_refuse(s, done, arg);
+		return;
+	}
+	c = store_call_new(s, OP_TAKE, 0, done, arg);
+	if (c)
+		s->ops->idem_take(s->impl, tenant, key, old_lease, old_until_ms, lease, lease_until_ms,
+				  store_complete, c);
+}
+
+void gw_store_idem_renew(struct gw_store *s, const char *lease, int64_t lease_until_ms,
+			 gw_store_done_fn done, void *arg)
+{
+	struct store_call *c;
+
+	if (store_args(s, "lease", lease, GW_STORE_LEASE_MAX) != 0 || !store_writable(s)) {
+		store_refuse(s, done, arg);
+		return;
+	}
+	c = store_call_new(s, OP_RENEW, 0, done, arg);
+	if (c)
+		s->ops->idem_renew(s->impl, lease, lease_until_ms, store_complete, c);
+}
+
+void gw_store_idem_finish(struct gw_store *s, const char *tenant, const char *key, const char *rid,
+			  gw_store_done_fn done, void *arg)
+{
+	struct store_call *c;
+
+	if (store_idem_args(s, tenant, key) != 0 || store_args(s, "rid", rid, GW_STORE_RID_MAX) != 0 ||
+	    !store_writable(s)) {
+		store_refuse(s, done, arg);
+		return;
+	}
+	c = store_call_new(s, OP_FINISH, 0, done, arg);
+	if (c)
+		s->ops->idem_finish(s->impl, tenant, key, rid, store_complete, c);
+}
+
+void gw_store_idem_release(struct gw_store *s, const char *tenant, const char *key,
+			   gw_store_done_fn done, void *arg)
+{
+	struct store_call *c;
+
+	if (store_idem_args(s, tenant, key) != 0 || !store_writable(s)) {
+		store_refuse(s, done, arg);
+		return;
+	}
+	c = store_call_new(s, OP_RELEASE, 0, done, arg);
+	if (c)
+		s->ops->idem_release(s->impl, tenant, key, store_complete, c);
+}
+
+void gw_store_idem_abort(struct gw_store *s, const char *tenant, const char *key,
+			 gw_store_done_fn done, void *arg)
+{
+	struct store_call *c;
+
+	if (store_idem_args(s, tenant, key) != 0 || !store_writable(s)) {
+		store_refuse(s, done, arg);
+		return;
+	}
+	c = store_call_new(s, OP_ABORT, 0, done, arg);
+	if (c)
+		s->ops->idem_abort(s->impl, tenant, key, store_complete, c);
+}
+
+void gw_store_idem_count(struct gw_store *s, gw_store_done_fn done, void *arg)
+{
+	struct store_call *c = store_call_new(s, OP_COUNT, 0, done, arg);
+
+	if (c)
+		s->ops->idem_count(s->impl, store_complete, c);
+}
+
+void gw_store_idem_expire(struct gw_store *s, int64_t older_than_ms, gw_store_done_fn done, void *arg)
+{
+	struct store_call *c;
+
+	if (!store_writable(s)) {
+		store_refuse(s, done, arg);
+		return;
+	}
+	c = store_call_new(s, OP_EXPIRE, 0, done, arg);
+	if (c)
+		s->ops->idem_expire(s->impl, older_than_ms, store_complete, c);
+}
+
+/* ---- opening ---- */
+
+/* The front around a backend; owner cache on writable stores. Closes impl on failure. */
+static struct gw_store *store_wrap(void *impl, const struct gw_store_ops *ops, int read_only)
 {
 	struct gw_store *s = calloc(1, sizeof *s);
 
-	if (s && owner_cache && !read_only) {
+	if (s && !read_only) {
 		s->oc = calloc(GW_STORE_OWNER_CACHE, sizeof *s->oc);
 		if (!s->oc) {
 			free(s);
@@ -189,9 +555,18 @@ static struct gw_store *store_wrap(void *impl, const struct gw_store_ops *ops, i
 	return s;
 }
 
-struct gw_store *gw_store_open(const char *path, int read_only, char *err, size_t errlen)
+/* An in-process backend behind the inline adapter and the front. */
+static struct gw_store *store_wrap_sync(void *impl, const struct gw_store_sync_ops *sops, int read_only)
 {
 	const struct gw_store_ops *ops = NULL;
+	void *inl = gw_store_inline_wrap(impl, sops, &ops);
+
+	return inl ? store_wrap(inl, ops, read_only) : NULL;
+}
+
+struct gw_store *gw_store_open(const char *path, int read_only, char *err, size_t errlen)
+{
+	const struct gw_store_sync_ops *sops = NULL;
 	char buf[GW_STORE_ERR_MAX] = "";
 	struct gw_store *s = NULL;
 	void *impl;
@@ -202,10 +577,10 @@ struct gw_store *gw_store_open(const char *path, int read_only, char *err, size_
 			snprintf(buf, sizeof buf, "state store: out of memory");
 		goto out;
 	}
-	impl = gw_store_sqlite_open(path, read_only, &ops, buf, sizeof buf);
+	impl = gw_store_sqlite_open(path, read_only, &sops, buf, sizeof buf);
 	if (!impl)
 		goto out;
-	s = store_wrap(impl, ops, read_only, 1);
+	s = store_wrap_sync(impl, sops, read_only);
 	if (!s)
 		snprintf(buf, sizeof buf, "state store: out of memory");
 out:
@@ -216,10 +591,28 @@ out:
 
 struct gw_store *gw_store_open_mem(size_t max_entries, int read_only)
 {
-	const struct gw_store_ops *ops = NULL;
-	void *impl = gw_store_mem_open(max_entries ? max_entries : GW_STORE_MEM_MAX_ENTRIES, &ops);
+	const struct gw_store_sync_ops *sops = NULL;
+	void *impl = gw_store_mem_open(max_entries ? max_entries : GW_STORE_MEM_MAX_ENTRIES, &sops);
 
-	return impl ? store_wrap(impl, ops, read_only, 0) : NULL;
+	return impl ? store_wrap_sync(impl, sops, read_only) : NULL;
+}
+
+struct gw_store *gw_store_open_pg(struct event_base *base, const struct gw_pg_opts *o, char *err,
+				  size_t errlen)
+{
+	const struct gw_store_ops *ops = NULL;
+	char buf[GW_STORE_ERR_MAX] = "";
+	struct gw_store *s = NULL;
+	void *impl = gw_store_pg_backend_open(base, o, &ops, buf, sizeof buf);
+
+	if (impl) {
+		s = store_wrap(impl, ops, 0);
+		if (!s)
+			snprintf(buf, sizeof buf, "state store: out of memory");
+	}
+	if (!s && err && errlen)
+		snprintf(err, errlen, "%s", buf);
+	return s;
 }
 
 void gw_store_close(struct gw_store *s)
@@ -253,182 +646,12 @@ const char *gw_store_backend(const struct gw_store *s)
 	return s->ops->name;
 }
 
-int gw_store_owner_put(struct gw_store *s, enum gw_store_kind k, const char *id, const char *tenant,
-		       int64_t now_ms)
+const char *gw_store_unready(const struct gw_store *s)
 {
-	int64_t t0;
-	int brc;
-
-	if (!store_kind_ok(k) || !store_str_ok(id, GW_STORE_ID_MAX))
-		return store_reject(s, "id");
-	if (!store_str_ok(tenant, GW_STORE_TENANT_MAX))
-		return store_reject(s, "tenant");
-	if (!store_writable(s))
-		return -1;
-	t0 = store_mono_us();
-	brc = s->ops->owner_put(s->impl, (int)k, id, tenant, now_ms);
-	store_op_end(s, t0, brc);
-	if (brc == GW_STORE_B_OK)
-		store_oc_set(s, (int)k, id, tenant);
-	else
-		store_oc_forget(s, (int)k, id);
-	if (brc == GW_STORE_B_CONFLICT) {
-		s->stats.owner_conflicts++;
-		store_fail(s, "state store: id already owned by another tenant");
-	}
-	return brc == GW_STORE_B_OK ? 0 : -1;
+	return s->ops->unready(s->impl);
 }
 
-int gw_store_owner_get(struct gw_store *s, enum gw_store_kind k, const char *id, char *tenant,
-		       size_t tenantlen)
+const struct gw_pg_stats *gw_store_pg_stats(const struct gw_store *s)
 {
-	const struct store_oc_ent *e;
-	int64_t t0;
-	int brc;
-
-	if (!store_kind_ok(k) || !store_str_ok(id, GW_STORE_ID_MAX))
-		return store_reject(s, "id");
-	if (!tenant || !tenantlen)
-		return store_reject(s, "tenant buffer");
-	e = store_oc_find(s, (int)k, id);
-	if (e && (!e->tenant || strlen(e->tenant) < tenantlen)) {
-		s->stats.owner_cache_hits++;
-		if (!e->tenant)
-			return 0;
-		memcpy(tenant, e->tenant, strlen(e->tenant) + 1);
-		return 1;
-	}
-	t0 = store_mono_us();
-	brc = s->ops->owner_get(s->impl, (int)k, id, tenant, tenantlen);
-	store_op_end(s, t0, brc);
-	if (brc == GW_STORE_B_OK || brc == GW_STORE_B_ABSENT)
-		store_oc_set(s, (int)k, id, brc == GW_STORE_B_OK ? tenant : NULL);
-	if (brc == GW_STORE_B_OK)
-		return 1;
-	return brc == GW_STORE_B_ABSENT ? 0 : -1;
-}
-
-int gw_store_owner_del(struct gw_store *s, enum gw_store_kind k, const char *id)
-{
-	int64_t t0;
-	int brc;
-
-	if (!store_kind_ok(k) || !store_str_ok(id, GW_STORE_ID_MAX))
-		return store_reject(s, "id");
-	if (!store_writable(s))
-		return -1;
-	t0 = store_mono_us();
-	brc = s->ops->owner_del(s->impl, (int)k, id);
-	store_op_end(s, t0, brc);
-	store_oc_forget(s, (int)k, id);
-	return brc == GW_STORE_B_ERR ? -1 : 0;
-}
-
-int gw_store_owner_each(struct gw_store *s, enum gw_store_kind k, const char *tenant,
-			int (*cb)(void *arg, const char *id), void *arg)
-{
-	int64_t t0;
-	int brc;
-
-	if (!store_kind_ok(k) || !cb)
-		return store_reject(s, "kind or callback");
-	if (!store_str_ok(tenant, GW_STORE_TENANT_MAX))
-		return store_reject(s, "tenant");
-	t0 = store_mono_us();
-	brc = s->ops->owner_each(s->impl, (int)k, tenant, cb, arg);
-	store_op_end(s, t0, brc);
-	return brc == GW_STORE_B_ERR ? -1 : 0;
-}
-
-int gw_store_idem_begin(struct gw_store *s, const char *tenant, const char *key, const uint8_t fp[32],
-			const char *source, int64_t now_ms, struct gw_idem *existing)
-{
-	struct gw_idem tmp;
-	int64_t t0;
-	int brc;
-
-	if (!store_str_ok(tenant, GW_STORE_TENANT_MAX))
-		return store_reject(s, "tenant");
-	if (!store_str_ok(key, GW_STORE_KEY_MAX))
-		return store_reject(s, "idempotency key");
-	if (!store_str_ok(source, GW_STORE_SOURCE_MAX) || !fp)
-		return store_reject(s, "source");
-	if (!store_writable(s))
-		return -1;
-	t0 = store_mono_us();
-	brc = s->ops->idem_begin(s->impl, tenant, key, fp, source, now_ms, existing ? existing : &tmp);
-	store_op_end(s, t0, brc);
-	if (brc == GW_STORE_B_OK)
-		return 1;
-	return brc == GW_STORE_B_EXISTS ? 0 : -1;
-}
-
-int gw_store_idem_finish(struct gw_store *s, const char *tenant, const char *key, const char *rid)
-{
-	int64_t t0;
-	int brc;
-
-	if (!store_str_ok(tenant, GW_STORE_TENANT_MAX))
-		return store_reject(s, "tenant");
-	if (!store_str_ok(key, GW_STORE_KEY_MAX))
-		return store_reject(s, "idempotency key");
-	if (!store_str_ok(rid, GW_STORE_RID_MAX))
-		return store_reject(s, "rid");
-	if (!store_writable(s))
-		return -1;
-	t0 = store_mono_us();
-	brc = s->ops->idem_finish(s->impl, tenant, key, rid);
-	store_op_end(s, t0, brc);
-	if (brc == GW_STORE_B_CONFLICT || brc == GW_STORE_B_ABSENT) {
-		s->stats.idem_conflicts++;
-		store_fail(s, "state store: idempotency key %s",
-			   brc == GW_STORE_B_ABSENT ? "is not pending" : "already has another job");
-	}
-	return brc == GW_STORE_B_OK ? 0 : -1;
-}
-
-int gw_store_idem_abort(struct gw_store *s, const char *tenant, const char *key)
-{
-	int64_t t0;
-	int brc;
-
-	if (!store_str_ok(tenant, GW_STORE_TENANT_MAX))
-		return store_reject(s, "tenant");
-	if (!store_str_ok(key, GW_STORE_KEY_MAX))
-		return store_reject(s, "idempotency key");
-	if (!store_writable(s))
-		return -1;
-	t0 = store_mono_us();
-	brc = s->ops->idem_abort(s->impl, tenant, key);
-	store_op_end(s, t0, brc);
-	return brc == GW_STORE_B_ERR ? -1 : 0;
-}
-
-int gw_store_idem_pending(struct gw_store *s,
-			  int (*cb)(void *arg, const char *tenant, const char *key,
-				    const struct gw_idem *e),
-			  void *arg)
-{
-	int64_t t0;
-	int brc;
-
-	if (!cb)
-		return store_reject(s, "callback");
-	t0 = store_mono_us();
-	brc = s->ops->idem_pending(s->impl, cb, arg);
-	store_op_end(s, t0, brc);
-	return brc == GW_STORE_B_ERR ? -1 : 0;
-}
-
-int gw_store_idem_expire(struct gw_store *s, int64_t older_than_ms)
-{
-	int64_t t0;
-	long n;
-
-	if (!store_writable(s))
-		return -1;
-	t0 = store_mono_us();
-	n = s->ops->idem_expire(s->impl, older_than_ms);
-	store_op_end(s, t0, n < 0 ? GW_STORE_B_ERR : GW_STORE_B_OK);
-	return n < 0 ? -1 : (int)n;
+	return s->ops->pg_stats(s->impl);
 }

@@ -177,6 +177,7 @@ typedef void (*gw_store_done_fn)(void *arg, const struct gw_store_res *res);
 
 void gw_store_owner_put(struct gw_store *s, enum gw_store_kind k, const char *id, const char *tenant,
 			int64_t now_ms, gw_store_done_fn done, void *arg);
+/* ids are copied: they need not outlive the call. */
 void gw_store_owner_lookup(struct gw_store *s, enum gw_store_kind k, const char *const *ids, size_t n,
 			   gw_store_done_fn done, void *arg);
 void gw_store_owner_del(struct gw_store *s, enum gw_store_kind k, const char *id,
@@ -209,6 +210,7 @@ void gw_store_idem_expire(struct gw_store *s, int64_t older_than_ms, gw_store_do
  */
 #define GW_STORE_FULL 4
 struct gw_pg_stats;
+struct gw_idem;
 struct gw_store_ops {
 	const char *name;
 	int shared;		/* other processes write too: only positive owner answers are cached */
@@ -239,10 +241,50 @@ struct gw_store_ops {
 	void (*idem_expire)(void *impl, int64_t older_than_ms, gw_store_done_fn done, void *arg);
 };
 
+/*
+ * In-process backends (SQLite, memory) are written synchronously: each op returns at once with
+ * GW_STORE_B_OK / _EXISTS (idem_begin: the key exists, *existing filled) / _ABSENT / _CONFLICT /
+ * _FULL / _ERR (reason in errmsg(impl)); renew, count and expire return a count or _ERR.
+ * gw_store_inline_wrap() turns one into a struct gw_store_ops that completes inline. Their
+ * process is the only writer, so a lease is only kept where it is cheap (memory); SQLite answers
+ * PENDING keys with no lease, and take always succeeds.
+ */
+enum {
+	GW_STORE_B_OK = 0,
+	GW_STORE_B_EXISTS = 1,
+	GW_STORE_B_ABSENT = 2,
+	GW_STORE_B_CONFLICT = 3,
+	GW_STORE_B_FULL = 4,
+	GW_STORE_B_ERR = -1
+};
+struct gw_store_sync_ops {
+	const char *name;
+	void (*close)(void *impl);
+	const char *(*errmsg)(void *impl);
+	int (*owner_put)(void *impl, int k, const char *id, const char *tenant, int64_t now_ms);
+	int (*owner_get)(void *impl, int k, const char *id, char *tenant, size_t tenantlen);
+	int (*owner_del)(void *impl, int k, const char *id);
+	int (*idem_begin)(void *impl, const char *tenant, const char *key, const uint8_t fp[32],
+			  const char *source, int64_t now_ms, const char *lease, int64_t lease_until_ms,
+			  struct gw_idem *existing);
+	int (*idem_take)(void *impl, const char *tenant, const char *key, const char *old_lease,
+			 int64_t old_until_ms, const char *lease, int64_t lease_until_ms);
+	long (*idem_renew)(void *impl, const char *lease, int64_t lease_until_ms);
+	int (*idem_finish)(void *impl, const char *tenant, const char *key, const char *rid);
+	int (*idem_release)(void *impl, const char *tenant, const char *key);
+	int (*idem_abort)(void *impl, const char *tenant, const char *key);
+	long (*idem_count)(void *impl);
+	long (*idem_expire)(void *impl, int64_t older_than_ms);
+};
+/* Returns the adapter's impl (owning impl: closing it closes impl) and sets *ops; NULL when out
+ * of memory (impl is then closed). */
+void *gw_store_inline_wrap(void *impl, const struct gw_store_sync_ops *sops,
+			   const struct gw_store_ops **ops);
+
 /* Backend constructors: return the impl pointer and set *ops, or NULL with err filled. */
-void *gw_store_sqlite_open(const char *path, int read_only, const struct gw_store_ops **ops,
+void *gw_store_sqlite_open(const char *path, int read_only, const struct gw_store_sync_ops **ops,
 			   char *err, size_t errlen);
-void *gw_store_mem_open(size_t max_entries, const struct gw_store_ops **ops);
+void *gw_store_mem_open(size_t max_entries, const struct gw_store_sync_ops **ops);
 /*
  * PostgreSQL (gateway/state/store_pg.c): connects (blocking), migrates under an advisory lock,
  * then runs a pool on base; NULL with one line in err naming host:port/db, never the password.

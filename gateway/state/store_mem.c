@@ -156,20 +156,9 @@ static int mem_owner_del(void *impl, int k, const char *id)
 	return GW_STORE_B_OK;
 }
 
-static int mem_owner_each(void *impl, int k, const char *tenant, int (*cb)(void *arg, const char *id),
-			  void *arg)
-{
-	struct mem_store *m = impl;
-
-	for (size_t i = 0; i < MEM_BUCKETS; i++)
-		for (struct mem_owner *o = m->owners[i]; o; o = o->next)
-			if (o->kind == k && strcmp(o->tenant, tenant) == 0 && cb(arg, o->id) != 0)
-				return GW_STORE_B_OK;
-	return GW_STORE_B_OK;
-}
-
 static int mem_idem_begin(void *impl, const char *tenant, const char *key, const uint8_t fp[32],
-			  const char *source, int64_t now_ms, struct gw_idem *existing)
+			  const char *source, int64_t now_ms, const char *lease, int64_t lease_until_ms,
+			  struct gw_idem *existing)
 {
 	struct mem_store *m = impl;
 	struct mem_idem **pp = mem_idem_find(m, tenant, key);
@@ -191,6 +180,8 @@ static int mem_idem_begin(void *impl, const char *tenant, const char *key, const
 	memcpy(d->e.fp, fp, sizeof d->e.fp);
 	memcpy(d->e.source, source, strlen(source) + 1);
 	d->e.created_ms = now_ms;
+	snprintf(d->e.lease, sizeof d->e.lease, "%s", lease);
+	d->e.lease_until_ms = lease_until_ms;
 	*pp = d;
 	m->nrows++;
 	return GW_STORE_B_OK;
@@ -207,6 +198,49 @@ static int mem_idem_finish(void *impl, const char *tenant, const char *key, cons
 		return strcmp(d->e.rid, rid) == 0 ? GW_STORE_B_OK : GW_STORE_B_CONFLICT;
 	d->e.done = 1;
 	memcpy(d->e.rid, rid, strlen(rid) + 1);
+	d->e.lease[0] = '\0';
+	d->e.lease_until_ms = 0;
+	return GW_STORE_B_OK;
+}
+
+static int mem_idem_take(void *impl, const char *tenant, const char *key, const char *old_lease,
+			 int64_t old_until_ms, const char *lease, int64_t lease_until_ms)
+{
+	struct mem_store *m = impl;
+	struct mem_idem *d = *mem_idem_find(m, tenant, key);
+
+	if (!d || d->e.done || strcmp(d->e.lease, old_lease) != 0 || d->e.lease_until_ms != old_until_ms)
+		return GW_STORE_B_CONFLICT;
+	snprintf(d->e.lease, sizeof d->e.lease, "%s", lease);
+	d->e.lease_until_ms = lease_until_ms;
+	return GW_STORE_B_OK;
+}
+
+static long mem_idem_renew(void *impl, const char *lease, int64_t lease_until_ms)
+{
+	struct mem_store *m = impl;
+	long n = 0;
+
+	for (size_t i = 0; i < MEM_BUCKETS; i++)
+		for (struct mem_idem *d = m->idems[i]; d; d = d->next)
+			if (!d->e.done && strcmp(d->e.lease, lease) == 0) {
+				d->e.lease_until_ms = lease_until_ms;
+				n++;
+			}
+	return n;
+}
+
+static int mem_idem_release(void *impl, const char *tenant, const char *key)
+{
+	struct mem_store *m = impl;
+	struct mem_idem *d = *mem_idem_find(m, tenant, key);
+
+	if (!d)
+		return GW_STORE_B_ABSENT;
+	if (!d->e.done) {
+		d->e.lease[0] = '\0';
+		d->e.lease_until_ms = 0;
+	}
 	return GW_STORE_B_OK;
 }
 
@@ -226,51 +260,15 @@ static int mem_idem_abort(void *impl, const char *tenant, const char *key)
 	return GW_STORE_B_OK;
 }
 
-static int mem_idem_pending(void *impl,
-			    int (*cb)(void *arg, const char *tenant, const char *key,
-				      const struct gw_idem *e),
-			    void *arg)
+static long mem_idem_count(void *impl)
 {
 	struct mem_store *m = impl;
-	const struct mem_idem **list = NULL;
-	size_t n = 0, cap = 0;
-	int rc = GW_STORE_B_ERR;
+	long n = 0;
 
-	/* Oldest first, like the SQLite backend: collect, then sort by created_ms. */
-	for (size_t i = 0; i < MEM_BUCKETS; i++) {
-		for (const struct mem_idem *d = m->idems[i]; d; d = d->next) {
-			if (d->e.done)
-				continue;
-			if (n == cap) {
-				size_t ncap = cap ? cap * 2 : 64;
-				const struct mem_idem **nl = realloc(list, ncap * sizeof *nl);
-
-				if (!nl) {
-					snprintf(m->err, sizeof m->err, "out of memory");
-					goto out;
-				}
-				list = nl;
-				cap = ncap;
-			}
-			list[n++] = d;
-		}
-	}
-	/* insertion sort: pending keys are few (what was in flight at a crash) */
-	for (size_t i = 1; i < n; i++) {
-		const struct mem_idem *d = list[i];
-		size_t j = i;
-
-		for (; j > 0 && list[j - 1]->e.created_ms > d->e.created_ms; j--)
-			list[j] = list[j - 1];
-		list[j] = d;
-	}
-	for (size_t i = 0; i < n; i++)
-		if (cb(arg, list[i]->tenant, list[i]->key, &list[i]->e) != 0)
-			break;
-	rc = GW_STORE_B_OK;
-out:
-	free(list);
-	return rc;
+	for (size_t i = 0; i < MEM_BUCKETS; i++)
+		for (const struct mem_idem *d = m->idems[i]; d; d = d->next)
+			n += !d->e.done;
+	return n;
 }
 
 static long mem_idem_expire(void *impl, int64_t older_than_ms)
@@ -297,22 +295,24 @@ static long mem_idem_expire(void *impl, int64_t older_than_ms)
 	return n;
 }
 
-static const struct gw_store_ops mem_ops = {
+static const struct gw_store_sync_ops mem_ops = {
 	.name = "memory",
 	.close = mem_close,
 	.errmsg = mem_errmsg,
 	.owner_put = mem_owner_put,
 	.owner_get = mem_owner_get,
 	.owner_del = mem_owner_del,
-	.owner_each = mem_owner_each,
 	.idem_begin = mem_idem_begin,
+	.idem_take = mem_idem_take,
+	.idem_renew = mem_idem_renew,
 	.idem_finish = mem_idem_finish,
+	.idem_release = mem_idem_release,
 	.idem_abort = mem_idem_abort,
-	.idem_pending = mem_idem_pending,
+	.idem_count = mem_idem_count,
 	.idem_expire = mem_idem_expire,
 };
 
-void *gw_store_mem_open(size_t max_entries, const struct gw_store_ops **ops)
+void *gw_store_mem_open(size_t max_entries, const struct gw_store_sync_ops **ops)
 {
 	struct mem_store *m = calloc(1, sizeof *m);
 

@@ -23,12 +23,11 @@ enum sql_stmt {
 	SQL_OWNER_INSERT,
 	SQL_OWNER_GET,
 	SQL_OWNER_DEL,
-	SQL_OWNER_EACH,
 	SQL_IDEM_INSERT,
 	SQL_IDEM_GET,
 	SQL_IDEM_FINISH,
 	SQL_IDEM_ABORT,
-	SQL_IDEM_PENDING,
+	SQL_IDEM_COUNT,
 	SQL_IDEM_EXPIRE,
 	SQL_NSTMT
 };
@@ -37,14 +36,12 @@ static const char *const sql_text[SQL_NSTMT] = {
 	[SQL_OWNER_INSERT] = "INSERT OR IGNORE INTO owner(kind, id, tenant, created_ms) VALUES (?1, ?2, ?3, ?4)",
 	[SQL_OWNER_GET] = "SELECT tenant FROM owner WHERE kind = ?1 AND id = ?2",
 	[SQL_OWNER_DEL] = "DELETE FROM owner WHERE kind = ?1 AND id = ?2",
-	[SQL_OWNER_EACH] = "SELECT id FROM owner WHERE kind = ?1 AND tenant = ?2 ORDER BY id",
 	[SQL_IDEM_INSERT] = "INSERT OR IGNORE INTO idem(tenant, key, fp, done, rid, source, created_ms) "
 			    "VALUES (?1, ?2, ?3, 0, '', ?4, ?5)",
 	[SQL_IDEM_GET] = "SELECT fp, done, rid, source, created_ms FROM idem WHERE tenant = ?1 AND key = ?2",
 	[SQL_IDEM_FINISH] = "UPDATE idem SET done = 1, rid = ?3 WHERE tenant = ?1 AND key = ?2 AND done = 0",
 	[SQL_IDEM_ABORT] = "DELETE FROM idem WHERE tenant = ?1 AND key = ?2 AND done = 0",
-	[SQL_IDEM_PENDING] = "SELECT tenant, key, fp, done, rid, source, created_ms FROM idem "
-			     "WHERE done = 0 ORDER BY created_ms, tenant, key",
+	[SQL_IDEM_COUNT] = "SELECT count(*) FROM idem WHERE done = 0",
 	[SQL_IDEM_EXPIRE] = "DELETE FROM idem WHERE created_ms < ?1",
 };
 
@@ -205,30 +202,6 @@ static int sql_owner_del(void *impl, int k, const char *id)
 	return sql_exec(q, st);
 }
 
-static int sql_owner_each(void *impl, int k, const char *tenant, int (*cb)(void *arg, const char *id),
-			  void *arg)
-{
-	struct sql_store *q = impl;
-	sqlite3_stmt *st = sql_stmt(q, SQL_OWNER_EACH);
-	int rc;
-
-	if (!st)
-		return GW_STORE_B_ERR;
-	sqlite3_bind_int(st, 1, k);
-	sqlite3_bind_text(st, 2, tenant, -1, SQLITE_STATIC);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		const unsigned char *id = sqlite3_column_text(st, 0);
-
-		if (id && cb(arg, (const char *)id) != 0) {
-			rc = SQLITE_DONE;
-			break;
-		}
-	}
-	rc = rc == SQLITE_DONE ? GW_STORE_B_OK : sql_fail(q);
-	sql_done(st);
-	return rc;
-}
-
 static int sql_idem_get(struct sql_store *q, const char *tenant, const char *key, struct gw_idem *e)
 {
 	sqlite3_stmt *st = sql_stmt(q, SQL_IDEM_GET);
@@ -251,13 +224,18 @@ static int sql_idem_get(struct sql_store *q, const char *tenant, const char *key
 	return rc;
 }
 
+/* Leases are not stored: this process is the file's only writer (exclusive lock), so a PENDING
+ * key not in flight here was left by a process that is gone (see store.h). */
 static int sql_idem_begin(void *impl, const char *tenant, const char *key, const uint8_t fp[32],
-			  const char *source, int64_t now_ms, struct gw_idem *existing)
+			  const char *source, int64_t now_ms, const char *lease, int64_t lease_until_ms,
+			  struct gw_idem *existing)
 {
 	struct sql_store *q = impl;
 	sqlite3_stmt *st = sql_stmt(q, SQL_IDEM_INSERT);
 	int rc;
 
+	(void)lease;
+	(void)lease_until_ms;
 	if (!st)
 		return GW_STORE_B_ERR;
 	sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
@@ -313,31 +291,37 @@ static int sql_idem_abort(void *impl, const char *tenant, const char *key)
 	return sql_exec(q, st);
 }
 
-static int sql_idem_pending(void *impl,
-			    int (*cb)(void *arg, const char *tenant, const char *key,
-				      const struct gw_idem *e),
-			    void *arg)
+static int sql_idem_take(void *impl, const char *tenant, const char *key, const char *old_lease,
+			 int64_t old_until_ms, const char *lease, int64_t lease_until_ms)
+{
+	(void)impl, (void)tenant, (void)key, (void)old_lease, (void)old_until_ms, (void)lease;
+	(void)lease_until_ms;
+	return GW_STORE_B_OK;
+}
+
+static long sql_idem_renew(void *impl, const char *lease, int64_t lease_until_ms)
+{
+	(void)impl, (void)lease, (void)lease_until_ms;
+	return 0;
+}
+
+static int sql_idem_release(void *impl, const char *tenant, const char *key)
+{
+	(void)impl, (void)tenant, (void)key;
+	return GW_STORE_B_OK;
+}
+
+static long sql_idem_count(void *impl)
 {
 	struct sql_store *q = impl;
-	sqlite3_stmt *st = sql_stmt(q, SQL_IDEM_PENDING);
-	char tenant[GW_STORE_TENANT_MAX + 1], key[GW_STORE_KEY_MAX + 1];
-	struct gw_idem e;
-	int rc;
+	sqlite3_stmt *st = sql_stmt(q, SQL_IDEM_COUNT);
+	long n;
 
 	if (!st)
 		return GW_STORE_B_ERR;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		sql_copy(tenant, sizeof tenant, sqlite3_column_text(st, 0));
-		sql_copy(key, sizeof key, sqlite3_column_text(st, 1));
-		sql_row_idem(st, 2, &e);
-		if (cb(arg, tenant, key, &e) != 0) {
-			rc = SQLITE_DONE;
-			break;
-		}
-	}
-	rc = rc == SQLITE_DONE ? GW_STORE_B_OK : sql_fail(q);
+	n = sqlite3_step(st) == SQLITE_ROW ? (long)sqlite3_column_int64(st, 0) : sql_fail(q);
 	sql_done(st);
-	return rc;
+	return n;
 }
 
 static long sql_idem_expire(void *impl, int64_t older_than_ms)
@@ -365,18 +349,20 @@ static void sql_close(void *impl)
 	free(q);
 }
 
-static const struct gw_store_ops sql_ops = {
+static const struct gw_store_sync_ops sql_ops = {
 	.name = "sqlite",
 	.close = sql_close,
 	.errmsg = sql_errmsg,
 	.owner_put = sql_owner_put,
 	.owner_get = sql_owner_get,
 	.owner_del = sql_owner_del,
-	.owner_each = sql_owner_each,
 	.idem_begin = sql_idem_begin,
+	.idem_take = sql_idem_take,
+	.idem_renew = sql_idem_renew,
 	.idem_finish = sql_idem_finish,
+	.idem_release = sql_idem_release,
 	.idem_abort = sql_idem_abort,
-	.idem_pending = sql_idem_pending,
+	.idem_count = sql_idem_count,
 	.idem_expire = sql_idem_expire,
 };
 
@@ -499,7 +485,7 @@ static int sql_schema_check(sqlite3 *db, const char *path, int read_only, char *
 	return 0;
 }
 
-void *gw_store_sqlite_open(const char *path, int read_only, const struct gw_store_ops **ops,
+void *gw_store_sqlite_open(const char *path, int read_only, const struct gw_store_sync_ops **ops,
 			   char *err, size_t errlen)
 {
 	struct sql_store *q = NULL;

@@ -48,6 +48,10 @@ struct idem_op {
 	size_t list_len;
 	long timeout_ms;
 	int64_t admit_by_us;		/* the caller's deadline (gw_clock_now_us); 0 = none */
+	struct idem_wait *w;		/* until the start's verdict: the call as a would-be waiter */
+	const char **names;		/* reconciliation: /list rows of the file, and their copy */
+	char *names_blob;
+	size_t nnames;
 };
 
 /* A duplicate waiting for the first call with its key. */
@@ -65,6 +69,9 @@ static void idem_op_free(struct idem_op *op)
 		op->st->detached_ops--;
 	gw_tr_request_clear(&op->process);
 	free(op->list);
+	free(op->names);
+	free(op->names_blob);
+	free(op->w);
 	free(op);
 }
 
@@ -102,6 +109,12 @@ static void idem_finish(struct idem_op *op, const char *rid, grpc_status_code co
 		}
 	}
 	idem_op_free(op);
+}
+
+/* The owner's word on the end of an attempt (written to the store first): the op ends with it. */
+static void idem_end(void *arg, const char *rid, int code, const char *msg)
+{
+	idem_finish(arg, rid, (grpc_status_code)code, msg && msg[0] ? msg : "failed");
 }
 
 static void idem_on_cancel(struct gw_call *c, void *data)
@@ -204,8 +217,7 @@ static void idem_process(struct idem_op *op)
 		return;
 	/* Never sent: upstream certainly started nothing. */
 	gw_owner_idem_failed(op->env->owner, op->tenant, op->key, 1, GRPC_STATUS_UNAVAILABLE,
-			     "upstream request could not be started");
-	idem_finish(op, NULL, GRPC_STATUS_UNAVAILABLE, "upstream request could not be started");
+			     "upstream request could not be started", idem_end, op);
 }
 
 static void idem_log_recon(const struct idem_op *op, const char *outcome)
@@ -232,15 +244,12 @@ static void idem_reconcile(struct idem_op *op, const char *dl, size_t dl_len)
 	char path[RPC_IDEM_PATH_MAX];
 	size_t off;
 
-	switch (gw_owner_reconcile(o, &op->entry, op->list, op->list_len, dl, dl_len, &op->recon)) {
+	switch (gw_owner_reconcile(o, &op->entry, op->list, op->list_len, op->names, op->nnames, dl,
+				   dl_len, &op->recon)) {
 	case GW_RECON_ADOPT:
 		idem_log_recon(op, "adopt");
-		if (gw_owner_idem_adopt(o, op->tenant, op->key, op->recon.rid, gw_clock_wall_ms()) == 0) {
-			idem_finish(op, op->recon.rid, GRPC_STATUS_OK, NULL);
-			return;
-		}
-		idem_finish(op, NULL, GRPC_STATUS_ABORTED,
-			    "the upstream job could not be adopted (claimed meanwhile or state store failure); retry");
+		op->retry_ms = 1000;	/* a store failure: worth a retry soon */
+		gw_owner_idem_adopt(o, op->tenant, op->key, op->recon.rid, gw_clock_wall_ms(), idem_end, op);
 		return;
 	case GW_RECON_RESUBMIT: {
 		int64_t wait = gw_rpc_idem_settle_left(op->st, op->tenant, op->key, gw_clock_wall_ms());
@@ -251,8 +260,8 @@ static void idem_reconcile(struct idem_op *op, const char *dl, size_t dl_len)
 			snprintf(msg, sizeof msg,
 				 "the previous attempt with this idempotency_key may still reach upstream; retry in %lld ms",
 				 (long long)wait);
-			gw_owner_idem_failed(o, op->tenant, op->key, 0, GRPC_STATUS_UNAVAILABLE, msg);
-			idem_finish(op, NULL, GRPC_STATUS_UNAVAILABLE, msg);
+			gw_owner_idem_failed(o, op->tenant, op->key, 0, GRPC_STATUS_UNAVAILABLE, msg,
+					     idem_end, op);
 			return;
 		}
 		idem_log_recon(op, "resubmit");
@@ -273,15 +282,62 @@ static void idem_reconcile(struct idem_op *op, const char *dl, size_t dl_len)
 	case GW_RECON_AMBIGUOUS:
 	case GW_RECON_UNSUPPORTED:
 		idem_log_recon(op, "ambiguous");
-		gw_owner_idem_failed(o, op->tenant, op->key, 0, GRPC_STATUS_FAILED_PRECONDITION, op->recon.why);
-		idem_finish(op, NULL, GRPC_STATUS_FAILED_PRECONDITION, op->recon.why);
+		gw_owner_idem_failed(o, op->tenant, op->key, 0, GRPC_STATUS_FAILED_PRECONDITION, op->recon.why,
+				     idem_end, op);
 		return;
 	default:
 		idem_log_recon(op, "error");
-		gw_owner_idem_failed(o, op->tenant, op->key, 0, GRPC_STATUS_UNAVAILABLE, op->recon.why);
-		idem_finish(op, NULL, GRPC_STATUS_UNAVAILABLE, op->recon.why);
+		gw_owner_idem_failed(o, op->tenant, op->key, 0, GRPC_STATUS_UNAVAILABLE, op->recon.why,
+				     idem_end, op);
 		return;
 	}
+}
+
+/* The store's answer on which of the file's /list rows are recorded (another request's jobs). */
+static void idem_recorded_done(void *arg, const struct gw_store_res *res)
+{
+	struct idem_op *op = arg;
+	size_t k = 0;
+
+	if (res->rc != 0) {
+		op->retry_ms = res->retry_ms;
+		gw_owner_idem_failed(op->env->owner, op->tenant, op->key, 0, GRPC_STATUS_UNAVAILABLE,
+				     res->err, idem_end, op);
+		return;
+	}
+	/* keep the recorded ones, in place */
+	for (size_t i = 0; i < op->nnames; i++)
+		if (res->tenants[i])
+			op->names[k++] = op->names[i];
+	op->nnames = k;
+	idem_reconcile(op, NULL, 0);
+}
+
+/* Reconciliation step 0: the /list rows of the key's file, then which of them are recorded. */
+static void idem_recorded(struct idem_op *op)
+{
+	long n;
+
+	op->names = calloc(GW_OWNER_RECON_NAMES_MAX, sizeof *op->names);
+	if (!op->names) {
+		gw_owner_idem_failed(op->env->owner, op->tenant, op->key, 0, GRPC_STATUS_RESOURCE_EXHAUSTED,
+				     "out of memory", idem_end, op);
+		return;
+	}
+	n = gw_owner_recon_names(&op->entry, op->list, op->list_len, op->names, GW_OWNER_RECON_NAMES_MAX,
+				 &op->names_blob);
+	if (n > GW_OWNER_RECON_NAMES_MAX) {
+		gw_owner_idem_failed(op->env->owner, op->tenant, op->key, 0, GRPC_STATUS_FAILED_PRECONDITION,
+				     "too many upstream jobs of this file to reconcile; not guessing", idem_end, op);
+		return;
+	}
+	if (n <= 0) {	/* nothing to ask the store; reconcile says what it makes of it */
+		op->nnames = 0;
+		idem_reconcile(op, NULL, 0);
+		return;
+	}
+	op->nnames = (size_t)n;
+	gw_store_owner_lookup(op->env->store, GW_OBJ_JOB, op->names, op->nnames, idem_recorded_done, op);
 }
 
 /* The account's protection refused it before sending (res->limited: breaker open, queue full,
@@ -317,10 +373,8 @@ static void idem_process_done(struct idem_op *op, const struct gw_up_response *r
 			/* A multi-person run reuses its detection rid: any cached final status is history. */
 			if (op->acct)
 				gw_status_job_restarted(gw_status_ctx_of(op->env), op->acct->idx, rid);
-			if (gw_owner_idem_done(o, op->tenant, op->key, rid, gw_clock_wall_ms()) == 0)
-				idem_finish(op, rid, GRPC_STATUS_OK, NULL);
-			else
-				idem_finish(op, NULL, GRPC_STATUS_UNAVAILABLE, gw_store_errmsg(op->env->store));
+			op->retry_ms = 1000;	/* a store failure: worth a retry soon */
+			gw_owner_idem_done(o, op->tenant, op->key, rid, gw_clock_wall_ms(), idem_end, op);
 			protobuf_c_message_free_unpacked(reply, NULL);
 			return;
 		}
@@ -330,10 +384,9 @@ static void idem_process_done(struct idem_op *op, const struct gw_up_response *r
 	/* msg already starts with "StartJob: "; the finish prefix would repeat it. */
 	if (!gw_rpc_idem_never_started(res))
 		gw_rpc_idem_unsettled(op->st, op->tenant, op->key, gw_clock_wall_ms());
-	gw_owner_idem_failed(o, op->tenant, op->key, gw_rpc_idem_never_started(res), code,
-			     strncmp(msg, "StartJob: ", 10) == 0 ? msg + 10 : msg);
 	op->retry_ms = fail.retry_ms;
-	idem_finish(op, NULL, code, strncmp(msg, "StartJob: ", 10) == 0 ? msg + 10 : msg);
+	gw_owner_idem_failed(o, op->tenant, op->key, gw_rpc_idem_never_started(res), code,
+			     strncmp(msg, "StartJob: ", 10) == 0 ? msg + 10 : msg, idem_end, op);
 }
 
 static void idem_up_done(void *arg, const struct gw_up_response *res)
@@ -353,12 +406,12 @@ static void idem_up_done(void *arg, const struct gw_up_response *res)
 			memcpy(op->list, res->body, res->body_len);
 			op->list[res->body_len] = '\0';
 			op->list_len = res->body_len;
-			idem_reconcile(op, NULL, 0);
+			idem_recorded(op);
 			return;
 		}
 		snprintf(msg, sizeof msg, "cannot reconcile a pending idempotency key: upstream /list failed; retry");
-		gw_owner_idem_failed(op->env->owner, op->tenant, op->key, 0, GRPC_STATUS_UNAVAILABLE, msg);
-		idem_finish(op, NULL, GRPC_STATUS_UNAVAILABLE, msg);
+		gw_owner_idem_failed(op->env->owner, op->tenant, op->key, 0, GRPC_STATUS_UNAVAILABLE, msg,
+				     idem_end, op);
 		return;
 	case IDEM_LOOKUP:
 		/* "" = the lookup failed: reconciliation then decides by name only. */
@@ -439,11 +492,86 @@ static void idem_limited(struct gw_call *c, const char *tenant, const struct gw_
 		       st->limit.cap);
 }
 
-void gw_rpc_idem_start_job(struct gw_rpc_idem *idem, struct gw_call *c)
+/* A refusal of the start: the call (if still here) hears it, the op ends. */
+static void idem_refuse(struct idem_op *op, grpc_status_code code, long retry_ms, const char *msg)
+{
+	struct gw_call *c = op->c;
+
+	if (c) {
+		gw_call_on_cancel(c, NULL);
+		gw_call_set_data(c, NULL);
+		if (retry_ms > 0)
+			gw_call_fail_retry(c, code, retry_ms, msg);
+		else
+			gw_call_fail(c, code, "%s", msg);
+	}
+	idem_op_free(op);
+}
+
+/* The owner's verdict on the key (see owner.h). */
+static void idem_started(void *arg, enum gw_idem_verdict v, const struct gw_owner_start *st)
+{
+	struct idem_op *op = arg;
+	struct gw_env *env = op->env;
+	char msg[GW_RPC_OWNER_MSG_MAX];
+
+	switch (v) {
+	case GW_IDEM_PROCEED:
+		op->entry = st->entry;
+		idem_process(op);
+		return;
+	case GW_IDEM_RECONCILE:
+		op->entry = st->entry;
+		op->phase = IDEM_LIST;
+		if (idem_up_start(op, "GET", "/list", NULL, 1, "GET /list") != 0)
+			gw_owner_idem_failed(env->owner, op->tenant, op->key, 0, GRPC_STATUS_UNAVAILABLE,
+					     "upstream request could not be started", idem_end, op);
+		return;
+	case GW_IDEM_REPLAY:
+		idem_finish(op, st->rid, GRPC_STATUS_OK, NULL);
+		return;
+	case GW_IDEM_WAIT:
+		if (!op->c) {	/* left while the key was being read: nobody to wake */
+			gw_owner_idem_unwait(env->owner, st->waiter);
+			idem_op_free(op);
+			return;
+		}
+		op->w->w = st->waiter;
+		gw_call_set_data(op->c, op->w);
+		gw_call_on_cancel(op->c, idem_wait_cancel);
+		op->w = NULL;
+		idem_op_free(op);
+		return;
+	case GW_IDEM_MISMATCH:
+		idem_refuse(op, GRPC_STATUS_INVALID_ARGUMENT, 0, "idempotency_key reused with a different request");
+		return;
+	case GW_IDEM_BUSY:
+		idem_refuse(op, GRPC_STATUS_UNAVAILABLE, 0,
+			    "StartJob: too many requests in flight for idempotency keys; retry later");
+		return;
+	case GW_IDEM_LIMITED:
+		if (op->c) {
+			gw_call_on_cancel(op->c, NULL);
+			gw_call_set_data(op->c, NULL);
+			idem_limited(op->c, op->tenant, st);
+		}
+		idem_op_free(op);
+		return;
+	case GW_IDEM_ELSEWHERE:
+		idem_refuse(op, GRPC_STATUS_UNAVAILABLE, st->retry_ms > 0 ? st->retry_ms : 1000,
+			    "StartJob: another gateway replica is starting the job of this idempotency_key; retry");
+		return;
+	default:
+		snprintf(msg, sizeof msg, "StartJob: %s", st->err && st->err[0] ? st->err : "state store failed");
+		idem_refuse(op, GRPC_STATUS_UNAVAILABLE, st->retry_ms, msg);
+		return;
+	}
+}
+
+void gw_rpc_idem_start_job(struct gw_rpc_idem *idem, struct gw_call *c, const ProtobufCMessage *admitted)
 {
 	const Animate3d__V1__StartJobRequest *r = (const void *)gw_call_request(c);
 	struct gw_env *env = idem->env;
-	struct gw_owner_start st;
 	struct idem_op *op = NULL;
 	struct idem_wait *w = NULL;
 	char source[GW_STORE_SOURCE_MAX + 1];
@@ -463,7 +591,9 @@ void gw_rpc_idem_start_job(struct gw_rpc_idem *idem, struct gw_call *c)
 	op->env = env;
 	op->c = c;
 	err[0] = '\0';
-	rc = gw_tr_build_start_job(&r->base, &op->process, err, sizeof err);
+	/* Built from the admitted request (another tenant's model ids masked); the fingerprint
+	 * below is the caller's own request. */
+	rc = gw_tr_build_start_job(admitted, &op->process, err, sizeof err);
 	if (rc != GW_TR_OK) {
 		gw_call_fail(c, rc == GW_TR_INVALID ? GRPC_STATUS_INVALID_ARGUMENT : GRPC_STATUS_INTERNAL,
 			     "%s", err[0] ? err : "StartJob: request could not be built");
@@ -492,53 +622,16 @@ void gw_rpc_idem_start_job(struct gw_rpc_idem *idem, struct gw_call *c)
 	op->admit_by_us = left > 0 ? gw_clock_now_us() + left * 1000 : 0;
 	w->env = env;
 	w->c = c;
+	op->w = w;
+	w = NULL;
 	if (!gw_owner_has_caps(env->owner))
 		gw_owner_set_caps(env->owner, idem_caps, env);
-	switch (gw_owner_idem_start(env->owner, op->tenant, op->key, fp, source, gw_clock_wall_ms(),
-				    idem_wake, w, &st)) {
-	case GW_IDEM_PROCEED:
-		op->entry = st.entry;
-		gw_call_set_data(c, op);
-		gw_call_on_cancel(c, idem_on_cancel);
-		idem_process(op);
-		op = NULL;
-		break;
-	case GW_IDEM_RECONCILE:
-		op->entry = st.entry;
-		op->phase = IDEM_LIST;
-		gw_call_set_data(c, op);
-		gw_call_on_cancel(c, idem_on_cancel);
-		if (idem_up_start(op, "GET", "/list", NULL, 1, "GET /list") != 0) {
-			gw_owner_idem_failed(env->owner, op->tenant, op->key, 0, GRPC_STATUS_UNAVAILABLE,
-					     "upstream request could not be started");
-			idem_finish(op, NULL, GRPC_STATUS_UNAVAILABLE, "upstream request could not be started");
-		}
-		op = NULL;
-		break;
-	case GW_IDEM_REPLAY:
-		idem_reply_rid(c, st.rid);
-		break;
-	case GW_IDEM_WAIT:
-		w->w = st.waiter;
-		gw_call_set_data(c, w);
-		gw_call_on_cancel(c, idem_wait_cancel);
-		w = NULL;
-		break;
-	case GW_IDEM_MISMATCH:
-		gw_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT,
-			     "idempotency_key reused with a different request");
-		break;
-	case GW_IDEM_BUSY:
-		gw_call_fail(c, GRPC_STATUS_UNAVAILABLE,
-			     "StartJob: too many requests in flight for idempotency keys; retry later");
-		break;
-	case GW_IDEM_LIMITED:
-		idem_limited(c, op->tenant, &st);
-		break;
-	default:
-		gw_ro_store_failed(c);
-		break;
-	}
+	/* Until the verdict, a cancelled call detaches the op (a PROCEED must still be carried out). */
+	gw_call_set_data(c, op);
+	gw_call_on_cancel(c, idem_on_cancel);
+	gw_owner_idem_start(env->owner, op->tenant, op->key, fp, source, gw_clock_wall_ms(), idem_wake,
+			    op->w, idem_started, op);
+	op = NULL;
 out:
 	if (op)
 		idem_op_free(op);

@@ -52,7 +52,9 @@ int gw_rpc_idem_applies(struct gw_call *c);
  * waiting duplicates at start_job_waiters (a fair share of GW_OWNER_MAX_WAITERS): past its cap a
  * tenant gets RESOURCE_EXHAUSTED naming it and the cap, so one tenant cannot take every slot.
  */
-void gw_rpc_idem_start_job(struct gw_rpc_idem *st, struct gw_call *c);
+/* admitted: the request as gw_rpc_owner_admit() let it through (the upstream body is built from
+ * it); the fingerprint is taken from the caller's own request. */
+void gw_rpc_idem_start_job(struct gw_rpc_idem *st, struct gw_call *c, const ProtobufCMessage *admitted);
 
 /* ---- pure parts (unit-tested) ---- */
 

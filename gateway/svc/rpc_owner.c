@@ -158,29 +158,22 @@ void gw_rpc_owner_refs(enum ro_kind kind, const ProtobufCMessage *req, struct gw
 	}
 }
 
-enum gw_ro_verdict gw_rpc_owner_decide(struct gw_store *s, const char *tenant, int see_foreign,
-				       const struct gw_ro_refs *refs, unsigned char *mask)
+enum gw_ro_verdict gw_rpc_owner_decide(const char *tenant, int see_foreign,
+				       const struct gw_ro_refs *refs, const char *const *who,
+				       unsigned char *mask)
 {
-	char who[GW_STORE_TENANT_MAX + 1];
-
 	for (size_t i = 0; i < refs->n; i++) {
 		const struct gw_ro_ref *r = &refs->r[i];
-		int rc, others;
+		int others;
 
 		mask[i] = 0;
 		if (r->rule == GW_RO_OWN) {
-			rc = gw_owner_check(s, r->kind, r->id, tenant, see_foreign);
-			if (rc == -1)
+			if (!gw_owner_may_see(who[i], tenant, see_foreign))
 				return GW_RO_DENY;
-			if (rc < 0)
-				return GW_RO_ERROR;
 			continue;
 		}
 		/* Models: stock models are unrecorded and shared; only another tenant's is hidden. */
-		rc = gw_store_owner_get(s, r->kind, r->id, who, sizeof who);
-		if (rc < 0)
-			return GW_RO_ERROR;
-		others = rc == 1 && strcmp(who, tenant) != 0;
+		others = who[i] && strcmp(who[i], tenant) != 0;
 		if (others && r->rule == GW_RO_NOT_OTHERS)
 			return GW_RO_DENY;
 		mask[i] = (unsigned char)others;
@@ -384,60 +377,225 @@ static void *ro_view_own(struct gw_rpc_owner_view *v, void *p)
 	return NULL;
 }
 
-/* Requests with "repeated string rids": keep only the tenant's (malformed ones stay for the row
- * to reject; over-long lists too). */
-static const ProtobufCMessage *ro_filter_rids(struct gw_call *c, struct gw_rpc_owner_view *v)
+/* ---- asking the store about many ids ---- */
+
+/*
+ * One batch of ownership questions for a call: ids[i] of kind kinds[i] (or `kind` for all), asked
+ * in slices of at most GW_STORE_LOOKUP_MAX ids of one kind; who[i] = the recorded owner (a copy)
+ * or NULL; unasked ids (asked[i] == 0: malformed) stay NULL. Then done(l, err, retry_ms) with
+ * err NULL on success. ids are borrowed: from the call's request or a reply the caller keeps.
+ */
+struct ro_look {
+	struct gw_call *c;
+	size_t n;
+	const char *const *ids;
+	const enum gw_store_kind *kinds;	/* NULL: every id is of kind */
+	enum gw_store_kind kind;
+	unsigned char *asked;			/* 1: ask; 2: asked (answer in who) */
+	char **who;
+	size_t *slice;				/* indexes of the slice in flight */
+	size_t nslice;
+	void (*done)(struct ro_look *l, const char *err, long retry_ms);
+	void *arg;
+};
+
+static void ro_look_free(struct ro_look *l)
 {
-	const ProtobufCMessage *req = gw_call_request(c);
-	const ProtobufCMessageDescriptor *d = req->descriptor;
-	const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field_by_name(d, "rids");
-	const struct gw_tenant_cfg *t = gw_call_tenant(c);
-	size_t n, kept = 0;
-	char **rids;
-	unsigned char keep[GW_TR_MAX_RIDS];
-	const char *ask[GW_TR_MAX_RIDS];
-	const ProtobufCMessage *ret = NULL;
-	long k;
+	if (!l)
+		return;
+	for (size_t i = 0; l->who && i < l->n; i++)
+		free(l->who[i]);
+	free(l->who);
+	free(l->asked);
+	free(l->slice);
+	free(l);
+}
+
+static enum gw_store_kind ro_look_kind(const struct ro_look *l, size_t i)
+{
+	return l->kinds ? l->kinds[i] : l->kind;
+}
+
+static void ro_look_next(struct ro_look *l);
+
+static void ro_look_answer(void *arg, const struct gw_store_res *res)
+{
+	struct ro_look *l = arg;
+
+	if (res->rc != 0) {
+		l->done(l, res->err, res->retry_ms);
+		return;
+	}
+	for (size_t j = 0; j < l->nslice; j++) {
+		size_t i = l->slice[j];
+
+		l->asked[i] = 2;
+		if (res->tenants[j] && !(l->who[i] = strdup(res->tenants[j]))) {
+			l->done(l, "out of memory", 0);
+			return;
+		}
+	}
+	ro_look_next(l);
+}
+
+/* Asks the next slice: up to GW_STORE_LOOKUP_MAX unasked ids of the first unasked id's kind. */
+static void ro_look_next(struct ro_look *l)
+{
+	const char *ids[GW_STORE_LOOKUP_MAX];
+	enum gw_store_kind k = 0;
+
+	l->nslice = 0;
+	for (size_t i = 0; i < l->n && l->nslice < GW_STORE_LOOKUP_MAX; i++) {
+		if (l->asked[i] != 1)
+			continue;
+		if (!l->nslice)
+			k = ro_look_kind(l, i);
+		else if (ro_look_kind(l, i) != k)
+			continue;
+		ids[l->nslice] = l->ids[i];
+		l->slice[l->nslice++] = i;
+	}
+	if (!l->nslice) {
+		l->done(l, NULL, 0);
+		return;
+	}
+	gw_store_owner_lookup(ro_store(l->c), k, ids, l->nslice, ro_look_answer, l);
+}
+
+/* Starts the questions; ask[i] says which ids to ask (NULL: all). done runs exactly once, maybe
+ * before this returns; it owns l (ro_look_free). NULL when out of memory (done never runs). */
+static struct ro_look *ro_look_new(struct gw_call *c, const char *const *ids, size_t n,
+				   const enum gw_store_kind *kinds, enum gw_store_kind kind,
+				   void (*done)(struct ro_look *l, const char *err, long retry_ms), void *arg)
+{
+	struct ro_look *l = calloc(1, sizeof *l);
+
+	if (!l)
+		return NULL;
+	l->c = c;
+	l->n = n;
+	l->ids = ids;
+	l->kinds = kinds;
+	l->kind = kind;
+	l->done = done;
+	l->arg = arg;
+	l->asked = calloc(n ? n : 1, 1);
+	l->who = calloc(n ? n : 1, sizeof *l->who);
+	l->slice = calloc(GW_STORE_LOOKUP_MAX, sizeof *l->slice);
+	if (!l->asked || !l->who || !l->slice) {
+		ro_look_free(l);
+		return NULL;
+	}
+	for (size_t i = 0; i < n; i++)
+		l->asked[i] = ids[i] && ids[i][0] && strnlen(ids[i], GW_STORE_ID_MAX + 1) <= GW_STORE_ID_MAX;
+	return l;
+}
+
+/* Finishes c with UNAVAILABLE "<Method>: <why>", with a retry delay when the store gave one. */
+static void ro_store_failed_why(struct gw_call *c, const char *why, long retry_ms)
+{
+	char msg[GW_RPC_OWNER_MSG_MAX];
+
+	snprintf(msg, sizeof msg, "%s: %s", ro_what(c), why && why[0] ? why : "state store failed");
+	if (retry_ms > 0)
+		gw_call_fail_retry(c, GRPC_STATUS_UNAVAILABLE, retry_ms, msg);
+	else
+		gw_call_fail(c, GRPC_STATUS_UNAVAILABLE, "%s", msg);
+}
+
+/* Requests with "repeated string rids": the field, or NULL when the request has none. */
+static const ProtobufCFieldDescriptor *ro_rids_field(const ProtobufCMessage *req, size_t *n, char ***rids)
+{
+	const ProtobufCFieldDescriptor *f =
+		protobuf_c_message_descriptor_get_field_by_name(req->descriptor, "rids");
 
 	if (!f || f->label != PROTOBUF_C_LABEL_REPEATED || f->type != PROTOBUF_C_TYPE_STRING)
-		return req;
-	n = *(const size_t *)((const char *)req + f->quantifier_offset);
-	rids = *(char **const *)((const char *)req + f->offset);
-	if (n == 0 || n > GW_TR_MAX_RIDS)
-		return req;
-	for (size_t i = 0; i < n; i++)
-		ask[i] = gw_tr_rid_valid(rids[i]) ? rids[i] : NULL;
-	k = gw_owner_filter(ro_store(c), GW_OBJ_JOB, t->name, t->see_foreign_jobs, ask, n, keep);
-	if (k < 0) {
-		gw_ro_store_failed(c);
 		return NULL;
+	*n = *(const size_t *)((const char *)req + f->quantifier_offset);
+	*rids = *(char **const *)((const char *)req + f->offset);
+	return f;
+}
+
+/* One admission in progress: the store's answers arrive in l. */
+struct ro_admit {
+	gw_rpc_owner_next_fn next;
+	struct gw_ro_refs refs;
+	enum gw_store_kind kinds[GW_RO_REFS_MAX];
+	const char *ids[GW_RO_REFS_MAX];
+};
+
+/* RO_RIDS: keep only the tenant's rids (malformed ones stay for the row to reject). */
+static void ro_rids_answered(struct ro_look *l, const char *err, long retry_ms)
+{
+	struct gw_call *c = l->c;
+	struct ro_admit *a = l->arg;
+	const ProtobufCMessage *req = gw_call_request(c);
+	const struct gw_tenant_cfg *t = gw_call_tenant(c);
+	struct gw_rpc_owner_view v = { 0 };
+	const ProtobufCFieldDescriptor *f;
+	size_t n = 0, kept = 0;
+	char **rids = NULL;
+
+	if (err) {
+		ro_store_failed_why(c, err, retry_ms);
+		goto out;
 	}
+	f = ro_rids_field(req, &n, &rids);
 	for (size_t i = 0; i < n; i++)
-		kept += keep[i] || !ask[i];
+		kept += !l->asked[i] || gw_owner_may_see(l->who[i], t->name, t->see_foreign_jobs);
 	if (kept == 0) {
 		gw_rpc_owner_not_found(c);	/* upstream too 404s when it knows none */
-		return NULL;
+		goto out;
 	}
-	if (kept == n)
-		return req;	/* nothing to hide: the request as it is, no copy (the polling case) */
-	v->rids = calloc(n, sizeof *v->rids);
-	v->msg = malloc(d->sizeof_message);
-	if (!v->rids || !v->msg) {
+	if (kept == n) {
+		a->next(c, req, &v);	/* nothing to hide: the request as it is (the polling case) */
+		goto out;
+	}
+	v.rids = calloc(n, sizeof *v.rids);
+	v.msg = malloc(req->descriptor->sizeof_message);
+	if (!v.rids || !v.msg) {
+		gw_rpc_owner_view_clear(&v);
 		gw_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "%s: out of memory", ro_what(c));
 		goto out;
 	}
 	kept = 0;
 	for (size_t i = 0; i < n; i++)
-		if (keep[i] || !ask[i])
-			v->rids[kept++] = rids[i];
-	memcpy(v->msg, req, d->sizeof_message);
-	*(size_t *)((char *)v->msg + f->quantifier_offset) = kept;
-	*(char ***)((char *)v->msg + f->offset) = v->rids;
-	ret = v->msg;
+		if (!l->asked[i] || gw_owner_may_see(l->who[i], t->name, t->see_foreign_jobs))
+			v.rids[kept++] = rids[i];
+	memcpy(v.msg, req, req->descriptor->sizeof_message);
+	*(size_t *)((char *)v.msg + f->quantifier_offset) = kept;
+	*(char ***)((char *)v.msg + f->offset) = v.rids;
+	a->next(c, v.msg, &v);
 out:
-	if (!ret)
-		gw_rpc_owner_view_clear(v);
-	return ret;
+	free(a);
+	ro_look_free(l);
+}
+
+static void ro_refs_answered(struct ro_look *l, const char *err, long retry_ms)
+{
+	struct gw_call *c = l->c;
+	struct ro_admit *a = l->arg;
+	const ProtobufCMessage *req = gw_call_request(c);
+	const struct gw_tenant_cfg *t = gw_call_tenant(c);
+	struct gw_rpc_owner_view v = { 0 };
+	unsigned char mask[GW_RO_REFS_MAX];
+
+	if (err) {
+		ro_store_failed_why(c, err, retry_ms);
+		goto out;
+	}
+	if (gw_rpc_owner_decide(t->name, t->see_foreign_jobs, &a->refs, (const char *const *)l->who,
+				mask) != GW_RO_ALLOW) {
+		gw_rpc_owner_not_found(c);
+		goto out;
+	}
+	if (gw_ro_kind_of(c) == RO_START_JOB)
+		req = ro_mask_models(c, (const void *)req, &v, &a->refs, mask);
+	if (req)
+		a->next(c, req, &v);
+out:
+	free(a);
+	ro_look_free(l);
 }
 
 int gw_rpc_owner_writable(struct gw_call *c)
@@ -450,69 +608,136 @@ int gw_rpc_owner_writable(struct gw_call *c)
 	return -1;
 }
 
-const ProtobufCMessage *gw_rpc_owner_admit(struct gw_call *c, struct gw_rpc_owner_view *view)
+void gw_rpc_owner_admit(struct gw_call *c, gw_rpc_owner_next_fn next)
 {
 	const ProtobufCMessage *req = gw_call_request(c);
 	const struct gw_tenant_cfg *t = gw_call_tenant(c);
-	struct gw_ro_refs refs;
-	unsigned char mask[GW_RO_REFS_MAX];
+	struct gw_rpc_owner_view v = { 0 };
+	struct ro_admit *a = NULL;
+	struct ro_look *l = NULL;
+	size_t n = 0;
+	char **rids = NULL;
 
-	view->msg = NULL;
-	view->rids = NULL;
-	view->nowned = 0;
-	if (!t)
-		return req;
-	if ((gw_call_method(c)->perm & GW_PERM_WRITE) && gw_rpc_owner_writable(c))
-		return NULL;
-	if (gw_ro_kind_of(c) == RO_RIDS)
-		return ro_filter_rids(c, view);
-	gw_rpc_owner_refs(gw_ro_kind_of(c), req, &refs);
-	switch (gw_rpc_owner_decide(ro_store(c), t->name, t->see_foreign_jobs, &refs, mask)) {
-	case GW_RO_ALLOW:
-		break;
-	case GW_RO_DENY:
-		gw_rpc_owner_not_found(c);
-		return NULL;
-	default:
-		gw_ro_store_failed(c);
-		return NULL;
+	if (!t) {
+		next(c, req, &v);
+		return;
 	}
-	if (gw_ro_kind_of(c) == RO_START_JOB)
-		return ro_mask_models(c, (const void *)req, view, &refs, mask);
-	return req;
+	if ((gw_call_method(c)->perm & GW_PERM_WRITE) && gw_rpc_owner_writable(c))
+		return;
+	a = calloc(1, sizeof *a);
+	if (!a)
+		goto oom;
+	a->next = next;
+	if (gw_ro_kind_of(c) == RO_RIDS) {
+		if (!ro_rids_field(req, &n, &rids) || n == 0 || n > GW_TR_MAX_RIDS) {
+			free(a);
+			next(c, req, &v);	/* the row rejects what is wrong with it */
+			return;
+		}
+		l = ro_look_new(c, (const char *const *)rids, n, NULL, GW_OBJ_JOB, ro_rids_answered, a);
+		if (!l)
+			goto oom;
+		for (size_t i = 0; i < n; i++)	/* malformed rids are the row's to reject */
+			if (!gw_tr_rid_valid(rids[i]))
+				l->asked[i] = 0;
+	} else {
+		gw_rpc_owner_refs(gw_ro_kind_of(c), req, &a->refs);
+		if (a->refs.n == 0) {
+			free(a);
+			next(c, req, &v);
+			return;
+		}
+		for (size_t i = 0; i < a->refs.n; i++) {
+			a->ids[i] = a->refs.r[i].id;
+			a->kinds[i] = a->refs.r[i].kind;
+		}
+		l = ro_look_new(c, a->ids, a->refs.n, a->kinds, 0, ro_refs_answered, a);
+		if (!l)
+			goto oom;
+	}
+	ro_look_next(l);
+	return;
+oom:
+	free(a);
+	gw_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "%s: out of memory", ro_what(c));
 }
 
 /* ---- after a 2xx reply ---- */
 
-static int ro_put(struct gw_call *c, enum gw_store_kind k, const char *id)
+/* What is left to do after a reply: the writes, in order, then the reply (packed). */
+struct ro_after {
+	struct gw_call *c;
+	enum gw_ro_op op;
+	enum gw_store_kind kind;
+	char id[GW_STORE_ID_MAX + 1], id2[GW_STORE_ID_MAX + 1];	/* RECORD / FORGET; "" = none */
+	int step;
+	ProtobufCMessage *reply;	/* FILTER: filtered once the store has answered */
+	int keep_stock, not_found_if_empty;
+	const ProtobufCFieldDescriptor *field;
+	const char *idname;
+	const char **ids;		/* FILTER: the items' ids (borrowed from reply) */
+	uint8_t *packed;		/* RECORD, FORGET: the reply, packed before any write */
+	size_t packed_len;
+};
+
+static void ro_after_free(struct ro_after *a)
 {
-	if (!id || !id[0])
-		return 0;
-	if (gw_store_owner_put(ro_store(c), k, id, gw_call_tenant(c)->name, gw_clock_wall_ms()) == 0)
-		return 0;
-	/* Loud: upstream created something the gateway cannot attribute; it is not replied. */
+	if (!a)
+		return;
+	if (a->reply)
+		protobuf_c_message_free_unpacked(a->reply, NULL);
+	free(a->ids);
+	free(a->packed);
+	free(a);
+}
+
+/* Loud: upstream created something the gateway cannot attribute; it is not replied. */
+static void ro_put_failed(struct ro_after *a, const char *id, const char *why, long retry_ms)
+{
+	struct gw_call *c = a->c;
+
 	gw_log(GW_LOG_ERROR, "state", GW_LS("msg", "created object could not be recorded; answering UNAVAILABLE"),
 	       GW_LS("request_id", gw_call_id(c)), GW_LS("tenant", gw_call_tenant(c)->name),
-	       GW_LS("method", ro_what(c)), GW_LN("kind", k), GW_LS("id", k == GW_OBJ_UPLOAD ? "-" : id),
-	       GW_LS("error", gw_store_errmsg(ro_store(c))), GW_LEND);
-	gw_ro_store_failed(c);
-	return -1;
+	       GW_LS("method", ro_what(c)), GW_LN("kind", a->kind),
+	       GW_LS("id", a->kind == GW_OBJ_UPLOAD ? "-" : id), GW_LS("error", why ? why : "-"), GW_LEND);
+	ro_store_failed_why(c, why, retry_ms);
 }
 
-/* Upstream answered an upload URL the gateway cannot attribute: never replied. Returns -1. */
-static int ro_bad_upload(struct gw_call *c)
+static void ro_after_step(struct ro_after *a);
+
+static void ro_after_written(void *arg, const struct gw_store_res *res)
 {
-	gw_call_fail(c, GRPC_STATUS_UNAVAILABLE, "%s: upstream sent an unusable upload url", ro_what(c));
-	return -1;
+	struct ro_after *a = arg;
+
+	if (res->rc != 0 && a->op == GW_RO_RECORD) {
+		ro_put_failed(a, a->step == 1 ? a->id : a->id2, res->err, res->retry_ms);
+		ro_after_free(a);
+		return;
+	}
+	if (res->rc != 0)	/* FORGET: upstream deleted it already; a row left behind hides nothing */
+		gw_log(GW_LOG_WARN, "state",
+		       GW_LS("msg", a->kind == GW_OBJ_MODEL ? "deleted model's owner row not removed"
+							    : "deleted endpoint's owner row not removed"),
+		       GW_LS("error", res->err), GW_LEND);
+	ro_after_step(a);
 }
 
-int gw_rpc_owner_record_upload(struct gw_call *c, const char *url)
+/* The next write, or the reply once there is none left. */
+static void ro_after_step(struct ro_after *a)
 {
-	char id[GW_OWNER_UPLOAD_ID_LEN + 1];
+	const char *id = a->step == 0 ? a->id : a->step == 1 ? a->id2 : "";
 
-	if (!url || gw_owner_upload_id(url, id, sizeof id) != 0)
-		return ro_bad_upload(c);
-	return ro_put(c, GW_OBJ_UPLOAD, id);
+	a->step++;
+	if (!id[0]) {
+		gw_call_reply_packed(a->c, a->packed, a->packed_len);
+		ro_after_free(a);
+		return;
+	}
+	if (a->op == GW_RO_RECORD)
+		gw_store_owner_put(ro_store(a->c), a->kind, id, gw_call_tenant(a->c)->name,
+				   gw_clock_wall_ms(), ro_after_written, a);
+	else
+		gw_store_owner_del(ro_store(a->c), a->kind, id, ro_after_written, a);
 }
 
 static int ro_model_stock(const char *platform)
@@ -520,105 +745,165 @@ static int ro_model_stock(const char *platform)
 	return platform && (strcmp(platform, "deepmotion") == 0 || strcmp(platform, "roblox") == 0);
 }
 
-/*
- * Filters a repeated sub-message field of reply in place: keeps items whose id (field idname) the
- * tenant may see; removed items are freed. keep_stock: ListModels keeps stock models unrecorded.
- * Returns how many items are left, or -1 when the call was finished (UNAVAILABLE).
- */
-static int ro_filter_reply(struct gw_call *c, ProtobufCMessage *reply, const char *field,
-			   const char *idname, enum gw_store_kind k, int keep_stock)
+/* FILTER: keeps the items the tenant may see (stock models too, with keep_stock); removed items
+ * are freed; then replies (NOT_FOUND when nothing is left and not_found_if_empty). */
+static void ro_filter_answered(struct ro_look *l, const char *err, long retry_ms)
 {
-	const ProtobufCFieldDescriptor *f =
-		protobuf_c_message_descriptor_get_field_by_name(reply->descriptor, field);
+	struct ro_after *a = l->arg;
+	struct gw_call *c = a->c;
 	const struct gw_tenant_cfg *t = gw_call_tenant(c);
-	ProtobufCMessage **items;
-	const char **ids = NULL;
-	unsigned char *keep = NULL;
-	size_t n, kept = 0;
-	int rc = -1;
+	ProtobufCMessage **items = *(ProtobufCMessage ***)((char *)a->reply + a->field->offset);
+	size_t n = l->n, kept = 0;
 
-	if (!f || f->type != PROTOBUF_C_TYPE_MESSAGE || f->label != PROTOBUF_C_LABEL_REPEATED)
-		goto fail;
-	n = *(size_t *)((char *)reply + f->quantifier_offset);
-	items = *(ProtobufCMessage ***)((char *)reply + f->offset);
-	if (n == 0)
-		return 0;
-	if (n > GW_RPC_OWNER_LIST_MAX)
-		goto fail;
-	ids = calloc(n, sizeof *ids);
-	keep = calloc(n, 1);
-	if (!ids || !keep)
-		goto fail;
-	for (size_t i = 0; i < n; i++) {
-		const ProtobufCFieldDescriptor *idf =
-			protobuf_c_message_descriptor_get_field_by_name(items[i]->descriptor, idname);
-
-		ids[i] = idf ? *(const char *const *)((const char *)items[i] + idf->offset) : NULL;
+	if (err) {
+		ro_store_failed_why(c, err, retry_ms);
+		goto out;
 	}
-	if (gw_owner_filter(ro_store(c), k, t->name, t->see_foreign_jobs, ids, n, keep) < 0)
-		goto fail;
 	for (size_t i = 0; i < n; i++) {
+		int keep = l->asked[i] && gw_owner_may_see(l->who[i], t->name, t->see_foreign_jobs);
 		int stock = 0;
 
-		if (keep_stock && !keep[i]) {
+		if (a->keep_stock && !keep) {
 			const Animate3d__V1__Model *m = (const void *)items[i];
-			char who[GW_STORE_TENANT_MAX + 1];
-			int g = ro_id_ok(m->id) ? gw_store_owner_get(ro_store(c), k, m->id, who, sizeof who) : 0;
 
-			if (g < 0)
-				goto fail;
-			stock = g == 0 && ro_model_stock(m->platform);
+			stock = !l->who[i] && ro_model_stock(m->platform);
 		}
-		if (keep[i] || stock)
+		if (keep || stock)
 			items[kept++] = items[i];
 		else
 			protobuf_c_message_free_unpacked(items[i], NULL);
 	}
-	*(size_t *)((char *)reply + f->quantifier_offset) = kept;
-	rc = (int)kept;		/* <= GW_RPC_OWNER_LIST_MAX */
-	goto out;
-fail:
-	gw_ro_store_failed(c);
+	*(size_t *)((char *)a->reply + a->field->quantifier_offset) = kept;
+	if (a->not_found_if_empty && kept == 0)
+		gw_rpc_owner_not_found(c);
+	else
+		gw_call_reply(c, a->reply);
 out:
-	free(ids);
-	free(keep);
-	return rc;
+	ro_look_free(l);
+	ro_after_free(a);
 }
 
-int gw_rpc_owner_after(struct gw_call *c, const ProtobufCMessage *req, ProtobufCMessage *reply)
+static int ro_after_filter(struct ro_after *a, const char *field, const char *idname)
 {
-	struct gw_ro_effect e;
-	int kept;
+	const ProtobufCFieldDescriptor *f =
+		protobuf_c_message_descriptor_get_field_by_name(a->reply->descriptor, field);
+	ProtobufCMessage **items;
+	struct ro_look *l;
+	size_t n;
 
-	if (!gw_call_tenant(c) || !reply)
-		return 0;
-	switch (gw_rpc_owner_effect(gw_ro_kind_of(c), ro_what(c), req, reply, &e)) {
-	case GW_RO_RECORD:
-		if (ro_put(c, e.kind, e.id) != 0)
+	if (!f || f->type != PROTOBUF_C_TYPE_MESSAGE || f->label != PROTOBUF_C_LABEL_REPEATED)
+		return -1;
+	n = *(size_t *)((char *)a->reply + f->quantifier_offset);
+	items = *(ProtobufCMessage ***)((char *)a->reply + f->offset);
+	a->field = f;
+	if (n == 0 || n > GW_RPC_OWNER_LIST_MAX) {
+		if (n)
 			return -1;
-		return e.id2 ? ro_put(c, e.kind, e.id2) : 0;
-	case GW_RO_BAD_UPLOAD:
-		return ro_bad_upload(c);
-	case GW_RO_FORGET:
-		/* Upstream deleted it already: a row left behind hides nothing, so only a warning. */
-		if (gw_store_owner_del(ro_store(c), e.kind, e.id) != 0)
-			gw_log(GW_LOG_WARN, "state",
-			       GW_LS("msg", e.kind == GW_OBJ_MODEL ? "deleted model's owner row not removed"
-								   : "deleted endpoint's owner row not removed"),
-			       GW_LS("error", gw_store_errmsg(ro_store(c))), GW_LEND);
-		return 0;
-	case GW_RO_FILTER:
-		kept = ro_filter_reply(c, reply, e.field, e.idname, e.kind, e.keep_stock);
-		if (kept < 0)
-			return -1;
-		if (e.not_found_if_empty && kept == 0) {
-			gw_rpc_owner_not_found(c);
-			return -1;
-		}
-		return 0;
-	default:
+		if (a->not_found_if_empty)
+			gw_rpc_owner_not_found(a->c);
+		else
+			gw_call_reply(a->c, a->reply);
+		ro_after_free(a);
 		return 0;
 	}
+	a->ids = calloc(n, sizeof *a->ids);
+	if (!a->ids)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		const ProtobufCFieldDescriptor *idf =
+			protobuf_c_message_descriptor_get_field_by_name(items[i]->descriptor, idname);
+
+		a->ids[i] = idf ? *(const char *const *)((const char *)items[i] + idf->offset) : NULL;
+	}
+	l = ro_look_new(a->c, a->ids, n, NULL, a->kind, ro_filter_answered, a);
+	if (!l)
+		return -1;
+	ro_look_next(l);
+	return 0;
+}
+
+/* Packs reply into a (RECORD and FORGET reply what upstream said once the writes are done). */
+static int ro_after_pack(struct ro_after *a, const ProtobufCMessage *reply)
+{
+	a->packed_len = protobuf_c_message_get_packed_size(reply);
+	a->packed = malloc(a->packed_len ? a->packed_len : 1);
+	if (!a->packed)
+		return -1;
+	protobuf_c_message_pack(reply, a->packed);
+	return 0;
+}
+
+void gw_rpc_owner_after(struct gw_call *c, const ProtobufCMessage *req, ProtobufCMessage *reply)
+{
+	struct gw_ro_effect e;
+	struct ro_after *a = NULL;
+
+	if (!gw_call_tenant(c)) {
+		gw_call_reply(c, reply);
+		goto done;
+	}
+	switch (gw_rpc_owner_effect(gw_ro_kind_of(c), ro_what(c), req, reply, &e)) {
+	case GW_RO_BAD_UPLOAD:
+		/* Upstream answered an upload URL the gateway cannot attribute: never replied. */
+		gw_call_fail(c, GRPC_STATUS_UNAVAILABLE, "%s: upstream sent an unusable upload url", ro_what(c));
+		goto done;
+	case GW_RO_RECORD:
+	case GW_RO_FORGET:
+	case GW_RO_FILTER:
+		break;
+	default:
+		gw_call_reply(c, reply);
+		goto done;
+	}
+	a = calloc(1, sizeof *a);
+	if (!a)
+		goto oom;
+	a->c = c;
+	a->op = e.op;
+	a->kind = e.kind;
+	if (e.op == GW_RO_FILTER) {
+		a->reply = reply;	/* a owns it now */
+		reply = NULL;
+		a->keep_stock = e.keep_stock;
+		a->not_found_if_empty = e.not_found_if_empty;
+		if (ro_after_filter(a, e.field, e.idname) != 0) {
+			ro_after_free(a);
+			ro_store_failed_why(c, "out of memory or an unexpected list", 0);
+		}
+		goto done;
+	}
+	snprintf(a->id, sizeof a->id, "%s", e.id ? e.id : "");
+	snprintf(a->id2, sizeof a->id2, "%s", e.id2 && e.op == GW_RO_RECORD ? e.id2 : "");
+	if (ro_after_pack(a, reply) != 0)
+		goto oom;
+	ro_after_step(a);
+	goto done;
+oom:
+	ro_after_free(a);
+	gw_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "%s: out of memory", ro_what(c));
+done:
+	if (reply)
+		protobuf_c_message_free_unpacked(reply, NULL);
+}
+
+void gw_rpc_owner_record_upload(struct gw_call *c, const char *url, const ProtobufCMessage *reply)
+{
+	struct ro_after *a = calloc(1, sizeof *a);
+
+	if (!a || ro_after_pack(a, reply) != 0) {
+		ro_after_free(a);
+		gw_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "%s: out of memory", ro_what(c));
+		return;
+	}
+	a->c = c;
+	a->op = GW_RO_RECORD;
+	a->kind = GW_OBJ_UPLOAD;
+	if (!url || gw_owner_upload_id(url, a->id, sizeof a->id) != 0) {
+		ro_after_free(a);
+		gw_call_fail(c, GRPC_STATUS_UNAVAILABLE, "%s: upstream sent an unusable upload url", ro_what(c));
+		return;
+	}
+	ro_after_step(a);
 }
 
 /* ---- metrics ---- */

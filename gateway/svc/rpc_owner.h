@@ -89,20 +89,26 @@ struct gw_rpc_owner_view {
 void gw_rpc_owner_view_clear(struct gw_rpc_owner_view *v);
 
 /*
- * Ownership checks before any upstream work. Returns the request to build the upstream call from
- * (gw_call_request(c), or view->msg with only the tenant's rids; valid until the view is cleared
- * and the call is alive), or NULL when the call has been finished (NOT_FOUND, UNAVAILABLE for a
- * store error or a mutation on a read-only store).
+ * Ownership checks before any upstream work. The store answers through a callback, so the
+ * handler goes on in next(c, req, view), perhaps before this returns, perhaps later from the
+ * loop: req is the request to build the upstream call from (gw_call_request(c), or view->msg
+ * with only the tenant's rids or another tenant's model ids masked); next owns view (it keeps a
+ * copy of the struct or clears it) and req is valid while view is. When the call is finished
+ * here instead (NOT_FOUND, UNAVAILABLE for a store failure -- with a retry delay when the store
+ * gives one -- or a mutation on a read-only store), next never runs. No cancel hook is set
+ * meanwhile: a cancelled call stays alive until next has finished it.
  */
-const ProtobufCMessage *gw_rpc_owner_admit(struct gw_call *c, struct gw_rpc_owner_view *view);
+typedef void (*gw_rpc_owner_next_fn)(struct gw_call *c, const ProtobufCMessage *req,
+				     struct gw_rpc_owner_view *view);
+void gw_rpc_owner_admit(struct gw_call *c, gw_rpc_owner_next_fn next);
 
 /*
- * After a 2xx reply parsed into *reply (owned by the caller), before gw_call_reply(): records
- * created ids for the tenant, removes deleted ones, filters list replies in place (removed items
- * are freed). Returns 0 to send *reply; -1 when the call was finished with UNAVAILABLE because the
- * store could not record the result (logged; the id is never replied unrecorded).
+ * After a 2xx reply parsed into reply (taken over: freed here), finishes the call: records
+ * created ids for the tenant, removes deleted ones, filters list replies, then replies. The
+ * writes complete before the reply goes out (an id that could not be recorded is never replied:
+ * UNAVAILABLE, logged). req is read before this returns only.
  */
-int gw_rpc_owner_after(struct gw_call *c, const ProtobufCMessage *req, ProtobufCMessage *reply);
+void gw_rpc_owner_after(struct gw_call *c, const ProtobufCMessage *req, ProtobufCMessage *reply);
 
 /* A 404 / not-found answer for c, in the one shape used for foreign and unknown ids alike:
  * "<Method>: not found". */
@@ -111,9 +117,9 @@ void gw_rpc_owner_not_found(struct gw_call *c);
 /* For handlers outside the row table (UploadVideo): 0 when the store takes writes, else the call
  * is finished with UNAVAILABLE and -1 is returned. */
 int gw_rpc_owner_writable(struct gw_call *c);
-/* Records the signed upload URL as the tenant's upload. 0, or -1 with the call finished
- * (UNAVAILABLE). */
-int gw_rpc_owner_record_upload(struct gw_call *c, const char *url);
+/* Records the signed upload URL as the tenant's upload, then finishes the call with reply
+ * (borrowed: packed before this returns), or with UNAVAILABLE when it could not be recorded. */
+void gw_rpc_owner_record_upload(struct gw_call *c, const char *url, const ProtobufCMessage *reply);
 
 /* ---- pure parts (unit-tested) ---- */
 
@@ -127,7 +133,7 @@ int gw_rpc_owner_record_upload(struct gw_call *c, const char *url);
  * params.model_id, then params.models[].model_id (the first GW_PARAMS_MAX_MODELS).
  */
 enum gw_ro_rule {
-	GW_RO_OWN,		/* must be the tenant's (gw_owner_check), else NOT_FOUND */
+	GW_RO_OWN,		/* must be the tenant's (gw_owner_may_see), else NOT_FOUND */
 	GW_RO_NOT_OTHERS,	/* NOT_FOUND only when another tenant owns it (stock models are unrecorded) */
 	GW_RO_MASK		/* StartJob's model ids: another tenant's is masked, never refused (that would
 				 * tell that it exists) */
@@ -150,14 +156,15 @@ struct gw_ro_refs {
 void gw_rpc_owner_refs(enum ro_kind kind, const ProtobufCMessage *req, struct gw_ro_refs *out);
 
 /*
- * What the store says of refs for tenant (see_foreign: the tenant's see_foreign_jobs), asked in
- * order until the first refusal: GW_RO_ALLOW, with mask[i] = 1 for each GW_RO_MASK ref another
- * tenant owns (mask holds GW_RO_REFS_MAX entries); GW_RO_DENY (NOT_FOUND); GW_RO_ERROR (the
- * store failed: UNAVAILABLE with gw_store_errmsg).
+ * What the store's answers (who[i]: the recorded owner of refs->r[i].id, NULL when unrecorded)
+ * mean for tenant (see_foreign: the tenant's see_foreign_jobs), in order until the first
+ * refusal: GW_RO_ALLOW, with mask[i] = 1 for each GW_RO_MASK ref another tenant owns (mask holds
+ * GW_RO_REFS_MAX entries); GW_RO_DENY (NOT_FOUND).
  */
-enum gw_ro_verdict { GW_RO_ALLOW = 0, GW_RO_DENY, GW_RO_ERROR };
-enum gw_ro_verdict gw_rpc_owner_decide(struct gw_store *s, const char *tenant, int see_foreign,
-				       const struct gw_ro_refs *refs, unsigned char *mask);
+enum gw_ro_verdict { GW_RO_ALLOW = 0, GW_RO_DENY };
+enum gw_ro_verdict gw_rpc_owner_decide(const char *tenant, int see_foreign,
+				       const struct gw_ro_refs *refs, const char *const *who,
+				       unsigned char *mask);
 
 /*
  * What a 2xx reply of a method of kind `kind` (method: its short name) changes in the store

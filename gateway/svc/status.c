@@ -314,19 +314,21 @@ static int status_get_cached(struct gw_status_ctx *x, struct gw_call *c, size_t 
 	return 0;
 }
 
-void gw_status_rpc_get(struct gw_call *c)
+static void status_get_admitted(struct gw_call *c, const ProtobufCMessage *admitted_req,
+			       struct gw_rpc_owner_view *admitted)
 {
 	struct gw_status_ctx *x = gw_call_svc(c);
 	const Animate3d__V1__GetStatusRequest *req;
-	struct gw_rpc_owner_view view = { 0 };
+	struct gw_rpc_owner_view view = *admitted;
 	struct status_get_op *op = NULL;
 	struct gw_up_account *acct;
 	int64_t now, left, deadline = 0;
 	long retry_ms;
 	int code;
 
-	/* Ownership: only the tenant's rids (none left: the call is finished NOT_FOUND). */
-	req = (const Animate3d__V1__GetStatusRequest *)gw_rpc_owner_admit(c, &view);
+	/* Admitted by ownership (gw_rpc_owner_admit): only the tenant's rids are left. */
+	req = (const Animate3d__V1__GetStatusRequest *)(const void *)admitted_req;
+	*admitted = (struct gw_rpc_owner_view){ 0 };	/* ours now */
 	if (!req || status_validate(c, &req->base) != 0)
 		goto out;
 	acct = gw_call_account(c);
@@ -395,6 +397,11 @@ void gw_status_rpc_get(struct gw_call *c)
 	gw_call_on_cancel(c, status_get_cancel);
 out:
 	gw_rpc_owner_view_clear(&view);	/* the rids were copied where they are still needed */
+}
+
+void gw_status_rpc_get(struct gw_call *c)
+{
+	gw_rpc_owner_admit(c, status_get_admitted);
 }
 
 /* ---- GetDownloadUrls ---- */
@@ -495,13 +502,14 @@ out:
 	status_dl_free(op);
 }
 
-void gw_status_rpc_download(struct gw_call *c)
+static void status_dl_admitted(struct gw_call *c, const ProtobufCMessage *admitted_req,
+			       struct gw_rpc_owner_view *admitted)
 {
 	struct gw_status_ctx *x = gw_call_svc(c);
 	const struct gw_tr_rpc *row = &gw_call_method(c)->tr;
 	const Animate3d__V1__GetDownloadUrlsRequest *req;
 	Animate3d__V1__GetDownloadUrlsRequest up_req = ANIMATE3D__V1__GET_DOWNLOAD_URLS_REQUEST__INIT;
-	struct gw_rpc_owner_view view = { 0 };
+	struct gw_rpc_owner_view view = *admitted;
 	char *missing[GW_TR_MAX_RIDS];
 	struct gw_tr_request tr = { 0 };
 	struct status_dl_op *op = NULL;
@@ -511,8 +519,9 @@ void gw_status_rpc_download(struct gw_call *c)
 	int64_t now_s = (int64_t)time(NULL), left;
 	int rc;
 
-	/* Ownership: only the tenant's rids (none left: the call is finished NOT_FOUND). */
-	req = (const Animate3d__V1__GetDownloadUrlsRequest *)gw_rpc_owner_admit(c, &view);
+	/* Admitted by ownership (gw_rpc_owner_admit): only the tenant's rids are left. */
+	req = (const Animate3d__V1__GetDownloadUrlsRequest *)(const void *)admitted_req;
+	*admitted = (struct gw_rpc_owner_view){ 0 };	/* ours now */
 	if (!req)
 		return;
 	err[0] = '\0';
@@ -582,6 +591,11 @@ out:
 	if (op)
 		status_dl_free(op);
 	gw_rpc_owner_view_clear(&view);
+}
+
+void gw_status_rpc_download(struct gw_call *c)
+{
+	gw_rpc_owner_admit(c, status_dl_admitted);
 }
 
 /* ---- WatchStatus ---- */
@@ -680,17 +694,19 @@ static int status_watch_admit(struct gw_status_ctx *x, struct gw_call *c)
 	return -1;
 }
 
-void gw_status_rpc_watch(struct gw_call *c)
+static void status_watch_admitted(struct gw_call *c, const ProtobufCMessage *admitted_req,
+			       struct gw_rpc_owner_view *admitted)
 {
 	struct gw_status_ctx *x = gw_call_svc(c);
 	const Animate3d__V1__WatchStatusRequest *req;
-	struct gw_rpc_owner_view view = { 0 };
+	struct gw_rpc_owner_view view = *admitted;
 	struct status_watch_op *op = NULL;
 	struct gw_up_account *acct;
 	int64_t now;
 
-	/* Ownership: only the tenant's rids (none left: the call is finished NOT_FOUND). */
-	req = (const Animate3d__V1__WatchStatusRequest *)gw_rpc_owner_admit(c, &view);
+	/* Admitted by ownership (gw_rpc_owner_admit): only the tenant's rids are left. */
+	req = (const Animate3d__V1__WatchStatusRequest *)(const void *)admitted_req;
+	*admitted = (struct gw_rpc_owner_view){ 0 };	/* ours now */
 	if (!req || status_validate(c, &req->base) != 0)
 		goto out;
 	acct = gw_call_account(c);
@@ -756,6 +772,11 @@ void gw_status_rpc_watch(struct gw_call *c)
 	gw_call_on_cancel(c, status_watch_cancel);
 out:
 	gw_rpc_owner_view_clear(&view);	/* the rids live on in the status records */
+}
+
+void gw_status_rpc_watch(struct gw_call *c)
+{
+	gw_rpc_owner_admit(c, status_watch_admitted);
 }
 
 void gw_status_job_restarted(struct gw_status_ctx *x, size_t acct, const char *rid)

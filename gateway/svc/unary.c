@@ -84,8 +84,8 @@ static void unary_done(void *arg, const struct gw_up_response *res)
 	case GW_TR_OK:
 		/* Ownership: record what was created, filter lists; never reply an unrecorded id. */
 		unary_note_restart(c, op->req);
-		if (gw_rpc_owner_after(c, op->req, reply) == 0)
-			gw_call_reply(c, reply);
+		gw_rpc_owner_after(c, op->req, reply);	/* takes reply, finishes the call */
+		reply = NULL;
 		break;
 	case GW_TR_INVALID:
 		gw_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "%s: %s", what, err);
@@ -104,13 +104,14 @@ out:
 	unary_op_free(op);
 }
 
-void gw_unary_handle(struct gw_call *c)
+/* The request as ownership admitted it (gateway/svc/rpc_owner.h): the upstream call. */
+static void unary_admitted(struct gw_call *c, const ProtobufCMessage *req,
+			   struct gw_rpc_owner_view *admitted)
 {
 	const struct gw_method *m = gw_call_method(c);
 	const char *what = m->name;
 	struct gw_tr_request tr = { 0 };
-	struct gw_rpc_owner_view view = { 0 };
-	const ProtobufCMessage *req;
+	struct gw_rpc_owner_view view = *admitted;
 	struct gw_up_request rq;
 	struct unary_op *op = NULL;
 	struct gw_up_account *acct;
@@ -118,11 +119,9 @@ void gw_unary_handle(struct gw_call *c)
 	int64_t left;
 	int rc;
 
-	req = gw_rpc_owner_admit(c, &view);	/* ownership (gateway/svc/rpc_owner.h) */
-	if (!req)
-		return;
+	*admitted = (struct gw_rpc_owner_view){ 0 };	/* ours now */
 	if ((m->flags & GW_METHOD_IDEMPOTENCY_KEY) && gw_rpc_idem_applies(c)) {
-		gw_rpc_idem_start_job(gw_call_svc(c), c);
+		gw_rpc_idem_start_job(gw_call_svc(c), c, req);
 		goto out;
 	}
 	err[0] = '\0';
@@ -180,6 +179,11 @@ out:
 	unary_op_free(op);
 	gw_rpc_owner_view_clear(&view);
 	gw_tr_request_clear(&tr);
+}
+
+void gw_unary_handle(struct gw_call *c)
+{
+	gw_rpc_owner_admit(c, unary_admitted);
 }
 
 /* ---- the service ---- */

@@ -365,9 +365,9 @@ static void upload_on_put(void *arg, const struct gw_up_response *res)
 		r.size = u->received;
 		gw_call_on_cancel(c, NULL);
 		gw_call_set_data(c, NULL);
-		/* The upload is the tenant's from now on (StartJob / GetVideoInfo check it). */
-		if (gw_rpc_owner_record_upload(c, u->signed_url) == 0)
-			gw_call_reply(c, &r.base);	/* packs r before returning */
+		/* The upload is the tenant's from now on (StartJob / GetVideoInfo check it); the
+		 * reply goes out once that is written (r is packed before this returns). */
+		gw_rpc_owner_record_upload(c, u->signed_url, &r.base);
 		upload_free(u);
 		return;
 	}

@@ -301,48 +301,110 @@ struct webhook_in_svc {
 
 /* ---- the HTTP route ---- */
 
-/*
- * An accepted job.completed: refresh the rid if it is the gateway's and the account's budget
- * allows. Returns the HTTP status (200, or 503 when the upstream should deliver again) and sets
- * *why for the log ("" when refreshed).
- */
-static int webhook_in_refresh(struct gw_env *env, struct gw_webhook_in_counters *cnt,
-			      struct gw_bucket *budget, const struct gw_webhook_in_event *ev,
+/* The refresh of one accepted job.completed, once its owner is known. */
+struct webhook_in_job {
+	struct webhook_in_svc *x;
+	struct gw_webhook_in_event ev;
+	int64_t now_ms;
+	int answered;		/* the store answered before the delivery was replied to */
+	int http;
+	const char *why;
+};
+
+/* Refreshes the rid if the account's budget allows: the HTTP status (200, or 503 when upstream
+ * should deliver again), *why for the log ("" when refreshed). */
+static int webhook_in_refresh(struct webhook_in_svc *x, const struct gw_webhook_in_event *ev,
 			      int64_t now_ms, const char **why)
 {
-	struct gw_status *st = gw_status_ctx_status(gw_status_ctx_of(env));
-	char who[GW_STORE_TENANT_MAX + 1];
-	int rc, t;
+	struct gw_webhook_in *w = x->w;
+	struct gw_status *st = gw_status_ctx_status(gw_status_ctx_of(x->env));
+	struct gw_bucket *budget = ev->account < w->naccounts ? &w->refresh[ev->account] : NULL;
 
-	*why = "";
-	/* Ours: tracked by the batcher (wanted or watched lately: see_foreign_jobs callers' rids
-	 * too), else recorded for a tenant of this very account. */
-	if (!gw_status_tracked(st, ev->account, ev->rid)) {
-		rc = env->store ? gw_store_owner_get(env->store, GW_OBJ_JOB, ev->rid, who, sizeof who) : 0;
-		if (rc < 0) {
-			cnt->refresh_failed++;
-			*why = "state store error";
-			return 503;
-		}
-		t = rc == 1 ? gw_config_tenant_index(env->cfg, who) : -1;
-		if (t < 0 || env->cfg->tenants[t].account_idx != ev->account) {
-			cnt->unknown_rid++;
-			*why = "unknown rid: dropped";
-			return 200;
-		}
-	}
 	if (budget && !gw_bucket_take(budget, 1, now_ms, NULL)) {
-		cnt->rate_limited++;
+		w->cnt.rate_limited++;
 		*why = "refresh budget of the account spent: dropped";
 		return 200;
 	}
 	if (!st || gw_status_refresh(st, ev->account, ev->rid) != 0) {
-		cnt->refresh_failed++;
+		w->cnt.refresh_failed++;
 		*why = "nothing refreshed";
 		return st ? 503 : 200;	/* 503: let upstream deliver again */
 	}
-	cnt->refreshed++;
+	w->cnt.refreshed++;
 	return 200;
+}
+
+/* The owner of a rid the batcher does not track: one of this account's tenants, or dropped. */
+static void webhook_in_owner(void *arg, const struct gw_store_res *res)
+{
+	struct webhook_in_job *j = arg;
+	struct gw_webhook_in *w = j->x->w;
+	const struct gw_config *cfg = j->x->env->cfg;
+	int t;
+
+	if (res->rc != 0) {
+		w->cnt.refresh_failed++;
+		j->why = "state store error";
+		j->http = 503;
+	} else {
+		t = res->tenants[0] ? gw_config_tenant_index(cfg, res->tenants[0]) : -1;
+		if (t < 0 || cfg->tenants[t].account_idx != j->ev.account) {
+			w->cnt.unknown_rid++;
+			j->why = "unknown rid: dropped";
+			j->http = 200;
+		} else {
+			j->http = webhook_in_refresh(j->x, &j->ev, j->now_ms, &j->why);
+		}
+	}
+	if (j->answered)	/* the delivery was answered already (a store that answers later) */
+		free(j);
+	else
+		j->answered = 1;
+}
+
+/*
+ * An accepted job.completed: refresh the rid if it is the gateway's. Ours: tracked by the
+ * batcher (wanted or watched lately: see_foreign_jobs callers' rids too), else recorded for a
+ * tenant of this very account. Returns the HTTP status and sets *why for the log ("" when
+ * refreshed). When the store answers later (PostgreSQL), the delivery is answered 200 at once
+ * and the refresh happens when it does: nothing is lost, watchers poll anyway.
+ */
+static int webhook_in_job(struct webhook_in_svc *x, const struct gw_webhook_in_event *ev,
+			  int64_t now_ms, const char **why)
+{
+	struct gw_status *st = gw_status_ctx_status(gw_status_ctx_of(x->env));
+	struct webhook_in_job *j;
+	int http;
+
+	*why = "";
+	if (gw_status_tracked(st, ev->account, ev->rid))
+		return webhook_in_refresh(x, ev, now_ms, why);
+	if (!x->env->store) {
+		x->w->cnt.unknown_rid++;
+		*why = "unknown rid: dropped";
+		return 200;
+	}
+	j = calloc(1, sizeof *j);
+	if (!j) {
+		x->w->cnt.refresh_failed++;
+		*why = "out of memory";
+		return 503;
+	}
+	j->x = x;
+	j->ev = *ev;
+	j->now_ms = now_ms;
+	j->why = "";
+	gw_store_owner_lookup(x->env->store, GW_OBJ_JOB, (const char *const[]){ j->ev.rid }, 1,
+			      webhook_in_owner, j);
+	if (!j->answered) {
+		j->answered = 1;	/* webhook_in_owner frees it */
+		*why = "";	/* not dropped: refreshed when the store answers */
+		return 200;
+	}
+	http = j->http;
+	*why = j->why;		/* a static string */
+	free(j);
+	return http;
 }
 
 /* Every POST is a delivery: one outside the configured prefix is answered (and counted) 404, so
@@ -372,9 +434,7 @@ static void webhook_in_http(void *state, struct evhttp_request *req)
 	http = gw_webhook_in_check_at(env->cfg, prefix, &w->token, now_ms, path, sig, body ? body : "",
 				      len, &ev, &w->cnt);
 	if (http == 200 && ev.completed)
-		http = webhook_in_refresh(env, &w->cnt, ev.account < w->naccounts ? &w->refresh[ev.account]
-										   : NULL,
-					  &ev, now_ms, &why);
+		http = webhook_in_job(x, &ev, now_ms, &why);
 	switch (http) {
 	case 200: reason = "OK"; break;
 	case 400: reason = "Bad Request"; break;

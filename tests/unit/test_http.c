@@ -38,23 +38,23 @@ Test(http, readyz_table)
 	static const struct ready_case cases[] = {
 		{ 0, { GW_SESSION_OK, GW_SESSION_OK }, 2, 1,
 		  "{\"ready\":true,\"draining\":false,\"grpc_listener\":\"accepting\",\"accounts\":[{\"name\":\"a0\",\"state\":\"ok\"},"
-		  "{\"name\":\"a1\",\"state\":\"ok\"}]}\n", 0 },
+		  "{\"name\":\"a1\",\"state\":\"ok\"}],\"state\":{\"backend\":\"sqlite\",\"reachable\":true}}\n", 0 },
 		{ 0, { GW_SESSION_OK, GW_SESSION_REJECTED }, 2, 0,
 		  "{\"ready\":false,\"draining\":false,\"grpc_listener\":\"accepting\",\"accounts\":[{\"name\":\"a0\",\"state\":\"ok\"},"
-		  "{\"name\":\"a1\",\"state\":\"rejected\"}]}\n", 0 },
+		  "{\"name\":\"a1\",\"state\":\"rejected\"}],\"state\":{\"backend\":\"sqlite\",\"reachable\":true}}\n", 0 },
 		{ 1, { GW_SESSION_OK, GW_SESSION_OK }, 1, 0,
-		  "{\"ready\":false,\"draining\":true,\"grpc_listener\":\"accepting\",\"accounts\":[{\"name\":\"a0\",\"state\":\"ok\"}]}\n", 0 },
+		  "{\"ready\":false,\"draining\":true,\"grpc_listener\":\"accepting\",\"accounts\":[{\"name\":\"a0\",\"state\":\"ok\"}],\"state\":{\"backend\":\"sqlite\",\"reachable\":true}}\n", 0 },
 		/* not logged in yet, or upstream unreachable: every replica alike, stay in the Service */
 		{ 0, { GW_SESSION_LOGGING_IN, GW_SESSION_OK }, 1, 1,
-		  "{\"ready\":true,\"draining\":false,\"grpc_listener\":\"accepting\",\"accounts\":[{\"name\":\"a0\",\"state\":\"logging_in\"}]}\n", 0 },
+		  "{\"ready\":true,\"draining\":false,\"grpc_listener\":\"accepting\",\"accounts\":[{\"name\":\"a0\",\"state\":\"logging_in\"}],\"state\":{\"backend\":\"sqlite\",\"reachable\":true}}\n", 0 },
 		{ 0, { GW_SESSION_OK, GW_SESSION_BACKOFF }, 2, 1,
 		  "{\"ready\":true,\"draining\":false,\"grpc_listener\":\"accepting\",\"accounts\":[{\"name\":\"a0\",\"state\":\"ok\"},"
-		  "{\"name\":\"a1\",\"state\":\"backoff\"}]}\n", 0 },
+		  "{\"name\":\"a1\",\"state\":\"backoff\"}],\"state\":{\"backend\":\"sqlite\",\"reachable\":true}}\n", 0 },
 		{ 0, { GW_SESSION_OK, GW_SESSION_OK }, 0, 1,
-		  "{\"ready\":true,\"draining\":false,\"grpc_listener\":\"accepting\",\"accounts\":[]}\n", 0 },
+		  "{\"ready\":true,\"draining\":false,\"grpc_listener\":\"accepting\",\"accounts\":[],\"state\":{\"backend\":\"sqlite\",\"reachable\":true}}\n", 0 },
 		/* gRPC core 1.51 never accepts again after EMFILE: not ready (and /healthz fails) */
 		{ 0, { GW_SESSION_OK, GW_SESSION_OK }, 1, 0,
-		  "{\"ready\":false,\"draining\":false,\"grpc_listener\":\"dead\",\"accounts\":[{\"name\":\"a0\",\"state\":\"ok\"}]}\n",
+		  "{\"ready\":false,\"draining\":false,\"grpc_listener\":\"dead\",\"accounts\":[{\"name\":\"a0\",\"state\":\"ok\"}],\"state\":{\"backend\":\"sqlite\",\"reachable\":true}}\n",
 		  1 },
 	};
 
@@ -69,7 +69,8 @@ Test(http, readyz_table)
 		acct[1].name = "a1";
 		acct[0].state = cases[i].states[0];
 		acct[1].state = cases[i].states[1];
-		ready = gw_http_render_ready(cases[i].draining, !cases[i].grpc_dead, acct, cases[i].n, b);
+		ready = gw_http_render_ready(cases[i].draining, !cases[i].grpc_dead, acct, cases[i].n,
+					     "sqlite", NULL, b);
 		out = drain(b);
 		cr_expect_eq(ready, cases[i].ready, "case %zu", i);
 		cr_expect_str_eq(out, cases[i].body, "case %zu", i);
@@ -112,5 +113,33 @@ Test(http, split_hostport_table)
 			cr_expect_str_eq(host, cases[i].host, "case %zu", i);
 			cr_expect_eq(port, cases[i].port, "case %zu", i);
 		}
+	}
+}
+
+/* An unreachable state store is shown with its reason (escaped) but leaves the pod ready. */
+Test(http, ready_state_store)
+{
+	static const struct {
+		const char *backend, *why, *tail;
+	} cases[] = {
+		{ "postgres", NULL, "\"state\":{\"backend\":\"postgres\",\"reachable\":true}}\n" },
+		{ "postgres", "PostgreSQL at 127.0.0.1:5432/a3d is unreachable: \"refused\"\n",
+		  "\"state\":{\"backend\":\"postgres\",\"reachable\":false,\"why\":\"PostgreSQL at "
+		  "127.0.0.1:5432/a3d is unreachable:  refused  \"}}\n" },
+		{ NULL, NULL, "\"state\":{\"backend\":\"none\",\"reachable\":true}}\n" },
+	};
+
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct evbuffer *b = evbuffer_new();
+		char *out;
+		size_t n = strlen(cases[i].tail);
+
+		cr_expect_eq(gw_http_render_ready(0, 1, NULL, 0, cases[i].backend, cases[i].why, b), 1,
+			     "case %zu: ready", i);
+		out = drain(b);
+		cr_expect(strlen(out) >= n && strcmp(out + strlen(out) - n, cases[i].tail) == 0,
+			  "case %zu: %s", i, out);
+		free(out);
+		evbuffer_free(b);
 	}
 }
