@@ -24,6 +24,7 @@
 #include "gateway/api/validate.h"
 #include "gateway/base/metrics.h"
 #include "gateway/call/env.h"
+#include "gateway/state/pg.h"
 #include "gateway/state/store.h"
 #include "gateway/api/translate.h"
 
@@ -940,7 +941,20 @@ void gw_rpc_owner_render_metrics(const struct gw_env *env, uint64_t detached,
 		{ "expired", offsetof(struct gw_owner_stats, expired) },
 		{ "limited_inflight", offsetof(struct gw_owner_stats, limited_inflight) },
 		{ "limited_waiters", offsetof(struct gw_owner_stats, limited_waiters) },
+		{ "elsewhere", offsetof(struct gw_owner_stats, elsewhere) },
+		{ "takeover", offsetof(struct gw_owner_stats, takeovers) },
+		{ "take_lost", offsetof(struct gw_owner_stats, take_lost) },
+		{ "renew_failed", offsetof(struct gw_owner_stats, renew_failures) },
+	}, pg_rows[] = {
+		{ "queries", offsetof(struct gw_pg_stats, queries) },
+		{ "failed", offsetof(struct gw_pg_stats, failed) },
+		{ "timeouts", offsetof(struct gw_pg_stats, timeouts) },
+		{ "queue_full", offsetof(struct gw_pg_stats, queue_full) },
+		{ "connects", offsetof(struct gw_pg_stats, connects) },
+		{ "connect_failures", offsetof(struct gw_pg_stats, connect_failures) },
+		{ "drops", offsetof(struct gw_pg_stats, drops) },
 	};
+	const struct gw_pg_stats *pg;
 	const struct gw_store_stats *s;
 	const struct gw_owner_stats *ow;
 	char labels[64];
@@ -958,6 +972,24 @@ void gw_rpc_owner_render_metrics(const struct gw_env *env, uint64_t detached,
 	}
 	gw_metrics_one(o, "state_read_only", "gauge", "1 when the state store refuses writes.",
 		       (uint64_t)gw_store_read_only(env->store));
+	gw_metrics_one(o, "state_reachable", "gauge",
+		       "1 when the state store takes calls (PostgreSQL: a connection is ready).",
+		       (uint64_t)(gw_store_unready(env->store) == NULL));
+	pg = gw_store_pg_stats(env->store);
+	if (pg) {
+		gw_metrics_family(o, "postgres_total", "counter",
+				  "PostgreSQL pool: queries, failures, connections.");
+		for (size_t i = 0; i < sizeof pg_rows / sizeof pg_rows[0]; i++) {
+			memcpy(&v, (const char *)pg + pg_rows[i].off, sizeof v);
+			snprintf(labels, sizeof labels, "what=\"%s\"", pg_rows[i].what);
+			gw_metrics_value(o, "postgres_total", labels, v);
+		}
+		gw_metrics_family(o, "postgres_connections", "gauge",
+				  "PostgreSQL pool: ready connections, queries waiting and in flight.");
+		gw_metrics_value(o, "postgres_connections", "what=\"ready\"", pg->connected);
+		gw_metrics_value(o, "postgres_connections", "what=\"queued\"", pg->queued);
+		gw_metrics_value(o, "postgres_connections", "what=\"busy\"", pg->busy);
+	}
 	gw_metrics_family(o, "idempotency_total", "counter", "Idempotent StartJob outcomes.");
 	for (size_t i = 0; i < sizeof idem_rows / sizeof idem_rows[0]; i++) {
 		memcpy(&v, (const char *)ow + idem_rows[i].off, sizeof v);
