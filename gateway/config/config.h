@@ -232,6 +232,10 @@ void gw_config_pg_free(struct gw_pg_cfg *c);
  * ceil(cap / n), at least 1; 0 (no cap) stays 0. A rate: rate / n; 0 (none) stays 0. */
 unsigned gw_config_replica_cap(unsigned cap, unsigned replicas);
 double gw_config_replica_rate(double rate, unsigned replicas);
+/* A token bucket's size for one replica: burst / n, but never below what the dearest call costs
+ * (max_cost, at least 1; a smaller bucket would refuse that call for ever), nor above burst. The
+ * replicas together may then admit more than burst at once: a floor, not a share. */
+double gw_config_replica_burst(double burst, unsigned replicas, unsigned max_cost);
 
 struct gw_config {
 	char *path;

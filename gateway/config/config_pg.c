@@ -647,3 +647,15 @@ double gw_config_replica_rate(double rate, unsigned replicas)
 		return rate;
 	return rate / replicas;
 }
+
+double gw_config_replica_burst(double burst, unsigned replicas, unsigned max_cost)
+{
+	double share, floor = max_cost > 1 ? (double)max_cost : 1.0;
+
+	if (replicas <= 1 || !(burst > 0))
+		return burst;
+	share = burst / replicas;
+	if (floor > burst)
+		floor = burst;
+	return share < floor ? floor : share;
+}

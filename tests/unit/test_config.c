@@ -1182,6 +1182,25 @@ Test(config, replica_share)
 		{ 0, 3, 0 }, { 30, 3, 10 }, { 1, 4, 0.25 }, { 5, 1, 5 }, { 5, 0, 5 },
 	};
 
+	static const struct {
+		double burst;
+		unsigned replicas, max_cost;
+		double want;
+	} bursts[] = {
+		{ 40, 1, 5, 40 },	/* one replica: as configured */
+		{ 40, 4, 1, 10 },
+		{ 40, 4, 0, 10 },
+		{ 3, 10, 1, 1 },	/* never below one token */
+		{ 3, 10, 0, 1 },
+		{ 40, 10, 5, 5 },	/* never below the dearest call (StartJob: 5) */
+		{ 4, 10, 5, 4 },	/* ...nor above the configured burst */
+		{ 0.5, 10, 1, 0.5 },
+		{ 0, 10, 1, 0 },
+	};
+
+	for (size_t i = 0; i < sizeof bursts / sizeof bursts[0]; i++)
+		cr_expect_float_eq(gw_config_replica_burst(bursts[i].burst, bursts[i].replicas, bursts[i].max_cost),
+				   bursts[i].want, 1e-12, "burst case %zu", i);
 	for (size_t i = 0; i < sizeof caps / sizeof caps[0]; i++)
 		cr_expect_eq(gw_config_replica_cap(caps[i].cap, caps[i].replicas), caps[i].want, "cap case %zu", i);
 	for (size_t i = 0; i < sizeof rates / sizeof rates[0]; i++)
