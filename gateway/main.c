@@ -40,9 +40,10 @@ static void main_usage(FILE *f)
 }
 
 /* Loads the configuration or prints every error line; NULL on failure. */
-/* --check-config also reads every secret file and the webhook path token's, with the same rules
- * as start-up (owner-only mode, size), so a config it calls OK is one the daemon will run.
- * Environment variables are not checked: the checking shell rarely has the daemon's environment. */
+/* --check-config also reads every secret file (the accounts', the PostgreSQL password's) and the
+ * webhook path token's, with the same rules as start-up (owner-only mode, size), so a config it
+ * calls OK is one the daemon will run. Environment variables are not checked: the checking shell
+ * rarely has the daemon's environment. It never connects to PostgreSQL. */
 static int main_check_secret_files(const struct gw_config *cfg)
 {
 	int rc = 0;
@@ -61,6 +62,19 @@ static int main_check_secret_files(const struct gw_config *cfg)
 			continue;
 		}
 		gw_secret_free(secret, len);
+	}
+	/* The PostgreSQL password file too; never a connection: --check-config says whether the
+	 * daemon would start with this file, not whether the server is up. */
+	if (cfg->state.postgres.enabled && cfg->state.postgres.password_file) {
+		char err[256], *pw = NULL;
+		size_t len = 0;
+
+		if (gw_secret_load_pg(&cfg->state.postgres, &pw, &len, err, sizeof err) != 0) {
+			fprintf(stderr, "%s:%d: state.postgres.password_file: %s\n", cfg->path,
+				cfg->state.postgres.password_line, err);
+			rc = -1;
+		}
+		gw_secret_free(pw, len);
 	}
 	if (cfg->webhooks.path_token_file) {
 		char token[GW_WEBHOOK_TOKEN_MAX + 1], err[256];

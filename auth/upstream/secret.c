@@ -81,60 +81,48 @@ out:
 	return rc;
 }
 
-int gw_secret_load(const struct gw_account_cfg *a, char **out, size_t *len, char *err, size_t errlen)
+/* who names the owner in messages ("account sim"), what the secret ("client secret"), keys the
+ * two settings ("client_secret_file or client_secret_env"). */
+static int secret_load(const char *who, const char *what, const char *keys, const char *file,
+		       const char *env, char **out, size_t *len, char *err, size_t errlen)
 {
 	int rc = -1;
 	char *buf = NULL;
 	size_t n = 0;
-	const char *name;
 
-	if (err && errlen)
-		err[0] = '\0';
-	if (out)
-		*out = NULL;
-	if (len)
-		*len = 0;
-	if (!a || !out || !len) {
-		secret_err(err, errlen, "no account");
-		return -1;
-	}
-	name = a->name ? a->name : "?";
 	buf = malloc(SECRET_READ_MAX + 1);
 	if (!buf) {
-		secret_err(err, errlen, "account %s: out of memory", name);
+		secret_err(err, errlen, "%s: out of memory", who);
 		return -1;
 	}
-	if (a->secret_file && !a->secret_env) {
-		if (secret_from_file(a->secret_file, buf, &n, err, errlen) < 0)
+	if (file && !env) {
+		if (secret_from_file(file, buf, &n, err, errlen) < 0)
 			goto out;
-	} else if (a->secret_env && !a->secret_file) {
-		const char *v = getenv(a->secret_env);
+	} else if (env && !file) {
+		const char *v = getenv(env);
 
 		if (!v) {
-			secret_err(err, errlen, "account %s: environment variable %s is not set", name,
-				   a->secret_env);
+			secret_err(err, errlen, "%s: environment variable %s is not set", who, env);
 			goto out;
 		}
 		n = strnlen(v, SECRET_READ_MAX);
 		memcpy(buf, v, n);
 	} else {
-		secret_err(err, errlen, "account %s: set exactly one of client_secret_file or client_secret_env",
-			   name);
+		secret_err(err, errlen, "%s: set exactly one of %s", who, keys);
 		goto out;
 	}
 	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
 		n--;
 	if (n == 0) {
-		secret_err(err, errlen, "account %s: the client secret is empty", name);
+		secret_err(err, errlen, "%s: the %s is empty", who, what);
 		goto out;
 	}
 	if (n > GW_SECRET_MAX_LEN) {
-		secret_err(err, errlen, "account %s: the client secret is longer than %d bytes", name,
-			   GW_SECRET_MAX_LEN);
+		secret_err(err, errlen, "%s: the %s is longer than %d bytes", who, what, GW_SECRET_MAX_LEN);
 		goto out;
 	}
 	if (memchr(buf, '\0', n)) {
-		secret_err(err, errlen, "account %s: the client secret contains a NUL byte", name);
+		secret_err(err, errlen, "%s: the %s contains a NUL byte", who, what);
 		goto out;
 	}
 	buf[n] = '\0';
@@ -148,6 +136,41 @@ out:
 		free(buf);
 	}
 	return rc;
+}
+
+int gw_secret_load(const struct gw_account_cfg *a, char **out, size_t *len, char *err, size_t errlen)
+{
+	char who[GW_SECRET_WHO_MAX];
+
+	if (err && errlen)
+		err[0] = '\0';
+	if (out)
+		*out = NULL;
+	if (len)
+		*len = 0;
+	if (!a || !out || !len) {
+		secret_err(err, errlen, "no account");
+		return -1;
+	}
+	snprintf(who, sizeof who, "account %s", a->name ? a->name : "?");
+	return secret_load(who, "client secret", "client_secret_file or client_secret_env", a->secret_file,
+			   a->secret_env, out, len, err, errlen);
+}
+
+int gw_secret_load_pg(const struct gw_pg_cfg *pg, char **out, size_t *len, char *err, size_t errlen)
+{
+	if (err && errlen)
+		err[0] = '\0';
+	if (out)
+		*out = NULL;
+	if (len)
+		*len = 0;
+	if (!pg || !out || !len) {
+		secret_err(err, errlen, "no state.postgres");
+		return -1;
+	}
+	return secret_load("state.postgres", "password", "password_file or password_env", pg->password_file,
+			   pg->password_env, out, len, err, errlen);
 }
 
 void gw_secret_free(char *s, size_t len)

@@ -14,6 +14,7 @@
 
 #define GW_SECRET_MAX_LEN 1024		/* longest secret accepted, after stripping trailing \r\n */
 #define GW_SECRET_CLIENT_ID_MAX 1024	/* longest client id gw_secret_basic_header accepts */
+#define GW_SECRET_WHO_MAX 160		/* "account <name>" in messages; longer names are cut */
 
 /*
  * Reads the account's client secret from its file or environment variable into *out (malloc'd,
@@ -25,6 +26,14 @@
  * err never contains the secret.
  */
 int gw_secret_load(const struct gw_account_cfg *a, char **out, size_t *len, char *err, size_t errlen);
+
+/*
+ * The PostgreSQL password (state.postgres.password_file or password_env) with the same rules and
+ * messages ("state.postgres: the password is empty", "secret file /x is group/world-accessible
+ * ..."). Call it only when one of the two is set: neither is a configuration without a password
+ * (trust or certificate authentication), for which it answers "set exactly one of ...".
+ */
+int gw_secret_load_pg(const struct gw_pg_cfg *pg, char **out, size_t *len, char *err, size_t errlen);
 
 /*
  * The file part of gw_secret_load, for other secrets kept in files (the webhook path token):

@@ -43,14 +43,6 @@ static int admit_build(struct gw_admit *a, const struct gw_config *cfg)
 	cost = calloc((nt + 1) * (a->nmethods ? a->nmethods : 1), sizeof *cost);
 	if (!spec || !cost)
 		goto out;
-	for (size_t t = 0; t < nt; t++) {
-		spec[t].name = cfg->tenants[t].name;
-		spec[t].rate_per_second = cfg->tenants[t].rate_per_second;
-		spec[t].burst = cfg->tenants[t].burst;
-	}
-	rl = gw_ratelimit_rebuild(a->rl, spec, nt, gw_clock_now_us() / 1000);
-	if (!rl)
-		goto out;
 	for (size_t m = 0; m < a->nmethods; m++) {
 		const char *name = a->names[m];
 		long g = cfg ? gw_config_cost(&cfg->costs, name) : -1;
@@ -63,6 +55,21 @@ static int admit_build(struct gw_admit *a, const struct gw_config *cfg)
 			cost[t * a->nmethods + m] = own >= 0 ? admit_clamp(own) : global;
 		}
 	}
+	/* Until replicas share their buckets (Redis, issue 12), each of cluster.expected_replicas
+	 * admits its share of a tenant's rate; the bucket keeps room for the tenant's dearest call. */
+	for (size_t t = 0; t < nt; t++) {
+		unsigned replicas = cfg->cluster.expected_replicas, dearest = 1;
+
+		for (size_t m = 0; m < a->nmethods; m++)
+			if (cost[t * a->nmethods + m] > dearest)
+				dearest = cost[t * a->nmethods + m];
+		spec[t].name = cfg->tenants[t].name;
+		spec[t].rate_per_second = gw_config_replica_rate(cfg->tenants[t].rate_per_second, replicas);
+		spec[t].burst = gw_config_replica_burst(cfg->tenants[t].burst, replicas, dearest);
+	}
+	rl = gw_ratelimit_rebuild(a->rl, spec, nt, gw_clock_now_us() / 1000);
+	if (!rl)
+		goto out;
 	gw_ratelimit_free(a->rl);
 	free(a->cost);
 	a->rl = rl;

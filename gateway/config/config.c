@@ -153,6 +153,7 @@ static void cfg_check(struct gw_cfg_parse *p, yaml_node_t **top, yaml_node_t **t
 			}
 	}
 	gw_cfg_net_check(p, topk[GW_CFG_TOP_PROCESS], topk[GW_CFG_TOP_GRPC]);
+	gw_cfg_cluster_check(p, topk[GW_CFG_TOP_CLUSTER]);
 	cfg_check_keys(p);
 }
 
@@ -337,6 +338,7 @@ int gw_config_parse(const char *path, const char *text, size_t len, struct gw_co
 	}
 	cfg->state.memory_only = 1;
 	cfg->state.reconcile_settle_ms = GW_CONFIG_DEFAULT_SETTLE_MS;
+	cfg->cluster.expected_replicas = 1;
 	cfg->cache.status_ttl_ms = GW_CONFIG_DEFAULT_STATUS_TTL_MS;
 	cfg->cache.max_entries = GW_CONFIG_DEFAULT_MAX_ENTRIES;
 	cfg->cache.batch_window_ms = GW_CONFIG_DEFAULT_BATCH_WINDOW_MS;
@@ -429,6 +431,7 @@ void gw_config_free(struct gw_config *cfg)
 	free(cfg->tls.key_file);
 	free(cfg->tls.client_ca_file);
 	free(cfg->state.path);
+	gw_config_pg_free(&cfg->state.postgres);
 	free(cfg->log_level);
 	free(cfg->webhooks.path_prefix);
 	free(cfg->webhooks.public_url);

@@ -33,6 +33,12 @@
 #define GW_CONFIG_DEFAULT_WEBHOOK_PREFIX "/webhooks/animate3d/"
 #define GW_CONFIG_MAX_SLOTS 1000000		/* any count cap (uploads, streams, keys in flight) */
 #define GW_CONFIG_MAX_HEALTH_WATCH 4096		/* watch.health_max_streams (= GW_HEALTH_MAX_WATCHERS) */
+#define GW_CONFIG_PG_MAX_EXTRA 16		/* state.postgres.dsn keywords passed through to libpq */
+#define GW_CONFIG_PG_MAX_POOL 32		/* state.postgres.pool (= GW_PG_MAX_POOL, gateway/state/pg.h) */
+#define GW_CONFIG_PG_DEFAULT_POOL 4
+#define GW_CONFIG_PG_DEFAULT_PORT 5432
+#define GW_CONFIG_PG_DEFAULT_TIMEOUT_MS 5000	/* state.postgres.timeout_ms, 100..60000 */
+#define GW_CONFIG_MAX_REPLICAS 1000		/* cluster.expected_replicas */
 #define GW_CONFIG_MAX_DEPTH 32			/* nested mappings/lists; deeper files are refused
 						 * before libyaml loads them (its scanner is
 						 * quadratic in flow nesting) */
@@ -181,6 +187,56 @@ struct gw_grpc_cfg {
 	unsigned probe_failures;	/* failed probes in a row that make the listener dead */
 };
 
+/*
+ * state.postgres: where the PostgreSQL state lives (gateway/state/pg.h's struct gw_pg_opts is built
+ * from it). The dsn (libpq conninfo "k=v ..." or a postgresql:// URI) is split here and checked:
+ * one server named by IP literal (hostaddr, or a host= that is one; libpq resolves names
+ * synchronously), no password or passfile in it, dbname and user set, only the keywords of
+ * gw_config_pg_dsn()'s list. Like the accounts' secrets, the password itself is not in this struct:
+ * password_file / password_env name where it lives (auth/upstream/secret.h, gw_secret_load_src()
+ * reads it at start and in --check-config).
+ */
+struct gw_pg_cfg {
+	int enabled;			/* state.postgres is set (the other fields are valid) */
+	char *hostaddr;			/* IPv4 or IPv6 literal: the address connected to; never NULL */
+	char *host;			/* host= when it is a name: only checked against the server
+					 * certificate (sslmode verify-full), never resolved; NULL = none */
+	unsigned port;			/* 1..65535, default 5432 */
+	char *dbname;			/* never NULL */
+	char *user;			/* never NULL */
+	char *sslmode;			/* disable .. verify-full; NULL = libpq's default (prefer) */
+	char *application_name;		/* NULL = the pool's default */
+	/* The other keywords of the dsn, in its order (sslrootcert, sslcert, sslkey, keepalives...),
+	 * for libpq as they are. */
+	char *extra_keys[GW_CONFIG_PG_MAX_EXTRA];
+	char *extra_values[GW_CONFIG_PG_MAX_EXTRA];
+	size_t nextra;
+	char *password_file;		/* at most one of these; neither = no password (trust, */
+	char *password_env;		/* peer or certificate authentication) */
+	int password_line;		/* line of password_file / password_env, for messages */
+	unsigned pool;			/* connections, 1..GW_CONFIG_PG_MAX_POOL, default 4 */
+	long timeout_ms;		/* per query and per connect, 100..60000, default 5000 */
+	int line;			/* line of state.postgres */
+};
+
+/* Splits and checks a libpq dsn (conninfo or postgresql:// / postgres:// URI) into out's
+ * connection fields (host .. extra_*; port defaults to 5432). Returns 0, or -1 with one message
+ * in err ("state.postgres.dsn ...", never quoting a value that may be a password) and out's
+ * connection fields freed. out's other fields are left alone. */
+int gw_config_pg_dsn(const char *dsn, struct gw_pg_cfg *out, char *err, size_t errlen);
+/* Frees the strings of c and zeroes it (NULL is fine). */
+void gw_config_pg_free(struct gw_pg_cfg *c);
+
+/* cluster.expected_replicas: until replicas share rate limits (Redis, issue 12), each of n replicas
+ * admits 1/n of every cluster-wide limit. A cap (concurrency: max_concurrent) for one replica:
+ * ceil(cap / n), at least 1; 0 (no cap) stays 0. A rate: rate / n; 0 (none) stays 0. */
+unsigned gw_config_replica_cap(unsigned cap, unsigned replicas);
+double gw_config_replica_rate(double rate, unsigned replicas);
+/* A token bucket's size for one replica: burst / n, but never below what the dearest call costs
+ * (max_cost, at least 1; a smaller bucket would refuse that call for ever), nor above burst. The
+ * replicas together may then admit more than burst at once: a floor, not a share. */
+double gw_config_replica_burst(double burst, unsigned replicas, unsigned max_cost);
+
 struct gw_config {
 	char *path;
 	char *grpc_listen;		/* "127.0.0.1:50051" */
@@ -200,7 +256,16 @@ struct gw_config {
 		int read_only;		/* state.read_only: reads work, mutations get UNAVAILABLE */
 		long long idempotency_ttl_s;	/* state.idempotency_ttl_s; 0 = 24 h (gateway/state/owner.h) */
 		long reconcile_settle_ms;	/* state.reconcile_settle_ms, default 30000: see rpc_idem.h */
+		/* state.postgres (enabled): the state is in PostgreSQL; path NULL, memory_only 0,
+		 * read_only 0 then. */
+		struct gw_pg_cfg postgres;
 	} state;
+	/* cluster: the replicas this one shares its limits with. */
+	struct {
+		unsigned expected_replicas;	/* 1..GW_CONFIG_MAX_REPLICAS, default 1; > 1 needs
+						 * state.postgres */
+		int line;			/* of expected_replicas, 0 when absent */
+	} cluster;
 	struct {
 		long status_ttl_ms;	/* PROGRESS/RETRY lifetime, default 1000 */
 		size_t max_entries;	/* default 200000 */

@@ -12,7 +12,7 @@
 #include "gateway/config/config.h"
 
 #define GW_CFG_PATH_MAX 128	/* a field path: a base plus ".permissions[9]" and friends */
-#define GW_CFG_MAP_KEYS_MAX 16	/* known keys in one mapping (gw_cfg_map's nkeys) */
+#define GW_CFG_MAP_KEYS_MAX 24	/* known keys in one mapping (gw_cfg_map's nkeys) */
 #define GW_CFG_QUOTE_MAX 65	/* gw_cfg_quote's buffer: 64 bytes of the value and a NUL */
 
 /* One parse: the file's name for messages, the libyaml document, where errors go, the result. */
@@ -30,7 +30,7 @@ struct gw_cfg_parse {
 enum { GW_CFG_TOP_LISTEN, GW_CFG_TOP_TLS, GW_CFG_TOP_LOG, GW_CFG_TOP_STATE, GW_CFG_TOP_UPSTREAM,
        GW_CFG_TOP_CACHE, GW_CFG_TOP_LIMITS, GW_CFG_TOP_ACCOUNTS, GW_CFG_TOP_TENANTS,
        GW_CFG_TOP_WEBHOOKS, GW_CFG_TOP_RATE, GW_CFG_TOP_UPLOADS, GW_CFG_TOP_WATCH,
-       GW_CFG_TOP_PROCESS, GW_CFG_TOP_HTTP, GW_CFG_TOP_GRPC,
+       GW_CFG_TOP_PROCESS, GW_CFG_TOP_HTTP, GW_CFG_TOP_GRPC, GW_CFG_TOP_CLUSTER,
        GW_CFG_TOP_NKEYS };
 
 /* ---- config_node.c: node readers. path names the field in messages ("tenants[1].name"). A reader
@@ -80,6 +80,15 @@ void gw_cfg_http(struct gw_cfg_parse *p, yaml_node_t *n);
 void gw_cfg_grpc(struct gw_cfg_parse *p, yaml_node_t *n);
 /* Rules between their keys; key nodes (may be NULL) name the lines. */
 void gw_cfg_net_check(struct gw_cfg_parse *p, yaml_node_t *process_key, yaml_node_t *grpc_key);
+
+/* ---- config_pg.c: state.postgres and cluster ---- */
+
+/* state.postgres at n (a mapping: dsn, password_file | password_env, pool, timeout_ms) into
+ * p->cfg->state.postgres; enabled only when it has no error. */
+void gw_cfg_postgres(struct gw_cfg_parse *p, yaml_node_t *n);
+void gw_cfg_cluster(struct gw_cfg_parse *p, yaml_node_t *n);	/* cluster: */
+/* cluster.expected_replicas > 1 needs state.postgres; ckey names the line when that is absent. */
+void gw_cfg_cluster_check(struct gw_cfg_parse *p, yaml_node_t *ckey);
 
 /* ---- config_tenants.c: the lists, allocated into p->cfg (freed by gw_config_free) ---- */
 

@@ -2,7 +2,7 @@
  * config_sections: the top-level sections (listen, tls, log, state, upstream, cache, limits,
  * webhooks, rate, uploads, watch) and the root mapping that dispatches to them. Accounts and
  * tenants, the lists with per-entry rules, are in config_tenants.c; process, http and grpc in
- * config_net.c.
+ * config_net.c; state.postgres and cluster in config_pg.c.
  */
 #include "gateway/config/config_int.h"
 
@@ -102,39 +102,55 @@ static void cfg_log(struct gw_cfg_parse *p, yaml_node_t *n)
 
 static void cfg_state(struct gw_cfg_parse *p, yaml_node_t *n)
 {
-	static const char *const keys[] = { "path", "memory", "read_only", "idempotency_ttl_s",
-					    "reconcile_settle_ms" };
-	yaml_node_t *v[5];
+	enum { K_PATH, K_MEMORY, K_RO, K_TTL, K_SETTLE, K_PG, K_N };
+	static const char *const keys[K_N] = { "path", "memory", "read_only", "idempotency_ttl_s",
+					       "reconcile_settle_ms", "postgres" };
+	yaml_node_t *v[K_N], *k[K_N];
 	int memory = 0;
 	long long x;
 
-	if (gw_cfg_map(p, n, "state", keys, 5, v, NULL) < 0)
+	if (gw_cfg_map(p, n, "state", keys, K_N, v, k) < 0)
 		return;
-	if (v[4] && gw_cfg_long(p, v[4], "state.reconcile_settle_ms", 0, 3600000, &x) == 0)
+	if (v[K_SETTLE] && gw_cfg_long(p, v[K_SETTLE], "state.reconcile_settle_ms", 0, 3600000, &x) == 0)
 		p->cfg->state.reconcile_settle_ms = (long)x;
-	if (v[1] && gw_cfg_bool(p, v[1], "state.memory", &memory) < 0)
+	if (v[K_MEMORY] && gw_cfg_bool(p, v[K_MEMORY], "state.memory", &memory) < 0)
 		return;
-	if (v[2] && gw_cfg_bool(p, v[2], "state.read_only", &p->cfg->state.read_only) < 0)
+	if (v[K_RO] && gw_cfg_bool(p, v[K_RO], "state.read_only", &p->cfg->state.read_only) < 0)
 		return;
 	/* Below one minute the owner module raises it anyway (a key must outlive its call). */
-	if (v[3] && gw_cfg_long(p, v[3], "state.idempotency_ttl_s", 60, GW_CONFIG_MAX_IDEM_TTL_S, &x) == 0)
+	if (v[K_TTL] && gw_cfg_long(p, v[K_TTL], "state.idempotency_ttl_s", 60, GW_CONFIG_MAX_IDEM_TTL_S, &x) == 0)
 		p->cfg->state.idempotency_ttl_s = x;
-	if (v[0]) {
+	if (v[K_PG]) {
+		/* memory: false and read_only: false say nothing; the others pick a second backend (or
+		 * a read-only mode the shared store does not have: one replica cannot make the others
+		 * stop writing). */
+		if (v[K_PATH])
+			GW_CFG_ERR(p, k[K_PG], "state.postgres and state.path are exclusive (one state backend)");
+		if (memory)
+			GW_CFG_ERR(p, k[K_PG], "state.postgres and state.memory: true are exclusive (one state backend)");
+		if (p->cfg->state.read_only)
+			GW_CFG_ERR(p, k[K_PG], "state.postgres and state.read_only are exclusive (read_only is "
+				   "for a SQLite file)");
+		gw_cfg_postgres(p, v[K_PG]);
+		p->cfg->state.memory_only = 0;
+		return;
+	}
+	if (v[K_PATH]) {
 		if (memory) {
-			GW_CFG_ERR(p, v[0], "state.path and state.memory: true are exclusive");
+			GW_CFG_ERR(p, v[K_PATH], "state.path and state.memory: true are exclusive");
 			return;
 		}
-		if (gw_cfg_string(p, v[0], "state.path", &p->cfg->state.path) == 0)
+		if (gw_cfg_string(p, v[K_PATH], "state.path", &p->cfg->state.path) == 0)
 			p->cfg->state.memory_only = 0;
 		return;
 	}
 	if (!memory) {
-		GW_CFG_ERR(p, n, "state needs path or memory: true");
+		GW_CFG_ERR(p, n, "state needs path, memory: true or postgres");
 		return;
 	}
 	/* A read-only memory store would be empty forever: certainly a mistake. */
 	if (p->cfg->state.read_only) {
-		GW_CFG_ERR(p, v[2], "state.read_only needs state.path (a memory store starts empty)");
+		GW_CFG_ERR(p, v[K_RO], "state.read_only needs state.path (a memory store starts empty)");
 		return;
 	}
 	p->cfg->state.memory_only = 1;
@@ -377,7 +393,7 @@ int gw_cfg_root(struct gw_cfg_parse *p, yaml_node_t *root, yaml_node_t **top, ya
 	static const char *const keys[GW_CFG_TOP_NKEYS] = { "listen", "tls", "log", "state", "upstream",
 						     "cache", "limits", "accounts", "tenants",
 						     "webhooks", "rate", "uploads", "watch", "process",
-						     "http", "grpc" };
+						     "http", "grpc", "cluster" };
 
 	if (!root || root->type != YAML_MAPPING_NODE) {
 		GW_CFG_ERR(p, root, "the configuration must be a mapping (listen:, accounts:, tenants:, ...)");
@@ -416,5 +432,7 @@ int gw_cfg_root(struct gw_cfg_parse *p, yaml_node_t *root, yaml_node_t **top, ya
 		gw_cfg_http(p, top[GW_CFG_TOP_HTTP]);
 	if (top[GW_CFG_TOP_GRPC])
 		gw_cfg_grpc(p, top[GW_CFG_TOP_GRPC]);
+	if (top[GW_CFG_TOP_CLUSTER])
+		gw_cfg_cluster(p, top[GW_CFG_TOP_CLUSTER]);
 	return 0;
 }

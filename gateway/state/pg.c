@@ -50,8 +50,8 @@ struct gw_pg {
 	struct event_base *base;
 	const struct gw_pg_stmt *stmts;
 	size_t nstmts;
-	const char *kw[10];
-	char *val[10];
+	const char *kw[10 + GW_PG_MAX_EXTRA];
+	char *val[10 + GW_PG_MAX_EXTRA];
 	long timeout_ms;
 	char where[160];
 	char last_error[GW_PG_ERR_MAX];
@@ -492,7 +492,8 @@ struct gw_pg *gw_pg_new(struct event_base *base, const struct gw_pg_opts *o,
 	size_t k = 0;
 
 	if (!o->hostaddr || !o->dbname || !o->user || o->pool < 1 || o->pool > GW_PG_MAX_POOL ||
-	    o->timeout_ms <= 0 || nstmts > GW_PG_MAX_STATEMENTS) {
+	    o->timeout_ms <= 0 || nstmts > GW_PG_MAX_STATEMENTS || o->nextra > GW_PG_MAX_EXTRA ||
+	    (o->nextra && (!o->extra_keys || !o->extra_values))) {
 		snprintf(err, errlen, "invalid PostgreSQL pool options");
 		goto out;
 	}
@@ -528,6 +529,10 @@ struct gw_pg *gw_pg_new(struct event_base *base, const struct gw_pg_opts *o,
 		PG_KV("password", o->password);
 	if (o->sslmode)
 		PG_KV("sslmode", o->sslmode);
+	if (o->host)
+		PG_KV("host", o->host);
+	for (size_t i = 0; i < o->nextra; i++)
+		PG_KV(o->extra_keys[i], o->extra_values[i]);
 #undef PG_KV
 	p->kw[k] = NULL;
 	p->n = o->pool;
@@ -601,7 +606,7 @@ const char *gw_pg_where(const struct gw_pg *p)
 
 PGconn *gw_pg_connect_blocking(const struct gw_pg_opts *o, char *err, size_t errlen)
 {
-	const char *kw[9], *val[9];
+	const char *kw[10 + GW_PG_MAX_EXTRA], *val[10 + GW_PG_MAX_EXTRA];
 	char port[16], ctimeout[24], reason[GW_PG_ERR_MAX];
 	size_t k = 0;
 	PGconn *conn;
@@ -621,6 +626,10 @@ PGconn *gw_pg_connect_blocking(const struct gw_pg_opts *o, char *err, size_t err
 		kw[k] = "password", val[k++] = o->password;
 	if (o->sslmode)
 		kw[k] = "sslmode", val[k++] = o->sslmode;
+	if (o->host)
+		kw[k] = "host", val[k++] = o->host;
+	for (size_t i = 0; i < o->nextra && i < GW_PG_MAX_EXTRA; i++)
+		kw[k] = o->extra_keys[i], val[k++] = o->extra_values[i];
 	kw[k] = NULL;
 	val[k] = NULL;
 	conn = PQconnectdbParams(kw, val, 0);

@@ -27,6 +27,7 @@
 #define GW_PG_MAX_QUEUE 4096		/* queries waiting for a connection */
 #define GW_PG_MAX_PARAMS 12		/* parameters of one statement */
 #define GW_PG_MAX_STATEMENTS 32		/* prepared statements of one pool */
+#define GW_PG_MAX_EXTRA 16		/* further libpq keywords (= GW_CONFIG_PG_MAX_EXTRA) */
 #define GW_PG_ERR_MAX 256
 #define GW_PG_BACKOFF_MIN_MS 100	/* reconnect delay after a failure, doubling */
 #define GW_PG_BACKOFF_MAX_MS 5000
@@ -46,6 +47,13 @@ struct gw_pg_opts {
 	unsigned pool;			/* connections, 1..GW_PG_MAX_POOL */
 	long timeout_ms;		/* per query and per connect; > 0 */
 	const char *application_name;	/* shown in pg_stat_activity */
+	const char *host;		/* NULL, or the server's name for the certificate check
+					 * (sslmode verify-full) only: libpq connects to hostaddr */
+	/* Further libpq keywords (sslrootcert, keepalives, ...: the configuration's checked list),
+	 * nextra <= GW_PG_MAX_EXTRA of them; never password or a keyword set above. */
+	const char *const *extra_keys;
+	const char *const *extra_values;
+	size_t nextra;
 };
 
 struct gw_pg_stmt {

@@ -111,8 +111,10 @@ static void up_limits_on_reload(void *arg, const void *data)
 	for (size_t i = 0; l && cfg && i < l->nacct && i < cfg->naccounts; i++) {
 		const struct gw_account_cfg *ac = &cfg->accounts[i];
 
-		gw_adm_configure(&l->acct[i].adm, ac->max_concurrent, ac->rate_per_second,
-				 ac->max_queue, now);
+		unsigned n = cfg->cluster.expected_replicas;
+
+		gw_adm_configure(&l->acct[i].adm, gw_config_replica_cap(ac->max_concurrent, n),
+				 gw_config_replica_rate(ac->rate_per_second, n), ac->max_queue, now);
 		up_limits_arm(&l->acct[i], now);
 	}
 }
@@ -141,7 +143,11 @@ int gw_up_guard_init(struct gw_upstream *up)
 		a->up = up;
 		a->idx = i;
 		gw_breaker_init(&a->breaker, 0, 0);
-		gw_adm_init(&a->adm, ac->max_concurrent, ac->rate_per_second, ac->max_queue, now);
+		/* Until replicas share the account's limits (Redis, issue 12), each of
+		 * cluster.expected_replicas takes its share of them. */
+		gw_adm_init(&a->adm, gw_config_replica_cap(ac->max_concurrent, cfg->cluster.expected_replicas),
+			    gw_config_replica_rate(ac->rate_per_second, cfg->cluster.expected_replicas),
+			    ac->max_queue, now);
 		gw_retry_budget_init(&a->budget, GW_RETRY_BUDGET_DEFAULT_PERCENT,
 				     GW_RETRY_BUDGET_DEFAULT_MAX);
 		a->timer = evtimer_new(up->env.base, up_limits_on_timer, a);

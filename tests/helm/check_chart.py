@@ -42,6 +42,7 @@ class Chart:
         self.chart = args.chart
         self.prod = args.prod_values
         self.work = args.work
+        self.gateway = args.gateway if args.gateway and os.access(args.gateway, os.X_OK) else None
         self.nrender = 0
 
     def run(self, argv, stdin=None):
@@ -382,6 +383,32 @@ def check_postgres(c, r, label, want, secret_name, secret_key, delivery, replica
             r.container()["securityContext"].get("readOnlyRootFilesystem") is True)
 
 
+# What --check-config may say about a rendered gateway.yaml outside a pod: the secret files are
+# mounted there, not here. Any other line is a configuration the gateway would refuse.
+SECRET_NOT_HERE = re.compile(
+    r"^[^:]+:\d+: (accounts\[\d+\]\.client_secret_file|state\.postgres\.password_file|"
+    r"webhooks\.path_token_file): cannot open secret file \S+: No such file or directory$")
+
+
+def check_gateway_parses(c, chart, r, label):
+    """The rendered gateway.yaml read by the gateway itself (--check-config, which never connects
+    to PostgreSQL): OK, or only the pod's secret files missing. Skipped without a gateway binary."""
+    if not chart.gateway:
+        print(f"skip {label}: the gateway reads the rendered gateway.yaml (no gateway binary)")
+        return
+    chart.nrender += 1
+    path = os.path.join(chart.work, f"gateway-{chart.nrender}.yaml")
+    with open(path, "w") as f:
+        f.write(r.gateway_yaml_text())
+    p = subprocess.run([chart.gateway, "--check-config", "-c", path], capture_output=True,
+                       text=True, timeout=CMD_TIMEOUT_S)
+    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    c.check(f"{label}: the gateway reads the rendered gateway.yaml (--check-config)",
+            (p.returncode == 0 and "configuration OK" in p.stdout)
+            or (p.returncode == 1 and lines and all(SECRET_NOT_HERE.match(ln) for ln in lines)),
+            (p.returncode, p.stdout.strip(), lines))
+
+
 def undocumented_values(text):
     """Key lines of values.yaml with neither a comment line right above nor a trailing comment."""
     lines = text.split("\n")
@@ -413,6 +440,8 @@ def main():
     ap.add_argument("--chart", required=True)
     ap.add_argument("--prod-values", required=True)
     ap.add_argument("--work", required=True)
+    ap.add_argument("--gateway", help="animate3d-gateway binary; when there, it reads the rendered "
+                    "gateway.yaml files (--check-config)")
     chart = Chart(ap.parse_args())
     c = Checker()
 
@@ -593,6 +622,21 @@ def main():
                        {"host": "db.x", "hostaddr": "10.0.0.5", "port": "5432", "dbname": "a3d",
                         "user": "a3d", "sslmode": "require", "application_name": "a3d"},
                        "pg", "password", "copy", 4)
+        check_gateway_parses(c, chart, r, "postgres, replicaCount 3")
+        check_gateway_parses(c, chart, ext, "postgres.existingSecret, expectedReplicas 4")
+        # The longest DSN the chart writes (toYaml folds it over several lines): every keyword.
+        full = chart.render(sets=pg_sets + [
+            "postgres.existingSecret=pg", "replicaCount=3", "postgres.sslmode=verify-full",
+            "postgres.host=pg-a3d.example.internal.a-long-name-for-folding.example.com",
+            "postgres.caSecret=pg-ca", "postgres.params.application_name=a3d-prod",
+            "postgres.params.keepalives_idle=30", "postgres.params.target_session_attrs=read-write",
+            "postgres.params.tcp_user_timeout=10000"])
+        dsn = full.gateway_config()["state"]["postgres"]["dsn"]
+        c.check("postgres, verify-full with caSecret and params: the DSN holds every keyword",
+                set(dsn_pairs(dsn)) == {"host", "hostaddr", "port", "dbname", "user", "sslmode",
+                                        "sslrootcert", "application_name", "keepalives_idle",
+                                        "target_session_attrs", "tcp_user_timeout"}, dsn)
+        check_gateway_parses(c, chart, full, "postgres, verify-full with caSecret and params")
         c.check("postgres.existingSecret: the chart renders no PostgreSQL Secret and no "
                 "checksum/postgres-secret",
                 not any(o["kind"] == "Secret" and o["metadata"]["name"].endswith("-postgres")
@@ -616,6 +660,7 @@ def main():
         v6 = chart.render(sets=["postgres.enabled=true", "postgres.hostaddr=fd00::5",
                                 "postgres.password=x", "networkPolicy.enabled=true"])
         eg = v6.one("NetworkPolicy")["spec"]["egress"]
+        check_gateway_parses(c, chart, v6, "postgres on IPv6")
         c.check("postgres on IPv6: hostaddr in the DSN, NetworkPolicy egress to its /128 on 5432",
                 dsn_pairs(v6.gateway_config()["state"]["postgres"]["dsn"])["hostaddr"] == "fd00::5"
                 and any(rule.get("to") == [{"ipBlock": {"cidr": "fd00::5/128"}}]

@@ -136,6 +136,43 @@ Test(admit, row_costs_without_configuration)
 	gw_admit_free(a);
 }
 
+/* cluster.expected_replicas: each replica's bucket holds its share of the tenant's rate and
+ * burst, the burst never below the tenant's dearest call (nor above the configured burst). */
+Test(admit, buckets_are_shared_by_expected_replicas)
+{
+	static const struct {
+		unsigned replicas;
+		int64_t rate_a, burst_a;	/* micro-tokens per ms, micro-tokens */
+		int64_t rate_b, burst_b;
+	} rows[] = {
+		{ 0, 10000, 20000000, 10000, 20000000 },	/* a hand-built configuration: one replica */
+		{ 1, 10000, 20000000, 10000, 20000000 },
+		/* team-a's ListJobs costs 1000 > its burst: the floor is the burst itself.
+		 * team-b's dearest call is StartJob (8 by rate.costs): 20 / 4 = 5 is raised to 8. */
+		{ 4, 2500, 20000000, 2500, 8000000 },
+		{ 2, 5000, 20000000, 5000, 10000000 },
+	};
+
+	for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+		struct gw_config cfg;
+		struct gw_tenant_cfg t[2];
+		const struct gw_ratelimit *rl;
+		struct gw_admit *a;
+
+		fill(&cfg, t);
+		cfg.cluster.expected_replicas = rows[i].replicas;
+		a = admit_new(&cfg, NULL);
+		cr_assert_not_null(a);
+		rl = gw_admit_buckets(a);
+		cr_assert_eq(rl->n, 2);
+		cr_expect_eq(rl->t[0].b.rate, rows[i].rate_a, "row %zu: %lld", i, (long long)rl->t[0].b.rate);
+		cr_expect_eq(rl->t[0].b.burst, rows[i].burst_a, "row %zu: %lld", i, (long long)rl->t[0].b.burst);
+		cr_expect_eq(rl->t[1].b.rate, rows[i].rate_b, "row %zu: %lld", i, (long long)rl->t[1].b.rate);
+		cr_expect_eq(rl->t[1].b.burst, rows[i].burst_b, "row %zu: %lld", i, (long long)rl->t[1].b.burst);
+		gw_admit_free(a);
+	}
+}
+
 /* The reload event re-resolves costs and rebuilds buckets; persisting tenants keep their level. */
 Test(admit, reload_event)
 {

@@ -36,6 +36,9 @@
 	"    client_id: cid\n"                \
 	"    client_secret_env: S\n"
 
+/* A valid state.postgres.dsn (plain YAML scalar). */
+#define PG_DSN "\"hostaddr=10.0.0.5 dbname=a3d user=gw\""
+
 #define A64 "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 #define WH_PREFIX_MSG                                                                              \
 	"webhooks.path_prefix must start and end with '/', use only letters, digits, '-', '.', '_', " \
@@ -111,7 +114,50 @@ static const struct bad_case bad_cases[] = {
 	{ "tls:\n  client_ca_file: /ca.pem\n" BASE, 1, "tls.client_ca_file needs tls.cert_file and tls.key_file" },
 	{ "state:\n  path: /x.db\n  memory: true\n" BASE, 2, "state.path and state.memory: true are exclusive" },
 	{ "state:\n  memory: maybe\n" BASE, 2, "state.memory must be true or false" },
-	{ "state:\n  memory: false\n" BASE, 2, "state needs path or memory: true" },
+	{ "state:\n  memory: false\n" BASE, 2, "state needs path, memory: true or postgres" },
+	/* state.postgres and cluster (issue 15); the dsn's own rules are in postgres_dsn_* below */
+	{ "state:\n  postgres:\n    dsn: " PG_DSN "\n  path: /x.db\n" BASE, 2,
+	  "state.postgres and state.path are exclusive (one state backend)" },
+	{ "state:\n  memory: true\n  postgres: {dsn: " PG_DSN "}\n" BASE, 3,
+	  "state.postgres and state.memory: true are exclusive (one state backend)" },
+	{ "state:\n  read_only: true\n  postgres: {dsn: " PG_DSN "}\n" BASE, 3,
+	  "state.postgres and state.read_only are exclusive (read_only is for a SQLite file)" },
+	{ "state:\n  postgres: {}\n" BASE, 2, "state.postgres needs dsn" },
+	{ "state:\n  postgres: [a]\n" BASE, 2, "state.postgres must be a mapping" },
+	{ "state:\n  postgres:\n    dsn: ''\n" BASE, 3, "state.postgres.dsn must not be empty" },
+	{ "state:\n  postgres:\n    dsn: [a]\n" BASE, 3, "state.postgres.dsn must be a string" },
+	{ "state:\n  postgres:\n    dsn: " PG_DSN "\n    pool: 0\n" BASE, 4, "state.postgres.pool must be > 0" },
+	{ "state:\n  postgres:\n    dsn: " PG_DSN "\n    pool: 33\n" BASE, 4, "state.postgres.pool must be <= 32" },
+	{ "state:\n  postgres:\n    dsn: " PG_DSN "\n    timeout_ms: 99\n" BASE, 4,
+	  "state.postgres.timeout_ms must be >= 100" },
+	{ "state:\n  postgres:\n    dsn: " PG_DSN "\n    timeout_ms: 60001\n" BASE, 4,
+	  "state.postgres.timeout_ms must be <= 60000" },
+	{ "state:\n  postgres:\n    dsn: " PG_DSN "\n    password_file: /p\n    password_env: P\n" BASE, 5,
+	  "state.postgres: set only one of password_file or password_env" },
+	{ "state:\n  postgres:\n    dsn: " PG_DSN "\n    password_env: 1PG\n" BASE, 4,
+	  "state.postgres.password_env must be an environment variable's name ([A-Za-z_][A-Za-z0-9_]*)" },
+	{ "state:\n  postgres:\n    dsn: " PG_DSN "\n    password_file: ''\n" BASE, 4,
+	  "state.postgres.password_file must not be empty" },
+	{ "state:\n  postgres:\n    dsn: " PG_DSN "\n    password: s3cr3t-canary\n" BASE, 4,
+	  "state.postgres.password must not be inline; use password_file or password_env" },
+	{ "state:\n  postgres:\n    dsn: " PG_DSN "\n    poool: 3\n" BASE, 4, "unknown key \"poool\"" },
+	{ "state:\n  postgres:\n    dsn: \"hostaddr=10.0.0.5 dbname=a3d user=gw password=s3cr3t-canary\"\n" BASE, 3,
+	  "state.postgres.dsn must not hold a password: use password_file or password_env" },
+	{ "state:\n  postgres:\n    dsn: \"host=db.example dbname=a user=u\"\n" BASE, 3,
+	  "state.postgres.dsn: host \"db.example\" is a name and there is no hostaddr: libpq resolves names "
+	  "synchronously, which would block the event loop; set hostaddr to the server's IP address (host may "
+	  "stay, for sslmode verify-full)" },
+	{ "cluster:\n  expected_replicas: 2\n" BASE, 2,
+	  "cluster.expected_replicas > 1 needs state.postgres: without it each replica keeps its own job, model "
+	  "and webhook ownership and idempotency keys, so what one creates is NOT_FOUND through the others" },
+	{ "state: {path: /x.db}\ncluster:\n  expected_replicas: 3\n" BASE, 3,
+	  "cluster.expected_replicas > 1 needs state.postgres: without it each replica keeps its own job, model "
+	  "and webhook ownership and idempotency keys, so what one creates is NOT_FOUND through the others" },
+	{ "cluster:\n  expected_replicas: 0\n" BASE, 2, "cluster.expected_replicas must be > 0" },
+	{ "cluster:\n  expected_replicas: 1001\n" BASE, 2, "cluster.expected_replicas must be <= 1000" },
+	{ "cluster:\n  expected_replicas: many\n" BASE, 2, "cluster.expected_replicas must be an integer" },
+	{ "cluster:\n  replicas: 2\n" BASE, 2, "unknown key \"replicas\"" },
+	{ "cluster: [2]\n" BASE, 1, "cluster must be a mapping" },
 	/* webhooks */
 	{ "webhooks:\n  path_prefix: hooks/\n" BASE, 2, WH_PREFIX_MSG },
 	{ "webhooks:\n  path_prefix: /hooks\n" BASE, 2, WH_PREFIX_MSG },
@@ -279,8 +325,10 @@ Test(config, bad_snippets_give_exact_errors)
 		cr_expect_eq(rc, -1, "case %zu: rc %d", i, rc);
 		cr_expect_null(cfg, "case %zu: cfg set on failure", i);
 		cr_expect_eq(errs.n, 1, "case %zu: %zu errors, first: %s", i, errs.n, errs.n ? errs.msg[0] : "-");
-		if (errs.n >= 1)
+		if (errs.n >= 1) {
 			cr_expect_str_eq(errs.msg[0], want, "case %zu:\n got  %s\n want %s", i, errs.msg[0], want);
+			cr_expect_null(strstr(errs.msg[0], "s3cr3t"), "case %zu: the secret leaked", i);
+		}
 		gw_errors_clear(&errs);
 	}
 }
@@ -865,4 +913,297 @@ Test(config, anchor_limit)
 		cr_expect_null(cfg, "case %zu", i);
 		gw_errors_clear(&errs);
 	}
+}
+
+/* ---- state.postgres.dsn (config_pg.c): conninfo and URI, split into struct gw_pg_cfg ---- */
+
+#define PGX(k, v) k, v
+static const struct {
+	const char *dsn;
+	const char *hostaddr, *host;
+	unsigned port;
+	const char *dbname, *user, *sslmode, *appname;
+	const char *extra[3][2];	/* expected extra keywords, in order */
+	size_t nextra;
+} pg_good[] = {
+	{ "hostaddr=10.0.0.5 port=5433 dbname=a3d user=gw sslmode=require", "10.0.0.5", NULL, 5433, "a3d", "gw",
+	  "require", NULL, { { 0 } }, 0 },
+	/* host= an IP literal: it is the address */
+	{ "host=10.1.2.3 dbname=a3d user=gw", "10.1.2.3", NULL, 5432, "a3d", "gw", NULL, NULL, { { 0 } }, 0 },
+	/* host= a name next to hostaddr: kept for verify-full only */
+	{ "host=db.example.com hostaddr=10.0.0.5 dbname=a3d user=gw sslmode=verify-full sslrootcert=/ca.crt",
+	  "10.0.0.5", "db.example.com", 5432, "a3d", "gw", "verify-full", NULL, { { PGX("sslrootcert", "/ca.crt") } },
+	  1 },
+	/* quoted values with \' and \\, spaces around '=', white space of every kind between pairs */
+	{ "  hostaddr = '10.0.0.5'\n dbname='my db'\tuser='o\\'brien' application_name='a\\\\b'  ", "10.0.0.5", NULL,
+	  5432, "my db", "o'brien", NULL, "a\\b", { { 0 } }, 0 },
+	{ "hostaddr=::1 dbname=a user=u", "::1", NULL, 5432, "a", "u", NULL, NULL, { { 0 } }, 0 },
+	{ "host=2001:db8::5 port=6432 dbname=a user=u", "2001:db8::5", NULL, 6432, "a", "u", NULL, NULL, { { 0 } },
+	  0 },
+	/* URIs */
+	{ "postgresql://gw@10.0.0.5:5433/a3d?sslmode=require&application_name=gw%20one", "10.0.0.5", NULL, 5433,
+	  "a3d", "gw", "require", "gw one", { { 0 } }, 0 },
+	{ "postgres://gw@[2001:db8::5]/a3d", "2001:db8::5", NULL, 5432, "a3d", "gw", NULL, NULL, { { 0 } }, 0 },
+	{ "postgresql://gw@[::1]:6000/a3d", "::1", NULL, 6000, "a3d", "gw", NULL, NULL, { { 0 } }, 0 },
+	{ "postgresql://u@db.example.com/a?hostaddr=10.0.0.5&sslmode=verify-full&sslrootcert=%2Fetc%2Fca.crt",
+	  "10.0.0.5", "db.example.com", 5432, "a", "u", "verify-full", NULL,
+	  { { PGX("sslrootcert", "/etc/ca.crt") } }, 1 },
+	{ "postgresql://o%27brien@10.0.0.5/d%2Fb", "10.0.0.5", NULL, 5432, "d/b", "o'brien", NULL, NULL, { { 0 } },
+	  0 },
+	{ "postgresql:///a3d?user=gw&hostaddr=10.0.0.5", "10.0.0.5", NULL, 5432, "a3d", "gw", NULL, NULL, { { 0 } },
+	  0 },
+	/* what the chart renders (host, hostaddr, port, dbname, user, sslmode, sslrootcert, params) */
+	{ "host=db.example.com hostaddr=10.0.0.5 port=5432 dbname=a3d user=a3d sslmode=verify-full "
+	  "sslrootcert=/var/run/secrets/animate3d-gateway/postgres/ca.crt keepalives_idle=30 "
+	  "target_session_attrs=read-write",
+	  "10.0.0.5", "db.example.com", 5432, "a3d", "a3d", "verify-full", NULL,
+	  { { PGX("sslrootcert", "/var/run/secrets/animate3d-gateway/postgres/ca.crt") },
+	    { PGX("keepalives_idle", "30") },
+	    { PGX("target_session_attrs", "read-write") } },
+	  3 },
+};
+
+Test(config, postgres_dsn_accepted)
+{
+	for (size_t i = 0; i < sizeof pg_good / sizeof pg_good[0]; i++) {
+		struct gw_pg_cfg c = { 0 };
+		char err[1024];
+		int rc = gw_config_pg_dsn(pg_good[i].dsn, &c, err, sizeof err);
+
+		cr_expect_eq(rc, 0, "case %zu: %s", i, err);
+		if (rc != 0)
+			continue;
+		cr_expect_str_eq(c.hostaddr, pg_good[i].hostaddr, "case %zu", i);
+		if (pg_good[i].host)
+			cr_expect_str_eq(c.host, pg_good[i].host, "case %zu", i);
+		else
+			cr_expect_null(c.host, "case %zu", i);
+		cr_expect_eq(c.port, pg_good[i].port, "case %zu", i);
+		cr_expect_str_eq(c.dbname, pg_good[i].dbname, "case %zu", i);
+		cr_expect_str_eq(c.user, pg_good[i].user, "case %zu", i);
+		if (pg_good[i].sslmode)
+			cr_expect_str_eq(c.sslmode, pg_good[i].sslmode, "case %zu", i);
+		else
+			cr_expect_null(c.sslmode, "case %zu", i);
+		if (pg_good[i].appname)
+			cr_expect_str_eq(c.application_name, pg_good[i].appname, "case %zu", i);
+		else
+			cr_expect_null(c.application_name, "case %zu", i);
+		cr_expect_eq(c.nextra, pg_good[i].nextra, "case %zu", i);
+		for (size_t j = 0; j < c.nextra && j < pg_good[i].nextra; j++) {
+			cr_expect_str_eq(c.extra_keys[j], pg_good[i].extra[j][0], "case %zu", i);
+			cr_expect_str_eq(c.extra_values[j], pg_good[i].extra[j][1], "case %zu", i);
+		}
+		gw_config_pg_free(&c);
+	}
+}
+
+#define PG_PW "state.postgres.dsn must not hold a password: use password_file or password_env"
+#define PG_OK "hostaddr=10.0.0.5 dbname=a user=u"
+
+static const struct {
+	const char *dsn, *msg;
+} pg_bad[] = {
+	{ PG_OK " password=s3cr3t-canary", PG_PW },
+	{ "password='s3cr3t canary' " PG_OK, PG_PW },
+	{ PG_OK " passfile=/s3cr3t-canary", PG_PW },
+	{ PG_OK " sslpassword=s3cr3t-canary", PG_PW },
+	{ "password=s3cr3t-canary", PG_PW },	/* refused before anything else is missing */
+	{ "postgresql://u:s3cr3t-canary@10.0.0.5/a", PG_PW },
+	{ "postgresql://u:@10.0.0.5/a", PG_PW },
+	{ "postgres://u@10.0.0.5/a?password=s3cr3t-canary", PG_PW },
+	{ "postgresql://u@10.0.0.5/a?pass%77ord=s3cr3t-canary", PG_PW },
+	/* a broken dsn is reported by position, never by its text (it may be a password) */
+	{ PG_OK " password='s3cr3t-canary", "state.postgres.dsn: the quote at byte 44 is not closed" },
+	{ PG_OK " s3cr3t-canary", "state.postgres.dsn: expected keyword=value at byte 35" },
+	{ "=x " PG_OK, "state.postgres.dsn: expected keyword=value at byte 1" },
+	{ "postgresql://u@10.0.0.5/a?s3cr3t-canary", "state.postgres.dsn: expected key=value in the query, at byte 27" },
+	{ "postgresql://u@10.0.0.5/a?x=%zz", "state.postgres.dsn: bad percent-encoding in the query" },
+	{ "postgresql://u@10.0.0.5/a%00", "state.postgres.dsn: bad percent-encoding in the database name" },
+	{ "postgresql://u@10.0.0.5/a%4", "state.postgres.dsn: bad percent-encoding in the database name" },
+	{ "postgresql://u@[::1/a", "state.postgres.dsn: an IPv6 address must be in [ ] (postgresql://[::1]:5432/db)" },
+	/* the server: one, by IP literal */
+	{ "host=db.example dbname=a user=u",
+	  "state.postgres.dsn: host \"db.example\" is a name and there is no hostaddr: libpq resolves names "
+	  "synchronously, which would block the event loop; set hostaddr to the server's IP address (host may "
+	  "stay, for sslmode verify-full)" },
+	{ "postgresql://u@db.example/a",
+	  "state.postgres.dsn: host \"db.example\" is a name and there is no hostaddr: libpq resolves names "
+	  "synchronously, which would block the event loop; set hostaddr to the server's IP address (host may "
+	  "stay, for sslmode verify-full)" },
+	{ "dbname=a user=u", "state.postgres.dsn needs hostaddr (or host), the server's IPv4 or IPv6 address" },
+	{ "hostaddr=db.example dbname=a user=u", "state.postgres.dsn: hostaddr must be an IPv4 or IPv6 address" },
+	{ "hostaddr=10.0.0.256 dbname=a user=u", "state.postgres.dsn: hostaddr must be an IPv4 or IPv6 address" },
+	{ "hostaddr=10.0.0.5,10.0.0.6 dbname=a user=u", "state.postgres.dsn names several servers; give one" },
+	{ "postgresql://u@10.0.0.5,10.0.0.6/a", "state.postgres.dsn names several servers; give one" },
+	{ "host=/var/run/postgresql dbname=a user=u",
+	  "state.postgres.dsn: host must be an IP address or a DNS name (a Unix socket directory is not "
+	  "supported: give hostaddr)" },
+	/* required keywords and values */
+	{ "hostaddr=10.0.0.5 user=u", "state.postgres.dsn needs dbname" },
+	{ "hostaddr=10.0.0.5 dbname=a", "state.postgres.dsn needs user" },
+	{ PG_OK " port=0", "state.postgres.dsn: port must be 1..65535" },
+	{ PG_OK " port=65536", "state.postgres.dsn: port must be 1..65535" },
+	{ PG_OK " port=54x", "state.postgres.dsn: port must be 1..65535" },
+	{ PG_OK " port=-1", "state.postgres.dsn: port must be 1..65535" },
+	{ "postgresql://u@10.0.0.5:99999/a", "state.postgres.dsn: port must be 1..65535" },
+	{ PG_OK " sslmode=sometimes",
+	  "state.postgres.dsn: sslmode must be disable, allow, prefer, require, verify-ca or verify-full" },
+	{ PG_OK " dbname=b", "state.postgres.dsn: keyword \"dbname\" is given twice" },
+	{ PG_OK " sslmode=''", "state.postgres.dsn: keyword \"sslmode\" has an empty value" },
+	/* keywords: a known safe set */
+	{ PG_OK " options=-cfoo=bar", "state.postgres.dsn: keyword \"options\" is not allowed: the gateway sets "
+				      "it (statement_timeout from state.postgres.timeout_ms)" },
+	{ PG_OK " connect_timeout=3",
+	  "state.postgres.dsn: keyword \"connect_timeout\" is not allowed: use state.postgres.timeout_ms" },
+	{ PG_OK " service=prod", "state.postgres.dsn: keyword \"service\" is not allowed: pg_service.conf may name "
+				 "a host to resolve or hold a password" },
+	{ PG_OK " gssencmode=prefer",
+	  "state.postgres.dsn: keyword \"gssencmode\" is not allowed: GSSAPI (Kerberos) looks names up synchronously" },
+	{ PG_OK " frobnicate=1",
+	  "state.postgres.dsn: unknown or unsupported keyword \"frobnicate\" (allowed: host, hostaddr, port, dbname, "
+	  "user, sslmode, application_name, sslrootcert, sslcert, sslkey, sslcrl, sslcrldir, sslsni, "
+	  "ssl_min_protocol_version, ssl_max_protocol_version, channel_binding, require_auth, keepalives*, "
+	  "tcp_user_timeout, target_session_attrs)" },
+	{ "a=1 b=1 c=1 d=1 e=1 f=1 g=1 h=1 i=1 j=1 k=1 l=1 m=1 n=1 o=1 p=1 q=1 r=1 s=1 t=1 u=1 v=1 w=1 x=1 y=1 "
+	  "z=1 aa=1 bb=1 cc=1 dd=1 ee=1 ff=1 gg=1",
+	  "state.postgres.dsn has more than 32 keywords" },
+};
+
+Test(config, postgres_dsn_refused)
+{
+	for (size_t i = 0; i < sizeof pg_bad / sizeof pg_bad[0]; i++) {
+		struct gw_pg_cfg c = { 0 };
+		char err[1024];
+
+		cr_expect_eq(gw_config_pg_dsn(pg_bad[i].dsn, &c, err, sizeof err), -1, "case %zu accepted", i);
+		cr_expect_str_eq(err, pg_bad[i].msg, "case %zu:\n got  %s\n want %s", i, err, pg_bad[i].msg);
+		cr_expect_null(strstr(err, "s3cr3t"), "case %zu: the password leaked: %s", i, err);
+		cr_expect_null(strstr(err, "canary"), "case %zu: the password leaked: %s", i, err);
+		/* Refused: nothing is left allocated (ASan checks) and the fields are empty. */
+		cr_expect_null(c.hostaddr, "case %zu", i);
+		cr_expect_eq(c.nextra, 0, "case %zu", i);
+	}
+}
+
+/* A whole state.postgres section: values, defaults, and the chart's shape (a long dsn folded over
+ * several lines by toYaml, password_file, pool, cluster.expected_replicas). */
+Test(config, postgres_section_is_read)
+{
+	static const char chart[] =
+		"state:\n"
+		"  postgres:\n"
+		"    dsn: host=db.example.com hostaddr=10.0.0.5 port=5432 dbname=a3d user=a3d sslmode=verify-full\n"
+		"      sslrootcert=/var/run/secrets/animate3d-gateway/postgres/ca.crt application_name=gw\n"
+		"    password_file: /var/run/secrets/animate3d-gateway/postgres/password\n"
+		"    pool: 32\n"
+		"    timeout_ms: 100\n"
+		"  idempotency_ttl_s: 3600\n"
+		"cluster:\n"
+		"  expected_replicas: 10\n" BASE;
+	static const char env[] =
+		"state: {postgres: {dsn: \"postgresql://gw@[::1]/a3d\", password_env: A3D_PG_PASSWORD}}\n"
+		"cluster: {expected_replicas: 1}\n" BASE;
+	static const char none[] = "state:\n  postgres:\n    dsn: " PG_DSN "\n  memory: false\n  read_only: false\n"
+				   BASE;
+	struct gw_errors errs = { 0 };
+	struct gw_config *cfg = NULL;
+	const struct gw_pg_cfg *pg;
+	char path[512];
+
+	cr_assert_eq(load_text(chart, path, sizeof(path), &cfg, &errs), 0, "%s", errs.n ? errs.msg[0] : "-");
+	pg = &cfg->state.postgres;
+	cr_expect_eq(pg->enabled, 1);
+	cr_expect_eq(pg->line, 3);
+	cr_expect_str_eq(pg->hostaddr, "10.0.0.5");
+	cr_expect_str_eq(pg->host, "db.example.com");
+	cr_expect_eq(pg->port, 5432);
+	cr_expect_str_eq(pg->dbname, "a3d");
+	cr_expect_str_eq(pg->user, "a3d");
+	cr_expect_str_eq(pg->sslmode, "verify-full");
+	cr_expect_str_eq(pg->application_name, "gw");
+	cr_assert_eq(pg->nextra, 1);
+	cr_expect_str_eq(pg->extra_keys[0], "sslrootcert");
+	cr_expect_str_eq(pg->extra_values[0], "/var/run/secrets/animate3d-gateway/postgres/ca.crt");
+	cr_expect_str_eq(pg->password_file, "/var/run/secrets/animate3d-gateway/postgres/password");
+	cr_expect_null(pg->password_env);
+	cr_expect_eq(pg->password_line, 5);
+	cr_expect_eq(pg->pool, 32);
+	cr_expect_eq(pg->timeout_ms, 100);
+	cr_expect_eq(cfg->state.memory_only, 0);
+	cr_expect_null(cfg->state.path);
+	cr_expect_eq(cfg->state.idempotency_ttl_s, 3600);
+	cr_expect_eq(cfg->cluster.expected_replicas, 10);
+	cr_expect_eq(cfg->cluster.line, 10);
+	gw_config_free(cfg);
+
+	cr_assert_eq(load_text(env, path, sizeof(path), &cfg, &errs), 0, "%s", errs.n ? errs.msg[0] : "-");
+	pg = &cfg->state.postgres;
+	cr_expect_eq(pg->enabled, 1);
+	cr_expect_str_eq(pg->hostaddr, "::1");
+	cr_expect_null(pg->password_file);
+	cr_expect_str_eq(pg->password_env, "A3D_PG_PASSWORD");
+	cr_expect_eq(pg->pool, GW_CONFIG_PG_DEFAULT_POOL);
+	cr_expect_eq(pg->timeout_ms, GW_CONFIG_PG_DEFAULT_TIMEOUT_MS);
+	cr_expect_eq(cfg->cluster.expected_replicas, 1);
+	gw_config_free(cfg);
+
+	/* No password at all (trust or certificate authentication); memory/read_only false say nothing. */
+	cr_assert_eq(load_text(none, path, sizeof(path), &cfg, &errs), 0, "%s", errs.n ? errs.msg[0] : "-");
+	cr_expect_eq(cfg->state.postgres.enabled, 1);
+	cr_expect_null(cfg->state.postgres.password_file);
+	cr_expect_null(cfg->state.postgres.password_env);
+	cr_expect_eq(cfg->state.postgres.password_line, 0);
+	gw_config_free(cfg);
+
+	/* Without the section: disabled, one replica. */
+	cr_assert_eq(load_text(BASE, path, sizeof(path), &cfg, &errs), 0, "%s", errs.n ? errs.msg[0] : "-");
+	cr_expect_eq(cfg->state.postgres.enabled, 0);
+	cr_expect_null(cfg->state.postgres.hostaddr);
+	cr_expect_eq(cfg->cluster.expected_replicas, 1);
+	cr_expect_eq(cfg->cluster.line, 0);
+	gw_config_free(cfg);
+}
+
+/* cluster.expected_replicas: each replica's share of a cluster-wide limit. */
+Test(config, replica_share)
+{
+	static const struct {
+		unsigned cap, replicas, want;
+	} caps[] = {
+		{ 0, 3, 0 },	/* no cap stays no cap */
+		{ 10, 1, 10 }, { 10, 3, 4 }, { 9, 3, 3 }, { 1, 5, 1 }, { 100, 1000, 1 }, { 7, 0, 7 },
+	};
+	static const struct {
+		double rate;
+		unsigned replicas;
+		double want;
+	} rates[] = {
+		{ 0, 3, 0 }, { 30, 3, 10 }, { 1, 4, 0.25 }, { 5, 1, 5 }, { 5, 0, 5 },
+	};
+
+	static const struct {
+		double burst;
+		unsigned replicas, max_cost;
+		double want;
+	} bursts[] = {
+		{ 40, 1, 5, 40 },	/* one replica: as configured */
+		{ 40, 4, 1, 10 },
+		{ 40, 4, 0, 10 },
+		{ 3, 10, 1, 1 },	/* never below one token */
+		{ 3, 10, 0, 1 },
+		{ 40, 10, 5, 5 },	/* never below the dearest call (StartJob: 5) */
+		{ 4, 10, 5, 4 },	/* ...nor above the configured burst */
+		{ 0.5, 10, 1, 0.5 },
+		{ 0, 10, 1, 0 },
+	};
+
+	for (size_t i = 0; i < sizeof bursts / sizeof bursts[0]; i++)
+		cr_expect_float_eq(gw_config_replica_burst(bursts[i].burst, bursts[i].replicas, bursts[i].max_cost),
+				   bursts[i].want, 1e-12, "burst case %zu", i);
+	for (size_t i = 0; i < sizeof caps / sizeof caps[0]; i++)
+		cr_expect_eq(gw_config_replica_cap(caps[i].cap, caps[i].replicas), caps[i].want, "cap case %zu", i);
+	for (size_t i = 0; i < sizeof rates / sizeof rates[0]; i++)
+		cr_expect_float_eq(gw_config_replica_rate(rates[i].rate, rates[i].replicas), rates[i].want, 1e-12,
+				   "rate case %zu", i);
 }

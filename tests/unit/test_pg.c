@@ -300,5 +300,42 @@ Test(pg, invalid_options)
 	o.pool = 1;
 	o.timeout_ms = 0;
 	cr_expect_null(gw_pg_new(base, &o, stmts, 4, err, sizeof err));
+	o.timeout_ms = 1000;
+	o.nextra = GW_PG_MAX_EXTRA + 1;
+	cr_expect_null(gw_pg_new(base, &o, stmts, 4, err, sizeof err));
+	o.nextra = 1;	/* and no arrays */
+	cr_expect_null(gw_pg_new(base, &o, stmts, 4, err, sizeof err));
 	event_base_free(base);
+}
+
+/* host (a name for the certificate check, never resolved: hostaddr is connected to) and the
+ * keywords passed through from state.postgres.dsn reach libpq; what the server then sees says so. */
+Test(pg, host_and_extra_keywords)
+{
+	static const char *const keys[] = { "keepalives_idle", "target_session_attrs" };
+	static const char *const values[] = { "30", "read-write" };
+	struct gw_pg_opts o;
+	char err[512];
+	PQconninfoOption *info;
+	PGconn *c;
+
+	opts_of_env(&o, 1, 3000);
+	o.host = "db.invalid";	/* a name that cannot resolve: connecting proves it is not looked up */
+	o.extra_keys = keys;
+	o.extra_values = values;
+	o.nextra = 2;
+	c = gw_pg_connect_blocking(&o, err, sizeof err);
+	cr_assert_not_null(c, "%s", err);
+	cr_expect_str_eq(PQhost(c), "db.invalid");
+	cr_expect_str_eq(PQhostaddr(c), "127.0.0.1");
+	info = PQconninfo(c);
+	cr_assert_not_null(info);
+	for (const PQconninfoOption *opt = info; opt->keyword; opt++) {
+		if (strcmp(opt->keyword, "keepalives_idle") == 0)
+			cr_expect_str_eq(opt->val, "30");
+		if (strcmp(opt->keyword, "target_session_attrs") == 0)
+			cr_expect_str_eq(opt->val, "read-write");
+	}
+	PQconninfoFree(info);
+	PQfinish(c);
 }

@@ -183,6 +183,69 @@ Test(secret, environment_variable)
 	cr_expect_eq(gw_secret_load(&a, &s, &len, NULL, 0), -1);	/* no room for a message is fine */
 }
 
+/* The PostgreSQL password (state.postgres.password_file | password_env): the same rules, its own
+ * messages, never the password. */
+Test(secret, postgres_password)
+{
+	static const struct {
+		const char *content;
+		mode_t mode;
+		int rc;
+		const char *want;	/* the password, or the error with %s for the path */
+	} files[] = {
+		{ CANARY "\n", 0600, 0, CANARY },
+		{ CANARY, 0400, 0, CANARY },
+		{ CANARY "\r\n", 0600, 0, CANARY },
+		{ CANARY "\n", 0640, -1, "secret file %s is group/world-accessible (mode 0640); chmod 600 it" },
+		{ CANARY "\n", 0604, -1, "secret file %s is group/world-accessible (mode 0604); chmod 600 it" },
+		{ CANARY "\n", 0660, -1, "secret file %s is group/world-accessible (mode 0660); chmod 600 it" },
+		{ "\n", 0600, -1, "state.postgres: the password is empty" },
+		{ "", 0600, -1, "state.postgres: the password is empty" },
+	};
+	struct gw_pg_cfg pg = { 0 };
+	char path[512], name[32], err[512], want[1024];
+	char *s = NULL;
+	size_t len = 0;
+
+	for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+		snprintf(name, sizeof name, "pg%zu", i);
+		make_file(name, files[i].content, strlen(files[i].content), files[i].mode, path, sizeof path);
+		pg.password_file = path;
+		s = (char *)1;
+		cr_expect_eq(gw_secret_load_pg(&pg, &s, &len, err, sizeof err), files[i].rc, "case %zu: %s", i, err);
+		if (files[i].rc == 0) {
+			cr_expect_str_eq(s, files[i].want, "case %zu", i);
+			gw_secret_free(s, len);
+			continue;
+		}
+		subst_path(want, sizeof want, files[i].want, path);
+		cr_expect_null(s, "case %zu", i);
+		cr_expect_str_eq(err, want, "case %zu:\n got  %s\n want %s", i, err, want);
+		cr_expect_null(strstr(err, CANARY), "case %zu: the password in the error", i);
+	}
+	snprintf(path, sizeof path, "%s/missing", tmpdir);
+	cr_expect_eq(gw_secret_load_pg(&pg, &s, &len, err, sizeof err), -1);
+	snprintf(want, sizeof want, "cannot open secret file %s: No such file or directory", path);
+	cr_expect_str_eq(err, want);
+
+	pg.password_file = NULL;
+	pg.password_env = "A3D_TEST_PG_PASSWORD";
+	cr_assert_eq(setenv("A3D_TEST_PG_PASSWORD", CANARY, 1), 0);
+	cr_expect_eq(gw_secret_load_pg(&pg, &s, &len, err, sizeof err), 0, "%s", err);
+	cr_expect_str_eq(s, CANARY);
+	gw_secret_free(s, len);
+	cr_assert_eq(setenv("A3D_TEST_PG_PASSWORD", "", 1), 0);
+	cr_expect_eq(gw_secret_load_pg(&pg, &s, &len, err, sizeof err), -1);
+	cr_expect_str_eq(err, "state.postgres: the password is empty");
+	cr_assert_eq(unsetenv("A3D_TEST_PG_PASSWORD"), 0);
+	cr_expect_eq(gw_secret_load_pg(&pg, &s, &len, err, sizeof err), -1);
+	cr_expect_str_eq(err, "state.postgres: environment variable A3D_TEST_PG_PASSWORD is not set");
+	pg.password_env = NULL;
+	cr_expect_eq(gw_secret_load_pg(&pg, &s, &len, err, sizeof err), -1);
+	cr_expect_str_eq(err, "state.postgres: set exactly one of password_file or password_env");
+	cr_expect_eq(gw_secret_load_pg(NULL, &s, &len, err, sizeof err), -1);
+}
+
 Test(secret, basic_header_table)
 {
 	static const struct {
