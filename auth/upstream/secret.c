@@ -202,6 +202,7 @@ static int secret_hexval(uint8_t c)
 
 /* 64 hex digits and "\r\n", and one byte more to notice a longer file. */
 #define SECRET_SEAL_READ_MAX (2 * GW_SECRET_SEAL_KEY_LEN + 3)
+#define SECRET_SEAL_FORM "it must hold exactly 32 raw bytes or 64 hex digits (openssl rand -hex 32 > FILE)"
 
 int gw_secret_load_seal_key(const char *path, uint8_t key[GW_SECRET_SEAL_KEY_LEN], char *err, size_t errlen)
 {
@@ -234,15 +235,12 @@ int gw_secret_load_seal_key(const char *path, uint8_t key[GW_SECRET_SEAL_KEY_LEN
 		if (h > 0 && buf[h - 1] == '\r' && h < n)
 			h--;
 		if (h != 2 * GW_SECRET_SEAL_KEY_LEN) {
+			/* The size alone: the bytes may be the key (raw, or hex with one digit too many). */
 			if (n == sizeof buf)
-				secret_err(err, errlen, "seal key file %s must hold exactly %d raw bytes or %d hex "
-					   "digits (openssl rand -hex %d), not more than %zu bytes", path,
-					   GW_SECRET_SEAL_KEY_LEN, 2 * GW_SECRET_SEAL_KEY_LEN, GW_SECRET_SEAL_KEY_LEN,
-					   sizeof buf - 1);
+				secret_err(err, errlen, "seal key file %s has more than %zu bytes: " SECRET_SEAL_FORM,
+					   path, sizeof buf - 1);
 			else
-				secret_err(err, errlen, "seal key file %s must hold exactly %d raw bytes or %d hex "
-					   "digits (openssl rand -hex %d), not %zu bytes", path, GW_SECRET_SEAL_KEY_LEN,
-					   2 * GW_SECRET_SEAL_KEY_LEN, GW_SECRET_SEAL_KEY_LEN, n);
+				secret_err(err, errlen, "seal key file %s has %zu bytes: " SECRET_SEAL_FORM, path, n);
 			goto out;
 		}
 		for (size_t i = 0; i < GW_SECRET_SEAL_KEY_LEN; i++) {
