@@ -408,7 +408,11 @@ goes through values: it comes from redis.existingSecret, or there is none.
 {{- fail "redis.enabled needs redis.hostaddr, the server's IP address: the gateway never resolves names (hiredis would block its event loop in getaddrinfo)" -}}
 {{- end -}}
 {{- if not (or (regexMatch `^[0-9]{1,3}(\.[0-9]{1,3}){3}$` $addr) (regexMatch "^[0-9A-Fa-f.]*:[0-9A-Fa-f:.]*$" $addr)) -}}
+{{- /* Quoted only when it looks like a name: anything else may be a password put in by mistake. */ -}}
+{{- if regexMatch "^[A-Za-z0-9.-]{1,253}$" $addr -}}
 {{- fail (printf "redis.hostaddr %q must be an IPv4 or IPv6 address, not a name: the gateway never resolves names" $addr) -}}
+{{- end -}}
+{{- fail "redis.hostaddr must be an IPv4 or IPv6 address (1.2.3.4 or fd00::7, without brackets or port)" -}}
 {{- end -}}
 {{- $port := int $r.port -}}
 {{- if or (lt $port 1) (gt $port 65535) -}}
