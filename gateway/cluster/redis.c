@@ -564,11 +564,13 @@ int gw_redis_eval(struct gw_redis *r, const struct gw_redis_script *script, int 
 	const char *av[GW_REDIS_MAX_ARGS];
 	size_t lens[GW_REDIS_MAX_ARGS];
 	char nk[16];
-	int n = 3 + nkeys + nargs;
+	int n;
 
 	if (!script || !script->lua || strlen(script->sha) != 40 || nkeys < 0 || nargs < 0 ||
-	    n > GW_REDIS_MAX_ARGS || (nkeys + nargs > 0 && !argv))
+	    nkeys > GW_REDIS_MAX_ARGS - 3 || nargs > GW_REDIS_MAX_ARGS - 3 - nkeys ||
+	    (nkeys + nargs > 0 && !argv))
 		return GW_REDIS_EINVAL;
+	n = 3 + nkeys + nargs;
 	snprintf(nk, sizeof nk, "%d", nkeys);
 	av[0] = "EVALSHA";
 	av[1] = script->sha;
@@ -576,11 +578,11 @@ int gw_redis_eval(struct gw_redis *r, const struct gw_redis_script *script, int 
 	lens[0] = 7;
 	lens[1] = 40;
 	lens[2] = strlen(nk);
-	for (int i = 0; i < nkeys + nargs; i++) {
-		if (!argv[i])
+	for (int i = 3; i < n; i++) {
+		if (!argv[i - 3])
 			return GW_REDIS_EINVAL;
-		av[3 + i] = argv[i];
-		lens[3 + i] = argvlen ? argvlen[i] : strlen(argv[i]);
+		av[i] = argv[i - 3];
+		lens[i] = argvlen ? argvlen[i - 3] : strlen(argv[i - 3]);
 	}
 	return cmd_submit(r, script, done, arg, n, av, lens);
 }

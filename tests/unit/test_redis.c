@@ -84,9 +84,7 @@ Test(redis, url_table)
 		cr_expect_null(strstr(err, "s3cret"), "%s: the password in \"%s\"", rows[i].url, err);
 		cr_expect_null(strstr(err, "s3/cr"), "%s: the password in \"%s\"", rows[i].url, err);
 	}
-	memset(longurl, 0, sizeof longurl);
-	memcpy(longurl, "redis://", 8);
-	memset(longurl + 8, '1', sizeof longurl - 9);
+	snprintf(longurl, sizeof longurl, "redis://%0*d", GW_REDIS_URL_MAX, 1);
 	{
 		struct gw_redis_url u;
 		char err[256];
@@ -175,7 +173,7 @@ static void opts_of_env(struct gw_redis_opts *o, unsigned db)
 	read_password();
 	memset(o, 0, sizeof *o);
 	o->ip = getenv("A3D_REDIS_HOST");
-	o->port = (unsigned)atoi(getenv("A3D_REDIS_PORT"));
+	o->port = (unsigned)strtoul(getenv("A3D_REDIS_PORT"), NULL, 10);
 	o->db = db;
 	o->password = g_password;
 	o->key_prefix = "t:";
