@@ -336,6 +336,9 @@ static void rc_start(struct rconn *rc)
 		return;
 	}
 	ac->data = rc;
+	/* An idle connection (pub/sub above all) otherwise never notices a peer that vanished
+	 * without a word; keepalive probes end it within about half a minute. */
+	(void)redisEnableKeepAlive(&ac->c);
 	if (redisLibeventAttach(ac, r->base) != REDIS_OK) {
 		redisAsyncFree(ac);
 		rc_detach(rc, "cannot watch the connection");

@@ -12,6 +12,8 @@
  *   (pub/sub) have been answered; until then nothing else is sent on it. Connecting has a
  *   deadline (connect_timeout_ms). A failed or lost connection is reopened after a capped,
  *   doubling backoff (GW_REDIS_BACKOFF_MIN_MS .. backoff_max_ms).
+ * - TCP keepalive is on (hiredis: probes after 15 s idle), so a silent network partition ends
+ *   even an idle connection, and the reconnect starts.
  * - Commands: at most max_pending at once (waiting + sent). While the very first connection is
  *   being opened they wait for it; once that first attempt has ended, a command while the
  *   command connection is not ready is refused at once (fail fast, never queued while down).

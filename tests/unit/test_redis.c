@@ -7,7 +7,11 @@
  */
 #include <criterion/criterion.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -661,6 +665,42 @@ Test(redis, unreachable_fails_the_waiting_commands)
 	cr_expect(strstr(a.err, "refused"), "%s", a.err);
 	cr_expect_eq(gw_redis_stats(r)->connect_failures, 1);
 	gw_redis_free(r);
+	event_base_free(base);
+}
+
+Test(redis, connect_deadline_when_the_server_never_answers)
+{
+	struct event_base *base = event_base_new();
+	struct gw_redis_opts o;
+	struct answer a;
+	struct gw_redis *r;
+	const char *ping[] = { "PING" };
+	struct sockaddr_in sa;
+	socklen_t salen = sizeof sa;
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	/* A listener that never accepts: the kernel completes the handshake, nobody answers AUTH. */
+	cr_assert_geq(fd, 0);
+	memset(&sa, 0, sizeof sa);
+	sa.sin_family = AF_INET;
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+	cr_assert_eq(listen(fd, 8), 0);
+	cr_assert_eq(getsockname(fd, (struct sockaddr *)&sa, &salen), 0);
+	opts_of_env(&o, 0);
+	o.port = ntohs(sa.sin_port);
+	o.connect_timeout_ms = 300;
+	r = client(base, &o);
+	memset(&a, 0, sizeof a);
+	g_done = 0;
+	cmd(r, &a, 1, ping);
+	wait_done(base, 1);
+	cr_expect(strstr(a.err, "unreachable: connecting timed out after 300 ms"), "%s", a.err);
+	cr_expect_eq(gw_redis_stats(r)->connect_failures, 1);
+	cr_expect_eq(gw_redis_stats(r)->timeouts, 0, "the connection's deadline, not the command's");
+	cr_expect_eq(gw_redis_connected(r), 0);
+	gw_redis_free(r);
+	close(fd);
 	event_base_free(base);
 }
 
