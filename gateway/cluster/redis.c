@@ -16,6 +16,7 @@
 #include "gateway/cluster/redis.h"
 
 #include <arpa/inet.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,7 @@
 #include <openssl/evp.h>
 
 #include "gateway/base/log.h"
+#include "gateway/base/metrics.h"
 
 enum rc_state { RC_DOWN, RC_CONNECTING, RC_READY };
 
@@ -922,6 +924,46 @@ const char *gw_redis_last_error(const struct gw_redis *r)
 const char *gw_redis_where(const struct gw_redis *r)
 {
 	return r->where;
+}
+
+void gw_redis_metrics(void *arg, struct gw_metrics_out *o)
+{
+	static const struct {
+		const char *what;
+		size_t off;
+	} rows[] = {
+		{ "commands", offsetof(struct gw_redis_stats, commands) },
+		{ "failed", offsetof(struct gw_redis_stats, failed) },
+		{ "timeouts", offsetof(struct gw_redis_stats, timeouts) },
+		{ "refused_full", offsetof(struct gw_redis_stats, refused_full) },
+		{ "refused_down", offsetof(struct gw_redis_stats, refused_down) },
+		{ "noscript", offsetof(struct gw_redis_stats, noscript) },
+		{ "connects", offsetof(struct gw_redis_stats, connects) },
+		{ "connect_failures", offsetof(struct gw_redis_stats, connect_failures) },
+		{ "drops", offsetof(struct gw_redis_stats, drops) },
+		{ "pubsub_connects", offsetof(struct gw_redis_stats, sub_connects) },
+		{ "pubsub_connect_failures", offsetof(struct gw_redis_stats, sub_connect_failures) },
+		{ "pubsub_drops", offsetof(struct gw_redis_stats, sub_drops) },
+		{ "messages", offsetof(struct gw_redis_stats, messages) },
+	};
+	const struct gw_redis *r = arg;
+	char labels[64];
+	uint64_t v;
+
+	if (!r)
+		return;
+	gw_metrics_family(o, "redis_total", "counter",
+			  "Redis client: commands, failures, refusals, connections, messages.");
+	for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+		memcpy(&v, (const char *)&r->st + rows[i].off, sizeof v);
+		snprintf(labels, sizeof labels, "what=\"%s\"", rows[i].what);
+		gw_metrics_value(o, "redis_total", labels, v);
+	}
+	gw_metrics_family(o, "redis_connections", "gauge",
+			  "Redis client: ready connections (commands, pubsub) and pending commands.");
+	gw_metrics_value(o, "redis_connections", "what=\"commands\"", r->st.connected);
+	gw_metrics_value(o, "redis_connections", "what=\"pubsub\"", r->st.sub_connected);
+	gw_metrics_value(o, "redis_connections", "what=\"pending\"", r->st.pending);
 }
 
 const char *gw_redis_strerror(int rc)

@@ -186,6 +186,13 @@ const struct gw_redis_stats *gw_redis_stats(const struct gw_redis *r);
 /* The last connection error ("" once connected again), and "ip:port/db" of the server. */
 const char *gw_redis_last_error(const struct gw_redis *r);
 const char *gw_redis_where(const struct gw_redis *r);
+/*
+ * A renderer for the metrics registry (gw_metrics_register(reg, gw_redis_metrics, r); unregister
+ * before gw_redis_free): redis_total{what=...} counters, redis_connections{what=...} gauges.
+ */
+struct gw_metrics_out;
+void gw_redis_metrics(void *r, struct gw_metrics_out *o);
+
 /* "invalid arguments", "queue full", ... for an enum gw_redis_rc. */
 const char *gw_redis_strerror(int rc);
 

@@ -15,9 +15,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <event2/buffer.h>
 #include <event2/event.h>
 
 #include "gateway/base/clock.h"
+#include "gateway/base/metrics.h"
 #include "gateway/cluster/redis.h"
 
 #define T_WAIT_MS 10000		/* bound on any wait in these tests */
@@ -295,6 +297,24 @@ Test(redis, binary_round_trip_and_server_errors)
 	cr_expect_eq(gw_redis_stats(r)->drops, 0);
 	cr_expect_eq(gw_redis_stats(r)->pending, 0);
 	cr_expect_eq(gw_redis_stats(r)->connected, 1);
+	{
+		/* The counters as /metrics shows them. */
+		struct gw_metrics_reg reg = { .n = 0 };
+		struct evbuffer *b = evbuffer_new();
+		char text[4096];
+		size_t n;
+
+		cr_assert_eq(gw_metrics_register(&reg, gw_redis_metrics, r), 0);
+		cr_assert_eq(gw_metrics_render_all(&reg, b), 0);
+		n = evbuffer_remove(b, text, sizeof text - 1);
+		text[n] = '\0';
+		cr_expect(strstr(text, GW_METRICS_PREFIX "redis_total{what=\"commands\"} 5\n"), "%s", text);
+		cr_expect(strstr(text, GW_METRICS_PREFIX "redis_total{what=\"failed\"} 1\n"), "%s", text);
+		cr_expect(strstr(text, GW_METRICS_PREFIX "redis_connections{what=\"commands\"} 1\n"),
+			  "%s", text);
+		gw_metrics_unregister(&reg, gw_redis_metrics, r);
+		evbuffer_free(b);
+	}
 	gw_redis_free(r);
 	event_base_free(base);
 }
