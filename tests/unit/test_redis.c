@@ -809,6 +809,19 @@ Test(redis, pubsub_across_a_reconnect)
 	cr_expect_eq(gw_redis_stats(r)->messages, 2);
 	cr_expect_eq(gw_redis_stats(r)->sub_drops, 1);
 	cr_expect_eq(gw_redis_stats(r)->sub_connects, 2);
+	/* A second channel on the ready connection; the first one is not disturbed. */
+	{
+		struct inbox other;
+
+		memset(&other, 0, sizeof other);
+		cr_assert_eq(gw_redis_subscribe(r, "other", on_message, &other), GW_REDIS_OK);
+		cr_assert(run_until(base, subscribed_once, &other, T_WAIT_MS));
+		cr_assert_eq(gw_redis_publish(r, "other", "x", 1, on_done, &a[2]), GW_REDIS_OK);
+		cr_assert(run_until(base, got_one, &other, T_WAIT_MS));
+		cr_expect_str_eq(other.channel, "other");
+		cr_expect_eq(in.n, 2);
+		cr_expect_eq(gw_redis_stats(r)->sub_connects, 2);
+	}
 	gw_redis_free(r);
 	event_base_free(base);
 }
