@@ -133,7 +133,9 @@ struct gw_redis_stats {
 struct gw_redis *gw_redis_new(struct event_base *base, const struct gw_redis_opts *o, char *err,
 			      size_t errlen);
 /* Closes both connections; pending commands are dropped WITHOUT done(), no message is delivered
- * after. Not from inside a done() or a gw_redis_msg_fn. NULL: nothing. */
+ * after. Never from inside a done() or a gw_redis_msg_fn of this client (hiredis would free the
+ * connection after the callback returns): that is a bug, logged, and the process aborts.
+ * NULL: nothing. */
 void gw_redis_free(struct gw_redis *r);
 
 /*
@@ -172,7 +174,7 @@ int gw_redis_publish(struct gw_redis *r, const char *channel, const char *msg, s
 /*
  * Subscribes to key_prefix+channel on the pub/sub connection (opened now if it is the first
  * subscription), for the client's life, and again after every reconnect; on_message as described
- * above. GW_REDIS_OK, or GW_REDIS_EINVAL (name too long, GW_REDIS_MAX_SUBS reached),
+ * above. GW_REDIS_OK, or GW_REDIS_EINVAL (name empty or too long, GW_REDIS_MAX_SUBS reached),
  * GW_REDIS_EEXIST, GW_REDIS_ENOMEM.
  */
 int gw_redis_subscribe(struct gw_redis *r, const char *channel, gw_redis_msg_fn on_message,
