@@ -37,7 +37,7 @@ SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 RUN apt-get update -qq \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
       ca-certificates libgrpc29 libprotobuf-c1 libevent-2.1-7 libevent-pthreads-2.1-7 \
-      libevent-openssl-2.1-7 libcurl4 libjansson4 libyaml-0-2 libsqlite3-0 libssl3 libhiredis0.14 \
+      libevent-openssl-2.1-7 libcurl4 libjansson4 libyaml-0-2 libsqlite3-0 libssl3 libhiredis0.14 libpq5 \
  && rm -rf /var/lib/apt/lists/*
 RUN groupadd --system --gid 10001 a3d \
  && useradd --system --uid 10001 --gid 10001 --home-dir /nonexistent --no-create-home \
