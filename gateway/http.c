@@ -2,6 +2,7 @@
  * http: /healthz, /readyz, /metrics on libevent's evhttp. See http.h.
  */
 #include "gateway/http.h"
+#include "gateway/cluster/redis.h"
 #include "gateway/state/store.h"
 
 #include <stdio.h>
@@ -116,9 +117,12 @@ static void http_json_text(const char *why, char *buf, size_t cap)
 }
 
 int gw_http_render_ready(int draining, int grpc_alive, const struct gw_account_rt *accounts,
-			 size_t naccounts, const char *state_backend, const char *state_why,
-			 struct evbuffer *out)
+			 size_t naccounts, const struct gw_ready_parts *parts, struct evbuffer *out)
 {
+	const char *state_backend = parts ? parts->state_backend : NULL;
+	const char *state_why = parts ? parts->state_why : NULL;
+	const char *redis_why = parts ? parts->redis_why : NULL;
+	char rwhy[256];
 	char why[256];
 	char name[GW_METRICS_MAX_LABEL];
 	int ready = !draining && grpc_alive;
@@ -139,9 +143,16 @@ int gw_http_render_ready(int draining, int grpc_alive, const struct gw_account_r
 				    gw_session_state(&accounts[i]));
 	}
 	http_json_text(state_why ? state_why : "", why, sizeof why);
-	evbuffer_add_printf(out, "],\"state\":{\"backend\":\"%s\",\"reachable\":%s%s%s%s}}\n",
+	evbuffer_add_printf(out, "],\"state\":{\"backend\":\"%s\",\"reachable\":%s%s%s%s}",
 			    state_backend ? state_backend : "none", state_why ? "false" : "true",
 			    state_why ? ",\"why\":\"" : "", state_why ? why : "", state_why ? "\"" : "");
+	if (parts && parts->redis) {
+		http_json_text(redis_why ? redis_why : "", rwhy, sizeof rwhy);
+		evbuffer_add_printf(out, ",\"redis\":{\"connected\":%s%s%s%s}", redis_why ? "false" : "true",
+				    redis_why ? ",\"why\":\"" : "", redis_why ? rwhy : "",
+				    redis_why ? "\"" : "");
+	}
+	evbuffer_add_printf(out, "}\n");
 	return ready;
 }
 
@@ -213,9 +224,14 @@ static void http_on_request(struct evhttp_request *req, void *arg)
 			http_reply(req, 503, "Service Unavailable", "text/plain", body);
 		}
 	} else if (strcmp(path, "/readyz") == 0) {
+		struct gw_ready_parts parts = {
+			env->store ? gw_store_backend(env->store) : NULL,
+			env->store ? gw_store_unready(env->store) : NULL, env->redis != NULL,
+			env->redis && !gw_redis_connected(env->redis) ? gw_redis_last_error(env->redis) : NULL
+		};
+
 		ready = gw_http_render_ready(env->draining, gw_listenprobe_alive(h->probe), env->accounts,
-					     env->naccounts, env->store ? gw_store_backend(env->store) : NULL,
-					     env->store ? gw_store_unready(env->store) : NULL, body);
+					     env->naccounts, &parts, body);
 		http_reply(req, ready ? 200 : 503, ready ? "OK" : "Service Unavailable",
 			   "application/json", body);
 	} else if (strcmp(path, "/metrics") == 0) {

@@ -34,12 +34,19 @@ void gw_http_free(struct gw_http *h);	/* NULL is a no-op */
 /* ---- pure renderers (unit-tested) ---- */
 
 /* The /readyz JSON body; returns 1 when ready (not draining, gRPC listener accepting, no account
- * "rejected"), else 0. state_backend names the state store ("sqlite", "postgres"); state_why is
- * NULL when it takes calls, else why not: shown, but it does not make the pod unready (a shared
- * PostgreSQL that is down is down for every replica; see docs/operations.md). */
+ * "rejected"), else 0. parts->state_backend names the state store ("sqlite", "postgres");
+ * state_why is NULL when it takes calls, else why not: shown, but it does not make the pod
+ * unready (a shared PostgreSQL that is down is down for every replica; see
+ * docs/operations.md); Redis likewise. */
+struct gw_ready_parts {
+	const char *state_backend;	/* "sqlite", "postgres", "memory"; NULL: none */
+	const char *state_why;		/* NULL: the store takes calls; else why not */
+	int redis;			/* 1: redis is configured */
+	const char *redis_why;		/* redis: NULL connected, else why not (the replica falls back
+					 * to local limits and caches: shown, never unready) */
+};
 int gw_http_render_ready(int draining, int grpc_alive, const struct gw_account_rt *accounts,
-			 size_t naccounts, const char *state_backend, const char *state_why,
-			 struct evbuffer *out);
+			 size_t naccounts, const struct gw_ready_parts *parts, struct evbuffer *out);
 
 /* Splits "host:port" / "[v6]:port" into host (NUL-terminated) and port. 0, or -1 if malformed. */
 int gw_http_split_hostport(const char *s, char *host, size_t hostlen, unsigned short *port);

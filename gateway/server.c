@@ -27,6 +27,7 @@
 #include "gateway/base/metrics.h"
 #include "gateway/call/admit.h"
 #include "gateway/call/svc.h"
+#include "gateway/cluster/redis.h"
 #include "gateway/config/config.h"
 #include "gateway/config/config_async.h"
 #include "gateway/grpcargs.h"
@@ -629,6 +630,46 @@ static void server_pending_counted(void *arg, const struct gw_store_res *res)
 	       GW_LS("error", pending < 0 && res->err ? res->err : "-"), GW_LEND);
 }
 
+/* The Redis client of redis: (none without it). It connects in the background: a Redis that is
+ * down at start is not fatal (the features that use it fall back to local), a bad address is. */
+static int server_redis_new(struct gw_server *srv, char *err, size_t errlen)
+{
+	const struct gw_redis_cfg *rc = &srv->env.cfg->redis;
+	struct gw_redis_opts o;
+	char *pw = NULL;
+	size_t pwlen = 0;
+	int rc_ = -1;
+
+	if (!rc->enabled)
+		return 0;
+	if ((rc->password_file || rc->password_env) &&
+	    gw_secret_load_redis(rc, &pw, &pwlen, err, errlen) != 0)
+		goto out;
+	memset(&o, 0, sizeof o);
+	o.ip = rc->hostaddr;
+	o.port = rc->port;
+	o.db = rc->db;
+	o.password = pw;
+	o.key_prefix = rc->key_prefix;
+	o.connect_timeout_ms = rc->connect_timeout_ms;
+	o.command_timeout_ms = rc->command_timeout_ms;
+	o.max_pending = GW_SERVER_REDIS_MAX_PENDING;
+	srv->env.redis = gw_redis_new(srv->env.base, &o, err, errlen);
+	if (!srv->env.redis)
+		goto out;
+	if (gw_metrics_register(&srv->env.metrics_reg, gw_redis_metrics, srv->env.redis) != 0) {
+		snprintf(err, errlen, "too many metrics renderers");
+		goto out;
+	}
+	gw_log(GW_LOG_INFO, "redis", GW_LS("msg", "redis client started"),
+	       GW_LS("where", gw_redis_where(srv->env.redis)), GW_LS("instance", srv->env.instance),
+	       GW_LEND);
+	rc_ = 0;
+out:
+	gw_secret_free(pw, pwlen);
+	return rc_;
+}
+
 /* host name + '-' + 8 random hex digits: unique per boot (a restarted container keeps its host
  * name and often its pid). */
 static void server_instance_id(char *out, size_t cap)
@@ -841,6 +882,8 @@ struct gw_server *gw_server_new(struct gw_config *cfg, const char *config_path, 
 		goto out;
 	if (server_state_new(srv, err, errlen))
 		goto out;
+	if (server_redis_new(srv, err, errlen))
+		goto out;
 	env->up = gw_up_new(&(struct gw_up_env){ env->base, &env->cfg, &env->metrics,
 						  &env->metrics_reg, &env->reload });
 	if (!env->up) {
@@ -1003,6 +1046,10 @@ void gw_server_free(struct gw_server *srv)
 	/* After the last call: waiters are gone; keys still PENDING stay for the next process. */
 	gw_owner_free(env->owner);
 	gw_store_close(env->store);
+	if (env->redis) {
+		gw_metrics_unregister(&env->metrics_reg, gw_redis_metrics, env->redis);
+		gw_redis_free(env->redis);
+	}
 	if (srv->ev_housekeeping)
 		event_free(srv->ev_housekeeping);
 	if (env->grpc)

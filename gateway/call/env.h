@@ -78,6 +78,8 @@ struct gw_env {
 	size_t naccounts;
 	struct gw_store *store;
 	struct gw_owner *owner;
+	struct gw_redis *redis;			/* cluster coordination (gateway/cluster/redis.h); NULL
+						 * without redis: in the config */
 	struct gw_admit *admit;			/* tenants' token buckets (gateway/call/admit.h) */
 
 	/* Counters and metrics, written on the loop. */

@@ -69,8 +69,10 @@ Test(http, readyz_table)
 		acct[1].name = "a1";
 		acct[0].state = cases[i].states[0];
 		acct[1].state = cases[i].states[1];
+		struct gw_ready_parts parts = { "sqlite", NULL, 0, NULL };
+
 		ready = gw_http_render_ready(cases[i].draining, !cases[i].grpc_dead, acct, cases[i].n,
-					     "sqlite", NULL, b);
+					     &parts, b);
 		out = drain(b);
 		cr_expect_eq(ready, cases[i].ready, "case %zu", i);
 		cr_expect_str_eq(out, cases[i].body, "case %zu", i);
@@ -116,17 +118,23 @@ Test(http, split_hostport_table)
 	}
 }
 
-/* An unreachable state store is shown with its reason (escaped) but leaves the pod ready. */
+/* An unreachable state store or Redis is shown with its reason (escaped) but leaves the pod
+ * ready. */
 Test(http, ready_state_store)
 {
 	static const struct {
-		const char *backend, *why, *tail;
+		struct gw_ready_parts parts;
+		const char *tail;
 	} cases[] = {
-		{ "postgres", NULL, "\"state\":{\"backend\":\"postgres\",\"reachable\":true}}\n" },
-		{ "postgres", "PostgreSQL at 127.0.0.1:5432/a3d is unreachable: \"refused\"\n",
+		{ { "postgres", NULL, 0, NULL }, "\"state\":{\"backend\":\"postgres\",\"reachable\":true}}\n" },
+		{ { "postgres", "PostgreSQL at 127.0.0.1:5432/a3d is unreachable: \"refused\"\n", 0, NULL },
 		  "\"state\":{\"backend\":\"postgres\",\"reachable\":false,\"why\":\"PostgreSQL at "
 		  "127.0.0.1:5432/a3d is unreachable:  refused  \"}}\n" },
-		{ NULL, NULL, "\"state\":{\"backend\":\"none\",\"reachable\":true}}\n" },
+		{ { NULL, NULL, 0, NULL }, "\"state\":{\"backend\":\"none\",\"reachable\":true}}\n" },
+		{ { "postgres", NULL, 1, NULL },
+		  "\"reachable\":true},\"redis\":{\"connected\":true}}\n" },
+		{ { "postgres", NULL, 1, "connection refused" },
+		  "\"reachable\":true},\"redis\":{\"connected\":false,\"why\":\"connection refused\"}}\n" },
 	};
 
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -134,8 +142,7 @@ Test(http, ready_state_store)
 		char *out;
 		size_t n = strlen(cases[i].tail);
 
-		cr_expect_eq(gw_http_render_ready(0, 1, NULL, 0, cases[i].backend, cases[i].why, b), 1,
-			     "case %zu: ready", i);
+		cr_expect_eq(gw_http_render_ready(0, 1, NULL, 0, &cases[i].parts, b), 1, "case %zu: ready", i);
 		out = drain(b);
 		cr_expect(strlen(out) >= n && strcmp(out + strlen(out) - n, cases[i].tail) == 0,
 			  "case %zu: %s", i, out);
