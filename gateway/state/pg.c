@@ -43,6 +43,7 @@ struct gw_pg_q {
 	gw_pg_done_fn done;
 	void *arg;
 	int cancelled;
+	int fast;			/* its deadline was cut to now: the pool was down */
 	struct event *timer;		/* the deadline */
 };
 
@@ -59,9 +60,12 @@ struct gw_pg {
 	unsigned n;
 	struct gw_pg_q head;		/* FIFO sentinel */
 	struct gw_pg_stats st;
+	int down;			/* a connection attempt failed and none is ready: queries
+					 * fail at once instead of waiting for their deadline */
 };
 
 static void pg_dispatch(struct gw_pg *p);
+static void pg_fail_queued(struct gw_pg *p);
 static void pgc_on_socket(evutil_socket_t fd, short what, void *arg);
 static void pgc_start(struct pgc *c);
 
@@ -144,6 +148,8 @@ static void pgc_drop(struct pgc *c, const char *why)
 	struct gw_pg_q *q = c->q;
 	long backoff = GW_PG_BACKOFF_MIN_MS;
 	char msg[GW_PG_ERR_MAX + 64];
+	/* a connection attempt failed (not a live connection lost, e.g. to a slow query's deadline) */
+	int attempt_failed = c->st != PGC_READY && c->st != PGC_BUSY;
 
 	if (c->st == PGC_READY || c->st == PGC_BUSY)
 		p->st.connected--;
@@ -168,6 +174,10 @@ static void pgc_drop(struct pgc *c, const char *why)
 		backoff = GW_PG_BACKOFF_MAX_MS;
 	c->fails++;
 	pgc_arm(c, backoff);
+	if (attempt_failed && p->st.connected == 0 && !p->down) {
+		p->down = 1;
+		pg_fail_queued(p);
+	}
 	if (q) {
 		p->st.busy--;
 		snprintf(msg, sizeof msg, "PostgreSQL at %s: %s", p->where, why);
@@ -211,6 +221,7 @@ static void pgc_prepare_next(struct pgc *c)
 		c->fails = 0;
 		evtimer_del(c->timer);
 		p->st.connected++;
+		p->down = 0;
 		p->last_error[0] = '\0';
 		pgc_watch(c, EV_READ);	/* a closed connection shows as readable */
 		pg_dispatch(p);
@@ -395,6 +406,14 @@ static void pg_dispatch(struct gw_pg *p)
 			continue;
 		q = p->head.next;
 		pg_q_unqueue(q);
+		if (q->fast) {
+			/* A connection came back before the cut deadline fired: the full one (set
+			 * before sending: a failed send may consume q). */
+			struct timeval tv = { p->timeout_ms / 1000, (p->timeout_ms % 1000) * 1000 };
+
+			q->fast = 0;
+			evtimer_add(q->timer, &tv);
+		}
 		if (pgc_send(c, q) != 0) {
 			/* Nothing was sent: back to the front, for another connection. */
 			q->next = p->head.next;
@@ -422,9 +441,24 @@ static void pg_q_on_deadline(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	pg_q_unqueue(q);
-	snprintf(msg, sizeof msg, "PostgreSQL at %.120s unreachable (no connection within %ld ms)%s%.180s",
-		 p->where, p->timeout_ms, p->last_error[0] ? ": " : "", p->last_error);
+	if (p->down)
+		snprintf(msg, sizeof msg, "PostgreSQL at %.120s is unreachable%s%.180s", p->where,
+			 p->last_error[0] ? ": " : "", p->last_error);
+	else
+		snprintf(msg, sizeof msg, "PostgreSQL at %.120s unreachable (no connection within %ld ms)%s%.180s",
+			 p->where, p->timeout_ms, p->last_error[0] ? ": " : "", p->last_error);
 	pg_q_finish(q, NULL, msg);
+}
+
+/* The pool is down: every waiting query fails on the next loop turn, not at its deadline. */
+static void pg_fail_queued(struct gw_pg *p)
+{
+	static const struct timeval now = { 0, 0 };
+
+	for (struct gw_pg_q *q = p->head.next; q != &p->head; q = q->next) {
+		q->fast = 1;
+		evtimer_add(q->timer, &now);
+	}
 }
 
 struct gw_pg_q *gw_pg_query(struct gw_pg *p, size_t stmt, const char *const *params, int n,
@@ -454,8 +488,9 @@ struct gw_pg_q *gw_pg_query(struct gw_pg *p, size_t stmt, const char *const *par
 	q->timer = evtimer_new(p->base, pg_q_on_deadline, q);
 	if (!q->timer)
 		goto fail;
-	tv.tv_sec = p->timeout_ms / 1000;
-	tv.tv_usec = (p->timeout_ms % 1000) * 1000;
+	q->fast = p->down;	/* down: fail on the next loop turn */
+	tv.tv_sec = p->down ? 0 : p->timeout_ms / 1000;
+	tv.tv_usec = p->down ? 0 : (p->timeout_ms % 1000) * 1000;
 	evtimer_add(q->timer, &tv);
 	q->prev = p->head.prev;
 	q->next = &p->head;

@@ -600,11 +600,20 @@ out:
 
 int gw_rpc_owner_writable(struct gw_call *c)
 {
-	if (!gw_store_read_only(ro_store(c)))
+	const char *down;
+
+	if (gw_store_read_only(ro_store(c))) {
+		gw_call_fail(c, GRPC_STATUS_UNAVAILABLE,
+			     "%s: the gateway's state store is read-only (state.read_only): changes are refused",
+			     ro_what(c));
+		return -1;
+	}
+	/* A store that cannot take writes now (PostgreSQL down): refused before anything goes
+	 * upstream, which would create what could not be recorded (and a retry a second one). */
+	down = gw_store_unready(ro_store(c));
+	if (!down)
 		return 0;
-	gw_call_fail(c, GRPC_STATUS_UNAVAILABLE,
-		     "%s: the gateway's state store is read-only (state.read_only): changes are refused",
-		     ro_what(c));
+	ro_store_failed_why(c, down, GW_RPC_OWNER_DOWN_RETRY_MS);
 	return -1;
 }
 

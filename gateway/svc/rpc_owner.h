@@ -53,6 +53,7 @@
 
 #define GW_RPC_OWNER_MSG_MAX 512	/* status messages built here */
 #define GW_RPC_OWNER_LIST_MAX 100000	/* items one list reply may carry to be filtered */
+#define GW_RPC_OWNER_DOWN_RETRY_MS 1000	/* retry delay of writes refused while the store is down */
 
 /* What ownership means for a method: the own field of its row (gateway/methods.c). */
 enum ro_kind {
@@ -114,8 +115,9 @@ void gw_rpc_owner_after(struct gw_call *c, const ProtobufCMessage *req, Protobuf
  * "<Method>: not found". */
 void gw_rpc_owner_not_found(struct gw_call *c);
 
-/* For handlers outside the row table (UploadVideo): 0 when the store takes writes, else the call
- * is finished with UNAVAILABLE and -1 is returned. */
+/* 0 when the store takes writes; else the call is finished with UNAVAILABLE (read-only, or a
+ * store that cannot take calls now: PostgreSQL down, with a retry delay) and -1 is returned.
+ * gw_rpc_owner_admit() runs it for every write method; UploadVideo calls it itself. */
 int gw_rpc_owner_writable(struct gw_call *c);
 /* Records the signed upload URL as the tenant's upload, then finishes the call with reply
  * (borrowed: packed before this returns), or with UNAVAILABLE when it could not be recorded. */
