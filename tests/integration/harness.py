@@ -39,6 +39,7 @@ KEYS = {"team-a": "demo-key-a", "team-b": "demo-key-b", "viewer": "demo-key-view
 BACKEND = os.environ.get("A3D_IT_BACKEND", "sqlite")
 POSTGRES = BACKEND == "postgres"
 PG_POOL = 4
+PG_TIMEOUT_MS = 5000        # state.postgres.timeout_ms: how long a query may wait for a connection
 PG_TABLES = ("a3d_owner", "a3d_idem")      # the gateway's own (its migrations create them)
 SKIP_ON_POSTGRES = "SQLite-file specific (state.path): meaningless with A3D_IT_BACKEND=postgres"
 
@@ -172,8 +173,9 @@ def pg_state_yaml(pool=PG_POOL):
     return ('  postgres:\n'
             '    dsn: "hostaddr=127.0.0.1 port={port} dbname={db} user={user}"\n'
             '    password_file: {pw}\n'
-            '    pool: {pool}\n').format(port=pg["port"], db=pg["db"], user=pg["user"],
-                                         pw=pg["password_file"], pool=pool)
+            '    pool: {pool}\n'
+            '    timeout_ms: {tmo}\n').format(port=pg["port"], db=pg["db"], user=pg["user"],
+                                              pw=pg["password_file"], pool=pool, tmo=PG_TIMEOUT_MS)
 
 
 def _psql_bin():

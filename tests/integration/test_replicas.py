@@ -53,6 +53,8 @@ RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grp
 
 # The outage test.
 OUTAGE_S = 10.0
+PROBE_TIMEOUT_S = harness.PG_TIMEOUT_MS / 1000.0 + 3     # a write may wait timeout_ms; < OUTAGE_S
+TRAFFIC_TIMEOUT_S = PROBE_TIMEOUT_S
 RECOVERY_BUDGET_S = 30.0
 STORE_MSG = re.compile(r"PostgreSQL|state store")
 
@@ -472,15 +474,17 @@ class _Traffic(threading.Thread):
                 md = g.md("team-a")
                 r = self._one("GetUploadUrl", j, lambda: g.jobs.GetUploadUrl(
                     jobs_pb2.GetUploadUrlRequest(name="rep-d-%04d.mp4" % n, resumable=False),
-                    timeout=5, metadata=md))
+                    timeout=TRAFFIC_TIMEOUT_S, metadata=md))
                 if r is not None and harness.put_bytes(r.url, data) in (200, 201):
                     g2 = self.gws[(j + 1) % len(self.gws)]
                     rid = self._one("StartJob", (j + 1) % len(self.gws), lambda: g2.jobs.StartJob(
-                        jobs_pb2.StartJobRequest(upload_url=r.url), timeout=5, metadata=g2.md("team-a")).rid)
+                        jobs_pb2.StartJobRequest(upload_url=r.url), timeout=TRAFFIC_TIMEOUT_S,
+                        metadata=g2.md("team-a")).rid)
                     if rid:
                         self.acked.append(rid)
                 self._one("GetStatus", j, lambda: g.jobs.GetStatus(
-                    jobs_pb2.GetStatusRequest(rids=[self.rid_known]), timeout=5, metadata=md))
+                    jobs_pb2.GetStatusRequest(rids=[self.rid_known]), timeout=TRAFFIC_TIMEOUT_S,
+                    metadata=md))
                 time.sleep(0.05)
         except Exception as e:      # noqa: BLE001  (reported by the test, never swallowed)
             self.crash = repr(e)
@@ -518,7 +522,10 @@ def test_postgres_outage_under_traffic(cluster):
     for g in gws:       # every replica checks (and caches) the ownership of rid_known
         assert [s.rid for s in g.jobs.GetStatus(jobs_pb2.GetStatusRequest(rids=[rid_known]), timeout=10,
                                                 metadata=g.md("team-a")).statuses] == [rid_known]
-    spare = [harness.upload_put(g, "rep-d-spare-%d.mp4" % j, data, tenant="team-a") for j, g in enumerate(gws)]
+    # Uploads for the StartJob probes of the outage, one per replica and kind: the simulator's job
+    # list then tells whether a refused StartJob still started a job upstream.
+    spare = {(j, kind): harness.upload_put(g, "rep-d-spare-%s-%d.mp4" % (kind, j), data, tenant="team-a")
+             for j, g in enumerate(gws) for kind in ("plain", "keyed")}
 
     t0 = time.monotonic()
     traffic = _Traffic(gws, rid_known, t0, budget_s=OUTAGE_S + RECOVERY_BUDGET_S + 30)
@@ -530,7 +537,6 @@ def test_postgres_outage_under_traffic(cluster):
         t_stop = time.monotonic() - t0
         stop_s = harness.pg_ctl("stop")
         t_down = time.monotonic() - t0
-        process_down = sim.count("POST /process")
 
         # /readyz says why, on every replica (bounded: the pool notices its dead connections).
         noticed = [_wait(lambda g=g: _state(g).get("reachable") is False, 10.0) for g in gws]
@@ -540,27 +546,42 @@ def test_postgres_outage_under_traffic(cluster):
                     or not STORE_MSG.search(st.get("why", "")):
                 problems.append("replica %d: /readyz state during the outage %s (noticed after %s s)" % (j, st, n))
 
-        # Writes: UNAVAILABLE naming the store. Reads of checked ownership: answered.
-        down_answers = []
+        # Writes: UNAVAILABLE naming the store. Reads of checked ownership: answered. All at once
+        # (a write may wait state.postgres.timeout_ms for a connection), within the outage.
+        probes = []
         for j, g in enumerate(gws):
-            for label, fn, req in (
-                    ("GetUploadUrl", g.jobs.GetUploadUrl, jobs_pb2.GetUploadUrlRequest(name="rep-d-x.mp4")),
-                    ("StartJob", g.jobs.StartJob, jobs_pb2.StartJobRequest(upload_url=spare[j])),
-                    ("StartJob keyed", g.jobs.StartJob,
-                     jobs_pb2.StartJobRequest(upload_url=spare[j], idempotency_key="rep-d-key-%d" % j)),
-                    ("CreateEndpoint", g.webhooks.CreateEndpoint,
-                     webhooks_pb2.CreateEndpointRequest(url=HOOK, events=["job.completed"]))):
-                code, details = _code(fn, req, "team-a")
-                down_answers.append((j, label, code.name, details))
-                if code != grpc.StatusCode.UNAVAILABLE or not STORE_MSG.search(details or ""):
-                    problems.append("replica %d: %s during the outage -> %s %r" % (j, label, code.name, details))
-            code, details = _code(g.jobs.GetStatus, jobs_pb2.GetStatusRequest(rids=[rid_known]), "team-a")
-            down_answers.append((j, "GetStatus (cached ownership)", code.name, details))
-            if code != grpc.StatusCode.OK:
-                problems.append("replica %d: GetStatus of a checked rid during the outage -> %s %r"
-                                % (j, code.name, details))
-        process_outage_calls = sim.count("POST /process") - process_down
+            probes += [
+                (j, "GetUploadUrl", g.jobs.GetUploadUrl, jobs_pb2.GetUploadUrlRequest(name="rep-d-x.mp4")),
+                (j, "StartJob", g.jobs.StartJob, jobs_pb2.StartJobRequest(upload_url=spare[(j, "plain")])),
+                (j, "StartJob keyed", g.jobs.StartJob,
+                 jobs_pb2.StartJobRequest(upload_url=spare[(j, "keyed")], idempotency_key="rep-d-key-%d" % j)),
+                (j, "CreateEndpoint", g.webhooks.CreateEndpoint,
+                 webhooks_pb2.CreateEndpointRequest(url=HOOK, events=["job.completed"])),
+                (j, "GetStatus cached", g.jobs.GetStatus, jobs_pb2.GetStatusRequest(rids=[rid_known]))]
+
+        def probe(p):
+            """-> (replica, label, code, seconds, details, grpc-retry-pushback-ms or None)"""
+            t = time.monotonic()
+            try:
+                p[2](p[3], timeout=PROBE_TIMEOUT_S, metadata=harness.Gateway.md("team-a"))
+                return (p[0], p[1], "OK", round(time.monotonic() - t, 2), None, None)
+            except grpc.RpcError as e:
+                pushback = dict(e.trailing_metadata() or ()).get("grpc-retry-pushback-ms")
+                return (p[0], p[1], e.code().name, round(time.monotonic() - t, 2), e.details(), pushback)
+        with cf.ThreadPoolExecutor(len(probes)) as ex:
+            down_answers = list(ex.map(probe, probes))
+        for j, label, code, took, details, pushback in down_answers:
+            if label == "GetStatus cached":
+                if code != "OK":
+                    problems.append("replica %d: GetStatus of a checked rid during the outage -> %s %r"
+                                    % (j, code, details))
+            elif code != "UNAVAILABLE" or not STORE_MSG.search(details or "") or not pushback:
+                problems.append("replica %d: %s during the outage -> %s %r (retry pushback %s)"
+                                % (j, label, code, details, pushback))
         metrics_down = _state_metrics(gws[0])
+        if time.monotonic() - t0 - t_stop > OUTAGE_S:
+            problems.append("the outage probes took %.1f s (> the %.0f s outage)"
+                            % (time.monotonic() - t0 - t_stop, OUTAGE_S))
 
         left = OUTAGE_S - (time.monotonic() - t0 - t_stop)
         if left > 0:
@@ -635,20 +656,30 @@ def test_postgres_outage_under_traffic(cluster):
           "(took %.2f s); replicas noticed after %s s; writable again after %s s"
           % (t_stop, stop_s, t_up, start_s, noticed, recovered))
     print("outage test: traffic %s" % json.dumps({"%s %s %s" % k: v for k, v in sorted(table.items())}))
-    print("outage test: answers during the outage %s" % json.dumps(down_answers))
+    print("outage test: answers during the outage (replica, rpc, code, seconds, details, grpc-retry-pushback-ms)\n  %s"
+          % "\n  ".join(json.dumps([j, lb, c, t, (d or "")[:110], pb]) for j, lb, c, t, d, pb in down_answers))
     print("outage test: traffic error messages during the outage %s" % json.dumps(outage_msgs[:6]))
     print("outage test: /readyz during the outage %s" % json.dumps(states_down))
     print("outage test: state metrics of replica 0 during the outage %s; after %s"
           % (json.dumps(metrics_down, sort_keys=True), json.dumps(_state_metrics(gws[0]), sort_keys=True)))
-    print("outage test: upstream POST /process during the write probes of the outage %d; rids acknowledged "
-          "by the traffic %d; acknowledged in this module %d, all checked through %d replicas"
-          % (process_outage_calls, len(traffic.acked), len(ACKED), len(gws)))
+    # Upstream jobs started by StartJob probes that were refused: nobody owns them, and a client's
+    # retry of an unkeyed StartJob starts another.
+    per_url = {}
+    for job in sim.jobs()["jobs"]:
+        per_url.setdefault(_no_query(job["url"] or ""), []).append(job["rid"])
+    orphans = {"%s on replica %d" % (kind, j): per_url[_no_query(u)] for (j, kind), u in spare.items()
+               if per_url.get(_no_query(u))}
+    unrecorded = sum(harness.read_text(g.log_path).count("created object could not be recorded") for g in gws)
+    print("outage test: upstream jobs started by refused StartJob probes %s; 'created object could not be "
+          "recorded' log lines %d; rids acknowledged by the traffic %d; acknowledged in this module %d, all "
+          "checked through %d replicas" % (json.dumps(orphans, sort_keys=True), unrecorded, len(traffic.acked),
+                                           len(ACKED), len(gws)))
     if odd:
         problems.append("unexpected traffic answers (before the outage, or not UNAVAILABLE during it, or "
                         "after the recovery): %s" % odd[:10])
-    if process_outage_calls:
-        problems.append("%d StartJob(s) refused during the outage still reached upstream (POST /process): "
-                        "jobs nobody owns" % process_outage_calls)
+    if orphans:
+        problems.append("StartJob refused UNAVAILABLE during the outage still started upstream jobs nobody "
+                        "owns: %s" % orphans)
     assert not problems, "\n".join(problems)
 
 
