@@ -533,6 +533,19 @@ out:
 	return s;
 }
 
+/* Runs the loop until the store has answered what it was asked, at most
+ * GW_SERVER_STORE_SETTLE_MS: its close would drop the rest (and their contexts). */
+static void server_store_settle(struct gw_server *srv)
+{
+	int64_t until = gw_clock_now_us() + GW_SERVER_STORE_SETTLE_MS * 1000LL;
+	struct timeval tick = { 0, 20000 };
+
+	while (srv->env.store && gw_store_inflight(srv->env.store) > 0 && gw_clock_now_us() < until) {
+		event_base_loopexit(srv->env.base, &tick);
+		event_base_loop(srv->env.base, EVLOOP_ONCE);
+	}
+}
+
 static void server_expired(void *arg, long n, const char *err)
 {
 	(void)arg;
@@ -945,6 +958,10 @@ void gw_server_free(struct gw_server *srv)
 	gw_admit_free(env->admit);
 	gw_session_accounts_free(env->accounts, env->naccounts);
 	gw_up_free(env->up);
+	/* Store operations still out (lease renewal, expiry): answered, or dropped after a bound. */
+	if (srv->ev_housekeeping)
+		event_del(srv->ev_housekeeping);
+	server_store_settle(srv);
 	/* After the last call: waiters are gone; keys still PENDING stay for the next process. */
 	gw_owner_free(env->owner);
 	gw_store_close(env->store);

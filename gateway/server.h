@@ -29,6 +29,7 @@
 #define GW_SERVER_MAX_GRACE_MS 600000
 #define GW_SERVER_MAX_PEM_BYTES (256u << 10)	/* TLS files larger than this are refused */
 #define GW_SERVER_HOUSEKEEPING_S 60		/* idempotency key expiry runs this often */
+#define GW_SERVER_STORE_SETTLE_MS 2000		/* at exit: store operations still out get this long */
 #define GW_SERVER_DRAIN_POLL_MS 20		/* how often a drain looks for "nothing left in flight" */
 
 struct event;

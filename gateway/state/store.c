@@ -24,6 +24,7 @@ struct gw_store {
 	struct gw_store_stats stats;
 	char err[GW_STORE_ERR_MAX];
 	struct store_oc_ent *oc;	/* GW_STORE_OWNER_CACHE slots, or NULL: no owner cache */
+	size_t inflight;		/* operations issued to the backend, not yet answered */
 };
 
 /* One operation on its way through a backend. ids/tenants (owner_lookup) and the strings the
@@ -193,6 +194,7 @@ static struct store_call *store_call_new(struct gw_store *s, enum store_op op, s
 	c->arg = arg;
 	c->op = op;
 	c->t0 = store_mono_us();
+	s->inflight++;
 	return c;
 }
 
@@ -205,6 +207,7 @@ static void store_complete(void *arg, const struct gw_store_res *bres)
 	const char **tenants = NULL;
 	uint64_t us = (uint64_t)(store_mono_us() - c->t0);
 
+	s->inflight--;
 	s->stats.ops++;
 	if (us > s->stats.max_op_us)
 		s->stats.max_op_us = us;
@@ -353,6 +356,7 @@ void gw_store_owner_lookup(struct gw_store *s, enum gw_store_kind k, const char 
 
 		if (!tenants) {
 			free(c);
+			s->inflight--;
 			s->stats.errors++;
 			store_fail(s, "state store: out of memory");
 			store_refuse(s, done, arg);
@@ -361,6 +365,7 @@ void gw_store_owner_lookup(struct gw_store *s, enum gw_store_kind k, const char 
 		for (size_t i = 0; i < n; i++)
 			tenants[i] = c->known[i][0] ? c->known[i] : NULL;
 		res.tenants = tenants;
+		s->inflight--;
 		done(arg, &res);
 		free(tenants);
 		free(c);
@@ -369,6 +374,7 @@ void gw_store_owner_lookup(struct gw_store *s, enum gw_store_kind k, const char 
 	asked = malloc(c->nask * sizeof *asked);
 	if (!asked) {
 		free(c);
+		s->inflight--;
 		s->stats.errors++;
 		store_fail(s, "state store: out of memory");
 		store_refuse(s, done, arg);
@@ -649,6 +655,11 @@ const char *gw_store_backend(const struct gw_store *s)
 const char *gw_store_unready(const struct gw_store *s)
 {
 	return s->ops->unready(s->impl);
+}
+
+size_t gw_store_inflight(const struct gw_store *s)
+{
+	return s ? s->inflight : 0;
 }
 
 const struct gw_pg_stats *gw_store_pg_stats(const struct gw_store *s)

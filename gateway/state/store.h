@@ -28,7 +28,8 @@
  * complete inline. PostgreSQL costs one network round trip per call, never on the loop's time.
  * Calls slower than GW_STORE_SLOW_US (issue to done) are counted in stats.slow_ops.
  *
- * Strings: every id, tenant, key and source is 1..its limit bytes, with no NUL inside; longer,
+ * Strings: every id, tenant, key and source is 1..its limit bytes of UTF-8 (callers pass ASCII:
+ * validated ids, URLs, config names), with no NUL inside; longer,
  * empty or NULL arguments are rejected (-1, counted in stats.rejected_args) and never truncated.
  * Timestamps (now_ms, created_ms) are wall-clock milliseconds since the epoch: they must mean
  * the same after a restart.
@@ -104,6 +105,9 @@ int gw_store_read_only(const struct gw_store *s);
 const char *gw_store_backend(const struct gw_store *s);	/* "sqlite" | "memory" | "postgres" */
 /* NULL when the store takes calls; else why not, in one line (PostgreSQL: no connection). */
 const char *gw_store_unready(const struct gw_store *s);
+/* Operations issued and not answered yet (a backend that answers later): the server lets them
+ * finish before it closes the store, whose close drops them. */
+size_t gw_store_inflight(const struct gw_store *s);
 /* The connection pool's counters (PostgreSQL), or NULL. */
 const struct gw_pg_stats *gw_store_pg_stats(const struct gw_store *s);
 

@@ -48,12 +48,6 @@ void gw_rpc_owner_not_found(struct gw_call *c)
 	gw_call_fail(c, GRPC_STATUS_NOT_FOUND, "%s: not found", ro_what(c));
 }
 
-void gw_ro_store_failed(struct gw_call *c)
-{
-	gw_call_fail(c, GRPC_STATUS_UNAVAILABLE, "%s: %s", ro_what(c),
-		     gw_store_errmsg(ro_store(c))[0] ? gw_store_errmsg(ro_store(c)) : "state store failed");
-}
-
 /* An id worth asking the store about: well formed (every store id -- rid, model and endpoint
  * id, hex upload id -- is 1..128 of A-Z a-z 0-9 _ -). A malformed one is INVALID_ARGUMENT (the
  * call's decoder and the translate row say so), never a store lookup that would say NOT_FOUND. */
@@ -541,6 +535,10 @@ static void ro_rids_answered(struct ro_look *l, const char *err, long retry_ms)
 		ro_store_failed_why(c, err, retry_ms);
 		goto out;
 	}
+	if (gw_call_cancelled(c)) {	/* left while the store answered: nothing goes upstream */
+		gw_call_fail(c, GRPC_STATUS_CANCELLED, "%s: cancelled", ro_what(c));
+		goto out;
+	}
 	f = ro_rids_field(req, &n, &rids);
 	for (size_t i = 0; i < n; i++)
 		kept += !l->asked[i] || gw_owner_may_see(l->who[i], t->name, t->see_foreign_jobs);
@@ -583,6 +581,10 @@ static void ro_refs_answered(struct ro_look *l, const char *err, long retry_ms)
 
 	if (err) {
 		ro_store_failed_why(c, err, retry_ms);
+		goto out;
+	}
+	if (gw_call_cancelled(c)) {	/* left while the store answered: nothing goes upstream */
+		gw_call_fail(c, GRPC_STATUS_CANCELLED, "%s: cancelled", ro_what(c));
 		goto out;
 	}
 	if (gw_rpc_owner_decide(t->name, t->see_foreign_jobs, &a->refs, (const char *const *)l->who,

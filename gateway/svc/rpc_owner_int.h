@@ -1,6 +1,6 @@
 /*
  * rpc_owner_int: what rpc_owner.c shares with rpc_idem.c (the idempotent StartJob machine): the
- * per-method ownership kind and the one store-failure answer. Not for other modules: they use
+ * per-method ownership kind. Not for other modules: they use
  * gateway/svc/rpc_owner.h and gateway/svc/rpc_idem.h.
  */
 #ifndef A3D_GATEWAY_RPC_OWNER_INT_H
@@ -12,7 +12,5 @@
 /* The kind of c's method (its row's own field); RO_NONE for methods ownership does not concern.
  * c must not be NULL. */
 enum ro_kind gw_ro_kind_of(struct gw_call *c);
-/* Finishes c with UNAVAILABLE "<Method>: <the store's error message>". */
-void gw_ro_store_failed(struct gw_call *c);
 
 #endif

@@ -1,7 +1,9 @@
 /*
  * Unit tests for gateway/svc/rpc_owner.c, its pure parts: which ids a request names and how each
- * is checked (gw_rpc_owner_refs), what the store says of them for a tenant (gw_rpc_owner_decide,
- * on the memory store) and what a 2xx reply records, forgets or filters (gw_rpc_owner_effect).
+ * is checked (gw_rpc_owner_refs), what the store's answers about them mean for a tenant
+ * (gw_rpc_owner_decide: pure, given who owns each; the answers come from the memory store, asked
+ * as gw_rpc_owner_admit asks, one lookup per kind) and what a 2xx reply records, forgets or
+ * filters (gw_rpc_owner_effect).
  * The call-facing functions only act on these answers.
  *
  * Requests and replies are built from the real method table (gateway/methods.c: each method's
@@ -162,6 +164,62 @@ Test(rpc_owner, refs_models_bounded)
 
 /* ---- what the store says ---- */
 
+/* The store's answer, copied (res is valid during done only). The memory store answers inline. */
+struct t_got {
+	int n, rc;
+	size_t nids;
+	char who[GW_RO_REFS_MAX][GW_STORE_TENANT_MAX + 1];
+	int found[GW_RO_REFS_MAX];
+};
+
+static void t_done(void *arg, const struct gw_store_res *r)
+{
+	struct t_got *g = arg;
+
+	g->n++;
+	g->rc = r->rc;
+	for (size_t i = 0; r->rc == 0 && r->tenants && i < g->nids; i++) {
+		g->found[i] = r->tenants[i] != NULL;
+		snprintf(g->who[i], sizeof g->who[i], "%s", r->tenants[i] ? r->tenants[i] : "");
+	}
+}
+
+/*
+ * who[i] for each ref, as gw_rpc_owner_admit gathers them: one owner_lookup per kind of the refs'
+ * ids; bufs holds the copies. Returns the store's rc.
+ */
+static int t_who(struct gw_store *s, const struct gw_ro_refs *refs, const char **who,
+		 char (*bufs)[GW_STORE_TENANT_MAX + 1])
+{
+	for (size_t i = 0; i < refs->n; i++)
+		who[i] = NULL;
+	for (int k = GW_OBJ_JOB; k <= GW_OBJ_UPLOAD; k++) {
+		const char *ids[GW_RO_REFS_MAX];
+		size_t map[GW_RO_REFS_MAX], n = 0;
+		struct t_got g = { 0 };
+
+		for (size_t i = 0; i < refs->n; i++)
+			if ((int)refs->r[i].kind == k) {
+				map[n] = i;
+				ids[n++] = refs->r[i].id;
+			}
+		if (!n)
+			continue;
+		g.nids = n;
+		gw_store_owner_lookup(s, (enum gw_store_kind)k, ids, n, t_done, &g);
+		cr_assert_eq(g.n, 1, "done ran before the call returned");
+		if (g.rc != 0)
+			return g.rc;
+		for (size_t j = 0; j < n; j++) {
+			if (!g.found[j])
+				continue;
+			snprintf(bufs[map[j]], sizeof bufs[0], "%s", g.who[j]);
+			who[map[j]] = bufs[map[j]];
+		}
+	}
+	return 0;
+}
+
 #define T_URL_A "https://s.example/v/a.mp4"
 #define T_URL_B "https://s.example/v/b.mp4"
 
@@ -187,7 +245,11 @@ static struct gw_store *t_seeded(void)
 			cr_assert_eq(gw_owner_upload_id(rows[i].id, id, sizeof id), 0);
 			k = id;
 		}
-		cr_assert_eq(gw_store_owner_put(s, rows[i].k, k, rows[i].tenant, 1), 0);
+		struct t_got g = { 0 };
+
+		gw_store_owner_put(s, rows[i].k, k, rows[i].tenant, 1, t_done, &g);
+		cr_assert_eq(g.n, 1, "done ran before the call returned");
+		cr_assert_eq(g.rc, 0);
 	}
 	return s;	/* RX, MX, EX: recorded for nobody (created outside the gateway, or stock) */
 }
@@ -255,13 +317,16 @@ Test(rpc_owner, decide_table)
 		const struct gw_method *m = t_method(decide_cases[i].method);
 		ProtobufCMessage *req = pb_lines_msg(m->req_desc, decide_cases[i].sets);
 		unsigned char mask[GW_RO_REFS_MAX];
+		char bufs[GW_RO_REFS_MAX][GW_STORE_TENANT_MAX + 1];
+		const char *who[GW_RO_REFS_MAX];
 		struct gw_ro_refs refs;
 		enum gw_ro_verdict v;
 		size_t k = 0;
 
 		gw_rpc_owner_refs((enum ro_kind)m->own, req, &refs);
+		cr_assert_eq(t_who(s, &refs, who, bufs), 0, "case %zu", i);
 		memset(mask, 0xee, sizeof mask);
-		v = gw_rpc_owner_decide(s, decide_cases[i].tenant, decide_cases[i].see_foreign, &refs, mask);
+		v = gw_rpc_owner_decide(decide_cases[i].tenant, decide_cases[i].see_foreign, &refs, who, mask);
 		cr_expect_eq(v, decide_cases[i].want, "%s case %zu: verdict %d", decide_cases[i].method, i, v);
 		for (size_t r = 0; v == GW_RO_ALLOW && r < refs.n; r++) {
 			char got[T_STR_MAX];
@@ -282,26 +347,62 @@ Test(rpc_owner, decide_table)
 	gw_store_close(s);
 }
 
-/* A store failure on any rule stops the decision: UNAVAILABLE, never a guess. The memory store
- * fails a read only on arguments it refuses, so the refs are written by hand. */
-Test(rpc_owner, decide_store_error)
+/*
+ * The decision alone, on answers written by hand (the store is no longer asked here: a store
+ * failure is UNAVAILABLE in gw_rpc_owner_admit before any decision). Each row: refs as
+ * "<rule><kind letter>:<owner>" ('-' = unrecorded), the tenant's view, the verdict and the mask.
+ * Rules stop at the first refusal, in order.
+ */
+static const struct {
+	const char *refs[4];	/* "o" own / "n" not-others / "m" mask, then ":owner" */
+	const char *tenant;
+	int see_foreign;
+	enum gw_ro_verdict want;
+	const char *mask;	/* ALLOW: one char per ref */
+} answers_cases[] = {
+	{ { "o:team-a" }, "team-a", 0, GW_RO_ALLOW, "0" },
+	{ { "o:team-b" }, "team-a", 1, GW_RO_DENY, NULL },
+	{ { "o:-" }, "team-a", 0, GW_RO_DENY, NULL },
+	{ { "o:-" }, "team-a", 1, GW_RO_ALLOW, "0" },
+	{ { "o:team-a" }, "", 1, GW_RO_DENY, NULL },		/* an empty tenant sees nothing */
+	{ { "n:team-a" }, "team-a", 0, GW_RO_ALLOW, "0" },
+	{ { "n:-" }, "team-a", 0, GW_RO_ALLOW, "0" },		/* stock: shared */
+	{ { "n:team-b" }, "team-a", 1, GW_RO_DENY, NULL },
+	{ { "m:team-b" }, "team-a", 0, GW_RO_ALLOW, "1" },	/* masked, never refused */
+	{ { "m:-" }, "team-a", 0, GW_RO_ALLOW, "0" },
+	{ { "m:team-a" }, "team-a", 0, GW_RO_ALLOW, "0" },
+	{ { "o:team-a", "m:team-b", "m:-", "m:team-b" }, "team-a", 0, GW_RO_ALLOW, "0101" },
+	{ { "m:team-b", "o:team-b", "m:team-b" }, "team-a", 0, GW_RO_DENY, NULL },
+	{ { "o:team-a", "n:team-b", "o:team-a" }, "team-a", 0, GW_RO_DENY, NULL },
+	{ { "o:-", "n:-", "m:team-c" }, "team-a", 1, GW_RO_ALLOW, "001" },
+};
+
+Test(rpc_owner, decide_answers_table)
 {
-	static const enum gw_ro_rule rules[] = { GW_RO_NOT_OTHERS, GW_RO_MASK };
-	struct gw_store *s = t_seeded();
-	char longid[GW_STORE_ID_MAX + 2];
-	unsigned char mask[GW_RO_REFS_MAX];
+	for (size_t i = 0; i < sizeof answers_cases / sizeof answers_cases[0]; i++) {
+		struct gw_ro_refs refs = { .n = 0 };
+		const char *who[GW_RO_REFS_MAX];
+		unsigned char mask[GW_RO_REFS_MAX];
+		char got[8] = "";
+		enum gw_ro_verdict v;
 
-	memset(longid, 'x', sizeof longid - 1);
-	longid[sizeof longid - 1] = '\0';
-	for (size_t i = 0; i < sizeof rules / sizeof rules[0]; i++) {
-		struct gw_ro_refs refs = { .n = 2 };
+		for (size_t r = 0; r < 4 && answers_cases[i].refs[r]; r++) {
+			const char *a = answers_cases[i].refs[r];
+			enum gw_ro_rule rule = a[0] == 'o' ? GW_RO_OWN : a[0] == 'n' ? GW_RO_NOT_OTHERS : GW_RO_MASK;
 
-		refs.r[0] = (struct gw_ro_ref){ GW_OBJ_MODEL, rules[i], longid, -1 };
-		refs.r[1] = (struct gw_ro_ref){ GW_OBJ_MODEL, GW_RO_NOT_OTHERS, "MB", -1 };
-		cr_expect_eq(gw_rpc_owner_decide(s, "team-a", 0, &refs, mask), GW_RO_ERROR, "rule %d",
-			     rules[i]);
+			refs.r[r] = (struct gw_ro_ref){ GW_OBJ_MODEL, rule, "M", rule == GW_RO_MASK ? (int)r : -1 };
+			who[r] = strcmp(a + 2, "-") == 0 ? NULL : a + 2;
+			refs.n++;
+		}
+		memset(mask, 0xee, sizeof mask);
+		v = gw_rpc_owner_decide(answers_cases[i].tenant, answers_cases[i].see_foreign, &refs, who, mask);
+		cr_expect_eq(v, answers_cases[i].want, "case %zu: verdict %d", i, v);
+		if (v != GW_RO_ALLOW)
+			continue;
+		for (size_t r = 0; r < refs.n; r++)
+			got[r] = mask[r] == 1 ? '1' : mask[r] == 0 ? '0' : '?';
+		cr_expect_str_eq(got, answers_cases[i].mask, "case %zu", i);
 	}
-	gw_store_close(s);
 }
 
 /* ---- what a 2xx reply changes ---- */
