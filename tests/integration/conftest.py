@@ -69,7 +69,7 @@ class Stack:
             elif killed or rc != 0:
                 problems.append("%s: exit %s after SIGTERM%s (log %s)"
                                 % (g.name, rc, " (killed)" if killed else "", g.log_path))
-            leaks = g.leaked_secrets()
+            leaks = g.leaked_secrets(extra=harness.pg_secrets())
             if leaks:
                 problems.append("%s: log leaks %s (log %s)" % (g.name, ", ".join(leaks), g.log_path))
         for s in self.sims:

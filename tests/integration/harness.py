@@ -207,6 +207,14 @@ def pg_sql(sql, timeout=20.0):
     return r.stdout
 
 
+def pg_secrets():
+    """(the PostgreSQL password,) when A3D_IT_BACKEND=postgres, else (): for leaked_secrets(extra=)."""
+    if not POSTGRES:
+        return ()
+    with open(pg_env()["password_file"]) as f:
+        return (f.read().strip(),)
+
+
 def pg_truncate():
     """Empties the gateway's tables (ownership, idempotency keys); the schema stays. Nothing to do
     before a gateway has created them."""

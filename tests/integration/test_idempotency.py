@@ -341,7 +341,7 @@ def test_crash_restart_no_duplicates(tmp_path):
         assert not leaks, leaks
         assert outcomes["ambiguous"] == 0 and outcomes["error"] == 0, outcomes
         for g in gws:
-            assert not g.leaked_secrets(), (g.name, g.leaked_secrets())
+            assert not g.leaked_secrets(extra=harness.pg_secrets()), (g.name, g.leaked_secrets())
     finally:
         for ch in channels:
             ch.close()

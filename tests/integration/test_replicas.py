@@ -395,6 +395,16 @@ def test_keyed_start_jobs_survive_a_killed_replica(cluster):
         if r != rids.get(key):
             replay_changed.append((key, r, rids.get(key)))
     process_replays = sim.count("POST /process") - process_after
+    # The database's view: one finished row per key, none left PENDING, each with the key's rid.
+    rows = harness.pg_sql("SELECT key, done, rid FROM a3d_idem WHERE tenant = 'team-a' AND key LIKE 'rep-key-%'")
+    idem = {}
+    for line in rows.splitlines():
+        if line:
+            k, done, r = line.split("|")
+            idem[k] = (done == "t", r)
+    bad_rows = {k: v for k, v in idem.items() if not v[0] or v[1] != rids.get(k)}
+    if len(idem) != KEYS_N:
+        bad_rows["(rows)"] = len(idem)
     hidden = {}
     for j, g in enumerate(cluster.gws):
         seen, errs = _visible(g, "team-a", set(rids.values()))
@@ -422,8 +432,9 @@ def test_keyed_start_jobs_survive_a_killed_replica(cluster):
           "sim POST /process %d (+%d on replays); upstream jobs for our uploads %d; duplicates %d; lost %d"
           % (len(set(rids.values())), KEYS_N, len(split), len(failed), process_after - process_before,
              process_replays, sum(len(per_url.get(u, [])) for u in mine), len(dup), len(lost)))
-    print("kill test: reconciliation outcomes in the logs %s; rids hidden from team-a %s; visible to team-b %d"
-          % (json.dumps(outcomes, sort_keys=True), hidden, len(leaks)))
+    print("kill test: reconciliation outcomes in the logs %s; rids hidden from team-a %s; visible to team-b %d; "
+          "a3d_idem rows not done or with another rid %s"
+          % (json.dumps(outcomes, sort_keys=True), hidden, len(leaks), bad_rows))
 
     assert killed_at is not None and killed_done < len(calls), "the kill came after every call completed"
     assert not failed, failed[:10]
@@ -436,6 +447,7 @@ def test_keyed_start_jobs_survive_a_killed_replica(cluster):
     assert process_replays == 0, "replays reached upstream"
     assert not hidden, hidden
     assert not leaks, leaks
+    assert not bad_rows, bad_rows
 
 
 # ---- d. PostgreSQL stopped for 10 s under traffic -----------------------------------------------
