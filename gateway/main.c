@@ -40,10 +40,11 @@ static void main_usage(FILE *f)
 }
 
 /* Loads the configuration or prints every error line; NULL on failure. */
-/* --check-config also reads every secret file (the accounts', the PostgreSQL password's) and the
- * webhook path token's, with the same rules as start-up (owner-only mode, size), so a config it
- * calls OK is one the daemon will run. Environment variables are not checked: the checking shell
- * rarely has the daemon's environment. It never connects to PostgreSQL. */
+/* --check-config also reads every secret file (the accounts', the PostgreSQL and Redis passwords',
+ * the Redis seal key) and the webhook path token's, with the same rules as start-up (owner-only
+ * mode, size, the seal key's form), so a config it calls OK is one the daemon will run. Environment
+ * variables are not checked: the checking shell rarely has the daemon's environment. It never
+ * connects to PostgreSQL or Redis. */
 static int main_check_secret_files(const struct gw_config *cfg)
 {
 	int rc = 0;
@@ -75,6 +76,28 @@ static int main_check_secret_files(const struct gw_config *cfg)
 			rc = -1;
 		}
 		gw_secret_free(pw, len);
+	}
+	if (cfg->redis.enabled && cfg->redis.password_file) {
+		char err[256], *pw = NULL;
+		size_t len = 0;
+
+		if (gw_secret_load_redis(&cfg->redis, &pw, &len, err, sizeof err) != 0) {
+			fprintf(stderr, "%s:%d: redis.password_file: %s\n", cfg->path, cfg->redis.password_line,
+				err);
+			rc = -1;
+		}
+		gw_secret_free(pw, len);
+	}
+	if (cfg->redis.enabled) {
+		uint8_t key[GW_SECRET_SEAL_KEY_LEN];
+		char err[256];
+
+		if (gw_secret_load_seal_key(cfg->redis.seal_key_file, key, err, sizeof err) != 0) {
+			fprintf(stderr, "%s:%d: redis.seal_key_file: %s\n", cfg->path, cfg->redis.seal_key_line,
+				err);
+			rc = -1;
+		}
+		explicit_bzero(key, sizeof key);
 	}
 	if (cfg->webhooks.path_token_file) {
 		char token[GW_WEBHOOK_TOKEN_MAX + 1], err[256];

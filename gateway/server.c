@@ -236,6 +236,42 @@ static void server_reload_secrets(struct gw_server *srv)
 	}
 }
 
+/* The PostgreSQL connection and the Redis settings are built once at start. */
+static int server_pg_same(const struct gw_pg_cfg *a, const struct gw_pg_cfg *b)
+{
+	if (a->enabled != b->enabled)
+		return 0;
+	if (!a->enabled)
+		return 1;
+	if (!server_str_eq(a->hostaddr, b->hostaddr) || !server_str_eq(a->host, b->host) ||
+	    a->port != b->port || !server_str_eq(a->dbname, b->dbname) ||
+	    !server_str_eq(a->user, b->user) || !server_str_eq(a->sslmode, b->sslmode) ||
+	    !server_str_eq(a->application_name, b->application_name) ||
+	    !server_str_eq(a->password_file, b->password_file) ||
+	    !server_str_eq(a->password_env, b->password_env) || a->pool != b->pool ||
+	    a->timeout_ms != b->timeout_ms || a->nextra != b->nextra)
+		return 0;
+	for (size_t i = 0; i < a->nextra; i++)
+		if (!server_str_eq(a->extra_keys[i], b->extra_keys[i]) ||
+		    !server_str_eq(a->extra_values[i], b->extra_values[i]))
+			return 0;
+	return 1;
+}
+
+static int server_redis_same(const struct gw_redis_cfg *a, const struct gw_redis_cfg *b)
+{
+	if (a->enabled != b->enabled)
+		return 0;
+	return !a->enabled ||
+	       (server_str_eq(a->hostaddr, b->hostaddr) && a->port == b->port && a->db == b->db &&
+		server_str_eq(a->password_file, b->password_file) &&
+		server_str_eq(a->password_env, b->password_env) &&
+		server_str_eq(a->key_prefix, b->key_prefix) &&
+		server_str_eq(a->seal_key_file, b->seal_key_file) &&
+		a->connect_timeout_ms == b->connect_timeout_ms &&
+		a->command_timeout_ms == b->command_timeout_ms && a->fallback == b->fallback);
+}
+
 /* Swaps in cfg, loaded from config_path (NULL: the load failed and errs says why), unless it
  * changes what only a restart can; takes cfg. 0 swapped, -1 kept the old configuration. */
 static int server_reload_apply(struct gw_server *srv, struct gw_config *cfg,
@@ -263,9 +299,11 @@ static int server_reload_apply(struct gw_server *srv, struct gw_config *cfg,
 	    boot->state.memory_only != cfg->state.memory_only ||
 	    boot->state.read_only != cfg->state.read_only ||
 	    boot->state.idempotency_ttl_s != cfg->state.idempotency_ttl_s ||
-	    boot->state.reconcile_settle_ms != cfg->state.reconcile_settle_ms) {
+	    boot->state.reconcile_settle_ms != cfg->state.reconcile_settle_ms ||
+	    !server_pg_same(&boot->state.postgres, &cfg->state.postgres) ||
+	    !server_redis_same(&boot->redis, &cfg->redis)) {
 		gw_log(GW_LOG_ERROR, "reload",
-		       GW_LS("msg", "state settings changed: restart the gateway to apply; keeping the old configuration"),
+		       GW_LS("msg", "state settings changed (state.*, redis): restart the gateway to apply; keeping the old configuration"),
 		       GW_LEND);
 		goto out;
 	}

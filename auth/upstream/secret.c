@@ -173,6 +173,102 @@ int gw_secret_load_pg(const struct gw_pg_cfg *pg, char **out, size_t *len, char 
 			   pg->password_env, out, len, err, errlen);
 }
 
+int gw_secret_load_redis(const struct gw_redis_cfg *r, char **out, size_t *len, char *err, size_t errlen)
+{
+	if (err && errlen)
+		err[0] = '\0';
+	if (out)
+		*out = NULL;
+	if (len)
+		*len = 0;
+	if (!r || !out || !len) {
+		secret_err(err, errlen, "no redis section");
+		return -1;
+	}
+	return secret_load("redis", "password", "password_file or password_env", r->password_file,
+			   r->password_env, out, len, err, errlen);
+}
+
+static int secret_hexval(uint8_t c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* 64 hex digits and "\r\n", and one byte more to notice a longer file. */
+#define SECRET_SEAL_READ_MAX (2 * GW_SECRET_SEAL_KEY_LEN + 3)
+#define SECRET_SEAL_FORM "it must hold exactly 32 raw bytes or 64 hex digits (openssl rand -hex 32 > FILE)"
+
+int gw_secret_load_seal_key(const char *path, uint8_t key[GW_SECRET_SEAL_KEY_LEN], char *err, size_t errlen)
+{
+	uint8_t buf[SECRET_SEAL_READ_MAX], acc = 0;
+	size_t n = 0;
+	int rc = -1;
+
+	if (err && errlen)
+		err[0] = '\0';
+	if (!key) {
+		secret_err(err, errlen, "no seal key buffer");
+		return -1;
+	}
+	explicit_bzero(key, GW_SECRET_SEAL_KEY_LEN);
+	if (!path) {
+		secret_err(err, errlen, "redis: no seal_key_file");
+		return -1;
+	}
+	if (gw_secret_read_file(path, (char *)buf, sizeof buf, &n, err, errlen) < 0)
+		goto out;
+	/* Exactly 32 bytes are the raw key, whatever they are (a raw key may end in '\n'); otherwise
+	 * hex, where one line ending is forgiven. */
+	if (n == GW_SECRET_SEAL_KEY_LEN) {
+		memcpy(key, buf, GW_SECRET_SEAL_KEY_LEN);
+	} else {
+		size_t h = n;
+
+		if (h > 0 && buf[h - 1] == '\n')
+			h--;
+		if (h > 0 && buf[h - 1] == '\r' && h < n)
+			h--;
+		if (h != 2 * GW_SECRET_SEAL_KEY_LEN) {
+			/* The size alone: the bytes may be the key (raw, or hex with one digit too many). */
+			if (n == sizeof buf)
+				secret_err(err, errlen, "seal key file %s has more than %zu bytes: " SECRET_SEAL_FORM,
+					   path, sizeof buf - 1);
+			else
+				secret_err(err, errlen, "seal key file %s has %zu bytes: " SECRET_SEAL_FORM, path, n);
+			goto out;
+		}
+		for (size_t i = 0; i < GW_SECRET_SEAL_KEY_LEN; i++) {
+			int hi = secret_hexval(buf[2 * i]), lo = secret_hexval(buf[2 * i + 1]);
+
+			if (hi < 0 || lo < 0) {
+				secret_err(err, errlen, "seal key file %s has %d characters that are not all hex "
+					   "digits (0-9, a-f)", path, 2 * GW_SECRET_SEAL_KEY_LEN);
+				goto out;
+			}
+			key[i] = (uint8_t)(hi << 4 | lo);
+		}
+	}
+	for (size_t i = 0; i < GW_SECRET_SEAL_KEY_LEN; i++)
+		acc |= key[i];
+	if (acc == 0) {
+		secret_err(err, errlen, "seal key file %s holds an all-zero key; make one with openssl rand -hex %d",
+			   path, GW_SECRET_SEAL_KEY_LEN);
+		goto out;
+	}
+	rc = 0;
+out:
+	if (rc != 0)
+		explicit_bzero(key, GW_SECRET_SEAL_KEY_LEN);
+	explicit_bzero(buf, sizeof buf);
+	return rc;
+}
+
 void gw_secret_free(char *s, size_t len)
 {
 	if (!s)

@@ -9,12 +9,14 @@
 #define A3D_AUTH_SECRET_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "gateway/config/config.h"
 
 #define GW_SECRET_MAX_LEN 1024		/* longest secret accepted, after stripping trailing \r\n */
 #define GW_SECRET_CLIENT_ID_MAX 1024	/* longest client id gw_secret_basic_header accepts */
 #define GW_SECRET_WHO_MAX 160		/* "account <name>" in messages; longer names are cut */
+#define GW_SECRET_SEAL_KEY_LEN 32	/* redis.seal_key_file: an AES-256 key */
 
 /*
  * Reads the account's client secret from its file or environment variable into *out (malloc'd,
@@ -34,6 +36,22 @@ int gw_secret_load(const struct gw_account_cfg *a, char **out, size_t *len, char
  * (trust or certificate authentication), for which it answers "set exactly one of ...".
  */
 int gw_secret_load_pg(const struct gw_pg_cfg *pg, char **out, size_t *len, char *err, size_t errlen);
+
+/*
+ * The Redis password (redis.password_file or redis.password_env), with the same rules and messages
+ * as gw_secret_load_pg ("redis: the password is empty", ...). Call it only when one of the two is
+ * set: neither means no AUTH.
+ */
+int gw_secret_load_redis(const struct gw_redis_cfg *r, char **out, size_t *len, char *err, size_t errlen);
+
+/*
+ * The key that seals the shared upstream session (redis.seal_key_file, the same file on every
+ * replica) into key. The file follows the secret-file rules (regular, mode & 077 == 0) and holds
+ * either exactly 32 raw bytes or 64 hex digits (openssl rand -hex 32) with an optional trailing
+ * "\n" or "\r\n"; anything else is refused, and so is an all-zero key. Returns 0, or -1 with err set
+ * (the path and a byte count, never the contents) and key zeroed. Every buffer is wiped.
+ */
+int gw_secret_load_seal_key(const char *path, uint8_t key[GW_SECRET_SEAL_KEY_LEN], char *err, size_t errlen);
 
 /*
  * The file part of gw_secret_load, for other secrets kept in files (the webhook path token):

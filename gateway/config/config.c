@@ -154,6 +154,7 @@ static void cfg_check(struct gw_cfg_parse *p, yaml_node_t **top, yaml_node_t **t
 	}
 	gw_cfg_net_check(p, topk[GW_CFG_TOP_PROCESS], topk[GW_CFG_TOP_GRPC]);
 	gw_cfg_cluster_check(p, topk[GW_CFG_TOP_CLUSTER]);
+	gw_cfg_redis_check(p, topk[GW_CFG_TOP_REDIS]);
 	cfg_check_keys(p);
 }
 
@@ -432,6 +433,7 @@ void gw_config_free(struct gw_config *cfg)
 	free(cfg->tls.client_ca_file);
 	free(cfg->state.path);
 	gw_config_pg_free(&cfg->state.postgres);
+	gw_config_redis_free(&cfg->redis);
 	free(cfg->log_level);
 	free(cfg->webhooks.path_prefix);
 	free(cfg->webhooks.public_url);

@@ -39,6 +39,12 @@
 #define GW_CONFIG_PG_DEFAULT_PORT 5432
 #define GW_CONFIG_PG_DEFAULT_TIMEOUT_MS 5000	/* state.postgres.timeout_ms, 100..60000 */
 #define GW_CONFIG_MAX_REPLICAS 1000		/* cluster.expected_replicas */
+#define GW_CONFIG_REDIS_DEFAULT_PORT 6379
+#define GW_CONFIG_REDIS_MAX_DB 15		/* redis.url's /db, 0..15 (Redis's default 16 databases) */
+#define GW_CONFIG_REDIS_PREFIX_MAX 32		/* redis.key_prefix, in bytes */
+#define GW_CONFIG_REDIS_DEFAULT_PREFIX "a3d:"
+#define GW_CONFIG_REDIS_DEFAULT_CONNECT_MS 2000	/* redis.connect_timeout_ms, 100..60000 */
+#define GW_CONFIG_REDIS_DEFAULT_COMMAND_MS 500	/* redis.command_timeout_ms, 10..10000 */
 #define GW_CONFIG_MAX_DEPTH 32			/* nested mappings/lists; deeper files are refused
 						 * before libyaml loads them (its scanner is
 						 * quadratic in flow nesting) */
@@ -227,6 +233,47 @@ int gw_config_pg_dsn(const char *dsn, struct gw_pg_cfg *out, char *err, size_t e
 /* Frees the strings of c and zeroes it (NULL is fine). */
 void gw_config_pg_free(struct gw_pg_cfg *c);
 
+/* redis.fallback: what a replica does while Redis cannot be reached. */
+enum gw_redis_fallback {
+	GW_REDIS_FALLBACK_LOCAL = 0,	/* local buckets of limit / cluster.expected_replicas, local
+					 * session and cache (the default and, for now, the only mode) */
+};
+
+/*
+ * redis: the coordination layer the replicas share (issue 16). The url (redis://ip[:port][/db])
+ * is split here: the server is named by IP literal only (IPv6 in [ ]), because hiredis 0.14 resolves
+ * names with a blocking getaddrinfo inside redisAsyncConnect; rediss:// is refused (hiredis 0.14 has
+ * no TLS: a sidecar or the mesh carries it); credentials in the url (user:password@) are refused,
+ * without quoting them. AUTH is sent as the default user. Like the other
+ * secrets, neither the password nor the seal key is in this struct: password_file / password_env and
+ * seal_key_file name where they live (auth/upstream/secret.h: gw_secret_load_redis,
+ * gw_secret_load_seal_key read them at start and in --check-config). Needs state.postgres.
+ */
+struct gw_redis_cfg {
+	int enabled;			/* redis: is set and valid (the other fields are valid) */
+	char *hostaddr;			/* IPv4 or IPv6 literal, without brackets; never NULL */
+	unsigned port;			/* 1..65535, default 6379 */
+	unsigned db;			/* 0..GW_CONFIG_REDIS_MAX_DB, default 0 (SELECT when not 0) */
+	char *password_file;		/* at most one of these; neither = no AUTH */
+	char *password_env;
+	int password_line;		/* line of password_file / password_env, for messages */
+	char *key_prefix;		/* 1..32 bytes of [A-Za-z0-9:_.-], default "a3d:"; never NULL */
+	char *seal_key_file;		/* the 32-byte AES-256-GCM key sealing the shared upstream
+					 * cookie (the same on every replica); never NULL */
+	int seal_key_line;		/* line of seal_key_file */
+	long connect_timeout_ms;	/* 100..60000, default 2000 */
+	long command_timeout_ms;	/* 10..10000, default 500 */
+	enum gw_redis_fallback fallback;	/* default GW_REDIS_FALLBACK_LOCAL */
+	int line;			/* line of redis: (0 when absent) */
+};
+
+/* Splits and checks redis.url into out's hostaddr, port and db. Returns 0, or -1 with one
+ * message in err ("redis.url ...", never quoting what may be a password) and those fields freed
+ * and zeroed. out's other fields are left alone. */
+int gw_config_redis_url(const char *url, struct gw_redis_cfg *out, char *err, size_t errlen);
+/* Frees the strings of c and zeroes it (NULL is fine). */
+void gw_config_redis_free(struct gw_redis_cfg *c);
+
 /* cluster.expected_replicas: until replicas share rate limits (Redis, issue 12), each of n replicas
  * admits 1/n of every cluster-wide limit. A cap (concurrency: max_concurrent) for one replica:
  * ceil(cap / n), at least 1; 0 (no cap) stays 0. A rate: rate / n; 0 (none) stays 0. */
@@ -266,6 +313,7 @@ struct gw_config {
 						 * state.postgres */
 		int line;			/* of expected_replicas, 0 when absent */
 	} cluster;
+	struct gw_redis_cfg redis;	/* redis: (enabled 0 when absent); needs state.postgres */
 	struct {
 		long status_ttl_ms;	/* PROGRESS/RETRY lifetime, default 1000 */
 		size_t max_entries;	/* default 200000 */

@@ -31,7 +31,7 @@ enum { GW_CFG_TOP_LISTEN, GW_CFG_TOP_TLS, GW_CFG_TOP_LOG, GW_CFG_TOP_STATE, GW_C
        GW_CFG_TOP_CACHE, GW_CFG_TOP_LIMITS, GW_CFG_TOP_ACCOUNTS, GW_CFG_TOP_TENANTS,
        GW_CFG_TOP_WEBHOOKS, GW_CFG_TOP_RATE, GW_CFG_TOP_UPLOADS, GW_CFG_TOP_WATCH,
        GW_CFG_TOP_PROCESS, GW_CFG_TOP_HTTP, GW_CFG_TOP_GRPC, GW_CFG_TOP_CLUSTER,
-       GW_CFG_TOP_NKEYS };
+       GW_CFG_TOP_REDIS, GW_CFG_TOP_NKEYS };
 
 /* ---- config_node.c: node readers. path names the field in messages ("tenants[1].name"). A reader
  * that fails has added an error and returns -1 (NULL); it returns 0 and sets *out otherwise. ---- */
@@ -89,6 +89,16 @@ void gw_cfg_postgres(struct gw_cfg_parse *p, yaml_node_t *n);
 void gw_cfg_cluster(struct gw_cfg_parse *p, yaml_node_t *n);	/* cluster: */
 /* cluster.expected_replicas > 1 needs state.postgres; ckey names the line when that is absent. */
 void gw_cfg_cluster_check(struct gw_cfg_parse *p, yaml_node_t *ckey);
+/* 1 when s is an environment variable's name, [A-Za-z_][A-Za-z0-9_]* (password_env). */
+int gw_cfg_env_name_ok(const char *s);
+
+/* ---- config_redis.c: redis ---- */
+
+/* redis: at n (url, password_file | password_env, key_prefix, seal_key_file, timeouts, fallback)
+ * into p->cfg->redis; enabled only when it has no error. */
+void gw_cfg_redis(struct gw_cfg_parse *p, yaml_node_t *n);
+/* redis needs state.postgres; rkey (the redis: key) names the line. */
+void gw_cfg_redis_check(struct gw_cfg_parse *p, yaml_node_t *rkey);
 
 /* ---- config_tenants.c: the lists, allocated into p->cfg (freed by gw_config_free) ---- */
 

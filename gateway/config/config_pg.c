@@ -540,8 +540,7 @@ void gw_config_pg_free(struct gw_pg_cfg *c)
 	memset(c, 0, sizeof *c);
 }
 
-/* An environment variable's name: [A-Za-z_][A-Za-z0-9_]*. */
-static int pg_env_name_ok(const char *s)
+int gw_cfg_env_name_ok(const char *s)
 {
 	if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || *s == '_'))
 		return 0;
@@ -586,7 +585,7 @@ void gw_cfg_postgres(struct gw_cfg_parse *p, yaml_node_t *n)
 	} else if (v[K_ENV]) {
 		if (gw_cfg_string(p, v[K_ENV], "state.postgres.password_env", &c->password_env) == 0) {
 			c->password_line = gw_cfg_line(v[K_ENV]);
-			if (!pg_env_name_ok(c->password_env))
+			if (!gw_cfg_env_name_ok(c->password_env))
 				GW_CFG_ERR(p, v[K_ENV], "state.postgres.password_env must be an environment "
 					   "variable's name ([A-Za-z_][A-Za-z0-9_]*)");
 		}

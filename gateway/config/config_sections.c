@@ -2,7 +2,7 @@
  * config_sections: the top-level sections (listen, tls, log, state, upstream, cache, limits,
  * webhooks, rate, uploads, watch) and the root mapping that dispatches to them. Accounts and
  * tenants, the lists with per-entry rules, are in config_tenants.c; process, http and grpc in
- * config_net.c; state.postgres and cluster in config_pg.c.
+ * config_net.c; state.postgres and cluster in config_pg.c; redis in config_redis.c.
  */
 #include "gateway/config/config_int.h"
 
@@ -393,7 +393,7 @@ int gw_cfg_root(struct gw_cfg_parse *p, yaml_node_t *root, yaml_node_t **top, ya
 	static const char *const keys[GW_CFG_TOP_NKEYS] = { "listen", "tls", "log", "state", "upstream",
 						     "cache", "limits", "accounts", "tenants",
 						     "webhooks", "rate", "uploads", "watch", "process",
-						     "http", "grpc", "cluster" };
+						     "http", "grpc", "cluster", "redis" };
 
 	if (!root || root->type != YAML_MAPPING_NODE) {
 		GW_CFG_ERR(p, root, "the configuration must be a mapping (listen:, accounts:, tenants:, ...)");
@@ -434,5 +434,7 @@ int gw_cfg_root(struct gw_cfg_parse *p, yaml_node_t *root, yaml_node_t **top, ya
 		gw_cfg_grpc(p, top[GW_CFG_TOP_GRPC]);
 	if (top[GW_CFG_TOP_CLUSTER])
 		gw_cfg_cluster(p, top[GW_CFG_TOP_CLUSTER]);
+	if (top[GW_CFG_TOP_REDIS])
+		gw_cfg_redis(p, top[GW_CFG_TOP_REDIS]);
 	return 0;
 }

@@ -454,7 +454,8 @@ static void owner_take_done(void *arg, const struct gw_store_res *res)
 		o->stats.take_lost++;
 		op->out.retry_ms = 1000;
 		owner_start_end(op, GW_IDEM_ELSEWHERE, GRPC_STATUS_UNAVAILABLE,
-				"another gateway replica took over this idempotency_key meanwhile; retry");
+				"another gateway replica took over this idempotency_key meanwhile, or its "
+				"attempt ended; retry");
 		return;
 	}
 	if (op->out.entry.lease[0] && strcmp(op->out.entry.lease, o->instance) != 0)

@@ -210,7 +210,7 @@ void gw_owner_idem_done(struct gw_owner *o, const char *tenant, const char *key,
 /*
  * Reconciliation chose rid (GW_RECON_ADOPT): like gw_owner_idem_done, but only if rid is still
  * unrecorded. Two keys reconciled at once may both pick the same unrecorded job; the second to
- * adopt finds it recorded, gets -1, and its waiters hear ABORTED; its key stays PENDING and the
+ * adopt finds it recorded: it and its waiters hear ABORTED; its key stays PENDING and the
  * next retry reconciles again without that job (the handler answers ABORTED, retryable).
  */
 void gw_owner_idem_adopt(struct gw_owner *o, const char *tenant, const char *key, const char *rid,
@@ -234,7 +234,11 @@ int gw_owner_idem_inflight(const struct gw_owner *o, const char *tenant, const c
 void gw_owner_expire(struct gw_owner *o, int64_t now_ms, void (*done)(void *arg, long n, const char *err),
 		     void *arg);
 /* Every GW_OWNER_RENEW_MS: extends the lease of every key this instance holds to
- * now_ms + GW_OWNER_LEASE_MS (nothing to do when nothing is in flight). Failures are counted. */
+ * now_ms + GW_OWNER_LEASE_MS (nothing to do when nothing is in flight). Failures are counted.
+ * A key whose release failed is renewed with the rest while anything is in flight here, so it
+ * waits for its lease to run out only once this instance is idle. The end of an attempt does not
+ * check the lease: if a replica stalled past its lease and another took the key over, the first
+ * to finish records its rid and the other hears UNAVAILABLE (its retry replays that rid). */
 void gw_owner_renew(struct gw_owner *o, int64_t now_ms);
 
 /* ---- reconciliation (pure matching; the handler does the HTTP) ---- */
@@ -260,7 +264,7 @@ struct gw_owner_recon {
  * Step 0: the rids of the /list rows ({"list":[{"rid","fileName","ctime"}]}) whose fileName is
  * the source URL's last path segment (raw or percent-decoded) and whose ctime is not older than
  * e->created_ms - GW_OWNER_RECON_SKEW_MS, at most max of them into rids (pointers into a copy the
- * caller frees with free(*blob)). Returns how many (more than max -> max + 1, nothing filled:
+ * caller frees with free(*blob)). Returns how many (more than max -> max + 1, the first max filled:
  * AMBIGUOUS), or -1 when the body is not a list or the source is not an upload URL (call
  * gw_owner_reconcile anyway: it says why). The handler asks the store which of them are
  * recorded (gw_store_owner_lookup) and passes the recorded ones to gw_owner_reconcile.

@@ -25,7 +25,11 @@ struct gw_store {
 	char err[GW_STORE_ERR_MAX];
 	struct store_oc_ent *oc;	/* GW_STORE_OWNER_CACHE slots, or NULL: no owner cache */
 	size_t inflight;		/* operations issued to the backend, not yet answered */
+	uint64_t del_epoch;		/* bumped by every owner_del: a lookup answered across one
+					 * is not remembered (it may predate the delete) */
 };
+
+#define STORE_LOOKUP_STACK 8	/* lookups answered without allocating the answer array */
 
 /* One operation on its way through a backend. ids/tenants (owner_lookup) and the strings the
  * completion needs are copied into buf: the caller's may be gone when a backend answers later. */
@@ -42,6 +46,7 @@ struct store_call {
 	/* OP_LOOKUP: n ids; ask[j] = index of the j-th id sent to the backend; known[i] = a cache
 	 * answer (tenant, or "" for a remembered absence), NULL when asked */
 	size_t n, nask;
+	uint64_t epoch;			/* s->del_epoch when the lookup was issued */
 	const char **ids;
 	size_t *ask;
 	const char **known;
@@ -181,7 +186,7 @@ static int store_writable(struct gw_store *s)
 static struct store_call *store_call_new(struct gw_store *s, enum store_op op, size_t extra,
 					 gw_store_done_fn done, void *arg)
 {
-	struct store_call *c = calloc(1, sizeof *c + extra);
+	struct store_call *c = malloc(sizeof *c + extra);	/* buf is written before it is read */
 
 	if (!c) {
 		s->stats.errors++;
@@ -189,6 +194,7 @@ static struct store_call *store_call_new(struct gw_store *s, enum store_op op, s
 		store_refuse(s, done, arg);
 		return NULL;
 	}
+	memset(c, 0, sizeof *c);
 	c->s = s;
 	c->done = done;
 	c->arg = arg;
@@ -204,6 +210,7 @@ static void store_complete(void *arg, const struct gw_store_res *bres)
 	struct store_call *c = arg;
 	struct gw_store *s = c->s;
 	struct gw_store_res res = *bres;
+	const char *stack_tenants[STORE_LOOKUP_STACK];
 	const char **tenants = NULL;
 	uint64_t us = (uint64_t)(store_mono_us() - c->t0);
 
@@ -228,12 +235,13 @@ static void store_complete(void *arg, const struct gw_store_res *bres)
 	case GW_STORE_CONFLICT:
 		if (c->op == OP_PUT) {
 			s->stats.owner_conflicts++;
-			store_fail(s, "state store: id already owned by another tenant");
+			res.err = "state store: id already owned by another tenant";
 		} else if (c->op == OP_FINISH) {
 			s->stats.idem_conflicts++;
-			store_fail(s, "state store: idempotency key is not pending or has another job");
+			res.err = "state store: idempotency key is not pending or has another job";
+		} else {
+			res.err = "state store: the idempotency key changed meanwhile";
 		}
-		res.err = s->err;
 		break;
 	default:
 		break;
@@ -246,7 +254,7 @@ static void store_complete(void *arg, const struct gw_store_res *bres)
 	}
 	if (c->op == OP_LOOKUP && res.rc == 0) {
 		/* merge the cache's answers with the backend's, remembering the new ones */
-		tenants = calloc(c->n ? c->n : 1, sizeof *tenants);
+		tenants = c->n <= STORE_LOOKUP_STACK ? stack_tenants : malloc(c->n * sizeof *tenants);
 		if (!tenants) {
 			s->stats.errors++;
 			store_fail(s, "state store: out of memory");
@@ -259,7 +267,7 @@ static void store_complete(void *arg, const struct gw_store_res *bres)
 				const char *t = bres->tenants ? bres->tenants[j] : NULL;
 
 				tenants[c->ask[j]] = t;
-				if (t || !s->ops->shared)
+				if ((t || !s->ops->shared) && c->epoch == s->del_epoch)
 					store_oc_set(s, c->kind, c->ids[c->ask[j]], t);
 			}
 			res.tenants = tenants;
@@ -268,7 +276,8 @@ static void store_complete(void *arg, const struct gw_store_res *bres)
 	if (res.rc != GW_STORE_ERROR)
 		res.retry_ms = 0;
 	c->done(c->arg, &res);
-	free(tenants);
+	if (tenants != stack_tenants)
+		free(tenants);
 	free(c);
 }
 
@@ -335,6 +344,7 @@ void gw_store_owner_lookup(struct gw_store *s, enum gw_store_kind k, const char 
 		return;
 	c->kind = (int)k;
 	c->n = n;
+	c->epoch = s->del_epoch;
 	c->ids = (const char **)(void *)c->buf;
 	c->known = c->ids + n;
 	c->ask = (size_t *)(void *)(c->known + n);
@@ -347,6 +357,7 @@ void gw_store_owner_lookup(struct gw_store *s, enum gw_store_kind k, const char 
 			s->stats.owner_cache_hits++;
 			c->known[i] = store_copy(c, &off, e->tenant ? e->tenant : "");
 		} else {
+			c->known[i] = NULL;
 			c->ask[c->nask++] = i;
 		}
 	}
@@ -406,6 +417,7 @@ void gw_store_owner_del(struct gw_store *s, enum gw_store_kind k, const char *id
 	c = store_call_new(s, OP_DEL, strlen(id) + 1, done, arg);
 	if (!c)
 		return;
+	s->del_epoch++;
 	c->kind = (int)k;
 	c->id = store_copy(c, &off, id);
 	s->ops->owner_del(s->impl, (int)k, id, store_complete, c);
@@ -539,12 +551,14 @@ void gw_store_idem_expire(struct gw_store *s, int64_t older_than_ms, gw_store_do
 
 /* ---- opening ---- */
 
-/* The front around a backend; owner cache on writable stores. Closes impl on failure. */
-static struct gw_store *store_wrap(void *impl, const struct gw_store_ops *ops, int read_only)
+/* The front around a backend; with owner_cache, the owner cache on a writable store (not for
+ * memory: it is a hash table already). Closes impl on failure. */
+static struct gw_store *store_wrap(void *impl, const struct gw_store_ops *ops, int read_only,
+				   int owner_cache)
 {
 	struct gw_store *s = calloc(1, sizeof *s);
 
-	if (s && !read_only) {
+	if (s && owner_cache && !read_only) {
 		s->oc = calloc(GW_STORE_OWNER_CACHE, sizeof *s->oc);
 		if (!s->oc) {
 			free(s);
@@ -562,12 +576,13 @@ static struct gw_store *store_wrap(void *impl, const struct gw_store_ops *ops, i
 }
 
 /* An in-process backend behind the inline adapter and the front. */
-static struct gw_store *store_wrap_sync(void *impl, const struct gw_store_sync_ops *sops, int read_only)
+static struct gw_store *store_wrap_sync(void *impl, const struct gw_store_sync_ops *sops, int read_only,
+					 int owner_cache)
 {
 	const struct gw_store_ops *ops = NULL;
 	void *inl = gw_store_inline_wrap(impl, sops, &ops);
 
-	return inl ? store_wrap(inl, ops, read_only) : NULL;
+	return inl ? store_wrap(inl, ops, read_only, owner_cache) : NULL;
 }
 
 struct gw_store *gw_store_open(const char *path, int read_only, char *err, size_t errlen)
@@ -586,7 +601,7 @@ struct gw_store *gw_store_open(const char *path, int read_only, char *err, size_
 	impl = gw_store_sqlite_open(path, read_only, &sops, buf, sizeof buf);
 	if (!impl)
 		goto out;
-	s = store_wrap_sync(impl, sops, read_only);
+	s = store_wrap_sync(impl, sops, read_only, 1);
 	if (!s)
 		snprintf(buf, sizeof buf, "state store: out of memory");
 out:
@@ -600,7 +615,7 @@ struct gw_store *gw_store_open_mem(size_t max_entries, int read_only)
 	const struct gw_store_sync_ops *sops = NULL;
 	void *impl = gw_store_mem_open(max_entries ? max_entries : GW_STORE_MEM_MAX_ENTRIES, &sops);
 
-	return impl ? store_wrap_sync(impl, sops, read_only) : NULL;
+	return impl ? store_wrap_sync(impl, sops, read_only, 0) : NULL;
 }
 
 struct gw_store *gw_store_open_pg(struct event_base *base, const struct gw_pg_opts *o, char *err,
@@ -612,7 +627,7 @@ struct gw_store *gw_store_open_pg(struct event_base *base, const struct gw_pg_op
 	void *impl = gw_store_pg_backend_open(base, o, &ops, buf, sizeof buf);
 
 	if (impl) {
-		s = store_wrap(impl, ops, 0);
+		s = store_wrap(impl, ops, 0, 1);
 		if (!s)
 			snprintf(buf, sizeof buf, "state store: out of memory");
 	}

@@ -66,22 +66,28 @@ static void inl_owner_put(void *impl, int k, const char *id, const char *tenant,
 	inl_done(b, b->s->owner_put(b->impl, k, id, tenant, now_ms), done, arg, &res);
 }
 
+#define INL_LOOKUP_STACK 8	/* ids answered from stack buffers (GetStatus asks one) */
+
 static void inl_owner_lookup(void *impl, int k, const char *const *ids, size_t n,
 			     gw_store_done_fn done, void *arg)
 {
 	struct inl *b = impl;
 	struct gw_store_res res = { 0 };
-	char (*who)[GW_STORE_TENANT_MAX + 1] = NULL;
-	const char **tenants = NULL;
-	int brc = GW_STORE_B_ERR;
+	char stack_who[INL_LOOKUP_STACK][GW_STORE_TENANT_MAX + 1];
+	const char *stack_tenants[INL_LOOKUP_STACK];
+	char (*who)[GW_STORE_TENANT_MAX + 1] = stack_who;
+	const char **tenants = stack_tenants;
+	int brc = GW_STORE_B_OK;
 
-	who = malloc(n * sizeof *who);
-	tenants = calloc(n, sizeof *tenants);
-	if (!who || !tenants) {
-		res.rc = GW_STORE_ERROR;
-		res.err = "out of memory";
-		done(arg, &res);
-		goto out;
+	if (n > INL_LOOKUP_STACK) {
+		who = malloc(n * sizeof *who);
+		tenants = malloc(n * sizeof *tenants);
+		if (!who || !tenants) {
+			res.rc = GW_STORE_ERROR;
+			res.err = "out of memory";
+			done(arg, &res);
+			goto out;
+		}
 	}
 	for (size_t i = 0; i < n; i++) {
 		brc = b->s->owner_get(b->impl, k, ids[i], who[i], sizeof who[i]);
@@ -92,8 +98,10 @@ static void inl_owner_lookup(void *impl, int k, const char *const *ids, size_t n
 	res.tenants = tenants;
 	inl_done(b, brc == GW_STORE_B_ERR ? brc : GW_STORE_B_OK, done, arg, &res);
 out:
-	free(tenants);
-	free(who);
+	if (who != stack_who)
+		free(who);
+	if (tenants != stack_tenants)
+		free(tenants);
 }
 
 static void inl_owner_del(void *impl, int k, const char *id, gw_store_done_fn done, void *arg)

@@ -398,12 +398,9 @@ static void ro_look_free(struct ro_look *l)
 {
 	if (!l)
 		return;
-	for (size_t i = 0; l->who && i < l->n; i++)
+	for (size_t i = 0; i < l->n; i++)
 		free(l->who[i]);
-	free(l->who);
-	free(l->asked);
-	free(l->slice);
-	free(l);
+	free(l);	/* asked, who and slice live in the same allocation */
 }
 
 static enum gw_store_kind ro_look_kind(const struct ro_look *l, size_t i)
@@ -463,10 +460,17 @@ static struct ro_look *ro_look_new(struct gw_call *c, const char *const *ids, si
 				   const enum gw_store_kind *kinds, enum gw_store_kind kind,
 				   void (*done)(struct ro_look *l, const char *err, long retry_ms), void *arg)
 {
-	struct ro_look *l = calloc(1, sizeof *l);
+	size_t nslice = n < GW_STORE_LOOKUP_MAX ? n : GW_STORE_LOOKUP_MAX;
+	/* one allocation on the hot path (every GetStatus): l, who[n], slice[nslice], asked[n] */
+	struct ro_look *l = malloc(sizeof *l + n * sizeof(char *) + nslice * sizeof(size_t) + n);
 
 	if (!l)
 		return NULL;
+	memset(l, 0, sizeof *l);
+	l->who = (char **)(void *)(l + 1);
+	l->slice = (size_t *)(void *)(l->who + n);
+	l->asked = (unsigned char *)(l->slice + nslice);
+	memset(l->who, 0, n * sizeof(char *));
 	l->c = c;
 	l->n = n;
 	l->ids = ids;
@@ -474,13 +478,6 @@ static struct ro_look *ro_look_new(struct gw_call *c, const char *const *ids, si
 	l->kind = kind;
 	l->done = done;
 	l->arg = arg;
-	l->asked = calloc(n ? n : 1, 1);
-	l->who = calloc(n ? n : 1, sizeof *l->who);
-	l->slice = calloc(GW_STORE_LOOKUP_MAX, sizeof *l->slice);
-	if (!l->asked || !l->who || !l->slice) {
-		ro_look_free(l);
-		return NULL;
-	}
 	for (size_t i = 0; i < n; i++)
 		l->asked[i] = ids[i] && ids[i][0] && strnlen(ids[i], GW_STORE_ID_MAX + 1) <= GW_STORE_ID_MAX;
 	return l;

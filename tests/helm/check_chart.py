@@ -383,10 +383,50 @@ def check_postgres(c, r, label, want, secret_name, secret_key, delivery, replica
             r.container()["securityContext"].get("readOnlyRootFilesystem") is True)
 
 
+def check_redis(c, r, label, url, prefix, password, seal, delivery):
+    """The redis block of gateway.yaml and the files behind it. password: (Secret, key) or None;
+    seal: (Secret, key)."""
+    rd = r.gateway_config().get("redis", {})
+    c.check(f"{label}: redis.url is {url}, key_prefix {prefix!r}",
+            rd.get("url") == url and rd.get("key_prefix") == prefix, rd)
+    vol = r.volume("redis-secret")["projected"]
+    srcs = [s_["secret"] for s_ in vol["sources"]]
+    want = ([{"name": password[0], "items": [{"key": password[1], "path": "password"}]}]
+            if password else [])
+    want.append({"name": seal[0], "items": [{"key": seal[1], "path": "seal.key"}]})
+    c.check(f"{label}: the Redis files come from {'password ' + str(password) + ' and ' if password else ''}"
+            f"seal key {seal}, mode 0400",
+            srcs == want and vol.get("defaultMode") == 0o400, vol)
+    c.check(f"{label}: redis.password_file is {'set' if password else 'absent (no password)'}",
+            ("password_file" in rd) == bool(password), rd)
+    names = [ctr["name"] for ctr in r.all_containers()]
+    vol_name = "redis-secret-copy" if delivery == "copy" else "redis-secret"
+    if delivery == "copy":
+        script = " ".join(r.container("copy-secrets").get("command", []))
+        src = r.mount("redis-secret", "copy-secrets")["mountPath"]
+        dst = r.mount("redis-secret-copy", "copy-secrets")["mountPath"]
+        files = (["password"] if password else []) + ["seal.key"]
+        c.check(f"{label}: copy-secrets installs {files} 0400 into the in-memory emptyDir before "
+                "check-config",
+                all(f"install -m 0400 {src}/{f} {dst}/{f}" in script for f in files)
+                and (password or f"{src}/password" not in script)
+                and r.volume("redis-secret-copy").get("emptyDir", {}).get("medium") == "Memory"
+                and names.index("copy-secrets") < names.index("check-config"), script)
+    for ctr in ("gateway", "check-config"):
+        m = r.mount(vol_name, ctr)
+        files = [rd.get("seal_key_file")] + ([rd.get("password_file")] if password else [])
+        c.check(f"{label}: {ctr}: the Redis files {files} are in the read-only mount of {vol_name}",
+                m.get("readOnly") is True and rd.get("seal_key_file") == posixpath.join(
+                    m["mountPath"], "seal.key")
+                and (not password or rd.get("password_file")
+                     == posixpath.join(m["mountPath"], "password")), (rd, m))
+
+
 # What --check-config may say about a rendered gateway.yaml outside a pod: the secret files are
 # mounted there, not here. Any other line is a configuration the gateway would refuse.
 SECRET_NOT_HERE = re.compile(
     r"^[^:]+:\d+: (accounts\[\d+\]\.client_secret_file|state\.postgres\.password_file|"
+    r"redis\.password_file|redis\.seal_key_file|"
     r"webhooks\.path_token_file): cannot open secret file \S+: No such file or directory$")
 
 
@@ -669,6 +709,86 @@ def main():
 
     guarded("postgres render", postgres)
 
+    # -- Redis: coordination of several replicas ---------------------------------------------
+    redis_sets = pg_sets + ["postgres.existingSecret=pg", "redis.enabled=true",
+                            "redis.hostaddr=10.0.0.7", "redis.sealKey.existingSecret=a3d-redis-seal"]
+
+    def redis():
+        for delivery in ("copy", "mount"):
+            lab = f"redis, replicaCount 3, delivery={delivery}"
+            r = chart.render(sets=redis_sets + ["redis.existingSecret=a3d-redis", "replicaCount=3",
+                                                f"secrets.delivery={delivery}"])
+            check_redis(c, r, lab, "redis://10.0.0.7:6379/0", "a3d:", ("a3d-redis", "password"),
+                        ("a3d-redis-seal", "seal.key"), delivery)
+            check_postgres(c, r, lab, {"hostaddr": "10.0.0.5", "port": "5432", "dbname": "a3d",
+                                       "user": "a3d", "sslmode": "require"}, "pg", "password",
+                           delivery, 3)
+            check_security(c, r, lab)
+            check_gateway_parses(c, chart, r, lab)
+            c.check(f"{lab}: no Redis Secret rendered (the password never goes through values)",
+                    not any(o["kind"] == "Secret" and "redis" in o["metadata"]["name"]
+                            for o in r.objs), r.kinds())
+        nopw = chart.render(sets=redis_sets + ["redis.port=6380", "redis.db=3",
+                                               "redis.keyPrefix=a3d-prod:v1.",
+                                               "redis.sealKey.existingSecretKey=key",
+                                               "redis.connectTimeoutMs=60000",
+                                               "redis.commandTimeoutMs=10"])
+        lab = "redis without a password, port 6380, db 3, timeouts"
+        check_redis(c, nopw, lab, "redis://10.0.0.7:6380/3", "a3d-prod:v1.", None,
+                    ("a3d-redis-seal", "key"), "copy")
+        rd = nopw.gateway_config()["redis"]
+        c.check(f"{lab}: connect_timeout_ms 60000, command_timeout_ms 10",
+                rd.get("connect_timeout_ms") == 60000 and rd.get("command_timeout_ms") == 10, rd)
+        check_gateway_parses(c, chart, nopw, lab)
+        dflt = chart.render(sets=redis_sets)
+        c.check("redis with default timeouts: gateway.yaml leaves them to the gateway",
+                "connect_timeout_ms" not in dflt.gateway_config()["redis"]
+                and "command_timeout_ms" not in dflt.gateway_config()["redis"])
+        v6 = chart.render(sets=redis_sets + ["redis.hostaddr=fd00::7", "redis.port=7000",
+                                             "networkPolicy.enabled=true"])
+        eg = v6.one("NetworkPolicy")["spec"]["egress"]
+        check_gateway_parses(c, chart, v6, "redis on IPv6")
+        c.check("redis on IPv6: redis://[fd00::7]:7000/0, NetworkPolicy egress to its /128 on 7000",
+                v6.gateway_config()["redis"]["url"] == "redis://[fd00::7]:7000/0"
+                and any(rule.get("to") == [{"ipBlock": {"cidr": "fd00::7/128"}}]
+                        and rule["ports"] == [{"port": 7000, "protocol": "TCP"}] for rule in eg),
+                eg)
+        v4 = chart.render(sets=redis_sets + ["networkPolicy.enabled=true"])
+        c.check("redis: NetworkPolicy egress to 10.0.0.7/32 on 6379 next to PostgreSQL's",
+                any(rule.get("to") == [{"ipBlock": {"cidr": "10.0.0.7/32"}}]
+                    and rule["ports"] == [{"port": 6379, "protocol": "TCP"}]
+                    for rule in v4.one("NetworkPolicy")["spec"]["egress"]))
+        off = chart.render(sets=pg_sets + ["postgres.password=x", "replicaCount=3",
+                                           "networkPolicy.enabled=true"])
+        c.check("without redis.enabled: no redis block, no Redis volume, no egress to 6379",
+                "redis" not in off.gateway_config()
+                and not any(n.startswith("redis-") for n in off.volumes())
+                and not any(p_.get("port") == 6379 for rule in
+                            off.one("NetworkPolicy")["spec"]["egress"] for p_ in rule["ports"]))
+        # Secrets: every canary in values reaches only its Secret, whatever else is enabled.
+        canaries = {"secrets.accounts.main": "A3D-CANARY-acct-19c4",
+                    "postgres.password": "A3D-CANARY-pgpw-77d0"}
+        sec = chart.render(sets=[x for x in redis_sets if x != "postgres.existingSecret=pg"]
+                           + [f"{k}={v}" for k, v in canaries.items()]
+                           + ["redis.existingSecret=a3d-redis", "replicaCount=3",
+                              "networkPolicy.enabled=true"])
+        forms = [f for v in canaries.values() for f in (v, base64.b64encode(v.encode()).decode())]
+        leaked = [o["kind"] for o in sec.objs if o["kind"] != "Secret"
+                  for f in forms if f in json.dumps(o)]
+        c.check("redis with chart-managed secrets: no object but a Secret carries a secret value "
+                "(plain or base64)", not leaked, leaked)
+        # cluster.requireRedis: the rule several replicas will follow once Redis coordination lands.
+        for lab, sets in (("replicaCount 3", ["replicaCount=3"]),
+                          ("the HPA", ["autoscaling.enabled=true"])):
+            on = chart.render(sets=redis_sets + sets + ["cluster.requireRedis=true"])
+            c.check(f"cluster.requireRedis with redis.enabled and {lab}: renders",
+                    on.has("Deployment") and "redis" in on.gateway_config())
+        one = chart.render(sets=pg_sets + ["postgres.password=x", "cluster.requireRedis=true"])
+        c.check("cluster.requireRedis with one replica and no Redis: renders",
+                one.has("Deployment") and "redis" not in one.gateway_config())
+
+    guarded("redis render", redis)
+
     # -- helm upgrade with persistence: the SQLite file survives the rollout -------------------
     def upgrade():
         before = chart.render()
@@ -704,7 +824,15 @@ def main():
                    "1/3 of every tenant's rate limit"],
                   ["WARNING: SQLite", "PersistentVolumeClaim"]),
                  ("postgres, 1 replica", pg_sets + ["postgres.password=x"],
-                  ["PostgreSQL at 10.0.0.5:5432"], ["expected_replicas"]))
+                  ["PostgreSQL at 10.0.0.5:5432"], ["expected_replicas", "Coordination: Redis"]),
+                 ("redis, 3 replicas", redis_sets + ["replicaCount=3", "redis.existingSecret=rp"],
+                  ["Coordination: Redis at 10.0.0.7:6379, database 0, key prefix a3d:",
+                   "password from Secret rp", "seal key from Secret a3d-redis-seal",
+                   "does not use Redis yet", "TLS sidecar or the service mesh"],
+                  ["no password"]),
+                 ("redis without a password", redis_sets,
+                  ["Coordination: Redis at 10.0.0.7:6379", "no password, seal key from Secret"],
+                  ["password from Secret rp"]))
         for lab, sets, want, unwanted in cases:
             text = chart.notes(sets=sets)
             c.check(f"NOTES ({lab}): says {want}, not {unwanted}, never state.redis",
@@ -727,6 +855,9 @@ def main():
             "sslrootcert": "/var/run/secrets/animate3d-gateway/postgres/ca.crt",
             "application_name": "animate3d-gateway"}, "a3d-postgres", "gateway-password", "copy",
             10)
+        check_redis(c, r, lab, "redis://10.20.0.30:6379/0", "a3d-prod:", ("a3d-redis", "password"),
+                    ("a3d-redis-seal", "seal.key"), "copy")
+        check_gateway_parses(c, chart, r, lab)
         pv = r.volume("postgres-secret")["projected"]["sources"]
         c.check(f"{lab}: the CA certificate (sslrootcert) comes from a3d-postgres-ca as ca.crt "
                 "next to the password",
@@ -796,6 +927,10 @@ def main():
         c.check(f"{lab}: NetworkPolicy admits egress to PostgreSQL 10.20.0.15/32 on 5432",
                 any(rule.get("to") == [{"ipBlock": {"cidr": "10.20.0.15/32"}}]
                     and rule["ports"] == [{"port": 5432, "protocol": "TCP"}]
+                    for rule in npol["spec"]["egress"]), npol["spec"]["egress"])
+        c.check(f"{lab}: NetworkPolicy admits egress to Redis 10.20.0.30/32 on 6379",
+                any(rule.get("to") == [{"ipBlock": {"cidr": "10.20.0.30/32"}}]
+                    and rule["ports"] == [{"port": 6379, "protocol": "TCP"}]
                     for rule in npol["spec"]["egress"]), npol["spec"]["egress"])
 
     guarded("prod render", prod)
@@ -871,7 +1006,42 @@ def main():
              "cluster.expectedReplicas must be at least 1"),
             ("config.cluster.expected_replicas (the chart owns it)", None,
              pg_sets + ["postgres.password=x", "config.cluster.expected_replicas=2"],
-             "config.cluster.expected_replicas")):
+             "config.cluster.expected_replicas"),
+            ("redis without PostgreSQL", None,
+             ["redis.enabled=true", "redis.hostaddr=10.0.0.7", "redis.sealKey.existingSecret=s"],
+             "redis.enabled needs postgres.enabled"),
+            ("redis without hostaddr", None,
+             [x for x in redis_sets if x != "redis.hostaddr=10.0.0.7"], "needs redis.hostaddr"),
+            ("redis.hostaddr a DNS name", None, redis_sets + ["redis.hostaddr=redis.example.com"],
+             "redis.hostaddr \"redis.example.com\" must be an IPv4 or IPv6 address"),
+            ("redis.hostaddr smuggling a password into the url", None,
+             redis_sets + [f"redis.hostaddr=:{canary}@10.0.0.7"], "must be an IPv4 or IPv6"),
+            ("redis without a seal key", None,
+             [x for x in redis_sets if not x.startswith("redis.sealKey")],
+             "redis.enabled needs redis.sealKey.existingSecret"),
+            ("redis.password (only from a Secret)", None, redis_sets + [f"redis.password={canary}"],
+             "redis.password: the chart takes the Redis password only from a Secret"),
+            ("redis.port 0", None, redis_sets + ["redis.port=0"], "redis.port must be 1..65535"),
+            ("redis.db 16", None, redis_sets + ["redis.db=16"], "redis.db must be 0..15"),
+            ("redis.keyPrefix with a space", None, redis_sets + ["redis.keyPrefix=a3d prod"],
+             "redis.keyPrefix must be 1..32"),
+            ("redis.keyPrefix of 33 bytes", None, redis_sets + ["redis.keyPrefix=" + "a" * 33],
+             "redis.keyPrefix must be 1..32"),
+            ("redis.commandTimeoutMs 5", None, redis_sets + ["redis.commandTimeoutMs=5"],
+             "redis.commandTimeoutMs must be 10..10000"),
+            ("redis.connectTimeoutMs 60001", None, redis_sets + ["redis.connectTimeoutMs=60001"],
+             "redis.connectTimeoutMs must be 100..60000"),
+            ("config.redis (the chart owns it)", None,
+             [f"config.redis.url=redis://:{canary}@10.0.0.7"], "config.redis is set by the chart"),
+            ("cluster.requireRedis, replicaCount 3 without Redis", None,
+             pg_sets + ["postgres.password=x", "replicaCount=3", "cluster.requireRedis=true"],
+             "replicaCount 3 needs redis.enabled (cluster.requireRedis)"),
+            ("cluster.requireRedis, the HPA without Redis", None,
+             pg_sets + ["postgres.password=x", "autoscaling.enabled=true",
+                        "cluster.requireRedis=true"],
+             "autoscaling.enabled needs redis.enabled (cluster.requireRedis)"),
+            ("cluster.requireRedis, replicaCount 2 without PostgreSQL or Redis", None,
+             ["replicaCount=2", "cluster.requireRedis=true"], "replicaCount 2 needs postgres.enabled")):
         p = chart.template(values=values, sets=sets)
         c.check(f"refused: {what}, without echoing the value",
                 p.returncode != 0 and needle in p.stderr and canary not in p.stderr,

@@ -39,6 +39,15 @@
 /* A valid state.postgres.dsn (plain YAML scalar). */
 #define PG_DSN "\"hostaddr=10.0.0.5 dbname=a3d user=gw\""
 
+/* redis: after a valid state.postgres (redis needs it): "redis:" is line 2, its keys from line 3. */
+#define RS "state: {postgres: {dsn: " PG_DSN "}}\nredis:\n"
+#define R_URL "  url: redis://10.0.0.7:6379/0\n"
+#define R_SEAL "  seal_key_file: /k\n"
+#define R_GOOD R_URL R_SEAL
+#define R_NEEDS_PG                                                                                       \
+	"redis needs state.postgres: the replicas that share limits and the upstream session through " \
+	"Redis must share their jobs, ownership and idempotency keys too"
+
 #define A64 "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 #define WH_PREFIX_MSG                                                                              \
 	"webhooks.path_prefix must start and end with '/', use only letters, digits, '-', '.', '_', " \
@@ -158,6 +167,52 @@ static const struct bad_case bad_cases[] = {
 	{ "cluster:\n  expected_replicas: many\n" BASE, 2, "cluster.expected_replicas must be an integer" },
 	{ "cluster:\n  replicas: 2\n" BASE, 2, "unknown key \"replicas\"" },
 	{ "cluster: [2]\n" BASE, 1, "cluster must be a mapping" },
+	/* redis (issue 16); the url's own rules are in redis_url_* below */
+	{ RS R_SEAL BASE, 3, "redis needs url (e.g. redis://10.0.0.7:6379/0)" },
+	{ RS R_URL BASE, 3, "redis needs seal_key_file: a file holding the 32-byte key, the same on every replica, "
+			    "that seals the upstream session before it is stored in Redis" },
+	{ RS BASE, 2, "redis needs url and seal_key_file" },
+	{ "state: {postgres: {dsn: " PG_DSN "}}\nredis: [a]\n" BASE, 2, "redis must be a mapping" },
+	{ RS R_GOOD "  url: redis://10.0.0.8\n" BASE, 5, "duplicate key \"url\" (first at line 3)" },
+	{ RS R_GOOD "  prefix: x\n" BASE, 5, "unknown key \"prefix\"" },
+	{ RS R_SEAL "  url: ''\n" BASE, 4, "redis.url must not be empty" },
+	{ RS R_SEAL "  url: [a]\n" BASE, 4, "redis.url must be a string" },
+	{ RS R_SEAL "  url: rediss://10.0.0.7:6380/0\n" BASE, 4,
+	  "redis.url: rediss:// (TLS) is not supported: hiredis 0.14 has no TLS; connect with redis:// to a TLS "
+	  "sidecar on the pod, or let the service mesh encrypt the connection (docs/operations.md, \"Several "
+	  "replicas: Redis\")" },
+	{ RS R_SEAL "  url: redis://:s3cr3t-canary@10.0.0.7:6379/0\n" BASE, 4,
+	  "redis.url must not hold credentials (user:password@): use password_file or password_env" },
+	{ RS R_SEAL "  url: redis://redis.example:6379/0\n" BASE, 4,
+	  "redis.url: host \"redis.example\" is a name: hiredis resolves names with a blocking getaddrinfo, which "
+	  "would stall the event loop; give the server's IP address (IPv6 in [ ])" },
+	{ RS R_SEAL "  url: redis://10.0.0.7:6379/16\n" BASE, 4, "redis.url: the database must be 0..15 (redis://IP:port/0)" },
+	{ RS R_GOOD "  password: s3cr3t-canary\n" BASE, 5,
+	  "redis.password must not be inline; use password_file or password_env" },
+	{ RS R_GOOD "  password_file: /p\n  password_env: P\n" BASE, 6,
+	  "redis: set only one of password_file or password_env" },
+	{ RS R_GOOD "  password_env: 1P\n" BASE, 5,
+	  "redis.password_env must be an environment variable's name ([A-Za-z_][A-Za-z0-9_]*)" },
+	{ RS R_GOOD "  password_file: ''\n" BASE, 5, "redis.password_file must not be empty" },
+	{ RS R_URL "  seal_key_file: ''\n" BASE, 4, "redis.seal_key_file must not be empty" },
+	{ RS R_GOOD "  key_prefix: ''\n" BASE, 5, "redis.key_prefix must not be empty" },
+	{ RS R_GOOD "  key_prefix: 'a3d prod:'\n" BASE, 5,
+	  "redis.key_prefix must be 1..32 bytes of letters, digits, ':', '_', '.' and '-'" },
+	{ RS R_GOOD "  key_prefix: 'a3d*'\n" BASE, 5,
+	  "redis.key_prefix must be 1..32 bytes of letters, digits, ':', '_', '.' and '-'" },
+	{ RS R_GOOD "  key_prefix: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n" BASE, 5,
+	  "redis.key_prefix must be 1..32 bytes of letters, digits, ':', '_', '.' and '-'" },
+	{ RS R_GOOD "  connect_timeout_ms: 99\n" BASE, 5, "redis.connect_timeout_ms must be >= 100" },
+	{ RS R_GOOD "  connect_timeout_ms: 60001\n" BASE, 5, "redis.connect_timeout_ms must be <= 60000" },
+	{ RS R_GOOD "  command_timeout_ms: 9\n" BASE, 5, "redis.command_timeout_ms must be >= 10" },
+	{ RS R_GOOD "  command_timeout_ms: 10001\n" BASE, 5, "redis.command_timeout_ms must be <= 10000" },
+	{ RS R_GOOD "  command_timeout_ms: soon\n" BASE, 5, "redis.command_timeout_ms must be an integer" },
+	{ RS R_GOOD "  fallback: shared\n" BASE, 5,
+	  "redis.fallback must be local (while Redis is unreachable, limits fall back to limit / "
+	  "cluster.expected_replicas)" },
+	{ RS R_GOOD "  fallback: [local]\n" BASE, 5, "redis.fallback must be a string" },
+	{ "redis:\n" R_GOOD BASE, 1, R_NEEDS_PG },
+	{ "state: {path: /x.db}\nredis: {url: \"redis://10.0.0.7\", seal_key_file: /k}\n" BASE, 2, R_NEEDS_PG },
 	/* webhooks */
 	{ "webhooks:\n  path_prefix: hooks/\n" BASE, 2, WH_PREFIX_MSG },
 	{ "webhooks:\n  path_prefix: /hooks\n" BASE, 2, WH_PREFIX_MSG },
@@ -1206,4 +1261,211 @@ Test(config, replica_share)
 	for (size_t i = 0; i < sizeof rates / sizeof rates[0]; i++)
 		cr_expect_float_eq(gw_config_replica_rate(rates[i].rate, rates[i].replicas), rates[i].want, 1e-12,
 				   "rate case %zu", i);
+}
+
+/* ---- redis.url (config_redis.c): redis://IP[:port][/db] into struct gw_redis_cfg ---- */
+
+static const struct {
+	const char *url, *hostaddr;
+	unsigned port, db;
+} redis_good[] = {
+	{ "redis://10.0.0.7:6379/0", "10.0.0.7", 6379, 0 },
+	{ "redis://10.0.0.7", "10.0.0.7", 6379, 0 },
+	{ "redis://10.0.0.7/", "10.0.0.7", 6379, 0 },
+	{ "redis://10.0.0.7:1/15", "10.0.0.7", 1, 15 },
+	{ "redis://10.0.0.7:65535/3", "10.0.0.7", 65535, 3 },
+	{ "redis://127.0.0.1:6380", "127.0.0.1", 6380, 0 },
+	{ "redis://[::1]:7000/15", "::1", 7000, 15 },
+	{ "redis://[2001:db8::7]", "2001:db8::7", 6379, 0 },
+	{ "redis://[2001:db8::7]/2", "2001:db8::7", 6379, 2 },
+	{ "redis://[::ffff:10.0.0.7]:6379/0", "::ffff:10.0.0.7", 6379, 0 },
+	{ "redis://10.0.0.7:06379/00", "10.0.0.7", 6379, 0 },
+};
+
+Test(config, redis_url_accepted)
+{
+	for (size_t i = 0; i < sizeof redis_good / sizeof redis_good[0]; i++) {
+		struct gw_redis_cfg c = { 0 };
+		char err[512];
+		int rc = gw_config_redis_url(redis_good[i].url, &c, err, sizeof err);
+
+		cr_expect_eq(rc, 0, "case %zu: %s", i, err);
+		if (rc != 0)
+			continue;
+		cr_expect_str_eq(c.hostaddr, redis_good[i].hostaddr, "case %zu", i);
+		cr_expect_eq(c.port, redis_good[i].port, "case %zu", i);
+		cr_expect_eq(c.db, redis_good[i].db, "case %zu", i);
+		/* A second url replaces the first (nothing leaks: ASan checks). */
+		cr_expect_eq(gw_config_redis_url("redis://10.9.9.9:1/1", &c, err, sizeof err), 0, "case %zu", i);
+		cr_expect_str_eq(c.hostaddr, "10.9.9.9", "case %zu", i);
+		gw_config_redis_free(&c);
+	}
+}
+
+#define RU_CRED "redis.url must not hold credentials (user:password@): use password_file or password_env"
+#define RU_FORM "redis.url must be redis://IP[:port][/db], e.g. redis://10.0.0.7:6379/0"
+#define RU_V6 "redis.url: an IPv6 address must be in [ ] (redis://[::1]:6379/0)"
+#define RU_HOST "redis.url: the host must be an IPv4 address or an IPv6 address in [ ]"
+#define RU_PORT "redis.url: port must be 1..65535"
+#define RU_DB "redis.url: the database must be 0..15 (redis://IP:port/0)"
+#define RU_NAME(h)                                                                                           \
+	"redis.url: host \"" h "\" is a name: hiredis resolves names with a blocking getaddrinfo, which would " \
+	"stall the event loop; give the server's IP address (IPv6 in [ ])"
+
+static const struct {
+	const char *url, *msg;
+} redis_bad[] = {
+	{ "rediss://10.0.0.7:6380/0",
+	  "redis.url: rediss:// (TLS) is not supported: hiredis 0.14 has no TLS; connect with redis:// to a TLS "
+	  "sidecar on the pod, or let the service mesh encrypt the connection (docs/operations.md, \"Several "
+	  "replicas: Redis\")" },
+	{ "http://10.0.0.7:6379", RU_FORM },
+	{ "unix:///run/redis.sock", RU_FORM },
+	{ "REDIS://10.0.0.7", RU_FORM },
+	{ "10.0.0.7:6379", RU_FORM },
+	/* credentials in any form, never quoted */
+	{ "redis://:s3cr3t-canary@10.0.0.7:6379/0", RU_CRED },
+	{ "redis://gw:s3cr3t-canary@10.0.0.7/0", RU_CRED },
+	{ "redis://s3cr3t-canary@10.0.0.7", RU_CRED },
+	{ "redis://a@b@s3cr3t-canary@10.0.0.7", RU_CRED },
+	{ "redis://10.0.0.7/0?password=s3cr3t-canary",
+	  "redis.url must not have a query or a fragment (?, #): the other settings are keys of the redis section" },
+	{ "redis://10.0.0.7#s3cr3t-canary",
+	  "redis.url must not have a query or a fragment (?, #): the other settings are keys of the redis section" },
+	/* the host: an IP literal */
+	{ "redis://", "redis.url needs the server's IP address, e.g. redis://10.0.0.7:6379/0" },
+	{ "redis:///0", "redis.url needs the server's IP address, e.g. redis://10.0.0.7:6379/0" },
+	{ "redis://:6379/0", "redis.url needs the server's IP address, e.g. redis://10.0.0.7:6379/0" },
+	{ "redis://[]:6379", "redis.url needs the server's IP address, e.g. redis://10.0.0.7:6379/0" },
+	{ "redis://redis.example:6379/0", RU_NAME("redis.example") },
+	{ "redis://redis-master.cache.svc.cluster.local", RU_NAME("redis-master.cache.svc.cluster.local") },
+	{ "redis://localhost", RU_NAME("localhost") },
+	{ "redis://10.0.0.256", RU_NAME("10.0.0.256") },
+	{ "redis://10.1", RU_NAME("10.1") },
+	{ "redis://10.0.0.7%20", RU_HOST },
+	{ "redis://[redis.example]:6379", RU_HOST },
+	{ "redis://[10.0.0.7]", RU_HOST },
+	{ "redis://[fe80::1%25eth0]", RU_HOST },
+	{ "redis://::1", RU_V6 },
+	{ "redis://2001:db8::7:6379/0", RU_V6 },
+	{ "redis://[::1/0", RU_V6 },
+	{ "redis://[::1]6379/0", RU_V6 },
+	/* port and database */
+	{ "redis://10.0.0.7:0", RU_PORT },
+	{ "redis://10.0.0.7:65536", RU_PORT },
+	{ "redis://10.0.0.7:", RU_PORT },
+	{ "redis://10.0.0.7:-1", RU_PORT },
+	{ "redis://10.0.0.7:63x9", RU_PORT },
+	{ "redis://10.0.0.7:999999", RU_PORT },
+	{ "redis://[::1]:/0", RU_PORT },
+	{ "redis://10.0.0.7:6379/16", RU_DB },
+	{ "redis://10.0.0.7:6379/-1", RU_DB },
+	{ "redis://10.0.0.7:6379/a3d", RU_DB },
+	{ "redis://10.0.0.7:6379/0/1", RU_DB },
+	{ "redis://10.0.0.7:6379/99999999999", RU_DB },
+};
+
+Test(config, redis_url_refused)
+{
+	for (size_t i = 0; i < sizeof redis_bad / sizeof redis_bad[0]; i++) {
+		struct gw_redis_cfg c = { 0 };
+		char err[512];
+
+		cr_expect_eq(gw_config_redis_url(redis_bad[i].url, &c, err, sizeof err), -1, "case %zu accepted", i);
+		cr_expect_str_eq(err, redis_bad[i].msg, "case %zu:\n got  %s\n want %s", i, err, redis_bad[i].msg);
+		cr_expect_null(strstr(err, "s3cr3t"), "case %zu: the password leaked: %s", i, err);
+		cr_expect_null(strstr(err, "canary"), "case %zu: the password leaked: %s", i, err);
+		cr_expect_null(c.hostaddr, "case %zu", i);
+		cr_expect_eq(c.port, 0, "case %zu", i);
+	}
+}
+
+/* A whole redis section: the chart's shape, the defaults, and no section at all. */
+Test(config, redis_section_is_read)
+{
+	static const char chart[] =
+		"state:\n"
+		"  postgres: {dsn: " PG_DSN ", password_file: /var/run/secrets/animate3d-gateway/postgres/password}\n"
+		"cluster:\n"
+		"  expected_replicas: 3\n"
+		"redis:\n"
+		"  url: redis://[2001:db8::7]:6380/2\n"
+		"  password_file: /var/run/secrets/animate3d-gateway/redis/password\n"
+		"  key_prefix: a3d-prod:v1.\n"
+		"  seal_key_file: /var/run/secrets/animate3d-gateway/redis-seal/seal.key\n"
+		"  connect_timeout_ms: 60000\n"
+		"  command_timeout_ms: 10\n"
+		"  fallback: local\n" BASE;
+	static const char dflt[] = RS "  url: \"redis://10.0.0.7\"\n  seal_key_file: /k\n  password_env: A3D_REDIS_PW\n"
+				   BASE;
+	struct gw_errors errs = { 0 };
+	struct gw_config *cfg = NULL;
+	const struct gw_redis_cfg *r;
+	char path[512];
+
+	cr_assert_eq(load_text(chart, path, sizeof(path), &cfg, &errs), 0, "%s", errs.n ? errs.msg[0] : "-");
+	r = &cfg->redis;
+	cr_expect_eq(r->enabled, 1);
+	cr_expect_eq(r->line, 6);
+	cr_expect_str_eq(r->hostaddr, "2001:db8::7");
+	cr_expect_eq(r->port, 6380);
+	cr_expect_eq(r->db, 2);
+	cr_expect_str_eq(r->password_file, "/var/run/secrets/animate3d-gateway/redis/password");
+	cr_expect_null(r->password_env);
+	cr_expect_eq(r->password_line, 7);
+	cr_expect_str_eq(r->key_prefix, "a3d-prod:v1.");
+	cr_expect_str_eq(r->seal_key_file, "/var/run/secrets/animate3d-gateway/redis-seal/seal.key");
+	cr_expect_eq(r->seal_key_line, 9);
+	cr_expect_eq(r->connect_timeout_ms, 60000);
+	cr_expect_eq(r->command_timeout_ms, 10);
+	cr_expect_eq(r->fallback, GW_REDIS_FALLBACK_LOCAL);
+	cr_expect_eq(cfg->cluster.expected_replicas, 3);
+	gw_config_free(cfg);
+
+	cr_assert_eq(load_text(dflt, path, sizeof(path), &cfg, &errs), 0, "%s", errs.n ? errs.msg[0] : "-");
+	r = &cfg->redis;
+	cr_expect_eq(r->enabled, 1);
+	cr_expect_str_eq(r->hostaddr, "10.0.0.7");
+	cr_expect_eq(r->port, GW_CONFIG_REDIS_DEFAULT_PORT);
+	cr_expect_eq(r->db, 0);
+	cr_expect_null(r->password_file);
+	cr_expect_str_eq(r->password_env, "A3D_REDIS_PW");
+	cr_expect_eq(r->password_line, 5);
+	cr_expect_str_eq(r->key_prefix, GW_CONFIG_REDIS_DEFAULT_PREFIX);
+	cr_expect_str_eq(r->seal_key_file, "/k");
+	cr_expect_eq(r->connect_timeout_ms, GW_CONFIG_REDIS_DEFAULT_CONNECT_MS);
+	cr_expect_eq(r->command_timeout_ms, GW_CONFIG_REDIS_DEFAULT_COMMAND_MS);
+	cr_expect_eq(r->fallback, GW_REDIS_FALLBACK_LOCAL);
+	gw_config_free(cfg);
+
+	/* Without the section: disabled, everything empty. */
+	cr_assert_eq(load_text(BASE, path, sizeof(path), &cfg, &errs), 0, "%s", errs.n ? errs.msg[0] : "-");
+	cr_expect_eq(cfg->redis.enabled, 0);
+	cr_expect_eq(cfg->redis.line, 0);
+	cr_expect_null(cfg->redis.hostaddr);
+	cr_expect_null(cfg->redis.key_prefix);
+	cr_expect_null(cfg->redis.seal_key_file);
+	gw_config_free(cfg);
+}
+
+/* Every refusal in one file is reported, each on its line, and none quotes the password. */
+Test(config, redis_errors_all_reported)
+{
+	static const char text[] =
+		"redis:\n"
+		"  url: redis://:s3cr3t-canary@redis.example/0\n"
+		"  password: s3cr3t-canary\n"
+		"  key_prefix: 'a b'\n"
+		"  command_timeout_ms: 0\n" BASE;
+	struct gw_errors errs = { 0 };
+	struct gw_config *cfg = NULL;
+	char path[512];
+
+	cr_assert_eq(load_text(text, path, sizeof(path), &cfg, &errs), -1);
+	cr_expect_null(cfg);
+	/* password, key_prefix, command timeout, seal_key_file, url, then the cross-check */
+	cr_expect_eq(errs.n, 6, "%zu errors", errs.n);
+	for (size_t i = 0; i < errs.n; i++)
+		cr_expect_null(strstr(errs.msg[i], "s3cr3t"), "the password leaked: %s", errs.msg[i]);
+	gw_errors_clear(&errs);
 }

@@ -126,6 +126,25 @@ Inline secrets and plain API keys are refused: the ConfigMap must never carry a 
 {{- $_ := set $cluster "expected_replicas" (int (include "animate3d-gateway.expectedReplicas" .)) -}}
 {{- $_ := set $cfg "cluster" $cluster -}}
 {{- end -}}
+{{- if hasKey $c "redis" -}}
+{{- fail "config.redis is set by the chart from the redis values (redis.enabled, redis.hostaddr, ...), which also mount the password and seal key files; remove it from config" -}}
+{{- end -}}
+{{- if $v.redis.enabled -}}
+{{- include "animate3d-gateway.validateRedis" . -}}
+{{- $r := $v.redis -}}
+{{- $addr := toString $r.hostaddr -}}
+{{- $redis := dict "url" (printf "redis://%s:%d/%d" (ternary (printf "[%s]" $addr) $addr (contains ":" $addr)) (int $r.port) (int $r.db)) "key_prefix" (toString $r.keyPrefix) "seal_key_file" (include "animate3d-gateway.redisSealKeyFile" .) -}}
+{{- if $r.existingSecret -}}
+{{- $_ := set $redis "password_file" (include "animate3d-gateway.redisPasswordFile" .) -}}
+{{- end -}}
+{{- if not (kindIs "invalid" $r.connectTimeoutMs) -}}
+{{- $_ := set $redis "connect_timeout_ms" (int $r.connectTimeoutMs) -}}
+{{- end -}}
+{{- if not (kindIs "invalid" $r.commandTimeoutMs) -}}
+{{- $_ := set $redis "command_timeout_ms" (int $r.commandTimeoutMs) -}}
+{{- end -}}
+{{- $_ := set $cfg "redis" $redis -}}
+{{- end -}}
 {{- if not $c.accounts -}}
 {{- fail "config.accounts: at least one upstream account is needed" -}}
 {{- end -}}
@@ -190,6 +209,11 @@ Inline secrets and plain API keys are refused: the ConfigMap must never carry a 
   mountPath: {{ .Values.postgres.mountPath }}
   readOnly: true
 {{- end }}
+{{- if .Values.redis.enabled }}
+- name: {{ ternary "redis-secret-copy" "redis-secret" (eq (include "animate3d-gateway.secretDelivery" .) "copy") }}
+  mountPath: {{ .Values.redis.mountPath }}
+  readOnly: true
+{{- end }}
 {{- end -}}
 
 {{/* copy or mount: how the account secret files reach secrets.mountPath (see values.yaml). */}}
@@ -229,6 +253,15 @@ store lets several pods answer for the same jobs: the SQLite file and the memory
 {{- end -}}
 {{- if gt (int .Values.replicaCount) 1 -}}
 {{- fail (printf "replicaCount %d needs postgres.enabled: %s" (int .Values.replicaCount) $why) -}}
+{{- end -}}
+{{- end -}}
+{{- if and .Values.cluster.requireRedis (not .Values.redis.enabled) -}}
+{{- $why := "without Redis each pod keeps its own rate buckets (a tenant gets its limit once per pod) and its own upstream session; set redis.enabled, redis.hostaddr and redis.sealKey.existingSecret (see docs/operations.md, \"Several replicas: Redis\")" -}}
+{{- if .Values.autoscaling.enabled -}}
+{{- fail (printf "autoscaling.enabled needs redis.enabled (cluster.requireRedis): the HPA runs several pods, and %s" $why) -}}
+{{- end -}}
+{{- if gt (int .Values.replicaCount) 1 -}}
+{{- fail (printf "replicaCount %d needs redis.enabled (cluster.requireRedis): %s" (int .Values.replicaCount) $why) -}}
 {{- end -}}
 {{- end -}}
 {{- if and (eq $backend "sqlite-pvc") .Values.strategy (ne (toString (get .Values.strategy "type")) "Recreate") -}}
@@ -344,6 +377,62 @@ character sets instead of being quoted, so nothing can smuggle a second keyword 
 {{- $kv = append $kv (printf "%s=%s" $k (toString $val)) -}}
 {{- end -}}
 {{- join " " $kv -}}
+{{- end -}}
+
+{{/* The Redis files the gateway reads (redis.password_file, redis.seal_key_file). */}}
+{{- define "animate3d-gateway.redisPasswordFile" -}}
+{{- printf "%s/password" .Values.redis.mountPath -}}
+{{- end -}}
+{{- define "animate3d-gateway.redisSealKeyFile" -}}
+{{- printf "%s/seal.key" .Values.redis.mountPath -}}
+{{- end -}}
+
+{{/* Where the copy-secrets init container sees the Redis Secret volume itself. */}}
+{{- define "animate3d-gateway.redisSourceDir" -}}/var/run/secrets/animate3d-redis-source{{- end -}}
+
+{{/*
+The redis values, checked before they are written into gateway.yaml as redis.url (an IP literal:
+hiredis resolves names with a blocking getaddrinfo) and the files beside it. The password never
+goes through values: it comes from redis.existingSecret, or there is none.
+*/}}
+{{- define "animate3d-gateway.validateRedis" -}}
+{{- $r := .Values.redis -}}
+{{- if not .Values.postgres.enabled -}}
+{{- fail "redis.enabled needs postgres.enabled: replicas that share limits and the upstream session through Redis must share their jobs, ownership and idempotency keys too" -}}
+{{- end -}}
+{{- if hasKey $r "password" -}}
+{{- fail "redis.password: the chart takes the Redis password only from a Secret: set redis.existingSecret (key redis.existingSecretKey)" -}}
+{{- end -}}
+{{- $addr := toString $r.hostaddr -}}
+{{- if not $addr -}}
+{{- fail "redis.enabled needs redis.hostaddr, the server's IP address: the gateway never resolves names (hiredis would block its event loop in getaddrinfo)" -}}
+{{- end -}}
+{{- if not (or (regexMatch `^[0-9]{1,3}(\.[0-9]{1,3}){3}$` $addr) (regexMatch "^[0-9A-Fa-f.]*:[0-9A-Fa-f:.]*$" $addr)) -}}
+{{- /* Quoted only when it looks like a name: anything else may be a password put in by mistake. */ -}}
+{{- if regexMatch "^[A-Za-z0-9.-]{1,253}$" $addr -}}
+{{- fail (printf "redis.hostaddr %q must be an IPv4 or IPv6 address, not a name: the gateway never resolves names" $addr) -}}
+{{- end -}}
+{{- fail "redis.hostaddr must be an IPv4 or IPv6 address (1.2.3.4 or fd00::7, without brackets or port)" -}}
+{{- end -}}
+{{- $port := int $r.port -}}
+{{- if or (lt $port 1) (gt $port 65535) -}}
+{{- fail "redis.port must be 1..65535" -}}
+{{- end -}}
+{{- if or (lt (int $r.db) 0) (gt (int $r.db) 15) -}}
+{{- fail "redis.db must be 0..15" -}}
+{{- end -}}
+{{- if not (regexMatch "^[A-Za-z0-9:_.-]{1,32}$" (toString $r.keyPrefix)) -}}
+{{- fail "redis.keyPrefix must be 1..32 of A-Z a-z 0-9 : _ . -" -}}
+{{- end -}}
+{{- if not $r.sealKey.existingSecret -}}
+{{- fail "redis.enabled needs redis.sealKey.existingSecret: a Secret holding the 32-byte key (64 hex digits, e.g. openssl rand -hex 32) that seals the upstream session before it is stored in Redis, the same for every replica" -}}
+{{- end -}}
+{{- range $k, $lim := dict "connectTimeoutMs" (list 100 60000) "commandTimeoutMs" (list 10 10000) -}}
+{{- $t := get $r $k -}}
+{{- if and (not (kindIs "invalid" $t)) (or (lt (int $t) (int (index $lim 0))) (gt (int $t) (int (index $lim 1)))) -}}
+{{- fail (printf "redis.%s must be %d..%d" $k (int (index $lim 0)) (int (index $lim 1))) -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 
 {{/*
