@@ -4,11 +4,13 @@ Everything listens on 127.0.0.1, on ports the kernel picked. Every wait is bound
 process started here is stopped here (SIGTERM, then SIGKILL after a bounded wait).
 """
 import base64
+import glob
 import hashlib
 import json
 import os
 import re
 import resource
+import shutil
 import signal
 import socket
 import subprocess
@@ -30,6 +32,16 @@ CLIENT_ID = "demo-client-id"
 CLIENT_SECRET = "demo-client-secret"
 SECRET_ENV = "A3D_IT_CLIENT_SECRET"
 KEYS = {"team-a": "demo-key-a", "team-b": "demo-key-b", "viewer": "demo-key-viewer"}
+
+# The state backend the gateways run on: "sqlite" (a file per gateway, the default) or "postgres"
+# (A3D_IT_BACKEND=postgres, inside tests/lib/with-postgres, which exports the A3D_PG_* variables:
+# every gateway then shares that cluster's database).
+BACKEND = os.environ.get("A3D_IT_BACKEND", "sqlite")
+POSTGRES = BACKEND == "postgres"
+PG_POOL = 4
+PG_TIMEOUT_MS = 5000        # state.postgres.timeout_ms: how long a query may wait for a connection
+PG_TABLES = ("a3d_owner", "a3d_idem")      # the gateway's own (its migrations create them)
+SKIP_ON_POSTGRES = "SQLite-file specific (state.path): meaningless with A3D_IT_BACKEND=postgres"
 
 START_TIMEOUT_S = 10.0      # a binary that is not ready within this is a failure
 STOP_TIMEOUT_S = 10.0       # SIGTERM -> exit, else SIGKILL and fail
@@ -74,6 +86,12 @@ def metrics(gw):
             k, v = line.rsplit(" ", 1)
             out[k] = float(v)
     return out
+
+
+def readyz(gw, timeout=HTTP_TIMEOUT_S):
+    """gw's /readyz -> (HTTP status, parsed JSON body)."""
+    st, _, body = http("GET", gw.http_url + "/readyz", timeout=timeout)
+    return st, json.loads(body)
 
 
 def http(method, url, body=None, headers=None, timeout=HTTP_TIMEOUT_S):
@@ -133,6 +151,97 @@ def read_text(path):
             return f.read()
     except FileNotFoundError:
         return ""
+
+
+# ---- PostgreSQL backend (A3D_IT_BACKEND=postgres) ----------------------------------------------
+def pg_env():
+    """The throw-away cluster tests/lib/with-postgres made: {host, port, db, user, password_file,
+    data, ctl}. Raises when a variable is missing (not run under with-postgres)."""
+    names = dict(host="A3D_PG_HOST", port="A3D_PG_PORT", db="A3D_PG_DB", user="A3D_PG_USER",
+                 password_file="A3D_PG_PASSWORD_FILE", data="A3D_PG_DATA", ctl="A3D_PG_CTL")
+    missing = [v for v in names.values() if not os.environ.get(v)]
+    if missing:
+        raise RuntimeError("A3D_IT_BACKEND=postgres needs tests/lib/with-postgres (missing %s)"
+                           % ", ".join(missing))
+    return {k: os.environ[v] for k, v in names.items()}
+
+
+def pg_state_yaml(pool=PG_POOL):
+    """The lines under state: for the PostgreSQL backend (indented two spaces, newline-ended).
+    hostaddr, never host: the gateway refuses to resolve names on its loop."""
+    pg = pg_env()
+    return ('  postgres:\n'
+            '    dsn: "hostaddr=127.0.0.1 port={port} dbname={db} user={user}"\n'
+            '    password_file: {pw}\n'
+            '    pool: {pool}\n'
+            '    timeout_ms: {tmo}\n').format(port=pg["port"], db=pg["db"], user=pg["user"],
+                                              pw=pg["password_file"], pool=pool, tmo=PG_TIMEOUT_MS)
+
+
+def _psql_bin():
+    for d in sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=_version_key, reverse=True):
+        if os.access(os.path.join(d, "psql"), os.X_OK):
+            return os.path.join(d, "psql")
+    return shutil.which("psql") or "psql"
+
+
+def _version_key(path):
+    m = re.search(r"/(\d+)/bin$", path)
+    return int(m.group(1)) if m else 0
+
+
+def pg_sql(sql, timeout=20.0):
+    """Runs sql with psql as the gateway's user over TCP on 127.0.0.1 (the password from the
+    cluster's password file, in PGPASSWORD: never on a command line). -> stdout (unaligned, tuples
+    only). Raises on failure."""
+    pg = pg_env()
+    with open(pg["password_file"]) as f:
+        password = f.read().strip()
+    env = dict(os.environ, PGPASSWORD=password, PGCONNECT_TIMEOUT="5")
+    r = subprocess.run([_psql_bin(), "-h", "127.0.0.1", "-p", pg["port"], "-U", pg["user"],
+                        "-d", pg["db"], "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql],
+                       env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                       timeout=timeout)
+    if r.returncode != 0:
+        raise RuntimeError("psql failed (%d): %s" % (r.returncode, r.stderr.strip()[-2000:]))
+    return r.stdout
+
+
+def pg_secrets():
+    """(the PostgreSQL password,) when A3D_IT_BACKEND=postgres, else (): for leaked_secrets(extra=)."""
+    if not POSTGRES:
+        return ()
+    with open(pg_env()["password_file"]) as f:
+        return (f.read().strip(),)
+
+
+def pg_truncate():
+    """Empties the gateway's tables (ownership, idempotency keys); the schema stays. Nothing to do
+    before a gateway has created them."""
+    tables = ", ".join(PG_TABLES)
+    pg_sql("DO $$ BEGIN IF to_regclass('%s') IS NOT NULL THEN TRUNCATE %s; END IF; END $$;"
+           % (PG_TABLES[0], tables))
+
+
+def pg_count(table):
+    """Rows in one of the gateway's tables (0 when it does not exist yet)."""
+    assert table in PG_TABLES
+    out = pg_sql("SELECT CASE WHEN to_regclass('%s') IS NULL THEN 0 ELSE "
+                 "(SELECT count(*) FROM %s) END" % (table, table))
+    return int(out.strip() or 0)
+
+
+def pg_ctl(action, timeout=60.0):
+    """Stops ("stop": fast shutdown, waits) or starts ("start": waits until it accepts) the
+    cluster's server, through with-postgres's control script. -> seconds it took."""
+    assert action in ("stop", "start")
+    t0 = time.monotonic()
+    r = subprocess.run([pg_env()["ctl"], action], stdin=subprocess.DEVNULL, capture_output=True,
+                       text=True, timeout=timeout)
+    if r.returncode != 0:
+        raise RuntimeError("%s %s failed (%d): %s" % (pg_env()["ctl"], action, r.returncode,
+                                                      (r.stdout + r.stderr).strip()[-2000:]))
+    return time.monotonic() - t0
 
 
 class Sim:
@@ -213,13 +322,23 @@ class Sim:
 
 
 def gateway_config(grpc_port, http_port, sim_url, state_path, secret_env=SECRET_ENV,
-                   secret_file=None, rate=(1000, 2000), state_extra=(), extra_tenants="", extra_top=""):
+                   secret_file=None, rate=(1000, 2000), state_extra=(), extra_tenants="", extra_top="",
+                   backend=None):
     """The YAML text for a test gateway (schema as examples/demo.yaml).
 
     state_extra: more "key: value" lines under state:; extra_tenants: YAML appended to tenants:;
-    extra_top: more top-level sections (YAML at column 0), appended last."""
+    extra_top: more top-level sections (YAML at column 0), appended last. backend: "sqlite"
+    (state.path: state_path) or "postgres" (state.postgres naming with-postgres's cluster;
+    state_path unused); None: BACKEND, from A3D_IT_BACKEND."""
     secret_line = ("client_secret_file: %s" % secret_file) if secret_file else \
                   ("client_secret_env: %s" % secret_env)
+    backend = backend or BACKEND
+    if backend == "postgres":
+        state_lines = pg_state_yaml()
+    elif backend == "sqlite":
+        state_lines = "  path: %s\n" % state_path
+    else:
+        raise ValueError("unknown state backend %r (A3D_IT_BACKEND: sqlite or postgres)" % backend)
     return """\
 listen:
   grpc: 127.0.0.1:{grpc}
@@ -227,8 +346,7 @@ listen:
 log:
   level: info
 state:
-  path: {state}
-{state_extra}upstream:
+{state_lines}{state_extra}upstream:
   connect_timeout_ms: 2000
   default_timeout_ms: 30000
 cache:
@@ -259,7 +377,7 @@ tenants:
       - sha256: {kv}
         permissions: [read]
 {extra_tenants}{extra_top}""".format(grpc=grpc_port, state_extra="".join("  %s\n" % x for x in state_extra),
-           extra_tenants=extra_tenants, extra_top=extra_top, http=http_port, state=state_path, sim=sim_url, cid=CLIENT_ID,
+           extra_tenants=extra_tenants, extra_top=extra_top, http=http_port, state_lines=state_lines, sim=sim_url, cid=CLIENT_ID,
            secret_line=secret_line, rps=rate[0], burst=rate[1], ka=sha256_hex(KEYS["team-a"]),
            kb=sha256_hex(KEYS["team-b"]), kv=sha256_hex(KEYS["viewer"]))
 

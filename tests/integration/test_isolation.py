@@ -3,6 +3,9 @@ what it gets for an id that does not exist; lists show only the tenant's own ite
 changes nothing; jobs created outside the gateway are visible only to a see_foreign_jobs tenant;
 ownership survives a restart on the same state file; a corrupt or unwritable state file stops the
 gateway; state.read_only serves reads and refuses mutations.
+
+Runs on SQLite and, with A3D_IT_BACKEND=postgres (ctest integration.postgres), on PostgreSQL, where
+the state-file tests skip themselves.
 """
 import os
 import stat
@@ -303,6 +306,7 @@ def _start_fails(tmp_path, sim, name, state_path, state_extra=()):
     return str(e.value), log
 
 
+@pytest.mark.skipif(harness.POSTGRES, reason=harness.SKIP_ON_POSTGRES)
 def test_corrupt_state_file_refuses_to_start(sim, tmp_path):
     bad = tmp_path / "corrupt.db"
     bad.write_bytes(b"this is not a database, just garbage " * 200)
@@ -311,6 +315,7 @@ def test_corrupt_state_file_refuses_to_start(sim, tmp_path):
     assert "corrupt" in log and str(bad) in log, log[-2000:]
 
 
+@pytest.mark.skipif(harness.POSTGRES, reason=harness.SKIP_ON_POSTGRES)
 def test_unwritable_state_file_refuses_to_start(stack, sim, tmp_path):
     """Non-root: a valid state file in a read-only directory, itself read-only. Root writes through
     modes, so there the path cannot be created at all (a parent is a regular file)."""
@@ -339,6 +344,7 @@ def test_unwritable_state_file_refuses_to_start(stack, sim, tmp_path):
         os.chmod(ro, stat.S_IRUSR | stat.S_IWUSR)
 
 
+@pytest.mark.skipif(harness.POSTGRES, reason=harness.SKIP_ON_POSTGRES)
 def test_read_only_serves_reads_refuses_writes(stack, sim, tmp_path):
     state = str(tmp_path / "readonly.db")
     g1 = harness.Gateway(str(tmp_path), sim.url, name="gw-rw", state_path=state)
@@ -368,13 +374,15 @@ def test_read_only_serves_reads_refuses_writes(stack, sim, tmp_path):
 
 def test_reload_refuses_state_changes(stack, sim, tmp_path):
     """SIGHUP with different state.* settings keeps the running configuration (restart to apply):
-    the store stays writable and its file stays the same."""
+    the store stays writable and its file stays the same. (PostgreSQL refuses read_only: there the
+    change is the idempotency keys' lifetime.)"""
     import signal
     import time
     g = stack.gateway(sim, name="gw-reload", state_path=str(tmp_path / "reload.db"))
     text = harness.read_text(g.config_path)
+    change = "  idempotency_ttl_s: 4321\n" if harness.POSTGRES else "  read_only: true\n"
     with open(g.config_path, "w") as f:
-        f.write(text.replace("state:\n", "state:\n  read_only: true\n", 1))
+        f.write(text.replace("state:\n", "state:\n" + change, 1))
     g.proc.send_signal(signal.SIGHUP)
     deadline = time.monotonic() + 5
     while "state settings changed" not in g.log_text() and time.monotonic() < deadline:
