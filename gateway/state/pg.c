@@ -624,6 +624,11 @@ void gw_pg_free(struct gw_pg *p)
 	free(p);
 }
 
+int gw_pg_down(const struct gw_pg *p)
+{
+	return p->down;
+}
+
 const struct gw_pg_stats *gw_pg_stats(const struct gw_pg *p)
 {
 	return &p->st;

@@ -96,6 +96,9 @@ struct gw_pg_q *gw_pg_query(struct gw_pg *p, size_t stmt, const char *const *par
 void gw_pg_cancel(struct gw_pg_q *q);
 
 const struct gw_pg_stats *gw_pg_stats(const struct gw_pg *p);
+/* 1 while the pool is down: a connection attempt failed and no connection is ready (queries
+ * then fail at once). 0 while starting, connected, or reconnecting after a lost connection. */
+int gw_pg_down(const struct gw_pg *p);
 /* The last connection error ("" when none), and "host:port/db" of the server. */
 const char *gw_pg_last_error(const struct gw_pg *p);
 const char *gw_pg_where(const struct gw_pg *p);

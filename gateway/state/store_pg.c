@@ -623,13 +623,12 @@ static const char *pgs_unready(void *impl)
 	struct pgs_store *s = impl;
 	const char *last = gw_pg_last_error(s->pool);
 
-	if (gw_pg_stats(s->pool)->connected)
+	/* Starting (the blocking connect at open just worked) or reconnecting after one lost
+	 * connection: calls wait for a connection. Down only once an attempt failed. */
+	if (gw_pg_stats(s->pool)->connected || !gw_pg_down(s->pool))
 		return NULL;
-	if (last[0])
-		snprintf(s->unready, sizeof s->unready, "PostgreSQL at %s is unreachable: %s", s->where,
-			 last);
-	else
-		snprintf(s->unready, sizeof s->unready, "PostgreSQL at %s: not connected yet", s->where);
+	snprintf(s->unready, sizeof s->unready, "PostgreSQL at %s is unreachable%s%s", s->where,
+		 last[0] ? ": " : "", last);
 	return s->unready;
 }
 
