@@ -129,3 +129,46 @@ def test_daemon_refuses_public_secret_file(tmp_path):
     out = p.stdout.decode(errors="replace") + p.stderr.decode(errors="replace")
     assert p.returncode != 0, out
     assert secret in out and "demo-client-secret\n" not in out.replace(secret, ""), out
+
+
+POSTGRES = """\
+state:
+  postgres:
+    dsn: "hostaddr=127.0.0.1 port={port} dbname=a3d user=a3d"
+    password_env: A3D_IT_PG_PASSWORD
+"""
+
+
+def test_postgres_checked_not_connected(tmp_path):
+    """--check-config checks state.postgres but never connects (nothing listens on the port);
+    a password inside the dsn is refused without being echoed."""
+    text = harness.gateway_config(harness.free_port(), harness.free_port(), "http://127.0.0.1:9",
+                                  "/unused")
+    ok = text.replace("state:\n  path: /unused\n", POSTGRES.format(port=harness.free_port()))
+    rc, out = check_config(write(tmp_path, "ok.yaml", ok), {harness.SECRET_ENV: "s3cret-client",
+                                                            "A3D_IT_PG_PASSWORD": "pg-pass-123"})
+    assert rc == 0 and "configuration OK" in out, out
+    bad = ok.replace("user=a3d\"", "user=a3d password=pg-pass-inline\"")
+    path = write(tmp_path, "bad.yaml", bad)
+    rc, out = check_config(path, {harness.SECRET_ENV: "s3cret-client"})
+    assert rc == 1, out
+    assert any("password" in m for ms in error_lines(path, out).values() for m in ms), out
+    assert "pg-pass-inline" not in out
+
+
+def test_postgres_unreachable_at_start_names_server_not_password(tmp_path):
+    """Start-up connects to PostgreSQL: nothing listening -> the daemon exits at once with one
+    line naming host:port/db, never the password."""
+    port = harness.free_port()
+    text = harness.gateway_config(harness.free_port(), harness.free_port(), "http://127.0.0.1:9",
+                                  "/unused")
+    text = text.replace("state:\n  path: /unused\n", POSTGRES.format(port=port))
+    path = write(tmp_path, "gw.yaml", text)
+    env = dict(os.environ)
+    env.update({harness.SECRET_ENV: "s3cret-client", "A3D_IT_PG_PASSWORD": "pg-pass-123"})
+    p = subprocess.run([harness.GATEWAY_BIN, "-c", path], stdin=subprocess.DEVNULL, env=env,
+                       capture_output=True, timeout=20)
+    out = p.stdout.decode(errors="replace") + p.stderr.decode(errors="replace")
+    assert p.returncode != 0, out
+    assert "cannot connect to PostgreSQL at 127.0.0.1:%d/a3d" % port in out, out
+    assert "pg-pass-123" not in out and "s3cret-client" not in out
