@@ -194,8 +194,9 @@ static long pgs_retry_ms(const struct pgs_store *s)
 }
 
 /*
- * Ends op with GW_STORE_ERROR. why is the pool's message ("PostgreSQL at W: reason" or
- * "PostgreSQL at W unreachable (...)") or our own reason; the answer names the server once and
+ * Ends op with GW_STORE_ERROR. why is the pool's message ("PostgreSQL at W: reason",
+ * "PostgreSQL at W unreachable (...)" or, while it is down, "PostgreSQL at W is unreachable:
+ * reason") or our own reason; the answer names the server once and
  * says "is unreachable" when no connection is up, so an UNAVAILABLE status reads the same
  * whichever path noticed the outage.
  */
@@ -215,10 +216,14 @@ static void pgs_end_error(struct pgs_op *op, const char *why)
 	if (strncmp(reason, "unreachable ", 12) == 0) {	/* the pool's "unreachable (no connection..." */
 		reason += 12;
 		down = 1;
+	} else if (strncmp(reason, "is unreachable", 14) == 0) {	/* the pool is down */
+		reason += 14;
+		reason += strspn(reason, ": ");
+		down = 1;
 	}
 	if (down)
 		snprintf(msg, sizeof msg, "PostgreSQL at %s is unreachable%s%s", s->where,
-			 reason[0] == '(' ? " " : ": ", reason);
+			 !reason[0] ? "" : reason[0] == '(' ? " " : ": ", reason);
 	else
 		snprintf(msg, sizeof msg, "PostgreSQL at %s: %s", s->where, reason);
 	r.err = msg;
