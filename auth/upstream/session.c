@@ -46,7 +46,7 @@ struct gw_sessions {
 
 static void session_login_done(void *arg, const struct gw_up_response *res);
 static int session_begin(struct gw_account_rt *a, int refresh);
-static void session_ss_login_failed(struct gw_account_rt *a);
+static void session_ss_unlock(struct gw_account_rt *a);
 static void session_ss_logged_in(struct gw_account_rt *a, int64_t lifetime_ms);
 
 /* ---- pure parts ---- */
@@ -211,7 +211,7 @@ static void session_login_failed(struct gw_account_rt *a, int rejected)
 {
 	int64_t delay;
 
-	session_ss_login_failed(a);
+	session_ss_unlock(a);
 	a->n.failures++;
 	a->fail_streak++;
 	delay = gw_session_backoff_ms(a->fail_streak, gw_retry_rand(&a->rng));
@@ -471,13 +471,14 @@ static int session_ss_eval(struct gw_account_rt *a, const struct gw_redis_script
 static void session_ss_local(struct gw_account_rt *a)
 {
 	a->ss.phase = GW_SS_IDLE;
-	a->ss.locked = 0;
+	session_ss_unlock(a);
 	if (session_login(a, a->ss.refresh) != 0)
 		session_login_failed(a, 0);
 }
 
 static void session_ss_fallback(struct gw_account_rt *a, const char *why)
 {
+	session_ss_unlock(a);	/* frees the lock if we took it */
 	a->ss.n.fallback++;
 	gw_log(GW_LOG_WARN, "upstream_session_shared", GW_LS("account", a->name),
 	       GW_LS("msg", "Redis unavailable: logging in locally"), GW_LS("reason", why), GW_LEND);
@@ -524,11 +525,12 @@ static void session_ss_on_lock(void *arg, const redisReply *reply, const char *e
 	f.deadline_us = a->ss.deadline_us;
 	switch (gw_ss_decide(GW_SS_AFTER_LOCK, &f)) {
 	case GW_SS_LOGIN:
-		a->ss.phase = GW_SS_IDLE;
+		/* Read once more under the lock: the holder before us writes its cookie and frees
+		 * the lock in one script, so a GET that missed the cookie followed by a SET NX that
+		 * found the lock free must not log in again. */
 		a->ss.locked = 1;
-		a->ss.n.login++;
-		if (session_login(a, a->ss.refresh) != 0)
-			session_login_failed(a, 0);	/* releases the lock */
+		if (session_ss_get(a) != 0)
+			session_ss_fallback(a, "GET refused");
 		break;
 	case GW_SS_WAIT:
 		if (!a->ss.lost_counted) {
@@ -611,10 +613,18 @@ static void session_ss_on_get(void *arg, const redisReply *reply, const char *er
 	f.deadline_us = a->ss.deadline_us;
 	switch (gw_ss_decide(GW_SS_AFTER_GET, &f)) {
 	case GW_SS_ADOPT:
+		session_ss_unlock(a);	/* frees the lock if we took it */
 		session_ss_adopt(a, cookie, f.remaining_ms);
 		break;
 	case GW_SS_LOCK:
-		session_ss_lock(a);
+		if (!a->ss.locked) {
+			session_ss_lock(a);
+			break;
+		}
+		a->ss.phase = GW_SS_IDLE;
+		a->ss.n.login++;
+		if (session_login(a, a->ss.refresh) != 0)
+			session_login_failed(a, 0);	/* frees the lock */
 		break;
 	default:
 		session_ss_fallback(a, err ? err : "unexpected reply to GET");
@@ -646,7 +656,7 @@ static void session_ss_on_timer(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	if (a->ss.phase != GW_SS_WAITING)
 		return;
-	if (!gw_redis_connected(a->all->env.redis) || session_ss_get(a) != 0)
+	if (session_ss_get(a) != 0)
 		session_ss_fallback(a, "Redis not connected");
 }
 
@@ -666,7 +676,9 @@ static int session_begin(struct gw_account_rt *a, int refresh)
 	a->ss.lost_counted = 0;
 	a->ss.poll_ms = GW_SS_POLL_MIN_MS;
 	a->ss.deadline_us = session_now_us() + (int64_t)GW_SS_WAIT_MAX_MS * 1000;
-	if (gw_redis_connected(a->all->env.redis) && session_ss_get(a) == 0) {
+	/* No check of gw_redis_connected(): while the client's very first connection is being
+	 * opened (the first login at start) the GET waits for it; once down it is refused at once. */
+	if (session_ss_get(a) == 0) {
 		if (!a->cookie[0])
 			a->state = GW_SESSION_LOGGING_IN;
 		return 0;
@@ -739,8 +751,9 @@ fail:
 	a->ss.n.publish_failed++;
 }
 
-/* A login under the lock failed: free the lock at once, so that another replica may try. */
-static void session_ss_login_failed(struct gw_account_rt *a)
+/* Frees the lock if this replica holds it (a login under it failed, a cookie was adopted after
+ * all, Redis failed), so that another replica may go on at once. */
+static void session_ss_unlock(struct gw_account_rt *a)
 {
 	char lock[GW_REDIS_KEY_MAX];
 	const char *argv[2];
