@@ -670,6 +670,19 @@ out:
 	return rc_;
 }
 
+/* The key sealing the shared upstream session (redis.seal_key_file), with the Redis client:
+ * a missing or bad key file is fatal at start, like a bad password file. */
+static int server_seal_key(struct gw_server *srv, uint8_t key[GW_SECRET_SEAL_KEY_LEN], char *err,
+			   size_t errlen)
+{
+	const struct gw_redis_cfg *rc = &srv->env.cfg->redis;
+
+	memset(key, 0, GW_SECRET_SEAL_KEY_LEN);
+	if (!srv->env.redis)
+		return 0;
+	return gw_secret_load_seal_key(rc->seal_key_file, key, err, errlen);
+}
+
 /* host name + '-' + 8 random hex digits: unique per boot (a restarted container keeps its host
  * name and often its pid). */
 static void server_instance_id(char *out, size_t cap)
@@ -848,6 +861,7 @@ struct gw_server *gw_server_new(struct gw_config *cfg, const char *config_path, 
 	struct gw_server *srv = calloc(1, sizeof *srv);
 	struct gw_server *ret = NULL;
 	struct gw_env *env;
+	uint8_t seal_key[GW_SECRET_SEAL_KEY_LEN];
 
 	snprintf(err, errlen, "out of memory");
 	if (!srv)
@@ -890,9 +904,14 @@ struct gw_server *gw_server_new(struct gw_config *cfg, const char *config_path, 
 		snprintf(err, errlen, "cannot start the upstream HTTP client");
 		goto out;
 	}
+	if (server_seal_key(srv, seal_key, err, errlen) != 0)
+		goto out;
+	/* The sessions copy the seal key; this copy is wiped at once. */
 	env->accounts = gw_session_accounts_new(
-		&(struct gw_session_env){ env->base, env->up, &env->cfg, &env->metrics_reg },
+		&(struct gw_session_env){ env->base, env->up, &env->cfg, &env->metrics_reg, env->redis,
+					  env->redis ? seal_key : NULL, env->instance },
 		env->boot_cfg, &env->naccounts, err, errlen);
+	explicit_bzero(seal_key, sizeof seal_key);
 	if (!env->accounts)
 		goto out;
 	env->methods = gw_methods(&env->nmethods);

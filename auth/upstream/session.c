@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <event2/event.h>
+#include <openssl/crypto.h>
 
 #include "auth/upstream/cookie.h"
 #include "auth/upstream/secret.h"
@@ -16,23 +17,37 @@
 #include "gateway/base/log.h"
 #include "gateway/base/retry.h"
 #include "gateway/base/metrics.h"
+#include "gateway/cluster/redis.h"
 #include "gateway/upstream/upstream.h"
 
 #define SESSION_AUTH_PATH "/session/auth"
 #define SESSION_URL_MAX 2048			/* base_url + path */
 #define SESSION_LOGIN_TIMEOUT_MS 10000		/* one login attempt, connect included */
+#define GW_SS_LOCK_MS_STR "15000"		/* GW_SS_LOCK_MS as the PX argument */
+_Static_assert(GW_SS_LOCK_MS == 15000 && GW_SS_LOCK_MS > SESSION_LOGIN_TIMEOUT_MS,
+	       "the lock outlives one login attempt");
 
 static const char *const session_rejected_msg = "upstream rejected account credentials";
 
 /* The accounts of one configuration and what they share. */
 struct gw_sessions {
-	struct gw_session_env env;
+	struct gw_session_env env;	/* env.seal_key is NULL here: the key is copied below */
 	size_t n;
 	int registered;			/* the renderer is in env.metrics_reg */
+	int shared;			/* env.redis and a seal key: logins are shared */
+	uint8_t seal_key[GW_SEAL_KEY_LEN];	/* wiped on free */
+	struct gw_redis_script ss_publish, ss_release;
+	/* Redis commands whose done() still looks at the accounts: the set is freed only once
+	 * they have all answered (dead = freed by its owner meanwhile). */
+	unsigned ss_inflight;
+	int dead;
 	struct gw_account_rt a[];
 };
 
 static void session_login_done(void *arg, const struct gw_up_response *res);
+static int session_begin(struct gw_account_rt *a, int refresh);
+static void session_ss_unlock(struct gw_account_rt *a);
+static void session_ss_logged_in(struct gw_account_rt *a, int64_t lifetime_ms);
 
 /* ---- pure parts ---- */
 
@@ -196,6 +211,7 @@ static void session_login_failed(struct gw_account_rt *a, int rejected)
 {
 	int64_t delay;
 
+	session_ss_unlock(a);
 	a->n.failures++;
 	a->fail_streak++;
 	delay = gw_session_backoff_ms(a->fail_streak, gw_retry_rand(&a->rng));
@@ -264,6 +280,7 @@ static void session_login_done(void *arg, const struct gw_up_response *res)
 	a->fail_streak = 0;
 	a->retry_at_us = 0;
 	a->last_error[0] = '\0';
+	session_ss_logged_in(a, lifetime_ms);
 	session_arm_timer(a, gw_session_refresh_delay_ms(lifetime_ms,
 				*a->all->env.cfg ? (*a->all->env.cfg)->upstream.session_refresh_s : 0,
 				gw_retry_rand(&a->rng)));
@@ -280,9 +297,9 @@ static void session_on_timer(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (a->login)
+	if (a->login || a->ss.phase != GW_SS_IDLE)
 		return;
-	if (session_login(a, a->cookie[0] != '\0') != 0)
+	if (session_begin(a, a->cookie[0] != '\0') != 0)
 		session_login_failed(a, 0);
 }
 
@@ -290,7 +307,7 @@ static void session_fill_facts(const struct gw_account_rt *a, struct gw_session_
 {
 	f->has_cookie = a->cookie[0] != '\0';
 	f->expires_us = a->expires_us;
-	f->login_in_flight = a->login != NULL;
+	f->login_in_flight = a->login != NULL || a->ss.phase != GW_SS_IDLE;
 	f->retry_at_us = a->retry_at_us;
 	f->now_us = session_now_us();
 }
@@ -316,7 +333,7 @@ int gw_session_acquire(struct gw_account_rt *a, struct gw_up_waiter *w, const ch
 			explicit_bzero(a->cookie, sizeof a->cookie);
 			a->state = GW_SESSION_LOGGING_IN;
 		}
-		if (session_login(a, 0) != 0) {
+		if (session_begin(a, 0) != 0) {
 			*err = a->last_error;
 			return GW_SESSION_FAIL;
 		}
@@ -339,6 +356,9 @@ int gw_session_unauthorized(struct gw_account_rt *a, uint64_t generation,
 		/* The session died upstream (revoked, expired early): drop it; the next acquire
 		 * starts the one re-login or joins a refresh already in flight. */
 		a->n.reauths++;
+		/* Remembered by fingerprint so that a shared login never adopts it again. */
+		gw_ss_fingerprint(a->cookie, strlen(a->cookie), a->ss.stale_fp);
+		a->ss.has_stale = 1;
 		explicit_bzero(a->cookie, sizeof a->cookie);
 		a->expires_us = 0;
 		a->state = GW_SESSION_LOGGING_IN;
@@ -359,7 +379,8 @@ void gw_session_cancel_wait(struct gw_up_waiter *w)
 
 void gw_session_start(struct gw_account_rt *a)
 {
-	if (a && a->state == GW_SESSION_NEVER && !a->login && session_login(a, 0) != 0)
+	if (a && a->state == GW_SESSION_NEVER && !a->login && a->ss.phase == GW_SS_IDLE &&
+	    session_begin(a, 0) != 0)
 		session_login_failed(a, 0);
 }
 
@@ -383,6 +404,369 @@ const char *gw_session_state(const struct gw_account_rt *a)
 const char *gw_session_name(const struct gw_account_rt *a)
 {
 	return a->name;
+}
+
+/* ---- the shared session on Redis (session_shared.h) ---- */
+
+static const char ss_publish_lua[] =
+	"redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) "
+	"if redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('DEL', KEYS[2]) end "
+	"redis.call('PUBLISH', ARGV[4], ARGV[5]) "
+	"return 1";
+static const char ss_release_lua[] =
+	"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end "
+	"return 0";
+
+static const char *session_instance(const struct gw_sessions *all)
+{
+	return all->env.instance && all->env.instance[0] ? all->env.instance : "gateway";
+}
+
+/* <prefix>session:<account> (lock 0) or <prefix>session:<account>:lock (lock 1): 0, or -1. */
+static int session_ss_key(const struct gw_account_rt *a, int lock, char *buf, size_t cap)
+{
+	char name[GW_REDIS_KEY_MAX];
+
+	if (snprintf(name, sizeof name, "session:%s%s", a->name, lock ? ":lock" : "") >=
+	    (int)sizeof name)
+		return -1;
+	return gw_redis_key(a->all->env.redis, name, buf, cap) < 0 ? -1 : 0;
+}
+
+/* Every done() of a command submitted with an account as arg starts here: 1 = the set is gone
+ * (freed now if this was the last command), return at once. */
+static int session_ss_enter(struct gw_account_rt *a)
+{
+	struct gw_sessions *all = a->all;
+
+	all->ss_inflight--;
+	if (all->dead) {
+		if (!all->ss_inflight)
+			free(all);
+		return 1;
+	}
+	return 0;
+}
+
+static int session_ss_submit(struct gw_account_rt *a, gw_redis_done_fn done, int argc,
+			     const char **argv, const size_t *argvlen)
+{
+	if (gw_redis_command(a->all->env.redis, done, a, argc, argv, argvlen) != GW_REDIS_OK)
+		return -1;
+	a->all->ss_inflight++;
+	return 0;
+}
+
+static int session_ss_eval(struct gw_account_rt *a, const struct gw_redis_script *sc, int nkeys,
+			   int nargs, const char **argv, const size_t *argvlen, gw_redis_done_fn done)
+{
+	if (gw_redis_eval(a->all->env.redis, sc, nkeys, nargs, argv, argvlen, done, a) !=
+	    GW_REDIS_OK)
+		return -1;
+	a->all->ss_inflight++;
+	return 0;
+}
+
+/* The cycle ends in a login here, without the lock (counted by the caller). */
+static void session_ss_local(struct gw_account_rt *a)
+{
+	a->ss.phase = GW_SS_IDLE;
+	session_ss_unlock(a);
+	if (session_login(a, a->ss.refresh) != 0)
+		session_login_failed(a, 0);
+}
+
+static void session_ss_fallback(struct gw_account_rt *a, const char *why)
+{
+	session_ss_unlock(a);	/* frees the lock if we took it */
+	a->ss.n.fallback++;
+	gw_log(GW_LOG_WARN, "upstream_session_shared", GW_LS("account", a->name),
+	       GW_LS("msg", "Redis unavailable: logging in locally"), GW_LS("reason", why), GW_LEND);
+	session_ss_local(a);
+}
+
+/* A cookie another replica logged in for: used as if we had logged in. */
+static void session_ss_adopt(struct gw_account_rt *a, const char *cookie, int64_t remaining_ms)
+{
+	a->ss.phase = GW_SS_IDLE;
+	a->ss.has_stale = 0;
+	a->ss.n.adopted++;
+	explicit_bzero(a->cookie, sizeof a->cookie);
+	memcpy(a->cookie, cookie, strlen(cookie) + 1);
+	a->generation++;
+	a->expires_us = session_now_us() + remaining_ms * 1000;
+	a->state = GW_SESSION_OK;
+	a->fail_streak = 0;
+	a->retry_at_us = 0;
+	a->last_error[0] = '\0';
+	session_arm_timer(a, gw_session_refresh_delay_ms(remaining_ms,
+				*a->all->env.cfg ? (*a->all->env.cfg)->upstream.session_refresh_s : 0,
+				gw_retry_rand(&a->rng)));
+	gw_log(GW_LOG_INFO, "upstream_session_adopted", GW_LS("account", a->name),
+	       GW_LN("generation", (long long)a->generation), GW_LN("lifetime_s", remaining_ms / 1000),
+	       GW_LEND);
+	session_release(a, a->cookie, NULL);
+}
+
+static int session_ss_get(struct gw_account_rt *a);
+
+static void session_ss_on_lock(void *arg, const redisReply *reply, const char *err)
+{
+	struct gw_account_rt *a = arg;
+	struct gw_ss_facts f = { 0 };
+
+	if (session_ss_enter(a))
+		return;
+	f.redis_error = err || !reply ||
+			(reply->type != REDIS_REPLY_STATUS && reply->type != REDIS_REPLY_NIL);
+	f.lock_won = !f.redis_error && reply->type == REDIS_REPLY_STATUS &&
+		     strcmp(reply->str, "OK") == 0;
+	f.now_us = session_now_us();
+	f.deadline_us = a->ss.deadline_us;
+	switch (gw_ss_decide(GW_SS_AFTER_LOCK, &f)) {
+	case GW_SS_LOGIN:
+		/* Read once more under the lock: the holder before us writes its cookie and frees
+		 * the lock in one script, so a GET that missed the cookie followed by a SET NX that
+		 * found the lock free must not log in again. */
+		a->ss.locked = 1;
+		if (session_ss_get(a) != 0)
+			session_ss_fallback(a, "GET refused");
+		break;
+	case GW_SS_WAIT:
+		if (!a->ss.lost_counted) {
+			a->ss.lost_counted = 1;
+			a->ss.n.lock_lost++;
+		}
+		a->ss.phase = GW_SS_WAITING;
+		{
+			struct timeval tv = { 0, (suseconds_t)(a->ss.poll_ms * 1000) };
+
+			evtimer_add(a->ss.timer, &tv);
+		}
+		a->ss.poll_ms = a->ss.poll_ms * 2 > GW_SS_POLL_MAX_MS ? GW_SS_POLL_MAX_MS
+								      : a->ss.poll_ms * 2;
+		break;
+	case GW_SS_TIMEOUT:
+		a->ss.n.wait_timeout++;
+		gw_log(GW_LOG_WARN, "upstream_session_shared", GW_LS("account", a->name),
+		       GW_LS("msg", "another replica's login took too long: logging in locally"),
+		       GW_LEND);
+		session_ss_local(a);
+		break;
+	default:
+		session_ss_fallback(a, err ? err : "unexpected reply to SET NX");
+		break;
+	}
+}
+
+static void session_ss_lock(struct gw_account_rt *a)
+{
+	char key[GW_REDIS_KEY_MAX];
+	const char *argv[6];
+
+	if (session_ss_key(a, 1, key, sizeof key) != 0) {
+		session_ss_fallback(a, "key name too long");
+		return;
+	}
+	argv[0] = "SET";
+	argv[1] = key;
+	argv[2] = session_instance(a->all);
+	argv[3] = "NX";
+	argv[4] = "PX";
+	argv[5] = GW_SS_LOCK_MS_STR;
+	if (session_ss_submit(a, session_ss_on_lock, 6, argv, NULL) != 0) {
+		session_ss_fallback(a, "SET NX refused");
+		return;
+	}
+	a->ss.phase = GW_SS_LOCKING;
+}
+
+static void session_ss_on_get(void *arg, const redisReply *reply, const char *err)
+{
+	struct gw_account_rt *a = arg;
+	struct gw_ss_facts f = { 0 };
+	char key[GW_REDIS_KEY_MAX], cookie[GW_SESSION_COOKIE_MAX];
+	int64_t expires_ms = 0;
+
+	if (session_ss_enter(a))
+		return;
+	f.redis_error = err || !reply ||
+			(reply->type != REDIS_REPLY_STRING && reply->type != REDIS_REPLY_NIL) ||
+			session_ss_key(a, 0, key, sizeof key) != 0;
+	f.found = !f.redis_error && reply->type == REDIS_REPLY_STRING;
+	if (f.found) {
+		f.opened = gw_ss_open(a->all->seal_key, key, (const uint8_t *)reply->str,
+				      (size_t)reply->len, cookie, sizeof cookie, &expires_ms) == 0;
+		if (!f.opened)
+			a->ss.n.open_failed++;
+	}
+	if (f.opened) {
+		uint8_t fp[GW_SS_FP_LEN];
+
+		gw_ss_fingerprint(cookie, strlen(cookie), fp);
+		f.same_as_stale = a->ss.has_stale && CRYPTO_memcmp(fp, a->ss.stale_fp, sizeof fp) == 0;
+		f.remaining_ms = expires_ms - gw_clock_wall_ms();
+	}
+	f.refresh = a->cookie[0] != '\0';
+	f.ours_remaining_ms = (a->expires_us - session_now_us()) / 1000;
+	f.now_us = session_now_us();
+	f.deadline_us = a->ss.deadline_us;
+	switch (gw_ss_decide(GW_SS_AFTER_GET, &f)) {
+	case GW_SS_ADOPT:
+		session_ss_unlock(a);	/* frees the lock if we took it */
+		session_ss_adopt(a, cookie, f.remaining_ms);
+		break;
+	case GW_SS_LOCK:
+		if (!a->ss.locked) {
+			session_ss_lock(a);
+			break;
+		}
+		a->ss.phase = GW_SS_IDLE;
+		a->ss.n.login++;
+		if (session_login(a, a->ss.refresh) != 0)
+			session_login_failed(a, 0);	/* frees the lock */
+		break;
+	default:
+		session_ss_fallback(a, err ? err : "unexpected reply to GET");
+		break;
+	}
+	explicit_bzero(cookie, sizeof cookie);
+}
+
+static int session_ss_get(struct gw_account_rt *a)
+{
+	char key[GW_REDIS_KEY_MAX];
+	const char *argv[2];
+
+	if (session_ss_key(a, 0, key, sizeof key) != 0)
+		return -1;
+	argv[0] = "GET";
+	argv[1] = key;
+	if (session_ss_submit(a, session_ss_on_get, 2, argv, NULL) != 0)
+		return -1;
+	a->ss.phase = GW_SS_GETTING;
+	return 0;
+}
+
+static void session_ss_on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct gw_account_rt *a = arg;
+
+	(void)fd;
+	(void)what;
+	if (a->ss.phase != GW_SS_WAITING)
+		return;
+	if (session_ss_get(a) != 0)
+		session_ss_fallback(a, "Redis not connected");
+}
+
+/* The one entry point of a login: shared when configured and Redis answers, else local. */
+static int session_begin(struct gw_account_rt *a, int refresh)
+{
+	if (a->login || a->ss.phase != GW_SS_IDLE)
+		return 0;
+	if (!a->all->shared)
+		return session_login(a, refresh);
+	a->ss.refresh = refresh && a->cookie[0];
+	if (a->cookie[0]) {
+		/* A refresh wants a cookie newer than ours, never ours again. */
+		gw_ss_fingerprint(a->cookie, strlen(a->cookie), a->ss.stale_fp);
+		a->ss.has_stale = 1;
+	}
+	a->ss.lost_counted = 0;
+	a->ss.poll_ms = GW_SS_POLL_MIN_MS;
+	a->ss.deadline_us = session_now_us() + (int64_t)GW_SS_WAIT_MAX_MS * 1000;
+	/* No check of gw_redis_connected(): while the client's very first connection is being
+	 * opened (the first login at start) the GET waits for it; once down it is refused at once. */
+	if (session_ss_get(a) == 0) {
+		if (!a->cookie[0])
+			a->state = GW_SESSION_LOGGING_IN;
+		return 0;
+	}
+	a->ss.n.fallback++;
+	return session_login(a, refresh);
+}
+
+static void session_ss_on_published(void *arg, const redisReply *reply, const char *err)
+{
+	struct gw_account_rt *a = arg;
+
+	if (session_ss_enter(a))
+		return;
+	if (err || !reply) {
+		a->ss.n.publish_failed++;
+		gw_log(GW_LOG_WARN, "upstream_session_shared", GW_LS("account", a->name),
+		       GW_LS("msg", "cannot share the new session"), GW_LS("reason", err ? err : "-"),
+		       GW_LEND);
+	}
+}
+
+static void session_ss_on_released(void *arg, const redisReply *reply, const char *err)
+{
+	(void)reply;
+	(void)err;
+	session_ss_enter(arg);
+}
+
+/* A login under the lock succeeded (a->cookie is the new one): seal it, store it, free the
+ * lock, tell the others. A login without the lock (fallback) is not written: another replica
+ * may hold the lock and be about to write a cookie of its own. */
+static void session_ss_logged_in(struct gw_account_rt *a, int64_t lifetime_ms)
+{
+	char key[GW_REDIS_KEY_MAX], lock[GW_REDIS_KEY_MAX], chan[GW_REDIS_KEY_MAX], ttl[24];
+	uint8_t sealed[GW_SS_SEALED_MAX];
+	const char *argv[7];
+	size_t argvlen[7];
+	long n;
+
+	a->ss.has_stale = 0;
+	if (!a->ss.locked)
+		return;
+	a->ss.locked = 0;
+	if (session_ss_key(a, 0, key, sizeof key) != 0 || session_ss_key(a, 1, lock, sizeof lock) ||
+	    gw_redis_key(a->all->env.redis, "session", chan, sizeof chan) < 0)
+		goto fail;
+	n = gw_ss_seal(a->all->seal_key, key, a->cookie, gw_clock_wall_ms() + lifetime_ms, sealed,
+		       sizeof sealed);
+	if (n < 0)
+		goto fail;
+	snprintf(ttl, sizeof ttl, "%lld", (long long)lifetime_ms);
+	argv[0] = key;
+	argv[1] = lock;
+	argv[2] = (const char *)sealed;
+	argv[3] = ttl;
+	argv[4] = session_instance(a->all);
+	argv[5] = chan;
+	argv[6] = a->name;
+	for (int i = 0; i < 7; i++)
+		argvlen[i] = i == 2 ? (size_t)n : strlen(argv[i]);
+	if (session_ss_eval(a, &a->all->ss_publish, 2, 5, argv, argvlen,
+			    session_ss_on_published) != 0) {
+		explicit_bzero(sealed, sizeof sealed);
+		goto fail;
+	}
+	explicit_bzero(sealed, sizeof sealed);	/* the client copied it */
+	return;
+fail:
+	a->ss.n.publish_failed++;
+}
+
+/* Frees the lock if this replica holds it (a login under it failed, a cookie was adopted after
+ * all, Redis failed), so that another replica may go on at once. */
+static void session_ss_unlock(struct gw_account_rt *a)
+{
+	char lock[GW_REDIS_KEY_MAX];
+	const char *argv[2];
+
+	if (!a->ss.locked)
+		return;
+	a->ss.locked = 0;
+	if (session_ss_key(a, 1, lock, sizeof lock) != 0)
+		return;
+	argv[0] = lock;
+	argv[1] = session_instance(a->all);
+	/* Refused: the lock expires by itself (GW_SS_LOCK_MS). */
+	(void)session_ss_eval(a, &a->all->ss_release, 1, 1, argv, NULL, session_ss_on_released);
 }
 
 /* ---- lifecycle ---- */
@@ -467,7 +851,16 @@ struct gw_account_rt *gw_session_accounts_new(const struct gw_session_env *env,
 		goto out;
 	}
 	all->env = *env;
+	all->env.seal_key = NULL;
 	all->n = cfg->naccounts;
+	if (env->redis && env->seal_key) {
+		memcpy(all->seal_key, env->seal_key, sizeof all->seal_key);
+		all->shared = 1;
+		all->ss_publish.lua = ss_publish_lua;
+		all->ss_release.lua = ss_release_lua;
+		gw_redis_script_init(&all->ss_publish);
+		gw_redis_script_init(&all->ss_release);
+	}
 	for (i = 0; i < cfg->naccounts; i++) {
 		const struct gw_account_cfg *ac = &cfg->accounts[i];
 		struct gw_account_rt *a = &all->a[i];
@@ -492,7 +885,8 @@ struct gw_account_rt *gw_session_accounts_new(const struct gw_session_env *env,
 		if (!a->auth_header)
 			goto out;
 		a->timer = evtimer_new(env->base, session_on_timer, a);
-		if (!a->timer) {
+		a->ss.timer = evtimer_new(env->base, session_ss_on_timer, a);
+		if (!a->timer || !a->ss.timer) {
 			snprintf(err, errlen, "account %s: cannot create its timer", ac->name);
 			goto out;
 		}
@@ -534,6 +928,10 @@ void gw_session_accounts_free(struct gw_account_rt *v, size_t n)
 		}
 		if (a->timer)
 			event_free(a->timer);
+		if (a->ss.timer)
+			event_free(a->ss.timer);
+		a->ss.phase = GW_SS_IDLE;
+		explicit_bzero(a->ss.stale_fp, sizeof a->ss.stale_fp);
 		if (a->auth_header) {
 			explicit_bzero(a->auth_header, strlen(a->auth_header));
 			free(a->auth_header);
@@ -541,6 +939,14 @@ void gw_session_accounts_free(struct gw_account_rt *v, size_t n)
 		explicit_bzero(a->cookie, sizeof a->cookie);
 		free(a->name);
 		free(a->base_url);
+		a->name = a->base_url = NULL;
+	}
+	explicit_bzero(all->seal_key, sizeof all->seal_key);
+	if (all->ss_inflight) {
+		/* Redis commands still out look at the set when they answer: the last one frees it
+		 * (the client drops them without an answer only when it is freed itself). */
+		all->dead = 1;
+		return;
 	}
 	free(all);
 }
@@ -596,6 +1002,36 @@ static void session_render_metrics(void *arg, struct gw_metrics_out *o)
 			gw_metrics_label(all->a[i].name, l, sizeof l);
 			snprintf(labels, sizeof labels, "account=\"%s\"", l);
 			gw_metrics_value(o, ctr[c].name, labels, n);
+		}
+	}
+	if (all->shared) {
+		static const struct {
+			const char *what;
+			size_t off;
+		} sh[] = {
+			{ "adopted", offsetof(struct gw_ss_counters, adopted) },
+			{ "login", offsetof(struct gw_ss_counters, login) },
+			{ "lock_lost", offsetof(struct gw_ss_counters, lock_lost) },
+			{ "fallback", offsetof(struct gw_ss_counters, fallback) },
+			{ "open_failed", offsetof(struct gw_ss_counters, open_failed) },
+			{ "wait_timeout", offsetof(struct gw_ss_counters, wait_timeout) },
+			{ "publish_failed", offsetof(struct gw_ss_counters, publish_failed) },
+		};
+
+		gw_metrics_family(o, "session_shared_total", "counter",
+				  "Shared upstream session (Redis): cookies adopted from another replica, "
+				  "logins under the cluster lock, waits on another's lock, local "
+				  "fallbacks, stored values that did not open, wait timeouts, failed writes.");
+		for (size_t i = 0; i < all->n; i++) {
+			gw_metrics_label(all->a[i].name, l, sizeof l);
+			for (size_t k = 0; k < sizeof sh / sizeof sh[0]; k++) {
+				uint64_t v;
+
+				memcpy(&v, (const char *)&all->a[i].ss.n + sh[k].off, sizeof v);
+				snprintf(labels, sizeof labels, "account=\"%s\",what=\"%s\"", l,
+					 sh[k].what);
+				gw_metrics_value(o, "session_shared_total", labels, v);
+			}
 		}
 	}
 	gw_metrics_family(o, "session_state", "gauge",

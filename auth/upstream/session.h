@@ -17,6 +17,9 @@
  *   it is due). While backing off without a valid cookie callers fail at once (no hang):
  *   401 -> state "rejected", "upstream rejected account credentials"; anything else -> "backoff".
  *
+ * - With a Redis client and a seal key in struct gw_session_env, logins are shared by the
+ *   replicas: see session_shared.h (one login per account cluster-wide, local fallback).
+ *
  * Secrets: only the precomputed Basic header is kept (the secret itself is wiped right after
  * it is read); it is wiped on free. No error text produced here ever contains a secret or cookie.
  */
@@ -26,6 +29,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "auth/upstream/session_shared.h"
 #include "gateway/upstream/upstream.h"
 
 #define GW_SESSION_MAX_WAITERS 4096		/* callers queued behind one login, per account */
@@ -42,6 +46,7 @@ struct gw_account_cfg;
 struct gw_config;
 struct gw_metrics_reg;
 struct gw_sessions;
+struct gw_redis;
 struct event;
 struct event_base;
 
@@ -67,6 +72,11 @@ struct gw_session_env {
 	struct gw_upstream *up;			/* logins go through the engine */
 	const struct gw_config *const *cfg;	/* the current configuration (refresh interval) */
 	struct gw_metrics_reg *metrics_reg;	/* the session families register here (may be NULL) */
+	/* Shared mode (session_shared.h): both set, or the sessions stay local as without Redis. */
+	struct gw_redis *redis;			/* the cluster client (may be NULL) */
+	const uint8_t *seal_key;		/* GW_SEAL_KEY_LEN bytes, copied (the caller wipes its
+						 * own); NULL = no sharing */
+	const char *instance;			/* this replica's id: the lock's value (NULL: "gateway") */
 };
 
 struct gw_session_counters {
@@ -100,6 +110,7 @@ struct gw_account_rt {
 	char last_error[GW_SESSION_ERR_MAX];
 	uint64_t rng;			/* jitter; xorshift64 state */
 	struct gw_session_counters n;
+	struct gw_ss_acct ss;		/* the shared session's state (shared mode only) */
 };
 
 /*

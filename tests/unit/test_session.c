@@ -268,7 +268,7 @@ static void fx_init(struct fixture *fx, int port)
 	cr_assert_not_null(fx->base);
 	fx->up = gw_up_new(&(struct gw_up_env){ .base = fx->base, .cfg = &fx->cfgp });
 	cr_assert_not_null(fx->up);
-	fx->acct = gw_session_accounts_new(&(struct gw_session_env){ fx->base, fx->up, &fx->cfgp, NULL },
+	fx->acct = gw_session_accounts_new(&(struct gw_session_env){ .base = fx->base, .up = fx->up, .cfg = &fx->cfgp },
 					   &fx->cfg, &fx->n, err, sizeof err);
 	cr_assert_not_null(fx->acct, "%s", err);
 	cr_assert_eq(fx->n, 1);
