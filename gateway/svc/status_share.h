@@ -5,8 +5,9 @@
  *   status module's on_final hook), it SETs it under <prefix>st:<account>:<rid> (value: the
  *   packed JobStatus, rid included; PX final_ttl_ms) and PUBLISHes it on the channel "status"
  *   as "1\t<instance>\t<account>\t<packed JobStatus>". Every other replica's subscriber applies
- *   it (gw_status_apply) when it tracks the rid: its waiters and WatchStatus streams see the final
- *   state at once, without a GET /status of their own. A webhook delivered to any replica leads
+ *   it (gw_status_apply): it enters the local cache (bounded, LRU) and, when the rid is tracked
+ *   there, its waiters and WatchStatus streams see the final state at once, without a GET
+ *   /status of their own. A webhook delivered to any replica leads
  *   there: its refresh reads the final status, which is then published. Messages hold a job's
  *   status, never a cookie, token or signed URL. Own messages are ignored.
  * - Lookups: a replica missing rids locally asks Redis (one MGET) before polling upstream;
