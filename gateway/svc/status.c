@@ -86,6 +86,11 @@ static int status_apply(void *arg, size_t acct, const Animate3d__V1__JobStatus *
 	return gw_status_apply(arg, acct, st);
 }
 
+static int status_forget(void *arg, size_t acct, const char *rid)
+{
+	return gw_status_forget(arg, acct, rid);
+}
+
 /* The shared statuses (Redis configured): 0, or -1 (logged). Without Redis: 0, nothing. */
 static int status_ctx_share(struct gw_status_ctx *x, struct gw_env *env)
 {
@@ -101,6 +106,7 @@ static int status_ctx_share(struct gw_status_ctx *x, struct gw_env *env)
 		x->account_names[i] = gw_session_name(&env->accounts[i]);
 	so.redis = env->redis;
 	so.apply = status_apply;
+	so.forget = status_forget;
 	so.apply_arg = x->status;
 	so.instance = env->instance;
 	so.accounts = x->account_names;
@@ -885,8 +891,10 @@ void gw_status_rpc_watch(struct gw_call *c)
 
 void gw_status_job_restarted(struct gw_status_ctx *x, size_t acct, const char *rid)
 {
-	if (x)
-		gw_status_forget(x->status, acct, rid);
+	if (!x)
+		return;
+	gw_status_forget(x->status, acct, rid);
+	gw_status_share_forget(x->share, acct, rid);	/* NULL without Redis: nothing */
 }
 
 /* ---- metrics ---- */

@@ -34,6 +34,7 @@ struct gw_status_share_lookup {
 struct gw_status_share {
 	struct gw_redis *redis;
 	int (*apply)(void *arg, size_t acct, const Animate3d__V1__JobStatus *st);
+	int (*forget)(void *arg, size_t acct, const char *rid);
 	void *apply_arg;
 	struct share_life *life;
 	const char *const *accounts;
@@ -143,6 +144,38 @@ void gw_status_share_final(void *arg, size_t acct, const Animate3d__V1__JobStatu
 	free(msg);
 }
 
+static void share_on_forget(void *arg, const redisReply *reply, const char *err)
+{
+	(void)reply;
+	(void)err;	/* a lost DEL leaves an entry that a later final overwrites */
+	share_life_back(arg);
+}
+
+void gw_status_share_forget(struct gw_status_share *sh, size_t acct, const char *rid)
+{
+	char key[GW_REDIS_KEY_MAX], msg[SHARE_INSTANCE_MAX + GW_REDIS_KEY_MAX];
+	const char *argv[2];
+	size_t argvlen[2];
+	int klen, n;
+
+	if (!sh || acct >= sh->naccounts || !rid || !gw_tr_rid_valid(rid))
+		return;
+	sh->cnt.forgotten++;
+	klen = share_key(sh, acct, rid, key, sizeof key);
+	n = snprintf(msg, sizeof msg, "2\t%s\t%s\t%s", sh->instance, sh->accounts[acct], rid);
+	if (klen <= 0 || n < 0 || (size_t)n >= sizeof msg)
+		return;
+	argv[0] = "DEL";
+	argv[1] = key;
+	argvlen[0] = 3;
+	argvlen[1] = (size_t)klen;
+	if (gw_redis_command(sh->redis, share_on_forget, sh->life, 2, argv, argvlen) == 0)
+		sh->life->pending++;
+	if (gw_redis_publish(sh->redis, GW_STATUS_SHARE_CHANNEL, msg, (size_t)n, share_on_forget,
+			     sh->life) == 0)
+		sh->life->pending++;
+}
+
 /* ---- receiving ---- */
 
 /* A stored or published status: unpacked, final, with a valid rid; else NULL. */
@@ -172,7 +205,7 @@ static void share_on_message(void *arg, const char *channel, const char *msg, si
 		return;
 	}
 	sh->cnt.received++;
-	if (len < 2 || p[0] != '1' || p[1] != '\t')
+	if (len < 2 || (p[0] != '1' && p[0] != '2') || p[1] != '\t')
 		goto bad;
 	inst = p + 2;
 	p = memchr(inst, '\t', (size_t)(end - inst));
@@ -194,6 +227,21 @@ static void share_on_message(void *arg, const char *channel, const char *msg, si
 			break;
 	if (i == sh->naccounts)
 		return;		/* an account this replica does not serve */
+	if (msg[0] == '2') {
+		char rid[GW_TR_RID_MAX + 1];
+		size_t rlen = (size_t)(end - p);
+
+		if (rlen == 0 || rlen > GW_TR_RID_MAX)
+			goto bad;
+		memcpy(rid, p, rlen);
+		rid[rlen] = '\0';
+		if (!gw_tr_rid_valid(rid))
+			goto bad;
+		if (sh->forget)
+			sh->forget(sh->apply_arg, i, rid);
+		sh->cnt.forgotten++;
+		return;
+	}
 	st = share_unpack(p, (size_t)(end - p));
 	if (!st)
 		goto bad;
@@ -327,6 +375,7 @@ struct gw_status_share *gw_status_share_new(const struct gw_status_share_opts *o
 	sh->life->sh = sh;
 	sh->redis = o->redis;
 	sh->apply = o->apply;
+	sh->forget = o->forget;
 	sh->apply_arg = o->apply_arg;
 	sh->accounts = o->accounts;
 	sh->naccounts = o->naccounts;
@@ -374,6 +423,7 @@ void gw_status_share_metrics(void *arg, struct gw_metrics_out *o)
 		{ "applied", offsetof(struct gw_status_share_counters, applied) },
 		{ "bad", offsetof(struct gw_status_share_counters, bad) },
 		{ "resubscribed", offsetof(struct gw_status_share_counters, resubscribed) },
+		{ "forgotten", offsetof(struct gw_status_share_counters, forgotten) },
 		{ "lookups", offsetof(struct gw_status_share_counters, lookups) },
 		{ "lookup_local", offsetof(struct gw_status_share_counters, lookup_refused) },
 		{ "lookup_failed", offsetof(struct gw_status_share_counters, lookup_failed) },

@@ -41,6 +41,8 @@ struct gw_status_share_opts {
 	/* gw_status_apply() of the status module (arg: the module): the status module's header is
 	 * not included here, it includes this one. */
 	int (*apply)(void *arg, size_t acct, const Animate3d__V1__JobStatus *st);
+	/* gw_status_forget() of the status module (same arg): another replica restarted rid. */
+	int (*forget)(void *arg, size_t acct, const char *rid);
 	void *apply_arg;
 	const char *instance;		/* this replica's id (copied) */
 	const char *const *accounts;	/* account names by index (borrowed, outlive the module) */
@@ -54,6 +56,7 @@ struct gw_status_share_counters {
 	uint64_t received, own, applied;	/* messages; of which ours; of which applied here */
 	uint64_t bad;				/* messages or values that could not be read */
 	uint64_t resubscribed;			/* the subscription (re)established */
+	uint64_t forgotten;			/* restarted rids forgotten here (theirs and ours) */
 	uint64_t lookups, lookup_refused;	/* MGETs sent / not sent (Redis down: upstream) */
 	uint64_t lookup_failed;			/* MGETs that failed (error, timeout: upstream) */
 	uint64_t lookup_hits, lookup_misses;	/* rids found / not found */
@@ -68,6 +71,9 @@ void gw_status_share_free(struct gw_status_share *sh);
 
 /* The status module's on_final hook: stores and publishes st (arg = the module). */
 void gw_status_share_final(void *sh, size_t acct, const Animate3d__V1__JobStatus *st);
+/* rid was restarted upstream (a multi-person job reprocessed under the same rid): its shared
+ * final is deleted and the other replicas forget theirs ("2\t<instance>\t<account>\t<rid>"). */
+void gw_status_share_forget(struct gw_status_share *sh, size_t acct, const char *rid);
 
 /*
  * Lookup of rids[0..n) (1..GW_TR_MAX_RIDS, copied; past GW_REDIS_MAX_ARGS - 1 only the first

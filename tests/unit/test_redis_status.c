@@ -62,6 +62,11 @@ static int apply(void *arg, size_t acct, const Animate3d__V1__JobStatus *st)
 	return gw_status_apply(arg, acct, st);
 }
 
+static int forget(void *arg, size_t acct, const char *rid)
+{
+	return gw_status_forget(arg, acct, rid);
+}
+
 static void on_final(void *arg, size_t acct, const Animate3d__V1__JobStatus *st)
 {
 	struct rep *x = arg;
@@ -120,6 +125,7 @@ static void rep_init(struct rep *x, struct event_base *base, const char *prefix,
 	cr_assert(x->cache && x->status);
 	so.redis = x->redis;
 	so.apply = apply;
+	so.forget = forget;
 	so.apply_arg = x->status;
 	so.instance = instance;
 	so.accounts = g_accounts;
@@ -253,6 +259,29 @@ static int stored_and_published(const void *arg)
 	return cnt(s->x)->stored >= s->n && cnt(s->x)->own >= s->n;
 }
 
+struct lk {
+	int calls;
+	size_t hits;
+};
+
+static void lk_done(void *arg, size_t hits)
+{
+	struct lk *l = arg;
+
+	l->calls++;
+	l->hits = hits;
+}
+
+static int lk_called(const void *arg)
+{
+	return ((const struct lk *)arg)->calls > 0;
+}
+
+static int b_forgot(const void *arg)
+{
+	return cnt(arg)->forgotten >= 1;
+}
+
 Test(redis_status, final_reaches_the_other_replicas_watcher)
 {
 	struct event_base *base = event_base_new();
@@ -286,28 +315,23 @@ Test(redis_status, final_reaches_the_other_replicas_watcher)
 	/* B's cache has it: a later GetStatus there is a hit. */
 	cr_assert_eq(gw_cache_get(b.cache, 0, RID1, 0, NULL), 1);
 
+	/* A restarts the rid (multi-person reprocessing): B forgets it, Redis too. */
+	gw_status_share_forget(a.share, 0, RID1);
+	cr_assert(run_until(base, b_forgot, &b, T_WAIT_MS), "B did not forget the restarted rid");
+	cr_assert_eq(gw_cache_get(b.cache, 0, RID1, 0, NULL), 0);
+	{
+		struct lk l = { 0 };
+		const char *rids[] = { RID1 };
+
+		cr_assert_not_null(gw_status_share_lookup(b.share, 0, rids, 1, lk_done, &l));
+		cr_assert(run_until(base, lk_called, &l, T_WAIT_MS));
+		cr_assert_eq(l.hits, 0);
+	}
+
 	gw_status_unwatch(&w.w);
 	rep_fini(&a);
 	rep_fini(&b);
 	event_base_free(base);
-}
-
-struct lk {
-	int calls;
-	size_t hits;
-};
-
-static void lk_done(void *arg, size_t hits)
-{
-	struct lk *l = arg;
-
-	l->calls++;
-	l->hits = hits;
-}
-
-static int lk_called(const void *arg)
-{
-	return ((const struct lk *)arg)->calls > 0;
 }
 
 Test(redis_status, a_replica_that_missed_the_message_finds_the_final_in_redis)
