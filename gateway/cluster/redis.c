@@ -635,6 +635,8 @@ static void sub_on_reply(redisAsyncContext *ac, void *reply, void *priv)
 	payload = rep->element[2];
 	if (kind->type != REDIS_REPLY_STRING)
 		return;
+	if (!s->fn)
+		return;		/* muted by gw_redis_unsubscribe() */
 	r->depth++;
 	if (strcasecmp(kind->str, "subscribe") == 0) {
 		s->fn(s->arg, s->channel + r->prefix_len, NULL, 0);
@@ -690,6 +692,27 @@ int gw_redis_subscribe(struct gw_redis *r, const char *channel, gw_redis_msg_fn 
 	/* else: subscribed once the connection is ready */
 	r->sub.started = 1;
 	return GW_REDIS_OK;
+}
+
+int gw_redis_unsubscribe(struct gw_redis *r, const char *channel)
+{
+	char name[GW_REDIS_CHANNEL_MAX];
+	int n;
+
+	if (!r || !channel)
+		return GW_REDIS_EINVAL;
+	n = snprintf(name, sizeof name, "%s%s", r->prefix, channel);
+	if (n < 0 || (size_t)n >= sizeof name)
+		return GW_REDIS_EINVAL;
+	for (struct rsub *s = r->subs; s; s = s->next) {
+		if (s->fn && strcmp(s->channel, name) == 0) {
+			/* The record stays (hiredis holds it as the reply's privdata): only muted. */
+			s->fn = NULL;
+			s->arg = NULL;
+			return GW_REDIS_OK;
+		}
+	}
+	return GW_REDIS_EINVAL;
 }
 
 /* ---- the URL ---- */

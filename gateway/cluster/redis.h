@@ -180,6 +180,13 @@ int gw_redis_publish(struct gw_redis *r, const char *channel, const char *msg, s
 int gw_redis_subscribe(struct gw_redis *r, const char *channel, gw_redis_msg_fn on_message,
 		       void *arg);
 
+/*
+ * Stops delivering channel's messages: its on_message is never called again, so its arg may be
+ * freed after this returns. The server-side subscription stays until the client is freed (and the
+ * channel cannot be subscribed to again). GW_REDIS_OK, or GW_REDIS_EINVAL (not subscribed).
+ */
+int gw_redis_unsubscribe(struct gw_redis *r, const char *channel);
+
 /* key_prefix + name into buf: its length, or -1 when it does not fit cap (or GW_REDIS_KEY_MAX). */
 int gw_redis_key(const struct gw_redis *r, const char *name, char *buf, size_t cap);
 

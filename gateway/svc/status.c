@@ -28,7 +28,9 @@
 #include "gateway/config/config.h"
 #include "gateway/svc/caps.h"
 #include "gateway/svc/rpc_owner.h"
+#include "gateway/svc/status_share.h"
 #include "gateway/upstream/upstream.h"
+#include "auth/upstream/session.h"
 
 /* ---- the gateway side ---- */
 
@@ -45,6 +47,9 @@ struct gw_status_ctx {
 	 * tenant cannot take every slot. Keeps refusal counts per tenant for /metrics. */
 	struct gw_slots slots;
 	struct gw_lograte refusals_log;
+	/* Shared with the other replicas through Redis (NULL without redis:). */
+	struct gw_status_share *share;
+	const char **account_names;	/* by account index, for the shared keys */
 };
 
 /* What a WatchStatus refusal names (gateway/svc/caps.h). */
@@ -59,10 +64,59 @@ static void status_ctx_free(struct gw_status_ctx *x)
 		return;
 	/* The top frees services before the upstream engine: fetches in flight are cancelled
 	 * through the transport (gw_status_upstream_cancel), their callbacks never run. */
+	gw_status_share_free(x->share);
 	gw_status_free(x->status);
 	gw_cache_free(x->cache);
 	gw_slots_free(&x->slots);
+	free(x->account_names);
 	free(x);
+}
+
+/* The status module's on_final hook: shared when Redis is configured. */
+static void status_on_final(void *arg, size_t acct, const Animate3d__V1__JobStatus *st)
+{
+	struct gw_status_ctx *x = arg;
+
+	if (x->share)
+		gw_status_share_final(x->share, acct, st);
+}
+
+static int status_apply(void *arg, size_t acct, const Animate3d__V1__JobStatus *st)
+{
+	return gw_status_apply(arg, acct, st);
+}
+
+static int status_forget(void *arg, size_t acct, const char *rid)
+{
+	return gw_status_forget(arg, acct, rid);
+}
+
+/* The shared statuses (Redis configured): 0, or -1 (logged). Without Redis: 0, nothing. */
+static int status_ctx_share(struct gw_status_ctx *x, struct gw_env *env)
+{
+	struct gw_status_share_opts so = { 0 };
+	char err[256];
+
+	if (!env->redis)
+		return 0;
+	x->account_names = calloc(env->naccounts ? env->naccounts : 1, sizeof *x->account_names);
+	if (!x->account_names)
+		return -1;
+	for (size_t i = 0; i < env->naccounts; i++)
+		x->account_names[i] = gw_session_name(&env->accounts[i]);
+	so.redis = env->redis;
+	so.apply = status_apply;
+	so.forget = status_forget;
+	so.apply_arg = x->status;
+	so.instance = env->instance;
+	so.accounts = x->account_names;
+	so.naccounts = env->naccounts;
+	x->share = gw_status_share_new(&so, err, sizeof err);
+	if (!x->share) {
+		gw_log(GW_LOG_ERROR, "status", GW_LS("msg", err), GW_LEND);
+		return -1;
+	}
+	return 0;
 }
 
 static int status_ctx_start(struct gw_status_ctx *x, struct gw_env *env)
@@ -84,8 +138,10 @@ static int status_ctx_start(struct gw_status_ctx *x, struct gw_env *env)
 	o.cancel = gw_status_upstream_cancel;
 	o.hold = gw_status_upstream_hold;
 	o.transport_arg = env;
+	o.on_final = status_on_final;
+	o.final_arg = x;
 	x->status = gw_status_new(&o, x->cache);
-	if (!x->status)
+	if (!x->status || status_ctx_share(x, env) != 0)
 		goto fail;
 	/* Tenants persist across reloads by name; twice the configurable maximum leaves room for
 	 * renamed ones still holding streams. */
@@ -93,6 +149,10 @@ static int status_ctx_start(struct gw_status_ctx *x, struct gw_env *env)
 		goto fail;
 	return 0;
 fail:
+	gw_status_share_free(x->share);
+	x->share = NULL;
+	free(x->account_names);
+	x->account_names = NULL;
 	gw_status_free(x->status);
 	x->status = NULL;
 	gw_cache_free(x->cache);
@@ -184,6 +244,10 @@ struct status_get_slot {
 
 struct status_get_op {
 	struct gw_call *c;
+	struct gw_status_ctx *x;
+	size_t acct;
+	int64_t deadline;
+	struct gw_status_share_lookup *lookup;	/* the misses asked of Redis first, or NULL */
 	size_t n, left;
 	int code;			/* first error other than NOT_FOUND */
 	long retry_ms;
@@ -193,6 +257,7 @@ struct status_get_op {
 
 static void status_get_free(struct status_get_op *op)
 {
+	gw_status_share_lookup_cancel(op->lookup);
 	for (size_t i = 0; i < op->n; i++) {
 		if (op->slot[i].waiting)
 			gw_status_unwant(&op->slot[i].w);
@@ -314,6 +379,63 @@ static int status_get_cached(struct gw_status_ctx *x, struct gw_call *c, size_t 
 	return 0;
 }
 
+/* The misses of op (slots with rid set) go upstream through the batcher: refused at once when
+ * the account would hold them back past the deadline (Retry-After pause, full queue, open
+ * circuit), as the other RPCs are. Replies when nothing is left to wait for. */
+static void status_get_misses(struct status_get_op *op)
+{
+	struct gw_status_ctx *x = op->x;
+	struct gw_call *c = op->c;
+	long retry_ms;
+	int code;
+
+	if (op->left && gw_status_check(x->status, op->acct, op->deadline, &code, &retry_ms, op->msg,
+					sizeof op->msg)) {
+		gw_call_on_cancel(c, NULL);
+		gw_call_set_data(c, NULL);
+		gw_call_fail_retry(c, (grpc_status_code)code, retry_ms, op->msg);
+		status_get_free(op);
+		return;
+	}
+	for (size_t i = 0; i < op->n; i++) {
+		struct status_get_slot *sl = &op->slot[i];
+
+		if (!sl->rid)
+			continue;
+		sl->w.done = status_get_done;
+		sl->w.deadline_ms = op->deadline;
+		if (gw_status_want(x->status, op->acct, sl->rid, &sl->w) != 0) {
+			gw_call_on_cancel(c, NULL);
+			gw_call_set_data(c, NULL);
+			status_get_free(op);
+			gw_call_fail_retry(c, GRPC_STATUS_RESOURCE_EXHAUSTED, 1000,
+					   "GetStatus: too many job statuses in flight, retry later");
+			return;
+		}
+		sl->waiting = 1;
+	}
+	if (op->left == 0)
+		status_get_finish(op);
+}
+
+/* The shared cache answered (hits are in the local cache now): serve them, the rest upstream. */
+static void status_get_found(void *arg, size_t hits)
+{
+	struct status_get_op *op = arg;
+	int64_t now = gw_status_now(op->x->status);
+
+	op->lookup = NULL;
+	for (size_t i = 0; hits && i < op->n; i++) {
+		struct status_get_slot *sl = &op->slot[i];
+
+		if (!sl->rid || gw_cache_get(op->x->cache, op->acct, sl->rid, now, &sl->st) != 1)
+			continue;
+		sl->rid = NULL;
+		op->left--;
+	}
+	status_get_misses(op);
+}
+
 static void status_get_admitted(struct gw_call *c, const ProtobufCMessage *admitted_req,
 			       struct gw_rpc_owner_view *admitted)
 {
@@ -323,8 +445,6 @@ static void status_get_admitted(struct gw_call *c, const ProtobufCMessage *admit
 	struct status_get_op *op = NULL;
 	struct gw_up_account *acct;
 	int64_t now, left, deadline = 0;
-	long retry_ms;
-	int code;
 
 	/* Admitted by ownership (gw_rpc_owner_admit): only the tenant's rids are left. */
 	req = (const Animate3d__V1__GetStatusRequest *)(const void *)admitted_req;
@@ -366,35 +486,25 @@ static void status_get_admitted(struct gw_call *c, const ProtobufCMessage *admit
 		sl->rid = req->rids[i];
 		op->left++;
 	}
-	/* Misses go upstream: refused at once when the account would hold them back past the
-	 * deadline (Retry-After pause, full queue, open circuit), as the other RPCs are. */
-	if (op->left && gw_status_check(x->status, acct->idx, deadline, &code, &retry_ms, op->msg,
-					sizeof op->msg)) {
-		gw_call_fail_retry(c, (grpc_status_code)code, retry_ms, op->msg);
-		status_get_free(op);
-		goto out;
-	}
-	for (size_t i = 0; i < op->n; i++) {
-		struct status_get_slot *sl = &op->slot[i];
-
-		if (!sl->rid)
-			continue;
-		sl->w.done = status_get_done;
-		sl->w.deadline_ms = deadline;
-		if (gw_status_want(x->status, acct->idx, sl->rid, &sl->w) != 0) {
-			status_get_free(op);
-			gw_call_fail_retry(c, GRPC_STATUS_RESOURCE_EXHAUSTED, 1000,
-					   "GetStatus: too many job statuses in flight, retry later");
-			goto out;
-		}
-		sl->waiting = 1;
-	}
-	if (op->left == 0) {
-		status_get_finish(op);
-		goto out;
-	}
+	op->x = x;
+	op->acct = acct->idx;
+	op->deadline = deadline;
 	gw_call_set_data(c, op);
 	gw_call_on_cancel(c, status_get_cancel);
+	/* Several replicas: the misses are looked up in the shared cache first (the finals
+	 * another replica read); whatever is not there, or Redis down, goes upstream. */
+	if (op->left && x->share) {
+		const char *miss[GW_TR_MAX_RIDS];
+		size_t nmiss = 0;
+
+		for (size_t i = 0; i < op->n; i++)
+			if (op->slot[i].rid)
+				miss[nmiss++] = op->slot[i].rid;
+		op->lookup = gw_status_share_lookup(x->share, op->acct, miss, nmiss, status_get_found, op);
+		if (op->lookup)
+			goto out;	/* the rids were copied by the lookup; the slots keep theirs */
+	}
+	status_get_misses(op);
 out:
 	gw_rpc_owner_view_clear(&view);	/* the rids were copied where they are still needed */
 }
@@ -781,8 +891,10 @@ void gw_status_rpc_watch(struct gw_call *c)
 
 void gw_status_job_restarted(struct gw_status_ctx *x, size_t acct, const char *rid)
 {
-	if (x)
-		gw_status_forget(x->status, acct, rid);
+	if (!x)
+		return;
+	gw_status_forget(x->status, acct, rid);
+	gw_status_share_forget(x->share, acct, rid);	/* NULL without Redis: nothing */
 }
 
 /* ---- metrics ---- */
@@ -845,6 +957,8 @@ static void status_metrics(void *state, struct gw_metrics_out *o)
 		       "WatchStatus calls refused: a cap, or the server draining.", x->streams_refused);
 	gw_slots_render(&x->slots, "watch_streams_tenant", "Open WatchStatus streams by tenant.",
 			"tenant", "tenant", 1, o);
+	if (x->share)
+		gw_status_share_metrics(x->share, o);
 }
 
 /* ---- the service ---- */

@@ -99,6 +99,13 @@ struct gw_status_opts {
 	gw_status_cancel_fn cancel;
 	gw_status_hold_fn hold;		/* NULL: nothing is held back (gw_status_check passes) */
 	void *transport_arg;
+	/* Optional: a fetch brought a final status (SUCCESS/FAILURE) of a rid that was not known
+	 * final here (first read, or after a webhook refresh). st is borrowed for the call. Runs
+	 * before the rid's waiters and watchers; must not call back into the module (the cluster
+	 * layer only shares it: gateway/svc/status_share.h). Statuses given by gw_status_apply()
+	 * do not trigger it. */
+	void (*on_final)(void *arg, size_t acct, const Animate3d__V1__JobStatus *st);
+	void *final_arg;
 };
 
 struct gw_status_counters {
@@ -197,6 +204,13 @@ int gw_status_tracked(struct gw_status *s, size_t acct, const char *rid);
 /* The rid changed upstream (job.completed): drop its non-final cache entry and fetch it through
  * the next batch (after the one in flight, if any). Returns 0, or -1 (bad rid, max_rids). */
 int gw_status_refresh(struct gw_status *s, size_t acct, const char *rid);
+
+/* A status of account acct obtained elsewhere (another replica, the shared cache): stored in the
+ * cache as the newest answer (a final entry stays final) and delivered to the rid's waiters and
+ * watchers at once, like a fetch's answer, when the rid is tracked. Callers must not be inside a
+ * waiter or watcher callback of this module. Returns 1 when the rid is tracked here, 0 when it is
+ * not (still cached), -1 on bad arguments or when the cache refused it. */
+int gw_status_apply(struct gw_status *s, size_t acct, const Animate3d__V1__JobStatus *st);
 
 /* The rid was restarted upstream (StartJob with mp_detection_rid reuses the rid): forget its
  * cached status even if final, and make sure an answer already in flight is not cached (it may

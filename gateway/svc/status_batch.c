@@ -410,6 +410,8 @@ void gw_status_fetch_done(struct gw_status_fetch *f, const struct gw_status_resu
 		if (gw_cache_put(s->cache, f->acct, st, f->seq, f->started_ms) == 0 &&
 		    gw_cache_peek(s->cache, f->acct, r->rid, now, &cur, NULL) == 1)
 			st = cur;
+		if (!cur && !r->final && gw_cache_state_final((int)st->state) && s->o.on_final)
+			s->o.on_final(s->o.final_arg, f->acct, st);
 		r->final = gw_cache_state_final((int)st->state);
 		status_deliver(s, r, 0, st);
 		if (cur)
@@ -426,6 +428,34 @@ void gw_status_fetch_done(struct gw_status_fetch *f, const struct gw_status_resu
 		status_rec_maybe_free(s, r, now);
 	}
 	free(f);
+}
+
+int gw_status_apply(struct gw_status *s, size_t acct, const Animate3d__V1__JobStatus *st)
+{
+	Animate3d__V1__JobStatus *cur = NULL;
+	struct gw_status_rec *r;
+	int64_t now;
+
+	if (!s || !st || acct >= s->o.naccounts || !gw_status_rid_ok(st->rid))
+		return -1;
+	now = gw_status_now(s);
+	/* A sequence number of its own: newer than every fetch started so far, so an answer in
+	 * flight (older by definition) cannot replace it. */
+	if (gw_cache_put(s->cache, acct, st, ++s->seq, now) < 0)
+		return -1;
+	r = gw_status_rec_find(s, acct, st->rid);
+	if (!r)
+		return 0;
+	if (gw_cache_peek(s->cache, acct, r->rid, now, &cur, NULL) == 1)
+		st = cur;	/* what the cache holds now (a final stays final) */
+	r->busy++;
+	r->final = gw_cache_state_final((int)st->state);
+	status_deliver(s, r, 0, st);
+	r->busy--;
+	if (cur)
+		protobuf_c_message_free_unpacked(&cur->base, NULL);
+	status_rec_maybe_free(s, r, now);
+	return 1;
 }
 
 /* ---- timers ---- */

@@ -22,6 +22,7 @@
 #include "gateway/base/notify.h"
 #include "gateway/call/env.h"
 #include "gateway/call/svc.h"
+#include "gateway/cluster/redis.h"
 #include "gateway/svc/webhook_in.h"
 #include "gateway/svc/webhook_token.h"
 #include "gateway/upstream/upstream.h"
@@ -255,6 +256,22 @@ struct webhook_reg_acct {
 	struct gw_up_call *call;		/* in flight, or NULL */
 	struct event *timer;			/* retry */
 	unsigned attempt;			/* failures in a row */
+	int locked;				/* the Redis lock is ours (released when done) */
+	int lock_asked;				/* a SET NX is in flight */
+	int unlocked_ok;			/* this attempt goes on without the lock */
+	unsigned lock_seq;			/* answers to older lock requests are ignored */
+};
+
+/* What Redis commands in flight point at: outlives the service while any is out. */
+struct webhook_reg_life {
+	struct gw_webhook_reg *wr;	/* NULL once freed */
+	unsigned pending;
+};
+
+struct webhook_reg_lockreq {
+	struct webhook_reg_life *life;
+	size_t idx;
+	unsigned seq;
 };
 
 struct gw_webhook_reg {
@@ -264,6 +281,7 @@ struct gw_webhook_reg {
 	size_t n;
 	uint64_t rng;				/* jitter: gw_retry_rand() state */
 	struct gw_webhook_reg_counters cnt;
+	struct webhook_reg_life *life;		/* with redis: only */
 };
 
 static const char *webhook_reg_name(const struct webhook_reg_acct *a)
@@ -272,6 +290,136 @@ static const char *webhook_reg_name(const struct webhook_reg_acct *a)
 }
 
 static void webhook_reg_send(struct webhook_reg_acct *a);
+static void webhook_reg_fail(struct webhook_reg_acct *a, const char *why, long http);
+
+/* ---- the registration lock (several replicas) ---- */
+
+static const char webhook_reg_unlock_lua[] =
+	"if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0";
+static struct gw_redis_script webhook_reg_unlock_script = { webhook_reg_unlock_lua, "" };
+
+static int webhook_reg_lock_key(const struct webhook_reg_acct *a, char *key, size_t cap)
+{
+	char name[GW_REDIS_KEY_MAX];
+	int n = snprintf(name, sizeof name, "webhook_reg:%s", webhook_reg_name(a));
+
+	if (n < 0 || (size_t)n >= sizeof name)
+		return -1;
+	return gw_redis_key(a->wr->env->redis, name, key, cap);
+}
+
+static void webhook_reg_on_unlock(void *arg, const redisReply *reply, const char *err)
+{
+	struct webhook_reg_life *life = arg;
+
+	(void)reply;
+	(void)err;	/* the lock expires by itself anyway */
+	if (--life->pending == 0 && !life->wr)
+		free(life);
+}
+
+/* Releases the lock when it is ours (compare and delete: an expired lock taken since by another
+ * replica stays theirs). */
+static void webhook_reg_unlock(struct webhook_reg_acct *a)
+{
+	struct gw_webhook_reg *wr = a->wr;
+	char key[GW_REDIS_KEY_MAX];
+	const char *argv[2];
+	int klen;
+
+	a->unlocked_ok = 0;
+	if (!a->locked)
+		return;
+	a->locked = 0;
+	klen = webhook_reg_lock_key(a, key, sizeof key);
+	if (klen <= 0)
+		return;
+	argv[0] = key;
+	argv[1] = wr->env->instance;
+	if (!webhook_reg_unlock_script.sha[0])
+		gw_redis_script_init(&webhook_reg_unlock_script);
+	if (gw_redis_eval(wr->env->redis, &webhook_reg_unlock_script, 1, 1, argv, NULL,
+			  webhook_reg_on_unlock, wr->life) == GW_REDIS_OK)
+		wr->life->pending++;
+}
+
+static void webhook_reg_on_lock(void *arg, const redisReply *reply, const char *err)
+{
+	struct webhook_reg_lockreq *q = arg;
+	struct webhook_reg_life *life = q->life;
+	struct webhook_reg_acct *a;
+	struct timeval tv = { 0, GW_WEBHOOK_REG_LOCK_WAIT_MS * 1000 };
+
+	life->pending--;
+	if (!life->wr) {
+		if (life->pending == 0)
+			free(life);
+		free(q);
+		return;
+	}
+	a = &life->wr->acct[q->idx];
+	if (q->seq != a->lock_seq || a->wr->env->draining) {
+		free(q);
+		return;		/* a retarget started over meanwhile, or shutting down */
+	}
+	free(q);
+	a->lock_asked = 0;
+	if (!err && reply && reply->type == REDIS_REPLY_STATUS) {
+		a->wr->cnt.lock_taken++;
+		a->locked = 1;
+		webhook_reg_send(a);
+	} else if (!err && reply && reply->type == REDIS_REPLY_NIL) {
+		/* Another replica registers: its endpoint is what our GET will find. */
+		a->wr->cnt.lock_waited++;
+		if (!a->timer || evtimer_add(a->timer, &tv) != 0)
+			webhook_reg_fail(a, "cannot arm the lock timer", 0);
+	} else {
+		a->wr->cnt.lock_unavailable++;
+		a->unlocked_ok = 1;
+		webhook_reg_send(a);
+	}
+}
+
+/* Asks for the lock before the GET: 1 when asked (the answer goes on), 0 when the GET may go
+ * now (no Redis, the lock is ours, or Redis refused at once: without the lock). */
+static int webhook_reg_lock(struct webhook_reg_acct *a)
+{
+	struct gw_webhook_reg *wr = a->wr;
+	struct webhook_reg_lockreq *q;
+	char key[GW_REDIS_KEY_MAX], px[16];
+	const char *argv[6];
+	int klen;
+
+	if (!wr->env->redis || !wr->life || a->locked || a->unlocked_ok)
+		return 0;
+	if (a->lock_asked)
+		return 1;
+	klen = webhook_reg_lock_key(a, key, sizeof key);
+	q = klen > 0 ? calloc(1, sizeof *q) : NULL;
+	if (!q)
+		goto without;
+	q->life = wr->life;
+	q->idx = a->idx;
+	q->seq = ++a->lock_seq;
+	snprintf(px, sizeof px, "%d", GW_WEBHOOK_REG_LOCK_MS);
+	argv[0] = "SET";
+	argv[1] = key;
+	argv[2] = wr->env->instance;
+	argv[3] = "NX";
+	argv[4] = "PX";
+	argv[5] = px;
+	if (gw_redis_command(wr->env->redis, webhook_reg_on_lock, q, 6, argv, NULL) != GW_REDIS_OK) {
+		free(q);
+		goto without;
+	}
+	wr->life->pending++;
+	a->lock_asked = 1;
+	return 1;
+without:
+	wr->cnt.lock_unavailable++;
+	a->unlocked_ok = 1;
+	return 0;
+}
 
 static void webhook_reg_on_timer(evutil_socket_t fd, short what, void *arg)
 {
@@ -293,6 +441,7 @@ static void webhook_reg_fail(struct webhook_reg_acct *a, const char *why, long h
 
 	wr->cnt.failed++;
 	a->attempt++;
+	webhook_reg_unlock(a);
 	ms = gw_webhook_reg_backoff_ms(a->attempt, gw_retry_rand(&wr->rng));
 	a->step = WR_LIST;
 	tv.tv_sec = (time_t)(ms / 1000);
@@ -309,6 +458,7 @@ static void webhook_reg_done_ok(struct webhook_reg_acct *a, const char *msg, con
 {
 	a->step = WR_DONE;
 	a->attempt = 0;
+	webhook_reg_unlock(a);
 	gw_log(GW_LOG_INFO, "webhook_reg", GW_LS("account", webhook_reg_name(a)), GW_LS("msg", msg),
 	       GW_LS("id", id), GW_LS("url", a->log_url), GW_LEND);
 }
@@ -424,6 +574,8 @@ static void webhook_reg_send(struct webhook_reg_acct *a)
 	char *body = NULL;
 
 	rq.timeout_ms = GW_WEBHOOK_REG_TIMEOUT_MS;
+	if (a->step == WR_LIST && webhook_reg_lock(a))
+		return;		/* the GET goes once the lock answers */
 	switch (a->step) {
 	case WR_LIST:
 		rq.method = "GET";
@@ -524,6 +676,13 @@ void gw_webhook_reg_free(struct gw_webhook_reg *wr)
 			gw_up_cancel(a->call);
 		if (a->timer)
 			event_free(a->timer);
+		webhook_reg_unlock(a);
+	}
+	if (wr->life) {
+		if (wr->life->pending == 0)
+			free(wr->life);
+		else
+			wr->life->wr = NULL;
 	}
 	explicit_bzero(wr->acct, wr->n * sizeof *wr->acct);	/* urls hold the path token */
 	free(wr->acct);
@@ -556,6 +715,8 @@ void gw_webhook_reg_retarget(struct gw_webhook_reg *wr)
 		}
 		a->step = WR_LIST;
 		a->attempt = 0;
+		a->lock_seq++;		/* an answer to a lock request in flight is ignored */
+		a->lock_asked = 0;
 		gw_log(GW_LOG_INFO, "webhook_reg", GW_LS("account", webhook_reg_name(a)),
 		       GW_LS("msg", "path token changed: moving the webhook endpoint"),
 		       GW_LS("url", a->log_url), GW_LEND);
@@ -613,6 +774,14 @@ static int webhook_reg_init(struct gw_env *env, void **state, char *err, size_t 
 	}
 	wr->env = env;
 	wr->n = env->naccounts;
+	if (env->redis && !(wr->life = calloc(1, sizeof *wr->life))) {
+		free(wr->acct);
+		free(wr);
+		snprintf(err, errlen, "out of memory for the webhook registration");
+		return -1;
+	}
+	if (wr->life)
+		wr->life->wr = wr;
 	wr->rng = (uint64_t)gw_clock_now_us() ^ ((uint64_t)getpid() << 32) ^ (uintptr_t)wr;
 	if (!wr->rng)
 		wr->rng = 1;
@@ -644,8 +813,31 @@ static void webhook_reg_metrics(void *state, struct gw_metrics_out *o)
 {
 	const struct gw_webhook_reg *wr = state;
 
-	if (wr)
-		gw_webhook_reg_render(&wr->cnt, gw_webhook_reg_done(wr), o);
+	char labels[48];
+	static const struct {
+		const char *what;
+		size_t off;
+	} rows[] = {
+		{ "taken", offsetof(struct gw_webhook_reg_counters, lock_taken) },
+		{ "waited", offsetof(struct gw_webhook_reg_counters, lock_waited) },
+		{ "unavailable", offsetof(struct gw_webhook_reg_counters, lock_unavailable) },
+	};
+
+	if (!wr)
+		return;
+	gw_webhook_reg_render(&wr->cnt, gw_webhook_reg_done(wr), o);
+	if (!wr->life)
+		return;
+	gw_metrics_family(o, "cluster_webhook_reg_lock_total", "counter",
+			  "The webhook registration's Redis lock: taken, found held (asked again "
+			  "later), unavailable (Redis down: registered without it).");
+	for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+		uint64_t v;
+
+		memcpy(&v, (const char *)&wr->cnt + rows[i].off, sizeof v);
+		snprintf(labels, sizeof labels, "what=\"%s\"", rows[i].what);
+		gw_metrics_value(o, "cluster_webhook_reg_lock_total", labels, v);
+	}
 }
 
 const struct gw_svc gw_svc_webhook_reg = {

@@ -24,6 +24,14 @@
  * An account whose name cannot be used in a URL path as-is (see gw_webhook_reg_url) is skipped
  * with an error line; nothing is registered for it.
  *
+ * Several replicas (redis: configured): each account's registration (the GET and what follows)
+ * runs under a Redis lock, <prefix>webhook_reg:<account> = instance, SET NX PX
+ * GW_WEBHOOK_REG_LOCK_MS. A replica that finds it held asks again every GW_WEBHOOK_REG_LOCK_WAIT_MS;
+ * once it gets it, its GET finds the endpoint the holder made ("present"): N replicas starting
+ * together create one endpoint. The holder releases the lock (only if still its own) when its
+ * registration ends, either way; a crashed holder's lock expires. Redis down or failing: the
+ * registration goes on without the lock, as with one replica (counted).
+ *
  * Logs carry the account, the endpoint id and url (public_url holds no secret: config.c
  * refuses credentials, query and fragment), never a cookie or an upstream body.
  */
@@ -40,6 +48,8 @@
 #define GW_WEBHOOK_REG_BACKOFF_MAX_MS 300000	/* retry delay cap: 5 minutes */
 #define GW_WEBHOOK_REG_TIMEOUT_MS 10000		/* per upstream request */
 #define GW_WEBHOOK_REG_EVENT "job.completed"
+#define GW_WEBHOOK_REG_LOCK_MS 30000		/* lock lifetime: > GET + POST timeouts */
+#define GW_WEBHOOK_REG_LOCK_WAIT_MS 200		/* a held lock is asked again after this */
 
 
 /* ---- pure parts (unit-tested) ---- */
@@ -106,6 +116,10 @@ struct gw_webhook_reg_counters {
 	uint64_t duplicates;		/* other endpoints with our url seen (left in place) */
 	uint64_t failed;		/* attempts that failed (each is retried) */
 	uint64_t skipped;		/* accounts whose url could not be built */
+	/* Several replicas (redis:): the registration runs under a lock per account. */
+	uint64_t lock_taken;		/* the lock was ours: GET (and POST) under it */
+	uint64_t lock_waited;		/* another replica held it: asked again later */
+	uint64_t lock_unavailable;	/* Redis down or failing: registered without the lock */
 };
 
 struct gw_webhook_reg;

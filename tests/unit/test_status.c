@@ -839,3 +839,82 @@ Test(status, check_counts_the_pending_window)
 	cr_expect_eq(gw_status_check(x.s, 0, 1115, &code, &retry, msg, sizeof msg), 1);
 	fix_fini(&x);
 }
+
+/* ---- statuses from elsewhere (gw_status_apply) and the on_final hook ---- */
+
+static int g_finals;
+
+static void count_final(void *arg, size_t acct, const Animate3d__V1__JobStatus *st)
+{
+	(void)arg;
+	(void)acct;
+	cr_assert(gw_cache_state_final((int)st->state));
+	g_finals++;
+}
+
+Test(status, apply_delivers_at_once_and_beats_older_fetches)
+{
+	struct gw_status_opts o = { 0 };
+	Animate3d__V1__JobStatus st = ANIMATE3D__V1__JOB_STATUS__INIT;
+	Animate3d__V1__JobStatus *cur = NULL;
+	struct seen w = { 0 };
+	struct got g;
+	struct fix x;
+	char p1[32], sb[32];
+	const char *prog[] = { p1 }, *finb[] = { sb };
+
+	snprintf(p1, sizeof p1, "a:%d:1", P);
+	snprintf(sb, sizeof sb, "b:%d:5", S);
+	fix_init(&x, 50, 5, 100);
+	gw_status_free(x.s);
+	o.naccounts = 2;
+	o.batch_max = 50;
+	o.window_ms = 5;
+	o.ttl_ms = 100;
+	o.now_ms = fake_now;
+	o.clock_arg = &x;
+	o.start = fake_start;
+	o.cancel = fake_cancel;
+	o.transport_arg = &x;
+	o.on_final = count_final;
+	x.s = gw_status_new(&o, x.cache);
+	cr_assert(x.s);
+	g_finals = 0;
+
+	/* A watcher sees PROGRESS, then a fetch is in flight when a final arrives from elsewhere. */
+	w.w.notify = seen_notify;
+	cr_assert_eq(gw_status_watch(x.s, 0, "a", &w.w), 0);
+	x.now += 5;
+	gw_status_tick(x.s);
+	answer(&x, 0, prog, 1);
+	cr_assert_eq(w.calls, 1);
+	cr_assert_eq(gw_status_refresh(x.s, 0, "a"), 0);
+	x.now += 5;
+	gw_status_tick(x.s);
+	cr_assert_eq(x.nfetch, 2);
+	st.rid = "a";
+	st.state = S;
+	st.step = 5;
+	cr_assert_eq(gw_status_apply(x.s, 0, &st), 1);
+	cr_assert_eq(w.calls, 2, "delivered at once");
+	cr_assert_eq(g_finals, 0, "an applied status is not shared again");
+	/* The older fetch answers PROGRESS: the cache keeps the final, nobody is told twice. */
+	answer(&x, 1, prog, 1);
+	cr_assert_eq(gw_cache_peek(x.cache, 0, "a", x.now, &cur, NULL), 1);
+	cr_assert_eq(cur->state, S);
+	protobuf_c_message_free_unpacked(&cur->base, NULL);
+	cr_assert_eq(w.calls, 2);
+
+	/* Untracked: cached only. A final read upstream fires on_final once. */
+	st.rid = "c";
+	cr_assert_eq(gw_status_apply(x.s, 0, &st), 0);
+	cr_assert_eq(gw_cache_get(x.cache, 0, "c", x.now, NULL), 1);
+	want(&x, "b", &g);
+	x.now += 5;
+	gw_status_tick(x.s);
+	answer(&x, 2, finb, 1);
+	cr_assert_eq(g.state, S);
+	cr_assert_eq(g_finals, 1);
+	gw_status_unwatch(&w.w);
+	fix_fini(&x);
+}
