@@ -103,12 +103,12 @@ int gw_http_split_hostport(const char *s, char *host, size_t hostlen, unsigned s
 	return 0;
 }
 
-/* why as a JSON string body: quotes, backslashes and control bytes become spaces. */
+/* why (NULL: "") as a JSON string body: quotes, backslashes and control bytes become spaces. */
 static void http_json_text(const char *why, char *buf, size_t cap)
 {
 	size_t j = 0;
 
-	for (size_t i = 0; why[i] && j + 1 < cap; i++) {
+	for (size_t i = 0; why && why[i] && j + 1 < cap; i++) {
 		unsigned char ch = (unsigned char)why[i];
 
 		buf[j++] = ch < 0x20 || ch == '"' || ch == '\\' ? ' ' : (char)ch;
@@ -142,12 +142,12 @@ int gw_http_render_ready(int draining, int grpc_alive, const struct gw_account_r
 		evbuffer_add_printf(out, "%s{\"name\":\"%s\",\"state\":\"%s\"}", i ? "," : "", name,
 				    gw_session_state(&accounts[i]));
 	}
-	http_json_text(state_why ? state_why : "", why, sizeof why);
+	http_json_text(state_why, why, sizeof why);
 	evbuffer_add_printf(out, "],\"state\":{\"backend\":\"%s\",\"reachable\":%s%s%s%s}",
 			    state_backend ? state_backend : "none", state_why ? "false" : "true",
 			    state_why ? ",\"why\":\"" : "", state_why ? why : "", state_why ? "\"" : "");
 	if (parts && parts->redis) {
-		http_json_text(redis_why ? redis_why : "", rwhy, sizeof rwhy);
+		http_json_text(redis_why, rwhy, sizeof rwhy);
 		evbuffer_add_printf(out, ",\"redis\":{\"connected\":%s%s%s%s}", redis_why ? "false" : "true",
 				    redis_why ? ",\"why\":\"" : "", redis_why ? rwhy : "",
 				    redis_why ? "\"" : "");
