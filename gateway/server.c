@@ -912,6 +912,11 @@ struct gw_server *gw_server_new(struct gw_config *cfg, const char *config_path, 
 		snprintf(err, errlen, "cannot build the tenants' rate limits");
 		goto out;
 	}
+	/* With redis: the tenants' buckets are shared by the replicas (local while it is down). */
+	if (env->redis && gw_admit_cluster(env->admit, env->redis) != 0) {
+		snprintf(err, errlen, "cannot start the shared rate limits");
+		goto out;
+	}
 	if (server_services_new(srv, err, errlen))
 		goto out;
 	grpc_init();
