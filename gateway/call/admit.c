@@ -81,7 +81,8 @@ static int admit_build(struct gw_admit *a, const struct gw_config *cfg)
 		spec[t].burst = gw_config_replica_burst(cfg->tenants[t].burst, replicas, dearest);
 		clim[t].rate = cfg->tenants[t].rate_per_second;
 		clim[t].burst = cfg->tenants[t].burst;
-		clim[t].lease = gw_climit_lease_size(clim[t].rate, clim[t].burst, replicas, dearest);
+		/* The lease of a cost-1 call; a dearer call takes one of its own cost (climit.h). */
+		clim[t].lease = gw_climit_lease_size(clim[t].rate, clim[t].burst, replicas, 1);
 	}
 	rl = gw_ratelimit_rebuild(a->rl, spec, nt, gw_clock_now_us() / 1000);
 	if (!rl)

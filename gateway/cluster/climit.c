@@ -13,7 +13,8 @@
 #include "gateway/cluster/redis.h"
 
 /*
- * The bucket: tokens (a float) and the server time of their last refill (microseconds). Time
+ * The bucket: tokens (a float) and the server time of their last refill (microseconds, written
+ * in full: tostring() keeps 14 digits, a 16-digit time would lose its last two). Time
  * never moves the refill backwards (a failover to a replica whose clock is behind). The key
  * expires a second after it would be full again: an absent key is a full bucket.
  */
@@ -45,7 +46,7 @@ const char GW_CLIMIT_LUA[] =
 	"  if wait < 1 then wait = 1 end\n"
 	"  if wait > 60000 then wait = 60000 end\n"
 	"end\n"
-	"redis.call('HSET', KEYS[1], 't', tostring(tokens), 'ts', tostring(ts))\n"
+	"redis.call('HSET', KEYS[1], 't', string.format('%.17g', tokens), 'ts', string.format('%.0f', ts))\n"
 	"redis.call('PEXPIRE', KEYS[1], math.ceil((burst - tokens) * 1000 / rate) + 1000)\n"
 	"return {granted, wait, math.floor(tokens)}\n";
 
@@ -332,8 +333,9 @@ int gw_climit_take(struct gw_climit *c, struct gw_climit_entry *e, const struct 
 	}
 	if (!e->req && climit_refill(c, e, cost) != 0)
 		return climit_fallback(c, e);
-	/* The overdraft: on credit while the refill is in flight, one lease of debt at most. */
-	if (e->local - (int64_t)cost >= -(int64_t)e->lim.lease) {
+	/* The overdraft: on credit while the refill is in flight, one lease of debt at most (the
+	 * lease of this call: never smaller than its cost, or a dear call could never pass on it). */
+	if (e->local - (int64_t)cost >= -(int64_t)(cost > e->lim.lease ? cost : e->lim.lease)) {
 		e->local -= cost;
 		c->st.overdraft++;
 		goto shared_allow;

@@ -18,7 +18,8 @@
  *   will be there; until then the replica refuses locally with that delay, without asking.
  * Accuracy: tokens a replica holds were taken from the shared bucket (paid for), so the only
  * admissions not covered by the shared bucket are the overdraft: a tenant is never admitted
- * more than its limit plus one lease per replica, over any window since its bucket was full.
+ * more than its limit plus one lease per replica (a lease being max(lim.lease, the dearest call
+ * admitted on credit)), over any window since its bucket was full.
  *
  * Fallback: with no client, the client not connected, or a refill that failed within the last
  * GW_CLIMIT_FAIL_HOLD_MS, gw_climit_take answers GW_CLIMIT_FALLBACK and the caller decides
@@ -61,7 +62,8 @@ struct gw_climit_entry;
 struct gw_climit_limit {
 	double rate;		/* tokens per second; <= 0: unlimited (always allowed, no Redis) */
 	double burst;		/* tokens */
-	unsigned lease;		/* tokens per lease (gw_climit_lease_size), >= 1 */
+	unsigned lease;		/* tokens per lease (gw_climit_lease_size), >= 1; a call dearer
+				 * than that takes a lease of its own cost */
 };
 
 enum gw_climit_rc {
