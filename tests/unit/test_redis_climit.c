@@ -405,3 +405,59 @@ Test(climit, server_killed_falls_back_then_shared_again)
 	gw_redis_free(r);
 	event_base_free(base);
 }
+
+/* A call dearer than the lease is admitted on a credit of its own cost, once; the next waits. */
+Test(climit, dear_call_takes_a_lease_of_its_cost)
+{
+	struct event_base *base = event_base_new();
+	struct gw_redis *r = client(base);
+	struct gw_climit *c;
+	struct gw_climit_entry *e;
+	struct gw_climit_limit lim = { 10, 10, 1 };
+	char key[128];
+	int64_t wait, now;
+	int inflight = 1;
+
+	cr_assert(run_until_connected(base, r));
+	key_of(key, sizeof key, "dear");
+	c = gw_climit_new(r);
+	e = gw_climit_entry(c, key);
+	now = gw_clock_now_us() / 1000;
+	cr_expect_eq(gw_climit_take(c, e, &lim, 5, now, &wait), GW_CLIMIT_ALLOW, "on credit");
+	cr_expect_eq(gw_climit_local(e, &inflight), -5);
+	cr_expect_eq(inflight, 1);
+	cr_expect_eq(gw_climit_take(c, e, &lim, 5, now, &wait), GW_CLIMIT_REFUSE, "credit spent");
+	cr_expect_eq(wait, 500, "5 tokens at 10/s");
+	cr_expect_eq(gw_climit_stats(c)->busy_refused, 1);
+	cr_expect_eq(gw_climit_take(c, e, &lim, 11, now, &wait), GW_CLIMIT_REFUSE);
+	cr_expect_eq(wait, -1, "more than the burst: never");
+	/* The lease asked for before the credit (5) pays the debt; then a prefetch of one lease. */
+	for (int i = 0; i < 500 && inflight; i++) {
+		run_for(base, 5);
+		gw_climit_local(e, &inflight);
+	}
+	cr_expect_eq(gw_climit_local(e, NULL), 1);
+	cr_expect_eq(gw_climit_stats(c)->refill_granted, 6);
+	cr_expect_eq(gw_climit_stats(c)->refills, 2);
+	now = gw_clock_now_us() / 1000;
+	cr_expect_eq(gw_climit_take(c, e, &lim, 5, now, &wait), GW_CLIMIT_ALLOW, "1 held + 4 on credit");
+	cr_expect_eq(gw_climit_local(e, NULL), -4);
+	/* Empty now: the next lease request is refused with the script's delay. */
+	for (int i = 0; i < 500; i++) {
+		run_for(base, 5);
+		gw_climit_local(e, &inflight);
+		if (!inflight)
+			break;
+	}
+	now = gw_clock_now_us() / 1000;
+	if (gw_climit_take(c, e, &lim, 5, now, &wait) == GW_CLIMIT_ALLOW)
+		cr_expect_fail("admitted with an empty bucket and credit %lld", (long long)gw_climit_local(e, NULL));
+	cr_expect(wait >= 1 && wait <= 500, "wait %lld", (long long)wait);
+	for (int i = 0; i < 500 && inflight; i++) {
+		run_for(base, 5);
+		gw_climit_local(e, &inflight);
+	}
+	gw_climit_free(c);
+	gw_redis_free(r);
+	event_base_free(base);
+}
