@@ -26,7 +26,7 @@ struct gw_admit {
 	size_t ntenants;
 	/* Shared buckets (gw_admit_cluster), index-aligned with rl: the cluster-wide limit and its
 	 * lease per tenant, and the entry of each, found by name on first use. */
-	struct gw_climit *cl;
+	struct gw_climit *cl;		/* not owned */
 	struct gw_climit_limit *clim;
 	struct gw_climit_entry **cle;
 	struct gw_notify *reload;
@@ -164,9 +164,6 @@ void gw_admit_free(struct gw_admit *a)
 		gw_notify_unsub(a->reload, admit_on_reload, a);
 	if (a->reg)
 		gw_metrics_unregister(a->reg, admit_render, a);
-	if (a->reg && a->cl)
-		gw_metrics_unregister(a->reg, gw_climit_metrics, a->cl);
-	gw_climit_free(a->cl);
 	gw_ratelimit_free(a->rl);
 	free(a->cost);
 	free(a->clim);
@@ -226,19 +223,10 @@ int gw_admit_take(struct gw_admit *a, const char *name, size_t tidx, size_t midx
 	return gw_ratelimit_take(a->rl, tidx, name, *cost, now, wait_ms);
 }
 
-int gw_admit_cluster(struct gw_admit *a, struct gw_redis *redis)
+void gw_admit_cluster(struct gw_admit *a, struct gw_climit *cl)
 {
-	if (!a || a->cl)
-		return -1;
-	a->cl = gw_climit_new(redis);
-	if (!a->cl)
-		return -1;
-	if (a->reg && gw_metrics_register(a->reg, gw_climit_metrics, a->cl) != 0) {
-		gw_climit_free(a->cl);
-		a->cl = NULL;
-		return -1;
-	}
-	return 0;
+	if (a)
+		a->cl = cl;
 }
 
 int gw_admit_shared(const struct gw_admit *a)

@@ -24,7 +24,6 @@ struct gw_config;
 struct gw_notify;
 struct gw_metrics_reg;
 struct gw_ratelimit;
-struct gw_redis;
 struct gw_climit;
 
 struct gw_admit;
@@ -54,11 +53,10 @@ int gw_admit_take(struct gw_admit *a, const char *name, size_t tidx, size_t midx
 		  unsigned *cost);
 
 /*
- * Decides tenants' limits on shared buckets in redis from now on (redis may be NULL: all
- * fallbacks); registers their renderer (cluster_limit_total) with the admission's registry. 0, or
- * -1 (called twice, out of memory, registry full). redis must outlive the admission.
+ * Decides tenants' limits on the shared buckets of cl from now on (its keys "rl:t:<tenant>"); cl
+ * is not owned and must outlive the admission. NULL: local buckets only again.
  */
-int gw_admit_cluster(struct gw_admit *a, struct gw_redis *redis);
+void gw_admit_cluster(struct gw_admit *a, struct gw_climit *cl);
 /* 1 when decisions are shared now (gw_admit_cluster was called and Redis is connected): /readyz. */
 int gw_admit_shared(const struct gw_admit *a);
 const struct gw_climit *gw_admit_climit(const struct gw_admit *a);	/* NULL without cluster */
