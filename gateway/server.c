@@ -923,6 +923,10 @@ struct gw_server *gw_server_new(struct gw_config *cfg, const char *config_path, 
 			goto out;
 		}
 		gw_admit_cluster(env->admit, env->climit);
+		if (gw_up_cluster(env->up, env->climit) != 0) {
+			snprintf(err, errlen, "cannot share the accounts' rate caps");
+			goto out;
+		}
 	}
 	if (server_services_new(srv, err, errlen))
 		goto out;

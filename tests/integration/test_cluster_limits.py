@@ -275,3 +275,50 @@ def test_redis_killed_under_traffic_falls_back_then_shared_again(replicas):
     assert c.codes == {grpc.StatusCode.OK: c.sent}, c.codes
     assert metric_sum(replicas, P + 'cluster_limit_total{what="shared"}') - s0 >= c.sent
     assert metric_sum(replicas, P + 'cluster_limit_total{what="fallback"}') == f0
+
+
+ROUTE_BALANCE = "GET /account/creditBalance"
+ACCOUNT_RATE = 10           # the account's upstream requests/s in the test below
+
+
+def account_capped(text):
+    """The account `sim` capped at ACCOUNT_RATE upstream requests per second."""
+    old = "    client_id: %s\n" % harness.CLIENT_ID
+    assert text.count(old) == 1
+    return text.replace(old, old + "    rate_per_second: %d\n" % ACCOUNT_RATE)
+
+
+def test_account_rate_cap_shared(stack, seal_key):
+    """An account's upstream rate cap is one bucket for the three replicas: all the load on one
+    replica gets the whole rate (not a third), spread over the three it still gets no more."""
+    sim = stack.sim(name="capped-sim", job_seconds=1)
+    gws = [start(stack, sim, "capped%d" % i,
+                 lambda g, h: account_capped(cluster_config(g, h, sim.url, seal_key))) for i in range(3)]
+    assert wait_limits(gws, "shared"), [readyz(g)[1] for g in gws]
+    figures = []
+    for label, targets in (("one replica", gws[:1]), ("three replicas", gws)):
+        time.sleep(1.2)             # the account's bucket full again (burst = 1 s of the rate)
+        sim.clear_stats()
+        t0 = time.monotonic()
+        load = RoundRobin(targets, "team-a", 40, 3.0, timeout=3.0).start().join()
+        elapsed = time.monotonic() - t0
+        sent = sim.count(ROUTE_BALANCE)
+        # Shared: rate x time + burst + one lease (1 token) per replica. A local share would be
+        # a third of the rate for the one replica.
+        bound = ACCOUNT_RATE * elapsed + ACCOUNT_RATE + 3
+        local_share = (ACCOUNT_RATE * elapsed + ACCOUNT_RATE) / 3.0 + 1
+        figures.append("%s: %d upstream requests in %.2f s (bound %.1f, a local share %.1f), "
+                       "callers %s" % (label, sent, elapsed, bound, local_share,
+                                       {str(k): v for k, v in load.codes.items()}))
+        assert sent <= bound, figures[-1]
+        assert sent >= 1.5 * local_share, figures[-1]
+        assert set(load.codes) <= {grpc.StatusCode.OK, grpc.StatusCode.UNAVAILABLE,
+                                   grpc.StatusCode.DEADLINE_EXCEEDED,
+                                   grpc.StatusCode.RESOURCE_EXHAUSTED}, load.codes
+        assert load.ok() == sent, figures[-1]
+    waits = metric_sum(gws, P + 'upstream_shared_rate_waits_total{account="sim"}')
+    print("\naccount rate cap %d/s shared by three replicas: %s; times requests were held back %d"
+          % (ACCOUNT_RATE, "; ".join(figures), waits))
+    assert waits > 0
+    for g in gws:
+        g.stop()
