@@ -19,6 +19,7 @@
 #include "gateway/base/log.h"
 #include "gateway/base/memguard.h"
 #include "gateway/base/metrics.h"
+#include "gateway/call/admit.h"
 #include "gateway/call/env.h"
 #include "gateway/call/svc.h"
 #include "gateway/config/config.h"
@@ -152,6 +153,8 @@ int gw_http_render_ready(int draining, int grpc_alive, const struct gw_account_r
 				    redis_why ? ",\"why\":\"" : "", redis_why ? rwhy : "",
 				    redis_why ? "\"" : "");
 	}
+	if (parts && parts->limits)
+		evbuffer_add_printf(out, ",\"limits\":\"%s\"", parts->limits);
 	evbuffer_add_printf(out, "}\n");
 	return ready;
 }
@@ -227,7 +230,8 @@ static void http_on_request(struct evhttp_request *req, void *arg)
 		struct gw_ready_parts parts = {
 			env->store ? gw_store_backend(env->store) : NULL,
 			env->store ? gw_store_unready(env->store) : NULL, env->redis != NULL,
-			env->redis && !gw_redis_connected(env->redis) ? gw_redis_last_error(env->redis) : NULL
+			env->redis && !gw_redis_connected(env->redis) ? gw_redis_last_error(env->redis) : NULL,
+			env->redis ? (gw_admit_shared(env->admit) ? "shared" : "local") : NULL
 		};
 
 		ready = gw_http_render_ready(env->draining, gw_listenprobe_alive(h->probe), env->accounts,

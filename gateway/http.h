@@ -44,6 +44,7 @@ struct gw_ready_parts {
 	int redis;			/* 1: redis is configured */
 	const char *redis_why;		/* redis: NULL connected, else why not (the replica falls back
 					 * to local limits and caches: shown, never unready) */
+	const char *limits;		/* "shared" (rate limits on Redis) or "local"; NULL: not shown */
 };
 int gw_http_render_ready(int draining, int grpc_alive, const struct gw_account_rt *accounts,
 			 size_t naccounts, const struct gw_ready_parts *parts, struct evbuffer *out);

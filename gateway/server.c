@@ -27,6 +27,7 @@
 #include "gateway/base/metrics.h"
 #include "gateway/call/admit.h"
 #include "gateway/call/svc.h"
+#include "gateway/cluster/climit.h"
 #include "gateway/cluster/redis.h"
 #include "gateway/config/config.h"
 #include "gateway/config/config_async.h"
@@ -931,6 +932,21 @@ struct gw_server *gw_server_new(struct gw_config *cfg, const char *config_path, 
 		snprintf(err, errlen, "cannot build the tenants' rate limits");
 		goto out;
 	}
+	/* With redis: the tenants' buckets and the accounts' rate caps are shared by the replicas
+	 * (local while it is down). */
+	if (env->redis) {
+		env->climit = gw_climit_new(env->redis);
+		if (!env->climit ||
+		    gw_metrics_register(&env->metrics_reg, gw_climit_metrics, env->climit) != 0) {
+			snprintf(err, errlen, "cannot start the shared rate limits");
+			goto out;
+		}
+		gw_admit_cluster(env->admit, env->climit);
+		if (gw_up_cluster(env->up, env->climit) != 0) {
+			snprintf(err, errlen, "cannot share the accounts' rate caps");
+			goto out;
+		}
+	}
 	if (server_services_new(srv, err, errlen))
 		goto out;
 	grpc_init();
@@ -1065,6 +1081,10 @@ void gw_server_free(struct gw_server *srv)
 	/* After the last call: waiters are gone; keys still PENDING stay for the next process. */
 	gw_owner_free(env->owner);
 	gw_store_close(env->store);
+	if (env->climit) {	/* after its users (admit, upstream), before the client */
+		gw_metrics_unregister(&env->metrics_reg, gw_climit_metrics, env->climit);
+		gw_climit_free(env->climit);
+	}
 	if (env->redis) {
 		gw_metrics_unregister(&env->metrics_reg, gw_redis_metrics, env->redis);
 		gw_redis_free(env->redis);

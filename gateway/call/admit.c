@@ -11,7 +11,10 @@
 #include "gateway/base/metrics.h"
 #include "gateway/base/notify.h"
 #include "gateway/base/ratelimit.h"
+#include "gateway/cluster/climit.h"
 #include "gateway/config/config.h"
+
+#define ADMIT_KEY_PREFIX "rl:t:"	/* a tenant's shared bucket: rl:t:<tenant> */
 
 struct gw_admit {
 	const char *const *names;	/* per method: its short name */
@@ -21,6 +24,11 @@ struct gw_admit {
 	unsigned *cost;			/* [(ntenants + 1) * nmethods]: row t = tenant t, the last
 					 * row the global costs (tenants not in the table) */
 	size_t ntenants;
+	/* Shared buckets (gw_admit_cluster), index-aligned with rl: the cluster-wide limit and its
+	 * lease per tenant, and the entry of each, found by name on first use. */
+	struct gw_climit *cl;		/* not owned */
+	struct gw_climit_limit *clim;
+	struct gw_climit_entry **cle;
 	struct gw_notify *reload;
 	struct gw_metrics_reg *reg;
 };
@@ -36,12 +44,16 @@ static int admit_build(struct gw_admit *a, const struct gw_config *cfg)
 	struct gw_ratelimit_spec *spec = NULL;
 	struct gw_ratelimit *rl = NULL;
 	unsigned *cost = NULL;
+	struct gw_climit_limit *clim = NULL;
+	struct gw_climit_entry **cle = NULL;
 	size_t nt = cfg ? cfg->ntenants : 0;
 	int rc = -1;
 
 	spec = calloc(nt ? nt : 1, sizeof *spec);
 	cost = calloc((nt + 1) * (a->nmethods ? a->nmethods : 1), sizeof *cost);
-	if (!spec || !cost)
+	clim = calloc(nt ? nt : 1, sizeof *clim);
+	cle = calloc(nt ? nt : 1, sizeof *cle);
+	if (!spec || !cost || !clim || !cle)
 		goto out;
 	for (size_t m = 0; m < a->nmethods; m++) {
 		const char *name = a->names[m];
@@ -55,8 +67,9 @@ static int admit_build(struct gw_admit *a, const struct gw_config *cfg)
 			cost[t * a->nmethods + m] = own >= 0 ? admit_clamp(own) : global;
 		}
 	}
-	/* Until replicas share their buckets (Redis, issue 12), each of cluster.expected_replicas
-	 * admits its share of a tenant's rate; the bucket keeps room for the tenant's dearest call. */
+	/* The local buckets (no Redis, or Redis down): each of cluster.expected_replicas admits its
+	 * share of a tenant's rate; the bucket keeps room for the tenant's dearest call. The shared
+	 * bucket has the whole limit, taken in leases (gateway/cluster/climit.h). */
 	for (size_t t = 0; t < nt; t++) {
 		unsigned replicas = cfg->cluster.expected_replicas, dearest = 1;
 
@@ -66,21 +79,33 @@ static int admit_build(struct gw_admit *a, const struct gw_config *cfg)
 		spec[t].name = cfg->tenants[t].name;
 		spec[t].rate_per_second = gw_config_replica_rate(cfg->tenants[t].rate_per_second, replicas);
 		spec[t].burst = gw_config_replica_burst(cfg->tenants[t].burst, replicas, dearest);
+		clim[t].rate = cfg->tenants[t].rate_per_second;
+		clim[t].burst = cfg->tenants[t].burst;
+		/* The lease of a cost-1 call; a dearer call takes one of its own cost (climit.h). */
+		clim[t].lease = gw_climit_lease_size(clim[t].rate, clim[t].burst, replicas, 1);
 	}
 	rl = gw_ratelimit_rebuild(a->rl, spec, nt, gw_clock_now_us() / 1000);
 	if (!rl)
 		goto out;
 	gw_ratelimit_free(a->rl);
 	free(a->cost);
+	free(a->clim);
+	free(a->cle);
 	a->rl = rl;
 	a->cost = cost;
+	a->clim = clim;
+	a->cle = cle;
 	a->ntenants = nt;
 	rl = NULL;
 	cost = NULL;
+	clim = NULL;
+	cle = NULL;
 	rc = 0;
 out:
 	gw_ratelimit_free(rl);
 	free(cost);
+	free(clim);
+	free(cle);
 	free(spec);
 	return rc;
 }
@@ -141,6 +166,8 @@ void gw_admit_free(struct gw_admit *a)
 		gw_metrics_unregister(a->reg, admit_render, a);
 	gw_ratelimit_free(a->rl);
 	free(a->cost);
+	free(a->clim);
+	free(a->cle);
 	free(a);
 }
 
@@ -161,6 +188,8 @@ const struct gw_ratelimit *gw_admit_buckets(const struct gw_admit *a)
 int gw_admit_take(struct gw_admit *a, const char *name, size_t tidx, size_t midx, int64_t *wait_ms,
 		  unsigned *cost)
 {
+	int64_t now;
+
 	*wait_ms = 0;
 	*cost = 0;
 	if (!a || !name)
@@ -173,5 +202,39 @@ int gw_admit_take(struct gw_admit *a, const char *name, size_t tidx, size_t midx
 				tidx = i;
 	}
 	*cost = gw_admit_cost(a, tidx, midx);
-	return gw_ratelimit_take(a->rl, tidx, name, *cost, gw_clock_now_us() / 1000, wait_ms);
+	now = gw_clock_now_us() / 1000;
+	if (a->cl && tidx < a->ntenants) {
+		char key[sizeof ADMIT_KEY_PREFIX + GW_CLIMIT_NAME_MAX];
+
+		if (!a->cle[tidx] && snprintf(key, sizeof key, ADMIT_KEY_PREFIX "%s", name) < (int)sizeof key)
+			a->cle[tidx] = gw_climit_entry(a->cl, key);
+		switch (gw_climit_take(a->cl, a->cle[tidx], &a->clim[tidx], *cost, now, wait_ms)) {
+		case GW_CLIMIT_ALLOW:
+			a->rl->t[tidx].b.allowed++;
+			return 1;
+		case GW_CLIMIT_REFUSE:
+			a->rl->t[tidx].b.refused++;
+			a->rl->t[tidx].limited++;
+			return 0;
+		default:
+			break;	/* counted there; the local bucket decides */
+		}
+	}
+	return gw_ratelimit_take(a->rl, tidx, name, *cost, now, wait_ms);
+}
+
+void gw_admit_cluster(struct gw_admit *a, struct gw_climit *cl)
+{
+	if (a)
+		a->cl = cl;
+}
+
+int gw_admit_shared(const struct gw_admit *a)
+{
+	return a && gw_climit_shared(a->cl);
+}
+
+const struct gw_climit *gw_admit_climit(const struct gw_admit *a)
+{
+	return a ? a->cl : NULL;
 }

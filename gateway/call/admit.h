@@ -7,6 +7,12 @@
  * (env->reload) the buckets are rebuilt (tenants that persist keep their levels) and the table
  * resolved again. A call that holds an older generation's tenant is looked up by name. The call
  * (gateway/call/call.c) asks before its handler runs and answers a refusal itself.
+ *
+ * Several replicas (gw_admit_cluster): a tenant's bucket is shared through Redis
+ * (gateway/cluster/climit.h: the tenant's whole rate and burst, taken in leases of
+ * gw_climit_lease_size). While Redis is not configured, not connected or failing, the local bucket
+ * of rate / cluster.expected_replicas decides instead (each such decision counted as a fallback);
+ * shared decisions resume by themselves once Redis is back.
  */
 #ifndef A3D_GATEWAY_ADMIT_H
 #define A3D_GATEWAY_ADMIT_H
@@ -18,6 +24,7 @@ struct gw_config;
 struct gw_notify;
 struct gw_metrics_reg;
 struct gw_ratelimit;
+struct gw_climit;
 
 struct gw_admit;
 
@@ -44,6 +51,15 @@ unsigned gw_admit_cost(const struct gw_admit *a, size_t tidx, size_t midx);
  */
 int gw_admit_take(struct gw_admit *a, const char *name, size_t tidx, size_t midx, int64_t *wait_ms,
 		  unsigned *cost);
+
+/*
+ * Decides tenants' limits on the shared buckets of cl from now on (its keys "rl:t:<tenant>"); cl
+ * is not owned and must outlive the admission. NULL: local buckets only again.
+ */
+void gw_admit_cluster(struct gw_admit *a, struct gw_climit *cl);
+/* 1 when decisions are shared now (gw_admit_cluster was called and Redis is connected): /readyz. */
+int gw_admit_shared(const struct gw_admit *a);
+const struct gw_climit *gw_admit_climit(const struct gw_admit *a);	/* NULL without cluster */
 
 /* The buckets, for tests. */
 const struct gw_ratelimit *gw_admit_buckets(const struct gw_admit *a);

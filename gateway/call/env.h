@@ -36,6 +36,7 @@ struct gw_account_rt;
 struct gw_store;
 struct gw_owner;
 struct gw_admit;
+struct gw_climit;
 
 /* One configuration generation; refcounted, see above. */
 struct gw_gen {
@@ -80,6 +81,8 @@ struct gw_env {
 	struct gw_owner *owner;
 	struct gw_redis *redis;			/* cluster coordination (gateway/cluster/redis.h); NULL
 						 * without redis: in the config */
+	struct gw_climit *climit;		/* shared rate limits on redis (gateway/cluster/climit.h),
+						 * used by admit and the upstream accounts; NULL without redis */
 	struct gw_admit *admit;			/* tenants' token buckets (gateway/call/admit.h) */
 
 	/* Counters and metrics, written on the loop. */

@@ -274,8 +274,8 @@ int gw_config_redis_url(const char *url, struct gw_redis_cfg *out, char *err, si
 /* Frees the strings of c and zeroes it (NULL is fine). */
 void gw_config_redis_free(struct gw_redis_cfg *c);
 
-/* cluster.expected_replicas: until replicas share rate limits (Redis, issue 12), each of n replicas
- * admits 1/n of every cluster-wide limit. A cap (concurrency: max_concurrent) for one replica:
+/* cluster.expected_replicas: where replicas do not share a limit (no Redis, Redis down, the
+ * per-account caps), each of n replicas admits 1/n of every cluster-wide limit. A cap (concurrency: max_concurrent) for one replica:
  * ceil(cap / n), at least 1; 0 (no cap) stays 0. A rate: rate / n; 0 (none) stays 0. */
 unsigned gw_config_replica_cap(unsigned cap, unsigned replicas);
 double gw_config_replica_rate(double rate, unsigned replicas);

@@ -23,6 +23,7 @@
 #include "gateway/base/admission.h"
 #include "gateway/base/breaker.h"
 #include "gateway/base/retry.h"
+#include "gateway/cluster/climit.h"
 
 #define GW_UP_MAX_RESPONSE_DEFAULT (8u << 20)	/* body limit unless the config says otherwise */
 #define GW_UP_MAX_HEADERS 8			/* extra request headers per request */
@@ -163,6 +164,15 @@ const struct gw_up_counters *gw_up_counters(const struct gw_upstream *up);
  * (retries <= 20% of requests). A reload (env->reload) re-applies the accounts' caps. Breaker
  * transitions and pauses are logged. (Implemented in upstream_guard.c; the transport in
  * upstream.c.)
+ *
+ * Shared rate caps (gw_up_cluster, issue 16): an account's rate_per_second is then one bucket for
+ * every replica ("rl:a:<account>", gateway/cluster/climit.h, burst = one second of the rate, as
+ * the local bucket). A request takes its token there first; while it is decided there, the
+ * admission's own rate bucket is off (concurrency cap, queue and pause stay per replica, the
+ * concurrency cap at max_concurrent / cluster.expected_replicas). Refused with a delay that fits
+ * its deadline, the request waits on its own timer and asks again; otherwise it is refused
+ * (UNAVAILABLE, like a deadline the queue cannot meet). Redis down: the local share decides again
+ * (rate / cluster.expected_replicas). gw_up_account_hold does not see the shared rate.
  */
 struct gw_account_limits {
 	struct gw_upstream *up;
@@ -173,12 +183,23 @@ struct gw_account_limits {
 	struct event *timer;		/* gw_adm_run() at gw_adm_next_wake() */
 	int64_t timer_at_ms;		/* -1 = not armed */
 	uint64_t paused_429, paused_503;	/* Retry-After pauses by upstream status */
+	struct gw_climit_entry *cle;	/* the shared bucket (NULL: none, or no rate cap) */
+	struct gw_climit_limit clim;
+	int shared;			/* the last decision was shared: adm's rate bucket is off */
+	uint64_t shared_waits;		/* times a request was held back by the shared rate */
 };
 struct gw_limits {
 	struct gw_account_limits *acct;	/* index-aligned with the configuration's accounts */
 	size_t nacct;
+	struct gw_climit *cl;		/* gw_up_cluster's, not owned; NULL: local caps only */
 };
 struct gw_limits *gw_up_limits(struct gw_upstream *up);
+
+/*
+ * Shares the accounts' rate caps through cl from now on (see above); cl is not owned and must
+ * outlive the engine. 0, or -1 when the limits state is missing (no configuration, out of memory).
+ */
+int gw_up_cluster(struct gw_upstream *up, struct gw_climit *cl);
 
 /*
  * Added (issue 5): how the protection of account acct (index in the accounts) would treat an API

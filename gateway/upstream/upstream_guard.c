@@ -22,6 +22,7 @@
 #include "gateway/base/notify.h"
 
 #define UP_ADM_MARGIN_MS 20		/* admitted later than deadline - this, a request is useless */
+#define UP_SHARED_KEY_PREFIX "rl:a:"	/* an account's shared rate bucket: rl:a:<account> */
 
 /* ---- pure helpers ---- */
 
@@ -100,6 +101,53 @@ void gw_up_guard_free(struct gw_limits *l)
 	free(l);
 }
 
+/* The shared bucket's figures for account ac: its whole rate, a second of it as burst (as the
+ * local bucket, gw_adm_init). */
+static void up_limits_set_shared(struct gw_account_limits *l, const struct gw_account_cfg *ac,
+				 unsigned replicas)
+{
+	double rate = ac->rate_per_second > 0 ? ac->rate_per_second : 0;
+
+	l->clim.rate = rate;
+	l->clim.burst = rate > 1 ? rate : 1;
+	l->clim.lease = gw_climit_lease_size(rate, l->clim.burst, replicas, 1);
+}
+
+/* Switches the admission's own rate bucket off (shared decisions) or back to the local share. */
+static void up_limits_mode(struct gw_account_limits *l, int shared, int64_t now)
+{
+	const struct gw_config *cfg = *l->up->env.cfg;
+	const struct gw_account_cfg *ac;
+	unsigned n;
+
+	if (l->shared == shared || !cfg || l->idx >= cfg->naccounts)
+		return;
+	ac = &cfg->accounts[l->idx];
+	n = cfg->cluster.expected_replicas;
+	l->shared = shared;
+	gw_adm_configure(&l->adm, gw_config_replica_cap(ac->max_concurrent, n),
+			 shared ? 0 : gw_config_replica_rate(ac->rate_per_second, n), ac->max_queue, now);
+}
+
+int gw_up_cluster(struct gw_upstream *up, struct gw_climit *cl)
+{
+	const struct gw_config *cfg = up && up->env.cfg ? *up->env.cfg : NULL;
+	struct gw_limits *l = up ? up->limits : NULL;
+	char key[sizeof UP_SHARED_KEY_PREFIX + GW_CLIMIT_NAME_MAX];
+
+	if (!l || !cfg)
+		return -1;
+	l->cl = cl;
+	for (size_t i = 0; i < l->nacct && i < cfg->naccounts; i++) {
+		const struct gw_account_cfg *ac = &cfg->accounts[i];
+
+		up_limits_set_shared(&l->acct[i], ac, cfg->cluster.expected_replicas);
+		if (cl && snprintf(key, sizeof key, UP_SHARED_KEY_PREFIX "%s", ac->name) < (int)sizeof key)
+			l->acct[i].cle = gw_climit_entry(cl, key);
+	}
+	return 0;
+}
+
 /* A reload swapped the configuration (data): re-apply the accounts' caps. */
 static void up_limits_on_reload(void *arg, const void *data)
 {
@@ -114,7 +162,9 @@ static void up_limits_on_reload(void *arg, const void *data)
 		unsigned n = cfg->cluster.expected_replicas;
 
 		gw_adm_configure(&l->acct[i].adm, gw_config_replica_cap(ac->max_concurrent, n),
-				 gw_config_replica_rate(ac->rate_per_second, n), ac->max_queue, now);
+				 l->acct[i].shared ? 0 : gw_config_replica_rate(ac->rate_per_second, n),
+				 ac->max_queue, now);
+		up_limits_set_shared(&l->acct[i], ac, n);
 		up_limits_arm(&l->acct[i], now);
 	}
 }
@@ -204,6 +254,16 @@ void gw_up_guard_render_metrics(const struct gw_upstream *up, struct gw_metrics_
 		gw_metrics_label(up_account_name(&l->acct[i]), name, sizeof name);
 		snprintf(labels, sizeof labels, "account=\"%s\"", name);
 		gw_metrics_value(o, "breaker_rejected_total", labels, l->acct[i].breaker.rejected);
+	}
+	if (!l->cl)
+		return;
+	gw_metrics_family(o, "upstream_shared_rate_waits_total", "counter",
+			  "Times upstream requests were held back by their account's shared (Redis) rate cap "
+			  "(a request waits on its timer and asks again).");
+	for (size_t i = 0; i < l->nacct; i++) {
+		gw_metrics_label(up_account_name(&l->acct[i]), name, sizeof name);
+		snprintf(labels, sizeof labels, "account=\"%s\"", name);
+		gw_metrics_value(o, "upstream_shared_rate_waits_total", labels, l->acct[i].shared_waits);
 	}
 }
 
@@ -300,6 +360,43 @@ static void up_on_admission(struct gw_adm_waiter *w, enum gw_adm_verdict v, void
 }
 
 /*
+ * The account's shared rate (gw_up_cluster). 0: go on (a token was taken, or the local share
+ * decides); 1: c waits on its timer (guard NONE: up_on_retry enters again) or was refused.
+ */
+static int up_shared_rate(struct gw_up_call *c, struct gw_climit *cl, struct gw_account_limits *l,
+			  int64_t now, int64_t deadline_ms)
+{
+	int64_t wait = 0;
+	struct timeval tv;
+
+	switch (gw_climit_take(cl, l->cle, &l->clim, 1, now, &wait)) {
+	case GW_CLIMIT_ALLOW:
+		up_limits_mode(l, 1, now);
+		return 0;
+	case GW_CLIMIT_REFUSE:
+		up_limits_mode(l, 1, now);
+		break;
+	default:
+		up_limits_mode(l, 0, now);
+		return 0;
+	}
+	if (wait >= 0 && now + wait <= deadline_ms) {
+		tv.tv_sec = (time_t)(wait / 1000);
+		tv.tv_usec = (suseconds_t)((wait % 1000) * 1000);
+		if (evtimer_add(c->retry_ev, &tv) == 0) {
+			l->shared_waits++;
+			c->guard = UP_GUARD_NONE;
+			c->phase = UP_WAIT_RETRY;
+			return 1;
+		}
+	}
+	up_refuse(c, GRPC_STATUS_UNAVAILABLE, (long)wait,
+		  "upstream account %s cannot take the request before its deadline (shared rate; "
+		  "earliest in %lld ms)", up_account_name(l), (long long)wait);
+	return 1;
+}
+
+/*
  * Before the first attempt of an API request: the breaker, then admission. Returns 0 to go on
  * now, or -1 when c is queued (it continues from up_on_admission) or was finished (refused).
  */
@@ -317,9 +414,15 @@ int gw_up_guard_enter(struct gw_up_call *c)
 	if (!lims || c->acct->idx >= lims->nacct)
 		return 0;	/* no limits state (out of memory): unprotected, not refused */
 	l = &lims->acct[c->acct->idx];
+	if (c->idempotent && c->lim != l)
+		gw_retry_budget_request(&l->budget);	/* pays for a fifth of a retry, once */
 	c->lim = l;
-	if (c->idempotent)
-		gw_retry_budget_request(&l->budget);	/* pays for a fifth of a retry */
+	if (c->admit_by_us)
+		left = (c->admit_by_us - gw_clock_now_us()) / 1000;
+	/* The shared rate first: a request it holds back has touched nothing else yet (a breaker
+	 * probe it let through would otherwise wait too). */
+	if (lims->cl && l->cle && up_shared_rate(c, lims->cl, l, now, now + left - UP_ADM_MARGIN_MS))
+		return -1;
 	before = l->breaker.state;
 	if (!gw_breaker_allow(&l->breaker, now, &wait)) {
 		up_refuse(c, GRPC_STATUS_UNAVAILABLE, (long)wait,
@@ -329,8 +432,6 @@ int gw_up_guard_enter(struct gw_up_call *c)
 	}
 	up_breaker_log(l, before);
 	c->breaker_counts = 1;
-	if (c->admit_by_us)
-		left = (c->admit_by_us - gw_clock_now_us()) / 1000;
 	c->adm.deadline_ms = now + left - UP_ADM_MARGIN_MS;
 	c->adm.fn = up_on_admission;
 	c->adm.arg = c;

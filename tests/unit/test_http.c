@@ -69,7 +69,7 @@ Test(http, readyz_table)
 		acct[1].name = "a1";
 		acct[0].state = cases[i].states[0];
 		acct[1].state = cases[i].states[1];
-		struct gw_ready_parts parts = { "sqlite", NULL, 0, NULL };
+		struct gw_ready_parts parts = { "sqlite", NULL, 0, NULL, NULL };
 
 		ready = gw_http_render_ready(cases[i].draining, !cases[i].grpc_dead, acct, cases[i].n,
 					     &parts, b);
@@ -126,15 +126,20 @@ Test(http, ready_state_store)
 		struct gw_ready_parts parts;
 		const char *tail;
 	} cases[] = {
-		{ { "postgres", NULL, 0, NULL }, "\"state\":{\"backend\":\"postgres\",\"reachable\":true}}\n" },
-		{ { "postgres", "PostgreSQL at 127.0.0.1:5432/a3d is unreachable: \"refused\"\n", 0, NULL },
+		{ { "postgres", NULL, 0, NULL, NULL }, "\"state\":{\"backend\":\"postgres\",\"reachable\":true}}\n" },
+		{ { "postgres", "PostgreSQL at 127.0.0.1:5432/a3d is unreachable: \"refused\"\n", 0, NULL, NULL },
 		  "\"state\":{\"backend\":\"postgres\",\"reachable\":false,\"why\":\"PostgreSQL at "
 		  "127.0.0.1:5432/a3d is unreachable:  refused  \"}}\n" },
-		{ { NULL, NULL, 0, NULL }, "\"state\":{\"backend\":\"none\",\"reachable\":true}}\n" },
-		{ { "postgres", NULL, 1, NULL },
+		{ { NULL, NULL, 0, NULL, NULL }, "\"state\":{\"backend\":\"none\",\"reachable\":true}}\n" },
+		{ { "postgres", NULL, 1, NULL, NULL },
 		  "\"reachable\":true},\"redis\":{\"connected\":true}}\n" },
-		{ { "postgres", NULL, 1, "connection refused" },
+		{ { "postgres", NULL, 1, "connection refused", NULL },
 		  "\"reachable\":true},\"redis\":{\"connected\":false,\"why\":\"connection refused\"}}\n" },
+		/* The rate limits' mode: shared on Redis, or the local fallback. */
+		{ { "postgres", NULL, 1, NULL, "shared" },
+		  "\"redis\":{\"connected\":true},\"limits\":\"shared\"}\n" },
+		{ { "postgres", NULL, 1, "connection refused", "local" },
+		  "\"why\":\"connection refused\"},\"limits\":\"local\"}\n" },
 	};
 
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
