@@ -1,12 +1,17 @@
-"""Benchmarks of issue 4 (status cache, batching, WatchStatus, webhooks); run through tests/bench/run.
+"""Benchmarks of issues 4 and 16 (status cache, batching, WatchStatus, webhooks, replicas); run
+through tests/bench/run.
 
 Every process listens on 127.0.0.1 with a kernel-picked port; every wait is bounded. Steps:
   1  cached GetStatus vs Health/Check throughput of the same gateway (h2load, gRPC frames)
   2  500 concurrent callers polling 200 in-progress jobs: upstream GET /status per TTL window
   3  1000 WatchStatus streams over 200 jobs: upstream load and final-state lag, webhooks off/on
   4  RSS of the gateway with 100 000 cached final statuses, over the idle gateway
-Steps 1 and 4 use a fake upstream (this process) that knows every rid as SUCCESS, because the
-simulator holds at most 16384 jobs; steps 2 and 3 use the simulator.
+  5  replicas (issue 16): three gateways on one PostgreSQL and one Redis, side by side with one
+     gateway alone: team-b admitted, logins after a revoke, polling upstream load, webhook
+     fan-out lag, webhook endpoints created, cached GetStatus with Redis on vs off; needs the
+     A3D_PG_* and A3D_REDIS_* of tests/lib/with-postgres and tests/lib/with-redis, else skipped
+Steps 1, 4 and 5f use a fake upstream (this process) that knows every rid as SUCCESS, because the
+simulator holds at most 16384 jobs; steps 2, 3 and the rest of 5 use the simulator.
 """
 import asyncio
 import http.server
@@ -84,6 +89,7 @@ tenants:
            bmax=CFG["batch_max"])
 
 
+HARNESS_CONFIG = harness.gateway_config  # step 5's replicas start from the integration tests' config
 harness.gateway_config = bench_config    # harness.Gateway renders its config through this
 
 
@@ -269,24 +275,31 @@ def step1(work):
 
 
 # ---- step 2 ---------------------------------------------------------------------------------------
-async def poll_load(addr, rids, callers, seconds):
+async def poll_load(addrs, rids, callers, seconds):
+    """callers poll random rids for seconds; addrs: one address or a list (callers spread
+    round-robin over it). -> (calls, errors)."""
     calls = errors = 0
     deadline = time.monotonic() + seconds
     md = (("authorization", "Bearer " + KEY),)
-    async with grpc.aio.insecure_channel(addr) as ch:
-        stub = jobs_pb2_grpc.JobsStub(ch)
+    chans = [grpc.aio.insecure_channel(a) for a in ([addrs] if isinstance(addrs, str) else addrs)]
+    stubs = [jobs_pb2_grpc.JobsStub(ch) for ch in chans]
 
-        async def caller(i):
-            nonlocal calls, errors
-            rnd = random.Random(i)
-            while time.monotonic() < deadline:
-                try:
-                    await stub.GetStatus(jobs_pb2.GetStatusRequest(rids=[rnd.choice(rids)]),
-                                         timeout=5, metadata=md)
-                    calls += 1
-                except grpc.RpcError:
-                    errors += 1
+    async def caller(i):
+        nonlocal calls, errors
+        rnd = random.Random(i)
+        stub = stubs[i % len(stubs)]
+        while time.monotonic() < deadline:
+            try:
+                await stub.GetStatus(jobs_pb2.GetStatusRequest(rids=[rnd.choice(rids)]),
+                                     timeout=5, metadata=md)
+                calls += 1
+            except grpc.RpcError:
+                errors += 1
+    try:
         await asyncio.gather(*(caller(i) for i in range(callers)))
+    finally:
+        for ch in chans:
+            await ch.close()
     return calls, errors
 
 
@@ -499,13 +512,388 @@ def step4(work):
         fake.stop()
 
 
+# ---- step 5: replicas (issue 16) -----------------------------------------------------------------
+# Three gateways on one PostgreSQL and one Redis (tests/lib/with-postgres, tests/lib/with-redis)
+# in front of one simulator. Each sub-measure is a few seconds of load; each failure is a row.
+REPLICAS = 3
+STEP5_ENV = ("A3D_PG_PORT", "A3D_PG_PASSWORD_FILE", "A3D_REDIS_PORT")
+RATE_S = 5              # (a) seconds of team-b load
+RATE_OFFERED = 60       # (a) team-b calls/s offered, in total (3x its 20/s)
+RATE_TEAM_A = 30        # (a) team-a calls/s beside it, in total
+REVOKE_CALLS = 200      # (b) calls per replica right after /_sim/sessions/revoke
+POLL5_S = float(os.environ.get("BENCH_POLL5_S", "6"))     # (c) polling time, per configuration
+FANOUT_JOBS = 30        # (d) jobs watched on B and C
+FANOUT_JOB_S = 5        # (d) simulator's job time: longer than starting FANOUT_JOBS jobs
+ROUNDS5 = 3             # (f) h2load rounds per configuration
+
+
+def replica_yaml(work, seal, prefix):
+    """The state: and redis: sections of a replica; key_prefix keeps each set of replicas of this
+    step apart in the one Redis."""
+    pg = ('state:\n  postgres:\n    dsn: "hostaddr=127.0.0.1 port=%s dbname=%s user=%s"\n'
+          "    password_file: %s\n" % (os.environ["A3D_PG_PORT"], os.environ.get("A3D_PG_DB", "a3d"),
+                                        os.environ.get("A3D_PG_USER", "a3d"),
+                                        os.environ["A3D_PG_PASSWORD_FILE"]))
+    redis = "redis:\n  url: redis://127.0.0.1:%s/0\n" % os.environ["A3D_REDIS_PORT"]
+    pw = os.environ.get("A3D_REDIS_PASSWORD_FILE")
+    if pw and os.path.getsize(pw):
+        redis += "  password_file: %s\n" % pw
+    redis += "  seal_key_file: %s\n  key_prefix: \"%s\"\n" % (seal, prefix)
+    return pg, redis
+
+
+def replica_config(grpc_port, http_port, sim_url, work, name, seal=None, prefix="a3d:",
+                   public_url=None):
+    """harness.gateway_config for a bench replica: team-a may read every job and is limited only
+    far above the load (500 pollers), team-b at 20/s, burst 40. seal: None is one gateway alone
+    (SQLite, no redis:, as before issue 16); else PostgreSQL + Redis, expected_replicas 3."""
+    text = HARNESS_CONFIG(grpc_port, http_port, sim_url, os.path.join(work, name + ".db"),
+                          backend="sqlite")
+    text = text.replace("log:\n  level: info\n", "log:\n  level: warn\n")
+    text = text.replace("  batch_max: 50\n", "  batch_max: %d\n" % BATCH_MAX)
+    text, n = re.subn(r"(  - name: team-a\n    account: sim\n)    rate: [^\n]*\n",
+                      r"\1    see_foreign_jobs: true\n    rate: { per_second: 100000, burst: 200000 }\n",
+                      text)
+    text, m = re.subn(r"(  - name: team-b\n    account: sim\n)    rate: [^\n]*\n",
+                      r"\1    rate: { per_second: 20, burst: 40 }\n", text)
+    assert n == 1 and m == 1, "harness.gateway_config's tenants changed"
+    if seal is not None:
+        pg, redis = replica_yaml(work, seal, prefix)
+        text, n = re.subn(r"state:\n  path: [^\n]*\n", lambda _: pg, text)
+        assert n == 1, "harness.gateway_config's state: block changed"
+        text += "cluster:\n  expected_replicas: %d\n" % REPLICAS + redis
+    if public_url:
+        text += "webhooks:\n  public_url: %s\n" % public_url
+    return text
+
+
+def seal_key(work):
+    path = os.path.join(work, "seal.key")
+    if not os.path.exists(path):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.write(fd, os.urandom(32))
+        os.close(fd)
+    return path
+
+
+def start_gateways(work, sim, names, **kw):
+    """Gateways started together (threads), as pods of a Deployment are. kw: replica_config's;
+    public_url=True points every replica at the first one's HTTP listener."""
+    ports = [(harness.free_port(), harness.free_port()) for _ in names]
+    if kw.get("public_url") is True:
+        kw["public_url"] = "http://127.0.0.1:%d" % ports[0][1]
+    gws, errors = {}, []
+
+    def start(i):
+        text = replica_config(ports[i][0], ports[i][1], sim.url, work, names[i], **kw)
+        try:
+            gws[i] = harness.Gateway(work, sim.url, name=names[i], config_text=text,
+                                     grpc_port=ports[i][0], http_port=ports[i][1])
+        except Exception as e:      # noqa: BLE001  (raised below, after the others are up)
+            errors.append(repr(e)[:300])
+
+    threads = [threading.Thread(target=start, args=(i,)) for i in range(len(names))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    out = [gws[i] for i in sorted(gws)]
+    if errors or len(out) != len(names):
+        for g in out:
+            g.stop()
+        raise RuntimeError("gateways did not start: %s" % errors)
+    return out
+
+
+def wait_until(cond, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return cond()
+
+
+def measure(step, what, fn, *args):
+    """Runs one sub-measure; an exception is a failed row, and the step goes on."""
+    t0 = time.monotonic()
+    try:
+        fn(*args)
+    except Exception as e:      # noqa: BLE001
+        row(step, what + ": failed", repr(e)[:200], "-", False)
+    print("  (%s: %.1f s)" % (what, time.monotonic() - t0), flush=True)
+
+
+async def paced(loads, seconds):
+    """loads: [(addrs, tenant, calls/s)]; GetCreditBalance paced at that rate for seconds, call i
+    of a load to addrs[i % len(addrs)]. -> [{status code name: count}] per load."""
+    chans = {}
+    loop = asyncio.get_running_loop()
+
+    def stub(addr):
+        if addr not in chans:
+            chans[addr] = grpc.aio.insecure_channel(addr)
+        return harness.account_pb2_grpc.AccountStub(chans[addr])
+
+    async def one(st, md, codes):
+        try:
+            await st.GetCreditBalance(harness.account_pb2.GetCreditBalanceRequest(), timeout=5,
+                                      metadata=md)
+            k = "OK"
+        except grpc.RpcError as e:
+            k = e.code().name
+        codes[k] = codes.get(k, 0) + 1
+
+    async def load(addrs, tenant, rate, codes):
+        stubs = [stub(a) for a in addrs]
+        md = (("authorization", "Bearer " + harness.KEYS[tenant]),)
+        start, calls = loop.time(), []
+        for i in range(int(rate * seconds)):
+            await asyncio.sleep(max(0.0, start + i / float(rate) - loop.time()))
+            calls.append(asyncio.ensure_future(one(stubs[i % len(stubs)], md, codes)))
+        await asyncio.gather(*calls)
+
+    out = [{} for _ in loads]
+    try:
+        await asyncio.gather(*(load(a, t, r, c) for (a, t, r), c in zip(loads, out)))
+    finally:
+        for ch in chans.values():
+            await ch.close()
+    return out
+
+
+def step5_rate(single, gws):
+    """(a) team-b at 3x its rate for RATE_S seconds: through one gateway alone, then spread over
+    the replicas (team-a beside it on the replicas)."""
+    one = asyncio.run(paced([([single.addr], "team-b", RATE_OFFERED)], RATE_S))[0]
+    three, team_a = asyncio.run(paced([([g.addr for g in gws], "team-b", RATE_OFFERED),
+                                       ([g.addr for g in gws], "team-a", RATE_TEAM_A)], RATE_S))
+    fmt = lambda c: ", ".join("%s %d" % kv for kv in sorted(c.items()))      # noqa: E731
+    ratio = three.get("OK", 0) / float(max(one.get("OK", 0), 1))
+    row(5, "a. team-b (20/s, burst 40) at %d calls/s for %d s: one gateway alone"
+        % (RATE_OFFERED, RATE_S), fmt(one), "-", None)
+    row(5, "a. the same spread round-robin over %d replicas" % REPLICAS, fmt(three), "-", None)
+    row(5, "a. team-b admitted, %d replicas / one" % REPLICAS, "%.2f" % ratio, "<= 1.1",
+        ratio <= 1.1)
+    row(5, "a. team-a at %d calls/s beside it, on the replicas" % RATE_TEAM_A, fmt(team_a), "all OK",
+        team_a.get("OK", 0) == sum(team_a.values()))
+
+
+def step5_revoke(sim, gws):
+    """(b) /_sim/sessions/revoke, then REVOKE_CALLS concurrent calls per replica."""
+    before, balances = sim.count("GET /session/auth"), sim.count("GET /account/creditBalance")
+    sim.revoke()
+    t0 = time.monotonic()
+    futs = [g.account.GetCreditBalance.future(harness.account_pb2.GetCreditBalanceRequest(),
+                                              timeout=30, metadata=g.md())
+            for _ in range(REVOKE_CALLS) for g in gws]
+    errors = 0
+    for f in futs:
+        try:
+            f.result(timeout=40)
+        except grpc.RpcError:
+            errors += 1
+    took = time.monotonic() - t0
+    logins = sim.count("GET /session/auth") - before
+    balances = sim.count("GET /account/creditBalance") - balances
+    row(5, "b. revoke, then %d calls per replica: upstream logins" % REVOKE_CALLS,
+        "%d (%d calls in %.2f s, %d errors; %d upstream GET /account/creditBalance)"
+        % (logins, len(futs), took, errors, balances), "1",
+        logins == 1 and errors == 0)
+
+
+def step5_endpoints(sim, gws):
+    """(e) the replicas were started together with webhooks.public_url."""
+    key = "animate3d_gateway_webhook_endpoints_registered"
+    settled = wait_until(lambda: all(metrics(g).get(key, 0) == 1 for g in gws), 20)
+    url = gws[0].http_url + "/webhooks/animate3d/sim"
+    eps = sim.get_json("/webhook_endpoints", sim.login())["endpoints"]
+    ours = sum(1 for e in eps if e["url"] == url)
+    posts = sim.count("POST /webhook_endpoints")
+    row(5, "e. %d replicas started together: upstream webhook endpoints" % REPLICAS,
+        "%d (POST /webhook_endpoints %d%s)" % (ours, posts, "" if settled else "; not all registered"),
+        "1", ours == 1 and posts == 1)
+
+
+async def watch_finals(addrs, rids, limit_s):
+    """WatchStatus on every addr for every rid. -> [(rid, wall ms of the final or None)]."""
+    md = (("authorization", "Bearer " + KEY),)
+    chans = [grpc.aio.insecure_channel(a) for a in addrs]
+    out = []
+
+    async def watch(ch, rid):
+        final = None
+        try:
+            async for st in jobs_pb2_grpc.JobsStub(ch).WatchStatus(
+                    jobs_pb2.WatchStatusRequest(rids=[rid]), timeout=limit_s, metadata=md):
+                if st.state in (jobs_pb2.SUCCESS, jobs_pb2.FAILURE):
+                    final = time.time() * 1000
+        except grpc.RpcError:
+            pass
+        out.append((rid, final))
+    try:
+        await asyncio.gather(*(watch(ch, r) for ch in chans for r in rids))
+    finally:
+        for ch in chans:
+            await ch.close()
+    return out
+
+
+def step5_fanout(sim, gws):
+    """(d) jobs started on A; the simulator delivers their webhooks to A (public_url); the
+    streams on B and C must learn the final states from A, through Redis."""
+    t0 = time.monotonic()
+    rids = upload_and_start(gws[0], FANOUT_JOBS, "fan")
+    setup = time.monotonic() - t0
+    res = asyncio.run(watch_finals([g.addr for g in gws[1:]], rids, FANOUT_JOB_S + 15))
+    mtime = {j["rid"]: j["mtime"] for j in sim.get_json("/list", sim.login())["list"]}
+    lags = sorted(f - mtime[r] for r, f in res if f is not None)
+    missing = sum(1 for _, f in res if f is None)
+    applied = sum(metrics(g).get('animate3d_gateway_cluster_status_total{what="applied"}', 0)
+                  for g in gws[1:])
+    if not lags:
+        row(5, "d. webhook to A -> finals on B and C", "none of %d streams" % len(res), "all", False)
+        return
+    p99 = percentile(lags, 99)
+    row(5, "d. webhook to A -> WatchStatus on B and C: final lag",
+        "p50 %.0f ms, p99 %.0f ms, max %.0f ms (%d streams, %d without a final; %d applied from "
+        "Redis; %d jobs started in %.1f s)" % (percentile(lags, 50), p99, lags[-1], len(res), missing,
+                                               applied, len(rids), setup),
+        "p99 <= 100 ms", p99 <= 100 and missing == 0)
+
+
+def poll_figures(sim, addrs, rids, seconds):
+    """500 callers polling rids through addrs -> (calls, errors, upstream GET /status per TTL
+    window after the first TTL, the same over the whole run)."""
+    route = "GET /status/{rids}"
+    mark = []
+    timer = threading.Timer(TTL_MS / 1000.0, lambda: mark.append((time.monotonic(), sim.count(route))))
+    before, t0 = sim.count(route), time.monotonic()
+    timer.start()
+    try:
+        calls, errors = asyncio.run(poll_load(addrs, rids, 500, seconds))
+    finally:
+        timer.cancel()
+    t1, after = time.monotonic(), sim.count(route)
+    steady = None
+    if mark and t1 > mark[0][0]:
+        steady = (after - mark[0][1]) / ((t1 - mark[0][0]) * 1000.0 / TTL_MS)
+    return calls, errors, steady, (after - before) / ((t1 - t0) * 1000.0 / TTL_MS)
+
+
+def step5_polling(work, seal):
+    """(c) 500 callers polling 200 in-progress jobs: one gateway alone, then 3 replicas."""
+    sim = harness.Sim(work, name="sim-step5-poll", job_seconds=90, extra_args=["--credits", "1000000"])
+    single, gws = None, []
+    try:
+        single = start_gateways(work, sim, ["gw5-poll-single"])[0]
+        gws = start_gateways(work, sim, ["gw5-poll-%s" % c for c in "abc"], seal=seal,
+                             prefix="a3d:b5poll:")
+        t0 = time.monotonic()
+        rids = upload_and_start(single, 200, "poll5")
+        setup = time.monotonic() - t0
+        figs = {}
+        for label, addrs in (("one gateway", [single.addr]), ("%d replicas" % REPLICAS,
+                                                               [g.addr for g in gws])):
+            figs[label] = poll_figures(sim, addrs, rids, POLL5_S)
+            calls, errors, steady, whole = figs[label]
+            row(5, "c. 500 callers, 200 jobs, %s: upstream GET /status per TTL window" % label,
+                "%s after the first TTL, %.2f whole run (%d calls in %.0f s, %d errors)"
+                % ("%.2f" % steady if steady is not None else "no mark", whole, calls, POLL5_S, errors),
+                "-", errors == 0)
+        one, three = figs["one gateway"][2], figs["%d replicas" % REPLICAS][2]
+        progress = sum(1 for s in single.jobs.GetStatus(jobs_pb2.GetStatusRequest(rids=rids[:100]),
+                                                        timeout=5, metadata=single.md()).statuses
+                       if s.state == jobs_pb2.PROGRESS)
+        if one and three is not None:
+            row(5, "c. upstream GET /status per TTL window, %d replicas / one" % REPLICAS,
+                "%.2f (200 jobs started in %.1f s; %d of the first 100 still PROGRESS after)"
+                % (three / one, setup, progress), "<= 1.2", three / one <= 1.2)
+    finally:
+        for g in gws + ([single] if single else []):
+            g.stop()
+        sim.stop()
+
+
+def step5_cached(work, seal):
+    """(f) cached GetStatus (h2load, as step 1) on one gateway with redis: and one without; both
+    on PostgreSQL, one fake upstream; the two gateways on CPU 0, h2load on CPU 1."""
+    fake = FakeUpstream()
+    pg, redis = replica_yaml(work, seal, "a3d:b5cached:")
+    gws = {}
+    try:
+        for label in ("off", "on"):
+            g, h = harness.free_port(), harness.free_port()
+            text = bench_config(g, h, fake.url, None)
+            assert "state:\n  memory: true\n" in text
+            text = text.replace("state:\n  memory: true\n", pg) + (redis if label == "on" else "")
+            gws[label] = harness.Gateway(work, fake.url, name="gw5-redis-" + label, config_text=text,
+                                         grpc_port=g, http_port=h)
+        rid = rid_of(1)
+        body = os.path.join(work, "getstatus5.bin")
+        with open(body, "wb") as f:
+            f.write(grpc_frame(jobs_pb2.GetStatusRequest(rids=[rid])))
+        pinned = True
+        for gw in gws.values():
+            r = gw.jobs.GetStatus(jobs_pb2.GetStatusRequest(rids=[rid]), timeout=5, metadata=gw.md())
+            assert r.statuses[0].state == jobs_pb2.SUCCESS, r
+            pinned = subprocess.run(["taskset", "-a", "-p", "-c", "0", str(gw.proc.pid)],
+                                    capture_output=True).returncode == 0 and pinned
+        rounds = []
+        for i in range(ROUNDS5):
+            got = {}
+            for k in (("off", "on") if i % 2 == 0 else ("on", "off")):
+                got[k] = h2load("http://%s/animate3d.v1.Jobs/GetStatus" % gws[k].addr, body,
+                                os.path.join(work, "gs5-%s.log" % k), True)
+            rounds.append((got["on"][0] / got["off"][0] if got["off"][0] else 0.0, got))
+        rounds.sort(key=lambda x: x[0])
+        ratio, med = rounds[len(rounds) // 2]
+        for k in ("off", "on"):
+            row(5, "f. cached GetStatus, Redis %s, median round" % k,
+                "%.0f req/s, p50 %.2f ms, p99 %.2f ms" % (med[k][0], med[k][2], med[k][3]), "-", None)
+        row(5, "f. cached GetStatus, Redis on / off", "%.2f (rounds %s%s)"
+            % (ratio, " ".join("%.2f" % r[0] for r in rounds), "" if pinned else "; not pinned"),
+            ">= 0.80", ratio >= 0.8)
+    finally:
+        for g in gws.values():
+            g.stop()
+        fake.stop()
+
+
+def step5(work):
+    absent = [v for v in STEP5_ENV if not os.environ.get(v)]
+    if absent:
+        row(5, "replicas: skipped", "needs PostgreSQL and Redis (%s unset): "
+            "tests/lib/with-redis -- tests/lib/with-postgres -- tests/bench/run 5"
+            % ", ".join(absent), "-", None)
+        return
+    seal = seal_key(work)
+    sim = harness.Sim(work, name="sim-step5", job_seconds=FANOUT_JOB_S,
+                      extra_args=["--credits", "1000000"])
+    gws, single = [], None
+    try:
+        gws = start_gateways(work, sim, ["gw5-a", "gw5-b", "gw5-c"], seal=seal, prefix="a3d:b5:",
+                             public_url=True)
+        measure(5, "e. webhook endpoints", step5_endpoints, sim, gws)
+        measure(5, "d. fan-out", step5_fanout, sim, gws)
+        measure(5, "b. revoke", step5_revoke, sim, gws)
+        single = start_gateways(work, sim, ["gw5-single"])[0]
+        measure(5, "a. rate", step5_rate, single, gws)
+    finally:
+        for g in gws + ([single] if single else []):
+            g.stop()
+        sim.stop()
+    measure(5, "c. polling", step5_polling, work, seal)
+    measure(5, "f. cached GetStatus", step5_cached, work, seal)
+
+
 def main(argv):
-    steps = [int(a) for a in argv] or [1, 2, 3, 4]
+    steps = [int(a) for a in argv] or [1, 2, 3, 4, 5]
     work = tempfile.mkdtemp(prefix="a3d-bench-")
     os.environ[harness.SECRET_ENV] = harness.CLIENT_SECRET
     print("bench: build %s, work %s, TTL %d ms, batch %d, window %d ms"
           % (harness.BUILD, work, TTL_MS, BATCH_MAX, WINDOW_MS), flush=True)
-    fns = {1: step1, 2: step2, 3: step3, 4: step4}
+    fns = {1: step1, 2: step2, 3: step3, 4: step4, 5: step5}
     failed = False
     try:
         for s in steps:
