@@ -33,7 +33,7 @@ long gw_seal_with_nonce(const uint8_t key[GW_SEAL_KEY_LEN], const uint8_t nonce[
 	if (plen && EVP_EncryptUpdate(ctx, out + 1 + GW_SEAL_NONCE_LEN, &n, plain, (int)plen) != 1)
 		goto out;
 	if (EVP_EncryptFinal_ex(ctx, out + 1 + GW_SEAL_NONCE_LEN + n, &fin) != 1 ||
-	    (size_t)(n + fin) != plen)
+	    (size_t)n + (size_t)fin != plen)
 		goto out;
 	if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, GW_SEAL_TAG_LEN,
 				out + 1 + GW_SEAL_NONCE_LEN + plen) != 1)
@@ -93,7 +93,7 @@ long gw_seal_open(const uint8_t key[GW_SEAL_KEY_LEN], const void *aad, size_t aa
 	if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, GW_SEAL_TAG_LEN, tag) != 1)
 		goto out;
 	/* The tag is checked here, in constant time; nothing decrypted counts before it passes. */
-	if (EVP_DecryptFinal_ex(ctx, plain + n, &fin) != 1 || (size_t)(n + fin) != clen)
+	if (EVP_DecryptFinal_ex(ctx, plain + n, &fin) != 1 || (size_t)n + (size_t)fin != clen)
 		goto out;
 	rc = (long)clen;
 out:
