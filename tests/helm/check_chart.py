@@ -626,13 +626,20 @@ def main():
 
     # -- PostgreSQL: several replicas ----------------------------------------------------------
     pg_sets = ["postgres.enabled=true", "postgres.hostaddr=10.0.0.5"]
+    # Several replicas need Redis too (cluster.requireRedis, true by default): the Redis values a
+    # multi-replica render adds to PostgreSQL's.
+    redis_on = ["redis.enabled=true", "redis.hostaddr=10.0.0.7",
+                "redis.sealKey.existingSecret=a3d-redis-seal"]
+    # The explicit opt-out: several replicas on PostgreSQL alone (limits split per pod).
+    no_redis = ["cluster.requireRedis=false"]
 
     def postgres():
         canary = "A3D-CANARY-pgpw-91ab"
         for delivery in ("copy", "mount"):
             lab = f"postgres, replicaCount 3, delivery={delivery}"
-            r = chart.render(sets=pg_sets + [f"postgres.password={canary}", "replicaCount=3",
-                                             f"secrets.delivery={delivery}"])
+            r = chart.render(sets=pg_sets + redis_on + [f"postgres.password={canary}",
+                                                        "replicaCount=3",
+                                                        f"secrets.delivery={delivery}"])
             secret = next(o for o in r.objs if o["kind"] == "Secret"
                           and o["metadata"]["name"].endswith("-postgres"))
             check_postgres(c, r, lab, {"hostaddr": "10.0.0.5", "port": "5432", "dbname": "a3d",
@@ -649,13 +656,14 @@ def main():
                   for f in forms if f in json.dumps(o)]
         c.check("postgres.password: no object but its Secret carries it (plain or base64)",
                 not leaked, leaked)
-        other = chart.render(sets=pg_sets + ["postgres.password=another", "replicaCount=3"])
+        other = chart.render(sets=pg_sets + redis_on + ["postgres.password=another",
+                                                        "replicaCount=3"])
         c.check("checksum/postgres-secret: a digest that changes with the password",
                 r.checksum("checksum/postgres-secret")
                 and r.checksum("checksum/postgres-secret")
                 != other.checksum("checksum/postgres-secret")
                 and all(f not in json.dumps(r.pod["metadata"]) for f in forms))
-        ext = chart.render(sets=pg_sets + ["postgres.existingSecret=pg", "replicaCount=2",
+        ext = chart.render(sets=pg_sets + redis_on + ["postgres.existingSecret=pg", "replicaCount=2",
                                            "cluster.expectedReplicas=4", "postgres.host=db.x",
                                            "postgres.params.application_name=a3d"])
         check_postgres(c, ext, "postgres.existingSecret, expectedReplicas 4",
@@ -665,7 +673,7 @@ def main():
         check_gateway_parses(c, chart, r, "postgres, replicaCount 3")
         check_gateway_parses(c, chart, ext, "postgres.existingSecret, expectedReplicas 4")
         # The longest DSN the chart writes (toYaml folds it over several lines): every keyword.
-        full = chart.render(sets=pg_sets + [
+        full = chart.render(sets=pg_sets + redis_on + [
             "postgres.existingSecret=pg", "replicaCount=3", "postgres.sslmode=verify-full",
             "postgres.host=pg-a3d.example.internal.a-long-name-for-folding.example.com",
             "postgres.caSecret=pg-ca", "postgres.params.application_name=a3d-prod",
@@ -691,12 +699,25 @@ def main():
         c.check("postgres, replicaCount 0 (stopped for a restore): renders, expected_replicas 1",
                 stopped.one("Deployment")["spec"]["replicas"] == 0
                 and stopped.gateway_config()["cluster"]["expected_replicas"] == 1)
-        hpa = chart.render(sets=pg_sets + ["postgres.password=x", "autoscaling.enabled=true",
-                                           "autoscaling.minReplicas=2",
-                                           "autoscaling.maxReplicas=7"])
-        c.check("postgres with the HPA: rendered, expected_replicas = maxReplicas (7)",
+        hpa = chart.render(sets=pg_sets + redis_on + ["postgres.password=x",
+                                                      "autoscaling.enabled=true",
+                                                      "autoscaling.minReplicas=2",
+                                                      "autoscaling.maxReplicas=7"])
+        c.check("postgres and redis with the HPA: rendered, expected_replicas = maxReplicas (7)",
                 hpa.has("HorizontalPodAutoscaler")
                 and hpa.gateway_config()["cluster"]["expected_replicas"] == 7)
+        # cluster.requireRedis=false: the old rule, PostgreSQL alone, chosen explicitly.
+        for lab, sets, n in (("replicaCount 3", ["replicaCount=3"], 3),
+                             ("the HPA up to 5", ["autoscaling.enabled=true",
+                                                  "autoscaling.maxReplicas=5"], 5)):
+            lab = f"postgres only, cluster.requireRedis=false, {lab}"
+            opt = chart.render(sets=pg_sets + no_redis + ["postgres.existingSecret=pg"] + sets)
+            c.check(f"{lab}: renders, no redis block or volume, expected_replicas {n}",
+                    opt.has("Deployment") and "redis" not in opt.gateway_config()
+                    and not any(v.startswith("redis-") for v in opt.volumes())
+                    and opt.gateway_config()["cluster"]["expected_replicas"] == n,
+                    (opt.kinds(), opt.gateway_config().get("cluster")))
+            check_gateway_parses(c, chart, opt, lab)
         v6 = chart.render(sets=["postgres.enabled=true", "postgres.hostaddr=fd00::5",
                                 "postgres.password=x", "networkPolicy.enabled=true"])
         eg = v6.one("NetworkPolicy")["spec"]["egress"]
@@ -710,8 +731,7 @@ def main():
     guarded("postgres render", postgres)
 
     # -- Redis: coordination of several replicas ---------------------------------------------
-    redis_sets = pg_sets + ["postgres.existingSecret=pg", "redis.enabled=true",
-                            "redis.hostaddr=10.0.0.7", "redis.sealKey.existingSecret=a3d-redis-seal"]
+    redis_sets = pg_sets + ["postgres.existingSecret=pg"] + redis_on
 
     def redis():
         for delivery in ("copy", "mount"):
@@ -758,9 +778,10 @@ def main():
                 any(rule.get("to") == [{"ipBlock": {"cidr": "10.0.0.7/32"}}]
                     and rule["ports"] == [{"port": 6379, "protocol": "TCP"}]
                     for rule in v4.one("NetworkPolicy")["spec"]["egress"]))
-        off = chart.render(sets=pg_sets + ["postgres.password=x", "replicaCount=3",
-                                           "networkPolicy.enabled=true"])
-        c.check("without redis.enabled: no redis block, no Redis volume, no egress to 6379",
+        off = chart.render(sets=pg_sets + no_redis + ["postgres.password=x", "replicaCount=3",
+                                                      "networkPolicy.enabled=true"])
+        c.check("without redis.enabled (cluster.requireRedis=false, 3 replicas): no redis block, "
+                "no Redis volume, no egress to 6379",
                 "redis" not in off.gateway_config()
                 and not any(n.startswith("redis-") for n in off.volumes())
                 and not any(p_.get("port") == 6379 for rule in
@@ -777,15 +798,24 @@ def main():
                   for f in forms if f in json.dumps(o)]
         c.check("redis with chart-managed secrets: no object but a Secret carries a secret value "
                 "(plain or base64)", not leaked, leaked)
-        # cluster.requireRedis: the rule several replicas will follow once Redis coordination lands.
+        # cluster.requireRedis (default true): several replicas render with PostgreSQL and Redis.
         for lab, sets in (("replicaCount 3", ["replicaCount=3"]),
                           ("the HPA", ["autoscaling.enabled=true"])):
-            on = chart.render(sets=redis_sets + sets + ["cluster.requireRedis=true"])
-            c.check(f"cluster.requireRedis with redis.enabled and {lab}: renders",
+            on = chart.render(sets=redis_sets + sets)
+            c.check(f"default cluster.requireRedis, redis.enabled and {lab}: renders",
                     on.has("Deployment") and "redis" in on.gateway_config())
-        one = chart.render(sets=pg_sets + ["postgres.password=x", "cluster.requireRedis=true"])
-        c.check("cluster.requireRedis with one replica and no Redis: renders",
-                one.has("Deployment") and "redis" not in one.gateway_config())
+        for lab, sets in (("one replica", []), ("replicaCount 0", ["replicaCount=0"])):
+            one = chart.render(sets=pg_sets + ["postgres.password=x"] + sets)
+            c.check(f"default cluster.requireRedis, {lab}, no Redis: renders",
+                    one.has("Deployment") and "redis" not in one.gateway_config())
+        # The opt-out with chart-managed secrets: still no secret outside its Secret.
+        sec = chart.render(sets=pg_sets + no_redis
+                           + [f"{k}={v}" for k, v in canaries.items()]
+                           + ["replicaCount=3", "networkPolicy.enabled=true"])
+        leaked = [o["kind"] for o in sec.objs if o["kind"] != "Secret"
+                  for f in forms if f in json.dumps(o)]
+        c.check("cluster.requireRedis=false, 3 replicas with chart-managed secrets: no object but "
+                "a Secret carries a secret value (plain or base64)", not leaked, leaked)
 
     guarded("redis render", redis)
 
@@ -819,17 +849,34 @@ def main():
         cases = (("default", [], ["PersistentVolumeClaim", "Recreate"], ["WARNING: SQLite"]),
                  ("persistence.enabled=false", ["persistence.enabled=false"],
                   ["WARNING: SQLite in an emptyDir"], []),
-                 ("postgres, 3 replicas", pg_sets + ["postgres.password=x", "replicaCount=3"],
+                 ("postgres only, 3 replicas, cluster.requireRedis=false",
+                  pg_sets + no_redis + ["postgres.password=x", "replicaCount=3"],
                   ["PostgreSQL at 10.0.0.5:5432", "cluster.expected_replicas is 3",
-                   "1/3 of every tenant's rate limit"],
-                  ["WARNING: SQLite", "PersistentVolumeClaim"]),
+                   "not shared (cluster.requireRedis=false, no Redis)",
+                   "1/3 of every tenant's rate limit", "logs in upstream on its own",
+                   "Set redis.enabled"],
+                  ["WARNING: SQLite", "PersistentVolumeClaim", "through Redis",
+                   "Coordination: Redis"]),
                  ("postgres, 1 replica", pg_sets + ["postgres.password=x"],
                   ["PostgreSQL at 10.0.0.5:5432"], ["expected_replicas", "Coordination: Redis"]),
                  ("redis, 3 replicas", redis_sets + ["replicaCount=3", "redis.existingSecret=rp"],
                   ["Coordination: Redis at 10.0.0.7:6379, database 0, key prefix a3d:",
                    "password from Secret rp", "seal key from Secret a3d-redis-seal",
-                   "does not use Redis yet", "TLS sidecar or the service mesh"],
-                  ["no password"]),
+                   "rate limits, the upstream session and job statuses are shared\n"
+                   "through Redis at 10.0.0.7:6379",
+                   "falls back to its local share: it admits 1/3",
+                   "cluster.expected_replicas is 3\n(from replicaCount)",
+                   "TLS sidecar or the service mesh"],
+                  ["no password", "does not use Redis yet", "not shared", "later release",
+                   "Set redis.enabled"]),
+                 ("redis, 1 replica", redis_sets,
+                  ["Coordination: Redis at 10.0.0.7:6379"],
+                  ["expected_replicas", "Several replicas, one gateway", "not shared"]),
+                 ("redis with the HPA up to 4", redis_sets + ["autoscaling.enabled=true",
+                                                             "autoscaling.maxReplicas=4"],
+                  ["through Redis at 10.0.0.7:6379", "falls back to its local share: it admits 1/4",
+                   "cluster.expected_replicas is 4\n(the HPA's maxReplicas)"],
+                  ["not shared", "Set redis.enabled"]),
                  ("redis without a password", redis_sets,
                   ["Coordination: Redis at 10.0.0.7:6379", "no password, seal key from Secret"],
                   ["password from Secret rp"]))
@@ -839,8 +886,11 @@ def main():
                     all(w in text for w in want) and not any(u in text for u in unwanted)
                     and "state.redis" not in text, text)
         text = chart.notes(values=chart.prod)
-        c.check("NOTES (prod, HPA 3..10): expected_replicas is the HPA's maxReplicas (10)",
-                "cluster.expected_replicas is 10" in text and "maxReplicas" in text, text)
+        c.check("NOTES (prod, HPA 3..10): shared through Redis at 10.20.0.30:6379; expected_replicas "
+                "(the local fallback share) is the HPA's maxReplicas (10)",
+                "through Redis at 10.20.0.30:6379" in text
+                and "cluster.expected_replicas is 10" in text and "maxReplicas" in text
+                and "not shared" not in text, text)
 
     guarded("NOTES", notes)
 
@@ -938,7 +988,7 @@ def main():
     # -- each optional object is present exactly when enabled ----------------------------------
     def toggles():
         for kind, key, base in (("HorizontalPodAutoscaler", "autoscaling.enabled",
-                                 pg_sets + ["postgres.password=x"]),
+                                 pg_sets + redis_on + ["postgres.password=x"]),
                                 ("PodDisruptionBudget", "podDisruptionBudget.enabled", []),
                                 ("ServiceMonitor", "serviceMonitor.enabled", []),
                                 ("NetworkPolicy", "networkPolicy.enabled", [])):
@@ -961,6 +1011,10 @@ def main():
 
     # -- values the chart must refuse ---------------------------------------------------------
     canary = "A3D-CANARY-refused-4c2d"
+    # Why several replicas need Redis: the refusal names each cost and both ways out.
+    redis_why = ("rate limits would be split per pod", "each pod would log in upstream on its own",
+                 "WatchStatus streams would miss the webhooks other pods receive",
+                 "set redis.enabled", "cluster.requireRedis=false")
     for what, values, sets, needle in (
             ("a plain API key instead of its sha256", tenants(key=canary), [], "sha256"),
             ("a malformed sha256", tenants(sha256=canary), [], "sha256"),
@@ -1033,19 +1087,33 @@ def main():
              "redis.connectTimeoutMs must be 100..60000"),
             ("config.redis (the chart owns it)", None,
              [f"config.redis.url=redis://:{canary}@10.0.0.7"], "config.redis is set by the chart"),
-            ("cluster.requireRedis, replicaCount 3 without Redis", None,
+            ("replicaCount 3 with PostgreSQL but no Redis (default cluster.requireRedis)", None,
+             pg_sets + [f"postgres.password={canary}", "replicaCount=3"],
+             ("replicaCount 3 needs redis.enabled (cluster.requireRedis)",) + redis_why),
+            ("the HPA with PostgreSQL but no Redis (default cluster.requireRedis)", None,
+             pg_sets + [f"postgres.password={canary}", "autoscaling.enabled=true"],
+             ("autoscaling.enabled needs redis.enabled (cluster.requireRedis)",) + redis_why),
+            ("replicaCount 2 with PostgreSQL, Redis configured but off", None,
+             pg_sets + ["postgres.existingSecret=pg", "replicaCount=2", "redis.hostaddr=10.0.0.7",
+                        "redis.sealKey.existingSecret=s"],
+             "replicaCount 2 needs redis.enabled"),
+            ("cluster.requireRedis=true given, replicaCount 3 without Redis", None,
              pg_sets + ["postgres.password=x", "replicaCount=3", "cluster.requireRedis=true"],
              "replicaCount 3 needs redis.enabled (cluster.requireRedis)"),
-            ("cluster.requireRedis, the HPA without Redis", None,
-             pg_sets + ["postgres.password=x", "autoscaling.enabled=true",
-                        "cluster.requireRedis=true"],
-             "autoscaling.enabled needs redis.enabled (cluster.requireRedis)"),
-            ("cluster.requireRedis, replicaCount 2 without PostgreSQL or Redis", None,
-             ["replicaCount=2", "cluster.requireRedis=true"], "replicaCount 2 needs postgres.enabled")):
+            ("replicaCount 2 without PostgreSQL or Redis (PostgreSQL named first)", None,
+             ["replicaCount=2"], "replicaCount 2 needs postgres.enabled"),
+            ("cluster.requireRedis=false, replicaCount 2 still without PostgreSQL", None,
+             ["replicaCount=2", "cluster.requireRedis=false"],
+             "replicaCount 2 needs postgres.enabled"),
+            ("cluster.requireRedis=false, the HPA still without PostgreSQL", None,
+             ["autoscaling.enabled=true", "cluster.requireRedis=false"],
+             "autoscaling.enabled needs postgres.enabled")):
+        needles = (needle,) if isinstance(needle, str) else needle
         p = chart.template(values=values, sets=sets)
-        c.check(f"refused: {what}, without echoing the value",
-                p.returncode != 0 and needle in p.stderr and canary not in p.stderr,
-                (p.returncode, p.stderr.strip()[-300:]))
+        c.check(f"refused: {what}, without echoing the value"
+                + (f"; the message says {list(needles[1:])}" if len(needles) > 1 else ""),
+                p.returncode != 0 and all(n in p.stderr for n in needles)
+                and canary not in p.stderr, (p.returncode, p.stderr.strip()[-600:]))
 
     print(f"{c.passed} passed, {c.failed} failed")
     return 1 if c.failed or not c.passed else 0

@@ -243,6 +243,8 @@ PersistentVolumeClaim), sqlite-emptydir (one file, lost with the pod) or memory 
 {{/*
 The chart's refusals about replicas and state, checked once (from deployment.yaml). Only a shared
 store lets several pods answer for the same jobs: the SQLite file and the memory store are per pod.
+Only Redis makes several pods one gateway to the teams and the upstream (one rate bucket per tenant,
+one upstream session per account, webhooks fanned out): required unless cluster.requireRedis=false.
 */}}
 {{- define "animate3d-gateway.validateState" -}}
 {{- $backend := include "animate3d-gateway.stateBackend" . -}}
@@ -256,7 +258,7 @@ store lets several pods answer for the same jobs: the SQLite file and the memory
 {{- end -}}
 {{- end -}}
 {{- if and .Values.cluster.requireRedis (not .Values.redis.enabled) -}}
-{{- $why := "without Redis each pod keeps its own rate buckets (a tenant gets its limit once per pod) and its own upstream session; set redis.enabled, redis.hostaddr and redis.sealKey.existingSecret (see docs/operations.md, \"Several replicas: Redis\")" -}}
+{{- $why := "without Redis the rate limits would be split per pod (each admits 1/cluster.expected_replicas of every tenant's limit, so a client pinned to one pod gets a fraction of it), each pod would log in upstream on its own, and WatchStatus streams would miss the webhooks other pods receive until their next poll; set redis.enabled, redis.hostaddr and redis.sealKey.existingSecret (see docs/operations.md, \"Several replicas: Redis\"), or set cluster.requireRedis=false to accept that" -}}
 {{- if .Values.autoscaling.enabled -}}
 {{- fail (printf "autoscaling.enabled needs redis.enabled (cluster.requireRedis): the HPA runs several pods, and %s" $why) -}}
 {{- end -}}
