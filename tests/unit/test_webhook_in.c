@@ -203,6 +203,7 @@ Test(webhook_in, verify_table)
 #define TOK_B "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
 
 static char tokdir[] = "/tmp/a3d-test-webhook-token-XXXXXX";
+static int tokdir_made;	/* (the random suffix may itself contain an 'X') */
 
 /* Writes text into <tokdir>/<name> with mode; returns the path (static buffer). */
 static const char *token_file(const char *name, const char *text, mode_t mode)
@@ -210,8 +211,10 @@ static const char *token_file(const char *name, const char *text, mode_t mode)
 	static char path[256];
 	FILE *f;
 
-	if (strchr(tokdir, 'X'))	/* first use: the template is still there */
+	if (!tokdir_made) {	/* first use: the template is still there */
 		cr_assert_not_null(mkdtemp(tokdir));
+		tokdir_made = 1;
+	}
 	snprintf(path, sizeof path, "%s/%s", tokdir, name);
 	f = fopen(path, "wb");
 	cr_assert_not_null(f);
