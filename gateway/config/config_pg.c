@@ -68,6 +68,17 @@ static void pg_dsn_clear(struct pg_dsn *d)
 	d->n = 0;
 }
 
+static char *pg_copy(const char *p, size_t len)
+{
+	char *c = malloc(len + 1);
+
+	if (c) {
+		memcpy(c, p, len);
+		c[len] = '\0';
+	}
+	return c;
+}
+
 /* Appends k=v (len bytes each, copied); -1 with err when the dsn has too many keywords. */
 static int pg_dsn_add(struct pg_dsn *d, const char *k, size_t klen, const char *v, size_t vlen, char *err,
 		      size_t errlen)
@@ -79,8 +90,9 @@ static int pg_dsn_add(struct pg_dsn *d, const char *k, size_t klen, const char *
 		return -1;
 	}
 	e = &d->kv[d->n];
-	e->k = strndup(k, klen);
-	e->v = strndup(v, vlen);
+	/* copies of exactly len bytes: k and v are slices, not strings (strndup would read on) */
+	e->k = pg_copy(k, klen);
+	e->v = pg_copy(v, vlen);
 	if (!e->k || !e->v) {
 		free(e->k);
 		free(e->v);

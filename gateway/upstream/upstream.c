@@ -110,6 +110,8 @@ int64_t gw_up_time_left_ms(const struct gw_up_call *c)
 
 static char *up_dup_trim(const char *v, size_t len)
 {
+	char *c;
+
 	while (len && (v[0] == ' ' || v[0] == '\t')) {
 		v++;
 		len--;
@@ -117,7 +119,13 @@ static char *up_dup_trim(const char *v, size_t len)
 	while (len && (v[len - 1] == '\r' || v[len - 1] == '\n' || v[len - 1] == ' ' ||
 		       v[len - 1] == '\t'))
 		len--;
-	return strndup(v, len);
+	/* v is curl's header buffer, not a string: copy exactly len bytes */
+	c = malloc(len + 1);
+	if (c) {
+		memcpy(c, v, len);
+		c[len] = '\0';
+	}
+	return c;
 }
 
 /* Captures the headers the callers need; resets them at each new status line (100-continue). */
