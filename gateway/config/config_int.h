@@ -59,7 +59,7 @@ int gw_cfg_map(struct gw_cfg_parse *p, yaml_node_t *n, const char *path, const c
 	       size_t nkeys, yaml_node_t **vals, yaml_node_t **knodes);
 /* *count = entries of list n (0 for NULL or null); -1 if not a list or more than max (count 0). */
 int gw_cfg_seq(struct gw_cfg_parse *p, yaml_node_t *n, const char *path, size_t max, size_t *count);
-/* snprintf into buf; truncation only shortens a message. */
+/* snprintf into buf (NULL with len 0: nothing); truncation only shortens a message. */
 void gw_cfg_pathf(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* http(s)://authority[/path], no credentials, query, fragment or whitespace. */
 int gw_cfg_base_url_ok(const char *s);

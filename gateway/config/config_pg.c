@@ -9,7 +9,6 @@
 #include "gateway/config/config_int.h"
 
 #include <arpa/inet.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,19 +41,6 @@ static const char *const pg_pass_through[] = {
 };
 #define PG_NPASS (sizeof pg_pass_through / sizeof pg_pass_through[0])
 
-static void pg_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static void pg_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 /* Values may be the password the check is about to refuse: wiped before they are freed. */
 static void pg_dsn_clear(struct pg_dsn *d)
 {
@@ -86,7 +72,7 @@ static int pg_dsn_add(struct pg_dsn *d, const char *k, size_t klen, const char *
 	struct pg_kv *e;
 
 	if (d->n >= PG_MAX_KV) {
-		pg_err(err, errlen, "state.postgres.dsn has more than %d keywords", PG_MAX_KV);
+		gw_cfg_pathf(err, errlen, "state.postgres.dsn has more than %d keywords", PG_MAX_KV);
 		return -1;
 	}
 	e = &d->kv[d->n];
@@ -96,7 +82,7 @@ static int pg_dsn_add(struct pg_dsn *d, const char *k, size_t klen, const char *
 	if (!e->k || !e->v) {
 		free(e->k);
 		free(e->v);
-		pg_err(err, errlen, "out of memory");
+		gw_cfg_pathf(err, errlen, "out of memory");
 		return -1;
 	}
 	d->n++;
@@ -120,7 +106,7 @@ static int pg_parse_conninfo(const char *s, struct pg_dsn *d, char *err, size_t 
 	int rc = -1;
 
 	if (!val) {
-		pg_err(err, errlen, "out of memory");
+		gw_cfg_pathf(err, errlen, "out of memory");
 		return -1;
 	}
 	for (;;) {
@@ -137,7 +123,7 @@ static int pg_parse_conninfo(const char *s, struct pg_dsn *d, char *err, size_t 
 		while (i < len && pg_space(s[i]))
 			i++;
 		if (klen == 0 || i == len || s[i] != '=') {
-			pg_err(err, errlen, "state.postgres.dsn: expected keyword=value at byte %zu", k0 + 1);
+			gw_cfg_pathf(err, errlen, "state.postgres.dsn: expected keyword=value at byte %zu", k0 + 1);
 			goto out;
 		}
 		i++;
@@ -148,7 +134,7 @@ static int pg_parse_conninfo(const char *s, struct pg_dsn *d, char *err, size_t 
 
 			for (;;) {
 				if (i == len) {
-					pg_err(err, errlen,
+					gw_cfg_pathf(err, errlen,
 					       "state.postgres.dsn: the quote at byte %zu is not closed", q0 + 1);
 					goto out;
 				}
@@ -223,11 +209,11 @@ static int pg_add_pct(struct pg_dsn *d, const char *k, size_t klen, const char *
 	int rc = -1;
 
 	if (!buf) {
-		pg_err(err, errlen, "out of memory");
+		gw_cfg_pathf(err, errlen, "out of memory");
 		return -1;
 	}
 	if (pg_pct(s, n, buf, &len) < 0)
-		pg_err(err, errlen, "state.postgres.dsn: bad percent-encoding in the %s", what);
+		gw_cfg_pathf(err, errlen, "state.postgres.dsn: bad percent-encoding in the %s", what);
 	else
 		rc = pg_dsn_add(d, k, klen, buf, len, err, errlen);
 	explicit_bzero(buf, n + 1);
@@ -248,7 +234,7 @@ static int pg_parse_uri(const char *s, size_t skip, struct pg_dsn *d, char *err,
 			at = q;
 	if (at) {
 		if (memchr(a, ':', (size_t)(at - a))) {
-			pg_err(err, errlen, PG_PASSWORD_MSG);
+			gw_cfg_pathf(err, errlen, PG_PASSWORD_MSG);
 			return -1;
 		}
 		if (at > a && pg_add_pct(d, "user", 4, a, (size_t)(at - a), err, errlen, "user") < 0)
@@ -258,14 +244,14 @@ static int pg_parse_uri(const char *s, size_t skip, struct pg_dsn *d, char *err,
 		h = a;
 	}
 	if (memchr(h, ',', (size_t)(end - h))) {
-		pg_err(err, errlen, "state.postgres.dsn names several servers; give one");
+		gw_cfg_pathf(err, errlen, "state.postgres.dsn names several servers; give one");
 		return -1;
 	}
 	if (*h == '[') {
 		const char *rb = memchr(h, ']', (size_t)(end - h));
 
 		if (!rb || (rb + 1 < end && rb[1] != ':')) {
-			pg_err(err, errlen, "state.postgres.dsn: an IPv6 address must be in [ ] (postgresql://[::1]:5432/db)");
+			gw_cfg_pathf(err, errlen, "state.postgres.dsn: an IPv6 address must be in [ ] (postgresql://[::1]:5432/db)");
 			return -1;
 		}
 		if (pg_add_pct(d, "host", 4, h + 1, (size_t)(rb - h - 1), err, errlen, "host") < 0)
@@ -301,18 +287,18 @@ static int pg_parse_uri(const char *s, size_t skip, struct pg_dsn *d, char *err,
 			int rc;
 
 			if (!eq || eq == q) {
-				pg_err(err, errlen, "state.postgres.dsn: expected key=value in the query, at byte %zu",
+				gw_cfg_pathf(err, errlen, "state.postgres.dsn: expected key=value in the query, at byte %zu",
 				       (size_t)(q - s) + 1);
 				return -1;
 			}
 			key = malloc((size_t)(eq - q) + 1);
 			if (!key) {
-				pg_err(err, errlen, "out of memory");
+				gw_cfg_pathf(err, errlen, "out of memory");
 				return -1;
 			}
 			if (pg_pct(q, (size_t)(eq - q), key, &klen) < 0) {
 				free(key);
-				pg_err(err, errlen, "state.postgres.dsn: bad percent-encoding in a query key");
+				gw_cfg_pathf(err, errlen, "state.postgres.dsn: bad percent-encoding in a query key");
 				return -1;
 			}
 			rc = pg_add_pct(d, key, klen, eq + 1, n - (size_t)(eq + 1 - q), err, errlen, "query");
@@ -376,7 +362,7 @@ static int pg_dsn_check(struct pg_dsn *d, struct gw_pg_cfg *out, char *err, size
 		const char *k = d->kv[i].k;
 
 		if (strcmp(k, "password") == 0 || strcmp(k, "passfile") == 0 || strcmp(k, "sslpassword") == 0) {
-			pg_err(err, errlen, PG_PASSWORD_MSG);
+			gw_cfg_pathf(err, errlen, PG_PASSWORD_MSG);
 			goto out;
 		}
 	}
@@ -385,12 +371,12 @@ static int pg_dsn_check(struct pg_dsn *d, struct gw_pg_cfg *out, char *err, size
 
 		for (size_t j = 0; j < i; j++)
 			if (strcmp(d->kv[j].k, k) == 0) {
-				pg_err(err, errlen, "state.postgres.dsn: keyword \"%s\" is given twice",
+				gw_cfg_pathf(err, errlen, "state.postgres.dsn: keyword \"%s\" is given twice",
 				       gw_cfg_quote(k, q));
 				goto out;
 			}
 		if (v[0] == '\0') {
-			pg_err(err, errlen, "state.postgres.dsn: keyword \"%s\" has an empty value", gw_cfg_quote(k, q));
+			gw_cfg_pathf(err, errlen, "state.postgres.dsn: keyword \"%s\" has an empty value", gw_cfg_quote(k, q));
 			goto out;
 		}
 	}
@@ -412,7 +398,7 @@ static int pg_dsn_check(struct pg_dsn *d, struct gw_pg_cfg *out, char *err, size
 			for (j = 0; j < sizeof modes / sizeof modes[0] && strcmp(d->kv[i].v, modes[j]) != 0; j++)
 				;
 			if (j == sizeof modes / sizeof modes[0]) {
-				pg_err(err, errlen, "state.postgres.dsn: sslmode must be disable, allow, prefer, "
+				gw_cfg_pathf(err, errlen, "state.postgres.dsn: sslmode must be disable, allow, prefer, "
 				       "require, verify-ca or verify-full");
 				goto out;
 			}
@@ -424,7 +410,7 @@ static int pg_dsn_check(struct pg_dsn *d, struct gw_pg_cfg *out, char *err, size
 				;
 			if (j < PG_NPASS) {
 				if (out->nextra >= GW_CONFIG_PG_MAX_EXTRA) {
-					pg_err(err, errlen, "state.postgres.dsn has more than %d keywords besides "
+					gw_cfg_pathf(err, errlen, "state.postgres.dsn has more than %d keywords besides "
 					       "host, hostaddr, port, dbname, user, sslmode and application_name",
 					       GW_CONFIG_PG_MAX_EXTRA);
 					goto out;
@@ -437,10 +423,10 @@ static int pg_dsn_check(struct pg_dsn *d, struct gw_pg_cfg *out, char *err, size
 			for (j = 0; j < sizeof refused / sizeof refused[0] && strcmp(k, refused[j][0]) != 0; j++)
 				;
 			if (j < sizeof refused / sizeof refused[0])
-				pg_err(err, errlen, "state.postgres.dsn: keyword \"%s\" is not allowed: %s", k,
+				gw_cfg_pathf(err, errlen, "state.postgres.dsn: keyword \"%s\" is not allowed: %s", k,
 				       refused[j][1]);
 			else
-				pg_err(err, errlen, "state.postgres.dsn: unknown or unsupported keyword \"%s\" "
+				gw_cfg_pathf(err, errlen, "state.postgres.dsn: unknown or unsupported keyword \"%s\" "
 				       "(allowed: host, hostaddr, port, dbname, user, sslmode, application_name, "
 				       "sslrootcert, sslcert, sslkey, sslcrl, sslcrldir, sslsni, "
 				       "ssl_min_protocol_version, ssl_max_protocol_version, channel_binding, "
@@ -453,11 +439,11 @@ static int pg_dsn_check(struct pg_dsn *d, struct gw_pg_cfg *out, char *err, size
 	 * PQconnectPoll), which would stall the loop; hostaddr is connected to as it is. */
 	if ((out->host && strchr(out->host, ',')) || (out->hostaddr && strchr(out->hostaddr, ',')) ||
 	    (port && strchr(port, ','))) {
-		pg_err(err, errlen, "state.postgres.dsn names several servers; give one");
+		gw_cfg_pathf(err, errlen, "state.postgres.dsn names several servers; give one");
 		goto out;
 	}
 	if (out->hostaddr && !pg_is_ip(out->hostaddr)) {
-		pg_err(err, errlen, "state.postgres.dsn: hostaddr must be an IPv4 or IPv6 address");
+		gw_cfg_pathf(err, errlen, "state.postgres.dsn: hostaddr must be an IPv4 or IPv6 address");
 		goto out;
 	}
 	if (out->host && pg_is_ip(out->host)) {
@@ -466,17 +452,17 @@ static int pg_dsn_check(struct pg_dsn *d, struct gw_pg_cfg *out, char *err, size
 			out->host = NULL;
 		}
 	} else if (out->host && !pg_is_name(out->host)) {
-		pg_err(err, errlen, "state.postgres.dsn: host must be an IP address or a DNS name (a Unix "
+		gw_cfg_pathf(err, errlen, "state.postgres.dsn: host must be an IP address or a DNS name (a Unix "
 		       "socket directory is not supported: give hostaddr)");
 		goto out;
 	} else if (out->host && !out->hostaddr) {
-		pg_err(err, errlen, "state.postgres.dsn: host \"%s\" is a name and there is no hostaddr: libpq "
+		gw_cfg_pathf(err, errlen, "state.postgres.dsn: host \"%s\" is a name and there is no hostaddr: libpq "
 		       "resolves names synchronously, which would block the event loop; set hostaddr to the "
 		       "server's IP address (host may stay, for sslmode verify-full)", gw_cfg_quote(out->host, q));
 		goto out;
 	}
 	if (!out->hostaddr) {
-		pg_err(err, errlen, "state.postgres.dsn needs hostaddr (or host), the server's IPv4 or IPv6 "
+		gw_cfg_pathf(err, errlen, "state.postgres.dsn needs hostaddr (or host), the server's IPv4 or IPv6 "
 		       "address");
 		goto out;
 	}
@@ -486,13 +472,13 @@ static int pg_dsn_check(struct pg_dsn *d, struct gw_pg_cfg *out, char *err, size
 		long n = strtol(port, &e, 10);
 
 		if (port[0] < '0' || port[0] > '9' || *e || n < 1 || n > 65535) {
-			pg_err(err, errlen, "state.postgres.dsn: port must be 1..65535");
+			gw_cfg_pathf(err, errlen, "state.postgres.dsn: port must be 1..65535");
 			goto out;
 		}
 		out->port = (unsigned)n;
 	}
 	if (!out->dbname || !out->user) {
-		pg_err(err, errlen, "state.postgres.dsn needs %s", !out->dbname ? "dbname" : "user");
+		gw_cfg_pathf(err, errlen, "state.postgres.dsn needs %s", !out->dbname ? "dbname" : "user");
 		goto out;
 	}
 	rc = 0;

@@ -9,7 +9,6 @@
 #include "gateway/config/config_int.h"
 
 #include <arpa/inet.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,19 +17,6 @@
 #define REDIS_HOST_MAX 253	/* a DNS name; longer is not a host at all */
 #define REDIS_EXAMPLE "redis://10.0.0.7:6379/0"
 #define REDIS_PASSWORD_MSG "redis.url must not hold credentials (user:password@): use password_file or password_env"
-
-static void redis_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static void redis_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 /* Frees the url's fields only (what gw_config_redis_url fills). */
 static void redis_free_conn(struct gw_redis_cfg *c)
@@ -81,24 +67,24 @@ static int redis_parse(const char *url, struct gw_redis_cfg *out, char *err, siz
 	int v6 = 0;
 
 	if (strncmp(url, "rediss://", 9) == 0) {
-		redis_err(err, errlen, "redis.url: rediss:// (TLS) is not supported: hiredis 0.14 has no TLS; "
+		gw_cfg_pathf(err, errlen, "redis.url: rediss:// (TLS) is not supported: hiredis 0.14 has no TLS; "
 			  "connect with redis:// to a TLS sidecar on the pod, or let the service mesh encrypt "
 			  "the connection (docs/operations.md, \"Several replicas: Redis\")");
 		return -1;
 	}
 	if (strncmp(url, REDIS_SCHEME, strlen(REDIS_SCHEME)) != 0) {
-		redis_err(err, errlen, "redis.url must be redis://IP[:port][/db], e.g. " REDIS_EXAMPLE);
+		gw_cfg_pathf(err, errlen, "redis.url must be redis://IP[:port][/db], e.g. " REDIS_EXAMPLE);
 		return -1;
 	}
 	a = url + strlen(REDIS_SCHEME);
 	end = a + strcspn(a, "/?#");
 	/* Checked before anything else: whatever follows must not be quoted if it is a password. */
 	if (memchr(a, '@', (size_t)(end - a))) {
-		redis_err(err, errlen, REDIS_PASSWORD_MSG);
+		gw_cfg_pathf(err, errlen, REDIS_PASSWORD_MSG);
 		return -1;
 	}
 	if (strpbrk(a, "?#")) {
-		redis_err(err, errlen, "redis.url must not have a query or a fragment (?, #): the other settings "
+		gw_cfg_pathf(err, errlen, "redis.url must not have a query or a fragment (?, #): the other settings "
 			  "are keys of the redis section");
 		return -1;
 	}
@@ -107,7 +93,7 @@ static int redis_parse(const char *url, struct gw_redis_cfg *out, char *err, siz
 		const char *rb = memchr(h, ']', (size_t)(end - h));
 
 		if (!rb || (rb + 1 < end && rb[1] != ':')) {
-			redis_err(err, errlen, "redis.url: an IPv6 address must be in [ ] (redis://[::1]:6379/0)");
+			gw_cfg_pathf(err, errlen, "redis.url: an IPv6 address must be in [ ] (redis://[::1]:6379/0)");
 			return -1;
 		}
 		h++;
@@ -119,13 +105,13 @@ static int redis_parse(const char *url, struct gw_redis_cfg *out, char *err, siz
 		if (!hend)
 			hend = end;
 		else if (memchr(hend + 1, ':', (size_t)(end - hend - 1))) {
-			redis_err(err, errlen, "redis.url: an IPv6 address must be in [ ] (redis://[::1]:6379/0)");
+			gw_cfg_pathf(err, errlen, "redis.url: an IPv6 address must be in [ ] (redis://[::1]:6379/0)");
 			return -1;
 		}
 		hlen = (size_t)(hend - h);
 	}
 	if (hlen == 0) {
-		redis_err(err, errlen, "redis.url needs the server's IP address, e.g. " REDIS_EXAMPLE);
+		gw_cfg_pathf(err, errlen, "redis.url needs the server's IP address, e.g. " REDIS_EXAMPLE);
 		return -1;
 	}
 	if (hlen < sizeof host) {
@@ -138,30 +124,30 @@ static int redis_parse(const char *url, struct gw_redis_cfg *out, char *err, siz
 
 			memcpy(name, h, hlen);
 			name[hlen] = '\0';
-			redis_err(err, errlen, "redis.url: host \"%s\" is a name: hiredis resolves names with a "
+			gw_cfg_pathf(err, errlen, "redis.url: host \"%s\" is a name: hiredis resolves names with a "
 				  "blocking getaddrinfo, which would stall the event loop; give the server's IP "
 				  "address (IPv6 in [ ])", gw_cfg_quote(name, q));
 		} else {
-			redis_err(err, errlen, "redis.url: the host must be an IPv4 address or an IPv6 address in [ ]");
+			gw_cfg_pathf(err, errlen, "redis.url: the host must be an IPv4 address or an IPv6 address in [ ]");
 		}
 		return -1;
 	}
 	out->port = GW_CONFIG_REDIS_DEFAULT_PORT;
 	if (hend < end && redis_num(hend + 1, (size_t)(end - hend - 1), 1, 65535, &out->port) < 0) {
-		redis_err(err, errlen, "redis.url: port must be 1..65535");
+		gw_cfg_pathf(err, errlen, "redis.url: port must be 1..65535");
 		return -1;
 	}
 	out->db = 0;
 	rest = end;
 	if (*rest == '/' && rest[1] != '\0' &&
 	    redis_num(rest + 1, strlen(rest + 1), 0, GW_CONFIG_REDIS_MAX_DB, &out->db) < 0) {
-		redis_err(err, errlen, "redis.url: the database must be 0..%d (redis://IP:port/0)",
+		gw_cfg_pathf(err, errlen, "redis.url: the database must be 0..%d (redis://IP:port/0)",
 			  GW_CONFIG_REDIS_MAX_DB);
 		return -1;
 	}
 	out->hostaddr = strdup(host);
 	if (!out->hostaddr) {
-		redis_err(err, errlen, "out of memory");
+		gw_cfg_pathf(err, errlen, "out of memory");
 		return -1;
 	}
 	return 0;
