@@ -281,12 +281,6 @@ static void status_claim(struct gw_status *s, size_t acct, struct gw_status_rec 
 	s->claiming.next = &c->link;
 }
 
-/* What a flush sends: rids polled here, and rids claimed for the cluster first. */
-struct status_out {
-	struct gw_status_rec *poll[GW_STATUS_MAX_BATCH], *claim[GW_STATUS_MAX_BATCH];
-	size_t npoll, nclaim;
-};
-
 static void status_out_add(struct gw_status *s, size_t acct, struct status_out *o,
 			   struct gw_status_rec *r, int64_t now)
 {
@@ -311,24 +305,10 @@ static void status_out_add(struct gw_status *s, size_t acct, struct status_out *
 static void status_flush(struct gw_status *s, size_t acct, int64_t now)
 {
 	struct status_acct *a = &s->accts[acct];
-	struct status_out *o = malloc(sizeof *o);
+	struct status_out *o = &s->out;	/* flushes never nest: they run from the tick only */
 	struct gw_status_rec *r;
 	int64_t half = gw_status_ttl(s) / 2;
-	struct gw_status_rec *one[1];
 
-	if (!o) {
-		/* Out of memory: the pending rids go out one per request rather than not at all. */
-		while ((r = a->qhead) != NULL) {
-			a->qhead = r->qnext;
-			r->qnext = NULL;
-			one[0] = r;
-			status_start(s, acct, one, 1, now);
-		}
-		a->qtail = NULL;
-		a->nq = 0;
-		a->due_ms = INT64_MAX;
-		return;
-	}
 	o->npoll = o->nclaim = 0;
 	while (a->qhead) {
 		r = a->qhead;
@@ -353,7 +333,6 @@ static void status_flush(struct gw_status *s, size_t acct, int64_t now)
 		status_claim(s, acct, o->claim, o->nclaim, now);
 	if (o->npoll)
 		status_start(s, acct, o->poll, o->npoll, now);
-	free(o);
 }
 
 static void status_flush_due(struct gw_status *s, int64_t now)
@@ -546,7 +525,7 @@ int gw_status_apply_aged(struct gw_status *s, size_t acct, const Animate3d__V1__
 {
 	Animate3d__V1__JobStatus *cur = NULL;
 	struct gw_status_rec *r;
-	int64_t now;
+	int64_t now, cur_age = 0;
 
 	if (!s || !st || acct >= s->o.naccounts || !gw_status_rid_ok(st->rid) || age_ms < 0)
 		return -1;
@@ -554,10 +533,16 @@ int gw_status_apply_aged(struct gw_status *s, size_t acct, const Animate3d__V1__
 	r = gw_status_rec_find(s, acct, st->rid);
 	if (!r && only_tracked)
 		return 0;
-	/* A sequence number of its own: newer than every fetch started so far, so an answer in
-	 * flight (older by definition) cannot replace it. */
-	if (gw_cache_put(s->cache, acct, st, ++s->seq, now - age_ms) < 0)
+	/* An in-progress status older than the one cached here (another replica's stored entry
+	 * against this replica's later poll) does not replace it: time never runs backwards. */
+	if (age_ms > 0 && !gw_cache_state_final((int)st->state) &&
+	    gw_cache_peek(s->cache, acct, st->rid, now, NULL, &cur_age) == 1 && cur_age <= age_ms) {
+		/* Kept: what the cache holds is delivered below. */
+	} else if (gw_cache_put(s->cache, acct, st, ++s->seq, now - age_ms) < 0) {
+		/* A sequence number of its own: newer than every fetch started so far, so an
+		 * answer in flight (older by definition) cannot replace it. */
 		return -1;
+	}
 	if (!r)
 		return 0;
 	if (gw_cache_peek(s->cache, acct, r->rid, now, &cur, NULL) == 1)

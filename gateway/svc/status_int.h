@@ -84,6 +84,12 @@ struct gw_status_claim {
 	struct gw_status_rec *recs[];	/* n records, CLAIMING in this claim */
 };
 
+/* What a flush sends: rids polled here, and rids claimed for the cluster first. */
+struct status_out {
+	struct gw_status_rec *poll[GW_STATUS_MAX_BATCH], *claim[GW_STATUS_MAX_BATCH];
+	size_t npoll, nclaim;
+};
+
 struct gw_status {
 	struct gw_status_opts o;
 	struct gw_cache *cache;
@@ -94,6 +100,7 @@ struct gw_status {
 	struct status_flink flying;	/* sentinel of fetches in flight */
 	struct status_flink claiming;	/* sentinel of claims in flight */
 	size_t nwaiting;		/* records WAITING */
+	struct status_out out;		/* status_flush's lists */
 	uint64_t seq;
 	struct event *ev_batch, *ev_tick;
 	int64_t batch_armed_ms;		/* due time the batch timer is armed for; INT64_MAX none */

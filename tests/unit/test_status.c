@@ -1107,3 +1107,30 @@ Test(status, claims_refused_failed_or_forced_poll_here)
 	fix_fini(&x);
 	cr_assert_eq(g_claims[1].cancelled, 1);
 }
+
+Test(status, an_older_shared_status_does_not_replace_a_fresher_one)
+{
+	struct fix x;
+	struct got g;
+	Animate3d__V1__JobStatus st = ANIMATE3D__V1__JOB_STATUS__INIT, *out = NULL;
+	const char *a0[] = { "r0:1:7" };
+
+	fix_init(&x, 10, 0, 1000);
+	want(&x, "r0", &g);
+	gw_status_tick(x.s);
+	answer(&x, 0, a0, 1);		/* read here at t=1000: step 7 */
+	x.now += 100;
+	st.rid = "r0";
+	st.state = P;
+	st.step = 5;
+	cr_assert_eq(gw_status_apply_aged(x.s, 0, &st, 300, 0), 1);	/* read 300 ms ago */
+	cr_assert_eq(gw_cache_get(x.cache, 0, "r0", x.now, &out), 1);
+	cr_assert_eq(out->step, 7);
+	protobuf_c_message_free_unpacked(&out->base, NULL);
+	st.step = 8;
+	cr_assert_eq(gw_status_apply_aged(x.s, 0, &st, 50, 0), 1);	/* fresher: replaces */
+	cr_assert_eq(gw_cache_get(x.cache, 0, "r0", x.now, &out), 1);
+	cr_assert_eq(out->step, 8);
+	protobuf_c_message_free_unpacked(&out->base, NULL);
+	fix_fini(&x);
+}
