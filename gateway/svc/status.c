@@ -106,6 +106,17 @@ static void *status_claim(void *arg, size_t acct, const char *const *rids, size_
 	return x->share ? gw_status_share_claim(x->share, acct, rids, n, c) : NULL;
 }
 
+_Static_assert(GW_STATUS_SHARE_WAIT == GW_STATUS_CLAIM_WAIT, "claim verdicts differ");
+
+static void status_claim_done(struct gw_status_claim *c, int ok, int64_t wait_ms,
+			      const unsigned char *verdict, const char *const *extra, size_t nextra)
+{
+	struct gw_status_claim_result res = { .ok = ok, .wait_ms = wait_ms, .verdict = verdict,
+					      .extra = extra, .nextra = nextra };
+
+	gw_status_claim_done(c, &res);
+}
+
 static void status_claim_cancel(void *arg, void *handle)
 {
 	(void)arg;
@@ -137,6 +148,7 @@ static int status_ctx_share(struct gw_status_ctx *x, struct gw_env *env)
 	so.apply = status_apply;
 	so.forget = status_forget;
 	so.apply_aged = status_apply_aged;
+	so.claim_done = status_claim_done;
 	so.ttl_ms = env->cfg->cache.status_ttl_ms;
 	so.apply_arg = x->status;
 	so.instance = env->instance;

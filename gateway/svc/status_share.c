@@ -13,7 +13,6 @@
 #include "gateway/api/translate.h"
 #include "gateway/base/metrics.h"
 #include "gateway/cluster/redis.h"
-#include "gateway/svc/status.h"
 
 #define SHARE_INSTANCE_MAX 128
 #define SHARE_KEY_PREFIX "st:"
@@ -42,6 +41,8 @@ struct gw_status_share {
 	int (*forget)(void *arg, size_t acct, const char *rid);
 	int (*apply_aged)(void *arg, size_t acct, const Animate3d__V1__JobStatus *st, int64_t age_ms,
 			  int only_tracked);
+	void (*claim_done)(struct gw_status_claim *c, int ok, int64_t wait_ms,
+			   const unsigned char *verdict, const char *const *extra, size_t nextra);
 	void *apply_arg;
 	int64_t progress_ttl_ms, lease_ms, wait_ms;
 	struct share_life *life;
@@ -505,9 +506,10 @@ static void share_on_claim(void *arg, const redisReply *reply, const char *err)
 {
 	struct share_claim *sc = arg;
 	struct gw_status_share *sh;
-	struct gw_status_claim_result res = { 0 };
-	unsigned char verdict[GW_STATUS_MAX_BATCH];
+	unsigned char verdict[GW_STATUS_SHARE_CLAIM_MAX];
 	const char **extra = NULL;
+	size_t nextra = 0;
+	int ok = 0;
 	const char *flags;
 	int64_t kind, pttl;
 
@@ -524,24 +526,19 @@ static void share_on_claim(void *arg, const redisReply *reply, const char *err)
 	kind = share_int(reply->element[0]);
 	pttl = share_int(reply->element[1]);
 	flags = reply->element[2]->str;
-	memset(verdict, GW_STATUS_CLAIM_POLL, sizeof verdict);
-	res.ok = 1;
-	res.verdict = verdict;
-	res.wait_ms = sh->wait_ms;
+	memset(verdict, 0, sizeof verdict);
+	ok = 1;
 	if (kind == 1) {
 		sh->cnt.lease_taken++;
-		res.nextra = reply->elements - 3;
-		extra = calloc(res.nextra ? res.nextra : 1, sizeof *extra);
-		if (!extra) {
-			res.nextra = 0;
-		} else {
-			for (size_t i = 0; i < res.nextra; i++) {
-				const redisReply *e = reply->element[3 + i];
+		nextra = reply->elements - 3;
+		extra = calloc(nextra ? nextra : 1, sizeof *extra);
+		if (!extra)
+			nextra = 0;
+		for (size_t i = 0; i < nextra; i++) {
+			const redisReply *e = reply->element[3 + i];
 
-				extra[i] = e->type == REDIS_REPLY_STRING ? e->str : "";
-			}
+			extra[i] = e->type == REDIS_REPLY_STRING ? e->str : "";
 		}
-		res.extra = extra;
 	} else if (kind == 2) {
 		sh->cnt.lease_held++;
 	} else if (kind == 0 && reply->elements == 3 + 2 * sc->n) {
@@ -566,20 +563,20 @@ static void share_on_claim(void *arg, const redisReply *reply, const char *err)
 			    sh->apply_aged(sh->apply_arg, sc->acct, st, sh->progress_ttl_ms - vttl, 0) >= 0) {
 				/* Applied: the record is fresh, the claim's end serves its waiters. */
 				sh->cnt.claim_stored++;
-				verdict[i] = GW_STATUS_CLAIM_WAIT;
+				verdict[i] = GW_STATUS_SHARE_WAIT;
 			} else if (pttl >= 0 && sh->lease_ms - pttl < sh->wait_ms) {
 				/* The holder took the lease lately: its answer is on its way. */
-				verdict[i] = GW_STATUS_CLAIM_WAIT;
+				verdict[i] = GW_STATUS_SHARE_WAIT;
 			}
 			if (st)
 				protobuf_c_message_free_unpacked(&st->base, NULL);
 		}
 	} else {
 		sh->cnt.claim_failed++;
-		res.ok = 0;
+		ok = 0;
 	}
 done:
-	gw_status_claim_done(sc->c, &res);
+	sh->claim_done(sc->c, ok, sh->wait_ms, verdict, extra, nextra);
 	free(extra);
 	free(sc);
 }
@@ -781,8 +778,9 @@ struct gw_status_share *gw_status_share_new(const struct gw_status_share_opts *o
 	sh->redis = o->redis;
 	sh->apply = o->apply;
 	sh->forget = o->forget;
-	if (o->apply_aged && o->ttl_ms > 0) {
+	if (o->apply_aged && o->claim_done && o->ttl_ms > 0) {
 		sh->apply_aged = o->apply_aged;
+		sh->claim_done = o->claim_done;
 		sh->progress_ttl_ms = o->ttl_ms;
 		/* Shorter than the TTL: the holder's own entries expire at the TTL, and by then the
 		 * lease is free again for whoever polls first, so one poll covers each window. */

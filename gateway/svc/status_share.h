@@ -51,7 +51,10 @@
 
 struct gw_redis;
 struct gw_status_share;
+struct gw_status_claim;
 struct gw_metrics_out;
+
+#define GW_STATUS_SHARE_WAIT 1		/* a claim's verdict: another replica polls the rid */
 
 struct gw_status_share_opts {
 	struct gw_redis *redis;		/* borrowed; freed after the module */
@@ -65,6 +68,11 @@ struct gw_status_share_opts {
 	int (*apply_aged)(void *arg, size_t acct, const Animate3d__V1__JobStatus *st, int64_t age_ms,
 			  int only_tracked);
 	int64_t ttl_ms;			/* the status cache's TTL (cache.status_ttl_ms), > 0 with apply_aged */
+	/* gw_status_claim_done() of the status module, for a claim (c: what the claim hook got):
+	 * ok 0 = no answer; verdict[i] 0 = poll here, GW_STATUS_SHARE_WAIT = wait; extra: the
+	 * cluster's hot rids this replica polls (it took the lease). Required with apply_aged. */
+	void (*claim_done)(struct gw_status_claim *c, int ok, int64_t wait_ms,
+			   const unsigned char *verdict, const char *const *extra, size_t nextra);
 	void *apply_arg;
 	const char *instance;		/* this replica's id (copied) */
 	const char *const *accounts;	/* account names by index (borrowed, outlive the module) */
@@ -121,8 +129,7 @@ void gw_status_share_lookup_cancel(struct gw_status_share_lookup *lk);
 
 /* The status module's claim hooks (gateway/svc/status.h, gw_status_claim_fn and friends; sh is
  * the module): claims rids[0..n) (1..GW_STATUS_SHARE_CLAIM_MAX) for the cluster. NULL when not
- * sent (Redis down, no apply_aged: counted). */
-struct gw_status_claim;
+ * sent (Redis down, no apply_aged: counted); otherwise opts.claim_done runs once, later. */
 void *gw_status_share_claim(void *sh, size_t acct, const char *const *rids, size_t n,
 			    struct gw_status_claim *c);
 /* gw_status_claim_done will not run for handle. Does not use the module (it may be freed). */

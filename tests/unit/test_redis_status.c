@@ -130,6 +130,15 @@ static int apply_aged(void *arg, size_t acct, const Animate3d__V1__JobStatus *st
 	return gw_status_apply_aged(arg, acct, st, age_ms, only_tracked);
 }
 
+static void claim_done(struct gw_status_claim *c, int ok, int64_t wait_ms,
+		       const unsigned char *verdict, const char *const *extra, size_t nextra)
+{
+	struct gw_status_claim_result res = { .ok = ok, .wait_ms = wait_ms, .verdict = verdict,
+					      .extra = extra, .nextra = nextra };
+
+	gw_status_claim_done(c, &res);
+}
+
 static int g_coord;	/* rep_init: with coordinated in-progress polling */
 
 static void rep_init(struct rep *x, struct event_base *base, const char *prefix, const char *instance)
@@ -168,6 +177,7 @@ static void rep_init(struct rep *x, struct event_base *base, const char *prefix,
 	so.final_ttl_ms = 60000;
 	if (g_coord) {
 		so.apply_aged = apply_aged;
+		so.claim_done = claim_done;
 		so.ttl_ms = 1000;
 	}
 	x->share = gw_status_share_new(&so, err, sizeof err);
