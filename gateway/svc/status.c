@@ -91,6 +91,46 @@ static int status_forget(void *arg, size_t acct, const char *rid)
 	return gw_status_forget(arg, acct, rid);
 }
 
+static int status_apply_aged(void *arg, size_t acct, const Animate3d__V1__JobStatus *st,
+			     int64_t age_ms, int only_tracked)
+{
+	return gw_status_apply_aged(arg, acct, st, age_ms, only_tracked);
+}
+
+/* The batcher's cluster hooks (set only with Redis): forwarded to the share once it exists. */
+static void *status_claim(void *arg, size_t acct, const char *const *rids, size_t n,
+			  struct gw_status_claim *c)
+{
+	struct gw_status_ctx *x = arg;
+
+	return x->share ? gw_status_share_claim(x->share, acct, rids, n, c) : NULL;
+}
+
+_Static_assert(GW_STATUS_SHARE_WAIT == GW_STATUS_CLAIM_WAIT, "claim verdicts differ");
+
+static void status_claim_done(struct gw_status_claim *c, int ok, int64_t wait_ms,
+			      const unsigned char *verdict, const char *const *extra, size_t nextra)
+{
+	struct gw_status_claim_result res = { .ok = ok, .wait_ms = wait_ms, .verdict = verdict,
+					      .extra = extra, .nextra = nextra };
+
+	gw_status_claim_done(c, &res);
+}
+
+static void status_claim_cancel(void *arg, void *handle)
+{
+	(void)arg;
+	gw_status_share_claim_cancel(NULL, handle);
+}
+
+static void status_polled(void *arg, size_t acct, const Animate3d__V1__JobStatus *const *st, size_t n)
+{
+	struct gw_status_ctx *x = arg;
+
+	if (x->share)
+		gw_status_share_polled(x->share, acct, st, n);
+}
+
 /* The shared statuses (Redis configured): 0, or -1 (logged). Without Redis: 0, nothing. */
 static int status_ctx_share(struct gw_status_ctx *x, struct gw_env *env)
 {
@@ -107,6 +147,9 @@ static int status_ctx_share(struct gw_status_ctx *x, struct gw_env *env)
 	so.redis = env->redis;
 	so.apply = status_apply;
 	so.forget = status_forget;
+	so.apply_aged = status_apply_aged;
+	so.claim_done = status_claim_done;
+	so.ttl_ms = env->cfg->cache.status_ttl_ms;
 	so.apply_arg = x->status;
 	so.instance = env->instance;
 	so.accounts = x->account_names;
@@ -140,6 +183,13 @@ static int status_ctx_start(struct gw_status_ctx *x, struct gw_env *env)
 	o.transport_arg = env;
 	o.on_final = status_on_final;
 	o.final_arg = x;
+	if (env->redis) {
+		o.claim = status_claim;
+		o.claim_cancel = status_claim_cancel;
+		o.claim_max = GW_STATUS_SHARE_CLAIM_MAX;
+		o.on_polled = status_polled;
+		o.cluster_arg = x;
+	}
 	x->status = gw_status_new(&o, x->cache);
 	if (!x->status || status_ctx_share(x, env) != 0)
 		goto fail;
@@ -957,8 +1007,19 @@ static void status_metrics(void *state, struct gw_metrics_out *o)
 		       "WatchStatus calls refused: a cap, or the server draining.", x->streams_refused);
 	gw_slots_render(&x->slots, "watch_streams_tenant", "Open WatchStatus streams by tenant.",
 			"tenant", "tenant", 1, o);
-	if (x->share)
+	if (x->share) {
+		const struct gw_status_counters *c = gw_status_counters(x->status);
+
 		gw_status_share_metrics(x->share, o);
+		/* The batcher's side of the coordinated polling, in the same family. */
+		gw_metrics_value(o, "cluster_status_total", "what=\"polled_for_cluster\"",
+				 c->cluster_polled);
+		gw_metrics_value(o, "cluster_status_total", "what=\"waited\"", c->cluster_waited);
+		gw_metrics_value(o, "cluster_status_total", "what=\"served_from_cluster\"",
+				 c->cluster_served);
+		gw_metrics_value(o, "cluster_status_total", "what=\"fallback\"",
+				 c->cluster_fallback + c->claim_local);
+	}
 }
 
 /* ---- the service ---- */

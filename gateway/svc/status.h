@@ -84,6 +84,34 @@ struct gw_status_result {
 /* Reports the end of a fetch (borrowed res). Runs waiter and watcher callbacks. */
 void gw_status_fetch_done(struct gw_status_fetch *f, const struct gw_status_result *res);
 
+/* ---- cluster coordination of in-progress polling (optional; gateway/svc/status_share.h) ----
+ *
+ * With a claim callback, the rids a flush would send upstream (except forced refreshes) are first
+ * claimed for the cluster, up to claim_max per claim: the callback answers, per rid, POLL (poll it
+ * here) or WAIT (another replica polls it this window: its status will be applied with
+ * gw_status_apply*), and may hand this replica the cluster's hot rids to poll too (it took the
+ * window's lease). A WAIT rid that has not been applied after wait_ms is polled here after all,
+ * if anyone still waits for it (counted in cluster_fallback). Every answer of a fetch is handed
+ * to on_polled, so the other replicas can serve it.
+ */
+struct gw_status_claim;		/* one claim in flight (private) */
+enum { GW_STATUS_CLAIM_POLL = 0, GW_STATUS_CLAIM_WAIT = 1 };
+struct gw_status_claim_result {
+	int ok;				/* 0: no answer (Redis failed): every rid is polled here */
+	int64_t wait_ms;		/* how long WAIT rids wait for another replica's answer */
+	const unsigned char *verdict;	/* per claimed rid, in order: GW_STATUS_CLAIM_* */
+	const char *const *extra;	/* the cluster's hot rids this replica polls now (lease) */
+	size_t nextra;
+};
+/* Claims rids[0..n) of account acct (copied). Returns a handle, or NULL when nothing was sent
+ * (Redis down): the rids are then polled here at once and done never runs. Otherwise
+ * gw_status_claim_done() runs exactly once, later, unless claim_cancel was called first. */
+typedef void *(*gw_status_claim_fn)(void *arg, size_t acct, const char *const *rids, size_t n,
+				    struct gw_status_claim *c);
+typedef void (*gw_status_claim_cancel_fn)(void *arg, void *handle);
+/* The claim's answer (borrowed). res NULL: as ok == 0. */
+void gw_status_claim_done(struct gw_status_claim *c, const struct gw_status_claim_result *res);
+
 /* ---- the module ---- */
 
 struct gw_status_opts {
@@ -106,6 +134,14 @@ struct gw_status_opts {
 	 * do not trigger it. */
 	void (*on_final)(void *arg, size_t acct, const Animate3d__V1__JobStatus *st);
 	void *final_arg;
+	/* Optional: cluster coordination (above). claim_max: rids per claim (1..GW_STATUS_MAX_BATCH). */
+	gw_status_claim_fn claim;
+	gw_status_claim_cancel_fn claim_cancel;
+	size_t claim_max;
+	/* Optional: the statuses a fetch read (st[0..n), borrowed, non-final ones only: finals go
+	 * to on_final). Must not call back into the module. */
+	void (*on_polled)(void *arg, size_t acct, const Animate3d__V1__JobStatus *const *st, size_t n);
+	void *cluster_arg;		/* for claim, claim_cancel and on_polled */
 };
 
 struct gw_status_counters {
@@ -124,6 +160,13 @@ struct gw_status_counters {
 	uint64_t refused;		/* gw_status_check refusals (deadline, circuit, queue) */
 	uint64_t requeued;		/* waiters sent out again after a fetch's deadline passed */
 	uint64_t tracked;		/* gauge: rids tracked */
+	/* Cluster coordination (claim callback set): */
+	uint64_t claims;		/* claims sent */
+	uint64_t claim_local;		/* rids polled here because no claim could be sent or answer */
+	uint64_t cluster_polled;	/* rids polled here for other replicas (this replica's lease) */
+	uint64_t cluster_waited;	/* rids left to another replica's poll */
+	uint64_t cluster_served;	/* of those, answered by another replica in time */
+	uint64_t cluster_fallback;	/* of those, polled here after the wait (someone still waited) */
 };
 
 /* cache is borrowed (must outlive the module). NULL on bad opts or out of memory. */
@@ -211,6 +254,10 @@ int gw_status_refresh(struct gw_status *s, size_t acct, const char *rid);
  * waiter or watcher callback of this module. Returns 1 when the rid is tracked here, 0 when it is
  * not (still cached), -1 on bad arguments or when the cache refused it. */
 int gw_status_apply(struct gw_status *s, size_t acct, const Animate3d__V1__JobStatus *st);
+/* Like gw_status_apply, for a status read age_ms ago (>= 0): it expires from the cache that much
+ * earlier. With only_tracked set, a rid not tracked here is not cached either (returns 0). */
+int gw_status_apply_aged(struct gw_status *s, size_t acct, const Animate3d__V1__JobStatus *st,
+			 int64_t age_ms, int only_tracked);
 
 /* The rid was restarted upstream (StartJob with mp_detection_rid reuses the rid): forget its
  * cached status even if final, and make sure an answer already in flight is not cached (it may

@@ -230,24 +230,91 @@ static void status_start(struct gw_status *s, size_t acct, struct gw_status_rec 
 	s->flying.next = &f->link;
 }
 
-/* Sends account a's pending rids, plus hot rids that ride along, in batch_max-sized requests. */
+/* Starts fetches for recs[0..n) (any n), in batch_max-sized requests. */
+static void status_start_chunks(struct gw_status *s, size_t acct, struct gw_status_rec **recs,
+				size_t n, int64_t now)
+{
+	while (n) {
+		size_t k = n < s->o.batch_max ? n : s->o.batch_max;
+
+		status_start(s, acct, recs, k, now);
+		recs += k;
+		n -= k;
+	}
+}
+
+static struct gw_status_claim *status_claim_of(struct status_flink *l)
+{
+	return (struct gw_status_claim *)(void *)((char *)l - offsetof(struct gw_status_claim, link));
+}
+
+/* Claims recs[0..n) (1..claim_max, unlinked from the pending list) for the cluster; when no claim
+ * can be sent they are polled here at once. */
+static void status_claim(struct gw_status *s, size_t acct, struct gw_status_rec **recs, size_t n,
+			 int64_t now)
+{
+	struct gw_status_claim *c = calloc(1, sizeof *c + n * sizeof *recs);
+	const char *rids[GW_STATUS_MAX_BATCH];
+
+	for (size_t i = 0; i < n; i++) {
+		rids[i] = recs[i]->rid;
+		recs[i]->phase = ST_CLAIMING;
+	}
+	if (c) {
+		c->s = s;
+		c->acct = acct;
+		c->started_ms = now;
+		c->n = n;
+		memcpy(c->recs, recs, n * sizeof *recs);
+		c->handle = s->o.claim(s->o.cluster_arg, acct, rids, n, c);
+	}
+	if (!c || !c->handle) {
+		free(c);
+		s->cnt.claim_local += n;
+		status_start_chunks(s, acct, recs, n, now);
+		return;
+	}
+	s->cnt.claims++;
+	c->link.prev = &s->claiming;
+	c->link.next = s->claiming.next;
+	s->claiming.next->prev = &c->link;
+	s->claiming.next = &c->link;
+}
+
+static void status_out_add(struct gw_status *s, size_t acct, struct status_out *o,
+			   struct gw_status_rec *r, int64_t now)
+{
+	if (s->o.claim && !r->local) {
+		o->claim[o->nclaim++] = r;
+		if (o->nclaim == s->o.claim_max) {
+			status_claim(s, acct, o->claim, o->nclaim, now);
+			o->nclaim = 0;
+		}
+		return;
+	}
+	r->local = 0;
+	o->poll[o->npoll++] = r;
+	if (o->npoll == s->o.batch_max) {
+		status_start(s, acct, o->poll, o->npoll, now);
+		o->npoll = 0;
+	}
+}
+
+/* Sends account a's pending rids, plus hot rids that ride along, in batch_max-sized requests
+ * (claimed for the cluster first when it coordinates polling). */
 static void status_flush(struct gw_status *s, size_t acct, int64_t now)
 {
 	struct status_acct *a = &s->accts[acct];
-	struct gw_status_rec *batch[GW_STATUS_MAX_BATCH];
+	struct status_out *o = &s->out;	/* flushes never nest: they run from the tick only */
 	struct gw_status_rec *r;
 	int64_t half = gw_status_ttl(s) / 2;
-	size_t n = 0;
 
+	o->npoll = o->nclaim = 0;
 	while (a->qhead) {
 		r = a->qhead;
 		a->qhead = r->qnext;
 		r->qnext = NULL;
-		batch[n++] = r;
-		if (n == s->o.batch_max) {
-			status_start(s, acct, batch, n, now);
-			n = 0;
-		}
+		status_out_add(s, acct, o, r, now);
 	}
 	a->qtail = NULL;
 	a->nq = 0;
@@ -258,16 +325,14 @@ static void status_flush(struct gw_status *s, size_t acct, int64_t now)
 		if (r->acct != acct || r->phase != ST_IDLE || r->final || !status_rec_hot(s, r, now) ||
 		    (r->last_fetch_ms != INT64_MIN && now - r->last_fetch_ms < half))
 			continue;
-		batch[n++] = r;
-		r->phase = ST_QUEUED;	/* so status_start sees it once */
+		r->phase = ST_QUEUED;	/* so it is added once */
 		s->cnt.piggybacked++;
-		if (n == s->o.batch_max) {
-			status_start(s, acct, batch, n, now);
-			n = 0;
-		}
+		status_out_add(s, acct, o, r, now);
 	}
-	if (n)
-		status_start(s, acct, batch, n, now);
+	if (o->nclaim)
+		status_claim(s, acct, o->claim, o->nclaim, now);
+	if (o->npoll)
+		status_start(s, acct, o->poll, o->npoll, now);
 }
 
 static void status_flush_due(struct gw_status *s, int64_t now)
@@ -366,6 +431,20 @@ static const Animate3d__V1__JobStatus *status_find_in(const Animate3d__V1__GetSt
 	return NULL;
 }
 
+/* Hands the non-final statuses of a fetch's answer to on_polled (the cluster shares them). */
+static void status_polled(struct gw_status *s, size_t acct, const Animate3d__V1__GetStatusResponse *resp)
+{
+	const Animate3d__V1__JobStatus *sts[GW_STATUS_MAX_BATCH];
+	size_t n = 0;
+
+	for (size_t i = 0; i < resp->n_statuses && n < GW_STATUS_MAX_BATCH; i++)
+		if (resp->statuses[i] && resp->statuses[i]->rid &&
+		    !gw_cache_state_final((int)resp->statuses[i]->state))
+			sts[n++] = resp->statuses[i];
+	if (n)
+		s->o.on_polled(s->o.cluster_arg, acct, sts, n);
+}
+
 void gw_status_fetch_done(struct gw_status_fetch *f, const struct gw_status_result *res)
 {
 	struct gw_status *s = f->s;
@@ -417,6 +496,8 @@ void gw_status_fetch_done(struct gw_status_fetch *f, const struct gw_status_resu
 		if (cur)
 			protobuf_c_message_free_unpacked(&cur->base, NULL);
 	}
+	if (res->code == 0 && res->resp && s->o.on_polled)
+		status_polled(s, f->acct, res->resp);
 	for (size_t i = 0; i < f->n; i++) {
 		struct gw_status_rec *r = f->recs[i];
 
@@ -430,32 +511,198 @@ void gw_status_fetch_done(struct gw_status_fetch *f, const struct gw_status_resu
 	free(f);
 }
 
-int gw_status_apply(struct gw_status *s, size_t acct, const Animate3d__V1__JobStatus *st)
+/* r left WAITING (answered, or polled after all). */
+static void status_unwait(struct gw_status *s, struct gw_status_rec *r)
+{
+	if (r->phase != ST_WAITING)
+		return;
+	r->phase = ST_IDLE;
+	s->nwaiting--;
+}
+
+int gw_status_apply_aged(struct gw_status *s, size_t acct, const Animate3d__V1__JobStatus *st,
+			 int64_t age_ms, int only_tracked)
 {
 	Animate3d__V1__JobStatus *cur = NULL;
 	struct gw_status_rec *r;
-	int64_t now;
+	int64_t now, cur_age = 0;
 
-	if (!s || !st || acct >= s->o.naccounts || !gw_status_rid_ok(st->rid))
+	if (!s || !st || acct >= s->o.naccounts || !gw_status_rid_ok(st->rid) || age_ms < 0)
 		return -1;
 	now = gw_status_now(s);
-	/* A sequence number of its own: newer than every fetch started so far, so an answer in
-	 * flight (older by definition) cannot replace it. */
-	if (gw_cache_put(s->cache, acct, st, ++s->seq, now) < 0)
-		return -1;
 	r = gw_status_rec_find(s, acct, st->rid);
+	if (!r && only_tracked)
+		return 0;
+	/* An in-progress status older than the one cached here (another replica's stored entry
+	 * against this replica's later poll) does not replace it: time never runs backwards. */
+	if (age_ms > 0 && !gw_cache_state_final((int)st->state) &&
+	    gw_cache_peek(s->cache, acct, st->rid, now, NULL, &cur_age) == 1 && cur_age <= age_ms) {
+		/* Kept: what the cache holds is delivered below. */
+	} else if (gw_cache_put(s->cache, acct, st, ++s->seq, now - age_ms) < 0) {
+		/* A sequence number of its own: newer than every fetch started so far, so an
+		 * answer in flight (older by definition) cannot replace it. */
+		return -1;
+	}
 	if (!r)
 		return 0;
 	if (gw_cache_peek(s->cache, acct, r->rid, now, &cur, NULL) == 1)
 		st = cur;	/* what the cache holds now (a final stays final) */
 	r->busy++;
 	r->final = gw_cache_state_final((int)st->state);
+	/* As if fetched here: the watchers' refresh and the ride-alongs count from it. */
+	r->applied_ms = now;
+	if (r->last_fetch_ms == INT64_MIN || r->last_fetch_ms < now - age_ms)
+		r->last_fetch_ms = now - age_ms;
+	if (r->phase == ST_WAITING) {
+		status_unwait(s, r);
+		s->cnt.cluster_served++;
+	}
 	status_deliver(s, r, 0, st);
 	r->busy--;
 	if (cur)
 		protobuf_c_message_free_unpacked(&cur->base, NULL);
 	status_rec_maybe_free(s, r, now);
 	return 1;
+}
+
+int gw_status_apply(struct gw_status *s, size_t acct, const Animate3d__V1__JobStatus *st)
+{
+	return gw_status_apply_aged(s, acct, st, 0, 0);
+}
+
+/* ---- claims ---- */
+
+/* Whether r's cached status is fresh enough not to poll it for the cluster now. */
+static int status_cluster_skip(struct gw_status *s, struct gw_status_rec *r, int64_t now)
+{
+	int64_t age = 0;
+	Animate3d__V1__JobStatus *cur = NULL;
+	int skip = 0;
+
+	if (r->phase != ST_IDLE || r->final)
+		return 1;
+	if (r->last_fetch_ms != INT64_MIN && now - r->last_fetch_ms < gw_status_ttl(s) / 2)
+		return 1;
+	if (gw_cache_peek(s->cache, r->acct, r->rid, now, &cur, &age) == 1) {
+		skip = gw_cache_state_final((int)cur->state) || age < gw_status_ttl(s) / 2;
+		protobuf_c_message_free_unpacked(&cur->base, NULL);
+	}
+	return skip;
+}
+
+/* Waiters that joined r while it was claimed get the status applied meanwhile. */
+static void status_deliver_cached(struct gw_status *s, struct gw_status_rec *r, int64_t now)
+{
+	Animate3d__V1__JobStatus *cur = NULL;
+
+	if (r->waiters.next == &r->waiters)
+		return;
+	if (gw_cache_peek(s->cache, r->acct, r->rid, now, &cur, NULL) != 1)
+		return;
+	status_deliver(s, r, 0, cur);
+	protobuf_c_message_free_unpacked(&cur->base, NULL);
+}
+
+void gw_status_claim_done(struct gw_status_claim *c, const struct gw_status_claim_result *res)
+{
+	struct gw_status *s = c->s;
+	int64_t now = gw_status_now(s);
+	struct gw_status_rec **poll = NULL, *r;
+	size_t npoll = 0, nclaimed, cap;
+	int ok = res && res->ok;
+
+	c->link.prev->next = c->link.next;
+	c->link.next->prev = c->link.prev;
+	cap = c->n + (ok ? res->nextra : 0);
+	poll = malloc((cap ? cap : 1) * sizeof *poll);
+	for (size_t i = 0; i < c->n; i++) {
+		c->recs[i]->phase = ST_IDLE;
+		c->recs[i]->busy++;
+	}
+	for (size_t i = 0; i < c->n; i++) {
+		r = c->recs[i];
+		if (r->applied_ms >= c->started_ms && !r->refetch) {
+			/* Another replica's answer arrived while claiming. */
+			status_deliver_cached(s, r, now);
+			continue;
+		}
+		if (ok && !r->refetch && res->verdict && res->verdict[i] == GW_STATUS_CLAIM_WAIT) {
+			r->phase = ST_WAITING;
+			r->wait_until_ms = now + (res->wait_ms > 0 ? res->wait_ms : 0);
+			s->nwaiting++;
+			s->cnt.cluster_waited++;
+			continue;
+		}
+		if (!ok)
+			s->cnt.claim_local++;
+		r->refetch = 0;
+		r->local = 0;
+		if (poll) {
+			r->phase = ST_QUEUED;	/* listed once */
+			poll[npoll++] = r;
+		} else {
+			gw_status_enqueue(s, r, now);
+		}
+	}
+	/* This replica holds the window's lease: the cluster's hot rids it does not have fresh. */
+	nclaimed = npoll;
+	for (size_t i = 0; ok && poll && i < res->nextra; i++) {
+		int created = 0;
+
+		if (!gw_status_rid_ok(res->extra[i]))
+			continue;
+		r = gw_status_rec_find(s, c->acct, res->extra[i]);
+		if (!r) {
+			/* Not tracked here: a cold record, freed after its fetch. */
+			r = gw_status_rec_get(s, c->acct, res->extra[i]);
+			if (!r)
+				continue;
+			r->last_want_ms = now - STATUS_HOT_TTLS * gw_status_ttl(s);
+			created = 1;
+		}
+		if (status_cluster_skip(s, r, now)) {
+			if (created)
+				status_rec_maybe_free(s, r, now);
+			continue;
+		}
+		r->phase = ST_QUEUED;
+		r->busy++;
+		poll[npoll++] = r;
+		s->cnt.cluster_polled++;
+	}
+	if (npoll)
+		status_start_chunks(s, c->acct, poll, npoll, now);
+	for (size_t i = 0; i < c->n; i++)
+		c->recs[i]->busy--;
+	for (size_t i = nclaimed; i < npoll; i++)
+		poll[i]->busy--;
+	for (size_t i = nclaimed; i < npoll; i++)
+		status_rec_maybe_free(s, poll[i], now);
+	for (size_t i = 0; i < c->n; i++)
+		status_rec_maybe_free(s, c->recs[i], now);
+	free(poll);
+	free(c);
+}
+
+/* From the tick: WAITING records whose wait is over are polled here when someone still waits
+ * for them (waiters, or watchers due), else left idle. */
+static void status_waiting_due(struct gw_status *s, int64_t now)
+{
+	struct gw_status_rec *r;
+
+	if (!s->nwaiting)
+		return;
+	for (r = s->all.next; r != &s->all && s->nwaiting; r = r->next) {
+		if (r->phase != ST_WAITING || r->wait_until_ms > now)
+			continue;
+		status_unwait(s, r);
+		if (r->waiters.next != &r->waiters || r->nwatchers || r->refetch) {
+			r->refetch = 0;
+			r->local = 1;
+			s->cnt.cluster_fallback++;
+			gw_status_enqueue(s, r, now);
+		}
+	}
 }
 
 /* ---- timers ---- */
@@ -499,6 +746,7 @@ void gw_status_tick(struct gw_status *s)
 	struct gw_status_rec *r, *nx;
 
 	s->in_tick = 1;
+	status_waiting_due(s, now);
 	gw_status_watchers_due(s, now);
 	status_flush_due(s, now);
 	if (now - s->last_gc_ms >= ttl / 2) {
@@ -525,7 +773,8 @@ struct gw_status *gw_status_new(const struct gw_status_opts *opts, struct gw_cac
 	struct timeval tv;
 
 	if (!opts || !cache || !opts->start || !opts->naccounts || opts->window_ms < 0 ||
-	    opts->batch_max > GW_STATUS_MAX_BATCH)
+	    opts->batch_max > GW_STATUS_MAX_BATCH || opts->claim_max > GW_STATUS_MAX_BATCH ||
+	    (opts->claim && (!opts->claim_max || !opts->claim_cancel)))
 		return NULL;
 	s = calloc(1, sizeof *s);
 	if (!s)
@@ -538,6 +787,7 @@ struct gw_status *gw_status_new(const struct gw_status_opts *opts, struct gw_cac
 	s->cache = cache;
 	s->all.prev = s->all.next = &s->all;
 	s->flying.prev = s->flying.next = &s->flying;
+	s->claiming.prev = s->claiming.next = &s->claiming;
 	s->batch_armed_ms = INT64_MAX;
 	s->accts = calloc(s->o.naccounts, sizeof *s->accts);
 	if (!s->accts)
@@ -580,6 +830,13 @@ void gw_status_free(struct gw_status *s)
 		if (s->o.cancel)
 			s->o.cancel(s->o.transport_arg, f->handle);
 		free(f);
+	}
+	for (l = s->claiming.next; l && l != &s->claiming; l = ln) {
+		struct gw_status_claim *c = status_claim_of(l);
+
+		ln = l->next;
+		s->o.claim_cancel(s->o.cluster_arg, c->handle);
+		free(c);
 	}
 	while (s->all.next && (r = s->all.next) != &s->all) {
 		/* Detach whoever still points here, so a late unwant/unwatch is harmless. */

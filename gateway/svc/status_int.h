@@ -24,7 +24,9 @@ struct event;
 #define STATUS_HOT_TTLS 2		/* a polled rid stays hot this many TTLs after its last want */
 #define STATUS_DEFAULT_BATCH 50
 
-enum status_phase { ST_IDLE, ST_QUEUED, ST_FLYING };
+/* CLAIMING: in a claim in flight (cluster); WAITING: left to another replica's poll until
+ * wait_until_ms. Both behave like FLYING for wants (they join) and watchers. */
+enum status_phase { ST_IDLE, ST_QUEUED, ST_FLYING, ST_CLAIMING, ST_WAITING };
 
 struct gw_status_rec {
 	struct gw_status_rec *hnext;		/* bucket chain */
@@ -36,6 +38,9 @@ struct gw_status_rec {
 	int refetch;			/* a forced refresh arrived while FLYING */
 	int final;			/* the last status seen is final */
 	int busy;			/* callbacks of this record are running: do not free */
+	int local;			/* poll it here, without a claim (forced refresh) */
+	int64_t applied_ms;		/* when a status from elsewhere was last applied, or 0 */
+	int64_t wait_until_ms;		/* WAITING: when it is polled here after all */
 	uint64_t barrier_seq;		/* answers of fetches up to this one are not cached */
 	int64_t last_fetch_ms;		/* start of the last fetch, or INT64_MIN */
 	int64_t last_want_ms;
@@ -69,6 +74,22 @@ struct gw_status_fetch {
 	struct gw_status_rec *recs[];	/* n records, FLYING in this fetch */
 };
 
+struct gw_status_claim {
+	struct status_flink link;	/* in flight; first member */
+	struct gw_status *s;
+	void *handle;
+	size_t acct;
+	int64_t started_ms;
+	size_t n;
+	struct gw_status_rec *recs[];	/* n records, CLAIMING in this claim */
+};
+
+/* What a flush sends: rids polled here, and rids claimed for the cluster first. */
+struct status_out {
+	struct gw_status_rec *poll[GW_STATUS_MAX_BATCH], *claim[GW_STATUS_MAX_BATCH];
+	size_t npoll, nclaim;
+};
+
 struct gw_status {
 	struct gw_status_opts o;
 	struct gw_cache *cache;
@@ -77,6 +98,9 @@ struct gw_status {
 	size_t nrecs;
 	struct status_acct *accts;
 	struct status_flink flying;	/* sentinel of fetches in flight */
+	struct status_flink claiming;	/* sentinel of claims in flight */
+	size_t nwaiting;		/* records WAITING */
+	struct status_out out;		/* status_flush's lists */
 	uint64_t seq;
 	struct event *ev_batch, *ev_tick;
 	int64_t batch_armed_ms;		/* due time the batch timer is armed for; INT64_MAX none */

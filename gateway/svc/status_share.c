@@ -16,6 +16,10 @@
 
 #define SHARE_INSTANCE_MAX 128
 #define SHARE_KEY_PREFIX "st:"
+#define SHARE_PROGRESS_PREFIX "sp:"	/* in-progress statuses, PX TTL */
+#define SHARE_LEASE_PREFIX "poll:"	/* the polling lease of an account */
+#define SHARE_HOT_PREFIX "hot:"		/* the cluster's hot rids of an account */
+#define SHARE_CLAIM_ARGS 7		/* the claim script's arguments before the rids */
 
 /* What commands in flight point at: outlives the module while any is out (see the header). */
 struct share_life {
@@ -35,7 +39,12 @@ struct gw_status_share {
 	struct gw_redis *redis;
 	int (*apply)(void *arg, size_t acct, const Animate3d__V1__JobStatus *st);
 	int (*forget)(void *arg, size_t acct, const char *rid);
+	int (*apply_aged)(void *arg, size_t acct, const Animate3d__V1__JobStatus *st, int64_t age_ms,
+			  int only_tracked);
+	void (*claim_done)(struct gw_status_claim *c, int ok, int64_t wait_ms,
+			   const unsigned char *verdict, const char *const *extra, size_t nextra);
 	void *apply_arg;
+	int64_t progress_ttl_ms, lease_ms, wait_ms;
 	struct share_life *life;
 	const char *const *accounts;
 	size_t naccounts;
@@ -95,6 +104,44 @@ static void share_on_store(void *arg, const redisReply *reply, const char *err)
 	}
 }
 
+static int share_acct_key(const struct gw_status_share *sh, const char *what, size_t acct,
+			  char *buf, size_t cap)
+{
+	char name[GW_REDIS_KEY_MAX];
+	int n = snprintf(name, sizeof name, "%s%s", what, sh->accounts[acct]);
+
+	if (n < 0 || (size_t)n >= sizeof name)
+		return -1;
+	return gw_redis_key(sh->redis, name, buf, cap);
+}
+
+static void share_on_unhot(void *arg, const redisReply *reply, const char *err)
+{
+	(void)reply;
+	(void)err;	/* a final left in the hot set is polled once more, then dropped after 2 TTL */
+	share_life_back(arg);
+}
+
+/* A final rid leaves the cluster's hot set: nobody needs to poll it any more. */
+static void share_unhot(struct gw_status_share *sh, size_t acct, const char *rid)
+{
+	char key[GW_REDIS_KEY_MAX];
+	const char *argv[3];
+	size_t argvlen[3];
+	int klen;
+
+	if (!sh->apply_aged || (klen = share_acct_key(sh, SHARE_HOT_PREFIX, acct, key, sizeof key)) <= 0)
+		return;
+	argv[0] = "ZREM";
+	argv[1] = key;
+	argv[2] = rid;
+	argvlen[0] = 4;
+	argvlen[1] = (size_t)klen;
+	argvlen[2] = strlen(rid);
+	if (gw_redis_command(sh->redis, share_on_unhot, sh->life, 3, argv, argvlen) == 0)
+		sh->life->pending++;
+}
+
 void gw_status_share_final(void *arg, size_t acct, const Animate3d__V1__JobStatus *st)
 {
 	struct gw_status_share *sh = arg;
@@ -134,6 +181,7 @@ void gw_status_share_final(void *arg, size_t acct, const Animate3d__V1__JobStatu
 	} else {
 		sh->cnt.store_failed++;
 	}
+	share_unhot(sh, acct, st->rid);
 	if (gw_redis_publish(sh->redis, GW_STATUS_SHARE_CHANNEL, (const char *)msg, packed + head,
 			     share_on_publish, sh->life) == 0) {
 		sh->life->pending++;
@@ -190,6 +238,33 @@ static Animate3d__V1__JobStatus *share_unpack(const void *p, size_t len)
 	return st;
 }
 
+/* Another replica's in-progress statuses (a packed GetStatusResponse): applied, as if fetched
+ * here, to the rids this replica tracks. */
+static void share_on_progress(struct gw_status_share *sh, size_t acct, const char *p, size_t len)
+{
+	Animate3d__V1__GetStatusResponse *resp;
+
+	if (!sh->apply_aged)
+		return;
+	resp = animate3d__v1__get_status_response__unpack(NULL, len, (const uint8_t *)p);
+	if (!resp) {
+		sh->cnt.bad++;
+		return;
+	}
+	for (size_t i = 0; i < resp->n_statuses; i++) {
+		const Animate3d__V1__JobStatus *st = resp->statuses[i];
+
+		if (!st || !st->rid || !gw_tr_rid_valid(st->rid) || gw_cache_state_final((int)st->state)) {
+			sh->cnt.bad++;
+			continue;
+		}
+		sh->cnt.progress_received++;
+		if (sh->apply_aged(sh->apply_arg, acct, st, 0, 1) == 1)
+			sh->cnt.progress_applied++;
+	}
+	protobuf_c_message_free_unpacked(&resp->base, NULL);
+}
+
 static void share_on_message(void *arg, const char *channel, const char *msg, size_t len)
 {
 	struct gw_status_share *sh = arg;
@@ -205,7 +280,7 @@ static void share_on_message(void *arg, const char *channel, const char *msg, si
 		return;
 	}
 	sh->cnt.received++;
-	if (len < 2 || (p[0] != '1' && p[0] != '2') || p[1] != '\t')
+	if (len < 2 || (p[0] != '1' && p[0] != '2' && p[0] != '3') || p[1] != '\t')
 		goto bad;
 	inst = p + 2;
 	p = memchr(inst, '\t', (size_t)(end - inst));
@@ -240,6 +315,10 @@ static void share_on_message(void *arg, const char *channel, const char *msg, si
 		if (sh->forget)
 			sh->forget(sh->apply_arg, i, rid);
 		sh->cnt.forgotten++;
+		return;
+	}
+	if (msg[0] == '3') {
+		share_on_progress(sh, i, p, (size_t)(end - p));
 		return;
 	}
 	st = share_unpack(p, (size_t)(end - p));
@@ -347,6 +426,325 @@ void gw_status_share_lookup_cancel(struct gw_status_share_lookup *lk)
 		lk->done = NULL;	/* freed when its reply comes */
 }
 
+/* ---- in-progress polling: claims and the shared answers ---- */
+
+/*
+ * The claim. ARGV: lease key, hot key, progress key prefix, instance, lease_ms, hot_ttl_ms, cap,
+ * rid... Adds the rids to the hot set (score: Redis's clock; stale members dropped first; past
+ * the cap a rid is not added). Flags per rid: 'w' already hot, 'n' new, 'f' set full.
+ * Returns {1, lease_ms, flags, member...} when it took the lease (this replica polls the hot
+ * set), {2, pttl, flags} when the lease is already this replica's, {0, pttl, flags, value, pttl,
+ * ...} when another replica holds it: per rid its stored in-progress entry ("" when none or not
+ * hot) and that entry's PTTL. Keys are built from the prefix: the gateway talks to one Redis
+ * server, not a cluster.
+ */
+static struct gw_redis_script share_claim_script = {
+	.lua =
+	"local lease, hot, sp, me = ARGV[1], ARGV[2], ARGV[3], ARGV[4]\n"
+	"local hot_ttl, cap = tonumber(ARGV[6]), tonumber(ARGV[7])\n"
+	"local t = redis.call('TIME')\n"
+	"local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+	"redis.call('ZREMRANGEBYSCORE', hot, '-inf', now - hot_ttl)\n"
+	"local size = redis.call('ZCARD', hot)\n"
+	"local flags = {}\n"
+	"for i = 8, #ARGV do\n"
+	"  if redis.call('ZSCORE', hot, ARGV[i]) then\n"
+	"    redis.call('ZADD', hot, now, ARGV[i]); flags[#flags + 1] = 'w'\n"
+	"  elseif size < cap then\n"
+	"    redis.call('ZADD', hot, now, ARGV[i]); size = size + 1; flags[#flags + 1] = 'n'\n"
+	"  else flags[#flags + 1] = 'f' end\n"
+	"end\n"
+	"if size > 0 then redis.call('PEXPIRE', hot, hot_ttl) end\n"
+	"local f = table.concat(flags)\n"
+	"local cur = redis.call('GET', lease)\n"
+	"if not cur then\n"
+	"  redis.call('SET', lease, me, 'PX', ARGV[5])\n"
+	"  local out = {1, tonumber(ARGV[5]), f}\n"
+	"  local m = redis.call('ZRANGE', hot, 0, cap - 1)\n"
+	"  for i = 1, #m do out[#out + 1] = m[i] end\n"
+	"  return out\n"
+	"end\n"
+	"if cur == me then return {2, redis.call('PTTL', lease), f} end\n"
+	"local out = {0, redis.call('PTTL', lease), f}\n"
+	"for i = 8, #ARGV do\n"
+	"  local v = false\n"
+	"  if flags[i - 7] == 'w' then v = redis.call('GET', sp .. ARGV[i]) end\n"
+	"  if v then\n"
+	"    out[#out + 1] = v; out[#out + 1] = redis.call('PTTL', sp .. ARGV[i])\n"
+	"  else out[#out + 1] = ''; out[#out + 1] = -2 end\n"
+	"end\n"
+	"return out\n",
+};
+
+/* ARGV: progress key prefix, ttl_ms, channel, message, then rid, value pairs: stores each value
+ * under prefix..rid (PX ttl) and publishes the message once. */
+static struct gw_redis_script share_progress_script = {
+	.lua =
+	"for i = 5, #ARGV, 2 do\n"
+	"  redis.call('SET', ARGV[1] .. ARGV[i], ARGV[i + 1], 'PX', ARGV[2])\n"
+	"end\n"
+	"return redis.call('PUBLISH', ARGV[3], ARGV[4])\n",
+};
+
+struct share_claim {
+	struct share_life *life;
+	struct gw_status_claim *c;	/* NULL: cancelled */
+	size_t acct, n;
+	char rids[][GW_TR_RID_MAX + 1];
+};
+
+static int64_t share_int(const redisReply *e)
+{
+	if (e->type == REDIS_REPLY_INTEGER)
+		return (int64_t)e->integer;
+	if (e->type == REDIS_REPLY_STRING)
+		return strtoll(e->str, NULL, 10);
+	return -1;
+}
+
+static void share_on_claim(void *arg, const redisReply *reply, const char *err)
+{
+	struct share_claim *sc = arg;
+	struct gw_status_share *sh;
+	unsigned char verdict[GW_STATUS_SHARE_CLAIM_MAX];
+	const char **extra = NULL;
+	size_t nextra = 0;
+	int ok = 0;
+	const char *flags;
+	int64_t kind, pttl;
+
+	if (!share_life_back(sc->life) || !sc->c) {
+		free(sc);
+		return;
+	}
+	sh = sc->life->sh;
+	if (err || !reply || reply->type != REDIS_REPLY_ARRAY || reply->elements < 3 ||
+	    reply->element[2]->type != REDIS_REPLY_STRING || reply->element[2]->len != sc->n) {
+		sh->cnt.claim_failed++;
+		goto done;
+	}
+	kind = share_int(reply->element[0]);
+	pttl = share_int(reply->element[1]);
+	flags = reply->element[2]->str;
+	memset(verdict, 0, sizeof verdict);
+	ok = 1;
+	if (kind == 1) {
+		sh->cnt.lease_taken++;
+		nextra = reply->elements - 3;
+		extra = calloc(nextra ? nextra : 1, sizeof *extra);
+		if (!extra)
+			nextra = 0;
+		for (size_t i = 0; i < nextra; i++) {
+			const redisReply *e = reply->element[3 + i];
+
+			extra[i] = e->type == REDIS_REPLY_STRING ? e->str : "";
+		}
+	} else if (kind == 2) {
+		sh->cnt.lease_held++;
+	} else if (kind == 0 && reply->elements == 3 + 2 * sc->n) {
+		sh->cnt.lease_lost++;
+		for (size_t i = 0; i < sc->n; i++) {
+			const redisReply *v = reply->element[3 + 2 * i];
+			int64_t vttl = share_int(reply->element[4 + 2 * i]);
+			Animate3d__V1__JobStatus *st = NULL;
+
+			if (flags[i] == 'n') {
+				sh->cnt.claim_new++;
+				continue;
+			}
+			if (flags[i] != 'w') {
+				sh->cnt.claim_full++;
+				continue;
+			}
+			if (v->type == REDIS_REPLY_STRING && v->len > 0 && vttl > 0)
+				st = animate3d__v1__job_status__unpack(NULL, v->len, (const uint8_t *)v->str);
+			if (st && st->rid && strcmp(st->rid, sc->rids[i]) == 0 &&
+			    !gw_cache_state_final((int)st->state) && vttl <= sh->progress_ttl_ms &&
+			    sh->apply_aged(sh->apply_arg, sc->acct, st, sh->progress_ttl_ms - vttl, 0) >= 0) {
+				/* Applied: the record is fresh, the claim's end serves its waiters. */
+				sh->cnt.claim_stored++;
+				verdict[i] = GW_STATUS_SHARE_WAIT;
+			} else if (pttl >= 0 && sh->lease_ms - pttl < sh->wait_ms) {
+				/* The holder took the lease lately: its answer is on its way. */
+				verdict[i] = GW_STATUS_SHARE_WAIT;
+			}
+			if (st)
+				protobuf_c_message_free_unpacked(&st->base, NULL);
+		}
+	} else {
+		sh->cnt.claim_failed++;
+		ok = 0;
+	}
+done:
+	sh->claim_done(sc->c, ok, sh->wait_ms, verdict, extra, nextra);
+	free(extra);
+	free(sc);
+}
+
+void *gw_status_share_claim(void *arg, size_t acct, const char *const *rids, size_t n,
+			    struct gw_status_claim *c)
+{
+	struct gw_status_share *sh = arg;
+	char lease[GW_REDIS_KEY_MAX], hot[GW_REDIS_KEY_MAX], sp[GW_REDIS_KEY_MAX];
+	char lease_ms[24], hot_ttl[24], cap[24];
+	const char *argv[GW_REDIS_MAX_ARGS];
+	size_t argvlen[GW_REDIS_MAX_ARGS];
+	struct share_claim *sc = NULL;
+	int kl, hl, pl;
+
+	if (!sh || !sh->apply_aged || acct >= sh->naccounts || n == 0 ||
+	    n > GW_STATUS_SHARE_CLAIM_MAX || !gw_redis_connected(sh->redis))
+		goto refused;
+	kl = share_acct_key(sh, SHARE_LEASE_PREFIX, acct, lease, sizeof lease);
+	hl = share_acct_key(sh, SHARE_HOT_PREFIX, acct, hot, sizeof hot);
+	pl = share_acct_key(sh, SHARE_PROGRESS_PREFIX, acct, sp, sizeof sp);
+	if (kl <= 0 || hl <= 0 || pl <= 0 || (size_t)pl + 2 >= sizeof sp)
+		goto refused;
+	sp[pl++] = ':';	/* <prefix>sp:<account>:<rid> */
+	sp[pl] = '\0';
+	sc = calloc(1, sizeof *sc + n * sizeof sc->rids[0]);
+	if (!sc)
+		goto refused;
+	snprintf(lease_ms, sizeof lease_ms, "%lld", (long long)sh->lease_ms);
+	snprintf(hot_ttl, sizeof hot_ttl, "%lld", (long long)(2 * sh->progress_ttl_ms));
+	snprintf(cap, sizeof cap, "%d", GW_STATUS_SHARE_HOT_MAX);
+	argv[0] = lease;
+	argv[1] = hot;
+	argv[2] = sp;
+	argv[3] = sh->instance;
+	argv[4] = lease_ms;
+	argv[5] = hot_ttl;
+	argv[6] = cap;
+	for (int i = 0; i < SHARE_CLAIM_ARGS; i++)
+		argvlen[i] = strlen(argv[i]);
+	for (size_t i = 0; i < n; i++) {
+		if (!rids[i] || !gw_tr_rid_valid(rids[i]))
+			goto refused;
+		snprintf(sc->rids[i], sizeof sc->rids[i], "%s", rids[i]);
+		argv[SHARE_CLAIM_ARGS + i] = sc->rids[i];
+		argvlen[SHARE_CLAIM_ARGS + i] = strlen(sc->rids[i]);
+	}
+	sc->life = sh->life;
+	sc->c = c;
+	sc->acct = acct;
+	sc->n = n;
+	if (gw_redis_eval(sh->redis, &share_claim_script, 0, SHARE_CLAIM_ARGS + (int)n, argv, argvlen,
+			  share_on_claim, sc) != 0)
+		goto refused;
+	sh->life->pending++;
+	return sc;
+refused:
+	free(sc);
+	if (sh)
+		sh->cnt.claim_local++;
+	return NULL;
+}
+
+void gw_status_share_claim_cancel(void *arg, void *handle)
+{
+	struct share_claim *sc = handle;
+
+	(void)arg;
+	if (sc)
+		sc->c = NULL;	/* freed when its reply comes */
+}
+
+static void share_on_progress_sent(void *arg, const redisReply *reply, const char *err)
+{
+	struct share_life *life = arg;
+
+	(void)reply;
+	if (!share_life_back(life))
+		return;
+	if (err) {
+		life->sh->cnt.progress_publish_failed++;
+		life->sh->cnt.progress_published--;
+	}
+}
+
+/* Stores and publishes st[0..n) (1..GW_STATUS_SHARE_PUBLISH_MAX) in one script call. */
+static void share_progress_chunk(struct gw_status_share *sh, size_t acct,
+				 const Animate3d__V1__JobStatus *const *st, size_t n)
+{
+	Animate3d__V1__GetStatusResponse resp = ANIMATE3D__V1__GET_STATUS_RESPONSE__INIT;
+	char sp[GW_REDIS_KEY_MAX], ttl[24], channel[GW_REDIS_CHANNEL_MAX + 1];
+	const char *argv[GW_REDIS_MAX_ARGS];
+	size_t argvlen[GW_REDIS_MAX_ARGS], packed, head, off;
+	uint8_t *buf = NULL;
+	int pl, cl, argc = 4;
+
+	pl = share_acct_key(sh, SHARE_PROGRESS_PREFIX, acct, sp, sizeof sp);
+	cl = gw_redis_key(sh->redis, GW_STATUS_SHARE_CHANNEL, channel, sizeof channel);
+	if (pl <= 0 || (size_t)pl + 2 >= sizeof sp || cl <= 0)
+		goto failed;
+	sp[pl++] = ':';
+	sp[pl] = '\0';
+	resp.statuses = (Animate3d__V1__JobStatus **)st;
+	resp.n_statuses = n;
+	packed = protobuf_c_message_get_packed_size(&resp.base);
+	head = strlen(sh->instance) + strlen(sh->accounts[acct]) + 4;
+	/* The message, then each status's packed bytes for its key. */
+	if (2 * packed + head > GW_STATUS_SHARE_MAX_MSG || !(buf = malloc(2 * packed + head + 1)))
+		goto failed;
+	snprintf((char *)buf, head + 1, "3\t%s\t%s\t", sh->instance, sh->accounts[acct]);
+	protobuf_c_message_pack(&resp.base, buf + head);
+	snprintf(ttl, sizeof ttl, "%lld", (long long)sh->progress_ttl_ms);
+	argv[0] = sp;
+	argv[1] = ttl;
+	argv[2] = channel;
+	argv[3] = (const char *)buf;
+	argvlen[0] = (size_t)pl;
+	argvlen[1] = strlen(ttl);
+	argvlen[2] = (size_t)cl;
+	argvlen[3] = head + packed;
+	off = head + packed;
+	for (size_t i = 0; i < n; i++) {
+		size_t len = protobuf_c_message_pack(&st[i]->base, buf + off);
+
+		argv[argc] = st[i]->rid;
+		argvlen[argc++] = strlen(st[i]->rid);
+		argv[argc] = (const char *)buf + off;
+		argvlen[argc++] = len;
+		off += len;
+	}
+	if (gw_redis_eval(sh->redis, &share_progress_script, 0, argc, argv, argvlen,
+			  share_on_progress_sent, sh->life) != 0)
+		goto failed;
+	sh->life->pending++;
+	sh->cnt.progress_published++;
+	free(buf);
+	return;
+failed:
+	free(buf);
+	sh->cnt.progress_publish_failed++;
+}
+
+void gw_status_share_polled(void *arg, size_t acct, const Animate3d__V1__JobStatus *const *st,
+			    size_t n)
+{
+	struct gw_status_share *sh = arg;
+	const Animate3d__V1__JobStatus *chunk[GW_STATUS_SHARE_PUBLISH_MAX];
+	size_t k = 0;
+
+	if (!sh || !sh->apply_aged || acct >= sh->naccounts)
+		return;
+	if (!gw_redis_connected(sh->redis)) {
+		sh->cnt.progress_publish_failed++;
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (!st[i] || !st[i]->rid || !gw_tr_rid_valid(st[i]->rid))
+			continue;
+		chunk[k++] = st[i];
+		if (k == GW_STATUS_SHARE_PUBLISH_MAX) {
+			share_progress_chunk(sh, acct, chunk, k);
+			k = 0;
+		}
+	}
+	if (k)
+		share_progress_chunk(sh, acct, chunk, k);
+}
+
 /* ---- the module ---- */
 
 struct gw_status_share *gw_status_share_new(const struct gw_status_share_opts *o, char *err,
@@ -372,10 +770,25 @@ struct gw_status_share *gw_status_share_new(const struct gw_status_share_opts *o
 		snprintf(err, errlen, "shared status: out of memory");
 		return NULL;
 	}
+	if (!share_claim_script.sha[0]) {
+		gw_redis_script_init(&share_claim_script);
+		gw_redis_script_init(&share_progress_script);
+	}
 	sh->life->sh = sh;
 	sh->redis = o->redis;
 	sh->apply = o->apply;
 	sh->forget = o->forget;
+	if (o->apply_aged && o->claim_done && o->ttl_ms > 0) {
+		sh->apply_aged = o->apply_aged;
+		sh->claim_done = o->claim_done;
+		sh->progress_ttl_ms = o->ttl_ms;
+		/* Shorter than the TTL: the holder's own entries expire at the TTL, and by then the
+		 * lease is free again for whoever polls first, so one poll covers each window. */
+		sh->lease_ms = o->ttl_ms - o->ttl_ms / 10;
+		if (sh->lease_ms < 1)
+			sh->lease_ms = 1;
+		sh->wait_ms = o->ttl_ms / 4 > 50 ? o->ttl_ms / 4 : 50;
+	}
 	sh->apply_arg = o->apply_arg;
 	sh->accounts = o->accounts;
 	sh->naccounts = o->naccounts;
@@ -429,6 +842,19 @@ void gw_status_share_metrics(void *arg, struct gw_metrics_out *o)
 		{ "lookup_failed", offsetof(struct gw_status_share_counters, lookup_failed) },
 		{ "lookup_hits", offsetof(struct gw_status_share_counters, lookup_hits) },
 		{ "lookup_misses", offsetof(struct gw_status_share_counters, lookup_misses) },
+		{ "lease_taken", offsetof(struct gw_status_share_counters, lease_taken) },
+		{ "lease_held", offsetof(struct gw_status_share_counters, lease_held) },
+		{ "lease_lost", offsetof(struct gw_status_share_counters, lease_lost) },
+		{ "claim_local", offsetof(struct gw_status_share_counters, claim_local) },
+		{ "claim_failed", offsetof(struct gw_status_share_counters, claim_failed) },
+		{ "claim_new", offsetof(struct gw_status_share_counters, claim_new) },
+		{ "claim_full", offsetof(struct gw_status_share_counters, claim_full) },
+		{ "claim_stored", offsetof(struct gw_status_share_counters, claim_stored) },
+		{ "progress_published", offsetof(struct gw_status_share_counters, progress_published) },
+		{ "progress_publish_failed",
+		  offsetof(struct gw_status_share_counters, progress_publish_failed) },
+		{ "progress_received", offsetof(struct gw_status_share_counters, progress_received) },
+		{ "progress_applied", offsetof(struct gw_status_share_counters, progress_applied) },
 	};
 	static const struct gw_status_share_counters zero;
 	const struct gw_status_share *sh = arg;

@@ -17,6 +17,20 @@
  *   while the pub/sub connection was down are lost (pub/sub is at most once): the watchers'
  *   polling every TTL still brings those final states.
  *
+ * - In-progress polling (claims): per account and TTL window, one replica holds a short lease
+ *   (<prefix>poll:<account>, its instance id, PX lease_ms ~ 0.9 TTL) and polls the cluster's hot
+ *   rids: the sorted set <prefix>hot:<account> (rid -> last time a replica wanted it, on Redis's
+ *   clock; members older than 2 TTL are dropped, at most GW_STATUS_SHARE_HOT_MAX members, finals
+ *   removed). One script per claim (gw_status_share_claim) adds the claimed rids to the set and
+ *   takes the lease when it is free (this replica then polls the whole set), or says who polls
+ *   what: rids new to the set, or past its cap, are polled here; the others were polled (or are
+ *   being polled) by the holder: their stored entry (<prefix>sp:<account>:<rid>, PX TTL) is
+ *   applied at once, or they wait for its message (WAIT, at most wait_ms) when the lease is
+ *   younger than that. Every replica that polls upstream shares the in-progress statuses it read
+ *   (gw_status_share_polled: stored, and published as "3\t<instance>\t<account>\t<packed
+ *   GetStatusResponse>"); the others apply them to their cache, as if fetched, when they track
+ *   the rid. Redis down or a script failing: the rids are polled here, as with one replica.
+ *
  * Commands in flight when the module is freed complete into a small leftover record (freed with
  * the last one), never into freed state.
  */
@@ -31,10 +45,16 @@
 #define GW_STATUS_SHARE_CHANNEL "status"
 #define GW_STATUS_SHARE_TTL_MS (24LL * 3600 * 1000)	/* default lifetime of a shared final */
 #define GW_STATUS_SHARE_MAX_MSG (64u << 10)		/* bytes of one message (= cache value cap) */
+#define GW_STATUS_SHARE_HOT_MAX 2000	/* rids in an account's cluster-wide hot set */
+#define GW_STATUS_SHARE_CLAIM_MAX 48	/* rids per claim (one script call's arguments) */
+#define GW_STATUS_SHARE_PUBLISH_MAX 25	/* statuses per stored-and-published chunk */
 
 struct gw_redis;
 struct gw_status_share;
+struct gw_status_claim;
 struct gw_metrics_out;
+
+#define GW_STATUS_SHARE_WAIT 1		/* a claim's verdict: another replica polls the rid */
 
 struct gw_status_share_opts {
 	struct gw_redis *redis;		/* borrowed; freed after the module */
@@ -43,6 +63,16 @@ struct gw_status_share_opts {
 	int (*apply)(void *arg, size_t acct, const Animate3d__V1__JobStatus *st);
 	/* gw_status_forget() of the status module (same arg): another replica restarted rid. */
 	int (*forget)(void *arg, size_t acct, const char *rid);
+	/* gw_status_apply_aged() of the status module (same arg): an in-progress status read
+	 * age_ms ago by another replica. NULL: in-progress polling is not coordinated. */
+	int (*apply_aged)(void *arg, size_t acct, const Animate3d__V1__JobStatus *st, int64_t age_ms,
+			  int only_tracked);
+	int64_t ttl_ms;			/* the status cache's TTL (cache.status_ttl_ms), > 0 with apply_aged */
+	/* gw_status_claim_done() of the status module, for a claim (c: what the claim hook got):
+	 * ok 0 = no answer; verdict[i] 0 = poll here, GW_STATUS_SHARE_WAIT = wait; extra: the
+	 * cluster's hot rids this replica polls (it took the lease). Required with apply_aged. */
+	void (*claim_done)(struct gw_status_claim *c, int ok, int64_t wait_ms,
+			   const unsigned char *verdict, const char *const *extra, size_t nextra);
 	void *apply_arg;
 	const char *instance;		/* this replica's id (copied) */
 	const char *const *accounts;	/* account names by index (borrowed, outlive the module) */
@@ -60,6 +90,13 @@ struct gw_status_share_counters {
 	uint64_t lookups, lookup_refused;	/* MGETs sent / not sent (Redis down: upstream) */
 	uint64_t lookup_failed;			/* MGETs that failed (error, timeout: upstream) */
 	uint64_t lookup_hits, lookup_misses;	/* rids found / not found */
+	uint64_t lease_taken, lease_held;	/* claims that took this window's lease / found it ours */
+	uint64_t lease_lost;			/* claims that found another replica's lease */
+	uint64_t claim_local, claim_failed;	/* claims not sent (Redis down) / failed: polled here */
+	uint64_t claim_new, claim_full;		/* rids new to the hot set / past its cap: polled here */
+	uint64_t claim_stored;			/* rids served from another replica's stored entry */
+	uint64_t progress_published, progress_publish_failed;	/* in-progress chunks shared */
+	uint64_t progress_received, progress_applied;	/* in-progress statuses received / applied */
 };
 
 /* Subscribes to the channel. NULL with err when the options are invalid or memory runs out. */
@@ -89,6 +126,17 @@ struct gw_status_share_lookup *gw_status_share_lookup(struct gw_status_share *sh
 						      gw_status_share_found_fn done, void *arg);
 /* done will not run. Only before it ran. */
 void gw_status_share_lookup_cancel(struct gw_status_share_lookup *lk);
+
+/* The status module's claim hooks (gateway/svc/status.h, gw_status_claim_fn and friends; sh is
+ * the module): claims rids[0..n) (1..GW_STATUS_SHARE_CLAIM_MAX) for the cluster. NULL when not
+ * sent (Redis down, no apply_aged: counted); otherwise opts.claim_done runs once, later. */
+void *gw_status_share_claim(void *sh, size_t acct, const char *const *rids, size_t n,
+			    struct gw_status_claim *c);
+/* gw_status_claim_done will not run for handle. Does not use the module (it may be freed). */
+void gw_status_share_claim_cancel(void *sh, void *handle);
+/* In-progress statuses st[0..n) this replica read upstream: stored and published in chunks. */
+void gw_status_share_polled(void *sh, size_t acct, const Animate3d__V1__JobStatus *const *st,
+			    size_t n);
 
 const struct gw_status_share_counters *gw_status_share_counters(const struct gw_status_share *sh);
 /* cluster_status_total{what=...} (registry renderer; arg = the module, NULL renders zeros). */

@@ -112,9 +112,14 @@ int gw_status_refresh(struct gw_status *s, size_t acct, const char *rid)
 	s->cnt.forced++;
 	r->final = 0;
 	r->last_want_ms = now;
+	r->local = 1;	/* a webhook said it changed: polled here, not left to the cluster */
+	if (r->phase == ST_WAITING) {
+		r->phase = ST_IDLE;
+		s->nwaiting--;
+	}
 	if (r->phase == ST_IDLE)
 		gw_status_enqueue(s, r, now);
-	else if (r->phase == ST_FLYING)
+	else if (r->phase == ST_FLYING || r->phase == ST_CLAIMING)
 		r->refetch = 1;
 	return 0;
 }
@@ -140,6 +145,9 @@ int gw_status_forget(struct gw_status *s, size_t acct, const char *rid)
 	if (r->phase == ST_FLYING) {
 		r->barrier_seq = s->seq;
 		r->refetch = 1;
+	} else if (r->phase == ST_CLAIMING || r->phase == ST_WAITING) {
+		r->refetch = 1;		/* polled here once the claim or the wait ends */
+		r->local = 1;
 	}
 	return 0;
 }

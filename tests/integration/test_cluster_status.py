@@ -38,9 +38,10 @@ def _metric(gw, what):
     return harness.metrics(gw).get('animate3d_gateway_cluster_status_total{what="%s"}' % what, 0)
 
 
-def _cluster_config(stack, name, grpc_port, http_port, public_http_port, seal):
+def _cluster_config(stack, name, grpc_port, http_port, public_http_port, seal, ttl_ms=TTL_MS,
+                    key_prefix=None, rate=(1000, 2000)):
     text = harness.gateway_config(grpc_port, http_port, "SIMURL",
-                                  os.path.join(stack.workdir, name + ".db"))
+                                  os.path.join(stack.workdir, name + ".db"), rate=rate)
     text, n = re.subn(r"state:\n  path: [^\n]*\n",
                       'state:\n  postgres:\n    dsn: "hostaddr=127.0.0.1 port=%s dbname=%s user=%s"\n'
                       "    password_file: %s\n"
@@ -49,15 +50,18 @@ def _cluster_config(stack, name, grpc_port, http_port, public_http_port, seal):
                       text)
     assert n == 1, text
     assert "status_ttl_ms: 1000" in text
-    text = text.replace("status_ttl_ms: 1000", "status_ttl_ms: %d" % TTL_MS)
+    text = text.replace("status_ttl_ms: 1000", "status_ttl_ms: %d" % ttl_ms)
     # The simulator reads at most 255 bytes of rids from one /status path (about 10 rids).
     text = text.replace("batch_max: 50", "batch_max: 10")
     redis = ("redis:\n  url: redis://127.0.0.1:%s/0\n" % os.environ["A3D_REDIS_PORT"])
     if os.environ.get("A3D_REDIS_PASSWORD_FILE") and os.path.getsize(os.environ["A3D_REDIS_PASSWORD_FILE"]):
         redis += "  password_file: %s\n" % os.environ["A3D_REDIS_PASSWORD_FILE"]
     redis += "  seal_key_file: %s\n" % seal
+    if key_prefix:
+        redis += '  key_prefix: "%s"\n' % key_prefix
     text += "cluster:\n  expected_replicas: 3\n" + redis
-    text += "webhooks:\n  public_url: http://127.0.0.1:%d\n" % public_http_port
+    if public_http_port:
+        text += "webhooks:\n  public_url: http://127.0.0.1:%d\n" % public_http_port
     return text
 
 
@@ -204,45 +208,94 @@ def test_finals_served_from_redis_without_upstream(cluster):
     assert sim.count(STATUS_ROUTE) == before
 
 
-def _poll_load(gws, rids, seconds):
-    """Pollers spread round-robin over gws for `seconds`."""
-    errors = []
-    t_end = time.monotonic() + seconds
+# Coordinated polling (issue 16): a cluster of its own, on a simulator whose jobs stay in progress
+# for the whole measurement, with a short TTL so that a few seconds hold many windows.
+POLL_TTL_MS = 500
+POLL_JOBS = 60          # in-progress jobs polled (6 upstream requests of 10 rids per window)
+POLL_SLICE = 10         # rids per GetStatus
+POLL_CALLERS = 36       # pollers; each slice is polled through every replica
+POLL_SECONDS = 4.0      # per phase: 8 TTL windows
+POLL_BOUND = 1.2        # 3 replicas / 1 replica, upstream GET /status per TTL window
 
-    def poller(g):
+
+@pytest.fixture(scope="module")
+def poll_cluster(stack):
+    sim = stack.sim(name="pollsim", job_seconds=120)
+    seal = os.path.join(stack.workdir, "poll-seal.key")
+    with open(seal, "wb") as f:
+        f.write(os.urandom(32))
+    os.chmod(seal, 0o600)
+    gws = []
+    for name in ("poll-a", "poll-b", "poll-c"):
+        gp, hp = harness.free_port(), harness.free_port()
+        # A key prefix of its own: the other cluster's "sim" account is another upstream.
+        # Tenant limits far above the pollers' calls: upstream load is what is measured.
+        text = _cluster_config(stack, name, gp, hp, None, seal, ttl_ms=POLL_TTL_MS,
+                               key_prefix="a3dpoll:", rate=(30000, 60000))
+        gws.append(stack.gateway(sim, name=name, config_text=text.replace("SIMURL", sim.url),
+                                 grpc_port=gp, http_port=hp))
+    return sim, gws
+
+
+def _poll_load(gws, rids, seconds, callers=9, slice_len=None):
+    """callers pollers spread round-robin over gws for `seconds`; each polls a slice of rids
+    (all of them by default), every slice through every gw. -> GetStatus calls made."""
+    errors, calls = [], [0]
+    t_end = time.monotonic() + seconds
+    slice_len = slice_len or len(rids)
+    nslices = max(1, len(rids) // slice_len)
+
+    def poller(i):
+        g = gws[i % len(gws)]
+        k = (i // len(gws)) % nslices
+        mine = rids[k * slice_len:(k + 1) * slice_len]
         while time.monotonic() < t_end:
             try:
-                g.jobs.GetStatus(jobs_pb2.GetStatusRequest(rids=rids), timeout=5, metadata=g.md())
+                r = g.jobs.GetStatus(jobs_pb2.GetStatusRequest(rids=mine), timeout=5, metadata=g.md())
+                assert len(r.statuses) == len(mine)
+                calls[0] += 1
             except grpc.RpcError as e:
                 errors.append(e.code())
-            time.sleep(0.02)
+            time.sleep(0.03)
 
-    threads = [threading.Thread(target=poller, args=(gws[i % len(gws)],)) for i in range(9)]
+    threads = [threading.Thread(target=poller, args=(i,)) for i in range(callers)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout=seconds + 30)
     assert not errors, errors[:3]
+    return calls[0]
 
 
-def test_polling_through_all_replicas(cluster):
-    """Upstream GET /status per TTL window, one replica vs three (printed; coalescing the
-    in-progress polling across replicas is not built yet: about 3x is expected)."""
-    sim, gws = cluster
-    figures = {}
-    for label, targets in (("1 replica", gws[:1]), ("3 replicas", gws)):
-        rids = _start(gws[0], 4, label[0])
-        time.sleep(0.2)
-        before, t0 = sim.count(STATUS_ROUTE), time.monotonic()
-        _poll_load(targets, rids, 1.5)
-        windows = (time.monotonic() - t0) * 1000.0 / TTL_MS
-        figures[label] = (sim.count(STATUS_ROUTE) - before) / max(windows, 0.5)
-        _wait(lambda: all(st.state == jobs_pb2.SUCCESS for st in gws[0].jobs.GetStatus(
-            jobs_pb2.GetStatusRequest(rids=rids), timeout=5, metadata=gws[0].md()).statuses),
-            20, "jobs done")
-    print("\nupstream GET /status per TTL window: 1 replica %.1f, 3 replicas %.1f"
-          % (figures["1 replica"], figures["3 replicas"]))
-    assert figures["3 replicas"] <= 3 * figures["1 replica"] + 3
+def _poll_figure(sim, gws, rids):
+    before, t0 = sim.count(STATUS_ROUTE), time.monotonic()
+    calls = _poll_load(gws, rids, POLL_SECONDS, callers=POLL_CALLERS, slice_len=POLL_SLICE)
+    windows = (time.monotonic() - t0) * 1000.0 / POLL_TTL_MS
+    return (sim.count(STATUS_ROUTE) - before) / windows, calls
+
+
+def test_polling_through_all_replicas(poll_cluster):
+    """Upstream GET /status per TTL window, callers on one replica vs the same callers spread
+    over three: one replica per window holds the lease and polls the cluster's hot rids, the
+    others serve what it published."""
+    sim, gws = poll_cluster
+    rids = _start(gws[0], POLL_JOBS, "poll")
+    for g in gws:       # every replica has its callers' rids hot before the measurement
+        _poll_load([g], rids, 0.6, callers=POLL_JOBS // POLL_SLICE, slice_len=POLL_SLICE)
+    one, calls1 = _poll_figure(sim, gws[:1], rids)
+    three, calls3 = _poll_figure(sim, gws, rids)
+    states = [st.state for st in gws[0].jobs.GetStatus(
+        jobs_pb2.GetStatusRequest(rids=rids[:POLL_SLICE]), timeout=5, metadata=gws[0].md()).statuses]
+    m = {w: sum(_metric(g, w) for g in gws) for w in
+         ("lease_taken", "lease_lost", "polled_for_cluster", "served_from_cluster", "fallback",
+          "claim_stored", "progress_applied")}
+    print("\nupstream GET /status per TTL window (%d in-progress jobs, %d callers, TTL %d ms): "
+          "1 replica %.1f (%d calls), 3 replicas %.1f (%d calls), ratio %.2f; %s"
+          % (POLL_JOBS, POLL_CALLERS, POLL_TTL_MS, one, calls1, three, calls3, three / one,
+             " ".join("%s=%d" % kv for kv in sorted(m.items()))))
+    assert all(s == jobs_pb2.PROGRESS for s in states), states   # still in progress throughout
+    assert m["lease_taken"] > 0 and m["progress_applied"] > 0
+    assert three <= POLL_BOUND * one, (one, three)
 
 
 def test_redis_killed_then_back(cluster):

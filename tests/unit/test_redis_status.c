@@ -104,6 +104,43 @@ static struct gw_redis *redis_client(struct event_base *base, const char *prefix
 	return r;
 }
 
+static void *claim(void *arg, size_t acct, const char *const *rids, size_t n, struct gw_status_claim *c)
+{
+	struct rep *x = arg;
+
+	return gw_status_share_claim(x->share, acct, rids, n, c);
+}
+
+static void claim_cancel(void *arg, void *handle)
+{
+	(void)arg;
+	gw_status_share_claim_cancel(NULL, handle);
+}
+
+static void polled(void *arg, size_t acct, const Animate3d__V1__JobStatus *const *st, size_t n)
+{
+	struct rep *x = arg;
+
+	gw_status_share_polled(x->share, acct, st, n);
+}
+
+static int apply_aged(void *arg, size_t acct, const Animate3d__V1__JobStatus *st, int64_t age_ms,
+		      int only_tracked)
+{
+	return gw_status_apply_aged(arg, acct, st, age_ms, only_tracked);
+}
+
+static void claim_done(struct gw_status_claim *c, int ok, int64_t wait_ms,
+		       const unsigned char *verdict, const char *const *extra, size_t nextra)
+{
+	struct gw_status_claim_result res = { .ok = ok, .wait_ms = wait_ms, .verdict = verdict,
+					      .extra = extra, .nextra = nextra };
+
+	gw_status_claim_done(c, &res);
+}
+
+static int g_coord;	/* rep_init: with coordinated in-progress polling */
+
 static void rep_init(struct rep *x, struct event_base *base, const char *prefix, const char *instance)
 {
 	struct gw_status_opts o = { 0 };
@@ -121,6 +158,13 @@ static void rep_init(struct rep *x, struct event_base *base, const char *prefix,
 	o.transport_arg = x;
 	o.on_final = on_final;
 	o.final_arg = x;
+	if (g_coord) {
+		o.claim = claim;
+		o.claim_cancel = claim_cancel;
+		o.claim_max = GW_STATUS_SHARE_CLAIM_MAX;
+		o.on_polled = polled;
+		o.cluster_arg = x;
+	}
 	x->status = gw_status_new(&o, x->cache);
 	cr_assert(x->cache && x->status);
 	so.redis = x->redis;
@@ -131,6 +175,11 @@ static void rep_init(struct rep *x, struct event_base *base, const char *prefix,
 	so.accounts = g_accounts;
 	so.naccounts = 1;
 	so.final_ttl_ms = 60000;
+	if (g_coord) {
+		so.apply_aged = apply_aged;
+		so.claim_done = claim_done;
+		so.ttl_ms = 1000;
+	}
 	x->share = gw_status_share_new(&so, err, sizeof err);
 	cr_assert_not_null(x->share, "%s", err);
 }
@@ -420,5 +469,132 @@ Test(redis_status, redis_down_stays_local_then_shares_again)
 	gw_status_unwatch(&w.w);
 	rep_fini(&a);
 	rep_fini(&b);
+	event_base_free(base);
+}
+
+/* ---- coordinated in-progress polling ---- */
+
+static int has_fetch(const void *arg)
+{
+	return ((const struct rep *)arg)->nfetch > 0;
+}
+
+static int got_called(const void *arg)
+{
+	return ((const struct got *)arg)->calls > 0;
+}
+
+static int waited(const void *arg)
+{
+	return gw_status_counters(((const struct rep *)arg)->status)->cluster_waited >= 1;
+}
+
+/* Ticks x (no timers in these tests) until it starts a fetch. */
+static int tick_until_fetch(struct event_base *base, struct rep *x, long ms)
+{
+	int64_t end = gw_clock_now_us() + (int64_t)ms * 1000;
+
+	while (!x->nfetch && gw_clock_now_us() < end) {
+		gw_status_tick(x->status);
+		run_until(base, has_fetch, x, 10);
+	}
+	return x->nfetch > 0;
+}
+
+Test(redis_status, in_progress_polled_by_the_lease_holder_served_to_the_other)
+{
+	struct event_base *base = event_base_new();
+	struct rep a, b;
+	struct got ga = { 0 }, gb = { 0 }, gb2 = { 0 }, gb3 = { 0 }, ga3 = { 0 };
+	const struct gw_status_counters *bc;
+	char rida[32], ridb[32], ridc[32];
+
+	/* Rids of their own per run: the hot set outlives a quick rerun. */
+	snprintf(rida, sizeof rida, "BBBBBBBBBBBBBBB%06ld", (long)(gw_clock_now_us() / 1000 % 1000000));
+	snprintf(ridb, sizeof ridb, "CCCCCCCCCCCCCCC%s", rida + 15);
+	snprintf(ridc, sizeof ridc, "DDDDDDDDDDDDDDD%s", rida + 15);
+	g_coord = 1;
+	rep_init(&a, base, "t16p:", "replica-a");
+	rep_init(&b, base, "t16p:", "replica-b");
+	g_coord = 0;
+	cr_assert(run_until(base, subscribed, &a, T_WAIT_MS) && run_until(base, subscribed, &b, T_WAIT_MS));
+	bc = gw_status_counters(b.status);
+
+	/* A wants rida first: its claim takes the window's lease, it polls. */
+	ga.w.done = got_done;
+	cr_assert_eq(gw_status_want(a.status, 0, rida, &ga.w), 0);
+	gw_status_tick(a.status);
+	cr_assert(run_until(base, has_fetch, &a, T_WAIT_MS), "A never polled");
+	cr_assert_eq(cnt(&a)->lease_taken, 1);
+
+	/* B wants it too: A holds the lease and polls it, so B waits for A's answer. */
+	gb.w.done = got_done;
+	cr_assert_eq(gw_status_want(b.status, 0, rida, &gb.w), 0);
+	gw_status_tick(b.status);
+	cr_assert(run_until(base, waited, &b, T_WAIT_MS), "B did not wait for the lease holder");
+	cr_assert_eq(cnt(&b)->lease_lost, 1);
+	cr_assert_eq(b.nfetch, 0);
+
+	/* A's answer (in progress) reaches B's waiter through Redis: no fetch of B. */
+	answer(&a, rida, P);
+	cr_assert_eq(ga.state, P);
+	cr_assert(run_until(base, got_called, &gb, T_WAIT_MS), "B's waiter never answered");
+	cr_assert_eq(gb.state, P);
+	cr_assert_eq(b.nfetch, 0);
+	cr_assert_eq(bc->cluster_served, 1);
+	cr_assert_eq(cnt(&a)->progress_published, 1);
+
+	/* A rid new to the cluster's hot set is polled by whoever wants it. */
+	gb2.w.done = got_done;
+	cr_assert_eq(gw_status_want(b.status, 0, ridb, &gb2.w), 0);
+	gw_status_tick(b.status);
+	cr_assert(run_until(base, has_fetch, &b, T_WAIT_MS), "B did not poll a new rid");
+	cr_assert_eq(cnt(&b)->claim_new, 1);
+	answer(&b, ridb, P);
+	cr_assert_eq(gb2.state, P);
+
+	/* The holder never answers: B polls itself after the wait (TTL/4), nothing waits forever. */
+	ga3.w.done = got_done;
+	cr_assert_eq(gw_status_want(a.status, 0, ridc, &ga3.w), 0);
+	gw_status_tick(a.status);
+	cr_assert(run_until(base, has_fetch, &a, T_WAIT_MS), "A never polled ridc");
+	gb3.w.done = got_done;
+	cr_assert_eq(gw_status_want(b.status, 0, ridc, &gb3.w), 0);
+	gw_status_tick(b.status);
+	cr_assert(run_until(base, waited, &b, T_WAIT_MS));
+	cr_assert(tick_until_fetch(base, &b, T_WAIT_MS), "B never fell back to its own poll");
+	cr_assert_eq(bc->cluster_fallback, 1);
+	answer(&b, ridc, P);
+	cr_assert_eq(gb3.state, P);
+
+	gw_status_unwant(&ga3.w);
+	rep_fini(&a);
+	rep_fini(&b);
+	event_base_free(base);
+}
+
+Test(redis_status, claims_fall_back_to_local_polling_when_redis_is_down)
+{
+	struct event_base *base = event_base_new();
+	struct rep a;
+	struct got g = { 0 };
+
+	g_coord = 1;
+	rep_init(&a, base, "t16q:", "replica-a");
+	g_coord = 0;
+	cr_assert(run_until(base, is_connected, a.redis, T_WAIT_MS));
+	ctl("kill");
+	cr_assert(run_until(base, is_down, a.redis, T_WAIT_MS));
+	g.w.done = got_done;
+	cr_assert_eq(gw_status_want(a.status, 0, RID3, &g.w), 0);
+	gw_status_tick(a.status);
+	cr_assert_eq(a.nfetch, 1, "polled at once, as one replica");
+	cr_assert_eq(cnt(&a)->claim_local, 1);
+	answer(&a, RID3, P);
+	cr_assert_eq(g.state, P);
+	cr_assert_eq(cnt(&a)->progress_publish_failed, 1);
+	ctl("start");
+	cr_assert(run_until(base, is_connected, a.redis, T_WAIT_MS));
+	rep_fini(&a);
 	event_base_free(base);
 }

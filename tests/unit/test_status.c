@@ -918,3 +918,219 @@ Test(status, apply_delivers_at_once_and_beats_older_fetches)
 	gw_status_unwatch(&w.w);
 	fix_fini(&x);
 }
+
+/* ---- cluster coordination: claims (fake claim hook) ---- */
+
+struct fake_claim {
+	struct gw_status_claim *c;
+	char rids[512];
+	int cancelled;
+};
+
+static struct fake_claim g_claims[16];
+static size_t g_nclaims;
+static int g_claim_refuse;
+
+static void *fake_claim(void *arg, size_t acct, const char *const *rids, size_t n,
+			struct gw_status_claim *c)
+{
+	struct fake_claim *fc;
+
+	(void)arg;
+	(void)acct;
+	if (g_claim_refuse || g_nclaims >= 16)
+		return NULL;
+	fc = &g_claims[g_nclaims++];
+	memset(fc, 0, sizeof *fc);
+	fc->c = c;
+	for (size_t i = 0; i < n; i++) {
+		if (i)
+			strcat(fc->rids, ",");
+		strcat(fc->rids, rids[i]);
+	}
+	return fc;
+}
+
+static void fake_claim_cancel(void *arg, void *handle)
+{
+	(void)arg;
+	((struct fake_claim *)handle)->cancelled = 1;
+}
+
+static void fix_init_claim(struct fix *x, size_t claim_max)
+{
+	struct gw_status_opts o = { 0 };
+
+	memset(x, 0, sizeof *x);
+	g_nclaims = 0;
+	g_claim_refuse = 0;
+	x->now = 1000;
+	x->cache = gw_cache_new(1000, 1000);
+	o.naccounts = 1;
+	o.batch_max = 10;
+	o.window_ms = 5;
+	o.ttl_ms = 1000;
+	o.now_ms = fake_now;
+	o.clock_arg = x;
+	o.start = fake_start;
+	o.cancel = fake_cancel;
+	o.transport_arg = x;
+	o.claim = fake_claim;
+	o.claim_cancel = fake_claim_cancel;
+	o.claim_max = claim_max;
+	x->s = gw_status_new(&o, x->cache);
+	cr_assert(x->cache && x->s);
+}
+
+static void apply_progress(struct fix *x, const char *rid, int64_t step)
+{
+	Animate3d__V1__JobStatus st = ANIMATE3D__V1__JOB_STATUS__INIT;
+
+	st.rid = (char *)rid;
+	st.state = P;
+	st.step = step;
+	cr_assert_geq(gw_status_apply_aged(x->s, 0, &st, 0, 1), 0);
+}
+
+Test(status, claims_poll_wait_extra_and_fallback)
+{
+	struct fix x;
+	struct got g[4];
+	const struct gw_status_counters *c;
+	const unsigned char v0[] = { GW_STATUS_CLAIM_POLL, GW_STATUS_CLAIM_WAIT };
+	const unsigned char v2[] = { GW_STATUS_CLAIM_WAIT };
+	const char *extra[] = { "x1", "r2", "r0" };
+	struct gw_status_claim_result res = { .ok = 1, .wait_ms = 100 };
+
+	fix_init_claim(&x, 2);
+	c = gw_status_counters(x.s);
+	want(&x, "r0", &g[0]);
+	want(&x, "r1", &g[1]);
+	want(&x, "r2", &g[2]);
+	x.now += 5;
+	gw_status_tick(x.s);
+	/* Claimed in claim_max chunks; nothing goes upstream before the answers. */
+	cr_assert_eq(g_nclaims, 2);
+	cr_assert_str_eq(g_claims[0].rids, "r0,r1");
+	cr_assert_str_eq(g_claims[1].rids, "r2");
+	cr_assert_eq(x.nfetch, 0);
+	/* A second want joins the claim. */
+	want(&x, "r0", &g[3]);
+	cr_assert_eq(g_nclaims, 2);
+
+	/* Lease taken: r0 polled here with the cluster's x1 (r2 is being claimed, r0 listed once). */
+	res.verdict = v0;
+	res.extra = extra;
+	res.nextra = 3;
+	gw_status_claim_done(g_claims[0].c, &res);
+	cr_assert_eq(x.nfetch, 1);
+	cr_assert_str_eq(x.fetch[0].rids, "r0,x1");
+	cr_assert_eq(c->cluster_polled, 1);
+	cr_assert_eq(c->cluster_waited, 1);
+
+	/* r1 waits; another replica's answer serves it. */
+	apply_progress(&x, "r1", 4);
+	cr_assert_eq(g[1].calls, 1);
+	cr_assert_eq(g[1].step, 4);
+	cr_assert_eq(c->cluster_served, 1);
+
+	/* r2 waits too, and nobody answers: polled here once the wait is over. */
+	res.verdict = v2;
+	res.extra = NULL;
+	res.nextra = 0;
+	gw_status_claim_done(g_claims[1].c, &res);
+	cr_assert_eq(x.nfetch, 1);
+	x.now += 99;
+	gw_status_tick(x.s);
+	cr_assert_eq(x.nfetch, 1);
+	x.now += 1;
+	gw_status_tick(x.s);		/* queued for the next batch, without a claim */
+	x.now += 5;
+	gw_status_tick(x.s);
+	cr_assert_eq(x.nfetch, 2);
+	cr_assert_str_eq(x.fetch[1].rids, "r2");
+	cr_assert_eq(c->cluster_fallback, 1);
+	cr_assert_eq(g_nclaims, 2);
+
+	{
+		const char *a0[] = { "r0:1:2", "x1:1:3" }, *a1[] = { "r2:1:5" };
+
+		answer(&x, 0, a0, 2);
+		answer(&x, 1, a1, 1);
+	}
+	cr_assert(g[0].calls == 1 && g[3].calls == 1 && g[2].calls == 1);
+	cr_assert_eq(g[2].step, 5);
+	fix_fini(&x);
+}
+
+Test(status, claims_refused_failed_or_forced_poll_here)
+{
+	struct fix x;
+	struct got g[3];
+	const struct gw_status_counters *c;
+
+	fix_init_claim(&x, 8);
+	c = gw_status_counters(x.s);
+	/* No claim can be sent (Redis down): polled at once, as one replica. */
+	g_claim_refuse = 1;
+	want(&x, "r0", &g[0]);
+	x.now += 5;
+	gw_status_tick(x.s);
+	cr_assert_eq(x.nfetch, 1);
+	cr_assert_eq(c->claim_local, 1);
+	g_claim_refuse = 0;
+
+	/* A claim that fails: polled. */
+	want(&x, "r1", &g[1]);
+	x.now += 5;
+	gw_status_tick(x.s);
+	cr_assert_eq(g_nclaims, 1);
+	gw_status_claim_done(g_claims[0].c, NULL);
+	cr_assert_eq(x.nfetch, 2);
+	cr_assert_str_eq(x.fetch[1].rids, "r1");
+	cr_assert_eq(c->claim_local, 2);
+
+	/* A webhook refresh is polled here without a claim. */
+	cr_assert_eq(gw_status_refresh(x.s, 0, "r2"), 0);
+	x.now += 5;
+	gw_status_tick(x.s);
+	cr_assert_eq(g_nclaims, 1);
+	cr_assert_eq(x.nfetch, 3);
+	cr_assert_str_eq(x.fetch[2].rids, "r2");
+
+	/* A claim in flight at free is cancelled. */
+	want(&x, "r3", &g[2]);
+	x.now += 5;
+	gw_status_tick(x.s);
+	cr_assert_eq(g_nclaims, 2);
+	gw_status_unwant(&g[2].w);
+	fix_fini(&x);
+	cr_assert_eq(g_claims[1].cancelled, 1);
+}
+
+Test(status, an_older_shared_status_does_not_replace_a_fresher_one)
+{
+	struct fix x;
+	struct got g;
+	Animate3d__V1__JobStatus st = ANIMATE3D__V1__JOB_STATUS__INIT, *out = NULL;
+	const char *a0[] = { "r0:1:7" };
+
+	fix_init(&x, 10, 0, 1000);
+	want(&x, "r0", &g);
+	gw_status_tick(x.s);
+	answer(&x, 0, a0, 1);		/* read here at t=1000: step 7 */
+	x.now += 100;
+	st.rid = "r0";
+	st.state = P;
+	st.step = 5;
+	cr_assert_eq(gw_status_apply_aged(x.s, 0, &st, 300, 0), 1);	/* read 300 ms ago */
+	cr_assert_eq(gw_cache_get(x.cache, 0, "r0", x.now, &out), 1);
+	cr_assert_eq(out->step, 7);
+	protobuf_c_message_free_unpacked(&out->base, NULL);
+	st.step = 8;
+	cr_assert_eq(gw_status_apply_aged(x.s, 0, &st, 50, 0), 1);	/* fresher: replaces */
+	cr_assert_eq(gw_cache_get(x.cache, 0, "r0", x.now, &out), 1);
+	cr_assert_eq(out->step, 8);
+	protobuf_c_message_free_unpacked(&out->base, NULL);
+	fix_fini(&x);
+}
