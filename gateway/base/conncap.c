@@ -36,6 +36,7 @@ struct gw_conncap {
 	struct event *ev_resolve;		/* new connections to resolve (activated per accept) */
 	struct event *ev_sweep;			/* every GW_CONNCAP_SWEEP_MS: deadlines, lost closes */
 	struct event *ev_backoff;		/* the end of a pause after an accept error */
+	struct event *ev_pause;			/* the pause itself, just after the error callback */
 	struct event *ev_quiet;			/* paused at the cap: when the head becomes evictable */
 	struct conncap_conn *head, *tail;	/* oldest mark first */
 	int64_t deadline_ms;
@@ -308,22 +309,71 @@ static void conncap_on_backoff(evutil_socket_t fd, short what, void *arg)
 		conncap_enforce(c);
 }
 
+/*
+ * The accept-error callback of an evconnlistener gets the listener's user data, and evhttp set
+ * that to its struct evhttp (it owns the accept callback): the callback cannot carry the cap.
+ * So the caps are found by their evhttp here -- the one mutable file-level table besides
+ * liblog's, for the same reason (a library callback without a user pointer of ours). Loop
+ * thread only; a process has one HTTP listener, GW_CONNCAP_MAX_LISTENERS bounds it.
+ */
+static struct {
+	const struct evhttp *http;
+	struct gw_conncap *c;
+} conncap_by_http[GW_CONNCAP_MAX_LISTENERS];
+
+static struct gw_conncap *conncap_of_http(const void *http)
+{
+	for (size_t i = 0; i < GW_CONNCAP_MAX_LISTENERS; i++)
+		if (conncap_by_http[i].http && conncap_by_http[i].http == http)
+			return conncap_by_http[i].c;
+	return NULL;
+}
+
+static int conncap_register(struct gw_conncap *c)
+{
+	for (size_t i = 0; i < GW_CONNCAP_MAX_LISTENERS; i++)
+		if (!conncap_by_http[i].http) {
+			conncap_by_http[i].http = c->http;
+			conncap_by_http[i].c = c;
+			return 0;
+		}
+	return -1;
+}
+
+static void conncap_unregister(struct gw_conncap *c)
+{
+	for (size_t i = 0; i < GW_CONNCAP_MAX_LISTENERS; i++)
+		if (conncap_by_http[i].c == c)
+			conncap_by_http[i].http = NULL, conncap_by_http[i].c = NULL;
+}
+
+static void conncap_on_pause(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	conncap_listen_update(arg);
+}
+
 /* accept() failed with something that is not "try again" (EMFILE, ENFILE, ENOBUFS, ENOMEM): stop
  * the listener's immediate retry, which spins, and try again after a growing pause. */
 static void conncap_on_accept_error(struct evconnlistener *lev, void *arg)
 {
-	struct gw_conncap *c = arg;
+	struct gw_conncap *c = conncap_of_http(arg);
 	int e = EVUTIL_SOCKET_ERROR();
 	struct timeval tv;
 	uint64_t held = 0;
 
 	(void)lev;
+	if (!c)
+		return;
 	c->st.accept_errors++;
 	c->backoff_ms = c->backoff_ms ? c->backoff_ms * 2 : GW_CONNCAP_BACKOFF_MIN_MS;
 	if (c->backoff_ms > GW_CONNCAP_BACKOFF_MAX_MS)
 		c->backoff_ms = GW_CONNCAP_BACKOFF_MAX_MS;
 	c->paused_err = 1;
-	conncap_listen_update(c);
+	/* Not from inside the listener's own callback: evconnlistener_disable there can block on the
+	 * listener's lock (seen: the loop stuck in it after EMFILE). Paused on the next loop turn. */
+	event_active(c->ev_pause, EV_TIMEOUT, 0);
 	tv.tv_sec = c->backoff_ms / 1000;
 	tv.tv_usec = (c->backoff_ms % 1000) * 1000;
 	evtimer_add(c->ev_backoff, &tv);
@@ -356,10 +406,17 @@ struct gw_conncap *gw_conncap_new(struct event_base *base, struct evhttp *http,
 	c->ev_resolve = event_new(base, -1, 0, conncap_on_resolve, c);
 	c->ev_sweep = event_new(base, -1, EV_PERSIST, conncap_on_sweep, c);
 	c->ev_backoff = evtimer_new(base, conncap_on_backoff, c);
+	c->ev_pause = evtimer_new(base, conncap_on_pause, c);
 	c->ev_quiet = evtimer_new(base, conncap_on_quiet, c);
-	if (!c->ev_resolve || !c->ev_sweep || !c->ev_backoff || !c->ev_quiet ||
+	if (!c->ev_resolve || !c->ev_sweep || !c->ev_backoff || !c->ev_pause || !c->ev_quiet ||
 	    event_add(c->ev_sweep, &tv)) {
 		snprintf(err, errlen, "cannot set up the HTTP connection cap");
+		gw_conncap_free(c);
+		return NULL;
+	}
+	if (conncap_register(c) != 0) {
+		snprintf(err, errlen, "more than %d HTTP listeners with a connection cap",
+			 GW_CONNCAP_MAX_LISTENERS);
 		gw_conncap_free(c);
 		return NULL;
 	}
@@ -422,9 +479,12 @@ void gw_conncap_detach(struct gw_conncap *c)
 {
 	if (!c)
 		return;
+	conncap_unregister(c);	/* evhttp is freeing its listener: no more accept errors */
 	c->lev = NULL;
 	if (c->ev_backoff)
 		evtimer_del(c->ev_backoff);
+	if (c->ev_pause)
+		event_del(c->ev_pause);
 	if (c->ev_sweep)
 		event_del(c->ev_sweep);
 	if (c->ev_quiet)
@@ -437,6 +497,7 @@ void gw_conncap_free(struct gw_conncap *c)
 
 	if (!c)
 		return;
+	conncap_unregister(c);
 	/* After evhttp_free: what is left was never resolved, or evhttp freed it silently. */
 	for (k = c->head; k; k = next) {
 		next = k->next;
@@ -449,6 +510,8 @@ void gw_conncap_free(struct gw_conncap *c)
 		event_free(c->ev_sweep);
 	if (c->ev_backoff)
 		event_free(c->ev_backoff);
+	if (c->ev_pause)
+		event_free(c->ev_pause);
 	if (c->ev_quiet)
 		event_free(c->ev_quiet);
 	free(c);

@@ -36,6 +36,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#define GW_CONNCAP_MAX_LISTENERS 4	/* HTTP listeners with a cap in one process */
 #define GW_CONNCAP_EVICT_IDLE_MS 1000	/* at the cap, only a connection this quiet is evicted */
 #define GW_CONNCAP_BACKOFF_MIN_MS 10	/* first pause after an accept error */
 #define GW_CONNCAP_BACKOFF_MAX_MS 1000	/* longest pause while accept errors go on */

@@ -191,7 +191,12 @@ def test_dead_grpc_listener_fails_liveness(stack, sim):
     assert harness.metrics(gw)["animate3d_gateway_grpc_listener_alive"] == 1
     socks = open_idle(gw.grpc_port, 400)
     try:
-        time.sleep(1.5)     # several probes fail while the descriptors are gone
+        # Several probes fail while the descriptors are gone. gRPC core takes the queued
+        # connections when it gets the CPU: on a loaded machine that is later, so wait (bounded)
+        # for the probe's log line rather than a fixed time (/metrics cannot answer meanwhile:
+        # the HTTP listener has no descriptor either).
+        wait_until(lambda: log_lines_matching(gw, r'"event":"listener_probe".*stopped accepting'),
+                   "the listener probe's 'stopped accepting' line while the fds are gone")
     finally:
         for s in socks:
             s.close()

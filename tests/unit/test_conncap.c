@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -179,5 +180,42 @@ Test(conncap, deadline_closes_silent_connections_and_a_request_restarts_it)
 		     (unsigned long long)stats(&f).evicted_deadline);
 	cr_expect_eq(stats(&f).open, 1);
 	cr_expect_eq(read(silent, buf, sizeof buf), 0, "the silent client sees the close");
+	fixture_down(&f);
+}
+
+/* accept() failing with EMFILE (the process at its descriptor limit): the listener pauses and
+ * backs off, the failure is counted on THIS cap, and nothing else is touched. The error callback
+ * of an evconnlistener gets the listener's user data, which evhttp owns: before the fix it was
+ * taken for the cap and the evhttp struct written over (a stuck loop or a crash after EMFILE). */
+Test(conncap, accept_error_pauses_the_listener_and_counts_on_its_cap)
+{
+	struct fixture f;
+	struct rlimit old, tight;
+	int spare[8], nspare = 0, probe;
+
+	fixture_up(&f, 8, 30);
+	cr_assert_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
+	/* Use up every descriptor but the clients' own: the loop's accept() then gets EMFILE. */
+	probe = dup(0);
+	cr_assert_geq(probe, 0);
+	close(probe);
+	tight = old;
+	tight.rlim_cur = (rlim_t)probe + 2;	/* two clients' sockets, nothing left to accept with */
+	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &tight), 0);
+	client(&f);
+	client(&f);
+	while (nspare < 8 && (spare[nspare] = dup(0)) >= 0)
+		nspare++;
+	spin(&f, 100);
+	cr_expect_geq(stats(&f).accept_errors, 1, "the EMFILE was counted on the cap");
+	cr_expect_eq(stats(&f).paused, 1, "the listener backs off instead of spinning");
+	cr_expect_eq(stats(&f).accepted, 0);
+	for (int i = 0; i < nspare; i++)
+		close(spare[i]);
+	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
+	/* Descriptors are back: after the pause the listener takes the waiting connections. */
+	spin(&f, 1500);
+	cr_expect_eq(stats(&f).paused, 0, "the pause ended");
+	cr_expect_eq(stats(&f).accepted, 2, "both waiting connections accepted after the pause");
 	fixture_down(&f);
 }
