@@ -606,7 +606,7 @@ void *gw_status_share_claim(void *arg, size_t acct, const char *const *rids, siz
 	if (!sc)
 		goto refused;
 	snprintf(lease_ms, sizeof lease_ms, "%lld", (long long)sh->lease_ms);
-	snprintf(hot_ttl, sizeof hot_ttl, "%lld", (long long)(2 * sh->progress_ttl_ms));
+	snprintf(hot_ttl, sizeof hot_ttl, "%lld", 2LL * sh->progress_ttl_ms);
 	snprintf(cap, sizeof cap, "%d", GW_STATUS_SHARE_HOT_MAX);
 	argv[0] = lease;
 	argv[1] = hot;
