@@ -776,6 +776,12 @@ static void server_render_metrics(void *arg, struct gw_metrics_out *o)
 	snprintf(labels, sizeof labels, "version=\"%s\"", l);
 	gw_metrics_family(o, "build_info", "gauge", "Build information; the value is always 1.");
 	gw_metrics_value(o, "build_info", labels, 1);
+	/* which replica this is: the instance id of its leases, locks and log lines */
+	gw_metrics_label(env->instance, l, sizeof l);
+	snprintf(labels, sizeof labels, "instance=\"%s\"", l);
+	gw_metrics_family(o, "instance_info", "gauge",
+			  "This replica's instance id (host name + per-boot nonce); the value is always 1.");
+	gw_metrics_value(o, "instance_info", labels, 1);
 	gw_metrics_one(o, "draining", "gauge", "1 while the server drains for shutdown.",
 		       env->draining ? 1 : 0);
 	gw_metrics_family(o, "reloads_total", "counter", "Configuration reloads (SIGHUP) by result.");

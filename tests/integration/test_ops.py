@@ -329,6 +329,10 @@ def test_metrics_well_formed_and_prefixed(gateway, traffic):
     assert value(samples, PREFIX + "build_info") == 1
     bi = [l for n, l, _ in samples if n == PREFIX + "build_info"][0]
     assert re.match(r"^\d+\.\d+\.\d+", bi.get("version", "")), bi
+    # the replica's instance id: the one its start-up line (and its leases) carry
+    ii = [l for n, l, _ in samples if n == PREFIX + "instance_info"]
+    assert len(ii) == 1 and ii[0].get("instance"), ii
+    assert '"instance":"%s"' % ii[0]["instance"] in gateway.log_text(), ii
 
 
 def test_metrics_rpc_by_method_code_with_latency(gateway, traffic):
