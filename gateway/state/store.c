@@ -182,6 +182,27 @@ static int store_writable(struct gw_store *s)
 	return 0;
 }
 
+/* One refused argument: counted, and s->err says which. Returns -1. */
+static int store_reject(struct gw_store *s, const char *what)
+{
+	s->stats.rejected_args++;
+	store_fail(s, "state store: %s", what);
+	return -1;
+}
+
+static int store_kind_arg(struct gw_store *s, enum gw_store_kind k)
+{
+	return store_kind_ok(k) ? 0 : store_reject(s, "unknown kind");
+}
+
+/* A lease holder: NULL only when null_ok, else at most GW_STORE_LEASE_MAX bytes ("" is no one). */
+static int store_lease_arg(struct gw_store *s, const char *lease, int null_ok, const char *what)
+{
+	if (lease ? strlen(lease) <= GW_STORE_LEASE_MAX : null_ok)
+		return 0;
+	return store_reject(s, what);
+}
+
 /* A call context with room for extra bytes of copies; NULL (refused, counted) when out of memory. */
 static struct store_call *store_call_new(struct gw_store *s, enum store_op op, size_t extra,
 					 gw_store_done_fn done, void *arg)
@@ -202,6 +223,18 @@ static struct store_call *store_call_new(struct gw_store *s, enum store_op op, s
 	c->t0 = store_mono_us();
 	s->inflight++;
 	return c;
+}
+
+/* The context of a write whose arguments passed (args_ok), once the store takes writes; NULL when
+ * refused or out of memory (done has then run, s->err saying why). */
+static struct store_call *store_write_call(struct gw_store *s, enum store_op op, int args_ok,
+					   size_t extra, gw_store_done_fn done, void *arg)
+{
+	if (!args_ok || !store_writable(s)) {
+		store_refuse(s, done, arg);
+		return NULL;
+	}
+	return store_call_new(s, op, extra, done, arg);
 }
 
 /* The backend's answer to c: counters, the owner cache, the error line; then the caller's done. */
@@ -295,21 +328,12 @@ static const char *store_copy(struct store_call *c, size_t *off, const char *str
 void gw_store_owner_put(struct gw_store *s, enum gw_store_kind k, const char *id, const char *tenant,
 			int64_t now_ms, gw_store_done_fn done, void *arg)
 {
-	struct store_call *c;
+	int ok = store_kind_arg(s, k) == 0 && store_args(s, "id", id, GW_STORE_ID_MAX) == 0 &&
+		 store_args(s, "tenant", tenant, GW_STORE_TENANT_MAX) == 0;
+	struct store_call *c = store_write_call(s, OP_PUT, ok, ok ? strlen(id) + strlen(tenant) + 2 : 0,
+						done, arg);
 	size_t off = 0;
 
-	if (!store_kind_ok(k) || store_args(s, "id", id, GW_STORE_ID_MAX) != 0 ||
-	    store_args(s, "tenant", tenant, GW_STORE_TENANT_MAX) != 0) {
-		if (!store_kind_ok(k))
-			s->stats.rejected_args++, store_fail(s, "state store: unknown kind");
-		store_refuse(s, done, arg);
-		return;
-	}
-	if (!store_writable(s)) {
-		store_refuse(s, done, arg);
-		return;
-	}
-	c = store_call_new(s, OP_PUT, strlen(id) + strlen(tenant) + 2, done, arg);
 	if (!c)
 		return;
 	c->kind = (int)k;
@@ -401,20 +425,10 @@ void gw_store_owner_lookup(struct gw_store *s, enum gw_store_kind k, const char 
 void gw_store_owner_del(struct gw_store *s, enum gw_store_kind k, const char *id,
 			gw_store_done_fn done, void *arg)
 {
-	struct store_call *c;
+	int ok = store_kind_arg(s, k) == 0 && store_args(s, "id", id, GW_STORE_ID_MAX) == 0;
+	struct store_call *c = store_write_call(s, OP_DEL, ok, ok ? strlen(id) + 1 : 0, done, arg);
 	size_t off = 0;
 
-	if (!store_kind_ok(k) || store_args(s, "id", id, GW_STORE_ID_MAX) != 0) {
-		if (!store_kind_ok(k))
-			s->stats.rejected_args++, store_fail(s, "state store: unknown kind");
-		store_refuse(s, done, arg);
-		return;
-	}
-	if (!store_writable(s)) {
-		store_refuse(s, done, arg);
-		return;
-	}
-	c = store_call_new(s, OP_DEL, strlen(id) + 1, done, arg);
 	if (!c)
 		return;
 	s->del_epoch++;
@@ -436,17 +450,11 @@ void gw_store_idem_begin(struct gw_store *s, const char *tenant, const char *key
 			 const char *source, int64_t now_ms, const char *lease, int64_t lease_until_ms,
 			 gw_store_done_fn done, void *arg)
 {
-	struct store_call *c;
+	int ok = store_idem_args(s, tenant, key) == 0 &&
+		 store_args(s, "source", fp ? source : NULL, GW_STORE_SOURCE_MAX) == 0 &&
+		 store_lease_arg(s, lease, 1, "lease too long") == 0;
+	struct store_call *c = store_write_call(s, OP_BEGIN, ok, 0, done, arg);
 
-	if (store_idem_args(s, tenant, key) != 0 ||
-	    store_args(s, "source", fp ? source : NULL, GW_STORE_SOURCE_MAX) != 0 ||
-	    (lease && strlen(lease) > GW_STORE_LEASE_MAX) || !store_writable(s)) {
-		if (lease && strlen(lease) > GW_STORE_LEASE_MAX)
-			s->stats.rejected_args++, store_fail(s, "state store: lease too long");
-		store_refuse(s, done, arg);
-		return;
-	}
-	c = store_call_new(s, OP_BEGIN, 0, done, arg);
 	if (c)
 		s->ops->idem_begin(s->impl, tenant, key, fp, source, now_ms, lease ? lease : "",
 				   lease_until_ms, store_complete, c);
@@ -456,16 +464,11 @@ void gw_store_idem_take(struct gw_store *s, const char *tenant, const char *key,
 			int64_t old_until_ms, const char *lease, int64_t lease_until_ms,
 			gw_store_done_fn done, void *arg)
 {
-	struct store_call *c;
+	int ok = store_idem_args(s, tenant, key) == 0 &&
+		 store_lease_arg(s, old_lease, 0, "old lease missing or too long") == 0 &&
+		 store_args(s, "lease", lease, GW_STORE_LEASE_MAX) == 0;
+	struct store_call *c = store_write_call(s, OP_TAKE, ok, 0, done, arg);
 
-	if (store_idem_args(s, tenant, key) != 0 || !old_lease || strlen(old_lease) > GW_STORE_LEASE_MAX ||
-	    store_args(s, "lease", lease, GW_STORE_LEASE_MAX) != 0 || !store_writable(s)) {
-		if (!old_lease || strlen(old_lease) > GW_STORE_LEASE_MAX)
-			s->stats.rejected_args++, store_fail(s, "state store: old lease missing or too long");
-		store_refuse(s, done, arg);
-		return;
-	}
-	c = store_call_new(s, OP_TAKE, 0, done, arg);
 	if (c)
 		s->ops->idem_take(s->impl, tenant, key, old_lease, old_until_ms, lease, lease_until_ms,
 				  store_complete, c);
@@ -474,13 +477,9 @@ void gw_store_idem_take(struct gw_store *s, const char *tenant, const char *key,
 void gw_store_idem_renew(struct gw_store *s, const char *lease, int64_t lease_until_ms,
 			 gw_store_done_fn done, void *arg)
 {
-	struct store_call *c;
+	int ok = store_args(s, "lease", lease, GW_STORE_LEASE_MAX) == 0;
+	struct store_call *c = store_write_call(s, OP_RENEW, ok, 0, done, arg);
 
-	if (store_args(s, "lease", lease, GW_STORE_LEASE_MAX) != 0 || !store_writable(s)) {
-		store_refuse(s, done, arg);
-		return;
-	}
-	c = store_call_new(s, OP_RENEW, 0, done, arg);
 	if (c)
 		s->ops->idem_renew(s->impl, lease, lease_until_ms, store_complete, c);
 }
@@ -488,14 +487,9 @@ void gw_store_idem_renew(struct gw_store *s, const char *lease, int64_t lease_un
 void gw_store_idem_finish(struct gw_store *s, const char *tenant, const char *key, const char *rid,
 			  gw_store_done_fn done, void *arg)
 {
-	struct store_call *c;
+	int ok = store_idem_args(s, tenant, key) == 0 && store_args(s, "rid", rid, GW_STORE_RID_MAX) == 0;
+	struct store_call *c = store_write_call(s, OP_FINISH, ok, 0, done, arg);
 
-	if (store_idem_args(s, tenant, key) != 0 || store_args(s, "rid", rid, GW_STORE_RID_MAX) != 0 ||
-	    !store_writable(s)) {
-		store_refuse(s, done, arg);
-		return;
-	}
-	c = store_call_new(s, OP_FINISH, 0, done, arg);
 	if (c)
 		s->ops->idem_finish(s->impl, tenant, key, rid, store_complete, c);
 }
@@ -503,13 +497,9 @@ void gw_store_idem_finish(struct gw_store *s, const char *tenant, const char *ke
 void gw_store_idem_release(struct gw_store *s, const char *tenant, const char *key,
 			   gw_store_done_fn done, void *arg)
 {
-	struct store_call *c;
+	struct store_call *c = store_write_call(s, OP_RELEASE, store_idem_args(s, tenant, key) == 0, 0,
+						done, arg);
 
-	if (store_idem_args(s, tenant, key) != 0 || !store_writable(s)) {
-		store_refuse(s, done, arg);
-		return;
-	}
-	c = store_call_new(s, OP_RELEASE, 0, done, arg);
 	if (c)
 		s->ops->idem_release(s->impl, tenant, key, store_complete, c);
 }
@@ -517,13 +507,9 @@ void gw_store_idem_release(struct gw_store *s, const char *tenant, const char *k
 void gw_store_idem_abort(struct gw_store *s, const char *tenant, const char *key,
 			 gw_store_done_fn done, void *arg)
 {
-	struct store_call *c;
+	struct store_call *c = store_write_call(s, OP_ABORT, store_idem_args(s, tenant, key) == 0, 0,
+						done, arg);
 
-	if (store_idem_args(s, tenant, key) != 0 || !store_writable(s)) {
-		store_refuse(s, done, arg);
-		return;
-	}
-	c = store_call_new(s, OP_ABORT, 0, done, arg);
 	if (c)
 		s->ops->idem_abort(s->impl, tenant, key, store_complete, c);
 }
@@ -538,13 +524,8 @@ void gw_store_idem_count(struct gw_store *s, gw_store_done_fn done, void *arg)
 
 void gw_store_idem_expire(struct gw_store *s, int64_t older_than_ms, gw_store_done_fn done, void *arg)
 {
-	struct store_call *c;
+	struct store_call *c = store_write_call(s, OP_EXPIRE, 1, 0, done, arg);
 
-	if (!store_writable(s)) {
-		store_refuse(s, done, arg);
-		return;
-	}
-	c = store_call_new(s, OP_EXPIRE, 0, done, arg);
 	if (c)
 		s->ops->idem_expire(s->impl, older_than_ms, store_complete, c);
 }
