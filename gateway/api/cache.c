@@ -39,6 +39,7 @@ struct cache_tab {
 struct gw_cache {
 	struct cache_tab st, ln;
 	int64_t ttl_ms;
+	uint64_t forgets;		/* gw_cache_forget calls: see gw_cache_forgets */
 	struct gw_cache_counters cnt;
 };
 
@@ -249,6 +250,11 @@ const struct gw_cache_counters *gw_cache_counters(const struct gw_cache *c)
 int64_t gw_cache_ttl_ms(const struct gw_cache *c)
 {
 	return c->ttl_ms;
+}
+
+uint64_t gw_cache_forgets(const struct gw_cache *c)
+{
+	return c->forgets;
 }
 
 void gw_cache_link_limits(struct gw_cache *c, size_t max_entries, size_t max_bytes)
@@ -463,6 +469,7 @@ int gw_cache_forget(struct gw_cache *c, size_t acct, const char *rid)
 	struct cache_ent *e = klen ? cache_tab_find(&c->st, acct, rid, klen) : NULL;
 	struct cache_ent *l = klen ? cache_tab_find(&c->ln, acct, rid, klen) : NULL;
 
+	c->forgets++;
 	if (l)
 		cache_tab_remove(&c->ln, l);
 	c->cnt.link_entries = c->ln.n;

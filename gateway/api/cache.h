@@ -103,6 +103,10 @@ int gw_cache_invalidate(struct gw_cache *c, size_t acct, const char *rid);
  * reprocessed under the same rid), so even a final status is history. Its download link goes too.
  * Returns 1 when a status entry was dropped. */
 int gw_cache_forget(struct gw_cache *c, size_t acct, const char *rid);
+/* How many gw_cache_forget calls there have been. A fetch that started before a forget may carry
+ * the restarted rid's old answer: links fetched then are not stored (gateway/svc/download.c
+ * compares this count at the start and at the end of its fetch). */
+uint64_t gw_cache_forgets(const struct gw_cache *c);
 
 /* ---- download links ---- */
 

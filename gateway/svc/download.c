@@ -62,6 +62,8 @@ struct dl_fetch {
 	struct dl_fetch *prev, *next;	/* in flight */
 	struct gw_download_ctx *x;
 	struct gw_up_call *up;
+	uint64_t forgets;		/* gw_cache_forgets at the start */
+	long timeout_ms;		/* the request's; 0 = the configured default (no deadline) */
 	size_t acct, n;
 	struct dl_rec *recs[];
 };
@@ -283,6 +285,63 @@ static const Animate3d__V1__DownloadLink *dl_find(const Animate3d__V1__GetDownlo
 
 /* Ends fetch f: hands each record's answer to its waiters (resp NULL with fail NULL: none
  * known), frees the records and f. Callbacks may free other waiters of these records. */
+static void dl_arm(struct gw_download_ctx *x, int64_t due);
+
+/* 1 when w's call still has time after a fetch ran out of it: it has no deadline, or one later
+ * than the fetch's (it joined while the fetch flew). Such waiters go out again. */
+static int dl_outlives(const struct dl_waiter *w)
+{
+	int64_t left = gw_call_time_left_ms(w->op->c);
+
+	return left < 0 || left > GW_DOWNLOAD_DEADLINE_MARGIN_MS;
+}
+
+/* A fetch of r timed out: r's waiters whose calls still have time move to a new record of the
+ * rid, queued for the next batch (which carries their deadlines); the others get the error.
+ * Each round covers a later deadline, so this ends. Frees r. */
+static void dl_requeue(struct gw_download_ctx *x, struct dl_rec *r, const struct gw_up_failure *fail)
+{
+	struct dl_waiter keep, *w;
+	struct dl_rec *nr = NULL;
+	size_t acct = r->acct;
+
+	keep.prev = keep.next = &keep;
+	while ((w = r->waiters.next) != &r->waiters) {
+		dl_unwait(w);
+		if (!dl_outlives(w)) {
+			dl_answer(w, NULL, fail);
+			continue;
+		}
+		w->prev = keep.prev;	/* parked on keep; w->rec stays NULL while parked */
+		w->next = &keep;
+		keep.prev->next = w;
+		keep.prev = w;
+	}
+	if (keep.next != &keep) {
+		char rid[GW_TR_RID_MAX + 1];
+
+		snprintf(rid, sizeof rid, "%s", r->rid);
+		dl_rec_free(x, r);
+		r = NULL;
+		nr = dl_rec_new(x, acct, rid);
+	}
+	while ((w = keep.next) != &keep) {
+		w->prev->next = w->next;
+		w->next->prev = w->prev;
+		w->prev = w->next = NULL;
+		if (nr) {
+			dl_wait(nr, w);
+			x->cnt.requeued++;
+		} else {
+			dl_answer(w, NULL, fail);
+		}
+	}
+	if (r)
+		dl_rec_free(x, r);
+	if (nr)
+		dl_arm(x, x->accts[acct].due_ms);
+}
+
 static void dl_fetch_end(struct dl_fetch *f, const Animate3d__V1__GetDownloadUrlsResponse *resp,
 			 const struct gw_up_failure *fail)
 {
@@ -295,6 +354,12 @@ static void dl_fetch_end(struct dl_fetch *f, const Animate3d__V1__GetDownloadUrl
 		const Animate3d__V1__DownloadLink *l = fail ? NULL : dl_find(resp, r->rid);
 		struct dl_waiter *w;
 
+		/* Timed out on its waiters' latest deadline: the ones it did not cover go again. A
+		 * fetch on the default timeout covered everybody. */
+		if (fail && fail->code == GRPC_STATUS_DEADLINE_EXCEEDED && f->timeout_ms > 0) {
+			dl_requeue(x, r, fail);
+			continue;
+		}
 		while ((w = r->waiters.next) != &r->waiters) {
 			dl_unwait(w);
 			dl_answer(w, l, fail);
@@ -350,8 +415,10 @@ static void dl_fetch_done(void *arg, const struct gw_up_response *res)
 		return;
 	}
 	resp = (Animate3d__V1__GetDownloadUrlsResponse *)reply;
-	/* Cached before anyone is answered: a caller that asks again from its callback hits. */
-	for (size_t j = 0; j < resp->n_links; j++)
+	/* Cached before anyone is answered: a caller that asks again from its callback hits. Not
+	 * when a rid was restarted meanwhile (StartJob with mp_detection_rid reuses the rid): the
+	 * answer may hold the detection run's links, which must not outlive it. */
+	for (size_t j = 0; j < resp->n_links && gw_cache_forgets(x->cache) == f->forgets; j++)
 		gw_cache_link_put(x->cache, f->acct, resp->links[j], now_s);
 	dl_fetch_end(f, resp, NULL);
 	protobuf_c_message_free_unpacked(reply, NULL);
@@ -390,6 +457,7 @@ static void dl_start(struct gw_download_ctx *x, size_t acct, struct dl_rec **rec
 	if (!f)
 		goto fail;
 	f->x = x;
+	f->forgets = gw_cache_forgets(x->cache);
 	f->acct = acct;
 	f->n = n;
 	memcpy(f->recs, recs, n * sizeof *recs);
@@ -404,7 +472,7 @@ static void dl_start(struct gw_download_ctx *x, size_t acct, struct dl_rec **rec
 	memset(&rq, 0, sizeof rq);
 	rq.method = tr.method;
 	rq.path = tr.path;
-	rq.timeout_ms = dl_batch_timeout(recs, n);
+	rq.timeout_ms = f->timeout_ms = dl_batch_timeout(recs, n);
 	rq.idempotent = 1;
 	rq.route = DL_ROUTE;
 	f->up = gw_up_start(x->env->up, &x->env->accounts[acct].up, &rq, dl_fetch_done, f);
@@ -653,6 +721,9 @@ static void dl_metrics(void *state, struct gw_metrics_out *o)
 		  "counter", offsetof(struct gw_download_counters, start_failed), 0 },
 		{ "download_rejected_total", "Misses refused: too many rids queued or in flight.",
 		  "counter", offsetof(struct gw_download_counters, rejected), 0 },
+		{ "download_requeued_total",
+		  "Calls sent out again after a shorter deadline's GET /download timed out.", "counter",
+		  offsetof(struct gw_download_counters, requeued), 0 },
 		{ "download_tracked", "Rids queued or in flight for GET /download.", "gauge",
 		  offsetof(struct gw_download_counters, tracked), 0 },
 	};

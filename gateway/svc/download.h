@@ -18,8 +18,11 @@
  *
  * A batch's upstream timeout is the latest deadline of its waiting calls (the configured default
  * when one has none); a call whose own deadline passes is cancelled by gRPC and leaves its
- * batch. An upstream failure fails every call waiting on that batch with the one mapping
- * (gw_up_failure_of).
+ * batch. A batch that times out fails only the calls its deadline covered: those that joined it
+ * in flight with a later deadline, or none, go out again with the next batch (counted in
+ * requeued). Any other upstream failure fails every call waiting on that batch with the one
+ * mapping (gw_up_failure_of). A fetch that began before a job was restarted under its rid
+ * (gw_cache_forgets moved) stores nothing in the cache.
  *
  * Limits: GW_DOWNLOAD_MAX_RIDS rids queued or in flight at once (a call past it gets
  * RESOURCE_EXHAUSTED, counted in rejected); the link cache's entries and bytes
@@ -35,6 +38,7 @@
 #define GW_DOWNLOAD_MAX_BATCH GW_TR_MAX_RIDS	/* rids in one GET /download (the request's own cap) */
 #define GW_DOWNLOAD_MAX_RIDS 20000		/* rids queued or in flight at once */
 #define GW_DOWNLOAD_BUCKETS 1024		/* hash buckets of those rids */
+#define GW_DOWNLOAD_DEADLINE_MARGIN_MS 20	/* a call with less time left is not sent out again */
 
 struct gw_call;
 struct gw_svc;
@@ -48,6 +52,7 @@ struct gw_download_counters {
 	uint64_t fetch_errors;		/* fetches that ended with an error */
 	uint64_t start_failed;		/* fetches that could not be started */
 	uint64_t rejected;		/* misses refused: GW_DOWNLOAD_MAX_RIDS tracked */
+	uint64_t requeued;		/* waiters sent out again after a shorter deadline's fetch */
 	uint64_t tracked;		/* gauge: rids queued or in flight */
 };
 

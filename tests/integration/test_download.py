@@ -163,3 +163,27 @@ def test_foreign_tenant_not_found_even_when_cached(stack):
     # team-a still hits its cached link.
     assert _urls(_links(gw, [rid]))
     assert sim.count(ROUTE) == before
+
+
+def test_call_joining_a_fetch_outlives_its_timeout(stack):
+    """A fetch carries its callers' latest deadline; a call that joined it in flight without a
+    deadline is not failed when it times out, but goes out again with the next batch."""
+    sim = stack.sim(name="dlsim-deadline", job_seconds=1)
+    gw = _gateway(stack, sim, "dlgw-deadline")
+    rid = _finished_jobs(gw, 1)[0]
+    sim.faults(ROUTE, status=0, latency_ms=1500, count=1)
+    before = sim.count(ROUTE)
+    short = gw.jobs.GetDownloadUrls.future(jobs_pb2.GetDownloadUrlsRequest(rids=[rid]), timeout=0.6,
+                                           metadata=gw.md())
+    time.sleep(0.2)
+    patient = gw.jobs.GetDownloadUrls.future(jobs_pb2.GetDownloadUrlsRequest(rids=[rid]),
+                                             metadata=gw.md())
+    try:
+        short.result(timeout=10)
+        raise AssertionError("the short call outlived the slow upstream")
+    except grpc.RpcError as e:
+        assert e.code() == grpc.StatusCode.DEADLINE_EXCEEDED, e
+    r = patient.result(timeout=20)
+    assert _urls(r)
+    assert sim.count(ROUTE) == before + 2
+    assert harness.metrics(gw)["animate3d_gateway_download_requeued_total"] >= 1

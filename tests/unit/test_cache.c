@@ -436,7 +436,9 @@ Test(cache, forget_drops_even_finals_and_links)
 	struct gw_cache *c = gw_cache_new(10, 1000);
 
 	put(c, "s", S, 1, 1, 0);
+	cr_expect_eq(gw_cache_forgets(c), 0);
 	cr_expect_eq(gw_cache_forget(c, 0, "s"), 1);
+	cr_expect_eq(gw_cache_forgets(c), 1);
 	cr_expect_eq(get(c, "s", 1), -1);
 	cr_expect_eq(gw_cache_forget(c, 0, "s"), 0);
 	/* After a forget, an answer from any fetch is stored again. */
