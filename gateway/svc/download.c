@@ -44,8 +44,7 @@ struct dl_waiter {
 
 struct dl_rec {
 	struct dl_rec *hnext;		/* bucket chain */
-	struct dl_rec *qnext;		/* account's pending list */
-	struct dl_fetch *fetch;		/* NULL while queued */
+	struct dl_rec *qnext;		/* account's pending list (while queued) */
 	size_t acct;
 	uint32_t hash;
 	struct dl_waiter waiters;	/* sentinel */
@@ -455,20 +454,18 @@ static void dl_start(struct gw_download_ctx *x, size_t acct, struct dl_rec **rec
 	char err[GW_TR_ERR_MAX];
 
 	if (!f)
-		goto fail;
+		goto not_started;
 	f->x = x;
 	f->forgets = gw_cache_forgets(x->cache);
 	f->acct = acct;
 	f->n = n;
 	memcpy(f->recs, recs, n * sizeof *recs);
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < n; i++)
 		rids[i] = recs[i]->rid;
-		recs[i]->fetch = f;
-	}
 	req.rids = rids;
 	req.n_rids = n;
 	if (gw_tr_build_get_download_urls(&req.base, &tr, err, sizeof err) != GW_TR_OK)
-		goto fail;
+		goto not_started;
 	memset(&rq, 0, sizeof rq);
 	rq.method = tr.method;
 	rq.path = tr.path;
@@ -478,7 +475,7 @@ static void dl_start(struct gw_download_ctx *x, size_t acct, struct dl_rec **rec
 	f->up = gw_up_start(x->env->up, &x->env->accounts[acct].up, &rq, dl_fetch_done, f);
 	gw_tr_request_clear(&tr);
 	if (!f->up)
-		goto fail;
+		goto not_started;
 	x->cnt.fetches++;
 	x->cnt.batched += n;
 	f->prev = &x->flying;
@@ -486,7 +483,7 @@ static void dl_start(struct gw_download_ctx *x, size_t acct, struct dl_rec **rec
 	x->flying.next->prev = f;
 	x->flying.next = f;
 	return;
-fail:
+not_started:
 	gw_tr_request_clear(&tr);
 	x->cnt.start_failed++;
 	memset(&fail, 0, sizeof fail);
