@@ -188,13 +188,13 @@ static int server_accounts_same(const struct gw_config *a, const struct gw_confi
 /* Listeners, TLS and the state store are set up once: say so when a reload changes them. */
 static void server_warn_restart_only(const struct gw_config *a, const struct gw_config *b)
 {
-	static const char *const names[] = { "listen.grpc", "listen.http", "tls.cert_file",
+	static const char *const names[] = { "listen.grpc", "listen.http", "listen.rest", "tls.cert_file",
 					     "tls.key_file", "tls.client_ca_file", "state.path",
 					     "webhooks.path_prefix", "webhooks.public_url" };
-	const char *x[] = { a->grpc_listen, a->http_listen, a->tls.cert_file, a->tls.key_file,
+	const char *x[] = { a->grpc_listen, a->http_listen, a->rest_listen, a->tls.cert_file, a->tls.key_file,
 			    a->tls.client_ca_file, a->state.path, a->webhooks.path_prefix,
 			    a->webhooks.public_url };
-	const char *y[] = { b->grpc_listen, b->http_listen, b->tls.cert_file, b->tls.key_file,
+	const char *y[] = { b->grpc_listen, b->http_listen, b->rest_listen, b->tls.cert_file, b->tls.key_file,
 			    b->tls.client_ca_file, b->state.path, b->webhooks.path_prefix,
 			    b->webhooks.public_url };
 
@@ -311,6 +311,7 @@ static int server_reload_apply(struct gw_server *srv, struct gw_config *cfg,
 	}
 	if (!server_str_eq(env->cfg->grpc_listen, cfg->grpc_listen) ||
 	    !server_str_eq(env->cfg->http_listen, cfg->http_listen) ||
+	    !server_str_eq(env->cfg->rest_listen, cfg->rest_listen) ||
 	    !server_str_eq(env->cfg->tls.cert_file, cfg->tls.cert_file) ||
 	    !server_str_eq(env->cfg->tls.key_file, cfg->tls.key_file) ||
 	    !server_str_eq(env->cfg->tls.client_ca_file, cfg->tls.client_ca_file) ||
