@@ -33,6 +33,7 @@
 #include "gateway/config/config_async.h"
 #include "gateway/grpcargs.h"
 #include "gateway/http.h"
+#include "gateway/rest.h"
 #include "gateway/methods.h"
 #include "gateway/state/owner.h"
 #include "gateway/state/pg.h"
@@ -972,6 +973,11 @@ struct gw_server *gw_server_new(struct gw_config *cfg, const char *config_path, 
 		if (!srv->http)
 			goto out;
 	}
+	if (env->cfg->rest_listen) {
+		srv->rest = gw_rest_new(env, gw_http_max_connections(srv->http), err, errlen);
+		if (!srv->rest)
+			goto out;
+	}
 	ret = srv;
 	srv = NULL;
 	err[0] = '\0';
@@ -1009,6 +1015,7 @@ int gw_server_run(struct gw_server *srv)
 	gw_log(GW_LOG_INFO, "server", GW_LS("msg", "listening"), GW_LS("grpc", env->cfg->grpc_listen),
 	       GW_LN("grpc_port", srv->grpc_port),
 	       GW_LS("http", env->cfg->http_listen ? env->cfg->http_listen : "-"),
+	       GW_LS("rest", env->cfg->rest_listen ? env->cfg->rest_listen : "-"),
 	       GW_LS("tls", env->cfg->tls.cert_file ? (env->cfg->tls.client_ca_file ? "mtls" : "tls")
 						    : "off"),
 	       GW_LN("methods", (long long)env->nmethods), GW_LEND);
@@ -1073,6 +1080,8 @@ void gw_server_free(struct gw_server *srv)
 	gw_handoff_free(srv->handoff, NULL);
 	srv->handoff = NULL;
 	gw_http_free(srv->http);
+	gw_rest_free(srv->rest);	/* abandons calls still running: before the services go */
+	srv->rest = NULL;
 	if (env->grpc && !srv->cq_shut)
 		server_grpc_shutdown_sync(srv);
 	gw_metrics_unregister(&env->metrics_reg, gw_memguard_render_metrics, srv->memguard);

@@ -1,0 +1,423 @@
+/*
+ * rest: the REST facade's listener. See rest.h.
+ */
+#include "gateway/rest.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+
+#include "gateway/api/facade.h"
+#include "gateway/base/conncap.h"
+#include "gateway/base/fdlimit.h"
+#include "gateway/base/log.h"
+#include "gateway/base/metrics.h"
+#include "gateway/call/call.h"
+#include "gateway/call/env.h"
+#include "gateway/config/config.h"
+#include "gateway/http.h"
+
+#define REST_MAX_HOST 256		/* host part of rest_listen */
+#define REST_MAX_ROUTES 32		/* facade rows resolved to method rows at start */
+
+/* Why a request was refused before it became a call (rest_rejected_total{reason}). */
+enum rest_reject {
+	REST_REJ_NOT_FOUND,		/* no such path */
+	REST_REJ_METHOD,		/* path known, verb not */
+	REST_REJ_BODY,			/* body over rest.max_body_bytes */
+	REST_REJ_BAD_REQUEST,		/* the REST request could not become the method's request */
+	REST_REJ_AUTH,			/* no credential the facade takes (Basic, unknown cookie) */
+	REST_REJ_N
+};
+static const char *const rest_reject_names[REST_REJ_N] = { "not_found", "method", "body_too_large",
+							    "bad_request", "unauthenticated" };
+
+/* Browser origins allowed, as upstream allows them (docs/upstream-api.md, CORS). */
+static const char *const rest_origins[] = { "http://localhost:8080", "http://localhost:8180" };
+
+struct rest_req;
+
+struct gw_rest {
+	struct gw_env *env;
+	struct evhttp *http;
+	struct gw_conncap *cap;
+	size_t midx[REST_MAX_ROUTES];	/* per facade row: its method row in env->methods */
+	struct rest_req *pending;	/* requests whose call runs */
+	uint64_t requests;
+	uint64_t answered[6];		/* by status class: 0 = other, 2xx .. 5xx */
+	uint64_t rejected[REST_REJ_N];
+	uint64_t preflights;
+};
+
+/* One request whose call runs: its end comes to rest_on_end. */
+struct rest_req {
+	struct gw_rest *r;
+	struct evhttp_request *req;
+	const struct gw_facade_route *route;
+	struct gw_call *call;		/* NULL once the call ended */
+	struct rest_req *prev, *next;
+};
+
+long gw_rest_retry_after_s(long retry_ms)
+{
+	long s = retry_ms <= 0 ? 1 : (retry_ms + 999) / 1000;
+
+	return s < 1 ? 1 : s;
+}
+
+static void rest_cors(struct evhttp_request *req)
+{
+	const char *origin = evhttp_find_header(evhttp_request_get_input_headers(req), "Origin");
+	struct evkeyvalq *out = evhttp_request_get_output_headers(req);
+
+	if (!origin)
+		return;
+	for (size_t i = 0; i < sizeof rest_origins / sizeof rest_origins[0]; i++)
+		if (strcmp(origin, rest_origins[i]) == 0) {
+			evhttp_add_header(out, "Access-Control-Allow-Origin", origin);
+			evhttp_add_header(out, "Access-Control-Allow-Credentials", "true");
+			evhttp_add_header(out, "Vary", "Origin");
+			return;
+		}
+}
+
+/* Sends status with json (taken; NULL: a fixed out-of-memory body). */
+static void rest_send(struct gw_rest *r, struct evhttp_request *req, int status, char *json)
+{
+	struct evbuffer *body = evbuffer_new();
+	unsigned cls = status >= 200 && status < 600 ? (unsigned)status / 100 : 0;
+
+	r->answered[cls < 6 ? cls : 0]++;
+	rest_cors(req);
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
+	if (body)
+		evbuffer_add_printf(body, "%s", json ? json : "{\"message\":\"out of memory\",\"error\":\"500\"}");
+	free(json);
+	evhttp_send_reply(req, status, NULL, body);
+	if (body)
+		evbuffer_free(body);
+}
+
+static void rest_send_error(struct gw_rest *r, struct evhttp_request *req, int status,
+			    const char *msg)
+{
+	rest_send(r, req, status, gw_facade_error_json(status, msg));
+}
+
+static void rest_reject(struct gw_rest *r, struct evhttp_request *req, enum rest_reject why,
+			int status, const char *msg)
+{
+	r->rejected[why]++;
+	rest_send_error(r, req, status, msg);
+}
+
+static void rest_unlink(struct rest_req *q)
+{
+	if (q->prev)
+		q->prev->next = q->next;
+	else
+		q->r->pending = q->next;
+	if (q->next)
+		q->next->prev = q->prev;
+	q->prev = q->next = NULL;
+}
+
+/* The call's end: the reply rendered as upstream's JSON, or its status as upstream's error. */
+static void rest_on_end(void *arg, const struct gw_call_end *end)
+{
+	struct rest_req *q = arg;
+	struct gw_rest *r = q->r;
+	int status = gw_facade_http_status((int)end->code);
+	char ra[24];
+
+	rest_unlink(q);
+	if (end->code == GRPC_STATUS_OK) {
+		char *json = gw_facade_render(q->route, end->reply, end->reply_len);
+
+		if (json)
+			rest_send(r, q->req, 200, json);
+		else
+			rest_send_error(r, q->req, 500, "cannot render the reply");
+	} else {
+		if (status == 429 || (status == 503 && end->retry_ms >= 0)) {
+			snprintf(ra, sizeof ra, "%ld", gw_rest_retry_after_s(end->retry_ms));
+			evhttp_add_header(evhttp_request_get_output_headers(q->req), "Retry-After", ra);
+		}
+		rest_send_error(r, q->req, status, end->msg);
+	}
+	free(q);
+}
+
+static void rest_preflight(struct gw_rest *r, struct evhttp_request *req)
+{
+	struct evkeyvalq *in = evhttp_request_get_input_headers(req);
+	struct evkeyvalq *out = evhttp_request_get_output_headers(req);
+	const char *rh = evhttp_find_header(in, "Access-Control-Request-Headers");
+
+	r->preflights++;
+	rest_cors(req);
+	evhttp_add_header(out, "Access-Control-Allow-Methods", "GET, POST, PUT, DELETE, OPTIONS");
+	evhttp_add_header(out, "Access-Control-Allow-Headers",
+			  rh && strlen(rh) < 512 ? rh
+			  : "Authorization, Content-Type, Cookie, Content-Range, x-goog-resumable, "
+			    "Idempotency-Key");
+	evhttp_add_header(out, "Access-Control-Max-Age", "600");
+	r->answered[2]++;
+	evhttp_send_reply(req, 204, "No Content", NULL);
+}
+
+static unsigned rest_verb(enum evhttp_cmd_type cmd)
+{
+	switch (cmd) {
+	case EVHTTP_REQ_GET:
+	case EVHTTP_REQ_HEAD:
+		return GW_FACADE_GET;
+	case EVHTTP_REQ_POST:
+		return GW_FACADE_POST;
+	case EVHTTP_REQ_DELETE:
+		return GW_FACADE_DELETE;
+	default:
+		return 0;
+	}
+}
+
+static void rest_peer(struct evhttp_request *req, char *buf, size_t len)
+{
+	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+	char *addr = NULL;
+	ev_uint16_t port = 0;
+
+	buf[0] = '\0';
+	if (!evcon)
+		return;
+	evhttp_connection_get_peer(evcon, &addr, &port);
+	if (addr)
+		snprintf(buf, len, "%s:%s:%u", strchr(addr, ':') ? "ipv6" : "ipv4", addr,
+			 (unsigned)port);
+}
+
+static void rest_on_request(struct evhttp_request *req, void *arg)
+{
+	struct gw_rest *r = arg;
+	const struct gw_config *cfg = r->env->cfg;
+	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+	const char *path = evhttp_uri_get_path(uri);
+	struct evbuffer *in_body = evhttp_request_get_input_buffer(req);
+	struct evkeyvalq *in_hdr = evhttp_request_get_input_headers(req);
+	const char *auth = evhttp_find_header(in_hdr, "Authorization");
+	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+	const struct gw_facade_route *route;
+	struct gw_facade_in fin = { 0 };
+	struct rest_req *q = NULL;
+	char err[GW_FACADE_ERR_MAX], peer[GW_REST_MAX_PEER];
+	uint8_t *packed = NULL;
+	size_t plen = 0, blen = evbuffer_get_length(in_body), nroutes;
+	const struct gw_facade_route *routes = gw_facade_routes(&nroutes);
+	int wrong = 0;
+
+	r->requests++;
+	gw_conncap_request(r->cap, req);
+	if (cmd == EVHTTP_REQ_OPTIONS) {
+		rest_preflight(r, req);
+		return;
+	}
+	route = gw_facade_match(rest_verb(cmd), path ? path : "/", &fin.arg, &wrong);
+	if (!route) {
+		if (wrong)
+			rest_reject(r, req, REST_REJ_METHOD, 405, "Method not allowed on this path");
+		else
+			rest_reject(r, req, REST_REJ_NOT_FOUND, 404, "Not found");
+		return;
+	}
+	if (blen > cfg->rest.max_body_bytes) {
+		rest_reject(r, req, REST_REJ_BODY, 413, "Request body too large");
+		return;
+	}
+	/* Only a Bearer key for now: Basic (the upstream secret's scheme) is refused like upstream
+	 * refuses it outside /session/auth, and no cookie is known yet. */
+	if (!auth || strlen(auth) > GW_REST_MAX_AUTH || strncasecmp(auth, "Bearer ", 7) != 0) {
+		rest_reject(r, req, REST_REJ_AUTH, 401,
+			    "Invalid or expired session: send Authorization: Bearer <api key>");
+		return;
+	}
+	fin.query = evhttp_uri_get_query(uri);
+	fin.body = blen ? (const char *)evbuffer_pullup(in_body, -1) : NULL;
+	fin.body_len = blen;
+	if (gw_facade_build(route, &fin, &packed, &plen, err, sizeof err) != 0) {
+		rest_reject(r, req, REST_REJ_BAD_REQUEST, 400, err);
+		goto out;
+	}
+	q = calloc(1, sizeof *q);
+	if (!q) {
+		rest_send_error(r, req, 500, "out of memory");
+		goto out;
+	}
+	q->r = r;
+	q->req = req;
+	q->route = route;
+	q->next = r->pending;
+	if (q->next)
+		q->next->prev = q;
+	r->pending = q;
+	rest_peer(req, peer, sizeof peer);
+	/* The sink may run before gw_call_local returns (a refusal): q is then freed, answered. */
+	if (gw_call_local(r->env, r->midx[route - routes], packed, plen, auth, strlen(auth),
+			  cfg->rest.call_timeout_ms, peer, rest_on_end, q, &q->call) != 0) {
+		rest_unlink(q);
+		free(q);
+		rest_send_error(r, req, 500, "cannot start the call");
+	}
+out:
+	free(packed);
+}
+
+static void rest_render_metrics(void *arg, struct gw_metrics_out *o)
+{
+	const struct gw_rest *r = arg;
+	struct gw_conncap_stats s;
+	char labels[48];
+
+	gw_conncap_stats(r->cap, &s);
+	gw_metrics_one(o, "rest_requests_total", "counter", "Requests on the REST facade.", r->requests);
+	gw_metrics_family(o, "rest_responses_total", "counter",
+			  "REST facade answers by status class.");
+	for (unsigned k = 2; k < 6; k++) {
+		snprintf(labels, sizeof labels, "class=\"%uxx\"", k);
+		gw_metrics_value(o, "rest_responses_total", labels, r->answered[k]);
+	}
+	gw_metrics_family(o, "rest_rejected_total", "counter",
+			  "REST requests refused before they became a call, by reason.");
+	for (unsigned k = 0; k < REST_REJ_N; k++) {
+		snprintf(labels, sizeof labels, "reason=\"%s\"", rest_reject_names[k]);
+		gw_metrics_value(o, "rest_rejected_total", labels, r->rejected[k]);
+	}
+	gw_metrics_one(o, "rest_preflights_total", "counter", "CORS preflight requests answered.",
+		       r->preflights);
+	gw_metrics_one(o, "rest_connections", "gauge", "Open connections on the REST listener.", s.open);
+	gw_metrics_one(o, "rest_connections_max", "gauge", "The REST connection cap.", s.max);
+	gw_metrics_one(o, "rest_connections_accepted_total", "counter",
+		       "REST connections accepted.", s.accepted);
+	gw_metrics_family(o, "rest_connections_closed_total", "counter",
+			  "REST connections closed by the gateway: to make room at the cap, for "
+			  "missing the request deadline (slow clients), or swept.");
+	gw_metrics_value(o, "rest_connections_closed_total", "reason=\"cap\"", s.evicted_cap);
+	gw_metrics_value(o, "rest_connections_closed_total", "reason=\"deadline\"", s.evicted_deadline);
+	gw_metrics_value(o, "rest_connections_closed_total", "reason=\"swept\"", s.missed_close);
+	gw_metrics_one(o, "rest_listener_pauses_total", "counter",
+		       "Times the REST listener paused at the connection cap.", s.paused_cap);
+	gw_metrics_one(o, "rest_accept_errors_total", "counter",
+		       "accept() failures on the REST listener.", s.accept_errors);
+}
+
+static int rest_resolve(struct gw_rest *r, char *err, size_t errlen)
+{
+	size_t n;
+	const struct gw_facade_route *routes = gw_facade_routes(&n);
+
+	if (n > REST_MAX_ROUTES) {
+		snprintf(err, errlen, "REST facade: more routes than REST_MAX_ROUTES");
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		size_t k;
+
+		for (k = 0; k < r->env->nmethods && strcmp(r->env->methods[k].path, routes[i].rpc); k++)
+			;
+		if (k == r->env->nmethods) {
+			snprintf(err, errlen, "REST facade: route %s names no method (%s)",
+				 routes[i].prefix, routes[i].rpc);
+			return -1;
+		}
+		r->midx[i] = k;
+	}
+	return 0;
+}
+
+struct gw_rest *gw_rest_new(struct gw_env *env, size_t reserve_conns, char *err, size_t errlen)
+{
+	struct gw_rest *r = calloc(1, sizeof *r), *ret = NULL;
+	const struct gw_config *cfg = env->cfg;
+	char host[REST_MAX_HOST];
+	unsigned short port;
+	struct evhttp_bound_socket *bound;
+	size_t max_conns;
+	uint64_t reserve = (uint64_t)cfg->process.open_files_reserve + reserve_conns;
+
+	if (!r) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	r->env = env;
+	if (rest_resolve(r, err, errlen) != 0)
+		goto out;
+	if (gw_http_split_hostport(cfg->rest_listen, host, sizeof host, &port)) {
+		snprintf(err, errlen, "invalid REST listen address %s (want host:port)", cfg->rest_listen);
+		goto out;
+	}
+	r->http = evhttp_new(env->base);
+	if (!r->http) {
+		snprintf(err, errlen, "cannot create the REST listener");
+		goto out;
+	}
+	evhttp_set_max_headers_size(r->http, cfg->rest.max_header_bytes);
+	/* Twice the limit: bodies up to there reach rest_on_request and are refused counted. */
+	evhttp_set_max_body_size(r->http, 2 * (ev_ssize_t)cfg->rest.max_body_bytes);
+	evhttp_set_timeout(r->http, (int)cfg->rest.timeout_s);
+	evhttp_set_allowed_methods(r->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST |
+					    EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PUT);
+	evhttp_set_gencb(r->http, rest_on_request, r);
+	/* Out of what the admin listener leaves: both together stay below the descriptor limit. */
+	max_conns = gw_fdlimit_http_cap(gw_fdlimit_current(),
+					reserve > 0xffffffffu ? 0xffffffffu : (unsigned)reserve,
+					cfg->rest.max_connections, err, errlen);
+	if (!max_conns)
+		goto out;
+	bound = evhttp_bind_socket_with_handle(r->http, host, port);
+	if (!bound) {
+		snprintf(err, errlen, "cannot listen for REST on %s (address in use or invalid)",
+			 cfg->rest_listen);
+		goto out;
+	}
+	r->cap = gw_conncap_new(env->base, r->http, evhttp_bound_socket_get_listener(bound), max_conns,
+				(int)cfg->rest.timeout_s, err, errlen);
+	if (!r->cap)
+		goto out;
+	if (gw_metrics_register(&env->metrics_reg, rest_render_metrics, r) != 0) {
+		snprintf(err, errlen, "too many metrics renderers");
+		goto out;
+	}
+	gw_log(GW_LOG_INFO, "rest", GW_LS("msg", "REST facade listening"),
+	       GW_LS("listen", cfg->rest_listen), GW_LN("max_connections", (long long)max_conns),
+	       GW_LEND);
+	ret = r;
+	r = NULL;
+out:
+	gw_rest_free(r);
+	return ret;
+}
+
+void gw_rest_free(struct gw_rest *r)
+{
+	if (!r)
+		return;
+	gw_metrics_unregister(&r->env->metrics_reg, rest_render_metrics, r);
+	/* Calls still running: their sinks must not reach a freed listener. */
+	while (r->pending) {
+		struct rest_req *q = r->pending;
+		struct gw_call *c = q->call;
+
+		rest_unlink(q);
+		q->call = NULL;
+		gw_call_local_abandon(c);
+		rest_send_error(r, q->req, 503, "server is shutting down");
+		free(q);
+	}
+	gw_conncap_detach(r->cap);
+	if (r->http)
+		evhttp_free(r->http);
+	gw_conncap_free(r->cap);
+	free(r);
+}
