@@ -1,0 +1,198 @@
+"""The REST facade (issue 18), end to end: the real gateway with listen.rest, the real simulator.
+
+Upstream's own paths answered with a team's API key (Authorization: Bearer), in upstream's JSON
+shapes, through the same pipeline as gRPC: the viewer key's permission, another tenant's rids
+answered as upstream answers unknown rids, the tenant's rate limit as 429 + Retry-After, oversize
+bodies 413, upstream's error shape, CORS as upstream does it; every refusal counted in /metrics.
+"""
+import json
+
+import pytest
+
+import harness
+
+P = "animate3d_gateway_"
+SLOW_KEY = "demo-key-slow"
+SLOW_TENANT = """\
+  - name: slow
+    account: sim
+    rate: {{ per_second: 0.5, burst: 2 }}
+    keys:
+      - sha256: {}
+        permissions: [read]
+""".format(harness.sha256_hex(SLOW_KEY))
+
+
+@pytest.fixture(scope="module")
+def gw(stack, sim):
+    return stack.gateway(sim, name="rest", rest=True, extra_tenants=SLOW_TENANT)
+
+
+def bearer(tenant="team-a", key=None):
+    return {"Authorization": "Bearer " + (key or harness.KEYS[tenant])}
+
+
+def call(gw, method, path, tenant="team-a", headers=None, body=None, key=None):
+    """-> (status, headers, parsed JSON body or None)."""
+    h = bearer(tenant, key) if tenant else {}
+    h.update(headers or {})
+    st, hdrs, raw = harness.http(method, gw.rest_url + path, body=body, headers=h)
+    try:
+        doc = json.loads(raw) if raw else None
+    except ValueError:
+        doc = None
+    return st, hdrs, doc
+
+
+def is_upstream_error(doc, status):
+    return isinstance(doc, dict) and set(doc) == {"message", "error"} and doc["error"] == str(status)
+
+
+@pytest.fixture(scope="module")
+def job(gw):
+    """A finished job of team-a, made over REST: upload URL, PUT, StartJob (gRPC until /process)."""
+    st, _, doc = call(gw, "GET", "/upload?name=rest.mp4&resumable=0")
+    assert st == 200 and doc["url"].startswith("http"), (st, doc)
+    with open(harness.TINY_MP4, "rb") as f:
+        data = f.read()
+    assert harness.put_bytes(doc["url"], data) in (200, 201)
+    rid = harness.start_job(gw, upload_url=doc["url"])
+    harness.wait_job(gw, rid)
+    return {"rid": rid, "url": doc["url"], "size": len(data)}
+
+
+def test_status_as_upstream_shapes_it(gw, job):
+    st, hdrs, doc = call(gw, "GET", "/status/" + job["rid"])
+    assert st == 200, doc
+    assert hdrs["Content-Type"] == "application/json"
+    assert doc == {"count": 1, "status": [{"rid": job["rid"], "status": "SUCCESS",
+                                            "details": {"in": "rest.mp4",
+                                                        "out": job["rid"] + ".bvh"}}]}
+
+
+def test_download_list_pesave_videoinfo(gw, job):
+    st, _, doc = call(gw, "GET", "/download/" + job["rid"])
+    assert st == 200 and doc["count"] == 1, doc
+    link = doc["links"][0]
+    assert link["rid"] == job["rid"] and link["mode"] == 0 and link["urls"], link
+    assert all(set(u) == {"name", "files"} for u in link["urls"])
+
+    st, _, doc = call(gw, "GET", "/list")
+    assert st == 200 and any(j["rid"] == job["rid"] and j["status"] == "SUCCESS"
+                             for j in doc["list"]), doc
+    st, _, doc = call(gw, "GET", "/list/SUCCESS")
+    assert st == 200 and doc["count"] >= 1 and all(j["status"] == "SUCCESS" for j in doc["list"])
+    st, _, doc = call(gw, "GET", "/list/DONE")
+    assert st == 400 and is_upstream_error(doc, 400), doc
+
+    st, _, doc = call(gw, "GET", "/pesave/getUrls/" + job["rid"])
+    assert st == 200 and isinstance(doc, list) and doc[0]["trackingId"] == "001", doc
+    assert doc[0]["modifiedVersionReadUrl"] is None and doc[0]["modifiedVersionWriteUrl"]
+
+    st, _, doc = call(gw, "POST", "/videoInfo", body={"url": job["url"]})
+    assert st == 200 and doc["size"] == job["size"] and doc["codec"], doc
+
+
+def test_account_and_characters(gw):
+    st, _, doc = call(gw, "GET", "/account/creditBalance")
+    assert st == 200 and isinstance(doc["credits"], (int, float)), doc
+    st, _, doc = call(gw, "GET", "/account/minutesBalance")
+    assert st == 200 and isinstance(doc["minutes"], (int, float)), doc
+    st, _, doc = call(gw, "GET", "/character/listModels?stockModel=all")
+    assert st == 200 and doc["list"] and {"id", "name", "platform"} <= set(doc["list"][0]), doc
+    st, _, doc = call(gw, "GET", "/character/getModelUploadUrl?name=m.fbx&modelExt=fbx&thumbExt=png")
+    assert st == 200 and doc["modelUrl"].startswith("http") and doc["thumbUrl"], doc
+
+
+def test_unauthenticated_is_401_in_upstream_shape(gw):
+    before = harness.metrics(gw)
+    for headers in ({}, {"Authorization": "Basic ZGVtby1jbGllbnQtaWQ6ZGVtby1jbGllbnQtc2VjcmV0"},
+                    {"Authorization": "Bearer not-a-key"}, {"Cookie": "dmsess=abc"}):
+        st, _, doc = call(gw, "GET", "/account/creditBalance", tenant=None, headers=headers)
+        assert st == 401 and is_upstream_error(doc, 401), (headers, st, doc)
+    after = harness.metrics(gw)
+    refused = P + 'rest_rejected_total{reason="unauthenticated"}'
+    assert after[refused] - before.get(refused, 0) == 3      # no scheme, Basic, cookie
+    unauth = P + "rpc_unauthenticated_total"                 # the wrong key: the call's own count
+    assert after[unauth] - before.get(unauth, 0) == 1
+
+
+def test_permission_of_the_viewer_key(gw, job):
+    st, _, doc = call(gw, "GET", "/upload?name=v.mp4", tenant="viewer")
+    assert st == 403 and is_upstream_error(doc, 403), doc
+    st, _, doc = call(gw, "GET", "/pesave/getUrls/" + job["rid"], tenant="viewer")
+    assert st == 403, doc
+    st, _, doc = call(gw, "GET", "/account/creditBalance", tenant="viewer")
+    assert st == 200, doc
+
+
+def test_foreign_rids_answered_as_unknown(gw, job):
+    st, _, doc = call(gw, "GET", "/status/" + job["rid"], tenant="team-b")
+    assert st == 404 and is_upstream_error(doc, 404), doc
+    st, _, doc = call(gw, "GET", "/download/" + job["rid"], tenant="team-b")
+    assert st == 404, doc
+    st, _, doc = call(gw, "GET", "/pesave/getUrls/" + job["rid"], tenant="team-b")
+    assert st == 404, doc
+    # Upstream leaves unknown rids out of the answer; so does the facade with another's rid.
+    url = harness.upload_put(gw, "b.mp4", b"\0" * 64, tenant="team-b")
+    mine = harness.start_job(gw, tenant="team-b", upload_url=url)
+    st, _, doc = call(gw, "GET", "/status/%s,%s" % (job["rid"], mine), tenant="team-b")
+    assert st == 200 and doc["count"] == 1 and doc["status"][0]["rid"] == mine, doc
+    st, _, doc = call(gw, "GET", "/list", tenant="team-b")
+    assert st == 200 and job["rid"] not in [j["rid"] for j in doc["list"]], doc
+
+
+def test_rate_limit_is_429_with_retry_after(gw):
+    seen = None
+    for _ in range(10):             # burst 2 at 0.5/s: the third call within a second is refused
+        st, hdrs, doc = call(gw, "GET", "/account/creditBalance", tenant=None,
+                             headers=bearer(key=SLOW_KEY))
+        if st == 429:
+            seen = (hdrs, doc)
+            break
+        assert st == 200, doc
+    assert seen, "never limited"
+    hdrs, doc = seen
+    assert is_upstream_error(doc, 429), doc
+    assert int(hdrs["Retry-After"]) >= 1, hdrs
+
+
+def test_oversize_body_is_413_and_counted(gw):
+    before = harness.metrics(gw)
+    st, _, doc = call(gw, "POST", "/videoInfo", body=b"{" + b" " * (64 << 10) + b"}")
+    assert st == 413 and is_upstream_error(doc, 413), doc
+    after = harness.metrics(gw)
+    k = P + 'rest_rejected_total{reason="body_too_large"}'
+    assert after[k] - before.get(k, 0) == 1
+
+
+def test_unknown_path_and_wrong_method(gw):
+    st, _, doc = call(gw, "GET", "/nothing/here")
+    assert st == 404 and is_upstream_error(doc, 404), doc
+    st, _, doc = call(gw, "DELETE", "/status/abc")
+    assert st == 405 and is_upstream_error(doc, 405), doc
+    st, _, doc = call(gw, "POST", "/videoInfo", body=b"not json")
+    assert st == 400 and is_upstream_error(doc, 400), doc
+
+
+def test_cors_as_upstream(gw):
+    st, hdrs, _ = harness.http("OPTIONS", gw.rest_url + "/status/x",
+                               headers={"Origin": "http://localhost:8080",
+                                        "Access-Control-Request-Method": "GET",
+                                        "Access-Control-Request-Headers": "authorization"})
+    assert st == 204, hdrs
+    assert hdrs["Access-Control-Allow-Origin"] == "http://localhost:8080"
+    assert hdrs["Access-Control-Allow-Credentials"] == "true"
+    assert "GET" in hdrs["Access-Control-Allow-Methods"]
+    st, hdrs, _ = call(gw, "GET", "/account/creditBalance", headers={"Origin": "http://evil.example"})
+    assert st == 200 and "Access-Control-Allow-Origin" not in hdrs
+
+
+def test_same_pipeline_as_grpc(gw, job):
+    """A REST request is a call of the gRPC method: it shows in rpc_total and the access log."""
+    label = P + 'rpc_total{method="/animate3d.v1.Jobs/GetStatus",code="OK"}'
+    before = harness.metrics(gw).get(label, 0)
+    st, _, _ = call(gw, "GET", "/status/" + job["rid"])
+    assert st == 200
+    assert harness.metrics(gw)[label] == before + 1
+    assert harness.CLIENT_SECRET not in harness.read_text(gw.log_path)
