@@ -244,6 +244,7 @@ static void rest_on_request(struct evhttp_request *req, void *arg)
 		return;
 	}
 	fin.query = evhttp_uri_get_query(uri);
+	fin.idempotency_key = evhttp_find_header(in_hdr, "Idempotency-Key");
 	fin.body = blen ? (const char *)evbuffer_pullup(in_body, -1) : NULL;
 	fin.body_len = blen;
 	if (gw_facade_build(route, &fin, &packed, &plen, err, sizeof err) != 0) {

@@ -413,6 +413,65 @@ static int facade_build_delete_model(const struct gw_facade_in *in, ProtobufCMes
 	return r->model_id ? 0 : facade_fail(err, errlen, "out of memory");
 }
 
+/* {"url" | "rid" | "rid_mp_detection", "processor", "params": [...]} + Idempotency-Key. */
+static int facade_build_process(const struct gw_facade_in *in, ProtobufCMessage **out, char *err,
+				size_t errlen)
+{
+	static const struct {
+		const char *key;
+		Animate3d__V1__StartJobRequest__SourceCase src;
+	} sources[] = {
+		{ "url", ANIMATE3D__V1__START_JOB_REQUEST__SOURCE_UPLOAD_URL },
+		{ "rid", ANIMATE3D__V1__START_JOB_REQUEST__SOURCE_RERUN_RID },
+		{ "rid_mp_detection", ANIMATE3D__V1__START_JOB_REQUEST__SOURCE_MP_DETECTION_RID },
+	};
+	Animate3d__V1__StartJobRequest *r = facade_msg(&animate3d__v1__start_job_request__descriptor);
+	json_t *o;
+	int rc = -1;
+
+	*out = (ProtobufCMessage *)r;
+	if (!r)
+		return facade_fail(err, errlen, "out of memory");
+	if (!(o = facade_body(in, err, errlen)))
+		return -1;
+	for (size_t i = 0; i < sizeof sources / sizeof sources[0]; i++) {
+		char *v = NULL;
+
+		if (facade_member(o, sources[i].key, &v, err, errlen))
+			goto out;
+		if (!v)
+			continue;
+		if (r->source_case != ANIMATE3D__V1__START_JOB_REQUEST__SOURCE__NOT_SET) {
+			free(v);
+			facade_fail(err, errlen, "give one of url, rid and rid_mp_detection");
+			goto out;
+		}
+		r->source_case = sources[i].src;
+		r->upload_url = v;	/* the oneof's members share one place */
+	}
+	if (r->source_case == ANIMATE3D__V1__START_JOB_REQUEST__SOURCE__NOT_SET) {
+		facade_fail(err, errlen, "url, rid or rid_mp_detection is required");
+		goto out;
+	}
+	if (gw_facade_params(json_object_get(o, "params"), r, err, errlen))
+		goto out;
+	if (in->idempotency_key && !(r->idempotency_key = strdup(in->idempotency_key))) {
+		facade_fail(err, errlen, "out of memory");
+		goto out;
+	}
+	rc = 0;
+out:
+	json_decref(o);
+	return rc;
+}
+
+static char *facade_render_process(const ProtobufCMessage *m)
+{
+	const Animate3d__V1__StartJobResponse *r = (const void *)m;
+
+	return facade_dump(json_pack("{s:o}", "rid", facade_str(r->rid)));
+}
+
 /* ---- renderers ---- */
 
 static const char *facade_state_name(int state)
@@ -658,6 +717,8 @@ static const struct gw_facade_route facade_table[] = {
 	  facade_build_list, facade_render_list },
 	{ G, "/list/", 1, JOBS("ListJobs"), &animate3d__v1__list_jobs_response__descriptor,
 	  facade_build_list, facade_render_list },
+	{ P, "/process", 0, JOBS("StartJob"), &animate3d__v1__start_job_response__descriptor,
+	  facade_build_process, facade_render_process },
 	{ G, "/upload", 0, JOBS("GetUploadUrl"), &animate3d__v1__get_upload_url_response__descriptor,
 	  facade_build_upload, facade_render_upload },
 	{ P, "/videoInfo", 0, JOBS("GetVideoInfo"), &animate3d__v1__video_info__descriptor,

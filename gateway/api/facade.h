@@ -17,7 +17,10 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <jansson.h>
 #include <protobuf-c/protobuf-c.h>
+
+#include "animate3d/v1/jobs.pb-c.h"
 
 #define GW_FACADE_ERR_MAX 256		/* err buffers are at least this long */
 #define GW_FACADE_MAX_QUERY_VALUE 1024	/* one decoded query parameter value */
@@ -31,6 +34,7 @@ struct gw_facade_in {
 	const char *query;		/* raw query string without '?', or NULL */
 	const char *body;		/* request body (not NUL-terminated), or NULL */
 	size_t body_len;
+	const char *idempotency_key;	/* the Idempotency-Key header (POST /process), or NULL */
 };
 
 /* Builds the gRPC request (a malloc'd message: protobuf_c_message_free_unpacked) or refuses with
@@ -63,6 +67,13 @@ int gw_facade_build(const struct gw_facade_route *r, const struct gw_facade_in *
 /* Unpacks reply[0..len) as the row's response and renders it; malloc'd, or NULL (malformed or
  * out of memory: the listener answers 500). */
 char *gw_facade_render(const struct gw_facade_route *r, const uint8_t *reply, size_t len);
+
+/* POST /process's "params" array (["key=value", ...]; NULL or null: none) into r->params (every
+ * documented key, aliases included, as its typed field) and r->extra_params (any other key, left
+ * for upstream to judge). 0, or -1 with err in upstream's words ("Error processing the
+ * parameters: <key>") when a documented key's value cannot be read. Checks nothing more: the
+ * call validates the fields as it validates a gRPC caller's. (facade_params.c) */
+int gw_facade_params(json_t *params, Animate3d__V1__StartJobRequest *r, char *err, size_t errlen);
 
 /* The HTTP status upstream would answer for a gRPC code: OK 200, INVALID_ARGUMENT and
  * FAILED_PRECONDITION 400, UNAUTHENTICATED 401, PERMISSION_DENIED 403, NOT_FOUND 404,

@@ -50,13 +50,17 @@ def is_upstream_error(doc, status):
 
 @pytest.fixture(scope="module")
 def job(gw):
-    """A finished job of team-a, made over REST: upload URL, PUT, StartJob (gRPC until /process)."""
+    """A finished job of team-a, made over REST: upload URL, PUT, /process."""
     st, _, doc = call(gw, "GET", "/upload?name=rest.mp4&resumable=0")
     assert st == 200 and doc["url"].startswith("http"), (st, doc)
     with open(harness.TINY_MP4, "rb") as f:
         data = f.read()
     assert harness.put_bytes(doc["url"], data) in (200, 201)
-    rid = harness.start_job(gw, upload_url=doc["url"])
+    st, _, started = call(gw, "POST", "/process",
+                          body={"url": doc["url"], "processor": "video2anim",
+                                "params": ["config=configDefault", "formats=bvh,fbx"]})
+    assert st == 200 and set(started) == {"rid"}, (st, started)
+    rid = started["rid"]
     harness.wait_job(gw, rid)
     return {"rid": rid, "url": doc["url"], "size": len(data)}
 
@@ -68,6 +72,27 @@ def test_status_as_upstream_shapes_it(gw, job):
     assert doc == {"count": 1, "status": [{"rid": job["rid"], "status": "SUCCESS",
                                             "details": {"in": "rest.mp4",
                                                         "out": job["rid"] + ".bvh"}}]}
+
+
+def test_process_idempotency_key_and_params(gw, job):
+    body = {"rid": job["rid"], "processor": "video2anim", "params": ["formats=bvh"]}
+    key = {"Idempotency-Key": "rest-rerun-1"}
+    st1, _, a = call(gw, "POST", "/process", body=body, headers=key)
+    st2, _, b = call(gw, "POST", "/process", body=body, headers=key)
+    assert st1 == st2 == 200 and a == b and a["rid"] != job["rid"], (a, b)
+    st, _, c = call(gw, "POST", "/process", body=body)
+    assert st == 200 and c["rid"] != a["rid"], c
+    # A documented parameter with an unreadable value: upstream's 400 and words.
+    st, _, doc = call(gw, "POST", "/process",
+                      body={"rid": job["rid"], "params": ["trackFace=maybe"]})
+    assert st == 400 and "trackFace" in doc["message"], doc
+    # One the gateway's own field limits refuse (as for a gRPC caller): 400 naming it.
+    st, _, doc = call(gw, "POST", "/process",
+                      body={"rid": job["rid"], "params": ["videoSpeedMultiplier=9.5"]})
+    assert st == 400 and "video_speed_multiplier" in doc["message"], doc
+    # Someone else's job is unknown to them.
+    st, _, doc = call(gw, "POST", "/process", tenant="team-b", body=body)
+    assert st == 404 and is_upstream_error(doc, 404), doc
 
 
 def test_download_list_pesave_videoinfo(gw, job):

@@ -7,6 +7,7 @@
 #include "animate3d/v1/account.pb-c.h"
 #include "animate3d/v1/jobs.pb-c.h"
 #include "gateway/api/facade.h"
+#include "gateway/api/params.h"
 
 /* ---- routes ---- */
 
@@ -101,7 +102,7 @@ static ProtobufCMessage *build(unsigned verb, const char *path, const char *quer
 	const char *arg;
 	int wrong;
 	const struct gw_facade_route *r = gw_facade_match(verb, path, &arg, &wrong);
-	struct gw_facade_in in = { arg, query, body, body ? strlen(body) : 0 };
+	struct gw_facade_in in = { arg, query, body, body ? strlen(body) : 0, "idem-1" };
 	uint8_t *packed = NULL;
 	size_t len = 0;
 	ProtobufCMessage *m;
@@ -197,6 +198,69 @@ Test(facade, build_body)
 					 "http://s/u");
 			protobuf_c_message_free_unpacked(m, NULL);
 		}
+	}
+}
+
+/* POST /process: the source, the params as typed fields (rendered upstream again by params.c,
+ * compared here as that rendering), the rest as extras, the Idempotency-Key header. */
+static const struct {
+	const char *body;
+	const char *rendered;	/* gw_params_render of the result; NULL: refused */
+	const char *err;
+} process_cases[] = {
+	{ "{\"url\":\"http://s/u\",\"processor\":\"video2anim\",\"params\":[\"config=configDefault\","
+	  "\"formats=bvh,fbx\",\"model=m1\",\"trackFace=1\",\"footLockingMode=never\","
+	  "\"poseEstimation.videoSpeedMultiplier=2\",\"trim=1,2.5\",\"render.bgColor=0,0,0,255\","
+	  "\"render.CamMode=1\",\"upperBodyOnly=true\",\"custom.flag=7\"]}",
+	  "[\"config=configDefault\",\"formats=bvh,fbx\",\"model=m1\",\"trackFace=1\","
+	  "\"footLockingMode=never\",\"videoSpeedMultiplier=2\",\"upperBodyOnly=true\",\"trim=1,2.5\","
+	  "\"render.bgColor=0,0,0,255\",\"render.CamMode=1\",\"custom.flag=7\"]", NULL },
+	/* The document's JavaScript-literal models and the official demo's JSON ones. */
+	{ "{\"rid_mp_detection\":\"r1\",\"params\":[\"models=[{trackingId:'001', modelId:'m1'}]\"]}",
+	  "[\"config=configDefault\",\"models=[{\\\"trackingId\\\":\\\"001\\\",\\\"modelId\\\":\\\"m1\\\"}]\"]",
+	  NULL },
+	{ "{\"rid\":\"r1\",\"params\":[\"models=[{\\\"trackingId\\\":2,\\\"modelId\\\":\\\"m\\\"}]\"]}",
+	  "[\"config=configDefault\",\"models=[{\\\"trackingId\\\":\\\"002\\\",\\\"modelId\\\":\\\"m\\\"}]\"]",
+	  NULL },
+	{ "{\"url\":\"http://s/u\",\"params\":[\"render.camera=fixed\"]}",
+	  "[\"config=configDefault\",\"render.CamMode=1\"]", NULL },
+	{ "{\"url\":\"u\",\"params\":[\"trackFace=maybe\"]}", NULL,
+	  "Error processing the parameters: trackFace" },
+	{ "{\"url\":\"u\",\"params\":[\"trim=1\"]}", NULL, "Error processing the parameters: trim" },
+	{ "{\"url\":\"u\",\"params\":[\"render.bgColor=0,0,0,256\"]}", NULL,
+	  "Error processing the parameters: render.bgColor" },
+	{ "{\"url\":\"u\",\"params\":[\"noequals\"]}", NULL,
+	  "Error processing the parameters: noequals" },
+	{ "{\"url\":\"u\",\"params\":\"formats=bvh\"}", NULL,
+	  "Error processing the parameters: params must be an array of \"key=value\" strings" },
+	{ "{\"url\":\"u\",\"rid\":\"r\"}", NULL, "give one of url, rid and rid_mp_detection" },
+	{ "{\"processor\":\"video2anim\"}", NULL, "url, rid or rid_mp_detection is required" },
+};
+
+Test(facade, build_process)
+{
+	for (size_t i = 0; i < sizeof process_cases / sizeof process_cases[0]; i++) {
+		char err[GW_FACADE_ERR_MAX];
+		Animate3d__V1__StartJobRequest *r = (void *)build(
+			GW_FACADE_POST, "/process", NULL, process_cases[i].body,
+			&animate3d__v1__start_job_request__descriptor, err);
+		json_t *arr;
+		char *s;
+
+		if (!process_cases[i].rendered) {
+			cr_expect_null(r, "case %zu", i);
+			cr_expect_str_eq(err, process_cases[i].err, "case %zu", i);
+			continue;
+		}
+		cr_assert_not_null(r, "case %zu: %s", i, err);
+		cr_expect_str_eq(r->idempotency_key, "idem-1");
+		cr_expect_neq(r->source_case, ANIMATE3D__V1__START_JOB_REQUEST__SOURCE__NOT_SET);
+		arr = gw_params_render(r->params, r->extra_params, r->n_extra_params);
+		s = json_dumps(arr, JSON_COMPACT);
+		cr_expect_str_eq(s, process_cases[i].rendered, "case %zu", i);
+		free(s);
+		json_decref(arr);
+		protobuf_c_message_free_unpacked(&r->base, NULL);
 	}
 }
 
