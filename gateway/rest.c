@@ -6,11 +6,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/sha.h>
 #include <event2/buffer.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
+#include "auth/caller/apikey.h"
 #include "gateway/api/facade.h"
+#include "gateway/base/clock.h"
 #include "gateway/base/conncap.h"
 #include "gateway/base/fdlimit.h"
 #include "gateway/base/log.h"
@@ -19,9 +25,11 @@
 #include "gateway/call/env.h"
 #include "gateway/config/config.h"
 #include "gateway/http.h"
+#include "gateway/rest_sess.h"
 
 #define REST_MAX_HOST 256		/* host part of rest_listen */
 #define REST_MAX_ROUTES 32		/* facade rows resolved to method rows at start */
+#define REST_MAX_BASIC 1024		/* a Basic credential, encoded */
 
 /* Why a request was refused before it became a call (rest_rejected_total{reason}). */
 enum rest_reject {
@@ -30,10 +38,13 @@ enum rest_reject {
 	REST_REJ_BODY,			/* body over rest.max_body_bytes */
 	REST_REJ_BAD_REQUEST,		/* the REST request could not become the method's request */
 	REST_REJ_AUTH,			/* no credential the facade takes (Basic, unknown cookie) */
+	REST_REJ_LOGIN,			/* GET /session/auth with a wrong tenant or key */
+	REST_REJ_SESSIONS_FULL,		/* GET /session/auth with the session table full */
 	REST_REJ_N
 };
 static const char *const rest_reject_names[REST_REJ_N] = { "not_found", "method", "body_too_large",
-							    "bad_request", "unauthenticated" };
+							    "bad_request", "unauthenticated",
+							    "login_failed", "sessions_full" };
 
 /* Browser origins allowed, as upstream allows them (docs/upstream-api.md, CORS). */
 static const char *const rest_origins[] = { "http://localhost:8080", "http://localhost:8180" };
@@ -44,6 +55,7 @@ struct gw_rest {
 	struct gw_env *env;
 	struct evhttp *http;
 	struct gw_conncap *cap;
+	struct gw_rest_sess *sess;	/* dmsess cookies of GET /session/auth */
 	size_t midx[REST_MAX_ROUTES];	/* per facade row: its method row in env->methods */
 	struct rest_req *pending;	/* requests whose call runs */
 	uint64_t requests;
@@ -59,6 +71,7 @@ struct rest_req {
 	const struct gw_facade_route *route;
 	struct gw_call *call;		/* NULL once the call ended */
 	struct rest_req *prev, *next;
+	char token[GW_REST_SESS_TOKEN_LEN + 1];	/* the session it came with ("": a key) */
 };
 
 long gw_rest_retry_after_s(long retry_ms)
@@ -134,6 +147,9 @@ static void rest_on_end(void *arg, const struct gw_call_end *end)
 	char ra[24];
 
 	rest_unlink(q);
+	/* The key a session was opened with is gone (a reload removed it): so is the session. */
+	if (end->code == GRPC_STATUS_UNAUTHENTICATED && q->token[0])
+		gw_rest_sess_drop(r->sess, q->token, strlen(q->token));
 	if (end->code == GRPC_STATUS_OK) {
 		char *json = gw_facade_render(q->route, end->reply, end->reply_len);
 
@@ -149,6 +165,87 @@ static void rest_on_end(void *arg, const struct gw_call_end *end)
 		rest_send_error(r, q->req, status, end->msg);
 	}
 	free(q);
+}
+
+/* "Basic base64(user:password)" -> user and password in buf (NUL-terminated, wiped by the
+ * caller). 0, or -1 when malformed. */
+static int rest_basic(const char *auth, char *buf, size_t cap, const char **user, const char **pass,
+		      size_t *passlen)
+{
+	const char *b64 = auth + 6;
+	size_t n;
+	int len;
+	char *colon;
+
+	if (strncasecmp(auth, "Basic ", 6) != 0)
+		return -1;
+	while (*b64 == ' ')
+		b64++;
+	n = strlen(b64);
+	if (n == 0 || n > REST_MAX_BASIC || n % 4 || (n / 4) * 3 + 1 > cap)
+		return -1;
+	len = EVP_DecodeBlock((unsigned char *)buf, (const unsigned char *)b64, (int)n);
+	if (len < 0)
+		return -1;
+	/* EVP_DecodeBlock counts the padding's zero bytes: take them off. */
+	if (n >= 1 && b64[n - 1] == '=')
+		len--;
+	if (n >= 2 && b64[n - 2] == '=')
+		len--;
+	buf[len] = '\0';
+	if (memchr(buf, '\0', (size_t)len) || !(colon = strchr(buf, ':')))
+		return -1;
+	*colon = '\0';
+	*user = buf;
+	*pass = colon + 1;
+	*passlen = strlen(colon + 1);
+	return 0;
+}
+
+/* GET /session/auth: Basic with the tenant's name and one of its keys -> a dmsess cookie. */
+static void rest_session_auth(struct gw_rest *r, struct evhttp_request *req)
+{
+	const struct gw_config *cfg = r->env->cfg;
+	const char *auth = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+	char buf[REST_MAX_BASIC], token[GW_REST_SESS_TOKEN_LEN + 1], cookie[160], date[64];
+	const char *user = NULL, *pass = NULL;
+	size_t passlen = 0, tidx = 0;
+	unsigned perms = 0;
+	uint8_t key[32];
+	int64_t now = gw_clock_wall_ms();
+	time_t exp;
+	struct tm tm;
+
+	if (!auth || rest_basic(auth, buf, sizeof buf, &user, &pass, &passlen) != 0 ||
+	    passlen == 0 || !SHA256((const unsigned char *)pass, passlen, key) ||
+	    gw_apikey_lookup_hash(r->env->gen->keys, key, &tidx, &perms) != 0 ||
+	    tidx >= cfg->ntenants || strcmp(cfg->tenants[tidx].name, user) != 0) {
+		OPENSSL_cleanse(buf, sizeof buf);
+		OPENSSL_cleanse(key, sizeof key);
+		rest_reject(r, req, REST_REJ_LOGIN, 401,
+			    auth ? "Invalid credentials: Basic <tenant>:<api key>"
+				 : "Missing Basic authorization");
+		return;
+	}
+	OPENSSL_cleanse(buf, sizeof buf);
+	if (gw_rest_sess_open(r->sess, cfg->tenants[tidx].name, key, now,
+			      cfg->rest.session_ttl_s * 1000, token) != 0) {
+		OPENSSL_cleanse(key, sizeof key);
+		rest_reject(r, req, REST_REJ_SESSIONS_FULL, 503, "Too many sessions, retry later");
+		return;
+	}
+	OPENSSL_cleanse(key, sizeof key);
+	exp = (time_t)((now / 1000) + cfg->rest.session_ttl_s);
+	gmtime_r(&exp, &tm);
+	strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+	/* No Domain (clients drop cookies of IP hosts that carry one) and the first Set-Cookie. */
+	snprintf(cookie, sizeof cookie, "dmsess=%s; Path=/; Expires=%s; HttpOnly", token, date);
+	OPENSSL_cleanse(token, sizeof token);
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Set-Cookie", cookie);
+	OPENSSL_cleanse(cookie, sizeof cookie);
+	gw_log(GW_LOG_INFO, "rest", GW_LS("msg", "session opened"),
+	       GW_LS("tenant", cfg->tenants[tidx].name), GW_LEND);
+	rest_send(r, req, 200, strdup("{\"message\":\"authenticated\"}"));
 }
 
 static void rest_preflight(struct gw_rest *r, struct evhttp_request *req)
@@ -216,12 +313,23 @@ static void rest_on_request(struct evhttp_request *req, void *arg)
 	uint8_t *packed = NULL;
 	size_t plen = 0, blen = evbuffer_get_length(in_body), nroutes;
 	const struct gw_facade_route *routes = gw_facade_routes(&nroutes);
+	struct gw_call_local_args a = { 0 };
+	const char *cookie, *token, *tenant = NULL;
+	size_t toklen = 0;
+	uint8_t key[32];
 	int wrong = 0;
 
 	r->requests++;
 	gw_conncap_request(r->cap, req);
 	if (cmd == EVHTTP_REQ_OPTIONS) {
 		rest_preflight(r, req);
+		return;
+	}
+	if (path && strcmp(path, "/session/auth") == 0) {
+		if (cmd == EVHTTP_REQ_GET || cmd == EVHTTP_REQ_HEAD)
+			rest_session_auth(r, req);
+		else
+			rest_reject(r, req, REST_REJ_METHOD, 405, "Method not allowed on this path");
 		return;
 	}
 	route = gw_facade_match(rest_verb(cmd), path ? path : "/", &fin.arg, &wrong);
@@ -236,11 +344,19 @@ static void rest_on_request(struct evhttp_request *req, void *arg)
 		rest_reject(r, req, REST_REJ_BODY, 413, "Request body too large");
 		return;
 	}
-	/* Only a Bearer key for now: Basic (the upstream secret's scheme) is refused like upstream
-	 * refuses it outside /session/auth, and no cookie is known yet. */
-	if (!auth || strlen(auth) > GW_REST_MAX_AUTH || strncasecmp(auth, "Bearer ", 7) != 0) {
+	/* Who is calling: a dmsess cookie of ours, else a Bearer key. Basic (the upstream secret's
+	 * scheme) is taken only at /session/auth, as upstream takes it; beside a valid cookie it is
+	 * harmless (the official Python demo sends it on every call). */
+	cookie = evhttp_find_header(in_hdr, "Cookie");
+	token = cookie ? gw_rest_sess_cookie(cookie, &toklen) : NULL;
+	if (token && gw_rest_sess_find(r->sess, token, toklen, gw_clock_wall_ms(), &tenant,
+				       key) == 0) {
+		auth = NULL;
+	} else if (auth && strlen(auth) <= GW_REST_MAX_AUTH && strncasecmp(auth, "Bearer ", 7) == 0) {
+		token = NULL;
+	} else {
 		rest_reject(r, req, REST_REJ_AUTH, 401,
-			    "Invalid or expired session: send Authorization: Bearer <api key>");
+			    "Invalid or expired session: authenticate with GET /session/auth");
 		return;
 	}
 	fin.query = evhttp_uri_get_query(uri);
@@ -259,19 +375,32 @@ static void rest_on_request(struct evhttp_request *req, void *arg)
 	q->r = r;
 	q->req = req;
 	q->route = route;
+	if (token)
+		snprintf(q->token, sizeof q->token, "%.*s", (int)toklen, token);
 	q->next = r->pending;
 	if (q->next)
 		q->next->prev = q;
 	r->pending = q;
 	rest_peer(req, peer, sizeof peer);
 	/* The sink may run before gw_call_local returns (a refusal): q is then freed, answered. */
-	if (gw_call_local(r->env, r->midx[route - routes], packed, plen, auth, strlen(auth),
-			  cfg->rest.call_timeout_ms, peer, rest_on_end, q, &q->call) != 0) {
+	a.midx = r->midx[route - routes];
+	a.req = packed;
+	a.len = plen;
+	a.auth = auth;
+	a.authlen = auth ? strlen(auth) : 0;
+	a.key_sha256 = token ? key : NULL;
+	a.tenant = tenant;
+	a.deadline_ms = cfg->rest.call_timeout_ms;
+	a.peer = peer;
+	a.sink = rest_on_end;
+	a.arg = q;
+	if (gw_call_local(r->env, &a, &q->call) != 0) {
 		rest_unlink(q);
 		free(q);
 		rest_send_error(r, req, 500, "cannot start the call");
 	}
 out:
+	OPENSSL_cleanse(key, sizeof key);
 	free(packed);
 }
 
@@ -279,6 +408,7 @@ static void rest_render_metrics(void *arg, struct gw_metrics_out *o)
 {
 	const struct gw_rest *r = arg;
 	struct gw_conncap_stats s;
+	struct gw_rest_sess_stats ss;
 	char labels[48];
 
 	gw_conncap_stats(r->cap, &s);
@@ -297,6 +427,16 @@ static void rest_render_metrics(void *arg, struct gw_metrics_out *o)
 	}
 	gw_metrics_one(o, "rest_preflights_total", "counter", "CORS preflight requests answered.",
 		       r->preflights);
+	gw_rest_sess_stats(r->sess, &ss);
+	gw_metrics_one(o, "rest_sessions", "gauge", "Open dmsess sessions of the REST facade.", ss.live);
+	gw_metrics_one(o, "rest_sessions_max", "gauge", "The REST facade's session table size.", ss.max);
+	gw_metrics_one(o, "rest_sessions_opened_total", "counter",
+		       "Sessions opened by GET /session/auth.", ss.opened);
+	gw_metrics_one(o, "rest_sessions_expired_total", "counter",
+		       "Sessions dropped at their expiry.", ss.expired);
+	gw_metrics_one(o, "rest_sessions_unknown_total", "counter",
+		       "dmsess cookies that named no session (expired elsewhere, forged, or from "
+		       "before a restart).", ss.unknown);
 	gw_metrics_one(o, "rest_connections", "gauge", "Open connections on the REST listener.", s.open);
 	gw_metrics_one(o, "rest_connections_max", "gauge", "The REST connection cap.", s.max);
 	gw_metrics_one(o, "rest_connections_accepted_total", "counter",
@@ -354,6 +494,11 @@ struct gw_rest *gw_rest_new(struct gw_env *env, size_t reserve_conns, char *err,
 	r->env = env;
 	if (rest_resolve(r, err, errlen) != 0)
 		goto out;
+	r->sess = gw_rest_sess_new(GW_REST_MAX_SESSIONS);
+	if (!r->sess) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
 	if (gw_http_split_hostport(cfg->rest_listen, host, sizeof host, &port)) {
 		snprintf(err, errlen, "invalid REST listen address %s (want host:port)", cfg->rest_listen);
 		goto out;
@@ -420,5 +565,6 @@ void gw_rest_free(struct gw_rest *r)
 	if (r->http)
 		evhttp_free(r->http);
 	gw_conncap_free(r->cap);
+	gw_rest_sess_free(r->sess);
 	free(r);
 }

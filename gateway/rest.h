@@ -14,9 +14,11 @@
  *        gRPC status -> upstream's HTTP status and {"message","error"} body; 429 carries
  *        Retry-After from the rate limit's retry delay.
  *
- * Who is calling: `Authorization: Bearer <api key>` (the gRPC metadata value, handed to the call
- * as it is). The `dmsess` cookie of GET /session/auth is not built yet (docs/operations.md, "REST
- * facade", says what is missing). Anything else is 401 in upstream's shape.
+ * Who is calling, the way clients log in upstream: GET /session/auth with HTTP Basic (the
+ * tenant's name, one of its API keys) gives a `dmsess` cookie of the gateway's own
+ * (gateway/rest_sess.h) that later requests carry; or `Authorization: Bearer <api key>` on every
+ * request (the gRPC metadata value, handed to the call as it is). Either way the call itself
+ * checks the key against the current key ring. Anything else is 401 in upstream's shape.
  *
  * Why evhttp (libevent 2.1.12) and not the bufferevent parser of tests/sim or libmicrohttpd:
  * every answer here is a small JSON document and every body a small JSON request (rest.max_body_
@@ -42,6 +44,7 @@
 
 #define GW_REST_MAX_PEER 64		/* "ipv4:127.0.0.1:5555" */
 #define GW_REST_MAX_AUTH 1024		/* an Authorization value looked at (= GW_APIKEY_MAX_VALUE) */
+#define GW_REST_MAX_SESSIONS 100000	/* open dmsess sessions (gateway/rest_sess.h) */
 
 struct gw_env;
 struct gw_rest;

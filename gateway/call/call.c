@@ -62,7 +62,7 @@ struct gw_call {
 	struct gw_gen *conf;		/* reference taken at authentication */
 	const struct gw_tenant_cfg *tenant;
 	size_t tenant_idx;
-	const char *auth_by;		/* "key", "cert", or NULL: not authenticated */
+	const char *auth_by;		/* "key", "cert", "session" (a REST facade cookie), or NULL */
 	ProtobufCMessage *req;
 	void *data;
 	void (*on_cancel)(struct gw_call *c, void *data);
@@ -91,6 +91,9 @@ struct gw_call {
 	int local;
 	char *local_auth;		/* wiped and freed with the call */
 	size_t local_auth_len;
+	uint8_t local_key[32];		/* the session's key hash (has_local_key) */
+	int has_local_key;
+	char *local_tenant;		/* the tenant the credential must belong to, or NULL */
 	char local_peer[GW_CALL_MAX_PEER];
 	gw_call_sink_fn sink;
 	void *sink_arg;
@@ -602,6 +605,8 @@ static void call_free(struct gw_call *c)
 		explicit_bzero(c->local_auth, c->local_auth_len);
 		free(c->local_auth);
 	}
+	explicit_bzero(c->local_key, sizeof c->local_key);
+	free(c->local_tenant);
 	if (c->call)
 		grpc_call_unref(c->call);
 	if (!c->m)
@@ -635,10 +640,19 @@ static int call_authenticate(struct gw_call *c, size_t *tidx, unsigned *perms)
 	size_t cnlen;
 	int t;
 
+	if (c->has_local_key) {
+		if (gw_apikey_lookup_hash(c->conf->keys, c->local_key, tidx, perms) != 0 ||
+		    *tidx >= cfg->ntenants ||
+		    (c->local_tenant && strcmp(cfg->tenants[*tidx].name, c->local_tenant) != 0))
+			return -1;
+		c->auth_by = "session";
+		return 0;
+	}
 	if (val) {
 		if (len > GW_APIKEY_MAX_VALUE ||
 		    gw_apikey_lookup(c->conf->keys, val, len, tidx, perms) != 0 ||
-		    *tidx >= cfg->ntenants)
+		    *tidx >= cfg->ntenants ||
+		    (c->local_tenant && strcmp(cfg->tenants[*tidx].name, c->local_tenant) != 0))
 			return -1;
 		c->auth_by = "key";
 		return 0;
@@ -838,11 +852,10 @@ static void call_on_close(struct gw_call *c)
 	}
 }
 
-int gw_call_local(struct gw_env *env, size_t midx, const void *req, size_t len, const char *auth,
-		  size_t authlen, int64_t deadline_ms, const char *peer, gw_call_sink_fn sink,
-		  void *arg, struct gw_call **handle)
+int gw_call_local(struct gw_env *env, const struct gw_call_local_args *a, struct gw_call **handle)
 {
 	struct gw_call *c = NULL;
+	size_t midx = a->midx;
 	grpc_slice s;
 	int rc = -1;
 
@@ -857,23 +870,29 @@ int gw_call_local(struct gw_env *env, size_t midx, const void *req, size_t len, 
 	c->m = &env->methods[midx];
 	c->local = 1;
 	c->pushback_ms = -1;
-	c->sink = sink;
-	c->sink_arg = arg;
+	c->sink = a->sink;
+	c->sink_arg = a->arg;
 	grpc_metadata_array_init(&c->md);
-	snprintf(c->local_peer, sizeof c->local_peer, "%s", peer ? peer : "");
+	snprintf(c->local_peer, sizeof c->local_peer, "%s", a->peer ? a->peer : "");
 	c->deadline = gpr_inf_future(GPR_CLOCK_MONOTONIC);
-	if (deadline_ms >= 0)
+	if (a->deadline_ms >= 0)
 		c->deadline = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
-					   gpr_time_from_millis(deadline_ms, GPR_TIMESPAN));
-	if (auth) {
-		c->local_auth = malloc(authlen + 1);
+					   gpr_time_from_millis(a->deadline_ms, GPR_TIMESPAN));
+	if (a->auth) {
+		c->local_auth = malloc(a->authlen + 1);
 		if (!c->local_auth)
 			goto out;
-		memcpy(c->local_auth, auth, authlen);
-		c->local_auth[authlen] = '\0';
-		c->local_auth_len = authlen;
+		memcpy(c->local_auth, a->auth, a->authlen);
+		c->local_auth[a->authlen] = '\0';
+		c->local_auth_len = a->authlen;
 	}
-	s = grpc_slice_from_copied_buffer((const char *)req, len);
+	if (a->key_sha256) {
+		memcpy(c->local_key, a->key_sha256, sizeof c->local_key);
+		c->has_local_key = 1;
+	}
+	if (a->tenant && !(c->local_tenant = strdup(a->tenant)))
+		goto out;
+	s = grpc_slice_from_copied_buffer((const char *)a->req, a->len);
 	c->payload = grpc_raw_byte_buffer_create(&s, 1);
 	grpc_slice_unref(s);
 	if (!c->payload)

@@ -166,18 +166,32 @@ struct gw_call_end {
 };
 typedef void (*gw_call_sink_fn)(void *arg, const struct gw_call_end *end);
 
+/* What a local call is started with. The credential is either the authorization value auth
+ * (copied and wiped at the end) or, for a session opened earlier with a key, that key's SHA-256
+ * (key_sha256, looked up in the current key ring at every call: a key removed by a reload no
+ * longer works); with tenant set, the credential must belong to that tenant. */
+struct gw_call_local_args {
+	size_t midx;			/* the method row (unary) */
+	const void *req;		/* the packed request message */
+	size_t len;
+	const char *auth;		/* "Bearer <key>", or NULL */
+	size_t authlen;
+	const uint8_t *key_sha256;	/* 32 bytes, or NULL */
+	const char *tenant;		/* NULL: any */
+	int64_t deadline_ms;		/* from now; < 0: none (handlers bound upstream transfers by it) */
+	const char *peer;		/* as gw_call_peer() gives it ("ipv4:127.0.0.1:5555", cut to
+					 * GW_CALL_MAX_PEER); NULL: unknown */
+	gw_call_sink_fn sink;
+	void *arg;
+};
+
 /*
- * Starts a local call of method row midx with the packed request req[0..len) and the
- * authorization value auth[0..authlen) (copied and wiped at the end; NULL: none), deadline_ms
- * from now (< 0: none; handlers bound their upstream transfers by it); peer names the client as
- * gw_call_peer() gives it ("ipv4:127.0.0.1:5555", cut to GW_CALL_MAX_PEER; NULL: unknown). *handle is the call while
- * it runs: the engine sets it to NULL just before it calls sink, exactly once, on the loop,
- * possibly before this function returns (an immediate refusal). Returns 0, or -1 when the row is
- * not a unary method or memory failed: then sink is never called and *handle stays NULL.
+ * Starts a local call. *handle is the call while it runs: the engine sets it to NULL just before
+ * it calls a->sink, exactly once, on the loop, possibly before this function returns (an
+ * immediate refusal). Returns 0, or -1 when the row is not a unary method or memory failed: then
+ * the sink is never called and *handle stays NULL.
  */
-int gw_call_local(struct gw_env *env, size_t midx, const void *req, size_t len, const char *auth,
-		  size_t authlen, int64_t deadline_ms, const char *peer, gw_call_sink_fn sink,
-		  void *arg, struct gw_call **handle);
+int gw_call_local(struct gw_env *env, const struct gw_call_local_args *a, struct gw_call **handle);
 /* The client of a running local call (*handle non-NULL) left: the call is cancelled as a gRPC call
  * whose client reset it (its cancel hook runs) and the sink is never called. */
 void gw_call_local_abandon(struct gw_call *c);

@@ -5,7 +5,12 @@ shapes, through the same pipeline as gRPC: the viewer key's permission, another 
 answered as upstream answers unknown rids, the tenant's rate limit as 429 + Retry-After, oversize
 bodies 413, upstream's error shape, CORS as upstream does it; every refusal counted in /metrics.
 """
+import base64
 import json
+import os
+import re
+import signal
+import time
 
 import pytest
 
@@ -221,3 +226,98 @@ def test_same_pipeline_as_grpc(gw, job):
     assert st == 200
     assert harness.metrics(gw)[label] == before + 1
     assert harness.CLIENT_SECRET not in harness.read_text(gw.log_path)
+
+
+# ---- sessions: GET /session/auth -> dmsess ------------------------------------------------------
+def basic(user, password):
+    return {"Authorization": "Basic " + base64.b64encode(("%s:%s" % (user, password)).encode()).decode()}
+
+
+def login(gw, user="team-a", password=None):
+    """-> (status, the dmsess value or None, Set-Cookie header)."""
+    st, hdrs, raw = harness.http("GET", gw.rest_url + "/session/auth",
+                                 headers=basic(user, harness.KEYS[user] if password is None else password))
+    cookie = hdrs.get("Set-Cookie", "")
+    m = re.match(r"dmsess=([^;]*);", cookie)
+    return st, (m.group(1) if m else None), cookie, raw
+
+
+def test_session_auth_gives_a_cookie_of_our_own(gw):
+    st, tok, cookie, raw = login(gw)
+    assert st == 200 and json.loads(raw) == {"message": "authenticated"}, (st, raw)
+    # 43 characters of URL-safe base64 without '=' (the JS SDK splits Set-Cookie on '='), no Domain.
+    assert re.fullmatch(r"[A-Za-z0-9_-]{43}", tok), tok
+    assert "Path=/" in cookie and "HttpOnly" in cookie and "Domain" not in cookie, cookie
+    for c in ("dmsess=" + tok, "dmsess=%s; Path" % tok, "other=1; dmsess=" + tok):
+        st, _, doc = call(gw, "GET", "/account/creditBalance", tenant=None, headers={"Cookie": c})
+        assert st == 200 and "credits" in doc, (c, st, doc)
+    # Basic beside a valid cookie is harmless, as upstream; Basic alone is not a session.
+    st, _, _ = call(gw, "GET", "/account/creditBalance", tenant=None,
+                    headers=dict(basic("team-a", harness.KEYS["team-a"]), Cookie="dmsess=" + tok))
+    assert st == 200
+    st, _, doc = call(gw, "GET", "/account/creditBalance", tenant=None,
+                      headers=basic("team-a", harness.KEYS["team-a"]))
+    assert st == 401 and is_upstream_error(doc, 401), doc
+    # The upstream cookie and secret never reach the client.
+    assert harness.CLIENT_SECRET not in cookie
+
+
+def test_session_is_the_tenant_of_its_key(gw, job):
+    _, tok_b, _, _ = login(gw, "team-b")
+    st, _, doc = call(gw, "GET", "/status/" + job["rid"], tenant=None,
+                      headers={"Cookie": "dmsess=" + tok_b})
+    assert st == 404, doc
+    _, tok_v, _, _ = login(gw, "viewer")
+    st, _, doc = call(gw, "GET", "/upload?name=x.mp4", tenant=None,
+                      headers={"Cookie": "dmsess=" + tok_v})
+    assert st == 403, doc
+
+
+def test_session_auth_refusals(gw):
+    before = harness.metrics(gw)
+    for user, pw in (("team-a", "wrong"), ("team-b", harness.KEYS["team-a"]), ("nobody", "x"),
+                     ("team-a", "")):
+        st, tok, _, raw = login(gw, user, pw)
+        assert st == 401 and tok is None and is_upstream_error(json.loads(raw), 401), (user, st)
+    st, _, raw = harness.http("GET", gw.rest_url + "/session/auth")
+    assert st == 401
+    st, _, doc = call(gw, "GET", "/account/creditBalance", tenant=None,
+                      headers={"Cookie": "dmsess=" + "A" * 43})
+    assert st == 401 and is_upstream_error(doc, 401), doc
+    after = harness.metrics(gw)
+    k = P + 'rest_rejected_total{reason="login_failed"}'
+    assert after[k] - before.get(k, 0) == 5
+
+
+ROT_KEY = "demo-key-rotating"
+
+
+def test_session_ends_when_its_key_is_removed(stack, sim):
+    rot = """\
+  - name: rot
+    account: sim
+    keys:
+      - sha256: {}
+        permissions: [read]
+""".format(harness.sha256_hex(ROT_KEY))
+    g = stack.gateway(sim, name="rest-reload", rest=True, extra_tenants=rot)
+    st, tok, _, _ = login(g, "rot", ROT_KEY)
+    assert st == 200
+    h = {"Cookie": "dmsess=" + tok}
+    assert call(g, "GET", "/account/creditBalance", tenant=None, headers=h)[0] == 200
+    with open(g.config_path) as f:
+        text = f.read()
+    assert rot in text
+    with open(g.config_path + ".new", "w") as f:
+        f.write(text.replace(rot, ""))
+    os.replace(g.config_path + ".new", g.config_path)
+    before = harness.read_text(g.log_path).count("configuration reloaded")
+    g.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while harness.read_text(g.log_path).count("configuration reloaded") == before:
+        assert time.monotonic() < deadline, "no reload"
+        time.sleep(0.05)
+    st, _, doc = call(g, "GET", "/account/creditBalance", tenant=None, headers=h)
+    assert st == 401 and is_upstream_error(doc, 401), doc
+    m = harness.metrics(g)
+    assert m[P + "rest_sessions"] == 0         # dropped, not kept until it expires
