@@ -147,6 +147,7 @@ static void rest_on_end(void *arg, const struct gw_call_end *end)
 	char ra[24];
 
 	rest_unlink(q);
+	gw_conncap_busy(r->cap, q->req, 0);
 	/* The key a session was opened with is gone (a reload removed it): so is the session. */
 	if (end->code == GRPC_STATUS_UNAUTHENTICATED && q->token[0])
 		gw_rest_sess_drop(r->sess, q->token, strlen(q->token));
@@ -382,6 +383,9 @@ static void rest_on_request(struct evhttp_request *req, void *arg)
 		q->next->prev = q;
 	r->pending = q;
 	rest_peer(req, peer, sizeof peer);
+	/* The answer comes later: the connection must not be closed under the call meanwhile (the
+	 * call's own deadline, rest.call_timeout_ms, bounds it). */
+	gw_conncap_busy(r->cap, req, 1);
 	/* The sink may run before gw_call_local returns (a refusal): q is then freed, answered. */
 	a.midx = r->midx[route - routes];
 	a.req = packed;
@@ -397,6 +401,7 @@ static void rest_on_request(struct evhttp_request *req, void *arg)
 	if (gw_call_local(r->env, &a, &q->call) != 0) {
 		rest_unlink(q);
 		free(q);
+		gw_conncap_busy(r->cap, req, 0);
 		rest_send_error(r, req, 500, "cannot start the call");
 	}
 out:
@@ -465,7 +470,8 @@ static int rest_resolve(struct gw_rest *r, char *err, size_t errlen)
 	for (size_t i = 0; i < n; i++) {
 		size_t k;
 
-		for (k = 0; k < r->env->nmethods && strcmp(r->env->methods[k].path, routes[i].rpc); k++)
+		for (k = 0; k < r->env->nmethods && strcmp(r->env->methods[k].path, routes[i].rpc) != 0;
+		     k++)
 			;
 		if (k == r->env->nmethods) {
 			snprintf(err, errlen, "REST facade: route %s names no method (%s)",
@@ -558,6 +564,7 @@ void gw_rest_free(struct gw_rest *r)
 		rest_unlink(q);
 		q->call = NULL;
 		gw_call_local_abandon(c);
+		gw_conncap_busy(r->cap, q->req, 0);
 		rest_send_error(r, q->req, 503, "server is shutting down");
 		free(q);
 	}

@@ -321,3 +321,17 @@ def test_session_ends_when_its_key_is_removed(stack, sim):
     assert st == 401 and is_upstream_error(doc, 401), doc
     m = harness.metrics(g)
     assert m[P + "rest_sessions"] == 0         # dropped, not kept until it expires
+
+
+def test_slow_call_outlives_the_connection_deadline(stack, sim):
+    """rest.timeout_s closes connections that send no complete request (slow clients); a request
+    whose answer is slow upstream is not such a connection: it is answered."""
+    g = stack.gateway(sim, name="rest-slow", rest=True, extra_top="rest:\n  timeout_s: 1\n")
+    sim.faults("GET /account/minutesBalance", status=0, rate=1.0, latency_ms=2500, count=1)
+    try:
+        st, _, doc = call(g, "GET", "/account/minutesBalance")
+    finally:
+        sim.clear_faults()
+    assert st == 200 and "minutes" in doc, (st, doc)
+    m = harness.metrics(g)
+    assert m[P + 'rest_connections_closed_total{reason="deadline"}'] == 0
