@@ -114,17 +114,17 @@ static void rest_send(struct gw_rest *r, struct evhttp_request *req, int status,
 		evbuffer_free(body);
 }
 
-static void rest_send_error(struct gw_rest *r, struct evhttp_request *req, int status,
-			    const char *msg)
+static void rest_send_error(struct gw_rest *r, struct evhttp_request *req,
+			    const struct gw_facade_route *route, int status, const char *msg)
 {
-	rest_send(r, req, status, gw_facade_error_json(status, msg));
+	rest_send(r, req, status, gw_facade_error_json(route, status, msg));
 }
 
 static void rest_reject(struct gw_rest *r, struct evhttp_request *req, enum rest_reject why,
 			int status, const char *msg)
 {
 	r->rejected[why]++;
-	rest_send_error(r, req, status, msg);
+	rest_send_error(r, req, NULL, status, msg);
 }
 
 static void rest_unlink(struct rest_req *q)
@@ -157,13 +157,13 @@ static void rest_on_end(void *arg, const struct gw_call_end *end)
 		if (json)
 			rest_send(r, q->req, 200, json);
 		else
-			rest_send_error(r, q->req, 500, "cannot render the reply");
+			rest_send_error(r, q->req, NULL, 500, "cannot render the reply");
 	} else {
 		if (status == 429 || (status == 503 && end->retry_ms >= 0)) {
 			snprintf(ra, sizeof ra, "%ld", gw_rest_retry_after_s(end->retry_ms));
 			evhttp_add_header(evhttp_request_get_output_headers(q->req), "Retry-After", ra);
 		}
-		rest_send_error(r, q->req, status, end->msg);
+		rest_send_error(r, q->req, q->route, status, end->msg);
 	}
 	free(q);
 }
@@ -365,12 +365,13 @@ static void rest_on_request(struct evhttp_request *req, void *arg)
 	fin.body = blen ? (const char *)evbuffer_pullup(in_body, -1) : NULL;
 	fin.body_len = blen;
 	if (gw_facade_build(route, &fin, &packed, &plen, err, sizeof err) != 0) {
-		rest_reject(r, req, REST_REJ_BAD_REQUEST, 400, err);
+		r->rejected[REST_REJ_BAD_REQUEST]++;
+		rest_send_error(r, req, route, 400, err);
 		goto out;
 	}
 	q = calloc(1, sizeof *q);
 	if (!q) {
-		rest_send_error(r, req, 500, "out of memory");
+		rest_send_error(r, req, NULL, 500, "out of memory");
 		goto out;
 	}
 	q->r = r;
@@ -402,7 +403,7 @@ static void rest_on_request(struct evhttp_request *req, void *arg)
 		rest_unlink(q);
 		free(q);
 		gw_conncap_busy(r->cap, req, 0);
-		rest_send_error(r, req, 500, "cannot start the call");
+		rest_send_error(r, req, NULL, 500, "cannot start the call");
 	}
 out:
 	OPENSSL_cleanse(key, sizeof key);
@@ -565,7 +566,7 @@ void gw_rest_free(struct gw_rest *r)
 		q->call = NULL;
 		gw_call_local_abandon(c);
 		gw_conncap_busy(r->cap, q->req, 0);
-		rest_send_error(r, q->req, 503, "server is shutting down");
+		rest_send_error(r, q->req, NULL, 503, "server is shutting down");
 		free(q);
 	}
 	gw_conncap_detach(r->cap);

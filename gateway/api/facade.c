@@ -709,41 +709,41 @@ static char *facade_render_delete_model(const ProtobufCMessage *m)
 
 static const struct gw_facade_route facade_table[] = {
 	{ G, "/status/", 1, JOBS("GetStatus"), &animate3d__v1__get_status_response__descriptor,
-	  facade_build_status, facade_render_status },
+	  facade_build_status, facade_render_status, NULL },
 	{ G, "/download/", 1, JOBS("GetDownloadUrls"),
 	  &animate3d__v1__get_download_urls_response__descriptor, facade_build_download,
-	  facade_render_download },
+	  facade_render_download, NULL },
 	{ G, "/list", 0, JOBS("ListJobs"), &animate3d__v1__list_jobs_response__descriptor,
-	  facade_build_list, facade_render_list },
+	  facade_build_list, facade_render_list, NULL },
 	{ G, "/list/", 1, JOBS("ListJobs"), &animate3d__v1__list_jobs_response__descriptor,
-	  facade_build_list, facade_render_list },
+	  facade_build_list, facade_render_list, NULL },
 	{ P, "/process", 0, JOBS("StartJob"), &animate3d__v1__start_job_response__descriptor,
-	  facade_build_process, facade_render_process },
+	  facade_build_process, facade_render_process, "503" },
 	{ G, "/upload", 0, JOBS("GetUploadUrl"), &animate3d__v1__get_upload_url_response__descriptor,
-	  facade_build_upload, facade_render_upload },
+	  facade_build_upload, facade_render_upload, NULL },
 	{ P, "/videoInfo", 0, JOBS("GetVideoInfo"), &animate3d__v1__video_info__descriptor,
-	  facade_build_video_info, facade_render_video_info },
+	  facade_build_video_info, facade_render_video_info, NULL },
 	{ G, "/pesave/getUrls/", 1, JOBS("GetPersonUrls"),
 	  &animate3d__v1__get_person_urls_response__descriptor, facade_build_pesave,
-	  facade_render_pesave },
+	  facade_render_pesave, NULL },
 	{ G, "/account/creditBalance", 0, ACCT("GetCreditBalance"),
 	  &animate3d__v1__get_credit_balance_response__descriptor, facade_build_credits,
-	  facade_render_credits },
+	  facade_render_credits, NULL },
 	{ G, "/account/minutesBalance", 0, ACCT("GetMinutesBalance"),
 	  &animate3d__v1__get_minutes_balance_response__descriptor, facade_build_minutes,
-	  facade_render_minutes },
+	  facade_render_minutes, NULL },
 	{ G, "/character/getModelUploadUrl", 0, CHARS("GetModelUploadUrl"),
 	  &animate3d__v1__get_model_upload_url_response__descriptor, facade_build_model_upload,
-	  facade_render_model_upload },
+	  facade_render_model_upload, NULL },
 	{ P, "/character/storeModel", 0, CHARS("StoreModel"),
 	  &animate3d__v1__store_model_response__descriptor, facade_build_store_model,
-	  facade_render_store_model },
+	  facade_render_store_model, NULL },
 	{ G, "/character/listModels", 0, CHARS("ListModels"),
 	  &animate3d__v1__list_models_response__descriptor, facade_build_list_models,
-	  facade_render_list_models },
+	  facade_render_list_models, NULL },
 	{ D, "/character/deleteModel/", 1, CHARS("DeleteModel"),
 	  &animate3d__v1__delete_model_response__descriptor, facade_build_delete_model,
-	  facade_render_delete_model },
+	  facade_render_delete_model, NULL },
 };
 #define FACADE_NROUTES (sizeof facade_table / sizeof facade_table[0])
 
@@ -839,10 +839,12 @@ int gw_facade_http_status(int grpc_code)
 	return map[grpc_code];
 }
 
-char *gw_facade_error_json(int http_status, const char *msg)
+char *gw_facade_error_json(const struct gw_facade_route *r, int http_status, const char *msg)
 {
 	char code[16];
 
 	snprintf(code, sizeof code, "%d", http_status);
+	if (r && r->bad_request_error && http_status == 400)
+		snprintf(code, sizeof code, "%s", r->bad_request_error);
 	return facade_dump(json_pack("{s:s, s:s}", "message", msg ? msg : "", "error", code));
 }

@@ -52,6 +52,8 @@ struct gw_facade_route {
 	const ProtobufCMessageDescriptor *resp_desc;
 	gw_facade_build_fn build;
 	gw_facade_render_fn render;
+	const char *bad_request_error;	/* "error" of a 400 (POST /process: "503", upstream's job
+					 * error "Error processing the parameters"); NULL: "400" */
 };
 
 /* The route of verb + path, or NULL; *arg points into path (the argument, or "" for exact
@@ -80,8 +82,9 @@ int gw_facade_params(json_t *params, Animate3d__V1__StartJobRequest *r, char *er
  * ALREADY_EXISTS 409, RESOURCE_EXHAUSTED 429, UNIMPLEMENTED 501, UNAVAILABLE 503,
  * DEADLINE_EXCEEDED 504, anything else 500. */
 int gw_facade_http_status(int grpc_code);
-/* Upstream's error body {"message": msg, "error": "<http status>"}: malloc'd, or NULL. */
-char *gw_facade_error_json(int http_status, const char *msg);
+/* Upstream's error body {"message": msg, "error": "<http status>"}: malloc'd, or NULL. A 400 of
+ * route r (NULL: none) carries r->bad_request_error instead when set. */
+char *gw_facade_error_json(const struct gw_facade_route *r, int http_status, const char *msg);
 
 /* The value of key in a raw query string, percent- and '+'-decoded into buf. 1 found, 0 absent,
  * -1 when it does not fit cap or decodes to a NUL byte. */

@@ -90,11 +90,11 @@ def test_process_idempotency_key_and_params(gw, job):
     # A documented parameter with an unreadable value: upstream's 400 and words.
     st, _, doc = call(gw, "POST", "/process",
                       body={"rid": job["rid"], "params": ["trackFace=maybe"]})
-    assert st == 400 and "trackFace" in doc["message"], doc
+    assert st == 400 and doc["error"] == "503" and "trackFace" in doc["message"], doc
     # One the gateway's own field limits refuse (as for a gRPC caller): 400 naming it.
     st, _, doc = call(gw, "POST", "/process",
                       body={"rid": job["rid"], "params": ["videoSpeedMultiplier=9.5"]})
-    assert st == 400 and "video_speed_multiplier" in doc["message"], doc
+    assert st == 400 and doc["error"] == "503" and "video_speed_multiplier" in doc["message"], doc
     # Someone else's job is unknown to them.
     st, _, doc = call(gw, "POST", "/process", tenant="team-b", body=body)
     assert st == 404 and is_upstream_error(doc, 404), doc

@@ -373,8 +373,18 @@ Test(facade, http_status)
 
 Test(facade, error_json)
 {
-	char *s = gw_facade_error_json(404, "No \"job\"");
+	const char *arg;
+	int wrong;
+	const struct gw_facade_route *process = gw_facade_match(GW_FACADE_POST, "/process", &arg, &wrong);
+	char *s = gw_facade_error_json(NULL, 404, "No \"job\"");
 
 	cr_expect_str_eq(s, "{\"message\":\"No \\\"job\\\"\",\"error\":\"404\"}");
+	free(s);
+	/* /process's parameter errors as upstream writes them; its other answers keep their status. */
+	s = gw_facade_error_json(process, 400, "Error processing the parameters: trim");
+	cr_expect_str_eq(s, "{\"message\":\"Error processing the parameters: trim\",\"error\":\"503\"}");
+	free(s);
+	s = gw_facade_error_json(process, 404, "gone");
+	cr_expect_str_eq(s, "{\"message\":\"gone\",\"error\":\"404\"}");
 	free(s);
 }
