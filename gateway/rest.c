@@ -10,7 +10,10 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/sha.h>
+#include <openssl/ssl.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
@@ -56,6 +59,7 @@ struct gw_rest {
 	struct evhttp *http;
 	struct gw_conncap *cap;
 	struct gw_rest_sess *sess;	/* dmsess cookies of GET /session/auth */
+	SSL_CTX *tls;			/* HTTPS with tls.cert_file/key_file; NULL: plain HTTP */
 	size_t midx[REST_MAX_ROUTES];	/* per facade row: its method row in env->methods */
 	struct rest_req *pending;	/* requests whose call runs */
 	uint64_t requests;
@@ -459,6 +463,38 @@ static void rest_render_metrics(void *arg, struct gw_metrics_out *o)
 		       "accept() failures on the REST listener.", s.accept_errors);
 }
 
+/* Each connection's TLS session; evhttp sets the socket on it and the handshake runs first. */
+static struct bufferevent *rest_tls_bev(struct event_base *base, void *arg)
+{
+	struct gw_rest *r = arg;
+	SSL *ssl = SSL_new(r->tls);
+
+	if (!ssl)
+		return NULL;
+	return bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
+					      BEV_OPT_CLOSE_ON_FREE);
+}
+
+/* The gRPC listener's certificate and key (tls:), TLS 1.2 or later; no client certificate is
+ * asked for (callers authenticate with a key or a session here). */
+static int rest_tls_new(struct gw_rest *r, char *err, size_t errlen)
+{
+	const struct gw_config *cfg = r->env->cfg;
+
+	if (!cfg->tls.cert_file)
+		return 0;
+	r->tls = SSL_CTX_new(TLS_server_method());
+	if (!r->tls || SSL_CTX_set_min_proto_version(r->tls, TLS1_2_VERSION) != 1 ||
+	    SSL_CTX_use_certificate_chain_file(r->tls, cfg->tls.cert_file) != 1 ||
+	    SSL_CTX_use_PrivateKey_file(r->tls, cfg->tls.key_file, SSL_FILETYPE_PEM) != 1 ||
+	    SSL_CTX_check_private_key(r->tls) != 1) {
+		snprintf(err, errlen, "REST facade: invalid TLS certificate or key (%s, %s)",
+			 cfg->tls.cert_file, cfg->tls.key_file);
+		return -1;
+	}
+	return 0;
+}
+
 static int rest_resolve(struct gw_rest *r, char *err, size_t errlen)
 {
 	size_t n;
@@ -506,6 +542,8 @@ struct gw_rest *gw_rest_new(struct gw_env *env, size_t reserve_conns, char *err,
 		snprintf(err, errlen, "out of memory");
 		goto out;
 	}
+	if (rest_tls_new(r, err, errlen) != 0)
+		goto out;
 	if (gw_http_split_hostport(cfg->rest_listen, host, sizeof host, &port)) {
 		snprintf(err, errlen, "invalid REST listen address %s (want host:port)", cfg->rest_listen);
 		goto out;
@@ -538,12 +576,14 @@ struct gw_rest *gw_rest_new(struct gw_env *env, size_t reserve_conns, char *err,
 				(int)cfg->rest.timeout_s, err, errlen);
 	if (!r->cap)
 		goto out;
+	if (r->tls)
+		gw_conncap_set_bev(r->cap, rest_tls_bev, r);
 	if (gw_metrics_register(&env->metrics_reg, rest_render_metrics, r) != 0) {
 		snprintf(err, errlen, "too many metrics renderers");
 		goto out;
 	}
 	gw_log(GW_LOG_INFO, "rest", GW_LS("msg", "REST facade listening"),
-	       GW_LS("listen", cfg->rest_listen), GW_LN("max_connections", (long long)max_conns),
+	       GW_LS("listen", cfg->rest_listen), GW_LS("tls", r->tls ? "on" : "off"), GW_LN("max_connections", (long long)max_conns),
 	       GW_LEND);
 	ret = r;
 	r = NULL;
@@ -574,5 +614,6 @@ void gw_rest_free(struct gw_rest *r)
 		evhttp_free(r->http);
 	gw_conncap_free(r->cap);
 	gw_rest_sess_free(r->sess);
+	SSL_CTX_free(r->tls);
 	free(r);
 }

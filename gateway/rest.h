@@ -28,6 +28,9 @@
  * streaming /upload (bytes through the gateway to storage) is what would need streamed bodies;
  * it is not offered, so evhttp suffices and no second HTTP stack enters the process.
  *
+ * TLS: with tls.cert_file/key_file the listener serves HTTPS with the gRPC listener's certificate
+ * (bufferevent_openssl under evhttp, made through conncap's bufferevent hook).
+ *
  * Limits, each refusal counted (rest_rejected_total{reason}): request line + headers
  * (rest.max_header_bytes; evhttp answers 400/431 itself: not counted), body (rest.max_body_bytes:
  * 413; evhttp buffers up to twice that and refuses beyond, uncounted, like the admin listener),

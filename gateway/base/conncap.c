@@ -45,6 +45,8 @@ struct gw_conncap {
 	int paused_cap, paused_err;		/* why the listener should be paused */
 	struct gw_lograte log_evict, log_pause, log_err;
 	struct gw_conncap_stats st;
+	gw_conncap_bev_fn make_bev;		/* NULL: a plain socket bufferevent */
+	void *make_bev_arg;
 };
 
 static int64_t conncap_now_ms(void)
@@ -215,7 +217,8 @@ static struct bufferevent *conncap_bevcb(struct event_base *base, void *arg)
 {
 	struct gw_conncap *c = arg;
 	struct conncap_conn *k = calloc(1, sizeof *k);
-	struct bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+	struct bufferevent *bev = c->make_bev ? c->make_bev(base, c->make_bev_arg)
+					      : bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
 
 	if (!k || !bev) {
 		/* evhttp makes its own: one connection uncounted, only when memory is gone */
@@ -443,6 +446,12 @@ void gw_conncap_request(struct gw_conncap *c, struct evhttp_request *req)
 		conncap_append(c, k);
 		return;
 	}
+}
+
+void gw_conncap_set_bev(struct gw_conncap *c, gw_conncap_bev_fn make, void *arg)
+{
+	c->make_bev = make;
+	c->make_bev_arg = arg;
 }
 
 void gw_conncap_busy(struct gw_conncap *c, struct evhttp_request *req, int busy)

@@ -71,6 +71,13 @@ struct gw_conncap_stats {
 struct gw_conncap *gw_conncap_new(struct event_base *base, struct evhttp *http,
 				  struct evconnlistener *lev, size_t max, int deadline_s, char *err,
 				  size_t errlen);
+/* How each new connection's bufferevent is made (e.g. bufferevent_openssl_socket_new with fd -1
+ * and BUFFEREVENT_SSL_ACCEPTING, for TLS: evhttp sets the fd on it); the cap takes evhttp's
+ * bufferevent callback, so a listener that needs its own asks here. NULL on failure: evhttp then
+ * makes a plain one. Default: a plain socket bufferevent. */
+struct bufferevent;
+typedef struct bufferevent *(*gw_conncap_bev_fn)(struct event_base *base, void *arg);
+void gw_conncap_set_bev(struct gw_conncap *c, gw_conncap_bev_fn make, void *arg);
 /* A request was handed to us on its connection: its deadline starts again. */
 void gw_conncap_request(struct gw_conncap *c, struct evhttp_request *req);
 /* busy = 1: req will be answered later (an asynchronous handler): until gw_conncap_busy(c, req,
