@@ -313,6 +313,16 @@ out:
 	return ret;
 }
 
+size_t gw_http_max_connections(const struct gw_http *h)
+{
+	struct gw_conncap_stats s;
+
+	if (!h || !h->cap)
+		return 0;
+	gw_conncap_stats(h->cap, &s);
+	return s.max;
+}
+
 void gw_http_free(struct gw_http *h)
 {
 	if (!h)

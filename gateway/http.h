@@ -1,5 +1,7 @@
 /*
- * http: the operator HTTP listener (libevent evhttp on cfg->http_listen), on the loop thread.
+ * http: the admin HTTP listener (libevent evhttp on cfg->http_listen, listen.http), on the loop
+ * thread: health, readiness, metrics and upstream webhook deliveries. The REST facade, upstream's
+ * own paths for clients with a team key, is a listener of its own (gateway/rest.h, listen.rest).
  *
  *   GET /healthz  200 "ok" while the process runs and its gRPC listener accepts (liveness): 503
  *                 once the self-probe (gateway/base/listenprobe.h, grpc.probe_*) found the
@@ -30,6 +32,8 @@ struct evbuffer;
  * listener on grpc_port (its bound port). NULL with one clear line in err on failure. */
 struct gw_http *gw_http_new(struct gw_env *env, int grpc_port, char *err, size_t errlen);
 void gw_http_free(struct gw_http *h);	/* NULL is a no-op */
+/* The listener's connection cap (0 for NULL): the REST listener's budget leaves room for it. */
+size_t gw_http_max_connections(const struct gw_http *h);
 
 /* ---- pure renderers (unit-tested) ---- */
 

@@ -36,6 +36,7 @@
 struct event;
 struct gw_config;
 struct gw_http;
+struct gw_rest;
 struct gw_handoff;
 struct gw_config_async;
 struct gw_memguard;
@@ -45,6 +46,7 @@ struct gw_server {
 	struct gw_gen *boot_gen;	/* accounts, listeners and state were built from this */
 	char *config_path;
 	struct gw_http *http;
+	struct gw_rest *rest;		/* the REST facade (gateway/rest.h); NULL without listen.rest */
 	struct event *ev_housekeeping;
 	int64_t last_expiry_ms;		/* wall clock of the last idempotency key expiry */
 	const char **method_names;	/* per method row: name and cost, for the admission */
