@@ -480,6 +480,7 @@ static void session_ss_fallback(struct gw_account_rt *a, const char *why)
 {
 	session_ss_unlock(a);	/* frees the lock if we took it */
 	a->ss.n.fallback++;
+	gw_redis_part_note(a->all->env.redis, GW_REDIS_PART_SESSION, 1);
 	gw_log(GW_LOG_WARN, "upstream_session_shared", GW_LS("account", a->name),
 	       GW_LS("msg", "Redis unavailable: logging in locally"), GW_LS("reason", why), GW_LEND);
 	session_ss_local(a);
@@ -491,6 +492,7 @@ static void session_ss_adopt(struct gw_account_rt *a, const char *cookie, int64_
 	a->ss.phase = GW_SS_IDLE;
 	a->ss.has_stale = 0;
 	a->ss.n.adopted++;
+	gw_redis_part_note(a->all->env.redis, GW_REDIS_PART_SESSION, 0);
 	explicit_bzero(a->cookie, sizeof a->cookie);
 	memcpy(a->cookie, cookie, strlen(cookie) + 1);
 	a->generation++;
@@ -548,6 +550,7 @@ static void session_ss_on_lock(void *arg, const redisReply *reply, const char *e
 		break;
 	case GW_SS_TIMEOUT:
 		a->ss.n.wait_timeout++;
+		gw_redis_part_note(a->all->env.redis, GW_REDIS_PART_SESSION, 1);
 		gw_log(GW_LOG_WARN, "upstream_session_shared", GW_LS("account", a->name),
 		       GW_LS("msg", "another replica's login took too long: logging in locally"),
 		       GW_LEND);
@@ -623,6 +626,7 @@ static void session_ss_on_get(void *arg, const redisReply *reply, const char *er
 		}
 		a->ss.phase = GW_SS_IDLE;
 		a->ss.n.login++;
+		gw_redis_part_note(a->all->env.redis, GW_REDIS_PART_SESSION, 0);
 		if (session_login(a, a->ss.refresh) != 0)
 			session_login_failed(a, 0);	/* frees the lock */
 		break;
@@ -684,6 +688,7 @@ static int session_begin(struct gw_account_rt *a, int refresh)
 		return 0;
 	}
 	a->ss.n.fallback++;
+	gw_redis_part_note(a->all->env.redis, GW_REDIS_PART_SESSION, 1);
 	return session_login(a, refresh);
 }
 
@@ -856,6 +861,7 @@ struct gw_account_rt *gw_session_accounts_new(const struct gw_session_env *env,
 	if (env->redis && env->seal_key) {
 		memcpy(all->seal_key, env->seal_key, sizeof all->seal_key);
 		all->shared = 1;
+		gw_redis_part_use(env->redis, GW_REDIS_PART_SESSION);
 		all->ss_publish.lua = ss_publish_lua;
 		all->ss_release.lua = ss_release_lua;
 		gw_redis_script_init(&all->ss_publish);
