@@ -952,6 +952,10 @@ struct gw_server *gw_server_new(struct gw_config *cfg, const char *config_path, 
 			snprintf(err, errlen, "cannot share the accounts' rate caps");
 			goto out;
 		}
+		if (gw_up_cluster_concurrency(env->up, env->redis, env->instance) != 0) {
+			snprintf(err, errlen, "cannot share the accounts' concurrency caps");
+			goto out;
+		}
 	}
 	if (server_services_new(srv, err, errlen))
 		goto out;
