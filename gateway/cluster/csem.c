@@ -13,40 +13,56 @@
 #include "gateway/cluster/redis.h"
 
 /*
- * A holder's value is "<slots>:<expiry in server microseconds>" (written in full: tostring()
- * keeps 14 digits). Expired or unreadable holders are deleted on every call, so a dead replica's
- * slots come back once its lease ends. The hash itself expires a second after the last call's
- * leases would: an idle account leaves nothing behind.
+ * A holder's value is "<slots>:<expiry in server microseconds>:<slots it asked for>" (written in
+ * full: tostring() keeps 14 digits). Expired or unreadable holders are deleted on every call, so a
+ * dead replica's slots come back once its lease ends. A holder that asked for more than it got is
+ * starved (kept with 0 slots too): while there are starved others, a grant is at most a fair share
+ * (cap / (starved + 1), rounded up), but never below what the caller still has in flight (keep:
+ * those slots are its own already, so the total stays within the cap). The busy holder thus gives
+ * slots back as its requests end, and the starved ones get them. The hash itself expires a second
+ * after the last call's leases would: an idle account leaves nothing behind.
  */
 const char GW_CSEM_LUA[] =
 	"local cap = tonumber(ARGV[1])\n"
 	"local me = ARGV[2]\n"
 	"local want = tonumber(ARGV[3])\n"
 	"local ttl = tonumber(ARGV[4])\n"
+	"local keep = tonumber(ARGV[5]) or 0\n"
 	"local t = redis.call('TIME')\n"
 	"local now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
 	"local h = redis.call('HGETALL', KEYS[1])\n"
 	"local others = 0\n"
+	"local starved = 0\n"
 	"for i = 1, #h, 2 do\n"
-	"  local n, exp = string.match(h[i + 1], '^(%d+):(%d+)$')\n"
+	"  local n, exp, w = string.match(h[i + 1], '^(%d+):(%d+):(%d+)$')\n"
 	"  n = tonumber(n)\n"
 	"  exp = tonumber(exp)\n"
-	"  if n == nil or exp == nil or exp <= now then\n"
+	"  w = tonumber(w)\n"
+	"  if n == nil or exp == nil or w == nil or exp <= now then\n"
 	"    redis.call('HDEL', KEYS[1], h[i])\n"
 	"  elseif h[i] ~= me then\n"
 	"    others = others + n\n"
+	"    if w > n then starved = starved + 1 end\n"
 	"  end\n"
 	"end\n"
-	"local grant = cap - others\n"
-	"if grant > want then grant = want end\n"
-	"if grant < 0 then grant = 0 end\n"
-	"if grant > 0 then\n"
-	"  redis.call('HSET', KEYS[1], me, string.format('%d:%.0f', grant, now + ttl * 1000))\n"
+	"local free = cap - others\n"
+	"if free < 0 then free = 0 end\n"
+	"local grant = want\n"
+	"if starved > 0 then\n"
+	"  local fair = math.ceil(cap / (starved + 1))\n"
+	"  if grant > fair then grant = fair end\n"
+	"end\n"
+	"if grant > free then grant = free end\n"
+	"local use = grant\n"
+	"if grant < keep then grant = keep end\n"
+	"if grant > free then grant = free end\n"
+	"if grant > 0 or want > 0 then\n"
+	"  redis.call('HSET', KEYS[1], me, string.format('%d:%.0f:%d', grant, now + ttl * 1000, want))\n"
 	"else\n"
 	"  redis.call('HDEL', KEYS[1], me)\n"
 	"end\n"
 	"redis.call('PEXPIRE', KEYS[1], ttl + 1000)\n"
-	"return {grant, others}\n";
+	"return {grant, others, use}\n";
 
 /* A request in flight: its own allocation, so that a csem freed first can detach it. */
 struct csem_req {
@@ -58,7 +74,9 @@ struct gw_csem_entry {
 	char *name;
 	char *key;			/* prefixed Redis key */
 	unsigned cap, batch, demand;	/* of the last sync */
+	unsigned inflight;		/* of the last sync: the slots it must keep */
 	unsigned held;			/* slots Redis granted us last */
+	unsigned use;			/* of which we may use (less while others starve) */
 	unsigned asked;			/* what the request in flight asks for */
 	int64_t sent_ms;		/* when that request was sent */
 	int64_t valid_until_ms;		/* the holding may be used until then */
@@ -66,6 +84,7 @@ struct gw_csem_entry {
 	int64_t short_until_ms;		/* a grant came short: do not grow before then */
 	struct csem_req *req;		/* the request in flight, or NULL */
 	gw_csem_change_fn change_fn;
+	gw_csem_inflight_fn inflight_fn;
 	void *arg;
 };
 
@@ -144,7 +163,7 @@ void gw_csem_free(struct gw_csem *c)
 }
 
 struct gw_csem_entry *gw_csem_entry(struct gw_csem *c, const char *name, gw_csem_change_fn change_fn,
-				    void *arg)
+				    gw_csem_inflight_fn inflight_fn, void *arg)
 {
 	struct gw_csem_entry *e;
 	char key[GW_REDIS_KEY_MAX];
@@ -184,6 +203,7 @@ struct gw_csem_entry *gw_csem_entry(struct gw_csem *c, const char *name, gw_csem
 		return NULL;
 	}
 	e->change_fn = change_fn;
+	e->inflight_fn = inflight_fn;
 	e->arg = arg;
 	c->e[c->n++] = e;
 	return e;
@@ -223,12 +243,14 @@ static void csem_done(void *arg, const redisReply *reply, const char *err)
 	if (!c)
 		return;
 	e->req = NULL;
-	if (err || !reply || reply->type != REDIS_REPLY_ARRAY || reply->elements < 2 ||
-	    reply->element[0]->type != REDIS_REPLY_INTEGER || reply->element[0]->integer < 0) {
+	if (err || !reply || reply->type != REDIS_REPLY_ARRAY || reply->elements < 3 ||
+	    reply->element[0]->type != REDIS_REPLY_INTEGER || reply->element[0]->integer < 0 ||
+	    reply->element[2]->type != REDIS_REPLY_INTEGER || reply->element[2]->integer < 0) {
 		/* Unknown outcome: what Redis holds for us is unknown too; the local share decides
 		 * for a while and the holding expires by itself if it was granted. */
 		c->st.failed++;
 		e->held = 0;
+		e->use = 0;
 		e->valid_until_ms = 0;
 		e->fail_until_ms = now + GW_CSEM_FAIL_HOLD_MS;
 		csem_notify(e);
@@ -239,6 +261,9 @@ static void csem_done(void *arg, const redisReply *reply, const char *err)
 		e->short_until_ms = now + GW_CSEM_SHORT_HOLD_MS;
 	}
 	e->held = (unsigned)reply->element[0]->integer;
+	e->use = (unsigned)reply->element[2]->integer;
+	if (e->use > e->held)
+		e->use = e->held;
 	/* From the send: the server's lease counts from later, so ours ends first. */
 	e->valid_until_ms = e->sent_ms + GW_CSEM_TTL_MS;
 	csem_notify(e);
@@ -248,9 +273,11 @@ static void csem_done(void *arg, const redisReply *reply, const char *err)
 static int csem_send(struct gw_csem *c, struct gw_csem_entry *e, unsigned want, int64_t now)
 {
 	struct csem_req *req;
-	char scap[16], swant[16], sttl[16];
-	const char *argv[5];
+	char scap[16], swant[16], sttl[16], skeep[16];
+	const char *argv[6];
 
+	if (e->inflight_fn)
+		e->inflight = e->inflight_fn(e->arg);
 	req = malloc(sizeof *req);
 	if (!req)
 		goto refused;
@@ -259,12 +286,14 @@ static int csem_send(struct gw_csem *c, struct gw_csem_entry *e, unsigned want, 
 	snprintf(scap, sizeof scap, "%u", e->cap);
 	snprintf(swant, sizeof swant, "%u", want);
 	snprintf(sttl, sizeof sttl, "%d", GW_CSEM_TTL_MS);
+	snprintf(skeep, sizeof skeep, "%u", e->inflight < want ? e->inflight : want);
 	argv[0] = e->key;
 	argv[1] = scap;
 	argv[2] = c->instance;
 	argv[3] = swant;
 	argv[4] = sttl;
-	if (gw_redis_eval(c->r, &c->script, 1, 4, argv, NULL, csem_done, req) != GW_REDIS_OK) {
+	argv[5] = skeep;
+	if (gw_redis_eval(c->r, &c->script, 1, 5, argv, NULL, csem_done, req) != GW_REDIS_OK) {
 		free(req);
 		goto refused;
 	}
@@ -299,8 +328,14 @@ static void csem_on_timer(evutil_socket_t fd, short what, void *arg)
 			continue;
 		if (!gw_redis_connected(c->r) || now < e->fail_until_ms)
 			continue;
+		if (e->inflight_fn) {
+			e->inflight = e->inflight_fn(e->arg);
+			if (e->demand < e->inflight)
+				e->demand = e->inflight;
+		}
 		if (csem_send(c, e, gw_csem_target(e->cap, e->demand, e->batch), now) != 0) {
 			e->held = 0;
+			e->use = 0;
 			csem_notify(e);
 		}
 	}
@@ -311,13 +346,15 @@ static int csem_fallback(struct gw_csem *c, struct gw_csem_entry *e)
 	c->st.fallback++;
 	c->st.shared_mode = 0;
 	gw_redis_part_note(c->r, GW_REDIS_PART_CONCURRENCY, 1);
-	if (e)
+	if (e) {
 		e->held = 0;
+		e->use = 0;
+	}
 	return GW_CSEM_FALLBACK;
 }
 
 int gw_csem_sync(struct gw_csem *c, struct gw_csem_entry *e, unsigned cap, unsigned batch,
-		 unsigned demand, int64_t now_ms, unsigned *slots)
+		 unsigned inflight, unsigned demand, int64_t now_ms, unsigned *slots)
 {
 	unsigned usable;
 
@@ -330,7 +367,8 @@ int gw_csem_sync(struct gw_csem *c, struct gw_csem_entry *e, unsigned cap, unsig
 	}
 	e->cap = cap > GW_CSEM_MAX_CAP ? GW_CSEM_MAX_CAP : cap;
 	e->batch = batch ? batch : 1;
-	e->demand = demand;
+	e->demand = demand > inflight ? demand : inflight;
+	e->inflight = inflight;
 	if (!c->r || !gw_redis_connected(c->r) || now_ms < e->fail_until_ms)
 		return csem_fallback(c, e);
 	if (e->held > 0 && now_ms >= e->valid_until_ms) {
@@ -341,13 +379,13 @@ int gw_csem_sync(struct gw_csem *c, struct gw_csem_entry *e, unsigned cap, unsig
 	}
 	/* Demand has reached the holding: ask for more before the next request needs it (not
 	 * while the others were just found holding the rest). */
-	if (!e->req && demand >= e->held && e->held < e->cap) {
+	if (!e->req && e->demand >= e->held && e->held < e->cap) {
 		if (now_ms < e->short_until_ms)
 			c->st.grow_held++;
-		else if (csem_send(c, e, gw_csem_target(e->cap, demand, e->batch), now_ms) != 0)
+		else if (csem_send(c, e, gw_csem_target(e->cap, e->demand, e->batch), now_ms) != 0)
 			return csem_fallback(c, e);
 	}
-	usable = e->held;
+	usable = e->use;
 	if (e->req && e->asked < usable)
 		usable = e->asked;	/* being given back: not to be used meanwhile */
 	c->st.shared++;

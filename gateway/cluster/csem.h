@@ -3,11 +3,15 @@
  * requests in flight (max_concurrent), shared by the replicas.
  *
  * One semaphore per key (an account: "cs:a:<name>") is a Redis hash: one field per holder (a
- * replica's instance id) whose value is "<slots>:<expiry, server microseconds>". One Lua script
- * (GW_CSEM_LUA) sets a holder's slots to what it asks for, as far as the cap allows: it reads the
- * server's clock (TIME), drops the holders whose lease expired (a dead replica's slots come back
- * GW_CSEM_TTL_MS after its last renewal), and grants min(want, cap - the others' slots). So the
- * holders' slots never add up to more than the cap.
+ * replica's instance id) whose value is "<slots>:<expiry, server microseconds>:<slots asked>".
+ * One Lua script (GW_CSEM_LUA) sets a holder's slots to what it asks for, as far as the cap
+ * allows: it reads the server's clock (TIME), drops the holders whose lease expired (a dead
+ * replica's slots come back GW_CSEM_TTL_MS after its last renewal), and grants at most cap - the
+ * others' slots. So the holders' slots never add up to more than the cap. Fairness: while other
+ * holders got less than they asked for (starved), a grant is at most cap / (starved + 1) (rounded
+ * up): the caller then uses at most that share, but keeps holding what it has in flight (those
+ * slots are taken), so a busy replica drains to its share and hands the rest over at its next
+ * renewal.
  *
  * A replica spends its slots locally: the hot path is no round trip. gw_csem_sync tells the
  * entry the replica's demand (requests in flight + queued) and gets the slots it may use:
@@ -56,8 +60,10 @@
 #define GW_CSEM_BATCH_SHARE 4		/* a batch is at most cap / (4 * replicas) slots */
 #define GW_CSEM_MAX_CAP 1000000		/* caps above this are clamped */
 
-/* The script: KEYS[1] the hash; ARGV cap, holder id, want (slots), ttl (ms). Returns {granted,
- * others}: the holder's slots now (0: its field is deleted) and the other live holders' total. */
+/* The script: KEYS[1] the hash; ARGV cap, holder id, want (slots), ttl (ms), keep (slots in flight
+ * at the caller, <= want; absent: 0). Returns {granted, others, use}: the holder's slots now (its
+ * field is deleted when it has none and asks for none), the other live holders' total, and how
+ * many of its slots it may use (its fair share while others starve; <= granted). */
 extern const char GW_CSEM_LUA[];
 
 struct event_base;
@@ -104,21 +110,24 @@ void gw_csem_free(struct gw_csem *c);
 
 /*
  * The entry of name (found or made); change_fn(arg) runs from the loop when its usable slots or
- * its mode may have changed (an answer came, a renewal failed): the caller syncs again. NULL when
- * the table is full, the name empty or too long, or memory runs out.
+ * its mode may have changed (an answer came, a renewal failed): the caller syncs again.
+ * inflight_fn(arg) (may be NULL: the figure of the last sync) says how many requests the caller
+ * has in flight now; it is asked each time a request is sent, so that the slots kept for them are
+ * never stale (a grant below them would let another replica exceed the cap). Neither may call
+ * gw_csem_free. NULL when the table is full, the name empty or too long, or memory runs out.
  */
 typedef void (*gw_csem_change_fn)(void *arg);
+typedef unsigned (*gw_csem_inflight_fn)(void *arg);
 struct gw_csem_entry *gw_csem_entry(struct gw_csem *c, const char *name, gw_csem_change_fn change_fn,
-				    void *arg);
+				    gw_csem_inflight_fn inflight_fn, void *arg);
 
 /*
- * e's cap (0: no cap, GW_CSEM_SHARED with *slots 0 meaning "unlimited" is never answered: the
- * caller does not sync uncapped keys), headroom batch, and the replica's demand (in flight +
- * queued) now. GW_CSEM_SHARED with *slots, or GW_CSEM_FALLBACK. May send a request; never waits,
- * never calls change_fn itself.
+ * e's cap (> 0: the caller does not sync uncapped keys), headroom batch, the replica's requests
+ * in flight and its demand (in flight + queued) now. GW_CSEM_SHARED with *slots, or
+ * GW_CSEM_FALLBACK. May send a request; never waits, never calls change_fn itself.
  */
 int gw_csem_sync(struct gw_csem *c, struct gw_csem_entry *e, unsigned cap, unsigned batch,
-		 unsigned demand, int64_t now_ms, unsigned *slots);
+		 unsigned inflight, unsigned demand, int64_t now_ms, unsigned *slots);
 
 /* Whether shared decisions are possible now: a client, and it is connected. */
 int gw_csem_shared(const struct gw_csem *c);

@@ -162,7 +162,8 @@ static void up_conc_sync(struct gw_account_limits *l, unsigned extra, int64_t no
 	} else {
 		demand = l->adm.inflight + (unsigned)l->adm.nqueued + extra;
 		shared = gw_csem_sync(lims->cs, l->cse, ac->max_concurrent,
-				      gw_csem_batch(ac->max_concurrent, n), demand, now, &slots) ==
+				      gw_csem_batch(ac->max_concurrent, n), l->adm.inflight, demand, now,
+				      &slots) ==
 			 GW_CSEM_SHARED;
 	}
 	if (shared) {
@@ -179,6 +180,14 @@ static void up_conc_sync(struct gw_account_limits *l, unsigned extra, int64_t no
 	}
 	if (l->adm.slots_on)
 		gw_adm_set_slots(&l->adm, 0, 0, now);
+}
+
+/* csem: the account's requests in flight now (the slots its holding must keep). */
+static unsigned up_conc_inflight(void *arg)
+{
+	const struct gw_account_limits *l = arg;
+
+	return l->adm.inflight;
 }
 
 /* csem: the slots or the mode of an account may have changed (an answer came). */
@@ -225,7 +234,8 @@ int gw_up_cluster_concurrency(struct gw_upstream *up, struct gw_redis *r, const 
 	for (size_t i = 0; i < l->nacct && i < cfg->naccounts; i++)
 		if (snprintf(key, sizeof key, UP_CSEM_KEY_PREFIX "%s", cfg->accounts[i].name) <
 		    (int)sizeof key)
-			l->acct[i].cse = gw_csem_entry(l->cs, key, up_conc_changed, &l->acct[i]);
+			l->acct[i].cse = gw_csem_entry(l->cs, key, up_conc_changed, up_conc_inflight,
+							  &l->acct[i]);
 	return 0;
 }
 
