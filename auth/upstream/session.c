@@ -41,6 +41,7 @@ struct gw_sessions {
 	 * they have all answered (dead = freed by its owner meanwhile). */
 	unsigned ss_inflight;
 	int dead;
+	int subscribed;			/* to <prefix>session: logins wake the waiters */
 	struct gw_account_rt a[];
 };
 
@@ -652,6 +653,30 @@ static int session_ss_get(struct gw_account_rt *a)
 	return 0;
 }
 
+/*
+ * Another replica logged in and published the account's name on <prefix>session: a replica
+ * waiting on that account's lock reads the new cookie now rather than at its next poll. msg NULL
+ * (the subscription was (re)established): the polls carry on, as for a lost message.
+ */
+static void session_ss_on_message(void *arg, const char *channel, const char *msg, size_t len)
+{
+	struct gw_sessions *all = arg;
+
+	(void)channel;
+	if (!msg)
+		return;
+	for (size_t i = 0; i < all->n; i++) {
+		struct gw_account_rt *a = &all->a[i];
+
+		if (a->ss.phase != GW_SS_WAITING || !a->name || strlen(a->name) != len ||
+		    memcmp(a->name, msg, len) != 0)
+			continue;
+		a->ss.n.woken++;
+		evtimer_del(a->ss.timer);
+		event_active(a->ss.timer, EV_TIMEOUT, 0);
+	}
+}
+
 static void session_ss_on_timer(evutil_socket_t fd, short what, void *arg)
 {
 	struct gw_account_rt *a = arg;
@@ -897,6 +922,10 @@ struct gw_account_rt *gw_session_accounts_new(const struct gw_session_env *env,
 			goto out;
 		}
 	}
+	/* Once the accounts exist (a message may come at any time). Refused: the waiters poll. */
+	if (all->shared &&
+	    gw_redis_subscribe(env->redis, "session", session_ss_on_message, all) == GW_REDIS_OK)
+		all->subscribed = 1;
 	if (env->metrics_reg) {
 		if (gw_metrics_register(env->metrics_reg, session_render_metrics, all) != 0) {
 			snprintf(err, errlen, "too many metrics renderers");
@@ -920,6 +949,9 @@ void gw_session_accounts_free(struct gw_account_rt *v, size_t n)
 	if (!v)
 		return;
 	all = v->all;
+	if (all->subscribed)
+		gw_redis_unsubscribe(all->env.redis, "session");
+	all->subscribed = 0;
 	if (all->registered)
 		gw_metrics_unregister(all->env.metrics_reg, session_render_metrics, all);
 	for (size_t i = 0; i < n && i < all->n; i++) {
@@ -1022,12 +1054,14 @@ static void session_render_metrics(void *arg, struct gw_metrics_out *o)
 			{ "open_failed", offsetof(struct gw_ss_counters, open_failed) },
 			{ "wait_timeout", offsetof(struct gw_ss_counters, wait_timeout) },
 			{ "publish_failed", offsetof(struct gw_ss_counters, publish_failed) },
+			{ "woken", offsetof(struct gw_ss_counters, woken) },
 		};
 
 		gw_metrics_family(o, "session_shared_total", "counter",
 				  "Shared upstream session (Redis): cookies adopted from another replica, "
 				  "logins under the cluster lock, waits on another's lock, local "
-				  "fallbacks, stored values that did not open, wait timeouts, failed writes.");
+				  "fallbacks, stored values that did not open, wait timeouts, failed writes, "
+				  "waits ended at once by another replica's login message.");
 		for (size_t i = 0; i < all->n; i++) {
 			gw_metrics_label(all->a[i].name, l, sizeof l);
 			for (size_t k = 0; k < sizeof sh / sizeof sh[0]; k++) {

@@ -11,7 +11,10 @@
  *                <prefix>session ("login")
  *       lost  -> poll: the same GET / SET NX again after GW_SS_POLL_MIN_MS, doubling to
  *                GW_SS_POLL_MAX_MS, until a newer cookie shows (adopted) or the lock is free
- *                (the holder failed or died: we log in) ("lock_lost", once per login)
+ *                (the holder failed or died: we log in) ("lock_lost", once per login); the
+ *                holder's PUBLISH of the account name (the replicas subscribe to
+ *                <prefix>session) wakes a waiting replica at once ("woken"): polling stays for
+ *                what pub/sub loses (at most once)
  *
  * "Newer" means: not the cookie this replica last used (a 401 on it, or the one being refreshed,
  * compared by SHA-256 fingerprint) and, for a refresh, living longer than ours. A 401 thus
@@ -55,6 +58,7 @@ struct gw_ss_counters {
 	uint64_t open_failed;		/* a stored value did not open (seal key rotated, tampered) */
 	uint64_t wait_timeout;		/* waited GW_SS_WAIT_MAX_MS, then logged in locally */
 	uint64_t publish_failed;	/* the sealed cookie could not be written */
+	uint64_t woken;			/* waits ended at once by another replica's login message */
 };
 
 /* The shared part of one account (inside struct gw_account_rt). */
