@@ -23,9 +23,10 @@
 #define SESSION_AUTH_PATH "/session/auth"
 #define SESSION_URL_MAX 2048			/* base_url + path */
 #define SESSION_LOGIN_TIMEOUT_MS 10000		/* one login attempt, connect included */
-#define GW_SS_LOCK_MS_STR "15000"		/* GW_SS_LOCK_MS as the PX argument */
-_Static_assert(GW_SS_LOCK_MS == 15000 && GW_SS_LOCK_MS > SESSION_LOGIN_TIMEOUT_MS,
-	       "the lock outlives one login attempt");
+#define GW_SS_LOCK_MS_STR "3000"		/* GW_SS_LOCK_MS as the PX argument */
+/* The lock outlives a login attempt by being renewed; one lost renewal still leaves it alive. */
+_Static_assert(GW_SS_LOCK_MS == 3000 && GW_SS_LOCK_MS >= 2 * GW_SS_LOCK_RENEW_MS + 500,
+	       "the lock survives a late or lost renewal");
 
 static const char *const session_rejected_msg = "upstream rejected account credentials";
 
@@ -36,7 +37,7 @@ struct gw_sessions {
 	int registered;			/* the renderer is in env.metrics_reg */
 	int shared;			/* env.redis and a seal key: logins are shared */
 	uint8_t seal_key[GW_SEAL_KEY_LEN];	/* wiped on free */
-	struct gw_redis_script ss_publish, ss_release;
+	struct gw_redis_script ss_publish, ss_release, ss_renew;
 	/* Redis commands whose done() still looks at the accounts: the set is freed only once
 	 * they have all answered (dead = freed by its owner meanwhile). */
 	unsigned ss_inflight;
@@ -417,6 +418,9 @@ static const char ss_publish_lua[] =
 static const char ss_release_lua[] =
 	"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end "
 	"return 0";
+static const char ss_renew_lua[] =
+	"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end "
+	"return 0";
 
 static const char *session_instance(const struct gw_sessions *all)
 {
@@ -532,6 +536,12 @@ static void session_ss_on_lock(void *arg, const redisReply *reply, const char *e
 		 * the lock in one script, so a GET that missed the cookie followed by a SET NX that
 		 * found the lock free must not log in again. */
 		a->ss.locked = 1;
+		{
+			struct timeval tv = { GW_SS_LOCK_RENEW_MS / 1000,
+					      (GW_SS_LOCK_RENEW_MS % 1000) * 1000 };
+
+			event_add(a->ss.renew, &tv);	/* failed: the lock just lives GW_SS_LOCK_MS */
+		}
 		if (session_ss_get(a) != 0)
 			session_ss_fallback(a, "GET refused");
 		break;
@@ -731,6 +741,40 @@ static void session_ss_on_published(void *arg, const redisReply *reply, const ch
 	}
 }
 
+static void session_ss_on_renewed(void *arg, const redisReply *reply, const char *err)
+{
+	struct gw_account_rt *a = arg;
+
+	if (session_ss_enter(a))
+		return;
+	/* 0: expired or taken over (our loop or Redis was too slow): the login goes on; another
+	 * replica may log in too, and the last cookie stored wins, as before the renewals. */
+	if (!err && reply && reply->type == REDIS_REPLY_INTEGER && reply->integer == 0)
+		a->ss.n.lock_expired++;
+}
+
+/* Every GW_SS_LOCK_RENEW_MS while our login runs under the lock: keep it ours. */
+static void session_ss_on_renew(evutil_socket_t fd, short what, void *arg)
+{
+	struct gw_account_rt *a = arg;
+	char lock[GW_REDIS_KEY_MAX];
+	const char *argv[3];
+
+	(void)fd;
+	(void)what;
+	if (!a->ss.locked) {
+		event_del(a->ss.renew);
+		return;
+	}
+	if (session_ss_key(a, 1, lock, sizeof lock) != 0)
+		return;
+	argv[0] = lock;
+	argv[1] = session_instance(a->all);
+	argv[2] = GW_SS_LOCK_MS_STR;
+	if (session_ss_eval(a, &a->all->ss_renew, 1, 2, argv, NULL, session_ss_on_renewed) == 0)
+		a->ss.n.lock_renewed++;
+}
+
 static void session_ss_on_released(void *arg, const redisReply *reply, const char *err)
 {
 	(void)reply;
@@ -753,6 +797,7 @@ static void session_ss_logged_in(struct gw_account_rt *a, int64_t lifetime_ms)
 	if (!a->ss.locked)
 		return;
 	a->ss.locked = 0;
+	event_del(a->ss.renew);
 	if (session_ss_key(a, 0, key, sizeof key) != 0 || session_ss_key(a, 1, lock, sizeof lock) ||
 	    gw_redis_key(a->all->env.redis, "session", chan, sizeof chan) < 0)
 		goto fail;
@@ -791,6 +836,7 @@ static void session_ss_unlock(struct gw_account_rt *a)
 	if (!a->ss.locked)
 		return;
 	a->ss.locked = 0;
+	event_del(a->ss.renew);
 	if (session_ss_key(a, 1, lock, sizeof lock) != 0)
 		return;
 	argv[0] = lock;
@@ -889,8 +935,10 @@ struct gw_account_rt *gw_session_accounts_new(const struct gw_session_env *env,
 		gw_redis_part_use(env->redis, GW_REDIS_PART_SESSION);
 		all->ss_publish.lua = ss_publish_lua;
 		all->ss_release.lua = ss_release_lua;
+		all->ss_renew.lua = ss_renew_lua;
 		gw_redis_script_init(&all->ss_publish);
 		gw_redis_script_init(&all->ss_release);
+		gw_redis_script_init(&all->ss_renew);
 	}
 	for (i = 0; i < cfg->naccounts; i++) {
 		const struct gw_account_cfg *ac = &cfg->accounts[i];
@@ -917,7 +965,8 @@ struct gw_account_rt *gw_session_accounts_new(const struct gw_session_env *env,
 			goto out;
 		a->timer = evtimer_new(env->base, session_on_timer, a);
 		a->ss.timer = evtimer_new(env->base, session_ss_on_timer, a);
-		if (!a->timer || !a->ss.timer) {
+		a->ss.renew = event_new(env->base, -1, EV_PERSIST, session_ss_on_renew, a);
+		if (!a->timer || !a->ss.timer || !a->ss.renew) {
 			snprintf(err, errlen, "account %s: cannot create its timer", ac->name);
 			goto out;
 		}
@@ -957,6 +1006,9 @@ void gw_session_accounts_free(struct gw_account_rt *v, size_t n)
 	for (size_t i = 0; i < n && i < all->n; i++) {
 		struct gw_account_rt *a = &v[i];
 
+		/* Stopped mid-login: the lock is freed at once rather than left to expire. */
+		if (a->ss.locked && all->shared && !all->dead)
+			session_ss_unlock(a);
 		if (a->login)
 			gw_up_cancel(a->login);
 		a->login = NULL;
@@ -968,6 +1020,9 @@ void gw_session_accounts_free(struct gw_account_rt *v, size_t n)
 			event_free(a->timer);
 		if (a->ss.timer)
 			event_free(a->ss.timer);
+		if (a->ss.renew)
+			event_free(a->ss.renew);
+		a->ss.renew = NULL;
 		a->ss.phase = GW_SS_IDLE;
 		explicit_bzero(a->ss.stale_fp, sizeof a->ss.stale_fp);
 		if (a->auth_header) {
@@ -1055,13 +1110,16 @@ static void session_render_metrics(void *arg, struct gw_metrics_out *o)
 			{ "wait_timeout", offsetof(struct gw_ss_counters, wait_timeout) },
 			{ "publish_failed", offsetof(struct gw_ss_counters, publish_failed) },
 			{ "woken", offsetof(struct gw_ss_counters, woken) },
+			{ "lock_renewed", offsetof(struct gw_ss_counters, lock_renewed) },
+			{ "lock_expired", offsetof(struct gw_ss_counters, lock_expired) },
 		};
 
 		gw_metrics_family(o, "session_shared_total", "counter",
 				  "Shared upstream session (Redis): cookies adopted from another replica, "
 				  "logins under the cluster lock, waits on another's lock, local "
 				  "fallbacks, stored values that did not open, wait timeouts, failed writes, "
-				  "waits ended at once by another replica's login message.");
+				  "waits ended at once by another replica's login message, renewals of "
+				  "our login lock sent and found expired.");
 		for (size_t i = 0; i < all->n; i++) {
 			gw_metrics_label(all->a[i].name, l, sizeof l);
 			for (size_t k = 0; k < sizeof sh / sizeof sh[0]; k++) {
