@@ -8,7 +8,8 @@
  *                 listener dead, which gRPC core 1.51 never recovers from; 200 while draining
  *   GET /readyz   200 when not draining, the gRPC listener accepts and no upstream account rejects
  *                 our credentials, else 503; JSON {"ready":bool,"draining":bool,
- *                 "grpc_listener":"accepting"|"dead","accounts":[{"name":..,"state":..}]}
+ *                 "grpc_listener":"accepting"|"dead","accounts":[{"name":..,"state":..}], then
+ *                 the state store, Redis and what falls back while Redis is away: "cluster"}
  *   GET /metrics  Prometheus text: every family a module registered (gateway/base/metrics.h)
  *   the services' routes (gateway/call/svc.h): POST upstream webhook deliveries (webhook_in)
  *
@@ -18,6 +19,8 @@
 #define A3D_GATEWAY_HTTP_H
 
 #include <stddef.h>
+
+#include "gateway/cluster/redis.h"
 
 #define GW_HTTP_MAX_HEADERS_SIZE 8192	/* request line + headers */
 #define GW_HTTP_MAX_BODY_SIZE 4096	/* nothing served here takes a body yet */
@@ -49,6 +52,11 @@ struct gw_ready_parts {
 	const char *redis_why;		/* redis: NULL connected, else why not (the replica falls back
 					 * to local limits and caches: shown, never unready) */
 	const char *limits;		/* "shared" (rate limits on Redis) or "local"; NULL: not shown */
+	/* What is shared through Redis, each part's mode (gw_redis_part): rendered as
+	 * "cluster":{"<part>":{"mode":"shared"|"local","since":"<UTC time>","fallbacks":n[,
+	 * "local":"<what this replica does instead>"]}}, unused or NULL parts left out. Never
+	 * makes the replica unready. */
+	const struct gw_redis_part_state *shares[GW_REDIS_NPARTS];
 };
 int gw_http_render_ready(int draining, int grpc_alive, const struct gw_account_rt *accounts,
 			 size_t naccounts, const struct gw_ready_parts *parts, struct evbuffer *out);

@@ -588,6 +588,20 @@ static void server_store_settle(struct gw_server *srv)
 	}
 }
 
+/* At exit, after the modules that use Redis: what they still sent (a login lock given back)
+ * gets out before the client is freed, which would drop it; bounded by GW_SERVER_REDIS_SETTLE_MS. */
+static void server_redis_settle(struct gw_server *srv)
+{
+	int64_t until = gw_clock_now_us() + GW_SERVER_REDIS_SETTLE_MS * 1000LL;
+	struct timeval tick = { 0, 20000 };
+
+	while (srv->env.redis && gw_redis_stats(srv->env.redis)->pending > 0 &&
+	       gw_clock_now_us() < until) {
+		event_base_loopexit(srv->env.base, &tick);
+		event_base_loop(srv->env.base, EVLOOP_ONCE);
+	}
+}
+
 static void server_expired(void *arg, long n, const char *err)
 {
 	(void)arg;
@@ -954,6 +968,10 @@ struct gw_server *gw_server_new(struct gw_config *cfg, const char *config_path, 
 			snprintf(err, errlen, "cannot share the accounts' rate caps");
 			goto out;
 		}
+		if (gw_up_cluster_concurrency(env->up, env->redis, env->instance) != 0) {
+			snprintf(err, errlen, "cannot share the accounts' concurrency caps");
+			goto out;
+		}
 	}
 	if (server_services_new(srv, err, errlen))
 		goto out;
@@ -1094,6 +1112,7 @@ void gw_server_free(struct gw_server *srv)
 	if (srv->ev_housekeeping)
 		event_del(srv->ev_housekeeping);
 	server_store_settle(srv);
+	server_redis_settle(srv);
 	/* After the last call: waiters are gone; keys still PENDING stay for the next process. */
 	gw_owner_free(env->owner);
 	gw_store_close(env->store);

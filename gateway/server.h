@@ -30,6 +30,8 @@
 #define GW_SERVER_MAX_PEM_BYTES (256u << 10)	/* TLS files larger than this are refused */
 #define GW_SERVER_HOUSEKEEPING_S 60		/* idempotency key expiry runs this often */
 #define GW_SERVER_STORE_SETTLE_MS 2000		/* at exit: store operations still out get this long */
+#define GW_SERVER_REDIS_SETTLE_MS 300		/* at exit: Redis commands still out (a login lock
+						 * freed by a replica stopped mid-login) */
 #define GW_SERVER_REDIS_MAX_PENDING 4096	/* Redis commands waiting for their reply */
 #define GW_SERVER_DRAIN_POLL_MS 20		/* how often a drain looks for "nothing left in flight" */
 
