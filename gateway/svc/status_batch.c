@@ -648,19 +648,20 @@ int gw_status_apply(struct gw_status *s, size_t acct, const Animate3d__V1__JobSt
 
 /* ---- claims ---- */
 
-/* Whether r's cached status is fresh enough not to poll it for the cluster now. */
+/* Whether r's cached status is fresh enough not to poll it for the cluster now: read (here or
+ * elsewhere) within the last STATUS_CLUSTER_FRESH_DIV-th of a TTL. */
 static int status_cluster_skip(struct gw_status *s, struct gw_status_rec *r, int64_t now)
 {
-	int64_t age = 0;
+	int64_t age = 0, fresh = gw_status_ttl(s) / STATUS_CLUSTER_FRESH_DIV;
 	Animate3d__V1__JobStatus *cur = NULL;
 	int skip = 0;
 
 	if (r->phase != ST_IDLE || r->final)
 		return 1;
-	if (r->last_fetch_ms != INT64_MIN && now - r->last_fetch_ms < gw_status_ttl(s) / 2)
+	if (r->last_fetch_ms != INT64_MIN && now - r->last_fetch_ms < fresh)
 		return 1;
 	if (gw_cache_peek(s->cache, r->acct, r->rid, now, &cur, &age) == 1) {
-		skip = gw_cache_state_final((int)cur->state) || age < gw_status_ttl(s) / 2;
+		skip = gw_cache_state_final((int)cur->state) || age < fresh;
 		protobuf_c_message_free_unpacked(&cur->base, NULL);
 	}
 	return skip;

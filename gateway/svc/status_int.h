@@ -24,6 +24,13 @@ struct event;
 #define STATUS_BUCKETS 4096		/* hash buckets for tracked rids (chains grow past that) */
 #define STATUS_HOT_TTLS 2		/* a polled rid stays hot this many TTLs after its last want */
 #define STATUS_DEFAULT_BATCH 50
+/* The replica that takes the window's lease polls every hot rid of the cluster except those read
+ * within the last TTL / STATUS_CLUSTER_FRESH_DIV. The lease lasts 0.9 TTL (status_share.c): a rid
+ * read earlier than that would expire while the lease is held, and the other replicas, finding
+ * the lease too old to wait for, would each poll it on their own. With TTL/2 (the ride-along
+ * rule), a lease taken just after a burst of polls (a cold start) polled nearly nothing, and
+ * every replica polled the hot set itself when it expired a few hundred ms later. */
+#define STATUS_CLUSTER_FRESH_DIV 10
 
 /* CLAIMING: in a claim in flight (cluster); WAITING: left to another replica's poll until
  * wait_until_ms. Both behave like FLYING for wants (they join) and watchers. */

@@ -1204,6 +1204,43 @@ Test(status, a_claim_group_in_flight_at_free_polls_nothing)
 	cr_assert_eq(x.nfetch, 0);
 }
 
+/* The lease holder's extras (TTL 1000): a hot rid read age ms before the claim's answer (here,
+ * from another replica) -> polled with the lease, unless read within the last tenth of a TTL (it
+ * outlives the lease). */
+static const struct {
+	int64_t age;		/* >= 5: the flush runs 5 ms after it was applied */
+	int polled;
+} lease_extra_cases[] = {
+	{ 5, 0 }, { 99, 0 }, { 100, 1 }, { 300, 1 }, { 600, 1 }, { 999, 1 },
+};
+
+Test(status, the_lease_holder_polls_hot_rids_that_would_expire_during_its_lease)
+{
+	for (size_t k = 0; k < sizeof lease_extra_cases / sizeof lease_extra_cases[0]; k++) {
+		struct fix x;
+		struct got g;
+		Animate3d__V1__JobStatus st = ANIMATE3D__V1__JOB_STATUS__INIT;
+		const unsigned char v[] = { GW_STATUS_CLAIM_POLL };
+		const char *extra[] = { "h1" };
+		struct gw_status_claim_result res = { .ok = 1, .verdict = v, .extra = extra,
+						      .nextra = 1 };
+
+		fix_init_claim(&x, 4);
+		st.rid = "h1";
+		st.state = P;
+		cr_assert_geq(gw_status_apply_aged(x.s, 0, &st, lease_extra_cases[k].age - 5, 0), 0);
+		want(&x, "q0", &g);
+		x.now += 5;
+		gw_status_tick(x.s);
+		cr_assert_eq(g_nclaims, 1);
+		gw_status_claim_done(g_claims[0].c, &res);
+		cr_assert_eq(x.nfetch, 1);
+		cr_assert_str_eq(x.fetch[0].rids, lease_extra_cases[k].polled ? "q0,h1" : "q0",
+				 "age %lld: %s", (long long)lease_extra_cases[k].age, x.fetch[0].rids);
+		fix_fini(&x);
+	}
+}
+
 Test(status, an_older_shared_status_does_not_replace_a_fresher_one)
 {
 	struct fix x;
