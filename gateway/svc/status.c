@@ -468,14 +468,18 @@ static void status_get_misses(struct status_get_op *op)
 		status_get_finish(op);
 }
 
-/* The shared cache answered (hits are in the local cache now): serve them, the rest upstream. */
+/* The shared cache answered (hits are in the local cache now): serve them, the rest upstream.
+ * Every miss is looked up in the local cache again, hits or not: while the MGET was out, the
+ * poll of this window (ours, or another replica's, applied from its message) may have
+ * refreshed it, and wanting it now would poll upstream a second time in the same window. */
 static void status_get_found(void *arg, size_t hits)
 {
 	struct status_get_op *op = arg;
 	int64_t now = gw_status_now(op->x->status);
 
+	(void)hits;
 	op->lookup = NULL;
-	for (size_t i = 0; hits && i < op->n; i++) {
+	for (size_t i = 0; i < op->n; i++) {
 		struct status_get_slot *sl = &op->slot[i];
 
 		if (!sl->rid || gw_cache_get(op->x->cache, op->acct, sl->rid, now, &sl->st) != 1)

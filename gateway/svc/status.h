@@ -90,7 +90,9 @@ void gw_status_fetch_done(struct gw_status_fetch *f, const struct gw_status_resu
  * claimed for the cluster, up to claim_max per claim: the callback answers, per rid, POLL (poll it
  * here) or WAIT (another replica polls it this window: its status will be applied with
  * gw_status_apply*), and may hand this replica the cluster's hot rids to poll too (it took the
- * window's lease). A WAIT rid that has not been applied after wait_ms is polled here after all,
+ * window's lease). The POLL rids and hot rids of all the claims of one flush go upstream together
+ * once the last of those claims is answered, in batch_max-sized requests (not claim by claim).
+ * A WAIT rid that has not been applied after wait_ms is polled here after all,
  * if anyone still waits for it (counted in cluster_fallback). Every answer of a fetch is handed
  * to on_polled, so the other replicas can serve it.
  */

@@ -243,15 +243,83 @@ static void status_start_chunks(struct gw_status *s, size_t acct, struct gw_stat
 	}
 }
 
+/* Starts fetches for recs[0..n) (QUEUED, any n) now. A record nothing else refers to (a hot rid
+ * of the cluster this replica does not track) is freed after its fetch, or now when it could not
+ * start. */
+static void status_poll_now(struct gw_status *s, size_t acct, struct gw_status_rec **recs, size_t n,
+			    int64_t now)
+{
+	for (size_t i = 0; i < n; i++)
+		recs[i]->busy++;
+	status_start_chunks(s, acct, recs, n, now);
+	for (size_t i = 0; i < n; i++)
+		recs[i]->busy--;
+	for (size_t i = 0; i < n; i++)
+		status_rec_maybe_free(s, recs[i], now);
+}
+
+/* ---- claim groups (status_int.h) ---- */
+
+/* A group for account acct's flush, its reference held by the flush; NULL when out of memory
+ * (its claims' rids are then polled claim by claim). */
+static struct status_cgroup *status_group_new(size_t acct)
+{
+	struct status_cgroup *g = calloc(1, sizeof *g);
+
+	if (g) {
+		g->refs = 1;
+		g->acct = acct;
+	}
+	return g;
+}
+
+/* recs[0..n) (QUEUED) are polled with group g; without g, or when its list cannot grow, now.
+ * A record is listed once (it stays QUEUED until polled), so a group holds at most max_rids. */
+static void status_group_add(struct gw_status *s, struct status_cgroup *g, size_t acct,
+			     struct gw_status_rec **recs, size_t n, int64_t now)
+{
+	if (g && g->n + n > g->cap) {
+		size_t cap = g->cap ? g->cap : s->o.batch_max;
+		struct gw_status_rec **grown;
+
+		while (cap < g->n + n)
+			cap *= 2;
+		grown = realloc(g->recs, cap * sizeof *grown);
+		if (grown) {
+			g->recs = grown;
+			g->cap = cap;
+		} else {
+			g = NULL;
+		}
+	}
+	if (!g) {
+		status_poll_now(s, acct, recs, n, now);
+		return;
+	}
+	memcpy(g->recs + g->n, recs, n * sizeof *recs);
+	g->n += n;
+}
+
+/* Drops a reference of g (NULL: nothing); the last one polls what the group holds. */
+static void status_group_put(struct gw_status *s, struct status_cgroup *g, int64_t now)
+{
+	if (!g || --g->refs)
+		return;
+	if (g->n)
+		status_poll_now(s, g->acct, g->recs, g->n, now);
+	free(g->recs);
+	free(g);
+}
+
 static struct gw_status_claim *status_claim_of(struct status_flink *l)
 {
 	return (struct gw_status_claim *)(void *)((char *)l - offsetof(struct gw_status_claim, link));
 }
 
-/* Claims recs[0..n) (1..claim_max, unlinked from the pending list) for the cluster; when no claim
- * can be sent they are polled here at once. */
+/* Claims recs[0..n) (1..claim_max, unlinked from the pending list) for the cluster, as part of
+ * group g (may be NULL); when no claim can be sent they are polled here, with the group. */
 static void status_claim(struct gw_status *s, size_t acct, struct gw_status_rec **recs, size_t n,
-			 int64_t now)
+			 struct status_cgroup *g, int64_t now)
 {
 	struct gw_status_claim *c = calloc(1, sizeof *c + n * sizeof *recs);
 	const char *rids[GW_STATUS_MAX_BATCH];
@@ -271,9 +339,14 @@ static void status_claim(struct gw_status *s, size_t acct, struct gw_status_rec 
 	if (!c || !c->handle) {
 		free(c);
 		s->cnt.claim_local += n;
-		status_start_chunks(s, acct, recs, n, now);
+		for (size_t i = 0; i < n; i++)
+			recs[i]->phase = ST_QUEUED;
+		status_group_add(s, g, acct, recs, n, now);
 		return;
 	}
+	c->g = g;
+	if (g)
+		g->refs++;
 	s->cnt.claims++;
 	c->link.prev = &s->claiming;
 	c->link.next = s->claiming.next;
@@ -287,7 +360,7 @@ static void status_out_add(struct gw_status *s, size_t acct, struct status_out *
 	if (s->o.claim && !r->local) {
 		o->claim[o->nclaim++] = r;
 		if (o->nclaim == s->o.claim_max) {
-			status_claim(s, acct, o->claim, o->nclaim, now);
+			status_claim(s, acct, o->claim, o->nclaim, o->g, now);
 			o->nclaim = 0;
 		}
 		return;
@@ -310,6 +383,7 @@ static void status_flush(struct gw_status *s, size_t acct, int64_t now)
 	int64_t half = gw_status_ttl(s) / 2;
 
 	o->npoll = o->nclaim = 0;
+	o->g = s->o.claim ? status_group_new(acct) : NULL;
 	while (a->qhead) {
 		r = a->qhead;
 		a->qhead = r->qnext;
@@ -330,9 +404,11 @@ static void status_flush(struct gw_status *s, size_t acct, int64_t now)
 		status_out_add(s, acct, o, r, now);
 	}
 	if (o->nclaim)
-		status_claim(s, acct, o->claim, o->nclaim, now);
+		status_claim(s, acct, o->claim, o->nclaim, o->g, now);
 	if (o->npoll)
 		status_start(s, acct, o->poll, o->npoll, now);
+	status_group_put(s, o->g, now);	/* polls now when no claim is out (Redis down) */
+	o->g = NULL;
 }
 
 static void status_flush_due(struct gw_status *s, int64_t now)
@@ -572,19 +648,20 @@ int gw_status_apply(struct gw_status *s, size_t acct, const Animate3d__V1__JobSt
 
 /* ---- claims ---- */
 
-/* Whether r's cached status is fresh enough not to poll it for the cluster now. */
+/* Whether r's cached status is fresh enough not to poll it for the cluster now: read (here or
+ * elsewhere) within the last STATUS_CLUSTER_FRESH_DIV-th of a TTL. */
 static int status_cluster_skip(struct gw_status *s, struct gw_status_rec *r, int64_t now)
 {
-	int64_t age = 0;
+	int64_t age = 0, fresh = gw_status_ttl(s) / STATUS_CLUSTER_FRESH_DIV;
 	Animate3d__V1__JobStatus *cur = NULL;
 	int skip = 0;
 
 	if (r->phase != ST_IDLE || r->final)
 		return 1;
-	if (r->last_fetch_ms != INT64_MIN && now - r->last_fetch_ms < gw_status_ttl(s) / 2)
+	if (r->last_fetch_ms != INT64_MIN && now - r->last_fetch_ms < fresh)
 		return 1;
 	if (gw_cache_peek(s->cache, r->acct, r->rid, now, &cur, &age) == 1) {
-		skip = gw_cache_state_final((int)cur->state) || age < gw_status_ttl(s) / 2;
+		skip = gw_cache_state_final((int)cur->state) || age < fresh;
 		protobuf_c_message_free_unpacked(&cur->base, NULL);
 	}
 	return skip;
@@ -608,6 +685,7 @@ void gw_status_claim_done(struct gw_status_claim *c, const struct gw_status_clai
 	struct gw_status *s = c->s;
 	int64_t now = gw_status_now(s);
 	struct gw_status_rec **poll = NULL, *r;
+	struct status_cgroup *g;
 	size_t npoll = 0, nclaimed, cap;
 	int ok = res && res->ok;
 
@@ -670,8 +748,10 @@ void gw_status_claim_done(struct gw_status_claim *c, const struct gw_status_clai
 		poll[npoll++] = r;
 		s->cnt.cluster_polled++;
 	}
+	/* With the rest of the flush's claims: they are polled together once the last one is
+	 * answered (QUEUED until then, so nothing below frees them). */
 	if (npoll)
-		status_start_chunks(s, c->acct, poll, npoll, now);
+		status_group_add(s, c->g, c->acct, poll, npoll, now);
 	for (size_t i = 0; i < c->n; i++)
 		c->recs[i]->busy--;
 	for (size_t i = nclaimed; i < npoll; i++)
@@ -681,7 +761,9 @@ void gw_status_claim_done(struct gw_status_claim *c, const struct gw_status_clai
 	for (size_t i = 0; i < c->n; i++)
 		status_rec_maybe_free(s, c->recs[i], now);
 	free(poll);
+	g = c->g;
 	free(c);
+	status_group_put(s, g, now);
 }
 
 /* From the tick: WAITING records whose wait is over are polled here when someone still waits
@@ -836,6 +918,10 @@ void gw_status_free(struct gw_status *s)
 
 		ln = l->next;
 		s->o.claim_cancel(s->o.cluster_arg, c->handle);
+		if (c->g && --c->g->refs == 0) {
+			free(c->g->recs);
+			free(c->g);
+		}
 		free(c);
 	}
 	while (s->all.next && (r = s->all.next) != &s->all) {

@@ -4,7 +4,8 @@
  * context frees the module's fetches). Not for other modules: they use gateway/svc/status.h.
  *
  * Every rid the module tracks has a record (struct gw_status_rec) in a hash table; a record is
- * IDLE, QUEUED (in its account's pending list) or FLYING (in one fetch). Records are freed when
+ * IDLE, QUEUED (in its account's pending list, or in a claim group: polled once its flush's
+ * claims are answered) or FLYING (in one fetch). Records are freed when
  * nothing refers to them and they are final or cold (not wanted for 2 TTL and not watched).
  * Waiter and watcher lists are circular with a sentinel in the record, so a callback may detach
  * any waiter or watcher without knowing which list holds it.
@@ -23,6 +24,13 @@ struct event;
 #define STATUS_BUCKETS 4096		/* hash buckets for tracked rids (chains grow past that) */
 #define STATUS_HOT_TTLS 2		/* a polled rid stays hot this many TTLs after its last want */
 #define STATUS_DEFAULT_BATCH 50
+/* The replica that takes the window's lease polls every hot rid of the cluster except those read
+ * within the last TTL / STATUS_CLUSTER_FRESH_DIV. The lease lasts 0.9 TTL (status_share.c): a rid
+ * read earlier than that would expire while the lease is held, and the other replicas, finding
+ * the lease too old to wait for, would each poll it on their own. With TTL/2 (the ride-along
+ * rule), a lease taken just after a burst of polls (a cold start) polled nearly nothing, and
+ * every replica polled the hot set itself when it expired a few hundred ms later. */
+#define STATUS_CLUSTER_FRESH_DIV 10
 
 /* CLAIMING: in a claim in flight (cluster); WAITING: left to another replica's poll until
  * wait_until_ms. Both behave like FLYING for wants (they join) and watchers. */
@@ -74,10 +82,25 @@ struct gw_status_fetch {
 	struct gw_status_rec *recs[];	/* n records, FLYING in this fetch */
 };
 
+/*
+ * The claims of one flush. A flush claims its rids in claim_max-sized claims; the rids they
+ * leave to this replica (and the cluster's hot rids, when one took the lease) are polled together
+ * once the last of them is answered, in batch_max-sized requests, as one replica alone sends
+ * them. Polled per claim, 200 rids went out as 48+48+48+48+8 instead of 4 x 50. The replies of
+ * one connection come in order, so the group waits only for the round trip of its last claim.
+ */
+struct status_cgroup {
+	unsigned refs;			/* claims in flight, plus the flush while it runs */
+	size_t acct;
+	size_t n, cap;
+	struct gw_status_rec **recs;	/* n records, QUEUED (polled when refs drops to 0) */
+};
+
 struct gw_status_claim {
 	struct status_flink link;	/* in flight; first member */
 	struct gw_status *s;
 	void *handle;
+	struct status_cgroup *g;	/* its flush's group, or NULL: polled on its own */
 	size_t acct;
 	int64_t started_ms;
 	size_t n;
@@ -88,6 +111,7 @@ struct gw_status_claim {
 struct status_out {
 	struct gw_status_rec *poll[GW_STATUS_MAX_BATCH], *claim[GW_STATUS_MAX_BATCH];
 	size_t npoll, nclaim;
+	struct status_cgroup *g;	/* the flush's claim group, or NULL */
 };
 
 struct gw_status {

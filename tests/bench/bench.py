@@ -277,9 +277,10 @@ def step1(work):
 
 
 # ---- step 2 ---------------------------------------------------------------------------------------
-async def poll_load(addrs, rids, callers, seconds):
+async def poll_load(addrs, rids, callers, seconds, lat=None):
     """callers poll random rids for seconds; addrs: one address or a list (callers spread
-    round-robin over it). -> (calls, errors)."""
+    round-robin over it); lat: a list that gets (start, ms) of every call answered OK.
+    -> (calls, errors)."""
     calls = errors = 0
     deadline = time.monotonic() + seconds
     md = (("authorization", "Bearer " + KEY),)
@@ -291,10 +292,13 @@ async def poll_load(addrs, rids, callers, seconds):
         rnd = random.Random(i)
         stub = stubs[i % len(stubs)]
         while time.monotonic() < deadline:
+            t = time.monotonic()
             try:
                 await stub.GetStatus(jobs_pb2.GetStatusRequest(rids=[rnd.choice(rids)]),
                                      timeout=5, metadata=md)
                 calls += 1
+                if lat is not None:
+                    lat.append((t, (time.monotonic() - t) * 1000.0))
             except grpc.RpcError:
                 errors += 1
     try:
@@ -766,21 +770,25 @@ def step5_fanout(sim, gws):
 
 def poll_figures(sim, addrs, rids, seconds):
     """500 callers polling rids through addrs -> (calls, errors, upstream GET /status per TTL
-    window after the first TTL, the same over the whole run)."""
+    window after the first TTL, the same over the whole run, the callers' GetStatus latency
+    after the first TTL as (p50, p99) in ms, their p99 over the whole run)."""
     route = "GET /status/{rids}"
-    mark = []
+    mark, lat = [], []
     timer = threading.Timer(TTL_MS / 1000.0, lambda: mark.append((time.monotonic(), sim.count(route))))
     before, t0 = sim.count(route), time.monotonic()
     timer.start()
     try:
-        calls, errors = asyncio.run(poll_load(addrs, rids, 500, seconds))
+        calls, errors = asyncio.run(poll_load(addrs, rids, 500, seconds, lat))
     finally:
         timer.cancel()
     t1, after = time.monotonic(), sim.count(route)
     steady = None
     if mark and t1 > mark[0][0]:
         steady = (after - mark[0][1]) / ((t1 - mark[0][0]) * 1000.0 / TTL_MS)
-    return calls, errors, steady, (after - before) / ((t1 - t0) * 1000.0 / TTL_MS)
+    late = sorted(ms for t, ms in lat if t >= t0 + TTL_MS / 1000.0)
+    whole = sorted(ms for _, ms in lat)
+    return (calls, errors, steady, (after - before) / ((t1 - t0) * 1000.0 / TTL_MS),
+            (percentile(late, 50), percentile(late, 99)), percentile(whole, 99))
 
 
 def step5_polling(work, seal):
@@ -798,11 +806,14 @@ def step5_polling(work, seal):
         for label, addrs in (("one gateway", [single.addr]), ("%d replicas" % REPLICAS,
                                                                [g.addr for g in gws])):
             figs[label] = poll_figures(sim, addrs, rids, POLL5_S)
-            calls, errors, steady, whole = figs[label]
+            calls, errors, steady, whole, (p50, p99), p99_whole = figs[label]
             row(5, "c. 500 callers, 200 jobs, %s: upstream GET /status per TTL window" % label,
                 "%s after the first TTL, %.2f whole run (%d calls in %.0f s, %d errors)"
                 % ("%.2f" % steady if steady is not None else "no mark", whole, calls, POLL5_S, errors),
                 "-", errors == 0)
+            row(5, "c. %s: callers' GetStatus latency" % label,
+                "p50 %.1f ms, p99 %.1f ms after the first TTL; p99 %.1f ms whole run"
+                % (p50, p99, p99_whole), "-", None)
         one, three = figs["one gateway"][2], figs["%d replicas" % REPLICAS][2]
         progress = sum(1 for s in single.jobs.GetStatus(jobs_pb2.GetStatusRequest(rids=rids[:100]),
                                                         timeout=5, metadata=single.md()).statuses

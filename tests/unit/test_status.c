@@ -1018,13 +1018,13 @@ Test(status, claims_poll_wait_extra_and_fallback)
 	want(&x, "r0", &g[3]);
 	cr_assert_eq(g_nclaims, 2);
 
-	/* Lease taken: r0 polled here with the cluster's x1 (r2 is being claimed, r0 listed once). */
+	/* Lease taken: r0 to poll here with the cluster's x1 (r2 is being claimed, r0 listed
+	 * once), once the flush's other claim is answered too. */
 	res.verdict = v0;
 	res.extra = extra;
 	res.nextra = 3;
 	gw_status_claim_done(g_claims[0].c, &res);
-	cr_assert_eq(x.nfetch, 1);
-	cr_assert_str_eq(x.fetch[0].rids, "r0,x1");
+	cr_assert_eq(x.nfetch, 0);
 	cr_assert_eq(c->cluster_polled, 1);
 	cr_assert_eq(c->cluster_waited, 1);
 
@@ -1034,12 +1034,14 @@ Test(status, claims_poll_wait_extra_and_fallback)
 	cr_assert_eq(g[1].step, 4);
 	cr_assert_eq(c->cluster_served, 1);
 
-	/* r2 waits too, and nobody answers: polled here once the wait is over. */
+	/* r2 waits too: the flush's last claim is answered, r0 and x1 go upstream. */
 	res.verdict = v2;
 	res.extra = NULL;
 	res.nextra = 0;
 	gw_status_claim_done(g_claims[1].c, &res);
 	cr_assert_eq(x.nfetch, 1);
+	cr_assert_str_eq(x.fetch[0].rids, "r0,x1");
+	/* Nobody answers r2: polled here once the wait is over. */
 	x.now += 99;
 	gw_status_tick(x.s);
 	cr_assert_eq(x.nfetch, 1);
@@ -1106,6 +1108,137 @@ Test(status, claims_refused_failed_or_forced_poll_here)
 	gw_status_unwant(&g[2].w);
 	fix_fini(&x);
 	cr_assert_eq(g_claims[1].cancelled, 1);
+}
+
+/*
+ * The claims of one flush (claim_max 4, batch_max 10): what they leave to this replica goes
+ * upstream once the last of them is answered, in batch_max-sized requests, not claim by claim.
+ * Per claim (in order): 'p' all POLL, 'w' all WAIT, 'f' failed (no answer), 'r' refused (not
+ * sent, Redis down). -> the requests' sizes, in order.
+ */
+static const struct {
+	size_t nrids;
+	const char *claims;	/* one letter per claim */
+	size_t sizes[4];	/* rids per request, 0-terminated */
+} claim_group_cases[] = {
+	{ 12, "ppp", { 10, 2 } },	/* per claim: 4 + 4 + 4 */
+	{ 8, "pp", { 8 } },
+	{ 8, "wp", { 4 } },
+	{ 12, "pfp", { 10, 2 } },
+	{ 12, "rrr", { 10, 2 } },	/* Redis down: polled at once, as one replica */
+	{ 12, "wwp", { 4 } },
+	{ 3, "p", { 3 } },
+};
+
+static size_t count_rids(const char *list)
+{
+	size_t n = *list ? 1 : 0;
+
+	for (; *list; list++)
+		n += *list == ',';
+	return n;
+}
+
+Test(status, claims_of_one_flush_are_polled_together)
+{
+	for (size_t k = 0; k < sizeof claim_group_cases / sizeof claim_group_cases[0]; k++) {
+		struct fix x;
+		struct got g[16];
+		unsigned char verdict[4];
+		struct gw_status_claim_result res = { .ok = 1, .wait_ms = 100, .verdict = verdict };
+		const char *plan = claim_group_cases[k].claims;
+		size_t nclaims = strlen(plan), sent = 0, j;
+		char rid[24];
+
+		fix_init_claim(&x, 4);
+		for (size_t i = 0; i < claim_group_cases[k].nrids; i++) {
+			snprintf(rid, sizeof rid, "q%zu", i);
+			want(&x, rid, &g[i]);
+		}
+		g_claim_refuse = plan[0] == 'r';
+		x.now += 5;
+		gw_status_tick(x.s);
+		g_claim_refuse = 0;
+		for (size_t c = 0; c < nclaims; c++) {
+			if (plan[c] == 'r')
+				continue;
+			cr_assert_eq(x.nfetch, 0, "case %zu: a request before the last claim's answer", k);
+			memset(verdict, plan[c] == 'w' ? GW_STATUS_CLAIM_WAIT : GW_STATUS_CLAIM_POLL,
+			       sizeof verdict);
+			gw_status_claim_done(g_claims[sent++].c, plan[c] == 'f' ? NULL : &res);
+		}
+		cr_assert_eq(g_nclaims, sent, "case %zu", k);
+		for (j = 0; claim_group_cases[k].sizes[j]; j++) {
+			cr_assert_lt(j, x.nfetch, "case %zu: %zu requests", k, x.nfetch);
+			cr_assert_eq(count_rids(x.fetch[j].rids), claim_group_cases[k].sizes[j],
+				     "case %zu: request %zu is %s", k, j, x.fetch[j].rids);
+		}
+		cr_assert_eq(x.nfetch, j, "case %zu: %zu requests", k, x.nfetch);
+		fix_fini(&x);
+	}
+}
+
+Test(status, a_claim_group_in_flight_at_free_polls_nothing)
+{
+	struct fix x;
+	struct got g[8];
+	const unsigned char v[] = { GW_STATUS_CLAIM_POLL, GW_STATUS_CLAIM_POLL, GW_STATUS_CLAIM_POLL,
+				    GW_STATUS_CLAIM_POLL };
+	struct gw_status_claim_result res = { .ok = 1, .verdict = v };
+	char rid[24];
+
+	fix_init_claim(&x, 4);
+	for (size_t i = 0; i < 8; i++) {
+		snprintf(rid, sizeof rid, "q%zu", i);
+		want(&x, rid, &g[i]);
+	}
+	x.now += 5;
+	gw_status_tick(x.s);
+	cr_assert_eq(g_nclaims, 2);
+	gw_status_claim_done(g_claims[0].c, &res);	/* its rids wait for the second claim */
+	cr_assert_eq(x.nfetch, 0);
+	for (size_t i = 0; i < 8; i++)
+		gw_status_unwant(&g[i].w);
+	fix_fini(&x);					/* the second claim is cancelled */
+	cr_assert_eq(g_claims[1].cancelled, 1);
+	cr_assert_eq(x.nfetch, 0);
+}
+
+/* The lease holder's extras (TTL 1000): a hot rid read age ms before the claim's answer (here,
+ * from another replica) -> polled with the lease, unless read within the last tenth of a TTL (it
+ * outlives the lease). */
+static const struct {
+	int64_t age;		/* >= 5: the flush runs 5 ms after it was applied */
+	int polled;
+} lease_extra_cases[] = {
+	{ 5, 0 }, { 99, 0 }, { 100, 1 }, { 300, 1 }, { 600, 1 }, { 999, 1 },
+};
+
+Test(status, the_lease_holder_polls_hot_rids_that_would_expire_during_its_lease)
+{
+	for (size_t k = 0; k < sizeof lease_extra_cases / sizeof lease_extra_cases[0]; k++) {
+		struct fix x;
+		struct got g;
+		Animate3d__V1__JobStatus st = ANIMATE3D__V1__JOB_STATUS__INIT;
+		const unsigned char v[] = { GW_STATUS_CLAIM_POLL };
+		const char *extra[] = { "h1" };
+		struct gw_status_claim_result res = { .ok = 1, .verdict = v, .extra = extra,
+						      .nextra = 1 };
+
+		fix_init_claim(&x, 4);
+		st.rid = "h1";
+		st.state = P;
+		cr_assert_geq(gw_status_apply_aged(x.s, 0, &st, lease_extra_cases[k].age - 5, 0), 0);
+		want(&x, "q0", &g);
+		x.now += 5;
+		gw_status_tick(x.s);
+		cr_assert_eq(g_nclaims, 1);
+		gw_status_claim_done(g_claims[0].c, &res);
+		cr_assert_eq(x.nfetch, 1);
+		cr_assert_str_eq(x.fetch[0].rids, lease_extra_cases[k].polled ? "q0,h1" : "q0",
+				 "age %lld: %s", (long long)lease_extra_cases[k].age, x.fetch[0].rids);
+		fix_fini(&x);
+	}
 }
 
 Test(status, an_older_shared_status_does_not_replace_a_fresher_one)
