@@ -620,21 +620,21 @@ int gw_rpc_owner_writable(struct gw_call *c)
 /*
  * RO_RIDS when the store's front can answer at once (gw_store_owner_peek: its owner cache, the
  * memory backend) and every rid is the tenant's to see: the polling case, admitted with the
- * request as it is, without an allocation or a round through the store's callback. 1 when next
- * ran; 0 when the store must be asked (a rid it cannot answer now, or one the tenant may not
+ * request as it is and the empty view v, without an allocation or a round through the store's
+ * callback. 1 when next ran; 0 when the store must be asked (a rid it cannot answer now, or one the tenant may not
  * see: ro_rids_answered filters or refuses those).
  */
-static int ro_rids_peek(struct gw_call *c, char **rids, size_t n, gw_rpc_owner_next_fn next)
+static int ro_rids_peek(struct gw_call *c, char **rids, size_t n, gw_rpc_owner_next_fn next,
+			struct gw_rpc_owner_view *v)
 {
 	const struct gw_tenant_cfg *t = gw_call_tenant(c);
-	struct gw_rpc_owner_view v = { 0 };
 	const char *who;
 
 	for (size_t i = 0; i < n; i++)
 		if (gw_store_owner_peek(ro_store(c), GW_OBJ_JOB, rids[i], &who) != 1 ||
 		    !gw_owner_may_see(who, t->name, t->see_foreign_jobs))
 			return 0;
-	next(c, gw_call_request(c), &v);
+	next(c, gw_call_request(c), v);
 	return 1;
 }
 
@@ -659,7 +659,7 @@ void gw_rpc_owner_admit(struct gw_call *c, gw_rpc_owner_next_fn next)
 			next(c, req, &v);	/* the row rejects what is wrong with it */
 			return;
 		}
-		if (ro_rids_peek(c, rids, n, next))
+		if (ro_rids_peek(c, rids, n, next, &v))
 			return;
 	}
 	a = calloc(1, sizeof *a);
