@@ -20,24 +20,24 @@ static void sip_put_le64(uint8_t *p, uint64_t v)
 	memcpy(p, &v, sizeof v);
 }
 
-/* One SipRound on the four state words (kept in registers: a macro, not an array in memory). */
-#define SIP_ROUND(v0, v1, v2, v3)                                                                  \
-	do {                                                                                       \
-		v0 += v1;                                                                          \
-		v1 = SIP_ROTL(v1, 13);                                                             \
-		v1 ^= v0;                                                                          \
-		v0 = SIP_ROTL(v0, 32);                                                             \
-		v2 += v3;                                                                          \
-		v3 = SIP_ROTL(v3, 16);                                                             \
-		v3 ^= v2;                                                                          \
-		v0 += v3;                                                                          \
-		v3 = SIP_ROTL(v3, 21);                                                             \
-		v3 ^= v0;                                                                          \
-		v2 += v1;                                                                          \
-		v1 = SIP_ROTL(v1, 17);                                                             \
-		v1 ^= v2;                                                                          \
-		v2 = SIP_ROTL(v2, 32);                                                             \
-	} while (0)
+/* One SipRound on the four state words (locals of the caller: inlined, they stay in registers). */
+static inline void sip_round(uint64_t *v0, uint64_t *v1, uint64_t *v2, uint64_t *v3)
+{
+	*v0 += *v1;
+	*v1 = SIP_ROTL(*v1, 13);
+	*v1 ^= *v0;
+	*v0 = SIP_ROTL(*v0, 32);
+	*v2 += *v3;
+	*v3 = SIP_ROTL(*v3, 16);
+	*v3 ^= *v2;
+	*v0 += *v3;
+	*v3 = SIP_ROTL(*v3, 21);
+	*v3 ^= *v0;
+	*v2 += *v1;
+	*v1 = SIP_ROTL(*v1, 17);
+	*v1 ^= *v2;
+	*v2 = SIP_ROTL(*v2, 32);
+}
 
 void gw_siphash128(const uint8_t key[GW_SIPHASH_KEY_LEN], const void *in, size_t len,
 		   uint8_t out[GW_SIPHASH_OUT_LEN])
@@ -53,22 +53,22 @@ void gw_siphash128(const uint8_t key[GW_SIPHASH_KEY_LEN], const void *in, size_t
 	for (size_t i = 0; i < full; i += 8) {
 		m = sip_le64(p + i);
 		v3 ^= m;
-		SIP_ROUND(v0, v1, v2, v3);
-		SIP_ROUND(v0, v1, v2, v3);
+		sip_round(&v0, &v1, &v2, &v3);
+		sip_round(&v0, &v1, &v2, &v3);
 		v0 ^= m;
 	}
 	for (size_t i = 0; i < len % 8; i++)
 		last |= (uint64_t)p[full + i] << (8 * i);
 	v3 ^= last;
-	SIP_ROUND(v0, v1, v2, v3);
-	SIP_ROUND(v0, v1, v2, v3);
+	sip_round(&v0, &v1, &v2, &v3);
+	sip_round(&v0, &v1, &v2, &v3);
 	v0 ^= last;
 	v2 ^= 0xee;
 	for (int r = 0; r < 4; r++)
-		SIP_ROUND(v0, v1, v2, v3);
+		sip_round(&v0, &v1, &v2, &v3);
 	sip_put_le64(out, v0 ^ v1 ^ v2 ^ v3);
 	v1 ^= 0xdd;
 	for (int r = 0; r < 4; r++)
-		SIP_ROUND(v0, v1, v2, v3);
+		sip_round(&v0, &v1, &v2, &v3);
 	sip_put_le64(out + 8, v0 ^ v1 ^ v2 ^ v3);
 }
