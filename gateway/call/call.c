@@ -88,8 +88,9 @@ struct gw_call {
 	char recv_err[GW_VALIDATE_ERR_MAX];	/* why the last received message was refused */
 
 	/* The decoded request's memory: the first GW_CALL_REQ_ARENA bytes here (one allocation
-	 * fewer per field for the small requests of polling), the rest from malloc. Last, and not
-	 * zeroed when the call is made (nothing reads it before writing it). */
+	 * fewer per field for the small requests of polling), the rest from malloc. Small: the
+	 * whole struct stays under 2 KiB, which glibc's calloc clears with vector stores (from
+	 * 2 KiB on it uses rep stosb, about ten times the instructions). */
 	ProtobufCAllocator req_alloc;
 	size_t arena_used;
 	_Alignas(16) unsigned char arena[GW_CALL_REQ_ARENA];
@@ -496,13 +497,12 @@ void gw_call_recv(struct gw_call *c, const ProtobufCMessageDescriptor *desc, gw_
 
 int gw_call_arm(struct gw_env *env, size_t midx)
 {
-	struct gw_call *c = malloc(sizeof *c);
+	struct gw_call *c = calloc(1, sizeof *c);
 	grpc_call_error e;
 	int rc = -1;
 
 	if (!c)
 		goto out;
-	memset(c, 0, offsetof(struct gw_call, arena));
 	c->env = env;
 	c->midx = midx;
 	c->m = midx == GW_CALL_GENERIC ? NULL : &env->methods[midx];

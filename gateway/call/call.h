@@ -130,9 +130,9 @@ const char *gw_call_recv_error(struct gw_call *c);
 
 #define GW_CALL_MAX_STATUS_MSG 512	/* status details text; longer is truncated */
 #define GW_CALL_MAX_DETAILS_BIN 1024	/* encoded google.rpc.Status with RetryInfo */
-#define GW_CALL_REQ_ARENA 512		/* bytes of a decoded request kept in the call itself (a
-					 * GetStatus of a few rids); the rest of a larger one is
-					 * malloc'd */
+#define GW_CALL_REQ_ARENA 128		/* bytes of a decoded request kept in the call itself (a
+					 * GetStatus of one rid takes 96); the rest of a larger
+					 * one is malloc'd */
 #define GW_CALL_GENERIC ((size_t)-1)	/* method index of the generic (unknown method) request */
 
 /* What a completion-queue tag points at: the loop dispatches on its kind. */
