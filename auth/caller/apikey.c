@@ -8,12 +8,37 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <openssl/sha.h>
+
+#include "gateway/base/siphash.h"
 
 struct gw_key_entry {
 	uint8_t sha256[32];
 	size_t tenant_idx;
 	unsigned perms;
+};
+
+#define APIKEY_SEEN_WAYS 4	/* a set's entries, all compared on every lookup */
+#define APIKEY_SEEN_SETS (GW_APIKEY_SEEN_MAX / APIKEY_SEEN_WAYS)
+_Static_assert(APIKEY_SEEN_SETS > 0 && (APIKEY_SEEN_SETS & (APIKEY_SEEN_SETS - 1)) == 0,
+	       "GW_APIKEY_SEEN_MAX / APIKEY_SEEN_WAYS must be a power of two");
+
+/* A key this ring verified, by its keyed hash (never the key itself). */
+struct apikey_seen {
+	uint8_t tag[GW_SIPHASH_OUT_LEN];
+	size_t tenant_idx;
+	unsigned perms;
+	unsigned used;
+};
+
+/* The keys verified lately (see gw_apikey_lookup): a set-associative table indexed and matched by
+ * SipHash under a key drawn for this ring; the next way of a set is replaced in turn. */
+struct apikey_seen_tab {
+	uint8_t sipkey[GW_SIPHASH_KEY_LEN];
+	struct apikey_seen set[APIKEY_SEEN_SETS][APIKEY_SEEN_WAYS];
+	unsigned next[APIKEY_SEEN_SETS];
+	struct gw_apikey_stats st;
 };
 
 struct gw_keyring {
@@ -23,6 +48,7 @@ struct gw_keyring {
 	 * fetches the algorithm and allocates a context per call, which cost more than the hash. */
 	EVP_MD *sha256;
 	EVP_MD_CTX *ctx;
+	struct apikey_seen_tab *seen;	/* mutable behind the const ring, like ctx */
 };
 
 struct gw_keyring *gw_apikey_ring_new(const struct gw_config *cfg)
@@ -39,9 +65,11 @@ struct gw_keyring *gw_apikey_ring_new(const struct gw_config *cfg)
 		return NULL;
 	r->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
 	r->ctx = EVP_MD_CTX_new();
+	r->seen = calloc(1, sizeof(*r->seen));
 	if (n)
 		r->keys = calloc(n, sizeof(*r->keys));
-	if (!r->sha256 || !r->ctx || (n && !r->keys)) {
+	if (!r->sha256 || !r->ctx || !r->seen || (n && !r->keys) ||
+	    RAND_bytes(r->seen->sipkey, sizeof(r->seen->sipkey)) != 1) {
 		gw_apikey_ring_free(r);
 		return NULL;
 	}
@@ -63,7 +91,15 @@ void gw_apikey_ring_free(struct gw_keyring *r)
 	EVP_MD_CTX_free(r->ctx);
 	EVP_MD_free(r->sha256);
 	free(r->keys);
+	if (r->seen)
+		OPENSSL_cleanse(r->seen, sizeof(*r->seen));	/* the hashing key and tags of keys */
+	free(r->seen);
 	free(r);
+}
+
+const struct gw_apikey_stats *gw_apikey_ring_stats(const struct gw_keyring *r)
+{
+	return r && r->seen ? &r->seen->st : NULL;
 }
 
 size_t gw_apikey_ring_size(const struct gw_keyring *r)
@@ -80,9 +116,10 @@ int gw_apikey_lookup(const struct gw_keyring *r, const char *value, size_t len, 
 		     unsigned *perms)
 {
 	static const char scheme[] = "bearer";
-	uint8_t digest[32];
-	size_t i = 0, end = len;
-	int rc;
+	uint8_t digest[32], tag[GW_SIPHASH_OUT_LEN];
+	struct apikey_seen *set;
+	size_t i = 0, end = len, found_tenant = 0;
+	unsigned found_perms = 0, found = 0;
 
 	if (!r || !value || !tenant_idx || !perms || len > GW_APIKEY_MAX_VALUE)
 		return -1;
@@ -98,15 +135,51 @@ int gw_apikey_lookup(const struct gw_keyring *r, const char *value, size_t len, 
 		end--;
 	if (end == i || end - i > GW_APIKEY_MAX_LEN)
 		return -1;
+	gw_siphash128(r->seen->sipkey, value + i, end - i, tag);
+	set = r->seen->set[tag[0] & (APIKEY_SEEN_SETS - 1)];
+	/* Every way compared and selected with masks, as the entries in gw_apikey_lookup_hash. */
+	for (size_t w = 0; w < APIKEY_SEEN_WAYS; w++) {
+		unsigned eq = set[w].used & (unsigned)(CRYPTO_memcmp(tag, set[w].tag, sizeof(tag)) == 0);
+		size_t mask = (size_t)0 - (size_t)eq;
+
+		found_tenant = (found_tenant & ~mask) | (set[w].tenant_idx & mask);
+		found_perms = (found_perms & ~(unsigned)mask) | (set[w].perms & (unsigned)mask);
+		found |= eq;
+	}
+	if (found) {
+		r->seen->st.seen_hits++;
+		OPENSSL_cleanse(tag, sizeof(tag));
+		*tenant_idx = found_tenant;
+		*perms = found_perms;
+		return 0;
+	}
 	if (EVP_DigestInit_ex2(r->ctx, r->sha256, NULL) != 1 ||
 	    EVP_DigestUpdate(r->ctx, value + i, end - i) != 1 ||
-	    EVP_DigestFinal_ex(r->ctx, digest, NULL) != 1) {
+	    EVP_DigestFinal_ex(r->ctx, digest, NULL) != 1 ||
+	    gw_apikey_lookup_hash(r, digest, &found_tenant, &found_perms) != 0) {
 		OPENSSL_cleanse(digest, sizeof(digest));
+		OPENSSL_cleanse(tag, sizeof(tag));
 		return -1;
 	}
-	rc = gw_apikey_lookup_hash(r, digest, tenant_idx, perms);
 	OPENSSL_cleanse(digest, sizeof(digest));
-	return rc;
+	/* Verified: remembered by its tag, replacing the set's next way in turn. Unknown keys are
+	 * never remembered, so guessing costs a SHA-256 every time. */
+	{
+		unsigned *next = &r->seen->next[tag[0] & (APIKEY_SEEN_SETS - 1)];
+		struct apikey_seen *e = &set[*next];
+
+		*next = (*next + 1) % APIKEY_SEEN_WAYS;
+		r->seen->st.seen_replaced += e->used;
+		memcpy(e->tag, tag, sizeof(tag));
+		e->tenant_idx = found_tenant;
+		e->perms = found_perms;
+		e->used = 1;
+	}
+	r->seen->st.seen_misses++;
+	OPENSSL_cleanse(tag, sizeof(tag));
+	*tenant_idx = found_tenant;
+	*perms = found_perms;
+	return 0;
 }
 
 int gw_apikey_lookup_hash(const struct gw_keyring *r, const uint8_t sha256[32], size_t *tenant_idx,

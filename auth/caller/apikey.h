@@ -1,6 +1,13 @@
 /*
  * apikey: caller authentication. A keyring maps the SHA-256 of every configured API key to its
  * tenant and permissions; the keys themselves are never stored.
+ *
+ * A ring also remembers the last GW_APIKEY_SEEN_MAX keys it verified, by SipHash-2-4-128 of the
+ * key under 16 random bytes drawn for the ring (gateway/base/siphash.h), never by the key: every
+ * call of a polling client presents the same key, and SipHash of it costs a small part of the
+ * SHA-256. Without the ring's random key, a tag can be neither computed nor matched by another
+ * key, so only the key that was verified finds its entry. Unknown keys are never remembered; a
+ * reload builds a new ring, which starts empty.
  */
 #ifndef A3D_AUTH_APIKEY_H
 #define A3D_AUTH_APIKEY_H
@@ -12,6 +19,7 @@
 
 #define GW_APIKEY_MAX_LEN 256	/* longest key accepted in "Bearer <key>" */
 #define GW_APIKEY_MAX_VALUE 1024	/* longest authorization value looked at */
+#define GW_APIKEY_SEEN_MAX 64	/* verified keys a ring remembers (sets of 4; a power of two) */
 
 /* Every key hash of a config -> (tenant index, perms). Owns a copy: the config may be freed. */
 struct gw_keyring;
@@ -22,13 +30,22 @@ struct gw_keyring;
 struct gw_keyring *gw_apikey_ring_new(const struct gw_config *cfg);
 void gw_apikey_ring_free(struct gw_keyring *r);	/* NULL is fine */
 size_t gw_apikey_ring_size(const struct gw_keyring *r);
+/* How lookups were answered: from the remembered keys, or by SHA-256 and then remembered. */
+struct gw_apikey_stats {
+	uint64_t seen_hits;	/* known keys answered from the remembered ones */
+	uint64_t seen_misses;	/* known keys verified by SHA-256 (and remembered) */
+	uint64_t seen_replaced;	/* remembered keys pushed out by another */
+};
+const struct gw_apikey_stats *gw_apikey_ring_stats(const struct gw_keyring *r);	/* NULL for NULL */
 
 /*
  * value: the raw "authorization" metadata value ("Bearer <key>", scheme case-insensitive, spaces or
  * tabs around the key ignored); len bytes, need not be NUL-terminated. Returns 0 and sets *tenant_idx,
  * *perms when the key is known; -1 otherwise (NULL, missing scheme, empty key, key longer than
  * GW_APIKEY_MAX_LEN, unknown). The time taken does not depend on which entry matches: the presented
- * key is hashed and compared with CRYPTO_memcmp against EVERY entry, without early exit.
+ * key's tag is compared with CRYPTO_memcmp against every way of its set, and, when it was not
+ * remembered, the key is hashed and compared against EVERY entry, without early exit. What the
+ * time tells is only whether this very key was verified lately, which its answer tells anyway.
  */
 int gw_apikey_lookup(const struct gw_keyring *r, const char *value, size_t len, size_t *tenant_idx,
 		     unsigned *perms);

@@ -375,18 +375,11 @@ size_t gw_cache_packed_size(const struct gw_cache *c, size_t acct, const char *r
 	return e ? cache_packed_len(e) : 0;
 }
 
-size_t gw_cache_get_packed(struct gw_cache *c, size_t acct, const char *rid, int64_t now_ms,
-			   uint8_t *out, size_t cap, int *state)
+/* Writes e's packed JobStatus at out (room for cache_packed_len(e)); a hit, most recently used. */
+static size_t cache_put_packed(struct gw_cache *c, struct cache_ent *e, uint8_t *out, int *state)
 {
-	struct cache_ent *e = cache_fresh(c, acct, rid, now_ms);
 	size_t n;
 
-	if (!e || !out || cap < cache_packed_len(e)) {
-		c->cnt.misses++;
-		if (!e && cache_klen(rid) && cache_tab_find(&c->st, acct, rid, cache_klen(rid)))
-			c->cnt.expired++;	/* present but older than the TTL, as gw_cache_get counts */
-		return 0;
-	}
 	out[0] = CACHE_RID_TAG;
 	n = 1 + gw_cache_varint_put(out + 1, e->klen);
 	memcpy(out + n, e->data, e->klen);
@@ -399,6 +392,34 @@ size_t gw_cache_get_packed(struct gw_cache *c, size_t acct, const char *rid, int
 	cache_lru_unlink(&c->st, e);
 	cache_lru_front(&c->st, e);
 	return n;
+}
+
+size_t gw_cache_get_packed(struct gw_cache *c, size_t acct, const char *rid, int64_t now_ms,
+			   uint8_t *out, size_t cap, int *state)
+{
+	struct cache_ent *e = cache_fresh(c, acct, rid, now_ms);
+
+	if (!e || !out || cap < cache_packed_len(e)) {
+		c->cnt.misses++;
+		if (!e && cache_klen(rid) && cache_tab_find(&c->st, acct, rid, cache_klen(rid)))
+			c->cnt.expired++;	/* present but older than the TTL, as gw_cache_get counts */
+		return 0;
+	}
+	return cache_put_packed(c, e, out, state);
+}
+
+struct gw_cache_hit *gw_cache_find_packed(const struct gw_cache *c, size_t acct, const char *rid,
+					  int64_t now_ms, size_t *len)
+{
+	struct cache_ent *e = c ? cache_fresh(c, acct, rid, now_ms) : NULL;
+
+	*len = e ? cache_packed_len(e) : 0;
+	return (struct gw_cache_hit *)(void *)e;
+}
+
+size_t gw_cache_take_packed(struct gw_cache *c, struct gw_cache_hit *hit, uint8_t *out, int *state)
+{
+	return cache_put_packed(c, (struct cache_ent *)(void *)hit, out, state);
 }
 
 int gw_cache_peek(struct gw_cache *c, size_t acct, const char *rid, int64_t now_ms,

@@ -81,6 +81,17 @@ size_t gw_cache_varint_put(uint8_t *p, size_t v);
 size_t gw_cache_packed_size(const struct gw_cache *c, size_t acct, const char *rid, int64_t now_ms);
 size_t gw_cache_get_packed(struct gw_cache *c, size_t acct, const char *rid, int64_t now_ms,
 			   uint8_t *out, size_t cap, int *state);
+/*
+ * The same in one lookup per rid, for a caller that sizes its buffer first:
+ * gw_cache_find_packed() is gw_cache_packed_size() (*len, 0 on a miss, nothing counted) that
+ * also returns the hit (NULL on a miss); gw_cache_take_packed() writes its *len bytes into out and
+ * counts it as gw_cache_get_packed() does. A hit is valid until the cache next changes (a put,
+ * an eviction, a clear): take it before anything else runs on the cache.
+ */
+struct gw_cache_hit;
+struct gw_cache_hit *gw_cache_find_packed(const struct gw_cache *c, size_t acct, const char *rid,
+					  int64_t now_ms, size_t *len);
+size_t gw_cache_take_packed(struct gw_cache *c, struct gw_cache_hit *hit, uint8_t *out, int *state);
 
 /* Like gw_cache_get but ignores the TTL and touches no counter or LRU order; *age_ms (may be
  * NULL) receives now_ms minus the entry's fetch time. For the batcher's bookkeeping. */

@@ -118,9 +118,41 @@ static int vd_id_char(unsigned char ch)
 	       ch == '_' || ch == '-';
 }
 
+/* 1 for A-Z a-z 0-9 _ -, by byte value: ids (every rid of every GetStatus) are checked with one
+ * table load per byte instead of five comparisons. */
+static const unsigned char vd_id_tab[256] = {
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0,
+	0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1,
+	0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+};
+
+static int vd_ids_ok(const unsigned char *s, size_t n)
+{
+	unsigned ok = 1;
+
+	for (size_t i = 0; i < n; i++)
+		ok &= vd_id_tab[s[i]];
+	return (int)ok;
+}
+
 /* s[0..n) against the charset; 1 when every byte (or sequence) belongs. */
 static int vd_charset_ok(enum vd_charset cs, const unsigned char *s, size_t n)
 {
+	if (cs == VD_CS_ID)
+		return vd_ids_ok(s, n);
 	for (size_t i = 0; i < n;) {
 		unsigned char ch = s[i];
 
@@ -626,6 +658,13 @@ int gw_validate_message(const ProtobufCMessage *m, char *err, size_t errlen)
 ProtobufCMessage *gw_validate_unpack(const ProtobufCMessageDescriptor *d, const uint8_t *data,
 				     size_t len, char *err, size_t errlen, int *malformed)
 {
+	return gw_validate_unpack_with(d, NULL, data, len, err, errlen, malformed);
+}
+
+ProtobufCMessage *gw_validate_unpack_with(const ProtobufCMessageDescriptor *d,
+					  ProtobufCAllocator *alloc, const uint8_t *data, size_t len,
+					  char *err, size_t errlen, int *malformed)
+{
 	ProtobufCMessage *m = NULL;
 	int rc = gw_validate_scan(d, data, len, err, errlen, NULL);
 
@@ -633,7 +672,7 @@ ProtobufCMessage *gw_validate_unpack(const ProtobufCMessageDescriptor *d, const 
 		*malformed = rc == GW_VALIDATE_MALFORMED;
 	if (rc)
 		return NULL;
-	m = protobuf_c_message_unpack(d, NULL, len, data);
+	m = protobuf_c_message_unpack(d, alloc, len, data);
 	if (!m) {
 		if (malformed)
 			*malformed = 1;
@@ -641,7 +680,7 @@ ProtobufCMessage *gw_validate_unpack(const ProtobufCMessageDescriptor *d, const 
 		return NULL;
 	}
 	if (gw_validate_message(m, err, errlen) != GW_VALIDATE_OK) {
-		protobuf_c_message_free_unpacked(m, NULL);
+		protobuf_c_message_free_unpacked(m, alloc);
 		return NULL;
 	}
 	return m;

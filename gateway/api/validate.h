@@ -128,6 +128,11 @@ int gw_validate_scan(const ProtobufCMessageDescriptor *d, const uint8_t *data, s
  */
 ProtobufCMessage *gw_validate_unpack(const ProtobufCMessageDescriptor *d, const uint8_t *data,
 				     size_t len, char *err, size_t errlen, int *malformed);
+/* The same with the message's memory from alloc (NULL: the system allocator): free it with
+ * protobuf_c_message_free_unpacked(msg, alloc). */
+ProtobufCMessage *gw_validate_unpack_with(const ProtobufCMessageDescriptor *d,
+					  ProtobufCAllocator *alloc, const uint8_t *data, size_t len,
+					  char *err, size_t errlen, int *malformed);
 
 /* The table's rows, for the tests that walk the descriptors: the number of rows, and row i's
  * message and field name (0, or -1 past the end). */

@@ -85,6 +85,9 @@ void gw_call_reply(struct gw_call *c, const ProtobufCMessage *msg);
 /* gw_call_reply with the response already packed: bytes[0..len) (borrowed, copied before return)
  * must be the protobuf encoding of the method's response message. */
 void gw_call_reply_packed(struct gw_call *c, const void *bytes, size_t len);
+/* gw_call_reply_packed with the bytes in a slice the call takes over (its reference is the
+ * call's, also when nothing is sent): a reply written in place is sent without a copy. */
+void gw_call_reply_slice(struct gw_call *c, grpc_slice s);
 void gw_call_fail(struct gw_call *c, grpc_status_code code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 /* RESOURCE_EXHAUSTED with grpc-retry-pushback-ms and a google.rpc.RetryInfo detail. */
@@ -128,6 +131,9 @@ const char *gw_call_recv_error(struct gw_call *c);
 #define GW_CALL_MAX_STATUS_MSG 512	/* status details text; longer is truncated */
 #define GW_CALL_MAX_DETAILS_BIN 1024	/* encoded google.rpc.Status with RetryInfo */
 #define GW_CALL_MAX_PEER 64		/* a local call's peer name */
+#define GW_CALL_REQ_ARENA 128		/* bytes of a decoded request kept in the call itself (a
+					 * GetStatus of one rid takes 96); the rest of a larger
+					 * one is malloc'd */
 #define GW_CALL_GENERIC ((size_t)-1)	/* method index of the generic (unknown method) request */
 
 /* What a completion-queue tag points at: the loop dispatches on its kind. */

@@ -27,6 +27,10 @@ struct gw_store {
 	size_t inflight;		/* operations issued to the backend, not yet answered */
 	uint64_t del_epoch;		/* bumped by every owner_del: a lookup answered across one
 					 * is not remembered (it may predate the delete) */
+	/* An in-process backend that can answer an owner question at once (memory): its peek and
+	 * its impl (owned by the inline adapter), or NULL. */
+	int (*peek)(void *impl, int k, const char *id, const char **tenant);
+	void *peek_impl;
 };
 
 #define STORE_LOOKUP_STACK 8	/* lookups answered without allocating the answer array */
@@ -422,6 +426,33 @@ void gw_store_owner_lookup(struct gw_store *s, enum gw_store_kind k, const char 
 	free(asked);
 }
 
+int gw_store_owner_peek(struct gw_store *s, enum gw_store_kind k, const char *id, const char **tenant)
+{
+	const struct store_oc_ent *e;
+	int brc;
+
+	*tenant = NULL;
+	if (!store_kind_ok(k) || !store_str_ok(id, GW_STORE_ID_MAX))
+		return 0;	/* gw_store_owner_lookup refuses it, saying why */
+	e = store_oc_find(s, (int)k, id);
+	if (e && (e->tenant || !s->ops->shared)) {
+		s->stats.owner_cache_hits++;
+		*tenant = e->tenant;
+		return 1;
+	}
+	if (!s->peek)
+		return 0;
+	brc = s->peek(s->peek_impl, (int)k, id, tenant);
+	if (brc != GW_STORE_B_OK && brc != GW_STORE_B_ABSENT) {
+		*tenant = NULL;
+		return 0;
+	}
+	s->stats.ops++;
+	if (brc == GW_STORE_B_ABSENT)
+		*tenant = NULL;
+	return 1;
+}
+
 void gw_store_owner_del(struct gw_store *s, enum gw_store_kind k, const char *id,
 			gw_store_done_fn done, void *arg)
 {
@@ -562,8 +593,13 @@ static struct gw_store *store_wrap_sync(void *impl, const struct gw_store_sync_o
 {
 	const struct gw_store_ops *ops = NULL;
 	void *inl = gw_store_inline_wrap(impl, sops, &ops);
+	struct gw_store *s = inl ? store_wrap(inl, ops, read_only, owner_cache) : NULL;
 
-	return inl ? store_wrap(inl, ops, read_only, owner_cache) : NULL;
+	if (s && sops->owner_peek) {
+		s->peek = sops->owner_peek;
+		s->peek_impl = impl;
+	}
+	return s;
 }
 
 struct gw_store *gw_store_open(const char *path, int read_only, char *err, size_t errlen)

@@ -186,6 +186,15 @@ void gw_store_owner_lookup(struct gw_store *s, enum gw_store_kind k, const char 
 			   gw_store_done_fn done, void *arg);
 void gw_store_owner_del(struct gw_store *s, enum gw_store_kind k, const char *id,
 			gw_store_done_fn done, void *arg);
+/*
+ * The owner of (k, id) when the front can tell at once, without an operation: from the owner
+ * cache (what a lookup would answer from it, counted in owner_cache_hits) or from a backend that
+ * is a table in this process's memory (counted in ops). 1: *tenant is the owner (valid until the
+ * next call into the store) or NULL when unrecorded; 0: it cannot tell now (ask with
+ * gw_store_owner_lookup, which fills the cache). The polling case (every GetStatus asks about
+ * the same rids) is answered this way without allocating or a callback.
+ */
+int gw_store_owner_peek(struct gw_store *s, enum gw_store_kind k, const char *id, const char **tenant);
 void gw_store_idem_begin(struct gw_store *s, const char *tenant, const char *key, const uint8_t fp[32],
 			 const char *source, int64_t now_ms, const char *lease, int64_t lease_until_ms,
 			 gw_store_done_fn done, void *arg);
@@ -267,6 +276,8 @@ struct gw_store_sync_ops {
 	const char *(*errmsg)(void *impl);
 	int (*owner_put)(void *impl, int k, const char *id, const char *tenant, int64_t now_ms);
 	int (*owner_get)(void *impl, int k, const char *id, char *tenant, size_t tenantlen);
+	/* Optional (memory): B_OK with *tenant pointing at the row's owner, or B_ABSENT; no copy. */
+	int (*owner_peek)(void *impl, int k, const char *id, const char **tenant);
 	int (*owner_del)(void *impl, int k, const char *id);
 	int (*idem_begin)(void *impl, const char *tenant, const char *key, const uint8_t fp[32],
 			  const char *source, int64_t now_ms, const char *lease, int64_t lease_until_ms,

@@ -142,6 +142,14 @@ static int mem_owner_get(void *impl, int k, const char *id, char *tenant, size_t
 	return GW_STORE_B_OK;
 }
 
+static int mem_owner_peek(void *impl, int k, const char *id, const char **tenant)
+{
+	const struct mem_owner *o = *mem_owner_find(impl, k, id);
+
+	*tenant = o ? o->tenant : NULL;
+	return o ? GW_STORE_B_OK : GW_STORE_B_ABSENT;
+}
+
 static int mem_owner_del(void *impl, int k, const char *id)
 {
 	struct mem_store *m = impl;
@@ -301,6 +309,7 @@ static const struct gw_store_sync_ops mem_ops = {
 	.errmsg = mem_errmsg,
 	.owner_put = mem_owner_put,
 	.owner_get = mem_owner_get,
+	.owner_peek = mem_owner_peek,
 	.owner_del = mem_owner_del,
 	.idem_begin = mem_idem_begin,
 	.idem_take = mem_idem_take,

@@ -10,6 +10,8 @@ Every process listens on 127.0.0.1 with a kernel-picked port; every wait is boun
      gateway alone: team-b admitted, logins after a revoke, polling upstream load, webhook
      fan-out lag, webhook endpoints created, cached GetStatus with Redis on vs off; needs the
      A3D_PG_* and A3D_REDIS_* of tests/lib/with-postgres and tests/lib/with-redis, else skipped
+  6  instructions per cached GetStatus over Health/Check on the loop thread, and per Health call,
+     under callgrind (issue 23; tests/bench/callgrind.py; needs valgrind, else skipped)
   7  50 callers following 20 jobs to completion with webhooks on, then GetDownloadUrls each:
      upstream requests per completed job (issue 23)
 Steps 1, 4 and 5f use a fake upstream (this process) that knows every rid as SUCCESS, because the
@@ -900,6 +902,34 @@ def step5(work):
     measure(5, "f. cached GetStatus", step5_cached, work, seal)
 
 
+# ---- step 6 ---------------------------------------------------------------------------------------
+CALLGRIND_CALLS = int(os.environ.get("BENCH_CALLGRIND_CALLS", "2000"))
+
+
+def step6(work):
+    """Issue 23: the gateway's own work per cached GetStatus, as instructions executed on the loop
+    thread (where all of its logic runs) under callgrind, over Health/Check's with the same
+    headers: tests/bench/callgrind.py, which the machine's load does not move."""
+    del work
+    missing = [t for t in ("valgrind", "callgrind_control") if not shutil.which(t)]
+    if missing:
+        row(6, "instructions per call: skipped", "%s not found (package valgrind)"
+            % ", ".join(missing), "-", None)
+        return
+    import callgrind  # noqa: E402  (imports this module: only when the step runs)
+    res = callgrind.measure(CALLGRIND_CALLS)
+    for shape, per in res.items():
+        extra = per["gs"][1] - per["hc"][1]
+        row(6, "%s: Health/Check (same headers), loop thread" % shape,
+            "%.0f instructions/call (all threads %.0f)" % (per["hc"][1], per["hc"][0]), "-", None)
+        row(6, "%s: cached GetStatus - Health, loop thread" % shape,
+            "%.0f instructions/call (phases spread %.0f; %d calls each%s)"
+            % (extra, per["spread"], CALLGRIND_CALLS, "" if per["ok"] else "; some calls failed"),
+            # The target is read where gRPC core's share holds still (callgrind.py, SHAPES).
+            "<= 3000" if shape == "serial" else "-",
+            (extra <= 3000 and per["ok"]) if shape == "serial" else None)
+
+
 # ---- step 7: upstream requests per completed job (issue 23) ---------------------------------------
 # 50 callers follow 20 jobs (caller i follows job i % 20) with upstream webhooks on: each polls
 # GetStatus until the job is final, then asks GetDownloadUrls. The simulator counts what reached
@@ -987,12 +1017,12 @@ def step7(work):
 
 
 def main(argv):
-    steps = [int(a) for a in argv] or [1, 2, 3, 4, 5, 7]
+    steps = [int(a) for a in argv] or [1, 2, 3, 4, 5, 6, 7]
     work = tempfile.mkdtemp(prefix="a3d-bench-")
     os.environ[harness.SECRET_ENV] = harness.CLIENT_SECRET
     print("bench: build %s, work %s, TTL %d ms, batch %d, window %d ms"
           % (harness.BUILD, work, TTL_MS, BATCH_MAX, WINDOW_MS), flush=True)
-    fns = {1: step1, 2: step2, 3: step3, 4: step4, 5: step5, 7: step7}
+    fns = {1: step1, 2: step2, 3: step3, 4: step4, 5: step5, 6: step6, 7: step7}
     failed = False
     try:
         for s in steps:

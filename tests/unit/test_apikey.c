@@ -190,6 +190,94 @@ Test(apikey, lookups_on_one_ring_are_independent)
 	gw_apikey_ring_free(r);
 }
 
+/* Verified keys are remembered by their keyed hash: a repeated key is answered from there, with
+ * the same answer; unknown keys are never remembered; a key one character off a remembered one
+ * is not found there (it is hashed and refused). Each step: value, rc, tenant, perms, and
+ * whether it was a hit of the remembered keys. */
+Test(apikey, verified_keys_remembered)
+{
+	static const struct {
+		const char *value;
+		int rc;
+		size_t tenant;
+		unsigned perms;
+		int hit;
+	} seq[] = {
+		{ "Bearer key-a", 0, 0, RW, 0 },
+		{ "Bearer key-a", 0, 0, RW, 1 },
+		{ "bearer   key-a ", 0, 0, RW, 1 },	/* the key, not the header, is remembered */
+		{ "Bearer key-b", 0, 1, RW, 0 },
+		{ "Bearer key-ro", 0, 1, GW_PERM_READ, 0 },
+		{ "Bearer key-ro", 0, 1, GW_PERM_READ, 1 },
+		{ "Bearer key-c", -1, 0, 0, 0 },
+		{ "Bearer key-c", -1, 0, 0, 0 },	/* unknown: hashed again, never remembered */
+		{ "Bearer key-r", -1, 0, 0, 0 },	/* a prefix of a remembered key */
+		{ "Bearer key-ro2", -1, 0, 0, 0 },
+		{ "Bearer KEY-A", -1, 0, 0, 0 },
+		{ "Bearer key-b", 0, 1, RW, 1 },
+		{ "Bearer key-a", 0, 0, RW, 1 },
+	};
+	struct gw_keyring *r = gw_apikey_ring_new(&cfg);
+
+	cr_assert_not_null(r);
+	for (size_t i = 0; i < sizeof(seq) / sizeof(seq[0]); i++) {
+		uint64_t hits = gw_apikey_ring_stats(r)->seen_hits;
+		size_t t = 99;
+		unsigned p = 99;
+		int rc = gw_apikey_lookup(r, seq[i].value, strlen(seq[i].value), &t, &p);
+
+		cr_expect_eq(rc, seq[i].rc, "step %zu: rc %d", i, rc);
+		cr_expect_eq(gw_apikey_ring_stats(r)->seen_hits - hits, (uint64_t)seq[i].hit, "step %zu: hit", i);
+		if (seq[i].rc == 0) {
+			cr_expect_eq(t, seq[i].tenant, "step %zu: tenant %zu", i, t);
+			cr_expect_eq(p, seq[i].perms, "step %zu: perms %u", i, p);
+		} else {
+			cr_expect_eq(t, 99, "step %zu: tenant written on failure", i);
+		}
+	}
+	cr_expect_eq(gw_apikey_ring_stats(r)->seen_misses, 3);
+	cr_expect_null(gw_apikey_ring_stats(NULL));
+	gw_apikey_ring_free(r);
+}
+
+/* More keys than the ring remembers: every answer stays exact while entries are replaced. */
+Test(apikey, remembered_keys_bounded_and_exact)
+{
+	enum { NKEYS = 3 * GW_APIKEY_SEEN_MAX };
+	static struct gw_key_cfg many[NKEYS];
+	static char names[NKEYS][24];
+	struct gw_tenant_cfg ts[2] = {
+		{ .name = "even", .keys = many, .nkeys = NKEYS },
+		{ .name = "none" },
+	};
+	struct gw_config c = { .tenants = ts, .ntenants = 2 };
+	struct gw_keyring *r;
+	char value[48];
+
+	for (size_t i = 0; i < NKEYS; i++) {
+		snprintf(names[i], sizeof(names[i]), "many-%zu", i);
+		hash(names[i], many[i].sha256);
+		many[i].perms = i % 2 ? GW_PERM_READ : RW;
+	}
+	r = gw_apikey_ring_new(&c);
+	cr_assert_not_null(r);
+	for (size_t round = 0; round < 3; round++) {
+		for (size_t i = 0; i < NKEYS; i++) {
+			size_t t = 99;
+			unsigned p = 99;
+
+			snprintf(value, sizeof(value), "Bearer %s", names[i]);
+			cr_expect_eq(gw_apikey_lookup(r, value, strlen(value), &t, &p), 0, "key %zu", i);
+			cr_expect_eq(t, 0);
+			cr_expect_eq(p, i % 2 ? GW_PERM_READ : RW, "key %zu", i);
+			snprintf(value, sizeof(value), "Bearer %s-x", names[i]);
+			cr_expect_eq(gw_apikey_lookup(r, value, strlen(value), &t, &p), -1, "key %zu-x", i);
+		}
+	}
+	cr_expect_gt(gw_apikey_ring_stats(r)->seen_replaced, 0);
+	gw_apikey_ring_free(r);
+}
+
 /* By hash (a REST facade session's key): the same answers as by value, nothing for other hashes. */
 Test(apikey, lookup_by_hash)
 {

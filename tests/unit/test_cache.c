@@ -299,6 +299,49 @@ Test(cache, packed_matches_decoded_status_table)
 	}
 }
 
+/* find + take: the same hits, sizes, bytes and counters as packed_size + get_packed, in one
+ * lookup (the table above, on both paths side by side; a too small buffer is not find's case). */
+Test(cache, find_take_same_as_size_get_table)
+{
+	for (size_t i = 0; i < sizeof packed_cases / sizeof packed_cases[0]; i++) {
+		struct gw_cache *a = gw_cache_new(10, 100), *b = gw_cache_new(10, 100);
+		struct gw_cache_hit *hit;
+		uint8_t ga[4096], gb[4096];
+		size_t len = 99, size, na, nb;
+		int sa = -1, sb = -1;
+
+		if (packed_cases[i].cap && packed_cases[i].cap < 64) {
+			gw_cache_free(a);
+			gw_cache_free(b);
+			continue;
+		}
+		cr_assert(a && b);
+		cr_assert_eq(put(a, "r1", packed_cases[i].state, packed_cases[i].step, 1, 1000), 1);
+		cr_assert_eq(put(b, "r1", packed_cases[i].state, packed_cases[i].step, 1, 1000), 1);
+		hit = gw_cache_find_packed(a, 0, packed_cases[i].rid, packed_cases[i].now, &len);
+		size = gw_cache_packed_size(b, 0, packed_cases[i].rid, packed_cases[i].now);
+		cr_expect_eq(len, size, "case %zu", i);
+		cr_expect_eq(hit != NULL, packed_cases[i].sized, "case %zu", i);
+		cr_expect_eq(gw_cache_counters(a)->hits + gw_cache_counters(a)->misses, 0,
+			     "case %zu: finding counts nothing", i);
+		if (!hit) {
+			gw_cache_free(a);
+			gw_cache_free(b);
+			continue;
+		}
+		na = gw_cache_take_packed(a, hit, ga, &sa);
+		nb = gw_cache_get_packed(b, 0, packed_cases[i].rid, packed_cases[i].now, gb, size, &sb);
+		cr_expect_eq(na, nb, "case %zu", i);
+		cr_expect_eq(na, len, "case %zu", i);
+		cr_expect_eq(sa, sb, "case %zu", i);
+		cr_expect(memcmp(ga, gb, na) == 0, "case %zu: bytes differ", i);
+		cr_expect_eq(gw_cache_counters(a)->hits, gw_cache_counters(b)->hits, "case %zu", i);
+		gw_cache_free(a);
+		gw_cache_free(b);
+	}
+	cr_expect_null(gw_cache_find_packed(NULL, 0, "r1", 0, &(size_t){ 0 }));
+}
+
 Test(cache, packed_hit_refreshes_lru)
 {
 	struct gw_cache *c = gw_cache_new(2, 1000);

@@ -1057,6 +1057,71 @@ Test(store, sqlite_owner_cache_table)
 	tmp_clean(&t);
 }
 
+/* gw_store_owner_peek, step by step on one store of each in-process backend: what it can tell at
+ * once (1: known, owner or "-" for unrecorded; 0: ask with a lookup). SQLite tells only what its
+ * owner cache holds; memory is a table and always tells. */
+enum pop { P_PUT, P_DEL, P_LOOKUP, P_PEEK };
+static const struct {
+	enum pop op;		/* PUT (tenant arg), DEL, LOOKUP (fills the cache), or PEEK */
+	enum gw_store_kind kind;
+	const char *id;
+	const char *arg;	/* PUT: tenant */
+	int sqlite_rc, mem_rc;	/* PEEK */
+	const char *want;	/* PEEK when 1: owner, "-" unrecorded */
+} peek_cases[] = {
+	/* 0 */ { P_PEEK, GW_OBJ_JOB, "r1", NULL, 0, 1, "-" },		/* nothing cached yet */
+	/* 1 */ { P_LOOKUP, GW_OBJ_JOB, "r1", NULL, 0, 0, NULL },
+	/* 2 */ { P_PEEK, GW_OBJ_JOB, "r1", NULL, 1, 1, "-" },		/* the remembered absence */
+	/* 3 */ { P_PUT, GW_OBJ_JOB, "r1", "team-a", 0, 0, NULL },
+	/* 4 */ { P_PEEK, GW_OBJ_JOB, "r1", NULL, 1, 1, "team-a" },
+	/* 5 */ { P_PEEK, GW_OBJ_MODEL, "r1", NULL, 0, 1, "-" },		/* kinds are separate */
+	/* 6 */ { P_DEL, GW_OBJ_JOB, "r1", NULL, 0, 0, NULL },
+	/* 7 */ { P_PEEK, GW_OBJ_JOB, "r1", NULL, 0, 1, "-" },		/* del forgets */
+	/* 8 */ { P_PEEK, GW_OBJ_JOB, "", NULL, 0, 0, NULL },		/* never for bad ids */
+	/* 9 */ { P_PEEK, GW_OBJ_JOB, long_id, NULL, 0, 0, NULL },
+	/* 10 */ { P_PEEK, (enum gw_store_kind)0, "r1", NULL, 0, 0, NULL },
+};
+
+static void run_peek_table(enum backend b)
+{
+	struct tmpdir t;
+	struct gw_store *s;
+	char who[GW_STORE_TENANT_MAX + 1];
+
+	fill_long();
+	tmp_make(&t);
+	s = open_backend(b, &t);
+	for (size_t i = 0; i < sizeof peek_cases / sizeof peek_cases[0]; i++) {
+		const char *owner = "unset";
+		int want = b == BK_MEM ? peek_cases[i].mem_rc : peek_cases[i].sqlite_rc, rc;
+
+		switch (peek_cases[i].op) {
+		case P_PUT:
+			cr_expect_eq(t_put(s, peek_cases[i].kind, peek_cases[i].id, peek_cases[i].arg, 1), 0);
+			break;
+		case P_DEL:
+			cr_expect_eq(t_del(s, peek_cases[i].kind, peek_cases[i].id), 0);
+			break;
+		case P_LOOKUP:
+			(void)t_get(s, peek_cases[i].kind, peek_cases[i].id, who, sizeof who);
+			break;
+		default:
+			rc = gw_store_owner_peek(s, peek_cases[i].kind, peek_cases[i].id, &owner);
+			cr_expect_eq(rc, want, "case %zu: rc %d", i, rc);
+			if (rc == 1)
+				cr_expect_str_eq(owner ? owner : "-", peek_cases[i].want, "case %zu", i);
+			else
+				cr_expect_null(owner, "case %zu: no owner when it cannot tell", i);
+			break;
+		}
+	}
+	gw_store_close(s);
+	tmp_clean(&t);
+}
+
+Test(store, owner_peek_table_memory) { run_peek_table(BK_MEM); }
+Test(store, owner_peek_table_sqlite) { run_peek_table(BK_SQLITE); }
+
 /* More ids than slots: answers stay exact when slots are reused. */
 Test(store, owner_cache_bounded_and_exact)
 {

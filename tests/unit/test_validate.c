@@ -808,3 +808,26 @@ Test(validate, rows_refuse_beyond_caps_even_undecoded_by_validate)
 	}
 	cr_expect_geq(tried, 5, "rows with repeated fields: %zu", tried);
 }
+
+/* Id kinds accept exactly A-Z a-z 0-9 _ - (checked through a bitmap): every byte value at the
+ * start, middle and end of an id, against the rule written out. */
+Test(validate, id_charset_every_byte)
+{
+	static const enum gw_validate_kind kinds[] = { GW_VK_RID, GW_VK_MODEL_ID, GW_VK_ENDPOINT_ID,
+						       GW_VK_CONFIG };
+
+	for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+		for (int b = 1; b < 256; b++) {
+			int want = (b >= 'a' && b <= 'z') || (b >= 'A' && b <= 'Z') ||
+				   (b >= '0' && b <= '9') || b == '_' || b == '-';
+			char s[3][8];
+
+			snprintf(s[0], sizeof s[0], "%cabc", b);
+			snprintf(s[1], sizeof s[1], "ab%ccd", b);
+			snprintf(s[2], sizeof s[2], "abc%c", b);
+			for (int at = 0; at < 3; at++)
+				cr_expect_eq(gw_validate_ok(kinds[k], s[at]), want, "kind %zu byte %d at %d", k,
+					     b, at);
+		}
+	}
+}
