@@ -596,6 +596,7 @@ static int store_hook_args(struct gw_store *s, const struct gw_hook_req *r)
 			       : store_reject(s, "bad outbox state");
 	case GW_OUTBOX_DEPTH:
 	case GW_OUTBOX_EXPIRE:
+	case GW_HOOK_LEGACY:
 		return 0;
 	}
 	return store_reject(s, "unknown hook operation");
@@ -615,7 +616,7 @@ void gw_store_hook(struct gw_store *s, const struct gw_hook_req *req, gw_store_d
 	}
 	/* reads (refused arguments go the write path, which refuses them) */
 	read = ok && (req->op == GW_HOOK_GET || req->op == GW_HOOK_LIST ||
-		      req->op == GW_OUTBOX_DEPTH);
+		      req->op == GW_OUTBOX_DEPTH || req->op == GW_HOOK_LEGACY);
 	c = read ? store_call_new(s, OP_HOOK, 0, done, arg)
 		 : store_write_call(s, OP_HOOK, ok, 0, done, arg);
 	if (c)

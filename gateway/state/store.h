@@ -244,6 +244,9 @@ void gw_store_idem_expire(struct gw_store *s, int64_t older_than_ms, gw_store_do
  *   GW_OUTBOX_DEPTH pending rows per tenant: res->depths[0..count), at most GW_OUTBOX_DEPTH_MAX
  *                   tenants. 0.
  *   GW_OUTBOX_EXPIRE older_ms: settled rows created before it removed; res->count. 0.
+ *   GW_HOOK_LEGACY  the upstream endpoints tenants created before issue 17 (owner rows of kind
+ *                   GW_OBJ_ENDPOINT), at most GW_HOOK_LEGACY_MAX by tenant and id: res->hooks
+ *                   with tenant and id only, count. 0.
  * Strings are copied by the store: req need not outlive the call.
  */
 #define GW_STORE_ABSENT 2
@@ -255,13 +258,14 @@ void gw_store_idem_expire(struct gw_store *s, int64_t older_than_ms, gw_store_do
 #define GW_STORE_HOOK_BODY_MAX 4096		/* bytes of one event body */
 #define GW_OUTBOX_CLAIM_MAX 32			/* rows of one claim */
 #define GW_OUTBOX_DEPTH_MAX 256			/* tenants in one depth answer */
+#define GW_HOOK_LEGACY_MAX 64			/* upstream endpoints named by one legacy answer */
 #define GW_OUTBOX_KEEP_MS (7LL * 24 * 3600 * 1000)	/* settled rows kept for dedup */
 #define GW_HOOK_EV_JOB_COMPLETED 1u		/* events bit: "job.completed" */
 
 enum gw_hook_op {
 	GW_HOOK_CREATE = 1, GW_HOOK_GET, GW_HOOK_LIST, GW_HOOK_UPDATE, GW_HOOK_DELETE,
 	GW_HOOK_HEALTH, GW_OUTBOX_ADD, GW_OUTBOX_CLAIM, GW_OUTBOX_SETTLE, GW_OUTBOX_DEPTH,
-	GW_OUTBOX_EXPIRE
+	GW_OUTBOX_EXPIRE, GW_HOOK_LEGACY
 };
 enum { GW_OUTBOX_PENDING = 0, GW_OUTBOX_DELIVERED = 1, GW_OUTBOX_FAILED = 2 };
 

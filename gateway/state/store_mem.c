@@ -565,6 +565,18 @@ static int mem_hook(void *impl, const struct gw_hook_req *r, struct gw_hook_out 
 			}
 		}
 		return GW_STORE_B_OK;
+	case GW_HOOK_LEGACY:
+		if (!(out->hooks = calloc(GW_HOOK_LEGACY_MAX, sizeof *out->hooks)))
+			return mem_oom(m);
+		for (size_t i = 0; i < MEM_BUCKETS && out->count < GW_HOOK_LEGACY_MAX; i++)
+			for (struct mem_owner *x = m->owners[i]; x && out->count < GW_HOOK_LEGACY_MAX;
+			     x = x->next)
+				if (x->kind == GW_OBJ_ENDPOINT) {
+					memcpy(out->hooks[out->count].tenant, x->tenant, sizeof x->tenant);
+					memcpy(out->hooks[out->count].id, x->id, sizeof x->id);
+					out->count++;
+				}
+		return GW_STORE_B_OK;
 	}
 	snprintf(m->err, sizeof m->err, "unknown hook operation");
 	return GW_STORE_B_ERR;

@@ -110,6 +110,7 @@ enum pgs_stmt {
 	PGS_OUTBOX_SETTLE,
 	PGS_OUTBOX_DEPTH,
 	PGS_OUTBOX_EXPIRE,
+	PGS_HOOK_LEGACY,
 	PGS_NSTMTS
 };
 
@@ -117,6 +118,7 @@ enum pgs_stmt {
 		      " updated_ms, failing_since_ms"
 _Static_assert(GW_STORE_HOOKS_MAX == 32, "a3d_hook_create and a3d_hook_list write 32");
 _Static_assert(GW_OUTBOX_DEPTH_MAX == 256, "a3d_outbox_depth writes 256");
+_Static_assert(GW_HOOK_LEGACY_MAX == 64 && GW_OBJ_ENDPOINT == 3, "a3d_hook_legacy writes 64, 3");
 
 static const struct gw_pg_stmt pgs_stmts[PGS_NSTMTS] = {
 	/* The inserted row comes from ins; an existing one from the table (the statement's snapshot
@@ -231,6 +233,9 @@ static const struct gw_pg_stmt pgs_stmts[PGS_NSTMTS] = {
 				" b AS (DELETE FROM a3d_outbox o WHERE NOT EXISTS (SELECT 1 FROM a3d_hook h"
 				" WHERE h.tenant = o.tenant AND h.id = o.endpoint) RETURNING 1)"
 				" SELECT (SELECT count(*) FROM a) + (SELECT count(*) FROM b)", 1 },
+	[PGS_HOOK_LEGACY] = { "a3d_hook_legacy",
+			      "SELECT tenant, id FROM a3d_owner WHERE kind = 3 ORDER BY tenant, id"
+			      " LIMIT 64", 0 },
 };
 
 struct pgs_store {
@@ -918,6 +923,34 @@ static void pgs_answer_depth(struct pgs_op *op, const PGresult *res)
 	free(d);
 }
 
+static void pgs_answer_legacy(struct pgs_op *op, const PGresult *res)
+{
+	struct gw_store_res r = { .rc = 0 };
+	struct gw_hook *hooks;
+	int n;
+
+	if (!pgs_shape(res, 2)) {
+		pgs_end_error(op, "unexpected answer to hook_legacy");
+		return;
+	}
+	n = PQntuples(res);
+	if (n > GW_HOOK_LEGACY_MAX)
+		n = GW_HOOK_LEGACY_MAX;
+	hooks = calloc(n ? (size_t)n : 1, sizeof *hooks);
+	if (!hooks) {
+		pgs_end_error(op, "out of memory");
+		return;
+	}
+	for (int i = 0; i < n; i++) {
+		pgs_copy(hooks[i].tenant, sizeof hooks[i].tenant, res, i, 0);
+		pgs_copy(hooks[i].id, sizeof hooks[i].id, res, i, 1);
+	}
+	r.hooks = hooks;
+	r.count = n;
+	pgs_end(op, &r);
+	free(hooks);
+}
+
 static void pgs_hook(void *impl, const struct gw_hook_req *q, gw_store_done_fn done, void *arg)
 {
 	const struct gw_hook *h = q->hook;
@@ -991,6 +1024,9 @@ static void pgs_hook(void *impl, const struct gw_hook_req *q, gw_store_done_fn d
 		snprintf(n4, sizeof n4, "%" PRId64, q->older_ms);
 		p[0] = n4;
 		pgs_start(impl, PGS_OUTBOX_EXPIRE, p, 0, 0, pgs_answer_number, done, arg);
+		return;
+	case GW_HOOK_LEGACY:
+		pgs_start(impl, PGS_HOOK_LEGACY, NULL, 0, 0, pgs_answer_legacy, done, arg);
 		return;
 	}
 	{

@@ -44,6 +44,7 @@ enum sql_stmt {
 	SQL_OUTBOX_DEPTH,
 	SQL_OUTBOX_EXPIRE,
 	SQL_OUTBOX_ORPHANS,
+	SQL_HOOK_LEGACY,
 	SQL_NSTMT
 };
 
@@ -94,6 +95,7 @@ static const char *const sql_text[SQL_NSTMT] = {
 	/* rows whose hook is gone (a crash between the two deletes of DELETE) */
 	[SQL_OUTBOX_ORPHANS] = "DELETE FROM outbox WHERE NOT EXISTS (SELECT 1 FROM hook h"
 			       " WHERE h.tenant = outbox.tenant AND h.id = outbox.endpoint)",
+	[SQL_HOOK_LEGACY] = "SELECT tenant, id FROM owner WHERE kind = 3 ORDER BY tenant, id LIMIT ?1",
 };
 
 /* Webhook tables (issue 17): an expand step inside schema version 1, created by every writable
@@ -721,6 +723,34 @@ static int sql_outbox_expire(struct sql_store *q, int64_t older_ms, struct gw_ho
 	return rc;
 }
 
+_Static_assert(GW_OBJ_ENDPOINT == 3, "SQL_HOOK_LEGACY names kind 3");
+
+static int sql_hook_legacy(struct sql_store *q, struct gw_hook_out *out)
+{
+	sqlite3_stmt *st = sql_stmt(q, SQL_HOOK_LEGACY);
+	int rc = GW_STORE_B_OK, step;
+
+	if (!st)
+		return GW_STORE_B_ERR;
+	out->hooks = calloc(GW_HOOK_LEGACY_MAX, sizeof *out->hooks);
+	if (!out->hooks) {
+		sql_done(st);
+		snprintf(q->err, sizeof q->err, "out of memory");
+		return GW_STORE_B_ERR;
+	}
+	sqlite3_bind_int(st, 1, GW_HOOK_LEGACY_MAX);
+	while ((step = sqlite3_step(st)) == SQLITE_ROW && out->count < GW_HOOK_LEGACY_MAX) {
+		sql_copy(out->hooks[out->count].tenant, sizeof out->hooks[0].tenant,
+			 sqlite3_column_text(st, 0));
+		sql_copy(out->hooks[out->count].id, sizeof out->hooks[0].id, sqlite3_column_text(st, 1));
+		out->count++;
+	}
+	if (step != SQLITE_ROW && step != SQLITE_DONE)
+		rc = sql_fail(q);
+	sql_done(st);
+	return rc;
+}
+
 static int sql_hook(void *impl, const struct gw_hook_req *r, struct gw_hook_out *out)
 {
 	struct sql_store *q = impl;
@@ -752,6 +782,8 @@ static int sql_hook(void *impl, const struct gw_hook_req *r, struct gw_hook_out 
 		return sql_outbox_depth(q, out);
 	case GW_OUTBOX_EXPIRE:
 		return sql_outbox_expire(q, r->older_ms, out);
+	case GW_HOOK_LEGACY:
+		return sql_hook_legacy(q, out);
 	}
 	snprintf(q->err, sizeof q->err, "unknown hook operation");
 	return GW_STORE_B_ERR;

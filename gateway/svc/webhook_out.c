@@ -723,6 +723,34 @@ fail:
 	return -1;
 }
 
+/* One warning line naming the upstream endpoints tenants made before issue 17: they still get
+ * every job of the account from upstream (docs/webhooks.md says how to remove them). */
+static void wh_legacy_done(void *arg, const struct gw_store_res *res)
+{
+	struct gw_webhook_out *w = arg;
+	char list[GW_HOOK_LEGACY_MAX * 48];
+	size_t o = 0;
+
+	w->store_ops--;
+	if (res->rc != 0 || res->count == 0)
+		return;
+	list[0] = '\0';
+	for (long i = 0; i < res->count && o < sizeof list; i++) {
+		int n = snprintf(list + o, sizeof list - o, "%s%.20s:%.24s", i ? " " : "",
+				 res->hooks[i].tenant, res->hooks[i].id);
+
+		if (n < 0)
+			break;
+		o += (size_t)n;
+	}
+	gw_log(GW_LOG_WARN, "webhook_legacy_endpoints", GW_LN("count", res->count),
+	       GW_LS("endpoints", list),
+	       GW_LS("msg", "upstream webhook endpoints created through Webhooks.CreateEndpoint before "
+			    "tenant subscriptions receive every job of their account: remove them "
+			    "(docs/webhooks.md, \"Endpoints made before\")"),
+	       GW_LEND);
+}
+
 static void wh_start_svc(void *state)
 {
 	struct gw_webhook_out *w = state;
@@ -732,6 +760,12 @@ static void wh_start_svc(void *state)
 		return;		/* no subscriptions: the Webhooks methods reach upstream */
 	event_add(w->pump_timer, &tv);
 	event_active(w->pump_timer, 0, 0);	/* rows left by a previous run: at once */
+	if (w->env->store) {
+		struct gw_hook_req r = { .op = GW_HOOK_LEGACY };
+
+		w->store_ops++;
+		gw_store_hook(w->env->store, &r, wh_legacy_done, w);
+	}
 }
 
 static void wh_drain(void *state)

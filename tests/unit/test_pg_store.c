@@ -795,3 +795,20 @@ Test(pg_store, hook_steps)
 	}
 	fx_close(&f);
 }
+
+Test(pg_store, hook_legacy_lists_upstream_endpoints)
+{
+	struct fx f;
+	struct gw_hook_req r = { .op = GW_HOOK_LEGACY };
+	struct got g = { 0 };
+
+	fx_open(&f, 1, 5000);
+	side_exec("DELETE FROM a3d_owner");
+	side_exec("INSERT INTO a3d_owner VALUES (3, 'up-1', 'team-a', 1), (3, 'up-2', 'team-b', 1),"
+		  " (1, 'rid-1', 'team-a', 1)");
+	f.ops->hook(f.impl, &r, on_done, &g);
+	fx_wait(&f, &g);
+	cr_expect_eq(g.rc, 0, "%s", g.err);
+	cr_expect_eq(g.count, 2);
+	fx_close(&f);
+}

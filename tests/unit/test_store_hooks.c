@@ -223,3 +223,54 @@ Test(store_hooks, sqlite_reopen_keeps_rows)
 	gw_store_close(s);
 	t_rm(db);
 }
+
+static void on_put(void *arg, const struct gw_store_res *r)
+{
+	*(int *)arg = r->rc;
+}
+
+/* The upstream endpoints tenants made before issue 17: owner rows of kind GW_OBJ_ENDPOINT. */
+static void t_legacy(struct gw_store *s)
+{
+	struct gw_hook_req r = { .op = GW_HOOK_LEGACY };
+	int rc = -9;
+	struct got g;
+
+	g = t_run(s, &r);
+	cr_expect_eq(g.rc, 0);
+	cr_expect_eq(g.count, 0);
+	gw_store_owner_put(s, GW_OBJ_ENDPOINT, "up-2", "b", 1, on_put, &rc);
+	cr_assert_eq(rc, 0);
+	gw_store_owner_put(s, GW_OBJ_ENDPOINT, "up-1", "a", 1, on_put, &rc);
+	cr_assert_eq(rc, 0);
+	gw_store_owner_put(s, GW_OBJ_JOB, "rid-1", "a", 1, on_put, &rc);
+	cr_assert_eq(rc, 0);
+	g = t_run(s, &r);
+	cr_expect_eq(g.count, 2);
+	cr_expect_str_eq(g.hook.tenant, "a", "by tenant, then id (memory: any order)");
+	cr_expect(strcmp(g.hook.id, "up-1") == 0 || strcmp(g.hook.id, "up-2") == 0);
+}
+
+Test(store_hooks, memory_legacy)
+{
+	struct gw_store *s = gw_store_open_mem(0, 0);
+	struct gw_hook_req r = { .op = GW_HOOK_LEGACY };
+	int rc = -9;
+
+	gw_store_owner_put(s, GW_OBJ_ENDPOINT, "up-1", "a", 1, on_put, &rc);
+	cr_assert_eq(rc, 0);
+	cr_expect_eq(t_run(s, &r).count, 1);
+	gw_store_close(s);
+}
+
+Test(store_hooks, sqlite_legacy)
+{
+	const char *db = t_db();
+	char err[GW_STORE_ERR_MAX];
+	struct gw_store *s = gw_store_open(db, 0, err, sizeof err);
+
+	cr_assert_not_null(s, "%s", err);
+	t_legacy(s);
+	gw_store_close(s);
+	t_rm(db);
+}
