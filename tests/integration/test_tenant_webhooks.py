@@ -279,3 +279,30 @@ def test_sigkill_with_undelivered_events_delivered_after_restart(stack, sim, tin
                                        metadata=g2.md("team-a")).url == url
     finally:
         r.close()
+
+
+def test_passthrough_then_legacy_warning(stack, sim, tmp_path):
+    """webhooks.upstream_passthrough (single-tenant only) keeps the old raw upstream endpoints;
+    a later start without it names them in one warning line."""
+    state = str(tmp_path / "legacy.db")
+    g1 = stack.gateway(sim, name="passthrough", state_path=state,
+                       extra_top="webhooks:\n  upstream_passthrough: true\n")
+    ep = create(g1, "team-a", "http://127.0.0.1:9/legacy")
+    assert ep.secret == "", "an upstream endpoint has no gateway secret"
+    cookie = sim.login()
+    assert ep.id in [e["id"] for e in sim.get_json("/webhook_endpoints", cookie)["endpoints"]]
+    with pytest.raises(grpc.RpcError) as e:
+        g1.webhooks.RotateSecret(webhooks_pb2.RotateSecretRequest(id=ep.id), timeout=5,
+                                 metadata=g1.md("team-a"))
+    assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    g1.stop()
+    g2 = stack.gateway(sim, name="after-passthrough", state_path=state)
+    assert wait_for(lambda: "webhook_legacy_endpoints" in g2.log_text(), timeout=10)
+    line = [x for x in g2.log_text().splitlines() if "webhook_legacy_endpoints" in x][0]
+    doc = json.loads(line)
+    assert doc["level"] == "warn" and doc["count"] == 1 and ("team-a:" + ep.id) in doc["endpoints"]
+    with pytest.raises(grpc.RpcError) as e:     # no longer a tenant subscription
+        g2.webhooks.GetEndpoint(webhooks_pb2.GetEndpointRequest(id=ep.id), timeout=5,
+                                metadata=g2.md("team-a"))
+    assert e.value.code() == grpc.StatusCode.NOT_FOUND
+    harness.http("DELETE", sim.url + "/webhook_endpoints/" + ep.id, headers={"Cookie": cookie})
