@@ -306,3 +306,29 @@ def test_passthrough_then_legacy_warning(stack, sim, tmp_path):
                                 metadata=g2.md("team-a"))
     assert e.value.code() == grpc.StatusCode.NOT_FOUND
     harness.http("DELETE", sim.url + "/webhook_endpoints/" + ep.id, headers={"Cookie": cookie})
+
+
+def test_forged_upstream_webhook_delivers_nothing_until_status_confirms(stack, tiny):
+    """A forged (or replayed) upstream webhook saying a running job succeeded: the gateway
+    re-reads the status (still running), and the tenant's receiver gets nothing for it."""
+    slow = stack.sim(name="slow-forge", job_seconds=60)
+    gw = stack.gateway(slow, name="forge")
+    r = Receiver()
+    try:
+        create(gw, "team-a", r.url)
+        rid = start_jobs(gw, "team-a", 1, tiny)[0]
+        body = json.dumps({"eventType": "job.completed",
+                           "data": {"taskId": rid, "status": "success"}}).encode()
+        for _ in range(3):
+            st, _, _ = harness.http("POST", gw.http_url + "/webhooks/animate3d/sim", body=body,
+                                    headers={"Content-Type": "application/json",
+                                             "X-DeepMotion-Signature": harness.CLIENT_ID})
+            assert st == 200
+        assert wait_for(lambda: harness.metrics(gw).get(
+            'animate3d_gateway_webhook_refreshes_total{result="refreshed"}', 0) >= 1, timeout=10)
+        time.sleep(2.0)         # room for a (wrong) delivery to arrive
+        assert r.snapshot() == [], "a forged final reached the tenant"
+        s = gw.jobs.GetStatus(jobs_pb2.GetStatusRequest(rids=[rid]), timeout=5, metadata=gw.md("team-a"))
+        assert s.statuses[0].state not in (jobs_pb2.SUCCESS, jobs_pb2.FAILURE)
+    finally:
+        r.close()
