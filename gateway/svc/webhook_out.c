@@ -632,6 +632,7 @@ void gw_webhook_out_status_final(const struct gw_env *env, size_t acct,
 	const char *ids[1];
 
 	if (!w || !st || !st->rid || !env->store || gw_store_read_only(env->store) ||
+	    env->cfg->webhooks.upstream_passthrough ||
 	    (st->state != ANIMATE3D__V1__JOB_STATE__SUCCESS &&
 	     st->state != ANIMATE3D__V1__JOB_STATE__FAILURE) ||
 	    strlen(st->rid) > GW_STORE_ID_MAX || !st->rid[0])

@@ -34,6 +34,8 @@ class Receiver:
         self.requests = []          # (headers dict, body bytes)
         self.lock = threading.Lock()
         self.status = 200
+        self.location = None        # sent with the status (a redirect)
+        self.answer = b"ok"
         rec = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -44,9 +46,14 @@ class Receiver:
                     rec.requests.append(({k.lower(): v for k, v in self.headers.items()}, body))
                     status = rec.status
                 self.send_response(status)
-                self.send_header("Content-Length", "2")
+                if rec.location:
+                    self.send_header("Location", rec.location)
+                self.send_header("Content-Length", str(len(rec.answer)))
                 self.end_headers()
-                self.wfile.write(b"ok")
+                try:
+                    self.wfile.write(rec.answer)
+                except OSError:
+                    pass        # the gateway stops reading past its limit
 
             def log_message(self, *a):
                 pass
@@ -332,3 +339,29 @@ def test_forged_upstream_webhook_delivers_nothing_until_status_confirms(stack, t
         assert s.statuses[0].state not in (jobs_pb2.SUCCESS, jobs_pb2.FAILURE)
     finally:
         r.close()
+
+
+def test_redirects_not_followed_and_big_answers_cut(gateway, tiny):
+    target, redirect, chatty = Receiver(), Receiver(), Receiver()
+    eps = []
+    try:
+        redirect.status, redirect.location = 307, target.url
+        chatty.answer = b"x" * (256 * 1024)
+        eps = [create(gateway, "team-b", redirect.url), create(gateway, "team-b", chatty.url)]
+        before = harness.metrics(gateway)
+        rid = start_jobs(gateway, "team-b", 1, tiny)[0]
+        finish(gateway, {"team-b": [rid]})
+        assert wait_for(lambda: redirect.snapshot() and chatty.snapshot())
+        assert wait_for(lambda: harness.metrics(gateway).get(
+            'animate3d_gateway_webhook_refusals_total{reason="response_too_large"}', 0)
+            > before.get('animate3d_gateway_webhook_refusals_total{reason="response_too_large"}', 0))
+        time.sleep(1.0)
+        assert target.snapshot() == [], "a redirect was followed"
+        log = gateway.log_text()
+        assert '"outcome":"retry","http":307' in log
+    finally:
+        for ep in eps:
+            gateway.webhooks.DeleteEndpoint(webhooks_pb2.DeleteEndpointRequest(id=ep.id), timeout=5,
+                                            metadata=gateway.md("team-b"))
+        for r in (target, redirect, chatty):
+            r.close()
