@@ -365,3 +365,32 @@ def test_redirects_not_followed_and_big_answers_cut(gateway, tiny):
                                             metadata=gateway.md("team-b"))
         for r in (target, redirect, chatty):
             r.close()
+
+
+@pytest.mark.skipif(harness.BACKEND != "postgres", reason="replicas share their outbox on PostgreSQL")
+def test_two_replicas_deliver_each_event_once(stack, sim, tiny):
+    """Two replicas on one PostgreSQL both see every final (each polls every job): the outbox
+    holds one row per (endpoint, rid) and each is delivered by one replica, once."""
+    g1 = stack.gateway(sim, name="rep1")
+    g2 = stack.gateway(sim, name="rep2")
+    r = Receiver()
+    try:
+        # earlier tests' endpoints (same database) would share these events: start from none
+        for e in g1.webhooks.ListEndpoints(webhooks_pb2.ListEndpointsRequest(), timeout=5,
+                                           metadata=g1.md("team-a")).endpoints:
+            g1.webhooks.DeleteEndpoint(webhooks_pb2.DeleteEndpointRequest(id=e.id), timeout=5,
+                                       metadata=g1.md("team-a"))
+        create(g1, "team-a", r.url)
+        rids = start_jobs(g1, "team-a", 10, tiny)
+        finish(g1, {"team-a": rids})
+        finish(g2, {"team-a": rids})
+        assert wait_for(lambda: {json.loads(b)["data"]["taskId"] for _, b in r.snapshot()} >= set(rids))
+        time.sleep(2.0)         # room for a second delivery, if any
+        per_rid = {}
+        for h, b in r.snapshot():
+            per_rid.setdefault(json.loads(b)["data"]["taskId"], []).append(h["webhook-id"])
+        assert all(len(per_rid[x]) == 1 for x in rids), per_rid
+        both = [gateway_delivered(g, "team-a") for g in (g1, g2)]
+        assert sum(both) == len(rids), both
+    finally:
+        r.close()
