@@ -394,3 +394,30 @@ def test_two_replicas_deliver_each_event_once(stack, sim, tiny):
         assert sum(both) == len(rids), both
     finally:
         r.close()
+
+
+def test_endpoint_failing_for_long_is_disabled_with_a_reason(stack, sim, tiny):
+    """webhooks.delivery.disable_after_s: 1 and a receiver answering 503: the second failed
+    attempt (a few seconds later) disables the endpoint; GetEndpoint says why."""
+    gw = stack.gateway(sim, name="disabling",
+                       extra_top="webhooks:\n  delivery:\n    disable_after_s: 1\n")
+    r = Receiver()
+    try:
+        r.status = 503
+        ep = create(gw, "team-a", r.url)
+        rid = start_jobs(gw, "team-a", 1, tiny)[0]
+        finish(gw, {"team-a": [rid]})
+
+        def disabled():
+            return gw.webhooks.GetEndpoint(webhooks_pb2.GetEndpointRequest(id=ep.id), timeout=5,
+                                           metadata=gw.md("team-a"))
+
+        assert wait_for(lambda: disabled().disabled, timeout=30)
+        got = disabled()
+        assert "deliveries failing for 1s or more" in got.disabled_reason and "HTTP 503" in got.disabled_reason, got
+        assert '"event":"webhook_endpoint_disabled"' in gw.log_text()
+        n = len(r.snapshot())
+        time.sleep(6.0)         # past the next backoff: a disabled endpoint gets no attempt
+        assert len(r.snapshot()) == n
+    finally:
+        r.close()
