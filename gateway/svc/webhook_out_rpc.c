@@ -173,9 +173,17 @@ static void wh_fail_store(struct wh_rpc *x, const struct gw_store_res *res)
 		x->w->refused.too_many++;
 		gw_call_fail(x->c, GRPC_STATUS_RESOURCE_EXHAUSTED,
 			     "a tenant has at most %d webhook endpoints", GW_STORE_HOOKS_MAX);
-	} else
-		gw_call_fail(x->c, GRPC_STATUS_UNAVAILABLE, "%s",
-			     res->err ? res->err : "state store failed");
+	} else {
+		char msg[GW_STORE_ERR_MAX + 64];
+
+		/* "<Method>: <why>", with a retry delay when the store gave one (as rpc_owner does) */
+		snprintf(msg, sizeof msg, "%s: %s", gw_call_method(x->c)->name,
+			 res->err ? res->err : "state store failed");
+		if (res->retry_ms > 0)
+			gw_call_fail_retry(x->c, GRPC_STATUS_UNAVAILABLE, res->retry_ms, msg);
+		else
+			gw_call_fail(x->c, GRPC_STATUS_UNAVAILABLE, "%s", msg);
+	}
 }
 
 static char wh_event_name[] = "job.completed";

@@ -333,13 +333,16 @@ def gateway_config(grpc_port, http_port, sim_url, state_path, secret_env=SECRET_
     extra_top: more top-level sections (YAML at column 0), appended last. backend: "sqlite"
     (state.path: state_path) or "postgres" (state.postgres naming with-postgres's cluster;
     state_path unused); None: BACKEND, from A3D_IT_BACKEND."""
+    # The webhooks section goes before accounts: (tenants: stays the last section, which tests
+    # that append tenants rely on), or into extra_top's own webhooks: section.
+    webhooks = ""
     if allow_private_destinations:
         line = "  allow_private_destinations: true\n"
         if re.search(r"(^|\n)webhooks:\n", extra_top):
             extra_top = re.sub(r"(^|\n)webhooks:\n", lambda m: m.group(1) + "webhooks:\n" + line,
                                extra_top, count=1)
         else:
-            extra_top += "webhooks:\n" + line
+            webhooks = "webhooks:\n" + line
     secret_line = ("client_secret_file: %s" % secret_file) if secret_file else \
                   ("client_secret_env: %s" % secret_env)
     backend = backend or BACKEND
@@ -363,7 +366,7 @@ cache:
   status_ttl_ms: 1000
   batch_window_ms: 5
   batch_max: 50
-accounts:
+{webhooks}accounts:
   - name: sim
     base_url: {sim}
     client_id: {cid}
@@ -387,6 +390,7 @@ tenants:
       - sha256: {kv}
         permissions: [read]
 {extra_tenants}{extra_top}""".format(grpc=grpc_port, state_extra="".join("  %s\n" % x for x in state_extra),
+           webhooks=webhooks,
            extra_tenants=extra_tenants, extra_top=extra_top, http=http_port, state_lines=state_lines, sim=sim_url, cid=CLIENT_ID,
            secret_line=secret_line, rps=rate[0], burst=rate[1], ka=sha256_hex(KEYS["team-a"]),
            kb=sha256_hex(KEYS["team-b"]), kv=sha256_hex(KEYS["viewer"]))
