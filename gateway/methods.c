@@ -26,6 +26,7 @@
 #include "gateway/svc/unary.h"
 #include "gateway/svc/upload.h"
 #include "gateway/svc/webhook_in.h"
+#include "gateway/svc/webhook_out.h"
 #include "gateway/svc/webhook_reg.h"
 
 #define R GW_PERM_READ
@@ -65,14 +66,22 @@ static const struct gw_method methods_table[] = {
 	UNARY("Characters", "StoreModel", store_model, W, 1, RO_STORE_MODEL, 0, 0),
 	UNARY("Characters", "ListModels", list_models, R, 1, RO_LIST_MODELS, 0, 1),
 	UNARY("Characters", "DeleteModel", delete_model, W, 1, RO_DELETE_MODEL, 0, 0),
+	/* Tenant webhooks (issue 17): gateway-side subscriptions (gateway/svc/webhook_out.h). The
+	 * upstream half and the ownership rule stay for webhooks.upstream_passthrough, where the
+	 * handlers hand the call to gw_unary_handle. */
 	ROW("Webhooks", "CreateEndpoint", create_endpoint, endpoint, W, 1, RO_CREATE_ENDPOINT, 0, 0,
-	    gw_unary_handle, gw_svc_unary),
+	    gw_webhook_out_rpc_create, gw_svc_webhook_out),
 	ROW("Webhooks", "GetEndpoint", get_endpoint, endpoint, R, 1, RO_ENDPOINT, 0, 1,
-	    gw_unary_handle, gw_svc_unary),
-	UNARY("Webhooks", "ListEndpoints", list_endpoints, R, 1, RO_LIST_ENDPOINTS, 0, 1),
+	    gw_webhook_out_rpc_get, gw_svc_webhook_out),
+	ROW("Webhooks", "ListEndpoints", list_endpoints, list_endpoints_response, R, 1,
+	    RO_LIST_ENDPOINTS, 0, 1, gw_webhook_out_rpc_list, gw_svc_webhook_out),
 	ROW("Webhooks", "UpdateEndpoint", update_endpoint, endpoint, W, 1, RO_ENDPOINT, 0, 0,
-	    gw_unary_handle, gw_svc_unary),
-	UNARY("Webhooks", "DeleteEndpoint", delete_endpoint, W, 1, RO_ENDPOINT, 0, 0),
+	    gw_webhook_out_rpc_update, gw_svc_webhook_out),
+	ROW("Webhooks", "DeleteEndpoint", delete_endpoint, delete_endpoint_response, W, 1, RO_ENDPOINT,
+	    0, 0, gw_webhook_out_rpc_delete, gw_svc_webhook_out),
+	{ "/animate3d.v1.Webhooks/RotateSecret", "RotateSecret",
+	  &animate3d__v1__rotate_secret_request__descriptor, GW_UNARY, W, 1, 0, 0, { 0 },
+	  gw_webhook_out_rpc_rotate, &gw_svc_webhook_out },
 	UNARY("Account", "GetCreditBalance", get_credit_balance, R, 1, 0, 0, 1),
 	UNARY("Account", "GetMinutesBalance", get_minutes_balance, R, 1, 0, 0, 1),
 	{ "/grpc.health.v1.Health/Check", "Check", &grpc__health__v1__health_check_request__descriptor,
@@ -89,7 +98,7 @@ _Static_assert(sizeof methods_table / sizeof methods_table[0] <= GW_METHODS_MAX,
  * whose links live in status's cache), drained in this order, freed in reverse. */
 static const struct gw_svc *const methods_services[] = {
 	&gw_svc_health, &gw_svc_status, &gw_svc_download, &gw_svc_webhook_in, &gw_svc_unary,
-	&gw_svc_upload, &gw_svc_webhook_reg,
+	&gw_svc_upload, &gw_svc_webhook_reg, &gw_svc_webhook_out,
 };
 
 const struct gw_method *gw_methods(size_t *n)

@@ -299,11 +299,14 @@ static const struct {
 	/* webhooks.proto */
 	{ VD_D(create_endpoint_request), "url", GW_VK_URL, 0 },
 	{ VD_D(create_endpoint_request), "events", GW_VK_WORD, GW_VALIDATE_MAX_EVENTS },
+	{ VD_D(create_endpoint_request), "description", GW_VK_TEXT, 0 },
 	{ VD_D(get_endpoint_request), "id", GW_VK_ENDPOINT_ID, 0 },
 	{ VD_D(update_endpoint_request), "id", GW_VK_ENDPOINT_ID, 0 },
 	{ VD_D(update_endpoint_request), "url", GW_VK_URL, 0 },
 	{ VD_D(update_endpoint_request), "events", GW_VK_WORD, GW_VALIDATE_MAX_EVENTS },
+	{ VD_D(update_endpoint_request), "description", GW_VK_TEXT, 0 },
 	{ VD_D(delete_endpoint_request), "id", GW_VK_ENDPOINT_ID, 0 },
+	{ VD_D(rotate_secret_request), "id", GW_VK_ENDPOINT_ID, 0 },
 	/* grpc/health/v1/health.proto */
 	{ &grpc__health__v1__health_check_request__descriptor, "service", GW_VK_SERVICE, 0 },
 };

@@ -362,6 +362,10 @@ int gw_config_parse(const char *path, const char *text, size_t len, struct gw_co
 	cfg->webhooks.path_token_grace_s = GW_CONFIG_DEFAULT_TOKEN_GRACE_S;
 	cfg->webhooks.refresh_per_second = GW_CONFIG_DEFAULT_WEBHOOK_REFRESH_RATE;
 	cfg->webhooks.refresh_burst = GW_CONFIG_DEFAULT_WEBHOOK_REFRESH_BURST;
+	cfg->webhooks.delivery.max_per_endpoint = GW_CONFIG_DEFAULT_WH_PER_ENDPOINT;
+	cfg->webhooks.delivery.timeout_ms = GW_CONFIG_DEFAULT_WH_TIMEOUT_MS;
+	cfg->webhooks.delivery.give_up_s = GW_CONFIG_DEFAULT_WH_GIVE_UP_S;
+	cfg->webhooks.delivery.disable_after_s = GW_CONFIG_DEFAULT_WH_DISABLE_AFTER_S;
 	gw_cfg_net_defaults(cfg);
 
 	if (cfg_prescan(path, text, len, errs) < 0)

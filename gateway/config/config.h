@@ -67,6 +67,14 @@
 #define GW_CONFIG_DEFAULT_WATCH_MAX 20000
 #define GW_CONFIG_DEFAULT_HEALTH_WATCH_MAX 256
 #define GW_CONFIG_DEFAULT_HEALTH_WATCH_PEER 32
+/* Tenant webhook delivery (issue 17): defaults of webhooks.delivery. */
+#define GW_CONFIG_DEFAULT_WH_PER_ENDPOINT 4		/* deliveries in flight per endpoint */
+#define GW_CONFIG_DEFAULT_WH_TIMEOUT_MS 10000		/* one delivery attempt, connect included */
+#define GW_CONFIG_DEFAULT_WH_GIVE_UP_S 86400		/* an event retried this long is failed */
+#define GW_CONFIG_DEFAULT_WH_DISABLE_AFTER_S 86400	/* an endpoint failing this long is disabled */
+#define GW_CONFIG_MAX_WH_PER_ENDPOINT 64
+#define GW_CONFIG_MAX_WH_TIMEOUT_MS 60000
+#define GW_CONFIG_MAX_WH_S (30L * 86400)
 #define GW_CONFIG_DEFAULT_WEBHOOK_REFRESH_RATE 50.0	/* webhook-triggered refreshes/s per account */
 #define GW_CONFIG_DEFAULT_WEBHOOK_REFRESH_BURST 200.0
 #define GW_CONFIG_DEFAULT_TOKEN_GRACE_S 600	/* the previous path token works this long */
@@ -378,6 +386,17 @@ struct gw_config {
 						 * reload rotated it; default 600 */
 		double refresh_per_second;	/* webhook-triggered refreshes per account; default 50 */
 		double refresh_burst;		/* default 200 */
+		/* Tenant webhook subscriptions (issue 17, gateway/svc/webhook_out.h). */
+		int allow_private_destinations;	/* accept loopback/private/link-local endpoint
+						 * addresses (demo, tests); default 0 */
+		int upstream_passthrough;	/* the Webhooks service manages raw upstream
+						 * endpoints (single-tenant only); default 0 */
+		struct {
+			unsigned max_per_endpoint;	/* in flight per endpoint */
+			long timeout_ms;		/* one attempt */
+			long give_up_s;			/* an event retried this long: failed */
+			long disable_after_s;		/* an endpoint failing this long: disabled */
+		} delivery;
 	} webhooks;
 	struct gw_process_cfg process;
 	struct gw_http_cfg http;

@@ -226,17 +226,50 @@ static int cfg_webhook_prefix_ok(const char *s)
 	return 1;
 }
 
+/* webhooks.delivery: { max_per_endpoint, timeout_ms, give_up_s, disable_after_s }. */
+static void cfg_webhook_delivery(struct gw_cfg_parse *p, yaml_node_t *n)
+{
+	static const char *const keys[] = { "max_per_endpoint", "timeout_ms", "give_up_s",
+					    "disable_after_s" };
+	yaml_node_t *v[4];
+	long long x;
+
+	if (gw_cfg_map(p, n, "webhooks.delivery", keys, 4, v, NULL) < 0)
+		return;
+	if (v[0] && gw_cfg_long(p, v[0], "webhooks.delivery.max_per_endpoint", 1,
+				GW_CONFIG_MAX_WH_PER_ENDPOINT, &x) == 0)
+		p->cfg->webhooks.delivery.max_per_endpoint = (unsigned)x;
+	if (v[1] && gw_cfg_long(p, v[1], "webhooks.delivery.timeout_ms", 100,
+				GW_CONFIG_MAX_WH_TIMEOUT_MS, &x) == 0)
+		p->cfg->webhooks.delivery.timeout_ms = (long)x;
+	if (v[2] && gw_cfg_long(p, v[2], "webhooks.delivery.give_up_s", 1, GW_CONFIG_MAX_WH_S, &x) == 0)
+		p->cfg->webhooks.delivery.give_up_s = (long)x;
+	if (v[3] && gw_cfg_long(p, v[3], "webhooks.delivery.disable_after_s", 1, GW_CONFIG_MAX_WH_S,
+				&x) == 0)
+		p->cfg->webhooks.delivery.disable_after_s = (long)x;
+}
+
 static void cfg_webhooks(struct gw_cfg_parse *p, yaml_node_t *n)
 {
 	static const char *const keys[] = { "path_prefix", "public_url", "path_token_file",
-					    "path_token_grace_s", "refresh_per_second", "refresh_burst" };
-	yaml_node_t *v[6];
+					    "path_token_grace_s", "refresh_per_second", "refresh_burst",
+					    "allow_private_destinations", "upstream_passthrough",
+					    "delivery" };
+	yaml_node_t *v[9];
 	char *s = NULL;
 	long long x;
 	double d;
 
-	if (gw_cfg_map(p, n, "webhooks", keys, 6, v, NULL) < 0)
+	if (gw_cfg_map(p, n, "webhooks", keys, 9, v, NULL) < 0)
 		return;
+	if (v[6])
+		gw_cfg_bool(p, v[6], "webhooks.allow_private_destinations",
+			    &p->cfg->webhooks.allow_private_destinations);
+	if (v[7])
+		gw_cfg_bool(p, v[7], "webhooks.upstream_passthrough",
+			    &p->cfg->webhooks.upstream_passthrough);
+	if (v[8])
+		cfg_webhook_delivery(p, v[8]);
 	/* The token itself is read (and its file's mode checked) by gateway/svc/webhook_token.c at
 	 * start and on SIGHUP: the file is a Secret, never part of the configuration. */
 	if (v[2] && gw_cfg_string(p, v[2], "webhooks.path_token_file", &p->cfg->webhooks.path_token_file) == 0)

@@ -38,7 +38,7 @@ struct gw_store {
 /* One operation on its way through a backend. ids/tenants (owner_lookup) and the strings the
  * completion needs are copied into buf: the caller's may be gone when a backend answers later. */
 enum store_op { OP_PUT, OP_LOOKUP, OP_DEL, OP_BEGIN, OP_TAKE, OP_RENEW, OP_FINISH, OP_RELEASE,
-		OP_ABORT, OP_COUNT, OP_EXPIRE };
+		OP_ABORT, OP_COUNT, OP_EXPIRE, OP_HOOK };
 struct store_call {
 	struct gw_store *s;
 	gw_store_done_fn done;
@@ -273,6 +273,8 @@ static void store_complete(void *arg, const struct gw_store_res *bres)
 		if (c->op == OP_PUT) {
 			s->stats.owner_conflicts++;
 			res.err = "state store: id already owned by another tenant";
+		} else if (c->op == OP_HOOK) {
+			res.err = "state store: the webhook row exists or changed meanwhile";
 		} else if (c->op == OP_FINISH) {
 			s->stats.idem_conflicts++;
 			res.err = "state store: idempotency key is not pending or has another job";
@@ -559,6 +561,97 @@ void gw_store_idem_expire(struct gw_store *s, int64_t older_than_ms, gw_store_do
 
 	if (c)
 		s->ops->idem_expire(s->impl, older_than_ms, store_complete, c);
+}
+
+/* 1 when str is NULL-free and at most max bytes (empty allowed). */
+static int store_str_fits(const char *str, size_t max)
+{
+	return str && strnlen(str, max + 1) <= max;
+}
+
+/* The arguments of one hook operation (store.h); 0, or -1 refused and counted. */
+static int store_hook_args(struct gw_store *s, const struct gw_hook_req *r)
+{
+	const struct gw_hook *h = r->hook;
+
+	switch (r->op) {
+	case GW_HOOK_CREATE:
+	case GW_HOOK_UPDATE:
+		if (!h)
+			return store_reject(s, "hook missing");
+		if (store_args(s, "tenant", h->tenant, GW_STORE_TENANT_MAX) ||
+		    store_args(s, "id", h->id, GW_STORE_ID_MAX) ||
+		    store_args(s, "url", h->url, GW_STORE_HOOK_URL_MAX))
+			return -1;
+		if (!store_str_fits(h->description, GW_STORE_HOOK_DESC_MAX) ||
+		    !store_str_fits(h->reason, GW_STORE_HOOK_REASON_MAX) ||
+		    !store_str_fits(h->secret, GW_STORE_HOOK_SECRET_MAX))
+			return store_reject(s, "hook field too long");
+		if (r->op == GW_HOOK_CREATE && !h->secret[0])
+			return store_reject(s, "hook secret missing");
+		return 0;
+	case GW_HOOK_GET:
+	case GW_HOOK_DELETE:
+		return store_args(s, "tenant", r->tenant, GW_STORE_TENANT_MAX) ||
+				       store_args(s, "id", r->id, GW_STORE_ID_MAX)
+			       ? -1
+			       : 0;
+	case GW_HOOK_LIST:
+		return store_args(s, "tenant", r->tenant, GW_STORE_TENANT_MAX);
+	case GW_HOOK_HEALTH:
+		if (store_args(s, "tenant", r->tenant, GW_STORE_TENANT_MAX) ||
+		    store_args(s, "id", r->id, GW_STORE_ID_MAX))
+			return -1;
+		return r->ok || (r->reason && store_str_fits(r->reason, GW_STORE_HOOK_REASON_MAX))
+			       ? 0
+			       : store_reject(s, "hook reason missing or too long");
+	case GW_OUTBOX_ADD:
+		return store_args(s, "tenant", r->tenant, GW_STORE_TENANT_MAX) ||
+				       store_args(s, "rid", r->rid, GW_STORE_ID_MAX) ||
+				       store_args(s, "event body", r->body, GW_STORE_HOOK_BODY_MAX)
+			       ? -1
+			       : 0;
+	case GW_OUTBOX_CLAIM:
+		if (store_args(s, "lease", r->lease, GW_STORE_LEASE_MAX))
+			return -1;
+		return r->max >= 1 && r->max <= GW_OUTBOX_CLAIM_MAX ? 0
+								    : store_reject(s, "bad claim size");
+	case GW_OUTBOX_SETTLE:
+		if (store_args(s, "tenant", r->tenant, GW_STORE_TENANT_MAX) ||
+		    store_args(s, "id", r->id, GW_STORE_ID_MAX) ||
+		    store_args(s, "rid", r->rid, GW_STORE_ID_MAX) ||
+		    store_args(s, "lease", r->lease, GW_STORE_LEASE_MAX))
+			return -1;
+		return r->state >= GW_OUTBOX_PENDING && r->state <= GW_OUTBOX_FAILED
+			       ? 0
+			       : store_reject(s, "bad outbox state");
+	case GW_OUTBOX_DEPTH:
+	case GW_OUTBOX_EXPIRE:
+	case GW_HOOK_LEGACY:
+		return 0;
+	}
+	return store_reject(s, "unknown hook operation");
+}
+
+void gw_store_hook(struct gw_store *s, const struct gw_hook_req *req, gw_store_done_fn done,
+		   void *arg)
+{
+	int ok = req ? store_hook_args(s, req) == 0 : store_reject(s, "hook request missing") == 0;
+	int read;
+	struct store_call *c;
+
+	if (ok && !s->ops->hook) {
+		ok = 0;
+		s->stats.rejected_args++;
+		store_fail(s, "state store: the %s backend keeps no webhooks", s->ops->name);
+	}
+	/* reads (refused arguments go the write path, which refuses them) */
+	read = ok && (req->op == GW_HOOK_GET || req->op == GW_HOOK_LIST ||
+		      req->op == GW_OUTBOX_DEPTH || req->op == GW_HOOK_LEGACY);
+	c = read ? store_call_new(s, OP_HOOK, 0, done, arg)
+		 : store_write_call(s, OP_HOOK, ok, 0, done, arg);
+	if (c)
+		s->ops->hook(s->impl, req, store_complete, c);
 }
 
 /* ---- opening ---- */

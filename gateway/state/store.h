@@ -169,13 +169,19 @@ struct gw_idem {
 	int64_t lease_until_ms;		/* wall clock; the lease is void after it */
 };
 
+struct gw_hook;
+struct gw_outbox_row;
+struct gw_outbox_depth;
 struct gw_store_res {
 	int rc;
 	const char *err;		/* rc == GW_STORE_ERROR: why (never NULL then) */
 	long retry_ms;			/* rc == GW_STORE_ERROR: > 0 when a retry after it may work */
 	const char *const *tenants;	/* owner_lookup */
 	const struct gw_idem *idem;	/* idem_begin, rc 0 */
-	long count;			/* idem_renew, idem_count, idem_expire */
+	long count;			/* idem_renew, idem_count, idem_expire; hook ops (below) */
+	const struct gw_hook *hooks;	/* GW_HOOK_GET (1), GW_HOOK_LIST (count) */
+	const struct gw_outbox_row *rows;	/* GW_OUTBOX_CLAIM (count) */
+	const struct gw_outbox_depth *depths;	/* GW_OUTBOX_DEPTH (count) */
 };
 typedef void (*gw_store_done_fn)(void *arg, const struct gw_store_res *res);
 
@@ -211,6 +217,108 @@ void gw_store_idem_abort(struct gw_store *s, const char *tenant, const char *key
 			 gw_store_done_fn done, void *arg);
 void gw_store_idem_count(struct gw_store *s, gw_store_done_fn done, void *arg);
 void gw_store_idem_expire(struct gw_store *s, int64_t older_than_ms, gw_store_done_fn done, void *arg);
+
+/*
+ * Tenant webhook subscriptions and their delivery outbox (issue 17). A subscription (hook) is
+ * (tenant, id) -> url, description, events, signing secret, enabled or disabled with a reason,
+ * and failing_since_ms (0 = its last delivery succeeded, or none was tried yet). An outbox row is
+ * one event for one endpoint, keyed (endpoint id, rid): adding the same rid again writes nothing
+ * (the job follower offers a final at least once). Rows are pending until delivered or failed,
+ * then kept GW_OUTBOX_KEEP_MS for that dedup and removed by GW_OUTBOX_EXPIRE. A replica claims
+ * due rows with a lease (holder, until) before delivering them, like the idempotency leases:
+ * with several replicas each row is delivered by one of them at a time; a lease that ran out
+ * (the replica died) makes the row claimable again.
+ *
+ * One entry point, gw_store_hook(), takes a request naming the operation:
+ *   GW_HOOK_CREATE  hook: 0; CONFLICT the id exists; ERROR "state store is full" when the tenant
+ *                   has GW_STORE_HOOKS_MAX already (counted in stats.rejected_full).
+ *   GW_HOOK_GET     tenant, id: 0 and res->hooks[0]; GW_STORE_ABSENT (also another tenant's).
+ *   GW_HOOK_LIST    tenant: 0, res->hooks[0..count) by created_ms, then id.
+ *   GW_HOOK_UPDATE  hook: replaces url, description, events, disabled, reason, updated_ms and
+ *                   failing_since_ms, and the secret when hook->secret is not ""; 0 / ABSENT.
+ *   GW_HOOK_DELETE  tenant, id: the hook and its outbox rows; 0 / ABSENT.
+ *   GW_HOOK_HEALTH  tenant, id, ok, now_ms, disable_after_ms, reason: ok clears failing_since;
+ *                   else it is set (if 0) to now_ms, and a hook failing since
+ *                   disable_after_ms or longer is disabled with reason; res->count = 1 when
+ *                   this call disabled it. 0 / ABSENT.
+ *   GW_OUTBOX_ADD   tenant, rid, body, now_ms: one pending row per enabled hook of tenant with
+ *                   the event in its events, due now; res->count = rows written (0 again for
+ *                   the same rid). 0.
+ *   GW_OUTBOX_CLAIM lease, until_ms, now_ms, max (1..GW_OUTBOX_CLAIM_MAX): pending rows due by
+ *                   now_ms whose lease is empty or over, oldest due first, now held by lease;
+ *                   res->rows[0..count) carry their hook's url and secret. 0.
+ *   GW_OUTBOX_SETTLE tenant, id (endpoint), rid, lease, state, attempts, next_ms, now_ms: if lease
+ *                   still holds the row, state GW_OUTBOX_PENDING (retry at next_ms), _DELIVERED
+ *                   or _FAILED, attempts recorded, lease cleared. 0, or CONFLICT (lost it).
+ *   GW_OUTBOX_DEPTH pending rows per tenant: res->depths[0..count), at most GW_OUTBOX_DEPTH_MAX
+ *                   tenants. 0.
+ *   GW_OUTBOX_EXPIRE older_ms: settled rows created before it removed; res->count. 0.
+ *   GW_HOOK_LEGACY  the upstream endpoints tenants created before issue 17 (owner rows of kind
+ *                   GW_OBJ_ENDPOINT), at most GW_HOOK_LEGACY_MAX by tenant and id: res->hooks
+ *                   with tenant and id only, count. 0.
+ * Strings are copied by the store: req need not outlive the call.
+ */
+#define GW_STORE_ABSENT 2
+#define GW_STORE_HOOKS_MAX 32			/* subscriptions per tenant */
+#define GW_STORE_HOOK_URL_MAX 2048		/* = GW_WH_DEST_URL_MAX */
+#define GW_STORE_HOOK_DESC_MAX 256
+#define GW_STORE_HOOK_SECRET_MAX 64		/* "whsec_" + base64 */
+#define GW_STORE_HOOK_REASON_MAX 200
+#define GW_STORE_HOOK_BODY_MAX 4096		/* bytes of one event body */
+#define GW_OUTBOX_CLAIM_MAX 32			/* rows of one claim */
+#define GW_OUTBOX_DEPTH_MAX 256			/* tenants in one depth answer */
+#define GW_HOOK_LEGACY_MAX 64			/* upstream endpoints named by one legacy answer */
+#define GW_OUTBOX_KEEP_MS (7LL * 24 * 3600 * 1000)	/* settled rows kept for dedup */
+#define GW_HOOK_EV_JOB_COMPLETED 1u		/* events bit: "job.completed" */
+
+enum gw_hook_op {
+	GW_HOOK_CREATE = 1, GW_HOOK_GET, GW_HOOK_LIST, GW_HOOK_UPDATE, GW_HOOK_DELETE,
+	GW_HOOK_HEALTH, GW_OUTBOX_ADD, GW_OUTBOX_CLAIM, GW_OUTBOX_SETTLE, GW_OUTBOX_DEPTH,
+	GW_OUTBOX_EXPIRE, GW_HOOK_LEGACY
+};
+enum { GW_OUTBOX_PENDING = 0, GW_OUTBOX_DELIVERED = 1, GW_OUTBOX_FAILED = 2 };
+
+struct gw_hook {
+	char tenant[GW_STORE_TENANT_MAX + 1];
+	char id[GW_STORE_ID_MAX + 1];
+	char url[GW_STORE_HOOK_URL_MAX + 1];
+	char description[GW_STORE_HOOK_DESC_MAX + 1];
+	char secret[GW_STORE_HOOK_SECRET_MAX + 1];
+	unsigned events;			/* GW_HOOK_EV_* bits */
+	int disabled;
+	char reason[GW_STORE_HOOK_REASON_MAX + 1];	/* why disabled; "" when enabled */
+	int64_t created_ms, updated_ms;
+	int64_t failing_since_ms;
+};
+
+struct gw_outbox_row {
+	char tenant[GW_STORE_TENANT_MAX + 1];
+	char endpoint[GW_STORE_ID_MAX + 1];
+	char rid[GW_STORE_ID_MAX + 1];
+	char body[GW_STORE_HOOK_BODY_MAX + 1];
+	int attempts;
+	int64_t created_ms, next_ms;
+	char url[GW_STORE_HOOK_URL_MAX + 1];	/* the hook's, at claim time */
+	char secret[GW_STORE_HOOK_SECRET_MAX + 1];
+};
+
+struct gw_outbox_depth {
+	char tenant[GW_STORE_TENANT_MAX + 1];
+	long pending;
+};
+
+struct gw_hook_req {
+	enum gw_hook_op op;
+	const struct gw_hook *hook;		/* CREATE, UPDATE */
+	const char *tenant, *id, *rid, *body, *lease, *reason;
+	int ok, state, attempts;
+	unsigned event;				/* OUTBOX_ADD: GW_HOOK_EV_* of the event */
+	int64_t now_ms, until_ms, next_ms, older_ms, disable_after_ms;
+	size_t max;
+};
+
+void gw_store_hook(struct gw_store *s, const struct gw_hook_req *req, gw_store_done_fn done,
+		   void *arg);
 
 /* ---- Backend side: used by store.c and the store_*.c backends only. ---- */
 
@@ -252,6 +360,7 @@ struct gw_store_ops {
 			   void *arg);
 	void (*idem_count)(void *impl, gw_store_done_fn done, void *arg);
 	void (*idem_expire)(void *impl, int64_t older_than_ms, gw_store_done_fn done, void *arg);
+	void (*hook)(void *impl, const struct gw_hook_req *req, gw_store_done_fn done, void *arg);
 };
 
 /*
@@ -269,6 +378,12 @@ enum {
 	GW_STORE_B_CONFLICT = 3,
 	GW_STORE_B_FULL = 4,
 	GW_STORE_B_ERR = -1
+};
+struct gw_hook_out {
+	long count;
+	struct gw_hook *hooks;
+	struct gw_outbox_row *rows;
+	struct gw_outbox_depth *depths;
 };
 struct gw_store_sync_ops {
 	const char *name;
@@ -290,6 +405,9 @@ struct gw_store_sync_ops {
 	int (*idem_abort)(void *impl, const char *tenant, const char *key);
 	long (*idem_count)(void *impl);
 	long (*idem_expire)(void *impl, int64_t older_than_ms);
+	/* GW_STORE_B_OK / _ABSENT / _CONFLICT / _FULL / _ERR; out->count and the arrays, which
+	 * the backend mallocs and the adapter frees after done */
+	int (*hook)(void *impl, const struct gw_hook_req *req, struct gw_hook_out *out);
 };
 /* Returns the adapter's impl (owning impl: closing it closes impl) and sets *ops; NULL when out
  * of memory (impl is then closed). */

@@ -6,6 +6,7 @@
 #include "gateway/state/store.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 struct inl {
 	void *impl;
@@ -203,6 +204,32 @@ static void inl_idem_expire(void *impl, int64_t older_than_ms, gw_store_done_fn 
 	inl_count_done(b, b->s->idem_expire(b->impl, older_than_ms), done, arg);
 }
 
+static void inl_hook(void *impl, const struct gw_hook_req *req, gw_store_done_fn done, void *arg)
+{
+	struct inl *b = impl;
+	struct gw_store_res res = { 0 };
+	struct gw_hook_out out = { 0 };
+	int brc = b->s->hook(b->impl, req, &out);
+
+	if (brc == GW_STORE_B_ABSENT) {
+		res.rc = GW_STORE_ABSENT;
+		brc = GW_STORE_B_OK;
+	}
+	res.count = out.count;
+	res.hooks = out.hooks;
+	res.rows = out.rows;
+	res.depths = out.depths;
+	inl_done(b, brc, done, arg, &res);
+	/* the secrets of hooks and rows were copies: wiped before they go back to the heap */
+	if (out.hooks)
+		explicit_bzero(out.hooks, (size_t)out.count * sizeof *out.hooks);
+	if (out.rows)
+		explicit_bzero(out.rows, (size_t)out.count * sizeof *out.rows);
+	free(out.hooks);
+	free(out.rows);
+	free(out.depths);
+}
+
 static const struct gw_store_ops inl_ops = {
 	.name = NULL,	/* the backend's: set per adapter */
 	.shared = 0,
@@ -220,6 +247,7 @@ static const struct gw_store_ops inl_ops = {
 	.idem_abort = inl_idem_abort,
 	.idem_count = inl_idem_count,
 	.idem_expire = inl_idem_expire,
+	.hook = NULL,	/* inl_hook when the backend has one: set per adapter */
 };
 
 void *gw_store_inline_wrap(void *impl, const struct gw_store_sync_ops *sops,
@@ -235,6 +263,8 @@ void *gw_store_inline_wrap(void *impl, const struct gw_store_sync_ops *sops,
 	b->s = sops;
 	b->ops = inl_ops;
 	b->ops.name = sops->name;
+	if (sops->hook)
+		b->ops.hook = inl_hook;
 	*ops = &b->ops;
 	return b;
 }

@@ -27,9 +27,26 @@ struct mem_idem {
 	struct gw_idem e;
 };
 
+/* Webhook subscriptions and outbox rows: plain lists, scanned (the memory backend serves the demo
+ * and tests; their sizes are bounded by the hooks per tenant and the rows limit). */
+struct mem_hook {
+	struct mem_hook *next;
+	struct gw_hook h;
+};
+
+struct mem_outbox {
+	struct mem_outbox *next;
+	struct gw_outbox_row r;		/* url and secret unused: taken from the hook at claim */
+	int state;
+	char lease[GW_STORE_LEASE_MAX + 1];
+	int64_t lease_until_ms;
+};
+
 struct mem_store {
 	struct mem_owner **owners;
 	struct mem_idem **idems;
+	struct mem_hook *hooks;
+	struct mem_outbox *outbox;
 	size_t nrows, max_rows;
 	char err[GW_STORE_ERR_MAX];
 };
@@ -95,6 +112,15 @@ static void mem_close(void *impl)
 			n = d->next;
 			free(d);
 		}
+	}
+	for (struct mem_hook *h = m->hooks, *n; h; h = n) {
+		n = h->next;
+		explicit_bzero(h, sizeof *h);
+		free(h);
+	}
+	for (struct mem_outbox *o = m->outbox, *n; o; o = n) {
+		n = o->next;
+		free(o);
 	}
 	free(m->owners);
 	free(m->idems);
@@ -303,6 +329,267 @@ static long mem_idem_expire(void *impl, int64_t older_than_ms)
 	return n;
 }
 
+/* ---- webhook subscriptions and outbox (store.h) ---- */
+
+static struct mem_hook **mem_hook_find(struct mem_store *m, const char *tenant, const char *id)
+{
+	struct mem_hook **pp = &m->hooks;
+
+	while (*pp && (strcmp((*pp)->h.tenant, tenant) != 0 || strcmp((*pp)->h.id, id) != 0))
+		pp = &(*pp)->next;
+	return pp;
+}
+
+static int mem_oom(struct mem_store *m)
+{
+	snprintf(m->err, sizeof m->err, "out of memory");
+	return GW_STORE_B_ERR;
+}
+
+static int mem_hook_create(struct mem_store *m, const struct gw_hook *h)
+{
+	struct mem_hook *n;
+	size_t count = 0;
+
+	if (*mem_hook_find(m, h->tenant, h->id))
+		return GW_STORE_B_CONFLICT;
+	for (struct mem_hook *x = m->hooks; x; x = x->next)
+		count += strcmp(x->h.tenant, h->tenant) == 0;
+	if (count >= GW_STORE_HOOKS_MAX || m->nrows >= m->max_rows)
+		return GW_STORE_B_FULL;
+	if (!(n = calloc(1, sizeof *n)))
+		return mem_oom(m);
+	n->h = *h;
+	n->next = m->hooks;
+	m->hooks = n;
+	m->nrows++;
+	return GW_STORE_B_OK;
+}
+
+/* Hooks of tenant in created order (the list is newest first). */
+static int mem_hook_list(struct mem_store *m, const char *tenant, struct gw_hook_out *out)
+{
+	if (!(out->hooks = calloc(GW_STORE_HOOKS_MAX, sizeof *out->hooks)))
+		return mem_oom(m);
+	for (struct mem_hook *x = m->hooks; x && out->count < GW_STORE_HOOKS_MAX; x = x->next)
+		if (strcmp(x->h.tenant, tenant) == 0)
+			out->hooks[out->count++] = x->h;
+	for (long i = 0; i < out->count / 2; i++) {
+		struct gw_hook t = out->hooks[i];
+
+		out->hooks[i] = out->hooks[out->count - 1 - i];
+		out->hooks[out->count - 1 - i] = t;
+	}
+	return GW_STORE_B_OK;
+}
+
+static void mem_outbox_drop(struct mem_store *m, const char *tenant, const char *id)
+{
+	for (struct mem_outbox **pp = &m->outbox; *pp;) {
+		struct mem_outbox *o = *pp;
+
+		if (strcmp(o->r.tenant, tenant) == 0 && strcmp(o->r.endpoint, id) == 0) {
+			*pp = o->next;
+			free(o);
+			m->nrows--;
+		} else {
+			pp = &o->next;
+		}
+	}
+}
+
+static struct mem_outbox *mem_outbox_find(struct mem_store *m, const char *endpoint, const char *rid)
+{
+	for (struct mem_outbox *o = m->outbox; o; o = o->next)
+		if (strcmp(o->r.endpoint, endpoint) == 0 && strcmp(o->r.rid, rid) == 0)
+			return o;
+	return NULL;
+}
+
+static int mem_outbox_add(struct mem_store *m, const struct gw_hook_req *r, struct gw_hook_out *out)
+{
+	unsigned ev = r->event ? r->event : GW_HOOK_EV_JOB_COMPLETED;
+
+	for (struct mem_hook *x = m->hooks; x; x = x->next) {
+		struct mem_outbox *o;
+
+		if (strcmp(x->h.tenant, r->tenant) != 0 || x->h.disabled || !(x->h.events & ev) ||
+		    mem_outbox_find(m, x->h.id, r->rid))
+			continue;
+		if (m->nrows >= m->max_rows)
+			return GW_STORE_B_FULL;
+		if (!(o = calloc(1, sizeof *o)))
+			return mem_oom(m);
+		snprintf(o->r.tenant, sizeof o->r.tenant, "%s", r->tenant);
+		snprintf(o->r.endpoint, sizeof o->r.endpoint, "%s", x->h.id);
+		snprintf(o->r.rid, sizeof o->r.rid, "%s", r->rid);
+		snprintf(o->r.body, sizeof o->r.body, "%s", r->body);
+		o->r.created_ms = o->r.next_ms = r->now_ms;
+		o->next = m->outbox;
+		m->outbox = o;
+		m->nrows++;
+		out->count++;
+	}
+	return GW_STORE_B_OK;
+}
+
+static int mem_outbox_claim(struct mem_store *m, const struct gw_hook_req *r, struct gw_hook_out *out)
+{
+	if (!(out->rows = calloc(r->max, sizeof *out->rows)))
+		return mem_oom(m);
+	/* oldest due first: repeated passes pick the smallest next_ms not taken yet */
+	while ((size_t)out->count < r->max) {
+		struct mem_outbox *best = NULL;
+		struct mem_hook *bh = NULL;
+
+		for (struct mem_outbox *o = m->outbox; o; o = o->next) {
+			struct mem_hook *h;
+
+			if (o->state != GW_OUTBOX_PENDING || o->r.next_ms > r->now_ms ||
+			    (o->lease[0] && o->lease_until_ms >= r->now_ms) ||
+			    (strcmp(o->lease, r->lease) == 0 && o->lease_until_ms == r->until_ms))
+				continue;
+			h = *mem_hook_find(m, o->r.tenant, o->r.endpoint);
+			if (!h || h->h.disabled || (best && best->r.next_ms <= o->r.next_ms))
+				continue;
+			best = o;
+			bh = h;
+		}
+		if (!best)
+			break;
+		snprintf(best->lease, sizeof best->lease, "%s", r->lease);
+		best->lease_until_ms = r->until_ms;
+		out->rows[out->count] = best->r;
+		snprintf(out->rows[out->count].url, sizeof out->rows[0].url, "%s", bh->h.url);
+		snprintf(out->rows[out->count].secret, sizeof out->rows[0].secret, "%s", bh->h.secret);
+		out->count++;
+	}
+	return GW_STORE_B_OK;
+}
+
+static int mem_hook(void *impl, const struct gw_hook_req *r, struct gw_hook_out *out)
+{
+	struct mem_store *m = impl;
+	struct mem_hook **pp, *h;
+	struct mem_outbox *o;
+
+	switch (r->op) {
+	case GW_HOOK_CREATE:
+		return mem_hook_create(m, r->hook);
+	case GW_HOOK_GET:
+		if (!(h = *mem_hook_find(m, r->tenant, r->id)))
+			return GW_STORE_B_ABSENT;
+		if (!(out->hooks = calloc(1, sizeof *out->hooks)))
+			return mem_oom(m);
+		out->hooks[0] = h->h;
+		out->count = 1;
+		return GW_STORE_B_OK;
+	case GW_HOOK_LIST:
+		return mem_hook_list(m, r->tenant, out);
+	case GW_HOOK_UPDATE:
+		if (!(h = *mem_hook_find(m, r->hook->tenant, r->hook->id)))
+			return GW_STORE_B_ABSENT;
+		memcpy(h->h.url, r->hook->url, sizeof h->h.url);
+		memcpy(h->h.description, r->hook->description, sizeof h->h.description);
+		memcpy(h->h.reason, r->hook->reason, sizeof h->h.reason);
+		if (r->hook->secret[0])
+			memcpy(h->h.secret, r->hook->secret, sizeof h->h.secret);
+		h->h.events = r->hook->events;
+		h->h.disabled = r->hook->disabled;
+		h->h.updated_ms = r->hook->updated_ms;
+		h->h.failing_since_ms = r->hook->failing_since_ms;
+		return GW_STORE_B_OK;
+	case GW_HOOK_DELETE:
+		pp = mem_hook_find(m, r->tenant, r->id);
+		if (!(h = *pp))
+			return GW_STORE_B_ABSENT;
+		*pp = h->next;
+		explicit_bzero(h, sizeof *h);
+		free(h);
+		m->nrows--;
+		mem_outbox_drop(m, r->tenant, r->id);
+		return GW_STORE_B_OK;
+	case GW_HOOK_HEALTH:
+		if (!(h = *mem_hook_find(m, r->tenant, r->id)))
+			return GW_STORE_B_ABSENT;
+		if (r->ok) {
+			h->h.failing_since_ms = 0;
+			return GW_STORE_B_OK;
+		}
+		if (h->h.failing_since_ms == 0)
+			h->h.failing_since_ms = r->now_ms;
+		if (!h->h.disabled && r->disable_after_ms > 0 &&
+		    r->now_ms - h->h.failing_since_ms >= r->disable_after_ms) {
+			h->h.disabled = 1;
+			snprintf(h->h.reason, sizeof h->h.reason, "%s", r->reason);
+			out->count = 1;
+		}
+		return GW_STORE_B_OK;
+	case GW_OUTBOX_ADD:
+		return mem_outbox_add(m, r, out);
+	case GW_OUTBOX_CLAIM:
+		return mem_outbox_claim(m, r, out);
+	case GW_OUTBOX_SETTLE:
+		o = mem_outbox_find(m, r->id, r->rid);
+		if (!o || o->state != GW_OUTBOX_PENDING || strcmp(o->r.tenant, r->tenant) != 0 ||
+		    strcmp(o->lease, r->lease) != 0)
+			return GW_STORE_B_CONFLICT;
+		o->state = r->state;
+		o->r.attempts = r->attempts;
+		o->r.next_ms = r->next_ms;
+		o->lease[0] = '\0';
+		o->lease_until_ms = 0;
+		return GW_STORE_B_OK;
+	case GW_OUTBOX_DEPTH:
+		if (!(out->depths = calloc(GW_OUTBOX_DEPTH_MAX, sizeof *out->depths)))
+			return mem_oom(m);
+		for (o = m->outbox; o; o = o->next) {
+			long i;
+
+			if (o->state != GW_OUTBOX_PENDING)
+				continue;
+			for (i = 0; i < out->count && strcmp(out->depths[i].tenant, o->r.tenant) != 0; i++)
+				;
+			if (i == out->count) {
+				if (out->count == GW_OUTBOX_DEPTH_MAX)
+					continue;
+				snprintf(out->depths[i].tenant, sizeof out->depths[i].tenant, "%s",
+					 o->r.tenant);
+				out->count++;
+			}
+			out->depths[i].pending++;
+		}
+		return GW_STORE_B_OK;
+	case GW_OUTBOX_EXPIRE:
+		for (struct mem_outbox **op = &m->outbox; *op;) {
+			o = *op;
+			if (o->state != GW_OUTBOX_PENDING && o->r.created_ms < r->older_ms) {
+				*op = o->next;
+				free(o);
+				m->nrows--;
+				out->count++;
+			} else {
+				op = &o->next;
+			}
+		}
+		return GW_STORE_B_OK;
+	case GW_HOOK_LEGACY:
+		if (!(out->hooks = calloc(GW_HOOK_LEGACY_MAX, sizeof *out->hooks)))
+			return mem_oom(m);
+		for (size_t i = 0; i < MEM_BUCKETS && out->count < GW_HOOK_LEGACY_MAX; i++)
+			for (struct mem_owner *x = m->owners[i]; x && out->count < GW_HOOK_LEGACY_MAX;
+			     x = x->next)
+				if (x->kind == GW_OBJ_ENDPOINT) {
+					memcpy(out->hooks[out->count].tenant, x->tenant, sizeof x->tenant);
+					memcpy(out->hooks[out->count].id, x->id, sizeof x->id);
+					out->count++;
+				}
+		return GW_STORE_B_OK;
+	}
+	snprintf(m->err, sizeof m->err, "unknown hook operation");
+	return GW_STORE_B_ERR;
+}
+
 static const struct gw_store_sync_ops mem_ops = {
 	.name = "memory",
 	.close = mem_close,
@@ -319,6 +606,7 @@ static const struct gw_store_sync_ops mem_ops = {
 	.idem_abort = mem_idem_abort,
 	.idem_count = mem_idem_count,
 	.idem_expire = mem_idem_expire,
+	.hook = mem_hook,
 };
 
 void *gw_store_mem_open(size_t max_entries, const struct gw_store_sync_ops **ops)

@@ -63,6 +63,21 @@ static const struct pgs_migration {
 	  " PRIMARY KEY (tenant, key));"
 	  "CREATE INDEX a3d_idem_created ON a3d_idem (done, created_ms);"
 	  "CREATE INDEX a3d_idem_lease ON a3d_idem (lease) WHERE NOT done AND lease <> '';" },
+	/* issue 17: tenant webhook subscriptions and their outbox (an expand step) */
+	{ 2, 1,
+	  "CREATE TABLE a3d_hook ("
+	  " tenant text NOT NULL, id text NOT NULL, url text NOT NULL, description text NOT NULL,"
+	  " secret text NOT NULL, events integer NOT NULL, disabled boolean NOT NULL,"
+	  " reason text NOT NULL, created_ms bigint NOT NULL, updated_ms bigint NOT NULL,"
+	  " failing_since_ms bigint NOT NULL, PRIMARY KEY (tenant, id));"
+	  "CREATE TABLE a3d_outbox ("
+	  " endpoint text NOT NULL, rid text NOT NULL, tenant text NOT NULL, body text NOT NULL,"
+	  " state smallint NOT NULL, attempts integer NOT NULL, created_ms bigint NOT NULL,"
+	  " next_ms bigint NOT NULL, lease text NOT NULL DEFAULT '',"
+	  " lease_until_ms bigint NOT NULL DEFAULT 0, PRIMARY KEY (endpoint, rid));"
+	  "CREATE INDEX a3d_outbox_due ON a3d_outbox (next_ms) WHERE state = 0;"
+	  "CREATE INDEX a3d_outbox_tenant ON a3d_outbox (tenant, endpoint);"
+	  "CREATE INDEX a3d_outbox_settled ON a3d_outbox (created_ms) WHERE state <> 0;" },
 };
 #define PGS_NMIGRATIONS (sizeof pgs_migrations / sizeof pgs_migrations[0])
 
@@ -84,8 +99,26 @@ enum pgs_stmt {
 	PGS_IDEM_ABORT,
 	PGS_IDEM_COUNT,
 	PGS_IDEM_EXPIRE,
+	PGS_HOOK_CREATE,
+	PGS_HOOK_GET,
+	PGS_HOOK_LIST,
+	PGS_HOOK_UPDATE,
+	PGS_HOOK_DELETE,
+	PGS_HOOK_HEALTH,
+	PGS_OUTBOX_ADD,
+	PGS_OUTBOX_CLAIM,
+	PGS_OUTBOX_SETTLE,
+	PGS_OUTBOX_DEPTH,
+	PGS_OUTBOX_EXPIRE,
+	PGS_HOOK_LEGACY,
 	PGS_NSTMTS
 };
+
+#define PGS_HOOK_COLS "tenant, id, url, description, secret, events, disabled, reason, created_ms," \
+		      " updated_ms, failing_since_ms"
+_Static_assert(GW_STORE_HOOKS_MAX == 32, "a3d_hook_create and a3d_hook_list write 32");
+_Static_assert(GW_OUTBOX_DEPTH_MAX == 256, "a3d_outbox_depth writes 256");
+_Static_assert(GW_HOOK_LEGACY_MAX == 64 && GW_OBJ_ENDPOINT == 3, "a3d_hook_legacy writes 64, 3");
 
 static const struct gw_pg_stmt pgs_stmts[PGS_NSTMTS] = {
 	/* The inserted row comes from ins; an existing one from the table (the statement's snapshot
@@ -133,6 +166,76 @@ static const struct gw_pg_stmt pgs_stmts[PGS_NSTMTS] = {
 	[PGS_IDEM_EXPIRE] = { "a3d_idem_expire",
 			      "DELETE FROM a3d_idem WHERE done = ANY (ARRAY[false, true])"
 			      " AND created_ms < $1::bigint", 1 },
+	/* Columns: inserted (0/1), the tenant's count before: full or a conflict when not inserted. */
+	[PGS_HOOK_CREATE] = { "a3d_hook_create",
+			      "WITH n AS (SELECT count(*) AS c FROM a3d_hook WHERE tenant = $1),"
+			      " ins AS (INSERT INTO a3d_hook (" PGS_HOOK_COLS ") SELECT $1, $2, $3, $4, $5,"
+			      " $6::integer, $7::boolean, $8, $9::bigint, $10::bigint, $11::bigint FROM n"
+			      " WHERE n.c < 32 ON CONFLICT DO NOTHING RETURNING 1)"
+			      " SELECT (SELECT count(*) FROM ins), (SELECT c FROM n)", 11 },
+	[PGS_HOOK_GET] = { "a3d_hook_get",
+			   "SELECT " PGS_HOOK_COLS " FROM a3d_hook WHERE tenant = $1 AND id = $2", 2 },
+	[PGS_HOOK_LIST] = { "a3d_hook_list",
+			    "SELECT " PGS_HOOK_COLS " FROM a3d_hook WHERE tenant = $1"
+			    " ORDER BY created_ms, id LIMIT 32", 1 },
+	[PGS_HOOK_UPDATE] = { "a3d_hook_update",
+			      "UPDATE a3d_hook SET url = $3, description = $4, events = $5::integer,"
+			      " disabled = $6::boolean, reason = $7, updated_ms = $8::bigint,"
+			      " failing_since_ms = $9::bigint,"
+			      " secret = CASE WHEN $10 <> '' THEN $10 ELSE secret END"
+			      " WHERE tenant = $1 AND id = $2", 10 },
+	[PGS_HOOK_DELETE] = { "a3d_hook_delete",
+			      "WITH d AS (DELETE FROM a3d_hook WHERE tenant = $1 AND id = $2 RETURNING 1),"
+			      " o AS (DELETE FROM a3d_outbox WHERE tenant = $1 AND endpoint = $2)"
+			      " SELECT count(*) FROM d", 2 },
+	/* $6 ok; o is the row before this update (a self-join), h the row written: the answer is
+	 * whether this statement disabled it. */
+	[PGS_HOOK_HEALTH] = { "a3d_hook_health",
+			      "UPDATE a3d_hook h SET failing_since_ms = CASE WHEN $6::boolean THEN 0"
+			      " WHEN o.failing_since_ms = 0 THEN $3::bigint ELSE o.failing_since_ms END,"
+			      " disabled = o.disabled OR (NOT $6::boolean AND $4::bigint > 0 AND $3::bigint -"
+			      " CASE WHEN o.failing_since_ms = 0 THEN $3::bigint ELSE o.failing_since_ms END"
+			      " >= $4::bigint),"
+			      " reason = CASE WHEN NOT o.disabled AND NOT $6::boolean AND $4::bigint > 0 AND"
+			      " $3::bigint - CASE WHEN o.failing_since_ms = 0 THEN $3::bigint"
+			      " ELSE o.failing_since_ms END >= $4::bigint THEN $5 ELSE o.reason END"
+			      " FROM a3d_hook o WHERE o.tenant = $1 AND o.id = $2 AND h.tenant = o.tenant"
+			      " AND h.id = o.id RETURNING h.disabled AND NOT o.disabled", 6 },
+	[PGS_OUTBOX_ADD] = { "a3d_outbox_add",
+			     "INSERT INTO a3d_outbox (endpoint, rid, tenant, body, state, attempts,"
+			     " created_ms, next_ms, lease, lease_until_ms)"
+			     " SELECT id, $2, tenant, $3, 0, 0, $4::bigint, $4::bigint, '', 0 FROM a3d_hook"
+			     " WHERE tenant = $1 AND NOT disabled AND (events & $5::integer) <> 0"
+			     " ON CONFLICT DO NOTHING", 5 },
+	/* SKIP LOCKED: replicas claiming at the same moment take different rows. */
+	[PGS_OUTBOX_CLAIM] = { "a3d_outbox_claim",
+			       "WITH due AS (SELECT o.endpoint, o.rid FROM a3d_outbox o JOIN a3d_hook h"
+			       " ON h.tenant = o.tenant AND h.id = o.endpoint WHERE o.state = 0"
+			       " AND o.next_ms <= $1::bigint AND (o.lease = '' OR o.lease_until_ms < $1::bigint)"
+			       " AND NOT h.disabled ORDER BY o.next_ms LIMIT $2::integer"
+			       " FOR UPDATE OF o SKIP LOCKED)"
+			       " UPDATE a3d_outbox o SET lease = $3, lease_until_ms = $4::bigint"
+			       " FROM due, a3d_hook h WHERE o.endpoint = due.endpoint AND o.rid = due.rid"
+			       " AND h.tenant = o.tenant AND h.id = o.endpoint"
+			       " RETURNING o.tenant, o.endpoint, o.rid, o.body, o.attempts, o.created_ms,"
+			       " o.next_ms, h.url, h.secret", 4 },
+	[PGS_OUTBOX_SETTLE] = { "a3d_outbox_settle",
+				"UPDATE a3d_outbox SET state = $5::smallint, attempts = $6::integer,"
+				" next_ms = $7::bigint, lease = '', lease_until_ms = 0"
+				" WHERE tenant = $1 AND endpoint = $2 AND rid = $3 AND lease = $4"
+				" AND state = 0", 7 },
+	[PGS_OUTBOX_DEPTH] = { "a3d_outbox_depth",
+			       "SELECT tenant, count(*) FROM a3d_outbox WHERE state = 0 GROUP BY tenant"
+			       " ORDER BY tenant LIMIT 256", 0 },
+	[PGS_OUTBOX_EXPIRE] = { "a3d_outbox_expire",
+				"WITH a AS (DELETE FROM a3d_outbox WHERE state <> 0"
+				" AND created_ms < $1::bigint RETURNING 1),"
+				" b AS (DELETE FROM a3d_outbox o WHERE NOT EXISTS (SELECT 1 FROM a3d_hook h"
+				" WHERE h.tenant = o.tenant AND h.id = o.endpoint) RETURNING 1)"
+				" SELECT (SELECT count(*) FROM a) + (SELECT count(*) FROM b)", 1 },
+	[PGS_HOOK_LEGACY] = { "a3d_hook_legacy",
+			      "SELECT tenant, id FROM a3d_owner WHERE kind = 3 ORDER BY tenant, id"
+			      " LIMIT 64", 0 },
 };
 
 struct pgs_store {
@@ -644,6 +747,295 @@ static const struct gw_pg_stats *pgs_pg_stats(void *impl)
 	return gw_pg_stats(s->pool);
 }
 
+/* ---- webhook subscriptions and outbox (store.h) ---- */
+
+static void pgs_copy(char *dst, size_t cap, const PGresult *res, int row, int col)
+{
+	snprintf(dst, cap, "%s", PQgetvalue(res, row, col));
+}
+
+static void pgs_answer_hooks(struct pgs_op *op, const PGresult *res)
+{
+	struct gw_store_res r = { .rc = 0 };
+	struct gw_hook *hooks;
+	int n;
+
+	if (!pgs_shape(res, 11)) {
+		pgs_end_error(op, "unexpected answer to a hook read");
+		return;
+	}
+	n = PQntuples(res);
+	if (op->stmt == PGS_HOOK_GET && n == 0) {
+		pgs_end_rc(op, GW_STORE_ABSENT);
+		return;
+	}
+	if (n > GW_STORE_HOOKS_MAX)
+		n = GW_STORE_HOOKS_MAX;
+	hooks = calloc(n ? (size_t)n : 1, sizeof *hooks);
+	if (!hooks) {
+		pgs_end_error(op, "out of memory");
+		return;
+	}
+	for (int i = 0; i < n; i++) {
+		struct gw_hook *h = &hooks[i];
+
+		pgs_copy(h->tenant, sizeof h->tenant, res, i, 0);
+		pgs_copy(h->id, sizeof h->id, res, i, 1);
+		pgs_copy(h->url, sizeof h->url, res, i, 2);
+		pgs_copy(h->description, sizeof h->description, res, i, 3);
+		pgs_copy(h->secret, sizeof h->secret, res, i, 4);
+		h->events = (unsigned)strtoul(PQgetvalue(res, i, 5), NULL, 10);
+		h->disabled = strcmp(PQgetvalue(res, i, 6), "t") == 0;
+		pgs_copy(h->reason, sizeof h->reason, res, i, 7);
+		h->created_ms = strtoll(PQgetvalue(res, i, 8), NULL, 10);
+		h->updated_ms = strtoll(PQgetvalue(res, i, 9), NULL, 10);
+		h->failing_since_ms = strtoll(PQgetvalue(res, i, 10), NULL, 10);
+	}
+	r.hooks = hooks;
+	r.count = n;
+	pgs_end(op, &r);
+	explicit_bzero(hooks, (n ? (size_t)n : 1) * sizeof *hooks);
+	free(hooks);
+}
+
+static void pgs_answer_hook_create(struct pgs_op *op, const PGresult *res)
+{
+	if (!pgs_shape(res, 2) || PQntuples(res) != 1) {
+		pgs_end_error(op, "unexpected answer to hook_create");
+		return;
+	}
+	if (strcmp(PQgetvalue(res, 0, 0), "1") == 0)
+		pgs_end_rc(op, 0);
+	else
+		pgs_end_rc(op, strtol(PQgetvalue(res, 0, 1), NULL, 10) >= GW_STORE_HOOKS_MAX
+				       ? GW_STORE_FULL
+				       : GW_STORE_CONFLICT);
+}
+
+/* UPDATE of one row: 0, or ABSENT when none matched. */
+static void pgs_answer_absent(struct pgs_op *op, const PGresult *res)
+{
+	pgs_end_rc(op, pgs_affected(res) == 1 ? 0 : GW_STORE_ABSENT);
+}
+
+/* A one-number answer: 0 -> ABSENT (DELETE), else 0 with no count. */
+static void pgs_answer_deleted(struct pgs_op *op, const PGresult *res)
+{
+	if (!pgs_shape(res, 1) || PQntuples(res) != 1) {
+		pgs_end_error(op, "unexpected answer to hook_delete");
+		return;
+	}
+	pgs_end_rc(op, strcmp(PQgetvalue(res, 0, 0), "0") == 0 ? GW_STORE_ABSENT : 0);
+}
+
+static void pgs_answer_health(struct pgs_op *op, const PGresult *res)
+{
+	struct gw_store_res r = { .rc = 0 };
+
+	if (!pgs_shape(res, 1)) {
+		pgs_end_error(op, "unexpected answer to hook_health");
+		return;
+	}
+	if (PQntuples(res) == 0) {
+		pgs_end_rc(op, GW_STORE_ABSENT);
+		return;
+	}
+	r.count = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	pgs_end(op, &r);
+}
+
+static void pgs_answer_number(struct pgs_op *op, const PGresult *res)
+{
+	struct gw_store_res r = { .rc = 0 };
+
+	if (!pgs_shape(res, 1) || PQntuples(res) != 1) {
+		pgs_end_error(op, "unexpected answer to outbox_expire");
+		return;
+	}
+	r.count = strtol(PQgetvalue(res, 0, 0), NULL, 10);
+	pgs_end(op, &r);
+}
+
+static void pgs_answer_claim(struct pgs_op *op, const PGresult *res)
+{
+	struct gw_store_res r = { .rc = 0 };
+	struct gw_outbox_row *rows;
+	int n;
+
+	if (!pgs_shape(res, 9)) {
+		pgs_end_error(op, "unexpected answer to outbox_claim");
+		return;
+	}
+	n = PQntuples(res);
+	if (n > GW_OUTBOX_CLAIM_MAX)
+		n = GW_OUTBOX_CLAIM_MAX;	/* LIMIT $2 <= GW_OUTBOX_CLAIM_MAX: never */
+	rows = calloc(n ? (size_t)n : 1, sizeof *rows);
+	if (!rows) {
+		/* the rows stay leased until their lease runs out, then another claim takes them */
+		pgs_end_error(op, "out of memory");
+		return;
+	}
+	for (int i = 0; i < n; i++) {
+		struct gw_outbox_row *o = &rows[i];
+
+		pgs_copy(o->tenant, sizeof o->tenant, res, i, 0);
+		pgs_copy(o->endpoint, sizeof o->endpoint, res, i, 1);
+		pgs_copy(o->rid, sizeof o->rid, res, i, 2);
+		pgs_copy(o->body, sizeof o->body, res, i, 3);
+		o->attempts = (int)strtol(PQgetvalue(res, i, 4), NULL, 10);
+		o->created_ms = strtoll(PQgetvalue(res, i, 5), NULL, 10);
+		o->next_ms = strtoll(PQgetvalue(res, i, 6), NULL, 10);
+		pgs_copy(o->url, sizeof o->url, res, i, 7);
+		pgs_copy(o->secret, sizeof o->secret, res, i, 8);
+	}
+	r.rows = rows;
+	r.count = n;
+	pgs_end(op, &r);
+	explicit_bzero(rows, (n ? (size_t)n : 1) * sizeof *rows);
+	free(rows);
+}
+
+static void pgs_answer_depth(struct pgs_op *op, const PGresult *res)
+{
+	struct gw_store_res r = { .rc = 0 };
+	struct gw_outbox_depth *d;
+	int n;
+
+	if (!pgs_shape(res, 2)) {
+		pgs_end_error(op, "unexpected answer to outbox_depth");
+		return;
+	}
+	n = PQntuples(res);
+	if (n > GW_OUTBOX_DEPTH_MAX)
+		n = GW_OUTBOX_DEPTH_MAX;
+	d = calloc(n ? (size_t)n : 1, sizeof *d);
+	if (!d) {
+		pgs_end_error(op, "out of memory");
+		return;
+	}
+	for (int i = 0; i < n; i++) {
+		pgs_copy(d[i].tenant, sizeof d[i].tenant, res, i, 0);
+		d[i].pending = strtol(PQgetvalue(res, i, 1), NULL, 10);
+	}
+	r.depths = d;
+	r.count = n;
+	pgs_end(op, &r);
+	free(d);
+}
+
+static void pgs_answer_legacy(struct pgs_op *op, const PGresult *res)
+{
+	struct gw_store_res r = { .rc = 0 };
+	struct gw_hook *hooks;
+	int n;
+
+	if (!pgs_shape(res, 2)) {
+		pgs_end_error(op, "unexpected answer to hook_legacy");
+		return;
+	}
+	n = PQntuples(res);
+	if (n > GW_HOOK_LEGACY_MAX)
+		n = GW_HOOK_LEGACY_MAX;
+	hooks = calloc(n ? (size_t)n : 1, sizeof *hooks);
+	if (!hooks) {
+		pgs_end_error(op, "out of memory");
+		return;
+	}
+	for (int i = 0; i < n; i++) {
+		pgs_copy(hooks[i].tenant, sizeof hooks[i].tenant, res, i, 0);
+		pgs_copy(hooks[i].id, sizeof hooks[i].id, res, i, 1);
+	}
+	r.hooks = hooks;
+	r.count = n;
+	pgs_end(op, &r);
+	free(hooks);
+}
+
+static void pgs_hook(void *impl, const struct gw_hook_req *q, gw_store_done_fn done, void *arg)
+{
+	const struct gw_hook *h = q->hook;
+	char n1[24], n2[24], n3[24], n4[24], ev[16];
+	const char *p[GW_PG_MAX_PARAMS] = { 0 };
+
+	switch (q->op) {
+	case GW_HOOK_CREATE:
+		snprintf(ev, sizeof ev, "%u", h->events);
+		snprintf(n1, sizeof n1, "%" PRId64, h->created_ms);
+		snprintf(n2, sizeof n2, "%" PRId64, h->updated_ms);
+		snprintf(n3, sizeof n3, "%" PRId64, h->failing_since_ms);
+		p[0] = h->tenant, p[1] = h->id, p[2] = h->url, p[3] = h->description;
+		p[4] = h->secret, p[5] = ev, p[6] = h->disabled ? "t" : "f", p[7] = h->reason;
+		p[8] = n1, p[9] = n2, p[10] = n3;
+		pgs_start(impl, PGS_HOOK_CREATE, p, 0, 0, pgs_answer_hook_create, done, arg);
+		return;
+	case GW_HOOK_GET:
+		p[0] = q->tenant, p[1] = q->id;
+		pgs_start(impl, PGS_HOOK_GET, p, 0, 0, pgs_answer_hooks, done, arg);
+		return;
+	case GW_HOOK_LIST:
+		p[0] = q->tenant;
+		pgs_start(impl, PGS_HOOK_LIST, p, 0, 0, pgs_answer_hooks, done, arg);
+		return;
+	case GW_HOOK_UPDATE:
+		snprintf(ev, sizeof ev, "%u", h->events);
+		snprintf(n1, sizeof n1, "%" PRId64, h->updated_ms);
+		snprintf(n2, sizeof n2, "%" PRId64, h->failing_since_ms);
+		p[0] = h->tenant, p[1] = h->id, p[2] = h->url, p[3] = h->description, p[4] = ev;
+		p[5] = h->disabled ? "t" : "f", p[6] = h->reason, p[7] = n1, p[8] = n2;
+		p[9] = h->secret;
+		pgs_start(impl, PGS_HOOK_UPDATE, p, 0, 0, pgs_answer_absent, done, arg);
+		return;
+	case GW_HOOK_DELETE:
+		p[0] = q->tenant, p[1] = q->id;
+		pgs_start(impl, PGS_HOOK_DELETE, p, 0, 0, pgs_answer_deleted, done, arg);
+		return;
+	case GW_HOOK_HEALTH:
+		snprintf(n1, sizeof n1, "%" PRId64, q->now_ms);
+		snprintf(n2, sizeof n2, "%" PRId64, q->disable_after_ms);
+		p[0] = q->tenant, p[1] = q->id, p[2] = n1, p[3] = n2;
+		p[4] = q->reason ? q->reason : "", p[5] = q->ok ? "t" : "f";
+		pgs_start(impl, PGS_HOOK_HEALTH, p, 0, 0, pgs_answer_health, done, arg);
+		return;
+	case GW_OUTBOX_ADD:
+		snprintf(n1, sizeof n1, "%" PRId64, q->now_ms);
+		snprintf(ev, sizeof ev, "%u", q->event ? q->event : GW_HOOK_EV_JOB_COMPLETED);
+		p[0] = q->tenant, p[1] = q->rid, p[2] = q->body, p[3] = n1, p[4] = ev;
+		pgs_start(impl, PGS_OUTBOX_ADD, p, 0, 0, pgs_answer_rows, done, arg);
+		return;
+	case GW_OUTBOX_CLAIM:
+		snprintf(n1, sizeof n1, "%" PRId64, q->now_ms);
+		snprintf(n2, sizeof n2, "%zu", q->max);
+		snprintf(n3, sizeof n3, "%" PRId64, q->until_ms);
+		p[0] = n1, p[1] = n2, p[2] = q->lease, p[3] = n3;
+		pgs_start(impl, PGS_OUTBOX_CLAIM, p, 0, 0, pgs_answer_claim, done, arg);
+		return;
+	case GW_OUTBOX_SETTLE:
+		snprintf(n1, sizeof n1, "%d", q->state);
+		snprintf(n2, sizeof n2, "%d", q->attempts);
+		snprintf(n3, sizeof n3, "%" PRId64, q->next_ms);
+		p[0] = q->tenant, p[1] = q->id, p[2] = q->rid, p[3] = q->lease;
+		p[4] = n1, p[5] = n2, p[6] = n3;
+		pgs_start(impl, PGS_OUTBOX_SETTLE, p, 0, 0, pgs_answer_one_row, done, arg);
+		return;
+	case GW_OUTBOX_DEPTH:
+		pgs_start(impl, PGS_OUTBOX_DEPTH, NULL, 0, 0, pgs_answer_depth, done, arg);
+		return;
+	case GW_OUTBOX_EXPIRE:
+		snprintf(n4, sizeof n4, "%" PRId64, q->older_ms);
+		p[0] = n4;
+		pgs_start(impl, PGS_OUTBOX_EXPIRE, p, 0, 0, pgs_answer_number, done, arg);
+		return;
+	case GW_HOOK_LEGACY:
+		pgs_start(impl, PGS_HOOK_LEGACY, NULL, 0, 0, pgs_answer_legacy, done, arg);
+		return;
+	}
+	{
+		struct gw_store_res r = { .rc = GW_STORE_ERROR, .err = "unknown hook operation" };
+
+		done(arg, &r);
+	}
+}
+
 static const struct gw_store_ops pgs_ops = {
 	.name = "postgres",
 	.shared = 1,
@@ -661,6 +1053,7 @@ static const struct gw_store_ops pgs_ops = {
 	.idem_abort = pgs_idem_abort,
 	.idem_count = pgs_idem_count,
 	.idem_expire = pgs_idem_expire,
+	.hook = pgs_hook,
 };
 
 /* ---- start-up: the migrations (blocking, one connection) ---- */

@@ -29,8 +29,27 @@ enum sql_stmt {
 	SQL_IDEM_ABORT,
 	SQL_IDEM_COUNT,
 	SQL_IDEM_EXPIRE,
+	SQL_HOOK_INSERT,
+	SQL_HOOK_COUNT,
+	SQL_HOOK_GET,
+	SQL_HOOK_LIST,
+	SQL_HOOK_UPDATE,
+	SQL_HOOK_DELETE,
+	SQL_HOOK_DELETE_ROWS,
+	SQL_HOOK_HEALTH,
+	SQL_OUTBOX_ADD,
+	SQL_OUTBOX_DUE,
+	SQL_OUTBOX_LEASE,
+	SQL_OUTBOX_SETTLE,
+	SQL_OUTBOX_DEPTH,
+	SQL_OUTBOX_EXPIRE,
+	SQL_OUTBOX_ORPHANS,
+	SQL_HOOK_LEGACY,
 	SQL_NSTMT
 };
+
+#define SQL_HOOK_COLS "tenant, id, url, description, secret, events, disabled, reason, created_ms," \
+		      " updated_ms, failing_since_ms"
 
 static const char *const sql_text[SQL_NSTMT] = {
 	[SQL_OWNER_INSERT] = "INSERT OR IGNORE INTO owner(kind, id, tenant, created_ms) VALUES (?1, ?2, ?3, ?4)",
@@ -43,7 +62,57 @@ static const char *const sql_text[SQL_NSTMT] = {
 	[SQL_IDEM_ABORT] = "DELETE FROM idem WHERE tenant = ?1 AND key = ?2 AND done = 0",
 	[SQL_IDEM_COUNT] = "SELECT count(*) FROM idem WHERE done = 0",
 	[SQL_IDEM_EXPIRE] = "DELETE FROM idem WHERE created_ms < ?1",
+	[SQL_HOOK_INSERT] = "INSERT OR IGNORE INTO hook (" SQL_HOOK_COLS ") VALUES"
+			    " (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+	[SQL_HOOK_COUNT] = "SELECT count(*) FROM hook WHERE tenant = ?1",
+	[SQL_HOOK_GET] = "SELECT " SQL_HOOK_COLS " FROM hook WHERE tenant = ?1 AND id = ?2",
+	[SQL_HOOK_LIST] = "SELECT " SQL_HOOK_COLS " FROM hook WHERE tenant = ?1 ORDER BY created_ms, id",
+	[SQL_HOOK_UPDATE] = "UPDATE hook SET url = ?3, description = ?4, events = ?5, disabled = ?6,"
+			    " reason = ?7, updated_ms = ?8, failing_since_ms = ?9,"
+			    " secret = CASE WHEN ?10 <> '' THEN ?10 ELSE secret END"
+			    " WHERE tenant = ?1 AND id = ?2",
+	[SQL_HOOK_DELETE] = "DELETE FROM hook WHERE tenant = ?1 AND id = ?2",
+	[SQL_HOOK_DELETE_ROWS] = "DELETE FROM outbox WHERE tenant = ?1 AND endpoint = ?2",
+	[SQL_HOOK_HEALTH] = "UPDATE hook SET failing_since_ms = ?3, disabled = ?4, reason = ?5"
+			    " WHERE tenant = ?1 AND id = ?2",
+	[SQL_OUTBOX_ADD] = "INSERT OR IGNORE INTO outbox (endpoint, rid, tenant, body, state, attempts,"
+			   " created_ms, next_ms, lease, lease_until_ms)"
+			   " SELECT id, ?2, tenant, ?3, 0, 0, ?4, ?4, '', 0 FROM hook"
+			   " WHERE tenant = ?1 AND disabled = 0 AND (events & ?5) <> 0",
+	[SQL_OUTBOX_DUE] = "SELECT o.tenant, o.endpoint, o.rid, o.body, o.attempts, o.created_ms,"
+			   " o.next_ms, h.url, h.secret FROM outbox o JOIN hook h"
+			   " ON h.tenant = o.tenant AND h.id = o.endpoint"
+			   " WHERE o.state = 0 AND o.next_ms <= ?1 AND (o.lease = '' OR o.lease_until_ms < ?1)"
+			   " AND h.disabled = 0 ORDER BY o.next_ms LIMIT ?2",
+	[SQL_OUTBOX_LEASE] = "UPDATE outbox SET lease = ?3, lease_until_ms = ?4"
+			     " WHERE endpoint = ?1 AND rid = ?2",
+	[SQL_OUTBOX_SETTLE] = "UPDATE outbox SET state = ?5, attempts = ?6, next_ms = ?7, lease = '',"
+			      " lease_until_ms = 0 WHERE tenant = ?1 AND endpoint = ?2 AND rid = ?3"
+			      " AND lease = ?4 AND state = 0",
+	[SQL_OUTBOX_DEPTH] = "SELECT tenant, count(*) FROM outbox WHERE state = 0 GROUP BY tenant"
+			     " ORDER BY tenant LIMIT ?1",
+	[SQL_OUTBOX_EXPIRE] = "DELETE FROM outbox WHERE state <> 0 AND created_ms < ?1",
+	/* rows whose hook is gone (a crash between the two deletes of DELETE) */
+	[SQL_OUTBOX_ORPHANS] = "DELETE FROM outbox WHERE NOT EXISTS (SELECT 1 FROM hook h"
+			       " WHERE h.tenant = outbox.tenant AND h.id = outbox.endpoint)",
+	[SQL_HOOK_LEGACY] = "SELECT tenant, id FROM owner WHERE kind = 3 ORDER BY tenant, id LIMIT ?1",
 };
+
+/* Webhook tables (issue 17): an expand step inside schema version 1, created by every writable
+ * open when missing, which builds that do not know them ignore. */
+static const char sql_schema_hooks[] =
+	"CREATE TABLE IF NOT EXISTS hook (tenant TEXT NOT NULL, id TEXT NOT NULL, url TEXT NOT NULL,"
+	"  description TEXT NOT NULL, secret TEXT NOT NULL, events INTEGER NOT NULL,"
+	"  disabled INTEGER NOT NULL, reason TEXT NOT NULL, created_ms INTEGER NOT NULL,"
+	"  updated_ms INTEGER NOT NULL, failing_since_ms INTEGER NOT NULL,"
+	"  PRIMARY KEY (tenant, id)) WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS outbox (endpoint TEXT NOT NULL, rid TEXT NOT NULL,"
+	"  tenant TEXT NOT NULL, body TEXT NOT NULL, state INTEGER NOT NULL,"
+	"  attempts INTEGER NOT NULL, created_ms INTEGER NOT NULL, next_ms INTEGER NOT NULL,"
+	"  lease TEXT NOT NULL, lease_until_ms INTEGER NOT NULL,"
+	"  PRIMARY KEY (endpoint, rid)) WITHOUT ROWID;"
+	"CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_ms);"
+	"CREATE INDEX IF NOT EXISTS outbox_by_tenant ON outbox (tenant, endpoint);";
 
 static const char sql_schema[] =
 	"CREATE TABLE schema_version (version INTEGER NOT NULL, opened_ms INTEGER NOT NULL);"
@@ -337,6 +406,389 @@ static long sql_idem_expire(void *impl, int64_t older_than_ms)
 	return (long)sqlite3_changes(q->db);
 }
 
+/* ---- webhook subscriptions and outbox (store.h, "Tenant webhook subscriptions") ---- */
+
+static void sql_row_hook(sqlite3_stmt *st, struct gw_hook *h)
+{
+	memset(h, 0, sizeof *h);
+	sql_copy(h->tenant, sizeof h->tenant, sqlite3_column_text(st, 0));
+	sql_copy(h->id, sizeof h->id, sqlite3_column_text(st, 1));
+	sql_copy(h->url, sizeof h->url, sqlite3_column_text(st, 2));
+	sql_copy(h->description, sizeof h->description, sqlite3_column_text(st, 3));
+	sql_copy(h->secret, sizeof h->secret, sqlite3_column_text(st, 4));
+	h->events = (unsigned)sqlite3_column_int(st, 5);
+	h->disabled = sqlite3_column_int(st, 6) != 0;
+	sql_copy(h->reason, sizeof h->reason, sqlite3_column_text(st, 7));
+	h->created_ms = sqlite3_column_int64(st, 8);
+	h->updated_ms = sqlite3_column_int64(st, 9);
+	h->failing_since_ms = sqlite3_column_int64(st, 10);
+}
+
+static void sql_bind_tid(sqlite3_stmt *st, const char *tenant, const char *id)
+{
+	sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
+}
+
+/* Runs a SELECT of hook rows into a new array of at most max; count in out. */
+static int sql_hook_rows(struct sql_store *q, sqlite3_stmt *st, size_t max, struct gw_hook_out *out)
+{
+	int rc = GW_STORE_B_OK, step;
+
+	out->hooks = calloc(max, sizeof *out->hooks);
+	if (!out->hooks) {
+		sql_done(st);
+		snprintf(q->err, sizeof q->err, "out of memory");
+		return GW_STORE_B_ERR;
+	}
+	while ((step = sqlite3_step(st)) == SQLITE_ROW && (size_t)out->count < max)
+		sql_row_hook(st, &out->hooks[out->count++]);
+	if (step != SQLITE_ROW && step != SQLITE_DONE)
+		rc = sql_fail(q);
+	sql_done(st);
+	return rc;
+}
+
+static int sql_hook_get(struct sql_store *q, const char *tenant, const char *id,
+			struct gw_hook_out *out)
+{
+	sqlite3_stmt *st = sql_stmt(q, SQL_HOOK_GET);
+	int rc;
+
+	if (!st)
+		return GW_STORE_B_ERR;
+	sql_bind_tid(st, tenant, id);
+	rc = sql_hook_rows(q, st, 1, out);
+	return rc == GW_STORE_B_OK && out->count == 0 ? GW_STORE_B_ABSENT : rc;
+}
+
+static int sql_hook_create(struct sql_store *q, const struct gw_hook *h)
+{
+	sqlite3_stmt *st = sql_stmt(q, SQL_HOOK_COUNT);
+	long n;
+	int rc;
+
+	if (!st)
+		return GW_STORE_B_ERR;
+	sqlite3_bind_text(st, 1, h->tenant, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) != SQLITE_ROW) {
+		rc = sql_fail(q);
+		sql_done(st);
+		return rc;
+	}
+	n = (long)sqlite3_column_int64(st, 0);
+	sql_done(st);
+	if (n >= GW_STORE_HOOKS_MAX)
+		return GW_STORE_B_FULL;
+	if (!(st = sql_stmt(q, SQL_HOOK_INSERT)))
+		return GW_STORE_B_ERR;
+	sql_bind_tid(st, h->tenant, h->id);
+	sqlite3_bind_text(st, 3, h->url, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, h->description, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 5, h->secret, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 6, (int)h->events);
+	sqlite3_bind_int(st, 7, h->disabled != 0);
+	sqlite3_bind_text(st, 8, h->reason, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 9, h->created_ms);
+	sqlite3_bind_int64(st, 10, h->updated_ms);
+	sqlite3_bind_int64(st, 11, h->failing_since_ms);
+	rc = sql_exec(q, st);
+	if (rc == GW_STORE_B_OK && sqlite3_changes(q->db) != 1)
+		rc = GW_STORE_B_CONFLICT;
+	return rc;
+}
+
+static int sql_hook_update(struct sql_store *q, const struct gw_hook *h)
+{
+	sqlite3_stmt *st = sql_stmt(q, SQL_HOOK_UPDATE);
+	int rc;
+
+	if (!st)
+		return GW_STORE_B_ERR;
+	sql_bind_tid(st, h->tenant, h->id);
+	sqlite3_bind_text(st, 3, h->url, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, h->description, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 5, (int)h->events);
+	sqlite3_bind_int(st, 6, h->disabled != 0);
+	sqlite3_bind_text(st, 7, h->reason, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 8, h->updated_ms);
+	sqlite3_bind_int64(st, 9, h->failing_since_ms);
+	sqlite3_bind_text(st, 10, h->secret, -1, SQLITE_STATIC);
+	rc = sql_exec(q, st);
+	return rc == GW_STORE_B_OK && sqlite3_changes(q->db) != 1 ? GW_STORE_B_ABSENT : rc;
+}
+
+/* Runs a write statement bound to (tenant, id): B_OK, or B_ABSENT when it changed no row. */
+static int sql_tid_exec(struct sql_store *q, enum sql_stmt which, const char *tenant, const char *id)
+{
+	sqlite3_stmt *st = sql_stmt(q, which);
+	int rc;
+
+	if (!st)
+		return GW_STORE_B_ERR;
+	sql_bind_tid(st, tenant, id);
+	rc = sql_exec(q, st);
+	return rc == GW_STORE_B_OK && sqlite3_changes(q->db) == 0 ? GW_STORE_B_ABSENT : rc;
+}
+
+/* Several statements as one transaction: one fsync, and all or nothing. */
+static int sql_begin(struct sql_store *q)
+{
+	return sqlite3_exec(q->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK ? GW_STORE_B_OK
+										      : sql_fail(q);
+}
+
+static int sql_end(struct sql_store *q, int rc)
+{
+	if (rc == GW_STORE_B_ERR || rc == GW_STORE_B_FULL) {
+		sqlite3_exec(q->db, "ROLLBACK", NULL, NULL, NULL);
+		return rc;
+	}
+	return sqlite3_exec(q->db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK ? rc : sql_fail(q);
+}
+
+static int sql_hook_delete(struct sql_store *q, const char *tenant, const char *id)
+{
+	int rc = sql_begin(q);
+
+	if (rc != GW_STORE_B_OK)
+		return rc;
+	rc = sql_tid_exec(q, SQL_HOOK_DELETE, tenant, id);
+	if (rc == GW_STORE_B_OK && sql_tid_exec(q, SQL_HOOK_DELETE_ROWS, tenant, id) == GW_STORE_B_ERR)
+		rc = GW_STORE_B_ERR;
+	return sql_end(q, rc);
+}
+
+static int sql_hook_health(struct sql_store *q, const struct gw_hook_req *r, struct gw_hook_out *out)
+{
+	struct gw_hook_out cur = { 0 };
+	sqlite3_stmt *st;
+	struct gw_hook *h;
+	int rc = sql_hook_get(q, r->tenant, r->id, &cur);
+
+	if (rc != GW_STORE_B_OK)
+		goto out;
+	h = &cur.hooks[0];
+	if (r->ok) {
+		h->failing_since_ms = 0;
+	} else {
+		if (h->failing_since_ms == 0)
+			h->failing_since_ms = r->now_ms;
+		if (!h->disabled && r->disable_after_ms > 0 &&
+		    r->now_ms - h->failing_since_ms >= r->disable_after_ms) {
+			h->disabled = 1;
+			snprintf(h->reason, sizeof h->reason, "%s", r->reason);
+			out->count = 1;
+		}
+	}
+	if (!(st = sql_stmt(q, SQL_HOOK_HEALTH))) {
+		rc = GW_STORE_B_ERR;
+		goto out;
+	}
+	sql_bind_tid(st, r->tenant, r->id);
+	sqlite3_bind_int64(st, 3, h->failing_since_ms);
+	sqlite3_bind_int(st, 4, h->disabled);
+	sqlite3_bind_text(st, 5, h->reason, -1, SQLITE_STATIC);
+	rc = sql_exec(q, st);
+out:
+	if (cur.hooks)
+		explicit_bzero(cur.hooks, sizeof *cur.hooks);
+	free(cur.hooks);
+	return rc;
+}
+
+static int sql_outbox_add(struct sql_store *q, const struct gw_hook_req *r, struct gw_hook_out *out)
+{
+	sqlite3_stmt *st = sql_stmt(q, SQL_OUTBOX_ADD);
+	int rc;
+
+	if (!st)
+		return GW_STORE_B_ERR;
+	sqlite3_bind_text(st, 1, r->tenant, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, r->rid, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, r->body, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 4, r->now_ms);
+	sqlite3_bind_int(st, 5, (int)(r->event ? r->event : GW_HOOK_EV_JOB_COMPLETED));
+	rc = sql_exec(q, st);
+	if (rc == GW_STORE_B_OK)
+		out->count = sqlite3_changes(q->db);
+	return rc;
+}
+
+static int sql_outbox_claim(struct sql_store *q, const struct gw_hook_req *r, struct gw_hook_out *out)
+{
+	sqlite3_stmt *st;
+	int rc = GW_STORE_B_OK, step;
+
+	out->rows = calloc(r->max, sizeof *out->rows);
+	if (!out->rows) {
+		snprintf(q->err, sizeof q->err, "out of memory");
+		return GW_STORE_B_ERR;
+	}
+	if ((rc = sql_begin(q)) != GW_STORE_B_OK)
+		return rc;
+	if (!(st = sql_stmt(q, SQL_OUTBOX_DUE)))
+		return sql_end(q, GW_STORE_B_ERR);
+	sqlite3_bind_int64(st, 1, r->now_ms);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)r->max);
+	while ((step = sqlite3_step(st)) == SQLITE_ROW && (size_t)out->count < r->max) {
+		struct gw_outbox_row *o = &out->rows[out->count++];
+
+		sql_copy(o->tenant, sizeof o->tenant, sqlite3_column_text(st, 0));
+		sql_copy(o->endpoint, sizeof o->endpoint, sqlite3_column_text(st, 1));
+		sql_copy(o->rid, sizeof o->rid, sqlite3_column_text(st, 2));
+		sql_copy(o->body, sizeof o->body, sqlite3_column_text(st, 3));
+		o->attempts = sqlite3_column_int(st, 4);
+		o->created_ms = sqlite3_column_int64(st, 5);
+		o->next_ms = sqlite3_column_int64(st, 6);
+		sql_copy(o->url, sizeof o->url, sqlite3_column_text(st, 7));
+		sql_copy(o->secret, sizeof o->secret, sqlite3_column_text(st, 8));
+	}
+	if (step != SQLITE_ROW && step != SQLITE_DONE)
+		rc = sql_fail(q);
+	sql_done(st);
+	for (long i = 0; rc == GW_STORE_B_OK && i < out->count; i++) {
+		if (!(st = sql_stmt(q, SQL_OUTBOX_LEASE))) {
+			rc = GW_STORE_B_ERR;
+			break;
+		}
+		sqlite3_bind_text(st, 1, out->rows[i].endpoint, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, out->rows[i].rid, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 3, r->lease, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 4, r->until_ms);
+		rc = sql_exec(q, st);
+	}
+	if (rc != GW_STORE_B_OK)
+		out->count = 0;
+	return sql_end(q, rc);
+}
+
+static int sql_outbox_settle(struct sql_store *q, const struct gw_hook_req *r)
+{
+	sqlite3_stmt *st = sql_stmt(q, SQL_OUTBOX_SETTLE);
+	int rc;
+
+	if (!st)
+		return GW_STORE_B_ERR;
+	sql_bind_tid(st, r->tenant, r->id);
+	sqlite3_bind_text(st, 3, r->rid, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, r->lease, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 5, r->state);
+	sqlite3_bind_int(st, 6, r->attempts);
+	sqlite3_bind_int64(st, 7, r->next_ms);
+	rc = sql_exec(q, st);
+	return rc == GW_STORE_B_OK && sqlite3_changes(q->db) != 1 ? GW_STORE_B_CONFLICT : rc;
+}
+
+static int sql_outbox_depth(struct sql_store *q, struct gw_hook_out *out)
+{
+	sqlite3_stmt *st = sql_stmt(q, SQL_OUTBOX_DEPTH);
+	int rc = GW_STORE_B_OK, step;
+
+	if (!st)
+		return GW_STORE_B_ERR;
+	out->depths = calloc(GW_OUTBOX_DEPTH_MAX, sizeof *out->depths);
+	if (!out->depths) {
+		sql_done(st);
+		snprintf(q->err, sizeof q->err, "out of memory");
+		return GW_STORE_B_ERR;
+	}
+	sqlite3_bind_int(st, 1, GW_OUTBOX_DEPTH_MAX);
+	while ((step = sqlite3_step(st)) == SQLITE_ROW && out->count < GW_OUTBOX_DEPTH_MAX) {
+		struct gw_outbox_depth *d = &out->depths[out->count++];
+
+		sql_copy(d->tenant, sizeof d->tenant, sqlite3_column_text(st, 0));
+		d->pending = (long)sqlite3_column_int64(st, 1);
+	}
+	if (step != SQLITE_ROW && step != SQLITE_DONE)
+		rc = sql_fail(q);
+	sql_done(st);
+	return rc;
+}
+
+static int sql_outbox_expire(struct sql_store *q, int64_t older_ms, struct gw_hook_out *out)
+{
+	sqlite3_stmt *st = sql_stmt(q, SQL_OUTBOX_EXPIRE);
+	int rc;
+
+	if (!st)
+		return GW_STORE_B_ERR;
+	sqlite3_bind_int64(st, 1, older_ms);
+	if ((rc = sql_exec(q, st)) != GW_STORE_B_OK)
+		return rc;
+	out->count = sqlite3_changes(q->db);
+	if (!(st = sql_stmt(q, SQL_OUTBOX_ORPHANS)) || (rc = sql_exec(q, st)) != GW_STORE_B_OK)
+		return GW_STORE_B_ERR;
+	out->count += sqlite3_changes(q->db);
+	return rc;
+}
+
+_Static_assert(GW_OBJ_ENDPOINT == 3, "SQL_HOOK_LEGACY names kind 3");
+
+static int sql_hook_legacy(struct sql_store *q, struct gw_hook_out *out)
+{
+	sqlite3_stmt *st = sql_stmt(q, SQL_HOOK_LEGACY);
+	int rc = GW_STORE_B_OK, step;
+
+	if (!st)
+		return GW_STORE_B_ERR;
+	out->hooks = calloc(GW_HOOK_LEGACY_MAX, sizeof *out->hooks);
+	if (!out->hooks) {
+		sql_done(st);
+		snprintf(q->err, sizeof q->err, "out of memory");
+		return GW_STORE_B_ERR;
+	}
+	sqlite3_bind_int(st, 1, GW_HOOK_LEGACY_MAX);
+	while ((step = sqlite3_step(st)) == SQLITE_ROW && out->count < GW_HOOK_LEGACY_MAX) {
+		sql_copy(out->hooks[out->count].tenant, sizeof out->hooks[0].tenant,
+			 sqlite3_column_text(st, 0));
+		sql_copy(out->hooks[out->count].id, sizeof out->hooks[0].id, sqlite3_column_text(st, 1));
+		out->count++;
+	}
+	if (step != SQLITE_ROW && step != SQLITE_DONE)
+		rc = sql_fail(q);
+	sql_done(st);
+	return rc;
+}
+
+static int sql_hook(void *impl, const struct gw_hook_req *r, struct gw_hook_out *out)
+{
+	struct sql_store *q = impl;
+	sqlite3_stmt *st;
+
+	switch (r->op) {
+	case GW_HOOK_CREATE:
+		return sql_hook_create(q, r->hook);
+	case GW_HOOK_GET:
+		return sql_hook_get(q, r->tenant, r->id, out);
+	case GW_HOOK_LIST:
+		if (!(st = sql_stmt(q, SQL_HOOK_LIST)))
+			return GW_STORE_B_ERR;
+		sqlite3_bind_text(st, 1, r->tenant, -1, SQLITE_STATIC);
+		return sql_hook_rows(q, st, GW_STORE_HOOKS_MAX, out);
+	case GW_HOOK_UPDATE:
+		return sql_hook_update(q, r->hook);
+	case GW_HOOK_DELETE:
+		return sql_hook_delete(q, r->tenant, r->id);
+	case GW_HOOK_HEALTH:
+		return sql_hook_health(q, r, out);
+	case GW_OUTBOX_ADD:
+		return sql_outbox_add(q, r, out);
+	case GW_OUTBOX_CLAIM:
+		return sql_outbox_claim(q, r, out);
+	case GW_OUTBOX_SETTLE:
+		return sql_outbox_settle(q, r);
+	case GW_OUTBOX_DEPTH:
+		return sql_outbox_depth(q, out);
+	case GW_OUTBOX_EXPIRE:
+		return sql_outbox_expire(q, r->older_ms, out);
+	case GW_HOOK_LEGACY:
+		return sql_hook_legacy(q, out);
+	}
+	snprintf(q->err, sizeof q->err, "unknown hook operation");
+	return GW_STORE_B_ERR;
+}
+
 static void sql_close(void *impl)
 {
 	struct sql_store *q = impl;
@@ -364,6 +816,7 @@ static const struct gw_store_sync_ops sql_ops = {
 	.idem_abort = sql_idem_abort,
 	.idem_count = sql_idem_count,
 	.idem_expire = sql_idem_expire,
+	.hook = sql_hook,
 };
 
 /* ---- opening ---- */
@@ -482,6 +935,11 @@ static int sql_schema_check(sqlite3 *db, const char *path, int read_only, char *
 		return -1;
 	}
 	/* Version 1 is the only one so far: migrations from older versions go here. */
+	if (!read_only && sqlite3_exec(db, sql_schema_hooks, NULL, NULL, NULL) != SQLITE_OK) {
+		sql_open_err(db, sqlite3_errcode(db), path, "cannot take the webhook tables", err,
+			     errlen);
+		return -1;
+	}
 	return 0;
 }
 

@@ -29,6 +29,7 @@
 #include "gateway/svc/caps.h"
 #include "gateway/svc/rpc_owner.h"
 #include "gateway/svc/status_share.h"
+#include "gateway/svc/webhook_out.h"
 #include "gateway/upstream/upstream.h"
 #include "auth/upstream/session.h"
 
@@ -79,6 +80,8 @@ static void status_on_final(void *arg, size_t acct, const Animate3d__V1__JobStat
 
 	if (x->share)
 		gw_status_share_final(x->share, acct, st);
+	/* issue 17: tenant webhooks, until the job follower (gateway/svc/jobevent.h) feeds them */
+	gw_webhook_out_status_final(x->env, acct, st);
 }
 
 static int status_apply(void *arg, size_t acct, const Animate3d__V1__JobStatus *st)

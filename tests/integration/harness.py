@@ -40,7 +40,7 @@ BACKEND = os.environ.get("A3D_IT_BACKEND", "sqlite")
 POSTGRES = BACKEND == "postgres"
 PG_POOL = 4
 PG_TIMEOUT_MS = 5000        # state.postgres.timeout_ms: how long a query may wait for a connection
-PG_TABLES = ("a3d_owner", "a3d_idem")      # the gateway's own (its migrations create them)
+PG_TABLES = ("a3d_owner", "a3d_idem", "a3d_hook", "a3d_outbox")  # the gateway's own (its migrations create them)
 SKIP_ON_POSTGRES = "SQLite-file specific (state.path): meaningless with A3D_IT_BACKEND=postgres"
 
 START_TIMEOUT_S = 10.0      # a binary that is not ready within this is a failure
@@ -323,14 +323,27 @@ class Sim:
 
 def gateway_config(grpc_port, http_port, sim_url, state_path, secret_env=SECRET_ENV,
                    secret_file=None, rate=(1000, 2000), state_extra=(), extra_tenants="", extra_top="",
-                   backend=None, rest_port=None):
+                   backend=None, rest_port=None, allow_private_destinations=True):
     """The YAML text for a test gateway (schema as examples/demo.yaml).
+
+    allow_private_destinations: webhooks.allow_private_destinations (issue 17), on by default:
+    the tests' webhook receivers listen on 127.0.0.1, which the SSRF rules refuse otherwise.
 
     state_extra: more "key: value" lines under state:; extra_tenants: YAML appended to tenants:;
     extra_top: more top-level sections (YAML at column 0), appended last. backend: "sqlite"
     (state.path: state_path) or "postgres" (state.postgres naming with-postgres's cluster;
     state_path unused); None: BACKEND, from A3D_IT_BACKEND. rest_port: listen.rest (the REST
     facade) on that port; None: no facade."""
+    # The webhooks section goes before accounts: (tenants: stays the last section, which tests
+    # that append tenants rely on), or into extra_top's own webhooks: section.
+    webhooks = ""
+    if allow_private_destinations:
+        line = "  allow_private_destinations: true\n"
+        if re.search(r"(^|\n)webhooks:\n", extra_top):
+            extra_top = re.sub(r"(^|\n)webhooks:\n", lambda m: m.group(1) + "webhooks:\n" + line,
+                               extra_top, count=1)
+        else:
+            webhooks = "webhooks:\n" + line
     secret_line = ("client_secret_file: %s" % secret_file) if secret_file else \
                   ("client_secret_env: %s" % secret_env)
     backend = backend or BACKEND
@@ -354,7 +367,7 @@ cache:
   status_ttl_ms: 1000
   batch_window_ms: 5
   batch_max: 50
-accounts:
+{webhooks}accounts:
   - name: sim
     base_url: {sim}
     client_id: {cid}
@@ -378,10 +391,20 @@ tenants:
       - sha256: {kv}
         permissions: [read]
 {extra_tenants}{extra_top}""".format(grpc=grpc_port, state_extra="".join("  %s\n" % x for x in state_extra),
+           webhooks=webhooks,
            extra_tenants=extra_tenants, extra_top=extra_top, http=http_port,
            rest_line=("  rest: 127.0.0.1:%d\n" % rest_port) if rest_port else "", state_lines=state_lines, sim=sim_url, cid=CLIENT_ID,
            secret_line=secret_line, rps=rate[0], burst=rate[1], ka=sha256_hex(KEYS["team-a"]),
            kb=sha256_hex(KEYS["team-b"]), kv=sha256_hex(KEYS["viewer"]))
+
+
+def add_webhooks(text, body):
+    """Adds `body` (lines indented two spaces) to the webhooks: section of a config text made by
+    gateway_config (which has one: allow_private_destinations), or appends the section."""
+    m = re.search(r"(^|\n)webhooks:\n", text)
+    if not m:
+        return text + "webhooks:\n" + body
+    return text[:m.end()] + body + text[m.end():]
 
 
 class Gateway:
@@ -389,7 +412,8 @@ class Gateway:
 
     def __init__(self, workdir, sim_url, name="gateway", secret=CLIENT_SECRET, wait_serving=True,
                  extra_args=(), config_text=None, state_path=None, state_extra=(), extra_tenants="",
-                 grpc_port=None, http_port=None, rlimit_nofile=None, extra_top="", rest=False):
+                 grpc_port=None, http_port=None, rlimit_nofile=None, extra_top="", rest=False,
+                 allow_private_destinations=True):
         """rlimit_nofile: RLIMIT_NOFILE (soft = hard) for the gateway process, as a container's
         limit would be; None inherits this process's. rest: also run the REST facade
         (listen.rest on a free port, self.rest_url)."""
@@ -409,7 +433,8 @@ class Gateway:
         text = config_text or gateway_config(self.grpc_port, self.http_port, sim_url,
                                              self.state_path, state_extra=state_extra,
                                              extra_tenants=extra_tenants, extra_top=extra_top,
-                                             rest_port=self.rest_port)
+                                             rest_port=self.rest_port,
+                                             allow_private_destinations=allow_private_destinations)
         with open(self.config_path, "w") as f:
             f.write(text)
         env = dict(os.environ)

@@ -49,7 +49,12 @@ def _rid():
 
 
 def _config(gw_grpc, gw_http, sim_url, state, head="", tenants_extra=""):
-    """The harness config with `head` (top-level YAML sections) prepended."""
+    """The harness config with `head` (top-level YAML sections) prepended; the harness's own
+    webhooks section (allow_private_destinations) goes into head's when head has one."""
+    if "webhooks:\n" in head:
+        head = head.replace("webhooks:\n", "webhooks:\n  allow_private_destinations: true\n", 1)
+        return head + harness.gateway_config(gw_grpc, gw_http, sim_url, state, extra_tenants=tenants_extra,
+                                             allow_private_destinations=False)
     return head + harness.gateway_config(gw_grpc, gw_http, sim_url, state, extra_tenants=tenants_extra)
 
 
@@ -498,5 +503,5 @@ def test_unusable_path_token_file_is_refused(stack, sim, text, mode, want):
                            capture_output=True, timeout=10)
         out = (p.stdout + p.stderr).decode(errors="replace")
         assert p.returncode == 1, (args, out)
-        assert "%s:2: webhooks.path_token_file: " % cfg_path in out and want in out, out
+        assert "%s:3: webhooks.path_token_file: " % cfg_path in out and want in out, out
         assert TOKEN_A not in out

@@ -13,7 +13,7 @@ import grpc
 import pytest
 
 import harness
-from harness import jobs_pb2, webhooks_pb2
+from harness import jobs_pb2
 
 JOB_SECONDS = 4
 TTL_MS = 1000           # harness.gateway_config: cache.status_ttl_ms
@@ -165,10 +165,17 @@ def test_many_watchers_one_poll_per_ttl(gw, slow_sim):
     assert upstream <= elapsed * 1000.0 / TTL_MS + 3, (upstream, elapsed)
 
 
+def _sim_endpoint(sim, method, path, body=None):
+    """The upstream's own webhook endpoints (the gateway registers its one with
+    webhooks.public_url; Webhooks.CreateEndpoint makes tenant subscriptions, issue 17)."""
+    st, _, out = harness.http(method, sim.url + path, body=body, headers={"Cookie": sim.login()})
+    assert 200 <= st < 300, (method, path, st, out[:200])
+    return json.loads(out) if out else None
+
+
 def test_webhook_delivers_final_within_100ms(gw, slow_sim):
     hook = gw.http_url + "/webhooks/animate3d/sim"
-    ep = gw.webhooks.CreateEndpoint(webhooks_pb2.CreateEndpointRequest(url=hook, events=["job.completed"]),
-                                    timeout=5, metadata=gw.md())
+    ep = _sim_endpoint(slow_sim, "POST", "/webhook_endpoints", {"url": hook, "events": ["job.completed"]})
     try:
         before = harness.metrics(gw).get('animate3d_gateway_webhooks_in_total{result="accepted"}', 0)
         rids = _start(gw, 3)
@@ -190,8 +197,7 @@ def test_webhook_delivers_final_within_100ms(gw, slow_sim):
         after = harness.metrics(gw).get('animate3d_gateway_webhooks_in_total{result="accepted"}', 0)
         assert after - before >= 3
     finally:
-        gw.webhooks.DeleteEndpoint(webhooks_pb2.DeleteEndpointRequest(id=ep.id), timeout=5,
-                                   metadata=gw.md())
+        _sim_endpoint(slow_sim, "DELETE", "/webhook_endpoints/" + ep["id"])
 
 
 BODY = json.dumps({"eventType": "job.completed",

@@ -61,7 +61,7 @@ def _cluster_config(stack, name, grpc_port, http_port, public_http_port, seal, t
         redis += '  key_prefix: "%s"\n' % key_prefix
     text += "cluster:\n  expected_replicas: 3\n" + redis
     if public_http_port:
-        text += "webhooks:\n  public_url: http://127.0.0.1:%d\n" % public_http_port
+        text = harness.add_webhooks(text, "  public_url: http://127.0.0.1:%d\n" % public_http_port)
     return text
 
 

@@ -1,6 +1,7 @@
 """Upstream fault sweep: every upstream-backed RPC x every fault the simulator can inject on its route.
 
-For each row of the contract (the 18 upstream-backed RPCs of gateway/methods.c) and each fault of FAULTS, the
+For each row of the contract (the 13 upstream-backed RPCs of gateway/methods.c; the
+Webhooks methods are gateway-side subscriptions since issue 17) and each fault of FAULTS, the
 simulator is told to inject that fault on the row's route (POST /_sim/faults), the RPC is made
 once with a bounded deadline, and it must end with the expected gRPC status (table EXPECTED) and
 a non-empty message, having reached the upstream (the fault's hit counter moved: a case answered
@@ -23,13 +24,12 @@ import grpc
 import pytest
 
 import harness
-from harness import account_pb2, characters_pb2, health_pb2, jobs_pb2, webhooks_pb2
+from harness import account_pb2, characters_pb2, health_pb2, jobs_pb2
 
 CALL_TIMEOUT_S = 5.0            # every RPC of the sweep: a hang is a DEADLINE_EXCEEDED, never a stall
 LATENCY_DEADLINE_S = 0.4        # the caller's deadline in the latency case
 LATENCY_MS = 1500               # the upstream's latency in that case: longer than the deadline
 RETRY_AFTER_S = 1               # Retry-After of the 429 case
-HOOK = "http://127.0.0.1:9/hooks/sweep"     # never delivered to (discard port)
 
 C = grpc.StatusCode
 # fault name -> (fault spec for POST /_sim/faults, without route; expected gRPC code).
@@ -99,19 +99,16 @@ def sweep(stack):
     model_id = gw.characters.StoreModel(
         characters_pb2.StoreModelRequest(model_url=up.model_url, model_name="sweep"),
         timeout=CALL_TIMEOUT_S, metadata=md).model_id
-    ep_id = gw.webhooks.CreateEndpoint(
-        webhooks_pb2.CreateEndpointRequest(url=HOOK, events=["job.completed"]),
-        timeout=CALL_TIMEOUT_S, metadata=md).id
-    assert rid and model_id and ep_id
+    assert rid and model_id
     return dict(sim=sim, gw=gw, video=video, upload_url=upload_url, model_url=up.model_url,
-                rid=rid, model_id=model_id, ep_id=ep_id)
+                rid=rid, model_id=model_id)
 
 
 def _rows(s):
     """(RPC name, sim route, stub method, request): every row of gateway/methods.c with an
     upstream half."""
     gw = s["gw"]
-    j, ch, wh, acc = gw.jobs, gw.characters, gw.webhooks, gw.account
+    j, ch, acc = gw.jobs, gw.characters, gw.account
     return [
         ("GetUploadUrl", "GET /upload", j.GetUploadUrl,
          jobs_pb2.GetUploadUrlRequest(name="f.mp4", resumable=False)),
@@ -132,15 +129,8 @@ def _rows(s):
          characters_pb2.ListModelsRequest(include_stock=True)),
         ("DeleteModel", "DELETE /character/deleteModel/{id}", ch.DeleteModel,
          characters_pb2.DeleteModelRequest(model_id=s["model_id"])),
-        ("CreateEndpoint", "POST /webhook_endpoints", wh.CreateEndpoint,
-         webhooks_pb2.CreateEndpointRequest(url=HOOK, events=["job.completed"])),
-        ("GetEndpoint", "GET /webhook_endpoints/{id}", wh.GetEndpoint,
-         webhooks_pb2.GetEndpointRequest(id=s["ep_id"])),
-        ("ListEndpoints", "GET /webhook_endpoints", wh.ListEndpoints, webhooks_pb2.ListEndpointsRequest()),
-        ("UpdateEndpoint", "POST /webhook_endpoints/{id}", wh.UpdateEndpoint,
-         webhooks_pb2.UpdateEndpointRequest(id=s["ep_id"], url=HOOK, events=["job.completed"])),
-        ("DeleteEndpoint", "DELETE /webhook_endpoints/{id}", wh.DeleteEndpoint,
-         webhooks_pb2.DeleteEndpointRequest(id=s["ep_id"])),
+        # The Webhooks methods keep tenant subscriptions in the gateway (issue 17): no upstream
+        # route to fault.
         ("GetCreditBalance", "GET /account/creditBalance", acc.GetCreditBalance,
          account_pb2.GetCreditBalanceRequest()),
         ("GetMinutesBalance", "GET /account/minutesBalance", acc.GetMinutesBalance,
@@ -172,9 +162,9 @@ def _run_case(s, route, fault, call):
 
 
 def test_fault_table_covers_every_row(sweep):
-    """The sweep's row list is the contract: 18 upstream-backed RPCs, each with a known route."""
+    """The sweep's row list is the contract: 13 upstream-backed RPCs, each with a known route."""
     rows = _rows(sweep)
-    assert len(rows) == 18 and len({r[0] for r in rows}) == 18
+    assert len(rows) == 13 and len({r[0] for r in rows}) == 13
     routes = sweep["sim"].stats()
     for name, route, _, _ in rows:
         assert route in routes, "%s: the simulator has no route %r" % (name, route)
@@ -201,7 +191,7 @@ def test_upstream_fault_sweep(sweep):
             hcode, hdetails = _healthy(sweep)
             if hcode != C.OK:
                 wrong.append("%s: the healthy call after it failed: %s %r" % (label, hcode, hdetails))
-    assert cases == 18 * len(FAULTS)
+    assert cases == 13 * len(FAULTS)
     assert not wrong and not unreached, "\n".join(wrong + unreached)
 
 

@@ -31,7 +31,7 @@ def _config(sim, grpc_port, http_port, state, prefix=None, public=True):
     if public:
         lines.append("  public_url: http://127.0.0.1:%d/" % http_port)     # trailing '/' is stripped
     if lines:
-        text += "webhooks:\n" + "\n".join(lines) + "\n"
+        text = harness.add_webhooks(text, "\n".join(lines) + "\n")
     return text
 
 

@@ -1,4 +1,5 @@
-"""Webhooks CRUD and Account balances end to end."""
+"""Webhooks CRUD (tenant subscriptions kept by the gateway, issue 17) and Account balances end
+to end."""
 import grpc
 import pytest
 
@@ -12,9 +13,11 @@ def test_webhook_endpoint_crud(gateway):
     ep = wh.CreateEndpoint(webhooks_pb2.CreateEndpointRequest(url=HOOK, events=["job.completed"]),
                            timeout=5, metadata=md)
     assert ep.id and ep.url == HOOK and list(ep.events) == ["job.completed"], ep
+    assert ep.secret.startswith("whsec_") and not ep.disabled and ep.created_ms > 0
 
     got = wh.GetEndpoint(webhooks_pb2.GetEndpointRequest(id=ep.id), timeout=5, metadata=md)
     assert (got.id, got.url, list(got.events)) == (ep.id, HOOK, ["job.completed"])
+    assert got.secret == "", "the secret is in the create and rotate answers only"
 
     listed = wh.ListEndpoints(webhooks_pb2.ListEndpointsRequest(), timeout=5, metadata=md).endpoints
     assert ep.id in [e.id for e in listed]
@@ -24,6 +27,7 @@ def test_webhook_endpoint_crud(gateway):
                                                               events=["job.completed"]),
                            timeout=5, metadata=md)
     assert (up.id, up.url) == (ep.id, new_url), up
+    assert up.secret == "" and up.updated_ms >= ep.created_ms
     got = wh.GetEndpoint(webhooks_pb2.GetEndpointRequest(id=ep.id), timeout=5, metadata=md)
     assert got.url == new_url
 

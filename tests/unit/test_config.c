@@ -238,6 +238,17 @@ static const struct bad_case bad_cases[] = {
 	{ "webhooks:\n  path_token_file: ''\n" BASE, 2, "webhooks.path_token_file must not be empty" },
 	{ "webhooks:\n  refresh_per_second: 0\n" BASE, 2, "webhooks.refresh_per_second must be > 0" },
 	{ "webhooks:\n  refresh_burst: 0.5\n" BASE, 2, "webhooks.refresh_burst must be >= 1" },
+	/* tenant webhooks (issue 17) */
+	{ "webhooks:\n  allow_private_destinations: maybe\n" BASE, 2,
+	  "webhooks.allow_private_destinations must be true or false" },
+	{ "webhooks:\n  upstream_passthrough: 1\n" BASE, 2,
+	  "webhooks.upstream_passthrough must be true or false" },
+	{ "webhooks:\n  delivery:\n    max_per_endpoint: 0\n" BASE, 3,
+	  "webhooks.delivery.max_per_endpoint must be > 0" },
+	{ "webhooks:\n  delivery:\n    timeout_ms: 60001\n" BASE, 3,
+	  "webhooks.delivery.timeout_ms must be <= 60000" },
+	{ "webhooks:\n  delivery:\n    give_up_s: 0\n" BASE, 3, "webhooks.delivery.give_up_s must be > 0" },
+	{ "webhooks:\n  delivery:\n    retries: 3\n" BASE, 3, "unknown key \"retries\"" },
 	/* uploads, watch (issue 13: long-lived resources) */
 	{ "uploads:\n  max_concurrent: 0\n" BASE, 2, "uploads.max_concurrent must be > 0" },
 	{ "uploads:\n  max_per_tenant: 1000001\n" BASE, 2, "uploads.max_per_tenant must be <= 1000000" },
@@ -600,6 +611,12 @@ Test(config, optional_sections_and_defaults)
 	cr_expect_eq(cfg->webhooks.path_token_grace_s, GW_CONFIG_DEFAULT_TOKEN_GRACE_S);
 	cr_expect_float_eq(cfg->webhooks.refresh_per_second, GW_CONFIG_DEFAULT_WEBHOOK_REFRESH_RATE, 1e-9);
 	cr_expect_float_eq(cfg->webhooks.refresh_burst, GW_CONFIG_DEFAULT_WEBHOOK_REFRESH_BURST, 1e-9);
+	cr_expect_eq(cfg->webhooks.allow_private_destinations, 0);
+	cr_expect_eq(cfg->webhooks.upstream_passthrough, 0);
+	cr_expect_eq(cfg->webhooks.delivery.max_per_endpoint, GW_CONFIG_DEFAULT_WH_PER_ENDPOINT);
+	cr_expect_eq(cfg->webhooks.delivery.timeout_ms, GW_CONFIG_DEFAULT_WH_TIMEOUT_MS);
+	cr_expect_eq(cfg->webhooks.delivery.give_up_s, GW_CONFIG_DEFAULT_WH_GIVE_UP_S);
+	cr_expect_eq(cfg->webhooks.delivery.disable_after_s, GW_CONFIG_DEFAULT_WH_DISABLE_AFTER_S);
 	cr_expect_eq(cfg->uploads.max_concurrent, GW_CONFIG_DEFAULT_UPLOADS_MAX);
 	cr_expect_eq(cfg->uploads.max_per_tenant, 0);
 	cr_expect_eq(cfg->uploads.idle_timeout_ms, GW_CONFIG_DEFAULT_UPLOAD_IDLE_MS);
@@ -620,7 +637,9 @@ Test(config, long_lived_caps_are_read)
 		"uploads: {max_concurrent: 10, idle_timeout_ms: 500, max_message_bytes: 65536}\n"
 		"watch: {max_streams: 9, health_max_streams: 7, health_max_streams_per_peer: 2}\n"
 		"webhooks: {path_token_file: /run/token, path_token_grace_s: 0, refresh_per_second: 2,\n"
-		"           refresh_burst: 3}\n"
+		"           refresh_burst: 3, allow_private_destinations: true, upstream_passthrough: on,\n"
+		"           delivery: {max_per_endpoint: 2, timeout_ms: 500, give_up_s: 60,\n"
+		"                      disable_after_s: 120}}\n"
 		ACCOUNT_SIM
 		"tenants:\n"
 		"  - {name: a, account: sim, limits: {uploads: 6, watch_streams: 1, start_jobs_in_flight: 2,\n"
@@ -657,6 +676,12 @@ Test(config, long_lived_caps_are_read)
 	cr_expect_eq(cfg->webhooks.path_token_grace_s, 0);
 	cr_expect_float_eq(cfg->webhooks.refresh_per_second, 2.0, 1e-9);
 	cr_expect_float_eq(cfg->webhooks.refresh_burst, 3.0, 1e-9);
+	cr_expect_eq(cfg->webhooks.allow_private_destinations, 1);
+	cr_expect_eq(cfg->webhooks.upstream_passthrough, 1);
+	cr_expect_eq(cfg->webhooks.delivery.max_per_endpoint, 2);
+	cr_expect_eq(cfg->webhooks.delivery.timeout_ms, 500);
+	cr_expect_eq(cfg->webhooks.delivery.give_up_s, 60);
+	cr_expect_eq(cfg->webhooks.delivery.disable_after_s, 120);
 	cr_expect_eq(cfg->tenants[0].limits.start_jobs_in_flight, 2);
 	cr_expect_eq(cfg->tenants[0].limits.start_job_waiters, 3);
 	for (size_t i = 0; i < sizeof caps / sizeof caps[0]; i++) {

@@ -19,6 +19,7 @@
 #include "gateway/base/clock.h"
 #include "gateway/state/pg.h"
 #include "gateway/state/store.h"
+#include "store_hook_steps.h"
 
 #define T_LOOP_MS 15000		/* bound on any wait in these tests */
 #define T_MAX_IDS GW_STORE_LOOKUP_MAX
@@ -486,7 +487,7 @@ Test(pg_store, migrations_apply_once)
 	side_value("SELECT applied_ms FROM a3d_schema WHERE version = 1", again, sizeof again);
 	side_value("SELECT count(*) FROM a3d_schema", rows, sizeof rows);
 	cr_expect_str_eq(again, first, "the second open applied nothing");
-	cr_expect_str_eq(rows, "1");
+	cr_expect_str_eq(rows, "2");
 }
 
 /* Replicas starting together on an empty database: one migrates, every one starts. */
@@ -497,7 +498,7 @@ Test(pg_store, migrations_race)
 	int go[2];
 	char rows[16], tables[16];
 
-	side_exec("DROP TABLE IF EXISTS a3d_owner, a3d_idem, a3d_schema");
+	side_exec("DROP TABLE IF EXISTS a3d_owner, a3d_idem, a3d_hook, a3d_outbox, a3d_schema");
 	cr_assert_eq(pipe(go), 0);
 	for (int i = 0; i < N; i++) {
 		kids[i] = fork();
@@ -532,7 +533,7 @@ Test(pg_store, migrations_race)
 		cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "replica %d failed to start", i);
 	}
 	side_value("SELECT count(*) FROM a3d_schema", rows, sizeof rows);
-	cr_expect_str_eq(rows, "1", "migrated once");
+	cr_expect_str_eq(rows, "2", "migrated once");
 	side_value("SELECT count(*) FROM pg_tables WHERE tablename IN ('a3d_owner', 'a3d_idem')",
 		   tables, sizeof tables);
 	cr_expect_str_eq(tables, "2");
@@ -546,13 +547,13 @@ Test(pg_store, migrations_newer_schema)
 	side_exec("INSERT INTO a3d_schema VALUES (999, 1, 999)");
 	snprintf(want, sizeof want,
 		 "PostgreSQL at %s:%s/%s has schema version 999, incompatible with this gateway (knows"
-		 " up to 1); refusing to start", getenv("A3D_PG_HOST"), getenv("A3D_PG_PORT"),
+		 " up to 2); refusing to start", getenv("A3D_PG_HOST"), getenv("A3D_PG_PORT"),
 		 getenv("A3D_PG_DB"));
 	open_expect(want);
 	/* A newer schema that says this build still runs on it (helm rollback): starts. */
 	side_exec("UPDATE a3d_schema SET min_compatible = 1 WHERE version = 999");
 	open_expect(NULL);
-	side_exec("UPDATE a3d_schema SET min_compatible = 2 WHERE version = 999");
+	side_exec("UPDATE a3d_schema SET min_compatible = 3 WHERE version = 999");
 	open_expect("incompatible");
 	side_exec("DELETE FROM a3d_schema WHERE version = 999");
 	open_expect(NULL);
@@ -760,4 +761,54 @@ Test(pg_store, concurrent_writers)
 	}
 	fx_close(&a);
 	fx_close(&b);
+}
+
+/* Webhook subscriptions and outbox (issue 17): the steps every backend answers alike. */
+static void on_hook_done(void *arg, const struct gw_store_res *r)
+{
+	struct got *g = arg;
+
+	on_done(arg, r);
+	if (r->rc == 0 && r->hooks && r->count > 0)
+		g->has_idem = (int)strlen(r->hooks[0].secret);	/* GET: the secret came back */
+}
+
+Test(pg_store, hook_steps)
+{
+	struct fx f;
+
+	fx_open(&f, 2, 5000);
+	side_exec("DELETE FROM a3d_outbox; DELETE FROM a3d_hook");
+	for (size_t i = 0; i < sizeof hook_steps / sizeof hook_steps[0]; i++) {
+		const struct hook_step *st = &hook_steps[i];
+		struct gw_hook h;
+		struct gw_hook_req r = hook_step_req(st, &h);
+		struct got g = { 0 };
+
+		f.ops->hook(f.impl, &r, on_hook_done, &g);
+		fx_wait(&f, &g);
+		cr_expect_eq(g.rc, st->rc, "step %zu: rc %d, want %d (%s)", i, g.rc, st->rc, g.err);
+		cr_expect_eq(g.count, st->count, "step %zu: count %ld, want %ld", i, g.count,
+			     st->count);
+		if (st->op == GW_HOOK_GET && g.rc == 0)
+			cr_expect_eq(g.has_idem, (int)strlen("whsec_ep1"), "step %zu", i);
+	}
+	fx_close(&f);
+}
+
+Test(pg_store, hook_legacy_lists_upstream_endpoints)
+{
+	struct fx f;
+	struct gw_hook_req r = { .op = GW_HOOK_LEGACY };
+	struct got g = { 0 };
+
+	fx_open(&f, 1, 5000);
+	side_exec("DELETE FROM a3d_owner");
+	side_exec("INSERT INTO a3d_owner VALUES (3, 'up-1', 'team-a', 1), (3, 'up-2', 'team-b', 1),"
+		  " (1, 'rid-1', 'team-a', 1)");
+	f.ops->hook(f.impl, &r, on_done, &g);
+	fx_wait(&f, &g);
+	cr_expect_eq(g.rc, 0, "%s", g.err);
+	cr_expect_eq(g.count, 2);
+	fx_close(&f);
 }
