@@ -19,6 +19,7 @@
 #include "gateway/api/translate.h"
 #include "gateway/call/call.h"
 #include "gateway/call/svc.h"
+#include "gateway/svc/follower.h"
 #include "gateway/svc/health.h"
 #include "gateway/svc/rpc_owner.h"
 #include "gateway/svc/status.h"
@@ -84,10 +85,12 @@ _Static_assert(sizeof methods_table / sizeof methods_table[0] <= GW_METHODS_MAX,
 	       "GW_METHODS_MAX is too small");
 
 /* Started in this order (status and webhook_in before webhook_reg: registration brings
- * deliveries, and webhook_in has the path token first on a reload), drained in this order, freed
- * in reverse. */
+ * deliveries, and webhook_in has the path token first on a reload; the follower after status,
+ * whose finals it hears, and before every jobevent listener's service), drained in this order,
+ * freed in reverse. */
 static const struct gw_svc *const methods_services[] = {
-	&gw_svc_health, &gw_svc_status, &gw_svc_webhook_in, &gw_svc_unary, &gw_svc_upload,
+	&gw_svc_health, &gw_svc_status, &gw_svc_follower, &gw_svc_webhook_in, &gw_svc_unary,
+	&gw_svc_upload,
 	&gw_svc_webhook_reg,
 };
 
