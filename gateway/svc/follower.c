@@ -287,13 +287,21 @@ static void fl_job_remove(struct follower *f, struct fl_job *j)
 	free(j);
 }
 
-/* The source a final for rid had before the job was followed here (default: a caller's poll). */
-static int fl_recent_source(const struct follower *f, const char *rid)
+/* The source a final for rid had before the job was followed here, or -1 when none was seen. */
+static int fl_recent_find(const struct follower *f, const char *rid)
 {
 	for (size_t i = 0; i < GW_FOLLOWER_RECENT_MAX; i++)
 		if (f->recent[i].rid[0] && strcmp(f->recent[i].rid, rid) == 0)
 			return f->recent[i].src;
-	return GW_FOLLOWER_SRC_POLL;
+	return -1;
+}
+
+/* As fl_recent_find; none seen: the cache had it from a caller's poll. */
+static int fl_recent_source(const struct follower *f, const char *rid)
+{
+	int src = fl_recent_find(f, rid);
+
+	return src >= 0 ? src : GW_FOLLOWER_SRC_POLL;
 }
 
 /* Records the final st of job j (first one only) and schedules its delivery. */
@@ -312,8 +320,8 @@ static void fl_final(struct follower *f, struct fl_job *j, const Animate3d__V1__
 	j->final_at_ms = gw_clock_wall_ms();
 	j->final_mono_ms = fl_mono_ms();
 	f->cnt.finals[src]++;
-	gw_status_unwant(&j->w);
-	j->polling = 0;
+	/* A poll in flight stays attached: this may run inside the status module's on_final hook,
+	 * which must not call back into it; the poll's answer finds the job final and stops. */
 	fl_kick(f);
 }
 
@@ -520,14 +528,15 @@ static void fl_poll(struct follower *f, struct fl_job *j, int64_t now)
 	struct gw_status *s = gw_status_ctx_status(f->sx);
 	Animate3d__V1__JobStatus *st = NULL;
 
+	/* A hit is final, or fresh (within the cache's TTL): a caller's poll just read it, so this
+	 * poll costs nothing upstream. */
 	if (gw_cache_get(gw_status_ctx_cache(f->sx), j->acct, j->rid, now, &st) == 1 && st) {
-		int fin = gw_cache_state_final((int)st->state);
-
-		if (fin)
+		if (gw_cache_state_final((int)st->state))
 			fl_final(f, j, st, fl_recent_source(f, j->rid));
+		else
+			fl_schedule(f, j, now);
 		protobuf_c_message_free_unpacked(&st->base, NULL);
-		if (fin)
-			return;
+		return;
 	}
 	j->w.done = fl_poll_done;
 	j->w.arg = f;
@@ -569,6 +578,8 @@ static int fl_add(struct follower *f, const struct gw_store_job *sj, int64_t now
 		fl_abandon(f, j, FL_ABANDON_TENANT, now);
 	else if (gw_clock_wall_ms() - j->created_ms > GW_FOLLOWER_MAX_AGE_MS)
 		fl_abandon(f, j, FL_ABANDON_AGE, now);
+	else if (fl_recent_find(f, j->rid) >= 0)
+		j->next_poll_ms = now;	/* its final was seen already: look it up in the cache now */
 	else
 		fl_schedule(f, j, now);
 	return 0;
@@ -804,7 +815,7 @@ struct gw_jobevents *gw_jobevents_of(const struct gw_env *env)
 void gw_follower_webhook_seen(const struct gw_env *env, size_t acct, const char *rid)
 {
 	struct follower *f = gw_env_svc(env, &gw_svc_follower);
-	struct fl_job *j = f && rid ? fl_find(f, rid) : NULL;
+	struct fl_job *j = f && f->hash && rid ? fl_find(f, rid) : NULL;
 
 	if (j && j->acct == acct)
 		j->webhook_seen = 1;
