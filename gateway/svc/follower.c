@@ -448,7 +448,7 @@ static void fl_deliver(struct follower *f, struct fl_job *j, int64_t now)
 				return;	/* out of memory: the next pass tries again */
 			ev.rid = j->rid;
 			ev.tenant = j->tenant;
-			ev.account = j->acct < f->env->naccounts
+			ev.account = f->env->accounts && j->acct < f->env->naccounts
 					     ? gw_session_name(&f->env->accounts[j->acct]) : "";
 			ev.state = j->state;
 			ev.status = st;
