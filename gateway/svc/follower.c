@@ -198,6 +198,7 @@ struct follower {
 	double tokens;
 	size_t cursor;			/* where the next polling pass starts */
 	int claiming;
+	int claim_failing;		/* the last claim failed (logged once per outage) */
 	int draining;
 	struct fl_recent recent[GW_FOLLOWER_RECENT_MAX];
 	size_t recent_next;
@@ -596,11 +597,16 @@ static void fl_claimed(void *arg, const struct gw_store_res *res)
 		return;
 	f->claiming = 0;
 	if (res->rc != 0) {
-		f->cnt.claim_failed++;
-		gw_log(GW_LOG_WARN, "follower_claim_failed", GW_LS("error", res->err ? res->err : "?"),
-		       GW_LEND);
+		/* one line when claims start failing (a store outage retries every scan), counted */
+		if (!f->cnt.claim_failed++ || !f->claim_failing)
+			gw_log(GW_LOG_WARN, "follower_claim_failed",
+			       GW_LS("error", res->err ? res->err : "?"), GW_LEND);
+		f->claim_failing = 1;
 		return;
 	}
+	if (f->claim_failing)
+		gw_log(GW_LOG_INFO, "follower_claim_recovered", GW_LEND);
+	f->claim_failing = 0;
 	for (long i = 0; i < res->count; i++)
 		if (fl_add(f, &res->jobs[i], now) != 0)
 			break;
