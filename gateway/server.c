@@ -38,6 +38,7 @@
 #include "gateway/state/owner.h"
 #include "gateway/state/pg.h"
 #include "gateway/state/store.h"
+#include "gateway/svc/follower.h"
 #include "gateway/svc/webhook_out.h"
 #include "gateway/upstream/upstream.h"
 
@@ -857,11 +858,9 @@ static int server_services_new(struct gw_server *srv, char *err, size_t errlen)
 	}
 	for (size_t i = 0; i < env->nmethods; i++)
 		env->method_state[i] = gw_env_svc(env, env->methods[i].svc);
-	/* Tenant webhooks act on the job follower's confirmed finals (issue 17). Without the
-	 * follower (env->jobevents NULL) the status module's adapter feeds them instead
-	 * (gateway/svc/webhook_out.h). */
-	if (env->jobevents && gw_webhook_out_of(env) &&
-	    gw_jobevent_listen(env->jobevents, "webhooks", gw_webhook_out_on_final,
+	/* Tenant webhooks act on the job follower's confirmed finals (issue 17). */
+	if (gw_jobevents_of(env) && gw_webhook_out_of(env) &&
+	    gw_jobevent_listen(gw_jobevents_of(env), "webhooks", gw_webhook_out_on_final,
 			       gw_webhook_out_of(env)) != 0) {
 		snprintf(err, errlen, "webhooks: cannot listen to job events");
 		return -1;

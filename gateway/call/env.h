@@ -37,7 +37,6 @@ struct gw_store;
 struct gw_owner;
 struct gw_admit;
 struct gw_climit;
-struct gw_jobevents;
 
 /* One configuration generation; refcounted, see above. */
 struct gw_gen {
@@ -85,8 +84,6 @@ struct gw_env {
 	struct gw_climit *climit;		/* shared rate limits on redis (gateway/cluster/climit.h),
 						 * used by admit and the upstream accounts; NULL without redis */
 	struct gw_admit *admit;			/* tenants' token buckets (gateway/call/admit.h) */
-	struct gw_jobevents *jobevents;		/* the job follower's listeners (gateway/svc/
-						 * jobevent.h); NULL until the follower runs */
 
 	/* Counters and metrics, written on the loop. */
 	struct gw_stats stats;

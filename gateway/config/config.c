@@ -157,6 +157,9 @@ static void cfg_check(struct gw_cfg_parse *p, yaml_node_t **top, yaml_node_t **t
 				break;
 			}
 	}
+	if (cfg->follower.max_poll_interval_ms < cfg->follower.poll_interval_ms)
+		GW_CFG_ERR(p, topk[GW_CFG_TOP_FOLLOWER],
+			   "follower.max_poll_interval_ms must be >= follower.poll_interval_ms");
 	gw_cfg_net_check(p, topk[GW_CFG_TOP_PROCESS], topk[GW_CFG_TOP_GRPC]);
 	gw_cfg_cluster_check(p, topk[GW_CFG_TOP_CLUSTER]);
 	gw_cfg_redis_check(p, topk[GW_CFG_TOP_REDIS]);
@@ -366,6 +369,13 @@ int gw_config_parse(const char *path, const char *text, size_t len, struct gw_co
 	cfg->webhooks.delivery.timeout_ms = GW_CONFIG_DEFAULT_WH_TIMEOUT_MS;
 	cfg->webhooks.delivery.give_up_s = GW_CONFIG_DEFAULT_WH_GIVE_UP_S;
 	cfg->webhooks.delivery.disable_after_s = GW_CONFIG_DEFAULT_WH_DISABLE_AFTER_S;
+	cfg->follower.enabled = 1;
+	cfg->follower.polls_per_second = GW_CONFIG_DEFAULT_FOLLOW_RATE;
+	cfg->follower.poll_interval_ms = GW_CONFIG_DEFAULT_FOLLOW_INTERVAL_MS;
+	cfg->follower.max_poll_interval_ms = GW_CONFIG_DEFAULT_FOLLOW_MAX_INTERVAL_MS;
+	cfg->follower.quiet_ms = GW_CONFIG_DEFAULT_FOLLOW_QUIET_MS;
+	cfg->follower.scan_interval_ms = GW_CONFIG_DEFAULT_FOLLOW_SCAN_MS;
+	cfg->follower.max_jobs = GW_CONFIG_DEFAULT_FOLLOW_MAX_JOBS;
 	gw_cfg_net_defaults(cfg);
 
 	if (cfg_prescan(path, text, len, errs) < 0)

@@ -79,6 +79,14 @@
 #define GW_CONFIG_DEFAULT_WEBHOOK_REFRESH_BURST 200.0
 #define GW_CONFIG_DEFAULT_TOKEN_GRACE_S 600	/* the previous path token works this long */
 #define GW_CONFIG_MAX_TOKEN_GRACE_S 86400
+/* follower: the job follower (issue 17, gateway/svc/follower.h). */
+#define GW_CONFIG_DEFAULT_FOLLOW_RATE 20.0		/* its own status polls per second, all accounts */
+#define GW_CONFIG_DEFAULT_FOLLOW_INTERVAL_MS 10000	/* first poll of a job, and shortest period */
+#define GW_CONFIG_DEFAULT_FOLLOW_MAX_INTERVAL_MS 300000	/* the backoff's longest period */
+#define GW_CONFIG_DEFAULT_FOLLOW_QUIET_MS 600000	/* with upstream webhooks: poll after this */
+#define GW_CONFIG_DEFAULT_FOLLOW_SCAN_MS 5000		/* new unsettled jobs are loaded this often */
+#define GW_CONFIG_DEFAULT_FOLLOW_MAX_JOBS 100000	/* jobs followed at once */
+#define GW_CONFIG_MAX_FOLLOW_JOBS 1000000
 /* process:, http:, grpc: (config_net.c) */
 #define GW_CONFIG_DEFAULT_FD_RESERVE 256
 #define GW_CONFIG_DEFAULT_MEMORY_MIB 512
@@ -398,6 +406,18 @@ struct gw_config {
 			long disable_after_s;		/* an endpoint failing this long: disabled */
 		} delivery;
 	} webhooks;
+	/* follower: how the gateway follows the jobs it started to their final state (issue 17). */
+	struct {
+		int enabled;			/* default 1 (needs a writable state store) */
+		double polls_per_second;	/* its own status polls, all accounts together */
+		long poll_interval_ms;		/* first poll after start, shortest period */
+		long max_poll_interval_ms;	/* longest period (jobs in progress for long) */
+		long quiet_ms;			/* webhooks.public_url set: a job is polled only after
+						 * this long without a final */
+		long scan_interval_ms;		/* unsettled jobs are loaded from the store this often */
+		size_t max_jobs;		/* followed at once; more wait in the store */
+		int line;			/* of the follower: key, 0 when absent */
+	} follower;
 	struct gw_process_cfg process;
 	struct gw_http_cfg http;
 	struct gw_rest_cfg rest;

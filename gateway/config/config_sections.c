@@ -420,13 +420,46 @@ static void cfg_rate(struct gw_cfg_parse *p, yaml_node_t *n)
 		gw_cfg_costs(p, v[0], "rate.costs", &p->cfg->costs);
 }
 
+/* follower: the job follower's pace (gateway/svc/follower.h). */
+static void cfg_follower(struct gw_cfg_parse *p, yaml_node_t *n)
+{
+	static const char *const keys[] = { "enabled", "polls_per_second", "poll_interval_ms",
+					    "max_poll_interval_ms", "quiet_ms", "scan_interval_ms",
+					    "max_jobs" };
+	yaml_node_t *v[7];
+	long long x;
+	double d;
+
+	p->cfg->follower.line = gw_cfg_line(n);
+	if (gw_cfg_map(p, n, "follower", keys, 7, v, NULL) < 0)
+		return;
+	if (v[0])
+		gw_cfg_bool(p, v[0], "follower.enabled", &p->cfg->follower.enabled);
+	if (v[1] && gw_cfg_double(p, v[1], "follower.polls_per_second", 1, &d) == 0) {
+		if (d > 10000)
+			GW_CFG_ERR(p, v[1], "follower.polls_per_second must be at most 10000");
+		else
+			p->cfg->follower.polls_per_second = d;
+	}
+	if (v[2] && gw_cfg_long(p, v[2], "follower.poll_interval_ms", 100, 86400000, &x) == 0)
+		p->cfg->follower.poll_interval_ms = (long)x;
+	if (v[3] && gw_cfg_long(p, v[3], "follower.max_poll_interval_ms", 100, 86400000, &x) == 0)
+		p->cfg->follower.max_poll_interval_ms = (long)x;
+	if (v[4] && gw_cfg_long(p, v[4], "follower.quiet_ms", 100, 7 * 86400000LL, &x) == 0)
+		p->cfg->follower.quiet_ms = (long)x;
+	if (v[5] && gw_cfg_long(p, v[5], "follower.scan_interval_ms", 100, 3600000, &x) == 0)
+		p->cfg->follower.scan_interval_ms = (long)x;
+	if (v[6] && gw_cfg_long(p, v[6], "follower.max_jobs", 1, GW_CONFIG_MAX_FOLLOW_JOBS, &x) == 0)
+		p->cfg->follower.max_jobs = (size_t)x;
+}
+
 /* top[]/topk[]: each section's value and key node. -1 if the root is not a mapping (nothing to check). */
 int gw_cfg_root(struct gw_cfg_parse *p, yaml_node_t *root, yaml_node_t **top, yaml_node_t **topk)
 {
 	static const char *const keys[GW_CFG_TOP_NKEYS] = { "listen", "tls", "log", "state", "upstream",
 						     "cache", "limits", "accounts", "tenants",
 						     "webhooks", "rate", "uploads", "watch", "process",
-						     "http", "grpc", "cluster", "redis", "rest" };
+						     "http", "grpc", "cluster", "redis", "rest", "follower" };
 
 	if (!root || root->type != YAML_MAPPING_NODE) {
 		GW_CFG_ERR(p, root, "the configuration must be a mapping (listen:, accounts:, tenants:, ...)");
@@ -471,5 +504,7 @@ int gw_cfg_root(struct gw_cfg_parse *p, yaml_node_t *root, yaml_node_t **top, ya
 		gw_cfg_redis(p, top[GW_CFG_TOP_REDIS]);
 	if (top[GW_CFG_TOP_REST])
 		gw_cfg_rest(p, top[GW_CFG_TOP_REST]);
+	if (top[GW_CFG_TOP_FOLLOWER])
+		cfg_follower(p, top[GW_CFG_TOP_FOLLOWER]);
 	return 0;
 }

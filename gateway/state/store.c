@@ -38,7 +38,7 @@ struct gw_store {
 /* One operation on its way through a backend. ids/tenants (owner_lookup) and the strings the
  * completion needs are copied into buf: the caller's may be gone when a backend answers later. */
 enum store_op { OP_PUT, OP_LOOKUP, OP_DEL, OP_BEGIN, OP_TAKE, OP_RENEW, OP_FINISH, OP_RELEASE,
-		OP_ABORT, OP_COUNT, OP_EXPIRE, OP_HOOK };
+		OP_ABORT, OP_COUNT, OP_EXPIRE, OP_HOOK, OP_CLAIM, OP_JOB_RENEW, OP_SETTLE };
 struct store_call {
 	struct gw_store *s;
 	gw_store_done_fn done;
@@ -652,6 +652,41 @@ void gw_store_hook(struct gw_store *s, const struct gw_hook_req *req, gw_store_d
 		 : store_write_call(s, OP_HOOK, ok, 0, done, arg);
 	if (c)
 		s->ops->hook(s->impl, req, store_complete, c);
+}
+
+/* ---- the job follower's set ---- */
+
+void gw_store_job_claim(struct gw_store *s, const char *lease, int64_t lease_until_ms, int64_t now_ms,
+			size_t max, gw_store_done_fn done, void *arg)
+{
+	int ok = store_args(s, "lease", lease, GW_STORE_LEASE_MAX) == 0;
+	struct store_call *c;
+
+	if (ok && (max < 1 || max > GW_STORE_CLAIM_MAX))
+		ok = store_reject(s, "a claim is of 1..GW_STORE_CLAIM_MAX jobs") == 0;
+	c = store_write_call(s, OP_CLAIM, ok, 0, done, arg);
+	if (c)
+		s->ops->job_claim(s->impl, lease, lease_until_ms, now_ms, max, store_complete, c);
+}
+
+void gw_store_job_renew(struct gw_store *s, const char *lease, int64_t lease_until_ms,
+			gw_store_done_fn done, void *arg)
+{
+	int ok = store_args(s, "lease", lease, GW_STORE_LEASE_MAX) == 0;
+	struct store_call *c = store_write_call(s, OP_JOB_RENEW, ok, 0, done, arg);
+
+	if (c)
+		s->ops->job_renew(s->impl, lease, lease_until_ms, store_complete, c);
+}
+
+void gw_store_job_settle(struct gw_store *s, const char *rid, int64_t now_ms, gw_store_done_fn done,
+			 void *arg)
+{
+	int ok = store_args(s, "rid", rid, GW_STORE_ID_MAX) == 0;
+	struct store_call *c = store_write_call(s, OP_SETTLE, ok, 0, done, arg);
+
+	if (c)
+		s->ops->job_settle(s->impl, rid, now_ms, store_complete, c);
 }
 
 /* ---- opening ---- */

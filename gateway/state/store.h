@@ -53,7 +53,7 @@
 #define GW_STORE_ERR_MAX 256		/* gw_store_errmsg() text, and err buffers for open */
 #define GW_STORE_SLOW_US 20000		/* a call slower than this counts in stats.slow_ops */
 #define GW_STORE_MEM_MAX_ENTRIES (1u << 20)	/* memory backend: owner + idem rows, in total */
-#define GW_STORE_SCHEMA_VERSION 1	/* SQLite schema this build writes; newer files are refused */
+#define GW_STORE_SCHEMA_VERSION 2	/* SQLite schema this build writes; newer files are refused */
 #define GW_STORE_BUSY_TIMEOUT_MS 200	/* SQLite lock wait before a call fails */
 #define GW_STORE_OWNER_CACHE 4096	/* SQLite: owner answers remembered (power of two) */
 
@@ -152,12 +152,35 @@ const struct gw_pg_stats *gw_store_pg_stats(const struct gw_store *s);
  *   idem_abort    0: a PENDING key is removed (upstream refused the job); DONE is kept.
  *   idem_count    0: res->count = PENDING keys (start-up log).
  *   idem_expire   0: keys created before older_than_ms removed; res->count = how many.
+ *
+ * The job follower's set (issue 17, gateway/svc/follower.h): every job row (GW_OBJ_JOB) carries
+ * a "settled" marker, set once everything that acts on the job's final state has done so, and a
+ * follow lease (holder, until), so that of several replicas one follows each job at a time.
+ *   job_claim     0: res->jobs[0..res->count) are unsettled jobs, oldest first, not leased to
+ *                 lease, whose lease has run out (shared backends) or that any other holder
+ *                 left (in-process backends: this process is the only writer, so another holder
+ *                 is a process that is gone); each is now leased to lease until lease_until_ms.
+ *                 max is 1..GW_STORE_CLAIM_MAX. Rows written before the marker existed and
+ *                 older than GW_STORE_SETTLE_BACKFILL_MS at the upgrade were marked settled by it.
+ *   job_renew     0: every unsettled job leased to lease lasts until lease_until_ms (0 releases
+ *                 them: anyone may claim them at once); res->count = how many.
+ *   job_settle    0: the job is settled at now_ms and its lease dropped (absent or already
+ *                 settled: 0 too). A settled job is never claimed again.
  */
 #define GW_STORE_ERROR (-1)
 #define GW_STORE_INSERTED 1
 #define GW_STORE_CONFLICT 3
 #define GW_STORE_LOOKUP_MAX 1024	/* ids of one owner_lookup (lists are asked in slices) */
 #define GW_STORE_LEASE_MAX 96		/* bytes of a lease holder: the instance id */
+#define GW_STORE_CLAIM_MAX 256		/* jobs of one job_claim (the follower loads in batches) */
+#define GW_STORE_SETTLE_BACKFILL_MS (24LL * 3600 * 1000)	/* see job_claim */
+
+/* One job of a job_claim answer. */
+struct gw_store_job {
+	char rid[GW_STORE_ID_MAX + 1];
+	char tenant[GW_STORE_TENANT_MAX + 1];
+	int64_t created_ms;			/* when the owner row was written (wall clock) */
+};
 
 struct gw_idem {
 	uint8_t fp[32];			/* request fingerprint (SHA-256) */
@@ -178,7 +201,9 @@ struct gw_store_res {
 	long retry_ms;			/* rc == GW_STORE_ERROR: > 0 when a retry after it may work */
 	const char *const *tenants;	/* owner_lookup */
 	const struct gw_idem *idem;	/* idem_begin, rc 0 */
-	long count;			/* idem_renew, idem_count, idem_expire; hook ops (below) */
+	long count;			/* idem_renew, idem_count, idem_expire; job_claim, job_renew;
+					 * hook ops (below) */
+	const struct gw_store_job *jobs;	/* job_claim: count of them */
 	const struct gw_hook *hooks;	/* GW_HOOK_GET (1), GW_HOOK_LIST (count) */
 	const struct gw_outbox_row *rows;	/* GW_OUTBOX_CLAIM (count) */
 	const struct gw_outbox_depth *depths;	/* GW_OUTBOX_DEPTH (count) */
@@ -217,6 +242,12 @@ void gw_store_idem_abort(struct gw_store *s, const char *tenant, const char *key
 			 gw_store_done_fn done, void *arg);
 void gw_store_idem_count(struct gw_store *s, gw_store_done_fn done, void *arg);
 void gw_store_idem_expire(struct gw_store *s, int64_t older_than_ms, gw_store_done_fn done, void *arg);
+void gw_store_job_claim(struct gw_store *s, const char *lease, int64_t lease_until_ms, int64_t now_ms,
+			size_t max, gw_store_done_fn done, void *arg);
+void gw_store_job_renew(struct gw_store *s, const char *lease, int64_t lease_until_ms,
+			gw_store_done_fn done, void *arg);
+void gw_store_job_settle(struct gw_store *s, const char *rid, int64_t now_ms, gw_store_done_fn done,
+			 void *arg);
 
 /*
  * Tenant webhook subscriptions and their delivery outbox (issue 17). A subscription (hook) is
@@ -361,6 +392,12 @@ struct gw_store_ops {
 	void (*idem_count)(void *impl, gw_store_done_fn done, void *arg);
 	void (*idem_expire)(void *impl, int64_t older_than_ms, gw_store_done_fn done, void *arg);
 	void (*hook)(void *impl, const struct gw_hook_req *req, gw_store_done_fn done, void *arg);
+	void (*job_claim)(void *impl, const char *lease, int64_t lease_until_ms, int64_t now_ms,
+			  size_t max, gw_store_done_fn done, void *arg);
+	void (*job_renew)(void *impl, const char *lease, int64_t lease_until_ms, gw_store_done_fn done,
+			  void *arg);
+	void (*job_settle)(void *impl, const char *rid, int64_t now_ms, gw_store_done_fn done,
+			   void *arg);
 };
 
 /*
@@ -408,6 +445,11 @@ struct gw_store_sync_ops {
 	/* GW_STORE_B_OK / _ABSENT / _CONFLICT / _FULL / _ERR; out->count and the arrays, which
 	 * the backend mallocs and the adapter frees after done */
 	int (*hook)(void *impl, const struct gw_hook_req *req, struct gw_hook_out *out);
+	/* job_claim fills out[0..max) and returns how many; job_renew a count; settle B_OK */
+	long (*job_claim)(void *impl, const char *lease, int64_t lease_until_ms, int64_t now_ms,
+			  struct gw_store_job *out, size_t max);
+	long (*job_renew)(void *impl, const char *lease, int64_t lease_until_ms);
+	int (*job_settle)(void *impl, const char *rid, int64_t now_ms);
 };
 /* Returns the adapter's impl (owning impl: closing it closes impl) and sets *ops; NULL when out
  * of memory (impl is then closed). */

@@ -230,6 +230,45 @@ static void inl_hook(void *impl, const struct gw_hook_req *req, gw_store_done_fn
 	free(out.depths);
 }
 
+static void inl_job_claim(void *impl, const char *lease, int64_t lease_until_ms, int64_t now_ms,
+			  size_t max, gw_store_done_fn done, void *arg)
+{
+	struct inl *b = impl;
+	struct gw_store_res res = { 0 };
+	struct gw_store_job *jobs = calloc(max, sizeof *jobs);
+	long n;
+
+	if (!jobs) {
+		res.rc = GW_STORE_ERROR;
+		res.err = "out of memory";
+		done(arg, &res);
+		return;
+	}
+	n = b->s->job_claim(b->impl, lease, lease_until_ms, now_ms, jobs, max);
+	res.count = n < 0 ? 0 : n;
+	res.jobs = jobs;
+	inl_done(b, n < 0 ? GW_STORE_B_ERR : GW_STORE_B_OK, done, arg, &res);
+	free(jobs);
+}
+
+static void inl_job_renew(void *impl, const char *lease, int64_t lease_until_ms,
+			  gw_store_done_fn done, void *arg)
+{
+	struct inl *b = impl;
+
+	inl_count_done(b, b->s->job_renew(b->impl, lease, lease_until_ms), done, arg);
+}
+
+static void inl_job_settle(void *impl, const char *rid, int64_t now_ms, gw_store_done_fn done,
+			   void *arg)
+{
+	struct inl *b = impl;
+	struct gw_store_res res = { 0 };
+	int brc = b->s->job_settle(b->impl, rid, now_ms);
+
+	inl_done(b, brc == GW_STORE_B_ABSENT ? GW_STORE_B_OK : brc, done, arg, &res);
+}
+
 static const struct gw_store_ops inl_ops = {
 	.name = NULL,	/* the backend's: set per adapter */
 	.shared = 0,
@@ -248,6 +287,9 @@ static const struct gw_store_ops inl_ops = {
 	.idem_count = inl_idem_count,
 	.idem_expire = inl_idem_expire,
 	.hook = NULL,	/* inl_hook when the backend has one: set per adapter */
+	.job_claim = inl_job_claim,
+	.job_renew = inl_job_renew,
+	.job_settle = inl_job_settle,
 };
 
 void *gw_store_inline_wrap(void *impl, const struct gw_store_sync_ops *sops,

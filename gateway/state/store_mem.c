@@ -18,6 +18,9 @@ struct mem_owner {
 	char id[GW_STORE_ID_MAX + 1];
 	char tenant[GW_STORE_TENANT_MAX + 1];
 	int64_t created_ms;
+	int64_t settled_ms;			/* jobs: 0 until the follower settles it */
+	char lease[GW_STORE_LEASE_MAX + 1];	/* jobs: the follower holding it ("" = none) */
+	int64_t lease_until_ms;
 };
 
 struct mem_idem {
@@ -590,6 +593,80 @@ static int mem_hook(void *impl, const struct gw_hook_req *r, struct gw_hook_out 
 	return GW_STORE_B_ERR;
 }
 
+/* The oldest unsettled jobs not leased to lease, oldest first (one writer: another holder is a
+ * process that is gone). A scan of every row: the memory backend serves tests and small demos. */
+static long mem_job_claim(void *impl, const char *lease, int64_t lease_until_ms, int64_t now_ms,
+			  struct gw_store_job *out, size_t max)
+{
+	struct mem_store *m = impl;
+	struct mem_owner **pick = calloc(max, sizeof *pick);
+	size_t n = 0;
+
+	(void)now_ms;
+	if (!pick) {
+		snprintf(m->err, sizeof m->err, "out of memory");
+		return GW_STORE_B_ERR;
+	}
+	for (size_t i = 0; i < MEM_BUCKETS; i++) {
+		for (struct mem_owner *o = m->owners[i]; o; o = o->next) {
+			size_t j;
+
+			if (o->kind != GW_OBJ_JOB || o->settled_ms || strcmp(o->lease, lease) == 0)
+				continue;
+			/* keep the max oldest: insertion into the sorted pick list */
+			if (n == max && o->created_ms >= pick[n - 1]->created_ms)
+				continue;
+			j = n < max ? n++ : max - 1;
+			while (j > 0 && pick[j - 1]->created_ms > o->created_ms) {
+				pick[j] = pick[j - 1];
+				j--;
+			}
+			pick[j] = o;
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		snprintf(pick[i]->lease, sizeof pick[i]->lease, "%s", lease);
+		pick[i]->lease_until_ms = lease_until_ms;
+		memcpy(out[i].rid, pick[i]->id, sizeof out[i].rid);
+		memcpy(out[i].tenant, pick[i]->tenant, sizeof out[i].tenant);
+		out[i].created_ms = pick[i]->created_ms;
+	}
+	free(pick);
+	return (long)n;
+}
+
+static long mem_job_renew(void *impl, const char *lease, int64_t lease_until_ms)
+{
+	struct mem_store *m = impl;
+	long n = 0;
+
+	for (size_t i = 0; i < MEM_BUCKETS; i++) {
+		for (struct mem_owner *o = m->owners[i]; o; o = o->next) {
+			if (o->kind != GW_OBJ_JOB || o->settled_ms || strcmp(o->lease, lease) != 0)
+				continue;
+			o->lease_until_ms = lease_until_ms;
+			if (!lease_until_ms)
+				o->lease[0] = '\0';
+			n++;
+		}
+	}
+	return n;
+}
+
+static int mem_job_settle(void *impl, const char *rid, int64_t now_ms)
+{
+	struct mem_store *m = impl;
+	struct mem_owner *o = *mem_owner_find(m, GW_OBJ_JOB, rid);
+
+	if (!o)
+		return GW_STORE_B_ABSENT;
+	if (!o->settled_ms)
+		o->settled_ms = now_ms > 0 ? now_ms : 1;
+	o->lease[0] = '\0';
+	o->lease_until_ms = 0;
+	return GW_STORE_B_OK;
+}
+
 static const struct gw_store_sync_ops mem_ops = {
 	.name = "memory",
 	.close = mem_close,
@@ -607,6 +684,9 @@ static const struct gw_store_sync_ops mem_ops = {
 	.idem_count = mem_idem_count,
 	.idem_expire = mem_idem_expire,
 	.hook = mem_hook,
+	.job_claim = mem_job_claim,
+	.job_renew = mem_job_renew,
+	.job_settle = mem_job_settle,
 };
 
 void *gw_store_mem_open(size_t max_entries, const struct gw_store_sync_ops **ops)

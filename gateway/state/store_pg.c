@@ -78,7 +78,19 @@ static const struct pgs_migration {
 	  "CREATE INDEX a3d_outbox_due ON a3d_outbox (next_ms) WHERE state = 0;"
 	  "CREATE INDEX a3d_outbox_tenant ON a3d_outbox (tenant, endpoint);"
 	  "CREATE INDEX a3d_outbox_settled ON a3d_outbox (created_ms) WHERE state <> 0;" },
+	/* The job follower (issue 17): settled marker and follow lease. Expand only: an older
+	 * build inserts rows unsettled (the default), which the follower then follows. Jobs older
+	 * than GW_STORE_SETTLE_BACKFILL_MS (one day) at the upgrade count as settled. */
+	{ 3, 1,
+	  "ALTER TABLE a3d_owner ADD COLUMN settled_ms bigint NOT NULL DEFAULT 0,"
+	  " ADD COLUMN follow_lease text NOT NULL DEFAULT '',"
+	  " ADD COLUMN follow_until_ms bigint NOT NULL DEFAULT 0;"
+	  "UPDATE a3d_owner SET settled_ms = greatest(created_ms, 1) WHERE kind = 1"
+	  " AND created_ms < (extract(epoch FROM now()) * 1000)::bigint - 86400000;"
+	  "CREATE INDEX a3d_owner_unsettled ON a3d_owner (created_ms) WHERE kind = 1 AND settled_ms = 0;"
+	  "CREATE INDEX a3d_owner_follow ON a3d_owner (follow_lease) WHERE kind = 1 AND settled_ms = 0;" },
 };
+_Static_assert(GW_STORE_SETTLE_BACKFILL_MS == 86400000, "migration 3 backfills one day");
 #define PGS_NMIGRATIONS (sizeof pgs_migrations / sizeof pgs_migrations[0])
 
 /* The schema version this build knows up to: its newest migration. */
@@ -111,6 +123,9 @@ enum pgs_stmt {
 	PGS_OUTBOX_DEPTH,
 	PGS_OUTBOX_EXPIRE,
 	PGS_HOOK_LEGACY,
+	PGS_JOB_CLAIM,
+	PGS_JOB_RENEW,
+	PGS_JOB_SETTLE,
 	PGS_NSTMTS
 };
 
@@ -236,6 +251,20 @@ static const struct gw_pg_stmt pgs_stmts[PGS_NSTMTS] = {
 	[PGS_HOOK_LEGACY] = { "a3d_hook_legacy",
 			      "SELECT tenant, id FROM a3d_owner WHERE kind = 3 ORDER BY tenant, id"
 			      " LIMIT 64", 0 },
+	/* SKIP LOCKED: replicas claiming at once take disjoint jobs instead of queueing on rows. */
+	[PGS_JOB_CLAIM] = { "a3d_job_claim",
+			    "UPDATE a3d_owner o SET follow_lease = $1, follow_until_ms = $2::bigint"
+			    " FROM (SELECT kind, id FROM a3d_owner WHERE kind = 1 AND settled_ms = 0"
+			    " AND follow_lease <> $1 AND follow_until_ms < $3::bigint"
+			    " ORDER BY created_ms LIMIT $4::int FOR UPDATE SKIP LOCKED) c"
+			    " WHERE o.kind = c.kind AND o.id = c.id RETURNING o.id, o.tenant, o.created_ms", 4 },
+	[PGS_JOB_RENEW] = { "a3d_job_renew",
+			    "UPDATE a3d_owner SET follow_until_ms = $2::bigint,"
+			    " follow_lease = CASE WHEN $2::bigint = 0 THEN '' ELSE follow_lease END"
+			    " WHERE kind = 1 AND settled_ms = 0 AND follow_lease = $1", 2 },
+	[PGS_JOB_SETTLE] = { "a3d_job_settle",
+			     "UPDATE a3d_owner SET settled_ms = $2::bigint, follow_lease = '', follow_until_ms = 0"
+			     " WHERE kind = 1 AND id = $1 AND settled_ms = 0", 2 },
 };
 
 struct pgs_store {
@@ -547,6 +576,46 @@ static void pgs_answer_count(struct pgs_op *op, const PGresult *res)
 	pgs_end(op, &r);
 }
 
+/* job_claim: rows (id, tenant, created_ms), oldest first (RETURNING keeps no order: sorted here). */
+static int pgs_job_cmp(const void *a, const void *b)
+{
+	const struct gw_store_job *x = a, *y = b;
+
+	return x->created_ms < y->created_ms ? -1 : x->created_ms > y->created_ms;
+}
+
+static void pgs_answer_job_claim(struct pgs_op *op, const PGresult *res)
+{
+	struct gw_store_res r = { .rc = 0 };
+	struct gw_store_job *jobs = NULL;
+	int n;
+
+	if (!pgs_shape(res, 3)) {
+		pgs_end_error(op, "unexpected answer to job_claim");
+		return;
+	}
+	n = PQntuples(res);
+	if (n > 0) {
+		jobs = calloc((size_t)n, sizeof *jobs);
+		if (!jobs) {
+			/* the rows stay leased to us until the lease runs out: claimed again then */
+			pgs_end_error(op, "out of memory");
+			return;
+		}
+	}
+	for (int i = 0; i < n; i++) {
+		snprintf(jobs[i].rid, sizeof jobs[i].rid, "%s", PQgetvalue(res, i, 0));
+		snprintf(jobs[i].tenant, sizeof jobs[i].tenant, "%s", PQgetvalue(res, i, 1));
+		jobs[i].created_ms = strtoll(PQgetvalue(res, i, 2), NULL, 10);
+	}
+	if (n > 1)
+		qsort(jobs, (size_t)n, sizeof *jobs, pgs_job_cmp);
+	r.jobs = jobs;
+	r.count = n;
+	pgs_end(op, &r);
+	free(jobs);
+}
+
 /* ---- the operations ---- */
 
 static void pgs_owner_put(void *impl, int k, const char *id, const char *tenant, int64_t now_ms,
@@ -702,6 +771,38 @@ static void pgs_idem_expire(void *impl, int64_t older_than_ms, gw_store_done_fn 
 
 	snprintf(older, sizeof older, "%" PRId64, older_than_ms);
 	pgs_start(impl, PGS_IDEM_EXPIRE, p, 0, 0, pgs_answer_rows, done, arg);
+}
+
+static void pgs_job_claim(void *impl, const char *lease, int64_t lease_until_ms, int64_t now_ms,
+			  size_t max, gw_store_done_fn done, void *arg)
+{
+	char until[24], now[24], lim[24];
+	const char *p[4] = { lease, until, now, lim };
+
+	snprintf(until, sizeof until, "%" PRId64, lease_until_ms);
+	snprintf(now, sizeof now, "%" PRId64, now_ms);
+	snprintf(lim, sizeof lim, "%zu", max);
+	pgs_start(impl, PGS_JOB_CLAIM, p, 0, 0, pgs_answer_job_claim, done, arg);
+}
+
+static void pgs_job_renew(void *impl, const char *lease, int64_t lease_until_ms,
+			  gw_store_done_fn done, void *arg)
+{
+	char until[24];
+	const char *p[2] = { lease, until };
+
+	snprintf(until, sizeof until, "%" PRId64, lease_until_ms);
+	pgs_start(impl, PGS_JOB_RENEW, p, 0, 0, pgs_answer_rows, done, arg);
+}
+
+static void pgs_job_settle(void *impl, const char *rid, int64_t now_ms, gw_store_done_fn done,
+			   void *arg)
+{
+	char now[24];
+	const char *p[2] = { rid, now };
+
+	snprintf(now, sizeof now, "%" PRId64, now_ms > 0 ? now_ms : 1);
+	pgs_start(impl, PGS_JOB_SETTLE, p, 0, 0, pgs_answer_command, done, arg);
 }
 
 /* ---- the store ---- */
@@ -1054,6 +1155,9 @@ static const struct gw_store_ops pgs_ops = {
 	.idem_count = pgs_idem_count,
 	.idem_expire = pgs_idem_expire,
 	.hook = pgs_hook,
+	.job_claim = pgs_job_claim,
+	.job_renew = pgs_job_renew,
+	.job_settle = pgs_job_settle,
 };
 
 /* ---- start-up: the migrations (blocking, one connection) ---- */

@@ -5,7 +5,10 @@
  * Schema (version GW_STORE_SCHEMA_VERSION):
  *   schema_version(version, opened_ms)       one row; opened_ms is rewritten at every open,
  *                                            which proves the file and its directory are writable
- *   owner(kind, id, tenant, created_ms)      PRIMARY KEY (kind, id); index (kind, tenant, id)
+ *   owner(kind, id, tenant, created_ms, settled_ms, follow_lease, follow_until_ms)
+ *                                            PRIMARY KEY (kind, id); index (kind, tenant, id);
+ *                                            index (kind, settled_ms, created_ms): the job
+ *                                            follower's unsettled jobs (version 2)
  *   idem(tenant, key, fp, done, rid, source, created_ms)
  *                                            PRIMARY KEY (tenant, key); index (done, created_ms)
  * Statements are prepared once per store (SQLITE_PREPARE_PERSISTENT) and reset after each use.
@@ -45,6 +48,9 @@ enum sql_stmt {
 	SQL_OUTBOX_EXPIRE,
 	SQL_OUTBOX_ORPHANS,
 	SQL_HOOK_LEGACY,
+	SQL_JOB_UNSETTLED,
+	SQL_JOB_LEASE,
+	SQL_JOB_SETTLE,
 	SQL_NSTMT
 };
 
@@ -96,6 +102,11 @@ static const char *const sql_text[SQL_NSTMT] = {
 	[SQL_OUTBOX_ORPHANS] = "DELETE FROM outbox WHERE NOT EXISTS (SELECT 1 FROM hook h"
 			       " WHERE h.tenant = outbox.tenant AND h.id = outbox.endpoint)",
 	[SQL_HOOK_LEGACY] = "SELECT tenant, id FROM owner WHERE kind = 3 ORDER BY tenant, id LIMIT ?1",
+	[SQL_JOB_UNSETTLED] = "SELECT id, tenant, created_ms FROM owner WHERE kind = 1 AND settled_ms = 0"
+			      " AND follow_lease <> ?1 ORDER BY created_ms, id LIMIT ?2",
+	[SQL_JOB_LEASE] = "UPDATE owner SET follow_lease = ?1, follow_until_ms = ?2 WHERE kind = 1 AND id = ?3",
+	[SQL_JOB_SETTLE] = "UPDATE owner SET settled_ms = ?2, follow_lease = '', follow_until_ms = 0"
+			   " WHERE kind = 1 AND id = ?1 AND settled_ms = 0",
 };
 
 /* Webhook tables (issue 17): an expand step inside schema version 1, created by every writable
@@ -117,8 +128,11 @@ static const char sql_schema_hooks[] =
 static const char sql_schema[] =
 	"CREATE TABLE schema_version (version INTEGER NOT NULL, opened_ms INTEGER NOT NULL);"
 	"CREATE TABLE owner (kind INTEGER NOT NULL, id TEXT NOT NULL, tenant TEXT NOT NULL,"
-	"  created_ms INTEGER NOT NULL, PRIMARY KEY (kind, id)) WITHOUT ROWID;"
+	"  created_ms INTEGER NOT NULL, settled_ms INTEGER NOT NULL DEFAULT 0,"
+	"  follow_lease TEXT NOT NULL DEFAULT '', follow_until_ms INTEGER NOT NULL DEFAULT 0,"
+	"  PRIMARY KEY (kind, id)) WITHOUT ROWID;"
 	"CREATE INDEX owner_by_tenant ON owner (kind, tenant, id);"
+	"CREATE INDEX owner_unsettled ON owner (kind, settled_ms, created_ms);"
 	"CREATE TABLE idem (tenant TEXT NOT NULL, key TEXT NOT NULL, fp BLOB NOT NULL,"
 	"  done INTEGER NOT NULL, rid TEXT NOT NULL, source TEXT NOT NULL,"
 	"  created_ms INTEGER NOT NULL, PRIMARY KEY (tenant, key)) WITHOUT ROWID;"
@@ -789,6 +803,76 @@ static int sql_hook(void *impl, const struct gw_hook_req *r, struct gw_hook_out 
 	return GW_STORE_B_ERR;
 }
 
+/*
+ * The follower's claim: the oldest unsettled jobs not leased to lease, leased to it in one
+ * transaction (one fsync). This process is the file's only writer, so a job leased to any other
+ * holder was left by a process that is gone: it is taken at once, whatever its lease time.
+ */
+static long sql_job_claim(void *impl, const char *lease, int64_t lease_until_ms, int64_t now_ms,
+			  struct gw_store_job *out, size_t max)
+{
+	struct sql_store *q = impl;
+	sqlite3_stmt *st = sql_stmt(q, SQL_JOB_UNSETTLED);
+	long n = 0;
+	int rc = SQLITE_DONE;
+
+	(void)now_ms;
+	if (!st)
+		return GW_STORE_B_ERR;
+	sqlite3_bind_text(st, 1, lease, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)max);
+	while ((size_t)n < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		sql_copy(out[n].rid, sizeof out[n].rid, sqlite3_column_text(st, 0));
+		sql_copy(out[n].tenant, sizeof out[n].tenant, sqlite3_column_text(st, 1));
+		out[n].created_ms = sqlite3_column_int64(st, 2);
+		n++;
+	}
+	if ((size_t)n < max && rc != SQLITE_DONE) {
+		n = sql_fail(q);
+		sql_done(st);
+		return n;
+	}
+	sql_done(st);
+	if (n == 0)
+		return 0;
+	st = sql_stmt(q, SQL_JOB_LEASE);
+	if (!st || sqlite3_exec(q->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
+		return st ? sql_fail(q) : GW_STORE_B_ERR;
+	for (long i = 0; i < n; i++) {
+		sqlite3_bind_text(st, 1, lease, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, lease_until_ms);
+		sqlite3_bind_text(st, 3, out[i].rid, -1, SQLITE_STATIC);
+		if (sql_exec(q, st) != GW_STORE_B_OK) {
+			sqlite3_exec(q->db, "ROLLBACK", NULL, NULL, NULL);
+			return GW_STORE_B_ERR;
+		}
+	}
+	if (sqlite3_exec(q->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+		n = sql_fail(q);
+		sqlite3_exec(q->db, "ROLLBACK", NULL, NULL, NULL);
+	}
+	return n;
+}
+
+/* Like idem leases: nobody else writes the file, so the lease time is never read; no write. */
+static long sql_job_renew(void *impl, const char *lease, int64_t lease_until_ms)
+{
+	(void)impl, (void)lease, (void)lease_until_ms;
+	return 0;
+}
+
+static int sql_job_settle(void *impl, const char *rid, int64_t now_ms)
+{
+	struct sql_store *q = impl;
+	sqlite3_stmt *st = sql_stmt(q, SQL_JOB_SETTLE);
+
+	if (!st)
+		return GW_STORE_B_ERR;
+	sqlite3_bind_text(st, 1, rid, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, now_ms > 0 ? now_ms : 1);
+	return sql_exec(q, st);
+}
+
 static void sql_close(void *impl)
 {
 	struct sql_store *q = impl;
@@ -817,6 +901,9 @@ static const struct gw_store_sync_ops sql_ops = {
 	.idem_count = sql_idem_count,
 	.idem_expire = sql_idem_expire,
 	.hook = sql_hook,
+	.job_claim = sql_job_claim,
+	.job_renew = sql_job_renew,
+	.job_settle = sql_job_settle,
 };
 
 /* ---- opening ---- */
@@ -869,6 +956,38 @@ static int64_t sql_wall_ms(void)
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * Version 1 -> 2: the job follower's settled marker and follow lease on owner rows. Jobs older
+ * than GW_STORE_SETTLE_BACKFILL_MS at the upgrade are marked settled (a gateway upgraded with a
+ * long history would otherwise poll every job it ever started); younger ones are followed.
+ * A read-only open of a version 1 file stays version 1: its reads do not need the columns.
+ */
+static int sql_migrate_2(sqlite3 *db, const char *path, char *err, size_t errlen)
+{
+	char sql[512];
+	int rc;
+
+	snprintf(sql, sizeof sql,
+		 "ALTER TABLE owner ADD COLUMN settled_ms INTEGER NOT NULL DEFAULT 0;"
+		 "ALTER TABLE owner ADD COLUMN follow_lease TEXT NOT NULL DEFAULT '';"
+		 "ALTER TABLE owner ADD COLUMN follow_until_ms INTEGER NOT NULL DEFAULT 0;"
+		 "UPDATE owner SET settled_ms = max(created_ms, 1) WHERE kind = 1 AND created_ms < %lld;"
+		 "CREATE INDEX owner_unsettled ON owner (kind, settled_ms, created_ms);"
+		 "UPDATE schema_version SET version = 2;",
+		 (long long)(sql_wall_ms() - GW_STORE_SETTLE_BACKFILL_MS));
+	rc = sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+	if (rc != SQLITE_OK) {
+		sql_open_err(db, rc, path, "cannot be migrated to schema version 2", err, errlen);
+		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+		return -1;
+	}
+	return 0;
 }
 
 /* Creates or checks the schema. Returns 0, or -1 with err filled. */
@@ -940,6 +1059,8 @@ static int sql_schema_check(sqlite3 *db, const char *path, int read_only, char *
 			     errlen);
 		return -1;
 	}
+	if (version < 2 && !read_only && sql_migrate_2(db, path, err, errlen) != 0)
+		return -1;
 	return 0;
 }
 

@@ -29,7 +29,6 @@
 #include "gateway/svc/caps.h"
 #include "gateway/svc/rpc_owner.h"
 #include "gateway/svc/status_share.h"
-#include "gateway/svc/webhook_out.h"
 #include "gateway/upstream/upstream.h"
 #include "auth/upstream/session.h"
 
@@ -51,6 +50,9 @@ struct gw_status_ctx {
 	/* Shared with the other replicas through Redis (NULL without redis:). */
 	struct gw_status_share *share;
 	const char **account_names;	/* by account index, for the shared keys */
+	/* Who else hears of finals (the job follower): gw_status_ctx_on_final. */
+	gw_status_final_fn final_fn;
+	void *final_fn_arg;
 };
 
 /* What a WatchStatus refusal names (gateway/svc/caps.h). */
@@ -80,24 +82,42 @@ static void status_on_final(void *arg, size_t acct, const Animate3d__V1__JobStat
 
 	if (x->share)
 		gw_status_share_final(x->share, acct, st);
-	/* issue 17: tenant webhooks, until the job follower (gateway/svc/jobevent.h) feeds them */
-	gw_webhook_out_status_final(x->env, acct, st);
+	if (x->final_fn)
+		x->final_fn(x->final_fn_arg, acct, st, 0);
 }
 
+void gw_status_ctx_on_final(struct gw_status_ctx *x, gw_status_final_fn fn, void *arg)
+{
+	if (!x)
+		return;
+	x->final_fn = fn;
+	x->final_fn_arg = arg;
+}
+
+/* A final another replica read upstream and published (the share applies only those). */
 static int status_apply(void *arg, size_t acct, const Animate3d__V1__JobStatus *st)
 {
-	return gw_status_apply(arg, acct, st);
+	struct gw_status_ctx *x = arg;
+	int rc = gw_status_apply(x->status, acct, st);
+
+	if (rc >= 0 && x->final_fn && gw_cache_state_final((int)st->state))
+		x->final_fn(x->final_fn_arg, acct, st, 1);
+	return rc;
 }
 
 static int status_forget(void *arg, size_t acct, const char *rid)
 {
-	return gw_status_forget(arg, acct, rid);
+	struct gw_status_ctx *x = arg;
+
+	return gw_status_forget(x->status, acct, rid);
 }
 
 static int status_apply_aged(void *arg, size_t acct, const Animate3d__V1__JobStatus *st,
 			     int64_t age_ms, int only_tracked)
 {
-	return gw_status_apply_aged(arg, acct, st, age_ms, only_tracked);
+	struct gw_status_ctx *x = arg;
+
+	return gw_status_apply_aged(x->status, acct, st, age_ms, only_tracked);
 }
 
 /* The batcher's cluster hooks (set only with Redis): forwarded to the share once it exists. */
@@ -153,7 +173,7 @@ static int status_ctx_share(struct gw_status_ctx *x, struct gw_env *env)
 	so.apply_aged = status_apply_aged;
 	so.claim_done = status_claim_done;
 	so.ttl_ms = env->cfg->cache.status_ttl_ms;
-	so.apply_arg = x->status;
+	so.apply_arg = x;
 	so.instance = env->instance;
 	so.accounts = x->account_names;
 	so.naccounts = env->naccounts;

@@ -309,6 +309,15 @@ void gw_status_rpc_get(struct gw_call *c);
  * tenant (watch_streams_tenant_refused_total) and logged within a budget. */
 void gw_status_rpc_watch(struct gw_call *c);
 
+/* Who also hears of final statuses (the job follower, gateway/svc/follower.h): fn(arg, acct, st,
+ * peer) runs for every final the module reads upstream (peer 0: the on_final hook above) and for
+ * every final another replica read and published that is applied here (peer 1). st is borrowed
+ * for the call; fn must not call back into the status module (defer the work). One observer;
+ * x NULL is a no-op. */
+typedef void (*gw_status_final_fn)(void *arg, size_t acct, const Animate3d__V1__JobStatus *st,
+				   int peer);
+void gw_status_ctx_on_final(struct gw_status_ctx *x, gw_status_final_fn fn, void *arg);
+
 /* For StartJob handlers: call after upstream accepted a job that reuses rid (mp_detection_rid),
  * before replying (gw_status_forget on the service's state). x NULL is a no-op. */
 void gw_status_job_restarted(struct gw_status_ctx *x, size_t acct, const char *rid);

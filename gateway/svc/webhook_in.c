@@ -21,6 +21,7 @@
 #include "gateway/call/env.h"
 #include "gateway/call/svc.h"
 #include "gateway/state/store.h"
+#include "gateway/svc/follower.h"
 #include "gateway/svc/status.h"
 
 #define WEBHOOK_IN_MAX_DEPTH 8		/* JSON nesting accepted in a delivery */
@@ -331,6 +332,7 @@ static int webhook_in_refresh(struct webhook_in_svc *x, const struct gw_webhook_
 		return st ? 503 : 200;	/* 503: let upstream deliver again */
 	}
 	w->cnt.refreshed++;
+	gw_follower_webhook_seen(x->env, ev->account, ev->rid);
 	return 200;
 }
 

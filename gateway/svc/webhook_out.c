@@ -573,105 +573,6 @@ out:
 	free(body);
 }
 
-/* ---- the adapter from the status module (until the job follower is merged) ---- */
-
-struct wh_final {
-	struct gw_webhook_out *w;
-	size_t acct;
-	int state;
-	int error_code;
-	int64_t final_at_ms;
-	char rid[GW_STORE_ID_MAX + 1];
-	char msg[GW_WH_BODY_ERR_MAX + 1];
-};
-
-static void wh_final_stored(void *arg, int rc)
-{
-	struct wh_final *f = arg;
-
-	if (rc != 0)
-		gw_log(GW_LOG_WARN, "webhook_outbox_write_failed", GW_LS("rid", f->rid),
-		       GW_LS("error", gw_store_errmsg(f->w->env->store)), GW_LEND);
-	free(f);
-}
-
-static void wh_final_owner(void *arg, const struct gw_store_res *res)
-{
-	struct wh_final *f = arg;
-	struct gw_webhook_out *w = f->w;
-	Animate3d__V1__JobStatus st = ANIMATE3D__V1__JOB_STATUS__INIT;
-	struct gw_jobevent ev = { 0 };
-	char tenant[GW_STORE_TENANT_MAX + 1];
-
-	w->store_ops--;
-	if (res->rc != 0 || !res->tenants || !res->tenants[0]) {
-		w->cnt.adapter_unowned += res->rc == 0;
-		if (res->rc != 0)
-			w->cnt.store_failed++;
-		free(f);
-		return;
-	}
-	snprintf(tenant, sizeof tenant, "%s", res->tenants[0]);
-	st.rid = f->rid;
-	st.state = (Animate3d__V1__JobState)f->state;
-	st.error_code = (Animate3d__V1__JobError)f->error_code;
-	st.error_message = f->msg;
-	ev.rid = f->rid;
-	ev.tenant = tenant;
-	ev.state = f->state;
-	ev.status = &st;
-	ev.final_at_ms = f->final_at_ms;
-	gw_webhook_out_on_final(w, &ev, wh_final_stored, f);
-}
-
-void gw_webhook_out_status_final(const struct gw_env *env, size_t acct,
-				 const Animate3d__V1__JobStatus *st)
-{
-	struct gw_webhook_out *w = gw_webhook_out_of(env);
-	struct wh_final *f;
-	const char *ids[1];
-
-	if (!w || !st || !st->rid || !env->store || gw_store_read_only(env->store) ||
-	    env->cfg->webhooks.upstream_passthrough ||
-	    (st->state != ANIMATE3D__V1__JOB_STATE__SUCCESS &&
-	     st->state != ANIMATE3D__V1__JOB_STATE__FAILURE) ||
-	    strlen(st->rid) > GW_STORE_ID_MAX || !st->rid[0])
-		return;
-	f = calloc(1, sizeof *f);
-	if (!f) {
-		w->cnt.store_failed++;
-		return;
-	}
-	f->w = w;
-	f->acct = acct;
-	f->state = st->state;
-	f->error_code = (int)st->error_code;
-	f->final_at_ms = gw_clock_wall_ms();
-	snprintf(f->rid, sizeof f->rid, "%s", st->rid);
-	snprintf(f->msg, sizeof f->msg, "%s", st->error_message ? st->error_message : "");
-	ids[0] = f->rid;
-	w->store_ops++;
-	gw_store_owner_lookup(env->store, GW_OBJ_JOB, ids, 1, wh_final_owner, f);
-}
-
-/* ---- the job follower's registration ---- */
-
-/*
- * A stand-in for gw_jobevent_listen() until the job follower (gateway/svc/follower.c, built at
- * the same time) is merged: nothing defines the registry yet and env->jobevents stays NULL, so
- * it is never called. Weak: the follower's own definition replaces it at link time; remove it
- * then.
- */
-__attribute__((weak)) int gw_jobevent_listen(struct gw_jobevents *je, const char *name,
-					     gw_jobevent_fn fn, void *arg)
-{
-	(void)je;
-	(void)name;
-	(void)fn;
-	(void)arg;
-	return -1;
-}
-
 /* ---- the service ---- */
 
 struct gw_webhook_out *gw_webhook_out_of(const struct gw_env *env)
@@ -860,7 +761,7 @@ static void wh_metrics(void *state, struct gw_metrics_out *o)
 			{ "events", w->cnt.events },	     { "rows", w->cnt.rows },
 			{ "store_failed", w->cnt.store_failed }, { "claim_failed", w->cnt.claim_failed },
 			{ "settle_lost", w->cnt.settle_lost },   { "settle_failed", w->cnt.settle_failed },
-			{ "disabled", w->cnt.disabled },	     { "unowned", w->cnt.adapter_unowned },
+			{ "disabled", w->cnt.disabled },	     
 		};
 
 		for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {

@@ -24,9 +24,9 @@
  *   dies leaves its leases to expire (GW_WH_OUT_LEASE_MS past the attempt's timeout) and another
  *   claims the rows. A restart finds the pending rows in the store.
  *
- * Until the job follower is merged, gw_webhook_out_status_final() is the adapter the status
- * module calls with the finals its fetches read (a caller's poll, or the re-read an upstream
- * webhook triggers): it looks the job's owner up and calls the same listener.
+ * Events come from the job follower (gateway/svc/follower.h): server.c registers
+ * gw_webhook_out_on_final() as its "webhooks" jobevent listener, so only upstream-confirmed
+ * finals of jobs the gateway started reach the outbox, polled or not.
  *
  * Loop thread only.
  */
@@ -71,8 +71,5 @@ void gw_webhook_out_on_final(void *arg, const struct gw_jobevent *ev, gw_jobeven
 /* The registered state, or NULL when the service is not registered. */
 struct gw_webhook_out *gw_webhook_out_of(const struct gw_env *env);
 
-/* The adapter from the status module's on_final (see above); st is borrowed. */
-void gw_webhook_out_status_final(const struct gw_env *env, size_t acct,
-				 const Animate3d__V1__JobStatus *st);
 
 #endif

@@ -58,7 +58,6 @@ struct gw_webhook_out {
 		uint64_t settle_lost;	/* settles whose lease another replica had taken */
 		uint64_t settle_failed;
 		uint64_t disabled;	/* endpoints disabled for failing */
-		uint64_t adapter_unowned;	/* finals of rids no tenant owns (not started here) */
 	} cnt;
 };
 

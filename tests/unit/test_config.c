@@ -262,6 +262,16 @@ static const struct bad_case bad_cases[] = {
 	{ "watch:\n  health_max_streams_per_peer: 0\n" BASE, 2,
 	  "watch.health_max_streams_per_peer must be > 0" },
 	{ "watch: [1]\n" BASE, 1, "watch must be a mapping" },
+	/* follower (issue 17) */
+	{ "follower:\n  polls_per_second: 0\n" BASE, 2, "follower.polls_per_second must be > 0" },
+	{ "follower:\n  polls_per_second: 10001\n" BASE, 2, "follower.polls_per_second must be at most 10000" },
+	{ "follower:\n  poll_interval_ms: 99\n" BASE, 2, "follower.poll_interval_ms must be >= 100" },
+	{ "follower:\n  max_jobs: 0\n" BASE, 2, "follower.max_jobs must be > 0" },
+	{ "follower:\n  scan_interval_ms: x\n" BASE, 2, "follower.scan_interval_ms must be an integer" },
+	{ "follower:\n  enabled: maybe\n" BASE, 2, "follower.enabled must be true or false" },
+	{ "follower:\n  poll_interval_ms: 5000\n  max_poll_interval_ms: 1000\n" BASE, 1,
+	  "follower.max_poll_interval_ms must be >= follower.poll_interval_ms" },
+	{ "follower:\n  every: 5\n" BASE, 2, "unknown key \"every\"" },
 	{ ACCOUNT_SIM "tenants:\n  - name: t\n    account: sim\n    limits:\n      uploads: 0\n", 10,
 	  "tenants[0].limits.uploads must be > 0" },
 	{ ACCOUNT_SIM "tenants:\n  - name: t\n    account: sim\n    limits:\n      watch_streams: x\n", 10,
@@ -617,6 +627,13 @@ Test(config, optional_sections_and_defaults)
 	cr_expect_eq(cfg->webhooks.delivery.timeout_ms, GW_CONFIG_DEFAULT_WH_TIMEOUT_MS);
 	cr_expect_eq(cfg->webhooks.delivery.give_up_s, GW_CONFIG_DEFAULT_WH_GIVE_UP_S);
 	cr_expect_eq(cfg->webhooks.delivery.disable_after_s, GW_CONFIG_DEFAULT_WH_DISABLE_AFTER_S);
+	cr_expect_eq(cfg->follower.enabled, 1);
+	cr_expect_float_eq(cfg->follower.polls_per_second, GW_CONFIG_DEFAULT_FOLLOW_RATE, 1e-9);
+	cr_expect_eq(cfg->follower.poll_interval_ms, GW_CONFIG_DEFAULT_FOLLOW_INTERVAL_MS);
+	cr_expect_eq(cfg->follower.max_poll_interval_ms, GW_CONFIG_DEFAULT_FOLLOW_MAX_INTERVAL_MS);
+	cr_expect_eq(cfg->follower.quiet_ms, GW_CONFIG_DEFAULT_FOLLOW_QUIET_MS);
+	cr_expect_eq(cfg->follower.scan_interval_ms, GW_CONFIG_DEFAULT_FOLLOW_SCAN_MS);
+	cr_expect_eq(cfg->follower.max_jobs, GW_CONFIG_DEFAULT_FOLLOW_MAX_JOBS);
 	cr_expect_eq(cfg->uploads.max_concurrent, GW_CONFIG_DEFAULT_UPLOADS_MAX);
 	cr_expect_eq(cfg->uploads.max_per_tenant, 0);
 	cr_expect_eq(cfg->uploads.idle_timeout_ms, GW_CONFIG_DEFAULT_UPLOAD_IDLE_MS);

@@ -34,6 +34,7 @@ struct got {
 	char (*tenants)[GW_STORE_TENANT_MAX + 1];	/* owner_lookup: "" = NULL */
 	int has_idem;
 	struct gw_idem idem;
+	char claimed[256];		/* job_claim: "rid,rid,..." */
 };
 
 static void on_done(void *arg, const struct gw_store_res *r)
@@ -53,6 +54,10 @@ static void on_done(void *arg, const struct gw_store_res *r)
 	g->has_idem = r->idem != NULL;
 	if (r->idem)
 		g->idem = *r->idem;
+	for (long i = 0; r->rc == 0 && r->jobs && i < r->count; i++) {
+		strncat(g->claimed, i ? "," : "", sizeof g->claimed - strlen(g->claimed) - 1);
+		strncat(g->claimed, r->jobs[i].rid, sizeof g->claimed - strlen(g->claimed) - 1);
+	}
 }
 
 struct fx {
@@ -213,6 +218,72 @@ Test(pg_store, owner_put_lookup_del_table)
 		cr_expect_eq(g.rc, rows[i].rc, "row %zu: rc %d (%s)", i, g.rc, g.err);
 		if (rows[i].owner)
 			cr_expect_str_eq(tenants[0], rows[i].owner, "row %zu", i);
+	}
+	fx_close(&f);
+}
+
+/* The job follower's set: leases keep replicas apart until they run out; settled jobs are never
+ * claimed again. */
+Test(pg_store, job_claim_lease_settle_table)
+{
+	enum { J_PUT, J_CLAIM, J_RENEW, J_SETTLE };
+	static const struct {
+		int op;
+		const char *arg;	/* PUT, SETTLE: rid; CLAIM, RENEW: lease */
+		int64_t now, until;	/* CLAIM: now and lease end; RENEW: lease end */
+		long max;
+		const char *want;	/* CLAIM: rids; RENEW: count */
+	} rows[] = {
+		{ J_PUT, "jc", 0, 0, 0, NULL },
+		{ J_PUT, "ja", 0, 0, 0, NULL },
+		{ J_PUT, "jb", 0, 0, 0, NULL },
+		{ J_CLAIM, "gw-1", 100, 1000, 2, "jc,ja" },	/* oldest first */
+		{ J_CLAIM, "gw-2", 100, 1000, 5, "jb" },	/* gw-1's are leased */
+		{ J_CLAIM, "gw-2", 900, 1900, 5, "" },		/* ... until 1000 */
+		{ J_RENEW, "gw-1", 0, 2000, 0, "2" },
+		{ J_CLAIM, "gw-2", 1500, 2500, 5, "" },	/* renewed to 2000 */
+		{ J_SETTLE, "ja", 0, 0, 0, NULL },
+		{ J_RENEW, "gw-1", 0, 2000, 0, "1" },
+		{ J_CLAIM, "gw-2", 2100, 3100, 5, "jc" },	/* gw-1 is gone: taken over */
+		{ J_CLAIM, "gw-1", 4000, 5000, 5, "jc,jb" },	/* every lease ran out */
+		{ J_RENEW, "gw-1", 0, 0, 0, "2" },		/* released */
+		{ J_CLAIM, "gw-3", 4001, 5001, 5, "jc,jb" },	/* at once */
+		{ J_SETTLE, "jb", 0, 0, 0, NULL },
+		{ J_SETTLE, "jc", 0, 0, 0, NULL },
+		{ J_SETTLE, "jc", 0, 0, 0, NULL },		/* again: fine */
+		{ J_CLAIM, "gw-4", 9000, 9999, 5, "" },
+	};
+	struct fx f;
+
+	fx_open(&f, 2, 5000);
+	side_exec("TRUNCATE a3d_owner");
+	for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+		struct got g = { 0 };
+		char count[24];
+
+		switch (rows[i].op) {
+		case J_PUT:
+			f.ops->owner_put(f.impl, GW_OBJ_JOB, rows[i].arg, "tA", 1000 + (int64_t)i, on_done, &g);
+			break;
+		case J_CLAIM:
+			f.ops->job_claim(f.impl, rows[i].arg, rows[i].until, rows[i].now, (size_t)rows[i].max,
+					 on_done, &g);
+			break;
+		case J_RENEW:
+			f.ops->job_renew(f.impl, rows[i].arg, rows[i].until, on_done, &g);
+			break;
+		default:
+			f.ops->job_settle(f.impl, rows[i].arg, 5000, on_done, &g);
+			break;
+		}
+		fx_wait(&f, &g);
+		cr_expect_eq(g.rc, 0, "row %zu: rc %d (%s)", i, g.rc, g.err);
+		if (rows[i].op == J_CLAIM)
+			cr_expect_str_eq(g.claimed, rows[i].want, "row %zu", i);
+		if (rows[i].op == J_RENEW) {
+			snprintf(count, sizeof count, "%ld", g.count);
+			cr_expect_str_eq(count, rows[i].want, "row %zu", i);
+		}
 	}
 	fx_close(&f);
 }
@@ -487,7 +558,7 @@ Test(pg_store, migrations_apply_once)
 	side_value("SELECT applied_ms FROM a3d_schema WHERE version = 1", again, sizeof again);
 	side_value("SELECT count(*) FROM a3d_schema", rows, sizeof rows);
 	cr_expect_str_eq(again, first, "the second open applied nothing");
-	cr_expect_str_eq(rows, "2");
+	cr_expect_str_eq(rows, "3", "one row per migration");
 }
 
 /* Replicas starting together on an empty database: one migrates, every one starts. */
@@ -533,7 +604,7 @@ Test(pg_store, migrations_race)
 		cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "replica %d failed to start", i);
 	}
 	side_value("SELECT count(*) FROM a3d_schema", rows, sizeof rows);
-	cr_expect_str_eq(rows, "2", "migrated once");
+	cr_expect_str_eq(rows, "3", "migrated once (all three migrations)");
 	side_value("SELECT count(*) FROM pg_tables WHERE tablename IN ('a3d_owner', 'a3d_idem')",
 		   tables, sizeof tables);
 	cr_expect_str_eq(tables, "2");
@@ -547,13 +618,13 @@ Test(pg_store, migrations_newer_schema)
 	side_exec("INSERT INTO a3d_schema VALUES (999, 1, 999)");
 	snprintf(want, sizeof want,
 		 "PostgreSQL at %s:%s/%s has schema version 999, incompatible with this gateway (knows"
-		 " up to 2); refusing to start", getenv("A3D_PG_HOST"), getenv("A3D_PG_PORT"),
+		 " up to 3); refusing to start", getenv("A3D_PG_HOST"), getenv("A3D_PG_PORT"),
 		 getenv("A3D_PG_DB"));
 	open_expect(want);
 	/* A newer schema that says this build still runs on it (helm rollback): starts. */
 	side_exec("UPDATE a3d_schema SET min_compatible = 1 WHERE version = 999");
 	open_expect(NULL);
-	side_exec("UPDATE a3d_schema SET min_compatible = 3 WHERE version = 999");
+	side_exec("UPDATE a3d_schema SET min_compatible = 4 WHERE version = 999");
 	open_expect("incompatible");
 	side_exec("DELETE FROM a3d_schema WHERE version = 999");
 	open_expect(NULL);

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include <sqlite3.h>
 
@@ -839,7 +840,7 @@ static const struct {
 	{ BAD_GARBAGE, 0, "is corrupt: file is not a database", "refusing to start" },
 	{ BAD_GARBAGE, 1, "is corrupt", "refusing to start" },
 	{ BAD_TRUNCATED_PAGES, 0, "is corrupt", "refusing to start" },
-	{ BAD_NEWER_SCHEMA, 0, "schema version 99, newer than this gateway's 1", "refusing to start" },
+	{ BAD_NEWER_SCHEMA, 0, "schema version 99, newer than this gateway's 2", "refusing to start" },
 	{ BAD_NEWER_SCHEMA, 1, "schema version 99", "refusing to start" },
 	{ BAD_FOREIGN, 0, "is not a gateway state file", "refusing to start" },
 	{ BAD_NO_DIR, 0, "cannot be opened", "refusing to start" },
@@ -1182,5 +1183,154 @@ Test(store, sqlite_second_process_refused)
 	/* once closed, the file opens again */
 	s2 = open_backend(BK_SQLITE, &t);
 	gw_store_close(s2);
+	tmp_clean(&t);
+}
+
+/* ---- the job follower's set (claim, renew, settle), run on both backends ---- */
+
+struct claim_got {
+	struct got g;
+	char *out;
+	size_t cap;
+};
+
+static void t_claim_done(void *arg, const struct gw_store_res *r)
+{
+	struct claim_got *cg = arg;
+
+	t_done(&cg->g, r);
+	for (long i = 0; r->rc == 0 && i < r->count; i++) {
+		strncat(cg->out, i ? "," : "", cg->cap - strlen(cg->out) - 1);
+		strncat(cg->out, r->jobs[i].rid, cg->cap - strlen(cg->out) - 1);
+	}
+}
+
+/* A claim answered as "rid,rid,..." (oldest first); returns rc. */
+static int t_claim(struct gw_store *s, const char *lease, size_t max, char *out, size_t cap)
+{
+	struct claim_got cg = { .out = out, .cap = cap };
+
+	out[0] = '\0';
+	gw_store_job_claim(s, lease, 5000, 1000, max, t_claim_done, &cg);
+	cr_assert_eq(cg.g.n, 1, "claim did not complete inline");
+	return cg.g.rc;
+}
+
+enum jop { J_PUT, J_CLAIM, J_SETTLE, J_RENEW };
+static const struct {
+	enum jop op;
+	const char *arg;	/* PUT: rid (created_ms = row index), SETTLE: rid; CLAIM, RENEW: lease */
+	size_t max;		/* CLAIM */
+	int rc;
+	const char *want;	/* CLAIM: the rids claimed; RENEW: count as text */
+} job_table[] = {
+	{ J_PUT, "job-c", 0, 0, NULL },
+	{ J_PUT, "job-a", 0, 0, NULL },
+	{ J_PUT, "job-b", 0, 0, NULL },
+	{ J_CLAIM, "gw-1", 2, 0, "job-c,job-a" },		/* oldest first, bounded batch */
+	{ J_CLAIM, "gw-1", 2, 0, "job-b" },			/* not the ones it holds already */
+	{ J_CLAIM, "gw-1", 2, 0, "" },
+	{ J_RENEW, "gw-1", 0, 0, "3" },
+	{ J_SETTLE, "job-a", 0, 0, NULL },
+	{ J_SETTLE, "job-a", 0, 0, NULL },			/* again: fine */
+	{ J_SETTLE, "job-none", 0, 0, NULL },			/* absent: fine */
+	{ J_RENEW, "gw-1", 0, 0, "2" },
+	/* a new process (another lease): what the old one left unsettled, never a settled job */
+	{ J_CLAIM, "gw-2", 10, 0, "job-c,job-b" },
+	{ J_PUT, "job-d", 0, 0, NULL },
+	{ J_CLAIM, "gw-2", 10, 0, "job-d" },
+	{ J_CLAIM, "gw-2", 0, GW_STORE_ERROR, "" },		/* max out of range */
+	{ J_CLAIM, "gw-2", GW_STORE_CLAIM_MAX + 1, GW_STORE_ERROR, "" },
+	{ J_SETTLE, "job-b", 0, 0, NULL },
+	{ J_SETTLE, "job-c", 0, 0, NULL },
+	{ J_SETTLE, "job-d", 0, 0, NULL },
+	{ J_CLAIM, "gw-3", 10, 0, "" },
+};
+
+static void run_job_table(enum backend b)
+{
+	struct tmpdir t;
+	struct gw_store *s;
+
+	tmp_make(&t);
+	s = open_backend(b, &t);
+	/* a model with a job's id is no job */
+	cr_assert_eq(t_put(s, GW_OBJ_MODEL, "job-m", "team-a", 0), 0);
+	for (size_t i = 0; i < sizeof job_table / sizeof job_table[0]; i++) {
+		char got[256];
+		struct got g = { 0 };
+
+		switch (job_table[i].op) {
+		case J_PUT:
+			cr_expect_eq(t_put(s, GW_OBJ_JOB, job_table[i].arg, "team-a", (int64_t)i + 1), 0,
+				     "row %zu", i);
+			break;
+		case J_CLAIM:
+			cr_expect_eq(t_claim(s, job_table[i].arg, job_table[i].max, got, sizeof got),
+				     job_table[i].rc, "row %zu", i);
+			cr_expect_str_eq(got, job_table[i].want, "row %zu", i);
+			break;
+		case J_SETTLE:
+			gw_store_job_settle(s, job_table[i].arg, 2000, t_done, &g);
+			T_INLINE(g);
+			cr_expect_eq(g.rc, job_table[i].rc, "row %zu: %s", i, g.err);
+			break;
+		case J_RENEW:
+			gw_store_job_renew(s, job_table[i].arg, 9000, t_done, &g);
+			T_INLINE(g);
+			cr_expect_eq(g.rc, 0, "row %zu", i);
+			/* SQLite keeps no lease times (one writer): its renew writes nothing */
+			if (b == BK_MEM) {
+				snprintf(got, sizeof got, "%ld", g.count);
+				cr_expect_str_eq(got, job_table[i].want, "row %zu", i);
+			}
+			break;
+		}
+	}
+	gw_store_close(s);
+	tmp_clean(&t);
+}
+
+Test(store, job_table_mem) { run_job_table(BK_MEM); }
+Test(store, job_table_sqlite) { run_job_table(BK_SQLITE); }
+
+/* A version 1 file: migrated at open; jobs older than a day count as settled, younger ones are
+ * followed; a read-only open leaves it at version 1. */
+Test(store, sqlite_migrates_to_follower_schema)
+{
+	char err[GW_STORE_ERR_MAX] = "", got[256], sql[1024];
+	struct tmpdir t;
+	struct gw_store *s;
+	long long now = (long long)time(NULL) * 1000;
+
+	tmp_make(&t);
+	snprintf(sql, sizeof sql,
+		 "CREATE TABLE schema_version (version INTEGER NOT NULL, opened_ms INTEGER NOT NULL);"
+		 "CREATE TABLE owner (kind INTEGER NOT NULL, id TEXT NOT NULL, tenant TEXT NOT NULL,"
+		 "  created_ms INTEGER NOT NULL, PRIMARY KEY (kind, id)) WITHOUT ROWID;"
+		 "CREATE INDEX owner_by_tenant ON owner (kind, tenant, id);"
+		 "CREATE TABLE idem (tenant TEXT NOT NULL, key TEXT NOT NULL, fp BLOB NOT NULL,"
+		 "  done INTEGER NOT NULL, rid TEXT NOT NULL, source TEXT NOT NULL,"
+		 "  created_ms INTEGER NOT NULL, PRIMARY KEY (tenant, key)) WITHOUT ROWID;"
+		 "INSERT INTO schema_version VALUES (1, 0);"
+		 "INSERT INTO owner VALUES (1, 'old-job', 'team-a', %lld);"
+		 "INSERT INTO owner VALUES (1, 'new-job', 'team-a', %lld);"
+		 "INSERT INTO owner VALUES (2, 'a-model', 'team-a', %lld);",
+		 now - GW_STORE_SETTLE_BACKFILL_MS - 60000, now - 60000, now);
+	make_sqlite(t.db, sql);
+	s = gw_store_open(t.db, 1, err, sizeof err);
+	cr_assert_not_null(s, "%s", err);
+	gw_store_close(s);
+	s = gw_store_open(t.db, 0, err, sizeof err);
+	cr_assert_not_null(s, "%s", err);
+	cr_expect_eq(t_claim(s, "gw-1", 10, got, sizeof got), 0);
+	cr_expect_str_eq(got, "new-job");
+	cr_expect_eq(t_put(s, GW_OBJ_JOB, "next-job", "team-b", now), 0);
+	gw_store_close(s);
+	s = gw_store_open(t.db, 0, err, sizeof err);	/* version 2 now: opens as is */
+	cr_assert_not_null(s, "%s", err);
+	cr_expect_eq(t_claim(s, "gw-2", 10, got, sizeof got), 0);
+	cr_expect_str_eq(got, "new-job,next-job");
+	gw_store_close(s);
 	tmp_clean(&t);
 }

@@ -179,34 +179,3 @@ Test(webhook_out, listener_reports_a_store_failure)
 	cr_expect_eq(f.w->cnt.store_failed, 1);
 	fx_close(&f);
 }
-
-/* The adapter from the status module: the owner store names the tenant; unknown rids are left. */
-Test(webhook_out, status_adapter_looks_up_the_owner)
-{
-	struct fx f;
-	Animate3d__V1__JobStatus st = ANIMATE3D__V1__JOB_STATUS__INIT;
-	struct gw_svc_rt rt = { &gw_svc_webhook_out, NULL };
-	int rc = -9;
-
-	fx_open(&f, 0);
-	rt.state = f.w;
-	f.env.svcs = &rt;
-	f.env.nsvcs = 1;
-	add_hook(&f, "b", "ep-b1", 0);
-	gw_store_owner_put(f.env.store, GW_OBJ_JOB, "ridB", "b", 1, on_store, &rc);
-	cr_assert_eq(rc, 0);
-	st.rid = (char *)"ridB";
-	st.state = ANIMATE3D__V1__JOB_STATE__SUCCESS;
-	gw_webhook_out_status_final(&f.env, 0, &st);
-	cr_expect_eq(depth(&f, "b"), 1);
-	st.rid = (char *)"nobodys";
-	gw_webhook_out_status_final(&f.env, 0, &st);
-	cr_expect_eq(f.w->cnt.adapter_unowned, 1);
-	st.rid = (char *)"ridB";
-	st.state = ANIMATE3D__V1__JOB_STATE__PROGRESS;
-	gw_webhook_out_status_final(&f.env, 0, &st);
-	cr_expect_eq(depth(&f, "b"), 1);
-	f.env.svcs = NULL;
-	f.env.nsvcs = 0;
-	fx_close(&f);
-}
