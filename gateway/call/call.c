@@ -25,6 +25,7 @@
 #include "auth/caller/clientcert.h"
 #include "auth/upstream/session.h"
 #include "gateway/base/clock.h"
+#include "gateway/base/connguard.h"
 #include "gateway/base/errmap.h"
 #include "gateway/base/log.h"
 #include "gateway/api/validate.h"
@@ -754,6 +755,18 @@ static void call_on_new(struct gw_call *c, int ok)
 	call_maybe_free(c);
 }
 
+/* A call the client reset counts against its connection (gateway/base/connguard.h): rapid
+ * reset (CVE-2023-44487) is many of them on one connection, faster than anyone honest cancels. */
+static void call_count_reset(struct gw_call *c)
+{
+	char peer[GW_CONNGUARD_MAX_PEER];
+
+	if (!c->env->connguard || c->env->draining || gw_call_time_left_ms(c) == 0)
+		return;
+	gw_call_peer(c, peer, sizeof peer);
+	gw_connguard_call_ended(c->env->connguard, peer, 1);
+}
+
 static void call_on_close(struct gw_call *c)
 {
 	c->close_done = 1;
@@ -762,6 +775,8 @@ static void call_on_close(struct gw_call *c)
 	/* Cancelled by the client, the deadline or the server's drain. */
 	c->dead = 1;
 	call_drop_queue(c);
+	if (c->close_cancelled)
+		call_count_reset(c);
 	if (c->finished)
 		return;	/* the status was queued or sent when the client left */
 	c->env->stats.cancelled++;
