@@ -52,20 +52,33 @@ int gw_connguard_count(struct gw_connguard_window *w, uint32_t limit, int64_t no
 	return 1;
 }
 
-/* %XX -> byte, in place bounded by out's size; -1 on a bad escape or too long. */
+static int connguard_hex(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* %XX -> byte, into out (bounded by outlen); -1 on a bad escape or too long. */
 static int connguard_unescape(const char *in, char *out, size_t outlen)
 {
 	size_t n = 0;
 
 	for (; *in; in++) {
-		unsigned v;
+		int hi, lo;
 
 		if (n + 1 >= outlen)
 			return -1;
 		if (*in == '%') {
-			if (sscanf(in + 1, "%2x", &v) != 1 || !in[1] || !in[2])
+			hi = connguard_hex(in[1]);
+			lo = hi < 0 ? -1 : connguard_hex(in[2]);
+			if (lo < 0)
 				return -1;
-			out[n++] = (char)v;
+			out[n++] = (char)(hi * 16 + lo);
 			in += 2;
 		} else {
 			out[n++] = *in;
