@@ -25,8 +25,17 @@ struct connguard_slot {
 	struct gw_connguard_window w;
 };
 
+struct connguard_closed {
+	struct sockaddr_storage peer;
+	int64_t at_ms;
+};
+
 struct gw_connguard {
 	int port;
+	struct connguard_closed closed[GW_CONNGUARD_CLOSED_RING];	/* lately closed, a ring */
+	size_t closed_next;
+	int64_t last_close_ms;
+	uint64_t dropped;			/* queued calls of closed connections dropped */
 	uint32_t max_resets, backlog;
 	struct connguard_slot slots[GW_CONNGUARD_MAX_PEERS];
 	int64_t scan_window_ms;
@@ -40,15 +49,21 @@ struct gw_connguard {
 
 int gw_connguard_count(struct gw_connguard_window *w, uint32_t limit, int64_t now_ms)
 {
-	if (!limit || w->closed)
+	if (!limit)
 		return 0;
+	if (w->closed_ms) {
+		if (now_ms - w->closed_ms < GW_CONNGUARD_CLOSED_KEEP_MS)
+			return 0;
+		w->closed_ms = 0;
+		w->start_ms = 0;
+	}
 	if (!w->start_ms || now_ms - w->start_ms >= GW_CONNGUARD_WINDOW_MS) {
 		w->start_ms = now_ms ? now_ms : 1;
 		w->resets = 0;
 	}
 	if (++w->resets < limit)
 		return 0;
-	w->closed = 1;
+	w->closed_ms = now_ms ? now_ms : 1;
 	return 1;
 }
 
@@ -248,6 +263,24 @@ static void connguard_peer_text(const struct sockaddr_storage *ss, char *buf, si
 }
 
 /*
+ * What the peer had sent before the shutdown is still queued in the kernel, and gRPC core would
+ * parse all of it (under rapid reset: thousands of streams, each a call, per connection). Read it
+ * away here, bounded; after SHUT_RD nothing new is queued (Linux answers later data with a reset).
+ * gRPC core's I/O thread may read some of it at the same time: it then sees a cut frame and
+ * fails the transport, which is what is wanted anyway.
+ */
+static void connguard_discard(int fd)
+{
+	char buf[GW_CONNGUARD_DISCARD_CHUNK];
+	size_t total = 0;
+	ssize_t n;
+
+	while (total < GW_CONNGUARD_DISCARD_MAX &&
+	       (n = recv(fd, buf, sizeof buf, MSG_DONTWAIT)) > 0)
+		total += (size_t)n;
+}
+
+/*
  * Walks /proc/self/fd for the gRPC connections: with want set, shuts the one whose peer is *want
  * down; without, every one holding at least g->backlog unread bytes. Returns how many it shut.
  */
@@ -284,7 +317,12 @@ static size_t connguard_scan(struct gw_connguard *g, const struct sockaddr_stora
 			continue;
 		if (shutdown(fd, SHUT_RDWR) != 0)
 			continue;
+		connguard_discard(fd);
 		shut++;
+		g->last_close_ms = gw_clock_now_us() / 1000;
+		g->closed[g->closed_next].peer = peer;
+		g->closed[g->closed_next].at_ms = g->last_close_ms;
+		g->closed_next = (g->closed_next + 1) % GW_CONNGUARD_CLOSED_RING;
 		connguard_peer_text(&peer, text, sizeof text);
 		if (want) {
 			g->closed_resets++;
@@ -333,7 +371,7 @@ void gw_connguard_call_ended(struct gw_connguard *g, const char *peer, int reset
 	if (strcmp(s->peer, peer) != 0) {
 		/* Another connection holds the slot: it gives way once its window is over (a closed
 		 * one at once), so a flood of new connections cannot pin the table. */
-		if (s->peer[0] && !s->w.closed && now - s->w.start_ms < GW_CONNGUARD_WINDOW_MS) {
+		if (s->peer[0] && !s->w.closed_ms && now - s->w.start_ms < GW_CONNGUARD_WINDOW_MS) {
 			g->untracked++;
 			return;
 		}
@@ -343,12 +381,32 @@ void gw_connguard_call_ended(struct gw_connguard *g, const char *peer, int reset
 	if (!gw_connguard_count(&s->w, g->max_resets, now))
 		return;
 	if (gw_connguard_parse_peer(peer, &ss) != 0 || !connguard_scan_allowed(g, now)) {
-		s->w.closed = 0;	/* try again at the next reset */
+		s->w.closed_ms = 0;	/* try again at the next reset */
 		s->w.resets = 0;
 		return;
 	}
 	if (!connguard_scan(g, &ss))
 		g->not_found++;	/* gone already (closed by gRPC core or an earlier scan) */
+}
+
+int gw_connguard_closed_peer(struct gw_connguard *g, const char *peer)
+{
+	struct sockaddr_storage ss;
+	int64_t now;
+
+	if (!g || !g->last_close_ms)
+		return 0;
+	now = gw_clock_now_us() / 1000;
+	if (now - g->last_close_ms > GW_CONNGUARD_CLOSED_KEEP_MS ||
+	    gw_connguard_parse_peer(peer, &ss) != 0)
+		return 0;
+	for (size_t i = 0; i < GW_CONNGUARD_CLOSED_RING; i++)
+		if (g->closed[i].at_ms && now - g->closed[i].at_ms <= GW_CONNGUARD_CLOSED_KEEP_MS &&
+		    connguard_same(&g->closed[i].peer, &ss)) {
+			g->dropped++;
+			return 1;
+		}
+	return 0;
 }
 
 size_t gw_connguard_relieve(struct gw_connguard *g)
@@ -375,6 +433,9 @@ void gw_connguard_render_metrics(void *arg, struct gw_metrics_out *o)
 		       "Descriptor scans refused by the per-second budget.", g->scans_skipped);
 	gw_metrics_one(o, "grpc_connguard_not_found_total", "counter",
 		       "Connections over the reset limit whose socket was already gone.", g->not_found);
+	gw_metrics_one(o, "grpc_connguard_calls_dropped_total", "counter",
+		       "Calls gRPC core had queued for a connection closed here, dropped unanswered.",
+		       g->dropped);
 }
 
 void gw_connguard_free(struct gw_connguard *g)

@@ -731,6 +731,19 @@ static void call_start(struct gw_call *c)
 	c->m->handler(c);
 }
 
+/* A call gRPC core had queued for a connection the gateway has just closed for abuse (rapid
+ * reset leaves thousands): nobody is there to answer, and the cheapest way out drains the queue
+ * fastest. */
+static int call_from_closed_conn(struct gw_call *c)
+{
+	char peer[GW_CONNGUARD_MAX_PEER];
+
+	if (!c->env->connguard)
+		return 0;
+	gw_call_peer(c, peer, sizeof peer);
+	return gw_connguard_closed_peer(c->env->connguard, peer);
+}
+
 static void call_on_new(struct gw_call *c, int ok)
 {
 	struct gw_env *env = c->env;
@@ -742,6 +755,12 @@ static void call_on_new(struct gw_call *c, int ok)
 	}
 	if (!env->draining)
 		gw_call_arm(env, c->midx);	/* one taken, one armed: as many stay armed */
+	if (call_from_closed_conn(c)) {
+		grpc_call_cancel_with_status(c->call, GRPC_STATUS_UNAVAILABLE,
+					     "connection closed: abusive", NULL);
+		call_free(c);
+		return;
+	}
 	if (env->draining) {
 		env->stats.rejected_draining++;
 		grpc_call_cancel_with_status(c->call, GRPC_STATUS_UNAVAILABLE,

@@ -19,12 +19,16 @@ Test(connguard, count_window)
 	static const struct {
 		int64_t now_ms;
 		int want;
-	} steps[] = {		/* limit 3 per GW_CONNGUARD_WINDOW_MS (1000) */
+	} steps[] = {		/* limit 3 per GW_CONNGUARD_WINDOW_MS (1000), CLOSED_KEEP_MS 1000 */
 		{ 100, 0 }, { 200, 0 },
 		{ 1100, 0 },		/* a new window: the count starts again */
 		{ 1200, 0 },
 		{ 1300, 1 },		/* the third in one window: close */
-		{ 1400, 0 },		/* closed once, never again */
+		{ 1400, 0 },		/* closed: its queued calls still arrive for CLOSED_KEEP_MS */
+		{ 2299, 0 },
+		{ 2300, 0 },		/* then counting starts again (a new connection, same port) */
+		{ 2301, 0 },
+		{ 2302, 1 },
 	};
 	struct gw_connguard_window w = { 0 };
 
