@@ -9,8 +9,8 @@
  * event_active()). That queue does no I/O (GRPC_CQ_NON_POLLING): the sockets are polled by a
  * second thread on a queue of their own that never carries a tag (io_cq). gRPC core's read of a
  * connection runs for as long as bytes keep arriving on it, and under a rapid-reset flood a
- * poller that also read sockets delivered no call to the loop for seconds (about 1000 a second
- * instead of 30 000) while the calls it created piled up in memory. Everything else, every field below except inside the hand-off, is owned by
+ * poller that also read sockets delivered at most about 1000 calls a second to the loop while it
+ * created tens of thousands, which piled up in memory. Everything else, every field below except inside the hand-off, is owned by
  * the loop thread. Tags on the completion queue are always a struct gw_tag * (call.h).
  *
  * Configuration generations: env.gen is the current {config, keyring}; a SIGHUP reload parses the
