@@ -380,9 +380,14 @@ void gw_connguard_call_ended(struct gw_connguard *g, const char *peer, int reset
 	}
 	if (!gw_connguard_count(&s->w, g->max_resets, now))
 		return;
-	if (gw_connguard_parse_peer(peer, &ss) != 0 || !connguard_scan_allowed(g, now)) {
-		s->w.closed_ms = 0;	/* try again at the next reset */
-		s->w.resets = 0;
+	if (gw_connguard_parse_peer(peer, &ss) != 0) {
+		g->untracked++;
+		return;	/* not an IP peer: nothing to close (and closed_ms stops counting it) */
+	}
+	if (!connguard_scan_allowed(g, now)) {
+		/* Over the budget: the connection's next reset tries again. */
+		s->w.closed_ms = 0;
+		s->w.resets = g->max_resets - 1;
 		return;
 	}
 	if (!connguard_scan(g, &ss))
@@ -428,7 +433,7 @@ void gw_connguard_render_metrics(void *arg, struct gw_metrics_out *o)
 	gw_metrics_value(o, "grpc_connections_closed_total", "reason=\"resets\"", g->closed_resets);
 	gw_metrics_value(o, "grpc_connections_closed_total", "reason=\"backlog\"", g->closed_backlog);
 	gw_metrics_one(o, "grpc_connguard_untracked_total", "counter",
-		       "Resets not counted: every slot of the connection table was busy.", g->untracked);
+		       "Resets not counted: the connection table was full, or the peer is not an IP address.", g->untracked);
 	gw_metrics_one(o, "grpc_connguard_scans_skipped_total", "counter",
 		       "Descriptor scans refused by the per-second budget.", g->scans_skipped);
 	gw_metrics_one(o, "grpc_connguard_not_found_total", "counter",

@@ -46,7 +46,7 @@
 
 #define GW_CONNGUARD_MAX_PEERS 1024	/* connections whose resets are counted at once */
 #define GW_CONNGUARD_WINDOW_MS 1000	/* resets are counted per window of this length */
-#define GW_CONNGUARD_SCANS_PER_S 20	/* /proc/self/fd scans at most this often */
+#define GW_CONNGUARD_SCANS_PER_S 50	/* /proc/self/fd scans at most this often */
 #define GW_CONNGUARD_MAX_FDS 65536	/* descriptors one scan looks at, at most */
 #define GW_CONNGUARD_MAX_PEER 96	/* a peer string longer than this is not tracked */
 #define GW_CONNGUARD_LOG_PER_S 1	/* close lines a second (then a suppressed count) */
