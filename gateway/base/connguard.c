@@ -394,6 +394,12 @@ void gw_connguard_call_ended(struct gw_connguard *g, const char *peer, int reset
 		g->not_found++;	/* gone already (closed by gRPC core or an earlier scan) */
 }
 
+int gw_connguard_closed_lately(const struct gw_connguard *g)
+{
+	return g && g->last_close_ms &&
+	       gw_clock_now_us() / 1000 - g->last_close_ms <= GW_CONNGUARD_CLOSED_KEEP_MS;
+}
+
 int gw_connguard_closed_peer(struct gw_connguard *g, const char *peer)
 {
 	struct sockaddr_storage ss;

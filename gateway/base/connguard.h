@@ -85,6 +85,9 @@ void gw_connguard_call_ended(struct gw_connguard *g, const char *peer, int reset
 /* 1 when peer's connection was closed here within GW_CONNGUARD_CLOSED_KEEP_MS: the call is one
  * gRPC core had queued before the close, and is dropped without a reply (counted). */
 int gw_connguard_closed_peer(struct gw_connguard *g, const char *peer);
+/* 1 when any connection was closed within GW_CONNGUARD_CLOSED_KEEP_MS: the cheap test before
+ * asking gRPC core for a call's peer (NULL g: 0). */
+int gw_connguard_closed_lately(const struct gw_connguard *g);
 /* Memory pressure (called by the memory guard's tick): closes the connections with a backlog.
  * Returns how many it closed. */
 size_t gw_connguard_relieve(struct gw_connguard *g);

@@ -103,7 +103,6 @@ static void memguard_on_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct gw_memguard *g = arg;
 	uint64_t rss = gw_memguard_rss();
-
 	int64_t now = memguard_now_ms();
 	size_t n;
 
@@ -178,7 +177,6 @@ void gw_memguard_render_metrics(void *arg, struct gw_metrics_out *o)
 	gw_metrics_one(o, "memory_trims_total", "counter",
 		       "Times freed memory was returned to the system (malloc_trim) above half the "
 		       "ceiling.", g->st.trims);
-
 }
 
 void gw_memguard_set_relief(struct gw_memguard *g, size_t (*relieve)(void *arg), void *arg)

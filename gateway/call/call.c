@@ -738,8 +738,8 @@ static int call_from_closed_conn(struct gw_call *c)
 {
 	char peer[GW_CONNGUARD_MAX_PEER];
 
-	if (!c->env->connguard)
-		return 0;
+	if (!gw_connguard_closed_lately(c->env->connguard))
+		return 0;	/* the common case: no peer string asked for */
 	gw_call_peer(c, peer, sizeof peer);
 	return gw_connguard_closed_peer(c->env->connguard, peer);
 }

@@ -140,6 +140,7 @@ Test(connguard, resets_close_only_that_connection)
 	struct gw_connguard *g = gw_connguard_new(port, 5, 0);
 
 	cr_assert_not_null(g);
+	cr_expect_eq(gw_connguard_closed_lately(g), 0, "nothing closed yet");
 	for (int i = 0; i < 4; i++) {
 		gw_connguard_call_ended(g, p1, 1);
 		gw_connguard_call_ended(g, p2, 0);	/* ended normally: not counted */
@@ -148,6 +149,10 @@ Test(connguard, resets_close_only_that_connection)
 	gw_connguard_call_ended(g, p1, 1);
 	cr_expect_eq(client_sees_eof(c1), 1, "the fifth reset closes the connection");
 	cr_expect_eq(client_sees_eof(c2), 0, "the other connection stays");
+	/* the calls still queued for the closed connection are dropped, the other's are not */
+	cr_expect_eq(gw_connguard_closed_lately(g), 1);
+	cr_expect_eq(gw_connguard_closed_peer(g, p1), 1);
+	cr_expect_eq(gw_connguard_closed_peer(g, p2), 0);
 	cr_expect_eq(gw_connguard_relieve(g), 0, "backlog 0: relief closes nothing");
 	gw_connguard_free(g);
 	close(c1);
