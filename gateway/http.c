@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <event2/buffer.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -117,6 +118,41 @@ static void http_json_text(const char *why, char *buf, size_t cap)
 	buf[j] = '\0';
 }
 
+/* What a part does while it is local, for operators reading /readyz. */
+static const char *const http_local_means[GW_REDIS_NPARTS] = {
+	"rate limits: each tenant's and account's limit / cluster.expected_replicas on this replica",
+	"upstream concurrency: each account's max_concurrent / cluster.expected_replicas on this replica",
+	"upstream session: this replica logs in on its own; its cookie is not shared",
+	"job statuses: this replica polls upstream on its own; what it reads is not shared",
+};
+
+/* "cluster":{...} of /readyz: each used part's mode, since when, fallbacks. */
+static void http_render_shares(const struct gw_ready_parts *parts, struct evbuffer *out)
+{
+	int first = 1;
+
+	for (unsigned p = 0; p < GW_REDIS_NPARTS; p++) {
+		const struct gw_redis_part_state *ps = parts->shares[p];
+		time_t t;
+		struct tm tm;
+		char since[32] = "";
+
+		if (!ps || !ps->used)
+			continue;
+		t = (time_t)(ps->since_ms / 1000);
+		if (gmtime_r(&t, &tm))
+			strftime(since, sizeof since, "%Y-%m-%dT%H:%M:%SZ", &tm);
+		evbuffer_add_printf(out, "%s\"%s\":{\"mode\":\"%s\",\"since\":\"%s\",\"fallbacks\":%llu%s%s%s}",
+				    first ? ",\"cluster\":{" : ",", gw_redis_part_name((enum gw_redis_part)p),
+				    ps->local ? "local" : "shared", since, (unsigned long long)ps->fallbacks,
+				    ps->local ? ",\"local\":\"" : "", ps->local ? http_local_means[p] : "",
+				    ps->local ? "\"" : "");
+		first = 0;
+	}
+	if (!first)
+		evbuffer_add_printf(out, "}");
+}
+
 int gw_http_render_ready(int draining, int grpc_alive, const struct gw_account_rt *accounts,
 			 size_t naccounts, const struct gw_ready_parts *parts, struct evbuffer *out)
 {
@@ -155,6 +191,8 @@ int gw_http_render_ready(int draining, int grpc_alive, const struct gw_account_r
 	}
 	if (parts && parts->limits)
 		evbuffer_add_printf(out, ",\"limits\":\"%s\"", parts->limits);
+	if (parts)
+		http_render_shares(parts, out);
 	evbuffer_add_printf(out, "}\n");
 	return ready;
 }
@@ -231,8 +269,11 @@ static void http_on_request(struct evhttp_request *req, void *arg)
 			env->store ? gw_store_backend(env->store) : NULL,
 			env->store ? gw_store_unready(env->store) : NULL, env->redis != NULL,
 			env->redis && !gw_redis_connected(env->redis) ? gw_redis_last_error(env->redis) : NULL,
-			env->redis ? (gw_admit_shared(env->admit) ? "shared" : "local") : NULL
+			env->redis ? (gw_admit_shared(env->admit) ? "shared" : "local") : NULL, { NULL }
 		};
+
+		for (unsigned p = 0; p < GW_REDIS_NPARTS; p++)
+			parts.shares[p] = gw_redis_part(env->redis, (enum gw_redis_part)p);
 
 		ready = gw_http_render_ready(env->draining, gw_listenprobe_alive(h->probe), env->accounts,
 					     env->naccounts, &parts, body);
@@ -311,6 +352,16 @@ struct gw_http *gw_http_new(struct gw_env *env, int grpc_port, char *err, size_t
 out:
 	gw_http_free(h);
 	return ret;
+}
+
+size_t gw_http_max_connections(const struct gw_http *h)
+{
+	struct gw_conncap_stats s;
+
+	if (!h || !h->cap)
+		return 0;
+	gw_conncap_stats(h->cap, &s);
+	return s.max;
 }
 
 void gw_http_free(struct gw_http *h)

@@ -19,6 +19,7 @@
 #include "gateway/api/translate.h"
 #include "gateway/call/call.h"
 #include "gateway/call/svc.h"
+#include "gateway/svc/download.h"
 #include "gateway/svc/health.h"
 #include "gateway/svc/rpc_owner.h"
 #include "gateway/svc/status.h"
@@ -48,7 +49,7 @@ static const struct gw_method methods_table[] = {
 	ROW("Jobs", "GetStatus", get_status, get_status_response, R, 1, RO_RIDS, 0, 1,
 	    gw_status_rpc_get, gw_svc_status),
 	ROW("Jobs", "GetDownloadUrls", get_download_urls, get_download_urls_response, R, 1, RO_RIDS,
-	    0, 1, gw_status_rpc_download, gw_svc_status),
+	    0, 1, gw_download_rpc, gw_svc_download),
 	UNARY("Jobs", "ListJobs", list_jobs, R, 1, RO_LIST_JOBS, 0, 1),
 	/* A POST, but it only reads the uploaded file's metadata: safe to retry. */
 	ROW("Jobs", "GetVideoInfo", get_video_info, video_info, R, 1, RO_VIDEO_INFO, 0, 1,
@@ -84,11 +85,11 @@ _Static_assert(sizeof methods_table / sizeof methods_table[0] <= GW_METHODS_MAX,
 	       "GW_METHODS_MAX is too small");
 
 /* Started in this order (status and webhook_in before webhook_reg: registration brings
- * deliveries, and webhook_in has the path token first on a reload), drained in this order, freed
- * in reverse. */
+ * deliveries, and webhook_in has the path token first on a reload; status before download,
+ * whose links live in status's cache), drained in this order, freed in reverse. */
 static const struct gw_svc *const methods_services[] = {
-	&gw_svc_health, &gw_svc_status, &gw_svc_webhook_in, &gw_svc_unary, &gw_svc_upload,
-	&gw_svc_webhook_reg,
+	&gw_svc_health, &gw_svc_status, &gw_svc_download, &gw_svc_webhook_in, &gw_svc_unary,
+	&gw_svc_upload, &gw_svc_webhook_reg,
 };
 
 const struct gw_method *gw_methods(size_t *n)

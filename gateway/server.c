@@ -34,6 +34,7 @@
 #include "gateway/config/config_async.h"
 #include "gateway/grpcargs.h"
 #include "gateway/http.h"
+#include "gateway/rest.h"
 #include "gateway/methods.h"
 #include "gateway/state/owner.h"
 #include "gateway/state/pg.h"
@@ -213,13 +214,13 @@ static int server_accounts_same(const struct gw_config *a, const struct gw_confi
 /* Listeners, TLS and the state store are set up once: say so when a reload changes them. */
 static void server_warn_restart_only(const struct gw_config *a, const struct gw_config *b)
 {
-	static const char *const names[] = { "listen.grpc", "listen.http", "tls.cert_file",
+	static const char *const names[] = { "listen.grpc", "listen.http", "listen.rest", "tls.cert_file",
 					     "tls.key_file", "tls.client_ca_file", "state.path",
 					     "webhooks.path_prefix", "webhooks.public_url" };
-	const char *x[] = { a->grpc_listen, a->http_listen, a->tls.cert_file, a->tls.key_file,
+	const char *x[] = { a->grpc_listen, a->http_listen, a->rest_listen, a->tls.cert_file, a->tls.key_file,
 			    a->tls.client_ca_file, a->state.path, a->webhooks.path_prefix,
 			    a->webhooks.public_url };
-	const char *y[] = { b->grpc_listen, b->http_listen, b->tls.cert_file, b->tls.key_file,
+	const char *y[] = { b->grpc_listen, b->http_listen, b->rest_listen, b->tls.cert_file, b->tls.key_file,
 			    b->tls.client_ca_file, b->state.path, b->webhooks.path_prefix,
 			    b->webhooks.public_url };
 
@@ -336,6 +337,7 @@ static int server_reload_apply(struct gw_server *srv, struct gw_config *cfg,
 	}
 	if (!server_str_eq(env->cfg->grpc_listen, cfg->grpc_listen) ||
 	    !server_str_eq(env->cfg->http_listen, cfg->http_listen) ||
+	    !server_str_eq(env->cfg->rest_listen, cfg->rest_listen) ||
 	    !server_str_eq(env->cfg->tls.cert_file, cfg->tls.cert_file) ||
 	    !server_str_eq(env->cfg->tls.key_file, cfg->tls.key_file) ||
 	    !server_str_eq(env->cfg->tls.client_ca_file, cfg->tls.client_ca_file) ||
@@ -616,6 +618,20 @@ static void server_store_settle(struct gw_server *srv)
 	struct timeval tick = { 0, 20000 };
 
 	while (srv->env.store && gw_store_inflight(srv->env.store) > 0 && gw_clock_now_us() < until) {
+		event_base_loopexit(srv->env.base, &tick);
+		event_base_loop(srv->env.base, EVLOOP_ONCE);
+	}
+}
+
+/* At exit, after the modules that use Redis: what they still sent (a login lock given back)
+ * gets out before the client is freed, which would drop it; bounded by GW_SERVER_REDIS_SETTLE_MS. */
+static void server_redis_settle(struct gw_server *srv)
+{
+	int64_t until = gw_clock_now_us() + GW_SERVER_REDIS_SETTLE_MS * 1000LL;
+	struct timeval tick = { 0, 20000 };
+
+	while (srv->env.redis && gw_redis_stats(srv->env.redis)->pending > 0 &&
+	       gw_clock_now_us() < until) {
 		event_base_loopexit(srv->env.base, &tick);
 		event_base_loop(srv->env.base, EVLOOP_ONCE);
 	}
@@ -994,6 +1010,10 @@ struct gw_server *gw_server_new(struct gw_config *cfg, const char *config_path, 
 			snprintf(err, errlen, "cannot share the accounts' rate caps");
 			goto out;
 		}
+		if (gw_up_cluster_concurrency(env->up, env->redis, env->instance) != 0) {
+			snprintf(err, errlen, "cannot share the accounts' concurrency caps");
+			goto out;
+		}
 	}
 	if (server_services_new(srv, err, errlen))
 		goto out;
@@ -1017,6 +1037,11 @@ struct gw_server *gw_server_new(struct gw_config *cfg, const char *config_path, 
 	if (env->cfg->http_listen) {
 		srv->http = gw_http_new(env, srv->grpc_port, err, errlen);
 		if (!srv->http)
+			goto out;
+	}
+	if (env->cfg->rest_listen) {
+		srv->rest = gw_rest_new(env, gw_http_max_connections(srv->http), err, errlen);
+		if (!srv->rest)
 			goto out;
 	}
 	ret = srv;
@@ -1061,6 +1086,7 @@ int gw_server_run(struct gw_server *srv)
 	gw_log(GW_LOG_INFO, "server", GW_LS("msg", "listening"), GW_LS("grpc", env->cfg->grpc_listen),
 	       GW_LN("grpc_port", srv->grpc_port),
 	       GW_LS("http", env->cfg->http_listen ? env->cfg->http_listen : "-"),
+	       GW_LS("rest", env->cfg->rest_listen ? env->cfg->rest_listen : "-"),
 	       GW_LS("tls", env->cfg->tls.cert_file ? (env->cfg->tls.client_ca_file ? "mtls" : "tls")
 						    : "off"),
 	       GW_LN("methods", (long long)env->nmethods), GW_LEND);
@@ -1129,6 +1155,8 @@ void gw_server_free(struct gw_server *srv)
 	gw_handoff_free(srv->handoff, NULL);
 	srv->handoff = NULL;
 	gw_http_free(srv->http);
+	gw_rest_free(srv->rest);	/* abandons calls still running: before the services go */
+	srv->rest = NULL;
 	if (env->grpc && !srv->cq_shut)
 		server_grpc_shutdown_sync(srv);
 	server_io_stop(srv);
@@ -1142,6 +1170,7 @@ void gw_server_free(struct gw_server *srv)
 	if (srv->ev_housekeeping)
 		event_del(srv->ev_housekeeping);
 	server_store_settle(srv);
+	server_redis_settle(srv);
 	/* After the last call: waiters are gone; keys still PENDING stay for the next process. */
 	gw_owner_free(env->owner);
 	gw_store_close(env->store);

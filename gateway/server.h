@@ -34,12 +34,15 @@
 #define GW_SERVER_MAX_PEM_BYTES (256u << 10)	/* TLS files larger than this are refused */
 #define GW_SERVER_HOUSEKEEPING_S 60		/* idempotency key expiry runs this often */
 #define GW_SERVER_STORE_SETTLE_MS 2000		/* at exit: store operations still out get this long */
+#define GW_SERVER_REDIS_SETTLE_MS 300		/* at exit: Redis commands still out (a login lock
+						 * freed by a replica stopped mid-login) */
 #define GW_SERVER_REDIS_MAX_PENDING 4096	/* Redis commands waiting for their reply */
 #define GW_SERVER_DRAIN_POLL_MS 20		/* how often a drain looks for "nothing left in flight" */
 
 struct event;
 struct gw_config;
 struct gw_http;
+struct gw_rest;
 struct gw_handoff;
 struct gw_config_async;
 struct gw_memguard;
@@ -49,6 +52,7 @@ struct gw_server {
 	struct gw_gen *boot_gen;	/* accounts, listeners and state were built from this */
 	char *config_path;
 	struct gw_http *http;
+	struct gw_rest *rest;		/* the REST facade (gateway/rest.h); NULL without listen.rest */
 	struct event *ev_housekeeping;
 	int64_t last_expiry_ms;		/* wall clock of the last idempotency key expiry */
 	const char **method_names;	/* per method row: name and cost, for the admission */

@@ -81,8 +81,8 @@ int gw_apikey_lookup(const struct gw_keyring *r, const char *value, size_t len, 
 {
 	static const char scheme[] = "bearer";
 	uint8_t digest[32];
-	size_t i = 0, end = len, found_tenant = 0;
-	unsigned found_perms = 0, found = 0;
+	size_t i = 0, end = len;
+	int rc;
 
 	if (!r || !value || !tenant_idx || !perms || len > GW_APIKEY_MAX_VALUE)
 		return -1;
@@ -104,16 +104,28 @@ int gw_apikey_lookup(const struct gw_keyring *r, const char *value, size_t len, 
 		OPENSSL_cleanse(digest, sizeof(digest));
 		return -1;
 	}
+	rc = gw_apikey_lookup_hash(r, digest, tenant_idx, perms);
+	OPENSSL_cleanse(digest, sizeof(digest));
+	return rc;
+}
+
+int gw_apikey_lookup_hash(const struct gw_keyring *r, const uint8_t sha256[32], size_t *tenant_idx,
+			  unsigned *perms)
+{
+	size_t found_tenant = 0;
+	unsigned found_perms = 0, found = 0;
+
+	if (!r || !sha256 || !tenant_idx || !perms)
+		return -1;
 	/* Visit every entry and select with masks, so timing says nothing about which one matched. */
 	for (size_t k = 0; k < r->n; k++) {
-		unsigned eq = (unsigned)(CRYPTO_memcmp(digest, r->keys[k].sha256, 32) == 0);
+		unsigned eq = (unsigned)(CRYPTO_memcmp(sha256, r->keys[k].sha256, 32) == 0);
 		size_t mask = (size_t)0 - (size_t)eq;
 
 		found_tenant = (found_tenant & ~mask) | (r->keys[k].tenant_idx & mask);
 		found_perms = (found_perms & ~(unsigned)mask) | (r->keys[k].perms & (unsigned)mask);
 		found |= eq;
 	}
-	OPENSSL_cleanse(digest, sizeof(digest));
 	if (!found)
 		return -1;
 	*tenant_idx = found_tenant;

@@ -6,6 +6,7 @@
 #define A3D_AUTH_APIKEY_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "gateway/config/config.h"
 
@@ -31,6 +32,11 @@ size_t gw_apikey_ring_size(const struct gw_keyring *r);
  */
 int gw_apikey_lookup(const struct gw_keyring *r, const char *value, size_t len, size_t *tenant_idx,
 		     unsigned *perms);
+
+/* As gw_apikey_lookup, for a key known by its SHA-256 only (a REST facade session remembers the
+ * key it was opened with that way): the same constant-time walk over every entry. */
+int gw_apikey_lookup_hash(const struct gw_keyring *r, const uint8_t sha256[32], size_t *tenant_idx,
+			  unsigned *perms);
 
 /* "k:" + the first 10 hex digits of SHA-256(key), NUL-terminated: names a key in logs. */
 void gw_apikey_fingerprint(const char *key, size_t len, char out[13]);

@@ -23,9 +23,10 @@
 #define SESSION_AUTH_PATH "/session/auth"
 #define SESSION_URL_MAX 2048			/* base_url + path */
 #define SESSION_LOGIN_TIMEOUT_MS 10000		/* one login attempt, connect included */
-#define GW_SS_LOCK_MS_STR "15000"		/* GW_SS_LOCK_MS as the PX argument */
-_Static_assert(GW_SS_LOCK_MS == 15000 && GW_SS_LOCK_MS > SESSION_LOGIN_TIMEOUT_MS,
-	       "the lock outlives one login attempt");
+#define GW_SS_LOCK_MS_STR "3000"		/* GW_SS_LOCK_MS as the PX argument */
+/* The lock outlives a login attempt by being renewed; one lost renewal still leaves it alive. */
+_Static_assert(GW_SS_LOCK_MS == 3000 && GW_SS_LOCK_MS >= 2 * GW_SS_LOCK_RENEW_MS + 500,
+	       "the lock survives a late or lost renewal");
 
 static const char *const session_rejected_msg = "upstream rejected account credentials";
 
@@ -36,11 +37,12 @@ struct gw_sessions {
 	int registered;			/* the renderer is in env.metrics_reg */
 	int shared;			/* env.redis and a seal key: logins are shared */
 	uint8_t seal_key[GW_SEAL_KEY_LEN];	/* wiped on free */
-	struct gw_redis_script ss_publish, ss_release;
+	struct gw_redis_script ss_publish, ss_release, ss_renew;
 	/* Redis commands whose done() still looks at the accounts: the set is freed only once
 	 * they have all answered (dead = freed by its owner meanwhile). */
 	unsigned ss_inflight;
 	int dead;
+	int subscribed;			/* to <prefix>session: logins wake the waiters */
 	struct gw_account_rt a[];
 };
 
@@ -416,6 +418,9 @@ static const char ss_publish_lua[] =
 static const char ss_release_lua[] =
 	"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end "
 	"return 0";
+static const char ss_renew_lua[] =
+	"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end "
+	"return 0";
 
 static const char *session_instance(const struct gw_sessions *all)
 {
@@ -480,6 +485,7 @@ static void session_ss_fallback(struct gw_account_rt *a, const char *why)
 {
 	session_ss_unlock(a);	/* frees the lock if we took it */
 	a->ss.n.fallback++;
+	gw_redis_part_note(a->all->env.redis, GW_REDIS_PART_SESSION, 1);
 	gw_log(GW_LOG_WARN, "upstream_session_shared", GW_LS("account", a->name),
 	       GW_LS("msg", "Redis unavailable: logging in locally"), GW_LS("reason", why), GW_LEND);
 	session_ss_local(a);
@@ -491,6 +497,7 @@ static void session_ss_adopt(struct gw_account_rt *a, const char *cookie, int64_
 	a->ss.phase = GW_SS_IDLE;
 	a->ss.has_stale = 0;
 	a->ss.n.adopted++;
+	gw_redis_part_note(a->all->env.redis, GW_REDIS_PART_SESSION, 0);
 	explicit_bzero(a->cookie, sizeof a->cookie);
 	memcpy(a->cookie, cookie, strlen(cookie) + 1);
 	a->generation++;
@@ -529,6 +536,12 @@ static void session_ss_on_lock(void *arg, const redisReply *reply, const char *e
 		 * the lock in one script, so a GET that missed the cookie followed by a SET NX that
 		 * found the lock free must not log in again. */
 		a->ss.locked = 1;
+		{
+			struct timeval tv = { GW_SS_LOCK_RENEW_MS / 1000,
+					      (GW_SS_LOCK_RENEW_MS % 1000) * 1000 };
+
+			event_add(a->ss.renew, &tv);	/* failed: the lock just lives GW_SS_LOCK_MS */
+		}
 		if (session_ss_get(a) != 0)
 			session_ss_fallback(a, "GET refused");
 		break;
@@ -548,6 +561,7 @@ static void session_ss_on_lock(void *arg, const redisReply *reply, const char *e
 		break;
 	case GW_SS_TIMEOUT:
 		a->ss.n.wait_timeout++;
+		gw_redis_part_note(a->all->env.redis, GW_REDIS_PART_SESSION, 1);
 		gw_log(GW_LOG_WARN, "upstream_session_shared", GW_LS("account", a->name),
 		       GW_LS("msg", "another replica's login took too long: logging in locally"),
 		       GW_LEND);
@@ -623,6 +637,7 @@ static void session_ss_on_get(void *arg, const redisReply *reply, const char *er
 		}
 		a->ss.phase = GW_SS_IDLE;
 		a->ss.n.login++;
+		gw_redis_part_note(a->all->env.redis, GW_REDIS_PART_SESSION, 0);
 		if (session_login(a, a->ss.refresh) != 0)
 			session_login_failed(a, 0);	/* frees the lock */
 		break;
@@ -646,6 +661,30 @@ static int session_ss_get(struct gw_account_rt *a)
 		return -1;
 	a->ss.phase = GW_SS_GETTING;
 	return 0;
+}
+
+/*
+ * Another replica logged in and published the account's name on <prefix>session: a replica
+ * waiting on that account's lock reads the new cookie now rather than at its next poll. msg NULL
+ * (the subscription was (re)established): the polls carry on, as for a lost message.
+ */
+static void session_ss_on_message(void *arg, const char *channel, const char *msg, size_t len)
+{
+	struct gw_sessions *all = arg;
+
+	(void)channel;
+	if (!msg)
+		return;
+	for (size_t i = 0; i < all->n; i++) {
+		struct gw_account_rt *a = &all->a[i];
+
+		if (a->ss.phase != GW_SS_WAITING || !a->name || strlen(a->name) != len ||
+		    memcmp(a->name, msg, len) != 0)
+			continue;
+		a->ss.n.woken++;
+		evtimer_del(a->ss.timer);
+		event_active(a->ss.timer, EV_TIMEOUT, 0);
+	}
 }
 
 static void session_ss_on_timer(evutil_socket_t fd, short what, void *arg)
@@ -684,6 +723,7 @@ static int session_begin(struct gw_account_rt *a, int refresh)
 		return 0;
 	}
 	a->ss.n.fallback++;
+	gw_redis_part_note(a->all->env.redis, GW_REDIS_PART_SESSION, 1);
 	return session_login(a, refresh);
 }
 
@@ -699,6 +739,40 @@ static void session_ss_on_published(void *arg, const redisReply *reply, const ch
 		       GW_LS("msg", "cannot share the new session"), GW_LS("reason", err ? err : "-"),
 		       GW_LEND);
 	}
+}
+
+static void session_ss_on_renewed(void *arg, const redisReply *reply, const char *err)
+{
+	struct gw_account_rt *a = arg;
+
+	if (session_ss_enter(a))
+		return;
+	/* 0: expired or taken over (our loop or Redis was too slow): the login goes on; another
+	 * replica may log in too, and the last cookie stored wins, as before the renewals. */
+	if (!err && reply && reply->type == REDIS_REPLY_INTEGER && reply->integer == 0)
+		a->ss.n.lock_expired++;
+}
+
+/* Every GW_SS_LOCK_RENEW_MS while our login runs under the lock: keep it ours. */
+static void session_ss_on_renew(evutil_socket_t fd, short what, void *arg)
+{
+	struct gw_account_rt *a = arg;
+	char lock[GW_REDIS_KEY_MAX];
+	const char *argv[3];
+
+	(void)fd;
+	(void)what;
+	if (!a->ss.locked) {
+		event_del(a->ss.renew);
+		return;
+	}
+	if (session_ss_key(a, 1, lock, sizeof lock) != 0)
+		return;
+	argv[0] = lock;
+	argv[1] = session_instance(a->all);
+	argv[2] = GW_SS_LOCK_MS_STR;
+	if (session_ss_eval(a, &a->all->ss_renew, 1, 2, argv, NULL, session_ss_on_renewed) == 0)
+		a->ss.n.lock_renewed++;
 }
 
 static void session_ss_on_released(void *arg, const redisReply *reply, const char *err)
@@ -723,6 +797,7 @@ static void session_ss_logged_in(struct gw_account_rt *a, int64_t lifetime_ms)
 	if (!a->ss.locked)
 		return;
 	a->ss.locked = 0;
+	event_del(a->ss.renew);
 	if (session_ss_key(a, 0, key, sizeof key) != 0 || session_ss_key(a, 1, lock, sizeof lock) ||
 	    gw_redis_key(a->all->env.redis, "session", chan, sizeof chan) < 0)
 		goto fail;
@@ -761,6 +836,7 @@ static void session_ss_unlock(struct gw_account_rt *a)
 	if (!a->ss.locked)
 		return;
 	a->ss.locked = 0;
+	event_del(a->ss.renew);
 	if (session_ss_key(a, 1, lock, sizeof lock) != 0)
 		return;
 	argv[0] = lock;
@@ -856,10 +932,13 @@ struct gw_account_rt *gw_session_accounts_new(const struct gw_session_env *env,
 	if (env->redis && env->seal_key) {
 		memcpy(all->seal_key, env->seal_key, sizeof all->seal_key);
 		all->shared = 1;
+		gw_redis_part_use(env->redis, GW_REDIS_PART_SESSION);
 		all->ss_publish.lua = ss_publish_lua;
 		all->ss_release.lua = ss_release_lua;
+		all->ss_renew.lua = ss_renew_lua;
 		gw_redis_script_init(&all->ss_publish);
 		gw_redis_script_init(&all->ss_release);
+		gw_redis_script_init(&all->ss_renew);
 	}
 	for (i = 0; i < cfg->naccounts; i++) {
 		const struct gw_account_cfg *ac = &cfg->accounts[i];
@@ -886,11 +965,16 @@ struct gw_account_rt *gw_session_accounts_new(const struct gw_session_env *env,
 			goto out;
 		a->timer = evtimer_new(env->base, session_on_timer, a);
 		a->ss.timer = evtimer_new(env->base, session_ss_on_timer, a);
-		if (!a->timer || !a->ss.timer) {
+		a->ss.renew = event_new(env->base, -1, EV_PERSIST, session_ss_on_renew, a);
+		if (!a->timer || !a->ss.timer || !a->ss.renew) {
 			snprintf(err, errlen, "account %s: cannot create its timer", ac->name);
 			goto out;
 		}
 	}
+	/* Once the accounts exist (a message may come at any time). Refused: the waiters poll. */
+	if (all->shared &&
+	    gw_redis_subscribe(env->redis, "session", session_ss_on_message, all) == GW_REDIS_OK)
+		all->subscribed = 1;
 	if (env->metrics_reg) {
 		if (gw_metrics_register(env->metrics_reg, session_render_metrics, all) != 0) {
 			snprintf(err, errlen, "too many metrics renderers");
@@ -914,11 +998,17 @@ void gw_session_accounts_free(struct gw_account_rt *v, size_t n)
 	if (!v)
 		return;
 	all = v->all;
+	if (all->subscribed)
+		gw_redis_unsubscribe(all->env.redis, "session");
+	all->subscribed = 0;
 	if (all->registered)
 		gw_metrics_unregister(all->env.metrics_reg, session_render_metrics, all);
 	for (size_t i = 0; i < n && i < all->n; i++) {
 		struct gw_account_rt *a = &v[i];
 
+		/* Stopped mid-login: the lock is freed at once rather than left to expire. */
+		if (a->ss.locked && all->shared && !all->dead)
+			session_ss_unlock(a);
 		if (a->login)
 			gw_up_cancel(a->login);
 		a->login = NULL;
@@ -930,6 +1020,9 @@ void gw_session_accounts_free(struct gw_account_rt *v, size_t n)
 			event_free(a->timer);
 		if (a->ss.timer)
 			event_free(a->ss.timer);
+		if (a->ss.renew)
+			event_free(a->ss.renew);
+		a->ss.renew = NULL;
 		a->ss.phase = GW_SS_IDLE;
 		explicit_bzero(a->ss.stale_fp, sizeof a->ss.stale_fp);
 		if (a->auth_header) {
@@ -1016,12 +1109,17 @@ static void session_render_metrics(void *arg, struct gw_metrics_out *o)
 			{ "open_failed", offsetof(struct gw_ss_counters, open_failed) },
 			{ "wait_timeout", offsetof(struct gw_ss_counters, wait_timeout) },
 			{ "publish_failed", offsetof(struct gw_ss_counters, publish_failed) },
+			{ "woken", offsetof(struct gw_ss_counters, woken) },
+			{ "lock_renewed", offsetof(struct gw_ss_counters, lock_renewed) },
+			{ "lock_expired", offsetof(struct gw_ss_counters, lock_expired) },
 		};
 
 		gw_metrics_family(o, "session_shared_total", "counter",
 				  "Shared upstream session (Redis): cookies adopted from another replica, "
 				  "logins under the cluster lock, waits on another's lock, local "
-				  "fallbacks, stored values that did not open, wait timeouts, failed writes.");
+				  "fallbacks, stored values that did not open, wait timeouts, failed writes, "
+				  "waits ended at once by another replica's login message, renewals of "
+				  "our login lock sent and found expired.");
 		for (size_t i = 0; i < all->n; i++) {
 			gw_metrics_label(all->a[i].name, l, sizeof l);
 			for (size_t k = 0; k < sizeof sh / sizeof sh[0]; k++) {

@@ -6,12 +6,18 @@
  *   GET <prefix>session:<account>          a sealed {expiry, cookie} another replica wrote
  *     usable and newer than ours  -> adopt it: no login ("adopted")
  *     else SET <prefix>session:<account>:lock <instance> NX PX GW_SS_LOCK_MS
- *       won   -> log in upstream; then one script writes the sealed cookie (PX its lifetime),
+ *       won   -> log in upstream, the lock renewed (PEXPIRE if still ours) every
+ *                GW_SS_LOCK_RENEW_MS while the login runs, so that a holder that died or was
+ *                stopped mid-login holds the others back GW_SS_LOCK_MS at most (a stopped one
+ *                frees it at once); then one script writes the sealed cookie (PX its lifetime),
  *                deletes the lock if still ours and PUBLISHes the account name on
  *                <prefix>session ("login")
  *       lost  -> poll: the same GET / SET NX again after GW_SS_POLL_MIN_MS, doubling to
  *                GW_SS_POLL_MAX_MS, until a newer cookie shows (adopted) or the lock is free
- *                (the holder failed or died: we log in) ("lock_lost", once per login)
+ *                (the holder failed or died: we log in) ("lock_lost", once per login); the
+ *                holder's PUBLISH of the account name (the replicas subscribe to
+ *                <prefix>session) wakes a waiting replica at once ("woken"): polling stays for
+ *                what pub/sub loses (at most once)
  *
  * "Newer" means: not the cookie this replica last used (a 401 on it, or the one being refreshed,
  * compared by SHA-256 fingerprint) and, for a refresh, living longer than ours. A 401 thus
@@ -37,7 +43,9 @@
 
 #include "auth/upstream/seal.h"
 
-#define GW_SS_LOCK_MS 15000		/* login lock lifetime: one login attempt (10 s) + margin */
+#define GW_SS_LOCK_MS 3000		/* login lock lifetime, renewed while the login runs ... */
+#define GW_SS_LOCK_RENEW_MS 1000	/* ... this often: a holder that died mid-login delays the
+					 * others GW_SS_LOCK_MS at most */
 #define GW_SS_WAIT_MAX_MS 30000		/* waiting for another replica's login, then log in here */
 #define GW_SS_POLL_MIN_MS 25
 #define GW_SS_POLL_MAX_MS 250
@@ -55,6 +63,9 @@ struct gw_ss_counters {
 	uint64_t open_failed;		/* a stored value did not open (seal key rotated, tampered) */
 	uint64_t wait_timeout;		/* waited GW_SS_WAIT_MAX_MS, then logged in locally */
 	uint64_t publish_failed;	/* the sealed cookie could not be written */
+	uint64_t woken;			/* waits ended at once by another replica's login message */
+	uint64_t lock_renewed;		/* renewals of our lock sent while logging in */
+	uint64_t lock_expired;		/* renewals that found the lock no longer ours */
 };
 
 /* The shared part of one account (inside struct gw_account_rt). */
@@ -74,6 +85,7 @@ struct gw_ss_acct {
 	int64_t deadline_us;		/* of this cycle's waiting */
 	int64_t poll_ms;		/* next poll delay */
 	struct event *timer;		/* poll timer */
+	struct event *renew;		/* lock renewal while locked (persistent) */
 	struct gw_ss_counters n;
 };
 

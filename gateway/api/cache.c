@@ -32,12 +32,14 @@ struct cache_tab {
 	struct cache_ent **buckets;
 	size_t nbuckets;		/* power of two */
 	size_t n, max;
+	size_t bytes, max_bytes;	/* held by the entries; max_bytes 0 = no byte limit */
 	struct cache_ent *head, *tail;
 };
 
 struct gw_cache {
 	struct cache_tab st, ln;
 	int64_t ttl_ms;
+	uint64_t forgets;		/* gw_cache_forget calls: see gw_cache_forgets */
 	struct gw_cache_counters cnt;
 };
 
@@ -111,6 +113,12 @@ static void cache_lru_front(struct cache_tab *t, struct cache_ent *e)
 		t->tail = e;
 }
 
+/* What an entry costs in memory: its allocation (bucket slots are the table's). */
+static size_t cache_ent_bytes(const struct cache_ent *e)
+{
+	return sizeof *e + e->klen + 1 + e->vlen;
+}
+
 static void cache_tab_remove(struct cache_tab *t, struct cache_ent *e)
 {
 	struct cache_ent **pp = &t->buckets[e->hash & (t->nbuckets - 1)];
@@ -121,6 +129,7 @@ static void cache_tab_remove(struct cache_tab *t, struct cache_ent *e)
 		*pp = e->hnext;
 	cache_lru_unlink(t, e);
 	t->n--;
+	t->bytes -= cache_ent_bytes(e);
 	free(e);
 }
 
@@ -146,13 +155,15 @@ static void cache_tab_grow(struct cache_tab *t)
 	t->nbuckets = nb;
 }
 
-/* Inserts e (not in the table); evicts the LRU entry first when full. Returns evictions. */
+/* Inserts e (not in the table); evicts LRU entries first while the table is full (entries, or
+ * bytes when it has a byte limit). Returns evictions. */
 static unsigned cache_tab_insert(struct cache_tab *t, struct cache_ent *e)
 {
+	size_t need = cache_ent_bytes(e);
 	unsigned ev = 0;
 	size_t b;
 
-	while (t->n >= t->max && t->tail) {
+	while ((t->n >= t->max || (t->max_bytes && t->bytes + need > t->max_bytes)) && t->tail) {
 		cache_tab_remove(t, t->tail);
 		ev++;
 	}
@@ -163,6 +174,7 @@ static unsigned cache_tab_insert(struct cache_tab *t, struct cache_ent *e)
 	t->buckets[b] = e;
 	cache_lru_front(t, e);
 	t->n++;
+	t->bytes += need;
 	return ev;
 }
 
@@ -212,6 +224,7 @@ struct gw_cache *gw_cache_new(size_t max_entries, int64_t ttl_ms)
 		gw_cache_free(c);
 		return NULL;
 	}
+	c->ln.max_bytes = GW_CACHE_LINK_MAX_BYTES;
 	return c;
 }
 
@@ -237,6 +250,28 @@ const struct gw_cache_counters *gw_cache_counters(const struct gw_cache *c)
 int64_t gw_cache_ttl_ms(const struct gw_cache *c)
 {
 	return c->ttl_ms;
+}
+
+uint64_t gw_cache_forgets(const struct gw_cache *c)
+{
+	return c->forgets;
+}
+
+void gw_cache_link_limits(struct gw_cache *c, size_t max_entries, size_t max_bytes)
+{
+	if (max_entries < 1)
+		max_entries = 1;
+	if (max_entries > GW_CACHE_MAX_ENTRIES_LIMIT)
+		max_entries = GW_CACHE_MAX_ENTRIES_LIMIT;
+	c->ln.max = max_entries;
+	c->ln.max_bytes = max_bytes ? max_bytes : GW_CACHE_LINK_MAX_BYTES;
+	/* Over the new limits: the least recently used links go now, counted as evictions. */
+	while ((c->ln.n > c->ln.max || c->ln.bytes > c->ln.max_bytes) && c->ln.tail) {
+		cache_tab_remove(&c->ln, c->ln.tail);
+		c->cnt.link_evictions++;
+	}
+	c->cnt.link_entries = c->ln.n;
+	c->cnt.link_bytes = c->ln.bytes;
 }
 
 /* ---- statuses ---- */
@@ -434,9 +469,11 @@ int gw_cache_forget(struct gw_cache *c, size_t acct, const char *rid)
 	struct cache_ent *e = klen ? cache_tab_find(&c->st, acct, rid, klen) : NULL;
 	struct cache_ent *l = klen ? cache_tab_find(&c->ln, acct, rid, klen) : NULL;
 
+	c->forgets++;
 	if (l)
 		cache_tab_remove(&c->ln, l);
 	c->cnt.link_entries = c->ln.n;
+	c->cnt.link_bytes = c->ln.bytes;
 	if (!e)
 		return 0;
 	cache_tab_remove(&c->st, e);
@@ -446,11 +483,14 @@ int gw_cache_forget(struct gw_cache *c, size_t acct, const char *rid)
 
 /* ---- download links ---- */
 
-/* The value of query parameter name in url ("" terminated at '&' or '#'), copied into out. */
+/* The value of query parameter name in url ("" terminated at '&' or '#'), copied into out.
+ * -1 when it is absent, too long, or given twice (which one a server would read is anybody's
+ * guess, and a guess could serve a link past its expiry). */
 static int cache_query_param(const char *url, const char *name, char *out, size_t outlen)
 {
 	const char *q = strchr(url, '?');
 	size_t nl = strlen(name);
+	int found = 0;
 
 	if (!q)
 		return -1;
@@ -460,17 +500,16 @@ static int cache_query_param(const char *url, const char *name, char *out, size_
 		if ((size_t)(end - p) > nl && strncmp(p, name, nl) == 0 && p[nl] == '=') {
 			size_t vl = (size_t)(end - p) - nl - 1;
 
-			if (vl >= outlen)
+			if (vl >= outlen || found++)
 				return -1;
 			memcpy(out, p + nl + 1, vl);
 			out[vl] = '\0';
-			return 0;
 		}
 		if (*end != '&')
 			break;
 		p = end + 1;
 	}
-	return -1;
+	return found ? 0 : -1;
 }
 
 static int cache_digits(const char *s, size_t n, int *out)
@@ -557,6 +596,7 @@ int gw_cache_link_get(struct gw_cache *c, size_t acct, const char *rid, int64_t 
 		if (e)
 			cache_tab_remove(&c->ln, e);	/* expired links are useless: free them now */
 		c->cnt.link_entries = c->ln.n;
+		c->cnt.link_bytes = c->ln.bytes;
 		c->cnt.link_misses++;
 		return 0;
 	}
@@ -603,6 +643,10 @@ int gw_cache_link_put(struct gw_cache *c, size_t acct, const Animate3d__V1__Down
 		c->cnt.too_large++;
 		return -1;
 	}
+	if (sizeof(struct cache_ent) + klen + 1 + vlen > c->ln.max_bytes) {
+		c->cnt.link_refused++;	/* it would evict everything and still not fit */
+		return 0;
+	}
 	e = cache_ent_new(acct, link->rid, klen, vlen);
 	if (!e)
 		return -1;
@@ -614,5 +658,6 @@ int gw_cache_link_put(struct gw_cache *c, size_t acct, const Animate3d__V1__Down
 	c->cnt.link_evictions += cache_tab_insert(&c->ln, e);
 	c->cnt.link_stores++;
 	c->cnt.link_entries = c->ln.n;
+	c->cnt.link_bytes = c->ln.bytes;
 	return 1;
 }

@@ -16,8 +16,10 @@
  * X-Goog-Expires in each URL's query); a link with no URL or any URL without an expiry is not
  * cached. Wall-clock seconds (the URLs carry UTC times).
  *
- * Both tables are bounded (max_entries each, at least 1) with LRU eviction, counted. Nothing
- * here does I/O or reads a clock: callers pass the time.
+ * Both tables are bounded (max_entries each, at least 1) with LRU eviction, counted; the link
+ * table also by bytes (GW_CACHE_LINK_MAX_BYTES unless gw_cache_link_limits says otherwise: a
+ * link carries a signed URL per file, a few KiB). Nothing here does I/O or reads a clock:
+ * callers pass the time.
  */
 #ifndef A3D_GATEWAY_CACHE_H
 #define A3D_GATEWAY_CACHE_H
@@ -29,6 +31,7 @@
 
 #define GW_CACHE_MAX_VALUE (64u << 10)	/* a packed entry larger than this is not cached (counted) */
 #define GW_CACHE_LINK_MARGIN_S 60	/* links are dropped this long before their URLs expire */
+#define GW_CACHE_LINK_MAX_BYTES (32u << 20)	/* default byte limit of the link table */
 #define GW_CACHE_MAX_ENTRIES_LIMIT (16u << 20)	/* hard cap on max_entries */
 
 struct gw_cache;
@@ -42,7 +45,8 @@ struct gw_cache_counters {
 	uint64_t too_large;		/* values over GW_CACHE_MAX_VALUE, not cached */
 	uint64_t link_hits, link_misses, link_stores, link_evictions;
 	uint64_t link_uncacheable;	/* links without a readable expiry, or expiring too soon */
-	uint64_t entries, link_entries;	/* gauges */
+	uint64_t link_refused;		/* links larger than the link table's byte limit */
+	uint64_t entries, link_entries, link_bytes;	/* gauges */
 };
 
 /* max_entries: per table (0 -> 1; capped at GW_CACHE_MAX_ENTRIES_LIMIT); ttl_ms: lifetime of
@@ -99,6 +103,10 @@ int gw_cache_invalidate(struct gw_cache *c, size_t acct, const char *rid);
  * reprocessed under the same rid), so even a final status is history. Its download link goes too.
  * Returns 1 when a status entry was dropped. */
 int gw_cache_forget(struct gw_cache *c, size_t acct, const char *rid);
+/* How many gw_cache_forget calls there have been. A fetch that started before a forget may carry
+ * the restarted rid's old answer: links fetched then are not stored (gateway/svc/download.c
+ * compares this count at the start and at the end of its fetch). */
+uint64_t gw_cache_forgets(const struct gw_cache *c);
 
 /* ---- download links ---- */
 
@@ -113,9 +121,14 @@ int64_t gw_cache_link_expiry(const Animate3d__V1__DownloadLink *link);
 int gw_cache_link_get(struct gw_cache *c, size_t acct, const char *rid, int64_t now_s,
 		      Animate3d__V1__DownloadLink **out);
 /* Stores link (borrowed) when it has a readable expiry more than GW_CACHE_LINK_MARGIN_S after
- * now_s: 1 stored, 0 not cacheable (counted), -1 on error. Replaces an existing link. */
+ * now_s: 1 stored, 0 not cacheable or larger than the byte limit (counted), -1 on error.
+ * Replaces an existing link; evicts LRU links while the entry or byte limit would be passed. */
 int gw_cache_link_put(struct gw_cache *c, size_t acct, const Animate3d__V1__DownloadLink *link,
 		      int64_t now_s);
+
+/* The link table's limits: max_entries (0 -> 1; capped at GW_CACHE_MAX_ENTRIES_LIMIT) and
+ * max_bytes (0 -> GW_CACHE_LINK_MAX_BYTES). Links over the new limits are evicted (counted). */
+void gw_cache_link_limits(struct gw_cache *c, size_t max_entries, size_t max_bytes);
 
 const struct gw_cache_counters *gw_cache_counters(const struct gw_cache *c);
 int64_t gw_cache_ttl_ms(const struct gw_cache *c);

@@ -53,7 +53,15 @@ void gw_adm_configure(struct gw_adm *a, unsigned max_concurrent, double rate_per
 
 static int adm_slot_free(const struct gw_adm *a)
 {
-	return a->max_concurrent == 0 || a->inflight < a->max_concurrent;
+	return (a->max_concurrent == 0 || a->inflight < a->max_concurrent) &&
+	       (!a->slots_on || a->inflight < a->slots);
+}
+
+void gw_adm_set_slots(struct gw_adm *a, int on, unsigned slots, int64_t now_ms)
+{
+	a->slots_on = on ? 1 : 0;
+	a->slots = slots;
+	adm_dispatch(a, now_ms);
 }
 
 /* Moves w from the queue to the pending list with verdict v (state is final from here on). */

@@ -76,6 +76,8 @@ struct gw_adm_counters {
 
 struct gw_adm {
 	unsigned max_concurrent;	/* 0 = no cap */
+	int slots_on;			/* an outer cap is in force (gw_adm_set_slots) ... */
+	unsigned slots;			/* ... of this many in flight, 0 included */
 	struct gw_bucket rate;		/* requests/s; unlimited when the account sets none */
 	size_t max_queue;
 	unsigned inflight;
@@ -97,6 +99,12 @@ void gw_adm_init(struct gw_adm *a, unsigned max_concurrent, double rate_per_s, s
  * Admits at once whoever the new caps let go. */
 void gw_adm_configure(struct gw_adm *a, unsigned max_concurrent, double rate_per_s, size_t max_queue,
 		      int64_t now_ms);
+
+/* An outer cap on requests in flight, on top of max_concurrent (the slots this replica holds of
+ * a cluster-wide cap, gateway/cluster/csem.h): on 1 = at most slots in flight, 0 meaning none;
+ * on 0 = no outer cap. Requests already in flight are kept. Admits at once whoever it lets go;
+ * a waiter it holds back waits for a leave or a larger call (gw_adm_next_wake does not count it). */
+void gw_adm_set_slots(struct gw_adm *a, int on, unsigned slots, int64_t now_ms);
 
 /* See the top of this file. *est_wait_ms (may be NULL) = the earliest possible wait for this
  * waiter, in ms (0 when admitted), also on refusals: a retry hint for the caller. */

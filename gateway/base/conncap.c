@@ -26,6 +26,7 @@ struct conncap_conn {
 	struct bufferevent *bev;		/* our reference, dropped when the connection closes */
 	struct evhttp_connection *evcon;	/* NULL until evhttp has set the connection up */
 	int64_t mark_ms;			/* accept, then each request handed to us */
+	int busy;				/* a request is being answered later (gw_conncap_busy) */
 	struct conncap_conn *prev, *next;
 };
 
@@ -44,6 +45,8 @@ struct gw_conncap {
 	int paused_cap, paused_err;		/* why the listener should be paused */
 	struct gw_lograte log_evict, log_pause, log_err;
 	struct gw_conncap_stats st;
+	gw_conncap_bev_fn make_bev;		/* NULL: a plain socket bufferevent */
+	void *make_bev_arg;
 };
 
 static int64_t conncap_now_ms(void)
@@ -158,8 +161,9 @@ static struct conncap_conn *conncap_evictable(struct gw_conncap *c, int64_t now)
 {
 	struct conncap_conn *k = c->head;
 
-	while (k && !k->evcon)
-		k = k->next;	/* being set up this very pass: not quiet */
+	/* Being set up this very pass, or a request is being answered: not quiet. */
+	while (k && (!k->evcon || k->busy))
+		k = k->next;
 	if (k && conncap_alive(k) && now - k->mark_ms >= GW_CONNCAP_EVICT_IDLE_MS)
 		return k;
 	return NULL;
@@ -182,7 +186,7 @@ static void conncap_enforce(struct gw_conncap *c)
 		return;
 	}
 	/* Look again when the quietest connection has been quiet long enough to give way. */
-	for (k = c->head; k && !k->evcon; k = k->next)
+	for (k = c->head; k && (!k->evcon || k->busy); k = k->next)
 		;
 	if (k && c->lev) {
 		int64_t ms = k->mark_ms + GW_CONNCAP_EVICT_IDLE_MS - now;
@@ -213,7 +217,8 @@ static struct bufferevent *conncap_bevcb(struct event_base *base, void *arg)
 {
 	struct gw_conncap *c = arg;
 	struct conncap_conn *k = calloc(1, sizeof *k);
-	struct bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+	struct bufferevent *bev = c->make_bev ? c->make_bev(base, c->make_bev_arg)
+					      : bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
 
 	if (!k || !bev) {
 		/* evhttp makes its own: one connection uncounted, only when memory is gone */
@@ -283,7 +288,8 @@ static void conncap_on_sweep(evutil_socket_t fd, short what, void *arg)
 		if (!conncap_alive(k)) {
 			c->st.missed_close++;
 			conncap_forget(c, k);
-		} else if (now - k->mark_ms > c->deadline_ms) {
+		} else if (!k->busy && now - k->mark_ms > c->deadline_ms) {
+			/* A busy connection's request is bounded by its handler's own deadline. */
 			conncap_evict(c, k, 1);
 		}
 	}
@@ -435,6 +441,29 @@ void gw_conncap_request(struct gw_conncap *c, struct evhttp_request *req)
 	for (struct conncap_conn *k = c->tail; k; k = k->prev) {
 		if (k->evcon != evcon)
 			continue;
+		k->mark_ms = conncap_now_ms();
+		conncap_unlink(c, k);
+		conncap_append(c, k);
+		return;
+	}
+}
+
+void gw_conncap_set_bev(struct gw_conncap *c, gw_conncap_bev_fn make, void *arg)
+{
+	c->make_bev = make;
+	c->make_bev_arg = arg;
+}
+
+void gw_conncap_busy(struct gw_conncap *c, struct evhttp_request *req, int busy)
+{
+	struct evhttp_connection *evcon = req ? evhttp_request_get_connection(req) : NULL;
+
+	if (!c || !evcon)
+		return;	/* the client left: its connection is gone already */
+	for (struct conncap_conn *k = c->tail; k; k = k->prev) {
+		if (k->evcon != evcon)
+			continue;
+		k->busy = busy != 0;
 		k->mark_ms = conncap_now_ms();
 		conncap_unlink(c, k);
 		conncap_append(c, k);

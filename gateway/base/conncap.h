@@ -71,8 +71,20 @@ struct gw_conncap_stats {
 struct gw_conncap *gw_conncap_new(struct event_base *base, struct evhttp *http,
 				  struct evconnlistener *lev, size_t max, int deadline_s, char *err,
 				  size_t errlen);
+/* How each new connection's bufferevent is made (e.g. bufferevent_openssl_socket_new with fd -1
+ * and BUFFEREVENT_SSL_ACCEPTING, for TLS: evhttp sets the fd on it); the cap takes evhttp's
+ * bufferevent callback, so a listener that needs its own asks here. NULL on failure: evhttp then
+ * makes a plain one. Default: a plain socket bufferevent. */
+struct bufferevent;
+typedef struct bufferevent *(*gw_conncap_bev_fn)(struct event_base *base, void *arg);
+void gw_conncap_set_bev(struct gw_conncap *c, gw_conncap_bev_fn make, void *arg);
 /* A request was handed to us on its connection: its deadline starts again. */
 void gw_conncap_request(struct gw_conncap *c, struct evhttp_request *req);
+/* busy = 1: req will be answered later (an asynchronous handler): until gw_conncap_busy(c, req,
+ * 0), which must come before the reply is sent, its connection is neither closed for the
+ * deadline nor evicted at the cap (evhttp would free the request under the handler). The handler
+ * bounds the request's time itself. The deadline starts again at each call. */
+void gw_conncap_busy(struct gw_conncap *c, struct evhttp_request *req, int busy);
 void gw_conncap_stats(const struct gw_conncap *c, struct gw_conncap_stats *out);
 /* animate3d_gateway_http_connections* families: a metrics renderer (arg: the struct gw_conncap). */
 struct gw_metrics_out;

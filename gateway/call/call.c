@@ -63,7 +63,7 @@ struct gw_call {
 	struct gw_gen *conf;		/* reference taken at authentication */
 	const struct gw_tenant_cfg *tenant;
 	size_t tenant_idx;
-	const char *auth_by;		/* "key", "cert", or NULL: not authenticated */
+	const char *auth_by;		/* "key", "cert", "session" (a REST facade cookie), or NULL */
 	ProtobufCMessage *req;
 	void *data;
 	void (*on_cancel)(struct gw_call *c, void *data);
@@ -87,10 +87,23 @@ struct gw_call {
 	gw_recv_fn recv_cb;
 	int recv_in_flight;
 	char recv_err[GW_VALIDATE_ERR_MAX];	/* why the last received message was refused */
+
+	/* Local calls (no grpc_call): the credential, the peer and where the end goes. */
+	int local;
+	char *local_auth;		/* wiped and freed with the call */
+	size_t local_auth_len;
+	uint8_t local_key[32];		/* the session's key hash (has_local_key) */
+	int has_local_key;
+	char *local_tenant;		/* the tenant the credential must belong to, or NULL */
+	char local_peer[GW_CALL_MAX_PEER];
+	gw_call_sink_fn sink;
+	void *sink_arg;
+	struct gw_call **handle;	/* the caller's pointer to this call, NULL once the sink ran */
 };
 
 static void call_maybe_free(struct gw_call *c);
 static void call_pump(struct gw_call *c);
+static void call_local_deliver(struct gw_call *c);
 
 /* ---- accessors ---- */
 
@@ -111,6 +124,11 @@ void gw_call_peer(struct gw_call *c, char *buf, size_t len)
 {
 	char *p = c->call ? grpc_call_get_peer(c->call) : NULL;
 
+	if (c->local) {
+		if (len)
+			snprintf(buf, len, "%s", c->local_peer);
+		return;
+	}
 	if (len)
 		snprintf(buf, len, "%s", p ? p : "");
 	gpr_free(p);
@@ -300,6 +318,11 @@ static void call_pump(struct gw_call *c)
 	}
 	if (!c->qlen && !c->end_pending)
 		return;
+	if (c->local) {
+		if (c->end_pending)	/* a unary reply leaves with its end, in one piece */
+			call_local_deliver(c);
+		return;
+	}
 	memset(ops, 0, sizeof ops);
 	memset(trailers, 0, sizeof trailers);
 	if (!c->initial_md_sent) {
@@ -347,6 +370,35 @@ static void call_pump(struct gw_call *c)
 	grpc_slice_unref(det);
 	for (size_t i = 0; i < ntrailers; i++)
 		grpc_slice_unref(trailers[i].value);
+}
+
+/* A local call's end: the first queued message (the unary reply) and the status go to the sink,
+ * and the call counts as closed, as a gRPC call does once its status is sent. */
+static void call_local_deliver(struct gw_call *c)
+{
+	struct gw_call_end end = { c->status, c->status_msg, c->pushback_ms, NULL, 0 };
+	grpc_byte_buffer_reader r;
+	grpc_slice s = grpc_empty_slice();
+	int have = 0;
+
+	if (c->qlen && grpc_byte_buffer_reader_init(&r, c->queue[c->qhead])) {
+		s = grpc_byte_buffer_reader_readall(&r);
+		grpc_byte_buffer_reader_destroy(&r);
+		have = 1;
+	}
+	if (have && c->status == GRPC_STATUS_OK) {
+		end.reply = GRPC_SLICE_START_PTR(s);
+		end.reply_len = GRPC_SLICE_LENGTH(s);
+	}
+	c->end_pending = 0;
+	c->end_sent = 1;
+	c->close_done = 1;
+	if (c->handle)
+		*c->handle = NULL;
+	c->handle = NULL;
+	c->sink(c->sink_arg, &end);
+	grpc_slice_unref(s);
+	call_drop_queue(c);
 }
 
 static void call_end(struct gw_call *c, grpc_status_code code, const char *msg)
@@ -550,6 +602,12 @@ static void call_free(struct gw_call *c)
 		protobuf_c_message_free_unpacked(c->req, NULL);
 	if (c->conf)
 		gw_gen_put(c->conf);
+	if (c->local_auth) {
+		explicit_bzero(c->local_auth, c->local_auth_len);
+		free(c->local_auth);
+	}
+	explicit_bzero(c->local_key, sizeof c->local_key);
+	free(c->local_tenant);
 	if (c->call)
 		grpc_call_unref(c->call);
 	if (!c->m)
@@ -576,21 +634,32 @@ static const grpc_slice *call_authorization(struct gw_call *c);
 static int call_authenticate(struct gw_call *c, size_t *tidx, unsigned *perms)
 {
 	const struct gw_config *cfg = c->conf->cfg;
-	const grpc_slice *auth = call_authorization(c);
+	const grpc_slice *auth = c->local ? NULL : call_authorization(c);
+	const char *val = auth ? (const char *)GRPC_SLICE_START_PTR(*auth) : c->local_auth;
+	size_t len = auth ? GRPC_SLICE_LENGTH(*auth) : c->local_auth_len;
 	char cn[GW_CLIENTCERT_MAX_CN + 1];
 	size_t cnlen;
 	int t;
 
-	if (auth) {
-		if (GRPC_SLICE_LENGTH(*auth) > GW_APIKEY_MAX_VALUE ||
-		    gw_apikey_lookup(c->conf->keys, (const char *)GRPC_SLICE_START_PTR(*auth),
-				     GRPC_SLICE_LENGTH(*auth), tidx, perms) != 0 ||
-		    *tidx >= cfg->ntenants)
+	if (c->has_local_key) {
+		if (gw_apikey_lookup_hash(c->conf->keys, c->local_key, tidx, perms) != 0 ||
+		    *tidx >= cfg->ntenants ||
+		    (c->local_tenant && strcmp(cfg->tenants[*tidx].name, c->local_tenant) != 0))
+			return -1;
+		c->auth_by = "session";
+		return 0;
+	}
+	if (val) {
+		if (len > GW_APIKEY_MAX_VALUE ||
+		    gw_apikey_lookup(c->conf->keys, val, len, tidx, perms) != 0 ||
+		    *tidx >= cfg->ntenants ||
+		    (c->local_tenant && strcmp(cfg->tenants[*tidx].name, c->local_tenant) != 0))
 			return -1;
 		c->auth_by = "key";
 		return 0;
 	}
-	if (!cfg->tls.client_ca_file)
+	/* A local call has no TLS session of its own to take a certificate from. */
+	if (!cfg->tls.client_ca_file || c->local)
 		return -1;
 	cnlen = gw_clientcert_peer_cn(c->call, cn, sizeof cn);
 	t = cnlen ? gw_clientcert_tenant(cfg, cn, cnlen) : -1;
@@ -666,11 +735,13 @@ static void call_start(struct gw_call *c)
 		c->deadline = c->details.deadline;
 	call_set_name(c);
 
-	/* RECV_CLOSE first: its completion is how cancel and deadline reach us. */
+	/* RECV_CLOSE first: its completion is how cancel and deadline reach us. A local call
+	 * learns it from gw_call_local_abandon() instead. */
 	memset(&op, 0, sizeof op);
 	op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
 	op.data.recv_close_on_server.cancelled = &c->close_cancelled;
-	call_start_batch(c, &op, 1, &c->t_close);
+	if (!c->local)
+		call_start_batch(c, &op, 1, &c->t_close);
 	if (c->dead) {
 		c->close_done = 1;	/* no close will come: free on finish */
 		c->finished = 1;
@@ -704,7 +775,7 @@ static void call_start(struct gw_call *c)
 
 		/* No message because the stream broke first (the client reset it, its deadline
 		 * passed): a cancellation, with nobody left to answer. */
-		if (!c->payload && grpc_call_failed_before_recv_message(c->call)) {
+		if (!c->payload && c->call && grpc_call_failed_before_recv_message(c->call)) {
 			int expired = gw_call_time_left_ms(c) == 0;
 
 			env->stats.cancelled++;
@@ -813,6 +884,90 @@ static void call_on_close(struct gw_call *c)
 		c->hook_ran = 1;
 		c->on_cancel(c, c->data);
 	}
+}
+
+int gw_call_local(struct gw_env *env, const struct gw_call_local_args *a, struct gw_call **handle)
+{
+	struct gw_call *c = NULL;
+	size_t midx = a->midx;
+	grpc_slice s;
+	int rc = -1;
+
+	*handle = NULL;
+	if (midx >= env->nmethods || env->methods[midx].kind != GW_UNARY)
+		goto out;
+	c = calloc(1, sizeof *c);
+	if (!c)
+		goto out;
+	c->env = env;
+	c->midx = midx;
+	c->m = &env->methods[midx];
+	c->local = 1;
+	c->pushback_ms = -1;
+	c->sink = a->sink;
+	c->sink_arg = a->arg;
+	grpc_metadata_array_init(&c->md);
+	snprintf(c->local_peer, sizeof c->local_peer, "%s", a->peer ? a->peer : "");
+	c->deadline = gpr_inf_future(GPR_CLOCK_MONOTONIC);
+	if (a->deadline_ms >= 0)
+		c->deadline = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+					   gpr_time_from_millis(a->deadline_ms, GPR_TIMESPAN));
+	if (a->auth) {
+		c->local_auth = malloc(a->authlen + 1);
+		if (!c->local_auth)
+			goto out;
+		memcpy(c->local_auth, a->auth, a->authlen);
+		c->local_auth[a->authlen] = '\0';
+		c->local_auth_len = a->authlen;
+	}
+	if (a->key_sha256) {
+		memcpy(c->local_key, a->key_sha256, sizeof c->local_key);
+		c->has_local_key = 1;
+	}
+	if (a->tenant && !(c->local_tenant = strdup(a->tenant)))
+		goto out;
+	s = grpc_slice_from_copied_buffer((const char *)a->req, a->len);
+	c->payload = grpc_raw_byte_buffer_create(&s, 1);
+	grpc_slice_unref(s);
+	if (!c->payload)
+		goto out;
+	c->handle = handle;
+	*handle = c;
+	c->busy++;
+	if (env->draining) {
+		/* As call_on_new refuses a call that arrives during the drain, counted alike. */
+		env->stats.rejected_draining++;
+		c->arrived = 1;
+		c->start_us = gw_clock_now_us();
+		env->stats.calls_in_flight++;
+		snprintf(c->method_name, sizeof c->method_name, "%s", c->m->path);
+		gw_call_fail(c, GRPC_STATUS_UNAVAILABLE, "server is shutting down");
+	} else {
+		call_start(c);
+	}
+	c->busy--;
+	call_maybe_free(c);	/* when it already ended (a refusal); else its close path frees it */
+	c = NULL;
+	rc = 0;
+out:
+	if (c) {
+		/* Nothing ran: the sink is not called and the caller's handle stays NULL. */
+		*handle = NULL;
+		call_free(c);
+	}
+	return rc;
+}
+
+void gw_call_local_abandon(struct gw_call *c)
+{
+	if (!c || !c->local || c->close_done)
+		return;
+	c->handle = NULL;
+	c->close_cancelled = 1;
+	c->busy++;
+	call_on_close(c);
+	c->busy--;
+	call_maybe_free(c);
 }
 
 static void call_on_send(struct gw_call *c, int ok)

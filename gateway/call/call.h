@@ -127,6 +127,7 @@ const char *gw_call_recv_error(struct gw_call *c);
 
 #define GW_CALL_MAX_STATUS_MSG 512	/* status details text; longer is truncated */
 #define GW_CALL_MAX_DETAILS_BIN 1024	/* encoded google.rpc.Status with RetryInfo */
+#define GW_CALL_MAX_PEER 64		/* a local call's peer name */
 #define GW_CALL_GENERIC ((size_t)-1)	/* method index of the generic (unknown method) request */
 
 /* What a completion-queue tag points at: the loop dispatches on its kind. */
@@ -147,6 +148,53 @@ struct gw_tag {
 int gw_call_arm(struct gw_env *env, size_t midx);
 /* Handles one completion-queue event whose tag belongs to a call. */
 void gw_call_event(struct gw_tag *tag, int ok);
+
+/*
+ * Local calls: a request that arrives by another door than gRPC (the REST facade, gateway/rest.h).
+ * From authentication on it is the same call: the key's tenant and permission, the request's
+ * decoding and field limits (gateway/api/validate.h), the rate limit, the method's handler, the
+ * access log and the counters. Only the transport differs: the request message comes packed from
+ * the caller, the credential is the value a gRPC client sends as `authorization` metadata
+ * ("Bearer <key>"), and the end goes to a sink instead of a SEND_STATUS batch. Unary methods only.
+ */
+struct gw_call_end {
+	grpc_status_code code;
+	const char *msg;		/* status text ("" for OK); valid during the sink only */
+	long retry_ms;			/* the retry delay of a RESOURCE_EXHAUSTED/UNAVAILABLE, or -1 */
+	const uint8_t *reply;		/* the packed response message (OK only; NULL: none) */
+	size_t reply_len;
+};
+typedef void (*gw_call_sink_fn)(void *arg, const struct gw_call_end *end);
+
+/* What a local call is started with. The credential is either the authorization value auth
+ * (copied and wiped at the end) or, for a session opened earlier with a key, that key's SHA-256
+ * (key_sha256, looked up in the current key ring at every call: a key removed by a reload no
+ * longer works); with tenant set, the credential must belong to that tenant. */
+struct gw_call_local_args {
+	size_t midx;			/* the method row (unary) */
+	const void *req;		/* the packed request message */
+	size_t len;
+	const char *auth;		/* "Bearer <key>", or NULL */
+	size_t authlen;
+	const uint8_t *key_sha256;	/* 32 bytes, or NULL */
+	const char *tenant;		/* NULL: any */
+	int64_t deadline_ms;		/* from now; < 0: none (handlers bound upstream transfers by it) */
+	const char *peer;		/* as gw_call_peer() gives it ("ipv4:127.0.0.1:5555", cut to
+					 * GW_CALL_MAX_PEER); NULL: unknown */
+	gw_call_sink_fn sink;
+	void *arg;
+};
+
+/*
+ * Starts a local call. *handle is the call while it runs: the engine sets it to NULL just before
+ * it calls a->sink, exactly once, on the loop, possibly before this function returns (an
+ * immediate refusal). Returns 0, or -1 when the row is not a unary method or memory failed: then
+ * the sink is never called and *handle stays NULL.
+ */
+int gw_call_local(struct gw_env *env, const struct gw_call_local_args *a, struct gw_call **handle);
+/* The client of a running local call (*handle non-NULL) left: the call is cancelled as a gRPC call
+ * whose client reset it (its cancel hook runs) and the sink is never called. */
+void gw_call_local_abandon(struct gw_call *c);
 
 /* The rpc_* families of /metrics (calls by method and code, latency, refusals), from the counters
  * in env (arg is the struct gw_env; the top registers it). */

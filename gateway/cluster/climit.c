@@ -121,6 +121,7 @@ struct gw_climit *gw_climit_new(struct gw_redis *r)
 	if (!c)
 		return NULL;
 	c->r = r;
+	gw_redis_part_use(r, GW_REDIS_PART_LIMITS);
 	c->script.lua = GW_CLIMIT_LUA;
 	gw_redis_script_init(&c->script);
 	return c;
@@ -289,6 +290,7 @@ static int climit_fallback(struct gw_climit *c, struct gw_climit_entry *e)
 {
 	c->st.fallback++;
 	c->st.shared_mode = 0;
+	gw_redis_part_note(c->r, GW_REDIS_PART_LIMITS, 1);
 	if (e) {
 		e->local = 0;
 		e->denied_until_ms = 0;
@@ -343,6 +345,7 @@ int gw_climit_take(struct gw_climit *c, struct gw_climit_entry *e, const struct 
 	c->st.busy_refused++;
 	c->st.shared++;
 	c->st.shared_mode = 1;
+	gw_redis_part_note(c->r, GW_REDIS_PART_LIMITS, 0);
 	*wait_ms = gw_climit_pushback(0, cost, lim->rate, lim->burst);
 	if (*wait_ms < 1)
 		*wait_ms = 1;
@@ -350,6 +353,7 @@ int gw_climit_take(struct gw_climit *c, struct gw_climit_entry *e, const struct 
 shared_allow:
 	c->st.shared++;
 	c->st.shared_mode = 1;
+	gw_redis_part_note(c->r, GW_REDIS_PART_LIMITS, 0);
 	return GW_CLIMIT_ALLOW;
 }
 

@@ -26,6 +26,7 @@
 #include <hiredis/adapters/libevent.h>
 #include <openssl/evp.h>
 
+#include "gateway/base/clock.h"
 #include "gateway/base/log.h"
 #include "gateway/base/metrics.h"
 
@@ -91,9 +92,11 @@ struct gw_redis {
 	struct rsub *subs;
 	unsigned nsubs;
 	struct gw_redis_stats st;
+	struct gw_redis_part_state parts[GW_REDIS_NPARTS];
 };
 
 static void rc_start(struct rconn *rc);
+static void redis_parts_all(struct gw_redis *r, int local);
 
 /* Server texts for one log line or error: no control characters, bounded by cap. */
 static void redis_one_line(char *dst, size_t cap, const char *src, size_t len)
@@ -198,6 +201,7 @@ static void rc_detach(struct rconn *rc, const char *why)
 		else
 			r->st.connect_failures++;
 		r->st.connected = 0;
+		redis_parts_all(r, 1);
 		snprintf(r->last_error, sizeof r->last_error, "%s", why);
 	}
 	/* Loud when a connection is lost or the first attempt in a row fails; quiet while the
@@ -256,6 +260,7 @@ static void rc_ready(struct rconn *rc)
 	}
 	r->st.connects++;
 	r->st.connected = 1;
+	redis_parts_all(r, 0);
 	r->last_error[0] = '\0';
 	r->first = 0;
 	while (r->qhead && rc->st == RC_READY) {
@@ -927,6 +932,49 @@ int gw_redis_key(const struct gw_redis *r, const char *name, char *buf, size_t c
 	if (n < 0 || (size_t)n >= cap || n > GW_REDIS_KEY_MAX)
 		return -1;
 	return n;
+}
+
+void gw_redis_part_note(struct gw_redis *r, enum gw_redis_part p, int local)
+{
+	struct gw_redis_part_state *ps;
+
+	if (!r || (unsigned)p >= GW_REDIS_NPARTS)
+		return;
+	ps = &r->parts[p];
+	local = local ? 1 : 0;
+	if (ps->used && ps->local == local)
+		return;
+	if (ps->used && local)
+		ps->fallbacks++;
+	ps->used = 1;
+	ps->local = local;
+	ps->since_ms = gw_clock_wall_ms();
+}
+
+void gw_redis_part_use(struct gw_redis *r, enum gw_redis_part p)
+{
+	if (r && (unsigned)p < GW_REDIS_NPARTS && !r->parts[p].used)
+		gw_redis_part_note(r, p, !r->st.connected);
+}
+
+static void redis_parts_all(struct gw_redis *r, int local)
+{
+	for (unsigned p = 0; p < GW_REDIS_NPARTS; p++)
+		if (r->parts[p].used)
+			gw_redis_part_note(r, (enum gw_redis_part)p, local);
+}
+
+const struct gw_redis_part_state *gw_redis_part(const struct gw_redis *r, enum gw_redis_part p)
+{
+	return r && (unsigned)p < GW_REDIS_NPARTS ? &r->parts[p] : NULL;
+}
+
+const char *gw_redis_part_name(enum gw_redis_part p)
+{
+	static const char *const names[GW_REDIS_NPARTS] = { "limits", "concurrency", "session",
+							    "status" };
+
+	return (unsigned)p < GW_REDIS_NPARTS ? names[p] : "?";
 }
 
 int gw_redis_connected(const struct gw_redis *r)

@@ -202,6 +202,34 @@ const char *gw_redis_where(const struct gw_redis *r);
 struct gw_metrics_out;
 void gw_redis_metrics(void *r, struct gw_metrics_out *o);
 
+/*
+ * What the replicas share through this client, each with its own local fallback, for /readyz
+ * (issue 16). A module marks its part used once (gw_redis_part_use), then notes each decision:
+ * local (a fallback) or shared. The client itself turns every used part local when its command
+ * connection is lost and shared again when it is back (each part resumes sharing by itself).
+ * since_ms is the wall clock of the last change; fallbacks counts changes to local.
+ */
+enum gw_redis_part {
+	GW_REDIS_PART_LIMITS = 0,	/* rate limits (climit) */
+	GW_REDIS_PART_CONCURRENCY,	/* upstream concurrency caps (csem) */
+	GW_REDIS_PART_SESSION,		/* the upstream session (auth/upstream/session_shared.h) */
+	GW_REDIS_PART_STATUS,		/* job statuses (gateway/svc/status_share.h) */
+	GW_REDIS_NPARTS
+};
+struct gw_redis_part_state {
+	int used;
+	int local;			/* 1: this replica decides locally now */
+	int64_t since_ms;		/* wall-clock ms of the last change of mode */
+	uint64_t fallbacks;		/* changes from shared to local */
+};
+/* NULL r: nothing. */
+void gw_redis_part_use(struct gw_redis *r, enum gw_redis_part p);
+void gw_redis_part_note(struct gw_redis *r, enum gw_redis_part p, int local);
+/* NULL when r is NULL or p out of range. */
+const struct gw_redis_part_state *gw_redis_part(const struct gw_redis *r, enum gw_redis_part p);
+/* "limits", "concurrency", "session", "status". */
+const char *gw_redis_part_name(enum gw_redis_part p);
+
 /* "invalid arguments", "queue full", ... for an enum gw_redis_rc. */
 const char *gw_redis_strerror(int rc);
 

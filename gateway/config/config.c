@@ -125,6 +125,11 @@ static void cfg_check(struct gw_cfg_parse *p, yaml_node_t **top, yaml_node_t **t
 	if (cfg->grpc_listen && cfg->http_listen && strcmp(cfg->grpc_listen, cfg->http_listen) == 0 &&
 	    !cfg_any_port(cfg->grpc_listen))
 		GW_CFG_ERR(p, topk[GW_CFG_TOP_LISTEN], "listen.grpc and listen.http must differ");
+	if (cfg->rest_listen && !cfg_any_port(cfg->rest_listen) &&
+	    ((cfg->grpc_listen && strcmp(cfg->grpc_listen, cfg->rest_listen) == 0) ||
+	     (cfg->http_listen && strcmp(cfg->http_listen, cfg->rest_listen) == 0)))
+		GW_CFG_ERR(p, topk[GW_CFG_TOP_LISTEN],
+			   "listen.rest must differ from listen.grpc and listen.http");
 	if (!cfg->tls.cert_file != !cfg->tls.key_file)
 		GW_CFG_ERR(p, topk[GW_CFG_TOP_TLS], "tls.cert_file and tls.key_file must be set together");
 	if (cfg->tls.client_ca_file && !cfg->tls.cert_file)
@@ -428,6 +433,7 @@ void gw_config_free(struct gw_config *cfg)
 	free(cfg->path);
 	free(cfg->grpc_listen);
 	free(cfg->http_listen);
+	free(cfg->rest_listen);
 	free(cfg->tls.cert_file);
 	free(cfg->tls.key_file);
 	free(cfg->tls.client_ca_file);

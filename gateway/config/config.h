@@ -87,6 +87,11 @@
 #define GW_CONFIG_DEFAULT_PROBE_INTERVAL_MS 5000
 #define GW_CONFIG_DEFAULT_PROBE_TIMEOUT_MS 2000
 #define GW_CONFIG_DEFAULT_PROBE_FAILURES 3
+#define GW_CONFIG_DEFAULT_REST_BODY (64u << 10)	/* JSON bodies of /process etc. are small */
+#define GW_CONFIG_DEFAULT_REST_HEADERS 8192
+#define GW_CONFIG_DEFAULT_REST_TIMEOUT_S 10
+#define GW_CONFIG_DEFAULT_REST_CALL_MS 30000
+#define GW_CONFIG_DEFAULT_REST_SESSION_S 3600	/* as upstream's dmsess lifetime */
 #define GW_CONFIG_DEFAULT_MAX_RESETS_PER_S 100
 #define GW_CONFIG_DEFAULT_SHED_BACKLOG_KIB 32
 
@@ -177,6 +182,16 @@ struct gw_process_cfg {
 };
 struct gw_http_cfg {
 	unsigned max_connections;	/* open HTTP connections; 0 = min(1024, (fds - reserve) / 2) */
+};
+/* rest: the REST facade's listener (gateway/rest.h). Its connections come out of what the admin
+ * listener leaves: its automatic cap is min(1024, (fds - reserve - admin cap) / 2). */
+struct gw_rest_cfg {
+	unsigned max_connections;	/* open REST connections; 0 = automatic, as above */
+	unsigned max_body_bytes;	/* a request body past this is 413 */
+	unsigned max_header_bytes;	/* request line + headers past this is refused (431/400) */
+	unsigned timeout_s;		/* a connection must complete each request within this */
+	long call_timeout_ms;		/* a request's deadline in the pipeline (as a gRPC deadline) */
+	long session_ttl_s;		/* dmsess cookies from GET /session/auth live this long */
 };
 struct gw_grpc_cfg {
 	unsigned max_concurrent_streams;	/* per HTTP/2 connection (SETTINGS) */
@@ -293,7 +308,9 @@ double gw_config_replica_burst(double burst, unsigned replicas, unsigned max_cos
 struct gw_config {
 	char *path;
 	char *grpc_listen;		/* "127.0.0.1:50051" */
-	char *http_listen;		/* "127.0.0.1:8080"; NULL = no HTTP listener */
+	char *http_listen;		/* "127.0.0.1:8080"; NULL = no HTTP listener (the admin one:
+					 * health, readiness, metrics, upstream webhooks) */
+	char *rest_listen;		/* "127.0.0.1:8081"; NULL = no REST facade (gateway/rest.h) */
 	struct {
 		char *cert_file, *key_file;	/* both or neither */
 		char *client_ca_file;		/* mTLS when set */
@@ -370,6 +387,7 @@ struct gw_config {
 	} webhooks;
 	struct gw_process_cfg process;
 	struct gw_http_cfg http;
+	struct gw_rest_cfg rest;
 	struct gw_grpc_cfg grpc;
 };
 

@@ -31,7 +31,7 @@ enum { GW_CFG_TOP_LISTEN, GW_CFG_TOP_TLS, GW_CFG_TOP_LOG, GW_CFG_TOP_STATE, GW_C
        GW_CFG_TOP_CACHE, GW_CFG_TOP_LIMITS, GW_CFG_TOP_ACCOUNTS, GW_CFG_TOP_TENANTS,
        GW_CFG_TOP_WEBHOOKS, GW_CFG_TOP_RATE, GW_CFG_TOP_UPLOADS, GW_CFG_TOP_WATCH,
        GW_CFG_TOP_PROCESS, GW_CFG_TOP_HTTP, GW_CFG_TOP_GRPC, GW_CFG_TOP_CLUSTER,
-       GW_CFG_TOP_REDIS, GW_CFG_TOP_NKEYS };
+       GW_CFG_TOP_REDIS, GW_CFG_TOP_REST, GW_CFG_TOP_NKEYS };
 
 /* ---- config_node.c: node readers. path names the field in messages ("tenants[1].name"). A reader
  * that fails has added an error and returns -1 (NULL); it returns 0 and sets *out otherwise. ---- */
@@ -72,11 +72,12 @@ int gw_cfg_root(struct gw_cfg_parse *p, yaml_node_t *root, yaml_node_t **top, ya
 /* A costs table { StartJob: 5, ... } at n into out; base names it ("rate.costs"). */
 void gw_cfg_costs(struct gw_cfg_parse *p, yaml_node_t *n, const char *base, struct gw_costs_cfg *out);
 
-/* ---- config_net.c: process:, http:, grpc: ---- */
+/* ---- config_net.c: process:, http:, rest:, grpc: ---- */
 
 void gw_cfg_net_defaults(struct gw_config *cfg);	/* what the file leaves out */
 void gw_cfg_process(struct gw_cfg_parse *p, yaml_node_t *n);
 void gw_cfg_http(struct gw_cfg_parse *p, yaml_node_t *n);
+void gw_cfg_rest(struct gw_cfg_parse *p, yaml_node_t *n);
 void gw_cfg_grpc(struct gw_cfg_parse *p, yaml_node_t *n);
 /* Rules between their keys; key nodes (may be NULL) name the lines. */
 void gw_cfg_net_check(struct gw_cfg_parse *p, yaml_node_t *process_key, yaml_node_t *grpc_key);

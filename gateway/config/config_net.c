@@ -3,6 +3,8 @@
  *
  *   process: { open_files_reserve, memory_mib }
  *   http:    { max_connections }
+ *   rest:    { max_connections, max_body_bytes, max_header_bytes, timeout_s, call_timeout_ms,
+ *              session_ttl_s }
  *   grpc:    { max_concurrent_streams, memory_quota_mib, max_connection_idle_ms,
  *              max_connection_age_ms, max_connection_age_grace_ms, keepalive_time_ms,
  *              keepalive_timeout_ms, min_recv_ping_interval_ms, max_ping_strikes,
@@ -58,6 +60,14 @@ void gw_cfg_net_defaults(struct gw_config *cfg)
 	cfg->process.open_files_reserve = GW_CONFIG_DEFAULT_FD_RESERVE;
 	cfg->process.memory_mib = GW_CONFIG_DEFAULT_MEMORY_MIB;
 	cfg->http.max_connections = 0;
+	cfg->rest = (struct gw_rest_cfg){
+		.max_connections = 0,
+		.max_body_bytes = GW_CONFIG_DEFAULT_REST_BODY,
+		.max_header_bytes = GW_CONFIG_DEFAULT_REST_HEADERS,
+		.timeout_s = GW_CONFIG_DEFAULT_REST_TIMEOUT_S,
+		.call_timeout_ms = GW_CONFIG_DEFAULT_REST_CALL_MS,
+		.session_ttl_s = GW_CONFIG_DEFAULT_REST_SESSION_S,
+	};
 	cfg->grpc = (struct gw_grpc_cfg){
 		.max_concurrent_streams = GW_CONFIG_DEFAULT_GRPC_STREAMS,
 		.memory_quota_mib = 0,
@@ -96,6 +106,21 @@ void gw_cfg_http(struct gw_cfg_parse *p, yaml_node_t *n)
 	};
 
 	net_section(p, n, "http", keys, sizeof(keys) / sizeof(keys[0]));
+}
+
+void gw_cfg_rest(struct gw_cfg_parse *p, yaml_node_t *n)
+{
+	struct gw_rest_cfg *c = &p->cfg->rest;
+	const struct net_key keys[] = {
+		{ "max_connections", 0, 1 << 20, NULL, &c->max_connections },
+		{ "max_body_bytes", 1024, 64 << 20, NULL, &c->max_body_bytes },
+		{ "max_header_bytes", 1024, 1 << 20, NULL, &c->max_header_bytes },
+		{ "timeout_s", 1, 3600, NULL, &c->timeout_s },
+		{ "call_timeout_ms", 100, 3600000, &c->call_timeout_ms, NULL },
+		{ "session_ttl_s", 60, 30 * 86400, &c->session_ttl_s, NULL },
+	};
+
+	net_section(p, n, "rest", keys, sizeof(keys) / sizeof(keys[0]));
 }
 
 void gw_cfg_grpc(struct gw_cfg_parse *p, yaml_node_t *n)
@@ -145,6 +170,10 @@ int gw_config_net_same(const struct gw_config *a, const struct gw_config *b)
 	return a->process.open_files_reserve == b->process.open_files_reserve &&
 	       a->process.memory_mib == b->process.memory_mib &&
 	       a->http.max_connections == b->http.max_connections &&
+	       a->rest.max_connections == b->rest.max_connections &&
+	       a->rest.max_body_bytes == b->rest.max_body_bytes &&
+	       a->rest.max_header_bytes == b->rest.max_header_bytes &&
+	       a->rest.timeout_s == b->rest.timeout_s &&
 	       x->max_concurrent_streams == y->max_concurrent_streams &&
 	       x->memory_quota_mib == y->memory_quota_mib &&
 	       x->max_connection_idle_ms == y->max_connection_idle_ms &&

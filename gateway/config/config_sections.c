@@ -41,13 +41,14 @@ static int cfg_hostport_ok(const char *s)
 
 static void cfg_listen(struct gw_cfg_parse *p, yaml_node_t *n)
 {
-	static const char *const keys[] = { "grpc", "http" };
-	yaml_node_t *v[2];
-	char **dst[2] = { &p->cfg->grpc_listen, &p->cfg->http_listen };
+	static const char *const keys[] = { "grpc", "http", "rest" };
+	static const char *const eg[] = { "50051", "8080", "8081" };
+	yaml_node_t *v[3];
+	char **dst[3] = { &p->cfg->grpc_listen, &p->cfg->http_listen, &p->cfg->rest_listen };
 
-	if (gw_cfg_map(p, n, "listen", keys, 2, v, NULL) < 0)
+	if (gw_cfg_map(p, n, "listen", keys, 3, v, NULL) < 0)
 		return;
-	for (int i = 0; i < 2; i++) {
+	for (int i = 0; i < 3; i++) {
 		char path[GW_CFG_PATH_MAX];
 
 		if (!v[i])
@@ -56,8 +57,7 @@ static void cfg_listen(struct gw_cfg_parse *p, yaml_node_t *n)
 		if (gw_cfg_string(p, v[i], path, dst[i]) < 0)
 			continue;
 		if (!cfg_hostport_ok(*dst[i]))
-			GW_CFG_ERR(p, v[i], "%s must be host:port, e.g. 127.0.0.1:%s", path,
-				i == 0 ? "50051" : "8080");
+			GW_CFG_ERR(p, v[i], "%s must be host:port, e.g. 127.0.0.1:%s", path, eg[i]);
 	}
 }
 
@@ -393,7 +393,7 @@ int gw_cfg_root(struct gw_cfg_parse *p, yaml_node_t *root, yaml_node_t **top, ya
 	static const char *const keys[GW_CFG_TOP_NKEYS] = { "listen", "tls", "log", "state", "upstream",
 						     "cache", "limits", "accounts", "tenants",
 						     "webhooks", "rate", "uploads", "watch", "process",
-						     "http", "grpc", "cluster", "redis" };
+						     "http", "grpc", "cluster", "redis", "rest" };
 
 	if (!root || root->type != YAML_MAPPING_NODE) {
 		GW_CFG_ERR(p, root, "the configuration must be a mapping (listen:, accounts:, tenants:, ...)");
@@ -436,5 +436,7 @@ int gw_cfg_root(struct gw_cfg_parse *p, yaml_node_t *root, yaml_node_t **top, ya
 		gw_cfg_cluster(p, top[GW_CFG_TOP_CLUSTER]);
 	if (top[GW_CFG_TOP_REDIS])
 		gw_cfg_redis(p, top[GW_CFG_TOP_REDIS]);
+	if (top[GW_CFG_TOP_REST])
+		gw_cfg_rest(p, top[GW_CFG_TOP_REST]);
 	return 0;
 }

@@ -296,11 +296,8 @@ struct gw_status *gw_status_ctx_status(struct gw_status_ctx *x);
  * validate with the translate functions.
  * GetStatus (through the cache and the batcher) replies in request order, duplicates once; rids
  * upstream does not know are left out, and when none is known the call fails NOT_FOUND.
- * GetDownloadUrls (through the link cache): links of finished jobs are served until
- * GW_CACHE_LINK_MARGIN_S before their URLs expire; the rest go upstream in one request; same
- * order, duplicate and NOT_FOUND rules. */
+ * (GetDownloadUrls: gateway/svc/download.h, on this service's cache.) */
 void gw_status_rpc_get(struct gw_call *c);
-void gw_status_rpc_download(struct gw_call *c);
 /* Jobs/WatchStatus (server streaming). Sends each rid's current status, then one message per
  * (state, step) change; ends OK when every rid is final, NOT_FOUND when upstream does not know a
  * rid, UNAVAILABLE when the server drains. Cancel frees everything.

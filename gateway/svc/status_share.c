@@ -347,7 +347,9 @@ static void share_on_mget(void *arg, const redisReply *reply, const char *err)
 	sh = lk->life->sh;
 	if (err || !reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != lk->n) {
 		sh->cnt.lookup_failed++;
+		gw_redis_part_note(sh->redis, GW_REDIS_PART_STATUS, 1);
 	} else {
+		gw_redis_part_note(sh->redis, GW_REDIS_PART_STATUS, 0);
 		for (size_t i = 0; i < lk->n; i++) {
 			const redisReply *e = reply->element[i];
 			Animate3d__V1__JobStatus *st;
@@ -387,8 +389,10 @@ struct gw_status_share_lookup *gw_status_share_lookup(struct gw_status_share *sh
 		n = GW_REDIS_MAX_ARGS - 1;
 	if (!sh || !done || acct >= sh->naccounts || n == 0 || n > GW_TR_MAX_RIDS ||
 	    !gw_redis_connected(sh->redis)) {
-		if (sh)
+		if (sh) {
 			sh->cnt.lookup_refused++;
+			gw_redis_part_note(sh->redis, GW_REDIS_PART_STATUS, 1);
+		}
 		return NULL;
 	}
 	lk = calloc(1, sizeof *lk + n * sizeof lk->rids[0]);
@@ -417,6 +421,7 @@ struct gw_status_share_lookup *gw_status_share_lookup(struct gw_status_share *sh
 refused:
 	free(lk);
 	sh->cnt.lookup_refused++;
+	gw_redis_part_note(sh->redis, GW_REDIS_PART_STATUS, 1);
 	return NULL;
 }
 
@@ -576,6 +581,7 @@ static void share_on_claim(void *arg, const redisReply *reply, const char *err)
 		ok = 0;
 	}
 done:
+	gw_redis_part_note(sh->redis, GW_REDIS_PART_STATUS, !ok);
 	sh->claim_done(sc->c, ok, sh->wait_ms, verdict, extra, nextra);
 	free(extra);
 	free(sc);
@@ -635,8 +641,10 @@ void *gw_status_share_claim(void *arg, size_t acct, const char *const *rids, siz
 	return sc;
 refused:
 	free(sc);
-	if (sh)
+	if (sh) {
 		sh->cnt.claim_local++;
+		gw_redis_part_note(sh->redis, GW_REDIS_PART_STATUS, 1);
+	}
 	return NULL;
 }
 
@@ -776,6 +784,7 @@ struct gw_status_share *gw_status_share_new(const struct gw_status_share_opts *o
 	}
 	sh->life->sh = sh;
 	sh->redis = o->redis;
+	gw_redis_part_use(sh->redis, GW_REDIS_PART_STATUS);
 	sh->apply = o->apply;
 	sh->forget = o->forget;
 	if (o->apply_aged && o->claim_done && o->ttl_ms > 0) {

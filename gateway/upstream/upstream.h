@@ -168,12 +168,15 @@ const struct gw_up_counters *gw_up_counters(const struct gw_upstream *up);
  * Shared rate caps (gw_up_cluster, issue 16): an account's rate_per_second is then one bucket for
  * every replica ("rl:a:<account>", gateway/cluster/climit.h, burst = one second of the rate, as
  * the local bucket). A request takes its token there first; while it is decided there, the
- * admission's own rate bucket is off (concurrency cap, queue and pause stay per replica, the
- * concurrency cap at max_concurrent / cluster.expected_replicas). Refused with a delay that fits
+ * admission's own rate bucket is off (queue and pause stay per replica; the concurrency cap is
+ * shared too with gw_up_cluster_concurrency, below). Refused with a delay that fits
  * its deadline, the request waits on its own timer and asks again; otherwise it is refused
  * (UNAVAILABLE, like a deadline the queue cannot meet). Redis down: the local share decides again
  * (rate / cluster.expected_replicas). gw_up_account_hold does not see the shared rate.
  */
+struct gw_csem;
+struct gw_csem_entry;
+struct gw_redis;
 struct gw_account_limits {
 	struct gw_upstream *up;
 	size_t idx;			/* in the configuration's accounts[] */
@@ -187,11 +190,14 @@ struct gw_account_limits {
 	struct gw_climit_limit clim;
 	int shared;			/* the last decision was shared: adm's rate bucket is off */
 	uint64_t shared_waits;		/* times a request was held back by the shared rate */
+	struct gw_csem_entry *cse;	/* the shared concurrency cap (NULL: none) */
+	int cshared;			/* the last sync was shared: adm's cap is the slots held */
 };
 struct gw_limits {
 	struct gw_account_limits *acct;	/* index-aligned with the configuration's accounts */
 	size_t nacct;
 	struct gw_climit *cl;		/* gw_up_cluster's, not owned; NULL: local caps only */
+	struct gw_csem *cs;		/* gw_up_cluster_concurrency's, owned; NULL: local caps */
 };
 struct gw_limits *gw_up_limits(struct gw_upstream *up);
 
@@ -200,6 +206,17 @@ struct gw_limits *gw_up_limits(struct gw_upstream *up);
  * outlive the engine. 0, or -1 when the limits state is missing (no configuration, out of memory).
  */
 int gw_up_cluster(struct gw_upstream *up, struct gw_climit *cl);
+
+/*
+ * Shares the accounts' concurrency caps (max_concurrent) through Redis r from now on (issue 16):
+ * one cluster-wide semaphore per account ("cs:a:<account>", gateway/cluster/csem.h), holder
+ * instance. A replica holds slots of it and admits requests within them: across the replicas
+ * at most max_concurrent requests of an account are in flight while they decide on Redis (the
+ * bound is in csem.h); one busy replica can use the slots idle ones gave back. Redis down: the
+ * local share again (max_concurrent / cluster.expected_replicas), counted. r is not owned and
+ * must outlive the engine. 0, or -1 (no limits state, out of memory).
+ */
+int gw_up_cluster_concurrency(struct gw_upstream *up, struct gw_redis *r, const char *instance);
 
 /*
  * Added (issue 5): how the protection of account acct (index in the accounts) would treat an API

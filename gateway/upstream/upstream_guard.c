@@ -15,6 +15,7 @@
 #include <event2/event.h>
 #include <grpc/status.h>
 
+#include "gateway/cluster/csem.h"
 #include "gateway/config/config.h"
 #include "gateway/base/errmap.h"
 #include "gateway/base/log.h"
@@ -23,6 +24,7 @@
 
 #define UP_ADM_MARGIN_MS 20		/* admitted later than deadline - this, a request is useless */
 #define UP_SHARED_KEY_PREFIX "rl:a:"	/* an account's shared rate bucket: rl:a:<account> */
+#define UP_CSEM_KEY_PREFIX "cs:a:"	/* an account's shared concurrency cap: cs:a:<account> */
 
 /* ---- pure helpers ---- */
 
@@ -98,6 +100,7 @@ void gw_up_guard_free(struct gw_limits *l)
 			event_free(l->acct[i].timer);
 	}
 	free(l->acct);
+	gw_csem_free(l->cs);
 	free(l);
 }
 
@@ -113,20 +116,88 @@ static void up_limits_set_shared(struct gw_account_limits *l, const struct gw_ac
 	l->clim.lease = gw_climit_lease_size(rate, l->clim.burst, replicas, 1);
 }
 
+/* The admission's own caps for the modes l is in: the whole max_concurrent while the slots held
+ * cluster-wide cap it (cshared), else the local share; no rate bucket of its own while the
+ * shared bucket decides (shared), else the local share. */
+static void up_limits_apply(struct gw_account_limits *l, const struct gw_account_cfg *ac, unsigned n,
+			    int64_t now)
+{
+	gw_adm_configure(&l->adm,
+			 l->cshared ? ac->max_concurrent : gw_config_replica_cap(ac->max_concurrent, n),
+			 l->shared ? 0 : gw_config_replica_rate(ac->rate_per_second, n), ac->max_queue, now);
+}
+
 /* Switches the admission's own rate bucket off (shared decisions) or back to the local share. */
 static void up_limits_mode(struct gw_account_limits *l, int shared, int64_t now)
 {
 	const struct gw_config *cfg = *l->up->env.cfg;
-	const struct gw_account_cfg *ac;
-	unsigned n;
 
 	if (l->shared == shared || !cfg || l->idx >= cfg->naccounts)
 		return;
+	l->shared = shared;
+	up_limits_apply(l, &cfg->accounts[l->idx], cfg->cluster.expected_replicas, now);
+}
+
+/*
+ * The account's concurrency cap, shared (the slots this replica holds of the cluster-wide
+ * semaphore) or local (its share): asks csem with the demand now (in flight + queued + extra,
+ * the request about to enter) and applies the answer to the admission. The slots are set before
+ * a wider cap is, and the cap narrowed before the slots are lifted: never a moment where
+ * neither holds.
+ */
+static void up_conc_sync(struct gw_account_limits *l, unsigned extra, int64_t now)
+{
+	const struct gw_config *cfg = *l->up->env.cfg;
+	struct gw_limits *lims = l->up->limits;
+	const struct gw_account_cfg *ac;
+	unsigned n, slots = 0, demand;
+	int shared;
+
+	if (!l->cse || !lims || !lims->cs || !cfg || l->idx >= cfg->naccounts)
+		return;
 	ac = &cfg->accounts[l->idx];
 	n = cfg->cluster.expected_replicas;
-	l->shared = shared;
-	gw_adm_configure(&l->adm, gw_config_replica_cap(ac->max_concurrent, n),
-			 shared ? 0 : gw_config_replica_rate(ac->rate_per_second, n), ac->max_queue, now);
+	if (ac->max_concurrent == 0) {	/* a reload lifted the cap */
+		shared = 0;
+	} else {
+		demand = l->adm.inflight + (unsigned)l->adm.nqueued + extra;
+		shared = gw_csem_sync(lims->cs, l->cse, ac->max_concurrent,
+				      gw_csem_batch(ac->max_concurrent, n), l->adm.inflight, demand, now,
+				      &slots) ==
+			 GW_CSEM_SHARED;
+	}
+	if (shared) {
+		gw_adm_set_slots(&l->adm, 1, slots, now);
+		if (!l->cshared) {
+			l->cshared = 1;
+			up_limits_apply(l, ac, n, now);
+		}
+		return;
+	}
+	if (l->cshared) {
+		l->cshared = 0;
+		up_limits_apply(l, ac, n, now);
+	}
+	if (l->adm.slots_on)
+		gw_adm_set_slots(&l->adm, 0, 0, now);
+}
+
+/* csem: the account's requests in flight now (the slots its holding must keep). */
+static unsigned up_conc_inflight(void *arg)
+{
+	const struct gw_account_limits *l = arg;
+
+	return l->adm.inflight;
+}
+
+/* csem: the slots or the mode of an account may have changed (an answer came). */
+static void up_conc_changed(void *arg)
+{
+	struct gw_account_limits *l = arg;
+	int64_t now = up_now_ms();
+
+	up_conc_sync(l, 0, now);
+	up_limits_arm(l, now);
 }
 
 int gw_up_cluster(struct gw_upstream *up, struct gw_climit *cl)
@@ -148,6 +219,26 @@ int gw_up_cluster(struct gw_upstream *up, struct gw_climit *cl)
 	return 0;
 }
 
+int gw_up_cluster_concurrency(struct gw_upstream *up, struct gw_redis *r, const char *instance)
+{
+	const struct gw_config *cfg = up && up->env.cfg ? *up->env.cfg : NULL;
+	struct gw_limits *l = up ? up->limits : NULL;
+	char key[sizeof UP_CSEM_KEY_PREFIX + GW_CSEM_NAME_MAX];
+
+	if (!l || !cfg || l->cs)
+		return -1;
+	l->cs = gw_csem_new(up->env.base, r, instance);
+	if (!l->cs)
+		return -1;
+	/* Every account gets its entry, capped or not: a reload may set a cap later. */
+	for (size_t i = 0; i < l->nacct && i < cfg->naccounts; i++)
+		if (snprintf(key, sizeof key, UP_CSEM_KEY_PREFIX "%s", cfg->accounts[i].name) <
+		    (int)sizeof key)
+			l->acct[i].cse = gw_csem_entry(l->cs, key, up_conc_changed, up_conc_inflight,
+							  &l->acct[i]);
+	return 0;
+}
+
 /* A reload swapped the configuration (data): re-apply the accounts' caps. */
 static void up_limits_on_reload(void *arg, const void *data)
 {
@@ -161,10 +252,9 @@ static void up_limits_on_reload(void *arg, const void *data)
 
 		unsigned n = cfg->cluster.expected_replicas;
 
-		gw_adm_configure(&l->acct[i].adm, gw_config_replica_cap(ac->max_concurrent, n),
-				 l->acct[i].shared ? 0 : gw_config_replica_rate(ac->rate_per_second, n),
-				 ac->max_queue, now);
+		up_limits_apply(&l->acct[i], ac, n, now);
 		up_limits_set_shared(&l->acct[i], ac, n);
+		up_conc_sync(&l->acct[i], 0, now);
 		up_limits_arm(&l->acct[i], now);
 	}
 }
@@ -235,6 +325,8 @@ void gw_up_guard_render_metrics(const struct gw_upstream *up, struct gw_metrics_
 	const struct gw_limits *l = up->limits;
 	char name[GW_METRICS_MAX_LABEL], labels[GW_METRICS_MAX_LABEL + 32];
 
+	if (l && l->cs)
+		gw_csem_metrics(l->cs, o);
 	if (!l || !l->nacct)
 		return;
 	gw_metrics_family(o, "breaker_state", "gauge",
@@ -291,6 +383,7 @@ void gw_up_guard_release(struct gw_up_call *c)
 		c->admitted = 0;
 		gw_adm_leave(&l->adm, up_now_ms());
 	}
+	up_conc_sync(l, 0, up_now_ms());
 	up_limits_arm(l, up_now_ms());
 	c->lim = NULL;
 }
@@ -435,6 +528,7 @@ int gw_up_guard_enter(struct gw_up_call *c)
 	c->adm.deadline_ms = now + left - UP_ADM_MARGIN_MS;
 	c->adm.fn = up_on_admission;
 	c->adm.arg = c;
+	up_conc_sync(l, 1, now);
 	switch (gw_adm_enter(&l->adm, &c->adm, now, &wait)) {
 	case GW_ADM_ADMIT:
 		c->admitted = 1;

@@ -1,5 +1,5 @@
-"""Benchmarks of issues 4 and 16 (status cache, batching, WatchStatus, webhooks, replicas); run
-through tests/bench/run.
+"""Benchmarks of issues 4, 16 and 23 (status cache, batching, WatchStatus, webhooks, replicas,
+upstream requests per job); run through tests/bench/run.
 
 Every process listens on 127.0.0.1 with a kernel-picked port; every wait is bounded. Steps:
   1  cached GetStatus vs Health/Check throughput of the same gateway (h2load, gRPC frames)
@@ -10,6 +10,8 @@ Every process listens on 127.0.0.1 with a kernel-picked port; every wait is boun
      gateway alone: team-b admitted, logins after a revoke, polling upstream load, webhook
      fan-out lag, webhook endpoints created, cached GetStatus with Redis on vs off; needs the
      A3D_PG_* and A3D_REDIS_* of tests/lib/with-postgres and tests/lib/with-redis, else skipped
+  7  50 callers following 20 jobs to completion with webhooks on, then GetDownloadUrls each:
+     upstream requests per completed job (issue 23)
 Steps 1, 4 and 5f use a fake upstream (this process) that knows every rid as SUCCESS, because the
 simulator holds at most 16384 jobs; steps 2, 3 and the rest of 5 use the simulator.
 """
@@ -887,13 +889,99 @@ def step5(work):
     measure(5, "f. cached GetStatus", step5_cached, work, seal)
 
 
+# ---- step 7: upstream requests per completed job (issue 23) ---------------------------------------
+# 50 callers follow 20 jobs (caller i follows job i % 20) with upstream webhooks on: each polls
+# GetStatus until the job is final, then asks GetDownloadUrls. The simulator counts what reached
+# it; the job's own routes per completed job are the figure (the floor is 1: its POST /process).
+JOBS7 = 20
+CALLERS7 = 50
+JOB7_S = 4              # the simulator's job time
+POLL7_MS = 20           # pause between one caller's GetStatus calls
+LIMIT7_S = 30           # the whole follow-to-download phase
+ROUTES7 = ("POST /process", "GET /status/{rids}", "GET /download/{rids}")
+
+
+async def follow_jobs(addr, rids, callers):
+    """-> (links per caller: list of (rid, number of links or None), errors)."""
+    md = (("authorization", "Bearer " + KEY),)
+    deadline = time.monotonic() + LIMIT7_S
+    out, errors = [], [0]
+    async with grpc.aio.insecure_channel(addr) as ch:
+        stub = jobs_pb2_grpc.JobsStub(ch)
+
+        async def caller(i):
+            rid = rids[i % len(rids)]
+            while time.monotonic() < deadline:
+                try:
+                    st = (await stub.GetStatus(jobs_pb2.GetStatusRequest(rids=[rid]), timeout=5,
+                                               metadata=md)).statuses[0]
+                except grpc.RpcError:
+                    errors[0] += 1
+                    await asyncio.sleep(POLL7_MS / 1000.0)
+                    continue
+                if st.state in (jobs_pb2.SUCCESS, jobs_pb2.FAILURE):
+                    break
+                await asyncio.sleep(POLL7_MS / 1000.0)
+            try:
+                r = await stub.GetDownloadUrls(jobs_pb2.GetDownloadUrlsRequest(rids=[rid]),
+                                               timeout=5, metadata=md)
+                out.append((rid, sum(len(g.files) for l in r.links for g in l.groups)))
+            except grpc.RpcError:
+                errors[0] += 1
+                out.append((rid, None))
+        await asyncio.gather(*(caller(i) for i in range(callers)))
+    return out, errors[0]
+
+
+def step7(work):
+    sim = harness.Sim(work, name="sim-step7", job_seconds=JOB7_S, extra_args=["--credits", "1000000"])
+    gw = harness.Gateway(work, sim.url, name="gw-step7")
+    try:
+        gw.webhooks.CreateEndpoint(webhooks_pb2.CreateEndpointRequest(
+            url=gw.http_url + "/webhooks/animate3d/sim", events=["job.completed"]),
+            timeout=5, metadata=gw.md())
+        data = open(harness.TINY_MP4, "rb").read()
+        urls = [harness.upload_put(gw, "dl-%d.mp4" % i, data) for i in range(JOBS7)]
+        before = {k: sim.count(k) for k in ROUTES7}
+        # Started together (futures), as a team's batch would be: they finish close together.
+        futs = [gw.jobs.StartJob.future(jobs_pb2.StartJobRequest(
+            upload_url=u, params=jobs_pb2.Params(formats=["bvh", "fbx"])), timeout=10,
+            metadata=gw.md()) for u in urls]
+        rids = [f.result(timeout=15).rid for f in futs]
+        t0 = time.monotonic()
+        got, errors = asyncio.run(follow_jobs(gw.addr, rids, CALLERS7))
+        took = time.monotonic() - t0
+        counts = {k: sim.count(k) - before[k] for k in ROUTES7}
+        m = metrics(gw)
+        done = sum(1 for s in gw.jobs.GetStatus(jobs_pb2.GetStatusRequest(rids=rids), timeout=5,
+                                                metadata=gw.md()).statuses
+                   if s.state in (jobs_pb2.SUCCESS, jobs_pb2.FAILURE))
+        served = sum(1 for _, n in got if n)
+        per_job = sum(counts.values()) / float(max(done, 1))
+        row(7, "%d callers following %d jobs (webhooks on): links served" % (CALLERS7, JOBS7),
+            "%d of %d callers, %d errors, %d jobs completed, %.1f s" % (served, len(got), errors,
+                                                                        done, took),
+            "all", served == CALLERS7 and errors == 0 and done == JOBS7)
+        row(7, "upstream requests by route",
+            ", ".join("%s %d" % (k, counts[k]) for k in ROUTES7)
+            + " (download metrics: hits %d, coalesced %d, fetches %d)"
+            % (m.get("animate3d_gateway_download_cache_hits_total", 0),
+               m.get("animate3d_gateway_download_coalesced_total", 0),
+               m.get("animate3d_gateway_download_fetches_total", 0)), "-", None)
+        row(7, "upstream requests per completed job", "%.2f (%d for %d jobs)"
+            % (per_job, sum(counts.values()), done), "<= 1.5", done == JOBS7 and per_job <= 1.5)
+    finally:
+        gw.stop()
+        sim.stop()
+
+
 def main(argv):
-    steps = [int(a) for a in argv] or [1, 2, 3, 4, 5]
+    steps = [int(a) for a in argv] or [1, 2, 3, 4, 5, 7]
     work = tempfile.mkdtemp(prefix="a3d-bench-")
     os.environ[harness.SECRET_ENV] = harness.CLIENT_SECRET
     print("bench: build %s, work %s, TTL %d ms, batch %d, window %d ms"
           % (harness.BUILD, work, TTL_MS, BATCH_MAX, WINDOW_MS), flush=True)
-    fns = {1: step1, 2: step2, 3: step3, 4: step4, 5: step5}
+    fns = {1: step1, 2: step2, 3: step3, 4: step4, 5: step5, 7: step7}
     failed = False
     try:
         for s in steps:

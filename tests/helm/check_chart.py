@@ -283,9 +283,10 @@ def check_config_wiring(c, r, label, values_accounts, values_tenants):
             posixpath.dirname(cfg) == m["mountPath"]
             and r.volume("config")["configMap"]["name"] == r.one("ConfigMap")["metadata"]["name"],
             (cfg, m))
-    c.check(f"{label}: gateway.yaml listens on the container's grpc and http ports",
+    c.check(f"{label}: gateway.yaml listens on the container's grpc, http and rest ports",
             gw["listen"]["grpc"].endswith(f":{port_of(ctr, 'grpc')}")
-            and gw["listen"]["http"].endswith(f":{port_of(ctr, 'http')}"), gw.get("listen"))
+            and gw["listen"]["http"].endswith(f":{port_of(ctr, 'http')}")
+            and gw["listen"]["rest"].endswith(f":{port_of(ctr, 'rest')}"), gw.get("listen"))
     c.check(f"{label}: gateway.yaml accounts are {values_accounts}",
             [a["name"] for a in gw["accounts"]] == values_accounts, gw["accounts"])
     c.check(f"{label}: gateway.yaml tenants are {[t for t, _ in values_tenants]} with their key "
@@ -308,10 +309,11 @@ def check_config_wiring(c, r, label, values_accounts, values_tenants):
 def check_service(c, r, label):
     svc = r.one("Service")
     ports = {p["name"]: p for p in svc["spec"]["ports"]}
-    c.check(f"{label}: Service has grpc (appProtocol grpc) and http ports on the named targets",
+    c.check(f"{label}: Service has grpc (appProtocol grpc), http and rest ports on the named targets",
             ports.get("grpc", {}).get("appProtocol") == "grpc"
             and ports["grpc"].get("targetPort") == "grpc"
-            and ports.get("http", {}).get("targetPort") == "http", ports)
+            and ports.get("http", {}).get("targetPort") == "http"
+            and ports.get("rest", {}).get("targetPort") == "rest", ports)
     labels = r.pod["metadata"]["labels"]
     c.check(f"{label}: Service selector matches the pod labels",
             all(labels.get(k) == v for k, v in svc["spec"]["selector"].items()),
@@ -970,7 +972,7 @@ def main():
                     for p in rule["ports"]}
         c.check(f"{lab}: NetworkPolicy admits grpc/http from the listed peers, egress DNS and 443",
                 npol["spec"]["policyTypes"] == ["Ingress", "Egress"]
-                and ing_ports == {"grpc", "http"}
+                and ing_ports == {"grpc", "http", "rest"}
                 and npol["spec"]["ingress"][0]["from"][0]["namespaceSelector"]["matchLabels"]
                 == {"a3d-client": "true"}
                 and {(53, "UDP"), (53, "TCP"), (443, "TCP")} <= eg_ports, npol["spec"])

@@ -323,13 +323,14 @@ class Sim:
 
 def gateway_config(grpc_port, http_port, sim_url, state_path, secret_env=SECRET_ENV,
                    secret_file=None, rate=(1000, 2000), state_extra=(), extra_tenants="", extra_top="",
-                   backend=None):
+                   backend=None, rest_port=None):
     """The YAML text for a test gateway (schema as examples/demo.yaml).
 
     state_extra: more "key: value" lines under state:; extra_tenants: YAML appended to tenants:;
     extra_top: more top-level sections (YAML at column 0), appended last. backend: "sqlite"
     (state.path: state_path) or "postgres" (state.postgres naming with-postgres's cluster;
-    state_path unused); None: BACKEND, from A3D_IT_BACKEND."""
+    state_path unused); None: BACKEND, from A3D_IT_BACKEND. rest_port: listen.rest (the REST
+    facade) on that port; None: no facade."""
     secret_line = ("client_secret_file: %s" % secret_file) if secret_file else \
                   ("client_secret_env: %s" % secret_env)
     backend = backend or BACKEND
@@ -343,7 +344,7 @@ def gateway_config(grpc_port, http_port, sim_url, state_path, secret_env=SECRET_
 listen:
   grpc: 127.0.0.1:{grpc}
   http: 127.0.0.1:{http}
-log:
+{rest_line}log:
   level: info
 state:
 {state_lines}{state_extra}upstream:
@@ -377,7 +378,8 @@ tenants:
       - sha256: {kv}
         permissions: [read]
 {extra_tenants}{extra_top}""".format(grpc=grpc_port, state_extra="".join("  %s\n" % x for x in state_extra),
-           extra_tenants=extra_tenants, extra_top=extra_top, http=http_port, state_lines=state_lines, sim=sim_url, cid=CLIENT_ID,
+           extra_tenants=extra_tenants, extra_top=extra_top, http=http_port,
+           rest_line=("  rest: 127.0.0.1:%d\n" % rest_port) if rest_port else "", state_lines=state_lines, sim=sim_url, cid=CLIENT_ID,
            secret_line=secret_line, rps=rate[0], burst=rate[1], ka=sha256_hex(KEYS["team-a"]),
            kb=sha256_hex(KEYS["team-b"]), kv=sha256_hex(KEYS["viewer"]))
 
@@ -387,9 +389,10 @@ class Gateway:
 
     def __init__(self, workdir, sim_url, name="gateway", secret=CLIENT_SECRET, wait_serving=True,
                  extra_args=(), config_text=None, state_path=None, state_extra=(), extra_tenants="",
-                 grpc_port=None, http_port=None, rlimit_nofile=None, extra_top=""):
+                 grpc_port=None, http_port=None, rlimit_nofile=None, extra_top="", rest=False):
         """rlimit_nofile: RLIMIT_NOFILE (soft = hard) for the gateway process, as a container's
-        limit would be; None inherits this process's."""
+        limit would be; None inherits this process's. rest: also run the REST facade
+        (listen.rest on a free port, self.rest_url)."""
         self.name = name
         self.workdir = workdir
         self.secret = secret
@@ -398,12 +401,15 @@ class Gateway:
         self.http_port = http_port or free_port()
         self.addr = "127.0.0.1:%d" % self.grpc_port
         self.http_url = "http://127.0.0.1:%d" % self.http_port
+        self.rest_port = free_port() if rest else None
+        self.rest_url = "http://127.0.0.1:%d" % self.rest_port if rest else None
         self.config_path = os.path.join(workdir, name + ".yaml")
         self.log_path = os.path.join(workdir, name + ".log")
         self.state_path = state_path or os.path.join(workdir, name + ".db")
         text = config_text or gateway_config(self.grpc_port, self.http_port, sim_url,
                                              self.state_path, state_extra=state_extra,
-                                             extra_tenants=extra_tenants, extra_top=extra_top)
+                                             extra_tenants=extra_tenants, extra_top=extra_top,
+                                             rest_port=self.rest_port)
         with open(self.config_path, "w") as f:
             f.write(text)
         env = dict(os.environ)

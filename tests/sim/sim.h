@@ -189,6 +189,10 @@ struct sim {
 	uint64_t rejections[SIM_REJ_COUNT];
 	uint64_t deliveries_ok, deliveries_failed;
 	uint64_t jobs_created;
+	/* API requests (not /_sim, not storage) between their headers and their answer: how
+	 * many now, and the most at once since start or the last stats reset (/_sim/stats
+	 * "inflight"), so tests can check the callers' concurrency caps. */
+	int api_inflight, api_inflight_max;
 };
 
 /* Sets up the loop, storage, stock models, listener, cron and signals from s->cfg (accounts are

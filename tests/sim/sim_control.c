@@ -160,10 +160,11 @@ void sim_control_h_stats(struct sim *s, struct sim_req *rq, struct sim_resp *rs)
 		json_object_set_new(rej, sim_reject_name(r), json_integer((json_int_t)s->rejections[r]));
 	for (int i = 0; i < SIM_MAX_SESSIONS; i++)
 		live += s->sessions[i] != NULL && s->sessions[i]->expires > sim_now_wall();
-	sim_resp_json(rs, 200, json_pack("{s:o, s:o, s:I, s:{s:I, s:I}, s:o, s:i, s:i}", "requests", req,
-		"accounts", acc, "jobs", (json_int_t)s->jobs_created, "webhook_deliveries", "ok",
-		(json_int_t)s->deliveries_ok, "failed", (json_int_t)s->deliveries_failed, "rejections",
-		rej, "sessions", live, "uploads", s->n_uploads));
+	sim_resp_json(rs, 200, json_pack("{s:o, s:o, s:I, s:{s:I, s:I}, s:o, s:i, s:i, s:{s:i, s:i}}",
+		"requests", req, "accounts", acc, "jobs", (json_int_t)s->jobs_created,
+		"webhook_deliveries", "ok", (json_int_t)s->deliveries_ok, "failed",
+		(json_int_t)s->deliveries_failed, "rejections", rej, "sessions", live, "uploads",
+		s->n_uploads, "inflight", "now", s->api_inflight, "max", s->api_inflight_max));
 }
 
 void sim_control_h_stats_reset(struct sim *s, struct sim_req *rq, struct sim_resp *rs)
@@ -174,6 +175,7 @@ void sim_control_h_stats_reset(struct sim *s, struct sim_req *rq, struct sim_res
 		memset(s->accounts[a].requests, 0, sizeof(s->accounts[a].requests));
 	s->deliveries_ok = s->deliveries_failed = 0;
 	s->jobs_created = 0;
+	s->api_inflight_max = s->api_inflight;	/* the most at once from now on */
 	sim_resp_json(rs, 200, json_pack("{s:b}", "reset", 1));
 }
 

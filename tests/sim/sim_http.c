@@ -96,6 +96,7 @@ struct sim_conn {
 	struct sim_resp rs;	/* an early answer (error, fault) prepared at header time */
 	struct sim_fault fault;	/* copy of the fault picked for this request */
 	int faulted;
+	int inflight;		/* counted in s->api_inflight */
 	struct event *delay;	/* fault latency */
 	int close_after;
 };
@@ -213,6 +214,9 @@ static void sim_http_req_reset(struct sim_conn *c)
 	rq->account = -1;
 	rq->upload = -1;
 	sim_resp_reset(&c->rs);
+	if (c->inflight)
+		c->s->api_inflight--;
+	c->inflight = 0;
 	c->faulted = 0;
 	c->close_after = 0;
 	c->header_bytes = 0;
@@ -436,6 +440,11 @@ static int sim_http_headers_done(struct sim_conn *c)
 			sim_resp_error(&c->rs, 404, "404", "Not found: %s", rq->path);
 	} else {
 		flags = sim_http_routes[rq->route].flags;
+		if (!(flags & (SIM_RT_CONTROL | SIM_RT_STORAGE))) {
+			c->inflight = 1;
+			if (++s->api_inflight > s->api_inflight_max)
+				s->api_inflight_max = s->api_inflight;
+		}
 		if (!(flags & SIM_RT_CONTROL)) {
 			s->requests[rq->route]++;
 			c->faulted = sim_control_fault_pick(s, sim_http_routes[rq->route].name, &c->fault);

@@ -310,6 +310,45 @@ Test(admission, configure_keeps_the_queue)
 	cr_expect_eq(h.a.inflight, 3);
 }
 
+/* Cluster slots (gw_adm_set_slots) cap on top of max_concurrent, 0 included; more slots admit
+ * the queue's head at once, fewer keep what is in flight; off lifts them. */
+Test(admission, outer_slots)
+{
+	struct harness h;
+	static const struct {
+		int on;
+		unsigned slots;
+		const char *cbs;	/* callbacks run by the call */
+		unsigned inflight;
+		size_t queued;
+	} rows[] = {
+		{ 1, 0, "",      0, 2 },	/* no slot: nothing goes (0 is not "no cap") */
+		{ 1, 1, "0A ",   1, 1 },	/* one slot: the head goes */
+		{ 1, 3, "1A ",   2, 0 },	/* more slots than waiters */
+		{ 1, 1, "",      2, 0 },	/* fewer than in flight: kept, none new */
+		{ 0, 0, "",      2, 0 },	/* off: max_concurrent (4) alone */
+	};
+
+	harness_init(&h, 4, 0, 8);
+	gw_adm_set_slots(&h.a, 1, 0, 0);
+	h.w[0].deadline_ms = h.w[1].deadline_ms = -1;
+	cr_expect_eq(gw_adm_enter(&h.a, &h.w[0], 0, NULL), GW_ADM_QUEUED);
+	cr_expect_eq(gw_adm_enter(&h.a, &h.w[1], 0, NULL), GW_ADM_QUEUED);
+	cr_expect_eq(gw_adm_next_wake(&h.a, 0), -1, "held back by slots: a larger call wakes it");
+	for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+		h.log[0] = '\0';
+		gw_adm_set_slots(&h.a, rows[i].on, rows[i].slots, 1);
+		cr_expect_str_eq(h.log, rows[i].cbs, "row %zu: callbacks \"%s\"", i, h.log);
+		cr_expect_eq(h.a.inflight, rows[i].inflight, "row %zu: inflight %u", i, h.a.inflight);
+		cr_expect_eq(h.a.nqueued, rows[i].queued, "row %zu: queued %zu", i, h.a.nqueued);
+	}
+	h.w[2].deadline_ms = h.w[3].deadline_ms = h.w[4].deadline_ms = -1;
+	cr_expect_eq(gw_adm_enter(&h.a, &h.w[2], 2, NULL), GW_ADM_ADMIT, "3 of max_concurrent 4");
+	cr_expect_eq(gw_adm_enter(&h.a, &h.w[3], 2, NULL), GW_ADM_ADMIT, "4 of 4");
+	cr_expect_eq(gw_adm_enter(&h.a, &h.w[4], 2, NULL), GW_ADM_QUEUED, "max_concurrent still holds");
+	gw_adm_cancel(&h.a, &h.w[4]);
+}
+
 Test(admission, verdict_names)
 {
 	cr_expect_str_eq(gw_adm_verdict_name(GW_ADM_ADMIT), "admit");

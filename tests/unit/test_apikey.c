@@ -189,3 +189,37 @@ Test(apikey, lookups_on_one_ring_are_independent)
 	}
 	gw_apikey_ring_free(r);
 }
+
+/* By hash (a REST facade session's key): the same answers as by value, nothing for other hashes. */
+Test(apikey, lookup_by_hash)
+{
+	static const struct {
+		const char *key;
+		int rc;
+		size_t tenant;
+		unsigned perms;
+	} cases[] = {
+		{ "key-a", 0, 0, RW }, { "key-ro", 0, 1, GW_PERM_READ }, { "key-c", -1, 0, 0 },
+	};
+	struct gw_keyring *r = gw_apikey_ring_new(&cfg);
+
+	cr_assert_not_null(r);
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		uint8_t h[32];
+		size_t t = 99;
+		unsigned p = 99;
+
+		hash(cases[i].key, h);
+		cr_expect_eq(gw_apikey_lookup_hash(r, h, &t, &p), cases[i].rc, "%s", cases[i].key);
+		if (cases[i].rc == 0) {
+			cr_expect_eq(t, cases[i].tenant, "%s", cases[i].key);
+			cr_expect_eq(p, cases[i].perms, "%s", cases[i].key);
+		}
+	}
+	{
+		static const uint8_t zero[32];
+
+		cr_expect_eq(gw_apikey_lookup_hash(NULL, zero, &(size_t){ 0 }, &(unsigned){ 0 }), -1);
+	}
+	gw_apikey_ring_free(r);
+}

@@ -334,6 +334,19 @@ static const struct {
 	{ "http://h/o", -1 },
 	{ "http://h/o?XX-Goog-Date=20261128T071500Z&X-Goog-Expires=60", -1 },
 	{ "http://h/o?X-Goog-Expires=60&X-Goog-Date=20261128T071500Z#frag", 1795850100 + 60 },
+	/* The simulator's shape (issue 23: --url-ttl sets X-Goog-Expires). */
+	{ "http://127.0.0.1:1/storage/o/x/a.bvh?X-Goog-Algorithm=GOOG4-RSA-SHA256&X-Goog-Credential="
+	  "animate3d-sim%2F20261128%2Fauto%2Fstorage%2Fgoog4_request&X-Goog-Date=20261128T071500Z"
+	  "&X-Goog-Expires=5&X-Goog-SignedHeaders=host&X-Goog-Signature=00ff", 1795850100 + 5 },
+	{ URL_AT("20261128T071500Z", ""), -1 },
+	{ URL_AT("", "60"), -1 },
+	{ URL_AT("20261128T071500", "60"), -1 },		/* no Z: not UTC as written */
+	{ URL_AT("20261128T246000Z", "60"), -1 },
+	{ URL_AT("20261128T071500Z", "999999999999"), -1 },	/* more than ten years */
+	{ "http://h/o?x-goog-date=20261128T071500Z&x-goog-expires=60", -1 },	/* names as signed */
+	{ "http://h/o?X-Goog-Date=20261128T071500Z&X-Goog-Expires=60&X-Goog-Expires=1", -1 },
+	{ "http://h/o?X-Goog-Date=20261128T071500Z&X-Goog-Date=20261128T071500Z&X-Goog-Expires=6",
+	  -1 },							/* twice: no guess */
 };
 
 Test(cache, url_expiry_table)
@@ -423,7 +436,9 @@ Test(cache, forget_drops_even_finals_and_links)
 	struct gw_cache *c = gw_cache_new(10, 1000);
 
 	put(c, "s", S, 1, 1, 0);
+	cr_expect_eq(gw_cache_forgets(c), 0);
 	cr_expect_eq(gw_cache_forget(c, 0, "s"), 1);
+	cr_expect_eq(gw_cache_forgets(c), 1);
 	cr_expect_eq(get(c, "s", 1), -1);
 	cr_expect_eq(gw_cache_forget(c, 0, "s"), 0);
 	/* After a forget, an answer from any fetch is stored again. */
@@ -459,4 +474,102 @@ Test(cache, links_are_bounded_and_replaced)
 	cr_expect_eq(put(c, "s", S, 1, 1, 0), 1);
 	cr_expect_eq(gw_cache_counters(c)->evictions, 0);
 	gw_cache_free(c);
+}
+
+/* The link table's own limits (issue 23): entries and bytes, each eviction and refusal counted. */
+Test(cache, links_bounded_by_bytes)
+{
+	struct gw_cache *c = gw_cache_new(100, 1000);
+	struct link2 a, b, d;
+	const int64_t t0 = 1795850100;
+	Animate3d__V1__DownloadLink *got = NULL;
+	uint64_t one;
+
+	link2_init(&a, "a", URL_AT("20261128T071500Z", "3600"), URL_AT("20261128T071500Z", "3600"));
+	link2_init(&b, "b", URL_AT("20261128T071500Z", "3600"), URL_AT("20261128T071500Z", "3600"));
+	link2_init(&d, "d", URL_AT("20261128T071500Z", "3600"), URL_AT("20261128T071500Z", "3600"));
+	cr_assert_eq(gw_cache_link_put(c, 0, &a.l, t0), 1);
+	one = gw_cache_counters(c)->link_bytes;
+	cr_assert_gt(one, 0);
+	/* Room for two links of this size: the third evicts the least recently used. */
+	gw_cache_link_limits(c, 100, (size_t)(2 * one + one / 2));
+	cr_assert_eq(gw_cache_link_put(c, 0, &b.l, t0), 1);
+	cr_expect_eq(gw_cache_counters(c)->link_bytes, 2 * one);
+	cr_assert_eq(gw_cache_link_get(c, 0, "a", t0, &got), 1);	/* a is newest now */
+	protobuf_c_message_free_unpacked(&got->base, NULL);
+	cr_assert_eq(gw_cache_link_put(c, 0, &d.l, t0), 1);
+	cr_expect_eq(gw_cache_counters(c)->link_evictions, 1);
+	cr_expect_eq(gw_cache_counters(c)->link_entries, 2);
+	cr_expect_eq(gw_cache_counters(c)->link_bytes, 2 * one);
+	cr_expect_eq(gw_cache_link_get(c, 0, "b", t0, NULL), 0);
+	cr_expect_eq(gw_cache_link_get(c, 0, "a", t0, NULL), 1);
+	/* Shrinking the limits evicts at once; a link larger than the byte limit is refused. */
+	gw_cache_link_limits(c, 100, (size_t)(one + one / 2));
+	cr_expect_eq(gw_cache_counters(c)->link_entries, 1);
+	cr_expect_eq(gw_cache_counters(c)->link_evictions, 2);
+	gw_cache_link_limits(c, 100, (size_t)(one / 2));
+	cr_expect_eq(gw_cache_counters(c)->link_entries, 0);
+	cr_expect_eq(gw_cache_counters(c)->link_bytes, 0);
+	cr_expect_eq(gw_cache_link_put(c, 0, &a.l, t0), 0);
+	cr_expect_eq(gw_cache_counters(c)->link_refused, 1);
+	/* And the entry limit on its own. */
+	gw_cache_link_limits(c, 1, 0);
+	cr_assert_eq(gw_cache_link_put(c, 0, &a.l, t0), 1);
+	cr_assert_eq(gw_cache_link_put(c, 0, &b.l, t0), 1);
+	cr_expect_eq(gw_cache_counters(c)->link_entries, 1);
+	cr_expect_eq(gw_cache_link_get(c, 0, "a", t0, NULL), 0);
+	gw_cache_free(c);
+}
+
+/* A link per row: its two URLs' (date, expires), the time it is offered, then whether a lookup
+ * at each of three times hits. Never served at or after expiry minus the margin. */
+static const struct {
+	const char *d1, *e1, *d2, *e2;
+	int64_t put_at;			/* seconds after 20261128T071500Z */
+	int put;			/* gw_cache_link_put's answer */
+	int64_t at[3];
+	int hit[3];
+} link_cases[] = {
+	/* Served until 60 s before the earliest expiry (600 s). */
+	{ "20261128T071500Z", "3600", "20261128T071500Z", "600", 0, 1,
+	  { 0, 539, 540 }, { 1, 1, 0 } },
+	/* The earliest URL decides even when its date is later. */
+	{ "20261128T071500Z", "3600", "20261128T072000Z", "300", 0, 1,
+	  { 100, 539, 540 }, { 1, 1, 0 } },
+	/* A short --url-ttl: expiring within the margin is never cached. */
+	{ "20261128T071500Z", "61", "20261128T071500Z", "61", 0, 1, { 0, 1, 2 }, { 1, 0, 0 } },
+	{ "20261128T071500Z", "60", "20261128T071500Z", "60", 0, 0, { 0, 1, 2 }, { 0, 0, 0 } },
+	{ "20261128T071500Z", "5", "20261128T071500Z", "5", 0, 0, { 0, 1, 2 }, { 0, 0, 0 } },
+	/* Offered late (a slow answer): what is left of the lifetime counts. */
+	{ "20261128T071500Z", "600", "20261128T071500Z", "600", 539, 1,
+	  { 539, 540, 600 }, { 1, 0, 0 } },
+	{ "20261128T071500Z", "600", "20261128T071500Z", "600", 540, 0,
+	  { 540, 541, 600 }, { 0, 0, 0 } },
+	/* One URL without an expiry: never cached. */
+	{ "20261128T071500Z", "3600", "", "", 0, 0, { 0, 1, 2 }, { 0, 0, 0 } },
+};
+
+Test(cache, link_lifetime_table)
+{
+	const int64_t t0 = 1795850100;	/* 20261128T071500Z */
+
+	for (size_t i = 0; i < sizeof link_cases / sizeof link_cases[0]; i++) {
+		struct gw_cache *c = gw_cache_new(10, 1000);
+		char u1[256], u2[256];
+		struct link2 x;
+
+		snprintf(u1, sizeof u1, URL_AT("%s", "%s"), link_cases[i].d1, link_cases[i].e1);
+		if (link_cases[i].d2[0])
+			snprintf(u2, sizeof u2, URL_AT("%s", "%s"), link_cases[i].d2, link_cases[i].e2);
+		else
+			snprintf(u2, sizeof u2, "http://h/o.fbx");
+		link2_init(&x, "r", u1, u2);
+		cr_expect_eq(gw_cache_link_put(c, 0, &x.l, t0 + link_cases[i].put_at), link_cases[i].put,
+			     "case %zu: put", i);
+		for (int k = 0; k < 3; k++)
+			cr_expect_eq(gw_cache_link_get(c, 0, "r", t0 + link_cases[i].at[k], NULL),
+				     link_cases[i].hit[k], "case %zu: lookup at +%lld", i,
+				     (long long)link_cases[i].at[k]);
+		gw_cache_free(c);
+	}
 }

@@ -104,6 +104,9 @@ static const struct bad_case bad_cases[] = {
 	{ "listen: {grpc: \"127.0.0.1:70000\"}\n" BASE, 1, "listen.grpc must be host:port, e.g. 127.0.0.1:50051" },
 	{ "listen: {http: \"[::1]\"}\n" BASE, 1, "listen.http must be host:port, e.g. 127.0.0.1:8080" },
 	{ "listen: {grpc: 127.0.0.1:9000, http: 127.0.0.1:9000}\n" BASE, 1, "listen.grpc and listen.http must differ" },
+	{ "listen: {rest: \"8081\"}\n" BASE, 1, "listen.rest must be host:port, e.g. 127.0.0.1:8081" },
+	{ "listen: {http: 127.0.0.1:9000, rest: 127.0.0.1:9000}\n" BASE, 1,
+	  "listen.rest must differ from listen.grpc and listen.http" },
 	{ "listen:\n  grpc: 127.0.0.1:1\n  grpc: 127.0.0.1:2\n" BASE, 3, "duplicate key \"grpc\" (first at line 2)" },
 	{ "listen: [1, 2]\n" BASE, 1, "listen must be a mapping" },
 	{ "listen:\n  grpc: ''\n" BASE, 2, "listen.grpc must not be empty" },
@@ -343,6 +346,10 @@ static const struct bad_case bad_cases[] = {
 	{ "process:\n  memory: 10\n" BASE, 2, "unknown key \"memory\"" },
 	{ "http:\n  max_connections: -1\n" BASE, 2, "http.max_connections must be >= 0" },
 	{ "http: [1]\n" BASE, 1, "http must be a mapping" },
+	{ "rest:\n  max_body_bytes: 10\n" BASE, 2, "rest.max_body_bytes must be >= 1024" },
+	{ "rest:\n  timeout_s: 0\n" BASE, 2, "rest.timeout_s must be > 0" },
+	{ "rest:\n  session_ttl_s: 10\n" BASE, 2, "rest.session_ttl_s must be >= 60" },
+	{ "rest:\n  max_conns: 1\n" BASE, 2, "unknown key \"max_conns\"" },
 	{ "grpc:\n  max_concurrent_streams: 0\n" BASE, 2, "grpc.max_concurrent_streams must be > 0" },
 	{ "grpc:\n  max_metadata_bytes: 100\n" BASE, 2, "grpc.max_metadata_bytes must be >= 1024" },
 	{ "grpc:\n  keepalive_time_ms: soon\n" BASE, 2, "grpc.keepalive_time_ms must be an integer" },
@@ -476,6 +483,7 @@ Test(config, demo_yaml_loads_with_its_values)
 	cr_assert_not_null(cfg);
 	cr_expect_eq(errs.n, 0);
 	cr_expect_str_eq(cfg->grpc_listen, "127.0.0.1:50051");
+	cr_expect_str_eq(cfg->rest_listen, "127.0.0.1:8081");
 	cr_expect_str_eq(cfg->http_listen, "127.0.0.1:8080");
 	cr_expect_str_eq(cfg->log_level, "info");
 	cr_expect_str_eq(cfg->state.path, "build/demo-state/gateway.db");
@@ -878,6 +886,8 @@ Test(config, net_sections)
 	static const char text[] =
 		"process: {open_files_reserve: 100, memory_mib: 0}\n"
 		"http: {max_connections: 50}\n"
+		"rest: {max_connections: 40, max_body_bytes: 2048, max_header_bytes: 4096, timeout_s: 3,\n"
+		"       call_timeout_ms: 5000, session_ttl_s: 600}\n"
 		"grpc:\n"
 		"  max_concurrent_streams: 10\n"
 		"  memory_quota_mib: 64\n"
@@ -904,6 +914,10 @@ Test(config, net_sections)
 	cr_expect_eq(dflt->process.open_files_reserve, GW_CONFIG_DEFAULT_FD_RESERVE);
 	cr_expect_eq(dflt->process.memory_mib, GW_CONFIG_DEFAULT_MEMORY_MIB);
 	cr_expect_eq(dflt->http.max_connections, 0);
+	cr_expect_eq(dflt->rest.max_connections, 0);
+	cr_expect_eq(dflt->rest.max_body_bytes, GW_CONFIG_DEFAULT_REST_BODY);
+	cr_expect_eq(dflt->rest.session_ttl_s, GW_CONFIG_DEFAULT_REST_SESSION_S);
+	cr_expect_null(dflt->rest_listen);
 	cr_expect_eq(dflt->grpc.max_concurrent_streams, GW_CONFIG_DEFAULT_GRPC_STREAMS);
 	cr_expect_eq(dflt->grpc.probe_interval_ms, GW_CONFIG_DEFAULT_PROBE_INTERVAL_MS);
 	cr_expect_eq(dflt->grpc.handshake_timeout_ms, GW_CONFIG_DEFAULT_HANDSHAKE_MS);
@@ -916,6 +930,12 @@ Test(config, net_sections)
 	cr_expect_eq(cfg->process.open_files_reserve, 100);
 	cr_expect_eq(cfg->process.memory_mib, 0);
 	cr_expect_eq(cfg->http.max_connections, 50);
+	cr_expect_eq(cfg->rest.max_connections, 40);
+	cr_expect_eq(cfg->rest.max_body_bytes, 2048);
+	cr_expect_eq(cfg->rest.max_header_bytes, 4096);
+	cr_expect_eq(cfg->rest.timeout_s, 3);
+	cr_expect_eq(cfg->rest.call_timeout_ms, 5000);
+	cr_expect_eq(cfg->rest.session_ttl_s, 600);
 	cr_expect_eq(g->max_concurrent_streams, 10);
 	cr_expect_eq(g->memory_quota_mib, 64);
 	cr_expect_eq(gw_config_grpc_quota_mib(cfg), 64);

@@ -30,6 +30,7 @@ struct fixture {
 	int fds[MAX_CLIENTS];
 	int nfds;
 	size_t worst_open;	/* most connections counted at once, seen between loop passes */
+	struct evhttp_request *held;	/* a /hold request, answered later by the test */
 };
 
 static void on_request(struct evhttp_request *req, void *arg)
@@ -38,6 +39,13 @@ static void on_request(struct evhttp_request *req, void *arg)
 	struct evbuffer *b = evbuffer_new();
 
 	gw_conncap_request(f->cap, req);
+	if (strcmp(evhttp_request_get_uri(req), "/hold") == 0) {
+		/* An asynchronous handler's request: answered by the test, later. */
+		gw_conncap_busy(f->cap, req, 1);
+		f->held = req;
+		evbuffer_free(b);
+		return;
+	}
 	evbuffer_add_printf(b, "ok\n");
 	evhttp_send_reply(req, 200, "OK", b);
 	evbuffer_free(b);
@@ -180,6 +188,41 @@ Test(conncap, deadline_closes_silent_connections_and_a_request_restarts_it)
 		     (unsigned long long)stats(&f).evicted_deadline);
 	cr_expect_eq(stats(&f).open, 1);
 	cr_expect_eq(read(silent, buf, sizeof buf), 0, "the silent client sees the close");
+	fixture_down(&f);
+}
+
+/* A request answered later (the REST facade's calls): its connection outlives the deadline and
+ * the reply still goes out; once answered, the deadline applies again. Without gw_conncap_busy
+ * the deadline freed the connection and the held request with it. */
+Test(conncap, busy_connection_outlives_the_deadline_until_answered)
+{
+	static const char req[] = "GET /hold HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+	struct fixture f;
+	struct evbuffer *b;
+	char buf[512];
+	ssize_t n;
+	int fd;
+
+	fixture_up(&f, 8, 1);
+	fd = client(&f);
+	spin(&f, 100);
+	cr_assert_eq(write(fd, req, sizeof req - 1), (ssize_t)(sizeof req - 1));
+	spin(&f, 2500);
+	cr_assert_not_null(f.held);
+	cr_expect_eq(stats(&f).evicted_deadline, 0);
+	cr_expect_eq(stats(&f).open, 1);
+	gw_conncap_busy(f.cap, f.held, 0);
+	b = evbuffer_new();
+	evbuffer_add_printf(b, "late\n");
+	evhttp_send_reply(f.held, 200, "OK", b);
+	evbuffer_free(b);
+	spin(&f, 100);
+	n = read(fd, buf, sizeof buf - 1);
+	cr_assert_gt(n, 0);
+	buf[n] = '\0';
+	cr_expect(strstr(buf, "200 OK") && strstr(buf, "late"), "%s", buf);
+	spin(&f, 2500);		/* idle again: the deadline closes it */
+	cr_expect_eq(stats(&f).evicted_deadline, 1);
 	fixture_down(&f);
 }
 

@@ -69,7 +69,7 @@ Test(http, readyz_table)
 		acct[1].name = "a1";
 		acct[0].state = cases[i].states[0];
 		acct[1].state = cases[i].states[1];
-		struct gw_ready_parts parts = { "sqlite", NULL, 0, NULL, NULL };
+		struct gw_ready_parts parts = { "sqlite", NULL, 0, NULL, NULL, { NULL } };
 
 		ready = gw_http_render_ready(cases[i].draining, !cases[i].grpc_dead, acct, cases[i].n,
 					     &parts, b);
@@ -126,19 +126,19 @@ Test(http, ready_state_store)
 		struct gw_ready_parts parts;
 		const char *tail;
 	} cases[] = {
-		{ { "postgres", NULL, 0, NULL, NULL }, "\"state\":{\"backend\":\"postgres\",\"reachable\":true}}\n" },
-		{ { "postgres", "PostgreSQL at 127.0.0.1:5432/a3d is unreachable: \"refused\"\n", 0, NULL, NULL },
+		{ { "postgres", NULL, 0, NULL, NULL, { NULL } }, "\"state\":{\"backend\":\"postgres\",\"reachable\":true}}\n" },
+		{ { "postgres", "PostgreSQL at 127.0.0.1:5432/a3d is unreachable: \"refused\"\n", 0, NULL, NULL, { NULL } },
 		  "\"state\":{\"backend\":\"postgres\",\"reachable\":false,\"why\":\"PostgreSQL at "
 		  "127.0.0.1:5432/a3d is unreachable:  refused  \"}}\n" },
-		{ { NULL, NULL, 0, NULL, NULL }, "\"state\":{\"backend\":\"none\",\"reachable\":true}}\n" },
-		{ { "postgres", NULL, 1, NULL, NULL },
+		{ { NULL, NULL, 0, NULL, NULL, { NULL } }, "\"state\":{\"backend\":\"none\",\"reachable\":true}}\n" },
+		{ { "postgres", NULL, 1, NULL, NULL, { NULL } },
 		  "\"reachable\":true},\"redis\":{\"connected\":true}}\n" },
-		{ { "postgres", NULL, 1, "connection refused", NULL },
+		{ { "postgres", NULL, 1, "connection refused", NULL, { NULL } },
 		  "\"reachable\":true},\"redis\":{\"connected\":false,\"why\":\"connection refused\"}}\n" },
 		/* The rate limits' mode: shared on Redis, or the local fallback. */
-		{ { "postgres", NULL, 1, NULL, "shared" },
+		{ { "postgres", NULL, 1, NULL, "shared", { NULL } },
 		  "\"redis\":{\"connected\":true},\"limits\":\"shared\"}\n" },
-		{ { "postgres", NULL, 1, "connection refused", "local" },
+		{ { "postgres", NULL, 1, "connection refused", "local", { NULL } },
 		  "\"why\":\"connection refused\"},\"limits\":\"local\"}\n" },
 	};
 
@@ -148,6 +148,46 @@ Test(http, ready_state_store)
 		size_t n = strlen(cases[i].tail);
 
 		cr_expect_eq(gw_http_render_ready(0, 1, NULL, 0, &cases[i].parts, b), 1, "case %zu: ready", i);
+		out = drain(b);
+		cr_expect(strlen(out) >= n && strcmp(out + strlen(out) - n, cases[i].tail) == 0,
+			  "case %zu: %s", i, out);
+		free(out);
+		evbuffer_free(b);
+	}
+}
+
+/* What falls back while Redis is away: each used part with its mode, since when (UTC), its
+ * fallbacks and, when local, what that means; unused parts left out; still ready. */
+Test(http, ready_cluster_parts)
+{
+	static const struct gw_redis_part_state local = { 1, 1, 1796601600000LL, 2 };
+	static const struct gw_redis_part_state shared = { 1, 0, 1796601601999LL, 0 };
+	static const struct gw_redis_part_state unused = { 0, 0, 0, 0 };
+	static const struct {
+		const struct gw_redis_part_state *shares[GW_REDIS_NPARTS];
+		const char *tail;
+	} cases[] = {
+		{ { NULL, NULL, NULL, NULL }, "\"limits\":\"shared\"}\n" },
+		{ { &unused, &unused, &unused, &unused }, "\"limits\":\"shared\"}\n" },
+		{ { &shared, NULL, &unused, &shared },
+		  "\"cluster\":{\"limits\":{\"mode\":\"shared\",\"since\":\"2026-12-07T00:00:01Z\","
+		  "\"fallbacks\":0},\"status\":{\"mode\":\"shared\",\"since\":\"2026-12-07T00:00:01Z\","
+		  "\"fallbacks\":0}}}\n" },
+		{ { NULL, &local, NULL, NULL },
+		  "\"cluster\":{\"concurrency\":{\"mode\":\"local\",\"since\":\"2026-12-07T00:00:00Z\","
+		  "\"fallbacks\":2,\"local\":\"upstream concurrency: each account's max_concurrent / "
+		  "cluster.expected_replicas on this replica\"}}}\n" },
+	};
+
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct gw_ready_parts parts = { "postgres", NULL, 1, NULL, "shared", { NULL } };
+		struct evbuffer *b = evbuffer_new();
+		char *out;
+		size_t n = strlen(cases[i].tail);
+
+		for (size_t p = 0; p < GW_REDIS_NPARTS; p++)
+			parts.shares[p] = cases[i].shares[p];
+		cr_expect_eq(gw_http_render_ready(0, 1, NULL, 0, &parts, b), 1, "case %zu: ready", i);
 		out = drain(b);
 		cr_expect(strlen(out) >= n && strcmp(out + strlen(out) - n, cases[i].tail) == 0,
 			  "case %zu: %s", i, out);

@@ -15,6 +15,7 @@
 #include "gateway/call/call.h"
 #include "gateway/call/svc.h"
 #include "gateway/methods.h"
+#include "gateway/svc/download.h"
 #include "gateway/svc/health.h"
 #include "gateway/svc/status.h"
 #include "gateway/svc/unary.h"
@@ -89,7 +90,7 @@ Test(methods, fixed_rows_table)
 		{ "/animate3d.v1.Jobs/UploadVideo", GW_CLIENT_STREAM, GW_PERM_WRITE, 5, &gw_svc_upload, 0 },
 		{ "/animate3d.v1.Jobs/WatchStatus", GW_SERVER_STREAM, GW_PERM_READ, 1, &gw_svc_status, 0 },
 		{ "/animate3d.v1.Jobs/GetStatus", GW_UNARY, GW_PERM_READ, 1, &gw_svc_status, 1 },
-		{ "/animate3d.v1.Jobs/GetDownloadUrls", GW_UNARY, GW_PERM_READ, 1, &gw_svc_status, 1 },
+		{ "/animate3d.v1.Jobs/GetDownloadUrls", GW_UNARY, GW_PERM_READ, 1, &gw_svc_download, 1 },
 		{ "/animate3d.v1.Jobs/StartJob", GW_UNARY, GW_PERM_WRITE, 5, &gw_svc_unary, 1 },
 		{ "/animate3d.v1.Jobs/GetUploadUrl", GW_UNARY, GW_PERM_WRITE, 2, &gw_svc_unary, 1 },
 		/* Issue 19: hands out write URLs, so write permission, and a signed URL's cost. */

@@ -251,6 +251,7 @@ static void acquire_all(struct event_base *base, struct replica *rs, int nr, str
 
 struct got {
 	int done, type;
+	long long integer;
 	char val[512];
 	size_t len;
 };
@@ -262,6 +263,8 @@ static void on_get(void *arg, const redisReply *reply, const char *err)
 	(void)err;
 	g->done = 1;
 	g->type = reply ? reply->type : 0;
+	if (reply && reply->type == REDIS_REPLY_INTEGER)
+		g->integer = reply->integer;
 	if (reply && reply->type == REDIS_REPLY_STRING && reply->len < sizeof g->val) {
 		memcpy(g->val, reply->str, reply->len);
 		g->len = reply->len;
@@ -290,6 +293,10 @@ Test(redis_session, two_replicas_one_login_one_relogin)
 	cr_expect_eq(rs[0].acct->ss.n.adopted + rs[1].acct->ss.n.adopted, 1);
 	cr_expect_eq(rs[0].acct->ss.n.lock_lost + rs[1].acct->ss.n.lock_lost, 1);
 	cr_expect_eq(rs[0].acct->ss.n.fallback + rs[1].acct->ss.n.fallback, 0);
+	/* The waiting replica read the cookie when the holder's message came, not at a later poll
+	 * (the login takes T_LOGIN_DELAY_MS; the message comes about 25 ms before the poll due
+	 * then). */
+	cr_expect_eq(rs[0].acct->ss.n.woken + rs[1].acct->ss.n.woken, 1);
 	cr_expect_str_eq(gw_session_state(rs[0].acct), "ok");
 	cr_expect_str_eq(gw_session_state(rs[1].acct), "ok");
 
@@ -388,5 +395,62 @@ Test(redis_session, redis_unreachable_falls_back_to_local_login)
 	replica_fini(&r, base);
 	tsrv_stop(&s);
 	close(keep);
+	event_base_free(base);
+}
+
+/*
+ * The login lock: it lives GW_SS_LOCK_MS at most unless renewed while the login runs, and a
+ * replica stopped mid-login frees it at once, so the next replica logs in without waiting for it
+ * to expire.
+ */
+Test(redis_session, stopped_mid_login_frees_the_lock)
+{
+	struct event_base *base = event_base_new();
+	struct tsrv s;
+	struct replica a, b;
+	static struct waiter w[2];
+	const char *cookie, *err;
+	uint64_t gen;
+	struct got g = { 0 }, t = { 0 };
+	const char *get[2] = { "GET", "t9:session:acct-a:lock" };
+	const char *pttl[2] = { "PTTL", "t9:session:acct-a:lock" };
+
+	tsrv_start(&s);
+	replica_init(&a, base, s.port, "t9:", "replica-a", 0);
+	replica_init(&b, base, s.port, "t9:", "replica-b", 0);
+	memset(w, 0, sizeof w);
+	w[0].w.fn = w[1].w.fn = on_ready;
+	g_released = 0;
+	cr_assert_eq(gw_session_acquire(a.acct, &w[0].w, &cookie, &gen, &err), GW_SESSION_WAIT);
+	for (int i = 0; i < 2000 && !a.acct->ss.locked; i++)
+		run_ms(base, 1);
+	cr_assert(a.acct->ss.locked, "replica a logs in under the lock");
+	cr_assert_eq(gw_redis_command(b.redis, on_get, &g, 2, get, NULL), GW_REDIS_OK);
+	for (int i = 0; i < 2000 && !g.done; i++)
+		run_ms(base, 1);
+	cr_expect_eq(g.type, REDIS_REPLY_STRING);
+	cr_expect_str_eq(g.val, "replica-a");
+	cr_assert_eq(gw_redis_command(b.redis, on_get, &t, 2, pttl, NULL), GW_REDIS_OK);
+	for (int i = 0; i < 2000 && !t.done; i++)
+		run_ms(base, 1);
+	cr_expect(t.type == REDIS_REPLY_INTEGER && t.integer > 0 && t.integer <= GW_SS_LOCK_MS,
+		  "the lock lives %lld ms at most before a renewal", t.integer);
+
+	/* Stopped while its login runs (the login server takes T_LOGIN_DELAY_MS). */
+	replica_fini(&a, base);
+	memset(&g, 0, sizeof g);
+	cr_assert_eq(gw_redis_command(b.redis, on_get, &g, 2, get, NULL), GW_REDIS_OK);
+	for (int i = 0; i < 2000 && !g.done; i++)
+		run_ms(base, 1);
+	cr_expect_eq(g.type, REDIS_REPLY_NIL, "the lock is gone with its holder");
+
+	/* The next replica logs in at once: it never finds the lock taken. */
+	cr_assert_eq(gw_session_acquire(b.acct, &w[1].w, &cookie, &gen, &err), GW_SESSION_WAIT);
+	run_until(base, 1);
+	cr_expect_eq(g_released, 1);
+	cr_expect_eq(b.acct->ss.n.lock_lost, 0);
+	cr_expect_eq(b.acct->ss.n.login, 1);
+	replica_fini(&b, base);
+	tsrv_stop(&s);
 	event_base_free(base);
 }

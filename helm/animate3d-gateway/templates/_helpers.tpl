@@ -101,7 +101,7 @@ Inline secrets and plain API keys are refused: the ConfigMap must never carry a 
 {{- end -}}
 {{- /* Every other key of config is copied as written (log, upstream, cache, max_message_bytes...). */ -}}
 {{- $cfg := omit (deepCopy $c) "extra" "accounts" "tenants" "state" -}}
-{{- $_ := set $cfg "listen" (dict "grpc" (printf "%s:%d" $v.listenAddress (int $v.ports.grpc)) "http" (printf "%s:%d" $v.listenAddress (int $v.ports.http))) -}}
+{{- $_ := set $cfg "listen" (dict "grpc" (printf "%s:%d" $v.listenAddress (int $v.ports.grpc)) "http" (printf "%s:%d" $v.listenAddress (int $v.ports.http)) "rest" (printf "%s:%d" $v.listenAddress (int $v.ports.rest))) -}}
 {{- $state := deepCopy (default dict $c.state) -}}
 {{- if hasKey $state "postgres" -}}
 {{- fail "config.state.postgres is set by the chart from the postgres values (postgres.enabled, postgres.hostaddr, ...), which also mount the password file and allow several replicas; remove it from config" -}}

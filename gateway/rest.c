@@ -1,0 +1,619 @@
+/*
+ * rest: the REST facade's listener. See rest.h.
+ */
+#include "gateway/rest.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/sha.h>
+#include <openssl/ssl.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+
+#include "auth/caller/apikey.h"
+#include "gateway/api/facade.h"
+#include "gateway/base/clock.h"
+#include "gateway/base/conncap.h"
+#include "gateway/base/fdlimit.h"
+#include "gateway/base/log.h"
+#include "gateway/base/metrics.h"
+#include "gateway/call/call.h"
+#include "gateway/call/env.h"
+#include "gateway/config/config.h"
+#include "gateway/http.h"
+#include "gateway/rest_sess.h"
+
+#define REST_MAX_HOST 256		/* host part of rest_listen */
+#define REST_MAX_ROUTES 32		/* facade rows resolved to method rows at start */
+#define REST_MAX_BASIC 1024		/* a Basic credential, encoded */
+
+/* Why a request was refused before it became a call (rest_rejected_total{reason}). */
+enum rest_reject {
+	REST_REJ_NOT_FOUND,		/* no such path */
+	REST_REJ_METHOD,		/* path known, verb not */
+	REST_REJ_BODY,			/* body over rest.max_body_bytes */
+	REST_REJ_BAD_REQUEST,		/* the REST request could not become the method's request */
+	REST_REJ_AUTH,			/* no credential the facade takes (Basic, unknown cookie) */
+	REST_REJ_LOGIN,			/* GET /session/auth with a wrong tenant or key */
+	REST_REJ_SESSIONS_FULL,		/* GET /session/auth with the session table full */
+	REST_REJ_N
+};
+static const char *const rest_reject_names[REST_REJ_N] = { "not_found", "method", "body_too_large",
+							    "bad_request", "unauthenticated",
+							    "login_failed", "sessions_full" };
+
+/* Browser origins allowed, as upstream allows them (docs/upstream-api.md, CORS). */
+static const char *const rest_origins[] = { "http://localhost:8080", "http://localhost:8180" };
+
+struct rest_req;
+
+struct gw_rest {
+	struct gw_env *env;
+	struct evhttp *http;
+	struct gw_conncap *cap;
+	struct gw_rest_sess *sess;	/* dmsess cookies of GET /session/auth */
+	SSL_CTX *tls;			/* HTTPS with tls.cert_file/key_file; NULL: plain HTTP */
+	size_t midx[REST_MAX_ROUTES];	/* per facade row: its method row in env->methods */
+	struct rest_req *pending;	/* requests whose call runs */
+	uint64_t requests;
+	uint64_t answered[6];		/* by status class: 0 = other, 2xx .. 5xx */
+	uint64_t rejected[REST_REJ_N];
+	uint64_t preflights;
+};
+
+/* One request whose call runs: its end comes to rest_on_end. */
+struct rest_req {
+	struct gw_rest *r;
+	struct evhttp_request *req;
+	const struct gw_facade_route *route;
+	struct gw_call *call;		/* NULL once the call ended */
+	struct rest_req *prev, *next;
+	char token[GW_REST_SESS_TOKEN_LEN + 1];	/* the session it came with ("": a key) */
+};
+
+long gw_rest_retry_after_s(long retry_ms)
+{
+	long s = retry_ms <= 0 ? 1 : (retry_ms + 999) / 1000;
+
+	return s < 1 ? 1 : s;
+}
+
+static void rest_cors(struct evhttp_request *req)
+{
+	const char *origin = evhttp_find_header(evhttp_request_get_input_headers(req), "Origin");
+	struct evkeyvalq *out = evhttp_request_get_output_headers(req);
+
+	if (!origin)
+		return;
+	for (size_t i = 0; i < sizeof rest_origins / sizeof rest_origins[0]; i++)
+		if (strcmp(origin, rest_origins[i]) == 0) {
+			evhttp_add_header(out, "Access-Control-Allow-Origin", origin);
+			evhttp_add_header(out, "Access-Control-Allow-Credentials", "true");
+			evhttp_add_header(out, "Vary", "Origin");
+			return;
+		}
+}
+
+/* Sends status with json (taken; NULL: a fixed out-of-memory body). */
+static void rest_send(struct gw_rest *r, struct evhttp_request *req, int status, char *json)
+{
+	struct evbuffer *body = evbuffer_new();
+	unsigned cls = status >= 200 && status < 600 ? (unsigned)status / 100 : 0;
+
+	r->answered[cls < 6 ? cls : 0]++;
+	rest_cors(req);
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
+	if (body)
+		evbuffer_add_printf(body, "%s", json ? json : "{\"message\":\"out of memory\",\"error\":\"500\"}");
+	free(json);
+	evhttp_send_reply(req, status, NULL, body);
+	if (body)
+		evbuffer_free(body);
+}
+
+static void rest_send_error(struct gw_rest *r, struct evhttp_request *req,
+			    const struct gw_facade_route *route, int status, const char *msg)
+{
+	rest_send(r, req, status, gw_facade_error_json(route, status, msg));
+}
+
+static void rest_reject(struct gw_rest *r, struct evhttp_request *req, enum rest_reject why,
+			int status, const char *msg)
+{
+	r->rejected[why]++;
+	rest_send_error(r, req, NULL, status, msg);
+}
+
+static void rest_unlink(struct rest_req *q)
+{
+	if (q->prev)
+		q->prev->next = q->next;
+	else
+		q->r->pending = q->next;
+	if (q->next)
+		q->next->prev = q->prev;
+	q->prev = q->next = NULL;
+}
+
+/* The call's end: the reply rendered as upstream's JSON, or its status as upstream's error. */
+static void rest_on_end(void *arg, const struct gw_call_end *end)
+{
+	struct rest_req *q = arg;
+	struct gw_rest *r = q->r;
+	int status = gw_facade_http_status((int)end->code);
+	char ra[24];
+
+	rest_unlink(q);
+	gw_conncap_busy(r->cap, q->req, 0);
+	/* The key a session was opened with is gone (a reload removed it): so is the session. */
+	if (end->code == GRPC_STATUS_UNAUTHENTICATED && q->token[0])
+		gw_rest_sess_drop(r->sess, q->token, strlen(q->token));
+	if (end->code == GRPC_STATUS_OK) {
+		char *json = gw_facade_render(q->route, end->reply, end->reply_len);
+
+		if (json)
+			rest_send(r, q->req, 200, json);
+		else
+			rest_send_error(r, q->req, NULL, 500, "cannot render the reply");
+	} else {
+		if (status == 429 || (status == 503 && end->retry_ms >= 0)) {
+			snprintf(ra, sizeof ra, "%ld", gw_rest_retry_after_s(end->retry_ms));
+			evhttp_add_header(evhttp_request_get_output_headers(q->req), "Retry-After", ra);
+		}
+		rest_send_error(r, q->req, q->route, status, end->msg);
+	}
+	free(q);
+}
+
+/* "Basic base64(user:password)" -> user and password in buf (NUL-terminated, wiped by the
+ * caller). 0, or -1 when malformed. */
+static int rest_basic(const char *auth, char *buf, size_t cap, const char **user, const char **pass,
+		      size_t *passlen)
+{
+	const char *b64 = auth + 6;
+	size_t n;
+	int len;
+	char *colon;
+
+	if (strncasecmp(auth, "Basic ", 6) != 0)
+		return -1;
+	while (*b64 == ' ')
+		b64++;
+	n = strlen(b64);
+	if (n == 0 || n > REST_MAX_BASIC || n % 4 || (n / 4) * 3 + 1 > cap)
+		return -1;
+	len = EVP_DecodeBlock((unsigned char *)buf, (const unsigned char *)b64, (int)n);
+	if (len < 0)
+		return -1;
+	/* EVP_DecodeBlock counts the padding's zero bytes: take them off. */
+	if (n >= 1 && b64[n - 1] == '=')
+		len--;
+	if (n >= 2 && b64[n - 2] == '=')
+		len--;
+	buf[len] = '\0';
+	if (memchr(buf, '\0', (size_t)len) || !(colon = strchr(buf, ':')))
+		return -1;
+	*colon = '\0';
+	*user = buf;
+	*pass = colon + 1;
+	*passlen = strlen(colon + 1);
+	return 0;
+}
+
+/* GET /session/auth: Basic with the tenant's name and one of its keys -> a dmsess cookie. */
+static void rest_session_auth(struct gw_rest *r, struct evhttp_request *req)
+{
+	const struct gw_config *cfg = r->env->cfg;
+	const char *auth = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+	char buf[REST_MAX_BASIC], token[GW_REST_SESS_TOKEN_LEN + 1], cookie[160], date[64];
+	const char *user = NULL, *pass = NULL;
+	size_t passlen = 0, tidx = 0;
+	unsigned perms = 0;
+	uint8_t key[32];
+	int64_t now = gw_clock_wall_ms();
+	time_t exp;
+	struct tm tm;
+
+	if (!auth || rest_basic(auth, buf, sizeof buf, &user, &pass, &passlen) != 0 ||
+	    passlen == 0 || !SHA256((const unsigned char *)pass, passlen, key) ||
+	    gw_apikey_lookup_hash(r->env->gen->keys, key, &tidx, &perms) != 0 ||
+	    tidx >= cfg->ntenants || strcmp(cfg->tenants[tidx].name, user) != 0) {
+		OPENSSL_cleanse(buf, sizeof buf);
+		OPENSSL_cleanse(key, sizeof key);
+		rest_reject(r, req, REST_REJ_LOGIN, 401,
+			    auth ? "Invalid credentials: Basic <tenant>:<api key>"
+				 : "Missing Basic authorization");
+		return;
+	}
+	OPENSSL_cleanse(buf, sizeof buf);
+	if (gw_rest_sess_open(r->sess, cfg->tenants[tidx].name, key, now,
+			      cfg->rest.session_ttl_s * 1000, token) != 0) {
+		OPENSSL_cleanse(key, sizeof key);
+		rest_reject(r, req, REST_REJ_SESSIONS_FULL, 503, "Too many sessions, retry later");
+		return;
+	}
+	OPENSSL_cleanse(key, sizeof key);
+	exp = (time_t)((now / 1000) + cfg->rest.session_ttl_s);
+	gmtime_r(&exp, &tm);
+	strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+	/* No Domain (clients drop cookies of IP hosts that carry one) and the first Set-Cookie. */
+	snprintf(cookie, sizeof cookie, "dmsess=%s; Path=/; Expires=%s; HttpOnly", token, date);
+	OPENSSL_cleanse(token, sizeof token);
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Set-Cookie", cookie);
+	OPENSSL_cleanse(cookie, sizeof cookie);
+	gw_log(GW_LOG_INFO, "rest", GW_LS("msg", "session opened"),
+	       GW_LS("tenant", cfg->tenants[tidx].name), GW_LEND);
+	rest_send(r, req, 200, strdup("{\"message\":\"authenticated\"}"));
+}
+
+static void rest_preflight(struct gw_rest *r, struct evhttp_request *req)
+{
+	struct evkeyvalq *in = evhttp_request_get_input_headers(req);
+	struct evkeyvalq *out = evhttp_request_get_output_headers(req);
+	const char *rh = evhttp_find_header(in, "Access-Control-Request-Headers");
+
+	r->preflights++;
+	rest_cors(req);
+	evhttp_add_header(out, "Access-Control-Allow-Methods", "GET, POST, PUT, DELETE, OPTIONS");
+	evhttp_add_header(out, "Access-Control-Allow-Headers",
+			  rh && strlen(rh) < 512 ? rh
+			  : "Authorization, Content-Type, Cookie, Content-Range, x-goog-resumable, "
+			    "Idempotency-Key");
+	evhttp_add_header(out, "Access-Control-Max-Age", "600");
+	r->answered[2]++;
+	evhttp_send_reply(req, 204, "No Content", NULL);
+}
+
+static unsigned rest_verb(enum evhttp_cmd_type cmd)
+{
+	switch (cmd) {
+	case EVHTTP_REQ_GET:
+	case EVHTTP_REQ_HEAD:
+		return GW_FACADE_GET;
+	case EVHTTP_REQ_POST:
+		return GW_FACADE_POST;
+	case EVHTTP_REQ_DELETE:
+		return GW_FACADE_DELETE;
+	default:
+		return 0;
+	}
+}
+
+static void rest_peer(struct evhttp_request *req, char *buf, size_t len)
+{
+	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+	char *addr = NULL;
+	ev_uint16_t port = 0;
+
+	buf[0] = '\0';
+	if (!evcon)
+		return;
+	evhttp_connection_get_peer(evcon, &addr, &port);
+	if (addr)
+		snprintf(buf, len, "%s:%s:%u", strchr(addr, ':') ? "ipv6" : "ipv4", addr,
+			 (unsigned)port);
+}
+
+static void rest_on_request(struct evhttp_request *req, void *arg)
+{
+	struct gw_rest *r = arg;
+	const struct gw_config *cfg = r->env->cfg;
+	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+	const char *path = evhttp_uri_get_path(uri);
+	struct evbuffer *in_body = evhttp_request_get_input_buffer(req);
+	struct evkeyvalq *in_hdr = evhttp_request_get_input_headers(req);
+	const char *auth = evhttp_find_header(in_hdr, "Authorization");
+	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+	const struct gw_facade_route *route;
+	struct gw_facade_in fin = { 0 };
+	struct rest_req *q = NULL;
+	char err[GW_FACADE_ERR_MAX], peer[GW_REST_MAX_PEER];
+	uint8_t *packed = NULL;
+	size_t plen = 0, blen = evbuffer_get_length(in_body), nroutes;
+	const struct gw_facade_route *routes = gw_facade_routes(&nroutes);
+	struct gw_call_local_args a = { 0 };
+	const char *cookie, *token, *tenant = NULL;
+	size_t toklen = 0;
+	uint8_t key[32];
+	int wrong = 0;
+
+	r->requests++;
+	gw_conncap_request(r->cap, req);
+	if (cmd == EVHTTP_REQ_OPTIONS) {
+		rest_preflight(r, req);
+		return;
+	}
+	if (path && strcmp(path, "/session/auth") == 0) {
+		if (cmd == EVHTTP_REQ_GET || cmd == EVHTTP_REQ_HEAD)
+			rest_session_auth(r, req);
+		else
+			rest_reject(r, req, REST_REJ_METHOD, 405, "Method not allowed on this path");
+		return;
+	}
+	route = gw_facade_match(rest_verb(cmd), path ? path : "/", &fin.arg, &wrong);
+	if (!route) {
+		if (wrong)
+			rest_reject(r, req, REST_REJ_METHOD, 405, "Method not allowed on this path");
+		else
+			rest_reject(r, req, REST_REJ_NOT_FOUND, 404, "Not found");
+		return;
+	}
+	if (blen > cfg->rest.max_body_bytes) {
+		rest_reject(r, req, REST_REJ_BODY, 413, "Request body too large");
+		return;
+	}
+	/* Who is calling: a dmsess cookie of ours, else a Bearer key. Basic (the upstream secret's
+	 * scheme) is taken only at /session/auth, as upstream takes it; beside a valid cookie it is
+	 * harmless (the official Python demo sends it on every call). */
+	cookie = evhttp_find_header(in_hdr, "Cookie");
+	token = cookie ? gw_rest_sess_cookie(cookie, &toklen) : NULL;
+	if (token && gw_rest_sess_find(r->sess, token, toklen, gw_clock_wall_ms(), &tenant,
+				       key) == 0) {
+		auth = NULL;
+	} else if (auth && strlen(auth) <= GW_REST_MAX_AUTH && strncasecmp(auth, "Bearer ", 7) == 0) {
+		token = NULL;
+	} else {
+		rest_reject(r, req, REST_REJ_AUTH, 401,
+			    "Invalid or expired session: authenticate with GET /session/auth");
+		return;
+	}
+	fin.query = evhttp_uri_get_query(uri);
+	fin.idempotency_key = evhttp_find_header(in_hdr, "Idempotency-Key");
+	fin.body = blen ? (const char *)evbuffer_pullup(in_body, -1) : NULL;
+	fin.body_len = blen;
+	if (gw_facade_build(route, &fin, &packed, &plen, err, sizeof err) != 0) {
+		r->rejected[REST_REJ_BAD_REQUEST]++;
+		rest_send_error(r, req, route, 400, err);
+		goto out;
+	}
+	q = calloc(1, sizeof *q);
+	if (!q) {
+		rest_send_error(r, req, NULL, 500, "out of memory");
+		goto out;
+	}
+	q->r = r;
+	q->req = req;
+	q->route = route;
+	if (token)
+		snprintf(q->token, sizeof q->token, "%.*s", (int)toklen, token);
+	q->next = r->pending;
+	if (q->next)
+		q->next->prev = q;
+	r->pending = q;
+	rest_peer(req, peer, sizeof peer);
+	/* The answer comes later: the connection must not be closed under the call meanwhile (the
+	 * call's own deadline, rest.call_timeout_ms, bounds it). */
+	gw_conncap_busy(r->cap, req, 1);
+	/* The sink may run before gw_call_local returns (a refusal): q is then freed, answered. */
+	a.midx = r->midx[route - routes];
+	a.req = packed;
+	a.len = plen;
+	a.auth = auth;
+	a.authlen = auth ? strlen(auth) : 0;
+	a.key_sha256 = token ? key : NULL;
+	a.tenant = tenant;
+	a.deadline_ms = cfg->rest.call_timeout_ms;
+	a.peer = peer;
+	a.sink = rest_on_end;
+	a.arg = q;
+	if (gw_call_local(r->env, &a, &q->call) != 0) {
+		rest_unlink(q);
+		free(q);
+		gw_conncap_busy(r->cap, req, 0);
+		rest_send_error(r, req, NULL, 500, "cannot start the call");
+	}
+out:
+	OPENSSL_cleanse(key, sizeof key);
+	free(packed);
+}
+
+static void rest_render_metrics(void *arg, struct gw_metrics_out *o)
+{
+	const struct gw_rest *r = arg;
+	struct gw_conncap_stats s;
+	struct gw_rest_sess_stats ss;
+	char labels[48];
+
+	gw_conncap_stats(r->cap, &s);
+	gw_metrics_one(o, "rest_requests_total", "counter", "Requests on the REST facade.", r->requests);
+	gw_metrics_family(o, "rest_responses_total", "counter",
+			  "REST facade answers by status class.");
+	for (unsigned k = 2; k < 6; k++) {
+		snprintf(labels, sizeof labels, "class=\"%uxx\"", k);
+		gw_metrics_value(o, "rest_responses_total", labels, r->answered[k]);
+	}
+	gw_metrics_family(o, "rest_rejected_total", "counter",
+			  "REST requests refused before they became a call, by reason.");
+	for (unsigned k = 0; k < REST_REJ_N; k++) {
+		snprintf(labels, sizeof labels, "reason=\"%s\"", rest_reject_names[k]);
+		gw_metrics_value(o, "rest_rejected_total", labels, r->rejected[k]);
+	}
+	gw_metrics_one(o, "rest_preflights_total", "counter", "CORS preflight requests answered.",
+		       r->preflights);
+	gw_rest_sess_stats(r->sess, &ss);
+	gw_metrics_one(o, "rest_sessions", "gauge", "Open dmsess sessions of the REST facade.", ss.live);
+	gw_metrics_one(o, "rest_sessions_max", "gauge", "The REST facade's session table size.", ss.max);
+	gw_metrics_one(o, "rest_sessions_opened_total", "counter",
+		       "Sessions opened by GET /session/auth.", ss.opened);
+	gw_metrics_one(o, "rest_sessions_expired_total", "counter",
+		       "Sessions dropped at their expiry.", ss.expired);
+	gw_metrics_one(o, "rest_sessions_unknown_total", "counter",
+		       "dmsess cookies that named no session (expired elsewhere, forged, or from "
+		       "before a restart).", ss.unknown);
+	gw_metrics_one(o, "rest_connections", "gauge", "Open connections on the REST listener.", s.open);
+	gw_metrics_one(o, "rest_connections_max", "gauge", "The REST connection cap.", s.max);
+	gw_metrics_one(o, "rest_connections_accepted_total", "counter",
+		       "REST connections accepted.", s.accepted);
+	gw_metrics_family(o, "rest_connections_closed_total", "counter",
+			  "REST connections closed by the gateway: to make room at the cap, for "
+			  "missing the request deadline (slow clients), or swept.");
+	gw_metrics_value(o, "rest_connections_closed_total", "reason=\"cap\"", s.evicted_cap);
+	gw_metrics_value(o, "rest_connections_closed_total", "reason=\"deadline\"", s.evicted_deadline);
+	gw_metrics_value(o, "rest_connections_closed_total", "reason=\"swept\"", s.missed_close);
+	gw_metrics_one(o, "rest_listener_pauses_total", "counter",
+		       "Times the REST listener paused at the connection cap.", s.paused_cap);
+	gw_metrics_one(o, "rest_accept_errors_total", "counter",
+		       "accept() failures on the REST listener.", s.accept_errors);
+}
+
+/* Each connection's TLS session; evhttp sets the socket on it and the handshake runs first. */
+static struct bufferevent *rest_tls_bev(struct event_base *base, void *arg)
+{
+	struct gw_rest *r = arg;
+	SSL *ssl = SSL_new(r->tls);
+
+	if (!ssl)
+		return NULL;
+	return bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
+					      BEV_OPT_CLOSE_ON_FREE);
+}
+
+/* The gRPC listener's certificate and key (tls:), TLS 1.2 or later; no client certificate is
+ * asked for (callers authenticate with a key or a session here). */
+static int rest_tls_new(struct gw_rest *r, char *err, size_t errlen)
+{
+	const struct gw_config *cfg = r->env->cfg;
+
+	if (!cfg->tls.cert_file)
+		return 0;
+	r->tls = SSL_CTX_new(TLS_server_method());
+	if (!r->tls || SSL_CTX_set_min_proto_version(r->tls, TLS1_2_VERSION) != 1 ||
+	    SSL_CTX_use_certificate_chain_file(r->tls, cfg->tls.cert_file) != 1 ||
+	    SSL_CTX_use_PrivateKey_file(r->tls, cfg->tls.key_file, SSL_FILETYPE_PEM) != 1 ||
+	    SSL_CTX_check_private_key(r->tls) != 1) {
+		snprintf(err, errlen, "REST facade: invalid TLS certificate or key (%s, %s)",
+			 cfg->tls.cert_file, cfg->tls.key_file);
+		return -1;
+	}
+	return 0;
+}
+
+static int rest_resolve(struct gw_rest *r, char *err, size_t errlen)
+{
+	size_t n;
+	const struct gw_facade_route *routes = gw_facade_routes(&n);
+
+	if (n > REST_MAX_ROUTES) {
+		snprintf(err, errlen, "REST facade: more routes than REST_MAX_ROUTES");
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		size_t k;
+
+		for (k = 0; k < r->env->nmethods && strcmp(r->env->methods[k].path, routes[i].rpc) != 0;
+		     k++)
+			;
+		if (k == r->env->nmethods) {
+			snprintf(err, errlen, "REST facade: route %s names no method (%s)",
+				 routes[i].prefix, routes[i].rpc);
+			return -1;
+		}
+		r->midx[i] = k;
+	}
+	return 0;
+}
+
+struct gw_rest *gw_rest_new(struct gw_env *env, size_t reserve_conns, char *err, size_t errlen)
+{
+	struct gw_rest *r = calloc(1, sizeof *r), *ret = NULL;
+	const struct gw_config *cfg = env->cfg;
+	char host[REST_MAX_HOST];
+	unsigned short port;
+	struct evhttp_bound_socket *bound;
+	size_t max_conns;
+	uint64_t reserve = (uint64_t)cfg->process.open_files_reserve + reserve_conns;
+
+	if (!r) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	r->env = env;
+	if (rest_resolve(r, err, errlen) != 0)
+		goto out;
+	r->sess = gw_rest_sess_new(GW_REST_MAX_SESSIONS);
+	if (!r->sess) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	if (rest_tls_new(r, err, errlen) != 0)
+		goto out;
+	if (gw_http_split_hostport(cfg->rest_listen, host, sizeof host, &port)) {
+		snprintf(err, errlen, "invalid REST listen address %s (want host:port)", cfg->rest_listen);
+		goto out;
+	}
+	r->http = evhttp_new(env->base);
+	if (!r->http) {
+		snprintf(err, errlen, "cannot create the REST listener");
+		goto out;
+	}
+	evhttp_set_max_headers_size(r->http, cfg->rest.max_header_bytes);
+	/* Twice the limit: bodies up to there reach rest_on_request and are refused counted. */
+	evhttp_set_max_body_size(r->http, 2 * (ev_ssize_t)cfg->rest.max_body_bytes);
+	evhttp_set_timeout(r->http, (int)cfg->rest.timeout_s);
+	evhttp_set_allowed_methods(r->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST |
+					    EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PUT);
+	evhttp_set_gencb(r->http, rest_on_request, r);
+	/* Out of what the admin listener leaves: both together stay below the descriptor limit. */
+	max_conns = gw_fdlimit_http_cap(gw_fdlimit_current(),
+					reserve > 0xffffffffu ? 0xffffffffu : (unsigned)reserve,
+					cfg->rest.max_connections, err, errlen);
+	if (!max_conns)
+		goto out;
+	bound = evhttp_bind_socket_with_handle(r->http, host, port);
+	if (!bound) {
+		snprintf(err, errlen, "cannot listen for REST on %s (address in use or invalid)",
+			 cfg->rest_listen);
+		goto out;
+	}
+	r->cap = gw_conncap_new(env->base, r->http, evhttp_bound_socket_get_listener(bound), max_conns,
+				(int)cfg->rest.timeout_s, err, errlen);
+	if (!r->cap)
+		goto out;
+	if (r->tls)
+		gw_conncap_set_bev(r->cap, rest_tls_bev, r);
+	if (gw_metrics_register(&env->metrics_reg, rest_render_metrics, r) != 0) {
+		snprintf(err, errlen, "too many metrics renderers");
+		goto out;
+	}
+	gw_log(GW_LOG_INFO, "rest", GW_LS("msg", "REST facade listening"),
+	       GW_LS("listen", cfg->rest_listen), GW_LS("tls", r->tls ? "on" : "off"), GW_LN("max_connections", (long long)max_conns),
+	       GW_LEND);
+	ret = r;
+	r = NULL;
+out:
+	gw_rest_free(r);
+	return ret;
+}
+
+void gw_rest_free(struct gw_rest *r)
+{
+	if (!r)
+		return;
+	gw_metrics_unregister(&r->env->metrics_reg, rest_render_metrics, r);
+	/* Calls still running: their sinks must not reach a freed listener. */
+	while (r->pending) {
+		struct rest_req *q = r->pending;
+		struct gw_call *c = q->call;
+
+		rest_unlink(q);
+		q->call = NULL;
+		gw_call_local_abandon(c);
+		gw_conncap_busy(r->cap, q->req, 0);
+		rest_send_error(r, q->req, NULL, 503, "server is shutting down");
+		free(q);
+	}
+	gw_conncap_detach(r->cap);
+	if (r->http)
+		evhttp_free(r->http);
+	gw_conncap_free(r->cap);
+	gw_rest_sess_free(r->sess);
+	SSL_CTX_free(r->tls);
+	free(r);
+}
