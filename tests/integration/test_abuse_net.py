@@ -293,7 +293,7 @@ def test_rapid_reset_closes_the_abusive_connections(stack, sim):
     for 6 s, each reconnecting when the gateway closes it (at most 150 000 streams). Before the
     fix nothing closed them: gRPC core queued every reset stream as a call (about 13 KB each)
     faster than the loop saw them, RSS passed the ceiling within a second and the memory guard's
-    shed failed every honest call (2.0 and 2.6 GB in two 8 s runs here). Now the calls reach the loop
+    shed failed every honest call (2.0 and 2.6 GB within 9 s in two runs here). Now the calls reach the loop
     as they are made, the gateway closes each connection after 50 resets within a second
     (grpc_connections_closed_total{reason="resets"}), and an honest caller's calls on its own
     channel all succeed. RSS is asserted under twice the ceiling, not under it: gRPC core's queue
