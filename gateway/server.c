@@ -19,6 +19,7 @@
 #include "auth/upstream/secret.h"
 #include "auth/upstream/session.h"
 #include "gateway/base/clock.h"
+#include "gateway/base/connguard.h"
 #include "gateway/base/fdlimit.h"
 #include "gateway/base/handoff.h"
 #include "gateway/base/liblog.h"
@@ -59,6 +60,30 @@ static void *server_poller(void *arg)
 		if (h.last)
 			return NULL;
 	}
+}
+
+/* Polls the sockets (gRPC core's reads, writes, accepts, timers); no tag ever arrives here. */
+static void *server_io(void *arg)
+{
+	struct gw_server *srv = arg;
+
+	for (;;) {
+		grpc_event ev = grpc_completion_queue_next(srv->io_cq,
+							   gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+
+		if (ev.type == GRPC_QUEUE_SHUTDOWN)
+			return NULL;
+	}
+}
+
+/* After the gRPC server has shut down (or never started): the I/O thread ends. */
+static void server_io_stop(struct gw_server *srv)
+{
+	if (!srv->io_running)
+		return;
+	grpc_completion_queue_shutdown(srv->io_cq);
+	pthread_join(srv->io_thread, NULL);
+	srv->io_running = 0;
 }
 
 static void server_on_shutdown_tag(struct gw_server *srv)
@@ -489,6 +514,8 @@ static int server_grpc_new(struct gw_server *srv, char *err, size_t errlen)
 	const struct gw_config *cfg = env->cfg;
 	struct gw_grpcargs ga;
 	grpc_server_credentials *creds;
+	grpc_completion_queue_attributes cq_attr = { GRPC_CQ_CURRENT_VERSION, GRPC_CQ_NEXT,
+						     GRPC_CQ_NON_POLLING, NULL };
 	int port;
 
 	/* Stream, message, metadata, keepalive and connection-age limits and the resource quota
@@ -504,10 +531,18 @@ static int server_grpc_new(struct gw_server *srv, char *err, size_t errlen)
 	       GW_LN("max_connection_age_ms", cfg->grpc.max_connection_age_ms),
 	       GW_LN("keepalive_time_ms", cfg->grpc.keepalive_time_ms),
 	       GW_LN("handshake_timeout_ms", cfg->grpc.handshake_timeout_ms), GW_LEND);
-	env->cq = grpc_completion_queue_create_for_next(NULL);
+	/* The calls' queue does no I/O, the sockets have their own (server.h, Threading). */
+	env->cq = grpc_completion_queue_create(grpc_completion_queue_factory_lookup(&cq_attr),
+					       &cq_attr, NULL);
+	srv->io_cq = grpc_completion_queue_create_for_next(NULL);
 	env->grpc = grpc_server_create(&ga.cargs, NULL);
 	gw_grpcargs_release(&ga);	/* the server holds its own reference to the quota */
+	if (!env->cq || !srv->io_cq || !env->grpc) {
+		snprintf(err, errlen, "cannot create the gRPC server");
+		return -1;
+	}
 	grpc_server_register_completion_queue(env->grpc, env->cq, NULL);
+	grpc_server_register_completion_queue(env->grpc, srv->io_cq, NULL);
 	for (size_t i = 0; i < env->nmethods; i++) {
 		const struct gw_method *m = &env->methods[i];
 
@@ -781,6 +816,13 @@ static void server_memory_shed(void *arg)
 		grpc_server_cancel_all_calls(srv->env.grpc);
 }
 
+/* The memory guard's first resort: only the connections whose peers send faster than gRPC core
+ * parses (gateway/base/connguard.h). */
+static size_t server_memory_relieve(void *arg)
+{
+	return gw_connguard_relieve(arg);
+}
+
 /* ---- the top's own metrics ---- */
 
 static void server_render_metrics(void *arg, struct gw_metrics_out *o)
@@ -995,6 +1037,12 @@ struct gw_server *gw_server_new(struct gw_config *cfg, const char *config_path, 
 		goto out;
 	if (gw_metrics_register(&env->metrics_reg, gw_memguard_render_metrics, srv->memguard) != 0)
 		goto out;
+	env->connguard = gw_connguard_new(srv->grpc_port, env->cfg->grpc.max_resets_per_s,
+					  env->cfg->grpc.shed_backlog_kib << 10);
+	if (!env->connguard ||
+	    gw_metrics_register(&env->metrics_reg, gw_connguard_render_metrics, env->connguard) != 0)
+		goto out;
+	gw_memguard_set_relief(srv->memguard, server_memory_relieve, env->connguard);
 	if (env->cfg->http_listen) {
 		srv->http = gw_http_new(env, srv->grpc_port, err, errlen);
 		if (!srv->http)
@@ -1023,6 +1071,11 @@ int gw_server_run(struct gw_server *srv)
 
 	grpc_server_start(env->grpc);
 	srv->started = 1;
+	if (pthread_create(&srv->io_thread, NULL, server_io, srv) != 0) {
+		gw_log(GW_LOG_ERROR, "server", GW_LS("msg", "cannot start the I/O thread"), GW_LEND);
+		goto out;
+	}
+	srv->io_running = 1;
 	env->started = 1;
 	/* Several requests armed per method: one call's hand-off round trip (completion queue,
 	 * poller, loop, re-arm) no longer paces how fast calls leave gRPC core's queue, where a flood
@@ -1064,6 +1117,10 @@ static void server_grpc_shutdown_sync(struct gw_server *srv)
 {
 	struct gw_env *env = &srv->env;
 
+	/* The calls' queue does no I/O: something must poll the sockets while it drains. */
+	if (!srv->io_running && srv->io_cq &&
+	    pthread_create(&srv->io_thread, NULL, server_io, srv) == 0)
+		srv->io_running = 1;
 	if (!srv->shutdown_notified) {
 		srv->shutdown_notified = 1;
 		grpc_server_shutdown_and_notify(env->grpc, env->cq, &srv->shutdown_tag);
@@ -1111,6 +1168,7 @@ void gw_server_free(struct gw_server *srv)
 	srv->rest = NULL;
 	if (env->grpc && !srv->cq_shut)
 		server_grpc_shutdown_sync(srv);
+	server_io_stop(srv);
 	gw_metrics_unregister(&env->metrics_reg, gw_memguard_render_metrics, srv->memguard);
 	gw_memguard_free(srv->memguard);
 	server_services_free(srv);	/* their requests use the accounts and the engine */
@@ -1139,8 +1197,13 @@ void gw_server_free(struct gw_server *srv)
 		grpc_server_destroy(env->grpc);
 	if (env->cq)
 		grpc_completion_queue_destroy(env->cq);
+	if (srv->io_cq)
+		grpc_completion_queue_destroy(srv->io_cq);
 	if (srv->grpc_inited)
 		grpc_shutdown();
+	/* After the last call (they count their resets in it). */
+	gw_metrics_unregister(&env->metrics_reg, gw_connguard_render_metrics, env->connguard);
+	gw_connguard_free(env->connguard);
 	free(env->method_handles);
 	free(env->method_state);
 	free(srv->method_names);

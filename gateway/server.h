@@ -6,7 +6,11 @@
  *
  * Threading (see DESIGN.md): one poller thread blocks in grpc_completion_queue_next() and hands
  * each {tag, ok} to the libevent loop through gateway/base/handoff.h (a bounded ring +
- * event_active()). Everything else, every field below except inside the hand-off, is owned by
+ * event_active()). That queue does no I/O (GRPC_CQ_NON_POLLING): the sockets are polled by a
+ * second thread on a queue of their own that never carries a tag (io_cq). gRPC core's read of a
+ * connection runs for as long as bytes keep arriving on it, and under a rapid-reset flood a
+ * poller that also read sockets delivered at most about 1000 calls a second to the loop while it
+ * created tens of thousands, which piled up in memory. Everything else, every field below except inside the hand-off, is owned by
  * the loop thread. Tags on the completion queue are always a struct gw_tag * (call.h).
  *
  * Configuration generations: env.gen is the current {config, keyring}; a SIGHUP reload parses the
@@ -72,6 +76,9 @@ struct gw_server {
 	/* Poller thread -> loop (the only state shared between threads lives in the hand-off). */
 	pthread_t poller;
 	int poller_running;
+	grpc_completion_queue *io_cq;	/* polled for I/O only, by io_thread */
+	pthread_t io_thread;
+	int io_running;
 	struct gw_handoff *handoff;
 };
 

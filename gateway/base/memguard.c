@@ -29,6 +29,8 @@ struct gw_memguard {
 	uint64_t last_rss;
 	void (*shed)(void *);
 	void *arg;
+	size_t (*relieve)(void *);
+	void *relieve_arg;
 	struct gw_memguard_state st;
 };
 
@@ -43,7 +45,10 @@ enum gw_memguard_action gw_memguard_decide(struct gw_memguard_state *s, uint64_t
 		return GW_MEMGUARD_NONE;
 	if (rss < mark)
 		s->calm = 1;
-	if (rss >= mark && now_ms >= s->next_shed_ms) {
+	/* A relief closed the connections feeding the growth just now: give what they had queued
+	 * time to drain before failing everyone's calls. */
+	if (rss >= mark && now_ms >= s->next_shed_ms &&
+	    !(s->relieved_ms && now_ms - s->relieved_ms < GW_MEMGUARD_SHED_MIN_MS)) {
 		/* Shedding helped last time (RSS got back under the mark since): the short wait again.
 		 * Otherwise it is not connections that hold the memory, or a flood gRPC core cannot
 		 * drain fast enough (rapid reset): shedding more often would only hurt callers. */
@@ -98,11 +103,18 @@ static void memguard_on_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct gw_memguard *g = arg;
 	uint64_t rss = gw_memguard_rss();
+	int64_t now = memguard_now_ms();
+	size_t n;
 
 	(void)fd;
 	(void)what;
 	g->last_rss = rss;
-	switch (gw_memguard_decide(&g->st, rss, MEMGUARD_SANITIZED ? 0 : g->ceiling, memguard_now_ms())) {
+	if (g->relieve && !MEMGUARD_SANITIZED && rss >= g->ceiling / 2) {
+		n = g->relieve(g->relieve_arg);
+		if (n)
+			g->st.relieved_ms = now ? now : 1;
+	}
+	switch (gw_memguard_decide(&g->st, rss, MEMGUARD_SANITIZED ? 0 : g->ceiling, now)) {
 	case GW_MEMGUARD_SHED:
 		gw_log(GW_LOG_ERROR, "memory",
 		       GW_LS("msg", "resident memory near the ceiling: closing every gRPC connection"),
@@ -165,6 +177,14 @@ void gw_memguard_render_metrics(void *arg, struct gw_metrics_out *o)
 	gw_metrics_one(o, "memory_trims_total", "counter",
 		       "Times freed memory was returned to the system (malloc_trim) above half the "
 		       "ceiling.", g->st.trims);
+}
+
+void gw_memguard_set_relief(struct gw_memguard *g, size_t (*relieve)(void *arg), void *arg)
+{
+	if (!g)
+		return;
+	g->relieve = relieve;
+	g->relieve_arg = arg;
 }
 
 void gw_memguard_free(struct gw_memguard *g)

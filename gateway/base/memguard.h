@@ -14,6 +14,11 @@
  *    previous shed, the wait doubles up to GW_MEMGUARD_SHED_MAX_MS: the memory is not held by
  *    connections, or by a flood gRPC core drains slower than it arrives (rapid reset), and
  *    shedding more often would only hurt callers;
+ *  - at or above half of it, every tick, relieve(arg) (when set: gateway/base/connguard.h) closes
+ *    the single connections feeding the growth, those whose peer sends faster than gRPC core
+ *    parses; while that finds any (within GW_MEMGUARD_SHED_MIN_MS), the shed above waits: it
+ *    would fail every honest caller's calls too, and under rapid reset it never helped (the
+ *    attacker reconnects within milliseconds);
  *  - at or above half of it, at most once a second, it gives freed memory back to the system
  *    (malloc_trim), so RSS tells what is in use rather than what glibc kept.
  *
@@ -46,10 +51,12 @@ struct gw_memguard_state {
 	int64_t last_trim_ms;
 	int trimmed;		/* a trim happened (last_trim_ms is meaningful) */
 	int calm;		/* RSS was under the shed mark since the last shed */
+	int64_t relieved_ms;	/* when relieve last closed a connection (0: never) */
 	uint64_t sheds, trims;
 };
 
-/* What to do at now_ms with rss bytes resident under ceiling bytes (0: no ceiling). Pure. */
+/* What to do at now_ms with rss bytes resident under ceiling bytes (0: no ceiling). No shed
+ * within GW_MEMGUARD_SHED_MIN_MS of s->relieved_ms. Pure. */
 enum gw_memguard_action gw_memguard_decide(struct gw_memguard_state *s, uint64_t rss, uint64_t ceiling,
 					   int64_t now_ms);
 
@@ -64,6 +71,9 @@ struct gw_memguard *gw_memguard_new(struct event_base *base, uint64_t ceiling_by
  * memory_trims_total. NULL g: only the RSS. */
 struct gw_metrics_out;
 void gw_memguard_render_metrics(void *g, struct gw_metrics_out *o);
+/* Sets the relief: relieve(arg) runs every tick while RSS is at half the ceiling or more and
+ * returns how many connections it closed (it counts them). NULL g is fine. */
+void gw_memguard_set_relief(struct gw_memguard *g, size_t (*relieve)(void *arg), void *arg);
 void gw_memguard_free(struct gw_memguard *g);	/* NULL is fine */
 
 #endif

@@ -25,6 +25,7 @@
 #include "auth/caller/clientcert.h"
 #include "auth/upstream/session.h"
 #include "gateway/base/clock.h"
+#include "gateway/base/connguard.h"
 #include "gateway/base/errmap.h"
 #include "gateway/base/log.h"
 #include "gateway/api/validate.h"
@@ -854,6 +855,19 @@ static void call_start(struct gw_call *c)
 	c->m->handler(c);
 }
 
+/* A call gRPC core had queued for a connection the gateway has just closed for abuse (rapid
+ * reset leaves thousands): nobody is there to answer, and the cheapest way out drains the queue
+ * fastest. */
+static int call_from_closed_conn(struct gw_call *c)
+{
+	char peer[GW_CONNGUARD_MAX_PEER];
+
+	if (!gw_connguard_closed_lately(c->env->connguard))
+		return 0;	/* the common case: no peer string asked for */
+	gw_call_peer(c, peer, sizeof peer);
+	return gw_connguard_closed_peer(c->env->connguard, peer);
+}
+
 static void call_on_new(struct gw_call *c, int ok)
 {
 	struct gw_env *env = c->env;
@@ -865,6 +879,12 @@ static void call_on_new(struct gw_call *c, int ok)
 	}
 	if (!env->draining)
 		gw_call_arm(env, c->midx);	/* one taken, one armed: as many stay armed */
+	if (call_from_closed_conn(c)) {
+		grpc_call_cancel_with_status(c->call, GRPC_STATUS_UNAVAILABLE,
+					     "connection closed: abusive", NULL);
+		call_free(c);
+		return;
+	}
 	if (env->draining) {
 		env->stats.rejected_draining++;
 		grpc_call_cancel_with_status(c->call, GRPC_STATUS_UNAVAILABLE,
@@ -878,6 +898,18 @@ static void call_on_new(struct gw_call *c, int ok)
 	call_maybe_free(c);
 }
 
+/* A call the client reset counts against its connection (gateway/base/connguard.h): rapid
+ * reset (CVE-2023-44487) is many of them on one connection, faster than anyone honest cancels. */
+static void call_count_reset(struct gw_call *c)
+{
+	char peer[GW_CONNGUARD_MAX_PEER];
+
+	if (!c->env->connguard || c->env->draining || gw_call_time_left_ms(c) == 0)
+		return;
+	gw_call_peer(c, peer, sizeof peer);
+	gw_connguard_call_ended(c->env->connguard, peer, 1);
+}
+
 static void call_on_close(struct gw_call *c)
 {
 	c->close_done = 1;
@@ -886,6 +918,8 @@ static void call_on_close(struct gw_call *c)
 	/* Cancelled by the client, the deadline or the server's drain. */
 	c->dead = 1;
 	call_drop_queue(c);
+	if (c->close_cancelled)
+		call_count_reset(c);
 	if (c->finished)
 		return;	/* the status was queued or sent when the client left */
 	c->env->stats.cancelled++;

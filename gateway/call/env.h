@@ -84,6 +84,8 @@ struct gw_env {
 	struct gw_climit *climit;		/* shared rate limits on redis (gateway/cluster/climit.h),
 						 * used by admit and the upstream accounts; NULL without redis */
 	struct gw_admit *admit;			/* tenants' token buckets (gateway/call/admit.h) */
+	struct gw_connguard *connguard;		/* per-connection reset limit (gateway/base/
+						 * connguard.h); NULL: none */
 
 	/* Counters and metrics, written on the loop. */
 	struct gw_stats stats;

@@ -108,6 +108,8 @@
 #define GW_CONFIG_DEFAULT_REST_TIMEOUT_S 10
 #define GW_CONFIG_DEFAULT_REST_CALL_MS 30000
 #define GW_CONFIG_DEFAULT_REST_SESSION_S 3600	/* as upstream's dmsess lifetime */
+#define GW_CONFIG_DEFAULT_MAX_RESETS_PER_S 100
+#define GW_CONFIG_DEFAULT_SHED_BACKLOG_KIB 32
 
 struct gw_errors {
 	size_t n;
@@ -222,6 +224,10 @@ struct gw_grpc_cfg {
 	long probe_interval_ms;		/* self-probe of the gRPC listener; 0 = off */
 	long probe_timeout_ms;		/* one probe's answer time, < probe_interval_ms */
 	unsigned probe_failures;	/* failed probes in a row that make the listener dead */
+	unsigned max_resets_per_s;	/* calls one connection's client cancels within a second
+					 * before the connection is closed (rapid reset); 0 = never */
+	unsigned shed_backlog_kib;	/* above half of process.memory_mib, connections with this
+					 * much unread are closed; 0 = never */
 };
 
 /*

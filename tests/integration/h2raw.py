@@ -102,13 +102,16 @@ class Conn:
         finally:
             self.sock.setblocking(True)
         out = b""
-        while len(self._buf) >= 9:
-            n = int.from_bytes(self._buf[0:3], "big")
-            if len(self._buf) < 9 + n:
+        # An offset, one slice at the end: cutting the buffer per frame made a poll quadratic in
+        # what it read (tens of thousands of RST_STREAM frames under a flood).
+        buf, off = self._buf, 0
+        while len(buf) - off >= 9:
+            n = int.from_bytes(buf[off:off + 3], "big")
+            if len(buf) - off < 9 + n:
                 break
-            ftype, flags = self._buf[3], self._buf[4]
-            payload = self._buf[9:9 + n]
-            self._buf = self._buf[9 + n:]
+            ftype, flags = buf[off + 3], buf[off + 4]
+            payload = buf[off + 9:off + 9 + n]
+            off += 9 + n
             if ftype == SETTINGS and not flags & ACK and self.ack_settings:
                 out += frame(SETTINGS, ACK, 0)
             elif ftype == PING and not flags & ACK:
@@ -117,6 +120,7 @@ class Conn:
                 self.goaway = True
             elif ftype == RST_STREAM:
                 self.rst += 1
+        self._buf = buf[off:]
         if out:
             try:
                 self.sock.sendall(out)

@@ -944,7 +944,9 @@ Test(config, net_sections)
 		"  handshake_timeout_ms: 900\n"
 		"  probe_interval_ms: 0\n"
 		"  probe_timeout_ms: 20\n"
-		"  probe_failures: 9\n" BASE;
+		"  probe_failures: 9\n"
+		"  max_resets_per_s: 11\n"
+		"  shed_backlog_kib: 12\n" BASE;
 	struct gw_errors errs = { 0 };
 	struct gw_config *cfg = NULL, *dflt = NULL;
 	const struct gw_grpc_cfg *g;
@@ -961,6 +963,8 @@ Test(config, net_sections)
 	cr_expect_eq(dflt->grpc.max_concurrent_streams, GW_CONFIG_DEFAULT_GRPC_STREAMS);
 	cr_expect_eq(dflt->grpc.probe_interval_ms, GW_CONFIG_DEFAULT_PROBE_INTERVAL_MS);
 	cr_expect_eq(dflt->grpc.handshake_timeout_ms, GW_CONFIG_DEFAULT_HANDSHAKE_MS);
+	cr_expect_eq(dflt->grpc.max_resets_per_s, GW_CONFIG_DEFAULT_MAX_RESETS_PER_S);
+	cr_expect_eq(dflt->grpc.shed_backlog_kib, GW_CONFIG_DEFAULT_SHED_BACKLOG_KIB);
 	cr_expect_eq(gw_config_grpc_quota_mib(dflt), GW_CONFIG_DEFAULT_MEMORY_MIB / 2);
 
 	cr_assert_eq(load_text(text, path, sizeof(path), &cfg, &errs), 0, "%s", errs.n ? errs.msg[0] : "-");
@@ -989,6 +993,8 @@ Test(config, net_sections)
 	cr_expect_eq(g->probe_interval_ms, 0);
 	cr_expect_eq(g->probe_timeout_ms, 20);
 	cr_expect_eq(g->probe_failures, 9);
+	cr_expect_eq(g->max_resets_per_s, 11);
+	cr_expect_eq(g->shed_backlog_kib, 12);
 	cr_expect_eq(gw_config_net_same(cfg, dflt), 0);
 	cr_expect_eq(gw_config_net_same(dflt, dflt), 1);
 	gw_config_free(cfg);

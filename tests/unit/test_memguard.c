@@ -55,3 +55,28 @@ Test(memguard, waits_cap_and_no_ceiling)
 	cr_expect_eq(gw_memguard_decide(&(struct gw_memguard_state){ 0 }, 1u << 30, 0, 0), GW_MEMGUARD_NONE);
 	cr_expect_gt(gw_memguard_rss(), 0);
 }
+
+/* A relief that closed connections (relieved_ms) holds the shed back for GW_MEMGUARD_SHED_MIN_MS:
+ * what those connections had queued needs time to drain, and the shed would fail everyone. */
+Test(memguard, relief_holds_the_shed)
+{
+	static const struct {
+		int64_t relieved_ms;	/* 0: no relief */
+		int64_t now_ms;
+		enum gw_memguard_action want;
+	} steps[] = {
+		{ 100, 100, GW_MEMGUARD_TRIM },		/* over the mark, relieved just now: no shed */
+		{ 100, 1099, GW_MEMGUARD_NONE },
+		{ 100, 1100, GW_MEMGUARD_SHED },	/* a second without relief: shed */
+		{ 2500, 2600, GW_MEMGUARD_TRIM },	/* relieved again: the shed waits (trims go on) */
+		{ 2500, 3499, GW_MEMGUARD_NONE },
+		{ 2500, 3500, GW_MEMGUARD_SHED },
+	};
+	struct gw_memguard_state s = { 0 };
+
+	for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+		s.relieved_ms = steps[i].relieved_ms;
+		cr_expect_eq(gw_memguard_decide(&s, 900, 1000, steps[i].now_ms), steps[i].want,
+			     "step %zu", i);
+	}
+}

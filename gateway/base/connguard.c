@@ -1,0 +1,455 @@
+/*
+ * connguard: per-connection reset accounting and socket shutdown for the gRPC listener.
+ * See connguard.h.
+ */
+#include "gateway/base/connguard.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "gateway/base/clock.h"
+#include "gateway/base/log.h"
+#include "gateway/base/lograte.h"
+#include "gateway/base/metrics.h"
+
+struct connguard_slot {
+	char peer[GW_CONNGUARD_MAX_PEER];	/* "" when free */
+	struct gw_connguard_window w;
+};
+
+struct connguard_closed {
+	struct sockaddr_storage peer;
+	int64_t at_ms;
+};
+
+struct gw_connguard {
+	int port;
+	struct connguard_closed closed[GW_CONNGUARD_CLOSED_RING];	/* lately closed, a ring */
+	size_t closed_next;
+	int64_t last_close_ms;
+	uint64_t dropped;			/* queued calls of closed connections dropped */
+	uint32_t max_resets, backlog;
+	struct connguard_slot slots[GW_CONNGUARD_MAX_PEERS];
+	int64_t scan_window_ms;
+	unsigned scans_in_window;
+	struct gw_lograte log;
+	uint64_t closed_resets, closed_backlog;	/* connections shut down, by reason */
+	uint64_t untracked;			/* resets of a connection without a slot */
+	uint64_t scans_skipped;			/* scans refused by the per-second budget */
+	uint64_t not_found;			/* a connection to close whose socket was gone */
+};
+
+int gw_connguard_count(struct gw_connguard_window *w, uint32_t limit, int64_t now_ms)
+{
+	if (!limit)
+		return 0;
+	if (w->closed_ms) {
+		if (now_ms - w->closed_ms < GW_CONNGUARD_CLOSED_KEEP_MS)
+			return 0;
+		w->closed_ms = 0;
+		w->start_ms = 0;
+	}
+	if (!w->start_ms || now_ms - w->start_ms >= GW_CONNGUARD_WINDOW_MS) {
+		w->start_ms = now_ms ? now_ms : 1;
+		w->resets = 0;
+	}
+	if (++w->resets < limit)
+		return 0;
+	w->closed_ms = now_ms ? now_ms : 1;
+	return 1;
+}
+
+static int connguard_hex(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* %XX -> byte, into out (bounded by outlen); -1 on a bad escape or too long. */
+static int connguard_unescape(const char *in, char *out, size_t outlen)
+{
+	size_t n = 0;
+
+	for (; *in; in++) {
+		int hi, lo;
+
+		if (n + 1 >= outlen)
+			return -1;
+		if (*in == '%') {
+			hi = connguard_hex(in[1]);
+			lo = hi < 0 ? -1 : connguard_hex(in[2]);
+			if (lo < 0)
+				return -1;
+			out[n++] = (char)(hi * 16 + lo);
+			in += 2;
+		} else {
+			out[n++] = *in;
+		}
+	}
+	out[n] = '\0';
+	return 0;
+}
+
+static int connguard_port(const char *s, uint16_t *port)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno || end == s || *end || v == 0 || v > 65535)
+		return -1;
+	*port = (uint16_t)v;
+	return 0;
+}
+
+/* An IPv4-mapped IPv6 address (a dual-stack listener's view of an IPv4 peer) as plain IPv4. */
+static void connguard_unmap(struct sockaddr_storage *ss)
+{
+	struct sockaddr_in6 s6;
+	struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+
+	if (ss->ss_family != AF_INET6)
+		return;
+	memcpy(&s6, ss, sizeof s6);
+	if (!IN6_IS_ADDR_V4MAPPED(&s6.sin6_addr))
+		return;
+	memset(ss, 0, sizeof *ss);
+	s4->sin_family = AF_INET;
+	s4->sin_port = s6.sin6_port;
+	memcpy(&s4->sin_addr, &s6.sin6_addr.s6_addr[12], 4);
+}
+
+int gw_connguard_parse_peer(const char *peer, struct sockaddr_storage *ss)
+{
+	char buf[GW_CONNGUARD_MAX_PEER];
+	char *host, *colon, *close;
+	uint16_t port;
+
+	memset(ss, 0, sizeof *ss);
+	if (!peer || connguard_unescape(peer, buf, sizeof buf) != 0)
+		return -1;
+	if (strncmp(buf, "ipv4:", 5) == 0) {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+
+		host = buf + 5;
+		colon = strrchr(host, ':');
+		if (!colon)
+			return -1;
+		*colon = '\0';
+		if (connguard_port(colon + 1, &port) != 0 || inet_pton(AF_INET, host, &s4->sin_addr) != 1)
+			return -1;
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons(port);
+		return 0;
+	}
+	if (strncmp(buf, "ipv6:[", 6) == 0) {
+		struct sockaddr_in6 s6;
+
+		host = buf + 6;
+		close = strchr(host, ']');
+		if (!close || close[1] != ':')
+			return -1;
+		*close = '\0';
+		memset(&s6, 0, sizeof s6);
+		if (connguard_port(close + 2, &port) != 0 || strchr(host, '%') ||
+		    inet_pton(AF_INET6, host, &s6.sin6_addr) != 1)
+			return -1;
+		s6.sin6_family = AF_INET6;
+		s6.sin6_port = htons(port);
+		memcpy(ss, &s6, sizeof s6);
+		connguard_unmap(ss);
+		return 0;
+	}
+	return -1;
+}
+
+static int connguard_same(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+	if (a->ss_family != b->ss_family)
+		return 0;
+	if (a->ss_family == AF_INET) {
+		const struct sockaddr_in *x = (const struct sockaddr_in *)a, *y = (const struct sockaddr_in *)b;
+
+		return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+	}
+	if (a->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *x = (const struct sockaddr_in6 *)a;
+		const struct sockaddr_in6 *y = (const struct sockaddr_in6 *)b;
+
+		return x->sin6_port == y->sin6_port &&
+		       memcmp(&x->sin6_addr, &y->sin6_addr, sizeof x->sin6_addr) == 0;
+	}
+	return 0;
+}
+
+/* fd is a connection accepted on the gRPC port: 0 with its peer in *peer, else -1. */
+static int connguard_conn_of(int fd, int port, struct sockaddr_storage *peer)
+{
+	struct sockaddr_storage local;
+	socklen_t len = sizeof local;
+	int lport;
+
+	if (getsockname(fd, (struct sockaddr *)&local, &len) != 0)
+		return -1;
+	if (local.ss_family == AF_INET)
+		lport = ntohs(((struct sockaddr_in *)&local)->sin_port);
+	else if (local.ss_family == AF_INET6)
+		lport = ntohs(((struct sockaddr_in6 *)&local)->sin6_port);
+	else
+		return -1;
+	if (lport != port)
+		return -1;
+	len = sizeof *peer;
+	if (getpeername(fd, (struct sockaddr *)peer, &len) != 0)
+		return -1;	/* the listening socket itself, or a connection already gone */
+	connguard_unmap(peer);
+	return 0;
+}
+
+/* One scan a budget allows: GW_CONNGUARD_SCANS_PER_S a second. */
+static int connguard_scan_allowed(struct gw_connguard *g, int64_t now_ms)
+{
+	if (now_ms - g->scan_window_ms >= 1000) {
+		g->scan_window_ms = now_ms;
+		g->scans_in_window = 0;
+	}
+	if (g->scans_in_window >= GW_CONNGUARD_SCANS_PER_S) {
+		g->scans_skipped++;
+		return 0;
+	}
+	g->scans_in_window++;
+	return 1;
+}
+
+static void connguard_log_close(struct gw_connguard *g, const char *reason, const char *peer,
+				long long value)
+{
+	uint64_t held = 0;
+
+	if (!gw_lograte_allow(&g->log, gw_clock_now_us() / 1000, GW_CONNGUARD_LOG_PER_S, &held))
+		return;
+	gw_log(GW_LOG_WARN, "grpc_conn", GW_LS("msg", "abusive gRPC connection closed"),
+	       GW_LS("reason", reason), GW_LS("peer", peer), GW_LN("value", value),
+	       GW_LN("suppressed", (long long)held), GW_LEND);
+}
+
+static void connguard_peer_text(const struct sockaddr_storage *ss, char *buf, size_t len)
+{
+	char host[INET6_ADDRSTRLEN] = "?";
+	int port = 0;
+
+	if (ss->ss_family == AF_INET) {
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr, host, sizeof host);
+		port = ntohs(((const struct sockaddr_in *)ss)->sin_port);
+	} else if (ss->ss_family == AF_INET6) {
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ss)->sin6_addr, host, sizeof host);
+		port = ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
+	}
+	snprintf(buf, len, "%s:%d", host, port);
+}
+
+/*
+ * What the peer had sent before the shutdown is still queued in the kernel, and gRPC core would
+ * parse all of it (under rapid reset: thousands of streams, each a call, per connection). Read it
+ * away here, bounded; after SHUT_RD nothing new is queued (Linux answers later data with a reset).
+ * gRPC core's I/O thread may read some of it at the same time: it then sees a cut frame and
+ * fails the transport, which is what is wanted anyway.
+ */
+static void connguard_discard(int fd)
+{
+	char buf[GW_CONNGUARD_DISCARD_CHUNK];
+	size_t total = 0;
+	ssize_t n;
+
+	while (total < GW_CONNGUARD_DISCARD_MAX &&
+	       (n = recv(fd, buf, sizeof buf, MSG_DONTWAIT)) > 0)
+		total += (size_t)n;
+}
+
+/*
+ * Walks /proc/self/fd for the gRPC connections: with want set, shuts the one whose peer is *want
+ * down; without, every one holding at least g->backlog unread bytes. Returns how many it shut.
+ */
+static size_t connguard_scan(struct gw_connguard *g, const struct sockaddr_storage *want)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	size_t seen = 0, shut = 0;
+	int dfd;
+
+	if (!d)
+		return 0;
+	dfd = dirfd(d);
+	while ((e = readdir(d)) != NULL && seen < GW_CONNGUARD_MAX_FDS) {
+		struct sockaddr_storage peer, again;
+		struct stat st;
+		char *end, text[INET6_ADDRSTRLEN + 8];
+		long v = strtol(e->d_name, &end, 10);
+		int fd = (int)v, unread = 0;
+
+		if (end == e->d_name || *end || v < 0 || fd == dfd)
+			continue;
+		seen++;
+		if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode) ||
+		    connguard_conn_of(fd, g->port, &peer) != 0)
+			continue;
+		if (want && !connguard_same(&peer, want))
+			continue;
+		if (!want && (ioctl(fd, FIONREAD, &unread) != 0 || (uint32_t)unread < g->backlog))
+			continue;
+		/* Right before acting: still the same connection (gRPC core's threads may have
+		 * closed it, and the number may name another socket by now). */
+		if (connguard_conn_of(fd, g->port, &again) != 0 || !connguard_same(&peer, &again))
+			continue;
+		if (shutdown(fd, SHUT_RDWR) != 0)
+			continue;
+		connguard_discard(fd);
+		shut++;
+		g->last_close_ms = gw_clock_now_us() / 1000;
+		g->closed[g->closed_next].peer = peer;
+		g->closed[g->closed_next].at_ms = g->last_close_ms;
+		g->closed_next = (g->closed_next + 1) % GW_CONNGUARD_CLOSED_RING;
+		connguard_peer_text(&peer, text, sizeof text);
+		if (want) {
+			g->closed_resets++;
+			connguard_log_close(g, "resets", text, (long long)g->max_resets);
+			break;
+		}
+		g->closed_backlog++;
+		connguard_log_close(g, "backlog", text, unread);
+	}
+	closedir(d);
+	return shut;
+}
+
+struct gw_connguard *gw_connguard_new(int port, uint32_t max_resets_per_s, uint32_t backlog_bytes)
+{
+	struct gw_connguard *g = calloc(1, sizeof *g);
+
+	if (!g)
+		return NULL;
+	g->port = port;
+	g->max_resets = max_resets_per_s;
+	g->backlog = backlog_bytes;
+	return g;
+}
+
+/* FNV-1a: spreads "ipv4:127.0.0.1:PORT" strings that differ in a few digits. */
+static size_t connguard_hash(const char *s)
+{
+	uint32_t h = 2166136261u;
+
+	for (; *s; s++)
+		h = (h ^ (uint8_t)*s) * 16777619u;
+	return h % GW_CONNGUARD_MAX_PEERS;
+}
+
+void gw_connguard_call_ended(struct gw_connguard *g, const char *peer, int reset)
+{
+	struct connguard_slot *s;
+	struct sockaddr_storage ss;
+	int64_t now;
+
+	if (!g || !reset || !g->max_resets || !peer || strlen(peer) >= GW_CONNGUARD_MAX_PEER)
+		return;
+	now = gw_clock_now_us() / 1000;
+	s = &g->slots[connguard_hash(peer)];
+	if (strcmp(s->peer, peer) != 0) {
+		/* Another connection holds the slot: it gives way once its window is over (a closed
+		 * one at once), so a flood of new connections cannot pin the table. */
+		if (s->peer[0] && !s->w.closed_ms && now - s->w.start_ms < GW_CONNGUARD_WINDOW_MS) {
+			g->untracked++;
+			return;
+		}
+		snprintf(s->peer, sizeof s->peer, "%s", peer);
+		memset(&s->w, 0, sizeof s->w);
+	}
+	if (!gw_connguard_count(&s->w, g->max_resets, now))
+		return;
+	if (gw_connguard_parse_peer(peer, &ss) != 0) {
+		g->untracked++;
+		return;	/* not an IP peer: nothing to close (and closed_ms stops counting it) */
+	}
+	if (!connguard_scan_allowed(g, now)) {
+		/* Over the budget: the connection's next reset tries again. */
+		s->w.closed_ms = 0;
+		s->w.resets = g->max_resets - 1;
+		return;
+	}
+	if (!connguard_scan(g, &ss))
+		g->not_found++;	/* gone already (closed by gRPC core or an earlier scan) */
+}
+
+int gw_connguard_closed_lately(const struct gw_connguard *g)
+{
+	return g && g->last_close_ms &&
+	       gw_clock_now_us() / 1000 - g->last_close_ms <= GW_CONNGUARD_CLOSED_KEEP_MS;
+}
+
+int gw_connguard_closed_peer(struct gw_connguard *g, const char *peer)
+{
+	struct sockaddr_storage ss;
+	int64_t now;
+
+	if (!g || !g->last_close_ms)
+		return 0;
+	now = gw_clock_now_us() / 1000;
+	if (now - g->last_close_ms > GW_CONNGUARD_CLOSED_KEEP_MS ||
+	    gw_connguard_parse_peer(peer, &ss) != 0)
+		return 0;
+	for (size_t i = 0; i < GW_CONNGUARD_CLOSED_RING; i++)
+		if (g->closed[i].at_ms && now - g->closed[i].at_ms <= GW_CONNGUARD_CLOSED_KEEP_MS &&
+		    connguard_same(&g->closed[i].peer, &ss)) {
+			g->dropped++;
+			return 1;
+		}
+	return 0;
+}
+
+size_t gw_connguard_relieve(struct gw_connguard *g)
+{
+	if (!g || !g->backlog || !connguard_scan_allowed(g, gw_clock_now_us() / 1000))
+		return 0;
+	return connguard_scan(g, NULL);
+}
+
+void gw_connguard_render_metrics(void *arg, struct gw_metrics_out *o)
+{
+	const struct gw_connguard *g = arg;
+
+	if (!g)
+		return;
+	gw_metrics_family(o, "grpc_connections_closed_total", "counter",
+			  "gRPC connections shut down by the gateway: resets (grpc.max_resets_per_s), "
+			  "backlog (unread bytes under memory pressure, grpc.shed_backlog_kib).");
+	gw_metrics_value(o, "grpc_connections_closed_total", "reason=\"resets\"", g->closed_resets);
+	gw_metrics_value(o, "grpc_connections_closed_total", "reason=\"backlog\"", g->closed_backlog);
+	gw_metrics_one(o, "grpc_connguard_untracked_total", "counter",
+		       "Resets not counted: the connection table was full, or the peer is not an IP address.", g->untracked);
+	gw_metrics_one(o, "grpc_connguard_scans_skipped_total", "counter",
+		       "Descriptor scans refused by the per-second budget.", g->scans_skipped);
+	gw_metrics_one(o, "grpc_connguard_not_found_total", "counter",
+		       "Connections over the reset limit whose socket was already gone.", g->not_found);
+	gw_metrics_one(o, "grpc_connguard_calls_dropped_total", "counter",
+		       "Calls gRPC core had queued for a connection closed here, dropped unanswered.",
+		       g->dropped);
+}
+
+void gw_connguard_free(struct gw_connguard *g)
+{
+	free(g);
+}
