@@ -16,6 +16,7 @@
 #include "gateway/base/metrics.h"
 #include "gateway/call/env.h"
 #include "gateway/call/svc.h"
+#include "gateway/cluster/redis.h"
 #include "gateway/config/config.h"
 #include "gateway/state/store.h"
 #include "gateway/svc/status.h"
@@ -180,6 +181,8 @@ struct fl_counters {
 	uint64_t abandoned[FL_NABANDON];
 	uint64_t renew_failed;
 	uint64_t outcomes_dropped;	/* outcome rows past GW_FOLLOWER_OUTCOMES_MAX */
+	uint64_t adopted;		/* finals read here of jobs followed elsewhere, delivered here */
+	uint64_t adopt_dropped;		/* ... not adopted: GW_FOLLOWER_ADOPT_MAX lookups in flight */
 };
 
 struct follower {
@@ -204,6 +207,7 @@ struct follower {
 	size_t recent_next;
 	struct fl_outcome *outcomes;
 	size_t noutcomes;
+	size_t adopting;		/* owner lookups in flight (fl_adopt) */
 	struct gw_metrics_hist settle_lag;
 	struct fl_counters cnt;
 };
@@ -326,6 +330,91 @@ static void fl_final(struct follower *f, struct fl_job *j, const Animate3d__V1__
 	fl_kick(f);
 }
 
+static int fl_add(struct follower *f, const struct gw_store_job *sj, int64_t now);
+
+/*
+ * A final read upstream here (a caller's poll, a webhook's re-read) of a job this replica does
+ * not follow: another replica may hold its follow lease, or the next claim would bring it.
+ * Listeners are idempotent (jobevent.h), so rather than leave the event to the leaseholder's
+ * next slow poll, this replica looks the owner up and follows the job itself from this final:
+ * delivered and settled here at once; the leaseholder's own delivery later repeats nothing.
+ * Finals published by other replicas (peer) are not adopted: the replica that read it does.
+ * Only without a connected Redis (several replicas on one PostgreSQL and no Redis, or Redis
+ * away): with it the leaseholder hears the final at once, and two deliveries would count the
+ * job's outcome twice.
+ */
+struct fl_adoption {
+	struct fl_op *op;
+	size_t acct;
+	int src;
+	size_t len;
+	uint8_t packed[];
+};
+
+static void fl_adopt_owner(void *arg, const struct gw_store_res *res)
+{
+	struct fl_adoption *a = arg;
+	struct follower *f = fl_op_end(a->op);
+	Animate3d__V1__JobStatus *st = NULL;
+	struct gw_store_job sj;
+	struct fl_job *j;
+
+	if (!f)
+		goto out;
+	f->adopting--;
+	if (res->rc != 0 || !res->tenants || !res->tenants[0] || f->draining)
+		goto out;	/* not a job started here (or the store failed: the leaseholder has it) */
+	j = fl_find(f, a->op->rid);
+	if (!j) {
+		memset(&sj, 0, sizeof sj);
+		snprintf(sj.rid, sizeof sj.rid, "%s", a->op->rid);
+		snprintf(sj.tenant, sizeof sj.tenant, "%s", res->tenants[0]);
+		sj.created_ms = gw_clock_wall_ms();	/* unknown here; only the age checks read it */
+		if (fl_add(f, &sj, fl_mono_ms()) != 0 || !(j = fl_find(f, a->op->rid)))
+			goto out;
+	}
+	if (j->final || j->acct != a->acct)
+		goto out;
+	st = animate3d__v1__job_status__unpack(NULL, a->len, a->packed);
+	if (!st)
+		goto out;
+	f->cnt.adopted++;
+	fl_final(f, j, st, a->src);
+out:
+	if (st)
+		protobuf_c_message_free_unpacked(&st->base, NULL);
+	free(a->op);
+	free(a);
+}
+
+static void fl_adopt(struct follower *f, size_t acct, const Animate3d__V1__JobStatus *st, int src)
+{
+	size_t len = protobuf_c_message_get_packed_size(&st->base);
+	struct fl_adoption *a;
+	const char *ids[1];
+
+	if (f->draining || !f->env->store)
+		return;
+	if (f->adopting >= GW_FOLLOWER_ADOPT_MAX) {
+		f->cnt.adopt_dropped++;
+		return;
+	}
+	a = calloc(1, sizeof *a + (len ? len : 1));
+	if (!a)
+		return;
+	a->op = fl_op_new(f, st->rid, 0, 0);
+	if (!a->op) {
+		free(a);
+		return;
+	}
+	a->acct = acct;
+	a->src = src;
+	a->len = protobuf_c_message_pack(&st->base, a->packed);
+	f->adopting++;
+	ids[0] = a->op->rid;
+	gw_store_owner_lookup(f->env->store, GW_OBJ_JOB, ids, 1, fl_adopt_owner, a);
+}
+
 /* The status module's final observer: must not call back into it (fl_final does not). */
 static void fl_on_final(void *arg, size_t acct, const Animate3d__V1__JobStatus *st, int peer)
 {
@@ -345,6 +434,10 @@ static void fl_on_final(void *arg, size_t acct, const Animate3d__V1__JobStatus *
 
 		snprintf(r->rid, sizeof r->rid, "%s", st->rid);
 		r->src = src;
+		/* With Redis connected the final is published and reaches the leaseholder at once
+		 * (status_share): adopting it too would only count its outcome twice. */
+		if (!j && !peer && !gw_redis_connected(f->env->redis))
+			fl_adopt(f, acct, st, src);
 		return;
 	}
 	fl_final(f, j, st, src);
@@ -772,6 +865,12 @@ static void fl_metrics(void *state, struct gw_metrics_out *o)
 		snprintf(labels, sizeof labels, "source=\"%s\"", gw_follower_source_name(s));
 		gw_metrics_value(o, "follower_finals_total", labels, f->cnt.finals[s]);
 	}
+	gw_metrics_one(o, "follower_adopted_total", "counter",
+		       "Finals read here of jobs another replica follows, delivered here (no Redis).",
+		       f->cnt.adopted);
+	gw_metrics_one(o, "follower_adopt_dropped_total", "counter",
+		       "Such finals left to the leaseholder: GW_FOLLOWER_ADOPT_MAX lookups in flight.",
+		       f->cnt.adopt_dropped);
 	gw_metrics_one(o, "follower_polls_total", "counter",
 		       "Status polls of the follower's own (bounded by follower.polls_per_second).",
 		       f->cnt.polls);

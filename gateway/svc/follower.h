@@ -58,6 +58,8 @@
 #define GW_FOLLOWER_TICK_MAX_MS 1000
 #define GW_FOLLOWER_OUTCOMES_MAX 4096		/* (tenant, state, error) rows of the outcome metric */
 #define GW_FOLLOWER_RECENT_MAX 1024		/* sources of finals seen for jobs not followed yet */
+#define GW_FOLLOWER_ADOPT_MAX 256		/* owner lookups in flight for finals read here of jobs
+					 * another replica follows */
 
 /* Where a job's final came from (metrics label, see above). */
 enum gw_follower_source {
