@@ -185,22 +185,60 @@ const struct gw_ratelimit *gw_admit_buckets(const struct gw_admit *a)
 	return a ? a->rl : NULL;
 }
 
-int gw_admit_take(struct gw_admit *a, const char *name, size_t tidx, size_t midx, int64_t *wait_ms,
-		  unsigned *cost)
+/* The tenant's index now: a call of an older configuration generation may name another one. */
+static size_t admit_tenant(const struct gw_admit *a, const char *name, size_t tidx)
+{
+	if (tidx < a->ntenants && a->rl && strcmp(a->rl->t[tidx].name, name) == 0)
+		return tidx;
+	tidx = a->ntenants;
+	for (size_t i = 0; a->rl && i < a->rl->n; i++)
+		if (strcmp(a->rl->t[i].name, name) == 0)
+			tidx = i;
+	return tidx;
+}
+
+/* A shared decision rc (GW_CLIMIT_*) of cost for tenant tidx: 1 proceed, 0 refused. */
+static int admit_decided(struct gw_admit *a, int rc, const char *name, size_t tidx, unsigned cost,
+			 int64_t now, int64_t *wait_ms)
+{
+	switch (rc) {
+	case GW_CLIMIT_ALLOW:
+		if (tidx < a->ntenants)
+			a->rl->t[tidx].b.allowed++;
+		return 1;
+	case GW_CLIMIT_REFUSE:
+		if (tidx < a->ntenants) {
+			a->rl->t[tidx].b.refused++;
+			a->rl->t[tidx].limited++;
+		}
+		return 0;
+	default:
+		break;	/* counted there; the local bucket decides */
+	}
+	return gw_ratelimit_take(a->rl, tidx, name, cost, now, wait_ms);
+}
+
+static void admit_resumed(struct gw_climit_wait *w, int rc, int64_t wait_ms)
+{
+	struct gw_admit_wait *aw = w->arg;
+	struct gw_admit *a = aw->a;
+	size_t tidx = admit_tenant(a, aw->name, aw->tidx);
+	int ok = admit_decided(a, rc, aw->name, tidx, w->cost, gw_clock_now_us() / 1000, &wait_ms);
+
+	aw->fn(aw, ok, ok ? 0 : wait_ms);
+}
+
+int gw_admit_take_wait(struct gw_admit *a, const char *name, size_t tidx, size_t midx,
+		       int64_t max_wait_ms, int64_t *wait_ms, unsigned *cost, struct gw_admit_wait *aw)
 {
 	int64_t now;
+	int rc = GW_CLIMIT_FALLBACK;
 
 	*wait_ms = 0;
 	*cost = 0;
 	if (!a || !name)
 		return 1;
-	/* A call of an older configuration generation: its index may name another tenant now. */
-	if (tidx >= a->ntenants || !a->rl || strcmp(a->rl->t[tidx].name, name) != 0) {
-		tidx = a->ntenants;
-		for (size_t i = 0; a->rl && i < a->rl->n; i++)
-			if (strcmp(a->rl->t[i].name, name) == 0)
-				tidx = i;
-	}
+	tidx = admit_tenant(a, name, tidx);
 	*cost = gw_admit_cost(a, tidx, midx);
 	now = gw_clock_now_us() / 1000;
 	if (a->cl && tidx < a->ntenants) {
@@ -208,19 +246,31 @@ int gw_admit_take(struct gw_admit *a, const char *name, size_t tidx, size_t midx
 
 		if (!a->cle[tidx] && snprintf(key, sizeof key, ADMIT_KEY_PREFIX "%s", name) < (int)sizeof key)
 			a->cle[tidx] = gw_climit_entry(a->cl, key);
-		switch (gw_climit_take(a->cl, a->cle[tidx], &a->clim[tidx], *cost, now, wait_ms)) {
-		case GW_CLIMIT_ALLOW:
-			a->rl->t[tidx].b.allowed++;
-			return 1;
-		case GW_CLIMIT_REFUSE:
-			a->rl->t[tidx].b.refused++;
-			a->rl->t[tidx].limited++;
-			return 0;
-		default:
-			break;	/* counted there; the local bucket decides */
+		if (aw) {
+			aw->cw.fn = admit_resumed;
+			aw->cw.arg = aw;
+			aw->a = a;
+			aw->name = name;
+			aw->tidx = tidx;
 		}
+		rc = gw_climit_take_wait(a->cl, a->cle[tidx], &a->clim[tidx], *cost, now, max_wait_ms,
+					 wait_ms, aw ? &aw->cw : NULL);
+		if (rc == GW_CLIMIT_PENDING)
+			return GW_ADMIT_PENDING;
 	}
-	return gw_ratelimit_take(a->rl, tidx, name, *cost, now, wait_ms);
+	return admit_decided(a, rc, name, tidx, *cost, now, wait_ms);
+}
+
+int gw_admit_take(struct gw_admit *a, const char *name, size_t tidx, size_t midx, int64_t *wait_ms,
+		  unsigned *cost)
+{
+	return gw_admit_take_wait(a, name, tidx, midx, -1, wait_ms, cost, NULL);
+}
+
+void gw_admit_cancel(struct gw_admit_wait *aw)
+{
+	if (aw)
+		gw_climit_cancel(&aw->cw);
 }
 
 void gw_admit_cluster(struct gw_admit *a, struct gw_climit *cl)
