@@ -81,8 +81,7 @@ struct gw_call {
 	void *data;
 	void (*on_cancel)(struct gw_call *c, void *data);
 	unsigned upstream_calls;
-	struct gw_admit_wait aw;	/* parked for its tenant's lease (call_admit) */
-	int parked;
+	struct gw_admit_wait *parked;	/* waiting for its tenant's lease (call_admit), or NULL */
 	unsigned admit_cost;
 
 	/* Send pump. */
@@ -768,11 +767,11 @@ static void call_refuse(struct gw_call *c, int64_t wait, unsigned cost)
 }
 
 /* The lease a parked call waited for came (or its wait ended): the rest of call_start. */
-static void call_admitted(struct gw_admit_wait *aw, int ok, int64_t wait)
+static void call_admitted(void *arg, int ok, int64_t wait)
 {
-	struct gw_call *c = aw->arg;
+	struct gw_call *c = arg;
 
-	c->parked = 0;
+	c->parked = NULL;
 	c->busy++;
 	if (ok)
 		c->m->handler(c);
@@ -792,14 +791,11 @@ static int call_admit(struct gw_call *c)
 	int64_t wait = 0;
 	int rc;
 
-	c->aw.fn = call_admitted;
-	c->aw.arg = c;
 	rc = gw_admit_take_wait(c->env->admit, c->tenant->name, c->tenant_idx, c->midx,
-				gw_call_time_left_ms(c), &wait, &c->admit_cost, &c->aw);
-	if (rc == GW_ADMIT_PENDING) {
-		c->parked = 1;
+				gw_call_time_left_ms(c), &wait, &c->admit_cost, call_admitted, c,
+				&c->parked);
+	if (rc == GW_ADMIT_PENDING)
 		return 1;
-	}
 	if (rc)
 		return 0;
 	call_refuse(c, wait, c->admit_cost);
@@ -971,8 +967,8 @@ static void call_on_close(struct gw_call *c)
 	}
 	if (c->parked) {
 		/* Still waiting for its lease: no handler holds it, so it ends here. */
-		gw_admit_cancel(&c->aw);
-		c->parked = 0;
+		gw_admit_cancel(c->parked);
+		c->parked = NULL;
 		c->finished = 1;
 		return;
 	}
