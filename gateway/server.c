@@ -1014,6 +1014,8 @@ struct gw_server *gw_server_new(struct gw_config *cfg, const char *config_path, 
 			snprintf(err, errlen, "cannot start the shared rate limits");
 			goto out;
 		}
+		/* A call parked for its tenant's lease waits at most one Redis command. */
+		gw_climit_wait_limit(env->climit, env->cfg->redis.command_timeout_ms);
 		gw_admit_cluster(env->admit, env->climit);
 		if (gw_up_cluster(env->up, env->climit) != 0) {
 			snprintf(err, errlen, "cannot share the accounts' rate caps");

@@ -31,6 +31,16 @@ struct gw_admit {
 	struct gw_climit_entry **cle;
 	struct gw_notify *reload;
 	struct gw_metrics_reg *reg;
+	struct gw_admit_wait *spare;	/* offered to the next take that may park */
+};
+
+struct gw_admit_wait {
+	struct gw_climit_wait cw;
+	gw_admit_fn fn;
+	void *arg;
+	struct gw_admit *a;
+	const char *name;		/* the tenant's, the caller's */
+	size_t tidx;
 };
 
 static unsigned admit_clamp(long c)
@@ -168,6 +178,7 @@ void gw_admit_free(struct gw_admit *a)
 	free(a->cost);
 	free(a->clim);
 	free(a->cle);
+	free(a->spare);
 	free(a);
 }
 
@@ -185,22 +196,67 @@ const struct gw_ratelimit *gw_admit_buckets(const struct gw_admit *a)
 	return a ? a->rl : NULL;
 }
 
-int gw_admit_take(struct gw_admit *a, const char *name, size_t tidx, size_t midx, int64_t *wait_ms,
-		  unsigned *cost)
+/* The tenant's index now: a call of an older configuration generation may name another one. */
+static size_t admit_tenant(const struct gw_admit *a, const char *name, size_t tidx)
 {
+	if (tidx < a->ntenants && a->rl && strcmp(a->rl->t[tidx].name, name) == 0)
+		return tidx;
+	tidx = a->ntenants;
+	for (size_t i = 0; a->rl && i < a->rl->n; i++)
+		if (strcmp(a->rl->t[i].name, name) == 0)
+			tidx = i;
+	return tidx;
+}
+
+/* A shared decision rc (GW_CLIMIT_*) of cost for tenant tidx: 1 proceed, 0 refused. */
+static int admit_decided(struct gw_admit *a, int rc, const char *name, size_t tidx, unsigned cost,
+			 int64_t now, int64_t *wait_ms)
+{
+	switch (rc) {
+	case GW_CLIMIT_ALLOW:
+		if (tidx < a->ntenants)
+			a->rl->t[tidx].b.allowed++;
+		return 1;
+	case GW_CLIMIT_REFUSE:
+		if (tidx < a->ntenants) {
+			a->rl->t[tidx].b.refused++;
+			a->rl->t[tidx].limited++;
+		}
+		return 0;
+	default:
+		break;	/* counted there; the local bucket decides */
+	}
+	return gw_ratelimit_take(a->rl, tidx, name, cost, now, wait_ms);
+}
+
+static void admit_resumed(struct gw_climit_wait *w, int rc, int64_t wait_ms)
+{
+	struct gw_admit_wait *aw = w->arg;
+	struct gw_admit *a = aw->a;
+	size_t tidx = admit_tenant(a, aw->name, aw->tidx);
+	int ok = admit_decided(a, rc, aw->name, tidx, w->cost, gw_clock_now_us() / 1000, &wait_ms);
+	gw_admit_fn fn = aw->fn;
+	void *arg = aw->arg;
+
+	free(aw);
+	fn(arg, ok, ok ? 0 : wait_ms);
+}
+
+int gw_admit_take_wait(struct gw_admit *a, const char *name, size_t tidx, size_t midx,
+		       int64_t max_wait_ms, int64_t *wait_ms, unsigned *cost, gw_admit_fn fn, void *arg,
+		       struct gw_admit_wait **parked)
+{
+	struct gw_admit_wait *aw = NULL;
 	int64_t now;
+	int rc = GW_CLIMIT_FALLBACK;
 
 	*wait_ms = 0;
 	*cost = 0;
+	if (parked)
+		*parked = NULL;
 	if (!a || !name)
 		return 1;
-	/* A call of an older configuration generation: its index may name another tenant now. */
-	if (tidx >= a->ntenants || !a->rl || strcmp(a->rl->t[tidx].name, name) != 0) {
-		tidx = a->ntenants;
-		for (size_t i = 0; a->rl && i < a->rl->n; i++)
-			if (strcmp(a->rl->t[i].name, name) == 0)
-				tidx = i;
-	}
+	tidx = admit_tenant(a, name, tidx);
 	*cost = gw_admit_cost(a, tidx, midx);
 	now = gw_clock_now_us() / 1000;
 	if (a->cl && tidx < a->ntenants) {
@@ -208,19 +264,42 @@ int gw_admit_take(struct gw_admit *a, const char *name, size_t tidx, size_t midx
 
 		if (!a->cle[tidx] && snprintf(key, sizeof key, ADMIT_KEY_PREFIX "%s", name) < (int)sizeof key)
 			a->cle[tidx] = gw_climit_entry(a->cl, key);
-		switch (gw_climit_take(a->cl, a->cle[tidx], &a->clim[tidx], *cost, now, wait_ms)) {
-		case GW_CLIMIT_ALLOW:
-			a->rl->t[tidx].b.allowed++;
-			return 1;
-		case GW_CLIMIT_REFUSE:
-			a->rl->t[tidx].b.refused++;
-			a->rl->t[tidx].limited++;
-			return 0;
-		default:
-			break;	/* counted there; the local bucket decides */
+		/* Out of memory: no wait offered, a busy lease refuses as it did. */
+		if (fn && parked && !a->spare)
+			a->spare = calloc(1, sizeof *a->spare);
+		aw = fn && parked ? a->spare : NULL;
+		if (aw) {
+			aw->cw.fn = admit_resumed;
+			aw->cw.arg = aw;
+			aw->a = a;
+			aw->name = name;
+			aw->tidx = tidx;
+			aw->fn = fn;
+			aw->arg = arg;
+		}
+		rc = gw_climit_take_wait(a->cl, a->cle[tidx], &a->clim[tidx], *cost, now, max_wait_ms,
+					 wait_ms, aw ? &aw->cw : NULL);
+		if (rc == GW_CLIMIT_PENDING) {
+			*parked = aw;
+			a->spare = NULL;
+			return GW_ADMIT_PENDING;
 		}
 	}
-	return gw_ratelimit_take(a->rl, tidx, name, *cost, now, wait_ms);
+	return admit_decided(a, rc, name, tidx, *cost, now, wait_ms);
+}
+
+int gw_admit_take(struct gw_admit *a, const char *name, size_t tidx, size_t midx, int64_t *wait_ms,
+		  unsigned *cost)
+{
+	return gw_admit_take_wait(a, name, tidx, midx, -1, wait_ms, cost, NULL, NULL, NULL);
+}
+
+void gw_admit_cancel(struct gw_admit_wait *aw)
+{
+	if (!aw)
+		return;
+	gw_climit_cancel(&aw->cw);
+	free(aw);
 }
 
 void gw_admit_cluster(struct gw_admit *a, struct gw_climit *cl)

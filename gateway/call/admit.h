@@ -52,6 +52,31 @@ unsigned gw_admit_cost(const struct gw_admit *a, size_t tidx, size_t midx);
 int gw_admit_take(struct gw_admit *a, const char *name, size_t tidx, size_t midx, int64_t *wait_ms,
 		  unsigned *cost);
 
+#define GW_ADMIT_PENDING 2	/* gw_admit_take_wait: parked for a lease, fn will tell */
+
+/*
+ * A call waiting for a lease of its tenant's shared bucket (gateway/cluster/climit.h: instead of
+ * a refusal while a refill is in flight), allocated by the admission only when a call parks so
+ * that a call carries one pointer; freed when its fn has run or by gw_admit_cancel.
+ */
+struct gw_admit_wait;
+
+/* A parked call's answer, once: ok 1 to proceed, 0 refused with wait_ms as gw_admit_take (the
+ * local bucket decides when the shared one cannot). Its gw_admit_wait is gone by then. */
+typedef void (*gw_admit_fn)(void *arg, int ok, int64_t wait_ms);
+
+/*
+ * As gw_admit_take, but a call that the shared bucket cannot decide before its refill answers is
+ * parked: GW_ADMIT_PENDING with *parked set; fn(arg, ...) tells later, never from within this
+ * call. It waits at most max_wait_ms (-1: no deadline of its own) or the Redis command timeout.
+ * name must stay valid while parked.
+ */
+int gw_admit_take_wait(struct gw_admit *a, const char *name, size_t tidx, size_t midx,
+		       int64_t max_wait_ms, int64_t *wait_ms, unsigned *cost, gw_admit_fn fn, void *arg,
+		       struct gw_admit_wait **parked);
+/* The call went away while parked: it leaves the queue, fn never runs, aw is freed. NULL: no-op. */
+void gw_admit_cancel(struct gw_admit_wait *aw);
+
 /*
  * Decides tenants' limits on the shared buckets of cl from now on (its keys "rl:t:<tenant>"); cl
  * is not owned and must outlive the admission. NULL: local buckets only again.

@@ -81,6 +81,8 @@ struct gw_call {
 	void *data;
 	void (*on_cancel)(struct gw_call *c, void *data);
 	unsigned upstream_calls;
+	struct gw_admit_wait *parked;	/* waiting for its tenant's lease (call_admit), or NULL */
+	unsigned admit_cost;
 
 	/* Send pump. */
 	int initial_md_sent;
@@ -748,25 +750,55 @@ static void call_set_name(struct gw_call *c)
 	c->method_name[i] = '\0';
 }
 
-/* The tenant's rate limit before any work (gateway/call/admit.h). 0, or the call is finished
- * RESOURCE_EXHAUSTED (with a retry delay unless the cost is above the tenant's burst). */
-static int call_admit(struct gw_call *c)
+/* Finishes c RESOURCE_EXHAUSTED: a retry delay of wait ms, or (-1) its cost above the burst. */
+static void call_refuse(struct gw_call *c, int64_t wait, unsigned cost)
 {
-	int64_t wait = 0;
-	unsigned cost = 0;
 	char msg[GW_CALL_MAX_STATUS_MSG];
 
-	if (gw_admit_take(c->env->admit, c->tenant->name, c->tenant_idx, c->midx, &wait, &cost))
-		return 0;
 	if (wait < 0) {
 		gw_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED,
 			     "rate limit of tenant %s: %s costs %u, more than its burst of %g",
 			     c->tenant->name, c->m->name, cost, c->tenant->burst);
-		return -1;
+		return;
 	}
 	snprintf(msg, sizeof msg, "rate limit of tenant %s: retry in %lld ms", c->tenant->name,
 		 (long long)wait);
 	gw_call_fail_retry(c, GRPC_STATUS_RESOURCE_EXHAUSTED, (long)wait, msg);
+}
+
+/* The lease a parked call waited for came (or its wait ended): the rest of call_start. */
+static void call_admitted(void *arg, int ok, int64_t wait)
+{
+	struct gw_call *c = arg;
+
+	c->parked = NULL;
+	c->busy++;
+	if (ok)
+		c->m->handler(c);
+	else
+		call_refuse(c, wait, c->admit_cost);
+	c->busy--;
+	call_maybe_free(c);
+}
+
+/*
+ * The tenant's rate limit before any work (gateway/call/admit.h). 0 to run the handler, 1 parked
+ * until its tenant's lease arrives (call_admitted continues; a cancel unparks it in
+ * call_on_close), or -1: finished RESOURCE_EXHAUSTED.
+ */
+static int call_admit(struct gw_call *c)
+{
+	int64_t wait = 0;
+	int rc;
+
+	rc = gw_admit_take_wait(c->env->admit, c->tenant->name, c->tenant_idx, c->midx,
+				gw_call_time_left_ms(c), &wait, &c->admit_cost, call_admitted, c,
+				&c->parked);
+	if (rc == GW_ADMIT_PENDING)
+		return 1;
+	if (rc)
+		return 0;
+	call_refuse(c, wait, c->admit_cost);
 	return -1;
 }
 
@@ -932,6 +964,13 @@ static void call_on_close(struct gw_call *c)
 	} else {
 		c->status = GRPC_STATUS_CANCELLED;
 		snprintf(c->status_msg, sizeof c->status_msg, "cancelled by the client");
+	}
+	if (c->parked) {
+		/* Still waiting for its lease: no handler holds it, so it ends here. */
+		gw_admit_cancel(c->parked);
+		c->parked = NULL;
+		c->finished = 1;
+		return;
 	}
 	if (c->on_cancel && !c->hook_ran) {
 		c->hook_ran = 1;

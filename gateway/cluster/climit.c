@@ -64,7 +64,12 @@ struct gw_climit_entry {
 	int64_t fail_until_ms;		/* a refill failed: fall back until then */
 	struct climit_req *req;		/* the refill in flight, or NULL */
 	struct gw_climit_limit lim;	/* of the last take, for the refills it starts */
+	struct gw_climit_wait *whead, *wtail;	/* parked calls, oldest first */
+	unsigned nparked;		/* at most GW_CLIMIT_MAX_PARKED */
+	int64_t parked_cost;		/* their tokens: the next refill asks for them too */
 };
+
+#define CLIMIT_BUSY (-1)	/* internal: lease and overdraft spent while a refill is in flight */
 
 struct gw_climit {
 	struct gw_redis *r;
@@ -72,6 +77,7 @@ struct gw_climit {
 	struct gw_climit_entry **e;
 	size_t n, cap;
 	struct gw_climit_stats st;
+	long park_ms;			/* a parked call's wait limit */
 };
 
 unsigned gw_climit_lease_size(double rate, double burst, unsigned replicas, unsigned max_cost)
@@ -121,6 +127,7 @@ struct gw_climit *gw_climit_new(struct gw_redis *r)
 	if (!c)
 		return NULL;
 	c->r = r;
+	c->park_ms = GW_CLIMIT_DEFAULT_PARK_MS;
 	gw_redis_part_use(r, GW_REDIS_PART_LIMITS);
 	c->script.lua = GW_CLIMIT_LUA;
 	gw_redis_script_init(&c->script);
@@ -134,6 +141,8 @@ void gw_climit_free(struct gw_climit *c)
 	for (size_t i = 0; i < c->n; i++) {
 		if (c->e[i]->req)
 			c->e[i]->req->c = NULL;
+		for (struct gw_climit_wait *w = c->e[i]->whead; w; w = w->next)
+			w->e = NULL;
 		free(c->e[i]->name);
 		free(c->e[i]->key);
 		free(c->e[i]);
@@ -204,6 +213,59 @@ const struct gw_climit_stats *gw_climit_stats(const struct gw_climit *c)
 }
 
 static int climit_refill(struct gw_climit *c, struct gw_climit_entry *e, unsigned cost);
+static int climit_decide(struct gw_climit *c, struct gw_climit_entry *e, unsigned cost,
+			 int64_t now_ms, int64_t *wait_ms);
+static int climit_fallback(struct gw_climit *c, struct gw_climit_entry *e);
+
+static void climit_unlink(struct gw_climit_wait *w)
+{
+	struct gw_climit_entry *e = w->e;
+
+	if (w->prev)
+		w->prev->next = w->next;
+	else
+		e->whead = w->next;
+	if (w->next)
+		w->next->prev = w->prev;
+	else
+		e->wtail = w->prev;
+	e->nparked--;
+	e->parked_cost -= w->cost;
+	w->prev = w->next = NULL;
+	w->e = NULL;
+}
+
+/*
+ * A refill answered: parked calls past their wait limit fall back (without forgetting the lease:
+ * Redis answers, only this call waited too long), then the others take tokens in order until one
+ * finds the lease short again with a refill in flight (it and those behind it wait for that one).
+ * fn may start or park other calls, so the FIFO is read afresh after each.
+ */
+static void climit_resume(struct gw_climit *c, struct gw_climit_entry *e, int64_t now)
+{
+	struct gw_climit_wait *w;
+	int64_t wait;
+	int rc;
+
+	for (;;) {
+		for (w = e->whead; w && w->until_ms > now; w = w->next)
+			;
+		if (!w)
+			break;
+		climit_unlink(w);
+		c->st.park_timeout++;
+		w->fn(w, climit_fallback(c, NULL), 0);
+	}
+	while ((w = e->whead) != NULL) {
+		wait = 0;
+		rc = climit_decide(c, e, w->cost, now, &wait);
+		if (rc == CLIMIT_BUSY)
+			break;
+		climit_unlink(w);
+		c->st.resumed++;
+		w->fn(w, rc, wait);
+	}
+}
 
 static void climit_done(void *arg, const redisReply *reply, const char *err)
 {
@@ -222,6 +284,7 @@ static void climit_done(void *arg, const redisReply *reply, const char *err)
 		/* Unknown outcome: decide locally for a while rather than retrying on every call. */
 		c->st.refill_failed++;
 		e->fail_until_ms = now + GW_CLIMIT_FAIL_HOLD_MS;
+		climit_resume(c, e, now);
 		return;
 	}
 	granted = reply->element[0]->integer;
@@ -230,19 +293,21 @@ static void climit_done(void *arg, const redisReply *reply, const char *err)
 		e->local += granted;
 		c->st.refill_granted += (uint64_t)granted;
 		e->denied_until_ms = 0;
+		climit_resume(c, e, now);
 		/* Still short (a debt was paid): ask again while the bucket has tokens. */
-		if (2 * e->local < (int64_t)e->lim.lease)
+		if (!e->req && 2 * e->local < (int64_t)e->lim.lease)
 			climit_refill(c, e, 1);
 		return;
 	}
 	c->st.refill_refused++;
 	e->denied_until_ms = now + (wait > 0 ? wait : GW_CLIMIT_FAIL_HOLD_MS);
+	climit_resume(c, e, now);
 }
 
 /*
  * Asks the shared bucket for a lease: at least `need` = what the call of cost lacks (the debt
  * included; at most the burst, a larger debt is paid by the next refills), up to one lease plus
- * the debt. 0 sent, -1 refused by the client (not connected, queue full).
+ * the debt plus the parked calls' tokens (all paid for: the bound is unchanged). 0 sent, -1 refused by the client (not connected, queue full).
  */
 static int climit_refill(struct gw_climit *c, struct gw_climit_entry *e, unsigned cost)
 {
@@ -259,7 +324,7 @@ static int climit_refill(struct gw_climit *c, struct gw_climit_entry *e, unsigne
 		need = 1;
 	if (need > top)
 		need = top;
-	want = (int64_t)e->lim.lease + debt;
+	want = (int64_t)e->lim.lease + debt + e->parked_cost;
 	if (want < need)
 		want = need;
 	req = malloc(sizeof *req);
@@ -298,9 +363,12 @@ static int climit_fallback(struct gw_climit *c, struct gw_climit_entry *e)
 	return GW_CLIMIT_FALLBACK;
 }
 
-int gw_climit_take(struct gw_climit *c, struct gw_climit_entry *e, const struct gw_climit_limit *lim,
-		   unsigned cost, int64_t now_ms, int64_t *wait_ms)
+int gw_climit_take_wait(struct gw_climit *c, struct gw_climit_entry *e,
+			const struct gw_climit_limit *lim, unsigned cost, int64_t now_ms,
+			int64_t max_wait_ms, int64_t *wait_ms, struct gw_climit_wait *w)
 {
+	int rc;
+
 	*wait_ms = 0;
 	if (!c)
 		return GW_CLIMIT_FALLBACK;
@@ -310,12 +378,73 @@ int gw_climit_take(struct gw_climit *c, struct gw_climit_entry *e, const struct 
 		c->st.no_entry++;
 		return climit_fallback(c, NULL);
 	}
-	if (!c->r || !gw_redis_connected(c->r) || now_ms < e->fail_until_ms)
-		return climit_fallback(c, e);
 	e->lim = *lim;
 	if (e->lim.lease < 1)
 		e->lim.lease = 1;
-	if ((double)cost > lim->burst) {
+	rc = climit_decide(c, e, cost, now_ms, wait_ms);
+	if (rc != CLIMIT_BUSY)
+		return rc;
+	if (w && e->nparked < GW_CLIMIT_MAX_PARKED) {
+		int64_t lim_ms = c->park_ms;
+
+		if (max_wait_ms >= 0 && max_wait_ms < lim_ms)
+			lim_ms = max_wait_ms;
+		w->c = c;
+		w->e = e;
+		w->cost = cost;
+		w->until_ms = now_ms + lim_ms;
+		w->next = NULL;
+		w->prev = e->wtail;
+		if (e->wtail)
+			e->wtail->next = w;
+		else
+			e->whead = w;
+		e->wtail = w;
+		e->nparked++;
+		e->parked_cost += cost;
+		c->st.parked++;
+		return GW_CLIMIT_PENDING;
+	}
+	if (w)
+		c->st.park_overflow++;
+	c->st.busy_refused++;
+	c->st.shared++;
+	c->st.shared_mode = 1;
+	gw_redis_part_note(c->r, GW_REDIS_PART_LIMITS, 0);
+	*wait_ms = gw_climit_pushback(0, cost, lim->rate, lim->burst);
+	if (*wait_ms < 1)
+		*wait_ms = 1;
+	return GW_CLIMIT_REFUSE;
+}
+
+int gw_climit_take(struct gw_climit *c, struct gw_climit_entry *e, const struct gw_climit_limit *lim,
+		   unsigned cost, int64_t now_ms, int64_t *wait_ms)
+{
+	return gw_climit_take_wait(c, e, lim, cost, now_ms, -1, wait_ms, NULL);
+}
+
+void gw_climit_cancel(struct gw_climit_wait *w)
+{
+	if (!w || !w->e)
+		return;
+	w->c->st.park_cancelled++;
+	climit_unlink(w);
+}
+
+void gw_climit_wait_limit(struct gw_climit *c, long ms)
+{
+	if (c)
+		c->park_ms = ms < 1 ? 1 : ms;
+}
+
+/* The decision for cost tokens of e (its lim set), or CLIMIT_BUSY: the caller parks or refuses. */
+static int climit_decide(struct gw_climit *c, struct gw_climit_entry *e, unsigned cost,
+			 int64_t now_ms, int64_t *wait_ms)
+{
+	*wait_ms = 0;
+	if (!c->r || !gw_redis_connected(c->r) || now_ms < e->fail_until_ms)
+		return climit_fallback(c, e);
+	if ((double)cost > e->lim.burst) {
 		c->st.shared++;
 		*wait_ms = -1;
 		return GW_CLIMIT_REFUSE;
@@ -342,14 +471,7 @@ int gw_climit_take(struct gw_climit *c, struct gw_climit_entry *e, const struct 
 		c->st.overdraft++;
 		goto shared_allow;
 	}
-	c->st.busy_refused++;
-	c->st.shared++;
-	c->st.shared_mode = 1;
-	gw_redis_part_note(c->r, GW_REDIS_PART_LIMITS, 0);
-	*wait_ms = gw_climit_pushback(0, cost, lim->rate, lim->burst);
-	if (*wait_ms < 1)
-		*wait_ms = 1;
-	return GW_CLIMIT_REFUSE;
+	return CLIMIT_BUSY;
 shared_allow:
 	c->st.shared++;
 	c->st.shared_mode = 1;
@@ -362,8 +484,9 @@ void gw_climit_metrics(void *arg, struct gw_metrics_out *o)
 	const struct gw_climit *c = arg;
 	static const char *const what[] = { "shared", "fallback", "lease_refill", "lease_granted",
 					    "lease_refused", "lease_failed", "overdraft",
-					    "busy_refused", "no_entry" };
-	uint64_t v[9];
+					    "busy_refused", "no_entry", "parked", "resumed",
+					    "park_timeout", "park_overflow", "park_cancelled" };
+	uint64_t v[14];
 	char labels[64];
 
 	v[0] = c->st.shared;
@@ -375,11 +498,17 @@ void gw_climit_metrics(void *arg, struct gw_metrics_out *o)
 	v[6] = c->st.overdraft;
 	v[7] = c->st.busy_refused;
 	v[8] = c->st.no_entry;
+	v[9] = c->st.parked;
+	v[10] = c->st.resumed;
+	v[11] = c->st.park_timeout;
+	v[12] = c->st.park_overflow;
+	v[13] = c->st.park_cancelled;
 	gw_metrics_family(o, "cluster_limit_total", "counter",
 			  "Rate-limit decisions on the shared (Redis) buckets and their leases: "
 			  "shared decisions, fallback decisions (local bucket), lease requests, tokens "
 			  "granted, refused and failed requests, calls admitted on credit, calls refused "
-			  "while a lease was on its way, keys without an entry.");
+			  "while a lease was on its way, keys without an entry, calls parked for a lease, "
+			  "resumed, timed out into a fallback, not parked (queue full), cancelled.");
 	for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
 		snprintf(labels, sizeof labels, "what=\"%s\"", what[i]);
 		gw_metrics_value(o, "cluster_limit_total", labels, v[i]);

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <unistd.h>
 #include <event2/event.h>
 
@@ -458,6 +459,222 @@ Test(climit, dear_call_takes_a_lease_of_its_cost)
 		gw_climit_local(e, &inflight);
 	}
 	gw_climit_free(c);
+	gw_redis_free(r);
+	event_base_free(base);
+}
+
+/* ---- parked calls (gw_climit_take_wait) ---- */
+
+#define T_BURST 200		/* calls of one burst on one entry, more than lease + overdraft */
+
+struct waiter {
+	struct gw_climit_wait w;
+	int done, rc;
+	int64_t wait;
+};
+
+static void on_resumed(struct gw_climit_wait *w, int rc, int64_t wait_ms)
+{
+	struct waiter *x = w->arg;
+
+	x->done++;
+	x->rc = rc;
+	x->wait = wait_ms;
+}
+
+/* Sends T_BURST takes of cost 1 at once; the ones answered now are done already. */
+static void burst(struct gw_climit *c, struct gw_climit_entry *e, const struct gw_climit_limit *lim,
+		  struct waiter *x, int64_t max_wait_ms)
+{
+	int64_t now = gw_clock_now_us() / 1000;
+
+	for (int i = 0; i < T_BURST; i++) {
+		x[i].w.fn = on_resumed;
+		x[i].w.arg = &x[i];
+		x[i].rc = gw_climit_take_wait(c, e, lim, 1, now, max_wait_ms, &x[i].wait, &x[i].w);
+		if (x[i].rc != GW_CLIMIT_PENDING)
+			x[i].done = 1;
+	}
+}
+
+/* Runs the loop until every call of the burst is answered (bounded); counts them by outcome. */
+static void settle(struct event_base *base, struct waiter *x, int count[4])
+{
+	int64_t end = gw_clock_now_us() + (int64_t)T_WAIT_MS * 1000;
+	int left = 1;
+
+	while (left && gw_clock_now_us() < end) {
+		run_for(base, 5);
+		left = 0;
+		for (int i = 0; i < T_BURST; i++)
+			left += !x[i].done;
+	}
+	memset(count, 0, 4 * sizeof count[0]);
+	for (int i = 0; i < T_BURST; i++) {
+		cr_expect_eq(x[i].done, 1, "call %d answered %d times", i, x[i].done);
+		if (x[i].rc >= 0 && x[i].rc < 4)
+			count[x[i].rc]++;
+	}
+}
+
+static void drain(struct event_base *base, struct gw_climit_entry *e)
+{
+	int inflight = 1;
+
+	for (int i = 0; i < 1000 && inflight; i++) {
+		run_for(base, 5);
+		gw_climit_local(e, &inflight);
+	}
+}
+
+/*
+ * A burst larger than lease + overdraft while the first refill is in flight: with tokens enough
+ * in the shared bucket every call is admitted (the ones past the overdraft wait for the lease);
+ * none is refused "busy". With a short bucket the bound holds: tokens + one lease, the rest
+ * refused with the script's delay.
+ */
+Test(climit, burst_waits_for_the_lease)
+{
+	static const struct {
+		double rate, burst;
+		int min_allowed, max_allowed;	/* max: burst + one lease + what the rate adds */
+	} rows[] = {
+		{ 100, 1000, T_BURST, T_BURST },
+		{ 1, 50, 50, 50 + 5 + 10 },
+	};
+	struct event_base *base = event_base_new();
+	struct gw_redis *r = client(base);
+
+	cr_assert(run_until_connected(base, r));
+	for (size_t k = 0; k < sizeof rows / sizeof rows[0]; k++) {
+		struct gw_climit_limit lim = { rows[k].rate, rows[k].burst, 5 };
+		struct gw_climit *c = gw_climit_new(r);
+		struct gw_climit_entry *e;
+		struct waiter *x = calloc(T_BURST, sizeof *x);
+		int count[4];
+		char key[128], what[32];
+
+		snprintf(what, sizeof what, "burst%zu", k);
+		key_of(key, sizeof key, what);
+		e = gw_climit_entry(c, key);
+		burst(c, e, &lim, x, -1);
+		cr_expect_eq(gw_climit_stats(c)->overdraft, 5, "row %zu: one lease on credit", k);
+		cr_expect_eq(gw_climit_stats(c)->parked, T_BURST - 5, "row %zu", k);
+		settle(base, x, count);
+		cr_expect_geq(count[GW_CLIMIT_ALLOW], rows[k].min_allowed, "row %zu: %d", k,
+			      count[GW_CLIMIT_ALLOW]);
+		cr_expect_leq(count[GW_CLIMIT_ALLOW], rows[k].max_allowed, "row %zu: %d", k,
+			      count[GW_CLIMIT_ALLOW]);
+		cr_expect_eq(count[GW_CLIMIT_ALLOW] + count[GW_CLIMIT_REFUSE], T_BURST, "row %zu", k);
+		cr_expect_eq(gw_climit_stats(c)->busy_refused, 0, "row %zu", k);
+		cr_expect_eq(gw_climit_stats(c)->fallback, 0, "row %zu", k);
+		cr_expect_eq(gw_climit_stats(c)->resumed, T_BURST - 5, "row %zu", k);
+		for (int i = 0; i < T_BURST; i++)
+			if (x[i].rc == GW_CLIMIT_REFUSE)
+				cr_expect(x[i].wait > 1 && x[i].wait <= GW_CLIMIT_MAX_WAIT_MS,
+					  "row %zu call %d: the script's delay, not 'retry in 1 ms': %lld",
+					  k, i, (long long)x[i].wait);
+		printf("climit burst row %zu: %d allowed, %d refused, refills %llu\n", k,
+		       count[GW_CLIMIT_ALLOW], count[GW_CLIMIT_REFUSE],
+		       (unsigned long long)gw_climit_stats(c)->refills);
+		drain(base, e);
+		gw_climit_free(c);
+		free(x);
+	}
+	gw_redis_free(r);
+	event_base_free(base);
+}
+
+/* A full FIFO refuses as before (counted); a cancelled call leaves it and is never answered. */
+Test(climit, parked_overflow_and_cancel)
+{
+	struct event_base *base = event_base_new();
+	struct gw_redis *r = client(base);
+	struct gw_climit_limit lim = { 100, 100000, 1 };
+	struct gw_climit *c;
+	struct gw_climit_entry *e;
+	struct waiter *x = calloc(GW_CLIMIT_MAX_PARKED + 3, sizeof *x);
+	int64_t now, wait;
+	char key[128];
+	int n = GW_CLIMIT_MAX_PARKED + 2;
+
+	cr_assert(run_until_connected(base, r));
+	key_of(key, sizeof key, "overflow");
+	c = gw_climit_new(r);
+	e = gw_climit_entry(c, key);
+	now = gw_clock_now_us() / 1000;
+	for (int i = 0; i < n; i++) {
+		x[i].w.fn = on_resumed;
+		x[i].w.arg = &x[i];
+		x[i].rc = gw_climit_take_wait(c, e, &lim, 1, now, -1, &wait, &x[i].w);
+	}
+	cr_expect_eq(x[0].rc, GW_CLIMIT_ALLOW, "on credit");
+	cr_expect_eq(x[1].rc, GW_CLIMIT_PENDING);
+	cr_expect_eq(x[n - 1].rc, GW_CLIMIT_REFUSE, "the FIFO is full");
+	cr_expect_eq(gw_climit_stats(c)->park_overflow, 1);
+	cr_expect_eq(gw_climit_stats(c)->busy_refused, 1);
+	gw_climit_cancel(&x[1].w);
+	gw_climit_cancel(&x[1].w);	/* twice: a no-op */
+	cr_expect_eq(gw_climit_stats(c)->park_cancelled, 1);
+	for (int i = 0; i < 1000 && !x[n - 2].done; i++)
+		run_for(base, 5);
+	cr_expect_eq(x[1].done, 0, "a cancelled call is not answered");
+	for (int i = 2; i < n - 1; i++)
+		cr_expect_eq(x[i].done, 1, "call %d", i);
+	cr_expect_eq(gw_climit_stats(c)->resumed, (uint64_t)(n - 3));
+	drain(base, e);
+	gw_climit_free(c);
+	free(x);
+	gw_redis_free(r);
+	event_base_free(base);
+}
+
+/*
+ * Redis stops answering (SIGSTOP) with calls parked: nothing waits in the loop, the calls stay
+ * parked; once it answers again, the ones past their wait limit fall back (counted), none is
+ * refused "busy".
+ */
+Test(climit, parked_calls_time_out_into_fallback)
+{
+	struct event_base *base = event_base_new();
+	struct gw_redis *r = client(base);
+	struct gw_climit_limit lim = { 100, 1000, 5 };
+	struct gw_climit *c;
+	struct gw_climit_entry *e;
+	struct waiter *x = calloc(T_BURST, sizeof *x);
+	int count[4];
+	char key[128], line[512];
+	FILE *p;
+	long pid = 0;
+	int64_t t;
+
+	cr_assert(run_until_connected(base, r));
+	snprintf(line, sizeof line, "\"%s\" pid", getenv("A3D_REDIS_CTL"));
+	p = popen(line, "r");
+	cr_assert_not_null(p);
+	cr_assert_eq(fscanf(p, "%ld", &pid), 1);
+	pclose(p);
+	cr_assert_gt(pid, 1);
+	key_of(key, sizeof key, "paused");
+	c = gw_climit_new(r);
+	gw_climit_wait_limit(c, 100);
+	e = gw_climit_entry(c, key);
+	cr_assert_eq(kill((pid_t)pid, SIGSTOP), 0);
+	t = gw_clock_now_us();
+	burst(c, e, &lim, x, -1);
+	cr_expect_lt(gw_clock_now_us() - t, 100000, "parking never waits");
+	run_for(base, 300);
+	for (int i = 5; i < T_BURST; i++)
+		cr_expect_eq(x[i].done, 0, "call %d still parked", i);
+	cr_assert_eq(kill((pid_t)pid, SIGCONT), 0);
+	settle(base, x, count);
+	cr_expect_eq(count[GW_CLIMIT_ALLOW], 5, "the overdraft");
+	cr_expect_eq(count[GW_CLIMIT_FALLBACK], T_BURST - 5);
+	cr_expect_eq(gw_climit_stats(c)->park_timeout, T_BURST - 5);
+	cr_expect_eq(gw_climit_stats(c)->busy_refused, 0);
+	drain(base, e);
+	gw_climit_free(c);
+	free(x);
 	gw_redis_free(r);
 	event_base_free(base);
 }
