@@ -622,15 +622,26 @@ static void fl_poll(struct follower *f, struct fl_job *j, int64_t now)
 	struct gw_status *s = gw_status_ctx_status(f->sx);
 	Animate3d__V1__JobStatus *st = NULL;
 
-	/* A hit is final, or fresh (within the cache's TTL): a caller's poll just read it, so this
-	 * poll costs nothing upstream. */
-	if (gw_cache_get(gw_status_ctx_cache(f->sx), j->acct, j->rid, now, &st) == 1 && st) {
-		if (gw_cache_state_final((int)st->state))
+	struct gw_follower_pace p = fl_pace(f);
+	int64_t age = -1;
+
+	/* A final in the cache ends it. An in-progress entry read within the follower's own poll
+	 * period means callers poll this job (here, or cluster-wide through the shared status):
+	 * their reads bring its final through the on_final hook, and a poll of the follower's
+	 * own would only add an upstream request outside their batches. */
+	if (gw_cache_peek(gw_status_ctx_cache(f->sx), j->acct, j->rid, now, &st, &age) == 1 && st) {
+		int final = gw_cache_state_final((int)st->state);
+
+		if (final)
 			fl_final(f, j, st, fl_recent_source(f, j->rid));
-		else
-			fl_schedule(f, j, now);
 		protobuf_c_message_free_unpacked(&st->base, NULL);
-		return;
+		if (final)
+			return;
+		if (age >= 0 && age < gw_follower_poll_delay(&p, gw_clock_wall_ms() - j->created_ms)) {
+			fl_schedule(f, j, now);
+			return;
+		}
+		st = NULL;
 	}
 	j->w.done = fl_poll_done;
 	j->w.arg = f;
