@@ -581,7 +581,7 @@ def replica_config(grpc_port, http_port, sim_url, work, name, seal=None, prefix=
         assert n == 1, "harness.gateway_config's state: block changed"
         text += "cluster:\n  expected_replicas: %d\n" % REPLICAS + redis
     if public_url:
-        text += "webhooks:\n  public_url: %s\n" % public_url
+        text = harness.add_webhooks(text, "  public_url: %s\n" % public_url)
     return text
 
 
