@@ -13,6 +13,8 @@
 #include <openssl/evp.h>
 #include <openssl/sha.h>
 
+#include "gateway/base/hex.h"
+
 static void secret_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 static void secret_err(char *err, size_t errlen, const char *fmt, ...)
@@ -189,17 +191,6 @@ int gw_secret_load_redis(const struct gw_redis_cfg *r, char **out, size_t *len, 
 			   r->password_env, out, len, err, errlen);
 }
 
-static int secret_hexval(uint8_t c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* 64 hex digits and "\r\n", and one byte more to notice a longer file. */
 #define SECRET_SEAL_READ_MAX (2 * GW_SECRET_SEAL_KEY_LEN + 3)
 #define SECRET_SEAL_FORM "it must hold exactly 32 raw bytes or 64 hex digits (openssl rand -hex 32 > FILE)"
@@ -244,7 +235,7 @@ int gw_secret_load_seal_key(const char *path, uint8_t key[GW_SECRET_SEAL_KEY_LEN
 			goto out;
 		}
 		for (size_t i = 0; i < GW_SECRET_SEAL_KEY_LEN; i++) {
-			int hi = secret_hexval(buf[2 * i]), lo = secret_hexval(buf[2 * i + 1]);
+			int hi = gw_hex_digit(buf[2 * i]), lo = gw_hex_digit(buf[2 * i + 1]);
 
 			if (hi < 0 || lo < 0) {
 				secret_err(err, errlen, "seal key file %s has %d characters that are not all hex "

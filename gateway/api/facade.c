@@ -15,6 +15,7 @@
 #include "animate3d/v1/characters.pb-c.h"
 #include "animate3d/v1/jobs.pb-c.h"
 #include "gateway/api/translate.h"
+#include "gateway/base/hex.h"
 
 #define FACADE_MAX_ARG 4096	/* decoded path argument ("rid1,rid2,...": 100 rids of <= 64) */
 
@@ -35,17 +36,6 @@ static void *facade_msg(const ProtobufCMessageDescriptor *d)
 	return m;
 }
 
-static int facade_hex(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Percent-decodes s[0..n) into buf (plus as space when form is set). 0, or -1 when it does not fit
  * or holds a NUL byte or a broken escape. */
 static int facade_decode(const char *s, size_t n, int form, char *buf, size_t cap)
@@ -56,8 +46,8 @@ static int facade_decode(const char *s, size_t n, int form, char *buf, size_t ca
 		char ch = s[i];
 
 		if (ch == '%') {
-			int hi = i + 2 < n ? facade_hex(s[i + 1]) : -1;
-			int lo = i + 2 < n ? facade_hex(s[i + 2]) : -1;
+			int hi = i + 2 < n ? gw_hex_digit(s[i + 1]) : -1;
+			int lo = i + 2 < n ? gw_hex_digit(s[i + 2]) : -1;
 
 			if (hi < 0 || lo < 0)
 				return -1;

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "gateway/base/clock.h"
+#include "gateway/base/hex.h"
 #include "gateway/base/log.h"
 #include "gateway/base/lograte.h"
 #include "gateway/base/metrics.h"
@@ -67,17 +68,6 @@ int gw_connguard_count(struct gw_connguard_window *w, uint32_t limit, int64_t no
 	return 1;
 }
 
-static int connguard_hex(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* %XX -> byte, into out (bounded by outlen); -1 on a bad escape or too long. */
 static int connguard_unescape(const char *in, char *out, size_t outlen)
 {
@@ -89,8 +79,8 @@ static int connguard_unescape(const char *in, char *out, size_t outlen)
 		if (n + 1 >= outlen)
 			return -1;
 		if (*in == '%') {
-			hi = connguard_hex(in[1]);
-			lo = hi < 0 ? -1 : connguard_hex(in[2]);
+			hi = gw_hex_digit(in[1]);
+			lo = hi < 0 ? -1 : gw_hex_digit(in[2]);
 			if (lo < 0)
 				return -1;
 			out[n++] = (char)(hi * 16 + lo);

@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gateway/base/hex.h"
+
 #define PG_MAX_KV 32		/* keywords in one dsn */
 #define PG_MAX_HOST 253		/* a DNS name */
 #define PG_PASSWORD_MSG "state.postgres.dsn must not hold a password: use password_file or password_env"
@@ -163,17 +165,6 @@ out:
 	return rc;
 }
 
-static int pg_hex(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Percent-decodes s[0..n) into out (n + 1 bytes); -1 on a bad escape or an encoded NUL. */
 static int pg_pct(const char *s, size_t n, char *out, size_t *outlen)
 {
@@ -188,8 +179,8 @@ static int pg_pct(const char *s, size_t n, char *out, size_t *outlen)
 
 		if (i + 2 >= n)
 			return -1;
-		hi = pg_hex(s[i + 1]);
-		lo = pg_hex(s[i + 2]);
+		hi = gw_hex_digit(s[i + 1]);
+		lo = gw_hex_digit(s[i + 2]);
 		if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
 			return -1;
 		out[o++] = (char)(hi * 16 + lo);

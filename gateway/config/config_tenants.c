@@ -11,19 +11,9 @@
 
 #include "auth/caller/perm.h" /* layers: allow - the header-only enum of permission bits that keys[].permissions parses into */
 #include "gateway/base/admission.h"
+#include "gateway/base/hex.h"
 
 #define CFG_BASE_MAX 48		/* "tenants[1023]", "tenants[1023].keys[63]" */
-
-static int cfg_hex(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
 
 enum { ACC_NAME, ACC_URL, ACC_ID, ACC_FILE, ACC_ENV, ACC_INLINE, ACC_RATE, ACC_CONC, ACC_QUEUE,
        ACC_NKEYS };
@@ -162,13 +152,13 @@ static void cfg_key(struct gw_cfg_parse *p, yaml_node_t *n, const char *base, st
 	} else if ((hex = gw_cfg_scalar(p, v[0], path, "64 hex digits")) != NULL) {
 		size_t i;
 
-		for (i = 0; i < 64 && hex[i] && cfg_hex(hex[i]) >= 0; i++)
+		for (i = 0; i < 64 && hex[i] && gw_hex_digit(hex[i]) >= 0; i++)
 			;
 		if (i != 64 || hex[64]) {
 			GW_CFG_ERR(p, v[0], "%s must be 64 hex digits (printf %%s \"$KEY\" | sha256sum)", path);
 		} else {
 			for (i = 0; i < 32; i++)
-				key->sha256[i] = (uint8_t)(cfg_hex(hex[2 * i]) << 4 | cfg_hex(hex[2 * i + 1]));
+				key->sha256[i] = (uint8_t)(gw_hex_digit(hex[2 * i]) << 4 | gw_hex_digit(hex[2 * i + 1]));
 			key->line = gw_cfg_line(v[0]);
 		}
 	}

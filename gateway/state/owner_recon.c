@@ -11,16 +11,7 @@
 #include <string.h>
 #include <jansson.h>
 
-static int owner_hex(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
+#include "gateway/base/hex.h"
 
 /* Percent-decodes src into dst (cap bytes); -1 when it does not fit. */
 static int owner_unescape(const char *src, size_t n, char *dst, size_t cap)
@@ -30,8 +21,8 @@ static int owner_unescape(const char *src, size_t n, char *dst, size_t cap)
 	for (size_t i = 0; i < n; i++) {
 		int c = (unsigned char)src[i];
 
-		if (c == '%' && i + 2 < n && owner_hex(src[i + 1]) >= 0 && owner_hex(src[i + 2]) >= 0) {
-			c = owner_hex(src[i + 1]) * 16 + owner_hex(src[i + 2]);
+		if (c == '%' && i + 2 < n && gw_hex_digit(src[i + 1]) >= 0 && gw_hex_digit(src[i + 2]) >= 0) {
+			c = gw_hex_digit(src[i + 1]) * 16 + gw_hex_digit(src[i + 2]);
 			i += 2;
 		}
 		if (j + 1 >= cap)
