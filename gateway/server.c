@@ -804,16 +804,24 @@ static int server_events_new(struct gw_server *srv, char *err, size_t errlen)
 	return 0;
 }
 
-/* The memory guard's last resort (gateway/base/memguard.h): every gRPC connection is closed,
- * which stops what they feed gRPC core and lets the calls queued behind them drain. gRPC's header
- * says "only usable after shutdown"; in 1.51 it only broadcasts a disconnect to every transport
- * (Server::CancelAllCalls), listeners untouched, which is what is wanted here. */
-static void server_memory_shed(void *arg)
+/* The memory guard's shed (gateway/base/memguard.h): the heavy senders' connections first
+ * (gateway/base/connguard.h); when there are none and no abusive connection was closed within
+ * GW_CONNGUARD_ABUSE_QUIET_MS, every gRPC connection, which stops what they feed gRPC core and lets the calls queued behind
+ * them drain. gRPC's header says grpc_server_cancel_all_calls is "only usable after shutdown";
+ * in 1.51 it only broadcasts a disconnect to every transport (Server::CancelAllCalls), listeners
+ * untouched, which is what is wanted here. */
+static enum gw_memguard_shed server_memory_shed(void *arg)
 {
 	struct gw_server *srv = arg;
 
-	if (srv->started && !srv->env.draining)
-		grpc_server_cancel_all_calls(srv->env.grpc);
+	if (!srv->started || srv->env.draining)
+		return GW_MEMGUARD_SHED_NONE;
+	if (gw_connguard_shed(srv->env.connguard))
+		return GW_MEMGUARD_SHED_HEAVY;
+	if (gw_connguard_abuse_lately(srv->env.connguard))
+		return GW_MEMGUARD_SHED_NONE;
+	grpc_server_cancel_all_calls(srv->env.grpc);
+	return GW_MEMGUARD_SHED_ALL;
 }
 
 /* The memory guard's first resort: only the connections whose peers send faster than gRPC core

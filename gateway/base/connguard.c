@@ -7,7 +7,9 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
+#include <linux/tcp.h>
 #include <netinet/in.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +28,17 @@ struct connguard_slot {
 	struct gw_connguard_window w;
 };
 
+struct connguard_conn {
+	struct sockaddr_storage peer;	/* ss_family 0 when free */
+	struct gw_connguard_intake in;
+};
+
+enum connguard_mode {
+	CONNGUARD_PEER,		/* close the one connection of a peer (resets) */
+	CONNGUARD_RELIEVE,	/* sample every connection, close those with a backlog */
+	CONNGUARD_SHED,		/* sample every connection, close the heavy senders */
+};
+
 struct connguard_closed {
 	struct sockaddr_storage peer;
 	int64_t at_ms;
@@ -39,10 +52,12 @@ struct gw_connguard {
 	uint64_t dropped;			/* queued calls of closed connections dropped */
 	uint32_t max_resets, backlog;
 	struct connguard_slot slots[GW_CONNGUARD_MAX_PEERS];
+	struct connguard_conn conns[GW_CONNGUARD_MAX_PEERS];	/* intake samples, direct-mapped */
 	int64_t scan_window_ms;
 	unsigned scans_in_window;
 	struct gw_lograte log;
-	uint64_t closed_resets, closed_backlog;	/* connections shut down, by reason */
+	uint64_t closed_resets, closed_backlog, closed_shed;	/* connections shut down, by reason */
+	uint64_t evicted;			/* intake samples replaced by another connection's */
 	uint64_t untracked;			/* resets of a connection without a slot */
 	uint64_t scans_skipped;			/* scans refused by the per-second budget */
 	uint64_t not_found;			/* a connection to close whose socket was gone */
@@ -66,6 +81,41 @@ int gw_connguard_count(struct gw_connguard_window *w, uint32_t limit, int64_t no
 		return 0;
 	w->closed_ms = now_ms ? now_ms : 1;
 	return 1;
+}
+
+void gw_connguard_intake_note(struct gw_connguard_intake *s, uint64_t bytes, int64_t now_ms)
+{
+	if (!now_ms)
+		now_ms = 1;
+	if (!s->new_ms || bytes < s->new_bytes) {
+		s->old_bytes = s->new_bytes = bytes;
+		s->old_ms = s->new_ms = now_ms;
+	} else if (now_ms - s->new_ms >= GW_CONNGUARD_SAMPLE_MS) {
+		s->old_bytes = s->new_bytes;
+		s->old_ms = s->new_ms;
+		s->new_bytes = bytes;
+		s->new_ms = now_ms;
+	}
+}
+
+int gw_connguard_intake_heavy(const struct gw_connguard_intake *s, uint64_t bytes, int64_t now_ms)
+{
+	uint64_t base;
+	int64_t since;
+
+	if (!s->new_ms || bytes < s->old_bytes)
+		return bytes >= GW_CONNGUARD_SHED_NEW;
+	/* The newer sample when it spans enough time to tell a rate, else the older one. */
+	if (now_ms - s->new_ms >= GW_CONNGUARD_SAMPLE_MS / 2 && bytes >= s->new_bytes) {
+		base = s->new_bytes;
+		since = now_ms - s->new_ms;
+	} else {
+		base = s->old_bytes;
+		since = now_ms - s->old_ms;
+	}
+	if (since <= 0)
+		return bytes >= GW_CONNGUARD_SHED_NEW;
+	return (bytes - base) * 1000 / (uint64_t)since >= GW_CONNGUARD_SHED_RATE;
 }
 
 /* %XX -> byte, into out (bounded by outlen); -1 on a bad escape or too long. */
@@ -270,15 +320,61 @@ static void connguard_discard(int fd)
 		total += (size_t)n;
 }
 
+/* Bytes the kernel has received on a TCP socket (TCP_INFO), 0 when it cannot tell. */
+static uint64_t connguard_received(int fd)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof ti;
+
+	memset(&ti, 0, sizeof ti);
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0 ||
+	    len < offsetof(struct tcp_info, tcpi_bytes_received) + sizeof ti.tcpi_bytes_received)
+		return 0;
+	return ti.tcpi_bytes_received;
+}
+
+/* The intake sample slot of a connection (a newcomer replaces the slot's last holder, counted). */
+static struct connguard_conn *connguard_conn_slot(struct gw_connguard *g,
+						  const struct sockaddr_storage *peer)
+{
+	uint32_t h = 2166136261u;
+	const uint8_t *p;
+	size_t n;
+	struct connguard_conn *c;
+
+	if (peer->ss_family == AF_INET) {
+		p = (const uint8_t *)&((const struct sockaddr_in *)peer)->sin_addr;
+		n = 4;
+		h = (h ^ ((const struct sockaddr_in *)peer)->sin_port) * 16777619u;
+	} else {
+		p = (const uint8_t *)&((const struct sockaddr_in6 *)peer)->sin6_addr;
+		n = 16;
+		h = (h ^ ((const struct sockaddr_in6 *)peer)->sin6_port) * 16777619u;
+	}
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ p[i]) * 16777619u;
+	c = &g->conns[h % GW_CONNGUARD_MAX_PEERS];
+	if (!connguard_same(&c->peer, peer)) {
+		if (c->peer.ss_family)
+			g->evicted++;
+		memset(c, 0, sizeof *c);
+		c->peer = *peer;
+	}
+	return c;
+}
+
 /*
- * Walks /proc/self/fd for the gRPC connections: with want set, shuts the one whose peer is *want
- * down; without, every one holding at least g->backlog unread bytes. Returns how many it shut.
+ * Walks /proc/self/fd for the gRPC connections. CONNGUARD_PEER shuts the one whose peer is *want
+ * down; the other modes sample every connection's intake and shut down those holding at least
+ * g->backlog unread bytes (RELIEVE) or sending heavily (SHED). Returns how many it shut.
  */
-static size_t connguard_scan(struct gw_connguard *g, const struct sockaddr_storage *want)
+static size_t connguard_scan(struct gw_connguard *g, enum connguard_mode mode,
+			     const struct sockaddr_storage *want)
 {
 	DIR *d = opendir("/proc/self/fd");
 	struct dirent *e;
 	size_t seen = 0, shut = 0;
+	int64_t now = gw_clock_now_us() / 1000;
 	int dfd;
 
 	if (!d)
@@ -288,8 +384,10 @@ static size_t connguard_scan(struct gw_connguard *g, const struct sockaddr_stora
 		struct sockaddr_storage peer, again;
 		struct stat st;
 		char *end, text[INET6_ADDRSTRLEN + 8];
+		const char *reason;
 		long v = strtol(e->d_name, &end, 10);
 		int fd = (int)v, unread = 0;
+		long long value;
 
 		if (end == e->d_name || *end || v < 0 || fd == dfd)
 			continue;
@@ -297,10 +395,30 @@ static size_t connguard_scan(struct gw_connguard *g, const struct sockaddr_stora
 		if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode) ||
 		    connguard_conn_of(fd, g->port, &peer) != 0)
 			continue;
-		if (want && !connguard_same(&peer, want))
-			continue;
-		if (!want && (ioctl(fd, FIONREAD, &unread) != 0 || (uint32_t)unread < g->backlog))
-			continue;
+		if (mode == CONNGUARD_PEER) {
+			if (!want || !connguard_same(&peer, want))
+				continue;
+			reason = "resets";
+			value = g->max_resets;
+		} else {
+			uint64_t bytes = connguard_received(fd);
+			struct connguard_conn *conn = connguard_conn_slot(g, &peer);
+			int close_it;
+
+			if (mode == CONNGUARD_SHED) {
+				close_it = gw_connguard_intake_heavy(&conn->in, bytes, now);
+				reason = "shed";
+				value = (long long)bytes;
+			} else {
+				close_it = g->backlog && ioctl(fd, FIONREAD, &unread) == 0 &&
+					   (uint32_t)unread >= g->backlog;
+				reason = "backlog";
+				value = unread;
+			}
+			gw_connguard_intake_note(&conn->in, bytes, now);
+			if (!close_it)
+				continue;
+		}
 		/* Right before acting: still the same connection (gRPC core's threads may have
 		 * closed it, and the number may name another socket by now). */
 		if (connguard_conn_of(fd, g->port, &again) != 0 || !connguard_same(&peer, &again))
@@ -314,13 +432,15 @@ static size_t connguard_scan(struct gw_connguard *g, const struct sockaddr_stora
 		g->closed[g->closed_next].at_ms = g->last_close_ms;
 		g->closed_next = (g->closed_next + 1) % GW_CONNGUARD_CLOSED_RING;
 		connguard_peer_text(&peer, text, sizeof text);
-		if (want) {
+		connguard_log_close(g, reason, text, value);
+		if (mode == CONNGUARD_PEER) {
 			g->closed_resets++;
-			connguard_log_close(g, "resets", text, (long long)g->max_resets);
 			break;
 		}
-		g->closed_backlog++;
-		connguard_log_close(g, "backlog", text, unread);
+		if (mode == CONNGUARD_SHED)
+			g->closed_shed++;
+		else
+			g->closed_backlog++;
 	}
 	closedir(d);
 	return shut;
@@ -380,7 +500,7 @@ void gw_connguard_call_ended(struct gw_connguard *g, const char *peer, int reset
 		s->w.resets = g->max_resets - 1;
 		return;
 	}
-	if (!connguard_scan(g, &ss))
+	if (!connguard_scan(g, CONNGUARD_PEER, &ss))
 		g->not_found++;	/* gone already (closed by gRPC core or an earlier scan) */
 }
 
@@ -388,6 +508,12 @@ int gw_connguard_closed_lately(const struct gw_connguard *g)
 {
 	return g && g->last_close_ms &&
 	       gw_clock_now_us() / 1000 - g->last_close_ms <= GW_CONNGUARD_CLOSED_KEEP_MS;
+}
+
+int gw_connguard_abuse_lately(const struct gw_connguard *g)
+{
+	return g && g->last_close_ms &&
+	       gw_clock_now_us() / 1000 - g->last_close_ms <= GW_CONNGUARD_ABUSE_QUIET_MS;
 }
 
 int gw_connguard_closed_peer(struct gw_connguard *g, const char *peer)
@@ -412,9 +538,14 @@ int gw_connguard_closed_peer(struct gw_connguard *g, const char *peer)
 
 size_t gw_connguard_relieve(struct gw_connguard *g)
 {
-	if (!g || !g->backlog || !connguard_scan_allowed(g, gw_clock_now_us() / 1000))
+	if (!g || !connguard_scan_allowed(g, gw_clock_now_us() / 1000))
 		return 0;
-	return connguard_scan(g, NULL);
+	return connguard_scan(g, CONNGUARD_RELIEVE, NULL);
+}
+
+size_t gw_connguard_shed(struct gw_connguard *g)
+{
+	return g ? connguard_scan(g, CONNGUARD_SHED, NULL) : 0;
 }
 
 void gw_connguard_render_metrics(void *arg, struct gw_metrics_out *o)
@@ -425,9 +556,14 @@ void gw_connguard_render_metrics(void *arg, struct gw_metrics_out *o)
 		return;
 	gw_metrics_family(o, "grpc_connections_closed_total", "counter",
 			  "gRPC connections shut down by the gateway: resets (grpc.max_resets_per_s), "
-			  "backlog (unread bytes under memory pressure, grpc.shed_backlog_kib).");
+			  "backlog (unread bytes under memory pressure, grpc.shed_backlog_kib), "
+			  "shed (heavy senders at the memory guard's shed).");
 	gw_metrics_value(o, "grpc_connections_closed_total", "reason=\"resets\"", g->closed_resets);
 	gw_metrics_value(o, "grpc_connections_closed_total", "reason=\"backlog\"", g->closed_backlog);
+	gw_metrics_value(o, "grpc_connections_closed_total", "reason=\"shed\"", g->closed_shed);
+	gw_metrics_one(o, "grpc_connguard_intake_evicted_total", "counter",
+		       "Connection intake samples replaced by another connection's (table full).",
+		       g->evicted);
 	gw_metrics_one(o, "grpc_connguard_untracked_total", "counter",
 		       "Resets not counted: the connection table was full, or the peer is not an IP address.", g->untracked);
 	gw_metrics_one(o, "grpc_connguard_scans_skipped_total", "counter",

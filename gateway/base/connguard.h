@@ -22,13 +22,24 @@
  *    its peer sends faster than gRPC core parses, which is where a flood's memory comes from, and
  *    it needs no call to reach the loop. A caller sending small requests never has a backlog.
  *
+ * And when the memory guard sheds (RSS at 3/4 of the ceiling), gw_connguard_shed closes the
+ * heavy senders only: the connections receiving GW_CONNGUARD_SHED_RATE bytes a second or more
+ * since their last sample (every scan above samples each connection's received-byte count, from
+ * TCP_INFO, at most every GW_CONNGUARD_SAMPLE_MS), or, first seen in this scan, holding
+ * GW_CONNGUARD_SHED_NEW received bytes already. An honest caller of unary calls receives a few
+ * KB a second; a flood, hundreds of KB. Only when none is found does the guard close every
+ * connection (grpc_server_cancel_all_calls): the memory is then not where bytes come in. An
+ * honest upload running at the time of a shed is closed with the flood (its caller retries).
+ *
  * The calls gRPC core had already queued for a closed connection still reach the loop; for
  * GW_CONNGUARD_CLOSED_KEEP_MS they are dropped at once (no reply batch, no completion-queue
  * round trip: a third of the work of an ordinary refusal), so the queue drains faster than it
  * filled.
  *
  * Bounded: GW_CONNGUARD_MAX_PEERS connections tracked (a direct-mapped table: a newcomer takes
- * a slot whose window has passed, else it is not tracked and counted), at most
+ * a slot whose window has passed, else it is not tracked and counted), as many intake samples
+ * (direct-mapped too: a newcomer replaces the slot's holder, counted; the holder, sampled anew,
+ * is judged by its total until then), at most
  * GW_CONNGUARD_SCANS_PER_S descriptor scans a second (a scan refused is counted), each reading at
  * most GW_CONNGUARD_MAX_FDS descriptors. Every close is counted by reason and logged (one line a
  * second at most, with a suppressed count). A descriptor could in principle be closed and reused
@@ -54,6 +65,11 @@
 #define GW_CONNGUARD_CLOSED_KEEP_MS 1000	/* ...this long: their queued calls are dropped */
 #define GW_CONNGUARD_DISCARD_MAX (16u << 20)	/* unread bytes of a closed connection dropped */
 #define GW_CONNGUARD_DISCARD_CHUNK (16u << 10)	/* ...this many per recv() */
+#define GW_CONNGUARD_ABUSE_QUIET_MS 5000	/* a close this recent: the memory is its calls' */
+#define GW_CONNGUARD_SAMPLE_MS 250	/* a connection's intake is sampled at most this often */
+#define GW_CONNGUARD_SHED_RATE (256u << 10)	/* a shed closes a connection receiving this many
+						 * bytes a second... */
+#define GW_CONNGUARD_SHED_NEW (64u << 10)	/* ...or first seen with this many received */
 
 struct gw_connguard;
 struct gw_metrics_out;
@@ -70,6 +86,21 @@ struct gw_connguard_window {
  * arriving), then counting starts again: the client may reuse the port for a new connection.
  * limit 0: never. Pure. */
 int gw_connguard_count(struct gw_connguard_window *w, uint32_t limit, int64_t now_ms);
+
+/* A connection's received-byte count at two moments (the older at least GW_CONNGUARD_SAMPLE_MS
+ * before the newer once two exist). Zero it to start. */
+struct gw_connguard_intake {
+	uint64_t old_bytes, new_bytes;
+	int64_t old_ms, new_ms;		/* new_ms 0: never sampled */
+};
+
+/* Records bytes received by now_ms (kept only when the newer sample is SAMPLE_MS old). Pure. */
+void gw_connguard_intake_note(struct gw_connguard_intake *s, uint64_t bytes, int64_t now_ms);
+/* 1 when a connection that has received bytes by now_ms is a heavy sender: SHED_RATE bytes a
+ * second or more since a sample at least SAMPLE_MS/2 old (else the older one), or, with no
+ * sample to compare with (none, the same instant, or a count that went back: another connection
+ * on a reused port), bytes >= SHED_NEW. Pure. */
+int gw_connguard_intake_heavy(const struct gw_connguard_intake *s, uint64_t bytes, int64_t now_ms);
 
 /* gRPC's peer string ("ipv4:1.2.3.4:80", "ipv6:[::1]:80", brackets and colons possibly
  * percent-encoded) -> *ss (IPv4-mapped IPv6 addresses become IPv4). 0, or -1 when it is not an
@@ -88,10 +119,19 @@ int gw_connguard_closed_peer(struct gw_connguard *g, const char *peer);
 /* 1 when any connection was closed within GW_CONNGUARD_CLOSED_KEEP_MS: the cheap test before
  * asking gRPC core for a call's peer (NULL g: 0). */
 int gw_connguard_closed_lately(const struct gw_connguard *g);
-/* Memory pressure (called by the memory guard's tick): closes the connections with a backlog.
- * Returns how many it closed. */
+/* 1 when a connection was closed for abuse within GW_CONNGUARD_ABUSE_QUIET_MS: what holds the
+ * memory then is most likely the calls gRPC core queued for it, which drain by themselves
+ * (measured: after a rapid reset, RSS stayed over the shed mark for seconds with no connection
+ * feeding it). NULL g: 0. */
+int gw_connguard_abuse_lately(const struct gw_connguard *g);
+/* Memory pressure (called by the memory guard's tick): samples every connection's intake and
+ * closes those with a backlog. Returns how many it closed. */
 size_t gw_connguard_relieve(struct gw_connguard *g);
-/* grpc_connections_closed_total{reason}, grpc_connguard_untracked_total,
+/* The memory guard's shed: closes the heavy senders (gw_connguard_intake_heavy). Returns how
+ * many it closed; 0 tells the caller to close every connection. Not held to the scan budget
+ * (the guard sheds at most once a second). */
+size_t gw_connguard_shed(struct gw_connguard *g);
+/* grpc_connections_closed_total{reason}, grpc_connguard_intake_evicted_total, grpc_connguard_untracked_total,
  * grpc_connguard_scans_skipped_total, grpc_connguard_not_found_total,
  * grpc_connguard_calls_dropped_total */
 void gw_connguard_render_metrics(void *g, struct gw_metrics_out *o);

@@ -27,11 +27,12 @@ struct gw_memguard {
 	struct event *ev_tick;
 	uint64_t ceiling, quota;
 	uint64_t last_rss;
-	void (*shed)(void *);
+	enum gw_memguard_shed (*shed)(void *);
 	void *arg;
 	size_t (*relieve)(void *);
 	void *relieve_arg;
 	struct gw_memguard_state st;
+	uint64_t sheds_all;	/* sheds that closed every connection */
 };
 
 enum gw_memguard_action gw_memguard_decide(struct gw_memguard_state *s, uint64_t rss, uint64_t ceiling,
@@ -104,6 +105,7 @@ static void memguard_on_tick(evutil_socket_t fd, short what, void *arg)
 	struct gw_memguard *g = arg;
 	uint64_t rss = gw_memguard_rss();
 	int64_t now = memguard_now_ms();
+	enum gw_memguard_shed done;
 	size_t n;
 
 	(void)fd;
@@ -116,12 +118,18 @@ static void memguard_on_tick(evutil_socket_t fd, short what, void *arg)
 	}
 	switch (gw_memguard_decide(&g->st, rss, MEMGUARD_SANITIZED ? 0 : g->ceiling, now)) {
 	case GW_MEMGUARD_SHED:
+		done = g->shed(g->arg);
+		if (done == GW_MEMGUARD_SHED_ALL)
+			g->sheds_all++;
 		gw_log(GW_LOG_ERROR, "memory",
-		       GW_LS("msg", "resident memory near the ceiling: closing every gRPC connection"),
+		       GW_LS("msg", done == GW_MEMGUARD_SHED_HEAVY ? "resident memory near the ceiling: heavy senders' gRPC connections closed" :
+				    done == GW_MEMGUARD_SHED_ALL ? "resident memory near the ceiling: every gRPC connection closed" :
+				    "resident memory near the ceiling: abusive connections closed lately, their queued calls draining"),
+		       GW_LS("scope", done == GW_MEMGUARD_SHED_HEAVY ? "heavy" :
+				      done == GW_MEMGUARD_SHED_ALL ? "all" : "none"),
 		       GW_LN("rss_bytes", (long long)rss), GW_LN("ceiling_bytes", (long long)g->ceiling),
 		       GW_LN("sheds", (long long)g->st.sheds),
 		       GW_LN("next_in_ms", (long long)g->st.shed_wait_ms), GW_LEND);
-		g->shed(g->arg);
 		break;
 	case GW_MEMGUARD_TRIM:
 		malloc_trim(0);
@@ -132,7 +140,8 @@ static void memguard_on_tick(evutil_socket_t fd, short what, void *arg)
 }
 
 struct gw_memguard *gw_memguard_new(struct event_base *base, uint64_t ceiling_bytes,
-				    uint64_t quota_bytes, void (*shed)(void *arg), void *arg)
+				    uint64_t quota_bytes, enum gw_memguard_shed (*shed)(void *arg),
+				    void *arg)
 {
 	struct gw_memguard *g;
 	struct timeval tv = { 0, GW_MEMGUARD_TICK_MS * 1000 };
@@ -172,8 +181,11 @@ void gw_memguard_render_metrics(void *arg, struct gw_metrics_out *o)
 	gw_metrics_one(o, "grpc_memory_quota_bytes", "gauge",
 		       "gRPC core's resource quota (grpc.memory_quota_mib).", (uint64_t)g->quota);
 	gw_metrics_one(o, "memory_sheds_total", "counter",
-		       "Times every gRPC connection was closed because RSS neared the ceiling.",
+		       "Times gRPC connections were shed because RSS neared the ceiling.",
 		       g->st.sheds);
+	gw_metrics_one(o, "memory_sheds_all_total", "counter",
+		       "Sheds that closed every gRPC connection (no heavy sender found).",
+		       g->sheds_all);
 	gw_metrics_one(o, "memory_trims_total", "counter",
 		       "Times freed memory was returned to the system (malloc_trim) above half the "
 		       "ceiling.", g->st.trims);

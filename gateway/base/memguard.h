@@ -7,9 +7,14 @@
  * only shrinks windows and cancels streams, it never refuses a new one. Measured here: 2.9 GB
  * under rapid reset with a 256 MiB quota. So the loop samples RSS every GW_MEMGUARD_TICK_MS:
  *
- *  - at or above 3/4 of the ceiling it sheds: shed(arg) closes every gRPC connection (gateway:
+ *  - at or above 3/4 of the ceiling it sheds: shed(arg) closes the connections feeding the
+ *    growth, the heavy senders (gateway/base/connguard.h); when there are none, and no abusive
+ *    connection was closed within the last 5 s, every gRPC connection (gateway:
  *    grpc_server_cancel_all_calls), which stops what they were feeding, fails their calls
- *    (callers see UNAVAILABLE and reconnect), and lets the queue behind them drain. Sheds come at
+ *    (callers see UNAVAILABLE and reconnect), and lets the queue behind them drain. Closing every
+ *    connection fails the honest callers' calls too: under rapid reset it did so every few
+ *    seconds while the flood went on, and never helped (what held the memory were the calls
+ *    gRPC core had queued for connections already closed, which drain by themselves). Sheds come at
  *    most every GW_MEMGUARD_SHED_MIN_MS; when RSS did not get back under the mark since the
  *    previous shed, the wait doubles up to GW_MEMGUARD_SHED_MAX_MS: the memory is not held by
  *    connections, or by a flood gRPC core drains slower than it arrives (rapid reset), and
@@ -63,12 +68,19 @@ enum gw_memguard_action gw_memguard_decide(struct gw_memguard_state *s, uint64_t
 /* Resident bytes of this process (/proc/self/statm), 0 if unknown. */
 uint64_t gw_memguard_rss(void);
 
+/* What a shed did: closed the heavy senders' connections, every connection, or none (abusive
+ * connections were closed lately: their queued calls hold the memory, and they drain
+ * without help, while closing every connection would only fail the honest callers' calls). */
+enum gw_memguard_shed { GW_MEMGUARD_SHED_HEAVY, GW_MEMGUARD_SHED_ALL, GW_MEMGUARD_SHED_NONE };
+
 /* Samples every GW_MEMGUARD_TICK_MS on base and calls shed(arg) when it decides so. ceiling_bytes
  * 0: no guard (NULL returned, nothing to free). quota_bytes is only shown in the metrics. */
 struct gw_memguard *gw_memguard_new(struct event_base *base, uint64_t ceiling_bytes,
-				    uint64_t quota_bytes, void (*shed)(void *arg), void *arg);
+				    uint64_t quota_bytes, enum gw_memguard_shed (*shed)(void *arg),
+				    void *arg);
 /* memory_rss_bytes, memory_ceiling_bytes, grpc_memory_quota_bytes, memory_sheds_total,
- * memory_trims_total. NULL g: only the RSS. */
+ * memory_sheds_all_total (the sheds that closed every connection), memory_trims_total. NULL g:
+ * only the RSS. */
 struct gw_metrics_out;
 void gw_memguard_render_metrics(void *g, struct gw_metrics_out *o);
 /* Sets the relief: relieve(arg) runs every tick while RSS is at half the ceiling or more and

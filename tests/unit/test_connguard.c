@@ -188,3 +188,66 @@ Test(connguard, relieve_closes_backlogged_connections)
 	close(s2);
 	close(lfd);
 }
+
+/* The heavy-sender decision: SAMPLE_MS 250, SHED_RATE 256 KiB/s, SHED_NEW 64 KiB. Each step notes
+ * a sample (note_bytes at note_ms, when note_ms is set) and then asks about bytes at now_ms. */
+Test(connguard, intake_heavy)
+{
+	static const struct {
+		int64_t note_ms;
+		uint64_t note_bytes;
+		int64_t now_ms;
+		uint64_t bytes;
+		int want;
+	} steps[] = {
+		{ 0, 0, 1000, 1000, 0 },		/* never sampled, 1000 bytes in all: light */
+		{ 0, 0, 1000, 64 << 10, 1 },		/* never sampled, 64 KiB in: heavy */
+		{ 1000, 5000, 1000, 5000, 0 },		/* sampled this instant, small total */
+		{ 0, 0, 1000, 100 << 10, 1 },		/* same instant, no rate: 100 KiB total */
+		{ 0, 0, 1100, 10000, 0 },		/* 5000 B in 100 ms: 50 KB/s */
+		{ 0, 0, 1100, 5000 + (30 << 10), 1 },	/* 30 KiB in 100 ms: 300 KiB/s */
+		{ 1100, 6000, 1100, 6000, 0 },		/* under SAMPLE_MS: the sample is not kept */
+		{ 1250, 9000, 1300, 9100, 0 },		/* kept (250 ms); 50 ms on: the older one (4100 B/300 ms) */
+		{ 0, 0, 1400, 9000 + (40 << 10), 1 },	/* 40 KiB since 1250 (150 ms: the newer one) */
+		{ 0, 0, 1400, 9000 + (20 << 10), 0 },	/* 20 KiB in 150 ms: 133 KiB/s */
+		{ 0, 0, 1400, 100, 0 },			/* fewer than sampled (another connection on the
+							 * port): its 100 B in all are light */
+	};
+	struct gw_connguard_intake s = { 0 };
+
+	for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+		if (steps[i].note_ms)
+			gw_connguard_intake_note(&s, steps[i].note_bytes, steps[i].note_ms);
+		cr_expect_eq(gw_connguard_intake_heavy(&s, steps[i].bytes, steps[i].now_ms),
+			     steps[i].want, "step %zu", i);
+	}
+}
+
+Test(connguard, shed_closes_only_heavy_senders)
+{
+	int port, lfd = listener(&port), s1, s2;
+	char p1[64], p2[64], buf[64 << 10];
+	int c1 = connect_pair(lfd, port, &s1, p1, sizeof p1);
+	int c2 = connect_pair(lfd, port, &s2, p2, sizeof p2);
+	struct gw_connguard *g = gw_connguard_new(port, 0, 0);
+	struct pollfd p = { .fd = s1, .events = POLLIN };
+
+	cr_assert_not_null(g);
+	cr_expect_eq(gw_connguard_relieve(g), 0, "backlog 0: the relief only samples");
+	cr_expect_eq(gw_connguard_shed(g), 0, "nobody sent anything: no heavy sender");
+	memset(buf, 'x', sizeof buf);
+	cr_assert_eq(send(c1, buf, sizeof buf, 0), (ssize_t)sizeof buf);	/* 64 KiB at once */
+	cr_assert_eq(send(c2, buf, 100, 0), 100);				/* a small request */
+	cr_assert_eq(poll(&p, 1, 1000), 1);
+	cr_expect_eq(gw_connguard_shed(g), 1);
+	cr_expect_eq(client_sees_eof(c1), 1, "64 KiB since the sample: closed");
+	cr_expect_eq(client_sees_eof(c2), 0, "100 bytes: left alone");
+	cr_expect_eq(gw_connguard_closed_peer(g, p1), 1, "its queued calls are dropped");
+	cr_expect_eq(gw_connguard_closed_peer(g, p2), 0);
+	gw_connguard_free(g);
+	close(c1);
+	close(c2);
+	close(s1);
+	close(s2);
+	close(lfd);
+}
