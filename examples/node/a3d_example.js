@@ -38,7 +38,8 @@ const DOWNLOAD_TIMEOUT_MS = 120000; // per file
 // The retry policy (gRFC A6): at most 5 attempts per call, exponential backoff with jitter unless
 // the gateway sends grpc-retry-pushback-ms, which then decides the wait. A call is retried only
 // until the gateway has answered with a message; StartJob is safe to retry because every start
-// carries an idempotency key.
+// carries an idempotency key. UploadVideo has a config of its own without a retry policy:
+// upload() re-sends the whole file itself (why: see there).
 const SERVICE_CONFIG = {
 	methodConfig: [{
 		name: [{ service: 'animate3d.v1.Jobs' }],
@@ -49,6 +50,8 @@ const SERVICE_CONFIG = {
 			backoffMultiplier: 2,
 			retryableStatusCodes: ['UNAVAILABLE', 'RESOURCE_EXHAUSTED'],
 		},
+	}, {
+		name: [{ service: 'animate3d.v1.Jobs', method: 'UploadVideo' }],
 	}],
 };
 const RETRYABLE = [grpc.status.UNAVAILABLE, grpc.status.RESOURCE_EXHAUSTED];
@@ -98,9 +101,11 @@ function uploadOnce(jobs, md, file) {
 	return Promise.all([answer, send]).then(([res]) => res);
 }
 
-// -> the upload URL. The channel can replay only what it buffered of a streaming call
-// (grpc.per_rpc_retry_buffer_size, 256 KiB), so a larger upload refused by a rate limit is sent
-// again from here, after the pushback the gateway asked for.
+// -> the upload URL. A refused upload (rate limit, gateway or storage unavailable) is sent again
+// from here, after the pushback the gateway asked for, not by the channel: the channel can replay
+// only what it still buffers of a streaming call (grpc.per_rpc_retry_buffer_size, 256 KiB), and
+// gRPC C core 1.51 (the Python example's) was seen to lose the first message in a replay that
+// raced with that limit; one way for both examples.
 async function upload(jobs, md, file) {
 	for (let attempt = 1; ; attempt++) {
 		try {
@@ -153,7 +158,10 @@ async function watch(jobs, md, rid) {
 		} catch (e) {
 			if (e.code === undefined || !RETRYABLE.includes(e.code) || reconnects === WATCH_RECONNECTS)
 				throw e;
-			await sleep(pushbackMs(e) ?? 1000);
+			const wait = pushbackMs(e) ?? 1000;
+			log(`watch: ${statusName(e.code)} (${e.details}), ` +
+			    `watching again in ${(wait / 1000).toFixed(1)} s`);
+			await sleep(wait);
 		}
 	}
 }

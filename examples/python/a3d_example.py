@@ -49,7 +49,8 @@ DOWNLOAD_TIMEOUT_S = 120       # per file
 # The retry policy (gRFC A6): at most 5 attempts per call (gRPC's own cap), exponential backoff
 # with jitter unless the gateway sends grpc-retry-pushback-ms, which then decides the wait.
 # A call is retried only until the gateway has answered with a message; StartJob is safe to retry
-# because every start carries an idempotency key.
+# because every start carries an idempotency key. UploadVideo has a config of its own without a
+# retry policy: upload() re-sends the whole file itself (why: see there).
 SERVICE_CONFIG = {
     "methodConfig": [{
         "name": [{"service": "animate3d.v1.Jobs"}],
@@ -60,6 +61,8 @@ SERVICE_CONFIG = {
             "backoffMultiplier": 2,
             "retryableStatusCodes": ["UNAVAILABLE", "RESOURCE_EXHAUSTED"],
         },
+    }, {
+        "name": [{"service": "animate3d.v1.Jobs", "method": "UploadVideo"}],
     }],
 }
 RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED)
@@ -93,9 +96,11 @@ def pushback_ms(err):
 def upload(jobs, md, path):
     """UploadVideo: the file name (and size) first, then the bytes in chunks. -> upload URL.
 
-    The channel can replay only what it buffered of a streaming call
-    (grpc.per_rpc_retry_buffer_size, 256 KiB), so a larger upload refused by a rate limit is sent
-    again from here, after the pushback the gateway asked for."""
+    A refused upload (rate limit, gateway or storage unavailable) is sent again from here, after
+    the pushback the gateway asked for, not by the channel: the channel can replay only what it
+    still buffers of a streaming call (grpc.per_rpc_retry_buffer_size, 256 KiB), and with gRPC
+    1.51 a replay that raced with that limit was seen to send the chunks without the first
+    message (the gateway then answers INVALID_ARGUMENT "name is required in the first message")."""
     name = os.path.basename(path)
     size = os.path.getsize(path)
 
@@ -160,7 +165,9 @@ def watch(jobs, md, rid):
                 raise
             reconnects += 1
             wait = pushback_ms(e)
-            time.sleep(wait / 1000.0 if wait is not None else 1.0)
+            wait_s = wait / 1000.0 if wait is not None else 1.0
+            log("watch: %s (%s), watching again in %.1f s" % (e.code().name, e.details(), wait_s))
+            time.sleep(wait_s)
 
 
 def job_error_name(code):
