@@ -104,8 +104,8 @@ function uploadOnce(jobs, md, file) {
 // -> the upload URL. A refused upload (rate limit, gateway or storage unavailable) is sent again
 // from here, after the pushback the gateway asked for, not by the channel: the channel can replay
 // only what it still buffers of a streaming call (grpc.per_rpc_retry_buffer_size, 256 KiB), and
-// gRPC C core 1.51 (the Python example's) was seen to lose the first message in a replay that
-// raced with that limit; one way for both examples.
+// gRPC C core 1.51 (under the Python example) was seen to lose the first message in a replay
+// that raced with that limit. Both examples do it the same way.
 async function upload(jobs, md, file) {
 	for (let attempt = 1; ; attempt++) {
 		try {
