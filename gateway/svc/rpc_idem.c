@@ -257,6 +257,9 @@ static void idem_reconcile(struct idem_op *op, const char *dl, size_t dl_len)
 
 		if (wait > 0) {
 			idem_log_recon(op, "deferred");
+			/* Also as grpc-retry-pushback-ms: a client's retry policy then comes back when
+			 * the key can be resubmitted instead of spending its attempts before. */
+			op->retry_ms = (long)wait;
 			snprintf(msg, sizeof msg,
 				 "the previous attempt with this idempotency_key may still reach upstream; retry in %lld ms",
 				 (long long)wait);

@@ -45,8 +45,9 @@ int gw_rpc_idem_applies(struct gw_call *c);
  * Settle: "no job in /list" is proof only once the previous attempt can no longer be on its way
  * upstream. A RESUBMIT therefore waits until state.reconcile_settle_ms (default 30 s) have passed
  * since that attempt ended with an unknown outcome in this process, or since this process started
- * for keys left by an earlier one; before that the call gets UNAVAILABLE "retry in N ms" and the
- * key stays PENDING (logged as reconcile outcome "deferred").
+ * for keys left by an earlier one; before that the call gets UNAVAILABLE "retry in N ms" (N also
+ * as grpc-retry-pushback-ms, for retry policies) and the key stays PENDING (logged as reconcile
+ * outcome "deferred").
  * Per tenant (issue 13): keys in flight, detached transfers included, are capped at
  * tenants[].limits.start_jobs_in_flight (default a fair share of GW_OWNER_MAX_INFLIGHT) and
  * waiting duplicates at start_job_waiters (a fair share of GW_OWNER_MAX_WAITERS): past its cap a

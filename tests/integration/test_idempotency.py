@@ -146,6 +146,9 @@ def test_unknown_outcome_is_reconciled_not_resubmitted(stack, clean_sim):
         harness.start_job(g, upload_url=url, idempotency_key="idem-5xx")
     assert time.monotonic() - t_fail < settle_ms / 1000.0, "the test machine is too slow for this check"
     assert e.value.code() == grpc.StatusCode.UNAVAILABLE and "retry in" in e.value.details(), e.value.details()
+    # The delay is also machine-readable, for clients' retry policies (issue 21's examples).
+    pushback = [v for k, v in e.value.trailing_metadata() or () if k == "grpc-retry-pushback-ms"]
+    assert len(pushback) == 1 and 0 < int(pushback[0]) <= settle_ms, e.value.trailing_metadata()
     assert clean_sim.count("GET /list") == lists + 1 and clean_sim.count("POST /process") == process
     time.sleep(settle_ms / 1000.0 + 0.1)
     rid = harness.start_job(g, upload_url=url, idempotency_key="idem-5xx")
