@@ -19,8 +19,6 @@
 
 #define MAIN_KEY_FILE_MAX 4096		/* bytes read of a key file: a key and a newline fit */
 
-volatile sig_atomic_t a3d_interrupted;
-
 enum { G_ADDR, G_KEY_FILE, G_KEY, G_JSON, G_PROGRESS, G_NO_PROGRESS, G_TIMEOUT, G_HELP, G_N };
 
 static const struct a3d_opt main_global[G_N] = {

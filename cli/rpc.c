@@ -18,6 +18,9 @@
 
 #define RPC_BACKOFF_CAP_MS 8000		/* the backoff without a pushback stops doubling here */
 
+/* Defined here, where every wait reads it; main.c's signal handler sets it. */
+volatile sig_atomic_t a3d_interrupted;
+
 static const char *const rpc_code_names[] = {
 	"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
 	"ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
