@@ -370,7 +370,7 @@ static int jobs_idem_key(char *out, size_t len)
 
 	if (len < 5 + 2 * sizeof b || getrandom(b, sizeof b, 0) != (ssize_t)sizeof b)
 		return -1;
-	memcpy(out, "a3d-", 4);
+	snprintf(out, len, "a3d-");
 	for (i = 0; i < sizeof b; i++)
 		snprintf(out + 4 + 2 * i, 3, "%02x", b[i]);
 	return 0;
