@@ -39,6 +39,7 @@ struct a3d_global {
 	int json;			/* --json */
 	int progress;			/* -1 auto (isatty(2)), 0 --no-progress, 1 --progress */
 	long timeout_ms;		/* --timeout-ms for unary calls, default 30000 */
+	struct a3d_tls tls;		/* --tls, --ca-file, --cert, --cert-key */
 };
 
 /* One command-specific option: long name, short letter (0 none), takes a value?, its help line. */
@@ -81,7 +82,8 @@ int a3d_usage_error(const struct a3d_cmd *cmd, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
 /* Opens the connection of a's global options: the key from --key-file, else --key, else
- * A3D_API_KEY (never asked on a terminal). Returns 0, or an exit code after printing why. */
+ * A3D_API_KEY (never asked on a terminal; none at all only with a client certificate). Returns 0,
+ * or an exit code after printing why. */
 int a3d_connect(const struct a3d_args *a, struct a3d_rpc *r);
 /* Reads a key file: the first line, trailing blanks and CR/LF dropped; at most
  * A3D_RPC_MAX_KEY_BYTES. Returns 0, or -1 with the reason in err. Wipes what it read but out. */

@@ -19,7 +19,10 @@
 
 #define MAIN_KEY_FILE_MAX 4096		/* bytes read of a key file: a key and a newline fit */
 
-enum { G_ADDR, G_KEY_FILE, G_KEY, G_JSON, G_PROGRESS, G_NO_PROGRESS, G_TIMEOUT, G_HELP, G_N };
+enum {
+	G_ADDR, G_KEY_FILE, G_KEY, G_JSON, G_PROGRESS, G_NO_PROGRESS, G_TIMEOUT, G_TLS, G_CA, G_CERT,
+	G_CERT_KEY, G_HELP, G_N
+};
 
 static const struct a3d_opt main_global[G_N] = {
 	[G_ADDR] = { "addr", 0, 1, NULL },
@@ -29,6 +32,10 @@ static const struct a3d_opt main_global[G_N] = {
 	[G_PROGRESS] = { "progress", 0, 0, NULL },
 	[G_NO_PROGRESS] = { "no-progress", 0, 0, NULL },
 	[G_TIMEOUT] = { "timeout-ms", 0, 1, NULL },
+	[G_TLS] = { "tls", 0, 0, NULL },
+	[G_CA] = { "ca-file", 0, 1, NULL },
+	[G_CERT] = { "cert", 0, 1, NULL },
+	[G_CERT_KEY] = { "cert-key", 0, 1, NULL },
 	[G_HELP] = { "help", 'h', 0, NULL },
 };
 
@@ -47,6 +54,10 @@ static const char main_global_help[] =
 	"  --progress          draw progress bars even when stderr is not a terminal\n"
 	"  --no-progress       plain progress lines even on a terminal\n"
 	"  --timeout-ms N      deadline of each unary call (default 30000)\n"
+	"  --tls               TLS, the server checked against the system's roots\n"
+	"  --ca-file FILE      TLS, the server checked against the CA certificates in FILE\n"
+	"  --cert FILE --cert-key FILE   TLS with this client certificate (the gateway may map it\n"
+	"                      to a team: then no API key is needed)\n"
 	"  -h, --help          this help\n"
 	"exit codes: 0 ok, 1 local failure (file, download), 2 usage error, 3 RPC error (gRPC code\n"
 	"name and message printed), 4 job failed (job error code and message printed), 130 Ctrl-C\n";
@@ -107,6 +118,10 @@ static int main_global_set(const struct a3d_cmd *cmd, struct a3d_args *a, int id
 	case G_PROGRESS: a->g.progress = 1; break;
 	case G_NO_PROGRESS: a->g.progress = 0; break;
 	case G_HELP: a->help = 1; break;
+	case G_TLS: a->g.tls.on = 1; break;
+	case G_CA: a->g.tls.on = 1; a->g.tls.ca_file = val; break;
+	case G_CERT: a->g.tls.on = 1; a->g.tls.cert_file = val; break;
+	case G_CERT_KEY: a->g.tls.on = 1; a->g.tls.key_file = val; break;
 	case G_TIMEOUT:
 		errno = 0;
 		a->g.timeout_ms = strtol(val, &end, 10);
@@ -251,11 +266,15 @@ int a3d_connect(const struct a3d_args *a, struct a3d_rpc *r)
 			goto out;
 		}
 		snprintf(key, sizeof key, "%s", k);
-	} else {
+	} else if (!a->g.tls.cert_file) {
 		fprintf(stderr, "a3d: no API key: set A3D_API_KEY or give --key-file FILE\n");
 		goto out;
 	}
-	if (a3d_rpc_open(r, a->g.addr, key, err, sizeof err) < 0) {
+	if (!a->g.tls.cert_file != !a->g.tls.key_file) {
+		fprintf(stderr, "a3d: --cert and --cert-key go together\n");
+		goto out;
+	}
+	if (a3d_rpc_open(r, a->g.addr, key, &a->g.tls, err, sizeof err) < 0) {
 		fprintf(stderr, "a3d: %s\n", err);
 		goto out;
 	}

@@ -102,7 +102,73 @@ int a3d_rpc_retry_wait(struct a3d_rpc *r, struct a3d_status *st, int attempt)
 	return 1;
 }
 
-int a3d_rpc_open(struct a3d_rpc *r, const char *addr, const char *key, char *err, size_t errlen)
+/* Reads a whole PEM file (at most A3D_RPC_MAX_PEM_BYTES) into a new NUL-terminated string. */
+static char *rpc_read_pem(const char *path, char *err, size_t errlen)
+{
+	FILE *f = fopen(path, "rbe");
+	char *buf = NULL;
+	size_t n = 0;
+
+	if (!f) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return NULL;
+	}
+	buf = malloc(A3D_RPC_MAX_PEM_BYTES + 1);
+	if (buf)
+		n = fread(buf, 1, A3D_RPC_MAX_PEM_BYTES + 1, f);
+	if (!buf || ferror(f) || n == 0 || n > A3D_RPC_MAX_PEM_BYTES) {
+		snprintf(err, errlen, "%s: %s", path, !buf ? "out of memory" : ferror(f) ? strerror(errno) :
+			 n == 0 ? "empty" : "larger than 1 MiB");
+		if (buf)
+			explicit_bzero(buf, n < A3D_RPC_MAX_PEM_BYTES + 1 ? n : A3D_RPC_MAX_PEM_BYTES + 1);
+		free(buf);
+		buf = NULL;
+	} else {
+		buf[n] = '\0';
+	}
+	fclose(f);
+	return buf;
+}
+
+static void rpc_free_pem(char *pem)
+{
+	if (pem) {
+		explicit_bzero(pem, strlen(pem));
+		free(pem);
+	}
+}
+
+/* Channel credentials for tls (plaintext when off). -> creds, or NULL with err set. */
+static grpc_channel_credentials *rpc_creds(const struct a3d_tls *tls, char *err, size_t errlen)
+{
+	grpc_channel_credentials *creds = NULL;
+	grpc_ssl_pem_key_cert_pair pair;
+	char *ca = NULL, *cert = NULL, *key = NULL;
+
+	if (!tls || !tls->on)
+		return grpc_insecure_credentials_create();
+	if (tls->ca_file && !(ca = rpc_read_pem(tls->ca_file, err, errlen)))
+		goto out;
+	if (tls->cert_file && tls->key_file) {
+		if (!(cert = rpc_read_pem(tls->cert_file, err, errlen)) ||
+		    !(key = rpc_read_pem(tls->key_file, err, errlen)))
+			goto out;
+		pair.cert_chain = cert;
+		pair.private_key = key;
+	}
+	/* gRPC copies what it is given: the private key is wiped here once it has. */
+	creds = grpc_ssl_credentials_create(ca, key ? &pair : NULL, NULL, NULL);
+	if (!creds)
+		snprintf(err, errlen, "cannot make TLS credentials");
+out:
+	rpc_free_pem(ca);
+	rpc_free_pem(cert);
+	rpc_free_pem(key);
+	return creds;
+}
+
+int a3d_rpc_open(struct a3d_rpc *r, const char *addr, const char *key, const struct a3d_tls *tls,
+		 char *err, size_t errlen)
 {
 	grpc_channel_credentials *creds;
 	grpc_arg args[4];
@@ -110,12 +176,14 @@ int a3d_rpc_open(struct a3d_rpc *r, const char *addr, const char *key, char *err
 	size_t klen = strlen(key);
 
 	memset(r, 0, sizeof *r);
-	if (klen == 0 || klen > A3D_RPC_MAX_KEY_BYTES) {
-		snprintf(err, errlen, "the API key must be 1..%d bytes", A3D_RPC_MAX_KEY_BYTES);
+	if (klen > A3D_RPC_MAX_KEY_BYTES) {
+		snprintf(err, errlen, "the API key is longer than %d bytes", A3D_RPC_MAX_KEY_BYTES);
 		return -1;
 	}
-	memcpy(r->auth, "Bearer ", 7);
-	memcpy(r->auth + 7, key, klen + 1);
+	if (klen > 0) {
+		memcpy(r->auth, "Bearer ", 7);
+		memcpy(r->auth + 7, key, klen + 1);
+	}
 	memset(args, 0, sizeof args);
 	args[0].type = GRPC_ARG_INTEGER;
 	args[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
@@ -133,7 +201,11 @@ int a3d_rpc_open(struct a3d_rpc *r, const char *addr, const char *key, char *err
 	args[3].value.integer = 200;
 	ca.num_args = sizeof args / sizeof args[0];
 	ca.args = args;
-	creds = grpc_insecure_credentials_create();
+	creds = rpc_creds(tls, err, errlen);
+	if (!creds) {
+		explicit_bzero(r->auth, sizeof r->auth);
+		return -1;
+	}
 	r->ch = grpc_channel_create(addr, creds, &ca);
 	grpc_channel_credentials_release(creds);
 	r->cq = grpc_completion_queue_create_for_pluck(NULL);
@@ -229,7 +301,7 @@ int a3d_call_start(struct a3d_rpc *r, struct a3d_call *c, const char *method, in
 	md.value = grpc_slice_from_copied_string(r->auth);
 	memset(ops, 0, sizeof ops);
 	ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-	ops[0].data.send_initial_metadata.count = 1;
+	ops[0].data.send_initial_metadata.count = r->auth[0] ? 1 : 0;
 	ops[0].data.send_initial_metadata.metadata = &md;
 	rc = rpc_batch(c, ops, 1);
 	grpc_slice_unref(md.value);

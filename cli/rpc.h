@@ -37,6 +37,17 @@
 #define A3D_RPC_MAX_RECV_BYTES (64 << 20)	/* largest reply accepted (ListJobs of many jobs) */
 #define A3D_RPC_MAX_KEY_BYTES 1024		/* API key length accepted */
 #define A3D_RPC_DETAILS_MAX 1024		/* status message bytes kept */
+#define A3D_RPC_MAX_PEM_BYTES (1 << 20)		/* a CA bundle, certificate or key file read */
+
+/* Transport security: plaintext unless on; then the server is checked against ca_file (else
+ * gRPC's default roots), and cert_file + key_file, when both are set, are the client's
+ * certificate (the gateway may map it to a tenant: tls.client_ca_file, tenants[].client_cert). */
+struct a3d_tls {
+	int on;
+	const char *ca_file;
+	const char *cert_file;
+	const char *key_file;
+};
 
 /* One connection to the gateway. */
 struct a3d_rpc {
@@ -69,9 +80,11 @@ struct a3d_call {
 	int cancelled;
 };
 
-/* Opens a channel to addr ("host:port", insecure) and keeps "Bearer key". Returns 0, or -1 with a
- * message in err (key too long, channel refused). The channel connects lazily, on the first call. */
-int a3d_rpc_open(struct a3d_rpc *r, const char *addr, const char *key, char *err, size_t errlen);
+/* Opens a channel to addr ("host:port"; TLS as tls says, NULL = plaintext) and keeps "Bearer key"
+ * (an empty key sends no authorization: a client certificate alone). Returns 0, or -1 with a
+ * message in err (key too long, a PEM file unreadable). The channel connects on the first call. */
+int a3d_rpc_open(struct a3d_rpc *r, const char *addr, const char *key, const struct a3d_tls *tls,
+		 char *err, size_t errlen);
 void a3d_rpc_close(struct a3d_rpc *r);
 
 /* Starts a call of method ("/animate3d.v1.Jobs/GetStatus") with deadline_ms from now (0 = none):

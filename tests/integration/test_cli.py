@@ -255,3 +255,30 @@ def test_ctrl_c_cancels_watch_exit_130(stack, tmp_path):
     while time.monotonic() < deadline and harness.metrics(gw)["animate3d_gateway_watch_streams"] != 0:
         time.sleep(0.05)
     assert harness.metrics(gw)["animate3d_gateway_watch_streams"] == 0
+
+
+def test_tls_server_and_client_certificate(stack, sim, tmp_path):
+    """--ca-file checks the gateway's certificate; --cert/--cert-key alone (no key) is team-a
+    through tenants[].client_cert; a CA that did not sign the server is refused (UNAVAILABLE)."""
+    from test_ops import OpsGateway, add_tls, map_cert
+    certs = str(tmp_path / "certs")
+    made = subprocess.run([os.path.join(harness.REPO, "tests", "lib", "make-certs"), certs],
+                          capture_output=True, text=True, timeout=60)
+    assert made.returncode == 0, made.stderr
+
+    def config(g, h):
+        text = harness.gateway_config(g, h, sim.url, os.path.join(stack.workdir, "gw-cli-tls.db"))
+        return add_tls(map_cert(text, "team-a", "team-a"), certs, client_ca=True)
+    gw = OpsGateway(stack, sim, "gw-cli-tls", config, tls=dict(ca=os.path.join(certs, "ca.pem")))
+    ca = ["--ca-file", os.path.join(certs, "ca.pem")]
+    r = a3d(ca + ["credits"], env=_env(gw))
+    assert r.returncode == 0 and float(r.stdout) > 0, r
+    r = a3d(ca + ["--cert", os.path.join(certs, "team-a.pem"), "--cert-key",
+                  os.path.join(certs, "team-a.key"), "jobs"], env=_env(gw, key=None))
+    assert r.returncode == 0, r
+    r = a3d(["credits"], env=_env(gw), timeout=30)
+    assert r.returncode == 3 and "UNAVAILABLE" in r.stderr, r
+    r = a3d(["--ca-file", os.path.join(certs, "rogue-ca.pem"), "credits"], env=_env(gw), timeout=30)
+    assert r.returncode == 3 and "UNAVAILABLE" in r.stderr, r
+    r = a3d(ca + ["--cert", os.path.join(certs, "team-a.pem"), "credits"], env=_env(gw, key=None))
+    assert r.returncode == 2 and "--cert and --cert-key go together" in r.stderr, r
