@@ -15,7 +15,8 @@ import pytest
 
 import harness
 
-A3D_BIN = os.path.join(harness.BUILD, "a3d")
+# A3D_CLI_BIN runs another a3d build against the same tests (e.g. an ASan one).
+A3D_BIN = os.environ.get("A3D_CLI_BIN") or os.path.join(harness.BUILD, "a3d")
 RUN_TIMEOUT_S = 60          # one a3d command, jobs of the module's simulator last 1 s
 COMMANDS = ("upload", "start", "watch", "download", "run", "jobs", "credits", "models")
 
