@@ -244,8 +244,10 @@ static int dl_no_files(const struct a3d_args *a, struct a3d_rpc *r, const char *
 	return rc;
 }
 
-int a3d_download_rid(const struct a3d_args *a, struct a3d_rpc *r, const char *rid, const char *dir)
+int a3d_download_rid(const struct a3d_args *a, struct a3d_rpc *r, const char *rid, const char *dir_arg)
 {
+	char dir[PATH_MAX];
+	size_t dlen;
 	Animate3d__V1__GetDownloadUrlsRequest req = ANIMATE3D__V1__GET_DOWNLOAD_URLS_REQUEST__INIT;
 	Animate3d__V1__GetDownloadUrlsResponse *resp = NULL;
 	char *rids[1] = { (char *)rid };
@@ -254,6 +256,15 @@ int a3d_download_rid(const struct a3d_args *a, struct a3d_rpc *r, const char *ri
 	size_t nnames = 0, l, g, k, i;
 	int rc = A3D_EXIT_LOCAL;
 
+	/* "out/" and "out" name the same directory: the paths printed have one slash. */
+	dlen = strlen(dir_arg);
+	if (dlen == 0 || dlen >= sizeof dir) {
+		fprintf(stderr, "a3d: bad output directory '%s'\n", dir_arg);
+		return A3D_EXIT_LOCAL;
+	}
+	memcpy(dir, dir_arg, dlen + 1);
+	while (dlen > 1 && dir[dlen - 1] == '/')
+		dir[--dlen] = '\0';
 	req.n_rids = 1;
 	req.rids = rids;
 	a3d_rpc_unary(r, DL_M_URLS, &req.base, &animate3d__v1__get_download_urls_response__descriptor,

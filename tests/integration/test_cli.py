@@ -86,9 +86,11 @@ def test_no_key_is_a_usage_error(gateway):
 # ---- end to end ----------------------------------------------------------------------------------
 def test_run_end_to_end_plain_output(gateway, tmp_path):
     out = tmp_path / "out"
-    r = a3d(["run", _clip(tmp_path), "-o", str(out), "--formats", "bvh,fbx"], env=_env(gateway))
+    # "out/" as in the README's Try it: made, and named with one slash in what is printed.
+    r = a3d(["run", _clip(tmp_path), "-o", str(out) + "/", "--formats", "bvh,fbx"], env=_env(gateway))
     assert r.returncode == 0, r
     lines = r.stdout.splitlines()
+    assert all(os.path.dirname(p) == str(out) for p in lines[1:]), lines
     rid = lines[0]
     assert re.fullmatch(r"[A-Za-z0-9_-]{1,64}", rid), r.stdout
     files = lines[1:]
