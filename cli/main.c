@@ -64,6 +64,10 @@ static const char main_global_help[] =
 
 static void main_signal(int sig)
 {
+	/* The first Ctrl-C cancels cleanly; a second one, if the first seems not to, ends a3d at
+	 * once (_exit is async-signal-safe; nothing is flushed or freed). */
+	if (a3d_interrupted)
+		_exit(A3D_EXIT_INTERRUPTED);
 	a3d_interrupted = sig;
 }
 
