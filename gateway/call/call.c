@@ -579,7 +579,7 @@ int gw_call_arm(struct gw_env *env, size_t midx)
 	} else {
 		e = grpc_server_request_registered_call(env->grpc, env->method_handles[midx],
 							&c->call, &c->deadline, &c->md,
-							c->m->kind == GW_CLIENT_STREAM ? NULL : &c->payload,
+							GW_METHOD_STREAMS_IN(c->m) ? NULL : &c->payload,
 							env->cq, env->cq, &c->t_new);
 	}
 	if (e != GRPC_CALL_OK) {
@@ -852,7 +852,7 @@ static void call_start(struct gw_call *c)
 			return;
 		}
 	}
-	if (c->m->kind != GW_CLIENT_STREAM && c->m->req_desc) {
+	if (!GW_METHOD_STREAMS_IN(c->m) && c->m->req_desc) {
 		char err[GW_VALIDATE_ERR_MAX];
 		int malformed;
 

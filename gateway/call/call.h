@@ -32,7 +32,12 @@ struct gw_svc;
 struct gw_tenant_cfg;
 struct gw_up_account;
 
-enum gw_method_kind { GW_UNARY, GW_CLIENT_STREAM, GW_SERVER_STREAM };
+/* GW_BIDI_STREAM: the client streams (gw_call_recv) and the server streams (gw_call_stream_send)
+ * at once, as server reflection does; like client streaming, no request is decoded up front. */
+enum gw_method_kind { GW_UNARY, GW_CLIENT_STREAM, GW_SERVER_STREAM, GW_BIDI_STREAM };
+
+/* 1 when the method's requests arrive as a stream (no request message at the call's start). */
+#define GW_METHOD_STREAMS_IN(m) ((m)->kind == GW_CLIENT_STREAM || (m)->kind == GW_BIDI_STREAM)
 
 typedef void (*gw_handler_fn)(struct gw_call *c);
 
@@ -43,7 +48,7 @@ typedef void (*gw_handler_fn)(struct gw_call *c);
 struct gw_method {
 	const char *path;				/* "/animate3d.v1.Jobs/GetStatus" */
 	const char *name;				/* "GetStatus": messages, rate.costs keys */
-	const ProtobufCMessageDescriptor *req_desc;	/* NULL for client streaming */
+	const ProtobufCMessageDescriptor *req_desc;	/* NULL for client and bidi streaming */
 	enum gw_method_kind kind;
 	unsigned perm;					/* enum gw_perm; 0 = no key needed (health) */
 	unsigned cost;					/* tokens a call takes from its tenant's
