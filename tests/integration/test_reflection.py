@@ -265,3 +265,17 @@ def test_metrics_count_requests(gateway):
     assert after["animate3d_gateway_reflection_requests_total"] - before.get("animate3d_gateway_reflection_requests_total", 0) == 2
     assert after["animate3d_gateway_reflection_errors_total"] - before.get("animate3d_gateway_reflection_errors_total", 0) == 1
     assert after["animate3d_gateway_reflection_streams"] == 0
+
+
+def test_drain_ends_open_streams(stack, sim):
+    """SIGTERM: an open reflection stream ends UNAVAILABLE with the drain's own message (not the
+    cancel-all at the end of the grace period), and the gateway exits 0."""
+    g = stack.gateway(sim, name="gw_drain")
+    s = Stream(g)
+    assert s.ask(list_services="").list_services_response.service
+    g.proc.send_signal(harness.signal.SIGTERM)
+    with pytest.raises(grpc.RpcError) as e:
+        next(s.call)                # no request outstanding: only the drain ends it
+    assert e.value.code() == grpc.StatusCode.UNAVAILABLE, e.value
+    assert e.value.details() == "server is shutting down", e.value.details()
+    assert g.proc.wait(timeout=harness.STOP_TIMEOUT_S) == 0
