@@ -536,6 +536,11 @@ void gw_call_stream_end(struct gw_call *c, grpc_status_code code, const char *ms
 	call_end(c, code, msg);
 }
 
+size_t gw_call_stream_pending(struct gw_call *c)
+{
+	return c->qlen + (c->sending ? 1 : 0);
+}
+
 void gw_call_recv(struct gw_call *c, const ProtobufCMessageDescriptor *desc, gw_recv_fn cb)
 {
 	grpc_op op;

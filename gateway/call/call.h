@@ -106,6 +106,9 @@ void gw_call_fail_up(struct gw_call *c, const struct gw_up_failure *f);
  * Returns 0, or -1 when the queue is full or the call is gone (the message is dropped, counted). */
 int gw_call_stream_send(struct gw_call *c, const ProtobufCMessage *msg);
 void gw_call_stream_end(struct gw_call *c, grpc_status_code code, const char *msg);
+/* Server-stream messages of c queued or being sent: a client that does not read its replies
+ * (HTTP/2 flow control holds them) makes it grow, which a handler can bound below the queue. */
+size_t gw_call_stream_pending(struct gw_call *c);
 
 /* Client streaming: ask for the next message; cb gets it (decoded with desc and checked against
  * the field limits of gateway/api/validate.h) or NULL at the end of the stream (or on error: then

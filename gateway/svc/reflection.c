@@ -34,6 +34,7 @@ struct gw_refl {
 	uint64_t requests;		/* requests answered (errors included) */
 	uint64_t not_found;		/* of them, error_responses */
 	uint64_t refused;		/* streams refused at the cap */
+	uint64_t unread;		/* streams ended for replies left unread */
 	struct gw_lograte refusals_log;
 };
 
@@ -272,9 +273,13 @@ static void refl_on_request(struct gw_call *c, const ProtobufCMessage *msg, int 
 	r->requests++;
 	if (gw_refl_answer(r, (const Grpc__Reflection__V1__ServerReflectionRequest *)msg, &resp, &a))
 		r->not_found++;
-	if (gw_call_stream_send(c, &resp.base) != 0) {
+	/* A client that asks without reading would make the call queue every answer (a file is
+	 * tens of KiB); a client that reads before asking again never has more than one. */
+	if (gw_call_stream_send(c, &resp.base) != 0 ||
+	    gw_call_stream_pending(c) > GW_REFL_MAX_UNREAD) {
+		r->unread++;
 		refl_end(r, c, GRPC_STATUS_RESOURCE_EXHAUSTED,
-			 "reflection: replies are not being read (send queue full)");
+			 "reflection: too many replies left unread; read each before asking again");
 		return;
 	}
 	gw_call_recv(c, &grpc__reflection__v1__server_reflection_request__descriptor, refl_on_request);
@@ -348,6 +353,9 @@ static void refl_metrics(void *state, struct gw_metrics_out *o)
 		       r->not_found);
 	gw_metrics_one(o, "reflection_refused_total", "counter",
 		       "Server reflection streams refused at the cap.", r->refused);
+	gw_metrics_one(o, "reflection_unread_ended_total", "counter",
+		       "Server reflection streams ended for leaving too many replies unread.",
+		       r->unread);
 }
 
 const struct gw_svc gw_svc_reflection = {

@@ -24,8 +24,8 @@
  * at most 255 bytes of printable ASCII, grpc.max_receive_message_length bounds the message);
  * a malformed or oversized request ends the stream INVALID_ARGUMENT naming the field. Open
  * streams are capped (GW_REFL_MAX_STREAMS, refusals counted, RESOURCE_EXHAUSTED); a client that
- * does not read its replies fills the call's send queue (GW_CALL_MAX_STREAM_QUEUE) and its stream
- * ends RESOURCE_EXHAUSTED. Streams end UNAVAILABLE at drain.
+ * keeps asking without reading its replies has its stream ended RESOURCE_EXHAUSTED once
+ * GW_REFL_MAX_UNREAD are queued (counted). Streams end UNAVAILABLE at drain.
  */
 #ifndef A3D_GATEWAY_REFLECTION_H
 #define A3D_GATEWAY_REFLECTION_H
@@ -36,7 +36,10 @@
 #include "grpc/reflection/v1/reflection.pb-c.h"
 #include "gateway/svc/protoset.h"
 
-#define GW_REFL_MAX_STREAMS 256		/* open ServerReflectionInfo streams, all tenants */
+#define GW_REFL_MAX_STREAMS 64		/* open ServerReflectionInfo streams, all tenants */
+#define GW_REFL_MAX_UNREAD 8		/* replies queued on one stream (not yet taken by the
+					 * client); with the stream cap, at most 64 x 8 answers of
+					 * at most the whole set (50 KiB) are held: 25 MiB */
 #define GW_REFL_MAX_SERVICES 32		/* services list_services names */
 #define GW_REFL_MAX_ERROR 320		/* an error_response's message */
 

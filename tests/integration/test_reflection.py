@@ -9,11 +9,13 @@ installed build/animate3d.protoset being the set the gateway serves.
 """
 import os
 import queue
+import time
 
 import grpc
 import pytest
 from google.protobuf import descriptor_pb2, descriptor_pool
 
+import h2raw
 import harness
 from harness import account_pb2, characters_pb2, health_pb2, jobs_pb2, webhooks_pb2
 from grpc.reflection.v1 import reflection_pb2 as refl_v1  # noqa: E402  (build/py, see harness)
@@ -24,6 +26,8 @@ from grpc.reflection.v1alpha import reflection_pb2_grpc as refl_v1alpha_grpc
 VERSIONS = {"v1": (refl_v1, refl_v1_grpc), "v1alpha": (refl_v1alpha, refl_v1alpha_grpc)}
 STREAM_TIMEOUT_S = 30       # one stream's deadline: every exchange below is far shorter
 REPLY_TIMEOUT_S = 10        # one request -> its response
+PIPELINED = 100             # requests sent without reading a reply
+UNREAD_MAX = 8              # GW_REFL_MAX_UNREAD (gateway/svc/reflection.h)
 PROTOSET = os.path.join(harness.BUILD, "animate3d.protoset")
 
 # What the gateway serves (gateway/methods.c), as the compiled contract names it.
@@ -253,6 +257,38 @@ def test_malformed_requests_end_the_stream(gateway):
     s = Stream(gateway)
     assert s.ask(list_services="").list_services_response.service
     s.close()
+
+
+def test_unread_replies_end_the_stream(gateway):
+    """A client that asks and asks without reading (a raw HTTP/2 client whose window stays 0, so
+    nothing can reach it): the gateway answers a few, then ends the stream RESOURCE_EXHAUSTED
+    (counted) instead of queueing an answer of tens of KiB for each request."""
+    path = "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"
+    msg = refl_v1.ServerReflectionRequest(file_by_filename="animate3d/v1/jobs.proto").SerializeToString()
+    body = (h2raw.grpc_message_prefix(len(msg)) + msg) * PIPELINED
+    unread, answered = ("animate3d_gateway_reflection_unread_ended_total",
+                        "animate3d_gateway_reflection_requests_total")
+    before = harness.metrics(gateway)
+    c = h2raw.Conn("127.0.0.1", gateway.grpc_port, timeout=5, window=0)
+    try:
+        sid = c.new_stream()
+        c.send(h2raw.frame(h2raw.HEADERS, h2raw.END_HEADERS, sid, h2raw.grpc_headers(
+            path, extra=[("authorization", "Bearer " + harness.KEYS["team-a"])])) +
+            b"".join(h2raw.frame(h2raw.DATA, 0, sid, body[k:k + 16384])
+                     for k in range(0, len(body), 16384)))
+        deadline = time.monotonic() + REPLY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            c.poll()
+            after = harness.metrics(gateway)
+            if after.get(unread, 0) > before.get(unread, 0):
+                break
+            time.sleep(0.05)
+    finally:
+        c.close()
+    got = after[answered] - before.get(answered, 0)
+    print("reflection: %d of %d requests answered before the stream ended" % (got, PIPELINED))
+    assert after[unread] - before.get(unread, 0) == 1
+    assert got <= UNREAD_MAX + 2, got
 
 
 def test_metrics_count_requests(gateway):
