@@ -7,6 +7,7 @@
  */
 #include "gateway/svc/protoset.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -147,13 +148,16 @@ static int ps_next(struct ps_rd *r, struct ps_rec *rec)
 	return 1;
 }
 
-/* Every reading error: the message (formatted into ps->msg by PS_FAIL) with the file it is in.
- * A macro rather than a variadic function: clang-analyzer 14 takes the va_list of such a
- * function, inlined into these callers, for uninitialised. */
-#define PS_FAIL(ps, ...) (snprintf((ps)->msg, sizeof (ps)->msg, __VA_ARGS__), ps_failed(ps))
+/* Every reading error: the message with the file it is in, into the caller's err. */
+static int ps_fail(struct gw_protoset *ps, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-static int ps_failed(struct gw_protoset *ps)
+static int ps_fail(struct gw_protoset *ps, const char *fmt, ...)
 {
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(ps->msg, sizeof ps->msg, fmt, ap);
+	va_end(ap);
 	if (ps->nfiles < GW_PROTOSET_MAX_FILES && ps->files[ps->nfiles].name[0])
 		snprintf(ps->err, ps->errlen, "descriptor set: file %zu (%s): %s", ps->nfiles,
 			 ps->files[ps->nfiles].name, ps->msg);
@@ -164,7 +168,7 @@ static int ps_failed(struct gw_protoset *ps)
 
 static int ps_malformed(struct gw_protoset *ps, const struct ps_rd *r, const char *what)
 {
-	return PS_FAIL(ps, "malformed %s at byte %zu", what, (size_t)(r->p - ps->base));
+	return ps_fail(ps, "malformed %s at byte %zu", what, (size_t)(r->p - ps->base));
 }
 
 /* A name field into buf (GW_PROTOSET_MAX_NAME + 1 bytes): printable ASCII without spaces, 1 to
@@ -175,16 +179,16 @@ static int ps_str(struct gw_protoset *ps, const struct ps_rec *rec, char *buf, c
 	size_t n = (size_t)(rec->sub.end - rec->sub.p);
 
 	if (rec->wt != PS_WT_LEN)
-		return PS_FAIL(ps, "%s is not a string", what);
+		return ps_fail(ps, "%s is not a string", what);
 	if (n && p[0] == '.') {
 		p++;
 		n--;
 	}
 	if (n == 0 || n > GW_PROTOSET_MAX_NAME)
-		return PS_FAIL(ps, "%s must be 1..%d bytes", what, GW_PROTOSET_MAX_NAME);
+		return ps_fail(ps, "%s must be 1..%d bytes", what, GW_PROTOSET_MAX_NAME);
 	for (size_t i = 0; i < n; i++)
 		if (p[i] <= ' ' || p[i] > '~')
-			return PS_FAIL(ps, "%s holds a byte 0x%02x", what, p[i]);
+			return ps_fail(ps, "%s holds a byte 0x%02x", what, p[i]);
 	memcpy(buf, p, n);
 	buf[n] = '\0';
 	return 0;
@@ -204,7 +208,7 @@ static int ps_name_of(struct gw_protoset *ps, const struct ps_rd *r, char *buf, 
 	if (rc < 0)
 		return ps_malformed(ps, &it, what);
 	if (!buf[0])
-		return PS_FAIL(ps, "a %s without a name", what);
+		return ps_fail(ps, "a %s without a name", what);
 	return 0;
 }
 
@@ -214,7 +218,7 @@ static int ps_join(struct gw_protoset *ps, char *out, const char *scope, const c
 	int n = snprintf(out, GW_PROTOSET_MAX_NAME + 1, "%s%s%s", scope, scope[0] ? "." : "", name);
 
 	if (n < 0 || n > GW_PROTOSET_MAX_NAME)
-		return PS_FAIL(ps, "name %s.%s is longer than %d bytes", scope, name,
+		return ps_fail(ps, "name %s.%s is longer than %d bytes", scope, name,
 			       GW_PROTOSET_MAX_NAME);
 	return 0;
 }
@@ -222,7 +226,7 @@ static int ps_join(struct gw_protoset *ps, char *out, const char *scope, const c
 static int ps_add(struct gw_protoset *ps, const char *name, enum gw_protoset_kind kind)
 {
 	if (ps->nsyms >= GW_PROTOSET_MAX_SYMBOLS)
-		return PS_FAIL(ps, "more than %d symbols", GW_PROTOSET_MAX_SYMBOLS);
+		return ps_fail(ps, "more than %d symbols", GW_PROTOSET_MAX_SYMBOLS);
 	if (ps->nsyms == ps->capsyms) {
 		size_t cap = ps->capsyms ? ps->capsyms * 2 : 256;
 		struct ps_symbol *s;
@@ -231,13 +235,13 @@ static int ps_add(struct gw_protoset *ps, const char *name, enum gw_protoset_kin
 			cap = GW_PROTOSET_MAX_SYMBOLS;
 		s = realloc(ps->syms, cap * sizeof *s);
 		if (!s)
-			return PS_FAIL(ps, "out of memory");
+			return ps_fail(ps, "out of memory");
 		ps->syms = s;
 		ps->capsyms = cap;
 	}
 	ps->syms[ps->nsyms].name = strdup(name);
 	if (!ps->syms[ps->nsyms].name)
-		return PS_FAIL(ps, "out of memory");
+		return ps_fail(ps, "out of memory");
 	ps->syms[ps->nsyms].file = ps->nfiles;
 	ps->syms[ps->nsyms].kind = kind;
 	ps->nsyms++;
@@ -246,7 +250,7 @@ static int ps_add(struct gw_protoset *ps, const char *name, enum gw_protoset_kin
 
 static int ps_need_len(struct gw_protoset *ps, const struct ps_rec *rec, const char *what)
 {
-	return rec->wt == PS_WT_LEN ? 0 : PS_FAIL(ps, "%s is not a message", what);
+	return rec->wt == PS_WT_LEN ? 0 : ps_fail(ps, "%s is not a message", what);
 }
 
 /* ---- descriptors ---- */
@@ -276,12 +280,12 @@ static int ps_read_field(struct gw_protoset *ps, const struct ps_rd *r, const ch
 	if (!ext)
 		return 0;
 	if (!extendee[0] || number < 1 || number > (int64_t)PS_MAX_FIELD_NUMBER)
-		return PS_FAIL(ps, "extension %s has no extendee or number", full);
+		return ps_fail(ps, "extension %s has no extendee or number", full);
 	if (ps->nexts >= GW_PROTOSET_MAX_EXTENSIONS)
-		return PS_FAIL(ps, "more than %d extensions", GW_PROTOSET_MAX_EXTENSIONS);
+		return ps_fail(ps, "more than %d extensions", GW_PROTOSET_MAX_EXTENSIONS);
 	ps->exts[ps->nexts].extendee = strdup(extendee);
 	if (!ps->exts[ps->nexts].extendee)
-		return PS_FAIL(ps, "out of memory");
+		return ps_fail(ps, "out of memory");
 	ps->exts[ps->nexts].number = (int32_t)number;
 	ps->exts[ps->nexts].file = ps->nfiles;
 	ps->nexts++;
@@ -319,7 +323,7 @@ static int ps_read_message(struct gw_protoset *ps, const struct ps_rd *r, const 
 	int rc, bad = 0;
 
 	if (depth >= GW_PROTOSET_MAX_DEPTH)
-		return PS_FAIL(ps, "messages nested deeper than %d", GW_PROTOSET_MAX_DEPTH);
+		return ps_fail(ps, "messages nested deeper than %d", GW_PROTOSET_MAX_DEPTH);
 	if (ps_name_of(ps, r, name, "message") != 0 || ps_join(ps, full, scope, name) != 0 ||
 	    ps_add(ps, full, GW_PS_MESSAGE) != 0)
 		return -1;
@@ -379,9 +383,9 @@ static int ps_read_dep(struct gw_protoset *ps, struct ps_file *f, const struct p
 		return -1;
 	j = gw_protoset_file_by_name(ps, dep);
 	if (j < 0)
-		return PS_FAIL(ps, "imports %s, which is not before it in the set", dep);
+		return ps_fail(ps, "imports %s, which is not before it in the set", dep);
 	if (f->ndeps >= GW_PROTOSET_MAX_DEPS)
-		return PS_FAIL(ps, "more than %d imports", GW_PROTOSET_MAX_DEPS);
+		return ps_fail(ps, "more than %d imports", GW_PROTOSET_MAX_DEPS);
 	f->deps[f->ndeps++] = (size_t)j;
 	return 0;
 }
@@ -406,9 +410,9 @@ static int ps_read_file(struct gw_protoset *ps, const struct ps_rd *r)
 	if (rc < 0)
 		return ps_malformed(ps, &it, "file");
 	if (!f->name[0])
-		return PS_FAIL(ps, "a file without a name");
+		return ps_fail(ps, "a file without a name");
 	if (gw_protoset_file_by_name(ps, f->name) >= 0)
-		return PS_FAIL(ps, "the file is in the set twice");
+		return ps_fail(ps, "the file is in the set twice");
 	it = *r;
 	while (!bad && (rc = ps_next(&it, &rec)) > 0) {
 		switch (rec.field) {
@@ -464,7 +468,7 @@ int gw_protoset_open(const uint8_t *set, size_t len, struct gw_protoset **out, c
 		if (rec.field != PS_SET_FILE)
 			continue;	/* FileDescriptorSet has no other field; a newer one is skipped */
 		if (rec.wt != PS_WT_LEN) {
-			PS_FAIL(ps, "a file that is not a message");
+			ps_fail(ps, "a file that is not a message");
 			goto out;
 		}
 		if (ps->nfiles >= GW_PROTOSET_MAX_FILES) {

@@ -8,6 +8,7 @@
  */
 #include "gateway/svc/reflection.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -129,15 +130,20 @@ static void refl_files(const struct gw_refl *r, size_t i,
 	resp->file_descriptor_response = &a->files;
 }
 
-/* An error_response with the message REFL_ERROR formatted into a->msg; names in it were checked
- * on the way in (printable ASCII, at most 255 bytes). Returns code. A macro rather than a
- * variadic function: clang-analyzer 14 takes such a function's va_list for uninitialised. */
-#define REFL_ERROR(resp, a, code, ...)                                                             \
-	(snprintf((a)->msg, sizeof (a)->msg, __VA_ARGS__), refl_error(resp, a, code))
-
 static int refl_error(Grpc__Reflection__V1__ServerReflectionResponse *resp,
-		      struct gw_refl_answer *a, int code)
+		      struct gw_refl_answer *a, int code, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+/* An error_response; names in it were checked on the way in (printable ASCII, at most 255
+ * bytes). Returns code. */
+static int refl_error(Grpc__Reflection__V1__ServerReflectionResponse *resp,
+		      struct gw_refl_answer *a, int code, const char *fmt, ...)
 {
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(a->msg, sizeof a->msg, fmt, ap);
+	va_end(ap);
 	a->error.error_code = code;
 	a->error.error_message = a->msg;
 	resp->message_response_case =
@@ -183,14 +189,14 @@ int gw_refl_answer(const struct gw_refl *r, const Grpc__Reflection__V1__ServerRe
 	case GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_FILE_BY_FILENAME:
 		f = gw_protoset_file_by_name(r->ps, rq->file_by_filename);
 		if (f < 0)
-			return REFL_ERROR(resp, a, GRPC_STATUS_NOT_FOUND, "file not found: %s",
+			return refl_error(resp, a, GRPC_STATUS_NOT_FOUND, "file not found: %s",
 					  rq->file_by_filename);
 		refl_files(r, (size_t)f, resp, a);
 		return 0;
 	case GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_FILE_CONTAINING_SYMBOL:
 		f = gw_protoset_file_of_symbol(r->ps, rq->file_containing_symbol, NULL);
 		if (f < 0)
-			return REFL_ERROR(resp, a, GRPC_STATUS_NOT_FOUND, "symbol not found: %s",
+			return refl_error(resp, a, GRPC_STATUS_NOT_FOUND, "symbol not found: %s",
 					  rq->file_containing_symbol);
 		refl_files(r, (size_t)f, resp, a);
 		return 0;
@@ -200,7 +206,7 @@ int gw_refl_answer(const struct gw_refl *r, const Grpc__Reflection__V1__ServerRe
 							ext->extension_number)
 			: -1;
 		if (f < 0)
-			return REFL_ERROR(resp, a, GRPC_STATUS_NOT_FOUND,
+			return refl_error(resp, a, GRPC_STATUS_NOT_FOUND,
 					  "extension %d of %s not found",
 					  ext ? (int)ext->extension_number : 0,
 					  ext && ext->containing_type ? ext->containing_type : "");
@@ -209,7 +215,7 @@ int gw_refl_answer(const struct gw_refl *r, const Grpc__Reflection__V1__ServerRe
 	case GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_ALL_EXTENSION_NUMBERS_OF_TYPE:
 		if (gw_protoset_file_of_symbol(r->ps, rq->all_extension_numbers_of_type, &kind) < 0 ||
 		    kind != GW_PS_MESSAGE)
-			return REFL_ERROR(resp, a, GRPC_STATUS_NOT_FOUND, "message type not found: %s",
+			return refl_error(resp, a, GRPC_STATUS_NOT_FOUND, "message type not found: %s",
 					  rq->all_extension_numbers_of_type);
 		a->numbers.base_type_name = rq->all_extension_numbers_of_type;
 		a->numbers.n_extension_number = gw_protoset_extension_numbers(
@@ -222,7 +228,7 @@ int gw_refl_answer(const struct gw_refl *r, const Grpc__Reflection__V1__ServerRe
 		resp->all_extension_numbers_response = &a->numbers;
 		return 0;
 	default:
-		return REFL_ERROR(resp, a, GRPC_STATUS_INVALID_ARGUMENT,
+		return refl_error(resp, a, GRPC_STATUS_INVALID_ARGUMENT,
 				  "the request sets none of file_by_filename, file_containing_symbol, "
 				  "file_containing_extension, all_extension_numbers_of_type, "
 				  "list_services");
