@@ -28,6 +28,7 @@ STREAM_TIMEOUT_S = 30       # one stream's deadline: every exchange below is far
 REPLY_TIMEOUT_S = 10        # one request -> its response
 PIPELINED = 100             # requests sent without reading a reply
 UNREAD_MAX = 8              # GW_REFL_MAX_UNREAD (gateway/svc/reflection.h)
+STREAMS_MAX = 64            # GW_REFL_MAX_STREAMS
 PROTOSET = os.path.join(harness.BUILD, "animate3d.protoset")
 
 # What the gateway serves (gateway/methods.c), as the compiled contract names it.
@@ -289,6 +290,33 @@ def test_unread_replies_end_the_stream(gateway):
     print("reflection: %d of %d requests answered before the stream ended" % (got, PIPELINED))
     assert after[unread] - before.get(unread, 0) == 1
     assert got <= UNREAD_MAX + 2, got
+
+
+def test_open_streams_are_capped(gateway):
+    """GW_REFL_MAX_STREAMS open streams, all answering; one more is RESOURCE_EXHAUSTED (counted);
+    once they end, a new stream is served."""
+    refused, open_ = ("animate3d_gateway_reflection_refused_total",
+                      "animate3d_gateway_reflection_streams")
+    before = harness.metrics(gateway)
+    streams = []
+    try:
+        for _ in range(STREAMS_MAX):
+            streams.append(Stream(gateway))
+            assert streams[-1].ask(list_services="").list_services_response.service
+        assert harness.metrics(gateway)[open_] == STREAMS_MAX
+        with pytest.raises(grpc.RpcError) as e:
+            Stream(gateway).ask(list_services="")
+        assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, e.value
+        assert "%d streams are open" % STREAMS_MAX in e.value.details(), e.value.details()
+    finally:
+        for s in streams:
+            s.close()
+    after = harness.metrics(gateway)
+    assert after[refused] - before.get(refused, 0) == 1
+    assert after[open_] == 0
+    s = Stream(gateway)
+    assert s.ask(list_services="").list_services_response.service
+    assert s.close() == []
 
 
 def test_metrics_count_requests(gateway):
