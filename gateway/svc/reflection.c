@@ -15,26 +15,32 @@
 
 #include "gateway/base/clock.h"
 #include "gateway/base/lograte.h"
-#include "gateway/base/log.h"
 #include "gateway/base/metrics.h"
+#include "gateway/base/slots.h"
 #include "gateway/call/call.h"
 #include "gateway/call/env.h"
 #include "gateway/call/svc.h"
+#include "gateway/config/config.h"
+#include "gateway/svc/caps.h"
 
-#define REFL_REFUSAL_LOG_PER_S 5	/* log lines per second about refused streams */
+static const struct gw_caps_what refl_caps = {
+	"ServerReflectionInfo", "reflection_streams", "streams", "tenant",
+	"a fair share of the gateway's 64 among its tenants, fixed", "fixed"
+};
+_Static_assert(GW_REFL_MAX_STREAMS == 64, "refl_caps names the cap");
 
 struct gw_refl {
 	struct gw_protoset *ps;
 	char *services[GW_REFL_MAX_SERVICES];
 	size_t nservices;
 
-	struct gw_call *streams[GW_REFL_MAX_STREAMS];
+	struct gw_call *streams[GW_REFL_MAX_STREAMS];	/* each holds a slot of its tenant */
 	size_t nstreams;
+	struct gw_slots tenants;	/* open streams by tenant name (caps: the header) */
 	int ended;			/* drained: no new streams */
 
 	uint64_t requests;		/* requests answered (errors included) */
 	uint64_t not_found;		/* of them, error_responses */
-	uint64_t refused;		/* streams refused at the cap */
 	uint64_t unread;		/* streams ended for replies left unread */
 	struct gw_lograte refusals_log;
 };
@@ -105,6 +111,7 @@ void gw_refl_free(struct gw_refl *r)
 	for (size_t i = 0; i < r->nservices; i++)
 		free(r->services[i]);
 	gw_protoset_free(r->ps);
+	gw_slots_free(&r->tenants);
 	free(r);
 }
 
@@ -237,8 +244,14 @@ int gw_refl_answer(const struct gw_refl *r, const Grpc__Reflection__V1__ServerRe
 
 /* ---- the streams ---- */
 
+/* Drops c from the table and gives its tenant's slot back (the call's data is the name). */
 static void refl_forget(struct gw_refl *r, struct gw_call *c)
 {
+	char *tenant = gw_call_data(c);
+
+	gw_call_set_data(c, NULL);
+	gw_slots_give(&r->tenants, tenant);
+	free(tenant);
 	for (size_t i = 0; i < r->nstreams; i++) {
 		if (r->streams[i] != c)
 			continue;
@@ -291,27 +304,43 @@ static void refl_on_request(struct gw_call *c, const ProtobufCMessage *msg, int 
 	gw_call_recv(c, &grpc__reflection__v1__server_reflection_request__descriptor, refl_on_request);
 }
 
+/* A slot for c's tenant: 0 with *name_out its copy, or -1 with c finished RESOURCE_EXHAUSTED
+ * (counted by the slots table, logged within budget). */
+static int refl_admit(struct gw_refl *r, struct gw_call *c, char **name_out)
+{
+	const struct gw_tenant_cfg *t = gw_call_tenant(c);
+	const char *name = t ? t->name : "";
+	uint64_t share = gw_slots_fair_share(GW_REFL_MAX_STREAMS, gw_call_env(c)->cfg->ntenants);
+	enum gw_slots_verdict v = gw_slots_take(&r->tenants, name, share, GW_REFL_MAX_STREAMS);
+
+	if (v == GW_SLOTS_OK && r->nstreams < GW_REFL_MAX_STREAMS) {
+		*name_out = strdup(name);
+		if (*name_out)
+			return 0;
+	}
+	if (v == GW_SLOTS_OK) {
+		gw_slots_give(&r->tenants, name);
+		v = GW_SLOTS_BAD;
+	}
+	gw_caps_refuse(c, &r->refusals_log, gw_clock_now_us() / 1000, &refl_caps, name, v,
+		       v == GW_SLOTS_NAME_FULL ? gw_slots_held(&r->tenants, name) : r->tenants.used,
+		       v == GW_SLOTS_NAME_FULL ? share : GW_REFL_MAX_STREAMS);
+	return -1;
+}
+
 void gw_refl_handle(struct gw_call *c)
 {
 	struct gw_refl *r = gw_call_svc(c);
-	uint64_t held = 0;
+	char *tenant = NULL;
 
 	if (!r || r->ended) {
 		gw_call_fail(c, GRPC_STATUS_UNAVAILABLE, "server is shutting down");
 		return;
 	}
-	if (r->nstreams >= GW_REFL_MAX_STREAMS) {
-		r->refused++;
-		if (gw_lograte_allow(&r->refusals_log, gw_clock_now_us() / 1000, REFL_REFUSAL_LOG_PER_S, &held))
-			gw_log(GW_LOG_WARN, "reflection", GW_LS("msg", "stream refused: at the cap"),
-			       GW_LN("streams", (long long)r->nstreams),
-			       GW_LN("suppressed", (long long)held), GW_LEND);
-		gw_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED,
-			     "reflection: %d streams are open, the most this server holds",
-			     GW_REFL_MAX_STREAMS);
+	if (refl_admit(r, c, &tenant) != 0)
 		return;
-	}
 	r->streams[r->nstreams++] = c;
+	gw_call_set_data(c, tenant);
 	gw_call_on_cancel(c, refl_cancelled);
 	gw_call_recv(c, &grpc__reflection__v1__server_reflection_request__descriptor, refl_on_request);
 }
@@ -325,6 +354,12 @@ static int refl_init(struct gw_env *env, void **state, char *err, size_t errlen)
 
 	if (!r)
 		return -1;
+	/* Tenants by name across reloads, as WatchStatus counts them (status.c). */
+	if (gw_slots_init(&r->tenants, 2 * GW_CONFIG_MAX_TENANTS, 1) != 0) {
+		snprintf(err, errlen, "reflection: out of memory");
+		gw_refl_free(r);
+		return -1;
+	}
 	*state = r;
 	return 0;
 }
@@ -357,8 +392,8 @@ static void refl_metrics(void *state, struct gw_metrics_out *o)
 		       "Server reflection requests answered with an error response (unknown "
 		       "file, symbol, extension or type).",
 		       r->not_found);
-	gw_metrics_one(o, "reflection_refused_total", "counter",
-		       "Server reflection streams refused at the cap.", r->refused);
+	gw_slots_render(&r->tenants, "reflection_streams_tenant",
+			"Open server reflection streams by tenant.", "tenant", "tenant", 1, o);
 	gw_metrics_one(o, "reflection_unread_ended_total", "counter",
 		       "Server reflection streams ended for leaving too many replies unread.",
 		       r->unread);

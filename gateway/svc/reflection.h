@@ -23,9 +23,11 @@
  * Limits: requests are decoded and checked like every request (gateway/api/validate.h: names are
  * at most 255 bytes of printable ASCII, grpc.max_receive_message_length bounds the message);
  * a malformed or oversized request ends the stream INVALID_ARGUMENT naming the field. Open
- * streams are capped (GW_REFL_MAX_STREAMS, refusals counted, RESOURCE_EXHAUSTED); a client that
- * keeps asking without reading its replies has its stream ended RESOURCE_EXHAUSTED once
- * GW_REFL_MAX_UNREAD are queued (counted). Streams end UNAVAILABLE at drain.
+ * streams are capped in all (GW_REFL_MAX_STREAMS) and per tenant (a fair share of it: one team
+ * cannot take every slot); refusals are RESOURCE_EXHAUSTED naming the cap (gateway/svc/caps.h),
+ * counted by tenant and cap. A client that keeps asking without reading its replies has its
+ * stream ended RESOURCE_EXHAUSTED once GW_REFL_MAX_UNREAD are queued (counted). Streams end
+ * UNAVAILABLE at drain.
  */
 #ifndef A3D_GATEWAY_REFLECTION_H
 #define A3D_GATEWAY_REFLECTION_H
@@ -36,7 +38,8 @@
 #include "grpc/reflection/v1/reflection.pb-c.h"
 #include "gateway/svc/protoset.h"
 
-#define GW_REFL_MAX_STREAMS 64		/* open ServerReflectionInfo streams, all tenants */
+#define GW_REFL_MAX_STREAMS 64		/* open ServerReflectionInfo streams, all tenants; each
+					 * tenant may hold a fair share (gw_slots_fair_share) */
 #define GW_REFL_MAX_UNREAD 8		/* replies queued on one stream (not yet taken by the
 					 * client); with the stream cap, at most 64 x 8 answers of
 					 * at most the whole set (50 KiB) are held: 25 MiB */

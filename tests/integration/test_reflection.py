@@ -292,28 +292,48 @@ def test_unread_replies_end_the_stream(gateway):
     assert got <= UNREAD_MAX + 2, got
 
 
+def _refused(gw):
+    """Reflection streams refused so far, by (tenant, cap)."""
+    out = {}
+    for k, v in harness.metrics(gw).items():
+        if k.startswith("animate3d_gateway_reflection_streams_tenant_refused_total{"):
+            labels = dict(x.split("=", 1) for x in k[k.index("{") + 1:-1].split(","))
+            out[(labels.get("tenant", "").strip('"'), labels["cap"].strip('"'))] = v
+    return out
+
+
 def test_open_streams_are_capped(gateway):
-    """GW_REFL_MAX_STREAMS open streams, all answering; one more is RESOURCE_EXHAUSTED (counted);
-    once they end, a new stream is served."""
-    refused, open_ = ("animate3d_gateway_reflection_refused_total",
-                      "animate3d_gateway_reflection_streams")
-    before = harness.metrics(gateway)
+    """A tenant holds at most its fair share of the GW_REFL_MAX_STREAMS (3 tenants: 22 each), the
+    gateway at most GW_REFL_MAX_STREAMS; each refusal is RESOURCE_EXHAUSTED naming the cap,
+    counted by tenant and cap; once the streams end, a new one is served."""
+    share = -(-STREAMS_MAX // len(harness.KEYS))
+    open_ = "animate3d_gateway_reflection_streams"
+    before = _refused(gateway)
     streams = []
-    try:
-        for _ in range(STREAMS_MAX):
-            streams.append(Stream(gateway))
-            assert streams[-1].ask(list_services="").list_services_response.service
-        assert harness.metrics(gateway)[open_] == STREAMS_MAX
+
+    def refused(tenant):
         with pytest.raises(grpc.RpcError) as e:
-            Stream(gateway).ask(list_services="")
+            Stream(gateway, md=gateway.md(tenant)).ask(list_services="")
         assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, e.value
-        assert "%d streams are open" % STREAMS_MAX in e.value.details(), e.value.details()
+        return e.value.details()
+
+    try:
+        for tenant, n in (("team-a", share), ("team-b", share), ("viewer", STREAMS_MAX - 2 * share)):
+            for _ in range(n):
+                streams.append(Stream(gateway, md=gateway.md(tenant)))
+                assert streams[-1].ask(list_services="").list_services_response.service
+        assert harness.metrics(gateway)[open_] == STREAMS_MAX
+        msg = refused("team-a")
+        assert "tenant team-a holds %d streams; its cap is %d" % (share, share) in msg, msg
+        msg = refused("viewer")
+        assert "the gateway holds %d streams; its cap is %d" % (STREAMS_MAX, STREAMS_MAX) in msg, msg
     finally:
         for s in streams:
             s.close()
-    after = harness.metrics(gateway)
-    assert after[refused] - before.get(refused, 0) == 1
-    assert after[open_] == 0
+    after = _refused(gateway)
+    assert after.get(("team-a", "tenant"), 0) - before.get(("team-a", "tenant"), 0) == 1, after
+    assert after.get(("viewer", "global"), 0) - before.get(("viewer", "global"), 0) == 1, after
+    assert harness.metrics(gateway)[open_] == 0
     s = Stream(gateway)
     assert s.ask(list_services="").list_services_response.service
     assert s.close() == []
