@@ -292,10 +292,14 @@ static void refl_on_request(struct gw_call *c, const ProtobufCMessage *msg, int 
 	r->requests++;
 	if (gw_refl_answer(r, (const Grpc__Reflection__V1__ServerReflectionRequest *)msg, &resp, &a))
 		r->not_found++;
+	if (gw_call_stream_send(c, &resp.base) != 0) {
+		/* Only a call that is gone refuses (a send failed): nobody reads this status. */
+		refl_end(r, c, GRPC_STATUS_CANCELLED, "reflection: the stream broke");
+		return;
+	}
 	/* A client that asks without reading would make the call queue every answer (a file is
 	 * tens of KiB); a client that reads before asking again never has more than one. */
-	if (gw_call_stream_send(c, &resp.base) != 0 ||
-	    gw_call_stream_pending(c) > GW_REFL_MAX_UNREAD) {
+	if (gw_call_stream_pending(c) > GW_REFL_MAX_UNREAD) {
 		r->unread++;
 		refl_end(r, c, GRPC_STATUS_RESOURCE_EXHAUSTED,
 			 "reflection: too many replies left unread; read each before asking again");
