@@ -22,6 +22,7 @@
 #include "gateway/svc/download.h"
 #include "gateway/svc/follower.h"
 #include "gateway/svc/health.h"
+#include "gateway/svc/reflection.h"
 #include "gateway/svc/rpc_owner.h"
 #include "gateway/svc/status.h"
 #include "gateway/svc/unary.h"
@@ -89,6 +90,12 @@ static const struct gw_method methods_table[] = {
 	  GW_UNARY, 0, 0, 0, 0, { 0 }, gw_health_check, &gw_svc_health },
 	{ "/grpc.health.v1.Health/Watch", "Watch", &grpc__health__v1__health_check_request__descriptor,
 	  GW_SERVER_STREAM, 0, 0, 0, 0, { 0 }, gw_health_watch, &gw_svc_health },
+	/* Server reflection (issue 21), both protocol versions: any valid key, either permission
+	 * (gateway/svc/reflection.h says why a key at all); one token when the stream opens. */
+	{ "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", "ServerReflectionInfo", NULL,
+	  GW_BIDI_STREAM, R | W, 1, 0, 0, { 0 }, gw_refl_handle, &gw_svc_reflection },
+	{ "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", "ServerReflectionInfo",
+	  NULL, GW_BIDI_STREAM, R | W, 1, 0, 0, { 0 }, gw_refl_handle, &gw_svc_reflection },
 };
 
 _Static_assert(sizeof methods_table / sizeof methods_table[0] <= GW_METHODS_MAX,
@@ -102,6 +109,7 @@ _Static_assert(sizeof methods_table / sizeof methods_table[0] <= GW_METHODS_MAX,
 static const struct gw_svc *const methods_services[] = {
 	&gw_svc_health, &gw_svc_status, &gw_svc_download, &gw_svc_follower, &gw_svc_webhook_in,
 	&gw_svc_unary, &gw_svc_upload, &gw_svc_webhook_reg, &gw_svc_webhook_out,
+	&gw_svc_reflection,
 };
 
 const struct gw_method *gw_methods(size_t *n)

@@ -548,8 +548,8 @@ static int server_grpc_new(struct gw_server *srv, char *err, size_t errlen)
 
 		env->method_handles[i] = grpc_server_register_method(
 			env->grpc, m->path, NULL,
-			m->kind == GW_CLIENT_STREAM ? GRPC_SRM_PAYLOAD_NONE
-						    : GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER,
+			GW_METHOD_STREAMS_IN(m) ? GRPC_SRM_PAYLOAD_NONE
+						: GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER,
 			0);
 		if (!env->method_handles[i]) {
 			snprintf(err, errlen, "cannot register gRPC method %s", m->path);

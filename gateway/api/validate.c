@@ -12,6 +12,7 @@
 #include "animate3d/v1/jobs.pb-c.h"
 #include "animate3d/v1/webhooks.pb-c.h"
 #include "grpc/health/v1/health.pb-c.h"
+#include "grpc/reflection/v1/reflection.pb-c.h"
 
 #define VD_MALFORMED_MSG "malformed request message"
 
@@ -253,6 +254,7 @@ int gw_validate_str(enum gw_validate_kind k, const char *field, const char *s, c
 /* ---- fields ---- */
 
 #define VD_D(m) &animate3d__v1__##m##__descriptor
+#define VD_R(m) &grpc__reflection__v1__##m##__descriptor
 
 /* Every string or repeated field of every request message (and of the messages they contain).
  * Keep in step with the .proto comments and docs/operations.md ("Request field limits"). */
@@ -309,6 +311,14 @@ static const struct {
 	{ VD_D(rotate_secret_request), "id", GW_VK_ENDPOINT_ID, 0 },
 	/* grpc/health/v1/health.proto */
 	{ &grpc__health__v1__health_check_request__descriptor, "service", GW_VK_SERVICE, 0 },
+	/* grpc/reflection/v1/reflection.proto (v1alpha requests are decoded with it: the same
+	 * fields and numbers): file and symbol names, like service names */
+	{ VD_R(server_reflection_request), "host", GW_VK_SERVICE, 0 },
+	{ VD_R(server_reflection_request), "file_by_filename", GW_VK_SERVICE, 0 },
+	{ VD_R(server_reflection_request), "file_containing_symbol", GW_VK_SERVICE, 0 },
+	{ VD_R(server_reflection_request), "all_extension_numbers_of_type", GW_VK_SERVICE, 0 },
+	{ VD_R(server_reflection_request), "list_services", GW_VK_SERVICE, 0 },
+	{ VD_R(extension_request), "containing_type", GW_VK_SERVICE, 0 },
 };
 
 #define VD_NFIELDS (sizeof vd_fields / sizeof vd_fields[0])

@@ -76,7 +76,8 @@ enum gw_validate_kind {
 	GW_VK_EXTRA_PARAM,	/* one extra_params entry: 1..256 bytes of printable ASCII */
 	GW_VK_IDEM_KEY,		/* idempotency key: 1..128 bytes of printable ASCII */
 	GW_VK_TEXT,		/* free text (model_name, search_token): at most 255 bytes of UTF-8, no control */
-	GW_VK_SERVICE,		/* grpc.health.v1 service name: at most 255 bytes of printable ASCII */
+	GW_VK_SERVICE,		/* grpc.health.v1 service name, server reflection's file and symbol
+				 * names: at most 255 bytes of printable ASCII */
 	GW_VK_TRACKING_REF,	/* a tracked person's id: 1..3 digits ("001"; params.c refuses 0) */
 	GW_VK_COUNT
 };

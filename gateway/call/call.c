@@ -536,6 +536,11 @@ void gw_call_stream_end(struct gw_call *c, grpc_status_code code, const char *ms
 	call_end(c, code, msg);
 }
 
+size_t gw_call_stream_pending(struct gw_call *c)
+{
+	return c->qlen + (c->sending ? 1 : 0);
+}
+
 void gw_call_recv(struct gw_call *c, const ProtobufCMessageDescriptor *desc, gw_recv_fn cb)
 {
 	grpc_op op;
@@ -579,7 +584,7 @@ int gw_call_arm(struct gw_env *env, size_t midx)
 	} else {
 		e = grpc_server_request_registered_call(env->grpc, env->method_handles[midx],
 							&c->call, &c->deadline, &c->md,
-							c->m->kind == GW_CLIENT_STREAM ? NULL : &c->payload,
+							GW_METHOD_STREAMS_IN(c->m) ? NULL : &c->payload,
 							env->cq, env->cq, &c->t_new);
 	}
 	if (e != GRPC_CALL_OK) {
@@ -852,7 +857,7 @@ static void call_start(struct gw_call *c)
 			return;
 		}
 	}
-	if (c->m->kind != GW_CLIENT_STREAM && c->m->req_desc) {
+	if (!GW_METHOD_STREAMS_IN(c->m) && c->m->req_desc) {
 		char err[GW_VALIDATE_ERR_MAX];
 		int malformed;
 

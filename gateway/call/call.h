@@ -32,7 +32,12 @@ struct gw_svc;
 struct gw_tenant_cfg;
 struct gw_up_account;
 
-enum gw_method_kind { GW_UNARY, GW_CLIENT_STREAM, GW_SERVER_STREAM };
+/* GW_BIDI_STREAM: the client streams (gw_call_recv) and the server streams (gw_call_stream_send)
+ * at once, as server reflection does; like client streaming, no request is decoded up front. */
+enum gw_method_kind { GW_UNARY, GW_CLIENT_STREAM, GW_SERVER_STREAM, GW_BIDI_STREAM };
+
+/* 1 when the method's requests arrive as a stream (no request message at the call's start). */
+#define GW_METHOD_STREAMS_IN(m) ((m)->kind == GW_CLIENT_STREAM || (m)->kind == GW_BIDI_STREAM)
 
 typedef void (*gw_handler_fn)(struct gw_call *c);
 
@@ -43,7 +48,7 @@ typedef void (*gw_handler_fn)(struct gw_call *c);
 struct gw_method {
 	const char *path;				/* "/animate3d.v1.Jobs/GetStatus" */
 	const char *name;				/* "GetStatus": messages, rate.costs keys */
-	const ProtobufCMessageDescriptor *req_desc;	/* NULL for client streaming */
+	const ProtobufCMessageDescriptor *req_desc;	/* NULL for client and bidi streaming */
 	enum gw_method_kind kind;
 	unsigned perm;					/* enum gw_perm; 0 = no key needed (health) */
 	unsigned cost;					/* tokens a call takes from its tenant's
@@ -101,6 +106,9 @@ void gw_call_fail_up(struct gw_call *c, const struct gw_up_failure *f);
  * Returns 0, or -1 when the queue is full or the call is gone (the message is dropped, counted). */
 int gw_call_stream_send(struct gw_call *c, const ProtobufCMessage *msg);
 void gw_call_stream_end(struct gw_call *c, grpc_status_code code, const char *msg);
+/* Server-stream messages of c queued or being sent: a client that does not read its replies
+ * (HTTP/2 flow control holds them) makes it grow, which a handler can bound below the queue. */
+size_t gw_call_stream_pending(struct gw_call *c);
 
 /* Client streaming: ask for the next message; cb gets it (decoded with desc and checked against
  * the field limits of gateway/api/validate.h) or NULL at the end of the stream (or on error: then

@@ -12,7 +12,7 @@ import os, sys
 ONLY = set(sys.argv[2:])
 def wanted(target):
     return not ONLY or target in ONLY
-if wanted("grpc_request") or wanted("upstream_json"):
+if wanted("grpc_request") or wanted("upstream_json") or wanted("reflection"):
     sys.path.insert(0, sys.argv[1])
     from animate3d.v1 import jobs_pb2 as J, characters_pb2 as C, webhooks_pb2 as W, account_pb2 as A
 
@@ -208,3 +208,44 @@ if wanted("webhook_in"):
     }
     for name, (path, sig, body) in hooks.items():
         put("webhook_in", name, ("%s\0%s\0%s" % (path, sig, body)).encode())
+
+# reflection: selector 0 + a descriptor set (hand-made: nesting, an import, an extension, a file
+# without a package), selector 1 + a ServerReflectionRequest (fuzz_reflection.c).
+if wanted("reflection"):
+    import grpc
+    from google.protobuf import descriptor_pb2 as D
+    grpc.__path__.append(os.path.join(sys.argv[1], "grpc"))
+    from grpc.reflection.v1 import reflection_pb2 as R
+    a = D.FileDescriptorProto(name="a.proto", package="p")
+    m = a.message_type.add(name="M")
+    m.field.add(name="x", number=1, type=D.FieldDescriptorProto.TYPE_INT32,
+                label=D.FieldDescriptorProto.LABEL_OPTIONAL)
+    m.extension_range.add(start=100, end=200)
+    inner = m.nested_type.add(name="Inner")
+    e = inner.enum_type.add(name="E")
+    e.value.add(name="V", number=0)
+    a.extension.add(name="ext", number=100, extendee=".p.M", type=D.FieldDescriptorProto.TYPE_INT32,
+                    label=D.FieldDescriptorProto.LABEL_OPTIONAL)
+    b = D.FileDescriptorProto(name="b.proto", package="q", dependency=["a.proto"])
+    svc = b.service.add(name="S")
+    svc.method.add(name="Call", input_type=".p.M", output_type=".p.M")
+    c = D.FileDescriptorProto(name="c.proto", dependency=["b.proto", "a.proto"])
+    c.message_type.add(name="Top")
+    sets = {"abc": [a, b, c], "a": [a], "b-before-a": [b, a], "twice": [a, a]}
+    for name, files in sets.items():
+        put("reflection", "set-" + name, b"\0" + D.FileDescriptorSet(file=files).SerializeToString())
+    put("reflection", "set-cut", b"\0" + D.FileDescriptorSet(file=[a, b]).SerializeToString()[:-7])
+    reqs = {
+        "list": R.ServerReflectionRequest(host="h", list_services="*"),
+        "file": R.ServerReflectionRequest(file_by_filename="animate3d/v1/jobs.proto"),
+        "symbol": R.ServerReflectionRequest(file_containing_symbol="animate3d.v1.Jobs.GetStatus"),
+        "nested": R.ServerReflectionRequest(
+            file_containing_symbol="grpc.health.v1.HealthCheckResponse.ServingStatus"),
+        "unknown": R.ServerReflectionRequest(file_containing_symbol="animate3d.v1.Nope"),
+        "extension": R.ServerReflectionRequest(file_containing_extension=R.ExtensionRequest(
+            containing_type="animate3d.v1.GetStatusRequest", extension_number=100)),
+        "numbers": R.ServerReflectionRequest(all_extension_numbers_of_type="animate3d.v1.Params"),
+        "none": R.ServerReflectionRequest(host="h"),
+    }
+    for name, m in reqs.items():
+        put("reflection", "req-" + name, b"\1" + m.SerializeToString())

@@ -17,6 +17,7 @@
 #include "gateway/methods.h"
 #include "gateway/svc/download.h"
 #include "gateway/svc/health.h"
+#include "gateway/svc/reflection.h"
 #include "gateway/svc/status.h"
 #include "gateway/svc/unary.h"
 #include "gateway/svc/upload.h"
@@ -50,8 +51,8 @@ Test(methods, every_contract_method_has_one_row)
 			cr_expect_neq(row->perm, 0, "%s needs a key", path);
 		}
 	}
-	/* The rest are the health service's two. */
-	cr_expect_eq(n, covered + 2);
+	/* The rest are the health service's two and server reflection's two (v1, v1alpha). */
+	cr_expect_eq(n, covered + 4);
 }
 
 Test(methods, rows_are_complete_and_unique)
@@ -66,7 +67,7 @@ Test(methods, rows_are_complete_and_unique)
 		cr_expect_not_null(m[i].svc, "%s: service", m[i].path);
 		cr_expect(slash && strcmp(slash + 1, m[i].name) == 0, "%s: name %s", m[i].path, m[i].name);
 		cr_expect_eq(m[i].tr.build == NULL, m[i].tr.parse == NULL, "%s: build and parse", m[i].path);
-		cr_expect(m[i].kind == GW_CLIENT_STREAM || m[i].req_desc, "%s: request type", m[i].path);
+		cr_expect(GW_METHOD_STREAMS_IN(&m[i]) || m[i].req_desc, "%s: request type", m[i].path);
 		cr_expect(!m[i].tr.build || m[i].kind == GW_UNARY, "%s: only unary rows translate",
 			  m[i].path);
 		for (size_t j = i + 1; j < n; j++)
@@ -98,6 +99,11 @@ Test(methods, fixed_rows_table)
 		{ "/animate3d.v1.Account/GetCreditBalance", GW_UNARY, GW_PERM_READ, 1, &gw_svc_unary, 1 },
 		{ "/grpc.health.v1.Health/Check", GW_UNARY, 0, 0, &gw_svc_health, 0 },
 		{ "/grpc.health.v1.Health/Watch", GW_SERVER_STREAM, 0, 0, &gw_svc_health, 0 },
+		/* Issue 21: any valid key (either permission), one token per stream. */
+		{ "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", GW_BIDI_STREAM,
+		  GW_PERM_READ | GW_PERM_WRITE, 1, &gw_svc_reflection, 0 },
+		{ "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", GW_BIDI_STREAM,
+		  GW_PERM_READ | GW_PERM_WRITE, 1, &gw_svc_reflection, 0 },
 	};
 
 	for (size_t w = 0; w < sizeof want / sizeof want[0]; w++) {
