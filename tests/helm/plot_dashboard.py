@@ -12,7 +12,10 @@ package) scraping the gateway's /metrics every 2 s with the labels the ServiceMo
 From 40 % to 60 % of the run the simulator fails half of the GET /status requests with 503
 (upstream errors, retries); at 75 % it expires every upstream session (logins); its account has
 25 credits, so jobs start failing with error 101 part-way. Then every panel's targets are asked with query_range
-($__rate_interval = 10 s) and drawn in the dashboard's order (rows as section titles).
+($__rate_interval = 10 s) and drawn where the dashboard's grid puts it. The chart's alert rules
+(prometheusRule.enabled, rendered with the build tree's helm) are loaded into the same Prometheus,
+and the alerts that went pending or firing during the run are printed (most wait longer than the
+run before they fire).
 
 Not part of ctest (needs `apt-get install prometheus python3-matplotlib`; about 3 minutes):
   A3D_BUILD_DIR=build /usr/bin/python3 tests/helm/plot_dashboard.py [docs/dashboard.png]
@@ -44,12 +47,37 @@ FARM_KEY = "plot-render-farm-key"
 PROM_START_S = 15.0
 
 
+def chart_rules(work):
+    """The chart's alert rules for release a3d in namespace a3d, as a Prometheus rule file."""
+    tools = os.path.join(harness.BUILD, "helm-tools", "bin")
+    chart = os.path.join(REPO, "helm", "animate3d-gateway")
+    p = subprocess.run([os.path.join(tools, "helm", "helm"), "template", "a3d", chart,
+                        "--namespace", NAMESPACE, "--set", "prometheusRule.enabled=true",
+                        "--show-only", "templates/prometheusrule.yaml"],
+                       capture_output=True, text=True, timeout=60)
+    if p.returncode != 0:
+        raise RuntimeError("helm template: " + p.stderr)
+    path = os.path.join(work, "rule.yaml")
+    with open(path, "w") as f:
+        f.write(p.stdout)
+    p = subprocess.run([os.path.join(tools, "kubectl", "kubectl"), "label", "--local", "-o",
+                        "json", "-f", path, "plot=1"], capture_output=True, text=True, timeout=60,
+                       env=dict(os.environ, KUBECONFIG=os.devnull))
+    if p.returncode != 0:
+        raise RuntimeError("kubectl: " + p.stderr)
+    rules = os.path.join(work, "rules.json")      # JSON is YAML to Prometheus
+    with open(rules, "w") as f:
+        json.dump(json.loads(p.stdout)["spec"], f)
+    return rules
+
+
 def prometheus(work, target):
-    """A Prometheus on 127.0.0.1 scraping target. -> (process, base URL)."""
+    """A Prometheus on 127.0.0.1 scraping target, with the chart's rules. -> (process, URL)."""
     port = harness.free_port()
     cfg = os.path.join(work, "prometheus.yml")
     with open(cfg, "w") as f:
         f.write(f"""global: {{ scrape_interval: {SCRAPE_S}s, evaluation_interval: {SCRAPE_S}s }}
+rule_files: ["{chart_rules(work)}"]
 scrape_configs:
   - job_name: {JOB}
     static_configs:
@@ -253,6 +281,13 @@ def main():
         time.sleep(2 * SCRAPE_S)
         end = time.time()
         print(f"plot: {LOAD_S:.0f} s of load: {done}")
+        alerts = set()
+        for s in query_range(url, "ALERTS", start, end):
+            alerts.add((s["metric"]["alertname"], s["metric"].get("tenant") or
+                        s["metric"].get("account") or s["metric"].get("pod") or "",
+                        max((v[1] == "1", s["metric"]["alertstate"]) for v in s["values"])[1]))
+        print("plot: alerts pending or firing during the run: "
+              + (", ".join(f"{a}({w}) {st}" for a, w, st in sorted(alerts)) or "none"))
         draw(dash, url, start, end, out)
         print(f"plot: wrote {out}")
     finally:
