@@ -938,6 +938,17 @@ def main():
                 "through Redis at 10.20.0.30:6379" in text
                 and "cluster.expected_replicas is 10" in text and "maxReplicas" in text
                 and "not shared" not in text, text)
+        c.check("NOTES (prod): helm test, the public webhook path on the Ingress host, no "
+                "public_url warning (it is set)",
+                "helm test t -n a3d" in text
+                and "public under /webhooks/animate3d/ through the Ingress (a3d-hooks.example.com)"
+                in text and "public_url is not set" not in text, text)
+        text = chart.notes(sets=["route.http.enabled=true", "route.http.parentRefs[0].name=gw",
+                                 "tests.enabled=false"])
+        c.check("NOTES (route.http without config.webhooks.public_url): warns that nothing will "
+                "be delivered; no helm test line without the test pod",
+                "through the HTTPRoute" in text and "WARNING: config.webhooks.public_url is not set"
+                in text and "helm test" not in text, text)
 
     guarded("NOTES", notes)
 
