@@ -11,8 +11,8 @@ package) scraping the gateway's /metrics every 2 s with the labels the ServiceMo
   viewer       asks the credit balance once a second.
 From 40 % to 60 % of the run the simulator fails half of the GET /status requests with 503
 (upstream errors, retries); at 75 % it expires every upstream session (logins); its account has
-25 credits, so jobs start failing with error 101 part-way. Then every panel's targets are asked with query_range
-($__rate_interval = 10 s) and drawn where the dashboard's grid puts it. The chart's alert rules
+25 credits, so jobs start failing with error 101 part-way. Then every panel's targets are asked
+with query_range ($__rate_interval = 10 s) and drawn where the dashboard's grid puts it. The chart's alert rules
 (prometheusRule.enabled, rendered with the build tree's helm) are loaded into the same Prometheus,
 and the alerts that went pending or firing during the run are printed (most wait longer than the
 run before they fire).
@@ -137,9 +137,9 @@ def load(gw, sim, stop_at):
                 time.sleep(0.5)
                 continue
             try:
+                left = max(1.0, min(20.0, stop_at - time.monotonic()))
                 for _ in gw.jobs.WatchStatus(jobs_pb2.WatchStatusRequest(rids=[rids[-1]]),
-                                             timeout=max(1.0, min(20.0, stop_at - time.monotonic())),
-                                             metadata=gw.md()):
+                                             timeout=left, metadata=gw.md()):
                     pass
             except grpc.RpcError:
                 pass
