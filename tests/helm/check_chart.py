@@ -1,5 +1,8 @@
 """Lints and renders helm/animate3d-gateway and asserts on the rendered objects.
 
+chart_hygiene.py (schema, routes, `helm test`, spread, hooks, Chart.yaml) and chart_monitoring.py
+(dashboard and alert rules against a running gateway) hold issue 20's checks; main() runs them.
+
 Rendering: `helm template` (offline). Parsing: the YAML stream is turned into JSON by
 `kubectl label --local -o json` (offline, no cluster, no python3-yaml needed); the gateway.yaml
 inside the ConfigMap is parsed the same way after wrapping it in a dummy object header.
@@ -15,6 +18,9 @@ import re
 import shutil
 import subprocess
 import sys
+
+import chart_hygiene
+import chart_monitoring
 
 CMD_TIMEOUT_S = 30  # every helm/kubectl call is bounded
 GRACE_MARGIN_S = 1  # terminationGracePeriodSeconds must exceed preStop + grace by at least this
@@ -172,8 +178,14 @@ class Render:
         args = self.container()["args"]
         return args[args.index("-c") + 1]
 
+    def config_map(self):
+        """The ConfigMap the config volume mounts (the dashboard may be another ConfigMap)."""
+        name = self.volume("config")["configMap"]["name"]
+        return next(o for o in self.objs if o["kind"] == "ConfigMap"
+                    and o["metadata"]["name"] == name)
+
     def gateway_yaml_text(self):
-        return self.one("ConfigMap")["data"][posixpath.basename(self.config_arg())]
+        return self.config_map()["data"][posixpath.basename(self.config_arg())]
 
     def gateway_config(self):
         """The gateway.yaml, parsed: wrapped in an object header kubectl accepts."""
@@ -281,7 +293,7 @@ def check_config_wiring(c, r, label, values_accounts, values_tenants):
     m = r.mount("config")
     c.check(f"{label}: -c {cfg} is inside the ConfigMap mount",
             posixpath.dirname(cfg) == m["mountPath"]
-            and r.volume("config")["configMap"]["name"] == r.one("ConfigMap")["metadata"]["name"],
+            and r.config_map()["metadata"]["name"] == r.one("Deployment")["metadata"]["name"],
             (cfg, m))
     c.check(f"{label}: gateway.yaml listens on the container's grpc, http and rest ports",
             gw["listen"]["grpc"].endswith(f":{port_of(ctr, 'grpc')}")
@@ -468,10 +480,10 @@ def undocumented_values(text):
 def values_referenced(chart_dir):
     """Every .Values.a.b path the templates use."""
     refs = set()
-    tdir = os.path.join(chart_dir, "templates")
-    for name in sorted(os.listdir(tdir)):
-        with open(os.path.join(tdir, name)) as f:
-            refs.update(re.findall(r"\.Values((?:\.[A-Za-z_]\w*)+)", f.read()))
+    for d, _, names in os.walk(os.path.join(chart_dir, "templates")):
+        for name in sorted(names):
+            with open(os.path.join(d, name)) as f:
+                refs.update(re.findall(r"\.Values((?:\.[A-Za-z_]\w*)+)", f.read()))
     return sorted(r.lstrip(".") for r in refs)
 
 
@@ -482,9 +494,12 @@ def main():
     ap.add_argument("--chart", required=True)
     ap.add_argument("--prod-values", required=True)
     ap.add_argument("--work", required=True)
+    ap.add_argument("--promql-modules", required=True,
+                    help="node_modules holding @prometheus-io/lezer-promql")
     ap.add_argument("--gateway", help="animate3d-gateway binary; when there, it reads the rendered "
                     "gateway.yaml files (--check-config)")
-    chart = Chart(ap.parse_args())
+    args = ap.parse_args()
+    chart = Chart(args)
     c = Checker()
 
     def guarded(name, fn):
@@ -534,15 +549,45 @@ def main():
 
     guarded("values.yaml", values_doc)
 
+    # -- issue 20: schema, routes, helm test, spread, hooks, Chart.yaml -----------------------
+    def hygiene():
+        with open(os.path.join(chart.chart, "values.yaml")) as f:
+            header = "apiVersion: a3d.test/v1\nkind: Values\nmetadata:\n  name: v\n"
+            values = chart.to_json(header + f.read())[0]
+        for k in ("apiVersion", "kind", "metadata"):
+            values.pop(k)
+        chart_hygiene.check_schema(c, chart, values)
+        chart_hygiene.check_routes(c, chart)
+        chart_hygiene.check_spread_and_hooks(c, chart)
+        chart_hygiene.check_chart_yaml(c, chart)
+
+    guarded("chart hygiene", hygiene)
+
+    # -- issue 20: the dashboard, the alert rules and the helm test pod against a live gateway --
+    def live_checks():
+        chart_monitoring.check_helpers(c)
+        live = chart_monitoring.LiveGateway(chart.work)
+        try:
+            families = chart_monitoring.families_of(live.metrics_text)
+            c.check("live gateway: /metrics scraped after a job ended FAILURE 101 (no credits)",
+                    "animate3d_gateway_job_outcomes_total" in families
+                    and 'error="101"' in live.metrics_text, sorted(families)[:5])
+            chart_monitoring.check_monitoring(c, chart, args.promql_modules, families)
+            chart_hygiene.check_test_pod(c, chart, live)
+        finally:
+            live.stop()
+
+    guarded("dashboard, alert rules and helm test against a live gateway", live_checks)
+
     # -- defaults -----------------------------------------------------------------------------
     def defaults():
         r = chart.render()
         lab = "default"
         c.check(f"{lab}: renders exactly ConfigMap, Deployment, PDB, PVC, Secret, Service, "
-                "ServiceAccount", r.kinds() == sorted(["ConfigMap", "Deployment",
-                                                       "PersistentVolumeClaim",
-                                                       "PodDisruptionBudget", "Secret", "Service",
-                                                       "ServiceAccount"]), r.kinds())
+                "ServiceAccount and the helm test Pod",
+                r.kinds() == sorted(["ConfigMap", "Deployment", "PersistentVolumeClaim",
+                                     "PodDisruptionBudget", "Secret", "Service",
+                                     "ServiceAccount", "Pod"]), r.kinds())
         pvc = r.one("PersistentVolumeClaim")
         state = r.volume("state")
         c.check(f"{lab}: the SQLite state is on the chart's PVC (kept on uninstall), no emptyDir",
@@ -893,6 +938,17 @@ def main():
                 "through Redis at 10.20.0.30:6379" in text
                 and "cluster.expected_replicas is 10" in text and "maxReplicas" in text
                 and "not shared" not in text, text)
+        c.check("NOTES (prod): helm test, the public webhook path on the Ingress host, no "
+                "public_url warning (it is set)",
+                "helm test t -n a3d" in text
+                and "public under /webhooks/animate3d/ through the Ingress (a3d-hooks.example.com)"
+                in text and "public_url is not set" not in text, text)
+        text = chart.notes(sets=["route.http.enabled=true", "route.http.parentRefs[0].name=gw",
+                                 "tests.enabled=false"])
+        c.check("NOTES (route.http without config.webhooks.public_url): warns that nothing will "
+                "be delivered; no helm test line without the test pod",
+                "through the HTTPRoute" in text and "WARNING: config.webhooks.public_url is not set"
+                in text and "helm test" not in text, text)
 
     guarded("NOTES", notes)
 
@@ -984,6 +1040,26 @@ def main():
                 any(rule.get("to") == [{"ipBlock": {"cidr": "10.20.0.30/32"}}]
                     and rule["ports"] == [{"port": 6379, "protocol": "TCP"}]
                     for rule in npol["spec"]["egress"]), npol["spec"]["egress"])
+        ing = r.one("Ingress")
+        c.check(f"{lab}: Ingress for the webhook path on a3d-hooks.example.com with TLS; a "
+                "GRPCRoute on the internal Gateway; no HTTPRoute",
+                [(x["host"], [p["path"] for p in x["http"]["paths"]])
+                 for x in ing["spec"]["rules"]]
+                == [("a3d-hooks.example.com", ["/webhooks/animate3d"])]
+                and ing["spec"]["tls"][0]["secretName"] == "a3d-hooks-tls"
+                and r.one("GRPCRoute")["spec"]["parentRefs"][0]["name"] == "internal-gw"
+                and not r.has("HTTPRoute"), ing["spec"])
+        c.check(f"{lab}: hard zone spread as given, with the release's selector",
+                r.pod["spec"]["topologySpreadConstraints"][0]["whenUnsatisfiable"]
+                == "DoNotSchedule"
+                and r.pod["spec"]["topologySpreadConstraints"][0]["labelSelector"]["matchLabels"]
+                == r.one("Deployment")["spec"]["selector"]["matchLabels"])
+        rules = [x for g in r.one("PrometheusRule")["spec"]["groups"] for x in g["rules"]]
+        c.check(f"{lab}: dashboard ConfigMap, PrometheusRule with team label and thresholds",
+                any(o["kind"] == "ConfigMap" and o["metadata"]["name"].endswith("-dashboard")
+                    for o in r.objs)
+                and all(x["labels"].get("team") == "platform" for x in rules)
+                and any(x["expr"].rstrip().endswith("> 500") for x in rules), rules[:1])
 
     guarded("prod render", prod)
 

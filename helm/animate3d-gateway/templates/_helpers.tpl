@@ -448,3 +448,29 @@ never on values that change between upgrades, so every rollout mounts the same f
 {{- printf "%s-state" (include "animate3d-gateway.fullname" .) | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 {{- end -}}
+
+{{/*
+The path the public routes (ingress, route.http) carry: config.webhooks.path_prefix, or the
+gateway's default, without its last '/' (Ingress Prefix and Gateway API PathPrefix match whole
+path elements, so /webhooks/animate3d covers /webhooks/animate3d/<account> and not /webhooksx).
+Only the webhooks are public: a prefix that would also route /metrics, /healthz or /readyz is
+refused.
+*/}}
+{{- define "animate3d-gateway.webhookPath" -}}
+{{- $c := .Values.config -}}
+{{- $p := toString (default "/webhooks/animate3d/" (get (default dict $c.webhooks) "path_prefix")) -}}
+{{- $t := trimSuffix "/" $p -}}
+{{- if or (not (hasPrefix "/" $p)) (regexMatch "^/*$" $p) (regexMatch "^/+(metrics|healthz|readyz)(/|$)" $t) -}}
+{{- fail (printf "config.webhooks.path_prefix %q would make more than the webhooks public through ingress or route.http (/metrics, /healthz and /readyz must stay private): give the webhooks a prefix of their own, e.g. /webhooks/animate3d/" $p) -}}
+{{- end -}}
+{{- $t -}}
+{{- end -}}
+
+{{/* Labels of the `helm test` pod: the release's, but not the selector labels of its pods. */}}
+{{- define "animate3d-gateway.testLabels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/part-of: {{ include "animate3d-gateway.name" . }}
+app.kubernetes.io/component: helm-test
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
