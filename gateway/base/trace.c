@@ -214,6 +214,11 @@ void gw_trace_child(struct gw_trace *child, const struct gw_trace *parent, struc
 	trace_random_hex(r, child->span_id, GW_TRACE_SPAN_HEX / 2);
 }
 
+void gw_trace_new_span(struct gw_trace *t, struct gw_trace_rng *r)
+{
+	trace_random_hex(r, t->span_id, GW_TRACE_SPAN_HEX / 2);
+}
+
 size_t gw_trace_format_parent(const struct gw_trace *t, char *buf, size_t cap)
 {
 	char *p = buf;

@@ -88,6 +88,8 @@ unsigned gw_trace_begin(struct gw_trace *t, struct gw_trace_rng *r, const struct
 
 /* *child = a new span of parent's trace, whose parent is parent's span (upstream requests). */
 void gw_trace_child(struct gw_trace *child, const struct gw_trace *parent, struct gw_trace_rng *r);
+/* A new span id for t, its parent unchanged (the next attempt of an upstream request). */
+void gw_trace_new_span(struct gw_trace *t, struct gw_trace_rng *r);
 
 /* 1 when s[0..len) is a request id kept as sent: 1..GW_TRACE_REQUEST_ID_MAX bytes of 0x21-0x7e. */
 int gw_trace_request_id_ok(const char *s, size_t len);

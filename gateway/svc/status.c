@@ -473,6 +473,7 @@ static void status_get_misses(struct status_get_op *op)
 			continue;
 		sl->w.done = status_get_done;
 		sl->w.deadline_ms = op->deadline;
+		sl->w.trace = gw_call_trace(c);
 		if (gw_status_want(x->status, op->acct, sl->rid, &sl->w) != 0) {
 			gw_call_on_cancel(c, NULL);
 			gw_call_set_data(c, NULL);

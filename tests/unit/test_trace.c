@@ -236,6 +236,15 @@ Test(trace, child_and_format)
 	cr_expect_str_eq(up1.request_id, "r1");
 	cr_expect_eq(up1.state, call.state);
 	cr_expect_eq(up1.flags, GW_TRACE_SAMPLED);
+	/* A retry: a span of its own, the same parent. */
+	{
+		char before[GW_TRACE_SPAN_HEX + 1];
+
+		memcpy(before, up2.span_id, sizeof before);
+		gw_trace_new_span(&up2, &rng);
+		cr_expect_str_neq(up2.span_id, before);
+		cr_expect_str_eq(up2.parent_id, call.span_id);
+	}
 
 	cr_expect_eq(gw_trace_format_parent(&up1, buf, sizeof buf), GW_TRACE_PARENT_LEN);
 	cr_expect_eq(strncmp(buf, "00-" TID "-", 36), 0, "%s", buf);
