@@ -40,6 +40,7 @@
 
 /* What only a local call has (gw_call_local). */
 struct call_local {
+	const struct gw_call_local_args *args;	/* while gw_call_local runs, else NULL */
 	char *auth;			/* wiped and freed with the call */
 	size_t auth_len;
 	uint8_t key[32];		/* the session's key hash (has_key) */
@@ -452,7 +453,7 @@ static void call_pump(struct gw_call *c)
  * and the call counts as closed, as a gRPC call does once its status is sent. */
 static void call_local_deliver(struct gw_call *c)
 {
-	struct gw_call_end end = { c->status, c->status_msg, c->pushback_ms, NULL, 0 };
+	struct gw_call_end end = { c->status, c->status_msg, c->pushback_ms, NULL, 0, &c->trace };
 	grpc_byte_buffer_reader r;
 	grpc_slice s = grpc_empty_slice();
 	int have = 0;
@@ -800,6 +801,48 @@ static const char *call_md_is(const grpc_metadata *md, const char *key, size_t k
 	return (const char *)GRPC_SLICE_START_PTR(md->value);
 }
 
+static void call_trace_count(struct gw_stats *st, unsigned bad)
+{
+	if (bad & GW_TRACE_BAD_REQUEST_ID)
+		st->trace_bad_request_id++;
+	if (bad & GW_TRACE_BAD_PARENT)
+		st->trace_bad_parent++;
+	if (bad & GW_TRACE_BAD_STATE)
+		st->trace_bad_state++;
+}
+
+/* A local call's trace, from the header values its caller passed (gw_call_local_args). Its
+ * tracestate is copied: upstream requests of the call may start after the caller's request. */
+static void call_trace_begin_local(struct gw_call *c)
+{
+	const struct gw_call_local_args *a = c->local->args;
+	struct gw_trace_in in = { 0 };
+	unsigned bad;
+
+	if (a && a->request_id) {
+		in.request_id = a->request_id;
+		in.request_id_len = strlen(a->request_id);
+	}
+	if (a && a->traceparent) {
+		in.parent = a->traceparent;
+		in.parent_len = strlen(a->traceparent);
+		in.n_parent = 1;
+	}
+	if (a && a->tracestate) {
+		in.state_len = strnlen(a->tracestate, GW_TRACE_STATE_MAX + 1);
+		in.state = a->tracestate;
+		if (in.state_len <= GW_TRACE_STATE_MAX && (c->state_buf = malloc(in.state_len + 1))) {
+			memcpy(c->state_buf, a->tracestate, in.state_len);
+			c->state_buf[in.state_len] = '\0';
+			in.state = c->state_buf;
+		}
+	}
+	bad = gw_trace_begin(&c->trace, &c->env->trace_rng, &in);
+	if (c->trace.state && c->trace.state != c->state_buf)
+		c->trace.state = NULL;	/* not copied (out of memory): not passed on */
+	call_trace_count(&c->env->stats, bad);
+}
+
 /*
  * The call's request id and trace (gateway/base/trace.h) from its x-request-id, traceparent and
  * tracestate metadata; what is missing or invalid is made up, and what was refused is counted.
@@ -813,6 +856,11 @@ static void call_trace_begin(struct gw_call *c)
 	size_t nstate = 0, total = 0, len;
 	const char *v;
 	unsigned bad;
+
+	if (c->local) {
+		call_trace_begin_local(c);
+		return;
+	}
 
 	for (size_t i = 0; i < c->md.count; i++) {
 		const grpc_metadata *md = &c->md.metadata[i];
@@ -849,12 +897,7 @@ static void call_trace_begin(struct gw_call *c)
 		c->state_buf = p;
 	}
 	bad = gw_trace_begin(&c->trace, &c->env->trace_rng, &in);
-	if (bad & GW_TRACE_BAD_REQUEST_ID)
-		st->trace_bad_request_id++;
-	if (bad & GW_TRACE_BAD_PARENT)
-		st->trace_bad_parent++;
-	if (bad & GW_TRACE_BAD_STATE)
-		st->trace_bad_state++;
+	call_trace_count(st, bad);
 }
 
 /* Finishes c RESOURCE_EXHAUSTED: a retry delay of wait ms, or (-1) its cost above the burst. */
@@ -1133,6 +1176,7 @@ int gw_call_local(struct gw_env *env, const struct gw_call_local_args *a, struct
 	if (!c->payload)
 		goto out;
 	c->local->handle = handle;
+	c->local->args = a;
 	*handle = c;
 	c->busy++;
 	if (env->draining) {
@@ -1148,6 +1192,7 @@ int gw_call_local(struct gw_env *env, const struct gw_call_local_args *a, struct
 		call_start(c);
 	}
 	c->busy--;
+	c->local->args = NULL;	/* borrowed until now: the trace took what it keeps */
 	call_maybe_free(c);	/* when it already ended (a refusal); else its close path frees it */
 	c = NULL;
 	rc = 0;

@@ -178,6 +178,8 @@ struct gw_call_end {
 	long retry_ms;			/* the retry delay of a RESOURCE_EXHAUSTED/UNAVAILABLE, or -1 */
 	const uint8_t *reply;		/* the packed response message (OK only; NULL: none) */
 	size_t reply_len;
+	const struct gw_trace *trace;	/* the call's request id and trace, for the answer's
+					 * X-Request-Id and traceparent headers */
 };
 typedef void (*gw_call_sink_fn)(void *arg, const struct gw_call_end *end);
 
@@ -196,6 +198,9 @@ struct gw_call_local_args {
 	int64_t deadline_ms;		/* from now; < 0: none (handlers bound upstream transfers by it) */
 	const char *peer;		/* as gw_call_peer() gives it ("ipv4:127.0.0.1:5555", cut to
 					 * GW_CALL_MAX_PEER); NULL: unknown */
+	/* The request's X-Request-Id, traceparent and tracestate header values (NUL-terminated,
+	 * borrowed; copied what is kept), or NULL: taken as a gRPC call's metadata is. */
+	const char *request_id, *traceparent, *tracestate;
 	gw_call_sink_fn sink;
 	void *arg;
 };

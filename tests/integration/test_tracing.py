@@ -275,3 +275,40 @@ def test_two_traceparents_are_not_believed(gateway):
     m = TP_RX.match(_one(md, "traceparent"))
     assert m.group(1) not in (TRACE, "1" * 32)
     assert _metric(gateway, "rpc_traceparent_invalid_total") == before + 1
+
+
+# ---- the REST facade: the same ids, as HTTP headers ------------------------------------------------
+@pytest.fixture(scope="module")
+def rest_gw(stack, sim):
+    return stack.gateway(sim, name="rest", rest=True)
+
+
+def _rest(gw, headers):
+    h = {"Authorization": "Bearer " + harness.KEYS["team-a"]}
+    h.update(headers)
+    st, hdrs, _ = harness.http("GET", gw.rest_url + CREDITS_ROUTE, headers=h)
+    assert st == 200, st
+    return {k.lower(): v for k, v in hdrs.items()}
+
+
+def test_rest_facade_ids(rest_gw, sim):
+    rid = "rest-trace-%d" % time.monotonic_ns()
+    hdrs = _rest(rest_gw, {"X-Request-Id": rid, "traceparent": TRACEPARENT,
+                           "tracestate": TRACESTATE})
+    assert hdrs["x-request-id"] == rid
+    m = TP_RX.match(hdrs["traceparent"])
+    assert m and m.group(1) == TRACE and m.group(2) != PARENT, hdrs
+    ups = [r for r in _wait_lines(rest_gw, rid, {"rpc", "upstream"}) if r["event"] == "upstream"]
+    assert ups[-1]["parent_span_id"] == m.group(2)
+    up = _headers(_upstream_with_span(sim, ups[-1]["span_id"]))
+    assert TP_RX.match(_one(up, "traceparent")).group(1) == TRACE
+    assert _one(up, "tracestate") == TRACESTATE
+
+    # Without ids, or with invalid ones: generated, never echoed.
+    a = _rest(rest_gw, {})
+    b = _rest(rest_gw, {"X-Request-Id": "has space", "traceparent": "00-bad"})
+    for h in (a, b):
+        assert GEN_ID_RX.match(h["x-request-id"]), h
+        assert TP_RX.match(h["traceparent"]).group(3) == "00"
+    assert a["x-request-id"] != b["x-request-id"]
+    assert TP_RX.match(a["traceparent"]).group(1) != TP_RX.match(b["traceparent"]).group(1)
