@@ -791,14 +791,24 @@ static void call_set_name(struct gw_call *c)
 	c->method_name[i] = '\0';
 }
 
-/* The value of metadata entry i when its key is key (klen bytes), else NULL. */
-static const char *call_md_is(const grpc_metadata *md, const char *key, size_t klen, size_t *len)
+enum call_md_kind { CALL_MD_OTHER, CALL_MD_REQUEST_ID, CALL_MD_PARENT, CALL_MD_STATE };
+
+/* Which of the trace's keys md is (keys arrive in lower case). The length picks the candidate:
+ * every call's metadata is scanned, most of it authorization and user-agent. */
+static enum call_md_kind call_md_kind(const grpc_metadata *md)
 {
-	if (GRPC_SLICE_LENGTH(md->key) != klen ||
-	    memcmp(GRPC_SLICE_START_PTR(md->key), key, klen) != 0)
-		return NULL;
-	*len = GRPC_SLICE_LENGTH(md->value);
-	return (const char *)GRPC_SLICE_START_PTR(md->value);
+	const void *k = GRPC_SLICE_START_PTR(md->key);
+
+	switch (GRPC_SLICE_LENGTH(md->key)) {
+	case 12:
+		return memcmp(k, "x-request-id", 12) == 0 ? CALL_MD_REQUEST_ID : CALL_MD_OTHER;
+	case 11:
+		return memcmp(k, "traceparent", 11) == 0 ? CALL_MD_PARENT : CALL_MD_OTHER;
+	case 10:
+		return memcmp(k, "tracestate", 10) == 0 ? CALL_MD_STATE : CALL_MD_OTHER;
+	default:
+		return CALL_MD_OTHER;
+	}
 }
 
 static void call_trace_count(struct gw_stats *st, unsigned bad)
@@ -861,18 +871,22 @@ static void call_trace_begin(struct gw_call *c)
 		call_trace_begin_local(c);
 		return;
 	}
-
 	for (size_t i = 0; i < c->md.count; i++) {
 		const grpc_metadata *md = &c->md.metadata[i];
+		enum call_md_kind kind = call_md_kind(md);
 
-		if ((v = call_md_is(md, "x-request-id", 12, &len)) && !in.request_id) {
+		if (kind == CALL_MD_OTHER)
+			continue;
+		v = (const char *)GRPC_SLICE_START_PTR(md->value);
+		len = GRPC_SLICE_LENGTH(md->value);
+		if (kind == CALL_MD_REQUEST_ID && !in.request_id) {
 			in.request_id = v;
 			in.request_id_len = len;
-		} else if ((v = call_md_is(md, "traceparent", 11, &len))) {
+		} else if (kind == CALL_MD_PARENT) {
 			in.parent = v;
 			in.parent_len = len;
 			in.n_parent++;
-		} else if ((v = call_md_is(md, "tracestate", 10, &len))) {
+		} else if (kind == CALL_MD_STATE) {
 			in.state = v;
 			in.state_len = len;
 			total += len + 1;
@@ -885,12 +899,14 @@ static void call_trace_begin(struct gw_call *c)
 		size_t off = 0;
 
 		for (size_t i = 0; p && i < c->md.count; i++) {
-			if (!(v = call_md_is(&c->md.metadata[i], "tracestate", 10, &len)))
+			const grpc_metadata *md = &c->md.metadata[i];
+
+			if (call_md_kind(md) != CALL_MD_STATE)
 				continue;
 			if (off)
 				p[off++] = ',';
-			memcpy(p + off, v, len);
-			off += len;
+			memcpy(p + off, GRPC_SLICE_START_PTR(md->value), GRPC_SLICE_LENGTH(md->value));
+			off += GRPC_SLICE_LENGTH(md->value);
 		}
 		in.state = p ? p : in.state;
 		in.state_len = p ? off : GW_TRACE_STATE_MAX + 1;

@@ -264,3 +264,26 @@ Test(trace, child_and_format)
 	cr_expect_eq(gw_trace_format_parent(&call, small, sizeof small), 0);
 	cr_expect_str_eq(small, "");
 }
+
+/* The ids are the pool's bytes in hex, in order: span, then request id, then trace id; an
+ * all-zero id is made ...01. */
+Test(trace, generated_ids_are_the_pool_in_hex)
+{
+	static const uint8_t tail[40] = {
+		0, 0, 0, 0, 0, 0, 0, 0,
+		0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0xfe, 0xdc, 0xba, 0x98, 0x76, 0x54, 0x32, 0x10,
+		0x9a, 0xa9, 0x0f, 0xf0, 0x00, 0xff, 0x10, 0x01, 0x5a, 0xa5, 0x99, 0xaa, 0x0a, 0xa0, 0x7f, 0x80,
+	};
+	static struct gw_trace_rng rng;
+	struct gw_trace_in in = { 0 };
+	struct gw_trace t;
+
+	memcpy(rng.pool + sizeof rng.pool - sizeof tail, tail, sizeof tail);
+	rng.left = sizeof tail;
+	cr_assert_eq(gw_trace_begin(&t, &rng, &in), 0);
+	cr_expect_str_eq(t.span_id, "0000000000000001");
+	cr_expect_str_eq(t.request_id, "0123456789abcdeffedcba9876543210");
+	cr_expect_str_eq(t.trace_id, "9aa90ff000ff10015aa599aa0aa07f80");
+	cr_expect_eq(rng.left, 0);
+	cr_expect_eq(rng.refills, 0);
+}
