@@ -268,6 +268,16 @@ def test_invalid_traceparent_starts_new_trace(gateway, sim, bad):
     assert "tracestate" not in hdrs
 
 
+def test_several_tracestates_are_one_list(gateway, sim):
+    """A proxy may split tracestate into several values: they go upstream joined, in order."""
+    rid = "two-states-%d" % time.monotonic_ns()
+    _credits(gateway, [("x-request-id", rid), ("traceparent", TRACEPARENT),
+                       ("tracestate", "congo=t61rcWkgMzE"), ("tracestate", "rojo=00f067aa0ba902b7")])
+    ups = [r for r in _wait_lines(gateway, rid, {"rpc", "upstream"}) if r["event"] == "upstream"]
+    hdrs = _headers(_upstream_with_span(sim, ups[-1]["span_id"]))
+    assert _one(hdrs, "tracestate") == TRACESTATE
+
+
 def test_two_traceparents_are_not_believed(gateway):
     before = _metric(gateway, "rpc_traceparent_invalid_total")
     _, md = _credits(gateway, [("traceparent", TRACEPARENT),
