@@ -82,7 +82,8 @@ struct gw_status_result {
 	long retry_after_ms;
 	const Animate3d__V1__GetStatusResponse *resp;
 };
-/* The trace of the first waiter of f that has one (for the transport's start), or NULL. */
+/* The trace of the first waiter of f that has one, else of the first such watcher (for the
+ * transport's start), or NULL. */
 const struct gw_trace *gw_status_fetch_trace(const struct gw_status_fetch *f);
 /* Reports the end of a fetch (borrowed res). Runs waiter and watcher callbacks. */
 void gw_status_fetch_done(struct gw_status_fetch *f, const struct gw_status_result *res);
@@ -234,6 +235,8 @@ typedef void (*gw_status_notify_fn)(struct gw_status_watch *w, int code,
 struct gw_status_watch {
 	gw_status_notify_fn notify;	/* set by the caller */
 	void *arg;
+	const struct gw_trace *trace;	/* set by the caller: its call's trace, or NULL; used
+					 * when no waiter of the fetch has one */
 	int last_state;			/* JobState last sent; 0 = nothing sent yet (set by caller) */
 	int64_t last_step;
 	/* private */

@@ -188,6 +188,14 @@ const struct gw_trace *gw_status_fetch_trace(const struct gw_status_fetch *f)
 			if (w->trace)
 				return w->trace;
 	}
+	/* Only watchers: a WatchStatus stream's first read or its refresh. */
+	for (size_t i = 0; i < f->n; i++) {
+		const struct gw_status_watch *head = &f->recs[i]->watchers;
+
+		for (const struct gw_status_watch *w = head->next; w && w != head; w = w->next)
+			if (w->trace)
+				return w->trace;
+	}
 	return NULL;
 }
 

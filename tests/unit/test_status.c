@@ -247,6 +247,47 @@ Test(status, fetch_trace_table)
 	}
 }
 
+static void watch_noop(struct gw_status_watch *w, int code, const Animate3d__V1__JobStatus *st)
+{
+	(void)w;
+	(void)code;
+	(void)st;
+}
+
+/* A fetch only watchers wait for (WatchStatus's first read) goes under a watcher's trace; a
+ * waiter's comes first. */
+Test(status, fetch_trace_of_watchers)
+{
+	static struct gw_trace tw, tg;
+	struct gw_status_watch w1 = { .notify = watch_noop }, w2 = { .notify = watch_noop, .trace = &tw };
+	struct got g;
+	struct fix x;
+
+	fix_init(&x, 50, 5, 1000);
+	cr_assert_eq(gw_status_watch(x.s, 0, "a", &w1), 0);
+	cr_assert_eq(gw_status_watch(x.s, 0, "a", &w2), 0);
+	x.now += 5;
+	gw_status_tick(x.s);
+	cr_assert_eq(x.nfetch, 1);
+	cr_expect_eq(x.fetch[0].trace, &tw);
+	gw_status_unwatch(&w1);
+	gw_status_unwatch(&w2);
+	fix_fini(&x);
+
+	fix_init(&x, 50, 5, 1000);
+	cr_assert_eq(gw_status_watch(x.s, 0, "a", &w2), 0);
+	memset(&g, 0, sizeof g);
+	g.w.done = got_done;
+	g.w.trace = &tg;
+	cr_assert_eq(gw_status_want(x.s, 0, "a", &g.w), 0);
+	x.now += 5;
+	gw_status_tick(x.s);
+	cr_assert_eq(x.nfetch, 1);
+	cr_expect_eq(x.fetch[0].trace, &tg);
+	gw_status_unwatch(&w2);
+	fix_fini(&x);
+}
+
 Test(status, split_answers_and_not_found)
 {
 	struct fix x;
