@@ -24,6 +24,7 @@
 #include "gateway/base/fdlimit.h"
 #include "gateway/base/log.h"
 #include "gateway/base/metrics.h"
+#include "gateway/base/trace.h"
 #include "gateway/call/call.h"
 #include "gateway/call/env.h"
 #include "gateway/config/config.h"
@@ -97,6 +98,8 @@ static void rest_cors(struct evhttp_request *req)
 			evhttp_add_header(out, "Access-Control-Allow-Origin", origin);
 			evhttp_add_header(out, "Access-Control-Allow-Credentials", "true");
 			evhttp_add_header(out, "Vary", "Origin");
+			/* A browser script may read the ids it can quote to operators. */
+			evhttp_add_header(out, "Access-Control-Expose-Headers", "X-Request-Id, traceparent");
 			return;
 		}
 }
@@ -152,6 +155,14 @@ static void rest_on_end(void *arg, const struct gw_call_end *end)
 
 	rest_unlink(q);
 	gw_conncap_busy(r->cap, q->req, 0);
+	if (end->trace) {
+		struct evkeyvalq *out = evhttp_request_get_output_headers(q->req);
+		char tp[GW_TRACE_PARENT_LEN + 1];
+
+		gw_trace_format_parent(end->trace, tp, sizeof tp);
+		evhttp_add_header(out, "X-Request-Id", end->trace->request_id);
+		evhttp_add_header(out, "traceparent", tp);
+	}
 	/* The key a session was opened with is gone (a reload removed it): so is the session. */
 	if (end->code == GRPC_STATUS_UNAUTHENTICATED && q->token[0])
 		gw_rest_sess_drop(r->sess, q->token, strlen(q->token));
@@ -401,6 +412,9 @@ static void rest_on_request(struct evhttp_request *req, void *arg)
 	a.tenant = tenant;
 	a.deadline_ms = cfg->rest.call_timeout_ms;
 	a.peer = peer;
+	a.request_id = evhttp_find_header(in_hdr, "X-Request-Id");
+	a.traceparent = evhttp_find_header(in_hdr, "traceparent");
+	a.tracestate = evhttp_find_header(in_hdr, "tracestate");
 	a.sink = rest_on_end;
 	a.arg = q;
 	if (gw_call_local(r->env, &a, &q->call) != 0) {

@@ -30,6 +30,9 @@ struct gw_stats {
 	uint64_t cancelled;			/* client cancel or deadline before the reply */
 	uint64_t stream_dropped;		/* server-stream messages refused (queue full / gone) */
 	uint64_t rejected_draining;		/* calls that arrived while shutting down */
+	uint64_t trace_bad_request_id;		/* x-request-id refused: a generated one replaced it */
+	uint64_t trace_bad_parent;		/* traceparent refused: the call started a new trace */
+	uint64_t trace_bad_state;		/* tracestate dropped */
 	uint64_t reloads_ok, reloads_failed;	/* SIGHUP */
 	/* HTTP side */
 	uint64_t http_requests;

@@ -30,6 +30,7 @@
 #include "gateway/base/log.h"
 #include "gateway/api/validate.h"
 #include "gateway/base/lograte.h"
+#include "gateway/base/trace.h"
 #include "gateway/call/admit.h"
 #include "gateway/call/env.h"
 #include "gateway/config/config.h"
@@ -39,6 +40,7 @@
 
 /* What only a local call has (gw_call_local). */
 struct call_local {
+	const struct gw_call_local_args *args;	/* while gw_call_local runs, else NULL */
 	char *auth;			/* wiped and freed with the call */
 	size_t auth_len;
 	uint8_t key[32];		/* the session's key hash (has_key) */
@@ -60,7 +62,9 @@ struct gw_call {
 	grpc_metadata_array md;
 	grpc_byte_buffer *payload;
 	struct gw_tag t_new, t_close, t_send, t_recv;
-	char id[20];
+	struct gw_trace trace;		/* request id, trace and span (gateway/base/trace.h); its
+					 * tracestate points into md or state_buf */
+	char *state_buf;		/* several tracestate values joined, or NULL */
 	char method_name[CALL_MAX_METHOD_NAME];
 
 	int arrived;			/* the request completed with a call */
@@ -101,7 +105,9 @@ struct gw_call {
 	const ProtobufCMessageDescriptor *recv_desc;
 	gw_recv_fn recv_cb;
 	int recv_in_flight;
-	char recv_err[GW_VALIDATE_ERR_MAX];	/* why the last received message was refused */
+	char *recv_err;			/* why the last received message was refused: GW_VALIDATE_ERR_MAX
+					 * bytes allocated by the first receive, which only client
+					 * streaming calls make (the struct stays under 2 KiB) */
 
 	/* A local call (no grpc_call; the REST facade): its credential, peer and sink, allocated
 	 * apart so that a gRPC call's struct stays under 2 KiB (see the arena). NULL otherwise. */
@@ -133,7 +139,8 @@ const struct gw_method *gw_call_method(struct gw_call *c) { return c->m; }
 const ProtobufCMessage *gw_call_request(struct gw_call *c) { return c->req; }
 const struct gw_tenant_cfg *gw_call_tenant(struct gw_call *c) { return c->tenant; }
 size_t gw_call_tenant_index(struct gw_call *c) { return c->tenant_idx; }
-const char *gw_call_id(struct gw_call *c) { return c->id; }
+const char *gw_call_id(struct gw_call *c) { return c->trace.request_id; }
+const struct gw_trace *gw_call_trace(struct gw_call *c) { return &c->trace; }
 
 void gw_call_peer(struct gw_call *c, char *buf, size_t len)
 {
@@ -152,7 +159,10 @@ void gw_call_count_upstream(struct gw_call *c) { c->upstream_calls++; }
 void gw_call_set_data(struct gw_call *c, void *data) { c->data = data; }
 void *gw_call_data(struct gw_call *c) { return c->data; }
 int gw_call_cancelled(struct gw_call *c) { return c->hook_ran || (c->close_done && !c->finished); }
-const char *gw_call_recv_error(struct gw_call *c) { return c->recv_err; }
+const char *gw_call_recv_error(struct gw_call *c)
+{
+	return c->recv_err ? c->recv_err : "malformed message in the stream";
+}
 
 void gw_call_on_cancel(struct gw_call *c, void (*fn)(struct gw_call *c, void *data))
 {
@@ -321,7 +331,7 @@ static void call_start_batch(struct gw_call *c, grpc_op *ops, size_t n, struct g
 
 	if (e != GRPC_CALL_OK) {
 		/* A programming error (two sends in flight, ...): never hang the call. */
-		gw_log(GW_LOG_ERROR, "call", GW_LS("request_id", c->id), GW_LS("method", c->method_name),
+		gw_log(GW_LOG_ERROR, "call", GW_LTRACE(&c->trace), GW_LS("method", c->method_name),
 		       GW_LN("start_batch_error", (long long)e), GW_LEND);
 		c->dead = 1;
 		grpc_call_cancel(c->call, NULL);
@@ -339,12 +349,32 @@ static void call_drop_queue(struct gw_call *c)
 	}
 }
 
+/*
+ * The initial metadata every call answers with: its x-request-id and its traceparent (the
+ * gateway's span, for the caller to link to). Both values share one slice allocation; md[0..2)
+ * hold a reference each, dropped by the caller after start_batch.
+ */
+static void call_initial_md(struct gw_call *c, grpc_metadata *md)
+{
+	size_t rlen = strlen(c->trace.request_id);
+	grpc_slice all = grpc_slice_malloc(GW_TRACE_PARENT_LEN + 1 + rlen);
+	char *p = (char *)GRPC_SLICE_START_PTR(all);
+
+	gw_trace_format_parent(&c->trace, p, GW_TRACE_PARENT_LEN + 1);
+	memcpy(p + GW_TRACE_PARENT_LEN + 1, c->trace.request_id, rlen);
+	md[0].key = grpc_slice_from_static_string("x-request-id");
+	md[0].value = grpc_slice_sub(all, GW_TRACE_PARENT_LEN + 1, GW_TRACE_PARENT_LEN + 1 + rlen);
+	md[1].key = grpc_slice_from_static_string("traceparent");
+	md[1].value = grpc_slice_sub(all, 0, GW_TRACE_PARENT_LEN);
+	grpc_slice_unref(all);
+}
+
 static void call_pump(struct gw_call *c)
 {
 	grpc_op ops[3];
 	size_t n = 0;
-	grpc_metadata trailers[2];
-	size_t ntrailers = 0;
+	grpc_metadata trailers[2], initial[2];
+	size_t ntrailers = 0, ninitial = 0;
 	char pushback[24];
 	uint8_t details[GW_CALL_MAX_DETAILS_BIN];
 	grpc_slice det;
@@ -365,8 +395,13 @@ static void call_pump(struct gw_call *c)
 	}
 	memset(ops, 0, sizeof ops);
 	memset(trailers, 0, sizeof trailers);
+	memset(initial, 0, sizeof initial);
 	if (!c->initial_md_sent) {
-		ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+		call_initial_md(c, initial);
+		ninitial = 2;
+		ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
+		ops[n].data.send_initial_metadata.count = ninitial;
+		ops[n++].data.send_initial_metadata.metadata = initial;
 		c->initial_md_sent = 1;
 	}
 	if (c->qlen) {
@@ -410,13 +445,15 @@ static void call_pump(struct gw_call *c)
 	grpc_slice_unref(det);
 	for (size_t i = 0; i < ntrailers; i++)
 		grpc_slice_unref(trailers[i].value);
+	for (size_t i = 0; i < ninitial; i++)
+		grpc_slice_unref(initial[i].value);
 }
 
 /* A local call's end: the first queued message (the unary reply) and the status go to the sink,
  * and the call counts as closed, as a gRPC call does once its status is sent. */
 static void call_local_deliver(struct gw_call *c)
 {
-	struct gw_call_end end = { c->status, c->status_msg, c->pushback_ms, NULL, 0 };
+	struct gw_call_end end = { c->status, c->status_msg, c->pushback_ms, NULL, 0, &c->trace };
 	grpc_byte_buffer_reader r;
 	grpc_slice s = grpc_empty_slice();
 	int have = 0;
@@ -547,6 +584,8 @@ void gw_call_recv(struct gw_call *c, const ProtobufCMessageDescriptor *desc, gw_
 
 	if (c->recv_in_flight || c->finished || c->hook_ran || c->close_done || c->dead)
 		return;	/* a cancelled call gets no more messages: its hook handles it */
+	if (!c->recv_err)
+		c->recv_err = calloc(1, GW_VALIDATE_ERR_MAX);	/* NULL: a generic reason is given */
 	c->recv_desc = desc;
 	c->recv_cb = cb;
 	memset(&op, 0, sizeof op);
@@ -627,7 +666,7 @@ static void call_log_access(struct gw_call *c)
 					    GW_CALL_ANON_LOG_PER_S, &held))
 		return;
 	gw_log(c->status == GRPC_STATUS_OK ? GW_LOG_INFO : GW_LOG_WARN, "rpc",
-	       GW_LS("request_id", c->id), GW_LS("tenant", c->tenant ? c->tenant->name : "-"),
+	       GW_LTRACE(&c->trace), GW_LS("tenant", c->tenant ? c->tenant->name : "-"),
 	       GW_LS("auth", c->auth_by ? c->auth_by : "-"),
 	       GW_LS("method", c->method_name), GW_LN("grpc_status", (long long)c->status),
 	       GW_LS("message", c->status == GRPC_STATUS_OK ? "" : c->status_msg),
@@ -647,6 +686,8 @@ static void call_free(struct gw_call *c)
 		grpc_byte_buffer_destroy(c->sending);
 	if (c->in)
 		grpc_byte_buffer_destroy(c->in);
+	free(c->recv_err);
+	free(c->state_buf);
 	if (c->payload)
 		grpc_byte_buffer_destroy(c->payload);
 	if (c->req)
@@ -755,6 +796,131 @@ static void call_set_name(struct gw_call *c)
 	c->method_name[i] = '\0';
 }
 
+enum call_md_kind { CALL_MD_OTHER, CALL_MD_REQUEST_ID, CALL_MD_PARENT, CALL_MD_STATE };
+
+/* Which of the trace's keys md is (keys arrive in lower case). The length picks the candidate:
+ * every call's metadata is scanned, most of it authorization and user-agent. */
+static enum call_md_kind call_md_kind(const grpc_metadata *md)
+{
+	const void *k = GRPC_SLICE_START_PTR(md->key);
+
+	switch (GRPC_SLICE_LENGTH(md->key)) {
+	case 12:
+		return memcmp(k, "x-request-id", 12) == 0 ? CALL_MD_REQUEST_ID : CALL_MD_OTHER;
+	case 11:
+		return memcmp(k, "traceparent", 11) == 0 ? CALL_MD_PARENT : CALL_MD_OTHER;
+	case 10:
+		return memcmp(k, "tracestate", 10) == 0 ? CALL_MD_STATE : CALL_MD_OTHER;
+	default:
+		return CALL_MD_OTHER;
+	}
+}
+
+static void call_trace_count(struct gw_stats *st, unsigned bad)
+{
+	if (bad & GW_TRACE_BAD_REQUEST_ID)
+		st->trace_bad_request_id++;
+	if (bad & GW_TRACE_BAD_PARENT)
+		st->trace_bad_parent++;
+	if (bad & GW_TRACE_BAD_STATE)
+		st->trace_bad_state++;
+}
+
+/* A local call's trace, from the header values its caller passed (gw_call_local_args). Its
+ * tracestate is copied: upstream requests of the call may start after the caller's request. */
+static void call_trace_begin_local(struct gw_call *c)
+{
+	const struct gw_call_local_args *a = c->local->args;
+	struct gw_trace_in in = { 0 };
+	unsigned bad;
+
+	if (a && a->request_id) {
+		in.request_id = a->request_id;
+		in.request_id_len = strlen(a->request_id);
+	}
+	if (a && a->traceparent) {
+		in.parent = a->traceparent;
+		in.parent_len = strlen(a->traceparent);
+		in.n_parent = 1;
+	}
+	if (a && a->tracestate) {
+		in.state_len = strnlen(a->tracestate, GW_TRACE_STATE_MAX + 1);
+		in.state = a->tracestate;
+		if (in.state_len <= GW_TRACE_STATE_MAX && (c->state_buf = malloc(in.state_len + 1))) {
+			memcpy(c->state_buf, a->tracestate, in.state_len);
+			c->state_buf[in.state_len] = '\0';
+			in.state = c->state_buf;
+		}
+	}
+	bad = gw_trace_begin(&c->trace, &c->env->trace_rng, &in);
+	if (c->trace.state && c->trace.state != c->state_buf)
+		c->trace.state = NULL;	/* not copied (out of memory): not passed on */
+	call_trace_count(&c->env->stats, bad);
+}
+
+/*
+ * The call's request id and trace (gateway/base/trace.h) from its x-request-id, traceparent and
+ * tracestate metadata; what is missing or invalid is made up, and what was refused is counted.
+ * Several tracestate values are one list (W3C: joined with commas, in order) kept in state_buf;
+ * one value is read where gRPC core keeps it (md lives as long as the call).
+ */
+static void call_trace_begin(struct gw_call *c)
+{
+	struct gw_stats *st = &c->env->stats;
+	struct gw_trace_in in = { 0 };
+	size_t nstate = 0, total = 0, len;
+	const char *v;
+	unsigned bad;
+
+	if (c->local) {
+		call_trace_begin_local(c);
+		return;
+	}
+	for (size_t i = 0; i < c->md.count; i++) {
+		const grpc_metadata *md = &c->md.metadata[i];
+		enum call_md_kind kind = call_md_kind(md);
+
+		if (kind == CALL_MD_OTHER)
+			continue;
+		v = (const char *)GRPC_SLICE_START_PTR(md->value);
+		len = GRPC_SLICE_LENGTH(md->value);
+		if (kind == CALL_MD_REQUEST_ID && !in.request_id) {
+			in.request_id = v;
+			in.request_id_len = len;
+		} else if (kind == CALL_MD_PARENT) {
+			in.parent = v;
+			in.parent_len = len;
+			in.n_parent++;
+		} else if (kind == CALL_MD_STATE) {
+			in.state = v;
+			in.state_len = len;
+			total += len + 1;
+			nstate++;
+		}
+	}
+	if (nstate > 1) {
+		/* Rare: a proxy that split the list. Longer than the limit: dropped by begin. */
+		char *p = total <= GW_TRACE_STATE_MAX + 1 ? malloc(total) : NULL;
+		size_t off = 0;
+
+		for (size_t i = 0; p && i < c->md.count; i++) {
+			const grpc_metadata *md = &c->md.metadata[i];
+
+			if (call_md_kind(md) != CALL_MD_STATE)
+				continue;
+			if (off)
+				p[off++] = ',';
+			memcpy(p + off, GRPC_SLICE_START_PTR(md->value), GRPC_SLICE_LENGTH(md->value));
+			off += GRPC_SLICE_LENGTH(md->value);
+		}
+		in.state = p ? p : in.state;
+		in.state_len = p ? off : GW_TRACE_STATE_MAX + 1;
+		c->state_buf = p;
+	}
+	bad = gw_trace_begin(&c->trace, &c->env->trace_rng, &in);
+	call_trace_count(st, bad);
+}
+
 /* Finishes c RESOURCE_EXHAUSTED: a retry delay of wait ms, or (-1) its cost above the burst. */
 static void call_refuse(struct gw_call *c, int64_t wait, unsigned cost)
 {
@@ -816,7 +982,7 @@ static void call_start(struct gw_call *c)
 
 	c->arrived = 1;
 	c->start_us = gw_clock_now_us();
-	snprintf(c->id, sizeof c->id, "%016llx", (unsigned long long)++env->next_call_id);
+	call_trace_begin(c);
 	env->stats.calls_in_flight++;
 	env->stats.calls_total++;
 	if (!c->m)
@@ -1031,6 +1197,7 @@ int gw_call_local(struct gw_env *env, const struct gw_call_local_args *a, struct
 	if (!c->payload)
 		goto out;
 	c->local->handle = handle;
+	c->local->args = a;
 	*handle = c;
 	c->busy++;
 	if (env->draining) {
@@ -1038,6 +1205,7 @@ int gw_call_local(struct gw_env *env, const struct gw_call_local_args *a, struct
 		env->stats.rejected_draining++;
 		c->arrived = 1;
 		c->start_us = gw_clock_now_us();
+		call_trace_begin(c);
 		env->stats.calls_in_flight++;
 		snprintf(c->method_name, sizeof c->method_name, "%s", c->m->path);
 		gw_call_fail(c, GRPC_STATUS_UNAVAILABLE, "server is shutting down");
@@ -1045,6 +1213,7 @@ int gw_call_local(struct gw_env *env, const struct gw_call_local_args *a, struct
 		call_start(c);
 	}
 	c->busy--;
+	c->local->args = NULL;	/* borrowed until now: the trace took what it keeps */
 	call_maybe_free(c);	/* when it already ended (a refusal); else its close path frees it */
 	c = NULL;
 	rc = 0;
@@ -1098,7 +1267,8 @@ static void call_on_recv(struct gw_call *c, int ok)
 		return;
 	}
 	if (!ok) {
-		snprintf(c->recv_err, sizeof c->recv_err, "malformed message in the stream");
+		if (c->recv_err)
+			snprintf(c->recv_err, GW_VALIDATE_ERR_MAX, "malformed message in the stream");
 		cb(c, NULL, 1);
 	} else if (!bb && grpc_call_failed_before_recv_message(c->call) && c->on_cancel) {
 		/* Not the end of the stream: it broke (client reset, deadline). RECV_CLOSE reports
@@ -1107,8 +1277,11 @@ static void call_on_recv(struct gw_call *c, int ok)
 		cb(c, NULL, 0);		/* the client half-closed: end of stream */
 	} else {
 		int malformed = 0;
+		char err[GW_VALIDATE_ERR_MAX];
 
-		msg = call_unpack(c->recv_desc, NULL, bb, c->recv_err, sizeof c->recv_err, &malformed);
+		msg = call_unpack(c->recv_desc, NULL, bb, err, sizeof err, &malformed);
+		if (c->recv_err)
+			snprintf(c->recv_err, GW_VALIDATE_ERR_MAX, "%s", err);
 		grpc_byte_buffer_destroy(bb);
 		if (!msg && malformed)
 			c->env->stats.malformed++;
@@ -1194,4 +1367,13 @@ void gw_call_render_metrics(void *arg, struct gw_metrics_out *o)
 		       "Server-stream messages refused (queue full or call gone).", st->stream_dropped);
 	gw_metrics_one(o, "rpc_rejected_draining_total", "counter",
 		       "Calls refused because the server was shutting down.", st->rejected_draining);
+	gw_metrics_one(o, "rpc_request_id_replaced_total", "counter",
+		       "Calls whose x-request-id was refused (empty, too long, not printable ASCII) "
+		       "and replaced by a generated one.", st->trace_bad_request_id);
+	gw_metrics_one(o, "rpc_traceparent_invalid_total", "counter",
+		       "Calls whose traceparent was refused (W3C Trace Context): a new trace started.",
+		       st->trace_bad_parent);
+	gw_metrics_one(o, "rpc_tracestate_dropped_total", "counter",
+		       "Calls whose tracestate was dropped (too long, not printable, or without a valid "
+		       "traceparent).", st->trace_bad_state);
 }

@@ -22,6 +22,7 @@
 #include <protobuf-c/protobuf-c.h>
 
 #include "gateway/api/translate.h"
+#include "gateway/base/trace.h"
 
 #define GW_CALL_MAX_STREAM_QUEUE 64	/* server-streaming messages queued behind one SEND */
 #define GW_CALL_ANON_LOG_PER_S 20	/* access lines per second of calls without a tenant */
@@ -75,6 +76,11 @@ size_t gw_call_tenant_index(struct gw_call *c);
 struct gw_up_account *gw_call_account(struct gw_call *c);	/* the tenant's upstream account */
 int64_t gw_call_time_left_ms(struct gw_call *c);		/* -1 = no deadline */
 const char *gw_call_id(struct gw_call *c);			/* request id for logs */
+/* The call's request id, trace and span (gateway/base/trace.h): its x-request-id and traceparent
+ * when valid, else generated ones; the span is the gateway's. Log lines of the call carry
+ * GW_LTRACE(gw_call_trace(c)); upstream requests made for it carry it as their parent
+ * (gw_up_request.trace). */
+const struct gw_trace *gw_call_trace(struct gw_call *c);
 void gw_call_count_upstream(struct gw_call *c);			/* +1 upstream request, for the access log */
 /* The client's address as gRPC core names it ("ipv4:10.0.0.1:5555"), cut to fit buf; "" if unknown. */
 void gw_call_peer(struct gw_call *c, char *buf, size_t len);
@@ -130,8 +136,11 @@ const char *gw_call_recv_error(struct gw_call *c);
  *   may still hold it); a call WITH a hook is freed once the hook has run, so the hook must make
  *   sure nothing touches the call afterwards. gw_call_on_cancel(c, NULL) removes the hook (do it
  *   when the async work completes normally, before finishing).
- * - Every finished call writes one access-log line ("rpc": request_id, tenant, method,
- *   grpc_status, message, latency_us, upstream_calls) and bumps stats.rpc[method][code].
+ * - Every finished call writes one access-log line ("rpc": request_id, trace_id, span_id, tenant,
+ *   method, grpc_status, message, latency_us, upstream_calls) and bumps stats.rpc[method][code].
+ * - Every call that sends anything sends initial metadata x-request-id and traceparent
+ *   ("00-<trace id>-<the gateway's span id>-<flags>"); invalid x-request-id, traceparent and
+ *   tracestate values are replaced or dropped, never echoed, and counted.
  */
 
 /* ---- Engine side: used by gateway/server.c, not by handlers. ---- */
@@ -177,6 +186,8 @@ struct gw_call_end {
 	long retry_ms;			/* the retry delay of a RESOURCE_EXHAUSTED/UNAVAILABLE, or -1 */
 	const uint8_t *reply;		/* the packed response message (OK only; NULL: none) */
 	size_t reply_len;
+	const struct gw_trace *trace;	/* the call's request id and trace, for the answer's
+					 * X-Request-Id and traceparent headers */
 };
 typedef void (*gw_call_sink_fn)(void *arg, const struct gw_call_end *end);
 
@@ -195,6 +206,9 @@ struct gw_call_local_args {
 	int64_t deadline_ms;		/* from now; < 0: none (handlers bound upstream transfers by it) */
 	const char *peer;		/* as gw_call_peer() gives it ("ipv4:127.0.0.1:5555", cut to
 					 * GW_CALL_MAX_PEER); NULL: unknown */
+	/* The request's X-Request-Id, traceparent and tracestate header values (NUL-terminated,
+	 * borrowed; copied what is kept), or NULL: taken as a gRPC call's metadata is. */
+	const char *request_id, *traceparent, *tracestate;
 	gw_call_sink_fn sink;
 	void *arg;
 };

@@ -25,6 +25,7 @@
 #include "gateway/base/metrics.h"
 #include "gateway/base/notify.h"
 #include "gateway/base/stats.h"
+#include "gateway/base/trace.h"
 
 struct event_base;
 struct gw_config;
@@ -95,7 +96,7 @@ struct gw_env {
 	struct gw_lograte anon_rpc_log;		/* access lines of calls without a tenant */
 	int started;				/* the gRPC server runs (calls may arrive) */
 	int draining;				/* SIGTERM seen: no new calls */
-	uint64_t next_call_id;
+	struct gw_trace_rng trace_rng;		/* random request, trace and span ids of calls */
 	int64_t started_wall_ms;		/* process start, for the state store's clocks */
 	char instance[GW_ENV_INSTANCE_MAX + 1];	/* this process: host name + random per-boot
 						 * nonce (leases, logs, metrics) */

@@ -43,7 +43,7 @@ void gw_caps_refuse(struct gw_call *c, struct gw_lograte *lr, int64_t now_ms,
 
 	gw_caps_message(msg, sizeof msg, w, name, v, held, cap);
 	if (gw_lograte_allow(lr, now_ms, 0, &suppressed))
-		gw_log(GW_LOG_WARN, "limit", GW_LS("request_id", gw_call_id(c)), GW_LS("method", w->method),
+		gw_log(GW_LOG_WARN, "limit", GW_LTRACE(gw_call_trace(c)), GW_LS("method", w->method),
 		       GW_LS("resource", w->resource), GW_LS(w->who, name),
 		       GW_LS("cap", gw_slots_reason(v, w->who)), GW_LN("held", held), GW_LN("limit", cap),
 		       GW_LN("suppressed", suppressed), GW_LEND);

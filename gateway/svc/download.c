@@ -441,6 +441,17 @@ static long dl_batch_timeout(struct dl_rec **recs, size_t n)
 	return latest > 0 ? (long)latest : 1;
 }
 
+/* The trace the batch recs[0..n) goes upstream under: its first waiting call's (one request
+ * answers them all). */
+static const struct gw_trace *dl_batch_trace(struct dl_rec **recs, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		for (struct dl_waiter *w = recs[i]->waiters.next; w != &recs[i]->waiters; w = w->next)
+			if (w->op && w->op->c)
+				return gw_call_trace(w->op->c);
+	return NULL;
+}
+
 /* Starts one GET /download for recs[0..n) (unlinked from the pending list). When it cannot
  * start, their waiters get UNAVAILABLE. */
 static void dl_start(struct gw_download_ctx *x, size_t acct, struct dl_rec **recs, size_t n)
@@ -472,6 +483,7 @@ static void dl_start(struct gw_download_ctx *x, size_t acct, struct dl_rec **rec
 	rq.timeout_ms = f->timeout_ms = dl_batch_timeout(recs, n);
 	rq.idempotent = 1;
 	rq.route = DL_ROUTE;
+	rq.trace = dl_batch_trace(recs, n);
 	f->up = gw_up_start(x->env->up, &x->env->accounts[acct].up, &rq, dl_fetch_done, f);
 	gw_tr_request_clear(&tr);
 	if (!f->up)

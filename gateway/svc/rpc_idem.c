@@ -203,6 +203,7 @@ static int idem_up_start(struct idem_op *op, const char *method, const char *pat
 	}
 	rq.idempotent = idempotent;
 	rq.route = route;
+	rq.trace = op->c ? gw_call_trace(op->c) : NULL;	/* a reconcile after the call: none */
 	op->up = gw_up_start(op->env->up, op->acct, &rq, idem_up_done, op);
 	if (op->c && op->up)
 		gw_call_count_upstream(op->c);

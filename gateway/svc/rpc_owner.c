@@ -730,7 +730,7 @@ static void ro_put_failed(struct ro_after *a, const char *id, const char *why, l
 	struct gw_call *c = a->c;
 
 	gw_log(GW_LOG_ERROR, "state", GW_LS("msg", "created object could not be recorded; answering UNAVAILABLE"),
-	       GW_LS("request_id", gw_call_id(c)), GW_LS("tenant", gw_call_tenant(c)->name),
+	       GW_LTRACE(gw_call_trace(c)), GW_LS("tenant", gw_call_tenant(c)->name),
 	       GW_LS("method", ro_what(c)), GW_LN("kind", a->kind),
 	       GW_LS("id", a->kind == GW_OBJ_UPLOAD ? "-" : id), GW_LS("error", why ? why : "-"), GW_LEND);
 	ro_store_failed_why(c, why, retry_ms);

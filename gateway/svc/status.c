@@ -473,6 +473,7 @@ static void status_get_misses(struct status_get_op *op)
 			continue;
 		sl->w.done = status_get_done;
 		sl->w.deadline_ms = op->deadline;
+		sl->w.trace = gw_call_trace(c);
 		if (gw_status_want(x->status, op->acct, sl->rid, &sl->w) != 0) {
 			gw_call_on_cancel(c, NULL);
 			gw_call_set_data(c, NULL);
@@ -740,6 +741,7 @@ static void status_watch_admitted(struct gw_call *c, const ProtobufCMessage *adm
 		r = &op->r[op->n++];
 		r->op = op;
 		r->w.notify = status_watch_notify;
+		r->w.trace = gw_call_trace(c);
 		/* The current status at once when the cache has a fresh one. */
 		if (gw_cache_get(x->cache, acct->idx, req->rids[i], now, &st) == 1) {
 			gw_call_stream_send(c, &st->base);

@@ -61,7 +61,8 @@ struct gw_status_rec;		/* one tracked rid (private) */
 
 /* Starts GET /status for rids[0..n) of account acct, with timeout_ms (>= 1: the batch's latest
  * deadline; 0: the transport's default). Returns a handle (non-NULL), or NULL when it cannot start
- * (its waiters then get UNAVAILABLE). rids stay valid until fetch_done/cancel. */
+ * (its waiters then get UNAVAILABLE). rids stay valid until fetch_done/cancel; f's waiters are
+ * attached while start runs (gw_status_fetch_trace). */
 typedef void *(*gw_status_start_fn)(void *arg, size_t acct, const char *const *rids, size_t n,
 				    long timeout_ms, struct gw_status_fetch *f);
 typedef void (*gw_status_cancel_fn)(void *arg, void *handle);
@@ -81,6 +82,9 @@ struct gw_status_result {
 	long retry_after_ms;
 	const Animate3d__V1__GetStatusResponse *resp;
 };
+/* The trace of the first waiter of f that has one, else of the first such watcher (for the
+ * transport's start), or NULL. */
+const struct gw_trace *gw_status_fetch_trace(const struct gw_status_fetch *f);
 /* Reports the end of a fetch (borrowed res). Runs waiter and watcher callbacks. */
 void gw_status_fetch_done(struct gw_status_fetch *f, const struct gw_status_result *res);
 
@@ -190,10 +194,14 @@ struct gw_status_waiter;
 typedef void (*gw_status_done_fn)(struct gw_status_waiter *w, int code,
 				  const Animate3d__V1__JobStatus *st, const char *msg,
 				  long retry_after_ms);
+struct gw_trace;
 struct gw_status_waiter {
 	gw_status_done_fn done;		/* set by the caller */
 	void *arg;			/* the caller's */
 	int64_t deadline_ms;		/* set by the caller: on the module's clock; 0 = none */
+	const struct gw_trace *trace;	/* set by the caller: its call's trace, or NULL. A fetch
+					 * goes upstream as a child span of the first waiter's
+					 * trace it finds (one request answers many calls) */
 	/* private */
 	struct gw_status_waiter *prev, *next;
 	struct gw_status_rec *rec;
@@ -227,6 +235,8 @@ typedef void (*gw_status_notify_fn)(struct gw_status_watch *w, int code,
 struct gw_status_watch {
 	gw_status_notify_fn notify;	/* set by the caller */
 	void *arg;
+	const struct gw_trace *trace;	/* set by the caller: its call's trace, or NULL; used
+					 * when no waiter of the fetch has one */
 	int last_state;			/* JobState last sent; 0 = nothing sent yet (set by caller) */
 	int64_t last_step;
 	/* private */

@@ -179,6 +179,26 @@ static int64_t status_batch_deadline(struct gw_status_rec **recs, size_t n)
 	return any ? latest : 0;
 }
 
+const struct gw_trace *gw_status_fetch_trace(const struct gw_status_fetch *f)
+{
+	for (size_t i = 0; i < f->n; i++) {
+		const struct gw_status_waiter *head = &f->recs[i]->waiters;
+
+		for (const struct gw_status_waiter *w = head->next; w && w != head; w = w->next)
+			if (w->trace)
+				return w->trace;
+	}
+	/* Only watchers: a WatchStatus stream's first read or its refresh. */
+	for (size_t i = 0; i < f->n; i++) {
+		const struct gw_status_watch *head = &f->recs[i]->watchers;
+
+		for (const struct gw_status_watch *w = head->next; w && w != head; w = w->next)
+			if (w->trace)
+				return w->trace;
+	}
+	return NULL;
+}
+
 /* Starts one fetch for recs[0..n) (already unlinked from the pending list). */
 static void status_start(struct gw_status *s, size_t acct, struct gw_status_rec **recs, size_t n,
 			 int64_t now)
@@ -1120,6 +1140,7 @@ void *gw_status_upstream_start(void *arg, size_t acct, const char *const *rids, 
 	rq.timeout_ms = timeout_ms;	/* the batch's latest deadline, or 0: the configured default */
 	rq.idempotent = 1;
 	rq.route = "GET /status/{rids}";
+	rq.trace = gw_status_fetch_trace(f);
 	u->call = gw_up_start(env->up, &env->accounts[acct].up, &rq, status_up_done, u);
 	if (!u->call)
 		goto out;

@@ -166,6 +166,7 @@ static void unary_admitted(struct gw_call *c, const ProtobufCMessage *req,
 	rq.body_len = tr.body ? strlen(tr.body) : 0;
 	rq.timeout_ms = left > 0 ? (long)left : 0;
 	rq.idempotent = m->tr.idempotent;
+	rq.trace = gw_call_trace(c);
 	op->up = gw_up_start(gw_call_env(c)->up, acct, &rq, unary_done, op);
 	if (!op->up) {
 		gw_call_fail(c, GRPC_STATUS_UNAVAILABLE, "%s: upstream request could not be started",

@@ -340,6 +340,7 @@ static long upload_timeout(struct upload *u)
 static int upload_start(struct upload *u, struct gw_up_request *rq, gw_up_done_fn done)
 {
 	rq->timeout_ms = upload_timeout(u);
+	rq->trace = gw_call_trace(u->c);
 	gw_call_count_upstream(u->c);
 	u->up = gw_up_start(gw_call_env(u->c)->up, u->acct, rq, done, u);
 	if (!u->up) {
@@ -433,7 +434,7 @@ static void upload_on_idle(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	u->x->idle_timeouts++;
 	if (gw_lograte_allow(&u->x->log, gw_clock_now_us() / 1000, 0, &suppressed))
-		gw_log(GW_LOG_WARN, "limit", GW_LS("request_id", gw_call_id(u->c)),
+		gw_log(GW_LOG_WARN, "limit", GW_LTRACE(gw_call_trace(u->c)),
 		       GW_LS("method", UPLOAD_WHAT), GW_LS("resource", "uploads"),
 		       GW_LS("tenant", u->tenant), GW_LS("cap", "idle_timeout"),
 		       GW_LN("idle_ms", u->idle_ms), GW_LN("received", (long long)u->received),

@@ -218,7 +218,7 @@ static void wh_reply_hook(struct wh_rpc *x, struct gw_hook *h, int with_secret)
 static void wh_log(struct wh_rpc *x, const char *what, const struct gw_hook *h)
 {
 	gw_log(GW_LOG_INFO, "webhook_endpoint", GW_LS("tenant", h->tenant), GW_LS("endpoint", h->id),
-	       GW_LS("change", what), GW_LS("request_id", gw_call_id(x->c)), GW_LEND);
+	       GW_LS("change", what), GW_LTRACE(gw_call_trace(x->c)), GW_LEND);
 }
 
 /* ---- answers ---- */

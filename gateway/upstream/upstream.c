@@ -25,6 +25,8 @@
 #define UP_URL_MAX 8192			/* base_url + path, or a signed URL */
 #define UP_HEADER_MAX 8192		/* one captured response header value */
 #define UP_COOKIE_HDR_MAX (GW_UP_COOKIE_MAX + 16)
+#define UP_TRACEPARENT_HDR_MAX (GW_TRACE_PARENT_LEN + 16)
+#define UP_TRACESTATE_HDR_MAX (GW_TRACE_STATE_MAX + 16)
 #define UP_ERR_MAX 256
 #define UP_BODY_INITIAL 4096
 #define UP_MAX_HOST_CONNECTIONS 64	/* per upstream host; keep-alive reuse within it */
@@ -332,12 +334,21 @@ static void up_transfer_done(struct gw_up_call *c, CURLcode rc)
 		gw_metrics_upstream(up->env.metrics, c->route, rc == CURLE_OK ? status : 0,
 				    latency_us);
 	/* One line per attempt. The route is the documented template: never the URL (rids,
-	 * signed queries). Logins carry no account here; their route says what they are. */
-	gw_log(rc == CURLE_OK && status < 500 ? GW_LOG_INFO : GW_LOG_WARN, "upstream",
-	       GW_LS("route", c->route ? c->route : "other"),
-	       GW_LS("account", c->acct ? c->acct->name : "-"),
-	       GW_LN("status", rc == CURLE_OK ? status : 0), GW_LN("curl", (long)rc),
-	       GW_LN("latency_ms", latency_us / 1000), GW_LEND);
+	 * signed queries). Logins carry no account here; their route says what they are. An
+	 * attempt made for a call names the call's request id and trace, and its own span. */
+	if (c->traced)
+		gw_log(rc == CURLE_OK && status < 500 ? GW_LOG_INFO : GW_LOG_WARN, "upstream",
+		       GW_LTRACE(&c->span), GW_LS("parent_span_id", c->span.parent_id),
+		       GW_LS("route", c->route ? c->route : "other"),
+		       GW_LS("account", c->acct ? c->acct->name : "-"),
+		       GW_LN("status", rc == CURLE_OK ? status : 0), GW_LN("curl", (long)rc),
+		       GW_LN("latency_ms", latency_us / 1000), GW_LEND);
+	else
+		gw_log(rc == CURLE_OK && status < 500 ? GW_LOG_INFO : GW_LOG_WARN, "upstream",
+		       GW_LS("route", c->route ? c->route : "other"),
+		       GW_LS("account", c->acct ? c->acct->name : "-"),
+		       GW_LN("status", rc == CURLE_OK ? status : 0), GW_LN("curl", (long)rc),
+		       GW_LN("latency_ms", latency_us / 1000), GW_LEND);
 
 	if (c->too_large) {
 		up->n.too_large++;
@@ -467,6 +478,20 @@ static void up_attempt(struct gw_up_call *c, const char *cookie, uint64_t genera
 			goto fail;
 		c->hdrs = n;
 		c->generation = generation;
+	}
+	if (c->traced) {
+		char tp[UP_TRACEPARENT_HDR_MAX];
+		struct curl_slist *n;
+
+		/* Every attempt is a span of its own: a retry is another request upstream. */
+		if (c->attempts)
+			gw_trace_new_span(&c->span, &up->trace_rng);
+		snprintf(tp, sizeof tp, "traceparent: ");
+		gw_trace_format_parent(&c->span, tp + 13, sizeof tp - 13);
+		n = curl_slist_append(c->hdrs, tp);
+		if (!n)
+			goto fail;
+		c->hdrs = n;
 	}
 	e = curl_easy_init();
 	if (!e)
@@ -723,6 +748,23 @@ struct gw_up_call *gw_up_start(struct gw_upstream *up, struct gw_up_account *acc
 		if (!n)
 			goto out;
 		c->fixed_hdrs = n;
+	}
+	if (rq->trace) {
+		/* The spans are made per attempt (up_attempt); tracestate goes on unchanged. */
+		gw_trace_child(&c->span, rq->trace, &up->trace_rng);
+		c->span.state = NULL;
+		c->traced = 1;
+		if (rq->trace->state && rq->trace->state_len <= GW_TRACE_STATE_MAX) {
+			char ts[UP_TRACESTATE_HDR_MAX];
+			struct curl_slist *n;
+
+			snprintf(ts, sizeof ts, "tracestate: %.*s", (int)rq->trace->state_len,
+				 rq->trace->state);
+			n = curl_slist_append(c->fixed_hdrs, ts);
+			if (!n)
+				goto out;
+			c->fixed_hdrs = n;
+		}
 	}
 	/* The first step runs from the loop, never inside gw_up_start(): done() must not run
 	 * before the caller has stored the handle. */

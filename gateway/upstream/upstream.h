@@ -23,6 +23,7 @@
 #include "gateway/base/admission.h"
 #include "gateway/base/breaker.h"
 #include "gateway/base/retry.h"
+#include "gateway/base/trace.h"
 #include "gateway/cluster/climit.h"
 
 #define GW_UP_MAX_RESPONSE_DEFAULT (8u << 20)	/* body limit unless the config says otherwise */
@@ -99,6 +100,12 @@ struct gw_up_request {
 	 * record the outcome: idempotent StartJob). Admission refuses it at once when it cannot be
 	 * sent in time, as it does any request whose timeout_ms it cannot meet. <= 0: timeout_ms. */
 	long admit_within_ms;
+	/* Added (issue 20): the trace of the call this request is made for (copied), or NULL (logins,
+	 * background work). Each attempt is a child span of it (same trace, request id and sampled
+	 * flag; a new span id whose parent is trace's span), sent as `traceparent`, with trace's
+	 * tracestate as received, and named in the attempt's log line (request_id, trace_id,
+	 * span_id, parent_span_id). */
+	const struct gw_trace *trace;
 };
 
 struct gw_up_response {

@@ -20,6 +20,7 @@ struct gw_upstream {
 	int global_init;
 	struct gw_up_call *calls;	/* in-flight list head (gw_up_free cancels them) */
 	uint64_t rng;
+	struct gw_trace_rng trace_rng;	/* span ids of upstream requests */
 	struct gw_up_counters n;
 	struct gw_limits *limits;	/* issue 5, see upstream.h */
 	int registered;			/* its renderer is in env.metrics_reg */
@@ -71,6 +72,9 @@ struct gw_up_call {
 	int limited;			/* res.limited (a gRPC status) */
 	long limited_retry_ms;
 	int64_t started_us;
+	/* Issue 20: the span of the current attempt (child of the call's), when traced. */
+	struct gw_trace span;
+	int traced;
 
 	/* Response of the current attempt. */
 	char *rbody;

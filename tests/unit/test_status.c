@@ -7,6 +7,7 @@
 #include <grpc/status.h>
 
 #include "gateway/api/cache.h"
+#include "gateway/base/trace.h"
 #include "gateway/svc/status.h"
 
 #define P ANIMATE3D__V1__JOB_STATE__PROGRESS
@@ -18,6 +19,7 @@ struct fake_fetch {
 	size_t acct;
 	char rids[512];		/* "a,b,c" as the URL would carry them */
 	long timeout_ms;	/* what the batch asked for: 0 = the transport's default */
+	const struct gw_trace *trace;	/* gw_status_fetch_trace at the start */
 	int done, cancelled;
 };
 
@@ -50,6 +52,7 @@ static void *fake_start(void *arg, size_t acct, const char *const *rids, size_t 
 	ff->f = f;
 	ff->acct = acct;
 	ff->timeout_ms = timeout_ms;
+	ff->trace = gw_status_fetch_trace(f);
 	for (size_t i = 0; i < n; i++) {
 		if (i)
 			strcat(ff->rids, ",");
@@ -206,6 +209,83 @@ Test(status, batch_flush_table)
 		cr_expect_eq(gw_status_counters(x.s)->fetches, x.nfetch, "case %zu", i);
 		fix_fini(&x);
 	}
+}
+
+/* A batch goes upstream under the trace of the first waiter (in rid order, then arrival order)
+ * that has one; none when nobody waiting has one (the follower's polls). */
+Test(status, fetch_trace_table)
+{
+	static struct gw_trace t1, t2;
+	static const struct {
+		const char *rid[3];
+		const struct gw_trace *trace[3];
+		const struct gw_trace *want;
+	} rows[] = {
+		{ { "a", "b", "c" }, { NULL, NULL, NULL }, NULL },
+		{ { "a", "b", "c" }, { NULL, &t1, NULL }, &t1 },
+		{ { "a", "b", "c" }, { &t2, &t1, NULL }, &t2 },
+		{ { "a", "a", "b" }, { NULL, &t1, &t2 }, &t1 },		/* a joined a's waiter */
+		{ { "b", "a", "a" }, { &t2, NULL, &t1 }, &t2 },
+	};
+
+	for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+		struct fix x;
+		struct got g[3];
+
+		fix_init(&x, 50, 5, 1000);
+		for (size_t k = 0; k < 3; k++) {
+			memset(&g[k], 0, sizeof g[k]);
+			g[k].w.done = got_done;
+			g[k].w.trace = rows[i].trace[k];
+			cr_assert_eq(gw_status_want(x.s, 0, rows[i].rid[k], &g[k].w), 0);
+		}
+		x.now += 5;
+		gw_status_tick(x.s);
+		cr_assert_eq(x.nfetch, 1, "row %zu", i);
+		cr_expect_eq(x.fetch[0].trace, rows[i].want, "row %zu", i);
+		fix_fini(&x);
+	}
+}
+
+static void watch_noop(struct gw_status_watch *w, int code, const Animate3d__V1__JobStatus *st)
+{
+	(void)w;
+	(void)code;
+	(void)st;
+}
+
+/* A fetch only watchers wait for (WatchStatus's first read) goes under a watcher's trace; a
+ * waiter's comes first. */
+Test(status, fetch_trace_of_watchers)
+{
+	static struct gw_trace tw, tg;
+	struct gw_status_watch w1 = { .notify = watch_noop }, w2 = { .notify = watch_noop, .trace = &tw };
+	struct got g;
+	struct fix x;
+
+	fix_init(&x, 50, 5, 1000);
+	cr_assert_eq(gw_status_watch(x.s, 0, "a", &w1), 0);
+	cr_assert_eq(gw_status_watch(x.s, 0, "a", &w2), 0);
+	x.now += 5;
+	gw_status_tick(x.s);
+	cr_assert_eq(x.nfetch, 1);
+	cr_expect_eq(x.fetch[0].trace, &tw);
+	gw_status_unwatch(&w1);
+	gw_status_unwatch(&w2);
+	fix_fini(&x);
+
+	fix_init(&x, 50, 5, 1000);
+	cr_assert_eq(gw_status_watch(x.s, 0, "a", &w2), 0);
+	memset(&g, 0, sizeof g);
+	g.w.done = got_done;
+	g.w.trace = &tg;
+	cr_assert_eq(gw_status_want(x.s, 0, "a", &g.w), 0);
+	x.now += 5;
+	gw_status_tick(x.s);
+	cr_assert_eq(x.nfetch, 1);
+	cr_expect_eq(x.fetch[0].trace, &tg);
+	gw_status_unwatch(&w2);
+	fix_fini(&x);
 }
 
 Test(status, split_answers_and_not_found)

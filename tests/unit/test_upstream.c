@@ -136,6 +136,8 @@ struct fs_seen {
 	char cookie[128];	/* the Cookie header's value, "" when none was sent */
 	char ctype[64];		/* Content-Type, "" when none */
 	char body[256];
+	char traceparent[64];	/* "" when none was sent */
+	char tracestate[128];
 };
 
 struct fsrv {
@@ -213,6 +215,8 @@ static void fs_record(struct fs_seen *s, const char *req)
 	sscanf(req, "%15s %255s", s->method, s->path);
 	fs_header(req, "Cookie", s->cookie, sizeof s->cookie);
 	fs_header(req, "Content-Type", s->ctype, sizeof s->ctype);
+	fs_header(req, "traceparent", s->traceparent, sizeof s->traceparent);
+	fs_header(req, "tracestate", s->tracestate, sizeof s->tracestate);
 	snprintf(s->body, sizeof s->body, "%s", eoh ? eoh + 4 : "");
 }
 
@@ -651,6 +655,64 @@ Test(upstream, transport_table)
 			}
 		}
 	}
+}
+
+/* ---- trace context on upstream requests (issue 20) ---- */
+
+/* A request made for a call: each attempt carries traceparent with the call's trace id, a span
+ * of its own and the sampled flag, and tracestate as the caller sent it; a request made for no
+ * call carries neither. */
+Test(upstream, traceparent_per_attempt)
+{
+	static const char tp[] = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+	struct fs_answer script[FS_ANSWERS_MAX] = { ANSWER("503 Service Unavailable"), OK200("{}") };
+	struct gw_trace_rng rng = { .left = 0 };
+	struct gw_trace_in in = { .request_id = "r1", .request_id_len = 2, .parent = tp,
+				  .parent_len = sizeof tp - 1, .n_parent = 1, .state = "k=v,l=w",
+				  .state_len = 7 };
+	struct gw_trace call;
+	struct gw_up_request rq = { .method = "GET", .path = "/status/r1", .idempotent = 1 };
+	struct done_rec d = { 0 }, d2 = { 0 };
+	struct up_fx fx;
+	struct fsrv s;
+
+	cr_assert_eq(gw_trace_begin(&call, &rng, &in), 0);
+	rq.trace = &call;
+	fs_start(&s, script, FS_ANSWERS_MAX);
+	fx_init(&fx, s.port, 0);
+	cr_assert_not_null(fx_start(&fx, &rq, &d));
+	fx_run_until(&fx, &d.calls, 1);
+	cr_expect_eq(d.status, 200);
+	rq.trace = NULL;
+	script[0] = (struct fs_answer)OK200("{}");
+	fx_fini(&fx);
+	fs_stop(&s);
+
+	cr_assert_eq(s.received, 2);
+	for (int k = 0; k < 2; k++) {
+		char t[GW_TRACE_ID_HEX + 1], parent[GW_TRACE_SPAN_HEX + 1];
+		uint8_t flags;
+
+		cr_assert_eq(gw_trace_parse_parent(s.seen[k].traceparent, strlen(s.seen[k].traceparent),
+						   t, parent, &flags), 0, "attempt %d: \"%s\"", k,
+			     s.seen[k].traceparent);
+		cr_expect_str_eq(t, call.trace_id, "attempt %d", k);
+		cr_expect_str_neq(parent, call.span_id, "attempt %d: a span of its own", k);
+		cr_expect_eq(flags, GW_TRACE_SAMPLED, "attempt %d", k);
+		cr_expect_str_eq(s.seen[k].tracestate, "k=v,l=w", "attempt %d", k);
+	}
+	cr_expect_str_neq(s.seen[0].traceparent, s.seen[1].traceparent, "a retry is a new span");
+
+	/* Without a trace: neither header. */
+	fs_start(&s, script, 1);
+	fx_init(&fx, s.port, 0);
+	cr_assert_not_null(fx_start(&fx, &rq, &d2));
+	fx_run_until(&fx, &d2.calls, 1);
+	fx_fini(&fx);
+	fs_stop(&s);
+	cr_assert_eq(s.received, 1);
+	cr_expect_str_eq(s.seen[0].traceparent, "");
+	cr_expect_str_eq(s.seen[0].tracestate, "");
 }
 
 /* ---- what a table cannot show: steps in between ---- */
