@@ -1181,6 +1181,9 @@ void gw_server_free(struct gw_server *srv)
 	server_io_stop(srv);
 	gw_metrics_unregister(&env->metrics_reg, gw_memguard_render_metrics, srv->memguard);
 	gw_memguard_free(srv->memguard);
+	/* Store answers still out for a service (a webhook delivery's settle) would run into its
+	 * freed state from the settle below: let them land first (a PostgreSQL crash on SIGTERM). */
+	server_store_settle(srv);
 	server_services_free(srv);	/* their requests use the accounts and the engine */
 	gw_admit_free(env->admit);
 	gw_session_accounts_free(env->accounts, env->naccounts);
