@@ -350,8 +350,8 @@ static void call_drop_queue(struct gw_call *c)
 }
 
 /*
- * The initial metadata every call answers with: its x-request-id and its traceparent (the
- * gateway's span, for the caller to link to). Both values share one slice allocation; md[0..2)
+ * The metadata every call answers with: its x-request-id and its traceparent (the gateway's
+ * span, for the caller to link to); initial metadata, or trailers for an end without a message. Both values share one slice allocation; md[0..2)
  * hold a reference each, dropped by the caller after start_batch.
  */
 static void call_initial_md(struct gw_call *c, grpc_metadata *md)
@@ -373,8 +373,9 @@ static void call_pump(struct gw_call *c)
 {
 	grpc_op ops[3];
 	size_t n = 0;
-	grpc_metadata trailers[2], initial[2];
+	grpc_metadata trailers[4], initial[2];
 	size_t ntrailers = 0, ninitial = 0;
+	int ids_in_trailers;
 	char pushback[24];
 	uint8_t details[GW_CALL_MAX_DETAILS_BIN];
 	grpc_slice det;
@@ -396,9 +397,19 @@ static void call_pump(struct gw_call *c)
 	memset(ops, 0, sizeof ops);
 	memset(trailers, 0, sizeof trailers);
 	memset(initial, 0, sizeof initial);
+	/* An end without any message (a refusal, an error) must leave as a Trailers-Only response:
+	 * gRPC core sends one only when the initial metadata is empty, and a client's retry policy
+	 * may retry a call only then (gRFC A6: response headers commit the call). So its ids go
+	 * with the trailers; a call that answers anything carries them in its initial metadata. */
+	ids_in_trailers = !c->initial_md_sent && !c->qlen && c->end_pending;
 	if (!c->initial_md_sent) {
-		call_initial_md(c, initial);
-		ninitial = 2;
+		if (ids_in_trailers) {
+			call_initial_md(c, trailers);
+			ntrailers = 2;
+		} else {
+			call_initial_md(c, initial);
+			ninitial = 2;
+		}
 		ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
 		ops[n].data.send_initial_metadata.count = ninitial;
 		ops[n++].data.send_initial_metadata.metadata = initial;

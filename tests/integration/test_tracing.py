@@ -198,13 +198,16 @@ def test_ids_generated_when_absent(gateway):
 
 
 def test_streaming_and_refused_calls_get_ids(gateway):
-    # A refused call (no key) still answers with its ids, and logs them.
+    # A refused call (no key) still answers with its ids, and logs them: in its trailers, so
+    # that the answer stays Trailers-Only (no response headers), which a client's retry policy
+    # needs to retry it (gRFC A6).
     with pytest.raises(grpc.RpcError) as e:
         gateway.account.GetCreditBalance(account_pb2.GetCreditBalanceRequest(), timeout=5,
                                          metadata=[("x-request-id", "refused-1"),
                                                    ("traceparent", TRACEPARENT)])
     assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED
-    md = _md_dict(e.value.initial_metadata())
+    assert not e.value.initial_metadata(), e.value.initial_metadata()
+    md = _md_dict(e.value.trailing_metadata())
     assert _one(md, "x-request-id") == "refused-1"
     assert TP_RX.match(_one(md, "traceparent")).group(1) == TRACE
     _wait_lines(gateway, "refused-1", {"rpc"})
