@@ -4,6 +4,8 @@ Upstream's own paths answered with a team's API key (Authorization: Bearer), in 
 shapes, through the same pipeline as gRPC: the viewer key's permission, another tenant's rids
 answered as upstream answers unknown rids, the tenant's rate limit as 429 + Retry-After, oversize
 bodies 413, upstream's error shape, CORS as upstream does it; every refusal counted in /metrics.
+/webhook_endpoints* manage the tenant's own subscriptions (docs/webhooks.md), whose signed events
+reach a receiver on 127.0.0.1.
 """
 import base64
 import json
