@@ -14,10 +14,13 @@
 #include "animate3d/v1/account.pb-c.h"
 #include "animate3d/v1/characters.pb-c.h"
 #include "animate3d/v1/jobs.pb-c.h"
+#include "animate3d/v1/webhooks.pb-c.h"
 #include "gateway/api/translate.h"
+#include "gateway/api/validate.h"
 #include "gateway/base/hex.h"
 
 #define FACADE_MAX_ARG 4096	/* decoded path argument ("rid1,rid2,...": 100 rids of <= 64) */
+#define FACADE_WH_MAX_ID (GW_VALIDATE_ID_MAX + 1)	/* a decoded endpoint id and its NUL */
 
 /* ---- small helpers ---- */
 
@@ -688,6 +691,201 @@ static char *facade_render_delete_model(const ProtobufCMessage *m)
 	return facade_dump(json_pack("{s:i}", "count", (int)r->count));
 }
 
+/* ---- /webhook_endpoints*: the tenant's own subscriptions (docs/webhooks.md) ----
+ *
+ * Upstream's paths (docs/upstream-api.md, Webhooks) onto the Webhooks service, never onto
+ * upstream endpoints. The answers keep upstream's shape ({"id", "object": "webhook_endpoint",
+ * "url", "events"}); what upstream clients have no field for is added beside it only when it has
+ * something to say: "secret" in the create answer (the one time it is shown), "description" when
+ * set, "disabled" and "disabled_reason" while deliveries are stopped. */
+
+/* "events": absent or null leaves *n at 0; else 1..GW_VALIDATE_MAX_EVENTS strings, copied. The
+ * names themselves are the method's to judge. An empty array is refused here: the request has
+ * no way to say "none" (no events keeps the current ones on update, and is refused on create). */
+static int facade_wh_events(json_t *o, char ***events, size_t *n, char *err, size_t errlen)
+{
+	json_t *arr = json_object_get(o, "events"), *v;
+	size_t i;
+
+	if (!arr || json_is_null(arr))
+		return 0;
+	if (!json_is_array(arr) || json_array_size(arr) == 0 ||
+	    json_array_size(arr) > GW_VALIDATE_MAX_EVENTS) {
+		snprintf(err, errlen, "events must be an array of 1..%d event names, e.g. "
+			 "[\"job.completed\"]", GW_VALIDATE_MAX_EVENTS);
+		return -1;
+	}
+	*events = calloc(json_array_size(arr), sizeof **events);
+	if (!*events)
+		return facade_fail(err, errlen, "out of memory");
+	json_array_foreach(arr, i, v) {
+		if (!json_is_string(v))
+			return facade_fail(err, errlen, "events must be an array of strings");
+		(*events)[*n] = strdup(json_string_value(v));
+		if (!(*events)[*n])
+			return facade_fail(err, errlen, "out of memory");
+		(*n)++;
+	}
+	return 0;
+}
+
+/* The endpoint id of the path (percent-decoded) as a malloc'd string in *dst. */
+static int facade_wh_id(const struct gw_facade_in *in, char **dst, char *err, size_t errlen)
+{
+	char buf[FACADE_WH_MAX_ID];
+
+	if (facade_decode(in->arg, strlen(in->arg), 0, buf, sizeof buf) || !buf[0])
+		return facade_fail(err, errlen, "endpoint id is malformed");
+	*dst = strdup(buf);
+	return *dst ? 0 : facade_fail(err, errlen, "out of memory");
+}
+
+static int facade_wh_build_create(const struct gw_facade_in *in, ProtobufCMessage **out, char *err,
+				  size_t errlen)
+{
+	Animate3d__V1__CreateEndpointRequest *r =
+		facade_msg(&animate3d__v1__create_endpoint_request__descriptor);
+	json_t *o;
+	int rc = -1;
+
+	*out = (ProtobufCMessage *)r;
+	if (!r)
+		return facade_fail(err, errlen, "out of memory");
+	if (!(o = facade_body(in, err, errlen)))
+		return -1;
+	/* A missing url or events is the method's refusal (INVALID_ARGUMENT), as for gRPC. */
+	if (facade_member(o, "url", &r->url, err, errlen) ||
+	    facade_wh_events(o, &r->events, &r->n_events, err, errlen) ||
+	    facade_member(o, "description", &r->description, err, errlen))
+		goto out;
+	rc = 0;
+out:
+	json_decref(o);
+	return rc;
+}
+
+static int facade_wh_build_list(const struct gw_facade_in *in, ProtobufCMessage **out, char *err,
+				size_t errlen)
+{
+	(void)in;
+	*out = facade_msg(&animate3d__v1__list_endpoints_request__descriptor);
+	return *out ? 0 : facade_fail(err, errlen, "out of memory");
+}
+
+static int facade_wh_build_get(const struct gw_facade_in *in, ProtobufCMessage **out, char *err,
+			       size_t errlen)
+{
+	Animate3d__V1__GetEndpointRequest *r =
+		facade_msg(&animate3d__v1__get_endpoint_request__descriptor);
+
+	*out = (ProtobufCMessage *)r;
+	return r ? facade_wh_id(in, &r->id, err, errlen) : facade_fail(err, errlen, "out of memory");
+}
+
+static int facade_wh_build_delete(const struct gw_facade_in *in, ProtobufCMessage **out, char *err,
+				  size_t errlen)
+{
+	Animate3d__V1__DeleteEndpointRequest *r =
+		facade_msg(&animate3d__v1__delete_endpoint_request__descriptor);
+
+	*out = (ProtobufCMessage *)r;
+	return r ? facade_wh_id(in, &r->id, err, errlen) : facade_fail(err, errlen, "out of memory");
+}
+
+/* The member is there and an empty string. */
+static int facade_wh_empty(json_t *o, const char *key)
+{
+	json_t *v = json_object_get(o, key);
+
+	return json_is_string(v) && json_string_length(v) == 0;
+}
+
+/* POST /webhook_endpoints/<id>: what the body names changes, the rest stays (UpdateEndpoint's
+ * empty fields keep their value). "disabled": true/false is the method's toggle. A present but
+ * empty url or description would silently mean "keep" there, so it is refused here. */
+static int facade_wh_build_update(const struct gw_facade_in *in, ProtobufCMessage **out, char *err,
+				  size_t errlen)
+{
+	Animate3d__V1__UpdateEndpointRequest *r =
+		facade_msg(&animate3d__v1__update_endpoint_request__descriptor);
+	json_t *o = NULL, *dis;
+	int rc = -1;
+
+	*out = (ProtobufCMessage *)r;
+	if (!r)
+		return facade_fail(err, errlen, "out of memory");
+	if (facade_wh_id(in, &r->id, err, errlen) || !(o = facade_body(in, err, errlen)))
+		return -1;
+	if (facade_member(o, "url", &r->url, err, errlen) ||
+	    facade_wh_events(o, &r->events, &r->n_events, err, errlen) ||
+	    facade_member(o, "description", &r->description, err, errlen))
+		goto out;
+	if (facade_wh_empty(o, "url") || facade_wh_empty(o, "description")) {
+		facade_fail(err, errlen, "url and description cannot be set to empty");
+		goto out;
+	}
+	dis = json_object_get(o, "disabled");
+	if (dis && !json_is_null(dis)) {
+		if (!json_is_boolean(dis)) {
+			facade_fail(err, errlen, "disabled must be true or false");
+			goto out;
+		}
+		r->toggle = json_is_true(dis) ? ANIMATE3D__V1__ENDPOINT_SWITCH__ENDPOINT_DISABLE
+					      : ANIMATE3D__V1__ENDPOINT_SWITCH__ENDPOINT_ENABLE;
+	}
+	rc = 0;
+out:
+	json_decref(o);
+	return rc;
+}
+
+/* Upstream's endpoint object, and the gateway's additions when they have something to say. */
+static json_t *facade_wh_endpoint(const Animate3d__V1__Endpoint *e)
+{
+	json_t *ev = json_array(), *o;
+
+	for (size_t i = 0; ev && i < e->n_events; i++)
+		json_array_append_new(ev, facade_str(e->events[i]));
+	o = json_pack("{s:o, s:s, s:o, s:o}", "id", facade_str(e->id), "object",
+		      "webhook_endpoint", "url", facade_str(e->url), "events",
+		      ev ? ev : json_array());
+	if (!o)
+		return NULL;
+	if (e->secret && e->secret[0])
+		json_object_set_new(o, "secret", json_string(e->secret));
+	if (e->description && e->description[0])
+		json_object_set_new(o, "description", json_string(e->description));
+	if (e->disabled) {
+		json_object_set_new(o, "disabled", json_true());
+		json_object_set_new(o, "disabled_reason", facade_str(e->disabled_reason));
+	}
+	return o;
+}
+
+static char *facade_wh_render_endpoint(const ProtobufCMessage *m)
+{
+	return facade_dump(facade_wh_endpoint((const Animate3d__V1__Endpoint *)m));
+}
+
+static char *facade_wh_render_list(const ProtobufCMessage *m)
+{
+	const Animate3d__V1__ListEndpointsResponse *r = (const void *)m;
+	json_t *arr = json_array();
+
+	for (size_t i = 0; arr && i < r->n_endpoints; i++)
+		json_array_append_new(arr, facade_wh_endpoint(r->endpoints[i]));
+	return facade_dump(arr ? json_pack("{s:I, s:o}", "count", (json_int_t)r->n_endpoints,
+					   "endpoints", arr) : NULL);
+}
+
+static char *facade_wh_render_delete(const ProtobufCMessage *m)
+{
+	const Animate3d__V1__DeleteEndpointResponse *r = (const void *)m;
+
+	return facade_dump(json_pack("{s:o, s:s, s:b}", "id", facade_str(r->id), "object",
+				     "webhook_endpoint", "deleted", (int)r->deleted));
+}
+
 /* ---- the routes ---- */
 
 #define G GW_FACADE_GET
@@ -696,6 +894,7 @@ static char *facade_render_delete_model(const ProtobufCMessage *m)
 #define JOBS(m) "/animate3d.v1.Jobs/" m
 #define CHARS(m) "/animate3d.v1.Characters/" m
 #define ACCT(m) "/animate3d.v1.Account/" m
+#define HOOKS(m) "/animate3d.v1.Webhooks/" m
 
 static const struct gw_facade_route facade_table[] = {
 	{ G, "/status/", 1, JOBS("GetStatus"), &animate3d__v1__get_status_response__descriptor,
@@ -734,6 +933,19 @@ static const struct gw_facade_route facade_table[] = {
 	{ D, "/character/deleteModel/", 1, CHARS("DeleteModel"),
 	  &animate3d__v1__delete_model_response__descriptor, facade_build_delete_model,
 	  facade_render_delete_model, NULL },
+	/* The tenant's own subscriptions (docs/webhooks.md), never upstream endpoints. */
+	{ P, "/webhook_endpoints", 0, HOOKS("CreateEndpoint"), &animate3d__v1__endpoint__descriptor,
+	  facade_wh_build_create, facade_wh_render_endpoint, NULL },
+	{ G, "/webhook_endpoints", 0, HOOKS("ListEndpoints"),
+	  &animate3d__v1__list_endpoints_response__descriptor, facade_wh_build_list,
+	  facade_wh_render_list, NULL },
+	{ G, "/webhook_endpoints/", 1, HOOKS("GetEndpoint"), &animate3d__v1__endpoint__descriptor,
+	  facade_wh_build_get, facade_wh_render_endpoint, NULL },
+	{ P, "/webhook_endpoints/", 1, HOOKS("UpdateEndpoint"), &animate3d__v1__endpoint__descriptor,
+	  facade_wh_build_update, facade_wh_render_endpoint, NULL },
+	{ D, "/webhook_endpoints/", 1, HOOKS("DeleteEndpoint"),
+	  &animate3d__v1__delete_endpoint_response__descriptor, facade_wh_build_delete,
+	  facade_wh_render_delete, NULL },
 };
 #define FACADE_NROUTES (sizeof facade_table / sizeof facade_table[0])
 

@@ -4,6 +4,8 @@ Upstream's own paths answered with a team's API key (Authorization: Bearer), in 
 shapes, through the same pipeline as gRPC: the viewer key's permission, another tenant's rids
 answered as upstream answers unknown rids, the tenant's rate limit as 429 + Retry-After, oversize
 bodies 413, upstream's error shape, CORS as upstream does it; every refusal counted in /metrics.
+/webhook_endpoints* manage the tenant's own subscriptions (docs/webhooks.md), whose signed events
+reach a receiver on 127.0.0.1.
 """
 import base64
 import json
@@ -380,3 +382,155 @@ def test_tls_like_the_grpc_listener(stack, sim, tmp_path_factory):
     except Exception:       # noqa: BLE001 - a reset or a garbled answer: either way, no JSON
         pass
     assert st != 200
+
+
+# ---- /webhook_endpoints*: the tenant's own subscriptions (docs/webhooks.md) ---------------------
+from test_tenant_webhooks import Receiver, verify  # noqa: E402 - the receiver and the check of issue 17
+
+UPSTREAM_ENDPOINT_KEYS = {"id", "object", "url", "events"}
+UNKNOWN_ENDPOINT = "ep_" + "1" * 22        # well formed, never made
+
+
+def make_endpoint(gw, url, tenant="team-a", headers=None):
+    st, _, doc = call(gw, "POST", "/webhook_endpoints", tenant=tenant, headers=headers,
+                      body={"url": url, "events": ["job.completed"]})
+    assert st == 200, (st, doc)
+    return doc
+
+
+def test_webhook_endpoints_create_list_get_update_delete(gw):
+    label = P + 'rpc_total{method="/animate3d.v1.Webhooks/CreateEndpoint",code="OK"}'
+    before = harness.metrics(gw).get(label, 0)
+    made = make_endpoint(gw, "http://127.0.0.1:9/made")
+    # Upstream's answer, plus the signing secret: shown this once.
+    assert set(made) == UPSTREAM_ENDPOINT_KEYS | {"secret"}, made
+    assert made["object"] == "webhook_endpoint" and made["url"] == "http://127.0.0.1:9/made"
+    assert made["events"] == ["job.completed"] and made["secret"].startswith("whsec_")
+    assert len(base64.b64decode(made["secret"][len("whsec_"):])) == 32
+    assert harness.metrics(gw)[label] == before + 1      # the gRPC method ran, as for gRPC
+    path = "/webhook_endpoints/" + made["id"]
+
+    st, _, doc = call(gw, "GET", path)
+    assert st == 200 and doc == {k: made[k] for k in UPSTREAM_ENDPOINT_KEYS}, doc
+    st, _, doc = call(gw, "GET", "/webhook_endpoints")
+    assert st == 200 and doc["count"] == len(doc["endpoints"]), doc
+    assert {k: made[k] for k in UPSTREAM_ENDPOINT_KEYS} in doc["endpoints"], doc
+    assert all("secret" not in e for e in doc["endpoints"]), doc
+
+    st, _, doc = call(gw, "POST", path, body={"url": "http://127.0.0.1:9/moved"})
+    assert st == 200 and doc == dict({k: made[k] for k in UPSTREAM_ENDPOINT_KEYS},
+                                     url="http://127.0.0.1:9/moved"), doc
+    # The gateway's switch: deliveries stop (and say why) and resume.
+    st, _, doc = call(gw, "POST", path, body={"disabled": True, "description": "paused"})
+    assert st == 200 and doc["disabled"] is True and doc["description"] == "paused", doc
+    assert doc["disabled_reason"] == "disabled by the tenant" and "secret" not in doc, doc
+    st, _, doc = call(gw, "POST", path, body={"disabled": False})
+    assert st == 200 and "disabled" not in doc and "disabled_reason" not in doc, doc
+
+    st, _, doc = call(gw, "DELETE", path)
+    assert st == 200 and doc == {"id": made["id"], "object": "webhook_endpoint", "deleted": True}
+    st, _, doc = call(gw, "GET", path)
+    assert st == 404 and is_upstream_error(doc, 404), doc
+    st, _, doc = call(gw, "DELETE", path)
+    assert st == 404 and is_upstream_error(doc, 404), doc
+    st, _, doc = call(gw, "GET", "/webhook_endpoints")
+    assert made["id"] not in [e["id"] for e in doc["endpoints"]], doc
+
+
+def test_webhook_endpoints_of_another_tenant_are_unknown(gw):
+    made = make_endpoint(gw, "http://127.0.0.1:9/a-only")
+    path = "/webhook_endpoints/" + made["id"]
+    try:
+        unknown = "/webhook_endpoints/" + UNKNOWN_ENDPOINT
+        for method, body in (("GET", None), ("POST", {"url": "http://127.0.0.1:9/stolen"}),
+                             ("DELETE", None)):
+            st_f, _, foreign = call(gw, method, path, tenant="team-b", body=body)
+            st_u, _, never = call(gw, method, unknown, tenant="team-b", body=body)
+            # The same answer as for an id that never existed: nothing tells the two apart.
+            assert st_f == st_u == 404 and is_upstream_error(foreign, 404), (method, foreign)
+            assert foreign == never, (method, foreign, never)
+        st, _, doc = call(gw, "GET", "/webhook_endpoints", tenant="team-b")
+        assert st == 200 and made["id"] not in [e["id"] for e in doc["endpoints"]], doc
+        # Untouched by team-b's attempts.
+        st, _, doc = call(gw, "GET", path)
+        assert st == 200 and doc["url"] == "http://127.0.0.1:9/a-only", doc
+    finally:
+        call(gw, "DELETE", path)
+
+
+def test_webhook_endpoints_permissions_as_for_grpc(gw):
+    st, _, doc = call(gw, "POST", "/webhook_endpoints", tenant="viewer",
+                      body={"url": "http://127.0.0.1:9/v", "events": ["job.completed"]})
+    assert st == 403 and is_upstream_error(doc, 403), doc
+    st, _, doc = call(gw, "GET", "/webhook_endpoints", tenant="viewer")
+    assert st == 200 and doc == {"count": 0, "endpoints": []}, doc
+    st, _, doc = call(gw, "DELETE", "/webhook_endpoints/" + UNKNOWN_ENDPOINT, tenant="viewer")
+    assert st == 403 and is_upstream_error(doc, 403), doc
+
+
+def test_webhook_endpoints_bad_bodies_in_upstream_shape(gw):
+    before = harness.metrics(gw)
+    # Refused by the facade: the body cannot become the method's request.
+    for body in (b"not json", b"[]", {"url": 7, "events": ["job.completed"]},
+                 {"url": "http://127.0.0.1:9/h", "events": "job.completed"}):
+        st, _, doc = call(gw, "POST", "/webhook_endpoints", body=body)
+        assert st == 400 and is_upstream_error(doc, 400), (body, doc)
+    after = harness.metrics(gw)
+    k = P + 'rest_rejected_total{reason="bad_request"}'
+    assert after[k] - before.get(k, 0) == 4
+    # Refused by the method, with its words, as a gRPC caller is refused.
+    for body, words in (({"events": ["job.completed"]}, "url"),
+                        ({"url": "ftp://127.0.0.1/h", "events": ["job.completed"]}, "http"),
+                        ({"url": "http://u:pw@127.0.0.1:9/h", "events": ["job.completed"]},
+                         "credentials"),
+                        ({"url": "http://127.0.0.1:9/h"}, "events"),
+                        ({"url": "http://127.0.0.1:9/h", "events": ["job.failed"]}, "event")):
+        st, _, doc = call(gw, "POST", "/webhook_endpoints", body=body)
+        assert st == 400 and is_upstream_error(doc, 400) and words in doc["message"], (body, doc)
+    made = make_endpoint(gw, "http://127.0.0.1:9/bodies")
+    try:
+        for body in (b"{", {"url": ""}, {"events": []}, {"disabled": "no"}, {}):
+            st, _, doc = call(gw, "POST", "/webhook_endpoints/" + made["id"], body=body)
+            assert st == 400 and is_upstream_error(doc, 400), (body, doc)
+        st, _, doc = call(gw, "GET", "/webhook_endpoints/" + made["id"])
+        assert st == 200 and doc["url"] == "http://127.0.0.1:9/bodies", doc
+    finally:
+        call(gw, "DELETE", "/webhook_endpoints/" + made["id"])
+    assert harness.CLIENT_SECRET not in harness.read_text(gw.log_path)
+
+
+def test_webhook_endpoint_made_over_rest_gets_the_tenants_event(gw):
+    """An endpoint made through the facade (with a dmsess session, as upstream clients do) receives
+    the tenant's job's final state, signed with the secret the create answer showed."""
+    rec = Receiver()
+    _, tok, _, _ = login(gw, "team-b")
+    session = {"Cookie": "dmsess=" + tok}
+    made = make_endpoint(gw, rec.url, tenant=None, headers=session)
+    try:
+        st, _, up = call(gw, "GET", "/upload?name=hook.mp4&resumable=0", tenant=None,
+                         headers=session)
+        assert st == 200, up
+        with open(harness.TINY_MP4, "rb") as f:
+            assert harness.put_bytes(up["url"], f.read()) in (200, 201)
+        st, _, started = call(gw, "POST", "/process", tenant=None, headers=session,
+                              body={"url": up["url"], "processor": "video2anim",
+                                    "params": ["formats=bvh"]})
+        assert st == 200, started
+        rid = started["rid"]
+        harness.wait_job(gw, rid, tenant="team-b", timeout=60)
+
+        def mine():
+            return [r for r in rec.snapshot() if json.loads(r[1])["data"]["taskId"] == rid]
+        deadline = time.monotonic() + 60
+        while not mine():
+            assert time.monotonic() < deadline, "no delivery of %s: %s" % (rid, rec.snapshot())
+            time.sleep(0.1)
+        headers, body = mine()[0]
+        event = verify(made["secret"], headers, body)
+        assert event["eventType"] == "job.completed", event
+        assert event["data"]["status"] == "success" and event["data"]["state"] == "SUCCESS", event
+        # Only team-b's jobs reach it: the module's team-a jobs never do.
+        assert all(json.loads(b)["data"]["taskId"] == rid for _, b in rec.snapshot())
+    finally:
+        call(gw, "DELETE", "/webhook_endpoints/" + made["id"], tenant=None, headers=session)
+        rec.close()

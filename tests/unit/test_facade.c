@@ -6,6 +6,7 @@
 
 #include "animate3d/v1/account.pb-c.h"
 #include "animate3d/v1/jobs.pb-c.h"
+#include "animate3d/v1/webhooks.pb-c.h"
 #include "gateway/api/facade.h"
 #include "gateway/api/params.h"
 
@@ -34,6 +35,14 @@ static const struct {
 	{ GW_FACADE_GET, "/account/minutesBalance", "/animate3d.v1.Account/GetMinutesBalance", "", 0 },
 	{ GW_FACADE_DELETE, "/character/deleteModel/m1", "/animate3d.v1.Characters/DeleteModel", "m1", 0 },
 	{ GW_FACADE_GET, "/character/deleteModel/m1", NULL, "", 1 },
+	{ GW_FACADE_POST, "/webhook_endpoints", "/animate3d.v1.Webhooks/CreateEndpoint", "", 0 },
+	{ GW_FACADE_GET, "/webhook_endpoints", "/animate3d.v1.Webhooks/ListEndpoints", "", 0 },
+	{ GW_FACADE_DELETE, "/webhook_endpoints", NULL, "", 1 },
+	{ GW_FACADE_GET, "/webhook_endpoints/ep_1", "/animate3d.v1.Webhooks/GetEndpoint", "ep_1", 0 },
+	{ GW_FACADE_POST, "/webhook_endpoints/ep_1", "/animate3d.v1.Webhooks/UpdateEndpoint", "ep_1", 0 },
+	{ GW_FACADE_DELETE, "/webhook_endpoints/ep_1", "/animate3d.v1.Webhooks/DeleteEndpoint", "ep_1",
+	  0 },
+	{ GW_FACADE_GET, "/webhook_endpoints/", NULL, "", 0 },	/* no id: not the route */
 	{ GW_FACADE_GET, "/", NULL, "", 0 },
 };
 
@@ -264,13 +273,116 @@ Test(facade, build_process)
 	}
 }
 
+/* /webhook_endpoints*: upstream's body onto Create/UpdateEndpoint; the id from the path. */
+#define REFUSED(path, body, err) { path, body, err, NULL, NULL, NULL, 0, 0 }
+#define EVENTS_ERR "events must be an array of 1..8 event names, e.g. [\"job.completed\"]"
+static const struct {
+	const char *path;	/* POST to it */
+	const char *body;
+	const char *err;	/* NULL: builds */
+	const char *id, *url, *desc;
+	size_t n_events;
+	int toggle;
+} hook_cases[] = {
+	{ "/webhook_endpoints", "{\"url\":\"https://r.example/h\",\"events\":[\"job.completed\"]}",
+	  NULL, NULL, "https://r.example/h", "", 1, 0 },
+	{ "/webhook_endpoints", "{\"url\":\"https://r/h\",\"events\":[\"job.completed\"],"
+	  "\"description\":\"ci\"}", NULL, NULL, "https://r/h", "ci", 1, 0 },
+	/* What is missing is the method's to refuse, as for a gRPC caller. */
+	{ "/webhook_endpoints", "{}", NULL, NULL, "", "", 0, 0 },
+	REFUSED("/webhook_endpoints", "{\"url\":7}", "url must be a string"),
+	REFUSED("/webhook_endpoints", "{\"url\":\"https://r/h\",\"events\":\"job.completed\"}",
+		EVENTS_ERR),
+	REFUSED("/webhook_endpoints", "{\"url\":\"https://r/h\",\"events\":[]}", EVENTS_ERR),
+	REFUSED("/webhook_endpoints",
+		"{\"events\":[\"a\",\"b\",\"c\",\"d\",\"e\",\"f\",\"g\",\"h\",\"i\"]}", EVENTS_ERR),
+	REFUSED("/webhook_endpoints", "{\"events\":[1]}", "events must be an array of strings"),
+	REFUSED("/webhook_endpoints", "not json", "request body must be a JSON object"),
+	REFUSED("/webhook_endpoints", NULL, "request body must be a JSON object"),
+	{ "/webhook_endpoints/ep_1", "{\"url\":\"https://r/2\"}", NULL, "ep_1", "https://r/2", "", 0,
+	  0 },
+	{ "/webhook_endpoints/ep%5F1", "{\"disabled\":true}", NULL, "ep_1", "", "", 0,
+	  ANIMATE3D__V1__ENDPOINT_SWITCH__ENDPOINT_DISABLE },
+	{ "/webhook_endpoints/ep_1", "{\"disabled\":false,\"events\":[\"job.completed\"]}", NULL,
+	  "ep_1", "", "", 1, ANIMATE3D__V1__ENDPOINT_SWITCH__ENDPOINT_ENABLE },
+	REFUSED("/webhook_endpoints/ep_1", "{\"disabled\":\"yes\"}", "disabled must be true or false"),
+	REFUSED("/webhook_endpoints/ep_1", "{\"url\":\"\"}",
+		"url and description cannot be set to empty"),
+	REFUSED("/webhook_endpoints/ep_1", "{\"events\":[]}", EVENTS_ERR),
+	REFUSED("/webhook_endpoints/%zz", "{}", "endpoint id is malformed"),
+	REFUSED("/webhook_endpoints/ep_1", "[]", "request body must be a JSON object"),
+};
+
+Test(facade, build_webhook_endpoints)
+{
+	for (size_t i = 0; i < sizeof hook_cases / sizeof hook_cases[0]; i++) {
+		char err[GW_FACADE_ERR_MAX];
+		int update = hook_cases[i].id != NULL ||
+			     strcmp(hook_cases[i].path, "/webhook_endpoints") != 0;
+		ProtobufCMessage *m = build(GW_FACADE_POST, hook_cases[i].path, NULL,
+					    hook_cases[i].body,
+					    update ? &animate3d__v1__update_endpoint_request__descriptor
+						   : &animate3d__v1__create_endpoint_request__descriptor,
+					    err);
+
+		if (hook_cases[i].err) {
+			cr_expect_null(m, "case %zu", i);
+			cr_expect_str_eq(err, hook_cases[i].err, "case %zu", i);
+			continue;
+		}
+		cr_assert_not_null(m, "case %zu: %s", i, err);
+		if (update) {
+			Animate3d__V1__UpdateEndpointRequest *u = (void *)m;
+
+			cr_expect_str_eq(u->id, hook_cases[i].id, "case %zu", i);
+			cr_expect_str_eq(u->url, hook_cases[i].url, "case %zu", i);
+			cr_expect_eq(u->n_events, hook_cases[i].n_events, "case %zu", i);
+			cr_expect_eq((int)u->toggle, hook_cases[i].toggle, "case %zu", i);
+		} else {
+			Animate3d__V1__CreateEndpointRequest *c = (void *)m;
+
+			cr_expect_str_eq(c->url, hook_cases[i].url, "case %zu", i);
+			cr_expect_str_eq(c->description, hook_cases[i].desc, "case %zu", i);
+			cr_expect_eq(c->n_events, hook_cases[i].n_events, "case %zu", i);
+			if (c->n_events)
+				cr_expect_str_eq(c->events[0], "job.completed", "case %zu", i);
+		}
+		protobuf_c_message_free_unpacked(m, NULL);
+	}
+}
+
+Test(facade, build_webhook_endpoint_ids)
+{
+	static const struct {
+		unsigned verb;
+		const ProtobufCMessageDescriptor *d;
+	} cases[] = { { GW_FACADE_GET, &animate3d__v1__get_endpoint_request__descriptor },
+		      { GW_FACADE_DELETE, &animate3d__v1__delete_endpoint_request__descriptor } };
+	char err[GW_FACADE_ERR_MAX], long_path[300];
+
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		/* GetEndpointRequest and DeleteEndpointRequest: id is the first field of both. */
+		Animate3d__V1__GetEndpointRequest *g = (void *)build(
+			cases[i].verb, "/webhook_endpoints/ep_%41b", NULL, NULL, cases[i].d, err);
+
+		cr_assert_not_null(g, "case %zu: %s", i, err);
+		cr_expect_str_eq(g->id, "ep_Ab", "case %zu", i);
+		protobuf_c_message_free_unpacked(&g->base, NULL);
+	}
+	/* Longer than any id the method takes: refused before it is copied. */
+	snprintf(long_path, sizeof long_path, "/webhook_endpoints/%0200d", 1);
+	cr_expect_null(build(GW_FACADE_GET, long_path, NULL, NULL,
+			     &animate3d__v1__get_endpoint_request__descriptor, err));
+	cr_expect_str_eq(err, "endpoint id is malformed");
+}
+
 /* ---- rendering replies ---- */
 
-static char *render(const char *path, const ProtobufCMessage *m)
+static char *render_verb(unsigned verb, const char *path, const ProtobufCMessage *m)
 {
 	const char *arg;
 	int wrong;
-	const struct gw_facade_route *r = gw_facade_match(GW_FACADE_GET, path, &arg, &wrong);
+	const struct gw_facade_route *r = gw_facade_match(verb, path, &arg, &wrong);
 	size_t len = protobuf_c_message_get_packed_size(m);
 	uint8_t *buf = malloc(len ? len : 1);
 	char *s;
@@ -280,6 +392,11 @@ static char *render(const char *path, const ProtobufCMessage *m)
 	s = gw_facade_render(r, buf, len);
 	free(buf);
 	return s;
+}
+
+static char *render(const char *path, const ProtobufCMessage *m)
+{
+	return render_verb(GW_FACADE_GET, path, m);
 }
 
 Test(facade, render_status)
@@ -341,6 +458,58 @@ Test(facade, render_unfinished_link_is_its_rid)
 	resp.links = links;
 	s = render("/download/r1", &resp.base);
 	cr_expect_str_eq(s, "{\"count\":1,\"links\":[{\"rid\":\"r1\"}]}");
+	free(s);
+}
+
+/* Upstream's endpoint object; the gateway's additions only when they have something to say. */
+
+Test(facade, render_webhook_endpoints)
+{
+	Animate3d__V1__Endpoint a = ANIMATE3D__V1__ENDPOINT__INIT, b = ANIMATE3D__V1__ENDPOINT__INIT;
+	Animate3d__V1__Endpoint *all[] = { &a, &b };
+	Animate3d__V1__ListEndpointsResponse list = ANIMATE3D__V1__LIST_ENDPOINTS_RESPONSE__INIT;
+	Animate3d__V1__DeleteEndpointResponse del = ANIMATE3D__V1__DELETE_ENDPOINT_RESPONSE__INIT;
+	char *events[] = { "job.completed" };
+	char *s;
+
+	a.id = "ep_1";
+	a.url = "https://r/h";
+	a.n_events = 1;
+	a.events = events;
+	a.secret = "whsec_AAAA";
+	a.created_ms = 5;
+	s = render_verb(GW_FACADE_POST, "/webhook_endpoints", &a.base);
+	cr_expect_str_eq(s, "{\"id\":\"ep_1\",\"object\":\"webhook_endpoint\",\"url\":"
+			    "\"https://r/h\",\"events\":[\"job.completed\"],\"secret\":\"whsec_AAAA\"}");
+	free(s);
+	a.secret = "";
+	s = render_verb(GW_FACADE_GET, "/webhook_endpoints/ep_1", &a.base);
+	cr_expect_str_eq(s, "{\"id\":\"ep_1\",\"object\":\"webhook_endpoint\",\"url\":"
+			    "\"https://r/h\",\"events\":[\"job.completed\"]}");
+	free(s);
+	b.id = "ep_2";
+	b.url = "https://r/2";
+	b.description = "ci";
+	b.disabled = 1;
+	b.disabled_reason = "disabled by the tenant";
+	list.n_endpoints = 2;
+	list.endpoints = all;
+	s = render_verb(GW_FACADE_GET, "/webhook_endpoints", &list.base);
+	cr_expect_str_eq(s, "{\"count\":2,\"endpoints\":["
+			    "{\"id\":\"ep_1\",\"object\":\"webhook_endpoint\",\"url\":\"https://r/h\","
+			    "\"events\":[\"job.completed\"]},"
+			    "{\"id\":\"ep_2\",\"object\":\"webhook_endpoint\",\"url\":\"https://r/2\","
+			    "\"events\":[],\"description\":\"ci\",\"disabled\":true,"
+			    "\"disabled_reason\":\"disabled by the tenant\"}]}");
+	free(s);
+	list.n_endpoints = 0;
+	s = render_verb(GW_FACADE_GET, "/webhook_endpoints", &list.base);
+	cr_expect_str_eq(s, "{\"count\":0,\"endpoints\":[]}");
+	free(s);
+	del.id = "ep_1";
+	del.deleted = 1;
+	s = render_verb(GW_FACADE_DELETE, "/webhook_endpoints/ep_1", &del.base);
+	cr_expect_str_eq(s, "{\"id\":\"ep_1\",\"object\":\"webhook_endpoint\",\"deleted\":true}");
 	free(s);
 }
 
