@@ -558,7 +558,7 @@ Test(pg_store, migrations_apply_once)
 	side_value("SELECT applied_ms FROM a3d_schema WHERE version = 1", again, sizeof again);
 	side_value("SELECT count(*) FROM a3d_schema", rows, sizeof rows);
 	cr_expect_str_eq(again, first, "the second open applied nothing");
-	cr_expect_str_eq(rows, "3", "one row per migration");
+	cr_expect_str_eq(rows, "4", "one row per migration");
 }
 
 /* Replicas starting together on an empty database: one migrates, every one starts. */
@@ -569,7 +569,8 @@ Test(pg_store, migrations_race)
 	int go[2];
 	char rows[16], tables[16];
 
-	side_exec("DROP TABLE IF EXISTS a3d_owner, a3d_idem, a3d_hook, a3d_outbox, a3d_schema");
+	side_exec("DROP TABLE IF EXISTS a3d_owner, a3d_idem, a3d_hook, a3d_outbox, a3d_rest_sess,"
+		  " a3d_schema");
 	cr_assert_eq(pipe(go), 0);
 	for (int i = 0; i < N; i++) {
 		kids[i] = fork();
@@ -604,7 +605,7 @@ Test(pg_store, migrations_race)
 		cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "replica %d failed to start", i);
 	}
 	side_value("SELECT count(*) FROM a3d_schema", rows, sizeof rows);
-	cr_expect_str_eq(rows, "3", "migrated once (all three migrations)");
+	cr_expect_str_eq(rows, "4", "migrated once (all four migrations)");
 	side_value("SELECT count(*) FROM pg_tables WHERE tablename IN ('a3d_owner', 'a3d_idem')",
 		   tables, sizeof tables);
 	cr_expect_str_eq(tables, "2");
@@ -618,13 +619,13 @@ Test(pg_store, migrations_newer_schema)
 	side_exec("INSERT INTO a3d_schema VALUES (999, 1, 999)");
 	snprintf(want, sizeof want,
 		 "PostgreSQL at %s:%s/%s has schema version 999, incompatible with this gateway (knows"
-		 " up to 3); refusing to start", getenv("A3D_PG_HOST"), getenv("A3D_PG_PORT"),
+		 " up to 4); refusing to start", getenv("A3D_PG_HOST"), getenv("A3D_PG_PORT"),
 		 getenv("A3D_PG_DB"));
 	open_expect(want);
 	/* A newer schema that says this build still runs on it (helm rollback): starts. */
 	side_exec("UPDATE a3d_schema SET min_compatible = 1 WHERE version = 999");
 	open_expect(NULL);
-	side_exec("UPDATE a3d_schema SET min_compatible = 4 WHERE version = 999");
+	side_exec("UPDATE a3d_schema SET min_compatible = 5 WHERE version = 999");
 	open_expect("incompatible");
 	side_exec("DELETE FROM a3d_schema WHERE version = 999");
 	open_expect(NULL);
