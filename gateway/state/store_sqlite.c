@@ -963,7 +963,7 @@ static int sql_sess_get(struct sql_store *q, const struct gw_sess_req *r, struct
 	return rc;
 }
 
-/* DEL, REVOKE, EXPIRE: one DELETE; *count = rows removed. */
+/* DEL, REVOKE, EXPIRE: one DELETE; *count = rows removed (REVOKE, EXPIRE). */
 static int sql_sess_delete(struct sql_store *q, const struct gw_sess_req *r, long *count)
 {
 	enum sql_stmt which = r->op == GW_SESS_DEL ? SQL_SESS_DEL
@@ -981,7 +981,8 @@ static int sql_sess_delete(struct sql_store *q, const struct gw_sess_req *r, lon
 	}
 	if (sql_exec(q, st) != GW_STORE_B_OK)
 		return GW_STORE_B_ERR;
-	*count = sqlite3_changes(q->db);
+	if (which != SQL_SESS_DEL)	/* DEL answers no count (store.h) */
+		*count = sqlite3_changes(q->db);
 	return GW_STORE_B_OK;
 }
 

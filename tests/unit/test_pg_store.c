@@ -884,3 +884,85 @@ Test(pg_store, hook_legacy_lists_upstream_endpoints)
 	cr_expect_eq(g.count, 2);
 	fx_close(&f);
 }
+
+/* ---- REST facade sessions (store.h): the backend's answers, as the in-process ones give them
+ * (tests/unit/test_store.c), plus the tenant limit counted by the statement itself ---- */
+
+static struct gw_sess pg_sess_seen;
+
+static void on_sess_done(void *arg, const struct gw_store_res *r)
+{
+	struct got *g = arg;
+
+	on_done(arg, r);
+	g->has_idem = r->sess != NULL;	/* reused: "a session came back" */
+	if (r->sess)
+		pg_sess_seen = *r->sess;
+}
+
+Test(pg_store, sess_table)
+{
+	static const uint8_t tok[3][32] = { { 1 }, { 2 }, { 3 } }, key[2][32] = { { 0xa }, { 0xb } };
+	static const struct {
+		int op, tok, key;
+		const char *tenant;
+		int64_t now, expires;
+		size_t max;
+		int rc;
+		long count;
+		const char *found;
+	} steps[] = {
+		{ GW_SESS_PUT, 0, 0, "team-a", 1000, 2000, 0, 0, 0, NULL },
+		{ GW_SESS_PUT, 0, 1, "team-b", 1000, 2000, 0, GW_STORE_CONFLICT, 0, NULL },
+		{ GW_SESS_PUT, 1, 0, "team-a", 1000, 1500, 0, 0, 0, NULL },
+		{ GW_SESS_PUT, 2, 1, "team-b", 1000, 9000, 0, 0, 0, NULL },
+		{ GW_SESS_GET, 0, -1, NULL, 1999, 0, 0, 0, 0, "team-a" },
+		{ GW_SESS_GET, 0, -1, NULL, 2000, 0, 0, GW_STORE_ABSENT, 0, NULL },
+		{ GW_SESS_EXPIRE, -1, -1, NULL, 2500, 0, 1, 0, 1, NULL },
+		{ GW_SESS_EXPIRE, -1, -1, NULL, 2500, 0, 1000, 0, 1, NULL },
+		{ GW_SESS_EXPIRE, -1, -1, NULL, 2500, 0, 1000, 0, 0, NULL },
+		{ GW_SESS_GET, 2, -1, NULL, 2500, 0, 0, 0, 0, "team-b" },
+		{ GW_SESS_REVOKE, -1, 0, NULL, 0, 0, 0, 0, 0, NULL },
+		{ GW_SESS_REVOKE, -1, 1, NULL, 0, 0, 0, 0, 1, NULL },
+		{ GW_SESS_GET, 2, -1, NULL, 2500, 0, 0, GW_STORE_ABSENT, 0, NULL },
+		{ GW_SESS_PUT, 0, 0, "team-a", 3000, 4000, 0, 0, 0, NULL },
+		{ GW_SESS_DEL, 0, -1, NULL, 0, 0, 0, 0, 0, NULL },
+		{ GW_SESS_DEL, 0, -1, NULL, 0, 0, 0, 0, 0, NULL },
+		{ GW_SESS_GET, 0, -1, NULL, 3000, 0, 0, GW_STORE_ABSENT, 0, NULL },
+		/* "full" has GW_STORE_SESS_TENANT_MAX unexpired rows (below): no more */
+		{ GW_SESS_PUT, 1, 0, "full", 3000, 9000, 0, GW_STORE_FULL, 0, NULL },
+		{ GW_SESS_PUT, 1, 0, "full", 6000, 9000, 0, 0, 0, NULL },	/* they expired at 5000 */
+	};
+	struct fx f;
+
+	fx_open(&f, 2, 5000);
+	side_exec("DELETE FROM a3d_rest_sess");
+	side_exec("INSERT INTO a3d_rest_sess SELECT decode(lpad(to_hex(i), 64, '0'), 'hex'), 'full',"
+		  " decode(repeat('00', 32), 'hex'), 0, 5000 FROM generate_series(1, 10000) AS i");
+	for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+		struct gw_sess_req q = { .op = (enum gw_sess_op)steps[i].op };
+		struct got g = { 0 };
+
+		q.token_sha256 = steps[i].tok >= 0 ? tok[steps[i].tok] : NULL;
+		q.key_sha256 = steps[i].key >= 0 ? key[steps[i].key] : NULL;
+		q.tenant = steps[i].tenant;
+		q.now_ms = steps[i].now;
+		q.expires_ms = steps[i].expires;
+		q.max = steps[i].max;
+		memset(&pg_sess_seen, 0, sizeof pg_sess_seen);
+		f.ops->sess(f.impl, &q, on_sess_done, &g);
+		fx_wait(&f, &g);
+		cr_expect_eq(g.rc, steps[i].rc, "step %zu: rc %d (%s)", i, g.rc, g.err);
+		if (steps[i].op == GW_SESS_REVOKE || steps[i].op == GW_SESS_EXPIRE)
+			cr_expect_eq(g.count, steps[i].count, "step %zu: count %ld", i, g.count);
+		cr_expect_eq(g.has_idem, steps[i].found != NULL, "step %zu", i);
+		if (steps[i].found && g.has_idem) {
+			cr_expect_str_eq(pg_sess_seen.tenant, steps[i].found, "step %zu", i);
+			cr_expect_eq(memcmp(pg_sess_seen.key_sha256,
+					    key[strcmp(steps[i].found, "team-a") == 0 ? 0 : 1], 32), 0,
+				     "step %zu", i);
+		}
+	}
+	side_exec("DELETE FROM a3d_rest_sess");
+	fx_close(&f);
+}
