@@ -186,14 +186,18 @@ static struct rest_req *rest_q_new(struct gw_rest *r, struct evhttp_request *req
 	return q;
 }
 
-/* Ends q before any call ran: unlinked, answered, freed. */
-static void rest_q_end(struct rest_req *q)
+/* Ends q when no call of it runs: unlinked, its connection released and q freed; returns its
+ * request, to be answered next (the reply may free the request: release comes first). */
+static struct evhttp_request *rest_q_end(struct rest_req *q)
 {
+	struct evhttp_request *req = q->req;
+
 	rest_unlink(q);
-	gw_conncap_busy(q->r->cap, q->req, 0);
+	gw_conncap_busy(q->r->cap, req, 0);
 	free(q->packed);
 	OPENSSL_cleanse(q, sizeof *q);
 	free(q);
+	return req;
 }
 
 /* The session store failed (err: why, for the log only: it names the server): 503 with
@@ -290,31 +294,30 @@ static void rest_on_opened(void *arg, int rc, const char *token, const char *err
 {
 	struct rest_req *q = arg;
 	struct gw_rest *r = q->r;
-	struct evhttp_request *req = q->req;
+	struct evhttp_request *req;
 	char cookie[160], date[64];
 	time_t exp = (time_t)(q->expires_ms / 1000);
 	struct tm tm;
 
 	if (rc == GW_REST_SESS_FULL) {
-		rest_reject(r, req, REST_REJ_SESSIONS_FULL, 503, "Too many sessions, retry later");
-		rest_q_end(q);
+		rest_reject(r, rest_q_end(q), REST_REJ_SESSIONS_FULL, 503,
+			    "Too many sessions, retry later");
 		return;
 	}
 	if (rc != GW_REST_SESS_OK) {
-		rest_store_failed(r, req, err);
-		rest_q_end(q);
+		rest_store_failed(r, rest_q_end(q), err);
 		return;
 	}
+	gw_log(GW_LOG_INFO, "rest", GW_LS("msg", "session opened"), GW_LS("tenant", q->tenant),
+	       GW_LEND);
+	req = rest_q_end(q);
 	gmtime_r(&exp, &tm);
 	strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
 	/* No Domain (clients drop cookies of IP hosts that carry one) and the first Set-Cookie. */
 	snprintf(cookie, sizeof cookie, "dmsess=%s; Path=/; Expires=%s; HttpOnly", token, date);
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Set-Cookie", cookie);
 	OPENSSL_cleanse(cookie, sizeof cookie);
-	gw_log(GW_LOG_INFO, "rest", GW_LS("msg", "session opened"), GW_LS("tenant", q->tenant),
-	       GW_LEND);
 	rest_send(r, req, 200, strdup("{\"message\":\"authenticated\"}"));
-	rest_q_end(q);
 }
 
 /* GET /session/auth: Basic with the tenant's name and one of its keys -> a dmsess cookie, once
@@ -448,10 +451,8 @@ static void rest_q_start(struct rest_req *q, const uint8_t *key_sha256, const ch
 	a.sink = rest_on_end;
 	a.arg = q;
 	/* The sink may run before gw_call_local returns (a refusal): q is then freed, answered. */
-	if (gw_call_local(r->env, &a, &q->call) != 0) {
-		rest_send_error(r, req, NULL, 500, "cannot start the call");
-		rest_q_end(q);
-	}
+	if (gw_call_local(r->env, &a, &q->call) != 0)
+		rest_send_error(r, rest_q_end(q), NULL, 500, "cannot start the call");
 	free(packed);
 }
 
@@ -470,10 +471,9 @@ static void rest_on_sess(void *arg, const struct gw_rest_sess_found *f)
 		return;
 	}
 	if (f->rc == GW_REST_SESS_UNKNOWN)
-		rest_reject(r, q->req, REST_REJ_AUTH, 401, REST_MSG_SESSION);
+		rest_reject(r, rest_q_end(q), REST_REJ_AUTH, 401, REST_MSG_SESSION);
 	else
-		rest_store_failed(r, q->req, f->err);
-	rest_q_end(q);
+		rest_store_failed(r, rest_q_end(q), f->err);
 }
 
 static void rest_on_request(struct evhttp_request *req, void *arg)
@@ -825,8 +825,7 @@ void gw_rest_free(struct gw_rest *r)
 		q->call = NULL;
 		if (c)
 			gw_call_local_abandon(c);
-		rest_send_error(r, q->req, NULL, 503, "server is shutting down");
-		rest_q_end(q);
+		rest_send_error(r, rest_q_end(q), NULL, 503, "server is shutting down");
 	}
 	gw_conncap_detach(r->cap);
 	if (r->http)
