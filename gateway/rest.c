@@ -14,6 +14,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
@@ -30,10 +31,14 @@
 #include "gateway/config/config.h"
 #include "gateway/http.h"
 #include "gateway/rest_sess.h"
+#include "gateway/state/store.h"
 
 #define REST_MAX_HOST 256		/* host part of rest_listen */
 #define REST_MAX_ROUTES 32		/* facade rows resolved to method rows at start */
 #define REST_MAX_BASIC 1024		/* a Basic credential, encoded */
+#define REST_SESS_SWEEP_S 10		/* expired sessions removed from the store this often */
+#define REST_STORE_RETRY_S "1"		/* Retry-After of a 503 for a session store failure */
+#define REST_MSG_SESSION "Invalid or expired session: authenticate with GET /session/auth"
 
 /* Why a request was refused before it became a call (rest_rejected_total{reason}). */
 enum rest_reject {
@@ -43,12 +48,14 @@ enum rest_reject {
 	REST_REJ_BAD_REQUEST,		/* the REST request could not become the method's request */
 	REST_REJ_AUTH,			/* no credential the facade takes (Basic, unknown cookie) */
 	REST_REJ_LOGIN,			/* GET /session/auth with a wrong tenant or key */
-	REST_REJ_SESSIONS_FULL,		/* GET /session/auth with the session table full */
+	REST_REJ_SESSIONS_FULL,		/* GET /session/auth: the tenant has too many sessions */
+	REST_REJ_SESSION_STORE,		/* the session store failed: 503, as upstream's outage */
 	REST_REJ_N
 };
 static const char *const rest_reject_names[REST_REJ_N] = { "not_found", "method", "body_too_large",
 							    "bad_request", "unauthenticated",
-							    "login_failed", "sessions_full" };
+							    "login_failed", "sessions_full",
+							    "session_store" };
 
 /* Browser origins allowed, as upstream allows them (docs/upstream-api.md, CORS). */
 static const char *const rest_origins[] = { "http://localhost:8080", "http://localhost:8180" };
@@ -60,6 +67,10 @@ struct gw_rest {
 	struct evhttp *http;
 	struct gw_conncap *cap;
 	struct gw_rest_sess *sess;	/* dmsess cookies of GET /session/auth */
+	struct gw_gen *gen;		/* the generation whose keys sessions were checked against:
+					 * a reload revokes the sessions of the keys it removed */
+	struct event *ev_sweep;		/* expired sessions out of the store */
+	struct gw_lograte store_log;	/* session store failures, logged at a bounded rate */
 	SSL_CTX *tls;			/* HTTPS with tls.cert_file/key_file; NULL: plain HTTP */
 	size_t midx[REST_MAX_ROUTES];	/* per facade row: its method row in env->methods */
 	struct rest_req *pending;	/* requests whose call runs */
@@ -69,13 +80,18 @@ struct gw_rest {
 	uint64_t preflights;
 };
 
-/* One request whose call runs: its end comes to rest_on_end. */
+/* One request being answered later: its session looked up in the store (then its call), its
+ * call running (its end comes to rest_on_end), or a login waiting for the store. */
 struct rest_req {
 	struct gw_rest *r;
 	struct evhttp_request *req;
-	const struct gw_facade_route *route;
-	struct gw_call *call;		/* NULL once the call ended */
+	const struct gw_facade_route *route;	/* NULL: a login (GET /session/auth) */
+	struct gw_call *call;		/* NULL while the session is looked up, and once it ended */
 	struct rest_req *prev, *next;
+	uint8_t *packed;		/* the request message, until the call starts */
+	size_t plen;
+	int64_t expires_ms;		/* a login: the cookie's expiry */
+	char tenant[GW_STORE_TENANT_MAX + 1];	/* a login: whose session */
 	char token[GW_REST_SESS_TOKEN_LEN + 1];	/* the session it came with ("": a key) */
 };
 
@@ -145,6 +161,59 @@ static void rest_unlink(struct rest_req *q)
 	q->prev = q->next = NULL;
 }
 
+static void rest_link(struct gw_rest *r, struct rest_req *q)
+{
+	q->next = r->pending;
+	if (q->next)
+		q->next->prev = q;
+	r->pending = q;
+}
+
+/* A request to answer later: linked, its connection kept open meanwhile (the call's own deadline,
+ * rest.call_timeout_ms, and the store's bound the wait). NULL when out of memory. */
+static struct rest_req *rest_q_new(struct gw_rest *r, struct evhttp_request *req,
+				   const struct gw_facade_route *route)
+{
+	struct rest_req *q = calloc(1, sizeof *q);
+
+	if (!q)
+		return NULL;
+	q->r = r;
+	q->req = req;
+	q->route = route;
+	rest_link(r, q);
+	gw_conncap_busy(r->cap, req, 1);
+	return q;
+}
+
+/* Ends q when no call of it runs: unlinked, its connection released and q freed; returns its
+ * request, to be answered next (the reply may free the request: release comes first). */
+static struct evhttp_request *rest_q_end(struct rest_req *q)
+{
+	struct evhttp_request *req = q->req;
+
+	rest_unlink(q);
+	gw_conncap_busy(q->r->cap, req, 0);
+	free(q->packed);
+	OPENSSL_cleanse(q, sizeof *q);
+	free(q);
+	return req;
+}
+
+/* The session store failed (err: why, for the log only: it names the server): 503 with
+ * Retry-After, as upstream answers while it is down. */
+static void rest_store_failed(struct gw_rest *r, struct evhttp_request *req, const char *err)
+{
+	uint64_t suppressed = 0;
+
+	if (gw_lograte_allow(&r->store_log, gw_clock_wall_ms(), GW_LOGRATE_DEFAULT_LINES, &suppressed))
+		gw_log(GW_LOG_WARN, "rest", GW_LS("msg", "session store failed"),
+		       GW_LS("error", err ? err : "-"), GW_LN("suppressed", (long long)suppressed),
+		       GW_LEND);
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", REST_STORE_RETRY_S);
+	rest_reject(r, req, REST_REJ_SESSION_STORE, 503, "Service unavailable, retry later");
+}
+
 /* The call's end: the reply rendered as upstream's JSON, or its status as upstream's error. */
 static void rest_on_end(void *arg, const struct gw_call_end *end)
 {
@@ -180,6 +249,8 @@ static void rest_on_end(void *arg, const struct gw_call_end *end)
 		}
 		rest_send_error(r, q->req, q->route, status, end->msg);
 	}
+	free(q->packed);
+	OPENSSL_cleanse(q, sizeof *q);
 	free(q);
 }
 
@@ -218,19 +289,50 @@ static int rest_basic(const char *auth, char *buf, size_t cap, const char **user
 	return 0;
 }
 
-/* GET /session/auth: Basic with the tenant's name and one of its keys -> a dmsess cookie. */
+/* The store kept the session (or not): the cookie, or why not. */
+static void rest_on_opened(void *arg, int rc, const char *token, const char *err)
+{
+	struct rest_req *q = arg;
+	struct gw_rest *r = q->r;
+	struct evhttp_request *req;
+	char cookie[160], date[64];
+	time_t exp = (time_t)(q->expires_ms / 1000);
+	struct tm tm;
+
+	if (rc == GW_REST_SESS_FULL) {
+		rest_reject(r, rest_q_end(q), REST_REJ_SESSIONS_FULL, 503,
+			    "Too many sessions, retry later");
+		return;
+	}
+	if (rc != GW_REST_SESS_OK) {
+		rest_store_failed(r, rest_q_end(q), err);
+		return;
+	}
+	gw_log(GW_LOG_INFO, "rest", GW_LS("msg", "session opened"), GW_LS("tenant", q->tenant),
+	       GW_LEND);
+	req = rest_q_end(q);
+	gmtime_r(&exp, &tm);
+	strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+	/* No Domain (clients drop cookies of IP hosts that carry one) and the first Set-Cookie. */
+	snprintf(cookie, sizeof cookie, "dmsess=%s; Path=/; Expires=%s; HttpOnly", token, date);
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Set-Cookie", cookie);
+	OPENSSL_cleanse(cookie, sizeof cookie);
+	rest_send(r, req, 200, strdup("{\"message\":\"authenticated\"}"));
+}
+
+/* GET /session/auth: Basic with the tenant's name and one of its keys -> a dmsess cookie, once
+ * the state store holds the session. */
 static void rest_session_auth(struct gw_rest *r, struct evhttp_request *req)
 {
 	const struct gw_config *cfg = r->env->cfg;
 	const char *auth = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
-	char buf[REST_MAX_BASIC], token[GW_REST_SESS_TOKEN_LEN + 1], cookie[160], date[64];
+	char buf[REST_MAX_BASIC];
 	const char *user = NULL, *pass = NULL;
 	size_t passlen = 0, tidx = 0;
 	unsigned perms = 0;
 	uint8_t key[32];
 	int64_t now = gw_clock_wall_ms();
-	time_t exp;
-	struct tm tm;
+	struct rest_req *q;
 
 	if (!auth || rest_basic(auth, buf, sizeof buf, &user, &pass, &passlen) != 0 ||
 	    passlen == 0 || !SHA256((const unsigned char *)pass, passlen, key) ||
@@ -244,24 +346,18 @@ static void rest_session_auth(struct gw_rest *r, struct evhttp_request *req)
 		return;
 	}
 	OPENSSL_cleanse(buf, sizeof buf);
-	if (gw_rest_sess_open(r->sess, cfg->tenants[tidx].name, key, now,
-			      cfg->rest.session_ttl_s * 1000, token) != 0) {
+	q = rest_q_new(r, req, NULL);
+	if (!q) {
 		OPENSSL_cleanse(key, sizeof key);
-		rest_reject(r, req, REST_REJ_SESSIONS_FULL, 503, "Too many sessions, retry later");
+		rest_send_error(r, req, NULL, 500, "out of memory");
 		return;
 	}
+	snprintf(q->tenant, sizeof q->tenant, "%s", cfg->tenants[tidx].name);
+	q->expires_ms = now + cfg->rest.session_ttl_s * 1000;
+	/* rest_on_opened may run (and free q) before this returns */
+	gw_rest_sess_open(r->sess, cfg->tenants[tidx].name, key, now, cfg->rest.session_ttl_s * 1000,
+			  rest_on_opened, q);
 	OPENSSL_cleanse(key, sizeof key);
-	exp = (time_t)((now / 1000) + cfg->rest.session_ttl_s);
-	gmtime_r(&exp, &tm);
-	strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
-	/* No Domain (clients drop cookies of IP hosts that carry one) and the first Set-Cookie. */
-	snprintf(cookie, sizeof cookie, "dmsess=%s; Path=/; Expires=%s; HttpOnly", token, date);
-	OPENSSL_cleanse(token, sizeof token);
-	evhttp_add_header(evhttp_request_get_output_headers(req), "Set-Cookie", cookie);
-	OPENSSL_cleanse(cookie, sizeof cookie);
-	gw_log(GW_LOG_INFO, "rest", GW_LS("msg", "session opened"),
-	       GW_LS("tenant", cfg->tenants[tidx].name), GW_LEND);
-	rest_send(r, req, 200, strdup("{\"message\":\"authenticated\"}"));
 }
 
 static void rest_preflight(struct gw_rest *r, struct evhttp_request *req)
@@ -312,6 +408,74 @@ static void rest_peer(struct evhttp_request *req, char *buf, size_t len)
 			 (unsigned)port);
 }
 
+/* The request's Authorization when it is a Bearer key the facade takes, else NULL. */
+static const char *rest_bearer(struct evhttp_request *req)
+{
+	const char *auth = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+
+	return auth && strlen(auth) <= GW_REST_MAX_AUTH && strncasecmp(auth, "Bearer ", 7) == 0
+		       ? auth
+		       : NULL;
+}
+
+/* Starts q's call: with a session (its key's SHA-256 and tenant), or with the Bearer key. */
+static void rest_q_start(struct rest_req *q, const uint8_t *key_sha256, const char *tenant)
+{
+	struct gw_rest *r = q->r;
+	struct evhttp_request *req = q->req;
+	struct evkeyvalq *in_hdr = evhttp_request_get_input_headers(req);
+	const struct gw_config *cfg = r->env->cfg;
+	size_t nroutes;
+	const struct gw_facade_route *routes = gw_facade_routes(&nroutes);
+	struct gw_call_local_args a = { 0 };
+	const char *auth = key_sha256 ? NULL : rest_bearer(req);
+	uint8_t *packed = q->packed;
+	char peer[GW_REST_MAX_PEER];
+
+	if (!key_sha256)
+		q->token[0] = '\0';
+	q->packed = NULL;	/* the call copies it; freed here whatever happens to q */
+	rest_peer(req, peer, sizeof peer);
+	a.midx = r->midx[q->route - routes];
+	a.req = packed;
+	a.len = q->plen;
+	a.auth = auth;
+	a.authlen = auth ? strlen(auth) : 0;
+	a.key_sha256 = key_sha256;
+	a.tenant = tenant;
+	a.deadline_ms = cfg->rest.call_timeout_ms;
+	a.peer = peer;
+	a.request_id = evhttp_find_header(in_hdr, "X-Request-Id");
+	a.traceparent = evhttp_find_header(in_hdr, "traceparent");
+	a.tracestate = evhttp_find_header(in_hdr, "tracestate");
+	a.sink = rest_on_end;
+	a.arg = q;
+	/* The sink may run before gw_call_local returns (a refusal): q is then freed, answered. */
+	if (gw_call_local(r->env, &a, &q->call) != 0)
+		rest_send_error(r, rest_q_end(q), NULL, 500, "cannot start the call");
+	free(packed);
+}
+
+/* The session of the request's cookie: its call, or a Bearer key beside it, or 401 / 503. */
+static void rest_on_sess(void *arg, const struct gw_rest_sess_found *f)
+{
+	struct rest_req *q = arg;
+	struct gw_rest *r = q->r;
+
+	if (f->rc == GW_REST_SESS_OK) {
+		rest_q_start(q, f->key_sha256, f->tenant);
+		return;
+	}
+	if (rest_bearer(q->req)) {	/* a key beside a cookie that does not work: the key */
+		rest_q_start(q, NULL, NULL);
+		return;
+	}
+	if (f->rc == GW_REST_SESS_UNKNOWN)
+		rest_reject(r, rest_q_end(q), REST_REJ_AUTH, 401, REST_MSG_SESSION);
+	else
+		rest_store_failed(r, rest_q_end(q), f->err);
+}
+
 static void rest_on_request(struct evhttp_request *req, void *arg)
 {
 	struct gw_rest *r = arg;
@@ -320,19 +484,15 @@ static void rest_on_request(struct evhttp_request *req, void *arg)
 	const char *path = evhttp_uri_get_path(uri);
 	struct evbuffer *in_body = evhttp_request_get_input_buffer(req);
 	struct evkeyvalq *in_hdr = evhttp_request_get_input_headers(req);
-	const char *auth = evhttp_find_header(in_hdr, "Authorization");
 	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
 	const struct gw_facade_route *route;
 	struct gw_facade_in fin = { 0 };
-	struct rest_req *q = NULL;
-	char err[GW_FACADE_ERR_MAX], peer[GW_REST_MAX_PEER];
+	struct rest_req *q;
+	char err[GW_FACADE_ERR_MAX];
 	uint8_t *packed = NULL;
-	size_t plen = 0, blen = evbuffer_get_length(in_body), nroutes;
-	const struct gw_facade_route *routes = gw_facade_routes(&nroutes);
-	struct gw_call_local_args a = { 0 };
-	const char *cookie, *token, *tenant = NULL;
+	size_t plen = 0, blen = evbuffer_get_length(in_body);
+	const char *cookie, *token;
 	size_t toklen = 0;
-	uint8_t key[32];
 	int wrong = 0;
 
 	r->requests++;
@@ -365,14 +525,8 @@ static void rest_on_request(struct evhttp_request *req, void *arg)
 	 * harmless (the official Python demo sends it on every call). */
 	cookie = evhttp_find_header(in_hdr, "Cookie");
 	token = cookie ? gw_rest_sess_cookie(cookie, &toklen) : NULL;
-	if (token && gw_rest_sess_find(r->sess, token, toklen, gw_clock_wall_ms(), &tenant,
-				       key) == 0) {
-		auth = NULL;
-	} else if (auth && strlen(auth) <= GW_REST_MAX_AUTH && strncasecmp(auth, "Bearer ", 7) == 0) {
-		token = NULL;
-	} else {
-		rest_reject(r, req, REST_REJ_AUTH, 401,
-			    "Invalid or expired session: authenticate with GET /session/auth");
+	if (!token && !rest_bearer(req)) {
+		rest_reject(r, req, REST_REJ_AUTH, 401, REST_MSG_SESSION);
 		return;
 	}
 	fin.query = evhttp_uri_get_query(uri);
@@ -382,50 +536,25 @@ static void rest_on_request(struct evhttp_request *req, void *arg)
 	if (gw_facade_build(route, &fin, &packed, &plen, err, sizeof err) != 0) {
 		r->rejected[REST_REJ_BAD_REQUEST]++;
 		rest_send_error(r, req, route, 400, err);
-		goto out;
+		free(packed);
+		return;
 	}
-	q = calloc(1, sizeof *q);
+	q = rest_q_new(r, req, route);
 	if (!q) {
+		free(packed);
 		rest_send_error(r, req, NULL, 500, "out of memory");
-		goto out;
+		return;
 	}
-	q->r = r;
-	q->req = req;
-	q->route = route;
-	if (token)
-		snprintf(q->token, sizeof q->token, "%.*s", (int)toklen, token);
-	q->next = r->pending;
-	if (q->next)
-		q->next->prev = q;
-	r->pending = q;
-	rest_peer(req, peer, sizeof peer);
-	/* The answer comes later: the connection must not be closed under the call meanwhile (the
-	 * call's own deadline, rest.call_timeout_ms, bounds it). */
-	gw_conncap_busy(r->cap, req, 1);
-	/* The sink may run before gw_call_local returns (a refusal): q is then freed, answered. */
-	a.midx = r->midx[route - routes];
-	a.req = packed;
-	a.len = plen;
-	a.auth = auth;
-	a.authlen = auth ? strlen(auth) : 0;
-	a.key_sha256 = token ? key : NULL;
-	a.tenant = tenant;
-	a.deadline_ms = cfg->rest.call_timeout_ms;
-	a.peer = peer;
-	a.request_id = evhttp_find_header(in_hdr, "X-Request-Id");
-	a.traceparent = evhttp_find_header(in_hdr, "traceparent");
-	a.tracestate = evhttp_find_header(in_hdr, "tracestate");
-	a.sink = rest_on_end;
-	a.arg = q;
-	if (gw_call_local(r->env, &a, &q->call) != 0) {
-		rest_unlink(q);
-		free(q);
-		gw_conncap_busy(r->cap, req, 0);
-		rest_send_error(r, req, NULL, 500, "cannot start the call");
+	q->packed = packed;
+	q->plen = plen;
+	if (!token) {
+		rest_q_start(q, NULL, NULL);
+		return;
 	}
-out:
-	OPENSSL_cleanse(key, sizeof key);
-	free(packed);
+	if (toklen == GW_REST_SESS_TOKEN_LEN)
+		memcpy(q->token, token, toklen);
+	/* rest_on_sess may run (and start the call, which may end) before this returns */
+	gw_rest_sess_find(r->sess, token, toklen, gw_clock_wall_ms(), rest_on_sess, q);
 }
 
 static void rest_render_metrics(void *arg, struct gw_metrics_out *o)
@@ -452,15 +581,35 @@ static void rest_render_metrics(void *arg, struct gw_metrics_out *o)
 	gw_metrics_one(o, "rest_preflights_total", "counter", "CORS preflight requests answered.",
 		       r->preflights);
 	gw_rest_sess_stats(r->sess, &ss);
-	gw_metrics_one(o, "rest_sessions", "gauge", "Open dmsess sessions of the REST facade.", ss.live);
-	gw_metrics_one(o, "rest_sessions_max", "gauge", "The REST facade's session table size.", ss.max);
+	gw_metrics_one(o, "rest_sessions", "gauge",
+		       "dmsess sessions this replica remembers (the state store holds them all).",
+		       ss.cached);
+	gw_metrics_one(o, "rest_sessions_max", "gauge",
+		       "Sessions this replica remembers at most (its session cache).", ss.cache_max);
 	gw_metrics_one(o, "rest_sessions_opened_total", "counter",
 		       "Sessions opened by GET /session/auth.", ss.opened);
 	gw_metrics_one(o, "rest_sessions_expired_total", "counter",
-		       "Sessions dropped at their expiry.", ss.expired);
+		       "Expired sessions removed from the state store by this replica's sweeps.",
+		       ss.expired);
 	gw_metrics_one(o, "rest_sessions_unknown_total", "counter",
-		       "dmsess cookies that named no session (expired elsewhere, forged, or from "
-		       "before a restart).", ss.unknown);
+		       "dmsess cookies that named no session (expired, revoked, or forged).",
+		       ss.unknown);
+	gw_metrics_one(o, "rest_sessions_revoked_total", "counter",
+		       "Sessions removed from the state store because a reload removed their key.",
+		       ss.revoked);
+	gw_metrics_one(o, "rest_sessions_full_total", "counter",
+		       "Logins refused: the tenant had GW_STORE_SESS_TENANT_MAX sessions.",
+		       ss.refused_full);
+	gw_metrics_one(o, "rest_sessions_store_errors_total", "counter",
+		       "Session operations the state store failed (the request got 503).",
+		       ss.store_errors);
+	gw_metrics_one(o, "rest_sessions_busy_total", "counter",
+		       "Session operations refused: GW_REST_SESS_MAX_OPS were in flight.",
+		       ss.refused_busy);
+	gw_metrics_family(o, "rest_sessions_cache_total", "counter",
+			  "Session lookups answered by this replica's cache, or sent to the store.");
+	gw_metrics_value(o, "rest_sessions_cache_total", "result=\"hit\"", ss.cache_hits);
+	gw_metrics_value(o, "rest_sessions_cache_total", "result=\"miss\"", ss.cache_misses);
 	gw_metrics_one(o, "rest_connections", "gauge", "Open connections on the REST listener.", s.open);
 	gw_metrics_one(o, "rest_connections_max", "gauge", "The REST connection cap.", s.max);
 	gw_metrics_one(o, "rest_connections_accepted_total", "counter",
@@ -534,6 +683,50 @@ static int rest_resolve(struct gw_rest *r, char *err, size_t errlen)
 	return 0;
 }
 
+/* A reload swapped the generation: every key of the one before that the new one lacks (or gave
+ * to another tenant) has its sessions removed from the store. Calls check the key ring anyway;
+ * this removes the rows, so that replicas whose key ring still has the key (not reloaded yet)
+ * refuse the session once their cache forgets it (GW_REST_SESS_CACHE_TTL_MS). */
+static void rest_on_reload(void *arg, const void *data)
+{
+	struct gw_rest *r = arg;
+	struct gw_gen *old = r->gen, *cur = r->env->gen;
+	const struct gw_config *oc = old->cfg;
+	long keys = 0;
+
+	(void)data;
+	if (old == cur)
+		return;
+	for (size_t t = 0; t < oc->ntenants; t++)
+		for (size_t k = 0; k < oc->tenants[t].nkeys; k++) {
+			const uint8_t *h = oc->tenants[t].keys[k].sha256;
+			size_t tidx = 0;
+			unsigned perms = 0;
+
+			if (gw_apikey_lookup_hash(cur->keys, h, &tidx, &perms) == 0 &&
+			    tidx < cur->cfg->ntenants &&
+			    strcmp(cur->cfg->tenants[tidx].name, oc->tenants[t].name) == 0)
+				continue;
+			gw_rest_sess_revoke(r->sess, h);
+			keys++;
+		}
+	r->gen = gw_gen_get(cur);
+	gw_gen_put(old);
+	if (keys)
+		gw_log(GW_LOG_INFO, "rest", GW_LS("msg", "sessions of removed keys revoked"),
+		       GW_LN("keys", keys), GW_LEND);
+}
+
+static void rest_on_sweep(evutil_socket_t fd, short what, void *arg)
+{
+	struct gw_rest *r = arg;
+
+	(void)fd;
+	(void)what;
+	if (!gw_store_read_only(r->env->store))
+		gw_rest_sess_sweep(r->sess, gw_clock_wall_ms());
+}
+
 struct gw_rest *gw_rest_new(struct gw_env *env, size_t reserve_conns, char *err, size_t errlen)
 {
 	struct gw_rest *r = calloc(1, sizeof *r), *ret = NULL;
@@ -543,6 +736,7 @@ struct gw_rest *gw_rest_new(struct gw_env *env, size_t reserve_conns, char *err,
 	struct evhttp_bound_socket *bound;
 	size_t max_conns;
 	uint64_t reserve = (uint64_t)cfg->process.open_files_reserve + reserve_conns;
+	struct timeval sweep_tv = { REST_SESS_SWEEP_S, 0 };
 
 	if (!r) {
 		snprintf(err, errlen, "out of memory");
@@ -551,9 +745,15 @@ struct gw_rest *gw_rest_new(struct gw_env *env, size_t reserve_conns, char *err,
 	r->env = env;
 	if (rest_resolve(r, err, errlen) != 0)
 		goto out;
-	r->sess = gw_rest_sess_new(GW_REST_MAX_SESSIONS);
-	if (!r->sess) {
+	r->sess = gw_rest_sess_new(env->store, GW_REST_SESS_CACHE, GW_REST_SESS_CACHE_TTL_MS);
+	r->ev_sweep = event_new(env->base, -1, EV_PERSIST, rest_on_sweep, r);
+	if (!r->sess || !r->ev_sweep || event_add(r->ev_sweep, &sweep_tv) != 0) {
 		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	r->gen = gw_gen_get(env->gen);
+	if (gw_notify_sub(&env->reload, rest_on_reload, r) != 0) {
+		snprintf(err, errlen, "too many reload subscribers");
 		goto out;
 	}
 	if (rest_tls_new(r, err, errlen) != 0)
@@ -611,23 +811,27 @@ void gw_rest_free(struct gw_rest *r)
 	if (!r)
 		return;
 	gw_metrics_unregister(&r->env->metrics_reg, rest_render_metrics, r);
+	gw_notify_unsub(&r->env->reload, rest_on_reload, r);
+	if (r->ev_sweep)
+		event_free(r->ev_sweep);
+	/* Session lookups and logins waiting for the store: their callbacks never come now. */
+	gw_rest_sess_free(r->sess);
+	r->sess = NULL;
 	/* Calls still running: their sinks must not reach a freed listener. */
 	while (r->pending) {
 		struct rest_req *q = r->pending;
 		struct gw_call *c = q->call;
 
-		rest_unlink(q);
 		q->call = NULL;
-		gw_call_local_abandon(c);
-		gw_conncap_busy(r->cap, q->req, 0);
-		rest_send_error(r, q->req, NULL, 503, "server is shutting down");
-		free(q);
+		if (c)
+			gw_call_local_abandon(c);
+		rest_send_error(r, rest_q_end(q), NULL, 503, "server is shutting down");
 	}
 	gw_conncap_detach(r->cap);
 	if (r->http)
 		evhttp_free(r->http);
 	gw_conncap_free(r->cap);
-	gw_rest_sess_free(r->sess);
+	gw_gen_put(r->gen);
 	SSL_CTX_free(r->tls);
 	free(r);
 }

@@ -16,7 +16,8 @@
  *
  * Who is calling, the way clients log in upstream: GET /session/auth with HTTP Basic (the
  * tenant's name, one of its API keys) gives a `dmsess` cookie of the gateway's own
- * (gateway/rest_sess.h) that later requests carry; or `Authorization: Bearer <api key>` on every
+ * (gateway/rest_sess.h: kept in the state store, so any replica sharing it, or the same one
+ * after a restart, takes it) that later requests carry; or `Authorization: Bearer <api key>` on every
  * request (the gRPC metadata value, handed to the call as it is). Either way the call itself
  * checks the key against the current key ring. Anything else is 401 in upstream's shape.
  *
@@ -47,7 +48,6 @@
 
 #define GW_REST_MAX_PEER 64		/* "ipv4:127.0.0.1:5555" */
 #define GW_REST_MAX_AUTH 1024		/* an Authorization value looked at (= GW_APIKEY_MAX_VALUE) */
-#define GW_REST_MAX_SESSIONS 100000	/* open dmsess sessions (gateway/rest_sess.h) */
 
 struct gw_env;
 struct gw_rest;

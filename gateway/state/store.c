@@ -38,7 +38,7 @@ struct gw_store {
 /* One operation on its way through a backend. ids/tenants (owner_lookup) and the strings the
  * completion needs are copied into buf: the caller's may be gone when a backend answers later. */
 enum store_op { OP_PUT, OP_LOOKUP, OP_DEL, OP_BEGIN, OP_TAKE, OP_RENEW, OP_FINISH, OP_RELEASE,
-		OP_ABORT, OP_COUNT, OP_EXPIRE, OP_HOOK, OP_CLAIM, OP_JOB_RENEW, OP_SETTLE };
+		OP_ABORT, OP_COUNT, OP_EXPIRE, OP_HOOK, OP_CLAIM, OP_JOB_RENEW, OP_SETTLE, OP_SESS };
 struct store_call {
 	struct gw_store *s;
 	gw_store_done_fn done;
@@ -275,6 +275,8 @@ static void store_complete(void *arg, const struct gw_store_res *bres)
 			res.err = "state store: id already owned by another tenant";
 		} else if (c->op == OP_HOOK) {
 			res.err = "state store: the webhook row exists or changed meanwhile";
+		} else if (c->op == OP_SESS) {
+			res.err = "state store: the session exists";
 		} else if (c->op == OP_FINISH) {
 			s->stats.idem_conflicts++;
 			res.err = "state store: idempotency key is not pending or has another job";
@@ -652,6 +654,48 @@ void gw_store_hook(struct gw_store *s, const struct gw_hook_req *req, gw_store_d
 		 : store_write_call(s, OP_HOOK, ok, 0, done, arg);
 	if (c)
 		s->ops->hook(s->impl, req, store_complete, c);
+}
+
+/* ---- REST facade sessions ---- */
+
+/* The arguments of one session operation (store.h); 0, or -1 refused and counted. */
+static int store_sess_args(struct gw_store *s, const struct gw_sess_req *r)
+{
+	switch (r->op) {
+	case GW_SESS_PUT:
+		if (!r->token_sha256 || !r->key_sha256)
+			return store_reject(s, "session token or key hash missing");
+		if (r->expires_ms <= r->now_ms)
+			return store_reject(s, "session expires before it is opened");
+		return store_args(s, "tenant", r->tenant, GW_STORE_TENANT_MAX);
+	case GW_SESS_GET:
+	case GW_SESS_DEL:
+		return r->token_sha256 ? 0 : store_reject(s, "session token hash missing");
+	case GW_SESS_REVOKE:
+		return r->key_sha256 ? 0 : store_reject(s, "session key hash missing");
+	case GW_SESS_EXPIRE:
+		return r->max >= 1 && r->max <= GW_STORE_SESS_EXPIRE_MAX
+			       ? 0
+			       : store_reject(s, "an expiry is of 1..GW_STORE_SESS_EXPIRE_MAX sessions");
+	}
+	return store_reject(s, "unknown session operation");
+}
+
+void gw_store_sess(struct gw_store *s, const struct gw_sess_req *req, gw_store_done_fn done,
+		   void *arg)
+{
+	int ok = req ? store_sess_args(s, req) == 0 : store_reject(s, "session request missing") == 0;
+	struct store_call *c;
+
+	if (ok && !s->ops->sess) {
+		ok = 0;
+		s->stats.rejected_args++;
+		store_fail(s, "state store: the %s backend keeps no sessions", s->ops->name);
+	}
+	c = ok && req->op == GW_SESS_GET ? store_call_new(s, OP_SESS, 0, done, arg)
+					 : store_write_call(s, OP_SESS, ok, 0, done, arg);
+	if (c)
+		s->ops->sess(s->impl, req, store_complete, c);
 }
 
 /* ---- the job follower's set ---- */

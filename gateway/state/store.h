@@ -193,6 +193,7 @@ struct gw_idem {
 };
 
 struct gw_hook;
+struct gw_sess;
 struct gw_outbox_row;
 struct gw_outbox_depth;
 struct gw_store_res {
@@ -207,6 +208,7 @@ struct gw_store_res {
 	const struct gw_hook *hooks;	/* GW_HOOK_GET (1), GW_HOOK_LIST (count) */
 	const struct gw_outbox_row *rows;	/* GW_OUTBOX_CLAIM (count) */
 	const struct gw_outbox_depth *depths;	/* GW_OUTBOX_DEPTH (count) */
+	const struct gw_sess *sess;		/* GW_SESS_GET, rc 0 */
 };
 typedef void (*gw_store_done_fn)(void *arg, const struct gw_store_res *res);
 
@@ -351,6 +353,49 @@ struct gw_hook_req {
 void gw_store_hook(struct gw_store *s, const struct gw_hook_req *req, gw_store_done_fn done,
 		   void *arg);
 
+/*
+ * REST facade sessions (issue 18, gateway/rest_sess.h): the SHA-256 of a `dmsess` token ->
+ * tenant, the SHA-256 of the API key it was opened with, created_ms and expires_ms (wall clock).
+ * Never the token: neither the store nor a copy of it can open a session. On PostgreSQL every
+ * replica sees every session; in the SQLite file they outlive a restart.
+ *
+ * One entry point, gw_store_sess(), takes a request naming the operation:
+ *   GW_SESS_PUT     token, key, tenant, now_ms, expires_ms: 0; CONFLICT the token's hash exists
+ *                   (never overwritten); ERROR "state store is full" when the tenant has
+ *                   GW_STORE_SESS_TENANT_MAX sessions unexpired at now_ms (stats.rejected_full).
+ *   GW_SESS_GET     token, now_ms: 0 and res->sess; GW_STORE_ABSENT when unknown or expired at
+ *                   now_ms (an expired row is left to GW_SESS_EXPIRE).
+ *   GW_SESS_DEL     token: 0 (removed or absent).
+ *   GW_SESS_REVOKE  key: every session opened with that key removed; 0, res->count.
+ *   GW_SESS_EXPIRE  now_ms, max (1..GW_STORE_SESS_EXPIRE_MAX): at most max sessions expired at
+ *                   now_ms removed; 0, res->count. Bounded work per call: a backlog goes in
+ *                   several calls.
+ * GET is a read; the others are writes (refused on a read-only store). req need not outlive the
+ * call.
+ */
+#define GW_STORE_SESS_TENANT_MAX 10000		/* unexpired sessions of one tenant */
+#define GW_STORE_SESS_EXPIRE_MAX 1000		/* rows one GW_SESS_EXPIRE removes at most */
+
+enum gw_sess_op { GW_SESS_PUT = 1, GW_SESS_GET, GW_SESS_DEL, GW_SESS_REVOKE, GW_SESS_EXPIRE };
+
+struct gw_sess {
+	uint8_t key_sha256[32];
+	char tenant[GW_STORE_TENANT_MAX + 1];
+	int64_t created_ms, expires_ms;
+};
+
+struct gw_sess_req {
+	enum gw_sess_op op;
+	const uint8_t *token_sha256;		/* 32 bytes: PUT, GET, DEL */
+	const uint8_t *key_sha256;		/* 32 bytes: PUT, REVOKE */
+	const char *tenant;			/* PUT */
+	int64_t now_ms, expires_ms;
+	size_t max;				/* EXPIRE */
+};
+
+void gw_store_sess(struct gw_store *s, const struct gw_sess_req *req, gw_store_done_fn done,
+		   void *arg);
+
 /* ---- Backend side: used by store.c and the store_*.c backends only. ---- */
 
 /*
@@ -398,6 +443,8 @@ struct gw_store_ops {
 			  void *arg);
 	void (*job_settle)(void *impl, const char *rid, int64_t now_ms, gw_store_done_fn done,
 			   void *arg);
+	/* REST facade sessions; NULL: the backend keeps none (refused, counted) */
+	void (*sess)(void *impl, const struct gw_sess_req *req, gw_store_done_fn done, void *arg);
 };
 
 /*
@@ -450,6 +497,9 @@ struct gw_store_sync_ops {
 			  struct gw_store_job *out, size_t max);
 	long (*job_renew)(void *impl, const char *lease, int64_t lease_until_ms);
 	int (*job_settle)(void *impl, const char *rid, int64_t now_ms);
+	/* GW_STORE_B_OK (GET: *out filled) / _ABSENT / _CONFLICT / _FULL / _ERR; *count for
+	 * REVOKE and EXPIRE. NULL: no sessions. */
+	int (*sess)(void *impl, const struct gw_sess_req *req, struct gw_sess *out, long *count);
 };
 /* Returns the adapter's impl (owning impl: closing it closes impl) and sets *ops; NULL when out
  * of memory (impl is then closed). */

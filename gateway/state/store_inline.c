@@ -269,6 +269,27 @@ static void inl_job_settle(void *impl, const char *rid, int64_t now_ms, gw_store
 	inl_done(b, brc == GW_STORE_B_ABSENT ? GW_STORE_B_OK : brc, done, arg, &res);
 }
 
+static void inl_sess(void *impl, const struct gw_sess_req *req, gw_store_done_fn done, void *arg)
+{
+	struct inl *b = impl;
+	struct gw_store_res res = { 0 };
+	struct gw_sess out;
+	long count = 0;
+	int brc;
+
+	memset(&out, 0, sizeof out);
+	brc = b->s->sess(b->impl, req, &out, &count);
+	if (brc == GW_STORE_B_ABSENT) {
+		res.rc = GW_STORE_ABSENT;
+		brc = GW_STORE_B_OK;
+	} else if (brc == GW_STORE_B_OK && req->op == GW_SESS_GET) {
+		res.sess = &out;
+	}
+	res.count = count;
+	inl_done(b, brc, done, arg, &res);
+	explicit_bzero(&out, sizeof out);
+}
+
 static const struct gw_store_ops inl_ops = {
 	.name = NULL,	/* the backend's: set per adapter */
 	.shared = 0,
@@ -290,6 +311,7 @@ static const struct gw_store_ops inl_ops = {
 	.job_claim = inl_job_claim,
 	.job_renew = inl_job_renew,
 	.job_settle = inl_job_settle,
+	.sess = NULL,	/* inl_sess when the backend has sessions: set per adapter */
 };
 
 void *gw_store_inline_wrap(void *impl, const struct gw_store_sync_ops *sops,
@@ -307,6 +329,8 @@ void *gw_store_inline_wrap(void *impl, const struct gw_store_sync_ops *sops,
 	b->ops.name = sops->name;
 	if (sops->hook)
 		b->ops.hook = inl_hook;
+	if (sops->sess)
+		b->ops.sess = inl_sess;
 	*ops = &b->ops;
 	return b;
 }

@@ -45,7 +45,16 @@ struct mem_outbox {
 	int64_t lease_until_ms;
 };
 
+/* REST facade sessions, chained by their token hash's first bytes (uniform: a SHA-256). */
+#define MEM_SESS_BUCKETS 4096u
+struct mem_sess {
+	struct mem_sess *next;
+	uint8_t token_sha256[32];
+	struct gw_sess s;
+};
+
 struct mem_store {
+	struct mem_sess *sess[MEM_SESS_BUCKETS];
 	struct mem_owner **owners;
 	struct mem_idem **idems;
 	struct mem_hook *hooks;
@@ -124,6 +133,13 @@ static void mem_close(void *impl)
 	for (struct mem_outbox *o = m->outbox, *n; o; o = n) {
 		n = o->next;
 		free(o);
+	}
+	for (size_t i = 0; i < MEM_SESS_BUCKETS; i++) {
+		for (struct mem_sess *x = m->sess[i], *n; x; x = n) {
+			n = x->next;
+			explicit_bzero(x, sizeof *x);
+			free(x);
+		}
 	}
 	free(m->owners);
 	free(m->idems);
@@ -667,6 +683,105 @@ static int mem_job_settle(void *impl, const char *rid, int64_t now_ms)
 	return GW_STORE_B_OK;
 }
 
+/* ---- REST facade sessions (store.h) ---- */
+
+static struct mem_sess **mem_sess_find(struct mem_store *m, const uint8_t token[32])
+{
+	struct mem_sess **pp = &m->sess[((unsigned)token[0] << 8 | token[1]) % MEM_SESS_BUCKETS];
+
+	while (*pp && memcmp((*pp)->token_sha256, token, 32) != 0)
+		pp = &(*pp)->next;
+	return pp;
+}
+
+static void mem_sess_unlink(struct mem_store *m, struct mem_sess **pp)
+{
+	struct mem_sess *x = *pp;
+
+	*pp = x->next;
+	explicit_bzero(x, sizeof *x);
+	free(x);
+	m->nrows--;
+}
+
+static int mem_sess_put(struct mem_store *m, const struct gw_sess_req *r)
+{
+	struct mem_sess *x, **pp;
+	size_t n = 0;
+
+	if (*mem_sess_find(m, r->token_sha256))
+		return GW_STORE_B_CONFLICT;
+	/* a scan: the memory backend serves the demo and tests */
+	for (size_t b = 0; b < MEM_SESS_BUCKETS; b++)
+		for (x = m->sess[b]; x; x = x->next)
+			n += x->s.expires_ms > r->now_ms && strcmp(x->s.tenant, r->tenant) == 0;
+	if (n >= GW_STORE_SESS_TENANT_MAX || m->nrows >= m->max_rows)
+		return GW_STORE_B_FULL;
+	x = calloc(1, sizeof *x);
+	if (!x)
+		return mem_oom(m);
+	memcpy(x->token_sha256, r->token_sha256, 32);
+	memcpy(x->s.key_sha256, r->key_sha256, 32);
+	snprintf(x->s.tenant, sizeof x->s.tenant, "%s", r->tenant);
+	x->s.created_ms = r->now_ms;
+	x->s.expires_ms = r->expires_ms;
+	pp = mem_sess_find(m, r->token_sha256);	/* the end of its chain */
+	*pp = x;
+	m->nrows++;
+	return GW_STORE_B_OK;
+}
+
+/* Removes sessions that match (key given: opened with it; else expired at now_ms), at most max. */
+static long mem_sess_drop(struct mem_store *m, const uint8_t *key, int64_t now_ms, size_t max)
+{
+	long n = 0;
+
+	for (size_t b = 0; b < MEM_SESS_BUCKETS && (size_t)n < max; b++) {
+		struct mem_sess **pp = &m->sess[b];
+
+		while (*pp && (size_t)n < max) {
+			if (key ? memcmp((*pp)->s.key_sha256, key, 32) == 0
+				: (*pp)->s.expires_ms <= now_ms) {
+				mem_sess_unlink(m, pp);
+				n++;
+			} else {
+				pp = &(*pp)->next;
+			}
+		}
+	}
+	return n;
+}
+
+static int mem_sess(void *impl, const struct gw_sess_req *r, struct gw_sess *out, long *count)
+{
+	struct mem_store *m = impl;
+	struct mem_sess **pp;
+
+	switch (r->op) {
+	case GW_SESS_PUT:
+		return mem_sess_put(m, r);
+	case GW_SESS_GET:
+		pp = mem_sess_find(m, r->token_sha256);
+		if (!*pp || (*pp)->s.expires_ms <= r->now_ms)
+			return GW_STORE_B_ABSENT;
+		*out = (*pp)->s;
+		return GW_STORE_B_OK;
+	case GW_SESS_DEL:
+		pp = mem_sess_find(m, r->token_sha256);
+		if (*pp)
+			mem_sess_unlink(m, pp);
+		return GW_STORE_B_OK;
+	case GW_SESS_REVOKE:
+		*count = mem_sess_drop(m, r->key_sha256, 0, (size_t)-1);
+		return GW_STORE_B_OK;
+	case GW_SESS_EXPIRE:
+		*count = mem_sess_drop(m, NULL, r->now_ms, r->max);
+		return GW_STORE_B_OK;
+	}
+	snprintf(m->err, sizeof m->err, "unknown session operation");
+	return GW_STORE_B_ERR;
+}
+
 static const struct gw_store_sync_ops mem_ops = {
 	.name = "memory",
 	.close = mem_close,
@@ -687,6 +802,7 @@ static const struct gw_store_sync_ops mem_ops = {
 	.job_claim = mem_job_claim,
 	.job_renew = mem_job_renew,
 	.job_settle = mem_job_settle,
+	.sess = mem_sess,
 };
 
 void *gw_store_mem_open(size_t max_entries, const struct gw_store_sync_ops **ops)

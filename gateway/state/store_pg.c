@@ -89,6 +89,15 @@ static const struct pgs_migration {
 	  " AND created_ms < (extract(epoch FROM now()) * 1000)::bigint - 86400000;"
 	  "CREATE INDEX a3d_owner_unsettled ON a3d_owner (created_ms) WHERE kind = 1 AND settled_ms = 0;"
 	  "CREATE INDEX a3d_owner_follow ON a3d_owner (follow_lease) WHERE kind = 1 AND settled_ms = 0;" },
+	/* The REST facade's sessions (issue 18): token and key by their SHA-256 only. Expand only:
+	 * an older build never reads the table (its sessions live in its process). */
+	{ 4, 1,
+	  "CREATE TABLE a3d_rest_sess ("
+	  " token_hash bytea PRIMARY KEY, tenant text NOT NULL, key_hash bytea NOT NULL,"
+	  " created_ms bigint NOT NULL, expires_ms bigint NOT NULL);"
+	  "CREATE INDEX a3d_rest_sess_key ON a3d_rest_sess (key_hash);"
+	  "CREATE INDEX a3d_rest_sess_expiry ON a3d_rest_sess (expires_ms);"
+	  "CREATE INDEX a3d_rest_sess_tenant ON a3d_rest_sess (tenant, expires_ms);" },
 };
 _Static_assert(GW_STORE_SETTLE_BACKFILL_MS == 86400000, "migration 3 backfills one day");
 #define PGS_NMIGRATIONS (sizeof pgs_migrations / sizeof pgs_migrations[0])
@@ -126,6 +135,11 @@ enum pgs_stmt {
 	PGS_JOB_CLAIM,
 	PGS_JOB_RENEW,
 	PGS_JOB_SETTLE,
+	PGS_SESS_PUT,
+	PGS_SESS_GET,
+	PGS_SESS_DEL,
+	PGS_SESS_REVOKE,
+	PGS_SESS_EXPIRE,
 	PGS_NSTMTS
 };
 
@@ -134,6 +148,7 @@ enum pgs_stmt {
 _Static_assert(GW_STORE_HOOKS_MAX == 32, "a3d_hook_create and a3d_hook_list write 32");
 _Static_assert(GW_OUTBOX_DEPTH_MAX == 256, "a3d_outbox_depth writes 256");
 _Static_assert(GW_HOOK_LEGACY_MAX == 64 && GW_OBJ_ENDPOINT == 3, "a3d_hook_legacy writes 64, 3");
+_Static_assert(GW_STORE_SESS_TENANT_MAX == 10000, "a3d_sess_put writes 10000");
 
 static const struct gw_pg_stmt pgs_stmts[PGS_NSTMTS] = {
 	/* The inserted row comes from ins; an existing one from the table (the statement's snapshot
@@ -265,6 +280,28 @@ static const struct gw_pg_stmt pgs_stmts[PGS_NSTMTS] = {
 	[PGS_JOB_SETTLE] = { "a3d_job_settle",
 			     "UPDATE a3d_owner SET settled_ms = $2::bigint, follow_lease = '', follow_until_ms = 0"
 			     " WHERE kind = 1 AND id = $1 AND settled_ms = 0", 2 },
+	/* Columns: inserted (0/1), the tenant's unexpired sessions before: full or a conflict when
+	 * not inserted (as a3d_hook_create). */
+	[PGS_SESS_PUT] = { "a3d_sess_put",
+			   "WITH n AS (SELECT count(*) AS c FROM a3d_rest_sess WHERE tenant = $2"
+			   " AND expires_ms > $4::bigint),"
+			   " ins AS (INSERT INTO a3d_rest_sess (token_hash, tenant, key_hash, created_ms,"
+			   " expires_ms) SELECT decode($1, 'hex'), $2, decode($3, 'hex'), $4::bigint,"
+			   " $5::bigint FROM n WHERE n.c < 10000 ON CONFLICT DO NOTHING RETURNING 1)"
+			   " SELECT (SELECT count(*) FROM ins), (SELECT c FROM n)", 5 },
+	[PGS_SESS_GET] = { "a3d_sess_get",
+			   "SELECT tenant, encode(key_hash, 'hex'), created_ms, expires_ms"
+			   " FROM a3d_rest_sess WHERE token_hash = decode($1, 'hex')"
+			   " AND expires_ms > $2::bigint", 2 },
+	[PGS_SESS_DEL] = { "a3d_sess_del",
+			   "DELETE FROM a3d_rest_sess WHERE token_hash = decode($1, 'hex')", 1 },
+	[PGS_SESS_REVOKE] = { "a3d_sess_revoke",
+			      "DELETE FROM a3d_rest_sess WHERE key_hash = decode($1, 'hex')", 1 },
+	/* SKIP LOCKED: replicas sweeping at once remove disjoint rows instead of queueing. */
+	[PGS_SESS_EXPIRE] = { "a3d_sess_expire",
+			      "DELETE FROM a3d_rest_sess WHERE token_hash IN (SELECT token_hash"
+			      " FROM a3d_rest_sess WHERE expires_ms <= $1::bigint ORDER BY expires_ms"
+			      " LIMIT $2::int FOR UPDATE SKIP LOCKED)", 2 },
 };
 
 struct pgs_store {
@@ -1137,6 +1174,99 @@ static void pgs_hook(void *impl, const struct gw_hook_req *q, gw_store_done_fn d
 	}
 }
 
+/* ---- REST facade sessions (store.h) ---- */
+
+static void pgs_hex32(const uint8_t in[32], char out[65])
+{
+	static const char hexd[] = "0123456789abcdef";
+
+	for (size_t i = 0; i < 32; i++) {
+		out[2 * i] = hexd[in[i] >> 4];
+		out[2 * i + 1] = hexd[in[i] & 15];
+	}
+	out[64] = '\0';
+}
+
+static void pgs_answer_sess_put(struct pgs_op *op, const PGresult *res)
+{
+	if (!pgs_shape(res, 2) || PQntuples(res) != 1) {
+		pgs_end_error(op, "unexpected answer to sess_put");
+		return;
+	}
+	if (strcmp(PQgetvalue(res, 0, 0), "1") == 0)
+		pgs_end_rc(op, 0);
+	else
+		pgs_end_rc(op, strtol(PQgetvalue(res, 0, 1), NULL, 10) >= GW_STORE_SESS_TENANT_MAX
+				       ? GW_STORE_FULL
+				       : GW_STORE_CONFLICT);
+}
+
+static void pgs_answer_sess_get(struct pgs_op *op, const PGresult *res)
+{
+	struct gw_sess e;
+	struct gw_store_res r = { .rc = 0, .sess = &e };
+
+	if (!pgs_shape(res, 4)) {
+		pgs_end_error(op, "unexpected answer to sess_get");
+		return;
+	}
+	memset(&e, 0, sizeof e);
+	/* a key hash that is not 32 bytes is no row this code wrote: no session */
+	if (PQntuples(res) != 1 || pgs_unhex(e.key_sha256, 32, PQgetvalue(res, 0, 1)) != 0) {
+		pgs_end_rc(op, GW_STORE_ABSENT);
+		return;
+	}
+	pgs_copy(e.tenant, sizeof e.tenant, res, 0, 0);
+	e.created_ms = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
+	e.expires_ms = strtoll(PQgetvalue(res, 0, 3), NULL, 10);
+	pgs_end(op, &r);
+	explicit_bzero(&e, sizeof e);
+}
+
+static void pgs_sess(void *impl, const struct gw_sess_req *q, gw_store_done_fn done, void *arg)
+{
+	char tok[65], key[65], n1[24], n2[24];
+	const char *p[GW_PG_MAX_PARAMS] = { 0 };
+
+	switch (q->op) {
+	case GW_SESS_PUT:
+		pgs_hex32(q->token_sha256, tok);
+		pgs_hex32(q->key_sha256, key);
+		snprintf(n1, sizeof n1, "%" PRId64, q->now_ms);
+		snprintf(n2, sizeof n2, "%" PRId64, q->expires_ms);
+		p[0] = tok, p[1] = q->tenant, p[2] = key, p[3] = n1, p[4] = n2;
+		pgs_start(impl, PGS_SESS_PUT, p, 0, 0, pgs_answer_sess_put, done, arg);
+		return;
+	case GW_SESS_GET:
+		pgs_hex32(q->token_sha256, tok);
+		snprintf(n1, sizeof n1, "%" PRId64, q->now_ms);
+		p[0] = tok, p[1] = n1;
+		pgs_start(impl, PGS_SESS_GET, p, 0, 0, pgs_answer_sess_get, done, arg);
+		return;
+	case GW_SESS_DEL:
+		pgs_hex32(q->token_sha256, tok);
+		p[0] = tok;
+		pgs_start(impl, PGS_SESS_DEL, p, 0, 0, pgs_answer_command, done, arg);
+		return;
+	case GW_SESS_REVOKE:
+		pgs_hex32(q->key_sha256, key);
+		p[0] = key;
+		pgs_start(impl, PGS_SESS_REVOKE, p, 0, 0, pgs_answer_rows, done, arg);
+		return;
+	case GW_SESS_EXPIRE:
+		snprintf(n1, sizeof n1, "%" PRId64, q->now_ms);
+		snprintf(n2, sizeof n2, "%zu", q->max);
+		p[0] = n1, p[1] = n2;
+		pgs_start(impl, PGS_SESS_EXPIRE, p, 0, 0, pgs_answer_rows, done, arg);
+		return;
+	}
+	{
+		struct gw_store_res r = { .rc = GW_STORE_ERROR, .err = "unknown session operation" };
+
+		done(arg, &r);
+	}
+}
+
 static const struct gw_store_ops pgs_ops = {
 	.name = "postgres",
 	.shared = 1,
@@ -1158,6 +1288,7 @@ static const struct gw_store_ops pgs_ops = {
 	.job_claim = pgs_job_claim,
 	.job_renew = pgs_job_renew,
 	.job_settle = pgs_job_settle,
+	.sess = pgs_sess,
 };
 
 /* ---- start-up: the migrations (blocking, one connection) ---- */

@@ -11,6 +11,11 @@
  *                                            follower's unsettled jobs (version 2)
  *   idem(tenant, key, fp, done, rid, source, created_ms)
  *                                            PRIMARY KEY (tenant, key); index (done, created_ms)
+ *   hook, outbox                             tenant webhooks (issue 17), see sql_schema_hooks
+ *   sess(token_hash, tenant, key_hash, created_ms, expires_ms)
+ *                                            REST facade sessions (issue 18): PRIMARY KEY
+ *                                            token_hash; indexes (key_hash), (expires_ms),
+ *                                            (tenant, expires_ms); see sql_schema_sess
  * Statements are prepared once per store (SQLITE_PREPARE_PERSISTENT) and reset after each use.
  */
 #include "gateway/state/store.h"
@@ -51,6 +56,12 @@ enum sql_stmt {
 	SQL_JOB_UNSETTLED,
 	SQL_JOB_LEASE,
 	SQL_JOB_SETTLE,
+	SQL_SESS_INSERT,
+	SQL_SESS_COUNT,
+	SQL_SESS_GET,
+	SQL_SESS_DEL,
+	SQL_SESS_REVOKE,
+	SQL_SESS_EXPIRE,
 	SQL_NSTMT
 };
 
@@ -107,6 +118,15 @@ static const char *const sql_text[SQL_NSTMT] = {
 	[SQL_JOB_LEASE] = "UPDATE owner SET follow_lease = ?1, follow_until_ms = ?2 WHERE kind = 1 AND id = ?3",
 	[SQL_JOB_SETTLE] = "UPDATE owner SET settled_ms = ?2, follow_lease = '', follow_until_ms = 0"
 			   " WHERE kind = 1 AND id = ?1 AND settled_ms = 0",
+	[SQL_SESS_INSERT] = "INSERT OR IGNORE INTO sess (token_hash, tenant, key_hash, created_ms,"
+			    " expires_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+	[SQL_SESS_COUNT] = "SELECT count(*) FROM sess WHERE tenant = ?1 AND expires_ms > ?2",
+	[SQL_SESS_GET] = "SELECT tenant, key_hash, created_ms, expires_ms FROM sess"
+			 " WHERE token_hash = ?1 AND expires_ms > ?2",
+	[SQL_SESS_DEL] = "DELETE FROM sess WHERE token_hash = ?1",
+	[SQL_SESS_REVOKE] = "DELETE FROM sess WHERE key_hash = ?1",
+	[SQL_SESS_EXPIRE] = "DELETE FROM sess WHERE token_hash IN (SELECT token_hash FROM sess"
+			    " WHERE expires_ms <= ?1 ORDER BY expires_ms LIMIT ?2)",
 };
 
 /* Webhook tables (issue 17): an expand step inside schema version 1, created by every writable
@@ -124,6 +144,16 @@ static const char sql_schema_hooks[] =
 	"  PRIMARY KEY (endpoint, rid)) WITHOUT ROWID;"
 	"CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_ms);"
 	"CREATE INDEX IF NOT EXISTS outbox_by_tenant ON outbox (tenant, endpoint);";
+
+/* REST facade sessions (issue 18): the same kind of expand step. A build that does not know the
+ * table ignores it; its rows are hashes that open nothing without the tokens the clients hold. */
+static const char sql_schema_sess[] =
+	"CREATE TABLE IF NOT EXISTS sess (token_hash BLOB NOT NULL PRIMARY KEY, tenant TEXT NOT NULL,"
+	"  key_hash BLOB NOT NULL, created_ms INTEGER NOT NULL, expires_ms INTEGER NOT NULL)"
+	"  WITHOUT ROWID;"
+	"CREATE INDEX IF NOT EXISTS sess_by_key ON sess (key_hash);"
+	"CREATE INDEX IF NOT EXISTS sess_by_expiry ON sess (expires_ms);"
+	"CREATE INDEX IF NOT EXISTS sess_by_tenant ON sess (tenant, expires_ms);";
 
 static const char sql_schema[] =
 	"CREATE TABLE schema_version (version INTEGER NOT NULL, opened_ms INTEGER NOT NULL);"
@@ -873,6 +903,107 @@ static int sql_job_settle(void *impl, const char *rid, int64_t now_ms)
 	return sql_exec(q, st);
 }
 
+/* ---- REST facade sessions (store.h) ---- */
+
+static int sql_sess_put(struct sql_store *q, const struct gw_sess_req *r)
+{
+	sqlite3_stmt *st = sql_stmt(q, SQL_SESS_COUNT);
+	sqlite3_int64 n;
+
+	if (!st)
+		return GW_STORE_B_ERR;
+	sqlite3_bind_text(st, 1, r->tenant, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, r->now_ms);
+	if (sqlite3_step(st) != SQLITE_ROW) {
+		sql_fail(q);
+		sql_done(st);
+		return GW_STORE_B_ERR;
+	}
+	n = sqlite3_column_int64(st, 0);
+	sql_done(st);
+	if (n >= GW_STORE_SESS_TENANT_MAX)
+		return GW_STORE_B_FULL;
+	if (!(st = sql_stmt(q, SQL_SESS_INSERT)))
+		return GW_STORE_B_ERR;
+	sqlite3_bind_blob(st, 1, r->token_sha256, 32, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, r->tenant, -1, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 3, r->key_sha256, 32, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 4, r->now_ms);
+	sqlite3_bind_int64(st, 5, r->expires_ms);
+	if (sql_exec(q, st) != GW_STORE_B_OK)
+		return GW_STORE_B_ERR;
+	return sqlite3_changes(q->db) == 1 ? GW_STORE_B_OK : GW_STORE_B_CONFLICT;
+}
+
+static int sql_sess_get(struct sql_store *q, const struct gw_sess_req *r, struct gw_sess *out)
+{
+	sqlite3_stmt *st = sql_stmt(q, SQL_SESS_GET);
+	int rc, step;
+
+	if (!st)
+		return GW_STORE_B_ERR;
+	sqlite3_bind_blob(st, 1, r->token_sha256, 32, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, r->now_ms);
+	step = sqlite3_step(st);
+	if (step == SQLITE_ROW) {
+		const void *key = sqlite3_column_blob(st, 1);
+
+		rc = GW_STORE_B_OK;
+		sql_copy(out->tenant, sizeof out->tenant, sqlite3_column_text(st, 0));
+		if (key && sqlite3_column_bytes(st, 1) == 32)
+			memcpy(out->key_sha256, key, 32);
+		else	/* not a row this code wrote: no session rather than a wrong key */
+			rc = GW_STORE_B_ABSENT;
+		out->created_ms = sqlite3_column_int64(st, 2);
+		out->expires_ms = sqlite3_column_int64(st, 3);
+	} else {
+		rc = step == SQLITE_DONE ? GW_STORE_B_ABSENT : sql_fail(q);
+	}
+	sql_done(st);
+	return rc;
+}
+
+/* DEL, REVOKE, EXPIRE: one DELETE; *count = rows removed (REVOKE, EXPIRE). */
+static int sql_sess_delete(struct sql_store *q, const struct gw_sess_req *r, long *count)
+{
+	enum sql_stmt which = r->op == GW_SESS_DEL ? SQL_SESS_DEL
+			      : r->op == GW_SESS_REVOKE ? SQL_SESS_REVOKE : SQL_SESS_EXPIRE;
+	sqlite3_stmt *st = sql_stmt(q, which);
+
+	if (!st)
+		return GW_STORE_B_ERR;
+	if (which == SQL_SESS_EXPIRE) {
+		sqlite3_bind_int64(st, 1, r->now_ms);
+		sqlite3_bind_int64(st, 2, (sqlite3_int64)r->max);
+	} else {
+		sqlite3_bind_blob(st, 1, which == SQL_SESS_DEL ? r->token_sha256 : r->key_sha256, 32,
+				  SQLITE_STATIC);
+	}
+	if (sql_exec(q, st) != GW_STORE_B_OK)
+		return GW_STORE_B_ERR;
+	if (which != SQL_SESS_DEL)	/* DEL answers no count (store.h) */
+		*count = sqlite3_changes(q->db);
+	return GW_STORE_B_OK;
+}
+
+static int sql_sess(void *impl, const struct gw_sess_req *r, struct gw_sess *out, long *count)
+{
+	struct sql_store *q = impl;
+
+	switch (r->op) {
+	case GW_SESS_PUT:
+		return sql_sess_put(q, r);
+	case GW_SESS_GET:
+		return sql_sess_get(q, r, out);
+	case GW_SESS_DEL:
+	case GW_SESS_REVOKE:
+	case GW_SESS_EXPIRE:
+		return sql_sess_delete(q, r, count);
+	}
+	snprintf(q->err, sizeof q->err, "unknown session operation");
+	return GW_STORE_B_ERR;
+}
+
 static void sql_close(void *impl)
 {
 	struct sql_store *q = impl;
@@ -904,6 +1035,7 @@ static const struct gw_store_sync_ops sql_ops = {
 	.job_claim = sql_job_claim,
 	.job_renew = sql_job_renew,
 	.job_settle = sql_job_settle,
+	.sess = sql_sess,
 };
 
 /* ---- opening ---- */
@@ -1056,6 +1188,11 @@ static int sql_schema_check(sqlite3 *db, const char *path, int read_only, char *
 	/* Version 1 is the only one so far: migrations from older versions go here. */
 	if (!read_only && sqlite3_exec(db, sql_schema_hooks, NULL, NULL, NULL) != SQLITE_OK) {
 		sql_open_err(db, sqlite3_errcode(db), path, "cannot take the webhook tables", err,
+			     errlen);
+		return -1;
+	}
+	if (!read_only && sqlite3_exec(db, sql_schema_sess, NULL, NULL, NULL) != SQLITE_OK) {
+		sql_open_err(db, sqlite3_errcode(db), path, "cannot take the session table", err,
 			     errlen);
 		return -1;
 	}

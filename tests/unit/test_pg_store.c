@@ -558,7 +558,7 @@ Test(pg_store, migrations_apply_once)
 	side_value("SELECT applied_ms FROM a3d_schema WHERE version = 1", again, sizeof again);
 	side_value("SELECT count(*) FROM a3d_schema", rows, sizeof rows);
 	cr_expect_str_eq(again, first, "the second open applied nothing");
-	cr_expect_str_eq(rows, "3", "one row per migration");
+	cr_expect_str_eq(rows, "4", "one row per migration");
 }
 
 /* Replicas starting together on an empty database: one migrates, every one starts. */
@@ -569,7 +569,8 @@ Test(pg_store, migrations_race)
 	int go[2];
 	char rows[16], tables[16];
 
-	side_exec("DROP TABLE IF EXISTS a3d_owner, a3d_idem, a3d_hook, a3d_outbox, a3d_schema");
+	side_exec("DROP TABLE IF EXISTS a3d_owner, a3d_idem, a3d_hook, a3d_outbox, a3d_rest_sess,"
+		  " a3d_schema");
 	cr_assert_eq(pipe(go), 0);
 	for (int i = 0; i < N; i++) {
 		kids[i] = fork();
@@ -604,7 +605,7 @@ Test(pg_store, migrations_race)
 		cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "replica %d failed to start", i);
 	}
 	side_value("SELECT count(*) FROM a3d_schema", rows, sizeof rows);
-	cr_expect_str_eq(rows, "3", "migrated once (all three migrations)");
+	cr_expect_str_eq(rows, "4", "migrated once (all four migrations)");
 	side_value("SELECT count(*) FROM pg_tables WHERE tablename IN ('a3d_owner', 'a3d_idem')",
 		   tables, sizeof tables);
 	cr_expect_str_eq(tables, "2");
@@ -618,13 +619,13 @@ Test(pg_store, migrations_newer_schema)
 	side_exec("INSERT INTO a3d_schema VALUES (999, 1, 999)");
 	snprintf(want, sizeof want,
 		 "PostgreSQL at %s:%s/%s has schema version 999, incompatible with this gateway (knows"
-		 " up to 3); refusing to start", getenv("A3D_PG_HOST"), getenv("A3D_PG_PORT"),
+		 " up to 4); refusing to start", getenv("A3D_PG_HOST"), getenv("A3D_PG_PORT"),
 		 getenv("A3D_PG_DB"));
 	open_expect(want);
 	/* A newer schema that says this build still runs on it (helm rollback): starts. */
 	side_exec("UPDATE a3d_schema SET min_compatible = 1 WHERE version = 999");
 	open_expect(NULL);
-	side_exec("UPDATE a3d_schema SET min_compatible = 4 WHERE version = 999");
+	side_exec("UPDATE a3d_schema SET min_compatible = 5 WHERE version = 999");
 	open_expect("incompatible");
 	side_exec("DELETE FROM a3d_schema WHERE version = 999");
 	open_expect(NULL);
@@ -881,5 +882,87 @@ Test(pg_store, hook_legacy_lists_upstream_endpoints)
 	fx_wait(&f, &g);
 	cr_expect_eq(g.rc, 0, "%s", g.err);
 	cr_expect_eq(g.count, 2);
+	fx_close(&f);
+}
+
+/* ---- REST facade sessions (store.h): the backend's answers, as the in-process ones give them
+ * (tests/unit/test_store.c), plus the tenant limit counted by the statement itself ---- */
+
+static struct gw_sess pg_sess_seen;
+
+static void on_sess_done(void *arg, const struct gw_store_res *r)
+{
+	struct got *g = arg;
+
+	on_done(arg, r);
+	g->has_idem = r->sess != NULL;	/* reused: "a session came back" */
+	if (r->sess)
+		pg_sess_seen = *r->sess;
+}
+
+Test(pg_store, sess_table)
+{
+	static const uint8_t tok[3][32] = { { 1 }, { 2 }, { 3 } }, key[2][32] = { { 0xa }, { 0xb } };
+	static const struct {
+		int op, tok, key;
+		const char *tenant;
+		int64_t now, expires;
+		size_t max;
+		int rc;
+		long count;
+		const char *found;
+	} steps[] = {
+		{ GW_SESS_PUT, 0, 0, "team-a", 1000, 2000, 0, 0, 0, NULL },
+		{ GW_SESS_PUT, 0, 1, "team-b", 1000, 2000, 0, GW_STORE_CONFLICT, 0, NULL },
+		{ GW_SESS_PUT, 1, 0, "team-a", 1000, 1500, 0, 0, 0, NULL },
+		{ GW_SESS_PUT, 2, 1, "team-b", 1000, 9000, 0, 0, 0, NULL },
+		{ GW_SESS_GET, 0, -1, NULL, 1999, 0, 0, 0, 0, "team-a" },
+		{ GW_SESS_GET, 0, -1, NULL, 2000, 0, 0, GW_STORE_ABSENT, 0, NULL },
+		{ GW_SESS_EXPIRE, -1, -1, NULL, 2500, 0, 1, 0, 1, NULL },
+		{ GW_SESS_EXPIRE, -1, -1, NULL, 2500, 0, 1000, 0, 1, NULL },
+		{ GW_SESS_EXPIRE, -1, -1, NULL, 2500, 0, 1000, 0, 0, NULL },
+		{ GW_SESS_GET, 2, -1, NULL, 2500, 0, 0, 0, 0, "team-b" },
+		{ GW_SESS_REVOKE, -1, 0, NULL, 0, 0, 0, 0, 0, NULL },
+		{ GW_SESS_REVOKE, -1, 1, NULL, 0, 0, 0, 0, 1, NULL },
+		{ GW_SESS_GET, 2, -1, NULL, 2500, 0, 0, GW_STORE_ABSENT, 0, NULL },
+		{ GW_SESS_PUT, 0, 0, "team-a", 3000, 4000, 0, 0, 0, NULL },
+		{ GW_SESS_DEL, 0, -1, NULL, 0, 0, 0, 0, 0, NULL },
+		{ GW_SESS_DEL, 0, -1, NULL, 0, 0, 0, 0, 0, NULL },
+		{ GW_SESS_GET, 0, -1, NULL, 3000, 0, 0, GW_STORE_ABSENT, 0, NULL },
+		/* "full" has GW_STORE_SESS_TENANT_MAX unexpired rows (below): no more */
+		{ GW_SESS_PUT, 1, 0, "full", 3000, 9000, 0, GW_STORE_FULL, 0, NULL },
+		{ GW_SESS_PUT, 1, 0, "full", 6000, 9000, 0, 0, 0, NULL },	/* they expired at 5000 */
+	};
+	struct fx f;
+
+	fx_open(&f, 2, 5000);
+	side_exec("DELETE FROM a3d_rest_sess");
+	side_exec("INSERT INTO a3d_rest_sess SELECT decode(lpad(to_hex(i), 64, '0'), 'hex'), 'full',"
+		  " decode(repeat('00', 32), 'hex'), 0, 5000 FROM generate_series(1, 10000) AS i");
+	for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+		struct gw_sess_req q = { .op = (enum gw_sess_op)steps[i].op };
+		struct got g = { 0 };
+
+		q.token_sha256 = steps[i].tok >= 0 ? tok[steps[i].tok] : NULL;
+		q.key_sha256 = steps[i].key >= 0 ? key[steps[i].key] : NULL;
+		q.tenant = steps[i].tenant;
+		q.now_ms = steps[i].now;
+		q.expires_ms = steps[i].expires;
+		q.max = steps[i].max;
+		memset(&pg_sess_seen, 0, sizeof pg_sess_seen);
+		f.ops->sess(f.impl, &q, on_sess_done, &g);
+		fx_wait(&f, &g);
+		cr_expect_eq(g.rc, steps[i].rc, "step %zu: rc %d (%s)", i, g.rc, g.err);
+		if (steps[i].op == GW_SESS_REVOKE || steps[i].op == GW_SESS_EXPIRE)
+			cr_expect_eq(g.count, steps[i].count, "step %zu: count %ld", i, g.count);
+		cr_expect_eq(g.has_idem, steps[i].found != NULL, "step %zu", i);
+		if (steps[i].found && g.has_idem) {
+			cr_expect_str_eq(pg_sess_seen.tenant, steps[i].found, "step %zu", i);
+			cr_expect_eq(memcmp(pg_sess_seen.key_sha256,
+					    key[strcmp(steps[i].found, "team-a") == 0 ? 0 : 1], 32), 0,
+				     "step %zu", i);
+		}
+	}
+	side_exec("DELETE FROM a3d_rest_sess");
 	fx_close(&f);
 }

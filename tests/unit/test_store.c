@@ -1334,3 +1334,135 @@ Test(store, sqlite_migrates_to_follower_schema)
 	gw_store_close(s);
 	tmp_clean(&t);
 }
+
+/* ---- REST facade sessions (store.h): both in-process backends through one table ---- */
+
+struct got_sess {
+	int n, rc;
+	long count;
+	int has;
+	struct gw_sess sess;
+};
+
+static void t_sess_done(void *arg, const struct gw_store_res *r)
+{
+	struct got_sess *g = arg;
+
+	g->n++;
+	g->rc = r->rc;
+	g->count = r->count;
+	g->has = r->sess != NULL;
+	if (r->sess)
+		g->sess = *r->sess;
+}
+
+static const uint8_t sess_tok[3][32] = { { 1 }, { 2 }, { 3 } };
+static const uint8_t sess_key[2][32] = { { 0xa }, { 0xb } };
+
+enum { S_PUT = GW_SESS_PUT, S_GET = GW_SESS_GET, S_DEL = GW_SESS_DEL, S_REVOKE = GW_SESS_REVOKE,
+       S_EXPIRE = GW_SESS_EXPIRE, S_BAD = 99 };
+
+/* op, token index (-1: none), key index (-1: none), tenant, now, expires, max -> rc, count, tenant
+ * found (GET) */
+static const struct {
+	int op, tok, key;
+	const char *tenant;
+	int64_t now, expires;
+	size_t max;
+	int rc;
+	long count;
+	const char *found;
+} sess_cases[] = {
+	{ S_PUT, 0, 0, "team-a", 1000, 2000, 0, 0, 0, NULL },
+	{ S_PUT, 0, 1, "team-b", 1000, 2000, 0, GW_STORE_CONFLICT, 0, NULL },	/* never overwritten */
+	{ S_PUT, 1, 0, "team-a", 1000, 1500, 0, 0, 0, NULL },
+	{ S_PUT, 2, 1, "team-b", 1000, 9000, 0, 0, 0, NULL },
+	{ S_GET, 0, -1, NULL, 1999, 0, 0, 0, 0, "team-a" },
+	{ S_GET, 0, -1, NULL, 2000, 0, 0, GW_STORE_ABSENT, 0, NULL },	/* expired at its expiry */
+	{ S_EXPIRE, -1, -1, NULL, 2500, 0, 1, 0, 1, NULL },		/* two expired, one per call */
+	{ S_EXPIRE, -1, -1, NULL, 2500, 0, 1000, 0, 1, NULL },
+	{ S_EXPIRE, -1, -1, NULL, 2500, 0, 1000, 0, 0, NULL },
+	{ S_GET, 2, -1, NULL, 2500, 0, 0, 0, 0, "team-b" },
+	{ S_REVOKE, -1, 0, NULL, 0, 0, 0, 0, 0, NULL },			/* key a has none left */
+	{ S_REVOKE, -1, 1, NULL, 0, 0, 0, 0, 1, NULL },
+	{ S_GET, 2, -1, NULL, 2500, 0, 0, GW_STORE_ABSENT, 0, NULL },
+	{ S_PUT, 0, 0, "team-a", 3000, 4000, 0, 0, 0, NULL },
+	{ S_DEL, 0, -1, NULL, 0, 0, 0, 0, 0, NULL },
+	{ S_DEL, 0, -1, NULL, 0, 0, 0, 0, 0, NULL },			/* absent: still 0 */
+	{ S_GET, 0, -1, NULL, 3000, 0, 0, GW_STORE_ABSENT, 0, NULL },
+	/* refused up front, counted in rejected_args */
+	{ S_PUT, 0, -1, "team-a", 0, 10, 0, GW_STORE_ERROR, 0, NULL },	/* no key hash */
+	{ S_PUT, 0, 0, "", 0, 10, 0, GW_STORE_ERROR, 0, NULL },
+	{ S_PUT, 0, 0, "team-a", 10, 10, 0, GW_STORE_ERROR, 0, NULL },	/* expires when opened */
+	{ S_GET, -1, -1, NULL, 0, 0, 0, GW_STORE_ERROR, 0, NULL },
+	{ S_REVOKE, -1, -1, NULL, 0, 0, 0, GW_STORE_ERROR, 0, NULL },
+	{ S_EXPIRE, -1, -1, NULL, 0, 0, 0, GW_STORE_ERROR, 0, NULL },
+	{ S_EXPIRE, -1, -1, NULL, 0, 0, GW_STORE_SESS_EXPIRE_MAX + 1, GW_STORE_ERROR, 0, NULL },
+	{ S_BAD, -1, -1, NULL, 0, 0, 0, GW_STORE_ERROR, 0, NULL },
+};
+
+static void run_sess_table(enum backend b)
+{
+	struct tmpdir t;
+	struct gw_store *s;
+	uint64_t rejected;
+	int refused = 0;
+
+	if (b == BK_SQLITE)
+		tmp_make(&t);
+	s = open_backend(b, &t);
+	rejected = gw_store_stats(s)->rejected_args;
+
+	for (size_t i = 0; i < sizeof sess_cases / sizeof sess_cases[0]; i++) {
+		struct gw_sess_req q = { .op = (enum gw_sess_op)sess_cases[i].op };
+		struct got_sess g = { 0 };
+
+		q.token_sha256 = sess_cases[i].tok >= 0 ? sess_tok[sess_cases[i].tok] : NULL;
+		q.key_sha256 = sess_cases[i].key >= 0 ? sess_key[sess_cases[i].key] : NULL;
+		q.tenant = sess_cases[i].tenant;
+		q.now_ms = sess_cases[i].now;
+		q.expires_ms = sess_cases[i].expires;
+		q.max = sess_cases[i].max;
+		gw_store_sess(s, &q, t_sess_done, &g);
+		T_INLINE(g);
+		cr_expect_eq(g.rc, sess_cases[i].rc, "case %zu: rc %d", i, g.rc);
+		cr_expect_eq(g.count, sess_cases[i].count, "case %zu: count %ld", i, g.count);
+		cr_expect_eq(g.has, sess_cases[i].found != NULL, "case %zu", i);
+		if (sess_cases[i].found && g.has) {
+			cr_expect_str_eq(g.sess.tenant, sess_cases[i].found, "case %zu", i);
+			cr_expect_eq(memcmp(g.sess.key_sha256,
+					    sess_key[strcmp(sess_cases[i].found, "team-a") == 0 ? 0 : 1], 32),
+				     0, "case %zu", i);
+		}
+		refused += sess_cases[i].rc == GW_STORE_ERROR;
+	}
+	cr_expect_eq(gw_store_stats(s)->rejected_args - rejected, (uint64_t)refused);
+	gw_store_close(s);
+	if (b == BK_SQLITE)
+		tmp_clean(&t);
+}
+
+Test(store, sess_table_memory) { run_sess_table(BK_MEM); }
+Test(store, sess_table_sqlite) { run_sess_table(BK_SQLITE); }
+
+/* Writes are refused on a read-only store; reads answer. */
+Test(store, sess_read_only)
+{
+	struct gw_store *s = gw_store_open_mem(0, 1);
+	struct gw_sess_req put = { .op = GW_SESS_PUT, .token_sha256 = sess_tok[0],
+				   .key_sha256 = sess_key[0], .tenant = "t", .now_ms = 0,
+				   .expires_ms = 10 };
+	struct gw_sess_req get = { .op = GW_SESS_GET, .token_sha256 = sess_tok[0] };
+	struct got_sess g = { 0 };
+
+	cr_assert_not_null(s);
+	gw_store_sess(s, &put, t_sess_done, &g);
+	T_INLINE(g);
+	cr_expect_eq(g.rc, GW_STORE_ERROR);
+	cr_expect_eq(gw_store_stats(s)->rejected_read_only, 1);
+	memset(&g, 0, sizeof g);
+	gw_store_sess(s, &get, t_sess_done, &g);
+	T_INLINE(g);
+	cr_expect_eq(g.rc, GW_STORE_ABSENT);
+	gw_store_close(s);
+}
