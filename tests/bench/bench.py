@@ -1,5 +1,5 @@
-"""Benchmarks of issues 4, 16 and 23 (status cache, batching, WatchStatus, webhooks, replicas,
-upstream requests per job); run through tests/bench/run.
+"""Benchmarks of issues 4, 16, 18 and 23 (status cache, batching, WatchStatus, webhooks, replicas,
+the REST facade against nginx, upstream requests per job); run through tests/bench/run.
 
 Every process listens on 127.0.0.1 with a kernel-picked port; every wait is bounded. Steps:
   1  cached GetStatus vs Health/Check throughput of the same gateway (h2load, gRPC frames)
@@ -14,10 +14,14 @@ Every process listens on 127.0.0.1 with a kernel-picked port; every wait is boun
      under callgrind (issue 23; tests/bench/callgrind.py; needs valgrind, else skipped)
   7  50 callers following 20 jobs to completion with webhooks on, then GetDownloadUrls each:
      upstream requests per completed job (issue 23)
+  8  the REST facade's cached GET /status/{rid} against nginx with proxy_cache in front of the
+     simulator's /status, serving the same JSON (issue 18): same load tool (wrk, else h2load
+     --h1), connections and duration, alternating rounds; needs nginx, else skipped
 Steps 1, 4 and 5f use a fake upstream (this process) that knows every rid as SUCCESS, because the
 simulator holds at most 16384 jobs; steps 2, 3 and the rest of 5 use the simulator.
 """
 import asyncio
+import base64
 import http.server
 import json
 import math
@@ -25,6 +29,7 @@ import os
 import random
 import re
 import shutil
+import socket
 import struct
 import subprocess
 import sys
@@ -55,13 +60,14 @@ KEY = harness.KEYS["team-a"]
 CFG = {"batch_max": BATCH_MAX}     # what the next gateway gets (the fake upstream has no URL limit)
 
 
-def bench_config(grpc_port, http_port, sim_url, state_path, **_):
-    """One tenant without a rate limit that may read any job (bench load is not a tenant's)."""
+def bench_config(grpc_port, http_port, sim_url, state_path, rest_port=None, **_):
+    """One tenant without a rate limit that may read any job (bench load is not a tenant's).
+    rest_port: listen.rest (the REST facade of step 8) on that port; None: no facade."""
     return """\
 listen:
   grpc: 127.0.0.1:{grpc}
   http: 127.0.0.1:{http}
-log:
+{rest}log:
   level: warn
 state:
   memory: true
@@ -88,7 +94,8 @@ tenants:
     keys:
       - sha256: {ka}
         permissions: [read, write]
-""".format(grpc=grpc_port, http=http_port, sim=sim_url, cid=harness.CLIENT_ID,
+""".format(grpc=grpc_port, http=http_port, sim=sim_url,
+           rest=("  rest: 127.0.0.1:%d\n" % rest_port) if rest_port else "", cid=harness.CLIENT_ID,
            env=harness.SECRET_ENV, ka=harness.sha256_hex(KEY), ttl=TTL_MS, win=WINDOW_MS,
            bmax=CFG["batch_max"])
 
@@ -1024,13 +1031,253 @@ def step7(work):
         sim.stop()
 
 
+# ---- step 8: the REST facade's cached GET /status vs nginx proxy_cache (issue 18) ----------------
+# One finished job; its GET /status/{rid} served (a) by the facade from the gateway's status cache
+# and (b) by nginx with proxy_cache in front of the simulator's /status (cache warm). Same load
+# tool, same connections and duration, both servers on CPU 0 with one worker each, the tool on
+# CPU 1; REST_ROUNDS alternating rounds, the median round's ratio.
+REST_S = int(os.environ.get("BENCH_REST_S", "5"))
+REST_ROUNDS = 3
+REST_CONNS = int(os.environ.get("BENCH_REST_CONNS", "16"))
+REST_JOB_S = 1          # the simulator's job time: the job is final before the load starts
+
+
+def http_tool():
+    """-> "wrk" or "h2load" (BENCH_HTTP_TOOL picks; default wrk when installed), or None."""
+    want = os.environ.get("BENCH_HTTP_TOOL")
+    for t in ([want] if want else ["wrk", "h2load"]):
+        if t in ("wrk", "h2load") and shutil.which(t):
+            return t
+    return None
+
+
+def lat_ms(text):
+    """'812.00us' / '1.23ms' / '1.02s' -> ms."""
+    m = re.match(r"([\d.]+)(us|ms|s)$", text)
+    if not m:
+        return float("nan")
+    return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
+
+
+def http_load(tool, url, headers, log_path):
+    """REST_CONNS keep-alive HTTP/1.1 connections for REST_S seconds, one tool thread on CPU 1.
+    -> (req/s, 2xx answers, other answers, p50 ms, p99 ms)."""
+    pin = ["taskset", "-c", "1"] if shutil.which("taskset") and os.cpu_count() >= 2 else []
+    hdr = []
+    for h in headers:
+        hdr += ["-H", h]
+    if tool == "wrk":
+        cmd = pin + ["wrk", "-t", "1", "-c", str(REST_CONNS), "-d", "%ds" % REST_S, "--latency"]
+    else:
+        cmd = pin + ["h2load", "--h1", "-t", "1", "-c", str(REST_CONNS), "-m", "1", "-D", str(REST_S),
+                     "--log-file=" + log_path]
+    out = subprocess.run(cmd + hdr + [url], capture_output=True, text=True,
+                         timeout=REST_S + 20).stdout
+    if tool == "wrk":
+        rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+        total = re.search(r"(\d+) requests in", out)
+        bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+        errs = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+        p50 = re.search(r"\s50%\s+(\S+)", out)
+        p99 = re.search(r"\s99%\s+(\S+)", out)
+        n_bad = (int(bad.group(1)) if bad else 0) + (sum(int(x) for x in errs.groups()) if errs else 0)
+        n = int(total.group(1)) if total else 0
+        return (float(rps.group(1)) if rps else 0.0, n - (int(bad.group(1)) if bad else 0), n_bad,
+                lat_ms(p50.group(1)) if p50 else float("nan"),
+                lat_ms(p99.group(1)) if p99 else float("nan"))
+    rps = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out)
+    codes = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out)
+    errored = re.search(r"requests: \d+ total, \d+ started, \d+ done, \d+ succeeded, \d+ failed, "
+                        r"(\d+) errored", out)
+    lat = []
+    with open(log_path) as f:
+        for line in f:
+            parts = line.split("\t")
+            if len(parts) >= 3 and parts[1] == "200":
+                lat.append(int(parts[2]) / 1000.0)
+    lat.sort()
+    ok = int(codes.group(1)) if codes else 0
+    other = (sum(int(x) for x in codes.groups()[1:]) if codes else 0) + \
+            (int(errored.group(1)) if errored else 0)
+    return (float(rps.group(1)) if rps else 0.0, ok, other, percentile(lat, 50),
+            percentile(lat, 99))
+
+
+NGINX_CONF = """\
+# Generated by tests/bench/bench.py step 8: proxy_cache in front of the simulator's /status.
+# One process (master_process off: no worker to switch users, no fork), like the gateway's one
+# loop; keep-alive not cut after 1000 requests, so both servers keep their connections.
+master_process off;
+daemon off;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  keepalive_requests 1000000;
+  client_body_temp_path {d}/client_body;
+  proxy_temp_path {d}/proxy;
+  fastcgi_temp_path {d}/fastcgi;
+  uwsgi_temp_path {d}/uwsgi;
+  scgi_temp_path {d}/scgi;
+  proxy_cache_path {d}/cache levels=1:2 keys_zone=status:1m max_size=16m inactive=10m;
+  # The same Bearer header as the facade's load, checked by string comparison.
+  map $http_authorization $bench_denied {{ "Bearer {key}" 0; default 1; }}
+  upstream sim {{ server {sim}; keepalive 4; }}
+  server {{
+    listen 127.0.0.1:{port};
+    location /status/ {{
+      if ($bench_denied) {{ return 401; }}
+      proxy_pass http://sim;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Authorization "";
+      proxy_set_header Cookie "{cookie}";
+      proxy_cache status;
+      proxy_cache_valid 200 10m;
+      proxy_cache_lock on;
+      proxy_ignore_headers Cache-Control Expires Set-Cookie Vary;
+      proxy_hide_header Set-Cookie;
+      add_header X-Cache-Status $upstream_cache_status always;
+    }}
+    location / {{ return 404; }}
+  }}
+}}
+"""
+
+
+def nginx_start(work, sim, port):
+    """nginx in the foreground with a generated config (proxy_cache in front of sim's /status).
+    -> Popen; raises when it does not listen within 10 s."""
+    d = os.path.join(work, "nginx")
+    os.makedirs(d, exist_ok=True)
+    conf = os.path.join(d, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(NGINX_CONF.format(d=d, port=port, sim=sim.url[len("http://"):], key=KEY,
+                                  cookie=sim.login()))
+    log = open(os.path.join(d, "stdout.log"), "wb")
+    pin = ["taskset", "-c", "0"] if shutil.which("taskset") and os.cpu_count() >= 2 else []
+    proc = subprocess.Popen(pin + ["nginx", "-p", d, "-c", conf, "-e", os.path.join(d, "error.log")],
+                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=d)
+    log.close()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc
+        except OSError:
+            time.sleep(0.05)
+    nginx_stop(proc)
+    raise RuntimeError("nginx did not listen on 127.0.0.1:%d; error.log: %s"
+                       % (port, harness.read_text(os.path.join(d, "error.log"))[-1000:]))
+
+
+def nginx_stop(proc):
+    if proc.poll() is None:
+        proc.terminate()        # SIGTERM: fast shutdown
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+def rest_job(gw):
+    """A finished job made over the facade, as a REST client makes one. -> rid."""
+    auth = {"Authorization": "Bearer " + KEY}
+    st, _, raw = harness.http("GET", gw.rest_url + "/upload?name=bench.mp4&resumable=0", headers=auth)
+    assert st == 200, (st, raw[:200])
+    url = json.loads(raw)["url"]
+    with open(harness.TINY_MP4, "rb") as f:
+        assert harness.put_bytes(url, f.read()) in (200, 201)
+    st, _, raw = harness.http("POST", gw.rest_url + "/process", headers=auth,
+                              body={"url": url, "processor": "video2anim",
+                                    "params": ["config=configDefault", "formats=bvh"]})
+    assert st == 200, (st, raw[:200])
+    rid = json.loads(raw)["rid"]
+    harness.wait_job(gw, rid)
+    return rid
+
+
+def step8(work):
+    tool = http_tool()
+    if not shutil.which("nginx") or not tool:
+        row(8, "facade vs nginx: skipped", "%s not found (packages nginx, and wrk or nghttp2-client)"
+            % " and ".join(x for x, ok in (("nginx", shutil.which("nginx")), ("wrk/h2load", tool))
+                           if not ok), "-", None)
+        return
+    sim = harness.Sim(work, name="sim-step8", job_seconds=REST_JOB_S)
+    gw = nginx = None
+    try:
+        gw = harness.Gateway(work, sim.url, name="gw-step8", rest=True)
+        rid = rest_job(gw)
+        port = harness.free_port()
+        nginx = nginx_start(work, sim, port)
+        bearer = "Authorization: Bearer " + KEY
+        urls = {"nginx": "http://127.0.0.1:%d/status/%s" % (port, rid),
+                "facade": "%s/status/%s" % (gw.rest_url, rid)}
+        # The facade's dmsess cookie, as an SDK that logged in with GET /session/auth sends it.
+        basic = base64.b64encode(("team-a:" + KEY).encode()).decode()
+        st, hdrs, _ = harness.http("GET", gw.rest_url + "/session/auth",
+                                   headers={"Authorization": "Basic " + basic})
+        assert st == 200, st
+        cookie = "Cookie: " + hdrs["Set-Cookie"].split(";", 1)[0]
+        # Warm both caches (the gateway's from the job's own polling) and compare the answers.
+        bodies = {}
+        for k in ("nginx", "nginx", "facade"):
+            st, hdrs, raw = harness.http("GET", urls[k], headers={"Authorization": "Bearer " + KEY})
+            assert st == 200, (k, st, raw[:200])
+            bodies[k] = (raw, hdrs)
+        assert bodies["nginx"][1].get("X-Cache-Status") == "HIT", bodies["nginx"][1]
+        same = json.loads(bodies["nginx"][0]) == json.loads(bodies["facade"][0])
+        pinned = subprocess.run(["taskset", "-a", "-p", "-c", "0", str(gw.proc.pid)],
+                                capture_output=True).returncode == 0
+        route = "GET /status/{rids}"
+        upstream_before = sim.count(route)
+        targets = (("nginx", urls["nginx"], [bearer]), ("facade", urls["facade"], [bearer]),
+                   ("facade, cookie", urls["facade"], [cookie]))
+        rounds = []
+        for i in range(REST_ROUNDS):
+            got = {}
+            # Adjacent runs see the same machine load; the order alternates to cancel drift.
+            for k, url, h in (targets if i % 2 == 0 else targets[::-1]):
+                got[k] = http_load(tool, url, h, os.path.join(work, "rest8.log"))
+            rounds.append((got["facade"][0] / got["nginx"][0] if got["nginx"][0] else 0.0, got))
+        upstream = sim.count(route) - upstream_before
+        rounds.sort(key=lambda x: x[0])
+        ratio, med = rounds[len(rounds) // 2]
+        how = "%s, %d connections, %d s x %d rounds" % (tool, REST_CONNS, REST_S, REST_ROUNDS)
+        row(8, "answers compared", "%s (nginx %d bytes, facade %d bytes); %s"
+            % ("same JSON" if same else "JSON DIFFERS", len(bodies["nginx"][0]),
+               len(bodies["facade"][0]), how), "same", same)
+        for k, _, _ in targets:
+            rps, ok, other, p50, p99 = med[k]
+            row(8, "cached GET /status, %s, median round" % k,
+                "%.0f req/s, p50 %.2f ms, p99 %.2f ms (%d 2xx, %d other)" % (rps, p50, p99, ok, other),
+                "-", other == 0 and ok > 0)
+        row(8, "facade / nginx ratio per round", " ".join("%.2f" % r[0] for r in rounds)
+            + (" (both servers on CPU 0, %s on CPU 1)" % tool if pinned else " (not pinned)"),
+            "-", None)
+        row(8, "facade (Bearer) / nginx ratio, median", "%.2f" % ratio, ">= 0.50", ratio >= 0.5)
+        row(8, "facade (cookie) / nginx, median round", "%.2f"
+            % (med["facade, cookie"][0] / med["nginx"][0] if med["nginx"][0] else 0.0), "info", None)
+        row(8, "upstream GET /status during the load", "%d (both served from their caches)"
+            % upstream, "0", upstream == 0)
+    finally:
+        if nginx:
+            nginx_stop(nginx)
+        if gw:
+            gw.stop()
+        sim.stop()
+
+
 def main(argv):
-    steps = [int(a) for a in argv] or [1, 2, 3, 4, 5, 6, 7]
+    steps = [int(a) for a in argv] or [1, 2, 3, 4, 5, 6, 7, 8]
     work = tempfile.mkdtemp(prefix="a3d-bench-")
     os.environ[harness.SECRET_ENV] = harness.CLIENT_SECRET
     print("bench: build %s, work %s, TTL %d ms, batch %d, window %d ms"
           % (harness.BUILD, work, TTL_MS, BATCH_MAX, WINDOW_MS), flush=True)
-    fns = {1: step1, 2: step2, 3: step3, 4: step4, 5: step5, 6: step6, 7: step7}
+    fns = {1: step1, 2: step2, 3: step3, 4: step4, 5: step5, 6: step6, 7: step7, 8: step8}
     failed = False
     try:
         for s in steps:
