@@ -78,6 +78,8 @@ struct gw_rest {
 	uint64_t answered[6];		/* by status class: 0 = other, 2xx .. 5xx */
 	uint64_t rejected[REST_REJ_N];
 	uint64_t preflights;
+	int64_t date_s;			/* the second date[] was written for */
+	char date[40];			/* "Sun, 06 Dec 2026 10:00:00 GMT" */
 };
 
 /* One request being answered later: its session looked up in the store (then its call), its
@@ -120,6 +122,23 @@ static void rest_cors(struct evhttp_request *req)
 		}
 }
 
+/* The Date header, written once a second: evhttp would format it for every answer (gmtime and a
+ * printf, 6 % of a cached GET /status's instructions on the loop; bench step 8, callgrind). */
+static const char *rest_date(struct gw_rest *r)
+{
+	int64_t s = gw_clock_wall_ms() / 1000;
+	time_t t = (time_t)s;
+	struct tm tm;
+
+	if (s != r->date_s || !r->date[0]) {
+		gmtime_r(&t, &tm);
+		if (strftime(r->date, sizeof r->date, "%a, %d %b %Y %H:%M:%S GMT", &tm) == 0)
+			r->date[0] = '\0';
+		r->date_s = s;
+	}
+	return r->date;
+}
+
 /* Sends status with json (taken; NULL: a fixed out-of-memory body). */
 static void rest_send(struct gw_rest *r, struct evhttp_request *req, int status, char *json)
 {
@@ -129,8 +148,15 @@ static void rest_send(struct gw_rest *r, struct evhttp_request *req, int status,
 	r->answered[cls < 6 ? cls : 0]++;
 	rest_cors(req);
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
-	if (body)
-		evbuffer_add_printf(body, "%s", json ? json : "{\"message\":\"out of memory\",\"error\":\"500\"}");
+	if (rest_date(r)[0])
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Date", r->date);
+	/* evbuffer_add, not a "%s" printf: on a cached GET /status that printf was 7 % of the
+	 * loop's instructions per request (bench step 8, callgrind). */
+	if (body) {
+		const char *text = json ? json : "{\"message\":\"out of memory\",\"error\":\"500\"}";
+
+		evbuffer_add(body, text, strlen(text));
+	}
 	free(json);
 	evhttp_send_reply(req, status, NULL, body);
 	if (body)
