@@ -1,8 +1,11 @@
 /* Unit tests for gateway/api/facade.c: REST request -> gRPC request, gRPC reply -> upstream JSON. */
 #include <criterion/criterion.h>
 
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <jansson.h>
 
 #include "animate3d/v1/account.pb-c.h"
 #include "animate3d/v1/jobs.pb-c.h"
@@ -432,6 +435,99 @@ Test(facade, render_status)
 		"{\"rid\":\"r2\",\"status\":\"SUCCESS\",\"details\":{\"in\":\"v.mp4\",\"out\":\"r2.bvh\"}},"
 		"{\"rid\":\"r3\",\"status\":\"FAILURE\",\"details\":{\"exc_message\":"
 		"\"Error 513: Failed to detect character in the video\",\"exc_type\":\"ProcessingError\"}}]}");
+	free(s);
+}
+
+/* GET /status is written directly when its strings need no escaping, else by jansson: both give
+ * the same bytes. Each input file name -> the SUCCESS answer's "in" as written (NULL: no answer,
+ * the listener's 500, as for any string jansson refuses). */
+static const struct {
+	const char *in;
+	const char *written;
+} status_string_cases[] = {
+	{ "v.mp4", "\"v.mp4\"" },				/* direct */
+	{ "", "\"\"" },
+	{ " ~!#$%&'()*+,-./:;<=>?@[]^_`{|}", "\" ~!#$%&'()*+,-./:;<=>?@[]^_`{|}\"" },
+	{ "a\"b.mp4", "\"a\\\"b.mp4\"" },			/* jansson: escaped */
+	{ "a\\b.mp4", "\"a\\\\b.mp4\"" },
+	{ "tab\there\n", "\"tab\\there\\n\"" },
+	{ "\x01", "\"\\u0001\"" },
+	{ "caf\xc3\xa9.mp4", "\"caf\xc3\xa9.mp4\"" },		/* UTF-8 as it is */
+	{ "del\x7f", "\"del\x7f\"" },
+};
+
+Test(facade, render_status_strings)
+{
+	for (size_t i = 0; i < sizeof status_string_cases / sizeof status_string_cases[0]; i++) {
+		Animate3d__V1__JobStatus a = ANIMATE3D__V1__JOB_STATUS__INIT;
+		Animate3d__V1__JobStatus *all[] = { &a };
+		Animate3d__V1__GetStatusResponse resp = ANIMATE3D__V1__GET_STATUS_RESPONSE__INIT;
+		char want[256];
+		char *s;
+
+		a.rid = "r1";
+		a.state = ANIMATE3D__V1__JOB_STATE__SUCCESS;
+		a.input_file = (char *)status_string_cases[i].in;
+		a.output_file = "r1.bvh";
+		resp.n_statuses = 1;
+		resp.statuses = all;
+		s = render("/status/r1", &resp.base);
+		snprintf(want, sizeof want, "{\"count\":1,\"status\":[{\"rid\":\"r1\",\"status\":"
+			 "\"SUCCESS\",\"details\":{\"in\":%s,\"out\":\"r1.bvh\"}}]}",
+			 status_string_cases[i].written);
+		cr_expect_str_eq(s ? s : "(null)", want, "case %zu", i);
+		free(s);
+	}
+}
+
+/* The largest answers: 100 rids of 64 characters, each FAILURE with a long message and type, and
+ * the integers at their extremes, fit the buffer written directly and parse back. */
+Test(facade, render_status_largest)
+{
+	enum { N = 100 };
+	static Animate3d__V1__JobStatus st[N];
+	Animate3d__V1__JobStatus *all[N];
+	Animate3d__V1__GetStatusResponse resp = ANIMATE3D__V1__GET_STATUS_RESPONSE__INIT;
+	char rid[65], msg[1001], type[201];
+	json_t *doc, *one;
+	char *s;
+
+	memset(rid, 'R', 64);
+	rid[64] = '\0';
+	memset(msg, 'm', 1000);
+	msg[1000] = '\0';
+	memset(type, 't', 200);
+	type[200] = '\0';
+	for (size_t i = 0; i < N; i++) {
+		Animate3d__V1__JobStatus init = ANIMATE3D__V1__JOB_STATUS__INIT;
+
+		st[i] = init;
+		st[i].rid = rid;
+		st[i].state = i % 2 ? ANIMATE3D__V1__JOB_STATE__FAILURE : ANIMATE3D__V1__JOB_STATE__PROGRESS;
+		st[i].error_code = 1399;
+		st[i].error_message = msg;
+		st[i].error_type = type;
+		st[i].step = INT64_MIN;
+		st[i].total = INT64_MAX;
+		st[i].position_in_queue = INT64_MAX;
+		all[i] = &st[i];
+	}
+	resp.n_statuses = N;
+	resp.statuses = all;
+	s = render("/status/r1", &resp.base);
+	cr_assert_not_null(s);
+	doc = json_loads(s, 0, NULL);
+	cr_assert_not_null(doc, "not JSON: %.200s", s);
+	cr_expect_eq(json_integer_value(json_object_get(doc, "count")), N);
+	cr_assert_eq(json_array_size(json_object_get(doc, "status")), N);
+	one = json_object_get(json_array_get(json_object_get(doc, "status"), 0), "details");
+	cr_expect_eq(json_integer_value(json_object_get(one, "step")), INT64_MIN);
+	cr_expect_eq(json_integer_value(json_object_get(one, "total")), INT64_MAX);
+	one = json_object_get(json_array_get(json_object_get(doc, "status"), 1), "details");
+	/* "Error 1399: " and the message cut where upstream's words are cut (FACADE_EXC_MAX). */
+	cr_expect_eq(strlen(json_string_value(json_object_get(one, "exc_message"))), 319);
+	cr_expect_str_eq(json_string_value(json_object_get(one, "exc_type")), type);
+	json_decref(doc);
 	free(s);
 }
 
