@@ -1040,6 +1040,9 @@ REST_S = int(os.environ.get("BENCH_REST_S", "5"))
 REST_ROUNDS = 3
 REST_CONNS = int(os.environ.get("BENCH_REST_CONNS", "16"))
 REST_JOB_S = 1          # the simulator's job time: the job is final before the load starts
+# Another gateway binary (say main's build) measured in the same rounds as this one, so a change
+# to the facade's hot path is compared side by side: BENCH_BASE_GATEWAY=/path/to/animate3d-gateway
+BASE_GATEWAY = os.environ.get("BENCH_BASE_GATEWAY")
 
 
 def http_tool():
@@ -1207,10 +1210,16 @@ def step8(work):
                            if not ok), "-", None)
         return
     sim = harness.Sim(work, name="sim-step8", job_seconds=REST_JOB_S)
-    gw = nginx = None
+    gw = nginx = base = None
     try:
         gw = harness.Gateway(work, sim.url, name="gw-step8", rest=True)
         rid = rest_job(gw)
+        if BASE_GATEWAY:
+            this_bin, harness.GATEWAY_BIN = harness.GATEWAY_BIN, BASE_GATEWAY
+            try:
+                base = harness.Gateway(work, sim.url, name="gw-step8-base", rest=True)
+            finally:
+                harness.GATEWAY_BIN = this_bin
         port = harness.free_port()
         nginx = nginx_start(work, sim, port)
         bearer = "Authorization: Bearer " + KEY
@@ -1230,12 +1239,18 @@ def step8(work):
             bodies[k] = (raw, hdrs)
         assert bodies["nginx"][1].get("X-Cache-Status") == "HIT", bodies["nginx"][1]
         same = json.loads(bodies["nginx"][0]) == json.loads(bodies["facade"][0])
-        pinned = subprocess.run(["taskset", "-a", "-p", "-c", "0", str(gw.proc.pid)],
-                                capture_output=True).returncode == 0
+        if base:
+            urls["base"] = "%s/status/%s" % (base.rest_url, rid)
+            st, _, raw = harness.http("GET", urls["base"], headers={"Authorization": "Bearer " + KEY})
+            assert st == 200 and json.loads(raw) == json.loads(bodies["facade"][0]), (st, raw[:200])
+        pinned = all(subprocess.run(["taskset", "-a", "-p", "-c", "0", str(g.proc.pid)],
+                                    capture_output=True).returncode == 0 for g in (gw, base) if g)
         route = "GET /status/{rids}"
         upstream_before = sim.count(route)
         targets = (("nginx", urls["nginx"], [bearer]), ("facade", urls["facade"], [bearer]),
                    ("facade, cookie", urls["facade"], [cookie]))
+        if base:
+            targets += (("facade, base build", urls["base"], [bearer]),)
         rounds = []
         for i in range(REST_ROUNDS):
             got = {}
@@ -1261,11 +1276,18 @@ def step8(work):
         row(8, "facade (Bearer) / nginx ratio, median", "%.2f" % ratio, ">= 0.50", ratio >= 0.5)
         row(8, "facade (cookie) / nginx, median round", "%.2f"
             % (med["facade, cookie"][0] / med["nginx"][0] if med["nginx"][0] else 0.0), "info", None)
+        if base:
+            per = sorted(r[1]["facade"][0] / r[1]["facade, base build"][0]
+                         for r in rounds if r[1]["facade, base build"][0])
+            row(8, "facade: this build / base build, per round", " ".join("%.2f" % x for x in per)
+                + " (base %s)" % BASE_GATEWAY, "info", None)
         row(8, "upstream GET /status during the load", "%d (both served from their caches)"
             % upstream, "0", upstream == 0)
     finally:
         if nginx:
             nginx_stop(nginx)
+        if base:
+            base.stop()
         if gw:
             gw.stop()
         sim.stop()
