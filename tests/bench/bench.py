@@ -16,7 +16,8 @@ Every process listens on 127.0.0.1 with a kernel-picked port; every wait is boun
      upstream requests per completed job (issue 23)
   8  the REST facade's cached GET /status/{rid} against nginx with proxy_cache in front of the
      simulator's /status, serving the same JSON (issue 18): same load tool (wrk, else h2load
-     --h1), connections and duration, alternating rounds; needs nginx, else skipped
+     --h1), connections and duration, alternating rounds; needs nginx, else skipped; then the
+     facade's loop-thread instructions per request under callgrind (tests/bench/callgrind_rest.py)
 Steps 1, 4 and 5f use a fake upstream (this process) that knows every rid as SUCCESS, because the
 simulator holds at most 16384 jobs; steps 2, 3 and the rest of 5 use the simulator.
 """
@@ -1037,7 +1038,7 @@ def step7(work):
 # tool, same connections and duration, both servers on CPU 0 with one worker each, the tool on
 # CPU 1; REST_ROUNDS alternating rounds, the median round's ratio.
 REST_S = int(os.environ.get("BENCH_REST_S", "5"))
-REST_ROUNDS = 3
+REST_ROUNDS = int(os.environ.get("BENCH_REST_ROUNDS", "3"))
 REST_CONNS = int(os.environ.get("BENCH_REST_CONNS", "16"))
 REST_JOB_S = 1          # the simulator's job time: the job is final before the load starts
 # Another gateway binary (say main's build) measured in the same rounds as this one, so a change
@@ -1208,6 +1209,7 @@ def step8(work):
         row(8, "facade vs nginx: skipped", "%s not found (packages nginx, and wrk or nghttp2-client)"
             % " and ".join(x for x, ok in (("nginx", shutil.which("nginx")), ("wrk/h2load", tool))
                            if not ok), "-", None)
+        step8_callgrind()
         return
     sim = harness.Sim(work, name="sim-step8", job_seconds=REST_JOB_S)
     gw = nginx = base = None
@@ -1291,6 +1293,33 @@ def step8(work):
         if gw:
             gw.stop()
         sim.stop()
+    step8_callgrind()
+
+
+REST_CALLGRIND = os.environ.get("BENCH_REST_CALLGRIND", "1") != "0"
+REST_CALLGRIND_N = 2000
+
+
+def step8_callgrind():
+    """The facade's own work per cached GET /status, which the machine's load does not move:
+    tests/bench/callgrind_rest.py (loop-thread instructions; about 40 s per build)."""
+    if not REST_CALLGRIND:
+        return
+    if not (shutil.which("valgrind") and shutil.which("callgrind_control")):
+        row(8, "instructions per request: skipped", "valgrind not found (package valgrind)", "-",
+            None)
+        return
+    import callgrind_rest  # noqa: E402  (imports this module: only when the step runs)
+    res = callgrind_rest.measure(REST_CALLGRIND_N, BASE_GATEWAY)
+    for label, per in res.items():
+        row(8, "loop instructions per cached GET /status, %s build (callgrind)" % label,
+            "Bearer %.0f, cookie %.0f (%d requests each)" % (per["bearer"][0], per["cookie"][0],
+                                                            REST_CALLGRIND_N),
+            "-", all(ok == REST_CALLGRIND_N for _, ok in per.values()))
+    if "base" in res:
+        row(8, "loop instructions, this build / base build", "Bearer %.2f, cookie %.2f"
+            % (res["this"]["bearer"][0] / res["base"]["bearer"][0],
+               res["this"]["cookie"][0] / res["base"]["cookie"][0]), "info", None)
 
 
 def main(argv):
