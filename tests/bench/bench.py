@@ -1235,7 +1235,9 @@ def step8(work):
         cookie = "Cookie: " + hdrs["Set-Cookie"].split(";", 1)[0]
         # Warm both caches (the gateway's from the job's own polling) and compare the answers.
         bodies = {}
-        for k in ("nginx", "nginx", "facade"):
+        for k in ("nginx",) * 5 + ("facade",):      # nginx: until its cache answers (bounded)
+            if k == "nginx" and bodies.get(k) and bodies[k][1].get("X-Cache-Status") == "HIT":
+                continue
             st, hdrs, raw = harness.http("GET", urls[k], headers={"Authorization": "Bearer " + KEY})
             assert st == 200, (k, st, raw[:200])
             bodies[k] = (raw, hdrs)
