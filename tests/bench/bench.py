@@ -1063,6 +1063,24 @@ def lat_ms(text):
     return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
 
 
+def proc_cpu_s(pid):
+    """CPU seconds (user + system, every thread) a process has used so far."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / float(os.sysconf("SC_CLK_TCK"))
+
+
+def http_load_cpu(tool, url, headers, log_path, pid):
+    """http_load + (the server's CPU seconds per second of the run, the tool's): a server
+    below 1.0 was not the limit (the tool, or the scheduler, was)."""
+    cpu0, tool0, t0 = proc_cpu_s(pid), os.times(), time.monotonic()
+    res = http_load(tool, url, headers, log_path)
+    wall = max(time.monotonic() - t0, 1e-6)
+    tool1 = os.times()
+    tool_s = (tool1.children_user - tool0.children_user) + (tool1.children_system - tool0.children_system)
+    return res + ((proc_cpu_s(pid) - cpu0) / wall, tool_s / wall)
+
+
 def http_load(tool, url, headers, log_path):
     """REST_CONNS keep-alive HTTP/1.1 connections for REST_S seconds, one tool thread on CPU 1.
     -> (req/s, 2xx answers, other answers, p50 ms, p99 ms)."""
@@ -1251,16 +1269,17 @@ def step8(work):
                                     capture_output=True).returncode == 0 for g in (gw, base) if g)
         route = "GET /status/{rids}"
         upstream_before = sim.count(route)
-        targets = (("nginx", urls["nginx"], [bearer]), ("facade", urls["facade"], [bearer]),
-                   ("facade, cookie", urls["facade"], [cookie]))
+        targets = (("nginx", urls["nginx"], [bearer], nginx.pid),
+                   ("facade", urls["facade"], [bearer], gw.proc.pid),
+                   ("facade, cookie", urls["facade"], [cookie], gw.proc.pid))
         if base:
-            targets += (("facade, base build", urls["base"], [bearer]),)
+            targets += (("facade, base build", urls["base"], [bearer], base.proc.pid),)
         rounds = []
         for i in range(REST_ROUNDS):
             got = {}
             # Adjacent runs see the same machine load; the order alternates to cancel drift.
-            for k, url, h in (targets if i % 2 == 0 else targets[::-1]):
-                got[k] = http_load(tool, url, h, os.path.join(work, "rest8.log"))
+            for k, url, h, pid in (targets if i % 2 == 0 else targets[::-1]):
+                got[k] = http_load_cpu(tool, url, h, os.path.join(work, "rest8.log"), pid)
             rounds.append((got["facade"][0] / got["nginx"][0] if got["nginx"][0] else 0.0, got))
         upstream = sim.count(route) - upstream_before
         rounds.sort(key=lambda x: x[0])
@@ -1269,15 +1288,24 @@ def step8(work):
         row(8, "answers compared", "%s (nginx %d bytes, facade %d bytes); %s"
             % ("same JSON" if same else "JSON DIFFERS", len(bodies["nginx"][0]),
                len(bodies["facade"][0]), how), "same", same)
-        for k, _, _ in targets:
-            rps, ok, other, p50, p99 = med[k]
+        for k, _, _, _ in targets:
+            rps, ok, other, p50, p99, cpu, tool_cpu = med[k]
             row(8, "cached GET /status, %s, median round" % k,
-                "%.0f req/s, p50 %.2f ms, p99 %.2f ms (%d 2xx, %d other)" % (rps, p50, p99, ok, other),
+                "%.0f req/s, p50 %.2f ms, p99 %.2f ms (%d 2xx, %d other); CPU per second: "
+                "server %.2f, %s %.2f" % (rps, p50, p99, ok, other, cpu, tool, tool_cpu),
                 "-", other == 0 and ok > 0)
         row(8, "facade / nginx ratio per round", " ".join("%.2f" % r[0] for r in rounds)
             + (" (both servers on CPU 0, %s on CPU 1)" % tool if pinned else " (not pinned)"),
             "-", None)
         row(8, "facade (Bearer) / nginx ratio, median", "%.2f" % ratio, ">= 0.50", ratio >= 0.5)
+        # Requests per CPU-second of the server: what each costs, whichever side was the limit
+        # (a tool that cannot keep up makes both req/s equal).
+        eff = sorted((r[1]["facade"][0] / r[1]["facade"][5]) / (r[1]["nginx"][0] / r[1]["nginx"][5])
+                     for r in rounds if r[1]["facade"][5] > 0 and r[1]["nginx"][5] > 0
+                     and r[1]["nginx"][0] > 0)
+        if eff:
+            row(8, "facade / nginx, requests per server CPU-second", "median %.2f (rounds %s)"
+                % (eff[len(eff) // 2], " ".join("%.2f" % x for x in eff)), "info", None)
         row(8, "facade (cookie) / nginx, median round", "%.2f"
             % (med["facade, cookie"][0] / med["nginx"][0] if med["nginx"][0] else 0.0), "info", None)
         if base:
