@@ -1313,6 +1313,14 @@ def step8(work):
                          for r in rounds if r[1]["facade, base build"][0])
             row(8, "facade: this build / base build, per round", " ".join("%.2f" % x for x in per)
                 + " (base %s)" % BASE_GATEWAY, "info", None)
+            eff = sorted((r[1]["facade"][0] / r[1]["facade"][5])
+                         / (r[1]["facade, base build"][0] / r[1]["facade, base build"][5])
+                         for r in rounds if r[1]["facade"][5] > 0
+                         and r[1]["facade, base build"][5] > 0 and r[1]["facade, base build"][0] > 0)
+            if eff:
+                row(8, "facade: this build / base build, requests per server CPU-second",
+                    "median %.2f (rounds %s)" % (eff[len(eff) // 2], " ".join("%.2f" % x for x in eff)),
+                    "info", None)
         row(8, "upstream GET /status during the load", "%d (both served from their caches)"
             % upstream, "0", upstream == 0)
     finally:
