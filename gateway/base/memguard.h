@@ -12,9 +12,10 @@
  *    connection was closed within the last 5 s, every gRPC connection (gateway:
  *    grpc_server_cancel_all_calls), which stops what they were feeding, fails their calls
  *    (callers see UNAVAILABLE and reconnect), and lets the queue behind them drain. Closing every
- *    connection fails the honest callers' calls too: under rapid reset it did so every few
- *    seconds while the flood went on, and never helped (what held the memory were the calls
- *    gRPC core had queued for connections already closed, which drain by themselves). Sheds come at
+ *    connection fails the honest callers' calls too (under rapid reset, every few seconds while
+ *    the flood went on); it lowered the peak somewhat (docs/operations.md has the figures), but
+ *    most of what held the memory were the calls gRPC core had queued for connections already
+ *    closed, which drain by themselves. Sheds come at
  *    most every GW_MEMGUARD_SHED_MIN_MS; when RSS did not get back under the mark since the
  *    previous shed, the wait doubles up to GW_MEMGUARD_SHED_MAX_MS: the memory is not held by
  *    connections, or by a flood gRPC core drains slower than it arrives (rapid reset), and
