@@ -290,9 +290,11 @@ def step1(work):
                         ("percentile", "health_ms", "getstatus_ms"),
                         [("p%g" % p, percentile(med["hc lats"], p), percentile(med["gs lats"], p))
                          for p in (50, 90, 99, 99.9)],
-                        note="h2load, 16 connections x 16 streams, %d s, %d alternating rounds%s"
-                        % (H2LOAD_S, H2LOAD_ROUNDS,
-                           ", gateway on CPU 0, h2load on CPU 1" if pinned else ""))
+                        note="h2load as fast as the gateway answers (this round: Health %.0f req/s, "
+                        "GetStatus %.0f req/s), 16 connections x 16 streams, %d s per run, %d "
+                        "alternating rounds%s" % (hc[0], gs[0], H2LOAD_S, H2LOAD_ROUNDS,
+                                                  ", gateway on CPU 0, h2load on CPU 1"
+                                                  if pinned else ""))
         # h2load counts HTTP 200; grpc-status comes in trailers: check the gateway's own count.
         # The gateway's count also holds h2load's warm-up requests, which h2load does not report.
         row(1, "GetStatus answered grpc OK", "%d, for %d HTTP 200s counted by h2load (upstream GETs: %d)"
