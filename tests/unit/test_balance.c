@@ -95,3 +95,95 @@ Test(balance, api_without_a_poller)
 	cr_expect_eq(gw_balance_on_update(NULL, bal_test_obs, NULL), -1);
 	cr_expect_null(gw_balance_of(NULL));
 }
+
+/* ---- the service, without a loop or an upstream engine: the poller is off, its API answers ---- */
+
+#include <stdlib.h>
+#include <event2/buffer.h>
+
+#include "auth/upstream/session.h"
+#include "gateway/base/metrics.h"
+#include "gateway/call/env.h"
+#include "gateway/call/svc.h"
+
+static char *bal_test_render(void *state)
+{
+	struct gw_metrics_reg reg = { 0 };
+	struct evbuffer *b = evbuffer_new();
+	size_t n;
+	char *s;
+
+	cr_assert_not_null(b);
+	cr_assert_eq(gw_metrics_register(&reg, gw_svc_balance.metrics, state), 0);
+	cr_assert_eq(gw_metrics_render_all(&reg, b), 0);
+	n = evbuffer_get_length(b);
+	s = calloc(1, n + 1);
+	cr_assert_not_null(s);
+	evbuffer_remove(b, s, n);
+	evbuffer_free(b);
+	return s;
+}
+
+Test(balance, service_off_answers_and_renders_families_without_samples)
+{
+	struct gw_account_rt accts[2];
+	struct gw_env env;
+	struct gw_svc_rt rt = { &gw_svc_balance, NULL };
+	char err[256] = "";
+	double c = 1;
+	char *text;
+
+	memset(accts, 0, sizeof accts);
+	memset(&env, 0, sizeof env);
+	accts[0].up.name = "main";
+	accts[1].up.idx = 1;
+	accts[1].up.name = "we\"ird";
+	env.accounts = accts;
+	env.naccounts = 2;
+	/* No configuration, loop or engine: init keeps the accounts and stays off. */
+	cr_assert_eq(gw_svc_balance.init(&env, &rt.state, err, sizeof err), 0, "%s", err);
+	cr_assert_not_null(rt.state);
+	env.svcs = &rt;
+	env.nsvcs = 1;
+	cr_expect_eq(gw_balance_of(&env), rt.state);
+
+	/* Known accounts without a good poll: 1, outputs untouched; unknown ones: -1. */
+	cr_expect_eq(gw_balance_get(rt.state, "main", &c, NULL, NULL), 1);
+	cr_expect_eq(gw_balance_get(rt.state, "we\"ird", NULL, NULL, NULL), 1);
+	cr_expect_float_eq(c, 1.0, 0);
+	cr_expect_eq(gw_balance_get(rt.state, "mai", &c, NULL, NULL), -1);
+	cr_expect_eq(gw_balance_get(rt.state, NULL, &c, NULL, NULL), -1);
+
+	/* The observer table: GW_BALANCE_OBSERVERS_MAX, then refused and counted; NULL fn refused. */
+	cr_expect_eq(gw_balance_on_update(rt.state, NULL, NULL), -1);
+	for (int i = 0; i < GW_BALANCE_OBSERVERS_MAX; i++)
+		cr_expect_eq(gw_balance_on_update(rt.state, bal_test_obs, NULL), 0, "observer %d", i);
+	cr_expect_eq(gw_balance_on_update(rt.state, bal_test_obs, NULL), -1);
+
+	/* The gauges' families are there for the chart's check, without a made-up sample; the
+	 * counters have one per account, label values escaped. */
+	text = bal_test_render(rt.state);
+	static const struct {
+		const char *line;
+		int present;
+	} lines[] = {
+		{ "# TYPE animate3d_gateway_upstream_credit_balance gauge\n", 1 },
+		{ "# TYPE animate3d_gateway_upstream_minutes_balance gauge\n", 1 },
+		{ "# TYPE animate3d_gateway_upstream_balance_updated_seconds gauge\n", 1 },
+		{ "animate3d_gateway_upstream_credit_balance{", 0 },
+		{ "animate3d_gateway_upstream_minutes_balance{", 0 },
+		{ "animate3d_gateway_upstream_balance_updated_seconds{", 0 },
+		{ "animate3d_gateway_balance_polls_total{account=\"main\"} 0\n", 1 },
+		{ "animate3d_gateway_balance_poll_failures_total{account=\"main\"} 0\n", 1 },
+		{ "animate3d_gateway_balance_poll_failures_total{account=\"we\\\"ird\"} 0\n", 1 },
+		{ "animate3d_gateway_balance_polls_skipped_total{account=\"main\"} 0\n", 1 },
+		{ "animate3d_gateway_balance_poll_seconds 0\n", 1 },
+		{ "animate3d_gateway_balance_observers_refused_total 1\n", 1 },
+	};
+	for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++)
+		cr_expect_eq(strstr(text, lines[i].line) != NULL, lines[i].present, "%s in:\n%s",
+			     lines[i].line, text);
+	free(text);
+	gw_svc_balance.drain(rt.state);
+	gw_svc_balance.free(rt.state);
+}
