@@ -376,6 +376,7 @@ int gw_config_parse(const char *path, const char *text, size_t len, struct gw_co
 	cfg->follower.quiet_ms = GW_CONFIG_DEFAULT_FOLLOW_QUIET_MS;
 	cfg->follower.scan_interval_ms = GW_CONFIG_DEFAULT_FOLLOW_SCAN_MS;
 	cfg->follower.max_jobs = GW_CONFIG_DEFAULT_FOLLOW_MAX_JOBS;
+	cfg->balance.poll_s = GW_CONFIG_DEFAULT_BALANCE_POLL_S;
 	gw_cfg_net_defaults(cfg);
 
 	if (cfg_prescan(path, text, len, errs) < 0)

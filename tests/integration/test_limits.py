@@ -39,6 +39,8 @@ log:
   level: info
 state:
   path: {state}
+balance:
+  poll_s: 0
 accounts:
   - name: sim
     base_url: {sim}

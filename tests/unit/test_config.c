@@ -272,6 +272,11 @@ static const struct bad_case bad_cases[] = {
 	{ "follower:\n  poll_interval_ms: 5000\n  max_poll_interval_ms: 1000\n" BASE, 1,
 	  "follower.max_poll_interval_ms must be >= follower.poll_interval_ms" },
 	{ "follower:\n  every: 5\n" BASE, 2, "unknown key \"every\"" },
+	/* balance (issues 20 and 22) */
+	{ "balance:\n  poll_s: -1\n" BASE, 2, "balance.poll_s must be >= 0" },
+	{ "balance:\n  poll_s: 86401\n" BASE, 2, "balance.poll_s must be <= 86400" },
+	{ "balance:\n  poll_s: often\n" BASE, 2, "balance.poll_s must be an integer" },
+	{ "balance:\n  every: 5\n" BASE, 2, "unknown key \"every\"" },
 	{ ACCOUNT_SIM "tenants:\n  - name: t\n    account: sim\n    limits:\n      uploads: 0\n", 10,
 	  "tenants[0].limits.uploads must be > 0" },
 	{ ACCOUNT_SIM "tenants:\n  - name: t\n    account: sim\n    limits:\n      watch_streams: x\n", 10,
@@ -634,6 +639,7 @@ Test(config, optional_sections_and_defaults)
 	cr_expect_eq(cfg->follower.quiet_ms, GW_CONFIG_DEFAULT_FOLLOW_QUIET_MS);
 	cr_expect_eq(cfg->follower.scan_interval_ms, GW_CONFIG_DEFAULT_FOLLOW_SCAN_MS);
 	cr_expect_eq(cfg->follower.max_jobs, GW_CONFIG_DEFAULT_FOLLOW_MAX_JOBS);
+	cr_expect_eq(cfg->balance.poll_s, GW_CONFIG_DEFAULT_BALANCE_POLL_S);
 	cr_expect_eq(cfg->uploads.max_concurrent, GW_CONFIG_DEFAULT_UPLOADS_MAX);
 	cr_expect_eq(cfg->uploads.max_per_tenant, 0);
 	cr_expect_eq(cfg->uploads.idle_timeout_ms, GW_CONFIG_DEFAULT_UPLOAD_IDLE_MS);
