@@ -44,6 +44,7 @@
 #define REST_STORE_RETRY_S "1"		/* Retry-After of a 503 for a session store failure */
 #define REST_MSG_SESSION "Invalid or expired session: authenticate with GET /session/auth"
 #define REST_MSG_CERT "Client certificate not mapped to a tenant"
+#define REST_MSG_CERT_REQUIRED "Client certificate required"
 #define REST_GONE_CHECK_MS 200		/* how often running calls' connections are checked for a
 					 * client that left (the cancel's delay, at most) */
 #define REST_GONE_POLL_BATCH 256	/* connections checked by one poll() */
@@ -61,13 +62,14 @@ enum rest_reject {
 	REST_REJ_SESSION_STORE,		/* the session store failed: 503, as upstream's outage */
 	REST_REJ_CERT_UNKNOWN,		/* a verified client certificate whose CN maps to no tenant */
 	REST_REJ_CERT_INVALID,		/* a client certificate the CA did not sign: handshake refused */
+	REST_REJ_CERT_MISSING,		/* tls.client_cert_required and none was sent: 401 */
 	REST_REJ_N
 };
 static const char *const rest_reject_names[REST_REJ_N] = { "not_found", "method", "body_too_large",
 							    "bad_request", "unauthenticated",
 							    "login_failed", "sessions_full",
 							    "session_store", "cert_unknown",
-							    "cert_invalid" };
+							    "cert_invalid", "cert_missing" };
 
 /* Methods whose RESOURCE_EXHAUSTED without a retry delay (a full table, not a rate limit) upstream
  * answers with another status than 429 on their path. */
@@ -96,6 +98,7 @@ struct gw_rest {
 	struct gw_lograte store_log;	/* session store failures, logged at a bounded rate */
 	SSL_CTX *tls;			/* HTTPS with tls.cert_file/key_file; NULL: plain HTTP */
 	int mtls;			/* tls.client_ca_file: client certificates asked for */
+	int cert_required;		/* tls.client_cert_required (at start, as for gRPC) */
 	size_t midx[REST_MAX_ROUTES];	/* per facade row: its method row in env->methods */
 	struct rest_req *pending;	/* requests whose call runs */
 	uint64_t requests;
@@ -485,14 +488,30 @@ static const char *rest_bearer(struct evhttp_request *req)
 		       : NULL;
 }
 
+/* The request's TLS session when client certificates are asked for, else NULL. */
+static SSL *rest_ssl(const struct gw_rest *r, struct evhttp_request *req)
+{
+	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+	struct bufferevent *bev = r->mtls && evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
+
+	return bev ? bufferevent_openssl_get_ssl(bev) : NULL;
+}
+
+/* 1 when the request's connection sent a client certificate (verified: one that failed the
+ * verification failed the handshake). */
+static int rest_has_cert(const struct gw_rest *r, struct evhttp_request *req)
+{
+	SSL *ssl = rest_ssl(r, req);
+
+	return ssl && SSL_get0_peer_certificate(ssl) && SSL_get_verify_result(ssl) == X509_V_OK;
+}
+
 /* The subject CN of the client certificate the request's TLS session verified against
  * tls.client_ca_file, into out: its length, or 0 (plain HTTP, no client CA, no certificate). */
 static size_t rest_peer_cn(const struct gw_rest *r, struct evhttp_request *req, char *out,
 			   size_t outlen)
 {
-	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
-	struct bufferevent *bev = r->mtls && evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
-	SSL *ssl = bev ? bufferevent_openssl_get_ssl(bev) : NULL;
+	SSL *ssl = rest_ssl(r, req);
 	X509 *peer;
 	size_t n;
 
@@ -689,6 +708,12 @@ static void rest_on_request(struct evhttp_request *req, void *arg)
 
 	r->requests++;
 	gw_conncap_request(r->cap, req);
+	/* Refused in HTTP rather than in the handshake: a client sees upstream's 401 JSON, which
+	 * says what is missing, where a failed handshake says nothing. */
+	if (r->cert_required && !rest_has_cert(r, req)) {
+		rest_reject(r, req, REST_REJ_CERT_MISSING, 401, REST_MSG_CERT_REQUIRED);
+		return;
+	}
 	if (cmd == EVHTTP_REQ_OPTIONS) {
 		rest_preflight(r, req);
 		return;
@@ -891,6 +916,7 @@ static int rest_tls_new(struct gw_rest *r, char *err, size_t errlen)
 	SSL_CTX_set_app_data(r->tls, r);
 	SSL_CTX_set_verify(r->tls, SSL_VERIFY_PEER, rest_tls_verify);
 	r->mtls = 1;
+	r->cert_required = cfg->tls.client_cert_required;
 	return 0;
 }
 

@@ -36,7 +36,8 @@
  * with neither a session nor a key whose certificate's CN maps to a tenant
  * (tenants[].client_cert, auth/caller/clientcert.h) calls as that tenant with its
  * client_cert.permissions; a CN mapped to nobody is 401 (cert_unknown). A key or a session
- * always wins over the certificate.
+ * always wins over the certificate. With tls.client_cert_required, a request whose connection
+ * sent no certificate is 401 (cert_missing), a key or not (gRPC refuses the handshake instead).
  *
  * A client that closes its connection (or resets it) while its call runs cancels the call, as a
  * gRPC client's reset does (gw_call_local_abandon: CANCELLED in rpc_total, rest_cancelled_total):

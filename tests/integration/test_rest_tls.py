@@ -121,3 +121,62 @@ def test_tls_client_that_leaves_cancels_its_call(gw, sim, certs):
         raw = socket.create_connection(("127.0.0.1", gw.rest_port), 5)
         return ctx.wrap_socket(raw, server_hostname="127.0.0.1")
     leave_during_call(gw, sim, connect)
+
+
+@pytest.fixture(scope="module")
+def gw_required(stack, sim, certs):
+    tls = ("tls:\n  cert_file: %s\n  key_file: %s\n  client_ca_file: %s\n"
+           "  client_cert_required: true\n") % (
+        os.path.join(certs, "server.pem"), os.path.join(certs, "server.key"),
+        os.path.join(certs, "ca.pem"))
+    g = TlsRestGateway(stack.workdir, sim.url, name="rest-mtls-required", rest=True, extra_top=tls,
+                       extra_tenants=CERT_TENANT)
+    stack.gateways.append(g)
+    return g
+
+
+@pytest.mark.parametrize("cert,key,status,reason", [
+    (None, "team-a", 401, "cert_missing"),      # a key is not enough when certificates are required
+    (None, None, 401, "cert_missing"),
+    ("team-a", None, 200, None),                # the mapped certificate
+    ("team-b", "team-b", 200, None),            # a certificate, and the key decides the tenant
+    ("team-b", None, 401, "cert_unknown"),
+])
+def test_required_client_certificate_on_rest(gw_required, certs, cert, key, status, reason):
+    gw = gw_required
+    before = harness.metrics(gw)
+    rc, st, doc = curl(gw, certs, "/account/creditBalance", cert=cert,
+                       key=harness.KEYS[key] if key else None)
+    assert rc == 0 and st == status, (rc, st, doc)
+    if status != 200:
+        assert is_upstream_error(doc, status), doc
+    after = harness.metrics(gw)
+    for r in ("cert_missing", "cert_unknown", "unauthenticated"):
+        k = P + 'rest_rejected_total{reason="%s"}' % r
+        assert after[k] - before.get(k, 0) == (1 if r == reason else 0), r
+
+
+def test_required_client_certificate_on_grpc(gw_required, certs):
+    """The same key on the gRPC listener: the handshake refuses a client without a certificate."""
+    import grpc
+    from test_ops import credits, md_key, rpc_code
+
+    def channel(cert=None):
+        def rd(name):
+            with open(os.path.join(certs, name), "rb") as f:
+                return f.read()
+        creds = grpc.ssl_channel_credentials(
+            root_certificates=rd("ca.pem"), private_key=rd(cert + ".key") if cert else None,
+            certificate_chain=rd(cert + ".pem") if cert else None)
+        # Its own subchannels: a failed handshake of one channel must not answer for the other.
+        return grpc.secure_channel(gw_required.addr, creds,
+                                   options=[("grpc.use_local_subchannel_pool", 1)])
+    md = md_key(harness.KEYS["team-a"])
+    with_cert, bare = channel("team-a"), channel()
+    try:
+        assert rpc_code(lambda: credits(gw_required, md, channel=with_cert)) == grpc.StatusCode.OK
+        assert rpc_code(lambda: credits(gw_required, md, channel=bare, timeout=3)) == \
+            grpc.StatusCode.UNAVAILABLE
+    finally:
+        bare.close()
+        with_cert.close()
