@@ -3,7 +3,9 @@
 Upstream's own paths answered with a team's API key (Authorization: Bearer), in upstream's JSON
 shapes, through the same pipeline as gRPC: the viewer key's permission, another tenant's rids
 answered as upstream answers unknown rids, the tenant's rate limit as 429 + Retry-After, oversize
-bodies 413, upstream's error shape, CORS as upstream does it; every refusal counted in /metrics.
+bodies 413, upstream's error shape, CORS as upstream does it; every refusal counted in /metrics. A
+client that closes its connection mid-call cancels the call (test_rest_tls.py: the same over TLS,
+and client certificates).
 /webhook_endpoints* manage the tenant's own subscriptions (docs/webhooks.md), whose signed events
 reach a receiver on 127.0.0.1.
 """
