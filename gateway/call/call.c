@@ -47,6 +47,7 @@ struct call_local {
 	uint8_t key[32];		/* the session's key hash (has_key) */
 	int has_key;
 	char *tenant;			/* the tenant the credential must belong to, or NULL */
+	char cert_cn[GW_CONFIG_MAX_CERT_CN + 1];	/* a verified client certificate's CN, or "" */
 	char peer[GW_CALL_MAX_PEER];
 	gw_call_sink_fn sink;
 	void *sink_arg;
@@ -732,10 +733,11 @@ static int call_authenticate(struct gw_call *c, size_t *tidx, unsigned *perms)
 		c->auth_by = "key";
 		return 0;
 	}
-	/* A local call has no TLS session of its own to take a certificate from. */
-	if (!cfg->tls.client_ca_file || c->local)
+	/* A local call's certificate is the one its own transport verified (the REST facade). */
+	if (!cfg->tls.client_ca_file)
 		return -1;
-	cnlen = gw_clientcert_peer_cn(c->call, cn, sizeof cn);
+	cnlen = c->local ? (size_t)snprintf(cn, sizeof cn, "%s", c->local->cert_cn)
+			 : gw_clientcert_peer_cn(c->call, cn, sizeof cn);
 	t = cnlen ? gw_clientcert_tenant(cfg, cn, cnlen) : -1;
 	if (t < 0)
 		return -1;
@@ -1082,7 +1084,8 @@ static void call_count_reset(struct gw_call *c)
 {
 	char peer[GW_CONNGUARD_MAX_PEER];
 
-	if (!c->env->connguard || c->env->draining || gw_call_time_left_ms(c) == 0)
+	/* A local call's client left an HTTP/1.1 connection (which closes with it), not a stream. */
+	if (!c->env->connguard || c->env->draining || c->local || gw_call_time_left_ms(c) == 0)
 		return;
 	gw_call_peer(c, peer, sizeof peer);
 	gw_connguard_call_ended(c->env->connguard, peer, 1);
@@ -1166,6 +1169,9 @@ int gw_call_local(struct gw_env *env, const struct gw_call_local_args *a, struct
 	}
 	if (a->tenant && !(c->local->tenant = strdup(a->tenant)))
 		goto out;
+	if (!a->auth && !a->key_sha256 && a->cert_cn &&
+	    strlen(a->cert_cn) < sizeof c->local->cert_cn)
+		memcpy(c->local->cert_cn, a->cert_cn, strlen(a->cert_cn) + 1);
 	s = grpc_slice_from_copied_buffer((const char *)a->req, a->len);
 	c->payload = grpc_raw_byte_buffer_create(&s, 1);
 	grpc_slice_unref(s);

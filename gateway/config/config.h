@@ -333,6 +333,9 @@ struct gw_config {
 	struct {
 		char *cert_file, *key_file;	/* both or neither */
 		char *client_ca_file;		/* mTLS when set */
+		int client_cert_required;	/* tls.client_cert_required (needs client_ca_file):
+						 * a client without a certificate is refused, on
+						 * gRPC in the handshake, on REST with 401 */
 	} tls;
 	struct gw_account_cfg *accounts;
 	size_t naccounts;

@@ -63,11 +63,12 @@ static void cfg_listen(struct gw_cfg_parse *p, yaml_node_t *n)
 
 static void cfg_tls(struct gw_cfg_parse *p, yaml_node_t *n)
 {
-	static const char *const keys[] = { "cert_file", "key_file", "client_ca_file" };
-	yaml_node_t *v[3];
+	static const char *const keys[] = { "cert_file", "key_file", "client_ca_file",
+					     "client_cert_required" };
+	yaml_node_t *v[4];
 	char **dst[3] = { &p->cfg->tls.cert_file, &p->cfg->tls.key_file, &p->cfg->tls.client_ca_file };
 
-	if (gw_cfg_map(p, n, "tls", keys, 3, v, NULL) < 0)
+	if (gw_cfg_map(p, n, "tls", keys, 4, v, NULL) < 0)
 		return;
 	for (int i = 0; i < 3; i++) {
 		char path[GW_CFG_PATH_MAX];
@@ -76,6 +77,8 @@ static void cfg_tls(struct gw_cfg_parse *p, yaml_node_t *n)
 		if (v[i])
 			gw_cfg_string(p, v[i], path, dst[i]);
 	}
+	if (v[3])
+		gw_cfg_bool(p, v[3], "tls.client_cert_required", &p->cfg->tls.client_cert_required);
 }
 
 static void cfg_log(struct gw_cfg_parse *p, yaml_node_t *n)

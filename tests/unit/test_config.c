@@ -124,6 +124,10 @@ static const struct bad_case bad_cases[] = {
 	  "upstream.max_response_bytes must be an integer" },
 	{ "tls:\n  cert_file: /c.pem\n" BASE, 1, "tls.cert_file and tls.key_file must be set together" },
 	{ "tls:\n  client_ca_file: /ca.pem\n" BASE, 1, "tls.client_ca_file needs tls.cert_file and tls.key_file" },
+	{ "tls:\n  cert_file: /c.pem\n  key_file: /k.pem\n  client_cert_required: true\n" BASE, 1,
+	  "tls.client_cert_required needs tls.client_ca_file (the CA that signs them)" },
+	{ "tls:\n  client_cert_required: sometimes\n" BASE, 2,
+	  "tls.client_cert_required must be true or false" },
 	{ "state:\n  path: /x.db\n  memory: true\n" BASE, 2, "state.path and state.memory: true are exclusive" },
 	{ "state:\n  memory: maybe\n" BASE, 2, "state.memory must be true or false" },
 	{ "state:\n  memory: false\n" BASE, 2, "state needs path, memory: true or postgres" },
@@ -569,7 +573,7 @@ Test(config, optional_sections_and_defaults)
 {
 	static const char text[] =
 		"listen: {grpc: \"[::]:0\", http: \"0.0.0.0:0\"}\n"
-		"tls: {cert_file: /c.pem, key_file: /k.pem, client_ca_file: /ca.pem}\n"
+		"tls: {cert_file: /c.pem, key_file: /k.pem, client_ca_file: /ca.pem, client_cert_required: yes}\n"
 		"log: {level: debug}\n"
 		"state: {memory: true}\n"
 		"upstream: {connect_timeout_ms: 10, default_timeout_ms: 20, max_response_bytes: 30, session_refresh_s: 40}\n"
@@ -589,6 +593,7 @@ Test(config, optional_sections_and_defaults)
 	cr_expect_str_eq(cfg->path, path);
 	cr_expect_str_eq(cfg->grpc_listen, "[::]:0");
 	cr_expect_str_eq(cfg->tls.client_ca_file, "/ca.pem");
+	cr_expect_eq(cfg->tls.client_cert_required, 1);
 	cr_expect_str_eq(cfg->log_level, "debug");
 	cr_expect_eq(cfg->state.memory_only, 1);
 	cr_expect_null(cfg->state.path);
