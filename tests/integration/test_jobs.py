@@ -74,7 +74,7 @@ def _vm_kib(pid, field):
     return int(m.group(1))
 
 
-# The gateway moves bytes to storage in chunks (upload_chunk_bytes, default 8 MiB): sizes that are
+# The gateway moves bytes to storage in chunks (upload_chunk_bytes, default 4 MiB): sizes that are
 # not, and are, a multiple of it, with and without the optional declared size.
 @pytest.mark.parametrize("mib,declare", [(12, True), (16, True), (16, False)],
                          ids=["12MiB", "16MiB-chunk-multiple", "16MiB-undeclared"])
