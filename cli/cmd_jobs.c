@@ -18,7 +18,9 @@
 #include "cli/json.h"
 #include "cli/progress.h"
 
-#define JOBS_UPLOAD_CHUNK (1 << 20)	/* bytes per UploadVideo message (the gateway takes 4 MiB) */
+#define JOBS_UPLOAD_CHUNK (1 << 20)	/* bytes per UploadVideo message by default */
+#define JOBS_UPLOAD_CHUNK_MIN (16 << 10)	/* --chunk-bytes range: the gateway takes messages of */
+#define JOBS_UPLOAD_CHUNK_MAX ((4 << 20) - (4 << 10))	/* 4 MiB by default, framing included */
 #define JOBS_MAX_FORMATS 7		/* Params.formats limit (jobs.proto) */
 #define JOBS_MAX_PARAMS 32		/* StartJobRequest.extra_params limit (jobs.proto) */
 #define JOBS_FORMATS_MAX_BYTES 256	/* --formats text accepted */
@@ -40,9 +42,10 @@ enum { O_FORMATS, O_MODEL, O_PARAM, O_NAME, O_WAIT, O_OUT };
 
 /* ---- upload ---- */
 
-/* Uploads path through UploadVideo. On success *url is the signed URL (malloc'd). -> exit code. */
+/* Uploads path through UploadVideo in messages of chunk bytes. On success *url is the signed URL
+ * (malloc'd). -> exit code. */
 static int jobs_upload(const struct a3d_args *a, struct a3d_rpc *r, const char *path,
-		       const char *name, char **url, uint64_t *size)
+		       const char *name, size_t chunk, char **url, uint64_t *size)
 {
 	Animate3d__V1__UploadVideoRequest first = ANIMATE3D__V1__UPLOAD_VIDEO_REQUEST__INIT;
 	Animate3d__V1__UploadVideoResponse *resp = NULL;
@@ -65,7 +68,7 @@ static int jobs_upload(const struct a3d_args *a, struct a3d_rpc *r, const char *
 		fprintf(stderr, "a3d: %s: not a regular file\n", path);
 		goto out;
 	}
-	buf = malloc(JOBS_UPLOAD_CHUNK);
+	buf = malloc(chunk);
 	if (!buf) {
 		fprintf(stderr, "a3d: out of memory\n");
 		goto out;
@@ -86,7 +89,7 @@ static int jobs_upload(const struct a3d_args *a, struct a3d_rpc *r, const char *
 		if (a3d_call_start(r, &c, JOBS_M_UPLOAD, 0) == 0 && a3d_call_send(&c, &first.base, 0) == 0) {
 			for (;;) {
 				Animate3d__V1__UploadVideoRequest m = ANIMATE3D__V1__UPLOAD_VIDEO_REQUEST__INIT;
-				ssize_t n = read(fd, buf, JOBS_UPLOAD_CHUNK);
+				ssize_t n = read(fd, buf, chunk);
 
 				if (n < 0 && errno == EINTR && !a3d_interrupted)
 					continue;
@@ -144,8 +147,11 @@ out:
 	return rc;
 }
 
+enum { O_UP_NAME, O_UP_CHUNK };
+
 static const struct a3d_opt jobs_upload_opts[] = {
-	{ "name", 0, 1, "--name NAME        the file name the gateway sees (default: FILE's base name)" },
+	[O_UP_NAME] = { "name", 0, 1, "--name NAME        the file name the gateway sees (default: FILE's base name)" },
+	[O_UP_CHUNK] = { "chunk-bytes", 0, 1, "--chunk-bytes N    bytes per message, 16384..4190208 (default 1048576)" },
 	{ NULL, 0, 0, NULL },
 };
 
@@ -153,17 +159,28 @@ static int jobs_cmd_upload(const struct a3d_cmd *cmd, struct a3d_args *a)
 {
 	struct a3d_rpc r;
 	const char *name = NULL;
-	char *url = NULL;
+	char *url = NULL, *end;
+	size_t chunk = JOBS_UPLOAD_CHUNK;
 	int i, rc;
 
-	for (i = 0; i < a->nopt; i++)
-		name = a->opt[i].val;
+	for (i = 0; i < a->nopt; i++) {
+		if (a->opt[i].idx == O_UP_NAME) {
+			name = a->opt[i].val;
+			continue;
+		}
+		errno = 0;
+		chunk = (size_t)strtoul(a->opt[i].val, &end, 10);
+		if (errno || *end || !*a->opt[i].val || chunk < JOBS_UPLOAD_CHUNK_MIN ||
+		    chunk > JOBS_UPLOAD_CHUNK_MAX)
+			return a3d_usage_error(cmd, "--chunk-bytes must be %d..%d, not '%s'",
+					       JOBS_UPLOAD_CHUNK_MIN, JOBS_UPLOAD_CHUNK_MAX, a->opt[i].val);
+	}
 	if (a->npos != 1)
 		return a3d_usage_error(cmd, "needs exactly one FILE");
 	rc = a3d_connect(a, &r);
 	if (rc)
 		return rc;
-	rc = jobs_upload(a, &r, a->pos[0], name, &url, NULL);
+	rc = jobs_upload(a, &r, a->pos[0], name, chunk, &url, NULL);
 	if (rc == A3D_EXIT_OK && !a->g.json)
 		printf("%s\n", url);
 	free(url);
@@ -173,7 +190,7 @@ static int jobs_cmd_upload(const struct a3d_cmd *cmd, struct a3d_args *a)
 
 const struct a3d_cmd a3d_cmd_upload = {
 	"upload", "Upload a video through the gateway (Jobs.UploadVideo); prints its upload URL.",
-	"upload FILE [--name NAME]", jobs_upload_opts, jobs_cmd_upload,
+	"upload FILE [--name NAME] [--chunk-bytes N]", jobs_upload_opts, jobs_cmd_upload,
 };
 
 /* ---- watch ---- */
@@ -455,7 +472,7 @@ static int jobs_start_run(const struct a3d_cmd *cmd, struct a3d_args *a, int run
 		url = strdup(a->pos[0]);
 		rc = url ? A3D_EXIT_OK : A3D_EXIT_LOCAL;
 	} else {
-		rc = jobs_upload(a, &r, a->pos[0], s.name, &url, NULL);
+		rc = jobs_upload(a, &r, a->pos[0], s.name, JOBS_UPLOAD_CHUNK, &url, NULL);
 	}
 	if (rc == A3D_EXIT_OK)
 		rc = jobs_start(cmd, a, &r, &s, url, &rid);
