@@ -94,6 +94,13 @@ size_t gw_upload_message_max(size_t upload_msg, size_t grpc_msg);
 int gw_upload_next_put(uint64_t offset, uint64_t received, int eof, size_t chunk, size_t cap,
 		       uint64_t *len, int *final);
 
+/* The fast path's test (gateway/call/call.h, gw_call_recv_raw): whether a message of total bytes
+ * that starts with the n bytes at p is an UploadVideoRequest carrying only chunk (field 3, length-
+ * delimited, its length running to the message's end). Returns 0 with *hdr = the bytes before
+ * the chunk's data (tag + length), or -1 (anything else, or the header not within n bytes: the
+ * message is then decoded as usual). */
+int gw_upload_chunk_header(const unsigned char *p, size_t n, size_t total, size_t *hdr);
+
 /* Percent-encodes s for a query value (RFC 3986 unreserved kept). -1 when it does not fit. */
 int gw_upload_escape(const char *s, char *out, size_t outlen);
 

@@ -388,3 +388,37 @@ Test(upload, ring_walk)
 		cr_expect_eq(offset, t[i].size, "case %zu", i);
 	}
 }
+
+/* The receive fast path's test: only a message that is exactly one chunk field takes it. */
+Test(upload, chunk_header_table)
+{
+	static const struct {
+		const char *bytes;
+		size_t n, total;
+		int rc;
+		size_t hdr;
+	} t[] = {
+		{ "\x1a\x03" "abc", 5, 5, 0, 2 },		/* chunk "abc" */
+		{ "\x1a\x00", 2, 2, 0, 2 },			/* empty chunk */
+		{ "\x1a\x80\x80\x40", 4, 4 + (1u << 20), 0, 4 },	/* 1 MiB: a 3-byte length */
+		{ "\x1a\x80\x80\x40", 3, 4 + (1u << 20), -1, 0 },	/* length cut by the slice */
+		{ "\x1a\x03" "abc", 5, 9, -1, 0 },		/* more fields follow */
+		{ "\x1a\x05" "abc", 5, 5, -1, 0 },		/* too few bytes */
+		{ "\x0a\x01" "x", 3, 3, -1, 0 },		/* name: decoded as usual */
+		{ "\x10\x05", 2, 2, -1, 0 },			/* size */
+		{ "\x1a", 1, 1, -1, 0 },
+		{ "", 0, 0, -1, 0 },
+		{ "\x1a\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", 11, 11, -1, 0 },	/* 2^64 - 1 */
+		{ "\x1a\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff", 11, 11, -1, 0 },	/* no end */
+	};
+
+	for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+		size_t hdr = 99;
+		int rc = gw_upload_chunk_header((const unsigned char *)t[i].bytes, t[i].n, t[i].total,
+						&hdr);
+
+		cr_expect_eq(rc, t[i].rc, "case %zu", i);
+		if (rc == 0)
+			cr_expect_eq(hdr, t[i].hdr, "case %zu: hdr %zu", i, hdr);
+	}
+}
