@@ -42,6 +42,25 @@ enum { O_FORMATS, O_MODEL, O_PARAM, O_NAME, O_WAIT, O_OUT };
 
 /* ---- upload ---- */
 
+#define JOBS_CHUNK_HDR_MAX 11		/* UploadVideoRequest.chunk's tag + a 10-byte varint length */
+
+/* Writes the encoding of an UploadVideoRequest carrying only chunk (field 3) of n bytes, less
+ * the bytes themselves, so that it ends just before end; returns its length. The file is read
+ * straight into the message after it: no second copy of every byte into a packed message. */
+static size_t jobs_chunk_header(uint8_t *end, size_t n)
+{
+	uint8_t v[JOBS_CHUNK_HDR_MAX - 1];
+	size_t k = 0;
+
+	do {
+		v[k++] = (uint8_t)((n & 0x7f) | (n > 0x7f ? 0x80 : 0));
+		n >>= 7;
+	} while (n);
+	memcpy(end - k, v, k);
+	end[-(ptrdiff_t)k - 1] = 0x1a;
+	return k + 1;
+}
+
 /* Uploads path through UploadVideo in messages of chunk bytes. On success *url is the signed URL
  * (malloc'd). -> exit code. */
 static int jobs_upload(const struct a3d_args *a, struct a3d_rpc *r, const char *path,
@@ -51,7 +70,6 @@ static int jobs_upload(const struct a3d_args *a, struct a3d_rpc *r, const char *
 	Animate3d__V1__UploadVideoResponse *resp = NULL;
 	struct a3d_status st;
 	struct stat sb;
-	uint8_t *buf = NULL;
 	const char *base;
 	int fd = -1, rc = A3D_EXIT_LOCAL, attempt = 0;
 
@@ -66,11 +84,6 @@ static int jobs_upload(const struct a3d_args *a, struct a3d_rpc *r, const char *
 	}
 	if (!S_ISREG(sb.st_mode)) {
 		fprintf(stderr, "a3d: %s: not a regular file\n", path);
-		goto out;
-	}
-	buf = malloc(chunk);
-	if (!buf) {
-		fprintf(stderr, "a3d: out of memory\n");
 		goto out;
 	}
 	first.name = (char *)name;
@@ -88,11 +101,17 @@ static int jobs_upload(const struct a3d_args *a, struct a3d_rpc *r, const char *
 		a3d_progress_begin(&p, stderr, a3d_progress_tty(a), name, first.size);
 		if (a3d_call_start(r, &c, JOBS_M_UPLOAD, 0) == 0 && a3d_call_send(&c, &first.base, 0) == 0) {
 			for (;;) {
-				Animate3d__V1__UploadVideoRequest m = ANIMATE3D__V1__UPLOAD_VIDEO_REQUEST__INIT;
-				ssize_t n = read(fd, buf, chunk);
+				/* A fresh slice per message: gRPC may hold the last one after sending. */
+				grpc_slice s = grpc_slice_malloc(JOBS_CHUNK_HDR_MAX + chunk);
+				uint8_t *data = GRPC_SLICE_START_PTR(s) + JOBS_CHUNK_HDR_MAX;
+				ssize_t n;
+				size_t h;
 
-				if (n < 0 && errno == EINTR && !a3d_interrupted)
-					continue;
+				do
+					n = read(fd, data, chunk);
+				while (n < 0 && errno == EINTR && !a3d_interrupted);
+				if (n <= 0)
+					grpc_slice_unref(s);
 				if (n < 0) {
 					local = errno;
 					a3d_call_cancel(&c, "a3d: local read error");
@@ -104,9 +123,9 @@ static int jobs_upload(const struct a3d_args *a, struct a3d_rpc *r, const char *
 								    (ProtobufCMessage **)&resp);
 					break;
 				}
-				m.chunk.data = buf;
-				m.chunk.len = (size_t)n;
-				if (a3d_call_send(&c, &m.base, 0) < 0)
+				h = jobs_chunk_header(data, (size_t)n);
+				if (a3d_call_send_slice(&c, grpc_slice_sub_no_ref(s, JOBS_CHUNK_HDR_MAX - h,
+										   JOBS_CHUNK_HDR_MAX + (size_t)n)) < 0)
 					break;
 				sent += (uint64_t)n;
 				a3d_progress_update(&p, sent);
@@ -141,7 +160,6 @@ static int jobs_upload(const struct a3d_args *a, struct a3d_rpc *r, const char *
 out:
 	if (resp)
 		protobuf_c_message_free_unpacked(&resp->base, NULL);
-	free(buf);
 	if (fd >= 0)
 		close(fd);
 	return rc;

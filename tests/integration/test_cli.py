@@ -129,14 +129,18 @@ def test_run_json_lines(gateway, tmp_path):
 
 @pytest.mark.parametrize("chunk", [16384, 4190208])
 def test_upload_message_size(gateway, tmp_path, chunk):
-    """--chunk-bytes sets the message size; the gateway gets every byte either way (a 16 KiB
-    message size gives 7 messages of a 100 KiB file, the largest one 1 message)."""
+    """--chunk-bytes sets the message size; storage gets every byte either way (a 16 KiB message
+    size gives 7 messages of a 100 KiB file, each with a 3-byte length in its header but the last
+    one; the largest size 1 message)."""
     path = tmp_path / "big.mp4"
     data = open(harness.TINY_MP4, "rb").read() + os.urandom(100 << 10)
     path.write_bytes(data)
     up = a3d(["--json", "upload", str(path), "--chunk-bytes", str(chunk)], env=_env(gateway))
     assert up.returncode == 0, up
-    assert int(json.loads(up.stdout)["size"]) == len(data), up.stdout
+    reply = json.loads(up.stdout)
+    assert int(reply["size"]) == len(data), up.stdout
+    st, _, body = harness.http("GET", reply["url"])      # storage holds exactly the file's bytes
+    assert st == 200 and body == data
 
 
 def test_upload_then_start_url_then_download(gateway, tmp_path):
