@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <jansson.h>
 
 #include <event2/buffer.h>
@@ -322,7 +323,8 @@ static void upload_free(struct upload *u)
 		explicit_bzero(u->session_url, strlen(u->session_url));
 		free(u->session_url);
 	}
-	free(u->ring);
+	if (u->ring)
+		munmap(u->ring, u->cap);
 	free(u);
 }
 
@@ -739,8 +741,12 @@ static void upload_on_first(struct gw_call *c, const ProtobufCMessage *msg, int 
 	u->max_msg = gw_upload_message_max(cfg ? cfg->uploads.max_message_bytes : 0,
 					   cfg ? cfg->max_message_bytes : 0);
 	u->cap = gw_upload_buffer_cap(u->chunk, u->max_msg, u->max_msg);
-	u->ring = malloc(u->cap);
-	if (!u->ring) {
+	/* A mapping of its own, unmapped at the end: from malloc's heap, the next upload's ring
+	 * could land above a freed one (smaller allocations in its hole), and RSS grew by a ring
+	 * (+12 MiB at the fifth of five uploads, step 9 of tests/bench). */
+	u->ring = mmap(NULL, u->cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (u->ring == MAP_FAILED) {
+		u->ring = NULL;
 		upload_fail(u, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory for the upload buffer");
 		return;
 	}
