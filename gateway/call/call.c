@@ -106,6 +106,7 @@ struct gw_call {
 	grpc_byte_buffer *in;
 	const ProtobufCMessageDescriptor *recv_desc;
 	gw_recv_fn recv_cb;
+	gw_recv_raw_fn recv_raw;	/* sees a message's bytes before they are decoded, or NULL */
 	int recv_in_flight;
 	char *recv_err;			/* why the last received message was refused: GW_VALIDATE_ERR_MAX
 					 * bytes allocated by the first receive, which only client
@@ -556,10 +557,17 @@ size_t gw_call_stream_pending(struct gw_call *c)
 
 void gw_call_recv(struct gw_call *c, const ProtobufCMessageDescriptor *desc, gw_recv_fn cb)
 {
+	gw_call_recv_raw(c, desc, cb, NULL);
+}
+
+void gw_call_recv_raw(struct gw_call *c, const ProtobufCMessageDescriptor *desc, gw_recv_fn cb,
+		      gw_recv_raw_fn raw)
+{
 	grpc_op op;
 
 	if (c->recv_in_flight || c->finished || c->hook_ran || c->close_done || c->dead)
 		return;	/* a cancelled call gets no more messages: its hook handles it */
+	c->recv_raw = raw;
 	if (!c->recv_err)
 		c->recv_err = calloc(1, GW_VALIDATE_ERR_MAX);	/* NULL: a generic reason is given */
 	c->recv_desc = desc;
@@ -1256,6 +1264,8 @@ static void call_on_recv(struct gw_call *c, int ok)
 		 * that as a cancellation and runs the handler's hook. */
 	} else if (!bb) {
 		cb(c, NULL, 0);		/* the client half-closed: end of stream */
+	} else if (c->recv_raw && c->recv_raw(c, bb)) {
+		grpc_byte_buffer_destroy(bb);
 	} else {
 		int malformed = 0;
 		char err[GW_VALIDATE_ERR_MAX];

@@ -60,7 +60,7 @@
 #define GW_CONFIG_DEFAULT_TIMEOUT_MS 30000
 #define GW_CONFIG_DEFAULT_MAX_RESPONSE (8u << 20)
 #define GW_CONFIG_DEFAULT_MAX_MESSAGE (4u << 20)
-#define GW_CONFIG_DEFAULT_UPLOAD_CHUNK (8u << 20)
+#define GW_CONFIG_DEFAULT_UPLOAD_CHUNK (4u << 20)
 /* Long-lived resources (issue 13): defaults of the uploads, watch and webhooks sections. */
 #define GW_CONFIG_DEFAULT_UPLOADS_MAX 32	/* x (chunk + message) = 384 MiB of buffers at most */
 #define GW_CONFIG_DEFAULT_UPLOAD_IDLE_MS 30000
@@ -372,9 +372,9 @@ struct gw_config {
 		long session_refresh_s;		/* refresh the cookie this long after login; 0 = 2/3 of its lifetime */
 	} upstream;
 	size_t max_message_bytes;	/* gRPC max receive size, default 4 MiB */
-	size_t upload_chunk_bytes;	/* UploadVideo chunk to storage, default 8 MiB (multiple of 256 KiB) */
-	/* uploads: UploadVideo streams. Memory per upload is at most upload_chunk_bytes + the
-	 * largest message (max_message_bytes here, else limits.max_message_bytes). */
+	size_t upload_chunk_bytes;	/* UploadVideo chunk to storage, default 4 MiB (multiple of 256 KiB) */
+	/* uploads: UploadVideo streams. Memory per upload is at most 2 x upload_chunk_bytes + the
+	 * largest message (max_message_bytes here, else limits.max_message_bytes): upload.h. */
 	struct {
 		unsigned max_concurrent;	/* open at once, all tenants; default 32 */
 		unsigned max_per_tenant;	/* 0 = fair share of max_concurrent */

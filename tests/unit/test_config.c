@@ -526,7 +526,7 @@ Test(config, demo_yaml_loads_with_its_values)
 	cr_expect_eq(cfg->cache.batch_max, 50);
 	cr_expect_eq(cfg->cache.max_entries, GW_CONFIG_DEFAULT_MAX_ENTRIES);
 	cr_expect_eq(cfg->max_message_bytes, 4u << 20);
-	cr_expect_eq(cfg->upload_chunk_bytes, 8u << 20);
+	cr_expect_eq(cfg->upload_chunk_bytes, 4u << 20);
 	cr_expect_null(cfg->tls.cert_file);
 
 	cr_assert_eq(cfg->naccounts, 1);
