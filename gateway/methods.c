@@ -19,6 +19,7 @@
 #include "gateway/api/translate.h"
 #include "gateway/call/call.h"
 #include "gateway/call/svc.h"
+#include "gateway/svc/budget.h"
 #include "gateway/svc/download.h"
 #include "gateway/svc/follower.h"
 #include "gateway/svc/health.h"
@@ -107,7 +108,8 @@ _Static_assert(sizeof methods_table / sizeof methods_table[0] <= GW_METHODS_MAX,
  * before every jobevent listener's service: webhook_out), drained in this order, freed in
  * reverse. */
 static const struct gw_svc *const methods_services[] = {
-	&gw_svc_health, &gw_svc_status, &gw_svc_download, &gw_svc_follower, &gw_svc_webhook_in,
+	&gw_svc_health, &gw_svc_status, &gw_svc_download, &gw_svc_follower, &gw_svc_budget,
+	&gw_svc_webhook_in,
 	&gw_svc_unary, &gw_svc_upload, &gw_svc_webhook_reg, &gw_svc_webhook_out,
 	&gw_svc_reflection,
 };

@@ -1,0 +1,221 @@
+"""Usage ledger and team budgets (issue 22), end to end: the real gateway in front of the real
+simulator, on SQLite or (A3D_IT_BACKEND=postgres) PostgreSQL.
+
+The videos are tests/sim/fixtures/tiny.mp4 with the movie header's duration rewritten: the
+simulator charges ceil(duration) seconds for a job and answers /videoInfo from the same header,
+so a "15 s" video costs 15 s of a budget. Budgets are 1 minute. The job follower polls (no
+upstream webhook here); a short poll interval keeps the settlement waits short.
+"""
+import concurrent.futures
+import datetime
+import re
+import struct
+import time
+
+import grpc
+import pytest
+
+import harness
+from harness import jobs_pb2
+
+M = "animate3d_gateway_"
+WAIT_S = 30.0
+KEY_C, KEY_D, KEY_E = "demo-key-c-usage", "demo-key-d-usage", "demo-key-e-usage"
+FOLLOWER = """\
+follower:
+  poll_interval_ms: 200
+  max_poll_interval_ms: 500
+  scan_interval_ms: 200
+  polls_per_second: 100
+"""
+# team-b gets its budget below; c: failed jobs released (the default), d: counted; e: the race.
+TENANTS = """\
+  - name: team-c
+    account: sim
+    budget: {{minutes_per_month: 1}}
+    keys:
+      - {{sha256: {c}, permissions: [read, write]}}
+  - name: team-d
+    account: sim
+    budget: {{minutes_per_month: 1, count_failed: true}}
+    keys:
+      - {{sha256: {d}, permissions: [read, write]}}
+  - name: team-e
+    account: sim
+    budget: {{minutes_per_month: 1, hard: true}}
+    keys:
+      - {{sha256: {e}, permissions: [read, write]}}
+""".format(c=harness.sha256_hex(KEY_C), d=harness.sha256_hex(KEY_D), e=harness.sha256_hex(KEY_E))
+KEYS = {"team-c": KEY_C, "team-d": KEY_D, "team-e": KEY_E}
+REFUSAL = re.compile(r"^StartJob: budget of team (\S+) is spent: (\d+\.\d\d) of (\d+) minutes used "
+                     r"this month, this job needs (\d+\.\d\d) more; it resets at "
+                     r"(\d{4}-\d\d-01T00:00:00Z)$")
+
+
+def _video(seconds):
+    """tiny.mp4 whose mvhd says it lasts `seconds` (version 0 box: timescale, then duration)."""
+    with open(harness.TINY_MP4, "rb") as f:
+        data = bytearray(f.read())
+    at = data.index(b"mvhd") + 4
+    assert data[at] == 0, "a version 0 mvhd"
+    timescale = struct.unpack(">I", data[at + 12:at + 16])[0]
+    data[at + 16:at + 20] = struct.pack(">I", int(seconds * timescale))
+    return bytes(data)
+
+
+def _md(gw, tenant):
+    return gw.md(tenant, key=KEYS.get(tenant))
+
+
+def _upload(gw, tenant, name, seconds):
+    r = gw.jobs.GetUploadUrl(jobs_pb2.GetUploadUrlRequest(name=name, resumable=False), timeout=5,
+                             metadata=_md(gw, tenant))
+    assert harness.put_bytes(r.url, _video(seconds)) in (200, 201)
+    return r.url
+
+
+def _start(gw, tenant, url, timeout=10):
+    return gw.jobs.StartJob(jobs_pb2.StartJobRequest(upload_url=url, params=jobs_pb2.Params(formats=["bvh"])),
+                            timeout=timeout, metadata=_md(gw, tenant)).rid
+
+
+def _next_month_utc():
+    now = datetime.datetime.now(datetime.timezone.utc)
+    y, m = (now.year + 1, 1) if now.month == 12 else (now.year, now.month + 1)
+    return "%04d-%02d-01T00:00:00Z" % (y, m)
+
+
+def _wait_metric(gw, key, value, timeout=WAIT_S):
+    deadline = time.monotonic() + timeout
+    m = {}
+    while time.monotonic() < deadline:
+        m = harness.metrics(gw)
+        if m.get(key, 0) >= value:
+            return m
+        time.sleep(0.1)
+    raise AssertionError("%s did not reach %s in %.0fs (have %s)" % (key, value, timeout, m.get(key, 0)))
+
+
+def _config(gw_ports, sim, state_path):
+    text = harness.gateway_config(gw_ports[0], gw_ports[1], sim.url, state_path,
+                                  extra_tenants=TENANTS, extra_top=FOLLOWER)
+    # team-b: a 1-minute hard budget (the default window: the calendar month in UTC)
+    return text.replace("  - name: team-b\n    account: sim\n",
+                        "  - name: team-b\n    account: sim\n    budget: {minutes_per_month: 1}\n", 1)
+
+
+@pytest.fixture(scope="module")
+def usim(stack):
+    return stack.sim(name="usagesim", job_seconds=2)
+
+
+@pytest.fixture(scope="module")
+def ugw(stack, usim):
+    ports = (harness.free_port(), harness.free_port())
+    state = stack.workdir + "/usage.db"
+    return stack.gateway(usim, name="usagegw", grpc_port=ports[0], http_port=ports[1],
+                         state_path=state, config_text=_config(ports, usim, state))
+
+
+def test_hard_budget_refuses_with_the_documented_message(ugw, usim):
+    url = _upload(ugw, "team-b", "budget-b.mp4", 15)
+    started, refusal = [], None
+    for _ in range(8):              # 4 fit in 60 s; bounded either way
+        try:
+            started.append(_start(ugw, "team-b", url))
+        except grpc.RpcError as e:
+            refusal = e
+            break
+    assert len(started) == 4, started
+    assert refusal is not None and refusal.code() == grpc.StatusCode.FAILED_PRECONDITION
+    m = REFUSAL.match(refusal.details())
+    assert m, refusal.details()
+    assert m.group(1) == "team-b" and m.group(2) == "1.00" and m.group(3) == "1"
+    assert m.group(4) == "0.25" and m.group(5) == _next_month_utc()
+    # Refused before anything went upstream: the simulator started 4 jobs for it.
+    assert harness.metrics(ugw).get(M + 'budget_exceeded_total{tenant="team-b",hard="true"}') == 1
+    # Another team's minutes are its own: team-a has no budget.
+    _start(ugw, "team-a", _upload(ugw, "team-a", "budget-a.mp4", 15))
+
+
+def test_concurrent_starts_at_the_edge_never_overspend(stack, ugw, usim):
+    """20 StartJobs of 6 s at once against 60 s: exactly 10 pass. On PostgreSQL the calls are
+    spread over two gateways sharing the ledger."""
+    gws = [ugw]
+    if harness.POSTGRES:
+        ports = (harness.free_port(), harness.free_port())
+        gws.append(stack.gateway(usim, name="usagegw2", grpc_port=ports[0], http_port=ports[1],
+                                 config_text=_config(ports, usim, stack.workdir + "/usage2.db")))
+    url = _upload(ugw, "team-e", "race-e.mp4", 6)
+    jobs_before = usim.count("POST /process")
+
+    def one(i):
+        try:
+            return _start(gws[i % len(gws)], "team-e", url, timeout=20)
+        except grpc.RpcError as e:
+            return e
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=20) as ex:
+        out = list(ex.map(one, range(20)))
+    ok = [x for x in out if isinstance(x, str)]
+    refused = [x for x in out if not isinstance(x, str)]
+    assert len(ok) == 10, [getattr(x, "details", lambda: x)() for x in out]
+    assert all(e.code() == grpc.StatusCode.FAILED_PRECONDITION for e in refused), \
+        [e.details() for e in refused]
+    assert usim.count("POST /process") - jobs_before == 10
+    if len(gws) > 1:
+        gws[1].stop()
+
+
+def _wait_final(gw, tenant, rid, timeout=WAIT_S):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        st = gw.jobs.GetStatus(jobs_pb2.GetStatusRequest(rids=[rid]), timeout=5,
+                               metadata=_md(gw, tenant)).statuses[0].state
+        if st in (jobs_pb2.SUCCESS, jobs_pb2.FAILURE):
+            return st
+        time.sleep(0.2)
+    raise AssertionError("job %s not final in %.0fs" % (rid, timeout))
+
+
+def _released_or_counted(gw, tenant, counted):
+    """A 40 s job that fails: while it runs a second one does not fit; once it failed the second
+    one fits only when failures are released."""
+    url_fail = _upload(gw, tenant, "clip-fail-513-%s.mp4" % tenant, 40)
+    url = _upload(gw, tenant, "second-%s.mp4" % tenant, 40)
+    settled = harness.metrics(gw).get(M + 'usage_ledger_total{what="settled"}', 0)
+    rid = _start(gw, tenant, url_fail)
+    with pytest.raises(grpc.RpcError) as e:
+        _start(gw, tenant, url)
+    assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert _wait_final(gw, tenant, rid) == jobs_pb2.FAILURE
+    _wait_metric(gw, M + 'usage_ledger_total{what="settled"}', settled + 1)
+    if counted:
+        with pytest.raises(grpc.RpcError) as e:
+            _start(gw, tenant, url)
+        assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert REFUSAL.match(e.value.details()).group(2) == "0.67"
+    else:
+        assert _start(gw, tenant, url)
+
+
+def test_failed_job_minutes_released(ugw):
+    _released_or_counted(ugw, "team-c", counted=False)
+
+
+def test_failed_job_minutes_counted_with_count_failed(ugw):
+    _released_or_counted(ugw, "team-d", counted=True)
+
+
+def test_restart_keeps_the_ledger(stack, ugw, usim):
+    """team-b spent its minute before the restart: still refused after it."""
+    ugw.stop()
+    ports = (harness.free_port(), harness.free_port())
+    gw = stack.gateway(usim, name="usagegw-again", grpc_port=ports[0], http_port=ports[1],
+                       state_path=ugw.state_path,
+                       config_text=_config(ports, usim, ugw.state_path))
+    url = _upload(gw, "team-b", "budget-b-again.mp4", 1)
+    with pytest.raises(grpc.RpcError) as e:
+        _start(gw, "team-b", url)
+    assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert REFUSAL.match(e.value.details()).group(2) == "1.00"
