@@ -121,17 +121,20 @@ static void cfg_perms(struct gw_cfg_parse *p, yaml_node_t *n, const char *base, 
 		const char *v;
 
 		gw_cfg_pathf(path, sizeof(path), "%s.permissions[%zu]", base, i);
-		v = gw_cfg_scalar(p, item, path, "read or write");
+		v = gw_cfg_scalar(p, item, path, "read, write or admin");
 		if (!v)
 			continue;
 		if (strcmp(v, "read") == 0)
 			*perms |= GW_PERM_READ;
 		else if (strcmp(v, "write") == 0)
 			*perms |= GW_PERM_WRITE;
+		else if (strcmp(v, "admin") == 0)
+			*perms |= GW_PERM_ADMIN;
 		else {
 			char q[GW_CFG_QUOTE_MAX];
 
-			GW_CFG_ERR(p, item, "%s: unknown permission \"%s\" (read, write)", path, gw_cfg_quote(v, q));
+			GW_CFG_ERR(p, item, "%s: unknown permission \"%s\" (read, write, admin)", path,
+				   gw_cfg_quote(v, q));
 		}
 	}
 }

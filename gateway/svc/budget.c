@@ -13,7 +13,9 @@
 #include <event2/event.h>
 #include <jansson.h>
 
+#include "animate3d/v1/account.pb-c.h"
 #include "animate3d/v1/jobs.pb-c.h"
+#include "auth/caller/perm.h"
 #include "gateway/api/translate.h"
 #include "gateway/base/clock.h"
 #include "gateway/base/log.h"
@@ -341,9 +343,10 @@ static void bop_video_info(void *arg, const struct gw_up_response *res)
 
 	gw_call_count_upstream(op->c);
 	if (gw_up_failure_of(res, "StartJob: /videoInfo", &fail) != GRPC_STATUS_OK) {
-		/* 4xx: upstream cannot read the video (and will not run it); else it may again. */
+		/* 4xx: upstream cannot read the video (and will not run it); else it may again. A
+		 * team without a hard budget starts its job anyway, unmeasured. */
 		if (fail.code != GRPC_STATUS_INVALID_ARGUMENT && fail.code != GRPC_STATUS_NOT_FOUND &&
-		    op->hard) {
+		    op->budgeted && op->hard) {
 			snprintf(msg, sizeof msg, "StartJob: cannot measure the video for the budget: %.300s",
 				 fail.msg);
 			bop_fail(op, fail.code, fail.retry_ms, msg);
@@ -465,10 +468,7 @@ void gw_budget_reserve(struct gw_call *c, const ProtobufCMessage *req,
 	switch (sj->source_case) {
 	case ANIMATE3D__V1__START_JOB_REQUEST__SOURCE_UPLOAD_URL:
 		snprintf(op->row.source, sizeof op->row.source, "url");
-		if (op->budgeted)
-			bop_ask_video_info(op, sj->upload_url);
-		else
-			bop_measured(op, -1, "not measured");
+		bop_ask_video_info(op, sj->upload_url);
 		return;
 	case ANIMATE3D__V1__START_JOB_REQUEST__SOURCE_RERUN_RID:
 	case ANIMATE3D__V1__START_JOB_REQUEST__SOURCE_MP_DETECTION_RID: {
@@ -654,6 +654,229 @@ static void bt_gauge_cb(evutil_socket_t fd, short what, void *arg)
 	q.from_ms = rolling && roll < from ? roll : from;
 	b->gauge_inflight = 1;
 	gw_store_usage(b->env->store, &q, bt_gauges_read, b);
+}
+
+/* ---- Account.GetUsage ---- */
+
+/* One GetUsage: the sums over the asked range, then over the budget windows (the month's, and
+ * the last 30 days' when a tenant asked about counts those), then the reply. */
+struct busage {
+	struct gw_call *c;
+	int all;				/* tenant "*" */
+	char tenant[GW_STORE_TENANT_MAX + 1];	/* the one asked about (not all) */
+	int64_t from, to, now;
+	int step;				/* 0 range, 1 month, 2 rolling */
+	struct gw_usage_sum *sums[3];
+	long n[3];
+};
+
+static void busage_free(struct busage *u)
+{
+	for (int i = 0; i < 3; i++)
+		free(u->sums[i]);
+	free(u);
+}
+
+static const struct gw_usage_sum *busage_find(const struct busage *u, int step, const char *tenant)
+{
+	for (long i = 0; i < u->n[step]; i++)
+		if (strcmp(u->sums[step][i].tenant, tenant) == 0)
+			return &u->sums[step][i];
+	return NULL;
+}
+
+/* 1 when the reply names tenant: every tenant for "*", else the one asked about. */
+static int busage_names(const struct busage *u, const char *tenant)
+{
+	return u->all || strcmp(u->tenant, tenant) == 0;
+}
+
+static void busage_fill(const struct busage *u, const char *name, const struct gw_config *cfg,
+			Animate3d__V1__TenantUsage *t, Animate3d__V1__JobsByState *j, char *reset_at,
+			size_t cap)
+{
+	const struct gw_usage_sum *r = busage_find(u, 0, name);
+	int ti = gw_config_tenant_index(cfg, name);
+	const struct gw_tenant_cfg *tc = ti >= 0 ? &cfg->tenants[ti] : NULL;
+
+	t->tenant = (char *)name;
+	t->jobs_by_state = j;
+	if (r) {
+		t->minutes_used = (double)r->seconds / 60.0;
+		j->reserved = r->jobs[GW_USAGE_RESERVED];
+		j->running = r->jobs[GW_USAGE_RUNNING];
+		j->succeeded = r->jobs[GW_USAGE_SUCCEEDED];
+		j->failed = r->jobs[GW_USAGE_FAILED];
+		j->released = r->jobs[GW_USAGE_RELEASED];
+	}
+	t->reset_at = (char *)"";
+	if (tc && tc->budget.enabled) {
+		int roll = tc->budget.window == GW_BUDGET_WINDOW_ROLLING_30D;
+		const struct gw_usage_sum *w = busage_find(u, roll ? 2 : 1, name);
+		int64_t from, reset;
+
+		gw_budget_window(tc->budget.window, u->now, w ? w->oldest_ms : 0, &from, &reset);
+		t->has_budget = 1;
+		t->hard = tc->budget.hard;
+		t->budget_minutes = (double)tc->budget.minutes;
+		t->remaining_minutes = t->budget_minutes - (w ? (double)w->seconds / 60.0 : 0);
+		t->reset_at = (char *)gw_budget_rfc3339(reset, reset_at, cap);
+	}
+}
+
+static void busage_reply(struct busage *u)
+{
+	const struct gw_config *cfg = gw_call_env(u->c)->cfg;
+	Animate3d__V1__GetUsageResponse r = ANIMATE3D__V1__GET_USAGE_RESPONSE__INIT;
+	size_t cap = cfg->ntenants + (size_t)u->n[0] + 1, n = 0;
+	const char **names = calloc(cap, sizeof *names);
+	Animate3d__V1__TenantUsage *t = calloc(cap, sizeof *t);
+	Animate3d__V1__TenantUsage **tp = calloc(cap, sizeof *tp);
+	Animate3d__V1__JobsByState *j = calloc(cap, sizeof *j);
+	char (*at)[32] = calloc(cap, sizeof *at);
+
+	if (!names || !t || !tp || !j || !at) {
+		gw_call_fail(u->c, GRPC_STATUS_RESOURCE_EXHAUSTED, "GetUsage: out of memory");
+		goto out;
+	}
+	/* the configured teams in their order, then teams only the ledger knows (removed since) */
+	for (size_t i = 0; i < cfg->ntenants; i++)
+		if (busage_names(u, cfg->tenants[i].name))
+			names[n++] = cfg->tenants[i].name;
+	for (long i = 0; i < u->n[0]; i++)
+		if (busage_names(u, u->sums[0][i].tenant) &&
+		    gw_config_tenant_index(cfg, u->sums[0][i].tenant) < 0)
+			names[n++] = u->sums[0][i].tenant;
+	if (n == 0) {	/* an admin naming a team nobody knows */
+		gw_call_fail(u->c, GRPC_STATUS_NOT_FOUND, "GetUsage: no team named %s", u->tenant);
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		animate3d__v1__tenant_usage__init(&t[i]);
+		animate3d__v1__jobs_by_state__init(&j[i]);
+		busage_fill(u, names[i], cfg, &t[i], &j[i], at[i], sizeof at[i]);
+		tp[i] = &t[i];
+	}
+	r.n_usage = n;
+	r.usage = tp;
+	gw_call_reply(u->c, &r.base);
+out:
+	free(names);
+	free(t);
+	free(tp);
+	free(j);
+	free(at);
+	busage_free(u);
+}
+
+static void busage_next(struct busage *u);
+
+static void busage_read(void *arg, const struct gw_store_res *res)
+{
+	struct busage *u = arg;
+
+	if (res->rc != 0) {
+		gw_call_fail_retry(u->c, GRPC_STATUS_UNAVAILABLE, res->retry_ms > 0 ? res->retry_ms : 1000,
+				   "GetUsage: cannot read the usage ledger");
+		busage_free(u);
+		return;
+	}
+	if (res->count > 0) {
+		u->sums[u->step] = malloc((size_t)res->count * sizeof *u->sums[0]);
+		if (!u->sums[u->step]) {
+			gw_call_fail(u->c, GRPC_STATUS_RESOURCE_EXHAUSTED, "GetUsage: out of memory");
+			busage_free(u);
+			return;
+		}
+		memcpy(u->sums[u->step], res->usage_sums, (size_t)res->count * sizeof *u->sums[0]);
+		u->n[u->step] = res->count;
+	}
+	u->step++;
+	busage_next(u);
+}
+
+/* Issues the sum of u->step, or replies when none is left. */
+static void busage_next(struct busage *u)
+{
+	struct gw_env *env = gw_call_env(u->c);
+	const struct gw_config *cfg = env->cfg;
+	struct gw_usage_req q = { .op = GW_USAGE_SUM, .tenant = u->all ? NULL : u->tenant,
+				  .now_ms = u->now, .to_ms = u->now + 1 };
+	int64_t reset;
+
+	if (u->step == 2) {
+		int roll = 0;
+
+		for (size_t i = 0; i < cfg->ntenants; i++)
+			roll |= busage_names(u, cfg->tenants[i].name) && cfg->tenants[i].budget.enabled &&
+				cfg->tenants[i].budget.window == GW_BUDGET_WINDOW_ROLLING_30D;
+		if (!roll)
+			u->step = 3;
+	}
+	switch (u->step) {
+	case 0:
+		q.from_ms = u->from;
+		q.to_ms = u->to;
+		break;
+	case 1:
+	case 2:
+		gw_budget_window(u->step == 1 ? GW_BUDGET_WINDOW_MONTH : GW_BUDGET_WINDOW_ROLLING_30D,
+				 u->now, 0, &q.from_ms, &reset);
+		break;
+	default:
+		busage_reply(u);
+		return;
+	}
+	gw_store_usage(env->store, &q, busage_read, u);
+}
+
+void gw_budget_rpc_usage(struct gw_call *c)
+{
+	const Animate3d__V1__GetUsageRequest *r = (const void *)gw_call_request(c);
+	const struct gw_tenant_cfg *own = gw_call_tenant(c);
+	struct busage *u;
+	int64_t reset;
+
+	if (!own) {
+		gw_call_fail(c, GRPC_STATUS_UNAUTHENTICATED, "GetUsage: no tenant");
+		return;
+	}
+	if (r->tenant[0] && strcmp(r->tenant, own->name) != 0 && !(gw_call_perms(c) & GW_PERM_ADMIN)) {
+		gw_call_fail(c, GRPC_STATUS_PERMISSION_DENIED,
+			     "GetUsage: key of tenant %s may read its own team's usage only (another"
+			     " team's needs the admin permission)", own->name);
+		return;
+	}
+	if (r->from_ms < 0 || r->to_ms < 0 || (r->to_ms && r->from_ms > r->to_ms)) {
+		gw_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT,
+			     "GetUsage: from_ms and to_ms must be >= 0 and from_ms <= to_ms");
+		return;
+	}
+	if (strlen(r->tenant) > GW_STORE_TENANT_MAX) {
+		gw_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "GetUsage: tenant is at most %d bytes",
+			     GW_STORE_TENANT_MAX);
+		return;
+	}
+	u = calloc(1, sizeof *u);
+	if (!u) {
+		gw_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "GetUsage: out of memory");
+		return;
+	}
+	u->c = c;
+	u->all = strcmp(r->tenant, "*") == 0;
+	snprintf(u->tenant, sizeof u->tenant, "%s", r->tenant[0] ? r->tenant : own->name);
+	u->now = gw_clock_wall_ms();
+	u->from = r->from_ms;
+	u->to = r->to_ms ? r->to_ms : u->now + 1;
+	if (!r->from_ms && !r->to_ms) {
+		/* the team's current budget window; the calendar month for "*" or without a budget */
+		int ti = gw_config_tenant_index(gw_call_env(c)->cfg, u->tenant);
+		const struct gw_tenant_cfg *tc = ti >= 0 && !u->all ? &gw_call_env(c)->cfg->tenants[ti] : NULL;
+
+		gw_budget_window(tc && tc->budget.enabled ? tc->budget.window : GW_BUDGET_WINDOW_MONTH,
+				 u->now, 0, &u->from, &reset);
+	}
+	busage_next(u);
 }
 
 /* ---- the service ---- */

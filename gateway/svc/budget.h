@@ -12,14 +12,17 @@
  *
  * Measuring (the seconds upstream charges: the simulator charges ceil(processed seconds) on
  * SUCCESS, tests/sim/sim_jobs.c):
- *   upload_url        the input's duration from upstream's POST /videoInfo, asked only for a
- *                     tenant with a budget (no extra upstream request for the others)
+ *   upload_url        the input's duration from upstream's POST /videoInfo (one small request
+ *                     before /process, as public clients make; every team is measured, so
+ *                     the ledger's chargeback figures hold for teams without a budget too)
  *   rerun_rid         the input duration of the original job's ledger row
  *   mp_detection_rid  the input duration of the detection job's ledger row; persons = models
  * then params.trim as upstream applies it: min(to, duration) - from when that is > 0, else the
  * whole input; rounded up to the second. A trim without a known input reserves ceil(to - from).
- * When the duration cannot be told (an unreadable video, a job started before the ledger) a hard
- * budget refuses with FAILED_PRECONDITION; otherwise the row records 0 seconds, unknown input.
+ * When the duration cannot be told (an unreadable video, /videoInfo failing, a job started
+ * before the ledger) a hard budget refuses (FAILED_PRECONDITION; UNAVAILABLE with the upstream's
+ * retry delay when /videoInfo failed for a reason a retry may fix); otherwise the row records
+ * 0 seconds and an unknown input (usage_ledger_total{what="unmeasured"}).
  *
  * Budgets (tenants[].budget): minutes_per_month over the window (the calendar month in UTC, or
  * rolling_30d: the last 30 days). Hard: over it -> FAILED_PRECONDITION "budget of team T is
@@ -96,6 +99,11 @@ void gw_budget_take(struct gw_call *c, struct gw_budget_hold *h);
 void gw_budget_started(struct gw_budget_hold *h, const char *rid);
 /* The start ended without a job: the reservation is released. h is emptied. No-op without one. */
 void gw_budget_release(struct gw_budget_hold *h);
+
+/* Account.GetUsage (gateway/methods.c): see proto/animate3d/v1/account.proto. The figures come
+ * from the store (SUM over the asked range, then over the budget windows); a store failure is
+ * UNAVAILABLE with a retry delay. */
+void gw_budget_rpc_usage(struct gw_call *c);
 
 /* The service: the settlement listener, the counters and gauges. After the follower in the
  * service list (gateway/methods.c). */

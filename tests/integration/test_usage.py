@@ -7,20 +7,26 @@ so a "15 s" video costs 15 s of a budget. Budgets are 1 minute. The job follower
 upstream webhook here); a short poll interval keeps the settlement waits short.
 """
 import concurrent.futures
+import csv
 import datetime
+import io
+import os
 import re
 import struct
+import subprocess
 import time
 
 import grpc
 import pytest
 
 import harness
-from harness import jobs_pb2
+from harness import account_pb2, jobs_pb2
 
 M = "animate3d_gateway_"
 WAIT_S = 30.0
 KEY_C, KEY_D, KEY_E = "demo-key-c-usage", "demo-key-d-usage", "demo-key-e-usage"
+KEY_OPS = "demo-key-ops-admin"
+STARTED = {}            # tenant -> rids started by the tests, for GetUsage and the CSV
 FOLLOWER = """\
 follower:
   poll_interval_ms: 200
@@ -45,8 +51,13 @@ TENANTS = """\
     budget: {{minutes_per_month: 1, hard: true}}
     keys:
       - {{sha256: {e}, permissions: [read, write]}}
-""".format(c=harness.sha256_hex(KEY_C), d=harness.sha256_hex(KEY_D), e=harness.sha256_hex(KEY_E))
-KEYS = {"team-c": KEY_C, "team-d": KEY_D, "team-e": KEY_E}
+  - name: ops
+    account: sim
+    keys:
+      - {{sha256: {ops}, permissions: [admin]}}
+""".format(c=harness.sha256_hex(KEY_C), d=harness.sha256_hex(KEY_D), e=harness.sha256_hex(KEY_E),
+           ops=harness.sha256_hex(KEY_OPS))
+KEYS = {"team-c": KEY_C, "team-d": KEY_D, "team-e": KEY_E, "ops": KEY_OPS}
 REFUSAL = re.compile(r"^StartJob: budget of team (\S+) is spent: (\d+\.\d\d) of (\d+) minutes used "
                      r"this month, this job needs (\d+\.\d\d) more; it resets at "
                      r"(\d{4}-\d\d-01T00:00:00Z)$")
@@ -127,6 +138,7 @@ def test_hard_budget_refuses_with_the_documented_message(ugw, usim):
             refusal = e
             break
     assert len(started) == 4, started
+    STARTED["team-b"] = started
     assert refusal is not None and refusal.code() == grpc.StatusCode.FAILED_PRECONDITION
     m = REFUSAL.match(refusal.details())
     assert m, refusal.details()
@@ -135,7 +147,44 @@ def test_hard_budget_refuses_with_the_documented_message(ugw, usim):
     # Refused before anything went upstream: the simulator started 4 jobs for it.
     assert harness.metrics(ugw).get(M + 'budget_exceeded_total{tenant="team-b",hard="true"}') == 1
     # Another team's minutes are its own: team-a has no budget.
-    _start(ugw, "team-a", _upload(ugw, "team-a", "budget-a.mp4", 15))
+    STARTED["team-a"] = [_start(ugw, "team-a", _upload(ugw, "team-a", "budget-a.mp4", 15))]
+
+
+def _usage(gw, tenant, ask=""):
+    return gw.account.GetUsage(account_pb2.GetUsageRequest(tenant=ask), timeout=5,
+                               metadata=_md(gw, tenant)).usage
+
+
+def test_get_usage_matches_the_jobs_run(ugw):
+    """Once team-b's 4 jobs of 15 s succeeded and were settled, its minute is charged; a team
+    reads its own usage only; the admin key reads every team's."""
+    settled = M + 'usage_ledger_total{what="settled"}'
+    for rid in STARTED["team-b"] + STARTED["team-a"]:
+        assert _wait_final(ugw, "team-b" if rid in STARTED["team-b"] else "team-a", rid) == \
+            jobs_pb2.SUCCESS
+    _wait_metric(ugw, settled, 5)
+    u = _usage(ugw, "team-b")
+    assert len(u) == 1 and u[0].tenant == "team-b"
+    assert u[0].minutes_used == pytest.approx(1.0)
+    assert u[0].jobs_by_state.succeeded == 4
+    assert (u[0].jobs_by_state.running, u[0].jobs_by_state.reserved, u[0].jobs_by_state.failed) == (0, 0, 0)
+    assert u[0].has_budget and u[0].hard and u[0].budget_minutes == 1
+    assert u[0].remaining_minutes == pytest.approx(0.0)
+    assert u[0].reset_at == _next_month_utc()
+    for tenant, ask in (("team-b", "team-a"), ("team-a", "*")):
+        with pytest.raises(grpc.RpcError) as e:
+            _usage(ugw, tenant, ask)
+        assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED, e.value.details()
+    every = {x.tenant: x for x in _usage(ugw, "ops", "*")}
+    assert {"team-a", "team-b", "team-c", "team-d", "team-e", "ops", "viewer"} <= set(every)
+    assert every["team-a"].minutes_used == pytest.approx(0.25) and not every["team-a"].has_budget
+    assert every["team-b"].minutes_used == pytest.approx(1.0)
+    assert [x.tenant for x in _usage(ugw, "ops", "team-b")] == ["team-b"]
+    # An admin key is no read key: it reads usage, nothing else.
+    with pytest.raises(grpc.RpcError) as e:
+        ugw.jobs.GetStatus(jobs_pb2.GetStatusRequest(rids=STARTED["team-a"]), timeout=5,
+                           metadata=_md(ugw, "ops"))
+    assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
 
 
 def test_concurrent_starts_at_the_edge_never_overspend(stack, ugw, usim):
@@ -208,8 +257,22 @@ def test_failed_job_minutes_counted_with_count_failed(ugw):
 
 
 def test_restart_keeps_the_ledger(stack, ugw, usim):
-    """team-b spent its minute before the restart: still refused after it."""
+    """team-b spent its minute before the restart: still refused after it, and the CSV export
+    (run while the SQLite file is free) has the jobs run; the gauges are read at start."""
     ugw.stop()
+    month = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m")
+    out = subprocess.run([harness.GATEWAY_BIN, "usage", "--month", month, "-c", ugw.config_path],
+                         capture_output=True, text=True, timeout=30, env=_pg_env())
+    assert out.returncode == 0, out.stderr
+    rows = list(csv.DictReader(io.StringIO(out.stdout)))
+    b = [r for r in rows if r["tenant"] == "team-b"]
+    assert sorted(r["rid"] for r in b) == sorted(STARTED["team-b"])
+    assert {(r["state"], r["seconds"], r["counted_seconds"], r["input_seconds"], r["source"])
+            for r in b} == {("succeeded", "15", "15", "15.000", "url")}
+    assert all(r["started_at"].startswith(month) and r["ended_at"] for r in b)
+    assert [r["rid"] for r in rows if r["tenant"] == "team-a"] == STARTED["team-a"]
+    assert subprocess.run([harness.GATEWAY_BIN, "usage", "--month", "2026-13", "-c",
+                           ugw.config_path], capture_output=True, timeout=30).returncode == 2
     ports = (harness.free_port(), harness.free_port())
     gw = stack.gateway(usim, name="usagegw-again", grpc_port=ports[0], http_port=ports[1],
                        state_path=ugw.state_path,
@@ -219,3 +282,17 @@ def test_restart_keeps_the_ledger(stack, ugw, usim):
         _start(gw, "team-b", url)
     assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert REFUSAL.match(e.value.details()).group(2) == "1.00"
+    m = _wait_metric(gw, M + 'budget_minutes{tenant="team-b"}', 1)
+    deadline = time.monotonic() + WAIT_S
+    while M + 'usage_minutes{tenant="team-b"}' not in m and time.monotonic() < deadline:
+        time.sleep(0.1)
+        m = harness.metrics(gw)
+    assert m[M + 'usage_minutes{tenant="team-b"}'] == pytest.approx(1.0)
+    assert m[M + 'budget_remaining_minutes{tenant="team-b"}'] == pytest.approx(0.0)
+
+
+def _pg_env():
+    """The gateway's environment (the CSV export loads the same configuration)."""
+    env = dict(os.environ)
+    env[harness.SECRET_ENV] = harness.CLIENT_SECRET
+    return env

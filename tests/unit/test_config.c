@@ -326,8 +326,8 @@ static const struct bad_case bad_cases[] = {
 	{ ACCOUNT_SIM "tenants:\n  - name: t\n    account: sim\n  - name: t\n    account: sim\n", 9,
 	  "duplicate tenant name \"t\" (first at line 7)" },
 	{ ACCOUNT_SIM "tenants:\n  - name: t\n    account: sim\n    keys:\n      - sha256: " HEX_A "\n"
-		      "        permissions: [read, admin]\n",
-	  11, "tenants[0].keys[0].permissions[1]: unknown permission \"admin\" (read, write)" },
+		      "        permissions: [read, owner]\n",
+	  11, "tenants[0].keys[0].permissions[1]: unknown permission \"owner\" (read, write, admin)" },
 	{ ACCOUNT_SIM "tenants:\n  - name: t\n    account: sim\n    keys:\n      - sha256: " HEX_A "\n"
 		      "        permissions: []\n",
 	  11, "tenants[0].keys[0].permissions must not be empty" },
@@ -468,7 +468,7 @@ Test(config, every_error_in_one_file_is_reported)
 		{ 9, "limits.upload_chunk_bytes must be a multiple of 256 KiB (262144)" },
 		{ 16, "client_secret must not be inline; use client_secret_file or client_secret_env" },
 		{ 27, "tenants[1].rate.per_second must be > 0" },
-		{ 30, "tenants[1].keys[0].permissions[0]: unknown permission \"delete\" (read, write)" },
+		{ 30, "tenants[1].keys[0].permissions[0]: unknown permission \"delete\" (read, write, admin)" },
 		{ 32, "tenants[2].account \"nope\" is not a defined account" },
 	};
 	size_t nwant = sizeof(want) / sizeof(want[0]);
@@ -1552,13 +1552,15 @@ Test(config, redis_errors_all_reported)
 }
 
 /* tenants[].budget (issue 22): the values, and the defaults (hard, failed jobs released, the
- * calendar month); a tenant without one has none. */
+ * calendar month); a tenant without one has none. The admin permission (GetUsage of every
+ * team) is read as such. */
 Test(config, tenant_budget_is_read)
 {
 	static const char text[] =
 		ACCOUNT_SIM
 		"tenants:\n"
-		"  - {name: a, account: sim, budget: {minutes_per_month: 1}}\n"
+		"  - {name: a, account: sim, budget: {minutes_per_month: 1},\n"
+		"     keys: [{sha256: " HEX_A ", permissions: [read, admin]}]}\n"
 		"  - {name: b, account: sim, budget: {minutes_per_month: 600, hard: false,\n"
 		"     count_failed: true, window: rolling_30d}}\n"
 		"  - {name: c, account: sim}\n";
@@ -1572,6 +1574,7 @@ Test(config, tenant_budget_is_read)
 	cr_expect_eq(cfg->tenants[0].budget.hard, 1);
 	cr_expect_eq(cfg->tenants[0].budget.count_failed, 0);
 	cr_expect_eq(cfg->tenants[0].budget.window, GW_BUDGET_WINDOW_MONTH);
+	cr_expect_eq(cfg->tenants[0].keys[0].perms, GW_PERM_READ | GW_PERM_ADMIN);
 	cr_expect_eq(cfg->tenants[1].budget.minutes, 600);
 	cr_expect_eq(cfg->tenants[1].budget.hard, 0);
 	cr_expect_eq(cfg->tenants[1].budget.count_failed, 1);
