@@ -133,15 +133,22 @@ const char *gw_budget_rfc3339(int64_t ms, char *out, size_t cap)
 
 int gw_budget_month(const char *s, int64_t *from_ms, int64_t *to_ms)
 {
-	unsigned y, m;
-	int n = 0;
+	unsigned y = 0, m = 0;
 
-	if (!s || strlen(s) != 7 || sscanf(s, "%4u-%2u%n", &y, &m, &n) != 2 || n != 7 || s[4] != '-' ||
-	    y < 1970 || y > 9999 || m < 1 || m > 12)
+	if (!s || strlen(s) != 7 || s[4] != '-')
 		return -1;
-	for (int i = 0; i < 7; i++)
-		if (i != 4 && (s[i] < '0' || s[i] > '9'))
+	for (int i = 0; i < 7; i++) {
+		if (i == 4)
+			continue;
+		if (s[i] < '0' || s[i] > '9')
 			return -1;
+		if (i < 4)
+			y = y * 10 + (unsigned)(s[i] - '0');
+		else
+			m = m * 10 + (unsigned)(s[i] - '0');
+	}
+	if (y < 1970 || m < 1 || m > 12)
+		return -1;
 	*from_ms = bt_days_from_civil(y, m, 1) * 86400000;
 	*to_ms = (m == 12 ? bt_days_from_civil(y + 1, 1, 1) : bt_days_from_civil(y, m + 1, 1)) * 86400000;
 	return 0;
