@@ -26,6 +26,7 @@ M = "animate3d_gateway_"
 WAIT_S = 30.0
 KEY_C, KEY_D, KEY_E = "demo-key-c-usage", "demo-key-d-usage", "demo-key-e-usage"
 KEY_OPS = "demo-key-ops-admin"
+KEY_F, KEY_S = "demo-key-f-usage", "demo-key-s-usage"
 STARTED = {}            # tenant -> rids started by the tests, for GetUsage and the CSV
 FOLLOWER = """\
 follower:
@@ -51,13 +52,24 @@ TENANTS = """\
     budget: {{minutes_per_month: 1, hard: true}}
     keys:
       - {{sha256: {e}, permissions: [read, write]}}
+  - name: team-f
+    account: sim
+    budget: {{minutes_per_month: 1}}
+    keys:
+      - {{sha256: {f}, permissions: [read, write]}}
+  - name: team-s
+    account: sim
+    budget: {{minutes_per_month: 1, hard: false}}
+    keys:
+      - {{sha256: {s}, permissions: [read, write]}}
   - name: ops
     account: sim
     keys:
       - {{sha256: {ops}, permissions: [admin]}}
 """.format(c=harness.sha256_hex(KEY_C), d=harness.sha256_hex(KEY_D), e=harness.sha256_hex(KEY_E),
-           ops=harness.sha256_hex(KEY_OPS))
-KEYS = {"team-c": KEY_C, "team-d": KEY_D, "team-e": KEY_E, "ops": KEY_OPS}
+           f=harness.sha256_hex(KEY_F), s=harness.sha256_hex(KEY_S), ops=harness.sha256_hex(KEY_OPS))
+KEYS = {"team-c": KEY_C, "team-d": KEY_D, "team-e": KEY_E, "team-f": KEY_F, "team-s": KEY_S,
+        "ops": KEY_OPS}
 REFUSAL = re.compile(r"^StartJob: budget of team (\S+) is spent: (\d+\.\d\d) of (\d+) minutes used "
                      r"this month, this job needs (\d+\.\d\d) more; it resets at "
                      r"(\d{4}-\d\d-01T00:00:00Z)$")
@@ -150,6 +162,37 @@ def test_hard_budget_refuses_with_the_documented_message(ugw, usim):
     STARTED["team-a"] = [_start(ugw, "team-a", _upload(ugw, "team-a", "budget-a.mp4", 15))]
 
 
+def test_soft_budget_allows_logs_and_counts(ugw):
+    url = _upload(ugw, "team-s", "soft-s.mp4", 15)
+    for _ in range(5):              # the fifth goes past the minute: started anyway
+        _start(ugw, "team-s", url)
+    m = harness.metrics(ugw)
+    assert m.get(M + 'budget_exceeded_total{tenant="team-s",hard="false"}') == 1
+    assert M + 'budget_exceeded_total{tenant="team-s",hard="true"}' not in m
+    lines = [l for l in ugw.log_text().splitlines() if '"budget_exceeded"' in l and '"team-s"' in l]
+    assert len(lines) == 1 and '"hard":"false"' in lines[0] and '"used_s":60' in lines[0], lines
+
+
+def test_rerun_is_measured_from_the_original_job(ugw):
+    """A rerun costs the original input (from its ledger row), trimmed as upstream trims it."""
+    rid = _start(ugw, "team-f", _upload(ugw, "team-f", "rerun-f.mp4", 20))
+    assert _wait_final(ugw, "team-f", rid) == jobs_pb2.SUCCESS
+
+    def rerun(**params):
+        return ugw.jobs.StartJob(jobs_pb2.StartJobRequest(
+            rerun_rid=rid, params=jobs_pb2.Params(formats=["bvh"], **params)), timeout=10,
+            metadata=_md(ugw, "team-f")).rid
+
+    rerun()                                                     # 20 s: 40 s used
+    rerun(trim=jobs_pb2.Trim(from_s=2.0, to_s=16.5))            # ceil(14.5) = 15 s: 55 s
+    with pytest.raises(grpc.RpcError) as e:
+        rerun()                                                 # 20 s more: over
+    assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    m = REFUSAL.match(e.value.details())
+    assert m and (m.group(2), m.group(4)) == ("0.92", "0.33"), e.value.details()
+    rerun(trim=jobs_pb2.Trim(from_s=15.0, to_s=99.0))           # the last 5 s: exactly 60 s
+
+
 def _usage(gw, tenant, ask=""):
     return gw.account.GetUsage(account_pb2.GetUsageRequest(tenant=ask), timeout=5,
                                metadata=_md(gw, tenant)).usage
@@ -158,12 +201,16 @@ def _usage(gw, tenant, ask=""):
 def test_get_usage_matches_the_jobs_run(ugw):
     """Once team-b's 4 jobs of 15 s succeeded and were settled, its minute is charged; a team
     reads its own usage only; the admin key reads every team's."""
-    settled = M + 'usage_ledger_total{what="settled"}'
     for rid in STARTED["team-b"] + STARTED["team-a"]:
         assert _wait_final(ugw, "team-b" if rid in STARTED["team-b"] else "team-a", rid) == \
             jobs_pb2.SUCCESS
-    _wait_metric(ugw, settled, 5)
-    u = _usage(ugw, "team-b")
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:      # the follower settles them soon after
+        u = _usage(ugw, "team-b")
+        a = _usage(ugw, "ops", "team-a")
+        if u[0].jobs_by_state.succeeded == 4 and a[0].jobs_by_state.succeeded == 1:
+            break
+        time.sleep(0.1)
     assert len(u) == 1 and u[0].tenant == "team-b"
     assert u[0].minutes_used == pytest.approx(1.0)
     assert u[0].jobs_by_state.succeeded == 4
@@ -176,7 +223,7 @@ def test_get_usage_matches_the_jobs_run(ugw):
             _usage(ugw, tenant, ask)
         assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED, e.value.details()
     every = {x.tenant: x for x in _usage(ugw, "ops", "*")}
-    assert {"team-a", "team-b", "team-c", "team-d", "team-e", "ops", "viewer"} <= set(every)
+    assert {"team-a", "team-b", "team-c", "team-d", "team-e", "team-f", "ops", "viewer"} <= set(every)
     assert every["team-a"].minutes_used == pytest.approx(0.25) and not every["team-a"].has_budget
     assert every["team-b"].minutes_used == pytest.approx(1.0)
     assert [x.tenant for x in _usage(ugw, "ops", "team-b")] == ["team-b"]
