@@ -724,6 +724,7 @@ static int store_usage_args(struct gw_store *s, const struct gw_usage_req *r)
 	case GW_USAGE_RELEASE:
 		return store_args(s, "reservation id", r->id, GW_USAGE_ID_MAX);
 	case GW_USAGE_SETTLE:
+	case GW_USAGE_REFOLLOW:
 		return store_args(s, "rid", r->rid, GW_STORE_ID_MAX);
 	case GW_USAGE_GET:
 		if (store_args(s, "tenant", r->tenant, GW_STORE_TENANT_MAX) != 0)

@@ -438,12 +438,16 @@ void gw_store_sess(struct gw_store *s, const struct gw_sess_req *req, gw_store_d
  *                     seconds of rows settled (SUCCEEDED or FAILED) with ended_ms in
  *                     [from_ms, to_ms), and jobs[] by state. Same answer as SUM. (What upstream
  *                     charged through the gateway: the reconciliation's side of the comparison.)
+ *   GW_USAGE_REFOLLOW rid: the job's ownership row is unsettled again (lease dropped), so that
+ *                     the job follower follows the job's new run to its final: a multi-person
+ *                     run reuses its detection job's rid, which was settled at the detection's
+ *                     end. 0, res->count = 1 when it was settled (0: absent or still followed).
  *   GW_USAGE_LIST     from_ms, to_ms, after, max (1..GW_USAGE_LIST_MAX): rows with started_ms in
  *                     [from_ms, to_ms) ordered by (started_ms, id), after the row (from_ms,
  *                     after) when after is not "" (a page: pass the last row's started_ms and
  *                     id). 0, res->usage[0..count).
- * RESERVE, START, RELEASE and SETTLE are writes (refused on a read-only store). req need not
- * outlive the call.
+ * RESERVE, START, RELEASE, SETTLE and REFOLLOW are writes (refused on a read-only store). req
+ * need not outlive the call.
  */
 #define GW_USAGE_ID_MAX 40			/* bytes of a reservation id */
 #define GW_USAGE_SOURCE_MAX (8 + GW_STORE_ID_MAX)	/* "rerun:" + rid */
@@ -452,7 +456,7 @@ void gw_store_sess(struct gw_store *s, const struct gw_sess_req *req, gw_store_d
 #define GW_USAGE_RESERVE_STALE_MS (15LL * 60 * 1000)	/* an unended reservation's life */
 
 enum gw_usage_op { GW_USAGE_RESERVE = 1, GW_USAGE_START, GW_USAGE_RELEASE, GW_USAGE_SETTLE,
-		   GW_USAGE_GET, GW_USAGE_SUM, GW_USAGE_CHARGED, GW_USAGE_LIST };
+		   GW_USAGE_GET, GW_USAGE_SUM, GW_USAGE_CHARGED, GW_USAGE_LIST, GW_USAGE_REFOLLOW };
 enum gw_usage_state { GW_USAGE_RESERVED = 0, GW_USAGE_RUNNING = 1, GW_USAGE_SUCCEEDED = 2,
 		      GW_USAGE_FAILED = 3, GW_USAGE_RELEASED = 4, GW_USAGE_NSTATES = 5 };
 

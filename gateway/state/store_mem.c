@@ -952,6 +952,17 @@ static int mem_usage(void *impl, const struct gw_usage_req *r, struct gw_usage_o
 	case GW_USAGE_RELEASE:
 	case GW_USAGE_SETTLE:
 		return mem_usage_write(m, r, out);
+	case GW_USAGE_REFOLLOW: {
+		struct mem_owner *o = *mem_owner_find(m, GW_OBJ_JOB, r->rid);
+
+		if (o && o->settled_ms) {
+			o->settled_ms = 0;
+			o->lease[0] = '\0';
+			o->lease_until_ms = 0;
+			out->count = 1;
+		}
+		return GW_STORE_B_OK;
+	}
 	case GW_USAGE_GET:
 		if (!(out->rows = calloc(1, sizeof *out->rows)))
 			return mem_oom(m);

@@ -182,6 +182,7 @@ enum pgs_stmt {
 	PGS_USAGE_SUM,
 	PGS_USAGE_CHARGED,
 	PGS_USAGE_LIST,
+	PGS_USAGE_REFOLLOW,
 	PGS_NSTMTS
 };
 
@@ -384,6 +385,9 @@ static const struct gw_pg_stmt pgs_stmts[PGS_NSTMTS] = {
 			     "SELECT " PGS_USAGE_COLS " FROM a3d_usage WHERE started_ms < $3::bigint"
 			     " AND (started_ms > $1::bigint OR (started_ms = $1::bigint AND id > $2))"
 			     " ORDER BY started_ms, id LIMIT $4::int", 4 },
+	[PGS_USAGE_REFOLLOW] = { "a3d_usage_refollow",
+				 "UPDATE a3d_owner SET settled_ms = 0, follow_lease = '', follow_until_ms = 0"
+				 " WHERE kind = 1 AND id = $1 AND settled_ms <> 0", 1 },
 };
 
 struct pgs_store {
@@ -1478,6 +1482,10 @@ static void pgs_usage(void *impl, const struct gw_usage_req *q, gw_store_done_fn
 		p[0] = q->rid, p[1] = q->ok ? "true" : "false", p[2] = q->count_failed ? "true" : "false";
 		p[3] = n[0];
 		pgs_start(impl, PGS_USAGE_SETTLE, p, 0, 0, pgs_answer_rows, done, arg);
+		return;
+	case GW_USAGE_REFOLLOW:
+		p[0] = q->rid;
+		pgs_start(impl, PGS_USAGE_REFOLLOW, p, 0, 0, pgs_answer_rows, done, arg);
 		return;
 	case GW_USAGE_GET:
 		p[0] = q->tenant, p[1] = q->rid;

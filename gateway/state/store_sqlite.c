@@ -74,6 +74,7 @@ enum sql_stmt {
 	SQL_USAGE_SUM,
 	SQL_USAGE_CHARGED,
 	SQL_USAGE_LIST,
+	SQL_USAGE_REFOLLOW,
 	SQL_NSTMT
 };
 
@@ -167,6 +168,8 @@ static const char *const sql_text[SQL_NSTMT] = {
 	[SQL_USAGE_LIST] = "SELECT " SQL_USAGE_COLS " FROM usage WHERE started_ms < ?3"
 			   " AND (started_ms > ?1 OR (started_ms = ?1 AND id > ?2))"
 			   " ORDER BY started_ms, id LIMIT ?4",
+	[SQL_USAGE_REFOLLOW] = "UPDATE owner SET settled_ms = 0, follow_lease = '', follow_until_ms = 0"
+			       " WHERE kind = 1 AND id = ?1 AND settled_ms <> 0",
 	[SQL_SESS_EXPIRE] = "DELETE FROM sess WHERE token_hash IN (SELECT token_hash FROM sess"
 			    " WHERE expires_ms <= ?1 ORDER BY expires_ms LIMIT ?2)",
 };
@@ -1126,16 +1129,20 @@ static int sql_usage_reserve(struct sql_store *q, const struct gw_usage_req *r, 
 	return sqlite3_changes(q->db) == 1 ? GW_STORE_B_OK : GW_STORE_B_CONFLICT;
 }
 
-/* START, RELEASE, SETTLE: one UPDATE; out->count = rows changed. */
+/* START, RELEASE, SETTLE, REFOLLOW: one UPDATE; out->count = rows changed. */
 static int sql_usage_write(struct sql_store *q, const struct gw_usage_req *r, struct gw_usage_out *out)
 {
-	enum sql_stmt which = r->op == GW_USAGE_START ? SQL_USAGE_START
-			      : r->op == GW_USAGE_RELEASE ? SQL_USAGE_RELEASE : SQL_USAGE_SETTLE;
+	enum sql_stmt which = r->op == GW_USAGE_START	    ? SQL_USAGE_START
+			      : r->op == GW_USAGE_RELEASE   ? SQL_USAGE_RELEASE
+			      : r->op == GW_USAGE_REFOLLOW ? SQL_USAGE_REFOLLOW
+							    : SQL_USAGE_SETTLE;
 	sqlite3_stmt *st = sql_stmt(q, which);
 
 	if (!st)
 		return GW_STORE_B_ERR;
-	if (which == SQL_USAGE_SETTLE) {
+	if (which == SQL_USAGE_REFOLLOW) {
+		sqlite3_bind_text(st, 1, r->rid, -1, SQLITE_STATIC);
+	} else if (which == SQL_USAGE_SETTLE) {
 		sqlite3_bind_text(st, 1, r->rid, -1, SQLITE_STATIC);
 		sqlite3_bind_int(st, 2, r->ok != 0);
 		sqlite3_bind_int(st, 3, r->count_failed != 0);
@@ -1228,6 +1235,7 @@ static int sql_usage(void *impl, const struct gw_usage_req *r, struct gw_usage_o
 	case GW_USAGE_START:
 	case GW_USAGE_RELEASE:
 	case GW_USAGE_SETTLE:
+	case GW_USAGE_REFOLLOW:
 		return sql_usage_write(q, r, out);
 	case GW_USAGE_GET:
 	case GW_USAGE_LIST:

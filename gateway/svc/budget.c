@@ -245,6 +245,7 @@ static void bop_next(struct bop *op)
 	b->handoff.env = b->env;
 	snprintf(b->handoff.id, sizeof b->handoff.id, "%s", op->row.id);
 	snprintf(b->handoff.tenant, sizeof b->handoff.tenant, "%s", op->row.tenant);
+	b->handoff.refollow = strncmp(op->row.source, "mp:", 3) == 0;
 	op->next(op->c, op->req, &view);
 	b->handoff_call = NULL;
 	gw_budget_release(&b->handoff);	/* not taken: next finished the call itself */
@@ -509,11 +510,24 @@ void gw_budget_take(struct gw_call *c, struct gw_budget_hold *h)
 
 struct bend {
 	struct budget *b;
-	int release;
+	int release, refollow;
 	char id[GW_USAGE_ID_MAX + 1];
 	char rid[GW_STORE_ID_MAX + 1];
 	char tenant[GW_STORE_TENANT_MAX + 1];
 };
+
+static void bend_refollowed(void *arg, const struct gw_store_res *res)
+{
+	struct bend *e = arg;
+
+	if (res->rc != 0) {
+		e->b->cnt.start_failed++;
+		gw_log(GW_LOG_WARN, "usage_write_failed", GW_LS("tenant", e->tenant),
+		       GW_LS("what", "refollow"), GW_LS("rid", e->rid),
+		       GW_LS("error", res->err ? res->err : "-"), GW_LEND);
+	}
+	free(e);
+}
 
 static void bend_done(void *arg, const struct gw_store_res *res)
 {
@@ -533,6 +547,16 @@ static void bend_done(void *arg, const struct gw_store_res *res)
 		e->b->cnt.released++;
 	} else {
 		e->b->cnt.started++;
+		if (e->refollow) {
+			/* The detection's rid was settled at its end: the follower must hear this
+			 * run's final too, or its row would never settle. */
+			struct gw_usage_req q = { .op = GW_USAGE_REFOLLOW, .rid = e->rid };
+
+			e->refollow = 0;
+			e->release = 0;
+			gw_store_usage(e->b->env->store, &q, bend_refollowed, e);
+			return;
+		}
 	}
 	free(e);
 }
@@ -549,6 +573,7 @@ static void bt_end(struct gw_budget_hold *h, const char *rid)
 	}
 	e->b = b;
 	e->release = rid == NULL;
+	e->refollow = rid && h->refollow;
 	snprintf(e->id, sizeof e->id, "%s", h->id);
 	snprintf(e->rid, sizeof e->rid, "%s", rid ? rid : "-");
 	snprintf(e->tenant, sizeof e->tenant, "%s", h->tenant);

@@ -81,6 +81,7 @@ struct gw_budget_hold {
 	struct gw_env *env;
 	char id[GW_USAGE_ID_MAX + 1];
 	char tenant[GW_STORE_TENANT_MAX + 1];
+	int refollow;		/* a multi-person run: its rid (the detection's) is followed again */
 };
 
 /*

@@ -20,13 +20,13 @@ import grpc
 import pytest
 
 import harness
-from harness import account_pb2, jobs_pb2
+from harness import account_pb2, characters_pb2, jobs_pb2
 
 M = "animate3d_gateway_"
 WAIT_S = 30.0
 KEY_C, KEY_D, KEY_E = "demo-key-c-usage", "demo-key-d-usage", "demo-key-e-usage"
 KEY_OPS = "demo-key-ops-admin"
-KEY_F, KEY_S = "demo-key-f-usage", "demo-key-s-usage"
+KEY_F, KEY_S, KEY_M = "demo-key-f-usage", "demo-key-s-usage", "demo-key-m-usage"
 STARTED = {}            # tenant -> rids started by the tests, for GetUsage and the CSV
 FOLLOWER = """\
 follower:
@@ -62,14 +62,19 @@ TENANTS = """\
     budget: {{minutes_per_month: 1, hard: false}}
     keys:
       - {{sha256: {s}, permissions: [read, write]}}
+  - name: team-m
+    account: sim
+    keys:
+      - {{sha256: {m}, permissions: [read, write]}}
   - name: ops
     account: sim
     keys:
       - {{sha256: {ops}, permissions: [admin]}}
 """.format(c=harness.sha256_hex(KEY_C), d=harness.sha256_hex(KEY_D), e=harness.sha256_hex(KEY_E),
-           f=harness.sha256_hex(KEY_F), s=harness.sha256_hex(KEY_S), ops=harness.sha256_hex(KEY_OPS))
+           f=harness.sha256_hex(KEY_F), s=harness.sha256_hex(KEY_S), m=harness.sha256_hex(KEY_M),
+           ops=harness.sha256_hex(KEY_OPS))
 KEYS = {"team-c": KEY_C, "team-d": KEY_D, "team-e": KEY_E, "team-f": KEY_F, "team-s": KEY_S,
-        "ops": KEY_OPS}
+        "team-m": KEY_M, "ops": KEY_OPS}
 REFUSAL = re.compile(r"^StartJob: budget of team (\S+) is spent: (\d+\.\d\d) of (\d+) minutes used "
                      r"this month, this job needs (\d+\.\d\d) more; it resets at "
                      r"(\d{4}-\d\d-01T00:00:00Z)$")
@@ -232,6 +237,37 @@ def test_get_usage_matches_the_jobs_run(ugw):
         ugw.jobs.GetStatus(jobs_pb2.GetStatusRequest(rids=STARTED["team-a"]), timeout=5,
                            metadata=_md(ugw, "ops"))
     assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def _wait_usage(gw, tenant, succeeded):
+    deadline = time.monotonic() + WAIT_S
+    u = None
+    while time.monotonic() < deadline:
+        u = _usage(gw, tenant)[0]
+        if u.jobs_by_state.succeeded >= succeeded:
+            return u
+        time.sleep(0.1)
+    raise AssertionError("%s: %s succeeded rows wanted, have %s" % (tenant, succeeded, u))
+
+
+def test_multi_person_run_costs_the_detection_input_and_settles(ugw):
+    """Phase 1 (detection) and phase 2 (the same rid) are two ledger rows of the input's 10 s;
+    phase 2 is settled too, although its rid was settled at the detection's end."""
+    url = _upload(ugw, "team-m", "crowd-persons-2.mp4", 10)
+    rid = ugw.jobs.StartJob(jobs_pb2.StartJobRequest(upload_url=url, params=jobs_pb2.Params(
+        pipeline="mp_detection")), timeout=10, metadata=_md(ugw, "team-m")).rid
+    assert _wait_final(ugw, "team-m", rid) == jobs_pb2.SUCCESS
+    u = _wait_usage(ugw, "team-m", 1)
+    assert u.minutes_used == pytest.approx(10 / 60)
+    stock = [m.id for m in ugw.characters.ListModels(characters_pb2.ListModelsRequest(
+        include_stock=True), timeout=5, metadata=_md(ugw, "team-m")).models
+        if m.platform in ("deepmotion", "roblox")][:2]
+    models = [jobs_pb2.TrackedModel(tracking_ref="%03d" % (i + 1), model_id=m) for i, m in enumerate(stock)]
+    assert ugw.jobs.StartJob(jobs_pb2.StartJobRequest(mp_detection_rid=rid, params=jobs_pb2.Params(
+        formats=["bvh"], models=models)), timeout=10, metadata=_md(ugw, "team-m")).rid == rid
+    u = _wait_usage(ugw, "team-m", 2)
+    assert u.minutes_used == pytest.approx(20 / 60)
+    assert (u.jobs_by_state.running, u.jobs_by_state.reserved) == (0, 0)
 
 
 def test_concurrent_starts_at_the_edge_never_overspend(stack, ugw, usim):

@@ -1097,3 +1097,29 @@ Test(pg_store, usage_reserve_never_overspends)
 	fx_close(&f[0]);
 	fx_close(&f[1]);
 }
+
+/* GW_USAGE_REFOLLOW unsettles a settled job row (a multi-person run reuses its detection's rid). */
+Test(pg_store, usage_refollow)
+{
+	struct fx f;
+	struct gw_usage_req q = { .op = GW_USAGE_REFOLLOW, .rid = "mp-rid" };
+	struct got g = { 0 };
+	char settled[32];
+
+	fx_open(&f, 1, 5000);
+	side_exec("DELETE FROM a3d_owner WHERE id = 'mp-rid'");
+	side_exec("INSERT INTO a3d_owner (kind, id, tenant, created_ms, settled_ms) VALUES"
+		  " (1, 'mp-rid', 'team-a', 1, 2)");
+	f.ops->usage(f.impl, &q, on_done, &g);
+	fx_wait(&f, &g);
+	cr_expect_eq(g.rc, 0, "%s", g.err);
+	cr_expect_eq(g.count, 1);
+	side_value("SELECT settled_ms FROM a3d_owner WHERE id = 'mp-rid'", settled, sizeof settled);
+	cr_expect_str_eq(settled, "0");
+	memset(&g, 0, sizeof g);
+	f.ops->usage(f.impl, &q, on_done, &g);
+	fx_wait(&f, &g);
+	cr_expect_eq(g.count, 0);
+	side_exec("DELETE FROM a3d_owner WHERE id = 'mp-rid'");
+	fx_close(&f);
+}

@@ -1647,3 +1647,44 @@ Test(store, usage_sqlite_reopen_and_read_only)
 	gw_store_close(s);
 	tmp_clean(&t);
 }
+
+/* A multi-person run reuses its detection's rid: REFOLLOW unsettles the job row so the
+ * follower claims it again; once, and nothing for an unknown rid. */
+static void run_refollow(enum backend b)
+{
+	struct tmpdir t;
+	struct gw_store *s;
+	struct gw_usage_req q = { .op = GW_USAGE_REFOLLOW, .rid = "J1" };
+	struct got_usage g = { 0 };
+	struct got gs = { 0 };
+	char claimed[64];
+
+	if (b == BK_SQLITE)
+		tmp_make(&t);
+	s = open_backend(b, &t);
+	cr_assert_eq(t_put(s, GW_OBJ_JOB, "J1", "team-a", U_T0), 0);
+	gw_store_job_settle(s, "J1", U_T0 + 1, t_done, &gs);
+	cr_assert_eq(gs.rc, 0);
+	cr_expect_eq(t_claim(s, "me", 8, claimed, sizeof claimed), 0);
+	cr_expect_str_eq(claimed, "", "settled: not claimed");
+	gw_store_usage(s, &q, t_usage_done, &g);
+	T_INLINE(g);
+	cr_expect_eq(g.rc, 0);
+	cr_expect_eq(g.count, 1);
+	cr_expect_eq(t_claim(s, "me", 8, claimed, sizeof claimed), 0);
+	cr_expect_str_eq(claimed, "J1");
+	memset(&g, 0, sizeof g);
+	gw_store_usage(s, &q, t_usage_done, &g);
+	cr_expect_eq(g.count, 0, "not settled now: nothing to do");
+	memset(&g, 0, sizeof g);
+	q.rid = "nope";
+	gw_store_usage(s, &q, t_usage_done, &g);
+	cr_expect_eq(g.rc, 0);
+	cr_expect_eq(g.count, 0);
+	gw_store_close(s);
+	if (b == BK_SQLITE)
+		tmp_clean(&t);
+}
+
+Test(store, usage_refollow_memory) { run_refollow(BK_MEM); }
+Test(store, usage_refollow_sqlite) { run_refollow(BK_SQLITE); }
