@@ -27,6 +27,7 @@ WAIT_S = 30.0
 KEY_C, KEY_D, KEY_E = "demo-key-c-usage", "demo-key-d-usage", "demo-key-e-usage"
 KEY_OPS = "demo-key-ops-admin"
 KEY_F, KEY_S, KEY_M = "demo-key-f-usage", "demo-key-s-usage", "demo-key-m-usage"
+KEY_R = "demo-key-r-usage"
 STARTED = {}            # tenant -> rids started by the tests, for GetUsage and the CSV
 FOLLOWER = """\
 follower:
@@ -66,15 +67,20 @@ TENANTS = """\
     account: sim
     keys:
       - {{sha256: {m}, permissions: [read, write]}}
+  - name: team-r
+    account: sim
+    budget: {{minutes_per_month: 1}}
+    keys:
+      - {{sha256: {r}, permissions: [read, write]}}
   - name: ops
     account: sim
     keys:
       - {{sha256: {ops}, permissions: [admin]}}
 """.format(c=harness.sha256_hex(KEY_C), d=harness.sha256_hex(KEY_D), e=harness.sha256_hex(KEY_E),
            f=harness.sha256_hex(KEY_F), s=harness.sha256_hex(KEY_S), m=harness.sha256_hex(KEY_M),
-           ops=harness.sha256_hex(KEY_OPS))
+           r=harness.sha256_hex(KEY_R), ops=harness.sha256_hex(KEY_OPS))
 KEYS = {"team-c": KEY_C, "team-d": KEY_D, "team-e": KEY_E, "team-f": KEY_F, "team-s": KEY_S,
-        "team-m": KEY_M, "ops": KEY_OPS}
+        "team-m": KEY_M, "team-r": KEY_R, "ops": KEY_OPS}
 REFUSAL = re.compile(r"^StartJob: budget of team (\S+) is spent: (\d+\.\d\d) of (\d+) minutes used "
                      r"this month, this job needs (\d+\.\d\d) more; it resets at "
                      r"(\d{4}-\d\d-01T00:00:00Z)$")
@@ -337,6 +343,24 @@ def test_failed_job_minutes_released(ugw):
 
 def test_failed_job_minutes_counted_with_count_failed(ugw):
     _released_or_counted(ugw, "team-d", counted=True)
+
+
+def test_reservation_released_when_upstream_refuses_the_job(ugw, usim):
+    """/process answers 400 once: no job, so its 40 s are given back and the next start fits."""
+    url = _upload(ugw, "team-r", "refused-r.mp4", 40)
+    released = M + 'usage_ledger_total{what="released"}'
+    before = harness.metrics(ugw).get(released, 0)
+    usim.faults("POST /process", status=400, count=1)
+    try:
+        with pytest.raises(grpc.RpcError) as e:
+            _start(ugw, "team-r", url)
+        assert e.value.code() != grpc.StatusCode.FAILED_PRECONDITION, e.value.details()
+    finally:
+        usim.clear_faults()
+    _wait_metric(ugw, released, before + 1)     # written after the call's answer
+    assert _start(ugw, "team-r", url)
+    u = _usage(ugw, "team-r")[0]
+    assert (u.jobs_by_state.released, u.minutes_used) == (1, pytest.approx(40 / 60))
 
 
 def test_restart_keeps_the_ledger(stack, ugw, usim):
