@@ -82,6 +82,7 @@ struct gw_call {
 	struct gw_gen *conf;		/* reference taken at authentication */
 	const struct gw_tenant_cfg *tenant;
 	size_t tenant_idx;
+	unsigned perms;			/* what the caller's key grants (enum gw_perm) */
 	const char *auth_by;		/* "key", "cert", "session" (a REST facade cookie), or NULL */
 	ProtobufCMessage *req;
 	void *data;
@@ -142,6 +143,7 @@ const struct gw_method *gw_call_method(struct gw_call *c) { return c->m; }
 const ProtobufCMessage *gw_call_request(struct gw_call *c) { return c->req; }
 const struct gw_tenant_cfg *gw_call_tenant(struct gw_call *c) { return c->tenant; }
 size_t gw_call_tenant_index(struct gw_call *c) { return c->tenant_idx; }
+unsigned gw_call_perms(struct gw_call *c) { return c->perms; }
 const char *gw_call_id(struct gw_call *c) { return c->trace.request_id; }
 const struct gw_trace *gw_call_trace(struct gw_call *c) { return &c->trace; }
 
@@ -1001,6 +1003,7 @@ static void call_start(struct gw_call *c)
 		}
 		c->tenant_idx = tidx;
 		c->tenant = &c->conf->cfg->tenants[tidx];
+		c->perms = perms;
 		if (!(perms & c->m->perm)) {
 			env->stats.perm_denied++;
 			gw_call_fail(c, GRPC_STATUS_PERMISSION_DENIED, "key of tenant %s may not call %s",

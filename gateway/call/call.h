@@ -73,6 +73,7 @@ size_t gw_call_method_index(struct gw_call *c);			/* row in env->methods */
 const ProtobufCMessage *gw_call_request(struct gw_call *c);	/* decoded request, owned by call */
 const struct gw_tenant_cfg *gw_call_tenant(struct gw_call *c);	/* NULL for unauthenticated methods */
 size_t gw_call_tenant_index(struct gw_call *c);
+unsigned gw_call_perms(struct gw_call *c);			/* the key's enum gw_perm bits; 0 without */
 struct gw_up_account *gw_call_account(struct gw_call *c);	/* the tenant's upstream account */
 int64_t gw_call_time_left_ms(struct gw_call *c);		/* -1 = no deadline */
 const char *gw_call_id(struct gw_call *c);			/* request id for logs */

@@ -32,6 +32,7 @@
 #define GW_CONFIG_MAX_PUBLIC_URL 512		/* webhooks.public_url, in bytes */
 #define GW_CONFIG_DEFAULT_WEBHOOK_PREFIX "/webhooks/animate3d/"
 #define GW_CONFIG_MAX_SLOTS 1000000		/* any count cap (uploads, streams, keys in flight) */
+#define GW_CONFIG_MAX_BUDGET_MIN 100000000LL	/* tenants[].budget.minutes_per_month */
 #define GW_CONFIG_MAX_HEALTH_WATCH 4096		/* watch.health_max_streams (= GW_HEALTH_MAX_WATCHERS) */
 #define GW_CONFIG_PG_MAX_EXTRA 16		/* state.postgres.dsn keywords passed through to libpq */
 #define GW_CONFIG_PG_MAX_POOL 32		/* state.postgres.pool (= GW_PG_MAX_POOL, gateway/state/pg.h) */
@@ -160,6 +161,9 @@ struct gw_key_cfg {
 	int line;
 };
 
+/* tenants[].budget.window: the calendar month in UTC, or the last 30 days. */
+enum { GW_BUDGET_WINDOW_MONTH = 0, GW_BUDGET_WINDOW_ROLLING_30D = 1 };
+
 struct gw_tenant_cfg {
 	char *name;
 	char *account;			/* name of an entry in accounts */
@@ -180,6 +184,16 @@ struct gw_tenant_cfg {
 		unsigned start_jobs_in_flight;	/* idempotent StartJob keys in flight (detached too) */
 		unsigned start_job_waiters;	/* duplicate keyed StartJobs waiting for the first */
 	} limits;
+	/* tenants[].budget (issue 22, gateway/svc/budget.h): minutes of processed video per
+	 * window, enforced at StartJob (hard) or only logged and counted (soft). */
+	struct {
+		int enabled;			/* budget: is present */
+		long long minutes;		/* minutes_per_month, 0..GW_CONFIG_MAX_BUDGET_MIN */
+		int hard;			/* default true: over it StartJob is refused */
+		int count_failed;		/* default false: failed jobs release their minutes */
+		int window;			/* GW_BUDGET_WINDOW_*: month (default) or rolling_30d */
+		int line;
+	} budget;
 	/* mTLS: a call without API key whose verified client certificate has this subject CN acts
 	 * as this tenant with client_cert_perms (client_cert: {cn, permissions}); NULL = none. */
 	char *client_cert_cn;
