@@ -380,6 +380,7 @@ int gw_config_parse(const char *path, const char *text, size_t len, struct gw_co
 	cfg->follower.scan_interval_ms = GW_CONFIG_DEFAULT_FOLLOW_SCAN_MS;
 	cfg->follower.max_jobs = GW_CONFIG_DEFAULT_FOLLOW_MAX_JOBS;
 	cfg->balance.poll_s = GW_CONFIG_DEFAULT_BALANCE_POLL_S;
+	cfg->usage.measure_all = 1;
 	gw_cfg_net_defaults(cfg);
 
 	if (cfg_prescan(path, text, len, errs) < 0)

@@ -448,6 +448,13 @@ struct gw_config {
 	struct {
 		long poll_s;			/* seconds between polls of each account; 0 = off */
 	} balance;
+	/* usage: the ledger's measuring (issue 22, gateway/svc/budget.h). measure "all" (default):
+	 * every StartJob from an upload asks upstream's /videoInfo first, so every team's minutes
+	 * are known (chargeback); "budgeted": only teams with a budget are measured, the others'
+	 * jobs are recorded with unknown minutes and cost no extra upstream request. */
+	struct {
+		int measure_all;
+	} usage;
 	struct gw_process_cfg process;
 	struct gw_http_cfg http;
 	struct gw_rest_cfg rest;

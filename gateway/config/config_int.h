@@ -32,6 +32,7 @@ enum { GW_CFG_TOP_LISTEN, GW_CFG_TOP_TLS, GW_CFG_TOP_LOG, GW_CFG_TOP_STATE, GW_C
        GW_CFG_TOP_WEBHOOKS, GW_CFG_TOP_RATE, GW_CFG_TOP_UPLOADS, GW_CFG_TOP_WATCH,
        GW_CFG_TOP_PROCESS, GW_CFG_TOP_HTTP, GW_CFG_TOP_GRPC, GW_CFG_TOP_CLUSTER,
        GW_CFG_TOP_REDIS, GW_CFG_TOP_REST, GW_CFG_TOP_FOLLOWER, GW_CFG_TOP_BALANCE,
+       GW_CFG_TOP_USAGE,
        GW_CFG_TOP_NKEYS };
 
 /* ---- config_node.c: node readers. path names the field in messages ("tenants[1].name"). A reader

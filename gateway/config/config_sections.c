@@ -469,6 +469,29 @@ static void cfg_balance(struct gw_cfg_parse *p, yaml_node_t *n)
 		p->cfg->balance.poll_s = (long)x;
 }
 
+/* usage: {measure: all | budgeted} (gateway/svc/budget.h). */
+static void cfg_usage(struct gw_cfg_parse *p, yaml_node_t *n)
+{
+	static const char *const keys[] = { "measure" };
+	yaml_node_t *v[1];
+	const char *m;
+
+	if (gw_cfg_map(p, n, "usage", keys, 1, v, NULL) < 0)
+		return;
+	if (v[0] && (m = gw_cfg_scalar(p, v[0], "usage.measure", "all or budgeted")) != NULL) {
+		if (strcmp(m, "all") == 0) {
+			p->cfg->usage.measure_all = 1;
+		} else if (strcmp(m, "budgeted") == 0) {
+			p->cfg->usage.measure_all = 0;
+		} else {
+			char q[GW_CFG_QUOTE_MAX];
+
+			GW_CFG_ERR(p, v[0], "usage.measure must be all or budgeted, not \"%s\"",
+				   gw_cfg_quote(m, q));
+		}
+	}
+}
+
 /* top[]/topk[]: each section's value and key node. -1 if the root is not a mapping (nothing to check). */
 int gw_cfg_root(struct gw_cfg_parse *p, yaml_node_t *root, yaml_node_t **top, yaml_node_t **topk)
 {
@@ -476,7 +499,7 @@ int gw_cfg_root(struct gw_cfg_parse *p, yaml_node_t *root, yaml_node_t **top, ya
 						     "cache", "limits", "accounts", "tenants",
 						     "webhooks", "rate", "uploads", "watch", "process",
 						     "http", "grpc", "cluster", "redis", "rest", "follower",
-						     "balance" };
+						     "balance", "usage" };
 
 	if (!root || root->type != YAML_MAPPING_NODE) {
 		GW_CFG_ERR(p, root, "the configuration must be a mapping (listen:, accounts:, tenants:, ...)");
@@ -525,5 +548,7 @@ int gw_cfg_root(struct gw_cfg_parse *p, yaml_node_t *root, yaml_node_t **top, ya
 		cfg_follower(p, top[GW_CFG_TOP_FOLLOWER]);
 	if (top[GW_CFG_TOP_BALANCE])
 		cfg_balance(p, top[GW_CFG_TOP_BALANCE]);
+	if (top[GW_CFG_TOP_USAGE])
+		cfg_usage(p, top[GW_CFG_TOP_USAGE]);
 	return 0;
 }

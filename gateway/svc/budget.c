@@ -476,6 +476,11 @@ void gw_budget_reserve(struct gw_call *c, const ProtobufCMessage *req,
 	switch (sj->source_case) {
 	case ANIMATE3D__V1__START_JOB_REQUEST__SOURCE_UPLOAD_URL:
 		snprintf(op->row.source, sizeof op->row.source, "url");
+		/* usage.measure: budgeted spares the teams without a budget the extra request. */
+		if (!op->budgeted && !env->cfg->usage.measure_all) {
+			bop_measured(op, -1, "not measured (usage.measure: budgeted)");
+			return;
+		}
 		bop_ask_video_info(op, sj->upload_url);
 		return;
 	case ANIMATE3D__V1__START_JOB_REQUEST__SOURCE_RERUN_RID:

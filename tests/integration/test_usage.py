@@ -403,3 +403,29 @@ def _pg_env():
     env = dict(os.environ)
     env[harness.SECRET_ENV] = harness.CLIENT_SECRET
     return env
+
+
+ROUTE_VIDEO_INFO = "POST /videoInfo"
+
+
+def test_measure_budgeted_spares_teams_without_a_budget_the_video_info(stack, usim):
+    """usage.measure: budgeted: a team without a budget starts its job with one upstream request
+    (POST /process, no /videoInfo first) and its row is recorded unmeasured; a team with a
+    budget is still measured."""
+    ports = (harness.free_port(), harness.free_port())
+    state = stack.workdir + "/usage-budgeted.db"
+    text = _config(ports, usim, state) + "usage:\n  measure: budgeted\n"
+    gw = stack.gateway(usim, name="usagegw-budgeted", grpc_port=ports[0], http_port=ports[1],
+                       state_path=state, config_text=text)
+    try:
+        url_a = _upload(gw, "team-a", "measure-a.mp4", 3)
+        url_b = _upload(gw, "team-b", "measure-b.mp4", 3)
+        before = usim.count(ROUTE_VIDEO_INFO)
+        unmeasured = harness.metrics(gw).get(M + 'usage_ledger_total{what="unmeasured"}', 0)
+        _start(gw, "team-a", url_a)
+        assert usim.count(ROUTE_VIDEO_INFO) == before
+        assert harness.metrics(gw).get(M + 'usage_ledger_total{what="unmeasured"}', 0) == unmeasured + 1
+        _start(gw, "team-b", url_b)     # its own ledger file: team-b's minute is unspent here
+        assert usim.count(ROUTE_VIDEO_INFO) == before + 1
+    finally:
+        gw.stop()

@@ -281,6 +281,10 @@ static const struct bad_case bad_cases[] = {
 	{ "balance:\n  poll_s: 86401\n" BASE, 2, "balance.poll_s must be <= 86400" },
 	{ "balance:\n  poll_s: often\n" BASE, 2, "balance.poll_s must be an integer" },
 	{ "balance:\n  every: 5\n" BASE, 2, "unknown key \"every\"" },
+	/* usage (issue 22) */
+	{ "usage:\n  measure: some\n" BASE, 2, "usage.measure must be all or budgeted, not \"some\"" },
+	{ "usage:\n  measure: [all]\n" BASE, 2, "usage.measure must be all or budgeted" },
+	{ "usage:\n  count: 1\n" BASE, 2, "unknown key \"count\"" },
 	{ ACCOUNT_SIM "tenants:\n  - name: t\n    account: sim\n    limits:\n      uploads: 0\n", 10,
 	  "tenants[0].limits.uploads must be > 0" },
 	{ ACCOUNT_SIM "tenants:\n  - name: t\n    account: sim\n    limits:\n      watch_streams: x\n", 10,
@@ -658,6 +662,7 @@ Test(config, optional_sections_and_defaults)
 	cr_expect_eq(cfg->follower.scan_interval_ms, GW_CONFIG_DEFAULT_FOLLOW_SCAN_MS);
 	cr_expect_eq(cfg->follower.max_jobs, GW_CONFIG_DEFAULT_FOLLOW_MAX_JOBS);
 	cr_expect_eq(cfg->balance.poll_s, GW_CONFIG_DEFAULT_BALANCE_POLL_S);
+	cr_expect_eq(cfg->usage.measure_all, 1);
 	cr_expect_eq(cfg->uploads.max_concurrent, GW_CONFIG_DEFAULT_UPLOADS_MAX);
 	cr_expect_eq(cfg->uploads.max_per_tenant, 0);
 	cr_expect_eq(cfg->uploads.idle_timeout_ms, GW_CONFIG_DEFAULT_UPLOAD_IDLE_MS);
