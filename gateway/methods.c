@@ -24,6 +24,7 @@
 #include "gateway/svc/download.h"
 #include "gateway/svc/follower.h"
 #include "gateway/svc/health.h"
+#include "gateway/svc/reconcile.h"
 #include "gateway/svc/reflection.h"
 #include "gateway/svc/rpc_owner.h"
 #include "gateway/svc/status.h"
@@ -116,7 +117,7 @@ _Static_assert(sizeof methods_table / sizeof methods_table[0] <= GW_METHODS_MAX,
 static const struct gw_svc *const methods_services[] = {
 	&gw_svc_balance,
 	&gw_svc_health, &gw_svc_status, &gw_svc_download, &gw_svc_follower, &gw_svc_budget,
-	&gw_svc_webhook_in,
+	&gw_svc_reconcile, &gw_svc_webhook_in,
 	&gw_svc_unary, &gw_svc_upload, &gw_svc_webhook_reg, &gw_svc_webhook_out,
 	&gw_svc_reflection,
 };
