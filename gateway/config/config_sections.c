@@ -459,7 +459,8 @@ int gw_cfg_root(struct gw_cfg_parse *p, yaml_node_t *root, yaml_node_t **top, ya
 	static const char *const keys[GW_CFG_TOP_NKEYS] = { "listen", "tls", "log", "state", "upstream",
 						     "cache", "limits", "accounts", "tenants",
 						     "webhooks", "rate", "uploads", "watch", "process",
-						     "http", "grpc", "cluster", "redis", "rest", "follower" };
+						     "http", "grpc", "cluster", "redis", "rest", "follower",
+						     "otlp" };
 
 	if (!root || root->type != YAML_MAPPING_NODE) {
 		GW_CFG_ERR(p, root, "the configuration must be a mapping (listen:, accounts:, tenants:, ...)");
@@ -506,5 +507,7 @@ int gw_cfg_root(struct gw_cfg_parse *p, yaml_node_t *root, yaml_node_t **top, ya
 		gw_cfg_rest(p, top[GW_CFG_TOP_REST]);
 	if (top[GW_CFG_TOP_FOLLOWER])
 		cfg_follower(p, top[GW_CFG_TOP_FOLLOWER]);
+	if (top[GW_CFG_TOP_OTLP])
+		gw_cfg_otlp(p, top[GW_CFG_TOP_OTLP]);
 	return 0;
 }
