@@ -26,6 +26,7 @@
 #include "gateway/base/log.h"
 #include "gateway/base/memguard.h"
 #include "gateway/base/metrics.h"
+#include "gateway/base/otlp.h"
 #include "gateway/call/admit.h"
 #include "gateway/call/svc.h"
 #include "gateway/cluster/climit.h"
@@ -937,6 +938,37 @@ static void server_services_free(struct gw_server *srv)
 	env->nsvcs = 0;
 }
 
+/* Span export (otlp:, gateway/base/otlp.h), when configured; before the modules that end spans. */
+static int server_otlp_new(struct gw_server *srv, char *err, size_t errlen)
+{
+	struct gw_env *env = &srv->env;
+	const struct gw_config *cfg = env->boot_cfg;
+
+	if (!cfg->otlp.endpoint)
+		return 0;
+	env->otlp = gw_otlp_new(env->base,
+				&(struct gw_otlp_opts){ .endpoint = cfg->otlp.endpoint,
+							.headers_file = cfg->otlp.headers_file,
+							.service_name = cfg->otlp.service_name,
+							.instance = env->instance,
+							.batch_max = cfg->otlp.batch_max,
+							.queue_max = cfg->otlp.queue_max,
+							.flush_ms = cfg->otlp.flush_ms,
+							.timeout_ms = cfg->otlp.timeout_ms },
+				err, errlen);
+	if (!env->otlp)
+		return -1;
+	if (gw_metrics_register(&env->metrics_reg, gw_otlp_render_metrics, env->otlp) != 0) {
+		snprintf(err, errlen, "cannot register the OTLP metrics");
+		return -1;
+	}
+	gw_log(GW_LOG_INFO, "otlp", GW_LS("msg", "span export on"),
+	       GW_LN("batch_max", (long long)cfg->otlp.batch_max),
+	       GW_LN("queue_max", (long long)cfg->otlp.queue_max),
+	       GW_LN("flush_ms", cfg->otlp.flush_ms), GW_LEND);
+	return 0;
+}
+
 struct gw_server *gw_server_new(struct gw_config *cfg, const char *config_path, long grace_ms,
 				char *err, size_t errlen)
 {
@@ -980,8 +1012,10 @@ struct gw_server *gw_server_new(struct gw_config *cfg, const char *config_path, 
 		goto out;
 	if (server_redis_new(srv, err, errlen))
 		goto out;
+	if (server_otlp_new(srv, err, errlen))
+		goto out;
 	env->up = gw_up_new(&(struct gw_up_env){ env->base, &env->cfg, &env->metrics,
-						  &env->metrics_reg, &env->reload });
+						  &env->metrics_reg, &env->reload, env->otlp });
 	if (!env->up) {
 		snprintf(err, errlen, "cannot start the upstream HTTP client");
 		goto out;
@@ -991,7 +1025,7 @@ struct gw_server *gw_server_new(struct gw_config *cfg, const char *config_path, 
 	/* The sessions copy the seal key; this copy is wiped at once. */
 	env->accounts = gw_session_accounts_new(
 		&(struct gw_session_env){ env->base, env->up, &env->cfg, &env->metrics_reg, env->redis,
-					  env->redis ? seal_key : NULL, env->instance },
+					  env->redis ? seal_key : NULL, env->instance, env->otlp },
 		env->boot_cfg, &env->naccounts, err, errlen);
 	explicit_bzero(seal_key, sizeof seal_key);
 	if (!env->accounts)
@@ -1193,6 +1227,12 @@ void gw_server_free(struct gw_server *srv)
 		event_del(srv->ev_housekeeping);
 	server_store_settle(srv);
 	server_redis_settle(srv);
+	/* After the last span (calls, upstream attempts, logins): the last batches go out. */
+	if (env->otlp) {
+		gw_metrics_unregister(&env->metrics_reg, gw_otlp_render_metrics, env->otlp);
+		gw_otlp_free(env->otlp);
+		env->otlp = NULL;
+	}
 	/* After the last call: waiters are gone; keys still PENDING stay for the next process. */
 	gw_owner_free(env->owner);
 	gw_store_close(env->store);
