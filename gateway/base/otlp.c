@@ -45,6 +45,7 @@ struct gw_otlp {
 	struct event *flush_timer;	/* every flush_ms */
 	struct event *kick;		/* batch_max spans wait: flush from the loop */
 	struct event *curl_timer;
+	int live;			/* gw_otlp_new completed: free flushes and reports */
 	struct gw_otlp_counters n;
 };
 
@@ -543,14 +544,12 @@ struct gw_otlp *gw_otlp_new(struct event_base *base, const struct gw_otlp_opts *
 	tv.tv_usec = (o->flush_ms % 1000) * 1000;
 	if (event_add(o->flush_timer, &tv) != 0)
 		goto out;
+	o->live = 1;
 	ret = o;
 	o = NULL;
 	err[0] = '\0';
 out:
-	if (o) {
-		o->cap = 0;	/* nothing to flush */
-		gw_otlp_free(o);
-	}
+	gw_otlp_free(o);
 	return ret;
 }
 
@@ -564,7 +563,7 @@ void gw_otlp_free(struct gw_otlp *o)
 	/* The last spans (the calls that drained) get one short chance; a collector that is down
 	 * does not hold the exit up for longer than the bound. */
 	until = gw_clock_now_us() + GW_OTLP_SHUTDOWN_MS * 1000LL;
-	while (o->multi && o->base && (o->easy || o->body || o->count) &&
+	while (o->live && (o->easy || o->body || o->count) &&
 	       gw_clock_now_us() < until) {
 		if (!o->easy) {
 			o->retried = 1;	/* at exit there is no later flush to retry on */
@@ -584,7 +583,7 @@ void gw_otlp_free(struct gw_otlp *o)
 		otlp_drop_body(o, GW_OTLP_DROP_SHUTDOWN);
 	o->n.dropped[GW_OTLP_DROP_SHUTDOWN] += o->count;
 	o->count = 0;
-	if (o->cap)
+	if (o->live)
 		gw_log(GW_LOG_INFO, "otlp", GW_LS("msg", "exporter stopped"),
 		       GW_LN("exported", (long long)o->n.exported),
 		       GW_LN("dropped_at_exit", (long long)o->n.dropped[GW_OTLP_DROP_SHUTDOWN]),

@@ -232,3 +232,19 @@ def test_receiver_down_counts_dropped_and_calls_succeed(stack, sim):
     _wait_metric(gw, 'otlp_spans_dropped_total{reason="export_failed"}', lambda v: v >= 1)
     assert _metric(gw, "otlp_spans_exported_total") == 0
     _credits(gw, [])
+
+
+def test_shutdown_flushes_what_waits(stack, sim):
+    """A flush period longer than the test: the spans still waiting go out at SIGTERM."""
+    r = Receiver()
+    try:
+        gw = stack.gateway(sim, name="otlpstop",
+                           extra_top=_otlp_yaml(r.url).replace("flush_ms: 100", "flush_ms: 600000"))
+        m = _credits(gw, [])
+        assert not [s for s in r.spans() if s["spanId"] == m.group(2)]
+        rc, killed = gw.stop()
+        assert rc == 0 and not killed
+        r.wait_span(lambda s: s["spanId"] == m.group(2), "for the call before SIGTERM")
+        assert "exporter stopped" in gw.log_text()
+    finally:
+        r.close()
