@@ -231,6 +231,14 @@ static void server_warn_restart_only(const struct gw_config *a, const struct gw_
 		if (!server_str_eq(x[i], y[i]))
 			gw_log(GW_LOG_WARN, "reload", GW_LS("key", names[i]),
 			       GW_LS("msg", "changed: takes effect at the next restart"), GW_LEND);
+	/* The span exporter is built once, at start (server_otlp_new). */
+	if (!server_str_eq(a->otlp.endpoint, b->otlp.endpoint) ||
+	    !server_str_eq(a->otlp.headers_file, b->otlp.headers_file) ||
+	    !server_str_eq(a->otlp.service_name, b->otlp.service_name) ||
+	    a->otlp.batch_max != b->otlp.batch_max || a->otlp.queue_max != b->otlp.queue_max ||
+	    a->otlp.flush_ms != b->otlp.flush_ms || a->otlp.timeout_ms != b->otlp.timeout_ms)
+		gw_log(GW_LOG_WARN, "reload", GW_LS("key", "otlp"),
+		       GW_LS("msg", "changed: takes effect at the next restart"), GW_LEND);
 }
 
 static void server_apply_log_level(const struct gw_config *cfg)

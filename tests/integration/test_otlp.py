@@ -13,6 +13,8 @@ small OTLP receiver (http.server on 127.0.0.1, a free port) that records what is
 """
 import http.server
 import json
+import os
+import signal
 import re
 import threading
 import time
@@ -37,6 +39,7 @@ class Receiver:
     def __init__(self, status=200):
         self.status = status
         self.requests = []
+        self.headers = []       # each POST's headers, as {lower-case name: value}
         self.lock = threading.Lock()
         rcv = self
 
@@ -49,6 +52,7 @@ class Receiver:
                 if ok and body:
                     with rcv.lock:
                         rcv.requests.append(json.loads(body))
+                        rcv.headers.append({k.lower(): v for k, v in self.headers.items()})
                 code = rcv.status if ok else 404
                 self.send_response(code)
                 self.send_header("Content-Type", "application/json")
@@ -246,5 +250,40 @@ def test_shutdown_flushes_what_waits(stack, sim):
         assert rc == 0 and not killed
         r.wait_span(lambda s: s["spanId"] == m.group(2), "for the call before SIGTERM")
         assert "exporter stopped" in gw.log_text()
+    finally:
+        r.close()
+
+
+def test_headers_file_sent_never_logged_and_reload_says_restart(stack, sim):
+    """headers_file (a collector's token) goes with every POST and never into the log; a SIGHUP
+    that changes otlp: says it takes effect at the next restart."""
+    token = "otlp-canary-%d" % time.monotonic_ns()
+    r = Receiver()
+    try:
+        path = os.path.join(stack.workdir, "otlp-headers")
+        with open(path, "w") as f:
+            f.write("# the collector's token\nAuthorization: Bearer %s\nX-Scope-OrgID: a3d\n" % token)
+        os.chmod(path, 0o600)
+        gw = stack.gateway(sim, name="otlphdr",
+                           extra_top=_otlp_yaml(r.url) + "  headers_file: %s\n" % path)
+        m = _credits(gw, [])
+        r.wait_span(lambda s: s["spanId"] == m.group(2), "for the call")
+        with r.lock:
+            hdrs = list(r.headers)
+        assert hdrs and all(h.get("authorization") == "Bearer " + token for h in hdrs), hdrs
+        assert all(h.get("x-scope-orgid") == "a3d" for h in hdrs)
+
+        with open(gw.config_path) as f:
+            text = f.read()
+        with open(gw.config_path, "w") as f:
+            f.write(text.replace("batch_max: 64", "batch_max: 32"))
+        gw.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + WAIT_S
+        while '"key":"otlp"' not in gw.log_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        line = [x for x in gw.log_text().splitlines() if '"key":"otlp"' in x]
+        assert line and "next restart" in line[0], line
+        gw.stop()
+        assert token not in gw.log_text()
     finally:
         r.close()
