@@ -313,3 +313,69 @@ Test(otlp, headers_file_table)
 	}
 	event_base_free(base);
 }
+
+/* The direct encoder writes the same bytes as jansson's compact dump of the reference builders,
+ * for a batch in one piece and split in two (the ring's wrap), escapes included. */
+Test(otlp, direct_encoding_equals_jansson)
+{
+	static const struct {
+		const char *parent, *name, *msg, *sattr;
+		enum gw_otlp_status status;
+		int64_t start_us;
+		size_t nattrs;
+	} rows[] = {
+		{ PID, "animate3d.v1.Jobs/GetStatus", NULL, "team-a", GW_OTLP_UNSET, 5, 3 },
+		{ "", "upstream login", "upstream rejected \"x\" \\ creds", "main", GW_OTLP_ERROR, 7, 1 },
+		{ PID, "GET /status/{rids}", "", "q\"uo\\te", GW_OTLP_OK, -3, 2 },
+		{ PID, "n\x01\xff", "m\n", "\t", GW_OTLP_ERROR, 0, 0 },
+		{ PID, "x", NULL, "", GW_OTLP_UNSET, 1700000000000000LL, 6 },
+	};
+	struct gw_otlp_span s[sizeof rows / sizeof rows[0]];
+	const size_t n = sizeof rows / sizeof rows[0];
+
+	for (size_t i = 0; i < n; i++) {
+		struct gw_trace t = trace_of(rows[i].parent, GW_TRACE_SAMPLED);
+		struct gw_otlp_span_in in = {
+			.trace = &t, .name = rows[i].name, .kind = (enum gw_otlp_kind)(1 + i % 3),
+			.start_us = rows[i].start_us, .end_us = rows[i].start_us + 9,
+			.status = rows[i].status, .status_msg = rows[i].msg,
+			.attrs = { { "tenant", rows[i].sattr, 0 }, { "n", NULL, -42 },
+				   { "http.method", "GET", 0 }, { "c", NULL, 0 },
+				   { "k\"ey", "v", 0 }, { "big", NULL, 9223372036854775807LL } },
+			.nattrs = rows[i].nattrs,
+		};
+
+		gw_otlp_span_fill(&s[i], &in, 1000);
+	}
+	for (size_t split = 0; split <= n; split++) {
+		for (int inst = 0; inst < 2; inst++) {
+			const char *instance = inst ? "vm-1/\"a\\b" : NULL;
+			json_t *spans = NULL, *root = gw_otlp_request_new("svc \"q\"", instance, &spans);
+			char *want, *got;
+			size_t len = 0;
+
+			cr_assert_not_null(root);
+			for (size_t i = 0; i < n; i++)
+				cr_assert_eq(json_array_append_new(spans, gw_otlp_span_json(&s[i])), 0);
+			want = json_dumps(root, JSON_COMPACT);
+			got = gw_otlp_encode("svc \"q\"", instance, s, split, s + split, n - split,
+					     &len);
+			cr_assert_not_null(got);
+			cr_expect_str_eq(got, want, "split %zu, instance %d", split, inst);
+			cr_expect_eq(len, strlen(got));
+			free(got);
+			free(want);
+			json_decref(root);
+		}
+	}
+	/* No spans: a valid request all the same. */
+	{
+		size_t len = 0;
+		char *got = gw_otlp_encode("s", NULL, NULL, 0, NULL, 0, &len);
+		json_t *back = json_loads(got, 0, NULL);
+
+		cr_expect_not_null(back, "%s", got);
+		json_decref(back);
+		free(got);
+	}
+}
