@@ -610,16 +610,18 @@ static int otlp_read_headers(struct gw_otlp *o, const char *path, char *err, siz
 			continue;
 		colon = strchr(p, ':');
 		if (!colon || !otlp_header_name_ok(p, (size_t)(colon - p))) {
-			snprintf(err, errlen, "%s:%d: expected \"Name: value\"", path, line);
+			snprintf(err, errlen, "otlp.headers_file %s:%d: expected \"Name: value\"", path,
+				 line);
 			goto out;
 		}
 		for (const char *c = colon + 1; *c; c++)
 			if ((unsigned char)*c < 0x20 && *c != '\t') {
-				snprintf(err, errlen, "%s:%d: control character in the value", path, line);
+				snprintf(err, errlen, "otlp.headers_file %s:%d: control character in the value",
+					 path, line);
 				goto out;
 			}
 		if (++nh > GW_OTLP_HEADERS_MAX) {
-			snprintf(err, errlen, "%s:%d: more than %d headers", path, line,
+			snprintf(err, errlen, "otlp.headers_file %s:%d: more than %d headers", path, line,
 				 GW_OTLP_HEADERS_MAX);
 			goto out;
 		}
@@ -642,6 +644,17 @@ static void otlp_free_headers(struct gw_otlp *o)
 		explicit_bzero(l->data, strlen(l->data));
 	curl_slist_free_all(o->hdrs);
 	o->hdrs = NULL;
+}
+
+int gw_otlp_check_headers(const char *path, char *err, size_t errlen)
+{
+	struct gw_otlp o;
+	int rc;
+
+	memset(&o, 0, sizeof o);
+	rc = otlp_read_headers(&o, path, err, errlen);
+	otlp_free_headers(&o);
+	return rc;
 }
 
 /* ---- life ---- */

@@ -15,6 +15,7 @@ import http.server
 import json
 import os
 import signal
+import subprocess
 import re
 import threading
 import time
@@ -287,3 +288,28 @@ def test_headers_file_sent_never_logged_and_reload_says_restart(stack, sim):
         assert token not in gw.log_text()
     finally:
         r.close()
+
+
+def test_bad_headers_file_check_config_and_start(tmp_path):
+    """--check-config reads the headers file like the start does: a malformed line is named by
+    its number, never quoted; the daemon refuses to start with it."""
+    token = "otlp-canary-%d" % time.monotonic_ns()
+    hdr = tmp_path / "headers"
+    hdr.write_text("X-Ok: 1\nAuthorization Bearer %s\n" % token)
+    cfg = tmp_path / "gw.yaml"
+    text = harness.gateway_config(harness.free_port(), harness.free_port(), "http://127.0.0.1:9",
+                                  str(tmp_path / "gw.db"))
+    lines = text.count("\n")
+    cfg.write_text(text + _otlp_yaml("http://127.0.0.1:9/v1/traces") +
+                   "  headers_file: %s\n" % hdr)
+    env = dict(os.environ)
+    env[harness.SECRET_ENV] = harness.CLIENT_SECRET
+    for args in (["--check-config"], []):
+        p = subprocess.run([harness.GATEWAY_BIN, "-c", str(cfg)] + args, env=env,
+                           stdin=subprocess.DEVNULL, capture_output=True, timeout=10)
+        out = p.stdout.decode(errors="replace") + p.stderr.decode(errors="replace")
+        assert p.returncode != 0, out
+        assert "otlp.headers_file %s:2: expected" % hdr in out, out
+        assert token not in out
+        if args:
+            assert "%s:%d: otlp.headers_file" % (cfg, lines + 2) in out, out
