@@ -447,6 +447,14 @@ static int otlp_retryable(CURLcode rc, long http)
 	return http == 429 || http == 502 || http == 503 || http == 504;
 }
 
+/* A full batch waiting goes next at once: under load the export keeps pace with the calls
+ * (one POST's round trip per batch_max spans), not with flush_ms. A retry waits for the tick. */
+static void otlp_next(struct gw_otlp *o)
+{
+	if (o->count >= o->batch_max && o->kick)
+		event_active(o->kick, EV_TIMEOUT, 0);
+}
+
 static void otlp_post_done(struct gw_otlp *o, CURLcode rc)
 {
 	long http = 0;
@@ -462,6 +470,7 @@ static void otlp_post_done(struct gw_otlp *o, CURLcode rc)
 		o->body = NULL;
 		o->body_spans = 0;
 		o->retried = 0;
+		otlp_next(o);
 		return;
 	}
 	gw_log(GW_LOG_WARN, "otlp", GW_LS("msg", "span export failed"),
@@ -475,6 +484,7 @@ static void otlp_post_done(struct gw_otlp *o, CURLcode rc)
 	}
 	o->n.posts_failed++;
 	otlp_drop_body(o, GW_OTLP_DROP_EXPORT_FAILED);
+	otlp_next(o);
 }
 
 /* ---- curl on the loop (the hiperfifo pattern, as gateway/upstream/upstream.c) ---- */

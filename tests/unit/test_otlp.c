@@ -7,7 +7,9 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <event2/buffer.h>
 #include <event2/event.h>
+#include <event2/http.h>
 #include <jansson.h>
 
 #include "gateway/base/otlp.h"
@@ -378,4 +380,68 @@ Test(otlp, direct_encoding_equals_jansson)
 		json_decref(back);
 		free(got);
 	}
+}
+
+/* A collector on the test's own loop (evhttp on 127.0.0.1): answers 200, counts the spans. */
+static void collector_cb(struct evhttp_request *req, void *arg)
+{
+	size_t *spans = arg;
+	struct evbuffer *in = evhttp_request_get_input_buffer(req);
+	size_t len = evbuffer_get_length(in);
+	char *body = malloc(len + 1);
+	json_t *j, *arr;
+
+	cr_assert_not_null(body);
+	evbuffer_copyout(in, body, len);
+	body[len] = '\0';
+	j = json_loads(body, 0, NULL);
+	cr_assert_not_null(j, "%s", body);
+	arr = json_object_get(json_array_get(json_object_get(json_array_get(
+		json_object_get(j, "resourceSpans"), 0), "scopeSpans"), 0), "spans");
+	*spans += json_array_size(arr);
+	json_decref(j);
+	free(body);
+	evhttp_send_reply(req, 200, "OK", NULL);
+}
+
+/* More than a batch waiting: the next POST follows the last one at once, not at the next
+ * flush tick (which never comes here): every span is exported. */
+Test(otlp, batches_follow_each_other)
+{
+	struct event_base *base = event_base_new();
+	struct evhttp *http = evhttp_new(base);
+	struct evhttp_bound_socket *sock;
+	struct sockaddr_in a;
+	socklen_t alen = sizeof a;
+	size_t received = 0;
+	struct gw_trace yes = trace_of(PID, GW_TRACE_SAMPLED);
+	char url[64], err[256];
+	struct gw_otlp_opts opts = { .endpoint = url, .service_name = "t", .batch_max = 4,
+				     .queue_max = 32, .flush_ms = 600000, .timeout_ms = 2000 };
+	struct gw_otlp *o;
+	const struct gw_otlp_counters *n;
+	struct timeval tv = { 1, 0 };
+
+	evhttp_set_gencb(http, collector_cb, &received);
+	sock = evhttp_bind_socket_with_handle(http, "127.0.0.1", 0);
+	cr_assert_not_null(sock);
+	cr_assert_eq(getsockname(evhttp_bound_socket_get_fd(sock), (struct sockaddr *)&a, &alen), 0);
+	snprintf(url, sizeof url, "http://127.0.0.1:%d/v1/traces", ntohs(a.sin_port));
+	o = gw_otlp_new(base, &opts, err, sizeof err);
+	cr_assert_not_null(o, "%s", err);
+	end_spans(o, &yes, 22);
+	n = gw_otlp_counters(o);
+	for (int k = 0; k < 400 && n->exported < 20; k++) {
+		event_base_loopexit(base, &tv);
+		event_base_loop(base, EVLOOP_ONCE);
+	}
+	cr_expect_eq(n->exported, 20, "exported %lu", (unsigned long)n->exported);
+	cr_expect_eq(n->posts_ok, 5);
+	cr_expect_eq(n->queued, 2, "less than a batch waits for the tick");
+	cr_expect_eq(received, 20);
+	cr_expect_eq(n->dropped[GW_OTLP_DROP_QUEUE_FULL], 0);
+	gw_otlp_free(o);	/* flushes the last 2 */
+	cr_expect_eq(received, 22);
+	evhttp_free(http);
+	event_base_free(base);
 }
