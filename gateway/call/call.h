@@ -73,6 +73,7 @@ size_t gw_call_method_index(struct gw_call *c);			/* row in env->methods */
 const ProtobufCMessage *gw_call_request(struct gw_call *c);	/* decoded request, owned by call */
 const struct gw_tenant_cfg *gw_call_tenant(struct gw_call *c);	/* NULL for unauthenticated methods */
 size_t gw_call_tenant_index(struct gw_call *c);
+unsigned gw_call_perms(struct gw_call *c);			/* the key's enum gw_perm bits; 0 without */
 struct gw_up_account *gw_call_account(struct gw_call *c);	/* the tenant's upstream account */
 int64_t gw_call_time_left_ms(struct gw_call *c);		/* -1 = no deadline */
 const char *gw_call_id(struct gw_call *c);			/* request id for logs */
@@ -125,6 +126,13 @@ size_t gw_call_stream_pending(struct gw_call *c);
  * after cb returns. */
 typedef void (*gw_recv_fn)(struct gw_call *c, const ProtobufCMessage *msg, int bad);
 void gw_call_recv(struct gw_call *c, const ProtobufCMessageDescriptor *desc, gw_recv_fn cb);
+/* The same with a fast path for bulk bytes (UploadVideo): a message that arrives is first shown
+ * to raw, undecoded (bb borrowed, freed by the call); raw returns 1 when it took the message in
+ * cb's place (it then did all cb would have done), or 0 to have it decoded and passed to cb. Not
+ * called for the end of the stream or errors. Saves the whole-message copy and the decoder's. */
+typedef int (*gw_recv_raw_fn)(struct gw_call *c, grpc_byte_buffer *bb);
+void gw_call_recv_raw(struct gw_call *c, const ProtobufCMessageDescriptor *desc, gw_recv_fn cb,
+		      gw_recv_raw_fn raw);
 /* Why the last receive was bad: "malformed message in the stream", "malformed request message"
  * or the broken limit ("name must be a file name: ..."). Valid while the call is alive. */
 const char *gw_call_recv_error(struct gw_call *c);
@@ -203,6 +211,11 @@ struct gw_call_local_args {
 	size_t authlen;
 	const uint8_t *key_sha256;	/* 32 bytes, or NULL */
 	const char *tenant;		/* NULL: any */
+	/* Without auth and key_sha256: the subject CN of the client certificate the caller's TLS
+	 * session verified against tls.client_ca_file (NUL-terminated, at most
+	 * GW_CONFIG_MAX_CERT_CN bytes; copied), which maps to a tenant as a gRPC peer's does
+	 * (tenants[].client_cert); NULL: none. Ignored when a key is given: the key wins. */
+	const char *cert_cn;
 	int64_t deadline_ms;		/* from now; < 0: none (handlers bound upstream transfers by it) */
 	const char *peer;		/* as gw_call_peer() gives it ("ipv4:127.0.0.1:5555", cut to
 					 * GW_CALL_MAX_PEER); NULL: unknown */
@@ -221,7 +234,8 @@ struct gw_call_local_args {
  */
 int gw_call_local(struct gw_env *env, const struct gw_call_local_args *a, struct gw_call **handle);
 /* The client of a running local call (*handle non-NULL) left: the call is cancelled as a gRPC call
- * whose client reset it (its cancel hook runs) and the sink is never called. */
+ * whose client reset it (its cancel hook runs; it ends CANCELLED in the access log and rpc_total,
+ * but is not counted against a gRPC connection as a reset) and the sink is never called. */
 void gw_call_local_abandon(struct gw_call *c);
 
 /* The rpc_* families of /metrics (calls by method and code, latency, refusals), from the counters

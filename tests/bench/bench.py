@@ -1,4 +1,4 @@
-"""Benchmarks of issues 4, 16, 18 and 23 (status cache, batching, WatchStatus, webhooks, replicas,
+"""Benchmarks of issues 4, 16, 18, 21 and 23 (status cache, batching, WatchStatus, webhooks, replicas,
 the REST facade against nginx, upstream requests per job); run through tests/bench/run.
 
 Every process listens on 127.0.0.1 with a kernel-picked port; every wait is bounded. Steps:
@@ -18,8 +18,14 @@ Every process listens on 127.0.0.1 with a kernel-picked port; every wait is boun
      simulator's /status, serving the same JSON (issue 18): same load tool (wrk, else h2load
      --h1), connections and duration, alternating rounds; needs nginx, else skipped; then the
      facade's loop-thread instructions per request under callgrind (tests/bench/callgrind_rest.py)
+  9  UploadVideo speed (issue 21): the a3d client through the gateway vs a direct PUT (curl -T) of
+     the same file to the same storage URL kind, alternating rounds, median of the paired ratios,
+     and the gateway's peak RSS growth over all the rounds' uploads
 Steps 1, 4 and 5f use a fake upstream (this process) that knows every rid as SUCCESS, because the
 simulator holds at most 16384 jobs; steps 2, 3 and the rest of 5 use the simulator.
+Step 10 (issue 21) is tests/bench/sweep.py: upstream GET /status per second against the number of
+polling clients, straight at the simulator or through the gateway. Steps 1 and 10 also write
+$BENCH_OUT/stepN.dat (tests/bench/benchdata.py) for the figures of tests/bench/plot.
 """
 import asyncio
 import base64
@@ -41,6 +47,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 import harness  # noqa: E402  (builds sys.path for the generated stubs)
+import benchdata  # noqa: E402  (the data files of tests/bench/plot)
 import grpc  # noqa: E402
 from harness import jobs_pb2, jobs_pb2_grpc, health_pb2  # noqa: E402
 
@@ -189,8 +196,9 @@ def percentile(sorted_vals, p):
     return sorted_vals[k]
 
 
-def h2load(url, body_path, log_path, auth):
-    """-> (req/s, succeeded, p50 ms, p99 ms). 16 connections x 16 streams, one h2load thread."""
+def h2load(url, body_path, log_path, auth, lats=None):
+    """-> (req/s, succeeded, p50 ms, p99 ms). 16 connections x 16 streams, one h2load thread.
+    lats: a list that gets every answered request's latency in ms, sorted."""
     cmd = (["taskset", "-c", "1"] if shutil.which("taskset") and os.cpu_count() >= 2 else []) + [
            "h2load", "-D", str(H2LOAD_S), "--warm-up-time=500ms", "-c", "16", "-m", "16", "-t", "1",
            "-d", body_path, "-H", "content-type: application/grpc", "-H", "te: trailers",
@@ -208,6 +216,8 @@ def h2load(url, body_path, log_path, auth):
             if len(parts) >= 3 and parts[1] == "200":
                 lat.append(int(parts[2]) / 1000.0)
     lat.sort()
+    if lats is not None:
+        lats.extend(lat)
     return (float(m.group(1)) if m else 0.0, int(s.group(1)) if s else 0,
             percentile(lat, 50), percentile(lat, 99))
 
@@ -259,7 +269,8 @@ def step1(work):
             got = {}
             for k in order:
                 got[k] = h2load(hc_url if k == "hc" else gs_url, hc_body if k == "hc" else gs_body,
-                                os.path.join(work, k + ".log"), True)
+                                os.path.join(work, k + ".log"), True,
+                                lats=got.setdefault(k + " lats", []))
             rounds.append((got["gs"][0] / got["hc"][0] if got["hc"][0] else 0.0, got))
         # For reference: Health without the authorization header (what HPACK and bytes cost).
         hc0 = h2load(hc_url, hc_body, os.path.join(work, "hc0.log"), False)
@@ -277,6 +288,16 @@ def step1(work):
         row(1, "GetStatus / Health ratio, median", "%.2f" % ratio, ">= 0.90", ratio >= 0.9)
         row(1, "Health/Check without auth header", "%.0f req/s, p50 %.2f ms, p99 %.2f ms"
             % (hc0[0], hc0[2], hc0[3]), "info", None)
+        # tests/bench/plot's latency figure: the median round's percentiles, Health as the floor.
+        benchdata.write(1, "cached GetStatus vs Health/Check latency, ms (h2load, median round)",
+                        ("percentile", "health_ms", "getstatus_ms"),
+                        [("p%g" % p, percentile(med["hc lats"], p), percentile(med["gs lats"], p))
+                         for p in (50, 90, 99, 99.9)],
+                        note="h2load as fast as the gateway answers (this round: Health %.0f req/s, "
+                        "GetStatus %.0f req/s), 16 connections x 16 streams, %d s per run, %d "
+                        "alternating rounds%s" % (hc[0], gs[0], H2LOAD_S, H2LOAD_ROUNDS,
+                                                  ", gateway on CPU 0, h2load on CPU 1"
+                                                  if pinned else ""))
         # h2load counts HTTP 200; grpc-status comes in trailers: check the gateway's own count.
         # The gateway's count also holds h2load's warm-up requests, which h2load does not report.
         row(1, "GetStatus answered grpc OK", "%d, for %d HTTP 200s counted by h2load (upstream GETs: %d)"
@@ -284,6 +305,40 @@ def step1(work):
     finally:
         gw.stop()
         fake.stop()
+
+
+# ---- step 10 (issue 21): upstream GET /status per second vs polling clients ----------------------
+SWEEP_CLIENTS = [int(x) for x in os.environ.get("BENCH_SWEEP_CLIENTS", "1,10,50,100,200").split(",")]
+SWEEP_S = float(os.environ.get("BENCH_SWEEP_S", "3"))
+SWEEP_INTERVAL_MS = int(os.environ.get("BENCH_SWEEP_INTERVAL_MS", "500"))
+
+
+def step10(work):
+    """tests/bench/sweep.py: each client polls its own job every SWEEP_INTERVAL_MS, straight at
+    the simulator or through the gateway, SWEEP_S seconds after one TTL of warm-up per point."""
+    import sweep  # noqa: E402
+    res = sweep.measure(work, upload_and_start, SWEEP_CLIENTS, SWEEP_S, SWEEP_INTERVAL_MS / 1000.0,
+                        TTL_MS / 1000.0)
+    rows = []
+    for r in res:
+        d, g = r["direct"], r["gateway"]
+        rate = {k: r[k]["upstream"] / r[k]["secs"] for k in ("direct", "gateway")}
+        rows.append((r["clients"], rate["direct"], rate["gateway"], d["calls_per_s"],
+                     g["calls_per_s"]))
+        row(10, "%d clients polling every %d ms: upstream GET /status per second"
+            % (r["clients"], SWEEP_INTERVAL_MS), "direct %.1f, through the gateway %.1f "
+            "(client calls/s %.1f and %.1f; errors %d and %d)"
+            % (rate["direct"], rate["gateway"], d["calls_per_s"], g["calls_per_s"], d["errors"],
+               g["errors"]), "-", d["errors"] == 0 and g["errors"] == 0)
+    benchdata.write(10, "upstream GET /status per second vs polling clients",
+                    ("clients", "direct_per_s", "gateway_per_s", "direct_calls_per_s",
+                     "gateway_calls_per_s"), rows,
+                    note="each client polls one job every %d ms; %.0f s per point after %d ms "
+                    "warm-up; cache TTL %d ms, batch %d, window %d ms"
+                    % (SWEEP_INTERVAL_MS, SWEEP_S, TTL_MS, TTL_MS, BATCH_MAX, WINDOW_MS))
+
+
+PLOT_STEPS = {10: step10}
 
 
 # ---- step 2 ---------------------------------------------------------------------------------------
@@ -1360,14 +1415,169 @@ def step8_callgrind():
                res["this"]["cookie"][0] / res["base"]["cookie"][0]), "info", None)
 
 
+# ---- step 9 ---------------------------------------------------------------------------------------
+# UploadVideo through the gateway with the a3d client vs a direct PUT (curl -T) of the same file to
+# the same storage (issue 21). Both write into the simulator's storage directory, on tmpfs when
+# there is one (/dev/shm) so that the disk's writeback is in neither figure; each stored object is
+# deleted after its transfer. The file is random bytes behind the fixture's MP4 header, read once
+# before the first round so that both paths read it from the page cache.
+UPLOAD_MIB = int(os.environ.get("BENCH_UPLOAD_MIB", "256"))
+UPLOAD_ROUNDS = int(os.environ.get("BENCH_UPLOAD_ROUNDS", "5"))
+UPLOAD_CHUNK = os.environ.get("BENCH_UPLOAD_CHUNK")     # a3d --chunk-bytes (default: a3d's 1 MiB)
+UPLOAD_LIMIT_S = 60             # one transfer; past it the step fails
+UPLOAD_RATIO_TARGET = 0.9
+UPLOAD_RSS_TARGET_MIB = 32      # peak RSS growth of the gateway over all the rounds' uploads
+UPLOAD_SAMPLE_S = 0.02          # RSS sampling while a3d uploads (VmHWM is the peak as well)
+
+
+def vm_kib(pid, field):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def step9_file(work):
+    path = os.path.join(work, "step9-upload.mp4")
+    size = UPLOAD_MIB << 20
+    block = os.urandom(1 << 20)
+    with open(path, "wb") as f:
+        f.write(open(harness.TINY_MP4, "rb").read())
+        while f.tell() < size:
+            f.write(block[:size - f.tell()])
+    with open(path, "rb") as f:         # into the page cache for both paths
+        while f.read(8 << 20):
+            pass
+    return path, size
+
+
+def step9_run(cmd, env=None, watch_pid=None):
+    """Runs cmd (bounded by UPLOAD_LIMIT_S). -> (wall s, its CPU s, peak VmRSS KiB of watch_pid)."""
+    t0 = time.monotonic()
+    p = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE)
+    peak = 0
+    while True:
+        pid, status, ru = os.wait4(p.pid, os.WNOHANG)
+        if pid:
+            break
+        if time.monotonic() - t0 > UPLOAD_LIMIT_S:
+            p.kill()
+            p.wait()
+            raise RuntimeError("%s: over %d s" % (os.path.basename(cmd[0]), UPLOAD_LIMIT_S))
+        if watch_pid:
+            peak = max(peak, vm_kib(watch_pid, "VmRSS"))
+        time.sleep(UPLOAD_SAMPLE_S)
+    wall = time.monotonic() - t0
+    p.returncode = os.waitstatus_to_exitcode(status)
+    err = p.stderr.read().decode(errors="replace")
+    p.stderr.close()
+    if p.returncode != 0:
+        raise RuntimeError("%s exited %d: %s" % (os.path.basename(cmd[0]), p.returncode, err[-300:]))
+    return wall, ru.ru_utime + ru.ru_stime, peak
+
+
+def step9(work):
+    a3d = os.path.join(harness.BUILD, "a3d")
+    if not os.access(a3d, os.X_OK) or not shutil.which("curl"):
+        row(9, "upload vs direct PUT: skipped", "build/a3d (target a3d) or curl missing", "-", None)
+        return
+    path, size = step9_file(work)
+    mib = size / float(1 << 20)
+    store = tempfile.mkdtemp(prefix="a3d-bench-store-",
+                             dir="/dev/shm" if os.path.isdir("/dev/shm") else work)
+    sim = harness.Sim(work, name="sim-step9",
+                      extra_args=["--storage-dir", store, "--max-upload-bytes", str(size + (1 << 20))])
+    gw = None
+    try:
+        gw = harness.Gateway(work, sim.url, name="gw-step9")
+        env = {"A3D_ADDR": gw.addr, "A3D_API_KEY": KEY, "PATH": os.environ.get("PATH", "/usr/bin")}
+        up = [a3d, "--no-progress", "upload", path] + (
+            ["--chunk-bytes", UPLOAD_CHUNK] if UPLOAD_CHUNK else [])
+        # One small upload first: the channel, the upstream session and curl's connections exist
+        # before the RSS baseline is taken.
+        step9_run([a3d, "--no-progress", "upload", harness.TINY_MP4], env=env)
+        try:    # VmHWM from now on ("5" resets it: proc(5), clear_refs): start-up's peak is not ours
+            with open("/proc/%d/clear_refs" % gw.proc.pid, "w") as f:
+                f.write("5")
+        except OSError:
+            pass
+        rss0 = vm_kib(gw.proc.pid, "VmRSS")
+        cpu_s = lambda pid: sum(int(x) for x in open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1]
+                                .split()[11:13]) / float(os.sysconf("SC_CLK_TCK"))
+        rounds, peak = [], 0
+        print("  step 9: %d rounds of %.0f MiB, a3d messages of %s bytes, storage in %s, load %.2f"
+              % (UPLOAD_ROUNDS, mib, UPLOAD_CHUNK or "1048576", os.path.dirname(store),
+                 os.getloadavg()[0]), flush=True)
+        for i in range(UPLOAD_ROUNDS):
+            load = os.getloadavg()[0]
+            res = {}
+            # Alternating order: neither path always runs first after the other's writeback.
+            for what in (("direct", "a3d") if i % 2 == 0 else ("a3d", "direct")):
+                g0, s0 = cpu_s(gw.proc.pid), cpu_s(sim.proc.pid)
+                if what == "direct":
+                    url = gw.jobs.GetUploadUrl(jobs_pb2.GetUploadUrlRequest(
+                        name="direct-%d.mp4" % i, resumable=False), timeout=5, metadata=gw.md()).url
+                    wall, cli, _ = step9_run(["curl", "-sS", "-f", "-o", "/dev/null", "-T", path,
+                                              url])
+                else:
+                    wall, cli, pk = step9_run(up + ["--name", "a3d-%d.mp4" % i], env=env,
+                                              watch_pid=gw.proc.pid)
+                    peak = max(peak, pk, vm_kib(gw.proc.pid, "VmHWM"))
+                res[what] = (wall, cpu_s(gw.proc.pid) - g0, cpu_s(sim.proc.pid) - s0, cli)
+                for f in os.listdir(store):
+                    os.unlink(os.path.join(store, f))
+            d, a = res["direct"][0], res["a3d"][0]
+            rounds.append((d, a, d / a, load, res["a3d"][1], res["direct"][2], res["a3d"][2],
+                           res["direct"][3], res["a3d"][3]))
+            print("  step 9 round %d (load %.2f): direct %.3f s %.0f MiB/s, a3d %.3f s %.0f MiB/s, "
+                  "ratio %.2f; CPU s: curl %.2f + sim %.2f | a3d %.2f + gateway %.2f + sim %.2f; "
+                  "gateway peak RSS +%.1f MiB"
+                  % (i + 1, load, d, mib / d, a, mib / a, d / a, res["direct"][3], res["direct"][2],
+                     res["a3d"][3], res["a3d"][1], res["a3d"][2], (peak - rss0) / 1024.0), flush=True)
+        growth = (peak - rss0) / 1024.0
+    finally:
+        if gw:
+            gw.stop()
+        sim.stop()
+        shutil.rmtree(store, ignore_errors=True)
+    med = lambda xs: sorted(xs)[len(xs) // 2] if len(xs) % 2 else sum(sorted(xs)[len(xs) // 2 - 1:len(xs) // 2 + 1]) / 2.0
+    d, a, ratio = med([r[0] for r in rounds]), med([r[1] for r in rounds]), med([r[2] for r in rounds])
+    loads = [r[3] for r in rounds]
+    row(9, "direct PUT of %.0f MiB (curl -T, signed URL), median of %d" % (mib, len(rounds)),
+        "%.3f s, %.0f MiB/s" % (d, mib / d), "-", None)
+    row(9, "a3d upload of the same file through the gateway, median of %d" % len(rounds),
+        "%.3f s, %.0f MiB/s; CPU s per upload: a3d %.2f + gateway %.2f + sim %.2f (direct: curl "
+        "%.2f + sim %.2f)" % (a, mib / a, med([r[8] for r in rounds]), med([r[4] for r in rounds]),
+                              med([r[6] for r in rounds]), med([r[7] for r in rounds]),
+                              med([r[5] for r in rounds])), "-", None)
+    row(9, "upload / direct PUT speed, median of %d paired rounds (load %.1f-%.1f)"
+        % (len(rounds), min(loads), max(loads)),
+        "%.2f (rounds %s)" % (ratio, " ".join("%.2f" % r[2] for r in rounds)),
+        ">= %.1f" % UPLOAD_RATIO_TARGET, ratio >= UPLOAD_RATIO_TARGET)
+    row(9, "gateway peak RSS growth over %.0f MiB uploaded" % (mib * len(rounds)),
+        "%.1f MiB" % growth, "< %d MiB" % UPLOAD_RSS_TARGET_MIB, growth < UPLOAD_RSS_TARGET_MIB)
+    # tests/bench/plot draws it (docs/img/bench-upload.svg): the first row is the reference bar.
+    benchdata.write(9, "UploadVideo throughput vs a direct PUT, MiB/s (median of %d paired rounds)"
+                    % len(rounds), ("what", "mib_per_s"),
+                    [("direct PUT (curl -T)", mib / d), ("UploadVideo (a3d via the gateway)", mib / a)],
+                    note="%.0f MiB file, rounds' ratios %s, load %.1f-%.1f"
+                    % (mib, " ".join("%.2f" % r[2] for r in rounds), min(loads), max(loads)))
+
+
 def main(argv):
-    steps = [int(a) for a in argv] or [1, 2, 3, 4, 5, 6, 7, 8]
+    steps = [int(a) for a in argv] or [1, 2, 3, 4, 5, 6, 7, 8, 9]
     work = tempfile.mkdtemp(prefix="a3d-bench-")
     os.environ[harness.SECRET_ENV] = harness.CLIENT_SECRET
     print("bench: build %s, work %s, TTL %d ms, batch %d, window %d ms"
           % (harness.BUILD, work, TTL_MS, BATCH_MAX, WINDOW_MS), flush=True)
-    fns = {1: step1, 2: step2, 3: step3, 4: step4, 5: step5, 6: step6, 7: step7, 8: step8}
+    fns = {1: step1, 2: step2, 3: step3, 4: step4, 5: step5, 6: step6, 7: step7, 8: step8,
+           9: step9}
     failed = False
+    # Steps that measure only for tests/bench/plot's figures run by default too.
+    fns.update(PLOT_STEPS)
+    steps = steps if argv else steps + sorted(PLOT_STEPS)
     try:
         for s in steps:
             t0 = time.monotonic()

@@ -572,6 +572,12 @@ def main():
             c.check("live gateway: /metrics scraped after a job ended FAILURE 101 (no credits)",
                     "animate3d_gateway_job_outcomes_total" in families
                     and 'error="101"' in live.metrics_text, sorted(families)[:5])
+            c.check("live gateway: the balance poller filled the credit and minutes gauges",
+                    re.search(r'^animate3d_gateway_upstream_credit_balance\{account="sim"\} 0$',
+                              live.metrics_text, re.M)
+                    and re.search(r'^animate3d_gateway_upstream_minutes_balance\{account="sim"\} ',
+                                  live.metrics_text, re.M),
+                    [x for x in live.metrics_text.splitlines() if "balance" in x])
             chart_monitoring.check_monitoring(c, chart, args.promql_modules, families)
             chart_hygiene.check_test_pod(c, chart, live)
         finally:
@@ -1096,6 +1102,13 @@ def main():
     for what, values, sets, needle in (
             ("a plain API key instead of its sha256", tenants(key=canary), [], "sha256"),
             ("a malformed sha256", tenants(sha256=canary), [], "sha256"),
+            ("a budget without minutes_per_month", chart.values_file({"config": {"tenants": [{
+                "name": "team-a", "account": "main", "budget": {"hard": True},
+                "keys": [{"sha256": key_a, "permissions": ["read"]}]}]}}), [], "minutes_per_month"),
+            ("a budget window that is no window", chart.values_file({"config": {"tenants": [{
+                "name": "team-a", "account": "main",
+                "budget": {"minutes_per_month": 5, "window": "week"},
+                "keys": [{"sha256": key_a, "permissions": ["read"]}]}]}}), [], "window"),
             ("an inline client_secret", accounts(client_secret=canary), [], "inline"),
             ("tls.enabled without tls.secretName", None, ["tls.enabled=true"], "tls.secretName"),
             ("an unknown secrets.delivery", None, ["secrets.delivery=symlink"], "delivery"),
