@@ -19,6 +19,7 @@
 #include "gateway/config/config.h"
 #include "gateway/base/fdlimit.h"
 #include "gateway/base/log.h"
+#include "gateway/base/otlp.h"
 #include "gateway/server.h"
 #include "gateway/svc/webhook_token.h"
 #include "gateway/usage_csv.h"
@@ -44,7 +45,7 @@ static void main_usage(FILE *f)
 
 /* Loads the configuration or prints every error line; NULL on failure. */
 /* --check-config also reads every secret file (the accounts', the PostgreSQL and Redis passwords',
- * the Redis seal key) and the webhook path token's, with the same rules as start-up (owner-only
+ * the Redis seal key), the webhook path token's and the OTLP headers file, with the same rules as start-up (owner-only
  * mode, size, the seal key's form), so a config it calls OK is one the daemon will run. Environment
  * variables are not checked: the checking shell rarely has the daemon's environment. It never
  * connects to PostgreSQL or Redis. */
@@ -101,6 +102,14 @@ static int main_check_secret_files(const struct gw_config *cfg)
 			rc = -1;
 		}
 		explicit_bzero(key, sizeof key);
+	}
+	if (cfg->otlp.endpoint && cfg->otlp.headers_file) {
+		char err[256];
+
+		if (gw_otlp_check_headers(cfg->otlp.headers_file, err, sizeof err) != 0) {
+			fprintf(stderr, "%s:%d: %s\n", cfg->path, cfg->otlp.line, err);
+			rc = -1;
+		}
 	}
 	if (cfg->webhooks.path_token_file) {
 		char token[GW_WEBHOOK_TOKEN_MAX + 1], err[256];

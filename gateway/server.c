@@ -26,6 +26,7 @@
 #include "gateway/base/log.h"
 #include "gateway/base/memguard.h"
 #include "gateway/base/metrics.h"
+#include "gateway/base/otlp.h"
 #include "gateway/call/admit.h"
 #include "gateway/call/svc.h"
 #include "gateway/cluster/climit.h"
@@ -230,6 +231,14 @@ static void server_warn_restart_only(const struct gw_config *a, const struct gw_
 		if (!server_str_eq(x[i], y[i]))
 			gw_log(GW_LOG_WARN, "reload", GW_LS("key", names[i]),
 			       GW_LS("msg", "changed: takes effect at the next restart"), GW_LEND);
+	/* The span exporter is built once, at start (server_otlp_new). */
+	if (!server_str_eq(a->otlp.endpoint, b->otlp.endpoint) ||
+	    !server_str_eq(a->otlp.headers_file, b->otlp.headers_file) ||
+	    !server_str_eq(a->otlp.service_name, b->otlp.service_name) ||
+	    a->otlp.batch_max != b->otlp.batch_max || a->otlp.queue_max != b->otlp.queue_max ||
+	    a->otlp.flush_ms != b->otlp.flush_ms || a->otlp.timeout_ms != b->otlp.timeout_ms)
+		gw_log(GW_LOG_WARN, "reload", GW_LS("key", "otlp"),
+		       GW_LS("msg", "changed: takes effect at the next restart"), GW_LEND);
 }
 
 static void server_apply_log_level(const struct gw_config *cfg)
@@ -940,6 +949,37 @@ static void server_services_free(struct gw_server *srv)
 	env->nsvcs = 0;
 }
 
+/* Span export (otlp:, gateway/base/otlp.h), when configured; before the modules that end spans. */
+static int server_otlp_new(struct gw_server *srv, char *err, size_t errlen)
+{
+	struct gw_env *env = &srv->env;
+	const struct gw_config *cfg = env->boot_cfg;
+
+	if (!cfg->otlp.endpoint)
+		return 0;
+	env->otlp = gw_otlp_new(env->base,
+				&(struct gw_otlp_opts){ .endpoint = cfg->otlp.endpoint,
+							.headers_file = cfg->otlp.headers_file,
+							.service_name = cfg->otlp.service_name,
+							.instance = env->instance,
+							.batch_max = cfg->otlp.batch_max,
+							.queue_max = cfg->otlp.queue_max,
+							.flush_ms = cfg->otlp.flush_ms,
+							.timeout_ms = cfg->otlp.timeout_ms },
+				err, errlen);
+	if (!env->otlp)
+		return -1;
+	if (gw_metrics_register(&env->metrics_reg, gw_otlp_render_metrics, env->otlp) != 0) {
+		snprintf(err, errlen, "cannot register the OTLP metrics");
+		return -1;
+	}
+	gw_log(GW_LOG_INFO, "otlp", GW_LS("msg", "span export on"),
+	       GW_LN("batch_max", (long long)cfg->otlp.batch_max),
+	       GW_LN("queue_max", (long long)cfg->otlp.queue_max),
+	       GW_LN("flush_ms", cfg->otlp.flush_ms), GW_LEND);
+	return 0;
+}
+
 struct gw_server *gw_server_new(struct gw_config *cfg, const char *config_path, long grace_ms,
 				char *err, size_t errlen)
 {
@@ -983,8 +1023,10 @@ struct gw_server *gw_server_new(struct gw_config *cfg, const char *config_path, 
 		goto out;
 	if (server_redis_new(srv, err, errlen))
 		goto out;
+	if (server_otlp_new(srv, err, errlen))
+		goto out;
 	env->up = gw_up_new(&(struct gw_up_env){ env->base, &env->cfg, &env->metrics,
-						  &env->metrics_reg, &env->reload });
+						  &env->metrics_reg, &env->reload, env->otlp });
 	if (!env->up) {
 		snprintf(err, errlen, "cannot start the upstream HTTP client");
 		goto out;
@@ -994,7 +1036,7 @@ struct gw_server *gw_server_new(struct gw_config *cfg, const char *config_path, 
 	/* The sessions copy the seal key; this copy is wiped at once. */
 	env->accounts = gw_session_accounts_new(
 		&(struct gw_session_env){ env->base, env->up, &env->cfg, &env->metrics_reg, env->redis,
-					  env->redis ? seal_key : NULL, env->instance },
+					  env->redis ? seal_key : NULL, env->instance, env->otlp },
 		env->boot_cfg, &env->naccounts, err, errlen);
 	explicit_bzero(seal_key, sizeof seal_key);
 	if (!env->accounts)
@@ -1196,6 +1238,12 @@ void gw_server_free(struct gw_server *srv)
 		event_del(srv->ev_housekeeping);
 	server_store_settle(srv);
 	server_redis_settle(srv);
+	/* After the last span (calls, upstream attempts, logins): the last batches go out. */
+	if (env->otlp) {
+		gw_metrics_unregister(&env->metrics_reg, gw_otlp_render_metrics, env->otlp);
+		gw_otlp_free(env->otlp);
+		env->otlp = NULL;
+	}
 	/* After the last call: waiters are gone; keys still PENDING stay for the next process. */
 	gw_owner_free(env->owner);
 	gw_store_close(env->store);

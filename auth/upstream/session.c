@@ -17,6 +17,7 @@
 #include "gateway/base/log.h"
 #include "gateway/base/retry.h"
 #include "gateway/base/metrics.h"
+#include "gateway/base/otlp.h"
 #include "gateway/cluster/redis.h"
 #include "gateway/upstream/upstream.h"
 
@@ -43,6 +44,7 @@ struct gw_sessions {
 	unsigned ss_inflight;
 	int dead;
 	int subscribed;			/* to <prefix>session: logins wake the waiters */
+	struct gw_trace_rng trace_rng;	/* the logins' trace and span ids (span export only) */
 	struct gw_account_rt a[];
 };
 
@@ -194,6 +196,15 @@ static int session_login(struct gw_account_rt *a, int refresh)
 	rq.headers[0] = a->auth_header;
 	rq.timeout_ms = SESSION_LOGIN_TIMEOUT_MS;
 	rq.route = "GET /session/auth";
+	if (a->all->env.otlp) {
+		static const struct gw_trace_in none;
+
+		/* A new trace, sampled: exported spans are those of sampled traces (otlp.h). */
+		gw_trace_begin(&a->login_trace, &a->all->trace_rng, &none);
+		a->login_trace.flags |= GW_TRACE_SAMPLED;
+		a->login_start_us = gw_clock_now_us();
+		rq.trace = &a->login_trace;
+	}
 	a->login = gw_up_start(a->all->env.up, NULL, &rq, session_login_done, a);
 	if (!a->login) {
 		session_set_error(a, "cannot start the upstream login");
@@ -209,10 +220,34 @@ out:
 	return rc;
 }
 
+/* Ends the login's span (export on, a login started): its attempts are its children, exported
+ * by the engine. */
+static void session_login_span(struct gw_account_rt *a, int ok)
+{
+	struct gw_otlp_span_in s = {
+		.trace = &a->login_trace,
+		.name = "upstream login",
+		.kind = GW_OTLP_INTERNAL,
+		.start_us = a->login_start_us,
+		.end_us = gw_clock_now_us(),
+		.status = ok ? GW_OTLP_OK : GW_OTLP_ERROR,
+		.status_msg = ok ? NULL : a->last_error,
+		.attrs = { { "upstream.account", a->name, 0 },
+			   { "animate3d.session.generation", NULL, (long long)a->generation } },
+		.nattrs = 2,
+	};
+
+	if (!a->all->env.otlp || !a->login_start_us)
+		return;
+	gw_otlp_span_end(a->all->env.otlp, &s);
+	a->login_start_us = 0;
+}
+
 static void session_login_failed(struct gw_account_rt *a, int rejected)
 {
 	int64_t delay;
 
+	session_login_span(a, 0);
 	session_ss_unlock(a);
 	a->n.failures++;
 	a->fail_streak++;
@@ -289,6 +324,7 @@ static void session_login_done(void *arg, const struct gw_up_response *res)
 	gw_log(GW_LOG_INFO, "upstream_login", GW_LS("account", a->name),
 	       GW_LN("generation", (long long)a->generation),
 	       GW_LN("lifetime_s", lifetime_ms / 1000), GW_LEND);
+	session_login_span(a, 1);
 	session_release(a, a->cookie, NULL);
 }
 

@@ -77,6 +77,8 @@ struct gw_session_env {
 	const uint8_t *seal_key;		/* GW_SEAL_KEY_LEN bytes, copied (the caller wipes its
 						 * own); NULL = no sharing */
 	const char *instance;			/* this replica's id: the lock's value (NULL: "gateway") */
+	struct gw_otlp *otlp;			/* each login is a span here, the root of its own trace,
+						 * its attempts its children (issue 20); NULL: off */
 };
 
 struct gw_session_counters {
@@ -111,6 +113,10 @@ struct gw_account_rt {
 	uint64_t rng;			/* jitter; xorshift64 state */
 	struct gw_session_counters n;
 	struct gw_ss_acct ss;		/* the shared session's state (shared mode only) */
+	/* Issue 20, with span export on: the login in flight as a span (a root of its own: it
+	 * serves every caller waiting, none of them caused it) and when it started. */
+	struct gw_trace login_trace;
+	int64_t login_start_us;
 };
 
 /*

@@ -30,6 +30,7 @@
 #include "gateway/base/log.h"
 #include "gateway/api/validate.h"
 #include "gateway/base/lograte.h"
+#include "gateway/base/otlp.h"
 #include "gateway/base/trace.h"
 #include "gateway/call/admit.h"
 #include "gateway/call/env.h"
@@ -629,6 +630,42 @@ out:
 	return rc;
 }
 
+/* The call as a SERVER span (span export on), named by its method path; a call to an unknown
+ * method is "unknown method" (the caller's path is not a bounded name). Errors are the codes
+ * OpenTelemetry's gRPC conventions count as the server's fault. */
+static void call_otlp_span(struct gw_call *c, int64_t end_us)
+{
+	const char *path = c->m ? c->m->path : NULL;
+	const char *slash = path ? strrchr(path, '/') : NULL;
+	char svc[GW_OTLP_STR_MAX + 1] = "";
+	int server_fault = c->status == GRPC_STATUS_UNKNOWN ||
+			   c->status == GRPC_STATUS_DEADLINE_EXCEEDED ||
+			   c->status == GRPC_STATUS_UNIMPLEMENTED || c->status == GRPC_STATUS_INTERNAL ||
+			   c->status == GRPC_STATUS_UNAVAILABLE || c->status == GRPC_STATUS_DATA_LOSS;
+	struct gw_otlp_span_in s = {
+		.trace = &c->trace,
+		.name = path ? path + 1 : "unknown method",
+		.kind = GW_OTLP_SERVER,
+		.start_us = c->start_us,
+		.end_us = end_us,
+		.status = server_fault ? GW_OTLP_ERROR : GW_OTLP_UNSET,
+		.status_msg = server_fault ? c->status_msg : NULL,
+		.attrs = { { "rpc.system", "grpc", 0 },
+			   { "rpc.grpc.status_code", NULL, (long long)c->status } },
+		.nattrs = 2,
+	};
+
+	if (path && slash && slash > path) {
+		snprintf(svc, sizeof svc, "%.*s", (int)(slash - path - 1), path + 1);
+		s.attrs[s.nattrs++] = (struct gw_otlp_attr){ "rpc.service", svc, 0 };
+		s.attrs[s.nattrs++] = (struct gw_otlp_attr){ "rpc.method", slash + 1, 0 };
+	}
+	if (c->tenant)
+		s.attrs[s.nattrs++] = (struct gw_otlp_attr){ "tenant", c->tenant->name, 0 };
+	s.attrs[s.nattrs++] = (struct gw_otlp_attr){ "animate3d.request_id", c->trace.request_id, 0 };
+	gw_otlp_span_end(c->env->otlp, &s);
+}
+
 static void call_log_access(struct gw_call *c)
 {
 	int64_t latency = gw_clock_now_us() - c->start_us;
@@ -644,6 +681,8 @@ static void call_log_access(struct gw_call *c)
 		st->rpc_other_method++;
 	if (c->m)
 		gw_metrics_rpc(&c->env->metrics, c->midx, latency);
+	if (c->env->otlp)
+		call_otlp_span(c, c->start_us + latency);
 	/* Calls without a tenant (no or a wrong key, unknown method) come at whatever rate anyone
 	 * sends them: a rapid-reset flood made one line each, and writing them kept the loop from
 	 * draining the flood. Counted above all the same; the next line written says how many
@@ -813,6 +852,14 @@ static void call_trace_count(struct gw_stats *st, unsigned bad)
 		st->trace_bad_state++;
 }
 
+/* With span export on, a trace the gateway starts is sampled (its spans are exported, and the
+ * traceparent it answers and sends upstream says so); a caller's own decision stands. */
+static void call_trace_sample(struct gw_call *c)
+{
+	if (c->env->otlp && !c->trace.parent_id[0])
+		c->trace.flags |= GW_TRACE_SAMPLED;
+}
+
 /* A local call's trace, from the header values its caller passed (gw_call_local_args). Its
  * tracestate is copied: upstream requests of the call may start after the caller's request. */
 static void call_trace_begin_local(struct gw_call *c)
@@ -843,6 +890,7 @@ static void call_trace_begin_local(struct gw_call *c)
 	if (c->trace.state && c->trace.state != c->state_buf)
 		c->trace.state = NULL;	/* not copied (out of memory): not passed on */
 	call_trace_count(&c->env->stats, bad);
+	call_trace_sample(c);
 }
 
 /*
@@ -906,6 +954,7 @@ static void call_trace_begin(struct gw_call *c)
 	}
 	bad = gw_trace_begin(&c->trace, &c->env->trace_rng, &in);
 	call_trace_count(st, bad);
+	call_trace_sample(c);
 }
 
 /* Finishes c RESOURCE_EXHAUSTED: a retry delay of wait ms, or (-1) its cost above the burst. */

@@ -38,6 +38,7 @@ struct gw_store;
 struct gw_owner;
 struct gw_admit;
 struct gw_climit;
+struct gw_otlp;
 
 /* One configuration generation; refcounted, see above. */
 struct gw_gen {
@@ -87,6 +88,7 @@ struct gw_env {
 	struct gw_admit *admit;			/* tenants' token buckets (gateway/call/admit.h) */
 	struct gw_connguard *connguard;		/* per-connection reset limit (gateway/base/
 						 * connguard.h); NULL: none */
+	struct gw_otlp *otlp;			/* span export (gateway/base/otlp.h); NULL: off */
 
 	/* Counters and metrics, written on the loop. */
 	struct gw_stats stats;

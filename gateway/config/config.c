@@ -463,6 +463,9 @@ void gw_config_free(struct gw_config *cfg)
 	free(cfg->webhooks.path_prefix);
 	free(cfg->webhooks.public_url);
 	free(cfg->webhooks.path_token_file);
+	free(cfg->otlp.endpoint);
+	free(cfg->otlp.headers_file);
+	free(cfg->otlp.service_name);
 	free(cfg);
 }
 

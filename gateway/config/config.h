@@ -455,6 +455,18 @@ struct gw_config {
 	struct {
 		int measure_all;
 	} usage;
+	/* otlp: span export to an OpenTelemetry collector (gateway/base/otlp.h); endpoint NULL =
+	 * off. Read at start: a reload keeps the exporter that runs (restart to change it). */
+	struct {
+		char *endpoint;			/* http(s) URL, no credentials, query or fragment */
+		char *headers_file;		/* "Name: value" lines sent with each POST, or NULL */
+		char *service_name;		/* resource service.name; NULL = "animate3d-gateway" */
+		unsigned batch_max;		/* spans per POST, 1..8192, default 512 */
+		unsigned queue_max;		/* spans waiting, batch_max..1000000, default 4096 */
+		long flush_ms;			/* a batch at least this often, default 2000 */
+		long timeout_ms;		/* one POST, connect included, default 5000 */
+		int line;			/* of the otlp: key, 0 when absent */
+	} otlp;
 	struct gw_process_cfg process;
 	struct gw_http_cfg http;
 	struct gw_rest_cfg rest;

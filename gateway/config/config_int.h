@@ -32,8 +32,7 @@ enum { GW_CFG_TOP_LISTEN, GW_CFG_TOP_TLS, GW_CFG_TOP_LOG, GW_CFG_TOP_STATE, GW_C
        GW_CFG_TOP_WEBHOOKS, GW_CFG_TOP_RATE, GW_CFG_TOP_UPLOADS, GW_CFG_TOP_WATCH,
        GW_CFG_TOP_PROCESS, GW_CFG_TOP_HTTP, GW_CFG_TOP_GRPC, GW_CFG_TOP_CLUSTER,
        GW_CFG_TOP_REDIS, GW_CFG_TOP_REST, GW_CFG_TOP_FOLLOWER, GW_CFG_TOP_BALANCE,
-       GW_CFG_TOP_USAGE,
-       GW_CFG_TOP_NKEYS };
+       GW_CFG_TOP_USAGE, GW_CFG_TOP_OTLP, GW_CFG_TOP_NKEYS };
 
 /* ---- config_node.c: node readers. path names the field in messages ("tenants[1].name"). A reader
  * that fails has added an error and returns -1 (NULL); it returns 0 and sets *out otherwise. ---- */
@@ -102,6 +101,12 @@ int gw_cfg_env_name_ok(const char *s);
 void gw_cfg_redis(struct gw_cfg_parse *p, yaml_node_t *n);
 /* redis needs state.postgres; rkey (the redis: key) names the line. */
 void gw_cfg_redis_check(struct gw_cfg_parse *p, yaml_node_t *rkey);
+
+/* ---- config_otlp.c: otlp ---- */
+
+/* otlp: at n (endpoint, headers_file, service_name, batch_max, queue_max, flush_ms, timeout_ms)
+ * into p->cfg->otlp, defaults filled; endpoint stays NULL when the section has an error. */
+void gw_cfg_otlp(struct gw_cfg_parse *p, yaml_node_t *n);
 
 /* ---- config_tenants.c: the lists, allocated into p->cfg (freed by gw_config_free) ---- */
 

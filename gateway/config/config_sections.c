@@ -499,7 +499,7 @@ int gw_cfg_root(struct gw_cfg_parse *p, yaml_node_t *root, yaml_node_t **top, ya
 						     "cache", "limits", "accounts", "tenants",
 						     "webhooks", "rate", "uploads", "watch", "process",
 						     "http", "grpc", "cluster", "redis", "rest", "follower",
-						     "balance", "usage" };
+						     "balance", "usage", "otlp" };
 
 	if (!root || root->type != YAML_MAPPING_NODE) {
 		GW_CFG_ERR(p, root, "the configuration must be a mapping (listen:, accounts:, tenants:, ...)");
@@ -550,5 +550,7 @@ int gw_cfg_root(struct gw_cfg_parse *p, yaml_node_t *root, yaml_node_t **top, ya
 		cfg_balance(p, top[GW_CFG_TOP_BALANCE]);
 	if (top[GW_CFG_TOP_USAGE])
 		cfg_usage(p, top[GW_CFG_TOP_USAGE]);
+	if (top[GW_CFG_TOP_OTLP])
+		gw_cfg_otlp(p, top[GW_CFG_TOP_OTLP]);
 	return 0;
 }

@@ -21,6 +21,7 @@
 #include "gateway/base/log.h"
 #include "gateway/base/metrics.h"
 #include "gateway/base/notify.h"
+#include "gateway/base/otlp.h"
 
 #define UP_URL_MAX 8192			/* base_url + path, or a signed URL */
 #define UP_HEADER_MAX 8192		/* one captured response header value */
@@ -318,6 +319,36 @@ static void up_on_retry(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/* An attempt made for a call (or a login) is a CLIENT span, a child of the call's: named by its
+ * route template, never by its URL (rids, signed queries). */
+static void up_otlp_span(struct gw_up_call *c, CURLcode rc, long status, int64_t end_us)
+{
+	const char *route = c->route ? c->route : "other";
+	const char *tmpl = strchr(route, ' ');
+	struct gw_otlp_span_in s = {
+		.trace = &c->span,
+		.name = route,
+		.kind = GW_OTLP_CLIENT,
+		.start_us = c->started_us,
+		.end_us = end_us,
+		.status = rc != CURLE_OK || status >= 400 ? GW_OTLP_ERROR : GW_OTLP_UNSET,
+		.status_msg = rc != CURLE_OK ? curl_easy_strerror(rc) : NULL,
+		.attrs = { { "http.request.method", c->method, 0 } },
+		.nattrs = 1,
+	};
+
+	if (tmpl && tmpl[1] == '/')
+		s.attrs[s.nattrs++] = (struct gw_otlp_attr){ "url.template", tmpl + 1, 0 };
+	if (rc == CURLE_OK)
+		s.attrs[s.nattrs++] = (struct gw_otlp_attr){ "http.response.status_code", NULL, status };
+	if (c->attempts > 1)
+		s.attrs[s.nattrs++] = (struct gw_otlp_attr){ "http.request.resend_count", NULL,
+							     (long long)c->attempts - 1 };
+	if (c->acct)
+		s.attrs[s.nattrs++] = (struct gw_otlp_attr){ "upstream.account", c->acct->name, 0 };
+	gw_otlp_span_end(c->up->env.otlp, &s);
+}
+
 static void up_transfer_done(struct gw_up_call *c, CURLcode rc)
 {
 	struct gw_upstream *up = c->up;
@@ -333,6 +364,8 @@ static void up_transfer_done(struct gw_up_call *c, CURLcode rc)
 	if (up->env.metrics)
 		gw_metrics_upstream(up->env.metrics, c->route, rc == CURLE_OK ? status : 0,
 				    latency_us);
+	if (c->traced && up->env.otlp)
+		up_otlp_span(c, rc, rc == CURLE_OK ? status : 0, c->started_us + latency_us);
 	/* One line per attempt. The route is the documented template: never the URL (rids,
 	 * signed queries). Logins carry no account here; their route says what they are. An
 	 * attempt made for a call names the call's request id and trace, and its own span. */

@@ -36,6 +36,7 @@ struct gw_config;
 struct gw_metrics;
 struct gw_metrics_reg;
 struct gw_notify;
+struct gw_otlp;
 struct gw_up_call;
 
 /*
@@ -78,6 +79,8 @@ struct gw_up_env {
 	struct gw_metrics *metrics;		/* answers by route (gateway/base/metrics.h) */
 	struct gw_metrics_reg *metrics_reg;	/* the engine registers its renderer here */
 	struct gw_notify *reload;		/* account caps are re-applied on it */
+	struct gw_otlp *otlp;			/* traced attempts end a CLIENT span here (issue 20,
+						 * gateway/base/otlp.h); NULL: export off */
 };
 
 struct gw_up_request {

@@ -276,6 +276,28 @@ static const struct bad_case bad_cases[] = {
 	{ "follower:\n  poll_interval_ms: 5000\n  max_poll_interval_ms: 1000\n" BASE, 1,
 	  "follower.max_poll_interval_ms must be >= follower.poll_interval_ms" },
 	{ "follower:\n  every: 5\n" BASE, 2, "unknown key \"every\"" },
+	/* otlp (issue 20) */
+	{ "otlp:\n  batch_max: 5\n" BASE, 2,
+	  "otlp.endpoint is required, e.g. http://127.0.0.1:4318/v1/traces" },
+	{ "otlp:\n  endpoint: ftp://127.0.0.1:4318/v1/traces\n" BASE, 2,
+	  "otlp.endpoint must be an http:// or https:// URL without credentials, query or fragment, "
+	  "e.g. http://127.0.0.1:4318/v1/traces" },
+	{ "otlp:\n  endpoint: http://u:s3cr3t@127.0.0.1:4318/v1/traces\n" BASE, 2,
+	  "otlp.endpoint must be an http:// or https:// URL without credentials, query or fragment, "
+	  "e.g. http://127.0.0.1:4318/v1/traces" },
+	{ "otlp:\n  endpoint: http://127.0.0.1:4318/v1/traces?token=s3cr3t\n" BASE, 2,
+	  "otlp.endpoint must be an http:// or https:// URL without credentials, query or fragment, "
+	  "e.g. http://127.0.0.1:4318/v1/traces" },
+	{ "otlp:\n  endpoint: http://127.0.0.1:4318/v1/traces\n  batch_max: 0\n" BASE, 3,
+	  "otlp.batch_max must be > 0" },
+	{ "otlp:\n  endpoint: http://127.0.0.1:4318/v1/traces\n  batch_max: 100\n  queue_max: 50\n"
+	  BASE, 4, "otlp.queue_max must be >= otlp.batch_max (100)" },
+	{ "otlp:\n  endpoint: http://127.0.0.1:4318/v1/traces\n  batch_max: 5000\n" BASE, 3,
+	  "otlp.queue_max must be >= otlp.batch_max (5000)" },
+	{ "otlp:\n  endpoint: http://127.0.0.1:4318/v1/traces\n  flush_ms: 5\n" BASE, 3,
+	  "otlp.flush_ms must be >= 10" },
+	{ "otlp:\n  endpoint: http://127.0.0.1:4318/v1/traces\n  timeout: 5\n" BASE, 3,
+	  "unknown key \"timeout\"" },
 	/* balance (issues 20 and 22) */
 	{ "balance:\n  poll_s: -1\n" BASE, 2, "balance.poll_s must be >= 0" },
 	{ "balance:\n  poll_s: 86401\n" BASE, 2, "balance.poll_s must be <= 86400" },
@@ -1596,5 +1618,51 @@ Test(config, tenant_budget_is_read)
 	cr_expect_eq(cfg->tenants[1].budget.count_failed, 1);
 	cr_expect_eq(cfg->tenants[1].budget.window, GW_BUDGET_WINDOW_ROLLING_30D);
 	cr_expect_eq(cfg->tenants[2].budget.enabled, 0);
+	gw_config_free(cfg);
+}
+
+Test(config, otlp_section_is_read)
+{
+	static const char full[] = "otlp:\n"
+				   "  endpoint: https://10.0.0.9:4318/v1/traces\n"
+				   "  headers_file: /var/run/secrets/otlp/headers\n"
+				   "  service_name: a3d-prod\n"
+				   "  batch_max: 100\n"
+				   "  queue_max: 1000\n"
+				   "  flush_ms: 500\n"
+				   "  timeout_ms: 3000\n" BASE;
+	static const char dflt[] = "otlp:\n  endpoint: http://127.0.0.1:4318/v1/traces\n" BASE;
+	struct gw_errors errs = { 0 };
+	struct gw_config *cfg = NULL;
+	char path[512];
+
+	cr_assert_eq(load_text(full, path, sizeof(path), &cfg, &errs), 0, "%s",
+		     errs.n ? errs.msg[0] : "-");
+	cr_expect_str_eq(cfg->otlp.endpoint, "https://10.0.0.9:4318/v1/traces");
+	cr_expect_str_eq(cfg->otlp.headers_file, "/var/run/secrets/otlp/headers");
+	cr_expect_str_eq(cfg->otlp.service_name, "a3d-prod");
+	cr_expect_eq(cfg->otlp.batch_max, 100);
+	cr_expect_eq(cfg->otlp.queue_max, 1000);
+	cr_expect_eq(cfg->otlp.flush_ms, 500);
+	cr_expect_eq(cfg->otlp.timeout_ms, 3000);
+	cr_expect_eq(cfg->otlp.line, 2);
+	gw_config_free(cfg);
+	cfg = NULL;
+
+	cr_assert_eq(load_text(dflt, path, sizeof(path), &cfg, &errs), 0, "%s",
+		     errs.n ? errs.msg[0] : "-");
+	cr_expect_null(cfg->otlp.headers_file);
+	cr_expect_null(cfg->otlp.service_name);
+	cr_expect_eq(cfg->otlp.batch_max, 512);
+	cr_expect_eq(cfg->otlp.queue_max, 4096);
+	cr_expect_eq(cfg->otlp.flush_ms, 2000);
+	cr_expect_eq(cfg->otlp.timeout_ms, 5000);
+	gw_config_free(cfg);
+	cfg = NULL;
+
+	/* Absent: export off. */
+	cr_assert_eq(load_text(BASE, path, sizeof(path), &cfg, &errs), 0, "%s",
+		     errs.n ? errs.msg[0] : "-");
+	cr_expect_null(cfg->otlp.endpoint);
 	gw_config_free(cfg);
 }
