@@ -345,10 +345,18 @@ def test_metrics_rpc_by_method_code_with_latency(gateway, traffic):
     assert value(samples, PREFIX + "rpc_total", method=m_credits, code="UNAUTHENTICATED") >= 1
     assert value(samples, PREFIX + "rpc_total", method=m_status, code="NOT_FOUND") >= 1
     assert value(samples, PREFIX + "rpc_total", method=m_status, code="OK") >= 1
+    # the wrong key's call has no tenant: tenant="-" (issue 20)
+    assert value(samples, PREFIX + "rpc_total", method=m_credits, code="UNAUTHENTICATED",
+                 tenant="-") >= 1
     for m in (m_credits, m_status):
-        total = value(samples, PREFIX + "rpc_total", method=m)
-        # the scrape may race one call finishing; the histogram counts every finished call
-        assert check_histogram(samples, PREFIX + "rpc_duration_seconds", method=m) == total
+        tenants = {l["tenant"] for n, l, _ in samples if n == PREFIX + "rpc_total"
+                   and l.get("method") == m}
+        assert tenants and tenants <= set(harness.KEYS) | {"-"}, tenants
+        for t in tenants:
+            total = value(samples, PREFIX + "rpc_total", method=m, tenant=t)
+            # the histogram counts every finished call, per tenant and method
+            assert check_histogram(samples, PREFIX + "rpc_duration_seconds", method=m,
+                                   tenant=t) == total
     assert types.get(PREFIX + "rpc_in_flight") == "gauge"
 
 

@@ -226,7 +226,7 @@ def test_cors_as_upstream(gw):
 
 def test_same_pipeline_as_grpc(gw, job):
     """A REST request is a call of the gRPC method: it shows in rpc_total and the access log."""
-    label = P + 'rpc_total{method="/animate3d.v1.Jobs/GetStatus",code="OK"}'
+    label = P + 'rpc_total{tenant="team-a",method="/animate3d.v1.Jobs/GetStatus",code="OK"}'
     before = harness.metrics(gw).get(label, 0)
     st, _, _ = call(gw, "GET", "/status/" + job["rid"])
     assert st == 200
@@ -399,7 +399,7 @@ def make_endpoint(gw, url, tenant="team-a", headers=None):
 
 
 def test_webhook_endpoints_create_list_get_update_delete(gw):
-    label = P + 'rpc_total{method="/animate3d.v1.Webhooks/CreateEndpoint",code="OK"}'
+    label = P + 'rpc_total{tenant="team-a",method="/animate3d.v1.Webhooks/CreateEndpoint",code="OK"}'
     before = harness.metrics(gw).get(label, 0)
     made = make_endpoint(gw, "http://127.0.0.1:9/made")
     # Upstream's answer, plus the signing secret: shown this once.
