@@ -21,6 +21,7 @@
 #include "gateway/base/clock.h"
 #include "gateway/base/connguard.h"
 #include "gateway/base/fdlimit.h"
+#include "gateway/base/procmetrics.h"
 #include "gateway/base/handoff.h"
 #include "gateway/base/liblog.h"
 #include "gateway/base/log.h"
@@ -971,6 +972,7 @@ struct gw_server *gw_server_new(struct gw_config *cfg, const char *config_path, 
 	if (gw_metrics_register(&env->metrics_reg, server_render_metrics, srv) != 0 ||
 	    gw_metrics_register(&env->metrics_reg, gw_call_render_metrics, env) != 0 ||
 	    gw_metrics_register(&env->metrics_reg, gw_fdlimit_render_metrics, NULL) != 0 ||
+	    gw_metrics_register(&env->metrics_reg, gw_procmetrics_render, NULL) != 0 ||
 	    gw_metrics_register(&env->metrics_reg, gw_liblog_render_metrics, NULL) != 0)
 		goto out;
 

@@ -1,9 +1,10 @@
-"""Per-team metrics on /metrics (issue 20).
+"""Per-team metrics and the process_* families on /metrics (issue 20).
 
 rpc_total and rpc_duration_seconds carry the tenant the call authenticated as ("-" for none), so
 the counts of calls made by two tenants, and by a wrong key, show up each under its own tenant; a
 SIGHUP that adds a tenant makes its series appear with its first call, and one that removes a
-tenant drops its series once no call can count into them.
+tenant drops its series once no call can count into them. The process_* families (Prometheus
+client conventions, no prefix) parse and hold plausible values for the gateway's process.
 """
 
 import os
@@ -124,6 +125,35 @@ def test_rpc_series_per_tenant_count_the_calls(gateway):
         assert [v for _, v in buckets] == sorted(v for _, v in buckets), buckets
         assert buckets[-1][1] == value(after, P + "rpc_duration_seconds_count", tenant=tenant,
                                        method=method)
+
+
+def test_process_metrics_parse_and_are_plausible(sim, tmp_path):
+    want = {"process_cpu_seconds_total": "counter", "process_resident_memory_bytes": "gauge",
+            "process_virtual_memory_bytes": "gauge", "process_open_fds": "gauge",
+            "process_max_fds": "gauge", "process_start_time_seconds": "gauge"}
+    t0 = time.time()
+    gw = harness.Gateway(str(tmp_path), sim.url, name="gw-process-metrics")
+    t1 = time.time()
+    try:
+        types, samples = scrape(gw)
+        _, again = scrape(gw)
+    finally:
+        gw.stop()
+    got = {n: v for n, l, v in samples if n.startswith("process_")}
+    for name, kind in want.items():
+        assert types.get(name) == kind, (name, types.get(name))
+        assert name in got, "no sample of %s" % name
+    assert got["process_resident_memory_bytes"] > 0
+    assert got["process_virtual_memory_bytes"] >= got["process_resident_memory_bytes"]
+    # Its listeners and the HTTP connection of this scrape at least.
+    assert 3 <= got["process_open_fds"] <= got["process_max_fds"]
+    # Started while this test started it, so within the last hour. Slack: /proc/stat's boot
+    # time is whole seconds, and the kernel's estimate of it moves with clock adjustments.
+    assert t0 - 3 <= got["process_start_time_seconds"] <= t1 + 3, (t0, got, t1)
+    assert time.time() - 3600 < got["process_start_time_seconds"]
+    assert got["process_cpu_seconds_total"] >= 0
+    # A counter: the next scrape never shows less.
+    assert value(again, "process_cpu_seconds_total") >= got["process_cpu_seconds_total"]
 
 
 def rpc_series(samples, tenant):
