@@ -10,6 +10,7 @@ client conventions, no prefix) parse and hold plausible values for the gateway's
 import os
 import re
 import signal
+import threading
 import time
 
 import grpc
@@ -219,3 +220,34 @@ def test_reload_adds_and_drops_tenant_series(own_gateway):
     assert value(s, P + "rpc_total", tenant="team-a", method=CREDITS, code="OK") == 2
     assert value(s, P + "rpc_total", tenant="-", method=CREDITS, code="UNAUTHENTICATED") == 1
     assert value(s, P + "rpc_tenant_slots_refused_total") == 0
+
+
+def until(fn, what):
+    deadline = time.monotonic() + WAIT_S
+    while not fn():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+def test_removed_tenant_series_stay_while_its_call_lives(own_gateway):
+    """A call that authenticated before the reload can still count into its tenant's series (an
+    upload stream held open here): they stay until it ends, then leave /metrics."""
+    gw = own_gateway
+    credits(gw, "team-b")
+    release = threading.Event()
+
+    def nothing_yet():
+        release.wait(WAIT_S)
+        return
+        yield  # noqa: unreachable - makes this a generator that sends no message
+
+    fut = gw.jobs.UploadVideo.future(nothing_yet(), timeout=30, metadata=gw.md("team-b"))
+    try:
+        until(lambda: value(scrape(gw)[1], P + "rpc_in_flight") >= 1, "the upload call arrived")
+        rewrite_tenants(gw, drop=["team-b"])
+        _, s = scrape(gw)
+        assert value(s, P + "rpc_total", tenant="team-b", method=CREDITS, code="OK") == 1
+    finally:
+        fut.cancel()
+        release.set()
+    until(lambda: not rpc_series(scrape(gw)[1], "team-b"), "team-b's series gone after its call")
