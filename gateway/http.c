@@ -12,6 +12,7 @@
 #include <event2/buffer.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <jansson.h>
 
 #include "auth/upstream/session.h"
 #include "gateway/base/conncap.h"
@@ -105,19 +106,6 @@ int gw_http_split_hostport(const char *s, char *host, size_t hostlen, unsigned s
 	return 0;
 }
 
-/* why (NULL: "") as a JSON string body: quotes, backslashes and control bytes become spaces. */
-static void http_json_text(const char *why, char *buf, size_t cap)
-{
-	size_t j = 0;
-
-	for (size_t i = 0; why && why[i] && j + 1 < cap; i++) {
-		unsigned char ch = (unsigned char)why[i];
-
-		buf[j++] = ch < 0x20 || ch == '"' || ch == '\\' ? ' ' : (char)ch;
-	}
-	buf[j] = '\0';
-}
-
 /* What a part does while it is local, for operators reading /readyz. */
 static const char *const http_local_means[GW_REDIS_NPARTS] = {
 	"rate limits: each tenant's and account's limit / cluster.expected_replicas on this replica",
@@ -126,43 +114,79 @@ static const char *const http_local_means[GW_REDIS_NPARTS] = {
 	"job statuses: this replica polls upstream on its own; what it reads is not shared",
 };
 
-/* "cluster":{...} of /readyz: each used part's mode, since when, fallbacks. */
-static void http_render_shares(const struct gw_ready_parts *parts, struct evbuffer *out)
+/* o[key] = v, taking v's reference; -1 when either is NULL or the set fails (out of memory). */
+static int http_set(json_t *o, const char *key, json_t *v)
 {
-	int first = 1;
+	return o && v ? json_object_set_new(o, key, v) : (json_decref(v), -1);
+}
 
-	for (unsigned p = 0; p < GW_REDIS_NPARTS; p++) {
+/* "cluster":{...} of /readyz: each used part's mode, since when, fallbacks; NULL when none is used
+ * (left out), or on out of memory (the caller fails). *empty tells which. */
+static json_t *http_render_shares(const struct gw_ready_parts *parts, int *empty)
+{
+	json_t *cl = json_object();
+	int rc = cl ? 0 : -1;
+
+	*empty = 1;
+	for (unsigned p = 0; rc == 0 && p < GW_REDIS_NPARTS; p++) {
 		const struct gw_redis_part_state *ps = parts->shares[p];
 		time_t t;
 		struct tm tm;
 		char since[32] = "";
+		json_t *o;
 
 		if (!ps || !ps->used)
 			continue;
 		t = (time_t)(ps->since_ms / 1000);
 		if (gmtime_r(&t, &tm))
 			strftime(since, sizeof since, "%Y-%m-%dT%H:%M:%SZ", &tm);
-		evbuffer_add_printf(out, "%s\"%s\":{\"mode\":\"%s\",\"since\":\"%s\",\"fallbacks\":%llu%s%s%s}",
-				    first ? ",\"cluster\":{" : ",", gw_redis_part_name((enum gw_redis_part)p),
-				    ps->local ? "local" : "shared", since, (unsigned long long)ps->fallbacks,
-				    ps->local ? ",\"local\":\"" : "", ps->local ? http_local_means[p] : "",
-				    ps->local ? "\"" : "");
-		first = 0;
+		o = json_pack("{s:s,s:s,s:I}", "mode", ps->local ? "local" : "shared", "since", since,
+			      "fallbacks", (json_int_t)ps->fallbacks);
+		if (o && ps->local)
+			rc = http_set(o, "local", json_string(http_local_means[p]));
+		if (rc == 0)
+			rc = http_set(cl, gw_redis_part_name((enum gw_redis_part)p), o);
+		else
+			json_decref(o);
+		*empty = 0;
 	}
-	if (!first)
-		evbuffer_add_printf(out, "}");
+	if (rc != 0 || *empty) {
+		json_decref(cl);
+		return NULL;
+	}
+	return cl;
+}
+
+/* {"backend":...,"reachable":...[,"why":...]} or {"connected":...[,"why":...]}. */
+static json_t *http_reach(const char *backend, const char *key, const char *why)
+{
+	json_t *o = json_object();
+
+	if (backend && http_set(o, "backend", json_string(backend)) != 0)
+		goto fail;
+	if (http_set(o, key, json_boolean(!why)) != 0)
+		goto fail;
+	if (why) {
+		/* json_string refuses invalid UTF-8 (a driver's message could hold any byte). */
+		json_t *w = json_string(why);
+
+		if (http_set(o, "why", w ? w : json_string("(not valid UTF-8)")) != 0)
+			goto fail;
+	}
+	return o;
+fail:
+	json_decref(o);
+	return NULL;
 }
 
 int gw_http_render_ready(int draining, int grpc_alive, const struct gw_account_rt *accounts,
 			 size_t naccounts, const struct gw_ready_parts *parts, struct evbuffer *out)
 {
-	const char *state_backend = parts ? parts->state_backend : NULL;
-	const char *state_why = parts ? parts->state_why : NULL;
-	const char *redis_why = parts ? parts->redis_why : NULL;
-	char rwhy[256];
-	char why[256];
-	char name[GW_METRICS_MAX_LABEL];
+	const char *state_backend = parts && parts->state_backend ? parts->state_backend : "none";
 	int ready = !draining && grpc_alive;
+	json_t *doc = NULL, *accts = NULL, *cl;
+	char *text = NULL;
+	int rc = -1, empty;
 
 	/* Only "rejected" (this pod's credentials are wrong) makes the pod unready: an unreachable
 	 * upstream ("backoff") affects every replica alike, and dropping them all from the Service would
@@ -170,30 +194,48 @@ int gw_http_render_ready(int draining, int grpc_alive, const struct gw_account_r
 	for (size_t i = 0; i < naccounts; i++)
 		if (strcmp(gw_session_state(&accounts[i]), "rejected") == 0)
 			ready = 0;
-	evbuffer_add_printf(out, "{\"ready\":%s,\"draining\":%s,\"grpc_listener\":\"%s\",\"accounts\":[",
-			    ready ? "true" : "false", draining ? "true" : "false",
-			    grpc_alive ? "accepting" : "dead");
+	/* jansson writes the document: account names and drivers' messages are escaped as JSON
+	 * requires, whatever bytes they hold. Keys keep their insertion order. */
+	doc = json_pack("{s:b,s:b,s:s}", "ready", ready, "draining", draining, "grpc_listener",
+			grpc_alive ? "accepting" : "dead");
+	accts = json_array();
+	if (!doc || !accts)
+		goto out;
 	for (size_t i = 0; i < naccounts; i++) {
-		/* Account names come from our own config; escape quotes anyway to stay valid JSON. */
-		gw_metrics_label(gw_session_name(&accounts[i]), name, sizeof name);
-		evbuffer_add_printf(out, "%s{\"name\":\"%s\",\"state\":\"%s\"}", i ? "," : "", name,
-				    gw_session_state(&accounts[i]));
+		json_t *name = json_string(gw_session_name(&accounts[i]));
+
+		if (json_array_append_new(accts, json_pack("{s:o,s:s}", "name",
+							    name ? name : json_string("?"), "state",
+							    gw_session_state(&accounts[i]))) != 0)
+			goto out;
 	}
-	http_json_text(state_why, why, sizeof why);
-	evbuffer_add_printf(out, "],\"state\":{\"backend\":\"%s\",\"reachable\":%s%s%s%s}",
-			    state_backend ? state_backend : "none", state_why ? "false" : "true",
-			    state_why ? ",\"why\":\"" : "", state_why ? why : "", state_why ? "\"" : "");
-	if (parts && parts->redis) {
-		http_json_text(redis_why, rwhy, sizeof rwhy);
-		evbuffer_add_printf(out, ",\"redis\":{\"connected\":%s%s%s%s}", redis_why ? "false" : "true",
-				    redis_why ? ",\"why\":\"" : "", redis_why ? rwhy : "",
-				    redis_why ? "\"" : "");
+	rc = http_set(doc, "accounts", accts);
+	accts = NULL;
+	if (rc == 0)
+		rc = http_set(doc, "state", http_reach(state_backend, "reachable",
+						       parts ? parts->state_why : NULL));
+	if (rc == 0 && parts && parts->redis)
+		rc = http_set(doc, "redis", http_reach(NULL, "connected", parts->redis_why));
+	if (rc == 0 && parts && parts->limits)
+		rc = http_set(doc, "limits", json_string(parts->limits));
+	if (rc == 0 && parts) {
+		cl = http_render_shares(parts, &empty);
+		if (!empty)
+			rc = http_set(doc, "cluster", cl);
 	}
-	if (parts && parts->limits)
-		evbuffer_add_printf(out, ",\"limits\":\"%s\"", parts->limits);
-	if (parts)
-		http_render_shares(parts, out);
-	evbuffer_add_printf(out, "}\n");
+	if (rc == 0)
+		text = json_dumps(doc, JSON_COMPACT);
+	if (!text)
+		rc = -1;
+out:
+	if (rc == 0)
+		evbuffer_add_printf(out, "%s\n", text);
+	else	/* out of memory: still an answer a probe and a person can read */
+		evbuffer_add_printf(out, "{\"ready\":%s,\"error\":\"out of memory\"}\n",
+				    ready ? "true" : "false");
+	free(text);
+	json_decref(accts);
+	json_decref(doc);
 	return ready;
 }
 

@@ -19,6 +19,7 @@
 #include "gateway/api/translate.h"
 #include "gateway/call/call.h"
 #include "gateway/call/svc.h"
+#include "gateway/svc/balance.h"
 #include "gateway/svc/download.h"
 #include "gateway/svc/follower.h"
 #include "gateway/svc/health.h"
@@ -105,8 +106,9 @@ _Static_assert(sizeof methods_table / sizeof methods_table[0] <= GW_METHODS_MAX,
  * deliveries, and webhook_in has the path token first on a reload; status before download,
  * whose links live in status's cache; the follower after status, whose finals it hears, and
  * before every jobevent listener's service: webhook_out), drained in this order, freed in
- * reverse. */
+ * reverse. The balance poller first: services that observe it register from their init. */
 static const struct gw_svc *const methods_services[] = {
+	&gw_svc_balance,
 	&gw_svc_health, &gw_svc_status, &gw_svc_download, &gw_svc_follower, &gw_svc_webhook_in,
 	&gw_svc_unary, &gw_svc_upload, &gw_svc_webhook_reg, &gw_svc_webhook_out,
 	&gw_svc_reflection,

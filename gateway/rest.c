@@ -1,8 +1,10 @@
 /*
  * rest: the REST facade's listener. See rest.h.
  */
+#define _GNU_SOURCE	/* POLLRDHUP */
 #include "gateway/rest.h"
 
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +13,7 @@
 #include <openssl/evp.h>
 #include <openssl/sha.h>
 #include <openssl/ssl.h>
+#include <openssl/x509_vfy.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
@@ -19,6 +22,7 @@
 #include <event2/keyvalq_struct.h>
 
 #include "auth/caller/apikey.h"
+#include "auth/caller/clientcert.h"
 #include "gateway/api/facade.h"
 #include "gateway/base/clock.h"
 #include "gateway/base/conncap.h"
@@ -39,6 +43,12 @@
 #define REST_SESS_SWEEP_S 10		/* expired sessions removed from the store this often */
 #define REST_STORE_RETRY_S "1"		/* Retry-After of a 503 for a session store failure */
 #define REST_MSG_SESSION "Invalid or expired session: authenticate with GET /session/auth"
+#define REST_MSG_CERT "Client certificate not mapped to a tenant"
+#define REST_MSG_CERT_REQUIRED "Client certificate required"
+#define REST_GONE_CHECK_MS 200		/* how often running calls' connections are checked for a
+					 * client that left (the cancel's delay, at most) */
+#define REST_GONE_POLL_BATCH 256	/* connections checked by one poll() */
+#define REST_TLS_SESSION_CTX "a3d-rest"	/* session id context: resumption with client certs */
 
 /* Why a request was refused before it became a call (rest_rejected_total{reason}). */
 enum rest_reject {
@@ -50,12 +60,25 @@ enum rest_reject {
 	REST_REJ_LOGIN,			/* GET /session/auth with a wrong tenant or key */
 	REST_REJ_SESSIONS_FULL,		/* GET /session/auth: the tenant has too many sessions */
 	REST_REJ_SESSION_STORE,		/* the session store failed: 503, as upstream's outage */
+	REST_REJ_CERT_UNKNOWN,		/* a verified client certificate whose CN maps to no tenant */
+	REST_REJ_CERT_INVALID,		/* a client certificate the CA did not sign: handshake refused */
+	REST_REJ_CERT_MISSING,		/* tls.client_cert_required and none was sent: 401 */
 	REST_REJ_N
 };
 static const char *const rest_reject_names[REST_REJ_N] = { "not_found", "method", "body_too_large",
 							    "bad_request", "unauthenticated",
 							    "login_failed", "sessions_full",
-							    "session_store" };
+							    "session_store", "cert_unknown",
+							    "cert_invalid", "cert_missing" };
+
+/* Methods whose RESOURCE_EXHAUSTED without a retry delay (a full table, not a rate limit) upstream
+ * answers with another status than 429 on their path. */
+static const struct {
+	const char *rpc;
+	int status;
+} rest_exhausted[] = {
+	{ "/animate3d.v1.Webhooks/CreateEndpoint", 503 },	/* "Webhook endpoint table full" */
+};
 
 /* Browser origins allowed, as upstream allows them (docs/upstream-api.md, CORS). */
 static const char *const rest_origins[] = { "http://localhost:8080", "http://localhost:8180" };
@@ -70,14 +93,19 @@ struct gw_rest {
 	struct gw_gen *gen;		/* the generation whose keys sessions were checked against:
 					 * a reload revokes the sessions of the keys it removed */
 	struct event *ev_sweep;		/* expired sessions out of the store */
+	struct event *ev_gone;		/* every REST_GONE_CHECK_MS while calls run: clients left? */
+	int gone_armed;
 	struct gw_lograte store_log;	/* session store failures, logged at a bounded rate */
 	SSL_CTX *tls;			/* HTTPS with tls.cert_file/key_file; NULL: plain HTTP */
+	int mtls;			/* tls.client_ca_file: client certificates asked for */
+	int cert_required;		/* tls.client_cert_required (at start, as for gRPC) */
 	size_t midx[REST_MAX_ROUTES];	/* per facade row: its method row in env->methods */
 	struct rest_req *pending;	/* requests whose call runs */
 	uint64_t requests;
 	uint64_t answered[6];		/* by status class: 0 = other, 2xx .. 5xx */
 	uint64_t rejected[REST_REJ_N];
 	uint64_t preflights;
+	uint64_t cancelled;		/* calls cancelled: their client closed the connection */
 	int64_t date_s;			/* the second date[] was written for */
 	char date[40];			/* "Sun, 06 Dec 2026 10:00:00 GMT" */
 };
@@ -89,6 +117,9 @@ struct rest_req {
 	struct evhttp_request *req;
 	const struct gw_facade_route *route;	/* NULL: a login (GET /session/auth) */
 	struct gw_call *call;		/* NULL while the session is looked up, and once it ended */
+	int starting;			/* inside gw_call_local: its sink leaves q to rest_q_start */
+	int ended;			/* the sink ran while starting */
+	int gone;			/* its client closed the connection: to cancel */
 	struct rest_req *prev, *next;
 	uint8_t *packed;		/* the request message, until the call starts */
 	size_t plen;
@@ -269,11 +300,24 @@ static void rest_on_end(void *arg, const struct gw_call_end *end)
 		else
 			rest_send_error(r, q->req, NULL, 500, "cannot render the reply");
 	} else {
-		if (status == 429 || (status == 503 && end->retry_ms >= 0)) {
+		/* A RESOURCE_EXHAUSTED without a retry delay is a full table, not a rate: the status
+		 * upstream gives it on this path (a full webhook endpoint table: 503), else 429. */
+		if (end->code == GRPC_STATUS_RESOURCE_EXHAUSTED && end->retry_ms < 0)
+			for (size_t i = 0; i < sizeof rest_exhausted / sizeof rest_exhausted[0]; i++)
+				if (strcmp(q->route->rpc, rest_exhausted[i].rpc) == 0)
+					status = rest_exhausted[i].status;
+		/* Only a delay the gateway knows: Retry-After: 1 on a full table would make clients
+		 * hammer it once a second. */
+		if ((status == 429 || status == 503) && end->retry_ms >= 0) {
 			snprintf(ra, sizeof ra, "%ld", gw_rest_retry_after_s(end->retry_ms));
 			evhttp_add_header(evhttp_request_get_output_headers(q->req), "Retry-After", ra);
 		}
 		rest_send_error(r, q->req, q->route, status, end->msg);
+	}
+	q->req = NULL;		/* answered: libevent frees it once sent */
+	if (q->starting) {
+		q->ended = 1;	/* rest_q_start frees q when gw_call_local returns */
+		return;
 	}
 	free(q->packed);
 	OPENSSL_cleanse(q, sizeof *q);
@@ -444,6 +488,131 @@ static const char *rest_bearer(struct evhttp_request *req)
 		       : NULL;
 }
 
+/* The request's TLS session when client certificates are asked for, else NULL. */
+static SSL *rest_ssl(const struct gw_rest *r, struct evhttp_request *req)
+{
+	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+	struct bufferevent *bev = r->mtls && evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
+
+	return bev ? bufferevent_openssl_get_ssl(bev) : NULL;
+}
+
+/* 1 when the request's connection sent a client certificate (verified: one that failed the
+ * verification failed the handshake). */
+static int rest_has_cert(const struct gw_rest *r, struct evhttp_request *req)
+{
+	SSL *ssl = rest_ssl(r, req);
+
+	return ssl && SSL_get0_peer_certificate(ssl) && SSL_get_verify_result(ssl) == X509_V_OK;
+}
+
+/* The subject CN of the client certificate the request's TLS session verified against
+ * tls.client_ca_file, into out: its length, or 0 (plain HTTP, no client CA, no certificate). */
+static size_t rest_peer_cn(const struct gw_rest *r, struct evhttp_request *req, char *out,
+			   size_t outlen)
+{
+	SSL *ssl = rest_ssl(r, req);
+	X509 *peer;
+	size_t n;
+
+	out[0] = '\0';
+	if (!ssl || SSL_get_verify_result(ssl) != X509_V_OK)
+		return 0;
+	peer = SSL_get1_peer_certificate(ssl);
+	n = gw_clientcert_x509_cn(peer, out, outlen);
+	X509_free(peer);
+	return n;
+}
+
+/* ---- clients that leave ----
+ *
+ * evhttp stops reading a connection once its request is complete, until the answer is sent, so
+ * it never sees a client close it meanwhile: the call would run to its deadline for nobody.
+ * While calls run, their connections are polled for POLLRDHUP every REST_GONE_CHECK_MS (one
+ * poll() per REST_GONE_POLL_BATCH of them): a peer that closed (FIN, with a TLS close_notify
+ * before it or not) or reset (RST) shows there even with unread bytes, where an EV_CLOSED
+ * event would need libevent 2.2 to report a reset. A client that only half-closes (shutdown
+ * of its writing side) while it waits counts as gone too, as nginx counts it.
+ */
+
+static int rest_q_fd(struct rest_req *q)
+{
+	struct evhttp_connection *evcon = q->req ? evhttp_request_get_connection(q->req) : NULL;
+	struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
+
+	return bev ? (int)bufferevent_getfd(bev) : -1;
+}
+
+/* q's client left: its call is cancelled as gRPC cancels a call whose client reset it (the
+ * sink is never called), q freed, and its connection closed, which frees its request. */
+static void rest_q_gone(struct rest_req *q)
+{
+	struct gw_rest *r = q->r;
+	struct gw_call *c = q->call;
+	struct evhttp_connection *evcon = evhttp_request_get_connection(q->req);
+
+	q->call = NULL;
+	r->cancelled++;
+	rest_unlink(q);
+	gw_call_local_abandon(c);
+	free(q->packed);
+	OPENSSL_cleanse(q, sizeof *q);
+	free(q);
+	if (evcon)
+		evhttp_connection_free(evcon);	/* conncap's close callback uncounts it */
+}
+
+static void rest_gone_arm(struct gw_rest *r)
+{
+	struct timeval tv = { 0, REST_GONE_CHECK_MS * 1000 };
+
+	if (!r->gone_armed && event_add(r->ev_gone, &tv) == 0)
+		r->gone_armed = 1;
+}
+
+static void rest_on_gone_check(evutil_socket_t fd, short what, void *arg)
+{
+	struct gw_rest *r = arg;
+	struct pollfd pfd[REST_GONE_POLL_BATCH];
+	struct rest_req *batch[REST_GONE_POLL_BATCH], *q = r->pending;
+	int running = 0, gone = 0;
+
+	(void)fd;
+	(void)what;
+	/* First mark, then cancel: a cancel may end other calls, so the list is walked again. */
+	while (q) {
+		nfds_t n = 0;
+
+		for (; q && n < REST_GONE_POLL_BATCH; q = q->next) {
+			int s = q->call ? rest_q_fd(q) : -1;
+
+			running |= q->call != NULL;
+			if (s < 0)
+				continue;
+			pfd[n] = (struct pollfd){ .fd = s, .events = POLLRDHUP };
+			batch[n++] = q;
+		}
+		if (n == 0 || poll(pfd, n, 0) <= 0)
+			continue;
+		for (nfds_t i = 0; i < n; i++)
+			if (pfd[i].revents & (POLLRDHUP | POLLHUP | POLLERR)) {
+				batch[i]->gone = 1;
+				gone = 1;
+			}
+	}
+	while (gone) {
+		for (q = r->pending; q && !(q->gone && q->call); q = q->next)
+			;
+		if (!q)
+			break;
+		rest_q_gone(q);
+	}
+	if (!running) {
+		event_del(r->ev_gone);
+		r->gone_armed = 0;
+	}
+}
+
 /* Starts q's call: with a session (its key's SHA-256 and tenant), or with the Bearer key. */
 static void rest_q_start(struct rest_req *q, const uint8_t *key_sha256, const char *tenant)
 {
@@ -457,6 +626,8 @@ static void rest_q_start(struct rest_req *q, const uint8_t *key_sha256, const ch
 	const char *auth = key_sha256 ? NULL : rest_bearer(req);
 	uint8_t *packed = q->packed;
 	char peer[GW_REST_MAX_PEER];
+	char cn[GW_CLIENTCERT_MAX_CN + 1];
+	int rc;
 
 	if (!key_sha256)
 		q->token[0] = '\0';
@@ -469,6 +640,9 @@ static void rest_q_start(struct rest_req *q, const uint8_t *key_sha256, const ch
 	a.authlen = auth ? strlen(auth) : 0;
 	a.key_sha256 = key_sha256;
 	a.tenant = tenant;
+	/* Neither a session nor a key: the client certificate (rest_on_request checked it maps). */
+	if (!key_sha256 && !auth && rest_peer_cn(r, req, cn, sizeof cn))
+		a.cert_cn = cn;
 	a.deadline_ms = cfg->rest.call_timeout_ms;
 	a.peer = peer;
 	a.request_id = evhttp_find_header(in_hdr, "X-Request-Id");
@@ -476,10 +650,20 @@ static void rest_q_start(struct rest_req *q, const uint8_t *key_sha256, const ch
 	a.tracestate = evhttp_find_header(in_hdr, "tracestate");
 	a.sink = rest_on_end;
 	a.arg = q;
-	/* The sink may run before gw_call_local returns (a refusal): q is then freed, answered. */
-	if (gw_call_local(r->env, &a, &q->call) != 0)
-		rest_send_error(r, rest_q_end(q), NULL, 500, "cannot start the call");
+	/* The sink may run before gw_call_local returns (a refusal, a cached answer): q is then
+	 * answered and left for us to free. */
+	q->starting = 1;
+	rc = gw_call_local(r->env, &a, &q->call);
+	q->starting = 0;
 	free(packed);
+	if (rc != 0) {
+		rest_send_error(r, rest_q_end(q), NULL, 500, "cannot start the call");
+	} else if (q->ended) {
+		OPENSSL_cleanse(q, sizeof *q);
+		free(q);
+	} else {
+		rest_gone_arm(r);	/* the call runs on: watch its client */
+	}
 }
 
 /* The session of the request's cookie: its call, or a Bearer key beside it, or 401 / 503. */
@@ -520,9 +704,16 @@ static void rest_on_request(struct evhttp_request *req, void *arg)
 	const char *cookie, *token;
 	size_t toklen = 0;
 	int wrong = 0;
+	char cn[GW_CLIENTCERT_MAX_CN + 1];
 
 	r->requests++;
 	gw_conncap_request(r->cap, req);
+	/* Refused in HTTP rather than in the handshake: a client sees upstream's 401 JSON, which
+	 * says what is missing, where a failed handshake says nothing. */
+	if (r->cert_required && !rest_has_cert(r, req)) {
+		rest_reject(r, req, REST_REJ_CERT_MISSING, 401, REST_MSG_CERT_REQUIRED);
+		return;
+	}
 	if (cmd == EVHTTP_REQ_OPTIONS) {
 		rest_preflight(r, req);
 		return;
@@ -552,8 +743,15 @@ static void rest_on_request(struct evhttp_request *req, void *arg)
 	cookie = evhttp_find_header(in_hdr, "Cookie");
 	token = cookie ? gw_rest_sess_cookie(cookie, &toklen) : NULL;
 	if (!token && !rest_bearer(req)) {
-		rest_reject(r, req, REST_REJ_AUTH, 401, REST_MSG_SESSION);
-		return;
+		/* Neither: a client certificate, as a gRPC call without a key (rest_q_start). */
+		if (!rest_peer_cn(r, req, cn, sizeof cn)) {
+			rest_reject(r, req, REST_REJ_AUTH, 401, REST_MSG_SESSION);
+			return;
+		}
+		if (gw_clientcert_tenant(cfg, cn, strlen(cn)) < 0) {
+			rest_reject(r, req, REST_REJ_CERT_UNKNOWN, 401, REST_MSG_CERT);
+			return;
+		}
 	}
 	fin.query = evhttp_uri_get_query(uri);
 	fin.idempotency_key = evhttp_find_header(in_hdr, "Idempotency-Key");
@@ -606,6 +804,9 @@ static void rest_render_metrics(void *arg, struct gw_metrics_out *o)
 	}
 	gw_metrics_one(o, "rest_preflights_total", "counter", "CORS preflight requests answered.",
 		       r->preflights);
+	gw_metrics_one(o, "rest_cancelled_total", "counter",
+		       "REST calls cancelled because their client closed the connection before the "
+		       "answer (the call ends CANCELLED in rpc_total).", r->cancelled);
 	gw_rest_sess_stats(r->sess, &ss);
 	gw_metrics_one(o, "rest_sessions", "gauge",
 		       "dmsess sessions this replica remembers (the state store holds them all).",
@@ -664,11 +865,27 @@ static struct bufferevent *rest_tls_bev(struct event_base *base, void *arg)
 					      BEV_OPT_CLOSE_ON_FREE);
 }
 
-/* The gRPC listener's certificate and key (tls:), TLS 1.2 or later; no client certificate is
- * asked for (callers authenticate with a key or a session here). */
+/* A client certificate failed verification (another CA, expired, ...): the handshake is
+ * refused, as the gRPC listener refuses it. Returning 0 stops the verification at the first
+ * failure, so each refused handshake counts once. */
+static int rest_tls_verify(int ok, X509_STORE_CTX *x)
+{
+	SSL *ssl = X509_STORE_CTX_get_ex_data(x, SSL_get_ex_data_X509_STORE_CTX_idx());
+	struct gw_rest *r = ssl ? SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl)) : NULL;
+
+	if (!ok && r)
+		r->rejected[REST_REJ_CERT_INVALID]++;
+	return ok;
+}
+
+/* The gRPC listener's certificate and key (tls:), TLS 1.2 or later. With tls.client_ca_file,
+ * client certificates are asked for and verified as the gRPC listener does it (requested, not
+ * required: a client without one may use a key or a session; one the CA did not sign fails the
+ * handshake); a verified one's CN names the tenant (tenants[].client_cert). */
 static int rest_tls_new(struct gw_rest *r, char *err, size_t errlen)
 {
 	const struct gw_config *cfg = r->env->cfg;
+	STACK_OF(X509_NAME) *names;
 
 	if (!cfg->tls.cert_file)
 		return 0;
@@ -681,6 +898,25 @@ static int rest_tls_new(struct gw_rest *r, char *err, size_t errlen)
 			 cfg->tls.cert_file, cfg->tls.key_file);
 		return -1;
 	}
+	if (!cfg->tls.client_ca_file)
+		return 0;
+	/* The CA's names go in the CertificateRequest, so clients with several certificates
+	 * pick the right one. */
+	names = SSL_load_client_CA_file(cfg->tls.client_ca_file);
+	if (!names || SSL_CTX_load_verify_locations(r->tls, cfg->tls.client_ca_file, NULL) != 1 ||
+	    /* Without a session id context, OpenSSL refuses to resume a session whose client
+	     * sent a certificate: every reconnect would fail its handshake. */
+	    SSL_CTX_set_session_id_context(r->tls, (const unsigned char *)REST_TLS_SESSION_CTX,
+					   sizeof REST_TLS_SESSION_CTX - 1) != 1) {
+		sk_X509_NAME_pop_free(names, X509_NAME_free);
+		snprintf(err, errlen, "REST facade: invalid client CA file %s", cfg->tls.client_ca_file);
+		return -1;
+	}
+	SSL_CTX_set_client_CA_list(r->tls, names);	/* taken */
+	SSL_CTX_set_app_data(r->tls, r);
+	SSL_CTX_set_verify(r->tls, SSL_VERIFY_PEER, rest_tls_verify);
+	r->mtls = 1;
+	r->cert_required = cfg->tls.client_cert_required;
 	return 0;
 }
 
@@ -773,7 +1009,8 @@ struct gw_rest *gw_rest_new(struct gw_env *env, size_t reserve_conns, char *err,
 		goto out;
 	r->sess = gw_rest_sess_new(env->store, GW_REST_SESS_CACHE, GW_REST_SESS_CACHE_TTL_MS);
 	r->ev_sweep = event_new(env->base, -1, EV_PERSIST, rest_on_sweep, r);
-	if (!r->sess || !r->ev_sweep || event_add(r->ev_sweep, &sweep_tv) != 0) {
+	r->ev_gone = event_new(env->base, -1, EV_PERSIST, rest_on_gone_check, r);
+	if (!r->sess || !r->ev_sweep || !r->ev_gone || event_add(r->ev_sweep, &sweep_tv) != 0) {
 		snprintf(err, errlen, "out of memory");
 		goto out;
 	}
@@ -823,7 +1060,9 @@ struct gw_rest *gw_rest_new(struct gw_env *env, size_t reserve_conns, char *err,
 		goto out;
 	}
 	gw_log(GW_LOG_INFO, "rest", GW_LS("msg", "REST facade listening"),
-	       GW_LS("listen", cfg->rest_listen), GW_LS("tls", r->tls ? "on" : "off"), GW_LN("max_connections", (long long)max_conns),
+	       GW_LS("listen", cfg->rest_listen),
+	       GW_LS("tls", r->tls ? (r->mtls ? "mtls" : "tls") : "off"),
+	       GW_LN("max_connections", (long long)max_conns),
 	       GW_LEND);
 	ret = r;
 	r = NULL;
@@ -840,6 +1079,8 @@ void gw_rest_free(struct gw_rest *r)
 	gw_notify_unsub(&r->env->reload, rest_on_reload, r);
 	if (r->ev_sweep)
 		event_free(r->ev_sweep);
+	if (r->ev_gone)
+		event_free(r->ev_gone);
 	/* Session lookups and logins waiting for the store: their callbacks never come now. */
 	gw_rest_sess_free(r->sess);
 	r->sess = NULL;

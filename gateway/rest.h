@@ -30,7 +30,20 @@
  * it is not offered, so evhttp suffices and no second HTTP stack enters the process.
  *
  * TLS: with tls.cert_file/key_file the listener serves HTTPS with the gRPC listener's certificate
- * (bufferevent_openssl under evhttp, made through conncap's bufferevent hook).
+ * (bufferevent_openssl under evhttp, made through conncap's bufferevent hook). With
+ * tls.client_ca_file it asks for client certificates as the gRPC listener does (requested and
+ * verified, not required; one the CA did not sign fails the handshake: cert_invalid): a request
+ * with neither a session nor a key whose certificate's CN maps to a tenant
+ * (tenants[].client_cert, auth/caller/clientcert.h) calls as that tenant with its
+ * client_cert.permissions; a CN mapped to nobody is 401 (cert_unknown). A key or a session
+ * always wins over the certificate. With tls.client_cert_required, a request whose connection
+ * sent no certificate is 401 (cert_missing), a key or not (gRPC refuses the handshake instead).
+ *
+ * A client that closes its connection (or resets it) while its call runs cancels the call, as a
+ * gRPC client's reset does (gw_call_local_abandon: CANCELLED in rpc_total, rest_cancelled_total):
+ * evhttp stops reading a connection while its request is answered, so running calls'
+ * connections are polled for it every REST_GONE_CHECK_MS. The connection is then closed, which
+ * frees its request; nothing touches either afterwards.
  *
  * Limits, each refusal counted (rest_rejected_total{reason}): request line + headers
  * (rest.max_header_bytes; evhttp answers 400/431 itself: not counted), body (rest.max_body_bytes:

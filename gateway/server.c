@@ -344,6 +344,7 @@ static int server_reload_apply(struct gw_server *srv, struct gw_config *cfg,
 	    !server_str_eq(env->cfg->tls.cert_file, cfg->tls.cert_file) ||
 	    !server_str_eq(env->cfg->tls.key_file, cfg->tls.key_file) ||
 	    !server_str_eq(env->cfg->tls.client_ca_file, cfg->tls.client_ca_file) ||
+	    env->cfg->tls.client_cert_required != cfg->tls.client_cert_required ||
 	    env->cfg->max_message_bytes != cfg->max_message_bytes)
 		gw_log(GW_LOG_WARN, "reload",
 		       GW_LS("msg", "listen, tls and max_message_bytes changes take effect at the next restart"),
@@ -494,10 +495,12 @@ static grpc_server_credentials *server_creds(const struct gw_config *cfg, char *
 	pair.cert_chain = cert;
 	creds = grpc_ssl_server_credentials_create_ex(
 		ca, &pair, 1,
-		/* Request, verify, but do not require: a client without a certificate may still
-		 * use an API key (auth/caller/clientcert.h); one from another CA fails the handshake. */
-		ca ? GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY
-		   : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE,
+		/* Request, verify, but do not require (unless tls.client_cert_required): a client
+		 * without a certificate may still use an API key (auth/caller/clientcert.h); one from
+		 * another CA fails the handshake. */
+		!ca ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+		: cfg->tls.client_cert_required ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+						: GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY,
 		NULL);
 	if (!creds)
 		snprintf(err, errlen, "invalid TLS certificate or key (%s, %s)", cfg->tls.cert_file,

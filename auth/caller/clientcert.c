@@ -3,6 +3,8 @@
 
 #include <string.h>
 #include <grpc/grpc_security.h>
+#include <openssl/crypto.h>
+#include <openssl/x509.h>
 
 int gw_clientcert_tenant(const struct gw_config *cfg, const char *cn, size_t cnlen)
 {
@@ -41,5 +43,27 @@ size_t gw_clientcert_peer_cn(grpc_call *call, char *out, size_t outlen)
 	n = p->value_length;
 out:
 	grpc_auth_context_release(ctx);
+	return n;
+}
+
+size_t gw_clientcert_x509_cn(X509 *cert, char *out, size_t outlen)
+{
+	X509_NAME *subject = cert ? X509_get_subject_name(cert) : NULL;
+	int idx = subject ? X509_NAME_get_index_by_NID(subject, NID_commonName, -1) : -1;
+	X509_NAME_ENTRY *e = idx >= 0 ? X509_NAME_get_entry(subject, idx) : NULL;
+	unsigned char *utf8 = NULL;
+	int len = e ? ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(e)) : -1;
+	size_t n = 0;
+
+	if (!out || outlen == 0)
+		goto out;
+	out[0] = '\0';
+	if (len <= 0 || (size_t)len >= outlen || memchr(utf8, '\0', (size_t)len))
+		goto out;
+	memcpy(out, utf8, (size_t)len);
+	out[len] = '\0';
+	n = (size_t)len;
+out:
+	OPENSSL_free(utf8);
 	return n;
 }

@@ -31,4 +31,13 @@ int gw_clientcert_tenant(const struct gw_config *cfg, const char *cn, size_t cnl
  */
 size_t gw_clientcert_peer_cn(grpc_call *call, char *out, size_t outlen);
 
+/*
+ * The same for a certificate a TLS session of our own verified (the REST facade's listener,
+ * OpenSSL under libevent): the subject's first CN, as gRPC takes it, as UTF-8 into out
+ * (NUL-terminated). Its length, or 0: NULL cert, no CN, a CN with a NUL byte, or one that does
+ * not fit outlen (never truncated). The caller checked the verification.
+ */
+struct x509_st;	/* OpenSSL's X509 */
+size_t gw_clientcert_x509_cn(struct x509_st *cert, char *out, size_t outlen);
+
 #endif

@@ -1,6 +1,7 @@
 /*
  * cookie: the upstream session cookie (dmsess) from a Set-Cookie header, and HTTP dates.
- * Pure functions: no I/O, no allocation, no global state (not even the time zone).
+ * Pure functions: no I/O, no allocation, no global state (not even the time zone); dates are read
+ * by libcurl's curl_getdate().
  */
 #ifndef A3D_AUTH_COOKIE_H
 #define A3D_AUTH_COOKIE_H
@@ -9,6 +10,7 @@
 #include <time.h>
 
 #define GW_COOKIE_MAX_HEADER 8192	/* longer Set-Cookie values are malformed */
+#define GW_COOKIE_MAX_DATE 64	/* longer Expires/HTTP-date values are not dates */
 #define GW_COOKIE_MAX_AGE (10L * 365 * 86400)	/* larger Max-Age values are clamped to this */
 
 /*
@@ -25,10 +27,10 @@ int gw_cookie_parse(const char *set_cookie, const char *name, char *out, size_t 
 		    time_t *expires);
 
 /*
- * An HTTP date (RFC 9110 5.6.7): "Sun, 06 Nov 1994 08:49:37 GMT" (IMF-fixdate),
- * "Sunday, 06-Nov-94 08:49:37 GMT" (RFC 850; also with a 4-digit year, as cookies often have),
- * "Sun Nov  6 08:49:37 1994" (asctime). Surrounding spaces are ignored. Returns the time (UTC), or
- * -1 on anything else (bad field, impossible date, trailing garbage, NULL). Usable for Retry-After.
+ * An HTTP date (RFC 9110 5.6.7) as libcurl's curl_getdate() reads it: "Sun, 06 Nov 1994 08:49:37 GMT"
+ * (IMF-fixdate), "Sunday, 06-Nov-94 08:49:37 GMT" (RFC 850), "Sun Nov  6 08:49:37 1994" (asctime),
+ * and the looser forms real servers send. Returns the time (UTC), or -1 for NULL, "", a value longer
+ * than GW_COOKIE_MAX_DATE, or one curl cannot read as a date. Usable for Retry-After.
  */
 time_t gw_cookie_http_date(const char *s);
 

@@ -311,6 +311,15 @@ void gw_metrics_gauge_f(struct gw_metrics_out *o, const char *name, const char *
 		metrics_printf(o, P "%s %.6g\n", name, v);
 }
 
+void gw_metrics_gauge_exact(struct gw_metrics_out *o, const char *name, const char *labels,
+			    double v)
+{
+	if (labels)
+		metrics_printf(o, P "%s{%s} %.15g\n", name, labels, v);
+	else
+		metrics_printf(o, P "%s %.15g\n", name, v);
+}
+
 void gw_metrics_one(struct gw_metrics_out *o, const char *name, const char *type, const char *help,
 		    uint64_t v)
 {

@@ -158,6 +158,10 @@ void gw_metrics_family(struct gw_metrics_out *o, const char *name, const char *t
 		       const char *help);
 void gw_metrics_value(struct gw_metrics_out *o, const char *name, const char *labels, uint64_t v);
 void gw_metrics_gauge_f(struct gw_metrics_out *o, const char *name, const char *labels, double v);
+/* The same with 15 significant digits, for values read as exact (a balance of 123456.78, a unix
+ * time in seconds with its milliseconds), where the 6 of gw_metrics_gauge_f would round. */
+void gw_metrics_gauge_exact(struct gw_metrics_out *o, const char *name, const char *labels,
+			    double v);
 /* The same for names given in full, without GW_METRICS_PREFIX (process_*). */
 void gw_metrics_family_ext(struct gw_metrics_out *o, const char *name, const char *type,
 			   const char *help);

@@ -35,6 +35,7 @@
 #include "gateway/call/env.h"
 #include "gateway/config/config.h"
 #include "gateway/upstream/upstream.h"
+#include "google/rpc/status.pb-c.h"
 
 #define CALL_MAX_METHOD_NAME 128	/* unknown method names are clipped to this in messages */
 
@@ -46,6 +47,7 @@ struct call_local {
 	uint8_t key[32];		/* the session's key hash (has_key) */
 	int has_key;
 	char *tenant;			/* the tenant the credential must belong to, or NULL */
+	char cert_cn[GW_CONFIG_MAX_CERT_CN + 1];	/* a verified client certificate's CN, or "" */
 	char peer[GW_CALL_MAX_PEER];
 	gw_call_sink_fn sink;
 	void *sink_arg;
@@ -251,78 +253,41 @@ static grpc_byte_buffer *call_pack(const ProtobufCMessage *msg)
 	return bb;
 }
 
-/* ---- google.rpc.Status with RetryInfo, hand-encoded (a few fixed fields) ---- */
-
-struct pb_w {
-	uint8_t *p;
-	size_t len, cap;
-	int overflow;
-};
-
-static void pb_byte(struct pb_w *w, uint8_t b)
-{
-	if (w->len >= w->cap) {
-		w->overflow = 1;
-		return;
-	}
-	w->p[w->len++] = b;
-}
-
-static void pb_varint(struct pb_w *w, uint64_t v)
-{
-	while (v >= 0x80) {
-		pb_byte(w, (uint8_t)(v | 0x80));
-		v >>= 7;
-	}
-	pb_byte(w, (uint8_t)v);
-}
-
-static void pb_bytes(struct pb_w *w, unsigned field, const void *data, size_t n)
-{
-	pb_varint(w, (uint64_t)field << 3 | 2);
-	pb_varint(w, n);
-	for (size_t i = 0; i < n; i++)
-		pb_byte(w, ((const uint8_t *)data)[i]);
-}
+/* ---- google.rpc.Status with RetryInfo (proto/third_party/google/rpc/status.proto) ---- */
 
 size_t gw_call_encode_retry_status(int code, const char *msg, long retry_ms, uint8_t *buf,
 				   size_t cap)
 {
 	static const char type_url[] = "type.googleapis.com/google.rpc.RetryInfo";
-	uint8_t dur[24], info[32], any[96];
-	struct pb_w wd = { dur, 0, sizeof dur, 0 };
-	struct pb_w wi = { info, 0, sizeof info, 0 };
-	struct pb_w wa = { any, 0, sizeof any, 0 };
-	struct pb_w ws = { buf, 0, cap, 0 };
-	size_t mlen = msg ? strlen(msg) : 0;
+	char text[GW_CALL_MAX_STATUS_MSG + 1];
+	uint8_t info_buf[32];	/* a RetryInfo holding one Duration: at most 2 + 11 + 6 bytes */
+	Google__Protobuf__Duration delay = GOOGLE__PROTOBUF__DURATION__INIT;
+	Google__Rpc__RetryInfo info = GOOGLE__RPC__RETRY_INFO__INIT;
+	Google__Protobuf__Any any = GOOGLE__PROTOBUF__ANY__INIT;
+	Google__Protobuf__Any *details[1] = { &any };
+	Google__Rpc__Status st = GOOGLE__RPC__STATUS__INIT;
+	size_t mlen = msg ? strnlen(msg, GW_CALL_MAX_STATUS_MSG) : 0;
 
 	if (retry_ms < 0)
 		retry_ms = 0;
-	/* google.protobuf.Duration {int64 seconds = 1; int32 nanos = 2;}, zero fields omitted. */
-	if (retry_ms / 1000) {
-		pb_varint(&wd, 1 << 3 | 0);
-		pb_varint(&wd, (uint64_t)(retry_ms / 1000));
-	}
-	if (retry_ms % 1000) {
-		pb_varint(&wd, 2 << 3 | 0);
-		pb_varint(&wd, (uint64_t)(retry_ms % 1000) * 1000000u);
-	}
-	pb_bytes(&wi, 1, dur, wd.len);			/* RetryInfo.retry_delay */
-	pb_bytes(&wa, 1, type_url, sizeof type_url - 1);	/* Any.type_url */
-	pb_bytes(&wa, 2, info, wi.len);			/* Any.value */
-	/* The message is what may not fit: clip it, keeping room for code and detail. */
-	if (mlen > GW_CALL_MAX_STATUS_MSG)
-		mlen = GW_CALL_MAX_STATUS_MSG;
-	if (code) {
-		pb_varint(&ws, 1 << 3 | 0);		/* Status.code */
-		pb_varint(&ws, (uint64_t)code);
-	}
-	if (mlen)
-		pb_bytes(&ws, 2, msg, mlen);		/* Status.message */
-	pb_bytes(&ws, 3, any, wa.len);			/* Status.details[0] */
-	if (ws.overflow || wd.overflow || wi.overflow || wa.overflow)
+	delay.seconds = retry_ms / 1000;
+	delay.nanos = (int32_t)(retry_ms % 1000) * 1000000;
+	info.retry_delay = &delay;
+	if (google__rpc__retry_info__get_packed_size(&info) > sizeof info_buf)
 		return 0;
-	return ws.len;
+	any.type_url = (char *)type_url;	/* protobuf-c only reads it */
+	any.value.data = info_buf;
+	any.value.len = google__rpc__retry_info__pack(&info, info_buf);
+	/* The message is what may not fit: clip it, keeping room for code and detail. */
+	memcpy(text, msg ? msg : "", mlen);
+	text[mlen] = '\0';
+	st.code = code;
+	st.message = text;
+	st.n_details = 1;
+	st.details = details;
+	if (!buf || google__rpc__status__get_packed_size(&st) > cap)
+		return 0;
+	return google__rpc__status__pack(&st, buf);
 }
 
 /* ---- the send pump ---- */
@@ -769,10 +734,11 @@ static int call_authenticate(struct gw_call *c, size_t *tidx, unsigned *perms)
 		c->auth_by = "key";
 		return 0;
 	}
-	/* A local call has no TLS session of its own to take a certificate from. */
-	if (!cfg->tls.client_ca_file || c->local)
+	/* A local call's certificate is the one its own transport verified (the REST facade). */
+	if (!cfg->tls.client_ca_file)
 		return -1;
-	cnlen = gw_clientcert_peer_cn(c->call, cn, sizeof cn);
+	cnlen = c->local ? (size_t)snprintf(cn, sizeof cn, "%s", c->local->cert_cn)
+			 : gw_clientcert_peer_cn(c->call, cn, sizeof cn);
 	t = cnlen ? gw_clientcert_tenant(cfg, cn, cnlen) : -1;
 	if (t < 0)
 		return -1;
@@ -1120,7 +1086,8 @@ static void call_count_reset(struct gw_call *c)
 {
 	char peer[GW_CONNGUARD_MAX_PEER];
 
-	if (!c->env->connguard || c->env->draining || gw_call_time_left_ms(c) == 0)
+	/* A local call's client left an HTTP/1.1 connection (which closes with it), not a stream. */
+	if (!c->env->connguard || c->env->draining || c->local || gw_call_time_left_ms(c) == 0)
 		return;
 	gw_call_peer(c, peer, sizeof peer);
 	gw_connguard_call_ended(c->env->connguard, peer, 1);
@@ -1204,6 +1171,9 @@ int gw_call_local(struct gw_env *env, const struct gw_call_local_args *a, struct
 	}
 	if (a->tenant && !(c->local->tenant = strdup(a->tenant)))
 		goto out;
+	if (!a->auth && !a->key_sha256 && a->cert_cn &&
+	    strlen(a->cert_cn) < sizeof c->local->cert_cn)
+		memcpy(c->local->cert_cn, a->cert_cn, strlen(a->cert_cn) + 1);
 	s = grpc_slice_from_copied_buffer((const char *)a->req, a->len);
 	c->payload = grpc_raw_byte_buffer_create(&s, 1);
 	grpc_slice_unref(s);

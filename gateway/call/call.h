@@ -204,6 +204,11 @@ struct gw_call_local_args {
 	size_t authlen;
 	const uint8_t *key_sha256;	/* 32 bytes, or NULL */
 	const char *tenant;		/* NULL: any */
+	/* Without auth and key_sha256: the subject CN of the client certificate the caller's TLS
+	 * session verified against tls.client_ca_file (NUL-terminated, at most
+	 * GW_CONFIG_MAX_CERT_CN bytes; copied), which maps to a tenant as a gRPC peer's does
+	 * (tenants[].client_cert); NULL: none. Ignored when a key is given: the key wins. */
+	const char *cert_cn;
 	int64_t deadline_ms;		/* from now; < 0: none (handlers bound upstream transfers by it) */
 	const char *peer;		/* as gw_call_peer() gives it ("ipv4:127.0.0.1:5555", cut to
 					 * GW_CALL_MAX_PEER); NULL: unknown */
@@ -222,7 +227,8 @@ struct gw_call_local_args {
  */
 int gw_call_local(struct gw_env *env, const struct gw_call_local_args *a, struct gw_call **handle);
 /* The client of a running local call (*handle non-NULL) left: the call is cancelled as a gRPC call
- * whose client reset it (its cancel hook runs) and the sink is never called. */
+ * whose client reset it (its cancel hook runs; it ends CANCELLED in the access log and rpc_total,
+ * but is not counted against a gRPC connection as a reset) and the sink is never called. */
 void gw_call_local_abandon(struct gw_call *c);
 
 /* The rpc_* families of /metrics (calls by method and code, latency, refusals), from the counters

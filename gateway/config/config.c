@@ -134,6 +134,9 @@ static void cfg_check(struct gw_cfg_parse *p, yaml_node_t **top, yaml_node_t **t
 		GW_CFG_ERR(p, topk[GW_CFG_TOP_TLS], "tls.cert_file and tls.key_file must be set together");
 	if (cfg->tls.client_ca_file && !cfg->tls.cert_file)
 		GW_CFG_ERR(p, topk[GW_CFG_TOP_TLS], "tls.client_ca_file needs tls.cert_file and tls.key_file");
+	if (cfg->tls.client_cert_required && !cfg->tls.client_ca_file)
+		GW_CFG_ERR(p, topk[GW_CFG_TOP_TLS],
+			   "tls.client_cert_required needs tls.client_ca_file (the CA that signs them)");
 	if (cfg->webhooks.public_url && !cfg->http_listen)
 		GW_CFG_ERR(p, topk[GW_CFG_TOP_WEBHOOKS],
 			"webhooks.public_url needs listen.http (deliveries arrive on the HTTP listener)");
@@ -376,6 +379,7 @@ int gw_config_parse(const char *path, const char *text, size_t len, struct gw_co
 	cfg->follower.quiet_ms = GW_CONFIG_DEFAULT_FOLLOW_QUIET_MS;
 	cfg->follower.scan_interval_ms = GW_CONFIG_DEFAULT_FOLLOW_SCAN_MS;
 	cfg->follower.max_jobs = GW_CONFIG_DEFAULT_FOLLOW_MAX_JOBS;
+	cfg->balance.poll_s = GW_CONFIG_DEFAULT_BALANCE_POLL_S;
 	gw_cfg_net_defaults(cfg);
 
 	if (cfg_prescan(path, text, len, errs) < 0)

@@ -87,6 +87,9 @@
 #define GW_CONFIG_DEFAULT_FOLLOW_SCAN_MS 5000		/* new unsettled jobs are loaded this often */
 #define GW_CONFIG_DEFAULT_FOLLOW_MAX_JOBS 100000	/* jobs followed at once */
 #define GW_CONFIG_MAX_FOLLOW_JOBS 1000000
+/* balance: the upstream balance poller (issues 20 and 22, gateway/svc/balance.h). */
+#define GW_CONFIG_DEFAULT_BALANCE_POLL_S 60		/* seconds between polls of each account */
+#define GW_CONFIG_MAX_BALANCE_POLL_S 86400
 /* process:, http:, grpc: (config_net.c) */
 #define GW_CONFIG_DEFAULT_FD_RESERVE 256
 #define GW_CONFIG_DEFAULT_MEMORY_MIB 512
@@ -330,6 +333,9 @@ struct gw_config {
 	struct {
 		char *cert_file, *key_file;	/* both or neither */
 		char *client_ca_file;		/* mTLS when set */
+		int client_cert_required;	/* tls.client_cert_required (needs client_ca_file):
+						 * a client without a certificate is refused, on
+						 * gRPC in the handshake, on REST with 401 */
 	} tls;
 	struct gw_account_cfg *accounts;
 	size_t naccounts;
@@ -424,6 +430,10 @@ struct gw_config {
 		size_t max_jobs;		/* followed at once; more wait in the store */
 		int line;			/* of the follower: key, 0 when absent */
 	} follower;
+	/* balance: the upstream balance poller (issues 20 and 22, gateway/svc/balance.h). */
+	struct {
+		long poll_s;			/* seconds between polls of each account; 0 = off */
+	} balance;
 	struct gw_process_cfg process;
 	struct gw_http_cfg http;
 	struct gw_rest_cfg rest;

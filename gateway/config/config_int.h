@@ -31,7 +31,8 @@ enum { GW_CFG_TOP_LISTEN, GW_CFG_TOP_TLS, GW_CFG_TOP_LOG, GW_CFG_TOP_STATE, GW_C
        GW_CFG_TOP_CACHE, GW_CFG_TOP_LIMITS, GW_CFG_TOP_ACCOUNTS, GW_CFG_TOP_TENANTS,
        GW_CFG_TOP_WEBHOOKS, GW_CFG_TOP_RATE, GW_CFG_TOP_UPLOADS, GW_CFG_TOP_WATCH,
        GW_CFG_TOP_PROCESS, GW_CFG_TOP_HTTP, GW_CFG_TOP_GRPC, GW_CFG_TOP_CLUSTER,
-       GW_CFG_TOP_REDIS, GW_CFG_TOP_REST, GW_CFG_TOP_FOLLOWER, GW_CFG_TOP_NKEYS };
+       GW_CFG_TOP_REDIS, GW_CFG_TOP_REST, GW_CFG_TOP_FOLLOWER, GW_CFG_TOP_BALANCE,
+       GW_CFG_TOP_NKEYS };
 
 /* ---- config_node.c: node readers. path names the field in messages ("tenants[1].name"). A reader
  * that fails has added an error and returns -1 (NULL); it returns 0 and sets *out otherwise. ---- */

@@ -63,11 +63,12 @@ static void cfg_listen(struct gw_cfg_parse *p, yaml_node_t *n)
 
 static void cfg_tls(struct gw_cfg_parse *p, yaml_node_t *n)
 {
-	static const char *const keys[] = { "cert_file", "key_file", "client_ca_file" };
-	yaml_node_t *v[3];
+	static const char *const keys[] = { "cert_file", "key_file", "client_ca_file",
+					     "client_cert_required" };
+	yaml_node_t *v[4];
 	char **dst[3] = { &p->cfg->tls.cert_file, &p->cfg->tls.key_file, &p->cfg->tls.client_ca_file };
 
-	if (gw_cfg_map(p, n, "tls", keys, 3, v, NULL) < 0)
+	if (gw_cfg_map(p, n, "tls", keys, 4, v, NULL) < 0)
 		return;
 	for (int i = 0; i < 3; i++) {
 		char path[GW_CFG_PATH_MAX];
@@ -76,6 +77,8 @@ static void cfg_tls(struct gw_cfg_parse *p, yaml_node_t *n)
 		if (v[i])
 			gw_cfg_string(p, v[i], path, dst[i]);
 	}
+	if (v[3])
+		gw_cfg_bool(p, v[3], "tls.client_cert_required", &p->cfg->tls.client_cert_required);
 }
 
 static void cfg_log(struct gw_cfg_parse *p, yaml_node_t *n)
@@ -453,13 +456,27 @@ static void cfg_follower(struct gw_cfg_parse *p, yaml_node_t *n)
 		p->cfg->follower.max_jobs = (size_t)x;
 }
 
+/* balance: the upstream balance poller's period (gateway/svc/balance.h). */
+static void cfg_balance(struct gw_cfg_parse *p, yaml_node_t *n)
+{
+	static const char *const keys[] = { "poll_s" };
+	yaml_node_t *v[1];
+	long long x;
+
+	if (gw_cfg_map(p, n, "balance", keys, 1, v, NULL) < 0)
+		return;
+	if (v[0] && gw_cfg_long(p, v[0], "balance.poll_s", 0, GW_CONFIG_MAX_BALANCE_POLL_S, &x) == 0)
+		p->cfg->balance.poll_s = (long)x;
+}
+
 /* top[]/topk[]: each section's value and key node. -1 if the root is not a mapping (nothing to check). */
 int gw_cfg_root(struct gw_cfg_parse *p, yaml_node_t *root, yaml_node_t **top, yaml_node_t **topk)
 {
 	static const char *const keys[GW_CFG_TOP_NKEYS] = { "listen", "tls", "log", "state", "upstream",
 						     "cache", "limits", "accounts", "tenants",
 						     "webhooks", "rate", "uploads", "watch", "process",
-						     "http", "grpc", "cluster", "redis", "rest", "follower" };
+						     "http", "grpc", "cluster", "redis", "rest", "follower",
+						     "balance" };
 
 	if (!root || root->type != YAML_MAPPING_NODE) {
 		GW_CFG_ERR(p, root, "the configuration must be a mapping (listen:, accounts:, tenants:, ...)");
@@ -506,5 +523,7 @@ int gw_cfg_root(struct gw_cfg_parse *p, yaml_node_t *root, yaml_node_t **top, ya
 		gw_cfg_rest(p, top[GW_CFG_TOP_REST]);
 	if (top[GW_CFG_TOP_FOLLOWER])
 		cfg_follower(p, top[GW_CFG_TOP_FOLLOWER]);
+	if (top[GW_CFG_TOP_BALANCE])
+		cfg_balance(p, top[GW_CFG_TOP_BALANCE]);
 	return 0;
 }

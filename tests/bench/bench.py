@@ -20,6 +20,9 @@ Every process listens on 127.0.0.1 with a kernel-picked port; every wait is boun
      facade's loop-thread instructions per request under callgrind (tests/bench/callgrind_rest.py)
 Steps 1, 4 and 5f use a fake upstream (this process) that knows every rid as SUCCESS, because the
 simulator holds at most 16384 jobs; steps 2, 3 and the rest of 5 use the simulator.
+Step 10 (issue 21) is tests/bench/sweep.py: upstream GET /status per second against the number of
+polling clients, straight at the simulator or through the gateway. Steps 1 and 10 also write
+$BENCH_OUT/stepN.dat (tests/bench/benchdata.py) for the figures of tests/bench/plot.
 """
 import asyncio
 import base64
@@ -41,6 +44,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 import harness  # noqa: E402  (builds sys.path for the generated stubs)
+import benchdata  # noqa: E402  (the data files of tests/bench/plot)
 import grpc  # noqa: E402
 from harness import jobs_pb2, jobs_pb2_grpc, health_pb2  # noqa: E402
 
@@ -189,8 +193,9 @@ def percentile(sorted_vals, p):
     return sorted_vals[k]
 
 
-def h2load(url, body_path, log_path, auth):
-    """-> (req/s, succeeded, p50 ms, p99 ms). 16 connections x 16 streams, one h2load thread."""
+def h2load(url, body_path, log_path, auth, lats=None):
+    """-> (req/s, succeeded, p50 ms, p99 ms). 16 connections x 16 streams, one h2load thread.
+    lats: a list that gets every answered request's latency in ms, sorted."""
     cmd = (["taskset", "-c", "1"] if shutil.which("taskset") and os.cpu_count() >= 2 else []) + [
            "h2load", "-D", str(H2LOAD_S), "--warm-up-time=500ms", "-c", "16", "-m", "16", "-t", "1",
            "-d", body_path, "-H", "content-type: application/grpc", "-H", "te: trailers",
@@ -208,6 +213,8 @@ def h2load(url, body_path, log_path, auth):
             if len(parts) >= 3 and parts[1] == "200":
                 lat.append(int(parts[2]) / 1000.0)
     lat.sort()
+    if lats is not None:
+        lats.extend(lat)
     return (float(m.group(1)) if m else 0.0, int(s.group(1)) if s else 0,
             percentile(lat, 50), percentile(lat, 99))
 
@@ -260,7 +267,8 @@ def step1(work):
             got = {}
             for k in order:
                 got[k] = h2load(hc_url if k == "hc" else gs_url, hc_body if k == "hc" else gs_body,
-                                os.path.join(work, k + ".log"), True)
+                                os.path.join(work, k + ".log"), True,
+                                lats=got.setdefault(k + " lats", []))
             rounds.append((got["gs"][0] / got["hc"][0] if got["hc"][0] else 0.0, got))
         # For reference: Health without the authorization header (what HPACK and bytes cost).
         hc0 = h2load(hc_url, hc_body, os.path.join(work, "hc0.log"), False)
@@ -278,6 +286,16 @@ def step1(work):
         row(1, "GetStatus / Health ratio, median", "%.2f" % ratio, ">= 0.90", ratio >= 0.9)
         row(1, "Health/Check without auth header", "%.0f req/s, p50 %.2f ms, p99 %.2f ms"
             % (hc0[0], hc0[2], hc0[3]), "info", None)
+        # tests/bench/plot's latency figure: the median round's percentiles, Health as the floor.
+        benchdata.write(1, "cached GetStatus vs Health/Check latency, ms (h2load, median round)",
+                        ("percentile", "health_ms", "getstatus_ms"),
+                        [("p%g" % p, percentile(med["hc lats"], p), percentile(med["gs lats"], p))
+                         for p in (50, 90, 99, 99.9)],
+                        note="h2load as fast as the gateway answers (this round: Health %.0f req/s, "
+                        "GetStatus %.0f req/s), 16 connections x 16 streams, %d s per run, %d "
+                        "alternating rounds%s" % (hc[0], gs[0], H2LOAD_S, H2LOAD_ROUNDS,
+                                                  ", gateway on CPU 0, h2load on CPU 1"
+                                                  if pinned else ""))
         # h2load counts HTTP 200; grpc-status comes in trailers: check the gateway's own count.
         # The gateway's count also holds h2load's warm-up requests, which h2load does not report.
         row(1, "GetStatus answered grpc OK", "%d, for %d HTTP 200s counted by h2load (upstream GETs: %d)"
@@ -285,6 +303,40 @@ def step1(work):
     finally:
         gw.stop()
         fake.stop()
+
+
+# ---- step 10 (issue 21): upstream GET /status per second vs polling clients ----------------------
+SWEEP_CLIENTS = [int(x) for x in os.environ.get("BENCH_SWEEP_CLIENTS", "1,10,50,100,200").split(",")]
+SWEEP_S = float(os.environ.get("BENCH_SWEEP_S", "3"))
+SWEEP_INTERVAL_MS = int(os.environ.get("BENCH_SWEEP_INTERVAL_MS", "500"))
+
+
+def step10(work):
+    """tests/bench/sweep.py: each client polls its own job every SWEEP_INTERVAL_MS, straight at
+    the simulator or through the gateway, SWEEP_S seconds after one TTL of warm-up per point."""
+    import sweep  # noqa: E402
+    res = sweep.measure(work, upload_and_start, SWEEP_CLIENTS, SWEEP_S, SWEEP_INTERVAL_MS / 1000.0,
+                        TTL_MS / 1000.0)
+    rows = []
+    for r in res:
+        d, g = r["direct"], r["gateway"]
+        rate = {k: r[k]["upstream"] / r[k]["secs"] for k in ("direct", "gateway")}
+        rows.append((r["clients"], rate["direct"], rate["gateway"], d["calls_per_s"],
+                     g["calls_per_s"]))
+        row(10, "%d clients polling every %d ms: upstream GET /status per second"
+            % (r["clients"], SWEEP_INTERVAL_MS), "direct %.1f, through the gateway %.1f "
+            "(client calls/s %.1f and %.1f; errors %d and %d)"
+            % (rate["direct"], rate["gateway"], d["calls_per_s"], g["calls_per_s"], d["errors"],
+               g["errors"]), "-", d["errors"] == 0 and g["errors"] == 0)
+    benchdata.write(10, "upstream GET /status per second vs polling clients",
+                    ("clients", "direct_per_s", "gateway_per_s", "direct_calls_per_s",
+                     "gateway_calls_per_s"), rows,
+                    note="each client polls one job every %d ms; %.0f s per point after %d ms "
+                    "warm-up; cache TTL %d ms, batch %d, window %d ms"
+                    % (SWEEP_INTERVAL_MS, SWEEP_S, TTL_MS, TTL_MS, BATCH_MAX, WINDOW_MS))
+
+
+PLOT_STEPS = {10: step10}
 
 
 # ---- step 2 ---------------------------------------------------------------------------------------
@@ -1369,6 +1421,9 @@ def main(argv):
           % (harness.BUILD, work, TTL_MS, BATCH_MAX, WINDOW_MS), flush=True)
     fns = {1: step1, 2: step2, 3: step3, 4: step4, 5: step5, 6: step6, 7: step7, 8: step8}
     failed = False
+    # Steps that measure only for tests/bench/plot's figures run by default too.
+    fns.update(PLOT_STEPS)
+    steps = steps if argv else steps + sorted(PLOT_STEPS)
     try:
         for s in steps:
             t0 = time.monotonic()

@@ -44,6 +44,7 @@ DASHBOARD_TOPICS = (
     ("cache hit ratio", PREFIX + "cache_hits_total"),
     ("upstream calls saved (batching)", PREFIX + "status_fetches_total"),
     ("session logins", PREFIX + "session_logins_total"),
+    ("credits", PREFIX + "upstream_credit_balance"),
     ("queue depths", PREFIX + "webhook_queue_depth"),
     ("replicas", "up"),
     ("process CPU", "process_cpu_seconds_total"),
@@ -55,7 +56,7 @@ DASHBOARD_TOPICS = (
 DASHBOARD_BY_TENANT = (PREFIX + "rpc_total", PREFIX + "rpc_duration_seconds_bucket")
 # The alerts the issue asks for.
 REQUIRED_ALERTS = ("A3DGatewayUpstreamErrorRatio", "A3DGatewayBreakerOpen",
-                   "A3DGatewayLoginFailures", "A3DGatewayCreditsExhausted",
+                   "A3DGatewayLoginFailures", "A3DGatewayCreditsLow", "A3DGatewayBalanceRunsOut",
                    "A3DGatewayTenantRateLimited", "A3DGatewayWebhookBacklog",
                    "A3DGatewayReplicaNotReady", "A3DGatewayTenantErrorRatio")
 
@@ -152,7 +153,9 @@ class LiveGateway:
         # the credits alert watches.
         self.sim = harness.Sim(self.work, job_seconds=1, extra_args=["--credits", "0"])
         try:
-            self.gw = harness.Gateway(self.work, self.sim.url)
+            # The balance poller on (the harness turns it off): its first poll at start fills
+            # the balance gauges the credits alerts and the dashboard's credits panel read.
+            self.gw = harness.Gateway(self.work, self.sim.url, extra_top="balance:\n  poll_s: 60\n")
         except Exception:
             self.sim.stop()
             raise
@@ -298,11 +301,16 @@ def check_monitoring(c, chart, modules, families):
 
     own = chart.render(sets=["prometheusRule.enabled=true", 'prometheusRule.selector=cluster="eu"',
                              "prometheusRule.thresholds.webhookBacklog=7",
+                             "prometheusRule.thresholds.creditsLow=250",
+                             "prometheusRule.thresholds.balanceRunsOutDays=3",
+                             "prometheusRule.thresholds.balanceTrendWindow=1d",
                              "prometheusRule.alertLabels.team=platform"])
     orules = {x["alert"]: x for g in own.one("PrometheusRule")["spec"]["groups"]
               for x in g["rules"]}
     c.check("PrometheusRule: prometheusRule.selector, thresholds and alertLabels are used",
             all('{cluster="eu"' in x["expr"] and "job=" not in x["expr"] for x in orules.values())
             and orules["A3DGatewayWebhookBacklog"]["expr"].rstrip().endswith("> 7")
+            and orules["A3DGatewayCreditsLow"]["expr"].rstrip().endswith("< 250")
+            and "[1d], 3 * 86400)" in orules["A3DGatewayBalanceRunsOut"]["expr"]
             and all(x["labels"].get("team") == "platform" for x in orules.values()),
             [x["expr"] for x in orules.values()][:3])

@@ -572,6 +572,12 @@ def main():
             c.check("live gateway: /metrics scraped after a job ended FAILURE 101 (no credits)",
                     "animate3d_gateway_job_outcomes_total" in families
                     and 'error="101"' in live.metrics_text, sorted(families)[:5])
+            c.check("live gateway: the balance poller filled the credit and minutes gauges",
+                    re.search(r'^animate3d_gateway_upstream_credit_balance\{account="sim"\} 0$',
+                              live.metrics_text, re.M)
+                    and re.search(r'^animate3d_gateway_upstream_minutes_balance\{account="sim"\} ',
+                                  live.metrics_text, re.M),
+                    [x for x in live.metrics_text.splitlines() if "balance" in x])
             chart_monitoring.check_monitoring(c, chart, args.promql_modules, families)
             chart_hygiene.check_test_pod(c, chart, live)
         finally:

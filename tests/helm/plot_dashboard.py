@@ -273,7 +273,8 @@ def main():
             % harness.sha256_hex(FARM_KEY))
     gw = prom = None
     try:
-        gw = harness.Gateway(work, sim.url, extra_tenants=farm)
+        # The balance poller every 5 s: the credits panel follows the account running out.
+        gw = harness.Gateway(work, sim.url, extra_tenants=farm, extra_top="balance:\n  poll_s: 5\n")
         prom, url = prometheus(work, f"127.0.0.1:{gw.http_port}")
         time.sleep(3 * SCRAPE_S)
         start = time.time()

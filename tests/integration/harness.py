@@ -323,7 +323,7 @@ class Sim:
 
 def gateway_config(grpc_port, http_port, sim_url, state_path, secret_env=SECRET_ENV,
                    secret_file=None, rate=(1000, 2000), state_extra=(), extra_tenants="", extra_top="",
-                   backend=None, rest_port=None, allow_private_destinations=True):
+                   backend=None, rest_port=None, allow_private_destinations=True, balance_poll_s=0):
     """The YAML text for a test gateway (schema as examples/demo.yaml).
 
     allow_private_destinations: webhooks.allow_private_destinations (issue 17), on by default:
@@ -333,7 +333,9 @@ def gateway_config(grpc_port, http_port, sim_url, state_path, secret_env=SECRET_
     extra_top: more top-level sections (YAML at column 0), appended last. backend: "sqlite"
     (state.path: state_path) or "postgres" (state.postgres naming with-postgres's cluster;
     state_path unused); None: BACKEND, from A3D_IT_BACKEND. rest_port: listen.rest (the REST
-    facade) on that port; None: no facade."""
+    facade) on that port; None: no facade. balance_poll_s: balance.poll_s (issue 20's balance
+    poller), off by default so that its GETs never mix with the counts of tests that watch the
+    balance routes; an extra_top with its own balance: section wins."""
     # The webhooks section goes before accounts: (tenants: stays the last section, which tests
     # that append tenants rely on), or into extra_top's own webhooks: section.
     webhooks = ""
@@ -346,6 +348,8 @@ def gateway_config(grpc_port, http_port, sim_url, state_path, secret_env=SECRET_
             webhooks = "webhooks:\n" + line
     secret_line = ("client_secret_file: %s" % secret_file) if secret_file else \
                   ("client_secret_env: %s" % secret_env)
+    balance = "" if re.search(r"(^|\n)balance:", extra_top) else \
+        "balance:\n  poll_s: %d\n" % balance_poll_s
     backend = backend or BACKEND
     if backend == "postgres":
         state_lines = pg_state_yaml()
@@ -367,7 +371,7 @@ cache:
   status_ttl_ms: 1000
   batch_window_ms: 5
   batch_max: 50
-{webhooks}accounts:
+{balance}{webhooks}accounts:
   - name: sim
     base_url: {sim}
     client_id: {cid}
@@ -391,7 +395,7 @@ tenants:
       - sha256: {kv}
         permissions: [read]
 {extra_tenants}{extra_top}""".format(grpc=grpc_port, state_extra="".join("  %s\n" % x for x in state_extra),
-           webhooks=webhooks,
+           webhooks=webhooks, balance=balance,
            extra_tenants=extra_tenants, extra_top=extra_top, http=http_port,
            rest_line=("  rest: 127.0.0.1:%d\n" % rest_port) if rest_port else "", state_lines=state_lines, sim=sim_url, cid=CLIENT_ID,
            secret_line=secret_line, rps=rate[0], burst=rate[1], ka=sha256_hex(KEYS["team-a"]),

@@ -3,7 +3,9 @@
 Upstream's own paths answered with a team's API key (Authorization: Bearer), in upstream's JSON
 shapes, through the same pipeline as gRPC: the viewer key's permission, another tenant's rids
 answered as upstream answers unknown rids, the tenant's rate limit as 429 + Retry-After, oversize
-bodies 413, upstream's error shape, CORS as upstream does it; every refusal counted in /metrics.
+bodies 413, upstream's error shape, CORS as upstream does it; every refusal counted in /metrics. A
+client that closes its connection mid-call cancels the call (test_rest_tls.py: the same over TLS,
+and client certificates).
 /webhook_endpoints* manage the tenant's own subscriptions (docs/webhooks.md), whose signed events
 reach a receiver on 127.0.0.1.
 """
@@ -343,6 +345,49 @@ def test_slow_call_outlives_the_connection_deadline(stack, sim):
     assert m[P + 'rest_connections_closed_total{reason="deadline"}'] == 0
 
 
+def wait_for(pred, what, timeout):
+    deadline = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+def leave_during_call(gw, sim, connect, route="GET /upload", path="/upload?name=gone.mp4"):
+    """Sends a request whose upstream answer the simulator holds back (5 s), closes the connection
+    once the request reached upstream, and checks that the gateway cancels the call within a
+    short bound (well before the answer would have come): counted as a cancel, in rpc_total as
+    CANCELLED, the connection closed. connect() -> a connected socket (plain or TLS)."""
+    label = P + 'rpc_total{tenant="team-a",method="/animate3d.v1.Jobs/GetUploadUrl",code="CANCELLED"}'
+    before = harness.metrics(gw)
+    upstream = sim.count(route)
+    sim.faults(route, status=0, rate=1.0, latency_ms=5000, count=1)
+    try:
+        s = connect()
+        s.sendall(("GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\n\r\n"
+                   % (path, harness.KEYS["team-a"])).encode())
+        wait_for(lambda: sim.count(route) > upstream, "the request never reached upstream", 5)
+        t0 = time.monotonic()
+        s.close()
+        key = P + "rest_cancelled_total"
+        wait_for(lambda: harness.metrics(gw).get(key, 0) > before.get(key, 0),
+                 "the call was not cancelled", 3)
+        assert time.monotonic() - t0 < 4.5     # before the held-back answer: cancelled, not answered
+    finally:
+        sim.clear_faults()
+    after = harness.metrics(gw)
+    assert after[P + "rest_cancelled_total"] - before.get(P + "rest_cancelled_total", 0) == 1
+    assert after.get(label, 0) - before.get(label, 0) == 1
+    wait_for(lambda: harness.metrics(gw)[P + "rest_connections"] <= before[P + "rest_connections"],
+             "the connection stayed open", 3)
+
+
+def test_client_that_leaves_cancels_its_call(gw, sim):
+    leave_during_call(gw, sim, lambda: socket.create_connection(("127.0.0.1", gw.rest_port), 5))
+    # The facade goes on serving, and a client that waits is answered.
+    st, _, doc = call(gw, "GET", "/upload?name=after.mp4")
+    assert st == 200 and doc["url"].startswith("http"), doc
+
+
 class TlsRestGateway(harness.Gateway):
     """A gateway whose listeners speak TLS: ready once the REST port accepts (the harness's
     readiness check is a plaintext gRPC health call)."""
@@ -534,3 +579,26 @@ def test_webhook_endpoint_made_over_rest_gets_the_tenants_event(gw):
     finally:
         call(gw, "DELETE", "/webhook_endpoints/" + made["id"], tenant=None, headers=session)
         rec.close()
+
+
+def test_full_endpoint_table_is_503_as_upstream(gw):
+    """A tenant's endpoint table full (GW_STORE_HOOKS_MAX, 32) is not a rate limit: upstream
+    answers its own full table 503 "Webhook endpoint table full", so does the facade, and without
+    a Retry-After (no delay would help)."""
+    st, _, doc = call(gw, "GET", "/webhook_endpoints", tenant="team-b")
+    assert st == 200, doc
+    made = []
+    try:
+        for i in range(64 - doc["count"]):     # bounded: the table holds 32
+            st, hdrs, got = call(gw, "POST", "/webhook_endpoints", tenant="team-b",
+                                 body={"url": "http://127.0.0.1:9/full-%d" % i,
+                                       "events": ["job.completed"]})
+            if st != 200:
+                break
+            made.append(got["id"])
+        assert st == 503 and is_upstream_error(got, 503), (st, got)
+        assert "Retry-After" not in hdrs, hdrs
+        assert len(made) + doc["count"] == 32
+    finally:
+        for i in made:
+            call(gw, "DELETE", "/webhook_endpoints/" + i, tenant="team-b")

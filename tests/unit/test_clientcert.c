@@ -1,6 +1,7 @@
 /* Unit tests for auth/caller/clientcert.c: certificate CN in, tenant index (or none) out. */
 #include <criterion/criterion.h>
 #include <string.h>
+#include <openssl/x509.h>
 
 #include "auth/caller/clientcert.h"
 
@@ -62,4 +63,57 @@ Test(clientcert, peer_cn_without_call)
 	cr_expect_eq(gw_clientcert_peer_cn(NULL, out, sizeof out), 0);
 	cr_expect_str_eq(out, "");
 	cr_expect_eq(gw_clientcert_peer_cn(NULL, NULL, 0), 0);
+}
+
+/* A certificate whose subject has the given CN entries (bytes, len each; none: no CN). */
+static X509 *cert_with(const char *const *cns, const int *lens, size_t n)
+{
+	X509 *x = X509_new();
+	X509_NAME *name = X509_get_subject_name(x);
+
+	X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC, (const unsigned char *)"test", -1, -1,
+				   0);
+	for (size_t i = 0; i < n; i++)
+		cr_assert_eq(X509_NAME_add_entry_by_NID(name, NID_commonName, MBSTRING_ASC,
+							(const unsigned char *)cns[i], lens[i], -1, 0),
+			     1);
+	return x;
+}
+
+Test(clientcert, x509_cn_table)
+{
+	static const struct {
+		const char *cn[2];
+		int len[2];
+		size_t n;		/* CN entries */
+		size_t outlen;
+		size_t want;		/* 0: none */
+		const char *out;
+	} cases[] = {
+		{ { "team-a" }, { 6 }, 1, 64, 6, "team-a" },
+		{ { "svc.team-b.example" }, { 18 }, 1, 64, 18, "svc.team-b.example" },
+		{ { "team-a", "team-b" }, { 6, 6 }, 2, 64, 6, "team-a" },	/* the first, as gRPC */
+		{ { 0 }, { 0 }, 0, 64, 0, "" },					/* no CN */
+		{ { "team-a\0evil" }, { 11 }, 1, 64, 0, "" },			/* embedded NUL */
+		{ { "team-a" }, { 6 }, 1, 7, 6, "team-a" },			/* just fits */
+		{ { "team-a" }, { 6 }, 1, 6, 0, "" },				/* never truncated */
+	};
+
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		X509 *x = cert_with(cases[i].cn, cases[i].len, cases[i].n);
+		char out[64] = "junk";
+
+		cr_expect_eq(gw_clientcert_x509_cn(x, out, cases[i].outlen), cases[i].want, "#%zu", i);
+		cr_expect_str_eq(out, cases[i].out, "#%zu", i);
+		X509_free(x);
+	}
+}
+
+Test(clientcert, x509_cn_null)
+{
+	char out[8] = "junk";
+
+	cr_expect_eq(gw_clientcert_x509_cn(NULL, out, sizeof out), 0);
+	cr_expect_str_eq(out, "");
+	cr_expect_eq(gw_clientcert_x509_cn(NULL, NULL, 0), 0);
 }

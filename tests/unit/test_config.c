@@ -124,6 +124,10 @@ static const struct bad_case bad_cases[] = {
 	  "upstream.max_response_bytes must be an integer" },
 	{ "tls:\n  cert_file: /c.pem\n" BASE, 1, "tls.cert_file and tls.key_file must be set together" },
 	{ "tls:\n  client_ca_file: /ca.pem\n" BASE, 1, "tls.client_ca_file needs tls.cert_file and tls.key_file" },
+	{ "tls:\n  cert_file: /c.pem\n  key_file: /k.pem\n  client_cert_required: true\n" BASE, 1,
+	  "tls.client_cert_required needs tls.client_ca_file (the CA that signs them)" },
+	{ "tls:\n  client_cert_required: sometimes\n" BASE, 2,
+	  "tls.client_cert_required must be true or false" },
 	{ "state:\n  path: /x.db\n  memory: true\n" BASE, 2, "state.path and state.memory: true are exclusive" },
 	{ "state:\n  memory: maybe\n" BASE, 2, "state.memory must be true or false" },
 	{ "state:\n  memory: false\n" BASE, 2, "state needs path, memory: true or postgres" },
@@ -272,6 +276,11 @@ static const struct bad_case bad_cases[] = {
 	{ "follower:\n  poll_interval_ms: 5000\n  max_poll_interval_ms: 1000\n" BASE, 1,
 	  "follower.max_poll_interval_ms must be >= follower.poll_interval_ms" },
 	{ "follower:\n  every: 5\n" BASE, 2, "unknown key \"every\"" },
+	/* balance (issues 20 and 22) */
+	{ "balance:\n  poll_s: -1\n" BASE, 2, "balance.poll_s must be >= 0" },
+	{ "balance:\n  poll_s: 86401\n" BASE, 2, "balance.poll_s must be <= 86400" },
+	{ "balance:\n  poll_s: often\n" BASE, 2, "balance.poll_s must be an integer" },
+	{ "balance:\n  every: 5\n" BASE, 2, "unknown key \"every\"" },
 	{ ACCOUNT_SIM "tenants:\n  - name: t\n    account: sim\n    limits:\n      uploads: 0\n", 10,
 	  "tenants[0].limits.uploads must be > 0" },
 	{ ACCOUNT_SIM "tenants:\n  - name: t\n    account: sim\n    limits:\n      watch_streams: x\n", 10,
@@ -564,7 +573,7 @@ Test(config, optional_sections_and_defaults)
 {
 	static const char text[] =
 		"listen: {grpc: \"[::]:0\", http: \"0.0.0.0:0\"}\n"
-		"tls: {cert_file: /c.pem, key_file: /k.pem, client_ca_file: /ca.pem}\n"
+		"tls: {cert_file: /c.pem, key_file: /k.pem, client_ca_file: /ca.pem, client_cert_required: yes}\n"
 		"log: {level: debug}\n"
 		"state: {memory: true}\n"
 		"upstream: {connect_timeout_ms: 10, default_timeout_ms: 20, max_response_bytes: 30, session_refresh_s: 40}\n"
@@ -584,6 +593,7 @@ Test(config, optional_sections_and_defaults)
 	cr_expect_str_eq(cfg->path, path);
 	cr_expect_str_eq(cfg->grpc_listen, "[::]:0");
 	cr_expect_str_eq(cfg->tls.client_ca_file, "/ca.pem");
+	cr_expect_eq(cfg->tls.client_cert_required, 1);
 	cr_expect_str_eq(cfg->log_level, "debug");
 	cr_expect_eq(cfg->state.memory_only, 1);
 	cr_expect_null(cfg->state.path);
@@ -634,6 +644,7 @@ Test(config, optional_sections_and_defaults)
 	cr_expect_eq(cfg->follower.quiet_ms, GW_CONFIG_DEFAULT_FOLLOW_QUIET_MS);
 	cr_expect_eq(cfg->follower.scan_interval_ms, GW_CONFIG_DEFAULT_FOLLOW_SCAN_MS);
 	cr_expect_eq(cfg->follower.max_jobs, GW_CONFIG_DEFAULT_FOLLOW_MAX_JOBS);
+	cr_expect_eq(cfg->balance.poll_s, GW_CONFIG_DEFAULT_BALANCE_POLL_S);
 	cr_expect_eq(cfg->uploads.max_concurrent, GW_CONFIG_DEFAULT_UPLOADS_MAX);
 	cr_expect_eq(cfg->uploads.max_per_tenant, 0);
 	cr_expect_eq(cfg->uploads.idle_timeout_ms, GW_CONFIG_DEFAULT_UPLOAD_IDLE_MS);

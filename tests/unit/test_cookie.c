@@ -102,20 +102,27 @@ Test(cookie, http_date_table)
 		{ "Thu, 29 Feb 2024 12:00:00 GMT", 1709208000 },
 		{ "Wed, 21 Oct 2015 07:28:00 GMT", 1445412480 },
 		{ "Wednesday, 21-Oct-15 07:28:00 GMT", 1445412480 },	/* 2-digit year < 70 -> 20xx */
-		{ "Wed, 21 Oct 2015 07:28:60 GMT", 1445412480 + 59 },	/* leap second clamps */
-		{ "Wed, 29 Feb 2023 12:00:00 GMT", -1 },
-		{ "Wed, 31 Apr 2023 12:00:00 GMT", -1 },
+		/* curl_getdate is lenient the way browsers' cookie parsers are: seconds 60 roll over,
+		 * an impossible day rolls into the next month, case, day width, separators, the zone
+		 * name and trailing words do not matter, numeric offsets are applied. */
+		{ "Wed, 21 Oct 2015 07:28:60 GMT", 1445412480 + 60 },
+		{ "Wed, 29 Feb 2023 12:00:00 GMT", 1677672000 },	/* = 1 Mar 2023 */
+		{ "sun, 06 nov 1994 08:49:37 GMT", RFC_DATE },
+		{ "Sun, 6 Nov 1994 08:49:37 GMT", RFC_DATE },
+		{ "Sun, 06-Nov-1994 08:49:37 GMT", RFC_DATE },
+		{ "Sun,06 Nov 1994 08:49:37 GMT", RFC_DATE },
+		{ "Sun, 06 Nov 1994 08:49:37 UTC", RFC_DATE },
+		{ "Sun, 06 Nov 1994 08:49:37 GMT junk", RFC_DATE },
+		{ "Sun, 06 Nov 1994 08:49:37 +0100", RFC_DATE - 3600 },
+		/* what no reading makes a date of */
 		{ "Sun, 06 Nov 1994 24:00:00 GMT", -1 },
 		{ "Sun, 06 Nov 1994 08:60:00 GMT", -1 },
-		{ "Sun, 06 Nov 1994 08:49:37 UTC", -1 },
-		{ "Sun, 06 Nov 1994 08:49:37 GMT junk", -1 },
-		{ "sun, 06 nov 1994 08:49:37 GMT", -1 },
-		{ "Sun, 6 Nov 1994 08:49:37 GMT", -1 },
+		{ "Mon, 32 Nov 1994 08:49:37 GMT", -1 },
 		{ "Sun, 06 Foo 1994 08:49:37 GMT", -1 },
-		{ "Sun, 06 Nov-1994 08:49:37 GMT", -1 },
-		{ "Sun,06 Nov 1994 08:49:37 GMT", -1 },
 		{ "Sun Nov  6 08:49:37", -1 },
+		{ "not a date", -1 },
 		{ "120", -1 },
+		{ "Sun, 06 Nov 1994 08:49:37 GMT                                                   ", -1 },	/* > GW_COOKIE_MAX_DATE */
 		{ "", -1 },
 	};
 

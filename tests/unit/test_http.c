@@ -129,7 +129,10 @@ Test(http, ready_state_store)
 		{ { "postgres", NULL, 0, NULL, NULL, { NULL } }, "\"state\":{\"backend\":\"postgres\",\"reachable\":true}}\n" },
 		{ { "postgres", "PostgreSQL at 127.0.0.1:5432/a3d is unreachable: \"refused\"\n", 0, NULL, NULL, { NULL } },
 		  "\"state\":{\"backend\":\"postgres\",\"reachable\":false,\"why\":\"PostgreSQL at "
-		  "127.0.0.1:5432/a3d is unreachable:  refused  \"}}\n" },
+		  "127.0.0.1:5432/a3d is unreachable: \\\"refused\\\"\\n\"}}\n" },
+		/* a driver's message with bytes that are not UTF-8 */
+		{ { "postgres", "bad \xff byte", 0, NULL, NULL, { NULL } },
+		  "\"reachable\":false,\"why\":\"(not valid UTF-8)\"}}\n" },
 		{ { NULL, NULL, 0, NULL, NULL, { NULL } }, "\"state\":{\"backend\":\"none\",\"reachable\":true}}\n" },
 		{ { "postgres", NULL, 1, NULL, NULL, { NULL } },
 		  "\"reachable\":true},\"redis\":{\"connected\":true}}\n" },
@@ -191,6 +194,37 @@ Test(http, ready_cluster_parts)
 		out = drain(b);
 		cr_expect(strlen(out) >= n && strcmp(out + strlen(out) - n, cases[i].tail) == 0,
 			  "case %zu: %s", i, out);
+		free(out);
+		evbuffer_free(b);
+	}
+}
+
+/* Account names are the operator's, any bytes YAML allows: a tab, a quote, a backslash stay valid
+ * JSON (they once made /readyz unparseable). */
+Test(http, readyz_escapes_account_names)
+{
+	static const struct {
+		const char *name;
+		const char *want;
+	} cases[] = {
+		{ "a\tb", "\"accounts\":[{\"name\":\"a\\tb\",\"state\":\"ok\"}]" },
+		{ "say \"hi\"", "\"accounts\":[{\"name\":\"say \\\"hi\\\"\",\"state\":\"ok\"}]" },
+		{ "back\\slash", "\"accounts\":[{\"name\":\"back\\\\slash\",\"state\":\"ok\"}]" },
+		{ "caf\xc3\xa9", "\"accounts\":[{\"name\":\"caf\xc3\xa9\",\"state\":\"ok\"}]" },
+	};
+
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct gw_account_rt acct;
+		struct gw_ready_parts parts = { "sqlite", NULL, 0, NULL, NULL, { NULL } };
+		struct evbuffer *b = evbuffer_new();
+		char *out;
+
+		memset(&acct, 0, sizeof acct);
+		acct.name = (char *)cases[i].name;	/* the struct owns config strings */
+		acct.state = GW_SESSION_OK;
+		cr_expect_eq(gw_http_render_ready(0, 1, &acct, 1, &parts, b), 1, "case %zu", i);
+		out = drain(b);
+		cr_expect(strstr(out, cases[i].want) != NULL, "case %zu: %s", i, out);
 		free(out);
 		evbuffer_free(b);
 	}

@@ -354,6 +354,9 @@ static void print_all(void *arg, struct gw_metrics_out *o)
 	gw_metrics_family(o, "ratio", "gauge", "A ratio.");
 	gw_metrics_gauge_f(o, "ratio", NULL, 0.25);
 	gw_metrics_gauge_f(o, "ratio", "x=\"y\"", 1500000.0);
+	gw_metrics_family(o, "money", "gauge", "Exact values.");
+	gw_metrics_gauge_exact(o, "money", NULL, 123456.78);
+	gw_metrics_gauge_exact(o, "money", "at=\"t\"", 1796642129.581);
 	gw_metrics_family(o, "lat_seconds", "histogram", "Latency.");
 	gw_metrics_hist(o, "lat_seconds", "m=\"k\"", h);
 }
@@ -369,6 +372,8 @@ Test(metrics, printers_table)
 		{ P "open 0", 1 },
 		{ P "ratio 0.25", 1 },
 		{ P "ratio{x=\"y\"} 1.5e+06", 1 },
+		{ P "money 123456.78", 1 },			/* %.6g would say 123457 */
+		{ P "money{at=\"t\"} 1796642129.581", 1 },
 		{ "# TYPE " P "lat_seconds histogram", 1 },
 		{ P "lat_seconds_bucket{m=\"k\",le=\"0.001\"} 1", 1 },
 		{ P "lat_seconds_bucket{m=\"k\",le=\"0.25\"} 2", 1 },

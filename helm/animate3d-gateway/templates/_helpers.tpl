@@ -183,6 +183,9 @@ Inline secrets and plain API keys are refused: the ConfigMap must never carry a 
 {{- $tls := dict "cert_file" (printf "%s/tls.crt" $v.tls.mountPath) "key_file" (printf "%s/tls.key" $v.tls.mountPath) -}}
 {{- if $v.tls.clientCA -}}
 {{- $_ := set $tls "client_ca_file" (printf "%s/ca.crt" $v.tls.mountPath) -}}
+{{- if $v.tls.requireClientCert -}}
+{{- $_ := set $tls "client_cert_required" true -}}
+{{- end -}}
 {{- end -}}
 {{- $_ := set $cfg "tls" $tls -}}
 {{- end -}}
