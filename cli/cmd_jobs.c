@@ -18,7 +18,9 @@
 #include "cli/json.h"
 #include "cli/progress.h"
 
-#define JOBS_UPLOAD_CHUNK (1 << 20)	/* bytes per UploadVideo message (the gateway takes 4 MiB) */
+#define JOBS_UPLOAD_CHUNK (1 << 20)	/* bytes per UploadVideo message by default */
+#define JOBS_UPLOAD_CHUNK_MIN (16 << 10)	/* --chunk-bytes range: the gateway takes messages of */
+#define JOBS_UPLOAD_CHUNK_MAX ((4 << 20) - (4 << 10))	/* 4 MiB by default, framing included */
 #define JOBS_MAX_FORMATS 7		/* Params.formats limit (jobs.proto) */
 #define JOBS_MAX_PARAMS 32		/* StartJobRequest.extra_params limit (jobs.proto) */
 #define JOBS_FORMATS_MAX_BYTES 256	/* --formats text accepted */
@@ -40,15 +42,34 @@ enum { O_FORMATS, O_MODEL, O_PARAM, O_NAME, O_WAIT, O_OUT };
 
 /* ---- upload ---- */
 
-/* Uploads path through UploadVideo. On success *url is the signed URL (malloc'd). -> exit code. */
+#define JOBS_CHUNK_HDR_MAX 11		/* UploadVideoRequest.chunk's tag + a 10-byte varint length */
+
+/* Writes the encoding of an UploadVideoRequest carrying only chunk (field 3) of n bytes, less
+ * the bytes themselves, so that it ends just before end; returns its length. The file is read
+ * straight into the message after it: no second copy of every byte into a packed message. */
+static size_t jobs_chunk_header(uint8_t *end, size_t n)
+{
+	uint8_t v[JOBS_CHUNK_HDR_MAX - 1];
+	size_t k = 0;
+
+	do {
+		v[k++] = (uint8_t)((n & 0x7f) | (n > 0x7f ? 0x80 : 0));
+		n >>= 7;
+	} while (n);
+	memcpy(end - k, v, k);
+	end[-(ptrdiff_t)k - 1] = 0x1a;
+	return k + 1;
+}
+
+/* Uploads path through UploadVideo in messages of chunk bytes. On success *url is the signed URL
+ * (malloc'd). -> exit code. */
 static int jobs_upload(const struct a3d_args *a, struct a3d_rpc *r, const char *path,
-		       const char *name, char **url, uint64_t *size)
+		       const char *name, size_t chunk, char **url, uint64_t *size)
 {
 	Animate3d__V1__UploadVideoRequest first = ANIMATE3D__V1__UPLOAD_VIDEO_REQUEST__INIT;
 	Animate3d__V1__UploadVideoResponse *resp = NULL;
 	struct a3d_status st;
 	struct stat sb;
-	uint8_t *buf = NULL;
 	const char *base;
 	int fd = -1, rc = A3D_EXIT_LOCAL, attempt = 0;
 
@@ -63,11 +84,6 @@ static int jobs_upload(const struct a3d_args *a, struct a3d_rpc *r, const char *
 	}
 	if (!S_ISREG(sb.st_mode)) {
 		fprintf(stderr, "a3d: %s: not a regular file\n", path);
-		goto out;
-	}
-	buf = malloc(JOBS_UPLOAD_CHUNK);
-	if (!buf) {
-		fprintf(stderr, "a3d: out of memory\n");
 		goto out;
 	}
 	first.name = (char *)name;
@@ -85,11 +101,17 @@ static int jobs_upload(const struct a3d_args *a, struct a3d_rpc *r, const char *
 		a3d_progress_begin(&p, stderr, a3d_progress_tty(a), name, first.size);
 		if (a3d_call_start(r, &c, JOBS_M_UPLOAD, 0) == 0 && a3d_call_send(&c, &first.base, 0) == 0) {
 			for (;;) {
-				Animate3d__V1__UploadVideoRequest m = ANIMATE3D__V1__UPLOAD_VIDEO_REQUEST__INIT;
-				ssize_t n = read(fd, buf, JOBS_UPLOAD_CHUNK);
+				/* A fresh slice per message: gRPC may hold the last one after sending. */
+				grpc_slice s = grpc_slice_malloc(JOBS_CHUNK_HDR_MAX + chunk);
+				uint8_t *data = GRPC_SLICE_START_PTR(s) + JOBS_CHUNK_HDR_MAX;
+				ssize_t n;
+				size_t h;
 
-				if (n < 0 && errno == EINTR && !a3d_interrupted)
-					continue;
+				do
+					n = read(fd, data, chunk);
+				while (n < 0 && errno == EINTR && !a3d_interrupted);
+				if (n <= 0)
+					grpc_slice_unref(s);
 				if (n < 0) {
 					local = errno;
 					a3d_call_cancel(&c, "a3d: local read error");
@@ -101,9 +123,9 @@ static int jobs_upload(const struct a3d_args *a, struct a3d_rpc *r, const char *
 								    (ProtobufCMessage **)&resp);
 					break;
 				}
-				m.chunk.data = buf;
-				m.chunk.len = (size_t)n;
-				if (a3d_call_send(&c, &m.base, 0) < 0)
+				h = jobs_chunk_header(data, (size_t)n);
+				if (a3d_call_send_slice(&c, grpc_slice_sub_no_ref(s, JOBS_CHUNK_HDR_MAX - h,
+										   JOBS_CHUNK_HDR_MAX + (size_t)n)) < 0)
 					break;
 				sent += (uint64_t)n;
 				a3d_progress_update(&p, sent);
@@ -138,14 +160,16 @@ static int jobs_upload(const struct a3d_args *a, struct a3d_rpc *r, const char *
 out:
 	if (resp)
 		protobuf_c_message_free_unpacked(&resp->base, NULL);
-	free(buf);
 	if (fd >= 0)
 		close(fd);
 	return rc;
 }
 
+enum { O_UP_NAME, O_UP_CHUNK };
+
 static const struct a3d_opt jobs_upload_opts[] = {
-	{ "name", 0, 1, "--name NAME        the file name the gateway sees (default: FILE's base name)" },
+	[O_UP_NAME] = { "name", 0, 1, "--name NAME        the file name the gateway sees (default: FILE's base name)" },
+	[O_UP_CHUNK] = { "chunk-bytes", 0, 1, "--chunk-bytes N    bytes per message, 16384..4190208 (default 1048576)" },
 	{ NULL, 0, 0, NULL },
 };
 
@@ -153,17 +177,28 @@ static int jobs_cmd_upload(const struct a3d_cmd *cmd, struct a3d_args *a)
 {
 	struct a3d_rpc r;
 	const char *name = NULL;
-	char *url = NULL;
+	char *url = NULL, *end;
+	size_t chunk = JOBS_UPLOAD_CHUNK;
 	int i, rc;
 
-	for (i = 0; i < a->nopt; i++)
-		name = a->opt[i].val;
+	for (i = 0; i < a->nopt; i++) {
+		if (a->opt[i].idx == O_UP_NAME) {
+			name = a->opt[i].val;
+			continue;
+		}
+		errno = 0;
+		chunk = (size_t)strtoul(a->opt[i].val, &end, 10);
+		if (errno || *end || !*a->opt[i].val || chunk < JOBS_UPLOAD_CHUNK_MIN ||
+		    chunk > JOBS_UPLOAD_CHUNK_MAX)
+			return a3d_usage_error(cmd, "--chunk-bytes must be %d..%d, not '%s'",
+					       JOBS_UPLOAD_CHUNK_MIN, JOBS_UPLOAD_CHUNK_MAX, a->opt[i].val);
+	}
 	if (a->npos != 1)
 		return a3d_usage_error(cmd, "needs exactly one FILE");
 	rc = a3d_connect(a, &r);
 	if (rc)
 		return rc;
-	rc = jobs_upload(a, &r, a->pos[0], name, &url, NULL);
+	rc = jobs_upload(a, &r, a->pos[0], name, chunk, &url, NULL);
 	if (rc == A3D_EXIT_OK && !a->g.json)
 		printf("%s\n", url);
 	free(url);
@@ -173,7 +208,7 @@ static int jobs_cmd_upload(const struct a3d_cmd *cmd, struct a3d_args *a)
 
 const struct a3d_cmd a3d_cmd_upload = {
 	"upload", "Upload a video through the gateway (Jobs.UploadVideo); prints its upload URL.",
-	"upload FILE [--name NAME]", jobs_upload_opts, jobs_cmd_upload,
+	"upload FILE [--name NAME] [--chunk-bytes N]", jobs_upload_opts, jobs_cmd_upload,
 };
 
 /* ---- watch ---- */
@@ -455,7 +490,7 @@ static int jobs_start_run(const struct a3d_cmd *cmd, struct a3d_args *a, int run
 		url = strdup(a->pos[0]);
 		rc = url ? A3D_EXIT_OK : A3D_EXIT_LOCAL;
 	} else {
-		rc = jobs_upload(a, &r, a->pos[0], s.name, &url, NULL);
+		rc = jobs_upload(a, &r, a->pos[0], s.name, JOBS_UPLOAD_CHUNK, &url, NULL);
 	}
 	if (rc == A3D_EXIT_OK)
 		rc = jobs_start(cmd, a, &r, &s, url, &rid);

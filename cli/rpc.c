@@ -329,6 +329,21 @@ int a3d_call_send(struct a3d_call *c, const ProtobufCMessage *m, int close)
 	return rc;
 }
 
+int a3d_call_send_slice(struct a3d_call *c, grpc_slice s)
+{
+	grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
+	grpc_op op;
+	int rc;
+
+	grpc_slice_unref(s);
+	memset(&op, 0, sizeof op);
+	op.op = GRPC_OP_SEND_MESSAGE;
+	op.data.send_message.send_message = bb;
+	rc = rpc_batch(c, &op, 1);
+	grpc_byte_buffer_destroy(bb);
+	return rc;
+}
+
 int a3d_call_close_send(struct a3d_call *c)
 {
 	grpc_op ops[1];

@@ -93,6 +93,8 @@ void a3d_rpc_close(struct a3d_rpc *r);
 int a3d_call_start(struct a3d_rpc *r, struct a3d_call *c, const char *method, int64_t deadline_ms);
 /* Sends one message; close = also half-close. Returns 0, or -1 when the call has ended (finish). */
 int a3d_call_send(struct a3d_call *c, const ProtobufCMessage *m, int close);
+/* Sends one message already encoded in s (its reference is the call's). Returns as above. */
+int a3d_call_send_slice(struct a3d_call *c, grpc_slice s);
 /* Half-closes without a message. */
 int a3d_call_close_send(struct a3d_call *c);
 /* Receives one message of type desc into *out. Returns 1 (a message), 0 (end of stream or call

@@ -43,6 +43,9 @@ int gw_grpcargs_build(struct gw_grpcargs *a, const struct gw_config *cfg)
 	grpcargs_ms(a, GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, g->min_recv_ping_interval_ms);
 	grpcargs_int(a, GRPC_ARG_HTTP2_MAX_PING_STRIKES, g->max_ping_strikes);
 	grpcargs_ms(a, GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS, g->handshake_timeout_ms);
+	/* A fixed window instead of BDP probing: see GW_GRPCARGS_STREAM_WINDOW. */
+	grpcargs_int(a, GRPC_ARG_HTTP2_BDP_PROBE, 0);
+	grpcargs_int(a, GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, GW_GRPCARGS_STREAM_WINDOW);
 	if (quota_mib) {
 		grpc_arg *q = &a->args[a->cargs.num_args++];
 

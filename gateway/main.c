@@ -2,6 +2,7 @@
  * animate3d-gateway: command line, process setup, then the server's loop (gateway/server.c).
  *
  *   animate3d-gateway -c FILE [--check-config] [--grace-ms N] [-h] [--version]
+ *   animate3d-gateway usage --month YYYY-MM [-c FILE]   (the usage export: gateway/usage_csv.h)
  *
  * Exit status: 0 after a clean drain (SIGTERM/SIGINT) or a good --check-config; 1 on a bad
  * configuration or a startup failure (one clear line on stderr); 2 on bad usage.
@@ -20,6 +21,7 @@
 #include "gateway/base/log.h"
 #include "gateway/server.h"
 #include "gateway/svc/webhook_token.h"
+#include "gateway/usage_csv.h"
 
 #ifndef A3D_VERSION
 #define A3D_VERSION "dev"
@@ -31,6 +33,7 @@ static void main_usage(FILE *f)
 {
 	fprintf(f,
 		"usage: animate3d-gateway -c FILE [--check-config] [--grace-ms N] [-h] [--version]\n"
+		"       animate3d-gateway usage --month YYYY-MM [-c FILE]   (usage ledger as CSV)\n"
 		"  -c, --config FILE   YAML configuration (see examples/demo.yaml)\n"
 		"  -n, --check-config  check the configuration, print \"configuration OK\" or the errors\n"
 		"      --grace-ms N    on SIGTERM, let in-flight calls finish for up to N ms (default %d)\n"
@@ -163,6 +166,8 @@ int main(int argc, char **argv)
 	struct gw_config *cfg;
 	struct gw_server *srv = NULL;
 
+	if (argc > 1 && strcmp(argv[1], "usage") == 0)
+		return gw_usage_csv_main(argc - 1, argv + 1);
 	while ((opt = getopt_long(argc, argv, "c:nh", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'c':

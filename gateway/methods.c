@@ -20,6 +20,7 @@
 #include "gateway/call/call.h"
 #include "gateway/call/svc.h"
 #include "gateway/svc/balance.h"
+#include "gateway/svc/budget.h"
 #include "gateway/svc/download.h"
 #include "gateway/svc/follower.h"
 #include "gateway/svc/health.h"
@@ -34,6 +35,7 @@
 
 #define R GW_PERM_READ
 #define W GW_PERM_WRITE
+#define A GW_PERM_ADMIN
 #define IDEM GW_METHOD_IDEMPOTENCY_KEY
 
 /* A unary row of service svc ("Jobs"), method m ("GetStatus"), translate functions fn
@@ -87,6 +89,10 @@ static const struct gw_method methods_table[] = {
 	  gw_webhook_out_rpc_rotate, &gw_svc_webhook_out },
 	UNARY("Account", "GetCreditBalance", get_credit_balance, R, 1, 0, 0, 1),
 	UNARY("Account", "GetMinutesBalance", get_minutes_balance, R, 1, 0, 0, 1),
+	/* The gateway's usage ledger (issue 22, gateway/svc/budget.h): any key reads its own team's,
+	 * an admin key any team's. Nothing goes upstream. */
+	{ "/animate3d.v1.Account/GetUsage", "GetUsage", &animate3d__v1__get_usage_request__descriptor,
+	  GW_UNARY, R | W | A, 1, 0, 0, { 0 }, gw_budget_rpc_usage, &gw_svc_budget },
 	{ "/grpc.health.v1.Health/Check", "Check", &grpc__health__v1__health_check_request__descriptor,
 	  GW_UNARY, 0, 0, 0, 0, { 0 }, gw_health_check, &gw_svc_health },
 	{ "/grpc.health.v1.Health/Watch", "Watch", &grpc__health__v1__health_check_request__descriptor,
@@ -109,7 +115,8 @@ _Static_assert(sizeof methods_table / sizeof methods_table[0] <= GW_METHODS_MAX,
  * reverse. The balance poller first: services that observe it register from their init. */
 static const struct gw_svc *const methods_services[] = {
 	&gw_svc_balance,
-	&gw_svc_health, &gw_svc_status, &gw_svc_download, &gw_svc_follower, &gw_svc_webhook_in,
+	&gw_svc_health, &gw_svc_status, &gw_svc_download, &gw_svc_follower, &gw_svc_budget,
+	&gw_svc_webhook_in,
 	&gw_svc_unary, &gw_svc_upload, &gw_svc_webhook_reg, &gw_svc_webhook_out,
 	&gw_svc_reflection,
 };

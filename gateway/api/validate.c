@@ -309,6 +309,8 @@ static const struct {
 	{ VD_D(update_endpoint_request), "description", GW_VK_TEXT, 0 },
 	{ VD_D(delete_endpoint_request), "id", GW_VK_ENDPOINT_ID, 0 },
 	{ VD_D(rotate_secret_request), "id", GW_VK_ENDPOINT_ID, 0 },
+	/* account.proto */
+	{ VD_D(get_usage_request), "tenant", GW_VK_TEXT, 0 },
 	/* grpc/health/v1/health.proto */
 	{ &grpc__health__v1__health_check_request__descriptor, "service", GW_VK_SERVICE, 0 },
 	/* grpc/reflection/v1/reflection.proto (v1alpha requests are decoded with it: the same

@@ -84,6 +84,7 @@ struct gw_call {
 	size_t tenant_idx;
 	struct gw_metrics_rpc_cell *rpc_cells;	/* the tenant's RPC series (conf holds them); NULL:
 						 * none authenticated */
+	unsigned perms;			/* what the caller's key grants (enum gw_perm) */
 	const char *auth_by;		/* "key", "cert", "session" (a REST facade cookie), or NULL */
 	ProtobufCMessage *req;
 	void *data;
@@ -108,6 +109,7 @@ struct gw_call {
 	grpc_byte_buffer *in;
 	const ProtobufCMessageDescriptor *recv_desc;
 	gw_recv_fn recv_cb;
+	gw_recv_raw_fn recv_raw;	/* sees a message's bytes before they are decoded, or NULL */
 	int recv_in_flight;
 	char *recv_err;			/* why the last received message was refused: GW_VALIDATE_ERR_MAX
 					 * bytes allocated by the first receive, which only client
@@ -143,6 +145,7 @@ const struct gw_method *gw_call_method(struct gw_call *c) { return c->m; }
 const ProtobufCMessage *gw_call_request(struct gw_call *c) { return c->req; }
 const struct gw_tenant_cfg *gw_call_tenant(struct gw_call *c) { return c->tenant; }
 size_t gw_call_tenant_index(struct gw_call *c) { return c->tenant_idx; }
+unsigned gw_call_perms(struct gw_call *c) { return c->perms; }
 const char *gw_call_id(struct gw_call *c) { return c->trace.request_id; }
 const struct gw_trace *gw_call_trace(struct gw_call *c) { return &c->trace; }
 
@@ -558,10 +561,17 @@ size_t gw_call_stream_pending(struct gw_call *c)
 
 void gw_call_recv(struct gw_call *c, const ProtobufCMessageDescriptor *desc, gw_recv_fn cb)
 {
+	gw_call_recv_raw(c, desc, cb, NULL);
+}
+
+void gw_call_recv_raw(struct gw_call *c, const ProtobufCMessageDescriptor *desc, gw_recv_fn cb,
+		      gw_recv_raw_fn raw)
+{
 	grpc_op op;
 
 	if (c->recv_in_flight || c->finished || c->hook_ran || c->close_done || c->dead)
 		return;	/* a cancelled call gets no more messages: its hook handles it */
+	c->recv_raw = raw;
 	if (!c->recv_err)
 		c->recv_err = calloc(1, GW_VALIDATE_ERR_MAX);	/* NULL: a generic reason is given */
 	c->recv_desc = desc;
@@ -995,6 +1005,7 @@ static void call_start(struct gw_call *c)
 		c->tenant_idx = tidx;
 		c->tenant = &c->conf->cfg->tenants[tidx];
 		c->rpc_cells = c->conf->rpc_cells[tidx];
+		c->perms = perms;
 		if (!(perms & c->m->perm)) {
 			env->stats.perm_denied++;
 			gw_call_fail(c, GRPC_STATUS_PERMISSION_DENIED, "key of tenant %s may not call %s",
@@ -1258,6 +1269,8 @@ static void call_on_recv(struct gw_call *c, int ok)
 		 * that as a cancellation and runs the handler's hook. */
 	} else if (!bb) {
 		cb(c, NULL, 0);		/* the client half-closed: end of stream */
+	} else if (c->recv_raw && c->recv_raw(c, bb)) {
+		grpc_byte_buffer_destroy(bb);
 	} else {
 		int malformed = 0;
 		char err[GW_VALIDATE_ERR_MAX];

@@ -73,6 +73,7 @@ size_t gw_call_method_index(struct gw_call *c);			/* row in env->methods */
 const ProtobufCMessage *gw_call_request(struct gw_call *c);	/* decoded request, owned by call */
 const struct gw_tenant_cfg *gw_call_tenant(struct gw_call *c);	/* NULL for unauthenticated methods */
 size_t gw_call_tenant_index(struct gw_call *c);
+unsigned gw_call_perms(struct gw_call *c);			/* the key's enum gw_perm bits; 0 without */
 struct gw_up_account *gw_call_account(struct gw_call *c);	/* the tenant's upstream account */
 int64_t gw_call_time_left_ms(struct gw_call *c);		/* -1 = no deadline */
 const char *gw_call_id(struct gw_call *c);			/* request id for logs */
@@ -125,6 +126,13 @@ size_t gw_call_stream_pending(struct gw_call *c);
  * after cb returns. */
 typedef void (*gw_recv_fn)(struct gw_call *c, const ProtobufCMessage *msg, int bad);
 void gw_call_recv(struct gw_call *c, const ProtobufCMessageDescriptor *desc, gw_recv_fn cb);
+/* The same with a fast path for bulk bytes (UploadVideo): a message that arrives is first shown
+ * to raw, undecoded (bb borrowed, freed by the call); raw returns 1 when it took the message in
+ * cb's place (it then did all cb would have done), or 0 to have it decoded and passed to cb. Not
+ * called for the end of the stream or errors. Saves the whole-message copy and the decoder's. */
+typedef int (*gw_recv_raw_fn)(struct gw_call *c, grpc_byte_buffer *bb);
+void gw_call_recv_raw(struct gw_call *c, const ProtobufCMessageDescriptor *desc, gw_recv_fn cb,
+		      gw_recv_raw_fn raw);
 /* Why the last receive was bad: "malformed message in the stream", "malformed request message"
  * or the broken limit ("name must be a file name: ..."). Valid while the call is alive. */
 const char *gw_call_recv_error(struct gw_call *c);

@@ -32,6 +32,7 @@
 #define GW_CONFIG_MAX_PUBLIC_URL 512		/* webhooks.public_url, in bytes */
 #define GW_CONFIG_DEFAULT_WEBHOOK_PREFIX "/webhooks/animate3d/"
 #define GW_CONFIG_MAX_SLOTS 1000000		/* any count cap (uploads, streams, keys in flight) */
+#define GW_CONFIG_MAX_BUDGET_MIN 100000000LL	/* tenants[].budget.minutes_per_month */
 #define GW_CONFIG_MAX_HEALTH_WATCH 4096		/* watch.health_max_streams (= GW_HEALTH_MAX_WATCHERS) */
 #define GW_CONFIG_PG_MAX_EXTRA 16		/* state.postgres.dsn keywords passed through to libpq */
 #define GW_CONFIG_PG_MAX_POOL 32		/* state.postgres.pool (= GW_PG_MAX_POOL, gateway/state/pg.h) */
@@ -60,7 +61,7 @@
 #define GW_CONFIG_DEFAULT_TIMEOUT_MS 30000
 #define GW_CONFIG_DEFAULT_MAX_RESPONSE (8u << 20)
 #define GW_CONFIG_DEFAULT_MAX_MESSAGE (4u << 20)
-#define GW_CONFIG_DEFAULT_UPLOAD_CHUNK (8u << 20)
+#define GW_CONFIG_DEFAULT_UPLOAD_CHUNK (4u << 20)
 /* Long-lived resources (issue 13): defaults of the uploads, watch and webhooks sections. */
 #define GW_CONFIG_DEFAULT_UPLOADS_MAX 32	/* x (chunk + message) = 384 MiB of buffers at most */
 #define GW_CONFIG_DEFAULT_UPLOAD_IDLE_MS 30000
@@ -160,6 +161,9 @@ struct gw_key_cfg {
 	int line;
 };
 
+/* tenants[].budget.window: the calendar month in UTC, or the last 30 days. */
+enum { GW_BUDGET_WINDOW_MONTH = 0, GW_BUDGET_WINDOW_ROLLING_30D = 1 };
+
 struct gw_tenant_cfg {
 	char *name;
 	char *account;			/* name of an entry in accounts */
@@ -180,6 +184,16 @@ struct gw_tenant_cfg {
 		unsigned start_jobs_in_flight;	/* idempotent StartJob keys in flight (detached too) */
 		unsigned start_job_waiters;	/* duplicate keyed StartJobs waiting for the first */
 	} limits;
+	/* tenants[].budget (issue 22, gateway/svc/budget.h): minutes of processed video per
+	 * window, enforced at StartJob (hard) or only logged and counted (soft). */
+	struct {
+		int enabled;			/* budget: is present */
+		long long minutes;		/* minutes_per_month, 0..GW_CONFIG_MAX_BUDGET_MIN */
+		int hard;			/* default true: over it StartJob is refused */
+		int count_failed;		/* default false: failed jobs release their minutes */
+		int window;			/* GW_BUDGET_WINDOW_*: month (default) or rolling_30d */
+		int line;
+	} budget;
 	/* mTLS: a call without API key whose verified client certificate has this subject CN acts
 	 * as this tenant with client_cert_perms (client_cert: {cn, permissions}); NULL = none. */
 	char *client_cert_cn;
@@ -372,9 +386,9 @@ struct gw_config {
 		long session_refresh_s;		/* refresh the cookie this long after login; 0 = 2/3 of its lifetime */
 	} upstream;
 	size_t max_message_bytes;	/* gRPC max receive size, default 4 MiB */
-	size_t upload_chunk_bytes;	/* UploadVideo chunk to storage, default 8 MiB (multiple of 256 KiB) */
-	/* uploads: UploadVideo streams. Memory per upload is at most upload_chunk_bytes + the
-	 * largest message (max_message_bytes here, else limits.max_message_bytes). */
+	size_t upload_chunk_bytes;	/* UploadVideo chunk to storage, default 4 MiB (multiple of 256 KiB) */
+	/* uploads: UploadVideo streams. Memory per upload is at most 2 x upload_chunk_bytes + the
+	 * largest message (max_message_bytes here, else limits.max_message_bytes): upload.h. */
 	struct {
 		unsigned max_concurrent;	/* open at once, all tenants; default 32 */
 		unsigned max_per_tenant;	/* 0 = fair share of max_concurrent */

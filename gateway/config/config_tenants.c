@@ -121,17 +121,20 @@ static void cfg_perms(struct gw_cfg_parse *p, yaml_node_t *n, const char *base, 
 		const char *v;
 
 		gw_cfg_pathf(path, sizeof(path), "%s.permissions[%zu]", base, i);
-		v = gw_cfg_scalar(p, item, path, "read or write");
+		v = gw_cfg_scalar(p, item, path, "read, write or admin");
 		if (!v)
 			continue;
 		if (strcmp(v, "read") == 0)
 			*perms |= GW_PERM_READ;
 		else if (strcmp(v, "write") == 0)
 			*perms |= GW_PERM_WRITE;
+		else if (strcmp(v, "admin") == 0)
+			*perms |= GW_PERM_ADMIN;
 		else {
 			char q[GW_CFG_QUOTE_MAX];
 
-			GW_CFG_ERR(p, item, "%s: unknown permission \"%s\" (read, write)", path, gw_cfg_quote(v, q));
+			GW_CFG_ERR(p, item, "%s: unknown permission \"%s\" (read, write, admin)", path,
+				   gw_cfg_quote(v, q));
 		}
 	}
 }
@@ -214,18 +217,58 @@ static void cfg_tenant_limits(struct gw_cfg_parse *p, yaml_node_t *n, const char
 	}
 }
 
+/* tenants[i].budget: {minutes_per_month (required), hard (true), count_failed (false), window
+ * (month | rolling_30d)} (gateway/svc/budget.h). */
+static void cfg_tenant_budget(struct gw_cfg_parse *p, yaml_node_t *n, const char *base,
+			      struct gw_tenant_cfg *t)
+{
+	static const char *const keys[] = { "minutes_per_month", "hard", "count_failed", "window" };
+	yaml_node_t *v[4];
+	char path[GW_CFG_PATH_MAX];
+	const char *w;
+
+	t->budget.line = gw_cfg_line(n);
+	t->budget.hard = 1;
+	if (gw_cfg_map(p, n, base, keys, 4, v, NULL) < 0)
+		return;
+	gw_cfg_pathf(path, sizeof(path), "%s.minutes_per_month", base);
+	if (!v[0])
+		GW_CFG_ERR(p, n, "%s is required", path);
+	else if (gw_cfg_long(p, v[0], path, 0, GW_CONFIG_MAX_BUDGET_MIN, &t->budget.minutes) == 0)
+		t->budget.enabled = 1;
+	gw_cfg_pathf(path, sizeof(path), "%s.hard", base);
+	if (v[1])
+		gw_cfg_bool(p, v[1], path, &t->budget.hard);
+	gw_cfg_pathf(path, sizeof(path), "%s.count_failed", base);
+	if (v[2])
+		gw_cfg_bool(p, v[2], path, &t->budget.count_failed);
+	gw_cfg_pathf(path, sizeof(path), "%s.window", base);
+	if (v[3] && (w = gw_cfg_scalar(p, v[3], path, "month or rolling_30d")) != NULL) {
+		if (strcmp(w, "month") == 0) {
+			t->budget.window = GW_BUDGET_WINDOW_MONTH;
+		} else if (strcmp(w, "rolling_30d") == 0) {
+			t->budget.window = GW_BUDGET_WINDOW_ROLLING_30D;
+		} else {
+			char q[GW_CFG_QUOTE_MAX];
+
+			GW_CFG_ERR(p, v[3], "%s must be month or rolling_30d, not \"%s\"", path,
+				   gw_cfg_quote(w, q));
+		}
+	}
+}
+
 static void cfg_tenant(struct gw_cfg_parse *p, yaml_node_t *n, size_t idx, struct gw_tenant_cfg *t)
 {
 	static const char *const keys[] = { "name", "account", "rate", "see_foreign_jobs", "keys",
-					    "client_cert", "limits" };
+					    "client_cert", "limits", "budget" };
 	static const char *const rate_keys[] = { "per_second", "burst", "costs" };
-	yaml_node_t *v[7], *rv[3];
+	yaml_node_t *v[8], *rv[3];
 	char base[CFG_BASE_MAX], path[GW_CFG_PATH_MAX];
 	size_t count;
 
 	gw_cfg_pathf(base, sizeof(base), "tenants[%zu]", idx);
 	t->line = gw_cfg_line(n);
-	if (gw_cfg_map(p, n, base, keys, 7, v, NULL) < 0)
+	if (gw_cfg_map(p, n, base, keys, 8, v, NULL) < 0)
 		return;
 	gw_cfg_pathf(path, sizeof(path), "%s.name", base);
 	if (!v[0])
@@ -285,6 +328,10 @@ static void cfg_tenant(struct gw_cfg_parse *p, yaml_node_t *n, size_t idx, struc
 	if (v[6]) {
 		gw_cfg_pathf(path, sizeof(path), "%s.limits", base);
 		cfg_tenant_limits(p, v[6], path, t);
+	}
+	if (v[7] && !gw_cfg_is_null(v[7])) {
+		gw_cfg_pathf(path, sizeof(path), "%s.budget", base);
+		cfg_tenant_budget(p, v[7], path, t);
 	}
 }
 

@@ -26,7 +26,7 @@
 #define GW_PG_MAX_POOL 32		/* connections of one pool */
 #define GW_PG_MAX_QUEUE 4096		/* queries waiting for a connection */
 #define GW_PG_MAX_PARAMS 12		/* parameters of one statement */
-#define GW_PG_MAX_STATEMENTS 32		/* prepared statements of one pool */
+#define GW_PG_MAX_STATEMENTS 48		/* prepared statements of one pool */
 #define GW_PG_MAX_EXTRA 16		/* further libpq keywords (= GW_CONFIG_PG_MAX_EXTRA) */
 #define GW_PG_ERR_MAX 256
 #define GW_PG_BACKOFF_MIN_MS 100	/* reconnect delay after a failure, doubling */

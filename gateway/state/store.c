@@ -38,7 +38,8 @@ struct gw_store {
 /* One operation on its way through a backend. ids/tenants (owner_lookup) and the strings the
  * completion needs are copied into buf: the caller's may be gone when a backend answers later. */
 enum store_op { OP_PUT, OP_LOOKUP, OP_DEL, OP_BEGIN, OP_TAKE, OP_RENEW, OP_FINISH, OP_RELEASE,
-		OP_ABORT, OP_COUNT, OP_EXPIRE, OP_HOOK, OP_CLAIM, OP_JOB_RENEW, OP_SETTLE, OP_SESS };
+		OP_ABORT, OP_COUNT, OP_EXPIRE, OP_HOOK, OP_CLAIM, OP_JOB_RENEW, OP_SETTLE, OP_SESS,
+		OP_USAGE };
 struct store_call {
 	struct gw_store *s;
 	gw_store_done_fn done;
@@ -277,6 +278,8 @@ static void store_complete(void *arg, const struct gw_store_res *bres)
 			res.err = "state store: the webhook row exists or changed meanwhile";
 		} else if (c->op == OP_SESS) {
 			res.err = "state store: the session exists";
+		} else if (c->op == OP_USAGE) {
+			res.err = "state store: over the budget, or the reservation exists";
 		} else if (c->op == OP_FINISH) {
 			s->stats.idem_conflicts++;
 			res.err = "state store: idempotency key is not pending or has another job";
@@ -696,6 +699,70 @@ void gw_store_sess(struct gw_store *s, const struct gw_sess_req *req, gw_store_d
 					 : store_write_call(s, OP_SESS, ok, 0, done, arg);
 	if (c)
 		s->ops->sess(s->impl, req, store_complete, c);
+}
+
+/* ---- the usage ledger ---- */
+
+/* The arguments of one ledger operation (store.h); 0, or -1 refused and counted. */
+static int store_usage_args(struct gw_store *s, const struct gw_usage_req *r)
+{
+	const struct gw_usage_row *w = r->row;
+
+	switch (r->op) {
+	case GW_USAGE_RESERVE:
+		if (!w)
+			return store_reject(s, "usage row missing");
+		if (w->seconds < 0 || w->persons < 0 || strlen(w->source) > GW_USAGE_SOURCE_MAX)
+			return store_reject(s, "usage row out of range");
+		if (store_args(s, "reservation id", w->id, GW_USAGE_ID_MAX) != 0)
+			return -1;
+		return store_args(s, "tenant", w->tenant, GW_STORE_TENANT_MAX);
+	case GW_USAGE_START:
+		if (store_args(s, "reservation id", r->id, GW_USAGE_ID_MAX) != 0)
+			return -1;
+		return store_args(s, "rid", r->rid, GW_STORE_ID_MAX);
+	case GW_USAGE_RELEASE:
+		return store_args(s, "reservation id", r->id, GW_USAGE_ID_MAX);
+	case GW_USAGE_SETTLE:
+	case GW_USAGE_REFOLLOW:
+		return store_args(s, "rid", r->rid, GW_STORE_ID_MAX);
+	case GW_USAGE_GET:
+		if (store_args(s, "tenant", r->tenant, GW_STORE_TENANT_MAX) != 0)
+			return -1;
+		return store_args(s, "rid", r->rid, GW_STORE_ID_MAX);
+	case GW_USAGE_SUM:
+	case GW_USAGE_CHARGED:
+		if (r->tenant && store_args(s, "tenant", r->tenant, GW_STORE_TENANT_MAX) != 0)
+			return -1;
+		return r->from_ms <= r->to_ms ? 0 : store_reject(s, "usage window ends before it starts");
+	case GW_USAGE_LIST:
+		if (!r->after || strlen(r->after) > GW_USAGE_ID_MAX)
+			return store_reject(s, "usage page mark missing or too long");
+		return r->max >= 1 && r->max <= GW_USAGE_LIST_MAX
+			       ? 0
+			       : store_reject(s, "a usage page is of 1..GW_USAGE_LIST_MAX rows");
+	}
+	return store_reject(s, "unknown usage operation");
+}
+
+void gw_store_usage(struct gw_store *s, const struct gw_usage_req *req, gw_store_done_fn done,
+		    void *arg)
+{
+	int ok = req ? store_usage_args(s, req) == 0 : store_reject(s, "usage request missing") == 0;
+	int read = ok && (req->op == GW_USAGE_GET || req->op == GW_USAGE_SUM ||
+			  req->op == GW_USAGE_CHARGED || req->op == GW_USAGE_LIST);
+	struct store_call *c;
+
+	if (ok && !s->ops->usage) {
+		ok = 0;
+		read = 0;
+		s->stats.rejected_args++;
+		store_fail(s, "state store: the %s backend keeps no usage ledger", s->ops->name);
+	}
+	c = read ? store_call_new(s, OP_USAGE, 0, done, arg)
+		 : store_write_call(s, OP_USAGE, ok, 0, done, arg);
+	if (c)
+		s->ops->usage(s->impl, req, store_complete, c);
 }
 
 /* ---- the job follower's set ---- */

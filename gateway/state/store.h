@@ -194,6 +194,8 @@ struct gw_idem {
 
 struct gw_hook;
 struct gw_sess;
+struct gw_usage_row;
+struct gw_usage_sum;
 struct gw_outbox_row;
 struct gw_outbox_depth;
 struct gw_store_res {
@@ -209,6 +211,8 @@ struct gw_store_res {
 	const struct gw_outbox_row *rows;	/* GW_OUTBOX_CLAIM (count) */
 	const struct gw_outbox_depth *depths;	/* GW_OUTBOX_DEPTH (count) */
 	const struct gw_sess *sess;		/* GW_SESS_GET, rc 0 */
+	const struct gw_usage_row *usage;	/* GW_USAGE_GET (1), GW_USAGE_LIST (count) */
+	const struct gw_usage_sum *usage_sums;	/* GW_USAGE_RESERVE (1), _SUM, _CHARGED (count) */
 };
 typedef void (*gw_store_done_fn)(void *arg, const struct gw_store_res *res);
 
@@ -396,6 +400,98 @@ struct gw_sess_req {
 void gw_store_sess(struct gw_store *s, const struct gw_sess_req *req, gw_store_done_fn done,
 		   void *arg);
 
+/*
+ * The usage ledger (issue 22, gateway/svc/budget.h): one row per job the gateway started or
+ * tried to start, keyed by a reservation id the caller makes up (GW_USAGE_ID_MAX bytes), with
+ * the tenant, the rid once upstream answered, the seconds reserved and then charged, the input's
+ * duration (input_ms, -1 unknown), what changes the cost upstream (persons, face, hand: recorded
+ * facts), the source ("url", "rerun:<rid>", "mp:<rid>"), state and start / end times (wall ms).
+ * "counted" is what the row weighs against its tenant's budget: the seconds while reserved or
+ * running, the charge once settled, 0 once released. A reservation whose StartJob never said
+ * how it ended (its process died) stops counting GW_USAGE_RESERVE_STALE_MS after it was made.
+ * On PostgreSQL every replica shares the ledger; in the SQLite file it outlives a restart.
+ *
+ * One entry point, gw_store_usage(), takes a request naming the operation:
+ *   GW_USAGE_RESERVE  row (id, tenant, seconds, input_ms, persons, face, hand, source,
+ *                     started_ms), limit_s (< 0: none), from_ms: in one atomic step, the
+ *                     tenant's counted seconds of rows started since from_ms (used) are read and,
+ *                     when limit_s < 0 or used + seconds <= limit_s, the row is inserted as
+ *                     RESERVED with counted = seconds. 0 inserted; GW_STORE_CONFLICT refused (or
+ *                     the id exists). Both answer res->usage_sums[0]: seconds = used before this
+ *                     row, oldest_ms = the oldest counted row's start (0 when none). Concurrent
+ *                     reservations of one tenant never pass the limit together, across
+ *                     replicas too (PostgreSQL: a transaction lock per tenant).
+ *   GW_USAGE_START    id, rid: RESERVED -> RUNNING with rid. 0; GW_STORE_ABSENT.
+ *   GW_USAGE_RELEASE  id, now_ms: RESERVED -> RELEASED, counted 0, ended now (StartJob failed
+ *                     upstream). 0 (absent or not RESERVED: nothing changes).
+ *   GW_USAGE_SETTLE   rid, ok, count_failed, now_ms: every RUNNING row of rid -> SUCCEEDED
+ *                     (counted = seconds) when ok, else FAILED (counted = seconds with
+ *                     count_failed, else 0); ended now. 0, res->count = rows settled (0 again
+ *                     for the same rid: idempotent).
+ *   GW_USAGE_GET      tenant, rid: the tenant's latest row of rid that is not RELEASED (a rerun's
+ *                     or a multi-person run's source). 0 and res->usage[0]; GW_STORE_ABSENT.
+ *   GW_USAGE_SUM      tenant (NULL: every tenant), from_ms, to_ms, now_ms: per tenant, rows
+ *                     started in [from_ms, to_ms): seconds = counted (stale reservations at
+ *                     now_ms left out), jobs[] = rows by state, oldest_ms. 0, res->usage_sums
+ *                     [0..count), at most GW_USAGE_SUMS_MAX tenants, by tenant.
+ *   GW_USAGE_CHARGED  tenant (NULL: every tenant), from_ms, to_ms: per tenant, the counted
+ *                     seconds of rows settled (SUCCEEDED or FAILED) with ended_ms in
+ *                     [from_ms, to_ms), and jobs[] by state. Same answer as SUM. (What upstream
+ *                     charged through the gateway: the reconciliation's side of the comparison.)
+ *   GW_USAGE_REFOLLOW rid: the job's ownership row is unsettled again (lease dropped), so that
+ *                     the job follower follows the job's new run to its final: a multi-person
+ *                     run reuses its detection job's rid, which was settled at the detection's
+ *                     end. 0, res->count = 1 when it was settled (0: absent or still followed).
+ *   GW_USAGE_LIST     from_ms, to_ms, after, max (1..GW_USAGE_LIST_MAX): rows with started_ms in
+ *                     [from_ms, to_ms) ordered by (started_ms, id), after the row (from_ms,
+ *                     after) when after is not "" (a page: pass the last row's started_ms and
+ *                     id). 0, res->usage[0..count).
+ * RESERVE, START, RELEASE, SETTLE and REFOLLOW are writes (refused on a read-only store). req
+ * need not outlive the call.
+ */
+#define GW_USAGE_ID_MAX 40			/* bytes of a reservation id */
+#define GW_USAGE_SOURCE_MAX (8 + GW_STORE_ID_MAX)	/* "rerun:" + rid */
+#define GW_USAGE_SUMS_MAX 1024			/* tenants of one SUM / CHARGED answer */
+#define GW_USAGE_LIST_MAX 1000			/* rows of one LIST page */
+#define GW_USAGE_RESERVE_STALE_MS (15LL * 60 * 1000)	/* an unended reservation's life */
+
+enum gw_usage_op { GW_USAGE_RESERVE = 1, GW_USAGE_START, GW_USAGE_RELEASE, GW_USAGE_SETTLE,
+		   GW_USAGE_GET, GW_USAGE_SUM, GW_USAGE_CHARGED, GW_USAGE_LIST, GW_USAGE_REFOLLOW };
+enum gw_usage_state { GW_USAGE_RESERVED = 0, GW_USAGE_RUNNING = 1, GW_USAGE_SUCCEEDED = 2,
+		      GW_USAGE_FAILED = 3, GW_USAGE_RELEASED = 4, GW_USAGE_NSTATES = 5 };
+
+struct gw_usage_row {
+	char id[GW_USAGE_ID_MAX + 1];
+	char tenant[GW_STORE_TENANT_MAX + 1];
+	char rid[GW_STORE_ID_MAX + 1];		/* "" until upstream answered */
+	int state;				/* enum gw_usage_state */
+	int64_t seconds;			/* reserved, then charged (whole seconds) */
+	int64_t counted;			/* against the budget now */
+	int64_t input_ms;			/* the input's duration; -1 unknown */
+	int persons, face, hand;		/* persons tracked (0 unknown), face/hand tracking */
+	char source[GW_USAGE_SOURCE_MAX + 1];
+	int64_t started_ms, ended_ms;		/* ended 0 while reserved or running */
+};
+
+struct gw_usage_sum {
+	char tenant[GW_STORE_TENANT_MAX + 1];
+	int64_t seconds;
+	long jobs[GW_USAGE_NSTATES];
+	int64_t oldest_ms;			/* the oldest counted row's start; 0 none */
+};
+
+struct gw_usage_req {
+	enum gw_usage_op op;
+	const struct gw_usage_row *row;		/* RESERVE */
+	const char *id, *rid, *tenant, *after;
+	int ok, count_failed;			/* SETTLE */
+	int64_t limit_s, from_ms, to_ms, now_ms;
+	size_t max;				/* LIST */
+};
+
+void gw_store_usage(struct gw_store *s, const struct gw_usage_req *req, gw_store_done_fn done,
+		    void *arg);
+
 /* ---- Backend side: used by store.c and the store_*.c backends only. ---- */
 
 /*
@@ -445,6 +541,8 @@ struct gw_store_ops {
 			   void *arg);
 	/* REST facade sessions; NULL: the backend keeps none (refused, counted) */
 	void (*sess)(void *impl, const struct gw_sess_req *req, gw_store_done_fn done, void *arg);
+	/* the usage ledger; NULL: the backend keeps none (refused, counted) */
+	void (*usage)(void *impl, const struct gw_usage_req *req, gw_store_done_fn done, void *arg);
 };
 
 /*
@@ -468,6 +566,11 @@ struct gw_hook_out {
 	struct gw_hook *hooks;
 	struct gw_outbox_row *rows;
 	struct gw_outbox_depth *depths;
+};
+struct gw_usage_out {
+	long count;
+	struct gw_usage_row *rows;
+	struct gw_usage_sum *sums;
 };
 struct gw_store_sync_ops {
 	const char *name;
@@ -500,6 +603,10 @@ struct gw_store_sync_ops {
 	/* GW_STORE_B_OK (GET: *out filled) / _ABSENT / _CONFLICT / _FULL / _ERR; *count for
 	 * REVOKE and EXPIRE. NULL: no sessions. */
 	int (*sess)(void *impl, const struct gw_sess_req *req, struct gw_sess *out, long *count);
+	/* GW_STORE_B_OK / _ABSENT / _CONFLICT / _FULL / _ERR; out->count and the arrays (malloc'd
+	 * by the backend, freed by the adapter after done). RESERVE answers one sum on OK and
+	 * CONFLICT alike. NULL: no ledger. */
+	int (*usage)(void *impl, const struct gw_usage_req *req, struct gw_usage_out *out);
 };
 /* Returns the adapter's impl (owning impl: closing it closes impl) and sets *ops; NULL when out
  * of memory (impl is then closed). */

@@ -290,6 +290,28 @@ static void inl_sess(void *impl, const struct gw_sess_req *req, gw_store_done_fn
 	explicit_bzero(&out, sizeof out);
 }
 
+static void inl_usage(void *impl, const struct gw_usage_req *req, gw_store_done_fn done,
+		      void *arg)
+{
+	struct inl *b = impl;
+	struct gw_store_res res = { 0 };
+	struct gw_usage_out out = { 0 };
+	int brc = b->s->usage(b->impl, req, &out);
+
+	if (brc == GW_STORE_B_ABSENT) {
+		res.rc = GW_STORE_ABSENT;
+		brc = GW_STORE_B_OK;
+	}
+	if (brc == GW_STORE_B_OK || brc == GW_STORE_B_CONFLICT) {
+		res.count = out.count;
+		res.usage = out.rows;
+		res.usage_sums = out.sums;
+	}
+	inl_done(b, brc, done, arg, &res);
+	free(out.rows);
+	free(out.sums);
+}
+
 static const struct gw_store_ops inl_ops = {
 	.name = NULL,	/* the backend's: set per adapter */
 	.shared = 0,
@@ -312,6 +334,7 @@ static const struct gw_store_ops inl_ops = {
 	.job_renew = inl_job_renew,
 	.job_settle = inl_job_settle,
 	.sess = NULL,	/* inl_sess when the backend has sessions: set per adapter */
+	.usage = NULL,	/* inl_usage when the backend keeps a ledger: set per adapter */
 };
 
 void *gw_store_inline_wrap(void *impl, const struct gw_store_sync_ops *sops,
@@ -331,6 +354,8 @@ void *gw_store_inline_wrap(void *impl, const struct gw_store_sync_ops *sops,
 		b->ops.hook = inl_hook;
 	if (sops->sess)
 		b->ops.sess = inl_sess;
+	if (sops->usage)
+		b->ops.usage = inl_usage;
 	*ops = &b->ops;
 	return b;
 }

@@ -59,6 +59,8 @@ struct mem_store {
 	struct mem_idem **idems;
 	struct mem_hook *hooks;
 	struct mem_outbox *outbox;
+	struct gw_usage_row *usage;	/* the ledger, in insertion order (started_ms order too) */
+	size_t nusage, capusage;
 	size_t nrows, max_rows;
 	char err[GW_STORE_ERR_MAX];
 };
@@ -141,6 +143,7 @@ static void mem_close(void *impl)
 			free(x);
 		}
 	}
+	free(m->usage);
 	free(m->owners);
 	free(m->idems);
 	free(m);
@@ -782,6 +785,208 @@ static int mem_sess(void *impl, const struct gw_sess_req *r, struct gw_sess *out
 	return GW_STORE_B_ERR;
 }
 
+/* ---- the usage ledger (store.h): scans, for the demo and tests ---- */
+
+/* Counts against the budget at stale_ms (reservations made at or before it no longer do). */
+static int64_t mem_usage_counted(const struct gw_usage_row *w, int64_t stale_ms)
+{
+	return w->state == GW_USAGE_RESERVED && w->started_ms <= stale_ms ? 0 : w->counted;
+}
+
+static int mem_usage_reserve(struct mem_store *m, const struct gw_usage_req *r, struct gw_usage_out *out)
+{
+	const struct gw_usage_row *w = r->row;
+	int64_t stale = w->started_ms - GW_USAGE_RESERVE_STALE_MS;
+	struct gw_usage_sum *sum = calloc(1, sizeof *sum);
+	int dup = 0;
+
+	if (!sum)
+		return mem_oom(m);
+	out->sums = sum;
+	out->count = 1;
+	snprintf(sum->tenant, sizeof sum->tenant, "%s", w->tenant);
+	for (size_t i = 0; i < m->nusage; i++) {
+		const struct gw_usage_row *x = &m->usage[i];
+		int64_t c = mem_usage_counted(x, stale);
+
+		dup |= strcmp(x->id, w->id) == 0;
+		if (c <= 0 || x->started_ms < r->from_ms || strcmp(x->tenant, w->tenant) != 0)
+			continue;
+		sum->seconds += c;
+		if (!sum->oldest_ms || x->started_ms < sum->oldest_ms)
+			sum->oldest_ms = x->started_ms;
+	}
+	if (dup || (r->limit_s >= 0 && sum->seconds + w->seconds > r->limit_s))
+		return GW_STORE_B_CONFLICT;
+	if (m->nrows >= m->max_rows)
+		return GW_STORE_B_FULL;
+	if (m->nusage == m->capusage) {
+		size_t cap = m->capusage ? 2 * m->capusage : 64;
+		struct gw_usage_row *n = realloc(m->usage, cap * sizeof *n);
+
+		if (!n)
+			return mem_oom(m);
+		m->usage = n;
+		m->capusage = cap;
+	}
+	m->usage[m->nusage] = *w;
+	m->usage[m->nusage].rid[0] = '\0';
+	m->usage[m->nusage].state = GW_USAGE_RESERVED;
+	m->usage[m->nusage].counted = w->seconds;
+	m->usage[m->nusage].ended_ms = 0;
+	m->nusage++;
+	m->nrows++;
+	return GW_STORE_B_OK;
+}
+
+static int mem_usage_write(struct mem_store *m, const struct gw_usage_req *r, struct gw_usage_out *out)
+{
+	for (size_t i = 0; i < m->nusage; i++) {
+		struct gw_usage_row *x = &m->usage[i];
+
+		if (r->op == GW_USAGE_SETTLE) {
+			if (x->state != GW_USAGE_RUNNING || strcmp(x->rid, r->rid) != 0)
+				continue;
+			x->state = r->ok ? GW_USAGE_SUCCEEDED : GW_USAGE_FAILED;
+			x->counted = r->ok || r->count_failed ? x->seconds : 0;
+			x->ended_ms = r->now_ms;
+			out->count++;
+			continue;
+		}
+		if (x->state != GW_USAGE_RESERVED || strcmp(x->id, r->id) != 0)
+			continue;
+		if (r->op == GW_USAGE_START) {
+			snprintf(x->rid, sizeof x->rid, "%s", r->rid);
+			x->state = GW_USAGE_RUNNING;
+		} else {
+			x->state = GW_USAGE_RELEASED;
+			x->counted = 0;
+			x->ended_ms = r->now_ms;
+		}
+		out->count++;
+	}
+	return r->op == GW_USAGE_START && out->count == 0 ? GW_STORE_B_ABSENT : GW_STORE_B_OK;
+}
+
+/* 1 when a is before b in LIST order: (started_ms, id). */
+static int mem_usage_before(const struct gw_usage_row *a, const struct gw_usage_row *b)
+{
+	return a->started_ms != b->started_ms ? a->started_ms < b->started_ms : strcmp(a->id, b->id) < 0;
+}
+
+static int mem_usage_list(struct mem_store *m, const struct gw_usage_req *r, struct gw_usage_out *out)
+{
+	struct gw_usage_row mark = { .started_ms = r->from_ms };
+	const struct gw_usage_row *last = &mark;
+
+	if (!(out->rows = calloc(r->max, sizeof *out->rows)))
+		return mem_oom(m);
+	snprintf(mark.id, sizeof mark.id, "%s", r->after);
+	/* repeated passes pick the smallest row after the last one taken */
+	while ((size_t)out->count < r->max) {
+		const struct gw_usage_row *best = NULL;
+
+		for (size_t i = 0; i < m->nusage; i++) {
+			const struct gw_usage_row *x = &m->usage[i];
+
+			if (x->started_ms < r->to_ms && mem_usage_before(last, x) &&
+			    (x->started_ms > r->from_ms || strcmp(x->id, r->after) > 0) &&
+			    (!best || mem_usage_before(x, best)))
+				best = x;
+		}
+		if (!best)
+			break;
+		out->rows[out->count++] = *best;
+		last = best;
+	}
+	return GW_STORE_B_OK;
+}
+
+static int mem_usage_sums(struct mem_store *m, const struct gw_usage_req *r, struct gw_usage_out *out)
+{
+	int64_t stale = r->now_ms - GW_USAGE_RESERVE_STALE_MS;
+
+	if (!(out->sums = calloc(GW_USAGE_SUMS_MAX, sizeof *out->sums)))
+		return mem_oom(m);
+	for (size_t i = 0; i < m->nusage; i++) {
+		const struct gw_usage_row *x = &m->usage[i];
+		int64_t t = r->op == GW_USAGE_SUM ? x->started_ms : x->ended_ms;
+		struct gw_usage_sum *u = NULL;
+		long k;
+
+		if (r->op == GW_USAGE_CHARGED && x->state != GW_USAGE_SUCCEEDED && x->state != GW_USAGE_FAILED)
+			continue;
+		if (t < r->from_ms || t >= r->to_ms || (r->tenant && strcmp(r->tenant, x->tenant) != 0))
+			continue;
+		for (k = 0; k < out->count; k++)
+			if (strcmp(out->sums[k].tenant, x->tenant) == 0)
+				break;
+		if (k == out->count) {
+			if (out->count >= GW_USAGE_SUMS_MAX)
+				continue;
+			/* sorted by tenant, as the SQL backends answer */
+			while (k > 0 && strcmp(out->sums[k - 1].tenant, x->tenant) > 0)
+				k--;
+			memmove(&out->sums[k + 1], &out->sums[k], (size_t)(out->count - k) * sizeof *u);
+			memset(&out->sums[k], 0, sizeof *u);
+			snprintf(out->sums[k].tenant, sizeof out->sums[k].tenant, "%s", x->tenant);
+			out->count++;
+		}
+		u = &out->sums[k];
+		u->seconds += mem_usage_counted(x, stale);
+		u->jobs[x->state]++;
+		if (x->counted > 0 && (!u->oldest_ms || x->started_ms < u->oldest_ms))
+			u->oldest_ms = x->started_ms;
+	}
+	return GW_STORE_B_OK;
+}
+
+static int mem_usage(void *impl, const struct gw_usage_req *r, struct gw_usage_out *out)
+{
+	struct mem_store *m = impl;
+
+	switch (r->op) {
+	case GW_USAGE_RESERVE:
+		return mem_usage_reserve(m, r, out);
+	case GW_USAGE_START:
+	case GW_USAGE_RELEASE:
+	case GW_USAGE_SETTLE:
+		return mem_usage_write(m, r, out);
+	case GW_USAGE_REFOLLOW: {
+		struct mem_owner *o = *mem_owner_find(m, GW_OBJ_JOB, r->rid);
+
+		if (o && o->settled_ms) {
+			o->settled_ms = 0;
+			o->lease[0] = '\0';
+			o->lease_until_ms = 0;
+			out->count = 1;
+		}
+		return GW_STORE_B_OK;
+	}
+	case GW_USAGE_GET:
+		if (!(out->rows = calloc(1, sizeof *out->rows)))
+			return mem_oom(m);
+		for (size_t i = m->nusage; i-- > 0;) {
+			const struct gw_usage_row *x = &m->usage[i];
+
+			if (x->state != GW_USAGE_RELEASED && strcmp(x->rid, r->rid) == 0 &&
+			    strcmp(x->tenant, r->tenant) == 0) {
+				out->rows[0] = *x;
+				out->count = 1;
+				return GW_STORE_B_OK;
+			}
+		}
+		return GW_STORE_B_ABSENT;
+	case GW_USAGE_LIST:
+		return mem_usage_list(m, r, out);
+	case GW_USAGE_SUM:
+	case GW_USAGE_CHARGED:
+		return mem_usage_sums(m, r, out);
+	}
+	snprintf(m->err, sizeof m->err, "unknown usage operation");
+	return GW_STORE_B_ERR;
+}
+
 static const struct gw_store_sync_ops mem_ops = {
 	.name = "memory",
 	.close = mem_close,
@@ -803,6 +1008,7 @@ static const struct gw_store_sync_ops mem_ops = {
 	.job_renew = mem_job_renew,
 	.job_settle = mem_job_settle,
 	.sess = mem_sess,
+	.usage = mem_usage,
 };
 
 void *gw_store_mem_open(size_t max_entries, const struct gw_store_sync_ops **ops)

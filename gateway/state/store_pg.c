@@ -98,6 +98,40 @@ static const struct pgs_migration {
 	  "CREATE INDEX a3d_rest_sess_key ON a3d_rest_sess (key_hash);"
 	  "CREATE INDEX a3d_rest_sess_expiry ON a3d_rest_sess (expires_ms);"
 	  "CREATE INDEX a3d_rest_sess_tenant ON a3d_rest_sess (tenant, expires_ms);" },
+	/* The usage ledger (issue 22), an expand step. The reservation is a function so that one
+	 * statement takes the tenant's transaction lock and then reads the rows other replicas
+	 * committed meanwhile: in a function each statement gets its own snapshot (READ
+	 * COMMITTED), which one plain statement's CTEs would not. */
+	{ 5, 1,
+	  "CREATE TABLE a3d_usage ("
+	  " id text PRIMARY KEY, tenant text NOT NULL, rid text NOT NULL, state smallint NOT NULL,"
+	  " seconds bigint NOT NULL, counted bigint NOT NULL, input_ms bigint NOT NULL,"
+	  " persons integer NOT NULL, face integer NOT NULL, hand integer NOT NULL,"
+	  " source text NOT NULL, started_ms bigint NOT NULL, ended_ms bigint NOT NULL);"
+	  "CREATE INDEX a3d_usage_tenant ON a3d_usage (tenant, started_ms);"
+	  "CREATE INDEX a3d_usage_rid ON a3d_usage (rid) WHERE state = 1;"
+	  "CREATE INDEX a3d_usage_start ON a3d_usage (started_ms, id);"
+	  "CREATE INDEX a3d_usage_end ON a3d_usage (ended_ms) WHERE state IN (2, 3);"
+	  "CREATE FUNCTION a3d_usage_reserve(p_id text, p_tenant text, p_seconds bigint,"
+	  " p_input_ms bigint, p_persons integer, p_face integer, p_hand integer, p_source text,"
+	  " p_started bigint, p_limit bigint, p_from bigint, p_stale bigint)"
+	  " RETURNS TABLE (inserted integer, used bigint, oldest bigint) LANGUAGE plpgsql AS $f$"
+	  " DECLARE u bigint; o bigint; n integer;"
+	  " BEGIN"
+	  "  PERFORM pg_advisory_xact_lock(1630889061, hashtext(p_tenant));"
+	  "  SELECT coalesce(sum(a.counted), 0), coalesce(min(a.started_ms), 0) INTO u, o"
+	  "   FROM a3d_usage a WHERE a.tenant = p_tenant AND a.started_ms >= p_from"
+	  "   AND a.counted > 0 AND NOT (a.state = 0 AND a.started_ms <= p_started - p_stale);"
+	  "  IF p_limit >= 0 AND u + p_seconds > p_limit THEN"
+	  "   RETURN QUERY SELECT 0, u, o; RETURN;"
+	  "  END IF;"
+	  "  INSERT INTO a3d_usage (id, tenant, rid, state, seconds, counted, input_ms, persons,"
+	  "   face, hand, source, started_ms, ended_ms) VALUES (p_id, p_tenant, '', 0, p_seconds,"
+	  "   p_seconds, p_input_ms, p_persons, p_face, p_hand, p_source, p_started, 0)"
+	  "   ON CONFLICT DO NOTHING;"
+	  "  GET DIAGNOSTICS n = ROW_COUNT;"
+	  "  RETURN QUERY SELECT n, u, o;"
+	  " END $f$;" },
 };
 _Static_assert(GW_STORE_SETTLE_BACKFILL_MS == 86400000, "migration 3 backfills one day");
 #define PGS_NMIGRATIONS (sizeof pgs_migrations / sizeof pgs_migrations[0])
@@ -140,8 +174,29 @@ enum pgs_stmt {
 	PGS_SESS_DEL,
 	PGS_SESS_REVOKE,
 	PGS_SESS_EXPIRE,
+	PGS_USAGE_RESERVE,
+	PGS_USAGE_START,
+	PGS_USAGE_RELEASE,
+	PGS_USAGE_SETTLE,
+	PGS_USAGE_GET,
+	PGS_USAGE_SUM,
+	PGS_USAGE_CHARGED,
+	PGS_USAGE_LIST,
+	PGS_USAGE_REFOLLOW,
 	PGS_NSTMTS
 };
+
+#define PGS_USAGE_COLS "id, tenant, rid, state, seconds, counted, input_ms, persons, face, hand," \
+		       " source, started_ms, ended_ms"
+/* Per tenant: counted seconds ($4: stale reservations were made at or before it), rows by
+ * state, the oldest counted row's start. */
+#define PGS_USAGE_AGG "SELECT tenant, sum(CASE WHEN state = 0 AND started_ms <= $4::bigint THEN 0" \
+		      " ELSE counted END), count(*) FILTER (WHERE state = 0), count(*) FILTER (WHERE" \
+		      " state = 1), count(*) FILTER (WHERE state = 2), count(*) FILTER (WHERE state = 3)," \
+		      " count(*) FILTER (WHERE state = 4), coalesce(min(started_ms) FILTER (WHERE" \
+		      " counted > 0), 0) FROM a3d_usage"
+_Static_assert(GW_USAGE_SUMS_MAX == 1024 && GW_USAGE_NSTATES == 5, "a3d_usage_sum writes 1024, 5 states");
+_Static_assert(GW_USAGE_RESERVE_STALE_MS == 900000, "a3d_usage_reserve's caller passes it");
 
 #define PGS_HOOK_COLS "tenant, id, url, description, secret, events, disabled, reason, created_ms," \
 		      " updated_ms, failing_since_ms"
@@ -302,6 +357,37 @@ static const struct gw_pg_stmt pgs_stmts[PGS_NSTMTS] = {
 			      "DELETE FROM a3d_rest_sess WHERE token_hash IN (SELECT token_hash"
 			      " FROM a3d_rest_sess WHERE expires_ms <= $1::bigint ORDER BY expires_ms"
 			      " LIMIT $2::int FOR UPDATE SKIP LOCKED)", 2 },
+	[PGS_USAGE_RESERVE] = { "a3d_usage_reserve",
+				"SELECT inserted, used, oldest FROM a3d_usage_reserve($1, $2, $3::bigint,"
+				" $4::bigint, $5::integer, $6::integer, $7::integer, $8, $9::bigint,"
+				" $10::bigint, $11::bigint, 900000)", 11 },
+	[PGS_USAGE_START] = { "a3d_usage_start",
+			      "UPDATE a3d_usage SET rid = $2, state = 1 WHERE id = $1 AND state = 0", 2 },
+	[PGS_USAGE_RELEASE] = { "a3d_usage_release",
+				"UPDATE a3d_usage SET state = 4, counted = 0, ended_ms = $2::bigint"
+				" WHERE id = $1 AND state = 0", 2 },
+	[PGS_USAGE_SETTLE] = { "a3d_usage_settle",
+			       "UPDATE a3d_usage SET state = CASE WHEN $2::boolean THEN 2 ELSE 3 END,"
+			       " counted = CASE WHEN $2::boolean OR $3::boolean THEN seconds ELSE 0 END,"
+			       " ended_ms = $4::bigint WHERE rid = $1 AND state = 1", 4 },
+	[PGS_USAGE_GET] = { "a3d_usage_get",
+			    "SELECT " PGS_USAGE_COLS " FROM a3d_usage WHERE tenant = $1 AND rid = $2"
+			    " AND state <> 4 ORDER BY started_ms DESC LIMIT 1", 2 },
+	[PGS_USAGE_SUM] = { "a3d_usage_sum",
+			    PGS_USAGE_AGG " WHERE ($1::text IS NULL OR tenant = $1) AND started_ms >="
+			    " $2::bigint AND started_ms < $3::bigint GROUP BY tenant ORDER BY tenant"
+			    " LIMIT 1024", 4 },
+	[PGS_USAGE_CHARGED] = { "a3d_usage_charged",
+				PGS_USAGE_AGG " WHERE ($1::text IS NULL OR tenant = $1) AND state IN (2, 3)"
+				" AND ended_ms >= $2::bigint AND ended_ms < $3::bigint GROUP BY tenant"
+				" ORDER BY tenant LIMIT 1024", 4 },
+	[PGS_USAGE_LIST] = { "a3d_usage_list",
+			     "SELECT " PGS_USAGE_COLS " FROM a3d_usage WHERE started_ms < $3::bigint"
+			     " AND (started_ms > $1::bigint OR (started_ms = $1::bigint AND id > $2))"
+			     " ORDER BY started_ms, id LIMIT $4::int", 4 },
+	[PGS_USAGE_REFOLLOW] = { "a3d_usage_refollow",
+				 "UPDATE a3d_owner SET settled_ms = 0, follow_lease = '', follow_until_ms = 0"
+				 " WHERE kind = 1 AND id = $1 AND settled_ms <> 0", 1 },
 };
 
 struct pgs_store {
@@ -1267,6 +1353,168 @@ static void pgs_sess(void *impl, const struct gw_sess_req *q, gw_store_done_fn d
 	}
 }
 
+/* ---- the usage ledger (store.h) ---- */
+
+static void pgs_answer_usage_reserve(struct pgs_op *op, const PGresult *res)
+{
+	struct gw_usage_sum sum;
+	struct gw_store_res r = { .rc = 0, .usage_sums = &sum, .count = 1 };
+
+	if (!pgs_shape(res, 3) || PQntuples(res) != 1) {
+		pgs_end_error(op, "unexpected answer to usage_reserve");
+		return;
+	}
+	memset(&sum, 0, sizeof sum);
+	sum.seconds = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+	sum.oldest_ms = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
+	r.rc = strcmp(PQgetvalue(res, 0, 0), "1") == 0 ? 0 : GW_STORE_CONFLICT;
+	pgs_end(op, &r);
+}
+
+static void pgs_answer_usage_start(struct pgs_op *op, const PGresult *res)
+{
+	pgs_end_rc(op, pgs_affected(res) == 1 ? 0 : GW_STORE_ABSENT);
+}
+
+static void pgs_usage_row(const PGresult *res, int i, struct gw_usage_row *w)
+{
+	pgs_copy(w->id, sizeof w->id, res, i, 0);
+	pgs_copy(w->tenant, sizeof w->tenant, res, i, 1);
+	pgs_copy(w->rid, sizeof w->rid, res, i, 2);
+	w->state = (int)strtol(PQgetvalue(res, i, 3), NULL, 10);
+	w->seconds = strtoll(PQgetvalue(res, i, 4), NULL, 10);
+	w->counted = strtoll(PQgetvalue(res, i, 5), NULL, 10);
+	w->input_ms = strtoll(PQgetvalue(res, i, 6), NULL, 10);
+	w->persons = (int)strtol(PQgetvalue(res, i, 7), NULL, 10);
+	w->face = (int)strtol(PQgetvalue(res, i, 8), NULL, 10);
+	w->hand = (int)strtol(PQgetvalue(res, i, 9), NULL, 10);
+	pgs_copy(w->source, sizeof w->source, res, i, 10);
+	w->started_ms = strtoll(PQgetvalue(res, i, 11), NULL, 10);
+	w->ended_ms = strtoll(PQgetvalue(res, i, 12), NULL, 10);
+}
+
+/* GET (absent when no row) and LIST. */
+static void pgs_answer_usage_rows(struct pgs_op *op, const PGresult *res)
+{
+	struct gw_store_res r = { .rc = 0 };
+	struct gw_usage_row *rows;
+	int n;
+
+	if (!pgs_shape(res, 13) || (n = PQntuples(res)) > GW_USAGE_LIST_MAX) {
+		pgs_end_error(op, "unexpected answer to a usage read");
+		return;
+	}
+	if (op->stmt == PGS_USAGE_GET && n == 0) {
+		pgs_end_rc(op, GW_STORE_ABSENT);
+		return;
+	}
+	rows = calloc(n ? (size_t)n : 1, sizeof *rows);
+	if (!rows) {
+		pgs_end_error(op, "out of memory");
+		return;
+	}
+	for (int i = 0; i < n; i++)
+		pgs_usage_row(res, i, &rows[i]);
+	r.usage = rows;
+	r.count = n;
+	pgs_end(op, &r);
+	free(rows);
+}
+
+static void pgs_answer_usage_sums(struct pgs_op *op, const PGresult *res)
+{
+	struct gw_store_res r = { .rc = 0 };
+	struct gw_usage_sum *sums;
+	int n;
+
+	if (!pgs_shape(res, 3 + GW_USAGE_NSTATES) || (n = PQntuples(res)) > GW_USAGE_SUMS_MAX) {
+		pgs_end_error(op, "unexpected answer to a usage sum");
+		return;
+	}
+	sums = calloc(n ? (size_t)n : 1, sizeof *sums);
+	if (!sums) {
+		pgs_end_error(op, "out of memory");
+		return;
+	}
+	for (int i = 0; i < n; i++) {
+		pgs_copy(sums[i].tenant, sizeof sums[i].tenant, res, i, 0);
+		sums[i].seconds = strtoll(PQgetvalue(res, i, 1), NULL, 10);
+		for (int k = 0; k < GW_USAGE_NSTATES; k++)
+			sums[i].jobs[k] = strtol(PQgetvalue(res, i, 2 + k), NULL, 10);
+		sums[i].oldest_ms = strtoll(PQgetvalue(res, i, 2 + GW_USAGE_NSTATES), NULL, 10);
+	}
+	r.usage_sums = sums;
+	r.count = n;
+	pgs_end(op, &r);
+	free(sums);
+}
+
+static void pgs_usage(void *impl, const struct gw_usage_req *q, gw_store_done_fn done, void *arg)
+{
+	char n[6][24];
+	const char *p[GW_PG_MAX_PARAMS] = { 0 };
+	const struct gw_usage_row *w = q->row;
+
+	switch (q->op) {
+	case GW_USAGE_RESERVE:
+		snprintf(n[0], sizeof n[0], "%" PRId64, w->seconds);
+		snprintf(n[1], sizeof n[1], "%" PRId64, w->input_ms);
+		snprintf(n[2], sizeof n[2], "%d", w->persons);
+		snprintf(n[3], sizeof n[3], "%" PRId64, w->started_ms);
+		snprintf(n[4], sizeof n[4], "%" PRId64, q->limit_s);
+		snprintf(n[5], sizeof n[5], "%" PRId64, q->from_ms);
+		p[0] = w->id, p[1] = w->tenant, p[2] = n[0], p[3] = n[1], p[4] = n[2];
+		p[5] = w->face ? "1" : "0", p[6] = w->hand ? "1" : "0", p[7] = w->source;
+		p[8] = n[3], p[9] = n[4], p[10] = n[5];
+		pgs_start(impl, PGS_USAGE_RESERVE, p, 0, 0, pgs_answer_usage_reserve, done, arg);
+		return;
+	case GW_USAGE_START:
+		p[0] = q->id, p[1] = q->rid;
+		pgs_start(impl, PGS_USAGE_START, p, 0, 0, pgs_answer_usage_start, done, arg);
+		return;
+	case GW_USAGE_RELEASE:
+		snprintf(n[0], sizeof n[0], "%" PRId64, q->now_ms);
+		p[0] = q->id, p[1] = n[0];
+		pgs_start(impl, PGS_USAGE_RELEASE, p, 0, 0, pgs_answer_rows, done, arg);
+		return;
+	case GW_USAGE_SETTLE:
+		snprintf(n[0], sizeof n[0], "%" PRId64, q->now_ms);
+		p[0] = q->rid, p[1] = q->ok ? "true" : "false", p[2] = q->count_failed ? "true" : "false";
+		p[3] = n[0];
+		pgs_start(impl, PGS_USAGE_SETTLE, p, 0, 0, pgs_answer_rows, done, arg);
+		return;
+	case GW_USAGE_REFOLLOW:
+		p[0] = q->rid;
+		pgs_start(impl, PGS_USAGE_REFOLLOW, p, 0, 0, pgs_answer_rows, done, arg);
+		return;
+	case GW_USAGE_GET:
+		p[0] = q->tenant, p[1] = q->rid;
+		pgs_start(impl, PGS_USAGE_GET, p, 0, 0, pgs_answer_usage_rows, done, arg);
+		return;
+	case GW_USAGE_SUM:
+	case GW_USAGE_CHARGED:
+		snprintf(n[0], sizeof n[0], "%" PRId64, q->from_ms);
+		snprintf(n[1], sizeof n[1], "%" PRId64, q->to_ms);
+		snprintf(n[2], sizeof n[2], "%" PRId64, (int64_t)(q->now_ms - GW_USAGE_RESERVE_STALE_MS));
+		p[0] = q->tenant, p[1] = n[0], p[2] = n[1], p[3] = n[2];	/* p[0] NULL: all */
+		pgs_start(impl, q->op == GW_USAGE_SUM ? PGS_USAGE_SUM : PGS_USAGE_CHARGED, p, 0, 0,
+			  pgs_answer_usage_sums, done, arg);
+		return;
+	case GW_USAGE_LIST:
+		snprintf(n[0], sizeof n[0], "%" PRId64, q->from_ms);
+		snprintf(n[1], sizeof n[1], "%" PRId64, q->to_ms);
+		snprintf(n[2], sizeof n[2], "%zu", q->max);
+		p[0] = n[0], p[1] = q->after, p[2] = n[1], p[3] = n[2];
+		pgs_start(impl, PGS_USAGE_LIST, p, 0, 0, pgs_answer_usage_rows, done, arg);
+		return;
+	}
+	{
+		struct gw_store_res r = { .rc = GW_STORE_ERROR, .err = "unknown usage operation" };
+
+		done(arg, &r);
+	}
+}
+
 static const struct gw_store_ops pgs_ops = {
 	.name = "postgres",
 	.shared = 1,
@@ -1289,6 +1537,7 @@ static const struct gw_store_ops pgs_ops = {
 	.job_renew = pgs_job_renew,
 	.job_settle = pgs_job_settle,
 	.sess = pgs_sess,
+	.usage = pgs_usage,
 };
 
 /* ---- start-up: the migrations (blocking, one connection) ---- */

@@ -16,6 +16,9 @@
  *                                            REST facade sessions (issue 18): PRIMARY KEY
  *                                            token_hash; indexes (key_hash), (expires_ms),
  *                                            (tenant, expires_ms); see sql_schema_sess
+ *   usage(id, tenant, rid, state, seconds, counted, input_ms, persons, face, hand, source,
+ *         started_ms, ended_ms)               the usage ledger (issue 22): PRIMARY KEY id;
+ *                                            see sql_schema_usage
  * Statements are prepared once per store (SQLITE_PREPARE_PERSISTENT) and reset after each use.
  */
 #include "gateway/state/store.h"
@@ -62,8 +65,27 @@ enum sql_stmt {
 	SQL_SESS_DEL,
 	SQL_SESS_REVOKE,
 	SQL_SESS_EXPIRE,
+	SQL_USAGE_USED,
+	SQL_USAGE_INSERT,
+	SQL_USAGE_START,
+	SQL_USAGE_RELEASE,
+	SQL_USAGE_SETTLE,
+	SQL_USAGE_GET,
+	SQL_USAGE_SUM,
+	SQL_USAGE_CHARGED,
+	SQL_USAGE_LIST,
+	SQL_USAGE_REFOLLOW,
 	SQL_NSTMT
 };
+
+#define SQL_USAGE_COLS "id, tenant, rid, state, seconds, counted, input_ms, persons, face, hand," \
+		       " source, started_ms, ended_ms"
+/* Per tenant: counted seconds (?4: stale reservations end at or before it), rows by state, the
+ * oldest counted row's start. */
+#define SQL_USAGE_AGG "SELECT tenant, sum(CASE WHEN state = 0 AND started_ms <= ?4 THEN 0 ELSE counted END)," \
+		      " sum(state = 0), sum(state = 1), sum(state = 2), sum(state = 3), sum(state = 4)," \
+		      " coalesce(min(CASE WHEN counted > 0 THEN started_ms END), 0) FROM usage"
+_Static_assert(GW_USAGE_SUMS_MAX == 1024 && GW_USAGE_NSTATES == 5, "SQL_USAGE_SUM writes 1024, 5 states");
 
 #define SQL_HOOK_COLS "tenant, id, url, description, secret, events, disabled, reason, created_ms," \
 		      " updated_ms, failing_since_ms"
@@ -125,6 +147,29 @@ static const char *const sql_text[SQL_NSTMT] = {
 			 " WHERE token_hash = ?1 AND expires_ms > ?2",
 	[SQL_SESS_DEL] = "DELETE FROM sess WHERE token_hash = ?1",
 	[SQL_SESS_REVOKE] = "DELETE FROM sess WHERE key_hash = ?1",
+	[SQL_USAGE_USED] = "SELECT coalesce(sum(counted), 0), coalesce(min(started_ms), 0) FROM usage"
+			   " WHERE tenant = ?1 AND started_ms >= ?2 AND counted > 0"
+			   " AND NOT (state = 0 AND started_ms <= ?3)",
+	[SQL_USAGE_INSERT] = "INSERT OR IGNORE INTO usage (" SQL_USAGE_COLS ") VALUES (?1, ?2, '', 0,"
+			     " ?3, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0)",
+	[SQL_USAGE_START] = "UPDATE usage SET rid = ?2, state = 1 WHERE id = ?1 AND state = 0",
+	[SQL_USAGE_RELEASE] = "UPDATE usage SET state = 4, counted = 0, ended_ms = ?2"
+			      " WHERE id = ?1 AND state = 0",
+	[SQL_USAGE_SETTLE] = "UPDATE usage SET state = CASE WHEN ?2 THEN 2 ELSE 3 END,"
+			     " counted = CASE WHEN ?2 OR ?3 THEN seconds ELSE 0 END, ended_ms = ?4"
+			     " WHERE rid = ?1 AND state = 1",
+	[SQL_USAGE_GET] = "SELECT " SQL_USAGE_COLS " FROM usage WHERE tenant = ?1 AND rid = ?2"
+			  " AND state <> 4 ORDER BY started_ms DESC LIMIT 1",
+	[SQL_USAGE_SUM] = SQL_USAGE_AGG " WHERE (?1 IS NULL OR tenant = ?1) AND started_ms >= ?2"
+			  " AND started_ms < ?3 GROUP BY tenant ORDER BY tenant LIMIT 1024",
+	[SQL_USAGE_CHARGED] = SQL_USAGE_AGG " WHERE (?1 IS NULL OR tenant = ?1) AND state IN (2, 3)"
+			      " AND ended_ms >= ?2 AND ended_ms < ?3 GROUP BY tenant ORDER BY tenant"
+			      " LIMIT 1024",
+	[SQL_USAGE_LIST] = "SELECT " SQL_USAGE_COLS " FROM usage WHERE started_ms < ?3"
+			   " AND (started_ms > ?1 OR (started_ms = ?1 AND id > ?2))"
+			   " ORDER BY started_ms, id LIMIT ?4",
+	[SQL_USAGE_REFOLLOW] = "UPDATE owner SET settled_ms = 0, follow_lease = '', follow_until_ms = 0"
+			       " WHERE kind = 1 AND id = ?1 AND settled_ms <> 0",
 	[SQL_SESS_EXPIRE] = "DELETE FROM sess WHERE token_hash IN (SELECT token_hash FROM sess"
 			    " WHERE expires_ms <= ?1 ORDER BY expires_ms LIMIT ?2)",
 };
@@ -154,6 +199,18 @@ static const char sql_schema_sess[] =
 	"CREATE INDEX IF NOT EXISTS sess_by_key ON sess (key_hash);"
 	"CREATE INDEX IF NOT EXISTS sess_by_expiry ON sess (expires_ms);"
 	"CREATE INDEX IF NOT EXISTS sess_by_tenant ON sess (tenant, expires_ms);";
+
+/* The usage ledger (issue 22): the same kind of expand step; an older build ignores it. */
+static const char sql_schema_usage[] =
+	"CREATE TABLE IF NOT EXISTS usage (id TEXT NOT NULL PRIMARY KEY, tenant TEXT NOT NULL,"
+	"  rid TEXT NOT NULL, state INTEGER NOT NULL, seconds INTEGER NOT NULL,"
+	"  counted INTEGER NOT NULL, input_ms INTEGER NOT NULL, persons INTEGER NOT NULL,"
+	"  face INTEGER NOT NULL, hand INTEGER NOT NULL, source TEXT NOT NULL,"
+	"  started_ms INTEGER NOT NULL, ended_ms INTEGER NOT NULL) WITHOUT ROWID;"
+	"CREATE INDEX IF NOT EXISTS usage_by_tenant ON usage (tenant, started_ms);"
+	"CREATE INDEX IF NOT EXISTS usage_by_rid ON usage (rid);"
+	"CREATE INDEX IF NOT EXISTS usage_by_start ON usage (started_ms, id);"
+	"CREATE INDEX IF NOT EXISTS usage_by_end ON usage (ended_ms);";
 
 static const char sql_schema[] =
 	"CREATE TABLE schema_version (version INTEGER NOT NULL, opened_ms INTEGER NOT NULL);"
@@ -185,6 +242,12 @@ static const char *sql_errmsg(void *impl)
 static int sql_fail(struct sql_store *q)
 {
 	snprintf(q->err, sizeof q->err, "%s", sqlite3_errmsg(q->db));
+	return GW_STORE_B_ERR;
+}
+
+static int sql_oom(struct sql_store *q)
+{
+	snprintf(q->err, sizeof q->err, "out of memory");
 	return GW_STORE_B_ERR;
 }
 
@@ -1004,6 +1067,187 @@ static int sql_sess(void *impl, const struct gw_sess_req *r, struct gw_sess *out
 	return GW_STORE_B_ERR;
 }
 
+/* ---- the usage ledger (store.h) ---- */
+
+static void sql_usage_row(sqlite3_stmt *st, struct gw_usage_row *w)
+{
+	sql_copy(w->id, sizeof w->id, sqlite3_column_text(st, 0));
+	sql_copy(w->tenant, sizeof w->tenant, sqlite3_column_text(st, 1));
+	sql_copy(w->rid, sizeof w->rid, sqlite3_column_text(st, 2));
+	w->state = sqlite3_column_int(st, 3);
+	w->seconds = sqlite3_column_int64(st, 4);
+	w->counted = sqlite3_column_int64(st, 5);
+	w->input_ms = sqlite3_column_int64(st, 6);
+	w->persons = sqlite3_column_int(st, 7);
+	w->face = sqlite3_column_int(st, 8);
+	w->hand = sqlite3_column_int(st, 9);
+	sql_copy(w->source, sizeof w->source, sqlite3_column_text(st, 10));
+	w->started_ms = sqlite3_column_int64(st, 11);
+	w->ended_ms = sqlite3_column_int64(st, 12);
+}
+
+/* One atomic check-and-insert: this process is the file's only writer and runs on one thread. */
+static int sql_usage_reserve(struct sql_store *q, const struct gw_usage_req *r, struct gw_usage_out *out)
+{
+	const struct gw_usage_row *w = r->row;
+	sqlite3_stmt *st = sql_stmt(q, SQL_USAGE_USED);
+	struct gw_usage_sum *sum;
+
+	if (!st)
+		return GW_STORE_B_ERR;
+	if (!(sum = calloc(1, sizeof *sum)))
+		return sql_oom(q);
+	out->sums = sum;
+	out->count = 1;
+	snprintf(sum->tenant, sizeof sum->tenant, "%s", w->tenant);
+	sqlite3_bind_text(st, 1, w->tenant, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, r->from_ms);
+	sqlite3_bind_int64(st, 3, w->started_ms - GW_USAGE_RESERVE_STALE_MS);
+	if (sqlite3_step(st) != SQLITE_ROW) {
+		sql_fail(q);
+		sql_done(st);
+		return GW_STORE_B_ERR;
+	}
+	sum->seconds = sqlite3_column_int64(st, 0);
+	sum->oldest_ms = sqlite3_column_int64(st, 1);
+	sql_done(st);
+	if (r->limit_s >= 0 && sum->seconds + w->seconds > r->limit_s)
+		return GW_STORE_B_CONFLICT;
+	if (!(st = sql_stmt(q, SQL_USAGE_INSERT)))
+		return GW_STORE_B_ERR;
+	sqlite3_bind_text(st, 1, w->id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, w->tenant, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, w->seconds);
+	sqlite3_bind_int64(st, 4, w->input_ms);
+	sqlite3_bind_int(st, 5, w->persons);
+	sqlite3_bind_int(st, 6, w->face);
+	sqlite3_bind_int(st, 7, w->hand);
+	sqlite3_bind_text(st, 8, w->source, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 9, w->started_ms);
+	if (sql_exec(q, st) != GW_STORE_B_OK)
+		return GW_STORE_B_ERR;
+	return sqlite3_changes(q->db) == 1 ? GW_STORE_B_OK : GW_STORE_B_CONFLICT;
+}
+
+/* START, RELEASE, SETTLE, REFOLLOW: one UPDATE; out->count = rows changed. */
+static int sql_usage_write(struct sql_store *q, const struct gw_usage_req *r, struct gw_usage_out *out)
+{
+	enum sql_stmt which = r->op == GW_USAGE_START	    ? SQL_USAGE_START
+			      : r->op == GW_USAGE_RELEASE   ? SQL_USAGE_RELEASE
+			      : r->op == GW_USAGE_REFOLLOW ? SQL_USAGE_REFOLLOW
+							    : SQL_USAGE_SETTLE;
+	sqlite3_stmt *st = sql_stmt(q, which);
+
+	if (!st)
+		return GW_STORE_B_ERR;
+	if (which == SQL_USAGE_REFOLLOW) {
+		sqlite3_bind_text(st, 1, r->rid, -1, SQLITE_STATIC);
+	} else if (which == SQL_USAGE_SETTLE) {
+		sqlite3_bind_text(st, 1, r->rid, -1, SQLITE_STATIC);
+		sqlite3_bind_int(st, 2, r->ok != 0);
+		sqlite3_bind_int(st, 3, r->count_failed != 0);
+		sqlite3_bind_int64(st, 4, r->now_ms);
+	} else {
+		sqlite3_bind_text(st, 1, r->id, -1, SQLITE_STATIC);
+		if (which == SQL_USAGE_START)
+			sqlite3_bind_text(st, 2, r->rid, -1, SQLITE_STATIC);
+		else
+			sqlite3_bind_int64(st, 2, r->now_ms);
+	}
+	if (sql_exec(q, st) != GW_STORE_B_OK)
+		return GW_STORE_B_ERR;
+	out->count = sqlite3_changes(q->db);
+	return which == SQL_USAGE_START && out->count == 0 ? GW_STORE_B_ABSENT : GW_STORE_B_OK;
+}
+
+/* GET, LIST: rows into out->rows. */
+static int sql_usage_rows(struct sql_store *q, const struct gw_usage_req *r, struct gw_usage_out *out)
+{
+	enum sql_stmt which = r->op == GW_USAGE_GET ? SQL_USAGE_GET : SQL_USAGE_LIST;
+	size_t max = which == SQL_USAGE_GET ? 1 : r->max;
+	sqlite3_stmt *st = sql_stmt(q, which);
+	int step = SQLITE_DONE;
+
+	if (!st)
+		return GW_STORE_B_ERR;
+	if (!(out->rows = calloc(max, sizeof *out->rows)))
+		return sql_oom(q);
+	if (which == SQL_USAGE_GET) {
+		sqlite3_bind_text(st, 1, r->tenant, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, r->rid, -1, SQLITE_STATIC);
+	} else {
+		sqlite3_bind_int64(st, 1, r->from_ms);
+		sqlite3_bind_text(st, 2, r->after, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 3, r->to_ms);
+		sqlite3_bind_int64(st, 4, (sqlite3_int64)max);
+	}
+	while ((size_t)out->count < max && (step = sqlite3_step(st)) == SQLITE_ROW)
+		sql_usage_row(st, &out->rows[out->count++]);
+	if (step != SQLITE_ROW && step != SQLITE_DONE) {
+		sql_fail(q);
+		sql_done(st);
+		return GW_STORE_B_ERR;
+	}
+	sql_done(st);
+	return which == SQL_USAGE_GET && out->count == 0 ? GW_STORE_B_ABSENT : GW_STORE_B_OK;
+}
+
+/* SUM, CHARGED: per tenant into out->sums. */
+static int sql_usage_sums(struct sql_store *q, const struct gw_usage_req *r, struct gw_usage_out *out)
+{
+	sqlite3_stmt *st = sql_stmt(q, r->op == GW_USAGE_SUM ? SQL_USAGE_SUM : SQL_USAGE_CHARGED);
+	int step = SQLITE_DONE;
+
+	if (!st)
+		return GW_STORE_B_ERR;
+	if (!(out->sums = calloc(GW_USAGE_SUMS_MAX, sizeof *out->sums)))
+		return sql_oom(q);
+	if (r->tenant)
+		sqlite3_bind_text(st, 1, r->tenant, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, r->from_ms);
+	sqlite3_bind_int64(st, 3, r->to_ms);
+	sqlite3_bind_int64(st, 4, r->now_ms - GW_USAGE_RESERVE_STALE_MS);
+	while (out->count < GW_USAGE_SUMS_MAX && (step = sqlite3_step(st)) == SQLITE_ROW) {
+		struct gw_usage_sum *u = &out->sums[out->count++];
+
+		sql_copy(u->tenant, sizeof u->tenant, sqlite3_column_text(st, 0));
+		u->seconds = sqlite3_column_int64(st, 1);
+		for (int i = 0; i < GW_USAGE_NSTATES; i++)
+			u->jobs[i] = (long)sqlite3_column_int64(st, 2 + i);
+		u->oldest_ms = sqlite3_column_int64(st, 2 + GW_USAGE_NSTATES);
+	}
+	if (step != SQLITE_ROW && step != SQLITE_DONE) {
+		sql_fail(q);
+		sql_done(st);
+		return GW_STORE_B_ERR;
+	}
+	sql_done(st);
+	return GW_STORE_B_OK;
+}
+
+static int sql_usage(void *impl, const struct gw_usage_req *r, struct gw_usage_out *out)
+{
+	struct sql_store *q = impl;
+
+	switch (r->op) {
+	case GW_USAGE_RESERVE:
+		return sql_usage_reserve(q, r, out);
+	case GW_USAGE_START:
+	case GW_USAGE_RELEASE:
+	case GW_USAGE_SETTLE:
+	case GW_USAGE_REFOLLOW:
+		return sql_usage_write(q, r, out);
+	case GW_USAGE_GET:
+	case GW_USAGE_LIST:
+		return sql_usage_rows(q, r, out);
+	case GW_USAGE_SUM:
+	case GW_USAGE_CHARGED:
+		return sql_usage_sums(q, r, out);
+	}
+	snprintf(q->err, sizeof q->err, "unknown usage operation");
+	return GW_STORE_B_ERR;
+}
+
 static void sql_close(void *impl)
 {
 	struct sql_store *q = impl;
@@ -1036,6 +1280,7 @@ static const struct gw_store_sync_ops sql_ops = {
 	.job_renew = sql_job_renew,
 	.job_settle = sql_job_settle,
 	.sess = sql_sess,
+	.usage = sql_usage,
 };
 
 /* ---- opening ---- */
@@ -1193,6 +1438,11 @@ static int sql_schema_check(sqlite3 *db, const char *path, int read_only, char *
 	}
 	if (!read_only && sqlite3_exec(db, sql_schema_sess, NULL, NULL, NULL) != SQLITE_OK) {
 		sql_open_err(db, sqlite3_errcode(db), path, "cannot take the session table", err,
+			     errlen);
+		return -1;
+	}
+	if (!read_only && sqlite3_exec(db, sql_schema_usage, NULL, NULL, NULL) != SQLITE_OK) {
+		sql_open_err(db, sqlite3_errcode(db), path, "cannot take the usage table", err,
 			     errlen);
 		return -1;
 	}

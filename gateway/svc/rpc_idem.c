@@ -20,6 +20,7 @@
 #include "gateway/svc/rpc_owner.h"
 #include "gateway/svc/rpc_owner_int.h"
 #include "gateway/call/env.h"
+#include "gateway/svc/budget.h"
 #include "gateway/svc/caps.h"
 #include "gateway/svc/status.h"
 #include "gateway/state/store.h"
@@ -52,6 +53,7 @@ struct idem_op {
 	const char **names;		/* reconciliation: /list rows of the file, and their copy */
 	char *names_blob;
 	size_t nnames;
+	struct gw_budget_hold hold;	/* the call's reservation (gateway/svc/budget.h) */
 };
 
 /* A duplicate waiting for the first call with its key. */
@@ -67,6 +69,7 @@ static void idem_op_free(struct idem_op *op)
 		return;
 	if (!op->c && op->st->detached_ops)
 		op->st->detached_ops--;
+	gw_budget_release(&op->hold);	/* no job of ours: a replay, a wait, a refusal */
 	gw_tr_request_clear(&op->process);
 	free(op->list);
 	free(op->names);
@@ -249,6 +252,7 @@ static void idem_reconcile(struct idem_op *op, const char *dl, size_t dl_len)
 				   dl_len, &op->recon)) {
 	case GW_RECON_ADOPT:
 		idem_log_recon(op, "adopt");
+		gw_budget_started(&op->hold, op->recon.rid);
 		op->retry_ms = 1000;	/* a store failure: worth a retry soon */
 		gw_owner_idem_adopt(o, op->tenant, op->key, op->recon.rid, gw_clock_wall_ms(), idem_end, op);
 		return;
@@ -377,6 +381,7 @@ static void idem_process_done(struct idem_op *op, const struct gw_up_response *r
 			/* A multi-person run reuses its detection rid: any cached final status is history. */
 			if (op->acct)
 				gw_status_job_restarted(gw_status_ctx_of(op->env), op->acct->idx, rid);
+			gw_budget_started(&op->hold, rid);
 			op->retry_ms = 1000;	/* a store failure: worth a retry soon */
 			gw_owner_idem_done(o, op->tenant, op->key, rid, gw_clock_wall_ms(), idem_end, op);
 			protobuf_c_message_free_unpacked(reply, NULL);
@@ -594,6 +599,7 @@ void gw_rpc_idem_start_job(struct gw_rpc_idem *idem, struct gw_call *c, const Pr
 	op->st = idem;
 	op->env = env;
 	op->c = c;
+	gw_budget_take(c, &op->hold);
 	err[0] = '\0';
 	/* Built from the admitted request (another tenant's model ids masked); the fingerprint
 	 * below is the caller's own request. */

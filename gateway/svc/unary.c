@@ -13,6 +13,7 @@
 #include "gateway/call/call.h"
 #include "gateway/call/env.h"
 #include "gateway/call/svc.h"
+#include "gateway/svc/budget.h"
 #include "gateway/svc/rpc_idem.h"
 #include "gateway/svc/rpc_owner.h"
 #include "gateway/svc/status.h"
@@ -25,12 +26,15 @@ struct unary_op {
 	struct gw_up_call *up;
 	struct gw_rpc_owner_view view;	/* the request with only the tenant's rids, if rewritten */
 	const ProtobufCMessage *req;	/* what build/parse see: the call's request or view.msg */
+	struct gw_budget_hold hold;	/* StartJob: its reservation (gateway/svc/budget.h) */
 };
 
 static void unary_op_free(struct unary_op *op)
 {
-	if (op)
+	if (op) {
 		gw_rpc_owner_view_clear(&op->view);
+		gw_budget_release(&op->hold);	/* no job was started (a no-op once started) */
+	}
 	free(op);
 }
 
@@ -82,6 +86,9 @@ static void unary_done(void *arg, const struct gw_up_response *res)
 	rc = op->m->tr.parse(op->req, res->body, res->body_len, &reply, err, sizeof err);
 	switch (rc) {
 	case GW_TR_OK:
+		if (reply->descriptor == &animate3d__v1__start_job_response__descriptor)
+			gw_budget_started(&op->hold,
+					  ((const Animate3d__V1__StartJobResponse *)(void *)reply)->rid);
 		/* Ownership: record what was created, filter lists; never reply an unrecorded id. */
 		unary_note_restart(c, op->req);
 		gw_rpc_owner_after(c, op->req, reply);	/* takes reply, finishes the call */
@@ -104,9 +111,10 @@ out:
 	unary_op_free(op);
 }
 
-/* The request as ownership admitted it (gateway/svc/rpc_owner.h): the upstream call. */
-static void unary_admitted(struct gw_call *c, const ProtobufCMessage *req,
-			   struct gw_rpc_owner_view *admitted)
+/* The request as ownership admitted it (gateway/svc/rpc_owner.h), and a StartJob's minutes
+ * reserved (gateway/svc/budget.h): the upstream call. */
+static void unary_go(struct gw_call *c, const ProtobufCMessage *req,
+		     struct gw_rpc_owner_view *admitted)
 {
 	const struct gw_method *m = gw_call_method(c);
 	const char *what = m->name;
@@ -158,6 +166,7 @@ static void unary_admitted(struct gw_call *c, const ProtobufCMessage *req,
 	op->m = m;
 	op->view = view;
 	op->req = req;
+	gw_budget_take(c, &op->hold);
 	view = (struct gw_rpc_owner_view){ 0 };	/* owned by op now */
 	memset(&rq, 0, sizeof rq);
 	rq.method = tr.method;
@@ -180,6 +189,15 @@ out:
 	unary_op_free(op);
 	gw_rpc_owner_view_clear(&view);
 	gw_tr_request_clear(&tr);
+}
+
+static void unary_admitted(struct gw_call *c, const ProtobufCMessage *req,
+			   struct gw_rpc_owner_view *admitted)
+{
+	if (gw_call_method(c)->own == RO_START_JOB)
+		gw_budget_reserve(c, req, admitted, unary_go);
+	else
+		unary_go(c, req, admitted);
 }
 
 void gw_unary_handle(struct gw_call *c)

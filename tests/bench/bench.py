@@ -1,4 +1,4 @@
-"""Benchmarks of issues 4, 16, 18 and 23 (status cache, batching, WatchStatus, webhooks, replicas,
+"""Benchmarks of issues 4, 16, 18, 21 and 23 (status cache, batching, WatchStatus, webhooks, replicas,
 the REST facade against nginx, upstream requests per job); run through tests/bench/run.
 
 Every process listens on 127.0.0.1 with a kernel-picked port; every wait is bounded. Steps:
@@ -18,6 +18,9 @@ Every process listens on 127.0.0.1 with a kernel-picked port; every wait is boun
      simulator's /status, serving the same JSON (issue 18): same load tool (wrk, else h2load
      --h1), connections and duration, alternating rounds; needs nginx, else skipped; then the
      facade's loop-thread instructions per request under callgrind (tests/bench/callgrind_rest.py)
+  9  UploadVideo speed (issue 21): the a3d client through the gateway vs a direct PUT (curl -T) of
+     the same file to the same storage URL kind, alternating rounds, median of the paired ratios,
+     and the gateway's peak RSS growth over all the rounds' uploads
 Steps 1, 4 and 5f use a fake upstream (this process) that knows every rid as SUCCESS, because the
 simulator holds at most 16384 jobs; steps 2, 3 and the rest of 5 use the simulator.
 Step 10 (issue 21) is tests/bench/sweep.py: upstream GET /status per second against the number of
@@ -1413,13 +1416,165 @@ def step8_callgrind():
                res["this"]["cookie"][0] / res["base"]["cookie"][0]), "info", None)
 
 
+# ---- step 9 ---------------------------------------------------------------------------------------
+# UploadVideo through the gateway with the a3d client vs a direct PUT (curl -T) of the same file to
+# the same storage (issue 21). Both write into the simulator's storage directory, on tmpfs when
+# there is one (/dev/shm) so that the disk's writeback is in neither figure; each stored object is
+# deleted after its transfer. The file is random bytes behind the fixture's MP4 header, read once
+# before the first round so that both paths read it from the page cache.
+UPLOAD_MIB = int(os.environ.get("BENCH_UPLOAD_MIB", "256"))
+UPLOAD_ROUNDS = int(os.environ.get("BENCH_UPLOAD_ROUNDS", "5"))
+UPLOAD_CHUNK = os.environ.get("BENCH_UPLOAD_CHUNK")     # a3d --chunk-bytes (default: a3d's 1 MiB)
+UPLOAD_LIMIT_S = 60             # one transfer; past it the step fails
+UPLOAD_RATIO_TARGET = 0.9
+UPLOAD_RSS_TARGET_MIB = 32      # peak RSS growth of the gateway over all the rounds' uploads
+UPLOAD_SAMPLE_S = 0.02          # RSS sampling while a3d uploads (VmHWM is the peak as well)
+
+
+def vm_kib(pid, field):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def step9_file(work):
+    path = os.path.join(work, "step9-upload.mp4")
+    size = UPLOAD_MIB << 20
+    block = os.urandom(1 << 20)
+    with open(path, "wb") as f:
+        f.write(open(harness.TINY_MP4, "rb").read())
+        while f.tell() < size:
+            f.write(block[:size - f.tell()])
+    with open(path, "rb") as f:         # into the page cache for both paths
+        while f.read(8 << 20):
+            pass
+    return path, size
+
+
+def step9_run(cmd, env=None, watch_pid=None):
+    """Runs cmd (bounded by UPLOAD_LIMIT_S). -> (wall s, its CPU s, peak VmRSS KiB of watch_pid)."""
+    t0 = time.monotonic()
+    p = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE)
+    peak = 0
+    while True:
+        pid, status, ru = os.wait4(p.pid, os.WNOHANG)
+        if pid:
+            break
+        if time.monotonic() - t0 > UPLOAD_LIMIT_S:
+            p.kill()
+            p.wait()
+            raise RuntimeError("%s: over %d s" % (os.path.basename(cmd[0]), UPLOAD_LIMIT_S))
+        if watch_pid:
+            peak = max(peak, vm_kib(watch_pid, "VmRSS"))
+        time.sleep(UPLOAD_SAMPLE_S)
+    wall = time.monotonic() - t0
+    p.returncode = os.waitstatus_to_exitcode(status)
+    err = p.stderr.read().decode(errors="replace")
+    p.stderr.close()
+    if p.returncode != 0:
+        raise RuntimeError("%s exited %d: %s" % (os.path.basename(cmd[0]), p.returncode, err[-300:]))
+    return wall, ru.ru_utime + ru.ru_stime, peak
+
+
+def step9(work):
+    a3d = os.path.join(harness.BUILD, "a3d")
+    if not os.access(a3d, os.X_OK) or not shutil.which("curl"):
+        row(9, "upload vs direct PUT: skipped", "build/a3d (target a3d) or curl missing", "-", None)
+        return
+    path, size = step9_file(work)
+    mib = size / float(1 << 20)
+    store = tempfile.mkdtemp(prefix="a3d-bench-store-",
+                             dir="/dev/shm" if os.path.isdir("/dev/shm") else work)
+    sim = harness.Sim(work, name="sim-step9",
+                      extra_args=["--storage-dir", store, "--max-upload-bytes", str(size + (1 << 20))])
+    gw = None
+    try:
+        gw = harness.Gateway(work, sim.url, name="gw-step9")
+        env = {"A3D_ADDR": gw.addr, "A3D_API_KEY": KEY, "PATH": os.environ.get("PATH", "/usr/bin")}
+        up = [a3d, "--no-progress", "upload", path] + (
+            ["--chunk-bytes", UPLOAD_CHUNK] if UPLOAD_CHUNK else [])
+        # One small upload first: the channel, the upstream session and curl's connections exist
+        # before the RSS baseline is taken.
+        step9_run([a3d, "--no-progress", "upload", harness.TINY_MP4], env=env)
+        try:    # VmHWM from now on ("5" resets it: proc(5), clear_refs): start-up's peak is not ours
+            with open("/proc/%d/clear_refs" % gw.proc.pid, "w") as f:
+                f.write("5")
+        except OSError:
+            pass
+        rss0 = vm_kib(gw.proc.pid, "VmRSS")
+        cpu_s = lambda pid: sum(int(x) for x in open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1]
+                                .split()[11:13]) / float(os.sysconf("SC_CLK_TCK"))
+        rounds, peak = [], 0
+        print("  step 9: %d rounds of %.0f MiB, a3d messages of %s bytes, storage in %s, load %.2f"
+              % (UPLOAD_ROUNDS, mib, UPLOAD_CHUNK or "1048576", os.path.dirname(store),
+                 os.getloadavg()[0]), flush=True)
+        for i in range(UPLOAD_ROUNDS):
+            load = os.getloadavg()[0]
+            res = {}
+            # Alternating order: neither path always runs first after the other's writeback.
+            for what in (("direct", "a3d") if i % 2 == 0 else ("a3d", "direct")):
+                g0, s0 = cpu_s(gw.proc.pid), cpu_s(sim.proc.pid)
+                if what == "direct":
+                    url = gw.jobs.GetUploadUrl(jobs_pb2.GetUploadUrlRequest(
+                        name="direct-%d.mp4" % i, resumable=False), timeout=5, metadata=gw.md()).url
+                    wall, cli, _ = step9_run(["curl", "-sS", "-f", "-o", "/dev/null", "-T", path,
+                                              url])
+                else:
+                    wall, cli, pk = step9_run(up + ["--name", "a3d-%d.mp4" % i], env=env,
+                                              watch_pid=gw.proc.pid)
+                    peak = max(peak, pk, vm_kib(gw.proc.pid, "VmHWM"))
+                res[what] = (wall, cpu_s(gw.proc.pid) - g0, cpu_s(sim.proc.pid) - s0, cli)
+                for f in os.listdir(store):
+                    os.unlink(os.path.join(store, f))
+            d, a = res["direct"][0], res["a3d"][0]
+            rounds.append((d, a, d / a, load, res["a3d"][1], res["direct"][2], res["a3d"][2],
+                           res["direct"][3], res["a3d"][3]))
+            print("  step 9 round %d (load %.2f): direct %.3f s %.0f MiB/s, a3d %.3f s %.0f MiB/s, "
+                  "ratio %.2f; CPU s: curl %.2f + sim %.2f | a3d %.2f + gateway %.2f + sim %.2f; "
+                  "gateway peak RSS +%.1f MiB"
+                  % (i + 1, load, d, mib / d, a, mib / a, d / a, res["direct"][3], res["direct"][2],
+                     res["a3d"][3], res["a3d"][1], res["a3d"][2], (peak - rss0) / 1024.0), flush=True)
+        growth = (peak - rss0) / 1024.0
+    finally:
+        if gw:
+            gw.stop()
+        sim.stop()
+        shutil.rmtree(store, ignore_errors=True)
+    med = lambda xs: sorted(xs)[len(xs) // 2] if len(xs) % 2 else sum(sorted(xs)[len(xs) // 2 - 1:len(xs) // 2 + 1]) / 2.0
+    d, a, ratio = med([r[0] for r in rounds]), med([r[1] for r in rounds]), med([r[2] for r in rounds])
+    loads = [r[3] for r in rounds]
+    row(9, "direct PUT of %.0f MiB (curl -T, signed URL), median of %d" % (mib, len(rounds)),
+        "%.3f s, %.0f MiB/s" % (d, mib / d), "-", None)
+    row(9, "a3d upload of the same file through the gateway, median of %d" % len(rounds),
+        "%.3f s, %.0f MiB/s; CPU s per upload: a3d %.2f + gateway %.2f + sim %.2f (direct: curl "
+        "%.2f + sim %.2f)" % (a, mib / a, med([r[8] for r in rounds]), med([r[4] for r in rounds]),
+                              med([r[6] for r in rounds]), med([r[7] for r in rounds]),
+                              med([r[5] for r in rounds])), "-", None)
+    row(9, "upload / direct PUT speed, median of %d paired rounds (load %.1f-%.1f)"
+        % (len(rounds), min(loads), max(loads)),
+        "%.2f (rounds %s)" % (ratio, " ".join("%.2f" % r[2] for r in rounds)),
+        ">= %.1f" % UPLOAD_RATIO_TARGET, ratio >= UPLOAD_RATIO_TARGET)
+    row(9, "gateway peak RSS growth over %.0f MiB uploaded" % (mib * len(rounds)),
+        "%.1f MiB" % growth, "< %d MiB" % UPLOAD_RSS_TARGET_MIB, growth < UPLOAD_RSS_TARGET_MIB)
+    # tests/bench/plot draws it (docs/img/bench-upload.svg): the first row is the reference bar.
+    benchdata.write(9, "UploadVideo throughput vs a direct PUT, MiB/s (median of %d paired rounds)"
+                    % len(rounds), ("what", "mib_per_s"),
+                    [("direct PUT (curl -T)", mib / d), ("UploadVideo (a3d via the gateway)", mib / a)],
+                    note="%.0f MiB file, rounds' ratios %s, load %.1f-%.1f"
+                    % (mib, " ".join("%.2f" % r[2] for r in rounds), min(loads), max(loads)))
+
+
 def main(argv):
-    steps = [int(a) for a in argv] or [1, 2, 3, 4, 5, 6, 7, 8]
+    steps = [int(a) for a in argv] or [1, 2, 3, 4, 5, 6, 7, 8, 9]
     work = tempfile.mkdtemp(prefix="a3d-bench-")
     os.environ[harness.SECRET_ENV] = harness.CLIENT_SECRET
     print("bench: build %s, work %s, TTL %d ms, batch %d, window %d ms"
           % (harness.BUILD, work, TTL_MS, BATCH_MAX, WINDOW_MS), flush=True)
-    fns = {1: step1, 2: step2, 3: step3, 4: step4, 5: step5, 6: step6, 7: step7, 8: step8}
+    fns = {1: step1, 2: step2, 3: step3, 4: step4, 5: step5, 6: step6, 7: step7, 8: step8,
+           9: step9}
     failed = False
     # Steps that measure only for tests/bench/plot's figures run by default too.
     fns.update(PLOT_STEPS)

@@ -1102,6 +1102,13 @@ def main():
     for what, values, sets, needle in (
             ("a plain API key instead of its sha256", tenants(key=canary), [], "sha256"),
             ("a malformed sha256", tenants(sha256=canary), [], "sha256"),
+            ("a budget without minutes_per_month", chart.values_file({"config": {"tenants": [{
+                "name": "team-a", "account": "main", "budget": {"hard": True},
+                "keys": [{"sha256": key_a, "permissions": ["read"]}]}]}}), [], "minutes_per_month"),
+            ("a budget window that is no window", chart.values_file({"config": {"tenants": [{
+                "name": "team-a", "account": "main",
+                "budget": {"minutes_per_month": 5, "window": "week"},
+                "keys": [{"sha256": key_a, "permissions": ["read"]}]}]}}), [], "window"),
             ("an inline client_secret", accounts(client_secret=canary), [], "inline"),
             ("tls.enabled without tls.secretName", None, ["tls.enabled=true"], "tls.secretName"),
             ("an unknown secrets.delivery", None, ["secrets.delivery=symlink"], "delivery"),

@@ -40,7 +40,7 @@ BACKEND = os.environ.get("A3D_IT_BACKEND", "sqlite")
 POSTGRES = BACKEND == "postgres"
 PG_POOL = 4
 PG_TIMEOUT_MS = 5000        # state.postgres.timeout_ms: how long a query may wait for a connection
-PG_TABLES = ("a3d_owner", "a3d_idem", "a3d_hook", "a3d_outbox", "a3d_rest_sess")  # the gateway's own (its migrations create them)
+PG_TABLES = ("a3d_owner", "a3d_idem", "a3d_hook", "a3d_outbox", "a3d_rest_sess", "a3d_usage")  # the gateway's own (its migrations create them)
 SKIP_ON_POSTGRES = "SQLite-file specific (state.path): meaningless with A3D_IT_BACKEND=postgres"
 
 START_TIMEOUT_S = 10.0      # a binary that is not ready within this is a failure

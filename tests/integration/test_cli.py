@@ -70,6 +70,9 @@ def test_every_command_has_help(cmd):
     (["start", "x.mp4", "--param", "novalue"], "--param wants KEY=VALUE"),
     (["credits", "--timeout-ms", "0"], "--timeout-ms must be 1..86400000"),
     (["download"], "needs at least one RID"),
+    (["upload", "x.mp4", "--chunk-bytes", "16383"], "--chunk-bytes must be 16384..4190208, not '16383'"),
+    (["upload", "x.mp4", "--chunk-bytes", "4190209"], "--chunk-bytes must be 16384..4190208"),
+    (["upload", "x.mp4", "--chunk-bytes", "1M"], "--chunk-bytes must be 16384..4190208, not '1M'"),
 ])
 def test_usage_errors_exit_2(args, says):
     r = a3d(args)
@@ -122,6 +125,22 @@ def test_run_json_lines(gateway, tmp_path):
     files = [o for o in objs if "path" in o]
     assert [f["format"] for f in files] == ["bvh"], files
     assert all(os.path.getsize(f["path"]) == f["bytes"] > 0 for f in files), files
+
+
+@pytest.mark.parametrize("chunk", [16384, 4190208])
+def test_upload_message_size(gateway, tmp_path, chunk):
+    """--chunk-bytes sets the message size; storage gets every byte either way (a 16 KiB message
+    size gives 7 messages of a 100 KiB file, each with a 3-byte length in its header but the last
+    one; the largest size 1 message)."""
+    path = tmp_path / "big.mp4"
+    data = open(harness.TINY_MP4, "rb").read() + os.urandom(100 << 10)
+    path.write_bytes(data)
+    up = a3d(["--json", "upload", str(path), "--chunk-bytes", str(chunk)], env=_env(gateway))
+    assert up.returncode == 0, up
+    reply = json.loads(up.stdout)
+    assert int(reply["size"]) == len(data), up.stdout
+    st, _, body = harness.http("GET", reply["url"])      # storage holds exactly the file's bytes
+    assert st == 200 and body == data
 
 
 def test_upload_then_start_url_then_download(gateway, tmp_path):

@@ -74,7 +74,7 @@ def _vm_kib(pid, field):
     return int(m.group(1))
 
 
-# The gateway moves bytes to storage in chunks (upload_chunk_bytes, default 8 MiB): sizes that are
+# The gateway moves bytes to storage in chunks (upload_chunk_bytes, default 4 MiB): sizes that are
 # not, and are, a multiple of it, with and without the optional declared size.
 @pytest.mark.parametrize("mib,declare", [(12, True), (16, True), (16, False)],
                          ids=["12MiB", "16MiB-chunk-multiple", "16MiB-undeclared"])
@@ -93,6 +93,28 @@ def test_upload_video_stream_multi_mib(gateway, mib, declare):
                                                      metadata=gateway.md()).jobs}
     assert rid in jobs
     assert (jobs[rid].file_name, jobs[rid].file_size) == (name, len(data))
+
+
+@pytest.mark.parametrize("step,name_every_message", [(MIB, False), (700 * 1024 + 3, False),
+                                                      (MIB, True)],
+                         ids=["1MiB-chunk-only", "odd-size-chunk-only", "1MiB-named"])
+def test_upload_video_bytes_exact(gateway, step, name_every_message):
+    """The stored object is byte for byte what was streamed, through the gateway's ring (13 MiB +
+    odd bytes wrap its 12 MiB twice over) and both receive paths: messages carrying only chunk
+    bytes (copied from gRPC's buffers into the ring) and messages that carry more (decoded)."""
+    data = os.urandom(13 * MIB + 4321)
+    name = "exact-%d-%d.mp4" % (step, name_every_message)
+
+    def gen():
+        yield jobs_pb2.UploadVideoRequest(name=name, size=len(data))
+        for off in range(0, len(data), step):
+            yield jobs_pb2.UploadVideoRequest(chunk=data[off:off + step],
+                                              name=name if name_every_message else "")
+    r = gateway.jobs.UploadVideo(gen(), timeout=30, metadata=gateway.md())
+    assert r.size == len(data)
+    st, _, body = harness.http("GET", r.url, timeout=30)
+    assert st == 200
+    assert len(body) == len(data) and body == data, "stored object differs from the stream"
 
 
 def test_upload_video_memory_bounded(gateway):

@@ -651,7 +651,7 @@ def _check_config(tmp_path, text):
                                     "  - name: team-a\n    account: sim\n    client_cert: { cn: x }\n"),
                           c, client_ca=True),
      r"gw\.yaml:\d+: tenants\[0\]\.client_cert\.permissions is required"),
-    (lambda t, c: add_tls(map_cert(t, "team-a", "team-a", perms="[admin]"), c, client_ca=True),
+    (lambda t, c: add_tls(map_cert(t, "team-a", "team-a", perms="[owner]"), c, client_ca=True),
      r"gw\.yaml:\d+: tenants\[0\]\.client_cert\.permissions\[0\]: unknown permission"),
 ])
 def test_client_cert_config_checked(tmp_path, sim, certs, mutate, error):

@@ -289,6 +289,19 @@ static const struct bad_case bad_cases[] = {
 	  10, "tenants[0].limits.start_jobs_in_flight must be <= 1000000" },
 	{ ACCOUNT_SIM "tenants:\n  - name: t\n    account: sim\n    limits:\n      streams: 3\n", 10,
 	  "unknown key \"streams\"" },
+	/* tenants[].budget (issue 22) */
+	{ ACCOUNT_SIM "tenants:\n  - name: t\n    account: sim\n    budget:\n      hard: true\n", 10,
+	  "tenants[0].budget.minutes_per_month is required" },
+	{ ACCOUNT_SIM "tenants:\n  - name: t\n    account: sim\n    budget:\n      minutes_per_month: -1\n",
+	  10, "tenants[0].budget.minutes_per_month must be >= 0" },
+	{ ACCOUNT_SIM "tenants:\n  - name: t\n    account: sim\n    budget:\n      minutes_per_month: 1.5\n",
+	  10, "tenants[0].budget.minutes_per_month must be an integer" },
+	{ ACCOUNT_SIM "tenants:\n  - name: t\n    account: sim\n    budget:\n      minutes_per_month: 5\n"
+	  "      window: week\n", 11, "tenants[0].budget.window must be month or rolling_30d, not \"week\"" },
+	{ ACCOUNT_SIM "tenants:\n  - name: t\n    account: sim\n    budget:\n      minutes_per_month: 5\n"
+	  "      hard: sometimes\n", 11, "tenants[0].budget.hard must be true or false" },
+	{ ACCOUNT_SIM "tenants:\n  - name: t\n    account: sim\n    budget:\n      minutes_per_month: 5\n"
+	  "      minutes: 5\n", 11, "unknown key \"minutes\"" },
 	/* accounts */
 	{ "accounts:\n  - name: sim\n    base_url: http://h\n    client_id: c\n    client_secret: hunter2\n"
 	  "tenants: [{name: t, account: sim}]\n",
@@ -322,8 +335,8 @@ static const struct bad_case bad_cases[] = {
 	{ ACCOUNT_SIM "tenants:\n  - name: t\n    account: sim\n  - name: t\n    account: sim\n", 9,
 	  "duplicate tenant name \"t\" (first at line 7)" },
 	{ ACCOUNT_SIM "tenants:\n  - name: t\n    account: sim\n    keys:\n      - sha256: " HEX_A "\n"
-		      "        permissions: [read, admin]\n",
-	  11, "tenants[0].keys[0].permissions[1]: unknown permission \"admin\" (read, write)" },
+		      "        permissions: [read, owner]\n",
+	  11, "tenants[0].keys[0].permissions[1]: unknown permission \"owner\" (read, write, admin)" },
 	{ ACCOUNT_SIM "tenants:\n  - name: t\n    account: sim\n    keys:\n      - sha256: " HEX_A "\n"
 		      "        permissions: []\n",
 	  11, "tenants[0].keys[0].permissions must not be empty" },
@@ -464,7 +477,7 @@ Test(config, every_error_in_one_file_is_reported)
 		{ 9, "limits.upload_chunk_bytes must be a multiple of 256 KiB (262144)" },
 		{ 16, "client_secret must not be inline; use client_secret_file or client_secret_env" },
 		{ 27, "tenants[1].rate.per_second must be > 0" },
-		{ 30, "tenants[1].keys[0].permissions[0]: unknown permission \"delete\" (read, write)" },
+		{ 30, "tenants[1].keys[0].permissions[0]: unknown permission \"delete\" (read, write, admin)" },
 		{ 32, "tenants[2].account \"nope\" is not a defined account" },
 	};
 	size_t nwant = sizeof(want) / sizeof(want[0]);
@@ -526,7 +539,7 @@ Test(config, demo_yaml_loads_with_its_values)
 	cr_expect_eq(cfg->cache.batch_max, 50);
 	cr_expect_eq(cfg->cache.max_entries, GW_CONFIG_DEFAULT_MAX_ENTRIES);
 	cr_expect_eq(cfg->max_message_bytes, 4u << 20);
-	cr_expect_eq(cfg->upload_chunk_bytes, 8u << 20);
+	cr_expect_eq(cfg->upload_chunk_bytes, 4u << 20);
 	cr_expect_null(cfg->tls.cert_file);
 
 	cr_assert_eq(cfg->naccounts, 1);
@@ -1547,4 +1560,36 @@ Test(config, redis_errors_all_reported)
 	for (size_t i = 0; i < errs.n; i++)
 		cr_expect_null(strstr(errs.msg[i], "s3cr3t"), "the password leaked: %s", errs.msg[i]);
 	gw_errors_clear(&errs);
+}
+
+/* tenants[].budget (issue 22): the values, and the defaults (hard, failed jobs released, the
+ * calendar month); a tenant without one has none. The admin permission (GetUsage of every
+ * team) is read as such. */
+Test(config, tenant_budget_is_read)
+{
+	static const char text[] =
+		ACCOUNT_SIM
+		"tenants:\n"
+		"  - {name: a, account: sim, budget: {minutes_per_month: 1},\n"
+		"     keys: [{sha256: " HEX_A ", permissions: [read, admin]}]}\n"
+		"  - {name: b, account: sim, budget: {minutes_per_month: 600, hard: false,\n"
+		"     count_failed: true, window: rolling_30d}}\n"
+		"  - {name: c, account: sim}\n";
+	struct gw_errors errs = { 0 };
+	struct gw_config *cfg = NULL;
+	char path[512];
+
+	cr_assert_eq(load_text(text, path, sizeof(path), &cfg, &errs), 0, "%s", errs.n ? errs.msg[0] : "-");
+	cr_expect_eq(cfg->tenants[0].budget.enabled, 1);
+	cr_expect_eq(cfg->tenants[0].budget.minutes, 1);
+	cr_expect_eq(cfg->tenants[0].budget.hard, 1);
+	cr_expect_eq(cfg->tenants[0].budget.count_failed, 0);
+	cr_expect_eq(cfg->tenants[0].budget.window, GW_BUDGET_WINDOW_MONTH);
+	cr_expect_eq(cfg->tenants[0].keys[0].perms, GW_PERM_READ | GW_PERM_ADMIN);
+	cr_expect_eq(cfg->tenants[1].budget.minutes, 600);
+	cr_expect_eq(cfg->tenants[1].budget.hard, 0);
+	cr_expect_eq(cfg->tenants[1].budget.count_failed, 1);
+	cr_expect_eq(cfg->tenants[1].budget.window, GW_BUDGET_WINDOW_ROLLING_30D);
+	cr_expect_eq(cfg->tenants[2].budget.enabled, 0);
+	gw_config_free(cfg);
 }

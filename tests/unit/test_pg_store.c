@@ -558,7 +558,7 @@ Test(pg_store, migrations_apply_once)
 	side_value("SELECT applied_ms FROM a3d_schema WHERE version = 1", again, sizeof again);
 	side_value("SELECT count(*) FROM a3d_schema", rows, sizeof rows);
 	cr_expect_str_eq(again, first, "the second open applied nothing");
-	cr_expect_str_eq(rows, "4", "one row per migration");
+	cr_expect_str_eq(rows, "5", "one row per migration");
 }
 
 /* Replicas starting together on an empty database: one migrates, every one starts. */
@@ -570,7 +570,8 @@ Test(pg_store, migrations_race)
 	char rows[16], tables[16];
 
 	side_exec("DROP TABLE IF EXISTS a3d_owner, a3d_idem, a3d_hook, a3d_outbox, a3d_rest_sess,"
-		  " a3d_schema");
+		  " a3d_usage, a3d_schema");
+	side_exec("DROP FUNCTION IF EXISTS a3d_usage_reserve");
 	cr_assert_eq(pipe(go), 0);
 	for (int i = 0; i < N; i++) {
 		kids[i] = fork();
@@ -605,7 +606,7 @@ Test(pg_store, migrations_race)
 		cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "replica %d failed to start", i);
 	}
 	side_value("SELECT count(*) FROM a3d_schema", rows, sizeof rows);
-	cr_expect_str_eq(rows, "4", "migrated once (all four migrations)");
+	cr_expect_str_eq(rows, "5", "migrated once (all five migrations)");
 	side_value("SELECT count(*) FROM pg_tables WHERE tablename IN ('a3d_owner', 'a3d_idem')",
 		   tables, sizeof tables);
 	cr_expect_str_eq(tables, "2");
@@ -619,13 +620,13 @@ Test(pg_store, migrations_newer_schema)
 	side_exec("INSERT INTO a3d_schema VALUES (999, 1, 999)");
 	snprintf(want, sizeof want,
 		 "PostgreSQL at %s:%s/%s has schema version 999, incompatible with this gateway (knows"
-		 " up to 4); refusing to start", getenv("A3D_PG_HOST"), getenv("A3D_PG_PORT"),
+		 " up to 5); refusing to start", getenv("A3D_PG_HOST"), getenv("A3D_PG_PORT"),
 		 getenv("A3D_PG_DB"));
 	open_expect(want);
 	/* A newer schema that says this build still runs on it (helm rollback): starts. */
 	side_exec("UPDATE a3d_schema SET min_compatible = 1 WHERE version = 999");
 	open_expect(NULL);
-	side_exec("UPDATE a3d_schema SET min_compatible = 5 WHERE version = 999");
+	side_exec("UPDATE a3d_schema SET min_compatible = 6 WHERE version = 999");
 	open_expect("incompatible");
 	side_exec("DELETE FROM a3d_schema WHERE version = 999");
 	open_expect(NULL);
@@ -964,5 +965,161 @@ Test(pg_store, sess_table)
 		}
 	}
 	side_exec("DELETE FROM a3d_rest_sess");
+	fx_close(&f);
+}
+
+/* ---- the usage ledger (store.h): the backend's answers, as the in-process ones give them
+ * (tests/unit/test_store.c), and the reservation's atomicity across two pools ---- */
+
+static int64_t pg_usage_first;
+
+static void on_usage_done(void *arg, const struct gw_store_res *r)
+{
+	on_done(arg, r);
+	pg_usage_first = r->usage_sums && r->count > 0 ? r->usage_sums[0].seconds
+			 : r->usage && r->count > 0	  ? r->usage[0].state
+							  : -1;
+}
+
+Test(pg_store, usage_table)
+{
+	static const struct {
+		int op;
+		const char *id, *tenant, *rid;
+		int64_t secs, limit, now;
+		int ok, cf, rc;
+		long count;
+		int64_t first;
+	} steps[] = {
+		{ GW_USAGE_RESERVE, "u1", "team-a", NULL, 30, 60, 1000, 0, 0, 0, 1, 0 },
+		{ GW_USAGE_RESERVE, "u2", "team-a", NULL, 30, 60, 1001, 0, 0, 0, 1, 30 },
+		{ GW_USAGE_RESERVE, "u3", "team-a", NULL, 1, 60, 1002, 0, 0, GW_STORE_CONFLICT, 1, 60 },
+		{ GW_USAGE_RESERVE, "u3", "team-b", NULL, 1, 60, 1002, 0, 0, 0, 1, 0 },
+		{ GW_USAGE_RESERVE, "u1", "team-a", NULL, 0, -1, 1003, 0, 0, GW_STORE_CONFLICT, 1, 60 },
+		{ GW_USAGE_START, "u1", NULL, "R1", 0, 0, 0, 0, 0, 0, 0, -1 },
+		{ GW_USAGE_START, "u1", NULL, "R1", 0, 0, 0, 0, 0, GW_STORE_ABSENT, 0, -1 },
+		{ GW_USAGE_RELEASE, "u2", NULL, NULL, 0, 0, 1005, 0, 0, 0, 1, -1 },
+		{ GW_USAGE_RESERVE, "u4", "team-a", NULL, 30, 60, 1006, 0, 0, 0, 1, 30 },
+		{ GW_USAGE_START, "u4", NULL, "R4", 0, 0, 0, 0, 0, 0, 0, -1 },
+		{ GW_USAGE_SETTLE, NULL, NULL, "R1", 0, 0, 1007, 1, 0, 0, 1, -1 },
+		{ GW_USAGE_SETTLE, NULL, NULL, "R1", 0, 0, 1008, 1, 0, 0, 0, -1 },
+		{ GW_USAGE_SETTLE, NULL, NULL, "R4", 0, 0, 1009, 0, 0, 0, 1, -1 },
+		{ GW_USAGE_SUM, NULL, "team-a", NULL, 0, 0, 1010, 0, 0, 0, 1, 30 },
+		{ GW_USAGE_SUM, NULL, NULL, NULL, 0, 0, 1010, 0, 0, 0, 2, 30 },
+		{ GW_USAGE_GET, NULL, "team-a", "R4", 0, 0, 0, 0, 0, 0, 1, GW_USAGE_FAILED },
+		{ GW_USAGE_GET, NULL, "team-b", "R1", 0, 0, 0, 0, 0, GW_STORE_ABSENT, 0, -1 },
+		{ GW_USAGE_CHARGED, NULL, NULL, NULL, 0, 0, 1010, 0, 0, 0, 1, 30 },
+		{ GW_USAGE_RESERVE, "u6", "team-b", NULL, 60, 60, 1000 + 900000 + 2, 0, 0, 0, 1, 0 },
+		{ GW_USAGE_LIST, "", NULL, NULL, 0, 0, 0, 0, 0, 0, 3, GW_USAGE_SUCCEEDED },
+	};
+	struct fx f;
+
+	fx_open(&f, 2, 5000);
+	side_exec("DELETE FROM a3d_usage");
+	for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+		struct gw_usage_row row = { .input_ms = -1, .persons = 1, .source = "url" };
+		struct gw_usage_req q = { .op = (enum gw_usage_op)steps[i].op };
+		struct got g = { 0 };
+
+		snprintf(row.id, sizeof row.id, "%s", steps[i].id ? steps[i].id : "");
+		snprintf(row.tenant, sizeof row.tenant, "%s", steps[i].tenant ? steps[i].tenant : "");
+		row.seconds = steps[i].secs;
+		row.started_ms = steps[i].now;
+		q.row = &row;
+		q.id = steps[i].id;
+		q.rid = steps[i].rid;
+		q.tenant = steps[i].tenant;
+		q.ok = steps[i].ok;
+		q.count_failed = steps[i].cf;
+		q.limit_s = steps[i].limit;
+		q.now_ms = steps[i].now;
+		q.to_ms = INT64_C(1) << 50;
+		q.after = steps[i].id;
+		q.max = 3;
+		f.ops->usage(f.impl, &q, on_usage_done, &g);
+		fx_wait(&f, &g);
+		cr_expect_eq(g.rc, steps[i].rc, "step %zu: rc %d (%s)", i, g.rc, g.err);
+		if (steps[i].op != GW_USAGE_START)
+			cr_expect_eq(g.count, steps[i].count, "step %zu: count %ld", i, g.count);
+		cr_expect_eq(pg_usage_first, steps[i].first, "step %zu: first %lld", i,
+			     (long long)pg_usage_first);
+	}
+	side_exec("DELETE FROM a3d_usage");
+	fx_close(&f);
+}
+
+/* 20 reservations of 10 s at once against a 60 s budget, through two pools (two replicas):
+ * exactly 6 pass, whatever the interleaving. */
+Test(pg_store, usage_reserve_never_overspends)
+{
+	enum { N = 20 };
+	struct fx f[2];
+	struct got g[N];
+	struct gw_usage_row row[N];
+	int64_t end;
+	int answered = 0, inserted = 0;
+	char used[32];
+
+	fx_open(&f[0], 4, 5000);
+	fx_open(&f[1], 4, 5000);
+	side_exec("DELETE FROM a3d_usage");
+	memset(g, 0, sizeof g);
+	for (int i = 0; i < N; i++) {
+		struct gw_usage_req q = { .op = GW_USAGE_RESERVE, .row = &row[i], .limit_s = 60 };
+
+		memset(&row[i], 0, sizeof row[i]);
+		snprintf(row[i].id, sizeof row[i].id, "race-%d", i);
+		snprintf(row[i].tenant, sizeof row[i].tenant, "team-b");
+		snprintf(row[i].source, sizeof row[i].source, "url");
+		row[i].seconds = 10;
+		row[i].input_ms = 10000;
+		row[i].started_ms = 5000 + i;
+		f[i % 2].ops->usage(f[i % 2].impl, &q, on_done, &g[i]);
+	}
+	end = gw_clock_now_us() + (int64_t)T_LOOP_MS * 1000;
+	while (answered < N && gw_clock_now_us() < end) {
+		event_base_loop(f[0].base, EVLOOP_NONBLOCK);
+		event_base_loop(f[1].base, EVLOOP_NONBLOCK);
+		answered = 0;
+		for (int i = 0; i < N; i++)
+			answered += g[i].n;
+		usleep(1000);
+	}
+	cr_assert_eq(answered, N);
+	for (int i = 0; i < N; i++) {
+		cr_expect(g[i].rc == 0 || g[i].rc == GW_STORE_CONFLICT, "%d: %d %s", i, g[i].rc, g[i].err);
+		inserted += g[i].rc == 0;
+	}
+	cr_expect_eq(inserted, 6);
+	side_value("SELECT sum(counted) FROM a3d_usage WHERE tenant = 'team-b'", used, sizeof used);
+	cr_expect_str_eq(used, "60");
+	side_exec("DELETE FROM a3d_usage");
+	fx_close(&f[0]);
+	fx_close(&f[1]);
+}
+
+/* GW_USAGE_REFOLLOW unsettles a settled job row (a multi-person run reuses its detection's rid). */
+Test(pg_store, usage_refollow)
+{
+	struct fx f;
+	struct gw_usage_req q = { .op = GW_USAGE_REFOLLOW, .rid = "mp-rid" };
+	struct got g = { 0 };
+	char settled[32];
+
+	fx_open(&f, 1, 5000);
+	side_exec("DELETE FROM a3d_owner WHERE id = 'mp-rid'");
+	side_exec("INSERT INTO a3d_owner (kind, id, tenant, created_ms, settled_ms) VALUES"
+		  " (1, 'mp-rid', 'team-a', 1, 2)");
+	f.ops->usage(f.impl, &q, on_done, &g);
+	fx_wait(&f, &g);
+	cr_expect_eq(g.rc, 0, "%s", g.err);
+	cr_expect_eq(g.count, 1);
+	side_value("SELECT settled_ms FROM a3d_owner WHERE id = 'mp-rid'", settled, sizeof settled);
+	cr_expect_str_eq(settled, "0");
+	memset(&g, 0, sizeof g);
+	f.ops->usage(f.impl, &q, on_done, &g);
+	fx_wait(&f, &g);
+	cr_expect_eq(g.count, 0);
+	side_exec("DELETE FROM a3d_owner WHERE id = 'mp-rid'");
 	fx_close(&f);
 }

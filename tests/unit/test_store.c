@@ -1466,3 +1466,225 @@ Test(store, sess_read_only)
 	cr_expect_eq(g.rc, GW_STORE_ABSENT);
 	gw_store_close(s);
 }
+
+/* ---- the usage ledger (issue 22) ---- */
+
+struct got_usage {
+	int n, rc;
+	long count;
+	int64_t first;		/* sums[0].seconds, or rows[0].state; -1 when none */
+	long jobs_succeeded;	/* sums[0].jobs[SUCCEEDED] */
+	char ids[256];		/* LIST: the ids, comma-separated */
+};
+
+static void t_usage_done(void *arg, const struct gw_store_res *r)
+{
+	struct got_usage *g = arg;
+
+	g->n++;
+	g->rc = r->rc;
+	g->count = r->count;
+	g->first = -1;
+	if (r->usage_sums && r->count > 0) {
+		g->first = r->usage_sums[0].seconds;
+		g->jobs_succeeded = r->usage_sums[0].jobs[GW_USAGE_SUCCEEDED];
+	} else if (r->usage && r->count > 0) {
+		g->first = r->usage[0].state;
+	}
+	for (long i = 0; r->usage && i < r->count; i++) {
+		size_t l = strlen(g->ids);
+
+		snprintf(g->ids + l, sizeof g->ids - l, "%s%s", l ? "," : "", r->usage[i].id);
+	}
+}
+
+enum { U_RES = GW_USAGE_RESERVE, U_START = GW_USAGE_START, U_REL = GW_USAGE_RELEASE,
+       U_SETTLE = GW_USAGE_SETTLE, U_GET = GW_USAGE_GET, U_SUM = GW_USAGE_SUM,
+       U_CHG = GW_USAGE_CHARGED, U_LIST = GW_USAGE_LIST, U_BAD = 99 };
+#define U_T0 1000000		/* the table's clock */
+#define U_STALE (U_T0 + GW_USAGE_RESERVE_STALE_MS)
+
+/* op, id, tenant, rid, seconds, limit, now, ok, count_failed -> rc, count, first (RESERVE: used
+ * before; SUM/CHARGED: the first tenant's seconds; GET, LIST: the first row's state; -1 none),
+ * ids (LIST) */
+static const struct {
+	int op;
+	const char *id, *tenant, *rid;
+	int64_t secs, limit, now;
+	int ok, cf;
+	int rc;
+	long count;
+	int64_t first;
+	const char *ids;
+} usage_cases[] = {
+	{ U_RES, "u1", "team-a", NULL, 30, 60, U_T0, 0, 0, 0, 1, 0, NULL },
+	{ U_RES, "u2", "team-a", NULL, 30, 60, U_T0 + 1, 0, 0, 0, 1, 30, NULL },
+	{ U_RES, "u3", "team-a", NULL, 1, 60, U_T0 + 2, 0, 0, GW_STORE_CONFLICT, 1, 60, NULL },	/* over */
+	{ U_RES, "u3", "team-b", NULL, 1, 60, U_T0 + 2, 0, 0, 0, 1, 0, NULL },	/* its own budget */
+	{ U_RES, "u1", "team-a", NULL, 0, -1, U_T0 + 3, 0, 0, GW_STORE_CONFLICT, 1, 60, NULL },	/* id taken */
+	{ U_RES, "u9", "team-a", NULL, 5, -1, U_T0 + 3, 0, 0, 0, 1, 60, NULL },	/* no limit: soft */
+	{ U_REL, "u9", NULL, NULL, 0, 0, U_T0 + 4, 0, 0, 0, 1, -1, NULL },
+	{ U_START, "u1", NULL, "R1", 0, 0, 0, 0, 0, 0, 1, -1, NULL },
+	{ U_START, "u1", NULL, "R1", 0, 0, 0, 0, 0, GW_STORE_ABSENT, 0, -1, NULL },	/* not reserved */
+	{ U_REL, "u2", NULL, NULL, 0, 0, U_T0 + 5, 0, 0, 0, 1, -1, NULL },	/* upstream refused it */
+	{ U_REL, "u2", NULL, NULL, 0, 0, U_T0 + 5, 0, 0, 0, 0, -1, NULL },
+	{ U_RES, "u4", "team-a", NULL, 30, 60, U_T0 + 6, 0, 0, 0, 1, 30, NULL },	/* u2's seconds free */
+	{ U_START, "u4", NULL, "R4", 0, 0, 0, 0, 0, 0, 1, -1, NULL },
+	{ U_SETTLE, NULL, NULL, "R1", 0, 0, U_T0 + 7, 1, 0, 0, 1, -1, NULL },
+	{ U_SETTLE, NULL, NULL, "R1", 0, 0, U_T0 + 8, 1, 0, 0, 0, -1, NULL },	/* idempotent */
+	{ U_SETTLE, NULL, NULL, "R4", 0, 0, U_T0 + 9, 0, 0, 0, 1, -1, NULL },	/* failed: released */
+	{ U_SUM, NULL, "team-a", NULL, 0, 0, U_T0 + 10, 0, 0, 0, 1, 30, NULL },
+	{ U_SUM, NULL, NULL, NULL, 0, 0, U_T0 + 10, 0, 0, 0, 2, 30, NULL },	/* team-a, team-b */
+	{ U_GET, NULL, "team-a", "R1", 0, 0, 0, 0, 0, 0, 1, GW_USAGE_SUCCEEDED, NULL },
+	{ U_GET, NULL, "team-a", "R4", 0, 0, 0, 0, 0, 0, 1, GW_USAGE_FAILED, NULL },
+	{ U_GET, NULL, "team-b", "R1", 0, 0, 0, 0, 0, GW_STORE_ABSENT, 0, -1, NULL },
+	{ U_CHG, NULL, NULL, NULL, 0, 0, U_T0 + 10, 0, 0, 0, 1, 30, NULL },	/* team-a's R1 and R4 */
+	{ U_CHG, NULL, "team-b", NULL, 0, 0, U_T0 + 10, 0, 0, 0, 0, -1, NULL },
+	/* count_failed: a failure is charged */
+	{ U_RES, "u5", "team-a", NULL, 20, 60, U_T0 + 11, 0, 0, 0, 1, 30, NULL },
+	{ U_START, "u5", NULL, "R5", 0, 0, 0, 0, 0, 0, 1, -1, NULL },
+	{ U_SETTLE, NULL, NULL, "R5", 0, 0, U_T0 + 12, 0, 1, 0, 1, -1, NULL },
+	{ U_SUM, NULL, "team-a", NULL, 0, 0, U_T0 + 13, 0, 0, 0, 1, 50, NULL },
+	/* team-b's u3 never ended: it stops counting once stale */
+	{ U_RES, "u6", "team-b", NULL, 60, 60, U_T0 + 14, 0, 0, GW_STORE_CONFLICT, 1, 1, NULL },
+	{ U_RES, "u6", "team-b", NULL, 60, 60, U_STALE + 2, 0, 0, 0, 1, 0, NULL },
+	{ U_LIST, "", NULL, NULL, 0, 0, 0, 0, 0, 0, 3, GW_USAGE_SUCCEEDED, "u1,u2,u3" },
+	{ U_LIST, "u3", NULL, NULL, 0, 0, U_T0 + 2, 0, 0, 0, 3, GW_USAGE_RELEASED, "u9,u4,u5" },	/* the next page */
+	{ U_LIST, "u5", NULL, NULL, 0, 0, U_T0 + 11, 0, 0, 0, 1, GW_USAGE_RESERVED, "u6" },
+	/* refused up front, counted in rejected_args */
+	{ U_RES, "", "team-a", NULL, 1, 60, U_T0, 0, 0, GW_STORE_ERROR, 0, -1, NULL },
+	{ U_RES, "u7", "", NULL, 1, 60, U_T0, 0, 0, GW_STORE_ERROR, 0, -1, NULL },
+	{ U_RES, "u7", "team-a", NULL, -1, 60, U_T0, 0, 0, GW_STORE_ERROR, 0, -1, NULL },
+	{ U_START, "u7", NULL, NULL, 0, 0, 0, 0, 0, GW_STORE_ERROR, 0, -1, NULL },
+	{ U_SETTLE, NULL, NULL, NULL, 0, 0, 0, 0, 0, GW_STORE_ERROR, 0, -1, NULL },
+	{ U_GET, NULL, NULL, "R1", 0, 0, 0, 0, 0, GW_STORE_ERROR, 0, -1, NULL },
+	{ U_BAD, NULL, NULL, NULL, 0, 0, 0, 0, 0, GW_STORE_ERROR, 0, -1, NULL },
+};
+
+static void run_usage_table(enum backend b)
+{
+	struct tmpdir t;
+	struct gw_store *s;
+	uint64_t rejected;
+	int refused = 0;
+
+	if (b == BK_SQLITE)
+		tmp_make(&t);
+	s = open_backend(b, &t);
+	rejected = gw_store_stats(s)->rejected_args;
+	for (size_t i = 0; i < sizeof usage_cases / sizeof usage_cases[0]; i++) {
+		struct gw_usage_row row = { .input_ms = -1, .persons = 1 };
+		struct gw_usage_req q = { .op = (enum gw_usage_op)usage_cases[i].op };
+		struct got_usage g = { 0 };
+
+		snprintf(row.id, sizeof row.id, "%s", usage_cases[i].id ? usage_cases[i].id : "");
+		snprintf(row.tenant, sizeof row.tenant, "%s",
+			 usage_cases[i].tenant ? usage_cases[i].tenant : "");
+		snprintf(row.source, sizeof row.source, "url");
+		row.seconds = usage_cases[i].secs;
+		row.started_ms = usage_cases[i].now;
+		q.row = &row;
+		q.id = usage_cases[i].id;
+		q.rid = usage_cases[i].rid;
+		q.tenant = usage_cases[i].tenant;
+		q.ok = usage_cases[i].ok;
+		q.count_failed = usage_cases[i].cf;
+		q.limit_s = usage_cases[i].limit;
+		q.now_ms = usage_cases[i].now;
+		q.from_ms = usage_cases[i].op == U_LIST ? usage_cases[i].now : 0;
+		q.to_ms = INT64_C(1) << 50;
+		q.after = usage_cases[i].id;
+		q.max = 3;
+		gw_store_usage(s, &q, t_usage_done, &g);
+		T_INLINE(g);
+		cr_expect_eq(g.rc, usage_cases[i].rc, "case %zu: rc %d", i, g.rc);
+		cr_expect_eq(g.count, usage_cases[i].count, "case %zu: count %ld", i, g.count);
+		cr_expect_eq(g.first, usage_cases[i].first, "case %zu: first %lld", i, (long long)g.first);
+		if (usage_cases[i].ids)
+			cr_expect_str_eq(g.ids, usage_cases[i].ids, "case %zu", i);
+		refused += usage_cases[i].rc == GW_STORE_ERROR;
+	}
+	cr_expect_eq(gw_store_stats(s)->rejected_args - rejected, (uint64_t)refused);
+	gw_store_close(s);
+	if (b == BK_SQLITE)
+		tmp_clean(&t);
+}
+
+Test(store, usage_table_memory) { run_usage_table(BK_MEM); }
+Test(store, usage_table_sqlite) { run_usage_table(BK_SQLITE); }
+
+/* The ledger outlives a restart of the SQLite file; writes are refused read-only. */
+Test(store, usage_sqlite_reopen_and_read_only)
+{
+	struct tmpdir t;
+	struct gw_usage_row row = { .id = "u1", .tenant = "team-a", .seconds = 7, .input_ms = 6500,
+				    .persons = 1, .source = "url", .started_ms = U_T0 };
+	struct gw_usage_req res = { .op = GW_USAGE_RESERVE, .row = &row, .limit_s = -1 };
+	struct gw_usage_req sum = { .op = GW_USAGE_SUM, .from_ms = 0, .to_ms = U_T0 + 1,
+				    .now_ms = U_T0 };
+	struct got_usage g = { 0 };
+	char err[GW_STORE_ERR_MAX] = "";
+	struct gw_store *s;
+
+	tmp_make(&t);
+	s = open_backend(BK_SQLITE, &t);
+	gw_store_usage(s, &res, t_usage_done, &g);
+	cr_expect_eq(g.rc, 0);
+	gw_store_close(s);
+	s = gw_store_open(t.db, 1, err, sizeof err);
+	cr_assert_not_null(s, "%s", err);
+	memset(&g, 0, sizeof g);
+	gw_store_usage(s, &sum, t_usage_done, &g);
+	T_INLINE(g);
+	cr_expect_eq(g.rc, 0);
+	cr_expect_eq(g.count, 1);
+	cr_expect_eq(g.first, 7);
+	memset(&g, 0, sizeof g);
+	row.id[1] = '2';
+	gw_store_usage(s, &res, t_usage_done, &g);
+	cr_expect_eq(g.rc, GW_STORE_ERROR);
+	cr_expect_eq(gw_store_stats(s)->rejected_read_only, 1);
+	gw_store_close(s);
+	tmp_clean(&t);
+}
+
+/* A multi-person run reuses its detection's rid: REFOLLOW unsettles the job row so the
+ * follower claims it again; once, and nothing for an unknown rid. */
+static void run_refollow(enum backend b)
+{
+	struct tmpdir t;
+	struct gw_store *s;
+	struct gw_usage_req q = { .op = GW_USAGE_REFOLLOW, .rid = "J1" };
+	struct got_usage g = { 0 };
+	struct got gs = { 0 };
+	char claimed[64];
+
+	if (b == BK_SQLITE)
+		tmp_make(&t);
+	s = open_backend(b, &t);
+	cr_assert_eq(t_put(s, GW_OBJ_JOB, "J1", "team-a", U_T0), 0);
+	gw_store_job_settle(s, "J1", U_T0 + 1, t_done, &gs);
+	cr_assert_eq(gs.rc, 0);
+	cr_expect_eq(t_claim(s, "me", 8, claimed, sizeof claimed), 0);
+	cr_expect_str_eq(claimed, "", "settled: not claimed");
+	gw_store_usage(s, &q, t_usage_done, &g);
+	T_INLINE(g);
+	cr_expect_eq(g.rc, 0);
+	cr_expect_eq(g.count, 1);
+	cr_expect_eq(t_claim(s, "me", 8, claimed, sizeof claimed), 0);
+	cr_expect_str_eq(claimed, "J1");
+	memset(&g, 0, sizeof g);
+	gw_store_usage(s, &q, t_usage_done, &g);
+	cr_expect_eq(g.count, 0, "not settled now: nothing to do");
+	memset(&g, 0, sizeof g);
+	q.rid = "nope";
+	gw_store_usage(s, &q, t_usage_done, &g);
+	cr_expect_eq(g.rc, 0);
+	cr_expect_eq(g.count, 0);
+	gw_store_close(s);
+	if (b == BK_SQLITE)
+		tmp_clean(&t);
+}
+
+Test(store, usage_refollow_memory) { run_refollow(BK_MEM); }
+Test(store, usage_refollow_sqlite) { run_refollow(BK_SQLITE); }
