@@ -27,6 +27,7 @@
 #include "gateway/base/memguard.h"
 #include "gateway/base/metrics.h"
 #include "gateway/base/otlp.h"
+#include "gateway/base/procmetrics.h"
 #include "gateway/call/admit.h"
 #include "gateway/call/svc.h"
 #include "gateway/cluster/climit.h"
@@ -361,9 +362,9 @@ static int server_reload_apply(struct gw_server *srv, struct gw_config *cfg,
 		gw_log(GW_LOG_WARN, "reload",
 		       GW_LS("msg", "process, http and grpc changes take effect at the next restart"),
 		       GW_LEND);
-	gen = gw_gen_new(cfg);
+	gen = gw_gen_new(cfg, &env->metrics.rpc);
 	if (!gen) {
-		gw_log(GW_LOG_ERROR, "reload", GW_LS("msg", "cannot build the key ring, keeping the old configuration"),
+		gw_log(GW_LOG_ERROR, "reload", GW_LS("msg", "cannot build the key ring or the tenants' metric series, keeping the old configuration"),
 		       GW_LEND);
 		goto out;
 	}
@@ -1001,19 +1002,20 @@ struct gw_server *gw_server_new(struct gw_config *cfg, const char *config_path, 
 	env->base = event_base_new();
 	if (!srv->config_path || !env->base)
 		goto out;
-	env->gen = gw_gen_new(cfg);
+	env->gen = gw_gen_new(cfg, &env->metrics.rpc);
 	if (!env->gen) {
 		snprintf(err, errlen, "cannot build the API key ring from %s", config_path);
 		goto out;
 	}
 	cfg = NULL;	/* owned by the generation */
 	env->cfg = env->gen->cfg;
-	srv->boot_gen = gw_gen_get(env->gen);
+	srv->boot_gen = gw_gen_get_cfg(env->gen);	/* not its tenants' series: see env.h */
 	env->boot_cfg = srv->boot_gen->cfg;
 	server_apply_log_level(env->cfg);
 	if (gw_metrics_register(&env->metrics_reg, server_render_metrics, srv) != 0 ||
 	    gw_metrics_register(&env->metrics_reg, gw_call_render_metrics, env) != 0 ||
 	    gw_metrics_register(&env->metrics_reg, gw_fdlimit_render_metrics, NULL) != 0 ||
+	    gw_metrics_register(&env->metrics_reg, gw_procmetrics_render, NULL) != 0 ||
 	    gw_metrics_register(&env->metrics_reg, gw_liblog_render_metrics, NULL) != 0)
 		goto out;
 
@@ -1272,8 +1274,9 @@ void gw_server_free(struct gw_server *srv)
 	free(env->method_state);
 	free(srv->method_names);
 	free(srv->method_costs);
-	gw_gen_put(srv->boot_gen);
+	gw_gen_put_cfg(srv->boot_gen);
 	gw_gen_put(env->gen);
+	gw_metrics_rpc_free(&env->metrics.rpc);	/* after the last generation gave its slots back */
 	if (srv->ev_drain_poll)
 		event_free(srv->ev_drain_poll);
 	if (srv->ev_term)

@@ -6,8 +6,11 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <event2/buffer.h>
+
+#include "gateway/base/errmap.h"
 
 
 #define P GW_METRICS_PREFIX
@@ -98,10 +101,120 @@ void gw_metrics_observe(struct gw_metrics_hist *h, int64_t us)
 	h->sum_us += (uint64_t)us;
 }
 
-void gw_metrics_rpc(struct gw_metrics *m, size_t midx, int64_t latency_us)
+/* ---- RPC series by tenant ---- */
+
+/* The live slot named name (1..), or 0. Linear: run once per tenant per configuration load. */
+static uint32_t metrics_rpc_find(const struct gw_metrics_rpc *r, const char *name)
 {
-	if (midx < GW_STATS_MAX_METHODS)
-		gw_metrics_observe(&m->rpc_latency[midx], latency_us);
+	for (size_t s = 1; s < r->nslots; s++)
+		if (r->slot[s].name && strcmp(r->slot[s].name, name) == 0)
+			return (uint32_t)s;
+	return 0;
+}
+
+/* A free slot for name with zeroed cells (1..), or 0 when out of memory or past the cap. */
+static uint32_t metrics_rpc_take(struct gw_metrics_rpc *r, const char *name)
+{
+	struct gw_metrics_rpc_slot *x;
+	size_t s = 1;
+
+	while (s < r->nslots && r->slot[s].name)
+		s++;
+	if (s >= GW_METRICS_MAX_TENANT_SLOTS)
+		return 0;
+	if (s >= r->cap) {
+		size_t cap = r->cap ? r->cap * 2 : 16;
+		struct gw_metrics_rpc_slot *n;
+
+		if (cap > GW_METRICS_MAX_TENANT_SLOTS)
+			cap = GW_METRICS_MAX_TENANT_SLOTS;
+		n = realloc(r->slot, cap * sizeof *n);
+		if (!n)
+			return 0;
+		memset(n + r->cap, 0, (cap - r->cap) * sizeof *n);
+		r->slot = n;
+		r->cap = cap;
+	}
+	x = &r->slot[s];
+	x->name = strdup(name);
+	x->cells = calloc(GW_STATS_MAX_METHODS, sizeof *x->cells);
+	if (!x->name || !x->cells) {
+		free(x->name);
+		free(x->cells);
+		x->name = NULL;
+		x->cells = NULL;
+		return 0;
+	}
+	x->refs = 0;
+	if (s >= r->nslots)
+		r->nslots = s + 1;
+	return (uint32_t)s;
+}
+
+int gw_metrics_rpc_map(struct gw_metrics_rpc *r, const char *const *names, size_t n,
+		       uint32_t *slots)
+{
+	size_t i;
+	int rc = -1;
+
+	for (i = 0; i < n; i++) {
+		uint32_t s;
+
+		if (!names[i] || strcmp(names[i], GW_METRICS_NO_TENANT) == 0) {
+			slots[i] = 0;
+			continue;
+		}
+		s = metrics_rpc_find(r, names[i]);
+		if (!s)
+			s = metrics_rpc_take(r, names[i]);
+		if (!s) {
+			r->refused++;
+			goto out;
+		}
+		r->slot[s].refs++;
+		slots[i] = s;
+	}
+	rc = 0;
+out:
+	if (rc)
+		gw_metrics_rpc_unmap(r, slots, i);	/* the names mapped before the failure */
+	return rc;
+}
+
+void gw_metrics_rpc_unmap(struct gw_metrics_rpc *r, const uint32_t *slots, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct gw_metrics_rpc_slot *x;
+
+		if (!slots[i] || slots[i] >= r->nslots)
+			continue;
+		x = &r->slot[slots[i]];
+		if (!x->name || !x->refs || --x->refs)
+			continue;
+		free(x->name);
+		free(x->cells);
+		x->name = NULL;
+		x->cells = NULL;
+	}
+	while (r->nslots > 1 && !r->slot[r->nslots - 1].name)
+		r->nslots--;
+}
+
+struct gw_metrics_rpc_cell *gw_metrics_rpc_cells(struct gw_metrics_rpc *r, uint32_t s)
+{
+	if (s && s < r->nslots && r->slot[s].cells)
+		return r->slot[s].cells;
+	return r->none;
+}
+
+void gw_metrics_rpc_free(struct gw_metrics_rpc *r)
+{
+	for (size_t s = 1; s < r->nslots; s++) {
+		free(r->slot[s].name);
+		free(r->slot[s].cells);
+	}
+	free(r->slot);
+	memset(r, 0, sizeof *r);
 }
 
 void gw_metrics_upstream(struct gw_metrics *m, const char *route, long http_status,
@@ -227,6 +340,77 @@ void gw_metrics_hist(struct gw_metrics_out *o, const char *name, const char *lab
 	metrics_printf(o, P "%s_sum{%s} %llu.%06llu\n", name, labels,
 		       (unsigned long long)(h->sum_us / 1000000), (unsigned long long)(h->sum_us % 1000000));
 	metrics_printf(o, P "%s_count{%s} %llu\n", name, labels, (unsigned long long)h->count);
+}
+
+void gw_metrics_family_ext(struct gw_metrics_out *o, const char *name, const char *type,
+			   const char *help)
+{
+	metrics_printf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+void gw_metrics_gauge_ext(struct gw_metrics_out *o, const char *name, double v)
+{
+	/* %.15g: a start time in seconds since 1970 keeps its fraction, a small value no noise. */
+	metrics_printf(o, "%s %.15g\n", name, v);
+}
+
+/* The tenant label of slot s, escaped, into buf. */
+static void metrics_rpc_tenant(const struct gw_metrics_rpc *r, size_t s, char *buf, size_t len)
+{
+	gw_metrics_label(s ? r->slot[s].name : GW_METRICS_NO_TENANT, buf, len);
+}
+
+void gw_metrics_rpc_render(const struct gw_metrics_rpc *r, size_t n,
+			   const char *(*method_path)(const void *arg, size_t i), const void *arg,
+			   struct gw_metrics_out *o)
+{
+	char t[GW_METRICS_MAX_LABEL], l[GW_METRICS_MAX_LABEL];
+	char labels[2 * GW_METRICS_MAX_LABEL + 48];
+	size_t nslots = r->nslots ? r->nslots : 1;
+
+	if (n > GW_STATS_MAX_METHODS)
+		n = GW_STATS_MAX_METHODS;
+	gw_metrics_family(o, "rpc_total", "counter",
+			  "Finished gRPC calls by tenant (\"" GW_METRICS_NO_TENANT "\": none "
+			  "authenticated), method and status code.");
+	for (size_t s = 0; s < nslots; s++) {
+		const struct gw_metrics_rpc_cell *cells = s ? r->slot[s].cells : r->none;
+
+		if (!cells)
+			continue;
+		metrics_rpc_tenant(r, s, t, sizeof t);
+		for (size_t i = 0; i < n; i++) {
+			if (!cells[i].latency.count)
+				continue;	/* every finished call is timed: nothing counted */
+			gw_metrics_label(method_path(arg, i), l, sizeof l);
+			for (size_t k = 0; k < GW_STATS_GRPC_CODES; k++) {
+				if (!cells[i].code[k])
+					continue;
+				snprintf(labels, sizeof labels, "tenant=\"%s\",method=\"%s\",code=\"%s\"",
+					 t, l, gw_errmap_code_name((unsigned)k));
+				gw_metrics_value(o, "rpc_total", labels, cells[i].code[k]);
+			}
+		}
+	}
+	gw_metrics_family(o, "rpc_duration_seconds", "histogram",
+			  "Time from a call's arrival to its end, by tenant and method.");
+	for (size_t s = 0; s < nslots; s++) {
+		const struct gw_metrics_rpc_cell *cells = s ? r->slot[s].cells : r->none;
+
+		if (!cells)
+			continue;
+		metrics_rpc_tenant(r, s, t, sizeof t);
+		for (size_t i = 0; i < n; i++) {
+			if (!cells[i].latency.count)
+				continue;
+			gw_metrics_label(method_path(arg, i), l, sizeof l);
+			snprintf(labels, sizeof labels, "tenant=\"%s\",method=\"%s\"", t, l);
+			gw_metrics_hist(o, "rpc_duration_seconds", labels, &cells[i].latency);
+		}
+	}
+	gw_metrics_one(o, "rpc_tenant_slots_refused_total", "counter",
+		       "Configuration loads refused because their tenants' series would not fit.",
+		       r->refused);
 }
 
 /* ---- the registry ---- */

@@ -2,11 +2,13 @@
  * metrics: latency histograms, upstream answers by route and HTTP status, the printers of the
  * Prometheus text exposition format 0.0.4, and the registry of renderers /metrics walks.
  *
- * Every metric name starts with GW_METRICS_PREFIX. Label values are bounded by construction:
- * gRPC method paths of our own method table, documented upstream route templates (never a rid
- * or a query string), HTTP status codes (GW_METRICS_ROUTE_CODES distinct ones per route, the
- * rest counted as status="other"), configured account and tenant names, and fixed enums. No
- * label or value ever carries a secret, a cookie, an API key or a signed URL.
+ * Every metric name starts with GW_METRICS_PREFIX, except the process_* families of the
+ * Prometheus client conventions (gateway/base/procmetrics.h), which the *_ext printers write.
+ * Label values are bounded by construction: gRPC method paths of our own method table,
+ * documented upstream route templates (never a rid or a query string), HTTP status codes
+ * (GW_METRICS_ROUTE_CODES distinct ones per route, the rest counted as status="other"),
+ * configured account and tenant names, and fixed enums. No label or value ever carries a
+ * secret, a cookie, an API key or a signed URL.
  *
  * Writers (the loop thread only, like struct gw_stats): gw_metrics_rpc() when a call is freed,
  * gw_metrics_upstream() when an upstream transfer ends. Counters live in the module that owns
@@ -43,16 +45,87 @@ struct gw_metrics_route {
 	struct gw_metrics_hist latency;		/* every attempt, whatever its answer */
 };
 
+/*
+ * RPC outcomes by tenant, method and gRPC code, with latency (rpc_total, rpc_duration_seconds).
+ *
+ * A call must not format or look up a label: each tenant name gets a slot when a configuration
+ * is loaded (gw_metrics_rpc_map, once per tenant per load), the slot a block of cells, one per
+ * method row; a call keeps its tenant's block from authentication on and bumps cells[midx] at its
+ * end. Slot 0 is GW_METRICS_NO_TENANT: calls without an authenticated tenant (no or a wrong key
+ * or certificate, and methods that need none, such as Health). Calls to methods this server does
+ * not serve are counted apart (rpc_unknown_method_total in gateway/call/call.c).
+ *
+ * Slots are counted references: every configuration generation that maps a name holds one, and
+ * gives it back (gw_metrics_rpc_unmap) when the generation is freed, which is after the last call
+ * that authenticated with it. A tenant a reload removes keeps its series while any call can still
+ * count into them (a generation still alive: an old WatchStatus stream holds its own); then its
+ * series are dropped from /metrics and the slot may go to another name. A tenant that comes back
+ * while its slot lives finds its counters where they were. A tenant named like
+ * GW_METRICS_NO_TENANT shares slot 0.
+ */
+#define GW_METRICS_NO_TENANT "-"		/* tenant label of calls without one */
+#define GW_METRICS_MAX_TENANT_SLOTS 4096	/* tenant names alive at once (every generation);
+						 * a load past it is refused, counted */
+
+struct gw_metrics_rpc_cell {
+	uint64_t code[GW_STATS_GRPC_CODES];	/* finished calls by gRPC code */
+	struct gw_metrics_hist latency;
+};
+
+struct gw_metrics_rpc_slot {
+	char *name;				/* NULL: free */
+	unsigned refs;
+	struct gw_metrics_rpc_cell *cells;	/* [GW_STATS_MAX_METHODS], index = method row */
+};
+
+struct gw_metrics_rpc {
+	struct gw_metrics_rpc_cell none[GW_STATS_MAX_METHODS];	/* slot 0: no tenant */
+	struct gw_metrics_rpc_slot *slot;	/* [cap]; slot[0] stands for none (name NULL) */
+	size_t nslots;				/* slots ever used: 1 + the highest one */
+	size_t cap;
+	uint64_t refused;			/* names past GW_METRICS_MAX_TENANT_SLOTS */
+};
+
 struct gw_metrics {
-	struct gw_metrics_hist rpc_latency[GW_STATS_MAX_METHODS];	/* index = method table row */
+	struct gw_metrics_rpc rpc;
 	struct gw_metrics_route routes[GW_METRICS_MAX_ROUTES];
 	uint64_t routes_dropped;		/* answers for routes past the table */
 };
 
+/*
+ * Gives each of the n names (a configuration's tenants, in order) a slot, one reference each:
+ * the name's slot when it has one, else a free one (its counters zero). slots[i] gets names[i]'s
+ * slot (1.. ; GW_METRICS_NO_TENANT gets 0, which holds no reference). Names are copied. 0, or -1
+ * when out of memory or past GW_METRICS_MAX_TENANT_SLOTS (counted in refused): nothing is then
+ * held. A zeroed struct gw_metrics_rpc is ready for use.
+ */
+int gw_metrics_rpc_map(struct gw_metrics_rpc *r, const char *const *names, size_t n,
+		       uint32_t *slots);
+/* Gives back the references gw_metrics_rpc_map took for slots[0..n); a slot left without one is
+ * freed with its series. */
+void gw_metrics_rpc_unmap(struct gw_metrics_rpc *r, const uint32_t *slots, size_t n);
+/* The cells of slot s (none for 0 or a free slot), for a call to keep. */
+struct gw_metrics_rpc_cell *gw_metrics_rpc_cells(struct gw_metrics_rpc *r, uint32_t s);
+/* Frees every slot (after the last generation is gone); r is zeroed. */
+void gw_metrics_rpc_free(struct gw_metrics_rpc *r);
+
 /* Adds one observation of us microseconds (negative counts as 0). */
 void gw_metrics_observe(struct gw_metrics_hist *h, int64_t us);
-/* A finished call of method row midx (rows past GW_STATS_MAX_METHODS are not timed). */
-void gw_metrics_rpc(struct gw_metrics *m, size_t midx, int64_t latency_us);
+/* A finished call of method row midx (< GW_STATS_MAX_METHODS, the caller checks) with gRPC code
+ * (< GW_STATS_GRPC_CODES) into its tenant's cells: an index, no lookup. */
+static inline void gw_metrics_rpc(struct gw_metrics_rpc_cell *cells, size_t midx, unsigned code,
+				  int64_t latency_us)
+{
+	cells[midx].code[code]++;
+	gw_metrics_observe(&cells[midx].latency, latency_us);
+}
+/* Prints rpc_total{tenant,method,code} and rpc_duration_seconds{tenant,method} for method rows
+ * 0..n-1 (n capped at GW_STATS_MAX_METHODS), method_path(arg, i) naming row i; series that never
+ * counted are left out. */
+struct gw_metrics_out;
+void gw_metrics_rpc_render(const struct gw_metrics_rpc *r, size_t n,
+			   const char *(*method_path)(const void *arg, size_t i), const void *arg,
+			   struct gw_metrics_out *o);
 /* One upstream attempt on route (static string; NULL counts as "other"); http_status 0 = no
  * HTTP answer. */
 void gw_metrics_upstream(struct gw_metrics *m, const char *route, long http_status,
@@ -89,6 +162,10 @@ void gw_metrics_gauge_f(struct gw_metrics_out *o, const char *name, const char *
  * time in seconds with its milliseconds), where the 6 of gw_metrics_gauge_f would round. */
 void gw_metrics_gauge_exact(struct gw_metrics_out *o, const char *name, const char *labels,
 			    double v);
+/* The same for names given in full, without GW_METRICS_PREFIX (process_*). */
+void gw_metrics_family_ext(struct gw_metrics_out *o, const char *name, const char *type,
+			   const char *help);
+void gw_metrics_gauge_ext(struct gw_metrics_out *o, const char *name, double v);
 /* A family with one unlabelled sample. */
 void gw_metrics_one(struct gw_metrics_out *o, const char *name, const char *type, const char *help,
 		    uint64_t v);

@@ -4,9 +4,9 @@
  * Only the loop thread writes them (no atomics needed); gateway/base/metrics.c renders them as
  * Prometheus text on /metrics. Every limit that rejects something has a counter here.
  *
- * RPC outcomes are counted per method (index into the server's method table, see
- * gateway/rpc.h) and gRPC status code. Upstream answers, with their latency, are counted per
- * route template in gateway/base/metrics.h.
+ * RPC outcomes by tenant, method (index into the server's method table) and gRPC status code,
+ * and upstream answers by route template, each with their latency, are in
+ * gateway/base/metrics.h.
  */
 #ifndef A3D_GATEWAY_STATS_H
 #define A3D_GATEWAY_STATS_H
@@ -19,7 +19,6 @@
 
 struct gw_stats {
 	/* gRPC side */
-	uint64_t rpc[GW_STATS_MAX_METHODS][GW_STATS_GRPC_CODES];
 	uint64_t rpc_unknown_method;		/* generic calls answered UNIMPLEMENTED */
 	uint64_t rpc_other_method;		/* methods past GW_STATS_MAX_METHODS */
 	uint64_t calls_in_flight;		/* gauge: accepted and not yet freed */

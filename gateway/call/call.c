@@ -83,6 +83,8 @@ struct gw_call {
 	struct gw_gen *conf;		/* reference taken at authentication */
 	const struct gw_tenant_cfg *tenant;
 	size_t tenant_idx;
+	struct gw_metrics_rpc_cell *rpc_cells;	/* the tenant's RPC series (conf holds them); NULL:
+						 * none authenticated */
 	unsigned perms;			/* what the caller's key grants (enum gw_perm) */
 	const char *auth_by;		/* "key", "cert", "session" (a REST facade cookie), or NULL */
 	ProtobufCMessage *req;
@@ -676,11 +678,10 @@ static void call_log_access(struct gw_call *c)
 	if (!c->m)
 		st->rpc_unknown_method++;
 	else if (c->midx < GW_STATS_MAX_METHODS)
-		st->rpc[c->midx][code]++;
+		gw_metrics_rpc(c->rpc_cells ? c->rpc_cells : c->env->metrics.rpc.none, c->midx, code,
+			       latency);
 	else
 		st->rpc_other_method++;
-	if (c->m)
-		gw_metrics_rpc(&c->env->metrics, c->midx, latency);
 	if (c->env->otlp)
 		call_otlp_span(c, c->start_us + latency);
 	/* Calls without a tenant (no or a wrong key, unknown method) come at whatever rate anyone
@@ -1052,6 +1053,7 @@ static void call_start(struct gw_call *c)
 		}
 		c->tenant_idx = tidx;
 		c->tenant = &c->conf->cfg->tenants[tidx];
+		c->rpc_cells = c->conf->rpc_cells[tidx];
 		c->perms = perms;
 		if (!(perms & c->m->perm)) {
 			env->stats.perm_denied++;
@@ -1363,33 +1365,17 @@ void gw_call_event(struct gw_tag *tag, int ok)
 
 /* ---- metrics ---- */
 
+static const char *call_method_path(const void *arg, size_t i)
+{
+	return ((const struct gw_env *)arg)->methods[i].path;
+}
+
 void gw_call_render_metrics(void *arg, struct gw_metrics_out *o)
 {
 	const struct gw_env *env = arg;
 	const struct gw_stats *st = &env->stats;
-	char l[GW_METRICS_MAX_LABEL], labels[GW_METRICS_MAX_LABEL + 48];
-	size_t n = env->nmethods < GW_STATS_MAX_METHODS ? env->nmethods : GW_STATS_MAX_METHODS;
 
-	gw_metrics_family(o, "rpc_total", "counter", "Finished gRPC calls by method and status code.");
-	for (size_t i = 0; i < n; i++) {
-		gw_metrics_label(env->methods[i].path, l, sizeof l);
-		for (unsigned k = 0; k < GW_STATS_GRPC_CODES; k++) {
-			if (!st->rpc[i][k])
-				continue;
-			snprintf(labels, sizeof labels, "method=\"%s\",code=\"%s\"", l,
-				 gw_errmap_code_name(k));
-			gw_metrics_value(o, "rpc_total", labels, st->rpc[i][k]);
-		}
-	}
-	gw_metrics_family(o, "rpc_duration_seconds", "histogram",
-			  "Time from a call's arrival to its end, by method.");
-	for (size_t i = 0; i < n; i++) {
-		if (!env->metrics.rpc_latency[i].count)
-			continue;
-		gw_metrics_label(env->methods[i].path, l, sizeof l);
-		snprintf(labels, sizeof labels, "method=\"%s\"", l);
-		gw_metrics_hist(o, "rpc_duration_seconds", labels, &env->metrics.rpc_latency[i]);
-	}
+	gw_metrics_rpc_render(&env->metrics.rpc, env->nmethods, call_method_path, env, o);
 	gw_metrics_one(o, "rpc_in_flight", "gauge", "Calls accepted and not finished yet.",
 		       st->calls_in_flight);
 	gw_metrics_one(o, "rpc_accepted_total", "counter", "Calls accepted (every method).",

@@ -145,7 +145,8 @@ const char *gw_call_recv_error(struct gw_call *c);
  *   sure nothing touches the call afterwards. gw_call_on_cancel(c, NULL) removes the hook (do it
  *   when the async work completes normally, before finishing).
  * - Every finished call writes one access-log line ("rpc": request_id, trace_id, span_id, tenant,
- *   method, grpc_status, message, latency_us, upstream_calls) and bumps stats.rpc[method][code].
+ *   method, grpc_status, message, latency_us, upstream_calls) and counts itself in its tenant's
+ *   RPC series (gateway/base/metrics.h: by tenant, method and code, with latency).
  * - Every call that sends anything sends initial metadata x-request-id and traceparent
  *   ("00-<trace id>-<the gateway's span id>-<flags>"); invalid x-request-id, traceparent and
  *   tracestate values are replaced or dropped, never echoed, and counted.

@@ -40,11 +40,18 @@ struct gw_admit;
 struct gw_climit;
 struct gw_otlp;
 
-/* One configuration generation; refcounted, see above. */
+/* One configuration generation; refcounted, see above. Its tenants' RPC series
+ * (gateway/base/metrics.h) are mapped when it is made and given back when the last reference
+ * that may count into them goes (every reference but those of gw_gen_get_cfg): a call keeps
+ * rpc_cells[its tenant index] and counts there at its end, no lookup. */
 struct gw_gen {
 	struct gw_config *cfg;
 	struct gw_keyring *keys;
-	unsigned refs;
+	struct gw_metrics_rpc *rpc;		/* where the slots below are held; NULL: none */
+	uint32_t *rpc_slot;			/* [cfg->ntenants] */
+	struct gw_metrics_rpc_cell **rpc_cells;	/* [cfg->ntenants] */
+	unsigned refs;				/* every reference */
+	unsigned rpc_refs;			/* of which may count into the series */
 };
 
 /* A service the top registered, and the state its init made. */
@@ -104,12 +111,19 @@ struct gw_env {
 						 * nonce (leases, logs, metrics) */
 };
 
-/* A new generation owning cfg (and a key ring built from it), one reference. NULL when memory
- * or the key ring fails; cfg is then still the caller's. */
-struct gw_gen *gw_gen_new(struct gw_config *cfg);
+/* A new generation owning cfg (and a key ring built from it), one reference, its tenants' RPC
+ * series mapped in rpc (NULL: calls of its tenants are counted as none's). NULL when memory, the
+ * key ring or the series table (full: gw_metrics_rpc_map) fails; cfg is then still the
+ * caller's. rpc must outlive the generation. */
+struct gw_gen *gw_gen_new(struct gw_config *cfg, struct gw_metrics_rpc *rpc);
 struct gw_gen *gw_gen_get(struct gw_gen *g);
 /* Drops a reference; the last one frees the config and the key ring. NULL is a no-op. */
 void gw_gen_put(struct gw_gen *g);
+/* A reference to the configuration only, that never counts a call (the top's hold on the boot
+ * configuration, which lives until exit): it does not keep the tenants' series, so a tenant a
+ * reload removes leaves /metrics once its last call has ended. Dropped with gw_gen_put_cfg. */
+struct gw_gen *gw_gen_get_cfg(struct gw_gen *g);
+void gw_gen_put_cfg(struct gw_gen *g);
 
 /* The state of the registered service desc, or NULL when it is not registered. */
 void *gw_env_svc(const struct gw_env *env, const struct gw_svc *desc);

@@ -259,7 +259,8 @@ def step1(work):
         # ratio measures the gateway, not the scheduler (2-core machine).
         pinned = subprocess.run(["taskset", "-a", "-p", "-c", "0", str(gw.proc.pid)],
                                 capture_output=True).returncode == 0
-        ok_key = 'animate3d_gateway_rpc_total{method="/animate3d.v1.Jobs/GetStatus",code="OK"}'
+        ok_key = ('animate3d_gateway_rpc_total{tenant="team-a",'
+                  'method="/animate3d.v1.Jobs/GetStatus",code="OK"}')
         ok_before = metrics(gw).get(ok_key, 0)
         hc_url, gs_url = base + "/grpc.health.v1.Health/Check", base + "/animate3d.v1.Jobs/GetStatus"
         rounds = []

@@ -47,12 +47,18 @@ DASHBOARD_TOPICS = (
     ("credits", PREFIX + "upstream_credit_balance"),
     ("queue depths", PREFIX + "webhook_queue_depth"),
     ("replicas", "up"),
+    ("process CPU", "process_cpu_seconds_total"),
+    ("process memory", "process_resident_memory_bytes"),
+    ("process descriptors", "process_open_fds"),
+    ("process start (uptime)", "process_start_time_seconds"),
 )
+# Families whose per-team panels must group by the tenant label (issue 20).
+DASHBOARD_BY_TENANT = (PREFIX + "rpc_total", PREFIX + "rpc_duration_seconds_bucket")
 # The alerts the issue asks for.
 REQUIRED_ALERTS = ("A3DGatewayUpstreamErrorRatio", "A3DGatewayBreakerOpen",
                    "A3DGatewayLoginFailures", "A3DGatewayCreditsLow", "A3DGatewayBalanceRunsOut",
                    "A3DGatewayTenantRateLimited", "A3DGatewayWebhookBacklog",
-                   "A3DGatewayReplicaNotReady")
+                   "A3DGatewayReplicaNotReady", "A3DGatewayTenantErrorRatio")
 
 
 def grafana_to_promql(expr):
@@ -268,6 +274,10 @@ def check_monitoring(c, chart, modules, families):
     names = check_promql(c, "dashboard", dashboard_queries(dash), modules, families)
     for topic, metric in DASHBOARD_TOPICS:
         c.check(f"dashboard shows {topic} ({metric})", metric in names)
+    queries = [q for _, q in dashboard_queries(dash)]
+    for metric in DASHBOARD_BY_TENANT:
+        c.check(f"dashboard: a panel shows {metric} by tenant",
+                any(metric in q and re.search(r"\bby \([^)]*\btenant\b", q) for q in queries))
 
     rule = r.one("PrometheusRule")
     rules = [x for g in rule["spec"]["groups"] for x in g["rules"]]

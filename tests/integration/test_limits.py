@@ -399,16 +399,17 @@ def breaker_gauge(gw, state):
 
 def rpc_hist(gw, method, le):
     """(calls that ended within le seconds, all calls) of method, from the gateway's own
-    rpc_duration_seconds histogram: server-side time, free of the Python client's scheduling."""
-    within = total = None
+    rpc_duration_seconds histogram: server-side time, free of the Python client's scheduling.
+    Summed over the tenant label's series."""
+    within = total = 0.0
     for line in metrics_text(gw).splitlines():
         if not line.startswith(P + "rpc_duration_seconds_") or method not in line:
             continue
         if line.startswith(P + "rpc_duration_seconds_bucket") and 'le="%s"' % le in line:
-            within = float(line.rsplit(" ", 1)[1])
+            within += float(line.rsplit(" ", 1)[1])
         elif line.startswith(P + "rpc_duration_seconds_count"):
-            total = float(line.rsplit(" ", 1)[1])
-    return within or 0.0, total or 0.0
+            total += float(line.rsplit(" ", 1)[1])
+    return within, total
 
 
 def test_breaker_opens_fails_fast_and_recovers(lgw, faults):

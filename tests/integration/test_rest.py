@@ -228,7 +228,7 @@ def test_cors_as_upstream(gw):
 
 def test_same_pipeline_as_grpc(gw, job):
     """A REST request is a call of the gRPC method: it shows in rpc_total and the access log."""
-    label = P + 'rpc_total{method="/animate3d.v1.Jobs/GetStatus",code="OK"}'
+    label = P + 'rpc_total{tenant="team-a",method="/animate3d.v1.Jobs/GetStatus",code="OK"}'
     before = harness.metrics(gw).get(label, 0)
     st, _, _ = call(gw, "GET", "/status/" + job["rid"])
     assert st == 200
@@ -357,7 +357,7 @@ def leave_during_call(gw, sim, connect, route="GET /upload", path="/upload?name=
     once the request reached upstream, and checks that the gateway cancels the call within a
     short bound (well before the answer would have come): counted as a cancel, in rpc_total as
     CANCELLED, the connection closed. connect() -> a connected socket (plain or TLS)."""
-    label = P + 'rpc_total{method="/animate3d.v1.Jobs/GetUploadUrl",code="CANCELLED"}'
+    label = P + 'rpc_total{tenant="team-a",method="/animate3d.v1.Jobs/GetUploadUrl",code="CANCELLED"}'
     before = harness.metrics(gw)
     upstream = sim.count(route)
     sim.faults(route, status=0, rate=1.0, latency_ms=5000, count=1)
@@ -444,7 +444,7 @@ def make_endpoint(gw, url, tenant="team-a", headers=None):
 
 
 def test_webhook_endpoints_create_list_get_update_delete(gw):
-    label = P + 'rpc_total{method="/animate3d.v1.Webhooks/CreateEndpoint",code="OK"}'
+    label = P + 'rpc_total{tenant="team-a",method="/animate3d.v1.Webhooks/CreateEndpoint",code="OK"}'
     before = harness.metrics(gw).get(label, 0)
     made = make_endpoint(gw, "http://127.0.0.1:9/made")
     # Upstream's answer, plus the signing secret: shown this once.

@@ -158,21 +158,189 @@ Test(metrics, routes_past_the_table_are_dropped)
 	cr_expect_str_eq(m.routes[GW_METRICS_MAX_ROUTES - 1].route, names[GW_METRICS_MAX_ROUTES - 1]);
 }
 
-Test(metrics, rpc_rows_past_the_table_are_not_timed)
-{
-	static struct gw_metrics m;
-
-	memset(&m, 0, sizeof m);
-	gw_metrics_rpc(&m, 3, 2000);
-	gw_metrics_rpc(&m, GW_STATS_MAX_METHODS, 2000);	/* must not write out of bounds */
-	cr_expect_eq(m.rpc_latency[3].count, 1);
-	cr_expect_eq(m.rpc_latency[3].bucket[1], 1);
-}
-
 struct line_case {
 	const char *line;	/* a whole line of the output */
 	int present;
 };
+
+/*
+ * The tenant slot index, as configuration loads and frees make it: each step maps a load's
+ * tenants (want: their slots) or frees an earlier load; live lists the slots holding a name
+ * afterwards, and nslots the table's extent.
+ */
+#define MAX_STEP_NAMES 4
+struct rpc_step {
+	int free_load;				/* >= 0: free this earlier step's load instead */
+	const char *names[MAX_STEP_NAMES];	/* NULL-terminated */
+	uint32_t want[MAX_STEP_NAMES];
+	const char *live[8];			/* names by slot 1.., "" = free; NULL ends */
+	size_t nslots;
+};
+
+Test(metrics, rpc_tenant_slots_follow_loads)
+{
+	static const struct rpc_step steps[] = {
+		/* 0: the boot config */
+		{ -1, { "team-a", "team-b" }, { 1, 2 }, { "team-a", "team-b" }, 3 },
+		/* 1: a reload keeps team-b's slot, adds team-c; "-" is the no-tenant slot 0 */
+		{ -1, { "team-b", "team-c", GW_METRICS_NO_TENANT }, { 2, 3, 0 },
+		  { "team-a", "team-b", "team-c" }, 4 },
+		/* 2: the boot load's last call ends: team-a (removed) goes, team-b stays */
+		{ 0, { NULL }, { 0 }, { "", "team-b", "team-c" }, 4 },
+		/* 3: a new tenant takes the free slot; team-a, back, starts from zero elsewhere */
+		{ -1, { "team-d", "team-a" }, { 1, 4 }, { "team-d", "team-b", "team-c", "team-a" }, 5 },
+		/* 4: load 1 goes: team-b and team-c are in no live load */
+		{ 1, { NULL }, { 0 }, { "team-d", "", "", "team-a" }, 5 },
+		/* 5: the last load goes: the table is empty again */
+		{ 3, { NULL }, { 0 }, { NULL }, 1 },
+	};
+	static struct gw_metrics_rpc r;
+	uint32_t got[sizeof steps / sizeof steps[0]][MAX_STEP_NAMES];
+	size_t count[sizeof steps / sizeof steps[0]] = { 0 };
+
+	memset(&r, 0, sizeof r);
+	for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+		const struct rpc_step *st = &steps[i];
+
+		if (st->free_load >= 0) {
+			gw_metrics_rpc_unmap(&r, got[st->free_load], count[st->free_load]);
+		} else {
+			while (count[i] < MAX_STEP_NAMES && st->names[count[i]])
+				count[i]++;
+			cr_assert_eq(gw_metrics_rpc_map(&r, st->names, count[i], got[i]), 0, "step %zu", i);
+			for (size_t k = 0; k < count[i]; k++)
+				cr_expect_eq(got[i][k], st->want[k], "step %zu: %s got slot %u, want %u", i,
+					     st->names[k], got[i][k], st->want[k]);
+		}
+		cr_expect_eq(r.nslots, st->nslots, "step %zu: nslots %zu", i, r.nslots);
+		for (size_t s = 1; s < r.nslots; s++) {
+			const char *want = st->live[s - 1] ? st->live[s - 1] : "";
+
+			cr_expect_str_eq(r.slot[s].name ? r.slot[s].name : "", want, "step %zu slot %zu", i, s);
+			cr_expect_eq(!!r.slot[s].cells, !!r.slot[s].name, "step %zu slot %zu", i, s);
+		}
+		cr_expect_eq(r.refused, 0);
+	}
+	gw_metrics_rpc_free(&r);
+	cr_expect_null(r.slot);
+}
+
+/* A call counts by index into its tenant's cells; a tenant that stays across a reload keeps its
+ * counts, a slot given to a new name starts from zero. */
+Test(metrics, rpc_counts_by_tenant_method_code)
+{
+	static struct gw_metrics_rpc r;
+	static const char *const boot[] = { "team-a", "team-b" }, *const next[] = { "team-b", "team-c" };
+	uint32_t s1[2], s2[2];
+	struct gw_metrics_rpc_cell *a, *b;
+
+	memset(&r, 0, sizeof r);
+	cr_assert_eq(gw_metrics_rpc_map(&r, boot, 2, s1), 0);
+	a = gw_metrics_rpc_cells(&r, s1[0]);
+	b = gw_metrics_rpc_cells(&r, s1[1]);
+	cr_assert(a != b && a != r.none && b != r.none);
+	gw_metrics_rpc(a, 3, 0, 2000);
+	gw_metrics_rpc(a, 3, 0, 2000);
+	gw_metrics_rpc(a, 3, 16, 20);
+	gw_metrics_rpc(b, 0, 5, 7000);
+	gw_metrics_rpc(r.none, GW_STATS_MAX_METHODS - 1, 16, 1);
+	cr_expect_eq(a[3].code[0], 2);
+	cr_expect_eq(a[3].code[16], 1);
+	cr_expect_eq(a[3].latency.count, 3);
+	cr_expect_eq(a[3].latency.bucket[1], 2);
+	cr_expect_eq(b[0].code[5], 1);
+	cr_expect_eq(b[3].latency.count, 0);
+	cr_expect_eq(r.none[GW_STATS_MAX_METHODS - 1].code[16], 1);
+	cr_expect_eq(gw_metrics_rpc_cells(&r, 0), r.none);
+	cr_expect_eq(gw_metrics_rpc_cells(&r, 999), r.none);	/* never a wild pointer */
+
+	cr_assert_eq(gw_metrics_rpc_map(&r, next, 2, s2), 0);
+	cr_expect_eq(gw_metrics_rpc_cells(&r, s2[0]), b);		/* team-b: same cells */
+	gw_metrics_rpc_unmap(&r, s1, 2);				/* team-a's slot is free */
+	cr_expect_eq(s2[1], 3);
+	cr_expect_eq(gw_metrics_rpc_cells(&r, s2[0])[0].code[5], 1);
+	gw_metrics_rpc_unmap(&r, s2, 2);
+	gw_metrics_rpc_free(&r);
+}
+
+Test(metrics, rpc_tenant_slots_past_the_cap_refused_whole)
+{
+	static struct gw_metrics_rpc r;
+	static char names[GW_METRICS_MAX_TENANT_SLOTS][16];
+	static const char *ptr[GW_METRICS_MAX_TENANT_SLOTS];
+	static uint32_t slots[GW_METRICS_MAX_TENANT_SLOTS];
+	static const char *const small[] = { "x" };
+
+	memset(&r, 0, sizeof r);
+	for (size_t i = 0; i < GW_METRICS_MAX_TENANT_SLOTS; i++) {
+		snprintf(names[i], sizeof names[i], "t%zu", i);
+		ptr[i] = names[i];
+	}
+	/* Slot 0 is no tenant's: one name fewer than slots fits. */
+	cr_expect_eq(gw_metrics_rpc_map(&r, ptr, GW_METRICS_MAX_TENANT_SLOTS, slots), -1);
+	cr_expect_eq(r.refused, 1);
+	cr_expect_eq(r.nslots, 1, "a refused load holds nothing (nslots %zu)", r.nslots);
+	cr_expect_eq(gw_metrics_rpc_map(&r, ptr, GW_METRICS_MAX_TENANT_SLOTS - 1, slots), 0);
+	cr_expect_eq(slots[GW_METRICS_MAX_TENANT_SLOTS - 2], GW_METRICS_MAX_TENANT_SLOTS - 1);
+	cr_expect_eq(gw_metrics_rpc_map(&r, small, 1, slots + 0), -1);
+	cr_expect_eq(r.refused, 2);
+	gw_metrics_rpc_free(&r);
+}
+
+static const char *const rpc_paths[] = { "/a.S/One", "/a.S/Two" };
+
+static const char *rpc_path(const void *arg, size_t i)
+{
+	return ((const char *const *)arg)[i];
+}
+
+static void print_rpc(void *arg, struct gw_metrics_out *o)
+{
+	gw_metrics_rpc_render(arg, 2, rpc_path, rpc_paths, o);
+}
+
+Test(metrics, rpc_render_by_tenant)
+{
+	static struct gw_metrics_rpc r;
+	static const char *const tenants[] = { "team-a", "we \"quote\"" };
+	static const struct line_case cases[] = {
+		{ "# TYPE " P "rpc_total counter", 1 },
+		{ P "rpc_total{tenant=\"team-a\",method=\"/a.S/One\",code=\"OK\"} 2", 1 },
+		{ P "rpc_total{tenant=\"team-a\",method=\"/a.S/One\",code=\"NOT_FOUND\"} 1", 1 },
+		{ P "rpc_total{tenant=\"we \\\"quote\\\"\",method=\"/a.S/Two\",code=\"OK\"} 1", 1 },
+		{ P "rpc_total{tenant=\"-\",method=\"/a.S/Two\",code=\"UNAUTHENTICATED\"} 4", 1 },
+		{ P "rpc_total{tenant=\"team-a\",method=\"/a.S/Two\",code=\"OK\"} 0", 0 },
+		{ "# TYPE " P "rpc_duration_seconds histogram", 1 },
+		{ P "rpc_duration_seconds_count{tenant=\"team-a\",method=\"/a.S/One\"} 3", 1 },
+		{ P "rpc_duration_seconds_bucket{tenant=\"-\",method=\"/a.S/Two\",le=\"0.001\"} 4", 1 },
+		{ P "rpc_duration_seconds_count{tenant=\"team-a\",method=\"/a.S/Two\"} 0", 0 },
+		{ P "rpc_tenant_slots_refused_total 0", 1 },
+	};
+	struct gw_metrics_reg reg = { 0 };
+	uint32_t slots[2];
+	char *out;
+
+	memset(&r, 0, sizeof r);
+	cr_assert_eq(gw_metrics_rpc_map(&r, tenants, 2, slots), 0);
+	gw_metrics_rpc(gw_metrics_rpc_cells(&r, slots[0]), 0, 0, 10);
+	gw_metrics_rpc(gw_metrics_rpc_cells(&r, slots[0]), 0, 0, 10);
+	gw_metrics_rpc(gw_metrics_rpc_cells(&r, slots[0]), 0, 5, 10);
+	gw_metrics_rpc(gw_metrics_rpc_cells(&r, slots[1]), 1, 0, 10);
+	for (int i = 0; i < 4; i++)
+		gw_metrics_rpc(r.none, 1, 16, 10);
+	cr_assert_eq(gw_metrics_register(&reg, print_rpc, &r), 0);
+	out = render(&reg);
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+		cr_expect_eq(has_line(out, cases[i].line), cases[i].present, "%s: %s\n--- output:\n%s",
+			     cases[i].present ? "missing" : "unexpected", cases[i].line, out);
+	free(out);
+	gw_metrics_rpc_unmap(&r, slots, 2);
+	out = render(&reg);	/* the tenants are gone: their series with them */
+	cr_expect_null(strstr(out, "team-a"), "%s", out);
+	cr_expect(has_line(out, P "rpc_total{tenant=\"-\",method=\"/a.S/Two\",code=\"UNAUTHENTICATED\"} 4"));
+	free(out);
+	gw_metrics_rpc_free(&r);
+}
 
 /* A renderer that prints with every printer. */
 static void print_all(void *arg, struct gw_metrics_out *o)
