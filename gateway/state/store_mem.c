@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gateway/base/idhash.h"
+
 #define MEM_BUCKETS 65536u	/* per table; chains stay short up to ~1M rows */
 
 struct mem_owner {
@@ -73,7 +75,7 @@ static uint32_t mem_hash(uint32_t h, const char *str)
 
 static uint32_t mem_owner_slot(int kind, const char *id)
 {
-	return mem_hash(2166136261u ^ (uint32_t)kind, id) % MEM_BUCKETS;
+	return gw_idhash((uint64_t)kind, id, strlen(id)) % MEM_BUCKETS;	/* every polled rid */
 }
 
 static uint32_t mem_idem_slot(const char *tenant, const char *key)
