@@ -120,6 +120,7 @@ struct gw_call {
 	 * 2 KiB on it uses rep stosb, about ten times the instructions). */
 	ProtobufCAllocator req_alloc;
 	size_t arena_used;
+	int arena_spilled;		/* a block of the request came from malloc */
 	_Alignas(16) unsigned char arena[GW_CALL_REQ_ARENA];
 };
 
@@ -181,7 +182,9 @@ int64_t gw_call_time_left_ms(struct gw_call *c)
 {
 	gpr_timespec d, left;
 
-	if (gpr_time_cmp(c->deadline, gpr_inf_future(c->deadline.clock_type)) == 0)
+	/* No deadline (most callers send none) told without two calls into gRPC core: the
+	 * infinite future is the largest tv_sec, in every clock. */
+	if (c->deadline.tv_sec == INT64_MAX)
 		return -1;
 	d = gpr_convert_clock_type(c->deadline, GPR_CLOCK_MONOTONIC);
 	left = gpr_time_sub(d, gpr_now(GPR_CLOCK_MONOTONIC));
@@ -203,6 +206,7 @@ static void *call_arena_alloc(void *data, size_t size)
 		c->arena_used += need;
 		return p;
 	}
+	c->arena_spilled = 1;
 	return malloc(size);
 }
 
@@ -733,7 +737,8 @@ static void call_free(struct gw_call *c)
 	free(c->state_buf);
 	if (c->payload)
 		grpc_byte_buffer_destroy(c->payload);
-	if (c->req)
+	/* All in the arena (the polling case): nothing to walk the message for. */
+	if (c->req && c->arena_spilled)
 		protobuf_c_message_free_unpacked(c->req, &c->req_alloc);
 	if (c->conf)
 		gw_gen_put(c->conf);
@@ -816,9 +821,13 @@ static int call_authenticate(struct gw_call *c, size_t *tidx, unsigned *perms)
 /* The raw authorization metadata value (auth/caller/apikey.c parses "Bearer <key>"), or NULL. */
 static const grpc_slice *call_authorization(struct gw_call *c)
 {
-	for (size_t i = 0; i < c->md.count; i++)
-		if (grpc_slice_str_cmp(c->md.metadata[i].key, "authorization") == 0)
+	/* Length first, as call_md_kind: no call into gRPC core (and strlen) per key. */
+	for (size_t i = 0; i < c->md.count; i++) {
+		const grpc_slice *k = &c->md.metadata[i].key;
+
+		if (GRPC_SLICE_LENGTH(*k) == 13 && memcmp(GRPC_SLICE_START_PTR(*k), "authorization", 13) == 0)
 			return &c->md.metadata[i].value;
+	}
 	return NULL;
 }
 
