@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "gateway/api/translate.h"
+#include "gateway/base/idhash.h"
 
 #define CACHE_MIN_BUCKETS 1024		/* initial bucket count of a table */
 #define CACHE_QUERY_MAX 64		/* bytes of an X-Goog-Date value we look at */
@@ -47,13 +48,7 @@ struct gw_cache {
 
 static uint32_t cache_hash(size_t acct, const char *rid, size_t klen)
 {
-	uint32_t h = 2166136261u ^ (uint32_t)acct;
-
-	for (size_t i = 0; i < klen; i++) {
-		h ^= (unsigned char)rid[i];
-		h *= 16777619u;
-	}
-	return h ^ (h >> 15);
+	return gw_idhash((uint64_t)acct, rid, klen);	/* every cached GetStatus: eight bytes a step */
 }
 
 static int cache_tab_init(struct cache_tab *t, size_t max)

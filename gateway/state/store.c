@@ -9,6 +9,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "gateway/base/idhash.h"
+
 /* One remembered owner answer: kind and id -> tenant, or known absent. */
 struct store_oc_ent {
 	char *id;		/* malloc'd "id\0tenant\0"; NULL = empty slot */
@@ -62,13 +64,7 @@ struct store_call {
 
 static uint32_t store_oc_hash(int kind, const char *id)
 {
-	uint32_t h = 2166136261u ^ (uint32_t)kind;
-
-	for (; *id; id++) {
-		h ^= (unsigned char)*id;
-		h *= 16777619u;
-	}
-	return h ^ (h >> 15);
+	return gw_idhash((uint64_t)kind, id, strlen(id));	/* every polled rid's owner */
 }
 
 static struct store_oc_ent *store_oc_slot(struct gw_store *s, int kind, const char *id, uint32_t *hash)

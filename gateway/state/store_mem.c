@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gateway/base/idhash.h"
+
 #define MEM_BUCKETS 65536u	/* per table; chains stay short up to ~1M rows */
 
 struct mem_owner {
@@ -75,7 +77,7 @@ static uint32_t mem_hash(uint32_t h, const char *str)
 
 static uint32_t mem_owner_slot(int kind, const char *id)
 {
-	return mem_hash(2166136261u ^ (uint32_t)kind, id) % MEM_BUCKETS;
+	return gw_idhash((uint64_t)kind, id, strlen(id)) % MEM_BUCKETS;	/* every polled rid */
 }
 
 static uint32_t mem_idem_slot(const char *tenant, const char *key)
@@ -457,9 +459,9 @@ static int mem_outbox_add(struct mem_store *m, const struct gw_hook_req *r, stru
 
 static int mem_outbox_claim(struct mem_store *m, const struct gw_hook_req *r, struct gw_hook_out *out)
 {
-	if (!(out->rows = calloc(r->max, sizeof *out->rows)))
-		return mem_oom(m);
-	/* oldest due first: repeated passes pick the smallest next_ms not taken yet */
+	/* oldest due first: repeated passes pick the smallest next_ms not taken yet. The rows are
+	 * allocated once one is due: the pump asks every second, mostly for nothing, and clearing
+	 * GW_OUTBOX_CLAIM_MAX rows of URLs and secrets each time was most of an idle loop's work. */
 	while ((size_t)out->count < r->max) {
 		struct mem_outbox *best = NULL;
 		struct mem_hook *bh = NULL;
@@ -479,6 +481,8 @@ static int mem_outbox_claim(struct mem_store *m, const struct gw_hook_req *r, st
 		}
 		if (!best)
 			break;
+		if (!out->rows && !(out->rows = calloc(r->max, sizeof *out->rows)))
+			return mem_oom(m);
 		snprintf(best->lease, sizeof best->lease, "%s", r->lease);
 		best->lease_until_ms = r->until_ms;
 		out->rows[out->count] = best->r;
