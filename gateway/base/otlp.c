@@ -14,6 +14,7 @@
 #include <jansson.h>
 
 #include "gateway/base/clock.h"
+#include "gateway/base/curlev.h"
 #include "gateway/base/log.h"
 #include "gateway/base/metrics.h"
 
@@ -33,7 +34,8 @@ struct gw_otlp {
 	int64_t wall_offset_us;		/* wall - monotonic, refreshed on every flush tick */
 
 	/* The one batch in flight (or kept for its retry). */
-	CURLM *multi;
+	struct gw_curlev *cv;		/* curl on the loop */
+	CURLM *multi;			/* gw_curlev_multi(cv) */
 	CURL *easy;
 	struct curl_slist *hdrs;	/* content type + headers_file, wiped when freed */
 	char *body;
@@ -41,11 +43,9 @@ struct gw_otlp {
 	size_t body_spans;
 	int retried;			/* this body was sent once already */
 	size_t rlen;
-	int running;
 
 	struct event *flush_timer;	/* every flush_ms */
 	struct event *kick;		/* batch_max spans wait: flush from the loop */
-	struct event *curl_timer;
 	int live;			/* gw_otlp_new completed: free flushes and reports */
 	struct gw_otlp_counters n;
 };
@@ -487,7 +487,7 @@ static void otlp_post_done(struct gw_otlp *o, CURLcode rc)
 	otlp_next(o);
 }
 
-/* ---- curl on the loop (the hiperfifo pattern, as gateway/upstream/upstream.c) ---- */
+/* ---- curl on the loop (gateway/base/curlev.h) ---- */
 
 static void otlp_check_done(struct gw_otlp *o)
 {
@@ -499,64 +499,10 @@ static void otlp_check_done(struct gw_otlp *o)
 			otlp_post_done(o, m->data.result);
 }
 
-static void otlp_on_socket(evutil_socket_t fd, short what, void *arg)
+/* gw_curlev's check: the POST that ended. */
+static void otlp_on_curl(void *arg)
 {
-	struct gw_otlp *o = arg;
-	int act = ((what & EV_READ) ? CURL_CSELECT_IN : 0) | ((what & EV_WRITE) ? CURL_CSELECT_OUT : 0);
-
-	curl_multi_socket_action(o->multi, fd, act, &o->running);
-	otlp_check_done(o);
-}
-
-static void otlp_on_curl_timer(evutil_socket_t fd, short what, void *arg)
-{
-	struct gw_otlp *o = arg;
-
-	(void)fd;
-	(void)what;
-	curl_multi_socket_action(o->multi, CURL_SOCKET_TIMEOUT, 0, &o->running);
-	otlp_check_done(o);
-}
-
-static int otlp_socket_cb(CURL *e, curl_socket_t sock, int what, void *userp, void *sockp)
-{
-	struct gw_otlp *o = userp;
-	struct event *ev = sockp;
-	short kind;
-
-	(void)e;
-	if (what == CURL_POLL_REMOVE) {
-		if (ev)
-			event_free(ev);
-		curl_multi_assign(o->multi, sock, NULL);
-		return 0;
-	}
-	kind = EV_PERSIST | ((what & CURL_POLL_IN) ? EV_READ : 0) |
-	       ((what & CURL_POLL_OUT) ? EV_WRITE : 0);
-	if (ev) {
-		event_del(ev);
-		event_assign(ev, o->base, sock, kind, otlp_on_socket, o);
-	} else {
-		ev = event_new(o->base, sock, kind, otlp_on_socket, o);
-		if (!ev)
-			return -1;
-		curl_multi_assign(o->multi, sock, ev);
-	}
-	event_add(ev, NULL);
-	return 0;
-}
-
-static int otlp_timer_cb(CURLM *m, long ms, void *userp)
-{
-	struct gw_otlp *o = userp;
-	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
-
-	(void)m;
-	if (ms < 0)
-		evtimer_del(o->curl_timer);
-	else
-		evtimer_add(o->curl_timer, &tv);
-	return 0;
+	otlp_check_done(arg);
 }
 
 static void otlp_on_flush(evutil_socket_t fd, short what, void *arg)
@@ -716,16 +662,12 @@ struct gw_otlp *gw_otlp_new(struct event_base *base, const struct gw_otlp_opts *
 	if (opts->headers_file && otlp_read_headers(o, opts->headers_file, err, errlen) != 0)
 		goto out;
 	snprintf(err, errlen, "cannot start the OTLP exporter");
-	o->multi = curl_multi_init();
+	o->cv = gw_curlev_new(base, otlp_on_curl, o);
+	o->multi = o->cv ? gw_curlev_multi(o->cv) : NULL;
 	o->flush_timer = event_new(base, -1, EV_PERSIST, otlp_on_flush, o);
 	o->kick = event_new(base, -1, 0, otlp_on_flush, o);
-	o->curl_timer = evtimer_new(base, otlp_on_curl_timer, o);
-	if (!o->multi || !o->flush_timer || !o->kick || !o->curl_timer)
+	if (!o->cv || !o->flush_timer || !o->kick)
 		goto out;
-	curl_multi_setopt(o->multi, CURLMOPT_SOCKETFUNCTION, otlp_socket_cb);
-	curl_multi_setopt(o->multi, CURLMOPT_SOCKETDATA, o);
-	curl_multi_setopt(o->multi, CURLMOPT_TIMERFUNCTION, otlp_timer_cb);
-	curl_multi_setopt(o->multi, CURLMOPT_TIMERDATA, o);
 	o->wall_offset_us = otlp_wall_offset_us();
 	tv.tv_sec = o->flush_ms / 1000;
 	tv.tv_usec = (o->flush_ms % 1000) * 1000;
@@ -777,14 +719,11 @@ void gw_otlp_free(struct gw_otlp *o)
 		       GW_LN("dropped_failed", (long long)o->n.dropped[GW_OTLP_DROP_EXPORT_FAILED]),
 		       GW_LN("dropped_full", (long long)o->n.dropped[GW_OTLP_DROP_QUEUE_FULL]),
 		       GW_LEND);
-	if (o->multi)
-		curl_multi_cleanup(o->multi);
+	gw_curlev_free(o->cv);
 	if (o->flush_timer)
 		event_free(o->flush_timer);
 	if (o->kick)
 		event_free(o->kick);
-	if (o->curl_timer)
-		event_free(o->curl_timer);
 	otlp_free_headers(o);
 	free(o->ring);
 	free(o->endpoint);

@@ -15,6 +15,7 @@
 #include <openssl/rand.h>
 
 #include "gateway/base/clock.h"
+#include "gateway/base/curlev.h"
 #include "gateway/base/log.h"
 #include "gateway/call/env.h"
 #include "gateway/call/svc.h"
@@ -222,64 +223,10 @@ static void wh_check_done(struct gw_webhook_out *w)
 	}
 }
 
-static void wh_on_socket(evutil_socket_t fd, short what, void *arg)
+/* gw_curlev's check: transfers that ended. */
+static void wh_on_curl(void *arg)
 {
-	struct gw_webhook_out *w = arg;
-	int act = ((what & EV_READ) ? CURL_CSELECT_IN : 0) | ((what & EV_WRITE) ? CURL_CSELECT_OUT : 0);
-
-	curl_multi_socket_action(w->multi, fd, act, &w->running);
-	wh_check_done(w);
-}
-
-static void wh_on_curl_timer(evutil_socket_t fd, short what, void *arg)
-{
-	struct gw_webhook_out *w = arg;
-
-	(void)fd;
-	(void)what;
-	curl_multi_socket_action(w->multi, CURL_SOCKET_TIMEOUT, 0, &w->running);
-	wh_check_done(w);
-}
-
-static int wh_socket_cb(CURL *e, curl_socket_t sock, int what, void *userp, void *sockp)
-{
-	struct gw_webhook_out *w = userp;
-	struct event *ev = sockp;
-	short kind;
-
-	(void)e;
-	if (what == CURL_POLL_REMOVE) {
-		if (ev)
-			event_free(ev);
-		curl_multi_assign(w->multi, sock, NULL);
-		return 0;
-	}
-	kind = EV_PERSIST | ((what & CURL_POLL_IN) ? EV_READ : 0) |
-	       ((what & CURL_POLL_OUT) ? EV_WRITE : 0);
-	if (ev) {
-		event_del(ev);
-		event_assign(ev, w->base, sock, kind, wh_on_socket, w);
-	} else {
-		ev = event_new(w->base, sock, kind, wh_on_socket, w);
-		if (!ev)
-			return -1;
-		curl_multi_assign(w->multi, sock, ev);
-	}
-	event_add(ev, NULL);
-	return 0;
-}
-
-static int wh_timer_cb(CURLM *m, long ms, void *userp)
-{
-	struct gw_webhook_out *w = userp;
-	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
-
-	(void)m;
-	if (ms < 0)
-		evtimer_del(w->curl_timer);
-	else
-		evtimer_add(w->curl_timer, &tv);
-	return 0;
+	wh_check_done(arg);
 }
 
 /* The answer is ignored: read up to GW_WH_OUT_RESP_MAX bytes, then the transfer is cut. */
@@ -588,10 +535,7 @@ static void wh_free(void *state)
 		return;
 	while (w->sends)
 		wh_send_free(w->sends);	/* their leases run out: another start delivers them */
-	if (w->multi)
-		curl_multi_cleanup(w->multi);
-	if (w->curl_timer)
-		event_free(w->curl_timer);
+	gw_curlev_free(w->cv);
 	if (w->pump_timer)
 		event_free(w->pump_timer);
 	free(w->tenants);
@@ -607,16 +551,12 @@ static int wh_init(struct gw_env *env, void **state, char *err, size_t errlen)
 	w->env = env;
 	w->base = env->base;
 	w->tenants = calloc(GW_WH_OUT_MAX_TENANTS + 1, sizeof *w->tenants);
-	w->multi = curl_multi_init();
-	w->curl_timer = evtimer_new(env->base, wh_on_curl_timer, w);
+	w->cv = gw_curlev_new(env->base, wh_on_curl, w);
+	w->multi = w->cv ? gw_curlev_multi(w->cv) : NULL;
 	w->pump_timer = event_new(env->base, -1, EV_PERSIST, wh_on_pump, w);
-	if (!w->tenants || !w->multi || !w->curl_timer || !w->pump_timer)
+	if (!w->tenants || !w->cv || !w->pump_timer)
 		goto fail;
 	snprintf(w->tenants[GW_WH_OUT_MAX_TENANTS].name, sizeof w->tenants[0].name, "other");
-	curl_multi_setopt(w->multi, CURLMOPT_SOCKETFUNCTION, wh_socket_cb);
-	curl_multi_setopt(w->multi, CURLMOPT_SOCKETDATA, w);
-	curl_multi_setopt(w->multi, CURLMOPT_TIMERFUNCTION, wh_timer_cb);
-	curl_multi_setopt(w->multi, CURLMOPT_TIMERDATA, w);
 	*state = w;
 	return 0;
 fail:

@@ -11,6 +11,8 @@
 #include "gateway/state/store.h"
 #include "gateway/svc/webhook_out.h"
 
+struct gw_curlev;
+
 struct wh_send;
 
 /* Per-tenant figures (the tenant's name is its key; past GW_WH_OUT_MAX_TENANTS: "other"). */
@@ -38,9 +40,9 @@ struct wh_refusals {
 struct gw_webhook_out {
 	struct gw_env *env;
 	struct event_base *base;
-	void *multi;			/* CURLM */
-	struct event *curl_timer, *pump_timer;
-	int running;			/* curl's count of transfers */
+	struct gw_curlev *cv;		/* curl on the loop */
+	void *multi;			/* CURLM: gw_curlev_multi(cv) */
+	struct event *pump_timer;
 	struct wh_send *sends;		/* claimed rows, from claim to their last store answer */
 	unsigned nsends;
 	unsigned store_ops;		/* store operations not answered (adds, claims, reads) */

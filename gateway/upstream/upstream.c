@@ -1,11 +1,12 @@
 /*
- * upstream: libcurl multi-socket on the libevent loop (hiperfifo), sessions attached (upstream.h):
- * easy handles, socket/timer glue, request building, response collection, a log line per attempt.
+ * upstream: libcurl transfers on the libevent loop (gateway/base/curlev.h), sessions attached
+ * (upstream.h): easy handles, request building, response collection, a log line per attempt.
  * The account protection each API request passes (breaker, admission, retry budget and backoff)
  * is in upstream_guard.c; the two share gateway/upstream/upstream_int.h.
  */
 #include "gateway/upstream/upstream.h"
 #include "gateway/base/clock.h"
+#include "gateway/base/curlev.h"
 #include "gateway/upstream/upstream_int.h"
 
 #include <stdio.h>
@@ -202,73 +203,6 @@ static size_t up_write_cb(char *p, size_t size, size_t nmemb, void *ud)
 	return len;
 }
 
-/* ---- the hiperfifo glue ---- */
-
-static void up_check_done(struct gw_upstream *up);
-
-static void up_on_socket(evutil_socket_t fd, short what, void *arg)
-{
-	struct gw_upstream *up = arg;
-	int act = ((what & EV_READ) ? CURL_CSELECT_IN : 0) | ((what & EV_WRITE) ? CURL_CSELECT_OUT : 0);
-
-	curl_multi_socket_action(up->multi, fd, act, &up->running);
-	up_check_done(up);
-}
-
-static void up_on_timeout(evutil_socket_t fd, short what, void *arg)
-{
-	struct gw_upstream *up = arg;
-
-	(void)fd;
-	(void)what;
-	curl_multi_socket_action(up->multi, CURL_SOCKET_TIMEOUT, 0, &up->running);
-	up_check_done(up);
-}
-
-static int up_socket_cb(CURL *e, curl_socket_t s, int what, void *userp, void *sockp)
-{
-	struct gw_upstream *up = userp;
-	struct event *ev = sockp;
-	short kind;
-
-	(void)e;
-	if (what == CURL_POLL_REMOVE) {
-		if (ev)
-			event_free(ev);
-		curl_multi_assign(up->multi, s, NULL);
-		return 0;
-	}
-	kind = EV_PERSIST | ((what & CURL_POLL_IN) ? EV_READ : 0) |
-	       ((what & CURL_POLL_OUT) ? EV_WRITE : 0);
-	if (ev) {
-		event_del(ev);
-		event_assign(ev, up->env.base, s, kind, up_on_socket, up);
-	} else {
-		ev = event_new(up->env.base, s, kind, up_on_socket, up);
-		if (!ev)
-			return -1;
-		curl_multi_assign(up->multi, s, ev);
-	}
-	event_add(ev, NULL);
-	return 0;
-}
-
-static int up_timer_cb(CURLM *m, long ms, void *userp)
-{
-	struct gw_upstream *up = userp;
-	struct timeval tv;
-
-	(void)m;
-	if (ms < 0) {
-		evtimer_del(up->timer);
-		return 0;
-	}
-	/* ms == 0: fire from the loop soon; never socket_action from inside this callback. */
-	tv.tv_sec = ms / 1000;
-	tv.tv_usec = (ms % 1000) * 1000;
-	evtimer_add(up->timer, &tv);
-	return 0;
-}
 
 
 /* ---- completion, retry, session ---- */
@@ -439,6 +373,12 @@ static void up_check_done(struct gw_upstream *up)
 		if (c)
 			up_transfer_done(c, m->data.result);
 	}
+}
+
+/* gw_curlev's check (gateway/base/curlev.h): the transfers that ended. */
+static void up_on_curl(void *arg)
+{
+	up_check_done(arg);
 }
 
 /* Calls done() once and frees c. */
@@ -651,14 +591,10 @@ struct gw_upstream *gw_up_new(const struct gw_up_env *env)
 	up->rng = (uint64_t)gw_clock_now_us() ^ ((uint64_t)getpid() << 29) ^ 0x2545f4914f6cdd1dull;
 	if (!up->rng)
 		up->rng = 1;
-	up->multi = curl_multi_init();
-	up->timer = evtimer_new(env->base, up_on_timeout, up);
-	if (!up->multi || !up->timer)
+	up->cv = gw_curlev_new(env->base, up_on_curl, up);
+	if (!up->cv)
 		goto out;
-	curl_multi_setopt(up->multi, CURLMOPT_SOCKETFUNCTION, up_socket_cb);
-	curl_multi_setopt(up->multi, CURLMOPT_SOCKETDATA, up);
-	curl_multi_setopt(up->multi, CURLMOPT_TIMERFUNCTION, up_timer_cb);
-	curl_multi_setopt(up->multi, CURLMOPT_TIMERDATA, up);
+	up->multi = gw_curlev_multi(up->cv);
 	curl_multi_setopt(up->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)UP_MAX_HOST_CONNECTIONS);
 	if (gw_up_guard_init(up) != 0)
 		goto out;
@@ -682,10 +618,7 @@ void gw_up_free(struct gw_upstream *up)
 	while (up->calls)
 		up_call_free(up->calls);
 	gw_up_guard_fini(up);	/* after the calls: they give their slots back */
-	if (up->multi)
-		curl_multi_cleanup(up->multi);
-	if (up->timer)
-		event_free(up->timer);
+	gw_curlev_free(up->cv);
 	if (up->global_init)
 		curl_global_cleanup();
 	free(up);

@@ -12,11 +12,12 @@
 
 #include "gateway/upstream/upstream.h"
 
+struct gw_curlev;
+
 struct gw_upstream {
 	struct gw_up_env env;
-	CURLM *multi;
-	struct event *timer;
-	int running;
+	struct gw_curlev *cv;		/* curl on the loop (gateway/base/curlev.h) */
+	CURLM *multi;			/* gw_curlev_multi(cv) */
 	int global_init;
 	struct gw_up_call *calls;	/* in-flight list head (gw_up_free cancels them) */
 	uint64_t rng;
