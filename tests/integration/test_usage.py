@@ -28,6 +28,7 @@ KEY_C, KEY_D, KEY_E = "demo-key-c-usage", "demo-key-d-usage", "demo-key-e-usage"
 KEY_OPS = "demo-key-ops-admin"
 KEY_F, KEY_S, KEY_M = "demo-key-f-usage", "demo-key-s-usage", "demo-key-m-usage"
 KEY_R = "demo-key-r-usage"
+KEY_G = "demo-key-g-usage"
 STARTED = {}            # tenant -> rids started by the tests, for GetUsage and the CSV
 FOLLOWER = """\
 follower:
@@ -80,7 +81,7 @@ TENANTS = """\
            f=harness.sha256_hex(KEY_F), s=harness.sha256_hex(KEY_S), m=harness.sha256_hex(KEY_M),
            r=harness.sha256_hex(KEY_R), ops=harness.sha256_hex(KEY_OPS))
 KEYS = {"team-c": KEY_C, "team-d": KEY_D, "team-e": KEY_E, "team-f": KEY_F, "team-s": KEY_S,
-        "team-m": KEY_M, "team-r": KEY_R, "ops": KEY_OPS}
+        "team-m": KEY_M, "team-r": KEY_R, "ops": KEY_OPS, "team-g": KEY_G}
 REFUSAL = re.compile(r"^StartJob: budget of team (\S+) is spent: (\d+\.\d\d) of (\d+) minutes used "
                      r"this month, this job needs (\d+\.\d\d) more; it resets at "
                      r"(\d{4}-\d\d-01T00:00:00Z)$")
@@ -409,23 +410,30 @@ ROUTE_VIDEO_INFO = "POST /videoInfo"
 
 
 def test_measure_budgeted_spares_teams_without_a_budget_the_video_info(stack, usim):
-    """usage.measure: budgeted: a team without a budget starts its job with one upstream request
-    (POST /process, no /videoInfo first) and its row is recorded unmeasured; a team with a
-    budget is still measured."""
+    """usage.measure: budgeted: a team without a budget (team-a) starts its job with one upstream
+    request (POST /process, no /videoInfo first) and its row is recorded unmeasured; a team with a
+    budget (team-g) is still measured."""
     ports = (harness.free_port(), harness.free_port())
     state = stack.workdir + "/usage-budgeted.db"
-    text = _config(ports, usim, state) + "usage:\n  measure: budgeted\n"
+    # team-g: a budget of its own that no other test spends (on PostgreSQL the ledger is shared
+    # by every gateway of the module).
+    team_g = ("  - name: team-g\n    account: sim\n    budget: {minutes_per_month: 100}\n"
+              "    keys:\n      - {sha256: %s, permissions: [read, write]}\n"
+              % harness.sha256_hex(KEY_G))
+    text = harness.gateway_config(ports[0], ports[1], usim.url, state,
+                                  extra_tenants=TENANTS + team_g,
+                                  extra_top=FOLLOWER + "usage:\n  measure: budgeted\n")
     gw = stack.gateway(usim, name="usagegw-budgeted", grpc_port=ports[0], http_port=ports[1],
                        state_path=state, config_text=text)
     try:
         url_a = _upload(gw, "team-a", "measure-a.mp4", 3)
-        url_b = _upload(gw, "team-b", "measure-b.mp4", 3)
+        url_b = _upload(gw, "team-g", "measure-g.mp4", 3)
         before = usim.count(ROUTE_VIDEO_INFO)
         unmeasured = harness.metrics(gw).get(M + 'usage_ledger_total{what="unmeasured"}', 0)
         _start(gw, "team-a", url_a)
         assert usim.count(ROUTE_VIDEO_INFO) == before
         assert harness.metrics(gw).get(M + 'usage_ledger_total{what="unmeasured"}', 0) == unmeasured + 1
-        _start(gw, "team-b", url_b)     # its own ledger file: team-b's minute is unspent here
+        _start(gw, "team-g", url_b)
         assert usim.count(ROUTE_VIDEO_INFO) == before + 1
     finally:
         gw.stop()
