@@ -585,26 +585,17 @@ static int server_grpc_new(struct gw_server *srv, char *err, size_t errlen)
 
 /* ---- state store ---- */
 
-/* The state store the configuration names: PostgreSQL (shared), a SQLite file, or memory.
- * PostgreSQL is connected to and migrated here, before the loop serves. */
-static struct gw_store *server_store_open(struct gw_server *srv, char *err, size_t errlen)
+struct gw_store *gw_server_open_pg(struct event_base *base, const struct gw_pg_cfg *pc,
+				   const char *appname, unsigned pool, char *err, size_t errlen)
 {
-	const struct gw_config *cfg = srv->env.cfg;
-	const struct gw_pg_cfg *pc = &cfg->state.postgres;
 	struct gw_pg_opts o;
 	struct gw_store *s = NULL;
-	char appname[GW_ENV_INSTANCE_MAX + 8];
 	char *pw = NULL;
 	size_t pwlen = 0;
 
-	if (!pc->enabled)
-		return gw_store_open(cfg->state.memory_only ? NULL : cfg->state.path, cfg->state.read_only,
-				     err, errlen);
 	if ((pc->password_file || pc->password_env) &&
 	    gw_secret_load_pg(pc, &pw, &pwlen, err, errlen) != 0)
 		goto out;
-	/* pg_stat_activity shows which replica holds a connection */
-	snprintf(appname, sizeof appname, "a3dgw %s", srv->env.instance);
 	memset(&o, 0, sizeof o);
 	o.hostaddr = pc->hostaddr;
 	o.host = pc->host;
@@ -613,16 +604,33 @@ static struct gw_store *server_store_open(struct gw_server *srv, char *err, size
 	o.user = pc->user;
 	o.password = pw;
 	o.sslmode = pc->sslmode;
-	o.application_name = pc->application_name ? pc->application_name : appname;
-	o.pool = pc->pool;
+	o.application_name = appname;
+	o.pool = pool;
 	o.timeout_ms = pc->timeout_ms;
 	o.extra_keys = (const char *const *)pc->extra_keys;
 	o.extra_values = (const char *const *)pc->extra_values;
 	o.nextra = pc->nextra;
-	s = gw_store_open_pg(srv->env.base, &o, err, errlen);
+	s = gw_store_open_pg(base, &o, err, errlen);
 out:
 	gw_secret_free(pw, pwlen);
 	return s;
+}
+
+/* The state store the configuration names: PostgreSQL (shared), a SQLite file, or memory.
+ * PostgreSQL is connected to and migrated here, before the loop serves. */
+static struct gw_store *server_store_open(struct gw_server *srv, char *err, size_t errlen)
+{
+	const struct gw_config *cfg = srv->env.cfg;
+	const struct gw_pg_cfg *pc = &cfg->state.postgres;
+	char appname[GW_ENV_INSTANCE_MAX + 8];
+
+	if (!pc->enabled)
+		return gw_store_open(cfg->state.memory_only ? NULL : cfg->state.path, cfg->state.read_only,
+				     err, errlen);
+	/* pg_stat_activity shows which replica holds a connection */
+	snprintf(appname, sizeof appname, "a3dgw %s", srv->env.instance);
+	return gw_server_open_pg(srv->env.base, pc, pc->application_name ? pc->application_name :
+				 appname, pc->pool, err, errlen);
 }
 
 /* Runs the loop until the store has answered what it was asked, at most

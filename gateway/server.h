@@ -97,6 +97,17 @@ int gw_server_run(struct gw_server *srv);
 /* Frees everything; safe on a server that never ran. NULL is a no-op. */
 void gw_server_free(struct gw_server *srv);
 
+/*
+ * The PostgreSQL state store of a state.postgres section (its password loaded from its file or
+ * environment and wiped after the connect): connected and migrated, with pool connections named
+ * appname in pg_stat_activity. NULL with err. The server opens its store with it; so does the
+ * usage export (gateway/usage_csv.h).
+ */
+struct event_base;
+struct gw_pg_cfg;
+struct gw_store *gw_server_open_pg(struct event_base *base, const struct gw_pg_cfg *pc,
+				   const char *appname, unsigned pool, char *err, size_t errlen);
+
 /* Starts the drain (what SIGTERM does); exposed for tests. Calls in flight get up to grace_ms to
  * finish; once none is left (at once when none was), the remaining client connections are closed
  * instead of waiting for their clients to hang up after GOAWAY, and the process can exit. */

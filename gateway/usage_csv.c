@@ -9,10 +9,9 @@
 #include <string.h>
 #include <event2/event.h>
 
-#include "auth/upstream/secret.h"
 #include "gateway/base/clock.h"
 #include "gateway/config/config.h"
-#include "gateway/state/pg.h"
+#include "gateway/server.h"
 #include "gateway/state/store.h"
 #include "gateway/svc/budget.h"
 
@@ -77,10 +76,6 @@ static struct gw_store *csv_store_open(const struct gw_config *cfg, struct event
 				       char *err, size_t errlen)
 {
 	const struct gw_pg_cfg *pc = &cfg->state.postgres;
-	struct gw_pg_opts o;
-	struct gw_store *s = NULL;
-	char *pw = NULL;
-	size_t pwlen = 0;
 
 	if (!pc->enabled) {
 		if (cfg->state.memory_only || !cfg->state.path) {
@@ -90,27 +85,7 @@ static struct gw_store *csv_store_open(const struct gw_config *cfg, struct event
 		}
 		return gw_store_open(cfg->state.path, 1, err, errlen);
 	}
-	if ((pc->password_file || pc->password_env) &&
-	    gw_secret_load_pg(pc, &pw, &pwlen, err, errlen) != 0)
-		goto out;
-	memset(&o, 0, sizeof o);
-	o.hostaddr = pc->hostaddr;
-	o.host = pc->host;
-	o.port = pc->port;
-	o.dbname = pc->dbname;
-	o.user = pc->user;
-	o.password = pw;
-	o.sslmode = pc->sslmode;
-	o.application_name = "a3dgw usage";
-	o.pool = 1;
-	o.timeout_ms = pc->timeout_ms;
-	o.extra_keys = (const char *const *)pc->extra_keys;
-	o.extra_values = (const char *const *)pc->extra_values;
-	o.nextra = pc->nextra;
-	s = gw_store_open_pg(base, &o, err, errlen);
-out:
-	gw_secret_free(pw, pwlen);
-	return s;
+	return gw_server_open_pg(base, pc, "a3dgw usage", 1, err, errlen);
 }
 
 /* One page's answer: the rows printed, the mark of the last one kept. */
