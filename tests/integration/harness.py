@@ -88,6 +88,21 @@ def metrics(gw):
     return out
 
 
+def wait_metrics(gw, cond, what, timeout=30.0, show=""):
+    """Polls gw's /metrics until cond(metrics) holds, at most timeout s. -> the metrics. On
+    timeout an AssertionError names what and the series whose names contain show."""
+    deadline = time.monotonic() + timeout
+    m = {}
+    while time.monotonic() < deadline:
+        m = metrics(gw)
+        if cond(m):
+            return m
+        time.sleep(0.1)
+    raise AssertionError("%s not reached in %.0fs; %s series: %s"
+                         % (what, timeout, show or "all",
+                            {k: v for k, v in m.items() if show in k}))
+
+
 def readyz(gw, timeout=HTTP_TIMEOUT_S):
     """gw's /readyz -> (HTTP status, parsed JSON body)."""
     st, _, body = http("GET", gw.http_url + "/readyz", timeout=timeout)

@@ -39,16 +39,7 @@ def _sim_balance(sim):
 
 
 def _wait(gw, cond, what, timeout=WAIT_S):
-    """Polls /metrics until cond(metrics) holds (bounded). -> the metrics."""
-    deadline = time.monotonic() + timeout
-    m = {}
-    while time.monotonic() < deadline:
-        m = harness.metrics(gw)
-        if cond(m):
-            return m
-        time.sleep(0.1)
-    raise AssertionError("%s not reached in %.0fs; balance series: %s"
-                         % (what, timeout, {k: v for k, v in m.items() if "balance" in k}))
+    return harness.wait_metrics(gw, cond, what, timeout, show="balance")
 
 
 def _charge_one_job(gw, name):

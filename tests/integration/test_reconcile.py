@@ -35,15 +35,7 @@ follower:
 
 
 def _wait(gw, cond, what, timeout=WAIT_S):
-    deadline = time.monotonic() + timeout
-    m = {}
-    while time.monotonic() < deadline:
-        m = harness.metrics(gw)
-        if cond(m):
-            return m
-        time.sleep(0.2)
-    raise AssertionError("%s not reached in %.0fs; reconcile series: %s"
-                         % (what, timeout, {k: v for k, v in m.items() if "reconcile" in k}))
+    return harness.wait_metrics(gw, cond, what, timeout, show="reconcile")
 
 
 def _near(m, key, want):
