@@ -6,6 +6,9 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +31,8 @@
 #include "gateway/base/metrics.h"
 #include "gateway/base/otlp.h"
 #include "gateway/base/procmetrics.h"
+#include "gateway/base/iobrake.h"
+#include "gateway/base/streamguard.h"
 #include "gateway/call/admit.h"
 #include "gateway/call/svc.h"
 #include "gateway/cluster/climit.h"
@@ -64,11 +69,20 @@ static void *server_poller(void *arg)
 	}
 }
 
-/* Polls the sockets (gRPC core's reads, writes, accepts, timers); no tag ever arrives here. */
+/* Polls the sockets (gRPC core's reads, writes, accepts, timers); no tag ever arrives here.
+ * It runs at grpc.io_thread_nice: gRPC core 1.51 turns every stream a client opens into a call
+ * queued for the loop, and under rapid reset this thread, parsing, outran the loop taking them
+ * (calls piled up by the hundred thousand, gigabytes). Niced, it gets the CPU the loop leaves,
+ * so calls cannot be made faster than they are taken when both want the CPU (tests/abuse/
+ * README.md has the figures). Lowering a thread's priority needs no privilege. */
 static void *server_io(void *arg)
 {
 	struct gw_server *srv = arg;
+	int nice = (int)srv->env.cfg->grpc.io_thread_nice;
 
+	if (nice && setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), nice) != 0)
+		gw_log(GW_LOG_WARN, "server", GW_LS("msg", "cannot lower the I/O thread's priority"),
+		       GW_LN("nice", nice), GW_LN("errno", errno), GW_LEND);
 	for (;;) {
 		grpc_event ev = grpc_completion_queue_next(srv->io_cq,
 							   gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
@@ -543,7 +557,9 @@ static int server_grpc_new(struct gw_server *srv, char *err, size_t errlen)
 	       GW_LN("max_connection_idle_ms", cfg->grpc.max_connection_idle_ms),
 	       GW_LN("max_connection_age_ms", cfg->grpc.max_connection_age_ms),
 	       GW_LN("keepalive_time_ms", cfg->grpc.keepalive_time_ms),
-	       GW_LN("handshake_timeout_ms", cfg->grpc.handshake_timeout_ms), GW_LEND);
+	       GW_LN("handshake_timeout_ms", cfg->grpc.handshake_timeout_ms),
+	       GW_LN("max_resets_per_s", cfg->grpc.max_resets_per_s),
+	       GW_LN("io_thread_nice", cfg->grpc.io_thread_nice), GW_LEND);
 	/* The calls' queue does no I/O, the sockets have their own (server.h, Threading). */
 	env->cq = grpc_completion_queue_create(grpc_completion_queue_factory_lookup(&cq_attr),
 					       &cq_attr, NULL);
@@ -1129,6 +1145,46 @@ out:
 
 /* ---- run ---- */
 
+/* The stream guard's thread, and the brake it works on the I/O thread (gateway/base/
+ * streamguard.h, iobrake.h), once both gRPC core and the I/O thread run. */
+static int server_guards_start(struct gw_server *srv)
+{
+	struct gw_env *env = &srv->env;
+	int failed;
+
+	srv->iobrake = gw_iobrake_new(srv->io_thread, (uint64_t)env->cfg->process.memory_mib << 20,
+				      &failed);
+	if (failed || (srv->iobrake && gw_metrics_register(&env->metrics_reg, gw_iobrake_render_metrics,
+							   srv->iobrake) != 0))
+		goto fail;
+	srv->streamguard = gw_streamguard_start(srv->grpc_port, env->cfg->grpc.max_resets_per_s,
+						env->connguard, srv->iobrake, &failed);
+	if (failed || (srv->streamguard &&
+		       gw_metrics_register(&env->metrics_reg, gw_streamguard_render_metrics,
+					   srv->streamguard) != 0))
+		goto fail;
+	return 0;
+fail:
+	gw_log(GW_LOG_ERROR, "server", GW_LS("msg", "cannot start the stream guard"), GW_LEND);
+	return -1;
+}
+
+static void server_guards_stop(struct gw_server *srv)
+{
+	struct gw_env *env = &srv->env;
+
+	if (srv->streamguard) {
+		gw_metrics_unregister(&env->metrics_reg, gw_streamguard_render_metrics, srv->streamguard);
+		gw_streamguard_stop(srv->streamguard);
+		srv->streamguard = NULL;
+	}
+	if (srv->iobrake) {	/* after the thread that ticks it */
+		gw_metrics_unregister(&env->metrics_reg, gw_iobrake_render_metrics, srv->iobrake);
+		gw_iobrake_free(srv->iobrake);
+		srv->iobrake = NULL;
+	}
+}
+
 int gw_server_run(struct gw_server *srv)
 {
 	struct gw_env *env = &srv->env;
@@ -1141,6 +1197,8 @@ int gw_server_run(struct gw_server *srv)
 		goto out;
 	}
 	srv->io_running = 1;
+	if (server_guards_start(srv) != 0)
+		goto out;
 	env->started = 1;
 	/* Several requests armed per method: one call's hand-off round trip (completion queue,
 	 * poller, loop, re-arm) no longer paces how fast calls leave gRPC core's queue, where a flood
@@ -1233,6 +1291,7 @@ void gw_server_free(struct gw_server *srv)
 	srv->rest = NULL;
 	if (env->grpc && !srv->cq_shut)
 		server_grpc_shutdown_sync(srv);
+	server_guards_stop(srv);	/* it signals the I/O thread and reads gRPC core's counters */
 	server_io_stop(srv);
 	gw_metrics_unregister(&env->metrics_reg, gw_memguard_render_metrics, srv->memguard);
 	gw_memguard_free(srv->memguard);

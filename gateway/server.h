@@ -10,8 +10,14 @@
  * second thread on a queue of their own that never carries a tag (io_cq). gRPC core's read of a
  * connection runs for as long as bytes keep arriving on it, and under a rapid-reset flood a
  * poller that also read sockets delivered at most about 1000 calls a second to the loop while it
- * created tens of thousands, which piled up in memory. Everything else, every field below except inside the hand-off, is owned by
- * the loop thread. Tags on the completion queue are always a struct gw_tag * (call.h).
+ * created tens of thousands, which piled up in memory. The I/O thread runs niced
+ * (grpc.io_thread_nice), and a third thread, the stream guard's (gateway/base/streamguard.h),
+ * reads gRPC core's per-connection counters, shuts down connections that reset too many
+ * streams, and stops the I/O thread for a tick (gateway/base/iobrake.h) while calls pour in
+ * faster than the loop takes them and memory is high; it shares with the loop only the connection
+ * guard's list of closed connections (under its mutex). Everything else, every field below except
+ * inside the hand-off, is owned by the loop thread. Tags on the completion queue are always a
+ * struct gw_tag * (call.h).
  *
  * Configuration generations: env.gen is the current {config, keyring}; a SIGHUP reload parses the
  * file, swaps in a new generation when it is valid and emits env.reload. Upstream accounts,
@@ -71,6 +77,10 @@ struct gw_server {
 	struct event *ev_term, *ev_int, *ev_hup, *ev_grace;
 	struct gw_config_async *reload;	/* SIGHUP's loader thread (gateway/config/config_async.h) */
 	struct gw_memguard *memguard;	/* RSS ceiling (gateway/base/memguard.h); NULL = none */
+	struct gw_iobrake *iobrake;	/* stops the I/O thread under a call flood (gateway/base/
+					 * iobrake.h), ticked by the stream guard; NULL = none */
+	struct gw_streamguard *streamguard;	/* reset rate from gRPC core's counters (gateway/
+						 * base/streamguard.h); NULL = none */
 	struct event *ev_drain_poll;	/* while draining: ends the drain once nothing is in flight */
 
 	/* Poller thread -> loop (the only state shared between threads lives in the hand-off). */

@@ -7,8 +7,10 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <linux/tcp.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,7 +48,10 @@ struct connguard_closed {
 
 struct gw_connguard {
 	int port;
-	struct connguard_closed closed[GW_CONNGUARD_CLOSED_RING];	/* lately closed, a ring */
+	/* Closed lately, a ring: written by the loop and the stream guard's thread (closed_mu);
+	 * last_close_ms is read without it (atomically) before every call's lookup. */
+	pthread_mutex_t closed_mu;
+	struct connguard_closed closed[GW_CONNGUARD_CLOSED_RING];
 	size_t closed_next;
 	int64_t last_close_ms;
 	uint64_t dropped;			/* queued calls of closed connections dropped */
@@ -363,6 +368,66 @@ static struct connguard_conn *connguard_conn_slot(struct gw_connguard *g,
 	return c;
 }
 
+/* A /proc/self/fd entry's descriptor, -1 for ".", "..", and the directory's own. */
+static int connguard_fd_of(const char *name, int dfd)
+{
+	char *end;
+	long v = strtol(name, &end, 10);
+
+	if (end == name || *end || v < 0 || v > INT_MAX || (int)v == dfd)
+		return -1;
+	return (int)v;
+}
+
+/* fd is a socket accepted on the gRPC port: 0 with its peer in *peer, else -1. */
+static int connguard_socket_conn(int fd, int port, struct sockaddr_storage *peer)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode))
+		return -1;
+	return connguard_conn_of(fd, port, peer);
+}
+
+/* Shuts fd, a connection from peer, down and reads away what it had sent. Checked right before
+ * acting: still the same connection (gRPC core's threads may have closed it, and the number may
+ * name another socket by now). 1 when shut. */
+static int connguard_shut(int fd, int port, const struct sockaddr_storage *peer)
+{
+	struct sockaddr_storage again;
+
+	if (connguard_conn_of(fd, port, &again) != 0 || !connguard_same(peer, &again))
+		return 0;
+	if (shutdown(fd, SHUT_RDWR) != 0)
+		return 0;
+	connguard_discard(fd);
+	return 1;
+}
+
+int gw_connguard_shutdown_peer(int port, const struct sockaddr_storage *peer)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	size_t seen = 0;
+	int dfd, shut = 0;
+
+	if (!d)
+		return 0;
+	dfd = dirfd(d);
+	while (!shut && (e = readdir(d)) != NULL && seen < GW_CONNGUARD_MAX_FDS) {
+		struct sockaddr_storage got;
+		int fd = connguard_fd_of(e->d_name, dfd);
+
+		if (fd < 0)
+			continue;
+		seen++;
+		if (connguard_socket_conn(fd, port, &got) == 0 && connguard_same(&got, peer))
+			shut = connguard_shut(fd, port, peer);
+	}
+	closedir(d);
+	return shut;
+}
+
 /*
  * Walks /proc/self/fd for the gRPC connections. CONNGUARD_PEER shuts the one whose peer is *want
  * down; the other modes sample every connection's intake and shut down those holding at least
@@ -381,19 +446,17 @@ static size_t connguard_scan(struct gw_connguard *g, enum connguard_mode mode,
 		return 0;
 	dfd = dirfd(d);
 	while ((e = readdir(d)) != NULL && seen < GW_CONNGUARD_MAX_FDS) {
-		struct sockaddr_storage peer, again;
-		struct stat st;
-		char *end, text[INET6_ADDRSTRLEN + 8];
+		struct sockaddr_storage peer;
+		char text[INET6_ADDRSTRLEN + 8];
 		const char *reason;
-		long v = strtol(e->d_name, &end, 10);
-		int fd = (int)v, unread = 0;
+		int fd, unread = 0;
 		long long value;
 
-		if (end == e->d_name || *end || v < 0 || fd == dfd)
+		fd = connguard_fd_of(e->d_name, dfd);
+		if (fd < 0)
 			continue;
 		seen++;
-		if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode) ||
-		    connguard_conn_of(fd, g->port, &peer) != 0)
+		if (connguard_socket_conn(fd, g->port, &peer) != 0)
 			continue;
 		if (mode == CONNGUARD_PEER) {
 			if (!want || !connguard_same(&peer, want))
@@ -419,18 +482,10 @@ static size_t connguard_scan(struct gw_connguard *g, enum connguard_mode mode,
 			if (!close_it)
 				continue;
 		}
-		/* Right before acting: still the same connection (gRPC core's threads may have
-		 * closed it, and the number may name another socket by now). */
-		if (connguard_conn_of(fd, g->port, &again) != 0 || !connguard_same(&peer, &again))
+		if (!connguard_shut(fd, g->port, &peer))
 			continue;
-		if (shutdown(fd, SHUT_RDWR) != 0)
-			continue;
-		connguard_discard(fd);
 		shut++;
-		g->last_close_ms = gw_clock_now_us() / 1000;
-		g->closed[g->closed_next].peer = peer;
-		g->closed[g->closed_next].at_ms = g->last_close_ms;
-		g->closed_next = (g->closed_next + 1) % GW_CONNGUARD_CLOSED_RING;
+		gw_connguard_note_closed(g, &peer);
 		connguard_peer_text(&peer, text, sizeof text);
 		connguard_log_close(g, reason, text, value);
 		if (mode == CONNGUARD_PEER) {
@@ -452,6 +507,7 @@ struct gw_connguard *gw_connguard_new(int port, uint32_t max_resets_per_s, uint3
 
 	if (!g)
 		return NULL;
+	pthread_mutex_init(&g->closed_mu, NULL);
 	g->port = port;
 	g->max_resets = max_resets_per_s;
 	g->backlog = backlog_bytes;
@@ -504,36 +560,56 @@ void gw_connguard_call_ended(struct gw_connguard *g, const char *peer, int reset
 		g->not_found++;	/* gone already (closed by gRPC core or an earlier scan) */
 }
 
+void gw_connguard_note_closed(struct gw_connguard *g, const struct sockaddr_storage *peer)
+{
+	int64_t now = gw_clock_now_us() / 1000;
+
+	pthread_mutex_lock(&g->closed_mu);
+	g->closed[g->closed_next].peer = *peer;
+	g->closed[g->closed_next].at_ms = now;
+	g->closed_next = (g->closed_next + 1) % GW_CONNGUARD_CLOSED_RING;
+	__atomic_store_n(&g->last_close_ms, now, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&g->closed_mu);
+}
+
+static int64_t connguard_last_close(const struct gw_connguard *g)
+{
+	return __atomic_load_n(&g->last_close_ms, __ATOMIC_ACQUIRE);
+}
+
 int gw_connguard_closed_lately(const struct gw_connguard *g)
 {
-	return g && g->last_close_ms &&
-	       gw_clock_now_us() / 1000 - g->last_close_ms <= GW_CONNGUARD_CLOSED_KEEP_MS;
+	int64_t last = g ? connguard_last_close(g) : 0;
+
+	return last && gw_clock_now_us() / 1000 - last <= GW_CONNGUARD_CLOSED_KEEP_MS;
 }
 
 int gw_connguard_abuse_lately(const struct gw_connguard *g)
 {
-	return g && g->last_close_ms &&
-	       gw_clock_now_us() / 1000 - g->last_close_ms <= GW_CONNGUARD_ABUSE_QUIET_MS;
+	int64_t last = g ? connguard_last_close(g) : 0;
+
+	return last && gw_clock_now_us() / 1000 - last <= GW_CONNGUARD_ABUSE_QUIET_MS;
 }
 
 int gw_connguard_closed_peer(struct gw_connguard *g, const char *peer)
 {
 	struct sockaddr_storage ss;
-	int64_t now;
+	int64_t now, last = g ? connguard_last_close(g) : 0;
+	int found = 0;
 
-	if (!g || !g->last_close_ms)
+	if (!last)
 		return 0;
 	now = gw_clock_now_us() / 1000;
-	if (now - g->last_close_ms > GW_CONNGUARD_CLOSED_KEEP_MS ||
-	    gw_connguard_parse_peer(peer, &ss) != 0)
+	if (now - last > GW_CONNGUARD_CLOSED_KEEP_MS || gw_connguard_parse_peer(peer, &ss) != 0)
 		return 0;
-	for (size_t i = 0; i < GW_CONNGUARD_CLOSED_RING; i++)
-		if (g->closed[i].at_ms && now - g->closed[i].at_ms <= GW_CONNGUARD_CLOSED_KEEP_MS &&
-		    connguard_same(&g->closed[i].peer, &ss)) {
-			g->dropped++;
-			return 1;
-		}
-	return 0;
+	pthread_mutex_lock(&g->closed_mu);
+	for (size_t i = 0; i < GW_CONNGUARD_CLOSED_RING && !found; i++)
+		found = g->closed[i].at_ms && now - g->closed[i].at_ms <= GW_CONNGUARD_CLOSED_KEEP_MS &&
+			connguard_same(&g->closed[i].peer, &ss);
+	pthread_mutex_unlock(&g->closed_mu);
+	if (found)
+		g->dropped++;
+	return found;
 }
 
 size_t gw_connguard_relieve(struct gw_connguard *g)
@@ -577,5 +653,7 @@ void gw_connguard_render_metrics(void *arg, struct gw_metrics_out *o)
 
 void gw_connguard_free(struct gw_connguard *g)
 {
+	if (g)
+		pthread_mutex_destroy(&g->closed_mu);
 	free(g);
 }

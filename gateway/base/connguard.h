@@ -107,6 +107,11 @@ int gw_connguard_intake_heavy(const struct gw_connguard_intake *s, uint64_t byte
  * IP peer. Pure. */
 int gw_connguard_parse_peer(const char *peer, struct sockaddr_storage *ss);
 
+/* Shuts down the connection accepted on port whose peer is *peer (IPv4-mapped addresses as
+ * IPv4) and reads away what it had sent, found in /proc/self/fd (at most GW_CONNGUARD_MAX_FDS
+ * descriptors). 1 when shut, 0 when not found. No state: any thread. */
+int gw_connguard_shutdown_peer(int port, const struct sockaddr_storage *peer);
+
 /* Watches the gRPC listener's connections on port. max_resets_per_s 0: resets never close;
  * backlog_bytes 0: pressure never closes. NULL when out of memory. */
 struct gw_connguard *gw_connguard_new(int port, uint32_t max_resets_per_s, uint32_t backlog_bytes);
@@ -116,6 +121,9 @@ void gw_connguard_call_ended(struct gw_connguard *g, const char *peer, int reset
 /* 1 when peer's connection was closed here within GW_CONNGUARD_CLOSED_KEEP_MS: the call is one
  * gRPC core had queued before the close, and is dropped without a reply (counted). */
 int gw_connguard_closed_peer(struct gw_connguard *g, const char *peer);
+/* Remembers that peer's connection was closed now (by the stream guard's thread, or here): its
+ * queued calls are dropped for GW_CONNGUARD_CLOSED_KEEP_MS. Any thread. */
+void gw_connguard_note_closed(struct gw_connguard *g, const struct sockaddr_storage *peer);
 /* 1 when any connection was closed within GW_CONNGUARD_CLOSED_KEEP_MS: the cheap test before
  * asking gRPC core for a call's peer (NULL g: 0). */
 int gw_connguard_closed_lately(const struct gw_connguard *g);

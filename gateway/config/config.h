@@ -114,6 +114,7 @@
 #define GW_CONFIG_DEFAULT_REST_SESSION_S 3600	/* as upstream's dmsess lifetime */
 #define GW_CONFIG_DEFAULT_MAX_RESETS_PER_S 100
 #define GW_CONFIG_DEFAULT_SHED_BACKLOG_KIB 32
+#define GW_CONFIG_DEFAULT_IO_THREAD_NICE 10
 
 struct gw_errors {
 	size_t n;
@@ -245,6 +246,9 @@ struct gw_grpc_cfg {
 					 * before the connection is closed (rapid reset); 0 = never */
 	unsigned shed_backlog_kib;	/* above half of process.memory_mib, connections with this
 					 * much unread are closed; 0 = never */
+	unsigned io_thread_nice;	/* nice value of the thread that runs gRPC core's I/O, so
+					 * it cannot read calls faster than the loop takes them
+					 * (rapid reset); 0 = the process's */
 };
 
 /*

@@ -9,7 +9,7 @@
  *              max_connection_age_ms, max_connection_age_grace_ms, keepalive_time_ms,
  *              keepalive_timeout_ms, min_recv_ping_interval_ms, max_ping_strikes,
  *              max_metadata_bytes, handshake_timeout_ms, probe_interval_ms, probe_timeout_ms,
- *              probe_failures, max_resets_per_s, shed_backlog_kib }
+ *              probe_failures, max_resets_per_s, shed_backlog_kib, io_thread_nice }
  *
  * Every key is an integer in a fixed range, so each section is one table of {key, range, field}.
  * What they mean is in config.h (struct gw_process_cfg, gw_http_cfg, gw_grpc_cfg); the checks
@@ -85,6 +85,7 @@ void gw_cfg_net_defaults(struct gw_config *cfg)
 		.probe_failures = GW_CONFIG_DEFAULT_PROBE_FAILURES,
 		.max_resets_per_s = GW_CONFIG_DEFAULT_MAX_RESETS_PER_S,
 		.shed_backlog_kib = GW_CONFIG_DEFAULT_SHED_BACKLOG_KIB,
+		.io_thread_nice = GW_CONFIG_DEFAULT_IO_THREAD_NICE,
 	};
 }
 
@@ -143,6 +144,7 @@ void gw_cfg_grpc(struct gw_cfg_parse *p, yaml_node_t *n)
 		{ "probe_failures", 1, 100, NULL, &c->probe_failures },
 		{ "max_resets_per_s", 0, 1000000, NULL, &c->max_resets_per_s },
 		{ "shed_backlog_kib", 0, 1 << 20, NULL, &c->shed_backlog_kib },
+		{ "io_thread_nice", 0, 19, NULL, &c->io_thread_nice },
 	};
 
 	net_section(p, n, "grpc", keys, sizeof(keys) / sizeof(keys[0]));
@@ -188,7 +190,7 @@ int gw_config_net_same(const struct gw_config *a, const struct gw_config *b)
 	       x->probe_interval_ms == y->probe_interval_ms &&
 	       x->probe_timeout_ms == y->probe_timeout_ms && x->probe_failures == y->probe_failures &&
 	       x->max_resets_per_s == y->max_resets_per_s &&
-	       x->shed_backlog_kib == y->shed_backlog_kib;
+	       x->shed_backlog_kib == y->shed_backlog_kib && x->io_thread_nice == y->io_thread_nice;
 }
 
 unsigned gw_config_grpc_quota_mib(const struct gw_config *cfg)

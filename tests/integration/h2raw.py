@@ -86,7 +86,10 @@ class Conn:
 
     def poll(self):
         """Reads what the server sent so far without blocking; acknowledges its SETTINGS (if
-        wanted) and PINGs. Returns False once the server closed the connection."""
+        wanted) and PINGs. Returns False once the server closed the connection. The socket's
+        timeout is restored after (setblocking(True) would drop it, and a later send to a server
+        that stopped reading would then wait forever)."""
+        timeout = self.sock.gettimeout()
         self.sock.setblocking(False)
         try:
             while True:
@@ -100,7 +103,7 @@ class Conn:
                     return False
                 self._buf += chunk
         finally:
-            self.sock.setblocking(True)
+            self.sock.settimeout(timeout)
         out = b""
         # An offset, one slice at the end: cutting the buffer per frame made a poll quadratic in
         # what it read (tens of thousands of RST_STREAM frames under a flood).

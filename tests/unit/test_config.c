@@ -422,6 +422,7 @@ static const struct bad_case bad_cases[] = {
 	{ "grpc:\n  max_concurrent_streams: 0\n" BASE, 2, "grpc.max_concurrent_streams must be > 0" },
 	{ "grpc:\n  max_metadata_bytes: 100\n" BASE, 2, "grpc.max_metadata_bytes must be >= 1024" },
 	{ "grpc:\n  keepalive_time_ms: soon\n" BASE, 2, "grpc.keepalive_time_ms must be an integer" },
+	{ "grpc:\n  io_thread_nice: 20\n" BASE, 2, "grpc.io_thread_nice must be <= 19" },
 	{ "grpc:\n  probe_interval_ms: 1000\n  probe_timeout_ms: 1000\n" BASE, 1,
 	  "grpc.probe_timeout_ms must be shorter than grpc.probe_interval_ms" },
 	{ "grpc:\n  memory_quota_mib: 600\n" BASE, 1,
@@ -997,7 +998,8 @@ Test(config, net_sections)
 		"  probe_timeout_ms: 20\n"
 		"  probe_failures: 9\n"
 		"  max_resets_per_s: 11\n"
-		"  shed_backlog_kib: 12\n" BASE;
+		"  shed_backlog_kib: 12\n"
+		"  io_thread_nice: 13\n" BASE;
 	struct gw_errors errs = { 0 };
 	struct gw_config *cfg = NULL, *dflt = NULL;
 	const struct gw_grpc_cfg *g;
@@ -1016,6 +1018,7 @@ Test(config, net_sections)
 	cr_expect_eq(dflt->grpc.handshake_timeout_ms, GW_CONFIG_DEFAULT_HANDSHAKE_MS);
 	cr_expect_eq(dflt->grpc.max_resets_per_s, GW_CONFIG_DEFAULT_MAX_RESETS_PER_S);
 	cr_expect_eq(dflt->grpc.shed_backlog_kib, GW_CONFIG_DEFAULT_SHED_BACKLOG_KIB);
+	cr_expect_eq(dflt->grpc.io_thread_nice, GW_CONFIG_DEFAULT_IO_THREAD_NICE);
 	cr_expect_eq(gw_config_grpc_quota_mib(dflt), GW_CONFIG_DEFAULT_MEMORY_MIB / 2);
 
 	cr_assert_eq(load_text(text, path, sizeof(path), &cfg, &errs), 0, "%s", errs.n ? errs.msg[0] : "-");
@@ -1046,6 +1049,7 @@ Test(config, net_sections)
 	cr_expect_eq(g->probe_failures, 9);
 	cr_expect_eq(g->max_resets_per_s, 11);
 	cr_expect_eq(g->shed_backlog_kib, 12);
+	cr_expect_eq(g->io_thread_nice, 13);
 	cr_expect_eq(gw_config_net_same(cfg, dflt), 0);
 	cr_expect_eq(gw_config_net_same(dflt, dflt), 1);
 	gw_config_free(cfg);

@@ -251,3 +251,35 @@ Test(connguard, shed_closes_only_heavy_senders)
 	close(s2);
 	close(lfd);
 }
+
+/* The stream guard's thread closes connections through these two: found by peer among the
+ * process's descriptors, and remembered so the loop drops their queued calls. */
+Test(connguard, shutdown_peer_and_note)
+{
+	int port, lfd = listener(&port), s1, s2;
+	char p1[64], p2[64];
+	int c1 = connect_pair(lfd, port, &s1, p1, sizeof p1);
+	int c2 = connect_pair(lfd, port, &s2, p2, sizeof p2);
+	struct gw_connguard *g = gw_connguard_new(port, 5, 0);
+	struct sockaddr_storage ss;
+
+	cr_assert_not_null(g);
+	cr_assert_eq(gw_connguard_parse_peer(p1, &ss), 0);
+	cr_expect_eq(gw_connguard_shutdown_peer(port + 1 == 65536 ? 1 : port + 1, &ss), 0,
+		     "another port: not found");
+	cr_expect_eq(client_sees_eof(c1), 0);
+	cr_expect_eq(gw_connguard_shutdown_peer(port, &ss), 1);
+	cr_expect_eq(client_sees_eof(c1), 1, "shut down");
+	cr_expect_eq(client_sees_eof(c2), 0, "the other connection stays");
+	cr_expect_eq(gw_connguard_closed_lately(g), 0, "not told yet");
+	gw_connguard_note_closed(g, &ss);
+	cr_expect_eq(gw_connguard_closed_lately(g), 1);
+	cr_expect_eq(gw_connguard_closed_peer(g, p1), 1);
+	cr_expect_eq(gw_connguard_closed_peer(g, p2), 0);
+	gw_connguard_free(g);
+	close(c1);
+	close(c2);
+	close(s1);
+	close(s2);
+	close(lfd);
+}
