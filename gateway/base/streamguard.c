@@ -22,6 +22,7 @@
 #include "gateway/base/metrics.h"
 
 #define STREAMGUARD_RING (GW_STREAMGUARD_WINDOW_MS / GW_STREAMGUARD_TICK_MS)
+#define STREAMGUARD_NEW_PER_TICK 64	/* new connections registered a tick at most */
 #define STREAMGUARD_READS_PER_TICK (GW_STREAMGUARD_READS_PER_S * GW_STREAMGUARD_TICK_MS / 1000)
 
 struct gw_streamguard {
@@ -38,23 +39,21 @@ struct gw_streamguard {
 	int64_t started_ms[STREAMGUARD_RING];	/* ...and when (0: no sample) */
 	size_t started_next;
 	int64_t resume_id;			/* where the next read of the connections starts */
-	int64_t full_ms;			/* when the last complete read began (0: none yet)... */
-	int64_t full_max_id;			/* ...and the highest socket id it saw */
-	int64_t pass_ms, pass_max_id;		/* the same of the read now under way */
+	int64_t known_id;			/* the highest socket id listed so far */
 	struct gw_lograte log;
 	struct gw_streamguard_window table[GW_STREAMGUARD_TABLE];
 	/* Counters: written by the thread, read by the loop's scrape. */
 	uint64_t closed, scans, sockets_read, not_found;
 };
 
-int gw_streamguard_count(struct gw_streamguard_window *w, int64_t id, uint64_t resets, int fresh,
+int gw_streamguard_count(struct gw_streamguard_window *w, int64_t id, uint64_t resets,
 			 uint32_t limit, int64_t now_ms)
 {
 	if (w->id != id) {
 		memset(w, 0, sizeof *w);
 		w->id = id;
 		w->start_ms = now_ms;
-		w->base = fresh ? 0 : resets;
+		w->base = resets;
 	}
 	if (!limit || w->closed)
 		return 0;
@@ -155,25 +154,17 @@ static int streamguard_read_sockets(struct gw_streamguard *g, int64_t sid, int64
 		char *one, peer[GW_CONNGUARD_MAX_PEER];
 		uint64_t resets;
 		struct gw_streamguard_window *w;
-		int fresh;
 
 		if (id <= 0)
 			continue;
 		g->resume_id = id + 1;
-		if (id > g->pass_max_id)
-			g->pass_max_id = id;
 		one = grpc_channelz_get_socket(id);
 		if (!one)
 			continue;
 		__atomic_add_fetch(&g->sockets_read, 1, __ATOMIC_RELAXED);
 		if (gw_streamguard_parse_socket(one, &resets, peer, sizeof peer) == 0) {
 			w = &g->table[(uint64_t)id % GW_STREAMGUARD_TABLE];
-			/* gRPC numbers its objects in order: an id above every one the last complete
-			 * read saw was opened since. When that read is at most a window old, all of
-			 * this connection's resets fall within one window. */
-			fresh = id > g->full_max_id && g->full_ms &&
-				now_ms - g->full_ms <= GW_STREAMGUARD_WINDOW_MS;
-			if (gw_streamguard_count(w, id, resets, fresh, g->limit, now_ms))
+			if (gw_streamguard_count(w, id, resets, g->limit, now_ms))
 				streamguard_close(g, peer, resets);
 		}
 		gpr_free(one);
@@ -181,6 +172,30 @@ static int streamguard_read_sockets(struct gw_streamguard *g, int64_t sid, int64
 	json_decref(root);
 	gpr_free(text);
 	return end;
+}
+
+/* Registers the connections opened since the last tick (gRPC numbers its objects in order: the
+ * ids above g->known_id), a window each from now with a count of 0, so every reset of theirs is
+ * counted, however fast the first burst (a tick, at most STREAMGUARD_NEW_PER_TICK of them;
+ * the rest the next). Cheap when none is new: an empty list. */
+static void streamguard_list_new(struct gw_streamguard *g, int64_t sid, int64_t now_ms)
+{
+	char *text = grpc_channelz_get_server_sockets(sid, g->known_id + 1, STREAMGUARD_NEW_PER_TICK);
+	json_t *root = text ? json_loads(text, 0, NULL) : NULL;
+	json_t *r;
+	size_t i;
+
+	json_array_foreach(json_object_get(root, "socketRef"), i, r) {
+		int64_t id = (int64_t)streamguard_num(r, "socketId");
+
+		if (id <= g->known_id)
+			continue;
+		g->known_id = id;
+		gw_streamguard_count(&g->table[(uint64_t)id % GW_STREAMGUARD_TABLE], id, 0, g->limit,
+				     now_ms);
+	}
+	json_decref(root);
+	gpr_free(text);
 }
 
 static void streamguard_tick(struct gw_streamguard *g)
@@ -202,6 +217,7 @@ static void streamguard_tick(struct gw_streamguard *g)
 	g->started_next = (g->started_next + 1) % STREAMGUARD_RING;
 	if (!g->limit)
 		return;
+	streamguard_list_new(g, sid, now);
 	/* No connection can have reset limit streams within a window unless the server started
 	 * that many calls within it, and below GW_STREAMGUARD_BUSY_PER_S the loop keeps up: the
 	 * common case reads nothing more. */
@@ -209,15 +225,8 @@ static void streamguard_tick(struct gw_streamguard *g)
 	if (g->started_ms[oldest] && g->resume_id == 0 && total - g->started[oldest] < busy)
 		return;
 	__atomic_add_fetch(&g->scans, 1, __ATOMIC_RELAXED);
-	if (g->resume_id == 0) {
-		g->pass_ms = now;
-		g->pass_max_id = 0;
-	}
-	if (!streamguard_read_sockets(g, sid, now))
-		return;	/* the next tick goes on from g->resume_id */
-	g->resume_id = 0;
-	g->full_ms = g->pass_ms;
-	g->full_max_id = g->pass_max_id;
+	if (streamguard_read_sockets(g, sid, now))
+		g->resume_id = 0;	/* else the next tick goes on from there */
 }
 
 static void *streamguard_main(void *arg)

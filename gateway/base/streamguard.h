@@ -13,7 +13,9 @@
  * within one window of GW_STREAMGUARD_WINDOW_MS: within a tick or two of the flood's start,
  * whatever the loop is doing.
  *
- * Cost and bounds: one small JSON (the server's call count) a tick; the connections are read
+ * Cost and bounds: two small JSONs a tick, the server's call count and the connections opened
+ * since the last tick (gRPC numbers its objects in order; each new one is entered with a count of
+ * 0, so its first burst counts whole, at most 64 a tick); the connections' counts are read
  * only while the server started max(max_resets_per_s, GW_STREAMGUARD_BUSY_PER_S) calls or more
  * within the last window (no connection can be over the limit otherwise, and below that rate the
  * loop takes calls as they come, so connguard's count is on time), at most
@@ -50,11 +52,11 @@ struct gw_streamguard_window {
 	int closed;		/* shut down already: never judged again */
 };
 
-/* The connection of socket id has reset `resets` streams in all by now_ms; fresh: it was not
- * there at the previous complete read of the connections (so it is younger than that read, and
- * all its resets fall in its first window). 1 when it must be closed (limit resets within one
- * window), else 0; limit 0: never. Pure. */
-int gw_streamguard_count(struct gw_streamguard_window *w, int64_t id, uint64_t resets, int fresh,
+/* The connection of socket id has reset `resets` streams in all by now_ms. A connection not in
+ * w yet takes it, its window starting now from that count (a newly opened one is entered with
+ * 0: every reset of its counts). 1 when it must be closed (limit resets within one window),
+ * else 0; limit 0: never. Pure. */
+int gw_streamguard_count(struct gw_streamguard_window *w, int64_t id, uint64_t resets,
 			 uint32_t limit, int64_t now_ms);
 
 /* Reads one channelz socket JSON (grpc_channelz_get_socket): the streams its client reset and

@@ -13,35 +13,37 @@ Test(streamguard, count_window)
 	static const struct {
 		int64_t id;
 		uint64_t resets;	/* the connection's count so far */
-		int fresh;
 		int64_t now_ms;
 		int want;
 		const char *why;
 	} steps[] = {		/* limit 10 per GW_STREAMGUARD_WINDOW_MS (1000) */
-		{ 7, 500, 0, 100, 0, "first seen, old: what it reset before is not this window's" },
-		{ 7, 505, 0, 200, 0, "5 in the window" },
-		{ 7, 509, 0, 1099, 0, "9 in the window" },
-		{ 7, 512, 0, 1100, 0, "a new window from 512" },
-		{ 7, 521, 0, 1500, 0, "9" },
-		{ 7, 522, 0, 1600, 1, "10 within one window: close" },
-		{ 7, 900, 0, 1700, 0, "closed: never again" },
-		{ 8, 10, 1, 1700, 1, "a new connection (fresh): all its resets are this window's" },
-		{ 9, 9, 1, 1700, 0, "fresh, under the limit" },
-		{ 9, 19, 0, 1720, 1, "then over it" },
-		{ 7 + 4096, 50, 0, 1800, 0, "another connection in the slot: starts from its count" },
-		{ 7 + 4096, 40, 0, 1900, 0, "a count that went back: not over" },
+		{ 7, 500, 100, 0, "first seen at 500: what it reset before is not this window's" },
+		{ 7, 505, 200, 0, "5 in the window" },
+		{ 7, 509, 1099, 0, "9 in the window" },
+		{ 7, 512, 1100, 0, "a new window from 512" },
+		{ 7, 521, 1500, 0, "9" },
+		{ 7, 522, 1600, 1, "10 within one window: close" },
+		{ 7, 900, 1700, 0, "closed: never again" },
+		{ 8, 0, 1700, 0, "a new connection, entered with 0 when listed" },
+		{ 8, 10, 1710, 1, "all its resets count: its first burst closes it" },
+		{ 9, 0, 1700, 0, "another, entered at 0" },
+		{ 9, 9, 2699, 0, "9 within the window" },
+		{ 9, 19, 2700, 0, "a window later: counting from 19" },
+		{ 7 + 4096, 50, 2800, 0, "another connection in the slot: starts from its count" },
+		{ 7 + 4096, 40, 2900, 0, "a count that went back: not over" },
 	};
-	struct gw_streamguard_window table[2] = { { 0 } };
+	struct gw_streamguard_window table[3] = { { 0 } };
 
 	for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
-		struct gw_streamguard_window *w = &table[steps[i].id % 4096 == 7 ? 0 : 1];
+		int64_t id = steps[i].id;
+		struct gw_streamguard_window *w = &table[id % 4096 == 7 ? 0 : id == 8 ? 1 : 2];
 
-		cr_expect_eq(gw_streamguard_count(w, steps[i].id, steps[i].resets, steps[i].fresh, 10,
-						  steps[i].now_ms),
+		cr_expect_eq(gw_streamguard_count(w, id, steps[i].resets, 10, steps[i].now_ms),
 			     steps[i].want, "step %zu: %s", i, steps[i].why);
 	}
 	memset(table, 0, sizeof table);
-	cr_expect_eq(gw_streamguard_count(&table[0], 3, 1000000, 1, 0, 5), 0, "limit 0: never");
+	cr_expect_eq(gw_streamguard_count(&table[0], 3, 0, 0, 5), 0);
+	cr_expect_eq(gw_streamguard_count(&table[0], 3, 1000000, 0, 6), 0, "limit 0: never");
 }
 
 Test(streamguard, parse_socket)
