@@ -6,12 +6,11 @@
 
 #include <errno.h>
 #include <signal.h>
-#include <sys/resource.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 #include <event2/event.h>
@@ -25,13 +24,13 @@
 #include "gateway/base/connguard.h"
 #include "gateway/base/fdlimit.h"
 #include "gateway/base/handoff.h"
+#include "gateway/base/iobrake.h"
 #include "gateway/base/liblog.h"
 #include "gateway/base/log.h"
 #include "gateway/base/memguard.h"
 #include "gateway/base/metrics.h"
 #include "gateway/base/otlp.h"
 #include "gateway/base/procmetrics.h"
-#include "gateway/base/iobrake.h"
 #include "gateway/base/streamguard.h"
 #include "gateway/call/admit.h"
 #include "gateway/call/svc.h"

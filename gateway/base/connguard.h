@@ -46,7 +46,8 @@
  * between the check and the shutdown by gRPC core's threads; the check right before shutdown()
  * keeps that window to two system calls, and what it could hit is another connection to the same
  * port from the same peer address and port, which TCP does not allow at the same time.
- * Loop thread only.
+ * Loop thread only, but for gw_connguard_shutdown_peer and gw_connguard_note_closed (the stream
+ * guard's thread closes connections too: gateway/base/streamguard.h).
  */
 #ifndef A3D_GATEWAY_CONNGUARD_H
 #define A3D_GATEWAY_CONNGUARD_H

@@ -31,7 +31,6 @@ static int64_t iobrake_until_ns;
 struct gw_iobrake {
 	pthread_t thread;
 	uint64_t ceiling;
-	struct sigaction old;
 	uint64_t brakes, braked_ms;	/* written by the ticking thread, read at scrape */
 };
 
@@ -85,7 +84,7 @@ struct gw_iobrake *gw_iobrake_new(pthread_t thread, uint64_t ceiling, int *faile
 	sa.sa_handler = iobrake_handler;
 	sa.sa_flags = SA_RESTART;
 	sigemptyset(&sa.sa_mask);
-	if (sigaction(IOBRAKE_SIGNAL, &sa, &b->old) != 0)
+	if (sigaction(IOBRAKE_SIGNAL, &sa, NULL) != 0)
 		goto fail;
 	return b;
 fail:
@@ -125,10 +124,9 @@ void gw_iobrake_render_metrics(void *arg, struct gw_metrics_out *o)
 		       __atomic_load_n(&b->braked_ms, __ATOMIC_RELAXED));
 }
 
+/* The handler stays: a brake's signal still pending would otherwise meet the default action
+ * (ending the process), and with no deadline ahead the handler returns at once. */
 void gw_iobrake_free(struct gw_iobrake *b)
 {
-	if (!b)
-		return;
-	sigaction(IOBRAKE_SIGNAL, &b->old, NULL);
 	free(b);
 }

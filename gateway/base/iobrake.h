@@ -46,7 +46,7 @@ struct gw_iobrake *gw_iobrake_new(pthread_t thread, uint64_t ceiling, int *faile
 void gw_iobrake_tick(struct gw_iobrake *b, uint64_t calls, int64_t span_ms, int64_t tick_ms);
 /* grpc_io_brakes_total, grpc_io_braked_seconds_total. NULL b: nothing. */
 void gw_iobrake_render_metrics(void *b, struct gw_metrics_out *o);
-/* Restores the signal's default handling (after the ticking thread stopped). NULL is fine. */
+/* After the ticking thread stopped; the handler stays installed (harmless). NULL is fine. */
 void gw_iobrake_free(struct gw_iobrake *b);
 
 #endif

@@ -20,13 +20,15 @@
  * within the last window (no connection can be over the limit otherwise, and below that rate the
  * loop takes calls as they come, so connguard's count is on time), at most
  * GW_STREAMGUARD_READS_PER_S connections a second (a tick reads its share and the next goes on
- * where it stopped: with many connections each is read less often). Windows are kept for GW_STREAMGUARD_TABLE
- * connections (direct-mapped by gRPC's socket id; a newcomer takes the slot). Every close is
- * counted and logged (at most one line a second, with a suppressed count).
+ * where it stopped: with many connections each is read less often). Windows are kept for
+ * GW_STREAMGUARD_TABLE connections (direct-mapped by gRPC's socket id; a newcomer takes the
+ * slot). Every close is counted and logged (at most one line a second, with a suppressed count).
+ * The same tick drives the I/O brake (gateway/base/iobrake.h) with the calls made since the last.
  *
- * A client cancelling many calls at once (its deadline passing on hundreds of calls within a
- * second on one connection) counts the same way: such a connection is closed too, as
- * connguard's rule would; its calls had failed already.
+ * A reset is a reset here, whatever the call's deadline: connguard leaves calls past their
+ * deadline out (a client cancelling at its deadline is no abuse), which a flood of calls sent
+ * with grpc-timeout 1n used to slip through. So a connection on which hundreds of calls a second
+ * time out in the client is closed too; those calls had failed already.
  */
 #ifndef A3D_GATEWAY_STREAMGUARD_H
 #define A3D_GATEWAY_STREAMGUARD_H
