@@ -88,6 +88,14 @@ def metrics(gw):
     return out
 
 
+def sanitized(gw):
+    """True when the gateway runs under ASan or TSan: their allocators' quarantine and shadow
+    memory make its RSS say nothing about what it uses (the gateway's memory guard does not act
+    there either)."""
+    with open("/proc/%d/maps" % gw.proc.pid) as f:
+        return bool(re.search(r"lib[at]san", f.read()))
+
+
 def wait_metrics(gw, cond, what, timeout=30.0, show=""):
     """Polls gw's /metrics until cond(metrics) holds, at most timeout s. -> the metrics. On
     timeout an AssertionError names what and the series whose names contain show."""
