@@ -198,17 +198,20 @@ static void streamguard_list_new(struct gw_streamguard *g, int64_t sid, int64_t 
 	gpr_free(text);
 }
 
-static void streamguard_tick(struct gw_streamguard *g)
+/* One tick; 1 when no call was made since the last (the next may wait longer). */
+static int streamguard_tick(struct gw_streamguard *g)
 {
 	int64_t now = gw_clock_now_us() / 1000, sid;
 	size_t oldest, prev;
+	int idle;
 	uint64_t total, busy = g->limit;
 
 	if (busy < GW_STREAMGUARD_BUSY_PER_S)
 		busy = GW_STREAMGUARD_BUSY_PER_S;
 	if (streamguard_calls_started(&total, &sid) != 0)
-		return;
+		return 0;
 	prev = (g->started_next + STREAMGUARD_RING - 1) % STREAMGUARD_RING;
+	idle = g->started_ms[prev] && total == g->started[prev];
 	if (g->started_ms[prev] && total >= g->started[prev])
 		gw_iobrake_tick(g->brake, total - g->started[prev], now - g->started_ms[prev],
 				GW_STREAMGUARD_TICK_MS);
@@ -216,30 +219,35 @@ static void streamguard_tick(struct gw_streamguard *g)
 	g->started_ms[g->started_next] = now;
 	g->started_next = (g->started_next + 1) % STREAMGUARD_RING;
 	if (!g->limit)
-		return;
-	streamguard_list_new(g, sid, now);
+		return idle;
+	/* No call since the last tick: no connection reset anything, and one opened meanwhile is
+	 * still at 0 when it is listed later. */
+	if (!idle)
+		streamguard_list_new(g, sid, now);
 	/* No connection can have reset limit streams within a window unless the server started
 	 * that many calls within it, and below GW_STREAMGUARD_BUSY_PER_S the loop keeps up: the
 	 * common case reads nothing more. */
 	oldest = g->started_next;
 	if (g->started_ms[oldest] && g->resume_id == 0 && total - g->started[oldest] < busy)
-		return;
+		return idle;
 	__atomic_add_fetch(&g->scans, 1, __ATOMIC_RELAXED);
 	if (streamguard_read_sockets(g, sid, now))
 		g->resume_id = 0;	/* else the next tick goes on from there */
+	return idle;
 }
 
 static void *streamguard_main(void *arg)
 {
 	struct gw_streamguard *g = arg;
 	struct timespec at;
+	int idle;
 
 	pthread_mutex_lock(&g->mu);
 	while (!g->stop) {
 		pthread_mutex_unlock(&g->mu);
-		streamguard_tick(g);
+		idle = streamguard_tick(g);
 		clock_gettime(CLOCK_MONOTONIC, &at);
-		at.tv_nsec += GW_STREAMGUARD_TICK_MS * 1000000L;
+		at.tv_nsec += (idle ? GW_STREAMGUARD_IDLE_TICK_MS : GW_STREAMGUARD_TICK_MS) * 1000000L;
 		if (at.tv_nsec >= 1000000000L) {
 			at.tv_sec++;
 			at.tv_nsec -= 1000000000L;
