@@ -22,11 +22,11 @@
 #endif
 
 #define IOBRAKE_SIGNAL (SIGRTMIN + 3)
-#define IOBRAKE_NAP_NS 1000000L		/* the handler checks its deadline this often */
+#define IOBRAKE_NAP_US 1000		/* the handler checks its deadline this often */
 
-/* The brake's end, CLOCK_MONOTONIC nanoseconds: written by the ticking thread, read by the
+/* The brake's end, gw_clock_now_us microseconds: written by the ticking thread, read by the
  * handler on the I/O thread. Static: a signal handler can reach nothing else. */
-static int64_t iobrake_until_ns;
+static int64_t iobrake_until_us;
 
 struct gw_iobrake {
 	pthread_t thread;
@@ -34,23 +34,16 @@ struct gw_iobrake {
 	uint64_t brakes, braked_ms;	/* written by the ticking thread, read at scrape */
 };
 
-static int64_t iobrake_now_ns(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (int64_t)t.tv_sec * 1000000000L + t.tv_nsec;
-}
-
-/* On the I/O thread: sleeps until the deadline (async-signal-safe calls only). */
+/* On the I/O thread: sleeps until the deadline (async-signal-safe calls only: gw_clock_now_us
+ * is clock_gettime, and nanosleep). */
 static void iobrake_handler(int sig)
 {
 	int saved = errno;
-	int64_t now, until;
+	int64_t left;
 
 	(void)sig;
-	while ((now = iobrake_now_ns()) < (until = __atomic_load_n(&iobrake_until_ns, __ATOMIC_ACQUIRE))) {
-		struct timespec nap = { 0, until - now < IOBRAKE_NAP_NS ? until - now : IOBRAKE_NAP_NS };
+	while ((left = __atomic_load_n(&iobrake_until_us, __ATOMIC_ACQUIRE) - gw_clock_now_us()) > 0) {
+		struct timespec nap = { 0, (left < IOBRAKE_NAP_US ? left : IOBRAKE_NAP_US) * 1000 };
 
 		nanosleep(&nap, NULL);
 	}
@@ -102,7 +95,7 @@ void gw_iobrake_tick(struct gw_iobrake *b, uint64_t calls, int64_t span_ms, int6
 	ms = gw_iobrake_decide(gw_memguard_rss(), b->ceiling, calls, span_ms, tick_ms);
 	if (!ms)
 		return;
-	__atomic_store_n(&iobrake_until_ns, iobrake_now_ns() + ms * 1000000L, __ATOMIC_RELEASE);
+	__atomic_store_n(&iobrake_until_us, gw_clock_now_us() + ms * 1000, __ATOMIC_RELEASE);
 	if (pthread_kill(b->thread, IOBRAKE_SIGNAL) != 0)
 		return;
 	__atomic_add_fetch(&b->brakes, 1, __ATOMIC_RELAXED);
