@@ -66,7 +66,11 @@ def _redis_values():
         if not key:
             continue
         if _redis_cli("TYPE", key).strip() == b"string":
-            out[key.decode()] = _redis_cli("--raw", "GET", key)
+            raw = _redis_cli("--raw", "GET", key)
+            # redis-cli --raw appends exactly one newline; a sealed blob may itself end in
+            # 0x0a (one in 256), so strip that one byte only, never rstrip.
+            assert raw.endswith(b"\n"), raw
+            out[key.decode()] = raw[:-1]
     return out
 
 
@@ -155,7 +159,7 @@ def test_cookie_sealed_in_redis_and_never_logged(cluster):
     sealed = {k: v for k, v in values.items() if re.match(r"^a3d:session:[^:]+$", k)}
     assert list(sealed) == ["a3d:session:sim"], sorted(values)
     keyname, blob = next(iter(sealed.items()))
-    exp_ms, cookie = _open_sealed(key, keyname, blob.rstrip(b"\n"))
+    exp_ms, cookie = _open_sealed(key, keyname, blob)
     assert exp_ms > time.time() * 1000
     # It is the live session: the simulator accepts it.
     sim.get_json("/character/listModels", "dmsess=" + cookie)
@@ -167,9 +171,9 @@ def test_cookie_sealed_in_redis_and_never_logged(cluster):
     # Under another account's key name (the AAD) it does not open.
     from cryptography.exceptions import InvalidTag
     with pytest.raises(InvalidTag):
-        _open_sealed(key, "a3d:session:other", blob.rstrip(b"\n"))
+        _open_sealed(key, "a3d:session:other", blob)
     print("\ncluster_session redis: keys=%s sealed_bytes=%d cookie_in_clear=0"
-          % (sorted(values), len(blob.rstrip(b"\n"))))
+          % (sorted(values), len(blob)))
 
 
 def test_redis_down_local_fallback_then_shared_again(cluster):
