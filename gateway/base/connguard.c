@@ -36,7 +36,6 @@ struct connguard_conn {
 };
 
 enum connguard_mode {
-	CONNGUARD_PEER,		/* close the one connection of a peer (resets) */
 	CONNGUARD_RELIEVE,	/* sample every connection, close those with a backlog */
 	CONNGUARD_SHED,		/* sample every connection, close the heavy senders */
 };
@@ -429,12 +428,11 @@ int gw_connguard_shutdown_peer(int port, const struct sockaddr_storage *peer)
 }
 
 /*
- * Walks /proc/self/fd for the gRPC connections. CONNGUARD_PEER shuts the one whose peer is *want
- * down; the other modes sample every connection's intake and shut down those holding at least
- * g->backlog unread bytes (RELIEVE) or sending heavily (SHED). Returns how many it shut.
+ * Walks /proc/self/fd for the gRPC connections, samples every one's intake and shuts down those
+ * holding at least g->backlog unread bytes (RELIEVE) or sending heavily (SHED). Returns how many
+ * it shut. (One peer's connection: gw_connguard_shutdown_peer.)
  */
-static size_t connguard_scan(struct gw_connguard *g, enum connguard_mode mode,
-			     const struct sockaddr_storage *want)
+static size_t connguard_scan(struct gw_connguard *g, enum connguard_mode mode)
 {
 	DIR *d = opendir("/proc/self/fd");
 	struct dirent *e;
@@ -449,8 +447,10 @@ static size_t connguard_scan(struct gw_connguard *g, enum connguard_mode mode,
 		struct sockaddr_storage peer;
 		char text[INET6_ADDRSTRLEN + 8];
 		const char *reason;
-		int fd, unread = 0;
+		int fd, unread = 0, close_it;
 		long long value;
+		uint64_t bytes;
+		struct connguard_conn *conn;
 
 		fd = connguard_fd_of(e->d_name, dfd);
 		if (fd < 0)
@@ -458,40 +458,25 @@ static size_t connguard_scan(struct gw_connguard *g, enum connguard_mode mode,
 		seen++;
 		if (connguard_socket_conn(fd, g->port, &peer) != 0)
 			continue;
-		if (mode == CONNGUARD_PEER) {
-			if (!want || !connguard_same(&peer, want))
-				continue;
-			reason = "resets";
-			value = g->max_resets;
+		bytes = connguard_received(fd);
+		conn = connguard_conn_slot(g, &peer);
+		if (mode == CONNGUARD_SHED) {
+			close_it = gw_connguard_intake_heavy(&conn->in, bytes, now);
+			reason = "shed";
+			value = (long long)bytes;
 		} else {
-			uint64_t bytes = connguard_received(fd);
-			struct connguard_conn *conn = connguard_conn_slot(g, &peer);
-			int close_it;
-
-			if (mode == CONNGUARD_SHED) {
-				close_it = gw_connguard_intake_heavy(&conn->in, bytes, now);
-				reason = "shed";
-				value = (long long)bytes;
-			} else {
-				close_it = g->backlog && ioctl(fd, FIONREAD, &unread) == 0 &&
-					   (uint32_t)unread >= g->backlog;
-				reason = "backlog";
-				value = unread;
-			}
-			gw_connguard_intake_note(&conn->in, bytes, now);
-			if (!close_it)
-				continue;
+			close_it = g->backlog && ioctl(fd, FIONREAD, &unread) == 0 &&
+				   (uint32_t)unread >= g->backlog;
+			reason = "backlog";
+			value = unread;
 		}
-		if (!connguard_shut(fd, g->port, &peer))
+		gw_connguard_intake_note(&conn->in, bytes, now);
+		if (!close_it || !connguard_shut(fd, g->port, &peer))
 			continue;
 		shut++;
 		gw_connguard_note_closed(g, &peer);
 		connguard_peer_text(&peer, text, sizeof text);
 		connguard_log_close(g, reason, text, value);
-		if (mode == CONNGUARD_PEER) {
-			g->closed_resets++;
-			break;
-		}
 		if (mode == CONNGUARD_SHED)
 			g->closed_shed++;
 		else
@@ -528,6 +513,7 @@ void gw_connguard_call_ended(struct gw_connguard *g, const char *peer, int reset
 {
 	struct connguard_slot *s;
 	struct sockaddr_storage ss;
+	char text[INET6_ADDRSTRLEN + 8];
 	int64_t now;
 
 	if (!g || !reset || !g->max_resets || !peer || strlen(peer) >= GW_CONNGUARD_MAX_PEER)
@@ -556,8 +542,14 @@ void gw_connguard_call_ended(struct gw_connguard *g, const char *peer, int reset
 		s->w.resets = g->max_resets - 1;
 		return;
 	}
-	if (!connguard_scan(g, CONNGUARD_PEER, &ss))
+	if (!gw_connguard_shutdown_peer(g->port, &ss)) {
 		g->not_found++;	/* gone already (closed by gRPC core or an earlier scan) */
+		return;
+	}
+	g->closed_resets++;
+	gw_connguard_note_closed(g, &ss);
+	connguard_peer_text(&ss, text, sizeof text);
+	connguard_log_close(g, "resets", text, g->max_resets);
 }
 
 void gw_connguard_note_closed(struct gw_connguard *g, const struct sockaddr_storage *peer)
@@ -616,12 +608,12 @@ size_t gw_connguard_relieve(struct gw_connguard *g)
 {
 	if (!g || !connguard_scan_allowed(g, gw_clock_now_us() / 1000))
 		return 0;
-	return connguard_scan(g, CONNGUARD_RELIEVE, NULL);
+	return connguard_scan(g, CONNGUARD_RELIEVE);
 }
 
 size_t gw_connguard_shed(struct gw_connguard *g)
 {
-	return g ? connguard_scan(g, CONNGUARD_SHED, NULL) : 0;
+	return g ? connguard_scan(g, CONNGUARD_SHED) : 0;
 }
 
 void gw_connguard_render_metrics(void *arg, struct gw_metrics_out *o)

@@ -44,7 +44,7 @@ int64_t gw_iobrake_decide(uint64_t rss, uint64_t ceiling, uint64_t calls, int64_
 struct gw_iobrake *gw_iobrake_new(pthread_t thread, uint64_t ceiling, int *failed);
 /* One tick of the controller (any one thread): decides and, if so, stops the thread. */
 void gw_iobrake_tick(struct gw_iobrake *b, uint64_t calls, int64_t span_ms, int64_t tick_ms);
-/* grpc_io_brakes_total, grpc_io_braked_seconds_total. NULL b: nothing. */
+/* grpc_io_brakes_total, grpc_io_braked_milliseconds_total. NULL b: nothing. */
 void gw_iobrake_render_metrics(void *b, struct gw_metrics_out *o);
 /* After the ticking thread stopped; the handler stays installed (harmless). NULL is fine. */
 void gw_iobrake_free(struct gw_iobrake *b);
