@@ -17,10 +17,11 @@
  * full: tostring() keeps 14 digits). Expired or unreadable holders are deleted on every call, so a
  * dead replica's slots come back once its lease ends. A holder that asked for more than it got is
  * starved (kept with 0 slots too): while there are starved others, a grant is at most a fair share
- * (cap / (starved + 1), rounded up), but never below what the caller still has in flight (keep:
- * those slots are its own already, so the total stays within the cap). The busy holder thus gives
- * slots back as its requests end, and the starved ones get them. The hash itself expires a second
- * after the last call's leases would: an idle account leaves nothing behind.
+ * (cap / (starved + 1), rounded up), but never below what the caller may have in flight when the
+ * answer reaches it (keep: those slots are its own already, so the total stays within the cap).
+ * The busy holder thus gives slots back as its requests end, and the starved ones get them. The
+ * hash itself expires a second after the last call's leases would: an idle account leaves
+ * nothing behind.
  */
 const char GW_CSEM_LUA[] =
 	"local cap = tonumber(ARGV[1])\n"
@@ -275,9 +276,16 @@ static int csem_send(struct gw_csem *c, struct gw_csem_entry *e, unsigned want, 
 	struct csem_req *req;
 	char scap[16], swant[16], sttl[16], skeep[16];
 	const char *argv[6];
+	unsigned keep;
 
 	if (e->inflight_fn)
 		e->inflight = e->inflight_fn(e->arg);
+	/* What must stay held is what may be in flight when the answer comes: the requests in
+	 * flight now and those gw_csem_sync admits meanwhile (up to min(use, want)). Keeping only
+	 * the first let a fair-share cut grant fewer slots than were in flight by then. */
+	keep = e->inflight > e->use ? e->inflight : e->use;
+	if (keep > want)
+		keep = want;
 	req = malloc(sizeof *req);
 	if (!req)
 		goto refused;
@@ -286,7 +294,7 @@ static int csem_send(struct gw_csem *c, struct gw_csem_entry *e, unsigned want, 
 	snprintf(scap, sizeof scap, "%u", e->cap);
 	snprintf(swant, sizeof swant, "%u", want);
 	snprintf(sttl, sizeof sttl, "%d", GW_CSEM_TTL_MS);
-	snprintf(skeep, sizeof skeep, "%u", e->inflight < want ? e->inflight : want);
+	snprintf(skeep, sizeof skeep, "%u", keep);
 	argv[0] = e->key;
 	argv[1] = scap;
 	argv[2] = c->instance;

@@ -9,9 +9,9 @@
  * replica's slots come back GW_CSEM_TTL_MS after its last renewal), and grants at most cap - the
  * others' slots. So the holders' slots never add up to more than the cap. Fairness: while other
  * holders got less than they asked for (starved), a grant is at most cap / (starved + 1) (rounded
- * up): the caller then uses at most that share, but keeps holding what it has in flight (those
- * slots are taken), so a busy replica drains to its share and hands the rest over at its next
- * renewal.
+ * up): the caller then uses at most that share, but keeps holding what it may have in flight by
+ * the answer (those slots are taken, including any it admits while the request is on its way),
+ * so a busy replica drains to its share and hands the rest over at its next renewal.
  *
  * A replica spends its slots locally: the hot path is no round trip. gw_csem_sync tells the
  * entry the replica's demand (requests in flight + queued) and gets the slots it may use:
@@ -60,10 +60,11 @@
 #define GW_CSEM_BATCH_SHARE 4		/* a batch is at most cap / (4 * replicas) slots */
 #define GW_CSEM_MAX_CAP 1000000		/* caps above this are clamped */
 
-/* The script: KEYS[1] the hash; ARGV cap, holder id, want (slots), ttl (ms), keep (slots in flight
- * at the caller, <= want; absent: 0). Returns {granted, others, use}: the holder's slots now (its
- * field is deleted when it has none and asks for none), the other live holders' total, and how
- * many of its slots it may use (its fair share while others starve; <= granted). */
+/* The script: KEYS[1] the hash; ARGV cap, holder id, want (slots), ttl (ms), keep (slots the caller
+ * may have in flight when the answer comes: in flight now or usable meanwhile; <= want; absent:
+ * 0). Returns {granted, others, use}: the holder's slots now (its field is deleted when it has
+ * none and asks for none), the other live holders' total, and how many of its slots it may use
+ * (its fair share while others starve; <= granted). */
 extern const char GW_CSEM_LUA[];
 
 struct event_base;

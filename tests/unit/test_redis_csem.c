@@ -3,8 +3,10 @@
  * real redis-server (tests/lib/with-redis exports A3D_REDIS_*): the Lua script's grants, releases
  * and expiry of dead holders as a table; two clients on one server (two replicas) whose usable
  * slots never add up to more than the cap, and one of them alone reaching the whole cap once
- * the other is idle; the server killed (fallbacks counted, the part shown local) and started
- * again (shared). Every wait is bounded.
+ * the other is idle; slots admitted while a request to Redis is on its way kept through a
+ * fair-share cut; three replicas whose requests take time never over the cap together; the
+ * server killed (fallbacks counted, the part shown local) and started again (shared). Every wait
+ * is bounded.
  */
 #include <criterion/criterion.h>
 
@@ -349,6 +351,225 @@ Test(csem, two_replicas_share_the_cap_and_idle_slots_come_back)
 		}
 		gw_csem_free(p[i].c);
 		gw_redis_free(p[i].r);
+	}
+	event_base_free(base);
+}
+
+/* Runs the loop until p's request to Redis is answered (bounded). */
+static void wait_answer(struct event_base *base, struct replica *p)
+{
+	int inflight = 1;
+	int64_t stop = gw_clock_now_us() + (int64_t)T_WAIT_MS * 1000;
+
+	while (gw_clock_now_us() < stop) {
+		gw_csem_held(p->e, &inflight);
+		if (!inflight)
+			return;
+		run_for(base, 1);
+	}
+	cr_assert_fail("no answer from Redis");
+}
+
+/*
+ * A replica asks for more while it admits: the slots it may use meanwhile count as kept, so a
+ * fair-share cut answered later never leaves it holding fewer slots than it then has in flight
+ * (which would let the others take them: 7 in flight under a cap of 6). Cap 6, batch 1:
+ *   A (demand 2) gets 3; B (demand 5) gets the other 3 and starves; C (demand 5) gets 0, starves.
+ *   A, 2 in flight and a third caller (demand 3 = held), asks for 4 and admits the third while
+ *   asking (usable 3). Two starve: A's fair share is 2, but it keeps its 3.
+ *   C then finds nothing free.
+ */
+Test(csem, slots_admitted_while_asking_are_kept)
+{
+	const unsigned cap = 6;
+	struct event_base *base = event_base_new();
+	struct replica p[3];
+	char key[128];
+
+	key_of(key, sizeof key, "keep");
+	memset(p, 0, sizeof p);
+	for (int i = 0; i < 3; i++) {
+		char name[16];
+
+		snprintf(name, sizeof name, "keep-%c", 'a' + i);
+		p[i].r = client(base);
+		cr_assert(run_until_connected(base, p[i].r));
+		p[i].c = gw_csem_new(base, p[i].r, name);
+		cr_assert_not_null(p[i].c);
+		p[i].e = gw_csem_entry(p[i].c, key, on_change, NULL, &p[i]);
+		cr_assert_not_null(p[i].e);
+	}
+	p[0].demand = 2;
+	sync_one(&p[0], cap);
+	wait_answer(base, &p[0]);
+	sync_one(&p[0], cap);
+	cr_assert_eq(p[0].usable, 3, "A alone: demand 2 + batch 1");
+	p[0].inflight = 2;
+	p[1].demand = p[2].demand = 5;
+	sync_one(&p[1], cap);
+	wait_answer(base, &p[1]);
+	sync_one(&p[2], cap);
+	wait_answer(base, &p[2]);
+	cr_assert_eq(gw_csem_held(p[1].e, NULL), 3, "B gets what A left");
+	cr_assert_eq(gw_csem_held(p[2].e, NULL), 0, "C finds nothing free");
+
+	p[0].demand = 3;	/* a third caller: demand reaches the holding, A asks for 4 */
+	sync_one(&p[0], cap);
+	cr_assert_eq(p[0].usable, 3, "A may still use its 3 while it asks");
+	p[0].inflight = 3;	/* and admits the third before the answer */
+	wait_answer(base, &p[0]);
+	sync_one(&p[0], cap);
+	cr_expect_eq(p[0].usable, 2, "two starve: A's fair share is ceil(6 / 3) = 2");
+	cr_expect_geq(gw_csem_held(p[0].e, NULL), p[0].inflight,
+		      "A holds %u slots with %u in flight", gw_csem_held(p[0].e, NULL), p[0].inflight);
+
+	/* C asks again once its short-grant hold is over: the cap is still taken. */
+	run_for(base, GW_CSEM_SHORT_HOLD_MS + 10);
+	sync_one(&p[2], cap);
+	wait_answer(base, &p[2]);
+	cr_expect_leq(p[0].inflight + gw_csem_held(p[1].e, NULL) + gw_csem_held(p[2].e, NULL), cap,
+		      "A's %u in flight, B holds %u, C holds %u", p[0].inflight,
+		      gw_csem_held(p[1].e, NULL), gw_csem_held(p[2].e, NULL));
+	for (int i = 0; i < 3; i++) {
+		gw_csem_free(p[i].c);
+		gw_redis_free(p[i].r);
+	}
+	event_base_free(base);
+}
+
+/* ---- three replicas spending their slots on requests that take time ---- */
+
+#define BUSY_REPLICAS 3
+#define BUSY_REQS 64		/* requests one replica may have in flight (bound of the model) */
+#define BUSY_QUEUE 12		/* callers one replica may have waiting (more are turned away) */
+#define BUSY_ARRIVE 6		/* 1-8 callers arrive one tick in 6: demand swings around the cap */
+
+struct busy {
+	struct replica p;
+	struct busy *all;	/* the BUSY_REPLICAS of the run, to add up what is in flight */
+	struct event *tick;
+	unsigned cap, queued, seed, served, most;
+	int64_t ends_us[BUSY_REQS];	/* in flight until then */
+};
+
+static unsigned busy_inflight(void *arg)
+{
+	return ((struct busy *)arg)->p.inflight;
+}
+
+/* As the upstream guard: sync, then admit while in flight < usable; the cluster-wide figure is
+ * taken after every admission. */
+static void busy_admit(struct busy *b)
+{
+	for (;;) {
+		unsigned sum = 0;
+
+		b->p.demand = b->p.inflight + b->queued;
+		b->p.shared = gw_csem_sync(b->p.c, b->p.e, b->cap, gw_csem_batch(b->cap, BUSY_REPLICAS),
+					   b->p.inflight, b->p.demand, gw_clock_now_us() / 1000,
+					   &b->p.usable) == GW_CSEM_SHARED;
+		if (!b->p.shared || b->queued == 0 || b->p.inflight >= b->p.usable ||
+		    b->p.inflight >= BUSY_REQS)
+			return;
+		b->queued--;
+		b->ends_us[b->p.inflight++] = gw_clock_now_us() + 3000 + (int64_t)(rand_r(&b->seed) % 25000);
+		for (int i = 0; i < BUSY_REPLICAS; i++)
+			sum += b->all[i].p.inflight;
+		if (sum > b->all[0].most)
+			b->all[0].most = sum;
+	}
+}
+
+static void busy_changed(void *arg)
+{
+	busy_admit(arg);
+}
+
+/* Every millisecond: requests due end (each end syncs, as gw_up_guard_release), a caller may
+ * arrive (one tick in three on average), and whoever fits is admitted. */
+static void busy_on_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct busy *b = arg;
+	int64_t now = gw_clock_now_us();
+
+	(void)fd;
+	(void)what;
+	for (unsigned k = 0; k < b->p.inflight;) {
+		if (b->ends_us[k] <= now) {
+			b->ends_us[k] = b->ends_us[--b->p.inflight];
+			b->served++;
+			busy_admit(b);
+		} else {
+			k++;
+		}
+	}
+	if (rand_r(&b->seed) % BUSY_ARRIVE == 0)
+		b->queued += 1 + (unsigned)rand_r(&b->seed) % 8;
+	if (b->queued > BUSY_QUEUE)
+		b->queued = BUSY_QUEUE;
+	busy_admit(b);
+}
+
+/*
+ * Three replicas, cap 6, callers arriving at random (more than the cap can serve, so the
+ * replicas compete and the fair shares apply), requests lasting 3-28 ms: admissions happen
+ * while a replica's renewal or growth is on its way to Redis, as in the gateway. The requests in
+ * flight across the replicas, added up after every admission, never exceed the cap.
+ */
+Test(csem, requests_in_flight_across_replicas_never_exceed_the_cap)
+{
+	struct event_base *base = event_base_new();
+	struct busy b[BUSY_REPLICAS];
+	struct timeval ms = { 0, 1000 };
+	char key[128];
+
+	key_of(key, sizeof key, "busy");
+	memset(b, 0, sizeof b);
+	for (int i = 0; i < BUSY_REPLICAS; i++) {
+		char name[32];
+
+		snprintf(name, sizeof name, "busy-%d", i);
+		b[i].all = b;
+		b[i].cap = 6;
+		b[i].seed = 7u + (unsigned)i;
+		b[i].p.r = client(base);
+		cr_assert(run_until_connected(base, b[i].p.r));
+		b[i].p.c = gw_csem_new(base, b[i].p.r, name);
+		cr_assert_not_null(b[i].p.c);
+		b[i].p.e = gw_csem_entry(b[i].p.c, key, busy_changed, busy_inflight, &b[i]);
+		cr_assert_not_null(b[i].p.e);
+		b[i].tick = event_new(base, -1, EV_PERSIST, busy_on_tick, &b[i]);
+		cr_assert_not_null(b[i].tick);
+		cr_assert_eq(event_add(b[i].tick, &ms), 0);
+	}
+	run_for(base, 3000);
+	for (int i = 0; i < BUSY_REPLICAS; i++)
+		event_free(b[i].tick);
+	printf("csem three busy replicas, cap %u: most in flight together %u; served %u, %u, %u; "
+	       "short grants %llu + %llu + %llu, releases %llu + %llu + %llu\n",
+	       b[0].cap, b[0].most, b[0].served, b[1].served, b[2].served,
+	       (unsigned long long)gw_csem_stats(b[0].p.c)->short_grants,
+	       (unsigned long long)gw_csem_stats(b[1].p.c)->short_grants,
+	       (unsigned long long)gw_csem_stats(b[2].p.c)->short_grants,
+	       (unsigned long long)gw_csem_stats(b[0].p.c)->releases,
+	       (unsigned long long)gw_csem_stats(b[1].p.c)->releases,
+	       (unsigned long long)gw_csem_stats(b[2].p.c)->releases);
+	cr_expect_leq(b[0].most, b[0].cap, "in flight across the replicas: %u", b[0].most);
+	cr_expect_eq(b[0].most, b[0].cap, "the cap is used");
+	for (int i = 0; i < BUSY_REPLICAS; i++) {
+		cr_expect_gt(b[i].served, 0, "replica %d served", i);
+		cr_expect_eq(gw_csem_stats(b[i].p.c)->fallback, 0);
+	}
+	for (int i = 0; i < BUSY_REPLICAS; i++) {
+		int inflight = 1;
+		int64_t stop = gw_clock_now_us() + (int64_t)T_WAIT_MS * 1000;
+
+		while (inflight && gw_clock_now_us() < stop) {
+			gw_csem_held(b[i].p.e, &inflight);
+			run_for(base, 5);
+		}
+		gw_csem_free(b[i].p.c);
+		gw_redis_free(b[i].p.r);
 	}
 	event_base_free(base);
 }
